@@ -1,0 +1,414 @@
+// Package vip puts the cluster's virtual IP address on this node's interface,
+// takes it off again, and announces a move with gratuitous ARP so that hosts
+// on the segment send to the new holder at once instead of waiting for their
+// ARP cache entry to go stale.
+//
+// It acts only on the local kernel: netlink for the address, a raw AF_PACKET
+// socket for ARP, both in the network namespace of the calling OS thread (for
+// the agent, the namespace of the node it runs on). It never shells out to
+// ip or arping, never talks to other nodes, and never decides who should hold
+// the address: the reconciler does that from the primary of record in etcd.
+// Nor does it fence anything. Removing the VIP here cannot remove it from a
+// node this one cannot reach; the exclusive hold comes from the order the
+// reconcilers keep (the old primary drops the VIP before its leader key goes
+// away, and no node acquires it before that key is gone), not from this
+// package.
+package vip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+)
+
+// Errors that name the capability the kernel refused. They wrap the original
+// errno (EPERM), so errors.Is works with either.
+var (
+	ErrNeedNetAdmin = errors.New("vip: needs CAP_NET_ADMIN")
+	ErrNeedNetRaw   = errors.New("vip: needs CAP_NET_RAW")
+)
+
+// netlinkTimeout bounds each netlink exchange when the caller's context has
+// no deadline. The kernel answers address requests at once; this only keeps
+// a wedged socket from hanging a reconciler pass.
+const netlinkTimeout = 5 * time.Second
+
+// Mover holds and releases one virtual IP on one interface. Its methods are
+// safe for concurrent use; Acquire and Release are serialised, so a Release
+// from self-fencing that races with an Acquire always runs after it and wins.
+//
+// A Mover acts in the network namespace of the OS thread that calls it. In
+// the agent every thread is in the node's namespace; a caller that has moved
+// a locked thread into another namespace (tests) acts there.
+type Mover struct {
+	cfg    Config
+	prefix netip.Prefix
+	log    *zap.Logger
+
+	mu sync.Mutex
+	// announced is true once this Mover has sent a first burst for the
+	// address it holds, so repeated Acquire calls on every reconciler pass
+	// do not flood the segment. Release clears it.
+	announced bool
+	// pending is the second burst scheduled by the last Acquire, if any.
+	pending *pendingBurst
+}
+
+// pendingBurst is a second burst waiting to be sent by its own goroutine.
+type pendingBurst struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// AcquireResult says what Acquire did, for the history event of a move.
+type AcquireResult struct {
+	// Added is true when the address was not on the interface and Acquire
+	// put it there.
+	Added bool
+	// ARPSent is the number of gratuitous ARP frames of the first burst: 0
+	// when the address was already held and announced by this Mover.
+	ARPSent int
+	// SecondBurst is true when this call scheduled a second burst,
+	// Config.SecondBurstDelay from now.
+	SecondBurst bool
+	// Took runs from the call until the first burst was sent.
+	Took time.Duration
+}
+
+// New validates cfg, applies its defaults and returns a Mover. It does not
+// touch the kernel: the interface need not exist yet. A nil logger is
+// replaced by a no-op one.
+func New(cfg Config, logger *zap.Logger) (*Mover, error) {
+	cfg = cfg.withDefaults()
+	p, err := cfg.validate()
+	if err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	return &Mover{
+		cfg:    cfg,
+		prefix: p,
+		log:    logger.With(zap.String("vip", p.String()), zap.String("interface", cfg.Interface)),
+	}, nil
+}
+
+// Address returns the VIP with its prefix length.
+func (m *Mover) Address() netip.Prefix { return m.prefix }
+
+// Interface returns the name of the interface that carries the VIP.
+func (m *Mover) Interface() string { return m.cfg.Interface }
+
+// Acquire makes sure the VIP is on the interface and announces it.
+//
+// Mirrors `ip addr replace VIP/LEN dev IFACE` followed by
+// `arping -U -c N -I IFACE VIP` and `arping -A -c N -I IFACE VIP`, and the
+// same again Config.SecondBurstDelay later.
+//
+// It is idempotent: when the address is already there it is left alone, and
+// gratuitous ARP is sent only if the address was just added or this Mover
+// has not announced it yet (a new agent that finds the VIP in place
+// announces it once). The packet socket is opened before the address is
+// added, so a missing CAP_NET_RAW fails Acquire without leaving the address
+// behind unannounced.
+//
+// Acquire returns after the first burst. The second burst is sent by a
+// goroutine that gives up when ctx is done, when Release or another Acquire
+// is called, or when the address has gone from the interface by then; pass
+// a ctx that outlives SecondBurstDelay (the agent's, not a short per-call
+// deadline) for it to be sent.
+//
+// Errors wrap ErrNeedNetAdmin or ErrNeedNetRaw when the kernel refuses for
+// lack of that capability.
+func (m *Mover) Acquire(ctx context.Context) (AcquireResult, error) {
+	start := time.Now()
+	var res AcquireResult
+	if err := ctx.Err(); err != nil {
+		return res, fmt.Errorf("acquire %s on %s: %w", m.prefix, m.cfg.Interface, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+
+	h, err := newHandle(ctx)
+	if err != nil {
+		return res, fmt.Errorf("acquire %s on %s: %w", m.prefix, m.cfg.Interface, err)
+	}
+	defer h.Close()
+
+	link, err := h.LinkByName(m.cfg.Interface)
+	if err != nil {
+		return res, fmt.Errorf("acquire %s: find interface %s: %w", m.prefix, m.cfg.Interface, err)
+	}
+	mac := link.Attrs().HardwareAddr
+	if len(mac) != 6 {
+		return res, fmt.Errorf("acquire %s: interface %s has no Ethernet address (%q), so gratuitous arp cannot be sent", m.prefix, m.cfg.Interface, mac.String())
+	}
+
+	addrs, err := listAddrs(h, link)
+	if err != nil {
+		return res, fmt.Errorf("acquire %s: list addresses of %s: %w", m.prefix, m.cfg.Interface, err)
+	}
+	present := false
+	for _, a := range addrs {
+		if m.isExactly(a) {
+			present = true
+		}
+	}
+	if present && m.announced {
+		// Nothing to do; a second burst still pending stays pending.
+		res.Took = time.Since(start)
+		return res, nil
+	}
+	m.stopPendingLocked()
+
+	snd, err := openARPSender(m.cfg.Interface, link.Attrs().Index, mac, m.prefix.Addr())
+	if err != nil {
+		return res, fmt.Errorf("acquire %s: %w", m.prefix, err)
+	}
+	keepSender := false
+	defer func() {
+		if !keepSender {
+			snd.close()
+		}
+	}()
+
+	if !present {
+		addr := &netlink.Addr{IPNet: &net.IPNet{
+			IP:   net.IP(m.prefix.Addr().AsSlice()),
+			Mask: net.CIDRMask(m.prefix.Bits(), 32),
+		}}
+		if err := h.AddrReplace(link, addr); err != nil {
+			return res, fmt.Errorf("acquire %s: add address to %s: %w", m.prefix, m.cfg.Interface, capError(err, ErrNeedNetAdmin))
+		}
+		res.Added = true
+		m.log.Info("virtual ip added")
+	}
+
+	n, err := snd.burst(ctx, m.cfg.ARPCount, m.cfg.ARPInterval)
+	res.ARPSent = n
+	res.Took = time.Since(start)
+	if err != nil {
+		// The address stays: it is ours and answers ARP lookups. The
+		// announcement is retried by the next Acquire since announced is
+		// still false.
+		return res, fmt.Errorf("acquire %s: %w", m.prefix, err)
+	}
+	m.announced = true
+	m.log.Info("gratuitous arp sent", zap.Int("frames", n), zap.Duration("took", res.Took))
+
+	// The second burst needs its own netlink socket, opened here in the
+	// caller's namespace, to check that the address is still held before
+	// announcing it again: its goroutine may run on a thread in another
+	// namespace.
+	h2, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		m.log.Warn("second gratuitous arp burst not scheduled", zap.Error(err))
+		return res, nil
+	}
+	keepSender = true
+	bctx, cancel := context.WithCancel(ctx)
+	pb := &pendingBurst{cancel: cancel, done: make(chan struct{})}
+	m.pending = pb
+	res.SecondBurst = true
+	go m.secondBurst(bctx, pb, snd, h2, link)
+	return res, nil
+}
+
+// secondBurst waits SecondBurstDelay and sends the burst again if the
+// address is still on the interface. It owns snd and h.
+func (m *Mover) secondBurst(ctx context.Context, pb *pendingBurst, snd *arpSender, h *netlink.Handle, link netlink.Link) {
+	defer close(pb.done)
+	defer pb.cancel()
+	defer snd.close()
+	defer h.Close()
+
+	t := time.NewTimer(m.cfg.SecondBurstDelay)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return
+	case <-t.C:
+	}
+
+	if err := h.SetSocketTimeout(time.Second); err != nil {
+		m.log.Warn("second gratuitous arp burst skipped", zap.Error(err))
+		return
+	}
+	addrs, err := listAddrs(h, link)
+	if err != nil {
+		m.log.Warn("second gratuitous arp burst skipped: cannot list addresses", zap.Error(err))
+		return
+	}
+	held := false
+	for _, a := range addrs {
+		held = held || m.isExactly(a)
+	}
+	if !held {
+		m.log.Warn("second gratuitous arp burst skipped: address no longer on the interface")
+		return
+	}
+	n, err := snd.burst(ctx, m.cfg.ARPCount, m.cfg.ARPInterval)
+	if err != nil && ctx.Err() == nil {
+		m.log.Warn("second gratuitous arp burst failed", zap.Int("frames", n), zap.Error(err))
+		return
+	}
+	m.log.Debug("second gratuitous arp burst sent", zap.Int("frames", n))
+}
+
+// Release makes sure the VIP is not on the interface. Every address on the
+// interface with the VIP's IP is removed, whatever its prefix length, since
+// any of them would draw the traffic. An address or an interface that is not
+// there is success. A second burst still pending from Acquire is cancelled
+// first, so this node never announces an address it has given up.
+//
+// Mirrors `ip addr del VIP/LEN dev IFACE`.
+//
+// Errors wrap ErrNeedNetAdmin when the kernel refuses for lack of it.
+func (m *Mover) Release(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("release %s from %s: %w", m.prefix, m.cfg.Interface, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.stopPendingLocked()
+	m.announced = false
+
+	h, err := newHandle(ctx)
+	if err != nil {
+		return fmt.Errorf("release %s from %s: %w", m.prefix, m.cfg.Interface, err)
+	}
+	defer h.Close()
+
+	link, err := h.LinkByName(m.cfg.Interface)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return nil
+		}
+		return fmt.Errorf("release %s: find interface %s: %w", m.prefix, m.cfg.Interface, err)
+	}
+	addrs, err := listAddrs(h, link)
+	if err != nil {
+		return fmt.Errorf("release %s: list addresses of %s: %w", m.prefix, m.cfg.Interface, err)
+	}
+	for _, a := range addrs {
+		if !m.hasIP(a) {
+			continue
+		}
+		if err := h.AddrDel(link, &a); err != nil {
+			// Gone between the list and the delete: what we wanted.
+			if errors.Is(err, unix.EADDRNOTAVAIL) {
+				continue
+			}
+			return fmt.Errorf("release %s: remove %s from %s: %w", m.prefix, a.IPNet, m.cfg.Interface, capError(err, ErrNeedNetAdmin))
+		}
+		m.log.Info("virtual ip removed", zap.Stringer("address", a.IPNet))
+	}
+	return nil
+}
+
+// Held reports whether the VIP's IP is on the interface now, with any prefix
+// length. An interface that does not exist holds nothing. It needs no
+// capability.
+//
+// Mirrors `ip -4 addr show dev IFACE to VIP`.
+func (m *Mover) Held(ctx context.Context) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, fmt.Errorf("check %s on %s: %w", m.prefix, m.cfg.Interface, err)
+	}
+	h, err := newHandle(ctx)
+	if err != nil {
+		return false, fmt.Errorf("check %s on %s: %w", m.prefix, m.cfg.Interface, err)
+	}
+	defer h.Close()
+
+	link, err := h.LinkByName(m.cfg.Interface)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return false, nil
+		}
+		return false, fmt.Errorf("check %s: find interface %s: %w", m.prefix, m.cfg.Interface, err)
+	}
+	addrs, err := listAddrs(h, link)
+	if err != nil {
+		return false, fmt.Errorf("check %s: list addresses of %s: %w", m.prefix, m.cfg.Interface, err)
+	}
+	for _, a := range addrs {
+		if m.hasIP(a) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// stopPendingLocked cancels a scheduled second burst and waits for its
+// goroutine, which returns promptly once cancelled.
+func (m *Mover) stopPendingLocked() {
+	if m.pending == nil {
+		return
+	}
+	m.pending.cancel()
+	<-m.pending.done
+	m.pending = nil
+}
+
+func (m *Mover) hasIP(a netlink.Addr) bool {
+	if a.IPNet == nil {
+		return false
+	}
+	ip, ok := netip.AddrFromSlice(a.IP)
+	return ok && ip.Unmap() == m.prefix.Addr()
+}
+
+func (m *Mover) isExactly(a netlink.Addr) bool {
+	if !m.hasIP(a) {
+		return false
+	}
+	ones, _ := a.Mask.Size()
+	return ones == m.prefix.Bits()
+}
+
+// newHandle opens a route netlink socket in the calling thread's namespace,
+// with its timeouts taken from ctx.
+func newHandle(ctx context.Context) (*netlink.Handle, error) {
+	timeout := netlinkTimeout
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+		if timeout < time.Millisecond {
+			return nil, context.DeadlineExceeded
+		}
+	}
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("open netlink socket: %w", err)
+	}
+	if err := h.SetSocketTimeout(timeout); err != nil {
+		h.Close()
+		return nil, fmt.Errorf("set netlink timeout: %w", err)
+	}
+	return h, nil
+}
+
+// listAddrs lists the IPv4 addresses of link, retrying a dump that the
+// kernel reports as interrupted by a concurrent change.
+func listAddrs(h *netlink.Handle, link netlink.Link) ([]netlink.Addr, error) {
+	var err error
+	for range 5 {
+		var addrs []netlink.Addr
+		addrs, err = h.AddrList(link, netlink.FAMILY_V4)
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return addrs, err
+		}
+	}
+	return nil, err
+}
