@@ -1,0 +1,37 @@
+// Command baton is the Baton failover manager: the per-node agent and the operator's CLI
+// in one binary. This package holds flags and wiring only; the work is done in the
+// packages it calls.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+)
+
+// Exit codes shared by every command: 0 done, 1 refused as unsafe, 2 bad input or an
+// unreachable dependency.
+const (
+	exitRefused  = 1
+	exitBadInput = 2
+)
+
+func main() {
+	app := &cli.App{
+		Name:                 "baton",
+		Usage:                "keep one writable MySQL/MariaDB primary, and move it when it stops taking writes",
+		EnableBashCompletion: true,
+		Commands: []*cli.Command{
+			sandboxCommand(),
+		},
+	}
+	if err := app.Run(os.Args); err != nil {
+		fmt.Fprintf(os.Stderr, "baton: %v\n", err)
+		code := exitBadInput
+		if ec, ok := err.(cli.ExitCoder); ok {
+			code = ec.ExitCode()
+		}
+		os.Exit(code)
+	}
+}

@@ -1,0 +1,181 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+	"go.uber.org/zap"
+
+	"github.com/baton-ha/baton/internal/sandbox"
+)
+
+func sandboxCommand() *cli.Command {
+	name := &cli.StringFlag{Name: "name", Usage: "sandbox name (1-12 of a-z, 0-9, -)", Value: "demo"}
+	root := &cli.StringFlag{Name: "root", Usage: "directory holding sandboxes' state", Value: sandbox.DefaultRoot, Hidden: true}
+	asJSON := &cli.BoolFlag{Name: "json", Usage: "print one JSON object"}
+	return &cli.Command{
+		Name:  "sandbox",
+		Usage: "run a real local cluster: MariaDB servers in network namespaces, etcd, fault injection",
+		Description: `A sandbox is N mariadbd servers (db1 primary, the others GTID replicas), each in
+its own network namespace on a bridge (198.18.0.0/24), an embedded etcd, and a client
+namespace. It outlives the command: its state is in /tmp/baton-sandbox/NAME.
+
+Examples:
+   baton sandbox up --name demo --nodes 3 --semi-sync
+   baton sandbox status --name demo --json
+   baton sandbox fault --name demo --node db1 disk-full
+   baton sandbox fault --name demo --node db1 free-disk
+   baton sandbox down --name demo`,
+		Subcommands: []*cli.Command{
+			{
+				Name:  "up",
+				Usage: "bring a sandbox up",
+				Flags: []cli.Flag{name, root, asJSON,
+					&cli.IntFlag{Name: "nodes", Value: 3, Usage: "number of database servers (1-9)"},
+					&cli.BoolFlag{Name: "semi-sync", Usage: "semi-sync replication, AFTER_SYNC, large timeout"},
+					&cli.IntFlag{Name: "etcd-members", Value: 1, Usage: "etcd members (1 or 3)"},
+				},
+				Action: func(cctx *cli.Context) error {
+					bin, err := os.Executable()
+					if err != nil {
+						return cli.Exit(fmt.Sprintf("find own executable: %v", err), exitBadInput)
+					}
+					log := cliLogger()
+					defer log.Sync() //nolint:errcheck
+					spec := sandbox.Spec{
+						Name: cctx.String("name"), Nodes: cctx.Int("nodes"), SemiSync: cctx.Bool("semi-sync"),
+						EtcdMembers: cctx.Int("etcd-members"), Root: cctx.String("root"), Binary: bin,
+					}
+					if spec.Nodes == 0 {
+						return cli.Exit("nodes: 0 is out of range, use 1 to 9", exitBadInput)
+					}
+					c, err := sandbox.Up(cctx.Context, spec, log)
+					if err != nil {
+						return cli.Exit(err.Error(), exitBadInput)
+					}
+					return printCluster(cctx, c)
+				},
+			},
+			{
+				Name:  "status",
+				Usage: "show a sandbox's nodes, addresses and roles",
+				Flags: []cli.Flag{name, root, asJSON},
+				Action: func(cctx *cli.Context) error {
+					c, err := sandbox.Open(cctx.String("root"), cctx.String("name"), cliLogger())
+					if err != nil {
+						return cli.Exit(err.Error(), exitBadInput)
+					}
+					if err := c.Refresh(cctx.Context); err != nil {
+						return cli.Exit(err.Error(), exitBadInput)
+					}
+					return printCluster(cctx, c)
+				},
+			},
+			{
+				Name:      "fault",
+				Usage:     "inject a fault into a node, or undo one",
+				ArgsUsage: "KIND",
+				Description: `KIND is one of: disk-full, free-disk, freeze-writes, thaw-writes, stop, cont,
+kill, start, cut-network, heal-network, readonly-fs, writable-fs,
+exhaust-connections, release-connections.`,
+				Flags: []cli.Flag{name, root, &cli.StringFlag{Name: "node", Required: true, Usage: "node name, e.g. db1"}},
+				Action: func(cctx *cli.Context) error {
+					if cctx.NArg() != 1 {
+						return cli.Exit("fault: give exactly one KIND, e.g. `baton sandbox fault --name demo --node db1 disk-full`", exitBadInput)
+					}
+					f, err := sandbox.ParseFault(cctx.Args().First())
+					if err != nil {
+						return cli.Exit(err.Error(), exitBadInput)
+					}
+					c, err := sandbox.Open(cctx.String("root"), cctx.String("name"), cliLogger())
+					if err != nil {
+						return cli.Exit(err.Error(), exitBadInput)
+					}
+					if _, err := c.Node(cctx.String("node")); err != nil {
+						return cli.Exit(err.Error(), exitBadInput)
+					}
+					if err := c.Fault(cctx.Context, cctx.String("node"), f); err != nil {
+						return cli.Exit(err.Error(), 1)
+					}
+					return nil
+				},
+			},
+			{
+				Name:  "down",
+				Usage: "stop a sandbox and remove everything it made",
+				Flags: []cli.Flag{name, root},
+				Action: func(cctx *cli.Context) error {
+					c, err := sandbox.Open(cctx.String("root"), cctx.String("name"), cliLogger())
+					if err != nil {
+						return cli.Exit(err.Error(), exitBadInput)
+					}
+					if err := c.Down(cctx.Context); err != nil {
+						return cli.Exit(err.Error(), 1)
+					}
+					return nil
+				},
+			},
+			{
+				Name:   "etcd-member",
+				Hidden: true,
+				Usage:  "run one embedded etcd member (started by the sandbox)",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "member", Required: true}, &cli.StringFlag{Name: "dir", Required: true},
+					&cli.StringFlag{Name: "client-url", Required: true}, &cli.StringFlag{Name: "peer-url", Required: true},
+					&cli.StringFlag{Name: "socket", Required: true}, &cli.StringFlag{Name: "initial-cluster", Required: true},
+				},
+				Action: func(cctx *cli.Context) error {
+					ctx, stop := signal.NotifyContext(cctx.Context, syscall.SIGINT, syscall.SIGTERM)
+					defer stop()
+					return sandbox.RunEtcdMember(ctx, sandbox.MemberConfig{
+						Name: cctx.String("member"), Dir: cctx.String("dir"), ClientURL: cctx.String("client-url"),
+						PeerURL: cctx.String("peer-url"), Socket: cctx.String("socket"), InitialCluster: cctx.String("initial-cluster"),
+					}, cliLogger())
+				},
+			},
+			{
+				Name:   "hold",
+				Hidden: true,
+				Usage:  "hold a fault that lives in a session (started by the sandbox)",
+				Flags:  []cli.Flag{&cli.StringFlag{Name: "socket", Required: true}, &cli.StringFlag{Name: "kind", Required: true}},
+				Action: func(cctx *cli.Context) error {
+					ctx, stop := signal.NotifyContext(cctx.Context, syscall.SIGINT, syscall.SIGTERM)
+					defer stop()
+					return sandbox.Hold(ctx, cctx.String("socket"), cctx.String("kind"), func() { fmt.Println("ready") })
+				},
+			},
+		},
+	}
+}
+
+func printCluster(cctx *cli.Context, c *sandbox.Cluster) error {
+	if cctx.Bool("json") {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(c)
+	}
+	fmt.Printf("sandbox %s  etcd %v  client namespace %s (%s)\n", c.Name, c.Etcd, c.ClientNetNS, c.ClientIP)
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NODE\tROLE\tSTATE\tADDRESS\tPID\tSOCKET")
+	for _, n := range c.Nodes {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s:%d\t%d\t%s\n", n.Name, n.Role, n.State, n.IP, n.Port, n.PID, n.Socket)
+	}
+	return w.Flush()
+}
+
+// cliLogger logs to stderr, human-readable, info and up.
+func cliLogger() *zap.Logger {
+	cfg := zap.NewDevelopmentConfig()
+	cfg.Level = zap.NewAtomicLevelAt(zap.InfoLevel)
+	cfg.DisableStacktrace = true
+	log, err := cfg.Build()
+	if err != nil {
+		return zap.NewNop()
+	}
+	return log
+}

@@ -1,0 +1,136 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+)
+
+// MemberConfig is what one embedded etcd member of a sandbox needs to run.
+type MemberConfig struct {
+	Name           string
+	Dir            string
+	ClientURL      string // http://IP:2379, served to the node namespaces
+	PeerURL        string // http://IP:2380
+	Socket         string // unix socket path, served to the root namespace
+	InitialCluster string // name=peerURL,...
+}
+
+// RunEtcdMember runs an embedded etcd member until ctx is cancelled. It is the body of
+// the hidden `baton sandbox etcd-member` command, which the sandbox starts inside the
+// member's namespace.
+func RunEtcdMember(ctx context.Context, mc MemberConfig, log *zap.Logger) error {
+	cfg := embed.NewConfig()
+	cfg.Name = mc.Name
+	cfg.Dir = filepath.Join(mc.Dir, "data")
+	cu, err := url.Parse(mc.ClientURL)
+	if err != nil {
+		return fmt.Errorf("client url: %w", err)
+	}
+	pu, err := url.Parse(mc.PeerURL)
+	if err != nil {
+		return fmt.Errorf("peer url: %w", err)
+	}
+	su := url.URL{Scheme: "unix", Path: mc.Socket}
+	cfg.ListenClientUrls = []url.URL{*cu, su}
+	cfg.AdvertiseClientUrls = []url.URL{*cu}
+	cfg.ListenPeerUrls = []url.URL{*pu}
+	cfg.AdvertisePeerUrls = []url.URL{*pu}
+	cfg.InitialCluster = mc.InitialCluster
+	cfg.ClusterState = embed.ClusterStateFlagNew
+	if _, err := os.Stat(filepath.Join(cfg.Dir, "member")); err == nil {
+		cfg.ClusterState = embed.ClusterStateFlagExisting // a restarted member
+	}
+	cfg.InitialClusterToken = "baton-sandbox"
+	cfg.Logger = "zap"
+	cfg.LogLevel = "warn"
+	cfg.LogOutputs = []string{"stderr"}
+	_ = os.Remove(mc.Socket)
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return fmt.Errorf("start etcd member %s: %w", mc.Name, err)
+	}
+	defer e.Close()
+	select {
+	case <-e.Server.ReadyNotify():
+		log.Info("etcd member ready", zap.String("member", mc.Name))
+	case <-time.After(60 * time.Second):
+		return fmt.Errorf("etcd member %s not ready after 60s", mc.Name)
+	case <-ctx.Done():
+		return nil
+	}
+	select {
+	case err := <-e.Err():
+		return fmt.Errorf("etcd member %s: %w", mc.Name, err)
+	case <-ctx.Done():
+		return nil
+	}
+}
+
+func (c *Cluster) memberArgs(m EtcdMember) []string {
+	var peers []string
+	for _, o := range c.EtcdMembers {
+		peers = append(peers, o.Name+"="+o.PeerURL)
+	}
+	return []string{c.Binary, "sandbox", "etcd-member",
+		"--member", m.Name, "--dir", m.Dir, "--client-url", m.ClientURL, "--peer-url", m.PeerURL,
+		"--socket", m.Socket, "--initial-cluster", strings.Join(peers, ",")}
+}
+
+// startEtcdMember starts (or restarts) one member in its namespace.
+func (c *Cluster) startEtcdMember(m *EtcdMember) error {
+	if err := os.MkdirAll(m.Dir, 0o700); err != nil {
+		return err
+	}
+	pid, err := startIn(m.NetNS, m.Dir, filepath.Join(m.Dir, "etcd.log"), c.memberArgs(*m)...)
+	if err != nil {
+		return err
+	}
+	m.PID = pid
+	return nil
+}
+
+// waitEtcd waits until the cluster answers a linearizable read through the unix
+// sockets.
+func (c *Cluster) waitEtcd(ctx context.Context, limit time.Duration) error {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Etcd, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return fmt.Errorf("etcd client: %w", err)
+	}
+	defer cli.Close()
+	deadline := time.Now().Add(limit)
+	for {
+		gctx, cancel := withTimeout(ctx, time.Second)
+		_, err := cli.Get(gctx, "/baton-sandbox-ready")
+		cancel()
+		if err == nil {
+			return nil
+		}
+		for _, m := range c.EtcdMembers {
+			if !alive(m.PID) {
+				return fmt.Errorf("etcd member %s exited during start-up (see %s)", m.Name, filepath.Join(m.Dir, "etcd.log"))
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("etcd not answering after %s: %w", limit, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// EtcdClient returns a client of the sandbox's etcd from the root namespace.
+func (c *Cluster) EtcdClient() (*clientv3.Client, error) {
+	return clientv3.New(clientv3.Config{Endpoints: c.Etcd, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+}

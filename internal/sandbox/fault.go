@@ -1,0 +1,332 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+)
+
+// Fault is a way to break (or mend) one node, as real outages do. See FAULTS.md.
+type Fault int
+
+// The faults, each followed by its inverse.
+const (
+	DiskFull           Fault = iota + 1 // fill the node's filesystem until binlog writes hang
+	FreeDisk                            // remove the filler; MariaDB resumes at its next retry (up to 60 s)
+	FreezeWrites                        // hold FLUSH TABLES WITH READ LOCK on a session
+	ThawWrites                          // release it
+	Stop                                // SIGSTOP mariadbd
+	Cont                                // SIGCONT mariadbd
+	Kill                                // SIGKILL mariadbd
+	Start                               // start mariadbd again on its data (read_only, as any restart)
+	CutNetwork                          // drop every packet to and from the node
+	HealNetwork                         // forward them again
+	ReadonlyFS                          // a filesystem error turns the node's filesystem read-only
+	WritableFS                          // repair it: stop the server, fsck, mount, start
+	ExhaustConnections                  // hold every connection the server allows
+	ReleaseConnections                  // close them
+)
+
+func (f Fault) String() string {
+	switch f {
+	case DiskFull:
+		return "disk-full"
+	case FreeDisk:
+		return "free-disk"
+	case FreezeWrites:
+		return "freeze-writes"
+	case ThawWrites:
+		return "thaw-writes"
+	case Stop:
+		return "stop"
+	case Cont:
+		return "cont"
+	case Kill:
+		return "kill"
+	case Start:
+		return "start"
+	case CutNetwork:
+		return "cut-network"
+	case HealNetwork:
+		return "heal-network"
+	case ReadonlyFS:
+		return "readonly-fs"
+	case WritableFS:
+		return "writable-fs"
+	case ExhaustConnections:
+		return "exhaust-connections"
+	case ReleaseConnections:
+		return "release-connections"
+	}
+	return fmt.Sprintf("fault(%d)", int(f))
+}
+
+// Faults lists every fault, each followed by its inverse.
+func Faults() []Fault {
+	var out []Fault
+	for f := DiskFull; f <= ReleaseConnections; f++ {
+		out = append(out, f)
+	}
+	return out
+}
+
+// ParseFault reads a fault's name, as `baton sandbox fault` takes it.
+func ParseFault(s string) (Fault, error) {
+	for _, f := range Faults() {
+		if f.String() == s {
+			return f, nil
+		}
+	}
+	var names []string
+	for _, f := range Faults() {
+		names = append(names, f.String())
+	}
+	return 0, fmt.Errorf("unknown fault %q: use one of %s", s, strings.Join(names, ", "))
+}
+
+// Inverse is the fault that undoes f.
+func (f Fault) Inverse() Fault {
+	if f%2 == 1 {
+		return f + 1
+	}
+	return f - 1
+}
+
+// Fault injects (or mends) a fault on one node and records what it needs to undo it.
+func (c *Cluster) Fault(ctx context.Context, node string, f Fault) error {
+	n, err := c.Node(node)
+	if err != nil {
+		return err
+	}
+	if f < DiskFull || f > ReleaseConnections {
+		return fmt.Errorf("unknown fault %d", int(f))
+	}
+	unlock, err := c.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := c.reload(); err != nil {
+		return err
+	}
+	if n, err = c.Node(node); err != nil {
+		return err
+	}
+	log := c.log.With(zap.String("node", node), zap.Stringer("fault", f))
+	start := time.Now()
+	if err := c.inject(ctx, n, f); err != nil {
+		return fmt.Errorf("%s on %s: %w", f, node, err)
+	}
+	log.Info("fault injected", zap.Duration("took", time.Since(start)))
+	return c.save()
+}
+
+func (c *Cluster) inject(ctx context.Context, n *Node, f Fault) error {
+	switch f {
+	case DiskFull:
+		return c.fillDisk(ctx, n)
+	case FreeDisk:
+		return os.Remove(filepath.Join(n.Mount, "filler")) // absent is an error: nothing to free
+	case FreezeWrites:
+		return c.startHolder(ctx, n, "lock")
+	case ThawWrites:
+		return c.stopHolder(ctx, n, "lock")
+	case Stop:
+		return c.signal(n, syscall.SIGSTOP)
+	case Cont:
+		return c.signal(n, syscall.SIGCONT)
+	case Kill:
+		if err := c.signal(n, syscall.SIGKILL); err != nil {
+			return err
+		}
+		_ = syscall.Kill(n.PID, syscall.SIGCONT) // a stopped process dies only once continued
+		return waitGone(ctx, n.PID, 10*time.Second)
+	case Start:
+		if alive(n.PID) {
+			return fmt.Errorf("mariadbd is running (pid %d)", n.PID)
+		}
+		return c.restart(ctx, n)
+	case CutNetwork:
+		return setPort(ctx, c.BridgeNetNS, n.BridgePort, false)
+	case HealNetwork:
+		return setPort(ctx, c.BridgeNetNS, n.BridgePort, true)
+	case ReadonlyFS:
+		return readonlyFS(n)
+	case WritableFS:
+		return c.repairFS(ctx, n)
+	case ExhaustConnections:
+		return c.startHolder(ctx, n, "conns")
+	case ReleaseConnections:
+		return c.stopHolder(ctx, n, "conns")
+	}
+	return fmt.Errorf("unknown fault %d", int(f))
+}
+
+func (c *Cluster) signal(n *Node, sig syscall.Signal) error {
+	if !alive(n.PID) {
+		return fmt.Errorf("mariadbd is not running")
+	}
+	return syscall.Kill(n.PID, sig)
+}
+
+// restart starts a node's server on its data, read_only as any restart; a sandbox
+// without agents makes its recorded primary writable again, since nothing else would.
+func (c *Cluster) restart(ctx context.Context, n *Node) error {
+	if err := c.startServer(ctx, n); err != nil {
+		return err
+	}
+	if n.Role != "primary" {
+		return nil
+	}
+	return c.makeWritable(ctx, n)
+}
+
+// fillDisk fills the node's filesystem, then, on a writable server, makes the binlog
+// grow so that from now on every binlogged write waits for space, as FAULTS.md shows:
+// a full disk alone lets small writes through on pre-allocated space for a while.
+func (c *Cluster) fillDisk(ctx context.Context, n *Node) error {
+	path := filepath.Join(n.Mount, "filler")
+	if _, err := os.Stat(path); err == nil {
+		return errors.New("the disk is already full (free-disk first)")
+	}
+	if err := fill(path, n.Mount); err != nil {
+		return err
+	}
+	db, err := openSocketDB(n.Socket, "root", "")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	qctx, cancel := withTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var ro int
+	if err := db.QueryRowContext(qctx, "SELECT @@read_only").Scan(&ro); err != nil || ro == 1 {
+		// A replica (or a server not answering): its next relay-log or binlog write
+		// hangs on its own; a write here would be an errant transaction.
+		return nil
+	}
+	// 64 KiB through BLACKHOLE: nothing stored, all of it binlogged, more than the
+	// binlog file's last block can hold. It hangs; give up waiting after a moment.
+	wctx, wcancel := withTimeout(ctx, 1500*time.Millisecond)
+	defer wcancel()
+	_, err = db.ExecContext(wctx, "INSERT INTO sandbox.fill(v) SELECT REPEAT('x', 16384) FROM seq_1_to_4")
+	if err == nil {
+		return errors.New("a 64 KiB binlogged write succeeded on the full disk; binlog writes are not blocked")
+	}
+	return nil
+}
+
+// fill writes a file until the filesystem has no space left, as root, so the reserved
+// blocks go too.
+func fill(path, mount string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("create filler: %w", err)
+	}
+	defer f.Close()
+	var st unix.Statfs_t
+	if err := unix.Statfs(mount, &st); err != nil {
+		return fmt.Errorf("statfs %s: %w", mount, err)
+	}
+	size := int64(st.Bfree) * st.Bsize
+	// fallocate takes all free blocks at once; what it cannot take (metadata for the
+	// extents), small writes take.
+	for size > 1<<20 {
+		if err := unix.Fallocate(int(f.Fd()), 0, 0, size); err == nil {
+			break
+		}
+		size -= size / 8
+	}
+	buf := make([]byte, 64<<10)
+	if _, err := f.Seek(0, 2); err != nil {
+		return err
+	}
+	for i := 0; i < 100000; i++ {
+		if _, err := f.Write(buf); err != nil {
+			if errors.Is(err, syscall.ENOSPC) {
+				break
+			}
+			return fmt.Errorf("fill: %w", err)
+		}
+	}
+	for _, sz := range []int{4096, 512, 1} {
+		for i := 0; i < 64; i++ {
+			if _, err := f.Write(buf[:sz]); err != nil {
+				break
+			}
+		}
+	}
+	_ = f.Sync()
+	return nil
+}
+
+// readonlyFS makes the node's filesystem read-only the way it happens to real servers:
+// a filesystem error with errors=remount-ro. (A plain `mount -o remount,ro` is refused
+// while mariadbd holds files open for writing.)
+func readonlyFS(n *Node) error {
+	dev, err := mountSource(n.Mount)
+	if err != nil {
+		return err
+	}
+	trigger := filepath.Join("/sys/fs/ext4", filepath.Base(dev), "trigger_fs_error")
+	if err := os.WriteFile(trigger, []byte("baton sandbox readonly-fs"), 0o200); err != nil {
+		return fmt.Errorf("trigger a filesystem error on %s: %w", dev, err)
+	}
+	return nil
+}
+
+// repairFS is what a person does for a filesystem that went read-only after an error:
+// stop the server, unmount, fsck, mount, start again.
+func (c *Cluster) repairFS(ctx context.Context, n *Node) error {
+	if alive(n.PID) {
+		if err := kill(ctx, n.PID); err != nil {
+			return err
+		}
+	}
+	if err := unmount(ctx, n.Mount, n.Image); err != nil {
+		return err
+	}
+	// e2fsck exits 1 when it fixed something: that is success here.
+	if out, err := output(ctx, "e2fsck", "-fy", n.Image); err != nil && !strings.Contains(err.Error(), "exit status 1") {
+		return fmt.Errorf("fsck: %w: %s", err, out)
+	}
+	if err := run(ctx, "mount", "-o", "loop,errors=remount-ro", n.Image, n.Mount); err != nil {
+		return err
+	}
+	return c.restart(ctx, n)
+}
+
+func mountSource(dir string) (string, error) {
+	b, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 1 && f[1] == dir {
+			return f[0], nil
+		}
+	}
+	return "", fmt.Errorf("%s is not mounted", dir)
+}
+
+// lock serialises changes to the sandbox across processes.
+func (c *Cluster) lock() (func(), error) {
+	f, err := os.OpenFile(filepath.Join(c.Dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock sandbox: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock sandbox: %w", err)
+	}
+	return func() { f.Close() }, nil
+}

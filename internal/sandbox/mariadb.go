@@ -1,0 +1,344 @@
+package sandbox
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Requirements reports, in one line a person can act on, what this machine lacks to run
+// a sandbox; nil when nothing.
+func Requirements() error {
+	if os.Geteuid() != 0 {
+		return errors.New("the sandbox needs root (network namespaces, loop mounts): run it as root")
+	}
+	var missing []string
+	for _, bin := range []string{"mariadbd", "mariadb-install-db", "ip", "bridge", "mkfs.ext4", "losetup", "mount", "umount"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			missing = append(missing, bin)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing %s: install them with `apt-get install -y mariadb-server iproute2 e2fsprogs util-linux` (or `make deps`)", strings.Join(missing, ", "))
+	}
+	if _, err := user.Lookup("mysql"); err != nil {
+		return errors.New("no mysql user: install mariadb-server (apt-get install -y mariadb-server)")
+	}
+	return nil
+}
+
+// ensureTemplate makes, once per root, a freshly initialised datadir to copy for each
+// node: mariadb-install-db takes about a second, a copy much less. Concurrent callers
+// (test packages run in parallel) serialise on a lock file.
+func ensureTemplate(ctx context.Context, root string) (string, error) {
+	tmpl := filepath.Join(root, ".template")
+	done := filepath.Join(tmpl, ".complete")
+	if _, err := os.Stat(done); err == nil {
+		return tmpl, nil
+	}
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return "", err
+	}
+	lock, err := os.OpenFile(filepath.Join(root, ".template.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return "", err
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return "", fmt.Errorf("lock template: %w", err)
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) //nolint:errcheck
+	if _, err := os.Stat(done); err == nil {
+		return tmpl, nil
+	}
+	_ = os.RemoveAll(tmpl)
+	work := tmpl + ".work"
+	_ = os.RemoveAll(work)
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		return "", err
+	}
+	if err := run(ctx, "chown", "mysql:mysql", work); err != nil {
+		return "", err
+	}
+	if err := run(ctx, "mariadb-install-db", "--no-defaults", "--user=mysql", "--datadir="+work,
+		"--auth-root-authentication-method=normal", "--skip-test-db", "--skip-name-resolve",
+		"--innodb-log-file-size=16M", "--innodb-buffer-pool-size=32M"); err != nil {
+		return "", fmt.Errorf("initialise template datadir: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(work, ".complete"), []byte(time.Now().UTC().Format(time.RFC3339)), 0o644); err != nil {
+		return "", err
+	}
+	if err := os.Rename(work, tmpl); err != nil {
+		return "", err
+	}
+	return tmpl, nil
+}
+
+// prepareDisk gives a node its own small ext4 filesystem, so that disk-full and
+// read-only faults hit that node alone, and copies the template datadir onto it.
+func prepareDisk(ctx context.Context, n *Node, tmpl string, sizeMB int) error {
+	for _, d := range []string{n.Dir, n.Mount} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	f, err := os.Create(n.Image)
+	if err != nil {
+		return err
+	}
+	if err := f.Truncate(int64(sizeMB) << 20); err != nil {
+		f.Close()
+		return err
+	}
+	f.Close()
+	if err := run(ctx, "mkfs.ext4", "-q", "-F", "-E", "nodiscard", n.Image); err != nil {
+		return err
+	}
+	// errors=remount-ro: a filesystem error makes it read-only, as on real servers.
+	if err := run(ctx, "mount", "-o", "loop,errors=remount-ro", n.Image, n.Mount); err != nil {
+		return err
+	}
+	if err := run(ctx, "cp", "-a", tmpl, n.Datadir); err != nil {
+		return err
+	}
+	_ = os.Remove(filepath.Join(n.Datadir, ".complete"))
+	return run(ctx, "chown", "-R", "mysql:mysql", n.Dir)
+}
+
+// mariadbArgs is the command line of a node's server. Every node starts read_only: a
+// server that restarts must not take writes until something (the sandbox at first
+// bring-up, Baton afterwards) decides it is the primary.
+func (c *Cluster) mariadbArgs(n *Node) []string {
+	args := []string{
+		"mariadbd", "--no-defaults", "--user=mysql",
+		"--datadir=" + n.Datadir,
+		"--socket=" + n.Socket,
+		"--pid-file=" + filepath.Join(n.Dir, "mariadbd.pid"),
+		"--log-error=" + n.ErrorLog,
+		"--bind-address=0.0.0.0", "--port=" + strconv.Itoa(n.Port),
+		"--server-id=" + strconv.Itoa(n.ServerID),
+		"--report-host=" + n.IP,
+		"--log-bin=mysql-bin", "--relay-log=relay-bin", "--log-slave-updates",
+		"--binlog-format=ROW", "--gtid-strict-mode=1", "--slave-net-timeout=4",
+		"--innodb-buffer-pool-size=32M", "--innodb-log-file-size=16M",
+		"--skip-name-resolve", "--max-connections=60",
+		"--plugin-load-add=ha_blackhole",
+		"--read-only=ON",
+		"--tmpdir=" + n.Dir, // temp files off the node's own filesystem
+	}
+	if c.SemiSync {
+		args = append(args, "--rpl-semi-sync-slave-enabled=ON",
+			"--rpl-semi-sync-master-wait-point=AFTER_SYNC",
+			"--rpl-semi-sync-master-timeout="+strconv.Itoa(semiSyncTimeoutMS))
+		// The master side is turned on at run time, on the primary alone: on a replica
+		// (log_slave_updates) it would make the SQL thread wait for acks from replicas
+		// it does not have; on a primary before its replicas connect, every commit would.
+	}
+	return args
+}
+
+// semiSyncTimeoutMS is large on purpose: a primary whose replicas stopped acknowledging
+// must stop committing, not fall back to asynchronous replication and lose writes.
+const semiSyncTimeoutMS = 3600000
+
+// makeWritable makes a node the writable primary: read_only off and, in a semi-sync
+// sandbox, the master side of semi-sync on.
+func (c *Cluster) makeWritable(ctx context.Context, n *Node) error {
+	db, err := openSocketDB(n.Socket, "root", "")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	ctx, cancel := withTimeout(ctx, 5*time.Second)
+	defer cancel()
+	stmts := []string{"SET GLOBAL read_only = OFF"}
+	if c.SemiSync {
+		stmts = append(stmts, "SET GLOBAL rpl_semi_sync_master_enabled = ON")
+	}
+	if err := execAll(ctx, db, stmts...); err != nil {
+		return fmt.Errorf("%s: make writable: %w", n.Name, err)
+	}
+	return nil
+}
+
+// startServer starts a node's mariadbd in its namespace and waits until it answers.
+func (c *Cluster) startServer(ctx context.Context, n *Node) error {
+	pidFile := filepath.Join(n.Dir, "mariadbd.pid")
+	_ = os.Remove(pidFile)
+	if _, err := startIn(n.NetNS, n.Dir, filepath.Join(n.Dir, "mariadbd.out"), c.mariadbArgs(n)...); err != nil {
+		return err
+	}
+	pid, err := readPIDFile(ctx, pidFile, 30*time.Second)
+	if err != nil {
+		return fmt.Errorf("start %s: %w (see %s)", n.Name, err, n.ErrorLog)
+	}
+	n.PID = pid
+	return waitReady(ctx, n, 30*time.Second)
+}
+
+// waitReady waits until root can run a query through the node's socket.
+func waitReady(ctx context.Context, n *Node, limit time.Duration) error {
+	db, err := openSocketDB(n.Socket, "root", "")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	deadline := time.Now().Add(limit)
+	for {
+		qctx, cancel := withTimeout(ctx, time.Second)
+		err := db.QueryRowContext(qctx, "SELECT 1").Scan(new(int))
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if !alive(n.PID) {
+			return fmt.Errorf("%s: mariadbd exited during start-up (see %s)", n.Name, n.ErrorLog)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: not answering after %s: %w", n.Name, limit, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// execAll runs statements in order on one connection, each under the ctx.
+func execAll(ctx context.Context, db *sql.DB, stmts ...string) error {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	for _, s := range stmts {
+		if _, err := conn.ExecContext(ctx, s); err != nil {
+			return fmt.Errorf("%s: %w", firstWords(s), err)
+		}
+	}
+	return nil
+}
+
+func firstWords(s string) string {
+	if len(s) > 60 {
+		return s[:60] + "..."
+	}
+	return s
+}
+
+func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// setupPrimary creates the users and the sandbox's own schema on the first primary.
+// It is binlogged, so replicas receive it through replication, with GTIDs.
+func (c *Cluster) setupPrimary(ctx context.Context, n *Node) error {
+	db, err := openSocketDB(n.Socket, "root", "")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	ctx, cancel := withTimeout(ctx, 20*time.Second)
+	defer cancel()
+	return execAll(ctx, db,
+		"CREATE USER IF NOT EXISTS "+quote(c.ReplUser)+"@'%' IDENTIFIED BY "+quote(c.ReplPassword),
+		"GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO "+quote(c.ReplUser)+"@'%'",
+		// The sandbox's admin user has every privilege; the README lists the few Baton needs.
+		"CREATE USER IF NOT EXISTS "+quote(c.AdminUser)+"@'%' IDENTIFIED BY "+quote(c.AdminPassword),
+		"GRANT ALL PRIVILEGES ON *.* TO "+quote(c.AdminUser)+"@'%' WITH GRANT OPTION",
+		"CREATE DATABASE IF NOT EXISTS sandbox",
+		// BLACKHOLE keeps nothing but binlogs every row: the disk-full fault uses it to
+		// make the binlog grow on a full filesystem without InnoDB failing first.
+		"CREATE TABLE IF NOT EXISTS sandbox.fill (id INT AUTO_INCREMENT PRIMARY KEY, v TEXT) ENGINE=BLACKHOLE",
+		"CREATE TABLE IF NOT EXISTS sandbox.t (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(255), at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6))",
+	)
+}
+
+// follow makes node n a GTID replica of primary.
+func (c *Cluster) follow(ctx context.Context, n, primary *Node) error {
+	db, err := openSocketDB(n.Socket, "root", "")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	ctx, cancel := withTimeout(ctx, 20*time.Second)
+	defer cancel()
+	return execAll(ctx, db,
+		"STOP SLAVE",
+		fmt.Sprintf("CHANGE MASTER TO MASTER_HOST=%s, MASTER_PORT=%d, MASTER_USER=%s, MASTER_PASSWORD=%s, "+
+			"MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1",
+			quote(primary.IP), primary.Port, quote(c.ReplUser), quote(c.ReplPassword)),
+		"START SLAVE",
+		"SET GLOBAL read_only = ON",
+	)
+}
+
+// waitReplicated waits until replica has executed everything primary has binlogged.
+func waitReplicated(ctx context.Context, primary, replica *Node, limit time.Duration) error {
+	pdb, err := openSocketDB(primary.Socket, "root", "")
+	if err != nil {
+		return err
+	}
+	defer pdb.Close()
+	rdb, err := openSocketDB(replica.Socket, "root", "")
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	ctx, cancel := withTimeout(ctx, limit+2*time.Second)
+	defer cancel()
+	var pos string
+	if err := pdb.QueryRowContext(ctx, "SELECT @@gtid_binlog_pos").Scan(&pos); err != nil {
+		return fmt.Errorf("read %s gtid_binlog_pos: %w", primary.Name, err)
+	}
+	var res int
+	if err := rdb.QueryRowContext(ctx, "SELECT MASTER_GTID_WAIT(?, ?)", pos, limit.Seconds()).Scan(&res); err != nil {
+		return fmt.Errorf("wait for %s to reach %s: %w", replica.Name, pos, err)
+	}
+	if res != 0 {
+		return fmt.Errorf("%s did not reach GTID %s within %s", replica.Name, pos, limit)
+	}
+	return nil
+}
+
+// liveRole asks a node what it is now: "replica" when it has replication configured,
+// "primary" when it has none and is writable, "read_only" when neither, "down" when
+// it does not answer.
+func liveRole(ctx context.Context, n *Node) string {
+	if !alive(n.PID) {
+		return "down"
+	}
+	db, err := openSocketDB(n.Socket, "root", "")
+	if err != nil {
+		return "down"
+	}
+	defer db.Close()
+	ctx, cancel := withTimeout(ctx, time.Second)
+	defer cancel()
+	var ro int
+	if err := db.QueryRowContext(ctx, "SELECT @@read_only").Scan(&ro); err != nil {
+		return "down"
+	}
+	rows, err := db.QueryContext(ctx, "SHOW SLAVE STATUS")
+	if err != nil {
+		return "down"
+	}
+	replicating := rows.Next()
+	rows.Close()
+	switch {
+	case replicating:
+		return "replica"
+	case ro == 0:
+		return "primary"
+	default:
+		return "read_only"
+	}
+}

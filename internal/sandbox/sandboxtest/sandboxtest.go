@@ -1,0 +1,97 @@
+// Package sandboxtest brings up real sandbox clusters for tests: it builds the baton
+// binary once per test process (the sandbox's helper processes run it) and tears every
+// cluster down when its test ends, failed or not.
+//
+// Use it from TestMain:
+//
+//	func TestMain(m *testing.M) { sandboxtest.Main(m) }
+//
+// and in a test:
+//
+//	c := sandboxtest.Up(t, sandbox.Spec{Name: "repl1", Nodes: 3})
+package sandboxtest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/baton-ha/baton/internal/sandbox"
+)
+
+// binaryEnv carries the built binary's path from Main to Up.
+const binaryEnv = "BATON_TEST_BINARY"
+
+// Main builds the baton binary, runs the tests and removes the binary. It fails the
+// run at once, with what is missing, when the machine cannot run a sandbox.
+func Main(m *testing.M) {
+	if err := sandbox.Requirements(); err != nil {
+		fmt.Fprintf(os.Stderr, "sandbox tests cannot run: %v\n", err)
+		os.Exit(2)
+	}
+	dir, err := os.MkdirTemp("", "baton-test-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	bin, err := Build(dir)
+	if err != nil {
+		os.RemoveAll(dir)
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	os.Setenv(binaryEnv, bin)
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// Build compiles cmd/baton into dir and returns the binary's path.
+func Build(dir string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	bin := filepath.Join(dir, "baton")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/baton-ha/baton/cmd/baton")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build baton for the sandbox: %w: %s", err, out)
+	}
+	return bin, nil
+}
+
+// Binary is the baton binary built by Main.
+func Binary(t testing.TB) string {
+	t.Helper()
+	bin := os.Getenv(binaryEnv)
+	if bin == "" {
+		t.Fatal("no baton binary: call sandboxtest.Main(m) from TestMain")
+	}
+	return bin
+}
+
+// Up brings up a sandbox for the test and tears it down when the test ends.
+func Up(t testing.TB, spec sandbox.Spec) *sandbox.Cluster {
+	t.Helper()
+	spec.Binary = Binary(t)
+	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := sandbox.Up(ctx, spec, log)
+	if err != nil {
+		t.Fatalf("sandbox up %s: %v", spec.Name, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := c.Down(ctx); err != nil {
+			t.Errorf("sandbox down %s: %v", spec.Name, err)
+		}
+	})
+	return c
+}
