@@ -10,7 +10,7 @@ import (
 // The reconciler's use: the node that is primary of record and holds the
 // leader key acquires the VIP with the agent's long-lived context (so the
 // second burst goes out); every other node, and a node fencing itself,
-// releases it.
+// releases it. (Compiled, not run: it would act on this host's eth0.)
 func ExampleMover() {
 	var agentCtx context.Context = context.Background()
 	logger := zap.NewNop()
