@@ -42,8 +42,10 @@ var (
 const netlinkTimeout = 5 * time.Second
 
 // Mover holds and releases one virtual IP on one interface. Its methods are
-// safe for concurrent use; Acquire and Release are serialised, so a Release
-// from self-fencing that races with an Acquire always runs after it and wins.
+// safe for concurrent use. Acquire and Release are serialised: a Release
+// from self-fencing that races with an Acquire runs wholly before or after
+// it, never between adding the address and announcing it; the caller's own
+// ordering decides which comes last.
 //
 // A Mover acts in the network namespace of the OS thread that calls it. In
 // the agent every thread is in the node's namespace; a caller that has moved
@@ -122,8 +124,9 @@ func (m *Mover) Interface() string { return m.cfg.Interface }
 // behind unannounced.
 //
 // Acquire returns after the first burst. The second burst is sent by a
-// goroutine that gives up when ctx is done, when Release or another Acquire
-// is called, or when the address has gone from the interface by then; pass
+// goroutine that gives up when ctx is done, when Release is called or an
+// Acquire announces afresh, or when the address has gone from the interface
+// by then; pass
 // a ctx that outlives SecondBurstDelay (the agent's, not a short per-call
 // deadline) for it to be sent.
 //
