@@ -1,0 +1,320 @@
+package detector
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Result is the outcome of one probe.
+type Result struct {
+	Class   Class         `json:"class"`
+	Latency time.Duration `json:"latency_ns"`
+	// Detail is the error as the driver or server said it, empty when OK.
+	Detail string `json:"detail,omitempty"`
+}
+
+// Replication is the little of a replica's replication state the detector needs: are
+// the threads running, did they stop on an error, how old is the newest heartbeat row
+// the replica has applied. The replication package owns the full status.
+type Replication struct {
+	// Configured is false when SHOW SLAVE STATUS returns no row.
+	Configured   bool   `json:"configured"`
+	IORunning    string `json:"io_running,omitempty"` // Yes, No, Connecting, Preparing
+	SQLRunning   string `json:"sql_running,omitempty"`
+	LastIOErrno  int    `json:"last_io_errno,omitempty"`
+	LastIOError  string `json:"last_io_error,omitempty"`
+	LastSQLErrno int    `json:"last_sql_errno,omitempty"`
+	LastSQLError string `json:"last_sql_error,omitempty"`
+	// HeartbeatLag is the age of the newest baton.heartbeat row applied, measured by
+	// the replica's clock against the primary's (UTC_TIMESTAMP(6) on both); negative
+	// when there is no row yet.
+	HeartbeatLag time.Duration `json:"heartbeat_lag_ns"`
+	// Probe is how the status queries themselves went.
+	Probe Result `json:"probe"`
+}
+
+// Disk is the state of the filesystem holding one directory of the server.
+type Disk struct {
+	Path  string `json:"path"`
+	Total uint64 `json:"total_bytes"`
+	// Free is what an unprivileged process (mysqld) can still use.
+	Free uint64 `json:"free_bytes"`
+	// FillRate is in bytes per second, positive while the disk fills, from a least
+	// squares fit over the detector's window; 0 until the window spans enough time.
+	FillRate float64 `json:"fill_rate_bps"`
+	// TimeToFull is Free / FillRate while the disk fills, 0 otherwise.
+	TimeToFull time.Duration `json:"time_to_full_ns,omitempty"`
+	// Err says why the filesystem could not be read; the other fields are then zero.
+	Err string `json:"error,omitempty"`
+}
+
+// Round is one round of probes of one server: the input of Assess.
+type Round struct {
+	At      time.Time
+	Role    Role
+	Timeout time.Duration
+	Ping    *Result // always run
+	Write   *Result // primaries
+	Storage *Result // replicas
+	// Replication is nil on a primary.
+	Replication *Replication
+	// Disks is empty for a remote server.
+	Disks       []Disk
+	DiskHorizon time.Duration
+}
+
+// finding is one thing wrong with a round, with the verdict it calls for.
+type finding struct {
+	verdict Verdict
+	reason  string
+}
+
+// severity orders findings when several probes fail in one round: the one that says
+// most about whether the server can take writes wins.
+func severity(v Verdict) int {
+	switch v {
+	case Unreachable:
+		return 6
+	case Overloaded:
+		return 5
+	case Unwritable:
+		return 4
+	case ReadOnly:
+		return 3
+	case Misconfigured:
+		return 2
+	case Degraded:
+		return 1
+	}
+	return 0
+}
+
+// Assess turns one round of probes into the verdict that round alone calls for
+// (Healthy or one of the failure verdicts, never Suspect or Unknown) and a reason a
+// person can act on. It is pure: hysteresis is the Machine's job.
+func Assess(r Round) (Verdict, string) {
+	var fs []finding
+	if f, ok := assessPing(r); ok {
+		// Without a connection the other probes say nothing new.
+		return f.verdict, f.reason
+	}
+	switch r.Role {
+	case Primary:
+		if f, ok := assessWrite(r); ok {
+			fs = append(fs, f)
+		}
+	case Replica:
+		if f, ok := assessStorage(r); ok {
+			fs = append(fs, f)
+		}
+		if f, ok := assessReplication(r.Replication); ok {
+			fs = append(fs, f)
+		}
+	}
+	fs = append(fs, assessDisks(r.Disks, r.DiskHorizon)...)
+	if len(fs) == 0 {
+		return Healthy, healthySummary(r)
+	}
+	worst := fs[0]
+	for _, f := range fs[1:] {
+		if severity(f.verdict) > severity(worst.verdict) {
+			worst = f
+		}
+	}
+	return worst.verdict, worst.reason
+}
+
+func assessPing(r Round) (finding, bool) {
+	p := r.Ping
+	if p == nil || p.Class == OK {
+		return finding{}, false
+	}
+	switch p.Class {
+	case TimedOut:
+		return finding{Unreachable, fmt.Sprintf("no answer to connect + SELECT 1 within %s: server frozen or network cut?", r.Timeout)}, true
+	case Refused:
+		return finding{Unreachable, "cannot connect: " + p.Detail + ": server not running?"}, true
+	case ConnLost:
+		return finding{Unreachable, "connection lost during SELECT 1: server crashed or shutting down?"}, true
+	case Busy:
+		return finding{Overloaded, "server is alive but refuses new connections (" + p.Detail + ")"}, true
+	case AccessDenied:
+		return finding{Misconfigured, "server is alive but refuses the probe user (" + p.Detail + "): check the DSN's user and password"}, true
+	}
+	return finding{Unreachable, "liveness probe failed: " + p.Detail}, true
+}
+
+func assessWrite(r Round) (finding, bool) {
+	w := r.Write
+	if w == nil || w.Class == OK {
+		return finding{}, false
+	}
+	switch w.Class {
+	case TimedOut:
+		msg := fmt.Sprintf("write probe did not finish in %s", r.Timeout)
+		if strings.HasPrefix(w.Detail, "previous") {
+			msg = "write probe still running from the previous round"
+		}
+		return finding{Unwritable, msg + "; " + stuckWriteHint(r)}, true
+	case StorageFailed, OtherError:
+		msg := "write probe failed (" + w.Detail + ")"
+		if h := fullDiskHint(r.Disks); h != "" {
+			msg += "; " + h
+		}
+		return finding{Unwritable, msg}, true
+	case ReadOnlyRefused:
+		return finding{ReadOnly, "server is read_only: writes are refused on purpose (" + w.Detail + ")"}, true
+	case Busy:
+		return finding{Overloaded, "server is alive but refuses the write probe (" + w.Detail + ")"}, true
+	case AccessDenied:
+		return finding{Misconfigured, "write probe refused (" + w.Detail + "): grant SELECT, INSERT, UPDATE ON baton.* to the probe user"}, true
+	case SchemaMissing:
+		return finding{Misconfigured, "write probe cannot find its table (" + w.Detail + "): run the bootstrap (baton probe does it)"}, true
+	case Refused, ConnLost:
+		return finding{Unreachable, "write probe lost the server (" + w.Detail + "): server crashed?"}, true
+	}
+	return finding{Unwritable, "write probe failed: " + w.Detail}, true
+}
+
+// stuckWriteHint guesses why a write hangs while, usually, SELECT 1 still answers.
+func stuckWriteHint(r Round) string {
+	if h := fullDiskHint(r.Disks); h != "" {
+		return h + ": binlog write waiting on a full disk?"
+	}
+	if len(r.Disks) == 0 {
+		return "binlog write waiting on a full disk, a frozen filesystem or a global read lock?"
+	}
+	return "commits are stuck with disk space left: frozen or read-only filesystem, or a global read lock?"
+}
+
+// fullDiskHint names a disk that is full or nearly so (under 2% free), or says nothing.
+func fullDiskHint(ds []Disk) string {
+	for _, d := range ds {
+		if d.Err == "" && d.Total > 0 && d.Free < d.Total/50 {
+			return fmt.Sprintf("%s has %s free of %s", d.Path, fmtBytes(float64(d.Free)), fmtBytes(float64(d.Total)))
+		}
+	}
+	return ""
+}
+
+func assessStorage(r Round) (finding, bool) {
+	s := r.Storage
+	if s == nil || s.Class == OK {
+		return finding{}, false
+	}
+	switch s.Class {
+	case TimedOut:
+		msg := fmt.Sprintf("storage probe did not finish in %s", r.Timeout)
+		if strings.HasPrefix(s.Detail, "previous") {
+			msg = "storage probe still running from the previous round"
+		}
+		return finding{Degraded, msg + ": this replica cannot write to its disk (full, frozen or read-only filesystem?)"}, true
+	case StorageFailed, OtherError:
+		return finding{Degraded, "storage probe failed (" + s.Detail + "): this replica cannot write to its disk"}, true
+	case ReadOnlyRefused:
+		return finding{Misconfigured, "storage probe refused by read_only (" + s.Detail + "): grant READ_ONLY ADMIN (MariaDB 10.11+) to the probe user"}, true
+	case AccessDenied:
+		return finding{Misconfigured, "storage probe refused (" + s.Detail + "): grant BINLOG ADMIN (for sql_log_bin=0) and INSERT, UPDATE ON baton.* to the probe user"}, true
+	case SchemaMissing:
+		return finding{Misconfigured, "storage probe cannot find its table (" + s.Detail + "): run the bootstrap on the primary"}, true
+	case Busy:
+		return finding{Overloaded, "server is alive but refuses the storage probe (" + s.Detail + ")"}, true
+	case Refused, ConnLost:
+		return finding{Unreachable, "storage probe lost the server (" + s.Detail + "): server crashed?"}, true
+	}
+	return finding{Degraded, "storage probe failed: " + s.Detail}, true
+}
+
+// assessReplication judges the replica's own replication. An IO thread that is
+// connecting is the primary's problem, not this replica's: it is reported, not judged.
+// Threads stopped without an error were stopped on purpose (a failover stops IO
+// threads) and are not judged either.
+func assessReplication(rep *Replication) (finding, bool) {
+	if rep == nil {
+		return finding{}, false
+	}
+	p := rep.Probe
+	switch p.Class {
+	case OK:
+	case AccessDenied:
+		return finding{Misconfigured, "replication status refused (" + p.Detail + "): grant SLAVE MONITOR (MariaDB) or REPLICATION CLIENT to the probe user"}, true
+	case SchemaMissing:
+		return finding{Misconfigured, "replica has no baton.heartbeat (" + p.Detail + "): run the bootstrap on the primary"}, true
+	case Busy:
+		return finding{Overloaded, "server is alive but refuses the replication probe (" + p.Detail + ")"}, true
+	case Refused, ConnLost:
+		return finding{Unreachable, "replication probe lost the server (" + p.Detail + ")"}, true
+	default:
+		return finding{Degraded, "replication status did not answer: " + p.Class.String() + " " + p.Detail}, true
+	}
+	if !rep.Configured {
+		return finding{Degraded, "replica has no replication configured (SHOW SLAVE STATUS is empty)"}, true
+	}
+	if rep.SQLRunning != "Yes" && rep.LastSQLErrno != 0 {
+		return finding{Degraded, fmt.Sprintf("replication SQL thread stopped on error %d: %s", rep.LastSQLErrno, rep.LastSQLError)}, true
+	}
+	if rep.IORunning == "No" && rep.LastIOErrno != 0 {
+		return finding{Degraded, fmt.Sprintf("replication IO thread stopped on error %d: %s", rep.LastIOErrno, rep.LastIOError)}, true
+	}
+	return finding{}, false
+}
+
+func assessDisks(ds []Disk, horizon time.Duration) []finding {
+	var fs []finding
+	for _, d := range ds {
+		switch {
+		case d.Err != "":
+			fs = append(fs, finding{Misconfigured, "cannot read the filesystem of " + d.Path + ": " + d.Err})
+		case d.Free == 0:
+			fs = append(fs, finding{Degraded, fmt.Sprintf("%s is full (0 B free of %s)", d.Path, fmtBytes(float64(d.Total)))})
+		case d.TimeToFull > 0 && d.TimeToFull < horizon:
+			fs = append(fs, finding{Degraded, fmt.Sprintf("%s fills at %s/s and will be full in about %s (%s free)",
+				d.Path, fmtBytes(d.FillRate), d.TimeToFull.Round(time.Second), fmtBytes(float64(d.Free)))})
+		}
+	}
+	return fs
+}
+
+func healthySummary(r Round) string {
+	var parts []string
+	if r.Write != nil {
+		parts = append(parts, "write "+fmtLatency(r.Write.Latency))
+	}
+	if r.Storage != nil {
+		parts = append(parts, "storage "+fmtLatency(r.Storage.Latency))
+	}
+	if r.Ping != nil {
+		parts = append(parts, "ping "+fmtLatency(r.Ping.Latency))
+	}
+	if r.Replication != nil && r.Replication.HeartbeatLag >= 0 {
+		parts = append(parts, "heartbeat lag "+fmtLatency(r.Replication.HeartbeatLag))
+	}
+	if len(parts) == 0 {
+		return "probes ok"
+	}
+	return "probes ok: " + strings.Join(parts, ", ")
+}
+
+func fmtLatency(d time.Duration) string {
+	switch {
+	case d >= 10*time.Second:
+		return d.Round(time.Second).String()
+	case d >= time.Second:
+		return d.Round(10 * time.Millisecond).String()
+	}
+	return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond))
+}
+
+func fmtBytes(b float64) string {
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
+	i := 0
+	for b >= 1024 && i < len(units)-1 {
+		b /= 1024
+		i++
+	}
+	if i == 0 {
+		return fmt.Sprintf("%.0f B", b)
+	}
+	return fmt.Sprintf("%.1f %s", b, units[i])
+}

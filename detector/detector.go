@@ -1,0 +1,322 @@
+package detector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"go.uber.org/zap"
+)
+
+// Defaults; docs/detector.md explains the timing budget behind them.
+const (
+	DefaultInterval     = 500 * time.Millisecond
+	DefaultTimeout      = 300 * time.Millisecond
+	DefaultFailAfter    = 3
+	DefaultRecoverAfter = 3
+	DefaultDiskWindow   = 30 * time.Second
+	DefaultDiskHorizon  = 10 * time.Minute
+)
+
+// Config configures a Detector. Zero durations and counts take the defaults above.
+type Config struct {
+	// DSN of the server (go-sql-driver format). Its timeouts are replaced by Timeout.
+	DSN string
+	// Node is this node's name, written into the heartbeat and storage tables.
+	Node string
+	// Role chooses the probes; required (see Role). SetRole changes it later.
+	Role Role
+	// Interval between the starts of two rounds of probes while the verdict is
+	// settled. While a change is pending (suspect, or recovering) rounds come every
+	// Interval/2, or back to back when a round takes longer.
+	Interval time.Duration
+	// Timeout is each probe's deadline, connect included. It must be below Interval:
+	// a probe is over, one way or the other, before the next round starts.
+	Timeout time.Duration
+	// FailAfter failed rounds in a row make a failure verdict; RecoverAfter healthy
+	// rounds in a row make it healthy again.
+	FailAfter    int
+	RecoverAfter int
+	// KillTimeout bounds the KILL QUERY of an abandoned probe; default Timeout.
+	KillTimeout time.Duration
+	// Datadir and BinlogDir are statfs'ed each round when set (a local server only).
+	Datadir   string
+	BinlogDir string
+	// DiskWindow is the span of the least-squares fill rate; DiskHorizon the time to
+	// full under which the verdict is Degraded.
+	DiskWindow  time.Duration
+	DiskHorizon time.Duration
+	// Dial, when set, makes the connections (a server in another network namespace).
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// OnChange is called once per verdict change, from the detector's goroutine, with
+	// the report of the round that caused it. It must not block.
+	OnChange func(Change, Report)
+	Logger   *zap.Logger
+}
+
+// withDefaults fills zero fields.
+func (c Config) withDefaults() Config {
+	if c.Interval == 0 {
+		c.Interval = DefaultInterval
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.FailAfter == 0 {
+		c.FailAfter = DefaultFailAfter
+	}
+	if c.RecoverAfter == 0 {
+		c.RecoverAfter = DefaultRecoverAfter
+	}
+	if c.KillTimeout == 0 {
+		c.KillTimeout = c.Timeout
+	}
+	if c.DiskWindow == 0 {
+		c.DiskWindow = DefaultDiskWindow
+	}
+	if c.DiskHorizon == 0 {
+		c.DiskHorizon = DefaultDiskHorizon
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	return c
+}
+
+// Validate checks a configuration after defaults and names the first bad field.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	if _, err := mysql.ParseDSN(c.DSN); err != nil {
+		return fmt.Errorf("dsn: %w", err)
+	}
+	switch {
+	case c.Node == "":
+		return errors.New("node: required (the name written into baton.heartbeat)")
+	case len(c.Node) > 64:
+		return fmt.Errorf("node: %q is longer than 64 characters", c.Node)
+	case c.Role != Primary && c.Role != Replica:
+		return fmt.Errorf("role: %s, must be primary or replica", c.Role)
+	case c.Interval < 0:
+		return fmt.Errorf("interval: %s, must be positive", c.Interval)
+	case c.Timeout < 0:
+		return fmt.Errorf("timeout: %s, must be positive", c.Timeout)
+	case c.Timeout >= c.Interval:
+		return fmt.Errorf("timeout: %s must be below the interval (%s): a probe must be over before the next round", c.Timeout, c.Interval)
+	case c.FailAfter < 1:
+		return fmt.Errorf("fail_after: %d, must be at least 1", c.FailAfter)
+	case c.RecoverAfter < 1:
+		return fmt.Errorf("recover_after: %d, must be at least 1", c.RecoverAfter)
+	case c.KillTimeout < 0:
+		return fmt.Errorf("kill timeout: %s, must be positive", c.KillTimeout)
+	case c.DiskWindow < 0:
+		return fmt.Errorf("disk window: %s, must be positive", c.DiskWindow)
+	case c.DiskHorizon < 0:
+		return fmt.Errorf("disk horizon: %s, must be positive", c.DiskHorizon)
+	}
+	return nil
+}
+
+// Report is the detector's latest full picture of its server: the verdict with its
+// reason, and what the latest round measured. The agent publishes it.
+type Report struct {
+	Node string `json:"node"`
+	Role Role   `json:"role"`
+	// At is when the latest round started; zero before the first round.
+	At      time.Time `json:"at"`
+	Verdict Verdict   `json:"verdict"`
+	// Reason is the reason given when the verdict was reached.
+	Reason string    `json:"reason"`
+	Since  time.Time `json:"since"`
+	// RoundVerdict and RoundReason are what the latest round alone said.
+	RoundVerdict Verdict      `json:"round_verdict"`
+	RoundReason  string       `json:"round_reason"`
+	Ping         *Result      `json:"ping,omitempty"`
+	Write        *Result      `json:"write,omitempty"`
+	Storage      *Result      `json:"storage,omitempty"`
+	Replication  *Replication `json:"replication,omitempty"`
+	Disks        []Disk       `json:"disks,omitempty"`
+	Rounds       uint64       `json:"rounds"`
+}
+
+// Detector probes one server in rounds, forever, and keeps its verdict. Every round
+// runs the probes of the server's role concurrently (see Prober), reads the disks,
+// assesses the round and feeds the state machine. A round's goroutines are bounded by
+// the probe kinds, and a probe kind never has two in flight; memory is bounded too
+// (the disk window keeps at most a few hundred samples).
+type Detector struct {
+	cfg     Config
+	log     *zap.Logger
+	role    atomic.Uint32
+	epoch   atomic.Uint64
+	running atomic.Bool
+
+	// Owned by Run's goroutine.
+	machine *Machine
+	trends  map[string]*Trend
+	paths   []string
+
+	mu     sync.Mutex
+	report Report
+}
+
+// New checks the configuration (naming the bad field) and returns a Detector. It
+// makes no connection: Run does.
+func New(cfg Config) (*Detector, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("new detector: %w", err)
+	}
+	cfg = cfg.withDefaults()
+	m, err := NewMachine(cfg.FailAfter, cfg.RecoverAfter)
+	if err != nil {
+		return nil, fmt.Errorf("new detector: %w", err)
+	}
+	d := &Detector{
+		cfg:     cfg,
+		log:     cfg.Logger.With(zap.String("node", cfg.Node)),
+		machine: m,
+		trends:  map[string]*Trend{},
+	}
+	d.role.Store(uint32(cfg.Role))
+	for _, p := range []string{cfg.Datadir, cfg.BinlogDir} {
+		if p == "" {
+			continue
+		}
+		p = filepath.Clean(p)
+		if _, seen := d.trends[p]; seen {
+			continue
+		}
+		d.paths = append(d.paths, p)
+		d.trends[p] = NewTrend(cfg.DiskWindow, cfg.DiskWindow/3)
+	}
+	d.report = Report{Node: cfg.Node, Role: cfg.Role}
+	return d, nil
+}
+
+// SetRole changes the probes from the next round on (after a failover or switchover).
+func (d *Detector) SetRole(r Role) {
+	if r == Primary || r == Replica {
+		d.role.Store(uint32(r))
+	}
+}
+
+// SetEpoch sets the primary epoch written with each heartbeat.
+func (d *Detector) SetEpoch(e uint64) { d.epoch.Store(e) }
+
+// Report returns a copy of the latest report.
+func (d *Detector) Report() Report {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	r := d.report
+	r.Disks = append([]Disk(nil), r.Disks...)
+	return r
+}
+
+// Run probes until ctx is cancelled, then waits for kills in flight (each bounded by
+// the kill timeout), closes its connections and returns nil. It may run once.
+func (d *Detector) Run(ctx context.Context) error {
+	if !d.running.CompareAndSwap(false, true) {
+		return errors.New("detector: Run called twice")
+	}
+	p, err := NewProber(ProberConfig{
+		DSN: d.cfg.DSN, Node: d.cfg.Node, Timeout: d.cfg.Timeout,
+		KillTimeout: d.cfg.KillTimeout, Dial: d.cfg.Dial, Logger: d.log,
+	})
+	if err != nil {
+		return fmt.Errorf("detector: %w", err)
+	}
+	defer p.Close()
+	d.log.Info("detector started", zap.Stringer("role", Role(d.role.Load())),
+		zap.Duration("interval", d.cfg.Interval), zap.Duration("timeout", d.cfg.Timeout),
+		zap.Int("fail_after", d.cfg.FailAfter), zap.Int("recover_after", d.cfg.RecoverAfter))
+
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+		}
+		start := time.Now()
+		p.SetEpoch(d.epoch.Load())
+		r := p.Round(ctx, Role(d.role.Load()))
+		if ctx.Err() != nil {
+			return nil // a round cut short by shutdown says nothing about the server
+		}
+		r.Disks = d.readDisks(start)
+		r.DiskHorizon = d.cfg.DiskHorizon
+		d.observe(r)
+		next := d.cfg.Interval
+		if d.machine.Pending() {
+			next = d.cfg.Interval / 2
+		}
+		timer.Reset(max(0, next-time.Since(start)))
+	}
+}
+
+// readDisks statfs'es the configured directories and updates their trends.
+func (d *Detector) readDisks(now time.Time) []Disk {
+	var out []Disk
+	for _, path := range d.paths {
+		total, free, err := statfs(path)
+		if err != nil {
+			out = append(out, Disk{Path: path, Err: err.Error()})
+			continue
+		}
+		t := d.trends[path]
+		t.Add(now, free)
+		dk := Disk{Path: path, Total: total, Free: free}
+		if rate, ok := t.Rate(); ok {
+			dk.FillRate = rate
+			dk.TimeToFull = timeToFull(free, rate)
+		}
+		out = append(out, dk)
+	}
+	return out
+}
+
+// observe assesses a round, feeds the machine, publishes the report and, on a
+// change, logs it once and calls OnChange.
+func (d *Detector) observe(r Round) {
+	v, reason := Assess(r)
+	ch, changed := d.machine.Observe(Observation{At: r.At, Verdict: v, Reason: reason})
+	cur, why, since := d.machine.Verdict()
+	rep := Report{
+		Node: d.cfg.Node, Role: r.Role, At: r.At,
+		Verdict: cur, Reason: why, Since: since,
+		RoundVerdict: v, RoundReason: reason,
+		Ping: r.Ping, Write: r.Write, Storage: r.Storage, Replication: r.Replication,
+		Disks: r.Disks,
+	}
+	d.mu.Lock()
+	rep.Rounds = d.report.Rounds + 1
+	d.report = rep
+	d.mu.Unlock()
+	if !changed {
+		return
+	}
+	fields := []zap.Field{
+		zap.Stringer("from", ch.From), zap.Stringer("to", ch.To), zap.String("reason", ch.Reason),
+		zap.Duration("lasted", ch.Lasted),
+	}
+	if r.Write != nil {
+		fields = append(fields, zap.Duration("write", r.Write.Latency))
+	}
+	if r.Ping != nil {
+		fields = append(fields, zap.Duration("ping", r.Ping.Latency))
+	}
+	if ch.To == Healthy || ch.To == Suspect {
+		d.log.Info("verdict changed", fields...)
+	} else {
+		d.log.Warn("verdict changed", fields...)
+	}
+	if d.cfg.OnChange != nil {
+		d.cfg.OnChange(ch, rep)
+	}
+}
