@@ -8,7 +8,9 @@ import (
 
 func TestAssess(t *testing.T) {
 	ok := func(ms int) *Result { return &Result{Class: OK, Latency: time.Duration(ms) * time.Millisecond} }
-	bad := func(c Class, detail string) *Result { return &Result{Class: c, Latency: 300 * time.Millisecond, Detail: detail} }
+	bad := func(c Class, detail string) *Result {
+		return &Result{Class: c, Latency: 300 * time.Millisecond, Detail: detail}
+	}
 	healthyRepl := &Replication{Configured: true, IORunning: "Yes", SQLRunning: "Yes", HeartbeatLag: 400 * time.Millisecond}
 	const gib = 1 << 30
 	roomy := []Disk{{Path: "/data", Total: gib, Free: gib / 2}}

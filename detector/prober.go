@@ -29,7 +29,7 @@ type ProberConfig struct {
 	KillTimeout time.Duration
 	// Dial, when set, makes the connections (for a server in another network
 	// namespace); default net.Dialer.
-	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	Dial   func(ctx context.Context, network, addr string) (net.Conn, error)
 	Logger *zap.Logger
 }
 
