@@ -204,7 +204,7 @@ func (c *Cluster) fillDisk(ctx context.Context, n *Node) error {
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer db.Close() // in-flight statements keep their connection until they end
 	qctx, cancel := withTimeout(ctx, 2*time.Second)
 	defer cancel()
 	var ro int
@@ -214,14 +214,24 @@ func (c *Cluster) fillDisk(ctx context.Context, n *Node) error {
 		return nil
 	}
 	// 64 KiB through BLACKHOLE: nothing stored, all of it binlogged, more than the
-	// binlog file's last block can hold. It hangs; give up waiting after a moment.
-	wctx, wcancel := withTimeout(ctx, 1500*time.Millisecond)
-	defer wcancel()
-	_, err = db.ExecContext(wctx, "INSERT INTO sandbox.fill(v) SELECT REPEAT('x', 16384) FROM seq_1_to_4")
-	if err == nil {
-		return errors.New("a 64 KiB binlogged write succeeded on the full disk; binlog writes are not blocked")
+	// binlog file's last block can hold. It hangs, and every binlogged write after it
+	// waits behind it. It is left hanging: the fault is in place once it has started.
+	done := make(chan error, 1)
+	go func() {
+		wctx, wcancel := withTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer wcancel()
+		_, err := db.ExecContext(wctx, "INSERT INTO sandbox.fill(v) SELECT REPEAT('x', 16384) FROM sandbox.seq_1_to_4")
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			return errors.New("a 64 KiB binlogged write succeeded on the full disk; binlog writes are not blocked")
+		}
+		return fmt.Errorf("binlogged write on the full disk failed instead of waiting for space: %w", err)
+	case <-time.After(300 * time.Millisecond):
+		return nil
 	}
-	return nil
 }
 
 // fill writes a file until the filesystem has no space left, as root, so the reserved
@@ -274,6 +284,10 @@ func fill(path, mount string) error {
 func readonlyFS(n *Node) error {
 	dev, err := mountSource(n.Mount)
 	if err != nil {
+		return err
+	}
+	// What was written so far survives, as on a real server whose disk fails later.
+	if err := syncFS(n.Mount); err != nil {
 		return err
 	}
 	trigger := filepath.Join("/sys/fs/ext4", filepath.Base(dev), "trigger_fs_error")

@@ -144,5 +144,13 @@ func (c *Cluster) stopHolder(ctx context.Context, n *Node, kind string) error {
 		return errors.New("not in place")
 	}
 	delete(c.Holders, key)
-	return kill(ctx, pid)
+	if err := kill(ctx, pid); err != nil {
+		return err
+	}
+	if kind != "conns" {
+		return nil
+	}
+	// The server frees the connections of a dead client a moment later: wait for it, so
+	// that the fault is really undone when this returns.
+	return waitReady(ctx, n, 10*time.Second)
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Requirements reports, in one line a person can act on, what this machine lacks to run
@@ -22,7 +24,7 @@ func Requirements() error {
 		return errors.New("the sandbox needs root (network namespaces, loop mounts): run it as root")
 	}
 	var missing []string
-	for _, bin := range []string{"mariadbd", "mariadb-install-db", "ip", "bridge", "mkfs.ext4", "losetup", "mount", "umount"} {
+	for _, bin := range []string{"mariadbd", "mariadb-install-db", "ip", "bridge", "mkfs.ext4", "losetup", "mount", "umount", "nsenter"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			missing = append(missing, bin)
 		}
@@ -111,7 +113,25 @@ func prepareDisk(ctx context.Context, n *Node, tmpl string, sizeMB int) error {
 		return err
 	}
 	_ = os.Remove(filepath.Join(n.Datadir, ".complete"))
-	return run(ctx, "chown", "-R", "mysql:mysql", n.Dir)
+	if err := run(ctx, "chown", "-R", "mysql:mysql", n.Dir); err != nil {
+		return err
+	}
+	// On disk, not only in the page cache: a later readonly-fs fault discards what
+	// was never written back.
+	return syncFS(n.Mount)
+}
+
+// syncFS writes back everything cached for the filesystem holding dir (`sync -f`).
+func syncFS(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := unix.Syncfs(int(f.Fd())); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
 }
 
 // mariadbArgs is the command line of a node's server. Every node starts read_only: a

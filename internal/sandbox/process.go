@@ -11,9 +11,11 @@ import (
 	"time"
 )
 
-// startIn starts a detached process inside a network namespace (`ip netns exec`, which
-// execs in place, so the pid is the program's own), with its output appended to
-// logFile and dir as its working directory. The process outlives the caller; while
+// startIn starts a detached process inside a network namespace, with its output
+// appended to logFile and dir as its working directory. It enters only the network
+// namespace (`nsenter --net`, which execs in place, so the pid is the program's own):
+// `ip netns exec` would also give it a private mount namespace holding copies of every
+// node's filesystem, which could then never be unmounted for real. The process outlives the caller; while
 // the caller lives, it is reaped when it exits so it never lingers as a zombie.
 func startIn(ns, dir, logFile string, argv ...string) (int, error) {
 	f, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -21,8 +23,8 @@ func startIn(ns, dir, logFile string, argv ...string) (int, error) {
 		return 0, fmt.Errorf("open log: %w", err)
 	}
 	defer f.Close()
-	args := append([]string{"netns", "exec", ns}, argv...)
-	cmd := exec.Command("ip", args...)
+	args := append([]string{"--net=/run/netns/" + ns, "--"}, argv...)
+	cmd := exec.Command("nsenter", args...)
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

@@ -1,0 +1,373 @@
+package sandbox_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/baton-ha/baton/internal/sandbox"
+	"github.com/baton-ha/baton/internal/sandbox/sandboxtest"
+)
+
+func TestMain(m *testing.M) { sandboxtest.Main(m) }
+
+func rootDB(t *testing.T, c *sandbox.Cluster, node string) *sql.DB {
+	t.Helper()
+	db, err := c.RootDB(node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// exec runs one statement on a fresh connection with its own deadline, so a hung
+// statement never holds a pooled connection that later checks would reuse.
+func execWithin(db *sql.DB, d time.Duration, q string) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	start := time.Now()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return time.Since(start), err
+	}
+	defer conn.Close() // a cancelled connection is closed by the driver and never reused
+	_, err = conn.ExecContext(ctx, q)
+	return time.Since(start), err
+}
+
+func TestReplicationByGTID(t *testing.T) {
+	t.Parallel()
+	c := sandboxtest.Up(t, sandbox.Spec{Name: "sbx-repl", Nodes: 3, SemiSync: true})
+	if got := c.Nodes[0].Role; got != "primary" {
+		t.Fatalf("db1 role = %q, want primary", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	p := rootDB(t, c, "db1")
+	if _, err := p.ExecContext(ctx, "INSERT INTO sandbox.t(v) VALUES ('hello')"); err != nil {
+		t.Fatal(err)
+	}
+	var pos string
+	if err := p.QueryRowContext(ctx, "SELECT @@gtid_binlog_pos").Scan(&pos); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range c.Nodes[1:] {
+		db := rootDB(t, c, n.Name)
+		var res int
+		if err := db.QueryRowContext(ctx, "SELECT MASTER_GTID_WAIT(?, 5)", pos).Scan(&res); err != nil || res != 0 {
+			t.Fatalf("%s did not reach %s: res=%d err=%v", n.Name, pos, res, err)
+		}
+		var v string
+		if err := db.QueryRowContext(ctx, "SELECT v FROM sandbox.t WHERE v='hello'").Scan(&v); err != nil {
+			t.Fatalf("%s: row not replicated: %v", n.Name, err)
+		}
+		var ro int
+		if err := db.QueryRowContext(ctx, "SELECT @@read_only").Scan(&ro); err != nil || ro != 1 {
+			t.Fatalf("%s: read_only = %d (%v), want 1", n.Name, ro, err)
+		}
+	}
+	// The admin user reaches every node over the bridge from the client namespace.
+	for _, n := range c.Nodes {
+		dsn, err := c.TCPDSN(n.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := mysql.ParseDSN(dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.DialFunc = sandbox.DialContext(c.ClientNetNS)
+		conn, err := mysql.NewConnector(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		db := sql.OpenDB(conn)
+		var id int
+		err = db.QueryRowContext(ctx, "SELECT @@server_id").Scan(&id)
+		db.Close()
+		if err != nil || id != n.ServerID {
+			t.Fatalf("%s over TCP from the client namespace: server_id=%d err=%v", n.Name, id, err)
+		}
+	}
+}
+
+// TestFaults checks that each fault behaves as FAULTS.md says, and that its inverse
+// mends it. The faults share one cluster; each leaves it whole.
+func TestFaults(t *testing.T) {
+	t.Parallel()
+	c := sandboxtest.Up(t, sandbox.Spec{Name: "sbx-fault", Nodes: 2})
+	ctx := context.Background()
+	fault := func(node string, f sandbox.Fault) {
+		t.Helper()
+		if err := c.Fault(ctx, node, f); err != nil {
+			t.Fatalf("%s on %s: %v", f, node, err)
+		}
+	}
+	db := rootDB(t, c, "db1")
+	write := "INSERT INTO sandbox.t(v) VALUES ('x')"
+	writesWork := func(what string) {
+		t.Helper()
+		if _, err := execWithin(db, 5*time.Second, write); err != nil {
+			t.Fatalf("%s: write failed: %v", what, err)
+		}
+	}
+	pingFast := func(what string) {
+		t.Helper()
+		if d, err := execWithin(db, time.Second, "SELECT 1"); err != nil || d > 100*time.Millisecond {
+			t.Fatalf("%s: SELECT 1 took %s, err %v; want an answer within 100ms", what, d, err)
+		}
+	}
+	writeHangs := func(what string) {
+		t.Helper()
+		if d, err := execWithin(db, 3*time.Second, write); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("%s: write returned after %s with %v; want it still hanging at 3s", what, d, err)
+		}
+	}
+
+	t.Run("freeze-writes", func(t *testing.T) {
+		fault("db1", sandbox.FreezeWrites)
+		pingFast("frozen writes")
+		writeHangs("frozen writes")
+		fault("db1", sandbox.ThawWrites)
+		writesWork("thawed")
+	})
+	t.Run("stop", func(t *testing.T) {
+		fault("db1", sandbox.Stop)
+		if d, err := execWithin(db, time.Second, "SELECT 1"); err == nil {
+			t.Fatalf("stopped server answered SELECT 1 in %s", d)
+		}
+		fault("db1", sandbox.Cont)
+		writesWork("continued")
+	})
+	t.Run("kill", func(t *testing.T) {
+		pid := c.Nodes[0].PID
+		fault("db1", sandbox.Kill)
+		d, err := execWithin(db, 2*time.Second, "SELECT 1")
+		if err == nil || d > 500*time.Millisecond {
+			t.Fatalf("killed server: SELECT 1 returned after %s with %v; want refused at once", d, err)
+		}
+		fault("db1", sandbox.Start)
+		if c.Nodes[0].PID == pid {
+			t.Fatalf("pid unchanged after start")
+		}
+		writesWork("restarted") // the recorded primary is made writable again
+	})
+	t.Run("cut-network", func(t *testing.T) {
+		dial := sandbox.DialContext(c.ClientNetNS)
+		addr := net.JoinHostPort(c.Nodes[0].IP, "3306")
+		fault("db1", sandbox.CutNetwork)
+		dctx, cancel := context.WithTimeout(ctx, time.Second)
+		conn, err := dial(dctx, "tcp", addr)
+		cancel()
+		if err == nil {
+			conn.Close()
+			t.Fatal("connected to a cut-off node")
+		}
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("cut network: %v; want a timeout (packets dropped), not a refusal", err)
+		}
+		pingFast("cut network, over the socket") // the server itself is fine
+		fault("db1", sandbox.HealNetwork)
+		dctx, cancel = context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		conn, err = dial(dctx, "tcp", addr)
+		if err != nil {
+			t.Fatalf("healed network: %v", err)
+		}
+		conn.Close()
+	})
+	t.Run("exhaust-connections", func(t *testing.T) {
+		fault("db1", sandbox.ExhaustConnections)
+		adb, err := c.AdminDB("db1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer adb.Close()
+		_, err = execWithin(adb, 2*time.Second, "SELECT 1")
+		var me *mysql.MySQLError
+		if !errors.As(err, &me) || me.Number != 1040 {
+			t.Fatalf("with connections exhausted: %v; want error 1040", err)
+		}
+		fault("db1", sandbox.ReleaseConnections)
+		if _, err := execWithin(adb, 2*time.Second, "SELECT 1"); err != nil {
+			t.Fatalf("released: %v", err)
+		}
+	})
+	t.Run("readonly-fs", func(t *testing.T) {
+		fault("db1", sandbox.ReadonlyFS)
+		pingFast("read-only filesystem")
+		// Small writes may still land in InnoDB's buffers; the binlog write must not.
+		if _, err := execWithin(db, 3*time.Second, "INSERT INTO sandbox.fill(v) SELECT REPEAT('x', 16384) FROM sandbox.seq_1_to_4"); err == nil {
+			t.Fatal("a 64 KiB binlogged write succeeded on a read-only filesystem")
+		}
+		fault("db1", sandbox.WritableFS)
+		writesWork("repaired filesystem")
+	})
+	t.Run("bad input", func(t *testing.T) {
+		if err := c.Fault(ctx, "db9", sandbox.Kill); err == nil || !strings.Contains(err.Error(), "unknown node") {
+			t.Fatalf("unknown node: %v", err)
+		}
+		if _, err := sandbox.ParseFault("explode"); err == nil || !strings.Contains(err.Error(), "unknown fault") {
+			t.Fatalf("unknown fault: %v", err)
+		}
+		if err := c.Fault(ctx, "db1", sandbox.FreeDisk); err == nil {
+			t.Fatal("free-disk without a full disk succeeded")
+		}
+	})
+	// Replication survived all of it.
+	var pos string
+	if err := db.QueryRowContext(ctx, "SELECT @@gtid_binlog_pos").Scan(&pos); err != nil {
+		t.Fatal(err)
+	}
+	var res int
+	rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := rootDB(t, c, "db2").QueryRowContext(rctx, "SELECT MASTER_GTID_WAIT(?, 10)", pos).Scan(&res); err != nil || res != 0 {
+		t.Fatalf("db2 did not catch up to %s after the faults: %d %v", pos, res, err)
+	}
+}
+
+// TestDiskFull runs alone: freeing the disk takes MariaDB up to 60 s to notice.
+func TestDiskFull(t *testing.T) {
+	t.Parallel()
+	c := sandboxtest.Up(t, sandbox.Spec{Name: "sbx-disk", Nodes: 2})
+	ctx := context.Background()
+	// MariaDB retries a write on a full disk every 60 s: the client must wait longer.
+	cfg := mysql.NewConfig()
+	cfg.Net, cfg.Addr, cfg.User = "unix", c.Nodes[0].Socket, "root"
+	cfg.Timeout, cfg.ReadTimeout = 2*time.Second, 90*time.Second
+	connector, err := mysql.NewConnector(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := sql.OpenDB(connector)
+	defer db.Close()
+	if err := c.Fault(ctx, "db1", sandbox.DiskFull); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := execWithin(db, time.Second, "SELECT 1"); err != nil || d > 100*time.Millisecond {
+		t.Fatalf("disk full: SELECT 1 took %s (%v), want under 100ms", d, err)
+	}
+	if d, err := execWithin(db, 3*time.Second, "INSERT INTO sandbox.t(v) VALUES ('x')"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("disk full: INSERT returned after %s with %v; want still hanging at 3s", d, err)
+	}
+	if err := c.Fault(ctx, "db1", sandbox.FreeDisk); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := execWithin(db, 75*time.Second, "INSERT INTO sandbox.t(v) VALUES ('after')"); err != nil {
+		t.Fatalf("disk freed: INSERT failed after %s: %v", d, err)
+	}
+}
+
+func TestDownLeavesNothingAndUpAfterCrash(t *testing.T) {
+	t.Parallel()
+	bin := sandboxtest.Binary(t)
+	spec := sandbox.Spec{Name: "sbx-crash", Nodes: 2, Binary: bin}
+	ctx := context.Background()
+	c, err := sandbox.Up(ctx, spec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sandbox.Up(ctx, spec, nil); !errors.Is(err, sandbox.ErrRunning) {
+		c.Down(ctx)
+		t.Fatalf("second up of a running sandbox: %v, want ErrRunning", err)
+	}
+	// A crash: every process dies, namespaces, mounts and files stay.
+	for _, n := range c.Nodes {
+		syscall.Kill(n.PID, syscall.SIGKILL)
+	}
+	for _, m := range c.EtcdMembers {
+		syscall.Kill(m.PID, syscall.SIGKILL)
+	}
+	time.Sleep(200 * time.Millisecond)
+	start := time.Now()
+	c, err = sandbox.Up(ctx, spec, nil)
+	if err != nil {
+		t.Fatalf("up after a crashed run: %v", err)
+	}
+	t.Logf("up after crash took %s", time.Since(start))
+	pids := []int{}
+	for _, n := range c.Nodes {
+		pids = append(pids, n.PID)
+	}
+	for _, m := range c.EtcdMembers {
+		pids = append(pids, m.PID)
+	}
+	start = time.Now()
+	if err := c.Down(ctx); err != nil {
+		t.Fatalf("down: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("down took %s, want under 5s", d)
+	}
+	for _, p := range pids {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", p)); err == nil {
+			if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p)); !strings.Contains(string(b), ") Z") {
+				t.Errorf("process %d still running after down", p)
+			}
+		}
+	}
+	if entries, _ := os.ReadDir("/run/netns"); true {
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), "baton-sbx-crash-") {
+				t.Errorf("namespace %s left behind", e.Name())
+			}
+		}
+	}
+	mounts, _ := os.ReadFile("/proc/self/mounts")
+	if strings.Contains(string(mounts), "/sbx-crash/") {
+		t.Error("a mount was left behind")
+	}
+	out, _ := exec.Command("losetup", "-a").CombinedOutput()
+	if strings.Contains(string(out), "/sbx-crash/") {
+		t.Errorf("a loop device was left behind: %s", out)
+	}
+	if _, err := os.Stat(c.Dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("directory %s left behind", c.Dir)
+	}
+}
+
+func TestCLIBadInput(t *testing.T) {
+	t.Parallel()
+	bin := sandboxtest.Binary(t)
+	root := t.TempDir()
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"sandbox", "up", "--root", root, "--name", "bad", "--nodes", "0"}, "nodes"},
+		{[]string{"sandbox", "up", "--root", root, "--name", "Bad_Name"}, "sandbox name"},
+		{[]string{"sandbox", "up", "--root", root, "--name", "bad", "--etcd-members", "2"}, "etcd-members"},
+		{[]string{"sandbox", "fault", "--root", root, "--name", "nosuch", "--node", "db1", "kill"}, "not up"},
+		{[]string{"sandbox", "fault", "--root", root, "--name", "nosuch", "--node", "db1", "explode"}, "unknown fault"},
+		{[]string{"sandbox", "status", "--root", root, "--name", "nosuch"}, "not up"},
+	}
+	for _, tc := range cases {
+		cmd := exec.Command(bin, tc.args...)
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() == 0 {
+			t.Errorf("%v: exit %v, want non-zero", tc.args, err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		if len(lines) != 1 || !strings.Contains(lines[0], tc.want) {
+			t.Errorf("%v: output %q, want one line mentioning %q", tc.args, out, tc.want)
+		}
+	}
+	if entries, _ := os.ReadDir(root); len(entries) > 1 { // the template cache may not even be made
+		t.Errorf("bad input left %v in %s", entries, filepath.Base(root))
+	}
+}
