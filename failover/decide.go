@@ -1,0 +1,317 @@
+package failover
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Verdict names, as the detector prints them (detector.Verdict.String()).
+const (
+	VerdictHealthy     = "healthy"
+	VerdictUnwritable  = "unwritable"
+	VerdictUnreachable = "unreachable"
+)
+
+// Policy holds the settings Decide weighs.
+type Policy struct {
+	// FailoverBlock is the anti-flap window after an automatic or manual failover.
+	FailoverBlock time.Duration
+	// ConfirmLag is the heartbeat lag at which a replica confirms that the primary
+	// stopped writing.
+	ConfirmLag time.Duration
+	// SwitchoverMaxLag is the most lag a switchover candidate may have.
+	SwitchoverMaxLag time.Duration
+}
+
+// View is the cluster as read from etcd in one revision: the input of Decide.
+type View struct {
+	Primary  Primary // zero when the cluster has none yet
+	Leader   string  // node whose agent holds the leader key, "" when none
+	Settings Settings
+	Nodes    map[string]NodeStatus // nodes whose agents are alive
+	// LastFailover is when the latest failover (automatic or manual) committed.
+	LastFailover time.Time
+	Request      *Request // a pending operator request, or nil
+	Intent       *Intent  // a flow in progress, or nil
+}
+
+// Action is what the coordinator is to do.
+type Action int
+
+// Actions.
+const (
+	NoAction        Action = iota
+	Bootstrap              // record the one writable server as primary, epoch 1
+	Failover               // replace a failed primary
+	Switchover             // move a healthy primary, planned
+	RefuseRequest          // answer an operator's request with the reason
+)
+
+func (a Action) String() string {
+	switch a {
+	case NoAction:
+		return "none"
+	case Bootstrap:
+		return "bootstrap"
+	case Failover:
+		return "failover"
+	case Switchover:
+		return "switchover"
+	case RefuseRequest:
+		return "refuse"
+	}
+	return fmt.Sprintf("action(%d)", int(a))
+}
+
+// Decision is Decide's answer.
+type Decision struct {
+	Action Action
+	// From is the primary being replaced; To the chosen node for a bootstrap or a
+	// requested target, else "" and the flow ranks Candidates.
+	From string
+	To   string
+	// Candidates are the nodes the flow may promote, by name (ranked later on fresh
+	// GTID sets read from the servers).
+	Candidates []string
+	Manual     bool
+	Reason     string
+}
+
+// Decide looks at the cluster and says what to do. It is a pure function: the same
+// view and time always give the same decision. The primary is failed when:
+//
+//  1. its agent reports it unwritable, and a second observer agrees (a replica's
+//     remote probe of it fails, a replica's IO thread is down, or a replica's
+//     heartbeat lag reached ConfirmLag: the heartbeat stopped);
+//  2. its agent is gone or reports it unreachable, and every replica whose agent is
+//     alive agrees it is gone (remote probe failing or IO thread down): an agent
+//     that died alone is no reason to fail over;
+//  3. an operator asks.
+//
+// Never when the cluster is paused (operator requests still run), within
+// FailoverBlock of the last failover (unless forced), when no candidate is safe, or on
+// the coordinator's own view of the primary: Decide never looks at it.
+func Decide(now time.Time, v View, p Policy) Decision {
+	if v.Intent != nil {
+		return Decision{Action: NoAction, Reason: fmt.Sprintf("a %s from %s is in progress", v.Intent.Kind, v.Intent.From)}
+	}
+	if v.Primary.Node == "" {
+		return decideBootstrap(v)
+	}
+	if v.Request != nil && v.Request.State == RequestPending {
+		return decideRequest(now, v, p)
+	}
+	if v.Settings.Paused {
+		return Decision{Action: NoAction, Reason: "paused: automatic failover is off"}
+	}
+	failed, why := primaryFailed(v, p)
+	if !failed {
+		return Decision{Action: NoAction, Reason: why}
+	}
+	if !v.LastFailover.IsZero() && now.Sub(v.LastFailover) < p.FailoverBlock {
+		until := v.LastFailover.Add(p.FailoverBlock)
+		return Decision{Action: NoAction, Reason: fmt.Sprintf("%s, but a failover happened at %s: automatic failover blocked until %s (anti-flap; `baton failover --force` overrides)",
+			why, v.LastFailover.UTC().Format(time.RFC3339), until.UTC().Format(time.RFC3339))}
+	}
+	cands, excluded := candidates(v, "")
+	if len(cands) == 0 {
+		return Decision{Action: NoAction, Reason: fmt.Sprintf("%s, but no safe candidate: %s", why, strings.Join(excluded, "; "))}
+	}
+	return Decision{Action: Failover, From: v.Primary.Node, Candidates: cands, Reason: why}
+}
+
+// primaryFailed applies rules 1 and 2.
+func primaryFailed(v View, p Policy) (bool, string) {
+	name := v.Primary.Node
+	ps, present := v.Nodes[name]
+	var replicas []NodeStatus
+	for _, n := range sortedNodes(v.Nodes) {
+		if n.Node != name {
+			replicas = append(replicas, n)
+		}
+	}
+	switch {
+	case present && ps.Verdict == VerdictUnwritable:
+		for _, r := range replicas {
+			if ok, how := confirmsStopped(r, name, p); ok {
+				return true, fmt.Sprintf("primary %s is unwritable (%s); confirmed by %s: %s", name, ps.Reason, r.Node, how)
+			}
+		}
+		return false, fmt.Sprintf("primary %s reports unwritable (%s), not confirmed by any replica yet", name, ps.Reason)
+	case !present || ps.Verdict == VerdictUnreachable:
+		what := fmt.Sprintf("primary %s's agent is gone", name)
+		if present {
+			what = fmt.Sprintf("primary %s is unreachable (%s)", name, ps.Reason)
+		}
+		if len(replicas) == 0 {
+			return false, what + ", and no replica agent is alive to confirm it"
+		}
+		var hows []string
+		for _, r := range replicas {
+			ok, how := confirmsGone(r, name)
+			if !ok {
+				return false, fmt.Sprintf("%s, but %s still sees it (%s)", what, r.Node, how)
+			}
+			hows = append(hows, r.Node+": "+how)
+		}
+		return true, fmt.Sprintf("%s; every replica agrees (%s)", what, strings.Join(hows, "; "))
+	}
+	return false, fmt.Sprintf("primary %s is %s", name, ps.Verdict)
+}
+
+// confirmsStopped says whether replica r sees that the primary stopped writing.
+func confirmsStopped(r NodeStatus, primary string, p Policy) (bool, string) {
+	if ok, how := confirmsGone(r, primary); ok {
+		return true, how
+	}
+	if r.LagMS >= 0 && time.Duration(r.LagMS)*time.Millisecond >= p.ConfirmLag {
+		return true, fmt.Sprintf("heartbeat lag %dms", r.LagMS)
+	}
+	return false, fmt.Sprintf("heartbeat lag %dms", r.LagMS)
+}
+
+// confirmsGone says whether replica r sees the primary gone: its remote probe fails,
+// or its IO thread is not connected.
+func confirmsGone(r NodeStatus, primary string) (bool, string) {
+	if pv := r.PrimaryView; pv != nil && pv.Node == primary && !pv.Reachable {
+		return true, "remote probe fails: " + pv.Error
+	}
+	if !r.IORunning {
+		how := "IO thread not running"
+		if r.ReplError != "" {
+			how += ": " + r.ReplError
+		}
+		return true, how
+	}
+	return false, "IO thread running, remote probe ok"
+}
+
+// candidates lists the nodes that may be promoted (all but exclude and the primary),
+// and why the others may not.
+func candidates(v View, only string) (names, excluded []string) {
+	for _, n := range sortedNodes(v.Nodes) {
+		if n.Node == v.Primary.Node || (only != "" && n.Node != only) {
+			continue
+		}
+		if why := unfit(n); why != "" {
+			excluded = append(excluded, n.Node+": "+why)
+			continue
+		}
+		names = append(names, n.Node)
+	}
+	if len(v.Nodes) <= 1 && only == "" {
+		excluded = append(excluded, "no replica agent is alive")
+	}
+	return names, excluded
+}
+
+// unfit says why a node must not be promoted, "" when it may.
+func unfit(n NodeStatus) string {
+	switch {
+	case n.NoPromote:
+		return "no_promote is set"
+	case n.Role == RoleQuarantined:
+		return "quarantined (errant transactions " + n.Errant + ")"
+	case n.Verdict != VerdictHealthy:
+		return "verdict " + n.Verdict
+	case !n.StorageOK:
+		return "storage probe failing"
+	case !n.SQLRunning && n.ReplError != "":
+		return "SQL thread stopped: " + n.ReplError
+	}
+	return ""
+}
+
+func decideBootstrap(v View) Decision {
+	var writable []string
+	for _, n := range sortedNodes(v.Nodes) {
+		if !n.ReadOnly && n.Source == "" && n.Verdict == VerdictHealthy {
+			writable = append(writable, n.Node)
+		}
+	}
+	switch len(writable) {
+	case 1:
+		return Decision{Action: Bootstrap, To: writable[0], Reason: writable[0] + " is the one writable server"}
+	case 0:
+		return Decision{Action: NoAction, Reason: "no primary of record yet, and no healthy writable server that replicates from none"}
+	}
+	return Decision{Action: NoAction, Reason: fmt.Sprintf("no primary of record yet, and %d writable servers (%s): set read_only on all but one", len(writable), strings.Join(writable, ", "))}
+}
+
+func decideRequest(now time.Time, v View, p Policy) Decision {
+	r := v.Request
+	refuse := func(format string, args ...any) Decision {
+		return Decision{Action: RefuseRequest, Manual: true, Reason: fmt.Sprintf(format, args...)}
+	}
+	if r.Epoch != v.Primary.Epoch {
+		return refuse("the primary changed since the request was made (epoch %d, now %d): look at `baton status` and ask again", r.Epoch, v.Primary.Epoch)
+	}
+	if r.To != "" {
+		if r.To == v.Primary.Node {
+			return refuse("%s is already the primary", r.To)
+		}
+		if _, ok := v.Nodes[r.To]; !ok {
+			return refuse("unknown node %q, or its agent is not running (known: %s)", r.To, strings.Join(nodeNames(v.Nodes), ", "))
+		}
+	}
+	ps, present := v.Nodes[v.Primary.Node]
+	primaryHealthy := present && ps.Verdict == VerdictHealthy
+	switch r.Kind {
+	case RequestSwitchover:
+		if !primaryHealthy {
+			verdict := "its agent is gone"
+			if present {
+				verdict = "verdict " + ps.Verdict
+			}
+			return refuse("switchover needs a healthy primary, and %s is not (%s): use `baton failover`", v.Primary.Node, verdict)
+		}
+		cands, excluded := candidates(v, r.To)
+		var fit []string
+		for _, c := range cands {
+			n := v.Nodes[c]
+			switch {
+			case !n.IORunning || !n.SQLRunning:
+				excluded = append(excluded, c+": replication is not running")
+			case n.LagMS < 0 || time.Duration(n.LagMS)*time.Millisecond > p.SwitchoverMaxLag:
+				excluded = append(excluded, fmt.Sprintf("%s: lag %dms is over %s", c, n.LagMS, p.SwitchoverMaxLag))
+			default:
+				fit = append(fit, c)
+			}
+		}
+		if len(fit) == 0 {
+			return refuse("no candidate is fit for a switchover: %s", strings.Join(excluded, "; "))
+		}
+		return Decision{Action: Switchover, From: v.Primary.Node, To: r.To, Candidates: fit, Manual: true,
+			Reason: fmt.Sprintf("switchover requested by an operator (%s)", r.ID)}
+	case RequestFailover:
+		if primaryHealthy && !r.Force {
+			return refuse("primary %s is healthy: use `baton switchover`, or `baton failover --force` to fail over anyway", v.Primary.Node)
+		}
+		cands, excluded := candidates(v, r.To)
+		if len(cands) == 0 {
+			return refuse("no safe candidate: %s", strings.Join(excluded, "; "))
+		}
+		return Decision{Action: Failover, From: v.Primary.Node, To: r.To, Candidates: cands, Manual: true,
+			Reason: fmt.Sprintf("failover requested by an operator (%s)", r.ID)}
+	}
+	return refuse("unknown request kind %q", r.Kind)
+}
+
+func sortedNodes(m map[string]NodeStatus) []NodeStatus {
+	out := make([]NodeStatus, 0, len(m))
+	for _, n := range m {
+		out = append(out, n)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
+	return out
+}
+
+func nodeNames(m map[string]NodeStatus) []string {
+	var out []string
+	for _, n := range sortedNodes(m) {
+		out = append(out, n.Node)
+	}
+	return out
+}

@@ -1,0 +1,305 @@
+package failover
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+
+func policy() Policy {
+	return Policy{FailoverBlock: 5 * time.Minute, ConfirmLag: time.Second, SwitchoverMaxLag: time.Second}
+}
+
+// healthy returns the status of a healthy node; a replica replicates from db1.
+func healthy(name string) NodeStatus {
+	n := NodeStatus{Node: name, Verdict: VerdictHealthy, StorageOK: true, LagMS: 100, IORunning: true, SQLRunning: true,
+		Role: RoleReplica, ReadOnly: true, Source: "db1:3306", PrimaryView: &PeerView{Node: "db1", Reachable: true}}
+	if name == "db1" {
+		n = NodeStatus{Node: name, Verdict: VerdictHealthy, StorageOK: true, LagMS: -1, Role: RolePrimary}
+	}
+	return n
+}
+
+func view(nodes ...NodeStatus) View {
+	v := View{Primary: Primary{Node: "db1", Epoch: 4}, Leader: "db1", Nodes: map[string]NodeStatus{}}
+	for _, n := range nodes {
+		v.Nodes[n.Node] = n
+	}
+	return v
+}
+
+func with(n NodeStatus, f func(*NodeStatus)) NodeStatus { f(&n); return n }
+
+func unwritable(n *NodeStatus) { n.Verdict, n.Reason = VerdictUnwritable, "write probe did not finish in 300ms" }
+func unreachable(n *NodeStatus) {
+	n.Verdict, n.Reason = VerdictUnreachable, "connection refused"
+}
+func lagging(ms int64) func(*NodeStatus) { return func(n *NodeStatus) { n.LagMS = ms } }
+func seesPrimaryGone(n *NodeStatus) {
+	n.PrimaryView = &PeerView{Node: "db1", Reachable: false, Error: "connection refused"}
+	n.IORunning, n.ReplError = false, "error reconnecting to master"
+}
+
+func TestDecide(t *testing.T) {
+	cases := []struct {
+		name       string
+		v          View
+		now        time.Time
+		want       Action
+		wantTo     string
+		wantCands  []string
+		wantReason string
+	}{
+		{
+			name: "all healthy: nothing to do",
+			v:    view(healthy("db1"), healthy("db2"), healthy("db3")),
+			want: NoAction, wantReason: "primary db1 is healthy",
+		},
+		{
+			name:       "unwritable primary confirmed by a replica's heartbeat lag",
+			v:          view(with(healthy("db1"), unwritable), with(healthy("db2"), lagging(1500)), healthy("db3")),
+			want:       Failover,
+			wantCands:  []string{"db2", "db3"},
+			wantReason: "confirmed by db2: heartbeat lag 1500ms",
+		},
+		{
+			name:       "unwritable primary not confirmed: replicas still get heartbeats",
+			v:          view(with(healthy("db1"), unwritable), healthy("db2"), healthy("db3")),
+			want:       NoAction,
+			wantReason: "not confirmed by any replica",
+		},
+		{
+			name:       "dead primary, every replica agrees",
+			v:          view(with(healthy("db1"), unreachable), with(healthy("db2"), seesPrimaryGone), with(healthy("db3"), seesPrimaryGone)),
+			want:       Failover,
+			wantCands:  []string{"db2", "db3"},
+			wantReason: "every replica agrees",
+		},
+		{
+			name:       "dead primary and its agent gone, replicas agree",
+			v:          view(with(healthy("db2"), seesPrimaryGone), with(healthy("db3"), seesPrimaryGone)),
+			want:       Failover,
+			wantReason: "agent is gone",
+		},
+		{
+			name:       "primary unreachable but one replica still sees it",
+			v:          view(with(healthy("db1"), unreachable), with(healthy("db2"), seesPrimaryGone), healthy("db3")),
+			want:       NoAction,
+			wantReason: "db3 still sees it",
+		},
+		{
+			name: "only the coordinator (db2) is cut off from the primary",
+			// The primary's agent and db3 see it fine; db2's view is one vote among
+			// replicas, and the primary's own agent says healthy.
+			v:          view(healthy("db1"), with(healthy("db2"), seesPrimaryGone), healthy("db3")),
+			want:       NoAction,
+			wantReason: "primary db1 is healthy",
+		},
+		{
+			name:       "agent of the primary dead but its server fine",
+			v:          view(healthy("db2"), healthy("db3")),
+			want:       NoAction,
+			wantReason: "db2 still sees it",
+		},
+		{
+			name:       "primary read_only by hand is not a failure",
+			v:          view(with(healthy("db1"), func(n *NodeStatus) { n.Verdict = "read_only" }), with(healthy("db2"), lagging(5000)), healthy("db3")),
+			want:       NoAction,
+			wantReason: "primary db1 is read_only",
+		},
+		{
+			name:       "primary overloaded (too many connections) is not a failure",
+			v:          view(with(healthy("db1"), func(n *NodeStatus) { n.Verdict = "overloaded" }), with(healthy("db2"), seesPrimaryGone), with(healthy("db3"), seesPrimaryGone)),
+			want:       NoAction,
+			wantReason: "overloaded",
+		},
+		{
+			name: "paused",
+			v: func() View {
+				v := view(with(healthy("db1"), unreachable), with(healthy("db2"), seesPrimaryGone), with(healthy("db3"), seesPrimaryGone))
+				v.Settings.Paused = true
+				return v
+			}(),
+			want:       NoAction,
+			wantReason: "paused",
+		},
+		{
+			name: "anti-flap: a failover 2 minutes ago",
+			v: func() View {
+				v := view(with(healthy("db1"), unreachable), with(healthy("db2"), seesPrimaryGone), with(healthy("db3"), seesPrimaryGone))
+				v.LastFailover = t0.Add(-2 * time.Minute)
+				return v
+			}(),
+			want:       NoAction,
+			wantReason: "blocked until 2026-11-22T12:03:00Z",
+		},
+		{
+			name: "anti-flap window over",
+			v: func() View {
+				v := view(with(healthy("db1"), unreachable), with(healthy("db2"), seesPrimaryGone), with(healthy("db3"), seesPrimaryGone))
+				v.LastFailover = t0.Add(-6 * time.Minute)
+				return v
+			}(),
+			want: Failover,
+		},
+		{
+			name: "no safe candidate: one no_promote, one with a broken disk",
+			v: view(with(healthy("db1"), unreachable),
+				with(healthy("db2"), func(n *NodeStatus) { seesPrimaryGone(n); n.NoPromote = true }),
+				with(healthy("db3"), func(n *NodeStatus) { seesPrimaryGone(n); n.StorageOK = false })),
+			want:       NoAction,
+			wantReason: "no safe candidate: db2: no_promote is set; db3: storage probe failing",
+		},
+		{
+			name: "errant candidate (quarantined) is never a candidate",
+			v: view(with(healthy("db1"), unreachable),
+				with(healthy("db2"), func(n *NodeStatus) { seesPrimaryGone(n); n.Role, n.Errant = RoleQuarantined, "0-2-7" }),
+				with(healthy("db3"), seesPrimaryGone)),
+			want:      Failover,
+			wantCands: []string{"db3"},
+		},
+		{
+			name: "replica whose SQL thread stopped on an error is not a candidate",
+			v: view(with(healthy("db1"), unreachable),
+				with(healthy("db2"), func(n *NodeStatus) { seesPrimaryGone(n); n.SQLRunning = false; n.ReplError = "Duplicate entry" }),
+				with(healthy("db3"), seesPrimaryGone)),
+			want:      Failover,
+			wantCands: []string{"db3"},
+		},
+		{
+			name:       "no primary of record: bootstrap the one writable server",
+			v:          View{Nodes: map[string]NodeStatus{"db1": with(healthy("db1"), func(n *NodeStatus) { n.Role = RoleUnknown }), "db2": healthy("db2")}},
+			want:       Bootstrap,
+			wantTo:     "db1",
+			wantReason: "one writable server",
+		},
+		{
+			name: "no primary of record and two writable servers: refuse to guess",
+			v: View{Nodes: map[string]NodeStatus{
+				"db1": healthy("db1"),
+				"db2": with(healthy("db2"), func(n *NodeStatus) { n.ReadOnly, n.Source = false, "" }),
+			}},
+			want:       NoAction,
+			wantReason: "2 writable servers (db1, db2)",
+		},
+		{
+			name: "a flow in progress: wait",
+			v: func() View {
+				v := view(with(healthy("db1"), unreachable), with(healthy("db2"), seesPrimaryGone), with(healthy("db3"), seesPrimaryGone))
+				v.Intent = &Intent{Kind: "failover", From: "db1", Epoch: 4}
+				return v
+			}(),
+			want:       NoAction,
+			wantReason: "in progress",
+		},
+		// Operator requests.
+		{
+			name:      "manual switchover to db2",
+			v:         withRequest(view(healthy("db1"), healthy("db2"), healthy("db3")), Request{Kind: RequestSwitchover, To: "db2", Epoch: 4}),
+			want:      Switchover,
+			wantTo:    "db2",
+			wantCands: []string{"db2"},
+		},
+		{
+			name: "manual switchover while paused still runs",
+			v: func() View {
+				v := withRequest(view(healthy("db1"), healthy("db2")), Request{Kind: RequestSwitchover, Epoch: 4})
+				v.Settings.Paused = true
+				return v
+			}(),
+			want:      Switchover,
+			wantCands: []string{"db2"},
+		},
+		{
+			name:       "switchover to a lagging node is refused",
+			v:          withRequest(view(healthy("db1"), with(healthy("db2"), lagging(30000)), healthy("db3")), Request{Kind: RequestSwitchover, To: "db2", Epoch: 4}),
+			want:       RefuseRequest,
+			wantReason: "db2: lag 30000ms is over 1s",
+		},
+		{
+			name: "switchover to a node whose SQL thread is stopped is refused",
+			v: withRequest(view(healthy("db1"), with(healthy("db2"), func(n *NodeStatus) { n.SQLRunning = false }), healthy("db3")),
+				Request{Kind: RequestSwitchover, To: "db2", Epoch: 4}),
+			want:       RefuseRequest,
+			wantReason: "db2: replication is not running",
+		},
+		{
+			name:       "switchover to an unknown node is refused",
+			v:          withRequest(view(healthy("db1"), healthy("db2")), Request{Kind: RequestSwitchover, To: "db9", Epoch: 4}),
+			want:       RefuseRequest,
+			wantReason: `unknown node "db9"`,
+		},
+		{
+			name:       "switchover to the primary itself is refused",
+			v:          withRequest(view(healthy("db1"), healthy("db2")), Request{Kind: RequestSwitchover, To: "db1", Epoch: 4}),
+			want:       RefuseRequest,
+			wantReason: "already the primary",
+		},
+		{
+			name:       "switchover with an unwritable primary is refused: use failover",
+			v:          withRequest(view(with(healthy("db1"), unwritable), healthy("db2")), Request{Kind: RequestSwitchover, Epoch: 4}),
+			want:       RefuseRequest,
+			wantReason: "use `baton failover`",
+		},
+		{
+			name:       "request against an older epoch is refused",
+			v:          withRequest(view(healthy("db1"), healthy("db2")), Request{Kind: RequestSwitchover, To: "db2", Epoch: 3}),
+			want:       RefuseRequest,
+			wantReason: "epoch 3, now 4",
+		},
+		{
+			name:       "manual failover of a healthy primary is refused",
+			v:          withRequest(view(healthy("db1"), healthy("db2")), Request{Kind: RequestFailover, Epoch: 4}),
+			want:       RefuseRequest,
+			wantReason: "is healthy",
+		},
+		{
+			name:      "manual failover of a healthy primary with --force",
+			v:         withRequest(view(healthy("db1"), healthy("db2")), Request{Kind: RequestFailover, Force: true, Epoch: 4}),
+			want:      Failover,
+			wantCands: []string{"db2"},
+		},
+		{
+			name: "manual failover of an unwritable primary, unconfirmed, inside the anti-flap window",
+			v: func() View {
+				v := withRequest(view(with(healthy("db1"), unwritable), healthy("db2")), Request{Kind: RequestFailover, To: "db2", Epoch: 4})
+				v.LastFailover = t0.Add(-time.Minute)
+				return v
+			}(),
+			want:   Failover,
+			wantTo: "db2",
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			now := tc.now
+			if now.IsZero() {
+				now = t0
+			}
+			d := Decide(now, tc.v, policy())
+			if d.Action != tc.want {
+				t.Fatalf("action = %s (%s), want %s", d.Action, d.Reason, tc.want)
+			}
+			if tc.wantTo != "" && d.To != tc.wantTo {
+				t.Errorf("to = %q, want %q", d.To, tc.wantTo)
+			}
+			if tc.wantCands != nil && strings.Join(d.Candidates, ",") != strings.Join(tc.wantCands, ",") {
+				t.Errorf("candidates = %v, want %v", d.Candidates, tc.wantCands)
+			}
+			if !strings.Contains(d.Reason, tc.wantReason) {
+				t.Errorf("reason = %q, want it to mention %q", d.Reason, tc.wantReason)
+			}
+			if again := Decide(now, tc.v, policy()); again.Action != d.Action || again.Reason != d.Reason {
+				t.Errorf("not deterministic: %v then %v", d, again)
+			}
+		})
+	}
+}
+
+func withRequest(v View, r Request) View {
+	r.ID = "req-1"
+	v.Request = &r
+	return v
+}

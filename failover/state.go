@@ -1,0 +1,211 @@
+// Package failover keeps one writable primary per cluster: the cluster's state in
+// etcd, the pure decision function, the elected coordinator that carries out
+// failovers and switchovers, and the reconciler that brings each node into line with
+// the primary of record.
+//
+// Data flows one way: detectors publish node status to etcd; the coordinator reads it,
+// decides (Decide, a pure function) and commits the new primary of record with a
+// fenced transaction; every node's reconciler reads the primary of record and acts on
+// its own server and virtual IP. The coordinator talks to database servers (to stop
+// replication, fence and catch up) but never touches a node's kernel; a reconciler
+// never decides a failover.
+//
+// Safety rests on etcd, not on clocks: the primary of record changes only by a
+// transaction that compares its epoch and the coordinator's election key, and a node
+// becomes writable only while it holds the leader key, which exists at most once and
+// is attached to its agent's session lease. What it does not guarantee: a server
+// whose agent is gone and that keeps taking writes from clients that bypass the
+// virtual IP is fenced only best effort (read_only over the network); semi-sync
+// (AFTER_SYNC) is what keeps such writes from being acknowledged.
+package failover
+
+import (
+	"encoding/json"
+	"fmt"
+	"path"
+	"time"
+)
+
+// Keys names the etcd keys of one cluster, all under /baton/<cluster>/.
+type Keys struct{ Prefix string }
+
+// NewKeys returns the keys of cluster.
+func NewKeys(cluster string) Keys { return Keys{Prefix: "/baton/" + cluster + "/"} }
+
+func (k Keys) Primary() string          { return k.Prefix + "primary" }
+func (k Keys) Leader() string           { return k.Prefix + "leader" }
+func (k Keys) Coordinator() string      { return k.Prefix + "coordinator" }
+func (k Keys) Config() string           { return k.Prefix + "config" }
+func (k Keys) Intent() string           { return k.Prefix + "intent" }
+func (k Keys) Request() string          { return k.Prefix + "request" }
+func (k Keys) NodesPrefix() string      { return k.Prefix + "nodes/" }
+func (k Keys) Node(name string) string  { return k.NodesPrefix() + name }
+func (k Keys) HistoryPrefix() string    { return k.Prefix + "history/" }
+func (k Keys) History(rev int64) string { return fmt.Sprintf("%s%020d", k.HistoryPrefix(), rev) }
+
+// NodeName returns the node name of a nodes/ key.
+func (k Keys) NodeName(key string) string { return path.Base(key) }
+
+// Primary is the primary of record. Epoch is the fencing token: it grows by one at
+// every change, and every change compares it.
+type Primary struct {
+	Node  string    `json:"node"`
+	Epoch uint64    `json:"epoch"`
+	Since time.Time `json:"since"`
+}
+
+// Role is what a node is, as its agent sees it.
+type Role string
+
+// Roles.
+const (
+	RolePrimary     Role = "primary"     // the primary of record, writable, holds leader
+	RoleReplica     Role = "replica"     // replicates from the primary of record
+	RoleFenced      Role = "fenced"      // was primary, made read_only; waits to rejoin
+	RoleQuarantined Role = "quarantined" // has errant transactions: a person must act
+	RoleUnknown     Role = "unknown"     // the agent cannot tell yet (server unreachable)
+)
+
+// NodeStatus is what an agent publishes about its node under nodes/<name>, on its
+// session lease: the key vanishes when the agent dies.
+type NodeStatus struct {
+	Node string `json:"node"`
+	// Addr is where peers reach the node's server (host:port).
+	Addr string `json:"addr"`
+	Role Role   `json:"role"`
+	// Verdict and Reason are the detector's, for the local server.
+	Verdict string `json:"verdict"`
+	Reason  string `json:"reason,omitempty"`
+	// VerdictSince is when the verdict last changed.
+	VerdictSince time.Time `json:"verdict_since"`
+	ReadOnly     bool      `json:"read_only"`
+	// GTID is the executed GTID set (replication.Status.Executed), "" when unknown.
+	GTID   string `json:"gtid"`
+	Flavor string `json:"flavor,omitempty"`
+	// Source is the replication source host:port, "" on a primary.
+	Source    string `json:"source,omitempty"`
+	IORunning bool   `json:"io_running"`
+	SQLRunning bool  `json:"sql_running"`
+	// ReplError is the last IO or SQL thread error.
+	ReplError string `json:"repl_error,omitempty"`
+	// LagMS is the heartbeat lag from the primary of record; -1 when unknown.
+	LagMS int64 `json:"lag_ms"`
+	// StorageOK is the storage probe's result (a replica's own write path).
+	StorageOK bool `json:"storage_ok"`
+	// DiskFree and DiskTimeToFull are for the datadir's filesystem.
+	DiskFree       uint64        `json:"disk_free_bytes,omitempty"`
+	DiskTimeToFull time.Duration `json:"disk_time_to_full_ns,omitempty"`
+	WriteMS        float64       `json:"write_ms"`
+	PingMS         float64       `json:"ping_ms"`
+	// PrimaryView is this agent's remote probe of the primary of record (replicas only).
+	PrimaryView *PeerView `json:"primary_view,omitempty"`
+	// Priority and NoPromote come from the node's configuration.
+	Priority  int  `json:"priority"`
+	NoPromote bool `json:"no_promote,omitempty"`
+	// Errant lists errant GTIDs when the node is quarantined.
+	Errant string `json:"errant,omitempty"`
+	// Epoch is the primary epoch the agent last acted on.
+	Epoch uint64    `json:"epoch"`
+	At    time.Time `json:"at"`
+}
+
+// PeerView is one agent's remote probe of another node's server.
+type PeerView struct {
+	Node string `json:"node"`
+	// Reachable: a connection and SELECT 1 succeeded within the probe deadline.
+	Reachable bool `json:"reachable"`
+	// FailedSince is when the probes started failing (zero while reachable).
+	FailedSince time.Time `json:"failed_since,omitempty"`
+	Error       string    `json:"error,omitempty"`
+	At          time.Time `json:"at"`
+}
+
+// Settings are the cluster's dynamic settings (the config key).
+type Settings struct {
+	Paused bool `json:"paused"`
+	// PausedBy and PausedAt say who paused the cluster, for status.
+	PausedBy string    `json:"paused_by,omitempty"`
+	PausedAt time.Time `json:"paused_at,omitempty"`
+}
+
+// RequestKind is what an operator asked for.
+type RequestKind string
+
+// Request kinds.
+const (
+	RequestSwitchover RequestKind = "switchover"
+	RequestFailover   RequestKind = "failover"
+)
+
+// Request is an operator's request, carried out by the coordinator, which writes
+// its progress back into the same key.
+type Request struct {
+	ID    string      `json:"id"`
+	Kind  RequestKind `json:"kind"`
+	To    string      `json:"to,omitempty"` // "" lets the coordinator choose
+	Force bool        `json:"force,omitempty"`
+	// Epoch is the primary epoch the request was made against: a request made
+	// against an older epoch is refused.
+	Epoch uint64    `json:"epoch"`
+	At    time.Time `json:"at"`
+	// Set by the coordinator.
+	State    RequestState `json:"state,omitempty"`
+	Steps    []Step       `json:"steps,omitempty"`
+	Error    string       `json:"error,omitempty"`
+	Result   *Event       `json:"result,omitempty"`
+	Finished time.Time    `json:"finished,omitempty"`
+}
+
+// RequestState is where a request stands.
+type RequestState string
+
+// Request states.
+const (
+	RequestPending RequestState = ""
+	RequestRunning RequestState = "running"
+	RequestDone    RequestState = "done"
+	RequestRefused RequestState = "refused"
+	RequestFailed  RequestState = "failed"
+)
+
+// Step is one step of a flow, with its timing.
+type Step struct {
+	Name  string        `json:"name"`
+	Took  time.Duration `json:"took_ns"`
+	Error string        `json:"error,omitempty"`
+	Note  string        `json:"note,omitempty"`
+}
+
+// Event is one entry of the history: a failover, switchover, fence or rejoin.
+type Event struct {
+	Kind     string        `json:"kind"` // failover, switchover, rejoin, quarantine
+	From     string        `json:"from,omitempty"`
+	To       string        `json:"to,omitempty"`
+	Epoch    uint64        `json:"epoch"`
+	Reason   string        `json:"reason"`
+	Started  time.Time     `json:"started"`
+	Took     time.Duration `json:"took_ns"`
+	Steps    []Step        `json:"steps,omitempty"`
+	Manual   bool          `json:"manual,omitempty"`
+	Detected time.Time     `json:"detected,omitempty"` // when the primary was first seen failing
+}
+
+// Intent marks a flow in progress for an epoch, on the coordinator's session lease:
+// while it exists, reconcilers leave replication threads alone (the coordinator has
+// stopped them on purpose). It vanishes with the coordinator.
+type Intent struct {
+	Kind      string    `json:"kind"`
+	Epoch     uint64    `json:"epoch"`
+	From      string    `json:"from"`
+	To        string    `json:"to,omitempty"`
+	Started   time.Time `json:"started"`
+	Candidate string    `json:"candidate,omitempty"`
+}
+
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("marshal %T: %v", v, err)) // only plain structs are marshalled
+	}
+	return string(b)
+}
