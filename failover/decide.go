@@ -42,11 +42,11 @@ type Action int
 
 // Actions.
 const (
-	NoAction        Action = iota
-	Bootstrap              // record the one writable server as primary, epoch 1
-	Failover               // replace a failed primary
-	Switchover             // move a healthy primary, planned
-	RefuseRequest          // answer an operator's request with the reason
+	NoAction      Action = iota
+	Bootstrap            // record the one writable server as primary, epoch 1
+	Failover             // replace a failed primary
+	Switchover           // move a healthy primary, planned
+	RefuseRequest        // answer an operator's request with the reason
 )
 
 func (a Action) String() string {

@@ -32,7 +32,9 @@ func view(nodes ...NodeStatus) View {
 
 func with(n NodeStatus, f func(*NodeStatus)) NodeStatus { f(&n); return n }
 
-func unwritable(n *NodeStatus) { n.Verdict, n.Reason = VerdictUnwritable, "write probe did not finish in 300ms" }
+func unwritable(n *NodeStatus) {
+	n.Verdict, n.Reason = VerdictUnwritable, "write probe did not finish in 300ms"
+}
 func unreachable(n *NodeStatus) {
 	n.Verdict, n.Reason = VerdictUnreachable, "connection refused"
 }

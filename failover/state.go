@@ -83,9 +83,9 @@ type NodeStatus struct {
 	GTID   string `json:"gtid"`
 	Flavor string `json:"flavor,omitempty"`
 	// Source is the replication source host:port, "" on a primary.
-	Source    string `json:"source,omitempty"`
-	IORunning bool   `json:"io_running"`
-	SQLRunning bool  `json:"sql_running"`
+	Source     string `json:"source,omitempty"`
+	IORunning  bool   `json:"io_running"`
+	SQLRunning bool   `json:"sql_running"`
 	// ReplError is the last IO or SQL thread error.
 	ReplError string `json:"repl_error,omitempty"`
 	// LagMS is the heartbeat lag from the primary of record; -1 when unknown.
