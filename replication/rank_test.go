@@ -1,0 +1,307 @@
+package replication
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// cand builds a healthy MariaDB candidate; server_id is its index in the
+// name ("db2" -> 2).
+func cand(name, executed string, opts ...func(*Candidate)) Candidate {
+	c := Candidate{
+		Name:       name,
+		Server:     Server{ServerID: uint32(name[len(name)-1] - '0'), Executed: maria(executed)},
+		StorageOK:  true,
+		SQLRunning: true,
+	}
+	for _, o := range opts {
+		o(&c)
+	}
+	return c
+}
+
+func prio(p int) func(*Candidate)          { return func(c *Candidate) { c.Priority = p } }
+func lag(d time.Duration) func(*Candidate) { return func(c *Candidate) { c.Lag = d } }
+func retrieved(s string) func(*Candidate)  { return func(c *Candidate) { c.Retrieved = maria(s) } }
+
+var primary1 = &Server{ServerID: 1, Executed: maria("0-1-100")}
+
+func TestRank(t *testing.T) {
+	type want struct {
+		name     string
+		eligible bool
+		reason   string // substring
+	}
+	tests := []struct {
+		name       string
+		primary    *Server
+		candidates []Candidate
+		want       []want
+	}{
+		{
+			name:    "most advanced first",
+			primary: primary1,
+			candidates: []Candidate{
+				cand("db2", "0-1-98"),
+				cand("db3", "0-1-100"),
+			},
+			want: []want{
+				{"db3", true, "most advanced"},
+				{"db2", false, "lacks transactions db3 has: 0-1-100"},
+			},
+		},
+		{
+			name:    "tie broken by priority",
+			primary: primary1,
+			candidates: []Candidate{
+				cand("db2", "0-1-100", prio(0), lag(0)),
+				cand("db3", "0-1-100", prio(5), lag(3*time.Second)),
+			},
+			want: []want{
+				{"db3", true, "priority 5"},
+				{"db2", true, "lower priority (0 < 5)"},
+			},
+		},
+		{
+			name:    "tie broken by lag, unknown lag last",
+			primary: primary1,
+			candidates: []Candidate{
+				cand("db2", "0-1-100", lag(-1)),
+				cand("db3", "0-1-100", lag(2*time.Second)),
+				cand("db4", "0-1-100", lag(100*time.Millisecond)),
+			},
+			want: []want{
+				{"db4", true, "lag 100ms"},
+				{"db3", true, "higher lag (2s > 100ms)"},
+				{"db2", true, "higher lag (unknown > 100ms)"},
+			},
+		},
+		{
+			name:    "full tie ordered by name",
+			primary: primary1,
+			candidates: []Candidate{
+				cand("db3", "0-1-100"),
+				cand("db2", "0-1-100"),
+			},
+			want: []want{
+				{"db2", true, "most advanced"},
+				{"db3", true, "same priority and lag, ordered by name"},
+			},
+		},
+		{
+			name:    "priority never beats missing transactions",
+			primary: primary1,
+			candidates: []Candidate{
+				cand("db2", "0-1-99", prio(100)),
+				cand("db3", "0-1-100"),
+			},
+			want: []want{
+				{"db3", true, "most advanced"},
+				{"db2", false, "lacks"},
+			},
+		},
+		{
+			name:    "no_promote excluded, but its transactions still count",
+			primary: primary1,
+			candidates: []Candidate{
+				cand("db2", "0-1-99"),
+				cand("db3", "0-1-100", func(c *Candidate) { c.NoPromote = true }),
+			},
+			want: []want{
+				{"db2", false, "lacks transactions db3 has"},
+				{"db3", false, "excluded: no_promote"},
+			},
+		},
+		{
+			name:    "broken storage and SQL error excluded",
+			primary: primary1,
+			candidates: []Candidate{
+				cand("db2", "0-1-100", func(c *Candidate) { c.StorageOK = false }),
+				cand("db3", "0-1-100", func(c *Candidate) { c.SQLRunning, c.SQLError = false, "Duplicate entry '5' for key 'PRIMARY'" }),
+				cand("db4", "0-1-100"),
+			},
+			want: []want{
+				{"db4", true, "most advanced"},
+				{"db2", false, "excluded: storage probe failing"},
+				{"db3", false, "excluded: SQL thread stopped with error: Duplicate entry"},
+			},
+		},
+		{
+			name:    "SQL thread stopped without error is fine",
+			primary: primary1,
+			candidates: []Candidate{
+				cand("db2", "0-1-100", func(c *Candidate) { c.SQLRunning = false }),
+			},
+			want: []want{{"db2", true, "most advanced"}},
+		},
+		{
+			// The errant replica is the most advanced in domain 0 too, but
+			// it is never first, and its errant write does not block the
+			// others.
+			name:    "errant never ranked first",
+			primary: primary1,
+			candidates: []Candidate{
+				cand("db2", "0-1-100,0-2-101", prio(10)),
+				cand("db3", "0-1-100"),
+			},
+			want: []want{
+				{"db3", true, "most advanced"},
+				{"db2", false, "excluded: errant transactions the primary never had: 0-2-101"},
+			},
+		},
+		{
+			name:    "errant replica with legitimate transactions the others lack",
+			primary: primary1,
+			candidates: []Candidate{
+				cand("db2", "0-1-100,5-2-1"),
+				cand("db3", "0-1-99"),
+			},
+			want: []want{
+				{"db3", false, "lacks transactions db2 has: 0-1-100"},
+				{"db2", false, "excluded: errant"},
+			},
+		},
+		{
+			name:    "incomparable sets: nobody is safe",
+			primary: &Server{ServerID: 1, Executed: maria("0-1-100,1-1-50")},
+			candidates: []Candidate{
+				cand("db2", "0-1-100,1-1-49"),
+				cand("db3", "0-1-99,1-1-50"),
+			},
+			want: []want{
+				{"db2", false, "lacks transactions db3 has: 1-1-50"},
+				{"db3", false, "lacks transactions db2 has: 0-1-100"},
+			},
+		},
+		{
+			// Received but not yet applied counts: after the wait it will
+			// have it. Target is what to wait for.
+			name:    "retrieved transactions count",
+			primary: primary1,
+			candidates: []Candidate{
+				cand("db2", "0-1-97", retrieved("0-1-100")),
+				cand("db3", "0-1-99", retrieved("0-1-99")),
+			},
+			want: []want{
+				{"db2", true, "most advanced"},
+				{"db3", false, "lacks"},
+			},
+		},
+		{
+			name:    "no primary: own writes nobody else has are errant",
+			primary: nil,
+			candidates: []Candidate{
+				cand("db2", "0-1-100,0-2-101"),
+				cand("db3", "0-1-100"),
+			},
+			want: []want{
+				{"db3", true, "most advanced"},
+				{"db2", false, "excluded: errant transactions the primary never had: 0-2-101"},
+			},
+		},
+		{
+			name:    "no primary: a former primary's writes everyone has are fine",
+			primary: nil,
+			candidates: []Candidate{
+				cand("db2", "0-2-50,0-1-100"),
+				cand("db3", "0-2-50,0-1-100"),
+			},
+			want: []want{
+				{"db2", true, "most advanced"},
+				{"db3", true, "same priority and lag"},
+			},
+		},
+		{
+			name:    "primary without an executed set counts as no primary",
+			primary: &Server{ServerID: 1},
+			candidates: []Candidate{
+				cand("db2", "0-1-100,0-2-101"),
+				cand("db3", "0-1-100"),
+			},
+			want: []want{
+				{"db3", true, "most advanced"},
+				{"db2", false, "excluded: errant"},
+			},
+		},
+		{
+			name:       "single candidate, no primary: errant check impossible",
+			primary:    nil,
+			candidates: []Candidate{cand("db2", "0-1-100,0-2-3")},
+			want:       []want{{"db2", true, "errant check skipped"}},
+		},
+		{
+			name:    "unknown set and mixed flavors excluded",
+			primary: primary1,
+			candidates: []Candidate{
+				{Name: "db2", StorageOK: true, SQLRunning: true},
+				{Name: "db3", Server: Server{Executed: my(uP + ":1-5")}, StorageOK: true, SQLRunning: true},
+				cand("db4", "0-1-100"),
+			},
+			want: []want{
+				{"db4", true, "most advanced"},
+				{"db2", false, "excluded: executed GTID set unknown"},
+				{"db3", false, "excluded: flavor mysql differs"},
+			},
+		},
+		{
+			name: "mysql: superset, errant, stale primary",
+			primary: &Server{ServerUUID: uP,
+				Executed: my(uO + ":1-50," + uP + ":1-10")},
+			candidates: []Candidate{
+				{Name: "db2", Server: Server{ServerUUID: uR, Executed: my(uO + ":1-50," + uP + ":1-12," + uR + ":1")}, StorageOK: true, SQLRunning: true},
+				{Name: "db3", Server: Server{ServerUUID: "e5f6a7b8-3c5d-11ef-8d2e-0242ac120005", Executed: my(uO + ":1-50," + uP + ":1-11")}, Retrieved: my(uP + ":5-12"), StorageOK: true, SQLRunning: true},
+				{Name: "db4", Server: Server{ServerUUID: "f6a7b8c9-3c5d-11ef-8d2e-0242ac120006", Executed: my(uO + ":1-50," + uP + ":1-11")}, StorageOK: true, SQLRunning: true},
+			},
+			want: []want{
+				{"db3", true, "most advanced"},
+				{"db4", false, "lacks transactions db2 has: " + uP + ":12"},
+				{"db2", false, "excluded: errant transactions the primary never had: " + uR + ":1"},
+			},
+		},
+		{
+			name:       "empty",
+			primary:    primary1,
+			candidates: nil,
+			want:       nil,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Rank(tt.primary, tt.candidates)
+			if len(got) != len(tt.want) {
+				t.Fatalf("Rank returned %d results, want %d", len(got), len(tt.want))
+			}
+			for i, w := range tt.want {
+				g := got[i]
+				if g.Name != w.name || g.Eligible != w.eligible || !strings.Contains(g.Reason, w.reason) {
+					t.Errorf("#%d: %s eligible=%t %q; want %s eligible=%t containing %q",
+						i, g.Name, g.Eligible, g.Reason, w.name, w.eligible, w.reason)
+				}
+			}
+		})
+	}
+}
+
+func TestRankTarget(t *testing.T) {
+	got := Rank(primary1, []Candidate{cand("db2", "0-1-97", retrieved("0-1-100"))})
+	if got[0].Target.Position() != "0-1-100" {
+		t.Errorf("Target = %s, want 0-1-100", got[0].Target)
+	}
+	if !got[0].Errant.IsEmpty() {
+		t.Errorf("Errant = %s", got[0].Errant)
+	}
+}
+
+func TestStatusCandidate(t *testing.T) {
+	st := Status{ServerID: 2, Executed: maria("0-1-5"), Retrieved: maria("0-1-6"),
+		SQLThread: ThreadRunning, LastSQLError: "", Lag: 3 * time.Second, LagKnown: true}
+	c := st.Candidate("db2")
+	if c.Name != "db2" || c.ServerID != 2 || !c.SQLRunning || c.Lag != 3*time.Second || c.Retrieved.Position() != "0-1-6" {
+		t.Errorf("Candidate = %+v", c)
+	}
+	st.LagKnown = false
+	if c := st.Candidate("db2"); c.Lag >= 0 {
+		t.Errorf("unknown lag = %s, want negative", c.Lag)
+	}
+}
