@@ -1,0 +1,341 @@
+package replication
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"go.uber.org/zap"
+)
+
+// DefaultTimeout bounds one call to a server when Config.Timeout is zero.
+const DefaultTimeout = 2 * time.Second
+
+// DefaultHeartbeat is the replication heartbeat Follow asks for when
+// Config.HeartbeatPeriod is zero: well under the slave_net_timeout Baton
+// expects (4 s), so a silent source is noticed quickly.
+const DefaultHeartbeat = time.Second
+
+// maxKillReserve caps the part of a call's time kept back to kill a
+// statement that overran.
+const maxKillReserve = 500 * time.Millisecond
+
+// Config configures an Instance.
+type Config struct {
+	// Name identifies the node in errors and logs. Required.
+	Name string
+	// Timeout bounds each call (Status, Fence, Promote, ...); never longer
+	// than the caller's context. Zero means DefaultTimeout.
+	Timeout time.Duration
+	// Flavor, if set, skips detection.
+	Flavor Flavor
+	// HeartbeatPeriod is the MASTER/SOURCE_HEARTBEAT_PERIOD Follow sets.
+	// Zero means DefaultHeartbeat.
+	HeartbeatPeriod time.Duration
+	// SemiSync says the cluster runs semi-synchronous replication: Promote
+	// then turns the source side on before the server takes writes, and
+	// Follow turns it off (a replica with log_slave_updates would otherwise
+	// wait for acknowledgements from replicas it does not have) and the
+	// replica side on before starting replication.
+	SemiSync bool
+	// Logger receives one line per change made to the server. Nil: no logs.
+	Logger *zap.Logger
+}
+
+// Instance is one MySQL or MariaDB server. It is safe for concurrent use.
+//
+// The *sql.DB should allow at least two open connections: a statement that
+// overruns its deadline is killed through a second connection (the first is
+// closed by then, so one also works, at the cost of a new connection).
+type Instance struct {
+	db        *sql.DB
+	name      string
+	timeout   time.Duration
+	heartbeat time.Duration
+	semiSync  bool
+	log       *zap.Logger
+
+	mu     sync.Mutex
+	flavor Flavor
+}
+
+// New returns an Instance for the server behind db. It does not connect:
+// the flavor is detected on the first call unless cfg.Flavor is set.
+func New(db *sql.DB, cfg Config) (*Instance, error) {
+	switch {
+	case db == nil:
+		return nil, errors.New("replication: db is nil")
+	case cfg.Name == "":
+		return nil, errors.New("replication: config Name is empty")
+	case cfg.Timeout < 0:
+		return nil, fmt.Errorf("replication: config Timeout %s is negative", cfg.Timeout)
+	case cfg.HeartbeatPeriod < 0:
+		return nil, fmt.Errorf("replication: config HeartbeatPeriod %s is negative", cfg.HeartbeatPeriod)
+	case cfg.HeartbeatPeriod > 0 && cfg.HeartbeatPeriod < time.Millisecond:
+		return nil, fmt.Errorf("replication: config HeartbeatPeriod %s is below the servers' 1ms resolution", cfg.HeartbeatPeriod)
+	case cfg.Flavor < FlavorUnknown || cfg.Flavor > FlavorMySQL:
+		return nil, fmt.Errorf("replication: config Flavor %d is not a Flavor", int(cfg.Flavor))
+	}
+	in := &Instance{
+		db:        db,
+		name:      cfg.Name,
+		timeout:   cfg.Timeout,
+		heartbeat: cfg.HeartbeatPeriod,
+		semiSync:  cfg.SemiSync,
+		log:       cfg.Logger,
+		flavor:    cfg.Flavor,
+	}
+	if in.timeout == 0 {
+		in.timeout = DefaultTimeout
+	}
+	if in.heartbeat == 0 {
+		in.heartbeat = DefaultHeartbeat
+	}
+	if in.log == nil {
+		in.log = zap.NewNop()
+	}
+	in.log = in.log.With(zap.String("node", cfg.Name))
+	return in, nil
+}
+
+// Name is the node name from Config.
+func (in *Instance) Name() string { return in.name }
+
+// Flavor returns the server's flavor, asking the server the first time.
+func (in *Instance) Flavor(ctx context.Context) (Flavor, error) {
+	if f := in.knownFlavor(); f != FlavorUnknown {
+		return f, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, in.timeout)
+	defer cancel()
+	s, err := in.open(ctx)
+	if err != nil {
+		return FlavorUnknown, fmt.Errorf("detect flavor of %s: %w", in.name, err)
+	}
+	defer s.close()
+	return s.flavor, nil
+}
+
+func (in *Instance) knownFlavor() Flavor {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.flavor
+}
+
+// session is one dedicated connection for the duration of a call, with what
+// is needed to kill its statement from elsewhere.
+type session struct {
+	in                 *Instance
+	conn               *sql.Conn
+	id                 int64
+	flavor             Flavor
+	noBackslashEscapes bool
+	broken             bool
+}
+
+// open takes a connection and learns its id, its sql_mode and (once) the
+// server's flavor, in one round trip. ctx must carry the call's deadline.
+func (in *Instance) open(ctx context.Context) (*session, error) {
+	c, err := in.db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	s := &session{in: in, conn: c}
+	var mode, version, comment string
+	err = c.QueryRowContext(ctx, "SELECT CONNECTION_ID(), @@SESSION.sql_mode, @@GLOBAL.version, @@GLOBAL.version_comment").
+		Scan(&s.id, &mode, &version, &comment)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("identify connection: %w", err)
+	}
+	s.noBackslashEscapes = strings.Contains(strings.ToUpper(mode), "NO_BACKSLASH_ESCAPES")
+	in.mu.Lock()
+	if in.flavor == FlavorUnknown {
+		in.flavor = DetectFlavor(version, comment)
+	}
+	s.flavor = in.flavor
+	in.mu.Unlock()
+	return s, nil
+}
+
+func (s *session) close() { s.conn.Close() }
+
+// exec runs a statement that changes the server. It gets the call's time
+// minus a reserve; if it has not finished by then, the driver closes the
+// connection (go-sql-driver cancels that way: the server does not notice a
+// closed socket while a statement waits on a lock or a full disk) and the
+// statement is killed server-side through another connection, within the
+// reserve, so that it cannot take effect later.
+func (s *session) exec(ctx context.Context, query string) error {
+	if s.broken {
+		return fmt.Errorf("%s: connection already abandoned", query)
+	}
+	stmtCtx, cancel := context.WithDeadline(ctx, stmtDeadline(ctx))
+	defer cancel()
+	_, err := s.conn.ExecContext(stmtCtx, query)
+	if err == nil {
+		return nil
+	}
+	if stmtCtx.Err() == nil {
+		return fmt.Errorf("%s: %w", query, err)
+	}
+	s.broken = true
+	s.kill(ctx)
+	return fmt.Errorf("%s: did not finish in time, killed server-side: %w", query, stmtCtx.Err())
+}
+
+// stmtDeadline keeps back min(a quarter of the remaining time, 500ms) of
+// ctx's deadline for a kill.
+func stmtDeadline(ctx context.Context) time.Time {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return time.Now().Add(DefaultTimeout)
+	}
+	reserve := min(time.Until(dl)/4, maxKillReserve)
+	return dl.Add(-reserve)
+}
+
+// kill ends this session's connection server-side. It runs even when the
+// caller's context was cancelled, but never past the call's deadline.
+func (s *session) kill(ctx context.Context) {
+	s.conn.Close()
+	dl, ok := ctx.Deadline()
+	if !ok {
+		dl = time.Now().Add(maxKillReserve)
+	}
+	kctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), dl)
+	defer cancel()
+	err := s.in.killConn(kctx, s.id)
+	if err != nil {
+		s.in.log.Warn("could not kill an overrunning statement", zap.Int64("connection", s.id), zap.Error(err))
+		return
+	}
+	s.in.log.Info("killed an overrunning statement", zap.Int64("connection", s.id))
+}
+
+// killConn runs KILL CONNECTION id on a fresh connection. An id that is
+// already gone (error 1094) is not an error.
+func (in *Instance) killConn(ctx context.Context, id int64) error {
+	c, err := in.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("connect to kill %d: %w", id, err)
+	}
+	defer c.Close()
+	return killOn(ctx, c, id)
+}
+
+func killOn(ctx context.Context, c *sql.Conn, id int64) error {
+	_, err := c.ExecContext(ctx, "KILL CONNECTION "+strconv.FormatInt(id, 10))
+	if err != nil && !isErrno(err, 1094) {
+		return fmt.Errorf("kill connection %d: %w", id, err)
+	}
+	return nil
+}
+
+// queryRows reads a result set as column name -> value maps; SQL NULL cells
+// are left out.
+func (s *session) queryRows(ctx context.Context, query string) ([]map[string]string, error) {
+	rows, err := s.conn.QueryContext(ctx, query)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", query, err)
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", query, err)
+	}
+	var out []map[string]string
+	for rows.Next() {
+		vals := make([]sql.NullString, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, fmt.Errorf("%s: %w", query, err)
+		}
+		m := make(map[string]string, len(cols))
+		for i, c := range cols {
+			if vals[i].Valid {
+				m[c] = vals[i].String
+			}
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", query, err)
+	}
+	return out, nil
+}
+
+// queryKV reads a two-column (name, value) result such as SHOW VARIABLES,
+// names lower-cased.
+func (s *session) queryKV(ctx context.Context, query string) (map[string]string, error) {
+	rows, err := s.queryRows(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, r := range rows {
+		out[strings.ToLower(r["Variable_name"])] = r["Value"]
+	}
+	return out, nil
+}
+
+// status reads the server's Status on this session.
+func (s *session) status(ctx context.Context) (Status, error) {
+	g, err := s.queryRows(ctx, globalsQuery(s.flavor))
+	if err != nil {
+		return Status{}, err
+	}
+	rows, err := s.queryRows(ctx, replicaStatusQuery(s.flavor))
+	if err != nil {
+		return Status{}, err
+	}
+	vars, err := s.queryKV(ctx, "SHOW GLOBAL VARIABLES LIKE 'rpl_semi_sync%'")
+	if err != nil {
+		return Status{}, err
+	}
+	stat, err := s.queryKV(ctx, "SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync%'")
+	if err != nil {
+		return Status{}, err
+	}
+	return buildStatus(s.flavor, g, rows, vars, stat)
+}
+
+// buildStatus makes a Status from what the server answered: the row of
+// globalsQuery, the rows of SHOW SLAVE/REPLICA STATUS, and the semi-sync
+// variables and status counters (names lower-cased).
+func buildStatus(f Flavor, globals, replicaRows []map[string]string, vars, stat map[string]string) (Status, error) {
+	var st Status
+	if len(globals) != 1 {
+		return st, fmt.Errorf("server variables: %d rows", len(globals))
+	}
+	if err := applyGlobals(&st, f, globals[0]); err != nil {
+		return st, err
+	}
+	row, err := pickReplicaRow(replicaRows)
+	if err != nil {
+		return st, err
+	}
+	st.Role = RolePrimary
+	if row != nil {
+		if err := applyReplicaRow(&st, f, row); err != nil {
+			return st, fmt.Errorf("%s: %w", replicaStatusQuery(f), err)
+		}
+	}
+	st.SemiSync = parseSemiSync(vars, stat)
+	return st, nil
+}
+
+// isErrno reports whether err is a server error with that number.
+func isErrno(err error, n uint16) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me) && me.Number == n
+}

@@ -1,0 +1,489 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+var (
+	// ErrWaitTimeout: the server did not execute the awaited GTID set in time.
+	ErrWaitTimeout = errors.New("replication: gtid wait timed out")
+	// ErrNotCaughtUp: Promote found received transactions not yet applied
+	// and did not reset replication (that would throw them away).
+	ErrNotCaughtUp = errors.New("replication: relay log not applied")
+	// ErrNoSemiSync: the server has no semi-sync variables (MySQL without
+	// the plugin).
+	ErrNoSemiSync = errors.New("replication: semi-sync not available")
+)
+
+// call runs fn on a fresh session under the call's deadline.
+func (in *Instance) call(ctx context.Context, timeout time.Duration, fn func(ctx context.Context, s *session) error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	s, err := in.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	return fn(ctx, s)
+}
+
+// Status reads the server's role, read-only state, GTID sets, replication
+// threads and semi-sync state. It only reads.
+func (in *Instance) Status(ctx context.Context) (Status, error) {
+	var st Status
+	err := in.call(ctx, in.timeout, func(ctx context.Context, s *session) error {
+		var err error
+		st, err = s.status(ctx)
+		return err
+	})
+	if err != nil {
+		return Status{}, fmt.Errorf("status of %s: %w", in.name, err)
+	}
+	return st, nil
+}
+
+// StopIO stops the replication IO (receiver) thread, so that the server
+// receives nothing more from its source; with semi-sync, a primary can then
+// no longer get this replica's acknowledgement. Harmless when already
+// stopped or when the server is not a replica.
+func (in *Instance) StopIO(ctx context.Context) error {
+	err := in.call(ctx, in.timeout, func(ctx context.Context, s *session) error {
+		return s.exec(ctx, stopIOQuery(s.flavor))
+	})
+	if err != nil {
+		return fmt.Errorf("stop io thread on %s: %w", in.name, err)
+	}
+	return nil
+}
+
+// StopReplication stops both replication threads. Harmless when already
+// stopped or when the server is not a replica.
+func (in *Instance) StopReplication(ctx context.Context) error {
+	err := in.call(ctx, in.timeout, func(ctx context.Context, s *session) error {
+		return s.exec(ctx, stopReplicationQuery(s.flavor))
+	})
+	if err != nil {
+		return fmt.Errorf("stop replication on %s: %w", in.name, err)
+	}
+	return nil
+}
+
+// StartReplication starts both replication threads of an already configured
+// replica (after StopIO or StopReplication). Harmless when running; an
+// error when no source is configured (use Follow).
+func (in *Instance) StartReplication(ctx context.Context) error {
+	err := in.call(ctx, in.timeout, func(ctx context.Context, s *session) error {
+		return s.exec(ctx, startReplicationQuery(s.flavor))
+	})
+	if err != nil {
+		return fmt.Errorf("start replication on %s: %w", in.name, err)
+	}
+	return nil
+}
+
+// SetReadOnly turns read_only on or off (on MySQL super_read_only as well)
+// and reads the result back. Setting a value the server already has is
+// harmless and, on MariaDB, does not wait for running commits.
+func (in *Instance) SetReadOnly(ctx context.Context, on bool) error {
+	err := in.call(ctx, in.timeout, func(ctx context.Context, s *session) error {
+		return s.setReadOnly(ctx, on)
+	})
+	if err != nil {
+		return fmt.Errorf("set read_only=%t on %s: %w", on, in.name, err)
+	}
+	return nil
+}
+
+func (s *session) setReadOnly(ctx context.Context, on bool) error {
+	for _, q := range readOnlyQueries(s.flavor, on) {
+		if err := s.exec(ctx, q); err != nil {
+			return err
+		}
+	}
+	q := "SELECT @@GLOBAL.read_only, 0"
+	if s.flavor == FlavorMySQL {
+		q = "SELECT @@GLOBAL.read_only, @@GLOBAL.super_read_only"
+	}
+	var ro, sro bool
+	if err := s.conn.QueryRowContext(ctx, q).Scan(&ro, &sro); err != nil {
+		return fmt.Errorf("read back read_only: %w", err)
+	}
+	if ro != on || (s.flavor == FlavorMySQL && on && !sro) {
+		return fmt.Errorf("read_only is %t (super_read_only %t) after setting it to %t", ro, sro, on)
+	}
+	s.in.log.Info("read_only set", zap.Bool("read_only", on))
+	return nil
+}
+
+// WaitExecuted waits until the server has executed every transaction of
+// set, at most timeout (never past ctx's deadline; zero means
+// Config.Timeout). It returns ErrWaitTimeout (wrapped) when time runs out.
+//
+// MariaDB's MASTER_GTID_WAIT compares with gtid_slave_pos only, so domains
+// that the server already has in its binlog (a former primary's own writes)
+// are not waited for; MySQL's WAIT_FOR_EXECUTED_GTID_SET compares with
+// gtid_executed. The server-side wait ends a little before the deadline so
+// the server, not a killed connection, reports the timeout.
+func (in *Instance) WaitExecuted(ctx context.Context, set GTIDSet, timeout time.Duration) error {
+	if timeout <= 0 {
+		timeout = in.timeout
+	}
+	start := time.Now()
+	err := in.call(ctx, timeout, func(ctx context.Context, s *session) error {
+		return s.waitExecuted(ctx, set)
+	})
+	if err != nil {
+		return fmt.Errorf("wait for %s to execute %s (%s): %w", in.name, set, time.Since(start).Round(time.Millisecond), err)
+	}
+	return nil
+}
+
+func (s *session) waitExecuted(ctx context.Context, set GTIDSet) error {
+	if set.IsEmpty() {
+		return nil
+	}
+	if set.flavor != s.flavor {
+		return fmt.Errorf("%s set on a %s server: %w", set.flavor, s.flavor, ErrFlavorMismatch)
+	}
+	st, err := s.status(ctx)
+	if err != nil {
+		return err
+	}
+	if st.Executed.Contain(set) {
+		return nil
+	}
+	wait := set
+	if s.flavor == FlavorMariaDB {
+		wait = GTIDSet{flavor: FlavorMariaDB, maria: newMariaSet()}
+		mine := st.Executed.positions()
+		for d, g := range set.positions() {
+			if m, ok := mine[d]; !ok || m.SequenceNumber < g.SequenceNumber {
+				addMaria(wait.maria, g)
+			}
+		}
+	}
+	// The server ends its own wait a little before the deadline, so that it,
+	// not a closed connection, reports the timeout. The wait changes
+	// nothing, so a wait abandoned client-side (a server that stopped
+	// answering) needs no kill: it ends on its own at its timeout.
+	dl, _ := ctx.Deadline()
+	left := time.Until(dl)
+	serverTimeout := left - min(left/20, 50*time.Millisecond)
+	if serverTimeout <= 0 {
+		return ErrWaitTimeout
+	}
+	q := waitQuery(s.flavor, wait, serverTimeout)
+	var res *int64
+	if err := s.conn.QueryRowContext(ctx, q).Scan(&res); err != nil {
+		if ctx.Err() != nil {
+			s.broken = true // the driver closed the connection
+			return fmt.Errorf("%w: %w", ErrWaitTimeout, ctx.Err())
+		}
+		return fmt.Errorf("%s: %w", q, err)
+	}
+	switch {
+	case res == nil:
+		return fmt.Errorf("%s returned NULL", q)
+	case *res == 0:
+		return nil
+	default:
+		return ErrWaitTimeout
+	}
+}
+
+// Promote makes a replica a writable primary: it stops the IO thread, lets
+// the SQL thread apply what was already received (within this call's
+// time), stops replication, forgets the source (RESET SLAVE ALL / RESET
+// REPLICA ALL) and turns read_only (and super_read_only) off.
+//
+// If received transactions are still unapplied, it returns ErrNotCaughtUp
+// and leaves the source configured, so nothing received is thrown away; the
+// caller should have waited with WaitExecuted first. Running it on a server
+// that is already a primary only turns read_only off.
+//
+// With Config.SemiSync it turns the semi-sync source side on (and the
+// replica side off) before read_only goes off, so no commit is ever
+// acknowledged without a replica; a server without semi-sync is then an
+// error, found before anything is changed.
+func (in *Instance) Promote(ctx context.Context) error {
+	err := in.call(ctx, in.timeout, func(ctx context.Context, s *session) error {
+		st, err := s.status(ctx)
+		if err != nil {
+			return err
+		}
+		if s.in.semiSync && !st.SemiSync.Available {
+			return fmt.Errorf("config says semi-sync, the server has none: %w", ErrNoSemiSync)
+		}
+		if st.Role == RoleReplica {
+			if err := s.exec(ctx, stopIOQuery(s.flavor)); err != nil {
+				return err
+			}
+			if st, err = s.status(ctx); err != nil {
+				return err
+			}
+			if !st.Executed.Contain(st.Retrieved) {
+				if st.SQLThread != ThreadRunning {
+					return fmt.Errorf("%w: SQL thread stopped (error %d: %s) with %s unapplied",
+						ErrNotCaughtUp, st.LastSQLErrno, st.LastSQLError, st.Executed.Missing(st.Retrieved))
+				}
+				dl, _ := ctx.Deadline()
+				wctx, cancel := context.WithTimeout(ctx, time.Until(dl)/2)
+				err := s.waitExecuted(wctx, st.Retrieved)
+				cancel()
+				if err != nil {
+					return fmt.Errorf("%w: %s still unapplied: %w", ErrNotCaughtUp, st.Executed.Missing(st.Retrieved), err)
+				}
+			}
+			if err := s.exec(ctx, stopReplicationQuery(s.flavor)); err != nil {
+				return err
+			}
+			if st, err = s.status(ctx); err != nil {
+				return err
+			}
+			if !st.Executed.Contain(st.Retrieved) {
+				return fmt.Errorf("%w: %s unapplied after stopping replication", ErrNotCaughtUp, st.Executed.Missing(st.Retrieved))
+			}
+			if err := s.exec(ctx, resetReplicationQuery(s.flavor)); err != nil {
+				return err
+			}
+			s.in.log.Info("replication reset for promotion", zap.String("former_source", st.SourceHost), zap.Stringer("executed", st.Executed))
+		}
+		if s.in.semiSync {
+			// Before the first write: no commit may go out unacknowledged.
+			if err := s.setSemiSync(ctx, true, false); err != nil {
+				return err
+			}
+		}
+		return s.setReadOnly(ctx, false)
+	})
+	if err != nil {
+		return fmt.Errorf("promote %s: %w", in.name, err)
+	}
+	return nil
+}
+
+// Follow makes the server a read-only replica of src with GTID
+// auto-positioning (MariaDB MASTER_USE_GTID=slave_pos, MySQL
+// SOURCE_AUTO_POSITION=1), a 1 s connect retry and a heartbeat, and starts
+// replication. It turns read_only on first, so the server never replicates
+// while writable.
+//
+// MariaDB: a former primary's gtid_slave_pos is behind its own binlog (it
+// is empty, or where it stood when it was last a replica); replicating from
+// there would fetch and re-apply transactions it already has (in strict
+// mode: an error). So, with replication stopped, gtid_slave_pos is moved to
+// the highest of gtid_binlog_pos and gtid_slave_pos in each domain (Status's
+// Executed). A server with errant transactions then asks the new primary
+// for a GTID it never had and its IO thread stops with error 1236, rather
+// than diverging silently.
+//
+// With Config.SemiSync it turns the semi-sync source side off and the
+// replica side on before starting replication.
+//
+// If the server already replicates from src (same host, port and user,
+// GTID positioning, both threads running, no error), Follow only makes sure
+// read_only is on: the reconciler may call it on every pass. A changed
+// password is applied by StopReplication then Follow.
+func (in *Instance) Follow(ctx context.Context, src Source) error {
+	if err := src.validate(); err != nil {
+		return fmt.Errorf("follow on %s: %w", in.name, err)
+	}
+	err := in.call(ctx, in.timeout, func(ctx context.Context, s *session) error {
+		if err := s.setReadOnly(ctx, true); err != nil {
+			return err
+		}
+		st, err := s.status(ctx)
+		if err != nil {
+			return err
+		}
+		if following(st, src) {
+			return nil
+		}
+		if s.in.semiSync && !st.SemiSync.Available {
+			return fmt.Errorf("config says semi-sync, the server has none: %w", ErrNoSemiSync)
+		}
+		if err := s.exec(ctx, stopReplicationQuery(s.flavor)); err != nil {
+			return err
+		}
+		if s.flavor == FlavorMariaDB {
+			if st, err = s.status(ctx); err != nil {
+				return err
+			}
+			slave, err := ParseGTIDSet(FlavorMariaDB, st.MariaDB.SlavePos)
+			if err != nil {
+				return fmt.Errorf("gtid_slave_pos: %w", err)
+			}
+			if !slave.Equal(st.Executed) {
+				if err := s.exec(ctx, setSlavePosQuery(st.Executed.Position())); err != nil {
+					return err
+				}
+				s.in.log.Info("gtid_slave_pos moved to the binlog position",
+					zap.String("from", st.MariaDB.SlavePos), zap.String("to", st.Executed.Position()))
+			}
+		}
+		if s.in.semiSync {
+			if err := s.setSemiSync(ctx, false, true); err != nil {
+				return err
+			}
+		}
+		if err := s.exec(ctx, changeSourceQuery(s.flavor, src, s.in.heartbeat, s.noBackslashEscapes)); err != nil {
+			return err
+		}
+		if err := s.exec(ctx, startReplicationQuery(s.flavor)); err != nil {
+			return err
+		}
+		s.in.log.Info("following", zap.String("source", src.Host), zap.Int("port", src.Port))
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("follow %s:%d on %s: %w", src.Host, src.Port, in.name, err)
+	}
+	return nil
+}
+
+// following reports whether st already replicates from src as Follow would
+// set it up.
+func following(st Status, src Source) bool {
+	gtid := st.AutoPosition
+	if st.Flavor == FlavorMariaDB {
+		gtid = st.MariaDB.UsingGTID == "Slave_Pos"
+	}
+	return st.Role == RoleReplica && st.SourceHost == src.Host && st.SourcePort == src.Port &&
+		st.SourceUser == src.User && gtid &&
+		st.IOThread != ThreadStopped && st.SQLThread == ThreadRunning &&
+		st.LastIOErrno == 0 && st.LastSQLErrno == 0
+}
+
+// FenceReport says what Fence achieved. Every step is attempted even when
+// an earlier one failed.
+type FenceReport struct {
+	// ReadOnly is true when read_only (and super_read_only) was set and read
+	// back.
+	ReadOnly bool
+	// Killed is the number of client connections killed.
+	Killed int
+	// Spared is the number of connections left alone: replication threads,
+	// daemons and Fence's own connection are not counted.
+	Spared int
+}
+
+// Fence stops a primary from taking writes: read_only=ON (MySQL:
+// super_read_only=ON), then it kills every client connection, sparing
+// replication threads (a replica's threads run as "system user", a
+// primary's Binlog Dump threads serve its replicas), the event scheduler
+// and its own connection. read_only gets half the call's time, the kills
+// what they need, and if read_only failed and someone was killed, it is
+// tried again with the time left.
+//
+// On a full disk SET GLOBAL read_only waits for the commits that wait for
+// the disk: it is killed at its deadline, the kills are still made, and
+// since killing those hung writers releases them (seen on MariaDB 10.11),
+// the second attempt usually succeeds. Otherwise the error says read_only
+// was not set. Fence returns within Config.Timeout whatever the server does.
+// Harmless when repeated.
+func (in *Instance) Fence(ctx context.Context) (FenceReport, error) {
+	var rep FenceReport
+	ctx, cancel := context.WithTimeout(ctx, in.timeout)
+	defer cancel()
+	dl, _ := ctx.Deadline()
+	roCtx, roCancel := context.WithDeadline(ctx, time.Now().Add(time.Until(dl)/2))
+	roErr := in.call(roCtx, in.timeout, func(ctx context.Context, s *session) error {
+		return s.setReadOnly(ctx, true)
+	})
+	roCancel()
+	rep.ReadOnly = roErr == nil
+	if roErr != nil {
+		roErr = fmt.Errorf("read_only: %w", roErr)
+	}
+	killErr := in.call(ctx, in.timeout, func(ctx context.Context, s *session) error {
+		rows, err := s.queryRows(ctx, processlistQuery)
+		if err != nil {
+			return err
+		}
+		ps := make([]process, 0, len(rows))
+		for _, r := range rows {
+			id, err := strconv.ParseInt(r["ID"], 10, 64)
+			if err != nil {
+				return fmt.Errorf("process list id %q: %w", r["ID"], err)
+			}
+			ps = append(ps, process{ID: id, User: r["USER"], Command: r["COMMAND"]})
+		}
+		ids := clientsToKill(ps, s.id)
+		rep.Spared = len(ps) - len(ids)
+		// KILL itself can block on MariaDB (it takes the victim's mutex),
+		// so each is bounded by the call's deadline; no need to kill a KILL.
+		for _, id := range ids {
+			if err := killOn(ctx, s.conn, id); err != nil {
+				return err
+			}
+			rep.Killed++
+		}
+		return nil
+	})
+	if killErr != nil {
+		killErr = fmt.Errorf("kill client connections: %w", killErr)
+	}
+	if roErr != nil && rep.Killed > 0 && time.Until(dl) > 50*time.Millisecond {
+		// The writers read_only was waiting for may have been among the
+		// killed (on MariaDB a write hung on a full disk does end when
+		// killed), so try again with the time left.
+		retry := in.call(ctx, in.timeout, func(ctx context.Context, s *session) error {
+			return s.setReadOnly(ctx, true)
+		})
+		if retry == nil {
+			rep.ReadOnly, roErr = true, nil
+		}
+	}
+	in.log.Info("fenced", zap.Bool("read_only", rep.ReadOnly), zap.Int("killed", rep.Killed),
+		zap.NamedError("read_only_error", roErr), zap.NamedError("kill_error", killErr))
+	if err := errors.Join(roErr, killErr); err != nil {
+		return rep, fmt.Errorf("fence %s: %w", in.name, err)
+	}
+	return rep, nil
+}
+
+// SetSemiSync turns the source and replica sides of semi-synchronous
+// replication on or off (MariaDB rpl_semi_sync_master/slave_enabled, MySQL
+// rpl_semi_sync_source/replica_enabled or the older names, whichever the
+// server has). The replica side takes effect when the IO thread next
+// connects (Follow, StartReplication). Harmless when repeated; ErrNoSemiSync
+// when the server has no semi-sync.
+func (in *Instance) SetSemiSync(ctx context.Context, source, replica bool) error {
+	err := in.call(ctx, in.timeout, func(ctx context.Context, s *session) error {
+		return s.setSemiSync(ctx, source, replica)
+	})
+	if err != nil {
+		return fmt.Errorf("set semi-sync source=%t replica=%t on %s: %w", source, replica, in.name, err)
+	}
+	return nil
+}
+
+func (s *session) setSemiSync(ctx context.Context, source, replica bool) error {
+	vars, err := s.queryKV(ctx, "SHOW GLOBAL VARIABLES LIKE 'rpl_semi_sync%'")
+	if err != nil {
+		return err
+	}
+	cur := parseSemiSync(vars, nil)
+	if !cur.Available {
+		return ErrNoSemiSync
+	}
+	srcVar, repVar := semiSyncVars(vars)
+	onOff := map[bool]string{true: "ON", false: "OFF"}
+	if cur.SourceEnabled != source {
+		if err := s.exec(ctx, "SET GLOBAL "+srcVar+" = "+onOff[source]); err != nil {
+			return err
+		}
+	}
+	if cur.ReplicaEnabled != replica {
+		if err := s.exec(ctx, "SET GLOBAL "+repVar+" = "+onOff[replica]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
