@@ -31,10 +31,8 @@ type View struct {
 	Leader   string  // node whose agent holds the leader key, "" when none
 	Settings Settings
 	Nodes    map[string]NodeStatus // nodes whose agents are alive
-	// LastFailover is when the latest failover (automatic or manual) committed.
-	LastFailover time.Time
-	Request      *Request // a pending operator request, or nil
-	Intent       *Intent  // a flow in progress, or nil
+	Request  *Request              // a pending operator request, or nil
+	Intent   *Intent               // a flow in progress, or nil
 }
 
 // Action is what the coordinator is to do.
@@ -110,10 +108,10 @@ func Decide(now time.Time, v View, p Policy) Decision {
 	if !failed {
 		return Decision{Action: NoAction, Reason: why}
 	}
-	if !v.LastFailover.IsZero() && now.Sub(v.LastFailover) < p.FailoverBlock {
-		until := v.LastFailover.Add(p.FailoverBlock)
-		return Decision{Action: NoAction, Reason: fmt.Sprintf("%s, but a failover happened at %s: automatic failover blocked until %s (anti-flap; `baton failover --force` overrides)",
-			why, v.LastFailover.UTC().Format(time.RFC3339), until.UTC().Format(time.RFC3339))}
+	if last := v.Primary.LastFailover; !last.IsZero() && now.Sub(last) < p.FailoverBlock {
+		until := last.Add(p.FailoverBlock)
+		return Decision{Action: NoAction, Reason: fmt.Sprintf("%s, but a failover happened at %s: automatic failover blocked until %s (anti-flap; `baton failover` overrides)",
+			why, last.UTC().Format(time.RFC3339), until.UTC().Format(time.RFC3339))}
 	}
 	cands, excluded := candidates(v, "")
 	if len(cands) == 0 {

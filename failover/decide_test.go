@@ -131,7 +131,7 @@ func TestDecide(t *testing.T) {
 			name: "anti-flap: a failover 2 minutes ago",
 			v: func() View {
 				v := view(with(healthy("db1"), unreachable), with(healthy("db2"), seesPrimaryGone), with(healthy("db3"), seesPrimaryGone))
-				v.LastFailover = t0.Add(-2 * time.Minute)
+				v.Primary.LastFailover = t0.Add(-2 * time.Minute)
 				return v
 			}(),
 			want:       NoAction,
@@ -141,7 +141,7 @@ func TestDecide(t *testing.T) {
 			name: "anti-flap window over",
 			v: func() View {
 				v := view(with(healthy("db1"), unreachable), with(healthy("db2"), seesPrimaryGone), with(healthy("db3"), seesPrimaryGone))
-				v.LastFailover = t0.Add(-6 * time.Minute)
+				v.Primary.LastFailover = t0.Add(-6 * time.Minute)
 				return v
 			}(),
 			want: Failover,
@@ -267,7 +267,7 @@ func TestDecide(t *testing.T) {
 			name: "manual failover of an unwritable primary, unconfirmed, inside the anti-flap window",
 			v: func() View {
 				v := withRequest(view(with(healthy("db1"), unwritable), healthy("db2")), Request{Kind: RequestFailover, To: "db2", Epoch: 4})
-				v.LastFailover = t0.Add(-time.Minute)
+				v.Primary.LastFailover = t0.Add(-time.Minute)
 				return v
 			}(),
 			want:   Failover,

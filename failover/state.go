@@ -49,9 +49,18 @@ func (k Keys) NodeName(key string) string { return path.Base(key) }
 // Primary is the primary of record. Epoch is the fencing token: it grows by one at
 // every change, and every change compares it.
 type Primary struct {
-	Node  string    `json:"node"`
-	Epoch uint64    `json:"epoch"`
-	Since time.Time `json:"since"`
+	Node string `json:"node"`
+	// Addr is where the primary's server is reached (host:port): kept here because
+	// the node's own status vanishes with its agent, when it is needed most.
+	Addr string `json:"addr"`
+	// ServerID and ServerUUID identify the server: whose GTIDs are its own writes.
+	ServerID   uint32    `json:"server_id,omitempty"`
+	ServerUUID string    `json:"server_uuid,omitempty"`
+	Epoch      uint64    `json:"epoch"`
+	Since      time.Time `json:"since"`
+	// LastFailover is when the latest failover (not switchover) committed: the
+	// start of the anti-flap window.
+	LastFailover time.Time `json:"last_failover,omitempty"`
 }
 
 // Role is what a node is, as its agent sees it.
@@ -80,8 +89,10 @@ type NodeStatus struct {
 	VerdictSince time.Time `json:"verdict_since"`
 	ReadOnly     bool      `json:"read_only"`
 	// GTID is the executed GTID set (replication.Status.Executed), "" when unknown.
-	GTID   string `json:"gtid"`
-	Flavor string `json:"flavor,omitempty"`
+	GTID       string `json:"gtid"`
+	Flavor     string `json:"flavor,omitempty"`
+	ServerID   uint32 `json:"server_id,omitempty"`
+	ServerUUID string `json:"server_uuid,omitempty"`
 	// Source is the replication source host:port, "" on a primary.
 	Source     string `json:"source,omitempty"`
 	IORunning  bool   `json:"io_running"`

@@ -23,7 +23,11 @@ func main() {
 		Usage:                "keep one writable MySQL/MariaDB primary, and move it when it stops taking writes",
 		EnableBashCompletion: true,
 		Commands: []*cli.Command{
+			agentCommand(),
+			statusCommand(),
 			sandboxCommand(),
+			probeCommand(),
+			benchCommand(),
 		},
 	}
 	if err := app.Run(os.Args); err != nil {

@@ -26,7 +26,7 @@ its own network namespace on a bridge (198.18.0.0/24), an embedded etcd, and a c
 namespace. It outlives the command: its state is in /tmp/baton-sandbox/NAME.
 
 Examples:
-   baton sandbox up --name demo --nodes 3 --semi-sync
+   baton sandbox up --name demo --nodes 3 --semi-sync --with-agents --vip
    baton sandbox status --name demo --json
    baton sandbox fault --name demo --node db1 disk-full
    baton sandbox fault --name demo --node db1 free-disk
@@ -39,6 +39,8 @@ Examples:
 					&cli.IntFlag{Name: "nodes", Value: 3, Usage: "number of database servers (1-9)"},
 					&cli.BoolFlag{Name: "semi-sync", Usage: "semi-sync replication, AFTER_SYNC, large timeout"},
 					&cli.IntFlag{Name: "etcd-members", Value: 1, Usage: "etcd members (1 or 3)"},
+					&cli.BoolFlag{Name: "with-agents", Usage: "start a baton agent per node, inside its namespace"},
+					&cli.BoolFlag{Name: "vip", Usage: "give the cluster a virtual IP (198.18.0.100) on the bridge; needs --with-agents"},
 				},
 				Action: func(cctx *cli.Context) error {
 					bin, err := os.Executable()
@@ -50,6 +52,7 @@ Examples:
 					spec := sandbox.Spec{
 						Name: cctx.String("name"), Nodes: cctx.Int("nodes"), SemiSync: cctx.Bool("semi-sync"),
 						EtcdMembers: cctx.Int("etcd-members"), Root: cctx.String("root"), Binary: bin,
+						WithAgents: cctx.Bool("with-agents"), VIP: cctx.Bool("vip"),
 					}
 					if spec.Nodes == 0 {
 						return cli.Exit("nodes: 0 is out of range, use 1 to 9", exitBadInput)
@@ -82,7 +85,7 @@ Examples:
 				ArgsUsage: "KIND",
 				Description: `KIND is one of: disk-full, free-disk, freeze-writes, thaw-writes, stop, cont,
 kill, start, cut-network, heal-network, readonly-fs, writable-fs,
-exhaust-connections, release-connections.`,
+exhaust-connections, release-connections, kill-agent, start-agent.`,
 				Flags: []cli.Flag{name, root, &cli.StringFlag{Name: "node", Required: true, Usage: "node name, e.g. db1"}},
 				Action: func(cctx *cli.Context) error {
 					if cctx.NArg() != 1 {

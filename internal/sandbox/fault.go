@@ -33,6 +33,8 @@ const (
 	WritableFS                          // repair it: stop the server, fsck, mount, start
 	ExhaustConnections                  // hold every connection the server allows
 	ReleaseConnections                  // close them
+	KillAgent                           // SIGKILL the node's baton agent (the server is fine)
+	StartAgent                          // start it again
 )
 
 func (f Fault) String() string {
@@ -65,6 +67,10 @@ func (f Fault) String() string {
 		return "exhaust-connections"
 	case ReleaseConnections:
 		return "release-connections"
+	case KillAgent:
+		return "kill-agent"
+	case StartAgent:
+		return "start-agent"
 	}
 	return fmt.Sprintf("fault(%d)", int(f))
 }
@@ -72,7 +78,7 @@ func (f Fault) String() string {
 // Faults lists every fault, each followed by its inverse.
 func Faults() []Fault {
 	var out []Fault
-	for f := DiskFull; f <= ReleaseConnections; f++ {
+	for f := DiskFull; f <= StartAgent; f++ {
 		out = append(out, f)
 	}
 	return out
@@ -106,7 +112,7 @@ func (c *Cluster) Fault(ctx context.Context, node string, f Fault) error {
 	if err != nil {
 		return err
 	}
-	if f < DiskFull || f > ReleaseConnections {
+	if f < DiskFull || f > StartAgent {
 		return fmt.Errorf("unknown fault %d", int(f))
 	}
 	unlock, err := c.lock()
@@ -166,6 +172,16 @@ func (c *Cluster) inject(ctx context.Context, n *Node, f Fault) error {
 		return c.startHolder(ctx, n, "conns")
 	case ReleaseConnections:
 		return c.stopHolder(ctx, n, "conns")
+	case KillAgent:
+		if !alive(n.AgentPID) {
+			return fmt.Errorf("no agent running (start the sandbox with --with-agents)")
+		}
+		return kill(ctx, n.AgentPID)
+	case StartAgent:
+		if n.AgentConfig == "" {
+			return fmt.Errorf("the sandbox has no agents (start it with --with-agents)")
+		}
+		return c.startAgent(n)
 	}
 	return fmt.Errorf("unknown fault %d", int(f))
 }
@@ -177,13 +193,14 @@ func (c *Cluster) signal(n *Node, sig syscall.Signal) error {
 	return syscall.Kill(n.PID, sig)
 }
 
-// restart starts a node's server on its data, read_only as any restart; a sandbox
-// without agents makes its recorded primary writable again, since nothing else would.
+// restart starts a node's server on its data, read_only as any restart. A sandbox
+// without agents makes its recorded primary writable again, since nothing else would;
+// with agents, Baton decides.
 func (c *Cluster) restart(ctx context.Context, n *Node) error {
 	if err := c.startServer(ctx, n); err != nil {
 		return err
 	}
-	if n.Role != "primary" {
+	if n.Role != "primary" || c.WithAgents {
 		return nil
 	}
 	return c.makeWritable(ctx, n)

@@ -15,6 +15,7 @@ import (
 const (
 	subnetBits = 24
 	clientIP   = "198.18.0.5"
+	vipCIDR    = "198.18.0.100/24"
 )
 
 func nodeIP(i int) string { return fmt.Sprintf("198.18.0.%d", 11+i) }

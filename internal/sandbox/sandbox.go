@@ -44,7 +44,13 @@ type Spec struct {
 	Nodes       int  // default 3
 	SemiSync    bool // AFTER_SYNC semi-sync with a large timeout on every node
 	EtcdMembers int  // 1 or 3; default 1
-	Root        string
+	// WithAgents starts a `baton agent` per node inside its namespace, with a
+	// generated configuration; the cluster is named after the sandbox.
+	WithAgents bool
+	// VIP gives the cluster a virtual IP on the bridge (198.18.0.100/24), held by the
+	// primary's agent; it needs WithAgents.
+	VIP  bool
+	Root string
 	// Binary is the baton executable used for the sandbox's helper processes (etcd
 	// members, fault holders, agents). The CLI passes itself; tests build it once.
 	Binary string
@@ -82,6 +88,9 @@ func (s *Spec) validate() error {
 	if _, err := os.Stat(s.Binary); err != nil {
 		return fmt.Errorf("binary: %w", err)
 	}
+	if s.VIP && !s.WithAgents {
+		return errors.New("vip: the virtual IP is moved by the agents: add --with-agents")
+	}
 	if s.DiskMB < 128 {
 		return fmt.Errorf("disk size: %d MB is too small for a datadir, use at least 128", s.DiskMB)
 	}
@@ -101,14 +110,15 @@ type Node struct {
 	State    string `json:"state"` // "running", "not answering" or "down", as of the last status
 	ServerID int    `json:"server_id"`
 
-	Dir        string `json:"dir"`         // node directory: socket, pid file, logs, disk image
-	Mount      string `json:"mount"`       // mount point of the node's own filesystem
-	Image      string `json:"image"`       // backing file of that filesystem
-	ErrorLog   string `json:"error_log"`   // mariadbd's error log
-	BridgePort string `json:"bridge_port"` // the node's veth end on the bridge
-	AgentPID   int    `json:"agent_pid,omitempty"`
-	AgentHTTP  string `json:"agent_http,omitempty"`
-	AgentLog   string `json:"agent_log,omitempty"`
+	Dir         string `json:"dir"`         // node directory: socket, pid file, logs, disk image
+	Mount       string `json:"mount"`       // mount point of the node's own filesystem
+	Image       string `json:"image"`       // backing file of that filesystem
+	ErrorLog    string `json:"error_log"`   // mariadbd's error log
+	BridgePort  string `json:"bridge_port"` // the node's veth end on the bridge
+	AgentPID    int    `json:"agent_pid,omitempty"`
+	AgentHTTP   string `json:"agent_http,omitempty"` // from the client namespace
+	AgentLog    string `json:"agent_log,omitempty"`
+	AgentConfig string `json:"agent_config,omitempty"`
 }
 
 // EtcdMember is one embedded etcd server, run as a process of its own.
@@ -141,6 +151,7 @@ type Cluster struct {
 	ReplUser      string       `json:"repl_user"`      //
 	ReplPassword  string       `json:"repl_password"`  //
 	SemiSync      bool         `json:"semi_sync"`      //
+	WithAgents    bool         `json:"with_agents"`    //
 	VIP           string       `json:"vip,omitempty"`  // CIDR, when the sandbox has one
 	VIPHolder     string       `json:"vip_holder,omitempty"`
 	Nodes         []Node       `json:"nodes"`

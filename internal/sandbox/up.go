@@ -77,9 +77,13 @@ func newCluster(spec Spec, dir string, log *zap.Logger) *Cluster {
 		ReplUser:      "repl",
 		ReplPassword:  secret(),
 		SemiSync:      spec.SemiSync,
+		WithAgents:    spec.WithAgents,
 		Binary:        spec.Binary,
 		Created:       time.Now().UTC(),
 		log:           log.With(zap.String("sandbox", spec.Name)),
+	}
+	if spec.VIP {
+		c.VIP = vipCIDR
 	}
 	for i := 0; i < spec.EtcdMembers; i++ {
 		name := fmt.Sprintf("etcd%d", i+1)
@@ -186,6 +190,14 @@ func (c *Cluster) up(ctx context.Context, spec Spec) error {
 	}
 	if err := c.makeWritable(ctx, primary); err != nil {
 		return err
+	}
+	if c.WithAgents {
+		if err := c.save(); err != nil {
+			return err
+		}
+		if err := c.startAgents(ctx); err != nil {
+			return err
+		}
 	}
 	return c.save()
 }

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/internal/agent"
+)
+
+// clusterFlags say which cluster an operator command talks to: from flags, the
+// environment (BATON_ETCD, BATON_CLUSTER) or an agent's configuration file.
+func clusterFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "etcd", EnvVars: []string{"BATON_ETCD"}, Usage: "etcd endpoints, comma-separated"},
+		&cli.StringFlag{Name: "cluster", EnvVars: []string{"BATON_CLUSTER"}, Usage: "cluster name"},
+		&cli.StringFlag{Name: "config", EnvVars: []string{"BATON_CONFIG"}, Usage: "an agent's configuration file (cluster, etcd endpoints and TLS)"},
+	}
+}
+
+// openCluster connects to the cluster's etcd and checks that it answers. Errors are
+// bad input or an unreachable etcd: exit status 2.
+func openCluster(cctx *cli.Context) (*failover.Store, string, func(), error) {
+	var ecfg clientv3.Config
+	cluster := cctx.String("cluster")
+	if path := cctx.String("config"); path != "" {
+		cfg, err := agent.Load(path, os.Getenv)
+		if err != nil {
+			return nil, "", nil, err
+		}
+		if ecfg, err = cfg.EtcdClientConfig(zap.NewNop()); err != nil {
+			return nil, "", nil, err
+		}
+		if cluster == "" {
+			cluster = cfg.Cluster
+		}
+	}
+	if eps := cctx.String("etcd"); eps != "" {
+		ecfg.Endpoints = strings.Split(eps, ",")
+	}
+	if len(ecfg.Endpoints) == 0 {
+		return nil, "", nil, errors.New("no etcd endpoints: give --etcd, BATON_ETCD or --config")
+	}
+	if cluster == "" {
+		return nil, "", nil, errors.New("no cluster name: give --cluster, BATON_CLUSTER or --config")
+	}
+	if ecfg.DialTimeout == 0 {
+		ecfg.DialTimeout = 2 * time.Second
+	}
+	ecfg.Logger = zap.NewNop()
+	cli, err := clientv3.New(ecfg)
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("etcd %v: %w", ecfg.Endpoints, err)
+	}
+	store := failover.NewStore(cli, cluster)
+	ctx, cancel := context.WithTimeout(cctx.Context, 3*time.Second)
+	defer cancel()
+	if _, err := cli.Get(ctx, store.Keys.Primary()); err != nil {
+		cli.Close()
+		return nil, "", nil, fmt.Errorf("etcd %v unreachable: %w", ecfg.Endpoints, err)
+	}
+	return store, cluster, func() { cli.Close() }, nil
+}

@@ -1,0 +1,359 @@
+package failover
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/client/v3/concurrency"
+	"go.uber.org/zap"
+
+	"github.com/baton-ha/baton/replication"
+)
+
+// refusal is a flow that stopped before changing anything that matters because it
+// found the move unsafe (no caught-up candidate, errant transactions).
+type refusal struct{ reason string }
+
+func (r *refusal) Error() string { return r.reason }
+
+// flow is one failover or switchover, step by step, each step timed.
+type flow struct {
+	c       *Coordinator
+	s       *concurrency.Session
+	g       Guard
+	snap    Snapshot
+	d       Decision
+	started time.Time
+	steps   []Step
+	request *Request // the operator's request, when there is one: progress goes there
+	mu      sync.Mutex
+}
+
+func (f *flow) kind() string { return f.d.Action.String() }
+
+// step runs fn as a named step and records how long it took.
+func (f *flow) step(ctx context.Context, name string, fn func() (string, error)) error {
+	start := time.Now()
+	note, err := fn()
+	st := Step{Name: name, Took: time.Since(start), Note: note}
+	if err != nil {
+		st.Error = err.Error()
+	}
+	f.record(ctx, st)
+	f.c.log.Info("step", zap.String("flow", f.kind()), zap.String("step", name), zap.Duration("took", st.Took),
+		zap.String("note", note), zap.Error(err))
+	return err
+}
+
+func (f *flow) record(ctx context.Context, st Step) {
+	f.mu.Lock()
+	f.steps = append(f.steps, st)
+	steps := append([]Step(nil), f.steps...)
+	f.mu.Unlock()
+	if f.request != nil {
+		r := *f.request
+		r.Steps = steps
+		if err := f.c.cfg.Store.UpdateRequest(context.WithoutCancel(ctx), f.g, r); err != nil {
+			f.c.log.Debug("record progress", zap.Error(err))
+		}
+	}
+}
+
+func (f *flow) instance(name string) (*replication.Instance, error) {
+	addr := ""
+	if n, ok := f.snap.Nodes[name]; ok {
+		addr = n.Addr
+	}
+	if name == f.snap.Primary.Node && f.snap.Primary.Addr != "" {
+		addr = f.snap.Primary.Addr
+	}
+	if addr == "" {
+		return nil, fmt.Errorf("no address known for %s", name)
+	}
+	return f.c.cfg.Servers.Instance(name, addr)
+}
+
+// replicas are the live nodes other than the old primary.
+func (f *flow) replicas() []string {
+	var out []string
+	for _, n := range sortedNodes(f.snap.Nodes) {
+		if n.Node != f.d.From {
+			out = append(out, n.Node)
+		}
+	}
+	return out
+}
+
+func (f *flow) hook(stage, to string) HookCall {
+	return HookCall{Stage: stage, OldPrimary: f.d.From, NewPrimary: to, NewPrimaryAddr: f.snap.Nodes[to].Addr,
+		Epoch: f.snap.Primary.Epoch + 1, Reason: f.d.Reason}
+}
+
+// run carries out the flow. Up to the commit, an error leaves the primary of record
+// as it was (the reconcilers restart replication once the intent is gone).
+func (f *flow) run(ctx context.Context) (Event, error) {
+	cfg := f.c.cfg
+	log := f.c.log.With(zap.String("flow", f.kind()), zap.String("from", f.d.From))
+	log.Info("starting", zap.String("reason", f.d.Reason), zap.Strings("candidates", f.d.Candidates))
+	intent := Intent{Kind: f.kind(), Epoch: f.snap.Primary.Epoch, From: f.d.From, To: f.d.To, Started: f.started.UTC()}
+	if err := f.step(ctx, "announce", func() (string, error) {
+		return "", cfg.Store.PutIntent(ctx, f.g, f.s.Lease(), f.snap.PrimaryModRev, intent)
+	}); err != nil {
+		return Event{}, err
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			if err := cfg.Store.DeleteIntent(context.WithoutCancel(ctx)); err != nil {
+				log.Warn("withdraw intent", zap.Error(err))
+			}
+			f.restartReplication(context.WithoutCancel(ctx))
+		}
+	}()
+	if cfg.Hooks != nil {
+		if err := f.step(ctx, "pre_hook", func() (string, error) {
+			return "", cfg.Hooks.Run(ctx, f.hook("pre_"+f.kind(), f.d.To))
+		}); err != nil {
+			return Event{}, &refusal{fmt.Sprintf("pre_%s hook failed: %v", f.kind(), err)}
+		}
+	}
+
+	var (
+		target  replication.GTIDSet
+		chosen  replication.Ranked
+		fenceWG sync.WaitGroup
+	)
+	if f.d.Action == Failover {
+		// Stop every replica's IO thread: with semi-sync the old primary can then no
+		// longer get a commit acknowledged. Fence the old primary meanwhile, best
+		// effort: a dead or frozen one only costs the fence its deadline.
+		fenceWG.Add(1)
+		go func() {
+			defer fenceWG.Done()
+			_ = f.step(ctx, "fence_old_primary", func() (string, error) { return f.fenceOld(ctx) })
+		}()
+		_ = f.step(ctx, "stop_io", func() (string, error) { return f.stopIO(ctx) })
+		if err := f.step(ctx, "rank", func() (string, error) {
+			var err error
+			chosen, err = f.rank(ctx, nil)
+			return chosen.Name + ": " + chosen.Reason, err
+		}); err != nil {
+			fenceWG.Wait()
+			return Event{}, err
+		}
+		target = chosen.Target
+	} else {
+		if err := f.step(ctx, "rank", func() (string, error) {
+			var err error
+			chosen, err = f.rank(ctx, nil)
+			return chosen.Name + ": " + chosen.Reason, err
+		}); err != nil {
+			return Event{}, err
+		}
+		if err := f.step(ctx, "fence_old_primary", func() (string, error) {
+			note, err := f.fenceOld(ctx)
+			if err != nil {
+				return note, fmt.Errorf("fence %s: %w", f.d.From, err)
+			}
+			return note, nil
+		}); err != nil {
+			return Event{}, &refusal{err.Error()}
+		}
+		if err := f.step(ctx, "final_gtid", func() (string, error) {
+			old, err := f.instance(f.d.From)
+			if err != nil {
+				return "", err
+			}
+			st, err := old.Status(ctx)
+			if err != nil {
+				return "", fmt.Errorf("read %s's final GTID set: %w", f.d.From, err)
+			}
+			target = st.Executed
+			return target.String(), nil
+		}); err != nil {
+			return Event{}, &refusal{err.Error()}
+		}
+	}
+
+	if err := f.step(ctx, "catchup", func() (string, error) {
+		in, err := f.instance(chosen.Name)
+		if err != nil {
+			return "", err
+		}
+		if err := in.WaitExecuted(ctx, target, cfg.CatchupTimeout); err != nil {
+			return "", fmt.Errorf("%s did not apply %s within %s: %w", chosen.Name, target.Position(), cfg.CatchupTimeout, err)
+		}
+		return chosen.Name + " has " + target.Position(), nil
+	}); err != nil {
+		fenceWG.Wait()
+		return Event{}, &refusal{err.Error()}
+	}
+
+	now := cfg.Now().UTC()
+	next := Primary{Node: chosen.Name, Addr: f.snap.Nodes[chosen.Name].Addr, ServerID: chosen.ServerID, ServerUUID: chosen.ServerUUID,
+		Epoch: f.snap.Primary.Epoch + 1, Since: now, LastFailover: f.snap.Primary.LastFailover}
+	if f.d.Action == Failover {
+		next.LastFailover = now
+	}
+	if err := f.step(ctx, "commit", func() (string, error) {
+		return fmt.Sprintf("primary %s epoch %d", next.Node, next.Epoch), cfg.Store.CommitPrimary(ctx, f.g, f.snap.PrimaryModRev, next)
+	}); err != nil {
+		fenceWG.Wait()
+		return Event{}, err
+	}
+	committed = true
+	log.Info("committed", zap.String("to", next.Node), zap.Uint64("epoch", next.Epoch))
+	_ = f.step(ctx, "promote", func() (string, error) { return f.waitPromoted(ctx, next) })
+	fenceWG.Wait()
+	if cfg.Hooks != nil {
+		_ = f.step(ctx, "post_hook", func() (string, error) {
+			call := f.hook("post_"+f.kind(), next.Node)
+			call.Result = "done"
+			return "", cfg.Hooks.Run(ctx, call)
+		})
+	}
+	f.mu.Lock()
+	ev := Event{Kind: f.kind(), From: f.d.From, To: next.Node, Epoch: next.Epoch, Reason: f.d.Reason,
+		Started: f.started.UTC(), Took: cfg.Now().Sub(f.started), Steps: append([]Step(nil), f.steps...), Manual: f.d.Manual}
+	f.mu.Unlock()
+	if err := cfg.Store.AppendHistory(context.WithoutCancel(ctx), ev); err != nil {
+		log.Warn("record history", zap.Error(err))
+	}
+	log.Info("done", zap.String("to", next.Node), zap.Duration("took", ev.Took))
+	return ev, nil
+}
+
+// fenceOld makes the old primary read_only and kills its client connections, within
+// FenceTimeout.
+func (f *flow) fenceOld(ctx context.Context) (string, error) {
+	in, err := f.instance(f.d.From)
+	if err != nil {
+		return "", err
+	}
+	fctx, cancel := context.WithTimeout(ctx, f.c.cfg.FenceTimeout)
+	defer cancel()
+	rep, err := in.Fence(fctx)
+	return fmt.Sprintf("read_only=%v, %d connections killed", rep.ReadOnly, rep.Killed), err
+}
+
+// stopIO stops the IO thread of every live replica, at once.
+func (f *flow) stopIO(ctx context.Context) (string, error) {
+	names := f.replicas()
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			in, err := f.instance(name)
+			if err == nil {
+				err = in.StopIO(ctx)
+			}
+			if err != nil {
+				errs[i] = fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return fmt.Sprintf("stopped on %s", strings.Join(names, ", ")), errors.Join(errs...)
+}
+
+// restartReplication starts replication again on the replicas after an abandoned flow.
+func (f *flow) restartReplication(ctx context.Context) {
+	for _, name := range f.replicas() {
+		in, err := f.instance(name)
+		if err == nil {
+			err = in.StartReplication(ctx)
+		}
+		if err != nil {
+			f.c.log.Warn("restart replication after an abandoned flow", zap.String("node", name), zap.Error(err))
+		}
+	}
+}
+
+// rank reads every live replica's status from its server and ranks them; the
+// chosen one is the best eligible among the decision's candidates.
+func (f *flow) rank(ctx context.Context, _ *replication.Server) (replication.Ranked, error) {
+	names := f.replicas()
+	cands := make([]replication.Candidate, len(names))
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			in, err := f.instance(name)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			st, err := in.Status(ctx)
+			if err != nil {
+				errs[i] = fmt.Errorf("%s: %w", name, err)
+				return
+			}
+			n := f.snap.Nodes[name]
+			c := st.Candidate(name)
+			c.Priority, c.NoPromote, c.StorageOK = n.Priority, n.NoPromote, n.StorageOK
+			cands[i] = c
+		}()
+	}
+	wg.Wait()
+	var live []replication.Candidate
+	var unreadable []string
+	for i := range names {
+		if errs[i] != nil {
+			unreadable = append(unreadable, errs[i].Error())
+			continue
+		}
+		live = append(live, cands[i])
+	}
+	var primary *replication.Server
+	if old, ok := f.snap.Nodes[f.d.From]; ok || f.snap.Primary.ServerID != 0 {
+		ps := replication.Server{ServerID: f.snap.Primary.ServerID, ServerUUID: f.snap.Primary.ServerUUID}
+		if ok && old.GTID != "" && len(live) > 0 {
+			if set, err := replication.ParseGTIDSet(live[0].Executed.Flavor(), old.GTID); err == nil {
+				ps.Executed = set
+			}
+		}
+		primary = &ps
+	}
+	ranked := replication.Rank(primary, live)
+	allowed := map[string]bool{}
+	for _, c := range f.d.Candidates {
+		allowed[c] = true
+	}
+	var why []string
+	for _, r := range ranked {
+		if r.Eligible && allowed[r.Name] && (f.d.To == "" || r.Name == f.d.To) {
+			return r, nil
+		}
+		why = append(why, r.Name+": "+r.Reason)
+	}
+	why = append(why, unreadable...)
+	return replication.Ranked{}, &refusal{"no safe candidate: " + strings.Join(why, "; ")}
+}
+
+// waitPromoted waits until the new primary's agent holds the leader key: from then on
+// it is writable.
+func (f *flow) waitPromoted(ctx context.Context, p Primary) (string, error) {
+	deadline := time.Now().Add(f.c.cfg.PromoteTimeout)
+	for {
+		snap, err := f.c.cfg.Store.Load(ctx)
+		if err == nil && snap.Leader == p.Node {
+			return p.Node + " holds leader", nil
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("%s did not take the leader key within %s", p.Node, f.c.cfg.PromoteTimeout)
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,130 @@
+package failover
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/baton-ha/baton/detector"
+)
+
+// PeerWatch probes the primary of record from a replica's agent (connect + SELECT 1
+// with a deadline), so that the coordinator can tell "the primary is gone" from "the
+// primary's agent is gone". Failures need FailAfter probes in a row to count, so one
+// lost packet is not a vote for failover.
+type PeerWatch struct {
+	Self      string
+	DSN       func(addr string) (string, error) // DSN of the admin user at addr
+	Interval  time.Duration
+	Timeout   time.Duration
+	FailAfter int
+	Dial      func(ctx context.Context, network, addr string) (net.Conn, error)
+	Log       *zap.Logger
+
+	mu     sync.Mutex
+	target string // node
+	addr   string
+	view   *PeerView
+	fails  int
+	first  time.Time
+	prober *detector.Prober
+}
+
+// SetTarget points the watch at the primary of record (node at addr); "" stops it.
+func (w *PeerWatch) SetTarget(node, addr string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if node == w.target && addr == w.addr {
+		return
+	}
+	if w.prober != nil {
+		go w.prober.Close()
+		w.prober = nil
+	}
+	w.target, w.addr, w.view, w.fails = node, addr, nil, 0
+}
+
+// View is the latest view of the target, nil before the first probe or when there
+// is no target.
+func (w *PeerWatch) View() *PeerView {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.view == nil {
+		return nil
+	}
+	v := *w.view
+	return &v
+}
+
+// Run probes the target every Interval until ctx ends.
+func (w *PeerWatch) Run(ctx context.Context) error {
+	if w.FailAfter <= 0 {
+		w.FailAfter = 2
+	}
+	t := time.NewTicker(w.Interval)
+	defer t.Stop()
+	defer func() {
+		w.mu.Lock()
+		if w.prober != nil {
+			w.prober.Close()
+		}
+		w.mu.Unlock()
+	}()
+	for {
+		w.probe(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (w *PeerWatch) probe(ctx context.Context) {
+	w.mu.Lock()
+	target, addr, p := w.target, w.addr, w.prober
+	if target == "" || target == w.Self || addr == "" {
+		w.mu.Unlock()
+		return
+	}
+	if p == nil {
+		dsn, err := w.DSN(addr)
+		if err == nil {
+			p, err = detector.NewProber(detector.ProberConfig{DSN: dsn, Node: w.Self, Timeout: w.Timeout, Dial: w.Dial, Logger: w.Log})
+		}
+		if err != nil {
+			w.mu.Unlock()
+			w.Log.Warn("peer prober", zap.Error(err))
+			return
+		}
+		w.prober = p
+	}
+	w.mu.Unlock()
+
+	res := p.Ping(ctx)
+	now := time.Now().UTC()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.target != target || w.prober != p {
+		return // retargeted meanwhile
+	}
+	v := &PeerView{Node: target, Reachable: true, At: now}
+	// A server that refuses work (too many connections) or the user is alive.
+	if res.Class == detector.OK || res.Class == detector.Busy || res.Class == detector.AccessDenied {
+		w.fails = 0
+	} else {
+		w.fails++
+		if w.fails == 1 {
+			w.first = now
+		}
+		if w.fails >= w.FailAfter {
+			v.Reachable, v.FailedSince = false, w.first
+			v.Error = fmt.Sprintf("%s: %s", res.Class, res.Detail)
+		}
+	}
+	w.view = v
+}

@@ -1,0 +1,529 @@
+package failover
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+	"go.uber.org/zap"
+
+	"github.com/baton-ha/baton/detector"
+	"github.com/baton-ha/baton/replication"
+)
+
+// VIP moves the virtual IP on this node (vip.Mover in production).
+type VIP interface {
+	Acquire(ctx context.Context) error
+	Release(ctx context.Context) error
+	Held(ctx context.Context) (bool, error)
+}
+
+// Detector is what the reconciler needs of the node's detector.
+type Detector interface {
+	Report() detector.Report
+	SetRole(detector.Role)
+	SetEpoch(uint64)
+}
+
+// ReconcilerConfig configures a Reconciler.
+type ReconcilerConfig struct {
+	Node string
+	// Addr is where peers reach this node's server (host:port).
+	Addr     string
+	Store    *Store
+	Local    *replication.Instance // this node's server
+	LocalDB  *sql.DB               // the same server, for the heartbeat bootstrap
+	Detector Detector
+	Peer     *PeerWatch // may be nil (single-node clusters, tests)
+	VIP      VIP        // may be nil: no virtual IP
+	// ReplUser and ReplPassword are what replicas use to connect to the primary.
+	ReplUser     string
+	ReplPassword string
+	SemiSync     bool
+	Priority     int
+	NoPromote    bool
+	// FenceTimeout bounds fencing this node's own server.
+	FenceTimeout time.Duration
+	// Tick is how often the node is looked at without a change in etcd.
+	Tick time.Duration
+	// PublishEvery is how often the status is published when nothing changed.
+	PublishEvery time.Duration
+	Log          *zap.Logger
+}
+
+// Reconciler brings its own node into line with the primary of record: the primary
+// of record holds the leader key, is writable and holds the virtual IP; every other
+// node is read_only, holds no virtual IP and replicates from the primary of record.
+// It publishes the node's status. It never decides a failover.
+type Reconciler struct {
+	cfg ReconcilerConfig
+	log *zap.Logger
+
+	mu        sync.Mutex
+	role      Role
+	fenced    string // why this node fenced itself, "" when not fenced
+	errant    string
+	local     *replication.Status
+	localErr  error
+	lastPub   NodeStatus
+	lastPubAt time.Time
+	current   NodeStatus // built at the latest pass
+	snap      Snapshot   // read at the latest pass
+	kick      chan struct{}
+}
+
+// NewReconciler checks the configuration and returns a Reconciler.
+func NewReconciler(cfg ReconcilerConfig) (*Reconciler, error) {
+	switch {
+	case cfg.Node == "":
+		return nil, errors.New("reconciler: node is required")
+	case cfg.Addr == "":
+		return nil, errors.New("reconciler: addr is required")
+	case cfg.Store == nil || cfg.Local == nil || cfg.Detector == nil:
+		return nil, errors.New("reconciler: store, local server and detector are required")
+	}
+	if cfg.FenceTimeout <= 0 {
+		cfg.FenceTimeout = time.Second
+	}
+	if cfg.Tick <= 0 {
+		cfg.Tick = 500 * time.Millisecond
+	}
+	if cfg.PublishEvery <= 0 {
+		cfg.PublishEvery = time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = zap.NewNop()
+	}
+	return &Reconciler{cfg: cfg, log: cfg.Log.With(zap.String("component", "reconciler")), role: RoleUnknown, kick: make(chan struct{}, 1)}, nil
+}
+
+// Kick makes the reconciler look again now (the detector's verdict changed).
+func (r *Reconciler) Kick() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run reconciles on every change of the cluster's keys, on Kick, and every Tick,
+// until ctx ends or the session is lost. It blocks.
+func (r *Reconciler) Run(ctx context.Context, s *concurrency.Session) error {
+	k := r.cfg.Store.Keys
+	watch := func() clientv3.WatchChan {
+		return r.cfg.Store.Client().Watch(clientv3.WithRequireLeader(ctx), k.Prefix, clientv3.WithPrefix())
+	}
+	wch := watch()
+	tick := time.NewTicker(r.cfg.Tick)
+	defer tick.Stop()
+	for {
+		r.pass(ctx, s)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.Done():
+			return errors.New("reconciler: etcd session lost")
+		case resp, ok := <-wch:
+			if !ok {
+				wch = watch()
+				continue
+			}
+			if !relevant(k, resp) {
+				continue
+			}
+		case <-r.kick:
+		case <-tick.C:
+		}
+	}
+}
+
+// relevant says whether a watch response touches what the reconciler acts on.
+func relevant(k Keys, resp clientv3.WatchResponse) bool {
+	for _, ev := range resp.Events {
+		switch string(ev.Kv.Key) {
+		case k.Primary(), k.Leader(), k.Intent():
+			return true
+		}
+	}
+	return false
+}
+
+// pass is one look at the cluster and the node, and what follows from it.
+func (r *Reconciler) pass(ctx context.Context, s *concurrency.Session) {
+	snap, err := r.cfg.Store.Load(ctx)
+	if err != nil {
+		r.log.Warn("read cluster state", zap.Error(err))
+		return
+	}
+	st, serr := r.cfg.Local.Status(ctx)
+	r.mu.Lock()
+	if serr == nil {
+		r.local, r.localErr = &st, nil
+	} else {
+		r.local, r.localErr = nil, serr
+	}
+	r.mu.Unlock()
+
+	me := r.cfg.Node
+	lease := s.Lease()
+	holds := snap.Leader == me && snap.LeaderLease == lease
+	p := snap.Primary
+	if r.cfg.Peer != nil {
+		r.cfg.Peer.SetTarget(p.Node, p.Addr)
+	}
+	switch {
+	case p.Node == "":
+		r.beforeBootstrap(ctx, serr == nil && !st.ReadOnly && st.Role == replication.RolePrimary)
+	case p.Node == me:
+		r.asPrimary(ctx, snap, lease, holds, st, serr)
+	default:
+		r.asReplica(ctx, snap, lease, holds, st, serr)
+	}
+	r.publish(ctx, snap, lease)
+}
+
+// beforeBootstrap readies a writable server to be recorded as the first primary:
+// the heartbeat table is created, and its detector probes it as a primary.
+func (r *Reconciler) beforeBootstrap(ctx context.Context, writable bool) {
+	if !writable {
+		r.cfg.Detector.SetRole(detector.Replica)
+		r.setRole(RoleUnknown)
+		return
+	}
+	if r.cfg.LocalDB != nil {
+		if err := detector.Bootstrap(ctx, r.cfg.LocalDB); err != nil {
+			r.log.Warn("create the baton schema", zap.Error(err))
+			return
+		}
+	}
+	r.cfg.Detector.SetRole(detector.Primary)
+	r.setRole(RoleUnknown)
+}
+
+func (r *Reconciler) asPrimary(ctx context.Context, snap Snapshot, lease clientv3.LeaseID, holds bool, st replication.Status, serr error) {
+	p := snap.Primary
+	if in := snap.Intent; in != nil && in.From == r.cfg.Node {
+		// A flow is moving the primary away from this node: stop taking writes now,
+		// so that the new primary can take the leader key as soon as possible.
+		r.fenceSelf(ctx, lease, fmt.Sprintf("a %s away from this node is in progress", in.Kind))
+		return
+	}
+	if holds {
+		r.cfg.Detector.SetEpoch(p.Epoch)
+		if serr == nil && st.ReadOnly {
+			if err := r.cfg.Local.SetReadOnly(ctx, false); err != nil {
+				r.log.Warn("turn read_only off", zap.Error(err))
+			}
+		}
+		r.acquireVIP(ctx)
+		r.cfg.Detector.SetRole(detector.Primary)
+		r.setRole(RolePrimary)
+		r.setFenced("")
+		return
+	}
+	if snap.Leader != "" {
+		// The old primary's agent still holds it: it lets go once fenced, or its
+		// lease expires. Never writable before that.
+		r.setRole(RoleFenced)
+		return
+	}
+	if serr != nil {
+		r.log.Warn("primary of record, but the local server does not answer", zap.Error(serr))
+		return
+	}
+	start := time.Now()
+	if err := r.cfg.Store.AcquireLeader(ctx, lease, r.cfg.Node, snap.PrimaryModRev); err != nil {
+		r.log.Warn("take the leader key", zap.Error(err))
+		return
+	}
+	if err := r.promote(ctx); err != nil {
+		r.log.Warn("promote", zap.Error(err))
+		return // holding leader, read_only: the next pass tries again
+	}
+	r.cfg.Detector.SetEpoch(p.Epoch)
+	r.cfg.Detector.SetRole(detector.Primary)
+	r.setRole(RolePrimary)
+	r.setFenced("")
+	r.acquireVIP(ctx)
+	r.log.Info("primary: writable", zap.Uint64("epoch", p.Epoch), zap.Duration("took", time.Since(start)))
+}
+
+// promote makes the local server the writable primary.
+func (r *Reconciler) promote(ctx context.Context) error {
+	if r.cfg.SemiSync {
+		if err := r.cfg.Local.SetSemiSync(ctx, true, false); err != nil && !errors.Is(err, replication.ErrNoSemiSync) {
+			return fmt.Errorf("semi-sync on: %w", err)
+		}
+	}
+	if err := r.cfg.Local.Promote(ctx); err != nil {
+		return err
+	}
+	if r.cfg.LocalDB != nil {
+		if err := detector.Bootstrap(ctx, r.cfg.LocalDB); err != nil {
+			r.log.Warn("create the baton schema", zap.Error(err))
+		}
+	}
+	return nil
+}
+
+func (r *Reconciler) asReplica(ctx context.Context, snap Snapshot, lease clientv3.LeaseID, holds bool, st replication.Status, serr error) {
+	r.cfg.Detector.SetRole(detector.Replica)
+	held := false
+	if r.cfg.VIP != nil {
+		held, _ = r.cfg.VIP.Held(ctx)
+	}
+	if holds || held || (serr == nil && !st.ReadOnly) {
+		r.fenceSelf(ctx, lease, "not the primary of record (now "+snap.Primary.Node+")")
+	}
+	if serr != nil {
+		return
+	}
+	if snap.Intent != nil {
+		return // the coordinator is working on replication: leave it alone
+	}
+	host, port, err := splitAddr(snap.Primary.Addr)
+	if err != nil {
+		r.log.Warn("primary of record has no usable address", zap.String("addr", snap.Primary.Addr), zap.Error(err))
+		return
+	}
+	following := st.Role == replication.RoleReplica && st.SourceHost == host && st.SourcePort == port
+	if !following {
+		// Rejoin: only a server with nothing the primary lacks may follow it.
+		ps, ok := snap.Nodes[snap.Primary.Node]
+		if !ok || ps.GTID == "" {
+			r.setRole(RoleFenced)
+			return // wait for the primary's agent to publish its GTID set
+		}
+		pset, err := replication.ParseGTIDSet(st.Executed.Flavor(), ps.GTID)
+		if err != nil {
+			r.log.Warn("parse the primary's GTID set", zap.Error(err))
+			return
+		}
+		errant, err := replication.Errant(st.Server(), replication.Server{ServerID: snap.Primary.ServerID, ServerUUID: snap.Primary.ServerUUID, Executed: pset})
+		if err != nil {
+			r.log.Warn("errant check", zap.Error(err))
+			return
+		}
+		if !errant.IsEmpty() {
+			if r.errantSet(errant.String()) {
+				r.log.Error("quarantined: this server has transactions the primary never had; a person must decide",
+					zap.String("errant", errant.String()), zap.String("primary", snap.Primary.Node))
+			}
+			r.setRole(RoleQuarantined)
+			return
+		}
+		r.errantSet("")
+	}
+	if r.cfg.SemiSync {
+		if err := r.cfg.Local.SetSemiSync(ctx, false, true); err != nil && !errors.Is(err, replication.ErrNoSemiSync) {
+			r.log.Warn("semi-sync replica side", zap.Error(err))
+		}
+	}
+	src := replication.Source{Host: host, Port: port, User: r.cfg.ReplUser, Password: r.cfg.ReplPassword}
+	if err := r.cfg.Local.Follow(ctx, src); err != nil {
+		r.log.Warn("follow the primary", zap.String("primary", snap.Primary.Node), zap.Error(err))
+		return
+	}
+	if !following {
+		r.log.Info("replicating from the primary of record", zap.String("primary", snap.Primary.Node), zap.Uint64("epoch", snap.Primary.Epoch))
+	}
+	r.setRole(RoleReplica)
+	r.setFenced("")
+}
+
+// fenceSelf stops this node from taking writes: the virtual IP goes first (so no new
+// client reaches it), then read_only and client connections, each with a deadline,
+// then the leader key, so that another node may become writable.
+func (r *Reconciler) fenceSelf(ctx context.Context, lease clientv3.LeaseID, why string) {
+	if r.setFenced(why) {
+		r.log.Warn("fencing this node", zap.String("why", why))
+	}
+	r.setRole(RoleFenced)
+	r.cfg.Detector.SetRole(detector.Replica) // no binlogged heartbeat from here on
+	r.releaseVIP(ctx)
+	fctx, cancel := context.WithTimeout(ctx, r.cfg.FenceTimeout)
+	rep, err := r.cfg.Local.Fence(fctx)
+	cancel()
+	if err != nil {
+		r.log.Warn("fence the local server (best effort)", zap.Error(err), zap.Bool("read_only", rep.ReadOnly))
+	}
+	if err := r.cfg.Store.ReleaseLeader(ctx, lease); err != nil {
+		r.log.Warn("release the leader key", zap.Error(err))
+	}
+}
+
+// FenceLocal fences this node without etcd: the agent calls it when its session
+// cannot be renewed in time. The leader key is left to expire with the lease.
+func (r *Reconciler) FenceLocal(ctx context.Context, why string) {
+	if r.setFenced(why) {
+		r.log.Warn("fencing this node", zap.String("why", why))
+	}
+	r.setRole(RoleFenced)
+	r.cfg.Detector.SetRole(detector.Replica)
+	r.releaseVIP(ctx)
+	fctx, cancel := context.WithTimeout(ctx, r.cfg.FenceTimeout)
+	defer cancel()
+	if _, err := r.cfg.Local.Fence(fctx); err != nil {
+		r.log.Warn("fence the local server (best effort)", zap.Error(err))
+	}
+}
+
+func (r *Reconciler) acquireVIP(ctx context.Context) {
+	if r.cfg.VIP == nil {
+		return
+	}
+	if err := r.cfg.VIP.Acquire(ctx); err != nil {
+		r.log.Warn("acquire the virtual IP", zap.Error(err))
+	}
+}
+
+func (r *Reconciler) releaseVIP(ctx context.Context) {
+	if r.cfg.VIP == nil {
+		return
+	}
+	if err := r.cfg.VIP.Release(ctx); err != nil {
+		r.log.Warn("release the virtual IP", zap.Error(err))
+	}
+}
+
+func (r *Reconciler) setRole(role Role) {
+	r.mu.Lock()
+	old := r.role
+	r.role = role
+	r.mu.Unlock()
+	if old != role {
+		r.log.Info("role", zap.String("from", string(old)), zap.String("to", string(role)))
+	}
+}
+
+// setFenced records why the node is fenced; it says whether that is news.
+func (r *Reconciler) setFenced(why string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	news := r.fenced != why
+	r.fenced = why
+	return news
+}
+
+func (r *Reconciler) errantSet(s string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	news := r.errant != s
+	r.errant = s
+	return news
+}
+
+// Current returns the node's status as of the latest pass, and the cluster as read
+// then.
+func (r *Reconciler) Current() (NodeStatus, Snapshot) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.current, r.snap
+}
+
+// publish writes the node's status when something that matters changed, or every
+// PublishEvery.
+func (r *Reconciler) publish(ctx context.Context, snap Snapshot, lease clientv3.LeaseID) {
+	n := r.build(snap)
+	r.mu.Lock()
+	r.current, r.snap = n, snap
+	changed := significant(r.lastPub, n)
+	due := time.Since(r.lastPubAt) >= r.cfg.PublishEvery
+	r.mu.Unlock()
+	if !changed && !due {
+		return
+	}
+	if err := r.cfg.Store.PutNode(ctx, lease, n); err != nil {
+		r.log.Warn("publish status", zap.Error(err))
+		return
+	}
+	r.mu.Lock()
+	r.lastPub, r.lastPubAt = n, time.Now()
+	r.mu.Unlock()
+}
+
+func (r *Reconciler) build(snap Snapshot) NodeStatus {
+	rep := r.cfg.Detector.Report()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := NodeStatus{
+		Node: r.cfg.Node, Addr: r.cfg.Addr, Role: r.role,
+		Verdict: rep.Verdict.String(), Reason: rep.Reason, VerdictSince: rep.Since,
+		LagMS: -1, Priority: r.cfg.Priority, NoPromote: r.cfg.NoPromote,
+		Errant: r.errant, Epoch: snap.Primary.Epoch, At: time.Now().UTC(),
+	}
+	if r.fenced != "" && n.Reason == "" {
+		n.Reason = "fenced: " + r.fenced
+	}
+	if st := r.local; st != nil {
+		n.ReadOnly, n.GTID, n.Flavor = st.ReadOnly, st.Executed.String(), st.Flavor.String()
+		n.ServerID, n.ServerUUID = st.ServerID, st.ServerUUID
+		if st.SourceHost != "" {
+			n.Source = net.JoinHostPort(st.SourceHost, strconv.Itoa(st.SourcePort))
+		}
+		n.IORunning = st.IOThread == replication.ThreadRunning
+		n.SQLRunning = st.SQLThread == replication.ThreadRunning
+		switch {
+		case st.LastIOError != "":
+			n.ReplError = st.LastIOError
+		case st.LastSQLError != "":
+			n.ReplError = st.LastSQLError
+		}
+	}
+	if rep.Replication != nil && rep.Replication.HeartbeatLag >= 0 {
+		n.LagMS = rep.Replication.HeartbeatLag.Milliseconds()
+	}
+	if rep.Storage != nil {
+		n.StorageOK = rep.Storage.Class == detector.OK
+	} else {
+		n.StorageOK = rep.Verdict == detector.Healthy
+	}
+	if rep.Write != nil {
+		n.WriteMS = float64(rep.Write.Latency.Microseconds()) / 1000
+	}
+	if rep.Ping != nil {
+		n.PingMS = float64(rep.Ping.Latency.Microseconds()) / 1000
+	}
+	for _, d := range rep.Disks {
+		if n.DiskFree == 0 || d.Free < n.DiskFree {
+			n.DiskFree, n.DiskTimeToFull = d.Free, d.TimeToFull
+		}
+	}
+	if r.cfg.Peer != nil && snap.Primary.Node != r.cfg.Node {
+		n.PrimaryView = r.cfg.Peer.View()
+	}
+	return n
+}
+
+// significant says whether a status change is worth publishing at once: what Decide
+// and the operator look at, not the latencies.
+func significant(a, b NodeStatus) bool {
+	pv := func(v *PeerView) string {
+		if v == nil {
+			return ""
+		}
+		return v.Node + strconv.FormatBool(v.Reachable)
+	}
+	return a.Role != b.Role || a.Verdict != b.Verdict || a.ReadOnly != b.ReadOnly || a.IORunning != b.IORunning ||
+		a.SQLRunning != b.SQLRunning || a.Source != b.Source || a.Epoch != b.Epoch || a.Errant != b.Errant ||
+		a.StorageOK != b.StorageOK || pv(a.PrimaryView) != pv(b.PrimaryView) ||
+		(b.LagMS >= 1000) != (a.LagMS >= 1000)
+}
+
+func splitAddr(addr string) (string, int, error) {
+	host, ps, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(ps)
+	if err != nil {
+		return "", 0, fmt.Errorf("port %q: %w", ps, err)
+	}
+	return host, port, nil
+}

@@ -1,0 +1,333 @@
+package failover
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// ErrConflict says a fenced transaction lost: the epoch, the coordinator or the
+// leader changed under it. Nothing was written.
+var ErrConflict = errors.New("failover: etcd state changed, transaction not applied")
+
+// DefaultEtcdTimeout bounds each etcd call of the Store.
+const DefaultEtcdTimeout = 2 * time.Second
+
+// HistoryKeep is how many history events are kept.
+const HistoryKeep = 200
+
+// Store reads and writes one cluster's state in etcd. Every call has its own
+// deadline (Timeout, never past the caller's).
+type Store struct {
+	cli     *clientv3.Client
+	Keys    Keys
+	Timeout time.Duration
+}
+
+// NewStore returns the store of cluster.
+func NewStore(cli *clientv3.Client, cluster string) *Store {
+	return &Store{cli: cli, Keys: NewKeys(cluster), Timeout: DefaultEtcdTimeout}
+}
+
+// Client is the etcd client behind the store.
+func (s *Store) Client() *clientv3.Client { return s.cli }
+
+func (s *Store) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.Timeout)
+}
+
+// Snapshot is a View with the revisions that fenced writes compare.
+type Snapshot struct {
+	View
+	Rev            int64 // etcd revision the snapshot was read at
+	PrimaryModRev  int64 // 0 when there is no primary key
+	RequestModRev  int64
+	LeaderLease clientv3.LeaseID
+	// Coordinator is the node of the elected coordinator, "" when none.
+	Coordinator string
+	// NodeLeases are the agents' session leases, by node.
+	NodeLeases map[string]clientv3.LeaseID
+}
+
+// Load reads the cluster's state in one transaction, so every part is of the same
+// revision. Nodes whose status does not parse are skipped (and reported).
+func (s *Store) Load(ctx context.Context) (Snapshot, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	k := s.Keys
+	resp, err := s.cli.Txn(ctx).Then(
+		clientv3.OpGet(k.Primary()),
+		clientv3.OpGet(k.Leader()),
+		clientv3.OpGet(k.Config()),
+		clientv3.OpGet(k.Intent()),
+		clientv3.OpGet(k.Request()),
+		clientv3.OpGet(k.NodesPrefix(), clientv3.WithPrefix()),
+		clientv3.OpGet(k.Coordinator()+"/", clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend), clientv3.WithLimit(1)),
+	).Commit()
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("load cluster state: %w", err)
+	}
+	var snap Snapshot
+	snap.Rev = resp.Header.Revision
+	snap.Nodes = map[string]NodeStatus{}
+	snap.NodeLeases = map[string]clientv3.LeaseID{}
+	r := resp.Responses
+	if kvs := r[0].GetResponseRange().Kvs; len(kvs) == 1 {
+		if err := json.Unmarshal(kvs[0].Value, &snap.Primary); err != nil {
+			return Snapshot{}, fmt.Errorf("parse %s: %w", k.Primary(), err)
+		}
+		snap.PrimaryModRev = kvs[0].ModRevision
+	}
+	if kvs := r[1].GetResponseRange().Kvs; len(kvs) == 1 {
+		snap.Leader = string(kvs[0].Value)
+		snap.LeaderLease = clientv3.LeaseID(kvs[0].Lease)
+	}
+	if kvs := r[2].GetResponseRange().Kvs; len(kvs) == 1 {
+		if err := json.Unmarshal(kvs[0].Value, &snap.Settings); err != nil {
+			return Snapshot{}, fmt.Errorf("parse %s: %w", k.Config(), err)
+		}
+	}
+	if kvs := r[3].GetResponseRange().Kvs; len(kvs) == 1 {
+		var in Intent
+		if err := json.Unmarshal(kvs[0].Value, &in); err == nil {
+			snap.Intent = &in
+		}
+	}
+	if kvs := r[4].GetResponseRange().Kvs; len(kvs) == 1 {
+		var req Request
+		if err := json.Unmarshal(kvs[0].Value, &req); err == nil {
+			snap.Request = &req
+			snap.RequestModRev = kvs[0].ModRevision
+		}
+	}
+	for _, kv := range r[5].GetResponseRange().Kvs {
+		var n NodeStatus
+		if err := json.Unmarshal(kv.Value, &n); err != nil {
+			continue
+		}
+		snap.Nodes[k.NodeName(string(kv.Key))] = n
+		snap.NodeLeases[k.NodeName(string(kv.Key))] = clientv3.LeaseID(kv.Lease)
+	}
+	if kvs := r[6].GetResponseRange().Kvs; len(kvs) == 1 {
+		snap.Coordinator = string(kvs[0].Value)
+	}
+	return snap, nil
+}
+
+// PutNode publishes a node's status on the agent's lease.
+func (s *Store) PutNode(ctx context.Context, lease clientv3.LeaseID, n NodeStatus) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	if _, err := s.cli.Put(ctx, s.Keys.Node(n.Node), mustJSON(n), clientv3.WithLease(lease)); err != nil {
+		return fmt.Errorf("publish status of %s: %w", n.Node, err)
+	}
+	return nil
+}
+
+// Guard is the comparison that makes a write the elected coordinator's alone: its
+// election key still exists with the revision it was created at.
+type Guard []clientv3.Cmp
+
+// CoordinatorGuard is the guard of an election won with key at rev.
+func CoordinatorGuard(key string, rev int64) Guard {
+	return Guard{clientv3.Compare(clientv3.CreateRevision(key), "=", rev)}
+}
+
+func (s *Store) txn(ctx context.Context, what string, cmps []clientv3.Cmp, ops ...clientv3.Op) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("%s: %w", what, ErrConflict)
+	}
+	return nil
+}
+
+// BootstrapPrimary records the first primary of record, if there is none.
+func (s *Store) BootstrapPrimary(ctx context.Context, g Guard, p Primary) error {
+	cmps := append([]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(s.Keys.Primary()), "=", 0)}, g...)
+	return s.txn(ctx, "bootstrap primary "+p.Node, cmps, clientv3.OpPut(s.Keys.Primary(), mustJSON(p)))
+}
+
+// CommitPrimary is the commit point of a failover or switchover: the primary of
+// record becomes p, if the primary key is still at modRev (same epoch) and the
+// coordinator still leads. It deletes the flow's intent in the same transaction.
+func (s *Store) CommitPrimary(ctx context.Context, g Guard, modRev int64, p Primary) error {
+	cmps := append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(s.Keys.Primary()), "=", modRev)}, g...)
+	return s.txn(ctx, fmt.Sprintf("commit primary %s epoch %d", p.Node, p.Epoch), cmps,
+		clientv3.OpPut(s.Keys.Primary(), mustJSON(p)), clientv3.OpDelete(s.Keys.Intent()))
+}
+
+// PutIntent announces a flow, on the coordinator's lease, if the primary key is still
+// at modRev and the coordinator still leads.
+func (s *Store) PutIntent(ctx context.Context, g Guard, lease clientv3.LeaseID, modRev int64, in Intent) error {
+	cmps := append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(s.Keys.Primary()), "=", modRev)}, g...)
+	return s.txn(ctx, "announce "+in.Kind, cmps, clientv3.OpPut(s.Keys.Intent(), mustJSON(in), clientv3.WithLease(lease)))
+}
+
+// DeleteIntent ends an abandoned flow.
+func (s *Store) DeleteIntent(ctx context.Context) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	_, err := s.cli.Delete(ctx, s.Keys.Intent())
+	return err
+}
+
+// AcquireLeader makes node the holder of the leader key, on its lease, if nobody
+// holds it and the primary key is still at modRev (the node is still the primary of
+// record it read).
+func (s *Store) AcquireLeader(ctx context.Context, lease clientv3.LeaseID, node string, primaryModRev int64) error {
+	k := s.Keys
+	return s.txn(ctx, "acquire leader for "+node, []clientv3.Cmp{
+		clientv3.Compare(clientv3.CreateRevision(k.Leader()), "=", 0),
+		clientv3.Compare(clientv3.ModRevision(k.Primary()), "=", primaryModRev),
+	}, clientv3.OpPut(k.Leader(), node, clientv3.WithLease(lease)))
+}
+
+// ReleaseLeader deletes the leader key if this lease holds it.
+func (s *Store) ReleaseLeader(ctx context.Context, lease clientv3.LeaseID) error {
+	k := s.Keys
+	err := s.txn(ctx, "release leader", []clientv3.Cmp{
+		clientv3.Compare(clientv3.LeaseValue(k.Leader()), "=", lease),
+	}, clientv3.OpDelete(k.Leader()))
+	if errors.Is(err, ErrConflict) {
+		return nil // not ours (any more): nothing to release
+	}
+	return err
+}
+
+// PutSettings writes the cluster's dynamic settings.
+func (s *Store) PutSettings(ctx context.Context, st Settings) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	if _, err := s.cli.Put(ctx, s.Keys.Config(), mustJSON(st)); err != nil {
+		return fmt.Errorf("write settings: %w", err)
+	}
+	return nil
+}
+
+// PutRequest files an operator's request if none is pending or running.
+func (s *Store) PutRequest(ctx context.Context, r Request) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	k := s.Keys
+	get, err := s.cli.Get(ctx, k.Request())
+	if err != nil {
+		return fmt.Errorf("read request: %w", err)
+	}
+	cmp := clientv3.Compare(clientv3.CreateRevision(k.Request()), "=", 0)
+	if len(get.Kvs) == 1 {
+		var old Request
+		if json.Unmarshal(get.Kvs[0].Value, &old) == nil && (old.State == RequestPending || old.State == RequestRunning) &&
+			time.Since(old.At) < 5*time.Minute {
+			return fmt.Errorf("another %s request (%s) is %s", old.Kind, old.ID, stateName(old.State))
+		}
+		cmp = clientv3.Compare(clientv3.ModRevision(k.Request()), "=", get.Kvs[0].ModRevision)
+	}
+	resp, err := s.cli.Txn(ctx).If(cmp).Then(clientv3.OpPut(k.Request(), mustJSON(r))).Commit()
+	if err != nil {
+		return fmt.Errorf("file request: %w", err)
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("file request: %w", ErrConflict)
+	}
+	return nil
+}
+
+func stateName(s RequestState) string {
+	if s == RequestPending {
+		return "pending"
+	}
+	return string(s)
+}
+
+// UpdateRequest writes a request's progress, if it is still the same request.
+func (s *Store) UpdateRequest(ctx context.Context, g Guard, r Request) error {
+	ctx2, cancel := s.ctx(ctx)
+	defer cancel()
+	get, err := s.cli.Get(ctx2, s.Keys.Request())
+	if err != nil || len(get.Kvs) != 1 {
+		return fmt.Errorf("read request: %v", err)
+	}
+	var cur Request
+	if err := json.Unmarshal(get.Kvs[0].Value, &cur); err != nil || cur.ID != r.ID {
+		return fmt.Errorf("request %s: %w", r.ID, ErrConflict)
+	}
+	cmps := append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(s.Keys.Request()), "=", get.Kvs[0].ModRevision)}, g...)
+	return s.txn(ctx, "update request "+r.ID, cmps, clientv3.OpPut(s.Keys.Request(), mustJSON(r)))
+}
+
+// Request returns the current request, nil when there is none.
+func (s *Store) Request(ctx context.Context) (*Request, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	get, err := s.cli.Get(ctx, s.Keys.Request())
+	if err != nil {
+		return nil, fmt.Errorf("read request: %w", err)
+	}
+	if len(get.Kvs) == 0 {
+		return nil, nil
+	}
+	var r Request
+	if err := json.Unmarshal(get.Kvs[0].Value, &r); err != nil {
+		return nil, fmt.Errorf("parse request: %w", err)
+	}
+	return &r, nil
+}
+
+// AppendHistory records an event and prunes the oldest beyond HistoryKeep.
+func (s *Store) AppendHistory(ctx context.Context, e Event) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	key := s.Keys.HistoryPrefix() + fmt.Sprintf("%020d", e.Started.UnixNano())
+	if _, err := s.cli.Put(ctx, key, mustJSON(e)); err != nil {
+		return fmt.Errorf("append history: %w", err)
+	}
+	resp, err := s.cli.Get(ctx, s.Keys.HistoryPrefix(), clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+	if err != nil || len(resp.Kvs) <= HistoryKeep {
+		return nil
+	}
+	last := string(resp.Kvs[len(resp.Kvs)-HistoryKeep-1].Key)
+	_, err = s.cli.Delete(ctx, s.Keys.HistoryPrefix(), clientv3.WithRange(last+"\x00"))
+	return err
+}
+
+// History returns up to limit events, newest first.
+func (s *Store) History(ctx context.Context, limit int) ([]Event, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend)}
+	if limit > 0 {
+		opts = append(opts, clientv3.WithLimit(int64(limit)))
+	}
+	resp, err := s.cli.Get(ctx, s.Keys.HistoryPrefix(), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("read history: %w", err)
+	}
+	var out []Event
+	for _, kv := range resp.Kvs {
+		var e Event
+		if err := json.Unmarshal(kv.Value, &e); err == nil {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// LeaseTTL returns the time left on a lease, -1 when it is gone.
+func (s *Store) LeaseTTL(ctx context.Context, id clientv3.LeaseID) (time.Duration, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	resp, err := s.cli.TimeToLive(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	return time.Duration(resp.TTL) * time.Second, nil
+}

@@ -1,0 +1,352 @@
+// Package agent is the Baton daemon that runs on every database node: it probes the
+// local server (detector), publishes its status to etcd, takes part in the
+// coordinator election (failover.Coordinator), brings its node into line with the
+// primary of record (failover.Reconciler) and serves read-only HTTP for load
+// balancers, status pages and Prometheus. It owns the node's etcd session: when the
+// session cannot be renewed in time it fences its node before the lease expires.
+//
+// It needs no local disk: logs go to stderr, state lives in etcd.
+package agent
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/baton-ha/baton/detector"
+	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/replication"
+	"github.com/baton-ha/baton/vip"
+)
+
+// Agent is one node's daemon.
+type Agent struct {
+	cfg Config
+	log *zap.Logger
+}
+
+// New checks the configuration and returns an Agent; it connects to nothing yet.
+func New(cfg Config, log *zap.Logger) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Agent{cfg: cfg, log: log.With(zap.String("cluster", cfg.Cluster), zap.String("node", cfg.Node))}, nil
+}
+
+// Run runs the agent until ctx ends. It fails at start when the local server lacks a
+// grant Baton needs or etcd cannot be reached, saying which.
+func (a *Agent) Run(ctx context.Context) error {
+	cfg := a.cfg
+	dsn, err := cfg.MySQLDSN(true)
+	if err != nil {
+		return err
+	}
+	mcfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return fmt.Errorf("local server DSN: %w", err)
+	}
+	connector, err := mysql.NewConnector(mcfg)
+	if err != nil {
+		return fmt.Errorf("local server DSN: %w", err)
+	}
+	db := sql.OpenDB(connector)
+	defer db.Close()
+	db.SetMaxOpenConns(4)
+	db.SetMaxIdleConns(2)
+	db.SetConnMaxIdleTime(time.Minute)
+	if err := a.checkGrants(ctx, db); err != nil {
+		return err
+	}
+	local, err := replication.New(db, replication.Config{Name: cfg.Node, Timeout: replicationTimeout(cfg), Logger: a.log.With(zap.String("component", "replication"))})
+	if err != nil {
+		return err
+	}
+
+	ecfg, err := cfg.EtcdClientConfig(a.log.With(zap.String("component", "etcd")))
+	if err != nil {
+		return err
+	}
+	cli, err := clientv3.New(ecfg)
+	if err != nil {
+		return fmt.Errorf("etcd client: %w", err)
+	}
+	defer cli.Close()
+	store := failover.NewStore(cli, cfg.Cluster)
+	if _, err := store.Load(ctx); err != nil {
+		return fmt.Errorf("etcd %v unreachable: %w", cfg.Etcd.Endpoints, err)
+	}
+
+	var rec *failover.Reconciler
+	det, err := a.newDetector(ctx, db, dsn, func(ch detector.Change, _ detector.Report) {
+		a.log.Info("verdict", zap.String("from", ch.From.String()), zap.String("to", ch.To.String()), zap.String("reason", ch.Reason))
+		if rec != nil {
+			rec.Kick()
+		}
+	})
+	if err != nil {
+		return err
+	}
+	var mover failover.VIP
+	if cfg.VIP != nil {
+		m, err := vip.New(*cfg.VIP, a.log.With(zap.String("component", "vip")))
+		if err != nil {
+			return err
+		}
+		mover = vipAdapter{m: m, ctx: ctx}
+	}
+	peer := &failover.PeerWatch{
+		Self: cfg.Node, DSN: cfg.PeerDSN, Interval: cfg.Timings.ProbeInterval, Timeout: cfg.Timings.ProbeTimeout,
+		FailAfter: 2, Log: a.log.With(zap.String("component", "peer")),
+	}
+	src, err := cfg.ReplicationSource(cfg.MySQL.Address)
+	if err != nil {
+		return err
+	}
+	rec, err = failover.NewReconciler(failover.ReconcilerConfig{
+		Node: cfg.Node, Addr: cfg.MySQL.Address, Store: store, Local: local, LocalDB: db, Detector: det,
+		Peer: peer, VIP: mover, ReplUser: src.User, ReplPassword: src.Password, SemiSync: cfg.SemiSync,
+		Priority: cfg.Candidate.Priority, NoPromote: cfg.Candidate.NoPromote,
+		FenceTimeout: time.Second, Tick: cfg.Timings.ProbeInterval, Log: a.log,
+	})
+	if err != nil {
+		return err
+	}
+	adminPass := cfg.MySQL.Password.Reveal()
+	servers := &failover.Servers{User: cfg.MySQL.User, Password: adminPass, Timeout: replicationTimeout(cfg), Log: a.log.With(zap.String("component", "servers"))}
+	defer servers.Close()
+	coord, err := failover.NewCoordinator(failover.CoordinatorConfig{
+		Node: cfg.Node, Store: store, Servers: servers,
+		Policy: failover.Policy{FailoverBlock: cfg.Timings.FailoverBlock, ConfirmLag: cfg.Timings.ConfirmLag,
+			SwitchoverMaxLag: cfg.Timings.SwitchoverMaxLag},
+		CatchupTimeout: cfg.Timings.CatchupTimeout, Tick: cfg.Timings.ProbeInterval,
+		Hooks: hookRunner{hooks: cfg.Hooks, cluster: cfg.Cluster, node: cfg.Node}, Log: a.log,
+	})
+	if err != nil {
+		return err
+	}
+
+	state := &sessionState{}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return det.Run(gctx) })
+	g.Go(func() error { return peer.Run(gctx) })
+	g.Go(func() error { return a.serveHTTP(gctx, rec, state) })
+	g.Go(func() error { return a.sessions(gctx, cli, rec, coord, state) })
+	a.log.Info("agent started", zap.String("mysql", cfg.MySQL.Address), zap.Strings("etcd", cfg.Etcd.Endpoints))
+	err = g.Wait()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// replicationTimeout bounds each call to a server made by the reconciler and the
+// coordinator: longer than a probe (a promotion does several statements), short
+// enough that a hung server cannot stall a flow.
+func replicationTimeout(cfg Config) time.Duration {
+	return max(2*time.Second, 4*cfg.Timings.ProbeTimeout)
+}
+
+func (a *Agent) newDetector(ctx context.Context, db *sql.DB, dsn string, onChange func(detector.Change, detector.Report)) (*detector.Detector, error) {
+	cfg := a.cfg
+	datadir, binlogDir := cfg.Datadir, ""
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	dd, bd, err := detector.Paths(pctx, db)
+	cancel()
+	if err == nil {
+		if datadir == "" {
+			datadir = dd
+		}
+		binlogDir = bd
+	}
+	return detector.New(detector.Config{
+		DSN: dsn, Node: cfg.Node, Role: detector.Replica,
+		Interval: cfg.Timings.ProbeInterval, Timeout: cfg.Timings.ProbeTimeout,
+		FailAfter: cfg.Timings.FailAfter, RecoverAfter: cfg.Timings.RecoverAfter,
+		Datadir: datadir, BinlogDir: binlogDir, OnChange: onChange,
+		Logger: a.log.With(zap.String("component", "detector")),
+	})
+}
+
+// sessions keeps an etcd session and runs the coordinator and the reconciler under
+// it. When the session is lost, or cannot be renewed before ttl - fence_margin, the
+// node is fenced and a new session is made.
+func (a *Agent) sessions(ctx context.Context, cli *clientv3.Client, rec *failover.Reconciler, coord *failover.Coordinator, state *sessionState) error {
+	ttl := a.cfg.Timings.SessionTTL
+	for attempt := 0; ; attempt++ {
+		if ctx.Err() != nil {
+			return nil
+		}
+		s, err := concurrency.NewSession(cli, concurrency.WithTTL(int(ttl.Seconds())), concurrency.WithContext(ctx))
+		if err != nil {
+			a.log.Warn("etcd session", zap.Error(err))
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff(attempt)):
+			}
+			continue
+		}
+		attempt = 0
+		state.set(true, s.Lease())
+		a.log.Info("etcd session", zap.String("lease", fmt.Sprintf("%x", s.Lease())))
+		err = a.underSession(ctx, cli, s, rec, coord)
+		state.set(false, 0)
+		if ctx.Err() != nil {
+			rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			// A clean stop hands the leader key and the election over at once.
+			_ = failover.NewStore(cli, a.cfg.Cluster).ReleaseLeader(rctx, s.Lease())
+			_ = s.Close()
+			rcancel()
+			return nil
+		}
+		a.log.Warn("etcd session ended", zap.Error(err))
+		_ = s.Close()
+	}
+}
+
+func backoff(attempt int) time.Duration {
+	d := 200 * time.Millisecond << min(attempt, 4)
+	return d
+}
+
+// underSession runs the coordinator, the reconciler and the renewal watch until the
+// session ends or cannot be renewed in time.
+func (a *Agent) underSession(ctx context.Context, cli *clientv3.Client, s *concurrency.Session, rec *failover.Reconciler, coord *failover.Coordinator) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return rec.Run(gctx, s) })
+	g.Go(func() error { return coord.Run(gctx, s) })
+	g.Go(func() error {
+		err := a.watchRenewal(gctx, cli, s)
+		if err != nil {
+			rec.FenceLocal(context.WithoutCancel(ctx), err.Error())
+		}
+		return err
+	})
+	return g.Wait()
+}
+
+// watchRenewal returns an error when the session's lease has not been renewed for
+// ttl - fence_margin: the lease may expire soon, and with it the leader key, so the
+// node must stop taking writes before another can start.
+func (a *Agent) watchRenewal(ctx context.Context, cli *clientv3.Client, s *concurrency.Session) error {
+	ka, err := cli.KeepAlive(ctx, s.Lease())
+	if err != nil {
+		return fmt.Errorf("watch lease renewal: %w", err)
+	}
+	limit := a.cfg.Timings.SessionTTL - a.cfg.Timings.FenceMargin
+	last := time.Now() // monotonic
+	t := time.NewTicker(limit / 10)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.Done():
+			return errors.New("etcd session lost")
+		case resp, ok := <-ka:
+			if !ok {
+				return errors.New("etcd lease keep-alive ended")
+			}
+			if resp != nil {
+				last = time.Now()
+			}
+		case <-t.C:
+			if since := time.Since(last); since > limit {
+				return fmt.Errorf("etcd session not renewed for %s (limit %s = session_ttl - fence_margin)", since.Round(time.Millisecond), limit)
+			}
+		}
+	}
+}
+
+func (a *Agent) checkGrants(ctx context.Context, db *sql.DB) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		gctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := CheckGrants(gctx, db, GrantOptions{SemiSync: a.cfg.SemiSync, Replicates: a.cfg.MySQL.Replication.User == ""})
+		cancel()
+		var missing *MissingGrantsError
+		if err == nil || errors.As(err, &missing) || time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		// The server may still be starting: wait for it rather than fail.
+		a.log.Warn("check grants", zap.Error(err))
+		time.Sleep(time.Second)
+	}
+}
+
+// sessionState is the etcd session as the HTTP server reports it.
+type sessionState struct {
+	mu    sync.Mutex
+	up    bool
+	lease clientv3.LeaseID
+}
+
+func (s *sessionState) set(up bool, lease clientv3.LeaseID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.up, s.lease = up, lease
+}
+
+func (s *sessionState) get() (bool, clientv3.LeaseID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.up, s.lease
+}
+
+// vipAdapter fits vip.Mover to the reconciler. The agent's long-lived context is
+// given to Acquire, so the second gratuitous ARP burst is not cut short by a pass's
+// deadline.
+type vipAdapter struct {
+	m   *vip.Mover
+	ctx context.Context
+}
+
+func (v vipAdapter) Acquire(ctx context.Context) error {
+	_, err := v.m.Acquire(v.ctx)
+	return err
+}
+func (v vipAdapter) Release(ctx context.Context) error      { return v.m.Release(ctx) }
+func (v vipAdapter) Held(ctx context.Context) (bool, error) { return v.m.Held(ctx) }
+
+// hookRunner runs the configured hooks for the coordinator.
+type hookRunner struct {
+	hooks   Hooks
+	cluster string
+	node    string
+}
+
+func (h hookRunner) Run(ctx context.Context, c failover.HookCall) error {
+	var ev HookEvent
+	switch c.Stage {
+	case "pre_failover":
+		ev = PreFailover
+	case "post_failover":
+		ev = PostFailover
+	case "pre_switchover":
+		ev = PreSwitchover
+	case "post_switchover":
+		ev = PostSwitchover
+	default:
+		return fmt.Errorf("unknown hook stage %q", c.Stage)
+	}
+	_, err := h.hooks.Run(ctx, HookRun{Event: ev, Cluster: h.cluster, Node: h.node, OldPrimary: c.OldPrimary,
+		NewPrimary: c.NewPrimary, NewPrimaryAddr: c.NewPrimaryAddr, Epoch: c.Epoch, Reason: c.Reason, Result: c.Result, Error: c.Error})
+	if errors.Is(err, ErrNoHook) {
+		return nil
+	}
+	return err
+}

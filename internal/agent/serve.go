@@ -1,0 +1,75 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/zap"
+
+	"github.com/baton-ha/baton/failover"
+)
+
+// serveHTTP serves the read-only endpoints until ctx ends.
+func (a *Agent) serveHTTP(ctx context.Context, rec *failover.Reconciler, state *sessionState) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	view := func() View {
+		n, snap := rec.Current()
+		up, lease := state.get()
+		v := View{
+			Cluster: a.cfg.Cluster, Node: a.cfg.Node, Status: n,
+			HoldsLeader:  up && snap.Leader == a.cfg.Node && snap.LeaderLease == lease,
+			SessionAlive: up, Coordinator: snap.Coordinator, Paused: snap.Settings.Paused,
+			MaxReplicaLag: a.cfg.Timings.MaxReplicaLag,
+			MaxStatusAge:  4*a.cfg.Timings.ProbeInterval + 2*time.Second,
+		}
+		if snap.Primary.Node != "" {
+			p := snap.Primary
+			v.Primary = &p
+		}
+		return v
+	}
+	// Metrics follow the view even when nobody asks for /metrics.
+	go func() {
+		t := time.NewTicker(a.cfg.Timings.ProbeInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				metrics.Update(view())
+			}
+		}
+	}()
+	srv := &http.Server{
+		Handler:           NewHandler(view, reg),
+		ReadHeaderTimeout: 5 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	ln, err := net.Listen("tcp", a.cfg.HTTP.Listen)
+	if err != nil {
+		return err
+	}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	a.log.Info("http listening", zap.String("addr", ln.Addr().String()))
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,130 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// AgentHTTPPort is where each sandbox agent serves HTTP, on its node's address.
+const AgentHTTPPort = 9107
+
+// agentConfig is the YAML configuration of a node's agent. Secrets are in files
+// beside it, never in the file or on a command line.
+func (c *Cluster) agentConfig(n *Node) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Written by `baton sandbox up --with-agents`.\n")
+	fmt.Fprintf(&b, "cluster: %s\nnode: %s\n", c.Name, n.Name)
+	fmt.Fprintf(&b, "mysql:\n  address: %s\n  socket: %s\n  user: %s\n  password_file: %s\n",
+		net.JoinHostPort(n.IP, strconv.Itoa(n.Port)), n.Socket, c.AdminUser, c.secretFile("admin"))
+	fmt.Fprintf(&b, "  replication:\n    user: %s\n    password_file: %s\n", c.ReplUser, c.secretFile("repl"))
+	fmt.Fprintf(&b, "etcd:\n  endpoints: [%s]\n", strings.Join(c.EtcdInternal, ", "))
+	fmt.Fprintf(&b, "http:\n  listen: %s\n", net.JoinHostPort(n.IP, strconv.Itoa(AgentHTTPPort)))
+	fmt.Fprintf(&b, "log:\n  level: info\n  format: json\n")
+	fmt.Fprintf(&b, "semi_sync: %v\n", c.SemiSync)
+	fmt.Fprintf(&b, "datadir: %s\n", n.Datadir)
+	if c.VIP != "" {
+		fmt.Fprintf(&b, "vip:\n  address: %s\n  interface: eth0\n  arp_count: 3\n", c.VIP)
+	}
+	return b.String()
+}
+
+func (c *Cluster) secretFile(name string) string { return filepath.Join(c.Dir, "secrets", name) }
+
+// writeAgentFiles writes the secrets and every node's agent configuration.
+func (c *Cluster) writeAgentFiles() error {
+	if err := os.MkdirAll(filepath.Join(c.Dir, "secrets"), 0o700); err != nil {
+		return err
+	}
+	for name, v := range map[string]string{"admin": c.AdminPassword, "repl": c.ReplPassword} {
+		if err := os.WriteFile(c.secretFile(name), []byte(v+"\n"), 0o600); err != nil {
+			return err
+		}
+	}
+	for i := range c.Nodes {
+		n := &c.Nodes[i]
+		n.AgentConfig = filepath.Join(n.Dir, "agent.yaml")
+		n.AgentLog = filepath.Join(n.Dir, "agent.log")
+		n.AgentHTTP = net.JoinHostPort(n.IP, strconv.Itoa(AgentHTTPPort))
+		if err := os.WriteFile(n.AgentConfig, []byte(c.agentConfig(n)), 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startAgent starts a node's `baton agent` inside the node's namespace.
+func (c *Cluster) startAgent(n *Node) error {
+	if alive(n.AgentPID) {
+		return fmt.Errorf("the agent of %s is running (pid %d)", n.Name, n.AgentPID)
+	}
+	pid, err := startIn(n.NetNS, n.Dir, n.AgentLog, c.Binary, "agent", "--config", n.AgentConfig)
+	if err != nil {
+		return err
+	}
+	n.AgentPID = pid
+	return nil
+}
+
+// startAgents starts every node's agent and waits until the cluster has a primary of
+// record whose agent holds the leader key.
+func (c *Cluster) startAgents(ctx context.Context) error {
+	if err := c.writeAgentFiles(); err != nil {
+		return fmt.Errorf("write agent configuration: %w", err)
+	}
+	for i := range c.Nodes {
+		if err := c.startAgent(&c.Nodes[i]); err != nil {
+			return err
+		}
+	}
+	return c.waitLeader(ctx, 30*time.Second)
+}
+
+// waitLeader waits until some agent holds the cluster's leader key.
+func (c *Cluster) waitLeader(ctx context.Context, limit time.Duration) error {
+	cli, err := c.EtcdClient()
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	key := "/baton/" + c.Name + "/leader"
+	deadline := time.Now().Add(limit)
+	for {
+		gctx, cancel := withTimeout(ctx, time.Second)
+		resp, err := cli.Get(gctx, key)
+		cancel()
+		if err == nil && len(resp.Kvs) == 1 {
+			return nil
+		}
+		for _, n := range c.Nodes {
+			if !alive(n.AgentPID) {
+				return fmt.Errorf("the agent of %s exited (see %s): %s", n.Name, n.AgentLog, lastLines(n.AgentLog, 3))
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no agent took the leader key within %s (see the agent logs, e.g. %s)", limit, c.Nodes[0].AgentLog)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func lastLines(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}
