@@ -1,0 +1,165 @@
+package agent
+
+// The agent's Prometheus metrics, registered on a registry the caller owns (no global
+// registry, so tests and several agents in one process do not collide).
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/baton-ha/baton/detector"
+	"github.com/baton-ha/baton/failover"
+)
+
+// verdictNames are every verdict name, for the one-hot baton_node_verdict gauge: all
+// are exported (at 0) so that a query for one never finds nothing.
+func verdictNames() []string {
+	var out []string
+	for v := detector.Unknown; v <= detector.Misconfigured; v++ {
+		out = append(out, v.String())
+	}
+	return out
+}
+
+// Metrics are the agent's gauges and counters. Update sets the gauges from a View;
+// CountFailover and CountSwitchover count the flows this agent ran as coordinator.
+type Metrics struct {
+	info         *prometheus.GaugeVec
+	verdict      *prometheus.GaugeVec
+	probeSeconds *prometheus.GaugeVec
+	lagSeconds   prometheus.Gauge
+	ioRunning    prometheus.Gauge
+	sqlRunning   prometheus.Gauge
+	readOnly     prometheus.Gauge
+	storageOK    prometheus.Gauge
+	diskFree     prometheus.Gauge
+	sessionUp    prometheus.Gauge
+	isPrimary    prometheus.Gauge
+	holdsLeader  prometheus.Gauge
+	isCoord      prometheus.Gauge
+	paused       prometheus.Gauge
+	epoch        prometheus.Gauge
+	failovers    *prometheus.CounterVec
+	switchovers  *prometheus.CounterVec
+
+	verdicts []string
+	lastInfo [2]string
+}
+
+// NewMetrics creates the metrics and registers them on reg.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	if reg == nil {
+		return nil, fmt.Errorf("new metrics: registerer is nil")
+	}
+	g := func(name, help string) prometheus.Gauge {
+		return prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+	}
+	m := &Metrics{
+		info: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "baton_agent_info",
+			Help: "Always 1; labels name the agent's cluster and node."}, []string{"cluster", "node"}),
+		verdict: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "baton_node_verdict",
+			Help: "The detector's verdict on the local server: 1 for the current verdict, 0 for the others."}, []string{"verdict"}),
+		probeSeconds: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "baton_probe_latency_seconds",
+			Help: "Latency of the latest probe of the local server, by probe (write, ping)."}, []string{"probe"}),
+		lagSeconds:  g("baton_replication_lag_seconds", "Heartbeat lag of the local replica behind the primary of record; NaN when unknown or on the primary."),
+		ioRunning:   g("baton_replication_io_running", "1 when the local replica's IO thread runs."),
+		sqlRunning:  g("baton_replication_sql_running", "1 when the local replica's SQL thread runs."),
+		readOnly:    g("baton_read_only", "1 when the local server has read_only on."),
+		storageOK:   g("baton_storage_ok", "1 when the local server's storage probe succeeds."),
+		diskFree:    g("baton_disk_free_bytes", "Free bytes on the local server's datadir filesystem."),
+		sessionUp:   g("baton_etcd_session_up", "1 while the agent's etcd session is alive."),
+		isPrimary:   g("baton_is_primary", "1 when etcd names this node the primary of record."),
+		holdsLeader: g("baton_holds_leader", "1 while this agent holds the leader key (its server is the writable primary)."),
+		isCoord:     g("baton_is_coordinator", "1 while this agent is the elected coordinator."),
+		paused:      g("baton_cluster_paused", "1 while automatic failover is paused for the cluster."),
+		epoch:       g("baton_primary_epoch", "Epoch of the primary of record (the fencing token)."),
+		failovers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "baton_failovers_total",
+			Help: "Failovers this agent ran as coordinator, by result (done, refused, failed)."}, []string{"result"}),
+		switchovers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "baton_switchovers_total",
+			Help: "Switchovers this agent ran as coordinator, by result (done, refused, failed)."}, []string{"result"}),
+	}
+	for _, c := range []prometheus.Collector{m.info, m.verdict, m.probeSeconds, m.lagSeconds, m.ioRunning,
+		m.sqlRunning, m.readOnly, m.storageOK, m.diskFree, m.sessionUp, m.isPrimary, m.holdsLeader, m.isCoord,
+		m.paused, m.epoch, m.failovers, m.switchovers} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("new metrics: %w", err)
+		}
+	}
+	m.verdicts = verdictNames()
+	for _, v := range m.verdicts {
+		m.verdict.WithLabelValues(v).Set(0)
+	}
+	// The results a flow ends with, at 0 before the first flow.
+	for _, r := range []failover.RequestState{failover.RequestDone, failover.RequestRefused, failover.RequestFailed} {
+		m.failovers.WithLabelValues(resultLabel(r))
+		m.switchovers.WithLabelValues(resultLabel(r))
+	}
+	m.lagSeconds.Set(math.NaN())
+	return m, nil
+}
+
+// Update sets every gauge from v. Call it from one goroutine (the agent's status loop,
+// or before each scrape).
+func (m *Metrics) Update(v View) {
+	if info := [2]string{v.Cluster, v.Node}; info != m.lastInfo {
+		if m.lastInfo != [2]string{} {
+			m.info.DeleteLabelValues(m.lastInfo[0], m.lastInfo[1])
+		}
+		m.info.WithLabelValues(v.Cluster, v.Node).Set(1)
+		m.lastInfo = info
+	}
+	st := v.Status
+	cur := st.Verdict
+	if cur == "" {
+		cur = detector.Unknown.String()
+	}
+	for _, name := range m.verdicts {
+		m.verdict.WithLabelValues(name).Set(b2f(name == cur))
+	}
+	m.probeSeconds.WithLabelValues("write").Set(st.WriteMS / 1000)
+	m.probeSeconds.WithLabelValues("ping").Set(st.PingMS / 1000)
+	if st.LagMS >= 0 && !v.IsPrimaryOfRecord() {
+		m.lagSeconds.Set(float64(st.LagMS) / 1000)
+	} else {
+		m.lagSeconds.Set(math.NaN())
+	}
+	m.ioRunning.Set(b2f(st.IORunning))
+	m.sqlRunning.Set(b2f(st.SQLRunning))
+	m.readOnly.Set(b2f(st.ReadOnly))
+	m.storageOK.Set(b2f(st.StorageOK))
+	m.diskFree.Set(float64(st.DiskFree))
+	m.sessionUp.Set(b2f(v.SessionAlive))
+	m.isPrimary.Set(b2f(v.IsPrimaryOfRecord()))
+	m.holdsLeader.Set(b2f(v.HoldsLeader))
+	m.isCoord.Set(b2f(v.Coordinator != "" && v.Coordinator == v.Node))
+	m.paused.Set(b2f(v.Paused))
+	if v.Primary != nil {
+		m.epoch.Set(float64(v.Primary.Epoch))
+	}
+}
+
+// CountFailover counts one failover this agent ran, by its result.
+func (m *Metrics) CountFailover(result failover.RequestState) {
+	m.failovers.WithLabelValues(resultLabel(result)).Inc()
+}
+
+// CountSwitchover counts one switchover this agent ran, by its result.
+func (m *Metrics) CountSwitchover(result failover.RequestState) {
+	m.switchovers.WithLabelValues(resultLabel(result)).Inc()
+}
+
+func resultLabel(r failover.RequestState) string {
+	if r == failover.RequestPending {
+		return "pending"
+	}
+	return string(r)
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
