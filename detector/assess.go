@@ -132,6 +132,9 @@ func assessPing(r Round) (finding, bool) {
 	}
 	switch p.Class {
 	case TimedOut:
+		if strings.HasPrefix(p.Detail, "previous") || strings.Contains(p.Detail, "did not return") {
+			return finding{Unreachable, "liveness " + p.Detail + ": server frozen or network cut?"}, true
+		}
 		return finding{Unreachable, fmt.Sprintf("no answer to connect + SELECT 1 within %s: server frozen or network cut?", r.Timeout)}, true
 	case Refused:
 		return finding{Unreachable, "cannot connect: " + p.Detail + ": server not running?"}, true

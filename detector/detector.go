@@ -20,7 +20,7 @@ const (
 	DefaultTimeout      = 300 * time.Millisecond
 	DefaultFailAfter    = 3
 	DefaultRecoverAfter = 3
-	DefaultDiskWindow   = 30 * time.Second
+	DefaultDiskWindow   = time.Minute
 	DefaultDiskHorizon  = 10 * time.Minute
 )
 
@@ -48,8 +48,8 @@ type Config struct {
 	// Datadir and BinlogDir are statfs'ed each round when set (a local server only).
 	Datadir   string
 	BinlogDir string
-	// DiskWindow is the span of the least-squares fill rate; DiskHorizon the time to
-	// full under which the verdict is Degraded.
+	// DiskWindow is the span of the least-squares fill rate (estimated once half a
+	// window is in); DiskHorizon the time to full under which the verdict is Degraded.
 	DiskWindow  time.Duration
 	DiskHorizon time.Duration
 	// Dial, when set, makes the connections (a server in another network namespace).
@@ -192,7 +192,9 @@ func New(cfg Config) (*Detector, error) {
 			continue
 		}
 		d.paths = append(d.paths, p)
-		d.trends[p] = NewTrend(cfg.DiskWindow, cfg.DiskWindow/3)
+		// Half a window before the first estimate: a fresh start (or a restart
+		// allocating its files) is not a trend yet.
+		d.trends[p] = NewTrend(cfg.DiskWindow, cfg.DiskWindow/2)
 	}
 	d.report = Report{Node: cfg.Node, Role: cfg.Role}
 	return d, nil
@@ -270,7 +272,7 @@ func (d *Detector) readDisks(now time.Time) []Disk {
 			continue
 		}
 		t := d.trends[path]
-		t.Add(now, free)
+		t.Add(now, free, total)
 		dk := Disk{Path: path, Total: total, Free: free}
 		if rate, ok := t.Rate(); ok {
 			dk.FillRate = rate
@@ -285,7 +287,8 @@ func (d *Detector) readDisks(now time.Time) []Disk {
 // change, logs it once and calls OnChange.
 func (d *Detector) observe(r Round) {
 	v, reason := Assess(r)
-	ch, changed := d.machine.Observe(Observation{At: r.At, Verdict: v, Reason: reason})
+	// The verdict is known when the round ends, not when it started.
+	ch, changed := d.machine.Observe(Observation{At: time.Now(), Verdict: v, Reason: reason})
 	cur, why, since := d.machine.Verdict()
 	rep := Report{
 		Node: d.cfg.Node, Role: r.Role, At: r.At,

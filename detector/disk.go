@@ -19,6 +19,8 @@ type sample struct {
 // Trend estimates how fast a filesystem fills, by least squares over the free-space
 // samples of a time window. Free space moves in steps (binlog rotation, InnoDB
 // extending a file), so a fit over a window says more than the last two samples.
+// When space is freed (free grows by more than 1% of the filesystem: binlogs purged,
+// a file deleted) the samples before it no longer predict anything and are dropped.
 type Trend struct {
 	window  time.Duration
 	minSpan time.Duration
@@ -30,11 +32,17 @@ func NewTrend(window, minSpan time.Duration) *Trend {
 	return &Trend{window: window, minSpan: minSpan}
 }
 
-// Add records free bytes at a time. Samples must come in time order; one at or before
-// the latest is ignored.
-func (t *Trend) Add(at time.Time, free uint64) {
-	if n := len(t.samples); n > 0 && !at.After(t.samples[n-1].at) {
-		return
+// Add records the free bytes of a filesystem of total bytes at a time. Samples must
+// come in time order; one at or before the latest is ignored.
+func (t *Trend) Add(at time.Time, free, total uint64) {
+	if n := len(t.samples); n > 0 {
+		last := t.samples[n-1]
+		if !at.After(last.at) {
+			return
+		}
+		if float64(free)-last.free > float64(total)/100 {
+			t.samples = t.samples[:0]
+		}
 	}
 	t.samples = append(t.samples, sample{at, float64(free)})
 	cut := 0

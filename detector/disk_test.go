@@ -38,6 +38,15 @@ func TestTrendRate(t *testing.T) {
 				add(float64(s), uint64(200*mib-(s/10)*10*mib))
 			}
 		}, mib},
+		{"freed space starts a new trend", func(add func(float64, uint64)) {
+			// Full, then 150 MiB freed: the fall before the jump says nothing now.
+			for s := 0; s <= 10; s++ {
+				add(float64(s), uint64(100*mib-10*s*mib))
+			}
+			for s := 11; s <= 40; s++ {
+				add(float64(s), uint64(150*mib-(s-11)*mib/2))
+			}
+		}, mib / 2},
 		{"old samples leave the window", func(add func(float64, uint64)) {
 			for s := 0; s <= 100; s++ {
 				free := uint64(100 * mib)
@@ -52,7 +61,7 @@ func TestTrendRate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tr := NewTrend(30*time.Second, 10*time.Second)
 			tc.samples(func(sec float64, free uint64) {
-				tr.Add(t0.Add(time.Duration(sec*float64(time.Second))), free)
+				tr.Add(t0.Add(time.Duration(sec*float64(time.Second))), free, 1<<30)
 			})
 			got, ok := tr.Rate()
 			if math.IsNaN(tc.want) {
@@ -75,14 +84,14 @@ func TestTrendBoundsMemory(t *testing.T) {
 	t0 := time.Now()
 	tr := NewTrend(time.Hour, time.Second)
 	for i := 0; i < 10*trendCap; i++ {
-		tr.Add(t0.Add(time.Duration(i)*time.Millisecond), uint64(1e9-i))
+		tr.Add(t0.Add(time.Duration(i)*time.Millisecond), uint64(1e9-i), 1<<30)
 	}
 	if len(tr.samples) > trendCap {
 		t.Fatalf("%d samples kept, cap %d", len(tr.samples), trendCap)
 	}
 	// Out of order samples are ignored.
 	n := len(tr.samples)
-	tr.Add(t0, 5)
+	tr.Add(t0, 5, 1<<30)
 	if len(tr.samples) != n {
 		t.Fatal("a sample older than the latest was added")
 	}

@@ -15,6 +15,8 @@ type Observation struct {
 
 // Change is a change of verdict, reported once.
 type Change struct {
+	// At is the observation's time: for a Detector, when the round that caused the
+	// change ended, that is, when the verdict became known.
 	At     time.Time `json:"at"`
 	From   Verdict   `json:"from"`
 	To     Verdict   `json:"to"`

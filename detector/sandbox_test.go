@@ -1,0 +1,501 @@
+package detector_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/baton-ha/baton/detector"
+	"github.com/baton-ha/baton/internal/sandbox"
+	"github.com/baton-ha/baton/internal/sandbox/sandboxtest"
+)
+
+func TestMain(m *testing.M) { sandboxtest.Main(m) }
+
+// watched is a running detector and every verdict change it made.
+type watched struct {
+	d      *detector.Detector
+	mu     sync.Mutex
+	seen   []detector.Change
+	notify chan struct{}
+	stop   func()
+}
+
+func watch(t *testing.T, cfg detector.Config) *watched {
+	t.Helper()
+	w := &watched{notify: make(chan struct{}, 1)}
+	cfg.OnChange = func(ch detector.Change, _ detector.Report) {
+		w.mu.Lock()
+		w.seen = append(w.seen, ch)
+		w.mu.Unlock()
+		select {
+		case w.notify <- struct{}{}:
+		default:
+		}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	}
+	d, err := detector.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.d = d
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	var once sync.Once
+	w.stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("detector run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(w.stop)
+	return w
+}
+
+// mark returns how many changes have been seen, to look only at later ones.
+func (w *watched) mark() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.seen)
+}
+
+// since returns the changes after a mark.
+func (w *watched) since(mark int) []detector.Change {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]detector.Change(nil), w.seen[mark:]...)
+}
+
+// await waits for a change to want after mark and returns it with the time it came.
+func (w *watched) await(t *testing.T, mark int, want detector.Verdict, within time.Duration) detector.Change {
+	t.Helper()
+	deadline := time.After(within)
+	for {
+		for _, ch := range w.since(mark) {
+			if ch.To == want {
+				return ch
+			}
+		}
+		select {
+		case <-w.notify:
+		case <-deadline:
+			rep := w.d.Report()
+			pprof.Lookup("goroutine").WriteTo(os.Stderr, 1)
+			t.Fatalf("no %s verdict within %s; changes %s; now %s (%s), latest round %s (%s)",
+				want, within, describe(w.since(mark)), rep.Verdict, rep.Reason, rep.RoundVerdict, rep.RoundReason)
+		}
+	}
+}
+
+func describe(chs []detector.Change) string {
+	var parts []string
+	for _, c := range chs {
+		parts = append(parts, fmt.Sprintf("%s->%s (%s)", c.From, c.To, c.Reason))
+	}
+	return "[" + strings.Join(parts, "; ") + "]"
+}
+
+func fault(t *testing.T, c *sandbox.Cluster, node string, f sandbox.Fault) time.Time {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if err := c.Fault(ctx, node, f); err != nil {
+		t.Fatalf("fault %s on %s: %v", f, node, err)
+	}
+	return time.Now()
+}
+
+func exec(t *testing.T, db *sql.DB, q string, args ...any) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := db.ExecContext(ctx, q, args...); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+}
+
+func gtidPos(t *testing.T, db *sql.DB) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var pos string
+	if err := db.QueryRowContext(ctx, "SELECT @@gtid_binlog_pos").Scan(&pos); err != nil {
+		t.Fatal(err)
+	}
+	return pos
+}
+
+// staleProbes counts the server threads running a probe statement for longer than a
+// probe lives (300 ms) plus its kill (300 ms) and some slack: hung probes that were
+// not killed. It describes every probe thread, for the failure message.
+func staleProbes(t *testing.T, db *sql.DB) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	rows, err := db.QueryContext(ctx, "SELECT ID, TIME_MS, STATE FROM information_schema.PROCESSLIST WHERE INFO LIKE 'INSERT INTO baton.%'")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	n := 0
+	var desc []string
+	for rows.Next() {
+		var id int64
+		var ms float64
+		var state sql.NullString
+		if err := rows.Scan(&id, &ms, &state); err != nil {
+			t.Fatal(err)
+		}
+		if ms > 1500 {
+			n++
+		}
+		desc = append(desc, fmt.Sprintf("thread %d %q for %.0fms", id, state.String, ms))
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return n, strings.Join(desc, ", ")
+}
+
+func rootDB(t *testing.T, c *sandbox.Cluster, node string) *sql.DB {
+	t.Helper()
+	db, err := c.RootDB(node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// TestFaults runs a primary detector (over TCP from the client namespace, as a remote
+// observer would) and a replica detector (over the unix socket, with the disks) on one
+// cluster, and walks the primary through the sandbox's faults, each undone before
+// the next.
+func TestFaults(t *testing.T) {
+	c := sandboxtest.Up(t, sandbox.Spec{Name: "det-faults", Nodes: 2})
+	p := rootDB(t, c, "db1")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := detector.Bootstrap(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	pos := gtidPos(t, p)
+	if err := detector.Bootstrap(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if again := gtidPos(t, p); again != pos {
+		t.Fatalf("a second bootstrap wrote to the binlog: %s -> %s", pos, again)
+	}
+	r := rootDB(t, c, "db2")
+	var res int
+	if err := r.QueryRowContext(ctx, "SELECT MASTER_GTID_WAIT(?, 5)", gtidPos(t, p)).Scan(&res); err != nil || res != 0 {
+		t.Fatalf("replica did not get the baton schema: %d %v", res, err)
+	}
+	if err := detector.Bootstrap(ctx, r); err != nil {
+		t.Fatalf("bootstrap on a replica that has the tables: %v", err)
+	}
+
+	db1, _ := c.Node("db1")
+	tcp, err := c.TCPDSN("db1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prim := watch(t, detector.Config{
+		DSN: tcp, Node: "observer", Role: detector.Primary,
+		Dial: sandbox.DialContext(c.ClientNetNS), Datadir: db1.Datadir,
+		// The sandbox's disks are 256 MB: a restart allocating its files looks like
+		// filling within the default horizon there.
+		DiskHorizon: 20 * time.Second,
+	})
+	sock2, err := c.SocketDSN("db2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db2, _ := c.Node("db2")
+	repl := watch(t, detector.Config{DSN: sock2, Node: "db2", Role: detector.Replica, Datadir: db2.Datadir, DiskHorizon: 20 * time.Second})
+
+	prim.await(t, 0, detector.Healthy, 3*time.Second)
+	repl.await(t, 0, detector.Healthy, 3*time.Second)
+
+	t.Run("replica reports heartbeat lag", func(t *testing.T) {
+		time.Sleep(time.Second)
+		rep := repl.d.Report()
+		if rep.Replication == nil || !rep.Replication.Configured || rep.Replication.IORunning != "Yes" {
+			t.Fatalf("replication state %+v", rep.Replication)
+		}
+		if lag := rep.Replication.HeartbeatLag; lag < 0 || lag > 2*time.Second {
+			t.Fatalf("heartbeat lag %s on a healthy replica fed every 500ms", lag)
+		}
+		if rep.Storage == nil || rep.Storage.Class != detector.OK || rep.Write != nil {
+			t.Fatalf("replica probes: storage %+v write %+v", rep.Storage, rep.Write)
+		}
+		if len(rep.Disks) != 1 || rep.Disks[0].Total == 0 {
+			t.Fatalf("replica disks %+v", rep.Disks)
+		}
+	})
+
+	t.Run("storage probe makes no GTID on the replica", func(t *testing.T) {
+		time.Sleep(1500 * time.Millisecond)
+		// The replica's binlog only holds the primary's transactions (server_id 1),
+		// never one of its own (server_id 2).
+		if pos := gtidPos(t, r); strings.Contains(pos, "-2-") {
+			t.Fatalf("replica made a GTID of its own: %s", pos)
+		}
+	})
+
+	t.Run("the documented grants are enough", func(t *testing.T) {
+		// docs/detector.md: the grants of a probe user. Created on the primary, so the
+		// replica gets the users through replication.
+		for _, q := range []string{
+			"CREATE USER 'probe'@'%' IDENTIFIED BY 'pw'",
+			"GRANT SELECT, INSERT, UPDATE ON baton.* TO 'probe'@'%'",
+			"GRANT BINLOG ADMIN, READ_ONLY ADMIN, SLAVE MONITOR ON *.* TO 'probe'@'%'",
+			// The same without READ_ONLY ADMIN, which SUPER no longer implies in 10.11.
+			"CREATE USER 'probe_nro'@'%' IDENTIFIED BY 'pw'",
+			"GRANT SELECT, INSERT, UPDATE ON baton.* TO 'probe_nro'@'%'",
+			"GRANT BINLOG ADMIN, SLAVE MONITOR, SUPER ON *.* TO 'probe_nro'@'%'",
+		} {
+			exec(t, p, q)
+		}
+		var res int
+		if err := r.QueryRowContext(ctx, "SELECT MASTER_GTID_WAIT(?, 5)", gtidPos(t, p)).Scan(&res); err != nil || res != 0 {
+			t.Fatalf("replica did not get the users: %d %v", res, err)
+		}
+		dsn := func(user, node string) string {
+			n, _ := c.Node(node)
+			return user + ":pw@unix(" + n.Socket + ")/"
+		}
+		pw := watch(t, detector.Config{DSN: dsn("probe", "db1"), Node: "db1", Role: detector.Primary})
+		rw := watch(t, detector.Config{DSN: dsn("probe", "db2"), Node: "db2", Role: detector.Replica})
+		nro := watch(t, detector.Config{DSN: dsn("probe_nro", "db2"), Node: "db2", Role: detector.Replica})
+		pw.await(t, 0, detector.Healthy, 3*time.Second)
+		rw.await(t, 0, detector.Healthy, 3*time.Second)
+		ch := nro.await(t, 0, detector.Misconfigured, 4*time.Second)
+		if !strings.Contains(ch.Reason, "READ_ONLY ADMIN") {
+			t.Fatalf("without READ_ONLY ADMIN: %q", ch.Reason)
+		}
+		pw.stop()
+		rw.stop()
+		nro.stop()
+	})
+
+	t.Run("read_only set by hand", func(t *testing.T) {
+		m := prim.mark()
+		exec(t, p, "SET GLOBAL read_only = ON")
+		before := gtidPos(t, p)
+		ch := prim.await(t, m, detector.ReadOnly, 3*time.Second)
+		if !strings.Contains(ch.Reason, "read_only") {
+			t.Errorf("reason %q", ch.Reason)
+		}
+		// The detector's user has every privilege, read_only does not stop it: the
+		// probe's own guard must.
+		if after := gtidPos(t, p); after != before {
+			t.Fatalf("write probe wrote on a read_only server: %s -> %s", before, after)
+		}
+		m = prim.mark()
+		exec(t, p, "SET GLOBAL read_only = OFF")
+		prim.await(t, m, detector.Healthy, 4*time.Second)
+		for _, ch := range prim.since(0) {
+			if ch.To.Failed() {
+				t.Fatalf("read_only made a failure verdict: %+v", ch)
+			}
+		}
+	})
+
+	t.Run("freeze-writes", func(t *testing.T) {
+		m := prim.mark()
+		at := fault(t, c, "db1", sandbox.FreezeWrites)
+		ch := prim.await(t, m, detector.Unwritable, 4*time.Second)
+		t.Logf("unwritable %s after the fault: %s", ch.At.Sub(at).Round(time.Millisecond), ch.Reason)
+		if !strings.Contains(ch.Reason, "write probe did not finish in 300ms") {
+			t.Errorf("reason %q", ch.Reason)
+		}
+		// Hung probes are killed: none lives on.
+		for i := 0; i < 8; i++ {
+			time.Sleep(250 * time.Millisecond)
+			if n, desc := staleProbes(t, p); n > 0 {
+				t.Fatalf("%d probe statements older than 1.5s on the server (%s): hung probes pile up", n, desc)
+			}
+		}
+		// A peer confirming the verdict with one round of its own, over TCP.
+		peer, err := detector.NewProber(detector.ProberConfig{DSN: tcp, Node: "db2", Timeout: 300 * time.Millisecond,
+			Dial: sandbox.DialContext(c.ClientNetNS)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer peer.Close()
+		round := peer.Round(context.Background(), detector.Primary)
+		if v, reason := detector.Assess(round); v != detector.Unwritable || round.Ping.Class != detector.OK {
+			t.Fatalf("one round from a peer: %s (%s), ping %+v", v, reason, round.Ping)
+		}
+		m = prim.mark()
+		fault(t, c, "db1", sandbox.ThawWrites)
+		prim.await(t, m, detector.Healthy, 4*time.Second)
+	})
+
+	t.Run("exhaust-connections is overloaded, not unreachable", func(t *testing.T) {
+		m := prim.mark()
+		fault(t, c, "db1", sandbox.ExhaustConnections)
+		prim.await(t, m, detector.Overloaded, 4*time.Second)
+		time.Sleep(time.Second)
+		m2 := prim.mark()
+		fault(t, c, "db1", sandbox.ReleaseConnections)
+		prim.await(t, m2, detector.Healthy, 5*time.Second)
+		for _, ch := range prim.since(m) {
+			if ch.To.Failed() {
+				t.Fatalf("too many connections made a failure verdict: %+v", ch)
+			}
+		}
+	})
+
+	t.Run("stop", func(t *testing.T) {
+		m := prim.mark()
+		at := fault(t, c, "db1", sandbox.Stop)
+		ch := prim.await(t, m, detector.Unreachable, 4*time.Second)
+		t.Logf("unreachable %s after the fault: %s", ch.At.Sub(at).Round(time.Millisecond), ch.Reason)
+		m = prim.mark()
+		fault(t, c, "db1", sandbox.Cont)
+		prim.await(t, m, detector.Healthy, 5*time.Second)
+	})
+
+	t.Run("cut-network", func(t *testing.T) {
+		m := prim.mark()
+		at := fault(t, c, "db1", sandbox.CutNetwork)
+		ch := prim.await(t, m, detector.Unreachable, 4*time.Second)
+		t.Logf("unreachable %s after the fault: %s", ch.At.Sub(at).Round(time.Millisecond), ch.Reason)
+		m = prim.mark()
+		fault(t, c, "db1", sandbox.HealNetwork)
+		prim.await(t, m, detector.Healthy, 5*time.Second)
+	})
+
+	t.Run("disk-full, then kill and start", func(t *testing.T) {
+		m := prim.mark()
+		at := fault(t, c, "db1", sandbox.DiskFull)
+		ch := prim.await(t, m, detector.Unwritable, 6*time.Second)
+		t.Logf("unwritable %s after the fault: %s", ch.At.Sub(at).Round(time.Millisecond), ch.Reason)
+		if !strings.Contains(ch.Reason, "full disk") {
+			t.Errorf("reason %q does not point at the full disk", ch.Reason)
+		}
+		// The first writer waiting for disk space leads the binlog group commit; a
+		// probe queued behind it in "Commit" cannot be killed until the leader ends,
+		// and it holds the heartbeat row, so later probes wait on that row lock, where
+		// KILL QUERY does end them. One stuck probe at most, however long it lasts.
+		for i := 0; i < 8; i++ {
+			time.Sleep(250 * time.Millisecond)
+			if n, desc := staleProbes(t, p); n > 1 {
+				t.Fatalf("%d probe statements older than 1.5s on a full disk (%s): hung probes pile up", n, desc)
+			}
+		}
+		// Freeing the disk lets MariaDB resume only at its next retry, up to 60 s
+		// later: kill and restart instead, which also tests the crash.
+		fault(t, c, "db1", sandbox.FreeDisk)
+		m = prim.mark()
+		at = fault(t, c, "db1", sandbox.Kill)
+		ch = prim.await(t, m, detector.Unreachable, 4*time.Second)
+		t.Logf("unreachable %s after kill: %s", ch.At.Sub(at).Round(time.Millisecond), ch.Reason)
+		m = prim.mark()
+		fault(t, c, "db1", sandbox.Start)
+		prim.await(t, m, detector.Healthy, 10*time.Second)
+	})
+
+	t.Run("a filling disk is degraded before it is full", func(t *testing.T) {
+		// A detector of its own, with a short window, so the test takes seconds.
+		fill := watch(t, detector.Config{DSN: sock2, Node: "db2", Role: detector.Replica, Datadir: db2.Datadir,
+			DiskWindow: 3 * time.Second, DiskHorizon: time.Minute})
+		fill.await(t, 0, detector.Healthy, 3*time.Second)
+		f, err := os.Create(filepath.Join(db2.Mount, "growing"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer os.Remove(f.Name())
+		defer f.Close()
+		m := fill.mark()
+		buf := make([]byte, 1<<20)
+		var ch *detector.Change
+		for i := 0; i < 80 && ch == nil; i++ { // 8 MiB/s, 80 MiB at most
+			if _, err := f.Write(buf); err != nil {
+				t.Fatal(err)
+			}
+			_ = f.Sync()
+			time.Sleep(125 * time.Millisecond)
+			for _, c := range fill.since(m) {
+				if c.To == detector.Degraded {
+					ch = &c
+				}
+			}
+		}
+		if ch == nil {
+			t.Fatalf("no degraded verdict while the disk filled at 8 MiB/s: %s; latest round %s",
+				describe(fill.since(m)), fill.d.Report().RoundReason)
+		}
+		if !strings.Contains(ch.Reason, "will be full in about") {
+			t.Fatalf("reason %q", ch.Reason)
+		}
+		t.Logf("degraded: %s", ch.Reason)
+		fill.stop()
+	})
+
+	t.Run("readonly-fs on the replica", func(t *testing.T) {
+		// mariadbd aborts when InnoDB cannot write its log, so the storage probe's
+		// degraded verdict often loses the race with the crash.
+		m := repl.mark()
+		fault(t, c, "db2", sandbox.ReadonlyFS)
+		deadline := time.After(6 * time.Second)
+		for {
+			var got *detector.Change
+			for _, ch := range repl.since(m) {
+				if ch.To == detector.Degraded || ch.To == detector.Unreachable {
+					got = &ch
+				}
+			}
+			if got != nil {
+				t.Logf("replica %s: %s", got.To, got.Reason)
+				break
+			}
+			select {
+			case <-repl.notify:
+			case <-deadline:
+				t.Fatalf("no degraded or unreachable verdict: %s", describe(repl.since(m)))
+			}
+		}
+	})
+
+	t.Run("readonly-fs on the primary", func(t *testing.T) {
+		m := prim.mark()
+		at := fault(t, c, "db1", sandbox.ReadonlyFS)
+		deadline := time.After(6 * time.Second)
+		for {
+			var got *detector.Change
+			for _, ch := range prim.since(m) {
+				if ch.To.Failed() {
+					got = &ch
+					break
+				}
+			}
+			if got != nil {
+				t.Logf("%s %s after the fault: %s", got.To, got.At.Sub(at).Round(time.Millisecond), got.Reason)
+				break
+			}
+			select {
+			case <-prim.notify:
+			case <-deadline:
+				t.Fatalf("no failure verdict for a read-only filesystem: %s; latest round %s", describe(prim.since(m)), prim.d.Report().RoundReason)
+			}
+		}
+	})
+}
