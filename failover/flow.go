@@ -240,8 +240,12 @@ func (f *flow) fenceOld(ctx context.Context) (string, error) {
 	return fmt.Sprintf("read_only=%v, %d connections killed", rep.ReadOnly, rep.Killed), err
 }
 
-// stopIO stops the IO thread of every live replica, at once.
+// stopIO stops the IO thread of every live replica, at once. A replica whose IO
+// thread hangs in a connect to a frozen primary may take long to stop: the deadline
+// is short, and a replica that cannot get an acknowledgement out is harmless anyway.
 func (f *flow) stopIO(ctx context.Context) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, f.c.cfg.FenceTimeout)
+	defer cancel()
 	names := f.replicas()
 	errs := make([]error, len(names))
 	var wg sync.WaitGroup

@@ -24,6 +24,9 @@ type PeerWatch struct {
 	FailAfter int
 	Dial      func(ctx context.Context, network, addr string) (net.Conn, error)
 	Log       *zap.Logger
+	// OnChange is called when the target turns reachable or unreachable. It must not
+	// block.
+	OnChange func()
 
 	mu     sync.Mutex
 	target string // node
@@ -126,5 +129,9 @@ func (w *PeerWatch) probe(ctx context.Context) {
 			v.Error = fmt.Sprintf("%s: %s", res.Class, res.Detail)
 		}
 	}
+	changed := w.view == nil || w.view.Reachable != v.Reachable
 	w.view = v
+	if changed && w.OnChange != nil {
+		w.OnChange()
+	}
 }

@@ -46,11 +46,13 @@ type ReconcilerConfig struct {
 	// ReplUser and ReplPassword are what replicas use to connect to the primary.
 	ReplUser     string
 	ReplPassword string
-	SemiSync     bool
 	Priority     int
 	NoPromote    bool
 	// FenceTimeout bounds fencing this node's own server.
 	FenceTimeout time.Duration
+	// StatusTimeout bounds reading the local server's status at each pass: a hung
+	// server must not hold up what etcd asks of the node.
+	StatusTimeout time.Duration
 	// Tick is how often the node is looked at without a change in etcd.
 	Tick time.Duration
 	// PublishEvery is how often the status is published when nothing changed.
@@ -90,7 +92,10 @@ func NewReconciler(cfg ReconcilerConfig) (*Reconciler, error) {
 		return nil, errors.New("reconciler: store, local server and detector are required")
 	}
 	if cfg.FenceTimeout <= 0 {
-		cfg.FenceTimeout = time.Second
+		cfg.FenceTimeout = 500 * time.Millisecond
+	}
+	if cfg.StatusTimeout <= 0 {
+		cfg.StatusTimeout = time.Second
 	}
 	if cfg.Tick <= 0 {
 		cfg.Tick = 500 * time.Millisecond
@@ -161,7 +166,22 @@ func (r *Reconciler) pass(ctx context.Context, s *concurrency.Session) {
 		r.log.Warn("read cluster state", zap.Error(err))
 		return
 	}
-	st, serr := r.cfg.Local.Status(ctx)
+	me := r.cfg.Node
+	lease := s.Lease()
+	// Decisions that need only etcd come first, before anything that may wait on a
+	// hung local server, so that a new primary can take the leader key at once.
+	holdsNow := snap.Leader == me && snap.LeaderLease == lease
+	if in := snap.Intent; in != nil && in.From == me && snap.Primary.Node == me {
+		r.fenceSelf(ctx, lease, fmt.Sprintf("a %s away from this node is in progress", in.Kind))
+		r.publish(ctx, snap, lease)
+		return
+	}
+	if holdsNow && snap.Primary.Node != me {
+		r.fenceSelf(ctx, lease, "not the primary of record (now "+snap.Primary.Node+")")
+	}
+	sctx, cancel := context.WithTimeout(ctx, r.cfg.StatusTimeout)
+	st, serr := r.cfg.Local.Status(sctx)
+	cancel()
 	r.mu.Lock()
 	if serr == nil {
 		r.local, r.localErr = &st, nil
@@ -170,8 +190,6 @@ func (r *Reconciler) pass(ctx context.Context, s *concurrency.Session) {
 	}
 	r.mu.Unlock()
 
-	me := r.cfg.Node
-	lease := s.Lease()
 	holds := snap.Leader == me && snap.LeaderLease == lease
 	p := snap.Primary
 	if r.cfg.Peer != nil {
@@ -208,15 +226,15 @@ func (r *Reconciler) beforeBootstrap(ctx context.Context, writable bool) {
 
 func (r *Reconciler) asPrimary(ctx context.Context, snap Snapshot, lease clientv3.LeaseID, holds bool, st replication.Status, serr error) {
 	p := snap.Primary
-	if in := snap.Intent; in != nil && in.From == r.cfg.Node {
-		// A flow is moving the primary away from this node: stop taking writes now,
-		// so that the new primary can take the leader key as soon as possible.
-		r.fenceSelf(ctx, lease, fmt.Sprintf("a %s away from this node is in progress", in.Kind))
-		return
-	}
 	if holds {
 		r.cfg.Detector.SetEpoch(p.Epoch)
 		if serr == nil && st.ReadOnly {
+			if snap.Settings.Paused {
+				// Maintenance: a person set it, and Baton is told to keep its hands off.
+				r.setRole(RolePrimary)
+				return
+			}
+			r.log.Warn("the primary of record is read_only: turning it off (pause the cluster to keep read_only on the primary)")
 			if err := r.cfg.Local.SetReadOnly(ctx, false); err != nil {
 				r.log.Warn("turn read_only off", zap.Error(err))
 			}
@@ -256,11 +274,8 @@ func (r *Reconciler) asPrimary(ctx context.Context, snap Snapshot, lease clientv
 
 // promote makes the local server the writable primary.
 func (r *Reconciler) promote(ctx context.Context) error {
-	if r.cfg.SemiSync {
-		if err := r.cfg.Local.SetSemiSync(ctx, true, false); err != nil && !errors.Is(err, replication.ErrNoSemiSync) {
-			return fmt.Errorf("semi-sync on: %w", err)
-		}
-	}
+	// With semi-sync (replication.Config.SemiSync) Promote turns the source side on
+	// before read_only goes off.
 	if err := r.cfg.Local.Promote(ctx); err != nil {
 		return err
 	}
@@ -320,10 +335,12 @@ func (r *Reconciler) asReplica(ctx context.Context, snap Snapshot, lease clientv
 		}
 		r.errantSet("")
 	}
-	if r.cfg.SemiSync {
-		if err := r.cfg.Local.SetSemiSync(ctx, false, true); err != nil && !errors.Is(err, replication.ErrNoSemiSync) {
-			r.log.Warn("semi-sync replica side", zap.Error(err))
-		}
+	if following && st.IOThread == replication.ThreadConnecting && st.SQLThread == replication.ThreadRunning {
+		// Reconnecting to the primary of record by itself: leave it. Restarting it
+		// would wait for a connect that may hang, and block the coordinator's
+		// STOP SLAVE behind it.
+		r.setRole(RoleReplica)
+		return
 	}
 	src := replication.Source{Host: host, Port: port, User: r.cfg.ReplUser, Password: r.cfg.ReplPassword}
 	if err := r.cfg.Local.Follow(ctx, src); err != nil {

@@ -69,7 +69,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.checkGrants(ctx, db); err != nil {
 		return err
 	}
-	local, err := replication.New(db, replication.Config{Name: cfg.Node, Timeout: replicationTimeout(cfg), Logger: a.log.With(zap.String("component", "replication"))})
+	local, err := replication.New(db, replication.Config{Name: cfg.Node, Timeout: replicationTimeout(cfg), SemiSync: cfg.SemiSync,
+		Logger: a.log.With(zap.String("component", "replication"))})
 	if err != nil {
 		return err
 	}
@@ -109,6 +110,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	peer := &failover.PeerWatch{
 		Self: cfg.Node, DSN: cfg.PeerDSN, Interval: cfg.Timings.ProbeInterval, Timeout: cfg.Timings.ProbeTimeout,
 		FailAfter: 2, Log: a.log.With(zap.String("component", "peer")),
+		OnChange: func() {
+			if rec != nil {
+				rec.Kick()
+			}
+		},
 	}
 	src, err := cfg.ReplicationSource(cfg.MySQL.Address)
 	if err != nil {
@@ -116,9 +122,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	rec, err = failover.NewReconciler(failover.ReconcilerConfig{
 		Node: cfg.Node, Addr: cfg.MySQL.Address, Store: store, Local: local, LocalDB: db, Detector: det,
-		Peer: peer, VIP: mover, ReplUser: src.User, ReplPassword: src.Password, SemiSync: cfg.SemiSync,
+		Peer: peer, VIP: mover, ReplUser: src.User, ReplPassword: src.Password,
 		Priority: cfg.Candidate.Priority, NoPromote: cfg.Candidate.NoPromote,
-		FenceTimeout: time.Second, Tick: cfg.Timings.ProbeInterval, Log: a.log,
+		Tick: cfg.Timings.ProbeInterval, Log: a.log,
 	})
 	if err != nil {
 		return err

@@ -134,3 +134,56 @@ func (c *Cluster) waitEtcd(ctx context.Context, limit time.Duration) error {
 func (c *Cluster) EtcdClient() (*clientv3.Client, error) {
 	return clientv3.New(clientv3.Config{Endpoints: c.Etcd, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
 }
+
+// EtcdLeader returns the name of the member that is the etcd cluster's raft leader.
+func (c *Cluster) EtcdLeader(ctx context.Context) (string, error) {
+	cli, err := c.EtcdClient()
+	if err != nil {
+		return "", err
+	}
+	defer cli.Close()
+	for _, m := range c.EtcdMembers {
+		sctx, cancel := withTimeout(ctx, time.Second)
+		st, err := cli.Status(sctx, m.Endpoint())
+		cancel()
+		if err != nil {
+			continue
+		}
+		if st.Leader == st.Header.MemberId {
+			return m.Name, nil
+		}
+	}
+	return "", fmt.Errorf("no etcd member says it leads")
+}
+
+// RestartEtcdMember kills one etcd member (SIGKILL) and starts it again on its data,
+// as a crashed and restarted etcd server.
+func (c *Cluster) RestartEtcdMember(ctx context.Context, name string, down time.Duration) error {
+	unlock, err := c.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := c.reload(); err != nil {
+		return err
+	}
+	for i := range c.EtcdMembers {
+		m := &c.EtcdMembers[i]
+		if m.Name != name {
+			continue
+		}
+		if err := kill(ctx, m.PID); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(down):
+		}
+		if err := c.startEtcdMember(m); err != nil {
+			return err
+		}
+		return c.save()
+	}
+	return fmt.Errorf("unknown etcd member %q", name)
+}

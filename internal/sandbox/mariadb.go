@@ -279,6 +279,13 @@ func (c *Cluster) setupPrimary(ctx context.Context, n *Node) error {
 		// make the binlog grow on a full filesystem without InnoDB failing first.
 		"CREATE TABLE IF NOT EXISTS sandbox.fill (id INT AUTO_INCREMENT PRIMARY KEY, v TEXT) ENGINE=BLACKHOLE",
 		"CREATE TABLE IF NOT EXISTS sandbox.t (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(255), at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6))",
+		// The workload's tables (workload.go): what a writer had acknowledged, and
+		// which server accepted a write when.
+		"CREATE TABLE IF NOT EXISTS sandbox.writes (run VARCHAR(32) NOT NULL, seq BIGINT NOT NULL, server_id INT UNSIGNED NOT NULL, at TIMESTAMP(6) NOT NULL, PRIMARY KEY (run, seq))",
+		"CREATE TABLE IF NOT EXISTS sandbox.split (node VARCHAR(16) PRIMARY KEY, at TIMESTAMP(6) NOT NULL, n BIGINT NOT NULL)",
+		// An application's account: no privilege beyond its data, so read_only applies.
+		"CREATE USER IF NOT EXISTS "+quote(c.AppUser)+"@'%' IDENTIFIED BY "+quote(c.AppPassword),
+		"GRANT SELECT, INSERT, UPDATE, DELETE ON sandbox.* TO "+quote(c.AppUser)+"@'%'",
 	)
 }
 

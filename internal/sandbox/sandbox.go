@@ -148,6 +148,8 @@ type Cluster struct {
 	BridgeNetNS   string       `json:"bridge_netns"`   //
 	AdminUser     string       `json:"admin_user"`     // Baton's admin user, over TCP or the socket
 	AdminPassword string       `json:"admin_password"` //
+	AppUser       string       `json:"app_user"`       // an application's account (workload)
+	AppPassword   string       `json:"app_password"`   //
 	ReplUser      string       `json:"repl_user"`      //
 	ReplPassword  string       `json:"repl_password"`  //
 	SemiSync      bool         `json:"semi_sync"`      //

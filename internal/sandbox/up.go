@@ -74,6 +74,8 @@ func newCluster(spec Spec, dir string, log *zap.Logger) *Cluster {
 		BridgeNetNS:   nsName(spec.Name, "net"),
 		AdminUser:     "baton",
 		AdminPassword: secret(),
+		AppUser:       "app",
+		AppPassword:   secret(),
 		ReplUser:      "repl",
 		ReplPassword:  secret(),
 		SemiSync:      spec.SemiSync,

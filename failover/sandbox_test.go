@@ -1,0 +1,243 @@
+package failover_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/internal/sandbox"
+	"github.com/baton-ha/baton/internal/sandbox/sandboxtest"
+)
+
+func TestMain(m *testing.M) { sandboxtest.Main(m) }
+
+// cluster is a sandbox with agents, a virtual IP and semi-sync, and its etcd state.
+type cluster struct {
+	*sandbox.Cluster
+	store *failover.Store
+}
+
+func upCluster(t *testing.T, name string, etcdMembers int) cluster {
+	t.Helper()
+	c := sandboxtest.Up(t, sandbox.Spec{Name: name, Nodes: 3, SemiSync: true, WithAgents: true, VIP: true, EtcdMembers: etcdMembers})
+	cli, err := c.EtcdClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, n := range c.Nodes {
+				t.Logf("agent log of %s: %s", n.Name, n.AgentLog)
+			}
+		}
+	})
+	return cluster{Cluster: c, store: failover.NewStore(cli, c.Name)}
+}
+
+func (c cluster) snapshot(t *testing.T) failover.Snapshot {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	snap, err := c.store.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return snap
+}
+
+// waitFor polls cond until it holds or limit passes.
+func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, limit)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestFailoverOnFaults: for each fault of the primary, a replica is promoted, the
+// writer's writes succeed again on it through the virtual IP, every acknowledged write
+// is on the new primary, no two servers ever accept writes, and the history records
+// the failover with its steps.
+func TestFailoverOnFaults(t *testing.T) {
+	for _, f := range []sandbox.Fault{sandbox.Kill, sandbox.DiskFull, sandbox.FreezeWrites, sandbox.Stop, sandbox.CutNetwork} {
+		t.Run(f.String(), func(t *testing.T) {
+			c := upCluster(t, "fo-"+f.String()[:4], 1)
+			ctx := context.Background()
+			w := c.NewWriter(10*time.Millisecond, time.Second)
+			w.Start(ctx)
+			defer w.Stop()
+			mon := c.NewSplitBrainMonitor(50 * time.Millisecond)
+			mon.Start(ctx)
+			defer mon.Stop()
+			waitFor(t, 5*time.Second, "writes acknowledged before the fault", func() bool { return len(w.Acks()) > 20 })
+
+			old := c.snapshot(t).Primary
+			if old.Node != "db1" || old.Epoch != 1 {
+				t.Fatalf("primary before the fault = %+v, want db1 epoch 1", old)
+			}
+			injected := time.Now()
+			if err := c.Fault(ctx, "db1", f); err != nil {
+				t.Fatal(err)
+			}
+			var now failover.Snapshot
+			waitFor(t, 20*time.Second, "a new primary of record", func() bool {
+				now = c.snapshot(t)
+				return now.Primary.Node != "db1" && now.Leader == now.Primary.Node
+			})
+			newNode, err := c.Node(now.Primary.Node)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var first sandbox.Ack
+			waitFor(t, 10*time.Second, "a write acknowledged by the new primary", func() bool {
+				var ok bool
+				first, ok = w.FirstAckAfter(injected, uint32(c.Nodes[0].ServerID))
+				return ok
+			})
+			t.Logf("%s: %s promoted; first write on it %s after the fault", f, newNode.Name, first.At.Sub(injected).Round(time.Millisecond))
+			time.Sleep(time.Second)
+			w.Stop()
+			mon.Stop()
+
+			if now.Primary.Epoch != 2 {
+				t.Errorf("epoch = %d, want 2", now.Primary.Epoch)
+			}
+			if first.ServerID != uint32(newNode.ServerID) {
+				t.Errorf("first write after the fault went to server %d, want the new primary %s (%d)", first.ServerID, newNode.Name, newNode.ServerID)
+			}
+			db, err := c.RootDB(newNode.Name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			lost, err := w.Lost(qctx, db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(lost) > 0 {
+				t.Errorf("%d acknowledged writes are not on the new primary: %v", len(lost), lost)
+			}
+			if sb := mon.SplitBrain(); sb > 0 {
+				t.Errorf("two servers accepted writes for %s", sb)
+			}
+			if ws := mon.Writable(first.At); strings.Contains(strings.Join(ws, ","), "db1") {
+				t.Errorf("the old primary accepted writes after the new one took over (writable: %v)", ws)
+			}
+			hist, err := c.store.History(qctx, 1)
+			if err != nil || len(hist) != 1 {
+				t.Fatalf("history: %v %v", hist, err)
+			}
+			ev := hist[0]
+			if ev.Kind != "failover" || ev.From != "db1" || ev.To != newNode.Name || len(ev.Steps) < 5 {
+				t.Errorf("history event = %+v, want a failover db1 -> %s with its steps", ev, newNode.Name)
+			}
+			var steps []string
+			for _, s := range ev.Steps {
+				steps = append(steps, fmt.Sprintf("%s %s", s.Name, s.Took.Round(time.Millisecond)))
+			}
+			t.Logf("steps: %s", strings.Join(steps, ", "))
+		})
+	}
+}
+
+// TestNoFailover: none of these is a reason to fail over, and none causes one.
+func TestNoFailover(t *testing.T) {
+	c := upCluster(t, "nofo", 3)
+	ctx := context.Background()
+	w := c.NewWriter(20*time.Millisecond, time.Second)
+	w.Start(ctx)
+	defer w.Stop()
+	steady := func(t *testing.T, what string, d time.Duration) {
+		t.Helper()
+		deadline := time.Now().Add(d)
+		for time.Now().Before(deadline) {
+			snap := c.snapshot(t)
+			if snap.Primary.Node != "db1" || snap.Primary.Epoch != 1 {
+				t.Fatalf("%s caused a failover: primary %s epoch %d", what, snap.Primary.Node, snap.Primary.Epoch)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	fault := func(t *testing.T, node string, f sandbox.Fault) {
+		t.Helper()
+		if err := c.Fault(ctx, node, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Run("primary's agent killed, server fine", func(t *testing.T) {
+		fault(t, "db1", sandbox.KillAgent)
+		steady(t, "the primary's agent killed", 8*time.Second)
+		fault(t, "db1", sandbox.StartAgent)
+		waitFor(t, 15*time.Second, "db1's new agent holding leader", func() bool {
+			snap := c.snapshot(t)
+			_, ok := snap.Nodes["db1"]
+			return ok && snap.Leader == "db1"
+		})
+	})
+	t.Run("a replica killed", func(t *testing.T) {
+		fault(t, "db3", sandbox.Kill)
+		steady(t, "a replica killed", 5*time.Second)
+		fault(t, "db3", sandbox.Start)
+	})
+	t.Run("too many connections on the primary", func(t *testing.T) {
+		fault(t, "db1", sandbox.ExhaustConnections)
+		steady(t, "too many connections", 6*time.Second)
+		if v := c.snapshot(t).Nodes["db1"].Verdict; v != "overloaded" {
+			t.Errorf("db1 verdict with connections exhausted = %q, want overloaded", v)
+		}
+		fault(t, "db1", sandbox.ReleaseConnections)
+	})
+	t.Run("read_only set by hand on the primary", func(t *testing.T) {
+		db, err := c.RootDB("db1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if _, err := db.ExecContext(qctx, "SET GLOBAL read_only = ON"); err != nil {
+			t.Fatal(err)
+		}
+		steady(t, "read_only by hand", 5*time.Second)
+	})
+	t.Run("etcd leader restarted", func(t *testing.T) {
+		lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		leader, err := c.EtcdLeader(lctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.RestartEtcdMember(lctx, leader, time.Second); err != nil {
+			t.Fatal(err)
+		}
+		steady(t, "etcd leader "+leader+" restarted", 8*time.Second)
+	})
+	t.Run("saturating write load", func(t *testing.T) {
+		var loads []*sandbox.Writer
+		for i := 0; i < 4; i++ {
+			l := c.NewWriter(0, 2*time.Second)
+			l.Start(ctx)
+			loads = append(loads, l)
+		}
+		steady(t, "saturating write load", 10*time.Second)
+		total := 0
+		for _, l := range loads {
+			l.Stop()
+			total += len(l.Acks())
+		}
+		t.Logf("load: %d writes in 10s", total)
+	})
+	w.Stop()
+	if n, last := w.Failures(); len(w.Acks()) == 0 {
+		t.Fatalf("the writer never succeeded (%d failures, last: %s)", n, last)
+	}
+}
