@@ -103,8 +103,8 @@ func TestPlanRequest(t *testing.T) {
 		},
 		{
 			name: "failover of a primary whose agent is gone: lag unknown and IO down are no reason to refuse",
-			v: planView(with(r2, func(n *NodeStatus) { n.LagMS, n.IORunning = -1, false }), r3),
-			r: Request{Kind: RequestFailover, To: "db2", Epoch: 4},
+			v:    planView(with(r2, func(n *NodeStatus) { n.LagMS, n.IORunning = -1, false }), r3),
+			r:    Request{Kind: RequestFailover, To: "db2", Epoch: 4},
 			wantChecks: map[string]string{
 				"db2": "lag unknown, IO not running, healthy, storage ok, errant GTIDs not checked here (the primary's GTID set is unknown; the coordinator checks on the servers)"},
 			wantTo:     "db2",
