@@ -43,10 +43,10 @@ func (s *Store) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
 // Snapshot is a View with the revisions that fenced writes compare.
 type Snapshot struct {
 	View
-	Rev            int64 // etcd revision the snapshot was read at
-	PrimaryModRev  int64 // 0 when there is no primary key
-	RequestModRev  int64
-	LeaderLease clientv3.LeaseID
+	Rev           int64 // etcd revision the snapshot was read at
+	PrimaryModRev int64 // 0 when there is no primary key
+	RequestModRev int64
+	LeaderLease   clientv3.LeaseID
 	// Coordinator is the node of the elected coordinator, "" when none.
 	Coordinator string
 	// NodeLeases are the agents' session leases, by node.
