@@ -1,0 +1,272 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/baton-ha/baton/internal/sandbox"
+)
+
+// footprint is one agent's cost in steady state.
+type footprint struct {
+	Seconds       int     `json:"seconds"`
+	Agents        int     `json:"agents"`
+	RSSMiB        float64 `json:"rss_mib"`          // the primary's agent, at the end
+	CPUPercent    float64 `json:"cpu_percent"`      // of one core, the primary's agent
+	EtcdBytesPerS float64 `json:"etcd_bytes_per_s"` // per agent, both directions, on etcd's interface
+	ReplicaCPU    float64 `json:"replica_cpu_percent"`
+	ReplicaRSSMiB float64 `json:"replica_rss_mib"`
+}
+
+func benchAllCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "all",
+		Usage: "run every benchmark and write the results as markdown",
+		Description: `Runs baton bench failover for every fault that calls for a failover, baton bench
+detect for every detectable fault and for the load and false-positive cases, and
+measures one agent's footprint; writes the figures, the machine and the commands.
+
+Example:
+   baton bench all --out docs/BENCHMARKS.md`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "out", Value: "docs/BENCHMARKS.md", Usage: "markdown file to write"},
+			&cli.IntFlag{Name: "failover-trials", Value: 3},
+			&cli.IntFlag{Name: "detect-trials", Value: 5},
+			&cli.IntFlag{Name: "seconds", Value: 60, Usage: "length of the load run and of the footprint run"},
+		},
+		Action: func(cctx *cli.Context) error {
+			if err := sandbox.Requirements(); err != nil {
+				return cli.Exit(err.Error(), exitBadInput)
+			}
+			exe, err := os.Executable()
+			if err != nil {
+				return cli.Exit(err.Error(), exitBadInput)
+			}
+			ctx, stop := signal.NotifyContext(cctx.Context, syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			started := time.Now()
+			var md strings.Builder
+			secs := cctx.Int("seconds")
+			ft, dt := cctx.Int("failover-trials"), cctx.Int("detect-trials")
+
+			var failovers []failoverResult
+			for _, f := range failoverFaults() {
+				var r failoverResult
+				args := []string{"bench", "failover", "--fault", f.String(), "--trials", strconv.Itoa(ft), "--json"}
+				if err := runJSON(ctx, exe, args, &r); err != nil {
+					r = failoverResult{Fault: f.String(), Trials: ft, Errors: []string{err.Error()}}
+				}
+				fmt.Fprintf(os.Stderr, "failover %s: p50 %d ms, max %d ms, lost %d, split-brain %d ms %v\n", f, r.P50FailoverMS, r.MaxFailoverMS, r.LostWrites, r.SplitBrainMS, r.Errors)
+				failovers = append(failovers, r)
+			}
+			var detects []map[string]any
+			for _, f := range []string{"kill", "disk-full", "freeze-writes", "stop", "readonly-fs", "cut-network"} {
+				var r map[string]any
+				args := []string{"bench", "detect", "--fault", f, "--trials", strconv.Itoa(dt), "--json"}
+				if err := runJSON(ctx, exe, args, &r); err != nil {
+					r = map[string]any{"fault": f, "error": err.Error()}
+				}
+				fmt.Fprintf(os.Stderr, "detect %s: %v\n", f, r["p50_ms"])
+				detects = append(detects, r)
+			}
+			var load map[string]any
+			if err := runJSON(ctx, exe, []string{"bench", "detect", "--fault", "none", "--load", "--seconds", strconv.Itoa(secs), "--json"}, &load); err != nil {
+				load = map[string]any{"error": err.Error()}
+			}
+			fp, fperr := measureFootprint(ctx, exe, time.Duration(secs)*time.Second)
+
+			writeBenchmarks(&md, started, ft, dt, secs, failovers, detects, load, fp, fperr)
+			if err := os.WriteFile(cctx.String("out"), []byte(md.String()), 0o644); err != nil {
+				return cli.Exit(err.Error(), exitBadInput)
+			}
+			fmt.Fprintf(os.Stderr, "wrote %s in %s\n", cctx.String("out"), time.Since(started).Round(time.Second))
+			return nil
+		},
+	}
+}
+
+// runJSON runs baton with args and decodes the JSON it prints.
+func runJSON(ctx context.Context, exe string, args []string, v any) error {
+	cmd := exec.CommandContext(ctx, exe, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if jerr := json.Unmarshal(bytes.TrimSpace(lastLine(out.Bytes())), v); jerr != nil {
+		if err != nil {
+			return fmt.Errorf("%s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(lastLine(errb.Bytes()))))
+		}
+		return fmt.Errorf("%s: %w", strings.Join(args, " "), jerr)
+	}
+	return nil
+}
+
+func lastLine(b []byte) []byte {
+	b = bytes.TrimSpace(b)
+	if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
+		return b[i+1:]
+	}
+	return b
+}
+
+// measureFootprint brings up a cluster with agents, lets it settle, and measures the
+// primary's agent and a replica's agent over d: CPU, RSS, and the traffic on etcd's
+// interface divided by the number of agents.
+func measureFootprint(ctx context.Context, exe string, d time.Duration) (footprint, error) {
+	fp := footprint{Seconds: int(d.Seconds())}
+	name := "fp-bench"
+	if old, err := sandbox.Open("", name, nil); err == nil {
+		_ = old.Down(ctx)
+	}
+	c, err := sandbox.Up(ctx, sandbox.Spec{Name: name, Nodes: 3, SemiSync: true, WithAgents: true, VIP: true, Binary: exe}, nil)
+	if err != nil {
+		return fp, err
+	}
+	defer c.Down(context.WithoutCancel(ctx)) //nolint:errcheck
+	fp.Agents = len(c.Nodes)
+	time.Sleep(5 * time.Second)
+	p, r := c.Nodes[0], c.Nodes[1]
+	cpu := func(pid int) time.Duration {
+		d, _ := procCPU(pid) // 0 when the agent is gone: the figure shows it
+		return d
+	}
+	cpu0p, cpu0r := cpu(p.AgentPID), cpu(r.AgentPID)
+	net0 := netBytes(c.EtcdMembers[0].NetNS)
+	t0 := time.Now()
+	select {
+	case <-ctx.Done():
+		return fp, ctx.Err()
+	case <-time.After(d):
+	}
+	el := time.Since(t0).Seconds()
+	fp.CPUPercent = 100 * (cpu(p.AgentPID) - cpu0p).Seconds() / el
+	fp.ReplicaCPU = 100 * (cpu(r.AgentPID) - cpu0r).Seconds() / el
+	fp.RSSMiB, fp.ReplicaRSSMiB = procRSSMiB(p.AgentPID), procRSSMiB(r.AgentPID)
+	fp.EtcdBytesPerS = float64(netBytes(c.EtcdMembers[0].NetNS)-net0) / el / float64(fp.Agents)
+	return fp, nil
+}
+
+func procRSSMiB(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			kb, _ := strconv.ParseFloat(strings.Fields(line)[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// netBytes is what eth0 of a namespace has received and sent.
+func netBytes(ns string) int64 {
+	out, err := exec.Command("ip", "-n", ns, "-s", "-j", "link", "show", "eth0").Output()
+	if err != nil {
+		return 0
+	}
+	var links []struct {
+		Stats64 struct {
+			RX struct{ Bytes int64 } `json:"rx"`
+			TX struct{ Bytes int64 } `json:"tx"`
+		} `json:"stats64"`
+	}
+	if json.Unmarshal(out, &links) != nil || len(links) == 0 {
+		return 0
+	}
+	return links[0].Stats64.RX.Bytes + links[0].Stats64.TX.Bytes
+}
+
+func machine() string {
+	mem := ""
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		f := strings.Fields(strings.SplitN(string(b), "\n", 2)[0])
+		if len(f) >= 2 {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			mem = fmt.Sprintf("%.0f GiB", kb/1024/1024)
+		}
+	}
+	cpu := ""
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "model name") {
+				cpu = strings.TrimSpace(strings.SplitN(line, ":", 2)[1])
+				break
+			}
+		}
+	}
+	out, _ := exec.Command("mariadbd", "--version").Output()
+	return fmt.Sprintf("%d cores (%s), %s memory, %s, %s", runtime.NumCPU(), cpu, mem, runtime.Version(), strings.TrimSpace(string(out)))
+}
+
+func fmtMS(xs []int64) string {
+	var s []string
+	for _, x := range xs {
+		s = append(s, strconv.FormatInt(x, 10))
+	}
+	return strings.Join(s, ", ")
+}
+
+func num(m map[string]any, k string) string {
+	switch v := m[k].(type) {
+	case float64:
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	case nil:
+		return "-"
+	default:
+		b, _ := json.Marshal(v)
+		return string(b)
+	}
+}
+
+func writeBenchmarks(md *strings.Builder, started time.Time, ft, dt, secs int, failovers []failoverResult, detects []map[string]any, load map[string]any, fp footprint, fperr error) {
+	fmt.Fprintf(md, "# Benchmarks\n\n")
+	fmt.Fprintf(md, "Written by `make bench` (`baton bench all --out docs/BENCHMARKS.md`) on %s, in %s.\n\n", started.UTC().Format("2006-01-02 15:04 MST"), time.Since(started).Round(time.Second))
+	fmt.Fprintf(md, "Machine: %s.\n\n", machine())
+	fmt.Fprintf(md, "Every figure comes from real servers: a fresh 3-node sandbox (MariaDB, GTID replication, semi-sync AFTER_SYNC, an agent per node in its own network namespace, embedded etcd, a virtual IP) per failover trial.\n\n")
+
+	fmt.Fprintf(md, "## Failover: fault of the primary -> writes accepted again\n\n")
+	fmt.Fprintf(md, "Command: `baton bench failover --fault KIND --trials %d --json`. A writer in the client namespace inserts through the virtual IP every 10 ms, each write with a 500 ms deadline (then it reconnects); a monitor tries a write on every server directly every 50 ms. *failover* is fault injection -> first write acknowledged by the new primary; *detect* -> etcd shows the primary failed; *decide* -> the coordinator started the failover; *promote* -> the new primary holds the leader key. *lost* counts acknowledged writes missing on the new primary; *split-brain* is the time two servers accepted writes.\n\n", ft)
+	fmt.Fprintf(md, "| fault | failover p50 | failover max | failover ms (each trial) | detect ms | decide ms | promote ms | acked | lost | split-brain ms | errors |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range failovers {
+		fmt.Fprintf(md, "| %s | %d ms | %d ms | %s | %s | %s | %s | %d | %d | %d | %s |\n", r.Fault, r.P50FailoverMS, r.MaxFailoverMS, fmtMS(r.FailoverMS),
+			fmtMS(r.DetectMS), fmtMS(r.DecideMS), fmtMS(r.PromoteMS), r.AckedWrites, r.LostWrites, r.SplitBrainMS, strings.Join(r.Errors, "; "))
+	}
+	fmt.Fprintf(md, "\nTargets: kill <= 2 s p50; disk-full, freeze-writes, stop <= 4 s p50; lost 0 and split-brain 0 in every trial.\n\n")
+
+	fmt.Fprintf(md, "## Detection: fault -> verdict\n\n")
+	fmt.Fprintf(md, "Command: `baton bench detect --fault KIND --trials %d --json` (the detector alone, against the primary of a 2-node sandbox, default timings).\n\n", dt)
+	fmt.Fprintf(md, "| fault | p50 ms | max ms | each trial (ms) | false positives |\n|---|---|---|---|---|\n")
+	for _, r := range detects {
+		fmt.Fprintf(md, "| %s | %s | %s | %s | %s |\n", r["fault"], num(r, "p50_ms"), num(r, "max_ms"), num(r, "detect_ms"), num(r, "false_positives"))
+		if e, ok := r["error"]; ok {
+			fmt.Fprintf(md, "\n(%s: %v)\n\n", r["fault"], e)
+		}
+	}
+	fmt.Fprintf(md, "\nSaturating write load (`baton bench detect --fault none --load --seconds %d --json`, sysbench on the primary): false positives %s.\n\n", secs, num(load, "false_positives"))
+	if b, err := json.Marshal(load); err == nil {
+		fmt.Fprintf(md, "```json\n%s\n```\n\n", b)
+	}
+
+	fmt.Fprintf(md, "## Agent footprint\n\n")
+	if fperr != nil {
+		fmt.Fprintf(md, "Not measured: %v\n", fperr)
+		return
+	}
+	fmt.Fprintf(md, "Measured inside `baton bench all`: a 3-node cluster with agents in steady state for %d s.\n\n", secs)
+	fmt.Fprintf(md, "| agent | CPU (%% of one core) | RSS |\n|---|---|---|\n| primary's | %.2f %% | %.1f MiB |\n| a replica's | %.2f %% | %.1f MiB |\n\n",
+		fp.CPUPercent, fp.RSSMiB, fp.ReplicaCPU, fp.ReplicaRSSMiB)
+	fmt.Fprintf(md, "etcd traffic: %.0f bytes/s per agent (both directions, measured on the etcd member's interface, divided by %d agents).\n", fp.EtcdBytesPerS, fp.Agents)
+}
