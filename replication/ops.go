@@ -101,16 +101,22 @@ func (in *Instance) SetReadOnly(ctx context.Context, on bool) error {
 }
 
 func (s *session) setReadOnly(ctx context.Context, on bool) error {
-	for _, q := range readOnlyQueries(s.flavor, on) {
-		if err := s.exec(ctx, q); err != nil {
-			return err
-		}
-	}
 	q := "SELECT @@GLOBAL.read_only, 0"
 	if s.flavor == FlavorMySQL {
 		q = "SELECT @@GLOBAL.read_only, @@GLOBAL.super_read_only"
 	}
 	var ro, sro bool
+	if err := s.conn.QueryRowContext(ctx, q).Scan(&ro, &sro); err != nil {
+		return fmt.Errorf("read read_only: %w", err)
+	}
+	if ro == on && (s.flavor != FlavorMySQL || sro == on) {
+		return nil // already so: the reconciler asks on every pass, and the log stays quiet
+	}
+	for _, q := range readOnlyQueries(s.flavor, on) {
+		if err := s.exec(ctx, q); err != nil {
+			return err
+		}
+	}
 	if err := s.conn.QueryRowContext(ctx, q).Scan(&ro, &sro); err != nil {
 		return fmt.Errorf("read back read_only: %w", err)
 	}
