@@ -44,7 +44,10 @@ type CoordinatorConfig struct {
 	// Tick is how often the state is looked at without a change in etcd.
 	Tick  time.Duration
 	Hooks Hooks // may be nil
-	Log   *zap.Logger
+	// OnFlow, when set, is told of every failover or switchover this coordinator ran:
+	// its kind, and done, refused or failed.
+	OnFlow func(kind Action, result RequestState)
+	Log    *zap.Logger
 	// Now is the clock; time.Now by default.
 	Now func() time.Time
 }
@@ -191,6 +194,17 @@ func (c *Coordinator) act(ctx context.Context, s *concurrency.Session, g Guard, 
 			f.request = &r
 		}
 		ev, err := f.run(ctx)
+		if c.cfg.OnFlow != nil {
+			result := RequestDone
+			var refused *refusal
+			switch {
+			case errors.As(err, &refused):
+				result = RequestRefused
+			case err != nil:
+				result = RequestFailed
+			}
+			c.cfg.OnFlow(d.Action, result)
+		}
 		if f.request != nil {
 			r := *f.request
 			r.Steps, r.Finished = f.steps, c.cfg.Now().UTC()

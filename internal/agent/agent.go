@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
@@ -129,6 +131,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := NewMetrics(reg)
+	if err != nil {
+		return err
+	}
 	adminPass := cfg.MySQL.Password.Reveal()
 	servers := &failover.Servers{User: cfg.MySQL.User, Password: adminPass, Timeout: replicationTimeout(cfg), Log: a.log.With(zap.String("component", "servers"))}
 	defer servers.Close()
@@ -138,6 +146,13 @@ func (a *Agent) Run(ctx context.Context) error {
 			SwitchoverMaxLag: cfg.Timings.SwitchoverMaxLag},
 		CatchupTimeout: cfg.Timings.CatchupTimeout, Tick: cfg.Timings.ProbeInterval,
 		Hooks: hookRunner{hooks: cfg.Hooks, cluster: cfg.Cluster, node: cfg.Node}, Log: a.log,
+		OnFlow: func(kind failover.Action, result failover.RequestState) {
+			if kind == failover.Switchover {
+				metrics.CountSwitchover(result)
+			} else {
+				metrics.CountFailover(result)
+			}
+		},
 	})
 	if err != nil {
 		return err
@@ -147,7 +162,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return det.Run(gctx) })
 	g.Go(func() error { return peer.Run(gctx) })
-	g.Go(func() error { return a.serveHTTP(gctx, rec, state) })
+	g.Go(func() error { return a.serveHTTP(gctx, rec, state, reg, metrics) })
 	g.Go(func() error { return a.sessions(gctx, cli, rec, coord, state) })
 	a.log.Info("agent started", zap.String("mysql", cfg.MySQL.Address), zap.Strings("etcd", cfg.Etcd.Endpoints))
 	err = g.Wait()

@@ -8,20 +8,13 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 
 	"github.com/baton-ha/baton/failover"
 )
 
 // serveHTTP serves the read-only endpoints until ctx ends.
-func (a *Agent) serveHTTP(ctx context.Context, rec *failover.Reconciler, state *sessionState) error {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics, err := NewMetrics(reg)
-	if err != nil {
-		return err
-	}
+func (a *Agent) serveHTTP(ctx context.Context, rec *failover.Reconciler, state *sessionState, reg prometheus.Gatherer, metrics *Metrics) error {
 	view := func() View {
 		n, snap := rec.Current()
 		up, lease := state.get()
