@@ -207,7 +207,8 @@ func (f *flow) run(ctx context.Context) (Event, error) {
 	}
 	committed = true
 	log.Info("committed", zap.String("to", next.Node), zap.Uint64("epoch", next.Epoch))
-	_ = f.step(ctx, "promote", func() (string, error) { return f.waitPromoted(ctx, next) })
+	_ = f.step(ctx, "leader", func() (string, error) { return f.waitPromoted(ctx, next, false) })
+	_ = f.step(ctx, "promote", func() (string, error) { return f.waitPromoted(ctx, next, true) })
 	fenceWG.Wait()
 	if cfg.Hooks != nil {
 		_ = f.step(ctx, "post_hook", func() (string, error) {
@@ -240,11 +241,16 @@ func (f *flow) fenceOld(ctx context.Context) (string, error) {
 	return fmt.Sprintf("read_only=%v, %d connections killed", rep.ReadOnly, rep.Killed), err
 }
 
-// stopIO stops the IO thread of every live replica, at once. A replica whose IO
-// thread hangs in a connect to a frozen primary may take long to stop: the deadline
-// is short, and a replica that cannot get an acknowledgement out is harmless anyway.
+// stopIOTimeout bounds STOP SLAVE IO_THREAD. The statement marks the thread to stop
+// at once, so it reads (and acknowledges) nothing more; what it then waits for is the
+// thread's exit, which with semi-sync includes connecting to the old primary to kill
+// its dump thread: up to rpl_semi_sync_slave_kill_conn_timeout when that primary is
+// frozen or cut off. Not worth waiting for.
+const stopIOTimeout = 400 * time.Millisecond
+
+// stopIO stops the IO thread of every live replica, at once.
 func (f *flow) stopIO(ctx context.Context) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, f.c.cfg.FenceTimeout)
+	ctx, cancel := context.WithTimeout(ctx, stopIOTimeout)
 	defer cancel()
 	names := f.replicas()
 	errs := make([]error, len(names))
@@ -342,17 +348,23 @@ func (f *flow) rank(ctx context.Context, _ *replication.Server) (replication.Ran
 	return replication.Ranked{}, &refusal{"no safe candidate: " + strings.Join(why, "; ")}
 }
 
-// waitPromoted waits until the new primary's agent holds the leader key: from then on
-// it is writable.
-func (f *flow) waitPromoted(ctx context.Context, p Primary) (string, error) {
+// waitPromoted waits until the new primary's agent holds the leader key (the old
+// primary's agent let it go), or, with writable, until that agent reports its server
+// writable and the virtual IP moved (it publishes role primary after both).
+func (f *flow) waitPromoted(ctx context.Context, p Primary, writable bool) (string, error) {
 	deadline := time.Now().Add(f.c.cfg.PromoteTimeout)
 	for {
 		snap, err := f.c.cfg.Store.Load(ctx)
 		if err == nil && snap.Leader == p.Node {
-			return p.Node + " holds leader", nil
+			if !writable {
+				return p.Node + " holds leader", nil
+			}
+			if n := snap.Nodes[p.Node]; n.Role == RolePrimary && n.Epoch == p.Epoch && !n.ReadOnly {
+				return p.Node + " writable, virtual IP moved (if any)", nil
+			}
 		}
 		if time.Now().After(deadline) {
-			return "", fmt.Errorf("%s did not take the leader key within %s", p.Node, f.c.cfg.PromoteTimeout)
+			return "", fmt.Errorf("%s not promoted within %s", p.Node, f.c.cfg.PromoteTimeout)
 		}
 		select {
 		case <-ctx.Done():

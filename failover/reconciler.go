@@ -270,6 +270,14 @@ func (r *Reconciler) asPrimary(ctx context.Context, snap Snapshot, lease clientv
 	r.setFenced("")
 	r.acquireVIP(ctx)
 	r.log.Info("primary: writable", zap.Uint64("epoch", p.Epoch), zap.Duration("took", time.Since(start)))
+	// Publish the server as it is now, writable, not as the pass found it.
+	sctx, cancel := context.WithTimeout(ctx, r.cfg.StatusTimeout)
+	if now, err := r.cfg.Local.Status(sctx); err == nil {
+		r.mu.Lock()
+		r.local = &now
+		r.mu.Unlock()
+	}
+	cancel()
 }
 
 // promote makes the local server the writable primary.

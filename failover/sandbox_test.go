@@ -3,6 +3,7 @@ package failover_test
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -239,5 +240,107 @@ func TestNoFailover(t *testing.T) {
 	w.Stop()
 	if n, last := w.Failures(); len(w.Acks()) == 0 {
 		t.Fatalf("the writer never succeeded (%d failures, last: %s)", n, last)
+	}
+}
+
+// TestVIPFollowsThePrimary: through a failover, the client namespace reaches the new
+// primary at the same address, its neighbour table shows the new primary's MAC within
+// a second of the address moving (gratuitous ARP updated an entry that existed), and
+// at no sampled moment do two namespaces hold the virtual IP.
+func TestVIPFollowsThePrimary(t *testing.T) {
+	c := upCluster(t, "vipfo", 1)
+	ctx := context.Background()
+	vip := strings.Split(c.VIP, "/")[0]
+	holders := func() []string {
+		var out []string
+		for _, n := range c.Nodes {
+			b, err := exec.Command("ip", "-n", n.NetNS, "-4", "-o", "addr", "show", "dev", "eth0").CombinedOutput()
+			if err == nil && strings.Contains(string(b), " "+vip+"/") {
+				out = append(out, n.Name)
+			}
+		}
+		return out
+	}
+	mac := func(ns string) string {
+		b, _ := exec.Command("ip", "-n", ns, "-br", "link", "show", "dev", "eth0").CombinedOutput()
+		f := strings.Fields(string(b))
+		if len(f) < 3 {
+			return ""
+		}
+		return f[2]
+	}
+	neigh := func() string {
+		b, _ := exec.Command("ip", "-n", c.ClientNetNS, "neigh", "show", vip).CombinedOutput()
+		if f := strings.Fields(string(b)); len(f) >= 5 && f[3] == "lladdr" {
+			return f[4]
+		}
+		return ""
+	}
+	if h := holders(); len(h) != 1 || h[0] != "db1" {
+		t.Fatalf("virtual IP held by %v, want db1", h)
+	}
+	w := c.NewWriter(10*time.Millisecond, 500*time.Millisecond)
+	w.Start(ctx)
+	defer w.Stop()
+	waitFor(t, 5*time.Second, "writes through the virtual IP", func() bool { return len(w.Acks()) > 10 })
+	if got, want := neigh(), mac(c.Nodes[0].NetNS); got != want {
+		t.Fatalf("client's neighbour entry for %s = %q, want db1's MAC %q", vip, got, want)
+	}
+
+	stop := make(chan struct{})
+	type sample struct {
+		at      time.Time
+		holders []string
+	}
+	samples := make(chan sample, 1000)
+	go func() {
+		defer close(samples)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+				samples <- sample{time.Now(), holders()}
+			}
+		}
+	}()
+	if err := c.Fault(ctx, "db1", sandbox.Kill); err != nil {
+		t.Fatal(err)
+	}
+	var moved time.Time
+	var newNode string
+	waitFor(t, 20*time.Second, "the virtual IP on another node", func() bool {
+		h := holders()
+		if len(h) == 1 && h[0] != "db1" {
+			moved, newNode = time.Now(), h[0]
+			return true
+		}
+		return false
+	})
+	n, err := c.Node(newNode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := mac(n.NetNS)
+	waitFor(t, time.Second, "the client's neighbour entry showing "+newNode+"'s MAC", func() bool { return neigh() == want })
+	t.Logf("virtual IP moved to %s; client's neighbour entry updated %s after", newNode, time.Since(moved).Round(time.Millisecond))
+	waitFor(t, 5*time.Second, "writes through the virtual IP reaching "+newNode, func() bool {
+		_, ok := w.FirstAckAfter(moved, uint32(c.Nodes[0].ServerID))
+		return ok
+	})
+	close(stop)
+	count := 0
+	for s := range samples {
+		count++
+		if len(s.holders) > 1 {
+			t.Errorf("at %s two namespaces held the virtual IP: %v", s.at.Format("15:04:05.000"), s.holders)
+		}
+	}
+	if count < 5 {
+		t.Errorf("only %d samples of the holders", count)
+	}
+	snap := c.snapshot(t)
+	if snap.Primary.Node != newNode {
+		t.Errorf("primary of record %s, virtual IP on %s", snap.Primary.Node, newNode)
 	}
 }

@@ -158,7 +158,11 @@ func (c *Cluster) mariadbArgs(n *Node) []string {
 	if c.SemiSync {
 		args = append(args, "--rpl-semi-sync-slave-enabled=ON",
 			"--rpl-semi-sync-master-wait-point=AFTER_SYNC",
-			"--rpl-semi-sync-master-timeout="+strconv.Itoa(semiSyncTimeoutMS))
+			"--rpl-semi-sync-master-timeout="+strconv.Itoa(semiSyncTimeoutMS),
+			// A stopping semi-sync IO thread connects to its source to kill its dump
+			// thread, and STOP SLAVE waits for that: up to 5 s by default when the
+			// source is frozen or cut off, which would hold up a failover.
+			"--rpl-semi-sync-slave-kill-conn-timeout=1")
 		// The master side is turned on at run time, on the primary alone: on a replica
 		// (log_slave_updates) it would make the SQL thread wait for acks from replicas
 		// it does not have; on a primary before its replicas connect, every commit would.
