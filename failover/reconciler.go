@@ -77,6 +77,7 @@ type Reconciler struct {
 	lastPub   NodeStatus
 	lastPubAt time.Time
 	current   NodeStatus // built at the latest pass
+	vipHeld   bool       // as of the latest pass
 	snap      Snapshot   // read at the latest pass
 	kick      chan struct{}
 }
@@ -202,6 +203,12 @@ func (r *Reconciler) pass(ctx context.Context, s *concurrency.Session) {
 		r.asPrimary(ctx, snap, lease, holds, st, serr)
 	default:
 		r.asReplica(ctx, snap, lease, holds, st, serr)
+	}
+	if r.cfg.VIP != nil {
+		held, err := r.cfg.VIP.Held(ctx)
+		r.mu.Lock()
+		r.vipHeld = held && err == nil
+		r.mu.Unlock()
 	}
 	r.publish(ctx, snap, lease)
 }
@@ -523,6 +530,7 @@ func (r *Reconciler) build(snap Snapshot) NodeStatus {
 	if r.cfg.Peer != nil && snap.Primary.Node != r.cfg.Node {
 		n.PrimaryView = r.cfg.Peer.View()
 	}
+	n.VIP = r.vipHeld
 	return n
 }
 
@@ -537,7 +545,7 @@ func significant(a, b NodeStatus) bool {
 	}
 	return a.Role != b.Role || a.Verdict != b.Verdict || a.ReadOnly != b.ReadOnly || a.IORunning != b.IORunning ||
 		a.SQLRunning != b.SQLRunning || a.Source != b.Source || a.Epoch != b.Epoch || a.Errant != b.Errant ||
-		a.StorageOK != b.StorageOK || pv(a.PrimaryView) != pv(b.PrimaryView) ||
+		a.StorageOK != b.StorageOK || pv(a.PrimaryView) != pv(b.PrimaryView) || a.VIP != b.VIP ||
 		(b.LagMS >= 1000) != (a.LagMS >= 1000)
 }
 

@@ -2,6 +2,7 @@ package failover_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -146,7 +147,99 @@ func TestFailoverOnFaults(t *testing.T) {
 				steps = append(steps, fmt.Sprintf("%s %s", s.Name, s.Took.Round(time.Millisecond)))
 			}
 			t.Logf("steps: %s", strings.Join(steps, ", "))
+
+			switch f {
+			case sandbox.Kill:
+				// The old primary comes back read_only, has nothing the new one lacks,
+				// and rejoins as its replica.
+				if err := c.Fault(ctx, "db1", sandbox.Start); err != nil {
+					t.Fatal(err)
+				}
+				waitFor(t, 15*time.Second, "db1 rejoining as a replica of "+newNode.Name, func() bool {
+					n, ok := c.snapshot(t).Nodes["db1"]
+					return ok && n.Role == failover.RoleReplica && n.IORunning && n.SQLRunning && n.ReadOnly &&
+						strings.HasPrefix(n.Source, newNode.IP+":")
+				})
+			case sandbox.CutNetwork:
+				// Cut off from etcd, the old primary's agent could not renew its session
+				// and fenced its node on its own: read_only, no virtual IP.
+				old := rootDB(t, c.Cluster, "db1")
+				waitFor(t, 5*time.Second, "db1 fenced by its own agent", func() bool {
+					var ro int
+					qctx, cancel := context.WithTimeout(ctx, time.Second)
+					defer cancel()
+					holders, _ := c.VIPHolders(qctx)
+					return old.QueryRowContext(qctx, "SELECT @@read_only").Scan(&ro) == nil && ro == 1 &&
+						!strings.Contains(strings.Join(holders, ","), "db1")
+				})
+			}
 		})
+	}
+}
+
+func rootDB(t *testing.T, c *sandbox.Cluster, node string) *sql.DB {
+	t.Helper()
+	db, err := c.RootDB(node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// TestQuarantine: an old primary with a transaction the new primary never had is not
+// rejoined: it stays read_only, replicates from nobody, and shows its errant GTIDs.
+func TestQuarantine(t *testing.T) {
+	c := upCluster(t, "quar", 1)
+	ctx := context.Background()
+	for _, f := range []sandbox.Fault{sandbox.KillAgent, sandbox.Kill} {
+		if err := c.Fault(ctx, "db1", f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 20*time.Second, "a failover away from db1", func() bool {
+		snap := c.snapshot(t)
+		return snap.Primary.Node != "db1" && snap.Leader == snap.Primary.Node
+	})
+	if err := c.Fault(ctx, "db1", sandbox.Start); err != nil {
+		t.Fatal(err)
+	}
+	// With no agent watching, a privileged user writes on the old primary (read_only
+	// does not stop it): a transaction no other server has.
+	db := rootDB(t, c.Cluster, "db1")
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := db.ExecContext(qctx, "INSERT INTO sandbox.t(v) VALUES ('errant')"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Fault(ctx, "db1", sandbox.StartAgent); err != nil {
+		t.Fatal(err)
+	}
+	var n failover.NodeStatus
+	waitFor(t, 15*time.Second, "db1 quarantined", func() bool {
+		var ok bool
+		n, ok = c.snapshot(t).Nodes["db1"]
+		return ok && n.Role == failover.RoleQuarantined
+	})
+	if !strings.Contains(n.Errant, "0-1-") {
+		t.Errorf("errant GTIDs = %q, want db1's own (0-1-...)", n.Errant)
+	}
+	time.Sleep(time.Second) // it must stay so
+	var ro int
+	if err := db.QueryRowContext(qctx, "SELECT @@read_only").Scan(&ro); err != nil || ro != 1 {
+		t.Errorf("quarantined db1 read_only = %d (%v), want 1", ro, err)
+	}
+	rows, err := db.QueryContext(qctx, "SHOW SLAVE STATUS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	replicating := rows.Next()
+	rows.Close()
+	if replicating {
+		t.Error("quarantined db1 was set to replicate")
+	}
+	if n := c.snapshot(t).Nodes["db1"]; n.Role != failover.RoleQuarantined || n.VIP {
+		t.Errorf("db1 = role %s, vip %v; want quarantined without the virtual IP", n.Role, n.VIP)
 	}
 }
 
@@ -342,5 +435,11 @@ func TestVIPFollowsThePrimary(t *testing.T) {
 	snap := c.snapshot(t)
 	if snap.Primary.Node != newNode {
 		t.Errorf("primary of record %s, virtual IP on %s", snap.Primary.Node, newNode)
+	}
+	if err := c.Refresh(ctx); err != nil || c.VIPHolder != newNode {
+		t.Errorf("sandbox status: virtual IP holder %q (%v), want %s", c.VIPHolder, err, newNode)
+	}
+	if !snap.Nodes[newNode].VIP {
+		t.Errorf("%s's status in etcd does not say it holds the virtual IP", newNode)
 	}
 }

@@ -108,6 +108,8 @@ type NodeStatus struct {
 	DiskTimeToFull time.Duration `json:"disk_time_to_full_ns,omitempty"`
 	WriteMS        float64       `json:"write_ms"`
 	PingMS         float64       `json:"ping_ms"`
+	// VIP: the node holds the cluster's virtual IP now.
+	VIP bool `json:"vip,omitempty"`
 	// PrimaryView is this agent's remote probe of the primary of record (replicas only).
 	PrimaryView *PeerView `json:"primary_view,omitempty"`
 	// Priority and NoPromote come from the node's configuration.

@@ -163,6 +163,9 @@ func printCluster(cctx *cli.Context, c *sandbox.Cluster) error {
 		return enc.Encode(c)
 	}
 	fmt.Printf("sandbox %s  etcd %v  client namespace %s (%s)\n", c.Name, c.Etcd, c.ClientNetNS, c.ClientIP)
+	if c.VIP != "" {
+		fmt.Printf("virtual IP %s held by %s\n", c.VIP, orDash(c.VIPHolder))
+	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "NODE\tROLE\tSTATE\tADDRESS\tPID\tSOCKET")
 	for _, n := range c.Nodes {

@@ -23,6 +23,7 @@ type clusterStatus struct {
 	Epoch       uint64            `json:"epoch"`
 	Since       time.Time         `json:"since"`
 	Leader      string            `json:"leader"`
+	VIPHolder   string            `json:"vip_holder,omitempty"`
 	Coordinator string            `json:"coordinator"`
 	Paused      bool              `json:"paused"`
 	InProgress  *failover.Intent  `json:"in_progress,omitempty"`
@@ -45,6 +46,7 @@ type nodeStatus struct {
 	SQLRunning bool    `json:"sql_running"`
 	Errant     string  `json:"errant,omitempty"`
 	Leader     bool    `json:"leader"`
+	VIP        bool    `json:"vip"`
 	LeaseTTLMS int64   `json:"lease_ttl_ms"`
 	WriteMS    float64 `json:"write_ms"`
 	DiskFree   uint64  `json:"disk_free_bytes,omitempty"`
@@ -125,7 +127,13 @@ func readStatus(ctx context.Context, store *failover.Store, cluster string) (clu
 		n := snap.Nodes[name]
 		ns := nodeStatus{Name: name, Addr: n.Addr, Role: string(n.Role), Verdict: n.Verdict, Reason: n.Reason, ReadOnly: n.ReadOnly,
 			LagMS: n.LagMS, GTID: n.GTID, IORunning: n.IORunning, SQLRunning: n.SQLRunning, Errant: n.Errant,
-			Leader: snap.Leader == name, LeaseTTLMS: -1, WriteMS: n.WriteMS, DiskFree: n.DiskFree}
+			Leader: snap.Leader == name, VIP: n.VIP, LeaseTTLMS: -1, WriteMS: n.WriteMS, DiskFree: n.DiskFree}
+		if n.VIP {
+			if st.VIPHolder != "" {
+				st.Warnings = append(st.Warnings, fmt.Sprintf("the virtual IP is on %s and %s", st.VIPHolder, name))
+			}
+			st.VIPHolder = name
+		}
 		if id, ok := snap.NodeLeases[name]; ok && id != 0 {
 			if ttl, err := store.LeaseTTL(ctx, id); err == nil {
 				ns.LeaseTTLMS = ttl.Milliseconds()
@@ -157,7 +165,7 @@ func printStatus(w io.Writer, st clusterStatus, color bool) {
 	fmt.Fprintf(w, "cluster %s  primary %s (epoch %d, since %s)  coordinator %s%s\n", st.Cluster, orDash(st.Primary), st.Epoch,
 		st.Since.Local().Format(time.DateTime), orDash(st.Coordinator), paused)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tROLE\tVERDICT\tLAG\tGTID\tLEASE\tREASON")
+	fmt.Fprintln(tw, "NODE\tROLE\tVERDICT\tLAG\tGTID\tVIP\tLEASE\tREASON")
 	for _, n := range st.Nodes {
 		verdict := n.Verdict
 		switch n.Verdict {
@@ -180,7 +188,11 @@ func printStatus(w io.Writer, st clusterStatus, color bool) {
 		if n.LeaseTTLMS >= 0 {
 			lease = fmt.Sprintf("%ds", n.LeaseTTLMS/1000)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, role, verdict, lag, orDash(n.GTID), lease, n.Reason)
+		vip := "-"
+		if n.VIP {
+			vip = "yes"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, role, verdict, lag, orDash(n.GTID), vip, lease, n.Reason)
 	}
 	tw.Flush()
 	if st.InProgress != nil {

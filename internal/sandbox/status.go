@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
+	"strings"
 )
 
 // reload re-reads the state file: another invocation may have changed it.
@@ -45,5 +47,32 @@ func (c *Cluster) Refresh(ctx context.Context) error {
 			n.State = "down"
 		}
 	}
+	if c.VIP != "" {
+		holders, err := c.VIPHolders(ctx)
+		if err != nil {
+			return err
+		}
+		c.VIPHolder = strings.Join(holders, ",")
+	}
 	return c.save()
+}
+
+// VIPHolders lists the nodes whose eth0 holds the sandbox's virtual IP now (one,
+// normally; none during a move).
+func (c *Cluster) VIPHolders(ctx context.Context) ([]string, error) {
+	ip, _, err := net.ParseCIDR(c.VIP)
+	if err != nil {
+		return nil, fmt.Errorf("virtual IP %q: %w", c.VIP, err)
+	}
+	var out []string
+	for _, n := range c.Nodes {
+		addrs, err := output(ctx, "ip", "-n", n.NetNS, "-4", "-o", "addr", "show", "dev", "eth0")
+		if err != nil {
+			return nil, err
+		}
+		if strings.Contains(addrs, " "+ip.String()+"/") {
+			out = append(out, n.Name)
+		}
+	}
+	return out, nil
 }
