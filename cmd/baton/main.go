@@ -28,6 +28,7 @@ func main() {
 			sandboxCommand(),
 			probeCommand(),
 			benchCommand(),
+			demoCommand(),
 		},
 	}
 	if err := app.Run(os.Args); err != nil {
