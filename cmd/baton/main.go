@@ -25,12 +25,18 @@ func main() {
 		Commands: []*cli.Command{
 			agentCommand(),
 			statusCommand(),
+			switchoverCommand(),
+			failoverCommand(),
+			pauseCommand(),
+			resumeCommand(),
+			historyCommand(),
 			sandboxCommand(),
 			probeCommand(),
 			benchCommand(),
 			demoCommand(),
 		},
 	}
+	oneLineUsageErrors(app.Name, app.Commands)
 	if err := app.Run(os.Args); err != nil {
 		fmt.Fprintf(os.Stderr, "baton: %v\n", err)
 		code := exitBadInput

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/baton-ha/baton/failover"
+)
+
+func historyCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "history",
+		Usage: "past failovers, switchovers, bootstraps, newest first, with the reason and every step's time",
+		Description: `Events are kept in etcd (the last ` + fmt.Sprint(failover.HistoryKeep) + `). Each shows when it started, from and to which
+node, the new epoch, how long it took, whether an operator asked for it, why, and the
+time of each step (write_block_ms in --json: see docs/operations.md).
+
+Examples:
+   baton history
+   baton history --limit 5 --json`,
+		Flags: append(clusterFlags(),
+			&cli.BoolFlag{Name: "json", Usage: "print a JSON array"},
+			&cli.IntFlag{Name: "limit", Value: 20, Usage: "at most this many events (0: all kept)"},
+		),
+		Action: func(cctx *cli.Context) error {
+			if cctx.NArg() > 0 {
+				return cli.Exit(fmt.Sprintf("baton history: unexpected argument %q", cctx.Args().First()), exitBadInput)
+			}
+			limit := cctx.Int("limit")
+			if limit < 0 {
+				return cli.Exit(fmt.Sprintf("baton history: --limit %d: must not be negative", limit), exitBadInput)
+			}
+			store, _, closeFn, err := openCluster(cctx)
+			if err != nil {
+				return cli.Exit("baton history: "+err.Error(), exitBadInput)
+			}
+			defer closeFn()
+			events, err := store.History(cctx.Context, limit)
+			if err != nil {
+				return cli.Exit("baton history: "+err.Error(), exitBadInput)
+			}
+			if cctx.Bool("json") {
+				out := make([]historyEvent, 0, len(events))
+				for _, e := range events {
+					out = append(out, toHistoryEvent(e))
+				}
+				printJSON(os.Stdout, out)
+				return nil
+			}
+			printHistory(os.Stdout, events)
+			return nil
+		},
+	}
+}
+
+// historyEvent is one event as `baton history --json` prints it, durations in ms.
+type historyEvent struct {
+	Kind         string     `json:"kind"`
+	From         string     `json:"from,omitempty"`
+	To           string     `json:"to,omitempty"`
+	Epoch        uint64     `json:"epoch"`
+	Reason       string     `json:"reason"`
+	Manual       bool       `json:"manual"`
+	Started      time.Time  `json:"started"`
+	Detected     *time.Time `json:"detected,omitempty"`
+	TookMS       int64      `json:"took_ms"`
+	WriteBlockMS *int64     `json:"write_block_ms,omitempty"`
+	Steps        []stepJSON `json:"steps"`
+}
+
+func toHistoryEvent(e failover.Event) historyEvent {
+	h := historyEvent{Kind: e.Kind, From: e.From, To: e.To, Epoch: e.Epoch, Reason: e.Reason, Manual: e.Manual,
+		Started: e.Started, TookMS: e.Took.Milliseconds(), Steps: stepsJSON(e.Steps)}
+	if !e.Detected.IsZero() {
+		d := e.Detected
+		h.Detected = &d
+	}
+	if wb, ok := writeBlock(e.Kind, e.Steps); ok {
+		ms := wb.Milliseconds()
+		h.WriteBlockMS = &ms
+	}
+	return h
+}
+
+func printHistory(w io.Writer, events []failover.Event) {
+	if len(events) == 0 {
+		fmt.Fprintln(w, "no events yet")
+		return
+	}
+	for i, e := range events {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		who := "automatic"
+		if e.Manual {
+			who = "operator"
+		}
+		fmt.Fprintf(w, "%s  %s %s -> %s  epoch %d  took %s  (%s)\n", e.Started.Local().Format("2006-01-02 15:04:05.000"),
+			e.Kind, orDash(e.From), orDash(e.To), e.Epoch, roundMS(e.Took), who)
+		fmt.Fprintf(w, "  reason: %s\n", e.Reason)
+		if !e.Detected.IsZero() {
+			fmt.Fprintf(w, "  detected: %s before it started\n", roundMS(e.Started.Sub(e.Detected)))
+		}
+		if wb, ok := writeBlock(e.Kind, e.Steps); ok {
+			fmt.Fprintf(w, "  writes blocked: %s\n", roundMS(wb))
+		}
+		if len(e.Steps) > 0 {
+			var parts []string
+			for _, s := range e.Steps {
+				p := fmt.Sprintf("%s %dms", s.Name, s.Took.Milliseconds())
+				if s.Error != "" {
+					p += " (error: " + s.Error + ")"
+				}
+				parts = append(parts, p)
+			}
+			fmt.Fprintf(w, "  steps: %s\n", strings.Join(parts, ", "))
+		}
+	}
+}
