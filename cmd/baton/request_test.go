@@ -1,0 +1,64 @@
+package main
+
+import (
+	"io"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/baton-ha/baton/failover"
+)
+
+func TestWriteBlock(t *testing.T) {
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	switchover := []failover.Step{{Name: "announce", Took: ms(3)}, {Name: "pre_hook", Took: ms(0)}, {Name: "rank", Took: ms(10)},
+		{Name: "fence_old_primary", Took: ms(4)}, {Name: "final_gtid", Took: ms(2)}, {Name: "catchup", Took: ms(5)},
+		{Name: "commit", Took: ms(1)}, {Name: "promote", Took: ms(20)}, {Name: "post_hook", Took: ms(500)}}
+	// A failover's fence runs beside stop_io, rank and catchup; it is recorded when it ends.
+	failoverSteps := []failover.Step{{Name: "announce", Took: ms(3)}, {Name: "stop_io", Took: ms(6)}, {Name: "rank", Took: ms(8)},
+		{Name: "fence_old_primary", Took: ms(1000)}, {Name: "catchup", Took: ms(5)}, {Name: "commit", Took: ms(1)}, {Name: "promote", Took: ms(30)}}
+	cases := []struct {
+		name   string
+		kind   string
+		steps  []failover.Step
+		want   time.Duration
+		wantOK bool
+	}{
+		{"switchover: announce to promote, hooks after it not counted", "switchover", switchover, ms(45), true},
+		{"failover: the concurrent fence is not added", "failover", failoverSteps, ms(53), true},
+		{"refused before promote", "switchover", switchover[:4], ms(17), false},
+		{"promote failed", "switchover", append(append([]failover.Step(nil), switchover[:7]...), failover.Step{Name: "promote", Took: ms(15000), Error: "not promoted"}), ms(15025), false},
+		{"no steps", "switchover", nil, 0, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := writeBlock(tc.kind, tc.steps)
+			if got != tc.want || ok != tc.wantOK {
+				t.Errorf("writeBlock = %s, %v; want %s, %v", got, ok, tc.want, tc.wantOK)
+			}
+		})
+	}
+}
+
+func TestConfirmWithoutATerminal(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	w.WriteString("yes\n")
+	w.Close()
+	ok, err := confirm(r, io.Discard, "switchover?")
+	if ok || err == nil || !strings.Contains(err.Error(), "--yes") {
+		t.Errorf("confirm on a pipe = %v, %v; want an error that says to pass --yes", ok, err)
+	}
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	if ok, err := confirm(null, io.Discard, "switchover?"); ok || err == nil {
+		t.Errorf("confirm on %s (a character device, not a terminal) = %v, %v; want an error", os.DevNull, ok, err)
+	}
+}
