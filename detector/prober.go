@@ -328,7 +328,10 @@ func (p *Prober) run(ctx context.Context, l *lane, probe func(context.Context, *
 	}
 	if err == nil && pctx.Err() != nil {
 		// Finished, but too late to count: a commit slower than the deadline fails.
-		err = pctx.Err()
+		// Nothing runs on the server any more, and the connection is fine: no kill,
+		// which could otherwise hit the next probe on the same thread.
+		l.release()
+		return Result{Class: TimedOut, Latency: lat, Detail: "finished after the deadline"}
 	}
 	class, detail := Classify(err)
 	if err == nil || l.fresh {
@@ -342,6 +345,8 @@ func (p *Prober) run(ctx context.Context, l *lane, probe func(context.Context, *
 		l.release()
 		return Result{Class: class, Latency: lat, Detail: detail}
 	}
+	// A driver error: after a deadline the driver has closed the socket, and the
+	// pool discards the connection, so a kill can only reach the abandoned statement.
 	l.drop()
 	if pctx.Err() == nil || id == 0 {
 		l.busy.Store(false)

@@ -117,7 +117,7 @@ type detectResult struct {
 	Missed   int       `json:"missed"`
 	Verdicts []string  `json:"verdicts,omitempty"`
 	InjectMS []float64 `json:"inject_ms,omitempty"` // how long the injection call took
-	// Suspects counts changes to suspect while no failure was injected.
+	// Suspects counts changes to suspect while no fault was in place.
 	Suspects  int          `json:"suspects"`
 	Load      *loadResult  `json:"load,omitempty"`
 	ProbeCost probeCost    `json:"probe_cost"`
@@ -403,7 +403,9 @@ func (b *detectBench) trials(ctx context.Context, res *detectResult, kind string
 			for {
 				select {
 				case ch := <-b.changes:
-					countFalse(res, []detector.Change{ch})
+					if ch.To.Failed() {
+						res.FalsePositives++
+					}
 				case <-hold:
 					break drain
 				}
@@ -431,8 +433,8 @@ func (b *detectBench) awaitVerdict(ctx context.Context, expect detectExpect, res
 				return ch, nil
 			case expect == expectOverloaded && ch.To == detector.Overloaded:
 				return ch, nil
-			case expect == expectOverloaded:
-				countFalse(res, []detector.Change{ch})
+			case expect == expectOverloaded && ch.To.Failed():
+				res.FalsePositives++
 			}
 		case <-deadline:
 			return detector.Change{}, errNoVerdict
