@@ -742,12 +742,25 @@ func (d *demo) lost(ctx context.Context, w *sandbox.Writer, node string) ([]int6
 	defer db.Close()
 	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	acked := len(w.Acks())
+	// Writer.Lost compares the rows with the acknowledgements as of its end: with the
+	// writer still running, a write acknowledged after the rows were read would count
+	// as lost. Only writes acknowledged before the read are judged.
+	before := w.Acks()
 	lost, err := w.Lost(qctx, db)
 	if err != nil {
 		return nil, 0, fmt.Errorf("read the writer's rows on %s: %w", node, err)
 	}
-	return lost, acked, nil
+	judged := make(map[int64]bool, len(before))
+	for _, a := range before {
+		judged[a.Seq] = true
+	}
+	var out []int64
+	for _, seq := range lost {
+		if judged[seq] {
+			out = append(out, seq)
+		}
+	}
+	return out, len(before), nil
 }
 
 // waitUntil polls cond every 50 ms until it holds, limit passes or ctx ends.
