@@ -12,6 +12,7 @@ import (
 	"github.com/baton-ha/baton/internal/agent"
 	"github.com/baton-ha/baton/internal/sandbox"
 	"github.com/baton-ha/baton/internal/sandbox/sandboxtest"
+	"github.com/baton-ha/baton/replication"
 )
 
 // TestAgentsHTTP runs real agents on a sandbox and asks their endpoints, as a load
@@ -52,6 +53,7 @@ func TestAgentsHTTP(t *testing.T) {
 
 	waitCode("db1", "/primary", 200, 10*time.Second)
 	waitCode("db2", "/replica", 200, 10*time.Second)
+	checkSandboxGrants(t, c)
 	if code, body := get("db2", "/primary"); code != 503 || !strings.Contains(body, "not") {
 		t.Errorf("replica's /primary = %d %q, want 503 with a reason", code, body)
 	}
@@ -108,4 +110,53 @@ func TestAgentsHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitCode("db1", "/primary", 200, 10*time.Second)
+}
+
+// checkSandboxGrants: the sandbox gives Baton's account exactly the privileges the
+// agent asks for (agent.AdminPrivileges), no more, so every test on a sandbox checks
+// that list too; the agents above started, so it is enough.
+func checkSandboxGrants(t *testing.T, c *sandbox.Cluster) {
+	t.Helper()
+	db, err := c.RootDB("db1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	rows, err := db.QueryContext(ctx, "SHOW GRANTS FOR "+c.AdminUser+"@'%'")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	have := map[string]bool{}
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			t.Fatal(err)
+		}
+		privs, rest, ok := strings.Cut(strings.TrimPrefix(line, "GRANT "), " ON ")
+		if !ok || privs == "USAGE" {
+			continue
+		}
+		on, _, _ := strings.Cut(rest, " TO ")
+		on = strings.ReplaceAll(on, "`", "")
+		for _, p := range strings.Split(privs, ", ") {
+			have[p+" ON "+on] = true
+		}
+	}
+	want := map[string]bool{}
+	for _, p := range agent.AdminPrivileges(replication.FlavorMariaDB, true) {
+		want[p.String()] = true
+	}
+	for p := range want {
+		if !have[p] {
+			t.Errorf("the sandbox does not grant %s", p)
+		}
+	}
+	for p := range have {
+		if !want[p] {
+			t.Errorf("the sandbox grants %s, which the agent does not ask for", p)
+		}
+	}
 }

@@ -180,8 +180,11 @@ func (w *Writer) MaxGap() time.Duration {
 	return gap
 }
 
-// Lost returns the acknowledged writes that the server behind db does not have.
+// Lost returns the acknowledged writes that the server behind db does not have. The
+// acknowledgements are taken before the rows are read, so a writer still running
+// cannot make a write acknowledged in between look lost.
 func (w *Writer) Lost(ctx context.Context, db *sql.DB) ([]int64, error) {
+	acks := w.Acks()
 	rows, err := db.QueryContext(ctx, "SELECT seq FROM sandbox.writes WHERE run = ?", w.run)
 	if err != nil {
 		return nil, fmt.Errorf("read the writer's rows: %w", err)
@@ -199,7 +202,7 @@ func (w *Writer) Lost(ctx context.Context, db *sql.DB) ([]int64, error) {
 		return nil, err
 	}
 	var lost []int64
-	for _, a := range w.Acks() {
+	for _, a := range acks {
 		if !have[a.Seq] {
 			lost = append(lost, a.Seq)
 		}
