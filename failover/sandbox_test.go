@@ -4,7 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -441,5 +443,62 @@ func TestVIPFollowsThePrimary(t *testing.T) {
 	}
 	if !snap.Nodes[newNode].VIP {
 		t.Errorf("%s's status in etcd does not say it holds the virtual IP", newNode)
+	}
+}
+
+// TestHooks: a failing pre_failover hook stops the failover before anything changes;
+// once it passes, the failover goes ahead and the post_failover hook is told what
+// happened through its environment.
+func TestHooks(t *testing.T) {
+	dir := t.TempDir()
+	block, env := filepath.Join(dir, "block"), filepath.Join(dir, "post.env")
+	script := filepath.Join(dir, "hook.sh")
+	body := fmt.Sprintf("#!/bin/sh\ncase \"$1\" in\npre) [ -e %s ] && exit 1; exit 0;;\npost) env > %s;;\nesac\n", block, env)
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(block, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := sandboxtest.Up(t, sandbox.Spec{Name: "hooks", Nodes: 3, SemiSync: true, WithAgents: true, HookScript: script})
+	cli, err := c.EtcdClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	cl := cluster{Cluster: c, store: failover.NewStore(cli, c.Name)}
+	ctx := context.Background()
+	if err := c.Fault(ctx, "db1", sandbox.Kill); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(6 * time.Second)
+	for time.Now().Before(deadline) {
+		if p := cl.snapshot(t).Primary; p.Node != "db1" || p.Epoch != 1 {
+			t.Fatalf("failover went ahead with a failing pre_failover hook: primary %s epoch %d", p.Node, p.Epoch)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err := os.Remove(block); err != nil {
+		t.Fatal(err)
+	}
+	var now failover.Snapshot
+	waitFor(t, 15*time.Second, "the failover once the hook passes", func() bool {
+		now = cl.snapshot(t)
+		return now.Primary.Node != "db1" && now.Leader == now.Primary.Node
+	})
+	var got []byte
+	waitFor(t, 10*time.Second, "the post_failover hook", func() bool {
+		got, err = os.ReadFile(env)
+		return err == nil && len(got) > 0
+	})
+	for _, want := range []string{"BATON_EVENT=post_failover", "BATON_OLD_PRIMARY=db1", "BATON_NEW_PRIMARY=" + now.Primary.Node, "BATON_EPOCH=2", "BATON_RESULT=done"} {
+		if !strings.Contains(string(got), want) {
+			t.Errorf("post_failover hook environment lacks %s:\n%s", want, got)
+		}
+	}
+	for _, secret := range []string{c.AdminPassword, c.ReplPassword} {
+		if strings.Contains(string(got), secret) {
+			t.Error("a hook was given a password")
+		}
 	}
 }

@@ -28,6 +28,9 @@ func (c *Cluster) agentConfig(n *Node) string {
 	fmt.Fprintf(&b, "log:\n  level: info\n  format: json\n")
 	fmt.Fprintf(&b, "semi_sync: %v\n", c.SemiSync)
 	fmt.Fprintf(&b, "datadir: %s\n", n.Datadir)
+	if c.HookScript != "" {
+		fmt.Fprintf(&b, "hooks:\n  pre_failover: [%s, pre]\n  post_failover: [%s, post]\n  timeout: 5s\n", c.HookScript, c.HookScript)
+	}
 	if c.VIP != "" {
 		fmt.Fprintf(&b, "vip:\n  address: %s\n  interface: eth0\n  arp_count: 3\n", c.VIP)
 	}

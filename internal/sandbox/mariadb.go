@@ -280,7 +280,7 @@ func (c *Cluster) setupPrimary(ctx context.Context, n *Node) error {
 		// test on a sandbox also checks that list.
 		"CREATE USER IF NOT EXISTS " + admin + " IDENTIFIED BY " + quote(c.AdminPassword),
 	}
-	stmts = append(stmts, adminGrants(admin, c.SemiSync)...)
+	stmts = append(stmts, adminGrants(admin)...)
 	if err := execAll(ctx, db, stmts...); err != nil {
 		return err
 	}
@@ -301,17 +301,14 @@ func (c *Cluster) setupPrimary(ctx context.Context, n *Node) error {
 }
 
 // adminGrants are the privileges of Baton's account on MariaDB 10.11, as
-// docs/configuration.md lists them; internal/agent's tests check that they are
-// exactly what the agent asks for.
-func adminGrants(account string, semiSync bool) []string {
-	out := []string{
-		"GRANT READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, RELOAD, SLAVE MONITOR, BINLOG ADMIN, CONNECTION ADMIN, PROCESS ON *.* TO " + account,
+// docs/configuration.md lists them for a cluster with semi-sync (every sandbox gets
+// that list, so that semi-sync can be switched on any of them); internal/agent's
+// tests check that they are exactly what the agent asks for.
+func adminGrants(account string) []string {
+	return []string{
+		"GRANT READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, RELOAD, SLAVE MONITOR, BINLOG ADMIN, CONNECTION ADMIN, PROCESS, REPLICATION MASTER ADMIN ON *.* TO " + account,
 		"GRANT SELECT, INSERT, UPDATE, CREATE ON baton.* TO " + account,
 	}
-	if semiSync {
-		out = append(out, "GRANT REPLICATION MASTER ADMIN ON *.* TO "+account)
-	}
-	return out
 }
 
 // follow makes node n a GTID replica of primary.

@@ -49,8 +49,11 @@ type Spec struct {
 	WithAgents bool
 	// VIP gives the cluster a virtual IP on the bridge (198.18.0.100/24), held by the
 	// primary's agent; it needs WithAgents.
-	VIP  bool
-	Root string
+	VIP bool
+	// HookScript, when set, is an executable the agents run as their pre_failover
+	// and post_failover hooks, with "pre" or "post" as its argument.
+	HookScript string
+	Root       string
 	// Binary is the baton executable used for the sandbox's helper processes (etcd
 	// members, fault holders, agents). The CLI passes itself; tests build it once.
 	Binary string
@@ -154,7 +157,8 @@ type Cluster struct {
 	ReplPassword  string       `json:"repl_password"`  //
 	SemiSync      bool         `json:"semi_sync"`      //
 	WithAgents    bool         `json:"with_agents"`    //
-	VIP           string       `json:"vip,omitempty"`  // CIDR, when the sandbox has one
+	HookScript    string       `json:"hook_script,omitempty"`
+	VIP           string       `json:"vip,omitempty"` // CIDR, when the sandbox has one
 	VIPHolder     string       `json:"vip_holder,omitempty"`
 	Nodes         []Node       `json:"nodes"`
 	Binary        string       `json:"binary"`

@@ -80,6 +80,7 @@ func newCluster(spec Spec, dir string, log *zap.Logger) *Cluster {
 		ReplPassword:  secret(),
 		SemiSync:      spec.SemiSync,
 		WithAgents:    spec.WithAgents,
+		HookScript:    spec.HookScript,
 		Binary:        spec.Binary,
 		Created:       time.Now().UTC(),
 		log:           log.With(zap.String("sandbox", spec.Name)),
