@@ -339,7 +339,7 @@ func (d *demo) steady(ctx context.Context, w *sandbox.Writer, mon *sandbox.Split
 	var primary string
 	err := d.step("settled", func() (string, error) {
 		var snap failover.Snapshot
-		err := waitUntil(ctx, demoReadyLimit, func() bool {
+		err := until(ctx, demoReadyLimit, func() bool {
 			var err error
 			if snap, err = d.store.Load(ctx); err != nil || snap.Primary.Node == "" || snap.Leader != snap.Primary.Node {
 				return false
@@ -368,7 +368,7 @@ func (d *demo) steady(ctx context.Context, w *sandbox.Writer, mon *sandbox.Split
 	err = d.step("writes", func() (string, error) {
 		w.Start(ctx)
 		mon.Start(ctx)
-		if err := waitUntil(ctx, demoWritesLimit, func() bool { return len(w.Acks()) >= 20 }); err != nil {
+		if err := until(ctx, demoWritesLimit, func() bool { return len(w.Acks()) >= 20 }); err != nil {
 			n, last := w.Failures()
 			return "", fmt.Errorf("the writer got no 20 writes acknowledged through the VIP within %s (%d failed, last: %s)", demoWritesLimit, n, last)
 		}
@@ -627,7 +627,7 @@ func (d *demo) rejoinOld(ctx context.Context, obs *demoObserver) error {
 			}
 			return true
 		}
-		if err := waitUntil(ctx, demoHealthyLimit, healthy); err != nil {
+		if err := until(ctx, demoHealthyLimit, healthy); err != nil {
 			return "", fmt.Errorf("not every node is healthy %s after %s rejoined: %s", demoHealthyLimit, old, obs.describe())
 		}
 		return "", nil
@@ -667,7 +667,7 @@ func (d *demo) finish(ctx context.Context, w *sandbox.Writer, mon *sandbox.Split
 			return "", fmt.Errorf("%d of %d acknowledged writes are not on %s: %v", len(lost), acked, d.sum.NewPrimary, firstN(lost, 10))
 		}
 		var oldLost []int64
-		werr := waitUntil(ctx, demoCatchupLimit, func() bool {
+		werr := until(ctx, demoCatchupLimit, func() bool {
 			oldLost, _, err = d.lost(ctx, w, d.sum.OldPrimary)
 			return err == nil && len(oldLost) == 0
 		})
@@ -761,22 +761,6 @@ func (d *demo) lost(ctx context.Context, w *sandbox.Writer, node string) ([]int6
 		}
 	}
 	return out, len(before), nil
-}
-
-// waitUntil polls cond every 50 ms until it holds, limit passes or ctx ends.
-func waitUntil(ctx context.Context, limit time.Duration, cond func() bool) error {
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not within %s", limit)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return nil
 }
 
 // demoNarrator prints the demo's story, each line after the fault with its time from the
@@ -1321,7 +1305,7 @@ func (o *demoObserver) ms(m milestone) int64 {
 }
 
 func (o *demoObserver) wait(ctx context.Context, limit time.Duration, m milestone) error {
-	return waitUntil(ctx, limit, func() bool { _, ok := o.at(m); return ok })
+	return until(ctx, limit, func() bool { _, ok := o.at(m); return ok })
 }
 
 func (o *demoObserver) snapshot() demoView {
