@@ -82,6 +82,13 @@ func Up(t testing.TB, spec sandbox.Spec) *sandbox.Cluster {
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	// A test owns its sandbox's name: one still running from an interrupted run of
+	// the same test goes first.
+	if old, err := sandbox.Open(spec.Root, spec.Name, log); err == nil {
+		if err := old.Down(ctx); err != nil {
+			t.Fatalf("take down a leftover sandbox %s: %v", spec.Name, err)
+		}
+	}
 	c, err := sandbox.Up(ctx, spec, log)
 	if err != nil {
 		t.Fatalf("sandbox up %s: %v", spec.Name, err)
