@@ -38,6 +38,9 @@ type CoordinatorConfig struct {
 	CatchupTimeout time.Duration
 	// FenceTimeout bounds fencing the old primary over the network.
 	FenceTimeout time.Duration
+	// LongWrite: a switchover is refused while a write transaction has been open on
+	// the primary this long (it would keep writes blocked until it ends).
+	LongWrite time.Duration
 	// PromoteTimeout bounds the wait for the new primary's agent to take the leader
 	// key once the commit is made (it is recorded, not waited for, past that).
 	PromoteTimeout time.Duration
@@ -65,6 +68,9 @@ func (c *CoordinatorConfig) validate() error {
 	}
 	if c.FenceTimeout <= 0 {
 		c.FenceTimeout = time.Second
+	}
+	if c.LongWrite <= 0 {
+		c.LongWrite = 5 * time.Second
 	}
 	if c.PromoteTimeout <= 0 {
 		c.PromoteTimeout = 15 * time.Second

@@ -99,6 +99,32 @@ func (f *flow) run(ctx context.Context) (Event, error) {
 	cfg := f.c.cfg
 	log := f.c.log.With(zap.String("flow", f.kind()), zap.String("from", f.d.From))
 	log.Info("starting", zap.String("reason", f.d.Reason), zap.Strings("candidates", f.d.Candidates))
+	var (
+		target  replication.GTIDSet
+		chosen  replication.Ranked
+		fenceWG sync.WaitGroup
+	)
+	// What may refuse the flow comes before the intent: once it is announced, the old
+	// primary fences itself.
+	if cfg.Hooks != nil {
+		if err := f.step(ctx, "pre_hook", func() (string, error) {
+			return "", cfg.Hooks.Run(ctx, f.hook("pre_"+f.kind(), f.d.To))
+		}); err != nil {
+			return Event{}, &refusal{fmt.Sprintf("pre_%s hook failed: %v", f.kind(), err)}
+		}
+	}
+	if f.d.Action == Switchover {
+		if err := f.step(ctx, "rank", func() (string, error) {
+			var err error
+			chosen, err = f.rank(ctx, nil)
+			return chosen.Name + ": " + chosen.Reason, err
+		}); err != nil {
+			return Event{}, err
+		}
+		if err := f.step(ctx, "open_writes", func() (string, error) { return f.checkOpenWrites(ctx) }); err != nil {
+			return Event{}, &refusal{err.Error()}
+		}
+	}
 	intent := Intent{Kind: f.kind(), Epoch: f.snap.Primary.Epoch, From: f.d.From, To: f.d.To, Started: f.started.UTC()}
 	if err := f.step(ctx, "announce", func() (string, error) {
 		return "", cfg.Store.PutIntent(ctx, f.g, f.s.Lease(), f.snap.PrimaryModRev, intent)
@@ -114,19 +140,7 @@ func (f *flow) run(ctx context.Context) (Event, error) {
 			f.restartReplication(context.WithoutCancel(ctx))
 		}
 	}()
-	if cfg.Hooks != nil {
-		if err := f.step(ctx, "pre_hook", func() (string, error) {
-			return "", cfg.Hooks.Run(ctx, f.hook("pre_"+f.kind(), f.d.To))
-		}); err != nil {
-			return Event{}, &refusal{fmt.Sprintf("pre_%s hook failed: %v", f.kind(), err)}
-		}
-	}
 
-	var (
-		target  replication.GTIDSet
-		chosen  replication.Ranked
-		fenceWG sync.WaitGroup
-	)
 	if f.d.Action == Failover {
 		// Stop every replica's IO thread: with semi-sync the old primary can then no
 		// longer get a commit acknowledged. Fence the old primary meanwhile, best
@@ -147,13 +161,6 @@ func (f *flow) run(ctx context.Context) (Event, error) {
 		}
 		target = chosen.Target
 	} else {
-		if err := f.step(ctx, "rank", func() (string, error) {
-			var err error
-			chosen, err = f.rank(ctx, nil)
-			return chosen.Name + ": " + chosen.Reason, err
-		}); err != nil {
-			return Event{}, err
-		}
 		if err := f.step(ctx, "fence_old_primary", func() (string, error) {
 			note, err := f.fenceOld(ctx)
 			if err != nil {
@@ -226,6 +233,25 @@ func (f *flow) run(ctx context.Context) (Event, error) {
 	}
 	log.Info("done", zap.String("to", next.Node), zap.Duration("took", ev.Took))
 	return ev, nil
+}
+
+// checkOpenWrites refuses a switchover while a write transaction has been open on the
+// old primary for LongWrite or more: writes would stay blocked until it ends.
+func (f *flow) checkOpenWrites(ctx context.Context) (string, error) {
+	old, err := f.instance(f.d.From)
+	if err != nil {
+		return "", err
+	}
+	ws, err := old.OpenWrites(ctx, f.c.cfg.LongWrite)
+	if err != nil {
+		return "", err
+	}
+	if len(ws) == 0 {
+		return fmt.Sprintf("no write open for %s or more", f.c.cfg.LongWrite), nil
+	}
+	w := ws[0]
+	return "", fmt.Errorf("a write transaction has been open on %s for %s (thread %d, %d rows changed, %s): let it finish or kill it, then ask again",
+		f.d.From, w.Age.Round(time.Second), w.ThreadID, w.RowsModified, w.State)
 }
 
 // fenceOld makes the old primary read_only and kills its client connections, within

@@ -502,3 +502,52 @@ func TestHooks(t *testing.T) {
 		}
 	}
 }
+
+// TestSwitchoverWaitsForOpenWrites: a switchover is refused while a write transaction
+// has been open on the primary for 5 s or more, and nothing changes; once it ends the
+// same switchover goes through.
+func TestSwitchoverWaitsForOpenWrites(t *testing.T) {
+	c := upCluster(t, "swopen", 1)
+	ctx := context.Background()
+	db := rootDB(t, c.Cluster, "db1")
+	tx, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	for _, q := range []string{"BEGIN", "INSERT INTO sandbox.t(v) VALUES ('long')"} {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(5500 * time.Millisecond)
+	request := func(id string) *failover.Request {
+		t.Helper()
+		snap := c.snapshot(t)
+		if err := c.store.PutRequest(ctx, failover.Request{ID: id, Kind: failover.RequestSwitchover, To: "db2", Epoch: snap.Primary.Epoch, At: time.Now().UTC()}); err != nil {
+			t.Fatal(err)
+		}
+		var r *failover.Request
+		waitFor(t, 20*time.Second, "the request "+id+" to end", func() bool {
+			rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			r, err = c.store.Request(rctx)
+			return err == nil && r != nil && r.ID == id && r.State != failover.RequestPending && r.State != failover.RequestRunning
+		})
+		return r
+	}
+	r := request("sw-1")
+	if r.State != failover.RequestRefused || !strings.Contains(r.Error, "write transaction has been open on db1") {
+		t.Fatalf("switchover with a write open for 5.5s: %s %q, want refused naming the open write", r.State, r.Error)
+	}
+	if snap := c.snapshot(t); snap.Primary.Node != "db1" || snap.Primary.Epoch != 1 || snap.Leader != "db1" {
+		t.Fatalf("after the refusal: primary %s epoch %d leader %s, want db1 epoch 1 unchanged", snap.Primary.Node, snap.Primary.Epoch, snap.Leader)
+	}
+	if _, err := tx.ExecContext(ctx, "COMMIT"); err != nil {
+		t.Fatalf("the open write, after the refusal: %v (it must not have been killed)", err)
+	}
+	time.Sleep(200 * time.Millisecond) // InnoDB's list of transactions is refreshed every 100 ms
+	if r := request("sw-2"); r.State != failover.RequestDone || r.Result == nil || r.Result.To != "db2" {
+		t.Fatalf("switchover once the write ended: %s %q", r.State, r.Error)
+	}
+}

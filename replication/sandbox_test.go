@@ -264,6 +264,37 @@ func TestOnMariaDB(t *testing.T) {
 		t.Logf("SetReadOnly gave up after %s: %v", took.Round(time.Millisecond), err)
 	})
 
+	t.Run("open writes on the primary are listed with their age", func(t *testing.T) {
+		tx, err := c.root["db1"].Conn(ctxFor(t, 5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Close()
+		for _, q := range []string{"BEGIN", "INSERT INTO sandbox.t(v) VALUES ('open')"} {
+			if _, err := tx.ExecContext(ctxFor(t, 5*time.Second), q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(300 * time.Millisecond)
+		ws, err := c.inst["db1"].OpenWrites(ctxFor(t, 5*time.Second), 200*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ws) != 1 || ws[0].RowsModified != 1 || ws[0].Age < 300*time.Millisecond {
+			t.Fatalf("open writes = %+v, want the one open insert, at least 300ms old", ws)
+		}
+		if ws, err := c.inst["db1"].OpenWrites(ctxFor(t, 5*time.Second), time.Minute); err != nil || len(ws) != 0 {
+			t.Fatalf("open writes older than a minute = %+v (%v), want none", ws, err)
+		}
+		if _, err := tx.ExecContext(ctxFor(t, 5*time.Second), "ROLLBACK"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond) // INNODB_TRX is a cache, refreshed at most every 100 ms
+		if ws, err := c.inst["db1"].OpenWrites(ctxFor(t, 5*time.Second), 0); err != nil || len(ws) != 0 {
+			t.Fatalf("open writes after the rollback = %+v (%v), want none", ws, err)
+		}
+	})
+
 	t.Run("WaitExecuted waits for a stopped SQL thread to catch up", func(t *testing.T) {
 		in := c.inst["db3"]
 		c.exec(t, "db3", "STOP SLAVE SQL_THREAD")
