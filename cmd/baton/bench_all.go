@@ -16,6 +16,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/baton-ha/baton/failover"
 	"github.com/baton-ha/baton/internal/sandbox"
 )
 
@@ -86,8 +87,10 @@ Example:
 				load = map[string]any{"error": err.Error()}
 			}
 			fp, fperr := measureFootprint(ctx, exe, time.Duration(secs)*time.Second)
+			ld, lderr := loadWithAgents(ctx, exe, time.Duration(secs)*time.Second)
 
 			writeBenchmarks(&md, started, ft, dt, secs, failovers, detects, load, fp, fperr)
+			writeLoadWithAgents(&md, ld, lderr)
 			if err := os.WriteFile(cctx.String("out"), []byte(md.String()), 0o644); err != nil {
 				return cli.Exit(err.Error(), exitBadInput)
 			}
@@ -229,6 +232,76 @@ func num(m map[string]any, k string) string {
 		b, _ := json.Marshal(v)
 		return string(b)
 	}
+}
+
+// agentLoad is a whole cluster with agents under saturating writes.
+type agentLoad struct {
+	Seconds    int      `json:"seconds"`
+	Writers    int      `json:"writers"`
+	Writes     int      `json:"writes"`
+	Failures   int      `json:"failures"`
+	Failovers  int      `json:"failovers"`
+	Verdicts   []string `json:"primary_verdicts_seen"`
+	MaxWriteMS float64  `json:"primary_max_write_probe_ms"`
+}
+
+// loadWithAgents saturates the primary of a cluster with agents with writes through
+// the virtual IP for d, and counts failovers: there must be none.
+func loadWithAgents(ctx context.Context, exe string, d time.Duration) (agentLoad, error) {
+	res := agentLoad{Seconds: int(d.Seconds()), Writers: 8}
+	name := "load-bench"
+	if old, err := sandbox.Open("", name, nil); err == nil {
+		_ = old.Down(ctx)
+	}
+	c, err := sandbox.Up(ctx, sandbox.Spec{Name: name, Nodes: 3, SemiSync: true, WithAgents: true, VIP: true, Binary: exe}, nil)
+	if err != nil {
+		return res, err
+	}
+	defer c.Down(context.WithoutCancel(ctx)) //nolint:errcheck
+	cli, err := c.EtcdClient()
+	if err != nil {
+		return res, err
+	}
+	defer cli.Close()
+	store := failover.NewStore(cli, c.Name)
+	var ws []*sandbox.Writer
+	for i := 0; i < res.Writers; i++ {
+		w := c.NewWriter(0, 2*time.Second)
+		w.Start(ctx)
+		ws = append(ws, w)
+	}
+	seen := map[string]bool{}
+	end := time.Now().Add(d)
+	for time.Now().Before(end) && ctx.Err() == nil {
+		if snap, err := store.Load(ctx); err == nil {
+			if p, ok := snap.Nodes[snap.Primary.Node]; ok {
+				seen[p.Verdict] = true
+				res.MaxWriteMS = max(res.MaxWriteMS, p.WriteMS)
+			}
+			res.Failovers = int(snap.Primary.Epoch) - 1
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, w := range ws {
+		w.Stop()
+		res.Writes += len(w.Acks())
+		n, _ := w.Failures()
+		res.Failures += n
+	}
+	for v := range seen {
+		res.Verdicts = append(res.Verdicts, v)
+	}
+	return res, nil
+}
+
+func writeLoadWithAgents(md *strings.Builder, ld agentLoad, err error) {
+	fmt.Fprintf(md, "\n## No failover under saturating load\n\n")
+	if err != nil {
+		fmt.Fprintf(md, "Not measured: %v\n", err)
+		return
+	}
+	fmt.Fprintf(md, "Measured inside `baton bench all`: a 3-node cluster with agents and semi-sync, %d writers inserting through the virtual IP as fast as they can for %d s: %d writes (%d failed), **%d failovers**; the primary's verdicts seen: %s; slowest write probe published: %.1f ms.\n",
+		ld.Writers, ld.Seconds, ld.Writes, ld.Failures, ld.Failovers, strings.Join(ld.Verdicts, ", "), ld.MaxWriteMS)
 }
 
 func writeBenchmarks(md *strings.Builder, started time.Time, ft, dt, secs int, failovers []failoverResult, detects []map[string]any, load map[string]any, fp footprint, fperr error) {
