@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -36,10 +37,23 @@ func upCLICluster(t *testing.T, name string) cliCluster {
 	}
 	t.Cleanup(func() { cli.Close() })
 	t.Cleanup(func() {
-		if t.Failed() {
-			for _, n := range c.Nodes {
-				t.Logf("agent log of %s: %s", n.Name, n.AgentLog)
+		if !t.Failed() {
+			return
+		}
+		// The sandbox's directory goes with it: keep what the agents warned about.
+		for _, n := range c.Nodes {
+			b, err := os.ReadFile(n.AgentLog)
+			if err != nil {
+				t.Logf("agent log of %s: %v", n.Name, err)
+				continue
 			}
+			var lines []string
+			for _, l := range strings.Split(string(b), "\n") {
+				if strings.Contains(l, `"level":"warn"`) || strings.Contains(l, `"level":"error"`) || strings.Contains(l, `"msg":"step"`) {
+					lines = append(lines, l)
+				}
+			}
+			t.Logf("agent log of %s, warnings and steps (last 40):\n%s", n.Name, strings.Join(lines[max(0, len(lines)-40):], "\n"))
 		}
 	})
 	cc := cliCluster{Cluster: c, store: failover.NewStore(cli, c.Name)}
@@ -243,26 +257,40 @@ func TestSwitchover(t *testing.T) {
 		if res.From != from || res.To != to || res.Epoch != epoch || len(res.Steps) < 5 || res.Error != "" {
 			t.Errorf("result = %+v, want %s -> %s epoch %d with its steps", res, from, to, epoch)
 		}
-		// The writer's own view: the longest pause between acknowledged writes.
-		time.Sleep(300 * time.Millisecond)
-		gap := gapDuring(w.Acks(), began, ended)
+		// The writer's own view: the longest pause between acknowledged writes, and the
+		// handover: the old primary's last acknowledged write, the new one's first.
+		fromID, toID := uint32(mustNode(t, c, from).ServerID), uint32(mustNode(t, c, to).ServerID)
+		waitFor(t, 5*time.Second, "a write acknowledged by "+to, func() bool {
+			_, ok := w.FirstAckAfter(began, fromID)
+			return ok
+		})
+		acks := w.Acks()
+		gap := gapDuring(acks, began, ended)
+		var lastOld, firstNew sandbox.Ack
+		for _, a := range acks {
+			if a.ServerID == fromID {
+				lastOld = a
+			}
+			if a.ServerID == toID && firstNew.Seq == 0 && !a.At.Before(began) {
+				firstNew = a
+			}
+		}
+		handover := firstNew.At.Sub(lastOld.At)
 		var steps []string
 		for _, s := range res.Steps {
 			steps = append(steps, s.Name+" "+time.Duration(s.TookMS*int64(time.Millisecond)).String())
 		}
-		t.Logf("switchover %s -> %s: command %d ms, flow %d ms, write_block_ms %d, writer's longest gap %s; steps: %s",
-			from, to, res.TotalMS, res.FlowMS, res.WriteBlockMS, gap.Round(time.Millisecond), strings.Join(steps, ", "))
+		t.Logf("switchover %s -> %s: command %d ms, flow %d ms, write_block_ms %d; writer: longest gap %s, last write on %s to first on %s %s; steps: %s",
+			from, to, res.TotalMS, res.FlowMS, res.WriteBlockMS, gap.Round(time.Millisecond), from, to, handover.Round(time.Millisecond), strings.Join(steps, ", "))
 		if res.WriteBlockMS <= 0 || res.WriteBlockMS >= 1000 {
 			t.Errorf("write_block_ms = %d, want in (0, 1000)", res.WriteBlockMS)
 		}
 		if gap >= time.Second {
 			t.Errorf("the writer saw writes blocked for %s, want under 1s", gap)
 		}
-		if _, ok := w.FirstAckAfter(began, uint32(mustNode(t, c, from).ServerID)); !ok {
-			waitFor(t, 5*time.Second, "a write acknowledged by "+to, func() bool {
-				_, ok := w.FirstAckAfter(began, uint32(mustNode(t, c, from).ServerID))
-				return ok
-			})
+		if handover <= 0 {
+			t.Errorf("%s acknowledged write %d at %s, after %s's first (%d at %s): two primaries took writes",
+				from, lastOld.Seq, lastOld.At.Format("15:04:05.000"), to, firstNew.Seq, firstNew.At.Format("15:04:05.000"))
 		}
 		// The old primary becomes a replica of the new one, and every replica follows it.
 		c.waitHealthy(t, to, 15*time.Second)
@@ -289,12 +317,17 @@ func TestSwitchover(t *testing.T) {
 			acks := w.Acks()
 			return len(acks) > 0 && acks[len(acks)-1].ServerID == uint32(mustNode(t, c, "db1").ServerID)
 		})
+		// Stopped first: a write acknowledged a moment before Lost reads the rows was
+		// once not yet visible to it, though every server had it a moment later.
+		w.Stop()
+		time.Sleep(100 * time.Millisecond)
 		lost, err := w.Lost(qctx, db)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(lost) > 0 {
 			t.Errorf("%d acknowledged writes are not on db1: %v", len(lost), lost)
+			c.explainLost(t, w, lost)
 		}
 		t.Logf("%d writes acknowledged, longest gap %s", len(w.Acks()), w.MaxGap().Round(time.Millisecond))
 		for _, name := range []string{"db2", "db3"} {
@@ -358,6 +391,35 @@ func TestSwitchover(t *testing.T) {
 		mend()
 		c.waitHealthy(t, before.Node, 15*time.Second)
 	})
+}
+
+// explainLost says, for each lost write, when and by which server it was acknowledged
+// and which servers have it.
+func (c cliCluster) explainLost(t *testing.T, w *sandbox.Writer, lost []int64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	acks := map[int64]sandbox.Ack{}
+	for _, a := range w.Acks() {
+		acks[a.Seq] = a
+	}
+	for _, seq := range lost {
+		var on []string
+		for _, n := range c.Nodes {
+			db, err := c.RootDB(n.Name)
+			if err != nil {
+				continue
+			}
+			var sid int
+			var at string
+			if err := db.QueryRowContext(ctx, "SELECT server_id, CAST(at AS CHAR) FROM sandbox.writes WHERE seq = ? ORDER BY at DESC LIMIT 1", seq).Scan(&sid, &at); err == nil {
+				on = append(on, fmt.Sprintf("%s (written by server %d at %s)", n.Name, sid, at))
+			}
+			db.Close()
+		}
+		a := acks[seq]
+		t.Logf("lost write %d: acknowledged by server %d at %s; present on %v", seq, a.ServerID, a.At.UTC().Format("15:04:05.000000"), on)
+	}
 }
 
 func mustNode(t *testing.T, c cliCluster, name string) *sandbox.Node {
