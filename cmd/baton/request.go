@@ -86,17 +86,22 @@ func stepsJSON(steps []failover.Step) []stepJSON {
 }
 
 // writeBlock is how long a flow kept writes from being accepted, as its coordinator
-// measured it: from the start of the flow's first step (announce: the old primary's
-// agent fences itself as soon as it sees the flow's intent) to the end of the promote
-// step (the new primary's agent holds the leader key and takes writes), the sum of
-// the steps in between, which run one after the other. A failover fences the old
-// primary beside the other steps: that step is not added. Not counted: the few ms
-// the coordinator spends recording each step in etcd, and what clients add after
-// the promote step (the virtual IP moving, reconnecting). ok is false when the flow
-// did not get as far as a successful promote step.
+// measured it: from the start of the announce step (the old primary's agent fences
+// itself as soon as it sees the flow's intent) to the end of the promote step (the
+// new primary's agent has made its server writable and taken the virtual IP): the
+// sum of the steps in between, which run one after the other. Checks before the
+// announce (pre hook, ranking, open writes) do not block writes and are not counted;
+// a failover fences the old primary beside the other steps, so that step is not
+// added either. Not counted: the few ms the coordinator spends recording each step in
+// etcd, and what clients add (gratuitous ARP reaching them, reconnecting). ok is
+// false when the flow did not get as far as a successful promote step.
 func writeBlock(kind string, steps []failover.Step) (d time.Duration, ok bool) {
+	in := false
 	for _, s := range steps {
-		if kind == string(failover.RequestFailover) && s.Name == "fence_old_primary" {
+		if s.Name == "announce" {
+			in = true
+		}
+		if !in || (kind == string(failover.RequestFailover) && s.Name == "fence_old_primary") {
 			continue
 		}
 		d += s.Took

@@ -12,9 +12,11 @@ import (
 
 func TestWriteBlock(t *testing.T) {
 	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
-	switchover := []failover.Step{{Name: "announce", Took: ms(3)}, {Name: "pre_hook", Took: ms(0)}, {Name: "rank", Took: ms(10)},
-		{Name: "fence_old_primary", Took: ms(4)}, {Name: "final_gtid", Took: ms(2)}, {Name: "catchup", Took: ms(5)},
-		{Name: "commit", Took: ms(1)}, {Name: "promote", Took: ms(20)}, {Name: "post_hook", Took: ms(500)}}
+	// The checks that may refuse a switchover run before the intent is announced.
+	switchover := []failover.Step{{Name: "pre_hook", Took: ms(300)}, {Name: "rank", Took: ms(10)}, {Name: "open_writes", Took: ms(2)},
+		{Name: "announce", Took: ms(3)}, {Name: "fence_old_primary", Took: ms(4)}, {Name: "final_gtid", Took: ms(2)},
+		{Name: "catchup", Took: ms(5)}, {Name: "commit", Took: ms(1)}, {Name: "leader", Took: ms(10)}, {Name: "promote", Took: ms(20)},
+		{Name: "post_hook", Took: ms(500)}}
 	// A failover's fence runs beside stop_io, rank and catchup; it is recorded when it ends.
 	failoverSteps := []failover.Step{{Name: "announce", Took: ms(3)}, {Name: "stop_io", Took: ms(6)}, {Name: "rank", Took: ms(8)},
 		{Name: "fence_old_primary", Took: ms(1000)}, {Name: "catchup", Took: ms(5)}, {Name: "commit", Took: ms(1)}, {Name: "promote", Took: ms(30)}}
@@ -25,10 +27,11 @@ func TestWriteBlock(t *testing.T) {
 		want   time.Duration
 		wantOK bool
 	}{
-		{"switchover: announce to promote, hooks after it not counted", "switchover", switchover, ms(45), true},
+		{"switchover: announce to promote, checks before and hooks after not counted", "switchover", switchover, ms(45), true},
 		{"failover: the concurrent fence is not added", "failover", failoverSteps, ms(53), true},
-		{"refused before promote", "switchover", switchover[:4], ms(17), false},
-		{"promote failed", "switchover", append(append([]failover.Step(nil), switchover[:7]...), failover.Step{Name: "promote", Took: ms(15000), Error: "not promoted"}), ms(15025), false},
+		{"refused before the announce", "switchover", switchover[:3], 0, false},
+		{"refused after the announce, before promote", "switchover", switchover[:6], ms(9), false},
+		{"promote failed", "switchover", append(append([]failover.Step(nil), switchover[:9]...), failover.Step{Name: "promote", Took: ms(15000), Error: "not promoted"}), ms(15025), false},
 		{"no steps", "switchover", nil, 0, false},
 	}
 	for _, tc := range cases {
