@@ -365,7 +365,10 @@ func (f *flow) rank(ctx context.Context, _ *replication.Server) (replication.Ran
 	}
 	var why []string
 	for _, r := range ranked {
-		if r.Eligible && allowed[r.Name] && (f.d.To == "" || r.Name == f.d.To) {
+		// A switchover waits for the candidate to execute the old primary's final set,
+		// which holds every replica's transactions: one that merely lags is fine.
+		fit := r.Eligible || (r.Incomplete && f.d.Action == Switchover)
+		if fit && allowed[r.Name] && (f.d.To == "" || r.Name == f.d.To) {
 			return r, nil
 		}
 		why = append(why, r.Name+": "+r.Reason)

@@ -77,9 +77,13 @@ type Reconciler struct {
 	lastPub   NodeStatus
 	lastPubAt time.Time
 	current   NodeStatus // built at the latest pass
-	vipHeld   bool       // as of the latest pass
-	snap      Snapshot   // read at the latest pass
-	kick      chan struct{}
+	// The latest flow that moved the primary away from this node (its server was
+	// fenced for it, or that was tried).
+	intentKey   string
+	intentEpoch uint64
+	vipHeld     bool     // as of the latest pass
+	snap        Snapshot // read at the latest pass
+	kick        chan struct{}
 }
 
 // NewReconciler checks the configuration and returns a Reconciler.
@@ -173,12 +177,12 @@ func (r *Reconciler) pass(ctx context.Context, s *concurrency.Session) {
 	// hung local server, so that a new primary can take the leader key at once.
 	holdsNow := snap.Leader == me && snap.LeaderLease == lease
 	if in := snap.Intent; in != nil && in.From == me && snap.Primary.Node == me {
-		r.fenceSelf(ctx, lease, fmt.Sprintf("a %s away from this node is in progress", in.Kind))
+		r.fenceForIntent(ctx, *in)
 		r.publish(ctx, snap, lease)
 		return
 	}
 	if holdsNow && snap.Primary.Node != me {
-		r.fenceSelf(ctx, lease, "not the primary of record (now "+snap.Primary.Node+")")
+		r.fenceSelf(ctx, lease, "not the primary of record (now "+snap.Primary.Node+")", r.fencedFor(snap.Primary.Epoch-1))
 	}
 	sctx, cancel := context.WithTimeout(ctx, r.cfg.StatusTimeout)
 	st, serr := r.cfg.Local.Status(sctx)
@@ -275,7 +279,7 @@ func (r *Reconciler) asPrimary(ctx context.Context, snap Snapshot, lease clientv
 	r.cfg.Detector.SetRole(detector.Primary)
 	r.setRole(RolePrimary)
 	r.setFenced("")
-	r.acquireVIP(ctx)
+	r.acquireVIP(ctx) // after read_only is off: the address leads to a writable server
 	r.log.Info("primary: writable", zap.Uint64("epoch", p.Epoch), zap.Duration("took", time.Since(start)))
 	// Publish the server as it is now, writable, not as the pass found it.
 	sctx, cancel := context.WithTimeout(ctx, r.cfg.StatusTimeout)
@@ -309,7 +313,7 @@ func (r *Reconciler) asReplica(ctx context.Context, snap Snapshot, lease clientv
 		held, _ = r.cfg.VIP.Held(ctx)
 	}
 	if holds || held || (serr == nil && !st.ReadOnly) {
-		r.fenceSelf(ctx, lease, "not the primary of record (now "+snap.Primary.Node+")")
+		r.fenceSelf(ctx, lease, "not the primary of record (now "+snap.Primary.Node+")", false)
 	}
 	if serr != nil {
 		return
@@ -325,10 +329,13 @@ func (r *Reconciler) asReplica(ctx context.Context, snap Snapshot, lease clientv
 	following := st.Role == replication.RoleReplica && st.SourceHost == host && st.SourcePort == port
 	if !following {
 		// Rejoin: only a server with nothing the primary lacks may follow it.
+		// The primary's GTID set as its agent published it since its promotion: an
+		// older one would lack what this node received just before, and make it look
+		// errant.
 		ps, ok := snap.Nodes[snap.Primary.Node]
-		if !ok || ps.GTID == "" {
+		if !ok || ps.GTID == "" || ps.Role != RolePrimary || ps.Epoch != snap.Primary.Epoch {
 			r.setRole(RoleFenced)
-			return // wait for the primary's agent to publish its GTID set
+			return // wait for it
 		}
 		pset, err := replication.ParseGTIDSet(st.Executed.Flavor(), ps.GTID)
 		if err != nil {
@@ -369,21 +376,69 @@ func (r *Reconciler) asReplica(ctx context.Context, snap Snapshot, lease clientv
 	r.setFenced("")
 }
 
+// fenceForIntent stops the primary of record from taking writes when a flow
+// announces it is moving the primary away: read_only and client connections, once
+// per flow. It keeps the virtual IP and the leader key until the commit, so that
+// clients reconnecting meanwhile are refused at once by a read-only server rather
+// than lose their connection attempt to an address nobody answers; a server that
+// could not be fenced (frozen, gone) lets the virtual IP go now.
+func (r *Reconciler) fenceForIntent(ctx context.Context, in Intent) {
+	key := fmt.Sprintf("%d/%s/%s", in.Epoch, in.Kind, in.Started.Format(time.RFC3339Nano))
+	r.mu.Lock()
+	done := r.intentKey == key
+	r.mu.Unlock()
+	if done {
+		return
+	}
+	why := fmt.Sprintf("a %s away from this node is in progress", in.Kind)
+	if r.setFenced(why) {
+		r.log.Warn("fencing this node", zap.String("why", why))
+	}
+	r.setRole(RoleFenced)
+	r.cfg.Detector.SetRole(detector.Replica) // no binlogged heartbeat from here on
+	fctx, cancel := context.WithTimeout(ctx, r.cfg.FenceTimeout)
+	rep, err := r.cfg.Local.Fence(fctx)
+	cancel()
+	ok := err == nil && rep.ReadOnly
+	if !ok {
+		r.log.Warn("fence the local server (best effort)", zap.Error(err), zap.Bool("read_only", rep.ReadOnly))
+		r.releaseVIP(ctx)
+	}
+	r.mu.Lock()
+	r.intentKey, r.intentEpoch = key, in.Epoch
+	r.mu.Unlock()
+}
+
+// fencedFor says whether this node's server was fenced for the flow that moved the
+// primary away at epoch: done, or tried and failed on a server that does not answer
+// in time. Either way trying again now would only hold the leader key longer; a
+// server that answers later is fenced by the next pass (a writable server that is
+// not the primary of record always is), and semi-sync keeps its writes from being
+// acknowledged meanwhile.
+func (r *Reconciler) fencedFor(epoch uint64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.intentKey != "" && r.intentEpoch == epoch
+}
+
 // fenceSelf stops this node from taking writes: the virtual IP goes first (so no new
-// client reaches it), then read_only and client connections, each with a deadline,
-// then the leader key, so that another node may become writable.
-func (r *Reconciler) fenceSelf(ctx context.Context, lease clientv3.LeaseID, why string) {
+// client reaches it), then read_only and client connections, each with a deadline
+// (unless already done for the flow: fenced), then the leader key, so that another
+// node may become writable.
+func (r *Reconciler) fenceSelf(ctx context.Context, lease clientv3.LeaseID, why string, fenced bool) {
 	if r.setFenced(why) {
 		r.log.Warn("fencing this node", zap.String("why", why))
 	}
 	r.setRole(RoleFenced)
 	r.cfg.Detector.SetRole(detector.Replica) // no binlogged heartbeat from here on
 	r.releaseVIP(ctx)
-	fctx, cancel := context.WithTimeout(ctx, r.cfg.FenceTimeout)
-	rep, err := r.cfg.Local.Fence(fctx)
-	cancel()
-	if err != nil {
-		r.log.Warn("fence the local server (best effort)", zap.Error(err), zap.Bool("read_only", rep.ReadOnly))
+	if !fenced {
+		fctx, cancel := context.WithTimeout(ctx, r.cfg.FenceTimeout)
+		rep, err := r.cfg.Local.Fence(fctx)
+		cancel()
+		if err != nil {
+			r.log.Warn("fence the local server (best effort)", zap.Error(err), zap.Bool("read_only", rep.ReadOnly))
+		}
 	}
 	if err := r.cfg.Store.ReleaseLeader(ctx, lease); err != nil {
 		r.log.Warn("release the leader key", zap.Error(err))

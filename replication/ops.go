@@ -382,8 +382,9 @@ type FenceReport struct {
 // Fence stops a primary from taking writes: read_only=ON (MySQL:
 // super_read_only=ON), then it kills every client connection, sparing
 // replication threads (a replica's threads run as "system user", a
-// primary's Binlog Dump threads serve its replicas), the event scheduler
-// and its own connection. read_only gets half the call's time, the kills
+// primary's Binlog Dump threads serve its replicas), the event scheduler,
+// its own connection and those of its own account (Baton's: the coordinator
+// and the agent may fence at once; applications must not use it). read_only gets half the call's time, the kills
 // what they need, and if read_only failed and someone was killed, it is
 // tried again with the time left.
 //
@@ -408,6 +409,10 @@ func (in *Instance) Fence(ctx context.Context) (FenceReport, error) {
 		roErr = fmt.Errorf("read_only: %w", roErr)
 	}
 	killErr := in.call(ctx, in.timeout, func(ctx context.Context, s *session) error {
+		var me string
+		if err := s.conn.QueryRowContext(ctx, "SELECT SUBSTRING_INDEX(CURRENT_USER(), '@', 1)").Scan(&me); err != nil {
+			return fmt.Errorf("read own account: %w", err)
+		}
 		rows, err := s.queryRows(ctx, processlistQuery)
 		if err != nil {
 			return err
@@ -420,7 +425,7 @@ func (in *Instance) Fence(ctx context.Context) (FenceReport, error) {
 			}
 			ps = append(ps, process{ID: id, User: r["USER"], Command: r["COMMAND"]})
 		}
-		ids := clientsToKill(ps, s.id)
+		ids := clientsToKill(ps, s.id, me)
 		rep.Spared = len(ps) - len(ids)
 		// KILL itself can block on MariaDB (it takes the victim's mutex),
 		// so each is bounded by the call's deadline; no need to kill a KILL.

@@ -37,6 +37,11 @@ type Ranked struct {
 	// Eligible is true when the candidate may be promoted: nothing excludes
 	// it and it has every transaction that any other listed server has.
 	Eligible bool
+	// Incomplete is true when nothing excludes the candidate but it lacks
+	// transactions another listed server has. A failover must not promote
+	// it (they would be lost); a switchover may, since it first waits for the
+	// candidate to execute the old primary's every transaction.
+	Incomplete bool
 	// Target is Executed ∪ Retrieved: what the candidate will have executed
 	// once its relay log is applied. Wait for it with WaitExecuted before
 	// promoting.
@@ -180,6 +185,7 @@ func Rank(primary *Server, candidates []Candidate) []Ranked {
 			group[i] = 2
 		case lacks[i] != "":
 			group[i] = 1
+			out[i].Incomplete = true
 		default:
 			out[i].Eligible = true
 		}

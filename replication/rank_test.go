@@ -278,6 +278,10 @@ func TestRank(t *testing.T) {
 					t.Errorf("#%d: %s eligible=%t %q; want %s eligible=%t containing %q",
 						i, g.Name, g.Eligible, g.Reason, w.name, w.eligible, w.reason)
 				}
+				// Incomplete is exactly "not excluded, only behind another".
+				if want := strings.Contains(w.reason, "lacks"); g.Incomplete != want {
+					t.Errorf("#%d: %s incomplete=%t, want %t (%q)", i, g.Name, g.Incomplete, want, g.Reason)
+				}
 			}
 		})
 	}

@@ -229,11 +229,15 @@ type process struct {
 // clientsToKill picks the client connections of a process list: not the
 // replication threads (a replica's IO/SQL/worker threads run as "system
 // user"; a primary's Binlog Dump threads serve its replicas), not the event
-// scheduler or other daemons, not connections already being killed.
-func clientsToKill(ps []process, self int64) []int64 {
+// scheduler or other daemons, not connections already being killed, and not
+// those of Baton's own account (spare): the coordinator and the node's agent
+// fence the same server at once, and each would otherwise kill the other's
+// connections in the middle of its work. Applications must not use that
+// account.
+func clientsToKill(ps []process, self int64, spare string) []int64 {
 	var out []int64
 	for _, p := range ps {
-		if p.ID == self {
+		if p.ID == self || (spare != "" && p.User == spare) {
 			continue
 		}
 		switch p.User {

@@ -153,8 +153,9 @@ func TestClientsToKill(t *testing.T) {
 		{15, "baton", "Killed"},
 		{16, "unauthenticated user", "Connect"}, // half-open: could log in and write
 		{17, "root", "Sleep"},
+		{18, "baton", "Query"}, // the coordinator fencing the same server
 	}
-	got := clientsToKill(ps, 10)
+	got := clientsToKill(ps, 10, "baton")
 	want := []int64{11, 12, 16, 17}
 	if len(got) != len(want) {
 		t.Fatalf("kill %v, want %v", got, want)

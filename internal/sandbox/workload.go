@@ -126,9 +126,14 @@ func (w *Writer) loop(ctx context.Context) {
 			w.mu.Unlock()
 		} else if ctx.Err() == nil {
 			w.fail(err)
-			// A broken connection is not reused; a refusal (read_only) moves on.
-			dbs[cur].Close()
-			dbs[cur] = nil
+			// As an application does: a connection the server answered on (a refusal:
+			// read_only) is kept; a broken or hung one is dropped. Without a virtual IP
+			// the next server is tried.
+			var me *mysql.MySQLError
+			if !errors.As(err, &me) {
+				dbs[cur].Close()
+				dbs[cur] = nil
+			}
 			cur = (cur + 1) % len(w.addrs)
 		}
 		select {
