@@ -159,7 +159,7 @@ Examples:
 			}
 			d := &demo{
 				name: cctx.String("name"), root: cctx.String("root"), binary: bin, keep: cctx.Bool("keep"), rejoin: rejoin,
-				log: demoLogger(), narr: &demoNarrator{w: out}, color: !cctx.Bool("json") && isTerminal(os.Stdout),
+				log: demoLogger(), narr: &demoNarrator{w: out}, color: !cctx.Bool("json") && isTTY(os.Stdout),
 			}
 			sum := d.run(ctx)
 			if cctx.Bool("json") {

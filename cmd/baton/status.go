@@ -75,7 +75,7 @@ func statusCommand() *cli.Command {
 				if err != nil {
 					return cli.Exit(err.Error(), exitBadInput)
 				}
-				if cctx.Bool("watch") && isTerminal(os.Stdout) {
+				if cctx.Bool("watch") && isTTY(os.Stdout) {
 					fmt.Print("\033[H\033[2J")
 				}
 				if cctx.Bool("json") {
@@ -85,7 +85,7 @@ func statusCommand() *cli.Command {
 						return err
 					}
 				} else {
-					printStatus(os.Stdout, st, isTerminal(os.Stdout))
+					printStatus(os.Stdout, st, isTTY(os.Stdout))
 				}
 				if !cctx.Bool("watch") {
 					return nil
@@ -215,8 +215,3 @@ func orDash(s string) string {
 	return s
 }
 
-// isTerminal says whether f is a terminal (colours and screen refresh only then).
-func isTerminal(f *os.File) bool {
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
