@@ -214,4 +214,3 @@ func orDash(s string) string {
 	}
 	return s
 }
-
