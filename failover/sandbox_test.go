@@ -53,17 +53,6 @@ func (c cluster) snapshot(t *testing.T) failover.Snapshot {
 	return snap
 }
 
-// waitFor polls cond until it holds or limit passes.
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, limit)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
 
 // TestFailoverOnFaults: for each fault of the primary, a replica is promoted, the
 // writer's writes succeed again on it through the virtual IP, every acknowledged write
@@ -80,7 +69,7 @@ func TestFailoverOnFaults(t *testing.T) {
 			mon := c.NewSplitBrainMonitor(50 * time.Millisecond)
 			mon.Start(ctx)
 			defer mon.Stop()
-			waitFor(t, 5*time.Second, "writes acknowledged before the fault", func() bool { return len(w.Acks()) > 20 })
+			sandboxtest.WaitFor(t, 5*time.Second, "writes acknowledged before the fault", func() bool { return len(w.Acks()) > 20 })
 
 			old := c.snapshot(t).Primary
 			if old.Node != "db1" || old.Epoch != 1 {
@@ -91,7 +80,7 @@ func TestFailoverOnFaults(t *testing.T) {
 				t.Fatal(err)
 			}
 			var now failover.Snapshot
-			waitFor(t, 20*time.Second, "a new primary of record", func() bool {
+			sandboxtest.WaitFor(t, 20*time.Second, "a new primary of record", func() bool {
 				now = c.snapshot(t)
 				return now.Primary.Node != "db1" && now.Leader == now.Primary.Node
 			})
@@ -100,7 +89,7 @@ func TestFailoverOnFaults(t *testing.T) {
 				t.Fatal(err)
 			}
 			var first sandbox.Ack
-			waitFor(t, 10*time.Second, "a write acknowledged by the new primary", func() bool {
+			sandboxtest.WaitFor(t, 10*time.Second, "a write acknowledged by the new primary", func() bool {
 				var ok bool
 				first, ok = w.FirstAckAfter(injected, uint32(c.Nodes[0].ServerID))
 				return ok
@@ -157,7 +146,7 @@ func TestFailoverOnFaults(t *testing.T) {
 				if err := c.Fault(ctx, "db1", sandbox.Start); err != nil {
 					t.Fatal(err)
 				}
-				waitFor(t, 15*time.Second, "db1 rejoining as a replica of "+newNode.Name, func() bool {
+				sandboxtest.WaitFor(t, 15*time.Second, "db1 rejoining as a replica of "+newNode.Name, func() bool {
 					n, ok := c.snapshot(t).Nodes["db1"]
 					return ok && n.Role == failover.RoleReplica && n.IORunning && n.SQLRunning && n.ReadOnly &&
 						strings.HasPrefix(n.Source, newNode.IP+":")
@@ -166,7 +155,7 @@ func TestFailoverOnFaults(t *testing.T) {
 				// Cut off from etcd, the old primary's agent could not renew its session
 				// and fenced its node on its own: read_only, no virtual IP.
 				old := rootDB(t, c.Cluster, "db1")
-				waitFor(t, 5*time.Second, "db1 fenced by its own agent", func() bool {
+				sandboxtest.WaitFor(t, 5*time.Second, "db1 fenced by its own agent", func() bool {
 					var ro int
 					qctx, cancel := context.WithTimeout(ctx, time.Second)
 					defer cancel()
@@ -199,7 +188,7 @@ func TestQuarantine(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 20*time.Second, "a failover away from db1", func() bool {
+	sandboxtest.WaitFor(t, 20*time.Second, "a failover away from db1", func() bool {
 		snap := c.snapshot(t)
 		return snap.Primary.Node != "db1" && snap.Leader == snap.Primary.Node
 	})
@@ -218,7 +207,7 @@ func TestQuarantine(t *testing.T) {
 		t.Fatal(err)
 	}
 	var n failover.NodeStatus
-	waitFor(t, 15*time.Second, "db1 quarantined", func() bool {
+	sandboxtest.WaitFor(t, 15*time.Second, "db1 quarantined", func() bool {
 		var ok bool
 		n, ok = c.snapshot(t).Nodes["db1"]
 		return ok && n.Role == failover.RoleQuarantined
@@ -273,7 +262,7 @@ func TestNoFailover(t *testing.T) {
 		fault(t, "db1", sandbox.KillAgent)
 		steady(t, "the primary's agent killed", 8*time.Second)
 		fault(t, "db1", sandbox.StartAgent)
-		waitFor(t, 15*time.Second, "db1's new agent holding leader", func() bool {
+		sandboxtest.WaitFor(t, 15*time.Second, "db1's new agent holding leader", func() bool {
 			snap := c.snapshot(t)
 			_, ok := snap.Nodes["db1"]
 			return ok && snap.Leader == "db1"
@@ -377,7 +366,7 @@ func TestVIPFollowsThePrimary(t *testing.T) {
 	w := c.NewWriter(10*time.Millisecond, 500*time.Millisecond)
 	w.Start(ctx)
 	defer w.Stop()
-	waitFor(t, 5*time.Second, "writes through the virtual IP", func() bool { return len(w.Acks()) > 10 })
+	sandboxtest.WaitFor(t, 5*time.Second, "writes through the virtual IP", func() bool { return len(w.Acks()) > 10 })
 	if got, want := neigh(), mac(c.Nodes[0].NetNS); got != want {
 		t.Fatalf("client's neighbour entry for %s = %q, want db1's MAC %q", vip, got, want)
 	}
@@ -404,7 +393,7 @@ func TestVIPFollowsThePrimary(t *testing.T) {
 	}
 	var moved time.Time
 	var newNode string
-	waitFor(t, 20*time.Second, "the virtual IP on another node", func() bool {
+	sandboxtest.WaitFor(t, 20*time.Second, "the virtual IP on another node", func() bool {
 		h := holders()
 		if len(h) == 1 && h[0] != "db1" {
 			moved, newNode = time.Now(), h[0]
@@ -417,9 +406,9 @@ func TestVIPFollowsThePrimary(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := mac(n.NetNS)
-	waitFor(t, time.Second, "the client's neighbour entry showing "+newNode+"'s MAC", func() bool { return neigh() == want })
+	sandboxtest.WaitFor(t, time.Second, "the client's neighbour entry showing "+newNode+"'s MAC", func() bool { return neigh() == want })
 	t.Logf("virtual IP moved to %s; client's neighbour entry updated %s after", newNode, time.Since(moved).Round(time.Millisecond))
-	waitFor(t, 5*time.Second, "writes through the virtual IP reaching "+newNode, func() bool {
+	sandboxtest.WaitFor(t, 5*time.Second, "writes through the virtual IP reaching "+newNode, func() bool {
 		_, ok := w.FirstAckAfter(moved, uint32(c.Nodes[0].ServerID))
 		return ok
 	})
@@ -482,12 +471,12 @@ func TestHooks(t *testing.T) {
 		t.Fatal(err)
 	}
 	var now failover.Snapshot
-	waitFor(t, 15*time.Second, "the failover once the hook passes", func() bool {
+	sandboxtest.WaitFor(t, 15*time.Second, "the failover once the hook passes", func() bool {
 		now = cl.snapshot(t)
 		return now.Primary.Node != "db1" && now.Leader == now.Primary.Node
 	})
 	var got []byte
-	waitFor(t, 10*time.Second, "the post_failover hook", func() bool {
+	sandboxtest.WaitFor(t, 10*time.Second, "the post_failover hook", func() bool {
 		got, err = os.ReadFile(env)
 		return err == nil && len(got) > 0
 	})
@@ -528,7 +517,7 @@ func TestSwitchoverWaitsForOpenWrites(t *testing.T) {
 			t.Fatal(err)
 		}
 		var r *failover.Request
-		waitFor(t, 20*time.Second, "the request "+id+" to end", func() bool {
+		sandboxtest.WaitFor(t, 20*time.Second, "the request "+id+" to end", func() bool {
 			rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()
 			r, err = c.store.Request(rctx)

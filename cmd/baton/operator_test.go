@@ -93,16 +93,6 @@ func (c cliCluster) snapshot(t *testing.T) failover.Snapshot {
 	return snap
 }
 
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, limit)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
 
 // healthy says whether primary is the writable primary of record and every other node
 // replicates from it, both threads running, caught up; "" when so, else what is not.
@@ -185,7 +175,7 @@ func TestSwitchover(t *testing.T) {
 	w := c.NewWriter(10*time.Millisecond, time.Second)
 	w.Start(ctx)
 	defer w.Stop()
-	waitFor(t, 5*time.Second, "writes acknowledged", func() bool { return len(w.Acks()) > 20 })
+	sandboxtest.WaitFor(t, 5*time.Second, "writes acknowledged", func() bool { return len(w.Acks()) > 20 })
 	start := c.snapshot(t).Primary
 	if start.Node != "db1" || start.Epoch != 1 {
 		t.Fatalf("primary at start = %s epoch %d, want db1 epoch 1", start.Node, start.Epoch)
@@ -260,7 +250,7 @@ func TestSwitchover(t *testing.T) {
 		// The writer's own view: the longest pause between acknowledged writes, and the
 		// handover: the old primary's last acknowledged write, the new one's first.
 		fromID, toID := uint32(mustNode(t, c, from).ServerID), uint32(mustNode(t, c, to).ServerID)
-		waitFor(t, 5*time.Second, "a write acknowledged by "+to, func() bool {
+		sandboxtest.WaitFor(t, 5*time.Second, "a write acknowledged by "+to, func() bool {
 			_, ok := w.FirstAckAfter(began, fromID)
 			return ok
 		})
@@ -313,7 +303,7 @@ func TestSwitchover(t *testing.T) {
 		defer db.Close()
 		qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		waitFor(t, 5*time.Second, "writes acknowledged by db1 again", func() bool {
+		sandboxtest.WaitFor(t, 5*time.Second, "writes acknowledged by db1 again", func() bool {
 			acks := w.Acks()
 			return len(acks) > 0 && acks[len(acks)-1].ServerID == uint32(mustNode(t, c, "db1").ServerID)
 		})
@@ -372,7 +362,7 @@ func TestSwitchover(t *testing.T) {
 	t.Run("switchover to a replica whose SQL thread stopped and lags is refused", func(t *testing.T) {
 		before := c.snapshot(t).Primary
 		mend := breakReplica(t, c, before.Node, "db2")
-		waitFor(t, 15*time.Second, "db2 published with its SQL thread stopped and lagging", func() bool {
+		sandboxtest.WaitFor(t, 15*time.Second, "db2 published with its SQL thread stopped and lagging", func() bool {
 			n := c.snapshot(t).Nodes["db2"]
 			return !n.SQLRunning && n.LagMS > 1000
 		})
@@ -481,7 +471,7 @@ func TestPauseResume(t *testing.T) {
 		t.Fatalf("resume: exit %d: %s%s", code, out, stderr)
 	}
 	var snap failover.Snapshot
-	waitFor(t, 15*time.Second, "a failover after resume", func() bool {
+	sandboxtest.WaitFor(t, 15*time.Second, "a failover after resume", func() bool {
 		snap = c.snapshot(t)
 		return snap.Primary.Node != "db1" && snap.Leader == snap.Primary.Node
 	})
@@ -550,7 +540,7 @@ func breakReplica(t *testing.T, c cliCluster, primary, node string) (mend func()
 	}
 	run(pdb, "CREATE DATABASE IF NOT EXISTS clitest")
 	run(pdb, "CREATE TABLE IF NOT EXISTS clitest.collide (id INT PRIMARY KEY)")
-	waitFor(t, 10*time.Second, "clitest.collide replicated to "+node, func() bool {
+	sandboxtest.WaitFor(t, 10*time.Second, "clitest.collide replicated to "+node, func() bool {
 		var n int
 		err := rdb.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'clitest' AND table_name = 'collide'").Scan(&n)
 		return err == nil && n == 1

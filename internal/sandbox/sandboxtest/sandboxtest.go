@@ -102,3 +102,16 @@ func Up(t testing.TB, spec sandbox.Spec) *sandbox.Cluster {
 	})
 	return c
 }
+
+// WaitFor polls cond every 50 ms until it holds, and fails the test when limit passes
+// first, saying what did not happen.
+func WaitFor(t testing.TB, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, limit)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
