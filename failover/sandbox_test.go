@@ -53,7 +53,6 @@ func (c cluster) snapshot(t *testing.T) failover.Snapshot {
 	return snap
 }
 
-
 // TestFailoverOnFaults: for each fault of the primary, a replica is promoted, the
 // writer's writes succeed again on it through the virtual IP, every acknowledged write
 // is on the new primary, no two servers ever accept writes, and the history records

@@ -93,7 +93,6 @@ func (c cliCluster) snapshot(t *testing.T) failover.Snapshot {
 	return snap
 }
 
-
 // healthy says whether primary is the writable primary of record and every other node
 // replicates from it, both threads running, caught up; "" when so, else what is not.
 func healthyCluster(snap failover.Snapshot, primary string) string {
