@@ -88,8 +88,10 @@ Example:
 			}
 			fp, fperr := measureFootprint(ctx, exe, time.Duration(secs)*time.Second)
 			ld, lderr := loadWithAgents(ctx, exe, time.Duration(secs)*time.Second)
+			sw, swerr := benchSwitchovers(ctx, exe, 4)
 
 			writeBenchmarks(&md, started, ft, dt, secs, failovers, detects, load, fp, fperr)
+			writeSwitchovers(&md, sw, swerr)
 			writeLoadWithAgents(&md, ld, lderr)
 			if err := os.WriteFile(cctx.String("out"), []byte(md.String()), 0o644); err != nil {
 				return cli.Exit(err.Error(), exitBadInput)
@@ -231,6 +233,78 @@ func num(m map[string]any, k string) string {
 	default:
 		b, _ := json.Marshal(v)
 		return string(b)
+	}
+}
+
+// switchoverRun is one planned switchover as the operator and a writer see it.
+type switchoverRun struct {
+	From, To     string
+	WriteBlockMS int64 // as the coordinator measured it (baton switchover --json)
+	WriterGapMS  int64 // longest gap between acknowledged writes around it
+	TotalMS      int64
+	OK           bool
+	Error        string
+}
+
+// benchSwitchovers runs n switchovers back and forth between db1 and db2 of a cluster
+// with agents, with `baton switchover --yes --json`, while a writer writes through
+// the virtual IP.
+func benchSwitchovers(ctx context.Context, exe string, n int) ([]switchoverRun, error) {
+	name := "sw-bench"
+	if old, err := sandbox.Open("", name, nil); err == nil {
+		_ = old.Down(ctx)
+	}
+	c, err := sandbox.Up(ctx, sandbox.Spec{Name: name, Nodes: 3, SemiSync: true, WithAgents: true, VIP: true, Binary: exe}, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Down(context.WithoutCancel(ctx)) //nolint:errcheck
+	w := c.NewWriter(10*time.Millisecond, benchWriteTimeout)
+	w.Start(ctx)
+	defer w.Stop()
+	time.Sleep(2 * time.Second)
+	var runs []switchoverRun
+	from, to := "db1", "db2"
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		start := time.Now()
+		cmd := exec.CommandContext(ctx, exe, "switchover", "--to", to, "--yes", "--json")
+		cmd.Env = append(os.Environ(), "BATON_ETCD="+strings.Join(c.Etcd, ","), "BATON_CLUSTER="+c.Name)
+		out, _ := cmd.Output()
+		var res requestResult
+		run := switchoverRun{From: from, To: to}
+		if err := json.Unmarshal(bytes.TrimSpace(lastLine(out)), &res); err != nil {
+			run.Error = fmt.Sprintf("switchover output: %v", err)
+		} else {
+			run.OK, run.Error, run.WriteBlockMS, run.TotalMS = res.OK, res.Error, res.WriteBlockMS, res.TotalMS
+		}
+		time.Sleep(1500 * time.Millisecond)
+		var gap time.Duration
+		acks := w.Acks()
+		for j := 1; j < len(acks); j++ {
+			if acks[j].At.After(start) {
+				gap = max(gap, acks[j].At.Sub(acks[j-1].At))
+			}
+		}
+		run.WriterGapMS = gap.Milliseconds()
+		runs = append(runs, run)
+		fmt.Fprintf(os.Stderr, "switchover %s -> %s: ok %v, write block %d ms, writer gap %d ms %s\n", from, to, run.OK, run.WriteBlockMS, run.WriterGapMS, run.Error)
+		if run.OK {
+			from, to = to, from
+		}
+	}
+	return runs, nil
+}
+
+func writeSwitchovers(md *strings.Builder, runs []switchoverRun, err error) {
+	fmt.Fprintf(md, "\n## Planned switchover: writes blocked\n\n")
+	if err != nil {
+		fmt.Fprintf(md, "Not measured: %v\n", err)
+		return
+	}
+	fmt.Fprintf(md, "Measured inside `baton bench all`: `baton switchover --to NODE --yes --json` back and forth on a 3-node cluster with agents, semi-sync and a virtual IP, while a writer inserts through the virtual IP every 10 ms. *write block* is the coordinator's measure (the intent announced -> the new primary writable); *writer gap* is the longest time between two acknowledged writes around the switchover. Target: under 1 s.\n\n")
+	fmt.Fprintf(md, "| switchover | ok | write block | writer gap | command total |\n|---|---|---|---|---|\n")
+	for _, r := range runs {
+		fmt.Fprintf(md, "| %s -> %s | %v | %d ms | %d ms | %d ms |\n", r.From, r.To, r.OK, r.WriteBlockMS, r.WriterGapMS, r.TotalMS)
 	}
 }
 
