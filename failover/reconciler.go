@@ -184,7 +184,15 @@ func (r *Reconciler) pass(ctx context.Context, s *concurrency.Session) {
 	if holdsNow && snap.Primary.Node != me {
 		r.fenceSelf(ctx, lease, "not the primary of record (now "+snap.Primary.Node+")", r.fencedFor(snap.Primary.Epoch-1))
 	}
-	sctx, cancel := context.WithTimeout(ctx, r.cfg.StatusTimeout)
+	// The detector's verdict goes out now, not after a read of a server that may hang.
+	r.publish(ctx, snap, lease)
+	timeout := r.cfg.StatusTimeout
+	if rep := r.cfg.Detector.Report(); rep.RoundVerdict == detector.Unreachable {
+		// The server did not answer the detector's last round: do not let it hold up
+		// this pass (and the reaction to the next change in etcd) for long.
+		timeout = min(timeout, 200*time.Millisecond)
+	}
+	sctx, cancel := context.WithTimeout(ctx, timeout)
 	st, serr := r.cfg.Local.Status(sctx)
 	cancel()
 	r.mu.Lock()

@@ -272,7 +272,7 @@ func benchSwitchovers(ctx context.Context, exe string, n int) ([]switchoverRun, 
 		out, _ := cmd.Output()
 		var res requestResult
 		run := switchoverRun{From: from, To: to}
-		if err := json.Unmarshal(bytes.TrimSpace(lastLine(out)), &res); err != nil {
+		if err := json.Unmarshal(bytes.TrimSpace(out), &res); err != nil {
 			run.Error = fmt.Sprintf("switchover output: %v", err)
 		} else {
 			run.OK, run.Error, run.WriteBlockMS, run.TotalMS = res.OK, res.Error, res.WriteBlockMS, res.TotalMS

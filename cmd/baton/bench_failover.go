@@ -178,6 +178,11 @@ func failoverTrial(ctx context.Context, f sandbox.Fault, name, exe string) (tria
 		return tr, err
 	}
 	oldPrimary := snap.Primary
+	if oldPrimary.Epoch != 1 {
+		hist, _ := store.History(ctx, 5)
+		b, _ := json.Marshal(hist)
+		return tr, fmt.Errorf("a failover happened before the fault (primary %s, epoch %d): %s", oldPrimary.Node, oldPrimary.Epoch, b)
+	}
 	oldNode, err := c.Node(oldPrimary.Node)
 	if err != nil {
 		return tr, err
