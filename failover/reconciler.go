@@ -553,6 +553,11 @@ func (r *Reconciler) build(snap Snapshot) NodeStatus {
 		LagMS: -1, Priority: r.cfg.Priority, NoPromote: r.cfg.NoPromote,
 		Errant: r.errant, Epoch: snap.Primary.Epoch, At: time.Now().UTC(),
 	}
+	if rep.Verdict == detector.Healthy && rep.RoundReason != "" {
+		// A healthy node's reason is what its latest probes measured, not what they
+		// measured when it turned healthy (maybe as a replica, long ago).
+		n.Reason = rep.RoundReason
+	}
 	if r.fenced != "" && n.Reason == "" {
 		n.Reason = "fenced: " + r.fenced
 	}
