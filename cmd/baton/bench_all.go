@@ -16,7 +16,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/baton-ha/baton/failover"
 	"github.com/baton-ha/baton/internal/sandbox"
 )
 
@@ -130,15 +129,11 @@ func lastLine(b []byte) []byte {
 // interface divided by the number of agents.
 func measureFootprint(ctx context.Context, exe string, d time.Duration) (footprint, error) {
 	fp := footprint{Seconds: int(d.Seconds())}
-	name := "fp-bench"
-	if old, err := sandbox.Open("", name, nil); err == nil {
-		_ = old.Down(ctx)
-	}
-	c, err := sandbox.Up(ctx, sandbox.Spec{Name: name, Nodes: 3, SemiSync: true, WithAgents: true, VIP: true, Binary: exe}, nil)
+	c, _, done, err := benchCluster(ctx, "fp-bench", exe)
 	if err != nil {
 		return fp, err
 	}
-	defer c.Down(context.WithoutCancel(ctx)) //nolint:errcheck
+	defer done()
 	fp.Agents = len(c.Nodes)
 	time.Sleep(5 * time.Second)
 	p, r := c.Nodes[0], c.Nodes[1]
@@ -250,15 +245,11 @@ type switchoverRun struct {
 // with agents, with `baton switchover --yes --json`, while a writer writes through
 // the virtual IP.
 func benchSwitchovers(ctx context.Context, exe string, n int) ([]switchoverRun, error) {
-	name := "sw-bench"
-	if old, err := sandbox.Open("", name, nil); err == nil {
-		_ = old.Down(ctx)
-	}
-	c, err := sandbox.Up(ctx, sandbox.Spec{Name: name, Nodes: 3, SemiSync: true, WithAgents: true, VIP: true, Binary: exe}, nil)
+	c, _, done, err := benchCluster(ctx, "sw-bench", exe)
 	if err != nil {
 		return nil, err
 	}
-	defer c.Down(context.WithoutCancel(ctx)) //nolint:errcheck
+	defer done()
 	w := c.NewWriter(10*time.Millisecond, benchWriteTimeout)
 	w.Start(ctx)
 	defer w.Stop()
@@ -323,21 +314,11 @@ type agentLoad struct {
 // the virtual IP for d, and counts failovers: there must be none.
 func loadWithAgents(ctx context.Context, exe string, d time.Duration) (agentLoad, error) {
 	res := agentLoad{Seconds: int(d.Seconds()), Writers: 8}
-	name := "load-bench"
-	if old, err := sandbox.Open("", name, nil); err == nil {
-		_ = old.Down(ctx)
-	}
-	c, err := sandbox.Up(ctx, sandbox.Spec{Name: name, Nodes: 3, SemiSync: true, WithAgents: true, VIP: true, Binary: exe}, nil)
+	c, store, done, err := benchCluster(ctx, "load-bench", exe)
 	if err != nil {
 		return res, err
 	}
-	defer c.Down(context.WithoutCancel(ctx)) //nolint:errcheck
-	cli, err := c.EtcdClient()
-	if err != nil {
-		return res, err
-	}
-	defer cli.Close()
-	store := failover.NewStore(cli, c.Name)
+	defer done()
 	var ws []*sandbox.Writer
 	for i := 0; i < res.Writers; i++ {
 		w := c.NewWriter(0, 2*time.Second)

@@ -147,22 +147,35 @@ type trialResult struct {
 	newPrimary                        string
 }
 
-func failoverTrial(ctx context.Context, f sandbox.Fault, name, exe string) (trialResult, error) {
-	var tr trialResult
+// benchCluster brings up a fresh 3-node cluster with agents, semi-sync and a virtual
+// IP (taking down one of the same name first), and its etcd state. done tears it
+// down.
+func benchCluster(ctx context.Context, name, exe string) (c *sandbox.Cluster, store *failover.Store, done func(), err error) {
 	if old, err := sandbox.Open("", name, nil); err == nil {
 		_ = old.Down(ctx)
 	}
-	c, err := sandbox.Up(ctx, sandbox.Spec{Name: name, Nodes: 3, SemiSync: true, WithAgents: true, VIP: true, Binary: exe}, nil)
+	c, err = sandbox.Up(ctx, sandbox.Spec{Name: name, Nodes: 3, SemiSync: true, WithAgents: true, VIP: true, Binary: exe}, nil)
 	if err != nil {
-		return tr, err
+		return nil, nil, nil, err
 	}
-	defer c.Down(context.WithoutCancel(ctx)) //nolint:errcheck
 	cli, err := c.EtcdClient()
 	if err != nil {
+		_ = c.Down(context.WithoutCancel(ctx))
+		return nil, nil, nil, err
+	}
+	return c, failover.NewStore(cli, c.Name), func() {
+		cli.Close()
+		_ = c.Down(context.WithoutCancel(ctx))
+	}, nil
+}
+
+func failoverTrial(ctx context.Context, f sandbox.Fault, name, exe string) (trialResult, error) {
+	var tr trialResult
+	c, store, done, err := benchCluster(ctx, name, exe)
+	if err != nil {
 		return tr, err
 	}
-	defer cli.Close()
-	store := failover.NewStore(cli, c.Name)
+	defer done()
 
 	w := c.NewWriter(10*time.Millisecond, benchWriteTimeout)
 	w.Start(ctx)

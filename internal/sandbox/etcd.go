@@ -159,31 +159,22 @@ func (c *Cluster) EtcdLeader(ctx context.Context) (string, error) {
 // RestartEtcdMember kills one etcd member (SIGKILL) and starts it again on its data,
 // as a crashed and restarted etcd server.
 func (c *Cluster) RestartEtcdMember(ctx context.Context, name string, down time.Duration) error {
-	unlock, err := c.lock()
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	if err := c.reload(); err != nil {
-		return err
-	}
-	for i := range c.EtcdMembers {
-		m := &c.EtcdMembers[i]
-		if m.Name != name {
-			continue
+	return c.update(func() error {
+		for i := range c.EtcdMembers {
+			m := &c.EtcdMembers[i]
+			if m.Name != name {
+				continue
+			}
+			if err := kill(ctx, m.PID); err != nil {
+				return err
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(down):
+			}
+			return c.startEtcdMember(m)
 		}
-		if err := kill(ctx, m.PID); err != nil {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(down):
-		}
-		if err := c.startEtcdMember(m); err != nil {
-			return err
-		}
-		return c.save()
-	}
-	return fmt.Errorf("unknown etcd member %q", name)
+		return fmt.Errorf("unknown etcd member %q", name)
+	})
 }

@@ -108,31 +108,24 @@ func (f Fault) Inverse() Fault {
 
 // Fault injects (or mends) a fault on one node and records what it needs to undo it.
 func (c *Cluster) Fault(ctx context.Context, node string, f Fault) error {
-	n, err := c.Node(node)
-	if err != nil {
+	if _, err := c.Node(node); err != nil {
 		return err
 	}
 	if f < DiskFull || f > StartAgent {
 		return fmt.Errorf("unknown fault %d", int(f))
 	}
-	unlock, err := c.lock()
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	if err := c.reload(); err != nil {
-		return err
-	}
-	if n, err = c.Node(node); err != nil {
-		return err
-	}
-	log := c.log.With(zap.String("node", node), zap.Stringer("fault", f))
-	start := time.Now()
-	if err := c.inject(ctx, n, f); err != nil {
-		return fmt.Errorf("%s on %s: %w", f, node, err)
-	}
-	log.Info("fault injected", zap.Duration("took", time.Since(start)))
-	return c.save()
+	return c.update(func() error {
+		n, err := c.Node(node) // as the state file has it now
+		if err != nil {
+			return err
+		}
+		start := time.Now()
+		if err := c.inject(ctx, n, f); err != nil {
+			return fmt.Errorf("%s on %s: %w", f, node, err)
+		}
+		c.log.Info("fault injected", zap.String("node", node), zap.Stringer("fault", f), zap.Duration("took", time.Since(start)))
+		return nil
+	})
 }
 
 func (c *Cluster) inject(ctx context.Context, n *Node, f Fault) error {

@@ -9,6 +9,25 @@ import (
 	"strings"
 )
 
+// update changes the sandbox under its lock: the state is re-read first (another
+// invocation may have changed it) and saved after fn, whatever fn returned, since
+// fn may have changed the machine before it failed.
+func (c *Cluster) update(fn func() error) error {
+	unlock, err := c.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := c.reload(); err != nil {
+		return err
+	}
+	ferr := fn()
+	if err := c.save(); err != nil && ferr == nil {
+		return err
+	}
+	return ferr
+}
+
 // reload re-reads the state file: another invocation may have changed it.
 func (c *Cluster) reload() error {
 	b, err := os.ReadFile(stateFile(c.Dir))
@@ -27,14 +46,10 @@ func (c *Cluster) reload() error {
 // Refresh asks every node what it is now (its role may have changed since `up`:
 // Baton moves the primary) and records it. It is what `baton sandbox status` shows.
 func (c *Cluster) Refresh(ctx context.Context) error {
-	unlock, err := c.lock()
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	if err := c.reload(); err != nil {
-		return err
-	}
+	return c.update(func() error { return c.refresh(ctx) })
+}
+
+func (c *Cluster) refresh(ctx context.Context) error {
 	for i := range c.Nodes {
 		n := &c.Nodes[i]
 		role := liveRole(ctx, n)
@@ -54,7 +69,7 @@ func (c *Cluster) Refresh(ctx context.Context) error {
 		}
 		c.VIPHolder = strings.Join(holders, ",")
 	}
-	return c.save()
+	return nil
 }
 
 // VIPHolders lists the nodes whose eth0 holds the sandbox's virtual IP now (one,
