@@ -176,7 +176,7 @@ func confirmsGone(r NodeStatus, primary string) (bool, string) {
 	if pv := r.PrimaryView; pv != nil && pv.Node == primary && !pv.Reachable {
 		return true, "remote probe fails: " + pv.Error
 	}
-	if !r.IORunning {
+	if r.ServerRead && !r.IORunning {
 		how := "IO thread not running"
 		if r.ReplError != "" {
 			how += ": " + r.ReplError
@@ -208,6 +208,8 @@ func candidates(v View, only string) (names, excluded []string) {
 // unfit says why a node must not be promoted, "" when it may.
 func unfit(n NodeStatus) string {
 	switch {
+	case !n.ServerRead:
+		return "its agent could not read its server"
 	case n.NoPromote:
 		return "no_promote is set"
 	case n.Role == RoleQuarantined:
@@ -225,7 +227,9 @@ func unfit(n NodeStatus) string {
 func decideBootstrap(v View) Decision {
 	var writable []string
 	for _, n := range sortedNodes(v.Nodes) {
-		if !n.ReadOnly && n.Source == "" && n.Verdict == VerdictHealthy {
+		// Only what the agent read from the server counts: a status published before
+		// the first read has the zero values of a writable server.
+		if n.ServerRead && !n.ReadOnly && n.Source == "" && n.Verdict == VerdictHealthy {
 			writable = append(writable, n.Node)
 		}
 	}

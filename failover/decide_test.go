@@ -15,9 +15,9 @@ func policy() Policy {
 // healthy returns the status of a healthy node; a replica replicates from db1.
 func healthy(name string) NodeStatus {
 	n := NodeStatus{Node: name, Verdict: VerdictHealthy, StorageOK: true, LagMS: 100, IORunning: true, SQLRunning: true,
-		Role: RoleReplica, ReadOnly: true, Source: "db1:3306", PrimaryView: &PeerView{Node: "db1", Reachable: true}}
+		Role: RoleReplica, ServerRead: true, ReadOnly: true, Source: "db1:3306", PrimaryView: &PeerView{Node: "db1", Reachable: true}}
 	if name == "db1" {
-		n = NodeStatus{Node: name, Verdict: VerdictHealthy, StorageOK: true, LagMS: -1, Role: RolePrimary}
+		n = NodeStatus{Node: name, Verdict: VerdictHealthy, StorageOK: true, LagMS: -1, Role: RolePrimary, ServerRead: true}
 	}
 	return n
 }
@@ -176,6 +176,32 @@ func TestDecide(t *testing.T) {
 			want:       Bootstrap,
 			wantTo:     "db1",
 			wantReason: "one writable server",
+		},
+		{
+			// Seen for real: a replica's agent published before it had read its server,
+			// and its zero values looked like a writable server replicating from none.
+			name: "no primary of record: a status published before the server was read is not a writable server",
+			v: View{Nodes: map[string]NodeStatus{
+				"db1": with(healthy("db1"), func(n *NodeStatus) { n.Role = RoleUnknown }),
+				"db3": {Node: "db3", Verdict: VerdictHealthy, StorageOK: true, LagMS: -1},
+			}},
+			want:   Bootstrap,
+			wantTo: "db1",
+		},
+		{
+			name: "no primary of record, only an unread status: wait",
+			v: View{Nodes: map[string]NodeStatus{
+				"db3": {Node: "db3", Verdict: VerdictHealthy, StorageOK: true, LagMS: -1},
+			}},
+			want:       NoAction,
+			wantReason: "no healthy writable server",
+		},
+		{
+			name: "dead primary, but a replica whose server was not read yet is no vote",
+			v: view(with(healthy("db1"), unreachable), with(healthy("db2"), seesPrimaryGone),
+				NodeStatus{Node: "db3", Verdict: VerdictHealthy, StorageOK: true, LagMS: -1}),
+			want:       NoAction,
+			wantReason: "db3 still sees it",
 		},
 		{
 			name: "no primary of record and two writable servers: refuse to guess",

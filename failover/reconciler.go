@@ -562,6 +562,7 @@ func (r *Reconciler) build(snap Snapshot) NodeStatus {
 		n.Reason = "fenced: " + r.fenced
 	}
 	if st := r.local; st != nil {
+		n.ServerRead = true
 		n.ReadOnly, n.GTID, n.Flavor = st.ReadOnly, st.Executed.String(), st.Flavor.String()
 		n.ServerID, n.ServerUUID = st.ServerID, st.ServerUUID
 		if st.SourceHost != "" {
@@ -611,7 +612,7 @@ func significant(a, b NodeStatus) bool {
 		}
 		return v.Node + strconv.FormatBool(v.Reachable)
 	}
-	return a.Role != b.Role || a.Verdict != b.Verdict || a.ReadOnly != b.ReadOnly || a.IORunning != b.IORunning ||
+	return a.Role != b.Role || a.Verdict != b.Verdict || a.ServerRead != b.ServerRead || a.ReadOnly != b.ReadOnly || a.IORunning != b.IORunning ||
 		a.SQLRunning != b.SQLRunning || a.Source != b.Source || a.Epoch != b.Epoch || a.Errant != b.Errant ||
 		a.StorageOK != b.StorageOK || pv(a.PrimaryView) != pv(b.PrimaryView) || a.VIP != b.VIP ||
 		(b.LagMS >= 1000) != (a.LagMS >= 1000)

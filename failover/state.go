@@ -87,7 +87,10 @@ type NodeStatus struct {
 	Reason  string `json:"reason,omitempty"`
 	// VerdictSince is when the verdict last changed.
 	VerdictSince time.Time `json:"verdict_since"`
-	ReadOnly     bool      `json:"read_only"`
+	// ServerRead says the agent read its server's status at this pass; when false,
+	// ReadOnly, GTID, Source and the thread states say nothing (zero values).
+	ServerRead bool `json:"server_read"`
+	ReadOnly   bool `json:"read_only"`
 	// GTID is the executed GTID set (replication.Status.Executed), "" when unknown.
 	GTID       string `json:"gtid"`
 	Flavor     string `json:"flavor,omitempty"`
