@@ -116,7 +116,7 @@ func (f *flow) run(ctx context.Context) (Event, error) {
 	if f.d.Action == Switchover {
 		if err := f.step(ctx, "rank", func() (string, error) {
 			var err error
-			chosen, err = f.rank(ctx, nil)
+			chosen, err = f.rank(ctx)
 			return chosen.Name + ": " + chosen.Reason, err
 		}); err != nil {
 			return Event{}, err
@@ -153,7 +153,7 @@ func (f *flow) run(ctx context.Context) (Event, error) {
 		_ = f.step(ctx, "stop_io", func() (string, error) { return f.stopIO(ctx) })
 		if err := f.step(ctx, "rank", func() (string, error) {
 			var err error
-			chosen, err = f.rank(ctx, nil)
+			chosen, err = f.rank(ctx)
 			return chosen.Name + ": " + chosen.Reason, err
 		}); err != nil {
 			fenceWG.Wait()
@@ -313,7 +313,7 @@ func (f *flow) restartReplication(ctx context.Context) {
 
 // rank reads every live replica's status from its server and ranks them; the
 // chosen one is the best eligible among the decision's candidates.
-func (f *flow) rank(ctx context.Context, _ *replication.Server) (replication.Ranked, error) {
+func (f *flow) rank(ctx context.Context) (replication.Ranked, error) {
 	names := f.replicas()
 	cands := make([]replication.Candidate, len(names))
 	errs := make([]error, len(names))

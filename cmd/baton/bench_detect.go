@@ -232,16 +232,7 @@ type detectBench struct {
 	changes chan detector.Change
 }
 
-func benchLogger() *zap.Logger {
-	cfg := zap.NewDevelopmentConfig()
-	cfg.Level = zap.NewAtomicLevelAt(zap.WarnLevel)
-	cfg.DisableStacktrace = true
-	log, err := cfg.Build()
-	if err != nil {
-		return zap.NewNop()
-	}
-	return log
-}
+func benchLogger() *zap.Logger { return stderrLogger(zap.WarnLevel) }
 
 func (b *detectBench) say(format string, args ...any) {
 	fmt.Fprintf(b.progress, "bench detect: "+format+"\n", args...)

@@ -179,16 +179,7 @@ Examples:
 
 // demoLogger logs the sandbox's warnings and errors to stderr; its progress is the
 // demo's to tell.
-func demoLogger() *zap.Logger {
-	cfg := zap.NewDevelopmentConfig()
-	cfg.Level = zap.NewAtomicLevelAt(zap.WarnLevel)
-	cfg.DisableStacktrace = true
-	log, err := cfg.Build()
-	if err != nil {
-		return zap.NewNop()
-	}
-	return log
-}
+func demoLogger() *zap.Logger { return stderrLogger(zap.WarnLevel) }
 
 // demo is one run of `baton demo`.
 type demo struct {

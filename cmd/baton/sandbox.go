@@ -10,6 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/baton-ha/baton/internal/sandbox"
 )
@@ -175,9 +176,12 @@ func printCluster(cctx *cli.Context, c *sandbox.Cluster) error {
 }
 
 // cliLogger logs to stderr, human-readable, info and up.
-func cliLogger() *zap.Logger {
+func cliLogger() *zap.Logger { return stderrLogger(zap.InfoLevel) }
+
+// stderrLogger logs to stderr, human-readable, at level and up, without stack traces.
+func stderrLogger(level zapcore.Level) *zap.Logger {
 	cfg := zap.NewDevelopmentConfig()
-	cfg.Level = zap.NewAtomicLevelAt(zap.InfoLevel)
+	cfg.Level = zap.NewAtomicLevelAt(level)
 	cfg.DisableStacktrace = true
 	log, err := cfg.Build()
 	if err != nil {

@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -177,18 +176,11 @@ const semiSyncTimeoutMS = 3600000
 // makeWritable makes a node the writable primary: read_only off and, in a semi-sync
 // sandbox, the master side of semi-sync on.
 func (c *Cluster) makeWritable(ctx context.Context, n *Node) error {
-	db, err := openSocketDB(n.Socket, "root", "")
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	ctx, cancel := withTimeout(ctx, 5*time.Second)
-	defer cancel()
 	stmts := []string{"SET GLOBAL read_only = OFF"}
 	if c.SemiSync {
 		stmts = append(stmts, "SET GLOBAL rpl_semi_sync_master_enabled = ON")
 	}
-	if err := execAll(ctx, db, stmts...); err != nil {
+	if err := rootExec(ctx, n, 5*time.Second, stmts...); err != nil {
 		return fmt.Errorf("%s: make writable: %w", n.Name, err)
 	}
 	return nil
@@ -238,8 +230,16 @@ func waitReady(ctx context.Context, n *Node, limit time.Duration) error {
 	}
 }
 
-// execAll runs statements in order on one connection, each under the ctx.
-func execAll(ctx context.Context, db *sql.DB, stmts ...string) error {
+// rootExec runs statements in order as root on one connection to node n, all within
+// limit.
+func rootExec(ctx context.Context, n *Node, limit time.Duration, stmts ...string) error {
+	db, err := openSocketDB(n.Socket, "root", "")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	ctx, cancel := withTimeout(ctx, limit)
+	defer cancel()
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return err
@@ -265,13 +265,6 @@ func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'
 // setupPrimary creates the users and the sandbox's own schema on the first primary.
 // It is binlogged, so replicas receive it through replication, with GTIDs.
 func (c *Cluster) setupPrimary(ctx context.Context, n *Node) error {
-	db, err := openSocketDB(n.Socket, "root", "")
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	ctx, cancel := withTimeout(ctx, 20*time.Second)
-	defer cancel()
 	admin := quote(c.AdminUser) + "@'%'"
 	stmts := []string{
 		"CREATE USER IF NOT EXISTS " + quote(c.ReplUser) + "@'%' IDENTIFIED BY " + quote(c.ReplPassword),
@@ -281,10 +274,7 @@ func (c *Cluster) setupPrimary(ctx context.Context, n *Node) error {
 		"CREATE USER IF NOT EXISTS " + admin + " IDENTIFIED BY " + quote(c.AdminPassword),
 	}
 	stmts = append(stmts, adminGrants(admin)...)
-	if err := execAll(ctx, db, stmts...); err != nil {
-		return err
-	}
-	return execAll(ctx, db,
+	stmts = append(stmts,
 		"CREATE DATABASE IF NOT EXISTS sandbox",
 		// BLACKHOLE keeps nothing but binlogs every row: the disk-full fault uses it to
 		// make the binlog grow on a full filesystem without InnoDB failing first.
@@ -298,6 +288,7 @@ func (c *Cluster) setupPrimary(ctx context.Context, n *Node) error {
 		"CREATE USER IF NOT EXISTS "+quote(c.AppUser)+"@'%' IDENTIFIED BY "+quote(c.AppPassword),
 		"GRANT SELECT, INSERT, UPDATE, DELETE ON sandbox.* TO "+quote(c.AppUser)+"@'%'",
 	)
+	return rootExec(ctx, n, 20*time.Second, stmts...)
 }
 
 // adminGrants are the privileges of Baton's account on MariaDB 10.11, as
@@ -313,14 +304,7 @@ func adminGrants(account string) []string {
 
 // follow makes node n a GTID replica of primary.
 func (c *Cluster) follow(ctx context.Context, n, primary *Node) error {
-	db, err := openSocketDB(n.Socket, "root", "")
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	ctx, cancel := withTimeout(ctx, 20*time.Second)
-	defer cancel()
-	return execAll(ctx, db,
+	return rootExec(ctx, n, 20*time.Second,
 		"STOP SLAVE",
 		fmt.Sprintf("CHANGE MASTER TO MASTER_HOST=%s, MASTER_PORT=%d, MASTER_USER=%s, MASTER_PASSWORD=%s, "+
 			"MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1",
