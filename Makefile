@@ -31,7 +31,7 @@ lint:
 test: deps lint
 	# One package at a time: each runs real clusters whose timings a second one would
 	# disturb on a small machine.
-	$(GO) test -p 1 -count=1 -timeout 14m ./...
+	BATON_REQUIRE_INTEGRATION=1 $(GO) test -p 1 -count=1 -timeout 14m ./...
 
 demo: deps build
 	$(BIN) demo

@@ -172,23 +172,13 @@ func staleProbes(t *testing.T, db *sql.DB) (int, string) {
 	return n, strings.Join(desc, ", ")
 }
 
-func rootDB(t *testing.T, c *sandbox.Cluster, node string) *sql.DB {
-	t.Helper()
-	db, err := c.RootDB(node)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
-}
-
 // TestFaults runs a primary detector (over TCP from the client namespace, as a remote
 // observer would) and a replica detector (over the unix socket, with the disks) on one
 // cluster, and walks the primary through the sandbox's faults, each undone before
 // the next.
 func TestFaults(t *testing.T) {
 	c := sandboxtest.Up(t, sandbox.Spec{Name: "det-faults", Nodes: 2})
-	p := rootDB(t, c, "db1")
+	p := sandboxtest.RootDB(t, c, "db1")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := detector.Bootstrap(ctx, p); err != nil {
@@ -201,7 +191,7 @@ func TestFaults(t *testing.T) {
 	if again := gtidPos(t, p); again != pos {
 		t.Fatalf("a second bootstrap wrote to the binlog: %s -> %s", pos, again)
 	}
-	r := rootDB(t, c, "db2")
+	r := sandboxtest.RootDB(t, c, "db2")
 	var res int
 	if err := r.QueryRowContext(ctx, "SELECT MASTER_GTID_WAIT(?, 5)", gtidPos(t, p)).Scan(&res); err != nil || res != 0 {
 		t.Fatalf("replica did not get the baton schema: %d %v", res, err)

@@ -2,7 +2,6 @@ package failover_test
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"os"
 	"os/exec"
@@ -153,7 +152,7 @@ func TestFailoverOnFaults(t *testing.T) {
 			case sandbox.CutNetwork:
 				// Cut off from etcd, the old primary's agent could not renew its session
 				// and fenced its node on its own: read_only, no virtual IP.
-				old := rootDB(t, c.Cluster, "db1")
+				old := sandboxtest.RootDB(t, c.Cluster, "db1")
 				sandboxtest.WaitFor(t, 5*time.Second, "db1 fenced by its own agent", func() bool {
 					var ro int
 					qctx, cancel := context.WithTimeout(ctx, time.Second)
@@ -165,16 +164,6 @@ func TestFailoverOnFaults(t *testing.T) {
 			}
 		})
 	}
-}
-
-func rootDB(t *testing.T, c *sandbox.Cluster, node string) *sql.DB {
-	t.Helper()
-	db, err := c.RootDB(node)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
 }
 
 // TestQuarantine: an old primary with a transaction the new primary never had is not
@@ -196,7 +185,7 @@ func TestQuarantine(t *testing.T) {
 	}
 	// With no agent watching, a privileged user writes on the old primary (read_only
 	// does not stop it): a transaction no other server has.
-	db := rootDB(t, c.Cluster, "db1")
+	db := sandboxtest.RootDB(t, c.Cluster, "db1")
 	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if _, err := db.ExecContext(qctx, "INSERT INTO sandbox.t(v) VALUES ('errant')"); err != nil {
@@ -499,7 +488,7 @@ func TestHooks(t *testing.T) {
 func TestSwitchoverWaitsForOpenWrites(t *testing.T) {
 	c := upCluster(t, "swopen", 1)
 	ctx := context.Background()
-	db := rootDB(t, c.Cluster, "db1")
+	db := sandboxtest.RootDB(t, c.Cluster, "db1")
 	tx, err := db.Conn(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -18,17 +18,20 @@ import (
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/baton-ha/baton/internal/testenv"
 )
 
 const nsPrefix = "vipt-"
 
 var sweepOnce sync.Once
 
-// requireNetnsPrivileges fails the test when it cannot make namespaces.
+// requireNetnsPrivileges skips the test (fails it under make test, see
+// internal/testenv) when it cannot make namespaces.
 func requireNetnsPrivileges(t *testing.T) {
 	t.Helper()
 	if _, err := exec.LookPath("ip"); err != nil {
-		t.Fatalf("vip integration tests need iproute2's ip in PATH to build network namespaces: %v", err)
+		testenv.Need(t, fmt.Errorf("iproute2's ip in PATH to build network namespaces: %v", err))
 	}
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
@@ -40,7 +43,7 @@ func requireNetnsPrivileges(t *testing.T) {
 		name string
 	}{{unix.CAP_SYS_ADMIN, "CAP_SYS_ADMIN"}, {unix.CAP_NET_ADMIN, "CAP_NET_ADMIN"}, {unix.CAP_NET_RAW, "CAP_NET_RAW"}} {
 		if data[c.bit/32].Effective&(1<<(c.bit%32)) == 0 {
-			t.Fatalf("vip integration tests need %s (run as root) to make network namespaces", c.name)
+			testenv.Need(t, fmt.Errorf("%s (run as root) to make network namespaces", c.name))
 		}
 	}
 }

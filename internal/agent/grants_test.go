@@ -186,11 +186,11 @@ func TestGrantsOnMariaDB(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	n1, n2 := &c.Nodes[0], &c.Nodes[1]
-	root1, root2 := rootDB(t, c, n1.Name), rootDB(t, c, n2.Name)
+	root1, root2 := sandboxtest.RootDB(t, c, n1.Name), sandboxtest.RootDB(t, c, n2.Name)
 	need := AdminPrivileges(replication.FlavorMariaDB, true)
 
 	// A fresh start: Bootstrap, run by the limited account, must create the schema.
-	execAll(t, ctx, root1, "DROP DATABASE IF EXISTS baton")
+	sandboxtest.Exec(t, ctx, root1, "DROP DATABASE IF EXISTS baton")
 	waitReplica(t, ctx, root1, root2)
 	// An application account whose connection the fence must find and kill.
 	for _, db := range []*sql.DB{root1, root2} {
@@ -363,7 +363,7 @@ func (w witnesses) run(t *testing.T, ctx context.Context, p Privilege, account s
 	if p.Schema != "" {
 		if p.Name == "CREATE" {
 			// Bootstrap recreates a missing table.
-			execAll(t, ctx, w.root1, "DROP TABLE baton.storage_probe")
+			sandboxtest.Exec(t, ctx, w.root1, "DROP TABLE baton.storage_probe")
 			err := detector.Bootstrap(ctx, u1)
 			if err != nil {
 				if err := detector.Bootstrap(ctx, w.root1); err != nil {
@@ -408,7 +408,7 @@ func (w witnesses) run(t *testing.T, ctx context.Context, p Privilege, account s
 		// Fence finds the connections to kill in the process list: without PROCESS it
 		// silently finds none.
 		rep, err := instance(t, u1, w.n1.Name).Fence(ctx)
-		execAll(t, ctx, w.root1, "SET GLOBAL read_only = OFF")
+		sandboxtest.Exec(t, ctx, w.root1, "SET GLOBAL read_only = OFF")
 		alive := (*w.app).PingContext(ctx) == nil
 		if !alive {
 			*w.app = newAppConn(t, ctx, w.n1)
@@ -530,15 +530,6 @@ func execLocal(t *testing.T, ctx context.Context, db *sql.DB, stmts ...string) {
 	}
 }
 
-func execAll(t *testing.T, ctx context.Context, db *sql.DB, stmts ...string) {
-	t.Helper()
-	for _, s := range stmts {
-		if _, err := db.ExecContext(ctx, s); err != nil {
-			t.Fatalf("%s: %v", s, err)
-		}
-	}
-}
-
 // waitReplica waits until the replica has executed everything the primary has.
 func waitReplica(t *testing.T, ctx context.Context, primary, replica *sql.DB) {
 	t.Helper()
@@ -550,16 +541,6 @@ func waitReplica(t *testing.T, ctx context.Context, primary, replica *sql.DB) {
 	if err := replica.QueryRowContext(ctx, "SELECT MASTER_GTID_WAIT(?, 20)", pos).Scan(&res); err != nil || res != 0 {
 		t.Fatalf("replica did not reach %s: %d %v", pos, res, err)
 	}
-}
-
-func rootDB(t *testing.T, c *sandbox.Cluster, node string) *sql.DB {
-	t.Helper()
-	db, err := c.RootDB(node)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
 }
 
 func socketConfig(n *sandbox.Node, user, password string) *mysql.Config {

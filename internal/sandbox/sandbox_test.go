@@ -22,16 +22,6 @@ import (
 
 func TestMain(m *testing.M) { sandboxtest.Main(m) }
 
-func rootDB(t *testing.T, c *sandbox.Cluster, node string) *sql.DB {
-	t.Helper()
-	db, err := c.RootDB(node)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
-}
-
 // exec runs one statement on a fresh connection with its own deadline, so a hung
 // statement never holds a pooled connection that later checks would reuse.
 func execWithin(db *sql.DB, d time.Duration, q string) (time.Duration, error) {
@@ -55,7 +45,7 @@ func TestReplicationByGTID(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	p := rootDB(t, c, "db1")
+	p := sandboxtest.RootDB(t, c, "db1")
 	if _, err := p.ExecContext(ctx, "INSERT INTO sandbox.t(v) VALUES ('hello')"); err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +54,7 @@ func TestReplicationByGTID(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, n := range c.Nodes[1:] {
-		db := rootDB(t, c, n.Name)
+		db := sandboxtest.RootDB(t, c, n.Name)
 		var res int
 		if err := db.QueryRowContext(ctx, "SELECT MASTER_GTID_WAIT(?, 5)", pos).Scan(&res); err != nil || res != 0 {
 			t.Fatalf("%s did not reach %s: res=%d err=%v", n.Name, pos, res, err)
@@ -115,7 +105,7 @@ func TestFaults(t *testing.T) {
 			t.Fatalf("%s on %s: %v", f, node, err)
 		}
 	}
-	db := rootDB(t, c, "db1")
+	db := sandboxtest.RootDB(t, c, "db1")
 	write := "INSERT INTO sandbox.t(v) VALUES ('x')"
 	writesWork := func(what string) {
 		t.Helper()
@@ -235,7 +225,7 @@ func TestFaults(t *testing.T) {
 	var res int
 	rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	if err := rootDB(t, c, "db2").QueryRowContext(rctx, "SELECT MASTER_GTID_WAIT(?, 10)", pos).Scan(&res); err != nil || res != 0 {
+	if err := sandboxtest.RootDB(t, c, "db2").QueryRowContext(rctx, "SELECT MASTER_GTID_WAIT(?, 10)", pos).Scan(&res); err != nil || res != 0 {
 		t.Fatalf("db2 did not catch up to %s after the faults: %d %v", pos, res, err)
 	}
 }
