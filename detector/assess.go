@@ -76,9 +76,12 @@ func severity(v Verdict) int {
 	switch v {
 	case Unreachable:
 		return 6
-	case Overloaded:
-		return 5
 	case Unwritable:
+		// Above Overloaded: a primary whose writes hang is failed whether or not its
+		// connections are exhausted too (hung writes of a busy application are what
+		// exhaust them).
+		return 5
+	case Overloaded:
 		return 4
 	case ReadOnly:
 		return 3
@@ -96,8 +99,13 @@ func severity(v Verdict) int {
 func Assess(r Round) (Verdict, string) {
 	var fs []finding
 	if f, ok := assessPing(r); ok {
-		// Without a connection the other probes say nothing new.
-		return f.verdict, f.reason
+		if f.verdict != Overloaded {
+			// Without a connection the other probes say nothing new.
+			return f.verdict, f.reason
+		}
+		// Refused a new connection only: the probes on their own established
+		// connections still say whether the server writes.
+		fs = append(fs, f)
 	}
 	switch r.Role {
 	case Primary:

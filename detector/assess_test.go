@@ -43,6 +43,18 @@ func TestAssess(t *testing.T) {
 			Unreachable, []string{"connection refused", "not running"}},
 		{"too many connections", Round{Role: Primary, Ping: bad(Busy, "error 1040: Too many connections"), Write: ok(2)},
 			Overloaded, []string{"1040"}},
+		// A busy application's writes hung on a full disk exhaust the connections: the
+		// write probe's own connection still tells that writes hang, and that wins.
+		{"too many connections, write hangs", Round{Role: Primary, Ping: bad(Busy, "error 1040: Too many connections"),
+			Write: bad(TimedOut, "previous write probe still running after 900.0ms"), Disks: full},
+			Unwritable, []string{"still running", "4.0 KiB free"}},
+		{"too many connections, write fails", Round{Role: Primary, Ping: bad(Busy, "error 1040"), Write: bad(StorageFailed, "error 1030")},
+			Unwritable, []string{"error 1030"}},
+		{"too many connections, replica's disk broken", Round{Role: Replica, Ping: bad(Busy, "error 1040"),
+			Storage: bad(TimedOut, ""), Replication: healthyRepl},
+			Overloaded, []string{"1040"}},
+		{"too many connections, no write probe result", Round{Role: Primary, Ping: bad(Busy, "error 1040")},
+			Overloaded, []string{"1040"}},
 		{"too many connections on the write probe only", Round{Role: Primary, Ping: ok(1), Write: bad(Busy, "error 1040")},
 			Overloaded, nil},
 		{"access denied is alive", Round{Role: Primary, Ping: bad(AccessDenied, "error 1045: Access denied")},

@@ -37,10 +37,15 @@ type ProberConfig struct {
 // at most one connection, so that a hung probe of one kind never holds up another.
 // At most one probe of a kind is in flight: asking for a probe while the previous one
 // of the kind still runs returns TimedOut at once. A probe that misses its deadline
-// is abandoned by the driver, which closes the socket, but the server's thread may go
-// on waiting (for disk space, for a lock); the Prober then sends KILL QUERY for that
-// thread through a separate connection, so hung probes never pile up on the server.
-// The kind stays busy until the kill is done.
+// counts as failed at once, but its statement is not abandoned: the Prober sends
+// KILL QUERY for it through a separate, already established connection and keeps the
+// probe's own connection, so hung probes never pile up on the server, and a server
+// that refuses new connections (a busy application's writes hung on a full disk
+// exhaust them) cannot blind the write probe: it goes on writing on its established
+// connection. The kind stays busy until the statement has ended; one the KILL cannot
+// end (a commit waiting for disk space) keeps it busy, and every probe of the kind
+// meanwhile reports that the previous one still runs. Only after statementLimit is
+// the connection given up.
 //
 // A Prober is safe for concurrent use. The agent uses one against a peer, with the
 // Primary role, to confirm that peer's verdict.
@@ -53,9 +58,10 @@ type Prober struct {
 	ping, write, storage, repl lane
 	admin                      *sql.DB // KILL QUERY
 
-	seq   atomic.Uint64
-	epoch atomic.Uint64
-	kills sync.WaitGroup
+	seq       atomic.Uint64
+	epoch     atomic.Uint64
+	adminWarm atomic.Bool
+	kills     sync.WaitGroup
 }
 
 // lane is one kind of probe: its pool, its pinned connection and its in-flight flag.
@@ -109,7 +115,7 @@ func NewProber(cfg ProberConfig) (*Prober, error) {
 		// longer, because the driver reports a socket timeout as a lost connection and
 		// loses the difference between "slow" and "gone".
 		c.Timeout = cfg.Timeout
-		c.ReadTimeout = 2*cfg.Timeout + time.Second
+		c.ReadTimeout = statementLimit + time.Second
 		c.WriteTimeout = 2*cfg.Timeout + time.Second
 		c.InterpolateParams = true // one round trip, no server-side statement
 		c.Logger = &mysql.NopLogger{}
@@ -305,6 +311,13 @@ func readSlaveStatus(ctx context.Context, c *sql.Conn, rep *Replication) error {
 	return rows.Err()
 }
 
+// statementLimit is how long a probe's statement may run on its established
+// connection, KILL QUERY included, before the connection is given up. It is a
+// backstop, far beyond the probe deadline: a commit waiting for disk space cannot be
+// killed, and giving up its connection early would have the next probe ask for a new
+// one, which a server out of connections refuses.
+const statementLimit = 30 * time.Second
+
 // run runs one probe on its lane under the probe deadline and classifies the outcome.
 func (p *Prober) run(ctx context.Context, l *lane, probe func(context.Context, *sql.Conn) error) Result {
 	start := time.Now()
@@ -317,49 +330,81 @@ func (p *Prober) run(ctx context.Context, l *lane, probe func(context.Context, *
 	pctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 
-	err := l.connect(pctx)
-	if err == nil {
-		err = probe(pctx, l.conn)
-	}
-	lat := time.Since(start)
-	if errors.Is(err, errReadOnlyGuard) {
-		l.release()
-		return Result{Class: ReadOnlyRefused, Latency: lat, Detail: err.Error()}
-	}
-	if err == nil && pctx.Err() != nil {
-		// Finished, but too late to count: a commit slower than the deadline fails.
-		// Nothing runs on the server any more, and the connection is fine: no kill,
-		// which could otherwise hit the next probe on the same thread.
-		l.release()
-		return Result{Class: TimedOut, Latency: lat, Detail: "finished after the deadline"}
-	}
-	class, detail := Classify(err)
-	if err == nil || l.fresh {
-		l.release()
-		return Result{Class: class, Latency: lat, Detail: detail}
-	}
-	id := l.id
-	var me *mysql.MySQLError
-	if errors.As(err, &me) {
-		// The server answered: the connection is fine for the next probe.
-		l.release()
-		return Result{Class: class, Latency: lat, Detail: detail}
-	}
-	// A driver error: after a deadline the driver has closed the socket, and the
-	// pool discards the connection, so a kill can only reach the abandoned statement.
-	l.drop()
-	if pctx.Err() == nil || id == 0 {
+	if err := l.connect(pctx); err != nil {
+		l.drop()
 		l.busy.Store(false)
-		return Result{Class: class, Latency: lat, Detail: detail}
+		class, detail := Classify(err)
+		return Result{Class: class, Latency: time.Since(start), Detail: detail}
 	}
-	// Deadline missed with a statement possibly still running on the server.
+	if l.fresh {
+		// The liveness probe: connecting is part of it, and the connection is closed
+		// after it, so the deadline ends it (the driver closes the socket).
+		err := probe(pctx, l.conn)
+		l.release()
+		return p.outcome(err, time.Since(start), pctx.Err() != nil)
+	}
+	p.warmAdmin(pctx)
+	// The statement runs under its own, far longer limit: cancelling it at the probe
+	// deadline would make the driver close the established connection.
+	sctx, scancel := context.WithTimeout(ctx, statementLimit)
+	done := make(chan error, 1)
+	conn, id := l.conn, l.id
+	go func() { done <- probe(sctx, conn) }()
+	select {
+	case err := <-done:
+		scancel()
+		lat := time.Since(start)
+		p.settle(l, err)
+		return p.outcome(err, lat, lat > p.timeout)
+	case <-pctx.Done():
+	}
+	// Deadline missed with the statement still running on the server: kill it and
+	// keep the lane busy until it has ended.
+	lat := time.Since(start)
 	p.kills.Add(1)
 	go func() {
 		defer p.kills.Done()
-		defer l.busy.Store(false)
+		defer scancel()
 		p.kill(context.WithoutCancel(ctx), l.name, id)
+		p.settle(l, <-done)
 	}()
+	return Result{Class: TimedOut, Latency: lat, Detail: "no answer before the deadline"}
+}
+
+// outcome classifies a probe's error. late: it finished after the deadline, which
+// fails it even without an error (a commit slower than the deadline fails).
+func (p *Prober) outcome(err error, lat time.Duration, late bool) Result {
+	if errors.Is(err, errReadOnlyGuard) {
+		return Result{Class: ReadOnlyRefused, Latency: lat, Detail: err.Error()}
+	}
+	if err == nil && late {
+		return Result{Class: TimedOut, Latency: lat, Detail: "finished after the deadline"}
+	}
+	class, detail := Classify(err)
 	return Result{Class: class, Latency: lat, Detail: detail}
+}
+
+// settle ends a pinned lane's probe once its statement has returned: the connection
+// is kept when the server answered (success, or a server error such as the KILL's
+// "interrupted"), dropped after a driver error (lost, or given up at statementLimit).
+func (p *Prober) settle(l *lane, err error) {
+	var me *mysql.MySQLError
+	if err != nil && !errors.Is(err, errReadOnlyGuard) && !errors.As(err, &me) {
+		l.drop()
+	}
+	l.busy.Store(false)
+}
+
+// warmAdmin makes sure the KILL connection is established while the server still
+// takes connections: a kill is needed most when it may no longer (ping errors are
+// ignored; the kill retries).
+func (p *Prober) warmAdmin(ctx context.Context) {
+	if p.adminWarm.Load() {
+		return
+	}
+	if err := p.admin.PingContext(ctx); err == nil {
+		p.adminWarm.Store(true)
+	}
 }
 
 // kill ends a statement the probe abandoned. Errors are logged, not returned: a

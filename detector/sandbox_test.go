@@ -373,6 +373,43 @@ func TestFaults(t *testing.T) {
 		prim.await(t, m, detector.Healthy, 5*time.Second)
 	})
 
+	// A busy application's writes hang (on a full disk, behind a global read lock) and
+	// pile up until the server refuses new connections: the write probe must still see
+	// that writes hang, on its own established connection, rather than turn the
+	// verdict into overloaded.
+	for _, tc := range []struct {
+		fault sandbox.Fault
+		heal  []sandbox.Fault
+	}{
+		{sandbox.FreezeWrites, []sandbox.Fault{sandbox.ReleaseConnections, sandbox.ThawWrites}},
+		{sandbox.DiskFull, []sandbox.Fault{sandbox.ReleaseConnections, sandbox.FreeDisk, sandbox.Kill, sandbox.Start}},
+	} {
+		t.Run(tc.fault.String()+", then connections exhausted, stays unwritable", func(t *testing.T) {
+			m := prim.mark()
+			fault(t, c, "db1", tc.fault)
+			prim.await(t, m, detector.Unwritable, 6*time.Second)
+			m = prim.mark()
+			fault(t, c, "db1", sandbox.ExhaustConnections)
+			time.Sleep(4 * time.Second)
+			rep := prim.d.Report()
+			if rep.Ping == nil || rep.Ping.Class != detector.Busy {
+				t.Errorf("connections are not exhausted: ping %+v", rep.Ping)
+			}
+			if rep.Verdict != detector.Unwritable || rep.RoundVerdict != detector.Unwritable {
+				t.Fatalf("with connections exhausted: verdict %s, round %s (%s); changes %s",
+					rep.Verdict, rep.RoundVerdict, rep.RoundReason, describe(prim.since(m)))
+			}
+			if chs := prim.since(m); len(chs) > 0 {
+				t.Fatalf("verdict changed with connections exhausted: %s", describe(chs))
+			}
+			m = prim.mark()
+			for _, f := range tc.heal {
+				fault(t, c, "db1", f)
+			}
+			prim.await(t, m, detector.Healthy, 10*time.Second)
+		})
+	}
+
 	t.Run("disk-full, then kill and start", func(t *testing.T) {
 		m := prim.mark()
 		at := fault(t, c, "db1", sandbox.DiskFull)
