@@ -57,9 +57,21 @@ func (c cluster) snapshot(t *testing.T) failover.Snapshot {
 // is on the new primary, no two servers ever accept writes, and the history records
 // the failover with its steps.
 func TestFailoverOnFaults(t *testing.T) {
-	for _, f := range []sandbox.Fault{sandbox.Kill, sandbox.DiskFull, sandbox.FreezeWrites, sandbox.Stop, sandbox.CutNetwork} {
-		t.Run(f.String(), func(t *testing.T) {
-			c := upCluster(t, "fo-"+f.String()[:4], 1)
+	for _, tc := range []struct {
+		name, short string
+		faults      []sandbox.Fault // injected in this order on the primary
+	}{
+		{"kill", "kill", []sandbox.Fault{sandbox.Kill}},
+		{"disk-full", "disk", []sandbox.Fault{sandbox.DiskFull}},
+		{"freeze-writes", "free", []sandbox.Fault{sandbox.FreezeWrites}},
+		{"stop", "stop", []sandbox.Fault{sandbox.Stop}},
+		{"cut-network", "cut", []sandbox.Fault{sandbox.CutNetwork}},
+		// A busy application: its writes hung on the full disk take every connection.
+		{"disk-full+exhaust", "dfex", []sandbox.Fault{sandbox.DiskFull, sandbox.ExhaustConnections}},
+	} {
+		f := tc.faults[0]
+		t.Run(tc.name, func(t *testing.T) {
+			c := upCluster(t, "fo-"+tc.short, 1)
 			ctx := context.Background()
 			w := c.NewWriter(10*time.Millisecond, time.Second)
 			w.Start(ctx)
@@ -74,8 +86,10 @@ func TestFailoverOnFaults(t *testing.T) {
 				t.Fatalf("primary before the fault = %+v, want db1 epoch 1", old)
 			}
 			injected := time.Now()
-			if err := c.Fault(ctx, "db1", f); err != nil {
-				t.Fatal(err)
+			for _, f := range tc.faults {
+				if err := c.Fault(ctx, "db1", f); err != nil {
+					t.Fatal(err)
+				}
 			}
 			var now failover.Snapshot
 			sandboxtest.WaitFor(t, 20*time.Second, "a new primary of record", func() bool {
@@ -92,7 +106,7 @@ func TestFailoverOnFaults(t *testing.T) {
 				first, ok = w.FirstAckAfter(injected, uint32(c.Nodes[0].ServerID))
 				return ok
 			})
-			t.Logf("%s: %s promoted; first write on it %s after the fault", f, newNode.Name, first.At.Sub(injected).Round(time.Millisecond))
+			t.Logf("%s: %s promoted; first write on it %s after the fault", tc.name, newNode.Name, first.At.Sub(injected).Round(time.Millisecond))
 			time.Sleep(time.Second)
 			w.Stop()
 			mon.Stop()
