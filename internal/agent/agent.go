@@ -353,13 +353,13 @@ type hookRunner struct {
 func (h hookRunner) Run(ctx context.Context, c failover.HookCall) error {
 	var ev HookEvent
 	switch c.Stage {
-	case "pre_failover":
+	case failover.HookPreFailover:
 		ev = PreFailover
-	case "post_failover":
+	case failover.HookPostFailover:
 		ev = PostFailover
-	case "pre_switchover":
+	case failover.HookPreSwitchover:
 		ev = PreSwitchover
-	case "post_switchover":
+	case failover.HookPostSwitchover:
 		ev = PostSwitchover
 	default:
 		return fmt.Errorf("unknown hook stage %q", c.Stage)
