@@ -66,4 +66,3 @@ func (s HookStage) Valid() bool {
 	}
 	return false
 }
-
