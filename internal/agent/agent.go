@@ -126,7 +126,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		Node: cfg.Node, Addr: cfg.MySQL.Address, Store: store, Local: local, LocalDB: db, Detector: det,
 		Peer: peer, VIP: mover, ReplUser: src.User, ReplPassword: src.Password,
 		Priority: cfg.Candidate.Priority, NoPromote: cfg.Candidate.NoPromote,
-		Tick: cfg.Timings.ProbeInterval, Log: a.log,
+		ConfirmLag: cfg.Timings.ConfirmLag, Tick: cfg.Timings.ProbeInterval, Log: a.log,
 	})
 	if err != nil {
 		return err
