@@ -144,7 +144,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		Node: cfg.Node, Store: store, Servers: servers,
 		Policy: failover.Policy{FailoverBlock: cfg.Timings.FailoverBlock, ConfirmLag: cfg.Timings.ConfirmLag,
 			SwitchoverMaxLag: cfg.Timings.SwitchoverMaxLag},
-		CatchupTimeout: cfg.Timings.CatchupTimeout, Tick: cfg.Timings.ProbeInterval,
+		CatchupTimeout: cfg.Timings.CatchupTimeout, LongWrite: cfg.Timings.LongWrite, Tick: cfg.Timings.ProbeInterval,
 		Hooks: hookRunner{hooks: cfg.Hooks, cluster: cfg.Cluster, node: cfg.Node}, Log: a.log,
 		OnFlow: func(kind failover.Action, result failover.RequestState) {
 			if kind == failover.Switchover {
