@@ -195,6 +195,7 @@ func (a *Agent) newDetector(ctx context.Context, db *sql.DB, dsn string, onChang
 		DSN: dsn, Node: cfg.Node, Role: detector.Replica,
 		Interval: cfg.Timings.ProbeInterval, Timeout: cfg.Timings.ProbeTimeout,
 		FailAfter: cfg.Timings.FailAfter, RecoverAfter: cfg.Timings.RecoverAfter,
+		DiskWindow: cfg.Timings.DiskWindow, DiskHorizon: cfg.Timings.DiskHorizon,
 		Datadir: datadir, BinlogDir: binlogDir, OnChange: onChange,
 		Logger: a.log.With(zap.String("component", "detector")),
 	})

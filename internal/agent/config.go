@@ -52,6 +52,8 @@ const (
 	DefaultProbeTimeout     = detector.DefaultTimeout
 	DefaultFailAfter        = detector.DefaultFailAfter
 	DefaultRecoverAfter     = detector.DefaultRecoverAfter
+	DefaultDiskWindow       = detector.DefaultDiskWindow
+	DefaultDiskHorizon      = detector.DefaultDiskHorizon
 	DefaultSessionTTL       = 3 * time.Second
 	DefaultFenceMargin      = time.Second
 	DefaultFailoverBlock    = 5 * time.Minute
@@ -177,6 +179,10 @@ type Timings struct {
 	// LongWrite: a switchover is refused while a write transaction has been open
 	// on the primary this long (writes would stay blocked until it ends).
 	LongWrite time.Duration `yaml:"long_write" json:"long_write"`
+	// DiskWindow is the span of the datadir's fill rate; DiskHorizon the time to
+	// full under which the verdict is degraded (detector.Config).
+	DiskWindow  time.Duration `yaml:"disk_window" json:"disk_window"`
+	DiskHorizon time.Duration `yaml:"disk_horizon" json:"disk_horizon"`
 }
 
 // Candidate is this node's standing as a promotion candidate.
@@ -255,6 +261,8 @@ func DefaultConfig() Config {
 			SwitchoverMaxLag: DefaultSwitchoverMaxLag,
 			MaxReplicaLag:    DefaultMaxReplicaLag,
 			LongWrite:        DefaultLongWrite,
+			DiskWindow:       DefaultDiskWindow,
+			DiskHorizon:      DefaultDiskHorizon,
 		},
 		Hooks: Hooks{Timeout: DefaultHookTimeout},
 		HTTP:  HTTP{Listen: DefaultHTTPListen},
@@ -577,6 +585,10 @@ func (t Timings) validate() error {
 		return fmt.Errorf("config: timings.max_replica_lag (%s): must be positive", t.MaxReplicaLag)
 	case t.LongWrite <= 0:
 		return fmt.Errorf("config: timings.long_write (%s): must be positive", t.LongWrite)
+	case t.DiskWindow <= 0:
+		return fmt.Errorf("config: timings.disk_window (%s): must be positive", t.DiskWindow)
+	case t.DiskHorizon <= 0:
+		return fmt.Errorf("config: timings.disk_horizon (%s): must be positive", t.DiskHorizon)
 	}
 	return nil
 }
