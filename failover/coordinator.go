@@ -18,7 +18,7 @@ type Hooks interface {
 
 // HookCall says which hook runs, and for which flow.
 type HookCall struct {
-	Stage          string // pre_failover, post_failover, pre_switchover, post_switchover
+	Stage          HookStage
 	OldPrimary     string
 	NewPrimary     string
 	NewPrimaryAddr string
@@ -183,7 +183,7 @@ func (c *Coordinator) act(ctx context.Context, s *concurrency.Session, g Guard, 
 			return err
 		}
 		c.log.Info("bootstrapped primary of record", zap.String("primary", d.To))
-		return c.cfg.Store.AppendHistory(ctx, Event{Kind: "bootstrap", To: d.To, Epoch: 1, Reason: d.Reason, Started: p.Since})
+		return c.cfg.Store.AppendHistory(ctx, Event{Kind: EventBootstrap, To: d.To, Epoch: 1, Reason: d.Reason, Started: p.Since})
 	case RefuseRequest:
 		r := *snap.Request
 		r.State, r.Error, r.Finished = RequestRefused, d.Reason, c.cfg.Now().UTC()

@@ -33,7 +33,7 @@ type flow struct {
 	mu      sync.Mutex
 }
 
-func (f *flow) kind() string { return f.d.Action.String() }
+func (f *flow) kind() FlowKind { return flowKind(f.d.Action) }
 
 // step runs fn as a named step and records how long it took.
 func (f *flow) step(ctx context.Context, name string, fn func() (string, error)) error {
@@ -44,7 +44,7 @@ func (f *flow) step(ctx context.Context, name string, fn func() (string, error))
 		st.Error = err.Error()
 	}
 	f.record(ctx, st)
-	f.c.log.Info("step", zap.String("flow", f.kind()), zap.String("step", name), zap.Duration("took", st.Took),
+	f.c.log.Info("step", zap.Stringer("flow", f.kind()), zap.String("step", name), zap.Duration("took", st.Took),
 		zap.String("note", note), zap.Error(err))
 	return err
 }
@@ -88,7 +88,7 @@ func (f *flow) replicas() []string {
 	return out
 }
 
-func (f *flow) hook(stage, to string) HookCall {
+func (f *flow) hook(stage HookStage, to string) HookCall {
 	return HookCall{Stage: stage, OldPrimary: f.d.From, NewPrimary: to, NewPrimaryAddr: f.snap.Nodes[to].Addr,
 		Epoch: f.snap.Primary.Epoch + 1, Reason: f.d.Reason}
 }
@@ -97,7 +97,7 @@ func (f *flow) hook(stage, to string) HookCall {
 // as it was (the reconcilers restart replication once the intent is gone).
 func (f *flow) run(ctx context.Context) (Event, error) {
 	cfg := f.c.cfg
-	log := f.c.log.With(zap.String("flow", f.kind()), zap.String("from", f.d.From))
+	log := f.c.log.With(zap.Stringer("flow", f.kind()), zap.String("from", f.d.From))
 	log.Info("starting", zap.String("reason", f.d.Reason), zap.Strings("candidates", f.d.Candidates))
 	var (
 		target  replication.GTIDSet
@@ -108,9 +108,9 @@ func (f *flow) run(ctx context.Context) (Event, error) {
 	// primary fences itself.
 	if cfg.Hooks != nil {
 		if err := f.step(ctx, "pre_hook", func() (string, error) {
-			return "", cfg.Hooks.Run(ctx, f.hook("pre_"+f.kind(), f.d.To))
+			return "", cfg.Hooks.Run(ctx, f.hook(f.kind().PreHook(), f.d.To))
 		}); err != nil {
-			return Event{}, &refusal{fmt.Sprintf("pre_%s hook failed: %v", f.kind(), err)}
+			return Event{}, &refusal{fmt.Sprintf("%s hook failed: %v", f.kind().PreHook(), err)}
 		}
 	}
 	if f.d.Action == Switchover {
@@ -219,13 +219,13 @@ func (f *flow) run(ctx context.Context) (Event, error) {
 	fenceWG.Wait()
 	if cfg.Hooks != nil {
 		_ = f.step(ctx, "post_hook", func() (string, error) {
-			call := f.hook("post_"+f.kind(), next.Node)
+			call := f.hook(f.kind().PostHook(), next.Node)
 			call.Result = "done"
 			return "", cfg.Hooks.Run(ctx, call)
 		})
 	}
 	f.mu.Lock()
-	ev := Event{Kind: f.kind(), From: f.d.From, To: next.Node, Epoch: next.Epoch, Reason: f.d.Reason,
+	ev := Event{Kind: f.kind().Event(), From: f.d.From, To: next.Node, Epoch: next.Epoch, Reason: f.d.Reason,
 		Started: f.started.UTC(), Took: cfg.Now().Sub(f.started), Steps: append([]Step(nil), f.steps...), Manual: f.d.Manual}
 	f.mu.Unlock()
 	if err := cfg.Store.AppendHistory(context.WithoutCancel(ctx), ev); err != nil {

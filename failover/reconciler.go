@@ -53,11 +53,20 @@ type ReconcilerConfig struct {
 	// StatusTimeout bounds reading the local server's status at each pass: a hung
 	// server must not hold up what etcd asks of the node.
 	StatusTimeout time.Duration
+	// StalledStatusTimeout bounds that read instead when the detector's latest round
+	// found the server unreachable (at most StatusTimeout).
+	StalledStatusTimeout time.Duration
+	// ConfirmLag is the heartbeat lag at which the coordinator takes a replica's word
+	// that the primary stopped writing (Policy.ConfirmLag): a lag that crosses it is
+	// published at once.
+	ConfirmLag time.Duration
 	// Tick is how often the node is looked at without a change in etcd.
 	Tick time.Duration
 	// PublishEvery is how often the status is published when nothing changed.
 	PublishEvery time.Duration
 	Log          *zap.Logger
+	// Now is the clock; time.Now by default.
+	Now func() time.Time
 }
 
 // Reconciler brings its own node into line with the primary of record: the primary
@@ -95,12 +104,19 @@ func NewReconciler(cfg ReconcilerConfig) (*Reconciler, error) {
 		return nil, errors.New("reconciler: addr is required")
 	case cfg.Store == nil || cfg.Local == nil || cfg.Detector == nil:
 		return nil, errors.New("reconciler: store, local server and detector are required")
+	case cfg.ConfirmLag <= 0:
+		// No default: it must be the coordinator's, or a lag that confirms a failure
+		// would wait for the next PublishEvery.
+		return nil, fmt.Errorf("reconciler: confirm_lag (%s) must be positive", cfg.ConfirmLag)
 	}
 	if cfg.FenceTimeout <= 0 {
 		cfg.FenceTimeout = 500 * time.Millisecond
 	}
 	if cfg.StatusTimeout <= 0 {
 		cfg.StatusTimeout = time.Second
+	}
+	if cfg.StalledStatusTimeout <= 0 {
+		cfg.StalledStatusTimeout = 200 * time.Millisecond
 	}
 	if cfg.Tick <= 0 {
 		cfg.Tick = 500 * time.Millisecond
@@ -110,6 +126,9 @@ func NewReconciler(cfg ReconcilerConfig) (*Reconciler, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	return &Reconciler{cfg: cfg, log: cfg.Log.With(zap.String("component", "reconciler")), role: RoleUnknown, kick: make(chan struct{}, 1)}, nil
 }
@@ -164,58 +183,34 @@ func relevant(k Keys, resp clientv3.WatchResponse) bool {
 	return false
 }
 
-// pass is one look at the cluster and the node, and what follows from it.
+// pass is one look at the cluster and the node, and what follows from it: Analyze
+// decides, the act functions below carry it out.
 func (r *Reconciler) pass(ctx context.Context, s *concurrency.Session) {
 	snap, err := r.cfg.Store.Load(ctx)
 	if err != nil {
 		r.log.Warn("read cluster state", zap.Error(err))
 		return
 	}
-	me := r.cfg.Node
 	lease := s.Lease()
-	// Decisions that need only etcd come first, before anything that may wait on a
-	// hung local server, so that a new primary can take the leader key at once.
-	holdsNow := snap.Leader == me && snap.LeaderLease == lease
-	if in := snap.Intent; in != nil && in.From == me && snap.Primary.Node == me {
-		r.fenceForIntent(ctx, *in)
-		r.publish(ctx, snap, lease)
-		return
-	}
-	if holdsNow && snap.Primary.Node != me {
-		r.fenceSelf(ctx, lease, "not the primary of record (now "+snap.Primary.Node+")", r.fencedFor(snap.Primary.Epoch-1))
-	}
+	self := r.self(lease)
+	// What etcd alone decides comes first, before anything that may wait on a hung
+	// local server, so that a new primary can take the leader key at once.
+	a := Analyze(snap, self)
+	r.act(ctx, snap, lease, a)
 	// The detector's verdict goes out now, not after a read of a server that may hang.
 	r.publish(ctx, snap, lease)
-	timeout := r.cfg.StatusTimeout
-	if rep := r.cfg.Detector.Report(); rep.RoundVerdict == detector.Unreachable {
-		// The server did not answer the detector's last round: do not let it hold up
-		// this pass (and the reaction to the next change in etcd) for long.
-		timeout = min(timeout, 200*time.Millisecond)
+	if a.Action != NodeReadServer {
+		return
 	}
-	sctx, cancel := context.WithTimeout(ctx, timeout)
-	st, serr := r.cfg.Local.Status(sctx)
-	cancel()
-	r.mu.Lock()
-	if serr == nil {
-		r.local, r.localErr = &st, nil
-	} else {
-		r.local, r.localErr = nil, serr
-	}
-	r.mu.Unlock()
-
-	holds := snap.Leader == me && snap.LeaderLease == lease
-	p := snap.Primary
+	self.Read, self.Status, self.ReadErr = r.readLocal(ctx)
 	if r.cfg.Peer != nil {
-		r.cfg.Peer.SetTarget(p.Node, p.Addr)
+		r.cfg.Peer.SetTarget(snap.Primary.Node, snap.Primary.Addr)
 	}
-	switch {
-	case p.Node == "":
-		r.beforeBootstrap(ctx, serr == nil && !st.ReadOnly && st.Role == replication.RolePrimary)
-	case p.Node == me:
-		r.asPrimary(ctx, snap, lease, holds, st, serr)
-	default:
-		r.asReplica(ctx, snap, lease, holds, st, serr)
+	if r.cfg.VIP != nil && snap.Primary.Node != "" && snap.Primary.Node != r.cfg.Node {
+		held, _ := r.cfg.VIP.Held(ctx)
+		self.VIPHeld = held
 	}
+	r.act(ctx, snap, lease, Analyze(snap, self))
 	if r.cfg.VIP != nil {
 		held, err := r.cfg.VIP.Held(ctx)
 		r.mu.Lock()
@@ -225,70 +220,131 @@ func (r *Reconciler) pass(ctx context.Context, s *concurrency.Session) {
 	r.publish(ctx, snap, lease)
 }
 
-// beforeBootstrap readies a writable server to be recorded as the first primary:
-// the heartbeat table is created, and its detector probes it as a primary.
-func (r *Reconciler) beforeBootstrap(ctx context.Context, writable bool) {
-	if !writable {
-		r.cfg.Detector.SetRole(detector.Replica)
-		r.setRole(RoleUnknown)
-		return
+// self is this node as the reconciler knows it before the local server is read.
+func (r *Reconciler) self(lease clientv3.LeaseID) Self {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return Self{Node: r.cfg.Node, Lease: lease, FlowFenced: r.intentKey, FlowFencedEpoch: r.intentEpoch}
+}
+
+// readLocal reads the local server's status, within StatusTimeout (StalledStatusTimeout
+// when the detector's last round found it unreachable: a server that did not answer
+// then must not hold up this pass, and the reaction to the next change in etcd, for
+// long).
+func (r *Reconciler) readLocal(ctx context.Context) (LocalRead, replication.Status, error) {
+	timeout := r.cfg.StatusTimeout
+	if rep := r.cfg.Detector.Report(); rep.RoundVerdict == detector.Unreachable {
+		timeout = min(timeout, r.cfg.StalledStatusTimeout)
 	}
+	sctx, cancel := context.WithTimeout(ctx, timeout)
+	st, err := r.cfg.Local.Status(sctx)
+	cancel()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil {
+		r.local, r.localErr = nil, err
+		return LocalFailed, replication.Status{}, err
+	}
+	r.local, r.localErr = &st, nil
+	return LocalOK, st, nil
+}
+
+// act carries out an analysis: the fence first when asked, then the action.
+func (r *Reconciler) act(ctx context.Context, snap Snapshot, lease clientv3.LeaseID, a Analysis) {
+	if a.Fence {
+		r.fenceSelf(ctx, lease, a.FenceWhy, a.ServerFenced)
+	}
+	switch a.Action {
+	case NodeWait, NodeReadServer:
+		if a.Err != nil {
+			r.log.Warn(a.Reason, zap.Error(a.Err))
+		}
+		r.probeAs(a.Probe)
+		if a.Role != "" {
+			r.setRole(a.Role)
+		}
+	case NodeFenceForIntent:
+		r.fenceForIntent(ctx, a)
+	case NodeAwaitBootstrap:
+		r.probeAs(a.Probe)
+		r.setRole(a.Role)
+	case NodePrepareBootstrap:
+		r.prepareBootstrap(ctx, a)
+	case NodeKeepPaused:
+		r.cfg.Detector.SetEpoch(a.Epoch)
+		r.setRole(a.Role)
+	case NodeMakeWritable, NodeHoldPrimary:
+		r.holdPrimary(ctx, a)
+	case NodePromote:
+		r.takePrimary(ctx, snap, lease, a)
+	case NodeQuarantine:
+		r.probeAs(a.Probe)
+		if r.errantSet(a.Errant) {
+			r.log.Error("quarantined: "+a.Reason, zap.String("errant", a.Errant), zap.String("primary", snap.Primary.Node))
+		}
+		r.setRole(a.Role)
+	case NodeReconnecting:
+		r.probeAs(a.Probe)
+		r.setRole(a.Role)
+	case NodeFollow:
+		r.follow(ctx, snap, a)
+	}
+}
+
+func (r *Reconciler) probeAs(role detector.Role) {
+	if role != detector.NoRole {
+		r.cfg.Detector.SetRole(role)
+	}
+}
+
+// prepareBootstrap readies a writable server to be recorded as the first primary:
+// the heartbeat table is created, and its detector probes it as a primary.
+func (r *Reconciler) prepareBootstrap(ctx context.Context, a Analysis) {
 	if r.cfg.LocalDB != nil {
 		if err := detector.Bootstrap(ctx, r.cfg.LocalDB); err != nil {
 			r.log.Warn("create the baton schema", zap.Error(err))
 			return
 		}
 	}
-	r.cfg.Detector.SetRole(detector.Primary)
-	r.setRole(RoleUnknown)
+	r.probeAs(a.Probe)
+	r.setRole(a.Role)
 }
 
-func (r *Reconciler) asPrimary(ctx context.Context, snap Snapshot, lease clientv3.LeaseID, holds bool, st replication.Status, serr error) {
-	p := snap.Primary
-	if holds {
-		r.cfg.Detector.SetEpoch(p.Epoch)
-		if serr == nil && st.ReadOnly {
-			if snap.Settings.Paused {
-				// Maintenance: a person set it, and Baton is told to keep its hands off.
-				r.setRole(RolePrimary)
-				return
-			}
-			r.log.Warn("the primary of record is read_only: turning it off (pause the cluster to keep read_only on the primary)")
-			if err := r.cfg.Local.SetReadOnly(ctx, false); err != nil {
-				r.log.Warn("turn read_only off", zap.Error(err))
-			}
+// holdPrimary keeps the primary of record, which holds the leader key, writable and
+// behind the virtual IP.
+func (r *Reconciler) holdPrimary(ctx context.Context, a Analysis) {
+	r.cfg.Detector.SetEpoch(a.Epoch)
+	if a.Action == NodeMakeWritable {
+		r.log.Warn(a.Reason)
+		if err := r.cfg.Local.SetReadOnly(ctx, false); err != nil {
+			r.log.Warn("turn read_only off", zap.Error(err))
 		}
-		r.acquireVIP(ctx)
-		r.cfg.Detector.SetRole(detector.Primary)
-		r.setRole(RolePrimary)
-		r.setFenced("")
-		return
 	}
-	if snap.Leader != "" {
-		// The old primary's agent still holds it: it lets go once fenced, or its
-		// lease expires. Never writable before that.
-		r.setRole(RoleFenced)
-		return
-	}
-	if serr != nil {
-		r.log.Warn("primary of record, but the local server does not answer", zap.Error(serr))
-		return
-	}
-	start := time.Now()
+	r.acquireVIP(ctx)
+	r.probeAs(a.Probe)
+	r.setRole(a.Role)
+	r.setFenced("")
+}
+
+// takePrimary makes this node, the primary of record, the writable primary: the
+// leader key first (at most one node holds it), then read_only off, then the
+// virtual IP, so that the address leads to a writable server.
+func (r *Reconciler) takePrimary(ctx context.Context, snap Snapshot, lease clientv3.LeaseID, a Analysis) {
+	start := r.cfg.Now()
 	if err := r.cfg.Store.AcquireLeader(ctx, lease, r.cfg.Node, snap.PrimaryModRev); err != nil {
 		r.log.Warn("take the leader key", zap.Error(err))
 		return
 	}
 	if err := r.promote(ctx); err != nil {
 		r.log.Warn("promote", zap.Error(err))
-		return // holding leader, read_only: the next pass tries again
+		return // holding leader, read_only: the next pass makes it writable
 	}
-	r.cfg.Detector.SetEpoch(p.Epoch)
-	r.cfg.Detector.SetRole(detector.Primary)
-	r.setRole(RolePrimary)
+	r.cfg.Detector.SetEpoch(a.Epoch)
+	r.probeAs(a.Probe)
+	r.setRole(a.Role)
 	r.setFenced("")
-	r.acquireVIP(ctx) // after read_only is off: the address leads to a writable server
-	r.log.Info("primary: writable", zap.Uint64("epoch", p.Epoch), zap.Duration("took", time.Since(start)))
+	r.acquireVIP(ctx)
+	r.log.Info("primary: writable", zap.Uint64("epoch", a.Epoch), zap.Duration("took", r.cfg.Now().Sub(start)))
 	// Publish the server as it is now, writable, not as the pass found it.
 	sctx, cancel := context.WithTimeout(ctx, r.cfg.StatusTimeout)
 	if now, err := r.cfg.Local.Status(sctx); err == nil {
@@ -314,73 +370,23 @@ func (r *Reconciler) promote(ctx context.Context) error {
 	return nil
 }
 
-func (r *Reconciler) asReplica(ctx context.Context, snap Snapshot, lease clientv3.LeaseID, holds bool, st replication.Status, serr error) {
-	r.cfg.Detector.SetRole(detector.Replica)
-	held := false
-	if r.cfg.VIP != nil {
-		held, _ = r.cfg.VIP.Held(ctx)
+// follow points the local server's replication at the primary of record, or
+// restarts its stopped threads.
+func (r *Reconciler) follow(ctx context.Context, snap Snapshot, a Analysis) {
+	r.probeAs(a.Probe)
+	if !a.Following {
+		r.errantSet("") // the errant check passed
 	}
-	if holds || held || (serr == nil && !st.ReadOnly) {
-		r.fenceSelf(ctx, lease, "not the primary of record (now "+snap.Primary.Node+")", false)
-	}
-	if serr != nil {
-		return
-	}
-	if snap.Intent != nil {
-		return // the coordinator is working on replication: leave it alone
-	}
-	host, port, err := splitAddr(snap.Primary.Addr)
-	if err != nil {
-		r.log.Warn("primary of record has no usable address", zap.String("addr", snap.Primary.Addr), zap.Error(err))
-		return
-	}
-	following := st.Role == replication.RoleReplica && st.SourceHost == host && st.SourcePort == port
-	if !following {
-		// Rejoin: only a server with nothing the primary lacks may follow it.
-		// The primary's GTID set as its agent published it since its promotion: an
-		// older one would lack what this node received just before, and make it look
-		// errant.
-		ps, ok := snap.Nodes[snap.Primary.Node]
-		if !ok || ps.GTID == "" || ps.Role != RolePrimary || ps.Epoch != snap.Primary.Epoch {
-			r.setRole(RoleFenced)
-			return // wait for it
-		}
-		pset, err := replication.ParseGTIDSet(st.Executed.Flavor(), ps.GTID)
-		if err != nil {
-			r.log.Warn("parse the primary's GTID set", zap.Error(err))
-			return
-		}
-		errant, err := replication.Errant(st.Server(), replication.Server{ServerID: snap.Primary.ServerID, ServerUUID: snap.Primary.ServerUUID, Executed: pset})
-		if err != nil {
-			r.log.Warn("errant check", zap.Error(err))
-			return
-		}
-		if !errant.IsEmpty() {
-			if r.errantSet(errant.String()) {
-				r.log.Error("quarantined: this server has transactions the primary never had; a person must decide",
-					zap.String("errant", errant.String()), zap.String("primary", snap.Primary.Node))
-			}
-			r.setRole(RoleQuarantined)
-			return
-		}
-		r.errantSet("")
-	}
-	if following && st.IOThread == replication.ThreadConnecting && st.SQLThread == replication.ThreadRunning {
-		// Reconnecting to the primary of record by itself: leave it. Restarting it
-		// would wait for a connect that may hang, and block the coordinator's
-		// STOP SLAVE behind it.
-		r.setRole(RoleReplica)
-		return
-	}
-	src := replication.Source{Host: host, Port: port, User: r.cfg.ReplUser, Password: r.cfg.ReplPassword}
+	src := a.Source
+	src.User, src.Password = r.cfg.ReplUser, r.cfg.ReplPassword
 	if err := r.cfg.Local.Follow(ctx, src); err != nil {
 		r.log.Warn("follow the primary", zap.String("primary", snap.Primary.Node), zap.Error(err))
 		return
 	}
-	if !following {
-		r.log.Info("replicating from the primary of record", zap.String("primary", snap.Primary.Node), zap.Uint64("epoch", snap.Primary.Epoch))
+	if !a.Following {
+		r.log.Info("replicating from the primary of record", zap.String("primary", snap.Primary.Node), zap.Uint64("epoch", a.Epoch))
 	}
-	r.setRole(RoleReplica)
+	r.setRole(a.Role)
 	r.setFenced("")
 }
 
@@ -390,63 +396,25 @@ func (r *Reconciler) asReplica(ctx context.Context, snap Snapshot, lease clientv
 // clients reconnecting meanwhile are refused at once by a read-only server rather
 // than lose their connection attempt to an address nobody answers; a server that
 // could not be fenced (frozen, gone) lets the virtual IP go now.
-func (r *Reconciler) fenceForIntent(ctx context.Context, in Intent) {
-	key := fmt.Sprintf("%d/%s/%s", in.Epoch, in.Kind, in.Started.Format(time.RFC3339Nano))
-	r.mu.Lock()
-	done := r.intentKey == key
-	r.mu.Unlock()
-	if done {
-		return
-	}
-	why := fmt.Sprintf("a %s away from this node is in progress", in.Kind)
-	if r.setFenced(why) {
-		r.log.Warn("fencing this node", zap.String("why", why))
-	}
-	r.setRole(RoleFenced)
-	r.cfg.Detector.SetRole(detector.Replica) // no binlogged heartbeat from here on
-	fctx, cancel := context.WithTimeout(ctx, r.cfg.FenceTimeout)
-	rep, err := r.cfg.Local.Fence(fctx)
-	cancel()
-	ok := err == nil && rep.ReadOnly
-	if !ok {
-		r.log.Warn("fence the local server (best effort)", zap.Error(err), zap.Bool("read_only", rep.ReadOnly))
+func (r *Reconciler) fenceForIntent(ctx context.Context, a Analysis) {
+	r.markFenced(a.FenceWhy)
+	if !r.fenceServer(ctx) {
 		r.releaseVIP(ctx)
 	}
 	r.mu.Lock()
-	r.intentKey, r.intentEpoch = key, in.Epoch
+	r.intentKey, r.intentEpoch = a.IntentKey, a.Epoch
 	r.mu.Unlock()
-}
-
-// fencedFor says whether this node's server was fenced for the flow that moved the
-// primary away at epoch: done, or tried and failed on a server that does not answer
-// in time. Either way trying again now would only hold the leader key longer; a
-// server that answers later is fenced by the next pass (a writable server that is
-// not the primary of record always is), and semi-sync keeps its writes from being
-// acknowledged meanwhile.
-func (r *Reconciler) fencedFor(epoch uint64) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.intentKey != "" && r.intentEpoch == epoch
 }
 
 // fenceSelf stops this node from taking writes: the virtual IP goes first (so no new
 // client reaches it), then read_only and client connections, each with a deadline
-// (unless already done for the flow: fenced), then the leader key, so that another
-// node may become writable.
-func (r *Reconciler) fenceSelf(ctx context.Context, lease clientv3.LeaseID, why string, fenced bool) {
-	if r.setFenced(why) {
-		r.log.Warn("fencing this node", zap.String("why", why))
-	}
-	r.setRole(RoleFenced)
-	r.cfg.Detector.SetRole(detector.Replica) // no binlogged heartbeat from here on
+// (unless already done for the flow: serverFenced), then the leader key, so that
+// another node may become writable.
+func (r *Reconciler) fenceSelf(ctx context.Context, lease clientv3.LeaseID, why string, serverFenced bool) {
+	r.markFenced(why)
 	r.releaseVIP(ctx)
-	if !fenced {
-		fctx, cancel := context.WithTimeout(ctx, r.cfg.FenceTimeout)
-		rep, err := r.cfg.Local.Fence(fctx)
-		cancel()
-		if err != nil {
-			r.log.Warn("fence the local server (best effort)", zap.Error(err), zap.Bool("read_only", rep.ReadOnly))
-		}
+	if !serverFenced {
+		r.fenceServer(ctx)
 	}
 	if err := r.cfg.Store.ReleaseLeader(ctx, lease); err != nil {
 		r.log.Warn("release the leader key", zap.Error(err))
@@ -456,17 +424,32 @@ func (r *Reconciler) fenceSelf(ctx context.Context, lease clientv3.LeaseID, why 
 // FenceLocal fences this node without etcd: the agent calls it when its session
 // cannot be renewed in time. The leader key is left to expire with the lease.
 func (r *Reconciler) FenceLocal(ctx context.Context, why string) {
+	r.markFenced(why)
+	r.releaseVIP(ctx)
+	r.fenceServer(ctx)
+}
+
+// markFenced records that the node is fenced, and why, and stops the binlogged
+// heartbeat: what every fence does before it touches the server.
+func (r *Reconciler) markFenced(why string) {
 	if r.setFenced(why) {
 		r.log.Warn("fencing this node", zap.String("why", why))
 	}
 	r.setRole(RoleFenced)
-	r.cfg.Detector.SetRole(detector.Replica)
-	r.releaseVIP(ctx)
+	r.cfg.Detector.SetRole(detector.Replica) // no binlogged heartbeat from here on
+}
+
+// fenceServer makes the local server read_only and drops its client connections,
+// best effort within FenceTimeout; it says whether the server is read_only now.
+func (r *Reconciler) fenceServer(ctx context.Context) bool {
 	fctx, cancel := context.WithTimeout(ctx, r.cfg.FenceTimeout)
-	defer cancel()
-	if _, err := r.cfg.Local.Fence(fctx); err != nil {
-		r.log.Warn("fence the local server (best effort)", zap.Error(err))
+	rep, err := r.cfg.Local.Fence(fctx)
+	cancel()
+	ok := err == nil && rep.ReadOnly
+	if !ok {
+		r.log.Warn("fence the local server (best effort)", zap.Error(err), zap.Bool("read_only", rep.ReadOnly))
 	}
+	return ok
 }
 
 func (r *Reconciler) acquireVIP(ctx context.Context) {
@@ -528,8 +511,8 @@ func (r *Reconciler) publish(ctx context.Context, snap Snapshot, lease clientv3.
 	n := r.build(snap)
 	r.mu.Lock()
 	r.current, r.snap = n, snap
-	changed := significant(r.lastPub, n)
-	due := time.Since(r.lastPubAt) >= r.cfg.PublishEvery
+	changed := significant(r.lastPub, n, r.cfg.ConfirmLag)
+	due := r.cfg.Now().Sub(r.lastPubAt) >= r.cfg.PublishEvery
 	r.mu.Unlock()
 	if !changed && !due {
 		return
@@ -539,7 +522,7 @@ func (r *Reconciler) publish(ctx context.Context, snap Snapshot, lease clientv3.
 		return
 	}
 	r.mu.Lock()
-	r.lastPub, r.lastPubAt = n, time.Now()
+	r.lastPub, r.lastPubAt = n, r.cfg.Now()
 	r.mu.Unlock()
 }
 
@@ -551,7 +534,7 @@ func (r *Reconciler) build(snap Snapshot) NodeStatus {
 		Node: r.cfg.Node, Addr: r.cfg.Addr, Role: r.role,
 		Verdict: rep.Verdict.String(), Reason: rep.Reason, VerdictSince: rep.Since,
 		LagMS: -1, Priority: r.cfg.Priority, NoPromote: r.cfg.NoPromote,
-		Errant: r.errant, Epoch: snap.Primary.Epoch, At: time.Now().UTC(),
+		Errant: r.errant, Epoch: snap.Primary.Epoch, At: r.cfg.Now().UTC(),
 	}
 	if rep.Verdict == detector.Healthy && rep.RoundReason != "" {
 		// A healthy node's reason is what its latest probes measured, not what they
@@ -604,8 +587,10 @@ func (r *Reconciler) build(snap Snapshot) NodeStatus {
 }
 
 // significant says whether a status change is worth publishing at once: what Decide
-// and the operator look at, not the latencies.
-func significant(a, b NodeStatus) bool {
+// and the operator look at, not the latencies; a lag only when it crosses confirmLag,
+// where Decide starts to count it.
+func significant(a, b NodeStatus, confirmLag time.Duration) bool {
+	lagged := func(n NodeStatus) bool { return n.LagMS >= 0 && time.Duration(n.LagMS)*time.Millisecond >= confirmLag }
 	pv := func(v *PeerView) string {
 		if v == nil {
 			return ""
@@ -615,7 +600,7 @@ func significant(a, b NodeStatus) bool {
 	return a.Role != b.Role || a.Verdict != b.Verdict || a.ServerRead != b.ServerRead || a.ReadOnly != b.ReadOnly || a.IORunning != b.IORunning ||
 		a.SQLRunning != b.SQLRunning || a.Source != b.Source || a.Epoch != b.Epoch || a.Errant != b.Errant ||
 		a.StorageOK != b.StorageOK || pv(a.PrimaryView) != pv(b.PrimaryView) || a.VIP != b.VIP ||
-		(b.LagMS >= 1000) != (a.LagMS >= 1000)
+		lagged(a) != lagged(b)
 }
 
 func splitAddr(addr string) (string, int, error) {

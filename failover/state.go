@@ -194,7 +194,7 @@ type Step struct {
 
 // Event is one entry of the history: a failover, switchover, fence or rejoin.
 type Event struct {
-	Kind     string        `json:"kind"` // failover, switchover, rejoin, quarantine
+	Kind     EventKind     `json:"kind"`
 	From     string        `json:"from,omitempty"`
 	To       string        `json:"to,omitempty"`
 	Epoch    uint64        `json:"epoch"`
@@ -210,7 +210,7 @@ type Event struct {
 // while it exists, reconcilers leave replication threads alone (the coordinator has
 // stopped them on purpose). It vanishes with the coordinator.
 type Intent struct {
-	Kind      string    `json:"kind"`
+	Kind      FlowKind  `json:"kind"`
 	Epoch     uint64    `json:"epoch"`
 	From      string    `json:"from"`
 	To        string    `json:"to,omitempty"`

@@ -169,7 +169,7 @@ func (s *Store) CommitPrimary(ctx context.Context, g Guard, modRev int64, p Prim
 // at modRev and the coordinator still leads.
 func (s *Store) PutIntent(ctx context.Context, g Guard, lease clientv3.LeaseID, modRev int64, in Intent) error {
 	cmps := append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(s.Keys.Primary()), "=", modRev)}, g...)
-	return s.txn(ctx, "announce "+in.Kind, cmps, clientv3.OpPut(s.Keys.Intent(), mustJSON(in), clientv3.WithLease(lease)))
+	return s.txn(ctx, "announce "+in.Kind.String(), cmps, clientv3.OpPut(s.Keys.Intent(), mustJSON(in), clientv3.WithLease(lease)))
 }
 
 // DeleteIntent ends an abandoned flow.

@@ -74,13 +74,13 @@ type historyEvent struct {
 }
 
 func toHistoryEvent(e failover.Event) historyEvent {
-	h := historyEvent{Kind: e.Kind, From: e.From, To: e.To, Epoch: e.Epoch, Reason: e.Reason, Manual: e.Manual,
+	h := historyEvent{Kind: e.Kind.String(), From: e.From, To: e.To, Epoch: e.Epoch, Reason: e.Reason, Manual: e.Manual,
 		Started: e.Started, TookMS: e.Took.Milliseconds(), Steps: stepsJSON(e.Steps)}
 	if !e.Detected.IsZero() {
 		d := e.Detected
 		h.Detected = &d
 	}
-	if wb, ok := writeBlock(e.Kind, e.Steps); ok {
+	if wb, ok := writeBlock(e.Kind.String(), e.Steps); ok {
 		ms := wb.Milliseconds()
 		h.WriteBlockMS = &ms
 	}
@@ -106,7 +106,7 @@ func printHistory(w io.Writer, events []failover.Event) {
 		if !e.Detected.IsZero() {
 			fmt.Fprintf(w, "  detected: %s before it started\n", roundMS(e.Started.Sub(e.Detected)))
 		}
-		if wb, ok := writeBlock(e.Kind, e.Steps); ok {
+		if wb, ok := writeBlock(e.Kind.String(), e.Steps); ok {
 			fmt.Fprintf(w, "  writes blocked: %s\n", roundMS(wb))
 		}
 		if len(e.Steps) > 0 {

@@ -126,7 +126,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		Node: cfg.Node, Addr: cfg.MySQL.Address, Store: store, Local: local, LocalDB: db, Detector: det,
 		Peer: peer, VIP: mover, ReplUser: src.User, ReplPassword: src.Password,
 		Priority: cfg.Candidate.Priority, NoPromote: cfg.Candidate.NoPromote,
-		Tick: cfg.Timings.ProbeInterval, Log: a.log,
+		ConfirmLag: cfg.Timings.ConfirmLag, Tick: cfg.Timings.ProbeInterval, Log: a.log,
 	})
 	if err != nil {
 		return err
@@ -144,7 +144,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		Node: cfg.Node, Store: store, Servers: servers,
 		Policy: failover.Policy{FailoverBlock: cfg.Timings.FailoverBlock, ConfirmLag: cfg.Timings.ConfirmLag,
 			SwitchoverMaxLag: cfg.Timings.SwitchoverMaxLag},
-		CatchupTimeout: cfg.Timings.CatchupTimeout, Tick: cfg.Timings.ProbeInterval,
+		CatchupTimeout: cfg.Timings.CatchupTimeout, LongWrite: cfg.Timings.LongWrite, Tick: cfg.Timings.ProbeInterval,
 		Hooks: hookRunner{hooks: cfg.Hooks, cluster: cfg.Cluster, node: cfg.Node}, Log: a.log,
 		OnFlow: func(kind failover.Action, result failover.RequestState) {
 			if kind == failover.Switchover {
@@ -195,6 +195,7 @@ func (a *Agent) newDetector(ctx context.Context, db *sql.DB, dsn string, onChang
 		DSN: dsn, Node: cfg.Node, Role: detector.Replica,
 		Interval: cfg.Timings.ProbeInterval, Timeout: cfg.Timings.ProbeTimeout,
 		FailAfter: cfg.Timings.FailAfter, RecoverAfter: cfg.Timings.RecoverAfter,
+		DiskWindow: cfg.Timings.DiskWindow, DiskHorizon: cfg.Timings.DiskHorizon,
 		Datadir: datadir, BinlogDir: binlogDir, OnChange: onChange,
 		Logger: a.log.With(zap.String("component", "detector")),
 	})
@@ -353,13 +354,13 @@ type hookRunner struct {
 func (h hookRunner) Run(ctx context.Context, c failover.HookCall) error {
 	var ev HookEvent
 	switch c.Stage {
-	case "pre_failover":
+	case failover.HookPreFailover:
 		ev = PreFailover
-	case "post_failover":
+	case failover.HookPostFailover:
 		ev = PostFailover
-	case "pre_switchover":
+	case failover.HookPreSwitchover:
 		ev = PreSwitchover
-	case "post_switchover":
+	case failover.HookPostSwitchover:
 		ev = PostSwitchover
 	default:
 		return fmt.Errorf("unknown hook stage %q", c.Stage)

@@ -52,12 +52,15 @@ const (
 	DefaultProbeTimeout     = detector.DefaultTimeout
 	DefaultFailAfter        = detector.DefaultFailAfter
 	DefaultRecoverAfter     = detector.DefaultRecoverAfter
+	DefaultDiskWindow       = detector.DefaultDiskWindow
+	DefaultDiskHorizon      = detector.DefaultDiskHorizon
 	DefaultSessionTTL       = 3 * time.Second
 	DefaultFenceMargin      = time.Second
 	DefaultFailoverBlock    = 5 * time.Minute
 	DefaultCatchupTimeout   = 10 * time.Second
 	DefaultConfirmLag       = time.Second
 	DefaultSwitchoverMaxLag = time.Second
+	DefaultLongWrite        = 5 * time.Second
 	DefaultMaxReplicaLag    = 5 * time.Second
 	DefaultEtcdDialTimeout  = 2 * time.Second
 	DefaultConnectTimeout   = 2 * time.Second
@@ -173,6 +176,13 @@ type Timings struct {
 	ConfirmLag       time.Duration `yaml:"confirm_lag" json:"confirm_lag"`
 	SwitchoverMaxLag time.Duration `yaml:"switchover_max_lag" json:"switchover_max_lag"`
 	MaxReplicaLag    time.Duration `yaml:"max_replica_lag" json:"max_replica_lag"`
+	// LongWrite: a switchover is refused while a write transaction has been open
+	// on the primary this long (writes would stay blocked until it ends).
+	LongWrite time.Duration `yaml:"long_write" json:"long_write"`
+	// DiskWindow is the span of the datadir's fill rate; DiskHorizon the time to
+	// full under which the verdict is degraded (detector.Config).
+	DiskWindow  time.Duration `yaml:"disk_window" json:"disk_window"`
+	DiskHorizon time.Duration `yaml:"disk_horizon" json:"disk_horizon"`
 }
 
 // Candidate is this node's standing as a promotion candidate.
@@ -250,6 +260,9 @@ func DefaultConfig() Config {
 			ConfirmLag:       DefaultConfirmLag,
 			SwitchoverMaxLag: DefaultSwitchoverMaxLag,
 			MaxReplicaLag:    DefaultMaxReplicaLag,
+			LongWrite:        DefaultLongWrite,
+			DiskWindow:       DefaultDiskWindow,
+			DiskHorizon:      DefaultDiskHorizon,
 		},
 		Hooks: Hooks{Timeout: DefaultHookTimeout},
 		HTTP:  HTTP{Listen: DefaultHTTPListen},
@@ -570,6 +583,12 @@ func (t Timings) validate() error {
 		return fmt.Errorf("config: timings.switchover_max_lag (%s): must not be negative", t.SwitchoverMaxLag)
 	case t.MaxReplicaLag <= 0:
 		return fmt.Errorf("config: timings.max_replica_lag (%s): must be positive", t.MaxReplicaLag)
+	case t.LongWrite <= 0:
+		return fmt.Errorf("config: timings.long_write (%s): must be positive", t.LongWrite)
+	case t.DiskWindow <= 0:
+		return fmt.Errorf("config: timings.disk_window (%s): must be positive", t.DiskWindow)
+	case t.DiskHorizon <= 0:
+		return fmt.Errorf("config: timings.disk_horizon (%s): must be positive", t.DiskHorizon)
 	}
 	return nil
 }

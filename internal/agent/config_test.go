@@ -60,7 +60,8 @@ func TestParseMinimalTakesDefaults(t *testing.T) {
 	if tm.ProbeInterval != 500*time.Millisecond || tm.ProbeTimeout != 300*time.Millisecond || tm.FailAfter != 3 ||
 		tm.RecoverAfter != 3 || tm.SessionTTL != 3*time.Second || tm.FenceMargin != time.Second ||
 		tm.FailoverBlock != 5*time.Minute || tm.CatchupTimeout != 10*time.Second || tm.ConfirmLag != time.Second ||
-		tm.SwitchoverMaxLag != time.Second || tm.MaxReplicaLag != 5*time.Second {
+		tm.SwitchoverMaxLag != time.Second || tm.MaxReplicaLag != 5*time.Second || tm.LongWrite != 5*time.Second ||
+		tm.DiskWindow != time.Minute || tm.DiskHorizon != 10*time.Minute {
 		t.Fatalf("default timings %+v", tm)
 	}
 	if c.HTTP.Listen != "0.0.0.0:9107" || c.Log.Level != "info" || c.Log.Format != "json" || c.VIP != nil {
@@ -118,6 +119,8 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{"failover_block negative", "", "timings:\n  failover_block: -1s\n", "config: timings.failover_block (-1s)"},
 		{"catchup zero", "", "timings:\n  catchup_timeout: 0s\n", "config: timings.catchup_timeout (0s)"},
 		{"confirm lag zero", "", "timings:\n  confirm_lag: 0s\n", "config: timings.confirm_lag (0s)"},
+		{"long write zero", "", "timings:\n  long_write: 0s\n", "config: timings.long_write (0s)"},
+		{"disk horizon zero", "", "timings:\n  disk_horizon: 0s\n", "config: timings.disk_horizon (0s)"},
 		{"max replica lag zero", "", "timings:\n  max_replica_lag: 0s\n", "config: timings.max_replica_lag (0s)"},
 		{"hook relative", "", "hooks:\n  pre_failover: [notify]\n", `config: hooks.pre_failover: "notify": the program must be an absolute path`},
 		{"hook missing", "", "hooks:\n  post_failover: [/nonexistent/notify]\n", "config: hooks.post_failover: stat /nonexistent/notify"},

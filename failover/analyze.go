@@ -1,0 +1,303 @@
+package failover
+
+import (
+	"fmt"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/baton-ha/baton/detector"
+	"github.com/baton-ha/baton/replication"
+)
+
+// NodeAction is what a reconciler is to do with its own node at one pass. The zero
+// value is NodeWait: doing nothing is the one reading of an unset action that can
+// never make a server writable.
+type NodeAction int
+
+// Node actions.
+const (
+	// NodeWait: nothing to do at this pass; wait for etcd or the server to change.
+	NodeWait NodeAction = iota
+	// NodeReadServer: what etcd alone decides is done; read the local server and
+	// analyse again.
+	NodeReadServer
+	// NodeFenceForIntent: a flow is moving the primary away from this node, the
+	// primary of record: make its server read_only now, keep the virtual IP and the
+	// leader key until the commit.
+	NodeFenceForIntent
+	// NodeAwaitBootstrap: no primary of record, and the server is not a writable
+	// candidate for the first one: probe it as a replica.
+	NodeAwaitBootstrap
+	// NodePrepareBootstrap: no primary of record, and the server is writable and
+	// replicates from none: create the heartbeat table, probe it as a primary.
+	NodePrepareBootstrap
+	// NodeHoldPrimary: the primary of record holds the leader key: keep the virtual
+	// IP, probe the server as a primary.
+	NodeHoldPrimary
+	// NodeMakeWritable: as NodeHoldPrimary, and the server is read_only: turn
+	// read_only off first.
+	NodeMakeWritable
+	// NodeKeepPaused: the primary of record holds the leader key and its server is
+	// read_only, but the cluster is paused: a person set it, leave it.
+	NodeKeepPaused
+	// NodePromote: the primary of record, and the leader key is free: take it, then
+	// make the server writable, then take the virtual IP.
+	NodePromote
+	// NodeQuarantine: the server has transactions the primary of record lacks: it
+	// must not replicate from it; a person decides.
+	NodeQuarantine
+	// NodeReconnecting: replicating from the primary of record, the IO thread
+	// reconnecting by itself: leave it.
+	NodeReconnecting
+	// NodeFollow: replicate from the primary of record (rejoin, repoint, or restart
+	// stopped threads).
+	NodeFollow
+)
+
+func (a NodeAction) String() string {
+	switch a {
+	case NodeWait:
+		return "wait"
+	case NodeReadServer:
+		return "read_server"
+	case NodeFenceForIntent:
+		return "fence_for_intent"
+	case NodeAwaitBootstrap:
+		return "await_bootstrap"
+	case NodePrepareBootstrap:
+		return "prepare_bootstrap"
+	case NodeHoldPrimary:
+		return "hold_primary"
+	case NodeMakeWritable:
+		return "make_writable"
+	case NodeKeepPaused:
+		return "keep_paused"
+	case NodePromote:
+		return "promote"
+	case NodeQuarantine:
+		return "quarantine"
+	case NodeReconnecting:
+		return "reconnecting"
+	case NodeFollow:
+		return "follow"
+	}
+	return fmt.Sprintf("node_action(%d)", int(a))
+}
+
+// LocalRead says whether, and how, the local server was read at this pass.
+type LocalRead int
+
+// Local reads.
+const (
+	// LocalUnread: not read yet at this pass; nothing is known of the server.
+	LocalUnread LocalRead = iota
+	// LocalOK: Self.Status holds what the server answered.
+	LocalOK
+	// LocalFailed: the server did not answer in time (Self.ReadErr says how).
+	LocalFailed
+)
+
+func (l LocalRead) String() string {
+	switch l {
+	case LocalUnread:
+		return "unread"
+	case LocalOK:
+		return "ok"
+	case LocalFailed:
+		return "failed"
+	}
+	return fmt.Sprintf("local_read(%d)", int(l))
+}
+
+// Self is this node as its reconciler sees it at one pass: with the cluster's
+// Snapshot, the input of Analyze.
+type Self struct {
+	Node string
+	// Lease is this agent's session lease: the leader key is this node's only when
+	// it is attached to it.
+	Lease clientv3.LeaseID
+	Read  LocalRead
+	// Status is the local server's, when Read is LocalOK; its zero value reads as a
+	// writable primary, so nothing looks at it otherwise.
+	Status  replication.Status
+	ReadErr error
+	// VIPHeld: this node holds the virtual IP, as read at this pass.
+	VIPHeld bool
+	// FlowFenced identifies the latest flow the server was fenced for (IntentKey),
+	// "" when none; FlowFencedEpoch is that flow's epoch.
+	FlowFenced      string
+	FlowFencedEpoch uint64
+}
+
+// Analysis is Analyze's answer: one action, and what goes with it.
+type Analysis struct {
+	Action NodeAction
+	Reason string
+	// Err is what went wrong behind a NodeWait, for the log.
+	Err error
+	// Fence asks for the node to be fenced before Action: the virtual IP let go, the
+	// server made read_only (unless ServerFenced), the leader key released.
+	Fence    bool
+	FenceWhy string
+	// ServerFenced: the server was fenced (or that was tried) for the flow that moved
+	// the primary away; only the virtual IP and the leader key are left to let go.
+	ServerFenced bool
+	// Role is what the node is recorded as once Action is done; "" leaves it.
+	Role Role
+	// Probe is how the detector is to probe the server once Action is done;
+	// detector.NoRole leaves it.
+	Probe detector.Role
+	// Epoch is the primary epoch acted on (the flow's for NodeFenceForIntent).
+	Epoch uint64
+	// IntentKey identifies the flow of NodeFenceForIntent.
+	IntentKey string
+	// Source is where NodeFollow points replication (user and password are the
+	// reconciler's); Following says it already does: a restart, not a rejoin.
+	Source    replication.Source
+	Following bool
+	// Errant is the GTID set of NodeQuarantine.
+	Errant string
+}
+
+// IntentKey identifies a flow: the same intent read twice gives the same key.
+func IntentKey(in Intent) string {
+	return fmt.Sprintf("%d/%s/%s", in.Epoch, in.Kind, in.Started.Format(time.RFC3339Nano))
+}
+
+// Analyze says what the reconciler is to do with its own node. It is pure: the same
+// snapshot and self always give the same answer. Called with s.Read == LocalUnread
+// it decides only what etcd alone decides (so that a hung local server never holds
+// up fencing) and answers NodeReadServer when the server is to be read.
+//
+// It never answers NodePromote, NodeMakeWritable or NodeHoldPrimary unless this node
+// is named, its lease is known, it is the primary of record and no flow is moving
+// the primary away from it; and NodePromote only on a server read at this pass.
+func Analyze(snap Snapshot, s Self) Analysis {
+	me := s.Node
+	if me == "" || s.Lease == clientv3.NoLease {
+		return Analysis{Action: NodeWait, Reason: "this node's name or session lease is unknown"}
+	}
+	p := snap.Primary
+	holds := snap.Leader == me && snap.LeaderLease == s.Lease
+	if in := snap.Intent; in != nil && in.From == me && p.Node == me {
+		key := IntentKey(*in)
+		if key == s.FlowFenced {
+			return Analysis{Action: NodeWait, Reason: fmt.Sprintf("fenced for the %s away from this node already", in.Kind)}
+		}
+		why := fmt.Sprintf("a %s away from this node is in progress", in.Kind)
+		return Analysis{Action: NodeFenceForIntent, Reason: why, FenceWhy: why, Role: RoleFenced, Probe: detector.Replica,
+			Epoch: in.Epoch, IntentKey: key}
+	}
+	notPrimary := "not the primary of record (now " + p.Node + ")"
+	if s.Read == LocalUnread {
+		a := Analysis{Action: NodeReadServer, Reason: "read the local server"}
+		if holds && p.Node != me {
+			// Trying again to fence a server fenced for the flow would only hold the
+			// leader key longer.
+			a.Fence, a.FenceWhy = true, notPrimary
+			a.ServerFenced = s.FlowFenced != "" && s.FlowFencedEpoch == p.Epoch-1
+		}
+		return a
+	}
+	st := s.Status
+	read := s.Read == LocalOK
+	switch {
+	case p.Node == "":
+		if read && !st.ReadOnly && st.Role == replication.RolePrimary {
+			return Analysis{Action: NodePrepareBootstrap, Role: RoleUnknown, Probe: detector.Primary,
+				Reason: "no primary of record yet; the server is writable and replicates from none"}
+		}
+		return Analysis{Action: NodeAwaitBootstrap, Role: RoleUnknown, Probe: detector.Replica,
+			Reason: "no primary of record yet; the server is not a writable primary"}
+	case p.Node == me:
+		return analyzePrimary(snap, s, holds)
+	}
+	return analyzeReplica(snap, s, holds, notPrimary)
+}
+
+// analyzePrimary is Analyze for the primary of record.
+func analyzePrimary(snap Snapshot, s Self, holds bool) Analysis {
+	p := snap.Primary
+	read := s.Read == LocalOK
+	switch {
+	case holds && read && s.Status.ReadOnly && snap.Settings.Paused:
+		return Analysis{Action: NodeKeepPaused, Role: RolePrimary, Epoch: p.Epoch,
+			Reason: "the primary of record is read_only and the cluster is paused: a person set it"}
+	case holds && read && s.Status.ReadOnly:
+		return Analysis{Action: NodeMakeWritable, Role: RolePrimary, Probe: detector.Primary, Epoch: p.Epoch,
+			Reason: "the primary of record is read_only: turning it off (pause the cluster to keep read_only on the primary)"}
+	case holds:
+		return Analysis{Action: NodeHoldPrimary, Role: RolePrimary, Probe: detector.Primary, Epoch: p.Epoch,
+			Reason: "the primary of record holds the leader key"}
+	case snap.Leader != "":
+		// The old primary's agent still holds it: it lets go once fenced, or its lease
+		// expires. Never writable before that.
+		return Analysis{Action: NodeWait, Role: RoleFenced,
+			Reason: "the primary of record, but " + snap.Leader + "'s session still holds the leader key"}
+	case !read:
+		return Analysis{Action: NodeWait, Err: s.ReadErr, Reason: "the primary of record, but the local server does not answer"}
+	}
+	return Analysis{Action: NodePromote, Role: RolePrimary, Probe: detector.Primary, Epoch: p.Epoch,
+		Reason: "the primary of record, and the leader key is free"}
+}
+
+// analyzeReplica is Analyze for every node but the primary of record.
+func analyzeReplica(snap Snapshot, s Self, holds bool, notPrimary string) Analysis {
+	p := snap.Primary
+	st := s.Status
+	read := s.Read == LocalOK
+	a := Analysis{Probe: detector.Replica, Epoch: p.Epoch}
+	if holds || s.VIPHeld || (read && !st.ReadOnly) {
+		a.Fence, a.FenceWhy = true, notPrimary
+	}
+	wait := func(role Role, err error, format string, args ...any) Analysis {
+		a.Action, a.Role, a.Err, a.Reason = NodeWait, role, err, fmt.Sprintf(format, args...)
+		return a
+	}
+	if !read {
+		// Not logged: the detector's verdict says it, and this would at every pass.
+		return wait("", nil, "the local server does not answer")
+	}
+	if in := snap.Intent; in != nil {
+		return wait("", nil, "a %s from %s is in progress: replication is the coordinator's", in.Kind, in.From)
+	}
+	host, port, err := splitAddr(p.Addr)
+	if err != nil {
+		return wait("", fmt.Errorf("primary of record %s has no usable address %q: %w", p.Node, p.Addr, err), "the primary of record has no usable address")
+	}
+	a.Source = replication.Source{Host: host, Port: port}
+	a.Following = st.Role == replication.RoleReplica && st.SourceHost == host && st.SourcePort == port
+	if !a.Following {
+		// Rejoin: only a server with nothing the primary lacks may follow it. The
+		// primary's GTID set as its agent published it since its promotion: an older
+		// one would lack what this node received just before, and make it look errant.
+		ps, ok := snap.Nodes[p.Node]
+		if !ok || ps.GTID == "" || ps.Role != RolePrimary || ps.Epoch != p.Epoch {
+			return wait(RoleFenced, nil, "waiting for %s to publish its GTID set as primary at epoch %d", p.Node, p.Epoch)
+		}
+		pset, err := replication.ParseGTIDSet(st.Executed.Flavor(), ps.GTID)
+		if err != nil {
+			return wait("", fmt.Errorf("parse the primary's GTID set: %w", err), "the primary's GTID set does not parse")
+		}
+		errant, err := replication.Errant(st.Server(), replication.Server{ServerID: p.ServerID, ServerUUID: p.ServerUUID, Executed: pset})
+		if err != nil {
+			return wait("", fmt.Errorf("errant check: %w", err), "the errant check failed")
+		}
+		if !errant.IsEmpty() {
+			a.Action, a.Role, a.Errant = NodeQuarantine, RoleQuarantined, errant.String()
+			a.Reason = "this server has transactions the primary never had; a person must decide"
+			return a
+		}
+	}
+	if a.Following && st.IOThread == replication.ThreadConnecting && st.SQLThread == replication.ThreadRunning {
+		// Reconnecting to the primary of record by itself: leave it. Restarting it
+		// would wait for a connect that may hang, and block the coordinator's STOP
+		// SLAVE behind it.
+		a.Action, a.Role, a.Reason = NodeReconnecting, RoleReplica, "reconnecting to the primary of record by itself"
+		return a
+	}
+	a.Action, a.Role = NodeFollow, RoleReplica
+	a.Reason = "replicate from the primary of record " + p.Node
+	return a
+}

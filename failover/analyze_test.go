@@ -1,0 +1,383 @@
+package failover
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/baton-ha/baton/detector"
+	"github.com/baton-ha/baton/replication"
+)
+
+// leases are the agents' session leases, by node.
+var leases = map[string]clientv3.LeaseID{"db1": 1, "db2": 2, "db3": 3}
+
+// cluster is db1 primary of record at epoch 4, holding the leader key, its status
+// published; db2 and db3 replicate from it.
+func cluster() Snapshot {
+	s := Snapshot{View: View{
+		Primary: Primary{Node: "db1", Addr: "198.18.0.1:3306", ServerID: 1, Epoch: 4},
+		Leader:  "db1",
+		Nodes: map[string]NodeStatus{
+			"db1": {Node: "db1", Role: RolePrimary, ServerRead: true, GTID: "0-1-100", Epoch: 4},
+			"db2": {Node: "db2", Role: RoleReplica, ServerRead: true, ReadOnly: true, GTID: "0-1-100", Epoch: 4},
+		},
+	}, LeaderLease: leases["db1"], PrimaryModRev: 10}
+	return s
+}
+
+// failedOver is cluster after a failover to db2 at epoch 5, committed; db1's agent
+// still holds the leader key; db2 published its GTID set as primary.
+func failedOver() Snapshot {
+	s := cluster()
+	s.Primary = Primary{Node: "db2", Addr: "198.18.0.2:3306", ServerID: 2, Epoch: 5}
+	s.Nodes["db2"] = NodeStatus{Node: "db2", Role: RolePrimary, ServerRead: true, GTID: "0-1-100,0-2-3", Epoch: 5}
+	return s
+}
+
+func snapWith(s Snapshot, f func(*Snapshot)) Snapshot { f(&s); return s }
+
+func mariaSet(s string) replication.GTIDSet {
+	return replication.MustParseGTIDSet(replication.FlavorMariaDB, s)
+}
+
+// writable is a server that replicates from none and takes writes.
+func writable(id uint32, executed string) replication.Status {
+	return replication.Status{Flavor: replication.FlavorMariaDB, ServerID: id, Role: replication.RolePrimary, Executed: mariaSet(executed)}
+}
+
+// replicaOf is a read_only server replicating from addr's host, threads running.
+func replicaOf(id uint32, host string, executed string) replication.Status {
+	return replication.Status{Flavor: replication.FlavorMariaDB, ServerID: id, Role: replication.RoleReplica, ReadOnly: true,
+		SourceHost: host, SourcePort: 3306, IOThread: replication.ThreadRunning, SQLThread: replication.ThreadRunning,
+		Executed: mariaSet(executed)}
+}
+
+func readOnly(st replication.Status) replication.Status { st.ReadOnly = true; return st }
+
+// read is node having read its server as st at this pass.
+func read(node string, st replication.Status) Self {
+	return Self{Node: node, Lease: leases[node], Read: LocalOK, Status: st}
+}
+
+// unread is node before its server is read.
+func unread(node string) Self { return Self{Node: node, Lease: leases[node]} }
+
+// unanswered is node whose server did not answer.
+func unanswered(node string) Self {
+	return Self{Node: node, Lease: leases[node], Read: LocalFailed, ReadErr: errors.New("context deadline exceeded")}
+}
+
+func TestAnalyze(t *testing.T) {
+	intent := &Intent{Kind: FlowSwitchover, Epoch: 4, From: "db1", To: "db2", Started: t0}
+	cases := []struct {
+		name             string
+		snap             Snapshot
+		self             Self
+		want             NodeAction
+		wantFence        bool
+		wantServerFenced bool
+		wantRole         Role
+		wantProbe        detector.Role
+		wantReason       string
+		wantErr          bool
+	}{
+		// A zero value is never a safe state.
+		{
+			name: "zero snapshot, zero self: wait",
+			want: NodeWait, wantReason: "name or session lease is unknown",
+		},
+		{
+			name: "zero self in a cluster: wait",
+			snap: cluster(),
+			want: NodeWait, wantReason: "name or session lease is unknown",
+		},
+		{
+			name: "the primary of record without its session lease: wait, never promote",
+			snap: snapWith(cluster(), func(s *Snapshot) { s.Leader = "" }),
+			self: Self{Node: "db1", Read: LocalOK, Status: writable(1, "0-1-100")},
+			want: NodeWait, wantReason: "lease is unknown",
+		},
+		{
+			name: "zero snapshot, server not read yet: read it",
+			snap: Snapshot{}, self: unread("db1"),
+			want: NodeReadServer,
+		},
+		{
+			name: "zero snapshot, a zero status read: not a writable primary",
+			snap: Snapshot{}, self: Self{Node: "db1", Lease: 1, Read: LocalOK},
+			want: NodeAwaitBootstrap, wantRole: RoleUnknown, wantProbe: detector.Replica,
+		},
+		{
+			name: "primary of record, leader key free, server not read yet: read it first, never promote",
+			snap: snapWith(cluster(), func(s *Snapshot) { s.Leader, s.LeaderLease = "", 0 }),
+			self: unread("db1"),
+			want: NodeReadServer,
+		},
+		{
+			name: "replica reads a zero status: it reads as writable, so it is fenced; no GTID set, so it waits",
+			snap: cluster(), self: Self{Node: "db2", Lease: 2, Read: LocalOK},
+			want: NodeWait, wantFence: true, wantProbe: detector.Replica, wantReason: "does not parse", wantErr: true,
+		},
+		// Lost lease.
+		{
+			name: "the primary of record's leader key is on its lost session: fenced until it expires",
+			snap: snapWith(cluster(), func(s *Snapshot) { s.LeaderLease = 99 }),
+			self: read("db1", writable(1, "0-1-100")),
+			want: NodeWait, wantRole: RoleFenced, wantReason: "still holds the leader key",
+		},
+		{
+			name: "the lost session's leader key expired, the server answers: promote",
+			snap: snapWith(cluster(), func(s *Snapshot) { s.Leader, s.LeaderLease = "", 0 }),
+			self: read("db1", readOnly(writable(1, "0-1-100"))),
+			want: NodePromote, wantRole: RolePrimary, wantProbe: detector.Primary,
+		},
+		{
+			name: "leader key free but the server does not answer: wait",
+			snap: snapWith(cluster(), func(s *Snapshot) { s.Leader, s.LeaderLease = "", 0 }),
+			self: unanswered("db1"),
+			want: NodeWait, wantReason: "does not answer", wantErr: true,
+		},
+		// Stalled or unreadable local server.
+		{
+			name: "the primary holding the leader key, its server stalled: keep it (the detector reports, the coordinator decides)",
+			snap: cluster(), self: unanswered("db1"),
+			want: NodeHoldPrimary, wantRole: RolePrimary, wantProbe: detector.Primary,
+		},
+		{
+			name: "replica whose server does not answer: wait",
+			snap: cluster(), self: unanswered("db2"),
+			want: NodeWait, wantProbe: detector.Replica, wantReason: "does not answer",
+		},
+		{
+			name: "replica whose server does not answer, holding the virtual IP: fence",
+			snap: cluster(), self: func() Self { s := unanswered("db2"); s.VIPHeld = true; return s }(),
+			want: NodeWait, wantFence: true, wantProbe: detector.Replica,
+		},
+		{
+			name: "old primary still holding the leader key: fenced before its server is read, server fenced for the flow already",
+			snap: failedOver(),
+			self: func() Self { s := unread("db1"); s.FlowFenced, s.FlowFencedEpoch = IntentKey(*intent), 4; return s }(),
+			want: NodeReadServer, wantFence: true, wantServerFenced: true,
+		},
+		{
+			name: "old primary still holding the leader key, never fenced for a flow: fence it all",
+			snap: failedOver(), self: unread("db1"),
+			want: NodeReadServer, wantFence: true,
+		},
+		{
+			name: "old primary still holding the leader key, fenced for an older flow: fence it all",
+			snap: failedOver(),
+			self: func() Self { s := unread("db1"); s.FlowFenced, s.FlowFencedEpoch = "3/failover/x", 3; return s }(),
+			want: NodeReadServer, wantFence: true,
+		},
+		// A restarted server that comes back writable, not primary of record.
+		{
+			name: "old primary restarted writable, nothing errant: fence, then rejoin",
+			snap: snapWith(failedOver(), func(s *Snapshot) { s.Leader, s.LeaderLease = "db2", 2 }),
+			self: read("db1", writable(1, "0-1-100")),
+			want: NodeFollow, wantFence: true, wantRole: RoleReplica, wantProbe: detector.Replica,
+		},
+		{
+			name: "old primary restarted writable with a write the new primary lacks: fence, quarantine",
+			snap: snapWith(failedOver(), func(s *Snapshot) { s.Leader, s.LeaderLease = "db2", 2 }),
+			self: read("db1", writable(1, "0-1-101")),
+			want: NodeQuarantine, wantFence: true, wantRole: RoleQuarantined, wantProbe: detector.Replica,
+		},
+		{
+			name: "old primary restarted writable before the new primary published its GTID set: fence, wait",
+			snap: snapWith(failedOver(), func(s *Snapshot) {
+				n := s.Nodes["db2"]
+				n.Epoch = 4
+				s.Nodes["db2"] = n
+			}),
+			self: read("db1", writable(1, "0-1-100")),
+			want: NodeWait, wantFence: true, wantRole: RoleFenced, wantProbe: detector.Replica, wantReason: "waiting for db2",
+		},
+		{
+			name: "replica restarted writable, still pointed at the primary: fence, restart replication",
+			snap: cluster(),
+			self: func() Self { st := replicaOf(2, "198.18.0.1", "0-1-100"); st.ReadOnly = false; return read("db2", st) }(),
+			want: NodeFollow, wantFence: true, wantRole: RoleReplica, wantProbe: detector.Replica,
+		},
+		// The primary of record, fenced.
+		{
+			name: "a flow moves the primary away: fence for it before reading the server",
+			snap: snapWith(cluster(), func(s *Snapshot) { s.Intent = intent }),
+			self: unread("db1"),
+			want: NodeFenceForIntent, wantRole: RoleFenced, wantProbe: detector.Replica, wantReason: "a switchover away from this node",
+		},
+		{
+			name: "a flow moves the primary away, fenced for it already: wait",
+			snap: snapWith(cluster(), func(s *Snapshot) { s.Intent = intent }),
+			self: func() Self {
+				s := read("db1", writable(1, "0-1-100"))
+				s.FlowFenced, s.FlowFencedEpoch = IntentKey(*intent), 4
+				return s
+			}(),
+			want: NodeWait, wantReason: "fenced for the switchover",
+		},
+		{
+			name: "primary of record, read_only after an abandoned flow: make it writable",
+			snap: cluster(), self: read("db1", readOnly(writable(1, "0-1-100"))),
+			want: NodeMakeWritable, wantRole: RolePrimary, wantProbe: detector.Primary,
+		},
+		{
+			name: "primary of record, read_only, cluster paused: leave it",
+			snap: snapWith(cluster(), func(s *Snapshot) { s.Settings.Paused = true }),
+			self: read("db1", readOnly(writable(1, "0-1-100"))),
+			want: NodeKeepPaused, wantRole: RolePrimary,
+		},
+		{
+			name: "primary of record, another node's session holds the leader key: fenced",
+			snap: snapWith(cluster(), func(s *Snapshot) { s.Leader, s.LeaderLease = "db2", 2 }),
+			self: read("db1", readOnly(writable(1, "0-1-100"))),
+			want: NodeWait, wantRole: RoleFenced, wantReason: "db2's session",
+		},
+		{
+			name: "primary of record, writable, holding the leader key: hold",
+			snap: cluster(), self: read("db1", writable(1, "0-1-100")),
+			want: NodeHoldPrimary, wantRole: RolePrimary, wantProbe: detector.Primary,
+		},
+		// Bootstrap.
+		{
+			name: "no primary of record, the server writable and replicating from none: ready it",
+			snap: Snapshot{}, self: read("db1", writable(1, "0-1-100")),
+			want: NodePrepareBootstrap, wantRole: RoleUnknown, wantProbe: detector.Primary,
+		},
+		{
+			name: "no primary of record, the server read_only: probe it as a replica",
+			snap: Snapshot{}, self: read("db2", replicaOf(2, "198.18.0.1", "0-1-100")),
+			want: NodeAwaitBootstrap, wantRole: RoleUnknown, wantProbe: detector.Replica,
+		},
+		// Replicas.
+		{
+			name: "replica following the primary: keep its threads running",
+			snap: cluster(), self: read("db2", replicaOf(2, "198.18.0.1", "0-1-100")),
+			want: NodeFollow, wantRole: RoleReplica, wantProbe: detector.Replica,
+		},
+		{
+			name: "replica reconnecting to the primary by itself: leave it",
+			snap: cluster(),
+			self: func() Self {
+				st := replicaOf(2, "198.18.0.1", "0-1-100")
+				st.IOThread = replication.ThreadConnecting
+				return read("db2", st)
+			}(),
+			want: NodeReconnecting, wantRole: RoleReplica, wantProbe: detector.Replica,
+		},
+		{
+			name: "replica of the old primary after a failover: repoint it",
+			snap: snapWith(failedOver(), func(s *Snapshot) { s.Nodes["db3"] = NodeStatus{Node: "db3"} }),
+			self: read("db3", replicaOf(3, "198.18.0.1", "0-1-100")),
+			want: NodeFollow, wantRole: RoleReplica, wantProbe: detector.Replica,
+		},
+		{
+			name: "replica during a flow: leave replication to the coordinator",
+			snap: snapWith(cluster(), func(s *Snapshot) { s.Intent = intent }),
+			self: func() Self {
+				st := replicaOf(2, "198.18.0.1", "0-1-100")
+				st.IOThread = replication.ThreadStopped
+				return read("db2", st)
+			}(),
+			want: NodeWait, wantProbe: detector.Replica, wantReason: "in progress",
+		},
+		{
+			name: "primary of record with an unusable address: wait",
+			snap: snapWith(cluster(), func(s *Snapshot) { s.Primary.Addr = "db1" }),
+			self: read("db2", replicaOf(2, "198.18.0.1", "0-1-100")),
+			want: NodeWait, wantProbe: detector.Replica, wantReason: "no usable address", wantErr: true,
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			a := Analyze(tc.snap, tc.self)
+			if a.Action != tc.want {
+				t.Fatalf("action = %s (%s), want %s", a.Action, a.Reason, tc.want)
+			}
+			if a.Fence != tc.wantFence || a.ServerFenced != tc.wantServerFenced {
+				t.Errorf("fence = %v (server fenced %v), want %v (%v)", a.Fence, a.ServerFenced, tc.wantFence, tc.wantServerFenced)
+			}
+			if a.Fence && a.FenceWhy == "" {
+				t.Error("a fence without a reason")
+			}
+			if a.Role != tc.wantRole {
+				t.Errorf("role = %q, want %q", a.Role, tc.wantRole)
+			}
+			if a.Probe != tc.wantProbe {
+				t.Errorf("probe = %s, want %s", a.Probe, tc.wantProbe)
+			}
+			if (a.Err != nil) != tc.wantErr {
+				t.Errorf("err = %v, want one: %v", a.Err, tc.wantErr)
+			}
+			if !strings.Contains(a.Reason, tc.wantReason) {
+				t.Errorf("reason = %q, want it to mention %q", a.Reason, tc.wantReason)
+			}
+			if writableAction(a.Action) && (tc.self.Node != tc.snap.Primary.Node || a.Fence) {
+				t.Errorf("%s for %s, not the primary of record (%s), or fenced", a.Action, tc.self.Node, tc.snap.Primary.Node)
+			}
+			if again := Analyze(tc.snap, tc.self); again.Action != a.Action || again.Reason != a.Reason || again.Fence != a.Fence {
+				t.Errorf("not deterministic: %+v then %+v", a, again)
+			}
+		})
+	}
+}
+
+// writableAction says whether a leaves the local server writable.
+func writableAction(a NodeAction) bool {
+	return a == NodePromote || a == NodeMakeWritable || a == NodeHoldPrimary
+}
+
+// TestAnalyzeZeroNeverWritable: however little is known, a node is never made
+// writable unless it is named, has its lease, is the primary of record, and (to
+// promote) its server was read at this pass.
+func TestAnalyzeZeroNeverWritable(t *testing.T) {
+	snaps := map[string]Snapshot{
+		"zero":                        {},
+		"leader key free":             snapWith(cluster(), func(s *Snapshot) { s.Leader, s.LeaderLease = "", 0 }),
+		"primary named, nothing else": {View: View{Primary: Primary{Node: "db1"}}},
+	}
+	selves := map[string]Self{
+		"zero":           {},
+		"no lease":       {Node: "db1", Read: LocalOK},
+		"no name":        {Lease: 1, Read: LocalOK},
+		"unread":         {Node: "db1", Lease: 1},
+		"unanswered":     {Node: "db1", Lease: 1, Read: LocalFailed},
+		"bad read state": {Node: "db1", Lease: 1, Read: LocalRead(9)},
+	}
+	for sn, snap := range snaps {
+		for n, self := range selves {
+			if a := Analyze(snap, self); a.Action == NodePromote || a.Action == NodeMakeWritable {
+				t.Errorf("snapshot %s, self %s: %s (%s)", sn, n, a.Action, a.Reason)
+			}
+		}
+	}
+}
+
+func TestSignificantLag(t *testing.T) {
+	at := func(ms int64) NodeStatus { return NodeStatus{Node: "db2", LagMS: ms} }
+	cases := []struct {
+		a, b    int64
+		confirm int64 // ms
+		want    bool
+	}{
+		{100, 900, 1000, false},
+		{900, 1000, 1000, true},
+		{1500, 1200, 1000, false},
+		{1500, 200, 1000, true},
+		{-1, 5000, 1000, true},
+		{900, 1000, 3000, false}, // a DBA raised confirm_lag: 1s is no longer news
+		{2900, 3000, 3000, true},
+		{-1, 0, 3000, false},
+	}
+	for _, tc := range cases {
+		if got := significant(at(tc.a), at(tc.b), msDur(tc.confirm)); got != tc.want {
+			t.Errorf("lag %dms -> %dms with confirm_lag %dms: significant = %v, want %v", tc.a, tc.b, tc.confirm, got, tc.want)
+		}
+	}
+}
+
+func msDur(ms int64) time.Duration { return time.Duration(ms) * time.Millisecond }
