@@ -86,6 +86,9 @@ type Decision struct {
 //  2. its agent is gone or reports it unreachable, and every replica whose agent is
 //     alive agrees it is gone (remote probe failing or IO thread down): an agent
 //     that died alone is no reason to fail over;
+//     or its agent is gone, a replica's remote write probe finds the server takes no
+//     writes (read_only: it fenced itself after losing etcd; or writes hang), and a
+//     replica's heartbeat lag reached ConfirmLag: nobody is left to write there;
 //  3. an operator asks.
 //
 // Never when the cluster is paused (operator requests still run), within
@@ -146,11 +149,21 @@ func primaryFailed(v View, p Policy) (bool, string) {
 		if len(replicas) == 0 {
 			return false, what + ", and no replica agent is alive to confirm it"
 		}
+		var writes string
+		if !present {
+			ok, how := notServing(replicas, name, p)
+			if ok {
+				return true, fmt.Sprintf("%s and its server takes no writes: %s", what, how)
+			}
+			if how != "" {
+				writes = "; " + how
+			}
+		}
 		var hows []string
 		for _, r := range replicas {
 			ok, how := confirmsGone(r, name)
 			if !ok {
-				return false, fmt.Sprintf("%s, but %s still sees it (%s)", what, r.Node, how)
+				return false, fmt.Sprintf("%s, but %s still sees it (%s)%s", what, r.Node, how, writes)
 			}
 			hows = append(hows, r.Node+": "+how)
 		}
@@ -168,6 +181,29 @@ func confirmsStopped(r NodeStatus, primary string, p Policy) (bool, string) {
 		return true, fmt.Sprintf("heartbeat lag %dms", r.LagMS)
 	}
 	return false, fmt.Sprintf("heartbeat lag %dms", r.LagMS)
+}
+
+// notServing says whether the replicas show that a primary whose agent is gone takes
+// no writes: one replica's remote write probe is refused, and one replica's heartbeat
+// stopped (lag at ConfirmLag; the write probes of replicas keep it fresh while the
+// server writes).
+func notServing(replicas []NodeStatus, primary string, p Policy) (bool, string) {
+	var refused, stopped string
+	for _, r := range replicas {
+		if pv := r.PrimaryView; refused == "" && pv != nil && pv.Node == primary && pv.Write.Refused() {
+			refused = fmt.Sprintf("%s's write probe: %s", r.Node, pv.Write)
+		}
+		if stopped == "" && r.LagMS >= 0 && time.Duration(r.LagMS)*time.Millisecond >= p.ConfirmLag {
+			stopped = fmt.Sprintf("%s: heartbeat lag %dms", r.Node, r.LagMS)
+		}
+	}
+	if refused == "" {
+		return false, ""
+	}
+	if stopped == "" {
+		return false, refused + ", not confirmed by any replica's heartbeat lag yet"
+	}
+	return true, refused + "; " + stopped
 }
 
 // confirmsGone says whether replica r sees the primary gone: its remote probe fails,

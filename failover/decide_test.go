@@ -30,13 +30,21 @@ func view(nodes ...NodeStatus) View {
 	return v
 }
 
-func with(n NodeStatus, f func(*NodeStatus)) NodeStatus { f(&n); return n }
+func with(n NodeStatus, fs ...func(*NodeStatus)) NodeStatus {
+	for _, f := range fs {
+		f(&n)
+	}
+	return n
+}
 
 func unwritable(n *NodeStatus) {
 	n.Verdict, n.Reason = VerdictUnwritable, "write probe did not finish in 300ms"
 }
 func unreachable(n *NodeStatus) {
 	n.Verdict, n.Reason = VerdictUnreachable, "connection refused"
+}
+func writeCheck(w PeerWrite) func(*NodeStatus) {
+	return func(n *NodeStatus) { n.PrimaryView.Write = w }
 }
 func lagging(ms int64) func(*NodeStatus) { return func(n *NodeStatus) { n.LagMS = ms } }
 func seesPrimaryGone(n *NodeStatus) {
@@ -102,6 +110,50 @@ func TestDecide(t *testing.T) {
 		{
 			name:       "agent of the primary dead but its server fine",
 			v:          view(healthy("db2"), healthy("db3")),
+			want:       NoAction,
+			wantReason: "db2 still sees it",
+		},
+		{
+			// The primary's agent lost etcd alone and fenced its server: the server
+			// answers, replicas still connect, but it takes no writes.
+			name: "agent gone, its server fenced: a replica's write probe is refused, heartbeat stopped",
+			v: view(with(healthy("db2"), writeCheck(PeerWriteReadOnly), lagging(2500)),
+				with(healthy("db3"), writeCheck(PeerWriteReadOnly), lagging(2500))),
+			want: Failover, wantCands: []string{"db2", "db3"},
+			wantReason: "db2's write probe: read_only",
+		},
+		{
+			name: "agent gone, then the disk filled: a replica's write probe hangs, heartbeat stopped",
+			v: view(with(healthy("db2"), writeCheck(PeerWriteFailing), lagging(1200)),
+				with(healthy("db3"), lagging(1200))),
+			want: Failover, wantCands: []string{"db2", "db3"},
+			wantReason: "db2's write probe: failing",
+		},
+		{
+			name:       "agent gone, a write probe fails but the heartbeat is fresh: not confirmed",
+			v:          view(with(healthy("db2"), writeCheck(PeerWriteFailing)), healthy("db3")),
+			want:       NoAction,
+			wantReason: "not confirmed",
+		},
+		{
+			name:       "agent gone, the replicas' write probes succeed: the server serves",
+			v:          view(with(healthy("db2"), writeCheck(PeerWriteOK)), with(healthy("db3"), writeCheck(PeerWriteOK))),
+			want:       NoAction,
+			wantReason: "db2 still sees it",
+		},
+		{
+			name: "agent gone, no write probe result yet (zero value), heartbeat stopped: nothing",
+			v: view(with(healthy("db2"), lagging(5000)),
+				with(healthy("db3"), lagging(5000))),
+			want:       NoAction,
+			wantReason: "db2 still sees it",
+		},
+		{
+			name: "agent gone, a write probe of an old primary of record (another node) does not count",
+			v: view(with(healthy("db2"), func(n *NodeStatus) {
+				n.PrimaryView = &PeerView{Node: "db9", Reachable: true, Write: PeerWriteReadOnly}
+				n.LagMS = 5000
+			}), healthy("db3")),
 			want:       NoAction,
 			wantReason: "db2 still sees it",
 		},

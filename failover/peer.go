@@ -14,8 +14,11 @@ import (
 
 // PeerWatch probes the primary of record from a replica's agent (connect + SELECT 1
 // with a deadline), so that the coordinator can tell "the primary is gone" from "the
-// primary's agent is gone". Failures need FailAfter probes in a row to count, so one
-// lost packet is not a vote for failover.
+// primary's agent is gone". While the primary's own agent is gone it also probes the
+// primary's writes (the detector's heartbeat write, with the same deadline): nobody
+// else would see a server whose agent died stop writing, or one whose agent fenced it
+// after losing etcd. Failures need FailAfter probes in a row to count, so one lost
+// packet is not a vote for failover.
 type PeerWatch struct {
 	Self      string
 	DSN       func(addr string) (string, error) // DSN of the admin user at addr
@@ -28,19 +31,25 @@ type PeerWatch struct {
 	// block.
 	OnChange func()
 
-	mu     sync.Mutex
-	target string // node
-	addr   string
-	view   *PeerView
-	fails  int
-	first  time.Time
-	prober *detector.Prober
+	mu         sync.Mutex
+	target     string // node
+	addr       string
+	writes     bool // probe the target's writes too
+	view       *PeerView
+	fails      int
+	first      time.Time
+	writeFails int
+	prober     *detector.Prober
 }
 
 // SetTarget points the watch at the primary of record (node at addr); "" stops it.
-func (w *PeerWatch) SetTarget(node, addr string) {
+// writes: also probe its writes (while the primary's own agent is gone).
+func (w *PeerWatch) SetTarget(node, addr string, writes bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if writes != w.writes {
+		w.writes, w.writeFails = writes, 0
+	}
 	if node == w.target && addr == w.addr {
 		return
 	}
@@ -48,7 +57,7 @@ func (w *PeerWatch) SetTarget(node, addr string) {
 		go w.prober.Close()
 		w.prober = nil
 	}
-	w.target, w.addr, w.view, w.fails = node, addr, nil, 0
+	w.target, w.addr, w.view, w.fails, w.writeFails = node, addr, nil, 0, 0
 }
 
 // View is the latest view of the target, nil before the first probe or when there
@@ -106,9 +115,15 @@ func (w *PeerWatch) probe(ctx context.Context) {
 		}
 		w.prober = p
 	}
+	writes := w.writes
 	w.mu.Unlock()
 
 	res := p.Ping(ctx)
+	var write *detector.Result
+	if writes && res.Class == detector.OK {
+		wr := p.Write(ctx)
+		write = &wr
+	}
 	now := time.Now().UTC()
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -129,9 +144,39 @@ func (w *PeerWatch) probe(ctx context.Context) {
 			v.Error = fmt.Sprintf("%s: %s", res.Class, res.Detail)
 		}
 	}
-	changed := w.view == nil || w.view.Reachable != v.Reachable
+	if w.writes {
+		v.Write = w.judgeWrite(write)
+	}
+	changed := w.view == nil || w.view.Reachable != v.Reachable || w.view.Write != v.Write
 	w.view = v
 	if changed && w.OnChange != nil {
 		w.OnChange()
 	}
+}
+
+// judgeWrite turns one remote write probe into the published outcome. A refusal by
+// read_only counts at once (the server said so); a write that hangs or fails needs
+// FailAfter probes in a row; an answer that says nothing about writes (no probe, too
+// many connections) is unknown, never a failure.
+func (w *PeerWatch) judgeWrite(res *detector.Result) PeerWrite {
+	if res == nil {
+		w.writeFails = 0
+		return PeerWriteUnknown
+	}
+	switch res.Class {
+	case detector.OK:
+		w.writeFails = 0
+		return PeerWriteOK
+	case detector.ReadOnlyRefused:
+		w.writeFails = 0
+		return PeerWriteReadOnly
+	case detector.TimedOut, detector.StorageFailed, detector.OtherError:
+		w.writeFails++
+		if w.writeFails >= w.FailAfter {
+			return PeerWriteFailing
+		}
+		return PeerWriteUnknown
+	}
+	w.writeFails = 0
+	return PeerWriteUnknown
 }

@@ -204,7 +204,8 @@ func (r *Reconciler) pass(ctx context.Context, s *concurrency.Session) {
 	}
 	self.Read, self.Status, self.ReadErr = r.readLocal(ctx)
 	if r.cfg.Peer != nil {
-		r.cfg.Peer.SetTarget(snap.Primary.Node, snap.Primary.Addr)
+		_, agentAlive := snap.Nodes[snap.Primary.Node]
+		r.cfg.Peer.SetTarget(snap.Primary.Node, snap.Primary.Addr, !agentAlive)
 	}
 	if r.cfg.VIP != nil && snap.Primary.Node != "" && snap.Primary.Node != r.cfg.Node {
 		held, _ := r.cfg.VIP.Held(ctx)
@@ -595,7 +596,7 @@ func significant(a, b NodeStatus, confirmLag time.Duration) bool {
 		if v == nil {
 			return ""
 		}
-		return v.Node + strconv.FormatBool(v.Reachable)
+		return v.Node + strconv.FormatBool(v.Reachable) + string(v.Write)
 	}
 	return a.Role != b.Role || a.Verdict != b.Verdict || a.ServerRead != b.ServerRead || a.ReadOnly != b.ReadOnly || a.IORunning != b.IORunning ||
 		a.SQLRunning != b.SQLRunning || a.Source != b.Source || a.Epoch != b.Epoch || a.Errant != b.Errant ||

@@ -68,8 +68,12 @@ func TestFailoverOnFaults(t *testing.T) {
 		{"cut-network", "cut", []sandbox.Fault{sandbox.CutNetwork}},
 		// A busy application: its writes hung on the full disk take every connection.
 		{"disk-full+exhaust", "dfex", []sandbox.Fault{sandbox.DiskFull, sandbox.ExhaustConnections}},
+		// The primary's agent alone loses etcd: it fences its server, which replicas
+		// and clients still reach; a replica must take over.
+		{"agent-etcd-cut", "aec", []sandbox.Fault{sandbox.CutEtcd}},
+		// Nobody watches the primary's writes but the replicas' remote probes.
+		{"kill-agent+disk-full", "kadf", []sandbox.Fault{sandbox.KillAgent, sandbox.DiskFull}},
 	} {
-		f := tc.faults[0]
 		t.Run(tc.name, func(t *testing.T) {
 			c := upCluster(t, "fo-"+tc.short, 1)
 			ctx := context.Background()
@@ -107,6 +111,9 @@ func TestFailoverOnFaults(t *testing.T) {
 				return ok
 			})
 			t.Logf("%s: %s promoted; first write on it %s after the fault", tc.name, newNode.Name, first.At.Sub(injected).Round(time.Millisecond))
+			if took := first.At.Sub(injected); took > 10*time.Second {
+				t.Errorf("writes resumed %s after the fault, want within 10s", took.Round(time.Millisecond))
+			}
 			time.Sleep(time.Second)
 			w.Stop()
 			mon.Stop()
@@ -151,7 +158,7 @@ func TestFailoverOnFaults(t *testing.T) {
 			}
 			t.Logf("steps: %s", strings.Join(steps, ", "))
 
-			switch f {
+			switch tc.faults[0] {
 			case sandbox.Kill:
 				// The old primary comes back read_only, has nothing the new one lacks,
 				// and rejoins as its replica.
@@ -163,7 +170,7 @@ func TestFailoverOnFaults(t *testing.T) {
 					return ok && n.Role == failover.RoleReplica && n.IORunning && n.SQLRunning && n.ReadOnly &&
 						strings.HasPrefix(n.Source, newNode.IP+":")
 				})
-			case sandbox.CutNetwork:
+			case sandbox.CutNetwork, sandbox.CutEtcd:
 				// Cut off from etcd, the old primary's agent could not renew its session
 				// and fenced its node on its own: read_only, no virtual IP.
 				old := sandboxtest.RootDB(t, c.Cluster, "db1")

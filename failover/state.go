@@ -133,8 +133,26 @@ type PeerView struct {
 	// FailedSince is when the probes started failing (zero while reachable).
 	FailedSince time.Time `json:"failed_since,omitempty"`
 	Error       string    `json:"error,omitempty"`
-	At          time.Time `json:"at"`
+	// Write is the outcome of the remote write probe, which runs only while the
+	// primary's own agent is gone (nobody else would see its writes stop).
+	Write PeerWrite `json:"write,omitempty"`
+	At    time.Time `json:"at"`
 }
+
+// PeerWrite is what a replica's remote write probe of the primary found. The zero
+// value means no write probe ran: it never reads as a failure.
+type PeerWrite string
+
+// Remote write probe outcomes.
+const (
+	PeerWriteUnknown  PeerWrite = ""          // not probed, or no clear answer (too many connections)
+	PeerWriteOK       PeerWrite = "ok"        // the heartbeat write committed in time
+	PeerWriteReadOnly PeerWrite = "read_only" // refused by read_only: fenced, or set by hand
+	PeerWriteFailing  PeerWrite = "failing"   // timed out or failed, FailAfter probes in a row
+)
+
+// Refused says whether the outcome means the server takes no writes.
+func (w PeerWrite) Refused() bool { return w == PeerWriteReadOnly || w == PeerWriteFailing }
 
 // Settings are the cluster's dynamic settings (the config key).
 type Settings struct {

@@ -35,6 +35,8 @@ const (
 	ReleaseConnections                  // close them
 	KillAgent                           // SIGKILL the node's baton agent (the server is fine)
 	StartAgent                          // start it again
+	CutEtcd                             // drop the node's packets to every etcd member, and only those
+	HealEtcd                            // route them again
 )
 
 func (f Fault) String() string {
@@ -71,6 +73,10 @@ func (f Fault) String() string {
 		return "kill-agent"
 	case StartAgent:
 		return "start-agent"
+	case CutEtcd:
+		return "cut-etcd"
+	case HealEtcd:
+		return "heal-etcd"
 	}
 	return fmt.Sprintf("fault(%d)", int(f))
 }
@@ -78,7 +84,7 @@ func (f Fault) String() string {
 // Faults lists every fault, each followed by its inverse.
 func Faults() []Fault {
 	var out []Fault
-	for f := DiskFull; f <= StartAgent; f++ {
+	for f := DiskFull; f <= HealEtcd; f++ {
 		out = append(out, f)
 	}
 	return out
@@ -111,7 +117,7 @@ func (c *Cluster) Fault(ctx context.Context, node string, f Fault) error {
 	if _, err := c.Node(node); err != nil {
 		return err
 	}
-	if f < DiskFull || f > StartAgent {
+	if f < DiskFull || f > HealEtcd {
 		return fmt.Errorf("unknown fault %d", int(f))
 	}
 	return c.update(func() error {
@@ -175,6 +181,10 @@ func (c *Cluster) inject(ctx context.Context, n *Node, f Fault) error {
 			return fmt.Errorf("the sandbox has no agents (start it with --with-agents)")
 		}
 		return c.startAgent(n)
+	case CutEtcd:
+		return c.routeEtcd(ctx, n, "add")
+	case HealEtcd:
+		return c.routeEtcd(ctx, n, "del")
 	}
 	return fmt.Errorf("unknown fault %d", int(f))
 }
@@ -353,4 +363,19 @@ func (c *Cluster) lock() (func(), error) {
 		return nil, fmt.Errorf("lock sandbox: %w", err)
 	}
 	return func() { f.Close() }, nil
+}
+
+// routeEtcd adds (or deletes) a blackhole route to every etcd member in the node's
+// namespace: the node's agent loses etcd, and nothing else changes (replicas and
+// clients still reach its server). Packets are dropped, not refused, as a firewall
+// rule or a routing fault would.
+//
+//	ip -n NS route add blackhole ETCD_IP/32
+func (c *Cluster) routeEtcd(ctx context.Context, n *Node, op string) error {
+	for _, m := range c.EtcdMembers {
+		if err := run(ctx, "ip", "-n", n.NetNS, "route", op, "blackhole", m.IP+"/32"); err != nil {
+			return err
+		}
+	}
+	return nil
 }
