@@ -43,11 +43,12 @@ type ReconcilerConfig struct {
 	Detector Detector
 	Peer     *PeerWatch // may be nil (single-node clusters, tests)
 	VIP      VIP        // may be nil: no virtual IP
-	// ReplUser and ReplPassword are what replicas use to connect to the primary.
-	ReplUser     string
-	ReplPassword string
-	Priority     int
-	NoPromote    bool
+	// Repl is how this node's server connects to the primary of record when it
+	// replicates: the account and the TLS settings (Host and Port are ignored: they
+	// are the primary's).
+	Repl      replication.Source
+	Priority  int
+	NoPromote bool
 	// FenceTimeout bounds fencing this node's own server.
 	FenceTimeout time.Duration
 	// StatusTimeout bounds reading the local server's status at each pass: a hung
@@ -95,6 +96,8 @@ func NewReconciler(cfg ReconcilerConfig) (*Reconciler, error) {
 		return nil, errors.New("reconciler: addr is required")
 	case cfg.Store == nil || cfg.Local == nil || cfg.Detector == nil:
 		return nil, errors.New("reconciler: store, local server and detector are required")
+	case cfg.Repl.User == "":
+		return nil, errors.New("reconciler: repl.User is required (the account replicas connect to the primary with)")
 	}
 	if cfg.FenceTimeout <= 0 {
 		cfg.FenceTimeout = 500 * time.Millisecond
@@ -372,7 +375,7 @@ func (r *Reconciler) asReplica(ctx context.Context, snap Snapshot, lease clientv
 		r.setRole(RoleReplica)
 		return
 	}
-	src := replication.Source{Host: host, Port: port, User: r.cfg.ReplUser, Password: r.cfg.ReplPassword}
+	src := sourceAt(r.cfg.Repl, host, port)
 	if err := r.cfg.Local.Follow(ctx, src); err != nil {
 		r.log.Warn("follow the primary", zap.String("primary", snap.Primary.Node), zap.Error(err))
 		return
@@ -382,6 +385,13 @@ func (r *Reconciler) asReplica(ctx context.Context, snap Snapshot, lease clientv
 	}
 	r.setRole(RoleReplica)
 	r.setFenced("")
+}
+
+// sourceAt is the source a replica of the server at host:port is pointed at: the
+// configured account and TLS settings, and that address.
+func sourceAt(repl replication.Source, host string, port int) replication.Source {
+	repl.Host, repl.Port = host, port
+	return repl
 }
 
 // fenceForIntent stops the primary of record from taking writes when a flow

@@ -134,6 +134,15 @@ type Source struct {
 	// Without it, on MySQL, GET_SOURCE_PUBLIC_KEY=1 lets a
 	// caching_sha2_password account authenticate over a plain connection.
 	TLS bool
+	// SSLCA, SSLCert and SSLKey are files on the replica's host, read by its
+	// server (not by Baton): the CA bundle the source's certificate is checked
+	// against, and the replica's client certificate and key. Used with TLS only.
+	SSLCA   string
+	SSLCert string
+	SSLKey  string
+	// SSLVerifyServerCert makes the replica check the source's certificate
+	// and host name (MASTER_SSL_VERIFY_SERVER_CERT).
+	SSLVerifyServerCert bool
 }
 
 func (s Source) validate() error {
@@ -148,6 +157,12 @@ func (s Source) validate() error {
 		return fmt.Errorf("replication: source User is empty")
 	case strings.ContainsRune(s.User+s.Password, 0):
 		return fmt.Errorf("replication: source User or Password contains a NUL byte")
+	case !s.TLS && (s.SSLCA != "" || s.SSLCert != "" || s.SSLKey != "" || s.SSLVerifyServerCert):
+		return fmt.Errorf("replication: source SSL settings given without TLS")
+	case (s.SSLCert == "") != (s.SSLKey == ""):
+		return fmt.Errorf("replication: source SSLCert and SSLKey go together")
+	case strings.ContainsRune(s.SSLCA+s.SSLCert+s.SSLKey, 0):
+		return fmt.Errorf("replication: source SSL file name contains a NUL byte")
 	}
 	return nil
 }
@@ -181,7 +196,7 @@ func changeSourceQuery(f Flavor, src Source, heartbeat time.Duration, noBackslas
 	if f == FlavorMySQL {
 		tls := "SOURCE_SSL = 0, GET_SOURCE_PUBLIC_KEY = 1"
 		if src.TLS {
-			tls = "SOURCE_SSL = 1"
+			tls = "SOURCE_SSL = 1" + sslOptions("SOURCE", src, q)
 		}
 		return fmt.Sprintf("CHANGE REPLICATION SOURCE TO SOURCE_HOST = %s, SOURCE_PORT = %d, "+
 			"SOURCE_USER = %s, SOURCE_PASSWORD = %s, SOURCE_AUTO_POSITION = 1, "+
@@ -190,12 +205,25 @@ func changeSourceQuery(f Flavor, src Source, heartbeat time.Duration, noBackslas
 	}
 	ssl := "0"
 	if src.TLS {
-		ssl = "1"
+		ssl = "1" + sslOptions("MASTER", src, q)
 	}
 	return fmt.Sprintf("CHANGE MASTER TO MASTER_HOST = %s, MASTER_PORT = %d, "+
 		"MASTER_USER = %s, MASTER_PASSWORD = %s, MASTER_USE_GTID = slave_pos, "+
 		"MASTER_CONNECT_RETRY = 1, MASTER_HEARTBEAT_PERIOD = %s, MASTER_SSL = %s",
 		q(src.Host), src.Port, q(src.User), q(src.Password), hb, ssl)
+}
+
+// sslOptions are the TLS options of CHANGE MASTER / CHANGE REPLICATION SOURCE
+// after MASTER_SSL = 1, each prefixed with prefix (MASTER or SOURCE). Every
+// option is set, empty ones to the empty string, so that a file dropped from the
+// configuration is dropped from the server too.
+func sslOptions(prefix string, src Source, q func(string) string) string {
+	verify := "0"
+	if src.SSLVerifyServerCert {
+		verify = "1"
+	}
+	return fmt.Sprintf(", %[1]s_SSL_CA = %[2]s, %[1]s_SSL_CERT = %[3]s, %[1]s_SSL_KEY = %[4]s, %[1]s_SSL_VERIFY_SERVER_CERT = %[5]s",
+		prefix, q(src.SSLCA), q(src.SSLCert), q(src.SSLKey), verify)
 }
 
 // waitQuery waits for the server to execute set, at most timeout, server
