@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -49,6 +50,10 @@ type ReconcilerConfig struct {
 	Repl      replication.Source
 	Priority  int
 	NoPromote bool
+	// Policy is the failover policy of this node's configuration file: published in
+	// the node's status and compared with the cluster's (the policy key), a
+	// disagreement logged once per change. Zero: not published.
+	Policy Policy
 	// FenceTimeout bounds fencing this node's own server.
 	FenceTimeout time.Duration
 	// StatusTimeout bounds reading the local server's status at each pass: a hung
@@ -84,6 +89,7 @@ type Reconciler struct {
 	intentEpoch uint64
 	vipHeld     bool     // as of the latest pass
 	snap        Snapshot // read at the latest pass
+	policyNote  string   // the disagreement with the cluster's policy last logged
 	kick        chan struct{}
 }
 
@@ -174,6 +180,7 @@ func (r *Reconciler) pass(ctx context.Context, s *concurrency.Session) {
 		r.log.Warn("read cluster state", zap.Error(err))
 		return
 	}
+	r.checkPolicy(snap)
 	me := r.cfg.Node
 	lease := s.Lease()
 	// Decisions that need only etcd come first, before anything that may wait on a
@@ -387,6 +394,40 @@ func (r *Reconciler) asReplica(ctx context.Context, snap Snapshot, lease clientv
 	r.setFenced("")
 }
 
+// checkPolicy logs, once per change, whether this node's configuration file
+// disagrees with the cluster's failover policy, or the cluster's is unreadable. The
+// cluster's is what every coordinator decides with: a disagreeing file is a mistake
+// to report, not a vote.
+func (r *Reconciler) checkPolicy(snap Snapshot) {
+	if r.cfg.Policy.Validate() != nil {
+		return
+	}
+	var diff []string
+	note := ""
+	switch {
+	case snap.PolicyErr != "":
+		note = "unreadable: " + snap.PolicyErr
+	case snap.Policy != nil:
+		diff = r.cfg.Policy.Diff(snap.Policy.Policy)
+		note = strings.Join(diff, "; ")
+	}
+	r.mu.Lock()
+	was := r.policyNote
+	r.policyNote = note
+	r.mu.Unlock()
+	switch {
+	case note == was:
+	case snap.PolicyErr != "":
+		r.log.Error("the cluster's failover policy in etcd is unreadable: coordinators decide with their own files' (fix it with baton policy apply)",
+			zap.String("error", snap.PolicyErr))
+	case len(diff) > 0:
+		r.log.Warn("this node's configuration file disagrees with the cluster's failover policy, which is the one used (see baton policy show)",
+			zap.Strings("differs", diff), zap.String("set_by", snap.Policy.SetBy))
+	case was != "":
+		r.log.Info("this node's configuration file agrees with the cluster's failover policy again")
+	}
+}
+
 // sourceAt is the source a replica of the server at host:port is pointed at: the
 // configured account and TLS settings, and that address.
 func sourceAt(repl replication.Source, host string, port int) replication.Source {
@@ -562,6 +603,10 @@ func (r *Reconciler) build(snap Snapshot) NodeStatus {
 		Verdict: rep.Verdict.String(), Reason: rep.Reason, VerdictSince: rep.Since,
 		LagMS: -1, Priority: r.cfg.Priority, NoPromote: r.cfg.NoPromote,
 		Errant: r.errant, Epoch: snap.Primary.Epoch, At: time.Now().UTC(),
+	}
+	if r.cfg.Policy.Validate() == nil {
+		p := r.cfg.Policy
+		n.Policy = &p
 	}
 	if rep.Verdict == detector.Healthy && rep.RoundReason != "" {
 		// A healthy node's reason is what its latest probes measured, not what they

@@ -83,6 +83,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if _, err := store.Load(ctx); err != nil {
 		return fmt.Errorf("etcd %v unreachable: %w", cfg.Etcd.Endpoints, err)
 	}
+	a.publishPolicy(ctx, store)
 
 	var rec *failover.Reconciler
 	det, err := a.newDetector(ctx, db, dsn, func(ch detector.Change, _ detector.Report) {
@@ -113,7 +114,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	rec, err = failover.NewReconciler(failover.ReconcilerConfig{
 		Node: cfg.Node, Addr: cfg.MySQL.Address, Store: store, Local: local, LocalDB: db, Detector: det,
-		Peer: peer, VIP: mover, Repl: conns.repl,
+		Peer: peer, VIP: mover, Repl: conns.repl, Policy: cfg.Policy(),
 		Priority: cfg.Candidate.Priority, NoPromote: cfg.Candidate.NoPromote,
 		Tick: cfg.Timings.ProbeInterval, Log: a.log,
 	})
@@ -128,8 +129,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	coord, err := failover.NewCoordinator(failover.CoordinatorConfig{
 		Node: cfg.Node, Store: store, Servers: conns.servers,
-		Policy: failover.Policy{FailoverBlock: cfg.Timings.FailoverBlock, ConfirmLag: cfg.Timings.ConfirmLag,
-			SwitchoverMaxLag: cfg.Timings.SwitchoverMaxLag},
+		Policy:         cfg.Policy(),
 		CatchupTimeout: cfg.Timings.CatchupTimeout, Tick: cfg.Timings.ProbeInterval,
 		Hooks: hookRunner{hooks: cfg.Hooks, cluster: cfg.Cluster, node: cfg.Node}, Log: a.log,
 		OnFlow: func(kind failover.Action, result failover.RequestState) {
@@ -156,6 +156,24 @@ func (a *Agent) Run(ctx context.Context) error {
 		return nil
 	}
 	return err
+}
+
+// publishPolicy makes this file's failover policy the cluster's if the cluster has
+// none yet (create-only: the first agent's file wins). An existing one is left alone;
+// the reconciler reports a disagreement. A failure is logged only: the coordinator
+// creates the key too when it finds none.
+func (a *Agent) publishPolicy(ctx context.Context, store *failover.Store) {
+	own := a.cfg.Policy()
+	cur, created, err := store.CreatePolicy(ctx, failover.PolicyRecord{Policy: own, SetBy: a.cfg.Node, At: time.Now().UTC()})
+	switch {
+	case err != nil:
+		a.log.Warn("publish the failover policy", zap.Error(err))
+	case created:
+		a.log.Info("the cluster's failover policy is this file's", zap.Stringer("policy", own))
+	default:
+		a.log.Info("the cluster's failover policy", zap.Stringer("policy", cur.Policy), zap.String("set_by", cur.SetBy),
+			zap.Strings("this_file_differs", own.Diff(cur.Policy)))
+	}
 }
 
 // connections are the agent's ways to database servers, all built from one

@@ -864,6 +864,14 @@ func (c Config) ReplicationSource(addr string) (replication.Source, error) {
 	return s, nil
 }
 
+// Policy is the failover policy of this file (timings.failover_block, confirm_lag,
+// switchover_max_lag): published to the cluster's policy key by the first agent, and
+// compared with it by every agent. See failover.PolicyRecord.
+func (c Config) Policy() failover.Policy {
+	t := c.Timings
+	return failover.Policy{FailoverBlock: t.FailoverBlock, ConfirmLag: t.ConfirmLag, SwitchoverMaxLag: t.SwitchoverMaxLag}
+}
+
 // HookEvent is the moment a hook runs at.
 type HookEvent int
 
