@@ -194,7 +194,7 @@ func changeSourceQuery(f Flavor, src Source, heartbeat time.Duration, noBackslas
 	hb := strconv.FormatFloat(heartbeat.Seconds(), 'f', 3, 64)
 	q := func(s string) string { return quote(s, noBackslashEscapes) }
 	if f == FlavorMySQL {
-		tls := "SOURCE_SSL = 0, GET_SOURCE_PUBLIC_KEY = 1"
+		tls := "SOURCE_SSL = 0" + sslOptions("SOURCE", src, q) + ", GET_SOURCE_PUBLIC_KEY = 1"
 		if src.TLS {
 			tls = "SOURCE_SSL = 1" + sslOptions("SOURCE", src, q)
 		}
@@ -203,7 +203,7 @@ func changeSourceQuery(f Flavor, src Source, heartbeat time.Duration, noBackslas
 			"SOURCE_CONNECT_RETRY = 1, SOURCE_HEARTBEAT_PERIOD = %s, %s",
 			q(src.Host), src.Port, q(src.User), q(src.Password), hb, tls)
 	}
-	ssl := "0"
+	ssl := "0" + sslOptions("MASTER", src, q)
 	if src.TLS {
 		ssl = "1" + sslOptions("MASTER", src, q)
 	}
@@ -214,9 +214,10 @@ func changeSourceQuery(f Flavor, src Source, heartbeat time.Duration, noBackslas
 }
 
 // sslOptions are the TLS options of CHANGE MASTER / CHANGE REPLICATION SOURCE
-// after MASTER_SSL = 1, each prefixed with prefix (MASTER or SOURCE). Every
-// option is set, empty ones to the empty string, so that a file dropped from the
-// configuration is dropped from the server too.
+// after MASTER_SSL, each prefixed with prefix (MASTER or SOURCE). Every option
+// is set, empty ones to the empty string, with TLS off too: the server keeps
+// options that are not named, so a file dropped from the configuration would
+// stay on the server, and Follow would see settings it did not ask for.
 func sslOptions(prefix string, src Source, q func(string) string) string {
 	verify := "0"
 	if src.SSLVerifyServerCert {

@@ -60,13 +60,15 @@ func TestChangeSource(t *testing.T) {
 	src := Source{Host: "198.18.0.12", Port: 3306, User: "repl", Password: `p'a\ss`}
 	got := changeSourceQuery(FlavorMariaDB, src, time.Second, false)
 	want := `CHANGE MASTER TO MASTER_HOST = '198.18.0.12', MASTER_PORT = 3306, MASTER_USER = 'repl', MASTER_PASSWORD = 'p''a\\ss', ` +
-		`MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1, MASTER_HEARTBEAT_PERIOD = 1.000, MASTER_SSL = 0`
+		`MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1, MASTER_HEARTBEAT_PERIOD = 1.000, MASTER_SSL = 0, ` +
+		`MASTER_SSL_CA = '', MASTER_SSL_CERT = '', MASTER_SSL_KEY = '', MASTER_SSL_VERIFY_SERVER_CERT = 0`
 	if got != want {
 		t.Errorf("mariadb:\n got %s\nwant %s", got, want)
 	}
 	got = changeSourceQuery(FlavorMySQL, src, 500*time.Millisecond, true)
 	want = `CHANGE REPLICATION SOURCE TO SOURCE_HOST = '198.18.0.12', SOURCE_PORT = 3306, SOURCE_USER = 'repl', SOURCE_PASSWORD = 'p''a\ss', ` +
-		`SOURCE_AUTO_POSITION = 1, SOURCE_CONNECT_RETRY = 1, SOURCE_HEARTBEAT_PERIOD = 0.500, SOURCE_SSL = 0, GET_SOURCE_PUBLIC_KEY = 1`
+		`SOURCE_AUTO_POSITION = 1, SOURCE_CONNECT_RETRY = 1, SOURCE_HEARTBEAT_PERIOD = 0.500, SOURCE_SSL = 0, ` +
+		`SOURCE_SSL_CA = '', SOURCE_SSL_CERT = '', SOURCE_SSL_KEY = '', SOURCE_SSL_VERIFY_SERVER_CERT = 0, GET_SOURCE_PUBLIC_KEY = 1`
 	if got != want {
 		t.Errorf("mysql:\n got %s\nwant %s", got, want)
 	}
