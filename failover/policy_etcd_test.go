@@ -123,3 +123,68 @@ func TestCheckPolicyLogsOncePerChange(t *testing.T) {
 		}
 	}
 }
+
+// TestCoordinatorPolicy: the coordinator creates the cluster's policy from its file
+// when there is none, decides with the cluster's when there is one, and with its own
+// file's only while the cluster's is unreadable.
+func TestCoordinatorPolicy(t *testing.T) {
+	cli, _ := sandboxtest.Etcd(t)
+	store := NewStore(cli, "coord")
+	ctx := context.Background()
+	own := Policy{FailoverBlock: time.Minute, ConfirmLag: time.Second, SwitchoverMaxLag: 2 * time.Second}
+	core, logs := observer.New(zap.InfoLevel)
+	c, err := NewCoordinator(CoordinatorConfig{Node: "db1", Store: store, Servers: &Servers{}, Policy: own,
+		CatchupTimeout: time.Second, Log: zap.New(core)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewCoordinator(CoordinatorConfig{Node: "db1", Store: store, Servers: &Servers{}, CatchupTimeout: time.Second}); err == nil {
+		t.Fatal("a coordinator without a valid policy of its own was accepted")
+	}
+	var last string
+	decide := func() Policy {
+		t.Helper()
+		snap, err := store.Load(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := c.policy(ctx, &snap, &last)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if p := decide(); p != own {
+		t.Fatalf("no policy yet: decided with %v, want its own", p)
+	}
+	snap, _ := store.Load(ctx)
+	if snap.Policy == nil || snap.Policy.Policy != own || snap.Policy.SetBy != "db1" {
+		t.Fatalf("the coordinator did not create the cluster's policy: %+v", snap.Policy)
+	}
+	cluster := Policy{FailoverBlock: 10 * time.Minute, ConfirmLag: 3 * time.Second, SwitchoverMaxLag: time.Second}
+	if err := store.PutPolicy(ctx, snap.PolicyModRev, PolicyRecord{Policy: cluster, SetBy: "operator"}); err != nil {
+		t.Fatal(err)
+	}
+	if p := decide(); p != cluster {
+		t.Fatalf("decided with %v, want the cluster's %v", p, cluster)
+	}
+	if _, err := cli.Put(ctx, store.Keys.Policy(), "garbage"); err != nil {
+		t.Fatal(err)
+	}
+	if p := decide(); p != own {
+		t.Fatalf("unreadable policy: decided with %v, want its own file's", p)
+	}
+	if n := logs.FilterMessage("deciding with this node's own policy").Len(); n != 1 {
+		t.Fatalf("logged the fallback %d times, want once", n)
+	}
+	if p := decide(); p != own {
+		t.Fatalf("unreadable policy, again: %v", p)
+	}
+	if n := logs.FilterMessage("deciding with this node's own policy").Len(); n != 1 {
+		t.Fatalf("logged the fallback %d times over two passes, want once", n)
+	}
+	// The coordinator never overwrites an unreadable key: an operator fixes it.
+	if b, _ := cli.Get(ctx, store.Keys.Policy()); string(b.Kvs[0].Value) != "garbage" {
+		t.Fatalf("the unreadable policy was overwritten: %s", b.Kvs[0].Value)
+	}
+}

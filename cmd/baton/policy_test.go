@@ -94,3 +94,47 @@ func TestDryRunUsesTheClusterPolicy(t *testing.T) {
 		t.Fatalf("text plan does not name the cluster's policy:\n%s", out)
 	}
 }
+
+// TestPolicyApplyAndShow: `baton policy apply --config` makes a file's policy the
+// cluster's; `baton policy show` reports which agents' files disagree.
+func TestPolicyApplyAndShow(t *testing.T) {
+	cli, endpoint := sandboxtest.Etcd(t)
+	store := failover.NewStore(cli, "shop")
+	ctx := context.Background()
+	first := failover.Policy{FailoverBlock: 5 * time.Minute, ConfirmLag: time.Second, SwitchoverMaxLag: time.Second}
+	if _, _, err := store.CreatePolicy(ctx, failover.PolicyRecord{Policy: first, SetBy: "db1"}); err != nil {
+		t.Fatal(err)
+	}
+	p1, p2 := first, first
+	p2.ConfirmLag = 2 * time.Second
+	for name, p := range map[string]*failover.Policy{"db1": &p1, "db2": &p2} {
+		if err := store.PutNode(ctx, 0, failover.NodeStatus{Node: name, Policy: p}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := runCLI(t, policyCommand(), "show", "--etcd", endpoint, "--cluster", "shop")
+	norm := strings.Join(strings.Fields(out), " ")
+	if err != nil || !strings.Contains(norm, "db2 DISAGREES: confirm_lag 2s (cluster: 1s)") || !strings.Contains(norm, "db1 agrees") {
+		t.Fatalf("show: %v\n%s", err, out)
+	}
+
+	path := t.TempDir() + "/baton.yaml"
+	yaml := "cluster: shop\nnode: db2\nmysql:\n  address: 198.18.0.12:3306\n  user: baton\n  password: pw\n" +
+		"etcd:\n  endpoints: [\"" + endpoint + "\"]\ntimings:\n  confirm_lag: 2s\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runCLI(t, policyCommand(), "apply", "--config", path); err != nil {
+		t.Fatalf("apply: %v\n%s", err, out)
+	}
+	snap, err := store.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.Policy == nil || snap.Policy.Policy != p2 || !strings.HasPrefix(snap.Policy.SetBy, "operator:") {
+		t.Fatalf("after apply: %+v", snap.Policy)
+	}
+	if d := failover.PolicyDisagreements(snap.Policy, snap.Nodes); len(d) != 1 || d[0].Node != "db1" {
+		t.Fatalf("after apply, disagreements %+v, want db1's", d)
+	}
+}
