@@ -110,6 +110,9 @@ func TestCheckPolicyLogsOncePerChange(t *testing.T) {
 		{Snapshot{PolicyErr: "parse policy: EOF"}, ""},
 		{Snapshot{Policy: &PolicyRecord{Policy: file}}, "agrees"},
 		{Snapshot{Policy: &PolicyRecord{Policy: file}}, ""},
+		{Snapshot{Policy: &PolicyRecord{Policy: cluster}}, "disagrees"},
+		{Snapshot{}, ""}, // the key deleted: nothing to compare with, and no false "agrees"
+		{Snapshot{Policy: &PolicyRecord{Policy: file}}, ""},
 	}
 	for i, s := range steps {
 		before := logs.Len()

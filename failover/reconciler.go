@@ -407,7 +407,9 @@ func (r *Reconciler) checkPolicy(snap Snapshot) {
 	switch {
 	case snap.PolicyErr != "":
 		note = "unreadable: " + snap.PolicyErr
-	case snap.Policy != nil:
+	case snap.Policy == nil:
+		note = "missing" // nothing to compare with yet: an agent or the coordinator creates it
+	default:
 		diff = r.cfg.Policy.Diff(snap.Policy.Policy)
 		note = strings.Join(diff, "; ")
 	}
@@ -420,10 +422,11 @@ func (r *Reconciler) checkPolicy(snap Snapshot) {
 	case snap.PolicyErr != "":
 		r.log.Error("the cluster's failover policy in etcd is unreadable: coordinators decide with their own files' (fix it with baton policy apply)",
 			zap.String("error", snap.PolicyErr))
+	case snap.Policy == nil:
 	case len(diff) > 0:
 		r.log.Warn("this node's configuration file disagrees with the cluster's failover policy, which is the one used (see baton policy show)",
 			zap.Strings("differs", diff), zap.String("set_by", snap.Policy.SetBy))
-	case was != "":
+	case was != "" && was != "missing":
 		r.log.Info("this node's configuration file agrees with the cluster's failover policy again")
 	}
 }
