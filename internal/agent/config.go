@@ -138,9 +138,9 @@ type ReplicationAccount struct {
 }
 
 // ReplicationTLS is how this node's server connects to its source with TLS. In the
-// file it is either a boolean (true: MASTER_SSL=1 and the server's own defaults for
-// the rest) or a mapping of files, which turns TLS on. The files are on this node and
-// are read by the MySQL server itself, not by the agent.
+// file it is either a boolean (true: MASTER_SSL=1, encrypted, the source's
+// certificate not checked) or a mapping of files, which turns TLS on. The files are
+// on this node and are read by the MySQL server itself, not by the agent.
 type ReplicationTLS struct {
 	Enabled bool `yaml:"-" json:"enabled"`
 	// CA is the PEM bundle the source's certificate is checked against
