@@ -33,7 +33,11 @@ type CoordinatorConfig struct {
 	Node    string // this agent's node, the candidate's name in the election
 	Store   *Store
 	Servers *Servers
-	Policy  Policy
+	// Policy is the policy of this agent's configuration file. The coordinator
+	// decides with the cluster's policy (the policy key), creates that key from this
+	// one when there is none, and decides with this one only while the key is
+	// unreadable. See EffectivePolicy.
+	Policy Policy
 	// CatchupTimeout bounds the wait for the candidate to apply its relay log.
 	CatchupTimeout time.Duration
 	// FenceTimeout bounds fencing the old primary over the network.
@@ -65,6 +69,9 @@ func (c *CoordinatorConfig) validate() error {
 		return errors.New("coordinator: servers is required")
 	case c.CatchupTimeout <= 0:
 		return errors.New("coordinator: catchup_timeout must be positive")
+	}
+	if err := c.Policy.Validate(); err != nil {
+		return fmt.Errorf("coordinator: %w", err)
 	}
 	if c.FenceTimeout <= 0 {
 		c.FenceTimeout = time.Second
@@ -144,11 +151,15 @@ func (c *Coordinator) lead(ctx context.Context, s *concurrency.Session, g Guard)
 	wch := c.cfg.Store.Client().Watch(clientv3.WithRequireLeader(ctx), c.cfg.Store.Keys.Prefix, clientv3.WithPrefix())
 	tick := time.NewTicker(c.cfg.Tick)
 	defer tick.Stop()
-	var last string
+	var last, lastPolicy string
 	for {
 		snap, err := c.cfg.Store.Load(ctx)
+		var p Policy
 		if err == nil {
-			d := Decide(c.cfg.Now(), snap.View, c.cfg.Policy)
+			p, err = c.policy(ctx, &snap, &lastPolicy)
+		}
+		if err == nil {
+			d := Decide(c.cfg.Now(), snap.View, p)
 			if key := d.Action.String() + d.Reason; key != last {
 				c.log.Info("decision", zap.Stringer("action", d.Action), zap.String("reason", d.Reason))
 				last = key
@@ -160,7 +171,7 @@ func (c *Coordinator) lead(ctx context.Context, s *concurrency.Session, g Guard)
 				last = ""
 			}
 		} else if ctx.Err() == nil {
-			c.log.Warn("read cluster state", zap.Error(err))
+			c.log.Warn("read cluster state or policy", zap.Error(err))
 		}
 		select {
 		case <-ctx.Done():
@@ -172,6 +183,37 @@ func (c *Coordinator) lead(ctx context.Context, s *concurrency.Session, g Guard)
 		case <-tick.C:
 		}
 	}
+}
+
+// policy returns the policy to decide with at this pass (EffectivePolicy): it creates
+// the policy key from the own file's when there is none, and logs each change of the
+// policy decided with, once. last holds what was logged.
+func (c *Coordinator) policy(ctx context.Context, snap *Snapshot, last *string) (Policy, error) {
+	if snap.Policy == nil && snap.PolicyErr == "" {
+		cur, created, err := c.cfg.Store.CreatePolicy(ctx, PolicyRecord{Policy: c.cfg.Policy, SetBy: c.cfg.Node, At: c.cfg.Now().UTC()})
+		switch {
+		case err != nil:
+			c.log.Warn("create the cluster's policy", zap.Error(err))
+		case created:
+			c.log.Info("created the cluster's policy from this node's file", zap.Stringer("policy", cur.Policy))
+			snap.Policy = cur
+		default:
+			snap.Policy = cur
+		}
+	}
+	p, src, why, err := EffectivePolicy(*snap, c.cfg.Policy)
+	if err != nil {
+		return Policy{}, err
+	}
+	if key := src.String() + p.String(); key != *last {
+		if src == PolicyFromEtcd {
+			c.log.Info("deciding with the cluster's policy", zap.Stringer("policy", p), zap.String("set_by", snap.Policy.SetBy))
+		} else {
+			c.log.Warn("deciding with this node's own policy", zap.String("why", why), zap.Stringer("policy", p))
+		}
+		*last = key
+	}
+	return p, nil
 }
 
 func (c *Coordinator) act(ctx context.Context, s *concurrency.Session, g Guard, snap Snapshot, d Decision) error {

@@ -14,15 +14,17 @@ const (
 	VerdictUnreachable = "unreachable"
 )
 
-// Policy holds the settings Decide weighs.
+// Policy holds the settings Decide weighs. Every coordinator and the CLI decide with
+// one Policy, the cluster's, kept under the policy key (see PolicyRecord). The zero
+// Policy is not valid (Validate): ConfirmLag must be positive.
 type Policy struct {
 	// FailoverBlock is the anti-flap window after an automatic or manual failover.
-	FailoverBlock time.Duration
+	FailoverBlock time.Duration `json:"failover_block_ns"`
 	// ConfirmLag is the heartbeat lag at which a replica confirms that the primary
 	// stopped writing.
-	ConfirmLag time.Duration
+	ConfirmLag time.Duration `json:"confirm_lag_ns"`
 	// SwitchoverMaxLag is the most lag a switchover candidate may have.
-	SwitchoverMaxLag time.Duration
+	SwitchoverMaxLag time.Duration `json:"switchover_max_lag_ns"`
 }
 
 // View is the cluster as read from etcd in one revision: the input of Decide.

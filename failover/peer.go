@@ -12,6 +12,10 @@ import (
 	"github.com/baton-ha/baton/detector"
 )
 
+// DefaultPeerFailAfter is how many failed probes in a row make the primary
+// unreachable for a replica's agent, when the configuration says nothing else.
+const DefaultPeerFailAfter = 2
+
 // PeerWatch probes the primary of record from a replica's agent (connect + SELECT 1
 // with a deadline), so that the coordinator can tell "the primary is gone" from "the
 // primary's agent is gone". While the primary's own agent is gone it also probes the
@@ -20,10 +24,12 @@ import (
 // after losing etcd. Failures need FailAfter probes in a row to count, so one lost
 // packet is not a vote for failover.
 type PeerWatch struct {
-	Self      string
-	DSN       func(addr string) (string, error) // DSN of the admin user at addr
-	Interval  time.Duration
-	Timeout   time.Duration
+	Self     string
+	DSN      func(addr string) (string, error) // DSN of the admin user at addr
+	Interval time.Duration
+	Timeout  time.Duration
+	// FailAfter is how many failed probes in a row make the target unreachable
+	// (timings.peer_fail_after); at least 1.
 	FailAfter int
 	Dial      func(ctx context.Context, network, addr string) (net.Conn, error)
 	Log       *zap.Logger
@@ -74,8 +80,11 @@ func (w *PeerWatch) View() *PeerView {
 
 // Run probes the target every Interval until ctx ends.
 func (w *PeerWatch) Run(ctx context.Context) error {
-	if w.FailAfter <= 0 {
-		w.FailAfter = 2
+	switch {
+	case w.FailAfter < 1:
+		return fmt.Errorf("peer watch: fail after %d: must be at least 1", w.FailAfter)
+	case w.Interval <= 0:
+		return fmt.Errorf("peer watch: interval %s: must be positive", w.Interval)
 	}
 	t := time.NewTicker(w.Interval)
 	defer t.Stop()

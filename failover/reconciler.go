@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,11 +44,16 @@ type ReconcilerConfig struct {
 	Detector Detector
 	Peer     *PeerWatch // may be nil (single-node clusters, tests)
 	VIP      VIP        // may be nil: no virtual IP
-	// ReplUser and ReplPassword are what replicas use to connect to the primary.
-	ReplUser     string
-	ReplPassword string
-	Priority     int
-	NoPromote    bool
+	// Repl is how this node's server connects to the primary of record when it
+	// replicates: the account and the TLS settings (Host and Port are ignored: they
+	// are the primary's).
+	Repl      replication.Source
+	Priority  int
+	NoPromote bool
+	// Policy is the failover policy of this node's configuration file: published in
+	// the node's status and compared with the cluster's (the policy key), a
+	// disagreement logged once per change. Zero: not published.
+	Policy Policy
 	// FenceTimeout bounds fencing this node's own server.
 	FenceTimeout time.Duration
 	// StatusTimeout bounds reading the local server's status at each pass: a hung
@@ -92,6 +98,7 @@ type Reconciler struct {
 	intentEpoch uint64
 	vipHeld     bool     // as of the latest pass
 	snap        Snapshot // read at the latest pass
+	policyNote  string   // the disagreement with the cluster's policy last logged
 	kick        chan struct{}
 }
 
@@ -108,6 +115,8 @@ func NewReconciler(cfg ReconcilerConfig) (*Reconciler, error) {
 		// No default: it must be the coordinator's, or a lag that confirms a failure
 		// would wait for the next PublishEvery.
 		return nil, fmt.Errorf("reconciler: confirm_lag (%s) must be positive", cfg.ConfirmLag)
+	case cfg.Repl.User == "":
+		return nil, errors.New("reconciler: repl.User is required (the account replicas connect to the primary with)")
 	}
 	if cfg.FenceTimeout <= 0 {
 		cfg.FenceTimeout = 500 * time.Millisecond
@@ -191,6 +200,7 @@ func (r *Reconciler) pass(ctx context.Context, s *concurrency.Session) {
 		r.log.Warn("read cluster state", zap.Error(err))
 		return
 	}
+	r.checkPolicy(snap)
 	lease := s.Lease()
 	self := r.self(lease)
 	// What etcd alone decides comes first, before anything that may wait on a hung
@@ -378,8 +388,7 @@ func (r *Reconciler) follow(ctx context.Context, snap Snapshot, a Analysis) {
 	if !a.Following {
 		r.errantSet("") // the errant check passed
 	}
-	src := a.Source
-	src.User, src.Password = r.cfg.ReplUser, r.cfg.ReplPassword
+	src := sourceAt(r.cfg.Repl, a.Source.Host, a.Source.Port)
 	if err := r.cfg.Local.Follow(ctx, src); err != nil {
 		r.log.Warn("follow the primary", zap.String("primary", snap.Primary.Node), zap.Error(err))
 		return
@@ -389,6 +398,50 @@ func (r *Reconciler) follow(ctx context.Context, snap Snapshot, a Analysis) {
 	}
 	r.setRole(a.Role)
 	r.setFenced("")
+}
+
+// checkPolicy logs, once per change, whether this node's configuration file
+// disagrees with the cluster's failover policy, or the cluster's is unreadable. The
+// cluster's is what every coordinator decides with: a disagreeing file is a mistake
+// to report, not a vote.
+func (r *Reconciler) checkPolicy(snap Snapshot) {
+	if r.cfg.Policy.Validate() != nil {
+		return
+	}
+	var diff []string
+	note := ""
+	switch {
+	case snap.PolicyErr != "":
+		note = "unreadable: " + snap.PolicyErr
+	case snap.Policy == nil:
+		note = "missing" // nothing to compare with yet: an agent or the coordinator creates it
+	default:
+		diff = r.cfg.Policy.Diff(snap.Policy.Policy)
+		note = strings.Join(diff, "; ")
+	}
+	r.mu.Lock()
+	was := r.policyNote
+	r.policyNote = note
+	r.mu.Unlock()
+	switch {
+	case note == was:
+	case snap.PolicyErr != "":
+		r.log.Error("the cluster's failover policy in etcd is unreadable: coordinators decide with their own files' (fix it with baton policy apply)",
+			zap.String("error", snap.PolicyErr))
+	case snap.Policy == nil:
+	case len(diff) > 0:
+		r.log.Warn("this node's configuration file disagrees with the cluster's failover policy, which is the one used (see baton policy show)",
+			zap.Strings("differs", diff), zap.String("set_by", snap.Policy.SetBy))
+	case was != "" && was != "missing":
+		r.log.Info("this node's configuration file agrees with the cluster's failover policy again")
+	}
+}
+
+// sourceAt is the source a replica of the server at host:port is pointed at: the
+// configured account and TLS settings, and that address.
+func sourceAt(repl replication.Source, host string, port int) replication.Source {
+	repl.Host, repl.Port = host, port
+	return repl
 }
 
 // fenceForIntent stops the primary of record from taking writes when a flow
@@ -536,6 +589,10 @@ func (r *Reconciler) build(snap Snapshot) NodeStatus {
 		Verdict: rep.Verdict.String(), Reason: rep.Reason, VerdictSince: rep.Since,
 		LagMS: -1, Priority: r.cfg.Priority, NoPromote: r.cfg.NoPromote,
 		Errant: r.errant, Epoch: snap.Primary.Epoch, At: r.cfg.Now().UTC(),
+	}
+	if r.cfg.Policy.Validate() == nil {
+		p := r.cfg.Policy
+		n.Policy = &p
 	}
 	if rep.Verdict == detector.Healthy && rep.RoundReason != "" {
 		// A healthy node's reason is what its latest probes measured, not what they

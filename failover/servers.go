@@ -1,30 +1,25 @@
 package failover
 
 import (
-	"context"
 	"database/sql"
 	"fmt"
-	"net"
 	"sync"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	"go.uber.org/zap"
 
 	"github.com/baton-ha/baton/replication"
 )
 
 // Servers opens and caches connections to the cluster's database servers by address,
-// with Baton's admin user, for the coordinator (stop replication, fence, catch up)
-// and the reconciler (its own server).
+// with Baton's admin user, for the coordinator (stop replication, fence, catch up).
+// Every connection is built by Dialer, so mysql.tls, the connect timeout and the dial
+// function apply to the coordinator's connections as to the agent's own.
 type Servers struct {
-	User     string
-	Password string
-	// Timeout bounds each replication call; connect timeouts are derived from it.
+	Dialer replication.Dialer
+	// Timeout bounds each replication call; zero means replication.DefaultTimeout.
 	Timeout time.Duration
-	// Dial, when set, makes the connections (tests: from another namespace).
-	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
-	Log  *zap.Logger
+	Log     *zap.Logger
 
 	mu    sync.Mutex
 	cache map[string]*replication.Instance
@@ -39,32 +34,15 @@ func (s *Servers) Instance(name, addr string) (*replication.Instance, error) {
 	if in, ok := s.cache[addr]; ok {
 		return in, nil
 	}
-	cfg := mysql.NewConfig()
-	cfg.User, cfg.Passwd = s.User, s.Password
-	cfg.Net, cfg.Addr = "tcp", addr
-	if len(addr) > 5 && addr[:5] == "unix:" {
-		cfg.Net, cfg.Addr = "unix", addr[5:]
-	}
-	timeout := s.Timeout
-	if timeout <= 0 {
-		timeout = replication.DefaultTimeout
-	}
-	cfg.Timeout = timeout
-	cfg.ReadTimeout, cfg.WriteTimeout = 30*time.Second, 30*time.Second // statements have their own deadlines
-	cfg.DialFunc = s.Dial
-	conn, err := mysql.NewConnector(cfg)
+	db, err := s.Dialer.Open(addr)
 	if err != nil {
-		return nil, fmt.Errorf("connector for %s: %w", addr, err)
+		return nil, fmt.Errorf("server %s: %w", name, err)
 	}
-	db := sql.OpenDB(conn)
-	db.SetMaxOpenConns(4)
-	db.SetMaxIdleConns(2)
-	db.SetConnMaxIdleTime(time.Minute)
 	log := s.Log
 	if log == nil {
 		log = zap.NewNop()
 	}
-	in, err := replication.New(db, replication.Config{Name: name, Timeout: timeout, Logger: log.With(zap.String("server", name))})
+	in, err := replication.New(db, replication.Config{Name: name, Timeout: s.Timeout, Logger: log.With(zap.String("server", name))})
 	if err != nil {
 		db.Close()
 		return nil, err

@@ -36,6 +36,7 @@ func (k Keys) Primary() string          { return k.Prefix + "primary" }
 func (k Keys) Leader() string           { return k.Prefix + "leader" }
 func (k Keys) Coordinator() string      { return k.Prefix + "coordinator" }
 func (k Keys) Config() string           { return k.Prefix + "config" }
+func (k Keys) Policy() string           { return k.Prefix + "policy" }
 func (k Keys) Intent() string           { return k.Prefix + "intent" }
 func (k Keys) Request() string          { return k.Prefix + "request" }
 func (k Keys) NodesPrefix() string      { return k.Prefix + "nodes/" }
@@ -120,6 +121,9 @@ type NodeStatus struct {
 	NoPromote bool `json:"no_promote,omitempty"`
 	// Errant lists errant GTIDs when the node is quarantined.
 	Errant string `json:"errant,omitempty"`
+	// Policy is the failover policy of the node's configuration file, compared with
+	// the cluster's (the policy key) to report disagreement; nil from an older agent.
+	Policy *Policy `json:"policy,omitempty"`
 	// Epoch is the primary epoch the agent last acted on.
 	Epoch uint64    `json:"epoch"`
 	At    time.Time `json:"at"`

@@ -51,6 +51,11 @@ type Snapshot struct {
 	Coordinator string
 	// NodeLeases are the agents' session leases, by node.
 	NodeLeases map[string]clientv3.LeaseID
+	// Policy is the cluster's failover policy (the policy key), nil when the key is
+	// missing or unreadable; PolicyErr then says why for an unreadable one.
+	Policy       *PolicyRecord
+	PolicyModRev int64
+	PolicyErr    string
 }
 
 // Load reads the cluster's state in one transaction, so every part is of the same
@@ -67,6 +72,7 @@ func (s *Store) Load(ctx context.Context) (Snapshot, error) {
 		clientv3.OpGet(k.Request()),
 		clientv3.OpGet(k.NodesPrefix(), clientv3.WithPrefix()),
 		clientv3.OpGet(k.Coordinator()+"/", clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend), clientv3.WithLimit(1)),
+		clientv3.OpGet(k.Policy()),
 	).Commit()
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("load cluster state: %w", err)
@@ -115,7 +121,60 @@ func (s *Store) Load(ctx context.Context) (Snapshot, error) {
 	if kvs := r[6].GetResponseRange().Kvs; len(kvs) == 1 {
 		snap.Coordinator = string(kvs[0].Value)
 	}
+	if kvs := r[7].GetResponseRange().Kvs; len(kvs) == 1 {
+		snap.PolicyModRev = kvs[0].ModRevision
+		// An unreadable policy does not make the snapshot unreadable: the rest of the
+		// cluster's state is needed all the more.
+		if rec, err := parsePolicyRecord(kvs[0].Value); err != nil {
+			snap.PolicyErr = err.Error()
+		} else {
+			snap.Policy = &rec
+		}
+	}
 	return snap, nil
+}
+
+// CreatePolicy makes rec the cluster's policy if there is none (a create-only
+// transaction), and returns the policy key as it is afterwards: rec when created, the
+// existing one otherwise (nil and an error when that one is unreadable).
+func (s *Store) CreatePolicy(ctx context.Context, rec PolicyRecord) (cur *PolicyRecord, created bool, err error) {
+	if err := rec.Policy.Validate(); err != nil {
+		return nil, false, err
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	key := s.Keys.Policy()
+	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, mustJSON(rec))).Else(clientv3.OpGet(key)).Commit()
+	if err != nil {
+		return nil, false, fmt.Errorf("create policy: %w", err)
+	}
+	if resp.Succeeded {
+		return &rec, true, nil
+	}
+	kvs := resp.Responses[0].GetResponseRange().Kvs
+	if len(kvs) != 1 {
+		return nil, false, fmt.Errorf("create policy: %w", ErrConflict) // deleted meanwhile
+	}
+	old, err := parsePolicyRecord(kvs[0].Value)
+	if err != nil {
+		return nil, false, err
+	}
+	return &old, false, nil
+}
+
+// PutPolicy replaces the cluster's policy, if the key is still at modRev (0: if there
+// is none). It is the operator's path (`baton policy apply`).
+func (s *Store) PutPolicy(ctx context.Context, modRev int64, rec PolicyRecord) error {
+	if err := rec.Policy.Validate(); err != nil {
+		return err
+	}
+	key := s.Keys.Policy()
+	cmp := clientv3.Compare(clientv3.ModRevision(key), "=", modRev)
+	if modRev == 0 {
+		cmp = clientv3.Compare(clientv3.CreateRevision(key), "=", 0)
+	}
+	return s.txn(ctx, "write policy", []clientv3.Cmp{cmp}, clientv3.OpPut(key, mustJSON(rec)))
 }
 
 // PutNode publishes a node's status on the agent's lease.

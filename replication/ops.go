@@ -292,10 +292,10 @@ func (in *Instance) Promote(ctx context.Context) error {
 // With Config.SemiSync it turns the semi-sync source side off and the
 // replica side on before starting replication.
 //
-// If the server already replicates from src (same host, port and user,
-// GTID positioning, both threads running, no error), Follow only makes sure
-// read_only is on: the reconciler may call it on every pass. A changed
-// password is applied by StopReplication then Follow.
+// If the server already replicates from src (same host, port, user, TLS
+// and CA file, GTID positioning, both threads running, no error), Follow
+// only makes sure read_only is on: the reconciler may call it on every
+// pass. A changed password is applied by StopReplication then Follow.
 func (in *Instance) Follow(ctx context.Context, src Source) error {
 	if err := src.validate(); err != nil {
 		return fmt.Errorf("follow on %s: %w", in.name, err)
@@ -361,7 +361,7 @@ func following(st Status, src Source) bool {
 		gtid = st.MariaDB.UsingGTID == "Slave_Pos"
 	}
 	return st.Role == RoleReplica && st.SourceHost == src.Host && st.SourcePort == src.Port &&
-		st.SourceUser == src.User && gtid &&
+		st.SourceUser == src.User && gtid && st.SourceSSL == src.TLS && (!src.TLS || st.SourceSSLCA == src.SSLCA) &&
 		st.IOThread != ThreadStopped && st.SQLThread == ThreadRunning &&
 		st.LastIOErrno == 0 && st.LastSQLErrno == 0
 }

@@ -192,6 +192,30 @@ func TestOnMariaDB(t *testing.T) {
 		}
 	})
 
+	t.Run("follow carries the TLS settings and repoints when they change", func(t *testing.T) {
+		in := c.inst["db3"]
+		plain := c.source("db1")
+		tlsSrc := plain
+		tlsSrc.TLS, tlsSrc.SSLCA, tlsSrc.SSLVerifyServerCert = true, "/etc/ssl/certs/ca-certificates.crt", true
+		if err := in.Follow(ctxFor(t, 10*time.Second), tlsSrc); err != nil {
+			t.Fatalf("Follow with TLS: %v", err)
+		}
+		// The sandbox's servers have no certificate, so the IO thread cannot connect:
+		// only the settings are checked here.
+		if st := c.status(t, "db3"); !st.SourceSSL || st.SourceSSLCA != tlsSrc.SSLCA {
+			t.Fatalf("after Follow with TLS: ssl %v ca %q", st.SourceSSL, st.SourceSSLCA)
+		}
+		twice(t, "Follow db1 without TLS", func(ctx context.Context) error { return in.Follow(ctx, plain) })
+		if st := c.status(t, "db3"); st.SourceSSL || st.SourceSSLCA != "" {
+			t.Fatalf("TLS settings not dropped: ssl %v ca %q", st.SourceSSL, st.SourceSSLCA)
+		}
+		c.exec(t, "db1", "INSERT INTO sandbox.t(v) VALUES ('after tls')")
+		waitAll(t, c, "db1", "db3")
+		if c.count(t, "db3", "v = 'after tls'") != 1 {
+			t.Fatal("db3 does not replicate after leaving TLS")
+		}
+	})
+
 	t.Run("fence on a primary spares its replicas' binlog dump threads", func(t *testing.T) {
 		in := c.inst["db1"]
 		client := holdClient(t, c, "db1")

@@ -134,6 +134,15 @@ type Source struct {
 	// Without it, on MySQL, GET_SOURCE_PUBLIC_KEY=1 lets a
 	// caching_sha2_password account authenticate over a plain connection.
 	TLS bool
+	// SSLCA, SSLCert and SSLKey are files on the replica's host, read by its
+	// server (not by Baton): the CA bundle the source's certificate is checked
+	// against, and the replica's client certificate and key. Used with TLS only.
+	SSLCA   string
+	SSLCert string
+	SSLKey  string
+	// SSLVerifyServerCert makes the replica check the source's certificate
+	// and host name (MASTER_SSL_VERIFY_SERVER_CERT).
+	SSLVerifyServerCert bool
 }
 
 func (s Source) validate() error {
@@ -148,6 +157,12 @@ func (s Source) validate() error {
 		return fmt.Errorf("replication: source User is empty")
 	case strings.ContainsRune(s.User+s.Password, 0):
 		return fmt.Errorf("replication: source User or Password contains a NUL byte")
+	case !s.TLS && (s.SSLCA != "" || s.SSLCert != "" || s.SSLKey != "" || s.SSLVerifyServerCert):
+		return fmt.Errorf("replication: source SSL settings given without TLS")
+	case (s.SSLCert == "") != (s.SSLKey == ""):
+		return fmt.Errorf("replication: source SSLCert and SSLKey go together")
+	case strings.ContainsRune(s.SSLCA+s.SSLCert+s.SSLKey, 0):
+		return fmt.Errorf("replication: source SSL file name contains a NUL byte")
 	}
 	return nil
 }
@@ -179,23 +194,37 @@ func changeSourceQuery(f Flavor, src Source, heartbeat time.Duration, noBackslas
 	hb := strconv.FormatFloat(heartbeat.Seconds(), 'f', 3, 64)
 	q := func(s string) string { return quote(s, noBackslashEscapes) }
 	if f == FlavorMySQL {
-		tls := "SOURCE_SSL = 0, GET_SOURCE_PUBLIC_KEY = 1"
+		tls := "SOURCE_SSL = 0" + sslOptions("SOURCE", src, q) + ", GET_SOURCE_PUBLIC_KEY = 1"
 		if src.TLS {
-			tls = "SOURCE_SSL = 1"
+			tls = "SOURCE_SSL = 1" + sslOptions("SOURCE", src, q)
 		}
 		return fmt.Sprintf("CHANGE REPLICATION SOURCE TO SOURCE_HOST = %s, SOURCE_PORT = %d, "+
 			"SOURCE_USER = %s, SOURCE_PASSWORD = %s, SOURCE_AUTO_POSITION = 1, "+
 			"SOURCE_CONNECT_RETRY = 1, SOURCE_HEARTBEAT_PERIOD = %s, %s",
 			q(src.Host), src.Port, q(src.User), q(src.Password), hb, tls)
 	}
-	ssl := "0"
+	ssl := "0" + sslOptions("MASTER", src, q)
 	if src.TLS {
-		ssl = "1"
+		ssl = "1" + sslOptions("MASTER", src, q)
 	}
 	return fmt.Sprintf("CHANGE MASTER TO MASTER_HOST = %s, MASTER_PORT = %d, "+
 		"MASTER_USER = %s, MASTER_PASSWORD = %s, MASTER_USE_GTID = slave_pos, "+
 		"MASTER_CONNECT_RETRY = 1, MASTER_HEARTBEAT_PERIOD = %s, MASTER_SSL = %s",
 		q(src.Host), src.Port, q(src.User), q(src.Password), hb, ssl)
+}
+
+// sslOptions are the TLS options of CHANGE MASTER / CHANGE REPLICATION SOURCE
+// after MASTER_SSL, each prefixed with prefix (MASTER or SOURCE). Every option
+// is set, empty ones to the empty string, with TLS off too: the server keeps
+// options that are not named, so a file dropped from the configuration would
+// stay on the server, and Follow would see settings it did not ask for.
+func sslOptions(prefix string, src Source, q func(string) string) string {
+	verify := "0"
+	if src.SSLVerifyServerCert {
+		verify = "1"
+	}
+	return fmt.Sprintf(", %[1]s_SSL_CA = %[2]s, %[1]s_SSL_CERT = %[3]s, %[1]s_SSL_KEY = %[4]s, %[1]s_SSL_VERIFY_SERVER_CERT = %[5]s",
+		prefix, q(src.SSLCA), q(src.SSLCert), q(src.SSLKey), verify)
 }
 
 // waitQuery waits for the server to execute set, at most timeout, server

@@ -60,22 +60,59 @@ func TestChangeSource(t *testing.T) {
 	src := Source{Host: "198.18.0.12", Port: 3306, User: "repl", Password: `p'a\ss`}
 	got := changeSourceQuery(FlavorMariaDB, src, time.Second, false)
 	want := `CHANGE MASTER TO MASTER_HOST = '198.18.0.12', MASTER_PORT = 3306, MASTER_USER = 'repl', MASTER_PASSWORD = 'p''a\\ss', ` +
-		`MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1, MASTER_HEARTBEAT_PERIOD = 1.000, MASTER_SSL = 0`
+		`MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1, MASTER_HEARTBEAT_PERIOD = 1.000, MASTER_SSL = 0, ` +
+		`MASTER_SSL_CA = '', MASTER_SSL_CERT = '', MASTER_SSL_KEY = '', MASTER_SSL_VERIFY_SERVER_CERT = 0`
 	if got != want {
 		t.Errorf("mariadb:\n got %s\nwant %s", got, want)
 	}
 	got = changeSourceQuery(FlavorMySQL, src, 500*time.Millisecond, true)
 	want = `CHANGE REPLICATION SOURCE TO SOURCE_HOST = '198.18.0.12', SOURCE_PORT = 3306, SOURCE_USER = 'repl', SOURCE_PASSWORD = 'p''a\ss', ` +
-		`SOURCE_AUTO_POSITION = 1, SOURCE_CONNECT_RETRY = 1, SOURCE_HEARTBEAT_PERIOD = 0.500, SOURCE_SSL = 0, GET_SOURCE_PUBLIC_KEY = 1`
+		`SOURCE_AUTO_POSITION = 1, SOURCE_CONNECT_RETRY = 1, SOURCE_HEARTBEAT_PERIOD = 0.500, SOURCE_SSL = 0, ` +
+		`SOURCE_SSL_CA = '', SOURCE_SSL_CERT = '', SOURCE_SSL_KEY = '', SOURCE_SSL_VERIFY_SERVER_CERT = 0, GET_SOURCE_PUBLIC_KEY = 1`
 	if got != want {
 		t.Errorf("mysql:\n got %s\nwant %s", got, want)
 	}
-	src.TLS = true
-	if got := changeSourceQuery(FlavorMySQL, src, time.Second, false); !strings.HasSuffix(got, "SOURCE_SSL = 1") {
-		t.Errorf("mysql tls: %s", got)
+}
+
+func TestChangeSourceTLS(t *testing.T) {
+	base := Source{Host: "198.18.0.12", Port: 3306, User: "repl", Password: "pw", TLS: true}
+	full := base
+	full.SSLCA, full.SSLCert, full.SSLKey, full.SSLVerifyServerCert = "/etc/mysql/ca.pem", "/etc/mysql/c'rt.pem", "/etc/mysql/key.pem", true
+	for _, tc := range []struct {
+		name   string
+		flavor Flavor
+		src    Source
+		suffix string
+	}{
+		{"mariadb, tls without files", FlavorMariaDB, base,
+			"MASTER_SSL = 1, MASTER_SSL_CA = '', MASTER_SSL_CERT = '', MASTER_SSL_KEY = '', MASTER_SSL_VERIFY_SERVER_CERT = 0"},
+		{"mariadb, ca, cert and verification", FlavorMariaDB, full,
+			"MASTER_SSL = 1, MASTER_SSL_CA = '/etc/mysql/ca.pem', MASTER_SSL_CERT = '/etc/mysql/c''rt.pem', MASTER_SSL_KEY = '/etc/mysql/key.pem', MASTER_SSL_VERIFY_SERVER_CERT = 1"},
+		{"mysql, tls without files", FlavorMySQL, base,
+			"SOURCE_SSL = 1, SOURCE_SSL_CA = '', SOURCE_SSL_CERT = '', SOURCE_SSL_KEY = '', SOURCE_SSL_VERIFY_SERVER_CERT = 0"},
+		{"mysql, ca, cert and verification", FlavorMySQL, full,
+			"SOURCE_SSL = 1, SOURCE_SSL_CA = '/etc/mysql/ca.pem', SOURCE_SSL_CERT = '/etc/mysql/c''rt.pem', SOURCE_SSL_KEY = '/etc/mysql/key.pem', SOURCE_SSL_VERIFY_SERVER_CERT = 1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.src.validate(); err != nil {
+				t.Fatal(err)
+			}
+			got := changeSourceQuery(tc.flavor, tc.src, time.Second, false)
+			if !strings.HasSuffix(got, tc.suffix) {
+				t.Errorf("got  %s\nwant suffix %s", got, tc.suffix)
+			}
+			if strings.Contains(got, "GET_SOURCE_PUBLIC_KEY") {
+				t.Errorf("tls source asks for the public key: %s", got)
+			}
+		})
 	}
-	if got := changeSourceQuery(FlavorMariaDB, src, time.Second, false); !strings.HasSuffix(got, "MASTER_SSL = 1") {
-		t.Errorf("mariadb tls: %s", got)
+	for _, bad := range []Source{
+		{Host: "h", Port: 1, User: "u", SSLCA: "/ca.pem"},
+		{Host: "h", Port: 1, User: "u", TLS: true, SSLCert: "/c.pem"},
+	} {
+		if err := bad.validate(); err == nil {
+			t.Errorf("%+v accepted", bad)
+		}
 	}
 }
 

@@ -97,6 +97,11 @@ type Status struct {
 	SourcePort     int
 	SourceUser     string
 	SourceServerID uint32
+	// SourceSSL and SourceSSLCA are the replica's TLS settings for its source
+	// (Master/Source_SSL_Allowed, *_SSL_CA_File), so that Follow repoints a
+	// replica whose TLS settings are not the ones asked for.
+	SourceSSL   bool
+	SourceSSLCA string
 	// AutoPosition is true when replication uses GTIDs to position itself:
 	// MySQL Auto_Position=1, MariaDB Using_Gtid Slave_Pos or Current_Pos.
 	AutoPosition bool
@@ -220,6 +225,10 @@ func applyReplicaRow(st *Status, f Flavor, row map[string]string) error {
 		}
 		st.SourceServerID = uint32(id)
 	}
+	ssl, _ := column(row, "Source_SSL_Allowed", "Master_SSL_Allowed")
+	// "Ignored": allowed, but the replica was built without TLS support.
+	st.SourceSSL = ssl == "Yes" || ssl == "Ignored"
+	st.SourceSSLCA, _ = column(row, "Source_SSL_CA_File", "Master_SSL_CA_File")
 	io, _ := column(row, "Replica_IO_Running", "Slave_IO_Running")
 	st.IOThread = parseThreadState(io)
 	sqlT, _ := column(row, "Replica_SQL_Running", "Slave_SQL_Running")

@@ -30,6 +30,7 @@ func main() {
 			pauseCommand(),
 			resumeCommand(),
 			historyCommand(),
+			policyCommand(),
 			sandboxCommand(),
 			probeCommand(),
 			benchCommand(),

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/baton-ha/baton/detector"
+	"github.com/baton-ha/baton/internal/agent"
 )
 
 func probeCommand() *cli.Command {
@@ -35,11 +36,17 @@ of the server's datadir and binlogs.
 At start it creates the baton schema if it is missing (on a writable server only).
 Runs until SIGINT/SIGTERM or --for, then exits 0.
 
+The server is given by --dsn, or by --config: an agent's configuration file, whose
+local server is probed as that agent connects to it (mysql.socket or mysql.address,
+mysql.user and its password, mysql.tls, mysql.connect_timeout).
+
 Examples:
    baton probe --dsn 'root@unix(/run/mysqld/mysqld.sock)/'
-   baton probe --dsn 'baton:secret@tcp(10.0.0.5:3306)/' --for 30s --json`,
+   baton probe --dsn 'baton:secret@tcp(10.0.0.5:3306)/' --for 30s --json
+   baton probe --config /etc/baton/baton.yaml`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "dsn", Required: true, Usage: "server to probe, go-sql-driver DSN (user:password@tcp(host:3306)/ or user@unix(/path/to/socket)/)"},
+			&cli.StringFlag{Name: "dsn", Usage: "server to probe, go-sql-driver DSN (user:password@tcp(host:3306)/ or user@unix(/path/to/socket)/)"},
+			&cli.StringFlag{Name: "config", Usage: "probe the local server of this agent configuration file instead of --dsn"},
 			&cli.DurationFlag{Name: "interval", Value: detector.DefaultInterval, Usage: "time between rounds of probes"},
 			&cli.DurationFlag{Name: "timeout", Value: detector.DefaultTimeout, Usage: "deadline of each probe, connect included; must be below --interval"},
 			&cli.IntFlag{Name: "fail-after", Value: detector.DefaultFailAfter, Usage: "failed rounds in a row before a failure verdict"},
@@ -68,11 +75,42 @@ func ms(r *detector.Result) *float64 {
 	return &v
 }
 
+// probeTarget is the server `baton probe` probes: its driver configuration, and the
+// same as a DSN for the detector (which takes one). From an agent's configuration
+// file it is the agent's own connection: mysql.tls and the timeouts included.
+func probeTarget(dsn, configPath string) (*mysql.Config, string, error) {
+	switch {
+	case dsn != "" && configPath != "":
+		return nil, "", errors.New("--dsn and --config: give one")
+	case dsn == "" && configPath == "":
+		return nil, "", errors.New("give the server with --dsn or --config")
+	case dsn != "":
+		mc, err := mysql.ParseDSN(dsn)
+		if err != nil {
+			return nil, "", fmt.Errorf("--dsn: %w", err)
+		}
+		return mc, dsn, nil
+	}
+	cfg, err := agent.Load(configPath, os.Getenv)
+	if err != nil {
+		return nil, "", fmt.Errorf("--config: %w", err)
+	}
+	mc, err := cfg.MySQLConfig("")
+	if err != nil {
+		return nil, "", fmt.Errorf("--config: %w", err)
+	}
+	dsn, err = cfg.MySQLDSN(true)
+	if err != nil {
+		return nil, "", fmt.Errorf("--config: %w", err)
+	}
+	return mc, dsn, nil
+}
+
 func runProbe(cctx *cli.Context) error {
-	dsn := cctx.String("dsn")
 	interval, timeout := cctx.Duration("interval"), cctx.Duration("timeout")
-	if _, err := mysql.ParseDSN(dsn); err != nil {
-		return cli.Exit(fmt.Sprintf("probe: --dsn: %v", err), exitBadInput)
+	target, dsn, err := probeTarget(cctx.String("dsn"), cctx.String("config"))
+	if err != nil {
+		return cli.Exit(fmt.Sprintf("probe: %v", err), exitBadInput)
 	}
 	if interval <= 0 {
 		return cli.Exit(fmt.Sprintf("probe: --interval %s: must be positive", interval), exitBadInput)
@@ -102,7 +140,7 @@ func runProbe(cctx *cli.Context) error {
 		defer cancel()
 	}
 
-	datadir, binlogDir := prepareProbe(ctx, dsn, timeout, cctx.App.ErrWriter)
+	datadir, binlogDir := prepareProbe(ctx, target, timeout, cctx.App.ErrWriter)
 
 	out := &probePrinter{w: cctx.App.Writer, json: cctx.Bool("json")}
 	d, err := detector.New(detector.Config{
@@ -124,11 +162,8 @@ func runProbe(cctx *cli.Context) error {
 // prepareProbe bootstraps the baton schema and, for a server on a unix socket, finds
 // its directories. A server that cannot be reached or bootstrapped is probed anyway:
 // the verdicts say what is wrong; the reason goes to stderr once.
-func prepareProbe(ctx context.Context, dsn string, timeout time.Duration, errw io.Writer) (datadir, binlogDir string) {
-	cfg, err := mysql.ParseDSN(dsn)
-	if err != nil {
-		return "", ""
-	}
+func prepareProbe(ctx context.Context, target *mysql.Config, timeout time.Duration, errw io.Writer) (datadir, binlogDir string) {
+	cfg := target.Clone()
 	cfg.Timeout = max(cfg.Timeout, 2*time.Second)
 	cfg.Logger = &mysql.NopLogger{}
 	conn, err := mysql.NewConnector(cfg)

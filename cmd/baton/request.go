@@ -68,6 +68,10 @@ type requestResult struct {
 	WriteBlockMS int64          `json:"write_block_ms"`
 	Error        string         `json:"error"`
 	Plan         *failover.Plan `json:"plan,omitempty"`
+	// Policy is what the plan was made with: the cluster's, unless PolicyNote says
+	// otherwise.
+	Policy     failover.Policy `json:"policy"`
+	PolicyNote string          `json:"policy_note,omitempty"`
 }
 
 type stepJSON struct {
@@ -112,17 +116,27 @@ func writeBlock(kind string, steps []failover.Step) (d time.Duration, ok bool) {
 	return d, false
 }
 
-// policyFor returns the decision settings the agents run with: from the agent
-// configuration file when one is given, else Baton's defaults.
-func policyFor(cctx *cli.Context) failover.Policy {
-	cfg := agent.DefaultConfig()
-	if path := cctx.String("config"); path != "" {
-		if c, err := agent.Load(path, os.Getenv); err == nil {
-			cfg = c
+// planPolicy returns the policy a request is planned with: the cluster's, from etcd
+// (what the coordinator decides with), else, while the cluster has none readable, the
+// --config file's or Baton's defaults; note says which when it is not the cluster's.
+func planPolicy(snap failover.Snapshot, configPath string) (failover.Policy, string, error) {
+	own := agent.DefaultConfig().Policy()
+	from := "Baton's defaults"
+	if configPath != "" {
+		c, err := agent.Load(configPath, os.Getenv)
+		if err != nil {
+			return failover.Policy{}, "", err
 		}
+		own, from = c.Policy(), configPath+"'s"
 	}
-	t := cfg.Timings
-	return failover.Policy{FailoverBlock: t.FailoverBlock, ConfirmLag: t.ConfirmLag, SwitchoverMaxLag: t.SwitchoverMaxLag}
+	p, src, why, err := failover.EffectivePolicy(snap, own)
+	if err != nil {
+		return failover.Policy{}, "", err
+	}
+	if src == failover.PolicyFromEtcd {
+		return p, "", nil
+	}
+	return p, fmt.Sprintf("%s: planned with %s policy, as a coordinator would decide with its own file's", why, from), nil
 }
 
 // runRequest is the action of `baton switchover` and `baton failover`.
@@ -157,8 +171,13 @@ func runRequest(cctx *cli.Context, kind failover.RequestKind) error {
 	}
 	req := failover.Request{ID: newRequestID(kind), Kind: kind, To: to, Force: cctx.Bool("force"),
 		Epoch: snap.Primary.Epoch, At: time.Now().UTC()}
-	plan := failover.PlanRequest(time.Now(), snap.View, policyFor(cctx), req)
-	res := requestResult{Kind: name, DryRun: dryRun, From: plan.From, To: plan.To, Epoch: plan.Epoch, Steps: []stepJSON{}, Plan: &plan}
+	policy, policyNote, err := planPolicy(snap, cctx.String("config"))
+	if err != nil {
+		return fail(exitBadInput, "%v", err)
+	}
+	plan := failover.PlanRequest(time.Now(), snap.View, policy, req)
+	res := requestResult{Kind: name, DryRun: dryRun, From: plan.From, To: plan.To, Epoch: plan.Epoch, Steps: []stepJSON{}, Plan: &plan,
+		Policy: policy, PolicyNote: policyNote}
 	finish := func(code int, format string, args ...any) error {
 		msg := fmt.Sprintf(format, args...)
 		res.OK, res.Error = code == 0, msg
@@ -171,6 +190,7 @@ func runRequest(cctx *cli.Context, kind failover.RequestKind) error {
 		return fail(code, "%s", msg)
 	}
 	if !jsonOut {
+		printPolicy(os.Stdout, snap, policy, policyNote)
 		printPlan(os.Stdout, snap, plan, to, dryRun)
 	}
 	if plan.Refused {
@@ -368,6 +388,18 @@ func printPlan(w io.Writer, snap failover.Snapshot, pl failover.Plan, requested 
 		fmt.Fprintf(w, "verdict: refused: %s\n", pl.Reason)
 	} else {
 		fmt.Fprintf(w, "verdict: safe: %s\n", pl.Reason)
+	}
+}
+
+// printPolicy says which failover policy the plan was made with.
+func printPolicy(w io.Writer, snap failover.Snapshot, p failover.Policy, note string) {
+	if note != "" {
+		fmt.Fprintf(w, "policy: %s\n  note: %s\n", p, note)
+		return
+	}
+	fmt.Fprintf(w, "policy: %s (the cluster's, set by %s)\n", p, orDash(snap.Policy.SetBy))
+	for _, d := range failover.PolicyDisagreements(snap.Policy, snap.Nodes) {
+		fmt.Fprintf(w, "  note: %s's configuration file disagrees: %s\n", d.Node, strings.Join(d.Diff, ", "))
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -31,6 +32,10 @@ type clusterStatus struct {
 	Warnings    []string          `json:"warnings,omitempty"`
 	Nodes       []nodeStatus      `json:"nodes"`
 	Request     *failover.Request `json:"request,omitempty"`
+	// Policy is the cluster's failover policy (nil: missing or unreadable), and the
+	// live agents whose configuration files disagree with it.
+	Policy              *failover.PolicyRecord        `json:"policy,omitempty"`
+	PolicyDisagreements []failover.PolicyDisagreement `json:"policy_disagreements,omitempty"`
 }
 
 type nodeStatus struct {
@@ -109,6 +114,17 @@ func readStatus(ctx context.Context, store *failover.Store, cluster string) (clu
 		Cluster: cluster, Primary: snap.Primary.Node, PrimaryAddr: snap.Primary.Addr, Epoch: snap.Primary.Epoch,
 		Since: snap.Primary.Since, Leader: snap.Leader, Coordinator: snap.Coordinator, Paused: snap.Settings.Paused,
 		InProgress: snap.Intent, Request: snap.Request,
+		Policy: snap.Policy, PolicyDisagreements: failover.PolicyDisagreements(snap.Policy, snap.Nodes),
+	}
+	switch {
+	case snap.PolicyErr != "":
+		st.Warnings = append(st.Warnings, "the cluster's failover policy is unreadable ("+snap.PolicyErr+"): coordinators decide with their own files' (see `baton policy`)")
+	case snap.Policy == nil && len(snap.Nodes) > 0:
+		st.Warnings = append(st.Warnings, "the cluster has no failover policy in etcd yet (see `baton policy`)")
+	}
+	for _, d := range st.PolicyDisagreements {
+		st.Warnings = append(st.Warnings, fmt.Sprintf("%s's configuration file disagrees with the cluster's failover policy: %s (see `baton policy show`)",
+			d.Node, strings.Join(d.Diff, ", ")))
 	}
 	if hist, err := store.History(ctx, 1); err == nil && len(hist) == 1 {
 		st.LastEvent = &hist[0]
@@ -201,6 +217,9 @@ func printStatus(w io.Writer, st clusterStatus, color bool) {
 	if e := st.LastEvent; e != nil {
 		fmt.Fprintf(w, "last event: %s %s -> %s at %s, took %s: %s\n", e.Kind, orDash(e.From), e.To, e.Started.Local().Format(time.DateTime),
 			e.Took.Round(time.Millisecond), e.Reason)
+	}
+	if p := st.Policy; p != nil {
+		fmt.Fprintf(w, "policy: %s (set by %s)\n", p.Policy, orDash(p.SetBy))
 	}
 	for _, warn := range st.Warnings {
 		fmt.Fprintln(w, paint("31", "warning: ")+warn)

@@ -16,7 +16,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -51,23 +50,17 @@ func New(cfg Config, log *zap.Logger) (*Agent, error) {
 // grant Baton needs or etcd cannot be reached, saying which.
 func (a *Agent) Run(ctx context.Context) error {
 	cfg := a.cfg
-	dsn, err := cfg.MySQLDSN(true)
+	conns, err := cfg.connections(a.log)
 	if err != nil {
 		return err
 	}
-	mcfg, err := mysql.ParseDSN(dsn)
+	defer conns.servers.Close()
+	db, err := conns.dialer.Open(cfg.LocalAddr())
 	if err != nil {
-		return fmt.Errorf("local server DSN: %w", err)
+		return fmt.Errorf("local server: %w", err)
 	}
-	connector, err := mysql.NewConnector(mcfg)
-	if err != nil {
-		return fmt.Errorf("local server DSN: %w", err)
-	}
-	db := sql.OpenDB(connector)
 	defer db.Close()
-	db.SetMaxOpenConns(4)
-	db.SetMaxIdleConns(2)
-	db.SetConnMaxIdleTime(time.Minute)
+	dsn := conns.localDSN
 	if err := a.checkGrants(ctx, db); err != nil {
 		return err
 	}
@@ -90,6 +83,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if _, err := store.Load(ctx); err != nil {
 		return fmt.Errorf("etcd %v unreachable: %w", cfg.Etcd.Endpoints, err)
 	}
+	a.publishPolicy(ctx, store)
 
 	var rec *failover.Reconciler
 	det, err := a.newDetector(ctx, db, dsn, func(ch detector.Change, _ detector.Report) {
@@ -111,20 +105,16 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	peer := &failover.PeerWatch{
 		Self: cfg.Node, DSN: cfg.PeerDSN, Interval: cfg.Timings.ProbeInterval, Timeout: cfg.Timings.ProbeTimeout,
-		FailAfter: 2, Log: a.log.With(zap.String("component", "peer")),
+		FailAfter: cfg.Timings.PeerFailAfter, Log: a.log.With(zap.String("component", "peer")),
 		OnChange: func() {
 			if rec != nil {
 				rec.Kick()
 			}
 		},
 	}
-	src, err := cfg.ReplicationSource(cfg.MySQL.Address)
-	if err != nil {
-		return err
-	}
 	rec, err = failover.NewReconciler(failover.ReconcilerConfig{
 		Node: cfg.Node, Addr: cfg.MySQL.Address, Store: store, Local: local, LocalDB: db, Detector: det,
-		Peer: peer, VIP: mover, ReplUser: src.User, ReplPassword: src.Password,
+		Peer: peer, VIP: mover, Repl: conns.repl, Policy: cfg.Policy(),
 		Priority: cfg.Candidate.Priority, NoPromote: cfg.Candidate.NoPromote,
 		ConfirmLag: cfg.Timings.ConfirmLag, Tick: cfg.Timings.ProbeInterval, Log: a.log,
 	})
@@ -137,13 +127,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	adminPass := cfg.MySQL.Password.Reveal()
-	servers := &failover.Servers{User: cfg.MySQL.User, Password: adminPass, Timeout: replicationTimeout(cfg), Log: a.log.With(zap.String("component", "servers"))}
-	defer servers.Close()
 	coord, err := failover.NewCoordinator(failover.CoordinatorConfig{
-		Node: cfg.Node, Store: store, Servers: servers,
-		Policy: failover.Policy{FailoverBlock: cfg.Timings.FailoverBlock, ConfirmLag: cfg.Timings.ConfirmLag,
-			SwitchoverMaxLag: cfg.Timings.SwitchoverMaxLag},
+		Node: cfg.Node, Store: store, Servers: conns.servers,
+		Policy:         cfg.Policy(),
 		CatchupTimeout: cfg.Timings.CatchupTimeout, LongWrite: cfg.Timings.LongWrite, Tick: cfg.Timings.ProbeInterval,
 		Hooks: hookRunner{hooks: cfg.Hooks, cluster: cfg.Cluster, node: cfg.Node}, Log: a.log,
 		OnFlow: func(kind failover.Action, result failover.RequestState) {
@@ -170,6 +156,58 @@ func (a *Agent) Run(ctx context.Context) error {
 		return nil
 	}
 	return err
+}
+
+// publishPolicy makes this file's failover policy the cluster's if the cluster has
+// none yet (create-only: the first agent's file wins). An existing one is left alone;
+// the reconciler reports a disagreement. A failure is logged only: the coordinator
+// creates the key too when it finds none.
+func (a *Agent) publishPolicy(ctx context.Context, store *failover.Store) {
+	own := a.cfg.Policy()
+	cur, created, err := store.CreatePolicy(ctx, failover.PolicyRecord{Policy: own, SetBy: a.cfg.Node, At: time.Now().UTC()})
+	switch {
+	case err != nil:
+		a.log.Warn("publish the failover policy", zap.Error(err))
+	case created:
+		a.log.Info("the cluster's failover policy is this file's", zap.Stringer("policy", own))
+	default:
+		a.log.Info("the cluster's failover policy", zap.Stringer("policy", cur.Policy), zap.String("set_by", cur.SetBy),
+			zap.Strings("this_file_differs", own.Diff(cur.Policy)))
+	}
+}
+
+// connections are the agent's ways to database servers, all built from one
+// replication.Dialer (mysql.user, mysql.tls, mysql.connect_timeout), so that no path
+// loses a setting: its own server's, the coordinator's to every node, and what
+// replicas are pointed at (mysql.replication).
+type connections struct {
+	dialer replication.Dialer
+	// localDSN is the local server's, for the detector (which takes a DSN).
+	localDSN string
+	servers  *failover.Servers
+	// repl is the account and TLS settings replicas connect to the primary with.
+	repl replication.Source
+}
+
+func (c Config) connections(log *zap.Logger) (connections, error) {
+	d, err := c.Dialer()
+	if err != nil {
+		return connections{}, err
+	}
+	dsn, err := c.MySQLDSN(true)
+	if err != nil {
+		return connections{}, err
+	}
+	repl, err := c.ReplicationSource(c.MySQL.Address)
+	if err != nil {
+		return connections{}, err
+	}
+	// A catch-up wait runs server-side for up to catchup_timeout: the coordinator's
+	// socket timeout must outlast it.
+	sd := d
+	sd.IOTimeout = max(30*time.Second, 2*c.Timings.CatchupTimeout)
+	servers := &failover.Servers{Dialer: sd, Timeout: replicationTimeout(c), Log: log.With(zap.String("component", "servers"))}
+	return connections{dialer: d, localDSN: dsn, servers: servers, repl: repl}, nil
 }
 
 // replicationTimeout bounds each call to a server made by the reconciler and the

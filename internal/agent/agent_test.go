@@ -86,6 +86,10 @@ func TestAgentsHTTP(t *testing.T) {
 			t.Fatal("/status shows a password")
 		}
 	}
+	// The first agent made its file's policy the cluster's; both files agree.
+	if p := v.Policy; p == nil || p.Cluster == nil || p.Cluster.Policy != p.File || len(p.Disagreements) != 0 || p.Error != "" {
+		t.Errorf("/status policy = %+v, want the cluster's, agreed by every file", p)
+	}
 	_, metrics := get("db1", "/metrics")
 	for _, m := range []string{"baton_node_verdict", "baton_etcd_session_up"} {
 		if !strings.Contains(metrics, m) {

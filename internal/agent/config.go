@@ -31,6 +31,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/baton-ha/baton/detector"
+	"github.com/baton-ha/baton/failover"
 	"github.com/baton-ha/baton/replication"
 	"github.com/baton-ha/baton/vip"
 )
@@ -54,6 +55,7 @@ const (
 	DefaultRecoverAfter     = detector.DefaultRecoverAfter
 	DefaultDiskWindow       = detector.DefaultDiskWindow
 	DefaultDiskHorizon      = detector.DefaultDiskHorizon
+	DefaultPeerFailAfter    = failover.DefaultPeerFailAfter
 	DefaultSessionTTL       = 3 * time.Second
 	DefaultFenceMargin      = time.Second
 	DefaultFailoverBlock    = 5 * time.Minute
@@ -135,7 +137,72 @@ type ReplicationAccount struct {
 	Password     Secret `yaml:"password" json:"password"`
 	PasswordFile string `yaml:"password_file" json:"password_file,omitempty"`
 	// TLS makes replicas connect to the source with TLS (MASTER_SSL=1).
-	TLS bool `yaml:"tls" json:"tls"`
+	TLS ReplicationTLS `yaml:"tls" json:"tls"`
+}
+
+// ReplicationTLS is how this node's server connects to its source with TLS. In the
+// file it is either a boolean (true: MASTER_SSL=1, encrypted, the source's
+// certificate not checked) or a mapping of files, which turns TLS on. The files are
+// on this node and are read by the MySQL server itself, not by the agent.
+type ReplicationTLS struct {
+	Enabled bool `yaml:"-" json:"enabled"`
+	// CA is the PEM bundle the source's certificate is checked against
+	// (MASTER_SSL_CA).
+	CA string `yaml:"ca" json:"ca,omitempty"`
+	// Cert and Key are the replica's client certificate and key (MASTER_SSL_CERT,
+	// MASTER_SSL_KEY); both or neither.
+	Cert string `yaml:"cert" json:"cert,omitempty"`
+	Key  string `yaml:"key" json:"key,omitempty"`
+	// VerifyServerCert makes the replica check the source's certificate and host
+	// name (MASTER_SSL_VERIFY_SERVER_CERT).
+	VerifyServerCert bool `yaml:"verify_server_cert" json:"verify_server_cert,omitempty"`
+}
+
+// UnmarshalYAML reads `tls: true|false` or a mapping. Unknown keys of the mapping are
+// errors, as everywhere else in the file.
+func (t *ReplicationTLS) UnmarshalYAML(n *yaml.Node) error {
+	const field = "mysql.replication.tls"
+	if n.Kind == yaml.ScalarNode {
+		var on bool
+		if err := n.Decode(&on); err != nil {
+			return fmt.Errorf("%s: want true, false or a mapping of ca, cert, key, verify_server_cert: %w", field, err)
+		}
+		*t = ReplicationTLS{Enabled: on}
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("%s: want true, false or a mapping of ca, cert, key, verify_server_cert", field)
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		switch k := n.Content[i].Value; k {
+		case "ca", "cert", "key", "verify_server_cert":
+		default:
+			return fmt.Errorf("%s: unknown setting %q (line %d)", field, k, n.Content[i].Line)
+		}
+	}
+	type plain ReplicationTLS // without this method, so Decode does not recurse
+	var p plain
+	if err := n.Decode(&p); err != nil {
+		return fmt.Errorf("%s: %w", field, err)
+	}
+	*t = ReplicationTLS(p)
+	t.Enabled = true
+	return nil
+}
+
+func (t ReplicationTLS) validate() error {
+	for _, f := range []struct{ name, path string }{{"ca", t.CA}, {"cert", t.Cert}, {"key", t.Key}} {
+		if f.path != "" && !filepath.IsAbs(f.path) {
+			return fmt.Errorf("config: mysql.replication.tls.%s %q: must be an absolute path (the server reads it)", f.name, f.path)
+		}
+		if strings.ContainsRune(f.path, 0) {
+			return fmt.Errorf("config: mysql.replication.tls.%s: contains a NUL byte", f.name)
+		}
+	}
+	if (t.Cert == "") != (t.Key == "") {
+		return errors.New("config: mysql.replication.tls.cert and mysql.replication.tls.key: both or neither")
+	}
+	return nil
 }
 
 // Etcd is how the agent reaches the etcd cluster that holds the cluster's state.
@@ -165,10 +232,13 @@ type TLSFiles struct {
 
 // Timings are the detector's, the session's and the failover flow's durations.
 type Timings struct {
-	ProbeInterval    time.Duration `yaml:"probe_interval" json:"probe_interval"`
-	ProbeTimeout     time.Duration `yaml:"probe_timeout" json:"probe_timeout"`
-	FailAfter        int           `yaml:"fail_after" json:"fail_after"`
-	RecoverAfter     int           `yaml:"recover_after" json:"recover_after"`
+	ProbeInterval time.Duration `yaml:"probe_interval" json:"probe_interval"`
+	ProbeTimeout  time.Duration `yaml:"probe_timeout" json:"probe_timeout"`
+	FailAfter     int           `yaml:"fail_after" json:"fail_after"`
+	RecoverAfter  int           `yaml:"recover_after" json:"recover_after"`
+	// PeerFailAfter is how many failed remote probes of the primary in a row make a
+	// replica's agent report it unreachable.
+	PeerFailAfter    int           `yaml:"peer_fail_after" json:"peer_fail_after"`
 	SessionTTL       time.Duration `yaml:"session_ttl" json:"session_ttl"`
 	FenceMargin      time.Duration `yaml:"fence_margin" json:"fence_margin"`
 	FailoverBlock    time.Duration `yaml:"failover_block" json:"failover_block"`
@@ -253,6 +323,7 @@ func DefaultConfig() Config {
 			ProbeTimeout:     DefaultProbeTimeout,
 			FailAfter:        DefaultFailAfter,
 			RecoverAfter:     DefaultRecoverAfter,
+			PeerFailAfter:    DefaultPeerFailAfter,
 			SessionTTL:       DefaultSessionTTL,
 			FenceMargin:      DefaultFenceMargin,
 			FailoverBlock:    DefaultFailoverBlock,
@@ -449,7 +520,7 @@ func (m MySQL) validate() error {
 	case strings.ContainsRune(r.User+r.Password.Reveal(), 0):
 		return errors.New("config: mysql.replication: user or password contains a NUL byte")
 	}
-	return nil
+	return r.TLS.validate()
 }
 
 // validHostPort checks host:port. An empty host (listen on every address) is allowed
@@ -565,6 +636,8 @@ func (t Timings) validate() error {
 		return fmt.Errorf("config: timings.fail_after (%d): must be at least 1", t.FailAfter)
 	case t.RecoverAfter < 1:
 		return fmt.Errorf("config: timings.recover_after (%d): must be at least 1", t.RecoverAfter)
+	case t.PeerFailAfter < 1:
+		return fmt.Errorf("config: timings.peer_fail_after (%d): must be at least 1", t.PeerFailAfter)
 	case t.SessionTTL < minSessionTTL:
 		return fmt.Errorf("config: timings.session_ttl (%s): must be at least %s (etcd's smallest lease TTL)", t.SessionTTL, minSessionTTL)
 	case t.SessionTTL%time.Second != 0:
@@ -705,37 +778,47 @@ func (c Config) EtcdClientConfig(log *zap.Logger) (clientv3.Config, error) {
 // them in a process-wide registry.
 const MySQLTLSName = "baton"
 
-// MySQLConfig returns the driver configuration of Baton's admin account on the server
-// at addr (host:port) over TCP, or, when addr is "", of the local server: over
-// mysql.socket when set, else mysql.address. TLS (mysql.tls) applies to TCP only.
-func (c Config) MySQLConfig(addr string) (*mysql.Config, error) {
-	mc := mysql.NewConfig()
-	mc.User = c.MySQL.User
-	mc.Passwd = c.MySQL.Password.Reveal()
-	mc.Timeout = c.MySQL.ConnectTimeout
-	mc.ReadTimeout = mysqlIOTimeout
-	mc.WriteTimeout = mysqlIOTimeout
-	mc.Logger = &mysql.NopLogger{}
-	switch {
-	case addr == "" && c.MySQL.Socket != "":
-		mc.Net, mc.Addr = "unix", c.MySQL.Socket
-		return mc, nil
-	case addr == "":
-		addr = c.MySQL.Address
+// Dialer returns how Baton's admin account connects to servers: the agent's own
+// connections, its coordinator's to every node and its probe of the primary, all with
+// mysql.tls (over TCP), mysql.connect_timeout and the same socket timeouts.
+func (c Config) Dialer() (replication.Dialer, error) {
+	d := replication.Dialer{
+		User: c.MySQL.User, Password: c.MySQL.Password.Reveal(),
+		ConnectTimeout: c.MySQL.ConnectTimeout, IOTimeout: mysqlIOTimeout,
 	}
-	if err := validHostPort("mysql address", addr, false); err != nil {
+	if c.MySQL.TLS != nil {
+		tc, err := c.MySQL.TLS.Config("mysql.tls", "")
+		if err != nil {
+			return replication.Dialer{}, err
+		}
+		d.TLS = tc
+	}
+	return d, nil
+}
+
+// LocalAddr is the local server's address for the agent's own connections:
+// "unix:" and mysql.socket when set, else mysql.address.
+func (c Config) LocalAddr() string {
+	if c.MySQL.Socket != "" {
+		return "unix:" + c.MySQL.Socket
+	}
+	return c.MySQL.Address
+}
+
+// MySQLConfig returns the driver configuration of Baton's admin account on the server
+// at addr (host:port) over TCP, or, when addr is "", of the local server (LocalAddr).
+// It is Dialer().Config: TLS (mysql.tls) applies to TCP only.
+func (c Config) MySQLConfig(addr string) (*mysql.Config, error) {
+	if addr == "" {
+		addr = c.LocalAddr()
+	} else if err := validHostPort("mysql address", addr, false); err != nil {
 		return nil, err
 	}
-	mc.Net, mc.Addr = "tcp", addr
-	if c.MySQL.TLS != nil {
-		host, _, _ := net.SplitHostPort(addr)
-		tc, err := c.MySQL.TLS.Config("mysql.tls", host)
-		if err != nil {
-			return nil, err
-		}
-		mc.TLS = tc
+	d, err := c.Dialer()
+	if err != nil {
+		return nil, err
 	}
-	return mc, nil
+	return d.Config(addr)
 }
 
 // MySQLDSN returns the go-sql-driver DSN of Baton's admin account on the local server:
@@ -780,7 +863,8 @@ func (c Config) dsn(addr string) (string, error) {
 }
 
 // ReplicationSource is what a replica of the server at addr (host:port) is pointed at
-// with: the replication account, or Baton's admin account when none is configured.
+// with: the replication account, or Baton's admin account when none is configured,
+// and mysql.replication.tls.
 func (c Config) ReplicationSource(addr string) (replication.Source, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -790,11 +874,21 @@ func (c Config) ReplicationSource(addr string) (replication.Source, error) {
 	if err != nil {
 		return replication.Source{}, fmt.Errorf("replication source %q: port: %w", addr, err)
 	}
-	s := replication.Source{Host: host, Port: p, User: c.MySQL.User, Password: c.MySQL.Password.Reveal(), TLS: c.MySQL.Replication.TLS}
+	t := c.MySQL.Replication.TLS
+	s := replication.Source{Host: host, Port: p, User: c.MySQL.User, Password: c.MySQL.Password.Reveal(),
+		TLS: t.Enabled, SSLCA: t.CA, SSLCert: t.Cert, SSLKey: t.Key, SSLVerifyServerCert: t.VerifyServerCert}
 	if c.MySQL.Replication.User != "" {
 		s.User, s.Password = c.MySQL.Replication.User, c.MySQL.Replication.Password.Reveal()
 	}
 	return s, nil
+}
+
+// Policy is the failover policy of this file (timings.failover_block, confirm_lag,
+// switchover_max_lag): published to the cluster's policy key by the first agent, and
+// compared with it by every agent. See failover.PolicyRecord.
+func (c Config) Policy() failover.Policy {
+	t := c.Timings
+	return failover.Policy{FailoverBlock: t.FailoverBlock, ConfirmLag: t.ConfirmLag, SwitchoverMaxLag: t.SwitchoverMaxLag}
 }
 
 // HookEvent is the moment a hook runs at.

@@ -196,6 +196,16 @@ func TestParseMoreErrors(t *testing.T) {
 			"config: etcd.tls.ca: open /nonexistent/ca.pem"},
 		{"mysql tls key without cert", base(okMySQL+"  tls:\n    key: /x.pem\n", okEtcd),
 			"config: mysql.tls.cert: required with mysql.tls.key"},
+		{"replication tls relative ca", base(okMySQL+"  replication:\n    tls:\n      ca: ca.pem\n", okEtcd),
+			`config: mysql.replication.tls.ca "ca.pem": must be an absolute path`},
+		{"replication tls cert without key", base(okMySQL+"  replication:\n    tls:\n      cert: /c.pem\n", okEtcd),
+			"config: mysql.replication.tls.cert and mysql.replication.tls.key: both or neither"},
+		{"replication tls unknown key", base(okMySQL+"  replication:\n    tls:\n      capath: /x\n", okEtcd),
+			`mysql.replication.tls: unknown setting "capath"`},
+		{"replication tls not a bool", base(okMySQL+"  replication:\n    tls: yes-please\n", okEtcd),
+			"mysql.replication.tls: want true, false or a mapping"},
+		{"peer fail after zero", base(okMySQL, okEtcd) + "timings:\n  peer_fail_after: 0\n",
+			"config: timings.peer_fail_after (0): must be at least 1"},
 		{"unix endpoint without path", base(okMySQL, "  endpoints: [\"unix://\"]\n"),
 			`config: etcd.endpoints[0] "unix://": no socket path`},
 		{"empty file", "", "config: the file is empty"},
@@ -494,7 +504,7 @@ func TestReplicationSource(t *testing.T) {
 	if o := c.GrantOptions(); !o.Replicates || o.SemiSync {
 		t.Fatalf("grant options %+v: the admin account replicates", o)
 	}
-	c.MySQL.Replication = ReplicationAccount{User: "repl", Password: "rpw", TLS: true}
+	c.MySQL.Replication = ReplicationAccount{User: "repl", Password: "rpw", TLS: ReplicationTLS{Enabled: true}}
 	c.SemiSync = true
 	s, _ = c.ReplicationSource("192.0.2.12:3307")
 	if s.User != "repl" || s.Password != "rpw" || !s.TLS {
@@ -502,6 +512,105 @@ func TestReplicationSource(t *testing.T) {
 	}
 	if o := c.GrantOptions(); o.Replicates || !o.SemiSync {
 		t.Fatalf("grant options %+v", o)
+	}
+}
+
+func TestReplicationTLSForms(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		want       ReplicationTLS
+	}{
+		{"absent", "", ReplicationTLS{}},
+		{"false", "  replication:\n    tls: false\n", ReplicationTLS{}},
+		{"true", "  replication:\n    tls: true\n", ReplicationTLS{Enabled: true}},
+		{"mapping", "  replication:\n    tls:\n      ca: /etc/mysql/ca.pem\n      cert: /etc/mysql/c.pem\n      key: /etc/mysql/k.pem\n      verify_server_cert: true\n",
+			ReplicationTLS{Enabled: true, CA: "/etc/mysql/ca.pem", Cert: "/etc/mysql/c.pem", Key: "/etc/mysql/k.pem", VerifyServerCert: true}},
+		{"empty mapping", "  replication:\n    tls: {}\n", ReplicationTLS{Enabled: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			y := strings.Replace(minimalYAML, "  password: s3cret-mysql\n", "  password: s3cret-mysql\n"+tc.yaml, 1)
+			c, err := Parse([]byte(y), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.MySQL.Replication.TLS != tc.want {
+				t.Fatalf("got %+v, want %+v", c.MySQL.Replication.TLS, tc.want)
+			}
+		})
+	}
+}
+
+// TestConnectionsCarryTLS checks that the settings of mysql.tls reach every
+// connection the agent makes to a server (its own over TCP, the coordinator's, the
+// peer probe's), and that mysql.replication.tls reaches what replicas are pointed at.
+func TestConnectionsCarryTLS(t *testing.T) {
+	c, err := Parse([]byte(minimalYAML), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, cert, key := writeTestPKI(t)
+	c.MySQL.TLS = &TLSFiles{CA: ca, Cert: cert, Key: key}
+	c.MySQL.ConnectTimeout = 1500 * time.Millisecond
+	c.MySQL.Replication = ReplicationAccount{User: "repl", Password: "rpw",
+		TLS: ReplicationTLS{Enabled: true, CA: "/etc/mysql/ca.pem", Cert: "/etc/mysql/r.pem", Key: "/etc/mysql/r.key", VerifyServerCert: true}}
+	conns, err := c.connections(zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conns.servers.Close()
+	check := func(what string, mc *mysql.Config, host string) {
+		t.Helper()
+		if mc.TLS == nil || mc.TLS.RootCAs == nil || len(mc.TLS.Certificates) != 1 || mc.TLS.ServerName != host {
+			t.Errorf("%s: tls %+v, want mysql.tls with server name %s", what, mc.TLS, host)
+		}
+		if mc.Timeout != 1500*time.Millisecond || mc.User != "baton" || mc.Passwd != "s3cret-mysql" {
+			t.Errorf("%s: timeout %s user %s: mysql section lost", what, mc.Timeout, mc.User)
+		}
+	}
+	local, err := conns.dialer.Config(c.LocalAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("local", local, "192.0.2.11")
+	coord, err := conns.servers.Dialer.Config("db2.example:3306")
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("coordinator", coord, "db2.example")
+	if coord.ReadTimeout < 2*c.Timings.CatchupTimeout {
+		t.Errorf("coordinator read timeout %s is shorter than a catch-up wait", coord.ReadTimeout)
+	}
+	for what, dsn := range map[string]string{"detector": conns.localDSN} {
+		mc, err := mysql.ParseDSN(dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(what, mc, "192.0.2.11")
+	}
+	peer, err := c.PeerDSN("db3.example:3306")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := mysql.ParseDSN(peer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("peer probe", pc, "db3.example")
+
+	r := conns.repl
+	if r.User != "repl" || r.Password != "rpw" || !r.TLS || r.SSLCA != "/etc/mysql/ca.pem" || r.SSLCert != "/etc/mysql/r.pem" ||
+		r.SSLKey != "/etc/mysql/r.key" || !r.SSLVerifyServerCert {
+		t.Errorf("replication source %+v lost mysql.replication", r)
+	}
+
+	// Over the socket, no TLS.
+	c.MySQL.Socket = "/run/mysqld/mysqld.sock"
+	conns, err = c.connections(zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mc, err := conns.dialer.Config(c.LocalAddr()); err != nil || mc.Net != "unix" || mc.TLS != nil {
+		t.Errorf("socket: %+v, %v", mc, err)
 	}
 }
 

@@ -41,8 +41,29 @@ type View struct {
 	// MaxStatusAge, when positive, makes /primary, /replica and /health refuse a
 	// Status older than this (a detector that stopped reporting).
 	MaxStatusAge time.Duration `json:"max_status_age_ns,omitempty"`
+	// Policy is the failover policy as this agent sees it; nil before etcd is read.
+	Policy *PolicyView `json:"policy,omitempty"`
 	// Now is when the view was taken; zero means time.Now() at the request.
 	Now time.Time `json:"now"`
+}
+
+// PolicyView is the cluster's failover policy next to this node's file's.
+type PolicyView struct {
+	// Cluster is the policy key, the one every coordinator decides with; nil when it
+	// is missing or unreadable (Error says why).
+	Cluster *failover.PolicyRecord `json:"cluster,omitempty"`
+	Error   string                 `json:"error,omitempty"`
+	// File is this node's configuration file's policy.
+	File failover.Policy `json:"file"`
+	// Disagreements lists the live nodes whose files differ from the cluster's, this
+	// one included.
+	Disagreements []failover.PolicyDisagreement `json:"disagreements,omitempty"`
+}
+
+// policyView compares this node's file policy and every node's with the cluster's.
+func policyView(snap failover.Snapshot, file failover.Policy) *PolicyView {
+	return &PolicyView{Cluster: snap.Policy, Error: snap.PolicyErr, File: file,
+		Disagreements: failover.PolicyDisagreements(snap.Policy, snap.Nodes)}
 }
 
 // now returns the view's time.

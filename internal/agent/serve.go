@@ -25,6 +25,9 @@ func (a *Agent) serveHTTP(ctx context.Context, rec *failover.Reconciler, state *
 			MaxReplicaLag: a.cfg.Timings.MaxReplicaLag,
 			MaxStatusAge:  4*a.cfg.Timings.ProbeInterval + 2*time.Second,
 		}
+		if snap.Rev != 0 {
+			v.Policy = policyView(snap, a.cfg.Policy())
+		}
 		if snap.Primary.Node != "" {
 			p := snap.Primary
 			v.Primary = &p

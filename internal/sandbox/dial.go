@@ -6,9 +6,19 @@ import (
 	"net"
 	"path/filepath"
 	"runtime"
+	"time"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/baton-ha/baton/replication"
 )
+
+// AdminDialer reaches the cluster's servers as Baton's admin user over the bridge
+// network, from the client namespace, with the constructor the agents use.
+func (c *Cluster) AdminDialer() replication.Dialer {
+	return replication.Dialer{User: c.AdminUser, Password: c.AdminPassword,
+		ConnectTimeout: 2 * time.Second, IOTimeout: 5 * time.Second, Dial: DialContext(c.ClientNetNS)}
+}
 
 // DialContext returns a dial function whose connections start inside the network
 // namespace ns (for example the sandbox's ClientNetNS), for a process that runs in the

@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -266,11 +267,11 @@ func (c *Cluster) TCPDSN(node string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	cfg := mysql.NewConfig()
-	cfg.User, cfg.Passwd = c.AdminUser, c.AdminPassword
-	cfg.Net, cfg.Addr = "tcp", n.IP+":"+strconv.Itoa(n.Port)
-	cfg.Timeout, cfg.ReadTimeout, cfg.WriteTimeout = 2*time.Second, 5*time.Second, 5*time.Second
-	return cfg.FormatDSN(), nil
+	cfg, err := c.AdminDialer().Config(net.JoinHostPort(n.IP, strconv.Itoa(n.Port)))
+	if err != nil {
+		return "", err
+	}
+	return cfg.FormatDSN(), nil // a DSN carries no dial function: see DialContext
 }
 
 func socketConfig(socket, user, password string) *mysql.Config {

@@ -1,0 +1,67 @@
+package sandboxtest
+
+import (
+	"context"
+	"net"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+)
+
+// Etcd starts a one-member etcd inside the test process and returns a client of it
+// and its client endpoint; both are closed when the test ends. Clients reach it over
+// a unix socket; its peer port is on loopback. No sandbox, namespace or MariaDB is
+// involved, so tests that need only etcd's state (keys, transactions) stay cheap.
+func Etcd(t testing.TB) (*clientv3.Client, string) {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := embed.NewConfig()
+	cfg.Name = "test"
+	cfg.Dir = filepath.Join(dir, "data")
+	socket := filepath.Join(dir, "etcd.sock")
+	cu := url.URL{Scheme: "unix", Path: socket}
+	pu := url.URL{Scheme: "http", Host: "127.0.0.1:" + strconv.Itoa(freePort(t))}
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{cu}, []url.URL{cu}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{pu}, []url.URL{pu}
+	cfg.InitialCluster = cfg.Name + "=" + pu.String()
+	cfg.Logger, cfg.LogLevel, cfg.LogOutputs = "zap", "error", []string{"stderr"}
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		t.Fatalf("start embedded etcd: %v", err)
+	}
+	t.Cleanup(e.Close)
+	select {
+	case <-e.Server.ReadyNotify():
+	case <-time.After(30 * time.Second):
+		t.Fatal("embedded etcd not ready after 30s")
+	}
+	endpoint := "unix://" + socket
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatalf("etcd client: %v", err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := cli.Get(ctx, "probe"); err != nil {
+		t.Fatalf("embedded etcd does not answer: %v", err)
+	}
+	return cli, endpoint
+}
+
+// freePort returns a loopback TCP port free at the time of the call.
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
