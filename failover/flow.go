@@ -126,16 +126,24 @@ func (f *flow) run(ctx context.Context) (Event, error) {
 		}
 	}
 	intent := Intent{Kind: f.kind(), Epoch: f.snap.Primary.Epoch, From: f.d.From, To: f.d.To, Started: f.started.UTC()}
+	var intentRev int64
 	if err := f.step(ctx, "announce", func() (string, error) {
-		return "", cfg.Store.PutIntent(ctx, f.g, f.s.Lease(), f.snap.PrimaryModRev, intent)
+		var err error
+		intentRev, err = cfg.Store.PutIntent(ctx, f.g, f.s.Lease(), f.snap.PrimaryModRev, intent)
+		return "", err
 	}); err != nil {
 		return Event{}, err
 	}
 	committed := false
 	defer func() {
 		if !committed {
-			if err := cfg.Store.DeleteIntent(context.WithoutCancel(ctx)); err != nil {
-				log.Warn("withdraw intent", zap.Error(err))
+			// Only a flow that still owns its intent may undo its stops: if the intent
+			// is gone or another's (this coordinator was deposed, a successor's flow
+			// runs), restarting replication would repoint replicas at the old primary
+			// in the middle of that flow.
+			if err := cfg.Store.DeleteIntent(context.WithoutCancel(ctx), f.g, intentRev); err != nil {
+				log.Warn("withdraw intent; replication left as it is", zap.Error(err))
+				return
 			}
 			f.restartReplication(context.WithoutCancel(ctx))
 		}
@@ -207,7 +215,7 @@ func (f *flow) run(ctx context.Context) (Event, error) {
 		next.LastFailover = now
 	}
 	if err := f.step(ctx, "commit", func() (string, error) {
-		return fmt.Sprintf("primary %s epoch %d", next.Node, next.Epoch), cfg.Store.CommitPrimary(ctx, f.g, f.snap.PrimaryModRev, next)
+		return fmt.Sprintf("primary %s epoch %d", next.Node, next.Epoch), cfg.Store.CommitPrimary(ctx, f.g, f.snap.PrimaryModRev, intentRev, next)
 	}); err != nil {
 		fenceWG.Wait()
 		return Event{}, err

@@ -157,27 +157,47 @@ func (s *Store) BootstrapPrimary(ctx context.Context, g Guard, p Primary) error 
 }
 
 // CommitPrimary is the commit point of a failover or switchover: the primary of
-// record becomes p, if the primary key is still at modRev (same epoch) and the
-// coordinator still leads. It deletes the flow's intent in the same transaction.
-func (s *Store) CommitPrimary(ctx context.Context, g Guard, modRev int64, p Primary) error {
-	cmps := append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(s.Keys.Primary()), "=", modRev)}, g...)
+// record becomes p, if the primary key is still at modRev (same epoch), the
+// coordinator still leads and the flow's own intent, put at intentRev, is still there
+// unchanged. It deletes that intent in the same transaction. Comparing the intent as
+// well as the election key means a flow can only finish what it announced.
+func (s *Store) CommitPrimary(ctx context.Context, g Guard, modRev, intentRev int64, p Primary) error {
+	if intentRev <= 0 {
+		return fmt.Errorf("commit primary %s epoch %d: no intent revision: a flow commits only what it announced", p.Node, p.Epoch)
+	}
+	cmps := append([]clientv3.Cmp{
+		clientv3.Compare(clientv3.ModRevision(s.Keys.Primary()), "=", modRev),
+		clientv3.Compare(clientv3.ModRevision(s.Keys.Intent()), "=", intentRev),
+	}, g...)
 	return s.txn(ctx, fmt.Sprintf("commit primary %s epoch %d", p.Node, p.Epoch), cmps,
 		clientv3.OpPut(s.Keys.Primary(), mustJSON(p)), clientv3.OpDelete(s.Keys.Intent()))
 }
 
 // PutIntent announces a flow, on the coordinator's lease, if the primary key is still
-// at modRev and the coordinator still leads.
-func (s *Store) PutIntent(ctx context.Context, g Guard, lease clientv3.LeaseID, modRev int64, in Intent) error {
-	cmps := append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(s.Keys.Primary()), "=", modRev)}, g...)
-	return s.txn(ctx, "announce "+in.Kind, cmps, clientv3.OpPut(s.Keys.Intent(), mustJSON(in), clientv3.WithLease(lease)))
-}
-
-// DeleteIntent ends an abandoned flow.
-func (s *Store) DeleteIntent(ctx context.Context) error {
+// at modRev and the coordinator still leads. It returns the intent's mod revision,
+// which DeleteIntent and CommitPrimary compare.
+func (s *Store) PutIntent(ctx context.Context, g Guard, lease clientv3.LeaseID, modRev int64, in Intent) (int64, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	_, err := s.cli.Delete(ctx, s.Keys.Intent())
-	return err
+	cmps := append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(s.Keys.Primary()), "=", modRev)}, g...)
+	resp, err := s.cli.Txn(ctx).If(cmps...).Then(clientv3.OpPut(s.Keys.Intent(), mustJSON(in), clientv3.WithLease(lease))).Commit()
+	if err != nil {
+		return 0, fmt.Errorf("announce %s: %w", in.Kind, err)
+	}
+	if !resp.Succeeded {
+		return 0, fmt.Errorf("announce %s: %w", in.Kind, ErrConflict)
+	}
+	return resp.Header.Revision, nil // the put is the txn's only write: its revision
+}
+
+// DeleteIntent ends an abandoned flow: it deletes the intent put at intentRev, if
+// the coordinator still leads and that intent is still there unchanged. A
+// coordinator that stalled past its lease therefore cannot delete its successor's
+// intent (which would let reconcilers restart replication toward the old primary in
+// the middle of the successor's flow). ErrConflict says nothing was deleted.
+func (s *Store) DeleteIntent(ctx context.Context, g Guard, intentRev int64) error {
+	cmps := append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(s.Keys.Intent()), "=", intentRev)}, g...)
+	return s.txn(ctx, "withdraw intent", cmps, clientv3.OpDelete(s.Keys.Intent()))
 }
 
 // AcquireLeader makes node the holder of the leader key, on its lease, if nobody
