@@ -214,9 +214,23 @@ func (f *flow) run(ctx context.Context) (Event, error) {
 	if f.d.Action == Failover {
 		next.LastFailover = now
 	}
+	var block *Block
+	if f.d.Action == Failover && cfg.Policy.FailoverBlock > 0 {
+		// The anti-flap window is an etcd lease, so that no node's wall clock decides
+		// when it ends. Without the lease the failover still goes on, unblocked after.
+		lease, err := cfg.Store.GrantBlock(ctx, cfg.Policy.FailoverBlock)
+		if err != nil {
+			log.Warn("no anti-flap block after this failover", zap.Error(err))
+		} else {
+			block = &Block{FailoverBlock: FailoverBlock{Epoch: next.Epoch, To: next.Node, For: cfg.Policy.FailoverBlock, At: now}, Lease: lease}
+		}
+	}
 	if err := f.step(ctx, "commit", func() (string, error) {
-		return fmt.Sprintf("primary %s epoch %d", next.Node, next.Epoch), cfg.Store.CommitPrimary(ctx, f.g, f.snap.PrimaryModRev, intentRev, next)
+		return fmt.Sprintf("primary %s epoch %d", next.Node, next.Epoch), cfg.Store.CommitPrimary(ctx, f.g, f.snap.PrimaryModRev, intentRev, next, block)
 	}); err != nil {
+		if block != nil {
+			_ = cfg.Store.RevokeLease(context.WithoutCancel(ctx), block.Lease)
+		}
 		fenceWG.Wait()
 		return Event{}, err
 	}

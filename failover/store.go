@@ -67,6 +67,7 @@ func (s *Store) Load(ctx context.Context) (Snapshot, error) {
 		clientv3.OpGet(k.Request()),
 		clientv3.OpGet(k.NodesPrefix(), clientv3.WithPrefix()),
 		clientv3.OpGet(k.Coordinator()+"/", clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend), clientv3.WithLimit(1)),
+		clientv3.OpGet(k.FailoverBlock()),
 	).Commit()
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("load cluster state: %w", err)
@@ -115,6 +116,12 @@ func (s *Store) Load(ctx context.Context) (Snapshot, error) {
 	if kvs := r[6].GetResponseRange().Kvs; len(kvs) == 1 {
 		snap.Coordinator = string(kvs[0].Value)
 	}
+	if kvs := r[7].GetResponseRange().Kvs; len(kvs) == 1 {
+		// A block that does not parse still blocks: the key's presence is the mark.
+		b := FailoverBlock{}
+		_ = json.Unmarshal(kvs[0].Value, &b)
+		snap.Block = &b
+	}
 	return snap, nil
 }
 
@@ -156,12 +163,47 @@ func (s *Store) BootstrapPrimary(ctx context.Context, g Guard, p Primary) error 
 	return s.txn(ctx, "bootstrap primary "+p.Node, cmps, clientv3.OpPut(s.Keys.Primary(), mustJSON(p)))
 }
 
+// FailoverBlock is the anti-flap key: it exists, on a lease of failover_block's
+// length, from a failover's commit until etcd expires the lease.
+func (k Keys) FailoverBlock() string { return k.Prefix + "failover_block" }
+
+// GrantBlock grants the lease a failover's anti-flap key is written on: d rounded
+// up to whole seconds (etcd may raise it to its minimum TTL).
+func (s *Store) GrantBlock(ctx context.Context, d time.Duration) (clientv3.LeaseID, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	ttl := int64((d + time.Second - 1) / time.Second)
+	resp, err := s.cli.Grant(ctx, ttl)
+	if err != nil {
+		return 0, fmt.Errorf("grant anti-flap lease of %s: %w", d, err)
+	}
+	return resp.ID, nil
+}
+
+// RevokeLease revokes a lease, and with it the keys on it.
+func (s *Store) RevokeLease(ctx context.Context, id clientv3.LeaseID) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	if _, err := s.cli.Revoke(ctx, id); err != nil {
+		return fmt.Errorf("revoke lease %x: %w", int64(id), err)
+	}
+	return nil
+}
+
+// Block is an anti-flap block to write in a commit, on Lease (from GrantBlock).
+type Block struct {
+	FailoverBlock
+	Lease clientv3.LeaseID
+}
+
 // CommitPrimary is the commit point of a failover or switchover: the primary of
 // record becomes p, if the primary key is still at modRev (same epoch), the
 // coordinator still leads and the flow's own intent, put at intentRev, is still there
 // unchanged. It deletes that intent in the same transaction. Comparing the intent as
 // well as the election key means a flow can only finish what it announced.
-func (s *Store) CommitPrimary(ctx context.Context, g Guard, modRev, intentRev int64, p Primary) error {
+//
+// With a block (a failover), the anti-flap key is written in the same transaction.
+func (s *Store) CommitPrimary(ctx context.Context, g Guard, modRev, intentRev int64, p Primary, block *Block) error {
 	if intentRev <= 0 {
 		return fmt.Errorf("commit primary %s epoch %d: no intent revision: a flow commits only what it announced", p.Node, p.Epoch)
 	}
@@ -169,8 +211,14 @@ func (s *Store) CommitPrimary(ctx context.Context, g Guard, modRev, intentRev in
 		clientv3.Compare(clientv3.ModRevision(s.Keys.Primary()), "=", modRev),
 		clientv3.Compare(clientv3.ModRevision(s.Keys.Intent()), "=", intentRev),
 	}, g...)
-	return s.txn(ctx, fmt.Sprintf("commit primary %s epoch %d", p.Node, p.Epoch), cmps,
-		clientv3.OpPut(s.Keys.Primary(), mustJSON(p)), clientv3.OpDelete(s.Keys.Intent()))
+	ops := []clientv3.Op{clientv3.OpPut(s.Keys.Primary(), mustJSON(p)), clientv3.OpDelete(s.Keys.Intent())}
+	if block != nil {
+		if block.Lease == 0 {
+			return fmt.Errorf("commit primary %s epoch %d: anti-flap block without a lease", p.Node, p.Epoch)
+		}
+		ops = append(ops, clientv3.OpPut(s.Keys.FailoverBlock(), mustJSON(block.FailoverBlock), clientv3.WithLease(block.Lease)))
+	}
+	return s.txn(ctx, fmt.Sprintf("commit primary %s epoch %d", p.Node, p.Epoch), cmps, ops...)
 }
 
 // PutIntent announces a flow, on the coordinator's lease, if the primary key is still

@@ -110,12 +110,12 @@ func TestStaleCoordinatorWrites(t *testing.T) {
 		do   func() error
 	}{
 		{"A withdraws", func() error { return store.DeleteIntent(ctx, gA, revA) }},
-		{"A commits", func() error { return store.CommitPrimary(ctx, gA, snap.PrimaryModRev, revA, stale) }},
-		{"A commits naming B's intent", func() error { return store.CommitPrimary(ctx, gA, snap.PrimaryModRev, revB, stale) }},
+		{"A commits", func() error { return store.CommitPrimary(ctx, gA, snap.PrimaryModRev, revA, stale, nil) }},
+		{"A commits naming B's intent", func() error { return store.CommitPrimary(ctx, gA, snap.PrimaryModRev, revB, stale, nil) }},
 		{"A withdraws naming B's intent", func() error { return store.DeleteIntent(ctx, gA, revB) }},
 		{"B withdraws A's intent", func() error { return store.DeleteIntent(ctx, gB, revA) }},
-		{"B commits A's intent", func() error { return store.CommitPrimary(ctx, gB, snap.PrimaryModRev, revA, stale) }},
-		{"B commits no intent", func() error { return store.CommitPrimary(ctx, gB, snap.PrimaryModRev, 0, stale) }},
+		{"B commits A's intent", func() error { return store.CommitPrimary(ctx, gB, snap.PrimaryModRev, revA, stale, nil) }},
+		{"B commits no intent", func() error { return store.CommitPrimary(ctx, gB, snap.PrimaryModRev, 0, stale, nil) }},
 	} {
 		err := tc.do()
 		if err == nil {
@@ -135,9 +135,14 @@ func TestStaleCoordinatorWrites(t *testing.T) {
 		}
 	}
 
-	// B finishes what it announced.
+	// B finishes what it announced, with the anti-flap block on its own lease.
 	next := failover.Primary{Node: "db3", Epoch: 2}
-	if err := store.CommitPrimary(ctx, gB, snap.PrimaryModRev, revB, next); err != nil {
+	lease, err := store.GrantBlock(ctx, 5*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := &failover.Block{FailoverBlock: failover.FailoverBlock{Epoch: 2, To: "db3", For: 5 * time.Minute}, Lease: lease}
+	if err := store.CommitPrimary(ctx, gB, snap.PrimaryModRev, revB, next, block); err != nil {
 		t.Fatalf("B commits its own intent: %v", err)
 	}
 	now, err := store.Load(ctx)
@@ -146,5 +151,18 @@ func TestStaleCoordinatorWrites(t *testing.T) {
 	}
 	if now.Intent != nil || now.Primary.Node != "db3" {
 		t.Fatalf("after B's commit: intent %+v, primary %+v; want no intent, primary db3", now.Intent, now.Primary)
+	}
+	if now.Block == nil || now.Block.Epoch != 2 || now.Block.To != "db3" {
+		t.Fatalf("after B's commit: block %+v, want epoch 2 to db3", now.Block)
+	}
+	if ttl, err := store.LeaseTTL(ctx, lease); err != nil || ttl < 4*time.Minute {
+		t.Fatalf("anti-flap lease TTL = %s (%v), want about 5m", ttl, err)
+	}
+	// The window ends when etcd ends the lease, whatever any clock says.
+	if err := store.RevokeLease(ctx, lease); err != nil {
+		t.Fatal(err)
+	}
+	if now, err = store.Load(ctx); err != nil || now.Block != nil {
+		t.Fatalf("after the lease ended: block %+v (%v), want none", now.Block, err)
 	}
 }
