@@ -51,6 +51,8 @@ type Snapshot struct {
 	Coordinator string
 	// NodeLeases are the agents' session leases, by node.
 	NodeLeases map[string]clientv3.LeaseID
+	// Decision is what the elected coordinator published last, nil when none.
+	Decision *CoordinatorStatus
 }
 
 // Load reads the cluster's state in one transaction, so every part is of the same
@@ -68,6 +70,7 @@ func (s *Store) Load(ctx context.Context) (Snapshot, error) {
 		clientv3.OpGet(k.NodesPrefix(), clientv3.WithPrefix()),
 		clientv3.OpGet(k.Coordinator()+"/", clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend), clientv3.WithLimit(1)),
 		clientv3.OpGet(k.FailoverBlock()),
+		clientv3.OpGet(k.Decision()),
 	).Commit()
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("load cluster state: %w", err)
@@ -122,6 +125,12 @@ func (s *Store) Load(ctx context.Context) (Snapshot, error) {
 		_ = json.Unmarshal(kvs[0].Value, &b)
 		snap.Block = &b
 	}
+	if kvs := r[8].GetResponseRange().Kvs; len(kvs) == 1 {
+		var d CoordinatorStatus
+		if err := json.Unmarshal(kvs[0].Value, &d); err == nil {
+			snap.Decision = &d
+		}
+	}
 	return snap, nil
 }
 
@@ -166,6 +175,16 @@ func (s *Store) BootstrapPrimary(ctx context.Context, g Guard, p Primary) error 
 // FailoverBlock is the anti-flap key: it exists, on a lease of failover_block's
 // length, from a failover's commit until etcd expires the lease.
 func (k Keys) FailoverBlock() string { return k.Prefix + "failover_block" }
+
+// Decision is the key where the elected coordinator publishes its latest decision,
+// on its session lease.
+func (k Keys) Decision() string { return k.Prefix + "decision" }
+
+// PutDecision publishes the coordinator's latest decision on its lease, if it
+// still leads.
+func (s *Store) PutDecision(ctx context.Context, g Guard, lease clientv3.LeaseID, st CoordinatorStatus) error {
+	return s.txn(ctx, "publish decision", g, clientv3.OpPut(s.Keys.Decision(), mustJSON(st), clientv3.WithLease(lease)))
+}
 
 // GrantBlock grants the lease a failover's anti-flap key is written on: d rounded
 // up to whole seconds (etcd may raise it to its minimum TTL).

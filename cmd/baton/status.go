@@ -31,6 +31,8 @@ type clusterStatus struct {
 	Warnings    []string          `json:"warnings,omitempty"`
 	Nodes       []nodeStatus      `json:"nodes"`
 	Request     *failover.Request `json:"request,omitempty"`
+	// Decision is what the coordinator decided last, with refused or failed tries.
+	Decision *failover.CoordinatorStatus `json:"decision,omitempty"`
 }
 
 type nodeStatus struct {
@@ -108,7 +110,11 @@ func readStatus(ctx context.Context, store *failover.Store, cluster string) (clu
 	st := clusterStatus{
 		Cluster: cluster, Primary: snap.Primary.Node, PrimaryAddr: snap.Primary.Addr, Epoch: snap.Primary.Epoch,
 		Since: snap.Primary.Since, Leader: snap.Leader, Coordinator: snap.Coordinator, Paused: snap.Settings.Paused,
-		InProgress: snap.Intent, Request: snap.Request,
+		InProgress: snap.Intent, Request: snap.Request, Decision: snap.Decision,
+	}
+	if d := snap.Decision; d != nil && d.Tries > 0 {
+		st.Warnings = append(st.Warnings, fmt.Sprintf("automatic failover did not complete %d time(s): %s; next try not before %s",
+			d.Tries, d.LastError, d.RetryAt.Local().Format(time.DateTime)))
 	}
 	if hist, err := store.History(ctx, 1); err == nil && len(hist) == 1 {
 		st.LastEvent = &hist[0]
@@ -164,6 +170,9 @@ func printStatus(w io.Writer, st clusterStatus, color bool) {
 	}
 	fmt.Fprintf(w, "cluster %s  primary %s (epoch %d, since %s)  coordinator %s%s\n", st.Cluster, orDash(st.Primary), st.Epoch,
 		st.Since.Local().Format(time.DateTime), orDash(st.Coordinator), paused)
+	if d := st.Decision; d != nil {
+		fmt.Fprintf(w, "coordinator decides: %s (%s)\n", d.Action, d.Reason)
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tROLE\tVERDICT\tLAG\tGTID\tVIP\tLEASE\tREASON")
 	for _, n := range st.Nodes {
