@@ -226,6 +226,7 @@ func (c *Coordinator) lead(ctx context.Context, s *concurrency.Session, g Guard)
 	for {
 		snap, err := c.cfg.Store.Load(ctx)
 		if err == nil {
+			c.recordMembers(ctx, g, snap)
 			now := c.cfg.Now()
 			d := Decide(now, snap.View, c.cfg.Policy)
 			if d.Action == Failover && !d.Manual {
@@ -275,6 +276,27 @@ func (c *Coordinator) lead(ctx context.Context, s *concurrency.Session, g Guard)
 				wch = c.cfg.Store.Client().Watch(clientv3.WithRequireLeader(ctx), c.cfg.Store.Keys.Prefix, clientv3.WithPrefix())
 			}
 		case <-tick.C:
+		}
+	}
+}
+
+// recordMembers keeps members/ in line with the live agents' addresses, so that a
+// node whose agent dies is still known to the next failover.
+func (c *Coordinator) recordMembers(ctx context.Context, g Guard, snap Snapshot) {
+	for _, n := range sortedNodes(snap.Nodes) {
+		if n.Addr == "" {
+			continue
+		}
+		old, known := snap.Members[n.Node]
+		m := Member{Node: n.Node, Addr: n.Addr, ServerID: n.ServerID, ServerUUID: n.ServerUUID}
+		if !n.ServerRead {
+			m.ServerID, m.ServerUUID = old.ServerID, old.ServerUUID
+		}
+		if known && old == m {
+			continue
+		}
+		if err := c.cfg.Store.PutMember(ctx, g, m); err != nil {
+			c.log.Debug("record member", zap.String("node", n.Node), zap.Error(err))
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -68,6 +69,9 @@ func (f *flow) instance(name string) (*replication.Instance, error) {
 	if n, ok := f.snap.Nodes[name]; ok {
 		addr = n.Addr
 	}
+	if m, ok := f.snap.Members[name]; ok && addr == "" {
+		addr = m.Addr
+	}
 	if name == f.snap.Primary.Node && f.snap.Primary.Addr != "" {
 		addr = f.snap.Primary.Addr
 	}
@@ -85,6 +89,25 @@ func (f *flow) replicas() []string {
 			out = append(out, n.Node)
 		}
 	}
+	return out
+}
+
+// silent are the members other than the old primary whose agent is not running,
+// in a failover: their servers may still run and hold transactions the live
+// replicas lack (semi-sync may have had them acknowledge the latest commits), so
+// the flow stops their IO threads and reads them before it promotes anyone. A
+// switchover needs not: its candidate executes the old primary's final set.
+func (f *flow) silent() []string {
+	if f.d.Action != Failover {
+		return nil
+	}
+	var out []string
+	for name := range f.snap.Members {
+		if _, live := f.snap.Nodes[name]; !live && name != f.d.From {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
 	return out
 }
 
@@ -296,11 +319,12 @@ func (f *flow) fenceOld(ctx context.Context) (string, error) {
 // frozen or cut off. Not worth waiting for.
 const stopIOTimeout = 400 * time.Millisecond
 
-// stopIO stops the IO thread of every live replica, at once.
+// stopIO stops the IO thread of every replica it can reach, at once: the live ones
+// and those whose agent is gone.
 func (f *flow) stopIO(ctx context.Context) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, stopIOTimeout)
 	defer cancel()
-	names := f.replicas()
+	names := append(f.replicas(), f.silent()...)
 	errs := make([]error, len(names))
 	var wg sync.WaitGroup
 	for i, name := range names {
@@ -322,7 +346,7 @@ func (f *flow) stopIO(ctx context.Context) (string, error) {
 
 // restartReplication starts replication again on the replicas after an abandoned flow.
 func (f *flow) restartReplication(ctx context.Context) {
-	for _, name := range f.replicas() {
+	for _, name := range append(f.replicas(), f.silent()...) {
 		in, err := f.instance(name)
 		if err == nil {
 			err = in.StartReplication(ctx)
@@ -333,14 +357,16 @@ func (f *flow) restartReplication(ctx context.Context) {
 	}
 }
 
-// rank reads every live replica's status from its server and ranks them; the
-// chosen one is the best eligible among the decision's candidates.
+// rank reads every replica's status from its server, the live ones and those
+// whose agent is gone, and chooses (see choose).
 func (f *flow) rank(ctx context.Context) (replication.Ranked, error) {
 	names := f.replicas()
-	cands := make([]replication.Candidate, len(names))
-	errs := make([]error, len(names))
+	silent := f.silent()
+	all := append(append([]string(nil), names...), silent...)
+	cands := make([]replication.Candidate, len(all))
+	errs := make([]error, len(all))
 	var wg sync.WaitGroup
-	for i, name := range names {
+	for i, name := range all {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -354,48 +380,81 @@ func (f *flow) rank(ctx context.Context) (replication.Ranked, error) {
 				errs[i] = fmt.Errorf("%s: %w", name, err)
 				return
 			}
-			n := f.snap.Nodes[name]
 			c := st.Candidate(name)
-			c.Priority, c.NoPromote, c.StorageOK = n.Priority, n.NoPromote, n.StorageOK
+			if n, ok := f.snap.Nodes[name]; ok {
+				c.Priority, c.NoPromote, c.StorageOK = n.Priority, n.NoPromote, n.StorageOK
+			} else {
+				c.Unpromotable = "its agent is not running"
+			}
 			cands[i] = c
 		}()
 	}
 	wg.Wait()
-	var live []replication.Candidate
-	var unreadable []string
-	for i := range names {
+	in := choice{action: f.d.Action, to: f.d.To, allowed: f.d.Candidates, force: f.request != nil && f.request.Force}
+	for i := range all {
 		if errs[i] != nil {
-			unreadable = append(unreadable, errs[i].Error())
+			in.unread = append(in.unread, errs[i].Error())
 			continue
 		}
-		live = append(live, cands[i])
+		in.read = append(in.read, cands[i])
 	}
-	var primary *replication.Server
 	if old, ok := f.snap.Nodes[f.d.From]; ok || f.snap.Primary.ServerID != 0 {
 		ps := replication.Server{ServerID: f.snap.Primary.ServerID, ServerUUID: f.snap.Primary.ServerUUID}
-		if ok && old.GTID != "" && len(live) > 0 {
-			if set, err := replication.ParseGTIDSet(live[0].Executed.Flavor(), old.GTID); err == nil {
+		if ok && old.GTID != "" && len(in.read) > 0 {
+			if set, err := replication.ParseGTIDSet(in.read[0].Executed.Flavor(), old.GTID); err == nil {
 				ps.Executed = set
 			}
 		}
-		primary = &ps
+		in.primary = &ps
 	}
-	ranked := replication.Rank(primary, live)
+	return choose(in)
+}
+
+// choice is what choose weighs: the replicas read from their servers, and those
+// that could not be read.
+type choice struct {
+	action  Action
+	to      string   // the requested target, "" for any
+	allowed []string // the decision's candidates
+	force   bool     // an operator's forced request
+	primary *replication.Server
+	// read are the replicas read; those whose agent is gone are Unpromotable.
+	read []replication.Candidate
+	// unread say which replicas could not be read, and why.
+	unread []string
+}
+
+// choose ranks the replicas read and returns the best one the decision allows, or
+// a refusal. A failover refuses while any replica cannot be read, whether or not its
+// agent runs: its server may hold transactions every other replica lacks (with
+// semi-sync, it may be the one that acknowledged the latest commits). Only an
+// operator's forced request goes past it. Replicas whose agent is gone count for
+// completeness when read, but are never chosen.
+func choose(in choice) (replication.Ranked, error) {
+	if len(in.unread) > 0 && in.action == Failover && !in.force {
+		return replication.Ranked{}, &refusal{fmt.Sprintf("a replica cannot be read and may hold transactions the others lack (%s): "+
+			"bring its server back, remove it from members/ if it is gone for good, or fail over by hand with `baton failover --force`",
+			strings.Join(in.unread, "; "))}
+	}
+	ranked := replication.Rank(in.primary, in.read)
 	allowed := map[string]bool{}
-	for _, c := range f.d.Candidates {
+	for _, c := range in.allowed {
 		allowed[c] = true
 	}
 	var why []string
 	for _, r := range ranked {
 		// A switchover waits for the candidate to execute the old primary's final set,
 		// which holds every replica's transactions: one that merely lags is fine.
-		fit := r.Eligible || (r.Incomplete && f.d.Action == Switchover)
-		if fit && allowed[r.Name] && (f.d.To == "" || r.Name == f.d.To) {
+		fit := r.Eligible || (r.Incomplete && in.action == Switchover)
+		if fit && allowed[r.Name] && (in.to == "" || r.Name == in.to) {
+			if len(in.unread) > 0 && in.action == Failover {
+				r.Reason += "; forced past replicas not read: " + strings.Join(in.unread, "; ")
+			}
 			return r, nil
 		}
 		why = append(why, r.Name+": "+r.Reason)
 	}
-	why = append(why, unreadable...)
+	why = append(why, in.unread...)
 	return replication.Ranked{}, &refusal{"no safe candidate: " + strings.Join(why, "; ")}
 }
 

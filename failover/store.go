@@ -53,6 +53,30 @@ type Snapshot struct {
 	NodeLeases map[string]clientv3.LeaseID
 	// Decision is what the elected coordinator published last, nil when none.
 	Decision *CoordinatorStatus
+	// Members are every node ever seen with a live agent, by node, whether or not
+	// its agent is alive now.
+	Members map[string]Member
+}
+
+// Member is where a node's server was last seen, kept under members/<name> with no
+// lease: a node whose agent died is still known, and the coordinator reads its
+// server before it promotes another (its server may hold transactions the live
+// replicas lack). A node taken out of the cluster for good must be removed by hand
+// (etcdctl del /baton/<cluster>/members/<name>), or failover refuses while its
+// server cannot be read.
+type Member struct {
+	Node       string `json:"node"`
+	Addr       string `json:"addr"`
+	ServerID   uint32 `json:"server_id,omitempty"`
+	ServerUUID string `json:"server_uuid,omitempty"`
+}
+
+// MembersPrefix is where the members are kept.
+func (k Keys) MembersPrefix() string { return k.Prefix + "members/" }
+
+// PutMember records where a node's server is, if the coordinator still leads.
+func (s *Store) PutMember(ctx context.Context, g Guard, m Member) error {
+	return s.txn(ctx, "record member "+m.Node, g, clientv3.OpPut(s.Keys.MembersPrefix()+m.Node, mustJSON(m)))
 }
 
 // Load reads the cluster's state in one transaction, so every part is of the same
@@ -71,6 +95,7 @@ func (s *Store) Load(ctx context.Context) (Snapshot, error) {
 		clientv3.OpGet(k.Coordinator()+"/", clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend), clientv3.WithLimit(1)),
 		clientv3.OpGet(k.FailoverBlock()),
 		clientv3.OpGet(k.Decision()),
+		clientv3.OpGet(k.MembersPrefix(), clientv3.WithPrefix()),
 	).Commit()
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("load cluster state: %w", err)
@@ -129,6 +154,13 @@ func (s *Store) Load(ctx context.Context) (Snapshot, error) {
 		var d CoordinatorStatus
 		if err := json.Unmarshal(kvs[0].Value, &d); err == nil {
 			snap.Decision = &d
+		}
+	}
+	snap.Members = map[string]Member{}
+	for _, kv := range r[9].GetResponseRange().Kvs {
+		var m Member
+		if err := json.Unmarshal(kv.Value, &m); err == nil && m.Node != "" {
+			snap.Members[m.Node] = m
 		}
 	}
 	return snap, nil

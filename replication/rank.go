@@ -29,6 +29,10 @@ type Candidate struct {
 	// error that thread reported.
 	SQLRunning bool
 	SQLError   string
+	// Unpromotable, when set, says why the candidate must not be promoted although
+	// its transactions count: no other is eligible unless it has them too (a
+	// replica whose agent is gone, for one: nobody would promote it).
+	Unpromotable string
 }
 
 // Ranked is a candidate with the verdict of Rank.
@@ -149,6 +153,8 @@ func Rank(primary *Server, candidates []Candidate) []Ranked {
 			continue
 		}
 		switch {
+		case c.Unpromotable != "":
+			excluded[i] = c.Unpromotable
 		case c.NoPromote:
 			excluded[i] = "no_promote is set"
 		case !c.StorageOK:

@@ -153,6 +153,18 @@ func TestRank(t *testing.T) {
 			},
 		},
 		{
+			name:    "unpromotable excluded, but its transactions still count",
+			primary: primary1,
+			candidates: []Candidate{
+				cand("db3", "0-1-100", func(c *Candidate) { c.Unpromotable = "its agent is not running" }),
+				cand("db2", "0-1-99"),
+			},
+			want: []want{
+				{"db2", false, "lacks transactions db3 has: 0-1-100"},
+				{"db3", false, "excluded: its agent is not running"},
+			},
+		},
+		{
 			name:    "broken storage and SQL error excluded",
 			primary: primary1,
 			candidates: []Candidate{
