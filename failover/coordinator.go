@@ -45,13 +45,14 @@ type CoordinatorConfig struct {
 	// key once the commit is made (it is recorded, not waited for, past that).
 	PromoteTimeout time.Duration
 	// Tick is how often the state is looked at without a change in etcd.
-	Tick time.Duration
+	Tick  time.Duration
+	Hooks Hooks // may be nil
 	// RetryMin and RetryMax bound the wait before an automatic failover that did not
 	// complete (refused or failed) is tried again: RetryMin, doubled at each further
-	// try, at most RetryMax. Each try announces an intent, stops replication and
-	// kills the primary's client connections, so tries must not follow at once.
+	// try, at most RetryMax (DefaultRetryMin, DefaultRetryMax when zero). Each try
+	// announces an intent, stops replication and kills the primary's client
+	// connections, so tries must not follow at once.
 	RetryMin, RetryMax time.Duration
-	Hooks              Hooks // may be nil
 	// OnFlow, when set, is told of every failover or switchover this coordinator ran:
 	// its kind, and done, refused or failed.
 	OnFlow func(kind Action, result RequestState)

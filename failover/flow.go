@@ -32,6 +32,10 @@ type flow struct {
 	steps   []Step
 	request *Request // the operator's request, when there is one: progress goes there
 	mu      sync.Mutex
+	// stoppedSilent are the replicas without an agent whose IO thread this flow
+	// stopped: an abandoned flow restarts those, and no other without an agent
+	// (one stopped by a person stays stopped).
+	stoppedSilent []string
 }
 
 func (f *flow) kind() string { return f.d.Action.String() }
@@ -324,7 +328,8 @@ const stopIOTimeout = 400 * time.Millisecond
 func (f *flow) stopIO(ctx context.Context) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, stopIOTimeout)
 	defer cancel()
-	names := append(f.replicas(), f.silent()...)
+	live := f.replicas()
+	names := append(live, f.silent()...)
 	errs := make([]error, len(names))
 	var wg sync.WaitGroup
 	for i, name := range names {
@@ -337,6 +342,12 @@ func (f *flow) stopIO(ctx context.Context) (string, error) {
 			}
 			if err != nil {
 				errs[i] = fmt.Errorf("%s: %w", name, err)
+				return
+			}
+			if i >= len(live) {
+				f.mu.Lock()
+				f.stoppedSilent = append(f.stoppedSilent, name)
+				f.mu.Unlock()
 			}
 		}()
 	}
@@ -344,9 +355,14 @@ func (f *flow) stopIO(ctx context.Context) (string, error) {
 	return fmt.Sprintf("stopped on %s", strings.Join(names, ", ")), errors.Join(errs...)
 }
 
-// restartReplication starts replication again on the replicas after an abandoned flow.
+// restartReplication starts replication again on the replicas after an abandoned
+// flow: the live ones (their reconcilers would too) and those without an agent whose
+// IO thread the flow stopped.
 func (f *flow) restartReplication(ctx context.Context) {
-	for _, name := range append(f.replicas(), f.silent()...) {
+	f.mu.Lock()
+	silent := append([]string(nil), f.stoppedSilent...)
+	f.mu.Unlock()
+	for _, name := range append(f.replicas(), silent...) {
 		in, err := f.instance(name)
 		if err == nil {
 			err = in.StartReplication(ctx)
