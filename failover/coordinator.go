@@ -51,6 +51,12 @@ type CoordinatorConfig struct {
 	// Tick is how often the state is looked at without a change in etcd.
 	Tick  time.Duration
 	Hooks Hooks // may be nil
+	// RetryMin and RetryMax bound the wait before an automatic failover that did not
+	// complete (refused or failed) is tried again: RetryMin, doubled at each further
+	// try, at most RetryMax (DefaultRetryMin, DefaultRetryMax when zero). Each try
+	// announces an intent, stops replication and kills the primary's client
+	// connections, so tries must not follow at once.
+	RetryMin, RetryMax time.Duration
 	// OnFlow, when set, is told of every failover or switchover this coordinator ran:
 	// its kind, and done, refused or failed.
 	OnFlow func(kind Action, result RequestState)
@@ -84,6 +90,15 @@ func (c *CoordinatorConfig) validate() error {
 	}
 	if c.Tick <= 0 {
 		c.Tick = 500 * time.Millisecond
+	}
+	if c.RetryMin <= 0 {
+		c.RetryMin = DefaultRetryMin
+	}
+	if c.RetryMax <= 0 {
+		c.RetryMax = DefaultRetryMax
+	}
+	if c.RetryMax < c.RetryMin {
+		return fmt.Errorf("coordinator: retry_max (%s) must not be below retry_min (%s)", c.RetryMax, c.RetryMin)
 	}
 	if c.Log == nil {
 		c.Log = zap.NewNop()
@@ -146,12 +161,76 @@ func (c *Coordinator) Run(ctx context.Context, s *concurrency.Session) error {
 	}
 }
 
+// Default bounds of the wait between tries of an automatic failover.
+const (
+	DefaultRetryMin = 2 * time.Second
+	DefaultRetryMax = time.Minute
+)
+
+// retry spaces out the tries of an automatic failover of one primary (node and
+// epoch) that did not complete: RetryMin after the first, doubling, at most RetryMax.
+// A new primary of record starts afresh. It reads no clock: the caller passes now.
+type retry struct {
+	min, max time.Duration
+	primary  Primary       // whose failover is being retried
+	tries    int           // tries that did not complete
+	wait     time.Duration // the wait after the latest
+	next     time.Time     // no try before this
+	lastErr  string
+}
+
+// hold says how long to wait before the next try to fail over p, 0 when it may
+// start now.
+func (r *retry) hold(now time.Time, p Primary) time.Duration {
+	if r.tries == 0 || r.primary.Node != p.Node || r.primary.Epoch != p.Epoch {
+		return 0
+	}
+	if d := r.next.Sub(now); d > 0 {
+		return d
+	}
+	return 0
+}
+
+// failed records a try that did not complete.
+func (r *retry) failed(now time.Time, p Primary, err error) {
+	if r.primary.Node != p.Node || r.primary.Epoch != p.Epoch {
+		r.tries = 0
+	}
+	r.primary, r.lastErr = p, err.Error()
+	wait := r.min
+	for i := 0; i < r.tries && wait < r.max; i++ {
+		wait *= 2
+	}
+	r.wait = min(wait, r.max)
+	r.tries++
+	r.next = now.Add(r.wait)
+}
+
+// done forgets the tries: the failover completed.
+func (r *retry) done() { *r = retry{min: r.min, max: r.max} }
+
+// CoordinatorStatus is what the elected coordinator decided last, under the
+// decision key on its session lease, for `baton status`: a refused or failed
+// failover is visible there, with when it is tried again.
+type CoordinatorStatus struct {
+	Node   string `json:"node"`
+	Action string `json:"action"`
+	Reason string `json:"reason"`
+	// Tries counts the automatic failovers of this primary that did not complete;
+	// LastError says why the latest did not, RetryAt when the next may start.
+	Tries     int       `json:"tries,omitempty"`
+	LastError string    `json:"last_error,omitempty"`
+	RetryAt   time.Time `json:"retry_at,omitempty"`
+}
+
 // lead looks at the cluster on every change in etcd, and every Tick, until ctx ends.
 func (c *Coordinator) lead(ctx context.Context, s *concurrency.Session, g Guard) error {
 	wch := c.cfg.Store.Client().Watch(clientv3.WithRequireLeader(ctx), c.cfg.Store.Keys.Prefix, clientv3.WithPrefix())
 	tick := time.NewTicker(c.cfg.Tick)
 	defer tick.Stop()
 	var last, lastPolicy string
+	var published CoordinatorStatus
+	rt := retry{min: c.cfg.RetryMin, max: c.cfg.RetryMax}
 	for {
 		snap, err := c.cfg.Store.Load(ctx)
 		var p Policy
@@ -159,14 +238,42 @@ func (c *Coordinator) lead(ctx context.Context, s *concurrency.Session, g Guard)
 			p, err = c.policy(ctx, &snap, &lastPolicy)
 		}
 		if err == nil {
-			d := Decide(c.cfg.Now(), snap.View, p)
+			c.recordMembers(ctx, g, snap)
+			now := c.cfg.Now()
+			d := Decide(now, snap.View, p)
+			if d.Action == Failover && !d.Manual {
+				if wait := rt.hold(now, snap.Primary); wait > 0 {
+					d = Decision{Action: NoAction, Reason: fmt.Sprintf("%s; failover try %d did not complete (%s): try %d waits %s, until %s",
+						d.Reason, rt.tries, rt.lastErr, rt.tries+1, rt.wait, rt.next.UTC().Format(time.RFC3339))}
+				}
+			}
 			if key := d.Action.String() + d.Reason; key != last {
 				c.log.Info("decision", zap.Stringer("action", d.Action), zap.String("reason", d.Reason))
 				last = key
 			}
+			st := CoordinatorStatus{Node: c.cfg.Node, Action: d.Action.String(), Reason: d.Reason}
+			if rt.tries > 0 && rt.primary.Node == snap.Primary.Node && rt.primary.Epoch == snap.Primary.Epoch {
+				st.Tries, st.LastError, st.RetryAt = rt.tries, rt.lastErr, rt.next.UTC()
+			}
+			if st != published {
+				if err := c.cfg.Store.PutDecision(ctx, g, s.Lease(), st); err != nil {
+					c.log.Debug("publish decision", zap.Error(err))
+				} else {
+					published = st
+				}
+			}
 			if d.Action != NoAction {
-				if err := c.act(ctx, s, g, snap, d); err != nil {
+				err := c.act(ctx, s, g, snap, d, p)
+				if err != nil {
 					c.log.Warn("action failed", zap.Stringer("action", d.Action), zap.Error(err))
+				}
+				if d.Action == Failover && !d.Manual {
+					if err != nil {
+						rt.failed(c.cfg.Now(), snap.Primary, err)
+						c.log.Info("automatic failover will be tried again", zap.Int("tries", rt.tries), zap.Time("not_before", rt.next))
+					} else {
+						rt.done()
+					}
 				}
 				last = ""
 			}
@@ -216,7 +323,29 @@ func (c *Coordinator) policy(ctx context.Context, snap *Snapshot, last *string) 
 	return p, nil
 }
 
-func (c *Coordinator) act(ctx context.Context, s *concurrency.Session, g Guard, snap Snapshot, d Decision) error {
+// recordMembers keeps members/ in line with the live agents' addresses, so that a
+// node whose agent dies is still known to the next failover.
+func (c *Coordinator) recordMembers(ctx context.Context, g Guard, snap Snapshot) {
+	for _, n := range sortedNodes(snap.Nodes) {
+		if n.Addr == "" {
+			continue
+		}
+		old, known := snap.Members[n.Node]
+		m := Member{Node: n.Node, Addr: n.Addr, ServerID: n.ServerID, ServerUUID: n.ServerUUID}
+		if !n.ServerRead {
+			m.ServerID, m.ServerUUID = old.ServerID, old.ServerUUID
+		}
+		if known && old == m {
+			continue
+		}
+		if err := c.cfg.Store.PutMember(ctx, g, m); err != nil {
+			c.log.Debug("record member", zap.String("node", n.Node), zap.Error(err))
+		}
+	}
+}
+
+// act carries out d; p is the policy it was decided with.
+func (c *Coordinator) act(ctx context.Context, s *concurrency.Session, g Guard, snap Snapshot, d Decision, p Policy) error {
 	switch d.Action {
 	case Bootstrap:
 		n := snap.Nodes[d.To]
@@ -232,7 +361,7 @@ func (c *Coordinator) act(ctx context.Context, s *concurrency.Session, g Guard, 
 		c.log.Info("request refused", zap.String("request", r.ID), zap.String("reason", d.Reason))
 		return c.cfg.Store.UpdateRequest(ctx, g, r)
 	case Failover, Switchover:
-		f := &flow{c: c, s: s, g: g, snap: snap, d: d, started: c.cfg.Now()}
+		f := &flow{c: c, s: s, g: g, snap: snap, d: d, policy: p, started: c.cfg.Now()}
 		if d.Manual && snap.Request != nil {
 			r := *snap.Request
 			r.State = RequestRunning

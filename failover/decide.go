@@ -35,6 +35,23 @@ type View struct {
 	Nodes    map[string]NodeStatus // nodes whose agents are alive
 	Request  *Request              // a pending operator request, or nil
 	Intent   *Intent               // a flow in progress, or nil
+	// Block is the anti-flap mark of the latest failover, nil when none is in force.
+	Block *FailoverBlock
+}
+
+// FailoverBlock marks the anti-flap window after a failover. It is a key on an etcd
+// lease of the window's length, written in the failover's commit: the window ends
+// when etcd expires the lease, timed by the etcd leader alone. Comparing one node's
+// wall clock with the time another node wrote would let a coordinator whose clock
+// runs ahead fail over again at once, and one whose clock runs behind block for as
+// long as the skew. An etcd leader change renews leases, so the window can only grow
+// by an election, never shrink. Deleting the key lifts the block.
+type FailoverBlock struct {
+	Epoch uint64        `json:"epoch"` // the epoch the failover committed
+	To    string        `json:"to"`
+	For   time.Duration `json:"for_ns"`
+	// At is the committing coordinator's wall clock: for people, never compared.
+	At time.Time `json:"at"`
 }
 
 // Action is what the coordinator is to do.
@@ -93,9 +110,10 @@ type Decision struct {
 //     replica's heartbeat lag reached ConfirmLag: nobody is left to write there;
 //  3. an operator asks.
 //
-// Never when the cluster is paused (operator requests still run), within
-// FailoverBlock of the last failover (unless forced), when no candidate is safe, or on
-// the coordinator's own view of the primary: Decide never looks at it.
+// Never when the cluster is paused (operator requests still run), while the last
+// failover's anti-flap block is in force (View.Block; an operator's request is not
+// blocked), when no candidate is safe, or on the coordinator's own view of the
+// primary: Decide never looks at it. No wall clock is compared with another node's.
 func Decide(now time.Time, v View, p Policy) Decision {
 	if v.Intent != nil {
 		return Decision{Action: NoAction, Reason: fmt.Sprintf("a %s from %s is in progress", v.Intent.Kind, v.Intent.From)}
@@ -113,10 +131,9 @@ func Decide(now time.Time, v View, p Policy) Decision {
 	if !failed {
 		return Decision{Action: NoAction, Reason: why}
 	}
-	if last := v.Primary.LastFailover; !last.IsZero() && now.Sub(last) < p.FailoverBlock {
-		until := last.Add(p.FailoverBlock)
-		return Decision{Action: NoAction, Reason: fmt.Sprintf("%s, but a failover happened at %s: automatic failover blocked until %s (anti-flap; `baton failover` overrides)",
-			why, last.UTC().Format(time.RFC3339), until.UTC().Format(time.RFC3339))}
+	if b := v.Block; b != nil {
+		return Decision{Action: NoAction, Reason: fmt.Sprintf("%s, but a failover to %s (epoch %d) happened at %s: automatic failover blocked for %s after it (anti-flap, timed by an etcd lease; `baton failover` overrides)",
+			why, b.To, b.Epoch, b.At.UTC().Format(time.RFC3339), b.For)}
 	}
 	cands, excluded := candidates(v, "")
 	if len(cands) == 0 {

@@ -184,10 +184,50 @@ func TestDecide(t *testing.T) {
 			v: func() View {
 				v := view(with(healthy("db1"), unreachable), with(healthy("db2"), seesPrimaryGone), with(healthy("db3"), seesPrimaryGone))
 				v.Primary.LastFailover = t0.Add(-2 * time.Minute)
+				v.Block = blockAt(t0.Add(-2 * time.Minute))
 				return v
 			}(),
 			want:       NoAction,
-			wantReason: "blocked until 2026-11-22T12:03:00Z",
+			wantReason: "blocked for 5m0s after it (anti-flap, timed by an etcd lease",
+		},
+		{
+			// The failover was written by a coordinator with a true clock; this one
+			// runs an hour ahead, so by its clock the window ended long ago. The
+			// block's lease has not expired: blocked.
+			name: "anti-flap: coordinator's clock an hour ahead, block in force",
+			now:  t0.Add(time.Hour),
+			v: func() View {
+				v := view(with(healthy("db1"), unreachable), with(healthy("db2"), seesPrimaryGone), with(healthy("db3"), seesPrimaryGone))
+				v.Primary.LastFailover = t0.Add(-time.Minute)
+				v.Block = blockAt(t0.Add(-time.Minute))
+				return v
+			}(),
+			want:       NoAction,
+			wantReason: "anti-flap",
+		},
+		{
+			// This coordinator runs an hour behind: by its clock the last failover is
+			// in the future. Its block's lease has expired: not blocked.
+			name: "anti-flap: coordinator's clock an hour behind, block expired",
+			now:  t0.Add(-time.Hour),
+			v: func() View {
+				v := view(with(healthy("db1"), unreachable), with(healthy("db2"), seesPrimaryGone), with(healthy("db3"), seesPrimaryGone))
+				v.Primary.LastFailover = t0.Add(-6 * time.Minute)
+				return v
+			}(),
+			want: Failover,
+		},
+		{
+			name: "anti-flap: coordinator's clock an hour behind, block in force",
+			now:  t0.Add(-time.Hour),
+			v: func() View {
+				v := view(with(healthy("db1"), unreachable), with(healthy("db2"), seesPrimaryGone), with(healthy("db3"), seesPrimaryGone))
+				v.Primary.LastFailover = t0.Add(-time.Minute)
+				v.Block = blockAt(t0.Add(-time.Minute))
+				return v
+			}(),
+			want:       NoAction,
+			wantReason: "anti-flap",
 		},
 		{
 			name: "anti-flap window over",
@@ -346,6 +386,7 @@ func TestDecide(t *testing.T) {
 			v: func() View {
 				v := withRequest(view(with(healthy("db1"), unwritable), healthy("db2")), Request{Kind: RequestFailover, To: "db2", Epoch: 4})
 				v.Primary.LastFailover = t0.Add(-time.Minute)
+				v.Block = blockAt(t0.Add(-time.Minute))
 				return v
 			}(),
 			want:   Failover,
@@ -376,6 +417,12 @@ func TestDecide(t *testing.T) {
 			}
 		})
 	}
+}
+
+// blockAt is the anti-flap block of a failover committed at (by the committing
+// coordinator's clock), its lease still alive.
+func blockAt(at time.Time) *FailoverBlock {
+	return &FailoverBlock{Epoch: 4, To: "db2", For: 5 * time.Minute, At: at}
 }
 
 func withRequest(v View, r Request) View {

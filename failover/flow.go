@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -27,10 +28,15 @@ type flow struct {
 	g       Guard
 	snap    Snapshot
 	d       Decision
+	policy  Policy // the policy d was decided with
 	started time.Time
 	steps   []Step
 	request *Request // the operator's request, when there is one: progress goes there
 	mu      sync.Mutex
+	// stoppedSilent are the replicas without an agent whose IO thread this flow
+	// stopped: an abandoned flow restarts those, and no other without an agent
+	// (one stopped by a person stays stopped).
+	stoppedSilent []string
 }
 
 func (f *flow) kind() FlowKind { return flowKind(f.d.Action) }
@@ -68,6 +74,9 @@ func (f *flow) instance(name string) (*replication.Instance, error) {
 	if n, ok := f.snap.Nodes[name]; ok {
 		addr = n.Addr
 	}
+	if m, ok := f.snap.Members[name]; ok && addr == "" {
+		addr = m.Addr
+	}
 	if name == f.snap.Primary.Node && f.snap.Primary.Addr != "" {
 		addr = f.snap.Primary.Addr
 	}
@@ -85,6 +94,25 @@ func (f *flow) replicas() []string {
 			out = append(out, n.Node)
 		}
 	}
+	return out
+}
+
+// silent are the members other than the old primary whose agent is not running,
+// in a failover: their servers may still run and hold transactions the live
+// replicas lack (semi-sync may have had them acknowledge the latest commits), so
+// the flow stops their IO threads and reads them before it promotes anyone. A
+// switchover needs not: its candidate executes the old primary's final set.
+func (f *flow) silent() []string {
+	if f.d.Action != Failover {
+		return nil
+	}
+	var out []string
+	for name := range f.snap.Members {
+		if _, live := f.snap.Nodes[name]; !live && name != f.d.From {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
 	return out
 }
 
@@ -126,16 +154,24 @@ func (f *flow) run(ctx context.Context) (Event, error) {
 		}
 	}
 	intent := Intent{Kind: f.kind(), Epoch: f.snap.Primary.Epoch, From: f.d.From, To: f.d.To, Started: f.started.UTC()}
+	var intentRev int64
 	if err := f.step(ctx, "announce", func() (string, error) {
-		return "", cfg.Store.PutIntent(ctx, f.g, f.s.Lease(), f.snap.PrimaryModRev, intent)
+		var err error
+		intentRev, err = cfg.Store.PutIntent(ctx, f.g, f.s.Lease(), f.snap.PrimaryModRev, intent)
+		return "", err
 	}); err != nil {
 		return Event{}, err
 	}
 	committed := false
 	defer func() {
 		if !committed {
-			if err := cfg.Store.DeleteIntent(context.WithoutCancel(ctx)); err != nil {
-				log.Warn("withdraw intent", zap.Error(err))
+			// Only a flow that still owns its intent may undo its stops: if the intent
+			// is gone or another's (this coordinator was deposed, a successor's flow
+			// runs), restarting replication would repoint replicas at the old primary
+			// in the middle of that flow.
+			if err := cfg.Store.DeleteIntent(context.WithoutCancel(ctx), f.g, intentRev); err != nil {
+				log.Warn("withdraw intent; replication left as it is", zap.Error(err))
+				return
 			}
 			f.restartReplication(context.WithoutCancel(ctx))
 		}
@@ -206,9 +242,23 @@ func (f *flow) run(ctx context.Context) (Event, error) {
 	if f.d.Action == Failover {
 		next.LastFailover = now
 	}
+	var block *Block
+	if f.d.Action == Failover && f.policy.FailoverBlock > 0 {
+		// The anti-flap window is an etcd lease, so that no node's wall clock decides
+		// when it ends. Without the lease the failover still goes on, unblocked after.
+		lease, err := cfg.Store.GrantBlock(ctx, f.policy.FailoverBlock)
+		if err != nil {
+			log.Warn("no anti-flap block after this failover", zap.Error(err))
+		} else {
+			block = &Block{FailoverBlock: FailoverBlock{Epoch: next.Epoch, To: next.Node, For: f.policy.FailoverBlock, At: now}, Lease: lease}
+		}
+	}
 	if err := f.step(ctx, "commit", func() (string, error) {
-		return fmt.Sprintf("primary %s epoch %d", next.Node, next.Epoch), cfg.Store.CommitPrimary(ctx, f.g, f.snap.PrimaryModRev, next)
+		return fmt.Sprintf("primary %s epoch %d", next.Node, next.Epoch), cfg.Store.CommitPrimary(ctx, f.g, f.snap.PrimaryModRev, intentRev, next, block)
 	}); err != nil {
+		if block != nil {
+			_ = cfg.Store.RevokeLease(context.WithoutCancel(ctx), block.Lease)
+		}
 		fenceWG.Wait()
 		return Event{}, err
 	}
@@ -274,11 +324,13 @@ func (f *flow) fenceOld(ctx context.Context) (string, error) {
 // frozen or cut off. Not worth waiting for.
 const stopIOTimeout = 400 * time.Millisecond
 
-// stopIO stops the IO thread of every live replica, at once.
+// stopIO stops the IO thread of every replica it can reach, at once: the live ones
+// and those whose agent is gone.
 func (f *flow) stopIO(ctx context.Context) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, stopIOTimeout)
 	defer cancel()
-	names := f.replicas()
+	live := f.replicas()
+	names := append(live, f.silent()...)
 	errs := make([]error, len(names))
 	var wg sync.WaitGroup
 	for i, name := range names {
@@ -291,6 +343,12 @@ func (f *flow) stopIO(ctx context.Context) (string, error) {
 			}
 			if err != nil {
 				errs[i] = fmt.Errorf("%s: %w", name, err)
+				return
+			}
+			if i >= len(live) {
+				f.mu.Lock()
+				f.stoppedSilent = append(f.stoppedSilent, name)
+				f.mu.Unlock()
 			}
 		}()
 	}
@@ -298,9 +356,14 @@ func (f *flow) stopIO(ctx context.Context) (string, error) {
 	return fmt.Sprintf("stopped on %s", strings.Join(names, ", ")), errors.Join(errs...)
 }
 
-// restartReplication starts replication again on the replicas after an abandoned flow.
+// restartReplication starts replication again on the replicas after an abandoned
+// flow: the live ones (their reconcilers would too) and those without an agent whose
+// IO thread the flow stopped.
 func (f *flow) restartReplication(ctx context.Context) {
-	for _, name := range f.replicas() {
+	f.mu.Lock()
+	silent := append([]string(nil), f.stoppedSilent...)
+	f.mu.Unlock()
+	for _, name := range append(f.replicas(), silent...) {
 		in, err := f.instance(name)
 		if err == nil {
 			err = in.StartReplication(ctx)
@@ -311,14 +374,16 @@ func (f *flow) restartReplication(ctx context.Context) {
 	}
 }
 
-// rank reads every live replica's status from its server and ranks them; the
-// chosen one is the best eligible among the decision's candidates.
+// rank reads every replica's status from its server, the live ones and those
+// whose agent is gone, and chooses (see choose).
 func (f *flow) rank(ctx context.Context) (replication.Ranked, error) {
 	names := f.replicas()
-	cands := make([]replication.Candidate, len(names))
-	errs := make([]error, len(names))
+	silent := f.silent()
+	all := append(append([]string(nil), names...), silent...)
+	cands := make([]replication.Candidate, len(all))
+	errs := make([]error, len(all))
 	var wg sync.WaitGroup
-	for i, name := range names {
+	for i, name := range all {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -332,48 +397,81 @@ func (f *flow) rank(ctx context.Context) (replication.Ranked, error) {
 				errs[i] = fmt.Errorf("%s: %w", name, err)
 				return
 			}
-			n := f.snap.Nodes[name]
 			c := st.Candidate(name)
-			c.Priority, c.NoPromote, c.StorageOK = n.Priority, n.NoPromote, n.StorageOK
+			if n, ok := f.snap.Nodes[name]; ok {
+				c.Priority, c.NoPromote, c.StorageOK = n.Priority, n.NoPromote, n.StorageOK
+			} else {
+				c.Unpromotable = "its agent is not running"
+			}
 			cands[i] = c
 		}()
 	}
 	wg.Wait()
-	var live []replication.Candidate
-	var unreadable []string
-	for i := range names {
+	in := choice{action: f.d.Action, to: f.d.To, allowed: f.d.Candidates, force: f.request != nil && f.request.Force}
+	for i := range all {
 		if errs[i] != nil {
-			unreadable = append(unreadable, errs[i].Error())
+			in.unread = append(in.unread, errs[i].Error())
 			continue
 		}
-		live = append(live, cands[i])
+		in.read = append(in.read, cands[i])
 	}
-	var primary *replication.Server
 	if old, ok := f.snap.Nodes[f.d.From]; ok || f.snap.Primary.ServerID != 0 {
 		ps := replication.Server{ServerID: f.snap.Primary.ServerID, ServerUUID: f.snap.Primary.ServerUUID}
-		if ok && old.GTID != "" && len(live) > 0 {
-			if set, err := replication.ParseGTIDSet(live[0].Executed.Flavor(), old.GTID); err == nil {
+		if ok && old.GTID != "" && len(in.read) > 0 {
+			if set, err := replication.ParseGTIDSet(in.read[0].Executed.Flavor(), old.GTID); err == nil {
 				ps.Executed = set
 			}
 		}
-		primary = &ps
+		in.primary = &ps
 	}
-	ranked := replication.Rank(primary, live)
+	return choose(in)
+}
+
+// choice is what choose weighs: the replicas read from their servers, and those
+// that could not be read.
+type choice struct {
+	action  Action
+	to      string   // the requested target, "" for any
+	allowed []string // the decision's candidates
+	force   bool     // an operator's forced request
+	primary *replication.Server
+	// read are the replicas read; those whose agent is gone are Unpromotable.
+	read []replication.Candidate
+	// unread say which replicas could not be read, and why.
+	unread []string
+}
+
+// choose ranks the replicas read and returns the best one the decision allows, or
+// a refusal. A failover refuses while any replica cannot be read, whether or not its
+// agent runs: its server may hold transactions every other replica lacks (with
+// semi-sync, it may be the one that acknowledged the latest commits). Only an
+// operator's forced request goes past it. Replicas whose agent is gone count for
+// completeness when read, but are never chosen.
+func choose(in choice) (replication.Ranked, error) {
+	if len(in.unread) > 0 && in.action == Failover && !in.force {
+		return replication.Ranked{}, &refusal{fmt.Sprintf("a replica cannot be read and may hold transactions the others lack (%s): "+
+			"bring its server back, remove it from members/ if it is gone for good, or fail over by hand with `baton failover --force`",
+			strings.Join(in.unread, "; "))}
+	}
+	ranked := replication.Rank(in.primary, in.read)
 	allowed := map[string]bool{}
-	for _, c := range f.d.Candidates {
+	for _, c := range in.allowed {
 		allowed[c] = true
 	}
 	var why []string
 	for _, r := range ranked {
 		// A switchover waits for the candidate to execute the old primary's final set,
 		// which holds every replica's transactions: one that merely lags is fine.
-		fit := r.Eligible || (r.Incomplete && f.d.Action == Switchover)
-		if fit && allowed[r.Name] && (f.d.To == "" || r.Name == f.d.To) {
+		fit := r.Eligible || (r.Incomplete && in.action == Switchover)
+		if fit && allowed[r.Name] && (in.to == "" || r.Name == in.to) {
+			if len(in.unread) > 0 && in.action == Failover {
+				r.Reason += "; forced past replicas not read: " + strings.Join(in.unread, "; ")
+			}
 			return r, nil
 		}
 		why = append(why, r.Name+": "+r.Reason)
 	}
-	why = append(why, unreadable...)
+	why = append(why, in.unread...)
 	return replication.Ranked{}, &refusal{"no safe candidate: " + strings.Join(why, "; ")}
 }
 

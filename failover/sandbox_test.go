@@ -551,3 +551,103 @@ func TestSwitchoverWaitsForOpenWrites(t *testing.T) {
 		t.Fatalf("switchover once the write ended: %s %q", r.State, r.Error)
 	}
 }
+
+// TestFailoverReadsReplicaWithoutAgent: a replica whose agent died while its server
+// runs holds a transaction (acknowledged by semi-sync) that the other replica lacks.
+// When the primary fails, the coordinator reads that server too: it refuses to
+// promote the less complete replica, says why in the decision it publishes, and once
+// the agent is back, promotes the complete one.
+func TestFailoverReadsReplicaWithoutAgent(t *testing.T) {
+	c := upCluster(t, "silent", 1)
+	ctx := context.Background()
+	fault := func(node string, f sandbox.Fault) {
+		t.Helper()
+		if err := c.Fault(ctx, node, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sandboxtest.WaitFor(t, 15*time.Second, "every member recorded", func() bool {
+		snap := c.snapshot(t)
+		return len(snap.Members) == 3 && snap.Leader == "db1"
+	})
+	// Keep the coordinator off db1 and db3: db1 is cut off from db2 below, db3's
+	// agent is killed.
+	for _, node := range []string{"db1", "db3"} {
+		if c.snapshot(t).Coordinator != node {
+			continue
+		}
+		fault(node, sandbox.KillAgent)
+		sandboxtest.WaitFor(t, 15*time.Second, "another coordinator than "+node, func() bool {
+			co := c.snapshot(t).Coordinator
+			return co != "" && co != node
+		})
+		fault(node, sandbox.StartAgent)
+		sandboxtest.WaitFor(t, 15*time.Second, node+"'s agent back", func() bool {
+			snap := c.snapshot(t)
+			_, ok := snap.Nodes[node]
+			return ok && snap.Leader == "db1"
+		})
+	}
+	fault("db3", sandbox.KillAgent)
+	sandboxtest.WaitFor(t, 15*time.Second, "db3's agent gone", func() bool {
+		snap := c.snapshot(t)
+		_, ok := snap.Nodes["db3"]
+		return !ok && snap.Coordinator == "db2"
+	})
+
+	// Cut db1 and db2 from each other (both ways), so that only db3 receives and
+	// acknowledges the next transaction.
+	db1, _ := c.Node("db1")
+	db2, _ := c.Node("db2")
+	for _, r := range [][2]string{{db1.NetNS, db2.IP}, {db2.NetNS, db1.IP}} {
+		if out, err := exec.Command("ip", "-n", r[0], "route", "add", "blackhole", r[1]+"/32").CombinedOutput(); err != nil {
+			t.Fatalf("blackhole %s in %s: %v: %s", r[1], r[0], err, out)
+		}
+	}
+	primary := sandboxtest.RootDB(t, c.Cluster, "db1")
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := primary.ExecContext(qctx, "INSERT INTO sandbox.t(v) VALUES ('only-db3-has-it')"); err != nil {
+		t.Fatal(err)
+	}
+	has := func(node string) bool {
+		db := sandboxtest.RootDB(t, c.Cluster, node)
+		var n int
+		if err := db.QueryRowContext(qctx, "SELECT COUNT(*) FROM sandbox.t WHERE v = 'only-db3-has-it'").Scan(&n); err != nil {
+			t.Fatalf("read %s: %v", node, err)
+		}
+		return n > 0
+	}
+	sandboxtest.WaitFor(t, 5*time.Second, "the row on db3", func() bool { return has("db3") })
+	if has("db2") {
+		t.Fatal("db2 has the row although it is cut off from db1")
+	}
+
+	fault("db1", sandbox.Kill)
+	var snap failover.Snapshot
+	sandboxtest.WaitFor(t, 20*time.Second, "a refused failover, published", func() bool {
+		snap = c.snapshot(t)
+		if snap.Primary.Node == "db2" {
+			t.Fatal("db2 promoted although it lacks a transaction db3 has")
+		}
+		return snap.Decision != nil && snap.Decision.Tries > 0
+	})
+	if !strings.Contains(snap.Decision.LastError, "lacks transactions db3 has") {
+		t.Errorf("refusal = %q, want it to say db2 lacks db3's transactions", snap.Decision.LastError)
+	}
+	if snap.Primary.Node != "db1" {
+		t.Fatalf("primary = %s, want db1 kept (db2 lacks a transaction db3 has)", snap.Primary.Node)
+	}
+
+	fault("db3", sandbox.StartAgent)
+	sandboxtest.WaitFor(t, 30*time.Second, "db3 promoted", func() bool {
+		snap = c.snapshot(t)
+		return snap.Primary.Node == "db3" && snap.Leader == "db3"
+	})
+	if snap.Primary.Epoch != 2 {
+		t.Errorf("epoch = %d, want 2", snap.Primary.Epoch)
+	}
+	if !has("db3") {
+		t.Error("the promoted db3 lacks the acknowledged row")
+	}
+}

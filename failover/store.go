@@ -56,6 +56,32 @@ type Snapshot struct {
 	Policy       *PolicyRecord
 	PolicyModRev int64
 	PolicyErr    string
+	// Decision is what the elected coordinator published last, nil when none.
+	Decision *CoordinatorStatus
+	// Members are every node ever seen with a live agent, by node, whether or not
+	// its agent is alive now.
+	Members map[string]Member
+}
+
+// Member is where a node's server was last seen, kept under members/<name> with no
+// lease: a node whose agent died is still known, and the coordinator reads its
+// server before it promotes another (its server may hold transactions the live
+// replicas lack). A node taken out of the cluster for good must be removed by hand
+// (etcdctl del /baton/<cluster>/members/<name>), or failover refuses while its
+// server cannot be read.
+type Member struct {
+	Node       string `json:"node"`
+	Addr       string `json:"addr"`
+	ServerID   uint32 `json:"server_id,omitempty"`
+	ServerUUID string `json:"server_uuid,omitempty"`
+}
+
+// MembersPrefix is where the members are kept.
+func (k Keys) MembersPrefix() string { return k.Prefix + "members/" }
+
+// PutMember records where a node's server is, if the coordinator still leads.
+func (s *Store) PutMember(ctx context.Context, g Guard, m Member) error {
+	return s.txn(ctx, "record member "+m.Node, g, clientv3.OpPut(s.Keys.MembersPrefix()+m.Node, mustJSON(m)))
 }
 
 // Load reads the cluster's state in one transaction, so every part is of the same
@@ -73,6 +99,9 @@ func (s *Store) Load(ctx context.Context) (Snapshot, error) {
 		clientv3.OpGet(k.NodesPrefix(), clientv3.WithPrefix()),
 		clientv3.OpGet(k.Coordinator()+"/", clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend), clientv3.WithLimit(1)),
 		clientv3.OpGet(k.Policy()),
+		clientv3.OpGet(k.FailoverBlock()),
+		clientv3.OpGet(k.Decision()),
+		clientv3.OpGet(k.MembersPrefix(), clientv3.WithPrefix()),
 	).Commit()
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("load cluster state: %w", err)
@@ -129,6 +158,25 @@ func (s *Store) Load(ctx context.Context) (Snapshot, error) {
 			snap.PolicyErr = err.Error()
 		} else {
 			snap.Policy = &rec
+		}
+	}
+	if kvs := r[8].GetResponseRange().Kvs; len(kvs) == 1 {
+		// A block that does not parse still blocks: the key's presence is the mark.
+		b := FailoverBlock{}
+		_ = json.Unmarshal(kvs[0].Value, &b)
+		snap.Block = &b
+	}
+	if kvs := r[9].GetResponseRange().Kvs; len(kvs) == 1 {
+		var d CoordinatorStatus
+		if err := json.Unmarshal(kvs[0].Value, &d); err == nil {
+			snap.Decision = &d
+		}
+	}
+	snap.Members = map[string]Member{}
+	for _, kv := range r[10].GetResponseRange().Kvs {
+		var m Member
+		if err := json.Unmarshal(kv.Value, &m); err == nil && m.Node != "" {
+			snap.Members[m.Node] = m
 		}
 	}
 	return snap, nil
@@ -215,28 +263,99 @@ func (s *Store) BootstrapPrimary(ctx context.Context, g Guard, p Primary) error 
 	return s.txn(ctx, "bootstrap primary "+p.Node, cmps, clientv3.OpPut(s.Keys.Primary(), mustJSON(p)))
 }
 
+// FailoverBlock is the anti-flap key: it exists, on a lease of failover_block's
+// length, from a failover's commit until etcd expires the lease.
+func (k Keys) FailoverBlock() string { return k.Prefix + "failover_block" }
+
+// Decision is the key where the elected coordinator publishes its latest decision,
+// on its session lease.
+func (k Keys) Decision() string { return k.Prefix + "decision" }
+
+// PutDecision publishes the coordinator's latest decision on its lease, if it
+// still leads.
+func (s *Store) PutDecision(ctx context.Context, g Guard, lease clientv3.LeaseID, st CoordinatorStatus) error {
+	return s.txn(ctx, "publish decision", g, clientv3.OpPut(s.Keys.Decision(), mustJSON(st), clientv3.WithLease(lease)))
+}
+
+// GrantBlock grants the lease a failover's anti-flap key is written on: d rounded
+// up to whole seconds (etcd may raise it to its minimum TTL).
+func (s *Store) GrantBlock(ctx context.Context, d time.Duration) (clientv3.LeaseID, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	ttl := int64((d + time.Second - 1) / time.Second)
+	resp, err := s.cli.Grant(ctx, ttl)
+	if err != nil {
+		return 0, fmt.Errorf("grant anti-flap lease of %s: %w", d, err)
+	}
+	return resp.ID, nil
+}
+
+// RevokeLease revokes a lease, and with it the keys on it.
+func (s *Store) RevokeLease(ctx context.Context, id clientv3.LeaseID) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	if _, err := s.cli.Revoke(ctx, id); err != nil {
+		return fmt.Errorf("revoke lease %x: %w", int64(id), err)
+	}
+	return nil
+}
+
+// Block is an anti-flap block to write in a commit, on Lease (from GrantBlock).
+type Block struct {
+	FailoverBlock
+	Lease clientv3.LeaseID
+}
+
 // CommitPrimary is the commit point of a failover or switchover: the primary of
-// record becomes p, if the primary key is still at modRev (same epoch) and the
-// coordinator still leads. It deletes the flow's intent in the same transaction.
-func (s *Store) CommitPrimary(ctx context.Context, g Guard, modRev int64, p Primary) error {
-	cmps := append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(s.Keys.Primary()), "=", modRev)}, g...)
-	return s.txn(ctx, fmt.Sprintf("commit primary %s epoch %d", p.Node, p.Epoch), cmps,
-		clientv3.OpPut(s.Keys.Primary(), mustJSON(p)), clientv3.OpDelete(s.Keys.Intent()))
+// record becomes p, if the primary key is still at modRev (same epoch), the
+// coordinator still leads and the flow's own intent, put at intentRev, is still there
+// unchanged. It deletes that intent in the same transaction. Comparing the intent as
+// well as the election key means a flow can only finish what it announced.
+//
+// With a block (a failover), the anti-flap key is written in the same transaction.
+func (s *Store) CommitPrimary(ctx context.Context, g Guard, modRev, intentRev int64, p Primary, block *Block) error {
+	if intentRev <= 0 {
+		return fmt.Errorf("commit primary %s epoch %d: no intent revision: a flow commits only what it announced", p.Node, p.Epoch)
+	}
+	cmps := append([]clientv3.Cmp{
+		clientv3.Compare(clientv3.ModRevision(s.Keys.Primary()), "=", modRev),
+		clientv3.Compare(clientv3.ModRevision(s.Keys.Intent()), "=", intentRev),
+	}, g...)
+	ops := []clientv3.Op{clientv3.OpPut(s.Keys.Primary(), mustJSON(p)), clientv3.OpDelete(s.Keys.Intent())}
+	if block != nil {
+		if block.Lease == 0 {
+			return fmt.Errorf("commit primary %s epoch %d: anti-flap block without a lease", p.Node, p.Epoch)
+		}
+		ops = append(ops, clientv3.OpPut(s.Keys.FailoverBlock(), mustJSON(block.FailoverBlock), clientv3.WithLease(block.Lease)))
+	}
+	return s.txn(ctx, fmt.Sprintf("commit primary %s epoch %d", p.Node, p.Epoch), cmps, ops...)
 }
 
 // PutIntent announces a flow, on the coordinator's lease, if the primary key is still
-// at modRev and the coordinator still leads.
-func (s *Store) PutIntent(ctx context.Context, g Guard, lease clientv3.LeaseID, modRev int64, in Intent) error {
-	cmps := append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(s.Keys.Primary()), "=", modRev)}, g...)
-	return s.txn(ctx, "announce "+in.Kind.String(), cmps, clientv3.OpPut(s.Keys.Intent(), mustJSON(in), clientv3.WithLease(lease)))
-}
-
-// DeleteIntent ends an abandoned flow.
-func (s *Store) DeleteIntent(ctx context.Context) error {
+// at modRev and the coordinator still leads. It returns the intent's mod revision,
+// which DeleteIntent and CommitPrimary compare.
+func (s *Store) PutIntent(ctx context.Context, g Guard, lease clientv3.LeaseID, modRev int64, in Intent) (int64, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	_, err := s.cli.Delete(ctx, s.Keys.Intent())
-	return err
+	cmps := append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(s.Keys.Primary()), "=", modRev)}, g...)
+	resp, err := s.cli.Txn(ctx).If(cmps...).Then(clientv3.OpPut(s.Keys.Intent(), mustJSON(in), clientv3.WithLease(lease))).Commit()
+	if err != nil {
+		return 0, fmt.Errorf("announce %s: %w", in.Kind, err)
+	}
+	if !resp.Succeeded {
+		return 0, fmt.Errorf("announce %s: %w", in.Kind, ErrConflict)
+	}
+	return resp.Header.Revision, nil // the put is the txn's only write: its revision
+}
+
+// DeleteIntent ends an abandoned flow: it deletes the intent put at intentRev, if
+// the coordinator still leads and that intent is still there unchanged. A
+// coordinator that stalled past its lease therefore cannot delete its successor's
+// intent (which would let reconcilers restart replication toward the old primary in
+// the middle of the successor's flow). ErrConflict says nothing was deleted.
+func (s *Store) DeleteIntent(ctx context.Context, g Guard, intentRev int64) error {
+	cmps := append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(s.Keys.Intent()), "=", intentRev)}, g...)
+	return s.txn(ctx, "withdraw intent", cmps, clientv3.OpDelete(s.Keys.Intent()))
 }
 
 // AcquireLeader makes node the holder of the leader key, on its lease, if nobody

@@ -29,6 +29,10 @@ type Candidate struct {
 	// error that thread reported.
 	SQLRunning bool
 	SQLError   string
+	// Unpromotable, when set, says why the candidate must not be promoted although
+	// its transactions count: no other is eligible unless it has them too (a
+	// replica whose agent is gone, for one: nobody would promote it).
+	Unpromotable string
 }
 
 // Ranked is a candidate with the verdict of Rank.
@@ -59,7 +63,8 @@ type Ranked struct {
 // transactions, and its Target contains every other candidate's Target (less
 // their errant transactions): promoting it loses nothing another replica
 // holds. Eligible candidates come first, ordered by Priority (higher first),
-// then Lag (lower first, unknown last), then Name. Next come candidates that
+// then caught up (Executed contains Retrieved) before still applying, then Lag
+// (lower first, unknown last; a caught-up one counts as zero), then Name. Next come candidates that
 // are fine but miss transactions another has (most complete first), then the
 // excluded ones. If the first is not Eligible there is no safe candidate.
 //
@@ -148,6 +153,8 @@ func Rank(primary *Server, candidates []Candidate) []Ranked {
 			continue
 		}
 		switch {
+		case c.Unpromotable != "":
+			excluded[i] = c.Unpromotable
 		case c.NoPromote:
 			excluded[i] = "no_promote is set"
 		case !c.StorageOK:
@@ -221,8 +228,8 @@ func Rank(primary *Server, candidates []Candidate) []Ranked {
 			r.Reason = "not safe to promote: " + lacks[i]
 		default:
 			if k == 0 {
-				r.Reason = fmt.Sprintf("most advanced: has every transaction the other replicas have; priority %d, lag %s%s",
-					c.Priority, lagString(c.Lag), errantNote)
+				r.Reason = fmt.Sprintf("most advanced: has every transaction the other replicas have; priority %d, %s%s",
+					c.Priority, lagNote(c), errantNote)
 				break
 			}
 			best := ranked[0].Candidate
@@ -233,15 +240,40 @@ func Rank(primary *Server, candidates []Candidate) []Ranked {
 	return ranked
 }
 
-// preferCmp orders two equally advanced candidates: priority, lag, name.
+// preferCmp orders two equally advanced candidates: priority, then one with
+// nothing left to apply before one still applying its relay log, then lag, then
+// name. The reported lag alone cannot order them: once the failover flow stops the
+// IO threads, a replica that has applied everything may report no lag at all
+// (Seconds_Behind_Master is NULL without an IO thread) while one still applying
+// reports a number, even zero.
 func preferCmp(a, b Candidate) int {
 	if c := cmp.Compare(b.Priority, a.Priority); c != 0 {
 		return c
 	}
-	if c := cmp.Compare(lagKey(a.Lag), lagKey(b.Lag)); c != 0 {
+	if ca, cb := caughtUp(a), caughtUp(b); ca != cb {
+		if ca {
+			return -1
+		}
+		return 1
+	}
+	if c := cmp.Compare(lagKey(effectiveLag(a)), lagKey(effectiveLag(b))); c != 0 {
 		return c
 	}
 	return strings.Compare(a.Name, b.Name)
+}
+
+// caughtUp says the candidate has applied everything it is known to have
+// received. An unknown Retrieved set says nothing: false.
+func caughtUp(c Candidate) bool {
+	return c.Retrieved.flavor != FlavorUnknown && c.Retrieved.flavor == c.Executed.flavor && c.Executed.Contain(c.Retrieved)
+}
+
+// effectiveLag is zero for a caught-up candidate, whatever it reports.
+func effectiveLag(c Candidate) time.Duration {
+	if caughtUp(c) {
+		return 0
+	}
+	return c.Lag
 }
 
 func lagKey(d time.Duration) time.Duration {
@@ -249,6 +281,14 @@ func lagKey(d time.Duration) time.Duration {
 		return time.Duration(1<<63 - 1)
 	}
 	return d
+}
+
+// lagNote describes a candidate's lag for a reason.
+func lagNote(c Candidate) string {
+	if caughtUp(c) {
+		return "nothing left to apply"
+	}
+	return "lag " + lagString(c.Lag)
 }
 
 func lagString(d time.Duration) string {
@@ -262,6 +302,10 @@ func whyAfter(best, c Candidate) string {
 	switch {
 	case best.Priority != c.Priority:
 		return fmt.Sprintf("lower priority (%d < %d)", c.Priority, best.Priority)
+	case caughtUp(best) != caughtUp(c):
+		return fmt.Sprintf("relay log not applied yet (lag %s), %s has nothing left to apply", lagString(c.Lag), best.Name)
+	case caughtUp(best):
+		return "same priority and lag, ordered by name"
 	case lagKey(best.Lag) != lagKey(c.Lag):
 		return fmt.Sprintf("higher lag (%s > %s)", lagString(c.Lag), lagString(best.Lag))
 	default:

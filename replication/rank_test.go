@@ -78,6 +78,45 @@ func TestRank(t *testing.T) {
 			},
 		},
 		{
+			// After stop_io a replica that has applied everything it received may
+			// report no lag at all (Seconds_Behind_Master is NULL once the IO thread
+			// stops) while one still applying its relay log reports a number.
+			name:    "caught up with unknown lag before one still applying",
+			primary: primary1,
+			candidates: []Candidate{
+				cand("db3", "0-1-97", retrieved("0-1-100"), lag(2*time.Second)),
+				cand("db2", "0-1-100", retrieved("0-1-100"), lag(-1)),
+			},
+			want: []want{
+				{"db2", true, "nothing left to apply"},
+				{"db3", true, "relay log not applied yet"},
+			},
+		},
+		{
+			name:    "caught up before one still applying that reports no lag",
+			primary: primary1,
+			candidates: []Candidate{
+				cand("db2", "0-1-97", retrieved("0-1-100"), lag(0)),
+				cand("db3", "0-1-100", retrieved("0-1-100"), lag(-1)),
+			},
+			want: []want{
+				{"db3", true, "most advanced"},
+				{"db2", true, "relay log not applied yet"},
+			},
+		},
+		{
+			name:    "both caught up: reported lag does not matter",
+			primary: primary1,
+			candidates: []Candidate{
+				cand("db3", "0-1-100", retrieved("0-1-100"), lag(-1)),
+				cand("db2", "0-1-100", retrieved("0-1-99"), lag(5*time.Second)),
+			},
+			want: []want{
+				{"db2", true, "most advanced"},
+				{"db3", true, "same priority and lag, ordered by name"},
+			},
+		},
+		{
 			name:    "full tie ordered by name",
 			primary: primary1,
 			candidates: []Candidate{
@@ -111,6 +150,18 @@ func TestRank(t *testing.T) {
 			want: []want{
 				{"db2", false, "lacks transactions db3 has"},
 				{"db3", false, "excluded: no_promote"},
+			},
+		},
+		{
+			name:    "unpromotable excluded, but its transactions still count",
+			primary: primary1,
+			candidates: []Candidate{
+				cand("db3", "0-1-100", func(c *Candidate) { c.Unpromotable = "its agent is not running" }),
+				cand("db2", "0-1-99"),
+			},
+			want: []want{
+				{"db2", false, "lacks transactions db3 has: 0-1-100"},
+				{"db3", false, "excluded: its agent is not running"},
 			},
 		},
 		{

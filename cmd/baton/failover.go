@@ -16,6 +16,8 @@ the failure). Shows the candidates and their checks, then files the request; the
 coordinator stops replication, fences the old primary (best effort), promotes the most
 complete candidate (or --to) and repoints the others. A healthy primary is refused
 unless --force: use ` + "`baton switchover`" + ` for a planned move, which loses no write.
+A failover is also refused while a replica's server cannot be read (it may hold the
+latest acknowledged writes); --force goes past it: be sure that server is gone for good.
 
 Exit status: 0 done, 1 refused, not confirmed or failed, 2 bad input or etcd
 unreachable (nothing changed).

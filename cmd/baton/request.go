@@ -44,7 +44,7 @@ func requestFlags(kind failover.RequestKind) []cli.Flag {
 		&cli.DurationFlag{Name: "timeout", Value: time.Minute, Usage: "how long to follow the request before giving up watching (it goes on in the coordinator)"},
 	)
 	if kind == failover.RequestFailover {
-		flags = append(flags, &cli.BoolFlag{Name: "force", Usage: "fail over even though the primary is healthy (its writes stop at once; prefer switchover)"})
+		flags = append(flags, &cli.BoolFlag{Name: "force", Usage: "fail over even though the primary is healthy (its writes stop at once; prefer switchover), or a replica's server cannot be read (writes only it has are lost)"})
 	}
 	return flags
 }

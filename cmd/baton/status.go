@@ -36,6 +36,8 @@ type clusterStatus struct {
 	// live agents whose configuration files disagree with it.
 	Policy              *failover.PolicyRecord        `json:"policy,omitempty"`
 	PolicyDisagreements []failover.PolicyDisagreement `json:"policy_disagreements,omitempty"`
+	// Decision is what the coordinator decided last, with refused or failed tries.
+	Decision *failover.CoordinatorStatus `json:"decision,omitempty"`
 }
 
 type nodeStatus struct {
@@ -113,7 +115,7 @@ func readStatus(ctx context.Context, store *failover.Store, cluster string) (clu
 	st := clusterStatus{
 		Cluster: cluster, Primary: snap.Primary.Node, PrimaryAddr: snap.Primary.Addr, Epoch: snap.Primary.Epoch,
 		Since: snap.Primary.Since, Leader: snap.Leader, Coordinator: snap.Coordinator, Paused: snap.Settings.Paused,
-		InProgress: snap.Intent, Request: snap.Request,
+		InProgress: snap.Intent, Request: snap.Request, Decision: snap.Decision,
 		Policy: snap.Policy, PolicyDisagreements: failover.PolicyDisagreements(snap.Policy, snap.Nodes),
 	}
 	switch {
@@ -125,6 +127,10 @@ func readStatus(ctx context.Context, store *failover.Store, cluster string) (clu
 	for _, d := range st.PolicyDisagreements {
 		st.Warnings = append(st.Warnings, fmt.Sprintf("%s's configuration file disagrees with the cluster's failover policy: %s (see `baton policy show`)",
 			d.Node, strings.Join(d.Diff, ", ")))
+	}
+	if d := snap.Decision; d != nil && d.Tries > 0 {
+		st.Warnings = append(st.Warnings, fmt.Sprintf("automatic failover did not complete %d time(s): %s; next try not before %s",
+			d.Tries, d.LastError, d.RetryAt.Local().Format(time.DateTime)))
 	}
 	if hist, err := store.History(ctx, 1); err == nil && len(hist) == 1 {
 		st.LastEvent = &hist[0]
@@ -180,6 +186,9 @@ func printStatus(w io.Writer, st clusterStatus, color bool) {
 	}
 	fmt.Fprintf(w, "cluster %s  primary %s (epoch %d, since %s)  coordinator %s%s\n", st.Cluster, orDash(st.Primary), st.Epoch,
 		st.Since.Local().Format(time.DateTime), orDash(st.Coordinator), paused)
+	if d := st.Decision; d != nil {
+		fmt.Fprintf(w, "coordinator decides: %s (%s)\n", d.Action, d.Reason)
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tROLE\tVERDICT\tLAG\tGTID\tVIP\tLEASE\tREASON")
 	for _, n := range st.Nodes {

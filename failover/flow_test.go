@@ -1,0 +1,107 @@
+package failover
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/baton-ha/baton/replication"
+)
+
+func replica(name, executed string, agentGone bool) replication.Candidate {
+	c := replication.Candidate{
+		Name:       name,
+		Server:     replication.Server{ServerID: uint32(name[len(name)-1] - '0'), Executed: replication.MustParseGTIDSet(replication.FlavorMariaDB, executed)},
+		StorageOK:  true,
+		SQLRunning: true,
+	}
+	if agentGone {
+		c.Unpromotable = "its agent is not running"
+	}
+	return c
+}
+
+// TestChoose: the candidate choice of a flow, with replicas whose agent is gone. Such
+// a replica's server may hold the latest semi-sync-acknowledged transactions: a
+// failover never promotes a replica that lacks them, and refuses while such a
+// server (or any replica's) cannot be read, unless an operator forces it.
+func TestChoose(t *testing.T) {
+	primary := &replication.Server{ServerID: 1, Executed: replication.MustParseGTIDSet(replication.FlavorMariaDB, "0-1-90")}
+	cases := []struct {
+		name       string
+		in         choice
+		want       string // chosen, "" for a refusal
+		wantReason string // in the refusal or the chosen one's reason
+	}{
+		{
+			name: "agent gone, server has more: refused",
+			in: choice{action: Failover, allowed: []string{"db2"}, primary: primary,
+				read: []replication.Candidate{replica("db2", "0-1-98", false), replica("db3", "0-1-100", true)}},
+			wantReason: "db2: not safe to promote: lacks transactions db3 has: 0-1-100",
+		},
+		{
+			name: "agent gone, server has more: still refused when forced (it was read)",
+			in: choice{action: Failover, allowed: []string{"db2"}, primary: primary, force: true,
+				read: []replication.Candidate{replica("db2", "0-1-98", false), replica("db3", "0-1-100", true)}},
+			wantReason: "lacks transactions db3 has",
+		},
+		{
+			name: "agent gone, server has no more: the live one",
+			in: choice{action: Failover, allowed: []string{"db2"}, primary: primary,
+				read: []replication.Candidate{replica("db2", "0-1-100", false), replica("db3", "0-1-99", true)}},
+			want: "db2",
+		},
+		{
+			name: "agent gone, server has as much: the live one, never the silent one",
+			in: choice{action: Failover, allowed: []string{"db2"}, primary: primary,
+				read: []replication.Candidate{replica("db3", "0-1-100", true), replica("db2", "0-1-100", false)}},
+			want: "db2",
+		},
+		{
+			name: "agent gone, server unreadable: refused",
+			in: choice{action: Failover, allowed: []string{"db2"}, primary: primary,
+				read:   []replication.Candidate{replica("db2", "0-1-100", false)},
+				unread: []string{"db3: dial tcp 198.18.0.3:3306: connection refused"}},
+			wantReason: "a replica cannot be read and may hold transactions the others lack (db3: dial tcp",
+		},
+		{
+			name: "agent gone, server unreadable: forced by an operator",
+			in: choice{action: Failover, allowed: []string{"db2"}, primary: primary, force: true,
+				read:   []replication.Candidate{replica("db2", "0-1-100", false)},
+				unread: []string{"db3: connection refused"}},
+			want:       "db2",
+			wantReason: "forced past replicas not read: db3: connection refused",
+		},
+		{
+			name: "switchover does not wait for an unread replica: it executes the primary's final set",
+			in: choice{action: Switchover, allowed: []string{"db2"}, primary: primary,
+				read:   []replication.Candidate{replica("db2", "0-1-99", false)},
+				unread: []string{"db3: connection refused"}},
+			want: "db2",
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := choose(tc.in)
+			if tc.want == "" {
+				var r *refusal
+				if !errors.As(err, &r) {
+					t.Fatalf("chose %s (%s), err %v; want a refusal", got.Name, got.Reason, err)
+				}
+				if !strings.Contains(r.reason, tc.wantReason) {
+					t.Fatalf("refusal %q, want it to mention %q", r.reason, tc.wantReason)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("refused: %v; want %s", err, tc.want)
+			}
+			if got.Name != tc.want {
+				t.Fatalf("chose %s (%s), want %s", got.Name, got.Reason, tc.want)
+			}
+			if !strings.Contains(got.Reason, tc.wantReason) {
+				t.Fatalf("reason %q, want it to mention %q", got.Reason, tc.wantReason)
+			}
+		})
+	}
+}

@@ -1,0 +1,168 @@
+package failover_test
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+
+	"github.com/baton-ha/baton/failover"
+)
+
+// embeddedEtcd starts a one-member etcd in the test process, listening on unix
+// sockets only (no port to collide with another test), and returns a client.
+func embeddedEtcd(t *testing.T) *clientv3.Client {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "baton-etcd-") // short: socket paths are limited
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	cfg := embed.NewConfig()
+	cfg.Name = "store-test"
+	cfg.Dir = filepath.Join(dir, "data")
+	client := url.URL{Scheme: "unix", Path: filepath.Join(dir, "client.sock")}
+	peer := url.URL{Scheme: "unix", Path: filepath.Join(dir, "peer.sock")}
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
+	cfg.InitialCluster = cfg.Name + "=" + peer.String()
+	cfg.Logger, cfg.LogLevel, cfg.LogOutputs = "zap", "error", []string{"stderr"}
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	select {
+	case <-e.Server.ReadyNotify():
+	case <-time.After(30 * time.Second):
+		t.Fatal("embedded etcd not ready after 30s")
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{client.String()}, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+// elect makes node the coordinator in a new session and returns the session and
+// the guard of its election.
+func elect(t *testing.T, ctx context.Context, cli *clientv3.Client, store *failover.Store, node string) (*concurrency.Session, failover.Guard) {
+	t.Helper()
+	s, err := concurrency.NewSession(cli, concurrency.WithTTL(5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	e := concurrency.NewElection(s, store.Keys.Coordinator())
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := e.Campaign(cctx, node); err != nil {
+		t.Fatalf("campaign of %s: %v", node, err)
+	}
+	return s, failover.CoordinatorGuard(e.Key(), e.Rev())
+}
+
+// TestStaleCoordinatorWrites: a coordinator that announced a flow and then lost its
+// election (its session gone) can neither withdraw nor commit once a successor has
+// announced its own flow; and the successor itself can finish only the intent it
+// announced, not one of an older revision.
+func TestStaleCoordinatorWrites(t *testing.T) {
+	ctx := context.Background()
+	cli := embeddedEtcd(t)
+	store := failover.NewStore(cli, "stale")
+
+	sA, gA := elect(t, ctx, cli, store, "db2")
+	old := failover.Primary{Node: "db1", Addr: "198.18.0.1:3306", Epoch: 1}
+	if err := store.BootstrapPrimary(ctx, gA, old); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := store.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	revA, err := store.PutIntent(ctx, gA, sA.Lease(), snap.PrimaryModRev, failover.Intent{Kind: "failover", Epoch: 1, From: "db1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A stalls past its lease: etcd revokes it, its election key and intent go.
+	if err := sA.Close(); err != nil {
+		t.Fatal(err)
+	}
+	sB, gB := elect(t, ctx, cli, store, "db3")
+	revB, err := store.PutIntent(ctx, gB, sB.Lease(), snap.PrimaryModRev, failover.Intent{Kind: "failover", Epoch: 1, From: "db1", To: "db3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	stale := failover.Primary{Node: "db2", Epoch: 2}
+	for _, tc := range []struct {
+		name string
+		do   func() error
+	}{
+		{"A withdraws", func() error { return store.DeleteIntent(ctx, gA, revA) }},
+		{"A commits", func() error { return store.CommitPrimary(ctx, gA, snap.PrimaryModRev, revA, stale, nil) }},
+		{"A commits naming B's intent", func() error { return store.CommitPrimary(ctx, gA, snap.PrimaryModRev, revB, stale, nil) }},
+		{"A withdraws naming B's intent", func() error { return store.DeleteIntent(ctx, gA, revB) }},
+		{"B withdraws A's intent", func() error { return store.DeleteIntent(ctx, gB, revA) }},
+		{"B commits A's intent", func() error { return store.CommitPrimary(ctx, gB, snap.PrimaryModRev, revA, stale, nil) }},
+		{"B commits no intent", func() error { return store.CommitPrimary(ctx, gB, snap.PrimaryModRev, 0, stale, nil) }},
+	} {
+		err := tc.do()
+		if err == nil {
+			t.Errorf("%s: succeeded, want refused", tc.name)
+		} else if tc.name != "B commits no intent" && !errors.Is(err, failover.ErrConflict) {
+			t.Errorf("%s: %v, want ErrConflict", tc.name, err)
+		}
+		now, err := store.Load(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if now.Intent == nil || now.Intent.To != "db3" {
+			t.Fatalf("%s: intent = %+v, want B's (to db3) untouched", tc.name, now.Intent)
+		}
+		if now.Primary != old || now.PrimaryModRev != snap.PrimaryModRev {
+			t.Fatalf("%s: primary = %+v (rev %d), want %+v (rev %d) untouched", tc.name, now.Primary, now.PrimaryModRev, old, snap.PrimaryModRev)
+		}
+	}
+
+	// B finishes what it announced, with the anti-flap block on its own lease.
+	next := failover.Primary{Node: "db3", Epoch: 2}
+	lease, err := store.GrantBlock(ctx, 5*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := &failover.Block{FailoverBlock: failover.FailoverBlock{Epoch: 2, To: "db3", For: 5 * time.Minute}, Lease: lease}
+	if err := store.CommitPrimary(ctx, gB, snap.PrimaryModRev, revB, next, block); err != nil {
+		t.Fatalf("B commits its own intent: %v", err)
+	}
+	now, err := store.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if now.Intent != nil || now.Primary.Node != "db3" {
+		t.Fatalf("after B's commit: intent %+v, primary %+v; want no intent, primary db3", now.Intent, now.Primary)
+	}
+	if now.Block == nil || now.Block.Epoch != 2 || now.Block.To != "db3" {
+		t.Fatalf("after B's commit: block %+v, want epoch 2 to db3", now.Block)
+	}
+	if ttl, err := store.LeaseTTL(ctx, lease); err != nil || ttl < 4*time.Minute {
+		t.Fatalf("anti-flap lease TTL = %s (%v), want about 5m", ttl, err)
+	}
+	// The window ends when etcd ends the lease, whatever any clock says.
+	if err := store.RevokeLease(ctx, lease); err != nil {
+		t.Fatal(err)
+	}
+	if now, err = store.Load(ctx); err != nil || now.Block != nil {
+		t.Fatalf("after the lease ended: block %+v (%v), want none", now.Block, err)
+	}
+}
