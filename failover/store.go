@@ -51,28 +51,43 @@ type Snapshot struct {
 	Coordinator string
 	// NodeLeases are the agents' session leases, by node.
 	NodeLeases map[string]clientv3.LeaseID
+	// LastEvent is the newest event of the history, nil when there is none.
+	LastEvent *Event
 }
 
 // Load reads the cluster's state in one transaction, so every part is of the same
 // revision. Nodes whose status does not parse are skipped (and reported).
-func (s *Store) Load(ctx context.Context) (Snapshot, error) {
+func (s *Store) Load(ctx context.Context) (Snapshot, error) { return s.loadAt(ctx, 0) }
+
+// loadAt is Load at etcd revision rev; 0 is the latest.
+func (s *Store) loadAt(ctx context.Context, rev int64) (Snapshot, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	k := s.Keys
+	at := func(opts ...clientv3.OpOption) []clientv3.OpOption {
+		if rev > 0 {
+			opts = append(opts, clientv3.WithRev(rev))
+		}
+		return opts
+	}
 	resp, err := s.cli.Txn(ctx).Then(
-		clientv3.OpGet(k.Primary()),
-		clientv3.OpGet(k.Leader()),
-		clientv3.OpGet(k.Config()),
-		clientv3.OpGet(k.Intent()),
-		clientv3.OpGet(k.Request()),
-		clientv3.OpGet(k.NodesPrefix(), clientv3.WithPrefix()),
-		clientv3.OpGet(k.Coordinator()+"/", clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend), clientv3.WithLimit(1)),
+		clientv3.OpGet(k.Primary(), at()...),
+		clientv3.OpGet(k.Leader(), at()...),
+		clientv3.OpGet(k.Config(), at()...),
+		clientv3.OpGet(k.Intent(), at()...),
+		clientv3.OpGet(k.Request(), at()...),
+		clientv3.OpGet(k.NodesPrefix(), at(clientv3.WithPrefix())...),
+		clientv3.OpGet(k.Coordinator()+"/", at(clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend), clientv3.WithLimit(1))...),
+		clientv3.OpGet(k.HistoryPrefix(), at(clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(1))...),
 	).Commit()
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("load cluster state: %w", err)
 	}
 	var snap Snapshot
 	snap.Rev = resp.Header.Revision
+	if rev > 0 {
+		snap.Rev = rev
+	}
 	snap.Nodes = map[string]NodeStatus{}
 	snap.NodeLeases = map[string]clientv3.LeaseID{}
 	r := resp.Responses
@@ -114,6 +129,12 @@ func (s *Store) Load(ctx context.Context) (Snapshot, error) {
 	}
 	if kvs := r[6].GetResponseRange().Kvs; len(kvs) == 1 {
 		snap.Coordinator = string(kvs[0].Value)
+	}
+	if kvs := r[7].GetResponseRange().Kvs; len(kvs) == 1 {
+		var e Event
+		if err := json.Unmarshal(kvs[0].Value, &e); err == nil {
+			snap.LastEvent = &e
+		}
 	}
 	return snap, nil
 }
