@@ -1,0 +1,283 @@
+package demo
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/internal/sandbox/sandboxtest"
+)
+
+func TestMain(m *testing.M) { sandboxtest.Main(m) }
+
+// TestDemo runs `baton-lab demo --json` as a user would (make demo), on its own sandbox,
+// and holds it to what it claims: a failover off the full disk within the budget, no
+// acknowledged write lost, never two writable servers, the old primary back as a
+// replica, and nothing left behind.
+func TestDemo(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	start := time.Now()
+	cmd := exec.CommandContext(ctx, sandboxtest.LabBinary(t), "demo", "--json", "--name", "cdemo")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	took := time.Since(start)
+	t.Logf("baton-lab demo took %s; narration:\n%s", took.Round(time.Millisecond), stderr.String())
+	if err != nil {
+		t.Fatalf("baton-lab demo --json: %v\nstdout: %s", err, stdout.String())
+	}
+	var sum Summary
+	if err := json.Unmarshal(stdout.Bytes(), &sum); err != nil {
+		t.Fatalf("stdout is not one JSON summary: %v\n%s", err, stdout.String())
+	}
+	if !sum.OK || sum.Error != "" {
+		t.Errorf("ok = %v, error = %q", sum.OK, sum.Error)
+	}
+	if sum.OldPrimary == "" || sum.NewPrimary == "" || sum.NewPrimary == sum.OldPrimary {
+		t.Errorf("old primary %q, new primary %q: want two different nodes", sum.OldPrimary, sum.NewPrimary)
+	}
+	if sum.LostWrites != 0 || sum.AckedWrites < 50 {
+		t.Errorf("lost %d of %d acknowledged writes: want 0 lost of at least 50", sum.LostWrites, sum.AckedWrites)
+	}
+	if sum.SplitBrainMS != 0 {
+		t.Errorf("split brain for %d ms", sum.SplitBrainMS)
+	}
+	if sum.FailoverMS < 0 || sum.FailoverMS >= 4000 {
+		t.Errorf("failover_ms = %d, want within 4 s of the full disk", sum.FailoverMS)
+	}
+	// Each milestone follows the one it depends on.
+	order := []struct {
+		name string
+		ms   int64
+	}{{"detect", sum.DetectMS}, {"decide", sum.DecideMS}, {"failover", sum.FailoverMS}, {"writes resumed", sum.WritesResumedMS}}
+	for i, o := range order {
+		if o.ms < 0 {
+			t.Errorf("%s did not happen (-1)", o.name)
+		}
+		if i > 0 && o.ms < order[i-1].ms {
+			t.Errorf("%s at %d ms, before %s at %d ms", o.name, o.ms, order[i-1].name, order[i-1].ms)
+		}
+	}
+	if !sum.Rejoined || sum.FinalRole != string(failover.RoleReplica) {
+		t.Errorf("rejoined = %v, final role %q: want the old primary back as a replica", sum.Rejoined, sum.FinalRole)
+	}
+	if len(sum.FailoverSteps) < 5 || sum.FailoverReason == "" {
+		t.Errorf("failover steps %+v, reason %q: want the history event's steps and reason", sum.FailoverSteps, sum.FailoverReason)
+	}
+	var names []string
+	for _, s := range sum.Steps {
+		names = append(names, s.Name)
+		if !s.OK {
+			t.Errorf("step %s failed: %s", s.Name, s.Error)
+		}
+	}
+	for _, want := range []string{"up", "disk_full", "failover", "vip_moved", "writes_resumed", "nothing_lost", "restart_old_primary", "rejoined", "all_healthy", "down"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("no step %s in %v", want, names)
+		}
+	}
+	if took > 2*time.Minute {
+		t.Errorf("the demo took %s, want under 2 minutes", took)
+	}
+	for _, want := range []string{"verdict unwritable", "decided: failover away from", "promoted (epoch 2)", "VIP now on", "writes resumed on", "nothing lost"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("the narration does not say %q", want)
+		}
+	}
+	if out, err := exec.Command("ip", "netns", "list").Output(); err != nil || strings.Contains(string(out), "baton-cdemo-") {
+		t.Errorf("namespaces left behind after the demo: %s %v", out, err)
+	}
+}
+
+func node(name string, role failover.Role, verdict string) failover.NodeStatus {
+	return failover.NodeStatus{Node: name, Role: role, Verdict: verdict, GTID: "0-1-10", ReadOnly: role != failover.RolePrimary}
+}
+
+func twoReplicas() demoView {
+	return demoView{
+		Primary: failover.Primary{Node: "db1", Addr: "198.18.0.11:3306", Epoch: 1}, Leader: "db1", Coordinator: "db2",
+		Nodes: map[string]failover.NodeStatus{
+			"db1": node("db1", failover.RolePrimary, "healthy"),
+			"db2": node("db2", failover.RoleReplica, "healthy"),
+			"db3": node("db3", failover.RoleReplica, "healthy"),
+		},
+		VIP: []string{"db1"},
+	}
+}
+
+func TestDemoChanges(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(v *demoView)
+		want   []string
+	}{
+		{"nothing", func(v *demoView) {}, nil},
+		{"latencies alone are not news", func(v *demoView) {
+			n := v.Nodes["db2"]
+			n.WriteMS, n.LagMS, n.At = 3.2, 250, time.Now()
+			v.Nodes["db2"] = n
+		}, nil},
+		{"verdict with its reason", func(v *demoView) {
+			n := v.Nodes["db1"]
+			n.Verdict, n.Reason = "suspect", "write probe did not finish in 300ms"
+			v.Nodes["db1"] = n
+		}, []string{"db1 verdict suspect: write probe did not finish in 300ms"}},
+		{"decision", func(v *demoView) {
+			v.Intent = &failover.Intent{Kind: "failover", From: "db1", Epoch: 1}
+		}, []string{"coordinator db2 decided: failover away from db1 (epoch 1)"}},
+		{"commit with the intent gone in the same revision is not an abandoned flow", func(v *demoView) {
+			v.Primary = failover.Primary{Node: "db2", Epoch: 2}
+		}, []string{"commit: db2 is the primary of record (epoch 2)"}},
+		{"the new primary waiting for the leader key is not fenced", func(v *demoView) {
+			v.Primary = failover.Primary{Node: "db2", Epoch: 2}
+			n := v.Nodes["db2"]
+			n.Role = failover.RoleFenced
+			v.Nodes["db2"] = n
+		}, []string{"db2, primary of record, waits for db1 to let go of the leader key", "commit: db2 is the primary of record (epoch 2)"}},
+		{"old primary fenced, leader and VIP released, in that order", func(v *demoView) {
+			n := v.Nodes["db1"]
+			n.Role, n.Reason = failover.RoleFenced, "fenced: a failover away from this node is in progress"
+			v.Nodes["db1"], v.Leader, v.VIP = n, "", nil
+		}, []string{"db1 fenced: a failover away from this node is in progress", "db1 let go of the leader key", "VIP released by db1: no node has it"}},
+		{"a status made without the server says nothing of read_only", func(v *demoView) {
+			n := v.Nodes["db2"]
+			n.GTID, n.ReadOnly = "", false
+			v.Nodes["db2"] = n
+		}, []string{"db2's agent cannot read its server"}},
+		{"replication threads of a replica", func(v *demoView) {
+			n := v.Nodes["db3"]
+			n.IORunning, n.SQLRunning, n.Source = false, true, "198.18.0.11:3306"
+			v.Nodes["db3"] = n
+		}, []string{"db3 replication from 198.18.0.11:3306: IO thread stopped, SQL thread running"}},
+		{"quarantine with the errant GTIDs", func(v *demoView) {
+			n := v.Nodes["db3"]
+			n.Role, n.Errant = failover.RoleQuarantined, "0-3-4"
+			v.Nodes["db3"] = n
+		}, []string{"db3 quarantined: errant transactions 0-3-4"}},
+		{"an agent gone", func(v *demoView) { delete(v.Nodes, "db3") }, []string{"db3's agent is gone (its etcd lease ended)"}},
+		{"two VIP holders are called out", func(v *demoView) { v.VIP = []string{"db1", "db2"} }, []string{"VIP on db1 and db2 at once!"}},
+		{"history", func(v *demoView) {
+			v.LastEvent = &failover.Event{Kind: "failover", From: "db1", To: "db2", Started: time.Unix(100, 0), Took: 301 * time.Millisecond}
+		}, []string{"history: failover db1 -> db2 recorded, 301ms from decision to done"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			prev := twoReplicas()
+			if strings.HasPrefix(tt.name, "commit") {
+				prev.Intent = &failover.Intent{Kind: "failover", From: "db1", Epoch: 1}
+			}
+			cur := prev.clone()
+			if cur.Intent != nil {
+				cur.Intent = nil // withdrawn with the commit
+			}
+			tt.change(&cur)
+			if got := demoChanges(prev, cur); !slices.Equal(got, tt.want) {
+				t.Errorf("demoChanges =\n%q\nwant\n%q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestDemoChangesAbandonedIntent(t *testing.T) {
+	prev := twoReplicas()
+	prev.Intent = &failover.Intent{Kind: "failover", From: "db1", Epoch: 1}
+	cur := prev.clone()
+	cur.Intent = nil
+	want := []string{"the failover away from db1 was abandoned (intent withdrawn)"}
+	if got := demoChanges(prev, cur); !slices.Equal(got, want) {
+		t.Errorf("demoChanges = %q, want %q", got, want)
+	}
+}
+
+// TestNarrateSnapshots: the demo narrates the snapshots the store's watch yields, one
+// per revision; a commit (primary written, intent deleted in one transaction) reads as
+// a commit, not as an abandoned flow.
+func TestNarrateSnapshots(t *testing.T) {
+	base := twoReplicas()
+	snap := failover.Snapshot{View: failover.View{Primary: base.Primary, Leader: base.Leader, Nodes: map[string]failover.NodeStatus{}},
+		Coordinator: base.Coordinator}
+	for k, n := range base.Nodes {
+		snap.Nodes[k] = n
+	}
+	next := func(fn func(s *failover.Snapshot)) failover.Snapshot {
+		c := snap
+		c.Nodes = map[string]failover.NodeStatus{}
+		for k, n := range snap.Nodes {
+			c.Nodes[k] = n
+		}
+		fn(&c)
+		snap = c
+		return c
+	}
+	steps := []failover.Snapshot{
+		next(func(s *failover.Snapshot) { s.Intent = &failover.Intent{Kind: "failover", From: "db1", Epoch: 1} }),
+		next(func(s *failover.Snapshot) {
+			s.Nodes["db1"] = failover.NodeStatus{Node: "db1", Role: failover.RoleFenced, Verdict: "unwritable", GTID: "0-1-10", ReadOnly: true}
+		}),
+		next(func(s *failover.Snapshot) {
+			s.Primary, s.Intent = failover.Primary{Node: "db2", Addr: "198.18.0.12:3306", Epoch: 2}, nil
+		}),
+		next(func(s *failover.Snapshot) { s.Leader = "" }),
+		next(func(s *failover.Snapshot) { s.Leader = "db2" }),
+		next(func(s *failover.Snapshot) {
+			s.LastEvent = &failover.Event{Kind: "failover", From: "db1", To: "db2", Epoch: 2}
+		}),
+		next(func(s *failover.Snapshot) { delete(s.Nodes, "db3") }),
+	}
+	v := base
+	var said []string
+	for _, s := range steps {
+		cur := viewOf(s, v.VIP)
+		said = append(said, demoChanges(v, cur)...)
+		v = cur
+	}
+	want := []string{
+		"coordinator db2 decided: failover away from db1 (epoch 1)",
+		"db1 verdict unwritable",
+		"db1 is read_only",
+		"db1 fenced",
+		"commit: db2 is the primary of record (epoch 2)",
+		"db1 let go of the leader key",
+		"db2 promoted (epoch 2): it holds the leader key",
+		"history: failover db1 -> db2 recorded, 0s from decision to done",
+		"db3's agent is gone (its etcd lease ended)",
+	}
+	if !slices.Equal(said, want) {
+		t.Errorf("narrated\n%q\nwant\n%q", said, want)
+	}
+}
+
+func TestLastGTID(t *testing.T) {
+	tests := []struct{ name, dump, want string }{
+		{"transactions", "#261122  2:43:41 server id 1  end_log_pos 14141 CRC32 0xb1aa96b5 \tGTID 0-1-45 trans\n" +
+			"#Q> INSERT INTO t VALUES (1)\n#261122  2:43:41 server id 1  end_log_pos 14797 CRC32 0x59103d52 \tGTID 0-1-47 trans\n" +
+			"ERROR: Error in Log_event::read_log_event(): 'Event truncated'\n", "0-1-47"},
+		{"DDL", "#261122  2:12:01 server id 1  end_log_pos 552 CRC32 0x1 \tGTID 0-1-2 ddl\n", "0-1-2"},
+		{"no transaction: the list it starts with", "#261122  2:44:13 server id 1  end_log_pos 285 CRC32 0x2 \tGtid list [0-1-47,0-2-3]\n", "0-1-47,0-2-3"},
+		{"empty", "", ""},
+	}
+	for _, tt := range tests {
+		if got := lastGTID(tt.dump); got != tt.want {
+			t.Errorf("%s: lastGTID = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestStripLogPrefix(t *testing.T) {
+	for in, want := range map[string]string{
+		"2026-11-22  2:48:35 0 [Note] Recovering after a crash using mysql-bin": "[Note] Recovering after a crash using mysql-bin",
+		"2026-11-22 12:48:35 17 [Warning] x":                                    "[Warning] x",
+		"recovered pages: 0% 10% 100%":                                          "recovered pages: 0% 10% 100%",
+	} {
+		if got := stripLogPrefix(in); got != want {
+			t.Errorf("stripLogPrefix(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
