@@ -3,11 +3,14 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"log"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/urfave/cli/v2"
 
 	"github.com/baton-ha/baton/internal/lab"
@@ -122,6 +125,9 @@ Example:
 			}
 			ctx, stop := signal.NotifyContext(cctx.Context, syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
+			// The fault and the fence break the writer's connections on purpose; the
+			// driver would print each broken one.
+			_ = mysql.SetLogger(log.New(io.Discard, "", 0))
 			res, err := bench.Failover(ctx, cfg)
 			if err != nil {
 				return cli.Exit("bench failover: "+err.Error(), exitBadInput)

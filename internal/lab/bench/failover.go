@@ -30,9 +30,9 @@ func FailoverFaults() []sandbox.Fault {
 type FailoverResult struct {
 	Fault         string   `json:"fault"`
 	Trials        int      `json:"trials"`
-	DetectMS      []int64  `json:"detect_ms"`   // fault -> etcd shows the primary failed
-	DecideMS      []int64  `json:"decide_ms"`   // fault -> the coordinator started the failover
-	PromoteMS     []int64  `json:"promote_ms"`  // fault -> the new primary holds the leader key
+	DetectMS      []int64  `json:"detect_ms"`   // fault -> failover.MilestoneDetected
+	DecideMS      []int64  `json:"decide_ms"`   // fault -> failover.MilestoneDecided
+	PromoteMS     []int64  `json:"promote_ms"`  // fault -> failover.MilestonePromoted
 	FailoverMS    []int64  `json:"failover_ms"` // fault -> first write acknowledged by the new primary
 	P50FailoverMS int64    `json:"p50_failover_ms"`
 	MaxFailoverMS int64    `json:"max_failover_ms"`

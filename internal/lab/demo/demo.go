@@ -61,10 +61,10 @@ type Summary struct {
 	NewPrimary string `json:"new_primary"`
 	// Times from the fault (the disk filled) to what followed; -1 when it did not
 	// happen.
-	DetectMS        int64 `json:"detect_ms"`         // the old primary's verdict is unwritable
-	DecideMS        int64 `json:"decide_ms"`         // the coordinator announced the failover
-	FailoverMS      int64 `json:"failover_ms"`       // the new primary holds the leader key
-	VIPMS           int64 `json:"vip_ms"`            // the virtual IP is on the new primary
+	DetectMS        int64 `json:"detect_ms"`         // failover.MilestoneDetected
+	DecideMS        int64 `json:"decide_ms"`         // failover.MilestoneDecided
+	FailoverMS      int64 `json:"failover_ms"`       // failover.MilestonePromoted
+	VIPMS           int64 `json:"vip_ms"`            // the virtual IP on the new primary's interface, no other
 	WritesResumedMS int64 `json:"writes_resumed_ms"` // the first write acknowledged by the new primary
 	MaxWriteGapMS   int64 `json:"max_write_gap_ms"`  // longest time between two acknowledged writes
 	AckedWrites     int   `json:"acked_writes"`
