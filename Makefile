@@ -3,13 +3,17 @@
 # what they need (Debian packages) and need root (network namespaces, loop mounts).
 
 GO ?= go
+# bin/baton is the product (agent and operator CLI); bin/baton-lab the lab (sandboxes,
+# demo, benchmarks), which runs bin/baton in its clusters.
 BIN := bin/baton
+LAB := bin/baton-lab
 DEBS := mariadb-server mariadb-client sysbench iproute2 e2fsprogs util-linux
 
 .PHONY: build test lint deps demo bench clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/baton
+	$(GO) build -o $(LAB) ./cmd/baton-lab
 
 deps:
 	@missing=""; \
@@ -34,10 +38,10 @@ test: deps lint
 	BATON_REQUIRE_INTEGRATION=1 $(GO) test -p 1 -count=1 -timeout 14m ./...
 
 demo: deps build
-	$(BIN) demo
+	$(LAB) demo
 
 bench: deps build
-	$(BIN) bench all --out docs/BENCHMARKS.md
+	$(LAB) bench all --out docs/BENCHMARKS.md
 
 clean:
 	rm -rf bin

@@ -61,6 +61,8 @@ type Snapshot struct {
 	// Members are every node ever seen with a live agent, by node, whether or not
 	// its agent is alive now.
 	Members map[string]Member
+	// LastEvent is the newest event of the history, nil when there is none.
+	LastEvent *Event
 }
 
 // Member is where a node's server was last seen, kept under members/<name> with no
@@ -86,28 +88,41 @@ func (s *Store) PutMember(ctx context.Context, g Guard, m Member) error {
 
 // Load reads the cluster's state in one transaction, so every part is of the same
 // revision. Nodes whose status does not parse are skipped (and reported).
-func (s *Store) Load(ctx context.Context) (Snapshot, error) {
+func (s *Store) Load(ctx context.Context) (Snapshot, error) { return s.loadAt(ctx, 0) }
+
+// loadAt is Load at etcd revision rev; 0 is the latest.
+func (s *Store) loadAt(ctx context.Context, rev int64) (Snapshot, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	k := s.Keys
+	at := func(opts ...clientv3.OpOption) []clientv3.OpOption {
+		if rev > 0 {
+			opts = append(opts, clientv3.WithRev(rev))
+		}
+		return opts
+	}
 	resp, err := s.cli.Txn(ctx).Then(
-		clientv3.OpGet(k.Primary()),
-		clientv3.OpGet(k.Leader()),
-		clientv3.OpGet(k.Config()),
-		clientv3.OpGet(k.Intent()),
-		clientv3.OpGet(k.Request()),
-		clientv3.OpGet(k.NodesPrefix(), clientv3.WithPrefix()),
-		clientv3.OpGet(k.Coordinator()+"/", clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend), clientv3.WithLimit(1)),
-		clientv3.OpGet(k.Policy()),
-		clientv3.OpGet(k.FailoverBlock()),
-		clientv3.OpGet(k.Decision()),
-		clientv3.OpGet(k.MembersPrefix(), clientv3.WithPrefix()),
+		clientv3.OpGet(k.Primary(), at()...),
+		clientv3.OpGet(k.Leader(), at()...),
+		clientv3.OpGet(k.Config(), at()...),
+		clientv3.OpGet(k.Intent(), at()...),
+		clientv3.OpGet(k.Request(), at()...),
+		clientv3.OpGet(k.NodesPrefix(), at(clientv3.WithPrefix())...),
+		clientv3.OpGet(k.Coordinator()+"/", at(clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend), clientv3.WithLimit(1))...),
+		clientv3.OpGet(k.Policy(), at()...),
+		clientv3.OpGet(k.FailoverBlock(), at()...),
+		clientv3.OpGet(k.Decision(), at()...),
+		clientv3.OpGet(k.MembersPrefix(), at(clientv3.WithPrefix())...),
+		clientv3.OpGet(k.HistoryPrefix(), at(clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(1))...),
 	).Commit()
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("load cluster state: %w", err)
 	}
 	var snap Snapshot
 	snap.Rev = resp.Header.Revision
+	if rev > 0 {
+		snap.Rev = rev
+	}
 	snap.Nodes = map[string]NodeStatus{}
 	snap.NodeLeases = map[string]clientv3.LeaseID{}
 	r := resp.Responses
@@ -177,6 +192,12 @@ func (s *Store) Load(ctx context.Context) (Snapshot, error) {
 		var m Member
 		if err := json.Unmarshal(kv.Value, &m); err == nil && m.Node != "" {
 			snap.Members[m.Node] = m
+		}
+	}
+	if kvs := r[11].GetResponseRange().Kvs; len(kvs) == 1 {
+		var e Event
+		if err := json.Unmarshal(kvs[0].Value, &e); err == nil {
+			snap.LastEvent = &e
 		}
 	}
 	return snap, nil

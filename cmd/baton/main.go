@@ -1,6 +1,7 @@
 // Command baton is the Baton failover manager: the per-node agent and the operator's CLI
 // in one binary. This package holds flags and wiring only; the work is done in the
-// packages it calls.
+// packages it calls. The lab (sandboxes, the demo, the benchmarks) is another binary,
+// cmd/baton-lab: nothing here links an etcd server.
 package main
 
 import (
@@ -31,10 +32,7 @@ func main() {
 			resumeCommand(),
 			historyCommand(),
 			policyCommand(),
-			sandboxCommand(),
 			probeCommand(),
-			benchCommand(),
-			demoCommand(),
 		},
 	}
 	oneLineUsageErrors(app.Name, app.Commands)

@@ -16,6 +16,7 @@ import (
 	"github.com/baton-ha/baton/failover"
 	"github.com/baton-ha/baton/internal/sandbox"
 	"github.com/baton-ha/baton/internal/sandbox/sandboxtest"
+	"github.com/baton-ha/baton/internal/status"
 )
 
 // The operator commands, run as the real binary against real sandbox clusters (three
@@ -449,18 +450,18 @@ func TestPauseResume(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("status: exit %d: %s", code, stderr)
 	}
-	var status clusterStatus
-	if err := json.Unmarshal([]byte(out), &status); err != nil {
+	var cs status.Cluster
+	if err := json.Unmarshal([]byte(out), &cs); err != nil {
 		t.Fatal(err)
 	}
 	verdict := ""
-	for _, n := range status.Nodes {
+	for _, n := range cs.Nodes {
 		if n.Name == "db1" {
 			verdict = n.Verdict
 		}
 	}
-	if !status.Paused || status.Primary != "db1" || verdict != failover.VerdictUnwritable {
-		t.Errorf("status while paused: paused %v, primary %s, db1 verdict %q; want paused, db1, unwritable", status.Paused, status.Primary, verdict)
+	if !cs.Paused || cs.Primary != "db1" || verdict != failover.VerdictUnwritable {
+		t.Errorf("status while paused: paused %v, primary %s, db1 verdict %q; want paused, db1, unwritable", cs.Paused, cs.Primary, verdict)
 	}
 	human, _, _ := c.baton(t, "status")
 	t.Logf("status while paused, %s after the disk filled:\n%s", time.Since(faulted).Round(time.Millisecond), human)

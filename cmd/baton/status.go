@@ -3,61 +3,22 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"os"
-	"sort"
-	"strings"
-	"text/tabwriter"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/internal/status"
 )
 
-// clusterStatus is what `baton status --json` prints.
-type clusterStatus struct {
-	Cluster     string            `json:"cluster"`
-	Primary     string            `json:"primary"`
-	PrimaryAddr string            `json:"primary_addr"`
-	Epoch       uint64            `json:"epoch"`
-	Since       time.Time         `json:"since"`
-	Leader      string            `json:"leader"`
-	VIPHolder   string            `json:"vip_holder,omitempty"`
-	Coordinator string            `json:"coordinator"`
-	Paused      bool              `json:"paused"`
-	InProgress  *failover.Intent  `json:"in_progress,omitempty"`
-	LastEvent   *failover.Event   `json:"last_event,omitempty"`
-	Warnings    []string          `json:"warnings,omitempty"`
-	Nodes       []nodeStatus      `json:"nodes"`
-	Request     *failover.Request `json:"request,omitempty"`
-	// Policy is the cluster's failover policy (nil: missing or unreadable), and the
-	// live agents whose configuration files disagree with it.
-	Policy              *failover.PolicyRecord        `json:"policy,omitempty"`
-	PolicyDisagreements []failover.PolicyDisagreement `json:"policy_disagreements,omitempty"`
-	// Decision is what the coordinator decided last, with refused or failed tries.
-	Decision *failover.CoordinatorStatus `json:"decision,omitempty"`
-}
-
-type nodeStatus struct {
-	Name       string  `json:"name"`
-	Addr       string  `json:"addr"`
-	Role       string  `json:"role"`
-	Verdict    string  `json:"verdict"`
-	Reason     string  `json:"reason,omitempty"`
-	ReadOnly   bool    `json:"read_only"`
-	LagMS      int64   `json:"lag_ms"`
-	GTID       string  `json:"gtid"`
-	IORunning  bool    `json:"io_running"`
-	SQLRunning bool    `json:"sql_running"`
-	Errant     string  `json:"errant,omitempty"`
-	Leader     bool    `json:"leader"`
-	VIP        bool    `json:"vip"`
-	LeaseTTLMS int64   `json:"lease_ttl_ms"`
-	WriteMS    float64 `json:"write_ms"`
-	DiskFree   uint64  `json:"disk_free_bytes,omitempty"`
-}
+// redrawEvery bounds how often `baton status --watch` redraws: the agents publish
+// several times a second between them.
+const redrawEvery = 200 * time.Millisecond
 
 func statusCommand() *cli.Command {
 	return &cli.Command{
@@ -68,8 +29,8 @@ func statusCommand() *cli.Command {
    BATON_ETCD=http://10.0.0.5:2379 BATON_CLUSTER=main baton status --json
    baton status --config /etc/baton/baton.yaml --watch`,
 		Flags: append(clusterFlags(),
-			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
-			&cli.BoolFlag{Name: "watch", Usage: "refresh every second until interrupted"},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON object (with --watch: one per change)"},
+			&cli.BoolFlag{Name: "watch", Usage: "show the cluster again at each change in etcd, until interrupted"},
 		),
 		Action: func(cctx *cli.Context) error {
 			store, cluster, closeFn, err := openCluster(cctx)
@@ -77,168 +38,67 @@ func statusCommand() *cli.Command {
 				return cli.Exit(err.Error(), exitBadInput)
 			}
 			defer closeFn()
-			for {
-				st, err := readStatus(cctx.Context, store, cluster)
-				if err != nil {
-					return cli.Exit(err.Error(), exitBadInput)
-				}
+			show := func(st status.Cluster) error {
 				if cctx.Bool("watch") && isTTY(os.Stdout) {
 					fmt.Print("\033[H\033[2J")
 				}
 				if cctx.Bool("json") {
 					enc := json.NewEncoder(os.Stdout)
 					enc.SetIndent("", "  ")
-					if err := enc.Encode(st); err != nil {
-						return err
-					}
-				} else {
-					printStatus(os.Stdout, st, isTTY(os.Stdout))
+					return enc.Encode(st)
 				}
-				if !cctx.Bool("watch") {
-					return nil
-				}
-				select {
-				case <-cctx.Context.Done():
-					return nil
-				case <-time.After(time.Second):
-				}
+				status.Print(os.Stdout, st, isTTY(os.Stdout))
+				return nil
 			}
+			if !cctx.Bool("watch") {
+				st, err := status.Read(cctx.Context, store, cluster)
+				if err != nil {
+					return cli.Exit(err.Error(), exitBadInput)
+				}
+				return show(st)
+			}
+			ctx, stop := signal.NotifyContext(cctx.Context, os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			if err := watchStatus(ctx, store, cluster, show); err != nil && !errors.Is(err, context.Canceled) {
+				return cli.Exit(err.Error(), exitBadInput)
+			}
+			return nil
 		},
 	}
 }
 
-func readStatus(ctx context.Context, store *failover.Store, cluster string) (clusterStatus, error) {
-	snap, err := store.Load(ctx)
-	if err != nil {
-		return clusterStatus{}, err
-	}
-	st := clusterStatus{
-		Cluster: cluster, Primary: snap.Primary.Node, PrimaryAddr: snap.Primary.Addr, Epoch: snap.Primary.Epoch,
-		Since: snap.Primary.Since, Leader: snap.Leader, Coordinator: snap.Coordinator, Paused: snap.Settings.Paused,
-		InProgress: snap.Intent, Request: snap.Request, Decision: snap.Decision,
-		Policy: snap.Policy, PolicyDisagreements: failover.PolicyDisagreements(snap.Policy, snap.Nodes),
-	}
-	switch {
-	case snap.PolicyErr != "":
-		st.Warnings = append(st.Warnings, "the cluster's failover policy is unreadable ("+snap.PolicyErr+"): coordinators decide with their own files' (see `baton policy`)")
-	case snap.Policy == nil && len(snap.Nodes) > 0:
-		st.Warnings = append(st.Warnings, "the cluster has no failover policy in etcd yet (see `baton policy`)")
-	}
-	for _, d := range st.PolicyDisagreements {
-		st.Warnings = append(st.Warnings, fmt.Sprintf("%s's configuration file disagrees with the cluster's failover policy: %s (see `baton policy show`)",
-			d.Node, strings.Join(d.Diff, ", ")))
-	}
-	if d := snap.Decision; d != nil && d.Tries > 0 {
-		st.Warnings = append(st.Warnings, fmt.Sprintf("automatic failover did not complete %d time(s): %s; next try not before %s",
-			d.Tries, d.LastError, d.RetryAt.Local().Format(time.DateTime)))
-	}
-	if hist, err := store.History(ctx, 1); err == nil && len(hist) == 1 {
-		st.LastEvent = &hist[0]
-	}
-	names := make([]string, 0, len(snap.Nodes))
-	for name := range snap.Nodes {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	if snap.Primary.Node != "" {
-		if _, ok := snap.Nodes[snap.Primary.Node]; !ok {
-			st.Warnings = append(st.Warnings, fmt.Sprintf("the primary's agent (%s) is not running", snap.Primary.Node))
-		}
-	}
-	for _, name := range names {
-		n := snap.Nodes[name]
-		ns := nodeStatus{Name: name, Addr: n.Addr, Role: string(n.Role), Verdict: n.Verdict, Reason: n.Reason, ReadOnly: n.ReadOnly,
-			LagMS: n.LagMS, GTID: n.GTID, IORunning: n.IORunning, SQLRunning: n.SQLRunning, Errant: n.Errant,
-			Leader: snap.Leader == name, VIP: n.VIP, LeaseTTLMS: -1, WriteMS: n.WriteMS, DiskFree: n.DiskFree}
-		if n.VIP {
-			if st.VIPHolder != "" {
-				st.Warnings = append(st.Warnings, fmt.Sprintf("the virtual IP is on %s and %s", st.VIPHolder, name))
+// watchStatus shows the cluster at each change the store's watch yields, at most
+// once per redrawEvery (always the newest state), until ctx ends or show fails.
+func watchStatus(ctx context.Context, store *failover.Store, cluster string, show func(status.Cluster) error) error {
+	latest := make(chan failover.Snapshot, 1)
+	watched := make(chan error, 1)
+	go func() {
+		watched <- store.Watch(ctx, func(s failover.Snapshot) error {
+			select { // keep only the newest: this goroutine is the only sender
+			case <-latest:
+			default:
 			}
-			st.VIPHolder = name
-		}
-		if id, ok := snap.NodeLeases[name]; ok && id != 0 {
-			if ttl, err := store.LeaseTTL(ctx, id); err == nil {
-				ns.LeaseTTLMS = ttl.Milliseconds()
+			latest <- s
+			return nil
+		})
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-watched:
+			return err
+		case snap := <-latest:
+			if err := show(status.Of(ctx, store, cluster, snap)); err != nil {
+				return err
 			}
 		}
-		if n.DiskTimeToFull > 0 && n.DiskTimeToFull < time.Hour {
-			st.Warnings = append(st.Warnings, fmt.Sprintf("%s: disk predicted full in %s", name, n.DiskTimeToFull.Round(time.Second)))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(redrawEvery):
 		}
-		if n.Role == failover.RoleQuarantined {
-			st.Warnings = append(st.Warnings, fmt.Sprintf("%s is quarantined: errant transactions %s (see docs/operations.md)", name, n.Errant))
-		}
-		st.Nodes = append(st.Nodes, ns)
 	}
-	return st, nil
 }
 
-func printStatus(w io.Writer, st clusterStatus, color bool) {
-	paint := func(code, s string) string {
-		if !color {
-			return s
-		}
-		return "\033[" + code + "m" + s + "\033[0m"
-	}
-	paused := ""
-	if st.Paused {
-
-		paused = "  " + paint("33", "PAUSED (no automatic failover)")
-	}
-	fmt.Fprintf(w, "cluster %s  primary %s (epoch %d, since %s)  coordinator %s%s\n", st.Cluster, orDash(st.Primary), st.Epoch,
-		st.Since.Local().Format(time.DateTime), orDash(st.Coordinator), paused)
-	if d := st.Decision; d != nil {
-		fmt.Fprintf(w, "coordinator decides: %s (%s)\n", d.Action, d.Reason)
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tROLE\tVERDICT\tLAG\tGTID\tVIP\tLEASE\tREASON")
-	for _, n := range st.Nodes {
-		verdict := n.Verdict
-		switch n.Verdict {
-		case "healthy":
-			verdict = paint("32", verdict)
-		case "unwritable", "unreachable":
-			verdict = paint("31", verdict)
-		default:
-			verdict = paint("33", verdict)
-		}
-		role := n.Role
-		if n.Leader {
-			role += "*"
-		}
-		lag := "-"
-		if n.LagMS >= 0 && n.Role != "primary" {
-			lag = fmt.Sprintf("%dms", n.LagMS)
-		}
-		lease := "-"
-		if n.LeaseTTLMS >= 0 {
-			lease = fmt.Sprintf("%ds", n.LeaseTTLMS/1000)
-		}
-		vip := "-"
-		if n.VIP {
-			vip = "yes"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, role, verdict, lag, orDash(n.GTID), vip, lease, n.Reason)
-	}
-	tw.Flush()
-	if st.InProgress != nil {
-		fmt.Fprintf(w, "in progress: %s from %s (epoch %d)\n", st.InProgress.Kind, st.InProgress.From, st.InProgress.Epoch)
-	}
-	if e := st.LastEvent; e != nil {
-		fmt.Fprintf(w, "last event: %s %s -> %s at %s, took %s: %s\n", e.Kind, orDash(e.From), e.To, e.Started.Local().Format(time.DateTime),
-			e.Took.Round(time.Millisecond), e.Reason)
-	}
-	if p := st.Policy; p != nil {
-		fmt.Fprintf(w, "policy: %s (set by %s)\n", p.Policy, orDash(p.SetBy))
-	}
-	for _, warn := range st.Warnings {
-		fmt.Fprintln(w, paint("31", "warning: ")+warn)
-	}
-
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
+func orDash(s string) string { return status.OrDash(s) }

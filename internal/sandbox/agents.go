@@ -18,7 +18,7 @@ const AgentHTTPPort = 9107
 // beside it, never in the file or on a command line.
 func (c *Cluster) agentConfig(n *Node) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# Written by `baton sandbox up --with-agents`.\n")
+	fmt.Fprintf(&b, "# Written by `baton-lab sandbox up --with-agents`.\n")
 	fmt.Fprintf(&b, "cluster: %s\nnode: %s\n", c.Name, n.Name)
 	fmt.Fprintf(&b, "mysql:\n  address: %s\n  socket: %s\n  user: %s\n  password_file: %s\n",
 		net.JoinHostPort(n.IP, strconv.Itoa(n.Port)), n.Socket, c.AdminUser, c.secretFile("admin"))

@@ -25,7 +25,7 @@ type MemberConfig struct {
 }
 
 // RunEtcdMember runs an embedded etcd member until ctx is cancelled. It is the body of
-// the hidden `baton sandbox etcd-member` command, which the sandbox starts inside the
+// the hidden `baton-lab sandbox etcd-member` command, which the sandbox starts inside the
 // member's namespace.
 func RunEtcdMember(ctx context.Context, mc MemberConfig, log *zap.Logger) error {
 	cfg := embed.NewConfig()
@@ -80,7 +80,7 @@ func (c *Cluster) memberArgs(m EtcdMember) []string {
 	for _, o := range c.EtcdMembers {
 		peers = append(peers, o.Name+"="+o.PeerURL)
 	}
-	return []string{c.Binary, "sandbox", "etcd-member",
+	return []string{c.LabBinary, "sandbox", "etcd-member",
 		"--member", m.Name, "--dir", m.Dir, "--client-url", m.ClientURL, "--peer-url", m.PeerURL,
 		"--socket", m.Socket, "--initial-cluster", strings.Join(peers, ",")}
 }

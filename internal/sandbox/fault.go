@@ -90,7 +90,7 @@ func Faults() []Fault {
 	return out
 }
 
-// ParseFault reads a fault's name, as `baton sandbox fault` takes it.
+// ParseFault reads a fault's name, as `baton-lab sandbox fault` takes it.
 func ParseFault(s string) (Fault, error) {
 	for _, f := range Faults() {
 		if f.String() == s {

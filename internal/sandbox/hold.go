@@ -15,7 +15,7 @@ import (
 
 // Some faults exist only while a session holds them (a global read lock, a full
 // connection table). The sandbox keeps them in a helper process, the hidden
-// `baton sandbox hold` command, so they outlive the `baton sandbox fault` invocation.
+// `baton-lab sandbox hold` command, so they outlive the `baton-lab sandbox fault` invocation.
 
 // Hold runs a holder until ctx is cancelled: kind "lock" holds FLUSH TABLES WITH READ
 // LOCK; kind "conns" opens connections as root until the server refuses one with
@@ -110,7 +110,7 @@ func (c *Cluster) startHolder(ctx context.Context, n *Node, kind string) error {
 	_ = os.Remove(logFile)
 	// The holder talks over the unix socket, which a network cut does not touch: it is
 	// the fault, not a client. It lives in the client namespace so that `down` finds it.
-	pid, err := startIn(nsName(c.Name, "client"), n.Dir, logFile, c.Binary, "sandbox", "hold", "--socket", n.Socket, "--kind", kind)
+	pid, err := startIn(nsName(c.Name, "client"), n.Dir, logFile, c.LabBinary, "sandbox", "hold", "--socket", n.Socket, "--kind", kind)
 	if err != nil {
 		return err
 	}

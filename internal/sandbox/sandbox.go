@@ -6,8 +6,8 @@
 //
 // A sandbox outlives the process that made it: its state is a JSON file in its
 // directory (default /tmp/baton-sandbox/NAME), and its servers are detached processes,
-// so separate `baton sandbox` invocations manage the same cluster. Used by tests,
-// `baton sandbox`, `baton demo` and `baton bench`.
+// so separate `baton-lab sandbox` invocations manage the same cluster. Used by tests,
+// `baton-lab sandbox`, `baton-lab demo` and `baton-lab bench`.
 //
 // It never touches the root network namespace's addresses or routes: every address
 // lives in a namespace the sandbox made, in 198.18.0.0/15. The root namespace reaches
@@ -55,9 +55,12 @@ type Spec struct {
 	// and post_failover hooks, with "pre" or "post" as its argument.
 	HookScript string
 	Root       string
-	// Binary is the baton executable used for the sandbox's helper processes (etcd
-	// members, fault holders, agents). The CLI passes itself; tests build it once.
+	// Binary is the product's baton executable: each node runs `baton agent` from it.
 	Binary string
+	// LabBinary is the baton-lab executable: the sandbox's helper processes (etcd
+	// members, fault holders) run its hidden `sandbox etcd-member` and `sandbox hold`
+	// commands. baton-lab passes itself; tests build both binaries once.
+	LabBinary string
 	// DiskMB is the size of each node's datadir filesystem; default 256.
 	DiskMB int
 }
@@ -91,6 +94,12 @@ func (s *Spec) validate() error {
 	}
 	if _, err := os.Stat(s.Binary); err != nil {
 		return fmt.Errorf("binary: %w", err)
+	}
+	if s.LabBinary == "" {
+		return errors.New("lab binary: the path of the baton-lab executable is required")
+	}
+	if _, err := os.Stat(s.LabBinary); err != nil {
+		return fmt.Errorf("lab binary: %w", err)
 	}
 	if s.VIP && !s.WithAgents {
 		return errors.New("vip: the virtual IP is moved by the agents: add --with-agents")
@@ -162,7 +171,8 @@ type Cluster struct {
 	VIP           string       `json:"vip,omitempty"` // CIDR, when the sandbox has one
 	VIPHolder     string       `json:"vip_holder,omitempty"`
 	Nodes         []Node       `json:"nodes"`
-	Binary        string       `json:"binary"`
+	Binary        string       `json:"binary"`     // baton: the agents
+	LabBinary     string       `json:"lab_binary"` // baton-lab: etcd members, fault holders
 	// Holders are helper processes that keep a fault in place (a held lock, held
 	// connections), by "node/fault".
 	Holders map[string]int `json:"holders,omitempty"`
@@ -189,7 +199,7 @@ func Open(root, name string, log *zap.Logger) (*Cluster, error) {
 	dir := Dir(root, name)
 	b, err := os.ReadFile(stateFile(dir))
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("sandbox %q is not up (no %s); start it with `baton sandbox up --name %s`", name, stateFile(dir), name)
+		return nil, fmt.Errorf("sandbox %q is not up (no %s); start it with `baton-lab sandbox up --name %s`", name, stateFile(dir), name)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read sandbox state: %w", err)

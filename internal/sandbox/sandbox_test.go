@@ -264,8 +264,7 @@ func TestDiskFull(t *testing.T) {
 
 func TestDownLeavesNothingAndUpAfterCrash(t *testing.T) {
 	t.Parallel()
-	bin := sandboxtest.Binary(t)
-	spec := sandbox.Spec{Name: "sbx-crash", Nodes: 2, Binary: bin}
+	spec := sandbox.Spec{Name: "sbx-crash", Nodes: 2, Binary: sandboxtest.Binary(t), LabBinary: sandboxtest.LabBinary(t)}
 	ctx := context.Background()
 	c, err := sandbox.Up(ctx, spec, nil)
 	if err != nil {
@@ -332,7 +331,7 @@ func TestDownLeavesNothingAndUpAfterCrash(t *testing.T) {
 
 func TestCLIBadInput(t *testing.T) {
 	t.Parallel()
-	bin := sandboxtest.Binary(t)
+	bin := sandboxtest.LabBinary(t)
 	root := t.TempDir()
 	cases := []struct {
 		args []string
@@ -359,5 +358,27 @@ func TestCLIBadInput(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(root); len(entries) > 1 { // the template cache may not even be made
 		t.Errorf("bad input left %v in %s", entries, filepath.Base(root))
+	}
+}
+
+// TestSpecNamesMissingBinaries: a sandbox needs both executables, baton for its
+// agents and baton-lab for its helper processes; a spec without one is refused before
+// anything is made, with the field named.
+func TestSpecNamesMissingBinaries(t *testing.T) {
+	t.Parallel()
+	root, bin, lab := t.TempDir(), sandboxtest.Binary(t), sandboxtest.LabBinary(t)
+	for _, tc := range []struct {
+		name        string
+		binary, lab string
+		want        string
+	}{
+		{"no baton", "", lab, "binary: the path of the baton executable is required"},
+		{"no baton-lab", bin, "", "lab binary: the path of the baton-lab executable is required"},
+		{"baton-lab missing on disk", bin, filepath.Join(root, "nosuch"), "lab binary: "},
+	} {
+		_, err := sandbox.Up(context.Background(), sandbox.Spec{Name: "sbx-spec", Nodes: 1, Root: root, Binary: tc.binary, LabBinary: tc.lab}, nil)
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("%s: Up = %v, want an error starting %q", tc.name, err, tc.want)
+		}
 	}
 }

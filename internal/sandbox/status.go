@@ -44,7 +44,7 @@ func (c *Cluster) reload() error {
 }
 
 // Refresh asks every node what it is now (its role may have changed since `up`:
-// Baton moves the primary) and records it. It is what `baton sandbox status` shows.
+// Baton moves the primary) and records it. It is what `baton-lab sandbox status` shows.
 func (c *Cluster) Refresh(ctx context.Context) error {
 	return c.update(func() error { return c.refresh(ctx) })
 }

@@ -43,7 +43,7 @@ func Up(ctx context.Context, spec Spec, log *zap.Logger) (*Cluster, error) {
 	}
 	dir := Dir(spec.Root, spec.Name)
 	if old, err := Open(spec.Root, spec.Name, log); err == nil && old.running() {
-		return nil, fmt.Errorf("%w: sandbox %q is up; stop it with `baton sandbox down --name %s`", ErrRunning, spec.Name, spec.Name)
+		return nil, fmt.Errorf("%w: sandbox %q is up; stop it with `baton-lab sandbox down --name %s`", ErrRunning, spec.Name, spec.Name)
 	}
 	if err := removeLeftovers(ctx, spec.Root, spec.Name, log); err != nil {
 		return nil, fmt.Errorf("remove leftovers of an earlier run: %w", err)
@@ -82,6 +82,7 @@ func newCluster(spec Spec, dir string, log *zap.Logger) *Cluster {
 		WithAgents:    spec.WithAgents,
 		HookScript:    spec.HookScript,
 		Binary:        spec.Binary,
+		LabBinary:     spec.LabBinary,
 		Created:       time.Now().UTC(),
 		log:           log.With(zap.String("sandbox", spec.Name)),
 	}

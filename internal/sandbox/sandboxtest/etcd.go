@@ -2,10 +2,11 @@ package sandboxtest
 
 import (
 	"context"
-	"net"
+
 	"net/url"
+	"os"
 	"path/filepath"
-	"strconv"
+
 	"testing"
 	"time"
 
@@ -20,13 +21,18 @@ import (
 // involved, so tests that need only etcd's state (keys, transactions) stay cheap.
 func Etcd(t testing.TB) (*clientv3.Client, string) {
 	t.Helper()
-	dir := t.TempDir()
+	// Short: a socket path has at most 107 bytes, and t.TempDir's can be longer.
+	dir, err := os.MkdirTemp("", "etcd-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
 	cfg := embed.NewConfig()
 	cfg.Name = "test"
 	cfg.Dir = filepath.Join(dir, "data")
-	socket := filepath.Join(dir, "etcd.sock")
+	socket := filepath.Join(dir, "client.sock")
 	cu := url.URL{Scheme: "unix", Path: socket}
-	pu := url.URL{Scheme: "http", Host: "127.0.0.1:" + strconv.Itoa(freePort(t))}
+	pu := url.URL{Scheme: "unix", Path: filepath.Join(dir, "peer.sock")} // no port to collide with another test
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{cu}, []url.URL{cu}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{pu}, []url.URL{pu}
 	cfg.InitialCluster = cfg.Name + "=" + pu.String()
@@ -53,15 +59,4 @@ func Etcd(t testing.TB) (*clientv3.Client, string) {
 		t.Fatalf("embedded etcd does not answer: %v", err)
 	}
 	return cli, endpoint
-}
-
-// freePort returns a loopback TCP port free at the time of the call.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

@@ -1,8 +1,9 @@
 // Package sandboxtest brings up real sandbox clusters for tests: it builds the baton
-// binary once per test process (the sandbox's helper processes run it) and tears every
-// cluster down when its test ends, failed or not. On a machine that cannot run a
-// sandbox (not root, no MariaDB) the tests that need one are skipped, or fail under
-// `make test`: see internal/testenv.
+// and baton-lab binaries once per test process (the agents run the first, the
+// sandbox's helper processes the second) and tears every cluster down when its test
+// ends, failed or not. On a machine that cannot run a sandbox (not root, no MariaDB)
+// the tests that need one are skipped, or fail under `make test`: see
+// internal/testenv.
 //
 // It also holds the small helpers that every package's integration tests share.
 //
@@ -71,16 +72,18 @@ func Main(m *testing.M) {
 	os.Exit(code)
 }
 
-// Build compiles cmd/baton into dir and returns the binary's path.
+// Build compiles cmd/baton and cmd/baton-lab into dir and returns baton's path;
+// baton-lab is next to it (see LabBinary).
 func Build(dir string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	bin := filepath.Join(dir, "baton")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/baton-ha/baton/cmd/baton")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build baton for the sandbox: %w: %s", err, out)
+	for _, name := range []string{"baton", "baton-lab"} {
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dir, name), "github.com/baton-ha/baton/cmd/"+name)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("build %s for the sandbox: %w: %s", name, err, out)
+		}
 	}
-	return bin, nil
+	return filepath.Join(dir, "baton"), nil
 }
 
 // Need skips (or fails, see testenv) a test that needs a sandbox on a machine that
@@ -103,10 +106,16 @@ func Binary(t testing.TB) string {
 	return bin
 }
 
+// LabBinary is the baton-lab binary built by Main, next to Binary.
+func LabBinary(t testing.TB) string {
+	t.Helper()
+	return filepath.Join(filepath.Dir(Binary(t)), "baton-lab")
+}
+
 // Up brings up a sandbox for the test and tears it down when the test ends.
 func Up(t testing.TB, spec sandbox.Spec) *sandbox.Cluster {
 	t.Helper()
-	spec.Binary = Binary(t)
+	spec.Binary, spec.LabBinary = Binary(t), LabBinary(t)
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"bytes"
@@ -10,14 +10,13 @@ import (
 	"testing"
 	"time"
 
-	"go.etcd.io/etcd/api/v3/mvccpb"
-	clientv3 "go.etcd.io/etcd/client/v3"
-
 	"github.com/baton-ha/baton/failover"
 	"github.com/baton-ha/baton/internal/sandbox/sandboxtest"
 )
 
-// TestDemo runs `baton demo --json` as a user would (make demo), on its own sandbox,
+func TestMain(m *testing.M) { sandboxtest.Main(m) }
+
+// TestDemo runs `baton-lab demo --json` as a user would (make demo), on its own sandbox,
 // and holds it to what it claims: a failover off the full disk within the budget, no
 // acknowledged write lost, never two writable servers, the old primary back as a
 // replica, and nothing left behind.
@@ -25,16 +24,16 @@ func TestDemo(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
 	start := time.Now()
-	cmd := exec.CommandContext(ctx, sandboxtest.Binary(t), "demo", "--json", "--name", "cdemo")
+	cmd := exec.CommandContext(ctx, sandboxtest.LabBinary(t), "demo", "--json", "--name", "cdemo")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	took := time.Since(start)
-	t.Logf("baton demo took %s; narration:\n%s", took.Round(time.Millisecond), stderr.String())
+	t.Logf("baton-lab demo took %s; narration:\n%s", took.Round(time.Millisecond), stderr.String())
 	if err != nil {
-		t.Fatalf("baton demo --json: %v\nstdout: %s", err, stdout.String())
+		t.Fatalf("baton-lab demo --json: %v\nstdout: %s", err, stdout.String())
 	}
-	var sum demoSummary
+	var sum Summary
 	if err := json.Unmarshal(stdout.Bytes(), &sum); err != nil {
 		t.Fatalf("stdout is not one JSON summary: %v\n%s", err, stdout.String())
 	}
@@ -197,119 +196,52 @@ func TestDemoChangesAbandonedIntent(t *testing.T) {
 	}
 }
 
-func TestDemoMilestones(t *testing.T) {
-	promoted := func() demoView {
-		v := twoReplicas()
-		v.Primary = failover.Primary{Node: "db2", Addr: "198.18.0.12:3306", Epoch: 2}
-		v.Leader = "db2"
-		return v
+// TestNarrateSnapshots: the demo narrates the snapshots the store's watch yields, one
+// per revision; a commit (primary written, intent deleted in one transaction) reads as
+// a commit, not as an abandoned flow.
+func TestNarrateSnapshots(t *testing.T) {
+	base := twoReplicas()
+	snap := failover.Snapshot{View: failover.View{Primary: base.Primary, Leader: base.Leader, Nodes: map[string]failover.NodeStatus{}},
+		Coordinator: base.Coordinator}
+	for k, n := range base.Nodes {
+		snap.Nodes[k] = n
 	}
-	tests := []struct {
-		name string
-		v    func() demoView
-		want []milestone
-	}{
-		{"steady", twoReplicas, nil},
-		{"unwritable and decided", func() demoView {
-			v := twoReplicas()
-			n := v.Nodes["db1"]
-			n.Verdict = "unwritable"
-			v.Nodes["db1"] = n
-			v.Intent = &failover.Intent{Kind: "failover", From: "db1"}
-			return v
-		}, []milestone{msUnwritable, msIntent}},
-		{"committed but the old leader still holds the key", func() demoView {
-			v := promoted()
-			v.Leader = "db1"
-			return v
-		}, nil},
-		{"promoted, VIP still on the old primary", func() demoView {
-			v := promoted()
-			v.VIP = []string{"db1"}
-			return v
-		}, []milestone{msPromoted}},
-		{"promoted with the VIP and the history event", func() demoView {
-			v := promoted()
-			v.VIP = []string{"db2"}
-			v.LastEvent = &failover.Event{Kind: "failover", From: "db1", To: "db2"}
-			return v
-		}, []milestone{msPromoted, msVIP, msHistory}},
-		{"VIP on two nodes is not moved", func() demoView {
-			v := promoted()
-			v.VIP = []string{"db1", "db2"}
-			return v
-		}, []milestone{msPromoted}},
-		{"old primary replicating from the new one, read_only, both threads", func() demoView {
-			v := promoted()
-			n := v.Nodes["db1"]
-			n.Role, n.IORunning, n.SQLRunning, n.Source, n.ReadOnly = failover.RoleReplica, true, true, "198.18.0.12:3306", true
-			v.Nodes["db1"] = n
-			return v
-		}, []milestone{msPromoted, msRejoined}},
-		{"old primary a replica with its IO thread stopped has not rejoined", func() demoView {
-			v := promoted()
-			n := v.Nodes["db1"]
-			n.Role, n.IORunning, n.SQLRunning, n.Source, n.ReadOnly = failover.RoleReplica, false, true, "198.18.0.12:3306", true
-			v.Nodes["db1"] = n
-			return v
-		}, []milestone{msPromoted}},
-		{"quarantined has not rejoined", func() demoView {
-			v := promoted()
-			n := v.Nodes["db1"]
-			n.Role, n.Errant = failover.RoleQuarantined, "0-1-52"
-			v.Nodes["db1"] = n
-			return v
-		}, []milestone{msPromoted}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := demoMilestones("db1", tt.v()); !slices.Equal(got, tt.want) {
-				t.Errorf("demoMilestones = %v, want %v", got, tt.want)
-			}
-		})
-	}
-}
-
-func kv(key, value string, rev int64) *mvccpb.KeyValue {
-	return &mvccpb.KeyValue{Key: []byte(key), Value: []byte(value), ModRevision: rev}
-}
-
-// TestFoldEvent: a commit (primary written, intent deleted in one transaction) folded
-// as one revision reads as a commit.
-func TestFoldEvent(t *testing.T) {
-	k := failover.NewKeys("demo")
-	v := twoReplicas()
-	v.Intent = &failover.Intent{Kind: "failover", From: "db1", Epoch: 1}
-	evs := []*clientv3.Event{
-		{Type: clientv3.EventTypePut, Kv: kv(k.Node("db1"), `{"node":"db1","role":"fenced","verdict":"unwritable","gtid":"0-1-10"}`, 7)},
-		{Type: clientv3.EventTypePut, Kv: kv(k.Primary(), `{"node":"db2","addr":"198.18.0.12:3306","epoch":2}`, 8)},
-		{Type: clientv3.EventTypeDelete, Kv: kv(k.Intent(), "", 8)},
-		{Type: clientv3.EventTypeDelete, Kv: kv(k.Leader(), "", 9)},
-		{Type: clientv3.EventTypePut, Kv: kv(k.Leader(), "db2", 10)},
-		{Type: clientv3.EventTypePut, Kv: kv(k.History(10), `{"kind":"failover","from":"db1","to":"db2","epoch":2}`, 10)},
-		{Type: clientv3.EventTypePut, Kv: kv(k.Config(), `{"paused":true}`, 11)},
-		{Type: clientv3.EventTypeDelete, Kv: kv(k.Node("db3"), "", 12)},
-	}
-	runs := byRevision(evs)
-	if len(runs) != 6 || len(runs[1]) != 2 || len(runs[3]) != 2 {
-		t.Fatalf("byRevision made runs of %v, want 6 runs, the commit's and the promotion's of 2", func() []int {
-			var n []int
-			for _, r := range runs {
-				n = append(n, len(r))
-			}
-			return n
-		}())
-	}
-	var said []string
-	for _, run := range runs {
-		prev := v.clone()
-		for _, ev := range run {
-			foldEvent(k, &v, ev)
+	next := func(fn func(s *failover.Snapshot)) failover.Snapshot {
+		c := snap
+		c.Nodes = map[string]failover.NodeStatus{}
+		for k, n := range snap.Nodes {
+			c.Nodes[k] = n
 		}
-		said = append(said, demoChanges(prev, v)...)
+		fn(&c)
+		snap = c
+		return c
+	}
+	steps := []failover.Snapshot{
+		next(func(s *failover.Snapshot) { s.Intent = &failover.Intent{Kind: "failover", From: "db1", Epoch: 1} }),
+		next(func(s *failover.Snapshot) {
+			s.Nodes["db1"] = failover.NodeStatus{Node: "db1", Role: failover.RoleFenced, Verdict: "unwritable", GTID: "0-1-10", ReadOnly: true}
+		}),
+		next(func(s *failover.Snapshot) {
+			s.Primary, s.Intent = failover.Primary{Node: "db2", Addr: "198.18.0.12:3306", Epoch: 2}, nil
+		}),
+		next(func(s *failover.Snapshot) { s.Leader = "" }),
+		next(func(s *failover.Snapshot) { s.Leader = "db2" }),
+		next(func(s *failover.Snapshot) {
+			s.LastEvent = &failover.Event{Kind: "failover", From: "db1", To: "db2", Epoch: 2}
+		}),
+		next(func(s *failover.Snapshot) { delete(s.Nodes, "db3") }),
+	}
+	v := base
+	var said []string
+	for _, s := range steps {
+		cur := viewOf(s, v.VIP)
+		said = append(said, demoChanges(v, cur)...)
+		v = cur
 	}
 	want := []string{
+		"coordinator db2 decided: failover away from db1 (epoch 1)",
 		"db1 verdict unwritable",
+		"db1 is read_only",
 		"db1 fenced",
 		"commit: db2 is the primary of record (epoch 2)",
 		"db1 let go of the leader key",
@@ -319,9 +251,6 @@ func TestFoldEvent(t *testing.T) {
 	}
 	if !slices.Equal(said, want) {
 		t.Errorf("narrated\n%q\nwant\n%q", said, want)
-	}
-	if v.Primary.Node != "db2" || v.Intent != nil || v.Leader != "db2" || v.LastEvent == nil || len(v.Nodes) != 2 {
-		t.Errorf("folded view = %+v", v)
 	}
 }
 

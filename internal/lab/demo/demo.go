@@ -1,34 +1,35 @@
-package main
+// Package demo is `baton-lab demo`: it brings up a sandbox with agents and a virtual
+// IP, keeps a writer writing through the VIP, fills the primary's disk and narrates
+// the failover that follows, with times from the fault, then brings the old primary
+// back as a replica and tears everything down. It checks what it tells: a step that
+// does not happen within its limit fails the demo.
+package demo
 
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"net"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
-	"github.com/urfave/cli/v2"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
 	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/internal/lab"
 	"github.com/baton-ha/baton/internal/sandbox"
+	"github.com/baton-ha/baton/internal/status"
 )
 
 // How long each step of the demo may take before the demo says it did not happen.
@@ -51,8 +52,8 @@ const (
 	demoFreeOnlyLimit = 80 * time.Second
 )
 
-// demoSummary is what `baton demo --json` prints: one object, at the end.
-type demoSummary struct {
+// Summary is what the demo found, step by step: `baton-lab demo --json` prints it.
+type Summary struct {
 	OK         bool   `json:"ok"`
 	Error      string `json:"error,omitempty"`
 	Cluster    string `json:"cluster"`
@@ -60,10 +61,10 @@ type demoSummary struct {
 	NewPrimary string `json:"new_primary"`
 	// Times from the fault (the disk filled) to what followed; -1 when it did not
 	// happen.
-	DetectMS        int64 `json:"detect_ms"`         // the old primary's verdict is unwritable
-	DecideMS        int64 `json:"decide_ms"`         // the coordinator announced the failover
-	FailoverMS      int64 `json:"failover_ms"`       // the new primary holds the leader key
-	VIPMS           int64 `json:"vip_ms"`            // the virtual IP is on the new primary
+	DetectMS        int64 `json:"detect_ms"`         // failover.MilestoneDetected
+	DecideMS        int64 `json:"decide_ms"`         // failover.MilestoneDecided
+	FailoverMS      int64 `json:"failover_ms"`       // failover.MilestonePromoted
+	VIPMS           int64 `json:"vip_ms"`            // the virtual IP on the new primary's interface, no other
 	WritesResumedMS int64 `json:"writes_resumed_ms"` // the first write acknowledged by the new primary
 	MaxWriteGapMS   int64 `json:"max_write_gap_ms"`  // longest time between two acknowledged writes
 	AckedWrites     int   `json:"acked_writes"`
@@ -78,17 +79,17 @@ type demoSummary struct {
 	// QuarantinedAfterFailover: the fenced old primary was quarantined, with errant
 	// GTIDs Errant (numbered for writes that never reached its binlog), before it was
 	// brought back.
-	QuarantinedAfterFailover bool           `json:"quarantined_after_failover"`
-	Errant                   string         `json:"errant,omitempty"`
-	Steps                    []demoStep     `json:"steps"`
-	FailoverSteps            []demoFlowStep `json:"failover_steps"`
-	FailoverReason           string         `json:"failover_reason,omitempty"`
-	Timeline                 []demoLine     `json:"timeline"`
-	TotalS                   float64        `json:"total_s"`
+	QuarantinedAfterFailover bool       `json:"quarantined_after_failover"`
+	Errant                   string     `json:"errant,omitempty"`
+	Steps                    []Step     `json:"steps"`
+	FailoverSteps            []FlowStep `json:"failover_steps"`
+	FailoverReason           string     `json:"failover_reason,omitempty"`
+	Timeline                 []Line     `json:"timeline"`
+	TotalS                   float64    `json:"total_s"`
 }
 
-// demoStep is one step of the demo, and whether it happened.
-type demoStep struct {
+// Step is one step of the demo, and whether it happened.
+type Step struct {
 	Name   string  `json:"name"`
 	OK     bool    `json:"ok"`
 	TookS  float64 `json:"took_s"`
@@ -96,111 +97,118 @@ type demoStep struct {
 	Error  string  `json:"error,omitempty"`
 }
 
-// demoFlowStep is one step of the failover as the coordinator recorded it.
-type demoFlowStep struct {
+// FlowStep is one step of the failover as the coordinator recorded it.
+type FlowStep struct {
 	Name   string `json:"name"`
 	TookMS int64  `json:"took_ms"`
 	Note   string `json:"note,omitempty"`
 	Error  string `json:"error,omitempty"`
 }
 
-// demoLine is one narrated event, at its time from the fault.
-type demoLine struct {
+// Line is one narrated event, at its time from the fault.
+type Line struct {
 	AtMS int64  `json:"at_ms"`
 	What string `json:"what"`
 }
 
-func demoCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "demo",
-		Usage: "fill a primary's disk on a local sandbox and watch Baton fail over, move the VIP, lose nothing, and rejoin the old primary",
-		Description: `Brings up a sandbox (3 MariaDB servers with semi-sync, etcd, a baton agent per node,
-a virtual IP), keeps a writer writing through the VIP from a client namespace, fills
-the primary's disk and narrates what happens, with times from the fault: the probe
-failing, the verdict, the coordinator's decision, the fence, the promotion, the VIP
-move, the writes resuming, the check that no acknowledged write was lost. Then it
-restarts the old primary the way an operator would after freeing space, watches it
-rejoin as a replica, and tears everything down. Needs root; takes about a minute.
+// Rejoin is how the demo brings the old primary back.
+type Rejoin int
 
-Exits 0 only if every step happened within its time limit.
+const (
+	// RejoinRestart kills the old primary while its disk is full, frees the disk and
+	// starts it: what an operator does.
+	RejoinRestart Rejoin = iota + 1
+	// RejoinFreeDisk frees the disk and nothing else.
+	RejoinFreeDisk
+)
 
-Examples:
-   baton demo
-   baton demo --json
-   baton demo --keep      # leave the cluster up to explore`,
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "name", Value: "demo", Usage: "sandbox name (1-12 of a-z, 0-9, -); a running sandbox of that name is taken down first"},
-			&cli.BoolFlag{Name: "json", Usage: "print one JSON summary on stdout (the narration goes to stderr)"},
-			&cli.BoolFlag{Name: "keep", Usage: "leave the cluster up at the end, and say how to explore it"},
-			&cli.StringFlag{Name: "rejoin", Value: "restart", Hidden: true,
-				Usage: "how the old primary comes back: restart (kill, free the disk, start) or free-disk (free the disk only)"},
-			&cli.StringFlag{Name: "root", Usage: "directory holding sandboxes' state", Value: sandbox.DefaultRoot, Hidden: true},
-		},
-		Action: func(cctx *cli.Context) error {
-			rejoin := cctx.String("rejoin")
-			if rejoin != "restart" && rejoin != "free-disk" {
-				return cli.Exit(fmt.Sprintf("rejoin: %q is not a way to rejoin, use restart or free-disk", rejoin), exitBadInput)
-			}
-			if err := sandbox.Requirements(); err != nil {
-				return cli.Exit("demo: "+err.Error(), exitBadInput)
-			}
-			bin, err := os.Executable()
-			if err != nil {
-				return cli.Exit(fmt.Sprintf("find own executable: %v", err), exitBadInput)
-			}
-			ctx, stop := signal.NotifyContext(cctx.Context, syscall.SIGINT, syscall.SIGTERM)
-			defer stop()
-			// The fence kills the writer's connections on purpose; the driver would
-			// print each broken one.
-			_ = mysql.SetLogger(log.New(io.Discard, "", 0))
-			out := io.Writer(os.Stdout)
-			if cctx.Bool("json") {
-				out = os.Stderr
-			}
-			d := &demo{
-				name: cctx.String("name"), root: cctx.String("root"), binary: bin, keep: cctx.Bool("keep"), rejoin: rejoin,
-				log: demoLogger(), narr: &demoNarrator{w: out}, color: !cctx.Bool("json") && isTTY(os.Stdout),
-			}
-			sum := d.run(ctx)
-			if cctx.Bool("json") {
-				enc := json.NewEncoder(os.Stdout)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(sum); err != nil {
-					return err
-				}
-			}
-			if !sum.OK {
-				return cli.Exit("demo: "+sum.Error, exitRefused)
-			}
-			return nil
-		},
+func (r Rejoin) String() string {
+	switch r {
+	case RejoinRestart:
+		return "restart"
+	case RejoinFreeDisk:
+		return "free-disk"
 	}
+	return "unknown"
 }
 
-// demoLogger logs the sandbox's warnings and errors to stderr; its progress is the
-// demo's to tell.
-func demoLogger() *zap.Logger { return stderrLogger(zap.WarnLevel) }
+// ParseRejoin reads a Rejoin by its String.
+func ParseRejoin(s string) (Rejoin, error) {
+	for _, r := range []Rejoin{RejoinRestart, RejoinFreeDisk} {
+		if r.String() == s {
+			return r, nil
+		}
+	}
+	return 0, fmt.Errorf("rejoin: %q is not a way to rejoin, use restart or free-disk", s)
+}
 
-// demo is one run of `baton demo`.
+// Config is one run of the demo.
+type Config struct {
+	Name string // sandbox name; a running sandbox of that name is taken down first
+	Root string // directory of sandboxes' state; "" is sandbox.DefaultRoot
+	Bin  lab.Binaries
+	// Keep leaves the cluster up at the end, and says how to explore it.
+	Keep   bool
+	Rejoin Rejoin
+	// Out receives the narration; Color paints the status tables.
+	Out   io.Writer
+	Color bool
+	Log   *zap.Logger // the sandbox's warnings and errors
+}
+
+func (c Config) validate() error {
+	switch {
+	case c.Name == "":
+		return errors.New("name: a sandbox name is required")
+	case c.Bin.Baton == "" || c.Bin.Lab == "":
+		return errors.New("bin: both the baton and the baton-lab executables are required")
+	case c.Rejoin != RejoinRestart && c.Rejoin != RejoinFreeDisk:
+		return fmt.Errorf("rejoin: %d is not a way to rejoin", c.Rejoin)
+	case c.Out == nil:
+		return errors.New("out: a writer for the narration is required")
+	case c.Log == nil:
+		return errors.New("log: a logger is required")
+	}
+	return nil
+}
+
+// Run carries out the demo and returns its summary; OK says whether every step
+// happened within its limit. It always tears down what it brought up, unless asked to
+// keep it. It needs root.
+func Run(ctx context.Context, cfg Config) Summary {
+	if err := cfg.validate(); err != nil {
+		return Summary{Error: err.Error(), Cluster: cfg.Name}
+	}
+	root := cfg.Root
+	if root == "" {
+		root = sandbox.DefaultRoot
+	}
+	d := &demo{name: cfg.Name, root: root, bin: cfg.Bin, keep: cfg.Keep, rejoin: cfg.Rejoin, log: cfg.Log,
+		narr: &demoNarrator{w: cfg.Out}, color: cfg.Color}
+	return d.run(ctx)
+}
+
+// demo is one run of the demo.
 type demo struct {
-	name, root, binary string
-	keep               bool
-	rejoin             string
-	log                *zap.Logger
-	narr               *demoNarrator
-	color              bool
+	name, root string
+	bin        lab.Binaries
+	keep       bool
+	rejoin     Rejoin
+	log        *zap.Logger
+	narr       *demoNarrator
+	color      bool
 
 	c     *sandbox.Cluster
 	cli   *clientv3.Client
 	store *failover.Store
-	sum   demoSummary
+	sum   Summary
 }
 
 // step runs one step of the demo and records it.
 func (d *demo) step(name string, fn func() (string, error)) error {
 	start := time.Now()
 	detail, err := fn()
-	st := demoStep{Name: name, OK: err == nil, TookS: round3(time.Since(start).Seconds()), Detail: detail}
+	st := Step{Name: name, OK: err == nil, TookS: round3(time.Since(start).Seconds()), Detail: detail}
 	if err != nil {
 		st.Error = err.Error()
 	}
@@ -210,10 +218,10 @@ func (d *demo) step(name string, fn func() (string, error)) error {
 
 // run carries out the demo and returns its summary; it always tears down what it
 // brought up, unless asked to keep it.
-func (d *demo) run(ctx context.Context) demoSummary {
+func (d *demo) run(ctx context.Context) Summary {
 	start := time.Now()
-	d.sum = demoSummary{Cluster: d.name, DetectMS: -1, DecideMS: -1, FailoverMS: -1, VIPMS: -1, WritesResumedMS: -1,
-		RejoinMS: -1, LostWrites: -1, Rejoin: d.rejoin}
+	d.sum = Summary{Cluster: d.name, DetectMS: -1, DecideMS: -1, FailoverMS: -1, VIPMS: -1, WritesResumedMS: -1,
+		RejoinMS: -1, LostWrites: -1, Rejoin: d.rejoin.String()}
 	err := d.scenario(ctx)
 	if d.cli != nil {
 		d.cli.Close()
@@ -305,7 +313,7 @@ func (d *demo) up(ctx context.Context) error {
 		defer cancel()
 		start := time.Now()
 		c, err := sandbox.Up(uctx, sandbox.Spec{Name: d.name, Nodes: 3, SemiSync: true, WithAgents: true, VIP: true,
-			Binary: d.binary, Root: d.root}, d.log)
+			Binary: d.bin.Baton, LabBinary: d.bin.Lab, Root: d.root}, d.log)
 		if err != nil {
 			return "", fmt.Errorf("bring up sandbox %s: %v", d.name, err)
 		}
@@ -330,7 +338,7 @@ func (d *demo) steady(ctx context.Context, w *sandbox.Writer, mon *sandbox.Split
 	var primary string
 	err := d.step("settled", func() (string, error) {
 		var snap failover.Snapshot
-		err := until(ctx, demoReadyLimit, func() bool {
+		err := lab.Until(ctx, demoReadyLimit, func() bool {
 			var err error
 			if snap, err = d.store.Load(ctx); err != nil || snap.Primary.Node == "" || snap.Leader != snap.Primary.Node {
 				return false
@@ -359,7 +367,7 @@ func (d *demo) steady(ctx context.Context, w *sandbox.Writer, mon *sandbox.Split
 	err = d.step("writes", func() (string, error) {
 		w.Start(ctx)
 		mon.Start(ctx)
-		if err := until(ctx, demoWritesLimit, func() bool { return len(w.Acks()) >= 20 }); err != nil {
+		if err := lab.Until(ctx, demoWritesLimit, func() bool { return len(w.Acks()) >= 20 }); err != nil {
 			n, last := w.Failures()
 			return "", fmt.Errorf("the writer got no 20 writes acknowledged through the VIP within %s (%d failed, last: %s)", demoWritesLimit, n, last)
 		}
@@ -386,7 +394,7 @@ func (d *demo) failover(ctx context.Context, w *sandbox.Writer, old string) (*de
 	}
 	d.narr.section(fmt.Sprintf("3. Fill the disk of %s, the primary, and watch", old))
 	d.narr.say("%s stays up: SELECT 1 answers, connections succeed. Only writes hang. Times are from the fault.", old)
-	obs, err := newDemoObserver(d.c, d.store, w, old, uint32(oldNode.ServerID), d.narr)
+	obs, err := newDemoObserver(d.c, d.store, w, uint32(oldNode.ServerID), d.narr)
 	if err != nil {
 		return nil, fmt.Errorf("watch the cluster: %w", err)
 	}
@@ -409,7 +417,7 @@ func (d *demo) failover(ctx context.Context, w *sandbox.Writer, old string) (*de
 	d.narr.say("disk of %s full: every binlogged write on it now waits for space (MariaDB retries every 60 s)", old)
 
 	err = d.step("failover", func() (string, error) {
-		if err := obs.wait(ctx, demoFailoverLimit, msPromoted); err != nil {
+		if err := obs.wait(ctx, demoFailoverLimit, obs.reached(failover.MilestonePromoted)); err != nil {
 			return "", fmt.Errorf("no failover within %s of the full disk: %s", demoFailoverLimit, obs.describe())
 		}
 		return obs.snapshot().Primary.Node, nil
@@ -419,7 +427,7 @@ func (d *demo) failover(ctx context.Context, w *sandbox.Writer, old string) (*de
 	}
 	d.sum.NewPrimary = obs.snapshot().Primary.Node
 	if err := d.step("vip_moved", func() (string, error) {
-		if err := obs.wait(ctx, demoVIPLimit, msVIP); err != nil {
+		if err := obs.wait(ctx, demoVIPLimit, obs.vipMoved); err != nil {
 			return "", fmt.Errorf("the VIP is not on %s within %s of its promotion (held by: %v)", d.sum.NewPrimary, demoVIPLimit, obs.snapshot().VIP)
 		}
 		return "", nil
@@ -427,7 +435,7 @@ func (d *demo) failover(ctx context.Context, w *sandbox.Writer, old string) (*de
 		return obs, err
 	}
 	if err := d.step("writes_resumed", func() (string, error) {
-		if err := obs.wait(ctx, demoResumeLimit, msResumed); err != nil {
+		if err := obs.wait(ctx, demoResumeLimit, obs.writesResumed); err != nil {
 			n, last := w.Failures()
 			return "", fmt.Errorf("no write acknowledged by %s through the VIP within %s of its promotion (%d writes failed, last: %s)",
 				d.sum.NewPrimary, demoResumeLimit, n, last)
@@ -437,7 +445,7 @@ func (d *demo) failover(ctx context.Context, w *sandbox.Writer, old string) (*de
 		return obs, err
 	}
 	if err := d.step("history", func() (string, error) {
-		if err := obs.wait(ctx, demoHistoryLimit, msHistory); err != nil {
+		if err := obs.wait(ctx, demoHistoryLimit, obs.reached(failover.MilestoneRecorded)); err != nil {
 			return "", fmt.Errorf("no failover event in the history within %s", demoHistoryLimit)
 		}
 		return "", nil
@@ -447,19 +455,19 @@ func (d *demo) failover(ctx context.Context, w *sandbox.Writer, old string) (*de
 	err = d.step("detected", func() (string, error) {
 		// Seen on the way: a verdict that lasted less than the agent's publishing
 		// would be missed, which is a finding too.
-		if _, ok := obs.at(msUnwritable); !ok {
-			return "", fmt.Errorf("the failover happened, but %s's agent never published an unwritable verdict", old)
+		if _, ok := obs.at(failover.MilestoneDetected); !ok {
+			return "", fmt.Errorf("the failover happened, but etcd never showed %s failed", old)
 		}
-		if _, ok := obs.at(msIntent); !ok {
-			return "", errors.New("the failover happened, but no coordinator intent was seen")
+		if _, ok := obs.at(failover.MilestoneDecided); !ok {
+			return "", errors.New("the failover happened, but no coordinator decision was seen")
 		}
 		return "", nil
 	})
-	d.sum.DetectMS = obs.ms(msUnwritable)
-	d.sum.DecideMS = obs.ms(msIntent)
-	d.sum.FailoverMS = obs.ms(msPromoted)
-	d.sum.VIPMS = obs.ms(msVIP)
-	d.sum.WritesResumedMS = obs.ms(msResumed)
+	d.sum.DetectMS = obs.ms(obs.at(failover.MilestoneDetected))
+	d.sum.DecideMS = obs.ms(obs.at(failover.MilestoneDecided))
+	d.sum.FailoverMS = obs.ms(obs.at(failover.MilestonePromoted))
+	d.sum.VIPMS = obs.ms(obs.vipMovedAt())
+	d.sum.WritesResumedMS = obs.ms(obs.resumedAt())
 	if err != nil {
 		return obs, err
 	}
@@ -498,7 +506,7 @@ func (d *demo) afterFailover(ctx context.Context, obs *demoObserver) error {
 	fmt.Fprintf(&b, "history: %s %s -> %s, epoch %d, %s in all, decided %s: %s\n", ev.Kind, ev.From, ev.To, ev.Epoch,
 		ev.Took.Round(time.Millisecond), d.narr.rel(ev.Started), ev.Reason)
 	for _, s := range ev.Steps {
-		d.sum.FailoverSteps = append(d.sum.FailoverSteps, demoFlowStep{Name: s.Name, TookMS: s.Took.Milliseconds(), Note: s.Note, Error: s.Error})
+		d.sum.FailoverSteps = append(d.sum.FailoverSteps, FlowStep{Name: s.Name, TookMS: s.Took.Milliseconds(), Note: s.Note, Error: s.Error})
 		line := fmt.Sprintf("  %-18s %8s", s.Name, s.Took.Round(time.Millisecond))
 		if s.Note != "" {
 			line += "  " + s.Note
@@ -541,13 +549,13 @@ func (d *demo) rejoinOld(ctx context.Context, obs *demoObserver) error {
 		d.narr.say("%s is fenced and quarantined: its agent found errant GTIDs %s, transactions %s never got.", old, st.Errant, d.sum.NewPrimary)
 		d.explainErrant(ctx, oldNode)
 	} else {
-		d.narr.say("%s is %s (read_only, no VIP, no leader key).", old, orDash(string(st.Role)))
+		d.narr.say("%s is %s (read_only, no VIP, no leader key).", old, status.OrDash(string(st.Role)))
 	}
 	logFrom := fileSize(oldNode.ErrorLog)
 	start := time.Now()
 	limit := demoRejoinLimit
 	switch d.rejoin {
-	case "restart":
+	case RejoinRestart:
 		d.narr.say("What an operator does: restart the server hard and free space. After a crash MariaDB rebuilds its GTID")
 		d.narr.say("state from the binlog on disk, so the numbers of writes that never reached it are gone, and nothing")
 		d.narr.say("acknowledged is lost: every acknowledged write is on %s. (A clean shutdown would save the inflated", d.sum.NewPrimary)
@@ -569,7 +577,7 @@ func (d *demo) rejoinOld(ctx context.Context, obs *demoObserver) error {
 			}
 			return "", nil
 		})
-	case "free-disk":
+	case RejoinFreeDisk:
 		limit = demoFreeOnlyLimit
 		d.narr.say("Freeing the disk of %s and nothing else; MariaDB retries what waited for space within 60 s.", old)
 		err = d.step("free_disk", func() (string, error) {
@@ -584,7 +592,7 @@ func (d *demo) rejoinOld(ctx context.Context, obs *demoObserver) error {
 		return err
 	}
 	err = d.step("rejoined", func() (string, error) {
-		werr := obs.wait(ctx, limit, msRejoined)
+		werr := obs.wait(ctx, limit, obs.reached(failover.MilestoneRejoined))
 		for _, line := range recoveryLines(oldNode.ErrorLog, logFrom) {
 			d.narr.say("%s's error log: %s", old, line)
 		}
@@ -596,10 +604,10 @@ func (d *demo) rejoinOld(ctx context.Context, obs *demoObserver) error {
 					"never had, and Baton does not discard transactions by itself", old, limit, st.Errant, d.sum.NewPrimary)
 			}
 			return "", fmt.Errorf("%s did not rejoin as a replica within %s (role %s, verdict %s, IO thread %s, SQL thread %s %s)",
-				old, limit, orDash(string(st.Role)), orDash(st.Verdict), threadState(st.IORunning), threadState(st.SQLRunning), st.ReplError)
+				old, limit, status.OrDash(string(st.Role)), status.OrDash(st.Verdict), threadState(st.IORunning), threadState(st.SQLRunning), st.ReplError)
 		}
 		d.sum.Rejoined = true
-		at, _ := obs.at(msRejoined)
+		at, _ := obs.at(failover.MilestoneRejoined)
 		d.sum.RejoinMS = at.Sub(start).Milliseconds()
 		return fmt.Sprintf("replica of %s %.1fs after the restart began", d.sum.NewPrimary, float64(d.sum.RejoinMS)/1000), nil
 	})
@@ -618,7 +626,7 @@ func (d *demo) rejoinOld(ctx context.Context, obs *demoObserver) error {
 			}
 			return true
 		}
-		if err := until(ctx, demoHealthyLimit, healthy); err != nil {
+		if err := lab.Until(ctx, demoHealthyLimit, healthy); err != nil {
 			return "", fmt.Errorf("not every node is healthy %s after %s rejoined: %s", demoHealthyLimit, old, obs.describe())
 		}
 		return "", nil
@@ -658,7 +666,7 @@ func (d *demo) finish(ctx context.Context, w *sandbox.Writer, mon *sandbox.Split
 			return "", fmt.Errorf("%d of %d acknowledged writes are not on %s: %v", len(lost), acked, d.sum.NewPrimary, firstN(lost, 10))
 		}
 		var oldLost []int64
-		werr := until(ctx, demoCatchupLimit, func() bool {
+		werr := lab.Until(ctx, demoCatchupLimit, func() bool {
 			oldLost, _, err = d.lost(ctx, w, d.sum.OldPrimary)
 			return err == nil && len(oldLost) == 0
 		})
@@ -700,7 +708,7 @@ func (d *demo) explain() {
 		root = " --root " + d.root
 	}
 	d.narr.say("baton status --etcd %s --cluster %s --watch", strings.Join(d.c.Etcd, ","), d.c.Name)
-	d.narr.say("baton sandbox status --name %s%s", d.c.Name, root)
+	d.narr.say("baton-lab sandbox status --name %s%s", d.c.Name, root)
 	primary := d.sum.NewPrimary
 	if primary == "" {
 		primary = d.sum.OldPrimary
@@ -708,19 +716,19 @@ func (d *demo) explain() {
 	if primary == "" {
 		primary = "db1"
 	}
-	d.narr.say("baton sandbox fault --name %s%s --node %s freeze-writes   (or kill, stop, cut-network, disk-full, ...)", d.c.Name, root, primary)
+	d.narr.say("baton-lab sandbox fault --name %s%s --node %s freeze-writes   (or kill, stop, cut-network, disk-full, ...)", d.c.Name, root, primary)
 	d.narr.say("agent logs: %s", filepath.Join(d.c.Dir, "*", "agent.log"))
-	d.narr.say("baton sandbox down --name %s%s", d.c.Name, root)
+	d.narr.say("baton-lab sandbox down --name %s%s", d.c.Name, root)
 }
 
 func (d *demo) showStatus(ctx context.Context) {
-	st, err := readStatus(ctx, d.store, d.c.Name)
+	st, err := status.Read(ctx, d.store, d.c.Name)
 	if err != nil {
 		d.narr.say("read the cluster's status: %v", err)
 		return
 	}
 	var b bytes.Buffer
-	printStatus(&b, st, d.color)
+	status.Print(&b, st, d.color)
 	d.narr.block(b.String())
 }
 
@@ -747,7 +755,7 @@ type demoNarrator struct {
 	mu       sync.Mutex
 	w        io.Writer
 	t0       time.Time
-	timeline []demoLine
+	timeline []Line
 }
 
 func (n *demoNarrator) startClock(t0 time.Time) {
@@ -776,7 +784,7 @@ func (n *demoNarrator) sayAt(t time.Time, format string, args ...any) {
 		return
 	}
 	d := t.Sub(n.t0)
-	n.timeline = append(n.timeline, demoLine{AtMS: d.Milliseconds(), What: msg})
+	n.timeline = append(n.timeline, Line{AtMS: d.Milliseconds(), What: msg})
 	fmt.Fprintf(n.w, "%9s %s\n", fmt.Sprintf("%+.3fs", d.Seconds()), msg)
 }
 
@@ -802,10 +810,10 @@ func (n *demoNarrator) block(s string) {
 	}
 }
 
-func (n *demoNarrator) lines() []demoLine {
+func (n *demoNarrator) lines() []Line {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return append([]demoLine(nil), n.timeline...)
+	return append([]Line(nil), n.timeline...)
 }
 
 // demoView is the cluster as the demo sees it: its keys in etcd, and which nodes have the
@@ -844,7 +852,7 @@ func demoChanges(prev, cur demoView) []string {
 		n := cur.Nodes[name]
 		p, ok := prev.Nodes[name]
 		if !ok {
-			out = append(out, fmt.Sprintf("%s's agent publishes again: role %s, verdict %s", name, orDash(string(n.Role)), orDash(n.Verdict)))
+			out = append(out, fmt.Sprintf("%s's agent publishes again: role %s, verdict %s", name, status.OrDash(string(n.Role)), status.OrDash(n.Verdict)))
 			continue
 		}
 		if n.Verdict != p.Verdict {
@@ -885,15 +893,15 @@ func demoChanges(prev, cur demoView) []string {
 				}
 				out = append(out, line)
 			case failover.RoleQuarantined:
-				out = append(out, fmt.Sprintf("%s quarantined: errant transactions %s", name, orDash(n.Errant)))
+				out = append(out, fmt.Sprintf("%s quarantined: errant transactions %s", name, status.OrDash(n.Errant)))
 			case failover.RoleReplica:
 				out = append(out, fmt.Sprintf("%s role replica", name))
 			default:
-				out = append(out, fmt.Sprintf("%s role %s", name, orDash(string(n.Role))))
+				out = append(out, fmt.Sprintf("%s role %s", name, status.OrDash(string(n.Role))))
 			}
 		}
 		if n.Role == failover.RoleReplica && (n.IORunning != p.IORunning || n.SQLRunning != p.SQLRunning || n.Source != p.Source) {
-			out = append(out, fmt.Sprintf("%s replication from %s: IO thread %s, SQL thread %s", name, orDash(n.Source),
+			out = append(out, fmt.Sprintf("%s replication from %s: IO thread %s, SQL thread %s", name, status.OrDash(n.Source),
 				threadState(n.IORunning), threadState(n.SQLRunning)))
 		}
 		if n.Errant != p.Errant && n.Errant != "" && n.Role == p.Role {
@@ -910,7 +918,7 @@ func demoChanges(prev, cur demoView) []string {
 	}
 	if cur.Intent != nil && (prev.Intent == nil || *cur.Intent != *prev.Intent) {
 		in := cur.Intent
-		line := fmt.Sprintf("coordinator %s decided: %s away from %s (epoch %d)", orDash(cur.Coordinator), in.Kind, in.From, in.Epoch)
+		line := fmt.Sprintf("coordinator %s decided: %s away from %s (epoch %d)", status.OrDash(cur.Coordinator), in.Kind, in.From, in.Epoch)
 		if in.To != "" {
 			line += ", to " + in.To
 		}
@@ -923,7 +931,7 @@ func demoChanges(prev, cur demoView) []string {
 		out = append(out, fmt.Sprintf("%s let go of the leader key", prev.Leader))
 	}
 	if cur.Primary.Node != prev.Primary.Node || cur.Primary.Epoch != prev.Primary.Epoch {
-		out = append(out, fmt.Sprintf("commit: %s is the primary of record (epoch %d)", orDash(cur.Primary.Node), cur.Primary.Epoch))
+		out = append(out, fmt.Sprintf("commit: %s is the primary of record (epoch %d)", status.OrDash(cur.Primary.Node), cur.Primary.Epoch))
 	}
 	if cur.Leader != prev.Leader && cur.Leader != "" {
 		line := fmt.Sprintf("%s holds the leader key", cur.Leader)
@@ -943,7 +951,7 @@ func demoChanges(prev, cur demoView) []string {
 		}
 	}
 	if e := cur.LastEvent; e != nil && (prev.LastEvent == nil || !e.Started.Equal(prev.LastEvent.Started) || e.Kind != prev.LastEvent.Kind) {
-		out = append(out, fmt.Sprintf("history: %s %s -> %s recorded, %s from decision to done", e.Kind, orDash(e.From), e.To, e.Took.Round(time.Millisecond)))
+		out = append(out, fmt.Sprintf("history: %s %s -> %s recorded, %s from decision to done", e.Kind, status.OrDash(e.From), e.To, e.Took.Round(time.Millisecond)))
 	}
 	return out
 }
@@ -955,54 +963,23 @@ func threadState(b bool) string {
 	return "stopped"
 }
 
-// A milestone is something the demo waits for, timed from the fault the first time it
-// holds.
-type milestone string
-
-const (
-	msUnwritable milestone = "unwritable" // the old primary's agent says it cannot write
-	msIntent     milestone = "intent"     // a coordinator announced a flow away from it
-	msPromoted   milestone = "promoted"   // another node is primary of record and holds the leader key
-	msVIP        milestone = "vip"        // the VIP is on the new primary only
-	msResumed    milestone = "resumed"    // a write through the VIP was acknowledged by another server
-	msHistory    milestone = "history"    // the failover is in the history
-	msRejoined   milestone = "rejoined"   // the old primary replicates from the new one, both threads running
-)
-
-// milestones lists what holds in v, for the old primary old.
-func demoMilestones(old string, v demoView) []milestone {
-	var out []milestone
-	if n, ok := v.Nodes[old]; ok && n.Verdict == "unwritable" {
-		out = append(out, msUnwritable)
-	}
-	if v.Intent != nil && v.Intent.From == old {
-		out = append(out, msIntent)
-	}
-	promoted := v.Primary.Node != "" && v.Primary.Node != old && v.Leader == v.Primary.Node
-	if promoted {
-		out = append(out, msPromoted)
-		if len(v.VIP) == 1 && v.VIP[0] == v.Primary.Node {
-			out = append(out, msVIP)
-		}
-		if e := v.LastEvent; e != nil && e.From == old && e.To == v.Primary.Node {
-			out = append(out, msHistory)
-		}
-		if n, ok := v.Nodes[old]; ok && n.Role == failover.RoleReplica && n.IORunning && n.SQLRunning &&
-			n.Source == v.Primary.Addr && n.ReadOnly {
-			out = append(out, msRejoined)
-		}
-	}
-	return out
+// viewOf is the demo's view of a snapshot of the cluster, with the VIP's holders as
+// the interfaces show them.
+func viewOf(snap failover.Snapshot, vip []string) demoView {
+	return demoView{Primary: snap.Primary, Leader: snap.Leader, Coordinator: snap.Coordinator, Intent: snap.Intent,
+		Nodes: snap.Nodes, VIP: vip, LastEvent: snap.LastEvent}
 }
 
-// demoObserver watches the cluster from just before the fault: etcd by a watch on the
-// cluster's prefix (every change, in order, none missed between polls), the VIP and
-// the writer every 50 ms. It narrates each change and times the milestones.
+// demoObserver watches the cluster from just before the fault: etcd through the
+// store's watch (every change, in order), the VIP on the interfaces and the writer
+// every 50 ms. It narrates each change and times the failover's milestones, as
+// failover defines them, and what only the demo sees: the VIP moved on the
+// interfaces, the writes resumed.
 type demoObserver struct {
 	c         *sandbox.Cluster
 	store     *failover.Store
 	w         *sandbox.Writer
-	old       string
+	old       failover.Primary
 	oldServer uint32
 	narr      *demoNarrator
 	vip       *vipWatch
@@ -1010,7 +987,9 @@ type demoObserver struct {
 	mu       sync.Mutex
 	cur      demoView
 	fault    time.Time
-	reached  map[milestone]time.Time
+	tl       *failover.FailoverTimeline // nil before the fault
+	vipAt    time.Time                  // the VIP on the new primary's interface only
+	resumed  time.Time                  // a write through the VIP acknowledged by another server
 	failures int
 	// toldFailure: the first failed write after the fault has been narrated.
 	toldFailure bool
@@ -1018,28 +997,66 @@ type demoObserver struct {
 	done        chan struct{}
 }
 
-func newDemoObserver(c *sandbox.Cluster, store *failover.Store, w *sandbox.Writer, old string, oldServer uint32, narr *demoNarrator) (*demoObserver, error) {
+func newDemoObserver(c *sandbox.Cluster, store *failover.Store, w *sandbox.Writer, oldServer uint32, narr *demoNarrator) (*demoObserver, error) {
 	vw, err := newVIPWatch(c)
 	if err != nil {
 		return nil, err
 	}
-	return &demoObserver{c: c, store: store, w: w, old: old, oldServer: oldServer, narr: narr, vip: vw, reached: map[milestone]time.Time{}}, nil
+	return &demoObserver{c: c, store: store, w: w, oldServer: oldServer, narr: narr, vip: vw}, nil
 }
 
-// start reads the cluster once, as the baseline nothing is narrated about, and
-// starts watching.
+// start watches the cluster; the state as it is when the watch begins is the
+// baseline, which nothing is narrated about. It returns once it has the baseline.
 func (o *demoObserver) start(ctx context.Context) error {
-	v, rev, err := o.load(ctx)
-	if err != nil {
-		return err
-	}
-	o.mu.Lock()
-	o.cur = v
-	o.mu.Unlock()
 	ctx, o.cancel = context.WithCancel(ctx)
 	o.done = make(chan struct{})
-	go o.loop(ctx, rev)
-	return nil
+	baseline := make(chan struct{})
+	var watchErr error
+	go func() {
+		defer close(o.done)
+		polled := make(chan struct{})
+		ready := false
+		watchErr = o.store.Watch(ctx, func(snap failover.Snapshot) error {
+			if ready {
+				o.update(snap, time.Now())
+				return nil
+			}
+			o.mu.Lock()
+			o.old = snap.Primary
+			o.cur = viewOf(snap, o.vip.holders())
+			o.mu.Unlock()
+			ready = true
+			close(baseline)
+			go o.pollEvery(ctx, 50*time.Millisecond, polled)
+			return nil
+		})
+		if ready {
+			<-polled
+		}
+	}()
+	select {
+	case <-baseline:
+		return nil
+	case <-o.done:
+		return fmt.Errorf("watch the cluster's state: %w", watchErr)
+	case <-time.After(10 * time.Second):
+		return errors.New("watch the cluster's state: no state read within 10s")
+	}
+}
+
+// pollEvery polls until ctx ends, then closes done.
+func (o *demoObserver) pollEvery(ctx context.Context, every time.Duration, done chan<- struct{}) {
+	defer close(done)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			o.poll()
+		}
+	}
 }
 
 func (o *demoObserver) stop() {
@@ -1050,158 +1067,35 @@ func (o *demoObserver) stop() {
 	o.vip.close()
 }
 
+// setFault starts the clock: changes from now on are narrated and timed.
 func (o *demoObserver) setFault(t time.Time) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.fault = t
+	o.tl = failover.NewFailoverTimeline(o.old, t)
 	o.failures, _ = o.w.Failures()
-}
-
-func (o *demoObserver) load(ctx context.Context) (demoView, int64, error) {
-	snap, err := o.store.Load(ctx)
-	if err != nil {
-		return demoView{}, 0, err
-	}
-	v := demoView{Primary: snap.Primary, Leader: snap.Leader, Coordinator: snap.Coordinator, Intent: snap.Intent, Nodes: snap.Nodes}
-	if hist, err := o.store.History(ctx, 1); err == nil && len(hist) == 1 {
-		v.LastEvent = &hist[0]
-	}
-	v.VIP = o.vip.holders()
-	return v, snap.Rev, nil
-}
-
-func (o *demoObserver) loop(ctx context.Context, rev int64) {
-	defer close(o.done)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for ctx.Err() == nil {
-		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-		wch := o.store.Client().Watch(wctx, o.store.Keys.Prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
-		broken := false
-		for !broken {
-			select {
-			case <-ctx.Done():
-				cancel()
-				return
-			case resp, ok := <-wch:
-				if !ok || resp.Err() != nil || resp.Canceled {
-					broken = true
-					break
-				}
-				for _, evs := range byRevision(resp.Events) {
-					o.applyRevision(ctx, evs)
-				}
-				rev = resp.Header.Revision
-			case <-tick.C:
-				o.poll()
-			}
-		}
-		cancel()
-		// The watch ended (etcd restarted, compaction): read the state afresh and
-		// narrate what changed meanwhile.
-		for ctx.Err() == nil {
-			v, r, err := o.load(ctx)
-			if err == nil {
-				o.update(func(cur *demoView) { *cur = v })
-				rev = r
-				break
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-	}
-}
-
-// applyRevision folds the events of one etcd revision into the view at once: a
-// transaction (the commit writes the primary and deletes the intent) is one change.
-func (o *demoObserver) applyRevision(ctx context.Context, evs []*clientv3.Event) {
-	k := o.store.Keys
-	coordinator, readCoordinator := "", false
-	for _, ev := range evs {
-		if strings.HasPrefix(string(ev.Kv.Key), k.Coordinator()+"/") {
-			// Who leads is the oldest election key: read it rather than track them all.
-			if snap, err := o.store.Load(ctx); err == nil {
-				coordinator, readCoordinator = snap.Coordinator, true
-			}
-			break
-		}
-	}
-	o.update(func(v *demoView) {
-		for _, ev := range evs {
-			foldEvent(k, v, ev)
-		}
-		if readCoordinator {
-			v.Coordinator = coordinator
-		}
-	})
-}
-
-// foldEvent applies one etcd event of the cluster's prefix to the view. Keys the demo
-// does not show (config, request, the election) are left alone.
-func foldEvent(k failover.Keys, v *demoView, ev *clientv3.Event) {
-	key := string(ev.Kv.Key)
-	put := ev.Type == clientv3.EventTypePut
-	switch {
-	case key == k.Primary():
-		v.Primary = failover.Primary{}
-		if put {
-			_ = json.Unmarshal(ev.Kv.Value, &v.Primary)
-		}
-	case key == k.Leader():
-		v.Leader = ""
-		if put {
-			v.Leader = string(ev.Kv.Value)
-		}
-	case key == k.Intent():
-		v.Intent = nil
-		if put {
-			var in failover.Intent
-			if json.Unmarshal(ev.Kv.Value, &in) == nil {
-				v.Intent = &in
-			}
-		}
-	case strings.HasPrefix(key, k.NodesPrefix()):
-		if v.Nodes == nil {
-			v.Nodes = map[string]failover.NodeStatus{}
-		}
-		name := k.NodeName(key)
-		var n failover.NodeStatus
-		if !put {
-			delete(v.Nodes, name)
-		} else if json.Unmarshal(ev.Kv.Value, &n) == nil {
-			v.Nodes[name] = n
-		}
-	case strings.HasPrefix(key, k.HistoryPrefix()) && put:
-		var e failover.Event
-		if json.Unmarshal(ev.Kv.Value, &e) == nil {
-			v.LastEvent = &e
-		}
-	}
-}
-
-// byRevision splits a watch response's events into runs of the same revision.
-func byRevision(evs []*clientv3.Event) [][]*clientv3.Event {
-	var out [][]*clientv3.Event
-	for i := 0; i < len(evs); {
-		j := i + 1
-		for j < len(evs) && evs[j].Kv.ModRevision == evs[i].Kv.ModRevision {
-			j++
-		}
-		out = append(out, evs[i:j])
-		i = j
-	}
-	return out
 }
 
 // poll looks at what etcd does not carry: the VIP on the interfaces, and the writer.
 func (o *demoObserver) poll() {
 	holders := o.vip.holders()
-	o.update(func(v *demoView) { v.VIP = holders })
+	now := time.Now()
 	o.mu.Lock()
-	fault, seen := o.fault, o.failures
-	_, resumed := o.reached[msResumed]
+	prev := o.cur.clone()
+	o.cur.VIP = holders
+	cur := o.cur.clone()
+	fault, seen, resumed := o.fault, o.failures, !o.resumed.IsZero()
+	if !fault.IsZero() && o.vipAt.IsZero() && cur.Primary.Node != o.old.Node && len(holders) == 1 && holders[0] == cur.Primary.Node {
+		o.vipAt = now
+	}
 	o.mu.Unlock()
 	if fault.IsZero() {
 		return
+	}
+	if strings.Join(prev.VIP, ",") != strings.Join(cur.VIP, ",") {
+		for _, line := range demoChanges(prev, cur) {
+			o.narr.sayAt(now, "%s", line)
+		}
 	}
 	if n, last := o.w.Failures(); n > seen && !resumed {
 		o.mu.Lock()
@@ -1212,38 +1106,46 @@ func (o *demoObserver) poll() {
 			o.narr.sayAt(time.Now(), "a write through the VIP failed: %s (the writer tries again)", shorten(last, 100))
 		}
 	}
-	if !resumed {
-		if ack, ok := o.w.FirstAckAfter(fault, o.oldServer); ok {
-			name := fmt.Sprint(ack.ServerID)
-			for _, n := range o.c.Nodes {
-				if uint32(n.ServerID) == ack.ServerID {
-					name = n.Name
-				}
-			}
-			o.mark(msResumed, ack.At)
-			var before time.Time
-			for _, a := range o.w.Acks() {
-				if a.ServerID == o.oldServer {
-					before = a.At
-				}
-			}
-			gap := ""
-			if !before.IsZero() {
-				gap = fmt.Sprintf("; the last one on %s was acknowledged at %s", o.old, o.narr.rel(before))
-			}
-			o.narr.sayAt(ack.At, "writes resumed on %s through the VIP (first acknowledged write, #%d)%s", name, ack.Seq, gap)
+	if resumed {
+		return
+	}
+	ack, ok := o.w.FirstAckAfter(fault, o.oldServer)
+	if !ok {
+		return
+	}
+	name := fmt.Sprint(ack.ServerID)
+	for _, n := range o.c.Nodes {
+		if uint32(n.ServerID) == ack.ServerID {
+			name = n.Name
 		}
 	}
+	o.mu.Lock()
+	o.resumed = ack.At
+	o.mu.Unlock()
+	var before time.Time
+	for _, a := range o.w.Acks() {
+		if a.ServerID == o.oldServer {
+			before = a.At
+		}
+	}
+	gap := ""
+	if !before.IsZero() {
+		gap = fmt.Sprintf("; the last one on %s was acknowledged at %s", o.old.Node, o.narr.rel(before))
+	}
+	o.narr.sayAt(ack.At, "writes resumed on %s through the VIP (first acknowledged write, #%d)%s", name, ack.Seq, gap)
 }
 
-// update changes the view, narrates the change and times the milestones.
-func (o *demoObserver) update(fn func(*demoView)) {
-	now := time.Now()
+// update takes a new state of the cluster from etcd, narrates the change and times
+// the milestones.
+func (o *demoObserver) update(snap failover.Snapshot, now time.Time) {
 	o.mu.Lock()
 	prev := o.cur.clone()
-	fn(&o.cur)
+	o.cur = viewOf(snap, prev.VIP)
 	cur := o.cur.clone()
 	fault := o.fault
+	if o.tl != nil {
+		o.tl.Observe(snap, now)
+	}
 	o.mu.Unlock()
 	if fault.IsZero() {
 		return
@@ -1251,39 +1153,54 @@ func (o *demoObserver) update(fn func(*demoView)) {
 	for _, line := range demoChanges(prev, cur) {
 		o.narr.sayAt(now, "%s", line)
 	}
-	for _, m := range demoMilestones(o.old, cur) {
-		o.mark(m, now)
-	}
 }
 
-func (o *demoObserver) mark(m milestone, at time.Time) {
+// at is when the failover's milestone m first held, and whether it has.
+func (o *demoObserver) at(m failover.Milestone) (time.Time, bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if _, ok := o.reached[m]; !ok {
-		o.reached[m] = at
+	if o.tl == nil {
+		return time.Time{}, false
 	}
+	return o.tl.At(m)
 }
 
-func (o *demoObserver) at(m milestone) (time.Time, bool) {
+// reached is a condition for wait: m has held.
+func (o *demoObserver) reached(m failover.Milestone) func() bool {
+	return func() bool { _, ok := o.at(m); return ok }
+}
+
+// vipMovedAt is when the VIP was first on the new primary's interface only.
+func (o *demoObserver) vipMovedAt() (time.Time, bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	t, ok := o.reached[m]
-	return t, ok
+	return o.vipAt, !o.vipAt.IsZero()
 }
 
-// ms is a milestone's time from the fault, -1 when it was not reached.
-func (o *demoObserver) ms(m milestone) int64 {
-	t, ok := o.at(m)
-	if !ok {
+func (o *demoObserver) vipMoved() bool { _, ok := o.vipMovedAt(); return ok }
+
+// resumedAt is when the first write through the VIP was acknowledged by another
+// server than the old primary.
+func (o *demoObserver) resumedAt() (time.Time, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.resumed, !o.resumed.IsZero()
+}
+
+func (o *demoObserver) writesResumed() bool { _, ok := o.resumedAt(); return ok }
+
+// ms is t's time from the fault, -1 when ok is false (it did not happen).
+func (o *demoObserver) ms(t time.Time, ok bool) int64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !ok || t.IsZero() {
 		return -1
 	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
 	return t.Sub(o.fault).Milliseconds()
 }
 
-func (o *demoObserver) wait(ctx context.Context, limit time.Duration, m milestone) error {
-	return until(ctx, limit, func() bool { _, ok := o.at(m); return ok })
+func (o *demoObserver) wait(ctx context.Context, limit time.Duration, cond func() bool) error {
+	return lab.Until(ctx, limit, cond)
 }
 
 func (o *demoObserver) snapshot() demoView {
@@ -1296,7 +1213,7 @@ func (o *demoObserver) snapshot() demoView {
 func (o *demoObserver) describe() string {
 	v := o.snapshot()
 	var parts []string
-	parts = append(parts, fmt.Sprintf("primary %s epoch %d, leader %s", orDash(v.Primary.Node), v.Primary.Epoch, orDash(v.Leader)))
+	parts = append(parts, fmt.Sprintf("primary %s epoch %d, leader %s", status.OrDash(v.Primary.Node), v.Primary.Epoch, status.OrDash(v.Leader)))
 	if v.Intent != nil {
 		parts = append(parts, fmt.Sprintf("%s from %s in progress", v.Intent.Kind, v.Intent.From))
 	}
@@ -1307,7 +1224,7 @@ func (o *demoObserver) describe() string {
 	sort.Strings(names)
 	for _, name := range names {
 		n := v.Nodes[name]
-		parts = append(parts, fmt.Sprintf("%s %s/%s %s", name, orDash(string(n.Role)), orDash(n.Verdict), n.Reason))
+		parts = append(parts, fmt.Sprintf("%s %s/%s %s", name, status.OrDash(string(n.Role)), status.OrDash(n.Verdict), n.Reason))
 	}
 	return strings.Join(parts, "; ")
 }

@@ -1,21 +1,20 @@
-package main
+package bench
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
-	"github.com/urfave/cli/v2"
-
+	"github.com/baton-ha/baton/internal/lab"
 	"github.com/baton-ha/baton/internal/sandbox"
 )
 
@@ -30,80 +29,90 @@ type footprint struct {
 	ReplicaRSSMiB float64 `json:"replica_rss_mib"`
 }
 
-func benchAllCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "all",
-		Usage: "run every benchmark and write the results as markdown",
-		Description: `Runs baton bench failover for every fault that calls for a failover, baton bench
-detect for every detectable fault and for the load and false-positive cases, and
-measures one agent's footprint; writes the figures, the machine and the commands.
-
-Example:
-   baton bench all --out docs/BENCHMARKS.md`,
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "out", Value: "docs/BENCHMARKS.md", Usage: "markdown file to write"},
-			&cli.IntFlag{Name: "failover-trials", Value: 3},
-			&cli.IntFlag{Name: "detect-trials", Value: 5},
-			&cli.IntFlag{Name: "seconds", Value: 60, Usage: "length of the load run and of the footprint run"},
-		},
-		Action: func(cctx *cli.Context) error {
-			if err := sandbox.Requirements(); err != nil {
-				return cli.Exit(err.Error(), exitBadInput)
-			}
-			exe, err := os.Executable()
-			if err != nil {
-				return cli.Exit(err.Error(), exitBadInput)
-			}
-			ctx, stop := signal.NotifyContext(cctx.Context, syscall.SIGINT, syscall.SIGTERM)
-			defer stop()
-			started := time.Now()
-			var md strings.Builder
-			secs := cctx.Int("seconds")
-			ft, dt := cctx.Int("failover-trials"), cctx.Int("detect-trials")
-
-			var failovers []failoverResult
-			for _, f := range failoverFaults() {
-				var r failoverResult
-				args := []string{"bench", "failover", "--fault", f.String(), "--trials", strconv.Itoa(ft), "--json"}
-				if err := runJSON(ctx, exe, args, &r); err != nil {
-					r = failoverResult{Fault: f.String(), Trials: ft, Errors: []string{err.Error()}}
-				}
-				fmt.Fprintf(os.Stderr, "failover %s: p50 %d ms, max %d ms, lost %d, split-brain %d ms %v\n", f, r.P50FailoverMS, r.MaxFailoverMS, r.LostWrites, r.SplitBrainMS, r.Errors)
-				failovers = append(failovers, r)
-			}
-			var detects []map[string]any
-			for _, f := range []string{"kill", "disk-full", "freeze-writes", "stop", "readonly-fs", "cut-network"} {
-				var r map[string]any
-				args := []string{"bench", "detect", "--fault", f, "--trials", strconv.Itoa(dt), "--json"}
-				if err := runJSON(ctx, exe, args, &r); err != nil {
-					r = map[string]any{"fault": f, "error": err.Error()}
-				}
-				fmt.Fprintf(os.Stderr, "detect %s: %v\n", f, r["p50_ms"])
-				detects = append(detects, r)
-			}
-			var load map[string]any
-			if err := runJSON(ctx, exe, []string{"bench", "detect", "--fault", "none", "--load", "--seconds", strconv.Itoa(secs), "--json"}, &load); err != nil {
-				load = map[string]any{"error": err.Error()}
-			}
-			fp, fperr := measureFootprint(ctx, exe, time.Duration(secs)*time.Second)
-			ld, lderr := loadWithAgents(ctx, exe, time.Duration(secs)*time.Second)
-			sw, swerr := benchSwitchovers(ctx, exe, 4)
-
-			writeBenchmarks(&md, started, ft, dt, secs, failovers, detects, load, fp, fperr)
-			writeSwitchovers(&md, sw, swerr)
-			writeLoadWithAgents(&md, ld, lderr)
-			if err := os.WriteFile(cctx.String("out"), []byte(md.String()), 0o644); err != nil {
-				return cli.Exit(err.Error(), exitBadInput)
-			}
-			fmt.Fprintf(os.Stderr, "wrote %s in %s\n", cctx.String("out"), time.Since(started).Round(time.Second))
-			return nil
-		},
-	}
+// AllConfig is one run of every benchmark.
+type AllConfig struct {
+	Out            string // markdown file to write
+	FailoverTrials int
+	DetectTrials   int
+	Seconds        int // length of the load run and of the footprint run
+	Bin            lab.Binaries
+	Progress       io.Writer // one line per benchmark
 }
 
-// runJSON runs baton with args and decodes the JSON it prints.
-func runJSON(ctx context.Context, exe string, args []string, v any) error {
-	cmd := exec.CommandContext(ctx, exe, args...)
+// Validate checks the configuration and names the bad field.
+func (cfg AllConfig) Validate() error {
+	switch {
+	case cfg.Out == "":
+		return errors.New("out: a file to write is required")
+	case cfg.FailoverTrials < 1:
+		return fmt.Errorf("failover-trials: %d: at least 1", cfg.FailoverTrials)
+	case cfg.DetectTrials < 1 || cfg.DetectTrials > 100:
+		return fmt.Errorf("detect-trials: %d: use 1 to 100", cfg.DetectTrials)
+	case cfg.Seconds < 1 || cfg.Seconds > 3600:
+		return fmt.Errorf("seconds: %d: use 1 to 3600", cfg.Seconds)
+	case cfg.Bin.Baton == "" || cfg.Bin.Lab == "":
+		return errors.New("bin: both the baton and the baton-lab executables are required")
+	case cfg.Progress == nil:
+		return errors.New("progress: a writer is required")
+	}
+	return nil
+}
+
+// All runs every benchmark, each failover and detection benchmark as a `baton-lab
+// bench` process of its own, measures one agent's footprint, switchovers and a
+// cluster under saturating load, and writes the figures, the machine and the
+// commands as markdown to cfg.Out. A benchmark that fails is reported in the file.
+func All(ctx context.Context, cfg AllConfig) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	started := time.Now()
+	var md strings.Builder
+	secs := cfg.Seconds
+	ft, dt := cfg.FailoverTrials, cfg.DetectTrials
+
+	var failovers []FailoverResult
+	for _, f := range FailoverFaults() {
+		var r FailoverResult
+		args := []string{"bench", "failover", "--fault", f.String(), "--trials", strconv.Itoa(ft), "--json"}
+		if err := runJSON(ctx, cfg.Bin, args, &r); err != nil {
+			r = FailoverResult{Fault: f.String(), Trials: ft, Errors: []string{err.Error()}}
+		}
+		fmt.Fprintf(cfg.Progress, "failover %s: p50 %d ms, max %d ms, lost %d, split-brain %d ms %v\n", f, r.P50FailoverMS, r.MaxFailoverMS, r.LostWrites, r.SplitBrainMS, r.Errors)
+		failovers = append(failovers, r)
+	}
+	var detects []map[string]any
+	for _, f := range []string{"kill", "disk-full", "freeze-writes", "stop", "readonly-fs", "cut-network"} {
+		var r map[string]any
+		args := []string{"bench", "detect", "--fault", f, "--trials", strconv.Itoa(dt), "--json"}
+		if err := runJSON(ctx, cfg.Bin, args, &r); err != nil {
+			r = map[string]any{"fault": f, "error": err.Error()}
+		}
+		fmt.Fprintf(cfg.Progress, "detect %s: %v\n", f, r["p50_ms"])
+		detects = append(detects, r)
+	}
+	var load map[string]any
+	if err := runJSON(ctx, cfg.Bin, []string{"bench", "detect", "--fault", "none", "--load", "--seconds", strconv.Itoa(secs), "--json"}, &load); err != nil {
+		load = map[string]any{"error": err.Error()}
+	}
+	fp, fperr := measureFootprint(ctx, cfg.Bin, time.Duration(secs)*time.Second)
+	ld, lderr := loadWithAgents(ctx, cfg.Bin, time.Duration(secs)*time.Second)
+	sw, swerr := benchSwitchovers(ctx, cfg.Bin, 4, cfg.Progress)
+
+	writeBenchmarks(&md, started, ft, dt, secs, failovers, detects, load, fp, fperr)
+	writeSwitchovers(&md, sw, swerr)
+	writeLoadWithAgents(&md, ld, lderr)
+	if err := os.WriteFile(cfg.Out, []byte(md.String()), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", cfg.Out, err)
+	}
+	fmt.Fprintf(cfg.Progress, "wrote %s in %s\n", cfg.Out, time.Since(started).Round(time.Second))
+	return nil
+}
+
+// runJSON runs the lab binary with args (and the baton binary to use) and decodes the
+// JSON it prints.
+func runJSON(ctx context.Context, bin lab.Binaries, args []string, v any) error {
+	cmd := exec.CommandContext(ctx, bin.Lab, append(args, "--baton", bin.Baton)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -127,9 +136,9 @@ func lastLine(b []byte) []byte {
 // measureFootprint brings up a cluster with agents, lets it settle, and measures the
 // primary's agent and a replica's agent over d: CPU, RSS, and the traffic on etcd's
 // interface divided by the number of agents.
-func measureFootprint(ctx context.Context, exe string, d time.Duration) (footprint, error) {
+func measureFootprint(ctx context.Context, bin lab.Binaries, d time.Duration) (footprint, error) {
 	fp := footprint{Seconds: int(d.Seconds())}
-	c, _, done, err := benchCluster(ctx, "fp-bench", exe)
+	c, _, done, err := benchCluster(ctx, "fp-bench", bin)
 	if err != nil {
 		return fp, err
 	}
@@ -231,6 +240,14 @@ func num(m map[string]any, k string) string {
 	}
 }
 
+// switchoverJSON is what the bench reads of `baton switchover --json`.
+type switchoverJSON struct {
+	OK           bool   `json:"ok"`
+	Error        string `json:"error"`
+	WriteBlockMS int64  `json:"write_block_ms"`
+	TotalMS      int64  `json:"total_ms"`
+}
+
 // switchoverRun is one planned switchover as the operator and a writer see it.
 type switchoverRun struct {
 	From, To     string
@@ -244,8 +261,8 @@ type switchoverRun struct {
 // benchSwitchovers runs n switchovers back and forth between db1 and db2 of a cluster
 // with agents, with `baton switchover --yes --json`, while a writer writes through
 // the virtual IP.
-func benchSwitchovers(ctx context.Context, exe string, n int) ([]switchoverRun, error) {
-	c, _, done, err := benchCluster(ctx, "sw-bench", exe)
+func benchSwitchovers(ctx context.Context, bin lab.Binaries, n int, progress io.Writer) ([]switchoverRun, error) {
+	c, _, done, err := benchCluster(ctx, "sw-bench", bin)
 	if err != nil {
 		return nil, err
 	}
@@ -258,10 +275,10 @@ func benchSwitchovers(ctx context.Context, exe string, n int) ([]switchoverRun, 
 	from, to := "db1", "db2"
 	for i := 0; i < n && ctx.Err() == nil; i++ {
 		start := time.Now()
-		cmd := exec.CommandContext(ctx, exe, "switchover", "--to", to, "--yes", "--json")
+		cmd := exec.CommandContext(ctx, bin.Baton, "switchover", "--to", to, "--yes", "--json")
 		cmd.Env = append(os.Environ(), "BATON_ETCD="+strings.Join(c.Etcd, ","), "BATON_CLUSTER="+c.Name)
 		out, _ := cmd.Output()
-		var res requestResult
+		var res switchoverJSON
 		run := switchoverRun{From: from, To: to}
 		if err := json.Unmarshal(bytes.TrimSpace(out), &res); err != nil {
 			run.Error = fmt.Sprintf("switchover output: %v", err)
@@ -278,7 +295,7 @@ func benchSwitchovers(ctx context.Context, exe string, n int) ([]switchoverRun, 
 		}
 		run.WriterGapMS = gap.Milliseconds()
 		runs = append(runs, run)
-		fmt.Fprintf(os.Stderr, "switchover %s -> %s: ok %v, write block %d ms, writer gap %d ms %s\n", from, to, run.OK, run.WriteBlockMS, run.WriterGapMS, run.Error)
+		fmt.Fprintf(progress, "switchover %s -> %s: ok %v, write block %d ms, writer gap %d ms %s\n", from, to, run.OK, run.WriteBlockMS, run.WriterGapMS, run.Error)
 		if run.OK {
 			from, to = to, from
 		}
@@ -292,7 +309,7 @@ func writeSwitchovers(md *strings.Builder, runs []switchoverRun, err error) {
 		fmt.Fprintf(md, "Not measured: %v\n", err)
 		return
 	}
-	fmt.Fprintf(md, "Measured inside `baton bench all`: `baton switchover --to NODE --yes --json` back and forth on a 3-node cluster with agents, semi-sync and a virtual IP, while a writer inserts through the virtual IP every 10 ms. *write block* is the coordinator's measure (the intent announced -> the new primary writable); *writer gap* is the longest time between two acknowledged writes around the switchover. Target: under 1 s.\n\n")
+	fmt.Fprintf(md, "Measured inside `baton-lab bench all`: `baton switchover --to NODE --yes --json` back and forth on a 3-node cluster with agents, semi-sync and a virtual IP, while a writer inserts through the virtual IP every 10 ms. *write block* is the coordinator's measure (the intent announced -> the new primary writable); *writer gap* is the longest time between two acknowledged writes around the switchover. Target: under 1 s.\n\n")
 	fmt.Fprintf(md, "| switchover | ok | write block | writer gap | command total |\n|---|---|---|---|---|\n")
 	for _, r := range runs {
 		fmt.Fprintf(md, "| %s -> %s | %v | %d ms | %d ms | %d ms |\n", r.From, r.To, r.OK, r.WriteBlockMS, r.WriterGapMS, r.TotalMS)
@@ -312,9 +329,9 @@ type agentLoad struct {
 
 // loadWithAgents saturates the primary of a cluster with agents with writes through
 // the virtual IP for d, and counts failovers: there must be none.
-func loadWithAgents(ctx context.Context, exe string, d time.Duration) (agentLoad, error) {
+func loadWithAgents(ctx context.Context, bin lab.Binaries, d time.Duration) (agentLoad, error) {
 	res := agentLoad{Seconds: int(d.Seconds()), Writers: 8}
-	c, store, done, err := benchCluster(ctx, "load-bench", exe)
+	c, store, done, err := benchCluster(ctx, "load-bench", bin)
 	if err != nil {
 		return res, err
 	}
@@ -355,18 +372,18 @@ func writeLoadWithAgents(md *strings.Builder, ld agentLoad, err error) {
 		fmt.Fprintf(md, "Not measured: %v\n", err)
 		return
 	}
-	fmt.Fprintf(md, "Measured inside `baton bench all`: a 3-node cluster with agents and semi-sync, %d writers inserting through the virtual IP as fast as they can for %d s: %d writes (%d failed), **%d failovers**; the primary's verdicts seen: %s; slowest write probe published: %.1f ms.\n",
+	fmt.Fprintf(md, "Measured inside `baton-lab bench all`: a 3-node cluster with agents and semi-sync, %d writers inserting through the virtual IP as fast as they can for %d s: %d writes (%d failed), **%d failovers**; the primary's verdicts seen: %s; slowest write probe published: %.1f ms.\n",
 		ld.Writers, ld.Seconds, ld.Writes, ld.Failures, ld.Failovers, strings.Join(ld.Verdicts, ", "), ld.MaxWriteMS)
 }
 
-func writeBenchmarks(md *strings.Builder, started time.Time, ft, dt, secs int, failovers []failoverResult, detects []map[string]any, load map[string]any, fp footprint, fperr error) {
+func writeBenchmarks(md *strings.Builder, started time.Time, ft, dt, secs int, failovers []FailoverResult, detects []map[string]any, load map[string]any, fp footprint, fperr error) {
 	fmt.Fprintf(md, "# Benchmarks\n\n")
-	fmt.Fprintf(md, "Written by `make bench` (`baton bench all --out docs/BENCHMARKS.md`) on %s, in %s.\n\n", started.UTC().Format("2006-01-02 15:04 MST"), time.Since(started).Round(time.Second))
+	fmt.Fprintf(md, "Written by `make bench` (`baton-lab bench all --out docs/BENCHMARKS.md`) on %s, in %s.\n\n", started.UTC().Format("2006-01-02 15:04 MST"), time.Since(started).Round(time.Second))
 	fmt.Fprintf(md, "Machine: %s.\n\n", machine())
 	fmt.Fprintf(md, "Every figure comes from real servers: a fresh 3-node sandbox (MariaDB, GTID replication, semi-sync AFTER_SYNC, an agent per node in its own network namespace, embedded etcd, a virtual IP) per failover trial.\n\n")
 
 	fmt.Fprintf(md, "## Failover: fault of the primary -> writes accepted again\n\n")
-	fmt.Fprintf(md, "Command: `baton bench failover --fault KIND --trials %d --json`. A writer in the client namespace inserts through the virtual IP every 10 ms, each write with a 500 ms deadline (then it reconnects); a monitor tries a write on every server directly every 50 ms. *failover* is fault injection -> first write acknowledged by the new primary; *detect* -> etcd shows the primary failed; *decide* -> the coordinator started the failover; *promote* -> the new primary holds the leader key. *lost* counts acknowledged writes missing on the new primary; *split-brain* is the time two servers accepted writes.\n\n", ft)
+	fmt.Fprintf(md, "Command: `baton-lab bench failover --fault KIND --trials %d --json`. A writer in the client namespace inserts through the virtual IP every 10 ms, each write with a 500 ms deadline (then it reconnects); a monitor tries a write on every server directly every 50 ms. *failover* is fault injection -> first write acknowledged by the new primary; *detect* -> etcd shows the primary failed; *decide* -> the coordinator started the failover; *promote* -> the new primary holds the leader key. *lost* counts acknowledged writes missing on the new primary; *split-brain* is the time two servers accepted writes.\n\n", ft)
 	fmt.Fprintf(md, "| fault | failover p50 | failover max | failover ms (each trial) | detect ms | decide ms | promote ms | acked | lost | split-brain ms | errors |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range failovers {
 		fmt.Fprintf(md, "| %s | %d ms | %d ms | %s | %s | %s | %s | %d | %d | %d | %s |\n", r.Fault, r.P50FailoverMS, r.MaxFailoverMS, fmtMS(r.FailoverMS),
@@ -375,7 +392,7 @@ func writeBenchmarks(md *strings.Builder, started time.Time, ft, dt, secs int, f
 	fmt.Fprintf(md, "\nTargets: kill <= 2 s p50; disk-full, freeze-writes, stop <= 4 s p50; lost 0 and split-brain 0 in every trial.\n\n")
 
 	fmt.Fprintf(md, "## Detection: fault -> verdict\n\n")
-	fmt.Fprintf(md, "Command: `baton bench detect --fault KIND --trials %d --json` (the detector alone, against the primary of a 2-node sandbox, default timings).\n\n", dt)
+	fmt.Fprintf(md, "Command: `baton-lab bench detect --fault KIND --trials %d --json` (the detector alone, against the primary of a 2-node sandbox, default timings).\n\n", dt)
 	fmt.Fprintf(md, "| fault | p50 ms | max ms | each trial (ms) | false positives |\n|---|---|---|---|---|\n")
 	for _, r := range detects {
 		fmt.Fprintf(md, "| %s | %s | %s | %s | %s |\n", r["fault"], num(r, "p50_ms"), num(r, "max_ms"), num(r, "detect_ms"), num(r, "false_positives"))
@@ -383,7 +400,7 @@ func writeBenchmarks(md *strings.Builder, started time.Time, ft, dt, secs int, f
 			fmt.Fprintf(md, "\n(%s: %v)\n\n", r["fault"], e)
 		}
 	}
-	fmt.Fprintf(md, "\nSaturating write load (`baton bench detect --fault none --load --seconds %d --json`, sysbench on the primary): false positives %s.\n\n", secs, num(load, "false_positives"))
+	fmt.Fprintf(md, "\nSaturating write load (`baton-lab bench detect --fault none --load --seconds %d --json`, sysbench on the primary): false positives %s.\n\n", secs, num(load, "false_positives"))
 	if b, err := json.Marshal(load); err == nil {
 		fmt.Fprintf(md, "```json\n%s\n```\n\n", b)
 	}
@@ -393,7 +410,7 @@ func writeBenchmarks(md *strings.Builder, started time.Time, ft, dt, secs int, f
 		fmt.Fprintf(md, "Not measured: %v\n", fperr)
 		return
 	}
-	fmt.Fprintf(md, "Measured inside `baton bench all`: a 3-node cluster with agents in steady state for %d s.\n\n", secs)
+	fmt.Fprintf(md, "Measured inside `baton-lab bench all`: a 3-node cluster with agents in steady state for %d s.\n\n", secs)
 	fmt.Fprintf(md, "| agent | CPU (%% of one core) | RSS |\n|---|---|---|\n| primary's | %.2f %% | %.1f MiB |\n| a replica's | %.2f %% | %.1f MiB |\n\n",
 		fp.CPUPercent, fp.RSSMiB, fp.ReplicaCPU, fp.ReplicaRSSMiB)
 	fmt.Fprintf(md, "etcd traffic: %.0f bytes/s per agent (both directions, measured on the etcd member's interface, divided by %d agents).\n", fp.EtcdBytesPerS, fp.Agents)

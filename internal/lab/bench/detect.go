@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -12,19 +12,17 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"os/signal"
 	"regexp"
 	"runtime"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
-	"github.com/urfave/cli/v2"
 	"go.uber.org/zap"
 
 	"github.com/baton-ha/baton/detector"
+	"github.com/baton-ha/baton/internal/lab"
 	"github.com/baton-ha/baton/internal/sandbox"
 )
 
@@ -43,7 +41,7 @@ type benchFault struct {
 	inverse sandbox.Fault // 0: bring up a fresh cluster, undoing being slow
 }
 
-// benchFaults are the faults `baton bench detect` takes, with what each should give
+// benchFaults are the faults `baton-lab bench detect` takes, with what each should give
 // and how a trial undoes it.
 func benchFaults() map[string]benchFault {
 	return map[string]benchFault{
@@ -58,7 +56,8 @@ func benchFaults() map[string]benchFault {
 	}
 }
 
-func benchFaultNames() []string {
+// DetectFaults are the faults Detect takes, "none" included.
+func DetectFaults() []string {
 	var kinds []string
 	for k := range benchFaults() {
 		kinds = append(kinds, k)
@@ -67,44 +66,8 @@ func benchFaultNames() []string {
 	return kinds
 }
 
-func benchDetectCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "detect",
-		Usage: "measure the time from a fault on the primary to the detector's verdict, and its false alarms",
-		Description: `Brings up a sandbox (2 nodes), runs the detector with its defaults against the
-primary over TCP from the client namespace, injects the fault and measures, per
-trial, the time from the start of the injection to the first unwritable or
-unreachable verdict (overloaded for exhaust-connections). Between trials the fault
-is undone, or a fresh cluster brought up where undoing is slow (disk-full,
-readonly-fs). false_positives counts unwritable/unreachable verdicts while no
-failure was injected.
-
-It first measures what probing costs: writes per second on the server and the CPU
-of a ` + "`baton probe`" + ` process, over 10 s.
-
---fault none --load --seconds 60 runs sysbench's oltp_write_only at saturation on
-the primary for that long instead, and counts false verdicts.
-
-Faults: ` + strings.Join(benchFaultNames(), ", ") + `
-
-Examples:
-   baton bench detect --fault disk-full --trials 5 --json
-   baton bench detect --fault none --load --seconds 60 --json`,
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "fault", Required: true, Usage: "fault to inject on the primary, or none"},
-			&cli.IntFlag{Name: "trials", Value: 5, Usage: "faults injected, one after the other"},
-			&cli.BoolFlag{Name: "load", Usage: "with --fault none: sysbench write load at saturation on the primary"},
-			&cli.IntFlag{Name: "seconds", Value: 60, Usage: "with --fault none: how long to watch"},
-			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
-			&cli.StringFlag{Name: "name", Value: "det-bench", Usage: "sandbox name", Hidden: true},
-			&cli.StringFlag{Name: "root", Value: sandbox.DefaultRoot, Usage: "directory holding sandboxes' state", Hidden: true},
-		},
-		Action: runBenchDetect,
-	}
-}
-
-// detectResult is the bench's output.
-type detectResult struct {
+// DetectResult is what the detection benchmark measured: `baton-lab bench detect --json` prints it.
+type DetectResult struct {
 	Fault  string `json:"fault"`
 	Trials int    `json:"trials"`
 	// DetectMS is, per trial, the time from the start of the injection to the verdict.
@@ -153,78 +116,95 @@ type benchMachine struct {
 	MemMB int    `json:"mem_mb"`
 }
 
-func runBenchDetect(cctx *cli.Context) error {
-	kind := cctx.String("fault")
-	spec, ok := benchFaults()[kind]
-	if !ok {
-		return cli.Exit(fmt.Sprintf("bench detect: unknown fault %q: use one of %s", kind, strings.Join(benchFaultNames(), ", ")), exitBadInput)
-	}
-	trials, seconds := cctx.Int("trials"), cctx.Int("seconds")
+// DetectConfig is one run of the detection benchmark.
+type DetectConfig struct {
+	// Fault is injected on the primary; "none" watches for false verdicts instead.
+	Fault  string
+	Trials int // faults injected, one after the other (1-100)
+	// Seconds is how long --fault none watches (1-3600); Load adds sysbench's
+	// oltp_write_only at saturation on the primary meanwhile.
+	Seconds  int
+	Load     bool
+	Name     string // sandbox name
+	Root     string // sandboxes' state; "" is sandbox.DefaultRoot
+	Bin      lab.Binaries
+	Progress io.Writer // one line per trial
+}
+
+// Validate checks the configuration and names the bad field.
+func (cfg DetectConfig) Validate() error {
+	spec, ok := benchFaults()[cfg.Fault]
 	switch {
-	case spec.expect != expectNothing && (trials < 1 || trials > 100):
-		return cli.Exit(fmt.Sprintf("bench detect: --trials %d: use 1 to 100", trials), exitBadInput)
-	case spec.expect == expectNothing && (seconds < 1 || seconds > 3600):
-		return cli.Exit(fmt.Sprintf("bench detect: --seconds %d: use 1 to 3600", seconds), exitBadInput)
-	case cctx.Bool("load") && spec.expect != expectNothing:
-		return cli.Exit("bench detect: --load goes with --fault none", exitBadInput)
+	case !ok:
+		return fmt.Errorf("fault: unknown fault %q: use one of %s", cfg.Fault, strings.Join(DetectFaults(), ", "))
+	case spec.expect != expectNothing && (cfg.Trials < 1 || cfg.Trials > 100):
+		return fmt.Errorf("trials: %d: use 1 to 100", cfg.Trials)
+	case spec.expect == expectNothing && (cfg.Seconds < 1 || cfg.Seconds > 3600):
+		return fmt.Errorf("seconds: %d: use 1 to 3600", cfg.Seconds)
+	case cfg.Load && spec.expect != expectNothing:
+		return errors.New("load: goes with fault none")
+	case cfg.Bin.Baton == "" || cfg.Bin.Lab == "":
+		return errors.New("bin: both the baton and the baton-lab executables are required")
+	case cfg.Progress == nil:
+		return errors.New("progress: a writer is required")
 	}
-	if err := sandbox.Requirements(); err != nil {
-		return cli.Exit(fmt.Sprintf("bench detect: %v", err), exitBadInput)
+	return nil
+}
+
+// Detect brings up a 2-node sandbox, runs the detector with its defaults against the
+// primary and measures the time from each fault to the verdict, or, with fault none,
+// counts false verdicts. It needs root; it takes the sandbox down when done.
+func Detect(ctx context.Context, cfg DetectConfig) (DetectResult, error) {
+	if err := cfg.Validate(); err != nil {
+		return DetectResult{}, err
 	}
-	if cctx.Bool("load") {
+	spec := benchFaults()[cfg.Fault]
+	if cfg.Load {
 		if _, err := exec.LookPath("sysbench"); err != nil {
-			return cli.Exit("bench detect: --load needs sysbench: apt-get install -y sysbench", exitBadInput)
+			return DetectResult{}, errors.New("load: needs sysbench: apt-get install -y sysbench")
 		}
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		return cli.Exit(fmt.Sprintf("bench detect: find own executable: %v", err), exitBadInput)
-	}
-	ctx, stop := signal.NotifyContext(cctx.Context, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
-	b := &detectBench{
-		name: cctx.String("name"), root: cctx.String("root"), exe: exe,
-		log: benchLogger(), progress: cctx.App.ErrWriter,
-	}
-	if cctx.Bool("load") {
+	b := &detectBench{name: cfg.Name, root: cfg.Root, bin: cfg.Bin, log: lab.Logger(zap.WarnLevel), progress: cfg.Progress}
+	if cfg.Load {
 		b.diskMB = 4096 // a minute of saturating writes outgrows the default 256 MB disk
 	}
 	defer b.down()
-	res := detectResult{
-		Fault: kind,
+	res := DetectResult{
+		Fault: cfg.Fault,
 		Detector: benchTiming{IntervalMS: int(detector.DefaultInterval / time.Millisecond),
 			TimeoutMS: int(detector.DefaultTimeout / time.Millisecond), FailAfter: detector.DefaultFailAfter},
 		Machine: machineInfo(),
 	}
 	if err := b.up(ctx); err != nil {
-		return cli.Exit(fmt.Sprintf("bench detect: %v", err), exitBadInput)
+		return res, err
 	}
+	var err error
 	if res.ProbeCost, err = b.measureCost(ctx, 10*time.Second); err != nil {
-		return cli.Exit(fmt.Sprintf("bench detect: probe cost: %v", err), exitBadInput)
+		return res, fmt.Errorf("probe cost: %w", err)
 	}
 	if err := b.startDetector(ctx); err != nil {
-		return cli.Exit(fmt.Sprintf("bench detect: %v", err), exitBadInput)
+		return res, err
 	}
 	switch {
 	case spec.expect == expectNothing:
-		err = b.watch(ctx, &res, time.Duration(seconds)*time.Second, cctx.Bool("load"))
+		err = b.watch(ctx, &res, time.Duration(cfg.Seconds)*time.Second, cfg.Load)
 	default:
-		err = b.trials(ctx, &res, kind, trials)
+		err = b.trials(ctx, &res, cfg.Fault, cfg.Trials)
 	}
 	if err != nil {
-		return cli.Exit(fmt.Sprintf("bench detect: %v", err), exitBadInput)
+		return res, err
 	}
 	summarise(&res)
-	return printDetect(cctx.App.Writer, res, cctx.Bool("json"))
+	return res, nil
 }
 
 // detectBench holds the cluster and the detector under test.
 type detectBench struct {
-	name, root, exe string
-	diskMB          int
-	log             *zap.Logger
-	progress        io.Writer
+	name, root string
+	bin        lab.Binaries
+	diskMB     int
+	log        *zap.Logger
+	progress   io.Writer
 
 	c       *sandbox.Cluster
 	det     *detector.Detector
@@ -232,15 +212,13 @@ type detectBench struct {
 	changes chan detector.Change
 }
 
-func benchLogger() *zap.Logger { return stderrLogger(zap.WarnLevel) }
-
 func (b *detectBench) say(format string, args ...any) {
 	fmt.Fprintf(b.progress, "bench detect: "+format+"\n", args...)
 }
 
 // up brings up a fresh cluster and creates the baton schema on its primary.
 func (b *detectBench) up(ctx context.Context) error {
-	c, err := sandbox.Up(ctx, sandbox.Spec{Name: b.name, Nodes: 2, Root: b.root, Binary: b.exe, DiskMB: b.diskMB}, b.log)
+	c, err := sandbox.Up(ctx, sandbox.Spec{Name: b.name, Nodes: 2, Root: b.root, Binary: b.bin.Baton, LabBinary: b.bin.Lab, DiskMB: b.diskMB}, b.log)
 	if err != nil {
 		return fmt.Errorf("sandbox up: %w", err)
 	}
@@ -332,7 +310,7 @@ func (b *detectBench) settle(ctx context.Context, quiet, limit time.Duration) ([
 	}
 }
 
-func countFalse(res *detectResult, chs []detector.Change) {
+func countFalse(res *DetectResult, chs []detector.Change) {
 	for _, ch := range chs {
 		if ch.To.Failed() {
 			res.FalsePositives++
@@ -343,7 +321,7 @@ func countFalse(res *detectResult, chs []detector.Change) {
 	}
 }
 
-func (b *detectBench) trials(ctx context.Context, res *detectResult, kind string, trials int) error {
+func (b *detectBench) trials(ctx context.Context, res *DetectResult, kind string, trials int) error {
 	spec := benchFaults()[kind]
 	for i := 1; i <= trials; i++ {
 		if b.c == nil {
@@ -414,7 +392,7 @@ var errNoVerdict = errors.New("no verdict")
 
 // awaitVerdict waits for the verdict the fault should give. For an alive fault
 // (overloaded), failure verdicts on the way count as false positives.
-func (b *detectBench) awaitVerdict(ctx context.Context, expect detectExpect, res *detectResult, limit time.Duration) (detector.Change, error) {
+func (b *detectBench) awaitVerdict(ctx context.Context, expect detectExpect, res *DetectResult, limit time.Duration) (detector.Change, error) {
 	deadline := time.After(limit)
 	for {
 		select {
@@ -437,7 +415,7 @@ func (b *detectBench) awaitVerdict(ctx context.Context, expect detectExpect, res
 
 // undo reverses a fault and waits for the detector to say healthy again; an error
 // means the cluster should be replaced.
-func (b *detectBench) undo(ctx context.Context, inverse sandbox.Fault, res *detectResult) error {
+func (b *detectBench) undo(ctx context.Context, inverse sandbox.Fault, res *DetectResult) error {
 	if inverse == 0 {
 		return errors.New("undoing this fault is slow")
 	}
@@ -457,7 +435,7 @@ func (b *detectBench) undo(ctx context.Context, inverse sandbox.Fault, res *dete
 
 // watch runs with no fault for a while, optionally under sysbench write load, and
 // counts false verdicts.
-func (b *detectBench) watch(ctx context.Context, res *detectResult, d time.Duration, load bool) error {
+func (b *detectBench) watch(ctx context.Context, res *DetectResult, d time.Duration, load bool) error {
 	seen, err := b.settle(ctx, 1500*time.Millisecond, 20*time.Second)
 	countFalse(res, seen)
 	if err != nil {
@@ -545,7 +523,7 @@ func (b *detectBench) measureCost(ctx context.Context, window time.Duration) (pr
 		return probeCost{}, err
 	}
 	defer db.Close()
-	cmd := exec.CommandContext(ctx, b.exe, "probe", "--dsn", dsn, "--for", (warmup + window + 2*time.Second).String())
+	cmd := exec.CommandContext(ctx, b.bin.Baton, "probe", "--dsn", dsn, "--for", (warmup + window + 2*time.Second).String())
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
 	if err := cmd.Start(); err != nil {
 		return probeCost{}, fmt.Errorf("start baton probe: %w", err)
@@ -707,7 +685,7 @@ func round1(v float64) float64 { return math.Round(v*10) / 10 }
 func round2(v float64) float64 { return math.Round(v*100) / 100 }
 
 // summarise fills the percentiles: p50 is the median (the middle trial of five).
-func summarise(res *detectResult) {
+func summarise(res *DetectResult) {
 	if len(res.DetectMS) == 0 {
 		return
 	}
@@ -740,7 +718,8 @@ func machineInfo() benchMachine {
 	return m
 }
 
-func printDetect(w io.Writer, res detectResult, asJSON bool) error {
+// PrintDetect writes a result as one JSON object, or as lines for a person.
+func PrintDetect(w io.Writer, res DetectResult, asJSON bool) error {
 	if asJSON {
 		if res.DetectMS == nil {
 			res.DetectMS = []float64{}

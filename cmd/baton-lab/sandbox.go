@@ -10,9 +10,10 @@ import (
 
 	"github.com/urfave/cli/v2"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
+	"github.com/baton-ha/baton/internal/lab"
 	"github.com/baton-ha/baton/internal/sandbox"
+	"github.com/baton-ha/baton/internal/status"
 )
 
 func sandboxCommand() *cli.Command {
@@ -26,12 +27,15 @@ func sandboxCommand() *cli.Command {
 its own network namespace on a bridge (198.18.0.0/24), an embedded etcd, and a client
 namespace. It outlives the command: its state is in /tmp/baton-sandbox/NAME.
 
+The agents run the product binary, baton (next to baton-lab, or --baton); the
+sandbox's helper processes (etcd members, fault holders) run baton-lab itself.
+
 Examples:
-   baton sandbox up --name demo --nodes 3 --semi-sync --with-agents --vip
-   baton sandbox status --name demo --json
-   baton sandbox fault --name demo --node db1 disk-full
-   baton sandbox fault --name demo --node db1 free-disk
-   baton sandbox down --name demo`,
+   baton-lab sandbox up --name demo --nodes 3 --semi-sync --with-agents --vip
+   baton-lab sandbox status --name demo --json
+   baton-lab sandbox fault --name demo --node db1 disk-full
+   baton-lab sandbox fault --name demo --node db1 free-disk
+   baton-lab sandbox down --name demo`,
 		Subcommands: []*cli.Command{
 			{
 				Name:  "up",
@@ -42,17 +46,18 @@ Examples:
 					&cli.IntFlag{Name: "etcd-members", Value: 1, Usage: "etcd members (1 or 3)"},
 					&cli.BoolFlag{Name: "with-agents", Usage: "start a baton agent per node, inside its namespace"},
 					&cli.BoolFlag{Name: "vip", Usage: "give the cluster a virtual IP (198.18.0.100) on the bridge; needs --with-agents"},
+					batonFlag(),
 				},
 				Action: func(cctx *cli.Context) error {
-					bin, err := os.Executable()
+					bin, err := lab.FindBinaries(cctx.String("baton"))
 					if err != nil {
-						return cli.Exit(fmt.Sprintf("find own executable: %v", err), exitBadInput)
+						return cli.Exit(err.Error(), exitBadInput)
 					}
 					log := cliLogger()
 					defer log.Sync() //nolint:errcheck
 					spec := sandbox.Spec{
 						Name: cctx.String("name"), Nodes: cctx.Int("nodes"), SemiSync: cctx.Bool("semi-sync"),
-						EtcdMembers: cctx.Int("etcd-members"), Root: cctx.String("root"), Binary: bin,
+						EtcdMembers: cctx.Int("etcd-members"), Root: cctx.String("root"), Binary: bin.Baton, LabBinary: bin.Lab,
 						WithAgents: cctx.Bool("with-agents"), VIP: cctx.Bool("vip"),
 					}
 					if spec.Nodes == 0 {
@@ -90,7 +95,7 @@ exhaust-connections, release-connections, kill-agent, start-agent.`,
 				Flags: []cli.Flag{name, root, &cli.StringFlag{Name: "node", Required: true, Usage: "node name, e.g. db1"}},
 				Action: func(cctx *cli.Context) error {
 					if cctx.NArg() != 1 {
-						return cli.Exit("fault: give exactly one KIND, e.g. `baton sandbox fault --name demo --node db1 disk-full`", exitBadInput)
+						return cli.Exit("fault: give exactly one KIND, e.g. `baton-lab sandbox fault --name demo --node db1 disk-full`", exitBadInput)
 					}
 					f, err := sandbox.ParseFault(cctx.Args().First())
 					if err != nil {
@@ -104,7 +109,7 @@ exhaust-connections, release-connections, kill-agent, start-agent.`,
 						return cli.Exit(err.Error(), exitBadInput)
 					}
 					if err := c.Fault(cctx.Context, cctx.String("node"), f); err != nil {
-						return cli.Exit(err.Error(), 1)
+						return cli.Exit(err.Error(), exitRefused)
 					}
 					return nil
 				},
@@ -119,7 +124,7 @@ exhaust-connections, release-connections, kill-agent, start-agent.`,
 						return cli.Exit(err.Error(), exitBadInput)
 					}
 					if err := c.Down(cctx.Context); err != nil {
-						return cli.Exit(err.Error(), 1)
+						return cli.Exit(err.Error(), exitRefused)
 					}
 					return nil
 				},
@@ -157,6 +162,11 @@ exhaust-connections, release-connections, kill-agent, start-agent.`,
 	}
 }
 
+// batonFlag says where the product binary is, when it is not next to baton-lab.
+func batonFlag() cli.Flag {
+	return &cli.StringFlag{Name: "baton", Usage: "path of the baton executable the agents run (default: baton next to baton-lab)"}
+}
+
 func printCluster(cctx *cli.Context, c *sandbox.Cluster) error {
 	if cctx.Bool("json") {
 		enc := json.NewEncoder(os.Stdout)
@@ -165,7 +175,7 @@ func printCluster(cctx *cli.Context, c *sandbox.Cluster) error {
 	}
 	fmt.Printf("sandbox %s  etcd %v  client namespace %s (%s)\n", c.Name, c.Etcd, c.ClientNetNS, c.ClientIP)
 	if c.VIP != "" {
-		fmt.Printf("virtual IP %s held by %s\n", c.VIP, orDash(c.VIPHolder))
+		fmt.Printf("virtual IP %s held by %s\n", c.VIP, status.OrDash(c.VIPHolder))
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "NODE\tROLE\tSTATE\tADDRESS\tPID\tSOCKET")
@@ -176,16 +186,4 @@ func printCluster(cctx *cli.Context, c *sandbox.Cluster) error {
 }
 
 // cliLogger logs to stderr, human-readable, info and up.
-func cliLogger() *zap.Logger { return stderrLogger(zap.InfoLevel) }
-
-// stderrLogger logs to stderr, human-readable, at level and up, without stack traces.
-func stderrLogger(level zapcore.Level) *zap.Logger {
-	cfg := zap.NewDevelopmentConfig()
-	cfg.Level = zap.NewAtomicLevelAt(level)
-	cfg.DisableStacktrace = true
-	log, err := cfg.Build()
-	if err != nil {
-		return zap.NewNop()
-	}
-	return log
-}
+func cliLogger() *zap.Logger { return lab.Logger(zap.InfoLevel) }

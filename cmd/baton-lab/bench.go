@@ -1,0 +1,186 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/urfave/cli/v2"
+
+	"github.com/baton-ha/baton/internal/lab"
+	"github.com/baton-ha/baton/internal/lab/bench"
+	"github.com/baton-ha/baton/internal/sandbox"
+)
+
+func benchCommand() *cli.Command {
+	return &cli.Command{Name: "bench", Usage: "measure Baton on sandboxes", Subcommands: []*cli.Command{benchDetectCommand(), benchFailoverCommand(), benchAllCommand()}}
+}
+
+func benchDetectCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "detect",
+		Usage: "measure the time from a fault on the primary to the detector's verdict, and its false alarms",
+		Description: `Brings up a sandbox (2 nodes), runs the detector with its defaults against the
+primary over TCP from the client namespace, injects the fault and measures, per
+trial, the time from the start of the injection to the first unwritable or
+unreachable verdict (overloaded for exhaust-connections). Between trials the fault
+is undone, or a fresh cluster brought up where undoing is slow (disk-full,
+readonly-fs). false_positives counts unwritable/unreachable verdicts while no
+failure was injected.
+
+It first measures what probing costs: writes per second on the server and the CPU
+of a ` + "`baton probe`" + ` process, over 10 s.
+
+--fault none --load --seconds 60 runs sysbench's oltp_write_only at saturation on
+the primary for that long instead, and counts false verdicts.
+
+Faults: ` + strings.Join(bench.DetectFaults(), ", ") + `
+
+Examples:
+   baton-lab bench detect --fault disk-full --trials 5 --json
+   baton-lab bench detect --fault none --load --seconds 60 --json`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "fault", Required: true, Usage: "fault to inject on the primary, or none"},
+			&cli.IntFlag{Name: "trials", Value: 5, Usage: "faults injected, one after the other"},
+			&cli.BoolFlag{Name: "load", Usage: "with --fault none: sysbench write load at saturation on the primary"},
+			&cli.IntFlag{Name: "seconds", Value: 60, Usage: "with --fault none: how long to watch"},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
+			&cli.StringFlag{Name: "name", Value: "det-bench", Usage: "sandbox name", Hidden: true},
+			&cli.StringFlag{Name: "root", Value: sandbox.DefaultRoot, Usage: "directory holding sandboxes' state", Hidden: true},
+			batonFlag(),
+		},
+		Action: func(cctx *cli.Context) error {
+			cfg := bench.DetectConfig{
+				Fault: cctx.String("fault"), Trials: cctx.Int("trials"), Seconds: cctx.Int("seconds"), Load: cctx.Bool("load"),
+				Name: cctx.String("name"), Root: cctx.String("root"), Progress: cctx.App.ErrWriter,
+			}
+			bin, err := lab.FindBinaries(cctx.String("baton"))
+			if err != nil {
+				return cli.Exit("bench detect: "+err.Error(), exitBadInput)
+			}
+			cfg.Bin = bin
+			if err := cfg.Validate(); err != nil {
+				return cli.Exit("bench detect: "+err.Error(), exitBadInput)
+			}
+			if err := sandbox.Requirements(); err != nil {
+				return cli.Exit("bench detect: "+err.Error(), exitBadInput)
+			}
+			ctx, stop := signal.NotifyContext(cctx.Context, os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			res, err := bench.Detect(ctx, cfg)
+			if err != nil {
+				return cli.Exit("bench detect: "+err.Error(), exitBadInput)
+			}
+			return bench.PrintDetect(cctx.App.Writer, res, cctx.Bool("json"))
+		},
+	}
+}
+
+func benchFailoverCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "failover",
+		Usage: "fault the primary of a real sandbox cluster with agents, and time the failover as a writer sees it",
+		Description: `Each trial brings up a fresh 3-node sandbox with agents, semi-sync and a virtual IP,
+starts a writer in the client namespace (through the virtual IP, 100 writes/s, each
+with a 500 ms deadline, after which it reconnects) and a
+monitor that writes to every server directly, injects the fault on the primary and
+measures: detect (fault -> etcd shows the primary failed), decide (-> failover started),
+promote (-> new primary holds the leader key) and failover (-> first write acknowledged
+by the new primary). Then it checks that every acknowledged write is on the new
+primary and that no two servers accepted writes at the same time.
+
+Example:
+   baton-lab bench failover --fault disk-full --trials 3 --json`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "fault", Required: true, Usage: "kill, disk-full, freeze-writes, stop, cut-network or readonly-fs"},
+			&cli.IntFlag{Name: "trials", Value: 3, Usage: "trials, each on a fresh cluster"},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
+			&cli.StringFlag{Name: "name", Value: "fo-bench", Usage: "sandbox name", Hidden: true},
+			batonFlag(),
+		},
+		Action: func(cctx *cli.Context) error {
+			fault, err := sandbox.ParseFault(cctx.String("fault"))
+			if err != nil {
+				return cli.Exit(err.Error(), exitBadInput)
+			}
+			bin, err := lab.FindBinaries(cctx.String("baton"))
+			if err != nil {
+				return cli.Exit("bench failover: "+err.Error(), exitBadInput)
+			}
+			cfg := bench.FailoverConfig{Fault: fault, Trials: cctx.Int("trials"), Name: cctx.String("name"), Bin: bin}
+			if !cctx.Bool("json") {
+				cfg.Progress = cctx.App.ErrWriter
+			}
+			if err := cfg.Validate(); err != nil {
+				return cli.Exit("bench failover: "+err.Error(), exitBadInput)
+			}
+			if err := sandbox.Requirements(); err != nil {
+				return cli.Exit("bench failover: "+err.Error(), exitBadInput)
+			}
+			ctx, stop := signal.NotifyContext(cctx.Context, syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			// The fault and the fence break the writer's connections on purpose; the
+			// driver would print each broken one.
+			_ = mysql.SetLogger(log.New(io.Discard, "", 0))
+			res, err := bench.Failover(ctx, cfg)
+			if err != nil {
+				return cli.Exit("bench failover: "+err.Error(), exitBadInput)
+			}
+			if cctx.Bool("json") {
+				return json.NewEncoder(cctx.App.Writer).Encode(res)
+			}
+			fmt.Fprintf(cctx.App.Writer, "%s: failover p50 %d ms, max %d ms; acked %d, lost %d, split-brain %d ms\n",
+				res.Fault, res.P50FailoverMS, res.MaxFailoverMS, res.AckedWrites, res.LostWrites, res.SplitBrainMS)
+			if len(res.Errors) > 0 {
+				return cli.Exit(fmt.Sprintf("%d trial(s) failed: %v", len(res.Errors), res.Errors), exitRefused)
+			}
+			return nil
+		},
+	}
+}
+
+func benchAllCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "all",
+		Usage: "run every benchmark and write the results as markdown",
+		Description: `Runs baton-lab bench failover for every fault that calls for a failover, baton-lab bench
+detect for every detectable fault and for the load and false-positive cases, and
+measures one agent's footprint; writes the figures, the machine and the commands.
+
+Example:
+   baton-lab bench all --out docs/BENCHMARKS.md`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "out", Value: "docs/BENCHMARKS.md", Usage: "markdown file to write"},
+			&cli.IntFlag{Name: "failover-trials", Value: 3},
+			&cli.IntFlag{Name: "detect-trials", Value: 5},
+			&cli.IntFlag{Name: "seconds", Value: 60, Usage: "length of the load run and of the footprint run"},
+			batonFlag(),
+		},
+		Action: func(cctx *cli.Context) error {
+			bin, err := lab.FindBinaries(cctx.String("baton"))
+			if err != nil {
+				return cli.Exit("bench all: "+err.Error(), exitBadInput)
+			}
+			cfg := bench.AllConfig{Out: cctx.String("out"), FailoverTrials: cctx.Int("failover-trials"),
+				DetectTrials: cctx.Int("detect-trials"), Seconds: cctx.Int("seconds"), Bin: bin, Progress: cctx.App.ErrWriter}
+			if err := cfg.Validate(); err != nil {
+				return cli.Exit("bench all: "+err.Error(), exitBadInput)
+			}
+			if err := sandbox.Requirements(); err != nil {
+				return cli.Exit("bench all: "+err.Error(), exitBadInput)
+			}
+			ctx, stop := signal.NotifyContext(cctx.Context, syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			if err := bench.All(ctx, cfg); err != nil {
+				return cli.Exit("bench all: "+err.Error(), exitBadInput)
+			}
+			return nil
+		},
+	}
+}

@@ -1,0 +1,268 @@
+// Package bench is `baton-lab bench`: it measures Baton on real sandbox clusters. Detect
+// times the detector alone from a fault to its verdict; Failover times a whole
+// failover from a fault of the primary to writes accepted again, by the milestones
+// package failover defines; All runs everything and writes docs/BENCHMARKS.md.
+// Every figure comes from real servers; nothing is simulated.
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/internal/lab"
+	"github.com/baton-ha/baton/internal/sandbox"
+)
+
+// FailoverFaults are the faults of the primary that must lead to a failover.
+func FailoverFaults() []sandbox.Fault {
+	return []sandbox.Fault{sandbox.Kill, sandbox.DiskFull, sandbox.FreezeWrites, sandbox.Stop, sandbox.CutNetwork, sandbox.ReadonlyFS}
+}
+
+// FailoverResult is what the failover benchmark measured: `baton-lab bench failover
+// --json` prints it.
+type FailoverResult struct {
+	Fault         string   `json:"fault"`
+	Trials        int      `json:"trials"`
+	DetectMS      []int64  `json:"detect_ms"`   // fault -> failover.MilestoneDetected
+	DecideMS      []int64  `json:"decide_ms"`   // fault -> failover.MilestoneDecided
+	PromoteMS     []int64  `json:"promote_ms"`  // fault -> failover.MilestonePromoted
+	FailoverMS    []int64  `json:"failover_ms"` // fault -> first write acknowledged by the new primary
+	P50FailoverMS int64    `json:"p50_failover_ms"`
+	MaxFailoverMS int64    `json:"max_failover_ms"`
+	AckedWrites   int      `json:"acked_writes"`
+	LostWrites    int      `json:"lost_writes"`
+	SplitBrainMS  int64    `json:"split_brain_ms"`
+	NewPrimaries  []string `json:"new_primaries"`
+	Errors        []string `json:"errors,omitempty"`
+}
+
+// FailoverConfig is one run of the failover benchmark.
+type FailoverConfig struct {
+	Fault    sandbox.Fault // one of FailoverFaults
+	Trials   int           // each on a fresh cluster
+	Name     string        // sandbox name
+	Bin      lab.Binaries
+	Progress io.Writer // one line per trial; nil for none
+}
+
+// Validate checks the configuration and names the bad field.
+func (cfg FailoverConfig) Validate() error {
+	ok := false
+	for _, f := range FailoverFaults() {
+		ok = ok || f == cfg.Fault
+	}
+	switch {
+	case !ok:
+		return fmt.Errorf("fault: %s does not call for a failover: use one of kill, disk-full, freeze-writes, stop, cut-network, readonly-fs", cfg.Fault)
+	case cfg.Trials < 1:
+		return fmt.Errorf("trials: %d: at least 1", cfg.Trials)
+	case cfg.Name == "":
+		return errors.New("name: a sandbox name is required")
+	case cfg.Bin.Baton == "" || cfg.Bin.Lab == "":
+		return errors.New("bin: both the baton and the baton-lab executables are required")
+	}
+	return nil
+}
+
+// Failover runs the trials: each brings up a fresh 3-node sandbox with agents,
+// semi-sync and a virtual IP, writes through the VIP, faults the primary and times the
+// failover's milestones (as failover defines them) and the writes resuming. A trial
+// that fails is an error in the result, not the end of the run. It needs root.
+func Failover(ctx context.Context, cfg FailoverConfig) (FailoverResult, error) {
+	if err := cfg.Validate(); err != nil {
+		return FailoverResult{}, err
+	}
+	return runFailoverBench(ctx, cfg), nil
+}
+
+func runFailoverBench(ctx context.Context, cfg FailoverConfig) FailoverResult {
+	f := cfg.Fault
+	res := FailoverResult{Fault: f.String(), Trials: cfg.Trials}
+	say := func(format string, args ...any) {
+		if cfg.Progress != nil {
+			fmt.Fprintf(cfg.Progress, format, args...)
+		}
+	}
+	for i := 0; i < cfg.Trials && ctx.Err() == nil; i++ {
+		tr, err := failoverTrial(ctx, f, cfg.Name, cfg.Bin)
+		if err != nil {
+			res.Errors = append(res.Errors, fmt.Sprintf("trial %d: %v", i+1, err))
+			say("trial %d: %v\n", i+1, err)
+			continue
+		}
+		res.DetectMS = append(res.DetectMS, tr.detect.Milliseconds())
+		res.DecideMS = append(res.DecideMS, tr.decide.Milliseconds())
+		res.PromoteMS = append(res.PromoteMS, tr.promote.Milliseconds())
+		res.FailoverMS = append(res.FailoverMS, tr.failover.Milliseconds())
+		res.AckedWrites += tr.acked
+		res.LostWrites += tr.lost
+		res.SplitBrainMS += tr.splitBrain.Milliseconds()
+		res.NewPrimaries = append(res.NewPrimaries, tr.newPrimary)
+		say("trial %d: detect %s, decide %s, promote %s, writes resumed %s on %s; %d acked, %d lost, split-brain %s\n",
+			i+1, tr.detect.Round(time.Millisecond), tr.decide.Round(time.Millisecond), tr.promote.Round(time.Millisecond),
+			tr.failover.Round(time.Millisecond), tr.newPrimary, tr.acked, tr.lost, tr.splitBrain)
+	}
+	res.P50FailoverMS, res.MaxFailoverMS = p50max(res.FailoverMS)
+	return res
+}
+
+func p50max(xs []int64) (int64, int64) {
+	if len(xs) == 0 {
+		return 0, 0
+	}
+	s := append([]int64(nil), xs...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[(len(s)-1)/2], s[len(s)-1]
+}
+
+// benchWriteTimeout is the writer's deadline per write: on a hung primary a client
+// waits this long before it gives up on its connection and reconnects.
+const benchWriteTimeout = 500 * time.Millisecond
+
+type trialResult struct {
+	detect, decide, promote, failover time.Duration
+	acked, lost                       int
+	splitBrain                        time.Duration
+	newPrimary                        string
+}
+
+// benchCluster brings up a fresh 3-node cluster with agents, semi-sync and a virtual
+// IP (taking down one of the same name first), and its etcd state. done tears it
+// down.
+func benchCluster(ctx context.Context, name string, bin lab.Binaries) (c *sandbox.Cluster, store *failover.Store, done func(), err error) {
+	if old, err := sandbox.Open("", name, nil); err == nil {
+		_ = old.Down(ctx)
+	}
+	c, err = sandbox.Up(ctx, sandbox.Spec{Name: name, Nodes: 3, SemiSync: true, WithAgents: true, VIP: true, Binary: bin.Baton, LabBinary: bin.Lab}, nil)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cli, err := c.EtcdClient()
+	if err != nil {
+		_ = c.Down(context.WithoutCancel(ctx))
+		return nil, nil, nil, err
+	}
+	return c, failover.NewStore(cli, c.Name), func() {
+		cli.Close()
+		_ = c.Down(context.WithoutCancel(ctx))
+	}, nil
+}
+
+// errPromoted ends a trial's watch: the new primary holds the leader key.
+var errPromoted = errors.New("bench: promoted")
+
+func failoverTrial(ctx context.Context, f sandbox.Fault, name string, bin lab.Binaries) (trialResult, error) {
+	var tr trialResult
+	c, store, done, err := benchCluster(ctx, name, bin)
+	if err != nil {
+		return tr, err
+	}
+	defer done()
+
+	w := c.NewWriter(10*time.Millisecond, benchWriteTimeout)
+	w.Start(ctx)
+	defer w.Stop()
+	mon := c.NewSplitBrainMonitor(50 * time.Millisecond)
+	mon.Start(ctx)
+	defer mon.Stop()
+	if err := lab.Until(ctx, 10*time.Second, func() bool { return len(w.Acks()) >= 50 }); err != nil {
+		return tr, fmt.Errorf("no steady writes before the fault: %w", err)
+	}
+	snap, err := store.Load(ctx)
+	if err != nil {
+		return tr, err
+	}
+	oldPrimary := snap.Primary
+	if oldPrimary.Epoch != 1 {
+		hist, _ := store.History(ctx, 5)
+		b, _ := json.Marshal(hist)
+		return tr, fmt.Errorf("a failover happened before the fault (primary %s, epoch %d): %s", oldPrimary.Node, oldPrimary.Epoch, b)
+	}
+	oldNode, err := c.Node(oldPrimary.Node)
+	if err != nil {
+		return tr, err
+	}
+
+	// Watch etcd from before the fault: every change, in order, timed as it arrives.
+	wctx, stopWatch := context.WithTimeout(ctx, 30*time.Second)
+	defer stopWatch()
+	var (
+		mu       sync.Mutex
+		tl       *failover.FailoverTimeline
+		injected time.Time
+	)
+	ready, watched := make(chan struct{}), make(chan error, 1)
+	go func() {
+		first := true
+		watched <- store.Watch(wctx, func(s failover.Snapshot) error {
+			if first {
+				first = false
+				close(ready)
+				return nil
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if tl == nil {
+				return nil
+			}
+			tl.Observe(s, time.Now())
+			if _, ok := tl.At(failover.MilestonePromoted); ok {
+				tr.newPrimary = s.Primary.Node
+				return errPromoted
+			}
+			return nil
+		})
+	}()
+	select {
+	case <-ready:
+	case err := <-watched:
+		return tr, fmt.Errorf("watch the cluster's state: %w", err)
+	}
+	mu.Lock()
+	injected = time.Now()
+	tl = failover.NewFailoverTimeline(oldPrimary, injected)
+	mu.Unlock()
+	if err := c.Fault(ctx, oldPrimary.Node, f); err != nil {
+		return tr, err
+	}
+	if err := <-watched; !errors.Is(err, errPromoted) {
+		return tr, fmt.Errorf("no failover within 30s of %s (%v)", f, err)
+	}
+	tr.detect, _ = tl.Since(failover.MilestoneDetected)
+	tr.decide, _ = tl.Since(failover.MilestoneDecided)
+	tr.promote, _ = tl.Since(failover.MilestonePromoted)
+	var first sandbox.Ack
+	if err := lab.Until(ctx, 15*time.Second, func() bool {
+		a, ok := w.FirstAckAfter(injected, uint32(oldNode.ServerID))
+		first = a
+		return ok
+	}); err != nil {
+		return tr, fmt.Errorf("writes did not resume on %s: %w", tr.newPrimary, err)
+	}
+	tr.failover = first.At.Sub(injected)
+	time.Sleep(time.Second)
+	w.Stop()
+	mon.Stop()
+	tr.acked = len(w.Acks())
+	tr.splitBrain = mon.SplitBrain()
+	db, err := c.RootDB(tr.newPrimary)
+	if err != nil {
+		return tr, err
+	}
+	defer db.Close()
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	lost, err := w.Lost(qctx, db)
+	if err != nil {
+		return tr, err
+	}
+	tr.lost = len(lost)
+	return tr, nil
+}

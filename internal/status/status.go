@@ -1,0 +1,200 @@
+// Package status is the operator's view of one cluster, read from etcd: what
+// `baton status` prints and what the demo shows. It only reads; it never changes the
+// cluster.
+package status
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/baton-ha/baton/failover"
+)
+
+// Cluster is the cluster as `baton status` shows it; `--json` prints it as is.
+type Cluster struct {
+	Cluster     string            `json:"cluster"`
+	Primary     string            `json:"primary"`
+	PrimaryAddr string            `json:"primary_addr"`
+	Epoch       uint64            `json:"epoch"`
+	Since       time.Time         `json:"since"`
+	Leader      string            `json:"leader"`
+	VIPHolder   string            `json:"vip_holder,omitempty"`
+	Coordinator string            `json:"coordinator"`
+	Paused      bool              `json:"paused"`
+	InProgress  *failover.Intent  `json:"in_progress,omitempty"`
+	LastEvent   *failover.Event   `json:"last_event,omitempty"`
+	Warnings    []string          `json:"warnings,omitempty"`
+	Nodes       []Node            `json:"nodes"`
+	Request     *failover.Request `json:"request,omitempty"`
+	// Policy is the cluster's failover policy (nil: missing or unreadable), and the
+	// live agents whose configuration files disagree with it.
+	Policy              *failover.PolicyRecord        `json:"policy,omitempty"`
+	PolicyDisagreements []failover.PolicyDisagreement `json:"policy_disagreements,omitempty"`
+	// Decision is what the coordinator decided last, with refused or failed tries.
+	Decision *failover.CoordinatorStatus `json:"decision,omitempty"`
+}
+
+type Node struct {
+	Name       string  `json:"name"`
+	Addr       string  `json:"addr"`
+	Role       string  `json:"role"`
+	Verdict    string  `json:"verdict"`
+	Reason     string  `json:"reason,omitempty"`
+	ReadOnly   bool    `json:"read_only"`
+	LagMS      int64   `json:"lag_ms"`
+	GTID       string  `json:"gtid"`
+	IORunning  bool    `json:"io_running"`
+	SQLRunning bool    `json:"sql_running"`
+	Errant     string  `json:"errant,omitempty"`
+	Leader     bool    `json:"leader"`
+	VIP        bool    `json:"vip"`
+	LeaseTTLMS int64   `json:"lease_ttl_ms"`
+	WriteMS    float64 `json:"write_ms"`
+	DiskFree   uint64  `json:"disk_free_bytes,omitempty"`
+}
+
+// Read reads the cluster's state from etcd and makes it a Cluster.
+func Read(ctx context.Context, store *failover.Store, cluster string) (Cluster, error) {
+	snap, err := store.Load(ctx)
+	if err != nil {
+		return Cluster{}, err
+	}
+	return Of(ctx, store, cluster, snap), nil
+}
+
+// Of makes a Cluster of a snapshot of the cluster's state. It reads what a snapshot
+// does not carry, best effort: the agents' lease times (-1 when unread).
+func Of(ctx context.Context, store *failover.Store, cluster string, snap failover.Snapshot) Cluster {
+	st := Cluster{
+		Cluster: cluster, Primary: snap.Primary.Node, PrimaryAddr: snap.Primary.Addr, Epoch: snap.Primary.Epoch,
+		Since: snap.Primary.Since, Leader: snap.Leader, Coordinator: snap.Coordinator, Paused: snap.Settings.Paused,
+		InProgress: snap.Intent, Request: snap.Request, LastEvent: snap.LastEvent, Decision: snap.Decision,
+		Policy: snap.Policy, PolicyDisagreements: failover.PolicyDisagreements(snap.Policy, snap.Nodes),
+	}
+	switch {
+	case snap.PolicyErr != "":
+		st.Warnings = append(st.Warnings, "the cluster's failover policy is unreadable ("+snap.PolicyErr+"): coordinators decide with their own files' (see `baton policy`)")
+	case snap.Policy == nil && len(snap.Nodes) > 0:
+		st.Warnings = append(st.Warnings, "the cluster has no failover policy in etcd yet (see `baton policy`)")
+	}
+	for _, d := range st.PolicyDisagreements {
+		st.Warnings = append(st.Warnings, fmt.Sprintf("%s's configuration file disagrees with the cluster's failover policy: %s (see `baton policy show`)",
+			d.Node, strings.Join(d.Diff, ", ")))
+	}
+	if d := snap.Decision; d != nil && d.Tries > 0 {
+		st.Warnings = append(st.Warnings, fmt.Sprintf("automatic failover did not complete %d time(s): %s; next try not before %s",
+			d.Tries, d.LastError, d.RetryAt.Local().Format(time.DateTime)))
+	}
+	names := make([]string, 0, len(snap.Nodes))
+	for name := range snap.Nodes {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	if snap.Primary.Node != "" {
+		if _, ok := snap.Nodes[snap.Primary.Node]; !ok {
+			st.Warnings = append(st.Warnings, fmt.Sprintf("the primary's agent (%s) is not running", snap.Primary.Node))
+		}
+	}
+	for _, name := range names {
+		n := snap.Nodes[name]
+		ns := Node{Name: name, Addr: n.Addr, Role: string(n.Role), Verdict: n.Verdict, Reason: n.Reason, ReadOnly: n.ReadOnly,
+			LagMS: n.LagMS, GTID: n.GTID, IORunning: n.IORunning, SQLRunning: n.SQLRunning, Errant: n.Errant,
+			Leader: snap.Leader == name, VIP: n.VIP, LeaseTTLMS: -1, WriteMS: n.WriteMS, DiskFree: n.DiskFree}
+		if n.VIP {
+			if st.VIPHolder != "" {
+				st.Warnings = append(st.Warnings, fmt.Sprintf("the virtual IP is on %s and %s", st.VIPHolder, name))
+			}
+			st.VIPHolder = name
+		}
+		if id, ok := snap.NodeLeases[name]; ok && id != 0 {
+			if ttl, err := store.LeaseTTL(ctx, id); err == nil {
+				ns.LeaseTTLMS = ttl.Milliseconds()
+			}
+		}
+		if n.DiskTimeToFull > 0 && n.DiskTimeToFull < time.Hour {
+			st.Warnings = append(st.Warnings, fmt.Sprintf("%s: disk predicted full in %s", name, n.DiskTimeToFull.Round(time.Second)))
+		}
+		if n.Role == failover.RoleQuarantined {
+			st.Warnings = append(st.Warnings, fmt.Sprintf("%s is quarantined: errant transactions %s (see docs/operations.md)", name, n.Errant))
+		}
+		st.Nodes = append(st.Nodes, ns)
+	}
+	return st
+}
+
+// Print writes the cluster as a table, with colours when color is set.
+func Print(w io.Writer, st Cluster, color bool) {
+	paint := func(code, s string) string {
+		if !color {
+			return s
+		}
+		return "\033[" + code + "m" + s + "\033[0m"
+	}
+	paused := ""
+	if st.Paused {
+		paused = "  " + paint("33", "PAUSED (no automatic failover)")
+	}
+	fmt.Fprintf(w, "cluster %s  primary %s (epoch %d, since %s)  coordinator %s%s\n", st.Cluster, OrDash(st.Primary), st.Epoch,
+		st.Since.Local().Format(time.DateTime), OrDash(st.Coordinator), paused)
+	if d := st.Decision; d != nil {
+		fmt.Fprintf(w, "coordinator decides: %s (%s)\n", d.Action, d.Reason)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tROLE\tVERDICT\tLAG\tGTID\tVIP\tLEASE\tREASON")
+	for _, n := range st.Nodes {
+		verdict := n.Verdict
+		switch n.Verdict {
+		case "healthy":
+			verdict = paint("32", verdict)
+		case "unwritable", "unreachable":
+			verdict = paint("31", verdict)
+		default:
+			verdict = paint("33", verdict)
+		}
+		role := n.Role
+		if n.Leader {
+			role += "*"
+		}
+		lag := "-"
+		if n.LagMS >= 0 && n.Role != "primary" {
+			lag = fmt.Sprintf("%dms", n.LagMS)
+		}
+		lease := "-"
+		if n.LeaseTTLMS >= 0 {
+			lease = fmt.Sprintf("%ds", n.LeaseTTLMS/1000)
+		}
+		vip := "-"
+		if n.VIP {
+			vip = "yes"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, role, verdict, lag, OrDash(n.GTID), vip, lease, n.Reason)
+	}
+	_ = tw.Flush()
+	if st.InProgress != nil {
+		fmt.Fprintf(w, "in progress: %s from %s (epoch %d)\n", st.InProgress.Kind, st.InProgress.From, st.InProgress.Epoch)
+	}
+	if e := st.LastEvent; e != nil {
+		fmt.Fprintf(w, "last event: %s %s -> %s at %s, took %s: %s\n", e.Kind, OrDash(e.From), e.To, e.Started.Local().Format(time.DateTime),
+			e.Took.Round(time.Millisecond), e.Reason)
+	}
+	if p := st.Policy; p != nil {
+		fmt.Fprintf(w, "policy: %s (set by %s)\n", p.Policy, OrDash(p.SetBy))
+	}
+	for _, warn := range st.Warnings {
+		fmt.Fprintln(w, paint("31", "warning: ")+warn)
+	}
+
+}
+
+// OrDash is s, or "-" when s is empty.
+func OrDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
