@@ -98,15 +98,15 @@ primary and that no two servers accepted writes at the same time.
 Example:
    baton-lab bench failover --fault disk-full --trials 3 --json`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "fault", Required: true, Usage: "kill, disk-full, freeze-writes, stop, cut-network or readonly-fs"},
+			&cli.StringFlag{Name: "fault", Required: true, Usage: strings.Join(bench.FailoverKinds(), ", ")},
 			&cli.IntFlag{Name: "trials", Value: 3, Usage: "trials, each on a fresh cluster"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
 			&cli.StringFlag{Name: "name", Value: "fo-bench", Usage: "sandbox name", Hidden: true},
 			batonFlag(),
 		},
 		Action: func(cctx *cli.Context) error {
-			fault, err := sandbox.ParseFault(cctx.String("fault"))
-			if err != nil {
+			fault := cctx.String("fault")
+			if _, err := bench.ParseFailoverKind(fault); err != nil {
 				return cli.Exit(err.Error(), exitBadInput)
 			}
 			bin, err := lab.FindBinaries(cctx.String("baton"))

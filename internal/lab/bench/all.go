@@ -72,11 +72,11 @@ func All(ctx context.Context, cfg AllConfig) error {
 	ft, dt := cfg.FailoverTrials, cfg.DetectTrials
 
 	var failovers []FailoverResult
-	for _, f := range FailoverFaults() {
+	for _, f := range FailoverKinds() {
 		var r FailoverResult
-		args := []string{"bench", "failover", "--fault", f.String(), "--trials", strconv.Itoa(ft), "--json"}
+		args := []string{"bench", "failover", "--fault", f, "--trials", strconv.Itoa(ft), "--json"}
 		if err := runJSON(ctx, cfg.Bin, args, &r); err != nil {
-			r = FailoverResult{Fault: f.String(), Trials: ft, Errors: []string{err.Error()}}
+			r = FailoverResult{Fault: f, Trials: ft, Errors: []string{err.Error()}}
 		}
 		fmt.Fprintf(cfg.Progress, "failover %s: p50 %d ms, max %d ms, lost %d, split-brain %d ms %v\n", f, r.P50FailoverMS, r.MaxFailoverMS, r.LostWrites, r.SplitBrainMS, r.Errors)
 		failovers = append(failovers, r)

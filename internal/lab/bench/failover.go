@@ -11,7 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,9 +22,28 @@ import (
 	"github.com/baton-ha/baton/internal/sandbox"
 )
 
-// FailoverFaults are the faults of the primary that must lead to a failover.
-func FailoverFaults() []sandbox.Fault {
-	return []sandbox.Fault{sandbox.Kill, sandbox.DiskFull, sandbox.FreezeWrites, sandbox.Stop, sandbox.CutNetwork, sandbox.ReadonlyFS}
+// FailoverKinds are the faults of the primary that must lead to a failover: single
+// faults, and compound ones ("a+b": injected in that order) as production combines
+// them. cut-etcd cuts the primary's agent alone from etcd.
+func FailoverKinds() []string {
+	return []string{"kill", "disk-full", "freeze-writes", "stop", "cut-network", "readonly-fs",
+		"disk-full+exhaust-connections", "cut-etcd", "kill-agent+disk-full"}
+}
+
+// ParseFailoverKind reads a kind of FailoverKinds into the faults it injects.
+func ParseFailoverKind(kind string) ([]sandbox.Fault, error) {
+	if !slices.Contains(FailoverKinds(), kind) {
+		return nil, fmt.Errorf("fault: %q does not call for a failover: use one of %s", kind, strings.Join(FailoverKinds(), ", "))
+	}
+	var fs []sandbox.Fault
+	for _, name := range strings.Split(kind, "+") {
+		f, err := sandbox.ParseFault(name)
+		if err != nil {
+			return nil, fmt.Errorf("fault: %w", err)
+		}
+		fs = append(fs, f)
+	}
+	return fs, nil
 }
 
 // FailoverResult is what the failover benchmark measured: `baton-lab bench failover
@@ -45,22 +66,19 @@ type FailoverResult struct {
 
 // FailoverConfig is one run of the failover benchmark.
 type FailoverConfig struct {
-	Fault    sandbox.Fault // one of FailoverFaults
-	Trials   int           // each on a fresh cluster
-	Name     string        // sandbox name
+	Fault    string // one of FailoverKinds
+	Trials   int    // each on a fresh cluster
+	Name     string // sandbox name
 	Bin      lab.Binaries
 	Progress io.Writer // one line per trial; nil for none
 }
 
 // Validate checks the configuration and names the bad field.
 func (cfg FailoverConfig) Validate() error {
-	ok := false
-	for _, f := range FailoverFaults() {
-		ok = ok || f == cfg.Fault
-	}
+	_, err := ParseFailoverKind(cfg.Fault)
 	switch {
-	case !ok:
-		return fmt.Errorf("fault: %s does not call for a failover: use one of kill, disk-full, freeze-writes, stop, cut-network, readonly-fs", cfg.Fault)
+	case err != nil:
+		return err
 	case cfg.Trials < 1:
 		return fmt.Errorf("trials: %d: at least 1", cfg.Trials)
 	case cfg.Name == "":
@@ -83,8 +101,8 @@ func Failover(ctx context.Context, cfg FailoverConfig) (FailoverResult, error) {
 }
 
 func runFailoverBench(ctx context.Context, cfg FailoverConfig) FailoverResult {
-	f := cfg.Fault
-	res := FailoverResult{Fault: f.String(), Trials: cfg.Trials}
+	f, _ := ParseFailoverKind(cfg.Fault) // checked by Validate
+	res := FailoverResult{Fault: cfg.Fault, Trials: cfg.Trials}
 	say := func(format string, args ...any) {
 		if cfg.Progress != nil {
 			fmt.Fprintf(cfg.Progress, format, args...)
@@ -158,7 +176,7 @@ func benchCluster(ctx context.Context, name string, bin lab.Binaries) (c *sandbo
 // errPromoted ends a trial's watch: the new primary holds the leader key.
 var errPromoted = errors.New("bench: promoted")
 
-func failoverTrial(ctx context.Context, f sandbox.Fault, name string, bin lab.Binaries) (trialResult, error) {
+func failoverTrial(ctx context.Context, f []sandbox.Fault, name string, bin lab.Binaries) (trialResult, error) {
 	var tr trialResult
 	c, store, done, err := benchCluster(ctx, name, bin)
 	if err != nil {
@@ -229,8 +247,10 @@ func failoverTrial(ctx context.Context, f sandbox.Fault, name string, bin lab.Bi
 	injected = time.Now()
 	tl = failover.NewFailoverTimeline(oldPrimary, injected)
 	mu.Unlock()
-	if err := c.Fault(ctx, oldPrimary.Node, f); err != nil {
-		return tr, err
+	for _, f := range f {
+		if err := c.Fault(ctx, oldPrimary.Node, f); err != nil {
+			return tr, err
+		}
 	}
 	if err := <-watched; !errors.Is(err, errPromoted) {
 		return tr, fmt.Errorf("no failover within 30s of %s (%v)", f, err)

@@ -1,0 +1,44 @@
+package bench
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/baton-ha/baton/internal/sandbox"
+)
+
+func TestParseFailoverKind(t *testing.T) {
+	cases := []struct {
+		kind    string
+		want    []sandbox.Fault
+		wantErr string
+	}{
+		{"kill", []sandbox.Fault{sandbox.Kill}, ""},
+		{"disk-full+exhaust-connections", []sandbox.Fault{sandbox.DiskFull, sandbox.ExhaustConnections}, ""},
+		{"kill-agent+disk-full", []sandbox.Fault{sandbox.KillAgent, sandbox.DiskFull}, ""},
+		{"cut-etcd", []sandbox.Fault{sandbox.CutEtcd}, ""},
+		// Real faults that do not call for a failover, and nonsense, are refused.
+		{"exhaust-connections", nil, "does not call for a failover"},
+		{"kill-agent", nil, "does not call for a failover"},
+		{"disk-full+kill", nil, "does not call for a failover"},
+		{"", nil, "does not call for a failover"},
+	}
+	for _, tc := range cases {
+		got, err := ParseFailoverKind(tc.kind)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%q: error %v, want %q", tc.kind, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%q = %v, %v; want %v", tc.kind, got, err, tc.want)
+		}
+	}
+	for _, k := range FailoverKinds() {
+		if _, err := ParseFailoverKind(k); err != nil {
+			t.Errorf("listed kind %q does not parse: %v", k, err)
+		}
+	}
+}
