@@ -10,6 +10,8 @@ import (
 	"os"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/baton-ha/baton/internal/cliflag"
 )
 
 // Exit codes: 0 done, 1 the demo or a benchmark found Baton wanting (or a sandbox
@@ -26,7 +28,7 @@ func main() {
 		EnableBashCompletion: true,
 		Commands:             []*cli.Command{sandboxCommand(), demoCommand(), benchCommand()},
 	}
-	oneLineUsageErrors(app.Name, app.Commands)
+	cliflag.OneLineUsageErrors(app.Name, app.Commands, exitBadInput)
 	if err := app.Run(os.Args); err != nil {
 		fmt.Fprintf(os.Stderr, "baton-lab: %v\n", err)
 		code := exitBadInput
@@ -34,19 +36,5 @@ func main() {
 			code = ec.ExitCode()
 		}
 		os.Exit(code)
-	}
-}
-
-// oneLineUsageErrors makes a bad flag or flag value, of cmds and their subcommands,
-// one line on stderr and exit status 2, instead of urfave/cli's usage text on stdout.
-func oneLineUsageErrors(prefix string, cmds []*cli.Command) {
-	for _, c := range cmds {
-		name := prefix + " " + c.Name
-		if c.OnUsageError == nil {
-			c.OnUsageError = func(_ *cli.Context, err error, _ bool) error {
-				return cli.Exit(fmt.Sprintf("%s: %v (see `%s --help`)", name, err, name), exitBadInput)
-			}
-		}
-		oneLineUsageErrors(name, c.Subcommands)
 	}
 }

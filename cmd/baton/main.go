@@ -9,6 +9,8 @@ import (
 	"os"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/baton-ha/baton/internal/cliflag"
 )
 
 // Exit codes shared by every command: 0 done, 1 refused as unsafe, 2 bad input or an
@@ -35,7 +37,7 @@ func main() {
 			probeCommand(),
 		},
 	}
-	oneLineUsageErrors(app.Name, app.Commands)
+	cliflag.OneLineUsageErrors(app.Name, app.Commands, exitBadInput)
 	if err := app.Run(os.Args); err != nil {
 		fmt.Fprintf(os.Stderr, "baton: %v\n", err)
 		code := exitBadInput

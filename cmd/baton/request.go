@@ -455,18 +455,3 @@ func newRequestID(kind failover.RequestKind) string {
 	_, _ = rand.Read(b)
 	return fmt.Sprintf("%s-%s-%s", kind, time.Now().UTC().Format("20060102T150405"), hex.EncodeToString(b))
 }
-
-// oneLineUsageErrors makes a bad flag or flag value, of cmds and their
-// subcommands, one line on stderr and exit status 2, instead of urfave/cli's usage
-// text on stdout.
-func oneLineUsageErrors(prefix string, cmds []*cli.Command) {
-	for _, c := range cmds {
-		name := prefix + " " + c.Name
-		if c.OnUsageError == nil {
-			c.OnUsageError = func(_ *cli.Context, err error, _ bool) error {
-				return cli.Exit(fmt.Sprintf("%s: %v (see `%s --help`)", name, err, name), exitBadInput)
-			}
-		}
-		oneLineUsageErrors(name, c.Subcommands)
-	}
-}
