@@ -6,9 +6,6 @@
 package main
 
 import (
-	"fmt"
-	"os"
-
 	"github.com/urfave/cli/v2"
 
 	"github.com/baton-ha/baton/internal/cliflag"
@@ -28,13 +25,5 @@ func main() {
 		EnableBashCompletion: true,
 		Commands:             []*cli.Command{sandboxCommand(), demoCommand(), benchCommand()},
 	}
-	cliflag.OneLineUsageErrors(app.Name, app.Commands, exitBadInput)
-	if err := app.Run(os.Args); err != nil {
-		fmt.Fprintf(os.Stderr, "baton-lab: %v\n", err)
-		code := exitBadInput
-		if ec, ok := err.(cli.ExitCoder); ok {
-			code = ec.ExitCode()
-		}
-		os.Exit(code)
-	}
+	cliflag.Main(app, exitBadInput)
 }

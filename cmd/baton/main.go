@@ -5,9 +5,6 @@
 package main
 
 import (
-	"fmt"
-	"os"
-
 	"github.com/urfave/cli/v2"
 
 	"github.com/baton-ha/baton/internal/cliflag"
@@ -37,13 +34,5 @@ func main() {
 			probeCommand(),
 		},
 	}
-	cliflag.OneLineUsageErrors(app.Name, app.Commands, exitBadInput)
-	if err := app.Run(os.Args); err != nil {
-		fmt.Fprintf(os.Stderr, "baton: %v\n", err)
-		code := exitBadInput
-		if ec, ok := err.(cli.ExitCoder); ok {
-			code = ec.ExitCode()
-		}
-		os.Exit(code)
-	}
+	cliflag.Main(app, exitBadInput)
 }

@@ -4,6 +4,7 @@ package cliflag
 
 import (
 	"fmt"
+	"os"
 
 	"github.com/urfave/cli/v2"
 )
@@ -20,5 +21,20 @@ func OneLineUsageErrors(prefix string, cmds []*cli.Command, code int) {
 			}
 		}
 		OneLineUsageErrors(name, c.Subcommands, code)
+	}
+}
+
+// Main runs app on the process's arguments and exits: a bad flag is one line (see
+// OneLineUsageErrors), an error is one line "NAME: error" on stderr, and the exit
+// status is the error's own (cli.Exit) or badInput.
+func Main(app *cli.App, badInput int) {
+	OneLineUsageErrors(app.Name, app.Commands, badInput)
+	if err := app.Run(os.Args); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", app.Name, err)
+		code := badInput
+		if ec, ok := err.(cli.ExitCoder); ok {
+			code = ec.ExitCode()
+		}
+		os.Exit(code)
 	}
 }
