@@ -128,6 +128,9 @@ type Self struct {
 	// "" when none; FlowFencedEpoch is that flow's epoch.
 	FlowFenced      string
 	FlowFencedEpoch uint64
+	// SemiSync: the cluster is configured for semi-sync replication; a writable
+	// primary must have its source side on.
+	SemiSync bool
 }
 
 // Analysis is Analyze's answer: one action, and what goes with it.
@@ -158,6 +161,11 @@ type Analysis struct {
 	Following bool
 	// Errant is the GTID set of NodeQuarantine.
 	Errant string
+	// RepairSemiSync asks, with NodeHoldPrimary, to turn the semi-sync source side
+	// back on: the primary writes without the protection it is configured with (someone
+	// or something turned it off), and every commit is acknowledged before any replica
+	// has it.
+	RepairSemiSync bool
 }
 
 // IntentKey identifies a flow: the same intent read twice gives the same key.
@@ -227,6 +235,9 @@ func analyzePrimary(snap Snapshot, s Self, holds bool) Analysis {
 	case holds && read && s.Status.ReadOnly:
 		return Analysis{Action: NodeMakeWritable, Role: RolePrimary, Probe: detector.Primary, Epoch: p.Epoch,
 			Reason: "the primary of record is read_only: turning it off (pause the cluster to keep read_only on the primary)"}
+	case holds && read && s.SemiSync && s.Status.SemiSync.Available && !s.Status.SemiSync.SourceEnabled:
+		return Analysis{Action: NodeHoldPrimary, Role: RolePrimary, Probe: detector.Primary, Epoch: p.Epoch, RepairSemiSync: true,
+			Reason: "the primary of record writes with the semi-sync source side off: turning it back on"}
 	case holds:
 		return Analysis{Action: NodeHoldPrimary, Role: RolePrimary, Probe: detector.Primary, Epoch: p.Epoch,
 			Reason: "the primary of record holds the leader key"}

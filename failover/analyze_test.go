@@ -381,3 +381,64 @@ func TestSignificantLag(t *testing.T) {
 }
 
 func msDur(ms int64) time.Duration { return time.Duration(ms) * time.Millisecond }
+
+// TestAnalyzeSemiSyncRepair: a writable primary of record whose semi-sync source side
+// is off, in a cluster configured for semi-sync, is repaired; nothing else is, and
+// a server not read (its zero status) never is.
+func TestAnalyzeSemiSyncRepair(t *testing.T) {
+	ss := func(available, source, active bool) func(*replication.Status) {
+		return func(st *replication.Status) {
+			st.SemiSync = replication.SemiSync{Available: available, SourceEnabled: source, SourceActive: active, ReplicaEnabled: !source}
+		}
+	}
+	with := func(self Self, semi bool, f func(*replication.Status)) Self {
+		self.SemiSync = semi
+		f(&self.Status)
+		return self
+	}
+	cases := []struct {
+		name       string
+		self       Self
+		want       NodeAction
+		wantRepair bool
+	}{
+		{"source side off on the writable primary: repair", with(read("db1", writable(1, "0-1-100")), true, ss(true, false, false)), NodeHoldPrimary, true},
+		{"source side on, fallen back to async: reported, not flipped", with(read("db1", writable(1, "0-1-100")), true, ss(true, true, false)), NodeHoldPrimary, false},
+		{"source side on and active", with(read("db1", writable(1, "0-1-100")), true, ss(true, true, true)), NodeHoldPrimary, false},
+		{"semi-sync not configured", with(read("db1", writable(1, "0-1-100")), false, ss(true, false, false)), NodeHoldPrimary, false},
+		{"the server has no semi-sync", with(read("db1", writable(1, "0-1-100")), true, ss(false, false, false)), NodeHoldPrimary, false},
+		{"server not answering (zero status)", func() Self { s := unanswered("db1"); s.SemiSync = true; return s }(), NodeHoldPrimary, false},
+		{"read_only primary: made writable the way a promotion is, not repaired", with(read("db1", readOnly(writable(1, "0-1-100"))), true, ss(true, false, false)), NodeMakeWritable, false},
+		{"a replica with the source side off", with(read("db2", replicaOf(2, "198.18.0.1", "0-1-100")), true, ss(true, false, false)), NodeFollow, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			a := Analyze(cluster(), tc.self)
+			if a.Action != tc.want || a.RepairSemiSync != tc.wantRepair {
+				t.Fatalf("action %s repair %v (%s), want %s repair %v", a.Action, a.RepairSemiSync, a.Reason, tc.want, tc.wantRepair)
+			}
+		})
+	}
+}
+
+func TestSemiSyncState(t *testing.T) {
+	cases := []struct {
+		ss       replication.SemiSync
+		readOnly bool
+		want     SemiSyncState
+		unsafe   bool
+	}{
+		{replication.SemiSync{Available: true, SourceEnabled: true, SourceActive: true}, false, SemiSyncOn, false},
+		{replication.SemiSync{Available: true, SourceEnabled: true}, false, SemiSyncAsync, true},
+		{replication.SemiSync{Available: true}, false, SemiSyncOff, true},
+		{replication.SemiSync{}, false, SemiSyncUnavailable, true},
+		{replication.SemiSync{Available: true, ReplicaEnabled: true}, true, SemiSyncReplicaOn, false},
+		{replication.SemiSync{Available: true}, true, SemiSyncReplicaOff, false},
+	}
+	for _, tc := range cases {
+		got := semiSyncState(tc.ss, tc.readOnly)
+		if got != tc.want || got.Unprotected() != tc.unsafe {
+			t.Errorf("%+v read_only=%v: %q (unprotected %v), want %q (%v)", tc.ss, tc.readOnly, got, got.Unprotected(), tc.want, tc.unsafe)
+		}
+	}
+}

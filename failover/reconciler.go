@@ -47,7 +47,10 @@ type ReconcilerConfig struct {
 	// Repl is how this node's server connects to the primary of record when it
 	// replicates: the account and the TLS settings (Host and Port are ignored: they
 	// are the primary's).
-	Repl      replication.Source
+	Repl replication.Source
+	// SemiSync: the cluster runs semi-sync replication. The primary's source side is
+	// kept on (repaired when found off), and its state is published.
+	SemiSync  bool
 	Priority  int
 	NoPromote bool
 	// Policy is the failover policy of this node's configuration file: published in
@@ -99,6 +102,7 @@ type Reconciler struct {
 	vipHeld     bool     // as of the latest pass
 	snap        Snapshot // read at the latest pass
 	policyNote  string   // the disagreement with the cluster's policy last logged
+	repaired    string   // the latest drift this reconciler repaired, for status
 	kick        chan struct{}
 }
 
@@ -235,7 +239,7 @@ func (r *Reconciler) pass(ctx context.Context, s *concurrency.Session) {
 func (r *Reconciler) self(lease clientv3.LeaseID) Self {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return Self{Node: r.cfg.Node, Lease: lease, FlowFenced: r.intentKey, FlowFencedEpoch: r.intentEpoch}
+	return Self{Node: r.cfg.Node, Lease: lease, FlowFenced: r.intentKey, FlowFencedEpoch: r.intentEpoch, SemiSync: r.cfg.SemiSync}
 }
 
 // readLocal reads the local server's status, within StatusTimeout (StalledStatusTimeout
@@ -325,10 +329,23 @@ func (r *Reconciler) prepareBootstrap(ctx context.Context, a Analysis) {
 // behind the virtual IP.
 func (r *Reconciler) holdPrimary(ctx context.Context, a Analysis) {
 	r.cfg.Detector.SetEpoch(a.Epoch)
-	if a.Action == NodeMakeWritable {
+	switch {
+	case a.Action == NodeMakeWritable:
+		// The way every promotion goes: the configured protection (semi-sync source
+		// side on, verified) before read_only goes off, never a bare read_only=OFF.
 		r.log.Warn(a.Reason)
-		if err := r.cfg.Local.SetReadOnly(ctx, false); err != nil {
-			r.log.Warn("turn read_only off", zap.Error(err))
+		if err := r.cfg.Local.Promote(ctx); err != nil {
+			r.log.Warn("make the primary of record writable", zap.Error(err))
+		}
+	case a.RepairSemiSync:
+		err := r.cfg.Local.SetSemiSync(ctx, true, false)
+		if err != nil {
+			r.log.Error("turn the semi-sync source side back on", zap.Error(err))
+		} else {
+			r.log.Warn("repaired: " + a.Reason)
+			r.mu.Lock()
+			r.repaired = fmt.Sprintf("%s: semi-sync source side turned back on", r.cfg.Now().UTC().Format(time.RFC3339))
+			r.mu.Unlock()
 		}
 	}
 	r.acquireVIP(ctx)
@@ -588,7 +605,7 @@ func (r *Reconciler) build(snap Snapshot) NodeStatus {
 		Node: r.cfg.Node, Addr: r.cfg.Addr, Role: r.role,
 		Verdict: rep.Verdict.String(), Reason: rep.Reason, VerdictSince: rep.Since,
 		LagMS: -1, Priority: r.cfg.Priority, NoPromote: r.cfg.NoPromote,
-		Errant: r.errant, Epoch: snap.Primary.Epoch, At: r.cfg.Now().UTC(),
+		Errant: r.errant, Epoch: snap.Primary.Epoch, At: r.cfg.Now().UTC(), Repaired: r.repaired,
 	}
 	if r.cfg.Policy.Validate() == nil {
 		p := r.cfg.Policy
@@ -608,6 +625,9 @@ func (r *Reconciler) build(snap Snapshot) NodeStatus {
 		n.ServerID, n.ServerUUID = st.ServerID, st.ServerUUID
 		if st.SourceHost != "" {
 			n.Source = net.JoinHostPort(st.SourceHost, strconv.Itoa(st.SourcePort))
+		}
+		if r.cfg.SemiSync {
+			n.SemiSync = semiSyncState(st.SemiSync, n.ReadOnly)
 		}
 		n.IORunning = st.IOThread == replication.ThreadRunning
 		n.SQLRunning = st.SQLThread == replication.ThreadRunning
@@ -671,4 +691,24 @@ func splitAddr(addr string) (string, int, error) {
 		return "", 0, fmt.Errorf("port %q: %w", ps, err)
 	}
 	return host, port, nil
+}
+
+// semiSyncState is what a node's status says of its semi-sync, in a cluster
+// configured for it: a writable server's source side ("on"; "async" when it fell back
+// after its timeout, so commits no longer wait for a replica; "off"), a read-only
+// one's replica side ("replica on", "replica off").
+func semiSyncState(ss replication.SemiSync, readOnly bool) SemiSyncState {
+	switch {
+	case !ss.Available:
+		return SemiSyncUnavailable
+	case readOnly && ss.ReplicaEnabled:
+		return SemiSyncReplicaOn
+	case readOnly:
+		return SemiSyncReplicaOff
+	case !ss.SourceEnabled:
+		return SemiSyncOff
+	case !ss.SourceActive:
+		return SemiSyncAsync
+	}
+	return SemiSyncOn
 }

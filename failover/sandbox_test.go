@@ -658,3 +658,62 @@ func TestFailoverReadsReplicaWithoutAgent(t *testing.T) {
 		t.Error("the promoted db3 lacks the acknowledged row")
 	}
 }
+
+// TestSemiSyncKeptOn: a primary whose mysqld restarts while no failover may run
+// (inside failover_block) is made writable again only with its semi-sync source side
+// on, at every moment; and a source side turned off by hand on the writable primary
+// is turned back on and reported.
+func TestSemiSyncKeptOn(t *testing.T) {
+	c := upCluster(t, "semi", 1)
+	ctx := context.Background()
+	if err := c.Fault(ctx, "db1", sandbox.Kill); err != nil {
+		t.Fatal(err)
+	}
+	var primary string
+	sandboxtest.WaitFor(t, 20*time.Second, "a failover away from db1", func() bool {
+		snap := c.snapshot(t)
+		primary = snap.Primary.Node
+		return primary != "db1" && snap.Leader == primary
+	})
+	epoch := c.snapshot(t).Primary.Epoch
+	// Within failover_block: the new primary's crash is not failed over; its agent
+	// brings the restarted server back.
+	if err := c.Fault(ctx, primary, sandbox.Kill); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	if err := c.Fault(ctx, primary, sandbox.Start); err != nil {
+		t.Fatal(err)
+	}
+	db := sandboxtest.RootDB(t, c.Cluster, primary)
+	state := func() (readOnly, semi int, err error) {
+		qctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		err = db.QueryRowContext(qctx, "SELECT @@read_only, @@rpl_semi_sync_master_enabled").Scan(&readOnly, &semi)
+		return readOnly, semi, err
+	}
+	sandboxtest.WaitFor(t, 20*time.Second, primary+" writable again", func() bool {
+		ro, semi, err := state()
+		if err != nil {
+			return false
+		}
+		if ro == 0 && semi == 0 {
+			t.Fatalf("%s is writable with the semi-sync source side off", primary)
+		}
+		return ro == 0
+	})
+	if snap := c.snapshot(t); snap.Primary.Node != primary || snap.Primary.Epoch != epoch {
+		t.Fatalf("primary %s epoch %d, want %s epoch %d (no failover inside failover_block)", snap.Primary.Node, snap.Primary.Epoch, primary, epoch)
+	}
+	sandboxtest.WaitFor(t, 5*time.Second, primary+" publishing semi-sync on", func() bool {
+		return c.snapshot(t).Nodes[primary].SemiSync == failover.SemiSyncOn
+	})
+
+	// Drift: someone turns the source side off on the writable primary.
+	sandboxtest.Exec(t, ctx, db, "SET GLOBAL rpl_semi_sync_master_enabled = OFF")
+	sandboxtest.WaitFor(t, 5*time.Second, "the semi-sync source side repaired and reported", func() bool {
+		_, semi, err := state()
+		n := c.snapshot(t).Nodes[primary]
+		return err == nil && semi == 1 && n.Repaired != "" && n.SemiSync == failover.SemiSyncOn
+	})
+}

@@ -124,9 +124,34 @@ type NodeStatus struct {
 	// Policy is the failover policy of the node's configuration file, compared with
 	// the cluster's (the policy key) to report disagreement; nil from an older agent.
 	Policy *Policy `json:"policy,omitempty"`
+	// SemiSync is the server's semi-sync state, "" when the cluster is not
+	// configured for semi-sync or the server was not read.
+	SemiSync SemiSyncState `json:"semi_sync,omitempty"`
+	// Repaired is the latest drift the agent repaired on its own, with its time.
+	Repaired string `json:"repaired,omitempty"`
 	// Epoch is the primary epoch the agent last acted on.
 	Epoch uint64    `json:"epoch"`
 	At    time.Time `json:"at"`
+}
+
+// SemiSyncState is a node's semi-sync as its status reports it.
+type SemiSyncState string
+
+// Semi-sync states. On a primary anything but SemiSyncOn means a commit can be
+// acknowledged before any replica has it.
+const (
+	SemiSyncOn          SemiSyncState = "on"          // source side on, commits wait for a replica
+	SemiSyncAsync       SemiSyncState = "async"       // source side on but fallen back: commits do not wait
+	SemiSyncOff         SemiSyncState = "off"         // source side off on a writable server
+	SemiSyncReplicaOn   SemiSyncState = "replica on"  // read-only server, replica side on
+	SemiSyncReplicaOff  SemiSyncState = "replica off" // read-only server, replica side off
+	SemiSyncUnavailable SemiSyncState = "unavailable" // configured, but the server has no semi-sync
+)
+
+// Unprotected says whether a writable primary in this state acknowledges commits
+// that no replica has.
+func (s SemiSyncState) Unprotected() bool {
+	return s == SemiSyncAsync || s == SemiSyncOff || s == SemiSyncUnavailable
 }
 
 // PeerView is one agent's remote probe of another node's server.

@@ -496,5 +496,17 @@ func (s *session) setSemiSync(ctx context.Context, source, replica bool) error {
 			return err
 		}
 	}
+	if cur.SourceEnabled == source && cur.ReplicaEnabled == replica {
+		return nil
+	}
+	// Read back: a server that took the statement but did not change (a plugin that
+	// refused, a variable another session set back) must not be taken as protected.
+	vars, err = s.queryKV(ctx, "SHOW GLOBAL VARIABLES LIKE 'rpl_semi_sync%'")
+	if err != nil {
+		return err
+	}
+	if now := parseSemiSync(vars, nil); now.SourceEnabled != source || now.ReplicaEnabled != replica {
+		return fmt.Errorf("semi-sync is source=%t replica=%t after setting source=%t replica=%t", now.SourceEnabled, now.ReplicaEnabled, source, replica)
+	}
 	return nil
 }

@@ -345,6 +345,11 @@ func TestMetrics(t *testing.T) {
 	one("baton_primary_epoch", nil, 4)
 	one("baton_read_only", nil, 0)
 	one("baton_storage_ok", nil, 1)
+	one("baton_semi_sync_unprotected", nil, 0)
+	fallen := primaryView()
+	fallen.Status.SemiSync = failover.SemiSyncAsync
+	m.Update(fallen)
+	one("baton_semi_sync_unprotected", nil, 1)
 
 	v := replicaView()
 	v.Status.Verdict = "unwritable"

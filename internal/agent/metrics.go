@@ -41,6 +41,7 @@ type Metrics struct {
 	isCoord      prometheus.Gauge
 	paused       prometheus.Gauge
 	epoch        prometheus.Gauge
+	unprotected  prometheus.Gauge
 	failovers    *prometheus.CounterVec
 	switchovers  *prometheus.CounterVec
 
@@ -75,6 +76,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		isCoord:     g("baton_is_coordinator", "1 while this agent is the elected coordinator."),
 		paused:      g("baton_cluster_paused", "1 while automatic failover is paused for the cluster."),
 		epoch:       g("baton_primary_epoch", "Epoch of the primary of record (the fencing token)."),
+		unprotected: g("baton_semi_sync_unprotected", "1 when the local server is writable and semi-sync is configured but not in force (source side off, or fallen back to async): commits are acknowledged before any replica has them."),
 		failovers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "baton_failovers_total",
 			Help: "Failovers this agent ran as coordinator, by result (done, refused, failed)."}, []string{"result"}),
 		switchovers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "baton_switchovers_total",
@@ -82,7 +84,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{m.info, m.verdict, m.probeSeconds, m.lagSeconds, m.ioRunning,
 		m.sqlRunning, m.readOnly, m.storageOK, m.diskFree, m.sessionUp, m.isPrimary, m.holdsLeader, m.isCoord,
-		m.paused, m.epoch, m.failovers, m.switchovers} {
+		m.paused, m.epoch, m.unprotected, m.failovers, m.switchovers} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("new metrics: %w", err)
 		}
@@ -135,6 +137,7 @@ func (m *Metrics) Update(v View) {
 	m.holdsLeader.Set(b2f(v.HoldsLeader))
 	m.isCoord.Set(b2f(v.Coordinator != "" && v.Coordinator == v.Node))
 	m.paused.Set(b2f(v.Paused))
+	m.unprotected.Set(b2f(!st.ReadOnly && st.SemiSync.Unprotected()))
 	if v.Primary != nil {
 		m.epoch.Set(float64(v.Primary.Epoch))
 	}

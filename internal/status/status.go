@@ -56,6 +56,9 @@ type Node struct {
 	LeaseTTLMS int64   `json:"lease_ttl_ms"`
 	WriteMS    float64 `json:"write_ms"`
 	DiskFree   uint64  `json:"disk_free_bytes,omitempty"`
+	// SemiSync is the node's semi-sync state ("" when not configured).
+	SemiSync failover.SemiSyncState `json:"semi_sync,omitempty"`
+	Repaired string                 `json:"repaired,omitempty"`
 }
 
 // Read reads the cluster's state from etcd and makes it a Cluster.
@@ -104,7 +107,8 @@ func Of(ctx context.Context, store *failover.Store, cluster string, snap failove
 		n := snap.Nodes[name]
 		ns := Node{Name: name, Addr: n.Addr, Role: string(n.Role), Verdict: n.Verdict, Reason: n.Reason, ReadOnly: n.ReadOnly,
 			LagMS: n.LagMS, GTID: n.GTID, IORunning: n.IORunning, SQLRunning: n.SQLRunning, Errant: n.Errant,
-			Leader: snap.Leader == name, VIP: n.VIP, LeaseTTLMS: -1, WriteMS: n.WriteMS, DiskFree: n.DiskFree}
+			Leader: snap.Leader == name, VIP: n.VIP, LeaseTTLMS: -1, WriteMS: n.WriteMS, DiskFree: n.DiskFree,
+			SemiSync: n.SemiSync, Repaired: n.Repaired}
 		if n.VIP {
 			if st.VIPHolder != "" {
 				st.Warnings = append(st.Warnings, fmt.Sprintf("the virtual IP is on %s and %s", st.VIPHolder, name))
@@ -118,6 +122,12 @@ func Of(ctx context.Context, store *failover.Store, cluster string, snap failove
 		}
 		if n.DiskTimeToFull > 0 && n.DiskTimeToFull < time.Hour {
 			st.Warnings = append(st.Warnings, fmt.Sprintf("%s: disk predicted full in %s", name, n.DiskTimeToFull.Round(time.Second)))
+		}
+		if n.Role == failover.RolePrimary && !n.ReadOnly && n.SemiSync.Unprotected() {
+			st.Warnings = append(st.Warnings, fmt.Sprintf("%s: semi-sync %s on the writable primary: commits are acknowledged before any replica has them, and a failover can lose them", name, n.SemiSync))
+		}
+		if n.Repaired != "" {
+			st.Warnings = append(st.Warnings, fmt.Sprintf("%s: Baton repaired drift at %s", name, n.Repaired))
 		}
 		if n.Role == failover.RoleQuarantined {
 			st.Warnings = append(st.Warnings, fmt.Sprintf("%s is quarantined: errant transactions %s (see docs/operations.md)", name, n.Errant))
@@ -145,7 +155,7 @@ func Print(w io.Writer, st Cluster, color bool) {
 		fmt.Fprintf(w, "coordinator decides: %s (%s)\n", d.Action, d.Reason)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tROLE\tVERDICT\tLAG\tGTID\tVIP\tLEASE\tREASON")
+	fmt.Fprintln(tw, "NODE\tROLE\tVERDICT\tLAG\tGTID\tSEMI-SYNC\tVIP\tLEASE\tREASON")
 	for _, n := range st.Nodes {
 		verdict := n.Verdict
 		switch n.Verdict {
@@ -172,7 +182,7 @@ func Print(w io.Writer, st Cluster, color bool) {
 		if n.VIP {
 			vip = "yes"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, role, verdict, lag, OrDash(n.GTID), vip, lease, n.Reason)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, role, verdict, lag, OrDash(n.GTID), OrDash(string(n.SemiSync)), vip, lease, n.Reason)
 	}
 	_ = tw.Flush()
 	if st.InProgress != nil {
