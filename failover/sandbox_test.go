@@ -717,3 +717,44 @@ func TestSemiSyncKeptOn(t *testing.T) {
 		return err == nil && semi == 1 && n.Repaired != "" && n.SemiSync == failover.SemiSyncOn
 	})
 }
+
+// TestLeftoverVIPDroppedAtStart: an agent SIGKILLed on the primary leaves the virtual
+// IP configured; after the primary fails over, the old node's next agent drops that
+// address before anything else, even with its own server down.
+func TestLeftoverVIPDroppedAtStart(t *testing.T) {
+	c := upCluster(t, "vipleft", 1)
+	ctx := context.Background()
+	holders := func() string {
+		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		hs, err := c.VIPHolders(qctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(hs, ",")
+	}
+	sandboxtest.WaitFor(t, 10*time.Second, "db1 holding the virtual IP", func() bool { return holders() == "db1" })
+	for _, f := range []sandbox.Fault{sandbox.KillAgent, sandbox.Kill} {
+		if err := c.Fault(ctx, "db1", f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var primary string
+	sandboxtest.WaitFor(t, 20*time.Second, "a failover away from db1", func() bool {
+		snap := c.snapshot(t)
+		primary = snap.Primary.Node
+		return primary != "db1" && snap.Leader == primary
+	})
+	sandboxtest.WaitFor(t, 5*time.Second, primary+" holding the virtual IP", func() bool {
+		return strings.Contains(holders(), primary)
+	})
+	if h := holders(); !strings.Contains(h, "db1") {
+		t.Fatalf("the killed agent's virtual IP is gone already (%s): the test proves nothing", h)
+	}
+	if err := c.Fault(ctx, "db1", sandbox.StartAgent); err != nil {
+		t.Fatal(err)
+	}
+	sandboxtest.WaitFor(t, 5*time.Second, "db1's new agent dropping the leftover virtual IP", func() bool {
+		return holders() == primary
+	})
+}

@@ -50,6 +50,22 @@ func New(cfg Config, log *zap.Logger) (*Agent, error) {
 // grant Baton needs or etcd cannot be reached, saying which.
 func (a *Agent) Run(ctx context.Context) error {
 	cfg := a.cfg
+	var mover failover.VIP
+	if cfg.VIP != nil {
+		m, err := vip.New(*cfg.VIP, a.log.With(zap.String("component", "vip")))
+		if err != nil {
+			return err
+		}
+		mover = vipAdapter{m: m, ctx: ctx}
+		// Before anything else: a virtual IP still configured here was left by an
+		// agent that died without letting it go (SIGKILL), maybe long before a
+		// failover moved the primary elsewhere. Only a node holding the leader key may
+		// hold it, and this agent holds nothing yet; the reconciler takes it again
+		// once this node is the writable primary.
+		if err := dropLeftoverVIP(ctx, mover, a.log); err != nil {
+			return err
+		}
+	}
 	conns, err := cfg.connections(a.log)
 	if err != nil {
 		return err
@@ -94,14 +110,6 @@ func (a *Agent) Run(ctx context.Context) error {
 	})
 	if err != nil {
 		return err
-	}
-	var mover failover.VIP
-	if cfg.VIP != nil {
-		m, err := vip.New(*cfg.VIP, a.log.With(zap.String("component", "vip")))
-		if err != nil {
-			return err
-		}
-		mover = vipAdapter{m: m, ctx: ctx}
 	}
 	peer := &failover.PeerWatch{
 		Self: cfg.Node, DSN: cfg.PeerDSN, Interval: cfg.Timings.ProbeInterval, Timeout: cfg.Timings.ProbeTimeout,
@@ -409,4 +417,22 @@ func (h hookRunner) Run(ctx context.Context, c failover.HookCall) error {
 		return nil
 	}
 	return err
+}
+
+// dropLeftoverVIP releases the virtual IP if this node holds it, within a second.
+func dropLeftoverVIP(ctx context.Context, mover failover.VIP, log *zap.Logger) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	held, err := mover.Held(ctx)
+	if err != nil {
+		return fmt.Errorf("read the virtual IP at start: %w", err)
+	}
+	if !held {
+		return nil
+	}
+	if err := mover.Release(ctx); err != nil {
+		return fmt.Errorf("drop the virtual IP left by an earlier agent: %w", err)
+	}
+	log.Warn("dropped the virtual IP an earlier agent left configured; it is taken again once this node is the writable primary")
+	return nil
 }
