@@ -9,6 +9,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
+
+	"github.com/baton-ha/baton/replication"
 )
 
 // Hooks runs the operator's commands around flows; a failing pre hook aborts the flow.
@@ -38,6 +40,9 @@ type CoordinatorConfig struct {
 	// one when there is none, and decides with this one only while the key is
 	// unreadable. See EffectivePolicy.
 	Policy Policy
+	// Repl is how replicas connect to a primary (account, TLS): the coordinator points
+	// the replicas whose agent is gone at a new primary with it.
+	Repl replication.Source
 	// CatchupTimeout bounds the wait for the candidate to apply its relay log.
 	CatchupTimeout time.Duration
 	// FenceTimeout bounds fencing the old primary over the network.

@@ -265,7 +265,13 @@ func (f *flow) run(ctx context.Context) (Event, error) {
 	committed = true
 	log.Info("committed", zap.String("to", next.Node), zap.Uint64("epoch", next.Epoch))
 	_ = f.step(ctx, "leader", func() (string, error) { return f.waitPromoted(ctx, next, false) })
-	_ = f.step(ctx, "promote", func() (string, error) { return f.waitPromoted(ctx, next, true) })
+	promoted := f.step(ctx, "promote", func() (string, error) { return f.waitPromoted(ctx, next, true) }) == nil
+	if promoted && len(f.stoppedSilentNames()) > 0 {
+		_ = f.step(ctx, "repoint_silent", func() (string, error) { return f.repointSilent(ctx, next) })
+	}
+	if promoted {
+		_ = f.step(ctx, "can_commit", func() (string, error) { return f.waitCanCommit(ctx, next) })
+	}
 	fenceWG.Wait()
 	if cfg.Hooks != nil {
 		_ = f.step(ctx, "post_hook", func() (string, error) {
@@ -497,6 +503,95 @@ func (f *flow) waitPromoted(ctx context.Context, p Primary, writable bool) (stri
 		case <-ctx.Done():
 			return "", ctx.Err()
 		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (f *flow) stoppedSilentNames() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.stoppedSilent...)
+}
+
+// repointSilent points the replicas whose agent is gone (their IO threads stopped by
+// this flow) at the new primary: nobody else would, and with semi-sync the new
+// primary may have no other replica to acknowledge its commits. A replica with
+// transactions the new primary lacks is left alone, stopped: its agent, when it
+// comes back, quarantines it.
+func (f *flow) repointSilent(ctx context.Context, next Primary) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, f.c.cfg.PromoteTimeout)
+	defer cancel()
+	host, port, err := splitAddr(next.Addr)
+	if err != nil {
+		return "", fmt.Errorf("new primary's address: %w", err)
+	}
+	pin, err := f.instance(next.Node)
+	if err != nil {
+		return "", err
+	}
+	pst, err := pin.Status(ctx)
+	if err != nil {
+		return "", fmt.Errorf("read the new primary: %w", err)
+	}
+	primary := replication.Server{ServerID: next.ServerID, ServerUUID: next.ServerUUID, Executed: pst.Executed}
+	var done []string
+	var errs []error
+	for _, name := range f.stoppedSilentNames() {
+		in, err := f.instance(name)
+		if err == nil {
+			err = f.repointOne(ctx, in, primary, sourceAt(f.c.cfg.Repl, host, port))
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			continue
+		}
+		done = append(done, name)
+	}
+	return "following " + next.Node + ": " + strings.Join(done, ", "), errors.Join(errs...)
+}
+
+func (f *flow) repointOne(ctx context.Context, in *replication.Instance, primary replication.Server, src replication.Source) error {
+	st, err := in.Status(ctx)
+	if err != nil {
+		return err
+	}
+	errant, err := replication.Errant(st.Server(), primary)
+	if err != nil {
+		return err
+	}
+	if !errant.IsEmpty() {
+		return fmt.Errorf("left stopped: errant transactions %s", errant)
+	}
+	return in.Follow(ctx, src)
+}
+
+// waitCanCommit waits (PromoteTimeout at most) until the new primary can commit: with
+// its semi-sync source side on, until a replica is connected to acknowledge. A flow
+// whose new primary cannot commit is recorded with this step failed.
+func (f *flow) waitCanCommit(ctx context.Context, next Primary) (string, error) {
+	in, err := f.instance(next.Node)
+	if err != nil {
+		return "", err
+	}
+	deadline := time.Now().Add(f.c.cfg.PromoteTimeout)
+	for {
+		sctx, cancel := context.WithTimeout(ctx, time.Second)
+		st, err := in.Status(sctx)
+		cancel()
+		switch {
+		case err != nil:
+		case !st.SemiSync.Available || !st.SemiSync.SourceEnabled:
+			return "no semi-sync: commits wait for nobody", nil
+		case st.SemiSync.Clients > 0:
+			return fmt.Sprintf("%d semi-sync replica(s) connected", st.SemiSync.Clients), nil
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("%s has no semi-sync replica connected after %s: its commits wait (last read error: %v)", next.Node, f.c.cfg.PromoteTimeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }

@@ -2,6 +2,7 @@ package failover_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"os"
 	"os/exec"
@@ -757,4 +758,88 @@ func TestLeftoverVIPDroppedAtStart(t *testing.T) {
 	sandboxtest.WaitFor(t, 5*time.Second, "db1's new agent dropping the leftover virtual IP", func() bool {
 		return holders() == primary
 	})
+}
+
+// TestFailoverRepointsReplicaWithoutAgent: a replica whose agent is dead is pointed at
+// the new primary by the coordinator, so that with semi-sync the new primary has a
+// replica to acknowledge its commits (the old primary is gone): writes resume.
+func TestFailoverRepointsReplicaWithoutAgent(t *testing.T) {
+	c := upCluster(t, "repoint", 1)
+	ctx := context.Background()
+	w := c.NewWriter(10*time.Millisecond, time.Second)
+	w.Start(ctx)
+	defer w.Stop()
+	sandboxtest.WaitFor(t, 5*time.Second, "writes acknowledged before the faults", func() bool { return len(w.Acks()) > 20 })
+	if err := c.Fault(ctx, "db3", sandbox.KillAgent); err != nil {
+		t.Fatal(err)
+	}
+	sandboxtest.WaitFor(t, 10*time.Second, "db3's agent gone from etcd", func() bool {
+		_, ok := c.snapshot(t).Nodes["db3"]
+		return !ok
+	})
+	injected := time.Now()
+	if err := c.Fault(ctx, "db1", sandbox.Kill); err != nil {
+		t.Fatal(err)
+	}
+	sandboxtest.WaitFor(t, 20*time.Second, "db2 the new primary", func() bool {
+		snap := c.snapshot(t)
+		return snap.Primary.Node == "db2" && snap.Leader == "db2"
+	})
+	db2, _ := c.Node("db2")
+	sandboxtest.WaitFor(t, 10*time.Second, "a write acknowledged by db2", func() bool {
+		_, ok := w.FirstAckAfter(injected, uint32(c.Nodes[0].ServerID))
+		return ok
+	})
+	db3 := sandboxtest.RootDB(t, c.Cluster, "db3")
+	sandboxtest.WaitFor(t, 5*time.Second, "db3 replicating from db2", func() bool {
+		qctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		st := slaveStatus(t, qctx, db3)
+		return st["Master_Host"] == db2.IP && st["Slave_IO_Running"] == "Yes"
+	})
+	w.Stop()
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	p := sandboxtest.RootDB(t, c.Cluster, "db2")
+	if lost, err := w.Lost(qctx, p); err != nil || len(lost) > 0 {
+		t.Fatalf("acknowledged writes missing on db2: %v %v", lost, err)
+	}
+	hist, err := c.store.History(qctx, 1)
+	if err != nil || len(hist) != 1 {
+		t.Fatalf("history: %v %v", hist, err)
+	}
+	var steps []string
+	for _, s := range hist[0].Steps {
+		steps = append(steps, s.Name+" "+s.Error)
+	}
+	if !strings.Contains(strings.Join(steps, ","), "repoint_silent ") || !strings.Contains(strings.Join(steps, ","), "can_commit ") {
+		t.Errorf("steps %v: want repoint_silent and can_commit, without errors", steps)
+	}
+}
+
+// slaveStatus is SHOW SLAVE STATUS by column name (empty when not a replica or on error).
+func slaveStatus(t *testing.T, ctx context.Context, db *sql.DB) map[string]string {
+	t.Helper()
+	rows, err := db.QueryContext(ctx, "SHOW SLAVE STATUS")
+	if err != nil {
+		return nil
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	if !rows.Next() {
+		return nil
+	}
+	vals := make([]sql.NullString, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	if rows.Scan(ptrs...) != nil {
+		return nil
+	}
+	out := map[string]string{}
+	for i, c := range cols {
+		out[c] = vals[i].String
+	}
+	return out
 }

@@ -136,7 +136,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	coord, err := failover.NewCoordinator(failover.CoordinatorConfig{
-		Node: cfg.Node, Store: store, Servers: conns.servers,
+		Node: cfg.Node, Store: store, Servers: conns.servers, Repl: conns.repl,
 		Policy:         cfg.Policy(),
 		CatchupTimeout: cfg.Timings.CatchupTimeout, LongWrite: cfg.Timings.LongWrite, Tick: cfg.Timings.ProbeInterval,
 		Hooks: hookRunner{hooks: cfg.Hooks, cluster: cfg.Cluster, node: cfg.Node}, Log: a.log,
