@@ -717,6 +717,25 @@ func TestSemiSyncKeptOn(t *testing.T) {
 		n := c.snapshot(t).Nodes[primary]
 		return err == nil && semi == 1 && n.Repaired != "" && n.SemiSync == failover.SemiSyncOn
 	})
+
+	// Drift on a replica: its replica side turned off; it is turned on again, and the
+	// replica reconnects with it (the primary counts it as a semi-sync client).
+	replica := "db2"
+	if primary == "db2" {
+		replica = "db3"
+	}
+	rdb := sandboxtest.RootDB(t, c.Cluster, replica)
+	sandboxtest.Exec(t, ctx, rdb, "SET GLOBAL rpl_semi_sync_slave_enabled = OFF")
+	sandboxtest.WaitFor(t, 10*time.Second, replica+"'s semi-sync replica side repaired", func() bool {
+		qctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		var on int
+		if rdb.QueryRowContext(qctx, "SELECT @@rpl_semi_sync_slave_enabled").Scan(&on) != nil || on != 1 {
+			return false
+		}
+		st := slaveStatus(t, qctx, rdb)
+		return st["Slave_IO_Running"] == "Yes" && c.snapshot(t).Nodes[replica].SemiSync == failover.SemiSyncReplicaOn
+	})
 }
 
 // TestLeftoverVIPDroppedAtStart: an agent SIGKILLed on the primary leaves the virtual

@@ -309,7 +309,13 @@ func (in *Instance) Follow(ctx context.Context, src Source) error {
 			return err
 		}
 		if following(st, src) {
-			return nil
+			if !s.in.semiSync || !st.SemiSync.Available || st.SemiSync.ReplicaEnabled {
+				return nil
+			}
+			// Drift: the replica side was turned off (by hand, a restart without it in
+			// the configuration). It takes effect only when the IO thread reconnects:
+			// set it up again below.
+			s.in.log.Warn("repairing: semi-sync replica side was off on a replica", zap.String("source", src.Host))
 		}
 		if s.in.semiSync && !st.SemiSync.Available {
 			return fmt.Errorf("config says semi-sync, the server has none: %w", ErrNoSemiSync)
