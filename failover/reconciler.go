@@ -639,7 +639,8 @@ func (r *Reconciler) build(snap Snapshot) NodeStatus {
 		}
 	}
 	if rep.Replication != nil && rep.Replication.HeartbeatLag >= 0 {
-		n.LagMS = rep.Replication.HeartbeatLag.Milliseconds()
+		caughtUp := r.local != nil && r.local.IOThread == replication.ThreadRunning && r.local.Executed.Contain(r.local.Retrieved)
+		n.LagMS = replicaLag(rep.Replication.HeartbeatLag, caughtUp, r.cfg.Tick, r.cfg.ConfirmLag).Milliseconds()
 	}
 	if rep.Storage != nil {
 		n.StorageOK = rep.Storage.Class == detector.OK
@@ -711,4 +712,17 @@ func semiSyncState(ss replication.SemiSync, readOnly bool) SemiSyncState {
 		return SemiSyncAsync
 	}
 	return SemiSyncOn
+}
+
+// replicaLag is the lag a replica reports. The heartbeat's age alone is a sawtooth:
+// the primary writes it every probe interval, so a replica that has everything shows
+// up to one interval of lag. A replica that is connected, has applied all it received
+// and whose heartbeat is no older than one and a half intervals is caught up: 0. An
+// older heartbeat is reported as it is, and never hidden once it reaches confirmLag,
+// where it tells the coordinator that the primary stopped writing.
+func replicaLag(heartbeat time.Duration, caughtUp bool, interval, confirmLag time.Duration) time.Duration {
+	if caughtUp && heartbeat <= interval+interval/2 && heartbeat < confirmLag {
+		return 0
+	}
+	return heartbeat
 }

@@ -2,6 +2,7 @@ package failover
 
 import (
 	"testing"
+	"time"
 
 	"github.com/baton-ha/baton/replication"
 )
@@ -16,5 +17,27 @@ func TestSourceAtKeepsTLS(t *testing.T) {
 	want.Host, want.Port = "198.18.0.12", 3306
 	if got != want {
 		t.Fatalf("got %+v\nwant %+v", got, want)
+	}
+}
+
+func TestReplicaLag(t *testing.T) {
+	const interval, confirm = 500 * time.Millisecond, time.Second
+	cases := []struct {
+		name      string
+		heartbeat time.Duration
+		caughtUp  bool
+		confirm   time.Duration
+		want      time.Duration
+	}{
+		{"caught up, heartbeat of this interval: no sawtooth", 480 * time.Millisecond, true, confirm, 0},
+		{"caught up, one heartbeat late", 740 * time.Millisecond, true, confirm, 0},
+		{"caught up but the heartbeat stopped: reported as it is", 800 * time.Millisecond, true, confirm, 800 * time.Millisecond},
+		{"relay log not applied: the heartbeat's age", 300 * time.Millisecond, false, confirm, 300 * time.Millisecond},
+		{"never hides a lag that confirms a stopped primary", 700 * time.Millisecond, true, 600 * time.Millisecond, 700 * time.Millisecond},
+	}
+	for _, tc := range cases {
+		if got := replicaLag(tc.heartbeat, tc.caughtUp, interval, tc.confirm); got != tc.want {
+			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
+		}
 	}
 }
