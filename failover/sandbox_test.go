@@ -323,6 +323,21 @@ func TestNoFailover(t *testing.T) {
 		}
 		steady(t, "etcd leader "+leader+" restarted", 8*time.Second)
 	})
+	t.Run("one etcd member stopped, quorum kept", func(t *testing.T) {
+		lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		leader, err := c.EtcdLeader(lctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.StopEtcd(lctx, leader); err != nil {
+			t.Fatal(err)
+		}
+		steady(t, "etcd leader "+leader+" stopped", 8*time.Second)
+		if err := c.StartEtcd(lctx, leader); err != nil {
+			t.Fatal(err)
+		}
+	})
 	t.Run("saturating write load", func(t *testing.T) {
 		var loads []*sandbox.Writer
 		for i := 0; i < 4; i++ {

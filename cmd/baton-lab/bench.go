@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/urfave/cli/v2"
@@ -19,7 +20,7 @@ import (
 )
 
 func benchCommand() *cli.Command {
-	return &cli.Command{Name: "bench", Usage: "measure Baton on sandboxes", Subcommands: []*cli.Command{benchDetectCommand(), benchFailoverCommand(), benchAllCommand()}}
+	return &cli.Command{Name: "bench", Usage: "measure Baton on sandboxes", Subcommands: []*cli.Command{benchDetectCommand(), benchFailoverCommand(), benchEtcdOutageCommand(), benchAllCommand()}}
 }
 
 func benchDetectCommand() *cli.Command {
@@ -140,6 +141,53 @@ Example:
 			if len(res.Errors) > 0 {
 				return cli.Exit(fmt.Sprintf("%d trial(s) failed: %v", len(res.Errors), res.Errors), exitRefused)
 			}
+			return nil
+		},
+	}
+}
+
+func benchEtcdOutageCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "etcd-outage",
+		Usage: "measure write availability while every etcd member is down",
+		Description: `Brings up a 3-node cluster with agents, semi-sync, a virtual IP and 3 etcd
+members, writes through the virtual IP every 10 ms, stops every etcd member for
+--seconds, starts them again, and reports the share of 100 ms windows of the outage
+with a write acknowledged, the last write acknowledged during it, when writes resumed,
+whether a failover happened, and lost writes.
+
+Example:
+   baton-lab bench etcd-outage --seconds 30 --json`,
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "seconds", Value: 30, Usage: "how long etcd stays down"},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
+			&cli.StringFlag{Name: "name", Value: "etcd-bench", Usage: "sandbox name", Hidden: true},
+			batonFlag(),
+		},
+		Action: func(cctx *cli.Context) error {
+			bin, err := lab.FindBinaries(cctx.String("baton"))
+			if err != nil {
+				return cli.Exit("bench etcd-outage: "+err.Error(), exitBadInput)
+			}
+			cfg := bench.EtcdOutageConfig{Outage: time.Duration(cctx.Int("seconds")) * time.Second, Name: cctx.String("name"), Bin: bin}
+			if err := cfg.Validate(); err != nil {
+				return cli.Exit("bench etcd-outage: "+err.Error(), exitBadInput)
+			}
+			if err := sandbox.Requirements(); err != nil {
+				return cli.Exit("bench etcd-outage: "+err.Error(), exitBadInput)
+			}
+			ctx, stop := signal.NotifyContext(cctx.Context, syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			_ = mysql.SetLogger(log.New(io.Discard, "", 0))
+			res, err := bench.EtcdOutage(ctx, cfg)
+			if err != nil {
+				return cli.Exit("bench etcd-outage: "+err.Error(), exitRefused)
+			}
+			if cctx.Bool("json") {
+				return json.NewEncoder(cctx.App.Writer).Encode(res)
+			}
+			fmt.Fprintf(cctx.App.Writer, "etcd down %d ms: writes available %.0f %% of it (last ack %d ms in), resumed %d ms after etcd, failover %t, lost %d\n",
+				res.OutageMS, 100*res.Availability, res.LastAckMS, res.ResumedMS, res.Failover, res.LostWrites)
 			return nil
 		},
 	}

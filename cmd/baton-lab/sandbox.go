@@ -115,6 +115,31 @@ exhaust-connections, release-connections, kill-agent, start-agent.`,
 				},
 			},
 			{
+				Name:      "etcd",
+				Usage:     "stop or start the sandbox's etcd members (an etcd outage), one or all",
+				ArgsUsage: "stop|start",
+				Flags:     []cli.Flag{name, root, &cli.StringFlag{Name: "member", Usage: "one member, e.g. etcd2 (default: every member)"}},
+				Action: func(cctx *cli.Context) error {
+					op := cctx.Args().First()
+					if cctx.NArg() != 1 || (op != "stop" && op != "start") {
+						return cli.Exit("etcd: give stop or start, e.g. `baton-lab sandbox etcd --name demo stop`", exitBadInput)
+					}
+					c, err := sandbox.Open(cctx.String("root"), cctx.String("name"), cliLogger())
+					if err != nil {
+						return cli.Exit(err.Error(), exitBadInput)
+					}
+					if op == "stop" {
+						err = c.StopEtcd(cctx.Context, cctx.String("member"))
+					} else {
+						err = c.StartEtcd(cctx.Context, cctx.String("member"))
+					}
+					if err != nil {
+						return cli.Exit(err.Error(), exitRefused)
+					}
+					return nil
+				},
+			},
+			{
 				Name:  "down",
 				Usage: "stop a sandbox and remove everything it made",
 				Flags: []cli.Flag{name, root},

@@ -178,3 +178,75 @@ func (c *Cluster) RestartEtcdMember(ctx context.Context, name string, down time.
 		return fmt.Errorf("unknown etcd member %q", name)
 	})
 }
+
+// StopEtcd kills etcd members (SIGKILL), as an etcd outage: member names one, ""
+// means every member (quorum lost). Clients then see refused connections. Members
+// already stopped are left as they are.
+func (c *Cluster) StopEtcd(ctx context.Context, member string) error {
+	return c.update(func() error {
+		ms, err := c.etcdMembers(member)
+		if err != nil {
+			return err
+		}
+		for _, m := range ms {
+			if !alive(m.PID) {
+				continue
+			}
+			if err := kill(ctx, m.PID); err != nil {
+				return fmt.Errorf("stop etcd member %s: %w", m.Name, err)
+			}
+		}
+		return nil
+	})
+}
+
+// StartEtcd starts stopped etcd members again on their data: member names one, ""
+// means every stopped member. It returns once the cluster answers a read when a
+// quorum is back, or at once when it is not.
+func (c *Cluster) StartEtcd(ctx context.Context, member string) error {
+	err := c.update(func() error {
+		ms, err := c.etcdMembers(member)
+		if err != nil {
+			return err
+		}
+		for _, m := range ms {
+			if alive(m.PID) {
+				continue
+			}
+			if err := c.startEtcdMember(m); err != nil {
+				return fmt.Errorf("start etcd member %s: %w", m.Name, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	up := 0
+	for _, m := range c.EtcdMembers {
+		if alive(m.PID) {
+			up++
+		}
+	}
+	if up*2 <= len(c.EtcdMembers) {
+		return nil
+	}
+	return c.waitEtcd(ctx, 30*time.Second)
+}
+
+// etcdMembers returns the member called name, or every member for "".
+func (c *Cluster) etcdMembers(name string) ([]*EtcdMember, error) {
+	var out []*EtcdMember
+	var names []string
+	for i := range c.EtcdMembers {
+		m := &c.EtcdMembers[i]
+		names = append(names, m.Name)
+		if name == "" || m.Name == name {
+			out = append(out, m)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("unknown etcd member %q: the sandbox has %s", name, strings.Join(names, ", "))
+	}
+	return out, nil
+}

@@ -382,3 +382,49 @@ func TestSpecNamesMissingBinaries(t *testing.T) {
 		}
 	}
 }
+
+// TestEtcdOutage: one member of three stopped keeps a quorum (writes go on); all
+// stopped is an outage (writes fail); started again, the cluster answers on its data.
+func TestEtcdOutage(t *testing.T) {
+	c := sandboxtest.Up(t, sandbox.Spec{Name: "sbx-etcd", Nodes: 1, EtcdMembers: 3})
+	ctx := context.Background()
+	cli, err := c.EtcdClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	put := func(v string, limit time.Duration) error {
+		pctx, cancel := context.WithTimeout(ctx, limit)
+		defer cancel()
+		_, err := cli.Put(pctx, "/outage-test", v)
+		return err
+	}
+	if err := put("before", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.StopEtcd(ctx, "nosuch"); err == nil || !strings.Contains(err.Error(), `unknown etcd member "nosuch"`) {
+		t.Fatalf("stop an unknown member: %v", err)
+	}
+	one := c.EtcdMembers[1].Name
+	if err := c.StopEtcd(ctx, one); err != nil {
+		t.Fatal(err)
+	}
+	if err := put("quorum kept", 10*time.Second); err != nil {
+		t.Fatalf("with %s stopped (2 of 3 up): %v", one, err)
+	}
+	if err := c.StopEtcd(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := put("outage", time.Second); err == nil {
+		t.Fatal("a write succeeded with every etcd member stopped")
+	}
+	if err := c.StartEtcd(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	resp, err := cli.Get(gctx, "/outage-test")
+	if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "quorum kept" {
+		t.Fatalf("after the outage: %v %v", resp, err)
+	}
+}

@@ -155,10 +155,16 @@ type trialResult struct {
 // IP (taking down one of the same name first), and its etcd state. done tears it
 // down.
 func benchCluster(ctx context.Context, name string, bin lab.Binaries) (c *sandbox.Cluster, store *failover.Store, done func(), err error) {
+	return benchClusterEtcd(ctx, name, bin, 1)
+}
+
+// benchClusterEtcd is benchCluster with etcdMembers etcd members.
+func benchClusterEtcd(ctx context.Context, name string, bin lab.Binaries, etcdMembers int) (c *sandbox.Cluster, store *failover.Store, done func(), err error) {
 	if old, err := sandbox.Open("", name, nil); err == nil {
 		_ = old.Down(ctx)
 	}
-	c, err = sandbox.Up(ctx, sandbox.Spec{Name: name, Nodes: 3, SemiSync: true, WithAgents: true, VIP: true, Binary: bin.Baton, LabBinary: bin.Lab}, nil)
+	c, err = sandbox.Up(ctx, sandbox.Spec{Name: name, Nodes: 3, SemiSync: true, WithAgents: true, VIP: true, EtcdMembers: etcdMembers,
+		Binary: bin.Baton, LabBinary: bin.Lab}, nil)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -4,7 +4,9 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/baton-ha/baton/internal/lab"
 	"github.com/baton-ha/baton/internal/sandbox"
 )
 
@@ -39,6 +41,26 @@ func TestParseFailoverKind(t *testing.T) {
 	for _, k := range FailoverKinds() {
 		if _, err := ParseFailoverKind(k); err != nil {
 			t.Errorf("listed kind %q does not parse: %v", k, err)
+		}
+	}
+}
+
+func TestEtcdOutageConfigValidate(t *testing.T) {
+	bin := lab.Binaries{Baton: "/bin/baton", Lab: "/bin/baton-lab"}
+	cases := []struct {
+		cfg     EtcdOutageConfig
+		wantErr string
+	}{
+		{EtcdOutageConfig{Outage: 30 * time.Second, Name: "b", Bin: bin}, ""},
+		{EtcdOutageConfig{Outage: 0, Name: "b", Bin: bin}, "seconds"},
+		{EtcdOutageConfig{Outage: time.Hour, Name: "b", Bin: bin}, "seconds"},
+		{EtcdOutageConfig{Outage: time.Second, Bin: bin}, "name"},
+		{EtcdOutageConfig{Outage: time.Second, Name: "b"}, "bin"},
+	}
+	for _, tc := range cases {
+		err := tc.cfg.Validate()
+		if (err == nil) != (tc.wantErr == "") || (err != nil && !strings.HasPrefix(err.Error(), tc.wantErr)) {
+			t.Errorf("%+v: %v, want %q", tc.cfg, err, tc.wantErr)
 		}
 	}
 }
