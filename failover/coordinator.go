@@ -336,7 +336,10 @@ func (c *Coordinator) recordMembers(ctx context.Context, g Guard, snap Snapshot)
 			continue
 		}
 		old, known := snap.Members[n.Node]
-		m := Member{Node: n.Node, Addr: n.Addr, ServerID: n.ServerID, ServerUUID: n.ServerUUID}
+		m := Member{Node: n.Node, Addr: n.Addr, ServerID: n.ServerID, ServerUUID: n.ServerUUID, Agent: n.Agent}
+		if m.Agent == "" {
+			m.Agent = old.Agent
+		}
 		if !n.ServerRead {
 			m.ServerID, m.ServerUUID = old.ServerID, old.ServerUUID
 		}

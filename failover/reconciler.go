@@ -37,7 +37,10 @@ type Detector interface {
 type ReconcilerConfig struct {
 	Node string
 	// Addr is where peers reach this node's server (host:port).
-	Addr     string
+	Addr string
+	// Agent is where the other agents reach this node's agent (published in its
+	// status, kept under members/); may be empty.
+	Agent    string
 	Store    *Store
 	Local    *replication.Instance // this node's server
 	LocalDB  *sql.DB               // the same server, for the heartbeat bootstrap
@@ -74,6 +77,10 @@ type ReconcilerConfig struct {
 	// PublishEvery is how often the status is published when nothing changed.
 	PublishEvery time.Duration
 	Log          *zap.Logger
+	// HeldOff, when it returns a reason, forbids making this node's server writable:
+	// the agent promised a primary kept in failsafe mode not to take part in a
+	// failover for a while (docs/architecture.md, "Failsafe mode"). nil: never.
+	HeldOff func() string
 	// Now is the clock; time.Now by default.
 	Now func() time.Time
 }
@@ -288,10 +295,19 @@ func (r *Reconciler) act(ctx context.Context, snap Snapshot, lease clientv3.Leas
 	case NodeKeepPaused:
 		r.cfg.Detector.SetEpoch(a.Epoch)
 		r.setRole(a.Role)
-	case NodeMakeWritable, NodeHoldPrimary:
-		r.holdPrimary(ctx, a)
-	case NodePromote:
-		r.takePrimary(ctx, snap, lease, a)
+	case NodeMakeWritable, NodeHoldPrimary, NodePromote:
+		if why := r.heldOff(); why != "" && a.Action != NodeHoldPrimary {
+			// Not a step toward a writable server: a primary kept in failsafe mode
+			// relies on this node's promise.
+			r.log.Warn("not making the server writable: "+why, zap.String("action", a.Action.String()))
+			r.setRole(RoleFenced)
+			return
+		}
+		if a.Action == NodePromote {
+			r.takePrimary(ctx, snap, lease, a)
+		} else {
+			r.holdPrimary(ctx, a)
+		}
 	case NodeQuarantine:
 		r.probeAs(a.Probe)
 		if r.errantSet(a.Errant) {
@@ -541,6 +557,25 @@ func (r *Reconciler) releaseVIP(ctx context.Context) {
 	}
 }
 
+// heldOff says why this node must not make its server writable now, "" when it may.
+func (r *Reconciler) heldOff() string {
+	if r.cfg.HeldOff == nil {
+		return ""
+	}
+	return r.cfg.HeldOff()
+}
+
+// WritablePrimary says whether, as of the latest pass, this node is the primary of
+// record holding the leader key on lease with a writable server, not fenced: the
+// only node failsafe mode may keep taking writes without etcd.
+func (r *Reconciler) WritablePrimary(lease clientv3.LeaseID) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return lease != clientv3.NoLease && r.role == RolePrimary && r.fenced == "" &&
+		r.snap.Primary.Node == r.cfg.Node && r.snap.Leader == r.cfg.Node && r.snap.LeaderLease == lease &&
+		r.local != nil && !r.local.ReadOnly
+}
+
 func (r *Reconciler) setRole(role Role) {
 	r.mu.Lock()
 	old := r.role
@@ -602,7 +637,7 @@ func (r *Reconciler) build(snap Snapshot) NodeStatus {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	n := NodeStatus{
-		Node: r.cfg.Node, Addr: r.cfg.Addr, Role: r.role,
+		Node: r.cfg.Node, Addr: r.cfg.Addr, Agent: r.cfg.Agent, Role: r.role,
 		Verdict: rep.Verdict.String(), Reason: rep.Reason, VerdictSince: rep.Since,
 		LagMS: -1, Priority: r.cfg.Priority, NoPromote: r.cfg.NoPromote,
 		Errant: r.errant, Epoch: snap.Primary.Epoch, At: r.cfg.Now().UTC(), Repaired: r.repaired,

@@ -34,9 +34,15 @@ func upCluster(t *testing.T, name string, etcdMembers int) cluster {
 	t.Cleanup(func() { cli.Close() })
 	t.Cleanup(func() {
 		if t.Failed() {
+			// The sandbox goes with the test: its agents' logs are kept here.
+			keep := filepath.Join(os.TempDir(), "baton-test-logs", c.Name)
+			_ = os.MkdirAll(keep, 0o755)
 			for _, n := range c.Nodes {
-				t.Logf("agent log of %s: %s", n.Name, n.AgentLog)
+				if b, err := os.ReadFile(n.AgentLog); err == nil {
+					_ = os.WriteFile(filepath.Join(keep, n.Name+"-agent.log"), b, 0o644)
+				}
 			}
+			t.Logf("agent logs kept in %s", keep)
 		}
 	})
 	return cluster{Cluster: c, store: failover.NewStore(cli, c.Name)}

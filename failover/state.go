@@ -82,7 +82,10 @@ type NodeStatus struct {
 	Node string `json:"node"`
 	// Addr is where peers reach the node's server (host:port).
 	Addr string `json:"addr"`
-	Role Role   `json:"role"`
+	// Agent is where the other agents reach this node's agent (its HTTP server,
+	// host:port), "" when not known.
+	Agent string `json:"agent,omitempty"`
+	Role  Role   `json:"role"`
 	// Verdict and Reason are the detector's, for the local server.
 	Verdict string `json:"verdict"`
 	Reason  string `json:"reason,omitempty"`

@@ -76,6 +76,9 @@ type Member struct {
 	Addr       string `json:"addr"`
 	ServerID   uint32 `json:"server_id,omitempty"`
 	ServerUUID string `json:"server_uuid,omitempty"`
+	// Agent is where its agent was last reached (HTTP host:port), for the failsafe
+	// check while etcd is unreachable.
+	Agent string `json:"agent,omitempty"`
 }
 
 // MembersPrefix is where the members are kept.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 
@@ -87,19 +88,35 @@ Examples:
 			},
 			{
 				Name:      "fault",
-				Usage:     "inject a fault into a node, or undo one",
+				Usage:     "inject a fault into a node, or into etcd, or undo one",
 				ArgsUsage: "KIND",
 				Description: `KIND is one of: disk-full, free-disk, freeze-writes, thaw-writes, stop, cont,
 kill, start, cut-network, heal-network, readonly-fs, writable-fs,
-exhaust-connections, release-connections, kill-agent, start-agent.`,
-				Flags: []cli.Flag{name, root, &cli.StringFlag{Name: "node", Required: true, Usage: "node name, e.g. db1"}},
+exhaust-connections, release-connections, kill-agent, start-agent, cut-etcd,
+heal-etcd (these take --node); or stop-etcd, start-etcd: every etcd member, or
+the one named with --member (an etcd outage; no --node).`,
+				Flags: []cli.Flag{name, root, &cli.StringFlag{Name: "node", Usage: "node name, e.g. db1"},
+					&cli.StringFlag{Name: "member", Usage: "stop-etcd/start-etcd: one member, e.g. etcd2 (default: every member)"}},
 				Action: func(cctx *cli.Context) error {
 					if cctx.NArg() != 1 {
 						return cli.Exit("fault: give exactly one KIND, e.g. `baton-lab sandbox fault --name demo --node db1 disk-full`", exitBadInput)
 					}
-					f, err := sandbox.ParseFault(cctx.Args().First())
+					kind := cctx.Args().First()
+					if kind == "stop-etcd" || kind == "start-etcd" {
+						if cctx.String("node") != "" {
+							return cli.Exit("fault "+kind+": --node does not apply (name a member with --member, or none for all)", exitBadInput)
+						}
+						return etcdOp(cctx, strings.TrimSuffix(kind, "-etcd"))
+					}
+					f, err := sandbox.ParseFault(kind)
 					if err != nil {
-						return cli.Exit(err.Error(), exitBadInput)
+						return cli.Exit(err.Error()+", stop-etcd, start-etcd", exitBadInput)
+					}
+					if cctx.String("node") == "" {
+						return cli.Exit("fault "+kind+": --node is required, e.g. --node db1", exitBadInput)
+					}
+					if cctx.String("member") != "" {
+						return cli.Exit("fault "+kind+": --member applies to stop-etcd and start-etcd only", exitBadInput)
 					}
 					c, err := sandbox.Open(cctx.String("root"), cctx.String("name"), cliLogger())
 					if err != nil {
@@ -124,19 +141,7 @@ exhaust-connections, release-connections, kill-agent, start-agent.`,
 					if cctx.NArg() != 1 || (op != "stop" && op != "start") {
 						return cli.Exit("etcd: give stop or start, e.g. `baton-lab sandbox etcd --name demo stop`", exitBadInput)
 					}
-					c, err := sandbox.Open(cctx.String("root"), cctx.String("name"), cliLogger())
-					if err != nil {
-						return cli.Exit(err.Error(), exitBadInput)
-					}
-					if op == "stop" {
-						err = c.StopEtcd(cctx.Context, cctx.String("member"))
-					} else {
-						err = c.StartEtcd(cctx.Context, cctx.String("member"))
-					}
-					if err != nil {
-						return cli.Exit(err.Error(), exitRefused)
-					}
-					return nil
+					return etcdOp(cctx, op)
 				},
 			},
 			{
@@ -185,6 +190,23 @@ exhaust-connections, release-connections, kill-agent, start-agent.`,
 			},
 		},
 	}
+}
+
+// etcdOp stops or starts the sandbox's etcd members: the one --member names, or all.
+func etcdOp(cctx *cli.Context, op string) error {
+	c, err := sandbox.Open(cctx.String("root"), cctx.String("name"), cliLogger())
+	if err != nil {
+		return cli.Exit(err.Error(), exitBadInput)
+	}
+	if op == "stop" {
+		err = c.StopEtcd(cctx.Context, cctx.String("member"))
+	} else {
+		err = c.StartEtcd(cctx.Context, cctx.String("member"))
+	}
+	if err != nil {
+		return cli.Exit(err.Error(), exitRefused)
+	}
+	return nil
 }
 
 // batonFlag says where the product binary is, when it is not next to baton-lab.

@@ -33,6 +33,8 @@ import (
 type Agent struct {
 	cfg Config
 	log *zap.Logger
+	// fs is failsafe mode (off without a peer secret).
+	fs *failsafe
 }
 
 // New checks the configuration and returns an Agent; it connects to nothing yet.
@@ -43,7 +45,22 @@ func New(cfg Config, log *zap.Logger) (*Agent, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Agent{cfg: cfg, log: log.With(zap.String("cluster", cfg.Cluster), zap.String("node", cfg.Node))}, nil
+	a := &Agent{cfg: cfg, log: log.With(zap.String("cluster", cfg.Cluster), zap.String("node", cfg.Node))}
+	a.fs = newFailsafe(a.failsafeConfig())
+	return a, nil
+}
+
+// failsafeConfig is failsafe mode's configuration from the agent's: no secret (off)
+// unless FailsafeOn.
+func (a *Agent) failsafeConfig() failsafeConfig {
+	t := a.cfg.Timings
+	fc := failsafeConfig{Cluster: a.cfg.Cluster, Node: a.cfg.Node, SessionTTL: t.SessionTTL, FenceMargin: t.FenceMargin,
+		Interval: t.ProbeInterval, EtcdTimeout: t.ProbeTimeout, CheckTimeout: 2*t.ProbeTimeout + 100*time.Millisecond,
+		Log: a.log.With(zap.String("component", "failsafe"))}
+	if a.cfg.FailsafeOn() {
+		fc.Secret = []byte(a.cfg.PeerSecret.Reveal())
+	}
+	return fc
 }
 
 // Run runs the agent until ctx ends. It fails at start when the local server lacks a
@@ -121,7 +138,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		},
 	}
 	rec, err = failover.NewReconciler(failover.ReconcilerConfig{
-		Node: cfg.Node, Addr: cfg.MySQL.Address, Store: store, Local: local, LocalDB: db, Detector: det,
+		Node: cfg.Node, Addr: cfg.MySQL.Address, Agent: cfg.AgentAddr(), HeldOff: a.fs.heldOff,
+		Store: store, Local: local, LocalDB: db, Detector: det,
 		Peer: peer, VIP: mover, Repl: conns.repl, Policy: cfg.Policy(),
 		Priority: cfg.Candidate.Priority, NoPromote: cfg.Candidate.NoPromote,
 		ConfirmLag: cfg.Timings.ConfirmLag, Tick: cfg.Timings.ProbeInterval, Log: a.log, SemiSync: cfg.SemiSync,
@@ -156,9 +174,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return det.Run(gctx) })
 	g.Go(func() error { return peer.Run(gctx) })
-	g.Go(func() error { return a.serveHTTP(gctx, rec, state, reg, metrics) })
+	g.Go(func() error { return a.serveHTTP(gctx, store, rec, state, reg, metrics) })
 	g.Go(func() error { return a.sessions(gctx, cli, rec, coord, state) })
-	a.log.Info("agent started", zap.String("mysql", cfg.MySQL.Address), zap.Strings("etcd", cfg.Etcd.Endpoints))
+	a.log.Info("agent started", zap.String("mysql", cfg.MySQL.Address), zap.Strings("etcd", cfg.Etcd.Endpoints),
+		zap.Bool("failsafe", a.fs.on()), zap.String("agent", cfg.AgentAddr()))
+	if !a.fs.on() {
+		a.log.Warn("failsafe mode is off: when no agent can reach etcd, the primary fences itself and writes stop until etcd is back; set peer_secret_file (or " + EnvPeerSecret + ") on every node to turn it on")
+	}
 	err = g.Wait()
 	if ctx.Err() != nil {
 		return nil
@@ -248,40 +270,93 @@ func (a *Agent) newDetector(ctx context.Context, db *sql.DB, dsn string, onChang
 }
 
 // sessions keeps an etcd session and runs the coordinator and the reconciler under
-// it. When the session is lost, or cannot be renewed before ttl - fence_margin, the
-// node is fenced and a new session is made.
+// it. When the session cannot be renewed before ttl - fence_margin, the node is
+// fenced, unless failsafe mode keeps the primary (keepPrimary), and a session is made
+// again: on the same lease while etcd still has it (the leader key and the node's
+// status are then still this agent's), else on a new one. A node that promised a
+// kept primary to hold off failovers (failsafe.holdOff) makes none until then.
 func (a *Agent) sessions(ctx context.Context, cli *clientv3.Client, rec *failover.Reconciler, coord *failover.Coordinator, state *sessionState) error {
-	ttl := a.cfg.Timings.SessionTTL
+	var lease clientv3.LeaseID
+	defer a.fs.stopKeeper()
 	for attempt := 0; ; attempt++ {
 		if ctx.Err() != nil {
 			return nil
 		}
-		s, err := concurrency.NewSession(cli, concurrency.WithTTL(int(ttl.Seconds())), concurrency.WithContext(ctx))
+		a.fs.waitHoldoff(ctx)
+		s, err := a.session(ctx, cli, lease)
 		if err != nil {
-			a.log.Warn("etcd session", zap.Error(err))
+			wait := backoff(attempt)
+			if kept, _ := a.fs.kept(); kept {
+				// A kept primary takes its session back as soon as etcd answers.
+				wait = a.cfg.Timings.ProbeInterval
+				a.log.Debug("etcd session", zap.Error(err))
+			} else {
+				a.log.Warn("etcd session", zap.Error(err))
+			}
 			select {
 			case <-ctx.Done():
 				return nil
-			case <-time.After(backoff(attempt)):
+			case <-time.After(wait):
 			}
 			continue
 		}
 		attempt = 0
-		state.set(true, s.Lease())
-		a.log.Info("etcd session", zap.String("lease", fmt.Sprintf("%x", s.Lease())))
-		err = a.underSession(ctx, cli, s, rec, coord)
+		a.fs.stopKeeper() // the session takes over from failsafe mode
+		a.fs.resumed()
+		resumed := s.Lease() == lease
+		lease = s.Lease()
+		state.set(true, lease)
+		a.log.Info("etcd session", zap.String("lease", fmt.Sprintf("%x", lease)), zap.Bool("resumed", resumed))
+		sctx, cancel := context.WithCancel(ctx)
+		a.fs.attach(cancel)
+		err = a.underSession(ctx, sctx, cli, s, rec, coord)
+		a.fs.detach()
+		cancel()
 		state.set(false, 0)
 		if ctx.Err() != nil {
 			rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 			// A clean stop hands the leader key and the election over at once.
-			_ = failover.NewStore(cli, a.cfg.Cluster).ReleaseLeader(rctx, s.Lease())
+			_ = failover.NewStore(cli, a.cfg.Cluster).ReleaseLeader(rctx, lease)
 			_ = s.Close()
 			rcancel()
 			return nil
 		}
+		if err == nil {
+			err = errors.New(a.fs.heldOff())
+		}
 		a.log.Warn("etcd session ended", zap.Error(err))
-		_ = s.Close()
+		// Not revoked: the next session resumes the lease if etcd still has it.
+		s.Orphan()
 	}
+}
+
+// errKeptByFailsafe ends a session whose renewal failed while failsafe mode keeps
+// the primary.
+var errKeptByFailsafe = errors.New("etcd session not renewed in time; failsafe mode keeps the primary, every peer confirming etcd is unreachable")
+
+// session makes an etcd session: on lease old while etcd still has it, else on a
+// new lease. Each call to etcd is bounded.
+func (a *Agent) session(ctx context.Context, cli *clientv3.Client, old clientv3.LeaseID) (*concurrency.Session, error) {
+	ttl := int(a.cfg.Timings.SessionTTL.Seconds())
+	timeout := max(time.Second, 3*a.cfg.Timings.ProbeTimeout)
+	if old != clientv3.NoLease {
+		tctx, cancel := context.WithTimeout(ctx, timeout)
+		resp, err := cli.TimeToLive(tctx, old)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("read lease %x: %w", old, err)
+		}
+		if resp.TTL > 0 {
+			return concurrency.NewSession(cli, concurrency.WithLease(old), concurrency.WithTTL(ttl), concurrency.WithContext(ctx))
+		}
+	}
+	gctx, cancel := context.WithTimeout(ctx, timeout)
+	resp, err := cli.Grant(gctx, int64(ttl))
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("grant a lease: %w", err)
+	}
+	return concurrency.NewSession(cli, concurrency.WithLease(resp.ID), concurrency.WithTTL(ttl), concurrency.WithContext(ctx))
 }
 
 func backoff(attempt int) time.Duration {
@@ -290,16 +365,21 @@ func backoff(attempt int) time.Duration {
 }
 
 // underSession runs the coordinator, the reconciler and the renewal watch until the
-// session ends or cannot be renewed in time.
-func (a *Agent) underSession(ctx context.Context, cli *clientv3.Client, s *concurrency.Session, rec *failover.Reconciler, coord *failover.Coordinator) error {
+// session ends or cannot be renewed in time. When failsafe mode keeps the primary,
+// its keeper starts at once, under the agent's context actx: ending the session's
+// work may take a while (etcd calls that end on their own deadline).
+func (a *Agent) underSession(actx, ctx context.Context, cli *clientv3.Client, s *concurrency.Session, rec *failover.Reconciler, coord *failover.Coordinator) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return rec.Run(gctx, s) })
 	g.Go(func() error { return coord.Run(gctx, s) })
 	g.Go(func() error {
-		err := a.watchRenewal(gctx, cli, s)
-		if err != nil {
+		err := a.watchRenewal(gctx, cli, s, rec)
+		switch {
+		case errors.Is(err, errKeptByFailsafe):
+			a.fs.runKeeper(actx, func(kctx context.Context) { a.keepPrimary(kctx, cli, s.Lease(), rec) })
+		case err != nil:
 			rec.FenceLocal(context.WithoutCancel(ctx), err.Error())
 		}
 		return err
@@ -309,15 +389,22 @@ func (a *Agent) underSession(ctx context.Context, cli *clientv3.Client, s *concu
 
 // watchRenewal returns an error when the session's lease has not been renewed for
 // ttl - fence_margin: the lease may expire soon, and with it the leader key, so the
-// node must stop taking writes before another can start.
-func (a *Agent) watchRenewal(ctx context.Context, cli *clientv3.Client, s *concurrency.Session) error {
+// node must stop taking writes before another can start. Failsafe mode: a writable
+// primary whose renewal is late asks its peers (failsafe.confirm) early enough to
+// know by then; if they all confirm, it returns errKeptByFailsafe instead, and is
+// not fenced.
+func (a *Agent) watchRenewal(ctx context.Context, cli *clientv3.Client, s *concurrency.Session, rec *failover.Reconciler) error {
 	ka, err := cli.KeepAlive(ctx, s.Lease())
 	if err != nil {
 		return fmt.Errorf("watch lease renewal: %w", err)
 	}
 	limit := a.cfg.Timings.SessionTTL - a.cfg.Timings.FenceMargin
+	// A confirmation must be in before the limit: the first check starts one check's
+	// time (and a tick) before it.
+	early := limit - a.fs.cfg.CheckTimeout - limit/20
 	last := time.Now() // monotonic
-	t := time.NewTicker(limit / 10)
+	var asked time.Time
+	t := time.NewTicker(limit / 20)
 	defer t.Stop()
 	for {
 		select {
@@ -333,9 +420,80 @@ func (a *Agent) watchRenewal(ctx context.Context, cli *clientv3.Client, s *concu
 				last = time.Now()
 			}
 		case <-t.C:
-			if since := time.Since(last); since > limit {
-				return fmt.Errorf("etcd session not renewed for %s (limit %s = session_ttl - fence_margin)", since.Round(time.Millisecond), limit)
+			since := time.Since(last)
+			primary := a.fs.on() && rec.WritablePrimary(s.Lease())
+			if primary && since > early && time.Since(asked) >= a.cfg.Timings.ProbeInterval {
+				asked = time.Now()
+				_, snap := rec.Current()
+				keep, note, _ := a.fs.confirm(ctx, failsafePeers(a.cfg.Node, snap), snap.Primary.Epoch)
+				a.log.Info("failsafe: etcd session renewal late; peers asked", zap.Duration("since_renewal", since.Round(time.Millisecond)),
+					zap.Bool("all_confirm", keep), zap.String("answers", note))
 			}
+			if since := time.Since(last); since > limit {
+				if primary && a.fs.startKeeping(s.Lease()) {
+					a.log.Warn("failsafe: primary kept without etcd", zap.String("why", a.fs.view().Note))
+					return errKeptByFailsafe
+				}
+				err := fmt.Errorf("etcd session not renewed for %s (limit %s = session_ttl - fence_margin)", since.Round(time.Millisecond), limit)
+				if primary {
+					// Failsafe mode could not keep it: say why, in /status too.
+					a.fs.setState(FailsafeFenced, err.Error()+"; failsafe check: "+a.fs.lastCheck())
+				}
+				return err
+			}
+		}
+	}
+}
+
+// keepPrimary runs while failsafe mode keeps the primary without an etcd session.
+// Every probe_interval it renews the old lease if etcd answers again (the session
+// loop then takes over and ends ctx), else asks every peer again; the moment a check
+// fails, or the last confirmation runs out, it fences the node.
+func (a *Agent) keepPrimary(ctx context.Context, cli *clientv3.Client, lease clientv3.LeaseID, rec *failover.Reconciler) {
+	f := a.fs
+	fence := func(why string) {
+		if ctx.Err() != nil {
+			return // a session took over: the reconciler decides again
+		}
+		f.stopKeeping(FailsafeFenced, why)
+		a.log.Error("failsafe: fencing the primary", zap.String("why", why))
+		rec.FenceLocal(context.WithoutCancel(ctx), "failsafe: "+why)
+	}
+	// renew renews the lease once: when etcd answers again, the lease protects the
+	// node as before failsafe mode (its leader key cannot go before it expires).
+	renew := func() bool {
+		start := time.Now()
+		rctx, cancel := context.WithTimeout(ctx, f.cfg.EtcdTimeout)
+		_, err := cli.KeepAliveOnce(rctx, lease)
+		cancel()
+		if err == nil {
+			f.renewed(start, "etcd answers again: lease renewed, the session resumes")
+		}
+		return err == nil
+	}
+	for {
+		if !time.Now().Before(f.validUntil()) {
+			fence("the last confirmation ran out before a new one came in")
+			return
+		}
+		if !renew() {
+			_, snap := rec.Current()
+			keep, note, etcdSeen := f.confirm(ctx, failsafePeers(a.cfg.Node, snap), snap.Primary.Epoch)
+			switch {
+			case keep:
+				f.setState(FailsafeKept, "primary kept: "+note)
+			case etcdSeen && renew():
+				// etcd came back for a peer between this node's renewal and the
+				// peer's answer: it is back for this node too.
+			default:
+				fence(note)
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(min(a.cfg.Timings.ProbeInterval, max(0, time.Until(f.validUntil())))):
 		}
 	}
 }

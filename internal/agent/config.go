@@ -44,6 +44,9 @@ const (
 	EnvMySQLPassword       = "BATON_MYSQL_PASSWORD"
 	EnvReplicationPassword = "BATON_REPLICATION_PASSWORD"
 	EnvEtcdPassword        = "BATON_ETCD_PASSWORD"
+	// EnvPeerSecret is the secret the agents of a cluster sign their calls to one
+	// another with (failsafe mode).
+	EnvPeerSecret = "BATON_PEER_SECRET"
 )
 
 // Defaults of the configuration file. The probe timings are the detector's own, so
@@ -107,6 +110,29 @@ type Config struct {
 	// Datadir is the local server's data directory, for the disk probe. Empty: asked
 	// from the server (@@datadir).
 	Datadir string `yaml:"datadir" json:"datadir,omitempty"`
+	// Failsafe keeps the primary taking writes while etcd is unreachable for every
+	// agent, as long as every peer's agent confirms it (docs/architecture.md, "Failsafe
+	// mode"). nil (not set): on when a peer secret is configured, else off. Set to
+	// true, it requires the peer secret.
+	Failsafe *bool `yaml:"failsafe" json:"failsafe,omitempty"`
+	// PeerSecret signs the agents' calls to one another (HMAC-SHA256); the same on
+	// every node of the cluster. From BATON_PEER_SECRET, peer_secret_file or (not
+	// recommended) peer_secret.
+	PeerSecret     Secret `yaml:"peer_secret" json:"peer_secret"`
+	PeerSecretFile string `yaml:"peer_secret_file" json:"peer_secret_file,omitempty"`
+}
+
+// minPeerSecret is the shortest peer secret accepted: an HMAC key guessable by
+// brute force would let anyone on the network keep a cut-off primary writable.
+const minPeerSecret = 16
+
+// FailsafeOn says whether failsafe mode is on: asked for, or not set and a peer
+// secret is configured.
+func (c Config) FailsafeOn() bool {
+	if c.Failsafe != nil {
+		return *c.Failsafe
+	}
+	return c.PeerSecret != ""
 }
 
 // MySQL is how the agent reaches its local server, and how peers reach it.
@@ -278,6 +304,29 @@ type Hooks struct {
 // HTTP is the agent's read-only HTTP server.
 type HTTP struct {
 	Listen string `yaml:"listen" json:"listen"`
+	// Advertise is where the other agents reach this one (failsafe checks). Empty:
+	// Listen, or, when Listen's host is unspecified (0.0.0.0, ::, none), the host of
+	// mysql.address with Listen's port.
+	Advertise string `yaml:"advertise" json:"advertise,omitempty"`
+}
+
+// AgentAddr is where the other agents reach this agent's HTTP server.
+func (c Config) AgentAddr() string {
+	if c.HTTP.Advertise != "" {
+		return c.HTTP.Advertise
+	}
+	host, port, err := net.SplitHostPort(c.HTTP.Listen)
+	if err != nil {
+		return ""
+	}
+	if a, err := netip.ParseAddr(host); host != "" && (err != nil || !a.IsUnspecified()) {
+		return c.HTTP.Listen
+	}
+	mh, _, err := net.SplitHostPort(c.MySQL.Address)
+	if err != nil {
+		return ""
+	}
+	return net.JoinHostPort(mh, port)
 }
 
 // Log is the agent's logging: always to stderr.
@@ -400,12 +449,21 @@ func (c *Config) resolveSecrets(env func(string) string) error {
 	if c.Etcd.Password, err = resolveSecret("etcd", c.Etcd.Password, c.Etcd.PasswordFile, env(EnvEtcdPassword)); err != nil {
 		return err
 	}
+	if c.PeerSecret, err = resolveSecretField("peer_secret", "peer_secret_file", c.PeerSecret, c.PeerSecretFile, env(EnvPeerSecret)); err != nil {
+		return err
+	}
 	return nil
 }
 
 func resolveSecret(field string, inline Secret, file, fromEnv string) (Secret, error) {
+	return resolveSecretField(field+".password", field+".password_file", inline, file, fromEnv)
+}
+
+// resolveSecretField is resolveSecret for a secret whose fields are named
+// inlineField and fileField.
+func resolveSecretField(inlineField, fileField string, inline Secret, file, fromEnv string) (Secret, error) {
 	if inline != "" && file != "" {
-		return "", fmt.Errorf("config: %s.password and %s.password_file are both set: keep one", field, field)
+		return "", fmt.Errorf("config: %s and %s are both set: keep one", inlineField, fileField)
 	}
 	if fromEnv != "" {
 		return Secret(fromEnv), nil
@@ -414,20 +472,20 @@ func resolveSecret(field string, inline Secret, file, fromEnv string) (Secret, e
 		return inline, nil
 	}
 	if !filepath.IsAbs(file) {
-		return "", fmt.Errorf("config: %s.password_file %q: must be an absolute path", field, file)
+		return "", fmt.Errorf("config: %s %q: must be an absolute path", fileField, file)
 	}
 	b, err := os.ReadFile(file)
 	if err != nil {
 		// The error names the file, never its content.
-		return "", fmt.Errorf("config: %s.password_file: %w", field, err)
+		return "", fmt.Errorf("config: %s: %w", fileField, err)
 	}
 	// The file is a password, not a line: only the line ending an editor adds goes.
 	s := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
 	if s == "" {
-		return "", fmt.Errorf("config: %s.password_file %s is empty", field, file)
+		return "", fmt.Errorf("config: %s %s is empty", fileField, file)
 	}
 	if strings.ContainsAny(s, "\x00\n") {
-		return "", fmt.Errorf("config: %s.password_file %s: holds more than one line or a NUL byte", field, file)
+		return "", fmt.Errorf("config: %s %s: holds more than one line or a NUL byte", fileField, file)
 	}
 	return Secret(s), nil
 }
@@ -466,6 +524,17 @@ func (c Config) Validate() error {
 	}
 	if c.Datadir != "" && !filepath.IsAbs(c.Datadir) {
 		return fmt.Errorf("config: datadir %q: must be an absolute path", c.Datadir)
+	}
+	switch {
+	case c.Failsafe != nil && *c.Failsafe && c.PeerSecret == "":
+		return fmt.Errorf("config: failsafe: true needs the peer secret: set peer_secret_file or %s (the same on every node)", EnvPeerSecret)
+	case c.PeerSecret != "" && len(c.PeerSecret) < minPeerSecret:
+		return fmt.Errorf("config: peer_secret: %d bytes, at least %d are required", len(c.PeerSecret), minPeerSecret)
+	}
+	if c.HTTP.Advertise != "" {
+		if err := validHostPort("http.advertise", c.HTTP.Advertise, false); err != nil {
+			return err
+		}
 	}
 	return nil
 }

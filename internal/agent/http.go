@@ -41,6 +41,8 @@ type View struct {
 	// MaxStatusAge, when positive, makes /primary, /replica and /health refuse a
 	// Status older than this (a detector that stopped reporting).
 	MaxStatusAge time.Duration `json:"max_status_age_ns,omitempty"`
+	// Failsafe is failsafe mode on this node; nil when not known.
+	Failsafe *FailsafeView `json:"failsafe,omitempty"`
 	// Policy is the failover policy as this agent sees it; nil before etcd is read.
 	Policy *PolicyView `json:"policy,omitempty"`
 	// Now is when the view was taken; zero means time.Now() at the request.
@@ -111,7 +113,7 @@ func (v View) PrimaryRefusal() string {
 		return "not primary: primary of record unknown"
 	case v.Primary.Node != v.Node:
 		return "not primary: the primary of record is " + v.Primary.Node
-	case !v.SessionAlive:
+	case !v.SessionAlive && (v.Failsafe == nil || v.Failsafe.State != FailsafeKept):
 		return "not primary: etcd session down"
 	case !v.HoldsLeader:
 		return "not primary: does not hold the leader key"

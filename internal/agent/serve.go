@@ -14,13 +14,18 @@ import (
 )
 
 // serveHTTP serves the read-only endpoints until ctx ends.
-func (a *Agent) serveHTTP(ctx context.Context, rec *failover.Reconciler, state *sessionState, reg prometheus.Gatherer, metrics *Metrics) error {
+func (a *Agent) serveHTTP(ctx context.Context, store *failover.Store, rec *failover.Reconciler, state *sessionState, reg prometheus.Gatherer, metrics *Metrics) error {
 	view := func() View {
 		n, snap := rec.Current()
 		up, lease := state.get()
+		kept, keptLease := a.fs.kept()
+		if !up && kept {
+			// Failsafe mode keeps the primary: its leader key is on the lease it held.
+			lease = keptLease
+		}
 		v := View{
-			Cluster: a.cfg.Cluster, Node: a.cfg.Node, Status: n,
-			HoldsLeader:  up && snap.Leader == a.cfg.Node && snap.LeaderLease == lease,
+			Cluster: a.cfg.Cluster, Node: a.cfg.Node, Status: n, Failsafe: a.fs.view(),
+			HoldsLeader:  (up || kept) && snap.Leader == a.cfg.Node && snap.LeaderLease == lease,
 			SessionAlive: up, Coordinator: snap.Coordinator, Paused: snap.Settings.Paused,
 			MaxReplicaLag: a.cfg.Timings.MaxReplicaLag,
 			MaxStatusAge:  4*a.cfg.Timings.ProbeInterval + 2*time.Second,
@@ -47,8 +52,22 @@ func (a *Agent) serveHTTP(ctx context.Context, rec *failover.Reconciler, state *
 			}
 		}
 	}()
+	mux := http.NewServeMux()
+	mux.Handle(FailsafePath, a.fs.handler(failsafePeerSide{
+		reachEtcd: func(ctx context.Context) error {
+			_, err := store.Client().Get(ctx, store.Keys.Primary())
+			return err
+		},
+		known: func() (failover.Primary, bool) {
+			_, snap := rec.Current()
+			up, lease := state.get()
+			kept, _ := a.fs.kept()
+			return snap.Primary, kept || (up && rec.WritablePrimary(lease))
+		},
+	}))
+	mux.Handle("/", NewHandler(view, reg))
 	srv := &http.Server{
-		Handler:           NewHandler(view, reg),
+		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
 		WriteTimeout:      10 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return ctx },

@@ -28,6 +28,7 @@ func (c *Cluster) agentConfig(n *Node) string {
 	fmt.Fprintf(&b, "log:\n  level: info\n  format: json\n")
 	fmt.Fprintf(&b, "semi_sync: %v\n", c.SemiSync)
 	fmt.Fprintf(&b, "datadir: %s\n", n.Datadir)
+	fmt.Fprintf(&b, "peer_secret_file: %s\nfailsafe: %v\n", c.secretFile("peer"), !c.NoFailsafe)
 	if c.HookScript != "" {
 		fmt.Fprintf(&b, "hooks:\n  pre_failover: [%s, pre]\n  post_failover: [%s, post]\n  timeout: 5s\n", c.HookScript, c.HookScript)
 	}
@@ -44,7 +45,7 @@ func (c *Cluster) writeAgentFiles() error {
 	if err := os.MkdirAll(filepath.Join(c.Dir, "secrets"), 0o700); err != nil {
 		return err
 	}
-	for name, v := range map[string]string{"admin": c.AdminPassword, "repl": c.ReplPassword} {
+	for name, v := range map[string]string{"admin": c.AdminPassword, "repl": c.ReplPassword, "peer": c.PeerSecret} {
 		if err := os.WriteFile(c.secretFile(name), []byte(v+"\n"), 0o600); err != nil {
 			return err
 		}

@@ -63,6 +63,9 @@ type Spec struct {
 	LabBinary string
 	// DiskMB is the size of each node's datadir filesystem; default 256.
 	DiskMB int
+	// NoFailsafe turns the agents' failsafe mode off (it is on: the agents share a
+	// peer secret), to show what an etcd outage does without it.
+	NoFailsafe bool
 }
 
 // validName accepts 1-12 characters of [a-z0-9-] starting with a letter: short enough
@@ -165,8 +168,10 @@ type Cluster struct {
 	AppPassword   string       `json:"app_password"`   //
 	ReplUser      string       `json:"repl_user"`      //
 	ReplPassword  string       `json:"repl_password"`  //
-	SemiSync      bool         `json:"semi_sync"`      //
-	WithAgents    bool         `json:"with_agents"`    //
+	PeerSecret    string       `json:"peer_secret"`    // signs the agents' failsafe checks
+	NoFailsafe    bool         `json:"no_failsafe,omitempty"`
+	SemiSync      bool         `json:"semi_sync"`   //
+	WithAgents    bool         `json:"with_agents"` //
 	HookScript    string       `json:"hook_script,omitempty"`
 	VIP           string       `json:"vip,omitempty"` // CIDR, when the sandbox has one
 	VIPHolder     string       `json:"vip_holder,omitempty"`

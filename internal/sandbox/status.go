@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"strings"
+	"time"
 )
 
 // update changes the sandbox under its lock: the state is re-read first (another
@@ -90,4 +93,32 @@ func (c *Cluster) VIPHolders(ctx context.Context) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// AgentStatus reads a node's agent's /status (JSON) over the bridge network, from
+// the client namespace, as an operator's `baton status --agents` does.
+func (c *Cluster) AgentStatus(ctx context.Context, node string) ([]byte, error) {
+	n, err := c.Node(node)
+	if err != nil {
+		return nil, err
+	}
+	hc := &http.Client{Transport: &http.Transport{Proxy: nil, DialContext: DialContext(c.ClientNetNS)}, Timeout: 2 * time.Second}
+	defer hc.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.AgentHTTP+"/status", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("agent of %s: %w", node, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("agent of %s: %w", node, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("agent of %s: HTTP %d", node, resp.StatusCode)
+	}
+	return b, nil
 }

@@ -78,6 +78,8 @@ func newCluster(spec Spec, dir string, log *zap.Logger) *Cluster {
 		AppPassword:   secret(),
 		ReplUser:      "repl",
 		ReplPassword:  secret(),
+		PeerSecret:    secret(),
+		NoFailsafe:    spec.NoFailsafe,
 		SemiSync:      spec.SemiSync,
 		WithAgents:    spec.WithAgents,
 		HookScript:    spec.HookScript,

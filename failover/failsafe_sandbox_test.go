@@ -1,0 +1,266 @@
+package failover_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/internal/sandbox"
+	"github.com/baton-ha/baton/internal/sandbox/sandboxtest"
+)
+
+// agentFailsafe is the part of an agent's /status these tests read.
+type agentFailsafe struct {
+	Failsafe struct {
+		State string `json:"state"`
+		Note  string `json:"note"`
+	} `json:"failsafe"`
+}
+
+func failsafeOf(t *testing.T, c cluster, node string) agentFailsafe {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	b, err := c.AgentStatus(ctx, node)
+	if err != nil {
+		t.Fatalf("status of %s's agent: %v", node, err)
+	}
+	var v agentFailsafe
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatalf("status of %s's agent: %v", node, err)
+	}
+	return v
+}
+
+// maxGap is the longest time without an acknowledged write between from and to.
+func maxGap(acks []sandbox.Ack, from, to time.Time) time.Duration {
+	last, gap := from, time.Duration(0)
+	for _, a := range acks {
+		if a.At.Before(from) || a.At.After(to) {
+			continue
+		}
+		gap = max(gap, a.At.Sub(last))
+		last = a.At
+	}
+	return max(gap, to.Sub(last))
+}
+
+func readOnly(t *testing.T, c cluster, node string) (bool, error) {
+	t.Helper()
+	db := sandboxtest.RootDB(t, c.Cluster, node)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	var ro int
+	err := db.QueryRowContext(ctx, "SELECT @@read_only").Scan(&ro)
+	return ro == 1, err
+}
+
+// TestFailsafe: an etcd outage, with agents in failsafe mode (3 nodes, semi-sync, 3
+// etcd members, a writer through the virtual IP, a monitor writing to every server).
+// One member down changes nothing; every member down keeps the primary taking writes
+// without a gap, and etcd's return changes nothing either; a peer that cannot
+// authenticate fences the primary; the primary dying while etcd is down fails over
+// only once etcd is back, losing nothing.
+func TestFailsafe(t *testing.T) {
+	c := upCluster(t, "fsafe", 3)
+	ctx := context.Background()
+	w := c.NewWriter(10*time.Millisecond, time.Second)
+	w.Start(ctx)
+	defer w.Stop()
+	mon := c.NewSplitBrainMonitor(50 * time.Millisecond)
+	mon.Start(ctx)
+	defer mon.Stop()
+	sandboxtest.WaitFor(t, 5*time.Second, "writes acknowledged", func() bool { return len(w.Acks()) > 20 })
+	if p := c.snapshot(t).Primary; p.Node != "db1" || p.Epoch != 1 {
+		t.Fatalf("primary = %+v, want db1 at epoch 1", p)
+	}
+	hctx, hcancel := context.WithTimeout(ctx, 5*time.Second)
+	histBefore, err := c.store.History(hctx, 10)
+	hcancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// unchanged checks that etcd still names db1, at epoch 1, holding the leader key,
+	// with no new history event, and every node published as primary or replica.
+	unchanged := func(t *testing.T, within time.Duration) {
+		t.Helper()
+		sandboxtest.WaitFor(t, within, "etcd agreeing with the servers: db1 primary at epoch 1, two replicas", func() bool {
+			lctx, cancel := context.WithTimeout(ctx, time.Second)
+			snap, err := c.store.Load(lctx)
+			cancel()
+			if err != nil || snap.Primary.Node != "db1" || snap.Primary.Epoch != 1 || snap.Leader != "db1" {
+				return false
+			}
+			for name, role := range map[string]failover.Role{"db1": failover.RolePrimary, "db2": failover.RoleReplica, "db3": failover.RoleReplica} {
+				n, ok := snap.Nodes[name]
+				if !ok || n.Role != role || n.ReadOnly != (name != "db1") {
+					return false
+				}
+			}
+			return true
+		})
+		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		hist, err := c.store.History(hctx, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(hist) != len(histBefore) {
+			t.Fatalf("history grew: %+v", hist[0])
+		}
+	}
+
+	t.Run("one etcd member stopped", func(t *testing.T) {
+		leader, err := c.EtcdLeader(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		from := time.Now()
+		if err := c.StopEtcd(ctx, leader); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(6 * time.Second)
+		if err := c.StartEtcd(ctx, leader); err != nil {
+			t.Fatal(err)
+		}
+		if gap := maxGap(w.Acks(), from, time.Now()); gap > time.Second {
+			t.Errorf("writes stopped for %s while one etcd member (%s, the leader) was down", gap.Round(time.Millisecond), leader)
+		}
+		unchanged(t, 10*time.Second)
+	})
+
+	t.Run("every etcd member stopped", func(t *testing.T) {
+		from := time.Now()
+		if err := c.StopEtcd(ctx, ""); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(6 * time.Second) // twice session_ttl
+		if v := failsafeOf(t, c, "db1"); v.Failsafe.State != "primary kept" || !strings.Contains(v.Failsafe.Note, "all 2 peers confirm etcd is unreachable") {
+			t.Errorf("db1's failsafe = %+v, want the primary kept, all 2 peers confirming", v.Failsafe)
+		}
+		for _, n := range []string{"db2", "db3"} {
+			if v := failsafeOf(t, c, n); v.Failsafe.State != "held off" {
+				t.Errorf("%s's failsafe = %+v, want held off", n, v.Failsafe)
+			}
+		}
+		if ro, err := readOnly(t, c, "db1"); err != nil || ro {
+			t.Errorf("db1 read_only=%v (%v) during the outage, want writable", ro, err)
+		}
+		time.Sleep(9 * time.Second)
+		if err := c.StartEtcd(ctx, ""); err != nil {
+			t.Fatal(err)
+		}
+		unchanged(t, 20*time.Second)
+		if gap := maxGap(w.Acks(), from, time.Now()); gap > time.Second {
+			t.Errorf("writes stopped for %s during and after a 15s etcd outage", gap.Round(time.Millisecond))
+		}
+		sandboxtest.WaitFor(t, 10*time.Second, "failsafe standing by again on db1", func() bool {
+			return failsafeOf(t, c, "db1").Failsafe.State == "standby"
+		})
+	})
+
+	t.Run("a peer with the wrong secret", func(t *testing.T) {
+		// db3's agent restarts with another peer secret: its answers are no answers.
+		secretFile := c.Dir + "/secrets/peer"
+		good, err := os.ReadFile(secretFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		oldLease := c.snapshot(t).NodeLeases["db3"]
+		if err := c.Fault(ctx, "db3", sandbox.KillAgent); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(secretFile, []byte("not-the-cluster-secret\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		err = c.Fault(ctx, "db3", sandbox.StartAgent)
+		restore := func() {
+			if err := os.WriteFile(secretFile, good, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err != nil {
+			restore()
+			t.Fatal(err)
+		}
+		sandboxtest.WaitFor(t, 10*time.Second, "db3's new agent in etcd", func() bool {
+			snap := c.snapshot(t)
+			_, ok := snap.Nodes["db3"]
+			return ok && snap.NodeLeases["db3"] != oldLease
+		})
+		restore()
+		if err := c.StopEtcd(ctx, ""); err != nil {
+			t.Fatal(err)
+		}
+		sandboxtest.WaitFor(t, 10*time.Second, "db1 fenced: read_only", func() bool {
+			ro, err := readOnly(t, c, "db1")
+			return err == nil && ro
+		})
+		if v := failsafeOf(t, c, "db1"); v.Failsafe.State != "fenced" || !strings.Contains(v.Failsafe.Note, "db3: no answer: HTTP 401") {
+			t.Errorf("db1's failsafe = %+v, want fenced for db3's HTTP 401", v.Failsafe)
+		}
+		if err := c.StartEtcd(ctx, ""); err != nil {
+			t.Fatal(err)
+		}
+		// db3's agent back with the cluster's secret; db1 writable again, no failover.
+		if err := c.Fault(ctx, "db3", sandbox.KillAgent); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Fault(ctx, "db3", sandbox.StartAgent); err != nil {
+			t.Fatal(err)
+		}
+		unchanged(t, 30*time.Second)
+	})
+
+	t.Run("every etcd member stopped, then the primary killed", func(t *testing.T) {
+		if err := c.StopEtcd(ctx, ""); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(4 * time.Second)
+		killed := time.Now()
+		if err := c.Fault(ctx, "db1", sandbox.Kill); err != nil {
+			t.Fatal(err)
+		}
+		// No failover without etcd: nobody may promote, and the replicas stay read_only.
+		time.Sleep(8 * time.Second)
+		for _, n := range []string{"db2", "db3"} {
+			if ro, err := readOnly(t, c, n); err != nil || !ro {
+				t.Errorf("%s read_only=%v (%v) with etcd down, want read_only", n, ro, err)
+			}
+		}
+		if err := c.StartEtcd(ctx, ""); err != nil {
+			t.Fatal(err)
+		}
+		var now failover.Snapshot
+		sandboxtest.WaitFor(t, 40*time.Second, "a failover once etcd is back", func() bool {
+			lctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			s, err := c.store.Load(lctx)
+			now = s
+			return err == nil && s.Primary.Node != "db1" && s.Primary.Node != "" && s.Leader == s.Primary.Node
+		})
+		sandboxtest.WaitFor(t, 10*time.Second, "a write on the new primary", func() bool {
+			_, ok := w.FirstAckAfter(killed, uint32(c.Nodes[0].ServerID))
+			return ok
+		})
+		w.Stop()
+		mon.Stop()
+		db := sandboxtest.RootDB(t, c.Cluster, now.Primary.Node)
+		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		lost, err := w.Lost(qctx, db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(lost) > 0 {
+			t.Errorf("%d acknowledged writes are not on the new primary %s: %v", len(lost), now.Primary.Node, lost)
+		}
+	})
+	if sb := mon.SplitBrain(); sb > 0 {
+		t.Errorf("two servers accepted writes for %s", sb)
+	}
+}

@@ -1,0 +1,670 @@
+package agent
+
+// Failsafe mode: an etcd outage must not stop the writes of every cluster.
+//
+// When the primary's agent cannot renew its etcd session, it asks every other
+// node's agent, directly, whether it can reach etcd. If every one answers, none can,
+// and none knows a newer primary, nobody can be promoting (a promotion needs etcd),
+// and each of them has promised to take no part in a failover for session_ttl: the
+// primary goes on taking writes until session_ttl - fence_margin after it asked, and
+// asks again every probe_interval. Anything else (a peer that does not answer, that
+// reaches etcd, an answer not signed with the cluster's peer secret) fences it as
+// without failsafe mode. docs/architecture.md, "Failsafe mode", has the argument.
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/baton-ha/baton/failover"
+)
+
+const (
+	// FailsafePath is where an agent answers the failsafe check (POST).
+	FailsafePath = "/failsafe"
+	// SignatureHeader carries the HMAC-SHA256 of a failsafe request or answer body.
+	SignatureHeader = "X-Baton-Signature"
+	// maxRequestAge bounds how far a request's send time may be from the answering
+	// node's clock, so that a request recorded on the network cannot be replayed
+	// later to hold a node off failovers. A clock further off refuses the check:
+	// the primary fences, as without failsafe mode.
+	maxRequestAge = 5 * time.Minute
+	maxBody       = 4 << 10
+)
+
+// Failsafe states, as /status and `baton status` show them.
+const (
+	FailsafeOff     = "off"          // not configured
+	FailsafeStandby = "standby"      // etcd reachable, nothing to do
+	FailsafeKept    = "primary kept" // this primary takes writes without etcd, every peer confirming
+	FailsafeHeldOff = "held off"     // this node promised a kept primary to take no part in a failover
+	FailsafeFenced  = "fenced"       // the check failed: this primary fenced itself
+)
+
+// FailsafeRequest is what the primary's agent asks every peer's agent when it cannot
+// renew its etcd session.
+type FailsafeRequest struct {
+	Cluster string `json:"cluster"`
+	// From is the asking node, the primary of record at Epoch as it knows it.
+	From  string `json:"from"`
+	Epoch uint64 `json:"epoch"`
+	// Nonce is echoed in the answer: an answer to another request is no answer.
+	Nonce string    `json:"nonce"`
+	Sent  time.Time `json:"sent"`
+}
+
+// FailsafeAnswer is a peer's answer. Only Confirm keeps the primary writable.
+type FailsafeAnswer struct {
+	Cluster string `json:"cluster"`
+	Node    string `json:"node"`
+	Nonce   string `json:"nonce"`
+	// EtcdReachable: the peer read etcd just now, so a failover is possible.
+	EtcdReachable bool `json:"etcd_reachable"`
+	// Confirm: etcd is unreachable from the peer, it knows no newer primary than the
+	// asker, it is not a writable primary itself, and it holds off from any failover
+	// (no promotion, no coordinator) for HoldOff from its answer.
+	Confirm bool          `json:"confirm"`
+	HoldOff time.Duration `json:"hold_off_ns,omitempty"`
+	Reason  string        `json:"reason"`
+	// KnownPrimary and KnownEpoch are the primary of record as the peer last read it.
+	KnownPrimary string `json:"known_primary,omitempty"`
+	KnownEpoch   uint64 `json:"known_epoch,omitempty"`
+}
+
+// FailsafeView is failsafe mode as /status shows it.
+type FailsafeView struct {
+	State string `json:"state"`
+	// Note says it in a sentence, e.g. "primary kept: all 2 peers confirm etcd is
+	// unreachable".
+	Note  string    `json:"note,omitempty"`
+	Since time.Time `json:"since,omitempty"`
+	// Peers are the answers of the latest check this node made.
+	Peers []FailsafePeerView `json:"peers,omitempty"`
+}
+
+// FailsafePeerView is one peer's answer to the latest check.
+type FailsafePeerView struct {
+	Node   string `json:"node"`
+	Agent  string `json:"agent,omitempty"`
+	Answer string `json:"answer"`
+	OK     bool   `json:"ok"`
+}
+
+// The MACs of requests and answers differ by a prefix, so that one is never taken
+// for the other.
+const (
+	requestMAC = "baton failsafe request\n"
+	answerMAC  = "baton failsafe answer\n"
+)
+
+func sign(secret []byte, kind string, body []byte) string {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(kind))
+	m.Write(body)
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+func signedBy(secret []byte, kind string, body []byte, sig string) bool {
+	return hmac.Equal([]byte(sign(secret, kind, body)), []byte(sig))
+}
+
+// failsafePeer is a node the primary must hear from.
+type failsafePeer struct {
+	Node  string
+	Agent string // its agent's HTTP host:port, "" when not known
+}
+
+// failsafePeers are every node of the cluster but self: the members (every node
+// seen with a live agent, kept without a lease) and the live agents, with where
+// their agents were last reached.
+func failsafePeers(self string, snap failover.Snapshot) []failsafePeer {
+	addr := map[string]string{}
+	for name, m := range snap.Members {
+		addr[name] = m.Agent
+	}
+	for name, n := range snap.Nodes {
+		if n.Agent != "" || addr[name] == "" {
+			addr[name] = n.Agent
+		}
+	}
+	var peers []failsafePeer
+	for name, a := range addr {
+		if name != self {
+			peers = append(peers, failsafePeer{Node: name, Agent: a})
+		}
+	}
+	sort.Slice(peers, func(i, j int) bool { return peers[i].Node < peers[j].Node })
+	return peers
+}
+
+// answerFor is the peer side of the check, pure: what this node answers req, given
+// the primary of record as it last read it, whether it is (or keeps) the writable
+// primary itself, and how reading etcd just now went (nil: it answered).
+func answerFor(req FailsafeRequest, cluster, self string, known failover.Primary, writablePrimary bool, etcdErr error, holdOff time.Duration) FailsafeAnswer {
+	a := FailsafeAnswer{Cluster: cluster, Node: self, Nonce: req.Nonce, KnownPrimary: known.Node, KnownEpoch: known.Epoch}
+	switch {
+	case req.Cluster != cluster:
+		a.Reason = fmt.Sprintf("asked for cluster %q; this node is in %q", req.Cluster, cluster)
+	case req.From == "" || req.From == self:
+		a.Reason = fmt.Sprintf("asked by %q: not a peer", req.From)
+	case req.Epoch == 0:
+		a.Reason = "asked with epoch 0: no primary of record"
+	case writablePrimary:
+		a.Reason = self + " is itself the writable primary"
+	case etcdErr == nil:
+		a.EtcdReachable = true
+		a.Reason = "etcd is reachable from " + self
+	case known.Node != "" && (known.Epoch > req.Epoch || (known.Epoch == req.Epoch && known.Node != req.From)):
+		a.Reason = fmt.Sprintf("%s knows a newer primary of record: %s at epoch %d", self, known.Node, known.Epoch)
+	case holdOff <= 0:
+		a.Reason = "no hold-off to promise"
+	default:
+		a.Confirm, a.HoldOff = true, holdOff
+		a.Reason = fmt.Sprintf("etcd is unreachable from %s (%v); holding off failovers for %s", self, etcdErr, holdOff)
+	}
+	return a
+}
+
+// peerAnswer is one peer's part of a check: its answer, or why there is none.
+type peerAnswer struct {
+	Peer   failsafePeer
+	Answer *FailsafeAnswer
+	Err    error
+}
+
+// judgeFailsafe says whether the primary may go on taking writes without etcd: at
+// least one peer, and every peer answered, validly, and confirmed. The note says
+// why, for the log and /status.
+func judgeFailsafe(peers []failsafePeer, answers []peerAnswer) (keep bool, note string) {
+	if len(peers) == 0 {
+		return false, "no peer known to confirm that etcd is unreachable"
+	}
+	got := map[string]peerAnswer{}
+	for _, a := range answers {
+		got[a.Peer.Node] = a
+	}
+	var refusals []string
+	for _, p := range peers {
+		a, ok := got[p.Node]
+		switch {
+		case !ok:
+			refusals = append(refusals, p.Node+": not asked")
+		case a.Err != nil:
+			refusals = append(refusals, p.Node+": no answer: "+a.Err.Error())
+		case a.Answer == nil:
+			refusals = append(refusals, p.Node+": no answer")
+		case !a.Answer.Confirm:
+			refusals = append(refusals, p.Node+": "+a.Answer.Reason)
+		}
+	}
+	if len(refusals) > 0 {
+		return false, strings.Join(refusals, "; ")
+	}
+	return true, fmt.Sprintf("all %d peers confirm etcd is unreachable", len(peers))
+}
+
+// readAnswer checks a peer's HTTP answer to req: a 200, signed with the secret, for
+// this request (cluster, node and nonce), else an error saying what is wrong.
+func readAnswer(secret []byte, req FailsafeRequest, peer string, status int, body []byte, sig string) (FailsafeAnswer, error) {
+	if status != http.StatusOK {
+		return FailsafeAnswer{}, fmt.Errorf("HTTP %d: %s", status, firstLine(body))
+	}
+	if !signedBy(secret, answerMAC, body, sig) {
+		return FailsafeAnswer{}, errors.New("the answer is not signed with this cluster's peer secret")
+	}
+	var a FailsafeAnswer
+	if err := json.Unmarshal(body, &a); err != nil {
+		return FailsafeAnswer{}, fmt.Errorf("decode the answer: %w", err)
+	}
+	switch {
+	case a.Cluster != req.Cluster:
+		return FailsafeAnswer{}, fmt.Errorf("answered for cluster %q", a.Cluster)
+	case a.Node != peer:
+		return FailsafeAnswer{}, fmt.Errorf("answered by %q", a.Node)
+	case a.Nonce != req.Nonce:
+		return FailsafeAnswer{}, errors.New("answered another request (nonce)")
+	}
+	return a, nil
+}
+
+func firstLine(b []byte) string {
+	s, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	if len(s) > 200 {
+		s = s[:200]
+	}
+	return s
+}
+
+// failsafeConfig configures failsafe mode for one agent.
+type failsafeConfig struct {
+	Cluster, Node string
+	Secret        []byte
+	// SessionTTL is the hold-off a peer promises, and with FenceMargin bounds how long
+	// one check keeps the primary writable: SessionTTL - FenceMargin from its sending.
+	SessionTTL  time.Duration
+	FenceMargin time.Duration
+	// Interval is how often a kept primary checks again.
+	Interval time.Duration
+	// EtcdTimeout bounds a peer's read of etcd; CheckTimeout bounds a whole check.
+	EtcdTimeout  time.Duration
+	CheckTimeout time.Duration
+	Log          *zap.Logger
+}
+
+// failsafe is one agent's failsafe mode: the checks it makes as a primary, the
+// answers it gives as a peer, and the hold-off it promised.
+type failsafe struct {
+	cfg    failsafeConfig
+	client *http.Client
+
+	mu            sync.Mutex
+	holdoffUntil  time.Time          // monotonic; this node promised to hold off until then
+	cancelSession context.CancelFunc // ends the current session's work; nil when none
+	keptUntil     time.Time          // monotonic; the latest confirmation keeps writes until then
+	keeping       bool               // the primary is kept without an etcd session
+	keptLease     clientv3.LeaseID   // the session lease the kept primary held the leader key on
+	keeperCancel  context.CancelFunc // stops the keeper; nil when none runs
+	state         string
+	note          string
+	since         time.Time
+	peers         []FailsafePeerView
+}
+
+func newFailsafe(cfg failsafeConfig) *failsafe {
+	if cfg.Log == nil {
+		cfg.Log = zap.NewNop()
+	}
+	// No proxy from the environment: the peers are on the nodes' own network.
+	tr := &http.Transport{Proxy: nil, DialContext: (&net.Dialer{Timeout: cfg.CheckTimeout}).DialContext,
+		MaxIdleConnsPerHost: 2, IdleConnTimeout: time.Minute}
+	return &failsafe{cfg: cfg, client: &http.Client{Transport: tr, Timeout: cfg.CheckTimeout}, state: FailsafeStandby, since: time.Now()}
+}
+
+// on says whether failsafe mode is configured; a nil *failsafe is off.
+func (f *failsafe) on() bool { return f != nil && len(f.cfg.Secret) > 0 }
+
+// view is failsafe mode for /status.
+func (f *failsafe) view() *FailsafeView {
+	if !f.on() {
+		return &FailsafeView{State: FailsafeOff, Note: "failsafe mode is off: the primary fences itself when its agent cannot renew its etcd session"}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v := &FailsafeView{State: f.state, Note: f.note, Since: f.since.UTC(), Peers: append([]FailsafePeerView(nil), f.peers...)}
+	switch {
+	case f.state == FailsafeHeldOff && !time.Now().Before(f.holdoffUntil):
+		v.State, v.Note = FailsafeStandby, ""
+	case f.state == FailsafeKept && !(f.keeping && time.Now().Before(f.keptUntil)):
+		// The keeper fences at once; until then this is no longer a kept primary.
+		v.State, v.Note = FailsafeFenced, "the last confirmation ran out"
+	}
+	return v
+}
+
+// kept says whether the primary is kept writable without an etcd session now, and
+// on which lease it held the leader key.
+func (f *failsafe) kept() (bool, clientv3.LeaseID) {
+	if !f.on() {
+		return false, clientv3.NoLease
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.keeping && time.Now().Before(f.keptUntil), f.keptLease
+}
+
+func (f *failsafe) setState(state, note string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.state != state {
+		f.since = time.Now()
+	}
+	f.state, f.note = state, note
+}
+
+// heldOff says why this node must not make its server writable or coordinate now,
+// "" when nothing stops it.
+func (f *failsafe) heldOff() string {
+	if !f.on() {
+		return ""
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if left := time.Until(f.holdoffUntil); left > 0 {
+		return fmt.Sprintf("failsafe hold-off for %s more: a primary kept without etcd relies on this node's promise", left.Round(time.Millisecond))
+	}
+	return ""
+}
+
+// holdOff records the promise to take no part in a failover until until, and ends
+// the work of the current etcd session (coordinator, reconciler) before the answer
+// goes out.
+func (f *failsafe) holdOff(until time.Time, from string) {
+	f.mu.Lock()
+	if until.After(f.holdoffUntil) {
+		f.holdoffUntil = until
+	}
+	cancel := f.cancelSession
+	was := f.state
+	if f.state != FailsafeHeldOff {
+		f.since = time.Now()
+	}
+	f.state, f.note = FailsafeHeldOff, "holding off failovers: "+from+" is kept as primary while etcd is unreachable"
+	f.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	if was != FailsafeHeldOff {
+		f.cfg.Log.Warn("failsafe: holding off failovers", zap.String("primary", from), zap.Duration("for", f.cfg.SessionTTL))
+	}
+}
+
+// attach records how to end the current session's work; detach forgets it.
+func (f *failsafe) attach(cancel context.CancelFunc) {
+	if !f.on() {
+		return
+	}
+	f.mu.Lock()
+	f.cancelSession = cancel
+	f.mu.Unlock()
+}
+
+func (f *failsafe) detach() { f.attach(nil) }
+
+// waitHoldoff returns once the promised hold-off has passed (it may be extended
+// meanwhile), or ctx ended.
+func (f *failsafe) waitHoldoff(ctx context.Context) {
+	if !f.on() {
+		return
+	}
+	for {
+		f.mu.Lock()
+		left := time.Until(f.holdoffUntil)
+		f.mu.Unlock()
+		if left <= 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(left):
+		}
+	}
+}
+
+// confirm asks every peer once. When all confirm, writes are kept until
+// SessionTTL - FenceMargin after the asking began (each peer holds off for SessionTTL
+// from its answer, which comes later). It returns whether they all confirmed, the
+// note, and whether some peer reached etcd.
+func (f *failsafe) confirm(ctx context.Context, peers []failsafePeer, epoch uint64) (keep bool, note string, etcdSeen bool) {
+	start := time.Now() // monotonic
+	nonce := make([]byte, 16)
+	if _, err := rand.Read(nonce); err != nil {
+		return false, "no random nonce: " + err.Error(), false
+	}
+	req := FailsafeRequest{Cluster: f.cfg.Cluster, From: f.cfg.Node, Epoch: epoch, Nonce: hex.EncodeToString(nonce), Sent: time.Now().UTC()}
+	answers := f.ask(ctx, peers, req)
+	keep, note = judgeFailsafe(peers, answers)
+	views := make([]FailsafePeerView, 0, len(answers))
+	for _, a := range answers {
+		v := FailsafePeerView{Node: a.Peer.Node, Agent: a.Peer.Agent}
+		switch {
+		case a.Err != nil:
+			v.Answer = "no answer: " + a.Err.Error()
+		case a.Answer != nil:
+			v.Answer, v.OK = a.Answer.Reason, a.Answer.Confirm
+			etcdSeen = etcdSeen || a.Answer.EtcdReachable
+		}
+		views = append(views, v)
+	}
+	f.mu.Lock()
+	f.peers = views
+	if keep {
+		if until := start.Add(f.cfg.SessionTTL - f.cfg.FenceMargin); until.After(f.keptUntil) {
+			f.keptUntil = until
+		}
+	}
+	f.mu.Unlock()
+	return keep, note, etcdSeen
+}
+
+// ask sends req to every peer at once and waits for all, each within CheckTimeout.
+func (f *failsafe) ask(ctx context.Context, peers []failsafePeer, req FailsafeRequest) []peerAnswer {
+	body, err := json.Marshal(req)
+	if err != nil {
+		out := make([]peerAnswer, len(peers))
+		for i, p := range peers {
+			out[i] = peerAnswer{Peer: p, Err: err}
+		}
+		return out
+	}
+	sig := sign(f.cfg.Secret, requestMAC, body)
+	ctx, cancel := context.WithTimeout(ctx, f.cfg.CheckTimeout)
+	defer cancel()
+	out := make([]peerAnswer, len(peers))
+	var wg sync.WaitGroup
+	for i, p := range peers {
+		out[i].Peer = p
+		if p.Agent == "" {
+			out[i].Err = errors.New("where its agent listens is not known (it never published it)")
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a, err := f.askOne(ctx, p, req, body, sig)
+			out[i].Answer, out[i].Err = a, err
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+func (f *failsafe) askOne(ctx context.Context, p failsafePeer, req FailsafeRequest, body []byte, sig string) (*FailsafeAnswer, error) {
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+p.Agent+FailsafePath, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	hr.Header.Set("Content-Type", "application/json")
+	hr.Header.Set(SignatureHeader, sig)
+	resp, err := f.client.Do(hr)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return nil, err
+	}
+	a, err := readAnswer(f.cfg.Secret, req, p.Node, resp.StatusCode, b, resp.Header.Get(SignatureHeader))
+	if err != nil {
+		return nil, err
+	}
+	return &a, nil
+}
+
+// failsafePeerSide is what the answering side needs of its agent.
+type failsafePeerSide struct {
+	// reachEtcd reads etcd once (a linearizable read), within ctx.
+	reachEtcd func(ctx context.Context) error
+	// known is the primary of record as this node last read it, and whether this
+	// node is (or keeps) the writable primary itself.
+	known func() (failover.Primary, bool)
+}
+
+// handler answers the failsafe check (POST FailsafePath). A request not signed with
+// the cluster's secret gets a 401 and changes nothing.
+func (f *failsafe) handler(side failsafePeerSide) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", "POST")
+			text(w, http.StatusMethodNotAllowed, "method not allowed: POST a signed failsafe check")
+			return
+		}
+		if !f.on() {
+			text(w, http.StatusNotFound, "failsafe mode is off on this node")
+			return
+		}
+		body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+		if err != nil || len(body) > maxBody {
+			text(w, http.StatusBadRequest, "bad request: body unreadable or too large")
+			return
+		}
+		if !signedBy(f.cfg.Secret, requestMAC, body, r.Header.Get(SignatureHeader)) {
+			f.cfg.Log.Warn("failsafe: a check not signed with this cluster's peer secret", zap.String("remote", r.RemoteAddr))
+			text(w, http.StatusUnauthorized, "unauthorized: not signed with this cluster's peer secret")
+			return
+		}
+		var req FailsafeRequest
+		if err := json.Unmarshal(body, &req); err != nil {
+			text(w, http.StatusBadRequest, "bad request: "+err.Error())
+			return
+		}
+		if skew := time.Since(req.Sent); skew > maxRequestAge || skew < -maxRequestAge {
+			text(w, http.StatusBadRequest, fmt.Sprintf("bad request: sent %s, %s from this node's clock (limit %s)", req.Sent.Format(time.RFC3339), skew.Round(time.Second), maxRequestAge))
+			return
+		}
+		ectx, cancel := context.WithTimeout(r.Context(), f.cfg.EtcdTimeout)
+		etcdErr := side.reachEtcd(ectx)
+		cancel()
+		if etcdErr != nil && ectx.Err() != nil {
+			etcdErr = fmt.Errorf("no answer within %s", f.cfg.EtcdTimeout)
+		}
+		known, writable := side.known()
+		a := answerFor(req, f.cfg.Cluster, f.cfg.Node, known, writable, etcdErr, f.cfg.SessionTTL)
+		if a.Confirm {
+			// The promise is kept before it is made.
+			f.holdOff(time.Now().Add(a.HoldOff), req.From)
+		}
+		out, err := json.Marshal(a)
+		if err != nil {
+			text(w, http.StatusInternalServerError, "marshal the answer: "+err.Error())
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set(SignatureHeader, sign(f.cfg.Secret, answerMAC, out))
+		w.Write(out)
+	})
+}
+
+// startKeeping turns the primary to kept, if a confirmation holds now; it says
+// whether it did.
+func (f *failsafe) startKeeping(lease clientv3.LeaseID) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !time.Now().Before(f.keptUntil) {
+		return false
+	}
+	f.keeping, f.keptLease = true, lease
+	if f.state != FailsafeKept {
+		f.since = time.Now()
+	}
+	f.state = FailsafeKept
+	f.note = "primary kept: " + f.lastNote()
+	return true
+}
+
+// lastCheck says what the peers answered at the latest check.
+func (f *failsafe) lastCheck() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.peers) == 0 {
+		return "no peer asked"
+	}
+	var parts []string
+	for _, p := range f.peers {
+		parts = append(parts, p.Node+": "+p.Answer)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// lastNote sums up the latest check's answers; f.mu held.
+func (f *failsafe) lastNote() string {
+	return fmt.Sprintf("all %d peers confirm etcd is unreachable", len(f.peers))
+}
+
+// stopKeeping ends keeping the primary, in state (fenced).
+func (f *failsafe) stopKeeping(state, note string) {
+	f.mu.Lock()
+	f.keeping, f.keptUntil = false, time.Time{}
+	f.mu.Unlock()
+	f.setState(state, note)
+}
+
+// renewed records that the kept primary renewed its lease at start: the lease
+// protects it again until SessionTTL - FenceMargin after that.
+func (f *failsafe) renewed(start time.Time, note string) {
+	f.mu.Lock()
+	if until := start.Add(f.cfg.SessionTTL - f.cfg.FenceMargin); until.After(f.keptUntil) {
+		f.keptUntil = until
+	}
+	f.mu.Unlock()
+	f.setState(FailsafeKept, note)
+}
+
+// validUntil is when the latest confirmation (or renewal) stops keeping the primary.
+func (f *failsafe) validUntil() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.keptUntil
+}
+
+// resumed records that an etcd session is up again: nothing is kept any more.
+func (f *failsafe) resumed() {
+	if !f.on() {
+		return
+	}
+	f.mu.Lock()
+	was := f.keeping
+	f.keeping, f.keptUntil = false, time.Time{}
+	f.mu.Unlock()
+	if was {
+		f.cfg.Log.Info("failsafe: etcd session back; the primary is kept by its lease again")
+	}
+	if f.heldOff() == "" {
+		f.setState(FailsafeStandby, "")
+	}
+}
+
+// runKeeper runs keep in a goroutine under a child of ctx, until stopKeeper.
+func (f *failsafe) runKeeper(ctx context.Context, keep func(context.Context)) {
+	kctx, cancel := context.WithCancel(ctx)
+	f.mu.Lock()
+	old := f.keeperCancel
+	f.keeperCancel = cancel
+	f.mu.Unlock()
+	if old != nil {
+		old()
+	}
+	go keep(kctx)
+}
+
+// stopKeeper stops the keeper, if one runs.
+func (f *failsafe) stopKeeper() {
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	cancel := f.keeperCancel
+	f.keeperCancel = nil
+	f.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}

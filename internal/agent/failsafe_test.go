@@ -1,0 +1,350 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/internal/sandbox/sandboxtest"
+)
+
+var errEtcdDown = errors.New("context deadline exceeded")
+
+func TestAnswerFor(t *testing.T) {
+	req := FailsafeRequest{Cluster: "main", From: "db1", Epoch: 4, Nonce: "n1"}
+	known := failover.Primary{Node: "db1", Epoch: 4}
+	cases := []struct {
+		name     string
+		req      FailsafeRequest
+		known    failover.Primary
+		writable bool
+		etcdErr  error
+		holdOff  time.Duration
+		confirm  bool
+		etcdUp   bool
+		reason   string
+	}{
+		{name: "etcd unreachable, same primary", req: req, known: known, etcdErr: errEtcdDown, holdOff: 3 * time.Second, confirm: true, reason: "unreachable from db2"},
+		{name: "etcd unreachable, this node saw an older epoch", req: req, known: failover.Primary{Node: "db3", Epoch: 3}, etcdErr: errEtcdDown, holdOff: time.Second, confirm: true},
+		{name: "etcd unreachable, this node never read etcd", req: req, etcdErr: errEtcdDown, holdOff: time.Second, confirm: true},
+		{name: "etcd reachable", req: req, known: known, holdOff: time.Second, etcdUp: true, reason: "etcd is reachable from db2"},
+		{name: "a newer epoch is known", req: req, known: failover.Primary{Node: "db3", Epoch: 5}, etcdErr: errEtcdDown, holdOff: time.Second, reason: "newer primary of record: db3 at epoch 5"},
+		{name: "another primary at the same epoch", req: req, known: failover.Primary{Node: "db3", Epoch: 4}, etcdErr: errEtcdDown, holdOff: time.Second, reason: "db3 at epoch 4"},
+		{name: "this node is the writable primary", req: req, known: known, writable: true, etcdErr: errEtcdDown, holdOff: time.Second, reason: "itself the writable primary"},
+		{name: "wrong cluster", req: FailsafeRequest{Cluster: "other", From: "db1", Epoch: 4}, known: known, etcdErr: errEtcdDown, holdOff: time.Second, reason: `cluster "other"`},
+		{name: "asked by itself", req: FailsafeRequest{Cluster: "main", From: "db2", Epoch: 4}, known: known, etcdErr: errEtcdDown, holdOff: time.Second, reason: "not a peer"},
+		{name: "zero request", req: FailsafeRequest{}, known: known, etcdErr: errEtcdDown, holdOff: time.Second},
+		{name: "epoch zero", req: FailsafeRequest{Cluster: "main", From: "db1"}, etcdErr: errEtcdDown, holdOff: time.Second, reason: "epoch 0"},
+		{name: "no hold-off to promise", req: req, known: known, etcdErr: errEtcdDown, reason: "no hold-off"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			a := answerFor(c.req, "main", "db2", c.known, c.writable, c.etcdErr, c.holdOff)
+			if a.Confirm != c.confirm || a.EtcdReachable != c.etcdUp {
+				t.Fatalf("confirm %v, etcd reachable %v (%s); want %v, %v", a.Confirm, a.EtcdReachable, a.Reason, c.confirm, c.etcdUp)
+			}
+			if c.reason != "" && !strings.Contains(a.Reason, c.reason) {
+				t.Fatalf("reason %q; want it to contain %q", a.Reason, c.reason)
+			}
+			if a.Confirm && a.HoldOff != c.holdOff {
+				t.Fatalf("hold-off %s; want %s", a.HoldOff, c.holdOff)
+			}
+			if !a.Confirm && a.HoldOff != 0 {
+				t.Fatalf("a refusal promises a hold-off of %s", a.HoldOff)
+			}
+			if a.Nonce != c.req.Nonce || a.Node != "db2" || a.Cluster != "main" {
+				t.Fatalf("answer not addressed to the request: %+v", a)
+			}
+		})
+	}
+}
+
+func TestJudgeFailsafe(t *testing.T) {
+	p2, p3 := failsafePeer{Node: "db2", Agent: "10.0.0.2:9107"}, failsafePeer{Node: "db3", Agent: "10.0.0.3:9107"}
+	yes := func(p failsafePeer) peerAnswer {
+		return peerAnswer{Peer: p, Answer: &FailsafeAnswer{Node: p.Node, Confirm: true, Reason: "etcd unreachable"}}
+	}
+	cases := []struct {
+		name    string
+		peers   []failsafePeer
+		answers []peerAnswer
+		keep    bool
+		note    string
+	}{
+		{name: "all confirm", peers: []failsafePeer{p2, p3}, answers: []peerAnswer{yes(p2), yes(p3)}, keep: true, note: "all 2 peers confirm"},
+		{name: "no peers", note: "no peer known"},
+		{name: "no answers at all", peers: []failsafePeer{p2, p3}, note: "db2: not asked"},
+		{name: "one did not answer", peers: []failsafePeer{p2, p3}, answers: []peerAnswer{yes(p2), {Peer: p3, Err: errors.New("connection refused")}}, note: "db3: no answer: connection refused"},
+		{name: "one reaches etcd", peers: []failsafePeer{p2, p3}, answers: []peerAnswer{yes(p2), {Peer: p3, Answer: &FailsafeAnswer{Node: "db3", EtcdReachable: true, Reason: "etcd is reachable from db3"}}}, note: "db3: etcd is reachable"},
+		{name: "a zero answer", peers: []failsafePeer{p2}, answers: []peerAnswer{{Peer: p2, Answer: &FailsafeAnswer{}}}},
+		{name: "an empty slot", peers: []failsafePeer{p2}, answers: []peerAnswer{{Peer: p2}}, note: "db2: no answer"},
+		{name: "answers from others do not count", peers: []failsafePeer{p2, p3}, answers: []peerAnswer{yes(p2), yes(failsafePeer{Node: "db9"})}, note: "db3: not asked"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			keep, note := judgeFailsafe(c.peers, c.answers)
+			if keep != c.keep || !strings.Contains(note, c.note) {
+				t.Fatalf("keep %v, note %q; want %v, %q", keep, note, c.keep, c.note)
+			}
+		})
+	}
+}
+
+func TestFailsafePeers(t *testing.T) {
+	snap := failover.Snapshot{Members: map[string]failover.Member{
+		"db1": {Node: "db1", Agent: "a1:9107"}, "db2": {Node: "db2", Agent: "a2-old:9107"}, "db4": {Node: "db4"},
+	}}
+	snap.Nodes = map[string]failover.NodeStatus{"db2": {Node: "db2", Agent: "a2:9107"}, "db3": {Node: "db3", Agent: "a3:9107"}}
+	got := failsafePeers("db1", snap)
+	want := []failsafePeer{{"db2", "a2:9107"}, {"db3", "a3:9107"}, {"db4", ""}}
+	if len(got) != len(want) {
+		t.Fatalf("peers %v; want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("peers %v; want %v", got, want)
+		}
+	}
+	if len(failsafePeers("db1", failover.Snapshot{})) != 0 {
+		t.Fatal("a zero snapshot has peers")
+	}
+}
+
+func TestReadAnswer(t *testing.T) {
+	secret := []byte("0123456789abcdef-secret")
+	req := FailsafeRequest{Cluster: "main", From: "db1", Epoch: 2, Nonce: "abc"}
+	good := FailsafeAnswer{Cluster: "main", Node: "db2", Nonce: "abc", Confirm: true}
+	body := func(a FailsafeAnswer) []byte { b, _ := json.Marshal(a); return b }
+	cases := []struct {
+		name   string
+		status int
+		body   []byte
+		sig    string
+		err    string
+	}{
+		{name: "good", status: 200, body: body(good), sig: sign(secret, answerMAC, body(good))},
+		{name: "wrong secret", status: 200, body: body(good), sig: sign([]byte("another-secret-of-16"), answerMAC, body(good)), err: "not signed"},
+		{name: "no signature", status: 200, body: body(good), err: "not signed"},
+		{name: "a request's signature", status: 200, body: body(good), sig: sign(secret, requestMAC, body(good)), err: "not signed"},
+		{name: "tampered body", status: 200, body: body(FailsafeAnswer{Cluster: "main", Node: "db2", Nonce: "abc", Confirm: true, Reason: "x"}), sig: sign(secret, answerMAC, body(good)), err: "not signed"},
+		{name: "another nonce (replay)", status: 200, body: body(FailsafeAnswer{Cluster: "main", Node: "db2", Nonce: "old", Confirm: true}), sig: sign(secret, answerMAC, body(FailsafeAnswer{Cluster: "main", Node: "db2", Nonce: "old", Confirm: true})), err: "nonce"},
+		{name: "another node", status: 200, body: body(FailsafeAnswer{Cluster: "main", Node: "db3", Nonce: "abc", Confirm: true}), sig: sign(secret, answerMAC, body(FailsafeAnswer{Cluster: "main", Node: "db3", Nonce: "abc", Confirm: true})), err: `answered by "db3"`},
+		{name: "HTTP 401", status: 401, body: []byte("unauthorized: not signed\n"), err: "HTTP 401: unauthorized"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			a, err := readAnswer(secret, req, "db2", c.status, c.body, c.sig)
+			if c.err == "" {
+				if err != nil || !a.Confirm {
+					t.Fatalf("answer %+v, %v; want a confirmation", a, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Fatalf("err %v; want one containing %q", err, c.err)
+			}
+		})
+	}
+}
+
+// peerAgent is a failsafe peer served over HTTP whose etcd client points at
+// endpoint (a real etcd, or a socket nobody serves).
+type peerAgent struct {
+	fs     *failsafe
+	srv    *httptest.Server
+	known  failover.Primary
+	cancel bool // its session's work was ended
+}
+
+func newPeerAgent(t *testing.T, node, secret string, cli *clientv3.Client) *peerAgent {
+	t.Helper()
+	p := &peerAgent{known: failover.Primary{Node: "db1", Epoch: 7}}
+	p.fs = newFailsafe(failsafeConfig{Cluster: "main", Node: node, Secret: []byte(secret), SessionTTL: 3 * time.Second,
+		FenceMargin: time.Second, Interval: 500 * time.Millisecond, EtcdTimeout: 300 * time.Millisecond, CheckTimeout: 800 * time.Millisecond, Log: zap.NewNop()})
+	p.fs.attach(func() { p.cancel = true })
+	p.srv = httptest.NewServer(p.fs.handler(failsafePeerSide{
+		reachEtcd: func(ctx context.Context) error { _, err := cli.Get(ctx, "/baton/main/primary"); return err },
+		known:     func() (failover.Primary, bool) { return p.known, false },
+	}))
+	t.Cleanup(p.srv.Close)
+	return p
+}
+
+func (p *peerAgent) addr() string { return strings.TrimPrefix(p.srv.URL, "http://") }
+
+// deadEtcd is a client of an etcd that does not exist (a unix socket nobody
+// serves): every call fails, as with every member stopped.
+func deadEtcd(t *testing.T) *clientv3.Client {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{"unix://" + filepath.Join(t.TempDir(), "none.sock")},
+		DialTimeout: 200 * time.Millisecond, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+// TestFailsafeCheck runs the check end to end over HTTP, with peers whose etcd is a
+// real one (reachable) or none at all.
+func TestFailsafeCheck(t *testing.T) {
+	const secret = "the-cluster-peer-secret"
+	live, _ := sandboxtest.Etcd(t)
+	primary := newFailsafe(failsafeConfig{Cluster: "main", Node: "db1", Secret: []byte(secret), SessionTTL: 3 * time.Second,
+		FenceMargin: time.Second, Interval: 500 * time.Millisecond, EtcdTimeout: 300 * time.Millisecond, CheckTimeout: 800 * time.Millisecond, Log: zap.NewNop()})
+	ctx := context.Background()
+	peersOf := func(ps ...*peerAgent) []failsafePeer {
+		var out []failsafePeer
+		for i, p := range ps {
+			out = append(out, failsafePeer{Node: []string{"db2", "db3"}[i], Agent: p.addr()})
+		}
+		return out
+	}
+
+	t.Run("every peer cut from etcd: kept, peers hold off", func(t *testing.T) {
+		db2, db3 := newPeerAgent(t, "db2", secret, deadEtcd(t)), newPeerAgent(t, "db3", secret, deadEtcd(t))
+		start := time.Now()
+		keep, note, _ := primary.confirm(ctx, peersOf(db2, db3), 7)
+		if !keep {
+			t.Fatalf("not kept: %s", note)
+		}
+		until := primary.validUntil()
+		if d := until.Sub(start); d > 2*time.Second+50*time.Millisecond || d < 1500*time.Millisecond {
+			t.Fatalf("kept for %s after asking; want session_ttl - fence_margin (2s)", d)
+		}
+		for _, p := range []*peerAgent{db2, db3} {
+			if p.fs.heldOff() == "" || !p.cancel {
+				t.Fatalf("%s answered yes but does not hold off (held off %q, session ended %v)", p.fs.cfg.Node, p.fs.heldOff(), p.cancel)
+			}
+			if v := p.fs.view(); v.State != FailsafeHeldOff {
+				t.Fatalf("%s failsafe state %q; want %q", p.fs.cfg.Node, v.State, FailsafeHeldOff)
+			}
+		}
+		if !primary.startKeeping(42) {
+			t.Fatal("startKeeping refused with a fresh confirmation")
+		}
+		if kept, lease := primary.kept(); !kept || lease != 42 {
+			t.Fatalf("kept %v on lease %d; want kept on 42", kept, lease)
+		}
+		primary.stopKeeping(FailsafeFenced, "test")
+		if kept, _ := primary.kept(); kept || primary.startKeeping(42) {
+			t.Fatal("still kept after stopKeeping")
+		}
+	})
+
+	t.Run("one peer reaches etcd: fence", func(t *testing.T) {
+		db2, db3 := newPeerAgent(t, "db2", secret, deadEtcd(t)), newPeerAgent(t, "db3", secret, live)
+		keep, note, _ := primary.confirm(ctx, peersOf(db2, db3), 7)
+		if keep || !strings.Contains(note, "db3: etcd is reachable") {
+			t.Fatalf("kept %v (%s); want a fence because db3 reaches etcd", keep, note)
+		}
+		if db3.fs.heldOff() != "" || db3.cancel {
+			t.Fatal("db3 reached etcd but holds off")
+		}
+	})
+
+	t.Run("a peer with another secret: fence, and it changes nothing there", func(t *testing.T) {
+		db2, db3 := newPeerAgent(t, "db2", secret, deadEtcd(t)), newPeerAgent(t, "db3", "another-secret-entirely", deadEtcd(t))
+		keep, note, _ := primary.confirm(ctx, peersOf(db2, db3), 7)
+		if keep || !strings.Contains(note, "db3: no answer: HTTP 401") {
+			t.Fatalf("kept %v (%s); want a fence because db3 refused the signature", keep, note)
+		}
+		if db3.fs.heldOff() != "" || db3.cancel {
+			t.Fatal("an unauthenticated request made db3 hold off")
+		}
+	})
+
+	t.Run("a peer knows a newer primary: fence", func(t *testing.T) {
+		db2, db3 := newPeerAgent(t, "db2", secret, deadEtcd(t)), newPeerAgent(t, "db3", secret, deadEtcd(t))
+		db3.known = failover.Primary{Node: "db2", Epoch: 8}
+		keep, note, _ := primary.confirm(ctx, peersOf(db2, db3), 7)
+		if keep || !strings.Contains(note, "newer primary") {
+			t.Fatalf("kept %v (%s); want a fence", keep, note)
+		}
+	})
+
+	t.Run("a peer whose agent is down or unknown: fence", func(t *testing.T) {
+		db2 := newPeerAgent(t, "db2", secret, deadEtcd(t))
+		dead := httptest.NewServer(http.NotFoundHandler())
+		addr := strings.TrimPrefix(dead.URL, "http://")
+		dead.Close()
+		keep, note, _ := primary.confirm(ctx, []failsafePeer{{Node: "db2", Agent: db2.addr()}, {Node: "db3", Agent: addr}}, 7)
+		if keep || !strings.Contains(note, "db3: no answer") {
+			t.Fatalf("kept %v (%s); want a fence", keep, note)
+		}
+		keep, note, _ = primary.confirm(ctx, []failsafePeer{{Node: "db2", Agent: db2.addr()}, {Node: "db3"}}, 7)
+		if keep || !strings.Contains(note, "not known") {
+			t.Fatalf("kept %v (%s); want a fence", keep, note)
+		}
+	})
+}
+
+func TestFailsafeHandlerRefusals(t *testing.T) {
+	const secret = "the-cluster-peer-secret"
+	p := newPeerAgent(t, "db2", secret, deadEtcd(t))
+	post := func(body []byte, sig string) int {
+		req, _ := http.NewRequest(http.MethodPost, p.srv.URL+FailsafePath, strings.NewReader(string(body)))
+		req.Header.Set(SignatureHeader, sig)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	old, _ := json.Marshal(FailsafeRequest{Cluster: "main", From: "db1", Epoch: 7, Nonce: "n", Sent: time.Now().Add(-time.Hour)})
+	if code := post(old, sign([]byte(secret), requestMAC, old)); code != http.StatusBadRequest {
+		t.Fatalf("a request sent an hour ago: HTTP %d; want 400", code)
+	}
+	fresh, _ := json.Marshal(FailsafeRequest{Cluster: "main", From: "db1", Epoch: 7, Nonce: "n", Sent: time.Now()})
+	if code := post(fresh, ""); code != http.StatusUnauthorized {
+		t.Fatalf("an unsigned request: HTTP %d; want 401", code)
+	}
+	if code := post(fresh, sign([]byte(secret), answerMAC, fresh)); code != http.StatusUnauthorized {
+		t.Fatalf("a request signed as an answer: HTTP %d; want 401", code)
+	}
+	if p.fs.heldOff() != "" || p.cancel {
+		t.Fatal("a refused request made the node hold off")
+	}
+	resp, err := http.Get(p.srv.URL + FailsafePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Fatalf("GET: HTTP %d; want 405", resp.StatusCode)
+	}
+	if code := post(fresh, sign([]byte(secret), requestMAC, fresh)); code != http.StatusOK || p.fs.heldOff() == "" {
+		t.Fatalf("a good request: HTTP %d, held off %q; want 200 and a hold-off", code, p.fs.heldOff())
+	}
+}
+
+func TestFailsafeHoldoffWait(t *testing.T) {
+	f := newFailsafe(failsafeConfig{Cluster: "main", Node: "db2", Secret: []byte("0123456789abcdef"), SessionTTL: 3 * time.Second, FenceMargin: time.Second})
+	start := time.Now()
+	f.holdOff(start.Add(300*time.Millisecond), "db1")
+	f.waitHoldoff(context.Background())
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Fatalf("waitHoldoff returned after %s; want 300ms", d)
+	}
+	if f.heldOff() != "" {
+		t.Fatal("still held off after the hold-off passed")
+	}
+	var off *failsafe
+	if off.on() || off.heldOff() != "" || off.view().State != FailsafeOff {
+		t.Fatal("a nil failsafe is not off")
+	}
+	if kept, _ := off.kept(); kept {
+		t.Fatal("a nil failsafe keeps a primary")
+	}
+}
