@@ -207,7 +207,8 @@ func benchAllCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "all",
 		Usage: "run every benchmark and write the results as markdown",
-		Description: `Runs baton-lab bench failover for every fault that calls for a failover, baton-lab bench
+		Description: `Runs baton-lab bench failover for every fault that calls for a failover (kill and
+disk-full also through HAProxy, --via haproxy), baton-lab bench
 detect for every detectable fault and for the load and false-positive cases, and
 measures one agent's footprint; writes the figures, the machine and the commands.
 
