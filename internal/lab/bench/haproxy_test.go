@@ -5,6 +5,7 @@ import (
 	"io"
 	"log"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -80,5 +81,38 @@ func TestFailoverViaHAProxy(t *testing.T) {
 				t.Errorf("HAProxy's writer backend routes to %v, want %s alone", tr.writerRoutes, tr.newPrimary)
 			}
 		})
+	}
+}
+
+func TestWriteViaHAProxy(t *testing.T) {
+	vip := []FailoverResult{
+		{Fault: "kill", P50FailoverMS: 1185, FailoverMS: []int64{1185}},
+		{Fault: "stop", P50FailoverMS: 2566},
+		{Fault: "disk-full", Via: "vip", P50FailoverMS: 1484},
+	}
+	hap := []FailoverResult{
+		{Fault: "kill", Via: "haproxy", P50FailoverMS: 1400, FailoverMS: []int64{1400}},
+		{Fault: "disk-full", Via: "haproxy", Errors: []string{"trial 1: boom"}},
+	}
+	var md strings.Builder
+	writeViaHAProxy(&md, 3, vip, hap)
+	out := md.String()
+	for _, want := range []string{
+		"## Failover through the VIP vs through HAProxy",
+		"--via haproxy --trials 3",
+		"| kill | vip | 1185 ms |",
+		"| kill | haproxy | 1400 ms |",
+		"| disk-full | vip | 1484 ms |",
+		"trial 1: boom |",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "| stop |") {
+		t.Errorf("a fault not measured through HAProxy is compared:\n%s", out)
+	}
+	if strings.Index(out, "| kill | vip") > strings.Index(out, "| kill | haproxy") {
+		t.Error("the VIP row does not come first")
 	}
 }
