@@ -131,9 +131,10 @@ func (cfg FailoverConfig) Validate() error {
 }
 
 // Failover runs the trials: each brings up a fresh 3-node sandbox with agents,
-// semi-sync and a virtual IP (or HAProxy, by cfg.Via), writes through it, faults the primary and times the
-// failover's milestones (as failover defines them) and the writes resuming. A trial
-// that fails is an error in the result, not the end of the run. It needs root.
+// semi-sync and a virtual IP (or HAProxy instead, by cfg.Via), writes through it,
+// faults the primary and times the failover's milestones (as failover defines them)
+// and the writes resuming. A trial that fails is an error in the result, not the end
+// of the run. It needs root.
 func Failover(ctx context.Context, cfg FailoverConfig) (FailoverResult, error) {
 	if err := cfg.Validate(); err != nil {
 		return FailoverResult{}, err
