@@ -7,7 +7,7 @@ GO ?= go
 # demo, benchmarks), which runs bin/baton in its clusters.
 BIN := bin/baton
 LAB := bin/baton-lab
-DEBS := mariadb-server mariadb-client sysbench iproute2 e2fsprogs util-linux
+DEBS := mariadb-server mariadb-client sysbench iproute2 e2fsprogs util-linux haproxy
 
 .PHONY: build test lint deps demo bench clean
 
@@ -23,6 +23,7 @@ deps:
 	command -v bridge >/dev/null || missing="$$missing iproute2"; \
 	command -v mkfs.ext4 >/dev/null || missing="$$missing e2fsprogs"; \
 	command -v losetup >/dev/null || missing="$$missing util-linux"; \
+	command -v haproxy >/dev/null || missing="$$missing haproxy"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

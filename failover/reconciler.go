@@ -604,11 +604,18 @@ func (r *Reconciler) errantSet(s string) bool {
 }
 
 // Current returns the node's status as of the latest pass, and the cluster as read
-// then.
+// then. A fence shows at once, not at the next pass: from the moment the node starts
+// fencing itself (e.g. its etcd session could not be renewed in time) its role is
+// fenced, so a load balancer asking the agent's /primary stops sending writes to it
+// while the fence is under way.
 func (r *Reconciler) Current() (NodeStatus, Snapshot) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.current, r.snap
+	n := r.current
+	if r.role == RoleFenced {
+		n.Role = RoleFenced
+	}
+	return n, r.snap
 }
 
 // publish writes the node's status when something that matters changed, or every

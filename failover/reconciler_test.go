@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/baton-ha/baton/replication"
 )
 
@@ -39,5 +41,24 @@ func TestReplicaLag(t *testing.T) {
 		if got := replicaLag(tc.heartbeat, tc.caughtUp, interval, tc.confirm); got != tc.want {
 			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestCurrentShowsFenceAtOnce: a node that starts fencing itself stops reporting the
+// primary role before its next pass publishes a new status, so /primary refuses at
+// once.
+func TestCurrentShowsFenceAtOnce(t *testing.T) {
+	r := &Reconciler{log: zap.NewNop()}
+	r.current = NodeStatus{Node: "db1", Role: RolePrimary, Verdict: "healthy"}
+	r.role = RolePrimary
+	if n, _ := r.Current(); n.Role != RolePrimary {
+		t.Fatalf("role before the fence = %s", n.Role)
+	}
+	r.setRole(RoleFenced)
+	if n, _ := r.Current(); n.Role != RoleFenced {
+		t.Fatalf("role once fencing started = %s, want fenced", n.Role)
+	}
+	if r.current.Role != RolePrimary {
+		t.Fatal("Current changed the published status")
 	}
 }

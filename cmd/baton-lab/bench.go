@@ -94,13 +94,19 @@ monitor that writes to every server directly, injects the fault on the primary a
 measures: detect (fault -> etcd shows the primary failed), decide (-> failover started),
 promote (-> new primary holds the leader key) and failover (-> first write acknowledged
 by the new primary). Then it checks that every acknowledged write is on the new
-primary and that no two servers accepted writes at the same time.
+primary, that no two servers accepted writes at the same time, and counts the writes
+the old primary acknowledged after the new one's first (old_primary_acks_after_switch).
 
-Example:
-   baton-lab bench failover --fault disk-full --trials 3 --json`,
+--via haproxy: the sandbox has no virtual IP but HAProxy in the client namespace,
+configured as deploy/haproxy.cfg, and the writer writes through its writer frontend.
+
+Examples:
+   baton-lab bench failover --fault disk-full --trials 3 --json
+   baton-lab bench failover --fault kill --via haproxy --trials 3`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "fault", Required: true, Usage: strings.Join(bench.FailoverKinds(), ", ")},
 			&cli.IntFlag{Name: "trials", Value: 3, Usage: "trials, each on a fresh cluster"},
+			&cli.StringFlag{Name: "via", Value: "vip", Usage: "how the writer reaches the primary: vip or haproxy"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
 			&cli.StringFlag{Name: "name", Value: "fo-bench", Usage: "sandbox name", Hidden: true},
 			batonFlag(),
@@ -114,7 +120,11 @@ Example:
 			if err != nil {
 				return cli.Exit("bench failover: "+err.Error(), exitBadInput)
 			}
-			cfg := bench.FailoverConfig{Fault: fault, Trials: cctx.Int("trials"), Name: cctx.String("name"), Bin: bin}
+			via, err := bench.ParseVia(cctx.String("via"))
+			if err != nil {
+				return cli.Exit("bench failover: "+err.Error(), exitBadInput)
+			}
+			cfg := bench.FailoverConfig{Fault: fault, Via: via, Trials: cctx.Int("trials"), Name: cctx.String("name"), Bin: bin}
 			if !cctx.Bool("json") {
 				cfg.Progress = cctx.App.ErrWriter
 			}
@@ -136,8 +146,8 @@ Example:
 			if cctx.Bool("json") {
 				return json.NewEncoder(cctx.App.Writer).Encode(res)
 			}
-			fmt.Fprintf(cctx.App.Writer, "%s: failover p50 %d ms, max %d ms; acked %d, lost %d, split-brain %d ms\n",
-				res.Fault, res.P50FailoverMS, res.MaxFailoverMS, res.AckedWrites, res.LostWrites, res.SplitBrainMS)
+			fmt.Fprintf(cctx.App.Writer, "%s via %s: failover p50 %d ms, max %d ms; acked %d, lost %d, split-brain %d ms, acked by the old primary after the switch %d\n",
+				res.Fault, res.Via, res.P50FailoverMS, res.MaxFailoverMS, res.AckedWrites, res.LostWrites, res.SplitBrainMS, res.OldPrimaryAcks)
 			if len(res.Errors) > 0 {
 				return cli.Exit(fmt.Sprintf("%d trial(s) failed: %v", len(res.Errors), res.Errors), exitRefused)
 			}
@@ -197,7 +207,8 @@ func benchAllCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "all",
 		Usage: "run every benchmark and write the results as markdown",
-		Description: `Runs baton-lab bench failover for every fault that calls for a failover, baton-lab bench
+		Description: `Runs baton-lab bench failover for every fault that calls for a failover (kill and
+disk-full also through HAProxy, --via haproxy), baton-lab bench
 detect for every detectable fault and for the load and false-positive cases, and
 measures one agent's footprint; writes the figures, the machine and the commands.
 

@@ -33,6 +33,7 @@ sandbox's helper processes (etcd members, fault holders) run baton-lab itself.
 
 Examples:
    baton-lab sandbox up --name demo --nodes 3 --semi-sync --with-agents --vip
+   baton-lab sandbox up --name demo --semi-sync --with-agents --haproxy
    baton-lab sandbox status --name demo --json
    baton-lab sandbox fault --name demo --node db1 disk-full
    baton-lab sandbox fault --name demo --node db1 free-disk
@@ -47,6 +48,7 @@ Examples:
 					&cli.IntFlag{Name: "etcd-members", Value: 1, Usage: "etcd members (1 or 3)"},
 					&cli.BoolFlag{Name: "with-agents", Usage: "start a baton agent per node, inside its namespace"},
 					&cli.BoolFlag{Name: "vip", Usage: "give the cluster a virtual IP (198.18.0.100) on the bridge; needs --with-agents"},
+					&cli.BoolFlag{Name: "haproxy", Usage: "run haproxy in the client namespace as deploy/haproxy.cfg (writer 198.18.0.6:3306, reader 198.18.0.6:3307); needs --with-agents"},
 					batonFlag(),
 				},
 				Action: func(cctx *cli.Context) error {
@@ -59,7 +61,7 @@ Examples:
 					spec := sandbox.Spec{
 						Name: cctx.String("name"), Nodes: cctx.Int("nodes"), SemiSync: cctx.Bool("semi-sync"),
 						EtcdMembers: cctx.Int("etcd-members"), Root: cctx.String("root"), Binary: bin.Baton, LabBinary: bin.Lab,
-						WithAgents: cctx.Bool("with-agents"), VIP: cctx.Bool("vip"),
+						WithAgents: cctx.Bool("with-agents"), VIP: cctx.Bool("vip"), HAProxy: cctx.Bool("haproxy"),
 					}
 					if spec.Nodes == 0 {
 						return cli.Exit("nodes: 0 is out of range, use 1 to 9", exitBadInput)
@@ -223,6 +225,18 @@ func printCluster(cctx *cli.Context, c *sandbox.Cluster) error {
 	fmt.Printf("sandbox %s  etcd %v  client namespace %s (%s)\n", c.Name, c.Etcd, c.ClientNetNS, c.ClientIP)
 	if c.VIP != "" {
 		fmt.Printf("virtual IP %s held by %s\n", c.VIP, status.OrDash(c.VIPHolder))
+	}
+	if h := c.HAProxy; h != nil {
+		// What HAProxy's checks say now: which servers each frontend routes to.
+		routed := func(backend string) string {
+			up, err := c.HAProxyUp(cctx.Context, backend)
+			if err != nil {
+				return "? (" + err.Error() + ")"
+			}
+			return status.OrDash(strings.Join(up, ","))
+		}
+		fmt.Printf("haproxy (pid %d, %s): writer %s -> %s; reader %s -> %s\n", h.PID, h.Config,
+			h.Writer, routed(sandbox.HAProxyWriterBackend), h.Reader, routed(sandbox.HAProxyReaderBackend))
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "NODE\tROLE\tSTATE\tADDRESS\tPID\tSOCKET")

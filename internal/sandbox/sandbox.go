@@ -51,6 +51,10 @@ type Spec struct {
 	// VIP gives the cluster a virtual IP on the bridge (198.18.0.100/24), held by the
 	// primary's agent; it needs WithAgents.
 	VIP bool
+	// HAProxy runs Debian's haproxy in the client namespace, configured as
+	// deploy/haproxy.cfg: a writer frontend (198.18.0.6:3306) routed by the agents'
+	// /primary, a reader frontend (198.18.0.6:3307) by /replica. It needs WithAgents.
+	HAProxy bool
 	// HookScript, when set, is an executable the agents run as their pre_failover
 	// and post_failover hooks, with "pre" or "post" as its argument.
 	HookScript string
@@ -106,6 +110,9 @@ func (s *Spec) validate() error {
 	}
 	if s.VIP && !s.WithAgents {
 		return errors.New("vip: the virtual IP is moved by the agents: add --with-agents")
+	}
+	if s.HAProxy && !s.WithAgents {
+		return errors.New("haproxy: HAProxy routes by the agents' /primary and /replica: add --with-agents")
 	}
 	if s.DiskMB < 128 {
 		return fmt.Errorf("disk size: %d MB is too small for a datadir, use at least 128", s.DiskMB)
@@ -175,6 +182,7 @@ type Cluster struct {
 	HookScript    string       `json:"hook_script,omitempty"`
 	VIP           string       `json:"vip,omitempty"` // CIDR, when the sandbox has one
 	VIPHolder     string       `json:"vip_holder,omitempty"`
+	HAProxy       *HAProxy     `json:"haproxy,omitempty"` // when the sandbox runs one
 	Nodes         []Node       `json:"nodes"`
 	Binary        string       `json:"binary"`     // baton: the agents
 	LabBinary     string       `json:"lab_binary"` // baton-lab: etcd members, fault holders

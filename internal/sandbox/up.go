@@ -204,6 +204,11 @@ func (c *Cluster) up(ctx context.Context, spec Spec) error {
 		if err := c.startAgents(ctx); err != nil {
 			return err
 		}
+		if spec.HAProxy {
+			if err := c.startHAProxy(ctx); err != nil {
+				return err
+			}
+		}
 	}
 	return c.save()
 }
@@ -236,6 +241,9 @@ func (c *Cluster) Down(ctx context.Context) error {
 	}
 	for _, p := range c.Holders {
 		pids = append(pids, p)
+	}
+	if c.HAProxy != nil {
+		pids = append(pids, c.HAProxy.PID)
 	}
 	for _, ns := range c.namespaces() {
 		pids = append(pids, namespacePIDs(ctx, ns)...)

@@ -114,11 +114,11 @@ func (w *Writer) loop(ctx context.Context) {
 			dbs[cur] = db
 		}
 		wctx, cancel := context.WithTimeout(ctx, w.timeout)
+		// The server that acknowledged is what the INSERT itself returns: a separate
+		// SELECT @@server_id could run on another connection, hence (through a load
+		// balancer) on another server, when the pool replaces a broken one in between.
 		var sid uint32
-		err := dbs[cur].QueryRowContext(wctx, "SELECT @@server_id").Scan(&sid)
-		if err == nil {
-			_, err = dbs[cur].ExecContext(wctx, "INSERT INTO sandbox.writes(run, seq, server_id, at) VALUES (?, ?, @@server_id, NOW(6))", w.run, seq)
-		}
+		err := dbs[cur].QueryRowContext(wctx, "INSERT INTO sandbox.writes(run, seq, server_id, at) VALUES (?, ?, @@server_id, NOW(6)) RETURNING server_id", w.run, seq).Scan(&sid)
 		cancel()
 		if err == nil {
 			w.mu.Lock()

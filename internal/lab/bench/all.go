@@ -81,6 +81,18 @@ func All(ctx context.Context, cfg AllConfig) error {
 		fmt.Fprintf(cfg.Progress, "failover %s: p50 %d ms, max %d ms, lost %d, split-brain %d ms %v\n", f, r.P50FailoverMS, r.MaxFailoverMS, r.LostWrites, r.SplitBrainMS, r.Errors)
 		failovers = append(failovers, r)
 	}
+	// The same faults with HAProxy in front instead of a virtual IP.
+	var viaHAProxy []FailoverResult
+	for _, f := range HAProxyFaults() {
+		var r FailoverResult
+		args := []string{"bench", "failover", "--fault", f, "--via", "haproxy", "--trials", strconv.Itoa(ft), "--json"}
+		if err := runJSON(ctx, cfg.Bin, args, &r); err != nil {
+			r = FailoverResult{Fault: f, Via: ViaHAProxy.String(), Trials: ft, Errors: []string{err.Error()}}
+		}
+		fmt.Fprintf(cfg.Progress, "failover %s via haproxy: p50 %d ms, max %d ms, lost %d, split-brain %d ms, old primary acks %d %v\n",
+			f, r.P50FailoverMS, r.MaxFailoverMS, r.LostWrites, r.SplitBrainMS, r.OldPrimaryAcks, r.Errors)
+		viaHAProxy = append(viaHAProxy, r)
+	}
 	var detects []map[string]any
 	for _, f := range []string{"kill", "disk-full", "freeze-writes", "stop", "readonly-fs", "cut-network"} {
 		var r map[string]any
@@ -104,6 +116,7 @@ func All(ctx context.Context, cfg AllConfig) error {
 		outage.Availability, outage.LastAckMS, outage.ResumedMS, outage.Failover, outage.LostWrites, outageErr)
 
 	writeBenchmarks(&md, started, ft, dt, secs, failovers, detects, load, fp, fperr)
+	writeViaHAProxy(&md, ft, failovers, viaHAProxy)
 	writeSwitchovers(&md, sw, swerr)
 	writeLoadWithAgents(&md, ld, lderr)
 	writeEtcdOutage(&md, outage, outageErr)
@@ -306,6 +319,43 @@ func benchSwitchovers(ctx context.Context, bin lab.Binaries, n int, progress io.
 		}
 	}
 	return runs, nil
+}
+
+// HAProxyFaults are the faults `bench all` also measures through HAProxy.
+func HAProxyFaults() []string { return []string{"kill", "disk-full"} }
+
+// writeViaHAProxy compares, fault by fault, the failovers through the virtual IP with
+// those through HAProxy.
+func writeViaHAProxy(md *strings.Builder, ft int, vip, haproxy []FailoverResult) {
+	fmt.Fprintf(md, "\n## Failover through the VIP vs through HAProxy\n\n")
+	fmt.Fprintf(md, "Command: `baton-lab bench failover --fault KIND --via haproxy --trials %d --json`: the same trials as above, on a cluster without a virtual IP, with Debian's HAProxy in the client namespace configured as [deploy/haproxy.cfg](../deploy/haproxy.cfg) (writer frontend routed by the agents' `/primary`, checks every 500 ms, fall 2, rise 1, `on-marked-down shutdown-sessions`); the writer writes through HAProxy's writer frontend. *old primary acks* counts writes the old primary acknowledged after the new primary's first: HAProxy must cut the sessions to the old primary, so it must be 0.\n\n", ft)
+	fmt.Fprintf(md, "| fault | via | failover p50 | failover max | failover ms (each trial) | promote -> writes resumed ms (each trial) | acked | lost | split-brain ms | old primary acks after the switch | errors |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+	row := func(r FailoverResult) {
+		fmt.Fprintf(md, "| %s | %s | %d ms | %d ms | %s | %s | %d | %d | %d | %d | %s |\n", r.Fault, r.Via, r.P50FailoverMS, r.MaxFailoverMS, fmtMS(r.FailoverMS),
+			fmtMS(afterPromote(r)), r.AckedWrites, r.LostWrites, r.SplitBrainMS, r.OldPrimaryAcks, strings.Join(r.Errors, "; "))
+	}
+	for _, h := range haproxy {
+		for _, v := range vip {
+			if v.Fault == h.Fault {
+				if v.Via == "" {
+					v.Via = ViaVIP.String()
+				}
+				row(v)
+			}
+		}
+		row(h)
+	}
+	fmt.Fprintf(md, "\nA failover's time is Baton's part (fault -> the new primary holds the leader key: detect, decide, promote; the same whatever the way in, though it varies from run to run) and the way in's part (*promote -> writes resumed*: the virtual IP moved and announced, or HAProxy's next check of the new primary's `/primary`, every 250 ms while it is down, and the writer's reconnection). Compare the ways in on the latter.\n")
+}
+
+// afterPromote is, per trial, the time from the promotion to the first write the new
+// primary acknowledged.
+func afterPromote(r FailoverResult) []int64 {
+	var out []int64
+	for i := range min(len(r.FailoverMS), len(r.PromoteMS)) {
+		out = append(out, r.FailoverMS[i]-r.PromoteMS[i])
+	}
+	return out
 }
 
 func writeSwitchovers(md *strings.Builder, runs []switchoverRun, err error) {

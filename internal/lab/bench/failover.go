@@ -46,27 +46,66 @@ func ParseFailoverKind(kind string) ([]sandbox.Fault, error) {
 	return fs, nil
 }
 
+// Via is the way the benchmark's writer reaches the primary.
+type Via int
+
+const (
+	// ViaUnknown is no way at all: the zero value, refused by Validate.
+	ViaUnknown Via = iota
+	// ViaVIP writes to the virtual IP the primary's agent holds.
+	ViaVIP
+	// ViaHAProxy writes to HAProxy's writer frontend, routed by the agents' /primary
+	// (deploy/haproxy.cfg); the cluster has no virtual IP.
+	ViaHAProxy
+)
+
+func (v Via) String() string {
+	switch v {
+	case ViaVIP:
+		return "vip"
+	case ViaHAProxy:
+		return "haproxy"
+	}
+	return fmt.Sprintf("via(%d)", int(v))
+}
+
+// ParseVia reads "vip" or "haproxy".
+func ParseVia(s string) (Via, error) {
+	for _, v := range []Via{ViaVIP, ViaHAProxy} {
+		if s == v.String() {
+			return v, nil
+		}
+	}
+	return ViaUnknown, fmt.Errorf("via: %q: use vip or haproxy", s)
+}
+
 // FailoverResult is what the failover benchmark measured: `baton-lab bench failover
 // --json` prints it.
 type FailoverResult struct {
-	Fault         string   `json:"fault"`
-	Trials        int      `json:"trials"`
-	DetectMS      []int64  `json:"detect_ms"`   // fault -> failover.MilestoneDetected
-	DecideMS      []int64  `json:"decide_ms"`   // fault -> failover.MilestoneDecided
-	PromoteMS     []int64  `json:"promote_ms"`  // fault -> failover.MilestonePromoted
-	FailoverMS    []int64  `json:"failover_ms"` // fault -> first write acknowledged by the new primary
-	P50FailoverMS int64    `json:"p50_failover_ms"`
-	MaxFailoverMS int64    `json:"max_failover_ms"`
-	AckedWrites   int      `json:"acked_writes"`
-	LostWrites    int      `json:"lost_writes"`
-	SplitBrainMS  int64    `json:"split_brain_ms"`
-	NewPrimaries  []string `json:"new_primaries"`
-	Errors        []string `json:"errors,omitempty"`
+	Fault         string  `json:"fault"`
+	Via           string  `json:"via"`
+	Trials        int     `json:"trials"`
+	DetectMS      []int64 `json:"detect_ms"`   // fault -> failover.MilestoneDetected
+	DecideMS      []int64 `json:"decide_ms"`   // fault -> failover.MilestoneDecided
+	PromoteMS     []int64 `json:"promote_ms"`  // fault -> failover.MilestonePromoted
+	FailoverMS    []int64 `json:"failover_ms"` // fault -> first write acknowledged by the new primary
+	P50FailoverMS int64   `json:"p50_failover_ms"`
+	MaxFailoverMS int64   `json:"max_failover_ms"`
+	AckedWrites   int     `json:"acked_writes"`
+	LostWrites    int     `json:"lost_writes"`
+	SplitBrainMS  int64   `json:"split_brain_ms"`
+	// OldPrimaryAcks counts writes the old primary acknowledged after the first one
+	// the new primary acknowledged: writes still reaching it through the writer's
+	// path (an HAProxy that did not cut its sessions, a stale ARP entry).
+	OldPrimaryAcks int      `json:"old_primary_acks_after_switch"`
+	NewPrimaries   []string `json:"new_primaries"`
+	Errors         []string `json:"errors,omitempty"`
 }
 
 // FailoverConfig is one run of the failover benchmark.
 type FailoverConfig struct {
 	Fault    string // one of FailoverKinds
+	Via      Via    // how the writer reaches the primary
 	Trials   int    // each on a fresh cluster
 	Name     string // sandbox name
 	Bin      lab.Binaries
@@ -79,6 +118,8 @@ func (cfg FailoverConfig) Validate() error {
 	switch {
 	case err != nil:
 		return err
+	case cfg.Via != ViaVIP && cfg.Via != ViaHAProxy:
+		return fmt.Errorf("via: %s: use vip or haproxy", cfg.Via)
 	case cfg.Trials < 1:
 		return fmt.Errorf("trials: %d: at least 1", cfg.Trials)
 	case cfg.Name == "":
@@ -90,9 +131,10 @@ func (cfg FailoverConfig) Validate() error {
 }
 
 // Failover runs the trials: each brings up a fresh 3-node sandbox with agents,
-// semi-sync and a virtual IP, writes through the VIP, faults the primary and times the
-// failover's milestones (as failover defines them) and the writes resuming. A trial
-// that fails is an error in the result, not the end of the run. It needs root.
+// semi-sync and a virtual IP (or HAProxy instead, by cfg.Via), writes through it,
+// faults the primary and times the failover's milestones (as failover defines them)
+// and the writes resuming. A trial that fails is an error in the result, not the end
+// of the run. It needs root.
 func Failover(ctx context.Context, cfg FailoverConfig) (FailoverResult, error) {
 	if err := cfg.Validate(); err != nil {
 		return FailoverResult{}, err
@@ -102,14 +144,14 @@ func Failover(ctx context.Context, cfg FailoverConfig) (FailoverResult, error) {
 
 func runFailoverBench(ctx context.Context, cfg FailoverConfig) FailoverResult {
 	f, _ := ParseFailoverKind(cfg.Fault) // checked by Validate
-	res := FailoverResult{Fault: cfg.Fault, Trials: cfg.Trials}
+	res := FailoverResult{Fault: cfg.Fault, Via: cfg.Via.String(), Trials: cfg.Trials}
 	say := func(format string, args ...any) {
 		if cfg.Progress != nil {
 			fmt.Fprintf(cfg.Progress, format, args...)
 		}
 	}
 	for i := 0; i < cfg.Trials && ctx.Err() == nil; i++ {
-		tr, err := failoverTrial(ctx, f, cfg.Name, cfg.Bin)
+		tr, err := failoverTrial(ctx, f, cfg.Name, cfg.Bin, cfg.Via)
 		if err != nil {
 			res.Errors = append(res.Errors, fmt.Sprintf("trial %d: %v", i+1, err))
 			say("trial %d: %v\n", i+1, err)
@@ -122,10 +164,11 @@ func runFailoverBench(ctx context.Context, cfg FailoverConfig) FailoverResult {
 		res.AckedWrites += tr.acked
 		res.LostWrites += tr.lost
 		res.SplitBrainMS += tr.splitBrain.Milliseconds()
+		res.OldPrimaryAcks += tr.oldAcks
 		res.NewPrimaries = append(res.NewPrimaries, tr.newPrimary)
-		say("trial %d: detect %s, decide %s, promote %s, writes resumed %s on %s; %d acked, %d lost, split-brain %s\n",
+		say("trial %d: detect %s, decide %s, promote %s, writes resumed %s on %s; %d acked, %d lost, split-brain %s, %d acked by the old primary after the switch\n",
 			i+1, tr.detect.Round(time.Millisecond), tr.decide.Round(time.Millisecond), tr.promote.Round(time.Millisecond),
-			tr.failover.Round(time.Millisecond), tr.newPrimary, tr.acked, tr.lost, tr.splitBrain)
+			tr.failover.Round(time.Millisecond), tr.newPrimary, tr.acked, tr.lost, tr.splitBrain, tr.oldAcks)
 	}
 	res.P50FailoverMS, res.MaxFailoverMS = p50max(res.FailoverMS)
 	return res
@@ -147,6 +190,8 @@ const benchWriteTimeout = 500 * time.Millisecond
 type trialResult struct {
 	detect, decide, promote, failover time.Duration
 	acked, lost                       int
+	oldAcks                           int      // acknowledged by the old primary after the new one's first
+	writerRoutes                      []string // via HAProxy: the writer backend's servers up at the end
 	splitBrain                        time.Duration
 	newPrimary                        string
 }
@@ -160,11 +205,22 @@ func benchCluster(ctx context.Context, name string, bin lab.Binaries) (c *sandbo
 
 // benchClusterEtcd is benchCluster with etcdMembers etcd members.
 func benchClusterEtcd(ctx context.Context, name string, bin lab.Binaries, etcdMembers int) (c *sandbox.Cluster, store *failover.Store, done func(), err error) {
-	if old, err := sandbox.Open("", name, nil); err == nil {
+	return benchClusterSpec(ctx, sandbox.Spec{Name: name, Nodes: 3, SemiSync: true, WithAgents: true, VIP: true, EtcdMembers: etcdMembers,
+		Binary: bin.Baton, LabBinary: bin.Lab})
+}
+
+// benchClusterVia is benchCluster with the writer's way in: a virtual IP, or HAProxy
+// and no virtual IP (a network where the address cannot move).
+func benchClusterVia(ctx context.Context, name string, bin lab.Binaries, via Via) (c *sandbox.Cluster, store *failover.Store, done func(), err error) {
+	return benchClusterSpec(ctx, sandbox.Spec{Name: name, Nodes: 3, SemiSync: true, WithAgents: true,
+		VIP: via == ViaVIP, HAProxy: via == ViaHAProxy, EtcdMembers: 1, Binary: bin.Baton, LabBinary: bin.Lab})
+}
+
+func benchClusterSpec(ctx context.Context, spec sandbox.Spec) (c *sandbox.Cluster, store *failover.Store, done func(), err error) {
+	if old, err := sandbox.Open("", spec.Name, nil); err == nil {
 		_ = old.Down(ctx)
 	}
-	c, err = sandbox.Up(ctx, sandbox.Spec{Name: name, Nodes: 3, SemiSync: true, WithAgents: true, VIP: true, EtcdMembers: etcdMembers,
-		Binary: bin.Baton, LabBinary: bin.Lab}, nil)
+	c, err = sandbox.Up(ctx, spec, nil)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -182,15 +238,20 @@ func benchClusterEtcd(ctx context.Context, name string, bin lab.Binaries, etcdMe
 // errPromoted ends a trial's watch: the new primary holds the leader key.
 var errPromoted = errors.New("bench: promoted")
 
-func failoverTrial(ctx context.Context, f []sandbox.Fault, name string, bin lab.Binaries) (trialResult, error) {
+func failoverTrial(ctx context.Context, f []sandbox.Fault, name string, bin lab.Binaries, via Via) (trialResult, error) {
 	var tr trialResult
-	c, store, done, err := benchCluster(ctx, name, bin)
+	c, store, done, err := benchClusterVia(ctx, name, bin, via)
 	if err != nil {
 		return tr, err
 	}
 	defer done()
 
 	w := c.NewWriter(10*time.Millisecond, benchWriteTimeout)
+	if via == ViaHAProxy {
+		if w, err = c.NewHAProxyWriter(10*time.Millisecond, benchWriteTimeout); err != nil {
+			return tr, err
+		}
+	}
 	w.Start(ctx)
 	defer w.Stop()
 	mon := c.NewSplitBrainMonitor(50 * time.Millisecond)
@@ -276,7 +337,18 @@ func failoverTrial(ctx context.Context, f []sandbox.Fault, name string, bin lab.
 	time.Sleep(time.Second)
 	w.Stop()
 	mon.Stop()
-	tr.acked = len(w.Acks())
+	if via == ViaHAProxy {
+		if tr.writerRoutes, err = c.HAProxyUp(ctx, sandbox.HAProxyWriterBackend); err != nil {
+			return tr, err
+		}
+	}
+	acks := w.Acks()
+	tr.acked = len(acks)
+	for _, a := range acks {
+		if a.ServerID == uint32(oldNode.ServerID) && a.At.After(first.At) {
+			tr.oldAcks++
+		}
+	}
 	tr.splitBrain = mon.SplitBrain()
 	db, err := c.RootDB(tr.newPrimary)
 	if err != nil {
