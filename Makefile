@@ -7,7 +7,7 @@ GO ?= go
 # demo, benchmarks), which runs bin/baton in its clusters.
 BIN := bin/baton
 LAB := bin/baton-lab
-DEBS := mariadb-server mariadb-client sysbench iproute2 e2fsprogs util-linux haproxy
+DEBS := mariadb-server mariadb-client sysbench iproute2 e2fsprogs util-linux haproxy prometheus
 
 .PHONY: build test lint deps demo bench clean
 
@@ -15,6 +15,9 @@ build:
 	$(GO) build -o $(BIN) ./cmd/baton
 	$(GO) build -o $(LAB) ./cmd/baton-lab
 
+# promtool (alert rule tests) comes with Debian's prometheus package, which also installs
+# a Prometheus server; under systemd it starts it: `systemctl disable --now prometheus`
+# if it is not wanted.
 deps:
 	@missing=""; \
 	command -v mariadbd >/dev/null || missing="$$missing mariadb-server mariadb-client"; \
@@ -24,6 +27,7 @@ deps:
 	command -v mkfs.ext4 >/dev/null || missing="$$missing e2fsprogs"; \
 	command -v losetup >/dev/null || missing="$$missing util-linux"; \
 	command -v haproxy >/dev/null || missing="$$missing haproxy"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
@@ -36,6 +40,7 @@ lint:
 test: deps lint
 	# One package at a time: each runs real clusters whose timings a second one would
 	# disturb on a small machine.
+	# deploy/ runs promtool check rules and promtool test rules on the alert rules.
 	BATON_REQUIRE_INTEGRATION=1 $(GO) test -p 1 -count=1 -timeout 14m ./...
 
 demo: deps build
