@@ -199,10 +199,10 @@ func TestTopology(t *testing.T) {
 
 func TestNewEvent(t *testing.T) {
 	for _, tc := range []struct {
-		name      string
-		e         failover.Event
-		total     time.Duration
-		names     []string
+		name       string
+		e          failover.Event
+		total      time.Duration
+		names      []string
 		xs, widths []float64
 	}{
 		{"detection and steps", failoverEvent(), 1500 * time.Millisecond,
