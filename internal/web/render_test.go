@@ -15,7 +15,7 @@ import (
 	"github.com/baton-ha/baton/internal/status"
 )
 
-var t0 = time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+var t0 = time.Date(2026, 1, 2, 9, 0, 0, 0, time.UTC) // before the tests run: history keys sort by time
 
 // snapshot is a cluster after a failover from db1 to db2: db1 fenced with a full
 // disk, db2 primary with the virtual IP, db3 replicating from db2; paused since.
