@@ -76,6 +76,7 @@ var funcs = template.FuncMap{
 	"seconds": func(ms int64) string { return strconv.FormatInt(ms/1000, 10) + " s" },
 	"f":       func(x float64) string { return strconv.FormatFloat(x, 'f', 1, 64) },
 	"mod":     func(i, n int) int { return i % n },
+	"mul":     func(a, b int) int { return a * b },
 	"axis":    func() int { return AxisWidth },
 	"requestState": func(s failover.RequestState) string {
 		if s == failover.RequestPending {

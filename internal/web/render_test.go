@@ -115,7 +115,7 @@ func TestRenderCluster(t *testing.T) {
 	}
 	// The rectangles of the time axis tile it: each starts where the last ended.
 	var x float64
-	for _, m := range regexp.MustCompile(`<rect x="([0-9.]+)" y="0" width="([0-9.]+)"`).FindAllStringSubmatch(page, -1) {
+	for _, m := range regexp.MustCompile(`<rect x="([0-9.]+)" y="0.0" width="([0-9.]+)"`).FindAllStringSubmatch(page, -1) {
 		rx, _ := strconv.ParseFloat(m[1], 64)
 		w, _ := strconv.ParseFloat(m[2], 64)
 		if math.Abs(rx-x) > 0.11 {
@@ -211,6 +211,21 @@ func TestNewEvent(t *testing.T) {
 		{"steps shorter than the flow: the rest is left blank", failover.Event{Took: time.Second,
 			Steps: []failover.Step{{Name: "a", Took: 250 * time.Millisecond}, {Name: "b", Took: 250 * time.Millisecond}}},
 			time.Second, []string{"a", "b"}, []float64{0, 250}, []float64{250, 250}},
+		{"a failover fences the old primary beside the other steps, from the end of announce", failover.Event{
+			Kind: failover.EventFailover, Took: time.Second, Steps: []failover.Step{
+				{Name: "announce", Took: 100 * time.Millisecond}, {Name: "stop_io", Took: 100 * time.Millisecond},
+				{Name: "fence_old_primary", Took: 300 * time.Millisecond}, {Name: "promote", Took: 500 * time.Millisecond}}},
+			time.Second, []string{"announce", "stop_io", "fence_old_primary", "promote"},
+			[]float64{0, 100, 100, 200}, []float64{100, 100, 300, 500}},
+		{"a switchover fences in sequence", failover.Event{
+			Kind: failover.EventSwitchover, Took: time.Second, Steps: []failover.Step{
+				{Name: "announce", Took: 100 * time.Millisecond}, {Name: "fence_old_primary", Took: 300 * time.Millisecond}}},
+			time.Second, []string{"announce", "fence_old_primary"}, []float64{0, 100}, []float64{100, 300}},
+		{"a fence that outlasts the steps sets the axis", failover.Event{
+			Kind: failover.EventFailover, Took: 300 * time.Millisecond, Steps: []failover.Step{
+				{Name: "announce", Took: 100 * time.Millisecond}, {Name: "fence_old_primary", Took: 900 * time.Millisecond},
+				{Name: "promote", Took: 200 * time.Millisecond}}},
+			time.Second, []string{"announce", "fence_old_primary", "promote"}, []float64{0, 100, 100}, []float64{100, 900, 200}},
 		{"no steps, no detection", failover.Event{Took: time.Second}, time.Second, nil, nil, nil},
 		{"a zero-length flow draws nothing", failover.Event{Steps: []failover.Step{{Name: "a"}}}, 0,
 			[]string{"a"}, []float64{0}, []float64{0}},
@@ -222,10 +237,20 @@ func TestNewEvent(t *testing.T) {
 			}
 			var names []string
 			var xs, ws []float64
+			lanes := 1
 			for _, s := range ev.Segments {
+				if s.Beside != (s.Y == LaneHeight) {
+					t.Errorf("%s beside=%v on the lane at %v", s.Name, s.Beside, s.Y)
+				}
+				if s.Beside {
+					lanes = 2
+				}
 				names = append(names, s.Name)
 				xs = append(xs, math.Round(s.X*10)/10)
 				ws = append(ws, math.Round(s.W*10)/10)
+			}
+			if ev.Lanes != lanes {
+				t.Errorf("lanes = %d, want %d", ev.Lanes, lanes)
 			}
 			if !slices.Equal(names, tc.names) || !slices.Equal(xs, tc.xs) || !slices.Equal(ws, tc.widths) {
 				t.Errorf("segments %v at %v wide %v, want %v at %v wide %v", names, xs, ws, tc.names, tc.xs, tc.widths)

@@ -194,14 +194,20 @@ func threads(n status.Node) string {
 // Event is a history event with its steps laid out on a time axis.
 type Event struct {
 	failover.Event
-	// Segments are the detection (when known) and every step, in order, placed on
-	// an axis of AxisWidth units that spans Total.
+	// Segments are the detection (when known) and every step, in the order they
+	// were recorded, placed on an axis of AxisWidth units that spans Total.
 	Segments []Segment
 	Total    time.Duration
+	// Lanes is 2 when a step ran beside the others, else 1.
+	Lanes int
 }
 
-// AxisWidth is the width of an event's time axis, in SVG user units.
-const AxisWidth = 1000
+// AxisWidth is the width of an event's time axis, in SVG user units; LaneHeight
+// the height of one lane.
+const (
+	AxisWidth  = 1000
+	LaneHeight = 24
+)
 
 // Segment is one span of an event's time axis.
 type Segment struct {
@@ -211,41 +217,73 @@ type Segment struct {
 	Note  string
 	// Detection: the span from the failure first seen to the flow's start.
 	Detection bool
-	// X and W place the span on the axis, in units of AxisWidth.
-	X, W float64
+	// Beside: the step ran beside the others (lane 1), from the end of After.
+	Beside bool
+	After  string
+	// X and W place the span on the axis, in units of AxisWidth; Y on its lane.
+	X, W, Y float64
 }
 
-// NewEvent lays out e's detection and steps to scale. The steps run one after the
-// other, so each starts where the one before ended.
+// besideStep names the step a flow of kind runs beside the others, and the step
+// whose end starts it: a failover fences the old primary while it stops the
+// replicas' IO threads and ranks them (failover/flow.go). Every other step runs
+// after the one recorded before it.
+func besideStep(kind failover.EventKind) (step, after string) {
+	if kind == failover.EventFailover {
+		return "fence_old_primary", "announce"
+	}
+	return "", ""
+}
+
+// NewEvent lays out e's detection and steps to scale.
 func NewEvent(e failover.Event) Event {
-	ev := Event{Event: e}
+	ev := Event{Event: e, Lanes: 1}
 	if !e.Detected.IsZero() && e.Started.After(e.Detected) {
 		ev.Segments = append(ev.Segments, Segment{Name: "detection", Took: e.Started.Sub(e.Detected), Detection: true})
 	}
+	beside, after := besideStep(e.Kind)
 	for _, s := range e.Steps {
-		took := s.Took
-		if took < 0 {
-			took = 0
+		seg := Segment{Name: s.Name, Took: max(s.Took, 0), Error: s.Error, Note: s.Note}
+		if s.Name == beside && beside != "" {
+			seg.Beside, seg.After = true, after
+			ev.Lanes = 2
 		}
-		ev.Segments = append(ev.Segments, Segment{Name: s.Name, Took: took, Error: s.Error, Note: s.Note})
+		ev.Segments = append(ev.Segments, seg)
 	}
-	var sum time.Duration
-	for _, s := range ev.Segments {
-		sum += s.Took
+	// Place every step in time: the sequence one after the other, a step beside
+	// it from the end of the step it follows.
+	starts := make([]time.Duration, len(ev.Segments))
+	var at, afterEnd, end time.Duration
+	for i, s := range ev.Segments {
+		if s.Beside {
+			continue
+		}
+		starts[i] = at
+		at += s.Took
+		if s.Name == after {
+			afterEnd = at
+		}
 	}
-	ev.Total = sum
-	if whole := e.Took + ev.detection(); whole > ev.Total {
-		ev.Total = whole // the steps' bookkeeping between them is not a step
+	end = at
+	for i, s := range ev.Segments {
+		if s.Beside {
+			starts[i] = afterEnd
+			end = max(end, afterEnd+s.Took)
+		}
 	}
+	// The whole flow, with the coordinator's bookkeeping between steps (which is
+	// no step), may be longer than its steps.
+	ev.Total = max(end, e.Took+ev.detection())
 	if ev.Total <= 0 {
 		return ev
 	}
-	var at time.Duration
 	for i := range ev.Segments {
 		s := &ev.Segments[i]
-		s.X = float64(at) / float64(ev.Total) * AxisWidth
+		s.X = float64(starts[i]) / float64(ev.Total) * AxisWidth
 		s.W = float64(s.Took) / float64(ev.Total) * AxisWidth
-		at += s.Took
+		if s.Beside {
+			s.Y = LaneHeight
+		}
 	}
 	return ev
 }
