@@ -7,9 +7,9 @@ GO ?= go
 # demo, benchmarks), which runs bin/baton in its clusters.
 BIN := bin/baton
 LAB := bin/baton-lab
-DEBS := mariadb-server mariadb-client sysbench iproute2 e2fsprogs util-linux
+DEBS := mariadb-server mariadb-client sysbench iproute2 e2fsprogs util-linux chromium
 
-.PHONY: build test lint deps demo bench clean
+.PHONY: build test lint deps demo bench screenshots clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/baton
@@ -23,6 +23,7 @@ deps:
 	command -v bridge >/dev/null || missing="$$missing iproute2"; \
 	command -v mkfs.ext4 >/dev/null || missing="$$missing e2fsprogs"; \
 	command -v losetup >/dev/null || missing="$$missing util-linux"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
@@ -42,6 +43,11 @@ demo: deps build
 
 bench: deps build
 	$(LAB) bench all --out docs/BENCHMARKS.md
+
+# docs/web.png and docs/web-phone.png: the web view in headless Chromium, after a
+# failover in a sandbox (the browser test, saving its screenshots).
+screenshots: deps
+	BATON_REQUIRE_INTEGRATION=1 BATON_WEB_SCREENSHOTS=$(CURDIR)/docs $(GO) test -count=1 -run '^TestBrowserFollowsFailover$$' ./internal/web/
 
 clean:
 	rm -rf bin
