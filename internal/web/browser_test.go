@@ -198,6 +198,13 @@ func TestBrowserLive(t *testing.T) {
 		t.Errorf("tab order = %v, want the skip link first and the node table's region", seen)
 	}
 
+	// A reader in the node table: focus and nodes that did not change stay put
+	// through an update.
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector('.scroll').focus();
+		window.batonKeep = document.querySelector('.scroll table'); true`)); err != nil {
+		t.Fatal(err)
+	}
+
 	start := time.Now()
 	pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
 	defer pcancel()
@@ -211,6 +218,13 @@ func TestBrowserLive(t *testing.T) {
 	t.Logf("the page showed the new primary %s after the write to etcd", time.Since(start).Round(time.Millisecond))
 	if !st.Marked {
 		t.Fatal("the page was reloaded")
+	}
+	if f := focused(); f != "scroll" {
+		t.Errorf("after the update the focus is on %q, want the node table's region", f)
+	}
+	kept, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.batonKeep === document.querySelector('.scroll table')`))
+	if err != nil || !kept {
+		t.Errorf("the node table was replaced by the update (%v)", err)
 	}
 	said, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById('announce').textContent`))
 	if err != nil || said != "Cluster alpha: the primary is now db2." {
