@@ -21,7 +21,7 @@ type Renderer struct{ t *template.Template }
 
 // NewRenderer parses the embedded template.
 func NewRenderer() (*Renderer, error) {
-	t, err := template.New("web").Funcs(funcs).ParseFS(assets, "assets/page.html")
+	t, err := template.New("web").Funcs(funcs()).ParseFS(assets, "assets/page.html")
 	if err != nil {
 		return nil, fmt.Errorf("parse page template: %w", err)
 	}
@@ -51,39 +51,41 @@ type eventCtx struct {
 	E  Event
 }
 
-var funcs = template.FuncMap{
-	"id": anchor,
-	"eventCtx": func(cluster string, i int, e Event) eventCtx {
-		return eventCtx{ID: fmt.Sprintf("%s-e%d", cluster, e.Started.UnixNano()), E: e}
-	},
-	"rfc3339": func(t time.Time) string {
-		if t.IsZero() {
-			return ""
-		}
-		return t.UTC().Format(time.RFC3339Nano)
-	},
-	"when":   func(t time.Time) string { return when(t, time.DateTime) },
-	"whenMS": func(t time.Time) string { return when(t, "2006-01-02 15:04:05.000") },
-	"dur":    formatDuration,
-	"health": HealthOf,
-	"lag": func(n status.Node) string {
-		if n.Role == string(failover.RolePrimary) || n.LagMS < 0 {
-			return "-"
-		}
-		return formatDuration(time.Duration(n.LagMS) * time.Millisecond)
-	},
-	"bytes":   formatBytes,
-	"seconds": func(ms int64) string { return strconv.FormatInt(ms/1000, 10) + " s" },
-	"f":       func(x float64) string { return strconv.FormatFloat(x, 'f', 1, 64) },
-	"mod":     func(i, n int) int { return i % n },
-	"mul":     func(a, b int) int { return a * b },
-	"axis":    func() int { return AxisWidth },
-	"requestState": func(s failover.RequestState) string {
-		if s == failover.RequestPending {
-			return "pending"
-		}
-		return string(s)
-	},
+func funcs() template.FuncMap {
+	return template.FuncMap{
+		"id": anchor,
+		"eventCtx": func(cluster string, i int, e Event) eventCtx {
+			return eventCtx{ID: fmt.Sprintf("%s-e%d", cluster, e.Started.UnixNano()), E: e}
+		},
+		"rfc3339": func(t time.Time) string {
+			if t.IsZero() {
+				return ""
+			}
+			return t.UTC().Format(time.RFC3339Nano)
+		},
+		"when":   func(t time.Time) string { return when(t, time.DateTime) },
+		"whenMS": func(t time.Time) string { return when(t, "2006-01-02 15:04:05.000") },
+		"dur":    formatDuration,
+		"health": HealthOf,
+		"lag": func(n status.Node) string {
+			if n.Role == string(failover.RolePrimary) || n.LagMS < 0 {
+				return "-"
+			}
+			return formatDuration(time.Duration(n.LagMS) * time.Millisecond)
+		},
+		"bytes":   formatBytes,
+		"seconds": func(ms int64) string { return strconv.FormatInt(ms/1000, 10) + " s" },
+		"f":       func(x float64) string { return strconv.FormatFloat(x, 'f', 1, 64) },
+		"mod":     func(i, n int) int { return i % n },
+		"mul":     func(a, b int) int { return a * b },
+		"axis":    func() int { return AxisWidth },
+		"requestState": func(s failover.RequestState) string {
+			if s == failover.RequestPending {
+				return "pending"
+			}
+			return string(s)
+		},
+	}
 }
 
 func when(t time.Time, layout string) string {
