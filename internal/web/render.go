@@ -79,6 +79,7 @@ func funcs() template.FuncMap {
 		"mod":     func(i, n int) int { return i % n },
 		"mul":     func(a, b int) int { return a * b },
 		"axis":    func() int { return AxisWidth },
+		"lane":    func() int { return LaneHeight },
 		"requestState": func(s failover.RequestState) string {
 			if s == failover.RequestPending {
 				return "pending"
