@@ -7,9 +7,9 @@ GO ?= go
 # demo, benchmarks), which runs bin/baton in its clusters.
 BIN := bin/baton
 LAB := bin/baton-lab
-DEBS := mariadb-server mariadb-client sysbench iproute2 e2fsprogs util-linux haproxy prometheus
+DEBS := mariadb-server mariadb-client sysbench iproute2 e2fsprogs util-linux haproxy prometheus chromium
 
-.PHONY: build test lint deps demo bench clean
+.PHONY: build test lint deps demo bench screenshots clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/baton
@@ -28,6 +28,7 @@ deps:
 	command -v losetup >/dev/null || missing="$$missing util-linux"; \
 	command -v haproxy >/dev/null || missing="$$missing haproxy"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
@@ -48,6 +49,11 @@ demo: deps build
 
 bench: deps build
 	$(LAB) bench all --out docs/BENCHMARKS.md
+
+# docs/web.png and docs/web-phone.png: the web view in headless Chromium, after a
+# failover in a sandbox (the browser test, saving its screenshots).
+screenshots: deps
+	BATON_REQUIRE_INTEGRATION=1 BATON_WEB_SCREENSHOTS=$(CURDIR)/docs $(GO) test -count=1 -run '^TestBrowserFollowsFailover$$' ./internal/web/
 
 clean:
 	rm -rf bin

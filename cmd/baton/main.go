@@ -32,6 +32,7 @@ func main() {
 			historyCommand(),
 			policyCommand(),
 			probeCommand(),
+			webCommand(),
 		},
 	}
 	cliflag.Main(app, exitBadInput)

@@ -56,6 +56,10 @@ type Node struct {
 	LeaseTTLMS int64   `json:"lease_ttl_ms"`
 	WriteMS    float64 `json:"write_ms"`
 	DiskFree   uint64  `json:"disk_free_bytes,omitempty"`
+	// DiskTimeToFull is the agent's forecast for the datadir's filesystem, 0 when
+	// none; Source is the server the node replicates from (host:port), "" when none.
+	DiskTimeToFull time.Duration `json:"disk_time_to_full_ns,omitempty"`
+	Source         string        `json:"source,omitempty"`
 	// SemiSync is the node's semi-sync state ("" when not configured).
 	SemiSync failover.SemiSyncState `json:"semi_sync,omitempty"`
 	Repaired string                 `json:"repaired,omitempty"`
@@ -108,7 +112,7 @@ func Of(ctx context.Context, store *failover.Store, cluster string, snap failove
 		ns := Node{Name: name, Addr: n.Addr, Role: string(n.Role), Verdict: n.Verdict, Reason: n.Reason, ReadOnly: n.ReadOnly,
 			LagMS: n.LagMS, GTID: n.GTID, IORunning: n.IORunning, SQLRunning: n.SQLRunning, Errant: n.Errant,
 			Leader: snap.Leader == name, VIP: n.VIP, LeaseTTLMS: -1, WriteMS: n.WriteMS, DiskFree: n.DiskFree,
-			SemiSync: n.SemiSync, Repaired: n.Repaired}
+			SemiSync: n.SemiSync, Repaired: n.Repaired, DiskTimeToFull: n.DiskTimeToFull, Source: n.Source}
 		if n.VIP {
 			if st.VIPHolder != "" {
 				st.Warnings = append(st.Warnings, fmt.Sprintf("the virtual IP is on %s and %s", st.VIPHolder, name))
