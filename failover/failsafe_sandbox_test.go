@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -150,7 +151,20 @@ func TestFailsafe(t *testing.T) {
 		if ro, err := readOnly(t, c, "db1"); err != nil || ro {
 			t.Errorf("db1 read_only=%v (%v) during the outage, want writable", ro, err)
 		}
-		time.Sleep(9 * time.Second)
+		// What an operator sees: `baton status` reads the agents instead of etcd.
+		var agents []string
+		for _, n := range c.Nodes {
+			agents = append(agents, n.AgentHTTP)
+		}
+		sctx, scancel := context.WithTimeout(ctx, 15*time.Second)
+		out, err := exec.CommandContext(sctx, "ip", "netns", "exec", c.ClientNetNS, sandboxtest.Binary(t), "status",
+			"--etcd", strings.Join(c.EtcdInternal, ","), "--cluster", c.Name, "--agents", strings.Join(agents, ",")).CombinedOutput()
+		scancel()
+		if err != nil || !strings.Contains(string(out), "failsafe: db1: primary kept, all 2 peers confirm etcd is unreachable") ||
+			!strings.Contains(string(out), "no failover is possible while etcd is unreachable") {
+			t.Errorf("baton status --agents during the outage (%v):\n%s", err, out)
+		}
+		time.Sleep(7 * time.Second)
 		if err := c.StartEtcd(ctx, ""); err != nil {
 			t.Fatal(err)
 		}

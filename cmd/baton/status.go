@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -27,14 +28,26 @@ func statusCommand() *cli.Command {
 		Description: `Examples:
    baton status --etcd http://10.0.0.5:2379 --cluster main
    BATON_ETCD=http://10.0.0.5:2379 BATON_CLUSTER=main baton status --json
-   baton status --config /etc/baton/baton.yaml --watch`,
+   baton status --config /etc/baton/baton.yaml --watch
+   baton status --config /etc/baton/baton.yaml --agents db1:9107,db2:9107,db3:9107
+
+With --agents, when etcd cannot be read (an etcd outage) the cluster is shown as its
+agents see it, from their /status: each node's role, verdict, read_only, etcd session
+and failsafe state.`,
 		Flags: append(clusterFlags(),
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object (with --watch: one per change)"},
 			&cli.BoolFlag{Name: "watch", Usage: "show the cluster again at each change in etcd, until interrupted"},
+			&cli.StringFlag{Name: "agents", EnvVars: []string{"BATON_AGENTS"}, Usage: "the agents' HTTP addresses (host:port, comma-separated), read when etcd cannot be"},
 		),
 		Action: func(cctx *cli.Context) error {
 			store, cluster, closeFn, err := openCluster(cctx)
+			if err != nil && cctx.String("agents") != "" && !cctx.Bool("watch") && strings.Contains(err.Error(), "unreachable") {
+				return showAgents(cctx, err)
+			}
 			if err != nil {
+				if strings.Contains(err.Error(), "unreachable") {
+					err = fmt.Errorf("%w (with --agents host:port,... the agents' own view is shown instead)", err)
+				}
 				return cli.Exit(err.Error(), exitBadInput)
 			}
 			defer closeFn()
@@ -102,3 +115,31 @@ func watchStatus(ctx context.Context, store *failover.Store, cluster string, sho
 }
 
 func orDash(s string) string { return status.OrDash(s) }
+
+// showAgents is `baton status` from the agents' /status, etcd being unreachable.
+func showAgents(cctx *cli.Context, etcdErr error) error {
+	var addrs []string
+	for _, a := range strings.Split(cctx.String("agents"), ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			addrs = append(addrs, a)
+		}
+	}
+	ctx, cancel := context.WithTimeout(cctx.Context, 5*time.Second)
+	defer cancel()
+	answers := readAgents(ctx, addrs, 3*time.Second)
+	if cctx.Bool("json") {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(map[string]any{"etcd_error": etcdErr.Error(), "agents": answers}); err != nil {
+			return err
+		}
+	} else {
+		printAgents(os.Stdout, etcdErr.Error(), answers)
+	}
+	for _, a := range answers {
+		if a.View != nil {
+			return nil
+		}
+	}
+	return cli.Exit("no agent answered either", exitBadInput)
+}

@@ -90,7 +90,7 @@ type FailsafeAnswer struct {
 // FailsafeView is failsafe mode as /status shows it.
 type FailsafeView struct {
 	State string `json:"state"`
-	// Note says it in a sentence, e.g. "primary kept: all 2 peers confirm etcd is
+	// Note says it in a sentence, e.g. "primary kept, all 2 peers confirm etcd is
 	// unreachable".
 	Note  string    `json:"note,omitempty"`
 	Since time.Time `json:"since,omitempty"`
@@ -576,7 +576,7 @@ func (f *failsafe) startKeeping(lease clientv3.LeaseID) bool {
 		f.since = time.Now()
 	}
 	f.state = FailsafeKept
-	f.note = "primary kept: " + f.lastNote()
+	f.note = "primary kept, " + f.lastNote()
 	return true
 }
 
