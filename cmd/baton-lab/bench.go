@@ -166,10 +166,15 @@ members, writes through the virtual IP every 10 ms, stops every etcd member for
 with a write acknowledged, the last write acknowledged during it, when writes resumed,
 whether a failover happened, and lost writes.
 
+The agents run in failsafe mode (the primary stays writable while every peer
+confirms etcd is unreachable); --failsafe=false shows what an outage does without it.
+
 Example:
-   baton-lab bench etcd-outage --seconds 30 --json`,
+   baton-lab bench etcd-outage --seconds 30 --json
+   baton-lab bench etcd-outage --seconds 30 --failsafe=false --json`,
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "seconds", Value: 30, Usage: "how long etcd stays down"},
+			&cli.BoolFlag{Name: "failsafe", Value: true, Usage: "run the agents in failsafe mode"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
 			&cli.StringFlag{Name: "name", Value: "etcd-bench", Usage: "sandbox name", Hidden: true},
 			batonFlag(),
@@ -179,7 +184,8 @@ Example:
 			if err != nil {
 				return cli.Exit("bench etcd-outage: "+err.Error(), exitBadInput)
 			}
-			cfg := bench.EtcdOutageConfig{Outage: time.Duration(cctx.Int("seconds")) * time.Second, Name: cctx.String("name"), Bin: bin}
+			cfg := bench.EtcdOutageConfig{Outage: time.Duration(cctx.Int("seconds")) * time.Second, Name: cctx.String("name"), Bin: bin,
+				NoFailsafe: !cctx.Bool("failsafe")}
 			if err := cfg.Validate(); err != nil {
 				return cli.Exit("bench etcd-outage: "+err.Error(), exitBadInput)
 			}
@@ -196,8 +202,8 @@ Example:
 			if cctx.Bool("json") {
 				return json.NewEncoder(cctx.App.Writer).Encode(res)
 			}
-			fmt.Fprintf(cctx.App.Writer, "etcd down %d ms: writes available %.0f %% of it (last ack %d ms in), resumed %d ms after etcd, failover %t, lost %d\n",
-				res.OutageMS, 100*res.Availability, res.LastAckMS, res.ResumedMS, res.Failover, res.LostWrites)
+			fmt.Fprintf(cctx.App.Writer, "failsafe %t: etcd down %d ms: writes available %.0f %% of it (last ack %d ms in, longest gap %d ms), resumed %d ms after etcd, failover %t, lost %d\n",
+				res.Failsafe, res.OutageMS, 100*res.Availability, res.LastAckMS, res.MaxGapMS, res.ResumedMS, res.Failover, res.LostWrites)
 			return nil
 		},
 	}

@@ -285,7 +285,10 @@ func (a *Agent) sessions(ctx context.Context, cli *clientv3.Client, rec *failove
 		a.fs.waitHoldoff(ctx)
 		s, err := a.session(ctx, cli, lease)
 		if err != nil {
-			wait := backoff(attempt)
+			// Not longer than a second: when etcd is back, every agent must renew its
+			// lease within session_ttl of etcd's new leader, or its keys (the leader
+			// key, its status) go and a failover may follow for nothing.
+			wait := min(backoff(attempt), time.Second)
 			if kept, _ := a.fs.kept(); kept {
 				// A kept primary takes its session back as soon as etcd answers.
 				wait = a.cfg.Timings.ProbeInterval

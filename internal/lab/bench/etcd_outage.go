@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/baton-ha/baton/failover"
 	"github.com/baton-ha/baton/internal/lab"
+	"github.com/baton-ha/baton/internal/sandbox"
 )
 
 // EtcdOutageConfig is one run of the etcd outage benchmark.
@@ -14,6 +16,8 @@ type EtcdOutageConfig struct {
 	Outage time.Duration // how long every etcd member stays stopped
 	Name   string        // sandbox name
 	Bin    lab.Binaries
+	// NoFailsafe runs the agents without failsafe mode: what an outage did before it.
+	NoFailsafe bool
 }
 
 // Validate checks the configuration and names the bad field.
@@ -32,6 +36,7 @@ func (cfg EtcdOutageConfig) Validate() error {
 // EtcdOutageResult is what the etcd outage benchmark measured: `baton-lab bench
 // etcd-outage --json` prints it.
 type EtcdOutageResult struct {
+	Failsafe bool  `json:"failsafe"` // the agents ran in failsafe mode
 	OutageMS int64 `json:"outage_ms"`
 	// Availability is the share of the outage's 100 ms windows in which the writer
 	// (through the virtual IP) had a write acknowledged.
@@ -43,6 +48,9 @@ type EtcdOutageResult struct {
 	ResumedMS  int64 `json:"resumed_after_start_ms"`
 	Failover   bool  `json:"failover"` // the primary of record changed
 	LostWrites int   `json:"lost_writes"`
+	// MaxGapMS is the longest time without an acknowledged write from the stop until
+	// 5 s after etcd is back.
+	MaxGapMS int64 `json:"max_gap_ms"`
 }
 
 // EtcdOutage brings up a 3-node cluster with agents, semi-sync, a virtual IP and 3
@@ -53,7 +61,9 @@ func EtcdOutage(ctx context.Context, cfg EtcdOutageConfig) (EtcdOutageResult, er
 	if err := cfg.Validate(); err != nil {
 		return res, err
 	}
-	c, store, done, err := benchClusterEtcd(ctx, cfg.Name, cfg.Bin, 3)
+	res.Failsafe = !cfg.NoFailsafe
+	c, store, done, err := benchClusterSpec(ctx, sandbox.Spec{Name: cfg.Name, Nodes: 3, SemiSync: true, WithAgents: true, VIP: true,
+		EtcdMembers: 3, NoFailsafe: cfg.NoFailsafe, Binary: cfg.Bin.Baton, LabBinary: cfg.Bin.Lab})
 	if err != nil {
 		return res, err
 	}
@@ -92,6 +102,15 @@ func EtcdOutage(ctx context.Context, cfg EtcdOutageConfig) (EtcdOutageResult, er
 	})
 	time.Sleep(5 * time.Second) // let a failover, if any, happen
 	w.Stop()
+	end := time.Now()
+	last := stopped
+	for _, a := range w.Acks() {
+		if a.At.After(stopped) && a.At.Before(end) {
+			res.MaxGapMS = max(res.MaxGapMS, a.At.Sub(last).Milliseconds())
+			last = a.At
+		}
+	}
+	res.MaxGapMS = max(res.MaxGapMS, end.Sub(last).Milliseconds())
 
 	windows := map[int64]bool{}
 	for _, a := range w.Acks() {
@@ -107,9 +126,12 @@ func EtcdOutage(ctx context.Context, cfg EtcdOutageConfig) (EtcdOutageResult, er
 	if n := res.OutageMS / 100; n > 0 {
 		res.Availability = float64(len(windows)) / float64(n)
 	}
-	after, err := store.Load(ctx)
-	if err != nil {
-		return res, err
+	var after failover.Snapshot
+	if err := lab.Until(ctx, 10*time.Second, func() bool {
+		after, err = store.Load(ctx)
+		return err == nil
+	}); err != nil {
+		return res, fmt.Errorf("read etcd after the outage: %w", err)
 	}
 	res.Failover = after.Primary.Node != before.Primary.Node || after.Primary.Epoch != before.Primary.Epoch
 	db, err := c.RootDB(after.Primary.Node)
