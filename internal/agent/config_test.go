@@ -133,6 +133,12 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{"vip no interface", "", "vip:\n  address: 192.0.2.100/24\n", "config: vip: vip config: interface is empty"},
 		{"datadir relative", "", "datadir: var/lib/mysql\n", `config: datadir "var/lib/mysql": must be an absolute path`},
 		{"two documents", "", "---\ncluster: other\n", "more than one YAML document"},
+		{"failsafe without secret", "", "failsafe: true\n", "config: failsafe: true needs the peer secret: set peer_secret_file or BATON_PEER_SECRET"},
+		{"peer secret too short", "", "peer_secret: short\n", "config: peer_secret: 5 bytes, at least 16 are required"},
+		{"peer secret twice", "", "peer_secret: 0123456789abcdef\npeer_secret_file: /x\n", "config: peer_secret and peer_secret_file are both set"},
+		{"peer secret file relative", "", "peer_secret_file: peer.secret\n", `config: peer_secret_file "peer.secret": must be an absolute path`},
+		{"peer secret file missing", "", "peer_secret_file: /nonexistent/peer.secret\n", "config: peer_secret_file: open /nonexistent/peer.secret"},
+		{"advertise unspecified", "", "http:\n  advertise: 0.0.0.0:9107\n", `config: http.advertise "0.0.0.0:9107": 0.0.0.0 is not an address a peer can reach`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -150,6 +156,49 @@ func TestParseErrorsNameTheField(t *testing.T) {
 				t.Fatalf("error %v, want it to contain %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestFailsafeSettings: failsafe mode is on only with a peer secret (from the
+// environment, a file or the YAML), off when asked, and the address peers reach the
+// agent at follows http.listen or mysql.address.
+func TestFailsafeSettings(t *testing.T) {
+	secretFile := filepath.Join(t.TempDir(), "peer.secret")
+	if err := os.WriteFile(secretFile, []byte("from-the-file-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, add string
+		env       map[string]string
+		on        bool
+		secret    string
+		agent     string
+	}{
+		{name: "nothing set: off", agent: "192.0.2.11:9107"},
+		{name: "secret from a file: on", add: "peer_secret_file: " + secretFile + "\n", on: true, secret: "from-the-file-0123456789", agent: "192.0.2.11:9107"},
+		{name: "secret from the environment wins", add: "peer_secret_file: " + secretFile + "\n", env: map[string]string{EnvPeerSecret: "from-the-env-0123456789"}, on: true, secret: "from-the-env-0123456789", agent: "192.0.2.11:9107"},
+		{name: "turned off with a secret", add: "failsafe: false\npeer_secret_file: " + secretFile + "\n", secret: "from-the-file-0123456789", agent: "192.0.2.11:9107"},
+		{name: "listen on an address", add: "http:\n  listen: 192.0.2.50:9200\n", agent: "192.0.2.50:9200"},
+		{name: "listen on all, port kept", add: "http:\n  listen: :9300\n", agent: "192.0.2.11:9300"},
+		{name: "advertise wins", add: "http:\n  listen: 0.0.0.0:9107\n  advertise: agent1.example:9107\n", agent: "agent1.example:9107"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse([]byte(minimalYAML+tc.add), envMap(tc.env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.FailsafeOn() != tc.on || c.PeerSecret.Reveal() != tc.secret || c.AgentAddr() != tc.agent {
+				t.Fatalf("failsafe %v, secret %q, agent %q; want %v, %q, %q", c.FailsafeOn(), c.PeerSecret.Reveal(), c.AgentAddr(), tc.on, tc.secret, tc.agent)
+			}
+			if c.PeerSecret != "" && (c.PeerSecret.String() != "[redacted]" || strings.Contains(fmt.Sprintf("%+v", c), tc.secret)) {
+				t.Fatal("the peer secret shows")
+			}
+		})
+	}
+	// A zero Config is never in failsafe mode.
+	if (Config{}).FailsafeOn() {
+		t.Fatal("the zero Config is in failsafe mode")
 	}
 }
 
@@ -339,11 +388,11 @@ func TestLoadNamesTheFile(t *testing.T) {
 // of Config is in it, set or commented out.
 func TestExampleLoads(t *testing.T) {
 	path := filepath.Join("..", "..", "deploy", "baton.example.yaml")
-	c, err := Load(path, envMap(map[string]string{EnvMySQLPassword: "pw", EnvReplicationPassword: "rpw"}))
+	c, err := Load(path, envMap(map[string]string{EnvMySQLPassword: "pw", EnvReplicationPassword: "rpw", EnvPeerSecret: "0123456789abcdef0123"}))
 	if err != nil {
 		t.Fatalf("the example configuration does not load: %v", err)
 	}
-	if c.VIP == nil || !c.SemiSync || c.MySQL.Replication.User != "repl" || len(c.Etcd.Endpoints) != 3 {
+	if c.VIP == nil || !c.SemiSync || c.MySQL.Replication.User != "repl" || len(c.Etcd.Endpoints) != 3 || !c.FailsafeOn() {
 		t.Fatalf("example loaded as %+v", c)
 	}
 	// The example shows the defaults: it must agree with the code.
@@ -380,7 +429,7 @@ func TestDocsNameEveryField(t *testing.T) {
 			t.Errorf("docs/configuration.md does not document `%s`", p)
 		}
 	}
-	for _, env := range []string{EnvMySQLPassword, EnvReplicationPassword, EnvEtcdPassword} {
+	for _, env := range []string{EnvMySQLPassword, EnvReplicationPassword, EnvEtcdPassword, EnvPeerSecret} {
 		if !strings.Contains(doc, env) {
 			t.Errorf("docs/configuration.md does not mention %s", env)
 		}
