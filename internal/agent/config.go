@@ -28,6 +28,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"google.golang.org/grpc"
+	grpcbackoff "google.golang.org/grpc/backoff"
 	"gopkg.in/yaml.v3"
 
 	"github.com/baton-ha/baton/detector"
@@ -72,6 +74,10 @@ const (
 	DefaultHookTimeout      = 5 * time.Second
 	DefaultHTTPListen       = "0.0.0.0:9107"
 )
+
+// etcdMaxReconnectDelay bounds the wait between the etcd client's attempts to
+// reconnect to an endpoint.
+const etcdMaxReconnectDelay = time.Second
 
 // minSessionTTL is etcd's smallest lease TTL with its default election timeout: a
 // shorter TTL is silently raised by the server, and the agent's fencing arithmetic
@@ -831,6 +837,13 @@ func (c Config) EtcdClientConfig(log *zap.Logger) (clientv3.Config, error) {
 		Username:             c.Etcd.Username,
 		Password:             c.Etcd.Password.Reveal(),
 		Logger:               log,
+		// gRPC's reconnect backoff grows to 2 minutes by default: after an etcd
+		// outage of a minute an agent would come back long after etcd, past its
+		// lease. Retrying every second at most costs nothing.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           grpcbackoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: etcdMaxReconnectDelay},
+			MinConnectTimeout: c.Etcd.DialTimeout,
+		})},
 	}
 	if c.Etcd.TLS != nil {
 		tc, err := c.Etcd.TLS.Config("etcd.tls", "")

@@ -123,7 +123,7 @@ func EtcdOutage(ctx context.Context, cfg EtcdOutageConfig) (EtcdOutageResult, er
 			res.ResumedMS = a.At.Sub(started).Milliseconds()
 		}
 	}
-	if n := res.OutageMS / 100; n > 0 {
+	if n := (res.OutageMS + 99) / 100; n > 0 { // windows started during the outage
 		res.Availability = float64(len(windows)) / float64(n)
 	}
 	var after failover.Snapshot
