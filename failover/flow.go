@@ -12,6 +12,7 @@ import (
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
 
+	"github.com/baton-ha/baton/detector"
 	"github.com/baton-ha/baton/replication"
 )
 
@@ -282,13 +283,33 @@ func (f *flow) run(ctx context.Context) (Event, error) {
 	}
 	f.mu.Lock()
 	ev := Event{Kind: f.kind().Event(), From: f.d.From, To: next.Node, Epoch: next.Epoch, Reason: f.d.Reason,
-		Started: f.started.UTC(), Took: cfg.Now().Sub(f.started), Steps: append([]Step(nil), f.steps...), Manual: f.d.Manual}
+		Started: f.started.UTC(), Took: cfg.Now().Sub(f.started), Steps: append([]Step(nil), f.steps...), Manual: f.d.Manual,
+		Detected: detectedAt(f.snap, f.d, f.started)}
 	f.mu.Unlock()
 	if err := cfg.Store.AppendHistory(context.WithoutCancel(ctx), ev); err != nil {
 		log.Warn("record history", zap.Error(err))
 	}
 	log.Info("done", zap.String("to", next.Node), zap.Duration("took", ev.Took))
 	return ev, nil
+}
+
+// detectedAt is when the primary was first seen failing, for an automatic failover's
+// history event: since when its agent has published the failed verdict. Zero when
+// not known (its agent gone, a manual flow, a switchover) or not before started (the
+// agent's clock is not the coordinator's: a time after the flow began is not kept).
+func detectedAt(snap Snapshot, d Decision, started time.Time) time.Time {
+	if d.Action != Failover || d.Manual {
+		return time.Time{}
+	}
+	n, ok := snap.Nodes[d.From]
+	if !ok || n.VerdictSince.IsZero() || !n.VerdictSince.Before(started) {
+		return time.Time{}
+	}
+	switch n.Verdict {
+	case detector.Unwritable.String(), detector.Unreachable.String():
+		return n.VerdictSince.UTC()
+	}
+	return time.Time{}
 }
 
 // checkOpenWrites refuses a switchover while a write transaction has been open on the

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/baton-ha/baton/replication"
 )
@@ -103,5 +104,36 @@ func TestChoose(t *testing.T) {
 				t.Fatalf("reason %q, want it to mention %q", got.Reason, tc.wantReason)
 			}
 		})
+	}
+}
+
+func TestDetectedAt(t *testing.T) {
+	started := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	failed := started.Add(-1500 * time.Millisecond)
+	snap := func(verdict string, since time.Time) Snapshot {
+		var s Snapshot
+		s.Nodes = map[string]NodeStatus{"db1": {Node: "db1", Verdict: verdict, VerdictSince: since}}
+		return s
+	}
+	auto := Decision{Action: Failover, From: "db1", To: "db2"}
+	cases := []struct {
+		name string
+		snap Snapshot
+		d    Decision
+		want time.Time
+	}{
+		{"unwritable primary", snap("unwritable", failed), auto, failed},
+		{"unreachable primary", snap("unreachable", failed), auto, failed},
+		{"agent gone", Snapshot{}, auto, time.Time{}},
+		{"healthy verdict (agent cut from etcd)", snap("healthy", failed), auto, time.Time{}},
+		{"verdict after the flow began (clock skew)", snap("unwritable", started.Add(time.Second)), auto, time.Time{}},
+		{"zero verdict time", snap("unwritable", time.Time{}), auto, time.Time{}},
+		{"manual failover", snap("unwritable", failed), Decision{Action: Failover, From: "db1", Manual: true}, time.Time{}},
+		{"switchover", snap("unwritable", failed), Decision{Action: Switchover, From: "db1"}, time.Time{}},
+	}
+	for _, c := range cases {
+		if got := detectedAt(c.snap, c.d, started); !got.Equal(c.want) {
+			t.Errorf("%s: detected %v, want %v", c.name, got, c.want)
+		}
 	}
 }
