@@ -34,7 +34,7 @@ type HookCall struct {
 type CoordinatorConfig struct {
 	Node    string // this agent's node, the candidate's name in the election
 	Store   *Store
-	Servers *Servers
+	Servers ServerPool
 	// Policy is the policy of this agent's configuration file. The coordinator
 	// decides with the cluster's policy (the policy key), creates that key from this
 	// one when there is none, and decides with this one only while the key is

@@ -70,7 +70,7 @@ func (f *flow) record(ctx context.Context, st Step) {
 	}
 }
 
-func (f *flow) instance(name string) (*replication.Instance, error) {
+func (f *flow) instance(name string) (Server, error) {
 	addr := ""
 	if n, ok := f.snap.Nodes[name]; ok {
 		addr = n.Addr
@@ -571,7 +571,7 @@ func (f *flow) repointSilent(ctx context.Context, next Primary) (string, error) 
 	return "following " + next.Node + ": " + strings.Join(done, ", "), errors.Join(errs...)
 }
 
-func (f *flow) repointOne(ctx context.Context, in *replication.Instance, primary replication.Server, src replication.Source) error {
+func (f *flow) repointOne(ctx context.Context, in Server, primary replication.Server, src replication.Source) error {
 	st, err := in.Status(ctx)
 	if err != nil {
 		return err

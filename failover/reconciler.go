@@ -42,8 +42,8 @@ type ReconcilerConfig struct {
 	// status, kept under members/); may be empty.
 	Agent    string
 	Store    *Store
-	Local    *replication.Instance // this node's server
-	LocalDB  *sql.DB               // the same server, for the heartbeat bootstrap
+	Local    Server  // this node's server
+	LocalDB  *sql.DB // the same server, for the heartbeat bootstrap
 	Detector Detector
 	Peer     *PeerWatch // may be nil (single-node clusters, tests)
 	VIP      VIP        // may be nil: no virtual IP

@@ -1,6 +1,7 @@
 package failover
 
 import (
+	"context"
 	"database/sql"
 	"fmt"
 	"sync"
@@ -10,6 +11,28 @@ import (
 
 	"github.com/baton-ha/baton/replication"
 )
+
+// Server is what Baton says to one database server: a *replication.Instance, or in
+// the hollow-agent benchmark a scripted stand-in. Flavor differences stay behind it.
+type Server interface {
+	Status(ctx context.Context) (replication.Status, error)
+	StopIO(ctx context.Context) error
+	StartReplication(ctx context.Context) error
+	WaitExecuted(ctx context.Context, set replication.GTIDSet, timeout time.Duration) error
+	Promote(ctx context.Context) error
+	Follow(ctx context.Context, src replication.Source) error
+	Fence(ctx context.Context) (replication.FenceReport, error)
+	SetSemiSync(ctx context.Context, source, replica bool) error
+	OpenWrites(ctx context.Context, olderThan time.Duration) ([]replication.Write, error)
+}
+
+// ServerPool gives the coordinator the cluster's servers by name and address:
+// *Servers in production.
+type ServerPool interface {
+	Instance(name, addr string) (Server, error)
+}
+
+var _ Server = (*replication.Instance)(nil)
 
 // Servers opens and caches connections to the cluster's database servers by address,
 // with Baton's admin user, for the coordinator (stop replication, fence, catch up).
@@ -28,7 +51,7 @@ type Servers struct {
 
 // Instance returns the server at addr ("host:port", or "unix:/path" for a socket),
 // named name in logs.
-func (s *Servers) Instance(name, addr string) (*replication.Instance, error) {
+func (s *Servers) Instance(name, addr string) (Server, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if in, ok := s.cache[addr]; ok {
