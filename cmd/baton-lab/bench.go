@@ -20,7 +20,7 @@ import (
 )
 
 func benchCommand() *cli.Command {
-	return &cli.Command{Name: "bench", Usage: "measure Baton on sandboxes", Subcommands: []*cli.Command{benchDetectCommand(), benchFailoverCommand(), benchEtcdOutageCommand(), benchAllCommand()}}
+	return &cli.Command{Name: "bench", Usage: "measure Baton on sandboxes", Subcommands: []*cli.Command{benchDetectCommand(), benchFailoverCommand(), benchEtcdOutageCommand(), benchScaleCommand(), benchAllCommand()}}
 }
 
 func benchDetectCommand() *cli.Command {
@@ -244,6 +244,65 @@ Example:
 			defer stop()
 			if err := bench.All(ctx, cfg); err != nil {
 				return cli.Exit("bench all: "+err.Error(), exitBadInput)
+			}
+			return nil
+		},
+	}
+}
+
+func benchScaleCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "scale",
+		Usage: "measure how many clusters one etcd carries, with hollow agents",
+		Description: `Runs --clusters clusters of --nodes hollow agents each in this process: every
+agent's real etcd session, coordinator election, reconciler and coordinator, with an
+etcd client of its own, against scripted servers instead of MariaDB. The etcd
+members (--etcd-members) run as separate processes on loopback. Halfway through
+--minutes, --fail random primaries turn unwritable at once. Reports etcd requests
+and bytes per second per agent (idle and during the failovers), the members' CPU,
+memory and db size, late lease renewals, false failovers, and the time from the
+fault to each decision and committed epoch (p50/p99).
+
+Example:
+   baton-lab bench scale --clusters 100 --nodes 3 --etcd-members 3 --minutes 2 --fail 20 --json`,
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "clusters", Value: 10, Usage: "clusters"},
+			&cli.IntFlag{Name: "nodes", Value: 3, Usage: "nodes (hollow agents) per cluster"},
+			&cli.IntFlag{Name: "etcd-members", Value: 3, Usage: "etcd members (1 or 3)"},
+			&cli.Float64Flag{Name: "minutes", Value: 2, Usage: "how long the run lasts (the faults come halfway)"},
+			&cli.IntFlag{Name: "fail", Value: 1, Usage: "primaries made unwritable at once"},
+			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "which clusters fail"},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
+			batonFlag(),
+		},
+		Action: func(cctx *cli.Context) error {
+			bin, err := lab.FindBinaries(cctx.String("baton"))
+			if err != nil {
+				return cli.Exit("bench scale: "+err.Error(), exitBadInput)
+			}
+			cfg := bench.ScaleConfig{Clusters: cctx.Int("clusters"), Nodes: cctx.Int("nodes"), EtcdMembers: cctx.Int("etcd-members"),
+				Duration: time.Duration(cctx.Float64("minutes") * float64(time.Minute)), Fail: cctx.Int("fail"), Seed: cctx.Uint64("seed"),
+				Bin: bin, Progress: os.Stderr}
+			if err := cfg.Validate(); err != nil {
+				return cli.Exit("bench scale: "+err.Error(), exitBadInput)
+			}
+			ctx, stop := signal.NotifyContext(cctx.Context, syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			res, err := bench.Scale(ctx, cfg)
+			if err != nil {
+				res.Error = err.Error()
+			}
+			if cctx.Bool("json") {
+				if jerr := json.NewEncoder(cctx.App.Writer).Encode(res); jerr != nil {
+					return jerr
+				}
+			} else {
+				fmt.Fprintf(cctx.App.Writer, "%d clusters, %d agents: idle %.0f B/s and %.2f requests/s per agent; failovers %d/%d committed, decision p50 %d ms p99 %d ms, commit p50 %d ms p99 %d ms; %d false failovers, %d late renewals\n",
+					res.Clusters, res.Agents, res.Idle.BytesPerSAgent, res.Idle.RequestsPerSAgent, res.Committed, res.Faulted,
+					res.DecisionP50MS, res.DecisionP99MS, res.CommitP50MS, res.CommitP99MS, res.FalseFailovers, res.LateRenewals)
+			}
+			if err != nil {
+				return cli.Exit("bench scale: "+err.Error(), exitRefused)
 			}
 			return nil
 		},
