@@ -173,8 +173,12 @@ func Scale(ctx context.Context, cfg ScaleConfig) (ScaleResult, error) {
 	}
 	fmt.Fprintf(progress, "scale: %d agents started in %s\n", res.Agents, time.Since(started).Round(time.Millisecond))
 	bootLimit := time.Minute + time.Duration(cfg.Clusters)*50*time.Millisecond
-	if err := lab.Until(ctx, bootLimit, func() bool { return allBootstrapped(ctx, cli, clusters) }); err != nil {
-		return res, fmt.Errorf("not every cluster bootstrapped: %w", err)
+	booted := 0
+	if err := lab.Until(ctx, bootLimit, func() bool {
+		booted = bootstrapped(ctx, cli, clusters)
+		return booted == len(clusters)
+	}); err != nil {
+		return res, fmt.Errorf("%d of %d clusters bootstrapped: %w", booted, len(clusters), err)
 	}
 	res.BootstrapS = time.Since(started).Seconds()
 	fmt.Fprintf(progress, "scale: %d clusters bootstrapped in %.1f s\n", cfg.Clusters, res.BootstrapS)
@@ -247,19 +251,18 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// allBootstrapped says whether every cluster has db1 as its primary of record,
-// holding the leader key (read in pages, with deadlines).
-func allBootstrapped(ctx context.Context, cli *clientv3.Client, clusters []*hollow.Cluster) bool {
+// bootstrapped counts the clusters whose primary of record holds the leader key.
+func bootstrapped(ctx context.Context, cli *clientv3.Client, clusters []*hollow.Cluster) int {
+	n := 0
 	for _, c := range clusters {
-		k := failover.NewKeys(c.Name)
 		gctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		resp, err := cli.Get(gctx, k.Leader())
+		resp, err := cli.Get(gctx, failover.NewKeys(c.Name).Leader(), clientv3.WithCountOnly())
 		cancel()
-		if err != nil || len(resp.Kvs) == 0 {
-			return false
+		if err == nil && resp.Count == 1 {
+			n++
 		}
 	}
-	return true
+	return n
 }
 
 // watchCommits polls the faulted clusters' primary keys until each has a new epoch or
