@@ -50,6 +50,26 @@ func maxGap(acks []sandbox.Ack, from, to time.Time) time.Duration {
 	return max(gap, to.Sub(last))
 }
 
+// restartAgent kills a node's agent, starts it again and waits until the new agent
+// published its status on a lease of its own.
+func restartAgent(t *testing.T, c cluster, node string) error {
+	t.Helper()
+	ctx := context.Background()
+	oldLease := c.snapshot(t).NodeLeases[node]
+	if err := c.Fault(ctx, node, sandbox.KillAgent); err != nil {
+		return err
+	}
+	if err := c.Fault(ctx, node, sandbox.StartAgent); err != nil {
+		return err
+	}
+	sandboxtest.WaitFor(t, 15*time.Second, node+"'s new agent in etcd", func() bool {
+		snap := c.snapshot(t)
+		_, ok := snap.Nodes[node]
+		return ok && snap.NodeLeases[node] != oldLease
+	})
+	return nil
+}
+
 func readOnly(t *testing.T, c cluster, node string) (bool, error) {
 	t.Helper()
 	db := sandboxtest.RootDB(t, c.Cluster, node)
@@ -184,29 +204,16 @@ func TestFailsafe(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		oldLease := c.snapshot(t).NodeLeases["db3"]
-		if err := c.Fault(ctx, "db3", sandbox.KillAgent); err != nil {
-			t.Fatal(err)
-		}
 		if err := os.WriteFile(secretFile, []byte("not-the-cluster-secret\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		err = c.Fault(ctx, "db3", sandbox.StartAgent)
-		restore := func() {
-			if err := os.WriteFile(secretFile, good, 0o600); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err != nil {
-			restore()
+		restarted := restartAgent(t, c, "db3")
+		if err := os.WriteFile(secretFile, good, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		sandboxtest.WaitFor(t, 10*time.Second, "db3's new agent in etcd", func() bool {
-			snap := c.snapshot(t)
-			_, ok := snap.Nodes["db3"]
-			return ok && snap.NodeLeases["db3"] != oldLease
-		})
-		restore()
+		if restarted != nil {
+			t.Fatal(restarted)
+		}
 		if err := c.StopEtcd(ctx, ""); err != nil {
 			t.Fatal(err)
 		}
@@ -221,32 +228,95 @@ func TestFailsafe(t *testing.T) {
 			t.Fatal(err)
 		}
 		// db3's agent back with the cluster's secret; db1 writable again, no failover.
-		if err := c.Fault(ctx, "db3", sandbox.KillAgent); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.Fault(ctx, "db3", sandbox.StartAgent); err != nil {
+		if err := restartAgent(t, c, "db3"); err != nil {
 			t.Fatal(err)
 		}
 		unchanged(t, 30*time.Second)
 	})
 
+	t.Run("etcd back for one replica first", func(t *testing.T) {
+		// Every agent cut from etcd (etcd itself runs): the primary is kept. Then
+		// db2 reaches etcd again: its next answer makes db1 fence, and once its
+		// promise has run out it fails db1 over.
+		for _, n := range []string{"db1", "db2", "db3"} {
+			if err := c.Fault(ctx, n, sandbox.CutEtcd); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(5 * time.Second)
+		if v := failsafeOf(t, c, "db1"); v.Failsafe.State != "primary kept" {
+			t.Errorf("db1's failsafe = %+v with every agent cut from etcd, want the primary kept", v.Failsafe)
+		}
+		healed := time.Now()
+		if err := c.Fault(ctx, "db2", sandbox.HealEtcd); err != nil {
+			t.Fatal(err)
+		}
+		sandboxtest.WaitFor(t, 5*time.Second, "db1 fenced once db2 reaches etcd", func() bool {
+			ro, err := readOnly(t, c, "db1")
+			return err == nil && ro
+		})
+		t.Logf("db1 fenced %s after db2 reached etcd again", time.Since(healed).Round(time.Millisecond))
+		var now failover.Snapshot
+		sandboxtest.WaitFor(t, 30*time.Second, "a failover to db2", func() bool {
+			now = c.snapshot(t)
+			return now.Primary.Node == "db2" && now.Leader == "db2"
+		})
+		sandboxtest.WaitFor(t, 10*time.Second, "a write on db2", func() bool {
+			_, ok := w.FirstAckAfter(healed, uint32(c.Nodes[0].ServerID))
+			return ok
+		})
+		for _, n := range []string{"db1", "db3"} {
+			if err := c.Fault(ctx, n, sandbox.HealEtcd); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sandboxtest.WaitFor(t, 20*time.Second, "db1 and db3 replicas of db2", func() bool {
+			snap := c.snapshot(t)
+			for _, n := range []string{"db1", "db3"} {
+				if st, ok := snap.Nodes[n]; !ok || st.Role != failover.RoleReplica || !st.IORunning || !strings.HasPrefix(st.Source, c.Nodes[1].IP+":") {
+					return false
+				}
+			}
+			return true
+		})
+	})
+
 	t.Run("every etcd member stopped, then the primary killed", func(t *testing.T) {
+		old := c.snapshot(t).Primary.Node
+		oldNode, err := c.Node(old)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var others []string
+		for _, n := range c.Nodes {
+			if n.Name != old {
+				others = append(others, n.Name)
+			}
+		}
 		if err := c.StopEtcd(ctx, ""); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(4 * time.Second)
 		killed := time.Now()
-		if err := c.Fault(ctx, "db1", sandbox.Kill); err != nil {
+		if err := c.Fault(ctx, old, sandbox.Kill); err != nil {
 			t.Fatal(err)
 		}
 		// No failover without etcd: nobody may promote, and the replicas stay read_only.
 		time.Sleep(8 * time.Second)
-		for _, n := range []string{"db2", "db3"} {
+		for _, n := range others {
 			if ro, err := readOnly(t, c, n); err != nil || !ro {
 				t.Errorf("%s read_only=%v (%v) with etcd down, want read_only", n, ro, err)
 			}
 		}
 		if err := c.StartEtcd(ctx, ""); err != nil {
+			t.Fatal(err)
+		}
+		// The failover of the phase before set the anti-flap block: lift it, as an
+		// operator would (deleting the key).
+		dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err = c.store.Client().Delete(dctx, c.store.Keys.FailoverBlock())
+		dcancel()
+		if err != nil {
 			t.Fatal(err)
 		}
 		var now failover.Snapshot
@@ -255,10 +325,10 @@ func TestFailsafe(t *testing.T) {
 			defer cancel()
 			s, err := c.store.Load(lctx)
 			now = s
-			return err == nil && s.Primary.Node != "db1" && s.Primary.Node != "" && s.Leader == s.Primary.Node
+			return err == nil && s.Primary.Node != old && s.Primary.Node != "" && s.Leader == s.Primary.Node
 		})
 		sandboxtest.WaitFor(t, 10*time.Second, "a write on the new primary", func() bool {
-			_, ok := w.FirstAckAfter(killed, uint32(c.Nodes[0].ServerID))
+			_, ok := w.FirstAckAfter(killed, uint32(oldNode.ServerID))
 			return ok
 		})
 		w.Stop()
