@@ -105,6 +105,10 @@ type ErrantEvidence struct {
 	BinlogState string
 	// SlavePos is MariaDB's gtid_slave_pos then.
 	SlavePos string
+	// BinlogEnd is where the binlog ended then (SHOW MASTER STATUS, file:position):
+	// RepairErrant goes ahead only if nothing was written since, not even a
+	// transaction numbered before the inspection whose write was still pending.
+	BinlogEnd string
 	// Written is MariaDB's gtid_binlog_state as the binary logs hold it: every
 	// errant (domain, server_id) entry set back to its last transaction really
 	// written at or below what the primary has (dropped when there is none).
@@ -468,6 +472,9 @@ func (in *Instance) InspectErrant(ctx context.Context, primary Server, timeout t
 				return fmt.Errorf("gtid_binlog_state: %w", err)
 			}
 		}
+		if ev.BinlogEnd, err = s.binlogEnd(ctx); err != nil {
+			return err
+		}
 		lookups := errantLookups(ev.Errant, primary, state)
 		files, err := s.binlogFiles(ctx)
 		if err != nil {
@@ -500,6 +507,21 @@ func (in *Instance) InspectErrant(ctx context.Context, primary Server, timeout t
 		return ErrantEvidence{}, fmt.Errorf("inspect errant transactions of %s: %w", in.name, err)
 	}
 	return ev, nil
+}
+
+// binlogEnd is SHOW MASTER STATUS's file:position, where the next event goes.
+func (s *session) binlogEnd(ctx context.Context) (string, error) {
+	if s.flavor != FlavorMariaDB {
+		return "", nil // only RepairErrant, MariaDB's, needs it (MySQL 8.4 renamed the statement)
+	}
+	rows, err := s.queryRows(ctx, "SHOW MASTER STATUS")
+	if err != nil {
+		return "", err
+	}
+	if len(rows) != 1 {
+		return "", errors.New("show master status: no binary log (log_bin is off?)")
+	}
+	return rows[0]["File"] + ":" + rows[0]["Position"], nil
 }
 
 // binlogFiles lists the binary log files with the GTIDs logged before each.
@@ -635,6 +657,13 @@ func (in *Instance) RepairErrant(ctx context.Context, ev ErrantEvidence) error {
 		}
 		if now != ev.BinlogState {
 			return fmt.Errorf("gtid_binlog_state is %q, was %q when the binlog was read: %w", now, ev.BinlogState, ErrEvidenceStale)
+		}
+		end, err := s.binlogEnd(ctx)
+		if err != nil {
+			return err
+		}
+		if end != ev.BinlogEnd {
+			return fmt.Errorf("the binlog ends at %s, ended at %s when it was read: %w", end, ev.BinlogEnd, ErrEvidenceStale)
 		}
 		if err := s.exec(ctx, "RESET MASTER"); err != nil {
 			return err
