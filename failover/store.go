@@ -244,22 +244,23 @@ func (s *Store) AnswerRejoin(ctx context.Context, modRev int64, r RejoinRequest)
 		clientv3.OpPut(key, mustJSON(r)))
 }
 
-// RejoinRequest returns the rejoin request of node, nil when there is none.
-func (s *Store) RejoinRequest(ctx context.Context, node string) (*RejoinRequest, error) {
+// RejoinRequestRev returns the rejoin request of node and its mod revision, nil
+// when there is none.
+func (s *Store) RejoinRequestRev(ctx context.Context, node string) (*RejoinRequest, int64, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	get, err := s.cli.Get(ctx, s.Keys.Rejoin(node))
 	if err != nil {
-		return nil, fmt.Errorf("read rejoin request of %s: %w", node, err)
+		return nil, 0, fmt.Errorf("read rejoin request of %s: %w", node, err)
 	}
 	if len(get.Kvs) == 0 {
-		return nil, nil
+		return nil, 0, nil
 	}
 	var r RejoinRequest
 	if err := json.Unmarshal(get.Kvs[0].Value, &r); err != nil {
-		return nil, fmt.Errorf("parse rejoin request of %s: %w", node, err)
+		return nil, 0, fmt.Errorf("parse rejoin request of %s: %w", node, err)
 	}
-	return &r, nil
+	return &r, get.Kvs[0].ModRevision, nil
 }
 
 // CreatePolicy makes rec the cluster's policy if there is none (a create-only
