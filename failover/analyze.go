@@ -413,7 +413,7 @@ func analyzeErrant(snap Snapshot, s Self, a Analysis) Analysis {
 	}
 	switch {
 	case phantom:
-		a.Reason = "every errant GTID is a phantom (in no binary log); repaired once " + blocked
+		a.Reason = "every errant GTID is a phantom (in no binary log); not repaired yet: " + blocked
 	default:
 		a.Reason = "real errant transactions in the binary log (" + strings.Join(realGTIDs, ", ") + "): a person must decide (baton rejoin --discard-errant)"
 	}

@@ -109,6 +109,9 @@ type ErrantEvidence struct {
 	// RepairErrant goes ahead only if nothing was written since, not even a
 	// transaction numbered before the inspection whose write was still pending.
 	BinlogEnd string
+	// UnreadableTail says where the file being written stops being readable, when
+	// it does (see binlogEvents): the failed write of phantoms leaves one.
+	UnreadableTail string
 	// Written is MariaDB's gtid_binlog_state as the binary logs hold it: every
 	// errant (domain, server_id) entry set back to its last transaction really
 	// written at or below what the primary has (dropped when there is none).
@@ -314,38 +317,77 @@ func sortedSIDs(s *gomysql.MysqlGTIDSet) []string {
 }
 
 // classifyErrant is the pure part of InspectErrant: each lookup against the GTID
-// events found in the files scanned. A GTID event present makes the transaction
-// real; absent, it is a phantom on MariaDB and, on MySQL, a transaction whose
-// binlog was purged (real).
-func classifyErrant(f Flavor, lookups []lookup, events []BinlogEvent) []ErrantTxn {
-	first := map[string]*BinlogEvent{}
+// events found in the files scanned. A transaction is in the binlog when its GTID
+// event is there and the transaction is whole: a statement after a standalone GTID
+// event (DDL), else an Xid or COMMIT before the next GTID event. Then it is real.
+// One whose GTID event is there but whose rest runs into the unreadable tail of the
+// file being written (tails: file -> offset) was never written whole: no replica
+// could read it, crash recovery would truncate it, and InnoDB rolled it back when
+// its binlog write failed: a phantom, with its first event and a note. Absent, it
+// is a phantom on MariaDB and, on MySQL, a transaction whose binlog was purged
+// (real). Anything else found incomplete counts as real.
+func classifyErrant(f Flavor, lookups []lookup, events []BinlogEvent, tails map[string]uint64) []ErrantTxn {
+	type found struct {
+		first    *BinlogEvent
+		complete bool
+		file     string
+	}
+	seen := map[string]found{}
 	for i, e := range events {
 		g, ok := eventGTID(f, e)
 		if !ok {
 			continue
 		}
-		if _, seen := first[g]; seen {
+		if _, dup := seen[g]; dup {
 			continue
 		}
-		ev := e
+		standalone := f == FlavorMariaDB && !strings.HasPrefix(strings.ToUpper(strings.TrimSpace(e.Info)), "BEGIN")
+		fd := found{file: e.File}
+		first := e
 		for j := i + 1; j < len(events) && events[j].File == e.File; j++ {
 			n := events[j]
-			if strings.EqualFold(n.Type, "Query") && strings.EqualFold(strings.TrimSpace(n.Info), "BEGIN") {
-				continue
+			if _, isGTID := eventGTID(f, n); isGTID {
+				break
 			}
-			ev = n
-			break
+			info := strings.ToUpper(strings.TrimSpace(n.Info))
+			if fd.first == nil {
+				if strings.EqualFold(n.Type, "Query") && info == "BEGIN" {
+					continue
+				}
+				first = n
+				fd.first = &first
+				if standalone || (f == FlavorMySQL && strings.EqualFold(n.Type, "Query")) {
+					// MariaDB's GTID event without BEGIN, MySQL's Query right after
+					// GTID_NEXT (no BEGIN): a statement that is its own transaction.
+					fd.complete = true
+					break
+				}
+			}
+			if strings.EqualFold(n.Type, "Xid") || strings.EqualFold(n.Type, "XA_prepare") ||
+				(strings.EqualFold(n.Type, "Query") && (strings.HasPrefix(info, "COMMIT") || strings.HasPrefix(info, "XA "))) {
+				fd.complete = true
+				break
+			}
 		}
-		first[g] = &ev
+		if fd.first == nil {
+			fd.first = &first
+		}
+		seen[g] = fd
 	}
 	out := make([]ErrantTxn, 0, len(lookups))
 	for _, l := range lookups {
 		t := ErrantTxn{GTID: l.gtid}
-		switch ev, ok := first[strings.ToLower(l.gtid)]; {
+		fd, ok := seen[strings.ToLower(l.gtid)]
+		switch {
 		case l.note != "":
 			t.Kind, t.Note = ErrantReal, l.note
+		case ok && fd.complete:
+			t.Kind, t.First = ErrantReal, fd.first
+		case ok && tails[fd.file] > 0 && f == FlavorMariaDB:
+			t.Kind, t.First = ErrantPhantom, fd.first
+			t.Note = fmt.Sprintf("never written whole: %s is unreadable from offset %d, inside this transaction", fd.file, tails[fd.file])
 		case ok:
-			t.Kind, t.First = ErrantReal, ev
+			t.Kind, t.First, t.Note = ErrantReal, fd.first, "incomplete in the binlog: taken as real"
 		case f == FlavorMySQL:
 			t.Kind, t.Note = ErrantReal, "not in the binary logs: purged (gtid_executed has it, so it was committed)"
 		default:
@@ -489,15 +531,21 @@ func (in *Instance) InspectErrant(ctx context.Context, primary Server, timeout t
 				}
 			}
 		}
+		endFile, _ := splitEnd(ev.BinlogEnd)
+		tails := map[string]uint64{}
 		var events []BinlogEvent
 		for _, f := range scan {
-			fe, err := s.binlogEvents(ctx, f.Name, 0)
+			fe, tail, err := s.binlogEvents(ctx, f.Name, 0, f.Name == endFile)
 			if err != nil {
 				return err
 			}
+			if tail > 0 {
+				tails[f.Name] = tail
+				ev.UnreadableTail = fmt.Sprintf("%s from offset %d (the server's position: %s)", f.Name, tail, ev.BinlogEnd)
+			}
 			events = append(events, fe...)
 		}
-		ev.Txns = classifyErrant(s.flavor, lookups, events)
+		ev.Txns = classifyErrant(s.flavor, lookups, events, tails)
 		if s.flavor == FlavorMariaDB {
 			ev.Written = writtenState(state, ev.Errant, primary, scan, events)
 		}
@@ -524,6 +572,19 @@ func (s *session) binlogEnd(ctx context.Context) (string, error) {
 	return rows[0]["File"] + ":" + rows[0]["Position"], nil
 }
 
+// splitEnd reads binlogEnd's file:position.
+func splitEnd(s string) (string, uint64) {
+	i := strings.LastIndexByte(s, ':')
+	if i < 0 {
+		return "", 0
+	}
+	pos, err := strconv.ParseUint(s[i+1:], 10, 64)
+	if err != nil {
+		return "", 0
+	}
+	return s[:i], pos
+}
+
 // binlogFiles lists the binary log files with the GTIDs logged before each.
 func (s *session) binlogFiles(ctx context.Context) ([]binlogFile, error) {
 	rows, err := s.queryRows(ctx, "SHOW BINARY LOGS")
@@ -536,7 +597,7 @@ func (s *session) binlogFiles(ctx context.Context) ([]binlogFile, error) {
 		if name == "" {
 			continue
 		}
-		head, err := s.binlogEvents(ctx, name, 4)
+		head, _, err := s.binlogEvents(ctx, name, 4, false)
 		if err != nil {
 			return nil, err
 		}
@@ -548,26 +609,41 @@ func (s *session) binlogFiles(ctx context.Context) ([]binlogFile, error) {
 }
 
 // binlogEvents reads the events of one file, the first limit of them (0: all,
-// page by page).
-func (s *session) binlogEvents(ctx context.Context, file string, limit int) ([]BinlogEvent, error) {
+// page by page). A page that meets bytes the server cannot read as an event
+// (error 1220) is read again in smaller pages. Where a single event cannot be read
+// in the file being written (current), the file ends there: tail is that offset.
+// That is what a binlog write that failed on a full disk leaves (MariaDB's own
+// position counts the bytes it tried to write); no dump thread can read past it, so
+// no replica ever got what lies there, and crash recovery would truncate it too.
+// In any other file it is an error.
+func (s *session) binlogEvents(ctx context.Context, file string, limit int, current bool) (events []BinlogEvent, tail uint64, err error) {
 	var out []BinlogEvent
 	from := uint64(4)
+	n := binlogPage
+	if limit > 0 {
+		n = limit
+	}
 	for {
-		n := binlogPage
-		if limit > 0 {
-			n = limit
-		}
 		rows, err := s.queryRows(ctx, binlogEventsQuery(file, from, n, s.noBackslashEscapes))
+		if err != nil && isErrno(err, 1220) {
+			if n > 1 {
+				n /= 2
+				continue
+			}
+			if current {
+				return out, from, nil
+			}
+		}
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		page, err := parseBinlogEvents(rows)
 		if err != nil {
-			return nil, fmt.Errorf("show binlog events in %s: %w", file, err)
+			return nil, 0, fmt.Errorf("show binlog events in %s: %w", file, err)
 		}
 		out = append(out, page...)
 		if limit > 0 || len(page) < n || len(page) == 0 {
-			return out, nil
+			return out, 0, nil
 		}
 		from = page[len(page)-1].EndPos
 	}

@@ -135,7 +135,7 @@ func TestClassifyErrantMariaDBPhantoms(t *testing.T) {
 	if len(lookups) != 2 || lookups[0].gtid != "0-1-36" || lookups[1].gtid != "0-1-37" {
 		t.Fatalf("lookups %+v: want 0-1-36 and 0-1-37", lookups)
 	}
-	ev := ErrantEvidence{Flavor: FlavorMariaDB, Errant: errant, Txns: classifyErrant(FlavorMariaDB, lookups, events)}
+	ev := ErrantEvidence{Flavor: FlavorMariaDB, Errant: errant, Txns: classifyErrant(FlavorMariaDB, lookups, events, nil)}
 	if !ev.Phantom() {
 		t.Fatalf("txns %+v: want both phantom", ev.Txns)
 	}
@@ -161,7 +161,7 @@ mysql-bin.000001	14400	Xid	1	14431	COMMIT /* xid=700 */`
 	state := MustParseGTIDSet(FlavorMariaDB, "0-2-40,0-1-36")
 	primary := Server{ServerID: 2, Executed: MustParseGTIDSet(FlavorMariaDB, "0-1-35,0-2-53")}
 	errant, _ := Errant(Server{ServerID: 1, Executed: state}, primary)
-	txns := classifyErrant(FlavorMariaDB, errantLookups(errant, primary, state), events)
+	txns := classifyErrant(FlavorMariaDB, errantLookups(errant, primary, state), events, nil)
 	if len(txns) != 1 || txns[0].Kind != ErrantReal || txns[0].First == nil || txns[0].First.Type != "Annotate_rows" ||
 		!strings.Contains(txns[0].First.Info, "app.t") {
 		t.Fatalf("txns %+v: want 0-1-36 real, first event its annotation", txns)
@@ -190,7 +190,7 @@ func TestClassifyErrantZeroIsNotPhantom(t *testing.T) {
 	exec, _ := state.Union(slave)
 	errant, _ := Errant(Server{ServerID: 1, Executed: exec}, primary)
 	l := errantLookups(errant, primary, state)
-	txns := classifyErrant(FlavorMariaDB, l, nil)
+	txns := classifyErrant(FlavorMariaDB, l, nil, nil)
 	for _, tx := range txns {
 		if strings.Contains(tx.GTID, "..") && tx.Kind != ErrantReal {
 			t.Errorf("%+v: GTIDs above gtid_binlog_state must count as real", tx)
@@ -207,7 +207,7 @@ func TestClassifyErrantMySQL(t *testing.T) {
 	if err != nil || errant.String() != "4f2bb1a0-71ca-11e1-9e33-c80aa9429562:1-2" {
 		t.Fatalf("errant %v %v", errant, err)
 	}
-	txns := classifyErrant(FlavorMySQL, errantLookups(errant, primary, GTIDSet{}), events)
+	txns := classifyErrant(FlavorMySQL, errantLookups(errant, primary, GTIDSet{}), events, nil)
 	if len(txns) != 2 {
 		t.Fatalf("txns %+v", txns)
 	}
@@ -229,5 +229,41 @@ func TestBinlogEventsQuery(t *testing.T) {
 	}
 	if q := binlogEventsQuery("x'y", 4, 1, false); !strings.Contains(q, `'x''y'`) {
 		t.Errorf("file name not quoted: %q", q)
+	}
+}
+
+// Read on MariaDB 10.11 after a fence on a full disk: the 64 KiB write's GTID event
+// and annotation reached the file, its rows did not (SHOW BINLOG EVENTS fails with
+// error 1220 from offset 11832 on); 0-1-32 was numbered and never written at all.
+func TestClassifyErrantTruncatedTail(t *testing.T) {
+	out := `Log_name	Pos	Event_type	Server_id	End_log_pos	Info
+mysql-bin.000001	4	Format_desc	1	256	Server ver: 10.11.19-MariaDB-0+deb12u1-log, Binlog ver: 4
+mysql-bin.000001	256	Gtid_list	1	285	[]
+mysql-bin.000001	11100	Gtid	1	11142	BEGIN GTID 0-1-30
+mysql-bin.000001	11142	Annotate_rows	1	11400	INSERT INTO baton.heartbeat (node, seq) VALUES ('db1', 7)
+mysql-bin.000001	11400	Table_map	1	11460	table_id: 20 (baton.heartbeat)
+mysql-bin.000001	11460	Update_rows_v1	1	11560	table_id: 20 flags: STMT_END_F
+mysql-bin.000001	11560	Xid	1	11591	COMMIT /* xid=500 */
+mysql-bin.000001	11638	Gtid	1	11680	BEGIN GTID 0-1-31
+mysql-bin.000001	11680	Annotate_rows	1	11780	INSERT INTO sandbox.fill(v) SELECT REPEAT('x', 16384) FROM sandbox.seq_1_to_4
+mysql-bin.000001	11780	Table_map	1	11832	table_id: 21 (sandbox.fill)`
+	events := eventsOf(t, out)
+	state := MustParseGTIDSet(FlavorMariaDB, "0-1-32")
+	primary := Server{ServerID: 2, Executed: MustParseGTIDSet(FlavorMariaDB, "0-1-30,0-2-44")}
+	errant, _ := Errant(Server{ServerID: 1, Executed: state}, primary)
+	lookups := errantLookups(errant, primary, state)
+	txns := classifyErrant(FlavorMariaDB, lookups, events, map[string]uint64{"mysql-bin.000001": 11832})
+	if len(txns) != 2 || txns[0].GTID != "0-1-31" || txns[0].Kind != ErrantPhantom || txns[0].First == nil || txns[0].Note == "" ||
+		txns[1].GTID != "0-1-32" || txns[1].Kind != ErrantPhantom {
+		t.Fatalf("txns %+v: want 0-1-31 phantom (incomplete, with its first event) and 0-1-32 phantom", txns)
+	}
+	// Without the unreadable tail, an incomplete transaction is never a phantom.
+	txns = classifyErrant(FlavorMariaDB, lookups, events, nil)
+	if txns[0].Kind != ErrantReal {
+		t.Errorf("%+v: an incomplete transaction without an unreadable tail must count as real", txns[0])
+	}
+	files := []binlogFile{{Name: "mysql-bin.000001", Before: MustParseGTIDSet(FlavorMariaDB, ""), HasBefore: true}}
+	if w := writtenState(state, errant, primary, files, events); w != "0-1-30" {
+		t.Errorf("written state %q, want 0-1-30", w)
 	}
 }
