@@ -531,8 +531,9 @@ func (in *Instance) InspectErrant(ctx context.Context, primary Server, timeout t
 				}
 			}
 		}
-		endFile, _ := splitEnd(ev.BinlogEnd)
+		endFile, endPos := splitEnd(ev.BinlogEnd)
 		tails := map[string]uint64{}
+		after := false
 		var events []BinlogEvent
 		for _, f := range scan {
 			fe, tail, err := s.binlogEvents(ctx, f.Name, 0, f.Name == endFile)
@@ -540,12 +541,31 @@ func (in *Instance) InspectErrant(ctx context.Context, primary Server, timeout t
 				return err
 			}
 			if tail > 0 {
+				if after, err = s.writtenAfter(ctx, f.Name, tail, endPos); err != nil {
+					return err
+				}
+				if after {
+					// Something was committed past the unreadable part (a write after the
+					// disk had room again): what lies there cannot be read, so nothing
+					// missing can be called a phantom.
+					ev.UnreadableTail = fmt.Sprintf("%s from offset %d, with events written after it up to %s: not checkable", f.Name, tail, ev.BinlogEnd)
+					events = append(events, fe...)
+					continue
+				}
 				tails[f.Name] = tail
 				ev.UnreadableTail = fmt.Sprintf("%s from offset %d (the server's position: %s)", f.Name, tail, ev.BinlogEnd)
 			}
 			events = append(events, fe...)
 		}
 		ev.Txns = classifyErrant(s.flavor, lookups, events, tails)
+		if after {
+			for i, t := range ev.Txns {
+				if t.Kind == ErrantPhantom {
+					ev.Txns[i].Kind = ErrantUnchecked
+					ev.Txns[i].Note = "not readable in the binlog, which has events written after an unreadable part: cannot be checked"
+				}
+			}
+		}
 		if s.flavor == FlavorMariaDB {
 			ev.Written = writtenState(state, ev.Errant, primary, scan, events)
 		}
@@ -570,6 +590,37 @@ func (s *session) binlogEnd(ctx context.Context) (string, error) {
 		return "", errors.New("show master status: no binary log (log_bin is off?)")
 	}
 	return rows[0]["File"] + ":" + rows[0]["Position"], nil
+}
+
+// maxLastEvent bounds how far before the binlog's end writtenAfter looks for the
+// start of the last event: an Xid is 31 bytes, a COMMIT or a DDL a few hundred.
+const maxLastEvent = 4096
+
+// writtenAfter says whether the binlog file being written has a readable event
+// ending exactly at its end position (SHOW MASTER STATUS), past the unreadable part
+// that starts at tail: a transaction committed after a failed write. A failed write
+// alone leaves the position past anything readable (past the end of the file, even),
+// so no offset before it starts an event that ends there. It tries each offset of
+// the last maxLastEvent bytes: a failing SHOW BINLOG EVENTS is cheap.
+func (s *session) writtenAfter(ctx context.Context, file string, tail, end uint64) (bool, error) {
+	if end <= tail {
+		return false, nil
+	}
+	const minEvent = 19 // a binlog event header
+	for off := end - min(end-tail, minEvent); off+maxLastEvent >= end && off > tail; off-- {
+		rows, err := s.queryRows(ctx, binlogEventsQuery(file, off, 1, s.noBackslashEscapes))
+		if err != nil {
+			if ctx.Err() != nil {
+				return false, err
+			}
+			continue
+		}
+		page, err := parseBinlogEvents(rows)
+		if err == nil && len(page) == 1 && page[0].EndPos == end {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // splitEnd reads binlogEnd's file:position.

@@ -60,13 +60,13 @@ func runRejoin(cctx *cli.Context) error {
 	fail := func(code int, format string, args ...any) error {
 		return cli.Exit("baton rejoin: "+fmt.Sprintf(format, args...), code)
 	}
-	if cctx.NArg() != 1 {
-		return fail(exitBadInput, "give exactly one node (got %d arguments): baton rejoin NODE [--discard-errant] --yes", cctx.NArg())
+	node, discard, yes, err := rejoinArgs(cctx.Args().Slice(), cctx.Bool("discard-errant"), cctx.Bool("yes"))
+	if err != nil {
+		return fail(exitBadInput, "%v", err)
 	}
 	if cctx.Duration("timeout") <= 0 {
 		return fail(exitBadInput, "--timeout %s: must be positive", cctx.Duration("timeout"))
 	}
-	node, discard := cctx.Args().First(), cctx.Bool("discard-errant")
 	store, _, closeFn, err := openCluster(cctx)
 	if err != nil {
 		return fail(exitBadInput, "%v", err)
@@ -87,7 +87,7 @@ func runRejoin(cctx *cli.Context) error {
 	for _, t := range n.ErrantTxns {
 		fmt.Println("  " + describeErrant(t))
 	}
-	if !cctx.Bool("yes") {
+	if !yes {
 		q := fmt.Sprintf("reset %s's binlog GTID state and make it follow %s?", node, snap.Primary.Node)
 		if discard {
 			q = fmt.Sprintf("discard %s's errant transactions %s and make it follow %s?", node, n.Errant, snap.Primary.Node)
@@ -132,6 +132,31 @@ func runRejoin(cctx *cli.Context) error {
 	default:
 		return fail(exitRefused, "failed: %s (see `baton status` and the agent's log)", final.Error)
 	}
+}
+
+// rejoinArgs reads NODE and the boolean flags that may follow it (the flag parser
+// stops at the first argument, and `baton rejoin db1 --yes` is how it is written).
+func rejoinArgs(args []string, discard, yes bool) (node string, _ bool, _ bool, err error) {
+	for _, a := range args {
+		switch a {
+		case "--discard-errant", "-discard-errant":
+			discard = true
+		case "--yes", "-yes", "-y":
+			yes = true
+		default:
+			if strings.HasPrefix(a, "-") {
+				return "", false, false, fmt.Errorf("flag %s after NODE: give it before NODE (only --discard-errant and --yes may follow it)", a)
+			}
+			if node != "" {
+				return "", false, false, fmt.Errorf("give exactly one node (got %s and %s): baton rejoin NODE [--discard-errant] --yes", node, a)
+			}
+			node = a
+		}
+	}
+	if node == "" {
+		return "", false, false, errors.New("give the node: baton rejoin NODE [--discard-errant] --yes")
+	}
+	return node, discard, yes, nil
 }
 
 // rejoinCheck says whether a rejoin of node may be filed, as the node's agent would

@@ -47,3 +47,32 @@ func TestRejoinCheck(t *testing.T) {
 		}
 	}
 }
+
+func TestRejoinArgs(t *testing.T) {
+	cases := []struct {
+		args          []string
+		node          string
+		discard, yes  bool
+		wantErrSubstr string
+	}{
+		{[]string{"db1", "--yes"}, "db1", false, true, ""},
+		{[]string{"db1", "--discard-errant", "--yes"}, "db1", true, true, ""},
+		{[]string{"db1", "-y"}, "db1", false, true, ""},
+		{[]string{"db1"}, "db1", false, false, ""},
+		{nil, "", false, false, "give the node"},
+		{[]string{"db1", "db2"}, "", false, false, "exactly one node"},
+		{[]string{"db1", "--timeout=5s"}, "", false, false, "before NODE"},
+	}
+	for _, tc := range cases {
+		node, discard, yes, err := rejoinArgs(tc.args, false, false)
+		if tc.wantErrSubstr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErrSubstr) {
+				t.Errorf("%v: err %v, want %q", tc.args, err, tc.wantErrSubstr)
+			}
+			continue
+		}
+		if err != nil || node != tc.node || discard != tc.discard || yes != tc.yes {
+			t.Errorf("%v: %q %v %v %v, want %q %v %v", tc.args, node, discard, yes, err, tc.node, tc.discard, tc.yes)
+		}
+	}
+}
