@@ -146,7 +146,7 @@ func (r *Reconciler) repairErrant(ctx context.Context, snap Snapshot, a Analysis
 	ev2.Reason = fmt.Sprintf("%s: %s %s forgotten; gtid_binlog_state %s -> %s; following %s", a.Reason, what,
 		strings.Join(ev.GTIDs(), ", "), ev.BinlogState, orDash(ev.Written), snap.Primary.Node)
 	if ev.UnreadableTail != "" {
-		ev2.Reason += "; the binlog was unreadable past the last transaction written: " + ev.UnreadableTail
+		ev2.Reason += "; binlog unreadable: " + ev.UnreadableTail
 	}
 	steps := []Step{{Name: "reset_binlog_state", Took: repaired.Sub(start), Note: "RESET MASTER; gtid_binlog_state = " + orDash(ev.Written)},
 		{Name: "follow", Took: followed.Sub(repaired)}}
