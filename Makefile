@@ -1,5 +1,5 @@
-# Baton. `make demo` runs a real local cluster that shows a failover; `make test` runs
-# every test, integration tests against real MariaDB and etcd included. Both install
+# Baton. `make demo` runs a real local cluster that shows a failover, and the old
+# primary rejoining by itself once its disk is freed; `make test` runs every test, integration tests against real MariaDB and etcd included. Both install
 # what they need (Debian packages) and need root (network namespaces, loop mounts).
 
 GO ?= go

@@ -727,8 +727,12 @@ func (d *demo) finish(ctx context.Context, w *sandbox.Writer, mon *sandbox.Split
 	d.narr.say("fault -> %s unwritable %s, failover decided %s, %s holds the leader key %s, VIP moved %s, writes resumed %s",
 		d.sum.OldPrimary, msString(d.sum.DetectMS), msString(d.sum.DecideMS), d.sum.NewPrimary, msString(d.sum.FailoverMS),
 		msString(d.sum.VIPMS), msString(d.sum.WritesResumedMS))
-	d.narr.say("%d writes acknowledged, %d lost, longest wait between two acknowledged writes %s, split brain %d ms; %s rejoined as a replica",
-		d.sum.AckedWrites, d.sum.LostWrites, msString(d.sum.MaxWriteGapMS), d.sum.SplitBrainMS, d.sum.OldPrimary)
+	how := fmt.Sprintf("%s after the restart began", msString(d.sum.RejoinMS))
+	if d.rejoin == RejoinFreeDisk {
+		how = fmt.Sprintf("by itself, %s after its disk was freed", msString(d.sum.RejoinMS))
+	}
+	d.narr.say("%d writes acknowledged, %d lost, longest wait between two acknowledged writes %s, split brain %d ms; %s rejoined as a replica %s",
+		d.sum.AckedWrites, d.sum.LostWrites, msString(d.sum.MaxWriteGapMS), d.sum.SplitBrainMS, d.sum.OldPrimary, how)
 	return nil
 }
 
