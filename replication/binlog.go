@@ -797,6 +797,14 @@ func (in *Instance) RepairErrant(ctx context.Context, ev ErrantEvidence) error {
 		}
 		if ev.Written != "" {
 			if err := s.exec(ctx, "SET GLOBAL gtid_binlog_state = "+quote(ev.Written, s.noBackslashEscapes)); err != nil {
+				// An empty binlog state would make the server look as if it had nothing,
+				// and anything pointing it at the primary would fetch everything again:
+				// put back the state it had (errant GTIDs and all: it stays quarantined).
+				if rerr := s.exec(ctx, "SET GLOBAL gtid_binlog_state = "+quote(ev.BinlogState, s.noBackslashEscapes)); rerr != nil {
+					s.in.log.Error("binlog GTID state left empty after RESET MASTER: do not let this server replicate before it is set",
+						zap.String("gtid_binlog_state_was", ev.BinlogState), zap.Error(rerr))
+					return fmt.Errorf("%w; putting back %q: %v", err, ev.BinlogState, rerr)
+				}
 				return err
 			}
 		}
