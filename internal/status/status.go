@@ -228,7 +228,11 @@ func quarantineWarnings(name string, n failover.NodeStatus) []string {
 			phantoms = append(phantoms, t.GTID)
 		case t.First != nil:
 			real++
-			out = append(out, fmt.Sprintf("  %s %s, in the binlog: first event %s", name, t.GTID, t.First))
+			line := fmt.Sprintf("  %s %s, in the binlog: first event %s", name, t.GTID, t.First)
+			if t.Note != "" {
+				line += " (" + t.Note + ")"
+			}
+			out = append(out, line)
 		default:
 			real++
 			out = append(out, fmt.Sprintf("  %s %s %s: %s", name, t.GTID, t.Kind, t.Note))
