@@ -1,6 +1,7 @@
-# Baton. `make demo` runs a real local cluster that shows a failover; `make test` runs
-# every test, integration tests against real MariaDB and etcd included. Both install
-# what they need (Debian packages) and need root (network namespaces, loop mounts).
+# Baton. `make demo` runs a real local cluster that shows a failover, and the old
+# primary rejoining by itself once its disk is freed; `make test` runs every test,
+# integration tests against real MariaDB and etcd included. Both install what they
+# need (Debian packages) and need root (network namespaces, loop mounts).
 
 GO ?= go
 # bin/baton is the product (agent and operator CLI); bin/baton-lab the lab (sandboxes,

@@ -2,6 +2,7 @@ package failover
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -53,6 +54,10 @@ const (
 	// NodeFollow: replicate from the primary of record (rejoin, repoint, or restart
 	// stopped threads).
 	NodeFollow
+	// NodeRepairErrant: a quarantined node whose errant GTIDs are all phantoms (or
+	// that an operator asked to discard real ones): reset its binlog GTID state to
+	// what its binary logs hold, then follow the primary of record.
+	NodeRepairErrant
 )
 
 func (a NodeAction) String() string {
@@ -81,6 +86,8 @@ func (a NodeAction) String() string {
 		return "reconnecting"
 	case NodeFollow:
 		return "follow"
+	case NodeRepairErrant:
+		return "repair_errant"
 	}
 	return fmt.Sprintf("node_action(%d)", int(a))
 }
@@ -131,6 +138,22 @@ type Self struct {
 	// SemiSync: the cluster is configured for semi-sync replication; a writable
 	// primary must have its source side on.
 	SemiSync bool
+	// ErrantCheck is what the reconciler found in its server's binary logs about the
+	// errant GTIDs it quarantined the node for; nil when it has not looked.
+	ErrantCheck *ErrantCheck
+	// InspectBackoff: the latest look into the binary logs failed a moment ago; do
+	// not ask for another yet.
+	InspectBackoff bool
+	// DiskRoom: the detector's latest round read every data filesystem with room
+	// (see DiskRoom) and the storage probe, if any, wrote.
+	DiskRoom bool
+}
+
+// ErrantCheck is the evidence about a quarantined node's errant GTIDs: Errant is the
+// set looked up (Analysis.Errant at the time), Evidence what the binlog said.
+type ErrantCheck struct {
+	Errant   string
+	Evidence replication.ErrantEvidence
 }
 
 // Analysis is Analyze's answer: one action, and what goes with it.
@@ -159,8 +182,19 @@ type Analysis struct {
 	// reconciler's); Following says it already does: a restart, not a rejoin.
 	Source    replication.Source
 	Following bool
-	// Errant is the GTID set of NodeQuarantine.
+	// Errant is the GTID set of NodeQuarantine and NodeRepairErrant.
 	Errant string
+	// Inspect asks, with NodeQuarantine, to look the errant GTIDs up in the local
+	// binary logs against Primary (the primary of record's identity and GTID set).
+	Inspect bool
+	Primary replication.Server
+	// Discard: NodeRepairErrant discards real errant transactions, on Request.
+	Discard bool
+	// Request is the operator's rejoin request NodeRepairErrant carries out; Answer
+	// is the reply to write to a rejoin request at this pass (a refusal), nil for none.
+	Request    *RejoinRequest
+	RequestRev int64
+	Answer     *RejoinRequest
 	// RepairSemiSync asks, with NodeHoldPrimary, to turn the semi-sync source side
 	// back on: the primary writes without the protection it is configured with (someone
 	// or something turned it off), and every commit is acknowledged before any replica
@@ -297,9 +331,12 @@ func analyzeReplica(snap Snapshot, s Self, holds bool, notPrimary string) Analys
 		}
 		if !errant.IsEmpty() {
 			a.Action, a.Role, a.Errant = NodeQuarantine, RoleQuarantined, errant.String()
-			a.Reason = "this server has transactions the primary never had; a person must decide"
-			return a
+			a.Primary = replication.Server{ServerID: p.ServerID, ServerUUID: p.ServerUUID, Executed: pset}
+			return analyzeErrant(snap, s, a)
 		}
+	}
+	if req, ok := snap.Rejoins[s.Node]; ok && req.Pending() {
+		a.Answer, a.RequestRev = answer(req, RequestRefused, "not quarantined: no errant transactions against the primary of record"), snap.RejoinModRev[s.Node]
 	}
 	if a.Following && st.IOThread == replication.ThreadConnecting && st.SQLThread == replication.ThreadRunning {
 		// Reconnecting to the primary of record by itself: leave it. Restarting it
@@ -311,4 +348,102 @@ func analyzeReplica(snap Snapshot, s Self, holds bool, notPrimary string) Analys
 	a.Action, a.Role = NodeFollow, RoleReplica
 	a.Reason = "replicate from the primary of record " + p.Node
 	return a
+}
+
+// analyzeErrant is Analyze for a node with errant GTIDs (a, NodeQuarantine): it
+// stays quarantined, unless the evidence of its binary logs allows a repair.
+//
+// A repair (NodeRepairErrant) happens on its own only when every errant GTID is a
+// phantom (absent from the binary logs: nothing written is lost), and on an
+// operator's request also for real ones when the request says to discard them; and
+// in both cases only when the server is read_only and needs no fence (it holds
+// neither the leader key nor the virtual IP), it is not the primary of record (it
+// cannot be: Analyze comes here for other nodes only) and no flow is in progress
+// (none could name it as candidate meanwhile: analyzeReplica waits while an intent
+// exists, and Rank never picks a server with errant GTIDs), and the detector finds
+// room on its disk again (a repair writes a new binlog file).
+func analyzeErrant(snap Snapshot, s Self, a Analysis) Analysis {
+	var req *RejoinRequest
+	if r, ok := snap.Rejoins[s.Node]; ok && r.Pending() {
+		req = &r
+		a.RequestRev = snap.RejoinModRev[s.Node]
+	}
+	check := s.ErrantCheck
+	if check == nil || check.Errant != a.Errant {
+		a.Inspect = !s.InspectBackoff
+		a.Reason = "this server has transactions the primary never had: looking them up in its binary logs"
+		return a
+	}
+	ev := check.Evidence
+	phantom := ev.Phantom()
+	blocked := ""
+	switch {
+	case a.Fence:
+		blocked = "it must be fenced first"
+	case !s.Status.ReadOnly:
+		blocked = "its server is writable"
+	case !s.DiskRoom:
+		blocked = "its disk has no room yet"
+	}
+	real := ev.Real()
+	var realGTIDs []string
+	for _, t := range real {
+		realGTIDs = append(realGTIDs, t.GTID)
+	}
+	switch {
+	case req != nil && req.Errant != "" && req.Errant != a.Errant:
+		a.Answer = answer(*req, RequestRefused, fmt.Sprintf("the errant GTIDs are now %s, not %s as when the request was made: look again (baton status)", a.Errant, req.Errant))
+	case req != nil && !phantom && !req.DiscardErrant:
+		a.Answer = answer(*req, RequestRefused, fmt.Sprintf("real errant transactions in the binlog (%s): give --discard-errant to discard them", strings.Join(realGTIDs, ", ")))
+	case req != nil && blocked != "":
+		a.Answer = answer(*req, RequestRefused, "not now: "+blocked)
+	case req != nil:
+		a.Action, a.Request, a.Discard = NodeRepairErrant, req, !phantom
+		a.Reason = fmt.Sprintf("%s asked to rejoin: ", orUnknown(req.By))
+		if phantom {
+			a.Reason += "every errant GTID is a phantom (in no binary log)"
+		} else {
+			a.Reason += "real errant transactions " + strings.Join(realGTIDs, ", ") + " discarded on request"
+		}
+		return a
+	case phantom && blocked == "":
+		a.Action = NodeRepairErrant
+		a.Reason = "every errant GTID (" + strings.Join(ev.GTIDs(), ", ") + ") is a phantom: numbered, in no binary log; the disk has room; read_only"
+		return a
+	}
+	switch {
+	case phantom:
+		a.Reason = "every errant GTID is a phantom (in no binary log); not repaired yet: " + blocked
+	default:
+		a.Reason = "real errant transactions in the binary log (" + strings.Join(realGTIDs, ", ") + "): a person must decide (baton rejoin --discard-errant)"
+	}
+	return a
+}
+
+// answer is req with its outcome.
+func answer(req RejoinRequest, st RequestState, why string) *RejoinRequest {
+	req.State, req.Error = st, why
+	return &req
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "an operator"
+	}
+	return s
+}
+
+// DiskRoom says whether a detector report shows room on the data disks: each read,
+// none under 2% free (the detector's own "full or nearly" mark), and the storage
+// probe, when it ran, wrote. No disks read is no evidence of room.
+func DiskRoom(rep detector.Report) bool {
+	if len(rep.Disks) == 0 || rep.At.IsZero() {
+		return false
+	}
+	for _, d := range rep.Disks {
+		if d.Err != "" || d.Total == 0 || d.Free < d.Total/50 {
+			return false
+		}
+	}
+	return rep.Storage == nil || rep.Storage.Class == detector.OK
 }

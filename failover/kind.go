@@ -40,6 +40,7 @@ const (
 	EventBootstrap  EventKind = "bootstrap"  // the first primary of record
 	EventFailover   EventKind = "failover"   // a failed primary replaced
 	EventSwitchover EventKind = "switchover" // a healthy primary moved
+	EventRejoin     EventKind = "rejoin"     // a quarantined node forgot its errant GTIDs and follows the primary
 )
 
 func (k EventKind) String() string { return string(k) }

@@ -110,6 +110,7 @@ type Reconciler struct {
 	snap        Snapshot // read at the latest pass
 	policyNote  string   // the disagreement with the cluster's policy last logged
 	repaired    string   // the latest drift this reconciler repaired, for status
+	rejoin      rejoinState
 	kick        chan struct{}
 }
 
@@ -199,6 +200,9 @@ func relevant(k Keys, resp clientv3.WatchResponse) bool {
 		case k.Primary(), k.Leader(), k.Intent():
 			return true
 		}
+		if strings.HasPrefix(string(ev.Kv.Key), k.RejoinPrefix()) {
+			return true
+		}
 	}
 	return false
 }
@@ -246,7 +250,9 @@ func (r *Reconciler) pass(ctx context.Context, s *concurrency.Session) {
 func (r *Reconciler) self(lease clientv3.LeaseID) Self {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return Self{Node: r.cfg.Node, Lease: lease, FlowFenced: r.intentKey, FlowFencedEpoch: r.intentEpoch, SemiSync: r.cfg.SemiSync}
+	self := Self{Node: r.cfg.Node, Lease: lease, FlowFenced: r.intentKey, FlowFencedEpoch: r.intentEpoch, SemiSync: r.cfg.SemiSync}
+	r.rejoin.fill(&self, r.cfg.Detector.Report(), r.cfg.Now())
+	return self
 }
 
 // readLocal reads the local server's status, within StatusTimeout (StalledStatusTimeout
@@ -275,6 +281,9 @@ func (r *Reconciler) readLocal(ctx context.Context) (LocalRead, replication.Stat
 func (r *Reconciler) act(ctx context.Context, snap Snapshot, lease clientv3.LeaseID, a Analysis) {
 	if a.Fence {
 		r.fenceSelf(ctx, lease, a.FenceWhy, a.ServerFenced)
+	}
+	if a.Answer != nil {
+		r.answerRejoin(ctx, a.RequestRev, *a.Answer)
 	}
 	switch a.Action {
 	case NodeWait, NodeReadServer:
@@ -314,11 +323,17 @@ func (r *Reconciler) act(ctx context.Context, snap Snapshot, lease clientv3.Leas
 			r.log.Error("quarantined: "+a.Reason, zap.String("errant", a.Errant), zap.String("primary", snap.Primary.Node))
 		}
 		r.setRole(a.Role)
+		if a.Inspect {
+			r.inspectErrant(ctx, a)
+		}
+		r.rejoin.note(r.log, a.Reason)
 	case NodeReconnecting:
 		r.probeAs(a.Probe)
 		r.setRole(a.Role)
 	case NodeFollow:
 		r.follow(ctx, snap, a)
+	case NodeRepairErrant:
+		r.repairErrant(ctx, snap, a)
 	}
 }
 
@@ -648,6 +663,9 @@ func (r *Reconciler) build(snap Snapshot) NodeStatus {
 		Verdict: rep.Verdict.String(), Reason: rep.Reason, VerdictSince: rep.Since,
 		LagMS: -1, Priority: r.cfg.Priority, NoPromote: r.cfg.NoPromote,
 		Errant: r.errant, Epoch: snap.Primary.Epoch, At: r.cfg.Now().UTC(), Repaired: r.repaired,
+	}
+	if r.errant != "" {
+		n.ErrantTxns = r.rejoin.txns(r.errant)
 	}
 	if r.cfg.Policy.Validate() == nil {
 		p := r.cfg.Policy

@@ -24,6 +24,8 @@ import (
 	"fmt"
 	"path"
 	"time"
+
+	"github.com/baton-ha/baton/replication"
 )
 
 // Keys names the etcd keys of one cluster, all under /baton/<cluster>/.
@@ -32,17 +34,19 @@ type Keys struct{ Prefix string }
 // NewKeys returns the keys of cluster.
 func NewKeys(cluster string) Keys { return Keys{Prefix: "/baton/" + cluster + "/"} }
 
-func (k Keys) Primary() string          { return k.Prefix + "primary" }
-func (k Keys) Leader() string           { return k.Prefix + "leader" }
-func (k Keys) Coordinator() string      { return k.Prefix + "coordinator" }
-func (k Keys) Config() string           { return k.Prefix + "config" }
-func (k Keys) Policy() string           { return k.Prefix + "policy" }
-func (k Keys) Intent() string           { return k.Prefix + "intent" }
-func (k Keys) Request() string          { return k.Prefix + "request" }
-func (k Keys) NodesPrefix() string      { return k.Prefix + "nodes/" }
-func (k Keys) Node(name string) string  { return k.NodesPrefix() + name }
-func (k Keys) HistoryPrefix() string    { return k.Prefix + "history/" }
-func (k Keys) History(rev int64) string { return fmt.Sprintf("%s%020d", k.HistoryPrefix(), rev) }
+func (k Keys) Primary() string           { return k.Prefix + "primary" }
+func (k Keys) Leader() string            { return k.Prefix + "leader" }
+func (k Keys) Coordinator() string       { return k.Prefix + "coordinator" }
+func (k Keys) Config() string            { return k.Prefix + "config" }
+func (k Keys) Policy() string            { return k.Prefix + "policy" }
+func (k Keys) Intent() string            { return k.Prefix + "intent" }
+func (k Keys) Request() string           { return k.Prefix + "request" }
+func (k Keys) NodesPrefix() string       { return k.Prefix + "nodes/" }
+func (k Keys) Node(name string) string   { return k.NodesPrefix() + name }
+func (k Keys) HistoryPrefix() string     { return k.Prefix + "history/" }
+func (k Keys) RejoinPrefix() string      { return k.Prefix + "rejoin/" }
+func (k Keys) Rejoin(node string) string { return k.RejoinPrefix() + node }
+func (k Keys) History(rev int64) string  { return fmt.Sprintf("%s%020d", k.HistoryPrefix(), rev) }
 
 // NodeName returns the node name of a nodes/ key.
 func (k Keys) NodeName(key string) string { return path.Base(key) }
@@ -124,6 +128,9 @@ type NodeStatus struct {
 	NoPromote bool `json:"no_promote,omitempty"`
 	// Errant lists errant GTIDs when the node is quarantined.
 	Errant string `json:"errant,omitempty"`
+	// ErrantTxns is what the node's binary logs say of each errant GTID (phantom,
+	// or real with its first event), once its agent looked; at most MaxErrantTxns.
+	ErrantTxns []replication.ErrantTxn `json:"errant_txns,omitempty"`
 	// Policy is the failover policy of the node's configuration file, compared with
 	// the cluster's (the policy key) to report disagreement; nil from an older agent.
 	Policy *Policy `json:"policy,omitempty"`
@@ -222,6 +229,30 @@ type Request struct {
 	Finished time.Time    `json:"finished,omitempty"`
 }
 
+// RejoinRequest is an operator's request (`baton rejoin`) that a quarantined node
+// forget its errant GTIDs and follow the primary of record, under rejoin/<node>.
+// The node's own agent carries it out and writes the outcome back into the key.
+type RejoinRequest struct {
+	ID   string `json:"id"`
+	Node string `json:"node"`
+	// DiscardErrant allows real errant transactions (in the node's binlog) to be
+	// discarded; without it only phantoms are.
+	DiscardErrant bool `json:"discard_errant,omitempty"`
+	// Errant is the node's errant GTID set the operator saw: the request is refused
+	// if the node has other errant GTIDs by the time its agent reads it.
+	Errant string    `json:"errant"`
+	By     string    `json:"by,omitempty"`
+	At     time.Time `json:"at"`
+	// Set by the node's agent.
+	State    RequestState `json:"state,omitempty"`
+	Error    string       `json:"error,omitempty"`
+	Result   *Event       `json:"result,omitempty"`
+	Finished time.Time    `json:"finished,omitempty"`
+}
+
+// Pending says whether the request waits for the node's agent.
+func (r RejoinRequest) Pending() bool { return r.ID != "" && r.State == RequestPending }
+
 // RequestState is where a request stands.
 type RequestState string
 
@@ -254,6 +285,9 @@ type Event struct {
 	Steps    []Step        `json:"steps,omitempty"`
 	Manual   bool          `json:"manual,omitempty"`
 	Detected time.Time     `json:"detected,omitempty"` // when the primary was first seen failing
+	// Discarded lists the errant GTIDs a rejoin made the node forget: phantoms, or
+	// real transactions an operator discarded (Manual).
+	Discarded []string `json:"discarded,omitempty"`
 }
 
 // Intent marks a flow in progress for an epoch, on the coordinator's session lease:

@@ -63,6 +63,9 @@ type Snapshot struct {
 	Members map[string]Member
 	// LastEvent is the newest event of the history, nil when there is none.
 	LastEvent *Event
+	// Rejoins are the operators' rejoin requests, by node, with their mod revisions.
+	Rejoins      map[string]RejoinRequest
+	RejoinModRev map[string]int64
 }
 
 // Member is where a node's server was last seen, kept under members/<name> with no
@@ -117,6 +120,7 @@ func (s *Store) loadAt(ctx context.Context, rev int64) (Snapshot, error) {
 		clientv3.OpGet(k.Decision(), at()...),
 		clientv3.OpGet(k.MembersPrefix(), at(clientv3.WithPrefix())...),
 		clientv3.OpGet(k.HistoryPrefix(), at(clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(1))...),
+		clientv3.OpGet(k.RejoinPrefix(), at(clientv3.WithPrefix())...),
 	).Commit()
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("load cluster state: %w", err)
@@ -203,7 +207,63 @@ func (s *Store) loadAt(ctx context.Context, rev int64) (Snapshot, error) {
 			snap.LastEvent = &e
 		}
 	}
+	snap.Rejoins, snap.RejoinModRev = map[string]RejoinRequest{}, map[string]int64{}
+	for _, kv := range r[12].GetResponseRange().Kvs {
+		var rq RejoinRequest
+		if err := json.Unmarshal(kv.Value, &rq); err == nil && rq.Node == k.NodeName(string(kv.Key)) {
+			snap.Rejoins[rq.Node] = rq
+			snap.RejoinModRev[rq.Node] = kv.ModRevision
+		}
+	}
 	return snap, nil
+}
+
+// PutRejoin files an operator's rejoin request for r.Node, unless one for that
+// node is still pending (and younger than five minutes).
+func (s *Store) PutRejoin(ctx context.Context, r RejoinRequest) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	key := s.Keys.Rejoin(r.Node)
+	get, err := s.cli.Get(ctx, key)
+	if err != nil {
+		return fmt.Errorf("read rejoin request of %s: %w", r.Node, err)
+	}
+	cmp := clientv3.Compare(clientv3.CreateRevision(key), "=", 0)
+	if len(get.Kvs) == 1 {
+		var old RejoinRequest
+		if json.Unmarshal(get.Kvs[0].Value, &old) == nil && old.Pending() && time.Since(old.At) < 5*time.Minute {
+			return fmt.Errorf("another rejoin request (%s) for %s is pending: %w", old.ID, r.Node, ErrConflict)
+		}
+		cmp = clientv3.Compare(clientv3.ModRevision(key), "=", get.Kvs[0].ModRevision)
+	}
+	return s.txn(ctx, "file rejoin request for "+r.Node, []clientv3.Cmp{cmp}, clientv3.OpPut(key, mustJSON(r)))
+}
+
+// AnswerRejoin writes the node agent's answer to a rejoin request, if the key is
+// still at modRev (the request it read).
+func (s *Store) AnswerRejoin(ctx context.Context, modRev int64, r RejoinRequest) error {
+	key := s.Keys.Rejoin(r.Node)
+	return s.txn(ctx, "answer rejoin request "+r.ID, []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", modRev)},
+		clientv3.OpPut(key, mustJSON(r)))
+}
+
+// RejoinRequestRev returns the rejoin request of node and its mod revision, nil
+// when there is none.
+func (s *Store) RejoinRequestRev(ctx context.Context, node string) (*RejoinRequest, int64, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	get, err := s.cli.Get(ctx, s.Keys.Rejoin(node))
+	if err != nil {
+		return nil, 0, fmt.Errorf("read rejoin request of %s: %w", node, err)
+	}
+	if len(get.Kvs) == 0 {
+		return nil, 0, nil
+	}
+	var r RejoinRequest
+	if err := json.Unmarshal(get.Kvs[0].Value, &r); err != nil {
+		return nil, 0, fmt.Errorf("parse rejoin request of %s: %w", node, err)
+	}
+	return &r, get.Kvs[0].ModRevision, nil
 }
 
 // CreatePolicy makes rec the cluster's policy if there is none (a create-only

@@ -25,9 +25,11 @@ func demoCommand() *cli.Command {
 a virtual IP), keeps a writer writing through the VIP from a client namespace, fills
 the primary's disk and narrates what happens, with times from the fault: the probe
 failing, the verdict, the coordinator's decision, the fence, the promotion, the VIP
-move, the writes resuming, the check that no acknowledged write was lost. Then it
-restarts the old primary the way an operator would after freeing space, watches it
-rejoin as a replica, and tears everything down. Needs root; takes about a minute.
+move, the writes resuming, the check that no acknowledged write was lost. Then it frees
+the old primary's disk and nothing else: the old primary's agent finds its errant GTIDs
+are phantoms (in no binary log), repairs it without a restart and makes it follow the
+new primary, with no operator step; the demo prints how long that took and tears
+everything down. Needs root; takes about a minute.
 
 Exits 0 only if every step happened within its time limit.
 
@@ -39,8 +41,8 @@ Examples:
 			&cli.StringFlag{Name: "name", Value: "demo", Usage: "sandbox name (1-12 of a-z, 0-9, -); a running sandbox of that name is taken down first"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON summary on stdout (the narration goes to stderr)"},
 			&cli.BoolFlag{Name: "keep", Usage: "leave the cluster up at the end, and say how to explore it"},
-			&cli.StringFlag{Name: "rejoin", Value: demo.RejoinRestart.String(), Hidden: true,
-				Usage: "how the old primary comes back: restart (kill, free the disk, start) or free-disk (free the disk only)"},
+			&cli.StringFlag{Name: "rejoin", Value: demo.RejoinFreeDisk.String(), Hidden: true,
+				Usage: "how the old primary comes back: free-disk (free the disk only; its agent does the rest) or restart (kill, free the disk, start)"},
 			&cli.StringFlag{Name: "root", Usage: "directory holding sandboxes' state", Value: sandbox.DefaultRoot, Hidden: true},
 			batonFlag(),
 		},

@@ -71,11 +71,12 @@ type historyEvent struct {
 	TookMS       int64      `json:"took_ms"`
 	WriteBlockMS *int64     `json:"write_block_ms,omitempty"`
 	Steps        []stepJSON `json:"steps"`
+	Discarded    []string   `json:"discarded,omitempty"`
 }
 
 func toHistoryEvent(e failover.Event) historyEvent {
 	h := historyEvent{Kind: e.Kind.String(), From: e.From, To: e.To, Epoch: e.Epoch, Reason: e.Reason, Manual: e.Manual,
-		Started: e.Started, TookMS: e.Took.Milliseconds(), Steps: stepsJSON(e.Steps)}
+		Started: e.Started, TookMS: e.Took.Milliseconds(), Steps: stepsJSON(e.Steps), Discarded: e.Discarded}
 	if !e.Detected.IsZero() {
 		d := e.Detected
 		h.Detected = &d
@@ -103,6 +104,9 @@ func printHistory(w io.Writer, events []failover.Event) {
 		fmt.Fprintf(w, "%s  %s %s -> %s  epoch %d  took %s  (%s)\n", e.Started.Local().Format("2006-01-02 15:04:05.000"),
 			e.Kind, orDash(e.From), orDash(e.To), e.Epoch, roundMS(e.Took), who)
 		fmt.Fprintf(w, "  reason: %s\n", e.Reason)
+		if len(e.Discarded) > 0 {
+			fmt.Fprintf(w, "  discarded GTIDs: %s\n", strings.Join(e.Discarded, ", "))
+		}
 		if !e.Detected.IsZero() {
 			fmt.Fprintf(w, "  detected: %s before it started\n", roundMS(e.Started.Sub(e.Detected)))
 		}

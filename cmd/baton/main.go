@@ -27,6 +27,7 @@ func main() {
 			statusCommand(),
 			switchoverCommand(),
 			failoverCommand(),
+			rejoinCommand(),
 			pauseCommand(),
 			resumeCommand(),
 			historyCommand(),

@@ -73,7 +73,8 @@ func AdminPrivileges(f replication.Flavor, semiSync bool) []Privilege {
 		// REPLICATION SLAVE ADMIN is not enough for RESET SLAVE, and SUPER is not either.
 		{Name: "RELOAD", Why: "RESET SLAVE ALL when promoting"},
 		{Name: "SLAVE MONITOR", Why: "SHOW SLAVE STATUS", bySuper: true},
-		{Name: "BINLOG ADMIN", Why: "SET sql_log_bin=0 for the storage probe", bySuper: true},
+		{Name: "BINLOG ADMIN", Why: "SET sql_log_bin=0 for the storage probe; SET GLOBAL gtid_binlog_state when a quarantined node rejoins", bySuper: true},
+		{Name: "BINLOG MONITOR", Why: "SHOW BINARY LOGS, SHOW BINLOG EVENTS, SHOW MASTER STATUS: a quarantined node's errant GTIDs looked up in its binlog (SUPER is not enough for SHOW BINLOG EVENTS)"},
 		{Name: "CONNECTION ADMIN", Why: "KILL other accounts' connections when fencing", bySuper: true},
 		{Name: "PROCESS", Why: "see other accounts' connections to kill them when fencing"},
 	}

@@ -103,7 +103,7 @@ func TestGrantsHas(t *testing.T) {
 	}
 	const to = " TO `baton`@`%`"
 	fullMaria := []string{
-		"GRANT RELOAD, PROCESS, BINLOG ADMIN, CONNECTION ADMIN, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN, SLAVE MONITOR ON *.*" + to,
+		"GRANT RELOAD, PROCESS, BINLOG ADMIN, CONNECTION ADMIN, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN, SLAVE MONITOR, BINLOG MONITOR ON *.*" + to,
 		"GRANT SELECT, INSERT, UPDATE, CREATE ON `baton`.*" + to,
 	}
 	cases := []struct {
@@ -125,10 +125,10 @@ func TestGrantsHas(t *testing.T) {
 		{"table grants do not count", replication.FlavorMariaDB, maria, []string{fullMaria[0],
 			"GRANT SELECT, INSERT, UPDATE ON `baton`.`heartbeat`" + to, "GRANT SELECT, INSERT, UPDATE, CREATE ON `baton`.`storage_probe`" + to},
 			[]string{"SELECT ON baton.*", "INSERT ON baton.*", "UPDATE ON baton.*", "CREATE ON baton.*"}},
-		{"SUPER covers some on MariaDB, never READ_ONLY ADMIN, RELOAD or PROCESS", replication.FlavorMariaDB, maria,
-			[]string{"GRANT SUPER ON *.*" + to, fullMaria[1]}, []string{"READ_ONLY ADMIN ON *.*", "RELOAD ON *.*", "PROCESS ON *.*"}},
+		{"SUPER covers some on MariaDB, never READ_ONLY ADMIN, RELOAD, BINLOG MONITOR or PROCESS", replication.FlavorMariaDB, maria,
+			[]string{"GRANT SUPER ON *.*" + to, fullMaria[1]}, []string{"READ_ONLY ADMIN ON *.*", "RELOAD ON *.*", "BINLOG MONITOR ON *.*", "PROCESS ON *.*"}},
 		{"aliases", replication.FlavorMariaDB, maria, []string{
-			"GRANT RELOAD, PROCESS, BINLOG ADMIN, CONNECTION ADMIN, READ_ONLY ADMIN, REPLICATION REPLICA ADMIN, REPLICATION PRIMARY ADMIN, REPLICA MONITOR ON *.*" + to,
+			"GRANT RELOAD, PROCESS, BINLOG ADMIN, CONNECTION ADMIN, READ_ONLY ADMIN, REPLICATION REPLICA ADMIN, REPLICATION PRIMARY ADMIN, REPLICA MONITOR, REPLICATION CLIENT ON *.*" + to,
 			fullMaria[1]}, nil},
 		{"replication client is binlog monitor on MariaDB", replication.FlavorMariaDB, []Privilege{{Name: "BINLOG MONITOR"}},
 			[]string{"GRANT REPLICATION CLIENT ON *.*" + to}, nil},
@@ -397,6 +397,12 @@ func (w witnesses) run(t *testing.T, ctx context.Context, p Privilege, account s
 			return fmt.Errorf("storage probe: %s: %s", r.Class, r.Detail)
 		}
 		return nil
+	case "BINLOG MONITOR":
+		// Against a primary that has nothing: every GTID of the replica is errant, and
+		// its binary logs are read.
+		_, err := instance(t, u2, w.n2.Name).InspectErrant(ctx,
+			replication.Server{ServerID: 999, Executed: replication.MustParseGTIDSet(replication.FlavorMariaDB, "")}, 5*time.Second)
+		return err
 	case "CONNECTION ADMIN":
 		id := connID(t, ctx, *w.app)
 		err := exec(u1, "KILL CONNECTION "+strconv.FormatInt(id, 10))

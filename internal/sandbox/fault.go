@@ -20,7 +20,7 @@ type Fault int
 // The faults, each followed by its inverse.
 const (
 	DiskFull           Fault = iota + 1 // fill the node's filesystem until binlog writes hang
-	FreeDisk                            // remove the filler; MariaDB resumes at its next retry (up to 60 s)
+	FreeDisk                            // remove the filler; MariaDB resumes at its next retry (up to 60 s); a quarantined old primary's agent then forgets its phantom GTIDs
 	FreezeWrites                        // hold FLUSH TABLES WITH READ LOCK on a session
 	ThawWrites                          // release it
 	Stop                                // SIGSTOP mariadbd

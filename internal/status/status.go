@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/replication"
 )
 
 // Cluster is the cluster as `baton status` shows it; `--json` prints it as is.
@@ -40,22 +41,24 @@ type Cluster struct {
 }
 
 type Node struct {
-	Name       string  `json:"name"`
-	Addr       string  `json:"addr"`
-	Role       string  `json:"role"`
-	Verdict    string  `json:"verdict"`
-	Reason     string  `json:"reason,omitempty"`
-	ReadOnly   bool    `json:"read_only"`
-	LagMS      int64   `json:"lag_ms"`
-	GTID       string  `json:"gtid"`
-	IORunning  bool    `json:"io_running"`
-	SQLRunning bool    `json:"sql_running"`
-	Errant     string  `json:"errant,omitempty"`
-	Leader     bool    `json:"leader"`
-	VIP        bool    `json:"vip"`
-	LeaseTTLMS int64   `json:"lease_ttl_ms"`
-	WriteMS    float64 `json:"write_ms"`
-	DiskFree   uint64  `json:"disk_free_bytes,omitempty"`
+	Name       string `json:"name"`
+	Addr       string `json:"addr"`
+	Role       string `json:"role"`
+	Verdict    string `json:"verdict"`
+	Reason     string `json:"reason,omitempty"`
+	ReadOnly   bool   `json:"read_only"`
+	LagMS      int64  `json:"lag_ms"`
+	GTID       string `json:"gtid"`
+	IORunning  bool   `json:"io_running"`
+	SQLRunning bool   `json:"sql_running"`
+	Errant     string `json:"errant,omitempty"`
+	// ErrantTxns is what the node's binary logs say of each errant GTID.
+	ErrantTxns []replication.ErrantTxn `json:"errant_txns,omitempty"`
+	Leader     bool                    `json:"leader"`
+	VIP        bool                    `json:"vip"`
+	LeaseTTLMS int64                   `json:"lease_ttl_ms"`
+	WriteMS    float64                 `json:"write_ms"`
+	DiskFree   uint64                  `json:"disk_free_bytes,omitempty"`
 	// DiskTimeToFull is the agent's forecast for the datadir's filesystem, 0 when
 	// none; Source is the server the node replicates from (host:port), "" when none.
 	DiskTimeToFull time.Duration `json:"disk_time_to_full_ns,omitempty"`
@@ -112,7 +115,7 @@ func Of(ctx context.Context, store *failover.Store, cluster string, snap failove
 		ns := Node{Name: name, Addr: n.Addr, Role: string(n.Role), Verdict: n.Verdict, Reason: n.Reason, ReadOnly: n.ReadOnly,
 			LagMS: n.LagMS, GTID: n.GTID, IORunning: n.IORunning, SQLRunning: n.SQLRunning, Errant: n.Errant,
 			Leader: snap.Leader == name, VIP: n.VIP, LeaseTTLMS: -1, WriteMS: n.WriteMS, DiskFree: n.DiskFree,
-			SemiSync: n.SemiSync, Repaired: n.Repaired, DiskTimeToFull: n.DiskTimeToFull, Source: n.Source}
+			SemiSync: n.SemiSync, Repaired: n.Repaired, DiskTimeToFull: n.DiskTimeToFull, Source: n.Source, ErrantTxns: n.ErrantTxns}
 		if n.VIP {
 			if st.VIPHolder != "" {
 				st.Warnings = append(st.Warnings, fmt.Sprintf("the virtual IP is on %s and %s", st.VIPHolder, name))
@@ -134,7 +137,7 @@ func Of(ctx context.Context, store *failover.Store, cluster string, snap failove
 			st.Warnings = append(st.Warnings, fmt.Sprintf("%s: Baton repaired drift at %s", name, n.Repaired))
 		}
 		if n.Role == failover.RoleQuarantined {
-			st.Warnings = append(st.Warnings, fmt.Sprintf("%s is quarantined: errant transactions %s (see docs/operations.md)", name, n.Errant))
+			st.Warnings = append(st.Warnings, quarantineWarnings(name, n)...)
 		}
 		st.Nodes = append(st.Nodes, ns)
 	}
@@ -211,4 +214,41 @@ func OrDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// quarantineWarnings says why a node is quarantined: its errant GTIDs and, once its
+// agent looked them up in the binary logs, what each is (a phantom, or a real
+// transaction with its first event).
+func quarantineWarnings(name string, n failover.NodeStatus) []string {
+	out := []string{fmt.Sprintf("%s is quarantined: errant transactions %s (see docs/operations.md)", name, n.Errant)}
+	if len(n.ErrantTxns) == 0 {
+		return out
+	}
+	var phantoms []string
+	real := 0
+	for _, t := range n.ErrantTxns {
+		switch {
+		case t.Kind == replication.ErrantPhantom:
+			phantoms = append(phantoms, t.GTID)
+		case t.First != nil:
+			real++
+			line := fmt.Sprintf("  %s %s, in the binlog: first event %s", name, t.GTID, t.First)
+			if t.Note != "" {
+				line += " (" + t.Note + ")"
+			}
+			out = append(out, line)
+		default:
+			real++
+			out = append(out, fmt.Sprintf("  %s %s %s: %s", name, t.GTID, t.Kind, t.Note))
+		}
+	}
+	if len(phantoms) > 0 {
+		out = append(out, fmt.Sprintf("  %s phantom GTIDs (numbered, in no binary log): %s", name, strings.Join(phantoms, ", ")))
+	}
+	if real > 0 {
+		out = append(out, fmt.Sprintf("  %s has real errant transactions: `baton rejoin %s --discard-errant --yes` discards them (or rebuild it)", name, name))
+	} else {
+		out = append(out, fmt.Sprintf("  %s rejoins by itself once its disk has room (or `baton rejoin %s --yes`)", name, name))
+	}
+	return out
 }

@@ -1,7 +1,7 @@
 // Package demo is `baton-lab demo`: it brings up a sandbox with agents and a virtual
 // IP, keeps a writer writing through the VIP, fills the primary's disk and narrates
-// the failover that follows, with times from the fault, then brings the old primary
-// back as a replica and tears everything down. It checks what it tells: a step that
+// the failover that follows, with times from the fault, then frees the disk and
+// watches the old primary rejoin as a replica by itself, and tears everything down. It checks what it tells: a step that
 // does not happen within its limit fails the demo.
 package demo
 
@@ -30,6 +30,7 @@ import (
 	"github.com/baton-ha/baton/internal/lab"
 	"github.com/baton-ha/baton/internal/sandbox"
 	"github.com/baton-ha/baton/internal/status"
+	"github.com/baton-ha/baton/replication"
 )
 
 // How long each step of the demo may take before the demo says it did not happen.
@@ -47,9 +48,10 @@ const (
 	demoCatchupLimit  = 15 * time.Second
 	demoHealthyLimit  = 15 * time.Second
 	demoDownLimit     = time.Minute
-	// demoFreeOnlyLimit is how long the free-disk-only rejoin waits: MariaDB retries
-	// a write that waits for space every 60 s.
-	demoFreeOnlyLimit = 80 * time.Second
+	// demoAutoRejoinLimit is how long the old primary may take to rejoin by itself
+	// once its disk is freed: its agent sees room at its next detector round and
+	// repairs the phantom GTIDs at once.
+	demoAutoRejoinLimit = 30 * time.Second
 )
 
 // Summary is what the demo found, step by step: `baton-lab demo --json` prints it.
@@ -70,15 +72,19 @@ type Summary struct {
 	AckedWrites     int   `json:"acked_writes"`
 	LostWrites      int   `json:"lost_writes"` // -1 when the demo stopped before counting them
 	SplitBrainMS    int64 `json:"split_brain_ms"`
-	// Rejoin is how the old primary was brought back: "restart" (killed while its disk
-	// was full, disk freed, started again) or "free-disk" (disk freed, nothing else).
-	Rejoin    string `json:"rejoin"`
-	Rejoined  bool   `json:"rejoined"`
-	RejoinMS  int64  `json:"rejoin_ms"` // from the start of the rejoin to role replica with both threads running
-	FinalRole string `json:"old_primary_final_role"`
+	// Rejoin is how the old primary was brought back: "free-disk" (disk freed, nothing
+	// else: its agent repairs it) or "restart" (killed while its disk was full, disk
+	// freed, started again: the old manual way).
+	Rejoin   string `json:"rejoin"`
+	Rejoined bool   `json:"rejoined"`
+	RejoinMS int64  `json:"rejoin_ms"` // from freeing the disk (or the restart's start) to role replica with both threads running
+	// RejoinEvent is the reason of the rejoin history event, when the agent repaired
+	// the old primary.
+	RejoinEvent string `json:"rejoin_event,omitempty"`
+	FinalRole   string `json:"old_primary_final_role"`
 	// QuarantinedAfterFailover: the fenced old primary was quarantined, with errant
-	// GTIDs Errant (numbered for writes that never reached its binlog), before it was
-	// brought back.
+	// GTIDs Errant (numbered for writes that never reached its binlog), before its disk
+	// was freed.
 	QuarantinedAfterFailover bool       `json:"quarantined_after_failover"`
 	Errant                   string     `json:"errant,omitempty"`
 	Steps                    []Step     `json:"steps"`
@@ -116,9 +122,9 @@ type Rejoin int
 
 const (
 	// RejoinRestart kills the old primary while its disk is full, frees the disk and
-	// starts it: what an operator does.
+	// starts it: what an operator had to do before agents repaired phantom GTIDs.
 	RejoinRestart Rejoin = iota + 1
-	// RejoinFreeDisk frees the disk and nothing else.
+	// RejoinFreeDisk frees the disk and nothing else: the agent does the rest.
 	RejoinFreeDisk
 )
 
@@ -521,33 +527,32 @@ func (d *demo) afterFailover(ctx context.Context, obs *demoObserver) error {
 	return nil
 }
 
-// rejoinOld brings the old primary back and waits until it replicates from the new
-// one.
+// rejoinOld frees the old primary's disk and waits until it replicates from the new
+// one, by itself.
 //
 // What happens to a primary fenced on a full disk, as seen on MariaDB 10.11: the
 // writes that hung waiting for space had their GTIDs numbered already; the fence's
 // KILL ends them with "Error writing file 'mysql-bin' (errno: 28)", InnoDB rolls them
-// back, but gtid_binlog_pos keeps the numbers. So the server claims transactions
-// nobody has, not even its own binlog, and Baton quarantines it (errant GTIDs).
-// Freeing the disk changes nothing; a clean restart saves the inflated position
-// (mysql-bin.state) and flushes a truncated event into the binlog. A hard restart
-// does what an operator needs: after a crash MariaDB rebuilds its GTID state from the
-// binlog on disk, which ends at the last transaction really written, and the agent
-// rejoins the server as a replica. Killing it while the disk is still full keeps
-// MariaDB from writing any more of the failed binlog tail.
+// back, but gtid_binlog_state keeps the numbers. So the server claims transactions
+// nobody has, and Baton quarantines it (errant GTIDs). Its agent looks each one up
+// in the binary logs: none is there whole (at most the GTID event of the write cut
+// off by the full disk, before a tail no one can read), so they are phantoms. Once
+// the disk has room again, the agent resets the binlog GTID state to what the
+// binlog holds (RESET MASTER, gtid_binlog_state, gtid_slave_pos: no restart) and
+// follows the new primary, and records a rejoin event in the history.
 func (d *demo) rejoinOld(ctx context.Context, obs *demoObserver) error {
 	old := d.sum.OldPrimary
 	oldNode, err := d.c.Node(old)
 	if err != nil {
 		return err
 	}
-	d.narr.section(fmt.Sprintf("5. Bring %s back", old))
+	d.narr.section(fmt.Sprintf("5. Free the disk of %s: it rejoins by itself", old))
 	st := obs.snapshot().Nodes[old]
 	d.sum.QuarantinedAfterFailover = st.Role == failover.RoleQuarantined
 	d.sum.Errant = st.Errant
 	if d.sum.QuarantinedAfterFailover {
 		d.narr.say("%s is fenced and quarantined: its agent found errant GTIDs %s, transactions %s never got.", old, st.Errant, d.sum.NewPrimary)
-		d.explainErrant(ctx, oldNode)
+		d.explainErrant(ctx, oldNode, st)
 	} else {
 		d.narr.say("%s is %s (read_only, no VIP, no leader key).", old, status.OrDash(string(st.Role)))
 	}
@@ -578,8 +583,9 @@ func (d *demo) rejoinOld(ctx context.Context, obs *demoObserver) error {
 			return "", nil
 		})
 	case RejoinFreeDisk:
-		limit = demoFreeOnlyLimit
-		d.narr.say("Freeing the disk of %s and nothing else; MariaDB retries what waited for space within 60 s.", old)
+		limit = demoAutoRejoinLimit
+		d.narr.say("Freeing the disk of %s and nothing else: no operator step. Its agent waits for room on the disk,", old)
+		d.narr.say("then forgets the phantom GTIDs (without a restart) and follows %s.", d.sum.NewPrimary)
 		err = d.step("free_disk", func() (string, error) {
 			if err := d.c.Fault(ctx, old, sandbox.FreeDisk); err != nil {
 				return "", fmt.Errorf("free the disk of %s: %w", old, err)
@@ -600,8 +606,7 @@ func (d *demo) rejoinOld(ctx context.Context, obs *demoObserver) error {
 		d.sum.FinalRole = string(st.Role)
 		if werr != nil {
 			if st.Role == failover.RoleQuarantined {
-				return "", fmt.Errorf("%s is still quarantined %s after it was brought back (errant GTIDs %s): it claims transactions %s "+
-					"never had, and Baton does not discard transactions by itself", old, limit, st.Errant, d.sum.NewPrimary)
+				return "", fmt.Errorf("%s is still quarantined %s after its disk was freed (errant GTIDs %s, %s)", old, limit, st.Errant, st.Reason)
 			}
 			return "", fmt.Errorf("%s did not rejoin as a replica within %s (role %s, verdict %s, IO thread %s, SQL thread %s %s)",
 				old, limit, status.OrDash(string(st.Role)), status.OrDash(st.Verdict), threadState(st.IORunning), threadState(st.SQLRunning), st.ReplError)
@@ -609,6 +614,14 @@ func (d *demo) rejoinOld(ctx context.Context, obs *demoObserver) error {
 		d.sum.Rejoined = true
 		at, _ := obs.at(failover.MilestoneRejoined)
 		d.sum.RejoinMS = at.Sub(start).Milliseconds()
+		if ev := obs.snapshot().LastEvent; ev != nil && ev.Kind == failover.EventRejoin && ev.From == old {
+			d.sum.RejoinEvent = ev.Reason
+			d.narr.say("history: rejoin of %s by its agent (%s): %s", old, automatic(ev.Manual), ev.Reason)
+		}
+		if d.rejoin == RejoinFreeDisk {
+			d.narr.sayAt(at, "%s rejoined as a replica of %s by itself, %.1fs after its disk was freed", old, d.sum.NewPrimary, float64(d.sum.RejoinMS)/1000)
+			return fmt.Sprintf("replica of %s %.1fs after the disk was freed", d.sum.NewPrimary, float64(d.sum.RejoinMS)/1000), nil
+		}
 		return fmt.Sprintf("replica of %s %.1fs after the restart began", d.sum.NewPrimary, float64(d.sum.RejoinMS)/1000), nil
 	})
 	if err != nil {
@@ -634,19 +647,38 @@ func (d *demo) rejoinOld(ctx context.Context, obs *demoObserver) error {
 }
 
 // explainErrant shows where a quarantined old primary's errant GTIDs come from: its
-// GTID position against the last transaction its binlog really holds, and the binlog
-// writes that failed.
-func (d *demo) explainErrant(ctx context.Context, n *sandbox.Node) {
+// GTID position against the last transaction its binlog really holds, the binlog
+// writes that failed, and what its agent found in the binary logs.
+func (d *demo) explainErrant(ctx context.Context, n *sandbox.Node, st failover.NodeStatus) {
 	pos, written, err := binlogTail(ctx, d.c, n)
 	if err != nil {
 		d.narr.say("(could not read %s's binlog: %v)", n.Name, err)
 		return
 	}
 	failed := countLines(n.ErrorLog, "Error writing file 'mysql-bin'")
-	d.narr.say("Where they come from: %s's gtid_binlog_pos is %s, but the last transaction in its binlog files is %s.", n.Name, pos, written)
+	d.narr.say("Where they come from: %s's gtid_binlog_pos is %s, but the last GTID event in its binlog files is %s.", n.Name, pos, written)
 	d.narr.say("The writes that hung on the full disk were numbered first; the fence killed them and their binlog write")
 	d.narr.say("failed (%d \"Error writing file 'mysql-bin' (errno: 28)\" in its error log), so no data differs, but", failed)
-	d.narr.say("MariaDB kept the numbers. Baton cannot tell such phantom GTIDs from real writes and keeps %s out.", n.Name)
+	d.narr.say("MariaDB kept the numbers. Its agent looked each one up in the binary logs:")
+	for _, t := range st.ErrantTxns {
+		line := fmt.Sprintf("  %s: %s", t.GTID, t.Kind)
+		if t.Note != "" {
+			line += " (" + t.Note + ")"
+		} else if t.Kind == replication.ErrantPhantom {
+			line += " (in no binary log)"
+		}
+		d.narr.say("%s", line)
+	}
+	if len(st.ErrantTxns) == 0 {
+		d.narr.say("  (not published yet)")
+	}
+}
+
+func automatic(manual bool) string {
+	if manual {
+		return "on an operator's request"
+	}
+	return "automatic"
 }
 
 // finish stops the writer, checks every acknowledged write is on the new primary and,
@@ -695,8 +727,12 @@ func (d *demo) finish(ctx context.Context, w *sandbox.Writer, mon *sandbox.Split
 	d.narr.say("fault -> %s unwritable %s, failover decided %s, %s holds the leader key %s, VIP moved %s, writes resumed %s",
 		d.sum.OldPrimary, msString(d.sum.DetectMS), msString(d.sum.DecideMS), d.sum.NewPrimary, msString(d.sum.FailoverMS),
 		msString(d.sum.VIPMS), msString(d.sum.WritesResumedMS))
-	d.narr.say("%d writes acknowledged, %d lost, longest wait between two acknowledged writes %s, split brain %d ms; %s rejoined as a replica",
-		d.sum.AckedWrites, d.sum.LostWrites, msString(d.sum.MaxWriteGapMS), d.sum.SplitBrainMS, d.sum.OldPrimary)
+	how := fmt.Sprintf("%s after the restart began", msString(d.sum.RejoinMS))
+	if d.rejoin == RejoinFreeDisk {
+		how = fmt.Sprintf("by itself, %s after its disk was freed", msString(d.sum.RejoinMS))
+	}
+	d.narr.say("%d writes acknowledged, %d lost, longest wait between two acknowledged writes %s, split brain %d ms; %s rejoined as a replica %s",
+		d.sum.AckedWrites, d.sum.LostWrites, msString(d.sum.MaxWriteGapMS), d.sum.SplitBrainMS, d.sum.OldPrimary, how)
 	return nil
 }
 

@@ -68,6 +68,13 @@ func TestDemo(t *testing.T) {
 	if !sum.Rejoined || sum.FinalRole != string(failover.RoleReplica) {
 		t.Errorf("rejoined = %v, final role %q: want the old primary back as a replica", sum.Rejoined, sum.FinalRole)
 	}
+	// By itself: the disk freed, nothing else, within 30 s.
+	if sum.Rejoin != "free-disk" || sum.RejoinMS < 0 || sum.RejoinMS >= 30000 {
+		t.Errorf("rejoin %q in %d ms: want free-disk, under 30 s from freeing the disk", sum.Rejoin, sum.RejoinMS)
+	}
+	if sum.QuarantinedAfterFailover && !strings.Contains(sum.RejoinEvent, "phantom") {
+		t.Errorf("the old primary was quarantined, but no rejoin event about phantom GTIDs: %q", sum.RejoinEvent)
+	}
 	if len(sum.FailoverSteps) < 5 || sum.FailoverReason == "" {
 		t.Errorf("failover steps %+v, reason %q: want the history event's steps and reason", sum.FailoverSteps, sum.FailoverReason)
 	}
@@ -78,7 +85,7 @@ func TestDemo(t *testing.T) {
 			t.Errorf("step %s failed: %s", s.Name, s.Error)
 		}
 	}
-	for _, want := range []string{"up", "disk_full", "failover", "vip_moved", "writes_resumed", "nothing_lost", "restart_old_primary", "rejoined", "all_healthy", "down"} {
+	for _, want := range []string{"up", "disk_full", "failover", "vip_moved", "writes_resumed", "nothing_lost", "free_disk", "rejoined", "all_healthy", "down"} {
 		if !slices.Contains(names, want) {
 			t.Errorf("no step %s in %v", want, names)
 		}
@@ -86,7 +93,7 @@ func TestDemo(t *testing.T) {
 	if took > 2*time.Minute {
 		t.Errorf("the demo took %s, want under 2 minutes", took)
 	}
-	for _, want := range []string{"verdict unwritable", "decided: failover away from", "promoted (epoch 2)", "VIP now on", "writes resumed on", "nothing lost"} {
+	for _, want := range []string{"verdict unwritable", "decided: failover away from", "promoted (epoch 2)", "VIP now on", "writes resumed on", "nothing lost", "rejoined as a replica of"} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("the narration does not say %q", want)
 		}

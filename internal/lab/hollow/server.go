@@ -275,6 +275,18 @@ func (s *Server) OpenWrites(ctx context.Context, olderThan time.Duration) ([]rep
 	return nil, ctx.Err()
 }
 
+// InspectErrant: a scripted server never writes what its primary lacks, so there is
+// nothing to look up; the evidence says it cannot tell (Baton then keeps it
+// quarantined).
+func (s *Server) InspectErrant(ctx context.Context, primary replication.Server, timeout time.Duration) (replication.ErrantEvidence, error) {
+	return replication.ErrantEvidence{}, errors.New("hollow: a scripted server has no binary logs")
+}
+
+// RepairErrant is refused: see InspectErrant.
+func (s *Server) RepairErrant(ctx context.Context, ev replication.ErrantEvidence) error {
+	return errors.New("hollow: a scripted server has no binary logs")
+}
+
 func (s *Server) set(ctx context.Context, fn func()) error {
 	if err := ctx.Err(); err != nil {
 		return err

@@ -1,0 +1,191 @@
+package failover
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/baton-ha/baton/detector"
+	"github.com/baton-ha/baton/replication"
+)
+
+// A quarantined node's way back: the reconciler looks its errant GTIDs up in its
+// server's binary logs (NodeQuarantine with Inspect), and Analyze decides from that
+// evidence whether it may repair the server (NodeRepairErrant); these functions are
+// the side effects.
+
+// MaxErrantTxns bounds the errant GTIDs a node publishes with their evidence.
+const MaxErrantTxns = 20
+
+// inspectBackoff is how long a failed look into the binary logs is not tried again.
+const inspectBackoff = 5 * time.Second
+
+// inspectTimeout bounds one look into the binary logs.
+const inspectTimeout = 10 * time.Second
+
+// rejoinState is the reconciler's evidence about its node's errant GTIDs. Its own
+// lock: it is read while the reconciler's is held (build), never the other way.
+type rejoinState struct {
+	mu        sync.Mutex
+	check     *ErrantCheck
+	failedAt  time.Time
+	lastNote  string
+	lastCheck string
+}
+
+// fill sets what Analyze needs of the evidence, and the disk's state, in self.
+func (st *rejoinState) fill(self *Self, rep detector.Report, now time.Time) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	self.ErrantCheck = st.check
+	self.InspectBackoff = !st.failedAt.IsZero() && now.Sub(st.failedAt) < inspectBackoff
+	self.DiskRoom = DiskRoom(rep)
+}
+
+// txns returns the evidence to publish while the node is quarantined for errant.
+func (st *rejoinState) txns(errant string) []replication.ErrantTxn {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.check == nil || st.check.Errant != errant {
+		return nil
+	}
+	t := st.check.Evidence.Txns
+	return append([]replication.ErrantTxn(nil), t[:min(len(t), MaxErrantTxns)]...)
+}
+
+// note logs why a quarantined node stays so, once per change of reason.
+func (st *rejoinState) note(log *zap.Logger, why string) {
+	st.mu.Lock()
+	news := st.lastNote != why
+	st.lastNote = why
+	st.mu.Unlock()
+	if news {
+		log.Warn("quarantined: " + why)
+	}
+}
+
+func (st *rejoinState) set(c *ErrantCheck, failed time.Time) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.check, st.failedAt = c, failed
+}
+
+// inspectErrant looks the errant GTIDs of a up in the local binary logs and keeps
+// the evidence for the next pass.
+func (r *Reconciler) inspectErrant(ctx context.Context, a Analysis) {
+	ev, err := r.cfg.Local.InspectErrant(ctx, a.Primary, inspectTimeout)
+	if err != nil {
+		r.log.Warn("look the errant GTIDs up in the binary logs", zap.Error(err))
+		r.rejoin.set(nil, r.cfg.Now())
+		return
+	}
+	errant := ev.Errant.String()
+	if errant != a.Errant {
+		// The server moved since the pass read it: look again at the next pass.
+		r.log.Info("errant GTIDs changed while inspected", zap.String("was", a.Errant), zap.String("now", errant))
+		r.rejoin.set(nil, time.Time{})
+		return
+	}
+	var kinds []string
+	for _, t := range ev.Txns {
+		k := t.GTID + " " + t.Kind.String()
+		if t.First != nil {
+			k += " (" + t.First.String() + ")"
+		}
+		if t.Note != "" {
+			k += " (" + t.Note + ")"
+		}
+		kinds = append(kinds, k)
+	}
+	r.log.Info("errant GTIDs looked up in the binary logs", zap.String("errant", errant), zap.Bool("all_phantom", ev.Phantom()),
+		zap.Strings("gtids", kinds[:min(len(kinds), MaxErrantTxns)]))
+	r.rejoin.set(&ErrantCheck{Errant: errant, Evidence: ev}, time.Time{})
+	r.Kick() // decide on the evidence now, not at the next tick
+}
+
+// repairErrant makes the local server forget its errant GTIDs (RepairErrant: its
+// binlog GTID state reset to what its binary logs hold), follows the primary of
+// record, and records what it did and why in the history and the log.
+func (r *Reconciler) repairErrant(ctx context.Context, snap Snapshot, a Analysis) {
+	start := r.cfg.Now()
+	r.probeAs(a.Probe)
+	r.rejoin.mu.Lock()
+	check := r.rejoin.check
+	r.rejoin.mu.Unlock()
+	if check == nil || check.Errant != a.Errant {
+		return // Analyze saw it; it went meanwhile (cannot happen: one pass at a time)
+	}
+	ev := check.Evidence
+	fail := func(step string, err error) {
+		r.log.Error("rejoin: "+step, zap.Error(err), zap.String("errant", a.Errant))
+		r.rejoin.set(nil, time.Time{}) // look again before anything else
+		if a.Request != nil {
+			r.answerRejoin(ctx, a.RequestRev, *answer(*a.Request, RequestFailed, step+": "+err.Error()))
+		}
+	}
+	if err := r.cfg.Local.RepairErrant(ctx, ev); err != nil {
+		fail("reset the binlog GTID state", err)
+		return
+	}
+	repaired := r.cfg.Now()
+	src := sourceAt(r.cfg.Repl, a.Source.Host, a.Source.Port)
+	followErr := r.cfg.Local.Follow(ctx, src)
+	followed := r.cfg.Now()
+	r.rejoin.set(nil, time.Time{})
+	r.errantSet("")
+	ev2 := Event{Kind: EventRejoin, From: r.cfg.Node, To: snap.Primary.Node, Epoch: snap.Primary.Epoch, Started: start.UTC(),
+		Took: followed.Sub(start), Manual: a.Request != nil, Discarded: ev.GTIDs()}
+	what := "phantom GTIDs (numbered by the server, in no binary log: writes that never reached it)"
+	if a.Discard {
+		what = "errant transactions discarded on request (their binlog events removed, their changes to the data kept)"
+	}
+	ev2.Reason = fmt.Sprintf("%s: %s %s forgotten; gtid_binlog_state %s -> %s; following %s", a.Reason, what,
+		strings.Join(ev.GTIDs(), ", "), ev.BinlogState, orDash(ev.Written), snap.Primary.Node)
+	if ev.UnreadableTail != "" {
+		ev2.Reason += "; binlog unreadable: " + ev.UnreadableTail
+	}
+	steps := []Step{{Name: "reset_binlog_state", Took: repaired.Sub(start), Note: "RESET MASTER; gtid_binlog_state = " + orDash(ev.Written)},
+		{Name: "follow", Took: followed.Sub(repaired)}}
+	if followErr != nil {
+		steps[1].Error = followErr.Error()
+	}
+	ev2.Steps = steps
+	r.log.Warn("rejoined: "+ev2.Reason, zap.Strings("discarded", ev2.Discarded), zap.Bool("manual", ev2.Manual),
+		zap.Duration("took", ev2.Took), zap.Error(followErr))
+	if err := r.cfg.Store.AppendHistory(ctx, ev2); err != nil {
+		r.log.Warn("record the rejoin in the history", zap.Error(err))
+	}
+	if a.Request != nil {
+		out := answer(*a.Request, RequestDone, "")
+		if followErr != nil {
+			out = answer(*a.Request, RequestFailed, "repaired, but follow the primary: "+followErr.Error())
+		}
+		out.Result = &ev2
+		r.answerRejoin(ctx, a.RequestRev, *out)
+	}
+	if followErr == nil {
+		r.setRole(RoleReplica)
+		r.setFenced("")
+	}
+}
+
+// answerRejoin writes the outcome of an operator's rejoin request.
+func (r *Reconciler) answerRejoin(ctx context.Context, rev int64, req RejoinRequest) {
+	req.Finished = r.cfg.Now().UTC()
+	if err := r.cfg.Store.AnswerRejoin(ctx, rev, req); err != nil {
+		r.log.Warn("answer the rejoin request", zap.String("request", req.ID), zap.Error(err))
+		return
+	}
+	r.log.Info("rejoin request answered", zap.String("request", req.ID), zap.String("state", string(req.State)), zap.String("error", req.Error))
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

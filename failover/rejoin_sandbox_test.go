@@ -1,0 +1,261 @@
+package failover_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/internal/sandbox"
+	"github.com/baton-ha/baton/internal/sandbox/sandboxtest"
+	"github.com/baton-ha/baton/replication"
+)
+
+// failOverOnFullDisk fills db1's disk under a writer and waits until db1 is fenced
+// off and another node is the writable primary; it returns that node.
+func failOverOnFullDisk(t *testing.T, c cluster, w *sandbox.Writer) string {
+	t.Helper()
+	ctx := context.Background()
+	sandboxtest.WaitFor(t, 5*time.Second, "writes acknowledged before the fault", func() bool { return len(w.Acks()) > 20 })
+	if err := c.Fault(ctx, "db1", sandbox.DiskFull); err != nil {
+		t.Fatal(err)
+	}
+	var primary string
+	sandboxtest.WaitFor(t, 20*time.Second, "a failover away from db1", func() bool {
+		snap := c.snapshot(t)
+		primary = snap.Primary.Node
+		n, ok := snap.Nodes["db1"]
+		return primary != "db1" && snap.Leader == primary && ok && n.Role != failover.RolePrimary && n.Role != failover.RoleUnknown
+	})
+	return primary
+}
+
+// checkReplica holds a rejoined node to what any replica must be: its GTID set within
+// the primary's, both threads running from the primary, the semi-sync replica side on.
+func checkReplica(t *testing.T, c cluster, node, primary string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	status := func(name string) replication.Status {
+		in, err := replication.New(sandboxtest.RootDB(t, c.Cluster, name), replication.Config{Name: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := in.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	pn, err := c.Node(primary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st replication.Status
+	sandboxtest.WaitFor(t, 10*time.Second, node+" caught up with "+primary, func() bool {
+		st = status(node)
+		return status(primary).Executed.Contain(st.Executed) && st.Executed.Contain(status(primary).Executed)
+	})
+	if st.Role != replication.RoleReplica || st.IOThread != replication.ThreadRunning || st.SQLThread != replication.ThreadRunning ||
+		st.SourceHost != pn.IP || !st.ReadOnly {
+		t.Errorf("%s: role %s, IO %s, SQL %s, source %s, read_only %v: want a read_only replica of %s, both threads running",
+			node, st.Role, st.IOThread, st.SQLThread, st.SourceHost, st.ReadOnly, primary)
+	}
+	if !st.SemiSync.ReplicaEnabled || !st.SemiSync.ReplicaActive {
+		t.Errorf("%s: semi-sync replica side enabled %v, active %v: want both", node, st.SemiSync.ReplicaEnabled, st.SemiSync.ReplicaActive)
+	}
+	if !st.GTIDStrictMode {
+		t.Errorf("%s: gtid_strict_mode off", node)
+	}
+}
+
+// TestRejoinAfterDiskFull: the old primary, failed over for a full disk and
+// quarantined for the phantom GTIDs of the writes the fence killed, rejoins as a
+// replica by itself once its disk is freed, with nothing lost, and the history says
+// so.
+func TestRejoinAfterDiskFull(t *testing.T) {
+	c := upCluster(t, "rjdf", 1)
+	ctx := context.Background()
+	w := c.NewWriter(10*time.Millisecond, time.Second)
+	w.Start(ctx)
+	defer w.Stop()
+	primary := failOverOnFullDisk(t, c, w)
+	quarantined := false
+	sandboxtest.WaitFor(t, 10*time.Second, "db1 quarantined, its errant GTIDs looked up", func() bool {
+		n := c.snapshot(t).Nodes["db1"]
+		quarantined = n.Role == failover.RoleQuarantined
+		return quarantined && len(n.ErrantTxns) > 0
+	})
+	for _, tx := range c.snapshot(t).Nodes["db1"].ErrantTxns {
+		if tx.Kind != replication.ErrantPhantom {
+			t.Errorf("errant %+v: want every one a phantom", tx)
+		}
+	}
+	time.Sleep(time.Second) // the disk is still full: it must stay quarantined
+	if n := c.snapshot(t).Nodes["db1"]; n.Role != failover.RoleQuarantined {
+		t.Fatalf("db1 is %s with its disk still full, want quarantined", n.Role)
+	}
+	freed := time.Now()
+	if err := c.Fault(ctx, "db1", sandbox.FreeDisk); err != nil {
+		t.Fatal(err)
+	}
+	sandboxtest.WaitFor(t, 30*time.Second, "db1 rejoining by itself", func() bool {
+		n := c.snapshot(t).Nodes["db1"]
+		return n.Role == failover.RoleReplica && n.IORunning && n.SQLRunning
+	})
+	t.Logf("db1 rejoined %s after its disk was freed", time.Since(freed).Round(time.Millisecond))
+	w.Stop()
+	checkReplica(t, c, "db1", primary)
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for _, node := range []string{primary, "db1"} {
+		lost, err := w.Lost(qctx, sandboxtest.RootDB(t, c.Cluster, node))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(lost) > 0 {
+			t.Errorf("%d acknowledged writes are not on %s: %v", len(lost), node, lost)
+		}
+	}
+	hist, err := c.store.History(qctx, 1)
+	if err != nil || len(hist) != 1 {
+		t.Fatalf("history: %v %v", hist, err)
+	}
+	if ev := hist[0]; ev.Kind != failover.EventRejoin || ev.From != "db1" || ev.To != primary || ev.Manual ||
+		len(ev.Discarded) == 0 || !strings.Contains(ev.Reason, "phantom") {
+		t.Errorf("history event %+v: want an automatic rejoin of db1 listing the phantom GTIDs", ev)
+	}
+}
+
+// TestRejoinDiscardErrant: a SUPER user writes on the fenced old primary after the
+// failover (once its disk has room again): a real errant transaction. The node stays
+// quarantined, `baton rejoin` refuses without --discard-errant, and with it the node
+// rejoins and the history lists the discarded GTIDs.
+func TestRejoinDiscardErrant(t *testing.T) {
+	c := upCluster(t, "rjer", 1)
+	ctx := context.Background()
+	w := c.NewWriter(10*time.Millisecond, time.Second)
+	w.Start(ctx)
+	defer w.Stop()
+	primary := failOverOnFullDisk(t, c, w)
+	// Its agent stopped, so that it does not repair the phantoms before the write.
+	sandboxtest.WaitFor(t, 10*time.Second, "db1 fenced", func() bool {
+		return c.snapshot(t).Nodes["db1"].Role == failover.RoleQuarantined
+	})
+	for _, f := range []sandbox.Fault{sandbox.KillAgent, sandbox.FreeDisk} {
+		if err := c.Fault(ctx, "db1", f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db := sandboxtest.RootDB(t, c.Cluster, "db1")
+	qctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	// On one connection, made now: the fence killed the pool's older ones. The
+	// semi-sync source side is still on (nothing turns it off on a quarantined node):
+	// off first, or the commit waits for an acknowledgement no replica sends.
+	var errantGTID string
+	sandboxtest.WaitFor(t, 15*time.Second, "the SUPER user's write on db1", func() bool {
+		conn, err := db.Conn(qctx)
+		if err != nil {
+			return false
+		}
+		defer conn.Close()
+		if _, err := conn.ExecContext(qctx, "SET GLOBAL rpl_semi_sync_master_enabled = OFF"); err != nil {
+			return false
+		}
+		if _, err := conn.ExecContext(qctx, "INSERT INTO sandbox.t(v) VALUES ('errant')"); err != nil {
+			t.Logf("write on db1: %v", err)
+			return false
+		}
+		return conn.QueryRowContext(qctx, "SELECT @@gtid_binlog_pos").Scan(&errantGTID) == nil
+	})
+	if err := c.Fault(ctx, "db1", sandbox.StartAgent); err != nil {
+		t.Fatal(err)
+	}
+	sandboxtest.WaitFor(t, 15*time.Second, "db1 quarantined, its errant GTIDs looked up", func() bool {
+		n := c.snapshot(t).Nodes["db1"]
+		return n.Role == failover.RoleQuarantined && len(n.ErrantTxns) > 0
+	})
+	time.Sleep(2 * time.Second) // the disk has room: it must stay quarantined all the same
+	n := c.snapshot(t).Nodes["db1"]
+	if n.Role != failover.RoleQuarantined {
+		t.Fatalf("db1 is %s after a real errant write, want quarantined", n.Role)
+	}
+	real := 0
+	for _, tx := range n.ErrantTxns {
+		if tx.Kind != replication.ErrantPhantom {
+			real++
+		}
+	}
+	if real == 0 {
+		t.Fatalf("errant %+v: want the SUPER user's write (%s) reported as not a phantom", n.ErrantTxns, errantGTID)
+	}
+
+	out, errOut, code := runBaton(t, c, "rejoin", "db1", "--yes")
+	if code != 1 || !strings.Contains(errOut, "--discard-errant") {
+		t.Fatalf("baton rejoin without --discard-errant: exit %d, stdout %q, stderr %q: want refused (1) naming --discard-errant", code, out, errOut)
+	}
+	if _, _, code := runBaton(t, c, "rejoin", primary, "--discard-errant", "--yes"); code != 1 {
+		t.Errorf("baton rejoin of the primary of record: exit %d, want refused (1)", code)
+	}
+	if _, _, code := runBaton(t, c, "rejoin", "db9", "--yes"); code != 2 {
+		t.Errorf("baton rejoin of an unknown node: exit %d, want bad input (2)", code)
+	}
+	if n := c.snapshot(t).Nodes["db1"]; n.Role != failover.RoleQuarantined {
+		t.Fatalf("db1 is %s after refused requests, want quarantined", n.Role)
+	}
+
+	out, errOut, code = runBaton(t, c, "rejoin", "db1", "--discard-errant", "--yes")
+	if code != 0 {
+		t.Fatalf("baton rejoin --discard-errant: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	t.Logf("baton rejoin --discard-errant:\n%s", out)
+	sandboxtest.WaitFor(t, 15*time.Second, "db1 replicating", func() bool {
+		n := c.snapshot(t).Nodes["db1"]
+		return n.Role == failover.RoleReplica && n.IORunning && n.SQLRunning
+	})
+	w.Stop()
+	checkReplica(t, c, "db1", primary)
+	hist, err := c.store.History(qctx, 1)
+	if err != nil || len(hist) != 1 {
+		t.Fatalf("history: %v %v", hist, err)
+	}
+	ev := hist[0]
+	if ev.Kind != failover.EventRejoin || !ev.Manual || !slices.Contains(ev.Discarded, errantGTID) {
+		t.Errorf("history event %+v: want a manual rejoin discarding %s", ev, errantGTID)
+	}
+	lost, err := w.Lost(qctx, sandboxtest.RootDB(t, c.Cluster, primary))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lost) > 0 {
+		t.Errorf("%d acknowledged writes are not on %s", len(lost), primary)
+	}
+}
+
+// runBaton runs the baton binary against the cluster; stdin is not a terminal.
+func runBaton(t *testing.T, c cluster, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, sandboxtest.Binary(t), args...)
+	cmd.Env = append(os.Environ(), "BATON_ETCD="+strings.Join(c.Etcd, ","), "BATON_CLUSTER="+c.Name)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	default:
+		t.Fatalf("run baton %v: %v", args, err)
+	}
+	return out.String(), errb.String(), code
+}

@@ -1,0 +1,157 @@
+package failover
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/baton-ha/baton/detector"
+	"github.com/baton-ha/baton/replication"
+)
+
+// fencedOld is db1, the old primary after the failover to db2 (failedOver, leader key
+// released): read_only, replicating from none, with errant 0-1-102 (db2 has 0-1-100).
+func fencedOld(check *ErrantCheck, room bool) Self {
+	s := read("db1", readOnly(writable(1, "0-1-102")))
+	s.ErrantCheck, s.DiskRoom = check, room
+	return s
+}
+
+func evidence(kind replication.ErrantKind) *ErrantCheck {
+	return &ErrantCheck{Errant: "0-1-102", Evidence: replication.ErrantEvidence{Flavor: replication.FlavorMariaDB, Txns: []replication.ErrantTxn{
+		{GTID: "0-1-101", Kind: replication.ErrantPhantom}, {GTID: "0-1-102", Kind: kind}}}}
+}
+
+func TestAnalyzeErrant(t *testing.T) {
+	released := snapWith(failedOver(), func(s *Snapshot) { s.Leader, s.LeaderLease = "db2", leases["db2"] })
+	withReq := func(r RejoinRequest) Snapshot {
+		return snapWith(released, func(s *Snapshot) {
+			s.Rejoins = map[string]RejoinRequest{"db1": r}
+			s.RejoinModRev = map[string]int64{"db1": 77}
+		})
+	}
+	phantom, real := evidence(replication.ErrantPhantom), evidence(replication.ErrantReal)
+	cases := []struct {
+		name        string
+		snap        Snapshot
+		self        Self
+		want        NodeAction
+		wantInspect bool
+		wantDiscard bool
+		wantFence   bool
+		wantAnswer  RequestState // "" for no answer written ("pending" is never an answer)
+		answered    bool
+		wantReason  string
+	}{
+		{name: "errant, not looked up yet: quarantine and look into the binlog",
+			snap: released, self: fencedOld(nil, true), want: NodeQuarantine, wantInspect: true, wantReason: "looking them up"},
+		{name: "errant, the last look failed a moment ago: quarantine, do not look yet",
+			snap: released, self: func() Self { s := fencedOld(nil, true); s.InspectBackoff = true; return s }(),
+			want: NodeQuarantine},
+		{name: "evidence about another errant set: look again",
+			snap: released, self: fencedOld(&ErrantCheck{Errant: "0-1-101", Evidence: phantom.Evidence}, true),
+			want: NodeQuarantine, wantInspect: true},
+		{name: "every errant GTID a phantom, disk has room, read_only: repair",
+			snap: released, self: fencedOld(phantom, true), want: NodeRepairErrant, wantReason: "phantom"},
+		{name: "phantoms but the disk is still full: stay quarantined",
+			snap: released, self: fencedOld(phantom, false), want: NodeQuarantine, wantReason: "no room"},
+		{name: "phantoms on a writable server: fence, no repair",
+			snap: released, self: func() Self { s := fencedOld(phantom, true); s.Status.ReadOnly = false; return s }(),
+			want: NodeQuarantine, wantFence: true},
+		{name: "phantoms, the node still holds the leader key: fence, no repair",
+			snap: snapWith(failedOver(), func(s *Snapshot) {}), self: fencedOld(phantom, true),
+			want: NodeQuarantine, wantFence: true},
+		{name: "phantoms while a flow is in progress: wait, the replication is the coordinator's",
+			snap: snapWith(released, func(s *Snapshot) {
+				s.Intent = &Intent{Kind: FlowSwitchover, Epoch: 5, From: "db2", To: "db3", Started: t0}
+			}),
+			self: fencedOld(phantom, true), want: NodeWait},
+		{name: "the primary of record never repairs, phantoms or not",
+			snap: released, self: func() Self {
+				s := read("db2", writable(2, "0-1-100,0-2-3"))
+				s.ErrantCheck, s.DiskRoom = phantom, true
+				return s
+			}(), want: NodeHoldPrimary},
+		{name: "a real errant transaction: quarantined for a person",
+			snap: released, self: fencedOld(real, true), want: NodeQuarantine, wantReason: "real errant transactions"},
+		{name: "zero evidence is not phantom",
+			snap: released, self: fencedOld(&ErrantCheck{Errant: "0-1-102"}, true), want: NodeQuarantine},
+		{name: "unchecked GTIDs are not phantoms",
+			snap: released, self: fencedOld(evidence(replication.ErrantUnchecked), true), want: NodeQuarantine},
+		{name: "request without --discard-errant, real transactions: refused",
+			snap: withReq(RejoinRequest{ID: "r1", Node: "db1", Errant: "0-1-102"}), self: fencedOld(real, true),
+			want: NodeQuarantine, answered: true, wantAnswer: RequestRefused},
+		{name: "request with --discard-errant, real transactions: repair, discarding",
+			snap: withReq(RejoinRequest{ID: "r1", Node: "db1", Errant: "0-1-102", DiscardErrant: true}), self: fencedOld(real, true),
+			want: NodeRepairErrant, wantDiscard: true, wantReason: "discarded on request"},
+		{name: "request for other errant GTIDs than the node has now: refused",
+			snap: withReq(RejoinRequest{ID: "r1", Node: "db1", Errant: "0-1-101", DiscardErrant: true}), self: fencedOld(real, true),
+			want: NodeQuarantine, answered: true, wantAnswer: RequestRefused},
+		{name: "request, phantoms, disk still full: refused, not now",
+			snap: withReq(RejoinRequest{ID: "r1", Node: "db1", Errant: "0-1-102"}), self: fencedOld(phantom, false),
+			want: NodeQuarantine, answered: true, wantAnswer: RequestRefused},
+		{name: "request, phantoms: repair without discarding",
+			snap: withReq(RejoinRequest{ID: "r1", Node: "db1", Errant: "0-1-102"}), self: fencedOld(phantom, true),
+			want: NodeRepairErrant},
+		{name: "a request answered already is not carried out again",
+			snap: withReq(RejoinRequest{ID: "r1", Node: "db1", Errant: "0-1-102", DiscardErrant: true, State: RequestDone}),
+			self: fencedOld(real, true), want: NodeQuarantine},
+		{name: "request for a node with nothing errant: refused",
+			snap: snapWith(withReq(RejoinRequest{ID: "r1", Node: "db3"}), func(s *Snapshot) {
+				s.Rejoins = map[string]RejoinRequest{"db3": {ID: "r1", Node: "db3"}}
+			}),
+			self: read("db3", replicaOf(3, "198.18.0.2", "0-1-100,0-2-3")), want: NodeFollow, answered: true, wantAnswer: RequestRefused},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			a := Analyze(tc.snap, tc.self)
+			if a.Action != tc.want {
+				t.Fatalf("action %s (%s), want %s", a.Action, a.Reason, tc.want)
+			}
+			if a.Inspect != tc.wantInspect || a.Discard != tc.wantDiscard || a.Fence != tc.wantFence {
+				t.Errorf("inspect %v discard %v fence %v, want %v %v %v", a.Inspect, a.Discard, a.Fence, tc.wantInspect, tc.wantDiscard, tc.wantFence)
+			}
+			if (a.Answer != nil) != tc.answered || (a.Answer != nil && a.Answer.State != tc.wantAnswer) {
+				t.Errorf("answer %+v, want answered %v state %q", a.Answer, tc.answered, tc.wantAnswer)
+			}
+			if a.Answer != nil && a.Answer.Error == "" {
+				t.Error("a refusal without a reason")
+			}
+			if a.Action == NodeRepairErrant && (a.Source.Host == "" || a.Errant == "") {
+				t.Errorf("repair without a source or errant set: %+v", a)
+			}
+			if a.Action == NodeRepairErrant && tc.snap.Rejoins["db1"].Pending() && (a.Request == nil || a.RequestRev != 77) {
+				t.Errorf("repair on request without the request: %+v", a)
+			}
+			if !strings.Contains(a.Reason, tc.wantReason) {
+				t.Errorf("reason %q, want it to contain %q", a.Reason, tc.wantReason)
+			}
+		})
+	}
+}
+
+func TestDiskRoom(t *testing.T) {
+	at := time.Unix(1, 0)
+	disk := func(free uint64) detector.Disk { return detector.Disk{Path: "/data", Total: 1000, Free: free} }
+	cases := []struct {
+		name string
+		rep  detector.Report
+		want bool
+	}{
+		{"zero report: no evidence of room", detector.Report{}, false},
+		{"no disks read", detector.Report{At: at}, false},
+		{"room", detector.Report{At: at, Disks: []detector.Disk{disk(500)}}, true},
+		{"full", detector.Report{At: at, Disks: []detector.Disk{disk(0)}}, false},
+		{"nearly full (under 2%)", detector.Report{At: at, Disks: []detector.Disk{disk(19)}}, false},
+		{"unreadable disk", detector.Report{At: at, Disks: []detector.Disk{{Path: "/data", Err: "eio"}}}, false},
+		{"room, but the storage probe fails", detector.Report{At: at, Disks: []detector.Disk{disk(500)},
+			Storage: &detector.Result{Class: detector.TimedOut}}, false},
+		{"room, the storage probe writes", detector.Report{At: at, Disks: []detector.Disk{disk(500)},
+			Storage: &detector.Result{Class: detector.OK}}, true},
+	}
+	for _, tc := range cases {
+		if got := DiskRoom(tc.rep); got != tc.want {
+			t.Errorf("%s: DiskRoom = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,700 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+)
+
+// Errant transactions, looked up one by one in the server's binary logs.
+//
+// MariaDB numbers a transaction (and advances gtid_binlog_state and
+// gtid_binlog_pos) before it writes the transaction to the binlog. When that
+// write hangs on a full disk and the writer is killed (Baton's fence does it),
+// InnoDB rolls the transaction back and the binlog never gets it, but the
+// number stays in gtid_binlog_state: a phantom GTID. It makes the server look
+// as if it had transactions nobody else has. The binlog itself is the evidence:
+// a GTID whose GTID event is in no binary log file was never written, so no
+// replica could ever have received it, and it made no change that survived.
+//
+// MySQL 8 assigns a GTID when the transaction is flushed to the binlog and adds
+// it to gtid_executed only once it is written; a binlog write that fails stops
+// the server (binlog_error_action=ABORT_SERVER, the default) rather than leave
+// a number behind. There is no phantom numbering to repair: every GTID in
+// gtid_executed was committed. One missing from the binary logs was purged
+// (gtid_purged), not lost. InspectErrant therefore reports every errant GTID of
+// a MySQL server as real, and RepairErrant refuses MySQL (an operator rebuilds
+// the server, or injects empty transactions on the primary).
+
+var (
+	// ErrEvidenceStale: the server's gtid_binlog_state changed since its binary
+	// logs were read; the repair was not made.
+	ErrEvidenceStale = errors.New("replication: binlog changed since it was inspected")
+	// ErrRepairUnsupported: the flavor has no errant repair (MySQL, see above).
+	ErrRepairUnsupported = errors.New("replication: errant repair not supported for this flavor")
+)
+
+// maxErrantLookups bounds how many single GTIDs InspectErrant looks up; beyond it
+// the rest count as real, unverified.
+const maxErrantLookups = 1000
+
+// binlogPage is how many events one SHOW BINLOG EVENTS reads.
+const binlogPage = 5000
+
+// BinlogEvent is one event as SHOW BINLOG EVENTS lists it.
+type BinlogEvent struct {
+	File     string `json:"file"`
+	Pos      uint64 `json:"pos"`
+	Type     string `json:"type"`
+	ServerID uint32 `json:"server_id"`
+	EndPos   uint64 `json:"end_pos"`
+	Info     string `json:"info"`
+}
+
+func (e BinlogEvent) String() string {
+	return fmt.Sprintf("%s:%d %s %s", e.File, e.Pos, e.Type, e.Info)
+}
+
+// ErrantKind says what one errant GTID is. The zero value, ErrantUnchecked, is
+// never a reason to discard anything.
+type ErrantKind string
+
+// Errant kinds.
+const (
+	ErrantUnchecked ErrantKind = ""        // not looked up
+	ErrantReal      ErrantKind = "real"    // a committed transaction (in the binlog, or MySQL's gtid_executed)
+	ErrantPhantom   ErrantKind = "phantom" // MariaDB: numbered, never written to any binary log
+)
+
+func (k ErrantKind) String() string {
+	if k == ErrantUnchecked {
+		return "unchecked"
+	}
+	return string(k)
+}
+
+// ErrantTxn is one errant GTID (or, past maxErrantLookups, a range of them) and
+// what the binary logs say of it.
+type ErrantTxn struct {
+	GTID string     `json:"gtid"`
+	Kind ErrantKind `json:"kind"`
+	// First is the transaction's first event after its GTID event (its statement,
+	// or the annotation of its row events), when it is in the binlog.
+	First *BinlogEvent `json:"first,omitempty"`
+	// Note says why a GTID not found in the binlog counts as real all the same.
+	Note string `json:"note,omitempty"`
+}
+
+// ErrantEvidence is what InspectErrant found on a server: its errant
+// transactions against a primary, each looked up in its binary logs.
+type ErrantEvidence struct {
+	Flavor Flavor
+	// Errant is the server's errant set, as Errant returns it.
+	Errant GTIDSet
+	Txns   []ErrantTxn
+	// BinlogState is MariaDB's gtid_binlog_state when the binary logs were read:
+	// RepairErrant goes ahead only if it is unchanged.
+	BinlogState string
+	// SlavePos is MariaDB's gtid_slave_pos then.
+	SlavePos string
+	// BinlogEnd is where the binlog ended then (SHOW MASTER STATUS, file:position):
+	// RepairErrant goes ahead only if nothing was written since, not even a
+	// transaction numbered before the inspection whose write was still pending.
+	BinlogEnd string
+	// UnreadableTail says where the file being written stops being readable, when
+	// it does (see binlogEvents): the failed write of phantoms leaves one.
+	UnreadableTail string
+	// Written is MariaDB's gtid_binlog_state as the binary logs hold it: every
+	// errant (domain, server_id) entry set back to its last transaction really
+	// written at or below what the primary has (dropped when there is none).
+	Written string
+}
+
+// Phantom says whether every errant GTID was found to be a phantom: the server
+// may then be repaired without losing any transaction.
+func (e ErrantEvidence) Phantom() bool {
+	if len(e.Txns) == 0 {
+		return false
+	}
+	for _, t := range e.Txns {
+		if t.Kind != ErrantPhantom {
+			return false
+		}
+	}
+	return true
+}
+
+// Real returns the errant transactions that are not phantoms (unchecked ones
+// included).
+func (e ErrantEvidence) Real() []ErrantTxn {
+	var out []ErrantTxn
+	for _, t := range e.Txns {
+		if t.Kind != ErrantPhantom {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// GTIDs lists the errant GTIDs looked at.
+func (e ErrantEvidence) GTIDs() []string {
+	out := make([]string, 0, len(e.Txns))
+	for _, t := range e.Txns {
+		out = append(out, t.GTID)
+	}
+	return out
+}
+
+// binlogFile is one binary log file and the GTIDs logged before it (MariaDB's
+// Gtid_list event, MySQL's Previous_gtids).
+type binlogFile struct {
+	Name      string
+	Before    GTIDSet
+	HasBefore bool
+}
+
+var (
+	mariaGTIDEvent = regexp.MustCompile(`GTID (\d+-\d+-\d+)`)
+	mysqlGTIDEvent = regexp.MustCompile(`GTID_NEXT\s*=\s*'([^']+)'`)
+)
+
+// eventGTID returns the GTID a GTID event announces; ok is false for any other event.
+func eventGTID(f Flavor, e BinlogEvent) (string, bool) {
+	if !strings.EqualFold(e.Type, "Gtid") {
+		return "", false
+	}
+	re := mariaGTIDEvent
+	if f == FlavorMySQL {
+		re = mysqlGTIDEvent
+	}
+	m := re.FindStringSubmatch(e.Info)
+	if m == nil {
+		return "", false
+	}
+	if f == FlavorMySQL {
+		return strings.ToLower(m[1]), true
+	}
+	return m[1], true
+}
+
+// fileBefore reads the GTIDs logged before a file from its first events: MariaDB's
+// Gtid_list ("[0-1-13,0-2-4]"), MySQL's Previous_gtids ("uuid:1-10,...").
+func fileBefore(f Flavor, events []BinlogEvent) (GTIDSet, bool) {
+	for _, e := range events {
+		switch {
+		case f == FlavorMariaDB && strings.EqualFold(e.Type, "Gtid_list"):
+			s := strings.TrimSpace(e.Info)
+			s = strings.TrimSuffix(strings.TrimPrefix(s, "["), "]")
+			set, err := ParseGTIDSet(f, s)
+			return set, err == nil
+		case f == FlavorMySQL && strings.EqualFold(e.Type, "Previous_gtids"):
+			set, err := ParseGTIDSet(f, strings.TrimSpace(e.Info))
+			return set, err == nil
+		}
+	}
+	return GTIDSet{}, false
+}
+
+// hasGTID says whether set lists the single GTID g: MySQL, set membership;
+// MariaDB, the same (domain, server_id) at g's sequence or beyond (a Gtid_list is
+// per server_id, and sequences only grow).
+func hasGTID(set GTIDSet, g string) bool {
+	switch set.flavor {
+	case FlavorMySQL:
+		one, err := ParseGTIDSet(FlavorMySQL, g)
+		return err == nil && set.Contain(one)
+	case FlavorMariaDB:
+		mg, err := gomysql.ParseMariadbGTID(g)
+		if err != nil || set.maria == nil {
+			return false
+		}
+		cur, ok := set.maria.Sets[mg.DomainID][mg.ServerID]
+		return ok && cur.SequenceNumber >= mg.SequenceNumber
+	}
+	return false
+}
+
+// fileFor names the only file that can hold g: the last one whose Before does not
+// list it. Files whose Before could not be read are all candidates.
+func fileFor(files []binlogFile, g string) []string {
+	var out []string
+	for i, f := range files {
+		if f.HasBefore && hasGTID(f.Before, g) {
+			continue
+		}
+		if i+1 < len(files) && files[i+1].HasBefore && hasGTID(files[i+1].Before, g) {
+			out = append(out, f.Name) // logged before the next file: here, if anywhere
+			continue
+		}
+		if i+1 == len(files) || !files[i+1].HasBefore {
+			out = append(out, f.Name)
+		}
+	}
+	return out
+}
+
+// lookup is one errant GTID to look for, or a range taken as real unlooked.
+type lookup struct {
+	gtid string
+	note string // set: not looked up, real
+}
+
+// errantLookups expands an errant set into single GTIDs. MariaDB's errant entry
+// d-s-n (the last of that server_id) stands for every sequence above what the
+// primary has of (d, s), up to n, and above the server's gtid_binlog_state for
+// (d, s) nothing can be in its binlog (it came from gtid_slave_pos).
+func errantLookups(errant GTIDSet, primary Server, binlogState GTIDSet) []lookup {
+	var out []lookup
+	budget := maxErrantLookups
+	switch errant.flavor {
+	case FlavorMariaDB:
+		for _, g := range sortedMaria(errant.maria) {
+			lo := uint64(0)
+			if p := primary.Executed; p.flavor == FlavorMariaDB && p.maria != nil {
+				if pg, ok := p.maria.Sets[g.DomainID][g.ServerID]; ok {
+					lo = pg.SequenceNumber
+				}
+			}
+			inLog := uint64(0)
+			if binlogState.maria != nil {
+				if bg, ok := binlogState.maria.Sets[g.DomainID][g.ServerID]; ok {
+					inLog = bg.SequenceNumber
+				}
+			}
+			top := g.SequenceNumber
+			if inLog < top {
+				out = append(out, lookup{gtid: fmt.Sprintf("%d-%d-%d..%d", g.DomainID, g.ServerID, max(lo, inLog)+1, top),
+					note: "above gtid_binlog_state: in gtid_slave_pos only"})
+				top = inLog
+			}
+			from := lo + 1
+			if top >= from && top-from+1 > uint64(budget) {
+				cut := top - uint64(budget) + 1
+				out = append(out, lookup{gtid: fmt.Sprintf("%d-%d-%d..%d", g.DomainID, g.ServerID, from, cut-1),
+					note: "too many to look up one by one: taken as real"})
+				from = cut
+			}
+			for seq := from; seq <= top && seq > 0; seq++ {
+				out = append(out, lookup{gtid: fmt.Sprintf("%d-%d-%d", g.DomainID, g.ServerID, seq)})
+				budget--
+			}
+		}
+	case FlavorMySQL:
+		for _, sid := range sortedSIDs(errant.my) {
+			for _, iv := range errant.my.Sets[sid].Intervals {
+				for n := iv.Start; n < iv.Stop; n++ {
+					if budget <= 0 {
+						out = append(out, lookup{gtid: fmt.Sprintf("%s:%d-%d", sid, n, iv.Stop-1), note: "too many to look up one by one: taken as real"})
+						break
+					}
+					out = append(out, lookup{gtid: fmt.Sprintf("%s:%d", sid, n)})
+					budget--
+				}
+			}
+		}
+	}
+	return out
+}
+
+func sortedSIDs(s *gomysql.MysqlGTIDSet) []string {
+	var out []string
+	if s == nil {
+		return out
+	}
+	for sid := range s.Sets {
+		out = append(out, sid)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// classifyErrant is the pure part of InspectErrant: each lookup against the GTID
+// events found in the files scanned. A transaction is in the binlog when its GTID
+// event is there and the transaction is whole: a statement after a standalone GTID
+// event (DDL), else an Xid or COMMIT before the next GTID event. Then it is real.
+// One whose GTID event is there but whose rest runs into the unreadable tail of the
+// file being written (tails: file -> offset) was never written whole: no replica
+// could read it, crash recovery would truncate it, and InnoDB rolled it back when
+// its binlog write failed: a phantom, with its first event and a note. Absent, it
+// is a phantom on MariaDB and, on MySQL, a transaction whose binlog was purged
+// (real). Anything else found incomplete counts as real.
+func classifyErrant(f Flavor, lookups []lookup, events []BinlogEvent, tails map[string]uint64) []ErrantTxn {
+	type found struct {
+		first    *BinlogEvent
+		complete bool
+		file     string
+	}
+	seen := map[string]found{}
+	for i, e := range events {
+		g, ok := eventGTID(f, e)
+		if !ok {
+			continue
+		}
+		if _, dup := seen[g]; dup {
+			continue
+		}
+		standalone := f == FlavorMariaDB && !strings.HasPrefix(strings.ToUpper(strings.TrimSpace(e.Info)), "BEGIN")
+		fd := found{file: e.File}
+		first := e
+		for j := i + 1; j < len(events) && events[j].File == e.File; j++ {
+			n := events[j]
+			if _, isGTID := eventGTID(f, n); isGTID {
+				break
+			}
+			info := strings.ToUpper(strings.TrimSpace(n.Info))
+			if fd.first == nil {
+				if strings.EqualFold(n.Type, "Query") && info == "BEGIN" {
+					continue
+				}
+				first = n
+				fd.first = &first
+				if standalone || (f == FlavorMySQL && strings.EqualFold(n.Type, "Query")) {
+					// MariaDB's GTID event without BEGIN, MySQL's Query right after
+					// GTID_NEXT (no BEGIN): a statement that is its own transaction.
+					fd.complete = true
+					break
+				}
+			}
+			if strings.EqualFold(n.Type, "Xid") || strings.EqualFold(n.Type, "XA_prepare") ||
+				(strings.EqualFold(n.Type, "Query") && (strings.HasPrefix(info, "COMMIT") || strings.HasPrefix(info, "XA "))) {
+				fd.complete = true
+				break
+			}
+		}
+		if fd.first == nil {
+			fd.first = &first
+		}
+		seen[g] = fd
+	}
+	out := make([]ErrantTxn, 0, len(lookups))
+	for _, l := range lookups {
+		t := ErrantTxn{GTID: l.gtid}
+		fd, ok := seen[strings.ToLower(l.gtid)]
+		switch {
+		case l.note != "":
+			t.Kind, t.Note = ErrantReal, l.note
+		case ok && fd.complete:
+			t.Kind, t.First = ErrantReal, fd.first
+		case ok && tails[fd.file] > 0 && f == FlavorMariaDB:
+			t.Kind, t.First = ErrantPhantom, fd.first
+			t.Note = fmt.Sprintf("never written whole: %s is unreadable from offset %d, inside this transaction", fd.file, tails[fd.file])
+		case ok:
+			t.Kind, t.First, t.Note = ErrantReal, fd.first, "incomplete in the binlog: taken as real"
+		case f == FlavorMySQL:
+			t.Kind, t.Note = ErrantReal, "not in the binary logs: purged (gtid_executed has it, so it was committed)"
+		default:
+			t.Kind = ErrantPhantom
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+// writtenState is MariaDB's gtid_binlog_state as the binary logs hold it: each
+// (domain, server_id) entry with errant GTIDs set back to the highest sequence at
+// or below what the primary has, found in the scanned files' events or in the
+// Gtid_list of the first of them; an entry with none left is dropped. Within a
+// domain the entries are listed by sequence, the highest last: MariaDB takes the
+// last one listed as the domain's position.
+func writtenState(state, errant GTIDSet, primary Server, scanned []binlogFile, events []BinlogEvent) string {
+	if state.flavor != FlavorMariaDB || state.maria == nil {
+		return ""
+	}
+	out := newMariaSet()
+	for _, g := range sortedMaria(state.maria) {
+		eg, isErrant := errant.maria.Sets[g.DomainID][g.ServerID]
+		if errant.maria == nil || !isErrant || eg == nil {
+			addMaria(out, g)
+			continue
+		}
+		lo := uint64(0)
+		if p := primary.Executed; p.flavor == FlavorMariaDB && p.maria != nil {
+			if pg, ok := p.maria.Sets[g.DomainID][g.ServerID]; ok {
+				lo = pg.SequenceNumber
+			}
+		}
+		best := uint64(0)
+		if len(scanned) > 0 && scanned[0].HasBefore && scanned[0].Before.maria != nil {
+			if bg, ok := scanned[0].Before.maria.Sets[g.DomainID][g.ServerID]; ok && bg.SequenceNumber <= lo {
+				best = bg.SequenceNumber
+			}
+		}
+		for _, e := range events {
+			s, ok := eventGTID(FlavorMariaDB, e)
+			if !ok {
+				continue
+			}
+			mg, err := gomysql.ParseMariadbGTID(s)
+			if err != nil || mg.DomainID != g.DomainID || mg.ServerID != g.ServerID {
+				continue
+			}
+			if mg.SequenceNumber <= lo && mg.SequenceNumber > best {
+				best = mg.SequenceNumber
+			}
+		}
+		if best > 0 {
+			addMaria(out, &gomysql.MariadbGTID{DomainID: g.DomainID, ServerID: g.ServerID, SequenceNumber: best})
+		}
+	}
+	gs := sortedMaria(out)
+	slices.SortStableFunc(gs, func(a, b *gomysql.MariadbGTID) int {
+		if c := cmpU32(a.DomainID, b.DomainID); c != 0 {
+			return c
+		}
+		switch {
+		case a.SequenceNumber < b.SequenceNumber:
+			return -1
+		case a.SequenceNumber > b.SequenceNumber:
+			return 1
+		}
+		return 0
+	})
+	return formatMaria(gs)
+}
+
+// InspectErrant reads the server's status, computes its errant transactions
+// against primary (see Errant) and looks each one up in the server's binary logs
+// (SHOW BINARY LOGS, then SHOW BINLOG EVENTS of the one file that can hold it,
+// found by each file's Gtid_list or Previous_gtids). It only reads. timeout
+// bounds the whole inspection (binary logs can be large).
+func (in *Instance) InspectErrant(ctx context.Context, primary Server, timeout time.Duration) (ErrantEvidence, error) {
+	var ev ErrantEvidence
+	err := in.call(ctx, timeout, func(ctx context.Context, s *session) error {
+		st, err := s.status(ctx)
+		if err != nil {
+			return err
+		}
+		ev.Flavor = s.flavor
+		ev.BinlogState, ev.SlavePos = st.MariaDB.BinlogState, st.MariaDB.SlavePos
+		if ev.Errant, err = Errant(st.Server(), primary); err != nil {
+			return err
+		}
+		if ev.Errant.IsEmpty() {
+			return nil
+		}
+		var state GTIDSet
+		if s.flavor == FlavorMariaDB {
+			if state, err = ParseGTIDSet(FlavorMariaDB, st.MariaDB.BinlogState); err != nil {
+				return fmt.Errorf("gtid_binlog_state: %w", err)
+			}
+		}
+		if ev.BinlogEnd, err = s.binlogEnd(ctx); err != nil {
+			return err
+		}
+		lookups := errantLookups(ev.Errant, primary, state)
+		files, err := s.binlogFiles(ctx)
+		if err != nil {
+			return err
+		}
+		var scan []binlogFile
+		for _, f := range files {
+			for _, l := range lookups {
+				if l.note == "" && slices.Contains(fileFor(files, l.gtid), f.Name) {
+					scan = append(scan, f)
+					break
+				}
+			}
+		}
+		endFile, endPos := splitEnd(ev.BinlogEnd)
+		tails := map[string]uint64{}
+		after := false
+		var events []BinlogEvent
+		for _, f := range scan {
+			fe, tail, err := s.binlogEvents(ctx, f.Name, 0, f.Name == endFile)
+			if err != nil {
+				return err
+			}
+			if tail > 0 {
+				if after, err = s.writtenAfter(ctx, f.Name, tail, endPos); err != nil {
+					return err
+				}
+				if after {
+					// Something was committed past the unreadable part (a write after the
+					// disk had room again): what lies there cannot be read, so nothing
+					// missing can be called a phantom.
+					ev.UnreadableTail = fmt.Sprintf("%s from offset %d, with events written after it up to %s: not checkable", f.Name, tail, ev.BinlogEnd)
+					events = append(events, fe...)
+					continue
+				}
+				tails[f.Name] = tail
+				ev.UnreadableTail = fmt.Sprintf("%s from offset %d (the server's position: %s)", f.Name, tail, ev.BinlogEnd)
+			}
+			events = append(events, fe...)
+		}
+		ev.Txns = classifyErrant(s.flavor, lookups, events, tails)
+		if after {
+			for i, t := range ev.Txns {
+				if t.Kind == ErrantPhantom {
+					ev.Txns[i].Kind = ErrantUnchecked
+					ev.Txns[i].Note = "not readable in the binlog, which has events written after an unreadable part: cannot be checked"
+				}
+			}
+		}
+		if s.flavor == FlavorMariaDB {
+			ev.Written = writtenState(state, ev.Errant, primary, scan, events)
+		}
+		return nil
+	})
+	if err != nil {
+		return ErrantEvidence{}, fmt.Errorf("inspect errant transactions of %s: %w", in.name, err)
+	}
+	return ev, nil
+}
+
+// binlogEnd is SHOW MASTER STATUS's file:position, where the next event goes.
+func (s *session) binlogEnd(ctx context.Context) (string, error) {
+	if s.flavor != FlavorMariaDB {
+		return "", nil // only RepairErrant, MariaDB's, needs it (MySQL 8.4 renamed the statement)
+	}
+	rows, err := s.queryRows(ctx, "SHOW MASTER STATUS")
+	if err != nil {
+		return "", err
+	}
+	if len(rows) != 1 {
+		return "", errors.New("show master status: no binary log (log_bin is off?)")
+	}
+	return rows[0]["File"] + ":" + rows[0]["Position"], nil
+}
+
+// maxLastEvent bounds how far before the binlog's end writtenAfter looks for the
+// start of the last event: an Xid is 31 bytes, a COMMIT or a DDL a few hundred.
+const maxLastEvent = 4096
+
+// writtenAfter says whether the binlog file being written has a readable event
+// ending exactly at its end position (SHOW MASTER STATUS), past the unreadable part
+// that starts at tail: a transaction committed after a failed write. A failed write
+// alone leaves the position past anything readable (past the end of the file, even),
+// so no offset before it starts an event that ends there. It tries each offset of
+// the last maxLastEvent bytes: a failing SHOW BINLOG EVENTS is cheap.
+func (s *session) writtenAfter(ctx context.Context, file string, tail, end uint64) (bool, error) {
+	if end <= tail {
+		return false, nil
+	}
+	const minEvent = 19 // a binlog event header
+	for off := end - min(end-tail, minEvent); off+maxLastEvent >= end && off > tail; off-- {
+		rows, err := s.queryRows(ctx, binlogEventsQuery(file, off, 1, s.noBackslashEscapes))
+		if err != nil {
+			if ctx.Err() != nil {
+				return false, err
+			}
+			continue
+		}
+		page, err := parseBinlogEvents(rows)
+		if err == nil && len(page) == 1 && page[0].EndPos == end {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// splitEnd reads binlogEnd's file:position.
+func splitEnd(s string) (string, uint64) {
+	i := strings.LastIndexByte(s, ':')
+	if i < 0 {
+		return "", 0
+	}
+	pos, err := strconv.ParseUint(s[i+1:], 10, 64)
+	if err != nil {
+		return "", 0
+	}
+	return s[:i], pos
+}
+
+// binlogFiles lists the binary log files with the GTIDs logged before each.
+func (s *session) binlogFiles(ctx context.Context) ([]binlogFile, error) {
+	rows, err := s.queryRows(ctx, "SHOW BINARY LOGS")
+	if err != nil {
+		return nil, err
+	}
+	var out []binlogFile
+	for _, r := range rows {
+		name := r["Log_name"]
+		if name == "" {
+			continue
+		}
+		head, _, err := s.binlogEvents(ctx, name, 4, false)
+		if err != nil {
+			return nil, err
+		}
+		bf := binlogFile{Name: name}
+		bf.Before, bf.HasBefore = fileBefore(s.flavor, head)
+		out = append(out, bf)
+	}
+	return out, nil
+}
+
+// binlogEvents reads the events of one file, the first limit of them (0: all,
+// page by page). A page that meets bytes the server cannot read as an event
+// (error 1220) is read again in smaller pages. Where a single event cannot be read
+// in the file being written (current), the file ends there: tail is that offset.
+// That is what a binlog write that failed on a full disk leaves (MariaDB's own
+// position counts the bytes it tried to write); no dump thread can read past it, so
+// no replica ever got what lies there, and crash recovery would truncate it too.
+// In any other file it is an error.
+func (s *session) binlogEvents(ctx context.Context, file string, limit int, current bool) (events []BinlogEvent, tail uint64, err error) {
+	var out []BinlogEvent
+	from := uint64(4)
+	n := binlogPage
+	if limit > 0 {
+		n = limit
+	}
+	for {
+		rows, err := s.queryRows(ctx, binlogEventsQuery(file, from, n, s.noBackslashEscapes))
+		if err != nil && isErrno(err, 1220) {
+			if n > 1 {
+				n /= 2
+				continue
+			}
+			if current {
+				return out, from, nil
+			}
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		page, err := parseBinlogEvents(rows)
+		if err != nil {
+			return nil, 0, fmt.Errorf("show binlog events in %s: %w", file, err)
+		}
+		out = append(out, page...)
+		if limit > 0 || len(page) < n || len(page) == 0 {
+			return out, 0, nil
+		}
+		from = page[len(page)-1].EndPos
+	}
+}
+
+// binlogEventsQuery is SHOW BINLOG EVENTS IN file FROM pos LIMIT n, the same on
+// both flavors.
+func binlogEventsQuery(file string, from uint64, n int, noBackslashEscapes bool) string {
+	return fmt.Sprintf("SHOW BINLOG EVENTS IN %s FROM %d LIMIT %d", quote(file, noBackslashEscapes), from, n)
+}
+
+// parseBinlogEvents reads SHOW BINLOG EVENTS rows (Log_name, Pos, Event_type,
+// Server_id, End_log_pos, Info: the same columns on MariaDB and MySQL).
+func parseBinlogEvents(rows []map[string]string) ([]BinlogEvent, error) {
+	out := make([]BinlogEvent, 0, len(rows))
+	for _, r := range rows {
+		pos, err := strconv.ParseUint(r["Pos"], 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("pos %q: %w", r["Pos"], err)
+		}
+		end, err := strconv.ParseUint(r["End_log_pos"], 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("end_log_pos %q: %w", r["End_log_pos"], err)
+		}
+		sid, err := strconv.ParseUint(r["Server_id"], 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("server_id %q: %w", r["Server_id"], err)
+		}
+		out = append(out, BinlogEvent{File: r["Log_name"], Pos: pos, Type: r["Event_type"], ServerID: uint32(sid), EndPos: end, Info: r["Info"]})
+	}
+	return out, nil
+}
