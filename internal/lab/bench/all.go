@@ -18,8 +18,8 @@ import (
 	"github.com/baton-ha/baton/internal/sandbox"
 )
 
-// footprint is one agent's cost in steady state.
-type footprint struct {
+// Footprint is one agent's cost in steady state.
+type Footprint struct {
 	Seconds       int     `json:"seconds"`
 	Agents        int     `json:"agents"`
 	RSSMiB        float64 `json:"rss_mib"`          // the primary's agent, at the end
@@ -155,11 +155,20 @@ func lastLine(b []byte) []byte {
 	return b
 }
 
+// MeasureFootprint is the footprint part of All alone (`baton-lab bench
+// footprint`): a 3-node cluster with agents in steady state for d.
+func MeasureFootprint(ctx context.Context, bin lab.Binaries, d time.Duration) (Footprint, error) {
+	if d < time.Second || d > time.Hour {
+		return Footprint{}, fmt.Errorf("seconds: %s: use 1 s to 1 h", d)
+	}
+	return measureFootprint(ctx, bin, d)
+}
+
 // measureFootprint brings up a cluster with agents, lets it settle, and measures the
 // primary's agent and a replica's agent over d: CPU, RSS, and the traffic on etcd's
 // interface divided by the number of agents.
-func measureFootprint(ctx context.Context, bin lab.Binaries, d time.Duration) (footprint, error) {
-	fp := footprint{Seconds: int(d.Seconds())}
+func measureFootprint(ctx context.Context, bin lab.Binaries, d time.Duration) (Footprint, error) {
+	fp := Footprint{Seconds: int(d.Seconds())}
 	c, _, done, err := benchCluster(ctx, "fp-bench", bin)
 	if err != nil {
 		return fp, err
@@ -435,7 +444,7 @@ func writeLoadWithAgents(md *strings.Builder, ld agentLoad, err error) {
 		ld.Writers, ld.Seconds, ld.Writes, ld.Failures, ld.Failovers, strings.Join(ld.Verdicts, ", "), ld.MaxWriteMS)
 }
 
-func writeBenchmarks(md *strings.Builder, started time.Time, ft, dt, secs int, failovers []FailoverResult, detects []map[string]any, load map[string]any, fp footprint, fperr error) {
+func writeBenchmarks(md *strings.Builder, started time.Time, ft, dt, secs int, failovers []FailoverResult, detects []map[string]any, load map[string]any, fp Footprint, fperr error) {
 	fmt.Fprintf(md, "# Benchmarks\n\n")
 	fmt.Fprintf(md, "Written by `make bench` (`baton-lab bench all --out docs/BENCHMARKS.md`) on %s, in %s.\n\n", started.UTC().Format("2006-01-02 15:04 MST"), time.Since(started).Round(time.Second))
 	fmt.Fprintf(md, "Machine: %s.\n\n", machine())
