@@ -5,7 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math/bits"
 	"net"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,8 +42,12 @@ type ReconcilerConfig struct {
 	Addr string
 	// Agent is where the other agents reach this node's agent (published in its
 	// status, kept under members/); may be empty.
-	Agent    string
-	Store    *Store
+	Agent string
+	Store *Store
+	// Cache, when set, is where each pass reads the cluster (the agent's one cache,
+	// shared with its coordinator), and its changes wake the reconciler; nil: each
+	// pass reads etcd (Store.Load) and the reconciler watches the cluster itself.
+	Cache    *Cache
 	Local    *replication.Instance // this node's server
 	LocalDB  *sql.DB               // the same server, for the heartbeat bootstrap
 	Detector Detector
@@ -74,9 +80,15 @@ type ReconcilerConfig struct {
 	ConfirmLag time.Duration
 	// Tick is how often the node is looked at without a change in etcd.
 	Tick time.Duration
-	// PublishEvery is how often the status is published when nothing changed.
+	// PublishEvery is how often the status is published when nothing worth it
+	// changed (publishNow): what only the operator reads (latencies, disk, a GTID
+	// set that moved less than GTIDStep) is at most this old in etcd. The node's
+	// liveness is its session lease, not this. DefaultPublishEvery when zero.
 	PublishEvery time.Duration
-	Log          *zap.Logger
+	// GTIDStep is how many transactions the server's GTID set must have moved since
+	// the status last published to be published at once (DefaultGTIDStep when zero).
+	GTIDStep uint64
+	Log      *zap.Logger
 	// HeldOff, when it returns a reason, forbids making this node's server writable:
 	// the agent promised a primary kept in failsafe mode not to take part in a
 	// failover for a while (docs/architecture.md, "Failsafe mode"). nil: never.
@@ -142,7 +154,10 @@ func NewReconciler(cfg ReconcilerConfig) (*Reconciler, error) {
 		cfg.Tick = 500 * time.Millisecond
 	}
 	if cfg.PublishEvery <= 0 {
-		cfg.PublishEvery = time.Second
+		cfg.PublishEvery = DefaultPublishEvery
+	}
+	if cfg.GTIDStep == 0 {
+		cfg.GTIDStep = DefaultGTIDStep
 	}
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
@@ -161,16 +176,41 @@ func (r *Reconciler) Kick() {
 	}
 }
 
-// Run reconciles on every change of the cluster's keys, on Kick, and every Tick,
-// until ctx ends or the session is lost. It blocks.
+// Default publishing of a node's status.
+const (
+	// DefaultPublishEvery: a status nothing worth publishing happened to is written
+	// again every 30 s, for the operator (latencies, disk, GTID set).
+	DefaultPublishEvery = 30 * time.Second
+	// DefaultGTIDStep: a GTID set 1,000 transactions further is published at once.
+	DefaultGTIDStep = 1000
+)
+
+// Run reconciles on every change of the primary, leader or intent key, on Kick,
+// and every Tick, until ctx ends or the session is lost. It blocks.
 func (r *Reconciler) Run(ctx context.Context, s *concurrency.Session) error {
 	k := r.cfg.Store.Keys
+	tick := time.NewTicker(r.cfg.Tick)
+	defer tick.Stop()
+	if c := r.cfg.Cache; c != nil {
+		changes, stop := c.Subscribe(k.acted)
+		defer stop()
+		for {
+			r.pass(ctx, s)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-s.Done():
+				return errors.New("reconciler: etcd session lost")
+			case <-changes:
+			case <-r.kick:
+			case <-tick.C:
+			}
+		}
+	}
 	watch := func() clientv3.WatchChan {
 		return r.cfg.Store.Client().Watch(clientv3.WithRequireLeader(ctx), k.Prefix, clientv3.WithPrefix())
 	}
 	wch := watch()
-	tick := time.NewTicker(r.cfg.Tick)
-	defer tick.Stop()
 	for {
 		r.pass(ctx, s)
 		select {
@@ -195,18 +235,22 @@ func (r *Reconciler) Run(ctx context.Context, s *concurrency.Session) error {
 // relevant says whether a watch response touches what the reconciler acts on.
 func relevant(k Keys, resp clientv3.WatchResponse) bool {
 	for _, ev := range resp.Events {
-		switch string(ev.Kv.Key) {
-		case k.Primary(), k.Leader(), k.Intent():
+		if k.acted(string(ev.Kv.Key)) {
 			return true
 		}
 	}
 	return false
 }
 
+// acted says whether key is one a reconciler acts on at once when it changes.
+func (k Keys) acted(key string) bool {
+	return key == k.Primary() || key == k.Leader() || key == k.Intent()
+}
+
 // pass is one look at the cluster and the node, and what follows from it: Analyze
 // decides, the act functions below carry it out.
 func (r *Reconciler) pass(ctx context.Context, s *concurrency.Session) {
-	snap, err := r.cfg.Store.Load(ctx)
+	snap, err := r.read(ctx)
 	if err != nil {
 		r.log.Warn("read cluster state", zap.Error(err))
 		return
@@ -240,6 +284,14 @@ func (r *Reconciler) pass(ctx context.Context, s *concurrency.Session) {
 		r.mu.Unlock()
 	}
 	r.publish(ctx, snap, lease)
+}
+
+// read is the cluster's state for a pass: the cache's copy, or etcd's.
+func (r *Reconciler) read(ctx context.Context) (Snapshot, error) {
+	if r.cfg.Cache != nil {
+		return r.cfg.Cache.Snapshot(ctx)
+	}
+	return r.cfg.Store.Load(ctx)
 }
 
 // self is this node as the reconciler knows it before the local server is read.
@@ -618,16 +670,23 @@ func (r *Reconciler) Current() (NodeStatus, Snapshot) {
 	return n, r.snap
 }
 
-// publish writes the node's status when something that matters changed, or every
-// PublishEvery.
+// publish writes the node's status when something worth it changed (publishNow),
+// when etcd does not hold it on this session's lease (a new lease, a key deleted),
+// or every PublishEvery.
 func (r *Reconciler) publish(ctx context.Context, snap Snapshot, lease clientv3.LeaseID) {
 	n := r.build(snap)
+	marks := publishMarks{confirmLag: r.cfg.ConfirmLag, switchoverMaxLag: r.cfg.Policy.SwitchoverMaxLag, gtidStep: r.cfg.GTIDStep}
+	if snap.Policy != nil {
+		marks.switchoverMaxLag = snap.Policy.Policy.SwitchoverMaxLag
+	}
+	_, held := snap.Nodes[r.cfg.Node]
+	held = held && snap.NodeLeases[r.cfg.Node] == lease
 	r.mu.Lock()
 	r.current, r.snap = n, snap
-	changed := significant(r.lastPub, n, r.cfg.ConfirmLag)
+	changed := publishNow(r.lastPub, n, marks)
 	due := r.cfg.Now().Sub(r.lastPubAt) >= r.cfg.PublishEvery
 	r.mu.Unlock()
-	if !changed && !due {
+	if !changed && !due && held {
 		return
 	}
 	if err := r.cfg.Store.PutNode(ctx, lease, n); err != nil {
@@ -722,6 +781,69 @@ func significant(a, b NodeStatus, confirmLag time.Duration) bool {
 		a.SQLRunning != b.SQLRunning || a.Source != b.Source || a.Epoch != b.Epoch || a.Errant != b.Errant ||
 		a.StorageOK != b.StorageOK || pv(a.PrimaryView) != pv(b.PrimaryView) || a.VIP != b.VIP ||
 		lagged(a) != lagged(b)
+}
+
+// publishMarks are the thresholds of publishNow.
+type publishMarks struct {
+	confirmLag, switchoverMaxLag time.Duration
+	gtidStep                     uint64
+}
+
+// publishNow says whether status b is worth publishing at once, a having been
+// published last: what Decide looks at (significant), a lag crossing the policy's
+// switchover_max_lag (Decide's bar for a switchover candidate) or doubling past
+// confirm_lag, a GTID set moved by gtidStep transactions or more, and what rarely
+// changes and others read (the server's identity and address, the replication
+// error, semi-sync, the node's configuration). Latencies, disk figures and the
+// verdict's wording wait for the next PublishEvery.
+func publishNow(a, b NodeStatus, m publishMarks) bool {
+	if significant(a, b, m.confirmLag) {
+		return true
+	}
+	if lagMark(a.LagMS, m) != lagMark(b.LagMS, m) {
+		return true
+	}
+	if a.Addr != b.Addr || a.Agent != b.Agent || a.ServerID != b.ServerID || a.ServerUUID != b.ServerUUID || a.Flavor != b.Flavor ||
+		a.ReplError != b.ReplError || a.SemiSync != b.SemiSync || a.Priority != b.Priority || a.NoPromote != b.NoPromote ||
+		a.Repaired != b.Repaired || !reflect.DeepEqual(a.Policy, b.Policy) {
+		return true
+	}
+	return gtidMoved(a, b, m.gtidStep)
+}
+
+// lagMark is the band a lag is in: unknown, within switchover_max_lag, up to
+// confirm_lag, then each doubling beyond it.
+func lagMark(ms int64, m publishMarks) int {
+	lag := time.Duration(ms) * time.Millisecond
+	switch {
+	case ms < 0:
+		return -1
+	case lag <= m.switchoverMaxLag:
+		return 0
+	case m.confirmLag <= 0 || lag < m.confirmLag:
+		return 1
+	}
+	return 2 + bits.Len64(uint64(lag/m.confirmLag))
+}
+
+// gtidMoved says whether b's GTID set is step transactions or more away from a's;
+// a set that does not parse moved when its text changed.
+func gtidMoved(a, b NodeStatus, step uint64) bool {
+	if a.GTID == b.GTID {
+		return false
+	}
+	fa, erra := replication.ParseFlavor(a.Flavor)
+	fb, errb := replication.ParseFlavor(b.Flavor)
+	if erra != nil || errb != nil || fa != fb {
+		return true
+	}
+	sa, erra := replication.ParseGTIDSet(fa, a.GTID)
+	sb, errb := replication.ParseGTIDSet(fb, b.GTID)
+	if erra != nil || errb != nil {
+		return true
+	}
+	ca, cb := sa.Count(), sb.Count()
+	return max(ca, cb)-min(ca, cb) >= step
 }
 
 func splitAddr(addr string) (string, int, error) {
