@@ -14,6 +14,9 @@ import (
 	"strings"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/baton-ha/baton/failover"
 	"github.com/baton-ha/baton/internal/lab"
 	"github.com/baton-ha/baton/internal/sandbox"
 )
@@ -25,8 +28,14 @@ type Footprint struct {
 	RSSMiB        float64 `json:"rss_mib"`          // the primary's agent, at the end
 	CPUPercent    float64 `json:"cpu_percent"`      // of one core, the primary's agent
 	EtcdBytesPerS float64 `json:"etcd_bytes_per_s"` // per agent, both directions, on etcd's interface
-	ReplicaCPU    float64 `json:"replica_cpu_percent"`
-	ReplicaRSSMiB float64 `json:"replica_rss_mib"`
+	// EtcdPacketsPerS is the packets on that interface, per agent, both directions.
+	EtcdPacketsPerS float64 `json:"etcd_packets_per_s"`
+	// Writes counts the cluster's key changes during the run, by key ("nodes/",
+	// "members/", "history/" for those prefixes): read back from etcd's history
+	// after the run, so that reading them adds nothing to the traffic measured.
+	Writes        map[string]int `json:"writes"`
+	ReplicaCPU    float64        `json:"replica_cpu_percent"`
+	ReplicaRSSMiB float64        `json:"replica_rss_mib"`
 }
 
 // AllConfig is one run of every benchmark.
@@ -169,7 +178,7 @@ func MeasureFootprint(ctx context.Context, bin lab.Binaries, d time.Duration) (F
 // interface divided by the number of agents.
 func measureFootprint(ctx context.Context, bin lab.Binaries, d time.Duration) (Footprint, error) {
 	fp := Footprint{Seconds: int(d.Seconds())}
-	c, _, done, err := benchCluster(ctx, "fp-bench", bin)
+	c, store, done, err := benchCluster(ctx, "fp-bench", bin)
 	if err != nil {
 		return fp, err
 	}
@@ -182,7 +191,8 @@ func measureFootprint(ctx context.Context, bin lab.Binaries, d time.Duration) (F
 		return d
 	}
 	cpu0p, cpu0r := cpu(p.AgentPID), cpu(r.AgentPID)
-	net0 := netBytes(c.EtcdMembers[0].NetNS)
+	rev0 := etcdRev(ctx, store)
+	net0, pk0 := netStats(c.EtcdMembers[0].NetNS)
 	t0 := time.Now()
 	select {
 	case <-ctx.Done():
@@ -193,8 +203,53 @@ func measureFootprint(ctx context.Context, bin lab.Binaries, d time.Duration) (F
 	fp.CPUPercent = 100 * (cpu(p.AgentPID) - cpu0p).Seconds() / el
 	fp.ReplicaCPU = 100 * (cpu(r.AgentPID) - cpu0r).Seconds() / el
 	fp.RSSMiB, fp.ReplicaRSSMiB = procRSSMiB(p.AgentPID), procRSSMiB(r.AgentPID)
-	fp.EtcdBytesPerS = float64(netBytes(c.EtcdMembers[0].NetNS)-net0) / el / float64(fp.Agents)
+	net1, pk1 := netStats(c.EtcdMembers[0].NetNS)
+	fp.EtcdBytesPerS = float64(net1-net0) / el / float64(fp.Agents)
+	fp.EtcdPacketsPerS = float64(pk1-pk0) / el / float64(fp.Agents)
+	fp.Writes = writesSince(ctx, store, rev0, etcdRev(ctx, store))
 	return fp, nil
+}
+
+// etcdRev is etcd's revision now, 0 when it cannot be read.
+func etcdRev(ctx context.Context, store *failover.Store) int64 {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	resp, err := store.Client().Get(ctx, store.Keys.Primary(), clientv3.WithCountOnly())
+	if err != nil {
+		return 0
+	}
+	return resp.Header.Revision
+}
+
+// writesSince counts the changes of the cluster's keys after revision from, up to
+// to, by key (a prefix for nodes/, members/, history/ and the election's keys).
+func writesSince(ctx context.Context, store *failover.Store, from, to int64) map[string]int {
+	out := map[string]int{}
+	if from == 0 || to <= from {
+		return out
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for resp := range store.Client().Watch(ctx, store.Keys.Prefix, clientv3.WithPrefix(), clientv3.WithRev(from+1)) {
+		if resp.Err() != nil {
+			out["error: "+resp.Err().Error()]++
+			return out
+		}
+		for _, ev := range resp.Events {
+			if ev.Kv.ModRevision > to {
+				return out
+			}
+			key := strings.TrimPrefix(string(ev.Kv.Key), store.Keys.Prefix)
+			if i := strings.Index(key, "/"); i >= 0 {
+				key = key[:i+1]
+			}
+			out[key]++
+		}
+		if n := len(resp.Events); n > 0 && resp.Events[n-1].Kv.ModRevision >= to {
+			return out
+		}
+	}
+	return out
 }
 
 func procRSSMiB(pid int) float64 {
@@ -213,20 +268,28 @@ func procRSSMiB(pid int) float64 {
 
 // netBytes is what eth0 of a namespace has received and sent.
 func netBytes(ns string) int64 {
+	b, _ := netStats(ns)
+	return b
+}
+
+// netStats is the bytes and packets eth0 of a namespace has received and sent.
+func netStats(ns string) (bytes, packets int64) {
 	out, err := exec.Command("ip", "-n", ns, "-s", "-j", "link", "show", "eth0").Output()
 	if err != nil {
-		return 0
+		return 0, 0
 	}
+	type dir struct{ Bytes, Packets int64 }
 	var links []struct {
 		Stats64 struct {
-			RX struct{ Bytes int64 } `json:"rx"`
-			TX struct{ Bytes int64 } `json:"tx"`
+			RX dir `json:"rx"`
+			TX dir `json:"tx"`
 		} `json:"stats64"`
 	}
 	if json.Unmarshal(out, &links) != nil || len(links) == 0 {
-		return 0
+		return 0, 0
 	}
-	return links[0].Stats64.RX.Bytes + links[0].Stats64.TX.Bytes
+	st := links[0].Stats64
+	return st.RX.Bytes + st.TX.Bytes, st.RX.Packets + st.TX.Packets
 }
 
 func machine() string {
