@@ -544,7 +544,8 @@ func writeBenchmarks(md *strings.Builder, started time.Time, ft, dt, secs int, f
 	fmt.Fprintf(md, "Measured inside `baton-lab bench all`: a 3-node cluster with agents in steady state for %d s.\n\n", secs)
 	fmt.Fprintf(md, "| agent | CPU (%% of one core) | RSS |\n|---|---|---|\n| primary's | %.2f %% | %.1f MiB |\n| a replica's | %.2f %% | %.1f MiB |\n\n",
 		fp.CPUPercent, fp.RSSMiB, fp.ReplicaCPU, fp.ReplicaRSSMiB)
-	fmt.Fprintf(md, "etcd traffic: %.0f bytes/s per agent (both directions, measured on the etcd member's interface, divided by %d agents).\n", fp.EtcdBytesPerS, fp.Agents)
+	fmt.Fprintf(md, "etcd traffic: %.0f bytes/s and %.1f packets/s per agent (both directions, measured on the etcd member's interface, divided by %d agents); the cluster's key changes during the run: %v (`baton-lab bench footprint --seconds %d --json` measures this part alone).\n",
+		fp.EtcdBytesPerS, fp.EtcdPacketsPerS, fp.Agents, fp.Writes, secs)
 }
 
 func writeEtcdOutage(md *strings.Builder, rs []EtcdOutageResult, errs []error) {
