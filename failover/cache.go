@@ -43,15 +43,19 @@ type Cache struct {
 	log   *zap.Logger
 	retry time.Duration
 
-	mu      sync.Mutex
-	kvs     map[string]*mvccpb.KeyValue
-	rev     int64  // the revision the copy is at; 0 before the first read
-	relist  bool   // the next watch must start from a new range read
-	synced  bool   // a live watch follows the copy
-	why     string // why not synced
-	changed chan struct{}
-	subs    map[*cacheSub]struct{}
-	lists   int // range reads of the prefix so far
+	mu     sync.Mutex
+	kvs    map[string]*mvccpb.KeyValue
+	rev    int64  // the revision the copy is at; 0 before the first read
+	relist bool   // the next watch must start from a new range read
+	synced bool   // a live watch follows the copy
+	why    string // why not synced
+	// lost counts the times the client's connection to etcd was seen not ready: the
+	// watch resumes by itself after a reconnection, so the copy may be behind until
+	// it has caught up with etcd's revision after it (caught is lost's value then).
+	lost, caught int
+	changed      chan struct{}
+	subs         map[*cacheSub]struct{}
+	lists        int // range reads of the prefix so far
 }
 
 type cacheSub struct {
@@ -75,6 +79,7 @@ func NewCache(store *Store, log *zap.Logger) (*Cache, error) {
 // returns nil then. Failed reads and broken watches are retried.
 func (c *Cache) Run(ctx context.Context) error {
 	defer c.setSynced(false, "stopped")
+	go c.watchConnection(ctx)
 	for ctx.Err() == nil {
 		c.mu.Lock()
 		list := c.rev == 0 || c.relist
@@ -96,6 +101,23 @@ func (c *Cache) Run(ctx context.Context) error {
 		c.pause(ctx)
 	}
 	return nil
+}
+
+// watchConnection counts the times the client's connection to etcd is not ready,
+// until ctx ends.
+func (c *Cache) watchConnection(ctx context.Context) {
+	conn := c.store.cli.ActiveConnection()
+	for {
+		st := conn.GetState()
+		if st != connectivity.Ready {
+			c.mu.Lock()
+			c.lost++
+			c.mu.Unlock()
+		}
+		if !conn.WaitForStateChange(ctx, st) {
+			return
+		}
+	}
 }
 
 func (c *Cache) pause(ctx context.Context) {
@@ -286,12 +308,28 @@ func (c *Cache) waitFor(ctx context.Context, want int64) error {
 	ctx, cancel := c.store.ctx(ctx)
 	defer cancel()
 	asked := time.Now() // the event of the write usually comes first
+	c.mu.Lock()
+	lost := c.lost
+	reconnected := lost != c.caught
+	c.mu.Unlock()
+	if reconnected {
+		// Since the connection came back, the watch may not have delivered what
+		// changed meanwhile: catch up with etcd's revision now (a linearizable read).
+		resp, err := c.store.cli.Get(ctx, c.store.Keys.Primary(), clientv3.WithCountOnly())
+		if err != nil {
+			return fmt.Errorf("%w: after a reconnection: %w", ErrCacheStale, err)
+		}
+		want = max(want, resp.Header.Revision)
+	}
 	for {
-		if s := c.store.cli.ActiveConnection().GetState(); s != connectivity.Ready && s != connectivity.Idle {
+		if s := c.store.cli.ActiveConnection().GetState(); s != connectivity.Ready {
 			return fmt.Errorf("%w: etcd connection %s", ErrCacheStale, s)
 		}
 		c.mu.Lock()
 		ok, synced, why, rev, changed := c.synced && c.rev >= want, c.synced, c.why, c.rev, c.changed
+		if ok && reconnected && c.lost == lost {
+			c.caught = lost
+		}
 		c.mu.Unlock()
 		if ok {
 			return nil
