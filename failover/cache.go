@@ -289,6 +289,9 @@ func (c *Cache) Lists() int {
 // a view older than its own last change; it fails with ErrCacheStale when the copy
 // is not followed by a live watch or the client has no connection to etcd.
 func (c *Cache) Snapshot(ctx context.Context) (Snapshot, error) {
+	if err := ctx.Err(); err != nil {
+		return Snapshot{}, err // as a read would: a pass that was called off acts on nothing
+	}
 	if err := c.waitFor(ctx, c.store.Wrote()); err != nil {
 		return Snapshot{}, err
 	}

@@ -122,7 +122,11 @@ type Reconciler struct {
 	snap        Snapshot // read at the latest pass
 	policyNote  string   // the disagreement with the cluster's policy last logged
 	repaired    string   // the latest drift this reconciler repaired, for status
-	kick        chan struct{}
+	// localFence says why the agent fenced this node without etcd (FenceLocal) during
+	// the current session: until the next Run, nothing makes it writable again, even
+	// a pass that looks at a view from before (the cache's, while etcd is cut off).
+	localFence string
+	kick       chan struct{}
 }
 
 // NewReconciler checks the configuration and returns a Reconciler.
@@ -188,6 +192,9 @@ const (
 // Run reconciles on every change of the primary, leader or intent key, on Kick,
 // and every Tick, until ctx ends or the session is lost. It blocks.
 func (r *Reconciler) Run(ctx context.Context, s *concurrency.Session) error {
+	r.mu.Lock()
+	r.localFence = "" // a new session: etcd decides again
+	r.mu.Unlock()
 	k := r.cfg.Store.Keys
 	tick := time.NewTicker(r.cfg.Tick)
 	defer tick.Stop()
@@ -348,6 +355,11 @@ func (r *Reconciler) act(ctx context.Context, snap Snapshot, lease clientv3.Leas
 		r.cfg.Detector.SetEpoch(a.Epoch)
 		r.setRole(a.Role)
 	case NodeMakeWritable, NodeHoldPrimary, NodePromote:
+		if why := r.fencedLocally(); why != "" {
+			r.log.Warn("not making the server writable: fenced without etcd in this session: "+why, zap.String("action", a.Action.String()))
+			r.setRole(RoleFenced)
+			return
+		}
 		if why := r.heldOff(); why != "" && a.Action != NodeHoldPrimary {
 			// Not a step toward a writable server: a primary kept in failsafe mode
 			// relies on this node's promise.
@@ -402,6 +414,9 @@ func (r *Reconciler) holdPrimary(ctx context.Context, a Analysis) {
 		// The way every promotion goes: the configured protection (semi-sync source
 		// side on, verified) before read_only goes off, never a bare read_only=OFF.
 		r.log.Warn(a.Reason)
+		if r.fencedLocally() != "" {
+			return
+		}
 		if err := r.cfg.Local.Promote(ctx); err != nil {
 			r.log.Warn("make the primary of record writable", zap.Error(err))
 		}
@@ -417,6 +432,9 @@ func (r *Reconciler) holdPrimary(ctx context.Context, a Analysis) {
 		}
 	}
 	r.acquireVIP(ctx)
+	if r.fencedLocally() != "" {
+		return // fenced meanwhile, without etcd: the fence stands
+	}
 	r.probeAs(a.Probe)
 	r.setRole(a.Role)
 	r.setFenced("")
@@ -429,6 +447,10 @@ func (r *Reconciler) takePrimary(ctx context.Context, snap Snapshot, lease clien
 	start := r.cfg.Now()
 	if err := r.cfg.Store.AcquireLeader(ctx, lease, r.cfg.Node, snap.PrimaryModRev); err != nil {
 		r.log.Warn("take the leader key", zap.Error(err))
+		return
+	}
+	if why := r.fencedLocally(); why != "" {
+		r.log.Warn("not promoting: fenced without etcd in this session: " + why)
 		return
 	}
 	if err := r.promote(ctx); err != nil {
@@ -563,6 +585,9 @@ func (r *Reconciler) fenceSelf(ctx context.Context, lease clientv3.LeaseID, why 
 // FenceLocal fences this node without etcd: the agent calls it when its session
 // cannot be renewed in time. The leader key is left to expire with the lease.
 func (r *Reconciler) FenceLocal(ctx context.Context, why string) {
+	r.mu.Lock()
+	r.localFence = why
+	r.mu.Unlock()
 	r.markFenced(why)
 	r.releaseVIP(ctx)
 	r.fenceServer(ctx)
@@ -592,7 +617,7 @@ func (r *Reconciler) fenceServer(ctx context.Context) bool {
 }
 
 func (r *Reconciler) acquireVIP(ctx context.Context) {
-	if r.cfg.VIP == nil {
+	if r.cfg.VIP == nil || r.fencedLocally() != "" {
 		return
 	}
 	if err := r.cfg.VIP.Acquire(ctx); err != nil {
@@ -607,6 +632,14 @@ func (r *Reconciler) releaseVIP(ctx context.Context) {
 	if err := r.cfg.VIP.Release(ctx); err != nil {
 		r.log.Warn("release the virtual IP", zap.Error(err))
 	}
+}
+
+// fencedLocally says why the agent fenced this node without etcd in this session, ""
+// when it did not.
+func (r *Reconciler) fencedLocally() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.localFence
 }
 
 // heldOff says why this node must not make its server writable now, "" when it may.

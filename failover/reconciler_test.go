@@ -1,6 +1,7 @@
 package failover
 
 import (
+	"context"
 	"slices"
 	"testing"
 	"time"
@@ -113,5 +114,33 @@ func TestPublishNow(t *testing.T) {
 	}
 	if want := []int64{2000, 4000, 8000}; !slices.Equal(published, want) {
 		t.Errorf("a growing lag was published at %v ms, want %v", published, want)
+	}
+}
+
+// countVIP counts what the reconciler asks of the virtual IP.
+type countVIP struct{ acquired, released int }
+
+func (v *countVIP) Acquire(context.Context) error      { v.acquired++; return nil }
+func (v *countVIP) Release(context.Context) error      { v.released++; return nil }
+func (v *countVIP) Held(context.Context) (bool, error) { return v.acquired > v.released, nil }
+
+// TestLocalFenceStands: once the agent fenced its node without etcd in a session, a
+// pass that still sees the node as the writable primary of record (a view from
+// before, e.g. the cache's while etcd is cut off) neither takes the virtual IP back
+// nor reports the primary role.
+func TestLocalFenceStands(t *testing.T) {
+	v := &countVIP{}
+	r := &Reconciler{cfg: ReconcilerConfig{Node: "db1", VIP: v}, log: zap.NewNop(), role: RolePrimary}
+	r.mu.Lock()
+	r.localFence = "etcd session not renewed for 2.1s"
+	r.mu.Unlock()
+	for _, action := range []NodeAction{NodeHoldPrimary, NodeMakeWritable, NodePromote} {
+		r.act(context.Background(), Snapshot{}, 1, Analysis{Action: action, Role: RolePrimary})
+		if v.acquired != 0 {
+			t.Fatalf("%s: the virtual IP was taken back", action)
+		}
+		if n, _ := r.Current(); n.Role != RoleFenced {
+			t.Fatalf("%s: role %s, want fenced", action, n.Role)
+		}
 	}
 }
