@@ -53,6 +53,7 @@ type Cache struct {
 	// watch resumes by itself after a reconnection, so the copy may be behind until
 	// it has caught up with etcd's revision after it (caught is lost's value then).
 	lost, caught int
+	lastErr      string // why the latest watch ended, "" once a watch started again
 	changed      chan struct{}
 	subs         map[*cacheSub]struct{}
 	lists        int // range reads of the prefix so far
@@ -97,7 +98,13 @@ func (c *Cache) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		c.log.Info("cluster watch ended; resuming", zap.Error(err), zap.Int64("rev", c.Rev()))
+		c.mu.Lock()
+		news := err.Error() != c.lastErr // a watch that cannot start fails at every retry: said once
+		c.lastErr = err.Error()
+		c.mu.Unlock()
+		if news {
+			c.log.Info("cluster watch ended; resuming", zap.Error(err), zap.Int64("rev", c.Rev()))
+		}
 		c.pause(ctx)
 	}
 	return nil
@@ -224,6 +231,7 @@ func (c *Cache) setSynced(on bool, why string) {
 	}
 	c.synced, c.why = on, why
 	if on {
+		c.lastErr = ""
 		c.broadcast(nil) // the copy may have moved while the watch was down
 		return
 	}
