@@ -87,7 +87,7 @@ func (c *Cache) Run(ctx context.Context) error {
 		c.mu.Unlock()
 		if list {
 			if err := c.list(ctx); err != nil {
-				if ctx.Err() == nil {
+				if ctx.Err() == nil && c.news(err) {
 					c.log.Warn("read the cluster's keys", zap.Error(err))
 				}
 				c.pause(ctx)
@@ -98,16 +98,22 @@ func (c *Cache) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		c.mu.Lock()
-		news := err.Error() != c.lastErr // a watch that cannot start fails at every retry: said once
-		c.lastErr = err.Error()
-		c.mu.Unlock()
-		if news {
+		if c.news(err) {
 			c.log.Info("cluster watch ended; resuming", zap.Error(err), zap.Int64("rev", c.Rev()))
 		}
 		c.pause(ctx)
 	}
 	return nil
+}
+
+// news says whether err differs from the latest one since a watch last started: a
+// read or a watch that cannot start fails at every retry, and is logged once.
+func (c *Cache) news(err error) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	news := err.Error() != c.lastErr
+	c.lastErr = err.Error()
+	return news
 }
 
 // watchConnection counts the times the client's connection to etcd is not ready,
