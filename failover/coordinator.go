@@ -32,8 +32,13 @@ type HookCall struct {
 
 // CoordinatorConfig configures a Coordinator.
 type CoordinatorConfig struct {
-	Node    string // this agent's node, the candidate's name in the election
-	Store   *Store
+	Node  string // this agent's node, the candidate's name in the election
+	Store *Store
+	// Cache, when set, is where the elected coordinator looks at the cluster on
+	// every change and Tick (the agent's one cache, shared with its reconciler); nil:
+	// it reads etcd (Store.Load) each time. What a flow must read fresh (the
+	// servers, its guarded transactions) it reads as before either way.
+	Cache   *Cache
 	Servers ServerPool
 	// Policy is the policy of this agent's configuration file. The coordinator
 	// decides with the cluster's policy (the policy key), creates that key from this
@@ -230,14 +235,22 @@ type CoordinatorStatus struct {
 
 // lead looks at the cluster on every change in etcd, and every Tick, until ctx ends.
 func (c *Coordinator) lead(ctx context.Context, s *concurrency.Session, g Guard) error {
-	wch := c.cfg.Store.Client().Watch(clientv3.WithRequireLeader(ctx), c.cfg.Store.Keys.Prefix, clientv3.WithPrefix())
+	var wch clientv3.WatchChan
+	var changes <-chan struct{}
+	if c.cfg.Cache != nil {
+		var stop func()
+		changes, stop = c.cfg.Cache.Subscribe(nil)
+		defer stop()
+	} else {
+		wch = c.cfg.Store.Client().Watch(clientv3.WithRequireLeader(ctx), c.cfg.Store.Keys.Prefix, clientv3.WithPrefix())
+	}
 	tick := time.NewTicker(c.cfg.Tick)
 	defer tick.Stop()
 	var last, lastPolicy string
 	var published CoordinatorStatus
 	rt := retry{min: c.cfg.RetryMin, max: c.cfg.RetryMax}
 	for {
-		snap, err := c.cfg.Store.Load(ctx)
+		snap, err := c.read(ctx)
 		var p Policy
 		if err == nil {
 			p, err = c.policy(ctx, &snap, &lastPolicy)
@@ -292,9 +305,19 @@ func (c *Coordinator) lead(ctx context.Context, s *concurrency.Session, g Guard)
 			if !ok {
 				wch = c.cfg.Store.Client().Watch(clientv3.WithRequireLeader(ctx), c.cfg.Store.Keys.Prefix, clientv3.WithPrefix())
 			}
+		case <-changes:
 		case <-tick.C:
 		}
 	}
+}
+
+// read is the cluster's state for a look: the cache's copy (never older than this
+// agent's own latest write, e.g. a flow's commit), or etcd's.
+func (c *Coordinator) read(ctx context.Context) (Snapshot, error) {
+	if c.cfg.Cache != nil {
+		return c.cfg.Cache.Snapshot(ctx)
+	}
+	return c.cfg.Store.Load(ctx)
 }
 
 // policy returns the policy to decide with at this pass (EffectivePolicy): it creates

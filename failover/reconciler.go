@@ -5,7 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math/bits"
 	"net"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,8 +42,12 @@ type ReconcilerConfig struct {
 	Addr string
 	// Agent is where the other agents reach this node's agent (published in its
 	// status, kept under members/); may be empty.
-	Agent    string
-	Store    *Store
+	Agent string
+	Store *Store
+	// Cache, when set, is where each pass reads the cluster (the agent's one cache,
+	// shared with its coordinator), and its changes wake the reconciler; nil: each
+	// pass reads etcd (Store.Load) and the reconciler watches the cluster itself.
+	Cache    *Cache
 	Local    Server  // this node's server
 	LocalDB  *sql.DB // the same server, for the heartbeat bootstrap
 	Detector Detector
@@ -74,9 +80,15 @@ type ReconcilerConfig struct {
 	ConfirmLag time.Duration
 	// Tick is how often the node is looked at without a change in etcd.
 	Tick time.Duration
-	// PublishEvery is how often the status is published when nothing changed.
+	// PublishEvery is how often the status is published when nothing worth it
+	// changed (publishNow): what only the operator reads (latencies, disk, a GTID
+	// set that moved less than GTIDStep) is at most this old in etcd. The node's
+	// liveness is its session lease, not this. DefaultPublishEvery when zero.
 	PublishEvery time.Duration
-	Log          *zap.Logger
+	// GTIDStep is how many transactions the server's GTID set must have moved since
+	// the status last published to be published at once (DefaultGTIDStep when zero).
+	GTIDStep uint64
+	Log      *zap.Logger
 	// HeldOff, when it returns a reason, forbids making this node's server writable:
 	// the agent promised a primary kept in failsafe mode not to take part in a
 	// failover for a while (docs/architecture.md, "Failsafe mode"). nil: never.
@@ -111,7 +123,11 @@ type Reconciler struct {
 	policyNote  string   // the disagreement with the cluster's policy last logged
 	repaired    string   // the latest drift this reconciler repaired, for status
 	rejoin      rejoinState
-	kick        chan struct{}
+	// localFence says why the agent fenced this node without etcd (FenceLocal) during
+	// the current session: until the next Run, nothing makes it writable again, even
+	// a pass that looks at a view from before (the cache's, while etcd is cut off).
+	localFence string
+	kick       chan struct{}
 }
 
 // NewReconciler checks the configuration and returns a Reconciler.
@@ -143,7 +159,10 @@ func NewReconciler(cfg ReconcilerConfig) (*Reconciler, error) {
 		cfg.Tick = 500 * time.Millisecond
 	}
 	if cfg.PublishEvery <= 0 {
-		cfg.PublishEvery = time.Second
+		cfg.PublishEvery = DefaultPublishEvery
+	}
+	if cfg.GTIDStep == 0 {
+		cfg.GTIDStep = DefaultGTIDStep
 	}
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
@@ -162,16 +181,44 @@ func (r *Reconciler) Kick() {
 	}
 }
 
-// Run reconciles on every change of the cluster's keys, on Kick, and every Tick,
-// until ctx ends or the session is lost. It blocks.
+// Default publishing of a node's status.
+const (
+	// DefaultPublishEvery: a status nothing worth publishing happened to is written
+	// again every 30 s, for the operator (latencies, disk, GTID set).
+	DefaultPublishEvery = 30 * time.Second
+	// DefaultGTIDStep: a GTID set 1,000 transactions further is published at once.
+	DefaultGTIDStep = 1000
+)
+
+// Run reconciles on every change of the primary, leader or intent key, on Kick,
+// and every Tick, until ctx ends or the session is lost. It blocks.
 func (r *Reconciler) Run(ctx context.Context, s *concurrency.Session) error {
+	r.mu.Lock()
+	r.localFence = "" // a new session: etcd decides again
+	r.mu.Unlock()
 	k := r.cfg.Store.Keys
+	tick := time.NewTicker(r.cfg.Tick)
+	defer tick.Stop()
+	if c := r.cfg.Cache; c != nil {
+		changes, stop := c.Subscribe(k.acted)
+		defer stop()
+		for {
+			r.pass(ctx, s)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-s.Done():
+				return errors.New("reconciler: etcd session lost")
+			case <-changes:
+			case <-r.kick:
+			case <-tick.C:
+			}
+		}
+	}
 	watch := func() clientv3.WatchChan {
 		return r.cfg.Store.Client().Watch(clientv3.WithRequireLeader(ctx), k.Prefix, clientv3.WithPrefix())
 	}
 	wch := watch()
-	tick := time.NewTicker(r.cfg.Tick)
-	defer tick.Stop()
 	for {
 		r.pass(ctx, s)
 		select {
@@ -196,21 +243,22 @@ func (r *Reconciler) Run(ctx context.Context, s *concurrency.Session) error {
 // relevant says whether a watch response touches what the reconciler acts on.
 func relevant(k Keys, resp clientv3.WatchResponse) bool {
 	for _, ev := range resp.Events {
-		switch string(ev.Kv.Key) {
-		case k.Primary(), k.Leader(), k.Intent():
-			return true
-		}
-		if strings.HasPrefix(string(ev.Kv.Key), k.RejoinPrefix()) {
+		if k.acted(string(ev.Kv.Key)) {
 			return true
 		}
 	}
 	return false
 }
 
+// acted says whether key is one a reconciler acts on at once when it changes.
+func (k Keys) acted(key string) bool {
+	return key == k.Primary() || key == k.Leader() || key == k.Intent() || strings.HasPrefix(key, k.RejoinPrefix())
+}
+
 // pass is one look at the cluster and the node, and what follows from it: Analyze
 // decides, the act functions below carry it out.
 func (r *Reconciler) pass(ctx context.Context, s *concurrency.Session) {
-	snap, err := r.cfg.Store.Load(ctx)
+	snap, err := r.read(ctx)
 	if err != nil {
 		r.log.Warn("read cluster state", zap.Error(err))
 		return
@@ -244,6 +292,14 @@ func (r *Reconciler) pass(ctx context.Context, s *concurrency.Session) {
 		r.mu.Unlock()
 	}
 	r.publish(ctx, snap, lease)
+}
+
+// read is the cluster's state for a pass: the cache's copy, or etcd's.
+func (r *Reconciler) read(ctx context.Context) (Snapshot, error) {
+	if r.cfg.Cache != nil {
+		return r.cfg.Cache.Snapshot(ctx)
+	}
+	return r.cfg.Store.Load(ctx)
 }
 
 // self is this node as the reconciler knows it before the local server is read.
@@ -305,6 +361,11 @@ func (r *Reconciler) act(ctx context.Context, snap Snapshot, lease clientv3.Leas
 		r.cfg.Detector.SetEpoch(a.Epoch)
 		r.setRole(a.Role)
 	case NodeMakeWritable, NodeHoldPrimary, NodePromote:
+		if why := r.fencedLocally(); why != "" {
+			r.log.Warn("not making the server writable: fenced without etcd in this session: "+why, zap.String("action", a.Action.String()))
+			r.setRole(RoleFenced)
+			return
+		}
 		if why := r.heldOff(); why != "" && a.Action != NodeHoldPrimary {
 			// Not a step toward a writable server: a primary kept in failsafe mode
 			// relies on this node's promise.
@@ -365,6 +426,9 @@ func (r *Reconciler) holdPrimary(ctx context.Context, a Analysis) {
 		// The way every promotion goes: the configured protection (semi-sync source
 		// side on, verified) before read_only goes off, never a bare read_only=OFF.
 		r.log.Warn(a.Reason)
+		if r.fencedLocally() != "" {
+			return
+		}
 		if err := r.cfg.Local.Promote(ctx); err != nil {
 			r.log.Warn("make the primary of record writable", zap.Error(err))
 		}
@@ -380,6 +444,9 @@ func (r *Reconciler) holdPrimary(ctx context.Context, a Analysis) {
 		}
 	}
 	r.acquireVIP(ctx)
+	if r.fencedLocally() != "" {
+		return // fenced meanwhile, without etcd: the fence stands
+	}
 	r.probeAs(a.Probe)
 	r.setRole(a.Role)
 	r.setFenced("")
@@ -392,6 +459,10 @@ func (r *Reconciler) takePrimary(ctx context.Context, snap Snapshot, lease clien
 	start := r.cfg.Now()
 	if err := r.cfg.Store.AcquireLeader(ctx, lease, r.cfg.Node, snap.PrimaryModRev); err != nil {
 		r.log.Warn("take the leader key", zap.Error(err))
+		return
+	}
+	if why := r.fencedLocally(); why != "" {
+		r.log.Warn("not promoting: fenced without etcd in this session: " + why)
 		return
 	}
 	if err := r.promote(ctx); err != nil {
@@ -526,6 +597,9 @@ func (r *Reconciler) fenceSelf(ctx context.Context, lease clientv3.LeaseID, why 
 // FenceLocal fences this node without etcd: the agent calls it when its session
 // cannot be renewed in time. The leader key is left to expire with the lease.
 func (r *Reconciler) FenceLocal(ctx context.Context, why string) {
+	r.mu.Lock()
+	r.localFence = why
+	r.mu.Unlock()
 	r.markFenced(why)
 	r.releaseVIP(ctx)
 	r.fenceServer(ctx)
@@ -555,7 +629,7 @@ func (r *Reconciler) fenceServer(ctx context.Context) bool {
 }
 
 func (r *Reconciler) acquireVIP(ctx context.Context) {
-	if r.cfg.VIP == nil {
+	if r.cfg.VIP == nil || r.fencedLocally() != "" {
 		return
 	}
 	if err := r.cfg.VIP.Acquire(ctx); err != nil {
@@ -570,6 +644,14 @@ func (r *Reconciler) releaseVIP(ctx context.Context) {
 	if err := r.cfg.VIP.Release(ctx); err != nil {
 		r.log.Warn("release the virtual IP", zap.Error(err))
 	}
+}
+
+// fencedLocally says why the agent fenced this node without etcd in this session, ""
+// when it did not.
+func (r *Reconciler) fencedLocally() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.localFence
 }
 
 // heldOff says why this node must not make its server writable now, "" when it may.
@@ -633,16 +715,23 @@ func (r *Reconciler) Current() (NodeStatus, Snapshot) {
 	return n, r.snap
 }
 
-// publish writes the node's status when something that matters changed, or every
-// PublishEvery.
+// publish writes the node's status when something worth it changed (publishNow),
+// when etcd does not hold it on this session's lease (a new lease, a key deleted),
+// or every PublishEvery.
 func (r *Reconciler) publish(ctx context.Context, snap Snapshot, lease clientv3.LeaseID) {
 	n := r.build(snap)
+	marks := publishMarks{confirmLag: r.cfg.ConfirmLag, switchoverMaxLag: r.cfg.Policy.SwitchoverMaxLag, gtidStep: r.cfg.GTIDStep}
+	if snap.Policy != nil {
+		marks.switchoverMaxLag = snap.Policy.Policy.SwitchoverMaxLag
+	}
+	_, held := snap.Nodes[r.cfg.Node]
+	held = held && snap.NodeLeases[r.cfg.Node] == lease
 	r.mu.Lock()
 	r.current, r.snap = n, snap
-	changed := significant(r.lastPub, n, r.cfg.ConfirmLag)
+	changed := publishNow(r.lastPub, n, marks)
 	due := r.cfg.Now().Sub(r.lastPubAt) >= r.cfg.PublishEvery
 	r.mu.Unlock()
-	if !changed && !due {
+	if !changed && !due && held {
 		return
 	}
 	if err := r.cfg.Store.PutNode(ctx, lease, n); err != nil {
@@ -740,6 +829,69 @@ func significant(a, b NodeStatus, confirmLag time.Duration) bool {
 		a.SQLRunning != b.SQLRunning || a.Source != b.Source || a.Epoch != b.Epoch || a.Errant != b.Errant ||
 		a.StorageOK != b.StorageOK || pv(a.PrimaryView) != pv(b.PrimaryView) || a.VIP != b.VIP ||
 		lagged(a) != lagged(b)
+}
+
+// publishMarks are the thresholds of publishNow.
+type publishMarks struct {
+	confirmLag, switchoverMaxLag time.Duration
+	gtidStep                     uint64
+}
+
+// publishNow says whether status b is worth publishing at once, a having been
+// published last: what Decide looks at (significant), a lag crossing the policy's
+// switchover_max_lag (Decide's bar for a switchover candidate) or doubling past
+// confirm_lag, a GTID set moved by gtidStep transactions or more, and what rarely
+// changes and others read (the server's identity and address, the replication
+// error, semi-sync, the node's configuration). Latencies, disk figures and the
+// verdict's wording wait for the next PublishEvery.
+func publishNow(a, b NodeStatus, m publishMarks) bool {
+	if significant(a, b, m.confirmLag) {
+		return true
+	}
+	if lagMark(a.LagMS, m) != lagMark(b.LagMS, m) {
+		return true
+	}
+	if a.Addr != b.Addr || a.Agent != b.Agent || a.ServerID != b.ServerID || a.ServerUUID != b.ServerUUID || a.Flavor != b.Flavor ||
+		a.ReplError != b.ReplError || a.SemiSync != b.SemiSync || a.Priority != b.Priority || a.NoPromote != b.NoPromote ||
+		a.Repaired != b.Repaired || !reflect.DeepEqual(a.Policy, b.Policy) {
+		return true
+	}
+	return gtidMoved(a, b, m.gtidStep)
+}
+
+// lagMark is the band a lag is in: unknown, within switchover_max_lag, up to
+// confirm_lag, then each doubling beyond it.
+func lagMark(ms int64, m publishMarks) int {
+	lag := time.Duration(ms) * time.Millisecond
+	switch {
+	case ms < 0:
+		return -1
+	case lag <= m.switchoverMaxLag:
+		return 0
+	case m.confirmLag <= 0 || lag < m.confirmLag:
+		return 1
+	}
+	return 2 + bits.Len64(uint64(lag/m.confirmLag))
+}
+
+// gtidMoved says whether b's GTID set is step transactions or more away from a's;
+// a set that does not parse moved when its text changed.
+func gtidMoved(a, b NodeStatus, step uint64) bool {
+	if a.GTID == b.GTID {
+		return false
+	}
+	fa, erra := replication.ParseFlavor(a.Flavor)
+	fb, errb := replication.ParseFlavor(b.Flavor)
+	if erra != nil || errb != nil || fa != fb {
+		return true
+	}
+	sa, erra := replication.ParseGTIDSet(fa, a.GTID)
+	sb, errb := replication.ParseGTIDSet(fb, b.GTID)
+	if erra != nil || errb != nil {
+		return true
+	}
+	ca, cb := sa.Count(), sb.Count()
+	return max(ca, cb)-min(ca, cb) >= step
 }
 
 func splitAddr(addr string) (string, int, error) {

@@ -1,6 +1,8 @@
 package failover
 
 import (
+	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -60,5 +62,85 @@ func TestCurrentShowsFenceAtOnce(t *testing.T) {
 	}
 	if r.current.Role != RolePrimary {
 		t.Fatal("Current changed the published status")
+	}
+}
+
+// TestPublishNow: what is published at once, and what waits for PublishEvery.
+func TestPublishNow(t *testing.T) {
+	marks := publishMarks{confirmLag: time.Second, switchoverMaxLag: 500 * time.Millisecond, gtidStep: 1000}
+	base := NodeStatus{Node: "db2", Addr: "198.18.0.2:3306", Role: RoleReplica, Verdict: VerdictHealthy, ServerRead: true,
+		Flavor: "mariadb", GTID: "0-1-5000", IORunning: true, SQLRunning: true, LagMS: 0, StorageOK: true, WriteMS: 2.5, PingMS: 0.4,
+		DiskFree: 10 << 30, Reason: "probes ok: write 2.5ms", At: time.Unix(100, 0)}
+	with := func(f func(*NodeStatus)) NodeStatus { n := base; f(&n); return n }
+	cases := []struct {
+		name string
+		b    NodeStatus
+		want bool
+	}{
+		{"nothing", base, false},
+		{"latencies, disk, wording, time", with(func(n *NodeStatus) {
+			n.WriteMS, n.PingMS, n.DiskFree, n.Reason, n.At = 40, 9, 9<<30, "probes ok: write 40ms", time.Unix(130, 0)
+		}), false},
+		{"gtid a little further", with(func(n *NodeStatus) { n.GTID = "0-1-5999" }), false},
+		{"gtid a step further", with(func(n *NodeStatus) { n.GTID = "0-1-6000" }), true},
+		{"gtid of another server at the same count", with(func(n *NodeStatus) { n.GTID = "0-2-5000" }), false},
+		{"gtid unparsable", with(func(n *NodeStatus) { n.GTID = "garbage" }), true},
+		{"lag within switchover_max_lag", with(func(n *NodeStatus) { n.LagMS = 400 }), false},
+		{"lag over switchover_max_lag", with(func(n *NodeStatus) { n.LagMS = 600 }), true},
+		{"lag unknown", with(func(n *NodeStatus) { n.LagMS = -1 }), true},
+		{"lag at confirm_lag", with(func(n *NodeStatus) { n.LagMS = 1000 }), true},
+		{"verdict", with(func(n *NodeStatus) { n.Verdict = "suspect" }), true},
+		{"io thread", with(func(n *NodeStatus) { n.IORunning = false }), true},
+		{"replication error", with(func(n *NodeStatus) { n.ReplError = "Duplicate entry" }), true},
+		{"semi-sync", with(func(n *NodeStatus) { n.SemiSync = SemiSyncReplicaOff }), true},
+		{"server identity", with(func(n *NodeStatus) { n.ServerID = 7 }), true},
+		{"policy", with(func(n *NodeStatus) { n.Policy = &Policy{ConfirmLag: time.Second} }), true},
+		{"primary view", with(func(n *NodeStatus) { n.PrimaryView = &PeerView{Node: "db1", Reachable: true} }), true},
+	}
+	for _, tc := range cases {
+		if got := publishNow(base, tc.b, marks); got != tc.want {
+			t.Errorf("%s: publishNow = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	// A lag that keeps growing past confirm_lag is published at each doubling.
+	var published []int64
+	last := with(func(n *NodeStatus) { n.LagMS = 1200 })
+	for ms := int64(1200); ms <= 9000; ms += 100 {
+		n := with(func(n *NodeStatus) { n.LagMS = ms })
+		if publishNow(last, n, marks) {
+			published = append(published, ms)
+			last = n
+		}
+	}
+	if want := []int64{2000, 4000, 8000}; !slices.Equal(published, want) {
+		t.Errorf("a growing lag was published at %v ms, want %v", published, want)
+	}
+}
+
+// countVIP counts what the reconciler asks of the virtual IP.
+type countVIP struct{ acquired, released int }
+
+func (v *countVIP) Acquire(context.Context) error      { v.acquired++; return nil }
+func (v *countVIP) Release(context.Context) error      { v.released++; return nil }
+func (v *countVIP) Held(context.Context) (bool, error) { return v.acquired > v.released, nil }
+
+// TestLocalFenceStands: once the agent fenced its node without etcd in a session, a
+// pass that still sees the node as the writable primary of record (a view from
+// before, e.g. the cache's while etcd is cut off) neither takes the virtual IP back
+// nor reports the primary role.
+func TestLocalFenceStands(t *testing.T) {
+	v := &countVIP{}
+	r := &Reconciler{cfg: ReconcilerConfig{Node: "db1", VIP: v}, log: zap.NewNop(), role: RolePrimary}
+	r.mu.Lock()
+	r.localFence = "etcd session not renewed for 2.1s"
+	r.mu.Unlock()
+	for _, action := range []NodeAction{NodeHoldPrimary, NodeMakeWritable, NodePromote} {
+		r.act(context.Background(), Snapshot{}, 1, Analysis{Action: action, Role: RolePrimary})
+		if v.acquired != 0 {
+			t.Fatalf("%s: the virtual IP was taken back", action)
+		}
+		if n, _ := r.Current(); n.Role != RoleFenced {
+			t.Fatalf("%s: role %s, want fenced", action, n.Role)
+		}
 	}
 }

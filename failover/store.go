@@ -1,12 +1,17 @@
 package failover
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
+	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -26,6 +31,23 @@ type Store struct {
 	cli     *clientv3.Client
 	Keys    Keys
 	Timeout time.Duration
+	// wrote is the etcd revision of this store's latest write: a Cache reading for
+	// the same agent waits until it has applied it (Cache.Snapshot), so that an agent
+	// never acts on a view older than its own last change.
+	wrote atomic.Int64
+}
+
+// Wrote is the etcd revision of the store's latest write, 0 before any.
+func (s *Store) Wrote() int64 { return s.wrote.Load() }
+
+// written records a write that etcd answered at rev.
+func (s *Store) written(rev int64) {
+	for {
+		old := s.wrote.Load()
+		if rev <= old || s.wrote.CompareAndSwap(old, rev) {
+			return
+		}
+	}
 }
 
 // NewStore returns the store of cluster.
@@ -125,94 +147,106 @@ func (s *Store) loadAt(ctx context.Context, rev int64) (Snapshot, error) {
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("load cluster state: %w", err)
 	}
-	var snap Snapshot
-	snap.Rev = resp.Header.Revision
-	if rev > 0 {
-		snap.Rev = rev
+	if rev == 0 {
+		rev = resp.Header.Revision
 	}
+	var kvs []*mvccpb.KeyValue
+	for _, r := range resp.Responses {
+		kvs = append(kvs, r.GetResponseRange().Kvs...)
+	}
+	return k.snapshotOf(rev, kvs)
+}
+
+// snapshotOf is the cluster's state at revision rev made of its keys kvs, given in
+// any order: what Load reads in one transaction, or what a Cache holds. Of the
+// election's keys the oldest (the elected coordinator) counts, of the history the
+// newest event; keys it does not know are ignored. Nodes whose status does not parse
+// are skipped.
+func (k Keys) snapshotOf(rev int64, kvs []*mvccpb.KeyValue) (Snapshot, error) {
+	kvs = slices.Clone(kvs)
+	slices.SortFunc(kvs, func(a, b *mvccpb.KeyValue) int { return bytes.Compare(a.Key, b.Key) })
+	snap := Snapshot{Rev: rev, NodeLeases: map[string]clientv3.LeaseID{}, Members: map[string]Member{},
+		Rejoins: map[string]RejoinRequest{}, RejoinModRev: map[string]int64{}}
 	snap.Nodes = map[string]NodeStatus{}
-	snap.NodeLeases = map[string]clientv3.LeaseID{}
-	r := resp.Responses
-	if kvs := r[0].GetResponseRange().Kvs; len(kvs) == 1 {
-		if err := json.Unmarshal(kvs[0].Value, &snap.Primary); err != nil {
-			return Snapshot{}, fmt.Errorf("parse %s: %w", k.Primary(), err)
+	var coordinator, lastEvent *mvccpb.KeyValue
+	for _, kv := range kvs {
+		key := string(kv.Key)
+		switch {
+		case key == k.Primary():
+			if err := json.Unmarshal(kv.Value, &snap.Primary); err != nil {
+				return Snapshot{}, fmt.Errorf("parse %s: %w", k.Primary(), err)
+			}
+			snap.PrimaryModRev = kv.ModRevision
+		case key == k.Leader():
+			snap.Leader = string(kv.Value)
+			snap.LeaderLease = clientv3.LeaseID(kv.Lease)
+		case key == k.Config():
+			if err := json.Unmarshal(kv.Value, &snap.Settings); err != nil {
+				return Snapshot{}, fmt.Errorf("parse %s: %w", k.Config(), err)
+			}
+		case key == k.Intent():
+			var in Intent
+			if err := json.Unmarshal(kv.Value, &in); err == nil {
+				snap.Intent = &in
+			}
+		case key == k.Request():
+			var req Request
+			if err := json.Unmarshal(kv.Value, &req); err == nil {
+				snap.Request = &req
+				snap.RequestModRev = kv.ModRevision
+			}
+		case key == k.Policy():
+			snap.PolicyModRev = kv.ModRevision
+			// An unreadable policy does not make the snapshot unreadable: the rest of the
+			// cluster's state is needed all the more.
+			if rec, err := parsePolicyRecord(kv.Value); err != nil {
+				snap.PolicyErr = err.Error()
+			} else {
+				snap.Policy = &rec
+			}
+		case key == k.FailoverBlock():
+			// A block that does not parse still blocks: the key's presence is the mark.
+			b := FailoverBlock{}
+			_ = json.Unmarshal(kv.Value, &b)
+			snap.Block = &b
+		case key == k.Decision():
+			var d CoordinatorStatus
+			if err := json.Unmarshal(kv.Value, &d); err == nil {
+				snap.Decision = &d
+			}
+		case strings.HasPrefix(key, k.NodesPrefix()):
+			var n NodeStatus
+			if err := json.Unmarshal(kv.Value, &n); err != nil {
+				continue
+			}
+			snap.Nodes[k.NodeName(key)] = n
+			snap.NodeLeases[k.NodeName(key)] = clientv3.LeaseID(kv.Lease)
+		case strings.HasPrefix(key, k.Coordinator()+"/"):
+			if coordinator == nil || kv.CreateRevision < coordinator.CreateRevision {
+				coordinator = kv
+			}
+		case strings.HasPrefix(key, k.MembersPrefix()):
+			var m Member
+			if err := json.Unmarshal(kv.Value, &m); err == nil && m.Node != "" {
+				snap.Members[m.Node] = m
+			}
+		case strings.HasPrefix(key, k.HistoryPrefix()):
+			lastEvent = kv // sorted by key: the newest comes last
+		case strings.HasPrefix(key, k.RejoinPrefix()):
+			var rq RejoinRequest
+			if err := json.Unmarshal(kv.Value, &rq); err == nil && rq.Node == strings.TrimPrefix(key, k.RejoinPrefix()) {
+				snap.Rejoins[rq.Node] = rq
+				snap.RejoinModRev[rq.Node] = kv.ModRevision
+			}
 		}
-		snap.PrimaryModRev = kvs[0].ModRevision
 	}
-	if kvs := r[1].GetResponseRange().Kvs; len(kvs) == 1 {
-		snap.Leader = string(kvs[0].Value)
-		snap.LeaderLease = clientv3.LeaseID(kvs[0].Lease)
+	if coordinator != nil {
+		snap.Coordinator = string(coordinator.Value)
 	}
-	if kvs := r[2].GetResponseRange().Kvs; len(kvs) == 1 {
-		if err := json.Unmarshal(kvs[0].Value, &snap.Settings); err != nil {
-			return Snapshot{}, fmt.Errorf("parse %s: %w", k.Config(), err)
-		}
-	}
-	if kvs := r[3].GetResponseRange().Kvs; len(kvs) == 1 {
-		var in Intent
-		if err := json.Unmarshal(kvs[0].Value, &in); err == nil {
-			snap.Intent = &in
-		}
-	}
-	if kvs := r[4].GetResponseRange().Kvs; len(kvs) == 1 {
-		var req Request
-		if err := json.Unmarshal(kvs[0].Value, &req); err == nil {
-			snap.Request = &req
-			snap.RequestModRev = kvs[0].ModRevision
-		}
-	}
-	for _, kv := range r[5].GetResponseRange().Kvs {
-		var n NodeStatus
-		if err := json.Unmarshal(kv.Value, &n); err != nil {
-			continue
-		}
-		snap.Nodes[k.NodeName(string(kv.Key))] = n
-		snap.NodeLeases[k.NodeName(string(kv.Key))] = clientv3.LeaseID(kv.Lease)
-	}
-	if kvs := r[6].GetResponseRange().Kvs; len(kvs) == 1 {
-		snap.Coordinator = string(kvs[0].Value)
-	}
-	if kvs := r[7].GetResponseRange().Kvs; len(kvs) == 1 {
-		snap.PolicyModRev = kvs[0].ModRevision
-		// An unreadable policy does not make the snapshot unreadable: the rest of the
-		// cluster's state is needed all the more.
-		if rec, err := parsePolicyRecord(kvs[0].Value); err != nil {
-			snap.PolicyErr = err.Error()
-		} else {
-			snap.Policy = &rec
-		}
-	}
-	if kvs := r[8].GetResponseRange().Kvs; len(kvs) == 1 {
-		// A block that does not parse still blocks: the key's presence is the mark.
-		b := FailoverBlock{}
-		_ = json.Unmarshal(kvs[0].Value, &b)
-		snap.Block = &b
-	}
-	if kvs := r[9].GetResponseRange().Kvs; len(kvs) == 1 {
-		var d CoordinatorStatus
-		if err := json.Unmarshal(kvs[0].Value, &d); err == nil {
-			snap.Decision = &d
-		}
-	}
-	snap.Members = map[string]Member{}
-	for _, kv := range r[10].GetResponseRange().Kvs {
-		var m Member
-		if err := json.Unmarshal(kv.Value, &m); err == nil && m.Node != "" {
-			snap.Members[m.Node] = m
-		}
-	}
-	if kvs := r[11].GetResponseRange().Kvs; len(kvs) == 1 {
+	if lastEvent != nil {
 		var e Event
-		if err := json.Unmarshal(kvs[0].Value, &e); err == nil {
+		if err := json.Unmarshal(lastEvent.Value, &e); err == nil {
 			snap.LastEvent = &e
-		}
-	}
-	snap.Rejoins, snap.RejoinModRev = map[string]RejoinRequest{}, map[string]int64{}
-	for _, kv := range r[12].GetResponseRange().Kvs {
-		var rq RejoinRequest
-		if err := json.Unmarshal(kv.Value, &rq); err == nil && rq.Node == k.NodeName(string(kv.Key)) {
-			snap.Rejoins[rq.Node] = rq
-			snap.RejoinModRev[rq.Node] = kv.ModRevision
 		}
 	}
 	return snap, nil
@@ -282,6 +316,7 @@ func (s *Store) CreatePolicy(ctx context.Context, rec PolicyRecord) (cur *Policy
 		return nil, false, fmt.Errorf("create policy: %w", err)
 	}
 	if resp.Succeeded {
+		s.written(resp.Header.Revision)
 		return &rec, true, nil
 	}
 	kvs := resp.Responses[0].GetResponseRange().Kvs
@@ -313,9 +348,11 @@ func (s *Store) PutPolicy(ctx context.Context, modRev int64, rec PolicyRecord) e
 func (s *Store) PutNode(ctx context.Context, lease clientv3.LeaseID, n NodeStatus) error {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	if _, err := s.cli.Put(ctx, s.Keys.Node(n.Node), mustJSON(n), clientv3.WithLease(lease)); err != nil {
+	resp, err := s.cli.Put(ctx, s.Keys.Node(n.Node), mustJSON(n), clientv3.WithLease(lease))
+	if err != nil {
 		return fmt.Errorf("publish status of %s: %w", n.Node, err)
 	}
+	s.written(resp.Header.Revision)
 	return nil
 }
 
@@ -338,6 +375,7 @@ func (s *Store) txn(ctx context.Context, what string, cmps []clientv3.Cmp, ops .
 	if !resp.Succeeded {
 		return fmt.Errorf("%s: %w", what, ErrConflict)
 	}
+	s.written(resp.Header.Revision)
 	return nil
 }
 
@@ -378,9 +416,11 @@ func (s *Store) GrantBlock(ctx context.Context, d time.Duration) (clientv3.Lease
 func (s *Store) RevokeLease(ctx context.Context, id clientv3.LeaseID) error {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	if _, err := s.cli.Revoke(ctx, id); err != nil {
+	resp, err := s.cli.Revoke(ctx, id)
+	if err != nil {
 		return fmt.Errorf("revoke lease %x: %w", int64(id), err)
 	}
+	s.written(resp.Header.Revision)
 	return nil
 }
 
@@ -429,6 +469,7 @@ func (s *Store) PutIntent(ctx context.Context, g Guard, lease clientv3.LeaseID, 
 	if !resp.Succeeded {
 		return 0, fmt.Errorf("announce %s: %w", in.Kind, ErrConflict)
 	}
+	s.written(resp.Header.Revision)
 	return resp.Header.Revision, nil // the put is the txn's only write: its revision
 }
 
@@ -469,9 +510,11 @@ func (s *Store) ReleaseLeader(ctx context.Context, lease clientv3.LeaseID) error
 func (s *Store) PutSettings(ctx context.Context, st Settings) error {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	if _, err := s.cli.Put(ctx, s.Keys.Config(), mustJSON(st)); err != nil {
+	resp, err := s.cli.Put(ctx, s.Keys.Config(), mustJSON(st))
+	if err != nil {
 		return fmt.Errorf("write settings: %w", err)
 	}
+	s.written(resp.Header.Revision)
 	return nil
 }
 
@@ -500,6 +543,7 @@ func (s *Store) PutRequest(ctx context.Context, r Request) error {
 	if !resp.Succeeded {
 		return fmt.Errorf("file request: %w", ErrConflict)
 	}
+	s.written(resp.Header.Revision)
 	return nil
 }
 
@@ -549,9 +593,11 @@ func (s *Store) AppendHistory(ctx context.Context, e Event) error {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	key := s.Keys.HistoryPrefix() + fmt.Sprintf("%020d", e.Started.UnixNano())
-	if _, err := s.cli.Put(ctx, key, mustJSON(e)); err != nil {
+	put, err := s.cli.Put(ctx, key, mustJSON(e))
+	if err != nil {
 		return fmt.Errorf("append history: %w", err)
 	}
+	s.written(put.Header.Revision)
 	resp, err := s.cli.Get(ctx, s.Keys.HistoryPrefix(), clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
 	if err != nil || len(resp.Kvs) <= HistoryKeep {
 		return nil

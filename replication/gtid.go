@@ -150,6 +150,29 @@ func (s GTIDSet) IsEmpty() bool {
 	return true
 }
 
+// Count is how many transactions the set holds: for MySQL the length of its
+// intervals, for MariaDB the sum of each domain's position (its highest sequence
+// number). It measures how far a server has gone, e.g. to tell whether a change of
+// the set is worth reporting; two sets of equal count need not be equal.
+func (s GTIDSet) Count() uint64 {
+	var n uint64
+	switch s.flavor {
+	case FlavorMySQL:
+		for _, u := range s.my.Sets {
+			for _, iv := range u.Intervals {
+				if iv.Stop > iv.Start {
+					n += uint64(iv.Stop - iv.Start)
+				}
+			}
+		}
+	case FlavorMariaDB:
+		for _, g := range s.positions() {
+			n += g.SequenceNumber
+		}
+	}
+	return n
+}
+
 // String prints the set in the server's own syntax, sorted, so that equal
 // sets print the same. For MariaDB it lists every (domain, server_id) entry;
 // Position gives the one-GTID-per-domain form that MASTER_GTID_WAIT and

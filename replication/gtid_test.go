@@ -194,3 +194,23 @@ func TestGoMySQLRoundTrip(t *testing.T) {
 		t.Errorf("GoMySQL() = %s", m)
 	}
 }
+
+func TestCount(t *testing.T) {
+	cases := []struct {
+		set  GTIDSet
+		want uint64
+	}{
+		{GTIDSet{}, 0},
+		{my(""), 0},
+		{my("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5"), 5},
+		{my("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:7-9,4e11fa47-71ca-11e1-9e33-c80aa9429562:1"), 9},
+		{maria(""), 0},
+		{maria("0-1-100"), 100},
+		{maria("0-1-100,0-2-150,1-1-7"), 157}, // a domain counts once, at its position
+	}
+	for _, tc := range cases {
+		if got := tc.set.Count(); got != tc.want {
+			t.Errorf("Count(%q) = %d, want %d", tc.set.String(), got, tc.want)
+		}
+	}
+}

@@ -20,7 +20,7 @@ import (
 )
 
 func benchCommand() *cli.Command {
-	return &cli.Command{Name: "bench", Usage: "measure Baton on sandboxes", Subcommands: []*cli.Command{benchDetectCommand(), benchFailoverCommand(), benchEtcdOutageCommand(), benchScaleCommand(), benchAllCommand()}}
+	return &cli.Command{Name: "bench", Usage: "measure Baton on sandboxes", Subcommands: []*cli.Command{benchDetectCommand(), benchFailoverCommand(), benchEtcdOutageCommand(), benchFootprintCommand(), benchScaleCommand(), benchAllCommand()}}
 }
 
 func benchDetectCommand() *cli.Command {
@@ -204,6 +204,48 @@ Example:
 			}
 			fmt.Fprintf(cctx.App.Writer, "failsafe %t: etcd down %d ms: writes available %.0f %% of it (last ack %d ms in, longest gap %d ms), resumed %d ms after etcd, failover %t, lost %d\n",
 				res.Failsafe, res.OutageMS, 100*res.Availability, res.LastAckMS, res.MaxGapMS, res.ResumedMS, res.Failover, res.LostWrites)
+			return nil
+		},
+	}
+}
+
+func benchFootprintCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "footprint",
+		Usage: "measure one agent's CPU, memory and etcd traffic in steady state",
+		Description: `Brings up a 3-node cluster with agents, semi-sync, a virtual IP and one etcd
+member, lets it settle for 5 s, then measures for --seconds: the CPU and RSS of the
+primary's agent and of a replica's, and the bytes on the etcd member's interface
+(both directions) divided by the number of agents. It is the footprint part of
+` + "`baton-lab bench all`" + `, alone.
+
+Example:
+   baton-lab bench footprint --seconds 60 --json`,
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "seconds", Value: 60, Usage: "how long to measure"},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
+			batonFlag(),
+		},
+		Action: func(cctx *cli.Context) error {
+			bin, err := lab.FindBinaries(cctx.String("baton"))
+			if err != nil {
+				return cli.Exit("bench footprint: "+err.Error(), exitBadInput)
+			}
+			if err := sandbox.Requirements(); err != nil {
+				return cli.Exit("bench footprint: "+err.Error(), exitBadInput)
+			}
+			ctx, stop := signal.NotifyContext(cctx.Context, syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			_ = mysql.SetLogger(log.New(io.Discard, "", 0))
+			fp, err := bench.MeasureFootprint(ctx, bin, time.Duration(cctx.Int("seconds"))*time.Second)
+			if err != nil {
+				return cli.Exit("bench footprint: "+err.Error(), exitRefused)
+			}
+			if cctx.Bool("json") {
+				return json.NewEncoder(cctx.App.Writer).Encode(fp)
+			}
+			fmt.Fprintf(cctx.App.Writer, "%d agents over %d s: etcd %.0f bytes/s per agent; primary's agent %.2f %% CPU, %.1f MiB; a replica's %.2f %% CPU, %.1f MiB\n",
+				fp.Agents, fp.Seconds, fp.EtcdBytesPerS, fp.CPUPercent, fp.RSSMiB, fp.ReplicaCPU, fp.ReplicaRSSMiB)
 			return nil
 		},
 	}

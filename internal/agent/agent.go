@@ -117,6 +117,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("etcd %v unreachable: %w", cfg.Etcd.Endpoints, err)
 	}
 	a.publishPolicy(ctx, store)
+	// One watched copy of the cluster's keys for the reconciler and the coordinator:
+	// they look at it on every pass instead of reading etcd.
+	cache, err := failover.NewCache(store, a.log)
+	if err != nil {
+		return err
+	}
 
 	var rec *failover.Reconciler
 	det, err := a.newDetector(ctx, db, dsn, func(ch detector.Change, _ detector.Report) {
@@ -139,7 +145,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	rec, err = failover.NewReconciler(failover.ReconcilerConfig{
 		Node: cfg.Node, Addr: cfg.MySQL.Address, Agent: cfg.AgentAddr(), HeldOff: a.fs.heldOff,
-		Store: store, Local: local, LocalDB: db, Detector: det,
+		Store: store, Cache: cache, Local: local, LocalDB: db, Detector: det,
 		Peer: peer, VIP: mover, Repl: conns.repl, Policy: cfg.Policy(),
 		Priority: cfg.Candidate.Priority, NoPromote: cfg.Candidate.NoPromote,
 		ConfirmLag: cfg.Timings.ConfirmLag, Tick: cfg.Timings.ProbeInterval, Log: a.log, SemiSync: cfg.SemiSync,
@@ -154,7 +160,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	coord, err := failover.NewCoordinator(failover.CoordinatorConfig{
-		Node: cfg.Node, Store: store, Servers: conns.servers, Repl: conns.repl,
+		Node: cfg.Node, Store: store, Cache: cache, Servers: conns.servers, Repl: conns.repl,
 		Policy:         cfg.Policy(),
 		CatchupTimeout: cfg.Timings.CatchupTimeout, LongWrite: cfg.Timings.LongWrite, Tick: cfg.Timings.ProbeInterval,
 		Hooks: hookRunner{hooks: cfg.Hooks, cluster: cfg.Cluster, node: cfg.Node}, Log: a.log,
@@ -172,6 +178,7 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	state := &sessionState{}
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return cache.Run(gctx) })
 	g.Go(func() error { return det.Run(gctx) })
 	g.Go(func() error { return peer.Run(gctx) })
 	g.Go(func() error { return a.serveHTTP(gctx, store, rec, state, reg, metrics) })

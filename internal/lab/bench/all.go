@@ -14,19 +14,28 @@ import (
 	"strings"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/baton-ha/baton/failover"
 	"github.com/baton-ha/baton/internal/lab"
 	"github.com/baton-ha/baton/internal/sandbox"
 )
 
-// footprint is one agent's cost in steady state.
-type footprint struct {
+// Footprint is one agent's cost in steady state.
+type Footprint struct {
 	Seconds       int     `json:"seconds"`
 	Agents        int     `json:"agents"`
 	RSSMiB        float64 `json:"rss_mib"`          // the primary's agent, at the end
 	CPUPercent    float64 `json:"cpu_percent"`      // of one core, the primary's agent
 	EtcdBytesPerS float64 `json:"etcd_bytes_per_s"` // per agent, both directions, on etcd's interface
-	ReplicaCPU    float64 `json:"replica_cpu_percent"`
-	ReplicaRSSMiB float64 `json:"replica_rss_mib"`
+	// EtcdPacketsPerS is the packets on that interface, per agent, both directions.
+	EtcdPacketsPerS float64 `json:"etcd_packets_per_s"`
+	// Writes counts the cluster's key changes during the run, by key ("nodes/",
+	// "members/", "history/" for those prefixes): read back from etcd's history
+	// after the run, so that reading them adds nothing to the traffic measured.
+	Writes        map[string]int `json:"writes"`
+	ReplicaCPU    float64        `json:"replica_cpu_percent"`
+	ReplicaRSSMiB float64        `json:"replica_rss_mib"`
 }
 
 // AllConfig is one run of every benchmark.
@@ -155,12 +164,21 @@ func lastLine(b []byte) []byte {
 	return b
 }
 
+// MeasureFootprint is the footprint part of All alone (`baton-lab bench
+// footprint`): a 3-node cluster with agents in steady state for d.
+func MeasureFootprint(ctx context.Context, bin lab.Binaries, d time.Duration) (Footprint, error) {
+	if d < time.Second || d > time.Hour {
+		return Footprint{}, fmt.Errorf("seconds: %s: use 1 s to 1 h", d)
+	}
+	return measureFootprint(ctx, bin, d)
+}
+
 // measureFootprint brings up a cluster with agents, lets it settle, and measures the
 // primary's agent and a replica's agent over d: CPU, RSS, and the traffic on etcd's
 // interface divided by the number of agents.
-func measureFootprint(ctx context.Context, bin lab.Binaries, d time.Duration) (footprint, error) {
-	fp := footprint{Seconds: int(d.Seconds())}
-	c, _, done, err := benchCluster(ctx, "fp-bench", bin)
+func measureFootprint(ctx context.Context, bin lab.Binaries, d time.Duration) (Footprint, error) {
+	fp := Footprint{Seconds: int(d.Seconds())}
+	c, store, done, err := benchCluster(ctx, "fp-bench", bin)
 	if err != nil {
 		return fp, err
 	}
@@ -173,7 +191,8 @@ func measureFootprint(ctx context.Context, bin lab.Binaries, d time.Duration) (f
 		return d
 	}
 	cpu0p, cpu0r := cpu(p.AgentPID), cpu(r.AgentPID)
-	net0 := netBytes(c.EtcdMembers[0].NetNS)
+	rev0 := etcdRev(ctx, store)
+	net0, pk0 := netStats(c.EtcdMembers[0].NetNS)
 	t0 := time.Now()
 	select {
 	case <-ctx.Done():
@@ -184,8 +203,53 @@ func measureFootprint(ctx context.Context, bin lab.Binaries, d time.Duration) (f
 	fp.CPUPercent = 100 * (cpu(p.AgentPID) - cpu0p).Seconds() / el
 	fp.ReplicaCPU = 100 * (cpu(r.AgentPID) - cpu0r).Seconds() / el
 	fp.RSSMiB, fp.ReplicaRSSMiB = procRSSMiB(p.AgentPID), procRSSMiB(r.AgentPID)
-	fp.EtcdBytesPerS = float64(netBytes(c.EtcdMembers[0].NetNS)-net0) / el / float64(fp.Agents)
+	net1, pk1 := netStats(c.EtcdMembers[0].NetNS)
+	fp.EtcdBytesPerS = float64(net1-net0) / el / float64(fp.Agents)
+	fp.EtcdPacketsPerS = float64(pk1-pk0) / el / float64(fp.Agents)
+	fp.Writes = writesSince(ctx, store, rev0, etcdRev(ctx, store))
 	return fp, nil
+}
+
+// etcdRev is etcd's revision now, 0 when it cannot be read.
+func etcdRev(ctx context.Context, store *failover.Store) int64 {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	resp, err := store.Client().Get(ctx, store.Keys.Primary(), clientv3.WithCountOnly())
+	if err != nil {
+		return 0
+	}
+	return resp.Header.Revision
+}
+
+// writesSince counts the changes of the cluster's keys after revision from, up to
+// to, by key (a prefix for nodes/, members/, history/ and the election's keys).
+func writesSince(ctx context.Context, store *failover.Store, from, to int64) map[string]int {
+	out := map[string]int{}
+	if from == 0 || to <= from {
+		return out
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for resp := range store.Client().Watch(ctx, store.Keys.Prefix, clientv3.WithPrefix(), clientv3.WithRev(from+1)) {
+		if resp.Err() != nil {
+			out["error: "+resp.Err().Error()]++
+			return out
+		}
+		for _, ev := range resp.Events {
+			if ev.Kv.ModRevision > to {
+				return out
+			}
+			key := strings.TrimPrefix(string(ev.Kv.Key), store.Keys.Prefix)
+			if i := strings.Index(key, "/"); i >= 0 {
+				key = key[:i+1]
+			}
+			out[key]++
+		}
+		if n := len(resp.Events); n > 0 && resp.Events[n-1].Kv.ModRevision >= to {
+			return out
+		}
+	}
+	return out
 }
 
 func procRSSMiB(pid int) float64 {
@@ -204,20 +268,28 @@ func procRSSMiB(pid int) float64 {
 
 // netBytes is what eth0 of a namespace has received and sent.
 func netBytes(ns string) int64 {
+	b, _ := netStats(ns)
+	return b
+}
+
+// netStats is the bytes and packets eth0 of a namespace has received and sent.
+func netStats(ns string) (bytes, packets int64) {
 	out, err := exec.Command("ip", "-n", ns, "-s", "-j", "link", "show", "eth0").Output()
 	if err != nil {
-		return 0
+		return 0, 0
 	}
+	type dir struct{ Bytes, Packets int64 }
 	var links []struct {
 		Stats64 struct {
-			RX struct{ Bytes int64 } `json:"rx"`
-			TX struct{ Bytes int64 } `json:"tx"`
+			RX dir `json:"rx"`
+			TX dir `json:"tx"`
 		} `json:"stats64"`
 	}
 	if json.Unmarshal(out, &links) != nil || len(links) == 0 {
-		return 0
+		return 0, 0
 	}
-	return links[0].Stats64.RX.Bytes + links[0].Stats64.TX.Bytes
+	st := links[0].Stats64
+	return st.RX.Bytes + st.TX.Bytes, st.RX.Packets + st.TX.Packets
 }
 
 func machine() string {
@@ -435,7 +507,7 @@ func writeLoadWithAgents(md *strings.Builder, ld agentLoad, err error) {
 		ld.Writers, ld.Seconds, ld.Writes, ld.Failures, ld.Failovers, strings.Join(ld.Verdicts, ", "), ld.MaxWriteMS)
 }
 
-func writeBenchmarks(md *strings.Builder, started time.Time, ft, dt, secs int, failovers []FailoverResult, detects []map[string]any, load map[string]any, fp footprint, fperr error) {
+func writeBenchmarks(md *strings.Builder, started time.Time, ft, dt, secs int, failovers []FailoverResult, detects []map[string]any, load map[string]any, fp Footprint, fperr error) {
 	fmt.Fprintf(md, "# Benchmarks\n\n")
 	fmt.Fprintf(md, "Written by `make bench` (`baton-lab bench all --out docs/BENCHMARKS.md`) on %s, in %s.\n\n", started.UTC().Format("2006-01-02 15:04 MST"), time.Since(started).Round(time.Second))
 	fmt.Fprintf(md, "Machine: %s.\n\n", machine())
@@ -472,7 +544,8 @@ func writeBenchmarks(md *strings.Builder, started time.Time, ft, dt, secs int, f
 	fmt.Fprintf(md, "Measured inside `baton-lab bench all`: a 3-node cluster with agents in steady state for %d s.\n\n", secs)
 	fmt.Fprintf(md, "| agent | CPU (%% of one core) | RSS |\n|---|---|---|\n| primary's | %.2f %% | %.1f MiB |\n| a replica's | %.2f %% | %.1f MiB |\n\n",
 		fp.CPUPercent, fp.RSSMiB, fp.ReplicaCPU, fp.ReplicaRSSMiB)
-	fmt.Fprintf(md, "etcd traffic: %.0f bytes/s per agent (both directions, measured on the etcd member's interface, divided by %d agents).\n", fp.EtcdBytesPerS, fp.Agents)
+	fmt.Fprintf(md, "etcd traffic: %.0f bytes/s and %.1f packets/s per agent (both directions, measured on the etcd member's interface, divided by %d agents); the cluster's key changes during the run: %v (`baton-lab bench footprint --seconds %d --json` measures this part alone).\n",
+		fp.EtcdBytesPerS, fp.EtcdPacketsPerS, fp.Agents, fp.Writes, secs)
 }
 
 func writeEtcdOutage(md *strings.Builder, rs []EtcdOutageResult, errs []error) {

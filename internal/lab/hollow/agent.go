@@ -83,14 +83,20 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	defer cli.Close()
 	store := failover.NewStore(cli, a.Server.c.Name)
+	// One watched cache per agent, as the real agent has.
+	cache, err := failover.NewCache(store, log)
+	if err != nil {
+		return err
+	}
+	go func() { _ = cache.Run(ctx) }()
 	det := NewDetector(a.Server, t.FailAfter)
-	rec, err := failover.NewReconciler(failover.ReconcilerConfig{Node: a.Server.Name, Addr: a.Server.Addr, Store: store, Local: a.Server,
+	rec, err := failover.NewReconciler(failover.ReconcilerConfig{Node: a.Server.Name, Addr: a.Server.Addr, Store: store, Cache: cache, Local: a.Server,
 		Detector: det, Repl: replication.Source{User: "repl"}, SemiSync: true, ConfirmLag: Policy().ConfirmLag, Tick: t.Tick,
 		Policy: Policy(), Log: log})
 	if err != nil {
 		return err
 	}
-	coord, err := failover.NewCoordinator(failover.CoordinatorConfig{Node: a.Server.Name, Store: store, Servers: a.Pool,
+	coord, err := failover.NewCoordinator(failover.CoordinatorConfig{Node: a.Server.Name, Store: store, Cache: cache, Servers: a.Pool,
 		Policy: Policy(), Repl: replication.Source{User: "repl"}, CatchupTimeout: 10 * time.Second, Tick: t.Tick, Log: log})
 	if err != nil {
 		return err
