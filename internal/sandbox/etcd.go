@@ -50,6 +50,10 @@ func RunEtcdMember(ctx context.Context, mc MemberConfig, log *zap.Logger) error 
 		cfg.ClusterState = embed.ClusterStateFlagExisting // a restarted member
 	}
 	cfg.InitialClusterToken = "baton-sandbox"
+	// Baton's agents ping etcd every second (a member that died silently must be
+	// noticed before their leases run out); etcd's default of 5 s would answer
+	// their pings by closing the connection. Production etcd: --grpc-keepalive-min-time.
+	cfg.GRPCKeepAliveMinTime = 500 * time.Millisecond
 	cfg.Logger = "zap"
 	cfg.LogLevel = "warn"
 	cfg.LogOutputs = []string{"stderr"}

@@ -37,6 +37,7 @@ func Etcd(t testing.TB) (*clientv3.Client, string) {
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{pu}, []url.URL{pu}
 	cfg.InitialCluster = cfg.Name + "=" + pu.String()
 	cfg.Logger, cfg.LogLevel, cfg.LogOutputs = "zap", "error", []string{"stderr"}
+	cfg.GRPCKeepAliveMinTime = 500 * time.Millisecond // as the sandbox's members: agents ping every second
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		t.Fatalf("start embedded etcd: %v", err)
