@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"strings"
 	"time"
 )
 
@@ -139,6 +138,10 @@ func (c Cluster) Settled() (bool, string) {
 		return false, why
 	}
 	p := c.Nodes[c.Primary]
+	if p.Role != "primary" {
+		// Its agent (restarted, say) has not published it yet.
+		return false, fmt.Sprintf("the primary of record %s is %q in its agent's record", p.Name, p.Role)
+	}
 	for _, n := range c.sorted() {
 		if n.Name == c.Primary {
 			continue
@@ -152,6 +155,8 @@ func (c Cluster) Settled() (bool, string) {
 			return false, fmt.Sprintf("%s unreachable", n.Name)
 		case n.Role != "replica":
 			return false, fmt.Sprintf("%s is %q in etcd, not a replica", n.Name, n.Role)
+		case n.Verdict != "healthy":
+			return false, fmt.Sprintf("%s is a replica, %s: %s", n.Name, n.Verdict, n.Reason)
 		case n.Source != p.Addr || !n.IO || !n.SQL:
 			return false, fmt.Sprintf("%s replicates from %q (io %t, sql %t), not from %s", n.Name, n.Source, n.IO, n.SQL, p.Addr)
 		}
@@ -164,7 +169,11 @@ func (c Cluster) Quarantined() map[string]string {
 	out := map[string]string{}
 	for _, n := range c.Nodes {
 		if n.Role == "quarantined" {
-			out[n.Name] = strings.TrimSpace(n.Reason + " " + n.Errant)
+			why := n.Reason
+			if n.Errant != "" {
+				why = fmt.Sprintf("errant transactions %s (verdict %s: %s)", n.Errant, n.Verdict, n.Reason)
+			}
+			out[n.Name] = why
 		}
 	}
 	return out

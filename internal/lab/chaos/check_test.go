@@ -14,8 +14,8 @@ func at(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) 
 func healthy() Cluster {
 	return Cluster{EtcdOK: true, Primary: "db1", Epoch: 1, Leader: "db1", Nodes: map[string]NodeState{
 		"db1": {Name: "db1", Addr: "198.18.0.11", Reachable: true, VIP: true, Role: "primary", Checked: true},
-		"db2": {Name: "db2", Addr: "198.18.0.12", Reachable: true, ReadOnly: true, Source: "198.18.0.11", IO: true, SQL: true, Role: "replica", Checked: true},
-		"db3": {Name: "db3", Addr: "198.18.0.13", Reachable: true, ReadOnly: true, Source: "198.18.0.11", IO: true, SQL: true, Role: "replica", Checked: true},
+		"db2": {Name: "db2", Addr: "198.18.0.12", Reachable: true, ReadOnly: true, Source: "198.18.0.11", IO: true, SQL: true, Role: "replica", Verdict: "healthy", Checked: true},
+		"db3": {Name: "db3", Addr: "198.18.0.13", Reachable: true, ReadOnly: true, Source: "198.18.0.11", IO: true, SQL: true, Role: "replica", Verdict: "healthy", Checked: true},
 	}}
 }
 
@@ -41,7 +41,7 @@ func with(c Cluster, name string, f func(*NodeState)) Cluster {
 var epochs = []Epoch{{Epoch: 1, Node: "db1", At: at(-60000)}, {Epoch: 2, Node: "db2", At: at(2000)}}
 
 func TestCheck(t *testing.T) {
-	replica1 := NodeState{Name: "db1", Addr: "198.18.0.11", Reachable: true, ReadOnly: true, Source: "198.18.0.12", IO: true, SQL: true, Role: "replica", Checked: true}
+	replica1 := NodeState{Name: "db1", Addr: "198.18.0.11", Reachable: true, ReadOnly: true, Source: "198.18.0.12", IO: true, SQL: true, Role: "replica", Verdict: "healthy", Checked: true}
 	cases := []struct {
 		name string
 		o    Observation
@@ -93,6 +93,12 @@ func TestCheck(t *testing.T) {
 			Epochs: epochs, Healed: at(3000), Live: at(4000),
 			Final: movedTo(NodeState{Name: "db1", Addr: "198.18.0.11", Reachable: true, ReadOnly: true, Role: "quarantined"}),
 		}, []string{"not settled: db1 quarantined without a reason"}},
+		{"a replica whose agent says it cannot write to its disk", Observation{
+			Epochs: epochs[:1], Healed: at(1000), Live: at(1000), Final: with(healthy(), "db2", func(n *NodeState) { n.Verdict, n.Reason = "unwritable", "storage probe" }),
+		}, []string{"not settled: db2 is a replica, unwritable: storage probe"}},
+		{"the primary's agent not published yet", Observation{
+			Epochs: epochs[:1], Healed: at(1000), Live: at(1000), Final: with(healthy(), "db1", func(n *NodeState) { n.Role = "unknown" }),
+		}, []string{"not settled: the primary of record db1 is \"unknown\" in its agent's record", "the primary of record db1 is \"unknown\" in its agent's record"}},
 		{"a replica left stopped", Observation{
 			Epochs: epochs[:1], Healed: at(1000), Live: at(1000), Final: with(healthy(), "db2", func(n *NodeState) { n.IO = false }),
 		}, []string{"not settled: db2 replicates from \"198.18.0.11\" (io false, sql true)"}},
