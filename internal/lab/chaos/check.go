@@ -196,7 +196,10 @@ type Observation struct {
 	Epochs []Epoch   `json:"epochs"`
 	Healed time.Time `json:"healed"` // the last fault healed
 	Live   time.Time `json:"live"`   // when Final.Live first held after Healed; zero: never
-	Final  Cluster   `json:"final"`  // after settling (or when the settle bound ran out)
+	// WriteBack is when the writer's first write sent after Healed was
+	// acknowledged; zero: none was.
+	WriteBack time.Time `json:"write_back"`
+	Final     Cluster   `json:"final"` // after settling (or when the settle bound ran out)
 }
 
 // Violation is one broken invariant.
@@ -331,6 +334,15 @@ func checkLiveness(o Observation, checks Checks) []Violation {
 		out = append(out, violation(Liveness, "no writable primary of record with the leader key and the virtual IP after healing: %s", why))
 	case o.Live.Sub(o.Healed) > LiveBound:
 		out = append(out, violation(Liveness, "the writable primary of record came %s after healing (bound %s)", o.Live.Sub(o.Healed).Round(time.Millisecond), LiveBound))
+	}
+	// A primary that looks writable but cannot commit (semi-sync with no replica
+	// left to acknowledge) is no primary to an application.
+	checks[Liveness]++
+	switch {
+	case o.WriteBack.IsZero():
+		out = append(out, violation(Liveness, "no write through the virtual IP acknowledged after healing"))
+	case o.WriteBack.Sub(o.Healed) > LiveBound:
+		out = append(out, violation(Liveness, "the first write through the virtual IP after healing was acknowledged %s later (bound %s)", o.WriteBack.Sub(o.Healed).Round(time.Millisecond), LiveBound))
 	}
 	checks[Liveness]++
 	if ok, why := o.Final.Settled(); !ok && !o.Live.IsZero() {

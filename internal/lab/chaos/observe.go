@@ -106,6 +106,17 @@ func (e *env) writes(from time.Time) []Write {
 	return out
 }
 
+// firstAckSent is when the writer's first write sent at or after t was
+// acknowledged.
+func (e *env) firstAckSent(t time.Time) (time.Time, bool) {
+	for _, a := range e.w.Acks() {
+		if !a.Sent.Before(t) {
+			return a.At, true
+		}
+	}
+	return time.Time{}, false
+}
+
 // observe reads the cluster as it is: etcd, every server (1 s each at most) and the
 // virtual IP's holders.
 func (e *env) observe(ctx context.Context) (Cluster, failover.Snapshot) {

@@ -231,7 +231,7 @@ func (f resolved) String() string {
 func (r *runner) round(ctx context.Context, s Schedule) (bool, error) {
 	r.log, r.t0 = nil, time.Now()
 	r.say("round %d: %s", s.Round, s)
-	if err := r.ready(ctx, s.Round, "before"); err != nil {
+	if err := r.ready(ctx, s.Round); err != nil {
 		return false, err
 	}
 	before, snap := r.e.observe(ctx)
@@ -282,7 +282,7 @@ func (r *runner) round(ctx context.Context, s Schedule) (bool, error) {
 	healed := time.Now()
 
 	// Settle: the primary within LiveBound, the rest within Settle.
-	var live time.Time
+	var live, writeBack time.Time
 	var final Cluster
 	for {
 		final, _ = r.e.observe(ctx)
@@ -290,8 +290,14 @@ func (r *runner) round(ctx context.Context, s Schedule) (bool, error) {
 			live = time.Now()
 			r.say("live: %s", final.Primary)
 		}
+		if writeBack.IsZero() {
+			if a, ok := r.e.firstAckSent(healed); ok {
+				writeBack = a
+				r.say("writes back")
+			}
+		}
 		ok, _ := final.Settled()
-		if ok || time.Since(healed) > Settle || ctx.Err() != nil {
+		if (ok && !writeBack.IsZero()) || time.Since(healed) > Settle || ctx.Err() != nil {
 			break
 		}
 		time.Sleep(250 * time.Millisecond)
@@ -301,7 +307,7 @@ func (r *runner) round(ctx context.Context, s Schedule) (bool, error) {
 	}
 	r.e.durability(ctx, &final)
 	r.say("after: %s", describe(final))
-	o := Observation{Writes: r.e.writes(start), Epochs: r.e.epochList(), Healed: healed, Live: live, Final: final}
+	o := Observation{Writes: r.e.writes(start), Epochs: r.e.epochList(), Healed: healed, Live: live, WriteBack: writeBack, Final: final}
 	vs, checks := Check(o)
 	var acks []time.Time
 	for _, a := range r.e.w.Acks() {
@@ -328,48 +334,56 @@ func (r *runner) round(ctx context.Context, s Schedule) (bool, error) {
 	// runbook says, so that the next round starts from a healthy cluster.
 	for node, why := range final.Quarantined() {
 		q := Quarantine{Round: s.Round, Node: node, Reason: why, Faults: strings.Join(parts, "; ")}
-		q.Repair = r.repair(ctx, node)
+		q.Repair = r.repair(ctx, node, final.Primary)
+		r.say("quarantined %s: %s; repaired: %s", node, why, q.Repair)
 		r.rep.Quarantines = append(r.rep.Quarantines, q)
 	}
 	return len(vs) == 0, nil
 }
 
 // ready makes sure the cluster is settled with nothing quarantined before a round:
-// the runbook for each node that is not a healthy replica, then a new cluster.
-func (r *runner) ready(ctx context.Context, round int, when string) error {
+// each node that is not a healthy replica is repaired (the runbook, then a rebuild
+// from the primary); if that fails, a new cluster.
+func (r *runner) ready(ctx context.Context, round int) error {
 	var c Cluster
-	if lab.Until(ctx, Settle, func() bool {
+	healthy := func() bool {
 		c, _ = r.e.observe(ctx)
 		ok, _ := c.Settled()
 		return ok && len(c.Quarantined()) == 0
-	}) == nil {
+	}
+	// A quarantined node waits for a person: no point waiting for it.
+	_ = lab.Until(ctx, Settle, func() bool {
+		ok := healthy()
+		settled, _ := c.Settled()
+		return ok || settled
+	})
+	if healthy() {
 		return nil
 	}
 	_, why := c.Settled()
-	r.say("%s round %d: not healthy (%s): repairing", when, round, why)
+	r.say("before round %d: not healthy (%s): repairing", round, describe(c))
 	if ok, _ := c.Live(); ok {
+		p := c.Nodes[c.Primary]
 		for _, n := range c.sorted() {
-			if n.Name != c.Primary && (n.Role != "replica" || n.Source != c.Nodes[c.Primary].Addr || !n.IO || !n.SQL) {
-				r.say("repair %s: %s", n.Name, r.repair(ctx, n.Name))
+			if n.Name != c.Primary && (n.Role != "replica" || n.Source != p.Addr || !n.IO || !n.SQL) {
+				r.say("repair %s: %s", n.Name, r.repair(ctx, n.Name, c.Primary))
 			}
 		}
-		if lab.Until(ctx, Settle, func() bool {
-			c, _ = r.e.observe(ctx)
-			ok, _ := c.Settled()
-			return ok && len(c.Quarantined()) == 0
-		}) == nil {
+		if lab.Until(ctx, Settle, healthy) == nil {
 			return nil
 		}
+		_, why = c.Settled()
 	}
-	r.say("still not healthy (%s): a new cluster", describe(c))
+	r.say("still not healthy (%s; %s): a new cluster", why, describe(c))
 	r.rep.Rebuilds++
 	return r.up(ctx)
 }
 
 // repair is the runbook for a quarantined node: SIGKILL its server (crash recovery
-// drops the unacknowledged tail), free its disk, start it, and let its agent rejoin
-// it. It says what it did.
-func (r *runner) repair(ctx context.Context, node string) string {
+// drops an unacknowledged tail that did not reach its binlog), free its disk, start
+// it, and let its agent rejoin it; if it stays quarantined (the tail was committed
+// there), it is rebuilt from the primary. It says what it did.
+func (r *runner) repair(ctx context.Context, node, primary string) string {
 	n, err := r.e.c.Node(node)
 	if err != nil {
 		return err.Error()
@@ -383,19 +397,25 @@ func (r *runner) repair(ctx context.Context, node string) string {
 			did = append(did, "free disk")
 		}
 	}
-	if err := r.e.c.Fault(ctx, node, sandbox.Start); err != nil {
-		return fmt.Sprintf("%s; start: %v", strings.Join(did, ", "), err)
+	if err := r.e.c.Fault(ctx, node, sandbox.Start); err == nil {
+		did = append(did, "start")
 	}
-	did = append(did, "start")
-	ok := lab.Until(ctx, 20*time.Second, func() bool {
+	replica := func() bool {
 		c, _ := r.e.observe(ctx)
 		st := c.Nodes[node]
 		return st.Role == "replica" && st.IO && st.SQL
-	}) == nil
-	if ok {
-		return "runbook (" + strings.Join(did, ", ") + "): a replica again"
 	}
-	return "runbook (" + strings.Join(did, ", ") + "): not a replica within 20 s"
+	runbook := "runbook (" + strings.Join(did, ", ") + ")"
+	if lab.Until(ctx, 15*time.Second, replica) == nil {
+		return runbook + ": a replica again"
+	}
+	if err := r.e.c.Rebuild(ctx, node, primary); err != nil {
+		return fmt.Sprintf("%s: still quarantined; rebuild from %s: %v", runbook, primary, err)
+	}
+	if lab.Until(ctx, 20*time.Second, replica) == nil {
+		return fmt.Sprintf("%s: still quarantined; rebuilt from %s: a replica again", runbook, primary)
+	}
+	return fmt.Sprintf("%s: still quarantined; rebuilt from %s: not a replica within 20 s", runbook, primary)
 }
 
 // resolve binds each fault of the schedule to the node or member it hits, by the
