@@ -36,7 +36,7 @@ func TestCampaign(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Rounds != 3 || rep.Checks["durability"] == 0 || rep.Checks["split-brain"] == 0 || rep.Checks["liveness"] != 6 || rep.Checks["agreement"] == 0 {
+	if rep.Rounds != 3 || rep.Checks["durability"] == 0 || rep.Checks["split-brain"] == 0 || rep.Checks["liveness"] != 9 || rep.Checks["agreement"] == 0 {
 		t.Errorf("report: %d rounds, checks %v", rep.Rounds, rep.Checks)
 	}
 }
