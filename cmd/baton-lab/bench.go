@@ -222,7 +222,8 @@ overlapping ones (disk-full, freeze-writes, stop, kill, cut-network, readonly-fs
 exhaust-connections on the primary or a replica; cut-etcd, kill-agent, stop-agent on
 the primary's, the coordinator's or a replica's agent; one etcd member or every one
 stopped; a switchover or failover request arriving during a fault), holds them for a
-random time, heals everything and waits up to 30 s for the cluster to settle. Then
+random time, heals everything and waits up to 30 s (75 s after a full disk:
+MariaDB retries a full disk every 60 s) for the cluster to settle. Then
 it checks: every acknowledged write on the primary of record and the healthy
 replicas; no server taking a write while not the primary of record or after a newer
 epoch's primary took one; one writable primary of record with the leader key and the

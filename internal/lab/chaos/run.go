@@ -38,9 +38,6 @@ type Config struct {
 	Progress      io.Writer
 }
 
-// Settle is how long the campaign waits for the cluster to settle after healing.
-const Settle = 30 * time.Second
-
 // Validate checks the configuration and names the bad field.
 func (cfg Config) Validate() error {
 	switch {
@@ -297,7 +294,7 @@ func (r *runner) round(ctx context.Context, s Schedule) (bool, error) {
 			}
 		}
 		ok, _ := final.Settled()
-		if (ok && !writeBack.IsZero()) || time.Since(healed) > Settle || ctx.Err() != nil {
+		if (ok && !writeBack.IsZero()) || time.Since(healed) > s.SettleBound() || ctx.Err() != nil {
 			break
 		}
 		time.Sleep(250 * time.Millisecond)

@@ -301,6 +301,22 @@ func compatible(a, b Fault) bool {
 	return a.Target != b.Target || (a.Target == TargetReplica && a.Index != b.Index)
 }
 
+// SettleBound is how long the cluster may take to settle after the round's faults
+// are healed: Settle, or, after a full disk, 75 s: MariaDB notices freed space only
+// at its next retry, up to 60 s later, and until then the server's replication
+// threads (and SHOW SLAVE STATUS) wait.
+func (s Schedule) SettleBound() time.Duration {
+	for _, f := range s.Faults {
+		if f.Kind == DiskFull {
+			return 75 * time.Second
+		}
+	}
+	return Settle
+}
+
+// Settle is how long the campaign waits for the cluster to settle after healing.
+const Settle = 30 * time.Second
+
 func between(r *rand.Rand, lo, hi time.Duration) time.Duration {
 	if hi <= lo {
 		return lo

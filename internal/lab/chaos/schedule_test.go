@@ -125,3 +125,20 @@ func TestKindStrings(t *testing.T) {
 		t.Errorf("the zero kind reads as %q, class %s", KindUnknown, KindUnknown.Class())
 	}
 }
+
+func TestSettleBound(t *testing.T) {
+	cases := []struct {
+		faults []Fault
+		want   time.Duration
+	}{
+		{[]Fault{{Kind: Kill}}, Settle},
+		{[]Fault{{Kind: Kill}, {Kind: SwitchoverRequest}}, Settle},
+		{[]Fault{{Kind: DiskFull}}, 75 * time.Second},
+		{[]Fault{{Kind: ReadonlyFS}, {Kind: DiskFull, Target: TargetReplica}}, 75 * time.Second},
+	}
+	for _, tc := range cases {
+		if got := (Schedule{Faults: tc.faults}).SettleBound(); got != tc.want {
+			t.Errorf("%v: %s, want %s", tc.faults, got, tc.want)
+		}
+	}
+}
