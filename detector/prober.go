@@ -180,7 +180,8 @@ func cloneParams(m map[string]string) map[string]string {
 // SetEpoch sets the primary epoch written with each heartbeat.
 func (p *Prober) SetEpoch(e uint64) { p.epoch.Store(e) }
 
-// Close waits for kills in flight (each bounded by KillTimeout) and closes the pools.
+// Close waits for kills in flight (each until its statement has ended, at most
+// statementLimit) and closes the pools.
 func (p *Prober) Close() error {
 	p.kills.Wait()
 	var errs []error
