@@ -180,7 +180,8 @@ func cloneParams(m map[string]string) map[string]string {
 // SetEpoch sets the primary epoch written with each heartbeat.
 func (p *Prober) SetEpoch(e uint64) { p.epoch.Store(e) }
 
-// Close waits for kills in flight (each bounded by KillTimeout) and closes the pools.
+// Close waits for kills in flight (each until its statement has ended, at most
+// statementLimit) and closes the pools.
 func (p *Prober) Close() error {
 	p.kills.Wait()
 	var errs []error
@@ -365,8 +366,7 @@ func (p *Prober) run(ctx context.Context, l *lane, probe func(context.Context, *
 	go func() {
 		defer p.kills.Done()
 		defer scancel()
-		p.kill(context.WithoutCancel(ctx), l.name, id)
-		p.settle(l, <-done)
+		p.settle(l, p.killUntilEnded(context.WithoutCancel(ctx), l.name, id, done))
 	}()
 	return Result{Class: TimedOut, Latency: lat, Detail: "no answer before the deadline"}
 }
@@ -407,9 +407,34 @@ func (p *Prober) warmAdmin(ctx context.Context) {
 	}
 }
 
-// kill ends a statement the probe abandoned. Errors are logged, not returned: a
-// frozen server will not take the KILL either, and an ended thread is "unknown".
-func (p *Prober) kill(ctx context.Context, what string, id int64) {
+// killRetry is the pause between two KILL QUERY of an abandoned statement that
+// the server did not take.
+const killRetry = time.Second
+
+// killUntilEnded sends KILL QUERY for an abandoned statement, again every killRetry
+// while the server does not take it, until the statement has ended (done), and
+// returns the statement's error. A frozen server takes no KILL; once it runs again, a
+// statement it then resumes may wait for good: a binlogged write waiting for a
+// semi-sync acknowledgement no replica will send holds its commit lock, outlives the
+// connection the driver gives up at statementLimit, and blocks SET GLOBAL read_only,
+// so the node could never be fenced (the fence spares Baton's own connections).
+func (p *Prober) killUntilEnded(ctx context.Context, what string, id int64, done <-chan error) error {
+	for {
+		if p.kill(ctx, what, id) {
+			return <-done
+		}
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(killRetry):
+		}
+	}
+}
+
+// kill ends a statement the probe abandoned, and says whether the server took the
+// KILL (or the thread had ended). Errors are logged, not returned: a frozen server
+// will not take the KILL either, and an ended thread is "unknown".
+func (p *Prober) kill(ctx context.Context, what string, id int64) bool {
 	ctx, cancel := context.WithTimeout(ctx, p.killTimeout)
 	defer cancel()
 	start := time.Now()
@@ -422,7 +447,9 @@ func (p *Prober) kill(ctx context.Context, what string, id int64) {
 	case errors.As(err, &me) && me.Number == 1094: // ER_NO_SUCH_THREAD: it ended on its own
 	default:
 		p.log.Info("could not kill abandoned probe", zap.String("probe", what), zap.Int64("thread", id), zap.Error(err))
+		return false
 	}
+	return true
 }
 
 // connect gives the lane a connection: a new one for a fresh lane, otherwise the

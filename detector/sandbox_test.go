@@ -526,3 +526,48 @@ func TestFaults(t *testing.T) {
 		}
 	})
 }
+
+// TestAbandonedProbeKilledAfterFreeze: a write probe sent to a frozen server misses
+// its deadline and its KILL QUERY is not taken (the server is stopped). Once the
+// server runs again the statement resumes and blocks (here behind a global read lock;
+// in the campaign that found it, a commit waiting for a semi-sync acknowledgement
+// that never came, which kept SET GLOBAL read_only from ever fencing the old
+// primary). The prober keeps sending KILL QUERY until the statement has ended.
+func TestAbandonedProbeKilledAfterFreeze(t *testing.T) {
+	c := sandboxtest.Up(t, sandbox.Spec{Name: "det-kill", Nodes: 1})
+	root := sandboxtest.RootDB(t, c, "db1")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := detector.Bootstrap(ctx, root); err != nil {
+		t.Fatal(err)
+	}
+	dsn, err := c.SocketDSN("db1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := detector.NewProber(detector.ProberConfig{DSN: dsn, Node: "db1", Timeout: 300 * time.Millisecond,
+		Logger: zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	// The write lane's and the KILL's connections are established while all is well.
+	if r := p.Write(ctx); r.Class != detector.OK {
+		t.Fatalf("write probe on a healthy server: %+v", r)
+	}
+	fault(t, c, "db1", sandbox.FreezeWrites)
+	defer fault(t, c, "db1", sandbox.ThawWrites)
+	fault(t, c, "db1", sandbox.Stop)
+	if r := p.Write(ctx); r.Class != detector.TimedOut {
+		t.Fatalf("write probe on a frozen server: %+v", r)
+	}
+	time.Sleep(time.Second) // the first KILL QUERY times out on the frozen server
+	fault(t, c, "db1", sandbox.Cont)
+	sandboxtest.WaitFor(t, 4*time.Second, "the abandoned write probe killed once the server runs again", func() bool {
+		qctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		var n int
+		err := root.QueryRowContext(qctx, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'INSERT INTO baton.%'").Scan(&n)
+		return err == nil && n == 0
+	})
+}

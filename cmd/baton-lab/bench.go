@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -16,11 +17,12 @@ import (
 
 	"github.com/baton-ha/baton/internal/lab"
 	"github.com/baton-ha/baton/internal/lab/bench"
+	"github.com/baton-ha/baton/internal/lab/chaos"
 	"github.com/baton-ha/baton/internal/sandbox"
 )
 
 func benchCommand() *cli.Command {
-	return &cli.Command{Name: "bench", Usage: "measure Baton on sandboxes", Subcommands: []*cli.Command{benchDetectCommand(), benchFailoverCommand(), benchEtcdOutageCommand(), benchFootprintCommand(), benchScaleCommand(), benchAllCommand()}}
+	return &cli.Command{Name: "bench", Usage: "measure Baton on sandboxes", Subcommands: []*cli.Command{benchDetectCommand(), benchFailoverCommand(), benchEtcdOutageCommand(), benchFootprintCommand(), benchScaleCommand(), benchChaosCommand(), benchAllCommand()}}
 }
 
 func benchDetectCommand() *cli.Command {
@@ -345,6 +347,88 @@ Example:
 			}
 			if err != nil {
 				return cli.Exit("bench scale: "+err.Error(), exitRefused)
+			}
+			return nil
+		},
+	}
+}
+
+func benchChaosCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "chaos",
+		Usage: "a randomized fault campaign against one sandbox cluster, with an independent checker",
+		Description: `Brings up one sandbox (agents, semi-sync, a virtual IP, 3 etcd members) kept across
+rounds, a writer through the virtual IP and a monitor writing to every server
+directly. Each round draws, from --seed and the round's number, one fault or two
+overlapping ones (disk-full, freeze-writes, stop, kill, cut-network, readonly-fs,
+exhaust-connections on the primary or a replica; cut-etcd, kill-agent, stop-agent on
+the primary's, the coordinator's or a replica's agent; one etcd member or every one
+stopped; a switchover or failover request arriving during a fault), holds them for a
+random time, heals everything and waits up to 30 s (75 s after a full disk:
+MariaDB retries a full disk every 60 s) for the cluster to settle. Then
+it checks: every acknowledged write on the primary of record and the healthy
+replicas; no server taking a write while not the primary of record or after a newer
+epoch's primary took one; one writable primary of record with the leader key and the
+virtual IP within 15 s of healing, every other node a replica or quarantined with a
+reason; etcd, read_only, replication sources and the virtual IP agreeing.
+
+A quarantined node is repaired as the runbook says (SIGKILL, free its disk, start)
+and recorded. A failed round prints the seed, the round and the schedule, keeps the
+logs (agents, servers, every acknowledged write) under --log-dir, and the command
+exits 1; --seed S --from-round R --rounds 1 replays that round.
+
+The campaign sets the cluster's anti-flap window (failover_block) to
+--failover-block, so that every round may fail over.
+
+Examples:
+   baton-lab bench chaos --rounds 50 --seed 1 --json
+   baton-lab bench chaos --seed 1 --from-round 17 --rounds 1`,
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "rounds", Value: 10, Usage: "rounds to run"},
+			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "the campaign's seed: with the round's number, it draws the round's faults"},
+			&cli.IntFlag{Name: "from-round", Value: 1, Usage: "the first round (a replay)"},
+			&cli.IntFlag{Name: "nodes", Value: 3, Usage: "database nodes"},
+			&cli.IntFlag{Name: "etcd-members", Value: 3, Usage: "etcd members: 1 or 3"},
+			&cli.DurationFlag{Name: "failover-block", Value: time.Second, Usage: "the cluster's anti-flap window during the campaign"},
+			&cli.StringFlag{Name: "log-dir", Value: "/tmp/baton-chaos", Usage: "where a failed round's logs are kept"},
+			&cli.BoolFlag{Name: "keep-going", Usage: "go on after a failed round"},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
+			&cli.StringFlag{Name: "name", Value: "chaos", Usage: "sandbox name", Hidden: true},
+			batonFlag(),
+		},
+		Action: func(cctx *cli.Context) error {
+			bin, err := lab.FindBinaries(cctx.String("baton"))
+			if err != nil {
+				return cli.Exit("bench chaos: "+err.Error(), exitBadInput)
+			}
+			cfg := chaos.Config{Seed: cctx.Uint64("seed"), Rounds: cctx.Int("rounds"), FromRound: cctx.Int("from-round"),
+				Nodes: cctx.Int("nodes"), EtcdMembers: cctx.Int("etcd-members"), FailoverBlock: cctx.Duration("failover-block"),
+				Name: cctx.String("name"), Bin: bin, LogDir: cctx.String("log-dir"), KeepGoing: cctx.Bool("keep-going"),
+				Progress: cctx.App.ErrWriter}
+			if err := cfg.Validate(); err != nil {
+				return cli.Exit("bench chaos: "+err.Error(), exitBadInput)
+			}
+			if err := sandbox.Requirements(); err != nil {
+				return cli.Exit("bench chaos: "+err.Error(), exitBadInput)
+			}
+			ctx, stop := signal.NotifyContext(cctx.Context, syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			_ = mysql.SetLogger(log.New(io.Discard, "", 0))
+			rep, err := chaos.Run(ctx, cfg)
+			if rep != nil {
+				if cctx.Bool("json") {
+					if jerr := json.NewEncoder(cctx.App.Writer).Encode(rep); jerr != nil {
+						return jerr
+					}
+				} else {
+					rep.Print(cctx.App.Writer)
+				}
+			}
+			switch {
+			case errors.Is(err, chaos.ErrViolations):
+				return cli.Exit(fmt.Sprintf("bench chaos: %d violation(s); logs in %s", len(rep.Violations), cfg.LogDir), exitRefused)
+			case err != nil:
+				return cli.Exit("bench chaos: "+err.Error(), exitRefused)
 			}
 			return nil
 		},

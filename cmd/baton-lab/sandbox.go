@@ -95,7 +95,7 @@ Examples:
 				Description: `KIND is one of: disk-full, free-disk, freeze-writes, thaw-writes, stop, cont,
 kill, start, cut-network, heal-network, readonly-fs, writable-fs,
 exhaust-connections, release-connections, kill-agent, start-agent, cut-etcd,
-heal-etcd (these take --node); or stop-etcd, start-etcd: every etcd member, or
+heal-etcd, stop-agent, cont-agent (these take --node); or stop-etcd, start-etcd: every etcd member, or
 the one named with --member (an etcd outage; no --node).`,
 				Flags: []cli.Flag{name, root, &cli.StringFlag{Name: "node", Usage: "node name, e.g. db1"},
 					&cli.StringFlag{Name: "member", Usage: "stop-etcd/start-etcd: one member, e.g. etcd2 (default: every member)"}},

@@ -37,6 +37,8 @@ const (
 	StartAgent                          // start it again
 	CutEtcd                             // drop the node's packets to every etcd member, and only those
 	HealEtcd                            // route them again
+	StopAgent                           // SIGSTOP the node's baton agent: frozen, its lease runs out, its server untouched
+	ContAgent                           // SIGCONT it
 )
 
 func (f Fault) String() string {
@@ -77,6 +79,10 @@ func (f Fault) String() string {
 		return "cut-etcd"
 	case HealEtcd:
 		return "heal-etcd"
+	case StopAgent:
+		return "stop-agent"
+	case ContAgent:
+		return "cont-agent"
 	}
 	return fmt.Sprintf("fault(%d)", int(f))
 }
@@ -84,7 +90,7 @@ func (f Fault) String() string {
 // Faults lists every fault, each followed by its inverse.
 func Faults() []Fault {
 	var out []Fault
-	for f := DiskFull; f <= HealEtcd; f++ {
+	for f := DiskFull; f <= ContAgent; f++ {
 		out = append(out, f)
 	}
 	return out
@@ -117,7 +123,7 @@ func (c *Cluster) Fault(ctx context.Context, node string, f Fault) error {
 	if _, err := c.Node(node); err != nil {
 		return err
 	}
-	if f < DiskFull || f > HealEtcd {
+	if f < DiskFull || f > ContAgent {
 		return fmt.Errorf("unknown fault %d", int(f))
 	}
 	return c.update(func() error {
@@ -185,6 +191,15 @@ func (c *Cluster) inject(ctx context.Context, n *Node, f Fault) error {
 		return c.routeEtcd(ctx, n, "add")
 	case HealEtcd:
 		return c.routeEtcd(ctx, n, "del")
+	case StopAgent, ContAgent:
+		if !alive(n.AgentPID) {
+			return fmt.Errorf("no agent running (start the sandbox with --with-agents)")
+		}
+		sig := syscall.SIGSTOP
+		if f == ContAgent {
+			sig = syscall.SIGCONT
+		}
+		return syscall.Kill(n.AgentPID, sig)
 	}
 	return fmt.Errorf("unknown fault %d", int(f))
 }

@@ -428,3 +428,61 @@ func TestEtcdOutage(t *testing.T) {
 		t.Fatalf("after the outage: %v %v", resp, err)
 	}
 }
+
+// TestRebuild: a replica with a transaction nobody else has is rebuilt from the
+// primary: it then replicates, has the primary's rows and none of its own, and keeps
+// the primary's whole binlog state (here an entry of a server id 3 that was primary
+// once), so that it can be promoted later without the others looking errant.
+func TestRebuild(t *testing.T) {
+	c := sandboxtest.Up(t, sandbox.Spec{Name: "sbx-rebuild", Nodes: 2, SemiSync: true})
+	p, r := sandboxtest.RootDB(t, c, "db1"), sandboxtest.RootDB(t, c, "db2")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := p.Conn(ctx) // one session: server_id is the session's
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"SET SESSION server_id = 3", "INSERT INTO sandbox.t(v) VALUES ('from an old primary')",
+		"SET SESSION server_id = 1", "INSERT INTO sandbox.t(v) VALUES ('a')"} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	conn.Close()
+	sandboxtest.Exec(t, ctx, r, "SET GLOBAL read_only = OFF", "INSERT INTO sandbox.t(v) VALUES ('errant')", "SET GLOBAL read_only = ON")
+	if err := c.Rebuild(ctx, "db2", "db1"); err != nil {
+		t.Fatal(err)
+	}
+	sandboxtest.Exec(t, ctx, p, "INSERT INTO sandbox.t(v) VALUES ('after')")
+	var pos string
+	if err := p.QueryRowContext(ctx, "SELECT @@gtid_binlog_pos").Scan(&pos); err != nil {
+		t.Fatal(err)
+	}
+	var res int
+	if err := r.QueryRowContext(ctx, "SELECT MASTER_GTID_WAIT(?, 10)", pos).Scan(&res); err != nil || res != 0 {
+		t.Fatalf("the rebuilt replica did not reach %s: %d %v", pos, res, err)
+	}
+	var vs []string
+	rows, err := r.QueryContext(ctx, "SELECT v FROM sandbox.t WHERE v IN ('from an old primary', 'a', 'errant', 'after') ORDER BY id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		vs = append(vs, v)
+	}
+	rows.Close()
+	if got := strings.Join(vs, ","); got != "from an old primary,a,after" {
+		t.Errorf("rows on the rebuilt replica: %s", got)
+	}
+	var state, ro string
+	if err := r.QueryRowContext(ctx, "SELECT @@gtid_binlog_state, @@read_only").Scan(&state, &ro); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(state, "0-3-") || strings.Contains(state, "0-2-") || ro != "1" {
+		t.Errorf("rebuilt replica: gtid_binlog_state %q (want the primary's history, none of its own), read_only %s", state, ro)
+	}
+}

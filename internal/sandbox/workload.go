@@ -21,11 +21,12 @@ import (
 // would, and records when each accepted a write. Both use the application's account,
 // to which read_only applies.
 
-// Ack is one acknowledged write.
+// Ack is one acknowledged write: it committed between Sent and At.
 type Ack struct {
 	Seq      int64
 	ServerID uint32
-	At       time.Time
+	Sent     time.Time // the write was sent
+	At       time.Time // its acknowledgement arrived
 }
 
 // Writer inserts rows one after another, each under a deadline, and records the
@@ -113,6 +114,7 @@ func (w *Writer) loop(ctx context.Context) {
 			}
 			dbs[cur] = db
 		}
+		sent := time.Now()
 		wctx, cancel := context.WithTimeout(ctx, w.timeout)
 		// The server that acknowledged is what the INSERT itself returns: a separate
 		// SELECT @@server_id could run on another connection, hence (through a load
@@ -122,7 +124,7 @@ func (w *Writer) loop(ctx context.Context) {
 		cancel()
 		if err == nil {
 			w.mu.Lock()
-			w.acks = append(w.acks, Ack{Seq: seq, ServerID: sid, At: time.Now()})
+			w.acks = append(w.acks, Ack{Seq: seq, ServerID: sid, Sent: sent, At: time.Now()})
 			w.mu.Unlock()
 		} else if ctx.Err() == nil {
 			w.fail(err)
@@ -222,6 +224,7 @@ type SplitBrainMonitor struct {
 	interval time.Duration
 	mu       sync.Mutex
 	accepted map[string][]time.Time
+	accepts  []Accept
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 }
@@ -270,12 +273,15 @@ func (m *SplitBrainMonitor) watch(ctx context.Context, n Node) {
 				return
 			}
 		}
+		sent := time.Now()
 		wctx, cancel := context.WithTimeout(ctx, timeout)
 		_, err := db.ExecContext(wctx, "INSERT INTO sandbox.split(node, at, n) VALUES (?, NOW(6), 1) ON DUPLICATE KEY UPDATE at = NOW(6), n = n + 1", n.Name)
 		cancel()
 		if err == nil {
 			m.mu.Lock()
-			m.accepted[n.Name] = append(m.accepted[n.Name], time.Now())
+			now := time.Now()
+			m.accepted[n.Name] = append(m.accepted[n.Name], now)
+			m.accepts = append(m.accepts, Accept{Node: n.Name, Sent: sent, At: now})
 			m.mu.Unlock()
 		} else {
 			var me *mysql.MySQLError
@@ -290,6 +296,22 @@ func (m *SplitBrainMonitor) watch(ctx context.Context, n Node) {
 		case <-t.C:
 		}
 	}
+}
+
+// Accept is one write a server accepted from the monitor: it committed between Sent
+// and At.
+type Accept struct {
+	Node string
+	Sent time.Time
+	At   time.Time
+}
+
+// Accepts returns every write accepted so far, in the order the acknowledgements
+// arrived.
+func (m *SplitBrainMonitor) Accepts() []Accept {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]Accept(nil), m.accepts...)
 }
 
 // SplitBrain is the total time during which two or more servers accepted writes: the

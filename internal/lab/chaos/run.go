@@ -1,0 +1,574 @@
+package chaos
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/internal/lab"
+	"github.com/baton-ha/baton/internal/sandbox"
+)
+
+// Config is one campaign.
+type Config struct {
+	Seed        uint64
+	Rounds      int // rounds to run
+	FromRound   int // the first round's number (1: from the start); a replay starts later
+	Nodes       int // 3 by default
+	EtcdMembers int // 1 or 3
+	// FailoverBlock is the anti-flap window set as the cluster's policy: the
+	// campaign's rounds come faster than the default 5 minutes.
+	FailoverBlock time.Duration
+	Name          string // sandbox name
+	Bin           lab.Binaries
+	LogDir        string // a failed round's logs go to LogDir/seed-S-round-R
+	KeepGoing     bool   // go on after a failed round
+	Progress      io.Writer
+}
+
+// Validate checks the configuration and names the bad field.
+func (cfg Config) Validate() error {
+	switch {
+	case cfg.Rounds < 1 || cfg.Rounds > 100000:
+		return fmt.Errorf("rounds: %d: use 1 to 100000", cfg.Rounds)
+	case cfg.FromRound < 1:
+		return fmt.Errorf("from-round: %d: at least 1", cfg.FromRound)
+	case cfg.Nodes < 3 || cfg.Nodes > sandbox.MaxNodes:
+		return fmt.Errorf("nodes: %d: use 3 to %d", cfg.Nodes, sandbox.MaxNodes)
+	case cfg.EtcdMembers != 1 && cfg.EtcdMembers != 3:
+		return fmt.Errorf("etcd-members: %d: use 1 or 3", cfg.EtcdMembers)
+	case cfg.FailoverBlock < 0 || cfg.FailoverBlock > time.Hour:
+		return fmt.Errorf("failover-block: %s: from 0 to 1h", cfg.FailoverBlock)
+	case cfg.Name == "":
+		return errors.New("name: a sandbox name is required")
+	case cfg.Bin.Baton == "" || cfg.Bin.Lab == "":
+		return errors.New("bin: both the baton and the baton-lab executables are required")
+	case cfg.LogDir == "":
+		return errors.New("log-dir: a directory for failed rounds' logs is required")
+	}
+	return nil
+}
+
+// ErrViolations says a campaign found violations; the report has them.
+var ErrViolations = errors.New("chaos: invariants violated")
+
+// Run runs the campaign on one sandbox kept across rounds (brought up again only to
+// repair a node the runbook could not) and returns its report. It stops at the first
+// round with a violation unless cfg.KeepGoing, and then returns ErrViolations with
+// the report; the round's logs are in cfg.LogDir.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	r := &runner{cfg: cfg, rep: NewReport(cfg.Seed, cfg.FromRound, cfg.Nodes, cfg.EtcdMembers, cfg.FailoverBlock)}
+	started := time.Now()
+	defer func() { r.rep.Seconds = time.Since(started).Round(time.Second).Seconds() }()
+	if err := r.up(ctx); err != nil {
+		return r.rep, err
+	}
+	defer func() { r.e.close() }()
+	failed := false
+	for round := cfg.FromRound; round < cfg.FromRound+cfg.Rounds && ctx.Err() == nil; round++ {
+		ok, err := r.round(ctx, Draw(cfg.Seed, round, cfg.EtcdMembers))
+		if err != nil {
+			return r.rep, fmt.Errorf("round %d: %w", round, err)
+		}
+		if !ok {
+			failed = true
+			if !cfg.KeepGoing {
+				break
+			}
+		}
+	}
+	if failed {
+		return r.rep, ErrViolations
+	}
+	return r.rep, ctx.Err()
+}
+
+type runner struct {
+	cfg Config
+	rep *Report
+	e   *env
+	log []string // the current round's events
+	t0  time.Time
+}
+
+func (r *runner) say(format string, args ...any) {
+	line := fmt.Sprintf(format, args...)
+	if !r.t0.IsZero() {
+		line = fmt.Sprintf("%7.3fs %s", time.Since(r.t0).Seconds(), line)
+	}
+	r.log = append(r.log, line)
+	if r.cfg.Progress != nil {
+		fmt.Fprintln(r.cfg.Progress, line)
+	}
+}
+
+// up brings up a fresh cluster (taking down one of the same name), sets the
+// campaign's anti-flap window, and starts the writer, the monitor and the poller.
+func (r *runner) up(ctx context.Context) error {
+	if r.e != nil {
+		r.e.close()
+		r.e = nil
+	}
+	spec := sandbox.Spec{Name: r.cfg.Name, Nodes: r.cfg.Nodes, SemiSync: true, WithAgents: true, VIP: true,
+		EtcdMembers: r.cfg.EtcdMembers, Binary: r.cfg.Bin.Baton, LabBinary: r.cfg.Bin.Lab}
+	if old, err := sandbox.Open("", spec.Name, nil); err == nil {
+		_ = old.Down(ctx)
+	}
+	c, err := sandbox.Up(ctx, spec, nil)
+	if err != nil {
+		return fmt.Errorf("sandbox up: %w", err)
+	}
+	e := &env{c: c, dbs: map[string]*sql.DB{}, node: map[uint32]string{}}
+	e.done = func() { _ = c.Down(context.WithoutCancel(ctx)) }
+	r.e = e
+	cli, err := c.EtcdClient()
+	if err != nil {
+		return err
+	}
+	e.store = failover.NewStore(cli, c.Name)
+	done := e.done
+	e.done = func() { cli.Close(); done() }
+	for _, n := range c.Nodes {
+		db, err := c.RootDB(n.Name)
+		if err != nil {
+			return err
+		}
+		e.dbs[n.Name] = db
+		e.node[uint32(n.ServerID)] = n.Name
+	}
+	if err := r.setPolicy(ctx); err != nil {
+		return err
+	}
+	// The workload gets its own copy of the sandbox's state: faults re-read the
+	// state file into r.e.c while the writer's goroutines read theirs.
+	wc, err := sandbox.Open("", c.Name, nil)
+	if err != nil {
+		return err
+	}
+	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	e.cancel = cancel
+	e.wg.Add(1)
+	go e.pollEpochs(pctx)
+	e.w = wc.NewWriter(20*time.Millisecond, 500*time.Millisecond)
+	e.w.Start(pctx)
+	e.mon = wc.NewSplitBrainMonitor(50 * time.Millisecond)
+	e.mon.Start(pctx)
+	if err := lab.Until(ctx, 15*time.Second, func() bool { return len(e.w.Acks()) >= 20 }); err != nil {
+		n, last := e.w.Failures()
+		return fmt.Errorf("no steady writes on the new cluster (%d failures, last: %s): %w", n, last, err)
+	}
+	return nil
+}
+
+// setPolicy sets the cluster's anti-flap window to the campaign's, as `baton policy
+// apply` would, keeping the rest of the policy.
+func (r *runner) setPolicy(ctx context.Context) error {
+	var snap failover.Snapshot
+	if err := lab.Until(ctx, 10*time.Second, func() bool {
+		s, err := r.e.store.Load(ctx)
+		snap = s
+		return err == nil && s.Policy != nil
+	}); err != nil {
+		return fmt.Errorf("read the cluster's policy: %w", err)
+	}
+	rec := *snap.Policy
+	rec.Policy.FailoverBlock = r.cfg.FailoverBlock
+	rec.SetBy, rec.At = "operator:baton-lab bench chaos", time.Now().UTC()
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := r.e.store.PutPolicy(pctx, snap.PolicyModRev, rec); err != nil {
+		return fmt.Errorf("set the campaign's policy: %w", err)
+	}
+	return nil
+}
+
+// step is one injection or heal of a round, at its time.
+type step struct {
+	at   time.Duration
+	heal bool
+	i    int // index into the round's faults
+}
+
+// resolved is a fault bound to what it hits.
+type resolved struct {
+	Fault
+	node   string // a node fault's node
+	member string // an etcd member ("" with EtcdAllStop: every one)
+	done   bool   // injected, to heal
+	err    string
+}
+
+func (f resolved) String() string {
+	switch {
+	case f.node != "":
+		return fmt.Sprintf("%s on %s (%s)", f.Kind, f.node, f.Target)
+	case f.member != "":
+		return fmt.Sprintf("%s on %s", f.Kind, f.member)
+	}
+	return f.Kind.String()
+}
+
+// round runs one round: it returns false when an invariant broke (the logs are then
+// kept), and an error only when the campaign cannot go on.
+func (r *runner) round(ctx context.Context, s Schedule) (bool, error) {
+	r.log, r.t0 = nil, time.Now()
+	r.say("round %d: %s", s.Round, s)
+	if err := r.ready(ctx, s.Round); err != nil {
+		return false, err
+	}
+	before, snap := r.e.observe(ctx)
+	r.say("before: %s", describe(before))
+	fs := r.resolve(ctx, s, before, snap)
+	var steps []step
+	for i, f := range fs {
+		steps = append(steps, step{at: f.At, i: i})
+		if f.Kind.Class() != ClassRequest {
+			steps = append(steps, step{at: f.At + f.For, heal: true, i: i})
+		}
+	}
+	sort.SliceStable(steps, func(i, j int) bool { return steps[i].at < steps[j].at })
+	start := time.Now()
+	var injected time.Time
+	var errs []string
+	for _, st := range steps {
+		if d := time.Until(start.Add(st.at)); d > 0 {
+			select {
+			case <-ctx.Done():
+				r.healAll(fs)
+				return false, ctx.Err()
+			case <-time.After(d):
+			}
+		}
+		f := &fs[st.i]
+		if !st.heal {
+			if injected.IsZero() {
+				injected = time.Now()
+			}
+			if err := r.inject(ctx, f); err != nil {
+				f.err = err.Error()
+				r.say("inject %s: %v", f, err)
+				errs = append(errs, fmt.Sprintf("round %d: inject %s: %v", s.Round, f, err))
+				continue
+			}
+			f.done = f.Kind.Class() != ClassRequest
+			r.say("injected %s", f)
+			continue
+		}
+		if err := r.heal(ctx, f); err != nil {
+			r.say("heal %s: %v", f, err)
+			errs = append(errs, fmt.Sprintf("round %d: heal %s: %v", s.Round, f, err))
+		} else {
+			r.say("healed %s", f)
+		}
+	}
+	healed := time.Now()
+
+	// Settle: the primary within LiveBound, the rest within Settle.
+	var live, writeBack time.Time
+	var final Cluster
+	for {
+		final, _ = r.e.observe(ctx)
+		if ok, _ := final.Live(); ok && live.IsZero() {
+			live = time.Now()
+			r.say("live: %s", final.Primary)
+		}
+		if writeBack.IsZero() {
+			if a, ok := r.e.firstAckSent(healed); ok {
+				writeBack = a
+				r.say("writes back")
+			}
+		}
+		ok, _ := final.Settled()
+		if (ok && !writeBack.IsZero()) || time.Since(healed) > s.SettleBound() || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if _, why := final.Settled(); why != "" {
+		r.say("not settled: %s", why)
+	}
+	r.e.durability(ctx, &final)
+	r.say("after: %s", describe(final))
+	o := Observation{Writes: r.e.writes(start), Epochs: r.e.epochList(), Healed: healed, Live: live, WriteBack: writeBack, Final: final}
+	vs, checks := Check(o)
+	var acks []time.Time
+	for _, a := range r.e.w.Acks() {
+		acks = append(acks, a.At)
+	}
+	back := WritesBack(acks, injected, time.Now())
+	var parts []string
+	for _, f := range fs {
+		parts = append(parts, f.String())
+	}
+	r.rep.Errors = append(r.rep.Errors, errs...)
+	r.rep.Add(s, RoundResult{Round: s.Round, Schedule: s.String(), Resolved: strings.Join(parts, "; "),
+		PrimaryFrom: before.Primary, PrimaryTo: final.Primary}, vs, checks, back)
+	for _, v := range vs {
+		r.say("VIOLATION %s: %s", v.Name, v.Detail)
+	}
+	r.say("round %d: %d violations, writes back %s", s.Round, len(vs), back.Round(time.Millisecond))
+	if len(vs) > 0 {
+		dir := r.keepLogs(s, o)
+		fmt.Fprintf(os.Stderr, "round %d of seed %d failed: %s\nschedule: %s\nlogs: %s\nreplay: baton-lab bench chaos --seed %d --from-round %d --rounds 1\n",
+			s.Round, s.Seed, vs[0].Detail, s, dir, s.Seed, s.Round)
+	}
+	// Quarantined nodes are for a person to repair: the campaign does it the way the
+	// runbook says, so that the next round starts from a healthy cluster.
+	for node, why := range final.Quarantined() {
+		q := Quarantine{Round: s.Round, Node: node, Reason: why, Faults: strings.Join(parts, "; ")}
+		q.Repair = r.repair(ctx, node, final.Primary)
+		r.say("quarantined %s: %s; repaired: %s", node, why, q.Repair)
+		r.rep.Quarantines = append(r.rep.Quarantines, q)
+	}
+	return len(vs) == 0, nil
+}
+
+// ready makes sure the cluster is settled with nothing quarantined before a round:
+// each node that is not a healthy replica is repaired (the runbook, then a rebuild
+// from the primary); if that fails, a new cluster.
+func (r *runner) ready(ctx context.Context, round int) error {
+	var c Cluster
+	healthy := func() bool {
+		c, _ = r.e.observe(ctx)
+		ok, _ := c.Settled()
+		return ok && len(c.Quarantined()) == 0
+	}
+	// A quarantined node waits for a person: no point waiting for it.
+	_ = lab.Until(ctx, Settle, func() bool {
+		ok := healthy()
+		settled, _ := c.Settled()
+		return ok || settled
+	})
+	if healthy() {
+		return nil
+	}
+	_, why := c.Settled()
+	r.say("before round %d: not healthy (%s): repairing", round, describe(c))
+	if ok, _ := c.Live(); ok {
+		p := c.Nodes[c.Primary]
+		for _, n := range c.sorted() {
+			if n.Name != c.Primary && (n.Role != "replica" || n.Source != p.Addr || !n.IO || !n.SQL) {
+				r.say("repair %s: %s", n.Name, r.repair(ctx, n.Name, c.Primary))
+			}
+		}
+		if lab.Until(ctx, Settle, healthy) == nil {
+			return nil
+		}
+		_, why = c.Settled()
+	}
+	r.say("still not healthy (%s; %s): a new cluster", why, describe(c))
+	r.rep.Rebuilds++
+	return r.up(ctx)
+}
+
+// repair is the runbook for a quarantined node: SIGKILL its server (crash recovery
+// drops an unacknowledged tail that did not reach its binlog), free its disk, start
+// it, and let its agent rejoin it; if it stays quarantined (the tail was committed
+// there), it is rebuilt from the primary. It says what it did.
+func (r *runner) repair(ctx context.Context, node, primary string) string {
+	n, err := r.e.c.Node(node)
+	if err != nil {
+		return err.Error()
+	}
+	var did []string
+	if err := r.e.c.Fault(ctx, node, sandbox.Kill); err == nil {
+		did = append(did, "kill")
+	}
+	if _, err := os.Stat(filepath.Join(n.Mount, "filler")); err == nil {
+		if err := r.e.c.Fault(ctx, node, sandbox.FreeDisk); err == nil {
+			did = append(did, "free disk")
+		}
+	}
+	if err := r.e.c.Fault(ctx, node, sandbox.Start); err == nil {
+		did = append(did, "start")
+	}
+	replica := func() bool {
+		c, _ := r.e.observe(ctx)
+		st := c.Nodes[node]
+		return st.Role == "replica" && st.IO && st.SQL
+	}
+	runbook := "runbook (" + strings.Join(did, ", ") + ")"
+	if lab.Until(ctx, 15*time.Second, replica) == nil {
+		return runbook + ": a replica again"
+	}
+	if err := r.e.c.Rebuild(ctx, node, primary); err != nil {
+		return fmt.Sprintf("%s: still quarantined; rebuild from %s: %v", runbook, primary, err)
+	}
+	if lab.Until(ctx, 20*time.Second, replica) == nil {
+		return fmt.Sprintf("%s: still quarantined; rebuilt from %s: a replica again", runbook, primary)
+	}
+	return fmt.Sprintf("%s: still quarantined; rebuilt from %s: not a replica within 20 s", runbook, primary)
+}
+
+// resolve binds each fault of the schedule to the node or member it hits, by the
+// roles the cluster has now. A second fault of the same class that would hit the
+// same node moves to another node.
+func (r *runner) resolve(ctx context.Context, s Schedule, c Cluster, snap failover.Snapshot) []resolved {
+	primary := c.Primary
+	if primary == "" {
+		primary = r.e.lastSnapshot().Primary.Node
+	}
+	var others []string
+	for _, n := range r.e.c.Nodes {
+		if n.Name != primary {
+			others = append(others, n.Name)
+		}
+	}
+	coord := snap.Coordinator
+	if coord == "" {
+		coord = primary
+	}
+	var out []resolved
+	used := map[string]Class{}
+	for _, f := range s.Faults {
+		rf := resolved{Fault: f}
+		switch f.Target {
+		case TargetPrimary:
+			rf.node = primary
+		case TargetCoordinator:
+			rf.node = coord
+		case TargetReplica:
+			rf.node = others[f.Index%len(others)]
+		case TargetEtcd:
+			switch {
+			case f.Kind == EtcdAllStop:
+			case f.Index < 0:
+				lctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+				leader, err := r.e.c.EtcdLeader(lctx)
+				cancel()
+				if err != nil {
+					leader = r.e.c.EtcdMembers[0].Name
+				}
+				rf.member = leader
+			default:
+				rf.member = r.e.c.EtcdMembers[f.Index%len(r.e.c.EtcdMembers)].Name
+			}
+		}
+		if rf.node != "" {
+			if cl, ok := used[rf.node]; ok && cl == f.Kind.Class() {
+				for _, o := range others {
+					if _, taken := used[o]; !taken {
+						rf.node = o
+						break
+					}
+				}
+			}
+			used[rf.node] = f.Kind.Class()
+		}
+		out = append(out, rf)
+	}
+	return out
+}
+
+// serverFault is the sandbox fault of a server or agent kind.
+var serverFault = map[Kind]sandbox.Fault{
+	DiskFull: sandbox.DiskFull, FreezeWrites: sandbox.FreezeWrites, Stop: sandbox.Stop, Kill: sandbox.Kill,
+	CutNetwork: sandbox.CutNetwork, ReadonlyFS: sandbox.ReadonlyFS, ExhaustConnections: sandbox.ExhaustConnections,
+	CutEtcd: sandbox.CutEtcd, KillAgent: sandbox.KillAgent, StopAgent: sandbox.StopAgent,
+}
+
+func (r *runner) inject(ctx context.Context, f *resolved) error {
+	switch f.Kind {
+	case EtcdMemberStop:
+		return r.e.c.StopEtcd(ctx, f.member)
+	case EtcdAllStop:
+		return r.e.c.StopEtcd(ctx, "")
+	case SwitchoverRequest, FailoverRequest:
+		return r.request(ctx, f.Kind)
+	}
+	sf, ok := serverFault[f.Kind]
+	if !ok {
+		return fmt.Errorf("no fault for %s", f.Kind)
+	}
+	return r.e.c.Fault(ctx, f.node, sf)
+}
+
+// request files an operator's request as `baton switchover --yes` / `baton failover
+// --yes` do (the coordinator chooses the candidate), without waiting for it.
+func (r *runner) request(ctx context.Context, k Kind) error {
+	kind := failover.RequestSwitchover
+	if k == FailoverRequest {
+		kind = failover.RequestFailover
+	}
+	lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	snap, err := r.e.store.Load(lctx)
+	if err != nil {
+		return fmt.Errorf("read the cluster (as baton %s would): %w", kind, err)
+	}
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	req := failover.Request{ID: fmt.Sprintf("%s-%s-%s", kind, time.Now().UTC().Format("20060102T150405"), hex.EncodeToString(b)),
+		Kind: kind, Epoch: snap.Primary.Epoch, At: time.Now().UTC()}
+	return r.e.store.PutRequest(lctx, req)
+}
+
+// heal undoes an injected fault. A full disk is freed (MariaDB retries its writes
+// for up to 60 s); a node still unhealthy after settling gets the runbook.
+func (r *runner) heal(ctx context.Context, f *resolved) error {
+	if !f.done {
+		return nil
+	}
+	f.done = false
+	switch f.Kind {
+	case EtcdMemberStop:
+		return r.e.c.StartEtcd(ctx, f.member)
+	case EtcdAllStop:
+		return r.e.c.StartEtcd(ctx, "")
+	}
+	sf := serverFault[f.Kind]
+	return r.e.c.Fault(ctx, f.node, sf.Inverse())
+}
+
+// healAll heals what is still injected, when the campaign is interrupted.
+func (r *runner) healAll(fs []resolved) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for i := range fs {
+		_ = r.heal(ctx, &fs[i])
+	}
+}
+
+// keepLogs copies the agents' and servers' logs, the round's events and its
+// observation (every acknowledged write, the epochs, the final state) to a directory
+// of its own, and returns it.
+func (r *runner) keepLogs(s Schedule, o Observation) string {
+	dir := filepath.Join(r.cfg.LogDir, fmt.Sprintf("seed-%d-round-%d", s.Seed, s.Round))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Sprintf("(not kept: %v)", err)
+	}
+	r.rep.LogDir = r.cfg.LogDir
+	for _, n := range r.e.c.Nodes {
+		copyFile(n.AgentLog, filepath.Join(dir, n.Name+"-agent.log"))
+		copyFile(n.ErrorLog, filepath.Join(dir, n.Name+"-mariadb.err"))
+	}
+	_ = os.WriteFile(filepath.Join(dir, "events.txt"), []byte(strings.Join(r.log, "\n")+"\n"), 0o644)
+	slices.SortFunc(o.Writes, func(a, b Write) int { return a.At.Compare(b.At) })
+	if b, err := json.MarshalIndent(o, "", " "); err == nil {
+		_ = os.WriteFile(filepath.Join(dir, "observation.json"), b, 0o644)
+	}
+	return dir
+}
+
+func copyFile(from, to string) {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return
+	}
+	_ = os.WriteFile(to, b, 0o644)
+}
