@@ -251,14 +251,22 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// bootstrapped counts the clusters whose primary of record holds the leader key.
+// bootstrapped counts the clusters whose primary of record holds the leader key: one
+// keys-only read of every cluster's keys, so that the count is of one moment.
 func bootstrapped(ctx context.Context, cli *clientv3.Client, clusters []*hollow.Cluster) int {
+	gctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	resp, err := cli.Get(gctx, "/baton/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return 0
+	}
+	leaders := map[string]bool{}
+	for _, kv := range resp.Kvs {
+		leaders[string(kv.Key)] = true
+	}
 	n := 0
 	for _, c := range clusters {
-		gctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		resp, err := cli.Get(gctx, failover.NewKeys(c.Name).Leader(), clientv3.WithCountOnly())
-		cancel()
-		if err == nil && resp.Count == 1 {
+		if leaders[failover.NewKeys(c.Name).Leader()] {
 			n++
 		}
 	}
@@ -411,7 +419,7 @@ func (m *etcdMembers) stop() {
 // metricsOf is each member's Prometheus counters of interest.
 type metricsOf map[string]map[string]float64
 
-// scrape reads every member's /metrics: gRPC bytes and requests handled, the db size,
+// scrape reads every member's /metrics: gRPC bytes and messages received, the db size,
 // and its process's CPU seconds and resident memory.
 func (m *etcdMembers) scrape(ctx context.Context) (metricsOf, error) {
 	out := metricsOf{}
@@ -441,7 +449,7 @@ func (m *etcdMembers) scrape(ctx context.Context) (metricsOf, error) {
 			base, _, _ := strings.Cut(metric, "{")
 			switch base {
 			case "etcd_network_client_grpc_received_bytes_total", "etcd_network_client_grpc_sent_bytes_total",
-				"grpc_server_handled_total", "etcd_mvcc_db_total_size_in_bytes", "process_cpu_seconds_total", "process_resident_memory_bytes":
+				"grpc_server_msg_received_total", "etcd_mvcc_db_total_size_in_bytes", "process_cpu_seconds_total", "process_resident_memory_bytes":
 				if f, err := strconv.ParseFloat(strings.TrimSpace(value), 64); err == nil {
 					vals[base] += f
 				}
@@ -471,7 +479,9 @@ func load(a, b metricsOf, window time.Duration, agents int) EtcdLoad {
 		return l
 	}
 	l.BytesPerS = (sum(b, bytesKeys...) - sum(a, bytesKeys...)) / s
-	l.RequestsPerS = (sum(b, "grpc_server_handled_total") - sum(a, "grpc_server_handled_total")) / s
+	// Messages received: a unary call is one, and so is each message on a stream (a
+	// lease renewal, a watch request).
+	l.RequestsPerS = (sum(b, "grpc_server_msg_received_total") - sum(a, "grpc_server_msg_received_total")) / s
 	l.BytesPerSAgent, l.RequestsPerSAgent = l.BytesPerS/float64(agents), l.RequestsPerS/float64(agents)
 	return l
 }
