@@ -172,7 +172,7 @@ func Scale(ctx context.Context, cfg ScaleConfig) (ScaleResult, error) {
 		}
 	}
 	fmt.Fprintf(progress, "scale: %d agents started in %s\n", res.Agents, time.Since(started).Round(time.Millisecond))
-	bootLimit := time.Minute + time.Duration(cfg.Clusters)*50*time.Millisecond
+	bootLimit := time.Minute + time.Duration(cfg.Clusters)*250*time.Millisecond
 	booted := 0
 	if err := lab.Until(ctx, bootLimit, func() bool {
 		booted = bootstrapped(ctx, cli, clusters)
