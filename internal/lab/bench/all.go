@@ -133,7 +133,13 @@ func All(ctx context.Context, cfg AllConfig) error {
 	writeSwitchovers(&md, sw, swerr)
 	writeLoadWithAgents(&md, ld, lderr)
 	writeEtcdOutage(&md, outages, outageErrs)
-	if err := os.WriteFile(cfg.Out, []byte(md.String()), 0o644); err != nil {
+	out := md.String()
+	if old, err := os.ReadFile(cfg.Out); err == nil {
+		// Sections written by hand from other benchmarks (the chaos campaign, the
+		// scale runs) stay.
+		out = keepOtherSections(out, string(old))
+	}
+	if err := os.WriteFile(cfg.Out, []byte(out), 0o644); err != nil {
 		return fmt.Errorf("write %s: %w", cfg.Out, err)
 	}
 	fmt.Fprintf(cfg.Progress, "wrote %s in %s\n", cfg.Out, time.Since(started).Round(time.Second))
@@ -561,4 +567,24 @@ func writeEtcdOutage(md *strings.Builder, rs []EtcdOutageResult, errs []error) {
 		fmt.Fprintf(md, "| %s | %d ms | %.0f %% | %d | %d ms | %d ms | %d ms | %t | %d |\n", mode, r.OutageMS, 100*r.Availability, r.AckedDuring, r.LastAckMS, r.MaxGapMS, r.ResumedMS, r.Failover, r.LostWrites)
 	}
 	md.WriteString("\nWithout failsafe mode every primary fences itself once its agent cannot renew its etcd session (`session_ttl - fence_margin`): writes stop until etcd is back. With it, the primary's agent asks every peer's agent; all of them confirm etcd is unreachable for them too and hold off failovers, so the primary keeps taking writes (docs/architecture.md, \"Failsafe mode\").\n")
+}
+
+// keepOtherSections appends to doc the "## " sections of old whose headings doc does
+// not have, in their order.
+func keepOtherSections(doc, old string) string {
+	have := map[string]bool{}
+	for _, sec := range strings.Split(doc, "\n## ")[1:] {
+		head, _, _ := strings.Cut(sec, "\n")
+		have[head] = true
+	}
+	var b strings.Builder
+	b.WriteString(strings.TrimRight(doc, "\n"))
+	b.WriteString("\n")
+	for _, sec := range strings.Split(old, "\n## ")[1:] {
+		head, _, _ := strings.Cut(sec, "\n")
+		if !have[head] {
+			b.WriteString("\n## " + strings.TrimRight(sec, "\n") + "\n")
+		}
+	}
+	return b.String()
 }

@@ -64,3 +64,17 @@ func TestEtcdOutageConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestKeepOtherSections(t *testing.T) {
+	doc := "# Benchmarks\n\n## Failover\n\nnew figures\n\n## etcd outage\n\nnew\n"
+	old := "# Benchmarks\n\n## Failover\n\nold figures\n\n## Randomized fault campaign\n\nrounds\n\n## Scale\n\nclusters\n"
+	got := keepOtherSections(doc, old)
+	for _, want := range []string{"new figures", "## Randomized fault campaign\n\nrounds", "## Scale\n\nclusters"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("missing %q in:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "old figures") || strings.Count(got, "## Failover") != 1 {
+		t.Errorf("the old figures of a regenerated section stayed:\n%s", got)
+	}
+}
