@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -253,26 +254,32 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// bootstrapped counts the clusters whose primary of record holds the leader key: one
-// keys-only read of every cluster's keys, so that the count is of one moment.
+// bootstrapped counts the clusters whose primary of record holds the leader key:
+// a count-only read of each cluster's leader key, 16 at a time.
 func bootstrapped(ctx context.Context, cli *clientv3.Client, clusters []*hollow.Cluster) int {
-	gctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	resp, err := cli.Get(gctx, "/baton/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
-	if err != nil {
-		return 0
+	var n atomic.Int64
+	work := make(chan *hollow.Cluster)
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c := range work {
+				gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				resp, err := cli.Get(gctx, failover.NewKeys(c.Name).Leader(), clientv3.WithCountOnly())
+				cancel()
+				if err == nil && resp.Count == 1 {
+					n.Add(1)
+				}
+			}
+		}()
 	}
-	leaders := map[string]bool{}
-	for _, kv := range resp.Kvs {
-		leaders[string(kv.Key)] = true
-	}
-	n := 0
 	for _, c := range clusters {
-		if leaders[failover.NewKeys(c.Name).Leader()] {
-			n++
-		}
+		work <- c
 	}
-	return n
+	close(work)
+	wg.Wait()
+	return int(n.Load())
 }
 
 // watchCommits polls the faulted clusters' primary keys until each has a new epoch or
