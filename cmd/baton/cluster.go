@@ -65,7 +65,20 @@ func openCluster(cctx *cli.Context) (*failover.Store, string, func(), error) {
 	defer cancel()
 	if _, err := cli.Get(ctx, store.Keys.Primary()); err != nil {
 		cli.Close()
-		return nil, "", nil, fmt.Errorf("etcd %v unreachable: %w", ecfg.Endpoints, err)
+		return nil, "", nil, &etcdUnreachableError{endpoints: ecfg.Endpoints, err: err}
 	}
 	return store, cluster, func() { cli.Close() }, nil
 }
+
+// etcdUnreachableError is openCluster's error when etcd does not answer: `baton
+// status --agents` then reads the agents instead.
+type etcdUnreachableError struct {
+	endpoints []string
+	err       error
+}
+
+func (e *etcdUnreachableError) Error() string {
+	return fmt.Sprintf("etcd %v unreachable: %v", e.endpoints, e.err)
+}
+
+func (e *etcdUnreachableError) Unwrap() error { return e.err }

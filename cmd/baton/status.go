@@ -41,11 +41,12 @@ and failsafe state.`,
 		),
 		Action: func(cctx *cli.Context) error {
 			store, cluster, closeFn, err := openCluster(cctx)
-			if err != nil && cctx.String("agents") != "" && !cctx.Bool("watch") && strings.Contains(err.Error(), "unreachable") {
+			var unreachable *etcdUnreachableError
+			if errors.As(err, &unreachable) && cctx.String("agents") != "" && !cctx.Bool("watch") {
 				return showAgents(cctx, err)
 			}
 			if err != nil {
-				if strings.Contains(err.Error(), "unreachable") {
+				if unreachable != nil {
 					err = fmt.Errorf("%w (with --agents host:port,... the agents' own view is shown instead)", err)
 				}
 				return cli.Exit(err.Error(), exitBadInput)

@@ -331,8 +331,8 @@ func (a *Agent) sessions(ctx context.Context, cli *clientv3.Client, rec *failove
 			rcancel()
 			return nil
 		}
-		if err == nil {
-			err = errors.New(a.fs.heldOff())
+		if why := a.fs.heldOff(); err == nil && why != "" {
+			err = errors.New(why) // ended by the promise made to a kept primary
 		}
 		a.log.Warn("etcd session ended", zap.Error(err))
 		// Not revoked: the next session resumes the lease if etcd still has it.
