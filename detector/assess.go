@@ -49,6 +49,13 @@ type Disk struct {
 	Err string `json:"error,omitempty"`
 }
 
+// MinUsableFree is the free space under which a filesystem counts as full: MariaDB
+// cannot rotate a binary or relay log, nor write a transaction of any size, in less.
+const MinUsableFree = 1 << 20
+
+// Full says the filesystem was read and has less than MinUsableFree left.
+func (d Disk) Full() bool { return d.Err == "" && d.Total > 0 && d.Free < MinUsableFree }
+
 // Round is one round of probes of one server: the input of Assess.
 type Round struct {
 	At      time.Time
@@ -277,8 +284,8 @@ func assessDisks(ds []Disk, horizon time.Duration) []finding {
 		switch {
 		case d.Err != "":
 			fs = append(fs, finding{Misconfigured, "cannot read the filesystem of " + d.Path + ": " + d.Err})
-		case d.Free == 0:
-			fs = append(fs, finding{Degraded, fmt.Sprintf("%s is full (0 B free of %s)", d.Path, fmtBytes(float64(d.Total)))})
+		case d.Full():
+			fs = append(fs, finding{Degraded, fmt.Sprintf("%s is full (%s free of %s)", d.Path, fmtBytes(float64(d.Free)), fmtBytes(float64(d.Total)))})
 		case d.TimeToFull > 0 && d.TimeToFull < horizon:
 			fs = append(fs, finding{Degraded, fmt.Sprintf("%s fills at %s/s and will be full in about %s (%s free)",
 				d.Path, fmtBytes(d.FillRate), d.TimeToFull.Round(time.Second), fmtBytes(float64(d.Free)))})

@@ -791,11 +791,7 @@ func (r *Reconciler) build(snap Snapshot) NodeStatus {
 		caughtUp := r.local != nil && r.local.IOThread == replication.ThreadRunning && r.local.Executed.Contain(r.local.Retrieved)
 		n.LagMS = replicaLag(rep.Replication.HeartbeatLag, caughtUp, r.cfg.Tick, r.cfg.ConfirmLag).Milliseconds()
 	}
-	if rep.Storage != nil {
-		n.StorageOK = rep.Storage.Class == detector.OK
-	} else {
-		n.StorageOK = rep.Verdict == detector.Healthy
-	}
+	n.StorageOK = storageOK(rep)
 	if rep.Write != nil {
 		n.WriteMS = float64(rep.Write.Latency.Microseconds()) / 1000
 	}
@@ -812,6 +808,23 @@ func (r *Reconciler) build(snap Snapshot) NodeStatus {
 	}
 	n.VIP = r.vipHeld
 	return n
+}
+
+// storageOK says whether the node's own write path worked at its latest round: its
+// storage probe passed (or, without one, its verdict is healthy) and none of its
+// filesystems is full or unreadable. It looks at the latest round, not the verdict,
+// whose hysteresis would keep a replica whose disk just filled "healthy" for a few
+// rounds: long enough to be ranked first and fail its promotion.
+func storageOK(rep detector.Report) bool {
+	for _, d := range rep.Disks {
+		if d.Err != "" || d.Total == 0 || d.Full() {
+			return false
+		}
+	}
+	if rep.Storage != nil {
+		return rep.Storage.Class == detector.OK
+	}
+	return rep.Verdict == detector.Healthy
 }
 
 // significant says whether a status change is worth publishing at once: what Decide

@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/baton-ha/baton/detector"
 	"github.com/baton-ha/baton/replication"
 )
 
@@ -141,6 +142,38 @@ func TestLocalFenceStands(t *testing.T) {
 		}
 		if n, _ := r.Current(); n.Role != RoleFenced {
 			t.Fatalf("%s: role %s, want fenced", action, n.Role)
+		}
+	}
+}
+
+// A replica whose disk just filled is still "healthy" by its verdict (hysteresis) but
+// must not read as a fit candidate: its promotion would fail on the relay logs
+// (a fault campaign promoted one and RESET SLAVE ALL failed with error 1373).
+func TestStorageOKLooksAtTheLatestRound(t *testing.T) {
+	ok := &detector.Result{Class: detector.OK}
+	failed := &detector.Result{Class: detector.StorageFailed}
+	roomy := detector.Disk{Path: "/d", Total: 1 << 30, Free: 100 << 20}
+	for _, tc := range []struct {
+		name string
+		rep  detector.Report
+		want bool
+	}{
+		{"probe ok, room", detector.Report{Verdict: detector.Healthy, Storage: ok, Disks: []detector.Disk{roomy}}, true},
+		{"probe ok, no disks configured", detector.Report{Verdict: detector.Healthy, Storage: ok}, true},
+		{"probe failed", detector.Report{Verdict: detector.Healthy, Storage: failed, Disks: []detector.Disk{roomy}}, false},
+		{"healthy verdict, disk full", detector.Report{Verdict: detector.Healthy, Storage: ok,
+			Disks: []detector.Disk{roomy, {Path: "/b", Total: 1 << 30, Free: 0}}}, false},
+		{"healthy verdict, disk under 1 MiB", detector.Report{Verdict: detector.Healthy, Storage: ok,
+			Disks: []detector.Disk{{Path: "/d", Total: 1 << 30, Free: 4096}}}, false},
+		{"filesystem unreadable", detector.Report{Verdict: detector.Healthy, Storage: ok,
+			Disks: []detector.Disk{{Path: "/d", Err: "permission denied"}}}, false},
+		{"zero disk", detector.Report{Verdict: detector.Healthy, Storage: ok, Disks: []detector.Disk{{}}}, false},
+		{"no storage probe, healthy", detector.Report{Verdict: detector.Healthy, Disks: []detector.Disk{roomy}}, true},
+		{"no storage probe, degraded", detector.Report{Verdict: detector.Degraded, Disks: []detector.Disk{roomy}}, false},
+		{"zero report", detector.Report{}, false},
+	} {
+		if got := storageOK(tc.rep); got != tc.want {
+			t.Errorf("%s: storageOK = %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }
