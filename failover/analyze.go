@@ -313,14 +313,19 @@ func analyzeReplica(snap Snapshot, s Self, holds bool, notPrimary string) Analys
 	}
 	a.Source = replication.Source{Host: host, Port: port}
 	a.Following = st.Role == replication.RoleReplica && st.SourceHost == host && st.SourcePort == port
-	if !a.Following {
-		// Rejoin: only a server with nothing the primary lacks may follow it. The
-		// primary's GTID set as its agent published it since its promotion: an older
-		// one would lack what this node received just before, and make it look errant.
-		ps, ok := snap.Nodes[p.Node]
-		if !ok || ps.GTID == "" || ps.Role != RolePrimary || ps.Epoch != p.Epoch {
-			return wait(RoleFenced, nil, "waiting for %s to publish its GTID set as primary at epoch %d", p.Node, p.Epoch)
-		}
+	// Only a server with nothing the primary lacks may follow it: checked before a
+	// rejoin, and while following too, for a replica the flow repointed that had
+	// received the old primary's last events after the new one was ranked (it then
+	// fails on error 1236, and would be repointed forever). The primary's GTID set as
+	// its agent published it since its promotion: an older one would lack what this
+	// node received just before, and make it look errant. The primary's own newer
+	// writes are never errant, so a published set behind a following replica is fine.
+	ps, ok := snap.Nodes[p.Node]
+	published := ok && ps.GTID != "" && ps.Role == RolePrimary && ps.Epoch == p.Epoch
+	if !a.Following && !published {
+		return wait(RoleFenced, nil, "waiting for %s to publish its GTID set as primary at epoch %d", p.Node, p.Epoch)
+	}
+	if published {
 		pset, err := replication.ParseGTIDSet(st.Executed.Flavor(), ps.GTID)
 		if err != nil {
 			return wait("", fmt.Errorf("parse the primary's GTID set: %w", err), "the primary's GTID set does not parse")

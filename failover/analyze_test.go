@@ -275,6 +275,35 @@ func TestAnalyze(t *testing.T) {
 			self: read("db3", replicaOf(3, "198.18.0.1", "0-1-100")),
 			want: NodeFollow, wantRole: RoleReplica, wantProbe: detector.Replica,
 		},
+		// A replica the flow repointed already, which received the old primary's last
+		// events after the new primary was ranked (its IO thread could not be stopped in
+		// time): it follows the new primary, which lacks them (error 1236).
+		{
+			name: "replica repointed after a failover, with old-primary events the new primary lacks: quarantine",
+			snap: snapWith(failedOver(), func(s *Snapshot) { s.Nodes["db3"] = NodeStatus{Node: "db3"} }),
+			self: func() Self {
+				st := replicaOf(3, "198.18.0.2", "0-1-102")
+				st.IOThread = replication.ThreadStopped
+				return read("db3", st)
+			}(),
+			want: NodeQuarantine, wantRole: RoleQuarantined, wantProbe: detector.Replica,
+		},
+		{
+			name: "replica following the new primary with its own and the old primary's events: follow",
+			snap: failedOver(),
+			self: read("db3", replicaOf(3, "198.18.0.2", "0-1-100,0-2-7")),
+			want: NodeFollow, wantRole: RoleReplica, wantProbe: detector.Replica,
+		},
+		{
+			name: "replica following the new primary before it published its GTID set: follow, nothing to compare with",
+			snap: snapWith(failedOver(), func(s *Snapshot) {
+				n := s.Nodes["db2"]
+				n.Epoch = 4
+				s.Nodes["db2"] = n
+			}),
+			self: read("db3", replicaOf(3, "198.18.0.2", "0-1-102")),
+			want: NodeFollow, wantRole: RoleReplica, wantProbe: detector.Replica,
+		},
 		{
 			name: "replica during a flow: leave replication to the coordinator",
 			snap: snapWith(cluster(), func(s *Snapshot) { s.Intent = intent }),
