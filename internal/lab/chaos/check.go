@@ -46,6 +46,11 @@ func (i Invariant) String() string {
 // LiveBound is how soon after healing the cluster must have its writable primary.
 const LiveBound = 15 * time.Second
 
+// PauseBound is the longest pause of the writer's acknowledgements allowed once they
+// came back after healing: nothing is failing then, so a longer one is a cluster that
+// came back and fell over again (a primary whose semi-sync replicas went away, say).
+const PauseBound = 5 * time.Second
+
 // epochSlack is how late the campaign's watch may see a new primary of record after
 // that primary took its first write (the watch and the writer are separate clients).
 const epochSlack = time.Second
@@ -199,6 +204,9 @@ type Observation struct {
 	// WriteBack is when the writer's first write sent after Healed was
 	// acknowledged; zero: none was.
 	WriteBack time.Time `json:"write_back"`
+	// End is when the observation ended (settled, or the settle bound ran out); zero
+	// when unknown, and then a pause at the end is not judged.
+	End   time.Time `json:"end"`
 	Final     Cluster   `json:"final"` // after settling (or when the settle bound ran out)
 }
 
@@ -345,10 +353,42 @@ func checkLiveness(o Observation, checks Checks) []Violation {
 		out = append(out, violation(Liveness, "the first write through the virtual IP after healing was acknowledged %s later (bound %s)", o.WriteBack.Sub(o.Healed).Round(time.Millisecond), LiveBound))
 	}
 	checks[Liveness]++
+	if !o.WriteBack.IsZero() {
+		if from, d := longestPause(o.Writes, o.WriteBack, o.End); d > PauseBound {
+			out = append(out, violation(Liveness, "writes through the virtual IP paused %s from %s, after they had come back (bound %s)",
+				d.Round(time.Millisecond), stamp(from), PauseBound))
+		}
+	}
+	checks[Liveness]++
 	if ok, why := o.Final.Settled(); !ok && !o.Live.IsZero() {
 		out = append(out, violation(Liveness, "not settled: %s", why))
 	}
 	return out
+}
+
+// longestPause is the longest time without a writer acknowledgement between from
+// and end (end zero: up to the last acknowledgement), and when it began.
+func longestPause(ws []Write, from, end time.Time) (time.Time, time.Duration) {
+	var acks []time.Time
+	for _, w := range ws {
+		if w.Writer && !w.At.Before(from) {
+			acks = append(acks, w.At)
+		}
+	}
+	slices.SortFunc(acks, func(a, b time.Time) int { return a.Compare(b) })
+	if !end.IsZero() {
+		acks = append(acks, end)
+	}
+	var start time.Time
+	var longest time.Duration
+	prev := from
+	for _, a := range acks {
+		if d := a.Sub(prev); d > longest {
+			start, longest = prev, d
+		}
+		prev = a
+	}
+	return start, longest
 }
 
 func checkAgreement(o Observation, checks Checks) []Violation {

@@ -88,6 +88,23 @@ func TestCheck(t *testing.T) {
 		{"writes back too late", Observation{
 			Epochs: epochs[:1], Healed: at(1000), Live: at(1000), WriteBack: at(20000), Final: healthy(),
 		}, []string{"acknowledged 19s later"}},
+		{"writes back, then paused 6 s: a cluster that fell over again", Observation{
+			Writes: []Write{{Node: "db1", Seq: 1, Sent: at(995), At: at(1000), Writer: true},
+				{Node: "db1", Seq: 2, Sent: at(1015), At: at(1020), Writer: true},
+				{Node: "db1", Seq: 3, Sent: at(1040), At: at(7100), Writer: true},
+				{Node: "db1", Sent: at(3000), At: at(3005)}}, // the monitor's writes do not count
+			Epochs: epochs[:1], Healed: at(900), Live: at(900), WriteBack: at(1000), End: at(7200), Final: healthy(),
+		}, []string{"writes through the virtual IP paused 6.08s from 09:00:01.020"}},
+		{"writes back, then none until the end of the round", Observation{
+			Writes: []Write{{Node: "db1", Seq: 1, Sent: at(995), At: at(1000), Writer: true}},
+			Epochs: epochs[:1], Healed: at(900), Live: at(900), WriteBack: at(1000), End: at(9000), Final: healthy(),
+		}, []string{"paused 8s from 09:00:01.000"}},
+		{"writes back, pauses under the bound", Observation{
+			Writes: []Write{{Node: "db1", Seq: 1, Sent: at(995), At: at(1000), Writer: true},
+				{Node: "db1", Seq: 2, Sent: at(1015), At: at(5900), Writer: true},
+				{Node: "db1", Seq: 3, Sent: at(5920), At: at(10000), Writer: true}},
+			Epochs: epochs[:1], Healed: at(900), Live: at(900), WriteBack: at(1000), End: at(10100), Final: healthy(),
+		}, nil},
 		{"a primary too late", Observation{
 			Epochs: epochs[:1], Healed: at(1000), Live: at(17000), WriteBack: at(1100), Final: healthy(),
 		}, []string{"came 16s after healing"}},
@@ -124,7 +141,7 @@ func TestCheck(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			vs, checks := Check(tc.o)
-			if checks[Liveness] != 3 || checks[Agreement] == 0 {
+			if checks[Liveness] != 4 || checks[Agreement] == 0 {
 				t.Errorf("checks = %v", checks)
 			}
 			if len(vs) != len(tc.want) {
