@@ -207,7 +207,7 @@ type Observation struct {
 	// End is when the observation ended (settled, or the settle bound ran out); zero
 	// when unknown, and then a pause at the end is not judged.
 	End   time.Time `json:"end"`
-	Final     Cluster   `json:"final"` // after settling (or when the settle bound ran out)
+	Final Cluster   `json:"final"` // after settling (or when the settle bound ran out)
 }
 
 // Violation is one broken invariant.
