@@ -108,6 +108,7 @@ type Reconciler struct {
 	mu        sync.Mutex
 	role      Role
 	fenced    string // why this node fenced itself, "" when not fenced
+	stuck     string // why this node cannot replicate until a person acts, "" when it can
 	errant    string
 	local     *replication.Status
 	localErr  error
@@ -509,8 +510,23 @@ func (r *Reconciler) follow(ctx context.Context, snap Snapshot, a Analysis) {
 	}
 	src := sourceAt(r.cfg.Repl, a.Source.Host, a.Source.Port)
 	if err := r.cfg.Local.Follow(ctx, src); err != nil {
+		if errors.Is(err, replication.ErrRelayLogUnusable) {
+			// Nothing the agent can do mends it: a person must restart mariadbd. Until
+			// then the node is quarantined with the reason, so that no flow ranks it
+			// and the operator sees what to do; the next pass after the restart
+			// follows, and ends the quarantine.
+			why := "relay log unusable (CHANGE MASTER failed with error 1373, as after a relay log rotation on a full disk): restart mariadbd; it rejoins by itself"
+			if r.setStuck(why) {
+				r.log.Error("cannot replicate: quarantined", zap.String("primary", snap.Primary.Node), zap.String("why", why), zap.Error(err))
+			}
+			r.setRole(RoleQuarantined)
+			return
+		}
 		r.log.Warn("follow the primary", zap.String("primary", snap.Primary.Node), zap.Error(err))
 		return
+	}
+	if r.setStuck("") {
+		r.log.Info("replicating again: quarantine for an unusable relay log ended")
 	}
 	if !a.Following {
 		r.log.Info("replicating from the primary of record", zap.String("primary", snap.Primary.Node), zap.Uint64("epoch", a.Epoch))
@@ -692,6 +708,16 @@ func (r *Reconciler) setFenced(why string) bool {
 	return news
 }
 
+// setStuck records why the node cannot replicate until a person acts ("" when it
+// can); it says whether that is news.
+func (r *Reconciler) setStuck(why string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	news := r.stuck != why
+	r.stuck = why
+	return news
+}
+
 func (r *Reconciler) errantSet(s string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -767,6 +793,9 @@ func (r *Reconciler) build(snap Snapshot) NodeStatus {
 	}
 	if r.fenced != "" && n.Reason == "" {
 		n.Reason = "fenced: " + r.fenced
+	}
+	if r.stuck != "" && r.role == RoleQuarantined {
+		n.Reason = r.stuck
 	}
 	if st := r.local; st != nil {
 		n.ServerRead = true

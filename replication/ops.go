@@ -19,7 +19,27 @@ var (
 	// ErrNoSemiSync: the server has no semi-sync variables (MySQL without
 	// the plugin).
 	ErrNoSemiSync = errors.New("replication: semi-sync not available")
+	// ErrRelayLogUnusable: the server cannot open or reset its relay log (error
+	// 1373, "target log not found in binlog index", on CHANGE MASTER or RESET
+	// SLAVE). MariaDB leaves it so when a relay log rotation meets a full disk
+	// and the waiting statement is killed; nothing short of restarting mariadbd
+	// mends it, and the server can neither replicate nor be promoted until then.
+	ErrRelayLogUnusable = errors.New("replication: relay log unusable (restart mariadbd)")
 )
+
+// Server errors Follow and Promote look for.
+const (
+	errMasterInfo       = 1201 // ER_MASTER_INFO: could not initialize master info structure
+	errUnknownTargetLog = 1373 // ER_UNKNOWN_TARGET_BINLOG: target log not found in binlog index
+)
+
+// relayLogErr marks err as ErrRelayLogUnusable when it is error 1373.
+func relayLogErr(err error) error {
+	if isErrno(err, errUnknownTargetLog) {
+		return fmt.Errorf("%w: %w", ErrRelayLogUnusable, err)
+	}
+	return err
+}
 
 // call runs fn on a fresh session under the call's deadline.
 func (in *Instance) call(ctx context.Context, timeout time.Duration, fn func(ctx context.Context, s *session) error) error {
@@ -256,7 +276,7 @@ func (in *Instance) Promote(ctx context.Context) error {
 				return fmt.Errorf("%w: %s unapplied after stopping replication", ErrNotCaughtUp, st.Executed.Missing(st.Retrieved))
 			}
 			if err := s.exec(ctx, resetReplicationQuery(s.flavor)); err != nil {
-				return err
+				return relayLogErr(err)
 			}
 			s.in.log.Info("replication reset for promotion", zap.String("former_source", st.SourceHost), zap.Stringer("executed", st.Executed))
 		}
@@ -344,8 +364,21 @@ func (in *Instance) Follow(ctx context.Context, src Source) error {
 				return err
 			}
 		}
-		if err := s.exec(ctx, changeSourceQuery(s.flavor, src, s.in.heartbeat, s.noBackslashEscapes)); err != nil {
-			return err
+		change := changeSourceQuery(s.flavor, src, s.in.heartbeat, s.noBackslashEscapes)
+		err = s.exec(ctx, change)
+		if isErrno(err, errMasterInfo) {
+			// After a restart that followed a broken relay log (see
+			// ErrRelayLogUnusable) relay-log.info names a relay log that was never
+			// written, and the server cannot set up its replica side. With GTID
+			// positioning the relay logs are disposable (CHANGE MASTER to a new
+			// source purges them too): reset them and try again.
+			s.in.log.Warn("replica side would not initialize: resetting its relay logs", zap.Error(err))
+			if err = s.exec(ctx, resetRelayLogsQuery(s.flavor)); err == nil {
+				err = s.exec(ctx, change)
+			}
+		}
+		if err != nil {
+			return relayLogErr(err)
 		}
 		if err := s.exec(ctx, startReplicationQuery(s.flavor)); err != nil {
 			return err

@@ -577,6 +577,57 @@ func TestOnMariaDB(t *testing.T) {
 			t.Errorf("server not answering reads after Fence: %v", err)
 		}
 	})
+
+	t.Run("a relay log broken by a full disk is reported as unusable, and a restart mends it", func(t *testing.T) {
+		// MariaDB 10.11: a CHANGE MASTER on a full disk waits for space while it
+		// rewrites the relay log index; killed there (as a deadline kills it), it
+		// leaves the relay log closed, and every later CHANGE MASTER or RESET SLAVE
+		// fails with error 1373, the disk freed or not, until mariadbd restarts.
+		if err := c.sb.Fault(ctxFor(t, 30*time.Second), newPrimary, sandbox.FreeDisk); err != nil {
+			t.Fatal(err)
+		}
+		r := "db2"
+		if newPrimary == r {
+			r = "db3"
+		}
+		admin, _ := c.sb.AdminDB(r)
+		defer admin.Close()
+		in, _ := replication.New(admin, replication.Config{Name: r, SemiSync: true, Timeout: time.Second, Logger: zaptest.NewLogger(t)})
+		src := c.source(newPrimary)
+		other := c.source(newPrimary)
+		other.Port = 3307 // a change of source, so that Follow runs CHANGE MASTER
+		if err := c.sb.Fault(ctxFor(t, 30*time.Second), r, sandbox.DiskFull); err != nil {
+			t.Fatal(err)
+		}
+		err := in.Follow(t.Context(), other)
+		t.Logf("Follow on a full disk: %v", err)
+		if err == nil {
+			t.Fatal("Follow on a full disk succeeded: the fault did not bite")
+		}
+		if err := c.sb.Fault(ctxFor(t, 30*time.Second), r, sandbox.FreeDisk); err != nil {
+			t.Fatal(err)
+		}
+		err = in.Follow(t.Context(), src)
+		if !errors.Is(err, replication.ErrRelayLogUnusable) {
+			t.Fatalf("Follow with the disk freed: %v, want ErrRelayLogUnusable", err)
+		}
+		for _, f := range []sandbox.Fault{sandbox.Kill, sandbox.Start} {
+			if err := c.sb.Fault(ctxFor(t, 60*time.Second), r, f); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := in.Follow(ctxFor(t, 10*time.Second), src); err != nil {
+			t.Fatalf("Follow after a restart: %v", err)
+		}
+		// The primary's own full disk, freed above, holds its binlog until MariaDB's
+		// next retry (up to 60 s): check the replica side is set up and running.
+		st := c.status(t, r)
+		if st.Role != replication.RoleReplica || st.SourceHost != src.Host || st.SQLThread != replication.ThreadRunning ||
+			st.IOThread == replication.ThreadStopped || st.LastIOErrno != 0 || st.LastSQLErrno != 0 {
+			t.Fatalf("%s after Follow: role %s source %s io %s %d %q sql %s %d %q", r, st.Role, st.SourceHost,
+				st.IOThread, st.LastIOErrno, st.LastIOError, st.SQLThread, st.LastSQLErrno, st.LastSQLError)
+		}
+	})
 }
 
 func waitAll(t *testing.T, c *cluster, primary string, replicas ...string) {

@@ -99,6 +99,15 @@ func startReplicationQuery(f Flavor) string {
 	return "START SLAVE"
 }
 
+// resetRelayLogsQuery forgets the relay logs and the position in them, keeping the
+// source's settings (GTID positioning starts again from the executed set).
+func resetRelayLogsQuery(f Flavor) string {
+	if f == FlavorMySQL {
+		return "RESET REPLICA"
+	}
+	return "RESET SLAVE"
+}
+
 func resetReplicationQuery(f Flavor) string {
 	if f == FlavorMySQL {
 		return "RESET REPLICA ALL"
