@@ -152,6 +152,11 @@ func (c *Cluster) mariadbArgs(n *Node) []string {
 		"--skip-name-resolve", "--max-connections=60",
 		"--plugin-load-add=ha_blackhole",
 		"--read-only=ON",
+		// As Baton's docs ask: a restarted replica waits for its agent to point it
+		// at the primary of record, instead of reconnecting to its old source (a
+		// deposed primary, perhaps, whose pending commits it would fetch and
+		// acknowledge).
+		"--skip-slave-start",
 		"--tmpdir=" + n.Dir, // temp files off the node's own filesystem
 	}
 	if c.SemiSync {
