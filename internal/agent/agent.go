@@ -97,6 +97,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.checkGrants(ctx, db); err != nil {
 		return err
 	}
+	if vars, err := serverSettings(ctx, db); err != nil {
+		a.log.Warn("server settings not checked", zap.Error(err))
+	} else {
+		for _, w := range settingWarnings(vars) {
+			a.log.Warn("server setting", zap.String("warning", w))
+		}
+	}
 	local, err := replication.New(db, replication.Config{Name: cfg.Node, Timeout: replicationTimeout(cfg), SemiSync: cfg.SemiSync,
 		Logger: a.log.With(zap.String("component", "replication"))})
 	if err != nil {

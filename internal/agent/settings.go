@@ -1,0 +1,50 @@
+package agent
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// settingsTimeout bounds the read of the server settings the agent warns about.
+const settingsTimeout = 2 * time.Second
+
+// serverSettings reads the server variables settingWarnings looks at; a variable
+// the server does not have is absent from the map.
+func serverSettings(ctx context.Context, db *sql.DB) (map[string]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, settingsTimeout)
+	defer cancel()
+	rows, err := db.QueryContext(ctx, "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('skip_slave_start', 'skip_replica_start', 'read_only')")
+	if err != nil {
+		return nil, fmt.Errorf("read server settings: %w", err)
+	}
+	defer rows.Close()
+	vars := map[string]string{}
+	for rows.Next() {
+		var name, value string
+		if err := rows.Scan(&name, &value); err != nil {
+			return nil, fmt.Errorf("read server settings: %w", err)
+		}
+		vars[strings.ToLower(name)] = strings.ToUpper(value)
+	}
+	return vars, rows.Err()
+}
+
+// settingWarnings says which of the server's settings work against Baton, each with
+// what to set and why. Settings the server does not report are not judged.
+func settingWarnings(vars map[string]string) []string {
+	var out []string
+	skip, ok := vars["skip_replica_start"]
+	if !ok {
+		skip, ok = vars["skip_slave_start"]
+	}
+	if ok && skip != "ON" && skip != "1" {
+		out = append(out, "skip_slave_start (skip_replica_start) is OFF: a replica that restarts reconnects to its old source "+
+			"before its agent points it at the primary of record; after a failover that source may be the deposed primary, "+
+			"whose pending commits it would fetch and acknowledge, and then hold as errant transactions: "+
+			"set skip_slave_start=ON in the server's configuration")
+	}
+	return out
+}
