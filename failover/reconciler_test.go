@@ -2,7 +2,10 @@ package failover
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -175,5 +178,50 @@ func TestStorageOKLooksAtTheLatestRound(t *testing.T) {
 		if got := storageOK(tc.rep); got != tc.want {
 			t.Errorf("%s: storageOK = %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// followServer is a server whose Follow answers err; nothing else of it is called.
+type followServer struct {
+	Server
+	err error
+}
+
+func (s *followServer) Follow(context.Context, replication.Source) error { return s.err }
+
+// reportDetector reports rep.
+type reportDetector struct{ rep detector.Report }
+
+func (d reportDetector) Report() detector.Report { return d.rep }
+func (reportDetector) SetRole(detector.Role)     {}
+func (reportDetector) SetEpoch(uint64)           {}
+
+// A replica whose relay log MariaDB cannot open any more is quarantined with what a
+// person must do, not left re-running CHANGE MASTER as a replica (a fault campaign
+// found one doing so twice a second); once Follow works again, it is a replica.
+func TestFollowOnUnusableRelayLog(t *testing.T) {
+	srv := &followServer{err: fmt.Errorf("follow: %w", replication.ErrRelayLogUnusable)}
+	det := reportDetector{rep: detector.Report{Verdict: detector.Degraded, Reason: "replication IO thread stopped on error 2003"}}
+	r := &Reconciler{cfg: ReconcilerConfig{Node: "db2", Local: srv, Detector: det, Now: time.Now}, log: zap.NewNop(), role: RoleReplica}
+	snap := failedOver()
+	a := Analysis{Action: NodeFollow, Role: RoleReplica, Probe: detector.Replica, Source: replication.Source{Host: "198.18.0.2", Port: 3306}, Following: true}
+	r.follow(t.Context(), snap, a)
+	if n := r.build(snap); n.Role != RoleQuarantined || !strings.Contains(n.Reason, "restart mariadbd") {
+		t.Fatalf("published %s with reason %q, want quarantined saying to restart mariadbd", n.Role, n.Reason)
+	}
+	if why := unfit(r.build(snap)); why == "" {
+		t.Fatal("a node with an unusable relay log is fit to promote")
+	}
+
+	srv.err = errors.New("connect: connection refused") // any other failure: no quarantine news
+	r.follow(t.Context(), snap, a)
+	if n := r.build(snap); n.Role != RoleQuarantined {
+		t.Fatalf("role after another follow error = %s, want quarantined still", n.Role)
+	}
+
+	srv.err = nil // restarted: Follow works
+	r.follow(t.Context(), snap, a)
+	if n := r.build(snap); n.Role != RoleReplica || strings.Contains(n.Reason, "mariadbd") {
+		t.Fatalf("after Follow worked: %s, %q; want a replica with the detector's reason", n.Role, n.Reason)
 	}
 }
