@@ -700,29 +700,21 @@ func (r *Reconciler) setRole(role Role) {
 }
 
 // setFenced records why the node is fenced; it says whether that is news.
-func (r *Reconciler) setFenced(why string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	news := r.fenced != why
-	r.fenced = why
-	return news
-}
+func (r *Reconciler) setFenced(why string) bool { return r.record(&r.fenced, why) }
 
 // setStuck records why the node cannot replicate until a person acts ("" when it
 // can); it says whether that is news.
-func (r *Reconciler) setStuck(why string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	news := r.stuck != why
-	r.stuck = why
-	return news
-}
+func (r *Reconciler) setStuck(why string) bool { return r.record(&r.stuck, why) }
 
-func (r *Reconciler) errantSet(s string) bool {
+func (r *Reconciler) errantSet(s string) bool { return r.record(&r.errant, s) }
+
+// record sets one of the reconciler's reasons under its lock and says whether it
+// changed.
+func (r *Reconciler) record(field *string, v string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	news := r.errant != s
-	r.errant = s
+	news := *field != v
+	*field = v
 	return news
 }
 
