@@ -686,6 +686,11 @@ func TestEtcdClientConfig(t *testing.T) {
 	if ec.DialKeepAliveTime <= 0 || ec.DialKeepAliveTime+ec.DialKeepAliveTimeout >= c.Timings.SessionTTL {
 		t.Fatalf("keep-alive %s + %s against a %s TTL", ec.DialKeepAliveTime, ec.DialKeepAliveTimeout, c.Timings.SessionTTL)
 	}
+	// No pings over a connection without streams: etcd answers them with a GOAWAY
+	// (too_many_pings), and the client reconnects.
+	if ec.PermitWithoutStream {
+		t.Fatal("the etcd client pings connections without streams")
+	}
 	// A CA file with no certificate in it is refused, naming the field.
 	bad := filepath.Join(t.TempDir(), "bad.pem")
 	os.WriteFile(bad, []byte("not a certificate"), 0o600)
