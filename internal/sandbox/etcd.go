@@ -57,7 +57,7 @@ func RunEtcdMember(ctx context.Context, mc MemberConfig, log *zap.Logger) error 
 	// raises that to 10 s); a client that pinged faster than etcd's default of 5 s
 	// would have its connection closed. Production etcd: --grpc-keepalive-min-time.
 	// No minimum admits pings over a connection without streams: etcd refuses them
-	// whatever this says, so the agents send none (agent.Config.EtcdClientConfig).
+	// whatever this says (see agent.Config.EtcdClientConfig).
 	cfg.GRPCKeepAliveMinTime = 500 * time.Millisecond
 	cfg.EnablePprof = mc.Pprof
 	cfg.Logger = "zap"
