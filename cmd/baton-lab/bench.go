@@ -317,6 +317,10 @@ Example:
 			&cli.IntFlag{Name: "fail", Value: 1, Usage: "primaries made unwritable at once"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "which clusters fail"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
+			&cli.DurationFlag{Name: "session-ttl", Usage: "the agents' timings.session_ttl (default 3s; the fence margin stays 1s)"},
+			&cli.StringFlag{Name: "etcd-dir", Usage: "keep the etcd members' data under `DIR` (e.g. /dev/shm, a tmpfs: no fsync cost); default a temporary directory"},
+			&cli.StringFlag{Name: "cpuprofile", Usage: "write this process's CPU profile (the hollow agents) to `FILE`"},
+			&cli.StringFlag{Name: "pprof", Usage: "serve this process's net/http/pprof on `ADDR` (loopback), and the members' on their client URLs"},
 			batonFlag(),
 		},
 		Action: func(cctx *cli.Context) error {
@@ -324,7 +328,21 @@ Example:
 			if err != nil {
 				return cli.Exit("bench scale: "+err.Error(), exitBadInput)
 			}
-			cfg := bench.ScaleConfig{Clusters: cctx.Int("clusters"), Nodes: cctx.Int("nodes"), EtcdMembers: cctx.Int("etcd-members"),
+			if f := cctx.String("cpuprofile"); f != "" {
+				stop, err := startCPUProfile(f)
+				if err != nil {
+					return cli.Exit("bench scale: "+err.Error(), exitBadInput)
+				}
+				defer stop()
+			}
+			if addr := cctx.String("pprof"); addr != "" {
+				stop, err := servePprof(addr)
+				if err != nil {
+					return cli.Exit("bench scale: "+err.Error(), exitBadInput)
+				}
+				defer stop()
+			}
+			cfg := bench.ScaleConfig{Pprof: cctx.String("pprof") != "", EtcdDir: cctx.String("etcd-dir"), SessionTTL: cctx.Duration("session-ttl"), Clusters: cctx.Int("clusters"), Nodes: cctx.Int("nodes"), EtcdMembers: cctx.Int("etcd-members"),
 				Duration: time.Duration(cctx.Float64("minutes") * float64(time.Minute)), Fail: cctx.Int("fail"), Seed: cctx.Uint64("seed"),
 				Bin: bin, Progress: os.Stderr}
 			if err := cfg.Validate(); err != nil {

@@ -169,6 +169,7 @@ the one named with --member (an etcd outage; no --node).`,
 					&cli.StringFlag{Name: "member", Required: true}, &cli.StringFlag{Name: "dir", Required: true},
 					&cli.StringFlag{Name: "client-url", Required: true}, &cli.StringFlag{Name: "peer-url", Required: true},
 					&cli.StringFlag{Name: "socket", Required: true}, &cli.StringFlag{Name: "initial-cluster", Required: true},
+					&cli.BoolFlag{Name: "pprof", Usage: "serve /debug/pprof on the client URLs"},
 				},
 				Action: func(cctx *cli.Context) error {
 					ctx, stop := signal.NotifyContext(cctx.Context, syscall.SIGINT, syscall.SIGTERM)
@@ -176,6 +177,7 @@ the one named with --member (an etcd outage; no --node).`,
 					return sandbox.RunEtcdMember(ctx, sandbox.MemberConfig{
 						Name: cctx.String("member"), Dir: cctx.String("dir"), ClientURL: cctx.String("client-url"),
 						PeerURL: cctx.String("peer-url"), Socket: cctx.String("socket"), InitialCluster: cctx.String("initial-cluster"),
+						Pprof: cctx.Bool("pprof"),
 					}, cliLogger())
 				},
 			},

@@ -686,6 +686,12 @@ func TestEtcdClientConfig(t *testing.T) {
 	if ec.DialKeepAliveTime <= 0 || ec.DialKeepAliveTime+ec.DialKeepAliveTimeout >= c.Timings.SessionTTL {
 		t.Fatalf("keep-alive %s + %s against a %s TTL", ec.DialKeepAliveTime, ec.DialKeepAliveTimeout, c.Timings.SessionTTL)
 	}
+	// Pings over connections without streams too: else the first call over an idle
+	// connection waits on a ping answered within keepAlive, and a slow etcd has its
+	// connections closed (see EtcdClientConfig).
+	if !ec.PermitWithoutStream {
+		t.Fatal("the etcd client does not ping connections without streams")
+	}
 	// A CA file with no certificate in it is refused, naming the field.
 	bad := filepath.Join(t.TempDir(), "bad.pem")
 	os.WriteFile(bad, []byte("not a certificate"), 0o600)

@@ -22,6 +22,9 @@ type MemberConfig struct {
 	PeerURL        string // http://IP:2380
 	Socket         string // unix socket path, served to the root namespace
 	InitialCluster string // name=peerURL,...
+	// Pprof serves /debug/pprof on the client URLs (the lab's benchmarks profile
+	// the members with it).
+	Pprof bool
 }
 
 // RunEtcdMember runs an embedded etcd member until ctx is cancelled. It is the body of
@@ -50,10 +53,13 @@ func RunEtcdMember(ctx context.Context, mc MemberConfig, log *zap.Logger) error 
 		cfg.ClusterState = embed.ClusterStateFlagExisting // a restarted member
 	}
 	cfg.InitialClusterToken = "baton-sandbox"
-	// Baton's agents ping etcd every second (a member that died silently must be
-	// noticed before their leases run out); etcd's default of 5 s would answer
-	// their pings by closing the connection. Production etcd: --grpc-keepalive-min-time.
+	// Baton's agents ask for a ping a second over connections with streams (gRPC
+	// raises that to 10 s); a client that pinged faster than etcd's default of 5 s
+	// would have its connection closed. Production etcd: --grpc-keepalive-min-time.
+	// No minimum admits pings over a connection without streams: etcd refuses them
+	// whatever this says (see agent.Config.EtcdClientConfig).
 	cfg.GRPCKeepAliveMinTime = 500 * time.Millisecond
+	cfg.EnablePprof = mc.Pprof
 	cfg.Logger = "zap"
 	cfg.LogLevel = "warn"
 	cfg.LogOutputs = []string{"stderr"}

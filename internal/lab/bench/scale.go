@@ -22,7 +22,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -44,6 +43,14 @@ type ScaleConfig struct {
 	Seed        uint64
 	Bin         lab.Binaries
 	Progress    io.Writer // may be nil
+	// Pprof serves /debug/pprof on the etcd members' client URLs.
+	Pprof bool
+	// SessionTTL is the agents' timings.session_ttl, 0 the default (3 s); the fence
+	// margin stays 1 s.
+	SessionTTL time.Duration
+	// EtcdDir is where the members keep their data, "" a temporary directory; a
+	// tmpfs (/dev/shm) takes the disk's fsync latency out of the run.
+	EtcdDir string
 }
 
 // Validate checks the configuration and names the bad field.
@@ -59,6 +66,8 @@ func (c ScaleConfig) Validate() error {
 		return fmt.Errorf("minutes: %s: from 20 s to 2 h", c.Duration)
 	case c.Fail < 0 || c.Fail > c.Clusters:
 		return fmt.Errorf("fail: %d: from 0 to the number of clusters (%d)", c.Fail, c.Clusters)
+	case c.SessionTTL != 0 && (c.SessionTTL < 2*time.Second || c.SessionTTL > time.Minute || c.SessionTTL%time.Second != 0):
+		return fmt.Errorf("session-ttl: %s: whole seconds from 2 s to 1 min", c.SessionTTL)
 	case c.Bin.Lab == "":
 		return errors.New("bin: the baton-lab executable is required (it runs the etcd members)")
 	}
@@ -70,6 +79,7 @@ func (c ScaleConfig) Validate() error {
 type ScaleResult struct {
 	Clusters    int `json:"clusters"`
 	Agents      int `json:"agents"`
+	SessionTTLS int `json:"session_ttl_s,omitempty"`
 	EtcdMembers int `json:"etcd_members"`
 	DurationS   int `json:"duration_s"`
 	// BootstrapS is how long until every cluster had a primary of record holding
@@ -81,6 +91,9 @@ type ScaleResult struct {
 	Failover EtcdLoad `json:"failover"`
 	// Members are each etcd member's process at the end.
 	Members []MemberUsage `json:"members"`
+	// AgentsCPUPercent is this process's CPU (all the hollow agents, the scripted
+	// servers and the benchmark's own reads) over the whole run, of one core.
+	AgentsCPUPercent float64 `json:"agents_cpu_percent"`
 	// Late renewals are leases renewed later than session_ttl - fence_margin (the real
 	// agent fences then); sessions lost ended before the run did.
 	LateRenewals   int64 `json:"late_renewals"`
@@ -117,7 +130,7 @@ type MemberUsage struct {
 
 // Scale runs the scale benchmark.
 func Scale(ctx context.Context, cfg ScaleConfig) (ScaleResult, error) {
-	res := ScaleResult{Clusters: cfg.Clusters, Agents: cfg.Clusters * cfg.Nodes, EtcdMembers: cfg.EtcdMembers, DurationS: int(cfg.Duration.Seconds()), Faulted: cfg.Fail}
+	res := ScaleResult{Clusters: cfg.Clusters, Agents: cfg.Clusters * cfg.Nodes, SessionTTLS: int(cfg.SessionTTL.Seconds()), EtcdMembers: cfg.EtcdMembers, DurationS: int(cfg.Duration.Seconds()), Faulted: cfg.Fail}
 	if err := cfg.Validate(); err != nil {
 		return res, err
 	}
@@ -125,12 +138,12 @@ func Scale(ctx context.Context, cfg ScaleConfig) (ScaleResult, error) {
 	if progress == nil {
 		progress = io.Discard
 	}
-	dir, err := os.MkdirTemp("", "baton-scale-")
+	dir, err := os.MkdirTemp(cfg.EtcdDir, "baton-scale-")
 	if err != nil {
 		return res, err
 	}
 	defer os.RemoveAll(dir)
-	members, err := startEtcdMembers(ctx, cfg.Bin.Lab, dir, cfg.EtcdMembers)
+	members, err := startEtcdMembers(ctx, cfg.Bin.Lab, dir, cfg.EtcdMembers, cfg.Pprof)
 	if err != nil {
 		return res, err
 	}
@@ -140,6 +153,7 @@ func Scale(ctx context.Context, cfg ScaleConfig) (ScaleResult, error) {
 		return res, err
 	}
 	defer cli.Close()
+	fmt.Fprintf(progress, "scale: etcd members at %s\n", strings.Join(members.endpoints(), " "))
 	if err := lab.Until(ctx, 60*time.Second, func() bool {
 		gctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
@@ -161,10 +175,10 @@ func Scale(ctx context.Context, cfg ScaleConfig) (ScaleResult, error) {
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); hollow.Write(runCtx, clusters, 100*time.Millisecond) }()
-	started := time.Now()
+	started, cpu0 := time.Now(), cpuTime()
 	for i, c := range clusters {
 		for _, s := range c.Servers() {
-			a := &hollow.Agent{Server: s, Endpoints: members.endpoints(), Pool: pool, Stats: stats}
+			a := &hollow.Agent{Server: s, Endpoints: members.endpoints(), Pool: pool, Stats: stats, Timings: hollow.Timings{SessionTTL: cfg.SessionTTL}}
 			wg.Add(1)
 			go func() { defer wg.Done(); _ = a.Run(runCtx) }()
 		}
@@ -177,10 +191,22 @@ func Scale(ctx context.Context, cfg ScaleConfig) (ScaleResult, error) {
 	fmt.Fprintf(progress, "scale: %d agents started in %s\n", res.Agents, time.Since(started).Round(time.Millisecond))
 	bootLimit := time.Minute + time.Duration(cfg.Clusters)*250*time.Millisecond
 	booted := 0
+	lastReport := time.Now()
 	if err := lab.Until(ctx, bootLimit, func() bool {
 		booted = bootstrapped(ctx, cli, clusters)
-		return booted == len(clusters)
+		if time.Since(lastReport) >= 10*time.Second {
+			lastReport = time.Now()
+			fmt.Fprintf(progress, "scale: %d of %d clusters bootstrapped after %s; %d sessions made, %d lost, %d renewals late\n", booted, len(clusters),
+				time.Since(started).Round(time.Second), stats.Sessions.Load(), stats.SessionsLost.Load(), stats.LateRenewals.Load())
+		}
+		if booted == len(clusters) {
+			return true
+		}
+		_ = sleep(ctx, time.Second)
+		return false
 	}); err != nil {
+		res.LateRenewals, res.SessionsLost = stats.LateRenewals.Load(), stats.SessionsLost.Load()
+		res.AgentsCPUPercent = cpuPercent(cpu0, time.Since(started))
 		return res, fmt.Errorf("%d of %d clusters bootstrapped: %w", booted, len(clusters), err)
 	}
 	res.BootstrapS = time.Since(started).Seconds()
@@ -242,7 +268,25 @@ func Scale(ctx context.Context, cfg ScaleConfig) (ScaleResult, error) {
 	if err == nil {
 		res.Members = members.usage(m3, time.Since(started))
 	}
+	res.AgentsCPUPercent = cpuPercent(cpu0, time.Since(started))
 	return res, nil
+}
+
+// cpuTime is this process's CPU time so far, user and system.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// cpuPercent is the CPU this process used since from, over wall, in % of one core.
+func cpuPercent(from time.Duration, wall time.Duration) float64 {
+	if wall <= 0 {
+		return 0
+	}
+	return 100 * (cpuTime() - from).Seconds() / wall.Seconds()
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
@@ -255,31 +299,26 @@ func sleep(ctx context.Context, d time.Duration) error {
 }
 
 // bootstrapped counts the clusters whose primary of record holds the leader key:
-// a count-only read of each cluster's leader key, 16 at a time.
+// one keys-only range read of every cluster's keys. A read per cluster, 1,000 of
+// them in every poll, was a load of the benchmark's own on an etcd already behind.
 func bootstrapped(ctx context.Context, cli *clientv3.Client, clusters []*hollow.Cluster) int {
-	var n atomic.Int64
-	work := make(chan *hollow.Cluster)
-	var wg sync.WaitGroup
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for c := range work {
-				gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				resp, err := cli.Get(gctx, failover.NewKeys(c.Name).Leader(), clientv3.WithCountOnly())
-				cancel()
-				if err == nil && resp.Count == 1 {
-					n.Add(1)
-				}
-			}
-		}()
+	gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	resp, err := cli.Get(gctx, "/baton/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return 0
 	}
+	leaders := make(map[string]bool, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		leaders[string(kv.Key)] = true
+	}
+	n := 0
 	for _, c := range clusters {
-		work <- c
+		if leaders[failover.NewKeys(c.Name).Leader()] {
+			n++
+		}
 	}
-	close(work)
-	wg.Wait()
-	return int(n.Load())
+	return n
 }
 
 // watchCommits polls the faulted clusters' primary keys until each has a new epoch or
@@ -371,7 +410,7 @@ func freePort() (int, error) {
 
 // startEtcdMembers runs n members (the lab's hidden `sandbox etcd-member` command)
 // with client and peer URLs on 127.0.0.1.
-func startEtcdMembers(ctx context.Context, labBin, dir string, n int) (*etcdMembers, error) {
+func startEtcdMembers(ctx context.Context, labBin, dir string, n int, pprof bool) (*etcdMembers, error) {
 	m := &etcdMembers{}
 	var peers []string
 	var peerURLs []string
@@ -399,8 +438,12 @@ func startEtcdMembers(ctx context.Context, labBin, dir string, n int) (*etcdMemb
 		if err != nil {
 			return nil, err
 		}
-		cmd := exec.Command(labBin, "sandbox", "etcd-member", "--member", name, "--dir", mdir, "--client-url", m.clients[i],
-			"--peer-url", peerURLs[i], "--socket", filepath.Join(mdir, "c.sock"), "--initial-cluster", strings.Join(peers, ","))
+		args := []string{"sandbox", "etcd-member", "--member", name, "--dir", mdir, "--client-url", m.clients[i],
+			"--peer-url", peerURLs[i], "--socket", filepath.Join(mdir, "c.sock"), "--initial-cluster", strings.Join(peers, ",")}
+		if pprof {
+			args = append(args, "--pprof")
+		}
+		cmd := exec.Command(labBin, args...)
 		cmd.Stdout, cmd.Stderr = logf, logf
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		if err := cmd.Start(); err != nil {

@@ -15,6 +15,9 @@ func TestScaleConfigValidate(t *testing.T) {
 	if err := good.Validate(); err != nil {
 		t.Fatal(err)
 	}
+	if withTTL := (ScaleConfig{Clusters: 10, Nodes: 3, EtcdMembers: 3, Duration: time.Minute, Fail: 2, Bin: lab.Binaries{Lab: "/x"}, SessionTTL: 10 * time.Second}); withTTL.Validate() != nil {
+		t.Fatal(withTTL.Validate())
+	}
 	for _, c := range []struct {
 		mod  func(*ScaleConfig)
 		want string
@@ -25,6 +28,8 @@ func TestScaleConfigValidate(t *testing.T) {
 		{func(c *ScaleConfig) { c.Duration = time.Second }, "minutes: 1s"},
 		{func(c *ScaleConfig) { c.Fail = 11 }, "fail: 11"},
 		{func(c *ScaleConfig) { c.Bin = lab.Binaries{} }, "bin:"},
+		{func(c *ScaleConfig) { c.SessionTTL = time.Second }, "session-ttl: 1s"},
+		{func(c *ScaleConfig) { c.SessionTTL = 2500 * time.Millisecond }, "session-ttl: 2.5s"},
 		{func(c *ScaleConfig) { *c = ScaleConfig{} }, "clusters: 0"},
 	} {
 		cfg := good

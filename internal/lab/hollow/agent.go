@@ -104,15 +104,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	_, _, _ = store.CreatePolicy(pctx, failover.PolicyRecord{Policy: Policy(), SetBy: a.Server.Name, At: time.Now().UTC()})
 	cancel()
-	for ctx.Err() == nil {
-		s, err := newSession(ctx, cli, t.SessionTTL)
+	var lease clientv3.LeaseID
+	for attempt := 0; ctx.Err() == nil; attempt++ {
+		s, err := newSession(ctx, cli, t.SessionTTL, lease)
 		if err != nil {
 			select {
 			case <-ctx.Done():
-			case <-time.After(time.Second):
+			case <-time.After(min(sessionBackoff(attempt), time.Second)):
 			}
 			continue
 		}
+		attempt = 0
+		lease = s.Lease()
 		stats.Sessions.Add(1)
 		g, gctx2 := errgroup.WithContext(ctx)
 		g.Go(func() error { return rec.Run(gctx2, s) })
@@ -134,21 +137,46 @@ func (a *Agent) Run(ctx context.Context) error {
 			return nil
 		}
 		stats.SessionsLost.Add(1)
+		// Not revoked: the next session resumes the lease if etcd still has it.
 		s.Orphan()
 	}
 	return nil
 }
 
-// newSession makes a session on a new lease, the grant bounded in time.
-func newSession(ctx context.Context, cli *clientv3.Client, ttl time.Duration) (*concurrency.Session, error) {
-	gctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	resp, err := cli.Grant(gctx, int64(ttl.Seconds()))
+// sessionTimeout bounds each etcd call that makes a session, as the real agent's
+// (3 probe timeouts, at least a second): a grant that waits longer is given up, and
+// the lease it may still make expires unused.
+const sessionTimeout = time.Second
+
+// newSession makes a session as the real agent does (internal/agent): on lease old
+// while etcd still has it, else on a new lease. Resuming matters at scale: every
+// lease granted for nothing is one more for etcd to revoke when it expires, and a
+// revocation is a commit of etcd's backend of its own.
+func newSession(ctx context.Context, cli *clientv3.Client, ttl time.Duration, old clientv3.LeaseID) (*concurrency.Session, error) {
+	secs := int(ttl.Seconds())
+	if old != clientv3.NoLease {
+		tctx, cancel := context.WithTimeout(ctx, sessionTimeout)
+		resp, err := cli.TimeToLive(tctx, old)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("read lease %x: %w", old, err)
+		}
+		if resp.TTL > 0 {
+			return concurrency.NewSession(cli, concurrency.WithLease(old), concurrency.WithTTL(secs), concurrency.WithContext(ctx))
+		}
+	}
+	gctx, cancel := context.WithTimeout(ctx, sessionTimeout)
+	resp, err := cli.Grant(gctx, int64(secs))
 	cancel()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("grant a lease: %w", err)
 	}
-	return concurrency.NewSession(cli, concurrency.WithLease(resp.ID), concurrency.WithTTL(int(ttl.Seconds())), concurrency.WithContext(ctx))
+	return concurrency.NewSession(cli, concurrency.WithLease(resp.ID), concurrency.WithTTL(secs), concurrency.WithContext(ctx))
 }
+
+// sessionBackoff is the real agent's wait before making a session again: 200 ms
+// doubling, capped by the caller at a second.
+func sessionBackoff(attempt int) time.Duration { return 200 * time.Millisecond << min(attempt, 4) }
 
 // watchRenewal is the real agent's: an error when the lease was not renewed for
 // session_ttl - fence_margin.
