@@ -343,6 +343,16 @@ func analyzeReplica(snap Snapshot, s Self, holds bool, notPrimary string) Analys
 	if req, ok := snap.Rejoins[s.Node]; ok && req.Pending() {
 		a.Answer, a.RequestRev = answer(req, RequestRefused, "not quarantined: no errant transactions against the primary of record"), snap.RejoinModRev[s.Node]
 	}
+	if a.Following && st.SQLThread != replication.ThreadRunning && divergedErrno(st.LastSQLErrno) {
+		// The replica's rows differ from the primary's although its GTID set does not
+		// say so (a row committed in InnoDB whose binlog write failed, on a read-only
+		// filesystem, is one way): restarting replication fails again on the same
+		// event. A person rebuilds it; until then it is never promoted.
+		a.Action, a.Role = NodeQuarantine, RoleQuarantined
+		a.Reason = fmt.Sprintf("data diverged from the primary of record: replication stopped on error %d (%s): rebuild this node from the primary (runbook)",
+			st.LastSQLErrno, st.LastSQLError)
+		return a
+	}
 	if a.Following && st.IOThread == replication.ThreadConnecting && st.SQLThread == replication.ThreadRunning {
 		// Reconnecting to the primary of record by itself: leave it. Restarting it
 		// would wait for a connect that may hang, and block the coordinator's STOP
@@ -437,6 +447,11 @@ func orUnknown(s string) string {
 	}
 	return s
 }
+
+// divergedErrno says whether a replication SQL error means the replica's data
+// differs from its source's: a row to insert already there (1062), a row to
+// change or delete missing (1032).
+func divergedErrno(n int) bool { return n == 1062 || n == 1032 }
 
 // DiskRoom says whether a detector report shows room on the data disks: each read,
 // none under 2% free (the detector's own "full or nearly" mark), and the storage

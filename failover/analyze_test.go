@@ -305,6 +305,26 @@ func TestAnalyze(t *testing.T) {
 			want: NodeFollow, wantRole: RoleReplica, wantProbe: detector.Replica,
 		},
 		{
+			name: "replica following the primary, SQL thread stopped on a duplicate key: data diverged, quarantine",
+			snap: cluster(),
+			self: func() Self {
+				st := replicaOf(2, "198.18.0.1", "0-1-100")
+				st.SQLThread, st.LastSQLErrno, st.LastSQLError = replication.ThreadStopped, 1062, "Duplicate entry 'x-3932' for key 'PRIMARY'"
+				return read("db2", st)
+			}(),
+			want: NodeQuarantine, wantRole: RoleQuarantined, wantProbe: detector.Replica, wantReason: "data diverged",
+		},
+		{
+			name: "replica following the primary, SQL thread stopped on a lock wait timeout: restart it",
+			snap: cluster(),
+			self: func() Self {
+				st := replicaOf(2, "198.18.0.1", "0-1-100")
+				st.SQLThread, st.LastSQLErrno, st.LastSQLError = replication.ThreadStopped, 1205, "Lock wait timeout exceeded"
+				return read("db2", st)
+			}(),
+			want: NodeFollow, wantRole: RoleReplica, wantProbe: detector.Replica,
+		},
+		{
 			name: "replica during a flow: leave replication to the coordinator",
 			snap: snapWith(cluster(), func(s *Snapshot) { s.Intent = intent }),
 			self: func() Self {

@@ -381,7 +381,11 @@ func (r *Reconciler) act(ctx context.Context, snap Snapshot, lease clientv3.Leas
 		}
 	case NodeQuarantine:
 		r.probeAs(a.Probe)
-		if r.errantSet(a.Errant) {
+		stuck := ""
+		if a.Errant == "" {
+			stuck = a.Reason // a quarantine for something other than errant GTIDs says why
+		}
+		if news := r.setStuck(stuck); r.errantSet(a.Errant) || news {
 			r.log.Error("quarantined: "+a.Reason, zap.String("errant", a.Errant), zap.String("primary", snap.Primary.Node))
 		}
 		r.setRole(a.Role)

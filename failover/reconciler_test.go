@@ -225,3 +225,21 @@ func TestFollowOnUnusableRelayLog(t *testing.T) {
 		t.Fatalf("after Follow worked: %s, %q; want a replica with the detector's reason", n.Role, n.Reason)
 	}
 }
+
+// A quarantine for diverged data publishes its reason (there are no errant GTIDs to
+// show); a later errant quarantine shows its GTIDs, not the old reason.
+func TestQuarantineReason(t *testing.T) {
+	det := reportDetector{rep: detector.Report{Verdict: detector.Degraded, Reason: "replication SQL thread stopped on error 1062"}}
+	r := &Reconciler{cfg: ReconcilerConfig{Node: "db2", Detector: det, Now: time.Now}, log: zap.NewNop(), role: RoleReplica}
+	snap := cluster()
+	r.act(t.Context(), snap, leases["db2"], Analysis{Action: NodeQuarantine, Role: RoleQuarantined, Probe: detector.Replica,
+		Reason: "data diverged from the primary of record: replication stopped on error 1062"})
+	if n := r.build(snap); n.Role != RoleQuarantined || !strings.HasPrefix(n.Reason, "data diverged") || n.Errant != "" {
+		t.Fatalf("published %s, reason %q, errant %q; want quarantined with the divergence", n.Role, n.Reason, n.Errant)
+	}
+	r.act(t.Context(), snap, leases["db2"], Analysis{Action: NodeQuarantine, Role: RoleQuarantined, Probe: detector.Replica,
+		Errant: "0-2-7", Reason: "errant transactions 0-2-7"})
+	if n := r.build(snap); n.Errant != "0-2-7" || strings.HasPrefix(n.Reason, "data diverged") {
+		t.Fatalf("published errant %q, reason %q; want the errant GTIDs and not the old reason", n.Errant, n.Reason)
+	}
+}

@@ -59,6 +59,10 @@ func TestReplays(t *testing.T) {
 		// replica was ranked first while its verdict was still healthy, and its relay
 		// log, broken by the full disk, failed every CHANGE MASTER until a restart.
 		{6, 9, "a replica with a full disk promoted; a broken relay log left it fenced"},
+		// A replica's writes frozen, the primary's filesystem read-only: the old
+		// primary came back with a row its binlog never got, rejoined (no errant GTID)
+		// and stopped on a duplicate key, restarted by its agent twice a second.
+		{16, 12, "a rejoined old primary with diverged data, left a degraded replica"},
 	} {
 		t.Run(fmt.Sprintf("seed %d round %d", tc.seed, tc.round), func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
