@@ -120,7 +120,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	defer cli.Close()
 	store := failover.NewStore(cli, cfg.Cluster)
-	if _, err := store.Load(ctx); err != nil {
+	if err := a.waitForEtcd(ctx, store); err != nil {
 		return fmt.Errorf("etcd %v unreachable: %w", cfg.Etcd.Endpoints, err)
 	}
 	a.publishPolicy(ctx, store)
@@ -512,6 +512,36 @@ func (a *Agent) keepPrimary(ctx context.Context, cli *clientv3.Client, lease cli
 			return
 		case <-time.After(min(a.cfg.Timings.ProbeInterval, max(0, time.Until(f.validUntil())))):
 		}
+	}
+}
+
+// waitForEtcd reads the cluster's state until it succeeds: an agent started during
+// an etcd outage (a restart by its supervisor, a reboot) comes up once etcd is back
+// instead of exiting, which would leave its node without an agent for good where
+// nothing restarts it. It says so at once and then every 10 s; it returns the last
+// error only when ctx ends.
+func (a *Agent) waitForEtcd(ctx context.Context, store *failover.Store) error {
+	const most = 2 * time.Second
+	wait := 250 * time.Millisecond
+	var told time.Time
+	for {
+		_, err := store.Load(ctx)
+		if err == nil {
+			if !told.IsZero() {
+				a.log.Info("etcd reachable: starting")
+			}
+			return nil
+		}
+		if time.Since(told) >= 10*time.Second {
+			a.log.Warn("waiting for etcd before starting (check etcd.endpoints if this lasts)", zap.Strings("endpoints", a.cfg.Etcd.Endpoints), zap.Error(err))
+			told = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, most)
 	}
 }
 

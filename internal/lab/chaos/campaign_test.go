@@ -63,6 +63,10 @@ func TestReplays(t *testing.T) {
 		// primary came back with a row its binlog never got, rejoined (no errant GTID)
 		// and stopped on a duplicate key, restarted by its agent twice a second.
 		{16, 12, "a rejoined old primary with diverged data, left a degraded replica"},
+		// The primary's agent killed, every etcd member stopped 2 s later: the agent,
+		// restarted during the outage, exited on its first etcd read, and nothing held
+		// the leader key after healing.
+		{17, 4, "an agent restarted during an etcd outage exited; no leader after healing"},
 	} {
 		t.Run(fmt.Sprintf("seed %d round %d", tc.seed, tc.round), func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

@@ -21,12 +21,28 @@ import (
 // involved, so tests that need only etcd's state (keys, transactions) stay cheap.
 func Etcd(t testing.TB) (*clientv3.Client, string) {
 	t.Helper()
+	return EtcdAt(t, EtcdDir(t))
+}
+
+// EtcdDir makes a directory for EtcdAt, removed when the test ends; its client
+// endpoint is EtcdEndpoint(dir) before etcd runs there.
+func EtcdDir(t testing.TB) string {
+	t.Helper()
 	// Short: a socket path has at most 107 bytes, and t.TempDir's can be longer.
 	dir, err := os.MkdirTemp("", "etcd-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// EtcdEndpoint is the client endpoint of an etcd EtcdAt starts in dir.
+func EtcdEndpoint(dir string) string { return "unix://" + filepath.Join(dir, "client.sock") }
+
+// EtcdAt is Etcd in dir (from EtcdDir).
+func EtcdAt(t testing.TB, dir string) (*clientv3.Client, string) {
+	t.Helper()
 	cfg := embed.NewConfig()
 	cfg.Name = "test"
 	cfg.Dir = filepath.Join(dir, "data")
@@ -48,7 +64,7 @@ func Etcd(t testing.TB) (*clientv3.Client, string) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("embedded etcd not ready after 30s")
 	}
-	endpoint := "unix://" + socket
+	endpoint := EtcdEndpoint(dir)
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatalf("etcd client: %v", err)
