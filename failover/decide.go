@@ -127,7 +127,7 @@ func Decide(now time.Time, v View, p Policy) Decision {
 	if v.Settings.Paused {
 		return Decision{Action: NoAction, Reason: "paused: automatic failover is off"}
 	}
-	failed, why := primaryFailed(v, p)
+	failed, why := primaryFailed(now, v, p)
 	if !failed {
 		return Decision{Action: NoAction, Reason: why}
 	}
@@ -142,8 +142,16 @@ func Decide(now time.Time, v View, p Policy) Decision {
 	return Decision{Action: Failover, From: v.Primary.Node, Candidates: cands, Reason: why}
 }
 
+// SemiSyncGrace is how long a failover waits, after the primary turned unwritable,
+// when its commits wait only for a semi-sync replica to connect and one that reaches
+// it is not replicating from it yet: its agent points it there within a pass, and the
+// commits go on. Failing over instead promotes a replica without the commits the
+// primary wrote to its binlog meanwhile, which quarantines the primary, and the new
+// one has a replica fewer (a fault campaign round ended with no replica at all).
+const SemiSyncGrace = 10 * time.Second
+
 // primaryFailed applies rules 1 and 2.
-func primaryFailed(v View, p Policy) (bool, string) {
+func primaryFailed(now time.Time, v View, p Policy) (bool, string) {
 	name := v.Primary.Node
 	ps, present := v.Nodes[name]
 	var replicas []NodeStatus
@@ -154,6 +162,9 @@ func primaryFailed(v View, p Policy) (bool, string) {
 	}
 	switch {
 	case present && ps.Verdict == VerdictUnwritable:
+		if wait, how := awaitsReplica(now, v, ps); wait {
+			return false, fmt.Sprintf("primary %s reports unwritable (%s), but its commits wait for a semi-sync replica: %s", name, ps.Reason, how)
+		}
 		for _, r := range replicas {
 			if ok, how := confirmsStopped(r, name, p); ok {
 				return true, fmt.Sprintf("primary %s is unwritable (%s); confirmed by %s: %s", name, ps.Reason, r.Node, how)
@@ -189,6 +200,26 @@ func primaryFailed(v View, p Policy) (bool, string) {
 		return true, fmt.Sprintf("%s; every replica agrees (%s)", what, strings.Join(hows, "; "))
 	}
 	return false, fmt.Sprintf("primary %s is %s", name, ps.Verdict)
+}
+
+// awaitsReplica says whether the primary ps, unwritable for less than SemiSyncGrace,
+// has semi-sync on with no replica connected while a replica fit to promote reaches it
+// and does not replicate from it yet (see SemiSyncGrace).
+func awaitsReplica(now time.Time, v View, ps NodeStatus) (bool, string) {
+	if ps.SemiSync != SemiSyncOn || ps.SemiSyncClients != 0 || ps.VerdictSince.IsZero() || now.Sub(ps.VerdictSince) >= SemiSyncGrace {
+		return false, ""
+	}
+	for _, r := range sortedNodes(v.Nodes) {
+		if r.Node == ps.Node || unfit(r) != "" {
+			continue
+		}
+		pv := r.PrimaryView
+		if pv == nil || pv.Node != ps.Node || !pv.Reachable || (r.IORunning && r.Source == v.Primary.Addr) {
+			continue
+		}
+		return true, fmt.Sprintf("none connected, %s reaches it and is being pointed at it (for up to %s)", r.Node, SemiSyncGrace)
+	}
+	return false, ""
 }
 
 // confirmsStopped says whether replica r sees that the primary stopped writing.

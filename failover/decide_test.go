@@ -46,6 +46,24 @@ func unreachable(n *NodeStatus) {
 func writeCheck(w PeerWrite) func(*NodeStatus) {
 	return func(n *NodeStatus) { n.PrimaryView.Write = w }
 }
+
+// repointing is a replica whose agent is pointing it at db1: replicating from an
+// older primary, its IO thread stopped, db1 reachable.
+func repointing(n *NodeStatus) {
+	n.Source, n.IORunning, n.LagMS = "db3:3306", false, 1500
+}
+
+// awaiting is db1 unwritable since since, semi-sync on with clients replicas
+// connected, db2 as f makes it, db3 replicating from db3's old source with its IO
+// thread stopped, no remote probe (it confirms the stop, and is fit).
+func awaiting(since time.Time, clients int, f func(*NodeStatus)) View {
+	v := view(with(healthy("db1"), unwritable, func(n *NodeStatus) {
+		n.SemiSync, n.SemiSyncClients, n.VerdictSince = SemiSyncOn, clients, since
+	}), with(healthy("db2"), f), with(healthy("db3"), func(n *NodeStatus) { n.IORunning, n.PrimaryView = false, nil }))
+	v.Primary.Addr = "db1:3306"
+	return v
+}
+
 func lagging(ms int64) func(*NodeStatus) { return func(n *NodeStatus) { n.LagMS = ms } }
 func seesPrimaryGone(n *NodeStatus) {
 	n.PrimaryView = &PeerView{Node: "db1", Reachable: false, Error: "connection refused"}
@@ -79,6 +97,53 @@ func TestDecide(t *testing.T) {
 			v:          view(with(healthy("db1"), unwritable), healthy("db2"), healthy("db3")),
 			want:       NoAction,
 			wantReason: "not confirmed by any replica",
+		},
+		// A semi-sync primary whose commits wait because no replica is connected yet,
+		// while a replica that reaches it is being pointed at it (its agent was frozen
+		// through the failover that made this primary; a fault campaign round failed
+		// such a primary over again, and ended with no replica left).
+		{
+			name:       "unwritable semi-sync primary waiting for a replica being pointed at it: wait",
+			v:          awaiting(t0.Add(-2*time.Second), 0, repointing),
+			now:        t0,
+			want:       NoAction,
+			wantReason: "its commits wait for a semi-sync replica: none connected, db2 reaches it",
+		},
+		{
+			name:       "... for SemiSyncGrace at most",
+			v:          awaiting(t0.Add(-SemiSyncGrace), 0, repointing),
+			now:        t0,
+			want:       Failover,
+			wantCands:  []string{"db2", "db3"},
+			wantReason: "confirmed by db2",
+		},
+		{
+			name:      "... not when a replica is connected: the commits wait for something else",
+			v:         awaiting(t0.Add(-2*time.Second), 1, repointing),
+			now:       t0,
+			want:      Failover,
+			wantCands: []string{"db2", "db3"},
+		},
+		{
+			name:      "... not when the replica cannot reach the primary (a network cut)",
+			v:         awaiting(t0.Add(-2*time.Second), 0, seesPrimaryGone),
+			now:       t0,
+			want:      Failover,
+			wantCands: []string{"db2", "db3"},
+		},
+		{
+			name:      "... not when the replica replicates from it already (its semi-sync side is off, say)",
+			v:         awaiting(t0.Add(-2*time.Second), 0, lagging(1500)),
+			now:       t0,
+			want:      Failover,
+			wantCands: []string{"db2", "db3"},
+		},
+		{
+			name:      "... not when the verdict's time is unknown",
+			v:         awaiting(time.Time{}, 0, repointing),
+			now:       t0,
+			want:      Failover,
+			wantCands: []string{"db2", "db3"},
 		},
 		{
 			name:       "dead primary, every replica agrees",

@@ -802,6 +802,9 @@ func (r *Reconciler) build(snap Snapshot) NodeStatus {
 		}
 		if r.cfg.SemiSync {
 			n.SemiSync = semiSyncState(st.SemiSync, n.ReadOnly)
+			if n.SemiSync == SemiSyncOn {
+				n.SemiSyncClients = st.SemiSync.Clients
+			}
 		}
 		n.IORunning = st.IOThread == replication.ThreadRunning
 		n.SQLRunning = st.SQLThread == replication.ThreadRunning
@@ -890,7 +893,7 @@ func publishNow(a, b NodeStatus, m publishMarks) bool {
 		return true
 	}
 	if a.Addr != b.Addr || a.Agent != b.Agent || a.ServerID != b.ServerID || a.ServerUUID != b.ServerUUID || a.Flavor != b.Flavor ||
-		a.ReplError != b.ReplError || a.SemiSync != b.SemiSync || a.Priority != b.Priority || a.NoPromote != b.NoPromote ||
+		a.ReplError != b.ReplError || a.SemiSync != b.SemiSync || (a.SemiSyncClients == 0) != (b.SemiSyncClients == 0) || a.Priority != b.Priority || a.NoPromote != b.NoPromote ||
 		a.Repaired != b.Repaired || !reflect.DeepEqual(a.Policy, b.Policy) {
 		return true
 	}

@@ -97,6 +97,7 @@ func TestPublishNow(t *testing.T) {
 		{"io thread", with(func(n *NodeStatus) { n.IORunning = false }), true},
 		{"replication error", with(func(n *NodeStatus) { n.ReplError = "Duplicate entry" }), true},
 		{"semi-sync", with(func(n *NodeStatus) { n.SemiSync = SemiSyncReplicaOff }), true},
+		{"semi-sync replicas connected, from none", with(func(n *NodeStatus) { n.SemiSyncClients = 1 }), true},
 		{"server identity", with(func(n *NodeStatus) { n.ServerID = 7 }), true},
 		{"policy", with(func(n *NodeStatus) { n.Policy = &Policy{ConfirmLag: time.Second} }), true},
 		{"primary view", with(func(n *NodeStatus) { n.PrimaryView = &PeerView{Node: "db1", Reachable: true} }), true},

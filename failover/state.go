@@ -137,6 +137,9 @@ type NodeStatus struct {
 	// SemiSync is the server's semi-sync state, "" when the cluster is not
 	// configured for semi-sync or the server was not read.
 	SemiSync SemiSyncState `json:"semi_sync,omitempty"`
+	// SemiSyncClients is how many semi-sync replicas are connected to this server,
+	// published with SemiSync on only (0 otherwise, and from an older agent).
+	SemiSyncClients int `json:"semi_sync_clients,omitempty"`
 	// Repaired is the latest drift the agent repaired on its own, with its time.
 	Repaired string `json:"repaired,omitempty"`
 	// Epoch is the primary epoch the agent last acted on.

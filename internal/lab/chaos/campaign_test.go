@@ -67,6 +67,11 @@ func TestReplays(t *testing.T) {
 		// restarted during the outage, exited on its first etcd read, and nothing held
 		// the leader key after healing.
 		{17, 4, "an agent restarted during an etcd outage exited; no leader after healing"},
+		// The coordinator's agent frozen, then the primary: the new primary's only
+		// replica left had a frozen agent, so its commits waited; it was failed over
+		// again 20 ms after that replica's agent pointed it there, and both other
+		// nodes ended quarantined.
+		{21, 2, "a new primary waiting for its semi-sync replica failed over again; no replica left"},
 	} {
 		t.Run(fmt.Sprintf("seed %d round %d", tc.seed, tc.round), func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
