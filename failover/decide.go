@@ -298,8 +298,10 @@ func unfit(n NodeStatus) string {
 		return "its agent could not read its server"
 	case n.NoPromote:
 		return "no_promote is set"
-	case n.Role == RoleQuarantined:
+	case n.Role == RoleQuarantined && n.Errant != "":
 		return "quarantined (errant transactions " + n.Errant + ")"
+	case n.Role == RoleQuarantined:
+		return "quarantined (" + n.Reason + ")"
 	case n.Verdict != VerdictHealthy:
 		return "verdict " + n.Verdict
 	case !n.StorageOK:
