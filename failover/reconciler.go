@@ -512,6 +512,21 @@ func (r *Reconciler) follow(ctx context.Context, snap Snapshot, a Analysis) {
 	if !a.Following {
 		r.errantSet("") // the errant check passed
 	}
+	if r.touchesReplication(a) {
+		// Starting replication on a cached view could undo a failover flow that has
+		// just stopped this replica's IO thread (its intent not yet in the cache): the
+		// replica would then fetch commits of the old primary the new one lacks. A
+		// fault campaign round caught an agent doing so right after its session came
+		// back. So a fresh read must show the same primary and no flow first.
+		fresh, err := r.cfg.Store.Load(ctx)
+		if err != nil {
+			r.log.Warn("replication left as it is: cluster state not confirmed", zap.Error(err))
+			return
+		}
+		if fresh.Intent != nil || fresh.Primary.Node != snap.Primary.Node || fresh.Primary.Epoch != snap.Primary.Epoch {
+			return // the next pass decides on what changed
+		}
+	}
 	src := sourceAt(r.cfg.Repl, a.Source.Host, a.Source.Port)
 	if err := r.cfg.Local.Follow(ctx, src); err != nil {
 		if errors.Is(err, replication.ErrRelayLogUnusable) {
@@ -701,6 +716,16 @@ func (r *Reconciler) setRole(role Role) {
 	if old != role {
 		r.log.Info("role", zap.String("from", string(old)), zap.String("to", string(role)))
 	}
+}
+
+// touchesReplication says whether following as a asks would change the local
+// server's replication: anything but a replica already replicating from the primary
+// of record with both threads running, as last read.
+func (r *Reconciler) touchesReplication(a Analysis) bool {
+	r.mu.Lock()
+	st := r.local
+	r.mu.Unlock()
+	return st == nil || !a.Following || st.IOThread != replication.ThreadRunning || st.SQLThread != replication.ThreadRunning
 }
 
 // setFenced records why the node is fenced; it says whether that is news.

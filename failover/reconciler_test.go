@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/baton-ha/baton/detector"
+	"github.com/baton-ha/baton/internal/sandbox/sandboxtest"
 	"github.com/baton-ha/baton/replication"
 )
 
@@ -185,10 +186,11 @@ func TestStorageOKLooksAtTheLatestRound(t *testing.T) {
 // followServer is a server whose Follow answers err; nothing else of it is called.
 type followServer struct {
 	Server
-	err error
+	err   error
+	calls int
 }
 
-func (s *followServer) Follow(context.Context, replication.Source) error { return s.err }
+func (s *followServer) Follow(context.Context, replication.Source) error { s.calls++; return s.err }
 
 // reportDetector reports rep.
 type reportDetector struct{ rep detector.Report }
@@ -204,6 +206,9 @@ func TestFollowOnUnusableRelayLog(t *testing.T) {
 	srv := &followServer{err: fmt.Errorf("follow: %w", replication.ErrRelayLogUnusable)}
 	det := reportDetector{rep: detector.Report{Verdict: detector.Degraded, Reason: "replication IO thread stopped on error 2003"}}
 	r := &Reconciler{cfg: ReconcilerConfig{Node: "db2", Local: srv, Detector: det, Now: time.Now}, log: zap.NewNop(), role: RoleReplica}
+	// Replicating from the primary with both threads running, as last read: Follow
+	// only checks, no fresh read of etcd first (TestFollowConfirmsTheView).
+	r.local = &replication.Status{IOThread: replication.ThreadRunning, SQLThread: replication.ThreadRunning}
 	snap := failedOver()
 	a := Analysis{Action: NodeFollow, Role: RoleReplica, Probe: detector.Replica, Source: replication.Source{Host: "198.18.0.2", Port: 3306}, Following: true}
 	r.follow(t.Context(), snap, a)
@@ -242,5 +247,28 @@ func TestQuarantineReason(t *testing.T) {
 		Errant: "0-2-7", Reason: "errant transactions 0-2-7"})
 	if n := r.build(snap); n.Errant != "0-2-7" || strings.HasPrefix(n.Reason, "data diverged") {
 		t.Fatalf("published errant %q, reason %q; want the errant GTIDs and not the old reason", n.Errant, n.Reason)
+	}
+}
+
+// A replica about to (re)start replication on its cached view confirms it first with
+// a fresh read: a failover flow may have stopped its IO thread a moment ago, its
+// intent not yet in the cache, and restarting it would fetch the old primary's last
+// commits (a fault campaign round, seed 33 round 20).
+func TestFollowConfirmsTheView(t *testing.T) {
+	cli, _ := sandboxtest.Etcd(t)
+	store := NewStore(cli, "shop") // etcd has no primary: not what the cached view says
+	srv := &followServer{}
+	r := &Reconciler{cfg: ReconcilerConfig{Node: "db3", Local: srv, Store: store, Now: time.Now}, log: zap.NewNop(), role: RoleReplica}
+	r.local = &replication.Status{IOThread: replication.ThreadStopped, SQLThread: replication.ThreadRunning}
+	a := Analysis{Action: NodeFollow, Role: RoleReplica, Source: replication.Source{Host: "198.18.0.2", Port: 3306}, Following: true}
+	r.follow(t.Context(), failedOver(), a)
+	if srv.calls != 0 {
+		t.Fatal("replication restarted on a cached view etcd does not confirm")
+	}
+	// Already replicating with both threads running: Follow only checks, no read.
+	r.local = &replication.Status{IOThread: replication.ThreadRunning, SQLThread: replication.ThreadRunning}
+	r.follow(t.Context(), failedOver(), a)
+	if srv.calls != 1 {
+		t.Fatalf("Follow called %d times for a running replica, want 1", srv.calls)
 	}
 }
