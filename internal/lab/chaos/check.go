@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"sort"
@@ -206,8 +207,11 @@ type Observation struct {
 	WriteBack time.Time `json:"write_back"`
 	// End is when the observation ended (settled, or the settle bound ran out); zero
 	// when unknown, and then a pause at the end is not judged.
-	End   time.Time `json:"end"`
-	Final Cluster   `json:"final"` // after settling (or when the settle bound ran out)
+	End time.Time `json:"end"`
+	// WriteBackBound is how soon after healing WriteBack must come (LiveBound when
+	// zero; see Schedule.WriteBackBound).
+	WriteBackBound time.Duration `json:"write_back_bound_ns,omitempty"`
+	Final          Cluster       `json:"final"` // after settling (or when the settle bound ran out)
 }
 
 // Violation is one broken invariant.
@@ -349,8 +353,8 @@ func checkLiveness(o Observation, checks Checks) []Violation {
 	switch {
 	case o.WriteBack.IsZero():
 		out = append(out, violation(Liveness, "no write through the virtual IP acknowledged after healing"))
-	case o.WriteBack.Sub(o.Healed) > LiveBound:
-		out = append(out, violation(Liveness, "the first write through the virtual IP after healing was acknowledged %s later (bound %s)", o.WriteBack.Sub(o.Healed).Round(time.Millisecond), LiveBound))
+	case o.WriteBack.Sub(o.Healed) > cmp.Or(o.WriteBackBound, LiveBound):
+		out = append(out, violation(Liveness, "the first write through the virtual IP after healing was acknowledged %s later (bound %s)", o.WriteBack.Sub(o.Healed).Round(time.Millisecond), cmp.Or(o.WriteBackBound, LiveBound)))
 	}
 	checks[Liveness]++
 	if !o.WriteBack.IsZero() {

@@ -105,6 +105,9 @@ func TestCheck(t *testing.T) {
 				{Node: "db1", Seq: 3, Sent: at(5920), At: at(10000), Writer: true}},
 			Epochs: epochs[:1], Healed: at(900), Live: at(900), WriteBack: at(1000), End: at(10100), Final: healthy(),
 		}, nil},
+		{"writes back 19 s after healing every replica's full disk: within its bound", Observation{
+			Epochs: epochs[:1], Healed: at(1000), Live: at(1000), WriteBack: at(20000), WriteBackBound: 75 * time.Second, Final: healthy(),
+		}, nil},
 		{"a primary too late", Observation{
 			Epochs: epochs[:1], Healed: at(1000), Live: at(17000), WriteBack: at(1100), Final: healthy(),
 		}, []string{"came 16s after healing"}},

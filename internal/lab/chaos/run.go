@@ -304,7 +304,7 @@ func (r *runner) round(ctx context.Context, s Schedule) (bool, error) {
 	}
 	r.e.durability(ctx, &final)
 	r.say("after: %s", describe(final))
-	o := Observation{Writes: r.e.writes(start), Epochs: r.e.epochList(), Healed: healed, Live: live, WriteBack: writeBack, End: time.Now(), Final: final}
+	o := Observation{Writes: r.e.writes(start), Epochs: r.e.epochList(), Healed: healed, Live: live, WriteBack: writeBack, End: time.Now(), WriteBackBound: s.WriteBackBound(r.cfg.Nodes), Final: final}
 	vs, checks := Check(o)
 	var acks []time.Time
 	for _, a := range r.e.w.Acks() {

@@ -314,6 +314,24 @@ func (s Schedule) SettleBound() time.Duration {
 	return Settle
 }
 
+// WriteBackBound is how soon after healing a write through the virtual IP must be
+// acknowledged: LiveBound, or the full-disk bound when every replica's disk was full
+// (nodes is the cluster's size). Then no replica can acknowledge a semi-sync commit
+// until MariaDB notices the freed space, at its next retry (every 60 s), and the
+// primary rightly takes no write before.
+func (s Schedule) WriteBackBound(nodes int) time.Duration {
+	full := map[int]bool{}
+	for _, f := range s.Faults {
+		if f.Kind == DiskFull && f.Target == TargetReplica {
+			full[f.Index] = true
+		}
+	}
+	if nodes > 1 && len(full) >= nodes-1 {
+		return s.SettleBound()
+	}
+	return LiveBound
+}
+
 // Settle is how long the campaign waits for the cluster to settle after healing.
 const Settle = 30 * time.Second
 
