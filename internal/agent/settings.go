@@ -16,7 +16,7 @@ const settingsTimeout = 2 * time.Second
 func serverSettings(ctx context.Context, db *sql.DB) (map[string]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, settingsTimeout)
 	defer cancel()
-	rows, err := db.QueryContext(ctx, "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('skip_slave_start', 'skip_replica_start', 'read_only')")
+	rows, err := db.QueryContext(ctx, "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('skip_slave_start', 'skip_replica_start')")
 	if err != nil {
 		return nil, fmt.Errorf("read server settings: %w", err)
 	}
