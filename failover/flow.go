@@ -348,17 +348,26 @@ func (f *flow) fenceOld(ctx context.Context) (string, error) {
 // at once, so it reads (and acknowledges) nothing more; what it then waits for is the
 // thread's exit, which with semi-sync includes connecting to the old primary to kill
 // its dump thread: up to rpl_semi_sync_slave_kill_conn_timeout when that primary is
-// frozen or cut off. Not worth waiting for.
+// frozen or cut off. Not worth waiting for: the statement is killed at its deadline,
+// and the server finishes it (the thread exits), holding the replication lock until
+// then.
 const stopIOTimeout = 400 * time.Millisecond
+
+// stopIOBusyTimeout bounds the second StopIO on a replica whose replication lock was
+// held at the first: its agent is changing its replication (Follow, which confirmed
+// before this flow announced itself that no flow runs), within
+// replication.DefaultTimeout. The flow must not rank that replica before the change
+// is done and its IO thread stopped after it: a START SLAVE landing after the ranking
+// would fetch the old primary's last commits, which the new primary lacks.
+const stopIOBusyTimeout = 3 * time.Second
 
 // stopIO stops the IO thread of every replica it can reach, at once: the live ones
 // and those whose agent is gone.
 func (f *flow) stopIO(ctx context.Context) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, stopIOTimeout)
-	defer cancel()
 	live := f.replicas()
 	names := append(live, f.silent()...)
 	errs := make([]error, len(names))
+	waited := make([]bool, len(names))
 	var wg sync.WaitGroup
 	for i, name := range names {
 		wg.Add(1)
@@ -366,7 +375,11 @@ func (f *flow) stopIO(ctx context.Context) (string, error) {
 			defer wg.Done()
 			in, err := f.instance(name)
 			if err == nil {
-				err = in.StopIO(ctx)
+				err = stopIOWithin(ctx, in, stopIOTimeout)
+				if errors.Is(err, replication.ErrBusy) {
+					waited[i] = true
+					err = stopIOWithin(ctx, in, stopIOBusyTimeout)
+				}
 			}
 			if err != nil {
 				errs[i] = fmt.Errorf("%s: %w", name, err)
@@ -380,7 +393,19 @@ func (f *flow) stopIO(ctx context.Context) (string, error) {
 		}()
 	}
 	wg.Wait()
-	return fmt.Sprintf("stopped on %s", strings.Join(names, ", ")), errors.Join(errs...)
+	note := fmt.Sprintf("stopped on %s", strings.Join(names, ", "))
+	for i, name := range names {
+		if waited[i] {
+			note += "; waited for " + name + "'s replication change to end"
+		}
+	}
+	return note, errors.Join(errs...)
+}
+
+func stopIOWithin(ctx context.Context, in Server, d time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	return in.StopIO(ctx)
 }
 
 // restartReplication starts replication again on the replicas after an abandoned
@@ -583,7 +608,7 @@ func (f *flow) repointOne(ctx context.Context, in Server, primary replication.Se
 	if !errant.IsEmpty() {
 		return fmt.Errorf("left stopped: errant transactions %s", errant)
 	}
-	return in.Follow(ctx, src)
+	return in.Follow(ctx, src, nil) // this flow is the change under way: nothing to confirm
 }
 
 // waitCanCommit waits (PromoteTimeout at most) until the new primary can commit: with

@@ -1,7 +1,9 @@
 package failover
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -135,5 +137,62 @@ func TestDetectedAt(t *testing.T) {
 		if got := detectedAt(c.snap, c.d, started); !got.Equal(c.want) {
 			t.Errorf("%s: detected %v, want %v", c.name, got, c.want)
 		}
+	}
+}
+
+// lockedServer is a replica whose replication lock another session holds until
+// free is closed (its agent changing replication): StopIO waits for it as long
+// as its context allows, else fails with ErrBusy, as replication.Instance's does.
+type lockedServer struct {
+	Server
+	free    chan struct{}
+	stopped bool
+}
+
+func (s *lockedServer) StopIO(ctx context.Context) error {
+	select {
+	case <-s.free:
+		s.stopped = true
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stop io: %w", replication.ErrBusy)
+	}
+}
+
+type onePool struct{ s Server }
+
+func (p onePool) Instance(string, string) (Server, error) { return p.s, nil }
+
+// A flow's stop_io meets a replica whose agent is changing its replication (its
+// Follow confirmed before the flow announced itself, and holds the server's
+// replication lock): the flow waits for that change to end and stops the IO thread
+// after it, rather than rank a replica about to fetch the old primary's last
+// commits (fault campaign, seed 41 round 19).
+func TestStopIOWaitsForAReplicationChange(t *testing.T) {
+	srv := &lockedServer{free: make(chan struct{})}
+	snap := cluster()
+	n := snap.Nodes["db2"]
+	n.Addr = "198.18.0.2:3306"
+	snap.Nodes["db2"] = n
+	f := &flow{c: &Coordinator{cfg: CoordinatorConfig{Servers: onePool{srv}}}, snap: snap, d: Decision{Action: Failover, From: "db1"}}
+	time.AfterFunc(2*stopIOTimeout, func() { close(srv.free) })
+	note, err := f.stopIO(t.Context())
+	if err != nil || !srv.stopped {
+		t.Fatalf("stop_io: %q, %v; stopped %v: want the IO thread stopped after the change", note, err, srv.stopped)
+	}
+	if !strings.Contains(note, "waited for db2's replication change") {
+		t.Errorf("note %q does not say the flow waited", note)
+	}
+
+	// A change that outlasts stopIOBusyTimeout: stop_io reports it (rank then
+	// reads what the replica has).
+	srv = &lockedServer{free: make(chan struct{})}
+	f.c.cfg.Servers = onePool{srv}
+	start := time.Now()
+	if _, err := f.stopIO(t.Context()); !errors.Is(err, replication.ErrBusy) {
+		t.Fatalf("stop_io with the lock never freed: %v, want ErrBusy", err)
+	}
+	if took := time.Since(start); took > stopIOTimeout+stopIOBusyTimeout+time.Second {
+		t.Fatalf("stop_io took %s", took)
 	}
 }

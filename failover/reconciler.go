@@ -512,23 +512,11 @@ func (r *Reconciler) follow(ctx context.Context, snap Snapshot, a Analysis) {
 	if !a.Following {
 		r.errantSet("") // the errant check passed
 	}
-	if r.touchesReplication(a) {
-		// Starting replication on a cached view could undo a failover flow that has
-		// just stopped this replica's IO thread (its intent not yet in the cache): the
-		// replica would then fetch commits of the old primary the new one lacks. A
-		// fault campaign round caught an agent doing so right after its session came
-		// back. So a fresh read must show the same primary and no flow first.
-		fresh, err := r.cfg.Store.Load(ctx)
-		if err != nil {
-			r.log.Warn("replication left as it is: cluster state not confirmed", zap.Error(err))
-			return
-		}
-		if fresh.Intent != nil || fresh.Primary.Node != snap.Primary.Node || fresh.Primary.Epoch != snap.Primary.Epoch {
+	src := sourceAt(r.cfg.Repl, a.Source.Host, a.Source.Port)
+	if err := r.cfg.Local.Follow(ctx, src, r.confirmView(snap)); err != nil {
+		if errors.Is(err, errViewChanged) {
 			return // the next pass decides on what changed
 		}
-	}
-	src := sourceAt(r.cfg.Repl, a.Source.Host, a.Source.Port)
-	if err := r.cfg.Local.Follow(ctx, src); err != nil {
 		if errors.Is(err, replication.ErrRelayLogUnusable) {
 			// Nothing the agent can do mends it: a person must restart mariadbd. Until
 			// then the node is quarantined with the reason, so that no flow ranks it
@@ -718,14 +706,27 @@ func (r *Reconciler) setRole(role Role) {
 	}
 }
 
-// touchesReplication says whether following as a asks would change the local
-// server's replication: anything but a replica already replicating from the primary
-// of record with both threads running, as last read.
-func (r *Reconciler) touchesReplication(a Analysis) bool {
-	r.mu.Lock()
-	st := r.local
-	r.mu.Unlock()
-	return st == nil || !a.Following || st.IOThread != replication.ThreadRunning || st.SQLThread != replication.ThreadRunning
+// errViewChanged: etcd no longer shows what the reconciler decided on.
+var errViewChanged = errors.New("the cluster state changed since it was read")
+
+// confirmView is Follow's confirmation that snap still holds: a fresh read of etcd
+// must show the same primary and epoch, and no failover or switchover under way.
+// Follow calls it only when it would change replication, and with the server's
+// replication lock held, which a flow takes to stop the IO thread after announcing
+// itself: so replication is started either before a flow stops it, or not at all.
+// (Starting it on a cached view undid a flow's stop in a fault campaign round: the
+// replica fetched the old primary's last commits, which the new primary lacked.)
+func (r *Reconciler) confirmView(snap Snapshot) func(context.Context) error {
+	return func(ctx context.Context) error {
+		fresh, err := r.cfg.Store.Load(ctx)
+		if err != nil {
+			return fmt.Errorf("replication left as it is: cluster state not confirmed: %w", err)
+		}
+		if fresh.Intent != nil || fresh.Primary.Node != snap.Primary.Node || fresh.Primary.Epoch != snap.Primary.Epoch {
+			return errViewChanged
+		}
+		return nil
+	}
 }
 
 // setFenced records why the node is fenced; it says whether that is news.

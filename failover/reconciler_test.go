@@ -184,13 +184,26 @@ func TestStorageOKLooksAtTheLatestRound(t *testing.T) {
 }
 
 // followServer is a server whose Follow answers err; nothing else of it is called.
+// With changes set, its Follow would change replication: like a real server's, it
+// then asks confirm first. It counts the changes made.
 type followServer struct {
 	Server
-	err   error
-	calls int
+	err     error
+	changes bool
+	calls   int
+	applied int
 }
 
-func (s *followServer) Follow(context.Context, replication.Source) error { s.calls++; return s.err }
+func (s *followServer) Follow(ctx context.Context, _ replication.Source, confirm func(context.Context) error) error {
+	s.calls++
+	if s.changes && confirm != nil {
+		if err := confirm(ctx); err != nil {
+			return err
+		}
+	}
+	s.applied++
+	return s.err
+}
 
 // reportDetector reports rep.
 type reportDetector struct{ rep detector.Report }
@@ -251,24 +264,42 @@ func TestQuarantineReason(t *testing.T) {
 }
 
 // A replica about to (re)start replication on its cached view confirms it first with
-// a fresh read: a failover flow may have stopped its IO thread a moment ago, its
-// intent not yet in the cache, and restarting it would fetch the old primary's last
-// commits (a fault campaign round, seed 33 round 20).
+// a fresh read (Follow calls it under the server's replication lock): a failover flow
+// may have stopped its IO thread a moment ago, its intent not yet in the cache, and
+// restarting it would fetch the old primary's last commits (fault campaign rounds,
+// seed 33 round 20 and seed 41 round 19).
 func TestFollowConfirmsTheView(t *testing.T) {
+	ctx := t.Context()
 	cli, _ := sandboxtest.Etcd(t)
-	store := NewStore(cli, "shop") // etcd has no primary: not what the cached view says
-	srv := &followServer{}
+	store := NewStore(cli, "shop")
+	srv := &followServer{changes: true}
 	r := &Reconciler{cfg: ReconcilerConfig{Node: "db3", Local: srv, Store: store, Now: time.Now}, log: zap.NewNop(), role: RoleReplica}
-	r.local = &replication.Status{IOThread: replication.ThreadStopped, SQLThread: replication.ThreadRunning}
+	view := failedOver()
 	a := Analysis{Action: NodeFollow, Role: RoleReplica, Source: replication.Source{Host: "198.18.0.2", Port: 3306}, Following: true}
-	r.follow(t.Context(), failedOver(), a)
-	if srv.calls != 0 {
-		t.Fatal("replication restarted on a cached view etcd does not confirm")
+
+	r.follow(ctx, view, a) // etcd has no primary yet
+	if srv.calls != 1 || srv.applied != 0 {
+		t.Fatalf("Follow called %d times, changed replication %d times; want 1 call and no change on a view etcd does not show", srv.calls, srv.applied)
 	}
-	// Already replicating with both threads running: Follow only checks, no read.
-	r.local = &replication.Status{IOThread: replication.ThreadRunning, SQLThread: replication.ThreadRunning}
-	r.follow(t.Context(), failedOver(), a)
-	if srv.calls != 1 {
-		t.Fatalf("Follow called %d times for a running replica, want 1", srv.calls)
+	if err := store.BootstrapPrimary(ctx, nil, view.Primary); err != nil {
+		t.Fatal(err)
+	}
+	r.follow(ctx, view, a)
+	if srv.applied != 1 {
+		t.Fatal("replication not changed on a view etcd confirms")
+	}
+	fresh, err := store.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.PutIntent(ctx, nil, 0, fresh.PrimaryModRev, Intent{Kind: "failover", Epoch: view.Primary.Epoch, From: "db2", To: "db3"}); err != nil {
+		t.Fatal(err)
+	}
+	r.follow(ctx, view, a) // the cached view has no flow; etcd has one
+	if srv.applied != 1 {
+		t.Fatal("replication changed while etcd shows a failover under way")
+	}
+	if r.role == RoleQuarantined {
+		t.Fatal("a changed view quarantined the node")
 	}
 }

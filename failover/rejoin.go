@@ -133,7 +133,7 @@ func (r *Reconciler) repairErrant(ctx context.Context, snap Snapshot, a Analysis
 	}
 	repaired := r.cfg.Now()
 	src := sourceAt(r.cfg.Repl, a.Source.Host, a.Source.Port)
-	followErr := r.cfg.Local.Follow(ctx, src)
+	followErr := r.cfg.Local.Follow(ctx, src, r.confirmView(snap))
 	followed := r.cfg.Now()
 	r.rejoin.set(nil, time.Time{})
 	r.errantSet("")

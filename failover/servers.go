@@ -20,7 +20,11 @@ type Server interface {
 	StartReplication(ctx context.Context) error
 	WaitExecuted(ctx context.Context, set replication.GTIDSet, timeout time.Duration) error
 	Promote(ctx context.Context) error
-	Follow(ctx context.Context, src replication.Source) error
+	// Follow makes the server a replica of src. Before it changes anything it takes
+	// the server's replication lock (replication.ReplicationLock), which StopIO takes
+	// too, and calls confirm (if not nil) with it held: an error leaves replication
+	// as it is.
+	Follow(ctx context.Context, src replication.Source, confirm func(context.Context) error) error
 	Fence(ctx context.Context) (replication.FenceReport, error)
 	SetSemiSync(ctx context.Context, source, replica bool) error
 	OpenWrites(ctx context.Context, olderThan time.Duration) ([]replication.Write, error)

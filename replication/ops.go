@@ -2,6 +2,8 @@ package replication
 
 import (
 	"context"
+	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"strconv"
@@ -25,7 +27,22 @@ var (
 	// and the waiting statement is killed; nothing short of restarting mariadbd
 	// mends it, and the server can neither replicate nor be promoted until then.
 	ErrRelayLogUnusable = errors.New("replication: relay log unusable (restart mariadbd)")
+	// ErrBusy: another session holds the server's replication lock (see
+	// ReplicationLock): a change to its replication is under way.
+	ErrBusy = errors.New("replication: another session is changing this server's replication")
 )
+
+// ReplicationLock is the name of the server-side lock (GET_LOCK) that Baton
+// holds while it changes a server's replication: Follow from its check to its
+// START SLAVE, StopIO around its STOP. Two processes act on a replica's
+// threads, its agent (Follow) and a failover flow (StopIO) that may run
+// elsewhere; the lock orders them. A flow announces itself in etcd, then
+// stops the IO thread under the lock; an agent takes the lock, then confirms
+// in etcd that no flow runs (Follow's confirm), then starts replication. So
+// an agent's START SLAVE either comes before the flow's STOP, or is not done.
+// The server releases the lock when the holding connection ends, killed or
+// not.
+const ReplicationLock = "baton.replication"
 
 // Server errors Follow and Promote look for.
 const (
@@ -72,8 +89,15 @@ func (in *Instance) Status(ctx context.Context) (Status, error) {
 // receives nothing more from its source; with semi-sync, a primary can then
 // no longer get this replica's acknowledgement. Harmless when already
 // stopped or when the server is not a replica.
+//
+// It waits for the replication lock (ReplicationLock) as long as ctx allows,
+// and returns ErrBusy if another session kept it.
 func (in *Instance) StopIO(ctx context.Context) error {
 	err := in.call(ctx, in.timeout, func(ctx context.Context, s *session) error {
+		if err := s.lockReplication(ctx); err != nil {
+			return err
+		}
+		defer s.unlockReplication(ctx)
 		return s.exec(ctx, stopIOQuery(s.flavor))
 	})
 	if err != nil {
@@ -316,7 +340,12 @@ func (in *Instance) Promote(ctx context.Context) error {
 // and CA file, GTID positioning, both threads running, no error), Follow
 // only makes sure read_only is on: the reconciler may call it on every
 // pass. A changed password is applied by StopReplication then Follow.
-func (in *Instance) Follow(ctx context.Context, src Source) error {
+//
+// Before it changes anything Follow takes the replication lock
+// (ReplicationLock), waiting as long as ctx allows (ErrBusy if it could
+// not), then calls confirm, if not nil, with the lock held: an error from
+// confirm leaves replication as it is, and Follow returns it.
+func (in *Instance) Follow(ctx context.Context, src Source, confirm func(context.Context) error) error {
 	if err := src.validate(); err != nil {
 		return fmt.Errorf("follow on %s: %w", in.name, err)
 	}
@@ -339,6 +368,15 @@ func (in *Instance) Follow(ctx context.Context, src Source) error {
 		}
 		if s.in.semiSync && !st.SemiSync.Available {
 			return fmt.Errorf("config says semi-sync, the server has none: %w", ErrNoSemiSync)
+		}
+		if err := s.lockReplication(ctx); err != nil {
+			return err
+		}
+		defer s.unlockReplication(ctx)
+		if confirm != nil {
+			if err := confirm(ctx); err != nil {
+				return err
+			}
 		}
 		if err := s.exec(ctx, stopReplicationQuery(s.flavor)); err != nil {
 			return err
@@ -548,4 +586,68 @@ func (s *session) setSemiSync(ctx context.Context, source, replica bool) error {
 		return fmt.Errorf("semi-sync is source=%t replica=%t after setting source=%t replica=%t", now.SourceEnabled, now.ReplicaEnabled, source, replica)
 	}
 	return nil
+}
+
+// lockReplication takes the server's replication lock (ReplicationLock) for
+// this session, waiting until shortly before the statement deadline; ErrBusy
+// when another session kept it that long. MariaDB waits fractions of a second;
+// MySQL rounds the wait, so it is given whole seconds, rounded down (from the
+// MySQL manual; not run here).
+func (s *session) lockReplication(ctx context.Context) error {
+	if s.broken {
+		return errors.New("take the replication lock: connection already abandoned")
+	}
+	dl := stmtDeadline(ctx)
+	wait := max(time.Until(dl)-lockMargin, 0).Seconds()
+	if s.flavor == FlavorMySQL {
+		wait = float64(int(wait))
+	}
+	stmtCtx, cancel := context.WithDeadline(ctx, dl)
+	defer cancel()
+	var got sql.NullInt64
+	err := s.conn.QueryRowContext(stmtCtx, "SELECT GET_LOCK(?, ?)", ReplicationLock, wait).Scan(&got)
+	if err != nil {
+		if stmtCtx.Err() != nil {
+			s.broken = true
+			s.kill(ctx)
+		}
+		return fmt.Errorf("take the replication lock: %w", err)
+	}
+	if !got.Valid || got.Int64 != 1 {
+		return fmt.Errorf("replication lock %q held by connection %s: %w", ReplicationLock, s.lockHolder(ctx), ErrBusy)
+	}
+	return nil
+}
+
+// lockMargin is how long before the statement deadline GET_LOCK gives up, so that
+// it answers rather than being killed.
+const lockMargin = 50 * time.Millisecond
+
+// lockHolder names the connection that holds the replication lock, for errors.
+func (s *session) lockHolder(ctx context.Context) string {
+	if s.broken {
+		return "?"
+	}
+	qctx, cancel := context.WithTimeout(ctx, lockMargin)
+	defer cancel()
+	var id sql.NullInt64
+	if err := s.conn.QueryRowContext(qctx, "SELECT IS_USED_LOCK(?)", ReplicationLock).Scan(&id); err != nil || !id.Valid {
+		return "?"
+	}
+	return strconv.FormatInt(id.Int64, 10)
+}
+
+// unlockReplication releases the replication lock. If that fails, the
+// connection is discarded, not pooled: the server releases a lock when its
+// connection ends, and a pooled one would keep it.
+func (s *session) unlockReplication(ctx context.Context) {
+	if s.broken {
+		return // its connection is closed, and was killed server-side
+	}
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	if _, err := s.conn.ExecContext(uctx, "DO RELEASE_LOCK(?)", ReplicationLock); err != nil {
+		s.in.log.Warn("release the replication lock: closing the connection instead", zap.Error(err))
+		_ = s.conn.Raw(func(any) error { return driver.ErrBadConn })
+	}
 }

@@ -455,7 +455,7 @@ func switchover(t *testing.T, ctx context.Context, c *sandbox.Cluster, from, to 
 		t.Fatalf("promote %s: %v", to.Name(), err)
 	}
 	src := replication.Source{Host: toNode.IP, Port: toNode.Port, User: c.ReplUser, Password: c.ReplPassword}
-	if err := from.Follow(ctx, src); err != nil {
+	if err := from.Follow(ctx, src, nil); err != nil {
 		t.Fatalf("%s follows %s: %v", from.Name(), to.Name(), err)
 	}
 	deadline := time.Now().Add(20 * time.Second)

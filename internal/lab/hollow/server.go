@@ -37,7 +37,7 @@ func NewCluster(name string, n int) *Cluster {
 	c := &Cluster{Name: name, servers: map[string]*Server{}, lastWrite: time.Now()}
 	var primary string
 	for i := 1; i <= n; i++ {
-		s := &Server{c: c, Name: fmt.Sprintf("db%d", i), Addr: fmt.Sprintf("%s-db%d:3306", name, i), ID: uint32(i),
+		s := &Server{c: c, replLock: make(chan struct{}, 1), Name: fmt.Sprintf("db%d", i), Addr: fmt.Sprintf("%s-db%d:3306", name, i), ID: uint32(i),
 			executed: map[uint32]uint64{}, semiAvailable: true}
 		if i == 1 {
 			primary = s.Addr
@@ -121,6 +121,10 @@ type Server struct {
 	Name string
 	Addr string
 	ID   uint32
+	// replLock is the server's replication lock (replication.ReplicationLock):
+	// held (a value in it) by Follow while it confirms and changes replication,
+	// and by StopIO.
+	replLock chan struct{}
 
 	// Guarded by c.mu.
 	readOnly      bool
@@ -212,8 +216,25 @@ func (s *Server) Status(ctx context.Context) (replication.Status, error) {
 	return st, nil
 }
 
-// StopIO stops the IO thread.
-func (s *Server) StopIO(ctx context.Context) error { return s.set(ctx, func() { s.io = false }) }
+// StopIO stops the IO thread, under the replication lock.
+func (s *Server) StopIO(ctx context.Context) error {
+	unlock, err := s.lockReplication(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return s.set(ctx, func() { s.io = false })
+}
+
+// lockReplication takes the replication lock, waiting as long as ctx allows.
+func (s *Server) lockReplication(ctx context.Context) (unlock func(), err error) {
+	select {
+	case s.replLock <- struct{}{}:
+		return func() { <-s.replLock }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%s: %w", s.Name, replication.ErrBusy)
+	}
+}
 
 // StartReplication starts both threads.
 func (s *Server) StartReplication(ctx context.Context) error {
@@ -242,14 +263,30 @@ func (s *Server) Promote(ctx context.Context) error {
 	})
 }
 
-// Follow makes the server a read-only replica of src.
-func (s *Server) Follow(ctx context.Context, src replication.Source) error {
+// Follow makes the server a read-only replica of src, as replication.Instance's
+// does: nothing to do when it already replicates from src, else under the
+// replication lock and once confirm agrees.
+func (s *Server) Follow(ctx context.Context, src replication.Source, confirm func(context.Context) error) error {
 	addr := net.JoinHostPort(src.Host, strconv.Itoa(src.Port))
 	s.c.mu.Lock()
 	_, known := s.c.servers[addr]
+	following := s.readOnly && s.source == addr && s.io && s.sql && (s.semiReplica || !s.semiAvailable)
 	s.c.mu.Unlock()
 	if !known {
 		return fmt.Errorf("%s: no server at %s", s.Name, addr)
+	}
+	if following {
+		return nil
+	}
+	unlock, err := s.lockReplication(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if confirm != nil {
+		if err := confirm(ctx); err != nil {
+			return err
+		}
 	}
 	return s.set(ctx, func() {
 		s.readOnly, s.source, s.io, s.sql = true, addr, true, true
