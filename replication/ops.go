@@ -500,7 +500,7 @@ func (in *Instance) Fence(ctx context.Context) (FenceReport, error) {
 			if err != nil {
 				return fmt.Errorf("process list id %q: %w", r["ID"], err)
 			}
-			ps = append(ps, process{ID: id, User: r["USER"], Command: r["COMMAND"]})
+			ps = append(ps, process{ID: id, User: r["USER"], Command: r["COMMAND"], State: r["STATE"]})
 		}
 		ids := clientsToKill(ps, s.id, me)
 		rep.Spared = len(ps) - len(ids)

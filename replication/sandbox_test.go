@@ -325,6 +325,66 @@ func TestOnMariaDB(t *testing.T) {
 		c.exec(t, "db1", "INSERT INTO sandbox.t(v) VALUES ('writable again')")
 	})
 
+	t.Run("fence kills a commit of Baton's own account waiting for a semi-sync ACK", func(t *testing.T) {
+		// A fault campaign round (seed 51 round 18): the primary frozen, then its
+		// agent killed; once thawed, the dead agent's write probe committed and
+		// waited for an acknowledgement no replica would send (a failover had
+		// stopped their IO threads), and SET GLOBAL read_only waited behind it.
+		// Fence spared it as a connection of Baton's own account.
+		c.exec(t, "db1", "CREATE DATABASE IF NOT EXISTS baton", "CREATE TABLE IF NOT EXISTS baton.acktest (id INT AUTO_INCREMENT PRIMARY KEY)")
+		waitAll(t, c, "db1", "db2", "db3", "db4")
+		for _, n := range []string{"db2", "db3", "db4"} {
+			if err := c.inst[n].StopIO(ctxFor(t, 5*time.Second)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		admin, err := c.sb.AdminDB("db1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer admin.Close()
+		committed := make(chan error, 1)
+		go func() {
+			_, err := admin.ExecContext(ctxFor(t, 30*time.Second), "INSERT INTO baton.acktest () VALUES ()")
+			committed <- err
+		}()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			var waiting int
+			if err := c.root["db1"].QueryRowContext(ctxFor(t, time.Second),
+				"SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE STATE LIKE 'Waiting for semi-sync ACK%'").Scan(&waiting); err != nil {
+				t.Fatal(err)
+			}
+			if waiting > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("no commit waiting for a semi-sync ACK on db1")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		rep, err := c.inst["db1"].Fence(ctxFor(t, 2*time.Second))
+		if err != nil || !rep.ReadOnly {
+			t.Fatalf("Fence with Baton's own commit waiting for an ACK: %+v %v", rep, err)
+		}
+		select {
+		case err := <-committed:
+			t.Logf("the waiting commit returned: %v", err)
+		case <-time.After(5 * time.Second):
+			t.Fatal("the commit still waits for its ACK after Fence")
+		}
+		for _, n := range []string{"db2", "db3", "db4"} {
+			if err := c.inst[n].StartReplication(ctxFor(t, 5*time.Second)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := c.inst["db1"].SetReadOnly(ctxFor(t, 5*time.Second), false); err != nil {
+			t.Fatal(err)
+		}
+		c.exec(t, "db1", "INSERT INTO sandbox.t(v) VALUES ('after the ack wait')")
+		waitAll(t, c, "db1", "db2", "db3", "db4")
+	})
+
 	t.Run("a statement that overruns its deadline is killed and never lands", func(t *testing.T) {
 		// LOCK TABLES ... WRITE makes SET GLOBAL read_only wait (it needs
 		// the global read lock). A statement only abandoned client-side

@@ -255,13 +255,21 @@ func setSlavePosQuery(pos string) string {
 }
 
 // processlistQuery lists the connections Fence may kill.
-const processlistQuery = "SELECT ID, USER, COALESCE(COMMAND, '') AS COMMAND FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID()"
+const processlistQuery = "SELECT ID, USER, COALESCE(COMMAND, '') AS COMMAND, COALESCE(STATE, '') AS STATE FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID()"
 
 // process is one row of the process list.
 type process struct {
 	ID      int64
 	User    string
 	Command string
+	State   string
+}
+
+// waitingForAck says whether a connection is a commit waiting for a semi-sync
+// acknowledgement: MariaDB's "Waiting for semi-sync ACK from slave", MySQL's
+// "... from replica" (8.0.26+; from the MySQL source, not run here).
+func waitingForAck(state string) bool {
+	return strings.HasPrefix(state, "Waiting for semi-sync ACK")
 }
 
 // clientsToKill picks the client connections of a process list: not the
@@ -271,11 +279,14 @@ type process struct {
 // those of Baton's own account (spare): the coordinator and the node's agent
 // fence the same server at once, and each would otherwise kill the other's
 // connections in the middle of its work. Applications must not use that
-// account.
+// account. But a commit of Baton's account waiting for a semi-sync
+// acknowledgement is killed: it is a write probe (maybe of an agent killed
+// since, its server frozen then), never a fence, and read_only waits for it
+// (with a large rpl_semi_sync_master_timeout, for an hour).
 func clientsToKill(ps []process, self int64, spare string) []int64 {
 	var out []int64
 	for _, p := range ps {
-		if p.ID == self || (spare != "" && p.User == spare) {
+		if p.ID == self || (spare != "" && p.User == spare && !waitingForAck(p.State)) {
 			continue
 		}
 		switch p.User {

@@ -177,23 +177,25 @@ func TestClientsToKill(t *testing.T) {
 	// A MariaDB 10.11 primary's and replica's process lists, and MySQL 8's
 	// replica threads (receiver shows Command "Connect").
 	ps := []process{
-		{10, "root", "Query"},       // self
-		{11, "app", "Sleep"},        // client
-		{12, "app", "Query"},        // client, hung on a full disk
-		{13, "repl", "Binlog Dump"}, // replica's dump thread on the primary
-		{14, "repl", "Binlog Dump GTID"},
-		{5, "system user", "Slave_IO"},
-		{6, "system user", "Slave_SQL"},
-		{7, "system user", "Slave_worker"},
-		{8, "system user", "Connect"}, // MySQL receiver thread
-		{9, "event_scheduler", "Daemon"},
-		{15, "baton", "Killed"},
-		{16, "unauthenticated user", "Connect"}, // half-open: could log in and write
-		{17, "root", "Sleep"},
-		{18, "baton", "Query"}, // the coordinator fencing the same server
+		{10, "root", "Query", ""},       // self
+		{11, "app", "Sleep", ""},        // client
+		{12, "app", "Query", ""},        // client, hung on a full disk
+		{13, "repl", "Binlog Dump", ""}, // replica's dump thread on the primary
+		{14, "repl", "Binlog Dump GTID", ""},
+		{5, "system user", "Slave_IO", ""},
+		{6, "system user", "Slave_SQL", ""},
+		{7, "system user", "Slave_worker", ""},
+		{8, "system user", "Connect", ""}, // MySQL receiver thread
+		{9, "event_scheduler", "Daemon", ""},
+		{15, "baton", "Killed", ""},
+		{16, "unauthenticated user", "Connect", ""}, // half-open: could log in and write
+		{17, "root", "Sleep", ""},
+		{18, "baton", "Query", "Waiting for global read lock"},         // the coordinator fencing the same server
+		{19, "baton", "Query", "Waiting for semi-sync ACK from slave"}, // a write probe's commit
+		{20, "baton", "Killed", "Waiting for semi-sync ACK from slave"},
 	}
 	got := clientsToKill(ps, 10, "baton")
-	want := []int64{11, 12, 16, 17}
+	want := []int64{11, 12, 16, 17, 19}
 	if len(got) != len(want) {
 		t.Fatalf("kill %v, want %v", got, want)
 	}
