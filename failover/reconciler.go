@@ -385,7 +385,8 @@ func (r *Reconciler) act(ctx context.Context, snap Snapshot, lease clientv3.Leas
 		if a.Errant == "" {
 			stuck = a.Reason // a quarantine for something other than errant GTIDs says why
 		}
-		if news := r.setStuck(stuck); r.errantSet(a.Errant) || news {
+		newStuck, newErrant := r.setStuck(stuck), r.errantSet(a.Errant)
+		if newStuck || newErrant {
 			r.log.Error("quarantined: "+a.Reason, zap.String("errant", a.Errant), zap.String("primary", snap.Primary.Node))
 		}
 		r.setRole(a.Role)
