@@ -355,13 +355,11 @@ const stopIOTimeout = 400 * time.Millisecond
 
 // stopIOBusyTimeout bounds the second StopIO on a replica whose replication lock was
 // held at the first: its agent is changing its replication (Follow, which confirmed
-// before this flow announced itself that no flow runs, and holds the lock
-// replication.LockHold at most, whatever the agent's timeouts). The flow must not
-// rank that replica before the change is done and its IO thread stopped after it: a
-// START SLAVE landing after the ranking would fetch the old primary's last commits,
-// which the new primary lacks. The extra second covers a statement killed at
-// LockHold, which the server ends a moment later.
-const stopIOBusyTimeout = replication.LockHold + time.Second
+// before this flow announced itself that no flow runs), within
+// replication.DefaultTimeout. The flow must not rank that replica before the change
+// is done and its IO thread stopped after it: a START SLAVE landing after the ranking
+// would fetch the old primary's last commits, which the new primary lacks.
+const stopIOBusyTimeout = 3 * time.Second
 
 // stopIO stops the IO thread of every replica it can reach, at once: the live ones
 // and those whose agent is gone.

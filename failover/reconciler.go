@@ -385,8 +385,7 @@ func (r *Reconciler) act(ctx context.Context, snap Snapshot, lease clientv3.Leas
 		if a.Errant == "" {
 			stuck = a.Reason // a quarantine for something other than errant GTIDs says why
 		}
-		newStuck, newErrant := r.setStuck(stuck), r.errantSet(a.Errant)
-		if newStuck || newErrant {
+		if news := r.setStuck(stuck); r.errantSet(a.Errant) || news {
 			r.log.Error("quarantined: "+a.Reason, zap.String("errant", a.Errant), zap.String("primary", snap.Primary.Node))
 		}
 		r.setRole(a.Role)

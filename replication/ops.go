@@ -44,13 +44,6 @@ var (
 // not.
 const ReplicationLock = "baton.replication"
 
-// LockHold bounds how long Follow holds the replication lock, whatever its
-// caller's deadline: a flow waits that long (and a little more) for a held lock
-// before it goes on. A statement killed at that deadline may hold the lock a
-// moment longer, until the server ends it (a STOP SLAVE waits for its IO
-// thread: up to rpl_semi_sync_slave_kill_conn_timeout).
-const LockHold = 2 * time.Second
-
 // Server errors Follow and Promote look for.
 const (
 	errMasterInfo       = 1201 // ER_MASTER_INFO: could not initialize master info structure
@@ -351,8 +344,7 @@ func (in *Instance) Promote(ctx context.Context) error {
 // Before it changes anything Follow takes the replication lock
 // (ReplicationLock), waiting as long as ctx allows (ErrBusy if it could
 // not), then calls confirm, if not nil, with the lock held: an error from
-// confirm leaves replication as it is, and Follow returns it. It holds the lock
-// LockHold at most.
+// confirm leaves replication as it is, and Follow returns it.
 func (in *Instance) Follow(ctx context.Context, src Source, confirm func(context.Context) error) error {
 	if err := src.validate(); err != nil {
 		return fmt.Errorf("follow on %s: %w", in.name, err)
@@ -381,8 +373,6 @@ func (in *Instance) Follow(ctx context.Context, src Source, confirm func(context
 			return err
 		}
 		defer s.unlockReplication(ctx)
-		ctx, cancel := context.WithTimeout(ctx, LockHold)
-		defer cancel()
 		if confirm != nil {
 			if err := confirm(ctx); err != nil {
 				return err

@@ -38,9 +38,7 @@ func EtcdDir(t testing.TB) string {
 }
 
 // EtcdEndpoint is the client endpoint of an etcd EtcdAt starts in dir.
-func EtcdEndpoint(dir string) string { return "unix://" + clientSocket(dir) }
-
-func clientSocket(dir string) string { return filepath.Join(dir, "client.sock") }
+func EtcdEndpoint(dir string) string { return "unix://" + filepath.Join(dir, "client.sock") }
 
 // EtcdAt is Etcd in dir (from EtcdDir).
 func EtcdAt(t testing.TB, dir string) (*clientv3.Client, string) {
@@ -48,7 +46,8 @@ func EtcdAt(t testing.TB, dir string) (*clientv3.Client, string) {
 	cfg := embed.NewConfig()
 	cfg.Name = "test"
 	cfg.Dir = filepath.Join(dir, "data")
-	cu := url.URL{Scheme: "unix", Path: clientSocket(dir)}
+	socket := filepath.Join(dir, "client.sock")
+	cu := url.URL{Scheme: "unix", Path: socket}
 	pu := url.URL{Scheme: "unix", Path: filepath.Join(dir, "peer.sock")} // no port to collide with another test
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{cu}, []url.URL{cu}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{pu}, []url.URL{pu}
