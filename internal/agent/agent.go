@@ -189,7 +189,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	g.Go(func() error { return det.Run(gctx) })
 	g.Go(func() error { return peer.Run(gctx) })
 	g.Go(func() error { return a.serveHTTP(gctx, store, rec, state, reg, metrics) })
-	g.Go(func() error { return a.sessions(gctx, cli, rec, coord, state) })
+	work := []sessionWork{{Name: "reconciler", Run: rec.Run}, {Name: "coordinator", Run: coord.Run}}
+	g.Go(func() error { return a.sessions(gctx, cli, rec, work, state) })
 	a.log.Info("agent started", zap.String("mysql", cfg.MySQL.Address), zap.Strings("etcd", cfg.Etcd.Endpoints),
 		zap.Bool("failsafe", a.fs.on()), zap.String("agent", cfg.AgentAddr()))
 	if !a.fs.on() {
@@ -289,7 +290,7 @@ func (a *Agent) newDetector(ctx context.Context, db *sql.DB, dsn string, onChang
 // again: on the same lease while etcd still has it (the leader key and the node's
 // status are then still this agent's), else on a new one. A node that promised a
 // kept primary to hold off failovers (failsafe.holdOff) makes none until then.
-func (a *Agent) sessions(ctx context.Context, cli *clientv3.Client, rec *failover.Reconciler, coord *failover.Coordinator, state *sessionState) error {
+func (a *Agent) sessions(ctx context.Context, cli *clientv3.Client, node localNode, work []sessionWork, state *sessionState) error {
 	var lease clientv3.LeaseID
 	defer a.fs.stopKeeper()
 	for attempt := 0; ; attempt++ {
@@ -326,10 +327,9 @@ func (a *Agent) sessions(ctx context.Context, cli *clientv3.Client, rec *failove
 		a.log.Info("etcd session", zap.String("lease", fmt.Sprintf("%x", lease)), zap.Bool("resumed", resumed))
 		sctx, cancel := context.WithCancel(ctx)
 		a.fs.attach(cancel)
-		err = a.underSession(ctx, sctx, cli, s, rec, coord)
+		err = a.underSession(ctx, sctx, cli, s, node, work, state)
 		a.fs.detach()
 		cancel()
-		state.set(false, 0)
 		if ctx.Err() != nil {
 			rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 			// A clean stop hands the leader key and the election over at once.
@@ -381,27 +381,77 @@ func backoff(attempt int) time.Duration {
 	return d
 }
 
-// underSession runs the coordinator, the reconciler and the renewal watch until the
-// session ends or cannot be renewed in time. When failsafe mode keeps the primary,
-// its keeper starts at once, under the agent's context actx: ending the session's
-// work may take a while (etcd calls that end on their own deadline).
-func (a *Agent) underSession(actx, ctx context.Context, cli *clientv3.Client, s *concurrency.Session, rec *failover.Reconciler, coord *failover.Coordinator) error {
+// localNode is what the session loop needs of the reconciler besides its Run: whether
+// this node is the writable primary on a lease, the cluster as last read, and the
+// fence without etcd.
+type localNode interface {
+	WritablePrimary(lease clientv3.LeaseID) bool
+	Current() (failover.NodeStatus, failover.Snapshot)
+	FenceLocal(ctx context.Context, why string)
+}
+
+// sessionWork is a part of the agent that runs under an etcd session: the reconciler,
+// the coordinator. Run blocks until ctx ends or the session is lost.
+type sessionWork struct {
+	Name string
+	Run  func(context.Context, *concurrency.Session) error
+}
+
+// underSession runs the session's work (reconciler, coordinator) and the renewal
+// watch until the session ends or cannot be renewed in time. Only the renewal watch
+// (or ctx) ends a session: work that fails on its own (a campaign for coordinator
+// cut by a lost etcd connection) is started again within it. Were its error to end
+// the session, the watch would end with it, and a primary whose etcd is gone would
+// stay writable with neither a fence nor a failsafe check. When failsafe mode keeps
+// the primary, its keeper starts at once, under the agent's context actx. The
+// session is reported down the moment the watch ends: the work may take a while
+// longer to end (an election's resignation waits for etcd, with no deadline).
+func (a *Agent) underSession(actx, ctx context.Context, cli *clientv3.Client, s *concurrency.Session, node localNode, work []sessionWork, state *sessionState) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return rec.Run(gctx, s) })
-	g.Go(func() error { return coord.Run(gctx, s) })
-	g.Go(func() error {
-		err := a.watchRenewal(gctx, cli, s, rec)
-		switch {
-		case errors.Is(err, errKeptByFailsafe):
-			a.fs.runKeeper(actx, func(kctx context.Context) { a.keepPrimary(kctx, cli, s.Lease(), rec) })
-		case err != nil:
-			rec.FenceLocal(context.WithoutCancel(ctx), err.Error())
+	var wg sync.WaitGroup
+	for _, w := range work {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.runUnderSession(ctx, s, w)
+		}()
+	}
+	err := a.watchRenewal(ctx, cli, s, node)
+	state.set(false, 0)
+	switch {
+	case errors.Is(err, errKeptByFailsafe):
+		a.fs.runKeeper(actx, func(kctx context.Context) { a.keepPrimary(kctx, cli, s.Lease(), node) })
+	case err != nil:
+		node.FenceLocal(context.WithoutCancel(ctx), err.Error())
+	}
+	cancel()
+	wg.Wait()
+	return err
+}
+
+// runUnderSession runs w until ctx ends or the session is lost, starting it again
+// (after a pause) whenever it ends before.
+func (a *Agent) runUnderSession(ctx context.Context, s *concurrency.Session, w sessionWork) {
+	for attempt := 0; ; attempt++ {
+		err := w.Run(ctx, s)
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.Done():
+			return
+		default:
 		}
-		return err
-	})
-	return g.Wait()
+		wait := min(backoff(attempt), time.Second)
+		a.log.Warn(w.Name+" stopped; starting it again in the same etcd session", zap.Error(err), zap.Duration("in", wait))
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
 }
 
 // watchRenewal returns an error when the session's lease has not been renewed for
@@ -410,7 +460,7 @@ func (a *Agent) underSession(actx, ctx context.Context, cli *clientv3.Client, s 
 // primary whose renewal is late asks its peers (failsafe.confirm) early enough to
 // know by then; if they all confirm, it returns errKeptByFailsafe instead, and is
 // not fenced.
-func (a *Agent) watchRenewal(ctx context.Context, cli *clientv3.Client, s *concurrency.Session, rec *failover.Reconciler) error {
+func (a *Agent) watchRenewal(ctx context.Context, cli *clientv3.Client, s *concurrency.Session, rec localNode) error {
 	ka, err := cli.KeepAlive(ctx, s.Lease())
 	if err != nil {
 		return fmt.Errorf("watch lease renewal: %w", err)
@@ -466,7 +516,7 @@ func (a *Agent) watchRenewal(ctx context.Context, cli *clientv3.Client, s *concu
 // Every probe_interval it renews the old lease if etcd answers again (the session
 // loop then takes over and ends ctx), else asks every peer again; the moment a check
 // fails, or the last confirmation runs out, it fences the node.
-func (a *Agent) keepPrimary(ctx context.Context, cli *clientv3.Client, lease clientv3.LeaseID, rec *failover.Reconciler) {
+func (a *Agent) keepPrimary(ctx context.Context, cli *clientv3.Client, lease clientv3.LeaseID, rec localNode) {
 	f := a.fs
 	fence := func(why string) {
 		if ctx.Err() != nil {

@@ -2,11 +2,10 @@ package sandboxtest
 
 import (
 	"context"
-
 	"net/url"
 	"os"
 	"path/filepath"
-
+	"sync"
 	"testing"
 	"time"
 
@@ -43,6 +42,14 @@ func EtcdEndpoint(dir string) string { return "unix://" + filepath.Join(dir, "cl
 // EtcdAt is Etcd in dir (from EtcdDir).
 func EtcdAt(t testing.TB, dir string) (*clientv3.Client, string) {
 	t.Helper()
+	cli, endpoint, _ := StoppableEtcdAt(t, dir)
+	return cli, endpoint
+}
+
+// StoppableEtcdAt is EtcdAt with a stop: it closes the member, and every call of a
+// client fails from then on, as in an etcd outage. Calling it again does nothing.
+func StoppableEtcdAt(t testing.TB, dir string) (cli *clientv3.Client, endpoint string, stop func()) {
+	t.Helper()
 	cfg := embed.NewConfig()
 	cfg.Name = "test"
 	cfg.Dir = filepath.Join(dir, "data")
@@ -58,14 +65,16 @@ func EtcdAt(t testing.TB, dir string) (*clientv3.Client, string) {
 	if err != nil {
 		t.Fatalf("start embedded etcd: %v", err)
 	}
-	t.Cleanup(e.Close)
+	var once sync.Once
+	stop = func() { once.Do(e.Close) }
+	t.Cleanup(stop)
 	select {
 	case <-e.Server.ReadyNotify():
 	case <-time.After(30 * time.Second):
 		t.Fatal("embedded etcd not ready after 30s")
 	}
-	endpoint := EtcdEndpoint(dir)
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+	endpoint = EtcdEndpoint(dir)
+	cli, err = clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatalf("etcd client: %v", err)
 	}
@@ -75,5 +84,5 @@ func EtcdAt(t testing.TB, dir string) (*clientv3.Client, string) {
 	if _, err := cli.Get(ctx, "probe"); err != nil {
 		t.Fatalf("embedded etcd does not answer: %v", err)
 	}
-	return cli, endpoint
+	return cli, endpoint, stop
 }
