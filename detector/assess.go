@@ -12,6 +12,10 @@ type Result struct {
 	Latency time.Duration `json:"latency_ns"`
 	// Detail is the error as the driver or server said it, empty when OK.
 	Detail string `json:"detail,omitempty"`
+	// Waiting is what the server said a statement that missed its deadline waits
+	// for (its PROCESSLIST state, e.g. "Waiting for semi-sync ACK from slave"), ""
+	// when it was not asked or did not answer in time.
+	Waiting string `json:"waiting,omitempty"`
 }
 
 // Replication is the little of a replica's replication state the detector needs: are
@@ -174,7 +178,7 @@ func assessWrite(r Round) (finding, bool) {
 		if strings.HasPrefix(w.Detail, "previous") {
 			msg = "write probe still running from the previous round"
 		}
-		return finding{Unwritable, msg + "; " + stuckWriteHint(r)}, true
+		return finding{Unwritable, msg + "; " + stuckWriteHint(r, w.Waiting)}, true
 	case StorageFailed, OtherError:
 		msg := "write probe failed (" + w.Detail + ")"
 		if h := fullDiskHint(r.Disks); h != "" {
@@ -195,15 +199,25 @@ func assessWrite(r Round) (finding, bool) {
 	return finding{Unwritable, "write probe failed: " + w.Detail}, true
 }
 
-// stuckWriteHint guesses why a write hangs while, usually, SELECT 1 still answers.
-func stuckWriteHint(r Round) string {
+// stuckWriteHint guesses why a write hangs while, usually, SELECT 1 still answers;
+// waiting is what the server said the write waits for, when it said.
+func stuckWriteHint(r Round, waiting string) string {
+	if strings.HasPrefix(waiting, "Waiting for semi-sync ACK") {
+		return fmt.Sprintf("the commit waits for a semi-sync acknowledgement (%q): no semi-sync replica connected and caught up? (it waits up to rpl_semi_sync_master_timeout)", waiting)
+	}
+	if strings.Contains(strings.ToLower(waiting), "lock") {
+		return fmt.Sprintf("the commit waits for a lock (server state %q): FLUSH TABLES WITH READ LOCK, or a backup holding it?", waiting)
+	}
+	if waiting != "" {
+		waiting = fmt.Sprintf(" (server state %q)", waiting)
+	}
 	if h := fullDiskHint(r.Disks); h != "" {
-		return h + ": binlog write waiting on a full disk?"
+		return h + ": binlog write waiting on a full disk?" + waiting
 	}
 	if len(r.Disks) == 0 {
-		return "binlog write waiting on a full disk, a frozen filesystem or a global read lock?"
+		return "binlog write waiting on a full disk, a frozen filesystem or a global read lock?" + waiting
 	}
-	return "commits are stuck with disk space left: frozen or read-only filesystem, or a global read lock?"
+	return "commits are stuck with disk space left: frozen or read-only filesystem, or a global read lock?" + waiting
 }
 
 // fullDiskHint names a disk that is full or nearly so (under 2% free), or says nothing.

@@ -75,7 +75,7 @@ type lane struct {
 
 	// Owned by the probe in flight (guarded by busy).
 	conn *sql.Conn
-	id   int64 // server thread id of conn
+	id   atomic.Int64 // server thread id of conn; read by a probe that finds the lane busy
 }
 
 // NewProber checks the configuration and opens the pools (no connection is made
@@ -325,7 +325,8 @@ func (p *Prober) run(ctx context.Context, l *lane, probe func(context.Context, *
 	if !l.busy.CompareAndSwap(false, true) {
 		running := start.Sub(time.Unix(0, l.started.Load()))
 		return Result{Class: TimedOut, Latency: running,
-			Detail: fmt.Sprintf("previous %s probe still running after %s", l.name, fmtLatency(running))}
+			Detail:  fmt.Sprintf("previous %s probe still running after %s", l.name, fmtLatency(running)),
+			Waiting: p.waiting(ctx, l.id.Load())}
 	}
 	l.started.Store(start.UnixNano())
 	pctx, cancel := context.WithTimeout(ctx, p.timeout)
@@ -349,7 +350,7 @@ func (p *Prober) run(ctx context.Context, l *lane, probe func(context.Context, *
 	// deadline would make the driver close the established connection.
 	sctx, scancel := context.WithTimeout(ctx, statementLimit)
 	done := make(chan error, 1)
-	conn, id := l.conn, l.id
+	conn, id := l.conn, l.id.Load()
 	go func() { done <- probe(sctx, conn) }()
 	select {
 	case err := <-done:
@@ -368,7 +369,24 @@ func (p *Prober) run(ctx context.Context, l *lane, probe func(context.Context, *
 		defer scancel()
 		p.settle(l, p.killUntilEnded(context.WithoutCancel(ctx), l.name, id, done))
 	}()
-	return Result{Class: TimedOut, Latency: lat, Detail: "no answer before the deadline"}
+	return Result{Class: TimedOut, Latency: lat, Detail: "no answer before the deadline", Waiting: p.waiting(ctx, id)}
+}
+
+// waiting asks the server, on the KILL connection, what thread id's statement waits
+// for (its PROCESSLIST state), within a third of the probe timeout: "" when it cannot
+// tell (a frozen server, a KILL holding the connection). It names a cause the probe
+// alone cannot see, such as a commit waiting for a semi-sync acknowledgement.
+func (p *Prober) waiting(ctx context.Context, id int64) string {
+	if id == 0 {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.timeout/3)
+	defer cancel()
+	var state sql.NullString
+	if err := p.admin.QueryRowContext(ctx, "SELECT STATE FROM information_schema.PROCESSLIST WHERE ID = ?", id).Scan(&state); err != nil {
+		return ""
+	}
+	return state.String
 }
 
 // outcome classifies a probe's error. late: it finished after the deadline, which
@@ -471,7 +489,8 @@ func (l *lane) connect(ctx context.Context) error {
 		c.Close()
 		return err
 	}
-	l.conn, l.id = c, id
+	l.conn = c
+	l.id.Store(id)
 	return nil
 }
 
@@ -488,7 +507,8 @@ func (l *lane) drop() {
 	if l.conn != nil {
 		_ = l.conn.Close()
 	}
-	l.conn, l.id = nil, 0
+	l.conn = nil
+	l.id.Store(0)
 }
 
 // Round runs the probes that apply to role concurrently and returns them for Assess.

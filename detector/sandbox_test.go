@@ -312,7 +312,7 @@ func TestFaults(t *testing.T) {
 		at := fault(t, c, "db1", sandbox.FreezeWrites)
 		ch := prim.await(t, m, detector.Unwritable, 4*time.Second)
 		t.Logf("unwritable %s after the fault: %s", ch.At.Sub(at).Round(time.Millisecond), ch.Reason)
-		if !strings.Contains(ch.Reason, "write probe did not finish in 300ms") {
+		if !strings.Contains(ch.Reason, "write probe did not finish in 300ms") || !strings.Contains(ch.Reason, "the commit waits for a lock (server state") {
 			t.Errorf("reason %q", ch.Reason)
 		}
 		// Hung probes are killed: none lives on.
@@ -336,6 +336,24 @@ func TestFaults(t *testing.T) {
 		m = prim.mark()
 		fault(t, c, "db1", sandbox.ThawWrites)
 		prim.await(t, m, detector.Healthy, 4*time.Second)
+	})
+
+	// A primary whose commits wait for a semi-sync acknowledgement nobody sends (no
+	// semi-sync replica: here db2's replica side is off) is unwritable, and the
+	// reason names the acknowledgement, read from the server, not a disk or a lock.
+	t.Run("commits waiting for a semi-sync ACK", func(t *testing.T) {
+		m := prim.mark()
+		exec(t, p, "SET GLOBAL rpl_semi_sync_master_timeout = 60000")
+		exec(t, p, "SET GLOBAL rpl_semi_sync_master_enabled = ON")
+		defer exec(t, p, "SET GLOBAL rpl_semi_sync_master_timeout = 10000")
+		ch := prim.await(t, m, detector.Unwritable, 4*time.Second)
+		if !strings.Contains(ch.Reason, "waits for a semi-sync acknowledgement") || !strings.Contains(ch.Reason, "Waiting for semi-sync ACK") {
+			t.Errorf("reason %q, want the semi-sync acknowledgement named", ch.Reason)
+		}
+		m = prim.mark()
+		// Turning the source side off releases the waiting commits.
+		exec(t, p, "SET GLOBAL rpl_semi_sync_master_enabled = OFF")
+		prim.await(t, m, detector.Healthy, 6*time.Second)
 	})
 
 	t.Run("exhaust-connections is overloaded, not unreachable", func(t *testing.T) {
