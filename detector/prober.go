@@ -363,13 +363,14 @@ func (p *Prober) run(ctx context.Context, l *lane, probe func(context.Context, *
 	// Deadline missed with the statement still running on the server: kill it and
 	// keep the lane busy until it has ended.
 	lat := time.Since(start)
+	waiting := p.waiting(ctx, id) // before the KILL ends the wait it would name
 	p.kills.Add(1)
 	go func() {
 		defer p.kills.Done()
 		defer scancel()
 		p.settle(l, p.killUntilEnded(context.WithoutCancel(ctx), l.name, id, done))
 	}()
-	return Result{Class: TimedOut, Latency: lat, Detail: "no answer before the deadline", Waiting: p.waiting(ctx, id)}
+	return Result{Class: TimedOut, Latency: lat, Detail: "no answer before the deadline", Waiting: waiting}
 }
 
 // waiting asks the server, on the KILL connection, what thread id's statement waits
