@@ -72,6 +72,9 @@ type lane struct {
 
 	busy    atomic.Bool
 	started atomic.Int64 // unix ns of the probe in flight
+	// waiting is the server state last read for the statement in flight, for the
+	// rounds that find it still running when the server does not answer again.
+	waiting atomic.Pointer[string]
 
 	// Owned by the probe in flight (guarded by busy).
 	conn *sql.Conn
@@ -324,11 +327,16 @@ func (p *Prober) run(ctx context.Context, l *lane, probe func(context.Context, *
 	start := time.Now()
 	if !l.busy.CompareAndSwap(false, true) {
 		running := start.Sub(time.Unix(0, l.started.Load()))
+		waiting := p.waiting(ctx, l.id.Load())
+		if last := l.waiting.Load(); waiting == "" && last != nil {
+			waiting = *last
+		}
 		return Result{Class: TimedOut, Latency: running,
 			Detail:  fmt.Sprintf("previous %s probe still running after %s", l.name, fmtLatency(running)),
-			Waiting: p.waiting(ctx, l.id.Load())}
+			Waiting: waiting}
 	}
 	l.started.Store(start.UnixNano())
+	l.waiting.Store(nil)
 	pctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 
@@ -364,6 +372,9 @@ func (p *Prober) run(ctx context.Context, l *lane, probe func(context.Context, *
 	// keep the lane busy until it has ended.
 	lat := time.Since(start)
 	waiting := p.waiting(ctx, id) // before the KILL ends the wait it would name
+	if waiting != "" {
+		l.waiting.Store(&waiting)
+	}
 	p.kills.Add(1)
 	go func() {
 		defer p.kills.Done()
@@ -374,14 +385,14 @@ func (p *Prober) run(ctx context.Context, l *lane, probe func(context.Context, *
 }
 
 // waiting asks the server, on the KILL connection, what thread id's statement waits
-// for (its PROCESSLIST state), within a third of the probe timeout: "" when it cannot
+// for (its PROCESSLIST state), within half the probe timeout: "" when it cannot
 // tell (a frozen server, a KILL holding the connection). It names a cause the probe
 // alone cannot see, such as a commit waiting for a semi-sync acknowledgement.
 func (p *Prober) waiting(ctx context.Context, id int64) string {
 	if id == 0 {
 		return ""
 	}
-	ctx, cancel := context.WithTimeout(ctx, p.timeout/3)
+	ctx, cancel := context.WithTimeout(ctx, p.timeout/2)
 	defer cancel()
 	var state sql.NullString
 	if err := p.admin.QueryRowContext(ctx, "SELECT STATE FROM information_schema.PROCESSLIST WHERE ID = ?", id).Scan(&state); err != nil {
