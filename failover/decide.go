@@ -144,8 +144,9 @@ func Decide(now time.Time, v View, p Policy) Decision {
 
 // SemiSyncGrace is how long a failover waits, after the primary turned unwritable,
 // when its commits wait only for a semi-sync replica to connect and one that reaches
-// it is not replicating from it yet: its agent points it there within a pass, and the
-// commits go on. Failing over instead promotes a replica without the commits the
+// it is not replicating from it yet, or has just started to (the primary's published
+// status still shows no replica connected): its agent points it there within a pass,
+// and the commits go on. Failing over instead promotes a replica without the commits the
 // primary wrote to its binlog meanwhile, which quarantines the primary, and the new
 // one has a replica fewer (a fault campaign round ended with no replica at all).
 const SemiSyncGrace = 10 * time.Second
@@ -204,7 +205,9 @@ func primaryFailed(now time.Time, v View, p Policy) (bool, string) {
 
 // awaitsReplica says whether the primary ps, unwritable for less than SemiSyncGrace,
 // has semi-sync on with no replica connected while a replica fit to promote reaches it
-// and does not replicate from it yet (see SemiSyncGrace).
+// and either does not replicate from it yet, or does with its semi-sync replica side
+// on (see SemiSyncGrace). A replica that replicates from it with that side off
+// acknowledges nothing: no reason to wait.
 func awaitsReplica(now time.Time, v View, ps NodeStatus) (bool, string) {
 	if ps.SemiSync != SemiSyncOn || ps.SemiSyncClients != 0 || ps.VerdictSince.IsZero() || now.Sub(ps.VerdictSince) >= SemiSyncGrace {
 		return false, ""
@@ -214,10 +217,17 @@ func awaitsReplica(now time.Time, v View, ps NodeStatus) (bool, string) {
 			continue
 		}
 		pv := r.PrimaryView
-		if pv == nil || pv.Node != ps.Node || !pv.Reachable || (r.IORunning && r.Source == v.Primary.Addr) {
+		if pv == nil || pv.Node != ps.Node || !pv.Reachable {
 			continue
 		}
-		return true, fmt.Sprintf("none connected, %s reaches it and is being pointed at it (for up to %s)", r.Node, SemiSyncGrace)
+		switch following := r.IORunning && r.Source == v.Primary.Addr; {
+		case !following:
+			return true, fmt.Sprintf("none connected, %s reaches it and is being pointed at it (for up to %s)", r.Node, SemiSyncGrace)
+		case r.SemiSync == SemiSyncReplicaOn:
+			// Pointed at it a moment ago: the primary's published status does not
+			// show the new connection yet.
+			return true, fmt.Sprintf("none connected yet, %s replicates from it with its semi-sync replica side on (for up to %s)", r.Node, SemiSyncGrace)
+		}
 	}
 	return false, ""
 }

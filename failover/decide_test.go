@@ -138,6 +138,25 @@ func TestDecide(t *testing.T) {
 			want:      Failover,
 			wantCands: []string{"db2", "db3"},
 		},
+		// Fault campaign 72/25: the replica's agent had pointed it at the primary 40 ms
+		// before the decision; the primary's status still said no replica connected,
+		// and the failover stranded the primary's pending commit (quarantined) and left
+		// the new primary with no replica at all.
+		{
+			name:       "... also when the replica has just started replicating from it, semi-sync replica side on",
+			v:          awaiting(t0.Add(-2*time.Second), 0, func(n *NodeStatus) { n.SemiSync = SemiSyncReplicaOn }),
+			now:        t0,
+			want:       NoAction,
+			wantReason: "none connected yet, db2 replicates from it with its semi-sync replica side on",
+		},
+		{
+			name:       "... for SemiSyncGrace at most there too",
+			v:          awaiting(t0.Add(-SemiSyncGrace), 0, func(n *NodeStatus) { n.SemiSync, n.LagMS = SemiSyncReplicaOn, 1500 }),
+			now:        t0,
+			want:       Failover,
+			wantCands:  []string{"db2", "db3"},
+			wantReason: "confirmed by db2",
+		},
 		{
 			name:      "... not when the verdict's time is unknown",
 			v:         awaiting(time.Time{}, 0, repointing),
