@@ -72,8 +72,8 @@ type lane struct {
 
 	busy    atomic.Bool
 	started atomic.Int64 // unix ns of the probe in flight
-	// waiting is the server state last read for the statement in flight, for the
-	// rounds that find it still running when the server does not answer again.
+	// waiting is the server state read for the statement in flight when it missed
+	// its deadline, for the rounds that find it still running.
 	waiting atomic.Pointer[string]
 
 	// Owned by the probe in flight (guarded by busy).
@@ -327,9 +327,13 @@ func (p *Prober) run(ctx context.Context, l *lane, probe func(context.Context, *
 	start := time.Now()
 	if !l.busy.CompareAndSwap(false, true) {
 		running := start.Sub(time.Unix(0, l.started.Load()))
-		waiting := p.waiting(ctx, l.id.Load())
-		if last := l.waiting.Load(); waiting == "" && last != nil {
+		// The statement is the one a missed deadline already asked about: ask the
+		// server again only when that found nothing.
+		var waiting string
+		if last := l.waiting.Load(); last != nil {
 			waiting = *last
+		} else {
+			waiting = p.waiting(ctx, l.id.Load())
 		}
 		return Result{Class: TimedOut, Latency: running,
 			Detail:  fmt.Sprintf("previous %s probe still running after %s", l.name, fmtLatency(running)),

@@ -220,10 +220,10 @@ func awaitsReplica(now time.Time, v View, ps NodeStatus) (bool, string) {
 		if pv == nil || pv.Node != ps.Node || !pv.Reachable {
 			continue
 		}
-		switch following := r.IORunning && r.Source == v.Primary.Addr; {
-		case !following:
+		if !(r.IORunning && r.Source == v.Primary.Addr) {
 			return true, fmt.Sprintf("none connected, %s reaches it and is being pointed at it (for up to %s)", r.Node, SemiSyncGrace)
-		case r.SemiSync == SemiSyncReplicaOn:
+		}
+		if r.SemiSync == SemiSyncReplicaOn {
 			// Pointed at it a moment ago: the primary's published status does not
 			// show the new connection yet.
 			return true, fmt.Sprintf("none connected yet, %s replicates from it with its semi-sync replica side on (for up to %s)", r.Node, SemiSyncGrace)

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/baton-ha/baton/failover"
 	"github.com/baton-ha/baton/internal/sandbox/sandboxtest"
 )
@@ -21,16 +19,7 @@ func TestTwoAgentsOnePolicy(t *testing.T) {
 	ctx := context.Background()
 	agentFor := func(node, timings string) *Agent {
 		t.Helper()
-		y := strings.Replace(minimalYAML, "node: db1", "node: "+node, 1) + timings
-		c, err := Parse([]byte(y), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		a, err := New(c, zap.NewNop())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return a
+		return testAgent(t, strings.Replace(minimalYAML, "node: db1", "node: "+node, 1)+timings)
 	}
 	a1 := agentFor("db1", "")
 	a2 := agentFor("db2", "timings:\n  failover_block: 1m\n  switchover_max_lag: 3s\n")

@@ -15,6 +15,20 @@ import (
 	"github.com/baton-ha/baton/internal/sandbox/sandboxtest"
 )
 
+// testAgent is an agent made from the configuration y, not started.
+func testAgent(t *testing.T, y string) *Agent {
+	t.Helper()
+	c, err := Parse([]byte(y), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(c, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
 // fakeNode is the reconciler as the session loop sees it: a writable primary on
 // any lease, whose fences are recorded.
 type fakeNode struct {
@@ -70,14 +84,8 @@ func (r *sessionsSeen) get() (runs, sessions int) {
 // at once, even while other work takes seconds to end (an election's resignation
 // waits for etcd with no deadline).
 func TestSessionOutlivesFailingWork(t *testing.T) {
-	c, err := Parse([]byte(minimalYAML), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := New(c, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := testAgent(t, minimalYAML)
+	c := a.cfg
 	if a.fs.on() {
 		t.Fatal("failsafe mode on without a peer secret")
 	}

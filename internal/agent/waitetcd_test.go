@@ -17,14 +17,7 @@ import (
 // it exited, and its node, the primary, was left without an agent for good). It gives
 // up only when told to stop.
 func TestWaitForEtcd(t *testing.T) {
-	c, err := Parse([]byte(minimalYAML), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := New(c, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := testAgent(t, minimalYAML)
 	dir := sandboxtest.EtcdDir(t)
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{sandboxtest.EtcdEndpoint(dir)}, DialTimeout: time.Second, Logger: zap.NewNop()})
 	if err != nil {
