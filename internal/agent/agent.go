@@ -548,7 +548,7 @@ func (a *Agent) keepPrimary(ctx context.Context, cli *clientv3.Client, lease cli
 			keep, note, etcdSeen := f.confirm(ctx, failsafePeers(a.cfg.Node, snap), snap.Primary.Epoch)
 			switch {
 			case keep:
-				f.setState(FailsafeKept, "primary kept, "+note)
+				f.stillKept("primary kept, " + note)
 			case etcdSeen && renew():
 				// etcd came back for a peer between this node's renewal and the
 				// peer's answer: it is back for this node too.

@@ -611,11 +611,32 @@ func (f *failsafe) stopKeeping(state, note string) {
 // protects it again until SessionTTL - FenceMargin after that.
 func (f *failsafe) renewed(start time.Time, note string) {
 	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.keeping {
+		return // a new session took over meanwhile (resumed): nothing is kept
+	}
 	if until := start.Add(f.cfg.SessionTTL - f.cfg.FenceMargin); until.After(f.keptUntil) {
 		f.keptUntil = until
 	}
-	f.mu.Unlock()
-	f.setState(FailsafeKept, note)
+	f.noteKept(note)
+}
+
+// stillKept records a new confirmation's note, unless a new session took over
+// meanwhile (resumed).
+func (f *failsafe) stillKept(note string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.keeping {
+		f.noteKept(note)
+	}
+}
+
+// noteKept sets the kept state; f.mu held.
+func (f *failsafe) noteKept(note string) {
+	if f.state != FailsafeKept {
+		f.since = time.Now()
+	}
+	f.state, f.note = FailsafeKept, note
 }
 
 // validUntil is when the latest confirmation (or renewal) stops keeping the primary.

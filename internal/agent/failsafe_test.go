@@ -348,3 +348,31 @@ func TestFailsafeHoldoffWait(t *testing.T) {
 		t.Fatal("a nil failsafe keeps a primary")
 	}
 }
+
+// The keeper renews the old lease just as the session loop makes a session on it
+// again (etcd is back for both at once): a renewal or a confirmation recorded after
+// the session took over must not bring "primary kept" back. It did (TestFailsafe in
+// make test: /status said the last confirmation ran out, instead of standby, after
+// etcd came back).
+func TestFailsafeKeeperLateAfterResume(t *testing.T) {
+	f := newFailsafe(failsafeConfig{Cluster: "main", Node: "db1", Secret: []byte("0123456789abcdef"), SessionTTL: 3 * time.Second, FenceMargin: time.Second})
+	f.mu.Lock()
+	f.keptUntil = time.Now().Add(2 * time.Second) // a confirmation came in
+	f.mu.Unlock()
+	if !f.startKeeping(7) {
+		t.Fatal("not kept with a confirmation in force")
+	}
+	f.renewed(time.Now(), "etcd answers again")
+	if v := f.view(); v.State != FailsafeKept {
+		t.Fatalf("kept and renewed: %+v", v)
+	}
+	f.resumed() // the session loop: a session again
+	f.renewed(time.Now(), "etcd answers again: lease renewed, the session resumes")
+	f.stillKept("primary kept, all 2 peers confirm etcd is unreachable")
+	if v := f.view(); v.State != FailsafeStandby {
+		t.Fatalf("after the session took over: %+v; want standby", v)
+	}
+	if kept, _ := f.kept(); kept {
+		t.Fatal("a late renewal kept the primary without etcd again")
+	}
+}
