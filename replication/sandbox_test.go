@@ -363,6 +363,11 @@ func TestOnMariaDB(t *testing.T) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
+		// The status says so: the primary publishes it, and a failover waits
+		// for a replica that follows it rather than strand the commit.
+		if ss := c.status(t, "db1").SemiSync; ss.WaitSessions < 1 {
+			t.Errorf("a commit waits for its ACK, but the status says %d waiting", ss.WaitSessions)
+		}
 		rep, err := c.inst["db1"].Fence(ctxFor(t, 2*time.Second))
 		if err != nil || !rep.ReadOnly {
 			t.Fatalf("Fence with Baton's own commit waiting for an ACK: %+v %v", rep, err)

@@ -161,9 +161,12 @@ type SemiSync struct {
 	SourceActive  bool
 	ReplicaActive bool
 	// Clients is how many semi-sync replicas are connected.
-	Clients   int
-	WaitPoint string // AFTER_SYNC or AFTER_COMMIT
-	Timeout   time.Duration
+	Clients int
+	// WaitSessions is how many commits wait for a replica's acknowledgement now
+	// (Rpl_semi_sync_*_wait_sessions on the source side).
+	WaitSessions int
+	WaitPoint    string // AFTER_SYNC or AFTER_COMMIT
+	Timeout      time.Duration
 }
 
 // Candidate returns what Rank needs from this status. The caller fills in
@@ -324,6 +327,9 @@ func parseSemiSync(vars, stat map[string]string) SemiSync {
 	}
 	if v, ok := get(stat, "rpl_semi_sync_source_clients", "rpl_semi_sync_master_clients"); ok {
 		s.Clients, _ = strconv.Atoi(v)
+	}
+	if v, ok := get(stat, "rpl_semi_sync_source_wait_sessions", "rpl_semi_sync_master_wait_sessions"); ok {
+		s.WaitSessions, _ = strconv.Atoi(v)
 	}
 	return s
 }

@@ -112,7 +112,7 @@ func TestStatusMySQL8Recorded(t *testing.T) {
 				t.Fatal(err)
 			}
 			if !st.SemiSync.Available || !st.SemiSync.SourceEnabled || !st.SemiSync.ReplicaEnabled || !st.SemiSync.SourceActive ||
-				st.SemiSync.Clients != 2 || st.SemiSync.WaitPoint != "AFTER_SYNC" || st.SemiSync.Timeout != 30*time.Second {
+				st.SemiSync.Clients != 2 || st.SemiSync.WaitSessions != 0 || st.SemiSync.WaitPoint != "AFTER_SYNC" || st.SemiSync.Timeout != 30*time.Second {
 				t.Errorf("semi-sync %+v", st.SemiSync)
 			}
 			tt.check(t, st)
@@ -165,8 +165,13 @@ func TestStatusMariaDBRecorded(t *testing.T) {
 	if st.Executed.String() != "0-1-6,1-1-1" || st.Retrieved.Position() != "0-1-6,1-1-1" || st.MariaDB.UsingGTID != "Slave_Pos" {
 		t.Errorf("executed %s retrieved %s using %s", st.Executed, st.Retrieved, st.MariaDB.UsingGTID)
 	}
-	if !st.SemiSync.Available || st.SemiSync.SourceEnabled || st.SemiSync.WaitPoint != "AFTER_COMMIT" || st.SemiSync.Timeout != 10*time.Second {
+	if !st.SemiSync.Available || st.SemiSync.SourceEnabled || st.SemiSync.WaitPoint != "AFTER_COMMIT" || st.SemiSync.Timeout != 10*time.Second ||
+		st.SemiSync.WaitSessions != 0 {
 		t.Errorf("semi-sync %+v", st.SemiSync)
+	}
+	// A source with no replica connected and a commit waiting for its ACK.
+	if ss := parseSemiSync(vars, kvFile(t, "mariadb-10.11/semisync_status_waiting.json")); !ss.SourceActive || ss.Clients != 0 || ss.WaitSessions != 1 {
+		t.Errorf("waiting source: semi-sync %+v", ss)
 	}
 	if f := DetectFlavor(st.Version, "Debian 12"); f != FlavorMariaDB {
 		t.Errorf("detected %s", f)
