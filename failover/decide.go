@@ -2,6 +2,8 @@ package failover
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -37,6 +39,9 @@ type View struct {
 	Intent   *Intent               // a flow in progress, or nil
 	// Block is the anti-flap mark of the latest failover, nil when none is in force.
 	Block *FailoverBlock
+	// Members are every node ever seen with a live agent, by node, whether or not
+	// its agent is alive now.
+	Members map[string]Member
 }
 
 // FailoverBlock marks the anti-flap window after a failover. It is a key on an etcd
@@ -112,8 +117,11 @@ type Decision struct {
 //
 // Never when the cluster is paused (operator requests still run), while the last
 // failover's anti-flap block is in force (View.Block; an operator's request is not
-// blocked), when no candidate is safe, or on the coordinator's own view of the
-// primary: Decide never looks at it. No wall clock is compared with another node's.
+// blocked), when no candidate is safe, while a semi-sync primary's commits wait
+// for a replica on its way to it (awaitsReplica, for SemiSyncGrace at most), when
+// the new primary would have no replica to acknowledge its commits (noAcknowledger),
+// or on the coordinator's own view of the primary: Decide never looks at it. No
+// wall clock is compared with another node's.
 func Decide(now time.Time, v View, p Policy) Decision {
 	if v.Intent != nil {
 		return Decision{Action: NoAction, Reason: fmt.Sprintf("a %s from %s is in progress", v.Intent.Kind, v.Intent.From)}
@@ -138,6 +146,10 @@ func Decide(now time.Time, v View, p Policy) Decision {
 	cands, excluded := candidates(v, "")
 	if len(cands) == 0 {
 		return Decision{Action: NoAction, Reason: fmt.Sprintf("%s, but no safe candidate: %s", why, strings.Join(excluded, "; "))}
+	}
+	if lone := noAcknowledger(v, cands); lone != "" {
+		return Decision{Action: NoAction, Reason: fmt.Sprintf("%s, but a failover would not bring writes back: %s; waiting for %s to come back keeps its pending commits (`baton failover` overrides)",
+			why, lone, v.Primary.Node)}
 	}
 	return Decision{Action: Failover, From: v.Primary.Node, Candidates: cands, Reason: why}
 }
@@ -203,11 +215,64 @@ func primaryFailed(now time.Time, v View, p Policy) (bool, string) {
 	return false, fmt.Sprintf("primary %s is %s", name, ps.Verdict)
 }
 
+// LongSemiSyncTimeout is the rpl_semi_sync_master_timeout from which a primary with
+// no replica to acknowledge its commits counts as taking no writes at all (see
+// noAcknowledger): with a shorter one it goes asynchronous soon enough.
+const LongSemiSyncTimeout = time.Minute
+
+// noAcknowledger says why no candidate would take writes once promoted, "" when one
+// would or when that is not known. With semi-sync and a long timeout (every
+// candidate publishes semi-sync and an rpl_semi_sync_master_timeout of
+// LongSemiSyncTimeout or more), a new primary needs a replica to acknowledge its
+// commits; there is none when a single candidate is left and every other node but
+// the failed primary is quarantined (after two failovers in a row, each deposed
+// primary holding commits nobody else got). Such a failover cannot bring writes
+// back, and it strands the failed primary's commits that wait for an
+// acknowledgement, which quarantines it too; waiting for it to come back keeps them
+// and resumes writes with no person's help. A member whose agent is gone counts as
+// a possible replica: its server may be alive.
+func noAcknowledger(v View, cands []string) string {
+	if len(cands) != 1 {
+		return ""
+	}
+	c := v.Nodes[cands[0]]
+	if c.SemiSync == "" || c.SemiSyncTimeout < LongSemiSyncTimeout {
+		return ""
+	}
+	others := map[string]bool{}
+	for n := range v.Nodes {
+		others[n] = true
+	}
+	for n := range v.Members {
+		others[n] = true
+	}
+	delete(others, v.Primary.Node)
+	delete(others, c.Node)
+	var held []string
+	for _, n := range slices.Sorted(maps.Keys(others)) {
+		s, present := v.Nodes[n]
+		if !present || s.Role != RoleQuarantined {
+			return ""
+		}
+		held = append(held, n)
+	}
+	what := "no other node"
+	if len(held) > 0 {
+		what = "every other node quarantined (" + strings.Join(held, ", ") + ")"
+	}
+	return fmt.Sprintf("%s, its only candidate, would have no replica to acknowledge its commits (semi-sync, rpl_semi_sync_master_timeout %s): %s",
+		c.Node, c.SemiSyncTimeout, what)
+}
+
 // awaitsReplica says whether the primary ps, unwritable for less than SemiSyncGrace,
 // has semi-sync on with no replica connected while a replica fit to promote reaches it
 // and either does not replicate from it yet, or does with its semi-sync replica side
 // on (see SemiSyncGrace). A replica that replicates from it with that side off
-// acknowledges nothing: no reason to wait.
+// acknowledges nothing: no reason to wait. When the primary says its commits are
+// stuck waiting for an acknowledgement (AwaitsAck), a fit replica that replicates
+// from it with its semi-sync replica side on is reason enough, whatever its remote
+// probe says: a replica whose own network or etcd link was just cut publishes, as
+// it comes back, a probe failure from the cut and an IO thread still reconnecting.
 func awaitsReplica(now time.Time, v View, ps NodeStatus) (bool, string) {
 	if ps.SemiSync != SemiSyncOn || ps.SemiSyncClients != 0 || ps.VerdictSince.IsZero() || now.Sub(ps.VerdictSince) >= SemiSyncGrace {
 		return false, ""
@@ -215,6 +280,9 @@ func awaitsReplica(now time.Time, v View, ps NodeStatus) (bool, string) {
 	for _, r := range sortedNodes(v.Nodes) {
 		if r.Node == ps.Node || unfit(r) != "" {
 			continue
+		}
+		if ps.AwaitsAck && r.Source == v.Primary.Addr && r.SemiSync == SemiSyncReplicaOn {
+			return true, fmt.Sprintf("none connected, and %s replicates from it with its semi-sync replica side on (for up to %s)", r.Node, SemiSyncGrace)
 		}
 		pv := r.PrimaryView
 		if pv == nil || pv.Node != ps.Node || !pv.Reachable {

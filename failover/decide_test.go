@@ -64,6 +64,38 @@ func awaiting(since time.Time, clients int, f func(*NodeStatus)) View {
 	return v
 }
 
+// acking marks db1's commits as stuck waiting for a semi-sync acknowledgement.
+func acking(v View) View {
+	p := v.Nodes["db1"]
+	p.AwaitsAck = true
+	v.Nodes["db1"] = p
+	return v
+}
+
+// backFromCut is a replica of db1 with its semi-sync side as ss, just back from a
+// network cut of its own: its remote probe of db1 failed during the cut and its IO
+// thread is reconnecting.
+func backFromCut(ss SemiSyncState) func(*NodeStatus) {
+	return func(n *NodeStatus) {
+		n.SemiSync, n.IORunning, n.LagMS = ss, false, 2500
+		n.PrimaryView = &PeerView{Node: "db1", Reachable: false, Error: "timed_out: no answer before the deadline"}
+	}
+}
+
+// loneCandidate is db1 unreachable (frozen) and confirmed gone, db2 quarantined
+// (errant) and db3 the only candidate, semi-sync replica side on with timeout as
+// its rpl_semi_sync_master_timeout; f changes the view further.
+func loneCandidate(timeout time.Duration, f func(*View)) View {
+	v := view(with(healthy("db1"), unreachable),
+		with(healthy("db2"), func(n *NodeStatus) { seesPrimaryGone(n); n.Role, n.Errant = RoleQuarantined, "0-2-7" }),
+		with(healthy("db3"), seesPrimaryGone, func(n *NodeStatus) { n.SemiSync, n.SemiSyncTimeout = SemiSyncReplicaOn, timeout }))
+	v.Members = map[string]Member{"db1": {Node: "db1"}, "db2": {Node: "db2"}, "db3": {Node: "db3"}}
+	if f != nil {
+		f(&v)
+	}
+	return v
+}
+
 func lagging(ms int64) func(*NodeStatus) { return func(n *NodeStatus) { n.LagMS = ms } }
 func seesPrimaryGone(n *NodeStatus) {
 	n.PrimaryView = &PeerView{Node: "db1", Reachable: false, Error: "connection refused"}
@@ -163,6 +195,96 @@ func TestDecide(t *testing.T) {
 			now:       t0,
 			want:      Failover,
 			wantCands: []string{"db2", "db3"},
+		},
+		// Fault campaign 81/13: the replica's agent pointed it at the primary during a
+		// network cut of its own; as it came back, it published its remote probe's
+		// failure from the cut and an IO thread still reconnecting, and the
+		// coordinator failed the primary over 7 ms later: its pending commit became
+		// errant, and the new primary had no replica left.
+		{
+			name:       "primary whose commits wait for an ACK, a replica back from a cut follows it: wait",
+			v:          acking(awaiting(t0.Add(-2*time.Second), 0, backFromCut(SemiSyncReplicaOn))),
+			now:        t0,
+			want:       NoAction,
+			wantReason: "none connected, and db2 replicates from it with its semi-sync replica side on",
+		},
+		{
+			name:       "... for SemiSyncGrace at most",
+			v:          acking(awaiting(t0.Add(-SemiSyncGrace), 0, backFromCut(SemiSyncReplicaOn))),
+			now:        t0,
+			want:       Failover,
+			wantCands:  []string{"db2", "db3"},
+			wantReason: "confirmed by db2: remote probe fails",
+		},
+		{
+			name:      "... not when its commits are not known to wait for an ACK (a full disk, say)",
+			v:         awaiting(t0.Add(-2*time.Second), 0, backFromCut(SemiSyncReplicaOn)),
+			now:       t0,
+			want:      Failover,
+			wantCands: []string{"db2", "db3"},
+		},
+		{
+			name:      "... not when the replica's semi-sync side is off: it acknowledges nothing",
+			v:         acking(awaiting(t0.Add(-2*time.Second), 0, backFromCut(SemiSyncReplicaOff))),
+			now:       t0,
+			want:      Failover,
+			wantCands: []string{"db2", "db3"},
+		},
+		{
+			name:      "... not when the replica follows another server",
+			v:         acking(awaiting(t0.Add(-2*time.Second), 0, func(n *NodeStatus) { backFromCut(SemiSyncReplicaOn)(n); n.Source = "db3:3306" })),
+			now:       t0,
+			want:      Failover,
+			wantCands: []string{"db2", "db3"},
+		},
+		{
+			name:      "... not when a replica is connected: the commits wait for something else",
+			v:         acking(awaiting(t0.Add(-2*time.Second), 1, backFromCut(SemiSyncReplicaOn))),
+			now:       t0,
+			want:      Failover,
+			wantCands: []string{"db2", "db3"},
+		},
+		// Fault campaign 67/6: two primaries frozen in a row. The second failover
+		// promoted the last node while the first deposed primary was quarantined: the
+		// new primary had no replica to acknowledge its commits, and the one it
+		// replaced (thawed 2.2 s in) was quarantined too, for its pending commit.
+		{
+			name:       "the only candidate would have no replica to acknowledge its commits: wait for the primary",
+			v:          loneCandidate(time.Hour, nil),
+			want:       NoAction,
+			wantReason: "a failover would not bring writes back: db3, its only candidate, would have no replica to acknowledge its commits (semi-sync, rpl_semi_sync_master_timeout 1h0m0s): every other node quarantined (db2)",
+		},
+		{
+			name: "... not when another node may still replicate from it (not quarantined, not fit to promote)",
+			v: loneCandidate(time.Hour, func(v *View) {
+				v.Nodes["db4"] = with(healthy("db4"), seesPrimaryGone, func(n *NodeStatus) { n.NoPromote = true })
+			}),
+			want:      Failover,
+			wantCands: []string{"db3"},
+		},
+		{
+			name:      "... not when a member's agent is gone: its server may replicate",
+			v:         loneCandidate(time.Hour, func(v *View) { v.Members = map[string]Member{"db4": {Node: "db4"}} }),
+			want:      Failover,
+			wantCands: []string{"db3"},
+		},
+		{
+			name:      "... not when the candidate's semi-sync timeout is short: it would go asynchronous",
+			v:         loneCandidate(10*time.Second, nil),
+			want:      Failover,
+			wantCands: []string{"db3"},
+		},
+		{
+			name:      "... not when its semi-sync timeout is unknown",
+			v:         loneCandidate(0, nil),
+			want:      Failover,
+			wantCands: []string{"db3"},
+		},
+		{
+			name:      "... an operator's failover request goes ahead",
+			v:         withRequest(loneCandidate(time.Hour, nil), Request{Kind: RequestFailover, Epoch: 4}),
+			want:      Failover,
+			wantCands: []string{"db3"},
 		},
 		{
 			name:       "dead primary, every replica agrees",

@@ -828,8 +828,10 @@ func (r *Reconciler) build(snap Snapshot) NodeStatus {
 		}
 		if r.cfg.SemiSync {
 			n.SemiSync = semiSyncState(st.SemiSync, n.ReadOnly)
+			n.SemiSyncTimeout = st.SemiSync.Timeout
 			if n.SemiSync == SemiSyncOn {
 				n.SemiSyncClients = st.SemiSync.Clients
+				n.AwaitsAck = awaitsAck(st.SemiSync, rep)
 			}
 		}
 		n.IORunning = st.IOThread == replication.ThreadRunning
@@ -862,6 +864,22 @@ func (r *Reconciler) build(snap Snapshot) NodeStatus {
 	}
 	n.VIP = r.vipHeld
 	return n
+}
+
+// awaitsAck says whether a writable semi-sync primary's commits are stuck waiting
+// for an acknowledgement: some wait for one now, its detector does not find it
+// healthy, and none of its filesystems is full. Under load commits wait for an
+// acknowledgement for a moment all the time; only a stuck write probe makes it news.
+func awaitsAck(ss replication.SemiSync, rep detector.Report) bool {
+	if ss.WaitSessions < 1 || rep.Verdict == detector.Healthy || rep.Verdict == detector.Unknown {
+		return false
+	}
+	for _, d := range rep.Disks {
+		if d.Full() {
+			return false
+		}
+	}
+	return true
 }
 
 // storageOK says whether the node's own write path worked at its latest round: its
@@ -919,7 +937,8 @@ func publishNow(a, b NodeStatus, m publishMarks) bool {
 		return true
 	}
 	if a.Addr != b.Addr || a.Agent != b.Agent || a.ServerID != b.ServerID || a.ServerUUID != b.ServerUUID || a.Flavor != b.Flavor ||
-		a.ReplError != b.ReplError || a.SemiSync != b.SemiSync || (a.SemiSyncClients == 0) != (b.SemiSyncClients == 0) || a.Priority != b.Priority || a.NoPromote != b.NoPromote ||
+		a.ReplError != b.ReplError || a.SemiSync != b.SemiSync || (a.SemiSyncClients == 0) != (b.SemiSyncClients == 0) || a.AwaitsAck != b.AwaitsAck ||
+		a.SemiSyncTimeout != b.SemiSyncTimeout || a.Priority != b.Priority || a.NoPromote != b.NoPromote ||
 		a.Repaired != b.Repaired || !reflect.DeepEqual(a.Policy, b.Policy) {
 		return true
 	}

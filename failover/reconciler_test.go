@@ -183,6 +183,30 @@ func TestStorageOKLooksAtTheLatestRound(t *testing.T) {
 	}
 }
 
+func TestAwaitsAck(t *testing.T) {
+	roomy := detector.Disk{Path: "/d", Total: 1 << 30, Free: 100 << 20}
+	full := detector.Disk{Path: "/d", Total: 1 << 30, Free: 0}
+	waiting := replication.SemiSync{Available: true, SourceEnabled: true, SourceActive: true, WaitSessions: 2}
+	for _, tc := range []struct {
+		name string
+		ss   replication.SemiSync
+		rep  detector.Report
+		want bool
+	}{
+		{"unwritable, commits waiting, disk roomy", waiting, detector.Report{Verdict: detector.Unwritable, Disks: []detector.Disk{roomy}}, true},
+		{"suspect, commits waiting", waiting, detector.Report{Verdict: detector.Suspect, Disks: []detector.Disk{roomy}}, true},
+		{"healthy: commits wait for a moment under load", waiting, detector.Report{Verdict: detector.Healthy, Disks: []detector.Disk{roomy}}, false},
+		{"unwritable, nothing waiting", replication.SemiSync{Available: true, SourceEnabled: true}, detector.Report{Verdict: detector.Unwritable}, false},
+		{"unwritable on a full disk: commits wait for space", waiting, detector.Report{Verdict: detector.Unwritable, Disks: []detector.Disk{roomy, full}}, false},
+		{"zero report", waiting, detector.Report{}, false},
+		{"zero semi-sync", replication.SemiSync{}, detector.Report{Verdict: detector.Unwritable}, false},
+	} {
+		if got := awaitsAck(tc.ss, tc.rep); got != tc.want {
+			t.Errorf("%s: awaitsAck = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
 // followServer is a server whose Follow answers err; nothing else of it is called.
 // With changes set, its Follow would change replication: like a real server's, it
 // then asks confirm first. It counts the changes made.

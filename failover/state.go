@@ -140,6 +140,16 @@ type NodeStatus struct {
 	// SemiSyncClients is how many semi-sync replicas are connected to this server,
 	// published with SemiSync on only (0 otherwise, and from an older agent).
 	SemiSyncClients int `json:"semi_sync_clients,omitempty"`
+	// AwaitsAck says the writable primary's commits are stuck waiting for a
+	// semi-sync acknowledgement: SemiSync on, commits waiting for one
+	// (Rpl_semi_sync_master_wait_sessions), the verdict not healthy and no
+	// filesystem full (a commit stuck on a full disk waits for space, not for a
+	// replica). False when unknown.
+	AwaitsAck bool `json:"awaits_ack,omitempty"`
+	// SemiSyncTimeout is the server's rpl_semi_sync_master_timeout, published with
+	// SemiSync (0 when unknown): how long a commit waits for an acknowledgement
+	// before the server goes asynchronous, were it the primary.
+	SemiSyncTimeout time.Duration `json:"semi_sync_timeout_ns,omitempty"`
 	// Repaired is the latest drift the agent repaired on its own, with its time.
 	Repaired string `json:"repaired,omitempty"`
 	// Epoch is the primary epoch the agent last acted on.

@@ -80,9 +80,6 @@ type Snapshot struct {
 	PolicyErr    string
 	// Decision is what the elected coordinator published last, nil when none.
 	Decision *CoordinatorStatus
-	// Members are every node ever seen with a live agent, by node, whether or not
-	// its agent is alive now.
-	Members map[string]Member
 	// LastEvent is the newest event of the history, nil when there is none.
 	LastEvent *Event
 	// Rejoins are the operators' rejoin requests, by node, with their mod revisions.
@@ -165,9 +162,9 @@ func (s *Store) loadAt(ctx context.Context, rev int64) (Snapshot, error) {
 func (k Keys) snapshotOf(rev int64, kvs []*mvccpb.KeyValue) (Snapshot, error) {
 	kvs = slices.Clone(kvs)
 	slices.SortFunc(kvs, func(a, b *mvccpb.KeyValue) int { return bytes.Compare(a.Key, b.Key) })
-	snap := Snapshot{Rev: rev, NodeLeases: map[string]clientv3.LeaseID{}, Members: map[string]Member{},
+	snap := Snapshot{Rev: rev, NodeLeases: map[string]clientv3.LeaseID{},
 		Rejoins: map[string]RejoinRequest{}, RejoinModRev: map[string]int64{}}
-	snap.Nodes = map[string]NodeStatus{}
+	snap.Nodes, snap.Members = map[string]NodeStatus{}, map[string]Member{}
 	var coordinator, lastEvent *mvccpb.KeyValue
 	for _, kv := range kvs {
 		key := string(kv.Key)

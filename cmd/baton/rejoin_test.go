@@ -19,7 +19,7 @@ func TestRejoinCheck(t *testing.T) {
 				"db1": {Node: "db1", Role: failover.RoleQuarantined, Errant: "0-1-37", ErrantTxns: txns},
 				"db2": {Node: "db2", Role: failover.RolePrimary},
 				"db3": {Node: "db3", Role: failover.RoleReplica},
-			}}, Members: map[string]failover.Member{"db4": {Node: "db4"}}}
+			}, Members: map[string]failover.Member{"db4": {Node: "db4"}}}}
 	}
 	cases := []struct {
 		name    string

@@ -101,9 +101,9 @@ func TestJudgeFailsafe(t *testing.T) {
 }
 
 func TestFailsafePeers(t *testing.T) {
-	snap := failover.Snapshot{Members: map[string]failover.Member{
+	snap := failover.Snapshot{View: failover.View{Members: map[string]failover.Member{
 		"db1": {Node: "db1", Agent: "a1:9107"}, "db2": {Node: "db2", Agent: "a2-old:9107"}, "db4": {Node: "db4"},
-	}}
+	}}}
 	snap.Nodes = map[string]failover.NodeStatus{"db2": {Node: "db2", Agent: "a2:9107"}, "db3": {Node: "db3", Agent: "a3:9107"}}
 	got := failsafePeers("db1", snap)
 	want := []failsafePeer{{"db2", "a2:9107"}, {"db3", "a3:9107"}, {"db4", ""}}
