@@ -271,18 +271,27 @@ func noAcknowledger(v View, cands []string) string {
 // acknowledges nothing: no reason to wait. When the primary says its commits are
 // stuck waiting for an acknowledgement (AwaitsAck), a fit replica that replicates
 // from it with its semi-sync replica side on is reason enough, whatever its remote
-// probe says: a replica whose own network or etcd link was just cut publishes, as
-// it comes back, a probe failure from the cut and an IO thread still reconnecting.
+// probe says and however many replicas are connected: a replica whose own network
+// was just cut may be connected with its acknowledgements lost, and publishes, as it
+// comes back, a probe failure from the cut and an IO thread still reconnecting.
 func awaitsReplica(now time.Time, v View, ps NodeStatus) (bool, string) {
-	if ps.SemiSync != SemiSyncOn || ps.SemiSyncClients != 0 || ps.VerdictSince.IsZero() || now.Sub(ps.VerdictSince) >= SemiSyncGrace {
+	if ps.SemiSync != SemiSyncOn || ps.VerdictSince.IsZero() || now.Sub(ps.VerdictSince) >= SemiSyncGrace {
+		return false, ""
+	}
+	if ps.AwaitsAck {
+		for _, r := range sortedNodes(v.Nodes) {
+			if r.Node != ps.Node && unfit(r) == "" && r.Source == v.Primary.Addr && r.SemiSync == SemiSyncReplicaOn {
+				return true, fmt.Sprintf("%d connected, and %s replicates from it with its semi-sync replica side on (for up to %s)",
+					ps.SemiSyncClients, r.Node, SemiSyncGrace)
+			}
+		}
+	}
+	if ps.SemiSyncClients != 0 {
 		return false, ""
 	}
 	for _, r := range sortedNodes(v.Nodes) {
 		if r.Node == ps.Node || unfit(r) != "" {
 			continue
-		}
-		if ps.AwaitsAck && r.Source == v.Primary.Addr && r.SemiSync == SemiSyncReplicaOn {
-			return true, fmt.Sprintf("none connected, and %s replicates from it with its semi-sync replica side on (for up to %s)", r.Node, SemiSyncGrace)
 		}
 		pv := r.PrimaryView
 		if pv == nil || pv.Node != ps.Node || !pv.Reachable {
