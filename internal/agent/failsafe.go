@@ -331,6 +331,11 @@ func (f *failsafe) kept() (bool, clientv3.LeaseID) {
 func (f *failsafe) setState(state, note string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.setStateLocked(state, note)
+}
+
+// setStateLocked is setState with f.mu held.
+func (f *failsafe) setStateLocked(state, note string) {
 	if f.state != state {
 		f.since = time.Now()
 	}
@@ -618,7 +623,7 @@ func (f *failsafe) renewed(start time.Time, note string) {
 	if until := start.Add(f.cfg.SessionTTL - f.cfg.FenceMargin); until.After(f.keptUntil) {
 		f.keptUntil = until
 	}
-	f.noteKept(note)
+	f.setStateLocked(FailsafeKept, note)
 }
 
 // stillKept records a new confirmation's note, unless a new session took over
@@ -627,16 +632,8 @@ func (f *failsafe) stillKept(note string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.keeping {
-		f.noteKept(note)
+		f.setStateLocked(FailsafeKept, note)
 	}
-}
-
-// noteKept sets the kept state; f.mu held.
-func (f *failsafe) noteKept(note string) {
-	if f.state != FailsafeKept {
-		f.since = time.Now()
-	}
-	f.state, f.note = FailsafeKept, note
 }
 
 // validUntil is when the latest confirmation (or renewal) stops keeping the primary.
