@@ -120,8 +120,10 @@ type Decision struct {
 // blocked), when no candidate is safe, while a semi-sync primary's commits wait
 // for a replica on its way to it (awaitsReplica, for SemiSyncGrace at most), when
 // the new primary would have no replica to acknowledge its commits (noAcknowledger),
-// or on the coordinator's own view of the primary: Decide never looks at it. No
-// wall clock is compared with another node's.
+// or on the coordinator's own view of the primary: Decide never looks at it. One
+// wall clock is compared with another node's, in the semi-sync grace only: now
+// against the primary's VerdictSince (a skew between the two lengthens or shortens
+// the grace by as much).
 func Decide(now time.Time, v View, p Policy) Decision {
 	if v.Intent != nil {
 		return Decision{Action: NoAction, Reason: fmt.Sprintf("a %s from %s is in progress", v.Intent.Kind, v.Intent.From)}
