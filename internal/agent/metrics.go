@@ -59,6 +59,7 @@ type Metrics struct {
 	epoch        prometheus.Gauge
 	lastFailover prometheus.Gauge
 	unprotected  prometheus.Gauge
+	awaitsAck    prometheus.Gauge
 	failsafe     prometheus.Gauge
 	failovers    *prometheus.CounterVec
 	switchovers  *prometheus.CounterVec
@@ -103,7 +104,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		lastFailover: g("baton_last_failover_timestamp_seconds", "Unix time at which the latest failover (not switchover) of the cluster committed, "+
 			"from the primary of record; 0 when there was none, NaN while the primary of record is unknown."),
 		unprotected: g("baton_semi_sync_unprotected", "1 when the local server is writable and semi-sync is configured but not in force (source side off, or fallen back to async): commits are acknowledged before any replica has them."),
-		failsafe:    g("baton_failsafe_active", "1 while the local primary is kept writable in failsafe mode through an etcd outage (no automatic failover is possible)."),
+		awaitsAck: g("baton_semi_sync_awaits_ack", "1 when the local server is writable with semi-sync on and its commits wait for an acknowledgement that no replica sends "+
+			"(commits waiting, the verdict not healthy, no filesystem full): writes hang until a replica acknowledges or rpl_semi_sync_master_timeout runs out."),
+		failsafe: g("baton_failsafe_active", "1 while the local primary is kept writable in failsafe mode through an etcd outage (no automatic failover is possible)."),
 		failovers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "baton_failovers_total",
 			Help: "Failovers this agent ran as coordinator, by result (done, refused, failed)."}, []string{"result"}),
 		switchovers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "baton_switchovers_total",
@@ -111,7 +114,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{m.info, m.verdict, m.role, m.probeSeconds, m.lagSeconds, m.ioRunning,
 		m.sqlRunning, m.readOnly, m.storageOK, m.diskFree, m.diskTTF, m.sessionUp, m.primaryKnown, m.isPrimary,
-		m.holdsLeader, m.isCoord, m.paused, m.epoch, m.lastFailover, m.unprotected, m.failsafe, m.failovers,
+		m.holdsLeader, m.isCoord, m.paused, m.epoch, m.lastFailover, m.unprotected, m.awaitsAck, m.failsafe, m.failovers,
 		m.switchovers} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("new metrics: %w", err)
@@ -184,6 +187,7 @@ func (m *Metrics) Update(v View) {
 	m.isCoord.Set(b2f(v.Coordinator != "" && v.Coordinator == v.Node))
 	m.paused.Set(b2f(v.Paused))
 	m.unprotected.Set(b2f(!st.ReadOnly && st.SemiSync.Unprotected()))
+	m.awaitsAck.Set(b2f(st.AwaitsAck))
 	switch {
 	case v.Primary == nil:
 		m.lastFailover.Set(math.NaN())

@@ -268,6 +268,14 @@ func TestMetricsAlertInputs(t *testing.T) {
 	m.Update(v)
 	one("baton_failsafe_active", nil, 0)
 
+	one("baton_semi_sync_awaits_ack", nil, 0)
+	v.Status.AwaitsAck = true
+	m.Update(v)
+	one("baton_semi_sync_awaits_ack", nil, 1)
+	v.Status.AwaitsAck = false
+	m.Update(v)
+	one("baton_semi_sync_awaits_ack", nil, 0)
+
 	r := replicaView()
 	r.Status.Role = failover.RoleQuarantined
 	r.Primary = nil

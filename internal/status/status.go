@@ -65,7 +65,20 @@ type Node struct {
 	Source         string        `json:"source,omitempty"`
 	// SemiSync is the node's semi-sync state ("" when not configured).
 	SemiSync failover.SemiSyncState `json:"semi_sync,omitempty"`
-	Repaired string                 `json:"repaired,omitempty"`
+	// AwaitsAck: the node's commits wait for a semi-sync acknowledgement that no
+	// replica sends (see failover.NodeStatus.AwaitsAck).
+	AwaitsAck bool   `json:"awaits_ack,omitempty"`
+	Repaired  string `json:"repaired,omitempty"`
+}
+
+// SemiSyncText is the node's semi-sync state for people: "-" when not configured,
+// with ", commits waiting" while its commits wait for an acknowledgement.
+func (n Node) SemiSyncText() string {
+	s := OrDash(string(n.SemiSync))
+	if n.AwaitsAck {
+		s += ", commits waiting"
+	}
+	return s
 }
 
 // Read reads the cluster's state from etcd and makes it a Cluster.
@@ -115,7 +128,8 @@ func Of(ctx context.Context, store *failover.Store, cluster string, snap failove
 		ns := Node{Name: name, Addr: n.Addr, Role: string(n.Role), Verdict: n.Verdict, Reason: n.Reason, ReadOnly: n.ReadOnly,
 			LagMS: n.LagMS, GTID: n.GTID, IORunning: n.IORunning, SQLRunning: n.SQLRunning, Errant: n.Errant,
 			Leader: snap.Leader == name, VIP: n.VIP, LeaseTTLMS: -1, WriteMS: n.WriteMS, DiskFree: n.DiskFree,
-			SemiSync: n.SemiSync, Repaired: n.Repaired, DiskTimeToFull: n.DiskTimeToFull, Source: n.Source, ErrantTxns: n.ErrantTxns}
+			SemiSync: n.SemiSync, AwaitsAck: n.AwaitsAck, Repaired: n.Repaired, DiskTimeToFull: n.DiskTimeToFull, Source: n.Source,
+			ErrantTxns: n.ErrantTxns}
 		if n.VIP {
 			if st.VIPHolder != "" {
 				st.Warnings = append(st.Warnings, fmt.Sprintf("the virtual IP is on %s and %s", st.VIPHolder, name))
@@ -132,6 +146,15 @@ func Of(ctx context.Context, store *failover.Store, cluster string, snap failove
 		}
 		if n.Role == failover.RolePrimary && !n.ReadOnly && n.SemiSync.Unprotected() {
 			st.Warnings = append(st.Warnings, fmt.Sprintf("%s: semi-sync %s on the writable primary: commits are acknowledged before any replica has them, and a failover can lose them", name, n.SemiSync))
+		}
+		if n.AwaitsAck {
+			timeout := "unknown"
+			if n.SemiSyncTimeout > 0 {
+				timeout = n.SemiSyncTimeout.String()
+			}
+			st.Warnings = append(st.Warnings, fmt.Sprintf("%s: commits wait for a semi-sync acknowledgement that no replica sends "+
+				"(%d semi-sync replica(s) connected, rpl_semi_sync_master_timeout %s): writes hang until a replica acknowledges or the timeout runs out",
+				name, n.SemiSyncClients, timeout))
 		}
 		if n.Repaired != "" {
 			st.Warnings = append(st.Warnings, fmt.Sprintf("%s: Baton repaired drift at %s", name, n.Repaired))
@@ -189,7 +212,7 @@ func Print(w io.Writer, st Cluster, color bool) {
 		if n.VIP {
 			vip = "yes"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, role, verdict, lag, OrDash(n.GTID), OrDash(string(n.SemiSync)), vip, lease, n.Reason)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, role, verdict, lag, OrDash(n.GTID), n.SemiSyncText(), vip, lease, n.Reason)
 	}
 	_ = tw.Flush()
 	if st.InProgress != nil {

@@ -278,3 +278,21 @@ func TestHealth(t *testing.T) {
 		}
 	}
 }
+
+// TestRenderAwaitsAck: a primary whose commits wait for a semi-sync acknowledgement
+// says so in its semi-sync cell and in a warning.
+func TestRenderAwaitsAck(t *testing.T) {
+	snap := snapshot()
+	db2 := snap.Nodes["db2"]
+	db2.AwaitsAck, db2.SemiSyncTimeout = true, time.Hour
+	snap.Nodes["db2"] = db2
+	page := render(t, Page{At: t0, Clusters: []Cluster{NewCluster(status.Of(context.Background(), nil, "main", snap), nil)}})
+	for _, want := range []string{
+		`<td data-label="Semi-sync">on, commits waiting</td>`,
+		`<strong>warning:</strong> db2: commits wait for a semi-sync acknowledgement that no replica sends`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+}

@@ -1,0 +1,78 @@
+package status
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/baton-ha/baton/failover"
+)
+
+// waiting is a cluster whose primary, db1, has its commits stuck waiting for a
+// semi-sync acknowledgement: db2 is connected but acknowledges nothing.
+func waiting(awaits bool, timeout time.Duration) failover.Snapshot {
+	return failover.Snapshot{View: failover.View{
+		Primary: failover.Primary{Node: "db1", Addr: "198.18.0.11:3306", Epoch: 3},
+		Leader:  "db1",
+		Nodes: map[string]failover.NodeStatus{
+			"db1": {Node: "db1", Addr: "198.18.0.11:3306", Role: failover.RolePrimary, Verdict: failover.VerdictUnwritable,
+				Reason: "write probe timed out after 1s", ServerRead: true, SemiSync: failover.SemiSyncOn, SemiSyncClients: 1,
+				AwaitsAck: awaits, SemiSyncTimeout: timeout, LagMS: -1},
+			"db2": {Node: "db2", Addr: "198.18.0.12:3306", Role: failover.RoleReplica, Verdict: failover.VerdictHealthy,
+				ServerRead: true, ReadOnly: true, Source: "198.18.0.11:3306", SemiSync: failover.SemiSyncReplicaOn},
+		},
+	}}
+}
+
+// TestAwaitsAckShown: a primary whose commits wait for an acknowledgement is named
+// in the warnings, in the table's semi-sync column and in the JSON; a primary
+// whose commits do not wait shows none of it.
+func TestAwaitsAckShown(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		awaits       bool
+		timeout      time.Duration
+		warning      string // "" for none
+		column       string
+		jsonAwaiting bool
+	}{
+		{"commits waiting", true, time.Hour, "db1: commits wait for a semi-sync acknowledgement that no replica sends (1 semi-sync replica(s) connected, rpl_semi_sync_master_timeout 1h0m0s)", "on, commits waiting", true},
+		{"timeout not published", true, 0, "rpl_semi_sync_master_timeout unknown)", "on, commits waiting", true},
+		{"no commit waiting", false, time.Hour, "", "on ", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := Of(context.Background(), nil, "main", waiting(tc.awaits, tc.timeout))
+			var found []string
+			for _, w := range st.Warnings {
+				if strings.Contains(w, "acknowledgement") {
+					found = append(found, w)
+				}
+			}
+			switch {
+			case tc.warning == "" && len(found) > 0:
+				t.Errorf("warnings %q, want none about acknowledgements", found)
+			case tc.warning != "" && (len(found) != 1 || !strings.Contains(found[0], tc.warning)):
+				t.Errorf("warnings %q, want one containing %q", found, tc.warning)
+			}
+			var out bytes.Buffer
+			Print(&out, st, false)
+			row := ""
+			for _, l := range strings.Split(out.String(), "\n") {
+				if strings.HasPrefix(l, "db1 ") {
+					row = l
+				}
+			}
+			if !strings.Contains(row, tc.column) || (!tc.awaits && strings.Contains(row, "waiting")) {
+				t.Errorf("db1's row %q, want its semi-sync column to read %q", row, tc.column)
+			}
+			if got := st.Nodes[0].AwaitsAck; got != tc.jsonAwaiting {
+				t.Errorf("db1 awaits_ack %v, want %v", got, tc.jsonAwaiting)
+			}
+			if st.Nodes[1].AwaitsAck || st.Nodes[1].SemiSyncText() != "replica on" {
+				t.Errorf("db2 semi-sync %q awaits %v, want \"replica on\" and false", st.Nodes[1].SemiSyncText(), st.Nodes[1].AwaitsAck)
+			}
+		})
+	}
+}
