@@ -219,6 +219,32 @@ func (r *retry) failed(now time.Time, p Primary, err error) {
 // done forgets the tries: the failover completed.
 func (r *retry) done() { *r = retry{min: r.min, max: r.max} }
 
+// verdictClock remembers when this coordinator first saw the primary's current
+// verdict, on its own clock (View.PrimaryVerdictSeen): the primary's VerdictSince
+// is stamped by the primary's clock, and comparing it with the coordinator's would
+// stretch or shrink the semi-sync grace by their skew. A new coordinator starts
+// with none: its first sight of the verdict starts the grace again (at most
+// SemiSyncGrace after its election).
+type verdictClock struct {
+	node, verdict string
+	since         time.Time // the primary's VerdictSince, as it published it
+	seen          time.Time // when this coordinator first saw that verdict
+}
+
+// observe notes the primary's published status at now and returns when its
+// current verdict was first seen; zero when the primary's agent publishes none.
+// An agent gone and back with the same verdict keeps its first sight.
+func (c *verdictClock) observe(now time.Time, v View) time.Time {
+	ps, ok := v.Nodes[v.Primary.Node]
+	if v.Primary.Node == "" || !ok {
+		return time.Time{}
+	}
+	if c.seen.IsZero() || c.node != ps.Node || c.verdict != ps.Verdict || !c.since.Equal(ps.VerdictSince) {
+		*c = verdictClock{node: ps.Node, verdict: ps.Verdict, since: ps.VerdictSince, seen: now}
+	}
+	return c.seen
+}
+
 // CoordinatorStatus is what the elected coordinator decided last, under the
 // decision key on its session lease, for `baton status`: a refused or failed
 // failover is visible there, with when it is tried again.
@@ -249,6 +275,7 @@ func (c *Coordinator) lead(ctx context.Context, s *concurrency.Session, g Guard)
 	var last, lastPolicy string
 	var published CoordinatorStatus
 	rt := retry{min: c.cfg.RetryMin, max: c.cfg.RetryMax}
+	var vc verdictClock
 	for {
 		snap, err := c.read(ctx)
 		var p Policy
@@ -258,6 +285,7 @@ func (c *Coordinator) lead(ctx context.Context, s *concurrency.Session, g Guard)
 		if err == nil {
 			c.recordMembers(ctx, g, snap)
 			now := c.cfg.Now()
+			snap.View.PrimaryVerdictSeen = vc.observe(now, snap.View)
 			d := Decide(now, snap.View, p)
 			if d.Action == Failover && !d.Manual {
 				if wait := rt.hold(now, snap.Primary); wait > 0 {

@@ -107,3 +107,45 @@ func TestCoordinatorConfigRetry(t *testing.T) {
 		t.Fatalf("defaults = %s, %s; want %s, %s", cfg.RetryMin, cfg.RetryMax, DefaultRetryMin, DefaultRetryMax)
 	}
 }
+
+// TestVerdictClock: the semi-sync grace runs from the coordinator's first sight of
+// the primary's current verdict, on the coordinator's clock, whatever time the
+// primary's clock stamped on it; a new verdict, or a new primary, starts it again.
+func TestVerdictClock(t *testing.T) {
+	t0 := time.Date(2026, 11, 27, 6, 0, 0, 0, time.UTC)
+	primaryAt := func(node, verdict string, since time.Time) View {
+		v := View{Primary: Primary{Node: node}, Nodes: map[string]NodeStatus{
+			"db1": {Node: "db1", Verdict: verdict, VerdictSince: since},
+			"db2": {Node: "db2", Verdict: VerdictHealthy, VerdictSince: since},
+		}}
+		return v
+	}
+	// The primary's clock runs an hour ahead of the coordinator's.
+	skewed := t0.Add(time.Hour)
+	steps := []struct {
+		name string
+		at   time.Duration // the coordinator's clock, since t0
+		v    View
+		want time.Time
+	}{
+		{"first sight of an unwritable verdict stamped an hour ahead", 0, primaryAt("db1", VerdictUnwritable, skewed), t0},
+		{"the same verdict later: first sight kept", 4 * time.Second, primaryAt("db1", VerdictUnwritable, skewed), t0},
+		{"the primary's agent gone: nothing to time", 5 * time.Second, func() View {
+			v := primaryAt("db1", VerdictUnwritable, skewed)
+			delete(v.Nodes, "db1")
+			return v
+		}(), time.Time{}},
+		{"back with the same verdict: first sight kept", 6 * time.Second, primaryAt("db1", VerdictUnwritable, skewed), t0},
+		{"a new verdict: seen now", 7 * time.Second, primaryAt("db1", VerdictHealthy, skewed.Add(7*time.Second)), t0.Add(7 * time.Second)},
+		{"unwritable again, stamped in the coordinator's past", 8 * time.Second, primaryAt("db1", VerdictUnwritable, t0.Add(-time.Hour)), t0.Add(8 * time.Second)},
+		{"the same verdict, restamped (the agent restarted)", 9 * time.Second, primaryAt("db1", VerdictUnwritable, t0.Add(-time.Minute)), t0.Add(9 * time.Second)},
+		{"a new primary of record: seen now", 10 * time.Second, primaryAt("db2", VerdictHealthy, t0.Add(-time.Minute)), t0.Add(10 * time.Second)},
+		{"no primary of record", 11 * time.Second, View{Nodes: primaryAt("db1", VerdictHealthy, t0).Nodes}, time.Time{}},
+	}
+	var c verdictClock
+	for _, s := range steps {
+		if got := c.observe(t0.Add(s.at), s.v); !got.Equal(s.want) {
+			t.Errorf("%s: first seen %v, want %v", s.name, got, s.want)
+		}
+	}
+}

@@ -42,6 +42,11 @@ type View struct {
 	// Members are every node ever seen with a live agent, by node, whether or not
 	// its agent is alive now.
 	Members map[string]Member
+	// PrimaryVerdictSeen is when the deciding coordinator first saw the primary's
+	// current verdict (its node and VerdictSince), on the coordinator's own clock,
+	// the one Decide's now reads: the semi-sync grace is timed from it. Zero when
+	// not known: no grace.
+	PrimaryVerdictSeen time.Time
 }
 
 // FailoverBlock marks the anti-flap window after a failover. It is a key on an etcd
@@ -120,10 +125,9 @@ type Decision struct {
 // blocked), when no candidate is safe, while a semi-sync primary's commits wait
 // for a replica on its way to it (awaitsReplica, for SemiSyncGrace at most), when
 // the new primary would have no replica to acknowledge its commits (noAcknowledger),
-// or on the coordinator's own view of the primary: Decide never looks at it. One
-// wall clock is compared with another node's, in the semi-sync grace only: now
-// against the primary's VerdictSince (a skew between the two lengthens or shortens
-// the grace by as much).
+// or on the coordinator's own view of the primary: Decide never looks at it. Decide
+// never compares its now with a time another node's clock stamped: the semi-sync
+// grace runs from View.PrimaryVerdictSeen, the coordinator's own.
 func Decide(now time.Time, v View, p Policy) Decision {
 	if v.Intent != nil {
 		return Decision{Action: NoAction, Reason: fmt.Sprintf("a %s from %s is in progress", v.Intent.Kind, v.Intent.From)}
@@ -266,7 +270,8 @@ func noAcknowledger(v View, cands []string) string {
 		c.Node, c.SemiSyncTimeout, what)
 }
 
-// awaitsReplica says whether the primary ps, unwritable for less than SemiSyncGrace,
+// awaitsReplica says whether the primary ps, unwritable for less than SemiSyncGrace
+// as the coordinator saw it (View.PrimaryVerdictSeen),
 // has semi-sync on with no replica connected while a replica fit to promote reaches it
 // and either does not replicate from it yet, or does with its semi-sync replica side
 // on (see SemiSyncGrace). A replica that replicates from it with that side off
@@ -277,7 +282,8 @@ func noAcknowledger(v View, cands []string) string {
 // was just cut may be connected with its acknowledgements lost, and publishes, as it
 // comes back, a probe failure from the cut and an IO thread still reconnecting.
 func awaitsReplica(now time.Time, v View, ps NodeStatus) (bool, string) {
-	if ps.SemiSync != SemiSyncOn || ps.VerdictSince.IsZero() || now.Sub(ps.VerdictSince) >= SemiSyncGrace {
+	seen := v.PrimaryVerdictSeen
+	if ps.SemiSync != SemiSyncOn || seen.IsZero() || now.Sub(seen) >= SemiSyncGrace {
 		return false, ""
 	}
 	if ps.AwaitsAck {

@@ -61,6 +61,7 @@ func awaiting(since time.Time, clients int, f func(*NodeStatus)) View {
 		n.SemiSync, n.SemiSyncClients, n.VerdictSince = SemiSyncOn, clients, since
 	}), with(healthy("db2"), f), with(healthy("db3"), func(n *NodeStatus) { n.IORunning, n.PrimaryView = false, nil }))
 	v.Primary.Addr = "db1:3306"
+	v.PrimaryVerdictSeen = since // the coordinator saw the verdict as it changed
 	return v
 }
 
@@ -192,6 +193,42 @@ func TestDecide(t *testing.T) {
 		{
 			name:      "... not when the verdict's time is unknown",
 			v:         awaiting(time.Time{}, 0, repointing),
+			now:       t0,
+			want:      Failover,
+			wantCands: []string{"db2", "db3"},
+		},
+		// The grace is timed on the coordinator's clock alone, from when it first saw
+		// the primary's verdict: the primary's VerdictSince, stamped by another clock,
+		// would let a skew shorten or lengthen it by as much.
+		{
+			name: "... timed from when the coordinator first saw the verdict, not by the primary's clock (the coordinator's runs 30 s ahead)",
+			v: func() View {
+				v := awaiting(t0.Add(-32*time.Second), 0, repointing)
+				v.PrimaryVerdictSeen = t0.Add(-2 * time.Second)
+				return v
+			}(),
+			now:        t0,
+			want:       NoAction,
+			wantReason: "none connected, db2 reaches it",
+		},
+		{
+			name: "... for SemiSyncGrace at most of the coordinator's clock (its clock runs 30 s behind the primary's)",
+			v: func() View {
+				v := awaiting(t0.Add(30*time.Second-SemiSyncGrace), 0, repointing)
+				v.PrimaryVerdictSeen = t0.Add(-SemiSyncGrace)
+				return v
+			}(),
+			now:       t0,
+			want:      Failover,
+			wantCands: []string{"db2", "db3"},
+		},
+		{
+			name: "... not when the coordinator has not seen the verdict (zero): no grace",
+			v: func() View {
+				v := awaiting(t0.Add(-2*time.Second), 0, repointing)
+				v.PrimaryVerdictSeen = time.Time{}
+				return v
+			}(),
 			now:       t0,
 			want:      Failover,
 			wantCands: []string{"db2", "db3"},
