@@ -114,13 +114,27 @@ func openARPSender(ifname string, ifindex int, mac net.HardwareAddr, ip netip.Ad
 
 func (s *arpSender) close() { unix.Close(s.fd) }
 
+// errLate marks a burst cut short because its next round was due more than
+// burstLateLimit earlier: the process stalled (see burstLateLimit).
+var errLate = errors.New("late: the process stalled, and this node may no longer hold the address")
+
+// burstLateLimit is how late a round of gratuitous ARP may go out. Later, the
+// process has stalled (SIGSTOP, a frozen VM, a host out of CPU), and whatever
+// made this node the holder is older than the stall: the VIP may have moved
+// meanwhile, and announcing it from here would point the segment at a node about
+// to drop it, until each host's ARP entry goes stale (up to a minute). The round
+// is not sent; the reconciler checks the node's claim again and, if it still
+// holds, its next Acquire announces afresh.
+const burstLateLimit = 500 * time.Millisecond
+
 // burst sends count rounds (each a request and a reply) with interval
 // between rounds, and returns how many frames went out. It stops early when
-// ctx is done.
+// ctx is done, and with errLate when now says a round would go out more than
+// burstLateLimit after it was due (round i is due at start + i*interval).
 //
 // Mirrors `arping -U -c N -I IFACE VIP` followed by `arping -A -c N ...`,
 // interleaved.
-func (s *arpSender) burst(ctx context.Context, count int, interval time.Duration) (int, error) {
+func (s *arpSender) burst(ctx context.Context, count int, interval time.Duration, now func() time.Time, start time.Time) (int, error) {
 	sa := &unix.SockaddrLinklayer{
 		Protocol: htons(etherTypeARP),
 		Ifindex:  s.ifindex,
@@ -140,6 +154,10 @@ func (s *arpSender) burst(ctx context.Context, count int, interval time.Duration
 			}
 		} else if err := ctx.Err(); err != nil {
 			return sent, fmt.Errorf("gratuitous arp on %s after %d frames: %w", s.ifname, sent, err)
+		}
+		due := start.Add(time.Duration(i) * interval)
+		if late := now().Sub(due); late > burstLateLimit {
+			return sent, fmt.Errorf("gratuitous arp on %s after %d frames: round %d %s %w", s.ifname, sent, i+1, late.Round(time.Millisecond), errLate)
 		}
 		for _, f := range s.frames {
 			if err := unix.Sendto(s.fd, f, 0, sa); err != nil {

@@ -62,6 +62,9 @@ type Mover struct {
 	announced bool
 	// pending is the second burst scheduled by the last Acquire, if any.
 	pending *pendingBurst
+	// now is the clock the bursts are timed by (time.Now; tests make it jump as
+	// a stall would).
+	now func() time.Time
 }
 
 // pendingBurst is a second burst waiting to be sent by its own goroutine.
@@ -101,6 +104,7 @@ func New(cfg Config, logger *zap.Logger) (*Mover, error) {
 		cfg:    cfg,
 		prefix: p,
 		log:    logger.With(zap.String("vip", p.String()), zap.String("interface", cfg.Interface)),
+		now:    time.Now,
 	}, nil
 }
 
@@ -140,6 +144,7 @@ func (m *Mover) Acquire(ctx context.Context) (AcquireResult, error) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	begin := m.now() // the first burst is due now: a stall from here on makes it late
 
 	h, err := newHandle(ctx)
 	if err != nil {
@@ -196,13 +201,14 @@ func (m *Mover) Acquire(ctx context.Context) (AcquireResult, error) {
 		m.log.Info("virtual ip added")
 	}
 
-	n, err := snd.burst(ctx, m.cfg.ARPCount, m.cfg.ARPInterval)
+	n, err := snd.burst(ctx, m.cfg.ARPCount, m.cfg.ARPInterval, m.now, begin)
 	res.ARPSent = n
 	res.Took = time.Since(start)
 	if err != nil {
 		// The address stays: it is ours and answers ARP lookups. The
 		// announcement is retried by the next Acquire since announced is
-		// still false.
+		// still false (after a stall, errLate: once the reconciler has checked
+		// again that the node holds the VIP).
 		return res, fmt.Errorf("acquire %s: %w", m.prefix, err)
 	}
 	m.announced = true
@@ -222,13 +228,16 @@ func (m *Mover) Acquire(ctx context.Context) (AcquireResult, error) {
 	pb := &pendingBurst{cancel: cancel, done: make(chan struct{})}
 	m.pending = pb
 	res.SecondBurst = true
-	go m.secondBurst(bctx, pb, snd, h2, link)
+	go m.secondBurst(bctx, pb, snd, h2, link, m.now().Add(m.cfg.SecondBurstDelay))
 	return res, nil
 }
 
-// secondBurst waits SecondBurstDelay and sends the burst again if the
-// address is still on the interface. It owns snd and h.
-func (m *Mover) secondBurst(ctx context.Context, pb *pendingBurst, snd *arpSender, h *netlink.Handle, link netlink.Link) {
+// secondBurst waits until due (SecondBurstDelay after the first burst) and
+// sends the burst again if the address is still on the interface, and not late
+// (see burstLateLimit): a timer that fires long after it was due says the
+// process stalled, and the node may have lost the VIP meanwhile. It owns snd
+// and h.
+func (m *Mover) secondBurst(ctx context.Context, pb *pendingBurst, snd *arpSender, h *netlink.Handle, link netlink.Link, due time.Time) {
 	defer close(pb.done)
 	defer pb.cancel()
 	defer snd.close()
@@ -259,7 +268,11 @@ func (m *Mover) secondBurst(ctx context.Context, pb *pendingBurst, snd *arpSende
 		m.log.Warn("second gratuitous arp burst skipped: address no longer on the interface")
 		return
 	}
-	n, err := snd.burst(ctx, m.cfg.ARPCount, m.cfg.ARPInterval)
+	n, err := snd.burst(ctx, m.cfg.ARPCount, m.cfg.ARPInterval, m.now, due)
+	if errors.Is(err, errLate) {
+		m.log.Warn("second gratuitous arp burst skipped", zap.Int("frames", n), zap.Error(err))
+		return
+	}
 	if err != nil && ctx.Err() == nil {
 		m.log.Warn("second gratuitous arp burst failed", zap.Int("frames", n), zap.Error(err))
 		return

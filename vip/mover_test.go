@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -380,6 +381,78 @@ func TestBursts(t *testing.T) {
 		}
 	})
 
+	// Fault campaign 103/18: the primary's agent was frozen (SIGSTOP) just after it
+	// took the VIP, with its second burst pending, and a failover moved the VIP
+	// while it was frozen. Thawed, its overdue timer fired at once and announced the
+	// VIP from the old holder a few milliseconds before the agent saw it had lost
+	// its session and dropped the address: clients then sent to a node without it
+	// until their ARP entries went stale, and writes through the VIP stopped for
+	// the 30 s the round watched. The clock here jumps as a stall would make it.
+	t.Run("a second burst made late by a stall is not sent", func(t *testing.T) {
+		m := newMover(t, Config{ARPCount: count, ARPInterval: 5 * time.Millisecond, SecondBurstDelay: delay})
+		var stalled atomic.Int64
+		m.now = func() time.Time { return time.Now().Add(time.Duration(stalled.Load())) }
+		frames := captureGARP(t, tc, mac, vip, func() {
+			var err error
+			tb.do(func() { _, err = m.Acquire(t.Context()) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			stalled.Store(int64(5 * time.Second)) // frozen 5 s before the timer fires
+		}, delay+400*time.Millisecond)
+		if len(frames) != 2*count {
+			t.Fatalf("captured %d frames, want only the first burst's %d: the second came after a stall", len(frames), 2*count)
+		}
+		var err error
+		tb.do(func() { err = m.Release(t.Context()) })
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("a first burst made late by a stall stops, and the next Acquire announces", func(t *testing.T) {
+		m := newMover(t, Config{ARPCount: 4, ARPInterval: 50 * time.Millisecond, SecondBurstDelay: time.Minute})
+		var stalled atomic.Int64
+		var calls atomic.Int32
+		// Acquire reads the clock as it starts and before each round of the burst:
+		// from the third reading (the second round's) it has jumped, as after a
+		// stall mid-burst.
+		m.now = func() time.Time {
+			if calls.Add(1) > 2 {
+				return time.Now().Add(time.Duration(stalled.Load()))
+			}
+			return time.Now()
+		}
+		stalled.Store(int64(5 * time.Second))
+		var res AcquireResult
+		frames := captureGARP(t, tc, mac, vip, func() {
+			var err error
+			tb.do(func() { res, err = m.Acquire(t.Context()) })
+			if !errors.Is(err, errLate) {
+				t.Fatalf("Acquire after a stall mid-burst: %v, want errLate", err)
+			}
+		}, 300*time.Millisecond)
+		if len(frames) != 2 || res.ARPSent != 2 {
+			t.Fatalf("captured %d frames, Acquire says %d sent; want one round (2 frames) before the stall", len(frames), res.ARPSent)
+		}
+		stalled.Store(0)
+		frames = captureGARP(t, tc, mac, vip, func() {
+			var err error
+			tb.do(func() { res, err = m.Acquire(t.Context()) })
+			if err != nil {
+				t.Fatal(err)
+			}
+		}, 300*time.Millisecond)
+		if len(frames) != 8 || res.ARPSent != 8 {
+			t.Fatalf("the next Acquire: captured %d frames, says %d sent; want the whole burst again (8)", len(frames), res.ARPSent)
+		}
+		var err error
+		tb.do(func() { err = m.Release(t.Context()) })
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("address removed behind its back", func(t *testing.T) {
 		m := newMover(t, Config{ARPCount: count, ARPInterval: 5 * time.Millisecond, SecondBurstDelay: delay})
 		frames := captureGARP(t, tc, mac, vip, func() {
@@ -674,7 +747,7 @@ func TestEachGARPFormUpdatesLinux(t *testing.T) {
 				}
 				defer s.close()
 				s.frames = [][]byte{garpFrame(op, bmac, vip)}
-				_, err = s.burst(t.Context(), 1, 0)
+				_, err = s.burst(t.Context(), 1, 0, time.Now, time.Now())
 			})
 			if err != nil {
 				t.Fatal(err)
