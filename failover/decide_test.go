@@ -65,6 +65,12 @@ func awaiting(since time.Time, clients int, f func(*NodeStatus)) View {
 	return v
 }
 
+// seenAt makes t the coordinator's first sight of db1's verdict.
+func seenAt(t time.Time, v View) View {
+	v.PrimaryVerdictSeen = t
+	return v
+}
+
 // acking marks db1's commits as stuck waiting for a semi-sync acknowledgement.
 func acking(v View) View {
 	p := v.Nodes["db1"]
@@ -201,34 +207,22 @@ func TestDecide(t *testing.T) {
 		// the primary's verdict: the primary's VerdictSince, stamped by another clock,
 		// would let a skew shorten or lengthen it by as much.
 		{
-			name: "... timed from when the coordinator first saw the verdict, not by the primary's clock (the coordinator's runs 30 s ahead)",
-			v: func() View {
-				v := awaiting(t0.Add(-32*time.Second), 0, repointing)
-				v.PrimaryVerdictSeen = t0.Add(-2 * time.Second)
-				return v
-			}(),
+			name:       "... timed from when the coordinator first saw the verdict, not by the primary's clock (the coordinator's runs 30 s ahead)",
+			v:          seenAt(t0.Add(-2*time.Second), awaiting(t0.Add(-32*time.Second), 0, repointing)),
 			now:        t0,
 			want:       NoAction,
 			wantReason: "none connected, db2 reaches it",
 		},
 		{
-			name: "... for SemiSyncGrace at most of the coordinator's clock (its clock runs 30 s behind the primary's)",
-			v: func() View {
-				v := awaiting(t0.Add(30*time.Second-SemiSyncGrace), 0, repointing)
-				v.PrimaryVerdictSeen = t0.Add(-SemiSyncGrace)
-				return v
-			}(),
+			name:      "... for SemiSyncGrace at most of the coordinator's clock (its clock runs 30 s behind the primary's)",
+			v:         seenAt(t0.Add(-SemiSyncGrace), awaiting(t0.Add(30*time.Second-SemiSyncGrace), 0, repointing)),
 			now:       t0,
 			want:      Failover,
 			wantCands: []string{"db2", "db3"},
 		},
 		{
-			name: "... not when the coordinator has not seen the verdict (zero): no grace",
-			v: func() View {
-				v := awaiting(t0.Add(-2*time.Second), 0, repointing)
-				v.PrimaryVerdictSeen = time.Time{}
-				return v
-			}(),
+			name:      "... not when the coordinator has not seen the verdict (zero): no grace",
+			v:         seenAt(time.Time{}, awaiting(t0.Add(-2*time.Second), 0, repointing)),
 			now:       t0,
 			want:      Failover,
 			wantCands: []string{"db2", "db3"},
