@@ -390,7 +390,7 @@ func (r *Reconciler) act(ctx context.Context, snap Snapshot, lease clientv3.Leas
 		}
 		r.setRole(a.Role)
 		if a.Inspect {
-			r.inspectErrant(ctx, a)
+			r.inspectErrant(ctx, snap, a)
 		}
 		r.rejoin.note(r.log, a.Reason)
 	case NodeReconnecting:
@@ -511,6 +511,7 @@ func (r *Reconciler) follow(ctx context.Context, snap Snapshot, a Analysis) {
 	r.probeAs(a.Probe)
 	if !a.Following {
 		r.errantSet("") // the errant check passed
+		r.forgetErrantRecord(ctx, snap, false)
 	}
 	src := sourceAt(r.cfg.Repl, a.Source.Host, a.Source.Port)
 	if err := r.cfg.Local.Follow(ctx, src, r.confirmView(snap)); err != nil {

@@ -3,6 +3,7 @@ package failover
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -74,9 +75,53 @@ func (st *rejoinState) set(c *ErrantCheck, failed time.Time) {
 	st.check, st.failedAt = c, failed
 }
 
+// recall applies a node's recorded findings to a fresh look at its binary logs: a
+// GTID once found real stays real, whatever the binary logs say now (a purge, or a
+// file lost, leaves nothing to read). An unreadable record makes every GTID real.
+func recall(txns []replication.ErrantTxn, rec *ErrantRecord) []replication.ErrantTxn {
+	out := slices.Clone(txns)
+	if rec == nil {
+		return out
+	}
+	for i, t := range out {
+		switch {
+		case t.Kind == replication.ErrantReal:
+		case rec.Unreadable:
+			out[i].Kind = replication.ErrantReal
+			out[i].Note = "the node's errant record cannot be read: taken as real"
+		case slices.Contains(rec.Real, t.GTID):
+			out[i].Kind = replication.ErrantReal
+			out[i].Note = fmt.Sprintf("found written in the binary logs at %s (recorded); no longer readable there", rec.At.UTC().Format(time.RFC3339))
+		}
+	}
+	return out
+}
+
+// newlyReal lists the GTIDs of txns found real in the binary logs (their events
+// read) that rec does not hold yet. None for an unreadable record: it is left for
+// a person to read, never written over.
+func newlyReal(txns []replication.ErrantTxn, rec *ErrantRecord) []string {
+	if rec != nil && rec.Unreadable {
+		return nil
+	}
+	var out []string
+	for _, t := range txns {
+		if t.Kind != replication.ErrantReal || t.First == nil {
+			continue
+		}
+		if rec != nil && slices.Contains(rec.Real, t.GTID) {
+			continue
+		}
+		out = append(out, t.GTID)
+	}
+	return out
+}
+
 // inspectErrant looks the errant GTIDs of a up in the local binary logs and keeps
-// the evidence for the next pass.
-func (r *Reconciler) inspectErrant(ctx context.Context, a Analysis) {
+// the evidence for the next pass, with what earlier looks found real (recall); a
+// new finding of real transactions is recorded in etcd before the evidence is
+// kept, so that it outlives the binary logs and the agent.
+func (r *Reconciler) inspectErrant(ctx context.Context, snap Snapshot, a Analysis) {
 	ev, err := r.cfg.Local.InspectErrant(ctx, a.Primary, inspectTimeout)
 	if err != nil {
 		r.log.Warn("look the errant GTIDs up in the binary logs", zap.Error(err))
@@ -89,6 +134,24 @@ func (r *Reconciler) inspectErrant(ctx context.Context, a Analysis) {
 		r.log.Info("errant GTIDs changed while inspected", zap.String("was", a.Errant), zap.String("now", errant))
 		r.rejoin.set(nil, time.Time{})
 		return
+	}
+	var rec *ErrantRecord
+	if got, ok := snap.ErrantRecords[r.cfg.Node]; ok {
+		rec = &got
+	}
+	ev.Txns = recall(ev.Txns, rec)
+	if found := newlyReal(ev.Txns, rec); len(found) > 0 {
+		next := ErrantRecord{Node: r.cfg.Node, Real: found, At: r.cfg.Now().UTC()}
+		if rec != nil {
+			next.Real = append(slices.Clone(rec.Real), found...)
+		}
+		if err := r.cfg.Store.PutErrantRecord(ctx, next); err != nil {
+			// Without the record the evidence is not kept: no decision is made on
+			// a finding that would not survive the agent.
+			r.log.Warn("record the real errant transactions", zap.Strings("gtids", found), zap.Error(err))
+			r.rejoin.set(nil, r.cfg.Now())
+			return
+		}
 	}
 	var kinds []string
 	for _, t := range ev.Txns {
@@ -127,7 +190,7 @@ func (r *Reconciler) repairErrant(ctx context.Context, snap Snapshot, a Analysis
 			r.answerRejoin(ctx, a.RequestRev, *answer(*a.Request, RequestFailed, step+": "+err.Error()))
 		}
 	}
-	if err := r.cfg.Local.RepairErrant(ctx, ev); err != nil {
+	if err := r.cfg.Local.RepairErrant(ctx, ev, a.Discard); err != nil {
 		fail("reset the binlog GTID state", err)
 		return
 	}
@@ -170,6 +233,21 @@ func (r *Reconciler) repairErrant(ctx context.Context, snap Snapshot, a Analysis
 	if followErr == nil {
 		r.setRole(RoleReplica)
 		r.setFenced("")
+	}
+	// The record may have been written at this pass's inspection, after the
+	// snapshot was read: deleted whatever the snapshot says.
+	r.forgetErrantRecord(ctx, snap, true)
+}
+
+// forgetErrantRecord deletes the node's errant record once it has no errant GTIDs
+// (a repair, a rejoin, a rebuild): kept, it would make the same GTIDs real if the
+// node ever numbered them again. Unless always, only when snap shows one.
+func (r *Reconciler) forgetErrantRecord(ctx context.Context, snap Snapshot, always bool) {
+	if _, ok := snap.ErrantRecords[r.cfg.Node]; !ok && !always {
+		return
+	}
+	if err := r.cfg.Store.DeleteErrantRecord(ctx, r.cfg.Node); err != nil {
+		r.log.Warn("delete the errant record", zap.Error(err))
 	}
 }
 

@@ -196,6 +196,7 @@ func TestRejoinDiscardErrant(t *testing.T) {
 	if real == 0 {
 		t.Fatalf("errant %+v: want the SUPER user's write (%s) reported as not a phantom", n.ErrantTxns, errantGTID)
 	}
+	purgeAndRestartAgent(t, c, errantGTID)
 
 	out, errOut, code := runBaton(t, c, "rejoin", "db1", "--yes")
 	if code != 1 || !strings.Contains(errOut, "--discard-errant") {
@@ -237,6 +238,73 @@ func TestRejoinDiscardErrant(t *testing.T) {
 	if len(lost) > 0 {
 		t.Errorf("%d acknowledged writes are not on %s", len(lost), primary)
 	}
+	if rec, ok := c.snapshot(t).ErrantRecords["db1"]; ok {
+		t.Errorf("errant record %+v still there after db1 rejoined", rec)
+	}
+}
+
+// purgeAndRestartAgent does what a DBA does to free a full disk on the quarantined
+// db1 (FLUSH BINARY LOGS; PURGE BINARY LOGS TO the newest), then restarts its
+// agent. Its real errant transaction (errantGTID) is now in no binary log: it must
+// stay real (the finding was recorded), never pass for a phantom, and nothing may
+// reset db1's binlog GTID state.
+func purgeAndRestartAgent(t *testing.T, c cluster, errantGTID string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if rec, ok := c.snapshot(t).ErrantRecords["db1"]; !ok || !slices.Contains(rec.Real, errantGTID) {
+		t.Fatalf("errant record of db1 %+v: want %s recorded real", rec, errantGTID)
+	}
+	db := sandboxtest.RootDB(t, c.Cluster, "db1")
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var stateBefore, newest string
+	if err := conn.QueryRowContext(ctx, "SELECT @@gtid_binlog_state").Scan(&stateBefore); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(ctx, "FLUSH BINARY LOGS"); err != nil {
+		t.Fatal(err)
+	}
+	var pos, doDB, ignoreDB string
+	if err := conn.QueryRowContext(ctx, "SHOW MASTER STATUS").Scan(&newest, &pos, &doDB, &ignoreDB); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(ctx, "PURGE BINARY LOGS TO '"+newest+"'"); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []sandbox.Fault{sandbox.KillAgent, sandbox.StartAgent} {
+		if err := c.Fault(ctx, "db1", f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sandboxtest.WaitFor(t, 15*time.Second, "db1's restarted agent looking its errant GTIDs up", func() bool {
+		n, ok := c.snapshot(t).Nodes["db1"]
+		return ok && n.Role == failover.RoleQuarantined && len(n.ErrantTxns) > 0
+	})
+	time.Sleep(3 * time.Second) // several passes: time to repair, if it (wrongly) would
+	n := c.snapshot(t).Nodes["db1"]
+	if n.Role != failover.RoleQuarantined {
+		t.Errorf("db1 is %s after its binary logs were purged and its agent restarted, want quarantined", n.Role)
+	}
+	for _, tx := range n.ErrantTxns {
+		if tx.Kind == replication.ErrantPhantom {
+			t.Errorf("errant %+v: a purged GTID taken for a phantom", tx)
+		}
+		if tx.GTID == errantGTID && (tx.Kind != replication.ErrantReal || !strings.Contains(tx.Note, "recorded")) {
+			t.Errorf("errant %+v: want %s still real, from the recorded finding", tx, errantGTID)
+		}
+	}
+	var stateAfter string
+	if err := conn.QueryRowContext(ctx, "SELECT @@gtid_binlog_state").Scan(&stateAfter); err != nil {
+		t.Fatal(err)
+	}
+	if stateAfter != stateBefore {
+		t.Fatalf("db1's gtid_binlog_state went from %s to %s with a real errant transaction (%s)", stateBefore, stateAfter, errantGTID)
+	}
+	t.Logf("db1 after the purge of its binary logs and an agent restart: still quarantined, gtid_binlog_state %s, errant %+v", stateAfter, n.ErrantTxns)
 }
 
 // runBaton runs the baton binary against the cluster; stdin is not a terminal.

@@ -155,3 +155,59 @@ func TestDiskRoom(t *testing.T) {
 		}
 	}
 }
+
+// TestRecall: a GTID once found real stays real when a later look cannot read it
+// (purged) or even calls it a phantom; an unreadable record makes every GTID real;
+// no record changes nothing.
+func TestRecall(t *testing.T) {
+	at := time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC)
+	first := &replication.BinlogEvent{Type: "Annotate_rows", Info: "INSERT INTO app.t VALUES (1)"}
+	fresh := []replication.ErrantTxn{
+		{GTID: "0-2-74", Kind: replication.ErrantUnchecked, Note: "purged"},
+		{GTID: "0-2-75", Kind: replication.ErrantPhantom},
+		{GTID: "0-2-76", Kind: replication.ErrantReal, First: first},
+		{GTID: "0-2-77", Kind: replication.ErrantPhantom},
+	}
+	kinds := func(txns []replication.ErrantTxn) string {
+		var out []string
+		for _, t := range txns {
+			out = append(out, t.GTID+"="+t.Kind.String())
+		}
+		return strings.Join(out, " ")
+	}
+	cases := []struct {
+		name      string
+		rec       *ErrantRecord
+		want      string
+		wantNewly []string
+	}{
+		{"no record", nil, "0-2-74=unchecked 0-2-75=phantom 0-2-76=real 0-2-77=phantom", []string{"0-2-76"}},
+		{"recorded real, now purged or absent", &ErrantRecord{Node: "db2", Real: []string{"0-2-74", "0-2-75", "0-2-76"}, At: at},
+			"0-2-74=real 0-2-75=real 0-2-76=real 0-2-77=phantom", nil},
+		{"an unreadable record", &ErrantRecord{Node: "db2", Unreadable: true},
+			"0-2-74=real 0-2-75=real 0-2-76=real 0-2-77=real", nil},
+		{"a record of other GTIDs", &ErrantRecord{Node: "db2", Real: []string{"0-2-60"}, At: at},
+			"0-2-74=unchecked 0-2-75=phantom 0-2-76=real 0-2-77=phantom", []string{"0-2-76"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := recall(fresh, tc.rec)
+			if k := kinds(got); k != tc.want {
+				t.Errorf("recall: %s, want %s", k, tc.want)
+			}
+			if (replication.ErrantEvidence{Txns: got}).Phantom() {
+				t.Error("evidence with a recorded real GTID reads as all phantom")
+			}
+			if n := newlyReal(got, tc.rec); strings.Join(n, ",") != strings.Join(tc.wantNewly, ",") {
+				t.Errorf("newlyReal: %v, want %v", n, tc.wantNewly)
+			}
+		})
+	}
+	if kinds(fresh) != "0-2-74=unchecked 0-2-75=phantom 0-2-76=real 0-2-77=phantom" {
+		t.Error("recall changed its input")
+	}
+	// Recalled as real, a GTID keeps a note saying why.
+	if got := recall(fresh, &ErrantRecord{Node: "db2", Real: []string{"0-2-75"}, At: at}); !strings.Contains(got[1].Note, "recorded") {
+		t.Errorf("note %q: want it to say the finding was recorded", got[1].Note)
+	}
+}

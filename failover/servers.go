@@ -31,7 +31,7 @@ type Server interface {
 	// InspectErrant looks the server's transactions that primary lacks up in its
 	// binary logs; RepairErrant forgets those found to be phantoms.
 	InspectErrant(ctx context.Context, primary replication.Server, timeout time.Duration) (replication.ErrantEvidence, error)
-	RepairErrant(ctx context.Context, ev replication.ErrantEvidence) error
+	RepairErrant(ctx context.Context, ev replication.ErrantEvidence, discard bool) error
 }
 
 // ServerPool gives the coordinator the cluster's servers by name and address:

@@ -47,6 +47,8 @@ func (k Keys) HistoryPrefix() string     { return k.Prefix + "history/" }
 func (k Keys) RejoinPrefix() string      { return k.Prefix + "rejoin/" }
 func (k Keys) Rejoin(node string) string { return k.RejoinPrefix() + node }
 func (k Keys) History(rev int64) string  { return fmt.Sprintf("%s%020d", k.HistoryPrefix(), rev) }
+func (k Keys) ErrantPrefix() string      { return k.Prefix + "errant/" }
+func (k Keys) Errant(node string) string { return k.ErrantPrefix() + node }
 
 // NodeName returns the node name of a nodes/ key.
 func (k Keys) NodeName(key string) string { return path.Base(key) }
@@ -261,6 +263,21 @@ type RejoinRequest struct {
 	Error    string       `json:"error,omitempty"`
 	Result   *Event       `json:"result,omitempty"`
 	Finished time.Time    `json:"finished,omitempty"`
+}
+
+// ErrantRecord is what a quarantined node's agent found real among its errant
+// GTIDs, kept under errant/<node> with no lease: a finding made while the binary
+// logs still held the transactions outlives them (a purge to free the disk) and the
+// agent (a restart), so that no later look, which can no longer read them, lets
+// them pass for phantoms. The agent deletes it once its node has no errant GTIDs.
+type ErrantRecord struct {
+	Node string `json:"node"`
+	// Real lists the errant GTIDs found written whole in the binary logs.
+	Real []string  `json:"real"`
+	At   time.Time `json:"at"`
+	// Unreadable: the key is there but does not parse (set when read, never
+	// written): every errant GTID of the node counts as real.
+	Unreadable bool `json:"-"`
 }
 
 // Pending says whether the request waits for the node's agent.

@@ -85,6 +85,8 @@ type Snapshot struct {
 	// Rejoins are the operators' rejoin requests, by node, with their mod revisions.
 	Rejoins      map[string]RejoinRequest
 	RejoinModRev map[string]int64
+	// ErrantRecords are the nodes' recorded findings of real errant GTIDs, by node.
+	ErrantRecords map[string]ErrantRecord
 }
 
 // Member is where a node's server was last seen, kept under members/<name> with no
@@ -140,6 +142,7 @@ func (s *Store) loadAt(ctx context.Context, rev int64) (Snapshot, error) {
 		clientv3.OpGet(k.MembersPrefix(), at(clientv3.WithPrefix())...),
 		clientv3.OpGet(k.HistoryPrefix(), at(clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(1))...),
 		clientv3.OpGet(k.RejoinPrefix(), at(clientv3.WithPrefix())...),
+		clientv3.OpGet(k.ErrantPrefix(), at(clientv3.WithPrefix())...),
 	).Commit()
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("load cluster state: %w", err)
@@ -163,7 +166,7 @@ func (k Keys) snapshotOf(rev int64, kvs []*mvccpb.KeyValue) (Snapshot, error) {
 	kvs = slices.Clone(kvs)
 	slices.SortFunc(kvs, func(a, b *mvccpb.KeyValue) int { return bytes.Compare(a.Key, b.Key) })
 	snap := Snapshot{Rev: rev, NodeLeases: map[string]clientv3.LeaseID{},
-		Rejoins: map[string]RejoinRequest{}, RejoinModRev: map[string]int64{}}
+		Rejoins: map[string]RejoinRequest{}, RejoinModRev: map[string]int64{}, ErrantRecords: map[string]ErrantRecord{}}
 	snap.Nodes, snap.Members = map[string]NodeStatus{}, map[string]Member{}
 	var coordinator, lastEvent *mvccpb.KeyValue
 	for _, kv := range kvs {
@@ -235,6 +238,16 @@ func (k Keys) snapshotOf(rev int64, kvs []*mvccpb.KeyValue) (Snapshot, error) {
 				snap.Rejoins[rq.Node] = rq
 				snap.RejoinModRev[rq.Node] = kv.ModRevision
 			}
+		case strings.HasPrefix(key, k.ErrantPrefix()):
+			var rec ErrantRecord
+			if err := json.Unmarshal(kv.Value, &rec); err == nil && rec.Node == strings.TrimPrefix(key, k.ErrantPrefix()) {
+				snap.ErrantRecords[rec.Node] = rec
+			} else {
+				// A record that does not parse still says something was found real:
+				// nothing of that node passes for a phantom.
+				node := strings.TrimPrefix(key, k.ErrantPrefix())
+				snap.ErrantRecords[node] = ErrantRecord{Node: node, Unreadable: true}
+			}
 		}
 	}
 	if coordinator != nil {
@@ -276,6 +289,16 @@ func (s *Store) AnswerRejoin(ctx context.Context, modRev int64, r RejoinRequest)
 	key := s.Keys.Rejoin(r.Node)
 	return s.txn(ctx, "answer rejoin request "+r.ID, []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", modRev)},
 		clientv3.OpPut(key, mustJSON(r)))
+}
+
+// PutErrantRecord records what node's agent found real among its errant GTIDs.
+func (s *Store) PutErrantRecord(ctx context.Context, rec ErrantRecord) error {
+	return s.txn(ctx, "record real errant transactions of "+rec.Node, nil, clientv3.OpPut(s.Keys.Errant(rec.Node), mustJSON(rec)))
+}
+
+// DeleteErrantRecord removes node's record, once it has no errant GTIDs.
+func (s *Store) DeleteErrantRecord(ctx context.Context, node string) error {
+	return s.txn(ctx, "delete the errant record of "+node, nil, clientv3.OpDelete(s.Keys.Errant(node)))
 }
 
 // RejoinRequestRev returns the rejoin request of node and its mod revision, nil

@@ -37,6 +37,9 @@ var (
 	// ErrEvidenceStale: the server's gtid_binlog_state changed since its binary
 	// logs were read; the repair was not made.
 	ErrEvidenceStale = errors.New("replication: binlog changed since it was inspected")
+	// ErrNotPhantom: a repair without the operator's word to discard was asked for
+	// errant GTIDs not all shown to be phantoms; nothing was changed.
+	ErrNotPhantom = errors.New("replication: errant GTIDs not all shown to be phantoms")
 	// ErrRepairUnsupported: the flavor has no errant repair (MySQL, see above).
 	ErrRepairUnsupported = errors.New("replication: errant repair not supported for this flavor")
 )
@@ -240,10 +243,54 @@ func fileFor(files []binlogFile, g string) []string {
 	return out
 }
 
-// lookup is one errant GTID to look for, or a range taken as real unlooked.
+// lookup is one errant GTID to look for, or a GTID (or range) not looked up.
 type lookup struct {
 	gtid string
-	note string // set: not looked up, real
+	note string // set: not looked up; kind says what it counts as
+	kind ErrantKind
+	// files are the binary logs that can hold it (fileFor), set by locate.
+	files []string
+}
+
+// locate names, for each lookup, the files that can hold it. One that no file left
+// can hold was logged before the oldest binary log (its Gtid_list lists it): it was
+// purged, and nothing on the server says any more whether it was ever written
+// whole. It is unchecked, never a phantom. MariaDB keeps no gtid_purged, and a
+// Gtid_list lists phantoms numbered before the rotation just as it lists real
+// transactions: a purge is what an operator does to free a full disk, so this is
+// the common case, not an edge.
+func locate(lookups []lookup, files []binlogFile) []lookup {
+	out := slices.Clone(lookups)
+	for i, l := range out {
+		if l.note != "" {
+			continue
+		}
+		out[i].files = fileFor(files, l.gtid)
+		if len(out[i].files) > 0 {
+			continue
+		}
+		out[i].kind = ErrantUnchecked
+		if len(files) == 0 {
+			out[i].note = "no binary log left to look it up in: cannot be checked"
+		} else {
+			out[i].note = fmt.Sprintf("logged before %s, the oldest binary log left (its Gtid_list lists it): purged, cannot be checked", files[0].Name)
+		}
+	}
+	return out
+}
+
+// filesToScan lists, in order, the files some lookup must be looked for in.
+func filesToScan(lookups []lookup, files []binlogFile) []binlogFile {
+	var scan []binlogFile
+	for _, f := range files {
+		for _, l := range lookups {
+			if l.note == "" && slices.Contains(l.files, f.Name) {
+				scan = append(scan, f)
+				break
+			}
+		}
+	}
+	return scan
 }
 
 // errantLookups expands an errant set into single GTIDs. MariaDB's errant entry
@@ -271,14 +318,14 @@ func errantLookups(errant GTIDSet, primary Server, binlogState GTIDSet) []lookup
 			top := g.SequenceNumber
 			if inLog < top {
 				out = append(out, lookup{gtid: fmt.Sprintf("%d-%d-%d..%d", g.DomainID, g.ServerID, max(lo, inLog)+1, top),
-					note: "above gtid_binlog_state: in gtid_slave_pos only"})
+					note: "above gtid_binlog_state: in gtid_slave_pos only", kind: ErrantReal})
 				top = inLog
 			}
 			from := lo + 1
 			if top >= from && top-from+1 > uint64(budget) {
 				cut := top - uint64(budget) + 1
 				out = append(out, lookup{gtid: fmt.Sprintf("%d-%d-%d..%d", g.DomainID, g.ServerID, from, cut-1),
-					note: "too many to look up one by one: taken as real"})
+					note: "too many to look up one by one: taken as real", kind: ErrantReal})
 				from = cut
 			}
 			for seq := from; seq <= top && seq > 0; seq++ {
@@ -291,7 +338,7 @@ func errantLookups(errant GTIDSet, primary Server, binlogState GTIDSet) []lookup
 			for _, iv := range errant.my.Sets[sid].Intervals {
 				for n := iv.Start; n < iv.Stop; n++ {
 					if budget <= 0 {
-						out = append(out, lookup{gtid: fmt.Sprintf("%s:%d-%d", sid, n, iv.Stop-1), note: "too many to look up one by one: taken as real"})
+						out = append(out, lookup{gtid: fmt.Sprintf("%s:%d-%d", sid, n, iv.Stop-1), note: "too many to look up one by one: taken as real", kind: ErrantReal})
 						break
 					}
 					out = append(out, lookup{gtid: fmt.Sprintf("%s:%d", sid, n)})
@@ -324,7 +371,10 @@ func sortedSIDs(s *gomysql.MysqlGTIDSet) []string {
 // could read it, crash recovery would truncate it, and InnoDB rolled it back when
 // its binlog write failed: a phantom, with its first event and a note. Absent, it
 // is a phantom on MariaDB and, on MySQL, a transaction whose binlog was purged
-// (real). Anything else found incomplete counts as real.
+// (real). Anything else found incomplete counts as real. Lookups must have been
+// through locate, and every file they name scanned: "absent" means absent from the
+// one file that must hold it, never "not looked for" (a lookup with a note was not
+// looked for, and is what the note says).
 func classifyErrant(f Flavor, lookups []lookup, events []BinlogEvent, tails map[string]uint64) []ErrantTxn {
 	type found struct {
 		first    *BinlogEvent
@@ -379,7 +429,7 @@ func classifyErrant(f Flavor, lookups []lookup, events []BinlogEvent, tails map[
 		fd, ok := seen[strings.ToLower(l.gtid)]
 		switch {
 		case l.note != "":
-			t.Kind, t.Note = ErrantReal, l.note
+			t.Kind, t.Note = l.kind, l.note
 		case ok && fd.complete:
 			t.Kind, t.First = ErrantReal, fd.first
 		case ok && tails[fd.file] > 0 && f == FlavorMariaDB:
@@ -389,6 +439,8 @@ func classifyErrant(f Flavor, lookups []lookup, events []BinlogEvent, tails map[
 			t.Kind, t.First, t.Note = ErrantReal, fd.first, "incomplete in the binlog: taken as real"
 		case f == FlavorMySQL:
 			t.Kind, t.Note = ErrantReal, "not in the binary logs: purged (gtid_executed has it, so it was committed)"
+		case len(l.files) == 0:
+			t.Kind, t.Note = ErrantUnchecked, "not looked up in any binary log"
 		default:
 			t.Kind = ErrantPhantom
 		}
@@ -400,10 +452,12 @@ func classifyErrant(f Flavor, lookups []lookup, events []BinlogEvent, tails map[
 // writtenState is MariaDB's gtid_binlog_state as the binary logs hold it: each
 // (domain, server_id) entry with errant GTIDs set back to the highest sequence at
 // or below what the primary has, found in the scanned files' events or in the
-// Gtid_list of the first of them; an entry with none left is dropped. Within a
-// domain the entries are listed by sequence, the highest last: MariaDB takes the
-// last one listed as the domain's position.
-func writtenState(state, errant GTIDSet, primary Server, scanned []binlogFile, events []BinlogEvent) string {
+// Gtid_list of the oldest file left (files, all of them, oldest first): that list
+// says everything of the entry up to its sequence was logged, so the primary's
+// sequence too when the list goes beyond it. It is never lower than that. An entry
+// with none left is dropped. Within a domain the entries are listed by sequence,
+// the highest last: MariaDB takes the last one listed as the domain's position.
+func writtenState(state, errant GTIDSet, primary Server, files []binlogFile, events []BinlogEvent) string {
 	if state.flavor != FlavorMariaDB || state.maria == nil {
 		return ""
 	}
@@ -421,9 +475,9 @@ func writtenState(state, errant GTIDSet, primary Server, scanned []binlogFile, e
 			}
 		}
 		best := uint64(0)
-		if len(scanned) > 0 && scanned[0].HasBefore && scanned[0].Before.maria != nil {
-			if bg, ok := scanned[0].Before.maria.Sets[g.DomainID][g.ServerID]; ok && bg.SequenceNumber <= lo {
-				best = bg.SequenceNumber
+		if len(files) > 0 && files[0].HasBefore && files[0].Before.maria != nil {
+			if bg, ok := files[0].Before.maria.Sets[g.DomainID][g.ServerID]; ok {
+				best = min(bg.SequenceNumber, lo)
 			}
 		}
 		for _, e := range events {
@@ -488,20 +542,12 @@ func (in *Instance) InspectErrant(ctx context.Context, primary Server, timeout t
 		if ev.BinlogEnd, err = s.binlogEnd(ctx); err != nil {
 			return err
 		}
-		lookups := errantLookups(ev.Errant, primary, state)
 		files, err := s.binlogFiles(ctx)
 		if err != nil {
 			return err
 		}
-		var scan []binlogFile
-		for _, f := range files {
-			for _, l := range lookups {
-				if l.note == "" && slices.Contains(fileFor(files, l.gtid), f.Name) {
-					scan = append(scan, f)
-					break
-				}
-			}
-		}
+		lookups := locate(errantLookups(ev.Errant, primary, state), files)
+		scan := filesToScan(lookups, files)
 		endFile, endPos := splitEnd(ev.BinlogEnd)
 		tails := map[string]uint64{}
 		after := false
@@ -538,7 +584,7 @@ func (in *Instance) InspectErrant(ctx context.Context, primary Server, timeout t
 			}
 		}
 		if s.flavor == FlavorMariaDB {
-			ev.Written = writtenState(state, ev.Errant, primary, scan, events)
+			ev.Written = writtenState(state, ev.Errant, primary, files, events)
 		}
 		return nil
 	})

@@ -131,7 +131,8 @@ func TestClassifyErrantMariaDBPhantoms(t *testing.T) {
 	if err != nil || errant.String() != "0-1-37" {
 		t.Fatalf("errant = %v %v", errant, err)
 	}
-	lookups := errantLookups(errant, primary, state)
+	files := []binlogFile{{Name: "mysql-bin.000001", Before: MustParseGTIDSet(FlavorMariaDB, ""), HasBefore: true}}
+	lookups := locate(errantLookups(errant, primary, state), files)
 	if len(lookups) != 2 || lookups[0].gtid != "0-1-36" || lookups[1].gtid != "0-1-37" {
 		t.Fatalf("lookups %+v: want 0-1-36 and 0-1-37", lookups)
 	}
@@ -139,7 +140,12 @@ func TestClassifyErrantMariaDBPhantoms(t *testing.T) {
 	if !ev.Phantom() {
 		t.Fatalf("txns %+v: want both phantom", ev.Txns)
 	}
-	files := []binlogFile{{Name: "mysql-bin.000001", Before: MustParseGTIDSet(FlavorMariaDB, ""), HasBefore: true}}
+	// Not looked for in the file that must hold it: never a phantom.
+	for _, tx := range classifyErrant(FlavorMariaDB, errantLookups(errant, primary, state), events, nil) {
+		if tx.Kind != ErrantUnchecked {
+			t.Errorf("%+v: a GTID not located in any file is unchecked", tx)
+		}
+	}
 	if w := writtenState(state, errant, primary, files, events); w != "0-1-35" {
 		t.Errorf("written state %q, want 0-1-35", w)
 	}
@@ -161,7 +167,8 @@ mysql-bin.000001	14400	Xid	1	14431	COMMIT /* xid=700 */`
 	state := MustParseGTIDSet(FlavorMariaDB, "0-2-40,0-1-36")
 	primary := Server{ServerID: 2, Executed: MustParseGTIDSet(FlavorMariaDB, "0-1-35,0-2-53")}
 	errant, _ := Errant(Server{ServerID: 1, Executed: state}, primary)
-	txns := classifyErrant(FlavorMariaDB, errantLookups(errant, primary, state), events, nil)
+	files := []binlogFile{{Name: "mysql-bin.000001", Before: MustParseGTIDSet(FlavorMariaDB, ""), HasBefore: true}}
+	txns := classifyErrant(FlavorMariaDB, locate(errantLookups(errant, primary, state), files), events, nil)
 	if len(txns) != 1 || txns[0].Kind != ErrantReal || txns[0].First == nil || txns[0].First.Type != "Annotate_rows" ||
 		!strings.Contains(txns[0].First.Info, "app.t") {
 		t.Fatalf("txns %+v: want 0-1-36 real, first event its annotation", txns)
@@ -170,7 +177,6 @@ mysql-bin.000001	14400	Xid	1	14431	COMMIT /* xid=700 */`
 	if ev.Phantom() || len(ev.Real()) != 1 {
 		t.Error("a real errant transaction read as a phantom")
 	}
-	files := []binlogFile{{Name: "mysql-bin.000001", Before: MustParseGTIDSet(FlavorMariaDB, ""), HasBefore: true}}
 	// Server 2's entry is kept, listed first: server 1's 35 is the domain's last.
 	if w := writtenState(state, errant, primary, files, events); w != "0-1-35,0-2-40" {
 		t.Errorf("written state %q, want 0-1-35,0-2-40 (ordered by sequence within the domain)", w)
@@ -251,7 +257,8 @@ mysql-bin.000001	11780	Table_map	1	11832	table_id: 21 (sandbox.fill)`
 	state := MustParseGTIDSet(FlavorMariaDB, "0-1-32")
 	primary := Server{ServerID: 2, Executed: MustParseGTIDSet(FlavorMariaDB, "0-1-30,0-2-44")}
 	errant, _ := Errant(Server{ServerID: 1, Executed: state}, primary)
-	lookups := errantLookups(errant, primary, state)
+	files := []binlogFile{{Name: "mysql-bin.000001", Before: MustParseGTIDSet(FlavorMariaDB, ""), HasBefore: true}}
+	lookups := locate(errantLookups(errant, primary, state), files)
 	txns := classifyErrant(FlavorMariaDB, lookups, events, map[string]uint64{"mysql-bin.000001": 11832})
 	if len(txns) != 2 || txns[0].GTID != "0-1-31" || txns[0].Kind != ErrantPhantom || txns[0].First == nil || txns[0].Note == "" ||
 		txns[1].GTID != "0-1-32" || txns[1].Kind != ErrantPhantom {
@@ -262,8 +269,89 @@ mysql-bin.000001	11780	Table_map	1	11832	table_id: 21 (sandbox.fill)`
 	if txns[0].Kind != ErrantReal {
 		t.Errorf("%+v: an incomplete transaction without an unreadable tail must count as real", txns[0])
 	}
-	files := []binlogFile{{Name: "mysql-bin.000001", Before: MustParseGTIDSet(FlavorMariaDB, ""), HasBefore: true}}
 	if w := writtenState(state, errant, primary, files, events); w != "0-1-30" {
 		t.Errorf("written state %q, want 0-1-30", w)
+	}
+}
+
+// The schedule of a quarantined old primary whose binary logs a DBA purged to free
+// space (FLUSH BINARY LOGS; PURGE BINARY LOGS TO the newest): its errant
+// transactions 0-2-74..77 were real, and the one file left lists them in its
+// Gtid_list only. Such a GTID cannot be looked up; it is unchecked, never a
+// phantom, and the binlog GTID state a repair would set keeps what the primary has.
+func TestClassifyErrantPurged(t *testing.T) {
+	out := `Log_name	Pos	Event_type	Server_id	End_log_pos	Info
+mysql-bin.000003	4	Format_desc	2	256	Server ver: 10.11.19-MariaDB-0+deb12u1-log, Binlog ver: 4
+mysql-bin.000003	256	Gtid_list	2	313	[0-1-29,0-2-77]
+mysql-bin.000003	313	Binlog_checkpoint	2	356	mysql-bin.000003`
+	head := eventsOf(t, out)
+	before, ok := fileBefore(FlavorMariaDB, head)
+	if !ok {
+		t.Fatal("no Gtid_list read")
+	}
+	files := []binlogFile{{Name: "mysql-bin.000003", Before: before, HasBefore: true}}
+	state := MustParseGTIDSet(FlavorMariaDB, "0-1-29,0-2-77")
+	primary := Server{ServerID: 3, Executed: MustParseGTIDSet(FlavorMariaDB, "0-1-29,0-2-73,0-3-12")}
+	errant, err := Errant(Server{ServerID: 2, Executed: state}, primary)
+	if err != nil || errant.String() != "0-2-77" {
+		t.Fatalf("errant = %v %v", errant, err)
+	}
+	lookups := locate(errantLookups(errant, primary, state), files)
+	if scan := filesToScan(lookups, files); len(scan) != 0 {
+		t.Errorf("files to scan %v: want none (every GTID was logged before the only file)", scan)
+	}
+	txns := classifyErrant(FlavorMariaDB, lookups, nil, nil)
+	if len(txns) != 4 {
+		t.Fatalf("txns %+v: want 0-2-74..77", txns)
+	}
+	for _, tx := range txns {
+		if tx.Kind != ErrantUnchecked || !strings.Contains(tx.Note, "purged") {
+			t.Errorf("%+v: want unchecked, noted as purged", tx)
+		}
+	}
+	if (ErrantEvidence{Txns: txns}).Phantom() {
+		t.Fatal("purged real transactions read as phantoms")
+	}
+	// The oldest file's Gtid_list says 0-2-1..77 were written: the binlog holds at
+	// least what the primary has of server 2 (73), never less.
+	if w := writtenState(state, errant, primary, files, nil); w != "0-1-29,0-2-73" {
+		t.Errorf("written state %q, want 0-1-29,0-2-73", w)
+	}
+	// The same GTIDs in a file still there are looked up (and found phantom when absent).
+	older := []binlogFile{{Name: "mysql-bin.000002", Before: MustParseGTIDSet(FlavorMariaDB, "0-1-29,0-2-70"), HasBefore: true}, files[0]}
+	lookups = locate(errantLookups(errant, primary, state), older)
+	if scan := filesToScan(lookups, older); len(scan) != 1 || scan[0].Name != "mysql-bin.000002" {
+		t.Errorf("files to scan %v: want mysql-bin.000002", scan)
+	}
+	for _, tx := range classifyErrant(FlavorMariaDB, lookups, nil, nil) {
+		if tx.Kind != ErrantPhantom {
+			t.Errorf("%+v: in no event of the file that must hold it: want phantom", tx)
+		}
+	}
+}
+
+func TestUnloggedBelowOldest(t *testing.T) {
+	set := func(s string) GTIDSet { return MustParseGTIDSet(FlavorMariaDB, s) }
+	errant := set("0-2-77")
+	tests := []struct {
+		name, oldest, written string
+		want                  []string
+	}{
+		{"the oldest file lists the errant GTIDs", "0-1-29,0-2-77", "0-1-29,0-2-73", []string{"0-2-77"}},
+		{"the oldest file lists part of them", "0-1-29,0-2-75", "0-1-29,0-2-73", []string{"0-2-75"}},
+		{"the oldest file lists none", "0-1-29,0-2-73", "0-1-29,0-2-73", nil},
+		{"server 2 dropped from the written state", "0-1-29,0-2-1", "0-1-29", []string{"0-2-1"}},
+		{"other servers do not count", "0-1-40,0-2-70", "0-1-29,0-2-73", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := unloggedBelow(set(tt.oldest), tt.written, errant)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("unloggedBelow = %v, want %v", got, tt.want)
+			}
+		})
 	}
 }

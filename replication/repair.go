@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"go.uber.org/zap"
 )
@@ -36,28 +37,65 @@ func slavePosAfter(written string, slavePos string, errant GTIDSet) (string, err
 	return u.Position(), nil
 }
 
+// unloggedBelow lists the entries of oldest (the Gtid_list of the oldest binary log
+// left) that say more of an errant (domain, server_id) was logged than written
+// keeps: setting gtid_binlog_state to written would forget transactions the binary
+// logs say were written (purged since, or never looked up). None: nothing logged is
+// forgotten.
+func unloggedBelow(oldest GTIDSet, written string, errant GTIDSet) ([]string, error) {
+	w, err := ParseGTIDSet(FlavorMariaDB, written)
+	if err != nil {
+		return nil, err
+	}
+	if oldest.maria == nil || errant.maria == nil {
+		return nil, nil
+	}
+	var out []string
+	for _, g := range sortedMaria(oldest.maria) {
+		if _, bad := errant.maria.Sets[g.DomainID][g.ServerID]; !bad {
+			continue
+		}
+		kept := uint64(0)
+		if w.maria != nil {
+			if wg, ok := w.maria.Sets[g.DomainID][g.ServerID]; ok {
+				kept = wg.SequenceNumber
+			}
+		}
+		if g.SequenceNumber > kept {
+			out = append(out, g.String())
+		}
+	}
+	return out, nil
+}
+
 // RepairErrant makes a MariaDB server's binlog GTID state what its binary logs
 // hold, without a restart, so that it can follow the primary again: the errant
 // GTIDs of ev are forgotten. It is for phantoms (ev.Phantom: nothing written is
-// lost) and, on an operator's word, for real errant transactions (their binlog
-// events go, their changes to the data stay).
+// lost) and, on an operator's word (discard), for real errant transactions (their
+// binlog events go, their changes to the data stay). Without discard it refuses
+// evidence that is not all phantoms (ErrNotPhantom), whatever its caller decided.
 //
 // On one connection: the server must be read_only; replication is stopped; under
 // FLUSH TABLES WITH READ LOCK, gtid_binlog_state is read again and must be
 // ev.BinlogState (else ErrEvidenceStale: something was written since the
-// inspection); RESET MASTER (the only way MariaDB lets gtid_binlog_state be set:
+// inspection); without discard, the oldest binary log's Gtid_list is read again
+// and must not list more of an errant server_id than ev.Written keeps (else
+// ErrNotPhantom: it says those transactions were written); RESET MASTER (the only way MariaDB lets gtid_binlog_state be set:
 // it removes the binary log files, whose transactions, the errant ones apart,
 // the primary has), SET GLOBAL gtid_binlog_state = ev.Written; the lock goes;
 // then gtid_slave_pos is set to the same position (slavePosAfter). Replication
 // is left stopped: Follow points it at the primary with MASTER_USE_GTID=slave_pos.
 //
 // MySQL: ErrRepairUnsupported (see the comment at the top of this file).
-func (in *Instance) RepairErrant(ctx context.Context, ev ErrantEvidence) error {
+func (in *Instance) RepairErrant(ctx context.Context, ev ErrantEvidence, discard bool) error {
 	if ev.Flavor != FlavorMariaDB {
 		return fmt.Errorf("repair errant transactions of %s (%s): %w", in.name, ev.Flavor, ErrRepairUnsupported)
 	}
 	if ev.Errant.IsEmpty() {
 		return fmt.Errorf("repair errant transactions of %s: no errant transactions inspected", in.name)
+	}
+	if !discard && !ev.Phantom() {
+		return fmt.Errorf("repair errant transactions of %s: %w", in.name, ErrNotPhantom)
 	}
 	slavePos, err := slavePosAfter(ev.Written, ev.SlavePos, ev.Errant)
 	if err != nil {
@@ -103,6 +141,22 @@ func (in *Instance) RepairErrant(ctx context.Context, ev ErrantEvidence) error {
 		}
 		if end != ev.BinlogEnd {
 			return fmt.Errorf("the binlog ends at %s, ended at %s when it was read: %w", end, ev.BinlogEnd, ErrEvidenceStale)
+		}
+		if !discard {
+			files, err := s.binlogFiles(ctx)
+			if err != nil {
+				return err
+			}
+			if len(files) == 0 || !files[0].HasBefore {
+				return fmt.Errorf("the oldest binary log's Gtid_list cannot be read: %w", ErrNotPhantom)
+			}
+			logged, err := unloggedBelow(files[0].Before, ev.Written, ev.Errant)
+			if err != nil {
+				return err
+			}
+			if len(logged) > 0 {
+				return fmt.Errorf("%s's Gtid_list lists %s as written, above %q: %w", files[0].Name, strings.Join(logged, ","), ev.Written, ErrNotPhantom)
+			}
 		}
 		if err := s.exec(ctx, "RESET MASTER"); err != nil {
 			return err

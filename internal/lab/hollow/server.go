@@ -320,7 +320,7 @@ func (s *Server) InspectErrant(ctx context.Context, primary replication.Server, 
 }
 
 // RepairErrant is refused: see InspectErrant.
-func (s *Server) RepairErrant(ctx context.Context, ev replication.ErrantEvidence) error {
+func (s *Server) RepairErrant(ctx context.Context, ev replication.ErrantEvidence, discard bool) error {
 	return errors.New("hollow: a scripted server has no binary logs")
 }
 
