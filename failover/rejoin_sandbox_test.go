@@ -196,7 +196,6 @@ func TestRejoinDiscardErrant(t *testing.T) {
 	if real == 0 {
 		t.Fatalf("errant %+v: want the SUPER user's write (%s) reported as not a phantom", n.ErrantTxns, errantGTID)
 	}
-	purgeAndRestartAgent(t, c, errantGTID)
 
 	out, errOut, code := runBaton(t, c, "rejoin", "db1", "--yes")
 	if code != 1 || !strings.Contains(errOut, "--discard-errant") {
@@ -243,37 +242,83 @@ func TestRejoinDiscardErrant(t *testing.T) {
 	}
 }
 
-// purgeAndRestartAgent does what a DBA does to free a full disk on the quarantined
-// db1 (FLUSH BINARY LOGS; PURGE BINARY LOGS TO the newest), then restarts its
-// agent. Its real errant transaction (errantGTID) is now in no binary log: it must
-// stay real (the finding was recorded), never pass for a phantom, and nothing may
-// reset db1's binlog GTID state.
-func purgeAndRestartAgent(t *testing.T, c cluster, errantGTID string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+// TestRejoinPurgedRealErrant: the old primary holds a real errant transaction,
+// complete in its binary log; its agent finds it real and records that. Then what a
+// DBA does to free a disk: FLUSH BINARY LOGS; PURGE BINARY LOGS TO the newest, and
+// the agent restarts. The transaction is in no binary log now, but it stays real
+// (never a phantom), nothing resets the server's binlog GTID state, and only an
+// operator's discard makes the node rejoin.
+func TestRejoinPurgedRealErrant(t *testing.T) {
+	c := upCluster(t, "rjpg", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if rec, ok := c.snapshot(t).ErrantRecords["db1"]; !ok || !slices.Contains(rec.Real, errantGTID) {
-		t.Fatalf("errant record of db1 %+v: want %s recorded real", rec, errantGTID)
+	// db1's agent gone, its server healthy: an operator's forced failover fences it
+	// over the network and promotes another node.
+	if err := c.Fault(ctx, "db1", sandbox.KillAgent); err != nil {
+		t.Fatal(err)
 	}
+	sandboxtest.WaitFor(t, 10*time.Second, "db1's agent gone from etcd", func() bool {
+		_, ok := c.snapshot(t).Nodes["db1"]
+		return !ok
+	})
+	if out, errOut, code := runBaton(t, c, "failover", "--force", "--yes"); code != 0 {
+		t.Fatalf("baton failover --force: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	primary := c.snapshot(t).Primary.Node
+	if primary == "db1" {
+		t.Fatal("db1 still the primary of record after the failover")
+	}
+	// A real errant transaction on db1 (fenced read_only; root writes all the same).
 	db := sandboxtest.RootDB(t, c.Cluster, "db1")
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	var stateBefore, newest string
-	if err := conn.QueryRowContext(ctx, "SELECT @@gtid_binlog_state").Scan(&stateBefore); err != nil {
+	var errantGTID, stateBefore string
+	for _, q := range []string{"SET GLOBAL rpl_semi_sync_master_enabled = OFF", "INSERT INTO sandbox.t(v) VALUES ('errant, then purged')"} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s on db1: %v", q, err)
+		}
+	}
+	if err := conn.QueryRowContext(ctx, "SELECT @@gtid_binlog_pos, @@gtid_binlog_state").Scan(&errantGTID, &stateBefore); err != nil {
 		t.Fatal(err)
 	}
+	if err := c.Fault(ctx, "db1", sandbox.StartAgent); err != nil {
+		t.Fatal(err)
+	}
+	sandboxtest.WaitFor(t, 15*time.Second, "db1 quarantined, "+errantGTID+" found real and recorded", func() bool {
+		snap := c.snapshot(t)
+		rec, ok := snap.ErrantRecords["db1"]
+		return snap.Nodes["db1"].Role == failover.RoleQuarantined && ok && slices.Contains(rec.Real, errantGTID)
+	})
+	lease := c.snapshot(t).NodeLeases["db1"]
+
 	if _, err := conn.ExecContext(ctx, "FLUSH BINARY LOGS"); err != nil {
 		t.Fatal(err)
 	}
-	var pos, doDB, ignoreDB string
+	var newest, pos, doDB, ignoreDB string
 	if err := conn.QueryRowContext(ctx, "SHOW MASTER STATUS").Scan(&newest, &pos, &doDB, &ignoreDB); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := conn.ExecContext(ctx, "PURGE BINARY LOGS TO '"+newest+"'"); err != nil {
 		t.Fatal(err)
+	}
+	rows, err := conn.QueryContext(ctx, "SHOW BINARY LOGS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs []string
+	for rows.Next() {
+		var name, size string
+		if err := rows.Scan(&name, &size); err != nil {
+			t.Fatal(err)
+		}
+		logs = append(logs, name)
+	}
+	rows.Close()
+	if len(logs) != 1 || logs[0] != newest {
+		t.Fatalf("binary logs after the purge: %v, want only %s", logs, newest)
 	}
 	for _, f := range []sandbox.Fault{sandbox.KillAgent, sandbox.StartAgent} {
 		if err := c.Fault(ctx, "db1", f); err != nil {
@@ -281,30 +326,52 @@ func purgeAndRestartAgent(t *testing.T, c cluster, errantGTID string) {
 		}
 	}
 	sandboxtest.WaitFor(t, 15*time.Second, "db1's restarted agent looking its errant GTIDs up", func() bool {
-		n, ok := c.snapshot(t).Nodes["db1"]
-		return ok && n.Role == failover.RoleQuarantined && len(n.ErrantTxns) > 0
+		snap := c.snapshot(t)
+		n, ok := snap.Nodes["db1"]
+		return ok && snap.NodeLeases["db1"] != lease && n.Role == failover.RoleQuarantined && len(n.ErrantTxns) > 0
 	})
 	time.Sleep(3 * time.Second) // several passes: time to repair, if it (wrongly) would
 	n := c.snapshot(t).Nodes["db1"]
 	if n.Role != failover.RoleQuarantined {
 		t.Errorf("db1 is %s after its binary logs were purged and its agent restarted, want quarantined", n.Role)
 	}
+	found := false
 	for _, tx := range n.ErrantTxns {
 		if tx.Kind == replication.ErrantPhantom {
 			t.Errorf("errant %+v: a purged GTID taken for a phantom", tx)
 		}
-		if tx.GTID == errantGTID && (tx.Kind != replication.ErrantReal || !strings.Contains(tx.Note, "recorded")) {
-			t.Errorf("errant %+v: want %s still real, from the recorded finding", tx, errantGTID)
+		if tx.GTID == errantGTID {
+			found = true
+			if tx.Kind != replication.ErrantReal || !strings.Contains(tx.Note, "recorded") {
+				t.Errorf("errant %+v: want it still real, from the recorded finding", tx)
+			}
 		}
+	}
+	if !found {
+		t.Errorf("errant %+v: %s not listed", n.ErrantTxns, errantGTID)
 	}
 	var stateAfter string
 	if err := conn.QueryRowContext(ctx, "SELECT @@gtid_binlog_state").Scan(&stateAfter); err != nil {
 		t.Fatal(err)
 	}
 	if stateAfter != stateBefore {
-		t.Fatalf("db1's gtid_binlog_state went from %s to %s with a real errant transaction (%s)", stateBefore, stateAfter, errantGTID)
+		t.Fatalf("db1's gtid_binlog_state went from %s to %s over a real errant transaction (%s)", stateBefore, stateAfter, errantGTID)
 	}
-	t.Logf("db1 after the purge of its binary logs and an agent restart: still quarantined, gtid_binlog_state %s, errant %+v", stateAfter, n.ErrantTxns)
+	t.Logf("after the purge and an agent restart: quarantined, gtid_binlog_state %s, errant %+v", stateAfter, n.ErrantTxns)
+
+	// The operator's discard still works on purged binary logs.
+	out, errOut, code := runBaton(t, c, "rejoin", "db1", "--discard-errant", "--yes")
+	if code != 0 {
+		t.Fatalf("baton rejoin --discard-errant: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	sandboxtest.WaitFor(t, 15*time.Second, "db1 replicating", func() bool {
+		n := c.snapshot(t).Nodes["db1"]
+		return n.Role == failover.RoleReplica && n.IORunning && n.SQLRunning
+	})
+	checkReplica(t, c, "db1", primary)
+	if rec, ok := c.snapshot(t).ErrantRecords["db1"]; ok {
+		t.Errorf("errant record %+v still there after db1 rejoined", rec)
+	}
 }
 
 // runBaton runs the baton binary against the cluster; stdin is not a terminal.

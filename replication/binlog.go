@@ -550,36 +550,51 @@ func (in *Instance) InspectErrant(ctx context.Context, primary Server, timeout t
 		scan := filesToScan(lookups, files)
 		endFile, endPos := splitEnd(ev.BinlogEnd)
 		tails := map[string]uint64{}
-		after := false
+		uncheckable := ""
 		var events []BinlogEvent
 		for _, f := range scan {
-			fe, tail, err := s.binlogEvents(ctx, f.Name, 0, f.Name == endFile)
+			current := f.Name == endFile
+			// Read whatever part of each file can be read: an unreadable part is
+			// judged below, never a reason to give up the whole look (the node would
+			// stay quarantined with nothing to show).
+			fe, tail, err := s.binlogEvents(ctx, f.Name, 0, true)
 			if err != nil {
 				return err
 			}
-			if tail > 0 {
+			events = append(events, fe...)
+			if tail == 0 {
+				continue
+			}
+			after := !current
+			if current {
 				if after, err = s.writtenAfter(ctx, f.Name, tail, endPos); err != nil {
 					return err
 				}
-				if after {
-					// Something was committed past the unreadable part (a write after the
-					// disk had room again): what lies there cannot be read, so nothing
-					// missing can be called a phantom.
-					ev.UnreadableTail = fmt.Sprintf("%s from offset %d, with events written after it up to %s: not checkable", f.Name, tail, ev.BinlogEnd)
-					events = append(events, fe...)
-					continue
-				}
+			}
+			switch {
+			case !current:
+				// A file rotated since (FLUSH BINARY LOGS, a restart) with an unreadable
+				// part: what lies there, and whether anything was written after it,
+				// cannot be known.
+				ev.UnreadableTail = fmt.Sprintf("%s from offset %d, a file no longer written: not checkable", f.Name, tail)
+				uncheckable = fmt.Sprintf("not readable in %s, unreadable from offset %d: cannot be checked", f.Name, tail)
+			case after:
+				// Something was committed past the unreadable part (a write after the
+				// disk had room again): what lies there cannot be read, so nothing
+				// missing can be called a phantom.
+				ev.UnreadableTail = fmt.Sprintf("%s from offset %d, with events written after it up to %s: not checkable", f.Name, tail, ev.BinlogEnd)
+				uncheckable = "not readable in the binlog, which has events written after an unreadable part: cannot be checked"
+			default:
 				tails[f.Name] = tail
 				ev.UnreadableTail = fmt.Sprintf("%s from offset %d (the server's position: %s)", f.Name, tail, ev.BinlogEnd)
 			}
-			events = append(events, fe...)
 		}
 		ev.Txns = classifyErrant(s.flavor, lookups, events, tails)
-		if after {
+		if uncheckable != "" {
 			for i, t := range ev.Txns {
 				if t.Kind == ErrantPhantom {
 					ev.Txns[i].Kind = ErrantUnchecked
-					ev.Txns[i].Note = "not readable in the binlog, which has events written after an unreadable part: cannot be checked"
+					ev.Txns[i].Note = uncheckable
 				}
 			}
 		}
@@ -679,12 +694,13 @@ func (s *session) binlogFiles(ctx context.Context) ([]binlogFile, error) {
 // binlogEvents reads the events of one file, the first limit of them (0: all,
 // page by page). A page that meets bytes the server cannot read as an event
 // (error 1220) is read again in smaller pages. Where a single event cannot be read
-// in the file being written (current), the file ends there: tail is that offset.
-// That is what a binlog write that failed on a full disk leaves (MariaDB's own
-// position counts the bytes it tried to write); no dump thread can read past it, so
-// no replica ever got what lies there, and crash recovery would truncate it too.
-// In any other file it is an error.
-func (s *session) binlogEvents(ctx context.Context, file string, limit int, current bool) (events []BinlogEvent, tail uint64, err error) {
+// and tolerate is set, the file ends there: tail is that offset. That is what a
+// binlog write that failed on a full disk leaves (MariaDB's own position counts
+// the bytes it tried to write); no dump thread can read past it, so no replica
+// ever got what lies there, and crash recovery would truncate it too. The file
+// keeps it when rotated (FLUSH BINARY LOGS): the caller judges what a tail in a
+// file no longer written means. Without tolerate it is an error.
+func (s *session) binlogEvents(ctx context.Context, file string, limit int, tolerate bool) (events []BinlogEvent, tail uint64, err error) {
 	var out []BinlogEvent
 	from := uint64(4)
 	n := binlogPage
@@ -698,7 +714,7 @@ func (s *session) binlogEvents(ctx context.Context, file string, limit int, curr
 				n /= 2
 				continue
 			}
-			if current {
+			if tolerate {
 				return out, from, nil
 			}
 		}
