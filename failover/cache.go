@@ -13,6 +13,17 @@ import (
 	"google.golang.org/grpc/connectivity"
 )
 
+// Reader is a watched view of one cluster's keys: a Snapshot at one revision,
+// never older than the reader's own latest write, and a wake-up when a key changes
+// (Subscribe, keep choosing which keys; nil: any). Cache is the one implementation;
+// the interface keeps its users to these two methods.
+type Reader interface {
+	Snapshot(ctx context.Context) (Snapshot, error)
+	Subscribe(keep func(key string) bool) (changes <-chan struct{}, stop func())
+}
+
+var _ Reader = (*Cache)(nil)
+
 // ErrCacheStale says a Cache cannot vouch for its copy: it has not read the keys yet,
 // its watch is broken, its client has no connection to etcd, or it did not catch up
 // with the agent's own latest write in time. Acting on such a copy could mean acting

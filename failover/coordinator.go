@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
 
@@ -34,11 +33,10 @@ type HookCall struct {
 type CoordinatorConfig struct {
 	Node  string // this agent's node, the candidate's name in the election
 	Store *Store
-	// Cache, when set, is where the elected coordinator looks at the cluster on
-	// every change and Tick (the agent's one cache, shared with its reconciler); nil:
-	// it reads etcd (Store.Load) each time. What a flow must read fresh (the
-	// servers, its guarded transactions) it reads as before either way.
-	Cache   *Cache
+	// Cluster is where the elected coordinator looks at the cluster on every change
+	// and Tick (the agent's one cache, shared with its reconciler). What a flow must
+	// read fresh (the servers, its guarded transactions) it reads fresh.
+	Cluster Reader
 	Servers ServerPool
 	// Policy is the policy of this agent's configuration file. The coordinator
 	// decides with the cluster's policy (the policy key), creates that key from this
@@ -81,6 +79,8 @@ func (c *CoordinatorConfig) validate() error {
 		return errors.New("coordinator: node is required")
 	case c.Store == nil:
 		return errors.New("coordinator: store is required")
+	case c.Cluster == nil:
+		return errors.New("coordinator: cluster reader is required")
 	case c.Servers == nil:
 		return errors.New("coordinator: servers is required")
 	case c.CatchupTimeout <= 0:
@@ -245,31 +245,10 @@ func (c *verdictClock) observe(now time.Time, v View) time.Time {
 	return c.seen
 }
 
-// CoordinatorStatus is what the elected coordinator decided last, under the
-// decision key on its session lease, for `baton status`: a refused or failed
-// failover is visible there, with when it is tried again.
-type CoordinatorStatus struct {
-	Node   string `json:"node"`
-	Action string `json:"action"`
-	Reason string `json:"reason"`
-	// Tries counts the automatic failovers of this primary that did not complete;
-	// LastError says why the latest did not, RetryAt when the next may start.
-	Tries     int       `json:"tries,omitempty"`
-	LastError string    `json:"last_error,omitempty"`
-	RetryAt   time.Time `json:"retry_at,omitempty"`
-}
-
 // lead looks at the cluster on every change in etcd, and every Tick, until ctx ends.
 func (c *Coordinator) lead(ctx context.Context, s *concurrency.Session, g Guard) error {
-	var wch clientv3.WatchChan
-	var changes <-chan struct{}
-	if c.cfg.Cache != nil {
-		var stop func()
-		changes, stop = c.cfg.Cache.Subscribe(nil)
-		defer stop()
-	} else {
-		wch = c.cfg.Store.Client().Watch(clientv3.WithRequireLeader(ctx), c.cfg.Store.Keys.Prefix, clientv3.WithPrefix())
-	}
+	changes, stop := c.cfg.Cluster.Subscribe(nil)
+	defer stop()
 	tick := time.NewTicker(c.cfg.Tick)
 	defer tick.Stop()
 	var last, lastPolicy string
@@ -329,24 +308,15 @@ func (c *Coordinator) lead(ctx context.Context, s *concurrency.Session, g Guard)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case _, ok := <-wch:
-			if !ok {
-				wch = c.cfg.Store.Client().Watch(clientv3.WithRequireLeader(ctx), c.cfg.Store.Keys.Prefix, clientv3.WithPrefix())
-			}
 		case <-changes:
 		case <-tick.C:
 		}
 	}
 }
 
-// read is the cluster's state for a look: the cache's copy (never older than this
-// agent's own latest write, e.g. a flow's commit), or etcd's.
-func (c *Coordinator) read(ctx context.Context) (Snapshot, error) {
-	if c.cfg.Cache != nil {
-		return c.cfg.Cache.Snapshot(ctx)
-	}
-	return c.cfg.Store.Load(ctx)
-}
+// read is the cluster's state for a look (never older than this agent's own latest
+// write, e.g. a flow's commit).
+func (c *Coordinator) read(ctx context.Context) (Snapshot, error) { return c.cfg.Cluster.Snapshot(ctx) }
 
 // policy returns the policy to decide with at this pass (EffectivePolicy): it creates
 // the policy key from the own file's when there is none, and logs each change of the

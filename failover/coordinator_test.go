@@ -94,7 +94,7 @@ func TestRetry(t *testing.T) {
 }
 
 func TestCoordinatorConfigRetry(t *testing.T) {
-	cfg := CoordinatorConfig{Node: "db1", Store: &Store{}, Servers: &Servers{}, CatchupTimeout: time.Second, Policy: policy(),
+	cfg := CoordinatorConfig{Node: "db1", Store: &Store{}, Cluster: &Cache{}, Servers: &Servers{}, CatchupTimeout: time.Second, Policy: policy(),
 		RetryMin: time.Minute, RetryMax: time.Second}
 	if err := cfg.validate(); err == nil {
 		t.Fatal("retry_max below retry_min accepted")

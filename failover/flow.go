@@ -40,7 +40,7 @@ type flow struct {
 	stoppedSilent []string
 }
 
-func (f *flow) kind() FlowKind { return flowKind(f.d.Action) }
+func (f *flow) kind() FlowKind { return f.d.Action.Flow() }
 
 // step runs fn as a named step and records how long it took.
 func (f *flow) step(ctx context.Context, name string, fn func() (string, error)) error {

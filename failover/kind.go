@@ -12,9 +12,9 @@ const (
 
 func (k FlowKind) String() string { return string(k) }
 
-// flowKind returns the kind of flow that carries out a; "" for an action that is not
-// a flow.
-func flowKind(a Action) FlowKind {
+// Flow returns the kind of flow that carries out a; "" for an action that is not a
+// flow.
+func (a Action) Flow() FlowKind {
 	switch a {
 	case Failover:
 		return FlowFailover

@@ -29,7 +29,7 @@ func TestKindWireFormat(t *testing.T) {
 		{Failover, FlowFailover, EventFailover, HookPreFailover, HookPostFailover},
 		{Switchover, FlowSwitchover, EventSwitchover, HookPreSwitchover, HookPostSwitchover},
 	} {
-		k := flowKind(tc.a)
+		k := tc.a.Flow()
 		if k != tc.flow || k.Event() != tc.event || k.PreHook() != tc.pre || k.PostHook() != tc.post {
 			t.Errorf("%s: flow %q event %q hooks %q %q", tc.a, k, k.Event(), k.PreHook(), k.PostHook())
 		}
@@ -37,8 +37,8 @@ func TestKindWireFormat(t *testing.T) {
 			t.Errorf("%s: hook stages not valid", tc.a)
 		}
 	}
-	if k := flowKind(Bootstrap); k != "" {
-		t.Errorf("flowKind(bootstrap) = %q, want none", k)
+	if k := Bootstrap.Flow(); k != "" {
+		t.Errorf("bootstrap.Flow() = %q, want none", k)
 	}
 	if HookStage("pre_bootstrap").Valid() {
 		t.Error("pre_bootstrap is not a hook stage")

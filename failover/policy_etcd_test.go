@@ -136,12 +136,12 @@ func TestCoordinatorPolicy(t *testing.T) {
 	ctx := context.Background()
 	own := Policy{FailoverBlock: time.Minute, ConfirmLag: time.Second, SwitchoverMaxLag: 2 * time.Second}
 	core, logs := observer.New(zap.InfoLevel)
-	c, err := NewCoordinator(CoordinatorConfig{Node: "db1", Store: store, Servers: &Servers{}, Policy: own,
+	c, err := NewCoordinator(CoordinatorConfig{Node: "db1", Store: store, Cluster: &Cache{}, Servers: &Servers{}, Policy: own,
 		CatchupTimeout: time.Second, Log: zap.New(core)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := NewCoordinator(CoordinatorConfig{Node: "db1", Store: store, Servers: &Servers{}, CatchupTimeout: time.Second}); err == nil {
+	if _, err := NewCoordinator(CoordinatorConfig{Node: "db1", Store: store, Cluster: &Cache{}, Servers: &Servers{}, CatchupTimeout: time.Second}); err == nil {
 		t.Fatal("a coordinator without a valid policy of its own was accepted")
 	}
 	var last string

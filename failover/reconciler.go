@@ -44,10 +44,9 @@ type ReconcilerConfig struct {
 	// status, kept under members/); may be empty.
 	Agent string
 	Store *Store
-	// Cache, when set, is where each pass reads the cluster (the agent's one cache,
-	// shared with its coordinator), and its changes wake the reconciler; nil: each
-	// pass reads etcd (Store.Load) and the reconciler watches the cluster itself.
-	Cache    *Cache
+	// Cluster is where each pass reads the cluster (the agent's one cache, shared
+	// with its coordinator) and what wakes it when a key it acts on changes.
+	Cluster Reader
 	Local    Server  // this node's server
 	LocalDB  *sql.DB // the same server, for the heartbeat bootstrap
 	Detector Detector
@@ -138,8 +137,8 @@ func NewReconciler(cfg ReconcilerConfig) (*Reconciler, error) {
 		return nil, errors.New("reconciler: node is required")
 	case cfg.Addr == "":
 		return nil, errors.New("reconciler: addr is required")
-	case cfg.Store == nil || cfg.Local == nil || cfg.Detector == nil:
-		return nil, errors.New("reconciler: store, local server and detector are required")
+	case cfg.Store == nil || cfg.Cluster == nil || cfg.Local == nil || cfg.Detector == nil:
+		return nil, errors.New("reconciler: store, cluster reader, local server and detector are required")
 	case cfg.ConfirmLag <= 0:
 		// No default: it must be the coordinator's, or a lag that confirms a failure
 		// would wait for the next PublishEvery.
@@ -197,29 +196,10 @@ func (r *Reconciler) Run(ctx context.Context, s *concurrency.Session) error {
 	r.mu.Lock()
 	r.localFence = "" // a new session: etcd decides again
 	r.mu.Unlock()
-	k := r.cfg.Store.Keys
 	tick := time.NewTicker(r.cfg.Tick)
 	defer tick.Stop()
-	if c := r.cfg.Cache; c != nil {
-		changes, stop := c.Subscribe(k.acted)
-		defer stop()
-		for {
-			r.pass(ctx, s)
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-s.Done():
-				return errors.New("reconciler: etcd session lost")
-			case <-changes:
-			case <-r.kick:
-			case <-tick.C:
-			}
-		}
-	}
-	watch := func() clientv3.WatchChan {
-		return r.cfg.Store.Client().Watch(clientv3.WithRequireLeader(ctx), k.Prefix, clientv3.WithPrefix())
-	}
-	wch := watch()
+	changes, stop := r.cfg.Cluster.Subscribe(acted(r.cfg.Store.Keys))
+	defer stop()
 	for {
 		r.pass(ctx, s)
 		select {
@@ -227,33 +207,18 @@ func (r *Reconciler) Run(ctx context.Context, s *concurrency.Session) error {
 			return nil
 		case <-s.Done():
 			return errors.New("reconciler: etcd session lost")
-		case resp, ok := <-wch:
-			if !ok {
-				wch = watch()
-				continue
-			}
-			if !relevant(k, resp) {
-				continue
-			}
+		case <-changes:
 		case <-r.kick:
 		case <-tick.C:
 		}
 	}
 }
 
-// relevant says whether a watch response touches what the reconciler acts on.
-func relevant(k Keys, resp clientv3.WatchResponse) bool {
-	for _, ev := range resp.Events {
-		if k.acted(string(ev.Kv.Key)) {
-			return true
-		}
+// acted says which keys a reconciler acts on at once when they change.
+func acted(k Keys) func(key string) bool {
+	return func(key string) bool {
+		return key == k.Primary() || key == k.Leader() || key == k.Intent() || strings.HasPrefix(key, k.RejoinPrefix())
 	}
-	return false
-}
-
-// acted says whether key is one a reconciler acts on at once when it changes.
-func (k Keys) acted(key string) bool {
-	return key == k.Primary() || key == k.Leader() || key == k.Intent() || strings.HasPrefix(key, k.RejoinPrefix())
 }
 
 // pass is one look at the cluster and the node, and what follows from it: Analyze
@@ -295,13 +260,8 @@ func (r *Reconciler) pass(ctx context.Context, s *concurrency.Session) {
 	r.publish(ctx, snap, lease)
 }
 
-// read is the cluster's state for a pass: the cache's copy, or etcd's.
-func (r *Reconciler) read(ctx context.Context) (Snapshot, error) {
-	if r.cfg.Cache != nil {
-		return r.cfg.Cache.Snapshot(ctx)
-	}
-	return r.cfg.Store.Load(ctx)
-}
+// read is the cluster's state for a pass.
+func (r *Reconciler) read(ctx context.Context) (Snapshot, error) { return r.cfg.Cluster.Snapshot(ctx) }
 
 // self is this node as the reconciler knows it before the local server is read.
 func (r *Reconciler) self(lease clientv3.LeaseID) Self {

@@ -152,7 +152,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	rec, err = failover.NewReconciler(failover.ReconcilerConfig{
 		Node: cfg.Node, Addr: cfg.MySQL.Address, Agent: cfg.AgentAddr(), HeldOff: a.fs.heldOff,
-		Store: store, Cache: cache, Local: local, LocalDB: db, Detector: det,
+		Store: store, Cluster: cache, Local: local, LocalDB: db, Detector: det,
 		Peer: peer, VIP: mover, Repl: conns.repl, Policy: cfg.Policy(),
 		Priority: cfg.Candidate.Priority, NoPromote: cfg.Candidate.NoPromote,
 		ConfirmLag: cfg.Timings.ConfirmLag, Tick: cfg.Timings.ProbeInterval, Log: a.log, SemiSync: cfg.SemiSync,
@@ -167,7 +167,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	coord, err := failover.NewCoordinator(failover.CoordinatorConfig{
-		Node: cfg.Node, Store: store, Cache: cache, Servers: conns.servers, Repl: conns.repl,
+		Node: cfg.Node, Store: store, Cluster: cache, Servers: conns.servers, Repl: conns.repl,
 		Policy:         cfg.Policy(),
 		CatchupTimeout: cfg.Timings.CatchupTimeout, LongWrite: cfg.Timings.LongWrite, Tick: cfg.Timings.ProbeInterval,
 		Hooks: hookRunner{hooks: cfg.Hooks, cluster: cfg.Cluster, node: cfg.Node}, Log: a.log,

@@ -90,13 +90,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	go func() { _ = cache.Run(ctx) }()
 	det := NewDetector(a.Server, t.FailAfter)
-	rec, err := failover.NewReconciler(failover.ReconcilerConfig{Node: a.Server.Name, Addr: a.Server.Addr, Store: store, Cache: cache, Local: a.Server,
+	rec, err := failover.NewReconciler(failover.ReconcilerConfig{Node: a.Server.Name, Addr: a.Server.Addr, Store: store, Cluster: cache, Local: a.Server,
 		Detector: det, Repl: replication.Source{User: "repl"}, SemiSync: true, ConfirmLag: Policy().ConfirmLag, Tick: t.Tick,
 		Policy: Policy(), Log: log})
 	if err != nil {
 		return err
 	}
-	coord, err := failover.NewCoordinator(failover.CoordinatorConfig{Node: a.Server.Name, Store: store, Cache: cache, Servers: a.Pool,
+	coord, err := failover.NewCoordinator(failover.CoordinatorConfig{Node: a.Server.Name, Store: store, Cluster: cache, Servers: a.Pool,
 		Policy: Policy(), Repl: replication.Source{User: "repl"}, CatchupTimeout: 10 * time.Second, Tick: t.Tick, Log: log})
 	if err != nil {
 		return err
