@@ -7,6 +7,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/detector"
 	"github.com/baton-ha/baton/replication"
 )
@@ -170,7 +171,7 @@ type Analysis struct {
 	// the primary away; only the virtual IP and the leader key are left to let go.
 	ServerFenced bool
 	// Role is what the node is recorded as once Action is done; "" leaves it.
-	Role Role
+	Role cluster.Role
 	// Probe is how the detector is to probe the server once Action is done;
 	// detector.NoRole leaves it.
 	Probe detector.Role
@@ -192,9 +193,9 @@ type Analysis struct {
 	Discard bool
 	// Request is the operator's rejoin request NodeRepairErrant carries out; Answer
 	// is the reply to write to a rejoin request at this pass (a refusal), nil for none.
-	Request    *RejoinRequest
+	Request    *cluster.RejoinRequest
 	RequestRev int64
-	Answer     *RejoinRequest
+	Answer     *cluster.RejoinRequest
 	// RepairSemiSync asks, with NodeHoldPrimary, to turn the semi-sync source side
 	// back on: the primary writes without the protection it is configured with (someone
 	// or something turned it off), and every commit is acknowledged before any replica
@@ -203,7 +204,7 @@ type Analysis struct {
 }
 
 // IntentKey identifies a flow: the same intent read twice gives the same key.
-func IntentKey(in Intent) string {
+func IntentKey(in cluster.Intent) string {
 	return fmt.Sprintf("%d/%s/%s", in.Epoch, in.Kind, in.Started.Format(time.RFC3339Nano))
 }
 
@@ -215,7 +216,7 @@ func IntentKey(in Intent) string {
 // It never answers NodePromote, NodeMakeWritable or NodeHoldPrimary unless this node
 // is named, its lease is known, it is the primary of record and no flow is moving
 // the primary away from it; and NodePromote only on a server read at this pass.
-func Analyze(snap Snapshot, s Self) Analysis {
+func Analyze(snap cluster.Snapshot, s Self) Analysis {
 	me := s.Node
 	if me == "" || s.Lease == clientv3.NoLease {
 		return Analysis{Action: NodeWait, Reason: "this node's name or session lease is unknown"}
@@ -228,7 +229,7 @@ func Analyze(snap Snapshot, s Self) Analysis {
 			return Analysis{Action: NodeWait, Reason: fmt.Sprintf("fenced for the %s away from this node already", in.Kind)}
 		}
 		why := fmt.Sprintf("a %s away from this node is in progress", in.Kind)
-		return Analysis{Action: NodeFenceForIntent, Reason: why, FenceWhy: why, Role: RoleFenced, Probe: detector.Replica,
+		return Analysis{Action: NodeFenceForIntent, Reason: why, FenceWhy: why, Role: cluster.RoleFenced, Probe: detector.Replica,
 			Epoch: in.Epoch, IntentKey: key}
 	}
 	notPrimary := "not the primary of record (now " + p.Node + ")"
@@ -247,10 +248,10 @@ func Analyze(snap Snapshot, s Self) Analysis {
 	switch {
 	case p.Node == "":
 		if read && !st.ReadOnly && st.Role == replication.RolePrimary {
-			return Analysis{Action: NodePrepareBootstrap, Role: RoleUnknown, Probe: detector.Primary,
+			return Analysis{Action: NodePrepareBootstrap, Role: cluster.RoleUnknown, Probe: detector.Primary,
 				Reason: "no primary of record yet; the server is writable and replicates from none"}
 		}
-		return Analysis{Action: NodeAwaitBootstrap, Role: RoleUnknown, Probe: detector.Replica,
+		return Analysis{Action: NodeAwaitBootstrap, Role: cluster.RoleUnknown, Probe: detector.Replica,
 			Reason: "no primary of record yet; the server is not a writable primary"}
 	case p.Node == me:
 		return analyzePrimary(snap, s, holds)
@@ -259,36 +260,36 @@ func Analyze(snap Snapshot, s Self) Analysis {
 }
 
 // analyzePrimary is Analyze for the primary of record.
-func analyzePrimary(snap Snapshot, s Self, holds bool) Analysis {
+func analyzePrimary(snap cluster.Snapshot, s Self, holds bool) Analysis {
 	p := snap.Primary
 	read := s.Read == LocalOK
 	switch {
 	case holds && read && s.Status.ReadOnly && snap.Settings.Paused:
-		return Analysis{Action: NodeKeepPaused, Role: RolePrimary, Epoch: p.Epoch,
+		return Analysis{Action: NodeKeepPaused, Role: cluster.RolePrimary, Epoch: p.Epoch,
 			Reason: "the primary of record is read_only and the cluster is paused: a person set it"}
 	case holds && read && s.Status.ReadOnly:
-		return Analysis{Action: NodeMakeWritable, Role: RolePrimary, Probe: detector.Primary, Epoch: p.Epoch,
+		return Analysis{Action: NodeMakeWritable, Role: cluster.RolePrimary, Probe: detector.Primary, Epoch: p.Epoch,
 			Reason: "the primary of record is read_only: turning it off (pause the cluster to keep read_only on the primary)"}
 	case holds && read && s.SemiSync && s.Status.SemiSync.Available && !s.Status.SemiSync.SourceEnabled:
-		return Analysis{Action: NodeHoldPrimary, Role: RolePrimary, Probe: detector.Primary, Epoch: p.Epoch, RepairSemiSync: true,
+		return Analysis{Action: NodeHoldPrimary, Role: cluster.RolePrimary, Probe: detector.Primary, Epoch: p.Epoch, RepairSemiSync: true,
 			Reason: "the primary of record writes with the semi-sync source side off: turning it back on"}
 	case holds:
-		return Analysis{Action: NodeHoldPrimary, Role: RolePrimary, Probe: detector.Primary, Epoch: p.Epoch,
+		return Analysis{Action: NodeHoldPrimary, Role: cluster.RolePrimary, Probe: detector.Primary, Epoch: p.Epoch,
 			Reason: "the primary of record holds the leader key"}
 	case snap.Leader != "":
 		// The old primary's agent still holds it: it lets go once fenced, or its lease
 		// expires. Never writable before that.
-		return Analysis{Action: NodeWait, Role: RoleFenced,
+		return Analysis{Action: NodeWait, Role: cluster.RoleFenced,
 			Reason: "the primary of record, but " + snap.Leader + "'s session still holds the leader key"}
 	case !read:
 		return Analysis{Action: NodeWait, Err: s.ReadErr, Reason: "the primary of record, but the local server does not answer"}
 	}
-	return Analysis{Action: NodePromote, Role: RolePrimary, Probe: detector.Primary, Epoch: p.Epoch,
+	return Analysis{Action: NodePromote, Role: cluster.RolePrimary, Probe: detector.Primary, Epoch: p.Epoch,
 		Reason: "the primary of record, and the leader key is free"}
 }
 
 // analyzeReplica is Analyze for every node but the primary of record.
-func analyzeReplica(snap Snapshot, s Self, holds bool, notPrimary string) Analysis {
+func analyzeReplica(snap cluster.Snapshot, s Self, holds bool, notPrimary string) Analysis {
 	p := snap.Primary
 	st := s.Status
 	read := s.Read == LocalOK
@@ -296,7 +297,7 @@ func analyzeReplica(snap Snapshot, s Self, holds bool, notPrimary string) Analys
 	if holds || s.VIPHeld || (read && !st.ReadOnly) {
 		a.Fence, a.FenceWhy = true, notPrimary
 	}
-	wait := func(role Role, err error, format string, args ...any) Analysis {
+	wait := func(role cluster.Role, err error, format string, args ...any) Analysis {
 		a.Action, a.Role, a.Err, a.Reason = NodeWait, role, err, fmt.Sprintf(format, args...)
 		return a
 	}
@@ -307,7 +308,7 @@ func analyzeReplica(snap Snapshot, s Self, holds bool, notPrimary string) Analys
 	if in := snap.Intent; in != nil {
 		return wait("", nil, "a %s from %s is in progress: replication is the coordinator's", in.Kind, in.From)
 	}
-	host, port, err := splitAddr(p.Addr)
+	host, port, err := replication.SplitAddr(p.Addr)
 	if err != nil {
 		return wait("", fmt.Errorf("primary of record %s has no usable address %q: %w", p.Node, p.Addr, err), "the primary of record has no usable address")
 	}
@@ -321,9 +322,9 @@ func analyzeReplica(snap Snapshot, s Self, holds bool, notPrimary string) Analys
 	// node received just before, and make it look errant. The primary's own newer
 	// writes are never errant, so a published set behind a following replica is fine.
 	ps, ok := snap.Nodes[p.Node]
-	published := ok && ps.GTID != "" && ps.Role == RolePrimary && ps.Epoch == p.Epoch
+	published := ok && ps.GTID != "" && ps.Role == cluster.RolePrimary && ps.Epoch == p.Epoch
 	if !a.Following && !published {
-		return wait(RoleFenced, nil, "waiting for %s to publish its GTID set as primary at epoch %d", p.Node, p.Epoch)
+		return wait(cluster.RoleFenced, nil, "waiting for %s to publish its GTID set as primary at epoch %d", p.Node, p.Epoch)
 	}
 	if published {
 		pset, err := replication.ParseGTIDSet(st.Executed.Flavor(), ps.GTID)
@@ -335,20 +336,20 @@ func analyzeReplica(snap Snapshot, s Self, holds bool, notPrimary string) Analys
 			return wait("", fmt.Errorf("errant check: %w", err), "the errant check failed")
 		}
 		if !errant.IsEmpty() {
-			a.Action, a.Role, a.Errant = NodeQuarantine, RoleQuarantined, errant.String()
+			a.Action, a.Role, a.Errant = NodeQuarantine, cluster.RoleQuarantined, errant.String()
 			a.Primary = replication.Server{ServerID: p.ServerID, ServerUUID: p.ServerUUID, Executed: pset}
 			return analyzeErrant(snap, s, a)
 		}
 	}
 	if req, ok := snap.Rejoins[s.Node]; ok && req.Pending() {
-		a.Answer, a.RequestRev = answer(req, RequestRefused, "not quarantined: no errant transactions against the primary of record"), snap.RejoinModRev[s.Node]
+		a.Answer, a.RequestRev = answer(req, cluster.RequestRefused, "not quarantined: no errant transactions against the primary of record"), snap.RejoinModRev[s.Node]
 	}
 	if a.Following && st.SQLThread != replication.ThreadRunning && divergedErrno(st.LastSQLErrno) {
 		// The replica's rows differ from the primary's although its GTID set does not
 		// say so (a row committed in InnoDB whose binlog write failed, on a read-only
 		// filesystem, is one way): restarting replication fails again on the same
 		// event. A person rebuilds it; until then it is never promoted.
-		a.Action, a.Role = NodeQuarantine, RoleQuarantined
+		a.Action, a.Role = NodeQuarantine, cluster.RoleQuarantined
 		a.Reason = fmt.Sprintf("data diverged from the primary of record: replication stopped on error %d (%s): rebuild this node from the primary (runbook)",
 			st.LastSQLErrno, st.LastSQLError)
 		return a
@@ -357,10 +358,10 @@ func analyzeReplica(snap Snapshot, s Self, holds bool, notPrimary string) Analys
 		// Reconnecting to the primary of record by itself: leave it. Restarting it
 		// would wait for a connect that may hang, and block the coordinator's STOP
 		// SLAVE behind it.
-		a.Action, a.Role, a.Reason = NodeReconnecting, RoleReplica, "reconnecting to the primary of record by itself"
+		a.Action, a.Role, a.Reason = NodeReconnecting, cluster.RoleReplica, "reconnecting to the primary of record by itself"
 		return a
 	}
-	a.Action, a.Role = NodeFollow, RoleReplica
+	a.Action, a.Role = NodeFollow, cluster.RoleReplica
 	a.Reason = "replicate from the primary of record " + p.Node
 	return a
 }
@@ -377,8 +378,8 @@ func analyzeReplica(snap Snapshot, s Self, holds bool, notPrimary string) Analys
 // (none could name it as candidate meanwhile: analyzeReplica waits while an intent
 // exists, and Rank never picks a server with errant GTIDs), and the detector finds
 // room on its disk again (a repair writes a new binlog file).
-func analyzeErrant(snap Snapshot, s Self, a Analysis) Analysis {
-	var req *RejoinRequest
+func analyzeErrant(snap cluster.Snapshot, s Self, a Analysis) Analysis {
+	var req *cluster.RejoinRequest
 	if r, ok := snap.Rejoins[s.Node]; ok && r.Pending() {
 		req = &r
 		a.RequestRev = snap.RejoinModRev[s.Node]
@@ -407,11 +408,11 @@ func analyzeErrant(snap Snapshot, s Self, a Analysis) Analysis {
 	}
 	switch {
 	case req != nil && req.Errant != "" && req.Errant != a.Errant:
-		a.Answer = answer(*req, RequestRefused, fmt.Sprintf("the errant GTIDs are now %s, not %s as when the request was made: look again (baton status)", a.Errant, req.Errant))
+		a.Answer = answer(*req, cluster.RequestRefused, fmt.Sprintf("the errant GTIDs are now %s, not %s as when the request was made: look again (baton status)", a.Errant, req.Errant))
 	case req != nil && !phantom && !req.DiscardErrant:
-		a.Answer = answer(*req, RequestRefused, fmt.Sprintf("real errant transactions in the binlog (%s): give --discard-errant to discard them", strings.Join(realGTIDs, ", ")))
+		a.Answer = answer(*req, cluster.RequestRefused, fmt.Sprintf("real errant transactions in the binlog (%s): give --discard-errant to discard them", strings.Join(realGTIDs, ", ")))
 	case req != nil && blocked != "":
-		a.Answer = answer(*req, RequestRefused, "not now: "+blocked)
+		a.Answer = answer(*req, cluster.RequestRefused, "not now: "+blocked)
 	case req != nil:
 		a.Action, a.Request, a.Discard = NodeRepairErrant, req, !phantom
 		a.Reason = fmt.Sprintf("%s asked to rejoin: ", orUnknown(req.By))
@@ -436,7 +437,7 @@ func analyzeErrant(snap Snapshot, s Self, a Analysis) Analysis {
 }
 
 // answer is req with its outcome.
-func answer(req RejoinRequest, st RequestState, why string) *RejoinRequest {
+func answer(req cluster.RejoinRequest, st cluster.RequestState, why string) *cluster.RejoinRequest {
 	req.State, req.Error = st, why
 	return &req
 }

@@ -8,6 +8,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/detector"
 	"github.com/baton-ha/baton/replication"
 )
@@ -15,15 +16,18 @@ import (
 // leases are the agents' session leases, by node.
 var leases = map[string]clientv3.LeaseID{"db1": 1, "db2": 2, "db3": 3}
 
-// cluster is db1 primary of record at epoch 4, holding the leader key, its status
+// now0 is the tests' fixed time.
+var now0 = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+
+// steady is db1 primary of record at epoch 4, holding the leader key, its status
 // published; db2 and db3 replicate from it.
-func cluster() Snapshot {
-	s := Snapshot{View: View{
-		Primary: Primary{Node: "db1", Addr: "198.18.0.1:3306", ServerID: 1, Epoch: 4},
+func steady() cluster.Snapshot {
+	s := cluster.Snapshot{View: cluster.View{
+		Primary: cluster.Primary{Node: "db1", Addr: "198.18.0.1:3306", ServerID: 1, Epoch: 4},
 		Leader:  "db1",
-		Nodes: map[string]NodeStatus{
-			"db1": {Node: "db1", Role: RolePrimary, ServerRead: true, GTID: "0-1-100", Epoch: 4},
-			"db2": {Node: "db2", Role: RoleReplica, ServerRead: true, ReadOnly: true, GTID: "0-1-100", Epoch: 4},
+		Nodes: map[string]cluster.NodeStatus{
+			"db1": {Node: "db1", Role: cluster.RolePrimary, ServerRead: true, GTID: "0-1-100", Epoch: 4},
+			"db2": {Node: "db2", Role: cluster.RoleReplica, ServerRead: true, ReadOnly: true, GTID: "0-1-100", Epoch: 4},
 		},
 	}, LeaderLease: leases["db1"], PrimaryModRev: 10}
 	return s
@@ -31,14 +35,14 @@ func cluster() Snapshot {
 
 // failedOver is cluster after a failover to db2 at epoch 5, committed; db1's agent
 // still holds the leader key; db2 published its GTID set as primary.
-func failedOver() Snapshot {
-	s := cluster()
-	s.Primary = Primary{Node: "db2", Addr: "198.18.0.2:3306", ServerID: 2, Epoch: 5}
-	s.Nodes["db2"] = NodeStatus{Node: "db2", Role: RolePrimary, ServerRead: true, GTID: "0-1-100,0-2-3", Epoch: 5}
+func failedOver() cluster.Snapshot {
+	s := steady()
+	s.Primary = cluster.Primary{Node: "db2", Addr: "198.18.0.2:3306", ServerID: 2, Epoch: 5}
+	s.Nodes["db2"] = cluster.NodeStatus{Node: "db2", Role: cluster.RolePrimary, ServerRead: true, GTID: "0-1-100,0-2-3", Epoch: 5}
 	return s
 }
 
-func snapWith(s Snapshot, f func(*Snapshot)) Snapshot { f(&s); return s }
+func snapWith(s cluster.Snapshot, f func(*cluster.Snapshot)) cluster.Snapshot { f(&s); return s }
 
 func mariaSet(s string) replication.GTIDSet {
 	return replication.MustParseGTIDSet(replication.FlavorMariaDB, s)
@@ -72,15 +76,15 @@ func unanswered(node string) Self {
 }
 
 func TestAnalyze(t *testing.T) {
-	intent := &Intent{Kind: FlowSwitchover, Epoch: 4, From: "db1", To: "db2", Started: t0}
+	intent := &cluster.Intent{Kind: cluster.FlowSwitchover, Epoch: 4, From: "db1", To: "db2", Started: now0}
 	cases := []struct {
 		name             string
-		snap             Snapshot
+		snap             cluster.Snapshot
 		self             Self
 		want             NodeAction
 		wantFence        bool
 		wantServerFenced bool
-		wantRole         Role
+		wantRole         cluster.Role
 		wantProbe        detector.Role
 		wantReason       string
 		wantErr          bool
@@ -92,69 +96,69 @@ func TestAnalyze(t *testing.T) {
 		},
 		{
 			name: "zero self in a cluster: wait",
-			snap: cluster(),
+			snap: steady(),
 			want: NodeWait, wantReason: "name or session lease is unknown",
 		},
 		{
 			name: "the primary of record without its session lease: wait, never promote",
-			snap: snapWith(cluster(), func(s *Snapshot) { s.Leader = "" }),
+			snap: snapWith(steady(), func(s *cluster.Snapshot) { s.Leader = "" }),
 			self: Self{Node: "db1", Read: LocalOK, Status: writable(1, "0-1-100")},
 			want: NodeWait, wantReason: "lease is unknown",
 		},
 		{
 			name: "zero snapshot, server not read yet: read it",
-			snap: Snapshot{}, self: unread("db1"),
+			snap: cluster.Snapshot{}, self: unread("db1"),
 			want: NodeReadServer,
 		},
 		{
 			name: "zero snapshot, a zero status read: not a writable primary",
-			snap: Snapshot{}, self: Self{Node: "db1", Lease: 1, Read: LocalOK},
-			want: NodeAwaitBootstrap, wantRole: RoleUnknown, wantProbe: detector.Replica,
+			snap: cluster.Snapshot{}, self: Self{Node: "db1", Lease: 1, Read: LocalOK},
+			want: NodeAwaitBootstrap, wantRole: cluster.RoleUnknown, wantProbe: detector.Replica,
 		},
 		{
 			name: "primary of record, leader key free, server not read yet: read it first, never promote",
-			snap: snapWith(cluster(), func(s *Snapshot) { s.Leader, s.LeaderLease = "", 0 }),
+			snap: snapWith(steady(), func(s *cluster.Snapshot) { s.Leader, s.LeaderLease = "", 0 }),
 			self: unread("db1"),
 			want: NodeReadServer,
 		},
 		{
 			name: "replica reads a zero status: it reads as writable, so it is fenced; no GTID set, so it waits",
-			snap: cluster(), self: Self{Node: "db2", Lease: 2, Read: LocalOK},
+			snap: steady(), self: Self{Node: "db2", Lease: 2, Read: LocalOK},
 			want: NodeWait, wantFence: true, wantProbe: detector.Replica, wantReason: "does not parse", wantErr: true,
 		},
 		// Lost lease.
 		{
 			name: "the primary of record's leader key is on its lost session: fenced until it expires",
-			snap: snapWith(cluster(), func(s *Snapshot) { s.LeaderLease = 99 }),
+			snap: snapWith(steady(), func(s *cluster.Snapshot) { s.LeaderLease = 99 }),
 			self: read("db1", writable(1, "0-1-100")),
-			want: NodeWait, wantRole: RoleFenced, wantReason: "still holds the leader key",
+			want: NodeWait, wantRole: cluster.RoleFenced, wantReason: "still holds the leader key",
 		},
 		{
 			name: "the lost session's leader key expired, the server answers: promote",
-			snap: snapWith(cluster(), func(s *Snapshot) { s.Leader, s.LeaderLease = "", 0 }),
+			snap: snapWith(steady(), func(s *cluster.Snapshot) { s.Leader, s.LeaderLease = "", 0 }),
 			self: read("db1", readOnly(writable(1, "0-1-100"))),
-			want: NodePromote, wantRole: RolePrimary, wantProbe: detector.Primary,
+			want: NodePromote, wantRole: cluster.RolePrimary, wantProbe: detector.Primary,
 		},
 		{
 			name: "leader key free but the server does not answer: wait",
-			snap: snapWith(cluster(), func(s *Snapshot) { s.Leader, s.LeaderLease = "", 0 }),
+			snap: snapWith(steady(), func(s *cluster.Snapshot) { s.Leader, s.LeaderLease = "", 0 }),
 			self: unanswered("db1"),
 			want: NodeWait, wantReason: "does not answer", wantErr: true,
 		},
 		// Stalled or unreadable local server.
 		{
 			name: "the primary holding the leader key, its server stalled: keep it (the detector reports, the coordinator decides)",
-			snap: cluster(), self: unanswered("db1"),
-			want: NodeHoldPrimary, wantRole: RolePrimary, wantProbe: detector.Primary,
+			snap: steady(), self: unanswered("db1"),
+			want: NodeHoldPrimary, wantRole: cluster.RolePrimary, wantProbe: detector.Primary,
 		},
 		{
 			name: "replica whose server does not answer: wait",
-			snap: cluster(), self: unanswered("db2"),
+			snap: steady(), self: unanswered("db2"),
 			want: NodeWait, wantProbe: detector.Replica, wantReason: "does not answer",
 		},
 		{
 			name: "replica whose server does not answer, holding the virtual IP: fence",
-			snap: cluster(), self: func() Self { s := unanswered("db2"); s.VIPHeld = true; return s }(),
+			snap: steady(), self: func() Self { s := unanswered("db2"); s.VIPHeld = true; return s }(),
 			want: NodeWait, wantFence: true, wantProbe: detector.Replica,
 		},
 		{
@@ -177,42 +181,42 @@ func TestAnalyze(t *testing.T) {
 		// A restarted server that comes back writable, not primary of record.
 		{
 			name: "old primary restarted writable, nothing errant: fence, then rejoin",
-			snap: snapWith(failedOver(), func(s *Snapshot) { s.Leader, s.LeaderLease = "db2", 2 }),
+			snap: snapWith(failedOver(), func(s *cluster.Snapshot) { s.Leader, s.LeaderLease = "db2", 2 }),
 			self: read("db1", writable(1, "0-1-100")),
-			want: NodeFollow, wantFence: true, wantRole: RoleReplica, wantProbe: detector.Replica,
+			want: NodeFollow, wantFence: true, wantRole: cluster.RoleReplica, wantProbe: detector.Replica,
 		},
 		{
 			name: "old primary restarted writable with a write the new primary lacks: fence, quarantine",
-			snap: snapWith(failedOver(), func(s *Snapshot) { s.Leader, s.LeaderLease = "db2", 2 }),
+			snap: snapWith(failedOver(), func(s *cluster.Snapshot) { s.Leader, s.LeaderLease = "db2", 2 }),
 			self: read("db1", writable(1, "0-1-101")),
-			want: NodeQuarantine, wantFence: true, wantRole: RoleQuarantined, wantProbe: detector.Replica,
+			want: NodeQuarantine, wantFence: true, wantRole: cluster.RoleQuarantined, wantProbe: detector.Replica,
 		},
 		{
 			name: "old primary restarted writable before the new primary published its GTID set: fence, wait",
-			snap: snapWith(failedOver(), func(s *Snapshot) {
+			snap: snapWith(failedOver(), func(s *cluster.Snapshot) {
 				n := s.Nodes["db2"]
 				n.Epoch = 4
 				s.Nodes["db2"] = n
 			}),
 			self: read("db1", writable(1, "0-1-100")),
-			want: NodeWait, wantFence: true, wantRole: RoleFenced, wantProbe: detector.Replica, wantReason: "waiting for db2",
+			want: NodeWait, wantFence: true, wantRole: cluster.RoleFenced, wantProbe: detector.Replica, wantReason: "waiting for db2",
 		},
 		{
 			name: "replica restarted writable, still pointed at the primary: fence, restart replication",
-			snap: cluster(),
+			snap: steady(),
 			self: func() Self { st := replicaOf(2, "198.18.0.1", "0-1-100"); st.ReadOnly = false; return read("db2", st) }(),
-			want: NodeFollow, wantFence: true, wantRole: RoleReplica, wantProbe: detector.Replica,
+			want: NodeFollow, wantFence: true, wantRole: cluster.RoleReplica, wantProbe: detector.Replica,
 		},
 		// The primary of record, fenced.
 		{
 			name: "a flow moves the primary away: fence for it before reading the server",
-			snap: snapWith(cluster(), func(s *Snapshot) { s.Intent = intent }),
+			snap: snapWith(steady(), func(s *cluster.Snapshot) { s.Intent = intent }),
 			self: unread("db1"),
-			want: NodeFenceForIntent, wantRole: RoleFenced, wantProbe: detector.Replica, wantReason: "a switchover away from this node",
+			want: NodeFenceForIntent, wantRole: cluster.RoleFenced, wantProbe: detector.Replica, wantReason: "a switchover away from this node",
 		},
 		{
 			name: "a flow moves the primary away, fenced for it already: wait",
-			snap: snapWith(cluster(), func(s *Snapshot) { s.Intent = intent }),
+			snap: snapWith(steady(), func(s *cluster.Snapshot) { s.Intent = intent }),
 			self: func() Self {
 				s := read("db1", writable(1, "0-1-100"))
 				s.FlowFenced, s.FlowFencedEpoch = IntentKey(*intent), 4
@@ -222,111 +226,111 @@ func TestAnalyze(t *testing.T) {
 		},
 		{
 			name: "primary of record, read_only after an abandoned flow: make it writable",
-			snap: cluster(), self: read("db1", readOnly(writable(1, "0-1-100"))),
-			want: NodeMakeWritable, wantRole: RolePrimary, wantProbe: detector.Primary,
+			snap: steady(), self: read("db1", readOnly(writable(1, "0-1-100"))),
+			want: NodeMakeWritable, wantRole: cluster.RolePrimary, wantProbe: detector.Primary,
 		},
 		{
 			name: "primary of record, read_only, cluster paused: leave it",
-			snap: snapWith(cluster(), func(s *Snapshot) { s.Settings.Paused = true }),
+			snap: snapWith(steady(), func(s *cluster.Snapshot) { s.Settings.Paused = true }),
 			self: read("db1", readOnly(writable(1, "0-1-100"))),
-			want: NodeKeepPaused, wantRole: RolePrimary,
+			want: NodeKeepPaused, wantRole: cluster.RolePrimary,
 		},
 		{
 			name: "primary of record, another node's session holds the leader key: fenced",
-			snap: snapWith(cluster(), func(s *Snapshot) { s.Leader, s.LeaderLease = "db2", 2 }),
+			snap: snapWith(steady(), func(s *cluster.Snapshot) { s.Leader, s.LeaderLease = "db2", 2 }),
 			self: read("db1", readOnly(writable(1, "0-1-100"))),
-			want: NodeWait, wantRole: RoleFenced, wantReason: "db2's session",
+			want: NodeWait, wantRole: cluster.RoleFenced, wantReason: "db2's session",
 		},
 		{
 			name: "primary of record, writable, holding the leader key: hold",
-			snap: cluster(), self: read("db1", writable(1, "0-1-100")),
-			want: NodeHoldPrimary, wantRole: RolePrimary, wantProbe: detector.Primary,
+			snap: steady(), self: read("db1", writable(1, "0-1-100")),
+			want: NodeHoldPrimary, wantRole: cluster.RolePrimary, wantProbe: detector.Primary,
 		},
 		// Bootstrap.
 		{
 			name: "no primary of record, the server writable and replicating from none: ready it",
-			snap: Snapshot{}, self: read("db1", writable(1, "0-1-100")),
-			want: NodePrepareBootstrap, wantRole: RoleUnknown, wantProbe: detector.Primary,
+			snap: cluster.Snapshot{}, self: read("db1", writable(1, "0-1-100")),
+			want: NodePrepareBootstrap, wantRole: cluster.RoleUnknown, wantProbe: detector.Primary,
 		},
 		{
 			name: "no primary of record, the server read_only: probe it as a replica",
-			snap: Snapshot{}, self: read("db2", replicaOf(2, "198.18.0.1", "0-1-100")),
-			want: NodeAwaitBootstrap, wantRole: RoleUnknown, wantProbe: detector.Replica,
+			snap: cluster.Snapshot{}, self: read("db2", replicaOf(2, "198.18.0.1", "0-1-100")),
+			want: NodeAwaitBootstrap, wantRole: cluster.RoleUnknown, wantProbe: detector.Replica,
 		},
 		// Replicas.
 		{
 			name: "replica following the primary: keep its threads running",
-			snap: cluster(), self: read("db2", replicaOf(2, "198.18.0.1", "0-1-100")),
-			want: NodeFollow, wantRole: RoleReplica, wantProbe: detector.Replica,
+			snap: steady(), self: read("db2", replicaOf(2, "198.18.0.1", "0-1-100")),
+			want: NodeFollow, wantRole: cluster.RoleReplica, wantProbe: detector.Replica,
 		},
 		{
 			name: "replica reconnecting to the primary by itself: leave it",
-			snap: cluster(),
+			snap: steady(),
 			self: func() Self {
 				st := replicaOf(2, "198.18.0.1", "0-1-100")
 				st.IOThread = replication.ThreadConnecting
 				return read("db2", st)
 			}(),
-			want: NodeReconnecting, wantRole: RoleReplica, wantProbe: detector.Replica,
+			want: NodeReconnecting, wantRole: cluster.RoleReplica, wantProbe: detector.Replica,
 		},
 		{
 			name: "replica of the old primary after a failover: repoint it",
-			snap: snapWith(failedOver(), func(s *Snapshot) { s.Nodes["db3"] = NodeStatus{Node: "db3"} }),
+			snap: snapWith(failedOver(), func(s *cluster.Snapshot) { s.Nodes["db3"] = cluster.NodeStatus{Node: "db3"} }),
 			self: read("db3", replicaOf(3, "198.18.0.1", "0-1-100")),
-			want: NodeFollow, wantRole: RoleReplica, wantProbe: detector.Replica,
+			want: NodeFollow, wantRole: cluster.RoleReplica, wantProbe: detector.Replica,
 		},
 		// A replica the flow repointed already, which received the old primary's last
 		// events after the new primary was ranked (its IO thread could not be stopped in
 		// time): it follows the new primary, which lacks them (error 1236).
 		{
 			name: "replica repointed after a failover, with old-primary events the new primary lacks: quarantine",
-			snap: snapWith(failedOver(), func(s *Snapshot) { s.Nodes["db3"] = NodeStatus{Node: "db3"} }),
+			snap: snapWith(failedOver(), func(s *cluster.Snapshot) { s.Nodes["db3"] = cluster.NodeStatus{Node: "db3"} }),
 			self: func() Self {
 				st := replicaOf(3, "198.18.0.2", "0-1-102")
 				st.IOThread = replication.ThreadStopped
 				return read("db3", st)
 			}(),
-			want: NodeQuarantine, wantRole: RoleQuarantined, wantProbe: detector.Replica,
+			want: NodeQuarantine, wantRole: cluster.RoleQuarantined, wantProbe: detector.Replica,
 		},
 		{
 			name: "replica following the new primary with its own and the old primary's events: follow",
 			snap: failedOver(),
 			self: read("db3", replicaOf(3, "198.18.0.2", "0-1-100,0-2-7")),
-			want: NodeFollow, wantRole: RoleReplica, wantProbe: detector.Replica,
+			want: NodeFollow, wantRole: cluster.RoleReplica, wantProbe: detector.Replica,
 		},
 		{
 			name: "replica following the new primary before it published its GTID set: follow, nothing to compare with",
-			snap: snapWith(failedOver(), func(s *Snapshot) {
+			snap: snapWith(failedOver(), func(s *cluster.Snapshot) {
 				n := s.Nodes["db2"]
 				n.Epoch = 4
 				s.Nodes["db2"] = n
 			}),
 			self: read("db3", replicaOf(3, "198.18.0.2", "0-1-102")),
-			want: NodeFollow, wantRole: RoleReplica, wantProbe: detector.Replica,
+			want: NodeFollow, wantRole: cluster.RoleReplica, wantProbe: detector.Replica,
 		},
 		{
 			name: "replica following the primary, SQL thread stopped on a duplicate key: data diverged, quarantine",
-			snap: cluster(),
+			snap: steady(),
 			self: func() Self {
 				st := replicaOf(2, "198.18.0.1", "0-1-100")
 				st.SQLThread, st.LastSQLErrno, st.LastSQLError = replication.ThreadStopped, 1062, "Duplicate entry 'x-3932' for key 'PRIMARY'"
 				return read("db2", st)
 			}(),
-			want: NodeQuarantine, wantRole: RoleQuarantined, wantProbe: detector.Replica, wantReason: "data diverged",
+			want: NodeQuarantine, wantRole: cluster.RoleQuarantined, wantProbe: detector.Replica, wantReason: "data diverged",
 		},
 		{
 			name: "replica following the primary, SQL thread stopped on a lock wait timeout: restart it",
-			snap: cluster(),
+			snap: steady(),
 			self: func() Self {
 				st := replicaOf(2, "198.18.0.1", "0-1-100")
 				st.SQLThread, st.LastSQLErrno, st.LastSQLError = replication.ThreadStopped, 1205, "Lock wait timeout exceeded"
 				return read("db2", st)
 			}(),
-			want: NodeFollow, wantRole: RoleReplica, wantProbe: detector.Replica,
+			want: NodeFollow, wantRole: cluster.RoleReplica, wantProbe: detector.Replica,
 		},
 		{
 			name: "replica during a flow: leave replication to the coordinator",
-			snap: snapWith(cluster(), func(s *Snapshot) { s.Intent = intent }),
+			snap: snapWith(steady(), func(s *cluster.Snapshot) { s.Intent = intent }),
 			self: func() Self {
 				st := replicaOf(2, "198.18.0.1", "0-1-100")
 				st.IOThread = replication.ThreadStopped
@@ -336,7 +340,7 @@ func TestAnalyze(t *testing.T) {
 		},
 		{
 			name: "primary of record with an unusable address: wait",
-			snap: snapWith(cluster(), func(s *Snapshot) { s.Primary.Addr = "db1" }),
+			snap: snapWith(steady(), func(s *cluster.Snapshot) { s.Primary.Addr = "db1" }),
 			self: read("db2", replicaOf(2, "198.18.0.1", "0-1-100")),
 			want: NodeWait, wantProbe: detector.Replica, wantReason: "no usable address", wantErr: true,
 		},
@@ -384,10 +388,10 @@ func writableAction(a NodeAction) bool {
 // writable unless it is named, has its lease, is the primary of record, and (to
 // promote) its server was read at this pass.
 func TestAnalyzeZeroNeverWritable(t *testing.T) {
-	snaps := map[string]Snapshot{
+	snaps := map[string]cluster.Snapshot{
 		"zero":                        {},
-		"leader key free":             snapWith(cluster(), func(s *Snapshot) { s.Leader, s.LeaderLease = "", 0 }),
-		"primary named, nothing else": {View: View{Primary: Primary{Node: "db1"}}},
+		"leader key free":             snapWith(steady(), func(s *cluster.Snapshot) { s.Leader, s.LeaderLease = "", 0 }),
+		"primary named, nothing else": {View: cluster.View{Primary: cluster.Primary{Node: "db1"}}},
 	}
 	selves := map[string]Self{
 		"zero":           {},
@@ -407,7 +411,7 @@ func TestAnalyzeZeroNeverWritable(t *testing.T) {
 }
 
 func TestSignificantLag(t *testing.T) {
-	at := func(ms int64) NodeStatus { return NodeStatus{Node: "db2", LagMS: ms} }
+	at := func(ms int64) cluster.NodeStatus { return cluster.NodeStatus{Node: "db2", LagMS: ms} }
 	cases := []struct {
 		a, b    int64
 		confirm int64 // ms
@@ -462,7 +466,7 @@ func TestAnalyzeSemiSyncRepair(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			a := Analyze(cluster(), tc.self)
+			a := Analyze(steady(), tc.self)
 			if a.Action != tc.want || a.RepairSemiSync != tc.wantRepair {
 				t.Fatalf("action %s repair %v (%s), want %s repair %v", a.Action, a.RepairSemiSync, a.Reason, tc.want, tc.wantRepair)
 			}
@@ -474,15 +478,15 @@ func TestSemiSyncState(t *testing.T) {
 	cases := []struct {
 		ss       replication.SemiSync
 		readOnly bool
-		want     SemiSyncState
+		want     cluster.SemiSyncState
 		unsafe   bool
 	}{
-		{replication.SemiSync{Available: true, SourceEnabled: true, SourceActive: true}, false, SemiSyncOn, false},
-		{replication.SemiSync{Available: true, SourceEnabled: true}, false, SemiSyncAsync, true},
-		{replication.SemiSync{Available: true}, false, SemiSyncOff, true},
-		{replication.SemiSync{}, false, SemiSyncUnavailable, true},
-		{replication.SemiSync{Available: true, ReplicaEnabled: true}, true, SemiSyncReplicaOn, false},
-		{replication.SemiSync{Available: true}, true, SemiSyncReplicaOff, false},
+		{replication.SemiSync{Available: true, SourceEnabled: true, SourceActive: true}, false, cluster.SemiSyncOn, false},
+		{replication.SemiSync{Available: true, SourceEnabled: true}, false, cluster.SemiSyncAsync, true},
+		{replication.SemiSync{Available: true}, false, cluster.SemiSyncOff, true},
+		{replication.SemiSync{}, false, cluster.SemiSyncUnavailable, true},
+		{replication.SemiSync{Available: true, ReplicaEnabled: true}, true, cluster.SemiSyncReplicaOn, false},
+		{replication.SemiSync{Available: true}, true, cluster.SemiSyncReplicaOff, false},
 	}
 	for _, tc := range cases {
 		got := semiSyncState(tc.ss, tc.readOnly)

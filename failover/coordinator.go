@@ -9,6 +9,7 @@ import (
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
 
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/replication"
 )
 
@@ -19,7 +20,7 @@ type Hooks interface {
 
 // HookCall says which hook runs, and for which flow.
 type HookCall struct {
-	Stage          HookStage
+	Stage          cluster.HookStage
 	OldPrimary     string
 	NewPrimary     string
 	NewPrimaryAddr string
@@ -32,17 +33,17 @@ type HookCall struct {
 // CoordinatorConfig configures a Coordinator.
 type CoordinatorConfig struct {
 	Node  string // this agent's node, the candidate's name in the election
-	Store *Store
+	Store *cluster.Store
 	// Cluster is where the elected coordinator looks at the cluster on every change
 	// and Tick (the agent's one cache, shared with its reconciler). What a flow must
 	// read fresh (the servers, its guarded transactions) it reads fresh.
-	Cluster Reader
+	Cluster cluster.Reader
 	Servers ServerPool
 	// Policy is the policy of this agent's configuration file. The coordinator
 	// decides with the cluster's policy (the policy key), creates that key from this
 	// one when there is none, and decides with this one only while the key is
 	// unreadable. See EffectivePolicy.
-	Policy Policy
+	Policy cluster.Policy
 	// Repl is how replicas connect to a primary (account, TLS): the coordinator points
 	// the replicas whose agent is gone at a new primary with it.
 	Repl replication.Source
@@ -67,7 +68,7 @@ type CoordinatorConfig struct {
 	RetryMin, RetryMax time.Duration
 	// OnFlow, when set, is told of every failover or switchover this coordinator ran:
 	// its kind, and done, refused or failed.
-	OnFlow func(kind Action, result RequestState)
+	OnFlow func(kind cluster.Action, result cluster.RequestState)
 	Log    *zap.Logger
 	// Now is the clock; time.Now by default.
 	Now func() time.Time
@@ -155,7 +156,7 @@ func (c *Coordinator) Run(ctx context.Context, s *concurrency.Session) error {
 			}
 			cancel()
 		}()
-		err := c.lead(lctx, s, CoordinatorGuard(e.Key(), e.Rev()))
+		err := c.lead(lctx, s, cluster.CoordinatorGuard(e.Key(), e.Rev()))
 		cancel()
 		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 		_ = e.Resign(rctx)
@@ -182,16 +183,16 @@ const (
 // A new primary of record starts afresh. It reads no clock: the caller passes now.
 type retry struct {
 	min, max time.Duration
-	primary  Primary       // whose failover is being retried
-	tries    int           // tries that did not complete
-	wait     time.Duration // the wait after the latest
-	next     time.Time     // no try before this
+	primary  cluster.Primary // whose failover is being retried
+	tries    int             // tries that did not complete
+	wait     time.Duration   // the wait after the latest
+	next     time.Time       // no try before this
 	lastErr  string
 }
 
 // hold says how long to wait before the next try to fail over p, 0 when it may
 // start now.
-func (r *retry) hold(now time.Time, p Primary) time.Duration {
+func (r *retry) hold(now time.Time, p cluster.Primary) time.Duration {
 	if r.tries == 0 || r.primary.Node != p.Node || r.primary.Epoch != p.Epoch {
 		return 0
 	}
@@ -202,7 +203,7 @@ func (r *retry) hold(now time.Time, p Primary) time.Duration {
 }
 
 // failed records a try that did not complete.
-func (r *retry) failed(now time.Time, p Primary, err error) {
+func (r *retry) failed(now time.Time, p cluster.Primary, err error) {
 	if r.primary.Node != p.Node || r.primary.Epoch != p.Epoch {
 		r.tries = 0
 	}
@@ -234,7 +235,7 @@ type verdictClock struct {
 // observe notes the primary's published status at now and returns when its
 // current verdict was first seen; zero when the primary's agent publishes none.
 // An agent gone and back with the same verdict keeps its first sight.
-func (c *verdictClock) observe(now time.Time, v View) time.Time {
+func (c *verdictClock) observe(now time.Time, v cluster.View) time.Time {
 	ps, ok := v.Nodes[v.Primary.Node]
 	if v.Primary.Node == "" || !ok {
 		return time.Time{}
@@ -246,18 +247,18 @@ func (c *verdictClock) observe(now time.Time, v View) time.Time {
 }
 
 // lead looks at the cluster on every change in etcd, and every Tick, until ctx ends.
-func (c *Coordinator) lead(ctx context.Context, s *concurrency.Session, g Guard) error {
+func (c *Coordinator) lead(ctx context.Context, s *concurrency.Session, g cluster.Guard) error {
 	changes, stop := c.cfg.Cluster.Subscribe(nil)
 	defer stop()
 	tick := time.NewTicker(c.cfg.Tick)
 	defer tick.Stop()
 	var last, lastPolicy string
-	var published CoordinatorStatus
+	var published cluster.CoordinatorStatus
 	rt := retry{min: c.cfg.RetryMin, max: c.cfg.RetryMax}
 	var vc verdictClock
 	for {
 		snap, err := c.read(ctx)
-		var p Policy
+		var p cluster.Policy
 		if err == nil {
 			p, err = c.policy(ctx, &snap, &lastPolicy)
 		}
@@ -266,9 +267,9 @@ func (c *Coordinator) lead(ctx context.Context, s *concurrency.Session, g Guard)
 			now := c.cfg.Now()
 			snap.View.PrimaryVerdictSeen = vc.observe(now, snap.View)
 			d := Decide(now, snap.View, p)
-			if d.Action == Failover && !d.Manual {
+			if d.Action == cluster.Failover && !d.Manual {
 				if wait := rt.hold(now, snap.Primary); wait > 0 {
-					d = Decision{Action: NoAction, Reason: fmt.Sprintf("%s; failover try %d did not complete (%s): try %d waits %s, until %s",
+					d = cluster.Decision{Action: cluster.NoAction, Reason: fmt.Sprintf("%s; failover try %d did not complete (%s): try %d waits %s, until %s",
 						d.Reason, rt.tries, rt.lastErr, rt.tries+1, rt.wait, rt.next.UTC().Format(time.RFC3339))}
 				}
 			}
@@ -276,7 +277,7 @@ func (c *Coordinator) lead(ctx context.Context, s *concurrency.Session, g Guard)
 				c.log.Info("decision", zap.Stringer("action", d.Action), zap.String("reason", d.Reason))
 				last = key
 			}
-			st := CoordinatorStatus{Node: c.cfg.Node, Action: d.Action.String(), Reason: d.Reason}
+			st := cluster.CoordinatorStatus{Node: c.cfg.Node, Action: d.Action.String(), Reason: d.Reason}
 			if rt.tries > 0 && rt.primary.Node == snap.Primary.Node && rt.primary.Epoch == snap.Primary.Epoch {
 				st.Tries, st.LastError, st.RetryAt = rt.tries, rt.lastErr, rt.next.UTC()
 			}
@@ -287,12 +288,12 @@ func (c *Coordinator) lead(ctx context.Context, s *concurrency.Session, g Guard)
 					published = st
 				}
 			}
-			if d.Action != NoAction {
+			if d.Action != cluster.NoAction {
 				err := c.act(ctx, s, g, snap, d, p)
 				if err != nil {
 					c.log.Warn("action failed", zap.Stringer("action", d.Action), zap.Error(err))
 				}
-				if d.Action == Failover && !d.Manual {
+				if d.Action == cluster.Failover && !d.Manual {
 					if err != nil {
 						rt.failed(c.cfg.Now(), snap.Primary, err)
 						c.log.Info("automatic failover will be tried again", zap.Int("tries", rt.tries), zap.Time("not_before", rt.next))
@@ -316,14 +317,16 @@ func (c *Coordinator) lead(ctx context.Context, s *concurrency.Session, g Guard)
 
 // read is the cluster's state for a look (never older than this agent's own latest
 // write, e.g. a flow's commit).
-func (c *Coordinator) read(ctx context.Context) (Snapshot, error) { return c.cfg.Cluster.Snapshot(ctx) }
+func (c *Coordinator) read(ctx context.Context) (cluster.Snapshot, error) {
+	return c.cfg.Cluster.Snapshot(ctx)
+}
 
 // policy returns the policy to decide with at this pass (EffectivePolicy): it creates
 // the policy key from the own file's when there is none, and logs each change of the
 // policy decided with, once. last holds what was logged.
-func (c *Coordinator) policy(ctx context.Context, snap *Snapshot, last *string) (Policy, error) {
+func (c *Coordinator) policy(ctx context.Context, snap *cluster.Snapshot, last *string) (cluster.Policy, error) {
 	if snap.Policy == nil && snap.PolicyErr == "" {
-		cur, created, err := c.cfg.Store.CreatePolicy(ctx, PolicyRecord{Policy: c.cfg.Policy, SetBy: c.cfg.Node, At: c.cfg.Now().UTC()})
+		cur, created, err := c.cfg.Store.CreatePolicy(ctx, cluster.PolicyRecord{Policy: c.cfg.Policy, SetBy: c.cfg.Node, At: c.cfg.Now().UTC()})
 		switch {
 		case err != nil:
 			c.log.Warn("create the cluster's policy", zap.Error(err))
@@ -334,12 +337,12 @@ func (c *Coordinator) policy(ctx context.Context, snap *Snapshot, last *string) 
 			snap.Policy = cur
 		}
 	}
-	p, src, why, err := EffectivePolicy(*snap, c.cfg.Policy)
+	p, src, why, err := cluster.EffectivePolicy(*snap, c.cfg.Policy)
 	if err != nil {
-		return Policy{}, err
+		return cluster.Policy{}, err
 	}
 	if key := src.String() + p.String(); key != *last {
-		if src == PolicyFromEtcd {
+		if src == cluster.PolicyFromEtcd {
 			c.log.Info("deciding with the cluster's policy", zap.Stringer("policy", p), zap.String("set_by", snap.Policy.SetBy))
 		} else {
 			c.log.Warn("deciding with this node's own policy", zap.String("why", why), zap.Stringer("policy", p))
@@ -351,13 +354,13 @@ func (c *Coordinator) policy(ctx context.Context, snap *Snapshot, last *string) 
 
 // recordMembers keeps members/ in line with the live agents' addresses, so that a
 // node whose agent dies is still known to the next failover.
-func (c *Coordinator) recordMembers(ctx context.Context, g Guard, snap Snapshot) {
+func (c *Coordinator) recordMembers(ctx context.Context, g cluster.Guard, snap cluster.Snapshot) {
 	for _, n := range sortedNodes(snap.Nodes) {
 		if n.Addr == "" {
 			continue
 		}
 		old, known := snap.Members[n.Node]
-		m := Member{Node: n.Node, Addr: n.Addr, ServerID: n.ServerID, ServerUUID: n.ServerUUID, Agent: n.Agent}
+		m := cluster.Member{Node: n.Node, Addr: n.Addr, ServerID: n.ServerID, ServerUUID: n.ServerUUID, Agent: n.Agent}
 		if m.Agent == "" {
 			m.Agent = old.Agent
 		}
@@ -374,26 +377,26 @@ func (c *Coordinator) recordMembers(ctx context.Context, g Guard, snap Snapshot)
 }
 
 // act carries out d; p is the policy it was decided with.
-func (c *Coordinator) act(ctx context.Context, s *concurrency.Session, g Guard, snap Snapshot, d Decision, p Policy) error {
+func (c *Coordinator) act(ctx context.Context, s *concurrency.Session, g cluster.Guard, snap cluster.Snapshot, d cluster.Decision, p cluster.Policy) error {
 	switch d.Action {
-	case Bootstrap:
+	case cluster.Bootstrap:
 		n := snap.Nodes[d.To]
-		p := Primary{Node: d.To, Addr: n.Addr, ServerID: n.ServerID, ServerUUID: n.ServerUUID, Epoch: 1, Since: c.cfg.Now().UTC()}
+		p := cluster.Primary{Node: d.To, Addr: n.Addr, ServerID: n.ServerID, ServerUUID: n.ServerUUID, Epoch: 1, Since: c.cfg.Now().UTC()}
 		if err := c.cfg.Store.BootstrapPrimary(ctx, g, p); err != nil {
 			return err
 		}
 		c.log.Info("bootstrapped primary of record", zap.String("primary", d.To))
-		return c.cfg.Store.AppendHistory(ctx, Event{Kind: EventBootstrap, To: d.To, Epoch: 1, Reason: d.Reason, Started: p.Since})
-	case RefuseRequest:
+		return c.cfg.Store.AppendHistory(ctx, cluster.Event{Kind: cluster.EventBootstrap, To: d.To, Epoch: 1, Reason: d.Reason, Started: p.Since})
+	case cluster.RefuseRequest:
 		r := *snap.Request
-		r.State, r.Error, r.Finished = RequestRefused, d.Reason, c.cfg.Now().UTC()
+		r.State, r.Error, r.Finished = cluster.RequestRefused, d.Reason, c.cfg.Now().UTC()
 		c.log.Info("request refused", zap.String("request", r.ID), zap.String("reason", d.Reason))
 		return c.cfg.Store.UpdateRequest(ctx, g, r)
-	case Failover, Switchover:
+	case cluster.Failover, cluster.Switchover:
 		f := &flow{c: c, s: s, g: g, snap: snap, d: d, policy: p, started: c.cfg.Now()}
 		if d.Manual && snap.Request != nil {
 			r := *snap.Request
-			r.State = RequestRunning
+			r.State = cluster.RequestRunning
 			if err := c.cfg.Store.UpdateRequest(ctx, g, r); err != nil {
 				return err
 			}
@@ -401,13 +404,13 @@ func (c *Coordinator) act(ctx context.Context, s *concurrency.Session, g Guard, 
 		}
 		ev, err := f.run(ctx)
 		if c.cfg.OnFlow != nil {
-			result := RequestDone
+			result := cluster.RequestDone
 			var refused *refusal
 			switch {
 			case errors.As(err, &refused):
-				result = RequestRefused
+				result = cluster.RequestRefused
 			case err != nil:
-				result = RequestFailed
+				result = cluster.RequestFailed
 			}
 			c.cfg.OnFlow(d.Action, result)
 		}
@@ -415,13 +418,13 @@ func (c *Coordinator) act(ctx context.Context, s *concurrency.Session, g Guard, 
 			r := *f.request
 			r.Steps, r.Finished = f.steps, c.cfg.Now().UTC()
 			if err != nil {
-				r.State, r.Error = RequestFailed, err.Error()
+				r.State, r.Error = cluster.RequestFailed, err.Error()
 				var refused *refusal
 				if errors.As(err, &refused) {
-					r.State = RequestRefused
+					r.State = cluster.RequestRefused
 				}
 			} else {
-				r.State, r.Result = RequestDone, &ev
+				r.State, r.Result = cluster.RequestDone, &ev
 			}
 			if uerr := c.cfg.Store.UpdateRequest(context.WithoutCancel(ctx), g, r); uerr != nil {
 				c.log.Warn("record request result", zap.Error(uerr))

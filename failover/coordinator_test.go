@@ -2,6 +2,7 @@ package failover
 
 import (
 	"errors"
+	"github.com/baton-ha/baton/cluster"
 	"testing"
 	"time"
 )
@@ -10,11 +11,11 @@ import (
 // the waits double from RetryMin up to RetryMax, a new primary of record starts
 // afresh, and a completed failover forgets the tries. The clock is the test's.
 func TestRetry(t *testing.T) {
-	db1 := Primary{Node: "db1", Epoch: 3}
+	db1 := cluster.Primary{Node: "db1", Epoch: 3}
 	refused := errors.New("no safe candidate: db3 unreachable")
 	type step struct {
 		at      time.Duration // since t0
-		primary Primary
+		primary cluster.Primary
 		fail    bool          // a try at this time did not complete
 		done    bool          // a try at this time completed
 		hold    time.Duration // wanted hold before acting at this time
@@ -49,8 +50,8 @@ func TestRetry(t *testing.T) {
 			steps: []step{
 				{at: 0, primary: db1, fail: true},
 				{at: 2 * time.Second, primary: db1, fail: true},
-				{at: 3 * time.Second, primary: Primary{Node: "db2", Epoch: 4}, hold: 0, fail: true},
-				{at: 3 * time.Second, primary: Primary{Node: "db2", Epoch: 4}, hold: 2 * time.Second},
+				{at: 3 * time.Second, primary: cluster.Primary{Node: "db2", Epoch: 4}, hold: 0, fail: true},
+				{at: 3 * time.Second, primary: cluster.Primary{Node: "db2", Epoch: 4}, hold: 2 * time.Second},
 			},
 		},
 		{
@@ -94,7 +95,7 @@ func TestRetry(t *testing.T) {
 }
 
 func TestCoordinatorConfigRetry(t *testing.T) {
-	cfg := CoordinatorConfig{Node: "db1", Store: &Store{}, Cluster: &Cache{}, Servers: &Servers{}, CatchupTimeout: time.Second, Policy: policy(),
+	cfg := CoordinatorConfig{Node: "db1", Store: &cluster.Store{}, Cluster: &cluster.Cache{}, Servers: &Servers{}, CatchupTimeout: time.Second, Policy: policy(),
 		RetryMin: time.Minute, RetryMax: time.Second}
 	if err := cfg.validate(); err == nil {
 		t.Fatal("retry_max below retry_min accepted")
@@ -113,10 +114,10 @@ func TestCoordinatorConfigRetry(t *testing.T) {
 // primary's clock stamped on it; a new verdict, or a new primary, starts it again.
 func TestVerdictClock(t *testing.T) {
 	t0 := time.Date(2026, 11, 27, 6, 0, 0, 0, time.UTC)
-	primaryAt := func(node, verdict string, since time.Time) View {
-		v := View{Primary: Primary{Node: node}, Nodes: map[string]NodeStatus{
+	primaryAt := func(node, verdict string, since time.Time) cluster.View {
+		v := cluster.View{Primary: cluster.Primary{Node: node}, Nodes: map[string]cluster.NodeStatus{
 			"db1": {Node: "db1", Verdict: verdict, VerdictSince: since},
-			"db2": {Node: "db2", Verdict: VerdictHealthy, VerdictSince: since},
+			"db2": {Node: "db2", Verdict: cluster.VerdictHealthy, VerdictSince: since},
 		}}
 		return v
 	}
@@ -125,22 +126,22 @@ func TestVerdictClock(t *testing.T) {
 	steps := []struct {
 		name string
 		at   time.Duration // the coordinator's clock, since t0
-		v    View
+		v    cluster.View
 		want time.Time
 	}{
-		{"first sight of an unwritable verdict stamped an hour ahead", 0, primaryAt("db1", VerdictUnwritable, skewed), t0},
-		{"the same verdict later: first sight kept", 4 * time.Second, primaryAt("db1", VerdictUnwritable, skewed), t0},
-		{"the primary's agent gone: nothing to time", 5 * time.Second, func() View {
-			v := primaryAt("db1", VerdictUnwritable, skewed)
+		{"first sight of an unwritable verdict stamped an hour ahead", 0, primaryAt("db1", cluster.VerdictUnwritable, skewed), t0},
+		{"the same verdict later: first sight kept", 4 * time.Second, primaryAt("db1", cluster.VerdictUnwritable, skewed), t0},
+		{"the primary's agent gone: nothing to time", 5 * time.Second, func() cluster.View {
+			v := primaryAt("db1", cluster.VerdictUnwritable, skewed)
 			delete(v.Nodes, "db1")
 			return v
 		}(), time.Time{}},
-		{"back with the same verdict: first sight kept", 6 * time.Second, primaryAt("db1", VerdictUnwritable, skewed), t0},
-		{"a new verdict: seen now", 7 * time.Second, primaryAt("db1", VerdictHealthy, skewed.Add(7*time.Second)), t0.Add(7 * time.Second)},
-		{"unwritable again, stamped in the coordinator's past", 8 * time.Second, primaryAt("db1", VerdictUnwritable, t0.Add(-time.Hour)), t0.Add(8 * time.Second)},
-		{"the same verdict, restamped (the agent restarted)", 9 * time.Second, primaryAt("db1", VerdictUnwritable, t0.Add(-time.Minute)), t0.Add(9 * time.Second)},
-		{"a new primary of record: seen now", 10 * time.Second, primaryAt("db2", VerdictHealthy, t0.Add(-time.Minute)), t0.Add(10 * time.Second)},
-		{"no primary of record", 11 * time.Second, View{Nodes: primaryAt("db1", VerdictHealthy, t0).Nodes}, time.Time{}},
+		{"back with the same verdict: first sight kept", 6 * time.Second, primaryAt("db1", cluster.VerdictUnwritable, skewed), t0},
+		{"a new verdict: seen now", 7 * time.Second, primaryAt("db1", cluster.VerdictHealthy, skewed.Add(7*time.Second)), t0.Add(7 * time.Second)},
+		{"unwritable again, stamped in the coordinator's past", 8 * time.Second, primaryAt("db1", cluster.VerdictUnwritable, t0.Add(-time.Hour)), t0.Add(8 * time.Second)},
+		{"the same verdict, restamped (the agent restarted)", 9 * time.Second, primaryAt("db1", cluster.VerdictUnwritable, t0.Add(-time.Minute)), t0.Add(9 * time.Second)},
+		{"a new primary of record: seen now", 10 * time.Second, primaryAt("db2", cluster.VerdictHealthy, t0.Add(-time.Minute)), t0.Add(10 * time.Second)},
+		{"no primary of record", 11 * time.Second, cluster.View{Nodes: primaryAt("db1", cluster.VerdictHealthy, t0).Nodes}, time.Time{}},
 	}
 	var c verdictClock
 	for _, s := range steps {

@@ -2,6 +2,7 @@ package failover
 
 import (
 	"fmt"
+	"github.com/baton-ha/baton/cluster"
 	"maps"
 	"slices"
 	"sort"
@@ -31,36 +32,36 @@ import (
 // or on the coordinator's own view of the primary: Decide never looks at it. Decide
 // never compares its now with a time another node's clock stamped: the semi-sync
 // grace runs from View.PrimaryVerdictSeen, the coordinator's own.
-func Decide(now time.Time, v View, p Policy) Decision {
+func Decide(now time.Time, v cluster.View, p cluster.Policy) cluster.Decision {
 	if v.Intent != nil {
-		return Decision{Action: NoAction, Reason: fmt.Sprintf("a %s from %s is in progress", v.Intent.Kind, v.Intent.From)}
+		return cluster.Decision{Action: cluster.NoAction, Reason: fmt.Sprintf("a %s from %s is in progress", v.Intent.Kind, v.Intent.From)}
 	}
 	if v.Primary.Node == "" {
 		return decideBootstrap(v)
 	}
-	if v.Request != nil && v.Request.State == RequestPending {
+	if v.Request != nil && v.Request.State == cluster.RequestPending {
 		return decideRequest(now, v, p)
 	}
 	if v.Settings.Paused {
-		return Decision{Action: NoAction, Reason: "paused: automatic failover is off"}
+		return cluster.Decision{Action: cluster.NoAction, Reason: "paused: automatic failover is off"}
 	}
 	failed, why := primaryFailed(now, v, p)
 	if !failed {
-		return Decision{Action: NoAction, Reason: why}
+		return cluster.Decision{Action: cluster.NoAction, Reason: why}
 	}
 	if b := v.Block; b != nil {
-		return Decision{Action: NoAction, Reason: fmt.Sprintf("%s, but a failover to %s (epoch %d) happened at %s: automatic failover blocked for %s after it (anti-flap, timed by an etcd lease; `baton failover` overrides)",
+		return cluster.Decision{Action: cluster.NoAction, Reason: fmt.Sprintf("%s, but a failover to %s (epoch %d) happened at %s: automatic failover blocked for %s after it (anti-flap, timed by an etcd lease; `baton failover` overrides)",
 			why, b.To, b.Epoch, b.At.UTC().Format(time.RFC3339), b.For)}
 	}
 	cands, excluded := candidates(v, "")
 	if len(cands) == 0 {
-		return Decision{Action: NoAction, Reason: fmt.Sprintf("%s, but no safe candidate: %s", why, strings.Join(excluded, "; "))}
+		return cluster.Decision{Action: cluster.NoAction, Reason: fmt.Sprintf("%s, but no safe candidate: %s", why, strings.Join(excluded, "; "))}
 	}
 	if lone := noAcknowledger(v, cands); lone != "" {
-		return Decision{Action: NoAction, Reason: fmt.Sprintf("%s, but a failover would not bring writes back: %s; waiting for %s to come back keeps its pending commits (`baton failover` overrides)",
+		return cluster.Decision{Action: cluster.NoAction, Reason: fmt.Sprintf("%s, but a failover would not bring writes back: %s; waiting for %s to come back keeps its pending commits (`baton failover` overrides)",
 			why, lone, v.Primary.Node)}
 	}
-	return Decision{Action: Failover, From: v.Primary.Node, Candidates: cands, Reason: why}
+	return cluster.Decision{Action: cluster.Failover, From: v.Primary.Node, Candidates: cands, Reason: why}
 }
 
 // SemiSyncGrace is how long a failover waits, after the primary turned unwritable,
@@ -73,17 +74,17 @@ func Decide(now time.Time, v View, p Policy) Decision {
 const SemiSyncGrace = 10 * time.Second
 
 // primaryFailed applies rules 1 and 2.
-func primaryFailed(now time.Time, v View, p Policy) (bool, string) {
+func primaryFailed(now time.Time, v cluster.View, p cluster.Policy) (bool, string) {
 	name := v.Primary.Node
 	ps, present := v.Nodes[name]
-	var replicas []NodeStatus
+	var replicas []cluster.NodeStatus
 	for _, n := range sortedNodes(v.Nodes) {
 		if n.Node != name {
 			replicas = append(replicas, n)
 		}
 	}
 	switch {
-	case present && ps.Verdict == VerdictUnwritable:
+	case present && ps.Verdict == cluster.VerdictUnwritable:
 		if wait, how := awaitsReplica(now, v, ps); wait {
 			return false, fmt.Sprintf("primary %s reports unwritable (%s), but its commits wait for a semi-sync replica: %s", name, ps.Reason, how)
 		}
@@ -93,7 +94,7 @@ func primaryFailed(now time.Time, v View, p Policy) (bool, string) {
 			}
 		}
 		return false, fmt.Sprintf("primary %s reports unwritable (%s), not confirmed by any replica yet", name, ps.Reason)
-	case !present || ps.Verdict == VerdictUnreachable:
+	case !present || ps.Verdict == cluster.VerdictUnreachable:
 		what := fmt.Sprintf("primary %s's agent is gone", name)
 		if present {
 			what = fmt.Sprintf("primary %s is unreachable (%s)", name, ps.Reason)
@@ -140,7 +141,7 @@ const LongSemiSyncTimeout = time.Minute
 // acknowledgement, which quarantines it too; waiting for it to come back keeps them
 // and resumes writes with no person's help. A member whose agent is gone counts as
 // a possible replica: its server may be alive.
-func noAcknowledger(v View, cands []string) string {
+func noAcknowledger(v cluster.View, cands []string) string {
 	if len(cands) != 1 {
 		return ""
 	}
@@ -160,7 +161,7 @@ func noAcknowledger(v View, cands []string) string {
 	var held []string
 	for _, n := range slices.Sorted(maps.Keys(others)) {
 		s, present := v.Nodes[n]
-		if !present || s.Role != RoleQuarantined {
+		if !present || s.Role != cluster.RoleQuarantined {
 			return ""
 		}
 		held = append(held, n)
@@ -184,14 +185,14 @@ func noAcknowledger(v View, cands []string) string {
 // probe says and however many replicas are connected: a replica whose own network
 // was just cut may be connected with its acknowledgements lost, and publishes, as it
 // comes back, a probe failure from the cut and an IO thread still reconnecting.
-func awaitsReplica(now time.Time, v View, ps NodeStatus) (bool, string) {
+func awaitsReplica(now time.Time, v cluster.View, ps cluster.NodeStatus) (bool, string) {
 	seen := v.PrimaryVerdictSeen
-	if ps.SemiSync != SemiSyncOn || seen.IsZero() || now.Sub(seen) >= SemiSyncGrace {
+	if ps.SemiSync != cluster.SemiSyncOn || seen.IsZero() || now.Sub(seen) >= SemiSyncGrace {
 		return false, ""
 	}
 	if ps.AwaitsAck {
 		for _, r := range sortedNodes(v.Nodes) {
-			if r.Node != ps.Node && unfit(r) == "" && r.Source == v.Primary.Addr && r.SemiSync == SemiSyncReplicaOn {
+			if r.Node != ps.Node && unfit(r) == "" && r.Source == v.Primary.Addr && r.SemiSync == cluster.SemiSyncReplicaOn {
 				return true, fmt.Sprintf("%d connected, and %s replicates from it with its semi-sync replica side on (for up to %s)",
 					ps.SemiSyncClients, r.Node, SemiSyncGrace)
 			}
@@ -211,7 +212,7 @@ func awaitsReplica(now time.Time, v View, ps NodeStatus) (bool, string) {
 		if !(r.IORunning && r.Source == v.Primary.Addr) {
 			return true, fmt.Sprintf("none connected, %s reaches it and is being pointed at it (for up to %s)", r.Node, SemiSyncGrace)
 		}
-		if r.SemiSync == SemiSyncReplicaOn {
+		if r.SemiSync == cluster.SemiSyncReplicaOn {
 			// Pointed at it a moment ago: the primary's published status does not
 			// show the new connection yet.
 			return true, fmt.Sprintf("none connected yet, %s replicates from it with its semi-sync replica side on (for up to %s)", r.Node, SemiSyncGrace)
@@ -221,7 +222,7 @@ func awaitsReplica(now time.Time, v View, ps NodeStatus) (bool, string) {
 }
 
 // confirmsStopped says whether replica r sees that the primary stopped writing.
-func confirmsStopped(r NodeStatus, primary string, p Policy) (bool, string) {
+func confirmsStopped(r cluster.NodeStatus, primary string, p cluster.Policy) (bool, string) {
 	if ok, how := confirmsGone(r, primary); ok {
 		return true, how
 	}
@@ -235,7 +236,7 @@ func confirmsStopped(r NodeStatus, primary string, p Policy) (bool, string) {
 // no writes: one replica's remote write probe is refused, and one replica's heartbeat
 // stopped (lag at ConfirmLag; the write probes of replicas keep it fresh while the
 // server writes).
-func notServing(replicas []NodeStatus, primary string, p Policy) (bool, string) {
+func notServing(replicas []cluster.NodeStatus, primary string, p cluster.Policy) (bool, string) {
 	var refused, stopped string
 	for _, r := range replicas {
 		if pv := r.PrimaryView; refused == "" && pv != nil && pv.Node == primary && pv.Write.Refused() {
@@ -256,7 +257,7 @@ func notServing(replicas []NodeStatus, primary string, p Policy) (bool, string) 
 
 // confirmsGone says whether replica r sees the primary gone: its remote probe fails,
 // or its IO thread is not connected.
-func confirmsGone(r NodeStatus, primary string) (bool, string) {
+func confirmsGone(r cluster.NodeStatus, primary string) (bool, string) {
 	if pv := r.PrimaryView; pv != nil && pv.Node == primary && !pv.Reachable {
 		return true, "remote probe fails: " + pv.Error
 	}
@@ -272,7 +273,7 @@ func confirmsGone(r NodeStatus, primary string) (bool, string) {
 
 // candidates lists the nodes that may be promoted (all but exclude and the primary),
 // and why the others may not.
-func candidates(v View, only string) (names, excluded []string) {
+func candidates(v cluster.View, only string) (names, excluded []string) {
 	for _, n := range sortedNodes(v.Nodes) {
 		if n.Node == v.Primary.Node || (only != "" && n.Node != only) {
 			continue
@@ -290,17 +291,17 @@ func candidates(v View, only string) (names, excluded []string) {
 }
 
 // unfit says why a node must not be promoted, "" when it may.
-func unfit(n NodeStatus) string {
+func unfit(n cluster.NodeStatus) string {
 	switch {
 	case !n.ServerRead:
 		return "its agent could not read its server"
 	case n.NoPromote:
 		return "no_promote is set"
-	case n.Role == RoleQuarantined && n.Errant != "":
+	case n.Role == cluster.RoleQuarantined && n.Errant != "":
 		return "quarantined (errant transactions " + n.Errant + ")"
-	case n.Role == RoleQuarantined:
+	case n.Role == cluster.RoleQuarantined:
 		return "quarantined (" + n.Reason + ")"
-	case n.Verdict != VerdictHealthy:
+	case n.Verdict != cluster.VerdictHealthy:
 		return "verdict " + n.Verdict
 	case !n.StorageOK:
 		return "storage probe failing"
@@ -310,28 +311,28 @@ func unfit(n NodeStatus) string {
 	return ""
 }
 
-func decideBootstrap(v View) Decision {
+func decideBootstrap(v cluster.View) cluster.Decision {
 	var writable []string
 	for _, n := range sortedNodes(v.Nodes) {
 		// Only what the agent read from the server counts: a status published before
 		// the first read has the zero values of a writable server.
-		if n.ServerRead && !n.ReadOnly && n.Source == "" && n.Verdict == VerdictHealthy {
+		if n.ServerRead && !n.ReadOnly && n.Source == "" && n.Verdict == cluster.VerdictHealthy {
 			writable = append(writable, n.Node)
 		}
 	}
 	switch len(writable) {
 	case 1:
-		return Decision{Action: Bootstrap, To: writable[0], Reason: writable[0] + " is the one writable server"}
+		return cluster.Decision{Action: cluster.Bootstrap, To: writable[0], Reason: writable[0] + " is the one writable server"}
 	case 0:
-		return Decision{Action: NoAction, Reason: "no primary of record yet, and no healthy writable server that replicates from none"}
+		return cluster.Decision{Action: cluster.NoAction, Reason: "no primary of record yet, and no healthy writable server that replicates from none"}
 	}
-	return Decision{Action: NoAction, Reason: fmt.Sprintf("no primary of record yet, and %d writable servers (%s): set read_only on all but one", len(writable), strings.Join(writable, ", "))}
+	return cluster.Decision{Action: cluster.NoAction, Reason: fmt.Sprintf("no primary of record yet, and %d writable servers (%s): set read_only on all but one", len(writable), strings.Join(writable, ", "))}
 }
 
-func decideRequest(now time.Time, v View, p Policy) Decision {
+func decideRequest(now time.Time, v cluster.View, p cluster.Policy) cluster.Decision {
 	r := v.Request
-	refuse := func(format string, args ...any) Decision {
-		return Decision{Action: RefuseRequest, Manual: true, Reason: fmt.Sprintf(format, args...)}
+	refuse := func(format string, args ...any) cluster.Decision {
+		return cluster.Decision{Action: cluster.RefuseRequest, Manual: true, Reason: fmt.Sprintf(format, args...)}
 	}
 	if r.Epoch != v.Primary.Epoch {
 		return refuse("the primary changed since the request was made (epoch %d, now %d): look at `baton status` and ask again", r.Epoch, v.Primary.Epoch)
@@ -345,9 +346,9 @@ func decideRequest(now time.Time, v View, p Policy) Decision {
 		}
 	}
 	ps, present := v.Nodes[v.Primary.Node]
-	primaryHealthy := present && ps.Verdict == VerdictHealthy
+	primaryHealthy := present && ps.Verdict == cluster.VerdictHealthy
 	switch r.Kind {
-	case RequestSwitchover:
+	case cluster.RequestSwitchover:
 		if !primaryHealthy {
 			verdict := "its agent is gone"
 			if present {
@@ -371,9 +372,9 @@ func decideRequest(now time.Time, v View, p Policy) Decision {
 		if len(fit) == 0 {
 			return refuse("no candidate is fit for a switchover: %s", strings.Join(excluded, "; "))
 		}
-		return Decision{Action: Switchover, From: v.Primary.Node, To: r.To, Candidates: fit, Manual: true,
+		return cluster.Decision{Action: cluster.Switchover, From: v.Primary.Node, To: r.To, Candidates: fit, Manual: true,
 			Reason: fmt.Sprintf("switchover requested by an operator (%s)", r.ID)}
-	case RequestFailover:
+	case cluster.RequestFailover:
 		if primaryHealthy && !r.Force {
 			return refuse("primary %s is healthy: use `baton switchover`, or `baton failover --force` to fail over anyway", v.Primary.Node)
 		}
@@ -381,14 +382,14 @@ func decideRequest(now time.Time, v View, p Policy) Decision {
 		if len(cands) == 0 {
 			return refuse("no safe candidate: %s", strings.Join(excluded, "; "))
 		}
-		return Decision{Action: Failover, From: v.Primary.Node, To: r.To, Candidates: cands, Manual: true,
+		return cluster.Decision{Action: cluster.Failover, From: v.Primary.Node, To: r.To, Candidates: cands, Manual: true,
 			Reason: fmt.Sprintf("failover requested by an operator (%s)", r.ID)}
 	}
 	return refuse("unknown request kind %q", r.Kind)
 }
 
-func sortedNodes(m map[string]NodeStatus) []NodeStatus {
-	out := make([]NodeStatus, 0, len(m))
+func sortedNodes(m map[string]cluster.NodeStatus) []cluster.NodeStatus {
+	out := make([]cluster.NodeStatus, 0, len(m))
 	for _, n := range m {
 		out = append(out, n)
 	}
@@ -396,7 +397,7 @@ func sortedNodes(m map[string]NodeStatus) []NodeStatus {
 	return out
 }
 
-func nodeNames(m map[string]NodeStatus) []string {
+func nodeNames(m map[string]cluster.NodeStatus) []string {
 	var out []string
 	for _, n := range sortedNodes(m) {
 		out = append(out, n.Node)

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/internal/sandbox"
 	"github.com/baton-ha/baton/internal/sandbox/sandboxtest"
 )
@@ -22,7 +22,7 @@ type agentFailsafe struct {
 	} `json:"failsafe"`
 }
 
-func failsafeOf(t *testing.T, c cluster, node string) agentFailsafe {
+func failsafeOf(t *testing.T, c sbCluster, node string) agentFailsafe {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
@@ -52,7 +52,7 @@ func maxGap(acks []sandbox.Ack, from, to time.Time) time.Duration {
 
 // restartAgent kills a node's agent, starts it again and waits until the new agent
 // published its status on a lease of its own.
-func restartAgent(t *testing.T, c cluster, node string) error {
+func restartAgent(t *testing.T, c sbCluster, node string) error {
 	t.Helper()
 	ctx := context.Background()
 	oldLease := c.snapshot(t).NodeLeases[node]
@@ -70,7 +70,7 @@ func restartAgent(t *testing.T, c cluster, node string) error {
 	return nil
 }
 
-func readOnly(t *testing.T, c cluster, node string) (bool, error) {
+func readOnly(t *testing.T, c sbCluster, node string) (bool, error) {
 	t.Helper()
 	db := sandboxtest.RootDB(t, c.Cluster, node)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -116,7 +116,7 @@ func TestFailsafe(t *testing.T) {
 			if err != nil || snap.Primary.Node != "db1" || snap.Primary.Epoch != 1 || snap.Leader != "db1" {
 				return false
 			}
-			for name, role := range map[string]failover.Role{"db1": failover.RolePrimary, "db2": failover.RoleReplica, "db3": failover.RoleReplica} {
+			for name, role := range map[string]cluster.Role{"db1": cluster.RolePrimary, "db2": cluster.RoleReplica, "db3": cluster.RoleReplica} {
 				n, ok := snap.Nodes[name]
 				if !ok || n.Role != role || n.ReadOnly != (name != "db1") {
 					return false
@@ -256,7 +256,7 @@ func TestFailsafe(t *testing.T) {
 			return err == nil && ro
 		})
 		t.Logf("db1 fenced %s after db2 reached etcd again", time.Since(healed).Round(time.Millisecond))
-		var now failover.Snapshot
+		var now cluster.Snapshot
 		sandboxtest.WaitFor(t, 30*time.Second, "a failover to db2", func() bool {
 			now = c.snapshot(t)
 			return now.Primary.Node == "db2" && now.Leader == "db2"
@@ -273,7 +273,7 @@ func TestFailsafe(t *testing.T) {
 		sandboxtest.WaitFor(t, 20*time.Second, "db1 and db3 replicas of db2", func() bool {
 			snap := c.snapshot(t)
 			for _, n := range []string{"db1", "db3"} {
-				if st, ok := snap.Nodes[n]; !ok || st.Role != failover.RoleReplica || !st.IORunning || !strings.HasPrefix(st.Source, c.Nodes[1].IP+":") {
+				if st, ok := snap.Nodes[n]; !ok || st.Role != cluster.RoleReplica || !st.IORunning || !strings.HasPrefix(st.Source, c.Nodes[1].IP+":") {
 					return false
 				}
 			}
@@ -319,7 +319,7 @@ func TestFailsafe(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var now failover.Snapshot
+		var now cluster.Snapshot
 		sandboxtest.WaitFor(t, 40*time.Second, "a failover once etcd is back", func() bool {
 			lctx, cancel := context.WithTimeout(ctx, time.Second)
 			defer cancel()

@@ -12,6 +12,7 @@ import (
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
 
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/detector"
 	"github.com/baton-ha/baton/replication"
 )
@@ -26,13 +27,13 @@ func (r *refusal) Error() string { return r.reason }
 type flow struct {
 	c       *Coordinator
 	s       *concurrency.Session
-	g       Guard
-	snap    Snapshot
-	d       Decision
-	policy  Policy // the policy d was decided with
+	g       cluster.Guard
+	snap    cluster.Snapshot
+	d       cluster.Decision
+	policy  cluster.Policy // the policy d was decided with
 	started time.Time
-	steps   []Step
-	request *Request // the operator's request, when there is one: progress goes there
+	steps   []cluster.Step
+	request *cluster.Request // the operator's request, when there is one: progress goes there
 	mu      sync.Mutex
 	// stoppedSilent are the replicas without an agent whose IO thread this flow
 	// stopped: an abandoned flow restarts those, and no other without an agent
@@ -40,13 +41,13 @@ type flow struct {
 	stoppedSilent []string
 }
 
-func (f *flow) kind() FlowKind { return f.d.Action.Flow() }
+func (f *flow) kind() cluster.FlowKind { return f.d.Action.Flow() }
 
 // step runs fn as a named step and records how long it took.
 func (f *flow) step(ctx context.Context, name string, fn func() (string, error)) error {
 	start := time.Now()
 	note, err := fn()
-	st := Step{Name: name, Took: time.Since(start), Note: note}
+	st := cluster.Step{Name: name, Took: time.Since(start), Note: note}
 	if err != nil {
 		st.Error = err.Error()
 	}
@@ -56,10 +57,10 @@ func (f *flow) step(ctx context.Context, name string, fn func() (string, error))
 	return err
 }
 
-func (f *flow) record(ctx context.Context, st Step) {
+func (f *flow) record(ctx context.Context, st cluster.Step) {
 	f.mu.Lock()
 	f.steps = append(f.steps, st)
-	steps := append([]Step(nil), f.steps...)
+	steps := append([]cluster.Step(nil), f.steps...)
 	f.mu.Unlock()
 	if f.request != nil {
 		r := *f.request
@@ -104,7 +105,7 @@ func (f *flow) replicas() []string {
 // the flow stops their IO threads and reads them before it promotes anyone. A
 // switchover needs not: its candidate executes the old primary's final set.
 func (f *flow) silent() []string {
-	if f.d.Action != Failover {
+	if f.d.Action != cluster.Failover {
 		return nil
 	}
 	var out []string
@@ -117,14 +118,14 @@ func (f *flow) silent() []string {
 	return out
 }
 
-func (f *flow) hook(stage HookStage, to string) HookCall {
+func (f *flow) hook(stage cluster.HookStage, to string) HookCall {
 	return HookCall{Stage: stage, OldPrimary: f.d.From, NewPrimary: to, NewPrimaryAddr: f.snap.Nodes[to].Addr,
 		Epoch: f.snap.Primary.Epoch + 1, Reason: f.d.Reason}
 }
 
 // run carries out the flow. Up to the commit, an error leaves the primary of record
 // as it was (the reconcilers restart replication once the intent is gone).
-func (f *flow) run(ctx context.Context) (Event, error) {
+func (f *flow) run(ctx context.Context) (cluster.Event, error) {
 	cfg := f.c.cfg
 	log := f.c.log.With(zap.Stringer("flow", f.kind()), zap.String("from", f.d.From))
 	log.Info("starting", zap.String("reason", f.d.Reason), zap.Strings("candidates", f.d.Candidates))
@@ -139,29 +140,29 @@ func (f *flow) run(ctx context.Context) (Event, error) {
 		if err := f.step(ctx, "pre_hook", func() (string, error) {
 			return "", cfg.Hooks.Run(ctx, f.hook(f.kind().PreHook(), f.d.To))
 		}); err != nil {
-			return Event{}, &refusal{fmt.Sprintf("%s hook failed: %v", f.kind().PreHook(), err)}
+			return cluster.Event{}, &refusal{fmt.Sprintf("%s hook failed: %v", f.kind().PreHook(), err)}
 		}
 	}
-	if f.d.Action == Switchover {
+	if f.d.Action == cluster.Switchover {
 		if err := f.step(ctx, "rank", func() (string, error) {
 			var err error
 			chosen, err = f.rank(ctx)
 			return chosen.Name + ": " + chosen.Reason, err
 		}); err != nil {
-			return Event{}, err
+			return cluster.Event{}, err
 		}
 		if err := f.step(ctx, "open_writes", func() (string, error) { return f.checkOpenWrites(ctx) }); err != nil {
-			return Event{}, &refusal{err.Error()}
+			return cluster.Event{}, &refusal{err.Error()}
 		}
 	}
-	intent := Intent{Kind: f.kind(), Epoch: f.snap.Primary.Epoch, From: f.d.From, To: f.d.To, Started: f.started.UTC()}
+	intent := cluster.Intent{Kind: f.kind(), Epoch: f.snap.Primary.Epoch, From: f.d.From, To: f.d.To, Started: f.started.UTC()}
 	var intentRev int64
 	if err := f.step(ctx, "announce", func() (string, error) {
 		var err error
 		intentRev, err = cfg.Store.PutIntent(ctx, f.g, f.s.Lease(), f.snap.PrimaryModRev, intent)
 		return "", err
 	}); err != nil {
-		return Event{}, err
+		return cluster.Event{}, err
 	}
 	committed := false
 	defer func() {
@@ -178,7 +179,7 @@ func (f *flow) run(ctx context.Context) (Event, error) {
 		}
 	}()
 
-	if f.d.Action == Failover {
+	if f.d.Action == cluster.Failover {
 		// Stop every replica's IO thread: with semi-sync the old primary can then no
 		// longer get a commit acknowledged. Fence the old primary meanwhile, best
 		// effort: a dead or frozen one only costs the fence its deadline.
@@ -194,7 +195,7 @@ func (f *flow) run(ctx context.Context) (Event, error) {
 			return chosen.Name + ": " + chosen.Reason, err
 		}); err != nil {
 			fenceWG.Wait()
-			return Event{}, err
+			return cluster.Event{}, err
 		}
 		target = chosen.Target
 	} else {
@@ -205,7 +206,7 @@ func (f *flow) run(ctx context.Context) (Event, error) {
 			}
 			return note, nil
 		}); err != nil {
-			return Event{}, &refusal{err.Error()}
+			return cluster.Event{}, &refusal{err.Error()}
 		}
 		if err := f.step(ctx, "final_gtid", func() (string, error) {
 			old, err := f.instance(f.d.From)
@@ -219,7 +220,7 @@ func (f *flow) run(ctx context.Context) (Event, error) {
 			target = st.Executed
 			return target.String(), nil
 		}); err != nil {
-			return Event{}, &refusal{err.Error()}
+			return cluster.Event{}, &refusal{err.Error()}
 		}
 	}
 
@@ -234,24 +235,24 @@ func (f *flow) run(ctx context.Context) (Event, error) {
 		return chosen.Name + " has " + target.Position(), nil
 	}); err != nil {
 		fenceWG.Wait()
-		return Event{}, &refusal{err.Error()}
+		return cluster.Event{}, &refusal{err.Error()}
 	}
 
 	now := cfg.Now().UTC()
-	next := Primary{Node: chosen.Name, Addr: f.snap.Nodes[chosen.Name].Addr, ServerID: chosen.ServerID, ServerUUID: chosen.ServerUUID,
+	next := cluster.Primary{Node: chosen.Name, Addr: f.snap.Nodes[chosen.Name].Addr, ServerID: chosen.ServerID, ServerUUID: chosen.ServerUUID,
 		Epoch: f.snap.Primary.Epoch + 1, Since: now, LastFailover: f.snap.Primary.LastFailover}
-	if f.d.Action == Failover {
+	if f.d.Action == cluster.Failover {
 		next.LastFailover = now
 	}
-	var block *Block
-	if f.d.Action == Failover && f.policy.FailoverBlock > 0 {
+	var block *cluster.Block
+	if f.d.Action == cluster.Failover && f.policy.FailoverBlock > 0 {
 		// The anti-flap window is an etcd lease, so that no node's wall clock decides
 		// when it ends. Without the lease the failover still goes on, unblocked after.
 		lease, err := cfg.Store.GrantBlock(ctx, f.policy.FailoverBlock)
 		if err != nil {
 			log.Warn("no anti-flap block after this failover", zap.Error(err))
 		} else {
-			block = &Block{FailoverBlock: FailoverBlock{Epoch: next.Epoch, To: next.Node, For: f.policy.FailoverBlock, At: now}, Lease: lease}
+			block = &cluster.Block{FailoverBlock: cluster.FailoverBlock{Epoch: next.Epoch, To: next.Node, For: f.policy.FailoverBlock, At: now}, Lease: lease}
 		}
 	}
 	if err := f.step(ctx, "commit", func() (string, error) {
@@ -261,7 +262,7 @@ func (f *flow) run(ctx context.Context) (Event, error) {
 			_ = cfg.Store.RevokeLease(context.WithoutCancel(ctx), block.Lease)
 		}
 		fenceWG.Wait()
-		return Event{}, err
+		return cluster.Event{}, err
 	}
 	committed = true
 	log.Info("committed", zap.String("to", next.Node), zap.Uint64("epoch", next.Epoch))
@@ -282,8 +283,8 @@ func (f *flow) run(ctx context.Context) (Event, error) {
 		})
 	}
 	f.mu.Lock()
-	ev := Event{Kind: f.kind().Event(), From: f.d.From, To: next.Node, Epoch: next.Epoch, Reason: f.d.Reason,
-		Started: f.started.UTC(), Took: cfg.Now().Sub(f.started), Steps: append([]Step(nil), f.steps...), Manual: f.d.Manual,
+	ev := cluster.Event{Kind: f.kind().Event(), From: f.d.From, To: next.Node, Epoch: next.Epoch, Reason: f.d.Reason,
+		Started: f.started.UTC(), Took: cfg.Now().Sub(f.started), Steps: append([]cluster.Step(nil), f.steps...), Manual: f.d.Manual,
 		Detected: detectedAt(f.snap, f.d, f.started)}
 	f.mu.Unlock()
 	if err := cfg.Store.AppendHistory(context.WithoutCancel(ctx), ev); err != nil {
@@ -297,8 +298,8 @@ func (f *flow) run(ctx context.Context) (Event, error) {
 // history event: since when its agent has published the failed verdict. Zero when
 // not known (its agent gone, a manual flow, a switchover) or not before started (the
 // agent's clock is not the coordinator's: a time after the flow began is not kept).
-func detectedAt(snap Snapshot, d Decision, started time.Time) time.Time {
-	if d.Action != Failover || d.Manual {
+func detectedAt(snap cluster.Snapshot, d cluster.Decision, started time.Time) time.Time {
+	if d.Action != cluster.Failover || d.Manual {
 		return time.Time{}
 	}
 	n, ok := snap.Nodes[d.From]
@@ -482,7 +483,7 @@ func (f *flow) rank(ctx context.Context) (replication.Ranked, error) {
 // choice is what choose weighs: the replicas read from their servers, and those
 // that could not be read.
 type choice struct {
-	action  Action
+	action  cluster.Action
 	to      string   // the requested target, "" for any
 	allowed []string // the decision's candidates
 	force   bool     // an operator's forced request
@@ -500,7 +501,7 @@ type choice struct {
 // operator's forced request goes past it. Replicas whose agent is gone count for
 // completeness when read, but are never chosen.
 func choose(in choice) (replication.Ranked, error) {
-	if len(in.unread) > 0 && in.action == Failover && !in.force {
+	if len(in.unread) > 0 && in.action == cluster.Failover && !in.force {
 		return replication.Ranked{}, &refusal{fmt.Sprintf("a replica cannot be read and may hold transactions the others lack (%s): "+
 			"bring its server back, remove it from members/ if it is gone for good, or fail over by hand with `baton failover --force`",
 			strings.Join(in.unread, "; "))}
@@ -514,9 +515,9 @@ func choose(in choice) (replication.Ranked, error) {
 	for _, r := range ranked {
 		// A switchover waits for the candidate to execute the old primary's final set,
 		// which holds every replica's transactions: one that merely lags is fine.
-		fit := r.Eligible || (r.Incomplete && in.action == Switchover)
+		fit := r.Eligible || (r.Incomplete && in.action == cluster.Switchover)
 		if fit && allowed[r.Name] && (in.to == "" || r.Name == in.to) {
-			if len(in.unread) > 0 && in.action == Failover {
+			if len(in.unread) > 0 && in.action == cluster.Failover {
 				r.Reason += "; forced past replicas not read: " + strings.Join(in.unread, "; ")
 			}
 			return r, nil
@@ -530,7 +531,7 @@ func choose(in choice) (replication.Ranked, error) {
 // waitPromoted waits until the new primary's agent holds the leader key (the old
 // primary's agent let it go), or, with writable, until that agent reports its server
 // writable and the virtual IP moved (it publishes role primary after both).
-func (f *flow) waitPromoted(ctx context.Context, p Primary, writable bool) (string, error) {
+func (f *flow) waitPromoted(ctx context.Context, p cluster.Primary, writable bool) (string, error) {
 	deadline := time.Now().Add(f.c.cfg.PromoteTimeout)
 	for {
 		snap, err := f.c.cfg.Store.Load(ctx)
@@ -538,7 +539,7 @@ func (f *flow) waitPromoted(ctx context.Context, p Primary, writable bool) (stri
 			if !writable {
 				return p.Node + " holds leader", nil
 			}
-			if n := snap.Nodes[p.Node]; n.Role == RolePrimary && n.Epoch == p.Epoch && !n.ReadOnly {
+			if n := snap.Nodes[p.Node]; n.Role == cluster.RolePrimary && n.Epoch == p.Epoch && !n.ReadOnly {
 				return p.Node + " writable, virtual IP moved (if any)", nil
 			}
 		}
@@ -564,10 +565,10 @@ func (f *flow) stoppedSilentNames() []string {
 // primary may have no other replica to acknowledge its commits. A replica with
 // transactions the new primary lacks is left alone, stopped: its agent, when it
 // comes back, quarantines it.
-func (f *flow) repointSilent(ctx context.Context, next Primary) (string, error) {
+func (f *flow) repointSilent(ctx context.Context, next cluster.Primary) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, f.c.cfg.PromoteTimeout)
 	defer cancel()
-	host, port, err := splitAddr(next.Addr)
+	host, port, err := replication.SplitAddr(next.Addr)
 	if err != nil {
 		return "", fmt.Errorf("new primary's address: %w", err)
 	}
@@ -585,7 +586,7 @@ func (f *flow) repointSilent(ctx context.Context, next Primary) (string, error) 
 	for _, name := range f.stoppedSilentNames() {
 		in, err := f.instance(name)
 		if err == nil {
-			err = f.repointOne(ctx, in, primary, sourceAt(f.c.cfg.Repl, host, port))
+			err = f.repointOne(ctx, in, primary, f.c.cfg.Repl.At(host, port))
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", name, err))
@@ -614,7 +615,7 @@ func (f *flow) repointOne(ctx context.Context, in Server, primary replication.Se
 // waitCanCommit waits (PromoteTimeout at most) until the new primary can commit: with
 // its semi-sync source side on, until a replica is connected to acknowledge. A flow
 // whose new primary cannot commit is recorded with this step failed.
-func (f *flow) waitCanCommit(ctx context.Context, next Primary) (string, error) {
+func (f *flow) waitCanCommit(ctx context.Context, next cluster.Primary) (string, error) {
 	in, err := f.instance(next.Node)
 	if err != nil {
 		return "", err

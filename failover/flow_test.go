@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/replication"
 )
 
@@ -38,38 +39,38 @@ func TestChoose(t *testing.T) {
 	}{
 		{
 			name: "agent gone, server has more: refused",
-			in: choice{action: Failover, allowed: []string{"db2"}, primary: primary,
+			in: choice{action: cluster.Failover, allowed: []string{"db2"}, primary: primary,
 				read: []replication.Candidate{replica("db2", "0-1-98", false), replica("db3", "0-1-100", true)}},
 			wantReason: "db2: not safe to promote: lacks transactions db3 has: 0-1-100",
 		},
 		{
 			name: "agent gone, server has more: still refused when forced (it was read)",
-			in: choice{action: Failover, allowed: []string{"db2"}, primary: primary, force: true,
+			in: choice{action: cluster.Failover, allowed: []string{"db2"}, primary: primary, force: true,
 				read: []replication.Candidate{replica("db2", "0-1-98", false), replica("db3", "0-1-100", true)}},
 			wantReason: "lacks transactions db3 has",
 		},
 		{
 			name: "agent gone, server has no more: the live one",
-			in: choice{action: Failover, allowed: []string{"db2"}, primary: primary,
+			in: choice{action: cluster.Failover, allowed: []string{"db2"}, primary: primary,
 				read: []replication.Candidate{replica("db2", "0-1-100", false), replica("db3", "0-1-99", true)}},
 			want: "db2",
 		},
 		{
 			name: "agent gone, server has as much: the live one, never the silent one",
-			in: choice{action: Failover, allowed: []string{"db2"}, primary: primary,
+			in: choice{action: cluster.Failover, allowed: []string{"db2"}, primary: primary,
 				read: []replication.Candidate{replica("db3", "0-1-100", true), replica("db2", "0-1-100", false)}},
 			want: "db2",
 		},
 		{
 			name: "agent gone, server unreadable: refused",
-			in: choice{action: Failover, allowed: []string{"db2"}, primary: primary,
+			in: choice{action: cluster.Failover, allowed: []string{"db2"}, primary: primary,
 				read:   []replication.Candidate{replica("db2", "0-1-100", false)},
 				unread: []string{"db3: dial tcp 198.18.0.3:3306: connection refused"}},
 			wantReason: "a replica cannot be read and may hold transactions the others lack (db3: dial tcp",
 		},
 		{
 			name: "agent gone, server unreadable: forced by an operator",
-			in: choice{action: Failover, allowed: []string{"db2"}, primary: primary, force: true,
+			in: choice{action: cluster.Failover, allowed: []string{"db2"}, primary: primary, force: true,
 				read:   []replication.Candidate{replica("db2", "0-1-100", false)},
 				unread: []string{"db3: connection refused"}},
 			want:       "db2",
@@ -77,7 +78,7 @@ func TestChoose(t *testing.T) {
 		},
 		{
 			name: "switchover does not wait for an unread replica: it executes the primary's final set",
-			in: choice{action: Switchover, allowed: []string{"db2"}, primary: primary,
+			in: choice{action: cluster.Switchover, allowed: []string{"db2"}, primary: primary,
 				read:   []replication.Candidate{replica("db2", "0-1-99", false)},
 				unread: []string{"db3: connection refused"}},
 			want: "db2",
@@ -112,26 +113,26 @@ func TestChoose(t *testing.T) {
 func TestDetectedAt(t *testing.T) {
 	started := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	failed := started.Add(-1500 * time.Millisecond)
-	snap := func(verdict string, since time.Time) Snapshot {
-		var s Snapshot
-		s.Nodes = map[string]NodeStatus{"db1": {Node: "db1", Verdict: verdict, VerdictSince: since}}
+	snap := func(verdict string, since time.Time) cluster.Snapshot {
+		var s cluster.Snapshot
+		s.Nodes = map[string]cluster.NodeStatus{"db1": {Node: "db1", Verdict: verdict, VerdictSince: since}}
 		return s
 	}
-	auto := Decision{Action: Failover, From: "db1", To: "db2"}
+	auto := cluster.Decision{Action: cluster.Failover, From: "db1", To: "db2"}
 	cases := []struct {
 		name string
-		snap Snapshot
-		d    Decision
+		snap cluster.Snapshot
+		d    cluster.Decision
 		want time.Time
 	}{
 		{"unwritable primary", snap("unwritable", failed), auto, failed},
 		{"unreachable primary", snap("unreachable", failed), auto, failed},
-		{"agent gone", Snapshot{}, auto, time.Time{}},
+		{"agent gone", cluster.Snapshot{}, auto, time.Time{}},
 		{"healthy verdict (agent cut from etcd)", snap("healthy", failed), auto, time.Time{}},
 		{"verdict after the flow began (clock skew)", snap("unwritable", started.Add(time.Second)), auto, time.Time{}},
 		{"zero verdict time", snap("unwritable", time.Time{}), auto, time.Time{}},
-		{"manual failover", snap("unwritable", failed), Decision{Action: Failover, From: "db1", Manual: true}, time.Time{}},
-		{"switchover", snap("unwritable", failed), Decision{Action: Switchover, From: "db1"}, time.Time{}},
+		{"manual failover", snap("unwritable", failed), cluster.Decision{Action: cluster.Failover, From: "db1", Manual: true}, time.Time{}},
+		{"switchover", snap("unwritable", failed), cluster.Decision{Action: cluster.Switchover, From: "db1"}, time.Time{}},
 	}
 	for _, c := range cases {
 		if got := detectedAt(c.snap, c.d, started); !got.Equal(c.want) {
@@ -170,11 +171,14 @@ func (p onePool) Instance(string, string) (Server, error) { return p.s, nil }
 // commits (fault campaign, seed 41 round 19).
 func TestStopIOWaitsForAReplicationChange(t *testing.T) {
 	srv := &lockedServer{free: make(chan struct{})}
-	snap := cluster()
-	n := snap.Nodes["db2"]
-	n.Addr = "198.18.0.2:3306"
-	snap.Nodes["db2"] = n
-	f := &flow{c: &Coordinator{cfg: CoordinatorConfig{Servers: onePool{srv}}}, snap: snap, d: Decision{Action: Failover, From: "db1"}}
+	snap := cluster.Snapshot{View: cluster.View{
+		Primary: cluster.Primary{Node: "db1", Addr: "198.18.0.1:3306", ServerID: 1, Epoch: 4},
+		Nodes: map[string]cluster.NodeStatus{
+			"db1": {Node: "db1", Role: cluster.RolePrimary, ServerRead: true, GTID: "0-1-100", Epoch: 4},
+			"db2": {Node: "db2", Addr: "198.18.0.2:3306", Role: cluster.RoleReplica, ServerRead: true, ReadOnly: true, GTID: "0-1-100", Epoch: 4},
+		},
+	}}
+	f := &flow{c: &Coordinator{cfg: CoordinatorConfig{Servers: onePool{srv}}}, snap: snap, d: cluster.Decision{Action: cluster.Failover, From: "db1"}}
 	time.AfterFunc(2*stopIOTimeout, func() { close(srv.free) })
 	note, err := f.stopIO(t.Context())
 	if err != nil || !srv.stopped {

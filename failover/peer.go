@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/detector"
 )
 
@@ -41,7 +42,7 @@ type PeerWatch struct {
 	target     string // node
 	addr       string
 	writes     bool // probe the target's writes too
-	view       *PeerView
+	view       *cluster.PeerView
 	fails      int
 	first      time.Time
 	writeFails int
@@ -68,7 +69,7 @@ func (w *PeerWatch) SetTarget(node, addr string, writes bool) {
 
 // View is the latest view of the target, nil before the first probe or when there
 // is no target.
-func (w *PeerWatch) View() *PeerView {
+func (w *PeerWatch) View() *cluster.PeerView {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.view == nil {
@@ -139,7 +140,7 @@ func (w *PeerWatch) probe(ctx context.Context) {
 	if w.target != target || w.prober != p {
 		return // retargeted meanwhile
 	}
-	v := &PeerView{Node: target, Reachable: true, At: now}
+	v := &cluster.PeerView{Node: target, Reachable: true, At: now}
 	// A server that refuses work (too many connections) or the user is alive.
 	if res.Class == detector.OK || res.Class == detector.Busy || res.Class == detector.AccessDenied {
 		w.fails = 0
@@ -167,25 +168,25 @@ func (w *PeerWatch) probe(ctx context.Context) {
 // read_only counts at once (the server said so); a write that hangs or fails needs
 // FailAfter probes in a row; an answer that says nothing about writes (no probe, too
 // many connections) is unknown, never a failure.
-func (w *PeerWatch) judgeWrite(res *detector.Result) PeerWrite {
+func (w *PeerWatch) judgeWrite(res *detector.Result) cluster.PeerWrite {
 	if res == nil {
 		w.writeFails = 0
-		return PeerWriteUnknown
+		return cluster.PeerWriteUnknown
 	}
 	switch res.Class {
 	case detector.OK:
 		w.writeFails = 0
-		return PeerWriteOK
+		return cluster.PeerWriteOK
 	case detector.ReadOnlyRefused:
 		w.writeFails = 0
-		return PeerWriteReadOnly
+		return cluster.PeerWriteReadOnly
 	case detector.TimedOut, detector.StorageFailed, detector.OtherError:
 		w.writeFails++
 		if w.writeFails >= w.FailAfter {
-			return PeerWriteFailing
+			return cluster.PeerWriteFailing
 		}
-		return PeerWriteUnknown
+		return cluster.PeerWriteUnknown
 	}
 	w.writeFails = 0
-	return PeerWriteUnknown
+	return cluster.PeerWriteUnknown
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/replication"
 )
 
@@ -38,9 +39,9 @@ func (c CandidateChecks) Summary() string {
 // coordinator will decide it (Decide), plus the checks the coordinator makes only on
 // the servers (errant GTIDs), done here on the GTID sets the agents published.
 type Plan struct {
-	Kind  RequestKind `json:"kind"`
-	From  string      `json:"from"`
-	Epoch uint64      `json:"epoch"`
+	Kind  cluster.RequestKind `json:"kind"`
+	From  string              `json:"from"`
+	Epoch uint64              `json:"epoch"`
 	// To is the requested target, or else the node the coordinator is expected to
 	// choose ("" when no prediction can be made: it ranks on fresh GTID sets).
 	To string `json:"to,omitempty"`
@@ -50,17 +51,17 @@ type Plan struct {
 	Candidates []CandidateChecks `json:"candidates"`
 	// Refused is true when the request would be refused; Reason says why, or what
 	// would be done.
-	Refused  bool     `json:"refused"`
-	Reason   string   `json:"reason"`
-	Decision Decision `json:"-"`
+	Refused  bool             `json:"refused"`
+	Reason   string           `json:"reason"`
+	Decision cluster.Decision `json:"-"`
 }
 
 // PlanRequest says what request r would do on view v: Decide's verdict on v with r
 // pending, and every pre-check per candidate. It is pure. A request Decide accepts is
 // still refused here when every candidate it allows (or the requested one) has
 // errant GTIDs: the coordinator's flow would refuse it on the servers.
-func PlanRequest(now time.Time, v View, p Policy, r Request) Plan {
-	r.State = RequestPending
+func PlanRequest(now time.Time, v cluster.View, p cluster.Policy, r cluster.Request) Plan {
+	r.State = cluster.RequestPending
 	v.Request = &r
 	d := Decide(now, v, p)
 	pl := Plan{Kind: r.Kind, From: v.Primary.Node, Epoch: v.Primary.Epoch, To: r.To, Decision: d,
@@ -86,8 +87,8 @@ func PlanRequest(now time.Time, v View, p Policy, r Request) Plan {
 	}
 
 	switch d.Action {
-	case Switchover, Failover:
-	case RefuseRequest:
+	case cluster.Switchover, cluster.Failover:
+	case cluster.RefuseRequest:
 		pl.Refused, pl.Reason = true, d.Reason
 		return pl
 	default:
@@ -117,16 +118,16 @@ func PlanRequest(now time.Time, v View, p Policy, r Request) Plan {
 }
 
 // primaryChecks says how the primary of record stands for a request of kind.
-func primaryChecks(v View, kind RequestKind) []Check {
+func primaryChecks(v cluster.View, kind cluster.RequestKind) []Check {
 	name := v.Primary.Node
 	if name == "" {
 		return []Check{{Name: "primary", OK: false, Detail: "no primary of record"}}
 	}
 	n, ok := v.Nodes[name]
 	if !ok {
-		return []Check{{Name: "agent", OK: kind == RequestFailover, Detail: fmt.Sprintf("%s's agent is gone", name)}}
+		return []Check{{Name: "agent", OK: kind == cluster.RequestFailover, Detail: fmt.Sprintf("%s's agent is gone", name)}}
 	}
-	healthy := n.Verdict == VerdictHealthy
+	healthy := n.Verdict == cluster.VerdictHealthy
 	detail := "verdict " + n.Verdict
 	if n.Reason != "" {
 		detail += " (" + n.Reason + ")"
@@ -136,20 +137,20 @@ func primaryChecks(v View, kind RequestKind) []Check {
 	}
 	// A switchover needs a healthy primary; a failover is for one that is not (or is
 	// forced, which Decide weighs).
-	return []Check{{Name: "verdict", OK: healthy == (kind == RequestSwitchover), Detail: detail}}
+	return []Check{{Name: "verdict", OK: healthy == (kind == cluster.RequestSwitchover), Detail: detail}}
 }
 
 // candidateChecks are the checks of node n as a candidate, following Decide's rules
 // (unfit, and the switchover's replication and lag rules) plus the errant check.
-func candidateChecks(v View, p Policy, kind RequestKind, n NodeStatus) []Check {
+func candidateChecks(v cluster.View, p cluster.Policy, kind cluster.RequestKind, n cluster.NodeStatus) []Check {
 	var cs []Check
 	add := func(name string, ok bool, format string, args ...any) {
 		cs = append(cs, Check{Name: name, OK: ok, Detail: fmt.Sprintf(format, args...)})
 	}
 	switch {
 	case n.LagMS < 0:
-		add("lag", kind != RequestSwitchover, "lag unknown")
-	case kind == RequestSwitchover && time.Duration(n.LagMS)*time.Millisecond > p.SwitchoverMaxLag:
+		add("lag", kind != cluster.RequestSwitchover, "lag unknown")
+	case kind == cluster.RequestSwitchover && time.Duration(n.LagMS)*time.Millisecond > p.SwitchoverMaxLag:
 		add("lag", false, "%d ms behind (over %s)", n.LagMS, p.SwitchoverMaxLag)
 	default:
 		add("lag", true, "%d ms behind", n.LagMS)
@@ -173,9 +174,9 @@ func candidateChecks(v View, p Policy, kind RequestKind, n NodeStatus) []Check {
 		}
 		// A failover expects the IO thread down (the primary is gone); a stopped SQL
 		// thread without an error still applies what it has once started.
-		add("replication", kind != RequestSwitchover, "%s", detail)
+		add("replication", kind != cluster.RequestSwitchover, "%s", detail)
 	}
-	if n.Verdict == VerdictHealthy {
+	if n.Verdict == cluster.VerdictHealthy {
 		add("verdict", true, "healthy")
 	} else {
 		add("verdict", false, "verdict %s", n.Verdict)
@@ -188,7 +189,7 @@ func candidateChecks(v View, p Policy, kind RequestKind, n NodeStatus) []Check {
 	if n.NoPromote {
 		add("no_promote", false, "no_promote is set")
 	}
-	if n.Role == RoleQuarantined {
+	if n.Role == cluster.RoleQuarantined {
 		add("role", false, "quarantined")
 	}
 	ok, detail := errantCheck(v, n)
@@ -197,8 +198,8 @@ func candidateChecks(v View, p Policy, kind RequestKind, n NodeStatus) []Check {
 }
 
 // errantCheck compares n's published GTID set with the primary's.
-func errantCheck(v View, n NodeStatus) (bool, string) {
-	if n.Role == RoleQuarantined && n.Errant != "" {
+func errantCheck(v cluster.View, n cluster.NodeStatus) (bool, string) {
+	if n.Role == cluster.RoleQuarantined && n.Errant != "" {
 		return false, "errant GTIDs " + n.Errant
 	}
 	ps, ok := v.Nodes[v.Primary.Node]
@@ -231,7 +232,7 @@ func errantCheck(v View, n NodeStatus) (bool, string) {
 
 // predictChoice ranks the fit candidates on their published status as the flow
 // will on the servers, and returns the first eligible one, "" when none is.
-func predictChoice(v View, fit []string) string {
+func predictChoice(v cluster.View, fit []string) string {
 	if len(fit) == 1 {
 		return fit[0]
 	}
@@ -270,7 +271,7 @@ func predictChoice(v View, fit []string) string {
 	return ""
 }
 
-func sqlError(n NodeStatus) string {
+func sqlError(n cluster.NodeStatus) string {
 	if !n.SQLRunning {
 		return n.ReplError
 	}

@@ -1,17 +1,18 @@
 package failover
 
 import (
+	"github.com/baton-ha/baton/cluster"
 	"strings"
 	"testing"
 )
 
 // gtid gives a node a MariaDB server_id and an executed GTID set.
-func gtid(id uint32, set string) func(*NodeStatus) {
-	return func(n *NodeStatus) { n.Flavor, n.ServerID, n.GTID = "mariadb", id, set }
+func gtid(id uint32, set string) func(*cluster.NodeStatus) {
+	return func(n *cluster.NodeStatus) { n.Flavor, n.ServerID, n.GTID = "mariadb", id, set }
 }
 
 // planView is db1 primary (server_id 1) at 0-1-100, db2 and db3 caught up.
-func planView(nodes ...NodeStatus) View {
+func planView(nodes ...cluster.NodeStatus) cluster.View {
 	v := view(nodes...)
 	v.Primary.ServerID = 1
 	return v
@@ -23,8 +24,8 @@ func TestPlanRequest(t *testing.T) {
 	r3 := with(healthy("db3"), gtid(3, "0-1-99"))
 	cases := []struct {
 		name        string
-		v           View
-		r           Request
+		v           cluster.View
+		r           cluster.Request
 		wantRefused bool
 		wantReason  string
 		wantTo      string
@@ -35,7 +36,7 @@ func TestPlanRequest(t *testing.T) {
 		{
 			name:       "switchover to a caught-up replica",
 			v:          planView(p1, r2, r3),
-			r:          Request{Kind: RequestSwitchover, To: "db2", Epoch: 4},
+			r:          cluster.Request{Kind: cluster.RequestSwitchover, To: "db2", Epoch: 4},
 			wantTo:     "db2",
 			wantReason: "switchover requested",
 			wantChecks: map[string]string{"db2": "100 ms behind, IO/SQL running, healthy, storage ok, no errant GTIDs"},
@@ -44,17 +45,17 @@ func TestPlanRequest(t *testing.T) {
 		{
 			name:       "switchover without a target: the one with every transaction is predicted",
 			v:          planView(p1, r2, r3),
-			r:          Request{Kind: RequestSwitchover, Epoch: 4},
+			r:          cluster.Request{Kind: cluster.RequestSwitchover, Epoch: 4},
 			wantTo:     "db2",
 			wantFit:    map[string]bool{"db2": true, "db3": true},
 			wantReason: "switchover requested",
 		},
 		{
 			name: "switchover to a node whose SQL thread stopped on an error and lags",
-			v: planView(p1, with(r2, func(n *NodeStatus) {
+			v: planView(p1, with(r2, func(n *cluster.NodeStatus) {
 				n.SQLRunning, n.ReplError, n.LagMS = false, "Duplicate entry '1' for key 'PRIMARY'", 4200
 			}), r3),
-			r:           Request{Kind: RequestSwitchover, To: "db2", Epoch: 4},
+			r:           cluster.Request{Kind: cluster.RequestSwitchover, To: "db2", Epoch: 4},
 			wantRefused: true,
 			wantReason:  "no candidate is fit for a switchover: db2: SQL thread stopped",
 			wantChecks:  map[string]string{"db2": "4200 ms behind (over 1s), SQL thread stopped: Duplicate entry '1' for key 'PRIMARY', healthy, storage ok, no errant GTIDs"},
@@ -63,7 +64,7 @@ func TestPlanRequest(t *testing.T) {
 		{
 			name:        "switchover to a replica with errant GTIDs: Decide accepts, the plan refuses",
 			v:           planView(p1, with(r2, gtid(2, "0-1-100,0-2-3")), r3),
-			r:           Request{Kind: RequestSwitchover, To: "db2", Epoch: 4},
+			r:           cluster.Request{Kind: cluster.RequestSwitchover, To: "db2", Epoch: 4},
 			wantRefused: true,
 			wantReason:  "no candidate without errant GTIDs (db2)",
 			wantChecks:  map[string]string{"db2": "100 ms behind, IO/SQL running, healthy, storage ok, errant GTIDs 0-2-3"},
@@ -71,7 +72,7 @@ func TestPlanRequest(t *testing.T) {
 		{
 			name:       "an errant replica is left out when the coordinator chooses",
 			v:          planView(p1, with(r2, gtid(2, "0-1-100,0-2-3")), r3),
-			r:          Request{Kind: RequestSwitchover, Epoch: 4},
+			r:          cluster.Request{Kind: cluster.RequestSwitchover, Epoch: 4},
 			wantTo:     "db3",
 			wantFit:    map[string]bool{"db2": false, "db3": true},
 			wantReason: "switchover requested",
@@ -79,7 +80,7 @@ func TestPlanRequest(t *testing.T) {
 		{
 			name: "the primary's own later writes are not errant on a replica ahead of its published set",
 			v:    planView(with(p1, gtid(1, "0-1-90")), r2),
-			r:    Request{Kind: RequestSwitchover, To: "db2", Epoch: 4},
+			r:    cluster.Request{Kind: cluster.RequestSwitchover, To: "db2", Epoch: 4},
 			wantChecks: map[string]string{
 				"db2": "100 ms behind, IO/SQL running, healthy, storage ok, no errant GTIDs"},
 			wantTo:     "db2",
@@ -88,7 +89,7 @@ func TestPlanRequest(t *testing.T) {
 		{
 			name:        "failover of a healthy primary without force",
 			v:           planView(p1, r2, r3),
-			r:           Request{Kind: RequestFailover, Epoch: 4},
+			r:           cluster.Request{Kind: cluster.RequestFailover, Epoch: 4},
 			wantRefused: true,
 			wantReason:  "is healthy: use `baton switchover`",
 			wantFit:     map[string]bool{"db2": false, "db3": false},
@@ -96,31 +97,35 @@ func TestPlanRequest(t *testing.T) {
 		{
 			name:       "failover of a healthy primary, forced",
 			v:          planView(p1, r2, r3),
-			r:          Request{Kind: RequestFailover, Epoch: 4, Force: true},
+			r:          cluster.Request{Kind: cluster.RequestFailover, Epoch: 4, Force: true},
 			wantTo:     "db2",
 			wantReason: "failover requested",
 			wantFit:    map[string]bool{"db2": true, "db3": true},
 		},
 		{
 			name: "failover of a primary whose agent is gone: lag unknown and IO down are no reason to refuse",
-			v:    planView(with(r2, func(n *NodeStatus) { n.LagMS, n.IORunning = -1, false }), r3),
-			r:    Request{Kind: RequestFailover, To: "db2", Epoch: 4},
+			v:    planView(with(r2, func(n *cluster.NodeStatus) { n.LagMS, n.IORunning = -1, false }), r3),
+			r:    cluster.Request{Kind: cluster.RequestFailover, To: "db2", Epoch: 4},
 			wantChecks: map[string]string{
 				"db2": "lag unknown, IO not running, healthy, storage ok, errant GTIDs not checked here (the primary's GTID set is unknown; the coordinator checks on the servers)"},
 			wantTo:     "db2",
 			wantReason: "failover requested",
 		},
 		{
-			name:        "a flow in progress: refused",
-			v:           func() View { v := planView(p1, r2); v.Intent = &Intent{Kind: "switchover", From: "db1"}; return v }(),
-			r:           Request{Kind: RequestSwitchover, Epoch: 4},
+			name: "a flow in progress: refused",
+			v: func() cluster.View {
+				v := planView(p1, r2)
+				v.Intent = &cluster.Intent{Kind: "switchover", From: "db1"}
+				return v
+			}(),
+			r:           cluster.Request{Kind: cluster.RequestSwitchover, Epoch: 4},
 			wantRefused: true,
 			wantReason:  "in progress",
 		},
 		{
 			name:        "stale epoch",
 			v:           planView(p1, r2),
-			r:           Request{Kind: RequestSwitchover, Epoch: 3},
+			r:           cluster.Request{Kind: cluster.RequestSwitchover, Epoch: 3},
 			wantRefused: true,
 			wantReason:  "epoch 3, now 4",
 		},

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/internal/sandbox/sandboxtest"
 )
 
@@ -19,25 +20,25 @@ import (
 // reported as disagreeing, and both decide with the cluster's.
 func TestPolicyOneSourceInEtcd(t *testing.T) {
 	cli, _ := sandboxtest.Etcd(t)
-	store := NewStore(cli, "pol")
+	store := cluster.NewStore(cli, "pol")
 	ctx := context.Background()
-	fileA := Policy{FailoverBlock: 5 * time.Minute, ConfirmLag: time.Second, SwitchoverMaxLag: time.Second}
-	fileB := Policy{FailoverBlock: time.Minute, ConfirmLag: 3 * time.Second, SwitchoverMaxLag: time.Second}
+	fileA := cluster.Policy{FailoverBlock: 5 * time.Minute, ConfirmLag: time.Second, SwitchoverMaxLag: time.Second}
+	fileB := cluster.Policy{FailoverBlock: time.Minute, ConfirmLag: 3 * time.Second, SwitchoverMaxLag: time.Second}
 
-	cur, created, err := store.CreatePolicy(ctx, PolicyRecord{Policy: fileA, SetBy: "db1"})
+	cur, created, err := store.CreatePolicy(ctx, cluster.PolicyRecord{Policy: fileA, SetBy: "db1"})
 	if err != nil || !created || cur.Policy != fileA {
 		t.Fatalf("first agent: %+v created=%v %v", cur, created, err)
 	}
-	cur, created, err = store.CreatePolicy(ctx, PolicyRecord{Policy: fileB, SetBy: "db2"})
+	cur, created, err = store.CreatePolicy(ctx, cluster.PolicyRecord{Policy: fileB, SetBy: "db2"})
 	if err != nil || created || cur.Policy != fileA || cur.SetBy != "db1" {
 		t.Fatalf("second agent overwrote or misread the policy: %+v created=%v %v", cur, created, err)
 	}
-	if _, _, err := store.CreatePolicy(ctx, PolicyRecord{SetBy: "db3"}); err == nil {
+	if _, _, err := store.CreatePolicy(ctx, cluster.PolicyRecord{SetBy: "db3"}); err == nil {
 		t.Fatal("a zero policy was accepted")
 	}
-	for name, p := range map[string]Policy{"db1": fileA, "db2": fileB} {
+	for name, p := range map[string]cluster.Policy{"db1": fileA, "db2": fileB} {
 		p := p
-		if err := store.PutNode(ctx, 0, NodeStatus{Node: name, Policy: &p}); err != nil {
+		if err := store.PutNode(ctx, 0, cluster.NodeStatus{Node: name, Policy: &p}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -45,22 +46,22 @@ func TestPolicyOneSourceInEtcd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, own := range []Policy{fileA, fileB} {
-		p, src, _, err := EffectivePolicy(snap, own)
-		if err != nil || p != fileA || src != PolicyFromEtcd {
+	for _, own := range []cluster.Policy{fileA, fileB} {
+		p, src, _, err := cluster.EffectivePolicy(snap, own)
+		if err != nil || p != fileA || src != cluster.PolicyFromEtcd {
 			t.Fatalf("own %v: decided with %v from %s (%v), want the cluster's", own, p, src, err)
 		}
 	}
-	want := []PolicyDisagreement{{Node: "db2", Diff: []string{"failover_block 1m0s (cluster: 5m0s)", "confirm_lag 3s (cluster: 1s)"}}}
-	if got := PolicyDisagreements(snap.Policy, snap.Nodes); !reflect.DeepEqual(got, want) {
+	want := []cluster.PolicyDisagreement{{Node: "db2", Diff: []string{"failover_block 1m0s (cluster: 5m0s)", "confirm_lag 3s (cluster: 1s)"}}}
+	if got := cluster.PolicyDisagreements(snap.Policy, snap.Nodes); !reflect.DeepEqual(got, want) {
 		t.Fatalf("disagreements %+v, want %+v", got, want)
 	}
 
 	// The operator's path: compared against the revision read.
-	if err := store.PutPolicy(ctx, snap.PolicyModRev-1, PolicyRecord{Policy: fileB, SetBy: "operator"}); !errors.Is(err, ErrConflict) {
+	if err := store.PutPolicy(ctx, snap.PolicyModRev-1, cluster.PolicyRecord{Policy: fileB, SetBy: "operator"}); !errors.Is(err, cluster.ErrConflict) {
 		t.Fatalf("stale apply: %v, want a conflict", err)
 	}
-	if err := store.PutPolicy(ctx, snap.PolicyModRev, PolicyRecord{Policy: fileB, SetBy: "operator"}); err != nil {
+	if err := store.PutPolicy(ctx, snap.PolicyModRev, cluster.PolicyRecord{Policy: fileB, SetBy: "operator"}); err != nil {
 		t.Fatal(err)
 	}
 	snap, _ = store.Load(ctx)
@@ -79,10 +80,10 @@ func TestPolicyOneSourceInEtcd(t *testing.T) {
 	if snap.Policy != nil || snap.PolicyErr == "" {
 		t.Fatalf("zero policy read as %+v (err %q)", snap.Policy, snap.PolicyErr)
 	}
-	if p, src, _, err := EffectivePolicy(snap, fileB); err != nil || p != fileB || src != PolicyFromFile {
+	if p, src, _, err := cluster.EffectivePolicy(snap, fileB); err != nil || p != fileB || src != cluster.PolicyFromFile {
 		t.Fatalf("unreadable key: %v from %s (%v)", p, src, err)
 	}
-	if _, _, err := store.CreatePolicy(ctx, PolicyRecord{Policy: fileA, SetBy: "db1"}); err == nil {
+	if _, _, err := store.CreatePolicy(ctx, cluster.PolicyRecord{Policy: fileA, SetBy: "db1"}); err == nil {
 		t.Fatal("an unreadable existing policy was reported as fine")
 	}
 }
@@ -91,28 +92,28 @@ func TestPolicyOneSourceInEtcd(t *testing.T) {
 // change, not at every pass.
 func TestCheckPolicyLogsOncePerChange(t *testing.T) {
 	core, logs := observer.New(zap.InfoLevel)
-	file := Policy{FailoverBlock: time.Minute, ConfirmLag: time.Second, SwitchoverMaxLag: time.Second}
+	file := cluster.Policy{FailoverBlock: time.Minute, ConfirmLag: time.Second, SwitchoverMaxLag: time.Second}
 	r := &Reconciler{cfg: ReconcilerConfig{Policy: file}, log: zap.New(core)}
-	cluster := file
-	cluster.FailoverBlock = 5 * time.Minute
-	other := cluster
+	shared := file
+	shared.FailoverBlock = 5 * time.Minute
+	other := shared
 	other.ConfirmLag = 2 * time.Second
 	steps := []struct {
-		snap Snapshot
+		snap cluster.Snapshot
 		want string // message logged at this pass, "" for none
 	}{
-		{Snapshot{}, ""},
-		{Snapshot{Policy: &PolicyRecord{Policy: file}}, ""},
-		{Snapshot{Policy: &PolicyRecord{Policy: cluster}}, "disagrees"},
-		{Snapshot{Policy: &PolicyRecord{Policy: cluster}}, ""},
-		{Snapshot{Policy: &PolicyRecord{Policy: other}}, "disagrees"},
-		{Snapshot{PolicyErr: "parse policy: EOF"}, "unreadable"},
-		{Snapshot{PolicyErr: "parse policy: EOF"}, ""},
-		{Snapshot{Policy: &PolicyRecord{Policy: file}}, "agrees"},
-		{Snapshot{Policy: &PolicyRecord{Policy: file}}, ""},
-		{Snapshot{Policy: &PolicyRecord{Policy: cluster}}, "disagrees"},
-		{Snapshot{}, ""}, // the key deleted: nothing to compare with, and no false "agrees"
-		{Snapshot{Policy: &PolicyRecord{Policy: file}}, ""},
+		{cluster.Snapshot{}, ""},
+		{cluster.Snapshot{Policy: &cluster.PolicyRecord{Policy: file}}, ""},
+		{cluster.Snapshot{Policy: &cluster.PolicyRecord{Policy: shared}}, "disagrees"},
+		{cluster.Snapshot{Policy: &cluster.PolicyRecord{Policy: shared}}, ""},
+		{cluster.Snapshot{Policy: &cluster.PolicyRecord{Policy: other}}, "disagrees"},
+		{cluster.Snapshot{PolicyErr: "parse policy: EOF"}, "unreadable"},
+		{cluster.Snapshot{PolicyErr: "parse policy: EOF"}, ""},
+		{cluster.Snapshot{Policy: &cluster.PolicyRecord{Policy: file}}, "agrees"},
+		{cluster.Snapshot{Policy: &cluster.PolicyRecord{Policy: file}}, ""},
+		{cluster.Snapshot{Policy: &cluster.PolicyRecord{Policy: shared}}, "disagrees"},
+		{cluster.Snapshot{}, ""}, // the key deleted: nothing to compare with, and no false "agrees"
+		{cluster.Snapshot{Policy: &cluster.PolicyRecord{Policy: file}}, ""},
 	}
 	for i, s := range steps {
 		before := logs.Len()
@@ -132,20 +133,20 @@ func TestCheckPolicyLogsOncePerChange(t *testing.T) {
 // file's only while the cluster's is unreadable.
 func TestCoordinatorPolicy(t *testing.T) {
 	cli, _ := sandboxtest.Etcd(t)
-	store := NewStore(cli, "coord")
+	store := cluster.NewStore(cli, "coord")
 	ctx := context.Background()
-	own := Policy{FailoverBlock: time.Minute, ConfirmLag: time.Second, SwitchoverMaxLag: 2 * time.Second}
+	own := cluster.Policy{FailoverBlock: time.Minute, ConfirmLag: time.Second, SwitchoverMaxLag: 2 * time.Second}
 	core, logs := observer.New(zap.InfoLevel)
-	c, err := NewCoordinator(CoordinatorConfig{Node: "db1", Store: store, Cluster: &Cache{}, Servers: &Servers{}, Policy: own,
+	c, err := NewCoordinator(CoordinatorConfig{Node: "db1", Store: store, Cluster: &cluster.Cache{}, Servers: &Servers{}, Policy: own,
 		CatchupTimeout: time.Second, Log: zap.New(core)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := NewCoordinator(CoordinatorConfig{Node: "db1", Store: store, Cluster: &Cache{}, Servers: &Servers{}, CatchupTimeout: time.Second}); err == nil {
+	if _, err := NewCoordinator(CoordinatorConfig{Node: "db1", Store: store, Cluster: &cluster.Cache{}, Servers: &Servers{}, CatchupTimeout: time.Second}); err == nil {
 		t.Fatal("a coordinator without a valid policy of its own was accepted")
 	}
 	var last string
-	decide := func() Policy {
+	decide := func() cluster.Policy {
 		t.Helper()
 		snap, err := store.Load(ctx)
 		if err != nil {
@@ -164,12 +165,12 @@ func TestCoordinatorPolicy(t *testing.T) {
 	if snap.Policy == nil || snap.Policy.Policy != own || snap.Policy.SetBy != "db1" {
 		t.Fatalf("the coordinator did not create the cluster's policy: %+v", snap.Policy)
 	}
-	cluster := Policy{FailoverBlock: 10 * time.Minute, ConfirmLag: 3 * time.Second, SwitchoverMaxLag: time.Second}
-	if err := store.PutPolicy(ctx, snap.PolicyModRev, PolicyRecord{Policy: cluster, SetBy: "operator"}); err != nil {
+	shared := cluster.Policy{FailoverBlock: 10 * time.Minute, ConfirmLag: 3 * time.Second, SwitchoverMaxLag: time.Second}
+	if err := store.PutPolicy(ctx, snap.PolicyModRev, cluster.PolicyRecord{Policy: shared, SetBy: "operator"}); err != nil {
 		t.Fatal(err)
 	}
-	if p := decide(); p != cluster {
-		t.Fatalf("decided with %v, want the cluster's %v", p, cluster)
+	if p := decide(); p != shared {
+		t.Fatalf("decided with %v, want the cluster's %v", p, shared)
 	}
 	if _, err := cli.Put(ctx, store.Keys.Policy(), "garbage"); err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
 
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/detector"
 	"github.com/baton-ha/baton/replication"
 )
@@ -35,6 +36,26 @@ type Detector interface {
 	SetEpoch(uint64)
 }
 
+// Local is what the reconciler says to its own node's server: a
+// *replication.Instance, or in the hollow-agent benchmark a scripted stand-in.
+type Local interface {
+	Status(ctx context.Context) (replication.Status, error)
+	Promote(ctx context.Context) error
+	// Follow makes the server a replica of src. Before it changes anything it takes
+	// the server's replication lock (replication.ReplicationLock) and calls confirm
+	// (if not nil) with it held: an error leaves replication as it is.
+	Follow(ctx context.Context, src replication.Source, confirm func(context.Context) error) error
+	Fence(ctx context.Context) (replication.FenceReport, error)
+	SetSemiSync(ctx context.Context, source, replica bool) error
+	// InspectErrant looks the server's transactions that primary lacks up in its
+	// binary logs; RepairErrant forgets those found to be phantoms (or, on an
+	// operator's word, discards real ones).
+	InspectErrant(ctx context.Context, primary replication.Server, timeout time.Duration) (replication.ErrantEvidence, error)
+	RepairErrant(ctx context.Context, ev replication.ErrantEvidence, discard bool) error
+}
+
+var _ Local = (*replication.Instance)(nil)
+
 // ReconcilerConfig configures a Reconciler.
 type ReconcilerConfig struct {
 	Node string
@@ -43,11 +64,11 @@ type ReconcilerConfig struct {
 	// Agent is where the other agents reach this node's agent (published in its
 	// status, kept under members/); may be empty.
 	Agent string
-	Store *Store
+	Store *cluster.Store
 	// Cluster is where each pass reads the cluster (the agent's one cache, shared
 	// with its coordinator) and what wakes it when a key it acts on changes.
-	Cluster Reader
-	Local    Server  // this node's server
+	Cluster  cluster.Reader
+	Local    Local   // this node's server
 	LocalDB  *sql.DB // the same server, for the heartbeat bootstrap
 	Detector Detector
 	Peer     *PeerWatch // may be nil (single-node clusters, tests)
@@ -64,7 +85,7 @@ type ReconcilerConfig struct {
 	// Policy is the failover policy of this node's configuration file: published in
 	// the node's status and compared with the cluster's (the policy key), a
 	// disagreement logged once per change. Zero: not published.
-	Policy Policy
+	Policy cluster.Policy
 	// FenceTimeout bounds fencing this node's own server.
 	FenceTimeout time.Duration
 	// StatusTimeout bounds reading the local server's status at each pass: a hung
@@ -105,23 +126,23 @@ type Reconciler struct {
 	log *zap.Logger
 
 	mu        sync.Mutex
-	role      Role
+	role      cluster.Role
 	fenced    string // why this node fenced itself, "" when not fenced
 	stuck     string // why this node cannot replicate until a person acts, "" when it can
 	errant    string
 	local     *replication.Status
 	localErr  error
-	lastPub   NodeStatus
+	lastPub   cluster.NodeStatus
 	lastPubAt time.Time
-	current   NodeStatus // built at the latest pass
+	current   cluster.NodeStatus // built at the latest pass
 	// The latest flow that moved the primary away from this node (its server was
 	// fenced for it, or that was tried).
 	intentKey   string
 	intentEpoch uint64
-	vipHeld     bool     // as of the latest pass
-	snap        Snapshot // read at the latest pass
-	policyNote  string   // the disagreement with the cluster's policy last logged
-	repaired    string   // the latest drift this reconciler repaired, for status
+	vipHeld     bool             // as of the latest pass
+	snap        cluster.Snapshot // read at the latest pass
+	policyNote  string           // the disagreement with the cluster's policy last logged
+	repaired    string           // the latest drift this reconciler repaired, for status
 	rejoin      rejoinState
 	// localFence says why the agent fenced this node without etcd (FenceLocal) during
 	// the current session: until the next Run, nothing makes it writable again, even
@@ -170,7 +191,7 @@ func NewReconciler(cfg ReconcilerConfig) (*Reconciler, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Reconciler{cfg: cfg, log: cfg.Log.With(zap.String("component", "reconciler")), role: RoleUnknown, kick: make(chan struct{}, 1)}, nil
+	return &Reconciler{cfg: cfg, log: cfg.Log.With(zap.String("component", "reconciler")), role: cluster.RoleUnknown, kick: make(chan struct{}, 1)}, nil
 }
 
 // Kick makes the reconciler look again now (the detector's verdict changed).
@@ -215,7 +236,7 @@ func (r *Reconciler) Run(ctx context.Context, s *concurrency.Session) error {
 }
 
 // acted says which keys a reconciler acts on at once when they change.
-func acted(k Keys) func(key string) bool {
+func acted(k cluster.Keys) func(key string) bool {
 	return func(key string) bool {
 		return key == k.Primary() || key == k.Leader() || key == k.Intent() || strings.HasPrefix(key, k.RejoinPrefix())
 	}
@@ -261,7 +282,9 @@ func (r *Reconciler) pass(ctx context.Context, s *concurrency.Session) {
 }
 
 // read is the cluster's state for a pass.
-func (r *Reconciler) read(ctx context.Context) (Snapshot, error) { return r.cfg.Cluster.Snapshot(ctx) }
+func (r *Reconciler) read(ctx context.Context) (cluster.Snapshot, error) {
+	return r.cfg.Cluster.Snapshot(ctx)
+}
 
 // self is this node as the reconciler knows it before the local server is read.
 func (r *Reconciler) self(lease clientv3.LeaseID) Self {
@@ -295,7 +318,7 @@ func (r *Reconciler) readLocal(ctx context.Context) (LocalRead, replication.Stat
 }
 
 // act carries out an analysis: the fence first when asked, then the action.
-func (r *Reconciler) act(ctx context.Context, snap Snapshot, lease clientv3.LeaseID, a Analysis) {
+func (r *Reconciler) act(ctx context.Context, snap cluster.Snapshot, lease clientv3.LeaseID, a Analysis) {
 	if a.Fence {
 		r.fenceSelf(ctx, lease, a.FenceWhy, a.ServerFenced)
 	}
@@ -324,14 +347,14 @@ func (r *Reconciler) act(ctx context.Context, snap Snapshot, lease clientv3.Leas
 	case NodeMakeWritable, NodeHoldPrimary, NodePromote:
 		if why := r.fencedLocally(); why != "" {
 			r.log.Warn("not making the server writable: fenced without etcd in this session: "+why, zap.String("action", a.Action.String()))
-			r.setRole(RoleFenced)
+			r.setRole(cluster.RoleFenced)
 			return
 		}
 		if why := r.heldOff(); why != "" && a.Action != NodeHoldPrimary {
 			// Not a step toward a writable server: a primary kept in failsafe mode
 			// relies on this node's promise.
 			r.log.Warn("not making the server writable: "+why, zap.String("action", a.Action.String()))
-			r.setRole(RoleFenced)
+			r.setRole(cluster.RoleFenced)
 			return
 		}
 		if a.Action == NodePromote {
@@ -420,7 +443,7 @@ func (r *Reconciler) holdPrimary(ctx context.Context, a Analysis) {
 // takePrimary makes this node, the primary of record, the writable primary: the
 // leader key first (at most one node holds it), then read_only off, then the
 // virtual IP, so that the address leads to a writable server.
-func (r *Reconciler) takePrimary(ctx context.Context, snap Snapshot, lease clientv3.LeaseID, a Analysis) {
+func (r *Reconciler) takePrimary(ctx context.Context, snap cluster.Snapshot, lease clientv3.LeaseID, a Analysis) {
 	start := r.cfg.Now()
 	if err := r.cfg.Store.AcquireLeader(ctx, lease, r.cfg.Node, snap.PrimaryModRev); err != nil {
 		r.log.Warn("take the leader key", zap.Error(err))
@@ -467,13 +490,13 @@ func (r *Reconciler) promote(ctx context.Context) error {
 
 // follow points the local server's replication at the primary of record, or
 // restarts its stopped threads.
-func (r *Reconciler) follow(ctx context.Context, snap Snapshot, a Analysis) {
+func (r *Reconciler) follow(ctx context.Context, snap cluster.Snapshot, a Analysis) {
 	r.probeAs(a.Probe)
 	if !a.Following {
 		r.errantSet("") // the errant check passed
 		r.forgetErrantRecord(ctx, snap, false)
 	}
-	src := sourceAt(r.cfg.Repl, a.Source.Host, a.Source.Port)
+	src := r.cfg.Repl.At(a.Source.Host, a.Source.Port)
 	if err := r.cfg.Local.Follow(ctx, src, r.confirmView(snap)); err != nil {
 		if errors.Is(err, errViewChanged) {
 			return // the next pass decides on what changed
@@ -487,7 +510,7 @@ func (r *Reconciler) follow(ctx context.Context, snap Snapshot, a Analysis) {
 			if r.setStuck(why) {
 				r.log.Error("cannot replicate: quarantined", zap.String("primary", snap.Primary.Node), zap.String("why", why), zap.Error(err))
 			}
-			r.setRole(RoleQuarantined)
+			r.setRole(cluster.RoleQuarantined)
 			return
 		}
 		r.log.Warn("follow the primary", zap.String("primary", snap.Primary.Node), zap.Error(err))
@@ -507,7 +530,7 @@ func (r *Reconciler) follow(ctx context.Context, snap Snapshot, a Analysis) {
 // disagrees with the cluster's failover policy, or the cluster's is unreadable. The
 // cluster's is what every coordinator decides with: a disagreeing file is a mistake
 // to report, not a vote.
-func (r *Reconciler) checkPolicy(snap Snapshot) {
+func (r *Reconciler) checkPolicy(snap cluster.Snapshot) {
 	if r.cfg.Policy.Validate() != nil {
 		return
 	}
@@ -538,13 +561,6 @@ func (r *Reconciler) checkPolicy(snap Snapshot) {
 	case was != "" && was != "missing":
 		r.log.Info("this node's configuration file agrees with the cluster's failover policy again")
 	}
-}
-
-// sourceAt is the source a replica of the server at host:port is pointed at: the
-// configured account and TLS settings, and that address.
-func sourceAt(repl replication.Source, host string, port int) replication.Source {
-	repl.Host, repl.Port = host, port
-	return repl
 }
 
 // fenceForIntent stops the primary of record from taking writes when a flow
@@ -595,7 +611,7 @@ func (r *Reconciler) markFenced(why string) {
 	if r.setFenced(why) {
 		r.log.Warn("fencing this node", zap.String("why", why))
 	}
-	r.setRole(RoleFenced)
+	r.setRole(cluster.RoleFenced)
 	r.cfg.Detector.SetRole(detector.Replica) // no binlogged heartbeat from here on
 }
 
@@ -652,12 +668,12 @@ func (r *Reconciler) heldOff() string {
 func (r *Reconciler) WritablePrimary(lease clientv3.LeaseID) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return lease != clientv3.NoLease && r.role == RolePrimary && r.fenced == "" &&
+	return lease != clientv3.NoLease && r.role == cluster.RolePrimary && r.fenced == "" &&
 		r.snap.Primary.Node == r.cfg.Node && r.snap.Leader == r.cfg.Node && r.snap.LeaderLease == lease &&
 		r.local != nil && !r.local.ReadOnly
 }
 
-func (r *Reconciler) setRole(role Role) {
+func (r *Reconciler) setRole(role cluster.Role) {
 	r.mu.Lock()
 	old := r.role
 	r.role = role
@@ -677,7 +693,7 @@ var errViewChanged = errors.New("the cluster state changed since it was read")
 // itself: so replication is started either before a flow stops it, or not at all.
 // (Starting it on a cached view undid a flow's stop in a fault campaign round: the
 // replica fetched the old primary's last commits, which the new primary lacked.)
-func (r *Reconciler) confirmView(snap Snapshot) func(context.Context) error {
+func (r *Reconciler) confirmView(snap cluster.Snapshot) func(context.Context) error {
 	return func(ctx context.Context) error {
 		fresh, err := r.cfg.Store.Load(ctx)
 		if err != nil {
@@ -714,12 +730,12 @@ func (r *Reconciler) record(field *string, v string) bool {
 // fencing itself (e.g. its etcd session could not be renewed in time) its role is
 // fenced, so a load balancer asking the agent's /primary stops sending writes to it
 // while the fence is under way.
-func (r *Reconciler) Current() (NodeStatus, Snapshot) {
+func (r *Reconciler) Current() (cluster.NodeStatus, cluster.Snapshot) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	n := r.current
-	if r.role == RoleFenced {
-		n.Role = RoleFenced
+	if r.role == cluster.RoleFenced {
+		n.Role = cluster.RoleFenced
 	}
 	return n, r.snap
 }
@@ -727,7 +743,7 @@ func (r *Reconciler) Current() (NodeStatus, Snapshot) {
 // publish writes the node's status when something worth it changed (publishNow),
 // when etcd does not hold it on this session's lease (a new lease, a key deleted),
 // or every PublishEvery.
-func (r *Reconciler) publish(ctx context.Context, snap Snapshot, lease clientv3.LeaseID) {
+func (r *Reconciler) publish(ctx context.Context, snap cluster.Snapshot, lease clientv3.LeaseID) {
 	n := r.build(snap)
 	marks := publishMarks{confirmLag: r.cfg.ConfirmLag, switchoverMaxLag: r.cfg.Policy.SwitchoverMaxLag, gtidStep: r.cfg.GTIDStep}
 	if snap.Policy != nil {
@@ -752,11 +768,11 @@ func (r *Reconciler) publish(ctx context.Context, snap Snapshot, lease clientv3.
 	r.mu.Unlock()
 }
 
-func (r *Reconciler) build(snap Snapshot) NodeStatus {
+func (r *Reconciler) build(snap cluster.Snapshot) cluster.NodeStatus {
 	rep := r.cfg.Detector.Report()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	n := NodeStatus{
+	n := cluster.NodeStatus{
 		Node: r.cfg.Node, Addr: r.cfg.Addr, Agent: r.cfg.Agent, Role: r.role,
 		Verdict: rep.Verdict.String(), Reason: rep.Reason, VerdictSince: rep.Since,
 		LagMS: -1, Priority: r.cfg.Priority, NoPromote: r.cfg.NoPromote,
@@ -777,7 +793,7 @@ func (r *Reconciler) build(snap Snapshot) NodeStatus {
 	if r.fenced != "" && n.Reason == "" {
 		n.Reason = "fenced: " + r.fenced
 	}
-	if r.stuck != "" && r.role == RoleQuarantined {
+	if r.stuck != "" && r.role == cluster.RoleQuarantined {
 		n.Reason = r.stuck
 	}
 	if st := r.local; st != nil {
@@ -790,7 +806,7 @@ func (r *Reconciler) build(snap Snapshot) NodeStatus {
 		if r.cfg.SemiSync {
 			n.SemiSync = semiSyncState(st.SemiSync, n.ReadOnly)
 			n.SemiSyncTimeout = st.SemiSync.Timeout
-			if n.SemiSync == SemiSyncOn {
+			if n.SemiSync == cluster.SemiSyncOn {
 				n.SemiSyncClients = st.SemiSync.Clients
 				n.AwaitsAck = awaitsAck(st.SemiSync, rep)
 			}
@@ -863,9 +879,11 @@ func storageOK(rep detector.Report) bool {
 // significant says whether a status change is worth publishing at once: what Decide
 // and the operator look at, not the latencies; a lag only when it crosses confirmLag,
 // where Decide starts to count it.
-func significant(a, b NodeStatus, confirmLag time.Duration) bool {
-	lagged := func(n NodeStatus) bool { return n.LagMS >= 0 && time.Duration(n.LagMS)*time.Millisecond >= confirmLag }
-	pv := func(v *PeerView) string {
+func significant(a, b cluster.NodeStatus, confirmLag time.Duration) bool {
+	lagged := func(n cluster.NodeStatus) bool {
+		return n.LagMS >= 0 && time.Duration(n.LagMS)*time.Millisecond >= confirmLag
+	}
+	pv := func(v *cluster.PeerView) string {
 		if v == nil {
 			return ""
 		}
@@ -890,7 +908,7 @@ type publishMarks struct {
 // changes and others read (the server's identity and address, the replication
 // error, semi-sync, the node's configuration). Latencies, disk figures and the
 // verdict's wording wait for the next PublishEvery.
-func publishNow(a, b NodeStatus, m publishMarks) bool {
+func publishNow(a, b cluster.NodeStatus, m publishMarks) bool {
 	if significant(a, b, m.confirmLag) {
 		return true
 	}
@@ -923,7 +941,7 @@ func lagMark(ms int64, m publishMarks) int {
 
 // gtidMoved says whether b's GTID set is step transactions or more away from a's;
 // a set that does not parse moved when its text changed.
-func gtidMoved(a, b NodeStatus, step uint64) bool {
+func gtidMoved(a, b cluster.NodeStatus, step uint64) bool {
 	if a.GTID == b.GTID {
 		return false
 	}
@@ -941,36 +959,25 @@ func gtidMoved(a, b NodeStatus, step uint64) bool {
 	return max(ca, cb)-min(ca, cb) >= step
 }
 
-func splitAddr(addr string) (string, int, error) {
-	host, ps, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", 0, err
-	}
-	port, err := strconv.Atoi(ps)
-	if err != nil {
-		return "", 0, fmt.Errorf("port %q: %w", ps, err)
-	}
-	return host, port, nil
-}
 
 // semiSyncState is what a node's status says of its semi-sync, in a cluster
 // configured for it: a writable server's source side ("on"; "async" when it fell back
 // after its timeout, so commits no longer wait for a replica; "off"), a read-only
 // one's replica side ("replica on", "replica off").
-func semiSyncState(ss replication.SemiSync, readOnly bool) SemiSyncState {
+func semiSyncState(ss replication.SemiSync, readOnly bool) cluster.SemiSyncState {
 	switch {
 	case !ss.Available:
-		return SemiSyncUnavailable
+		return cluster.SemiSyncUnavailable
 	case readOnly && ss.ReplicaEnabled:
-		return SemiSyncReplicaOn
+		return cluster.SemiSyncReplicaOn
 	case readOnly:
-		return SemiSyncReplicaOff
+		return cluster.SemiSyncReplicaOff
 	case !ss.SourceEnabled:
-		return SemiSyncOff
+		return cluster.SemiSyncOff
 	case !ss.SourceActive:
-		return SemiSyncAsync
+		return cluster.SemiSyncAsync
 	}
-	return SemiSyncOn
+	return cluster.SemiSyncOn
 }
 
 // replicaLag is the lag a replica reports. The heartbeat's age alone is a sawtooth:

@@ -11,23 +11,11 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/detector"
 	"github.com/baton-ha/baton/internal/sandbox/sandboxtest"
 	"github.com/baton-ha/baton/replication"
 )
-
-// TestSourceAtKeepsTLS checks that the replication settings the agent configures
-// (account and mysql.replication.tls) reach the source a replica is pointed at.
-func TestSourceAtKeepsTLS(t *testing.T) {
-	repl := replication.Source{Host: "ignored", Port: 1, User: "repl", Password: "pw", TLS: true,
-		SSLCA: "/etc/mysql/ca.pem", SSLCert: "/etc/mysql/r.pem", SSLKey: "/etc/mysql/r.key", SSLVerifyServerCert: true}
-	got := sourceAt(repl, "198.18.0.12", 3306)
-	want := repl
-	want.Host, want.Port = "198.18.0.12", 3306
-	if got != want {
-		t.Fatalf("got %+v\nwant %+v", got, want)
-	}
-}
 
 func TestReplicaLag(t *testing.T) {
 	const interval, confirm = 500 * time.Millisecond, time.Second
@@ -56,16 +44,16 @@ func TestReplicaLag(t *testing.T) {
 // once.
 func TestCurrentShowsFenceAtOnce(t *testing.T) {
 	r := &Reconciler{log: zap.NewNop()}
-	r.current = NodeStatus{Node: "db1", Role: RolePrimary, Verdict: "healthy"}
-	r.role = RolePrimary
-	if n, _ := r.Current(); n.Role != RolePrimary {
+	r.current = cluster.NodeStatus{Node: "db1", Role: cluster.RolePrimary, Verdict: "healthy"}
+	r.role = cluster.RolePrimary
+	if n, _ := r.Current(); n.Role != cluster.RolePrimary {
 		t.Fatalf("role before the fence = %s", n.Role)
 	}
-	r.setRole(RoleFenced)
-	if n, _ := r.Current(); n.Role != RoleFenced {
+	r.setRole(cluster.RoleFenced)
+	if n, _ := r.Current(); n.Role != cluster.RoleFenced {
 		t.Fatalf("role once fencing started = %s, want fenced", n.Role)
 	}
-	if r.current.Role != RolePrimary {
+	if r.current.Role != cluster.RolePrimary {
 		t.Fatal("Current changed the published status")
 	}
 }
@@ -73,35 +61,35 @@ func TestCurrentShowsFenceAtOnce(t *testing.T) {
 // TestPublishNow: what is published at once, and what waits for PublishEvery.
 func TestPublishNow(t *testing.T) {
 	marks := publishMarks{confirmLag: time.Second, switchoverMaxLag: 500 * time.Millisecond, gtidStep: 1000}
-	base := NodeStatus{Node: "db2", Addr: "198.18.0.2:3306", Role: RoleReplica, Verdict: VerdictHealthy, ServerRead: true,
+	base := cluster.NodeStatus{Node: "db2", Addr: "198.18.0.2:3306", Role: cluster.RoleReplica, Verdict: cluster.VerdictHealthy, ServerRead: true,
 		Flavor: "mariadb", GTID: "0-1-5000", IORunning: true, SQLRunning: true, LagMS: 0, StorageOK: true, WriteMS: 2.5, PingMS: 0.4,
 		DiskFree: 10 << 30, Reason: "probes ok: write 2.5ms", At: time.Unix(100, 0)}
-	with := func(f func(*NodeStatus)) NodeStatus { n := base; f(&n); return n }
+	with := func(f func(*cluster.NodeStatus)) cluster.NodeStatus { n := base; f(&n); return n }
 	cases := []struct {
 		name string
-		b    NodeStatus
+		b    cluster.NodeStatus
 		want bool
 	}{
 		{"nothing", base, false},
-		{"latencies, disk, wording, time", with(func(n *NodeStatus) {
+		{"latencies, disk, wording, time", with(func(n *cluster.NodeStatus) {
 			n.WriteMS, n.PingMS, n.DiskFree, n.Reason, n.At = 40, 9, 9<<30, "probes ok: write 40ms", time.Unix(130, 0)
 		}), false},
-		{"gtid a little further", with(func(n *NodeStatus) { n.GTID = "0-1-5999" }), false},
-		{"gtid a step further", with(func(n *NodeStatus) { n.GTID = "0-1-6000" }), true},
-		{"gtid of another server at the same count", with(func(n *NodeStatus) { n.GTID = "0-2-5000" }), false},
-		{"gtid unparsable", with(func(n *NodeStatus) { n.GTID = "garbage" }), true},
-		{"lag within switchover_max_lag", with(func(n *NodeStatus) { n.LagMS = 400 }), false},
-		{"lag over switchover_max_lag", with(func(n *NodeStatus) { n.LagMS = 600 }), true},
-		{"lag unknown", with(func(n *NodeStatus) { n.LagMS = -1 }), true},
-		{"lag at confirm_lag", with(func(n *NodeStatus) { n.LagMS = 1000 }), true},
-		{"verdict", with(func(n *NodeStatus) { n.Verdict = "suspect" }), true},
-		{"io thread", with(func(n *NodeStatus) { n.IORunning = false }), true},
-		{"replication error", with(func(n *NodeStatus) { n.ReplError = "Duplicate entry" }), true},
-		{"semi-sync", with(func(n *NodeStatus) { n.SemiSync = SemiSyncReplicaOff }), true},
-		{"semi-sync replicas connected, from none", with(func(n *NodeStatus) { n.SemiSyncClients = 1 }), true},
-		{"server identity", with(func(n *NodeStatus) { n.ServerID = 7 }), true},
-		{"policy", with(func(n *NodeStatus) { n.Policy = &Policy{ConfirmLag: time.Second} }), true},
-		{"primary view", with(func(n *NodeStatus) { n.PrimaryView = &PeerView{Node: "db1", Reachable: true} }), true},
+		{"gtid a little further", with(func(n *cluster.NodeStatus) { n.GTID = "0-1-5999" }), false},
+		{"gtid a step further", with(func(n *cluster.NodeStatus) { n.GTID = "0-1-6000" }), true},
+		{"gtid of another server at the same count", with(func(n *cluster.NodeStatus) { n.GTID = "0-2-5000" }), false},
+		{"gtid unparsable", with(func(n *cluster.NodeStatus) { n.GTID = "garbage" }), true},
+		{"lag within switchover_max_lag", with(func(n *cluster.NodeStatus) { n.LagMS = 400 }), false},
+		{"lag over switchover_max_lag", with(func(n *cluster.NodeStatus) { n.LagMS = 600 }), true},
+		{"lag unknown", with(func(n *cluster.NodeStatus) { n.LagMS = -1 }), true},
+		{"lag at confirm_lag", with(func(n *cluster.NodeStatus) { n.LagMS = 1000 }), true},
+		{"verdict", with(func(n *cluster.NodeStatus) { n.Verdict = "suspect" }), true},
+		{"io thread", with(func(n *cluster.NodeStatus) { n.IORunning = false }), true},
+		{"replication error", with(func(n *cluster.NodeStatus) { n.ReplError = "Duplicate entry" }), true},
+		{"semi-sync", with(func(n *cluster.NodeStatus) { n.SemiSync = cluster.SemiSyncReplicaOff }), true},
+		{"semi-sync replicas connected, from none", with(func(n *cluster.NodeStatus) { n.SemiSyncClients = 1 }), true},
+		{"server identity", with(func(n *cluster.NodeStatus) { n.ServerID = 7 }), true},
+		{"policy", with(func(n *cluster.NodeStatus) { n.Policy = &cluster.Policy{ConfirmLag: time.Second} }), true},
+		{"primary view", with(func(n *cluster.NodeStatus) { n.PrimaryView = &cluster.PeerView{Node: "db1", Reachable: true} }), true},
 	}
 	for _, tc := range cases {
 		if got := publishNow(base, tc.b, marks); got != tc.want {
@@ -110,9 +98,9 @@ func TestPublishNow(t *testing.T) {
 	}
 	// A lag that keeps growing past confirm_lag is published at each doubling.
 	var published []int64
-	last := with(func(n *NodeStatus) { n.LagMS = 1200 })
+	last := with(func(n *cluster.NodeStatus) { n.LagMS = 1200 })
 	for ms := int64(1200); ms <= 9000; ms += 100 {
-		n := with(func(n *NodeStatus) { n.LagMS = ms })
+		n := with(func(n *cluster.NodeStatus) { n.LagMS = ms })
 		if publishNow(last, n, marks) {
 			published = append(published, ms)
 			last = n
@@ -136,16 +124,16 @@ func (v *countVIP) Held(context.Context) (bool, error) { return v.acquired > v.r
 // nor reports the primary role.
 func TestLocalFenceStands(t *testing.T) {
 	v := &countVIP{}
-	r := &Reconciler{cfg: ReconcilerConfig{Node: "db1", VIP: v}, log: zap.NewNop(), role: RolePrimary}
+	r := &Reconciler{cfg: ReconcilerConfig{Node: "db1", VIP: v}, log: zap.NewNop(), role: cluster.RolePrimary}
 	r.mu.Lock()
 	r.localFence = "etcd session not renewed for 2.1s"
 	r.mu.Unlock()
 	for _, action := range []NodeAction{NodeHoldPrimary, NodeMakeWritable, NodePromote} {
-		r.act(context.Background(), Snapshot{}, 1, Analysis{Action: action, Role: RolePrimary})
+		r.act(context.Background(), cluster.Snapshot{}, 1, Analysis{Action: action, Role: cluster.RolePrimary})
 		if v.acquired != 0 {
 			t.Fatalf("%s: the virtual IP was taken back", action)
 		}
-		if n, _ := r.Current(); n.Role != RoleFenced {
+		if n, _ := r.Current(); n.Role != cluster.RoleFenced {
 			t.Fatalf("%s: role %s, want fenced", action, n.Role)
 		}
 	}
@@ -211,7 +199,7 @@ func TestAwaitsAck(t *testing.T) {
 // With changes set, its Follow would change replication: like a real server's, it
 // then asks confirm first. It counts the changes made.
 type followServer struct {
-	Server
+	Local
 	err     error
 	changes bool
 	calls   int
@@ -242,29 +230,26 @@ func (reportDetector) SetEpoch(uint64)           {}
 func TestFollowOnUnusableRelayLog(t *testing.T) {
 	srv := &followServer{err: fmt.Errorf("follow: %w", replication.ErrRelayLogUnusable)}
 	det := reportDetector{rep: detector.Report{Verdict: detector.Degraded, Reason: "replication IO thread stopped on error 2003"}}
-	r := &Reconciler{cfg: ReconcilerConfig{Node: "db2", Local: srv, Detector: det, Now: time.Now}, log: zap.NewNop(), role: RoleReplica}
+	r := &Reconciler{cfg: ReconcilerConfig{Node: "db2", Local: srv, Detector: det, Now: time.Now}, log: zap.NewNop(), role: cluster.RoleReplica}
 	// Replicating from the primary with both threads running, as last read: Follow
 	// only checks, no fresh read of etcd first (TestFollowConfirmsTheView).
 	r.local = &replication.Status{IOThread: replication.ThreadRunning, SQLThread: replication.ThreadRunning}
 	snap := failedOver()
-	a := Analysis{Action: NodeFollow, Role: RoleReplica, Probe: detector.Replica, Source: replication.Source{Host: "198.18.0.2", Port: 3306}, Following: true}
+	a := Analysis{Action: NodeFollow, Role: cluster.RoleReplica, Probe: detector.Replica, Source: replication.Source{Host: "198.18.0.2", Port: 3306}, Following: true}
 	r.follow(t.Context(), snap, a)
-	if n := r.build(snap); n.Role != RoleQuarantined || !strings.Contains(n.Reason, "restart mariadbd") {
+	if n := r.build(snap); n.Role != cluster.RoleQuarantined || !strings.Contains(n.Reason, "restart mariadbd") {
 		t.Fatalf("published %s with reason %q, want quarantined saying to restart mariadbd", n.Role, n.Reason)
-	}
-	if why := unfit(r.build(snap)); why == "" {
-		t.Fatal("a node with an unusable relay log is fit to promote")
 	}
 
 	srv.err = errors.New("connect: connection refused") // any other failure: no quarantine news
 	r.follow(t.Context(), snap, a)
-	if n := r.build(snap); n.Role != RoleQuarantined {
+	if n := r.build(snap); n.Role != cluster.RoleQuarantined {
 		t.Fatalf("role after another follow error = %s, want quarantined still", n.Role)
 	}
 
 	srv.err = nil // restarted: Follow works
 	r.follow(t.Context(), snap, a)
-	if n := r.build(snap); n.Role != RoleReplica || strings.Contains(n.Reason, "mariadbd") {
+	if n := r.build(snap); n.Role != cluster.RoleReplica || strings.Contains(n.Reason, "mariadbd") {
 		t.Fatalf("after Follow worked: %s, %q; want a replica with the detector's reason", n.Role, n.Reason)
 	}
 }
@@ -273,14 +258,14 @@ func TestFollowOnUnusableRelayLog(t *testing.T) {
 // show); a later errant quarantine shows its GTIDs, not the old reason.
 func TestQuarantineReason(t *testing.T) {
 	det := reportDetector{rep: detector.Report{Verdict: detector.Degraded, Reason: "replication SQL thread stopped on error 1062"}}
-	r := &Reconciler{cfg: ReconcilerConfig{Node: "db2", Detector: det, Now: time.Now}, log: zap.NewNop(), role: RoleReplica}
-	snap := cluster()
-	r.act(t.Context(), snap, leases["db2"], Analysis{Action: NodeQuarantine, Role: RoleQuarantined, Probe: detector.Replica,
+	r := &Reconciler{cfg: ReconcilerConfig{Node: "db2", Detector: det, Now: time.Now}, log: zap.NewNop(), role: cluster.RoleReplica}
+	snap := steady()
+	r.act(t.Context(), snap, leases["db2"], Analysis{Action: NodeQuarantine, Role: cluster.RoleQuarantined, Probe: detector.Replica,
 		Reason: "data diverged from the primary of record: replication stopped on error 1062"})
-	if n := r.build(snap); n.Role != RoleQuarantined || !strings.HasPrefix(n.Reason, "data diverged") || n.Errant != "" {
+	if n := r.build(snap); n.Role != cluster.RoleQuarantined || !strings.HasPrefix(n.Reason, "data diverged") || n.Errant != "" {
 		t.Fatalf("published %s, reason %q, errant %q; want quarantined with the divergence", n.Role, n.Reason, n.Errant)
 	}
-	r.act(t.Context(), snap, leases["db2"], Analysis{Action: NodeQuarantine, Role: RoleQuarantined, Probe: detector.Replica,
+	r.act(t.Context(), snap, leases["db2"], Analysis{Action: NodeQuarantine, Role: cluster.RoleQuarantined, Probe: detector.Replica,
 		Errant: "0-2-7", Reason: "errant transactions 0-2-7"})
 	if n := r.build(snap); n.Errant != "0-2-7" || strings.HasPrefix(n.Reason, "data diverged") {
 		t.Fatalf("published errant %q, reason %q; want the errant GTIDs and not the old reason", n.Errant, n.Reason)
@@ -295,11 +280,11 @@ func TestQuarantineReason(t *testing.T) {
 func TestFollowConfirmsTheView(t *testing.T) {
 	ctx := t.Context()
 	cli, _ := sandboxtest.Etcd(t)
-	store := NewStore(cli, "shop")
+	store := cluster.NewStore(cli, "shop")
 	srv := &followServer{changes: true}
-	r := &Reconciler{cfg: ReconcilerConfig{Node: "db3", Local: srv, Store: store, Now: time.Now}, log: zap.NewNop(), role: RoleReplica}
+	r := &Reconciler{cfg: ReconcilerConfig{Node: "db3", Local: srv, Store: store, Now: time.Now}, log: zap.NewNop(), role: cluster.RoleReplica}
 	view := failedOver()
-	a := Analysis{Action: NodeFollow, Role: RoleReplica, Source: replication.Source{Host: "198.18.0.2", Port: 3306}, Following: true}
+	a := Analysis{Action: NodeFollow, Role: cluster.RoleReplica, Source: replication.Source{Host: "198.18.0.2", Port: 3306}, Following: true}
 
 	r.follow(ctx, view, a) // etcd has no primary yet
 	if srv.calls != 1 || srv.applied != 0 {
@@ -316,14 +301,14 @@ func TestFollowConfirmsTheView(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.PutIntent(ctx, nil, 0, fresh.PrimaryModRev, Intent{Kind: "failover", Epoch: view.Primary.Epoch, From: "db2", To: "db3"}); err != nil {
+	if _, err := store.PutIntent(ctx, nil, 0, fresh.PrimaryModRev, cluster.Intent{Kind: "failover", Epoch: view.Primary.Epoch, From: "db2", To: "db3"}); err != nil {
 		t.Fatal(err)
 	}
 	r.follow(ctx, view, a) // the cached view has no flow; etcd has one
 	if srv.applied != 1 {
 		t.Fatal("replication changed while etcd shows a failover under way")
 	}
-	if r.role == RoleQuarantined {
+	if r.role == cluster.RoleQuarantined {
 		t.Fatal("a changed view quarantined the node")
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/detector"
 	"github.com/baton-ha/baton/replication"
 )
@@ -78,7 +79,7 @@ func (st *rejoinState) set(c *ErrantCheck, failed time.Time) {
 // recall applies a node's recorded findings to a fresh look at its binary logs: a
 // GTID once found real stays real, whatever the binary logs say now (a purge, or a
 // file lost, leaves nothing to read). An unreadable record makes every GTID real.
-func recall(txns []replication.ErrantTxn, rec *ErrantRecord) []replication.ErrantTxn {
+func recall(txns []replication.ErrantTxn, rec *cluster.ErrantRecord) []replication.ErrantTxn {
 	out := slices.Clone(txns)
 	if rec == nil {
 		return out
@@ -100,7 +101,7 @@ func recall(txns []replication.ErrantTxn, rec *ErrantRecord) []replication.Erran
 // newlyReal lists the GTIDs of txns found real in the binary logs (their events
 // read) that rec does not hold yet. None for an unreadable record: it is left for
 // a person to read, never written over.
-func newlyReal(txns []replication.ErrantTxn, rec *ErrantRecord) []string {
+func newlyReal(txns []replication.ErrantTxn, rec *cluster.ErrantRecord) []string {
 	if rec != nil && rec.Unreadable {
 		return nil
 	}
@@ -121,7 +122,7 @@ func newlyReal(txns []replication.ErrantTxn, rec *ErrantRecord) []string {
 // the evidence for the next pass, with what earlier looks found real (recall); a
 // new finding of real transactions is recorded in etcd before the evidence is
 // kept, so that it outlives the binary logs and the agent.
-func (r *Reconciler) inspectErrant(ctx context.Context, snap Snapshot, a Analysis) {
+func (r *Reconciler) inspectErrant(ctx context.Context, snap cluster.Snapshot, a Analysis) {
 	ev, err := r.cfg.Local.InspectErrant(ctx, a.Primary, inspectTimeout)
 	if err != nil {
 		r.log.Warn("look the errant GTIDs up in the binary logs", zap.Error(err))
@@ -135,13 +136,13 @@ func (r *Reconciler) inspectErrant(ctx context.Context, snap Snapshot, a Analysi
 		r.rejoin.set(nil, time.Time{})
 		return
 	}
-	var rec *ErrantRecord
+	var rec *cluster.ErrantRecord
 	if got, ok := snap.ErrantRecords[r.cfg.Node]; ok {
 		rec = &got
 	}
 	ev.Txns = recall(ev.Txns, rec)
 	if found := newlyReal(ev.Txns, rec); len(found) > 0 {
-		next := ErrantRecord{Node: r.cfg.Node, Real: found, At: r.cfg.Now().UTC()}
+		next := cluster.ErrantRecord{Node: r.cfg.Node, Real: found, At: r.cfg.Now().UTC()}
 		if rec != nil {
 			next.Real = append(slices.Clone(rec.Real), found...)
 		}
@@ -173,7 +174,7 @@ func (r *Reconciler) inspectErrant(ctx context.Context, snap Snapshot, a Analysi
 // repairErrant makes the local server forget its errant GTIDs (RepairErrant: its
 // binlog GTID state reset to what its binary logs hold), follows the primary of
 // record, and records what it did and why in the history and the log.
-func (r *Reconciler) repairErrant(ctx context.Context, snap Snapshot, a Analysis) {
+func (r *Reconciler) repairErrant(ctx context.Context, snap cluster.Snapshot, a Analysis) {
 	start := r.cfg.Now()
 	r.probeAs(a.Probe)
 	r.rejoin.mu.Lock()
@@ -187,7 +188,7 @@ func (r *Reconciler) repairErrant(ctx context.Context, snap Snapshot, a Analysis
 		r.log.Error("rejoin: "+step, zap.Error(err), zap.String("errant", a.Errant))
 		r.rejoin.set(nil, time.Time{}) // look again before anything else
 		if a.Request != nil {
-			r.answerRejoin(ctx, a.RequestRev, *answer(*a.Request, RequestFailed, step+": "+err.Error()))
+			r.answerRejoin(ctx, a.RequestRev, *answer(*a.Request, cluster.RequestFailed, step+": "+err.Error()))
 		}
 	}
 	if err := r.cfg.Local.RepairErrant(ctx, ev, a.Discard); err != nil {
@@ -195,12 +196,12 @@ func (r *Reconciler) repairErrant(ctx context.Context, snap Snapshot, a Analysis
 		return
 	}
 	repaired := r.cfg.Now()
-	src := sourceAt(r.cfg.Repl, a.Source.Host, a.Source.Port)
+	src := r.cfg.Repl.At(a.Source.Host, a.Source.Port)
 	followErr := r.cfg.Local.Follow(ctx, src, r.confirmView(snap))
 	followed := r.cfg.Now()
 	r.rejoin.set(nil, time.Time{})
 	r.errantSet("")
-	ev2 := Event{Kind: EventRejoin, From: r.cfg.Node, To: snap.Primary.Node, Epoch: snap.Primary.Epoch, Started: start.UTC(),
+	ev2 := cluster.Event{Kind: cluster.EventRejoin, From: r.cfg.Node, To: snap.Primary.Node, Epoch: snap.Primary.Epoch, Started: start.UTC(),
 		Took: followed.Sub(start), Manual: a.Request != nil, Discarded: ev.GTIDs()}
 	what := "phantom GTIDs (numbered by the server, in no binary log: writes that never reached it)"
 	if a.Discard {
@@ -211,7 +212,7 @@ func (r *Reconciler) repairErrant(ctx context.Context, snap Snapshot, a Analysis
 	if ev.UnreadableTail != "" {
 		ev2.Reason += "; binlog unreadable: " + ev.UnreadableTail
 	}
-	steps := []Step{{Name: "reset_binlog_state", Took: repaired.Sub(start), Note: "RESET MASTER; gtid_binlog_state = " + orDash(ev.Written)},
+	steps := []cluster.Step{{Name: "reset_binlog_state", Took: repaired.Sub(start), Note: "RESET MASTER; gtid_binlog_state = " + orDash(ev.Written)},
 		{Name: "follow", Took: followed.Sub(repaired)}}
 	if followErr != nil {
 		steps[1].Error = followErr.Error()
@@ -223,15 +224,15 @@ func (r *Reconciler) repairErrant(ctx context.Context, snap Snapshot, a Analysis
 		r.log.Warn("record the rejoin in the history", zap.Error(err))
 	}
 	if a.Request != nil {
-		out := answer(*a.Request, RequestDone, "")
+		out := answer(*a.Request, cluster.RequestDone, "")
 		if followErr != nil {
-			out = answer(*a.Request, RequestFailed, "repaired, but follow the primary: "+followErr.Error())
+			out = answer(*a.Request, cluster.RequestFailed, "repaired, but follow the primary: "+followErr.Error())
 		}
 		out.Result = &ev2
 		r.answerRejoin(ctx, a.RequestRev, *out)
 	}
 	if followErr == nil {
-		r.setRole(RoleReplica)
+		r.setRole(cluster.RoleReplica)
 		r.setFenced("")
 	}
 	// The record may have been written at this pass's inspection, after the
@@ -242,7 +243,7 @@ func (r *Reconciler) repairErrant(ctx context.Context, snap Snapshot, a Analysis
 // forgetErrantRecord deletes the node's errant record once it has no errant GTIDs
 // (a repair, a rejoin, a rebuild): kept, it would make the same GTIDs real if the
 // node ever numbered them again. Unless always, only when snap shows one.
-func (r *Reconciler) forgetErrantRecord(ctx context.Context, snap Snapshot, always bool) {
+func (r *Reconciler) forgetErrantRecord(ctx context.Context, snap cluster.Snapshot, always bool) {
 	if _, ok := snap.ErrantRecords[r.cfg.Node]; !ok && !always {
 		return
 	}
@@ -252,7 +253,7 @@ func (r *Reconciler) forgetErrantRecord(ctx context.Context, snap Snapshot, alwa
 }
 
 // answerRejoin writes the outcome of an operator's rejoin request.
-func (r *Reconciler) answerRejoin(ctx context.Context, rev int64, req RejoinRequest) {
+func (r *Reconciler) answerRejoin(ctx context.Context, rev int64, req cluster.RejoinRequest) {
 	req.Finished = r.cfg.Now().UTC()
 	if err := r.cfg.Store.AnswerRejoin(ctx, rev, req); err != nil {
 		r.log.Warn("answer the rejoin request", zap.String("request", req.ID), zap.Error(err))

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/internal/sandbox"
 	"github.com/baton-ha/baton/internal/sandbox/sandboxtest"
 	"github.com/baton-ha/baton/replication"
@@ -19,7 +19,7 @@ import (
 
 // failOverOnFullDisk fills db1's disk under a writer and waits until db1 is fenced
 // off and another node is the writable primary; it returns that node.
-func failOverOnFullDisk(t *testing.T, c cluster, w *sandbox.Writer) string {
+func failOverOnFullDisk(t *testing.T, c sbCluster, w *sandbox.Writer) string {
 	t.Helper()
 	ctx := context.Background()
 	sandboxtest.WaitFor(t, 5*time.Second, "writes acknowledged before the fault", func() bool { return len(w.Acks()) > 20 })
@@ -31,14 +31,14 @@ func failOverOnFullDisk(t *testing.T, c cluster, w *sandbox.Writer) string {
 		snap := c.snapshot(t)
 		primary = snap.Primary.Node
 		n, ok := snap.Nodes["db1"]
-		return primary != "db1" && snap.Leader == primary && ok && n.Role != failover.RolePrimary && n.Role != failover.RoleUnknown
+		return primary != "db1" && snap.Leader == primary && ok && n.Role != cluster.RolePrimary && n.Role != cluster.RoleUnknown
 	})
 	return primary
 }
 
 // checkReplica holds a rejoined node to what any replica must be: its GTID set within
 // the primary's, both threads running from the primary, the semi-sync replica side on.
-func checkReplica(t *testing.T, c cluster, node, primary string) {
+func checkReplica(t *testing.T, c sbCluster, node, primary string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -89,7 +89,7 @@ func TestRejoinAfterDiskFull(t *testing.T) {
 	quarantined := false
 	sandboxtest.WaitFor(t, 10*time.Second, "db1 quarantined, its errant GTIDs looked up", func() bool {
 		n := c.snapshot(t).Nodes["db1"]
-		quarantined = n.Role == failover.RoleQuarantined
+		quarantined = n.Role == cluster.RoleQuarantined
 		return quarantined && len(n.ErrantTxns) > 0
 	})
 	for _, tx := range c.snapshot(t).Nodes["db1"].ErrantTxns {
@@ -98,7 +98,7 @@ func TestRejoinAfterDiskFull(t *testing.T) {
 		}
 	}
 	time.Sleep(time.Second) // the disk is still full: it must stay quarantined
-	if n := c.snapshot(t).Nodes["db1"]; n.Role != failover.RoleQuarantined {
+	if n := c.snapshot(t).Nodes["db1"]; n.Role != cluster.RoleQuarantined {
 		t.Fatalf("db1 is %s with its disk still full, want quarantined", n.Role)
 	}
 	freed := time.Now()
@@ -107,7 +107,7 @@ func TestRejoinAfterDiskFull(t *testing.T) {
 	}
 	sandboxtest.WaitFor(t, 30*time.Second, "db1 rejoining by itself", func() bool {
 		n := c.snapshot(t).Nodes["db1"]
-		return n.Role == failover.RoleReplica && n.IORunning && n.SQLRunning
+		return n.Role == cluster.RoleReplica && n.IORunning && n.SQLRunning
 	})
 	t.Logf("db1 rejoined %s after its disk was freed", time.Since(freed).Round(time.Millisecond))
 	w.Stop()
@@ -127,7 +127,7 @@ func TestRejoinAfterDiskFull(t *testing.T) {
 	if err != nil || len(hist) != 1 {
 		t.Fatalf("history: %v %v", hist, err)
 	}
-	if ev := hist[0]; ev.Kind != failover.EventRejoin || ev.From != "db1" || ev.To != primary || ev.Manual ||
+	if ev := hist[0]; ev.Kind != cluster.EventRejoin || ev.From != "db1" || ev.To != primary || ev.Manual ||
 		len(ev.Discarded) == 0 || !strings.Contains(ev.Reason, "phantom") {
 		t.Errorf("history event %+v: want an automatic rejoin of db1 listing the phantom GTIDs", ev)
 	}
@@ -146,7 +146,7 @@ func TestRejoinDiscardErrant(t *testing.T) {
 	primary := failOverOnFullDisk(t, c, w)
 	// Its agent stopped, so that it does not repair the phantoms before the write.
 	sandboxtest.WaitFor(t, 10*time.Second, "db1 fenced", func() bool {
-		return c.snapshot(t).Nodes["db1"].Role == failover.RoleQuarantined
+		return c.snapshot(t).Nodes["db1"].Role == cluster.RoleQuarantined
 	})
 	for _, f := range []sandbox.Fault{sandbox.KillAgent, sandbox.FreeDisk} {
 		if err := c.Fault(ctx, "db1", f); err != nil {
@@ -180,11 +180,11 @@ func TestRejoinDiscardErrant(t *testing.T) {
 	}
 	sandboxtest.WaitFor(t, 15*time.Second, "db1 quarantined, its errant GTIDs looked up", func() bool {
 		n := c.snapshot(t).Nodes["db1"]
-		return n.Role == failover.RoleQuarantined && len(n.ErrantTxns) > 0
+		return n.Role == cluster.RoleQuarantined && len(n.ErrantTxns) > 0
 	})
 	time.Sleep(2 * time.Second) // the disk has room: it must stay quarantined all the same
 	n := c.snapshot(t).Nodes["db1"]
-	if n.Role != failover.RoleQuarantined {
+	if n.Role != cluster.RoleQuarantined {
 		t.Fatalf("db1 is %s after a real errant write, want quarantined", n.Role)
 	}
 	real := 0
@@ -207,7 +207,7 @@ func TestRejoinDiscardErrant(t *testing.T) {
 	if _, _, code := runBaton(t, c, "rejoin", "db9", "--yes"); code != 2 {
 		t.Errorf("baton rejoin of an unknown node: exit %d, want bad input (2)", code)
 	}
-	if n := c.snapshot(t).Nodes["db1"]; n.Role != failover.RoleQuarantined {
+	if n := c.snapshot(t).Nodes["db1"]; n.Role != cluster.RoleQuarantined {
 		t.Fatalf("db1 is %s after refused requests, want quarantined", n.Role)
 	}
 
@@ -218,7 +218,7 @@ func TestRejoinDiscardErrant(t *testing.T) {
 	t.Logf("baton rejoin --discard-errant:\n%s", out)
 	sandboxtest.WaitFor(t, 15*time.Second, "db1 replicating", func() bool {
 		n := c.snapshot(t).Nodes["db1"]
-		return n.Role == failover.RoleReplica && n.IORunning && n.SQLRunning
+		return n.Role == cluster.RoleReplica && n.IORunning && n.SQLRunning
 	})
 	w.Stop()
 	checkReplica(t, c, "db1", primary)
@@ -227,7 +227,7 @@ func TestRejoinDiscardErrant(t *testing.T) {
 		t.Fatalf("history: %v %v", hist, err)
 	}
 	ev := hist[0]
-	if ev.Kind != failover.EventRejoin || !ev.Manual || !slices.Contains(ev.Discarded, errantGTID) {
+	if ev.Kind != cluster.EventRejoin || !ev.Manual || !slices.Contains(ev.Discarded, errantGTID) {
 		t.Errorf("history event %+v: want a manual rejoin discarding %s", ev, errantGTID)
 	}
 	lost, err := w.Lost(qctx, sandboxtest.RootDB(t, c.Cluster, primary))
@@ -290,7 +290,7 @@ func TestRejoinPurgedRealErrant(t *testing.T) {
 	sandboxtest.WaitFor(t, 15*time.Second, "db1 quarantined, "+errantGTID+" found real and recorded", func() bool {
 		snap := c.snapshot(t)
 		rec, ok := snap.ErrantRecords["db1"]
-		return snap.Nodes["db1"].Role == failover.RoleQuarantined && ok && slices.Contains(rec.Real, errantGTID)
+		return snap.Nodes["db1"].Role == cluster.RoleQuarantined && ok && slices.Contains(rec.Real, errantGTID)
 	})
 	lease := c.snapshot(t).NodeLeases["db1"]
 
@@ -328,11 +328,11 @@ func TestRejoinPurgedRealErrant(t *testing.T) {
 	sandboxtest.WaitFor(t, 15*time.Second, "db1's restarted agent looking its errant GTIDs up", func() bool {
 		snap := c.snapshot(t)
 		n, ok := snap.Nodes["db1"]
-		return ok && snap.NodeLeases["db1"] != lease && n.Role == failover.RoleQuarantined && len(n.ErrantTxns) > 0
+		return ok && snap.NodeLeases["db1"] != lease && n.Role == cluster.RoleQuarantined && len(n.ErrantTxns) > 0
 	})
 	time.Sleep(3 * time.Second) // several passes: time to repair, if it (wrongly) would
 	n := c.snapshot(t).Nodes["db1"]
-	if n.Role != failover.RoleQuarantined {
+	if n.Role != cluster.RoleQuarantined {
 		t.Errorf("db1 is %s after its binary logs were purged and its agent restarted, want quarantined", n.Role)
 	}
 	found := false
@@ -366,7 +366,7 @@ func TestRejoinPurgedRealErrant(t *testing.T) {
 	}
 	sandboxtest.WaitFor(t, 15*time.Second, "db1 replicating", func() bool {
 		n := c.snapshot(t).Nodes["db1"]
-		return n.Role == failover.RoleReplica && n.IORunning && n.SQLRunning
+		return n.Role == cluster.RoleReplica && n.IORunning && n.SQLRunning
 	})
 	checkReplica(t, c, "db1", primary)
 	if rec, ok := c.snapshot(t).ErrantRecords["db1"]; ok {
@@ -375,7 +375,7 @@ func TestRejoinPurgedRealErrant(t *testing.T) {
 }
 
 // runBaton runs the baton binary against the cluster; stdin is not a terminal.
-func runBaton(t *testing.T, c cluster, args ...string) (stdout, stderr string, code int) {
+func runBaton(t *testing.T, c sbCluster, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/detector"
 	"github.com/baton-ha/baton/replication"
 )
@@ -23,23 +24,23 @@ func evidence(kind replication.ErrantKind) *ErrantCheck {
 }
 
 func TestAnalyzeErrant(t *testing.T) {
-	released := snapWith(failedOver(), func(s *Snapshot) { s.Leader, s.LeaderLease = "db2", leases["db2"] })
-	withReq := func(r RejoinRequest) Snapshot {
-		return snapWith(released, func(s *Snapshot) {
-			s.Rejoins = map[string]RejoinRequest{"db1": r}
+	released := snapWith(failedOver(), func(s *cluster.Snapshot) { s.Leader, s.LeaderLease = "db2", leases["db2"] })
+	withReq := func(r cluster.RejoinRequest) cluster.Snapshot {
+		return snapWith(released, func(s *cluster.Snapshot) {
+			s.Rejoins = map[string]cluster.RejoinRequest{"db1": r}
 			s.RejoinModRev = map[string]int64{"db1": 77}
 		})
 	}
 	phantom, real := evidence(replication.ErrantPhantom), evidence(replication.ErrantReal)
 	cases := []struct {
 		name        string
-		snap        Snapshot
+		snap        cluster.Snapshot
 		self        Self
 		want        NodeAction
 		wantInspect bool
 		wantDiscard bool
 		wantFence   bool
-		wantAnswer  RequestState // "" for no answer written ("pending" is never an answer)
+		wantAnswer  cluster.RequestState // "" for no answer written ("pending" is never an answer)
 		answered    bool
 		wantReason  string
 	}{
@@ -59,11 +60,11 @@ func TestAnalyzeErrant(t *testing.T) {
 			snap: released, self: func() Self { s := fencedOld(phantom, true); s.Status.ReadOnly = false; return s }(),
 			want: NodeQuarantine, wantFence: true},
 		{name: "phantoms, the node still holds the leader key: fence, no repair",
-			snap: snapWith(failedOver(), func(s *Snapshot) {}), self: fencedOld(phantom, true),
+			snap: snapWith(failedOver(), func(s *cluster.Snapshot) {}), self: fencedOld(phantom, true),
 			want: NodeQuarantine, wantFence: true},
 		{name: "phantoms while a flow is in progress: wait, the replication is the coordinator's",
-			snap: snapWith(released, func(s *Snapshot) {
-				s.Intent = &Intent{Kind: FlowSwitchover, Epoch: 5, From: "db2", To: "db3", Started: t0}
+			snap: snapWith(released, func(s *cluster.Snapshot) {
+				s.Intent = &cluster.Intent{Kind: cluster.FlowSwitchover, Epoch: 5, From: "db2", To: "db3", Started: now0}
 			}),
 			self: fencedOld(phantom, true), want: NodeWait},
 		{name: "the primary of record never repairs, phantoms or not",
@@ -79,28 +80,28 @@ func TestAnalyzeErrant(t *testing.T) {
 		{name: "unchecked GTIDs are not phantoms",
 			snap: released, self: fencedOld(evidence(replication.ErrantUnchecked), true), want: NodeQuarantine},
 		{name: "request without --discard-errant, real transactions: refused",
-			snap: withReq(RejoinRequest{ID: "r1", Node: "db1", Errant: "0-1-102"}), self: fencedOld(real, true),
-			want: NodeQuarantine, answered: true, wantAnswer: RequestRefused},
+			snap: withReq(cluster.RejoinRequest{ID: "r1", Node: "db1", Errant: "0-1-102"}), self: fencedOld(real, true),
+			want: NodeQuarantine, answered: true, wantAnswer: cluster.RequestRefused},
 		{name: "request with --discard-errant, real transactions: repair, discarding",
-			snap: withReq(RejoinRequest{ID: "r1", Node: "db1", Errant: "0-1-102", DiscardErrant: true}), self: fencedOld(real, true),
+			snap: withReq(cluster.RejoinRequest{ID: "r1", Node: "db1", Errant: "0-1-102", DiscardErrant: true}), self: fencedOld(real, true),
 			want: NodeRepairErrant, wantDiscard: true, wantReason: "discarded on request"},
 		{name: "request for other errant GTIDs than the node has now: refused",
-			snap: withReq(RejoinRequest{ID: "r1", Node: "db1", Errant: "0-1-101", DiscardErrant: true}), self: fencedOld(real, true),
-			want: NodeQuarantine, answered: true, wantAnswer: RequestRefused},
+			snap: withReq(cluster.RejoinRequest{ID: "r1", Node: "db1", Errant: "0-1-101", DiscardErrant: true}), self: fencedOld(real, true),
+			want: NodeQuarantine, answered: true, wantAnswer: cluster.RequestRefused},
 		{name: "request, phantoms, disk still full: refused, not now",
-			snap: withReq(RejoinRequest{ID: "r1", Node: "db1", Errant: "0-1-102"}), self: fencedOld(phantom, false),
-			want: NodeQuarantine, answered: true, wantAnswer: RequestRefused},
+			snap: withReq(cluster.RejoinRequest{ID: "r1", Node: "db1", Errant: "0-1-102"}), self: fencedOld(phantom, false),
+			want: NodeQuarantine, answered: true, wantAnswer: cluster.RequestRefused},
 		{name: "request, phantoms: repair without discarding",
-			snap: withReq(RejoinRequest{ID: "r1", Node: "db1", Errant: "0-1-102"}), self: fencedOld(phantom, true),
+			snap: withReq(cluster.RejoinRequest{ID: "r1", Node: "db1", Errant: "0-1-102"}), self: fencedOld(phantom, true),
 			want: NodeRepairErrant},
 		{name: "a request answered already is not carried out again",
-			snap: withReq(RejoinRequest{ID: "r1", Node: "db1", Errant: "0-1-102", DiscardErrant: true, State: RequestDone}),
+			snap: withReq(cluster.RejoinRequest{ID: "r1", Node: "db1", Errant: "0-1-102", DiscardErrant: true, State: cluster.RequestDone}),
 			self: fencedOld(real, true), want: NodeQuarantine},
 		{name: "request for a node with nothing errant: refused",
-			snap: snapWith(withReq(RejoinRequest{ID: "r1", Node: "db3"}), func(s *Snapshot) {
-				s.Rejoins = map[string]RejoinRequest{"db3": {ID: "r1", Node: "db3"}}
+			snap: snapWith(withReq(cluster.RejoinRequest{ID: "r1", Node: "db3"}), func(s *cluster.Snapshot) {
+				s.Rejoins = map[string]cluster.RejoinRequest{"db3": {ID: "r1", Node: "db3"}}
 			}),
-			self: read("db3", replicaOf(3, "198.18.0.2", "0-1-100,0-2-3")), want: NodeFollow, answered: true, wantAnswer: RequestRefused},
+			self: read("db3", replicaOf(3, "198.18.0.2", "0-1-100,0-2-3")), want: NodeFollow, answered: true, wantAnswer: cluster.RequestRefused},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -177,16 +178,16 @@ func TestRecall(t *testing.T) {
 	}
 	cases := []struct {
 		name      string
-		rec       *ErrantRecord
+		rec       *cluster.ErrantRecord
 		want      string
 		wantNewly []string
 	}{
 		{"no record", nil, "0-2-74=unchecked 0-2-75=phantom 0-2-76=real 0-2-77=phantom", []string{"0-2-76"}},
-		{"recorded real, now purged or absent", &ErrantRecord{Node: "db2", Real: []string{"0-2-74", "0-2-75", "0-2-76"}, At: at},
+		{"recorded real, now purged or absent", &cluster.ErrantRecord{Node: "db2", Real: []string{"0-2-74", "0-2-75", "0-2-76"}, At: at},
 			"0-2-74=real 0-2-75=real 0-2-76=real 0-2-77=phantom", nil},
-		{"an unreadable record", &ErrantRecord{Node: "db2", Unreadable: true},
+		{"an unreadable record", &cluster.ErrantRecord{Node: "db2", Unreadable: true},
 			"0-2-74=real 0-2-75=real 0-2-76=real 0-2-77=real", nil},
-		{"a record of other GTIDs", &ErrantRecord{Node: "db2", Real: []string{"0-2-60"}, At: at},
+		{"a record of other GTIDs", &cluster.ErrantRecord{Node: "db2", Real: []string{"0-2-60"}, At: at},
 			"0-2-74=unchecked 0-2-75=phantom 0-2-76=real 0-2-77=phantom", []string{"0-2-76"}},
 	}
 	for _, tc := range cases {
@@ -207,7 +208,7 @@ func TestRecall(t *testing.T) {
 		t.Error("recall changed its input")
 	}
 	// Recalled as real, a GTID keeps a note saying why.
-	if got := recall(fresh, &ErrantRecord{Node: "db2", Real: []string{"0-2-75"}, At: at}); !strings.Contains(got[1].Note, "recorded") {
+	if got := recall(fresh, &cluster.ErrantRecord{Node: "db2", Real: []string{"0-2-75"}, At: at}); !strings.Contains(got[1].Note, "recorded") {
 		t.Errorf("note %q: want it to say the finding was recorded", got[1].Note)
 	}
 }

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/internal/sandbox"
 	"github.com/baton-ha/baton/internal/sandbox/sandboxtest"
 )
@@ -19,12 +19,12 @@ import (
 func TestMain(m *testing.M) { sandboxtest.Main(m) }
 
 // cluster is a sandbox with agents, a virtual IP and semi-sync, and its etcd state.
-type cluster struct {
+type sbCluster struct {
 	*sandbox.Cluster
-	store *failover.Store
+	store *cluster.Store
 }
 
-func upCluster(t *testing.T, name string, etcdMembers int) cluster {
+func upCluster(t *testing.T, name string, etcdMembers int) sbCluster {
 	t.Helper()
 	c := sandboxtest.Up(t, sandbox.Spec{Name: name, Nodes: 3, SemiSync: true, WithAgents: true, VIP: true, EtcdMembers: etcdMembers})
 	cli, err := c.EtcdClient()
@@ -45,10 +45,10 @@ func upCluster(t *testing.T, name string, etcdMembers int) cluster {
 			t.Logf("agent logs kept in %s", keep)
 		}
 	})
-	return cluster{Cluster: c, store: failover.NewStore(cli, c.Name)}
+	return sbCluster{Cluster: c, store: cluster.NewStore(cli, c.Name)}
 }
 
-func (c cluster) snapshot(t *testing.T) failover.Snapshot {
+func (c sbCluster) snapshot(t *testing.T) cluster.Snapshot {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -102,7 +102,7 @@ func TestFailoverOnFaults(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			var now failover.Snapshot
+			var now cluster.Snapshot
 			sandboxtest.WaitFor(t, 20*time.Second, "a new primary of record", func() bool {
 				now = c.snapshot(t)
 				return now.Primary.Node != "db1" && now.Leader == now.Primary.Node
@@ -174,7 +174,7 @@ func TestFailoverOnFaults(t *testing.T) {
 				}
 				sandboxtest.WaitFor(t, 15*time.Second, "db1 rejoining as a replica of "+newNode.Name, func() bool {
 					n, ok := c.snapshot(t).Nodes["db1"]
-					return ok && n.Role == failover.RoleReplica && n.IORunning && n.SQLRunning && n.ReadOnly &&
+					return ok && n.Role == cluster.RoleReplica && n.IORunning && n.SQLRunning && n.ReadOnly &&
 						strings.HasPrefix(n.Source, newNode.IP+":")
 				})
 			case sandbox.CutNetwork, sandbox.CutEtcd:
@@ -222,11 +222,11 @@ func TestQuarantine(t *testing.T) {
 	if err := c.Fault(ctx, "db1", sandbox.StartAgent); err != nil {
 		t.Fatal(err)
 	}
-	var n failover.NodeStatus
+	var n cluster.NodeStatus
 	sandboxtest.WaitFor(t, 15*time.Second, "db1 quarantined", func() bool {
 		var ok bool
 		n, ok = c.snapshot(t).Nodes["db1"]
-		return ok && n.Role == failover.RoleQuarantined
+		return ok && n.Role == cluster.RoleQuarantined
 	})
 	if !strings.Contains(n.Errant, "0-1-") {
 		t.Errorf("errant GTIDs = %q, want db1's own (0-1-...)", n.Errant)
@@ -245,7 +245,7 @@ func TestQuarantine(t *testing.T) {
 	if replicating {
 		t.Error("quarantined db1 was set to replicate")
 	}
-	if n := c.snapshot(t).Nodes["db1"]; n.Role != failover.RoleQuarantined || n.VIP {
+	if n := c.snapshot(t).Nodes["db1"]; n.Role != cluster.RoleQuarantined || n.VIP {
 		t.Errorf("db1 = role %s, vip %v; want quarantined without the virtual IP", n.Role, n.VIP)
 	}
 }
@@ -504,7 +504,7 @@ func TestHooks(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cli.Close()
-	cl := cluster{Cluster: c, store: failover.NewStore(cli, c.Name)}
+	cl := sbCluster{Cluster: c, store: cluster.NewStore(cli, c.Name)}
 	ctx := context.Background()
 	if err := c.Fault(ctx, "db1", sandbox.Kill); err != nil {
 		t.Fatal(err)
@@ -519,7 +519,7 @@ func TestHooks(t *testing.T) {
 	if err := os.Remove(block); err != nil {
 		t.Fatal(err)
 	}
-	var now failover.Snapshot
+	var now cluster.Snapshot
 	sandboxtest.WaitFor(t, 15*time.Second, "the failover once the hook passes", func() bool {
 		now = cl.snapshot(t)
 		return now.Primary.Node != "db1" && now.Leader == now.Primary.Node
@@ -559,23 +559,23 @@ func TestSwitchoverWaitsForOpenWrites(t *testing.T) {
 		}
 	}
 	time.Sleep(5500 * time.Millisecond)
-	request := func(id string) *failover.Request {
+	request := func(id string) *cluster.Request {
 		t.Helper()
 		snap := c.snapshot(t)
-		if err := c.store.PutRequest(ctx, failover.Request{ID: id, Kind: failover.RequestSwitchover, To: "db2", Epoch: snap.Primary.Epoch, At: time.Now().UTC()}); err != nil {
+		if err := c.store.PutRequest(ctx, cluster.Request{ID: id, Kind: cluster.RequestSwitchover, To: "db2", Epoch: snap.Primary.Epoch, At: time.Now().UTC()}); err != nil {
 			t.Fatal(err)
 		}
-		var r *failover.Request
+		var r *cluster.Request
 		sandboxtest.WaitFor(t, 20*time.Second, "the request "+id+" to end", func() bool {
 			rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()
 			r, err = c.store.Request(rctx)
-			return err == nil && r != nil && r.ID == id && r.State != failover.RequestPending && r.State != failover.RequestRunning
+			return err == nil && r != nil && r.ID == id && r.State != cluster.RequestPending && r.State != cluster.RequestRunning
 		})
 		return r
 	}
 	r := request("sw-1")
-	if r.State != failover.RequestRefused || !strings.Contains(r.Error, "write transaction has been open on db1") {
+	if r.State != cluster.RequestRefused || !strings.Contains(r.Error, "write transaction has been open on db1") {
 		t.Fatalf("switchover with a write open for 5.5s: %s %q, want refused naming the open write", r.State, r.Error)
 	}
 	if snap := c.snapshot(t); snap.Primary.Node != "db1" || snap.Primary.Epoch != 1 || snap.Leader != "db1" {
@@ -585,7 +585,7 @@ func TestSwitchoverWaitsForOpenWrites(t *testing.T) {
 		t.Fatalf("the open write, after the refusal: %v (it must not have been killed)", err)
 	}
 	time.Sleep(200 * time.Millisecond) // InnoDB's list of transactions is refreshed every 100 ms
-	if r := request("sw-2"); r.State != failover.RequestDone || r.Result == nil || r.Result.To != "db2" {
+	if r := request("sw-2"); r.State != cluster.RequestDone || r.Result == nil || r.Result.To != "db2" {
 		t.Fatalf("switchover once the write ended: %s %q", r.State, r.Error)
 	}
 }
@@ -664,7 +664,7 @@ func TestFailoverReadsReplicaWithoutAgent(t *testing.T) {
 	}
 
 	fault("db1", sandbox.Kill)
-	var snap failover.Snapshot
+	var snap cluster.Snapshot
 	sandboxtest.WaitFor(t, 20*time.Second, "a refused failover, published", func() bool {
 		snap = c.snapshot(t)
 		if snap.Primary.Node == "db2" {
@@ -739,7 +739,7 @@ func TestSemiSyncKeptOn(t *testing.T) {
 		t.Fatalf("primary %s epoch %d, want %s epoch %d (no failover inside failover_block)", snap.Primary.Node, snap.Primary.Epoch, primary, epoch)
 	}
 	sandboxtest.WaitFor(t, 5*time.Second, primary+" publishing semi-sync on", func() bool {
-		return c.snapshot(t).Nodes[primary].SemiSync == failover.SemiSyncOn
+		return c.snapshot(t).Nodes[primary].SemiSync == cluster.SemiSyncOn
 	})
 
 	// Drift: someone turns the source side off on the writable primary.
@@ -747,7 +747,7 @@ func TestSemiSyncKeptOn(t *testing.T) {
 	sandboxtest.WaitFor(t, 5*time.Second, "the semi-sync source side repaired and reported", func() bool {
 		_, semi, err := state()
 		n := c.snapshot(t).Nodes[primary]
-		return err == nil && semi == 1 && n.Repaired != "" && n.SemiSync == failover.SemiSyncOn
+		return err == nil && semi == 1 && n.Repaired != "" && n.SemiSync == cluster.SemiSyncOn
 	})
 
 	// Drift on a replica: its replica side turned off; it is turned on again, and the
@@ -766,7 +766,7 @@ func TestSemiSyncKeptOn(t *testing.T) {
 			return false
 		}
 		st := slaveStatus(t, qctx, rdb)
-		return st["Slave_IO_Running"] == "Yes" && c.snapshot(t).Nodes[replica].SemiSync == failover.SemiSyncReplicaOn
+		return st["Slave_IO_Running"] == "Yes" && c.snapshot(t).Nodes[replica].SemiSync == cluster.SemiSyncReplicaOn
 	})
 }
 

@@ -28,10 +28,6 @@ type Server interface {
 	Fence(ctx context.Context) (replication.FenceReport, error)
 	SetSemiSync(ctx context.Context, source, replica bool) error
 	OpenWrites(ctx context.Context, olderThan time.Duration) ([]replication.Write, error)
-	// InspectErrant looks the server's transactions that primary lacks up in its
-	// binary logs; RepairErrant forgets those found to be phantoms.
-	InspectErrant(ctx context.Context, primary replication.Server, timeout time.Duration) (replication.ErrantEvidence, error)
-	RepairErrant(ctx context.Context, ev replication.ErrantEvidence, discard bool) error
 }
 
 // ServerPool gives the coordinator the cluster's servers by name and address:

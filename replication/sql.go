@@ -2,6 +2,7 @@ package replication
 
 import (
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -152,6 +153,26 @@ type Source struct {
 	// SSLVerifyServerCert makes the replica check the source's certificate
 	// and host name (MASTER_SSL_VERIFY_SERVER_CERT).
 	SSLVerifyServerCert bool
+}
+
+// At is the source at host:port with s's account and TLS settings: where a replica
+// of that server is pointed.
+func (s Source) At(host string, port int) Source {
+	s.Host, s.Port = host, port
+	return s
+}
+
+// SplitAddr splits a server's host:port.
+func SplitAddr(addr string) (string, int, error) {
+	host, ps, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(ps)
+	if err != nil {
+		return "", 0, fmt.Errorf("port %q: %w", ps, err)
+	}
+	return host, port, nil
 }
 
 func (s Source) validate() error {

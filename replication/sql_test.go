@@ -257,3 +257,27 @@ func TestStmtDeadline(t *testing.T) {
 		t.Errorf("reserve with 400ms left = %s, want 100ms", got)
 	}
 }
+
+// TestSourceAtKeepsTLS: the replication settings the agent configures (account and
+// mysql.replication.tls) reach the source a replica is pointed at.
+func TestSourceAtKeepsTLS(t *testing.T) {
+	repl := Source{Host: "ignored", Port: 1, User: "repl", Password: "pw", TLS: true,
+		SSLCA: "/etc/mysql/ca.pem", SSLCert: "/etc/mysql/r.pem", SSLKey: "/etc/mysql/r.key", SSLVerifyServerCert: true}
+	got := repl.At("198.18.0.12", 3306)
+	want := repl
+	want.Host, want.Port = "198.18.0.12", 3306
+	if got != want {
+		t.Fatalf("got %+v\nwant %+v", got, want)
+	}
+}
+
+func TestSplitAddr(t *testing.T) {
+	if h, p, err := SplitAddr("198.18.0.12:3306"); err != nil || h != "198.18.0.12" || p != 3306 {
+		t.Errorf("SplitAddr = %q %d %v", h, p, err)
+	}
+	for _, bad := range []string{"", "198.18.0.12", "host:port", "[::1]"} {
+		if _, _, err := SplitAddr(bad); err == nil {
+			t.Errorf("SplitAddr(%q) accepted", bad)
+		}
+	}
+}

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/internal/agent"
 )
 
@@ -28,10 +28,10 @@ func TestStatusFromAgents(t *testing.T) {
 		t.Cleanup(srv.Close)
 		return strings.TrimPrefix(srv.URL, "http://")
 	}
-	p := &failover.Primary{Node: "db1", Epoch: 3}
-	db1 := serve(agent.View{Node: "db1", Primary: p, Status: failover.NodeStatus{Role: failover.RolePrimary, Verdict: "healthy", ServerRead: true},
+	p := &cluster.Primary{Node: "db1", Epoch: 3}
+	db1 := serve(agent.View{Node: "db1", Primary: p, Status: cluster.NodeStatus{Role: cluster.RolePrimary, Verdict: "healthy", ServerRead: true},
 		Failsafe: &agent.FailsafeView{State: agent.FailsafeKept, Note: "primary kept, all 2 peers confirm etcd is unreachable"}})
-	db2 := serve(agent.View{Node: "db2", Primary: p, Status: failover.NodeStatus{Role: failover.RoleReplica, Verdict: "healthy", ServerRead: true, ReadOnly: true},
+	db2 := serve(agent.View{Node: "db2", Primary: p, Status: cluster.NodeStatus{Role: cluster.RoleReplica, Verdict: "healthy", ServerRead: true, ReadOnly: true},
 		Failsafe: &agent.FailsafeView{State: agent.FailsafeHeldOff, Note: "holding off failovers"}})
 	dead := httptest.NewServer(http.NotFoundHandler())
 	deadAddr := strings.TrimPrefix(dead.URL, "http://")

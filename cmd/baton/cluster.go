@@ -12,7 +12,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/internal/agent"
 )
 
@@ -28,9 +28,9 @@ func clusterFlags() []cli.Flag {
 
 // openCluster connects to the cluster's etcd and checks that it answers. Errors are
 // bad input or an unreachable etcd: exit status 2.
-func openCluster(cctx *cli.Context) (*failover.Store, string, func(), error) {
+func openCluster(cctx *cli.Context) (*cluster.Store, string, func(), error) {
 	var ecfg clientv3.Config
-	cluster := cctx.String("cluster")
+	clusterName := cctx.String("cluster")
 	if path := cctx.String("config"); path != "" {
 		cfg, err := agent.Load(path, os.Getenv)
 		if err != nil {
@@ -39,8 +39,8 @@ func openCluster(cctx *cli.Context) (*failover.Store, string, func(), error) {
 		if ecfg, err = cfg.EtcdClientConfig(zap.NewNop()); err != nil {
 			return nil, "", nil, err
 		}
-		if cluster == "" {
-			cluster = cfg.Cluster
+		if clusterName == "" {
+			clusterName = cfg.Cluster
 		}
 	}
 	if eps := cctx.String("etcd"); eps != "" {
@@ -49,7 +49,7 @@ func openCluster(cctx *cli.Context) (*failover.Store, string, func(), error) {
 	if len(ecfg.Endpoints) == 0 {
 		return nil, "", nil, errors.New("no etcd endpoints: give --etcd, BATON_ETCD or --config")
 	}
-	if cluster == "" {
+	if clusterName == "" {
 		return nil, "", nil, errors.New("no cluster name: give --cluster, BATON_CLUSTER or --config")
 	}
 	if ecfg.DialTimeout == 0 {
@@ -60,14 +60,14 @@ func openCluster(cctx *cli.Context) (*failover.Store, string, func(), error) {
 	if err != nil {
 		return nil, "", nil, fmt.Errorf("etcd %v: %w", ecfg.Endpoints, err)
 	}
-	store := failover.NewStore(cli, cluster)
+	store := cluster.NewStore(cli, clusterName)
 	ctx, cancel := context.WithTimeout(cctx.Context, 3*time.Second)
 	defer cancel()
 	if _, err := cli.Get(ctx, store.Keys.Primary()); err != nil {
 		cli.Close()
 		return nil, "", nil, &etcdUnreachableError{endpoints: ecfg.Endpoints, err: err}
 	}
-	return store, cluster, func() { cli.Close() }, nil
+	return store, clusterName, func() { cli.Close() }, nil
 }
 
 // etcdUnreachableError is openCluster's error when etcd does not answer: `baton

@@ -3,7 +3,7 @@ package main
 import (
 	"github.com/urfave/cli/v2"
 
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/cluster"
 )
 
 func failoverCommand() *cli.Command {
@@ -26,9 +26,9 @@ Examples:
    baton failover --dry-run
    baton failover --to db3 --yes
    baton failover --force --to db2 --yes --json`,
-		Flags: requestFlags(failover.RequestFailover),
+		Flags: requestFlags(cluster.RequestFailover),
 		Action: func(cctx *cli.Context) error {
-			return runRequest(cctx, failover.RequestFailover)
+			return runRequest(cctx, cluster.RequestFailover)
 		},
 	}
 }

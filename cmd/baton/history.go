@@ -9,14 +9,14 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/cluster"
 )
 
 func historyCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "history",
 		Usage: "past failovers, switchovers, bootstraps, newest first, with the reason and every step's time",
-		Description: `Events are kept in etcd (the last ` + fmt.Sprint(failover.HistoryKeep) + `). Each shows when it started, from and to which
+		Description: `Events are kept in etcd (the last ` + fmt.Sprint(cluster.HistoryKeep) + `). Each shows when it started, from and to which
 node, the new epoch, how long it took, whether an operator asked for it, why, and the
 time of each step (write_block_ms in --json: see docs/operations.md).
 
@@ -74,7 +74,7 @@ type historyEvent struct {
 	Discarded    []string   `json:"discarded,omitempty"`
 }
 
-func toHistoryEvent(e failover.Event) historyEvent {
+func toHistoryEvent(e cluster.Event) historyEvent {
 	h := historyEvent{Kind: e.Kind.String(), From: e.From, To: e.To, Epoch: e.Epoch, Reason: e.Reason, Manual: e.Manual,
 		Started: e.Started, TookMS: e.Took.Milliseconds(), Steps: stepsJSON(e.Steps), Discarded: e.Discarded}
 	if !e.Detected.IsZero() {
@@ -88,7 +88,7 @@ func toHistoryEvent(e failover.Event) historyEvent {
 	return h
 }
 
-func printHistory(w io.Writer, events []failover.Event) {
+func printHistory(w io.Writer, events []cluster.Event) {
 	if len(events) == 0 {
 		fmt.Fprintln(w, "no events yet")
 		return

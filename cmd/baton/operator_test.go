@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/internal/sandbox"
 	"github.com/baton-ha/baton/internal/sandbox/sandboxtest"
 	"github.com/baton-ha/baton/internal/status"
@@ -26,7 +26,7 @@ func TestMain(m *testing.M) { sandboxtest.Main(m) }
 
 type cliCluster struct {
 	*sandbox.Cluster
-	store *failover.Store
+	store *cluster.Store
 }
 
 func upCLICluster(t *testing.T, name string) cliCluster {
@@ -57,7 +57,7 @@ func upCLICluster(t *testing.T, name string) cliCluster {
 			t.Logf("agent log of %s, warnings and steps (last 40):\n%s", n.Name, strings.Join(lines[max(0, len(lines)-40):], "\n"))
 		}
 	})
-	cc := cliCluster{Cluster: c, store: failover.NewStore(cli, c.Name)}
+	cc := cliCluster{Cluster: c, store: cluster.NewStore(cli, c.Name)}
 	cc.waitHealthy(t, "db1", 30*time.Second)
 	return cc
 }
@@ -83,7 +83,7 @@ func (c cliCluster) baton(t *testing.T, args ...string) (stdout, stderr string, 
 	return out.String(), errb.String(), code
 }
 
-func (c cliCluster) snapshot(t *testing.T) failover.Snapshot {
+func (c cliCluster) snapshot(t *testing.T) cluster.Snapshot {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -96,7 +96,7 @@ func (c cliCluster) snapshot(t *testing.T) failover.Snapshot {
 
 // healthy says whether primary is the writable primary of record and every other node
 // replicates from it, both threads running, caught up; "" when so, else what is not.
-func healthyCluster(snap failover.Snapshot, primary string) string {
+func healthyCluster(snap cluster.Snapshot, primary string) string {
 	if snap.Primary.Node != primary || snap.Leader != primary || snap.Intent != nil {
 		return "primary " + snap.Primary.Node + ", leader " + snap.Leader
 	}
@@ -104,13 +104,13 @@ func healthyCluster(snap failover.Snapshot, primary string) string {
 		return "not every agent is publishing"
 	}
 	for _, n := range snap.Nodes {
-		if n.Verdict != failover.VerdictHealthy {
+		if n.Verdict != cluster.VerdictHealthy {
 			return n.Node + " is " + n.Verdict
 		}
 		if n.Node == primary {
 			continue
 		}
-		if n.Role != failover.RoleReplica || n.Source != snap.Primary.Addr || !n.IORunning || !n.SQLRunning ||
+		if n.Role != cluster.RoleReplica || n.Source != snap.Primary.Addr || !n.IORunning || !n.SQLRunning ||
 			n.LagMS < 0 || n.LagMS > 500 || !n.StorageOK {
 			b, _ := json.Marshal(n)
 			return "replica not in line: " + string(b)
@@ -135,13 +135,13 @@ func (c cliCluster) waitHealthy(t *testing.T, primary string, limit time.Duratio
 }
 
 // unchanged checks that the primary of record is still want and no request was filed.
-func (c cliCluster) unchanged(t *testing.T, want failover.Primary, what string) {
+func (c cliCluster) unchanged(t *testing.T, want cluster.Primary, what string) {
 	t.Helper()
 	snap := c.snapshot(t)
 	if snap.Primary.Node != want.Node || snap.Primary.Epoch != want.Epoch {
 		t.Errorf("%s changed the primary: %s epoch %d, want %s epoch %d", what, snap.Primary.Node, snap.Primary.Epoch, want.Node, want.Epoch)
 	}
-	if snap.Request != nil && snap.Request.State == failover.RequestPending {
+	if snap.Request != nil && snap.Request.State == cluster.RequestPending {
 		t.Errorf("%s left a pending request: %+v", what, snap.Request)
 	}
 }
@@ -437,7 +437,7 @@ func TestPauseResume(t *testing.T) {
 	if err := c.Fault(ctx, "db1", sandbox.DiskFull); err != nil {
 		t.Fatal(err)
 	}
-	for time.Since(faulted) < 6*time.Second || c.snapshot(t).Nodes["db1"].Verdict != failover.VerdictUnwritable {
+	for time.Since(faulted) < 6*time.Second || c.snapshot(t).Nodes["db1"].Verdict != cluster.VerdictUnwritable {
 		if p := c.snapshot(t).Primary; p.Node != "db1" || p.Epoch != 1 {
 			t.Fatalf("a paused cluster failed over: primary %s epoch %d", p.Node, p.Epoch)
 		}
@@ -460,7 +460,7 @@ func TestPauseResume(t *testing.T) {
 			verdict = n.Verdict
 		}
 	}
-	if !cs.Paused || cs.Primary != "db1" || verdict != failover.VerdictUnwritable {
+	if !cs.Paused || cs.Primary != "db1" || verdict != cluster.VerdictUnwritable {
 		t.Errorf("status while paused: paused %v, primary %s, db1 verdict %q; want paused, db1, unwritable", cs.Paused, cs.Primary, verdict)
 	}
 	human, _, _ := c.baton(t, "status")
@@ -470,7 +470,7 @@ func TestPauseResume(t *testing.T) {
 	if out, stderr, code := c.baton(t, "resume"); code != 0 || !strings.Contains(out, "expect a failover") {
 		t.Fatalf("resume: exit %d: %s%s", code, out, stderr)
 	}
-	var snap failover.Snapshot
+	var snap cluster.Snapshot
 	sandboxtest.WaitFor(t, 15*time.Second, "a failover after resume", func() bool {
 		snap = c.snapshot(t)
 		return snap.Primary.Node != "db1" && snap.Leader == snap.Primary.Node

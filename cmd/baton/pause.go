@@ -8,7 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/cluster"
 )
 
 func pauseCommand() *cli.Command {
@@ -53,7 +53,7 @@ func setPaused(cctx *cli.Context, paused bool) error {
 	if cctx.NArg() > 0 {
 		return cli.Exit(fmt.Sprintf("baton %s: unexpected argument %q", name, cctx.Args().First()), exitBadInput)
 	}
-	store, cluster, closeFn, err := openCluster(cctx)
+	store, clusterName, closeFn, err := openCluster(cctx)
 	if err != nil {
 		return cli.Exit("baton "+name+": "+err.Error(), exitBadInput)
 	}
@@ -65,9 +65,9 @@ func setPaused(cctx *cli.Context, paused bool) error {
 	st := snap.Settings
 	if st.Paused == paused {
 		if paused {
-			fmt.Printf("cluster %s is already paused (by %s at %s)\n", cluster, orDash(st.PausedBy), st.PausedAt.Local().Format(time.DateTime))
+			fmt.Printf("cluster %s is already paused (by %s at %s)\n", clusterName, orDash(st.PausedBy), st.PausedAt.Local().Format(time.DateTime))
 		} else {
-			fmt.Printf("cluster %s is not paused\n", cluster)
+			fmt.Printf("cluster %s is not paused\n", clusterName)
 		}
 		return nil
 	}
@@ -79,14 +79,14 @@ func setPaused(cctx *cli.Context, paused bool) error {
 		return cli.Exit("baton "+name+": "+err.Error(), exitBadInput)
 	}
 	if paused {
-		fmt.Printf("cluster %s paused by %s: no automatic failover until `baton resume`\n", cluster, st.PausedBy)
+		fmt.Printf("cluster %s paused by %s: no automatic failover until `baton resume`\n", clusterName, st.PausedBy)
 		return nil
 	}
-	fmt.Printf("cluster %s resumed: automatic failover is on\n", cluster)
+	fmt.Printf("cluster %s resumed: automatic failover is on\n", clusterName)
 	if p := snap.Primary.Node; p != "" {
 		if n, ok := snap.Nodes[p]; !ok {
 			fmt.Printf("note: the primary %s has no live agent: expect a failover now if the replicas confirm it is gone\n", p)
-		} else if n.Verdict != failover.VerdictHealthy {
+		} else if n.Verdict != cluster.VerdictHealthy {
 			fmt.Printf("note: the primary %s is %s (%s): expect a failover now\n", p, n.Verdict, n.Reason)
 		}
 	}

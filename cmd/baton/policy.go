@@ -12,7 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/internal/agent"
 )
 
@@ -20,10 +20,10 @@ import (
 type policyReport struct {
 	Cluster string `json:"cluster"`
 	// Policy is the cluster's (the policy key), nil when missing or unreadable.
-	Policy        *failover.PolicyRecord        `json:"policy"`
-	Error         string                        `json:"error,omitempty"`
-	Nodes         map[string]*failover.Policy   `json:"nodes"`
-	Disagreements []failover.PolicyDisagreement `json:"disagreements,omitempty"`
+	Policy        *cluster.PolicyRecord        `json:"policy"`
+	Error         string                       `json:"error,omitempty"`
+	Nodes         map[string]*cluster.Policy   `json:"nodes"`
+	Disagreements []cluster.PolicyDisagreement `json:"disagreements,omitempty"`
 }
 
 func policyCommand() *cli.Command {
@@ -40,7 +40,7 @@ file; later agents compare their files with it and report a disagreement (agent 
 				Usage: "print the cluster's policy and every live agent's file policy",
 				Flags: append(clusterFlags(), &cli.BoolFlag{Name: "json", Usage: "print one JSON object"}),
 				Action: func(cctx *cli.Context) error {
-					store, cluster, closeFn, err := openCluster(cctx)
+					store, clusterName, closeFn, err := openCluster(cctx)
 					if err != nil {
 						return cli.Exit("baton policy show: "+err.Error(), exitBadInput)
 					}
@@ -49,7 +49,7 @@ file; later agents compare their files with it and report a disagreement (agent 
 					if err != nil {
 						return cli.Exit("baton policy show: "+err.Error(), exitBadInput)
 					}
-					rep := newPolicyReport(cluster, snap)
+					rep := newPolicyReport(clusterName, snap)
 					if cctx.Bool("json") {
 						printJSON(os.Stdout, rep)
 						return nil
@@ -80,9 +80,9 @@ Example:
 	}
 }
 
-func newPolicyReport(cluster string, snap failover.Snapshot) policyReport {
-	rep := policyReport{Cluster: cluster, Policy: snap.Policy, Error: snap.PolicyErr, Nodes: map[string]*failover.Policy{},
-		Disagreements: failover.PolicyDisagreements(snap.Policy, snap.Nodes)}
+func newPolicyReport(clusterName string, snap cluster.Snapshot) policyReport {
+	rep := policyReport{Cluster: clusterName, Policy: snap.Policy, Error: snap.PolicyErr, Nodes: map[string]*cluster.Policy{},
+		Disagreements: cluster.PolicyDisagreements(snap.Policy, snap.Nodes)}
 	for name, n := range snap.Nodes {
 		rep.Nodes[name] = n.Policy
 	}
@@ -128,7 +128,7 @@ func applyPolicy(ctx context.Context, cctx *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	store, cluster, closeFn, err := openCluster(cctx)
+	store, clusterName, closeFn, err := openCluster(cctx)
 	if err != nil {
 		return err
 	}
@@ -139,16 +139,16 @@ func applyPolicy(ctx context.Context, cctx *cli.Context) error {
 	}
 	p := cfg.Policy()
 	if snap.Policy != nil && snap.Policy.Policy == p {
-		fmt.Printf("cluster %s already has this policy: %s\n", cluster, p)
+		fmt.Printf("cluster %s already has this policy: %s\n", clusterName, p)
 		return nil
 	}
-	rec := failover.PolicyRecord{Policy: p, SetBy: "operator:" + operator(), At: time.Now().UTC()}
+	rec := cluster.PolicyRecord{Policy: p, SetBy: "operator:" + operator(), At: time.Now().UTC()}
 	if err := store.PutPolicy(ctx, snap.PolicyModRev, rec); err != nil {
 		return err
 	}
 	if snap.Policy != nil {
-		fmt.Printf("cluster %s policy was: %s\n", cluster, snap.Policy.Policy)
+		fmt.Printf("cluster %s policy was: %s\n", clusterName, snap.Policy.Policy)
 	}
-	fmt.Printf("cluster %s policy: %s (set by %s)\n", cluster, p, rec.SetBy)
+	fmt.Printf("cluster %s policy: %s (set by %s)\n", clusterName, p, rec.SetBy)
 	return nil
 }

@@ -12,7 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/internal/sandbox/sandboxtest"
 )
 
@@ -43,16 +43,16 @@ func runCLI(t *testing.T, cmd *cli.Command, args ...string) (string, error) {
 // in etcd, the one the coordinator decides with, not with Baton's defaults.
 func TestDryRunUsesTheClusterPolicy(t *testing.T) {
 	cli, endpoint := sandboxtest.Etcd(t)
-	store := failover.NewStore(cli, "dry")
+	store := cluster.NewStore(cli, "dry")
 	ctx := context.Background()
-	if err := store.BootstrapPrimary(ctx, nil, failover.Primary{Node: "db1", Addr: "198.18.0.11:3306", ServerID: 1, Epoch: 1}); err != nil {
+	if err := store.BootstrapPrimary(ctx, nil, cluster.Primary{Node: "db1", Addr: "198.18.0.11:3306", ServerID: 1, Epoch: 1}); err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range []failover.NodeStatus{
-		{Node: "db1", Addr: "198.18.0.11:3306", Role: failover.RolePrimary, Verdict: failover.VerdictHealthy, ServerRead: true,
+	for _, n := range []cluster.NodeStatus{
+		{Node: "db1", Addr: "198.18.0.11:3306", Role: cluster.RolePrimary, Verdict: cluster.VerdictHealthy, ServerRead: true,
 			GTID: "0-1-100", Flavor: "mariadb", ServerID: 1, LagMS: -1, StorageOK: true, Epoch: 1},
 		// 5 s behind: over the default switchover_max_lag (1s), within the cluster's (10s).
-		{Node: "db2", Addr: "198.18.0.12:3306", Role: failover.RoleReplica, Verdict: failover.VerdictHealthy, ServerRead: true,
+		{Node: "db2", Addr: "198.18.0.12:3306", Role: cluster.RoleReplica, Verdict: cluster.VerdictHealthy, ServerRead: true,
 			ReadOnly: true, GTID: "0-1-100", Flavor: "mariadb", ServerID: 2, IORunning: true, SQLRunning: true,
 			LagMS: 5000, StorageOK: true, Epoch: 1},
 	} {
@@ -75,8 +75,8 @@ func TestDryRunUsesTheClusterPolicy(t *testing.T) {
 		t.Fatalf("without a cluster policy: ok %v, policy %v, note %q: want a refusal with the defaults, noted", res.OK, res.Policy, res.PolicyNote)
 	}
 
-	cluster := failover.Policy{FailoverBlock: 5 * time.Minute, ConfirmLag: time.Second, SwitchoverMaxLag: 10 * time.Second}
-	if _, _, err := store.CreatePolicy(ctx, failover.PolicyRecord{Policy: cluster, SetBy: "db1"}); err != nil {
+	clusterName := cluster.Policy{FailoverBlock: 5 * time.Minute, ConfirmLag: time.Second, SwitchoverMaxLag: 10 * time.Second}
+	if _, _, err := store.CreatePolicy(ctx, cluster.PolicyRecord{Policy: clusterName, SetBy: "db1"}); err != nil {
 		t.Fatal(err)
 	}
 	out, err = runCLI(t, switchoverCommand(), args...)
@@ -84,7 +84,7 @@ func TestDryRunUsesTheClusterPolicy(t *testing.T) {
 	if jerr := json.Unmarshal([]byte(out), &res); jerr != nil {
 		t.Fatalf("output %q: %v (command error %v)", out, jerr, err)
 	}
-	if err != nil || !res.OK || res.Policy != cluster || res.PolicyNote != "" {
+	if err != nil || !res.OK || res.Policy != clusterName || res.PolicyNote != "" {
 		t.Fatalf("with the cluster policy: err %v ok %v error %q policy %v note %q", err, res.OK, res.Error, res.Policy, res.PolicyNote)
 	}
 
@@ -99,16 +99,16 @@ func TestDryRunUsesTheClusterPolicy(t *testing.T) {
 // cluster's; `baton policy show` reports which agents' files disagree.
 func TestPolicyApplyAndShow(t *testing.T) {
 	cli, endpoint := sandboxtest.Etcd(t)
-	store := failover.NewStore(cli, "shop")
+	store := cluster.NewStore(cli, "shop")
 	ctx := context.Background()
-	first := failover.Policy{FailoverBlock: 5 * time.Minute, ConfirmLag: time.Second, SwitchoverMaxLag: time.Second}
-	if _, _, err := store.CreatePolicy(ctx, failover.PolicyRecord{Policy: first, SetBy: "db1"}); err != nil {
+	first := cluster.Policy{FailoverBlock: 5 * time.Minute, ConfirmLag: time.Second, SwitchoverMaxLag: time.Second}
+	if _, _, err := store.CreatePolicy(ctx, cluster.PolicyRecord{Policy: first, SetBy: "db1"}); err != nil {
 		t.Fatal(err)
 	}
 	p1, p2 := first, first
 	p2.ConfirmLag = 2 * time.Second
-	for name, p := range map[string]*failover.Policy{"db1": &p1, "db2": &p2} {
-		if err := store.PutNode(ctx, 0, failover.NodeStatus{Node: name, Policy: p}); err != nil {
+	for name, p := range map[string]*cluster.Policy{"db1": &p1, "db2": &p2} {
+		if err := store.PutNode(ctx, 0, cluster.NodeStatus{Node: name, Policy: p}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -134,7 +134,7 @@ func TestPolicyApplyAndShow(t *testing.T) {
 	if snap.Policy == nil || snap.Policy.Policy != p2 || !strings.HasPrefix(snap.Policy.SetBy, "operator:") {
 		t.Fatalf("after apply: %+v", snap.Policy)
 	}
-	if d := failover.PolicyDisagreements(snap.Policy, snap.Nodes); len(d) != 1 || d[0].Node != "db1" {
+	if d := cluster.PolicyDisagreements(snap.Policy, snap.Nodes); len(d) != 1 || d[0].Node != "db1" {
 		t.Fatalf("after apply, disagreements %+v, want db1's", d)
 	}
 }

@@ -14,7 +14,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/replication"
 )
 
@@ -102,10 +102,10 @@ func runRejoin(cctx *cli.Context) error {
 	}
 	b := make([]byte, 3)
 	_, _ = rand.Read(b)
-	req := failover.RejoinRequest{ID: fmt.Sprintf("rejoin-%s-%s", time.Now().UTC().Format("20060102T150405"), hex.EncodeToString(b)),
+	req := cluster.RejoinRequest{ID: fmt.Sprintf("rejoin-%s-%s", time.Now().UTC().Format("20060102T150405"), hex.EncodeToString(b)),
 		Node: node, DiscardErrant: discard, Errant: n.Errant, By: operator(), At: time.Now().UTC()}
 	if err := store.PutRejoin(ctx, req); err != nil {
-		if errors.Is(err, failover.ErrConflict) {
+		if errors.Is(err, cluster.ErrConflict) {
 			return fail(exitRefused, "%v", err)
 		}
 		return fail(exitBadInput, "%v", err)
@@ -116,7 +116,7 @@ func runRejoin(cctx *cli.Context) error {
 		return fail(exitRefused, "%v", err)
 	}
 	switch final.State {
-	case failover.RequestDone:
+	case cluster.RequestDone:
 		fmt.Printf("done: %s follows %s", node, snap.Primary.Node)
 		if ev := final.Result; ev != nil {
 			fmt.Printf(" (took %s)\n  %s\n", roundMS(ev.Took), ev.Reason)
@@ -127,7 +127,7 @@ func runRejoin(cctx *cli.Context) error {
 			fmt.Println()
 		}
 		return nil
-	case failover.RequestRefused:
+	case cluster.RequestRefused:
 		return fail(exitRefused, "refused by %s's agent: %s", node, final.Error)
 	default:
 		return fail(exitRefused, "failed: %s (see `baton status` and the agent's log)", final.Error)
@@ -162,7 +162,7 @@ func rejoinArgs(args []string, discard, yes bool) (node string, _ bool, _ bool, 
 // rejoinCheck says whether a rejoin of node may be filed, as the node's agent would
 // decide it: 0 to file, exitBadInput for an unknown node, exitRefused otherwise;
 // and why not.
-func rejoinCheck(snap failover.Snapshot, node string, discard bool) (int, string) {
+func rejoinCheck(snap cluster.Snapshot, node string, discard bool) (int, string) {
 	n, live := snap.Nodes[node]
 	_, member := snap.Members[node]
 	switch {
@@ -176,7 +176,7 @@ func rejoinCheck(snap failover.Snapshot, node string, discard bool) (int, string
 		return exitRefused, fmt.Sprintf("%s holds the leader key: wait until its agent has fenced it", node)
 	case !live:
 		return exitRefused, fmt.Sprintf("%s's agent is not running: nothing would carry it out", node)
-	case n.Role != failover.RoleQuarantined:
+	case n.Role != cluster.RoleQuarantined:
 		return exitRefused, fmt.Sprintf("%s is not quarantined (role %s): nothing to rejoin", node, orDash(string(n.Role)))
 	}
 	var real []string
@@ -207,7 +207,7 @@ func describeErrant(t replication.ErrantTxn) string {
 // followRejoin reads the request back until the node's agent answers it. One that
 // no agent answers within rejoinPickup (or the limit, or before an interrupt) is
 // withdrawn, so that it cannot run later, unseen.
-func followRejoin(ctx context.Context, store *failover.Store, req failover.RejoinRequest, limit time.Duration) (*failover.RejoinRequest, error) {
+func followRejoin(ctx context.Context, store *cluster.Store, req cluster.RejoinRequest, limit time.Duration) (*cluster.RejoinRequest, error) {
 	start := time.Now()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
@@ -224,7 +224,7 @@ func followRejoin(ctx context.Context, store *failover.Store, req failover.Rejoi
 				return cur, nil
 			case time.Since(start) > min(limit, rejoinPickup) || ctx.Err() != nil:
 				w := *cur
-				w.State, w.Error, w.Finished = failover.RequestRefused, "withdrawn: no answer from the node's agent", time.Now().UTC()
+				w.State, w.Error, w.Finished = cluster.RequestRefused, "withdrawn: no answer from the node's agent", time.Now().UTC()
 				if store.AnswerRejoin(bg, rev, w) == nil {
 					return nil, fmt.Errorf("%s's agent did not answer request %s within %s: withdrawn, nothing changed", req.Node, req.ID, roundMS(time.Since(start)))
 				}

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/replication"
 )
 
@@ -12,18 +12,18 @@ func TestRejoinCheck(t *testing.T) {
 	real := replication.ErrantTxn{GTID: "0-1-36", Kind: replication.ErrantReal,
 		First: &replication.BinlogEvent{File: "mysql-bin.000001", Pos: 14229, Type: "Query", Info: "INSERT INTO app.t VALUES (1)"}}
 	phantom := replication.ErrantTxn{GTID: "0-1-37", Kind: replication.ErrantPhantom}
-	snap := func(txns ...replication.ErrantTxn) failover.Snapshot {
-		return failover.Snapshot{View: failover.View{
-			Primary: failover.Primary{Node: "db2", Epoch: 2}, Leader: "db2",
-			Nodes: map[string]failover.NodeStatus{
-				"db1": {Node: "db1", Role: failover.RoleQuarantined, Errant: "0-1-37", ErrantTxns: txns},
-				"db2": {Node: "db2", Role: failover.RolePrimary},
-				"db3": {Node: "db3", Role: failover.RoleReplica},
-			}, Members: map[string]failover.Member{"db4": {Node: "db4"}}}}
+	snap := func(txns ...replication.ErrantTxn) cluster.Snapshot {
+		return cluster.Snapshot{View: cluster.View{
+			Primary: cluster.Primary{Node: "db2", Epoch: 2}, Leader: "db2",
+			Nodes: map[string]cluster.NodeStatus{
+				"db1": {Node: "db1", Role: cluster.RoleQuarantined, Errant: "0-1-37", ErrantTxns: txns},
+				"db2": {Node: "db2", Role: cluster.RolePrimary},
+				"db3": {Node: "db3", Role: cluster.RoleReplica},
+			}, Members: map[string]cluster.Member{"db4": {Node: "db4"}}}}
 	}
 	cases := []struct {
 		name    string
-		snap    failover.Snapshot
+		snap    cluster.Snapshot
 		node    string
 		discard bool
 		code    int
@@ -38,7 +38,7 @@ func TestRejoinCheck(t *testing.T) {
 		{"the primary of record", snap(), "db2", true, exitRefused, "primary of record"},
 		{"a healthy replica", snap(), "db3", false, exitRefused, "not quarantined"},
 		{"a member whose agent is gone", snap(), "db4", false, exitRefused, "agent is not running"},
-		{"holds the leader key", func() failover.Snapshot { s := snap(phantom); s.Leader = "db1"; return s }(), "db1", false, exitRefused, "leader key"},
+		{"holds the leader key", func() cluster.Snapshot { s := snap(phantom); s.Leader = "db1"; return s }(), "db1", false, exitRefused, "leader key"},
 	}
 	for _, tc := range cases {
 		code, why := rejoinCheck(tc.snap, tc.node, tc.discard)

@@ -20,6 +20,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/sys/unix"
 
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/failover"
 	"github.com/baton-ha/baton/internal/agent"
 )
@@ -35,7 +36,7 @@ const (
 	pickupTimeout = 10 * time.Second
 )
 
-func requestFlags(kind failover.RequestKind) []cli.Flag {
+func requestFlags(kind cluster.RequestKind) []cli.Flag {
 	flags := append(clusterFlags(),
 		&cli.StringFlag{Name: "to", Usage: "node to promote (default: the coordinator chooses the most complete healthy replica)"},
 		&cli.BoolFlag{Name: "dry-run", Usage: "show the plan and the pre-checks, change nothing"},
@@ -43,7 +44,7 @@ func requestFlags(kind failover.RequestKind) []cli.Flag {
 		&cli.BoolFlag{Name: "json", Usage: "print one JSON object at the end instead of the plan and progress lines"},
 		&cli.DurationFlag{Name: "timeout", Value: time.Minute, Usage: "how long to follow the request before giving up watching (it goes on in the coordinator)"},
 	)
-	if kind == failover.RequestFailover {
+	if kind == cluster.RequestFailover {
 		flags = append(flags, &cli.BoolFlag{Name: "force", Usage: "fail over even though the primary is healthy (its writes stop at once; prefer switchover), or a replica's server cannot be read (writes only it has are lost)"})
 	}
 	return flags
@@ -70,8 +71,8 @@ type requestResult struct {
 	Plan         *failover.Plan `json:"plan,omitempty"`
 	// Policy is what the plan was made with: the cluster's, unless PolicyNote says
 	// otherwise.
-	Policy     failover.Policy `json:"policy"`
-	PolicyNote string          `json:"policy_note,omitempty"`
+	Policy     cluster.Policy `json:"policy"`
+	PolicyNote string         `json:"policy_note,omitempty"`
 }
 
 type stepJSON struct {
@@ -81,7 +82,7 @@ type stepJSON struct {
 	Note   string `json:"note,omitempty"`
 }
 
-func stepsJSON(steps []failover.Step) []stepJSON {
+func stepsJSON(steps []cluster.Step) []stepJSON {
 	out := make([]stepJSON, 0, len(steps))
 	for _, s := range steps {
 		out = append(out, stepJSON{Name: s.Name, TookMS: s.Took.Milliseconds(), Error: s.Error, Note: s.Note})
@@ -99,13 +100,13 @@ func stepsJSON(steps []failover.Step) []stepJSON {
 // added either. Not counted: the few ms the coordinator spends recording each step in
 // etcd, and what clients add (gratuitous ARP reaching them, reconnecting). ok is
 // false when the flow did not get as far as a successful promote step.
-func writeBlock(kind string, steps []failover.Step) (d time.Duration, ok bool) {
+func writeBlock(kind string, steps []cluster.Step) (d time.Duration, ok bool) {
 	in := false
 	for _, s := range steps {
 		if s.Name == "announce" {
 			in = true
 		}
-		if !in || (kind == string(failover.RequestFailover) && s.Name == "fence_old_primary") {
+		if !in || (kind == string(cluster.RequestFailover) && s.Name == "fence_old_primary") {
 			continue
 		}
 		d += s.Took
@@ -119,28 +120,28 @@ func writeBlock(kind string, steps []failover.Step) (d time.Duration, ok bool) {
 // planPolicy returns the policy a request is planned with: the cluster's, from etcd
 // (what the coordinator decides with), else, while the cluster has none readable, the
 // --config file's or Baton's defaults; note says which when it is not the cluster's.
-func planPolicy(snap failover.Snapshot, configPath string) (failover.Policy, string, error) {
+func planPolicy(snap cluster.Snapshot, configPath string) (cluster.Policy, string, error) {
 	own := agent.DefaultConfig().Policy()
 	from := "Baton's defaults"
 	if configPath != "" {
 		c, err := agent.Load(configPath, os.Getenv)
 		if err != nil {
-			return failover.Policy{}, "", err
+			return cluster.Policy{}, "", err
 		}
 		own, from = c.Policy(), configPath+"'s"
 	}
-	p, src, why, err := failover.EffectivePolicy(snap, own)
+	p, src, why, err := cluster.EffectivePolicy(snap, own)
 	if err != nil {
-		return failover.Policy{}, "", err
+		return cluster.Policy{}, "", err
 	}
-	if src == failover.PolicyFromEtcd {
+	if src == cluster.PolicyFromEtcd {
 		return p, "", nil
 	}
 	return p, fmt.Sprintf("%s: planned with %s policy, as a coordinator would decide with its own file's", why, from), nil
 }
 
 // runRequest is the action of `baton switchover` and `baton failover`.
-func runRequest(cctx *cli.Context, kind failover.RequestKind) error {
+func runRequest(cctx *cli.Context, kind cluster.RequestKind) error {
 	name := string(kind)
 	fail := func(code int, format string, args ...any) error {
 		return cli.Exit("baton "+name+": "+fmt.Sprintf(format, args...), code)
@@ -169,7 +170,7 @@ func runRequest(cctx *cli.Context, kind failover.RequestKind) error {
 			return fail(exitBadInput, "unknown node %q, or its agent is not running (known: %s)", to, strings.Join(knownNodes(snap), ", "))
 		}
 	}
-	req := failover.Request{ID: newRequestID(kind), Kind: kind, To: to, Force: cctx.Bool("force"),
+	req := cluster.Request{ID: newRequestID(kind), Kind: kind, To: to, Force: cctx.Bool("force"),
 		Epoch: snap.Primary.Epoch, At: time.Now().UTC()}
 	policy, policyNote, err := planPolicy(snap, cctx.String("config"))
 	if err != nil {
@@ -217,7 +218,7 @@ func runRequest(cctx *cli.Context, kind failover.RequestKind) error {
 
 	filed := time.Now()
 	if err := store.PutRequest(ctx, req); err != nil {
-		if strings.Contains(err.Error(), "another") || errors.Is(err, failover.ErrConflict) {
+		if strings.Contains(err.Error(), "another") || errors.Is(err, cluster.ErrConflict) {
 			return finish(exitRefused, "%v: wait for it (see `baton status`)", err)
 		}
 		return finish(exitBadInput, "%v", err)
@@ -226,7 +227,7 @@ func runRequest(cctx *cli.Context, kind failover.RequestKind) error {
 	if !jsonOut {
 		fmt.Printf("filed request %s; coordinator %s carries it out\n", req.ID, snap.Coordinator)
 	}
-	final, err := followRequest(ctx, store, req, cctx.Duration("timeout"), func(s failover.Step) {
+	final, err := followRequest(ctx, store, req, cctx.Duration("timeout"), func(s cluster.Step) {
 		if !jsonOut {
 			printStep(os.Stdout, s)
 		}
@@ -242,7 +243,7 @@ func runRequest(cctx *cli.Context, kind failover.RequestKind) error {
 		return finish(exitRefused, "%v", err)
 	}
 	switch final.State {
-	case failover.RequestDone:
+	case cluster.RequestDone:
 		ev := final.Result
 		if ev == nil {
 			return finish(exitRefused, "request %s is done but carries no result: see `baton history`", req.ID)
@@ -253,7 +254,7 @@ func runRequest(cctx *cli.Context, kind failover.RequestKind) error {
 				ev.To, ev.Epoch, ev.From, roundMS(time.Since(filed)), roundMS(ev.Took), roundMS(time.Duration(res.WriteBlockMS)*time.Millisecond))
 		}
 		return finish(0, "")
-	case failover.RequestRefused:
+	case cluster.RequestRefused:
 		return finish(exitRefused, "refused by the coordinator: %s", final.Error)
 	default:
 		return finish(exitRefused, "failed: %s (see `baton status`)", final.Error)
@@ -263,11 +264,11 @@ func runRequest(cctx *cli.Context, kind failover.RequestKind) error {
 // followRequest reads the request back every pollEvery, calls onStep for each new
 // step, and returns it once it is done, refused or failed. A request no coordinator
 // picks up within pickupTimeout, or still pending when ctx ends, is withdrawn.
-func followRequest(ctx context.Context, store *failover.Store, req failover.Request, limit time.Duration,
-	onStep func(failover.Step)) (*failover.Request, error) {
+func followRequest(ctx context.Context, store *cluster.Store, req cluster.Request, limit time.Duration,
+	onStep func(cluster.Step)) (*cluster.Request, error) {
 	start := time.Now()
 	seen := 0
-	var last *failover.Request
+	var last *cluster.Request
 	tick := time.NewTicker(pollEvery)
 	defer tick.Stop()
 	for {
@@ -287,9 +288,9 @@ func followRequest(ctx context.Context, store *failover.Store, req failover.Requ
 				onStep(cur.Steps[seen])
 			}
 			switch cur.State {
-			case failover.RequestDone, failover.RequestRefused, failover.RequestFailed:
+			case cluster.RequestDone, cluster.RequestRefused, cluster.RequestFailed:
 				return cur, nil
-			case failover.RequestPending:
+			case cluster.RequestPending:
 				if time.Since(start) > pickupTimeout {
 					return last, withdraw(store, req.ID, fmt.Sprintf("no coordinator started on it within %s", pickupTimeout))
 				}
@@ -300,7 +301,7 @@ func followRequest(ctx context.Context, store *failover.Store, req failover.Requ
 		}
 		select {
 		case <-ctx.Done():
-			if last == nil || last.State == failover.RequestPending {
+			if last == nil || last.State == cluster.RequestPending {
 				return last, withdraw(store, req.ID, "interrupted")
 			}
 			return last, fmt.Errorf("interrupted; request %s goes on in the coordinator: follow it with `baton status`", req.ID)
@@ -311,7 +312,7 @@ func followRequest(ctx context.Context, store *failover.Store, req failover.Requ
 
 // withdraw deletes request id if it is still pending, so that it never runs; why
 // says why it is withdrawn.
-func withdraw(store *failover.Store, id, why string) error {
+func withdraw(store *cluster.Store, id, why string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), store.Timeout)
 	defer cancel()
 	key := store.Keys.Request()
@@ -320,8 +321,8 @@ func withdraw(store *failover.Store, id, why string) error {
 		return fmt.Errorf("%s, and withdrawing request %s failed (it may still run): %w", why, id, err)
 	}
 	if len(get.Kvs) == 1 {
-		var r failover.Request
-		if json.Unmarshal(get.Kvs[0].Value, &r) == nil && r.ID == id && r.State != failover.RequestPending {
+		var r cluster.Request
+		if json.Unmarshal(get.Kvs[0].Value, &r) == nil && r.ID == id && r.State != cluster.RequestPending {
 			return fmt.Errorf("%s, but request %s has started (%s): follow it with `baton status`", why, id, r.State)
 		}
 		if r.ID == id {
@@ -356,7 +357,7 @@ func confirm(in *os.File, out io.Writer, question string) (bool, error) {
 	return false, nil
 }
 
-func printPlan(w io.Writer, snap failover.Snapshot, pl failover.Plan, requested string, dryRun bool) {
+func printPlan(w io.Writer, snap cluster.Snapshot, pl failover.Plan, requested string, dryRun bool) {
 	what := fmt.Sprintf("%s from %s (epoch %d) to %s", pl.Kind, orDash(pl.From), pl.Epoch, orAny(pl.To))
 	if dryRun {
 		what += " (dry run)"
@@ -392,18 +393,18 @@ func printPlan(w io.Writer, snap failover.Snapshot, pl failover.Plan, requested 
 }
 
 // printPolicy says which failover policy the plan was made with.
-func printPolicy(w io.Writer, snap failover.Snapshot, p failover.Policy, note string) {
+func printPolicy(w io.Writer, snap cluster.Snapshot, p cluster.Policy, note string) {
 	if note != "" {
 		fmt.Fprintf(w, "policy: %s\n  note: %s\n", p, note)
 		return
 	}
 	fmt.Fprintf(w, "policy: %s (the cluster's, set by %s)\n", p, orDash(snap.Policy.SetBy))
-	for _, d := range failover.PolicyDisagreements(snap.Policy, snap.Nodes) {
+	for _, d := range cluster.PolicyDisagreements(snap.Policy, snap.Nodes) {
 		fmt.Fprintf(w, "  note: %s's configuration file disagrees: %s\n", d.Node, strings.Join(d.Diff, ", "))
 	}
 }
 
-func printStep(w io.Writer, s failover.Step) {
+func printStep(w io.Writer, s cluster.Step) {
 	detail := s.Note
 	if s.Error != "" {
 		detail = "error: " + s.Error
@@ -433,7 +434,7 @@ func orAny(s string) string {
 
 func roundMS(d time.Duration) string { return d.Round(time.Millisecond).String() }
 
-func knownNodes(snap failover.Snapshot) []string {
+func knownNodes(snap cluster.Snapshot) []string {
 	var out []string
 	for n := range snap.Nodes {
 		out = append(out, n)
@@ -450,7 +451,7 @@ func isTTY(f *os.File) bool {
 }
 
 // newRequestID names a request: its kind, time and a random suffix.
-func newRequestID(kind failover.RequestKind) string {
+func newRequestID(kind cluster.RequestKind) string {
 	b := make([]byte, 3)
 	_, _ = rand.Read(b)
 	return fmt.Sprintf("%s-%s-%s", kind, time.Now().UTC().Format("20060102T150405"), hex.EncodeToString(b))

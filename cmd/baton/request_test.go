@@ -7,23 +7,23 @@ import (
 	"testing"
 	"time"
 
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/cluster"
 )
 
 func TestWriteBlock(t *testing.T) {
 	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
 	// The checks that may refuse a switchover run before the intent is announced.
-	switchover := []failover.Step{{Name: "pre_hook", Took: ms(300)}, {Name: "rank", Took: ms(10)}, {Name: "open_writes", Took: ms(2)},
+	switchover := []cluster.Step{{Name: "pre_hook", Took: ms(300)}, {Name: "rank", Took: ms(10)}, {Name: "open_writes", Took: ms(2)},
 		{Name: "announce", Took: ms(3)}, {Name: "fence_old_primary", Took: ms(4)}, {Name: "final_gtid", Took: ms(2)},
 		{Name: "catchup", Took: ms(5)}, {Name: "commit", Took: ms(1)}, {Name: "leader", Took: ms(10)}, {Name: "promote", Took: ms(20)},
 		{Name: "post_hook", Took: ms(500)}}
 	// A failover's fence runs beside stop_io, rank and catchup; it is recorded when it ends.
-	failoverSteps := []failover.Step{{Name: "announce", Took: ms(3)}, {Name: "stop_io", Took: ms(6)}, {Name: "rank", Took: ms(8)},
+	failoverSteps := []cluster.Step{{Name: "announce", Took: ms(3)}, {Name: "stop_io", Took: ms(6)}, {Name: "rank", Took: ms(8)},
 		{Name: "fence_old_primary", Took: ms(1000)}, {Name: "catchup", Took: ms(5)}, {Name: "commit", Took: ms(1)}, {Name: "promote", Took: ms(30)}}
 	cases := []struct {
 		name   string
 		kind   string
-		steps  []failover.Step
+		steps  []cluster.Step
 		want   time.Duration
 		wantOK bool
 	}{
@@ -31,7 +31,7 @@ func TestWriteBlock(t *testing.T) {
 		{"failover: the concurrent fence is not added", "failover", failoverSteps, ms(53), true},
 		{"refused before the announce", "switchover", switchover[:3], 0, false},
 		{"refused after the announce, before promote", "switchover", switchover[:6], ms(9), false},
-		{"promote failed", "switchover", append(append([]failover.Step(nil), switchover[:9]...), failover.Step{Name: "promote", Took: ms(15000), Error: "not promoted"}), ms(15025), false},
+		{"promote failed", "switchover", append(append([]cluster.Step(nil), switchover[:9]...), cluster.Step{Name: "promote", Took: ms(15000), Error: "not promoted"}), ms(15025), false},
 		{"no steps", "switchover", nil, 0, false},
 	}
 	for _, tc := range cases {

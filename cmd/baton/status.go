@@ -13,7 +13,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/internal/status"
 )
 
@@ -40,7 +40,7 @@ and failsafe state.`,
 			&cli.StringFlag{Name: "agents", EnvVars: []string{"BATON_AGENTS"}, Usage: "the agents' HTTP addresses (host:port, comma-separated), read when etcd cannot be"},
 		),
 		Action: func(cctx *cli.Context) error {
-			store, cluster, closeFn, err := openCluster(cctx)
+			store, clusterName, closeFn, err := openCluster(cctx)
 			var unreachable *etcdUnreachableError
 			if errors.As(err, &unreachable) && cctx.String("agents") != "" && !cctx.Bool("watch") {
 				return showAgents(cctx, err)
@@ -65,7 +65,7 @@ and failsafe state.`,
 				return nil
 			}
 			if !cctx.Bool("watch") {
-				st, err := status.Read(cctx.Context, store, cluster)
+				st, err := status.Read(cctx.Context, store, clusterName)
 				if err != nil {
 					return cli.Exit(err.Error(), exitBadInput)
 				}
@@ -73,7 +73,7 @@ and failsafe state.`,
 			}
 			ctx, stop := signal.NotifyContext(cctx.Context, os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			if err := watchStatus(ctx, store, cluster, show); err != nil && !errors.Is(err, context.Canceled) {
+			if err := watchStatus(ctx, store, clusterName, show); err != nil && !errors.Is(err, context.Canceled) {
 				return cli.Exit(err.Error(), exitBadInput)
 			}
 			return nil
@@ -83,11 +83,11 @@ and failsafe state.`,
 
 // watchStatus shows the cluster at each change the store's watch yields, at most
 // once per redrawEvery (always the newest state), until ctx ends or show fails.
-func watchStatus(ctx context.Context, store *failover.Store, cluster string, show func(status.Cluster) error) error {
-	latest := make(chan failover.Snapshot, 1)
+func watchStatus(ctx context.Context, store *cluster.Store, clusterName string, show func(status.Cluster) error) error {
+	latest := make(chan cluster.Snapshot, 1)
 	watched := make(chan error, 1)
 	go func() {
-		watched <- store.Watch(ctx, func(s failover.Snapshot) error {
+		watched <- store.Watch(ctx, func(s cluster.Snapshot) error {
 			select { // keep only the newest: this goroutine is the only sender
 			case <-latest:
 			default:
@@ -103,7 +103,7 @@ func watchStatus(ctx context.Context, store *failover.Store, cluster string, sho
 		case err := <-watched:
 			return err
 		case snap := <-latest:
-			if err := show(status.Of(ctx, store, cluster, snap)); err != nil {
+			if err := show(status.Of(ctx, store, clusterName, snap)); err != nil {
 				return err
 			}
 		}

@@ -3,7 +3,7 @@ package main
 import (
 	"github.com/urfave/cli/v2"
 
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/cluster"
 )
 
 func switchoverCommand() *cli.Command {
@@ -25,9 +25,9 @@ Examples:
    baton switchover --to db2 --dry-run
    BATON_ETCD=http://10.0.0.5:2379 BATON_CLUSTER=main baton switchover --yes --json
    baton switchover --config /etc/baton/baton.yaml --to db3 --yes`,
-		Flags: requestFlags(failover.RequestSwitchover),
+		Flags: requestFlags(cluster.RequestSwitchover),
 		Action: func(cctx *cli.Context) error {
-			return runRequest(cctx, failover.RequestSwitchover)
+			return runRequest(cctx, cluster.RequestSwitchover)
 		},
 	}
 }

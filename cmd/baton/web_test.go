@@ -21,7 +21,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/internal/sandbox/sandboxtest"
 )
 
@@ -78,7 +78,7 @@ func TestWebCommand(t *testing.T) {
 	etcd, endpoint := sandboxtest.Etcd(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := failover.NewStore(etcd, "webcmd").BootstrapPrimary(ctx, nil, failover.Primary{Node: "db1", Addr: "198.18.0.11:3306", Epoch: 1}); err != nil {
+	if err := cluster.NewStore(etcd, "webcmd").BootstrapPrimary(ctx, nil, cluster.Primary{Node: "db1", Addr: "198.18.0.11:3306", Epoch: 1}); err != nil {
 		t.Fatal(err)
 	}
 	cert, key, pool := writeServerCert(t)

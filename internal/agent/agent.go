@@ -23,6 +23,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/detector"
 	"github.com/baton-ha/baton/failover"
 	"github.com/baton-ha/baton/replication"
@@ -119,14 +120,14 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("etcd client: %w", err)
 	}
 	defer cli.Close()
-	store := failover.NewStore(cli, cfg.Cluster)
+	store := cluster.NewStore(cli, cfg.Cluster)
 	if err := a.waitForEtcd(ctx, store); err != nil {
 		return fmt.Errorf("etcd %v unreachable: %w", cfg.Etcd.Endpoints, err)
 	}
 	a.publishPolicy(ctx, store)
 	// One watched copy of the cluster's keys for the reconciler and the coordinator:
 	// they look at it on every pass instead of reading etcd.
-	cache, err := failover.NewCache(store, a.log)
+	cache, err := cluster.NewCache(store, a.log)
 	if err != nil {
 		return err
 	}
@@ -171,8 +172,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		Policy:         cfg.Policy(),
 		CatchupTimeout: cfg.Timings.CatchupTimeout, LongWrite: cfg.Timings.LongWrite, Tick: cfg.Timings.ProbeInterval,
 		Hooks: hookRunner{hooks: cfg.Hooks, cluster: cfg.Cluster, node: cfg.Node}, Log: a.log,
-		OnFlow: func(kind failover.Action, result failover.RequestState) {
-			if kind == failover.Switchover {
+		OnFlow: func(kind cluster.Action, result cluster.RequestState) {
+			if kind == cluster.Switchover {
 				metrics.CountSwitchover(result)
 			} else {
 				metrics.CountFailover(result)
@@ -207,9 +208,9 @@ func (a *Agent) Run(ctx context.Context) error {
 // none yet (create-only: the first agent's file wins). An existing one is left alone;
 // the reconciler reports a disagreement. A failure is logged only: the coordinator
 // creates the key too when it finds none.
-func (a *Agent) publishPolicy(ctx context.Context, store *failover.Store) {
+func (a *Agent) publishPolicy(ctx context.Context, store *cluster.Store) {
 	own := a.cfg.Policy()
-	cur, created, err := store.CreatePolicy(ctx, failover.PolicyRecord{Policy: own, SetBy: a.cfg.Node, At: time.Now().UTC()})
+	cur, created, err := store.CreatePolicy(ctx, cluster.PolicyRecord{Policy: own, SetBy: a.cfg.Node, At: time.Now().UTC()})
 	switch {
 	case err != nil:
 		a.log.Warn("publish the failover policy", zap.Error(err))
@@ -333,7 +334,7 @@ func (a *Agent) sessions(ctx context.Context, cli *clientv3.Client, node localNo
 		if ctx.Err() != nil {
 			rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 			// A clean stop hands the leader key and the election over at once.
-			_ = failover.NewStore(cli, a.cfg.Cluster).ReleaseLeader(rctx, lease)
+			_ = cluster.NewStore(cli, a.cfg.Cluster).ReleaseLeader(rctx, lease)
 			_ = s.Close()
 			rcancel()
 			return nil
@@ -386,7 +387,7 @@ func backoff(attempt int) time.Duration {
 // fence without etcd.
 type localNode interface {
 	WritablePrimary(lease clientv3.LeaseID) bool
-	Current() (failover.NodeStatus, failover.Snapshot)
+	Current() (cluster.NodeStatus, cluster.Snapshot)
 	FenceLocal(ctx context.Context, why string)
 }
 
@@ -570,7 +571,7 @@ func (a *Agent) keepPrimary(ctx context.Context, cli *clientv3.Client, lease cli
 // instead of exiting, which would leave its node without an agent for good where
 // nothing restarts it. It says so at once and then every 10 s; it returns the last
 // error only when ctx ends.
-func (a *Agent) waitForEtcd(ctx context.Context, store *failover.Store) error {
+func (a *Agent) waitForEtcd(ctx context.Context, store *cluster.Store) error {
 	const most = 2 * time.Second
 	wait := 250 * time.Millisecond
 	var told time.Time
@@ -655,13 +656,13 @@ type hookRunner struct {
 func (h hookRunner) Run(ctx context.Context, c failover.HookCall) error {
 	var ev HookEvent
 	switch c.Stage {
-	case failover.HookPreFailover:
+	case cluster.HookPreFailover:
 		ev = PreFailover
-	case failover.HookPostFailover:
+	case cluster.HookPostFailover:
 		ev = PostFailover
-	case failover.HookPreSwitchover:
+	case cluster.HookPreSwitchover:
 		ev = PreSwitchover
-	case failover.HookPostSwitchover:
+	case cluster.HookPostSwitchover:
 		ev = PostSwitchover
 	default:
 		return fmt.Errorf("unknown hook stage %q", c.Stage)

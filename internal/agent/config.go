@@ -32,6 +32,7 @@ import (
 	grpcbackoff "google.golang.org/grpc/backoff"
 	"gopkg.in/yaml.v3"
 
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/detector"
 	"github.com/baton-ha/baton/failover"
 	"github.com/baton-ha/baton/replication"
@@ -984,9 +985,9 @@ func (c Config) ReplicationSource(addr string) (replication.Source, error) {
 // Policy is the failover policy of this file (timings.failover_block, confirm_lag,
 // switchover_max_lag): published to the cluster's policy key by the first agent, and
 // compared with it by every agent. See failover.PolicyRecord.
-func (c Config) Policy() failover.Policy {
+func (c Config) Policy() cluster.Policy {
 	t := c.Timings
-	return failover.Policy{FailoverBlock: t.FailoverBlock, ConfirmLag: t.ConfirmLag, SwitchoverMaxLag: t.SwitchoverMaxLag}
+	return cluster.Policy{FailoverBlock: t.FailoverBlock, ConfirmLag: t.ConfirmLag, SwitchoverMaxLag: t.SwitchoverMaxLag}
 }
 
 // HookEvent is the moment a hook runs at.

@@ -32,7 +32,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/cluster"
 )
 
 const (
@@ -133,7 +133,7 @@ type failsafePeer struct {
 // failsafePeers are every node of the cluster but self: the members (every node
 // seen with a live agent, kept without a lease) and the live agents, with where
 // their agents were last reached.
-func failsafePeers(self string, snap failover.Snapshot) []failsafePeer {
+func failsafePeers(self string, snap cluster.Snapshot) []failsafePeer {
 	addr := map[string]string{}
 	for name, m := range snap.Members {
 		addr[name] = m.Agent
@@ -156,11 +156,11 @@ func failsafePeers(self string, snap failover.Snapshot) []failsafePeer {
 // answerFor is the peer side of the check, pure: what this node answers req, given
 // the primary of record as it last read it, whether it is (or keeps) the writable
 // primary itself, and how reading etcd just now went (nil: it answered).
-func answerFor(req FailsafeRequest, cluster, self string, known failover.Primary, writablePrimary bool, etcdErr error, holdOff time.Duration) FailsafeAnswer {
-	a := FailsafeAnswer{Cluster: cluster, Node: self, Nonce: req.Nonce, KnownPrimary: known.Node, KnownEpoch: known.Epoch}
+func answerFor(req FailsafeRequest, clusterName, self string, known cluster.Primary, writablePrimary bool, etcdErr error, holdOff time.Duration) FailsafeAnswer {
+	a := FailsafeAnswer{Cluster: clusterName, Node: self, Nonce: req.Nonce, KnownPrimary: known.Node, KnownEpoch: known.Epoch}
 	switch {
-	case req.Cluster != cluster:
-		a.Reason = fmt.Sprintf("asked for cluster %q; this node is in %q", req.Cluster, cluster)
+	case req.Cluster != clusterName:
+		a.Reason = fmt.Sprintf("asked for cluster %q; this node is in %q", req.Cluster, clusterName)
 	case req.From == "" || req.From == self:
 		a.Reason = fmt.Sprintf("asked by %q: not a peer", req.From)
 	case req.Epoch == 0:
@@ -509,7 +509,7 @@ type failsafePeerSide struct {
 	reachEtcd func(ctx context.Context) error
 	// known is the primary of record as this node last read it, and whether this
 	// node is (or keeps) the writable primary itself.
-	known func() (failover.Primary, bool)
+	known func() (cluster.Primary, bool)
 }
 
 // handler answers the failsafe check (POST FailsafePath). A request not signed with

@@ -14,7 +14,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/internal/sandbox/sandboxtest"
 )
 
@@ -22,11 +22,11 @@ var errEtcdDown = errors.New("context deadline exceeded")
 
 func TestAnswerFor(t *testing.T) {
 	req := FailsafeRequest{Cluster: "main", From: "db1", Epoch: 4, Nonce: "n1"}
-	known := failover.Primary{Node: "db1", Epoch: 4}
+	known := cluster.Primary{Node: "db1", Epoch: 4}
 	cases := []struct {
 		name     string
 		req      FailsafeRequest
-		known    failover.Primary
+		known    cluster.Primary
 		writable bool
 		etcdErr  error
 		holdOff  time.Duration
@@ -35,11 +35,11 @@ func TestAnswerFor(t *testing.T) {
 		reason   string
 	}{
 		{name: "etcd unreachable, same primary", req: req, known: known, etcdErr: errEtcdDown, holdOff: 3 * time.Second, confirm: true, reason: "unreachable from db2"},
-		{name: "etcd unreachable, this node saw an older epoch", req: req, known: failover.Primary{Node: "db3", Epoch: 3}, etcdErr: errEtcdDown, holdOff: time.Second, confirm: true},
+		{name: "etcd unreachable, this node saw an older epoch", req: req, known: cluster.Primary{Node: "db3", Epoch: 3}, etcdErr: errEtcdDown, holdOff: time.Second, confirm: true},
 		{name: "etcd unreachable, this node never read etcd", req: req, etcdErr: errEtcdDown, holdOff: time.Second, confirm: true},
 		{name: "etcd reachable", req: req, known: known, holdOff: time.Second, etcdUp: true, reason: "etcd is reachable from db2"},
-		{name: "a newer epoch is known", req: req, known: failover.Primary{Node: "db3", Epoch: 5}, etcdErr: errEtcdDown, holdOff: time.Second, reason: "newer primary of record: db3 at epoch 5"},
-		{name: "another primary at the same epoch", req: req, known: failover.Primary{Node: "db3", Epoch: 4}, etcdErr: errEtcdDown, holdOff: time.Second, reason: "db3 at epoch 4"},
+		{name: "a newer epoch is known", req: req, known: cluster.Primary{Node: "db3", Epoch: 5}, etcdErr: errEtcdDown, holdOff: time.Second, reason: "newer primary of record: db3 at epoch 5"},
+		{name: "another primary at the same epoch", req: req, known: cluster.Primary{Node: "db3", Epoch: 4}, etcdErr: errEtcdDown, holdOff: time.Second, reason: "db3 at epoch 4"},
 		{name: "this node is the writable primary", req: req, known: known, writable: true, etcdErr: errEtcdDown, holdOff: time.Second, reason: "itself the writable primary"},
 		{name: "wrong cluster", req: FailsafeRequest{Cluster: "other", From: "db1", Epoch: 4}, known: known, etcdErr: errEtcdDown, holdOff: time.Second, reason: `cluster "other"`},
 		{name: "asked by itself", req: FailsafeRequest{Cluster: "main", From: "db2", Epoch: 4}, known: known, etcdErr: errEtcdDown, holdOff: time.Second, reason: "not a peer"},
@@ -101,10 +101,10 @@ func TestJudgeFailsafe(t *testing.T) {
 }
 
 func TestFailsafePeers(t *testing.T) {
-	snap := failover.Snapshot{View: failover.View{Members: map[string]failover.Member{
+	snap := cluster.Snapshot{View: cluster.View{Members: map[string]cluster.Member{
 		"db1": {Node: "db1", Agent: "a1:9107"}, "db2": {Node: "db2", Agent: "a2-old:9107"}, "db4": {Node: "db4"},
 	}}}
-	snap.Nodes = map[string]failover.NodeStatus{"db2": {Node: "db2", Agent: "a2:9107"}, "db3": {Node: "db3", Agent: "a3:9107"}}
+	snap.Nodes = map[string]cluster.NodeStatus{"db2": {Node: "db2", Agent: "a2:9107"}, "db3": {Node: "db3", Agent: "a3:9107"}}
 	got := failsafePeers("db1", snap)
 	want := []failsafePeer{{"db2", "a2:9107"}, {"db3", "a3:9107"}, {"db4", ""}}
 	if len(got) != len(want) {
@@ -115,7 +115,7 @@ func TestFailsafePeers(t *testing.T) {
 			t.Fatalf("peers %v; want %v", got, want)
 		}
 	}
-	if len(failsafePeers("db1", failover.Snapshot{})) != 0 {
+	if len(failsafePeers("db1", cluster.Snapshot{})) != 0 {
 		t.Fatal("a zero snapshot has peers")
 	}
 }
@@ -162,19 +162,19 @@ func TestReadAnswer(t *testing.T) {
 type peerAgent struct {
 	fs     *failsafe
 	srv    *httptest.Server
-	known  failover.Primary
+	known  cluster.Primary
 	cancel bool // its session's work was ended
 }
 
 func newPeerAgent(t *testing.T, node, secret string, cli *clientv3.Client) *peerAgent {
 	t.Helper()
-	p := &peerAgent{known: failover.Primary{Node: "db1", Epoch: 7}}
+	p := &peerAgent{known: cluster.Primary{Node: "db1", Epoch: 7}}
 	p.fs = newFailsafe(failsafeConfig{Cluster: "main", Node: node, Secret: []byte(secret), SessionTTL: 3 * time.Second,
 		FenceMargin: time.Second, Interval: 500 * time.Millisecond, EtcdTimeout: 300 * time.Millisecond, CheckTimeout: 800 * time.Millisecond, Log: zap.NewNop()})
 	p.fs.attach(func() { p.cancel = true })
 	p.srv = httptest.NewServer(p.fs.handler(failsafePeerSide{
 		reachEtcd: func(ctx context.Context) error { _, err := cli.Get(ctx, "/baton/main/primary"); return err },
-		known:     func() (failover.Primary, bool) { return p.known, false },
+		known:     func() (cluster.Primary, bool) { return p.known, false },
 	}))
 	t.Cleanup(p.srv.Close)
 	return p
@@ -266,7 +266,7 @@ func TestFailsafeCheck(t *testing.T) {
 
 	t.Run("a peer knows a newer primary: fence", func(t *testing.T) {
 		db2, db3 := newPeerAgent(t, "db2", secret, deadEtcd(t)), newPeerAgent(t, "db3", secret, deadEtcd(t))
-		db3.known = failover.Primary{Node: "db2", Epoch: 8}
+		db3.known = cluster.Primary{Node: "db2", Epoch: 8}
 		keep, note, _ := primary.confirm(ctx, peersOf(db2, db3), 7)
 		if keep || !strings.Contains(note, "newer primary") {
 			t.Fatalf("kept %v (%s); want a fence", keep, note)

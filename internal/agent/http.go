@@ -14,8 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/detector"
-	"github.com/baton-ha/baton/failover"
 )
 
 // View is what the HTTP endpoints (and Metrics.Update) are answered from: the agent's
@@ -25,9 +25,9 @@ type View struct {
 	Cluster string `json:"cluster"`
 	Node    string `json:"node"`
 	// Status is the local node's latest status, as published to etcd.
-	Status failover.NodeStatus `json:"status"`
+	Status cluster.NodeStatus `json:"status"`
 	// Primary is the primary of record; nil when not known (etcd never reached).
-	Primary *failover.Primary `json:"primary,omitempty"`
+	Primary *cluster.Primary `json:"primary,omitempty"`
 	// HoldsLeader: this agent holds the leader key (it is the writable primary's).
 	HoldsLeader bool `json:"holds_leader"`
 	// SessionAlive: the agent's etcd session is established and renewed in time.
@@ -53,19 +53,19 @@ type View struct {
 type PolicyView struct {
 	// Cluster is the policy key, the one every coordinator decides with; nil when it
 	// is missing or unreadable (Error says why).
-	Cluster *failover.PolicyRecord `json:"cluster,omitempty"`
-	Error   string                 `json:"error,omitempty"`
+	Cluster *cluster.PolicyRecord `json:"cluster,omitempty"`
+	Error   string                `json:"error,omitempty"`
 	// File is this node's configuration file's policy.
-	File failover.Policy `json:"file"`
+	File cluster.Policy `json:"file"`
 	// Disagreements lists the live nodes whose files differ from the cluster's, this
 	// one included.
-	Disagreements []failover.PolicyDisagreement `json:"disagreements,omitempty"`
+	Disagreements []cluster.PolicyDisagreement `json:"disagreements,omitempty"`
 }
 
 // policyView compares this node's file policy and every node's with the cluster's.
-func policyView(snap failover.Snapshot, file failover.Policy) *PolicyView {
+func policyView(snap cluster.Snapshot, file cluster.Policy) *PolicyView {
 	return &PolicyView{Cluster: snap.Policy, Error: snap.PolicyErr, File: file,
-		Disagreements: failover.PolicyDisagreements(snap.Policy, snap.Nodes)}
+		Disagreements: cluster.PolicyDisagreements(snap.Policy, snap.Nodes)}
 }
 
 // now returns the view's time.
@@ -117,7 +117,7 @@ func (v View) PrimaryRefusal() string {
 		return "not primary: etcd session down"
 	case !v.HoldsLeader:
 		return "not primary: does not hold the leader key"
-	case v.Status.Role != failover.RolePrimary:
+	case v.Status.Role != cluster.RolePrimary:
 		return "not primary: role " + string(v.Status.Role)
 	}
 	if s := v.stale(); s != "" {
@@ -141,7 +141,7 @@ func (v View) ReplicaRefusal() string {
 	switch {
 	case v.IsPrimaryOfRecord():
 		return "not replica: this node is the primary of record"
-	case st.Role != failover.RoleReplica:
+	case st.Role != cluster.RoleReplica:
 		return "not replica: role " + string(st.Role)
 	}
 	if s := v.stale(); s != "" {
@@ -162,7 +162,7 @@ func (v View) ReplicaRefusal() string {
 	return ""
 }
 
-func verdictText(st failover.NodeStatus) string {
+func verdictText(st cluster.NodeStatus) string {
 	vd := st.Verdict
 	if vd == "" {
 		vd = detector.Unknown.String()

@@ -13,7 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/cluster"
 )
 
 var testNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -22,9 +22,9 @@ var testNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 func primaryView() View {
 	return View{
 		Cluster: "shop", Node: "db1",
-		Status: failover.NodeStatus{Node: "db1", Addr: "192.0.2.11:3306", Role: failover.RolePrimary, Verdict: "healthy",
+		Status: cluster.NodeStatus{Node: "db1", Addr: "192.0.2.11:3306", Role: cluster.RolePrimary, Verdict: "healthy",
 			GTID: "0-1-100", LagMS: -1, StorageOK: true, WriteMS: 1.5, PingMS: 0.4, At: testNow.Add(-200 * time.Millisecond)},
-		Primary:     &failover.Primary{Node: "db1", Epoch: 4, Since: testNow.Add(-time.Hour)},
+		Primary:     &cluster.Primary{Node: "db1", Epoch: 4, Since: testNow.Add(-time.Hour)},
 		HoldsLeader: true, SessionAlive: true, Coordinator: "db2",
 		MaxReplicaLag: 5 * time.Second, MaxStatusAge: 3 * time.Second, Now: testNow,
 	}
@@ -35,7 +35,7 @@ func replicaView() View {
 	v := primaryView()
 	v.Node = "db2"
 	v.HoldsLeader = false
-	v.Status = failover.NodeStatus{Node: "db2", Addr: "192.0.2.12:3306", Role: failover.RoleReplica, Verdict: "healthy",
+	v.Status = cluster.NodeStatus{Node: "db2", Addr: "192.0.2.12:3306", Role: cluster.RoleReplica, Verdict: "healthy",
 		ReadOnly: true, Source: "192.0.2.11:3306", IORunning: true, SQLRunning: true, LagMS: 120, StorageOK: true,
 		At: testNow.Add(-100 * time.Millisecond)}
 	return v
@@ -85,7 +85,7 @@ func TestEndpoints(t *testing.T) {
 		}, "/primary", want{503, "not primary: etcd session down"}},
 		{"primary: another node is primary of record", func() View {
 			v := primaryView()
-			v.Primary = &failover.Primary{Node: "db3", Epoch: 5}
+			v.Primary = &cluster.Primary{Node: "db3", Epoch: 5}
 			return v
 		}, "/primary", want{503, "not primary: the primary of record is db3"}},
 		{"primary: primary unknown", func() View {
@@ -95,7 +95,7 @@ func TestEndpoints(t *testing.T) {
 		}, "/primary", want{503, "not primary: primary of record unknown"}},
 		{"primary: fenced role", func() View {
 			v := primaryView()
-			v.Status.Role = failover.RoleFenced
+			v.Status.Role = cluster.RoleFenced
 			return v
 		}, "/primary", want{503, "not primary: role fenced"}},
 		{"primary: stale status", func() View {
@@ -143,7 +143,7 @@ func TestEndpoints(t *testing.T) {
 		}, "/replica", want{503, "not replica: verdict degraded"}},
 		{"replica: quarantined", func() View {
 			v := replicaView()
-			v.Status.Role = failover.RoleQuarantined
+			v.Status.Role = cluster.RoleQuarantined
 			return v
 		}, "/replica", want{503, "not replica: role quarantined"}},
 		{"replica: on the primary", primaryView, "/replica", want{503, "not replica: this node is the primary of record"}},
@@ -347,7 +347,7 @@ func TestMetrics(t *testing.T) {
 	one("baton_storage_ok", nil, 1)
 	one("baton_semi_sync_unprotected", nil, 0)
 	fallen := primaryView()
-	fallen.Status.SemiSync = failover.SemiSyncAsync
+	fallen.Status.SemiSync = cluster.SemiSyncAsync
 	m.Update(fallen)
 	one("baton_semi_sync_unprotected", nil, 1)
 
@@ -385,10 +385,10 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 
-	m.CountFailover(failover.RequestDone)
-	m.CountFailover(failover.RequestDone)
-	m.CountFailover(failover.RequestFailed)
-	m.CountSwitchover(failover.RequestRefused)
+	m.CountFailover(cluster.RequestDone)
+	m.CountFailover(cluster.RequestDone)
+	m.CountFailover(cluster.RequestFailed)
+	m.CountSwitchover(cluster.RequestRefused)
 	one("baton_failovers_total", map[string]string{"result": "done"}, 2)
 	one("baton_failovers_total", map[string]string{"result": "failed"}, 1)
 	one("baton_switchovers_total", map[string]string{"result": "refused"}, 1)

@@ -10,8 +10,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/detector"
-	"github.com/baton-ha/baton/failover"
 )
 
 // verdictNames are every verdict name, for the one-hot baton_node_verdict gauge: all
@@ -27,8 +27,8 @@ func verdictNames() []string {
 // roleNames are every role, for the one-hot baton_node_role gauge.
 func roleNames() []string {
 	var out []string
-	for _, r := range []failover.Role{failover.RolePrimary, failover.RoleReplica, failover.RoleFenced,
-		failover.RoleQuarantined, failover.RoleUnknown} {
+	for _, r := range []cluster.Role{cluster.RolePrimary, cluster.RoleReplica, cluster.RoleFenced,
+		cluster.RoleQuarantined, cluster.RoleUnknown} {
 		out = append(out, string(r))
 	}
 	return out
@@ -129,7 +129,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		m.role.WithLabelValues(r).Set(0)
 	}
 	// The results a flow ends with, at 0 before the first flow.
-	for _, r := range []failover.RequestState{failover.RequestDone, failover.RequestRefused, failover.RequestFailed} {
+	for _, r := range []cluster.RequestState{cluster.RequestDone, cluster.RequestRefused, cluster.RequestFailed} {
 		m.failovers.WithLabelValues(resultLabel(r))
 		m.switchovers.WithLabelValues(resultLabel(r))
 	}
@@ -162,7 +162,7 @@ func (m *Metrics) Update(v View) {
 	}
 	role := string(st.Role)
 	if !slices.Contains(m.roles, role) {
-		role = string(failover.RoleUnknown)
+		role = string(cluster.RoleUnknown)
 	}
 	for _, name := range m.roles {
 		m.role.WithLabelValues(name).Set(b2f(name == role))
@@ -204,7 +204,7 @@ func (m *Metrics) Update(v View) {
 // timeToFull is baton_disk_time_to_full_seconds for st. The status says 0 both for
 // "not filling" and for "not read"; a disk with 0 bytes free is full (or could not be
 // read, which must not look safe either).
-func timeToFull(st failover.NodeStatus) float64 {
+func timeToFull(st cluster.NodeStatus) float64 {
 	switch {
 	case st.At.IsZero():
 		return math.NaN()
@@ -224,17 +224,17 @@ func (m *Metrics) SetFailsafe(active bool) {
 }
 
 // CountFailover counts one failover this agent ran, by its result.
-func (m *Metrics) CountFailover(result failover.RequestState) {
+func (m *Metrics) CountFailover(result cluster.RequestState) {
 	m.failovers.WithLabelValues(resultLabel(result)).Inc()
 }
 
 // CountSwitchover counts one switchover this agent ran, by its result.
-func (m *Metrics) CountSwitchover(result failover.RequestState) {
+func (m *Metrics) CountSwitchover(result cluster.RequestState) {
 	m.switchovers.WithLabelValues(resultLabel(result)).Inc()
 }
 
-func resultLabel(r failover.RequestState) string {
-	if r == failover.RequestPending {
+func resultLabel(r cluster.RequestState) string {
+	if r == cluster.RequestPending {
 		return "pending"
 	}
 	return string(r)

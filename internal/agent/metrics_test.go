@@ -13,7 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/cluster"
 )
 
 // metricRow is one metric the agent registers, as docs/metrics.md lists it.
@@ -277,7 +277,7 @@ func TestMetricsAlertInputs(t *testing.T) {
 	one("baton_semi_sync_awaits_ack", nil, 0)
 
 	r := replicaView()
-	r.Status.Role = failover.RoleQuarantined
+	r.Status.Role = cluster.RoleQuarantined
 	r.Primary = nil
 	m.Update(r)
 	one("baton_node_role", map[string]string{"role": "quarantined"}, 1)

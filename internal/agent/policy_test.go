@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/internal/sandbox/sandboxtest"
 )
 
@@ -15,7 +15,7 @@ import (
 // (the first one's); the second's disagreement shows in /status.
 func TestTwoAgentsOnePolicy(t *testing.T) {
 	cli, _ := sandboxtest.Etcd(t)
-	store := failover.NewStore(cli, "shop")
+	store := cluster.NewStore(cli, "shop")
 	ctx := context.Background()
 	agentFor := func(node, timings string) *Agent {
 		t.Helper()
@@ -28,7 +28,7 @@ func TestTwoAgentsOnePolicy(t *testing.T) {
 	for _, a := range []*Agent{a1, a2} {
 		p := a.cfg.Policy()
 		// What each agent's reconciler publishes.
-		if err := store.PutNode(ctx, 0, failover.NodeStatus{Node: a.cfg.Node, Policy: &p}); err != nil {
+		if err := store.PutNode(ctx, 0, cluster.NodeStatus{Node: a.cfg.Node, Policy: &p}); err != nil {
 			t.Fatal(err)
 		}
 	}

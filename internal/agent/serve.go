@@ -10,11 +10,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/failover"
 )
 
 // serveHTTP serves the read-only endpoints until ctx ends.
-func (a *Agent) serveHTTP(ctx context.Context, store *failover.Store, rec *failover.Reconciler, state *sessionState, reg prometheus.Gatherer, metrics *Metrics) error {
+func (a *Agent) serveHTTP(ctx context.Context, store *cluster.Store, rec *failover.Reconciler, state *sessionState, reg prometheus.Gatherer, metrics *Metrics) error {
 	view := func() View {
 		n, snap := rec.Current()
 		up, lease := state.get()
@@ -58,7 +59,7 @@ func (a *Agent) serveHTTP(ctx context.Context, store *failover.Store, rec *failo
 			_, err := store.Client().Get(ctx, store.Keys.Primary())
 			return err
 		},
-		known: func() (failover.Primary, bool) {
+		known: func() (cluster.Primary, bool) {
 			_, snap := rec.Current()
 			up, lease := state.get()
 			kept, _ := a.fs.kept()

@@ -11,7 +11,7 @@ import (
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
 
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/internal/sandbox/sandboxtest"
 )
 
@@ -37,10 +37,10 @@ type fakeNode struct {
 }
 
 func (n *fakeNode) WritablePrimary(clientv3.LeaseID) bool { return true }
-func (n *fakeNode) Current() (failover.NodeStatus, failover.Snapshot) {
-	var snap failover.Snapshot
-	snap.Primary = failover.Primary{Node: "db1", Epoch: 1}
-	return failover.NodeStatus{}, snap
+func (n *fakeNode) Current() (cluster.NodeStatus, cluster.Snapshot) {
+	var snap cluster.Snapshot
+	snap.Primary = cluster.Primary{Node: "db1", Epoch: 1}
+	return cluster.NodeStatus{}, snap
 }
 func (n *fakeNode) FenceLocal(_ context.Context, why string) {
 	n.mu.Lock()

@@ -8,7 +8,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/internal/sandbox/sandboxtest"
 )
 
@@ -24,7 +24,7 @@ func TestWaitForEtcd(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cli.Close()
-	store := failover.NewStore(cli, "shop")
+	store := cluster.NewStore(cli, "shop")
 
 	// Down, and told to stop: the last error, once told.
 	ctx, cancel := context.WithTimeout(t.Context(), 1500*time.Millisecond)

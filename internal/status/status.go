@@ -12,32 +12,32 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/replication"
 )
 
 // Cluster is the cluster as `baton status` shows it; `--json` prints it as is.
 type Cluster struct {
-	Cluster     string            `json:"cluster"`
-	Primary     string            `json:"primary"`
-	PrimaryAddr string            `json:"primary_addr"`
-	Epoch       uint64            `json:"epoch"`
-	Since       time.Time         `json:"since"`
-	Leader      string            `json:"leader"`
-	VIPHolder   string            `json:"vip_holder,omitempty"`
-	Coordinator string            `json:"coordinator"`
-	Paused      bool              `json:"paused"`
-	InProgress  *failover.Intent  `json:"in_progress,omitempty"`
-	LastEvent   *failover.Event   `json:"last_event,omitempty"`
-	Warnings    []string          `json:"warnings,omitempty"`
-	Nodes       []Node            `json:"nodes"`
-	Request     *failover.Request `json:"request,omitempty"`
+	Cluster     string           `json:"cluster"`
+	Primary     string           `json:"primary"`
+	PrimaryAddr string           `json:"primary_addr"`
+	Epoch       uint64           `json:"epoch"`
+	Since       time.Time        `json:"since"`
+	Leader      string           `json:"leader"`
+	VIPHolder   string           `json:"vip_holder,omitempty"`
+	Coordinator string           `json:"coordinator"`
+	Paused      bool             `json:"paused"`
+	InProgress  *cluster.Intent  `json:"in_progress,omitempty"`
+	LastEvent   *cluster.Event   `json:"last_event,omitempty"`
+	Warnings    []string         `json:"warnings,omitempty"`
+	Nodes       []Node           `json:"nodes"`
+	Request     *cluster.Request `json:"request,omitempty"`
 	// Policy is the cluster's failover policy (nil: missing or unreadable), and the
 	// live agents whose configuration files disagree with it.
-	Policy              *failover.PolicyRecord        `json:"policy,omitempty"`
-	PolicyDisagreements []failover.PolicyDisagreement `json:"policy_disagreements,omitempty"`
+	Policy              *cluster.PolicyRecord        `json:"policy,omitempty"`
+	PolicyDisagreements []cluster.PolicyDisagreement `json:"policy_disagreements,omitempty"`
 	// Decision is what the coordinator decided last, with refused or failed tries.
-	Decision *failover.CoordinatorStatus `json:"decision,omitempty"`
+	Decision *cluster.CoordinatorStatus `json:"decision,omitempty"`
 }
 
 type Node struct {
@@ -64,7 +64,7 @@ type Node struct {
 	DiskTimeToFull time.Duration `json:"disk_time_to_full_ns,omitempty"`
 	Source         string        `json:"source,omitempty"`
 	// SemiSync is the node's semi-sync state ("" when not configured).
-	SemiSync failover.SemiSyncState `json:"semi_sync,omitempty"`
+	SemiSync cluster.SemiSyncState `json:"semi_sync,omitempty"`
 	// AwaitsAck: the node's commits wait for a semi-sync acknowledgement that no
 	// replica sends (see failover.NodeStatus.AwaitsAck).
 	AwaitsAck bool   `json:"awaits_ack,omitempty"`
@@ -82,22 +82,22 @@ func (n Node) SemiSyncText() string {
 }
 
 // Read reads the cluster's state from etcd and makes it a Cluster.
-func Read(ctx context.Context, store *failover.Store, cluster string) (Cluster, error) {
+func Read(ctx context.Context, store *cluster.Store, name string) (Cluster, error) {
 	snap, err := store.Load(ctx)
 	if err != nil {
 		return Cluster{}, err
 	}
-	return Of(ctx, store, cluster, snap), nil
+	return Of(ctx, store, name, snap), nil
 }
 
 // Of makes a Cluster of a snapshot of the cluster's state. It reads what a snapshot
 // does not carry, best effort: the agents' lease times (-1 when unread).
-func Of(ctx context.Context, store *failover.Store, cluster string, snap failover.Snapshot) Cluster {
+func Of(ctx context.Context, store *cluster.Store, name string, snap cluster.Snapshot) Cluster {
 	st := Cluster{
-		Cluster: cluster, Primary: snap.Primary.Node, PrimaryAddr: snap.Primary.Addr, Epoch: snap.Primary.Epoch,
+		Cluster: name, Primary: snap.Primary.Node, PrimaryAddr: snap.Primary.Addr, Epoch: snap.Primary.Epoch,
 		Since: snap.Primary.Since, Leader: snap.Leader, Coordinator: snap.Coordinator, Paused: snap.Settings.Paused,
 		InProgress: snap.Intent, Request: snap.Request, LastEvent: snap.LastEvent, Decision: snap.Decision,
-		Policy: snap.Policy, PolicyDisagreements: failover.PolicyDisagreements(snap.Policy, snap.Nodes),
+		Policy: snap.Policy, PolicyDisagreements: cluster.PolicyDisagreements(snap.Policy, snap.Nodes),
 	}
 	switch {
 	case snap.PolicyErr != "":
@@ -144,7 +144,7 @@ func Of(ctx context.Context, store *failover.Store, cluster string, snap failove
 		if n.DiskTimeToFull > 0 && n.DiskTimeToFull < time.Hour {
 			st.Warnings = append(st.Warnings, fmt.Sprintf("%s: disk predicted full in %s", name, n.DiskTimeToFull.Round(time.Second)))
 		}
-		if n.Role == failover.RolePrimary && !n.ReadOnly && n.SemiSync.Unprotected() {
+		if n.Role == cluster.RolePrimary && !n.ReadOnly && n.SemiSync.Unprotected() {
 			st.Warnings = append(st.Warnings, fmt.Sprintf("%s: semi-sync %s on the writable primary: commits are acknowledged before any replica has them, and a failover can lose them", name, n.SemiSync))
 		}
 		if n.AwaitsAck {
@@ -159,7 +159,7 @@ func Of(ctx context.Context, store *failover.Store, cluster string, snap failove
 		if n.Repaired != "" {
 			st.Warnings = append(st.Warnings, fmt.Sprintf("%s: Baton repaired drift at %s", name, n.Repaired))
 		}
-		if n.Role == failover.RoleQuarantined {
+		if n.Role == cluster.RoleQuarantined {
 			st.Warnings = append(st.Warnings, quarantineWarnings(name, n)...)
 		}
 		st.Nodes = append(st.Nodes, ns)
@@ -242,7 +242,7 @@ func OrDash(s string) string {
 // quarantineWarnings says why a node is quarantined: its errant GTIDs and, once its
 // agent looked them up in the binary logs, what each is (a phantom, or a real
 // transaction with its first event).
-func quarantineWarnings(name string, n failover.NodeStatus) []string {
+func quarantineWarnings(name string, n cluster.NodeStatus) []string {
 	out := []string{fmt.Sprintf("%s is quarantined: errant transactions %s (see docs/operations.md)", name, n.Errant)}
 	if len(n.ErrantTxns) == 0 {
 		return out

@@ -7,21 +7,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/cluster"
 )
 
 // waiting is a cluster whose primary, db1, has its commits stuck waiting for a
 // semi-sync acknowledgement: db2 is connected but acknowledges nothing.
-func waiting(awaits bool, timeout time.Duration) failover.Snapshot {
-	return failover.Snapshot{View: failover.View{
-		Primary: failover.Primary{Node: "db1", Addr: "198.18.0.11:3306", Epoch: 3},
+func waiting(awaits bool, timeout time.Duration) cluster.Snapshot {
+	return cluster.Snapshot{View: cluster.View{
+		Primary: cluster.Primary{Node: "db1", Addr: "198.18.0.11:3306", Epoch: 3},
 		Leader:  "db1",
-		Nodes: map[string]failover.NodeStatus{
-			"db1": {Node: "db1", Addr: "198.18.0.11:3306", Role: failover.RolePrimary, Verdict: failover.VerdictUnwritable,
-				Reason: "write probe timed out after 1s", ServerRead: true, SemiSync: failover.SemiSyncOn, SemiSyncClients: 1,
+		Nodes: map[string]cluster.NodeStatus{
+			"db1": {Node: "db1", Addr: "198.18.0.11:3306", Role: cluster.RolePrimary, Verdict: cluster.VerdictUnwritable,
+				Reason: "write probe timed out after 1s", ServerRead: true, SemiSync: cluster.SemiSyncOn, SemiSyncClients: 1,
 				AwaitsAck: awaits, SemiSyncTimeout: timeout, LagMS: -1},
-			"db2": {Node: "db2", Addr: "198.18.0.12:3306", Role: failover.RoleReplica, Verdict: failover.VerdictHealthy,
-				ServerRead: true, ReadOnly: true, Source: "198.18.0.11:3306", SemiSync: failover.SemiSyncReplicaOn},
+			"db2": {Node: "db2", Addr: "198.18.0.12:3306", Role: cluster.RoleReplica, Verdict: cluster.VerdictHealthy,
+				ServerRead: true, ReadOnly: true, Source: "198.18.0.11:3306", SemiSync: cluster.SemiSyncReplicaOn},
 		},
 	}}
 }

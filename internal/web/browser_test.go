@@ -15,7 +15,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/internal/sandbox"
 	"github.com/baton-ha/baton/internal/sandbox/sandboxtest"
 	"github.com/baton-ha/baton/internal/testenv"
@@ -55,13 +55,13 @@ type pageState struct {
 	Marked    bool   `json:"marked"` // the mark set at load is still there: no reload
 }
 
-func readPage(ctx context.Context, cluster string) (pageState, error) {
+func readPage(ctx context.Context, clusterName string) (pageState, error) {
 	js := fmt.Sprintf(`(() => {
 		const s = document.querySelector('[data-cluster=%q]');
 		const e = s && s.querySelector('.history .event .event-h');
 		return {primary: s ? s.dataset.primary : "", live: document.getElementById('live').textContent,
 			lastEvent: e ? e.textContent : "", marked: window.batonTestMark === true};
-	})()`, cluster)
+	})()`, clusterName)
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	return chromedp.Run(ctx, chromedp.Evaluate[pageState](js))
@@ -96,14 +96,14 @@ func TestBrowserFollowsFailover(t *testing.T) {
 	}
 
 	// The commit: when etcd's watch first shows another primary of record.
-	store := failover.NewStore(cli, c.Name)
+	store := cluster.NewStore(cli, c.Name)
 	var mu sync.Mutex
 	var committed time.Time
 	var newPrimary string
 	wctx, wcancel := context.WithCancel(ctx)
 	defer wcancel()
 	go func() {
-		_ = store.Watch(wctx, func(s failover.Snapshot) error {
+		_ = store.Watch(wctx, func(s cluster.Snapshot) error {
 			if s.Primary.Node != "" && s.Primary.Node != "db1" {
 				mu.Lock()
 				committed, newPrimary = time.Now(), s.Primary.Node
@@ -208,7 +208,7 @@ func TestBrowserLive(t *testing.T) {
 	start := time.Now()
 	pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
 	defer pcancel()
-	if _, err := cli.Put(pctx, failover.NewKeys("alpha").Primary(), `{"node":"db2","addr":"198.18.0.12:3306","epoch":2}`); err != nil {
+	if _, err := cli.Put(pctx, cluster.NewKeys("alpha").Primary(), `{"node":"db2","addr":"198.18.0.12:3306","epoch":2}`); err != nil {
 		t.Fatal(err)
 	}
 	sandboxtest.WaitFor(t, 3*time.Second, "the page showing db2", func() bool {

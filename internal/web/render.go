@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/internal/status"
 )
 
@@ -54,8 +54,8 @@ type eventCtx struct {
 func funcs() template.FuncMap {
 	return template.FuncMap{
 		"id": anchor,
-		"eventCtx": func(cluster string, i int, e Event) eventCtx {
-			return eventCtx{ID: fmt.Sprintf("%s-e%d", cluster, e.Started.UnixNano()), E: e}
+		"eventCtx": func(clusterName string, i int, e Event) eventCtx {
+			return eventCtx{ID: fmt.Sprintf("%s-e%d", clusterName, e.Started.UnixNano()), E: e}
 		},
 		"rfc3339": func(t time.Time) string {
 			if t.IsZero() {
@@ -68,7 +68,7 @@ func funcs() template.FuncMap {
 		"dur":    formatDuration,
 		"health": HealthOf,
 		"lag": func(n status.Node) string {
-			if n.Role == string(failover.RolePrimary) || n.LagMS < 0 {
+			if n.Role == string(cluster.RolePrimary) || n.LagMS < 0 {
 				return "-"
 			}
 			return formatDuration(time.Duration(n.LagMS) * time.Millisecond)
@@ -80,8 +80,8 @@ func funcs() template.FuncMap {
 		"mul":     func(a, b int) int { return a * b },
 		"axis":    func() int { return AxisWidth },
 		"lane":    func() int { return LaneHeight },
-		"requestState": func(s failover.RequestState) string {
-			if s == failover.RequestPending {
+		"requestState": func(s cluster.RequestState) string {
+			if s == cluster.RequestPending {
 				return "pending"
 			}
 			return string(s)

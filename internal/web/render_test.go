@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/internal/status"
 )
 
@@ -19,29 +19,29 @@ var t0 = time.Date(2026, 1, 2, 9, 0, 0, 0, time.UTC) // before the tests run: hi
 
 // snapshot is a cluster after a failover from db1 to db2: db1 fenced with a full
 // disk, db2 primary with the virtual IP, db3 replicating from db2; paused since.
-func snapshot() failover.Snapshot {
-	return failover.Snapshot{View: failover.View{
-		Primary:  failover.Primary{Node: "db2", Addr: "198.18.0.12:3306", Epoch: 2, Since: t0},
+func snapshot() cluster.Snapshot {
+	return cluster.Snapshot{View: cluster.View{
+		Primary:  cluster.Primary{Node: "db2", Addr: "198.18.0.12:3306", Epoch: 2, Since: t0},
 		Leader:   "db2",
-		Settings: failover.Settings{Paused: true},
-		Nodes: map[string]failover.NodeStatus{
-			"db1": {Node: "db1", Addr: "198.18.0.11:3306", Role: failover.RoleFenced, Verdict: failover.VerdictUnwritable,
+		Settings: cluster.Settings{Paused: true},
+		Nodes: map[string]cluster.NodeStatus{
+			"db1": {Node: "db1", Addr: "198.18.0.11:3306", Role: cluster.RoleFenced, Verdict: cluster.VerdictUnwritable,
 				Reason: "write probe timed out after 1s <no space>", ReadOnly: true, LagMS: -1, GTID: "0-1-100",
 				DiskFree: 4096, DiskTimeToFull: 0},
-			"db2": {Node: "db2", Addr: "198.18.0.12:3306", Role: failover.RolePrimary, Verdict: failover.VerdictHealthy,
-				GTID: "0-1-100,0-2-7", VIP: true, SemiSync: failover.SemiSyncOn, WriteMS: 2.5, DiskFree: 3 << 30,
+			"db2": {Node: "db2", Addr: "198.18.0.12:3306", Role: cluster.RolePrimary, Verdict: cluster.VerdictHealthy,
+				GTID: "0-1-100,0-2-7", VIP: true, SemiSync: cluster.SemiSyncOn, WriteMS: 2.5, DiskFree: 3 << 30,
 				DiskTimeToFull: 5 * time.Minute},
-			"db3": {Node: "db3", Addr: "198.18.0.13:3306", Role: failover.RoleReplica, Verdict: failover.VerdictHealthy,
+			"db3": {Node: "db3", Addr: "198.18.0.13:3306", Role: cluster.RoleReplica, Verdict: cluster.VerdictHealthy,
 				Source: "198.18.0.12:3306", IORunning: true, SQLRunning: true, LagMS: 120, GTID: "0-1-100,0-2-7",
-				SemiSync: failover.SemiSyncReplicaOn, ReadOnly: true},
+				SemiSync: cluster.SemiSyncReplicaOn, ReadOnly: true},
 		},
 	}, Coordinator: "db3"}
 }
 
-func failoverEvent() failover.Event {
-	return failover.Event{Kind: failover.EventFailover, From: "db1", To: "db2", Epoch: 2, Reason: "db1 unwritable",
+func failoverEvent() cluster.Event {
+	return cluster.Event{Kind: cluster.EventFailover, From: "db1", To: "db2", Epoch: 2, Reason: "db1 unwritable",
 		Started: t0, Detected: t0.Add(-500 * time.Millisecond), Took: 1000 * time.Millisecond,
-		Steps: []failover.Step{
+		Steps: []cluster.Step{
 			{Name: "announce", Took: 100 * time.Millisecond},
 			{Name: "catch_up", Took: 600 * time.Millisecond},
 			{Name: "promote", Took: 200 * time.Millisecond, Note: "semi-sync on"},
@@ -66,7 +66,7 @@ func render(t *testing.T, p Page) string {
 func TestRenderCluster(t *testing.T) {
 	// No node leases in the snapshot: status.Of reads nothing from etcd.
 	st := status.Of(context.Background(), nil, "main", snapshot())
-	page := render(t, Page{At: t0, Clusters: []Cluster{NewCluster(st, []failover.Event{failoverEvent()})}})
+	page := render(t, Page{At: t0, Clusters: []Cluster{NewCluster(st, []cluster.Event{failoverEvent()})}})
 
 	for _, want := range []string{
 		`data-cluster="main" data-primary="db2"`,
@@ -200,7 +200,7 @@ func TestTopology(t *testing.T) {
 func TestNewEvent(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
-		e          failover.Event
+		e          cluster.Event
 		total      time.Duration
 		names      []string
 		xs, widths []float64
@@ -208,26 +208,26 @@ func TestNewEvent(t *testing.T) {
 		{"detection and steps", failoverEvent(), 1500 * time.Millisecond,
 			[]string{"detection", "announce", "catch_up", "promote"},
 			[]float64{0, 333.3, 400, 800}, []float64{333.3, 66.7, 400, 133.3}},
-		{"steps shorter than the flow: the rest is left blank", failover.Event{Took: time.Second,
-			Steps: []failover.Step{{Name: "a", Took: 250 * time.Millisecond}, {Name: "b", Took: 250 * time.Millisecond}}},
+		{"steps shorter than the flow: the rest is left blank", cluster.Event{Took: time.Second,
+			Steps: []cluster.Step{{Name: "a", Took: 250 * time.Millisecond}, {Name: "b", Took: 250 * time.Millisecond}}},
 			time.Second, []string{"a", "b"}, []float64{0, 250}, []float64{250, 250}},
-		{"a failover fences the old primary beside the other steps, from the end of announce", failover.Event{
-			Kind: failover.EventFailover, Took: time.Second, Steps: []failover.Step{
+		{"a failover fences the old primary beside the other steps, from the end of announce", cluster.Event{
+			Kind: cluster.EventFailover, Took: time.Second, Steps: []cluster.Step{
 				{Name: "announce", Took: 100 * time.Millisecond}, {Name: "stop_io", Took: 100 * time.Millisecond},
 				{Name: "fence_old_primary", Took: 300 * time.Millisecond}, {Name: "promote", Took: 500 * time.Millisecond}}},
 			time.Second, []string{"announce", "stop_io", "fence_old_primary", "promote"},
 			[]float64{0, 100, 100, 200}, []float64{100, 100, 300, 500}},
-		{"a switchover fences in sequence", failover.Event{
-			Kind: failover.EventSwitchover, Took: time.Second, Steps: []failover.Step{
+		{"a switchover fences in sequence", cluster.Event{
+			Kind: cluster.EventSwitchover, Took: time.Second, Steps: []cluster.Step{
 				{Name: "announce", Took: 100 * time.Millisecond}, {Name: "fence_old_primary", Took: 300 * time.Millisecond}}},
 			time.Second, []string{"announce", "fence_old_primary"}, []float64{0, 100}, []float64{100, 300}},
-		{"a fence that outlasts the steps sets the axis", failover.Event{
-			Kind: failover.EventFailover, Took: 300 * time.Millisecond, Steps: []failover.Step{
+		{"a fence that outlasts the steps sets the axis", cluster.Event{
+			Kind: cluster.EventFailover, Took: 300 * time.Millisecond, Steps: []cluster.Step{
 				{Name: "announce", Took: 100 * time.Millisecond}, {Name: "fence_old_primary", Took: 900 * time.Millisecond},
 				{Name: "promote", Took: 200 * time.Millisecond}}},
 			time.Second, []string{"announce", "fence_old_primary", "promote"}, []float64{0, 100, 100}, []float64{100, 900, 200}},
-		{"no steps, no detection", failover.Event{Took: time.Second}, time.Second, nil, nil, nil},
-		{"a zero-length flow draws nothing", failover.Event{Steps: []failover.Step{{Name: "a"}}}, 0,
+		{"no steps, no detection", cluster.Event{Took: time.Second}, time.Second, nil, nil, nil},
+		{"a zero-length flow draws nothing", cluster.Event{Steps: []cluster.Step{{Name: "a"}}}, 0,
 			[]string{"a"}, []float64{0}, []float64{0}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -16,7 +16,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/internal/status"
 )
 
@@ -45,7 +45,7 @@ type Config struct {
 // DefaultConfig is a Config with every duration and count set; Client is to be set.
 func DefaultConfig() Config {
 	return Config{History: 20, Rescan: 5 * time.Second, MinRedraw: 200 * time.Millisecond,
-		Timeout: failover.DefaultEtcdTimeout, KeepAlive: 15 * time.Second, Log: zap.NewNop()}
+		Timeout: cluster.DefaultEtcdTimeout, KeepAlive: 15 * time.Second, Log: zap.NewNop()}
 }
 
 func (c Config) validate() error {
@@ -188,12 +188,12 @@ func ClusterNames(keys []string) []string {
 // follow keeps one cluster's view up to date from an etcd watch until ctx ends. It
 // shows the newest state at most once per MinRedraw.
 func (s *Server) follow(ctx context.Context, name string) {
-	store := failover.NewStore(s.cfg.Client, name)
+	store := cluster.NewStore(s.cfg.Client, name)
 	store.Timeout = s.cfg.Timeout
 	log := s.cfg.Log.With(zap.String("cluster", name))
-	latest := make(chan failover.Snapshot, 1)
+	latest := make(chan cluster.Snapshot, 1)
 	go func() {
-		_ = store.Watch(ctx, func(snap failover.Snapshot) error {
+		_ = store.Watch(ctx, func(snap cluster.Snapshot) error {
 			select { // keep only the newest: this goroutine is the only sender
 			case <-latest:
 			default:
@@ -203,13 +203,13 @@ func (s *Server) follow(ctx context.Context, name string) {
 		})
 	}()
 	var (
-		history []failover.Event
+		history []cluster.Event
 		histErr string
 		read    bool
-		last    *failover.Event
+		last    *cluster.Event
 	)
 	for {
-		var snap failover.Snapshot
+		var snap cluster.Snapshot
 		select {
 		case <-ctx.Done():
 			return
@@ -237,7 +237,7 @@ func (s *Server) follow(ctx context.Context, name string) {
 	}
 }
 
-func sameEvent(a, b *failover.Event) bool {
+func sameEvent(a, b *cluster.Event) bool {
 	if a == nil || b == nil {
 		return a == b
 	}

@@ -14,34 +14,34 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/internal/sandbox/sandboxtest"
 )
 
 // seed writes a cluster's state as agents and a coordinator would: the primary of
 // record, each node's status on a lease, and a history event.
-func seed(t *testing.T, cli *clientv3.Client, cluster string) {
+func seed(t *testing.T, cli *clientv3.Client, clusterName string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	store := failover.NewStore(cli, cluster)
-	if err := store.BootstrapPrimary(ctx, nil, failover.Primary{Node: "db1", Addr: "198.18.0.11:3306", Epoch: 1, Since: t0}); err != nil {
+	store := cluster.NewStore(cli, clusterName)
+	if err := store.BootstrapPrimary(ctx, nil, cluster.Primary{Node: "db1", Addr: "198.18.0.11:3306", Epoch: 1, Since: t0}); err != nil {
 		t.Fatal(err)
 	}
 	lease, err := cli.Grant(ctx, 30)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range []failover.NodeStatus{
-		{Node: "db1", Addr: "198.18.0.11:3306", Role: failover.RolePrimary, Verdict: failover.VerdictHealthy, VIP: true, LagMS: -1},
-		{Node: "db2", Addr: "198.18.0.12:3306", Role: failover.RoleReplica, Verdict: failover.VerdictHealthy,
+	for _, n := range []cluster.NodeStatus{
+		{Node: "db1", Addr: "198.18.0.11:3306", Role: cluster.RolePrimary, Verdict: cluster.VerdictHealthy, VIP: true, LagMS: -1},
+		{Node: "db2", Addr: "198.18.0.12:3306", Role: cluster.RoleReplica, Verdict: cluster.VerdictHealthy,
 			Source: "198.18.0.11:3306", IORunning: true, SQLRunning: true, LagMS: 3},
 	} {
 		if err := store.PutNode(ctx, lease.ID, n); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := store.AppendHistory(ctx, failover.Event{Kind: failover.EventBootstrap, To: "db1", Epoch: 1, Reason: "the one writable server", Started: t0}); err != nil {
+	if err := store.AppendHistory(ctx, cluster.Event{Kind: cluster.EventBootstrap, To: "db1", Epoch: 1, Reason: "the one writable server", Started: t0}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -178,14 +178,14 @@ func TestServerFollowsEtcd(t *testing.T) {
 	start := time.Now()
 	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
 	defer wcancel()
-	p := failover.Primary{Node: "db2", Addr: "198.18.0.12:3306", Epoch: 2, Since: time.Now()}
+	p := cluster.Primary{Node: "db2", Addr: "198.18.0.12:3306", Epoch: 2, Since: time.Now()}
 	b, _ := json.Marshal(p)
-	if _, err := cli.Put(wctx, failover.NewKeys("alpha").Primary(), string(b)); err != nil {
+	if _, err := cli.Put(wctx, cluster.NewKeys("alpha").Primary(), string(b)); err != nil {
 		t.Fatal(err)
 	}
-	ev := failover.Event{Kind: failover.EventFailover, From: "db1", To: "db2", Epoch: 2, Reason: "db1 unwritable", Started: time.Now(),
-		Took: 900 * time.Millisecond, Steps: []failover.Step{{Name: "announce", Took: 100 * time.Millisecond}, {Name: "promote", Took: 700 * time.Millisecond}}}
-	if err := failover.NewStore(cli, "alpha").AppendHistory(wctx, ev); err != nil {
+	ev := cluster.Event{Kind: cluster.EventFailover, From: "db1", To: "db2", Epoch: 2, Reason: "db1 unwritable", Started: time.Now(),
+		Took: 900 * time.Millisecond, Steps: []cluster.Step{{Name: "announce", Took: 100 * time.Millisecond}, {Name: "promote", Took: 700 * time.Millisecond}}}
+	if err := cluster.NewStore(cli, "alpha").AppendHistory(wctx, ev); err != nil {
 		t.Fatal(err)
 	}
 	waitEvent(t, ch, 3*time.Second, `data-primary="db2"`, "<strong>failover</strong> db1 → db2", "promote: 700 ms")

@@ -13,7 +13,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/internal/status"
 )
 
@@ -193,7 +193,7 @@ func threads(n status.Node) string {
 
 // Event is a history event with its steps laid out on a time axis.
 type Event struct {
-	failover.Event
+	cluster.Event
 	// Segments are the detection (when known) and every step, in the order they
 	// were recorded, placed on an axis of AxisWidth units that spans Total.
 	Segments []Segment
@@ -228,15 +228,15 @@ type Segment struct {
 // whose end starts it: a failover fences the old primary while it stops the
 // replicas' IO threads and ranks them (failover/flow.go). Every other step runs
 // after the one recorded before it.
-func besideStep(kind failover.EventKind) (step, after string) {
-	if kind == failover.EventFailover {
+func besideStep(kind cluster.EventKind) (step, after string) {
+	if kind == cluster.EventFailover {
 		return "fence_old_primary", "announce"
 	}
 	return "", ""
 }
 
 // NewEvent lays out e's detection and steps to scale.
-func NewEvent(e failover.Event) Event {
+func NewEvent(e cluster.Event) Event {
 	ev := Event{Event: e, Lanes: 1}
 	if !e.Detected.IsZero() && e.Started.After(e.Detected) {
 		ev.Segments = append(ev.Segments, Segment{Name: "detection", Took: e.Started.Sub(e.Detected), Detection: true})
@@ -297,7 +297,7 @@ func (e Event) detection() time.Duration {
 
 // NewCluster makes the page's view of a cluster of its status and its history
 // (newest first).
-func NewCluster(st status.Cluster, history []failover.Event) Cluster {
+func NewCluster(st status.Cluster, history []cluster.Event) Cluster {
 	c := Cluster{Status: st, Topology: Topology(st)}
 	for _, e := range history {
 		c.History = append(c.History, NewEvent(e))

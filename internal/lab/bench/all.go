@@ -16,7 +16,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/internal/lab"
 	"github.com/baton-ha/baton/internal/sandbox"
 )
@@ -217,7 +217,7 @@ func measureFootprint(ctx context.Context, bin lab.Binaries, d time.Duration) (F
 }
 
 // etcdRev is etcd's revision now, 0 when it cannot be read.
-func etcdRev(ctx context.Context, store *failover.Store) int64 {
+func etcdRev(ctx context.Context, store *cluster.Store) int64 {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	resp, err := store.Client().Get(ctx, store.Keys.Primary(), clientv3.WithCountOnly())
@@ -229,7 +229,7 @@ func etcdRev(ctx context.Context, store *failover.Store) int64 {
 
 // writesSince counts the changes of the cluster's keys after revision from, up to
 // to, by key (a prefix for nodes/, members/, history/ and the election's keys).
-func writesSince(ctx context.Context, store *failover.Store, from, to int64) map[string]int {
+func writesSince(ctx context.Context, store *cluster.Store, from, to int64) map[string]int {
 	out := map[string]int{}
 	if from == 0 || to <= from {
 		return out

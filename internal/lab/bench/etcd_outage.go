@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/internal/lab"
 	"github.com/baton-ha/baton/internal/sandbox"
 )
@@ -126,7 +126,7 @@ func EtcdOutage(ctx context.Context, cfg EtcdOutageConfig) (EtcdOutageResult, er
 	if n := (res.OutageMS + 99) / 100; n > 0 { // windows started during the outage
 		res.Availability = float64(len(windows)) / float64(n)
 	}
-	var after failover.Snapshot
+	var after cluster.Snapshot
 	if err := lab.Until(ctx, 10*time.Second, func() bool {
 		after, err = store.Load(ctx)
 		return err == nil

@@ -17,7 +17,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/internal/lab"
 	"github.com/baton-ha/baton/internal/sandbox"
 )
@@ -199,24 +199,24 @@ type trialResult struct {
 // benchCluster brings up a fresh 3-node cluster with agents, semi-sync and a virtual
 // IP (taking down one of the same name first), and its etcd state. done tears it
 // down.
-func benchCluster(ctx context.Context, name string, bin lab.Binaries) (c *sandbox.Cluster, store *failover.Store, done func(), err error) {
+func benchCluster(ctx context.Context, name string, bin lab.Binaries) (c *sandbox.Cluster, store *cluster.Store, done func(), err error) {
 	return benchClusterEtcd(ctx, name, bin, 1)
 }
 
 // benchClusterEtcd is benchCluster with etcdMembers etcd members.
-func benchClusterEtcd(ctx context.Context, name string, bin lab.Binaries, etcdMembers int) (c *sandbox.Cluster, store *failover.Store, done func(), err error) {
+func benchClusterEtcd(ctx context.Context, name string, bin lab.Binaries, etcdMembers int) (c *sandbox.Cluster, store *cluster.Store, done func(), err error) {
 	return benchClusterSpec(ctx, sandbox.Spec{Name: name, Nodes: 3, SemiSync: true, WithAgents: true, VIP: true, EtcdMembers: etcdMembers,
 		Binary: bin.Baton, LabBinary: bin.Lab})
 }
 
 // benchClusterVia is benchCluster with the writer's way in: a virtual IP, or HAProxy
 // and no virtual IP (a network where the address cannot move).
-func benchClusterVia(ctx context.Context, name string, bin lab.Binaries, via Via) (c *sandbox.Cluster, store *failover.Store, done func(), err error) {
+func benchClusterVia(ctx context.Context, name string, bin lab.Binaries, via Via) (c *sandbox.Cluster, store *cluster.Store, done func(), err error) {
 	return benchClusterSpec(ctx, sandbox.Spec{Name: name, Nodes: 3, SemiSync: true, WithAgents: true,
 		VIP: via == ViaVIP, HAProxy: via == ViaHAProxy, EtcdMembers: 1, Binary: bin.Baton, LabBinary: bin.Lab})
 }
 
-func benchClusterSpec(ctx context.Context, spec sandbox.Spec) (c *sandbox.Cluster, store *failover.Store, done func(), err error) {
+func benchClusterSpec(ctx context.Context, spec sandbox.Spec) (c *sandbox.Cluster, store *cluster.Store, done func(), err error) {
 	if old, err := sandbox.Open("", spec.Name, nil); err == nil {
 		_ = old.Down(ctx)
 	}
@@ -229,7 +229,7 @@ func benchClusterSpec(ctx context.Context, spec sandbox.Spec) (c *sandbox.Cluste
 		_ = c.Down(context.WithoutCancel(ctx))
 		return nil, nil, nil, err
 	}
-	return c, failover.NewStore(cli, c.Name), func() {
+	return c, cluster.NewStore(cli, c.Name), func() {
 		cli.Close()
 		_ = c.Down(context.WithoutCancel(ctx))
 	}, nil
@@ -280,13 +280,13 @@ func failoverTrial(ctx context.Context, f []sandbox.Fault, name string, bin lab.
 	defer stopWatch()
 	var (
 		mu       sync.Mutex
-		tl       *failover.FailoverTimeline
+		tl       *cluster.FailoverTimeline
 		injected time.Time
 	)
 	ready, watched := make(chan struct{}), make(chan error, 1)
 	go func() {
 		first := true
-		watched <- store.Watch(wctx, func(s failover.Snapshot) error {
+		watched <- store.Watch(wctx, func(s cluster.Snapshot) error {
 			if first {
 				first = false
 				close(ready)
@@ -298,7 +298,7 @@ func failoverTrial(ctx context.Context, f []sandbox.Fault, name string, bin lab.
 				return nil
 			}
 			tl.Observe(s, time.Now())
-			if _, ok := tl.At(failover.MilestonePromoted); ok {
+			if _, ok := tl.At(cluster.MilestonePromoted); ok {
 				tr.newPrimary = s.Primary.Node
 				return errPromoted
 			}
@@ -312,7 +312,7 @@ func failoverTrial(ctx context.Context, f []sandbox.Fault, name string, bin lab.
 	}
 	mu.Lock()
 	injected = time.Now()
-	tl = failover.NewFailoverTimeline(oldPrimary, injected)
+	tl = cluster.NewFailoverTimeline(oldPrimary, injected)
 	mu.Unlock()
 	for _, f := range f {
 		if err := c.Fault(ctx, oldPrimary.Node, f); err != nil {
@@ -322,9 +322,9 @@ func failoverTrial(ctx context.Context, f []sandbox.Fault, name string, bin lab.
 	if err := <-watched; !errors.Is(err, errPromoted) {
 		return tr, fmt.Errorf("no failover within 30s of %s (%v)", f, err)
 	}
-	tr.detect, _ = tl.Since(failover.MilestoneDetected)
-	tr.decide, _ = tl.Since(failover.MilestoneDecided)
-	tr.promote, _ = tl.Since(failover.MilestonePromoted)
+	tr.detect, _ = tl.Since(cluster.MilestoneDetected)
+	tr.decide, _ = tl.Since(cluster.MilestoneDecided)
+	tr.promote, _ = tl.Since(cluster.MilestonePromoted)
 	var first sandbox.Ack
 	if err := lab.Until(ctx, 15*time.Second, func() bool {
 		a, ok := w.FirstAckAfter(injected, uint32(oldNode.ServerID))

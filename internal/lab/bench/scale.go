@@ -28,7 +28,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/internal/lab"
 	"github.com/baton-ha/baton/internal/lab/hollow"
 )
@@ -314,7 +314,7 @@ func bootstrapped(ctx context.Context, cli *clientv3.Client, clusters []*hollow.
 	}
 	n := 0
 	for _, c := range clusters {
-		if leaders[failover.NewKeys(c.Name).Leader()] {
+		if leaders[cluster.NewKeys(c.Name).Leader()] {
 			n++
 		}
 	}
@@ -333,7 +333,7 @@ func watchCommits(ctx context.Context, cli *clientv3.Client, clusters []*hollow.
 				continue
 			}
 			gctx, cancel := context.WithTimeout(ctx, time.Second)
-			resp, err := cli.Get(gctx, failover.NewKeys(c.Name).Primary())
+			resp, err := cli.Get(gctx, cluster.NewKeys(c.Name).Primary())
 			cancel()
 			if err == nil && len(resp.Kvs) == 1 && !strings.Contains(string(resp.Kvs[0].Value), `"node":"db1"`) {
 				seen[c.Name] = time.Now()
@@ -348,11 +348,11 @@ func watchCommits(ctx context.Context, cli *clientv3.Client, clusters []*hollow.
 
 // decidedAt is when the cluster's latest failover flow started (its history event),
 // in this process's clock (the coordinators run here).
-func decidedAt(ctx context.Context, cli *clientv3.Client, cluster string) (time.Time, bool) {
+func decidedAt(ctx context.Context, cli *clientv3.Client, name string) (time.Time, bool) {
 	gctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	hist, err := failover.NewStore(cli, cluster).History(gctx, 1)
-	if err != nil || len(hist) == 0 || hist[0].Kind != failover.EventFailover {
+	hist, err := cluster.NewStore(cli, name).History(gctx, 1)
+	if err != nil || len(hist) == 0 || hist[0].Kind != cluster.EventFailover {
 		return time.Time{}, false
 	}
 	return hist[0].Started, true
@@ -364,7 +364,7 @@ func falseFailovers(ctx context.Context, cli *clientv3.Client, clusters []*hollo
 	n := 0
 	for i, c := range clusters {
 		gctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		snap, err := failover.NewStore(cli, c.Name).Load(gctx)
+		snap, err := cluster.NewStore(cli, c.Name).Load(gctx)
 		cancel()
 		if err != nil {
 			continue

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/internal/sandbox"
 )
 
@@ -17,7 +17,7 @@ import (
 // IP, a monitor writing to every server, and a poller of the primary of record.
 type env struct {
 	c     *sandbox.Cluster
-	store *failover.Store
+	store *cluster.Store
 	done  func() // takes the cluster down
 	w     *sandbox.Writer
 	mon   *sandbox.SplitBrainMonitor
@@ -29,7 +29,7 @@ type env struct {
 
 	mu     sync.Mutex
 	epochs []Epoch
-	snap   failover.Snapshot // the latest read, for targets when etcd is down
+	snap   cluster.Snapshot // the latest read, for targets when etcd is down
 }
 
 // pollEpochs reads the primary of record every 100 ms and records each new epoch
@@ -64,7 +64,7 @@ func (e *env) epochList() []Epoch {
 	return slices.Clone(e.epochs)
 }
 
-func (e *env) lastSnapshot() failover.Snapshot {
+func (e *env) lastSnapshot() cluster.Snapshot {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.snap
@@ -119,7 +119,7 @@ func (e *env) firstAckSent(t time.Time) (time.Time, bool) {
 
 // observe reads the cluster as it is: etcd, every server (1 s each at most) and the
 // virtual IP's holders.
-func (e *env) observe(ctx context.Context) (Cluster, failover.Snapshot) {
+func (e *env) observe(ctx context.Context) (Cluster, cluster.Snapshot) {
 	out := Cluster{Nodes: map[string]NodeState{}}
 	lctx, cancel := context.WithTimeout(ctx, time.Second)
 	snap, err := e.store.Load(lctx)

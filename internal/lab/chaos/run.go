@@ -16,7 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/internal/lab"
 	"github.com/baton-ha/baton/internal/sandbox"
 )
@@ -140,7 +140,7 @@ func (r *runner) up(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	e.store = failover.NewStore(cli, c.Name)
+	e.store = cluster.NewStore(cli, c.Name)
 	done := e.done
 	e.done = func() { cli.Close(); done() }
 	for _, n := range c.Nodes {
@@ -178,7 +178,7 @@ func (r *runner) up(ctx context.Context) error {
 // setPolicy sets the cluster's anti-flap window to the campaign's, as `baton policy
 // apply` would, keeping the rest of the policy.
 func (r *runner) setPolicy(ctx context.Context) error {
-	var snap failover.Snapshot
+	var snap cluster.Snapshot
 	if err := lab.Until(ctx, 10*time.Second, func() bool {
 		s, err := r.e.store.Load(ctx)
 		snap = s
@@ -418,7 +418,7 @@ func (r *runner) repair(ctx context.Context, node, primary string) string {
 // resolve binds each fault of the schedule to the node or member it hits, by the
 // roles the cluster has now. A second fault of the same class that would hit the
 // same node moves to another node.
-func (r *runner) resolve(ctx context.Context, s Schedule, c Cluster, snap failover.Snapshot) []resolved {
+func (r *runner) resolve(ctx context.Context, s Schedule, c Cluster, snap cluster.Snapshot) []resolved {
 	primary := c.Primary
 	if primary == "" {
 		primary = r.e.lastSnapshot().Primary.Node
@@ -501,9 +501,9 @@ func (r *runner) inject(ctx context.Context, f *resolved) error {
 // request files an operator's request as `baton switchover --yes` / `baton failover
 // --yes` do (the coordinator chooses the candidate), without waiting for it.
 func (r *runner) request(ctx context.Context, k Kind) error {
-	kind := failover.RequestSwitchover
+	kind := cluster.RequestSwitchover
 	if k == FailoverRequest {
-		kind = failover.RequestFailover
+		kind = cluster.RequestFailover
 	}
 	lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
@@ -513,7 +513,7 @@ func (r *runner) request(ctx context.Context, k Kind) error {
 	}
 	b := make([]byte, 3)
 	_, _ = rand.Read(b)
-	req := failover.Request{ID: fmt.Sprintf("%s-%s-%s", kind, time.Now().UTC().Format("20060102T150405"), hex.EncodeToString(b)),
+	req := cluster.Request{ID: fmt.Sprintf("%s-%s-%s", kind, time.Now().UTC().Format("20060102T150405"), hex.EncodeToString(b)),
 		Kind: kind, Epoch: snap.Primary.Epoch, At: time.Now().UTC()}
 	return r.e.store.PutRequest(lctx, req)
 }

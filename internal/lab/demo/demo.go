@@ -26,7 +26,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/internal/lab"
 	"github.com/baton-ha/baton/internal/sandbox"
 	"github.com/baton-ha/baton/internal/status"
@@ -206,7 +206,7 @@ type demo struct {
 
 	c     *sandbox.Cluster
 	cli   *clientv3.Client
-	store *failover.Store
+	store *cluster.Store
 	sum   Summary
 }
 
@@ -327,7 +327,7 @@ func (d *demo) up(ctx context.Context) error {
 		if d.cli, err = c.EtcdClient(); err != nil {
 			return "", fmt.Errorf("connect to the sandbox's etcd: %w", err)
 		}
-		d.store = failover.NewStore(d.cli, c.Name)
+		d.store = cluster.NewStore(d.cli, c.Name)
 		d.narr.say("sandbox %s up in %.1fs (state in %s):", c.Name, time.Since(start).Seconds(), c.Dir)
 		for _, n := range c.Nodes {
 			d.narr.say("  %s  mariadbd at %s:%d in network namespace %s, server_id %d, agent http://%s", n.Name, n.IP, n.Port,
@@ -343,7 +343,7 @@ func (d *demo) up(ctx context.Context) error {
 func (d *demo) steady(ctx context.Context, w *sandbox.Writer, mon *sandbox.SplitBrainMonitor) (string, error) {
 	var primary string
 	err := d.step("settled", func() (string, error) {
-		var snap failover.Snapshot
+		var snap cluster.Snapshot
 		err := lab.Until(ctx, demoReadyLimit, func() bool {
 			var err error
 			if snap, err = d.store.Load(ctx); err != nil || snap.Primary.Node == "" || snap.Leader != snap.Primary.Node {
@@ -354,7 +354,7 @@ func (d *demo) steady(ctx context.Context, w *sandbox.Writer, mon *sandbox.Split
 				if !ok || st.Verdict != "healthy" {
 					return false
 				}
-				if n.Name != snap.Primary.Node && (st.Role != failover.RoleReplica || !st.IORunning || !st.SQLRunning) {
+				if n.Name != snap.Primary.Node && (st.Role != cluster.RoleReplica || !st.IORunning || !st.SQLRunning) {
 					return false
 				}
 			}
@@ -423,7 +423,7 @@ func (d *demo) failover(ctx context.Context, w *sandbox.Writer, old string) (*de
 	d.narr.say("disk of %s full: every binlogged write on it now waits for space (MariaDB retries every 60 s)", old)
 
 	err = d.step("failover", func() (string, error) {
-		if err := obs.wait(ctx, demoFailoverLimit, obs.reached(failover.MilestonePromoted)); err != nil {
+		if err := obs.wait(ctx, demoFailoverLimit, obs.reached(cluster.MilestonePromoted)); err != nil {
 			return "", fmt.Errorf("no failover within %s of the full disk: %s", demoFailoverLimit, obs.describe())
 		}
 		return obs.snapshot().Primary.Node, nil
@@ -451,7 +451,7 @@ func (d *demo) failover(ctx context.Context, w *sandbox.Writer, old string) (*de
 		return obs, err
 	}
 	if err := d.step("history", func() (string, error) {
-		if err := obs.wait(ctx, demoHistoryLimit, obs.reached(failover.MilestoneRecorded)); err != nil {
+		if err := obs.wait(ctx, demoHistoryLimit, obs.reached(cluster.MilestoneRecorded)); err != nil {
 			return "", fmt.Errorf("no failover event in the history within %s", demoHistoryLimit)
 		}
 		return "", nil
@@ -461,17 +461,17 @@ func (d *demo) failover(ctx context.Context, w *sandbox.Writer, old string) (*de
 	err = d.step("detected", func() (string, error) {
 		// Seen on the way: a verdict that lasted less than the agent's publishing
 		// would be missed, which is a finding too.
-		if _, ok := obs.at(failover.MilestoneDetected); !ok {
+		if _, ok := obs.at(cluster.MilestoneDetected); !ok {
 			return "", fmt.Errorf("the failover happened, but etcd never showed %s failed", old)
 		}
-		if _, ok := obs.at(failover.MilestoneDecided); !ok {
+		if _, ok := obs.at(cluster.MilestoneDecided); !ok {
 			return "", errors.New("the failover happened, but no coordinator decision was seen")
 		}
 		return "", nil
 	})
-	d.sum.DetectMS = obs.ms(obs.at(failover.MilestoneDetected))
-	d.sum.DecideMS = obs.ms(obs.at(failover.MilestoneDecided))
-	d.sum.FailoverMS = obs.ms(obs.at(failover.MilestonePromoted))
+	d.sum.DetectMS = obs.ms(obs.at(cluster.MilestoneDetected))
+	d.sum.DecideMS = obs.ms(obs.at(cluster.MilestoneDecided))
+	d.sum.FailoverMS = obs.ms(obs.at(cluster.MilestonePromoted))
 	d.sum.VIPMS = obs.ms(obs.vipMovedAt())
 	d.sum.WritesResumedMS = obs.ms(obs.resumedAt())
 	if err != nil {
@@ -548,7 +548,7 @@ func (d *demo) rejoinOld(ctx context.Context, obs *demoObserver) error {
 	}
 	d.narr.section(fmt.Sprintf("5. Free the disk of %s: it rejoins by itself", old))
 	st := obs.snapshot().Nodes[old]
-	d.sum.QuarantinedAfterFailover = st.Role == failover.RoleQuarantined
+	d.sum.QuarantinedAfterFailover = st.Role == cluster.RoleQuarantined
 	d.sum.Errant = st.Errant
 	if d.sum.QuarantinedAfterFailover {
 		d.narr.say("%s is fenced and quarantined: its agent found errant GTIDs %s, transactions %s never got.", old, st.Errant, d.sum.NewPrimary)
@@ -598,23 +598,23 @@ func (d *demo) rejoinOld(ctx context.Context, obs *demoObserver) error {
 		return err
 	}
 	err = d.step("rejoined", func() (string, error) {
-		werr := obs.wait(ctx, limit, obs.reached(failover.MilestoneRejoined))
+		werr := obs.wait(ctx, limit, obs.reached(cluster.MilestoneRejoined))
 		for _, line := range recoveryLines(oldNode.ErrorLog, logFrom) {
 			d.narr.say("%s's error log: %s", old, line)
 		}
 		st := obs.snapshot().Nodes[old]
 		d.sum.FinalRole = string(st.Role)
 		if werr != nil {
-			if st.Role == failover.RoleQuarantined {
+			if st.Role == cluster.RoleQuarantined {
 				return "", fmt.Errorf("%s is still quarantined %s after its disk was freed (errant GTIDs %s, %s)", old, limit, st.Errant, st.Reason)
 			}
 			return "", fmt.Errorf("%s did not rejoin as a replica within %s (role %s, verdict %s, IO thread %s, SQL thread %s %s)",
 				old, limit, status.OrDash(string(st.Role)), status.OrDash(st.Verdict), threadState(st.IORunning), threadState(st.SQLRunning), st.ReplError)
 		}
 		d.sum.Rejoined = true
-		at, _ := obs.at(failover.MilestoneRejoined)
+		at, _ := obs.at(cluster.MilestoneRejoined)
 		d.sum.RejoinMS = at.Sub(start).Milliseconds()
-		if ev := obs.snapshot().LastEvent; ev != nil && ev.Kind == failover.EventRejoin && ev.From == old {
+		if ev := obs.snapshot().LastEvent; ev != nil && ev.Kind == cluster.EventRejoin && ev.From == old {
 			d.sum.RejoinEvent = ev.Reason
 			d.narr.say("history: rejoin of %s by its agent (%s): %s", old, automatic(ev.Manual), ev.Reason)
 		}
@@ -649,7 +649,7 @@ func (d *demo) rejoinOld(ctx context.Context, obs *demoObserver) error {
 // explainErrant shows where a quarantined old primary's errant GTIDs come from: its
 // GTID position against the last transaction its binlog really holds, the binlog
 // writes that failed, and what its agent found in the binary logs.
-func (d *demo) explainErrant(ctx context.Context, n *sandbox.Node, st failover.NodeStatus) {
+func (d *demo) explainErrant(ctx context.Context, n *sandbox.Node, st cluster.NodeStatus) {
 	pos, written, err := binlogTail(ctx, d.c, n)
 	if err != nil {
 		d.narr.say("(could not read %s's binlog: %v)", n.Name, err)
@@ -855,18 +855,18 @@ func (n *demoNarrator) lines() []Line {
 // demoView is the cluster as the demo sees it: its keys in etcd, and which nodes have the
 // virtual IP on their interface.
 type demoView struct {
-	Primary     failover.Primary
+	Primary     cluster.Primary
 	Leader      string
 	Coordinator string
-	Intent      *failover.Intent
-	Nodes       map[string]failover.NodeStatus
+	Intent      *cluster.Intent
+	Nodes       map[string]cluster.NodeStatus
 	VIP         []string
-	LastEvent   *failover.Event
+	LastEvent   *cluster.Event
 }
 
 func (v demoView) clone() demoView {
 	c := v
-	c.Nodes = make(map[string]failover.NodeStatus, len(v.Nodes))
+	c.Nodes = make(map[string]cluster.NodeStatus, len(v.Nodes))
 	for k, n := range v.Nodes {
 		c.Nodes[k] = n
 	}
@@ -912,10 +912,10 @@ func demoChanges(prev, cur demoView) []string {
 		}
 		if n.Role != p.Role {
 			switch n.Role {
-			case failover.RoleFenced:
+			case cluster.RoleFenced:
 				// A replica made primary of record shows as fenced until the old
 				// primary lets go of the leader key: it is waiting, not fenced.
-				if name == cur.Primary.Node && cur.Leader != name && p.Role != failover.RolePrimary {
+				if name == cur.Primary.Node && cur.Leader != name && p.Role != cluster.RolePrimary {
 					if cur.Leader == "" {
 						out = append(out, fmt.Sprintf("%s, primary of record, is about to take the leader key", name))
 					} else {
@@ -928,15 +928,15 @@ func demoChanges(prev, cur demoView) []string {
 					line += ": " + why
 				}
 				out = append(out, line)
-			case failover.RoleQuarantined:
+			case cluster.RoleQuarantined:
 				out = append(out, fmt.Sprintf("%s quarantined: errant transactions %s", name, status.OrDash(n.Errant)))
-			case failover.RoleReplica:
+			case cluster.RoleReplica:
 				out = append(out, fmt.Sprintf("%s role replica", name))
 			default:
 				out = append(out, fmt.Sprintf("%s role %s", name, status.OrDash(string(n.Role))))
 			}
 		}
-		if n.Role == failover.RoleReplica && (n.IORunning != p.IORunning || n.SQLRunning != p.SQLRunning || n.Source != p.Source) {
+		if n.Role == cluster.RoleReplica && (n.IORunning != p.IORunning || n.SQLRunning != p.SQLRunning || n.Source != p.Source) {
 			out = append(out, fmt.Sprintf("%s replication from %s: IO thread %s, SQL thread %s", name, status.OrDash(n.Source),
 				threadState(n.IORunning), threadState(n.SQLRunning)))
 		}
@@ -1001,7 +1001,7 @@ func threadState(b bool) string {
 
 // viewOf is the demo's view of a snapshot of the cluster, with the VIP's holders as
 // the interfaces show them.
-func viewOf(snap failover.Snapshot, vip []string) demoView {
+func viewOf(snap cluster.Snapshot, vip []string) demoView {
 	return demoView{Primary: snap.Primary, Leader: snap.Leader, Coordinator: snap.Coordinator, Intent: snap.Intent,
 		Nodes: snap.Nodes, VIP: vip, LastEvent: snap.LastEvent}
 }
@@ -1013,9 +1013,9 @@ func viewOf(snap failover.Snapshot, vip []string) demoView {
 // interfaces, the writes resumed.
 type demoObserver struct {
 	c         *sandbox.Cluster
-	store     *failover.Store
+	store     *cluster.Store
 	w         *sandbox.Writer
-	old       failover.Primary
+	old       cluster.Primary
 	oldServer uint32
 	narr      *demoNarrator
 	vip       *vipWatch
@@ -1023,9 +1023,9 @@ type demoObserver struct {
 	mu       sync.Mutex
 	cur      demoView
 	fault    time.Time
-	tl       *failover.FailoverTimeline // nil before the fault
-	vipAt    time.Time                  // the VIP on the new primary's interface only
-	resumed  time.Time                  // a write through the VIP acknowledged by another server
+	tl       *cluster.FailoverTimeline // nil before the fault
+	vipAt    time.Time                 // the VIP on the new primary's interface only
+	resumed  time.Time                 // a write through the VIP acknowledged by another server
 	failures int
 	// toldFailure: the first failed write after the fault has been narrated.
 	toldFailure bool
@@ -1033,7 +1033,7 @@ type demoObserver struct {
 	done        chan struct{}
 }
 
-func newDemoObserver(c *sandbox.Cluster, store *failover.Store, w *sandbox.Writer, oldServer uint32, narr *demoNarrator) (*demoObserver, error) {
+func newDemoObserver(c *sandbox.Cluster, store *cluster.Store, w *sandbox.Writer, oldServer uint32, narr *demoNarrator) (*demoObserver, error) {
 	vw, err := newVIPWatch(c)
 	if err != nil {
 		return nil, err
@@ -1052,7 +1052,7 @@ func (o *demoObserver) start(ctx context.Context) error {
 		defer close(o.done)
 		polled := make(chan struct{})
 		ready := false
-		watchErr = o.store.Watch(ctx, func(snap failover.Snapshot) error {
+		watchErr = o.store.Watch(ctx, func(snap cluster.Snapshot) error {
 			if ready {
 				o.update(snap, time.Now())
 				return nil
@@ -1108,7 +1108,7 @@ func (o *demoObserver) setFault(t time.Time) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.fault = t
-	o.tl = failover.NewFailoverTimeline(o.old, t)
+	o.tl = cluster.NewFailoverTimeline(o.old, t)
 	o.failures, _ = o.w.Failures()
 }
 
@@ -1173,7 +1173,7 @@ func (o *demoObserver) poll() {
 
 // update takes a new state of the cluster from etcd, narrates the change and times
 // the milestones.
-func (o *demoObserver) update(snap failover.Snapshot, now time.Time) {
+func (o *demoObserver) update(snap cluster.Snapshot, now time.Time) {
 	o.mu.Lock()
 	prev := o.cur.clone()
 	o.cur = viewOf(snap, prev.VIP)
@@ -1192,7 +1192,7 @@ func (o *demoObserver) update(snap failover.Snapshot, now time.Time) {
 }
 
 // at is when the failover's milestone m first held, and whether it has.
-func (o *demoObserver) at(m failover.Milestone) (time.Time, bool) {
+func (o *demoObserver) at(m cluster.Milestone) (time.Time, bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.tl == nil {
@@ -1202,7 +1202,7 @@ func (o *demoObserver) at(m failover.Milestone) (time.Time, bool) {
 }
 
 // reached is a condition for wait: m has held.
-func (o *demoObserver) reached(m failover.Milestone) func() bool {
+func (o *demoObserver) reached(m cluster.Milestone) func() bool {
 	return func() bool { _, ok := o.at(m); return ok }
 }
 

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/internal/sandbox/sandboxtest"
 )
 
@@ -65,7 +65,7 @@ func TestDemo(t *testing.T) {
 			t.Errorf("%s at %d ms, before %s at %d ms", o.name, o.ms, order[i-1].name, order[i-1].ms)
 		}
 	}
-	if !sum.Rejoined || sum.FinalRole != string(failover.RoleReplica) {
+	if !sum.Rejoined || sum.FinalRole != string(cluster.RoleReplica) {
 		t.Errorf("rejoined = %v, final role %q: want the old primary back as a replica", sum.Rejoined, sum.FinalRole)
 	}
 	// By itself: the disk freed, nothing else, within 30 s.
@@ -103,17 +103,17 @@ func TestDemo(t *testing.T) {
 	}
 }
 
-func node(name string, role failover.Role, verdict string) failover.NodeStatus {
-	return failover.NodeStatus{Node: name, Role: role, Verdict: verdict, GTID: "0-1-10", ReadOnly: role != failover.RolePrimary}
+func node(name string, role cluster.Role, verdict string) cluster.NodeStatus {
+	return cluster.NodeStatus{Node: name, Role: role, Verdict: verdict, GTID: "0-1-10", ReadOnly: role != cluster.RolePrimary}
 }
 
 func twoReplicas() demoView {
 	return demoView{
-		Primary: failover.Primary{Node: "db1", Addr: "198.18.0.11:3306", Epoch: 1}, Leader: "db1", Coordinator: "db2",
-		Nodes: map[string]failover.NodeStatus{
-			"db1": node("db1", failover.RolePrimary, "healthy"),
-			"db2": node("db2", failover.RoleReplica, "healthy"),
-			"db3": node("db3", failover.RoleReplica, "healthy"),
+		Primary: cluster.Primary{Node: "db1", Addr: "198.18.0.11:3306", Epoch: 1}, Leader: "db1", Coordinator: "db2",
+		Nodes: map[string]cluster.NodeStatus{
+			"db1": node("db1", cluster.RolePrimary, "healthy"),
+			"db2": node("db2", cluster.RoleReplica, "healthy"),
+			"db3": node("db3", cluster.RoleReplica, "healthy"),
 		},
 		VIP: []string{"db1"},
 	}
@@ -137,20 +137,20 @@ func TestDemoChanges(t *testing.T) {
 			v.Nodes["db1"] = n
 		}, []string{"db1 verdict suspect: write probe did not finish in 300ms"}},
 		{"decision", func(v *demoView) {
-			v.Intent = &failover.Intent{Kind: "failover", From: "db1", Epoch: 1}
+			v.Intent = &cluster.Intent{Kind: "failover", From: "db1", Epoch: 1}
 		}, []string{"coordinator db2 decided: failover away from db1 (epoch 1)"}},
 		{"commit with the intent gone in the same revision is not an abandoned flow", func(v *demoView) {
-			v.Primary = failover.Primary{Node: "db2", Epoch: 2}
+			v.Primary = cluster.Primary{Node: "db2", Epoch: 2}
 		}, []string{"commit: db2 is the primary of record (epoch 2)"}},
 		{"the new primary waiting for the leader key is not fenced", func(v *demoView) {
-			v.Primary = failover.Primary{Node: "db2", Epoch: 2}
+			v.Primary = cluster.Primary{Node: "db2", Epoch: 2}
 			n := v.Nodes["db2"]
-			n.Role = failover.RoleFenced
+			n.Role = cluster.RoleFenced
 			v.Nodes["db2"] = n
 		}, []string{"db2, primary of record, waits for db1 to let go of the leader key", "commit: db2 is the primary of record (epoch 2)"}},
 		{"old primary fenced, leader and VIP released, in that order", func(v *demoView) {
 			n := v.Nodes["db1"]
-			n.Role, n.Reason = failover.RoleFenced, "fenced: a failover away from this node is in progress"
+			n.Role, n.Reason = cluster.RoleFenced, "fenced: a failover away from this node is in progress"
 			v.Nodes["db1"], v.Leader, v.VIP = n, "", nil
 		}, []string{"db1 fenced: a failover away from this node is in progress", "db1 let go of the leader key", "VIP released by db1: no node has it"}},
 		{"a status made without the server says nothing of read_only", func(v *demoView) {
@@ -165,20 +165,20 @@ func TestDemoChanges(t *testing.T) {
 		}, []string{"db3 replication from 198.18.0.11:3306: IO thread stopped, SQL thread running"}},
 		{"quarantine with the errant GTIDs", func(v *demoView) {
 			n := v.Nodes["db3"]
-			n.Role, n.Errant = failover.RoleQuarantined, "0-3-4"
+			n.Role, n.Errant = cluster.RoleQuarantined, "0-3-4"
 			v.Nodes["db3"] = n
 		}, []string{"db3 quarantined: errant transactions 0-3-4"}},
 		{"an agent gone", func(v *demoView) { delete(v.Nodes, "db3") }, []string{"db3's agent is gone (its etcd lease ended)"}},
 		{"two VIP holders are called out", func(v *demoView) { v.VIP = []string{"db1", "db2"} }, []string{"VIP on db1 and db2 at once!"}},
 		{"history", func(v *demoView) {
-			v.LastEvent = &failover.Event{Kind: "failover", From: "db1", To: "db2", Started: time.Unix(100, 0), Took: 301 * time.Millisecond}
+			v.LastEvent = &cluster.Event{Kind: "failover", From: "db1", To: "db2", Started: time.Unix(100, 0), Took: 301 * time.Millisecond}
 		}, []string{"history: failover db1 -> db2 recorded, 301ms from decision to done"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			prev := twoReplicas()
 			if strings.HasPrefix(tt.name, "commit") {
-				prev.Intent = &failover.Intent{Kind: "failover", From: "db1", Epoch: 1}
+				prev.Intent = &cluster.Intent{Kind: "failover", From: "db1", Epoch: 1}
 			}
 			cur := prev.clone()
 			if cur.Intent != nil {
@@ -194,7 +194,7 @@ func TestDemoChanges(t *testing.T) {
 
 func TestDemoChangesAbandonedIntent(t *testing.T) {
 	prev := twoReplicas()
-	prev.Intent = &failover.Intent{Kind: "failover", From: "db1", Epoch: 1}
+	prev.Intent = &cluster.Intent{Kind: "failover", From: "db1", Epoch: 1}
 	cur := prev.clone()
 	cur.Intent = nil
 	want := []string{"the failover away from db1 was abandoned (intent withdrawn)"}
@@ -208,14 +208,14 @@ func TestDemoChangesAbandonedIntent(t *testing.T) {
 // a commit, not as an abandoned flow.
 func TestNarrateSnapshots(t *testing.T) {
 	base := twoReplicas()
-	snap := failover.Snapshot{View: failover.View{Primary: base.Primary, Leader: base.Leader, Nodes: map[string]failover.NodeStatus{}},
+	snap := cluster.Snapshot{View: cluster.View{Primary: base.Primary, Leader: base.Leader, Nodes: map[string]cluster.NodeStatus{}},
 		Coordinator: base.Coordinator}
 	for k, n := range base.Nodes {
 		snap.Nodes[k] = n
 	}
-	next := func(fn func(s *failover.Snapshot)) failover.Snapshot {
+	next := func(fn func(s *cluster.Snapshot)) cluster.Snapshot {
 		c := snap
-		c.Nodes = map[string]failover.NodeStatus{}
+		c.Nodes = map[string]cluster.NodeStatus{}
 		for k, n := range snap.Nodes {
 			c.Nodes[k] = n
 		}
@@ -223,20 +223,20 @@ func TestNarrateSnapshots(t *testing.T) {
 		snap = c
 		return c
 	}
-	steps := []failover.Snapshot{
-		next(func(s *failover.Snapshot) { s.Intent = &failover.Intent{Kind: "failover", From: "db1", Epoch: 1} }),
-		next(func(s *failover.Snapshot) {
-			s.Nodes["db1"] = failover.NodeStatus{Node: "db1", Role: failover.RoleFenced, Verdict: "unwritable", GTID: "0-1-10", ReadOnly: true}
+	steps := []cluster.Snapshot{
+		next(func(s *cluster.Snapshot) { s.Intent = &cluster.Intent{Kind: "failover", From: "db1", Epoch: 1} }),
+		next(func(s *cluster.Snapshot) {
+			s.Nodes["db1"] = cluster.NodeStatus{Node: "db1", Role: cluster.RoleFenced, Verdict: "unwritable", GTID: "0-1-10", ReadOnly: true}
 		}),
-		next(func(s *failover.Snapshot) {
-			s.Primary, s.Intent = failover.Primary{Node: "db2", Addr: "198.18.0.12:3306", Epoch: 2}, nil
+		next(func(s *cluster.Snapshot) {
+			s.Primary, s.Intent = cluster.Primary{Node: "db2", Addr: "198.18.0.12:3306", Epoch: 2}, nil
 		}),
-		next(func(s *failover.Snapshot) { s.Leader = "" }),
-		next(func(s *failover.Snapshot) { s.Leader = "db2" }),
-		next(func(s *failover.Snapshot) {
-			s.LastEvent = &failover.Event{Kind: "failover", From: "db1", To: "db2", Epoch: 2}
+		next(func(s *cluster.Snapshot) { s.Leader = "" }),
+		next(func(s *cluster.Snapshot) { s.Leader = "db2" }),
+		next(func(s *cluster.Snapshot) {
+			s.LastEvent = &cluster.Event{Kind: "failover", From: "db1", To: "db2", Epoch: 2}
 		}),
-		next(func(s *failover.Snapshot) { delete(s.Nodes, "db3") }),
+		next(func(s *cluster.Snapshot) { delete(s.Nodes, "db3") }),
 	}
 	v := base
 	var said []string

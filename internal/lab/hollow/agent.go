@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/failover"
 	"github.com/baton-ha/baton/replication"
 )
@@ -42,8 +43,8 @@ func (t Timings) withDefaults() Timings {
 
 // Policy is the failover policy hollow clusters run with: the real defaults, with a
 // failover block short enough for a benchmark.
-func Policy() failover.Policy {
-	return failover.Policy{FailoverBlock: time.Minute, ConfirmLag: time.Second, SwitchoverMaxLag: time.Second}
+func Policy() cluster.Policy {
+	return cluster.Policy{FailoverBlock: time.Minute, ConfirmLag: time.Second, SwitchoverMaxLag: time.Second}
 }
 
 // Stats are counted across hollow agents.
@@ -82,9 +83,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("hollow agent %s/%s: etcd client: %w", a.Server.c.Name, a.Server.Name, err)
 	}
 	defer cli.Close()
-	store := failover.NewStore(cli, a.Server.c.Name)
+	store := cluster.NewStore(cli, a.Server.c.Name)
 	// One watched cache per agent, as the real agent has.
-	cache, err := failover.NewCache(store, log)
+	cache, err := cluster.NewCache(store, log)
 	if err != nil {
 		return err
 	}
@@ -102,7 +103,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	_, _, _ = store.CreatePolicy(pctx, failover.PolicyRecord{Policy: Policy(), SetBy: a.Server.Name, At: time.Now().UTC()})
+	_, _, _ = store.CreatePolicy(pctx, cluster.PolicyRecord{Policy: Policy(), SetBy: a.Server.Name, At: time.Now().UTC()})
 	cancel()
 	var lease clientv3.LeaseID
 	for attempt := 0; ctx.Err() == nil; attempt++ {

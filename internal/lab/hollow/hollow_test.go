@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/internal/sandbox/sandboxtest"
 )
 
@@ -32,10 +32,10 @@ func TestHollowFailover(t *testing.T) {
 	wg.Add(1)
 	go func() { defer wg.Done(); Write(ctx, clusters, 100*time.Millisecond) }()
 
-	primary := func(c *Cluster) failover.Snapshot {
+	primary := func(c *Cluster) cluster.Snapshot {
 		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
-		snap, _ := failover.NewStore(cli, c.Name).Load(lctx)
+		snap, _ := cluster.NewStore(cli, c.Name).Load(lctx)
 		return snap
 	}
 	for _, c := range clusters {
@@ -46,7 +46,7 @@ func TestHollowFailover(t *testing.T) {
 	}
 	faulted := time.Now()
 	clusters[0].Server("db1").SetUnwritable(true)
-	var after failover.Snapshot
+	var after cluster.Snapshot
 	sandboxtest.WaitFor(t, 20*time.Second, "h1 failed over", func() bool {
 		after = primary(clusters[0])
 		return after.Primary.Node != "db1" && after.Primary.Epoch == 2 && after.Leader == after.Primary.Node

@@ -1,4 +1,4 @@
-package failover_test
+package cluster_test
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/internal/sandbox/sandboxtest"
 )
 
@@ -22,7 +22,7 @@ func embeddedEtcd(t *testing.T) *clientv3.Client {
 
 // elect makes node the coordinator in a new session and returns the session and
 // the guard of its election.
-func elect(t *testing.T, ctx context.Context, cli *clientv3.Client, store *failover.Store, node string) (*concurrency.Session, failover.Guard) {
+func elect(t *testing.T, ctx context.Context, cli *clientv3.Client, store *cluster.Store, node string) (*concurrency.Session, cluster.Guard) {
 	t.Helper()
 	s, err := concurrency.NewSession(cli, concurrency.WithTTL(5))
 	if err != nil {
@@ -35,7 +35,7 @@ func elect(t *testing.T, ctx context.Context, cli *clientv3.Client, store *failo
 	if err := e.Campaign(cctx, node); err != nil {
 		t.Fatalf("campaign of %s: %v", node, err)
 	}
-	return s, failover.CoordinatorGuard(e.Key(), e.Rev())
+	return s, cluster.CoordinatorGuard(e.Key(), e.Rev())
 }
 
 // TestStaleCoordinatorWrites: a coordinator that announced a flow and then lost its
@@ -45,10 +45,10 @@ func elect(t *testing.T, ctx context.Context, cli *clientv3.Client, store *failo
 func TestStaleCoordinatorWrites(t *testing.T) {
 	ctx := context.Background()
 	cli := embeddedEtcd(t)
-	store := failover.NewStore(cli, "stale")
+	store := cluster.NewStore(cli, "stale")
 
 	sA, gA := elect(t, ctx, cli, store, "db2")
-	old := failover.Primary{Node: "db1", Addr: "198.18.0.1:3306", Epoch: 1}
+	old := cluster.Primary{Node: "db1", Addr: "198.18.0.1:3306", Epoch: 1}
 	if err := store.BootstrapPrimary(ctx, gA, old); err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +56,7 @@ func TestStaleCoordinatorWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	revA, err := store.PutIntent(ctx, gA, sA.Lease(), snap.PrimaryModRev, failover.Intent{Kind: "failover", Epoch: 1, From: "db1"})
+	revA, err := store.PutIntent(ctx, gA, sA.Lease(), snap.PrimaryModRev, cluster.Intent{Kind: "failover", Epoch: 1, From: "db1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,12 +66,12 @@ func TestStaleCoordinatorWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	sB, gB := elect(t, ctx, cli, store, "db3")
-	revB, err := store.PutIntent(ctx, gB, sB.Lease(), snap.PrimaryModRev, failover.Intent{Kind: "failover", Epoch: 1, From: "db1", To: "db3"})
+	revB, err := store.PutIntent(ctx, gB, sB.Lease(), snap.PrimaryModRev, cluster.Intent{Kind: "failover", Epoch: 1, From: "db1", To: "db3"})
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	stale := failover.Primary{Node: "db2", Epoch: 2}
+	stale := cluster.Primary{Node: "db2", Epoch: 2}
 	for _, tc := range []struct {
 		name string
 		do   func() error
@@ -87,7 +87,7 @@ func TestStaleCoordinatorWrites(t *testing.T) {
 		err := tc.do()
 		if err == nil {
 			t.Errorf("%s: succeeded, want refused", tc.name)
-		} else if tc.name != "B commits no intent" && !errors.Is(err, failover.ErrConflict) {
+		} else if tc.name != "B commits no intent" && !errors.Is(err, cluster.ErrConflict) {
 			t.Errorf("%s: %v, want ErrConflict", tc.name, err)
 		}
 		now, err := store.Load(ctx)
@@ -103,12 +103,12 @@ func TestStaleCoordinatorWrites(t *testing.T) {
 	}
 
 	// B finishes what it announced, with the anti-flap block on its own lease.
-	next := failover.Primary{Node: "db3", Epoch: 2}
+	next := cluster.Primary{Node: "db3", Epoch: 2}
 	lease, err := store.GrantBlock(ctx, 5*time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
-	block := &failover.Block{FailoverBlock: failover.FailoverBlock{Epoch: 2, To: "db3", For: 5 * time.Minute}, Lease: lease}
+	block := &cluster.Block{FailoverBlock: cluster.FailoverBlock{Epoch: 2, To: "db3", For: 5 * time.Minute}, Lease: lease}
 	if err := store.CommitPrimary(ctx, gB, snap.PrimaryModRev, revB, next, block); err != nil {
 		t.Fatalf("B commits its own intent: %v", err)
 	}

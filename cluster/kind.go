@@ -1,4 +1,4 @@
-package failover
+package cluster
 
 // FlowKind is the kind of a flow that moves the primary: what an Intent announces.
 // Its string is what is stored in etcd, so a value never changes spelling.

@@ -1,4 +1,4 @@
-package failover
+package cluster
 
 import (
 	"fmt"
@@ -115,4 +115,3 @@ type CoordinatorStatus struct {
 	LastError string    `json:"last_error,omitempty"`
 	RetryAt   time.Time `json:"retry_at,omitempty"`
 }
-

@@ -17,7 +17,7 @@
 // whose agent is gone and that keeps taking writes from clients that bypass the
 // virtual IP is fenced only best effort (read_only over the network); semi-sync
 // (AFTER_SYNC) is what keeps such writes from being acknowledged.
-package failover
+package cluster
 
 import (
 	"encoding/json"

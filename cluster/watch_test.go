@@ -1,4 +1,4 @@
-package failover_test
+package cluster_test
 
 import (
 	"context"
@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/cluster"
 )
 
 // TestWatch: Watch yields the state as it is, then one snapshot per revision that
@@ -15,29 +15,29 @@ import (
 // change, other clusters' keys are none, and the history's newest event comes along.
 func TestWatch(t *testing.T) {
 	cli := embeddedEtcd(t)
-	store := failover.NewStore(cli, "w1")
-	other := failover.NewStore(cli, "w2")
+	store := cluster.NewStore(cli, "w1")
+	other := cluster.NewStore(cli, "w2")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	g := failover.Guard{}
-	if err := store.BootstrapPrimary(ctx, g, failover.Primary{Node: "db1", Epoch: 1}); err != nil {
+	g := cluster.Guard{}
+	if err := store.BootstrapPrimary(ctx, g, cluster.Primary{Node: "db1", Epoch: 1}); err != nil {
 		t.Fatal(err)
 	}
 
-	snaps := make(chan failover.Snapshot, 100)
+	snaps := make(chan cluster.Snapshot, 100)
 	wctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- store.Watch(wctx, func(s failover.Snapshot) error { snaps <- s; return nil })
+		done <- store.Watch(wctx, func(s cluster.Snapshot) error { snaps <- s; return nil })
 	}()
-	next := func(what string) failover.Snapshot {
+	next := func(what string) cluster.Snapshot {
 		t.Helper()
 		select {
 		case s := <-snaps:
 			return s
 		case <-time.After(5 * time.Second):
 			t.Fatalf("no snapshot for %s within 5s", what)
-			return failover.Snapshot{}
+			return cluster.Snapshot{}
 		}
 	}
 	first := next("the state as it is")
@@ -50,25 +50,25 @@ func TestWatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := store.PutNode(ctx, lease.ID, failover.NodeStatus{Node: "db1", Verdict: failover.VerdictUnwritable}); err != nil {
+	if err := store.PutNode(ctx, lease.ID, cluster.NodeStatus{Node: "db1", Verdict: cluster.VerdictUnwritable}); err != nil {
 		t.Fatal(err)
 	}
-	if err := other.PutSettings(ctx, failover.Settings{Paused: true}); err != nil {
+	if err := other.PutSettings(ctx, cluster.Settings{Paused: true}); err != nil {
 		t.Fatal(err)
 	}
-	intentRev, err := store.PutIntent(ctx, g, lease.ID, first.PrimaryModRev, failover.Intent{Kind: "failover", From: "db1", Epoch: 1})
+	intentRev, err := store.PutIntent(ctx, g, lease.ID, first.PrimaryModRev, cluster.Intent{Kind: "failover", From: "db1", Epoch: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := store.CommitPrimary(ctx, g, first.PrimaryModRev, intentRev, failover.Primary{Node: "db2", Epoch: 2}, nil); err != nil {
+	if err := store.CommitPrimary(ctx, g, first.PrimaryModRev, intentRev, cluster.Primary{Node: "db2", Epoch: 2}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := store.AppendHistory(ctx, failover.Event{Kind: "failover", From: "db1", To: "db2", Epoch: 2, Started: time.Now()}); err != nil {
+	if err := store.AppendHistory(ctx, cluster.Event{Kind: "failover", From: "db1", To: "db2", Epoch: 2, Started: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 
 	verdict := next("the verdict")
-	if verdict.Nodes["db1"].Verdict != failover.VerdictUnwritable || verdict.Intent != nil || verdict.Rev <= first.Rev {
+	if verdict.Nodes["db1"].Verdict != cluster.VerdictUnwritable || verdict.Intent != nil || verdict.Rev <= first.Rev {
 		t.Errorf("after the verdict: nodes %+v, intent %+v, rev %d (first %d)", verdict.Nodes, verdict.Intent, verdict.Rev, first.Rev)
 	}
 	intent := next("the intent")
@@ -86,12 +86,12 @@ func TestWatch(t *testing.T) {
 	if hist.LastEvent == nil || hist.LastEvent.To != "db2" {
 		t.Errorf("after the history event: last event %+v, want the failover to db2", hist.LastEvent)
 	}
-	tl := failover.NewFailoverTimeline(first.Primary, time.Now())
-	var got []failover.Milestone
-	for _, s := range []failover.Snapshot{first, verdict, intent, commit, hist} {
+	tl := cluster.NewFailoverTimeline(first.Primary, time.Now())
+	var got []cluster.Milestone
+	for _, s := range []cluster.Snapshot{first, verdict, intent, commit, hist} {
 		got = append(got, tl.Observe(s, time.Now())...)
 	}
-	want := []failover.Milestone{failover.MilestoneDetected, failover.MilestoneDecided, failover.MilestoneCommitted, failover.MilestoneRecorded}
+	want := []cluster.Milestone{cluster.MilestoneDetected, cluster.MilestoneDecided, cluster.MilestoneCommitted, cluster.MilestoneRecorded}
 	if !slices.Equal(got, want) {
 		t.Errorf("milestones along the watch = %v, want %v", got, want)
 	}
