@@ -1,22 +1,3 @@
-// Package failover keeps one writable primary per cluster: the cluster's state in
-// etcd, the pure decision function, the elected coordinator that carries out
-// failovers and switchovers, and the reconciler that brings each node into line with
-// the primary of record.
-//
-// Data flows one way: detectors publish node status to etcd; the coordinator reads it,
-// decides (Decide, a pure function) and commits the new primary of record with a
-// fenced transaction; every node's reconciler reads the primary of record and acts on
-// its own server and virtual IP. The coordinator talks to database servers (to stop
-// replication, fence and catch up) but never touches a node's kernel; a reconciler
-// never decides a failover.
-//
-// Safety rests on etcd, not on clocks: the primary of record changes only by a
-// transaction that compares its epoch and the coordinator's election key, and a node
-// becomes writable only while it holds the leader key, which exists at most once and
-// is attached to its agent's session lease. What it does not guarantee: a server
-// whose agent is gone and that keeps taking writes from clients that bypass the
-// virtual IP is fenced only best effort (read_only over the network); semi-sync
-// (AFTER_SYNC) is what keeps such writes from being acknowledged.
 package cluster
 
 import (

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"reflect"
-	"strings"
 	"testing"
 	"time"
 
@@ -85,46 +84,6 @@ func TestPolicyOneSourceInEtcd(t *testing.T) {
 	}
 	if _, _, err := store.CreatePolicy(ctx, cluster.PolicyRecord{Policy: fileA, SetBy: "db1"}); err == nil {
 		t.Fatal("an unreadable existing policy was reported as fine")
-	}
-}
-
-// TestCheckPolicyLogsOncePerChange: a node whose file disagrees says so once per
-// change, not at every pass.
-func TestCheckPolicyLogsOncePerChange(t *testing.T) {
-	core, logs := observer.New(zap.InfoLevel)
-	file := cluster.Policy{FailoverBlock: time.Minute, ConfirmLag: time.Second, SwitchoverMaxLag: time.Second}
-	r := &Reconciler{cfg: ReconcilerConfig{Policy: file}, log: zap.New(core)}
-	shared := file
-	shared.FailoverBlock = 5 * time.Minute
-	other := shared
-	other.ConfirmLag = 2 * time.Second
-	steps := []struct {
-		snap cluster.Snapshot
-		want string // message logged at this pass, "" for none
-	}{
-		{cluster.Snapshot{}, ""},
-		{cluster.Snapshot{Policy: &cluster.PolicyRecord{Policy: file}}, ""},
-		{cluster.Snapshot{Policy: &cluster.PolicyRecord{Policy: shared}}, "disagrees"},
-		{cluster.Snapshot{Policy: &cluster.PolicyRecord{Policy: shared}}, ""},
-		{cluster.Snapshot{Policy: &cluster.PolicyRecord{Policy: other}}, "disagrees"},
-		{cluster.Snapshot{PolicyErr: "parse policy: EOF"}, "unreadable"},
-		{cluster.Snapshot{PolicyErr: "parse policy: EOF"}, ""},
-		{cluster.Snapshot{Policy: &cluster.PolicyRecord{Policy: file}}, "agrees"},
-		{cluster.Snapshot{Policy: &cluster.PolicyRecord{Policy: file}}, ""},
-		{cluster.Snapshot{Policy: &cluster.PolicyRecord{Policy: shared}}, "disagrees"},
-		{cluster.Snapshot{}, ""}, // the key deleted: nothing to compare with, and no false "agrees"
-		{cluster.Snapshot{Policy: &cluster.PolicyRecord{Policy: file}}, ""},
-	}
-	for i, s := range steps {
-		before := logs.Len()
-		r.checkPolicy(s.snap)
-		got := logs.All()[before:]
-		switch {
-		case s.want == "" && len(got) != 0:
-			t.Fatalf("pass %d: logged %q, want nothing", i, got[0].Message)
-		case s.want != "" && (len(got) != 1 || !strings.Contains(got[0].Message, s.want)):
-			t.Fatalf("pass %d: logged %v, want one line with %q", i, got, s.want)
-		}
 	}
 }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/detector"
 	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/reconcile"
 	"github.com/baton-ha/baton/replication"
 	"github.com/baton-ha/baton/vip"
 )
@@ -68,7 +69,7 @@ func (a *Agent) failsafeConfig() failsafeConfig {
 // grant Baton needs or etcd cannot be reached, saying which.
 func (a *Agent) Run(ctx context.Context) error {
 	cfg := a.cfg
-	var mover failover.VIP
+	var mover reconcile.VIP
 	if cfg.VIP != nil {
 		m, err := vip.New(*cfg.VIP, a.log.With(zap.String("component", "vip")))
 		if err != nil {
@@ -132,7 +133,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 
-	var rec *failover.Reconciler
+	var rec *reconcile.Reconciler
 	det, err := a.newDetector(ctx, db, dsn, func(ch detector.Change, _ detector.Report) {
 		a.log.Info("verdict", zap.String("from", ch.From.String()), zap.String("to", ch.To.String()), zap.String("reason", ch.Reason))
 		if rec != nil {
@@ -142,7 +143,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	peer := &failover.PeerWatch{
+	peer := &reconcile.PeerWatch{
 		Self: cfg.Node, DSN: cfg.PeerDSN, Interval: cfg.Timings.ProbeInterval, Timeout: cfg.Timings.ProbeTimeout,
 		FailAfter: cfg.Timings.PeerFailAfter, Log: a.log.With(zap.String("component", "peer")),
 		OnChange: func() {
@@ -151,7 +152,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		},
 	}
-	rec, err = failover.NewReconciler(failover.ReconcilerConfig{
+	rec, err = reconcile.NewReconciler(reconcile.ReconcilerConfig{
 		Node: cfg.Node, Addr: cfg.MySQL.Address, Agent: cfg.AgentAddr(), HeldOff: a.fs.heldOff,
 		Store: store, Cluster: cache, Local: local, LocalDB: db, Detector: det,
 		Peer: peer, VIP: mover, Repl: conns.repl, Policy: cfg.Policy(),
@@ -676,7 +677,7 @@ func (h hookRunner) Run(ctx context.Context, c failover.HookCall) error {
 }
 
 // dropLeftoverVIP releases the virtual IP if this node holds it, within a second.
-func dropLeftoverVIP(ctx context.Context, mover failover.VIP, log *zap.Logger) error {
+func dropLeftoverVIP(ctx context.Context, mover reconcile.VIP, log *zap.Logger) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	held, err := mover.Held(ctx)

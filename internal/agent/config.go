@@ -34,7 +34,7 @@ import (
 
 	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/detector"
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/reconcile"
 	"github.com/baton-ha/baton/replication"
 	"github.com/baton-ha/baton/vip"
 )
@@ -61,7 +61,7 @@ const (
 	DefaultRecoverAfter     = detector.DefaultRecoverAfter
 	DefaultDiskWindow       = detector.DefaultDiskWindow
 	DefaultDiskHorizon      = detector.DefaultDiskHorizon
-	DefaultPeerFailAfter    = failover.DefaultPeerFailAfter
+	DefaultPeerFailAfter    = reconcile.DefaultPeerFailAfter
 	DefaultSessionTTL       = 3 * time.Second
 	DefaultFenceMargin      = time.Second
 	DefaultFailoverBlock    = 5 * time.Minute

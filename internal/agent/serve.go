@@ -11,11 +11,11 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/baton-ha/baton/cluster"
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/reconcile"
 )
 
 // serveHTTP serves the read-only endpoints until ctx ends.
-func (a *Agent) serveHTTP(ctx context.Context, store *cluster.Store, rec *failover.Reconciler, state *sessionState, reg prometheus.Gatherer, metrics *Metrics) error {
+func (a *Agent) serveHTTP(ctx context.Context, store *cluster.Store, rec *reconcile.Reconciler, state *sessionState, reg prometheus.Gatherer, metrics *Metrics) error {
 	view := func() View {
 		n, snap := rec.Current()
 		up, lease := state.get()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/reconcile"
 	"github.com/baton-ha/baton/replication"
 )
 
@@ -91,7 +92,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	go func() { _ = cache.Run(ctx) }()
 	det := NewDetector(a.Server, t.FailAfter)
-	rec, err := failover.NewReconciler(failover.ReconcilerConfig{Node: a.Server.Name, Addr: a.Server.Addr, Store: store, Cluster: cache, Local: a.Server,
+	rec, err := reconcile.NewReconciler(reconcile.ReconcilerConfig{Node: a.Server.Name, Addr: a.Server.Addr, Store: store, Cluster: cache, Local: a.Server,
 		Detector: det, Repl: replication.Source{User: "repl"}, SemiSync: true, ConfirmLag: Policy().ConfirmLag, Tick: t.Tick,
 		Policy: Policy(), Log: log})
 	if err != nil {

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/baton-ha/baton/detector"
-	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/reconcile"
 )
 
 // Detector is a scripted detector (failover.Detector) of one scripted server: healthy
@@ -23,7 +23,7 @@ type Detector struct {
 	since      time.Time
 }
 
-var _ failover.Detector = (*Detector)(nil)
+var _ reconcile.Detector = (*Detector)(nil)
 
 // NewDetector returns the detector of s.
 func NewDetector(s *Server, failAfter time.Duration) *Detector {

@@ -1,4 +1,4 @@
-package failover
+package reconcile
 
 import (
 	"context"
@@ -958,7 +958,6 @@ func gtidMoved(a, b cluster.NodeStatus, step uint64) bool {
 	ca, cb := sa.Count(), sb.Count()
 	return max(ca, cb)-min(ca, cb) >= step
 }
-
 
 // semiSyncState is what a node's status says of its semi-sync, in a cluster
 // configured for it: a writable server's source side ("on"; "async" when it fell back

@@ -1,4 +1,4 @@
-package failover
+package reconcile
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/detector"
@@ -310,5 +311,45 @@ func TestFollowConfirmsTheView(t *testing.T) {
 	}
 	if r.role == cluster.RoleQuarantined {
 		t.Fatal("a changed view quarantined the node")
+	}
+}
+
+// TestCheckPolicyLogsOncePerChange: a node whose file disagrees says so once per
+// change, not at every pass.
+func TestCheckPolicyLogsOncePerChange(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	file := cluster.Policy{FailoverBlock: time.Minute, ConfirmLag: time.Second, SwitchoverMaxLag: time.Second}
+	r := &Reconciler{cfg: ReconcilerConfig{Policy: file}, log: zap.New(core)}
+	shared := file
+	shared.FailoverBlock = 5 * time.Minute
+	other := shared
+	other.ConfirmLag = 2 * time.Second
+	steps := []struct {
+		snap cluster.Snapshot
+		want string // message logged at this pass, "" for none
+	}{
+		{cluster.Snapshot{}, ""},
+		{cluster.Snapshot{Policy: &cluster.PolicyRecord{Policy: file}}, ""},
+		{cluster.Snapshot{Policy: &cluster.PolicyRecord{Policy: shared}}, "disagrees"},
+		{cluster.Snapshot{Policy: &cluster.PolicyRecord{Policy: shared}}, ""},
+		{cluster.Snapshot{Policy: &cluster.PolicyRecord{Policy: other}}, "disagrees"},
+		{cluster.Snapshot{PolicyErr: "parse policy: EOF"}, "unreadable"},
+		{cluster.Snapshot{PolicyErr: "parse policy: EOF"}, ""},
+		{cluster.Snapshot{Policy: &cluster.PolicyRecord{Policy: file}}, "agrees"},
+		{cluster.Snapshot{Policy: &cluster.PolicyRecord{Policy: file}}, ""},
+		{cluster.Snapshot{Policy: &cluster.PolicyRecord{Policy: shared}}, "disagrees"},
+		{cluster.Snapshot{}, ""}, // the key deleted: nothing to compare with, and no false "agrees"
+		{cluster.Snapshot{Policy: &cluster.PolicyRecord{Policy: file}}, ""},
+	}
+	for i, s := range steps {
+		before := logs.Len()
+		r.checkPolicy(s.snap)
+		got := logs.All()[before:]
+		switch {
+		case s.want == "" && len(got) != 0:
+			t.Fatalf("pass %d: logged %q, want nothing", i, got[0].Message)
+		case s.want != "" && (len(got) != 1 || !strings.Contains(got[0].Message, s.want)):
+			t.Fatalf("pass %d: logged %v, want one line with %q", i, got, s.want)
+		}
 	}
 }
