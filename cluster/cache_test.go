@@ -18,6 +18,7 @@ import (
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
 
+	"github.com/baton-ha/baton/detector"
 	"github.com/baton-ha/baton/internal/sandbox/sandboxtest"
 )
 
@@ -180,7 +181,7 @@ func (f *cacheFixture) changes(t *testing.T, round int) int64 {
 		must(s.CommitPrimary(ctx, nil, snap.PrimaryModRev, irev, p, nil)) // one revision: primary put, intent deleted
 	}
 	for i := 1; i <= 3; i++ {
-		must(s.PutNode(ctx, 0, NodeStatus{Node: fmt.Sprintf("db%d", i), Verdict: VerdictHealthy, LagMS: int64(round), Epoch: epoch}))
+		must(s.PutNode(ctx, 0, NodeStatus{Node: fmt.Sprintf("db%d", i), Verdict: detector.Healthy, LagMS: int64(round), Epoch: epoch}))
 	}
 	_, err = cli.Delete(ctx, s.Keys.Leader())
 	must(err)

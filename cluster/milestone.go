@@ -1,6 +1,10 @@
 package cluster
 
-import "time"
+import (
+	"time"
+
+	"github.com/baton-ha/baton/detector"
+)
 
 // Milestone is a step of a failover away from a primary, as etcd shows it. The demo,
 // the benchmarks and the tests time a failover by these, and by nothing else read
@@ -51,7 +55,7 @@ func FailoverMilestones(old Primary, snap Snapshot) []Milestone {
 	committed := snap.Primary.Node != "" && snap.Primary.Node != old.Node && snap.Primary.Epoch > old.Epoch
 	decided := committed || (snap.Intent != nil && snap.Intent.From == old.Node && snap.Intent.Epoch == old.Epoch)
 	st, present := snap.Nodes[old.Node]
-	if decided || !present || st.Verdict == VerdictUnwritable || st.Verdict == VerdictUnreachable {
+	if decided || !present || st.Verdict == detector.Unwritable || st.Verdict == detector.Unreachable {
 		out = append(out, MilestoneDetected)
 	}
 	if decided {

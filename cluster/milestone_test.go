@@ -4,13 +4,15 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/baton-ha/baton/detector"
 )
 
 func TestFailoverMilestones(t *testing.T) {
 	old := Primary{Node: "db1", Addr: "198.18.0.11:3306", Epoch: 1}
 	newp := Primary{Node: "db2", Addr: "198.18.0.12:3306", Epoch: 2}
 	healthy := func(name string, role Role) NodeStatus {
-		return NodeStatus{Node: name, Role: role, Verdict: VerdictHealthy, ServerRead: true}
+		return NodeStatus{Node: name, Role: role, Verdict: detector.Healthy, ServerRead: true}
 	}
 	// before is the cluster before the fault: db1 primary, leader and VIP holder.
 	before := func() Snapshot {
@@ -26,7 +28,7 @@ func TestFailoverMilestones(t *testing.T) {
 	}
 	unwritable := func(s *Snapshot) {
 		n := s.Nodes["db1"]
-		n.Verdict = VerdictUnwritable
+		n.Verdict = detector.Unwritable
 		s.Nodes["db1"] = n
 	}
 	committed := func(s *Snapshot) {
@@ -48,13 +50,13 @@ func TestFailoverMilestones(t *testing.T) {
 		{"steady: nothing", before(), nil},
 		{"old primary suspect: nothing", with(func(s *Snapshot) {
 			n := s.Nodes["db1"]
-			n.Verdict = "suspect"
+			n.Verdict = detector.Suspect
 			s.Nodes["db1"] = n
 		}), nil},
 		{"unwritable verdict", with(unwritable), []Milestone{MilestoneDetected}},
 		{"unreachable verdict", with(func(s *Snapshot) {
 			n := s.Nodes["db1"]
-			n.Verdict = VerdictUnreachable
+			n.Verdict = detector.Unreachable
 			s.Nodes["db1"] = n
 		}), []Milestone{MilestoneDetected}},
 		{"status gone with its agent", with(func(s *Snapshot) { delete(s.Nodes, "db1") }), []Milestone{MilestoneDetected}},

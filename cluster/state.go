@@ -6,6 +6,7 @@ import (
 	"path"
 	"time"
 
+	"github.com/baton-ha/baton/detector"
 	"github.com/baton-ha/baton/replication"
 )
 
@@ -74,8 +75,8 @@ type NodeStatus struct {
 	Agent string `json:"agent,omitempty"`
 	Role  Role   `json:"role"`
 	// Verdict and Reason are the detector's, for the local server.
-	Verdict string `json:"verdict"`
-	Reason  string `json:"reason,omitempty"`
+	Verdict detector.Verdict `json:"verdict"`
+	Reason  string           `json:"reason,omitempty"`
 	// VerdictSince is when the verdict last changed.
 	VerdictSince time.Time `json:"verdict_since"`
 	// ServerRead says the agent read its server's status at this pass; when false,

@@ -2,7 +2,9 @@ package cluster_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 	"go.etcd.io/etcd/client/v3/concurrency"
 
 	"github.com/baton-ha/baton/cluster"
+	"github.com/baton-ha/baton/detector"
 	"github.com/baton-ha/baton/internal/sandbox/sandboxtest"
 )
 
@@ -131,5 +134,20 @@ func TestStaleCoordinatorWrites(t *testing.T) {
 	}
 	if now, err = store.Load(ctx); err != nil || now.Block != nil {
 		t.Fatalf("after the lease ended: block %+v (%v), want none", now.Block, err)
+	}
+}
+
+// TestNodeStatusVerdictJSON: a node status keeps its verdict as the detector's name
+// in etcd, so that agents of other versions and `baton status --json` read the same
+// words; an unknown name leaves the status readable, its verdict unknown.
+func TestNodeStatusVerdictJSON(t *testing.T) {
+	b, err := json.Marshal(cluster.NodeStatus{Node: "db1", Verdict: detector.Unwritable})
+	if err != nil || !strings.Contains(string(b), `"verdict":"unwritable"`) {
+		t.Fatalf("marshalled %s, %v: want the verdict as \"unwritable\"", b, err)
+	}
+	var n cluster.NodeStatus
+	if err := json.Unmarshal([]byte(`{"node":"db1","verdict":"frozen","role":"primary"}`), &n); err != nil ||
+		n.Node != "db1" || n.Verdict != detector.Unknown {
+		t.Fatalf("status with an unknown verdict read as %+v, %v: want it readable, verdict unknown", n, err)
 	}
 }

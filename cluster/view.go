@@ -5,13 +5,6 @@ import (
 	"time"
 )
 
-// Verdict names, as the detector prints them (detector.Verdict.String()).
-const (
-	VerdictHealthy     = "healthy"
-	VerdictUnwritable  = "unwritable"
-	VerdictUnreachable = "unreachable"
-)
-
 // Policy holds the settings Decide weighs. Every coordinator and the CLI decide with
 // one Policy, the cluster's, kept under the policy key (see PolicyRecord). The zero
 // Policy is not valid (Validate): ConfirmLag must be positive.

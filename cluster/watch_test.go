@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/baton-ha/baton/cluster"
+	"github.com/baton-ha/baton/detector"
 )
 
 // TestWatch: Watch yields the state as it is, then one snapshot per revision that
@@ -50,7 +51,7 @@ func TestWatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := store.PutNode(ctx, lease.ID, cluster.NodeStatus{Node: "db1", Verdict: cluster.VerdictUnwritable}); err != nil {
+	if err := store.PutNode(ctx, lease.ID, cluster.NodeStatus{Node: "db1", Verdict: detector.Unwritable}); err != nil {
 		t.Fatal(err)
 	}
 	if err := other.PutSettings(ctx, cluster.Settings{Paused: true}); err != nil {
@@ -68,7 +69,7 @@ func TestWatch(t *testing.T) {
 	}
 
 	verdict := next("the verdict")
-	if verdict.Nodes["db1"].Verdict != cluster.VerdictUnwritable || verdict.Intent != nil || verdict.Rev <= first.Rev {
+	if verdict.Nodes["db1"].Verdict != detector.Unwritable || verdict.Intent != nil || verdict.Rev <= first.Rev {
 		t.Errorf("after the verdict: nodes %+v, intent %+v, rev %d (first %d)", verdict.Nodes, verdict.Intent, verdict.Rev, first.Rev)
 	}
 	intent := next("the intent")

@@ -63,7 +63,7 @@ func (d Disk) Full() bool { return d.Err == "" && d.Total > 0 && d.Free < MinUsa
 // Round is one round of probes of one server: the input of Assess.
 type Round struct {
 	At      time.Time
-	Role    Role
+	Role    Probes
 	Timeout time.Duration
 	Ping    *Result // always run
 	Write   *Result // primaries

@@ -81,6 +81,14 @@ func TestVerdictText(t *testing.T) {
 	if _, err := ParseVerdict("dead"); err == nil {
 		t.Fatal("ParseVerdict accepted a made-up verdict")
 	}
+	// A name it does not know (a newer agent's, a damaged record) reads as Unknown,
+	// never as healthy, and does not make a whole node status unreadable.
+	for _, name := range []string{"dead", "", "Healthy"} {
+		back := Healthy
+		if err := back.UnmarshalText([]byte(name)); err != nil || back != Unknown {
+			t.Errorf("UnmarshalText(%q) = %s, %v; want unknown", name, back, err)
+		}
+	}
 	if _, err := Verdict(200).MarshalText(); err == nil {
 		t.Fatal("an out of range verdict marshalled")
 	}
@@ -89,7 +97,7 @@ func TestVerdictText(t *testing.T) {
 			t.Errorf("%s.Failed() = %v", v, v.Failed())
 		}
 	}
-	var r Role
+	var r Probes
 	if err := r.UnmarshalText([]byte("replica")); err != nil || r != Replica {
 		t.Fatalf("role replica: %v %v", r, err)
 	}

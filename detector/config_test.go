@@ -18,7 +18,7 @@ func TestConfigValidate(t *testing.T) {
 		{"bad dsn", func(c *Config) { c.DSN = "root@tcp(127.0.0.1:3306" }, "dsn"},
 		{"no node", func(c *Config) { c.Node = "" }, "node"},
 		{"long node", func(c *Config) { c.Node = strings.Repeat("n", 65) }, "node"},
-		{"no role", func(c *Config) { c.Role = NoRole }, "role"},
+		{"no role", func(c *Config) { c.Role = NoProbes }, "role"},
 		{"negative interval", func(c *Config) { c.Interval = -time.Second }, "interval"},
 		{"timeout equal to interval", func(c *Config) { c.Interval, c.Timeout = time.Second, time.Second }, "timeout"},
 		{"timeout above interval", func(c *Config) { c.Interval, c.Timeout = 500*time.Millisecond, time.Second }, "timeout"},

@@ -31,7 +31,7 @@ type Config struct {
 	// Node is this node's name, written into the heartbeat and storage tables.
 	Node string
 	// Role chooses the probes; required (see Role). SetRole changes it later.
-	Role Role
+	Role Probes
 	// Interval between the starts of two rounds of probes while the verdict is
 	// settled. While a change is pending (suspect, or recovering) rounds come every
 	// Interval/2, or back to back when a round takes longer.
@@ -126,7 +126,7 @@ func (c Config) Validate() error {
 // reason, and what the latest round measured. The agent publishes it.
 type Report struct {
 	Node string `json:"node"`
-	Role Role   `json:"role"`
+	Role Probes `json:"role"`
 	// At is when the latest round started; zero before the first round.
 	At      time.Time `json:"at"`
 	Verdict Verdict   `json:"verdict"`
@@ -201,7 +201,7 @@ func New(cfg Config) (*Detector, error) {
 }
 
 // SetRole changes the probes from the next round on (after a failover or switchover).
-func (d *Detector) SetRole(r Role) {
+func (d *Detector) SetRole(r Probes) {
 	if r == Primary || r == Replica {
 		d.role.Store(uint32(r))
 	}
@@ -233,7 +233,7 @@ func (d *Detector) Run(ctx context.Context) error {
 		return fmt.Errorf("detector: %w", err)
 	}
 	defer p.Close()
-	d.log.Info("detector started", zap.Stringer("role", Role(d.role.Load())),
+	d.log.Info("detector started", zap.Stringer("role", Probes(d.role.Load())),
 		zap.Duration("interval", d.cfg.Interval), zap.Duration("timeout", d.cfg.Timeout),
 		zap.Int("fail_after", d.cfg.FailAfter), zap.Int("recover_after", d.cfg.RecoverAfter))
 
@@ -247,7 +247,7 @@ func (d *Detector) Run(ctx context.Context) error {
 		}
 		start := time.Now()
 		p.SetEpoch(d.epoch.Load())
-		r := p.Round(ctx, Role(d.role.Load()))
+		r := p.Round(ctx, Probes(d.role.Load()))
 		if ctx.Err() != nil {
 			return nil // a round cut short by shutdown says nothing about the server
 		}

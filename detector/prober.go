@@ -531,7 +531,7 @@ func (l *lane) drop() {
 // It returns within the probe timeout plus a small grace even if a probe does not: a
 // probe that has not returned by then counts as timed out and keeps its kind busy, so
 // the next round reports it as still running instead of starting another.
-func (p *Prober) Round(ctx context.Context, role Role) Round {
+func (p *Prober) Round(ctx context.Context, role Probes) Round {
 	r := Round{At: time.Now(), Role: role, Timeout: p.timeout}
 	type outcome struct {
 		kind string

@@ -69,11 +69,13 @@ func (v Verdict) MarshalText() ([]byte, error) {
 	return []byte(v.String()), nil
 }
 
-// UnmarshalText reads a verdict's name.
+// UnmarshalText reads a verdict's name. A name it does not know (a newer agent's
+// verdict, a damaged record) reads as Unknown rather than failing: a node's whole
+// status would otherwise be dropped, and Unknown is never taken for healthy.
 func (v *Verdict) UnmarshalText(b []byte) error {
 	p, err := ParseVerdict(string(b))
 	if err != nil {
-		return err
+		p = Unknown
 	}
 	*v = p
 	return nil
@@ -89,14 +91,16 @@ func ParseVerdict(s string) (Verdict, error) {
 	return Unknown, fmt.Errorf("parse verdict %q: not a verdict", s)
 }
 
-// Role says which probes apply to a server. It comes from outside (the primary of
+// Probes says which probes apply to a server: the primary's or a replica's. It is
+// not the node's role in the cluster (cluster.Role) nor what the server's
+// replication settings say (replication.ServerRole). It comes from outside (the primary of
 // record in etcd, or the operator): the detector never guesses it, because guessing
 // "primary" for a replica would write binlogged rows there.
-type Role uint8
+type Probes uint8
 
 const (
 	// NoRole is the zero value and is refused by New: a role must be chosen.
-	NoRole Role = iota
+	NoProbes Probes = iota
 	// Primary: liveness and the binlogged write probe.
 	Primary
 	// Replica: liveness, the non-binlogged storage probe and replication state.
@@ -104,9 +108,9 @@ const (
 )
 
 // String returns "primary" or "replica".
-func (r Role) String() string {
+func (r Probes) String() string {
 	switch r {
-	case NoRole:
+	case NoProbes:
 		return "none"
 	case Primary:
 		return "primary"
@@ -117,10 +121,10 @@ func (r Role) String() string {
 }
 
 // MarshalText writes the role's name.
-func (r Role) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
+func (r Probes) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
 
 // UnmarshalText reads a role's name.
-func (r *Role) UnmarshalText(b []byte) error {
+func (r *Probes) UnmarshalText(b []byte) error {
 	switch string(b) {
 	case "primary":
 		*r = Primary

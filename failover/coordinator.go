@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/baton-ha/baton/cluster"
+	"github.com/baton-ha/baton/detector"
 	"github.com/baton-ha/baton/replication"
 )
 
@@ -227,9 +228,10 @@ func (r *retry) done() { *r = retry{min: r.min, max: r.max} }
 // with none: its first sight of the verdict starts the grace again (at most
 // SemiSyncGrace after its election).
 type verdictClock struct {
-	node, verdict string
-	since         time.Time // the primary's VerdictSince, as it published it
-	seen          time.Time // when this coordinator first saw that verdict
+	node    string
+	verdict detector.Verdict
+	since   time.Time // the primary's VerdictSince, as it published it
+	seen    time.Time // when this coordinator first saw that verdict
 }
 
 // observe notes the primary's published status at now and returns when its

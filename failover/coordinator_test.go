@@ -2,9 +2,11 @@ package failover
 
 import (
 	"errors"
-	"github.com/baton-ha/baton/cluster"
 	"testing"
 	"time"
+
+	"github.com/baton-ha/baton/cluster"
+	"github.com/baton-ha/baton/detector"
 )
 
 // TestRetry: an automatic failover that did not complete is not tried again at once:
@@ -114,10 +116,10 @@ func TestCoordinatorConfigRetry(t *testing.T) {
 // primary's clock stamped on it; a new verdict, or a new primary, starts it again.
 func TestVerdictClock(t *testing.T) {
 	t0 := time.Date(2026, 11, 27, 6, 0, 0, 0, time.UTC)
-	primaryAt := func(node, verdict string, since time.Time) cluster.View {
+	primaryAt := func(node string, verdict detector.Verdict, since time.Time) cluster.View {
 		v := cluster.View{Primary: cluster.Primary{Node: node}, Nodes: map[string]cluster.NodeStatus{
 			"db1": {Node: "db1", Verdict: verdict, VerdictSince: since},
-			"db2": {Node: "db2", Verdict: cluster.VerdictHealthy, VerdictSince: since},
+			"db2": {Node: "db2", Verdict: detector.Healthy, VerdictSince: since},
 		}}
 		return v
 	}
@@ -129,19 +131,19 @@ func TestVerdictClock(t *testing.T) {
 		v    cluster.View
 		want time.Time
 	}{
-		{"first sight of an unwritable verdict stamped an hour ahead", 0, primaryAt("db1", cluster.VerdictUnwritable, skewed), t0},
-		{"the same verdict later: first sight kept", 4 * time.Second, primaryAt("db1", cluster.VerdictUnwritable, skewed), t0},
+		{"first sight of an unwritable verdict stamped an hour ahead", 0, primaryAt("db1", detector.Unwritable, skewed), t0},
+		{"the same verdict later: first sight kept", 4 * time.Second, primaryAt("db1", detector.Unwritable, skewed), t0},
 		{"the primary's agent gone: nothing to time", 5 * time.Second, func() cluster.View {
-			v := primaryAt("db1", cluster.VerdictUnwritable, skewed)
+			v := primaryAt("db1", detector.Unwritable, skewed)
 			delete(v.Nodes, "db1")
 			return v
 		}(), time.Time{}},
-		{"back with the same verdict: first sight kept", 6 * time.Second, primaryAt("db1", cluster.VerdictUnwritable, skewed), t0},
-		{"a new verdict: seen now", 7 * time.Second, primaryAt("db1", cluster.VerdictHealthy, skewed.Add(7*time.Second)), t0.Add(7 * time.Second)},
-		{"unwritable again, stamped in the coordinator's past", 8 * time.Second, primaryAt("db1", cluster.VerdictUnwritable, t0.Add(-time.Hour)), t0.Add(8 * time.Second)},
-		{"the same verdict, restamped (the agent restarted)", 9 * time.Second, primaryAt("db1", cluster.VerdictUnwritable, t0.Add(-time.Minute)), t0.Add(9 * time.Second)},
-		{"a new primary of record: seen now", 10 * time.Second, primaryAt("db2", cluster.VerdictHealthy, t0.Add(-time.Minute)), t0.Add(10 * time.Second)},
-		{"no primary of record", 11 * time.Second, cluster.View{Nodes: primaryAt("db1", cluster.VerdictHealthy, t0).Nodes}, time.Time{}},
+		{"back with the same verdict: first sight kept", 6 * time.Second, primaryAt("db1", detector.Unwritable, skewed), t0},
+		{"a new verdict: seen now", 7 * time.Second, primaryAt("db1", detector.Healthy, skewed.Add(7*time.Second)), t0.Add(7 * time.Second)},
+		{"unwritable again, stamped in the coordinator's past", 8 * time.Second, primaryAt("db1", detector.Unwritable, t0.Add(-time.Hour)), t0.Add(8 * time.Second)},
+		{"the same verdict, restamped (the agent restarted)", 9 * time.Second, primaryAt("db1", detector.Unwritable, t0.Add(-time.Minute)), t0.Add(9 * time.Second)},
+		{"a new primary of record: seen now", 10 * time.Second, primaryAt("db2", detector.Healthy, t0.Add(-time.Minute)), t0.Add(10 * time.Second)},
+		{"no primary of record", 11 * time.Second, cluster.View{Nodes: primaryAt("db1", detector.Healthy, t0).Nodes}, time.Time{}},
 	}
 	var c verdictClock
 	for _, s := range steps {

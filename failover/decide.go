@@ -2,12 +2,14 @@ package failover
 
 import (
 	"fmt"
-	"github.com/baton-ha/baton/cluster"
 	"maps"
 	"slices"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/baton-ha/baton/cluster"
+	"github.com/baton-ha/baton/detector"
 )
 
 // Decide looks at the cluster and says what to do. It is a pure function: the same
@@ -84,7 +86,7 @@ func primaryFailed(now time.Time, v cluster.View, p cluster.Policy) (bool, strin
 		}
 	}
 	switch {
-	case present && ps.Verdict == cluster.VerdictUnwritable:
+	case present && ps.Verdict == detector.Unwritable:
 		if wait, how := awaitsReplica(now, v, ps); wait {
 			return false, fmt.Sprintf("primary %s reports unwritable (%s), but its commits wait for a semi-sync replica: %s", name, ps.Reason, how)
 		}
@@ -94,7 +96,7 @@ func primaryFailed(now time.Time, v cluster.View, p cluster.Policy) (bool, strin
 			}
 		}
 		return false, fmt.Sprintf("primary %s reports unwritable (%s), not confirmed by any replica yet", name, ps.Reason)
-	case !present || ps.Verdict == cluster.VerdictUnreachable:
+	case !present || ps.Verdict == detector.Unreachable:
 		what := fmt.Sprintf("primary %s's agent is gone", name)
 		if present {
 			what = fmt.Sprintf("primary %s is unreachable (%s)", name, ps.Reason)
@@ -301,8 +303,8 @@ func unfit(n cluster.NodeStatus) string {
 		return "quarantined (errant transactions " + n.Errant + ")"
 	case n.Role == cluster.RoleQuarantined:
 		return "quarantined (" + n.Reason + ")"
-	case n.Verdict != cluster.VerdictHealthy:
-		return "verdict " + n.Verdict
+	case n.Verdict != detector.Healthy:
+		return "verdict " + n.Verdict.String()
 	case !n.StorageOK:
 		return "storage probe failing"
 	case !n.SQLRunning && n.ReplError != "":
@@ -316,7 +318,7 @@ func decideBootstrap(v cluster.View) cluster.Decision {
 	for _, n := range sortedNodes(v.Nodes) {
 		// Only what the agent read from the server counts: a status published before
 		// the first read has the zero values of a writable server.
-		if n.ServerRead && !n.ReadOnly && n.Source == "" && n.Verdict == cluster.VerdictHealthy {
+		if n.ServerRead && !n.ReadOnly && n.Source == "" && n.Verdict == detector.Healthy {
 			writable = append(writable, n.Node)
 		}
 	}
@@ -346,13 +348,13 @@ func decideRequest(now time.Time, v cluster.View, p cluster.Policy) cluster.Deci
 		}
 	}
 	ps, present := v.Nodes[v.Primary.Node]
-	primaryHealthy := present && ps.Verdict == cluster.VerdictHealthy
+	primaryHealthy := present && ps.Verdict == detector.Healthy
 	switch r.Kind {
 	case cluster.RequestSwitchover:
 		if !primaryHealthy {
 			verdict := "its agent is gone"
 			if present {
-				verdict = "verdict " + ps.Verdict
+				verdict = "verdict " + ps.Verdict.String()
 			}
 			return refuse("switchover needs a healthy primary, and %s is not (%s): use `baton failover`", v.Primary.Node, verdict)
 		}

@@ -1,10 +1,12 @@
 package failover
 
 import (
-	"github.com/baton-ha/baton/cluster"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/baton-ha/baton/cluster"
+	"github.com/baton-ha/baton/detector"
 )
 
 var t0 = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
@@ -15,10 +17,10 @@ func policy() cluster.Policy {
 
 // healthy returns the status of a healthy node; a replica replicates from db1.
 func healthy(name string) cluster.NodeStatus {
-	n := cluster.NodeStatus{Node: name, Verdict: cluster.VerdictHealthy, StorageOK: true, LagMS: 100, IORunning: true, SQLRunning: true,
+	n := cluster.NodeStatus{Node: name, Verdict: detector.Healthy, StorageOK: true, LagMS: 100, IORunning: true, SQLRunning: true,
 		Role: cluster.RoleReplica, ServerRead: true, ReadOnly: true, Source: "db1:3306", PrimaryView: &cluster.PeerView{Node: "db1", Reachable: true}}
 	if name == "db1" {
-		n = cluster.NodeStatus{Node: name, Verdict: cluster.VerdictHealthy, StorageOK: true, LagMS: -1, Role: cluster.RolePrimary, ServerRead: true}
+		n = cluster.NodeStatus{Node: name, Verdict: detector.Healthy, StorageOK: true, LagMS: -1, Role: cluster.RolePrimary, ServerRead: true}
 	}
 	return n
 }
@@ -39,10 +41,10 @@ func with(n cluster.NodeStatus, fs ...func(*cluster.NodeStatus)) cluster.NodeSta
 }
 
 func unwritable(n *cluster.NodeStatus) {
-	n.Verdict, n.Reason = cluster.VerdictUnwritable, "write probe did not finish in 300ms"
+	n.Verdict, n.Reason = detector.Unwritable, "write probe did not finish in 300ms"
 }
 func unreachable(n *cluster.NodeStatus) {
-	n.Verdict, n.Reason = cluster.VerdictUnreachable, "connection refused"
+	n.Verdict, n.Reason = detector.Unreachable, "connection refused"
 }
 func writeCheck(w cluster.PeerWrite) func(*cluster.NodeStatus) {
 	return func(n *cluster.NodeStatus) { n.PrimaryView.Write = w }
@@ -406,13 +408,13 @@ func TestDecide(t *testing.T) {
 		},
 		{
 			name:       "primary read_only by hand is not a failure",
-			v:          view(with(healthy("db1"), func(n *cluster.NodeStatus) { n.Verdict = "read_only" }), with(healthy("db2"), lagging(5000)), healthy("db3")),
+			v:          view(with(healthy("db1"), func(n *cluster.NodeStatus) { n.Verdict = detector.ReadOnly }), with(healthy("db2"), lagging(5000)), healthy("db3")),
 			want:       cluster.NoAction,
 			wantReason: "primary db1 is read_only",
 		},
 		{
 			name:       "primary overloaded (too many connections) is not a failure",
-			v:          view(with(healthy("db1"), func(n *cluster.NodeStatus) { n.Verdict = "overloaded" }), with(healthy("db2"), seesPrimaryGone), with(healthy("db3"), seesPrimaryGone)),
+			v:          view(with(healthy("db1"), func(n *cluster.NodeStatus) { n.Verdict = detector.Overloaded }), with(healthy("db2"), seesPrimaryGone), with(healthy("db3"), seesPrimaryGone)),
 			want:       cluster.NoAction,
 			wantReason: "overloaded",
 		},
@@ -522,7 +524,7 @@ func TestDecide(t *testing.T) {
 			name: "no primary of record: a status published before the server was read is not a writable server",
 			v: cluster.View{Nodes: map[string]cluster.NodeStatus{
 				"db1": with(healthy("db1"), func(n *cluster.NodeStatus) { n.Role = cluster.RoleUnknown }),
-				"db3": {Node: "db3", Verdict: cluster.VerdictHealthy, StorageOK: true, LagMS: -1},
+				"db3": {Node: "db3", Verdict: detector.Healthy, StorageOK: true, LagMS: -1},
 			}},
 			want:   cluster.Bootstrap,
 			wantTo: "db1",
@@ -530,7 +532,7 @@ func TestDecide(t *testing.T) {
 		{
 			name: "no primary of record, only an unread status: wait",
 			v: cluster.View{Nodes: map[string]cluster.NodeStatus{
-				"db3": {Node: "db3", Verdict: cluster.VerdictHealthy, StorageOK: true, LagMS: -1},
+				"db3": {Node: "db3", Verdict: detector.Healthy, StorageOK: true, LagMS: -1},
 			}},
 			want:       cluster.NoAction,
 			wantReason: "no healthy writable server",
@@ -538,7 +540,7 @@ func TestDecide(t *testing.T) {
 		{
 			name: "dead primary, but a replica whose server was not read yet is no vote",
 			v: view(with(healthy("db1"), unreachable), with(healthy("db2"), seesPrimaryGone),
-				cluster.NodeStatus{Node: "db3", Verdict: cluster.VerdictHealthy, StorageOK: true, LagMS: -1}),
+				cluster.NodeStatus{Node: "db3", Verdict: detector.Healthy, StorageOK: true, LagMS: -1}),
 			want:       cluster.NoAction,
 			wantReason: "db3 still sees it",
 		},

@@ -307,7 +307,7 @@ func detectedAt(snap cluster.Snapshot, d cluster.Decision, started time.Time) ti
 		return time.Time{}
 	}
 	switch n.Verdict {
-	case detector.Unwritable.String(), detector.Unreachable.String():
+	case detector.Unwritable, detector.Unreachable:
 		return n.VerdictSince.UTC()
 	}
 	return time.Time{}

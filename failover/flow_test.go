@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/baton-ha/baton/cluster"
+	"github.com/baton-ha/baton/detector"
 	"github.com/baton-ha/baton/replication"
 )
 
@@ -113,7 +114,7 @@ func TestChoose(t *testing.T) {
 func TestDetectedAt(t *testing.T) {
 	started := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	failed := started.Add(-1500 * time.Millisecond)
-	snap := func(verdict string, since time.Time) cluster.Snapshot {
+	snap := func(verdict detector.Verdict, since time.Time) cluster.Snapshot {
 		var s cluster.Snapshot
 		s.Nodes = map[string]cluster.NodeStatus{"db1": {Node: "db1", Verdict: verdict, VerdictSince: since}}
 		return s
@@ -125,14 +126,14 @@ func TestDetectedAt(t *testing.T) {
 		d    cluster.Decision
 		want time.Time
 	}{
-		{"unwritable primary", snap("unwritable", failed), auto, failed},
-		{"unreachable primary", snap("unreachable", failed), auto, failed},
+		{"unwritable primary", snap(detector.Unwritable, failed), auto, failed},
+		{"unreachable primary", snap(detector.Unreachable, failed), auto, failed},
 		{"agent gone", cluster.Snapshot{}, auto, time.Time{}},
-		{"healthy verdict (agent cut from etcd)", snap("healthy", failed), auto, time.Time{}},
-		{"verdict after the flow began (clock skew)", snap("unwritable", started.Add(time.Second)), auto, time.Time{}},
-		{"zero verdict time", snap("unwritable", time.Time{}), auto, time.Time{}},
-		{"manual failover", snap("unwritable", failed), cluster.Decision{Action: cluster.Failover, From: "db1", Manual: true}, time.Time{}},
-		{"switchover", snap("unwritable", failed), cluster.Decision{Action: cluster.Switchover, From: "db1"}, time.Time{}},
+		{"healthy verdict (agent cut from etcd)", snap(detector.Healthy, failed), auto, time.Time{}},
+		{"verdict after the flow began (clock skew)", snap(detector.Unwritable, started.Add(time.Second)), auto, time.Time{}},
+		{"zero verdict time", snap(detector.Unwritable, time.Time{}), auto, time.Time{}},
+		{"manual failover", snap(detector.Unwritable, failed), cluster.Decision{Action: cluster.Failover, From: "db1", Manual: true}, time.Time{}},
+		{"switchover", snap(detector.Unwritable, failed), cluster.Decision{Action: cluster.Switchover, From: "db1"}, time.Time{}},
 	}
 	for _, c := range cases {
 		if got := detectedAt(c.snap, c.d, started); !got.Equal(c.want) {

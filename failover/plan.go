@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/baton-ha/baton/cluster"
+	"github.com/baton-ha/baton/detector"
 	"github.com/baton-ha/baton/replication"
 )
 
@@ -127,8 +128,8 @@ func primaryChecks(v cluster.View, kind cluster.RequestKind) []Check {
 	if !ok {
 		return []Check{{Name: "agent", OK: kind == cluster.RequestFailover, Detail: fmt.Sprintf("%s's agent is gone", name)}}
 	}
-	healthy := n.Verdict == cluster.VerdictHealthy
-	detail := "verdict " + n.Verdict
+	healthy := n.Verdict == detector.Healthy
+	detail := "verdict " + n.Verdict.String()
 	if n.Reason != "" {
 		detail += " (" + n.Reason + ")"
 	}
@@ -176,8 +177,8 @@ func candidateChecks(v cluster.View, p cluster.Policy, kind cluster.RequestKind,
 		// thread without an error still applies what it has once started.
 		add("replication", kind != cluster.RequestSwitchover, "%s", detail)
 	}
-	if n.Verdict == cluster.VerdictHealthy {
-		add("verdict", true, "healthy")
+	if n.Verdict == detector.Healthy {
+		add("verdict", true, "%s", detector.Healthy)
 	} else {
 		add("verdict", false, "verdict %s", n.Verdict)
 	}

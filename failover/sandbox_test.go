@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/baton-ha/baton/cluster"
+	"github.com/baton-ha/baton/detector"
 	"github.com/baton-ha/baton/internal/sandbox"
 	"github.com/baton-ha/baton/internal/sandbox/sandboxtest"
 )
@@ -308,7 +309,7 @@ func TestNoFailover(t *testing.T) {
 			if snap.Primary.Node != "db1" {
 				t.Fatalf("too many connections caused a failover to %s", snap.Primary.Node)
 			}
-			return snap.Nodes["db1"].Verdict == "overloaded"
+			return snap.Nodes["db1"].Verdict == detector.Overloaded
 		})
 		steady(t, "too many connections", 5*time.Second)
 		fault(t, "db1", sandbox.ReleaseConnections)

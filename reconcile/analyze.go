@@ -174,7 +174,7 @@ type Analysis struct {
 	Role cluster.Role
 	// Probe is how the detector is to probe the server once Action is done;
 	// detector.NoRole leaves it.
-	Probe detector.Role
+	Probe detector.Probes
 	// Epoch is the primary epoch acted on (the flow's for NodeFenceForIntent).
 	Epoch uint64
 	// IntentKey identifies the flow of NodeFenceForIntent.

@@ -85,7 +85,7 @@ func TestAnalyze(t *testing.T) {
 		wantFence        bool
 		wantServerFenced bool
 		wantRole         cluster.Role
-		wantProbe        detector.Role
+		wantProbe        detector.Probes
 		wantReason       string
 		wantErr          bool
 	}{

@@ -32,7 +32,7 @@ type VIP interface {
 // Detector is what the reconciler needs of the node's detector.
 type Detector interface {
 	Report() detector.Report
-	SetRole(detector.Role)
+	SetRole(detector.Probes)
 	SetEpoch(uint64)
 }
 
@@ -386,8 +386,8 @@ func (r *Reconciler) act(ctx context.Context, snap cluster.Snapshot, lease clien
 	}
 }
 
-func (r *Reconciler) probeAs(role detector.Role) {
-	if role != detector.NoRole {
+func (r *Reconciler) probeAs(role detector.Probes) {
+	if role != detector.NoProbes {
 		r.cfg.Detector.SetRole(role)
 	}
 }
@@ -774,7 +774,7 @@ func (r *Reconciler) build(snap cluster.Snapshot) cluster.NodeStatus {
 	defer r.mu.Unlock()
 	n := cluster.NodeStatus{
 		Node: r.cfg.Node, Addr: r.cfg.Addr, Agent: r.cfg.Agent, Role: r.role,
-		Verdict: rep.Verdict.String(), Reason: rep.Reason, VerdictSince: rep.Since,
+		Verdict: rep.Verdict, Reason: rep.Reason, VerdictSince: rep.Since,
 		LagMS: -1, Priority: r.cfg.Priority, NoPromote: r.cfg.NoPromote,
 		Errant: r.errant, Epoch: snap.Primary.Epoch, At: r.cfg.Now().UTC(), Repaired: r.repaired,
 	}

@@ -45,7 +45,7 @@ func TestReplicaLag(t *testing.T) {
 // once.
 func TestCurrentShowsFenceAtOnce(t *testing.T) {
 	r := &Reconciler{log: zap.NewNop()}
-	r.current = cluster.NodeStatus{Node: "db1", Role: cluster.RolePrimary, Verdict: "healthy"}
+	r.current = cluster.NodeStatus{Node: "db1", Role: cluster.RolePrimary, Verdict: detector.Healthy}
 	r.role = cluster.RolePrimary
 	if n, _ := r.Current(); n.Role != cluster.RolePrimary {
 		t.Fatalf("role before the fence = %s", n.Role)
@@ -62,7 +62,7 @@ func TestCurrentShowsFenceAtOnce(t *testing.T) {
 // TestPublishNow: what is published at once, and what waits for PublishEvery.
 func TestPublishNow(t *testing.T) {
 	marks := publishMarks{confirmLag: time.Second, switchoverMaxLag: 500 * time.Millisecond, gtidStep: 1000}
-	base := cluster.NodeStatus{Node: "db2", Addr: "198.18.0.2:3306", Role: cluster.RoleReplica, Verdict: cluster.VerdictHealthy, ServerRead: true,
+	base := cluster.NodeStatus{Node: "db2", Addr: "198.18.0.2:3306", Role: cluster.RoleReplica, Verdict: detector.Healthy, ServerRead: true,
 		Flavor: "mariadb", GTID: "0-1-5000", IORunning: true, SQLRunning: true, LagMS: 0, StorageOK: true, WriteMS: 2.5, PingMS: 0.4,
 		DiskFree: 10 << 30, Reason: "probes ok: write 2.5ms", At: time.Unix(100, 0)}
 	with := func(f func(*cluster.NodeStatus)) cluster.NodeStatus { n := base; f(&n); return n }
@@ -83,7 +83,7 @@ func TestPublishNow(t *testing.T) {
 		{"lag over switchover_max_lag", with(func(n *cluster.NodeStatus) { n.LagMS = 600 }), true},
 		{"lag unknown", with(func(n *cluster.NodeStatus) { n.LagMS = -1 }), true},
 		{"lag at confirm_lag", with(func(n *cluster.NodeStatus) { n.LagMS = 1000 }), true},
-		{"verdict", with(func(n *cluster.NodeStatus) { n.Verdict = "suspect" }), true},
+		{"verdict", with(func(n *cluster.NodeStatus) { n.Verdict = detector.Suspect }), true},
 		{"io thread", with(func(n *cluster.NodeStatus) { n.IORunning = false }), true},
 		{"replication error", with(func(n *cluster.NodeStatus) { n.ReplError = "Duplicate entry" }), true},
 		{"semi-sync", with(func(n *cluster.NodeStatus) { n.SemiSync = cluster.SemiSyncReplicaOff }), true},
@@ -222,7 +222,7 @@ func (s *followServer) Follow(ctx context.Context, _ replication.Source, confirm
 type reportDetector struct{ rep detector.Report }
 
 func (d reportDetector) Report() detector.Report { return d.rep }
-func (reportDetector) SetRole(detector.Role)     {}
+func (reportDetector) SetRole(detector.Probes)   {}
 func (reportDetector) SetEpoch(uint64)           {}
 
 // A replica whose relay log MariaDB cannot open any more is quarantined with what a

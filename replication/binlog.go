@@ -520,7 +520,7 @@ func writtenState(state, errant GTIDSet, primary Server, files []binlogFile, eve
 // bounds the whole inspection (binary logs can be large).
 func (in *Instance) InspectErrant(ctx context.Context, primary Server, timeout time.Duration) (ErrantEvidence, error) {
 	var ev ErrantEvidence
-	err := in.call(ctx, timeout, func(ctx context.Context, s *session) error {
+	err := in.call(ctx, timeout, func(ctx context.Context, s *serverConn) error {
 		st, err := s.status(ctx)
 		if err != nil {
 			return err
@@ -610,7 +610,7 @@ func (in *Instance) InspectErrant(ctx context.Context, primary Server, timeout t
 }
 
 // binlogEnd is SHOW MASTER STATUS's file:position, where the next event goes.
-func (s *session) binlogEnd(ctx context.Context) (string, error) {
+func (s *serverConn) binlogEnd(ctx context.Context) (string, error) {
 	if s.flavor != FlavorMariaDB {
 		return "", nil // only RepairErrant, MariaDB's, needs it (MySQL 8.4 renamed the statement)
 	}
@@ -634,7 +634,7 @@ const maxLastEvent = 4096
 // alone leaves the position past anything readable (past the end of the file, even),
 // so no offset before it starts an event that ends there. It tries each offset of
 // the last maxLastEvent bytes: a failing SHOW BINLOG EVENTS is cheap.
-func (s *session) writtenAfter(ctx context.Context, file string, tail, end uint64) (bool, error) {
+func (s *serverConn) writtenAfter(ctx context.Context, file string, tail, end uint64) (bool, error) {
 	if end <= tail {
 		return false, nil
 	}
@@ -669,7 +669,7 @@ func splitEnd(s string) (string, uint64) {
 }
 
 // binlogFiles lists the binary log files with the GTIDs logged before each.
-func (s *session) binlogFiles(ctx context.Context) ([]binlogFile, error) {
+func (s *serverConn) binlogFiles(ctx context.Context) ([]binlogFile, error) {
 	rows, err := s.queryRows(ctx, "SHOW BINARY LOGS")
 	if err != nil {
 		return nil, err
@@ -700,7 +700,7 @@ func (s *session) binlogFiles(ctx context.Context) ([]binlogFile, error) {
 // ever got what lies there, and crash recovery would truncate it too. The file
 // keeps it when rotated (FLUSH BINARY LOGS): the caller judges what a tail in a
 // file no longer written means. Without tolerate it is an error.
-func (s *session) binlogEvents(ctx context.Context, file string, limit int, tolerate bool) (events []BinlogEvent, tail uint64, err error) {
+func (s *serverConn) binlogEvents(ctx context.Context, file string, limit int, tolerate bool) (events []BinlogEvent, tail uint64, err error) {
 	var out []BinlogEvent
 	from := uint64(4)
 	n := binlogPage

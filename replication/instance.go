@@ -128,9 +128,9 @@ func (in *Instance) knownFlavor() Flavor {
 	return in.flavor
 }
 
-// session is one dedicated connection for the duration of a call, with what
+// serverConn is one dedicated connection for the duration of a call, with what
 // is needed to kill its statement from elsewhere.
-type session struct {
+type serverConn struct {
 	in                 *Instance
 	conn               *sql.Conn
 	id                 int64
@@ -141,12 +141,12 @@ type session struct {
 
 // open takes a connection and learns its id, its sql_mode and (once) the
 // server's flavor, in one round trip. ctx must carry the call's deadline.
-func (in *Instance) open(ctx context.Context) (*session, error) {
+func (in *Instance) open(ctx context.Context) (*serverConn, error) {
 	c, err := in.db.Conn(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
-	s := &session{in: in, conn: c}
+	s := &serverConn{in: in, conn: c}
 	var mode, version, comment string
 	err = c.QueryRowContext(ctx, "SELECT CONNECTION_ID(), @@SESSION.sql_mode, @@GLOBAL.version, @@GLOBAL.version_comment").
 		Scan(&s.id, &mode, &version, &comment)
@@ -164,7 +164,7 @@ func (in *Instance) open(ctx context.Context) (*session, error) {
 	return s, nil
 }
 
-func (s *session) close() { s.conn.Close() }
+func (s *serverConn) close() { s.conn.Close() }
 
 // exec runs a statement that changes the server. It gets the call's time
 // minus a reserve; if it has not finished by then, the driver closes the
@@ -172,7 +172,7 @@ func (s *session) close() { s.conn.Close() }
 // closed socket while a statement waits on a lock or a full disk) and the
 // statement is killed server-side through another connection, within the
 // reserve, so that it cannot take effect later.
-func (s *session) exec(ctx context.Context, query string) error {
+func (s *serverConn) exec(ctx context.Context, query string) error {
 	if s.broken {
 		return fmt.Errorf("%s: connection already abandoned", query)
 	}
@@ -201,9 +201,9 @@ func stmtDeadline(ctx context.Context) time.Time {
 	return dl.Add(-reserve)
 }
 
-// kill ends this session's connection server-side. It runs even when the
+// kill ends this connection server-side. It runs even when the
 // caller's context was cancelled, but never past the call's deadline.
-func (s *session) kill(ctx context.Context) {
+func (s *serverConn) kill(ctx context.Context) {
 	s.conn.Close()
 	dl, ok := ctx.Deadline()
 	if !ok {
@@ -240,7 +240,7 @@ func killOn(ctx context.Context, c *sql.Conn, id int64) error {
 
 // queryRows reads a result set as column name -> value maps; SQL NULL cells
 // are left out.
-func (s *session) queryRows(ctx context.Context, query string) ([]map[string]string, error) {
+func (s *serverConn) queryRows(ctx context.Context, query string) ([]map[string]string, error) {
 	rows, err := s.conn.QueryContext(ctx, query)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", query, err)
@@ -276,7 +276,7 @@ func (s *session) queryRows(ctx context.Context, query string) ([]map[string]str
 
 // queryKV reads a two-column (name, value) result such as SHOW VARIABLES,
 // names lower-cased.
-func (s *session) queryKV(ctx context.Context, query string) (map[string]string, error) {
+func (s *serverConn) queryKV(ctx context.Context, query string) (map[string]string, error) {
 	rows, err := s.queryRows(ctx, query)
 	if err != nil {
 		return nil, err
@@ -289,7 +289,7 @@ func (s *session) queryKV(ctx context.Context, query string) (map[string]string,
 }
 
 // status reads the server's Status on this session.
-func (s *session) status(ctx context.Context) (Status, error) {
+func (s *serverConn) status(ctx context.Context) (Status, error) {
 	g, err := s.queryRows(ctx, globalsQuery(s.flavor))
 	if err != nil {
 		return Status{}, err

@@ -59,7 +59,7 @@ func relayLogErr(err error) error {
 }
 
 // call runs fn on a fresh session under the call's deadline.
-func (in *Instance) call(ctx context.Context, timeout time.Duration, fn func(ctx context.Context, s *session) error) error {
+func (in *Instance) call(ctx context.Context, timeout time.Duration, fn func(ctx context.Context, s *serverConn) error) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	s, err := in.open(ctx)
@@ -74,7 +74,7 @@ func (in *Instance) call(ctx context.Context, timeout time.Duration, fn func(ctx
 // threads and semi-sync state. It only reads.
 func (in *Instance) Status(ctx context.Context) (Status, error) {
 	var st Status
-	err := in.call(ctx, in.timeout, func(ctx context.Context, s *session) error {
+	err := in.call(ctx, in.timeout, func(ctx context.Context, s *serverConn) error {
 		var err error
 		st, err = s.status(ctx)
 		return err
@@ -93,7 +93,7 @@ func (in *Instance) Status(ctx context.Context) (Status, error) {
 // It waits for the replication lock (ReplicationLock) as long as ctx allows,
 // and returns ErrBusy if another session kept it.
 func (in *Instance) StopIO(ctx context.Context) error {
-	err := in.call(ctx, in.timeout, func(ctx context.Context, s *session) error {
+	err := in.call(ctx, in.timeout, func(ctx context.Context, s *serverConn) error {
 		if err := s.lockReplication(ctx); err != nil {
 			return err
 		}
@@ -109,7 +109,7 @@ func (in *Instance) StopIO(ctx context.Context) error {
 // StopReplication stops both replication threads. Harmless when already
 // stopped or when the server is not a replica.
 func (in *Instance) StopReplication(ctx context.Context) error {
-	err := in.call(ctx, in.timeout, func(ctx context.Context, s *session) error {
+	err := in.call(ctx, in.timeout, func(ctx context.Context, s *serverConn) error {
 		return s.exec(ctx, stopReplicationQuery(s.flavor))
 	})
 	if err != nil {
@@ -122,7 +122,7 @@ func (in *Instance) StopReplication(ctx context.Context) error {
 // replica (after StopIO or StopReplication). Harmless when running; an
 // error when no source is configured (use Follow).
 func (in *Instance) StartReplication(ctx context.Context) error {
-	err := in.call(ctx, in.timeout, func(ctx context.Context, s *session) error {
+	err := in.call(ctx, in.timeout, func(ctx context.Context, s *serverConn) error {
 		return s.exec(ctx, startReplicationQuery(s.flavor))
 	})
 	if err != nil {
@@ -135,7 +135,7 @@ func (in *Instance) StartReplication(ctx context.Context) error {
 // and reads the result back. Setting a value the server already has is
 // harmless and, on MariaDB, does not wait for running commits.
 func (in *Instance) SetReadOnly(ctx context.Context, on bool) error {
-	err := in.call(ctx, in.timeout, func(ctx context.Context, s *session) error {
+	err := in.call(ctx, in.timeout, func(ctx context.Context, s *serverConn) error {
 		return s.setReadOnly(ctx, on)
 	})
 	if err != nil {
@@ -144,7 +144,7 @@ func (in *Instance) SetReadOnly(ctx context.Context, on bool) error {
 	return nil
 }
 
-func (s *session) setReadOnly(ctx context.Context, on bool) error {
+func (s *serverConn) setReadOnly(ctx context.Context, on bool) error {
 	q := "SELECT @@GLOBAL.read_only, 0"
 	if s.flavor == FlavorMySQL {
 		q = "SELECT @@GLOBAL.read_only, @@GLOBAL.super_read_only"
@@ -185,7 +185,7 @@ func (in *Instance) WaitExecuted(ctx context.Context, set GTIDSet, timeout time.
 		timeout = in.timeout
 	}
 	start := time.Now()
-	err := in.call(ctx, timeout, func(ctx context.Context, s *session) error {
+	err := in.call(ctx, timeout, func(ctx context.Context, s *serverConn) error {
 		return s.waitExecuted(ctx, set)
 	})
 	if err != nil {
@@ -194,7 +194,7 @@ func (in *Instance) WaitExecuted(ctx context.Context, set GTIDSet, timeout time.
 	return nil
 }
 
-func (s *session) waitExecuted(ctx context.Context, set GTIDSet) error {
+func (s *serverConn) waitExecuted(ctx context.Context, set GTIDSet) error {
 	if set.IsEmpty() {
 		return nil
 	}
@@ -262,7 +262,7 @@ func (s *session) waitExecuted(ctx context.Context, set GTIDSet) error {
 // acknowledged without a replica; a server without semi-sync is then an
 // error, found before anything is changed.
 func (in *Instance) Promote(ctx context.Context) error {
-	err := in.call(ctx, in.timeout, func(ctx context.Context, s *session) error {
+	err := in.call(ctx, in.timeout, func(ctx context.Context, s *serverConn) error {
 		st, err := s.status(ctx)
 		if err != nil {
 			return err
@@ -349,7 +349,7 @@ func (in *Instance) Follow(ctx context.Context, src Source, confirm func(context
 	if err := src.validate(); err != nil {
 		return fmt.Errorf("follow on %s: %w", in.name, err)
 	}
-	err := in.call(ctx, in.timeout, func(ctx context.Context, s *session) error {
+	err := in.call(ctx, in.timeout, func(ctx context.Context, s *serverConn) error {
 		if err := s.setReadOnly(ctx, true); err != nil {
 			return err
 		}
@@ -477,7 +477,7 @@ func (in *Instance) Fence(ctx context.Context) (FenceReport, error) {
 	defer cancel()
 	dl, _ := ctx.Deadline()
 	roCtx, roCancel := context.WithDeadline(ctx, time.Now().Add(time.Until(dl)/2))
-	roErr := in.call(roCtx, in.timeout, func(ctx context.Context, s *session) error {
+	roErr := in.call(roCtx, in.timeout, func(ctx context.Context, s *serverConn) error {
 		return s.setReadOnly(ctx, true)
 	})
 	roCancel()
@@ -485,7 +485,7 @@ func (in *Instance) Fence(ctx context.Context) (FenceReport, error) {
 	if roErr != nil {
 		roErr = fmt.Errorf("read_only: %w", roErr)
 	}
-	killErr := in.call(ctx, in.timeout, func(ctx context.Context, s *session) error {
+	killErr := in.call(ctx, in.timeout, func(ctx context.Context, s *serverConn) error {
 		var me string
 		if err := s.conn.QueryRowContext(ctx, "SELECT SUBSTRING_INDEX(CURRENT_USER(), '@', 1)").Scan(&me); err != nil {
 			return fmt.Errorf("read own account: %w", err)
@@ -521,7 +521,7 @@ func (in *Instance) Fence(ctx context.Context) (FenceReport, error) {
 		// The writers read_only was waiting for may have been among the
 		// killed (on MariaDB a write hung on a full disk does end when
 		// killed), so try again with the time left.
-		retry := in.call(ctx, in.timeout, func(ctx context.Context, s *session) error {
+		retry := in.call(ctx, in.timeout, func(ctx context.Context, s *serverConn) error {
 			return s.setReadOnly(ctx, true)
 		})
 		if retry == nil {
@@ -543,7 +543,7 @@ func (in *Instance) Fence(ctx context.Context) (FenceReport, error) {
 // connects (Follow, StartReplication). Harmless when repeated; ErrNoSemiSync
 // when the server has no semi-sync.
 func (in *Instance) SetSemiSync(ctx context.Context, source, replica bool) error {
-	err := in.call(ctx, in.timeout, func(ctx context.Context, s *session) error {
+	err := in.call(ctx, in.timeout, func(ctx context.Context, s *serverConn) error {
 		return s.setSemiSync(ctx, source, replica)
 	})
 	if err != nil {
@@ -552,7 +552,7 @@ func (in *Instance) SetSemiSync(ctx context.Context, source, replica bool) error
 	return nil
 }
 
-func (s *session) setSemiSync(ctx context.Context, source, replica bool) error {
+func (s *serverConn) setSemiSync(ctx context.Context, source, replica bool) error {
 	vars, err := s.queryKV(ctx, "SHOW GLOBAL VARIABLES LIKE 'rpl_semi_sync%'")
 	if err != nil {
 		return err
@@ -593,7 +593,7 @@ func (s *session) setSemiSync(ctx context.Context, source, replica bool) error {
 // when another session kept it that long. MariaDB waits fractions of a second;
 // MySQL rounds the wait, so it is given whole seconds, rounded down (from the
 // MySQL manual; not run here).
-func (s *session) lockReplication(ctx context.Context) error {
+func (s *serverConn) lockReplication(ctx context.Context) error {
 	if s.broken {
 		return errors.New("take the replication lock: connection already abandoned")
 	}
@@ -624,7 +624,7 @@ func (s *session) lockReplication(ctx context.Context) error {
 const lockMargin = 50 * time.Millisecond
 
 // lockHolder names the connection that holds the replication lock, for errors.
-func (s *session) lockHolder(ctx context.Context) string {
+func (s *serverConn) lockHolder(ctx context.Context) string {
 	if s.broken {
 		return "?"
 	}
@@ -640,7 +640,7 @@ func (s *session) lockHolder(ctx context.Context) string {
 // unlockReplication releases the replication lock. If that fails, the
 // connection is discarded, not pooled: the server releases a lock when its
 // connection ends, and a pooled one would keep it.
-func (s *session) unlockReplication(ctx context.Context) {
+func (s *serverConn) unlockReplication(ctx context.Context) {
 	if s.broken {
 		return // its connection is closed, and was killed server-side
 	}

@@ -105,7 +105,7 @@ func (in *Instance) RepairErrant(ctx context.Context, ev ErrantEvidence, discard
 		// Replicating from nowhere fetches every transaction again.
 		return fmt.Errorf("repair errant transactions of %s: no GTID position would be left (nothing but errant transactions in the binlog): rebuild the server", in.name)
 	}
-	err = in.call(ctx, in.timeout*3, func(ctx context.Context, s *session) error {
+	err = in.call(ctx, in.timeout*3, func(ctx context.Context, s *serverConn) error {
 		if s.flavor != FlavorMariaDB {
 			return ErrRepairUnsupported
 		}

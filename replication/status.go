@@ -7,21 +7,21 @@ import (
 	"time"
 )
 
-// Role says whether a server replicates from another. It is a fact about the
+// ServerRole says whether a server replicates from another. It is a fact about the
 // server's replication configuration, not about writability: a fenced
 // primary is still RolePrimary (see Status.ReadOnly).
-type Role int
+type ServerRole int
 
 const (
 	// RoleUnknown is the zero value.
-	RoleUnknown Role = iota
+	RoleUnknown ServerRole = iota
 	// RolePrimary: no replication source is configured.
 	RolePrimary
 	// RoleReplica: a replication source is configured (threads may be stopped).
 	RoleReplica
 )
 
-func (r Role) String() string {
+func (r ServerRole) String() string {
 	switch r {
 	case RolePrimary:
 		return "primary"
@@ -73,7 +73,7 @@ type Status struct {
 	Version    string
 	ServerID   uint32
 	ServerUUID string // MySQL only; MariaDB has no server_uuid
-	Role       Role
+	Role       ServerRole
 
 	ReadOnly      bool
 	SuperReadOnly bool // MySQL only

@@ -24,7 +24,7 @@ type Write struct {
 // still be listed.
 func (in *Instance) OpenWrites(ctx context.Context, olderThan time.Duration) ([]Write, error) {
 	var out []Write
-	err := in.call(ctx, in.timeout, func(ctx context.Context, s *session) error {
+	err := in.call(ctx, in.timeout, func(ctx context.Context, s *serverConn) error {
 		rows, err := s.conn.QueryContext(ctx, openWritesQuery, olderThan.Microseconds())
 		if err != nil {
 			return fmt.Errorf("read open transactions: %w", err)

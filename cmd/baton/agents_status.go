@@ -105,7 +105,7 @@ func printAgents(w io.Writer, etcdErr string, answers []agentAnswer) {
 				kept = v.Node + ": " + f.Note
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", orDash(v.Node), a.Addr, orDash(string(st.Role)), orDash(st.Verdict), ro, session, fs)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", orDash(v.Node), a.Addr, orDash(string(st.Role)), st.Verdict, ro, session, fs)
 		if p := v.Primary; p != nil && p.Epoch >= epoch {
 			primary, epoch = p.Node, p.Epoch
 		}

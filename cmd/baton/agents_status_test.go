@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/baton-ha/baton/cluster"
+	"github.com/baton-ha/baton/detector"
 	"github.com/baton-ha/baton/internal/agent"
 )
 
@@ -29,9 +30,9 @@ func TestStatusFromAgents(t *testing.T) {
 		return strings.TrimPrefix(srv.URL, "http://")
 	}
 	p := &cluster.Primary{Node: "db1", Epoch: 3}
-	db1 := serve(agent.View{Node: "db1", Primary: p, Status: cluster.NodeStatus{Role: cluster.RolePrimary, Verdict: "healthy", ServerRead: true},
+	db1 := serve(agent.View{Node: "db1", Primary: p, Status: cluster.NodeStatus{Role: cluster.RolePrimary, Verdict: detector.Healthy, ServerRead: true},
 		Failsafe: &agent.FailsafeView{State: agent.FailsafeKept, Note: "primary kept, all 2 peers confirm etcd is unreachable"}})
-	db2 := serve(agent.View{Node: "db2", Primary: p, Status: cluster.NodeStatus{Role: cluster.RoleReplica, Verdict: "healthy", ServerRead: true, ReadOnly: true},
+	db2 := serve(agent.View{Node: "db2", Primary: p, Status: cluster.NodeStatus{Role: cluster.RoleReplica, Verdict: detector.Healthy, ServerRead: true, ReadOnly: true},
 		Failsafe: &agent.FailsafeView{State: agent.FailsafeHeldOff, Note: "holding off failovers"}})
 	dead := httptest.NewServer(http.NotFoundHandler())
 	deadAddr := strings.TrimPrefix(dead.URL, "http://")

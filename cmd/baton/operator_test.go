@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/baton-ha/baton/cluster"
+	"github.com/baton-ha/baton/detector"
 	"github.com/baton-ha/baton/internal/sandbox"
 	"github.com/baton-ha/baton/internal/sandbox/sandboxtest"
 	"github.com/baton-ha/baton/internal/status"
@@ -104,8 +105,8 @@ func healthyCluster(snap cluster.Snapshot, primary string) string {
 		return "not every agent is publishing"
 	}
 	for _, n := range snap.Nodes {
-		if n.Verdict != cluster.VerdictHealthy {
-			return n.Node + " is " + n.Verdict
+		if n.Verdict != detector.Healthy {
+			return n.Node + " is " + n.Verdict.String()
 		}
 		if n.Node == primary {
 			continue
@@ -437,7 +438,7 @@ func TestPauseResume(t *testing.T) {
 	if err := c.Fault(ctx, "db1", sandbox.DiskFull); err != nil {
 		t.Fatal(err)
 	}
-	for time.Since(faulted) < 6*time.Second || c.snapshot(t).Nodes["db1"].Verdict != cluster.VerdictUnwritable {
+	for time.Since(faulted) < 6*time.Second || c.snapshot(t).Nodes["db1"].Verdict != detector.Unwritable {
 		if p := c.snapshot(t).Primary; p.Node != "db1" || p.Epoch != 1 {
 			t.Fatalf("a paused cluster failed over: primary %s epoch %d", p.Node, p.Epoch)
 		}
@@ -454,14 +455,14 @@ func TestPauseResume(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &cs); err != nil {
 		t.Fatal(err)
 	}
-	verdict := ""
+	var verdict detector.Verdict
 	for _, n := range cs.Nodes {
 		if n.Name == "db1" {
 			verdict = n.Verdict
 		}
 	}
-	if !cs.Paused || cs.Primary != "db1" || verdict != cluster.VerdictUnwritable {
-		t.Errorf("status while paused: paused %v, primary %s, db1 verdict %q; want paused, db1, unwritable", cs.Paused, cs.Primary, verdict)
+	if !cs.Paused || cs.Primary != "db1" || verdict != detector.Unwritable {
+		t.Errorf("status while paused: paused %v, primary %s, db1 verdict %s; want paused, db1, unwritable", cs.Paused, cs.Primary, verdict)
 	}
 	human, _, _ := c.baton(t, "status")
 	t.Logf("status while paused, %s after the disk filled:\n%s", time.Since(faulted).Round(time.Millisecond), human)

@@ -8,7 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/baton-ha/baton/cluster"
+	"github.com/baton-ha/baton/detector"
 )
 
 func pauseCommand() *cli.Command {
@@ -86,7 +86,7 @@ func setPaused(cctx *cli.Context, paused bool) error {
 	if p := snap.Primary.Node; p != "" {
 		if n, ok := snap.Nodes[p]; !ok {
 			fmt.Printf("note: the primary %s has no live agent: expect a failover now if the replicas confirm it is gone\n", p)
-		} else if n.Verdict != cluster.VerdictHealthy {
+		} else if n.Verdict != detector.Healthy {
 			fmt.Printf("note: the primary %s is %s (%s): expect a failover now\n", p, n.Verdict, n.Reason)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/baton-ha/baton/cluster"
+	"github.com/baton-ha/baton/detector"
 	"github.com/baton-ha/baton/internal/sandbox/sandboxtest"
 )
 
@@ -49,10 +50,10 @@ func TestDryRunUsesTheClusterPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, n := range []cluster.NodeStatus{
-		{Node: "db1", Addr: "198.18.0.11:3306", Role: cluster.RolePrimary, Verdict: cluster.VerdictHealthy, ServerRead: true,
+		{Node: "db1", Addr: "198.18.0.11:3306", Role: cluster.RolePrimary, Verdict: detector.Healthy, ServerRead: true,
 			GTID: "0-1-100", Flavor: "mariadb", ServerID: 1, LagMS: -1, StorageOK: true, Epoch: 1},
 		// 5 s behind: over the default switchover_max_lag (1s), within the cluster's (10s).
-		{Node: "db2", Addr: "198.18.0.12:3306", Role: cluster.RoleReplica, Verdict: cluster.VerdictHealthy, ServerRead: true,
+		{Node: "db2", Addr: "198.18.0.12:3306", Role: cluster.RoleReplica, Verdict: detector.Healthy, ServerRead: true,
 			ReadOnly: true, GTID: "0-1-100", Flavor: "mariadb", ServerID: 2, IORunning: true, SQLRunning: true,
 			LagMS: 5000, StorageOK: true, Epoch: 1},
 	} {

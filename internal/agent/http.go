@@ -98,7 +98,7 @@ func (v View) Health() string {
 	if s := v.stale(); s != "" {
 		return "unhealthy: " + s
 	}
-	if v.Status.Verdict != detector.Healthy.String() {
+	if v.Status.Verdict != detector.Healthy {
 		return "unhealthy: verdict " + verdictText(v.Status)
 	}
 	return ""
@@ -125,7 +125,7 @@ func (v View) PrimaryRefusal() string {
 	}
 	// Degraded (disk predicted full) still takes writes: dropping the only writable
 	// server from the load balancer would be the outage.
-	if vd := v.Status.Verdict; vd != detector.Healthy.String() && vd != detector.Degraded.String() {
+	if vd := v.Status.Verdict; vd != detector.Healthy && vd != detector.Degraded {
 		return "not primary: verdict " + verdictText(v.Status)
 	}
 	if v.Status.ReadOnly {
@@ -148,7 +148,7 @@ func (v View) ReplicaRefusal() string {
 		return "not replica: " + s
 	}
 	switch {
-	case st.Verdict != detector.Healthy.String():
+	case st.Verdict != detector.Healthy:
 		return "not replica: verdict " + verdictText(st)
 	case !st.IORunning:
 		return "not replica: IO thread not running" + errSuffix(st.ReplError)
@@ -163,14 +163,10 @@ func (v View) ReplicaRefusal() string {
 }
 
 func verdictText(st cluster.NodeStatus) string {
-	vd := st.Verdict
-	if vd == "" {
-		vd = detector.Unknown.String()
-	}
 	if st.Reason != "" {
-		return vd + " (" + st.Reason + ")"
+		return st.Verdict.String() + " (" + st.Reason + ")"
 	}
-	return vd
+	return st.Verdict.String()
 }
 
 func errSuffix(s string) string {

@@ -14,6 +14,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/baton-ha/baton/cluster"
+	"github.com/baton-ha/baton/detector"
 )
 
 var testNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -22,7 +23,7 @@ var testNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 func primaryView() View {
 	return View{
 		Cluster: "shop", Node: "db1",
-		Status: cluster.NodeStatus{Node: "db1", Addr: "192.0.2.11:3306", Role: cluster.RolePrimary, Verdict: "healthy",
+		Status: cluster.NodeStatus{Node: "db1", Addr: "192.0.2.11:3306", Role: cluster.RolePrimary, Verdict: detector.Healthy,
 			GTID: "0-1-100", LagMS: -1, StorageOK: true, WriteMS: 1.5, PingMS: 0.4, At: testNow.Add(-200 * time.Millisecond)},
 		Primary:     &cluster.Primary{Node: "db1", Epoch: 4, Since: testNow.Add(-time.Hour)},
 		HoldsLeader: true, SessionAlive: true, Coordinator: "db2",
@@ -35,7 +36,7 @@ func replicaView() View {
 	v := primaryView()
 	v.Node = "db2"
 	v.HoldsLeader = false
-	v.Status = cluster.NodeStatus{Node: "db2", Addr: "192.0.2.12:3306", Role: cluster.RoleReplica, Verdict: "healthy",
+	v.Status = cluster.NodeStatus{Node: "db2", Addr: "192.0.2.12:3306", Role: cluster.RoleReplica, Verdict: detector.Healthy,
 		ReadOnly: true, Source: "192.0.2.11:3306", IORunning: true, SQLRunning: true, LagMS: 120, StorageOK: true,
 		At: testNow.Add(-100 * time.Millisecond)}
 	return v
@@ -55,17 +56,17 @@ func TestEndpoints(t *testing.T) {
 		{"primary: writable primary of record", primaryView, "/primary", want{200, "primary"}},
 		{"primary: degraded still takes writes", func() View {
 			v := primaryView()
-			v.Status.Verdict, v.Status.Reason = "degraded", "disk full in 8m"
+			v.Status.Verdict, v.Status.Reason = detector.Degraded, "disk full in 8m"
 			return v
 		}, "/primary", want{200, "primary"}},
 		{"primary: unwritable", func() View {
 			v := primaryView()
-			v.Status.Verdict, v.Status.Reason = "unwritable", "write probe timed out 3 times"
+			v.Status.Verdict, v.Status.Reason = detector.Unwritable, "write probe timed out 3 times"
 			return v
 		}, "/primary", want{503, "not primary: verdict unwritable (write probe timed out 3 times)"}},
 		{"primary: suspect", func() View {
 			v := primaryView()
-			v.Status.Verdict = "suspect"
+			v.Status.Verdict = detector.Suspect
 			return v
 		}, "/primary", want{503, "not primary: verdict suspect"}},
 		{"primary: read_only", func() View {
@@ -138,7 +139,7 @@ func TestEndpoints(t *testing.T) {
 		}, "/replica", want{503, "not replica: SQL thread not running"}},
 		{"replica: degraded", func() View {
 			v := replicaView()
-			v.Status.Verdict = "degraded"
+			v.Status.Verdict = detector.Degraded
 			return v
 		}, "/replica", want{503, "not replica: verdict degraded"}},
 		{"replica: quarantined", func() View {
@@ -157,12 +158,12 @@ func TestEndpoints(t *testing.T) {
 		{"health: healthy replica", replicaView, "/health", want{200, "ok"}},
 		{"health: unreachable", func() View {
 			v := replicaView()
-			v.Status.Verdict, v.Status.Reason = "unreachable", "connection refused"
+			v.Status.Verdict, v.Status.Reason = detector.Unreachable, "connection refused"
 			return v
 		}, "/health", want{503, "unhealthy: verdict unreachable (connection refused)"}},
 		{"health: no verdict yet", func() View {
 			v := replicaView()
-			v.Status.Verdict = ""
+			v.Status.Verdict = detector.Unknown
 			return v
 		}, "/health", want{503, "unhealthy: verdict unknown"}},
 		{"health: stale", func() View {
@@ -352,7 +353,7 @@ func TestMetrics(t *testing.T) {
 	one("baton_semi_sync_unprotected", nil, 1)
 
 	v := replicaView()
-	v.Status.Verdict = "unwritable"
+	v.Status.Verdict = detector.Unwritable
 	v.SessionAlive = false
 	v.Coordinator = "db2"
 	v.Paused = true

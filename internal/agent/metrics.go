@@ -153,10 +153,7 @@ func (m *Metrics) Update(v View) {
 	}
 	m.SetFailsafe(v.Failsafe != nil && v.Failsafe.State == FailsafeKept)
 	st := v.Status
-	cur := st.Verdict
-	if cur == "" {
-		cur = detector.Unknown.String()
-	}
+	cur := st.Verdict.String()
 	for _, name := range m.verdicts {
 		m.verdict.WithLabelValues(name).Set(b2f(name == cur))
 	}

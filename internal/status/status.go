@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/baton-ha/baton/cluster"
+	"github.com/baton-ha/baton/detector"
 	"github.com/baton-ha/baton/replication"
 )
 
@@ -41,17 +42,17 @@ type Cluster struct {
 }
 
 type Node struct {
-	Name       string `json:"name"`
-	Addr       string `json:"addr"`
-	Role       string `json:"role"`
-	Verdict    string `json:"verdict"`
-	Reason     string `json:"reason,omitempty"`
-	ReadOnly   bool   `json:"read_only"`
-	LagMS      int64  `json:"lag_ms"`
-	GTID       string `json:"gtid"`
-	IORunning  bool   `json:"io_running"`
-	SQLRunning bool   `json:"sql_running"`
-	Errant     string `json:"errant,omitempty"`
+	Name       string           `json:"name"`
+	Addr       string           `json:"addr"`
+	Role       cluster.Role     `json:"role"`
+	Verdict    detector.Verdict `json:"verdict"`
+	Reason     string           `json:"reason,omitempty"`
+	ReadOnly   bool             `json:"read_only"`
+	LagMS      int64            `json:"lag_ms"`
+	GTID       string           `json:"gtid"`
+	IORunning  bool             `json:"io_running"`
+	SQLRunning bool             `json:"sql_running"`
+	Errant     string           `json:"errant,omitempty"`
 	// ErrantTxns is what the node's binary logs say of each errant GTID.
 	ErrantTxns []replication.ErrantTxn `json:"errant_txns,omitempty"`
 	Leader     bool                    `json:"leader"`
@@ -125,7 +126,7 @@ func Of(ctx context.Context, store *cluster.Store, name string, snap cluster.Sna
 	}
 	for _, name := range names {
 		n := snap.Nodes[name]
-		ns := Node{Name: name, Addr: n.Addr, Role: string(n.Role), Verdict: n.Verdict, Reason: n.Reason, ReadOnly: n.ReadOnly,
+		ns := Node{Name: name, Addr: n.Addr, Role: n.Role, Verdict: n.Verdict, Reason: n.Reason, ReadOnly: n.ReadOnly,
 			LagMS: n.LagMS, GTID: n.GTID, IORunning: n.IORunning, SQLRunning: n.SQLRunning, Errant: n.Errant,
 			Leader: snap.Leader == name, VIP: n.VIP, LeaseTTLMS: -1, WriteMS: n.WriteMS, DiskFree: n.DiskFree,
 			SemiSync: n.SemiSync, AwaitsAck: n.AwaitsAck, Repaired: n.Repaired, DiskTimeToFull: n.DiskTimeToFull, Source: n.Source,
@@ -187,11 +188,11 @@ func Print(w io.Writer, st Cluster, color bool) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tROLE\tVERDICT\tLAG\tGTID\tSEMI-SYNC\tVIP\tLEASE\tREASON")
 	for _, n := range st.Nodes {
-		verdict := n.Verdict
-		switch n.Verdict {
-		case "healthy":
+		verdict := n.Verdict.String()
+		switch {
+		case n.Verdict == detector.Healthy:
 			verdict = paint("32", verdict)
-		case "unwritable", "unreachable":
+		case n.Verdict.Failed():
 			verdict = paint("31", verdict)
 		default:
 			verdict = paint("33", verdict)

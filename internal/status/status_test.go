@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/baton-ha/baton/cluster"
+	"github.com/baton-ha/baton/detector"
 )
 
 // waiting is a cluster whose primary, db1, has its commits stuck waiting for a
@@ -17,10 +18,10 @@ func waiting(awaits bool, timeout time.Duration) cluster.Snapshot {
 		Primary: cluster.Primary{Node: "db1", Addr: "198.18.0.11:3306", Epoch: 3},
 		Leader:  "db1",
 		Nodes: map[string]cluster.NodeStatus{
-			"db1": {Node: "db1", Addr: "198.18.0.11:3306", Role: cluster.RolePrimary, Verdict: cluster.VerdictUnwritable,
+			"db1": {Node: "db1", Addr: "198.18.0.11:3306", Role: cluster.RolePrimary, Verdict: detector.Unwritable,
 				Reason: "write probe timed out after 1s", ServerRead: true, SemiSync: cluster.SemiSyncOn, SemiSyncClients: 1,
 				AwaitsAck: awaits, SemiSyncTimeout: timeout, LagMS: -1},
-			"db2": {Node: "db2", Addr: "198.18.0.12:3306", Role: cluster.RoleReplica, Verdict: cluster.VerdictHealthy,
+			"db2": {Node: "db2", Addr: "198.18.0.12:3306", Role: cluster.RoleReplica, Verdict: detector.Healthy,
 				ServerRead: true, ReadOnly: true, Source: "198.18.0.11:3306", SemiSync: cluster.SemiSyncReplicaOn},
 		},
 	}}

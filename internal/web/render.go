@@ -68,7 +68,7 @@ func funcs() template.FuncMap {
 		"dur":    formatDuration,
 		"health": HealthOf,
 		"lag": func(n status.Node) string {
-			if n.Role == string(cluster.RolePrimary) || n.LagMS < 0 {
+			if n.Role == cluster.RolePrimary || n.LagMS < 0 {
 				return "-"
 			}
 			return formatDuration(time.Duration(n.LagMS) * time.Millisecond)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/baton-ha/baton/cluster"
+	"github.com/baton-ha/baton/detector"
 	"github.com/baton-ha/baton/internal/status"
 )
 
@@ -25,13 +26,13 @@ func snapshot() cluster.Snapshot {
 		Leader:   "db2",
 		Settings: cluster.Settings{Paused: true},
 		Nodes: map[string]cluster.NodeStatus{
-			"db1": {Node: "db1", Addr: "198.18.0.11:3306", Role: cluster.RoleFenced, Verdict: cluster.VerdictUnwritable,
+			"db1": {Node: "db1", Addr: "198.18.0.11:3306", Role: cluster.RoleFenced, Verdict: detector.Unwritable,
 				Reason: "write probe timed out after 1s <no space>", ReadOnly: true, LagMS: -1, GTID: "0-1-100",
 				DiskFree: 4096, DiskTimeToFull: 0},
-			"db2": {Node: "db2", Addr: "198.18.0.12:3306", Role: cluster.RolePrimary, Verdict: cluster.VerdictHealthy,
+			"db2": {Node: "db2", Addr: "198.18.0.12:3306", Role: cluster.RolePrimary, Verdict: detector.Healthy,
 				GTID: "0-1-100,0-2-7", VIP: true, SemiSync: cluster.SemiSyncOn, WriteMS: 2.5, DiskFree: 3 << 30,
 				DiskTimeToFull: 5 * time.Minute},
-			"db3": {Node: "db3", Addr: "198.18.0.13:3306", Role: cluster.RoleReplica, Verdict: cluster.VerdictHealthy,
+			"db3": {Node: "db3", Addr: "198.18.0.13:3306", Role: cluster.RoleReplica, Verdict: detector.Healthy,
 				Source: "198.18.0.12:3306", IORunning: true, SQLRunning: true, LagMS: 120, GTID: "0-1-100,0-2-7",
 				SemiSync: cluster.SemiSyncReplicaOn, ReadOnly: true},
 		},
@@ -148,7 +149,7 @@ func TestRenderEmptyAndUnreachable(t *testing.T) {
 
 func TestTopology(t *testing.T) {
 	node := func(name, addr, source string) status.Node {
-		return status.Node{Name: name, Addr: addr, Source: source, Role: "replica", Verdict: "healthy", IORunning: true, SQLRunning: true}
+		return status.Node{Name: name, Addr: addr, Source: source, Role: "replica", Verdict: detector.Healthy, IORunning: true, SQLRunning: true}
 	}
 	// flat writes a tree as "name<source[children]" for comparison.
 	var flat func([]TopoNode) string
@@ -271,10 +272,10 @@ func TestHealth(t *testing.T) {
 	if zero != HealthUnknown || zero.String() != "unknown" {
 		t.Errorf("zero Health = %s, want unknown", zero)
 	}
-	for verdict, want := range map[string]Health{"healthy": HealthOK, "unwritable": HealthFailing, "unreachable": HealthFailing,
-		"": HealthUnknown, "overloaded": HealthWarning} {
+	for verdict, want := range map[detector.Verdict]Health{detector.Healthy: HealthOK, detector.Unwritable: HealthFailing,
+		detector.Unreachable: HealthFailing, detector.Unknown: HealthUnknown, detector.Overloaded: HealthWarning, detector.Degraded: HealthWarning} {
 		if got := HealthOf(verdict); got != want {
-			t.Errorf("HealthOf(%q) = %s, want %s", verdict, got, want)
+			t.Errorf("HealthOf(%s) = %s, want %s", verdict, got, want)
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/baton-ha/baton/cluster"
+	"github.com/baton-ha/baton/detector"
 	"github.com/baton-ha/baton/internal/sandbox/sandboxtest"
 )
 
@@ -33,8 +34,8 @@ func seed(t *testing.T, cli *clientv3.Client, clusterName string) {
 		t.Fatal(err)
 	}
 	for _, n := range []cluster.NodeStatus{
-		{Node: "db1", Addr: "198.18.0.11:3306", Role: cluster.RolePrimary, Verdict: cluster.VerdictHealthy, VIP: true, LagMS: -1},
-		{Node: "db2", Addr: "198.18.0.12:3306", Role: cluster.RoleReplica, Verdict: cluster.VerdictHealthy,
+		{Node: "db1", Addr: "198.18.0.11:3306", Role: cluster.RolePrimary, Verdict: detector.Healthy, VIP: true, LagMS: -1},
+		{Node: "db2", Addr: "198.18.0.12:3306", Role: cluster.RoleReplica, Verdict: detector.Healthy,
 			Source: "198.18.0.11:3306", IORunning: true, SQLRunning: true, LagMS: 3},
 	} {
 		if err := store.PutNode(ctx, lease.ID, n); err != nil {

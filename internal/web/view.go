@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/baton-ha/baton/cluster"
+	"github.com/baton-ha/baton/detector"
 	"github.com/baton-ha/baton/internal/status"
 )
 
@@ -74,13 +75,13 @@ func (h Health) Symbol() string {
 }
 
 // HealthOf reads a detector verdict.
-func HealthOf(verdict string) Health {
-	switch verdict {
-	case "healthy":
+func HealthOf(verdict detector.Verdict) Health {
+	switch {
+	case verdict == detector.Healthy:
 		return HealthOK
-	case "unwritable", "unreachable":
+	case verdict.Failed():
 		return HealthFailing
-	case "":
+	case verdict == detector.Unknown:
 		return HealthUnknown
 	}
 	return HealthWarning
@@ -89,8 +90,8 @@ func HealthOf(verdict string) Health {
 // TopoNode is one node in the replication tree.
 type TopoNode struct {
 	Name    string
-	Role    string // "" when the node has no agent running
-	Verdict string
+	Role    cluster.Role // "" when the node has no agent running
+	Verdict detector.Verdict
 	Health  Health
 	// PrimaryOfRecord: etcd's primary key names this node.
 	PrimaryOfRecord bool

@@ -484,7 +484,7 @@ func loadWithAgents(ctx context.Context, bin lab.Binaries, d time.Duration) (age
 	for time.Now().Before(end) && ctx.Err() == nil {
 		if snap, err := store.Load(ctx); err == nil {
 			if p, ok := snap.Nodes[snap.Primary.Node]; ok {
-				seen[p.Verdict] = true
+				seen[p.Verdict.String()] = true
 				res.MaxWriteMS = max(res.MaxWriteMS, p.WriteMS)
 			}
 			res.Failovers = int(snap.Primary.Epoch) - 1

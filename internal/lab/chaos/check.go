@@ -6,6 +6,9 @@ import (
 	"slices"
 	"sort"
 	"time"
+
+	"github.com/baton-ha/baton/cluster"
+	"github.com/baton-ha/baton/detector"
 )
 
 // Invariant is one property the checker asserts after every round.
@@ -85,10 +88,10 @@ type NodeState struct {
 	SQL       bool   `json:"sql_running"`
 	VIP       bool   `json:"vip"` // holds the virtual IP
 	// From etcd: the agent's record (Role "" when it has none).
-	Role    string `json:"role,omitempty"`
-	Verdict string `json:"verdict,omitempty"`
-	Reason  string `json:"reason,omitempty"`
-	Errant  string `json:"errant,omitempty"`
+	Role    cluster.Role     `json:"role,omitempty"`
+	Verdict detector.Verdict `json:"verdict,omitempty"`
+	Reason  string           `json:"reason,omitempty"`
+	Errant  string           `json:"errant,omitempty"`
 	// Missing are writer acks this server lacks (checked on the primary and on
 	// healthy replicas only).
 	Missing []int64 `json:"missing,omitempty"`
@@ -161,7 +164,7 @@ func (c Cluster) Settled() (bool, string) {
 			return false, fmt.Sprintf("%s unreachable", n.Name)
 		case n.Role != "replica":
 			return false, fmt.Sprintf("%s is %q in etcd, not a replica", n.Name, n.Role)
-		case n.Verdict != "healthy":
+		case n.Verdict != detector.Healthy:
 			return false, fmt.Sprintf("%s is a replica, %s: %s", n.Name, n.Verdict, n.Reason)
 		case n.Source != p.Addr || !n.IO || !n.SQL:
 			return false, fmt.Sprintf("%s replicates from %q (io %t, sql %t), not from %s", n.Name, n.Source, n.IO, n.SQL, p.Addr)

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/baton-ha/baton/detector"
 )
 
 var t0 = time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
@@ -14,8 +16,8 @@ func at(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) 
 func healthy() Cluster {
 	return Cluster{EtcdOK: true, Primary: "db1", Epoch: 1, Leader: "db1", Nodes: map[string]NodeState{
 		"db1": {Name: "db1", Addr: "198.18.0.11", Reachable: true, VIP: true, Role: "primary", Checked: true},
-		"db2": {Name: "db2", Addr: "198.18.0.12", Reachable: true, ReadOnly: true, Source: "198.18.0.11", IO: true, SQL: true, Role: "replica", Verdict: "healthy", Checked: true},
-		"db3": {Name: "db3", Addr: "198.18.0.13", Reachable: true, ReadOnly: true, Source: "198.18.0.11", IO: true, SQL: true, Role: "replica", Verdict: "healthy", Checked: true},
+		"db2": {Name: "db2", Addr: "198.18.0.12", Reachable: true, ReadOnly: true, Source: "198.18.0.11", IO: true, SQL: true, Role: "replica", Verdict: detector.Healthy, Checked: true},
+		"db3": {Name: "db3", Addr: "198.18.0.13", Reachable: true, ReadOnly: true, Source: "198.18.0.11", IO: true, SQL: true, Role: "replica", Verdict: detector.Healthy, Checked: true},
 	}}
 }
 
@@ -41,7 +43,7 @@ func with(c Cluster, name string, f func(*NodeState)) Cluster {
 var epochs = []Epoch{{Epoch: 1, Node: "db1", At: at(-60000)}, {Epoch: 2, Node: "db2", At: at(2000)}}
 
 func TestCheck(t *testing.T) {
-	replica1 := NodeState{Name: "db1", Addr: "198.18.0.11", Reachable: true, ReadOnly: true, Source: "198.18.0.12", IO: true, SQL: true, Role: "replica", Verdict: "healthy", Checked: true}
+	replica1 := NodeState{Name: "db1", Addr: "198.18.0.11", Reachable: true, ReadOnly: true, Source: "198.18.0.12", IO: true, SQL: true, Role: "replica", Verdict: detector.Healthy, Checked: true}
 	cases := []struct {
 		name string
 		o    Observation
@@ -120,7 +122,7 @@ func TestCheck(t *testing.T) {
 			Final: movedTo(NodeState{Name: "db1", Addr: "198.18.0.11", Reachable: true, ReadOnly: true, Role: "quarantined"}),
 		}, []string{"not settled: db1 quarantined without a reason"}},
 		{"a replica whose agent says it cannot write to its disk", Observation{
-			Epochs: epochs[:1], Healed: at(1000), Live: at(1000), WriteBack: at(1000), Final: with(healthy(), "db2", func(n *NodeState) { n.Verdict, n.Reason = "unwritable", "storage probe" }),
+			Epochs: epochs[:1], Healed: at(1000), Live: at(1000), WriteBack: at(1000), Final: with(healthy(), "db2", func(n *NodeState) { n.Verdict, n.Reason = detector.Unwritable, "storage probe" }),
 		}, []string{"not settled: db2 is a replica, unwritable: storage probe"}},
 		{"the primary's agent not published yet", Observation{
 			Epochs: epochs[:1], Healed: at(1000), Live: at(1000), WriteBack: at(1000), Final: with(healthy(), "db1", func(n *NodeState) { n.Role = "unknown" }),

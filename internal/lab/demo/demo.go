@@ -27,6 +27,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/baton-ha/baton/cluster"
+	"github.com/baton-ha/baton/detector"
 	"github.com/baton-ha/baton/internal/lab"
 	"github.com/baton-ha/baton/internal/sandbox"
 	"github.com/baton-ha/baton/internal/status"
@@ -351,7 +352,7 @@ func (d *demo) steady(ctx context.Context, w *sandbox.Writer, mon *sandbox.Split
 			}
 			for _, n := range d.c.Nodes {
 				st, ok := snap.Nodes[n.Name]
-				if !ok || st.Verdict != "healthy" {
+				if !ok || st.Verdict != detector.Healthy {
 					return false
 				}
 				if n.Name != snap.Primary.Node && (st.Role != cluster.RoleReplica || !st.IORunning || !st.SQLRunning) {
@@ -609,7 +610,7 @@ func (d *demo) rejoinOld(ctx context.Context, obs *demoObserver) error {
 				return "", fmt.Errorf("%s is still quarantined %s after its disk was freed (errant GTIDs %s, %s)", old, limit, st.Errant, st.Reason)
 			}
 			return "", fmt.Errorf("%s did not rejoin as a replica within %s (role %s, verdict %s, IO thread %s, SQL thread %s %s)",
-				old, limit, status.OrDash(string(st.Role)), status.OrDash(st.Verdict), threadState(st.IORunning), threadState(st.SQLRunning), st.ReplError)
+				old, limit, status.OrDash(string(st.Role)), st.Verdict.String(), threadState(st.IORunning), threadState(st.SQLRunning), st.ReplError)
 		}
 		d.sum.Rejoined = true
 		at, _ := obs.at(cluster.MilestoneRejoined)
@@ -633,7 +634,7 @@ func (d *demo) rejoinOld(ctx context.Context, obs *demoObserver) error {
 		healthy := func() bool {
 			v := obs.snapshot()
 			for _, n := range d.c.Nodes {
-				if st, ok := v.Nodes[n.Name]; !ok || st.Verdict != "healthy" {
+				if st, ok := v.Nodes[n.Name]; !ok || st.Verdict != detector.Healthy {
 					return false
 				}
 			}
@@ -888,12 +889,12 @@ func demoChanges(prev, cur demoView) []string {
 		n := cur.Nodes[name]
 		p, ok := prev.Nodes[name]
 		if !ok {
-			out = append(out, fmt.Sprintf("%s's agent publishes again: role %s, verdict %s", name, status.OrDash(string(n.Role)), status.OrDash(n.Verdict)))
+			out = append(out, fmt.Sprintf("%s's agent publishes again: role %s, verdict %s", name, status.OrDash(string(n.Role)), n.Verdict.String()))
 			continue
 		}
 		if n.Verdict != p.Verdict {
 			line := fmt.Sprintf("%s verdict %s", name, n.Verdict)
-			if n.Reason != "" && n.Verdict != "healthy" {
+			if n.Reason != "" && n.Verdict != detector.Healthy {
 				line += ": " + n.Reason
 			}
 			out = append(out, line)
@@ -1260,7 +1261,7 @@ func (o *demoObserver) describe() string {
 	sort.Strings(names)
 	for _, name := range names {
 		n := v.Nodes[name]
-		parts = append(parts, fmt.Sprintf("%s %s/%s %s", name, status.OrDash(string(n.Role)), status.OrDash(n.Verdict), n.Reason))
+		parts = append(parts, fmt.Sprintf("%s %s/%s %s", name, status.OrDash(string(n.Role)), n.Verdict.String(), n.Reason))
 	}
 	return strings.Join(parts, "; ")
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/baton-ha/baton/cluster"
+	"github.com/baton-ha/baton/detector"
 	"github.com/baton-ha/baton/internal/sandbox/sandboxtest"
 )
 
@@ -103,7 +104,7 @@ func TestDemo(t *testing.T) {
 	}
 }
 
-func node(name string, role cluster.Role, verdict string) cluster.NodeStatus {
+func node(name string, role cluster.Role, verdict detector.Verdict) cluster.NodeStatus {
 	return cluster.NodeStatus{Node: name, Role: role, Verdict: verdict, GTID: "0-1-10", ReadOnly: role != cluster.RolePrimary}
 }
 
@@ -111,9 +112,9 @@ func twoReplicas() demoView {
 	return demoView{
 		Primary: cluster.Primary{Node: "db1", Addr: "198.18.0.11:3306", Epoch: 1}, Leader: "db1", Coordinator: "db2",
 		Nodes: map[string]cluster.NodeStatus{
-			"db1": node("db1", cluster.RolePrimary, "healthy"),
-			"db2": node("db2", cluster.RoleReplica, "healthy"),
-			"db3": node("db3", cluster.RoleReplica, "healthy"),
+			"db1": node("db1", cluster.RolePrimary, detector.Healthy),
+			"db2": node("db2", cluster.RoleReplica, detector.Healthy),
+			"db3": node("db3", cluster.RoleReplica, detector.Healthy),
 		},
 		VIP: []string{"db1"},
 	}
@@ -133,7 +134,7 @@ func TestDemoChanges(t *testing.T) {
 		}, nil},
 		{"verdict with its reason", func(v *demoView) {
 			n := v.Nodes["db1"]
-			n.Verdict, n.Reason = "suspect", "write probe did not finish in 300ms"
+			n.Verdict, n.Reason = detector.Suspect, "write probe did not finish in 300ms"
 			v.Nodes["db1"] = n
 		}, []string{"db1 verdict suspect: write probe did not finish in 300ms"}},
 		{"decision", func(v *demoView) {
@@ -226,7 +227,7 @@ func TestNarrateSnapshots(t *testing.T) {
 	steps := []cluster.Snapshot{
 		next(func(s *cluster.Snapshot) { s.Intent = &cluster.Intent{Kind: "failover", From: "db1", Epoch: 1} }),
 		next(func(s *cluster.Snapshot) {
-			s.Nodes["db1"] = cluster.NodeStatus{Node: "db1", Role: cluster.RoleFenced, Verdict: "unwritable", GTID: "0-1-10", ReadOnly: true}
+			s.Nodes["db1"] = cluster.NodeStatus{Node: "db1", Role: cluster.RoleFenced, Verdict: detector.Unwritable, GTID: "0-1-10", ReadOnly: true}
 		}),
 		next(func(s *cluster.Snapshot) {
 			s.Primary, s.Intent = cluster.Primary{Node: "db2", Addr: "198.18.0.12:3306", Epoch: 2}, nil

@@ -17,7 +17,7 @@ type Detector struct {
 	failAfter time.Duration
 
 	mu         sync.Mutex
-	role       detector.Role
+	role       detector.Probes
 	faultSince time.Time // when the server was first seen unwritable as a primary
 	verdict    detector.Verdict
 	since      time.Time
@@ -31,7 +31,7 @@ func NewDetector(s *Server, failAfter time.Duration) *Detector {
 }
 
 // SetRole probes as a primary or a replica.
-func (d *Detector) SetRole(r detector.Role) {
+func (d *Detector) SetRole(r detector.Probes) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.role = r
