@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -188,6 +189,8 @@ func (f *flow) run(ctx context.Context) (cluster.Event, error) {
 			defer fenceWG.Done()
 			_ = f.step(ctx, "fence_old_primary", func() (string, error) { return f.fenceOld(ctx) })
 		}()
+		// A stop that fails is recorded here; rank then refuses any replica it reads
+		// with its IO thread not stopped.
 		_ = f.step(ctx, "stop_io", func() (string, error) { return f.stopIO(ctx) })
 		if err := f.step(ctx, "rank", func() (string, error) {
 			var err error
@@ -236,6 +239,16 @@ func (f *flow) run(ctx context.Context) (cluster.Event, error) {
 	}); err != nil {
 		fenceWG.Wait()
 		return cluster.Event{}, &refusal{err.Error()}
+	}
+
+	if f.d.Action == cluster.Failover {
+		// A START SLAVE that landed after the ranking (an agent frozen inside Follow,
+		// thawed now) would have its replica acknowledge the old primary's commits,
+		// which the new primary lacks: seen again just before the commit.
+		if err := f.step(ctx, "io_stopped", func() (string, error) { return f.checkIOStopped(ctx) }); err != nil {
+			fenceWG.Wait()
+			return cluster.Event{}, err
+		}
 	}
 
 	now := cfg.Now().UTC()
@@ -403,6 +416,51 @@ func (f *flow) stopIO(ctx context.Context) (string, error) {
 	return note, errors.Join(errs...)
 }
 
+// checkIOStopped reads every replica the failover knows of (live, and those
+// without an agent whose IO thread it stopped) and refuses while one has its IO
+// thread not stopped, or, unless an operator forced the failover, cannot be read.
+func (f *flow) checkIOStopped(ctx context.Context) (string, error) {
+	names := append(f.replicas(), f.stoppedSilentNames()...)
+	running := make([]string, len(names))
+	unread := make([]string, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			in, err := f.instance(name)
+			var st replication.Status
+			if err == nil {
+				st, err = in.Status(ctx)
+			}
+			switch {
+			case err != nil:
+				unread[i] = fmt.Sprintf("%s: %v", name, err)
+			case st.IOThread != replication.ThreadStopped:
+				running[i] = fmt.Sprintf("%s (IO thread %s)", name, st.IOThread)
+			}
+		}()
+	}
+	wg.Wait()
+	running, unread = slices.DeleteFunc(running, isEmpty), slices.DeleteFunc(unread, isEmpty)
+	if len(running) > 0 {
+		return "", &refusal{fmt.Sprintf("replication started again after the ranking on %s: it may acknowledge the old primary's commits", strings.Join(running, ", "))}
+	}
+	if len(unread) > 0 && !f.forced() {
+		return "", &refusal{fmt.Sprintf("a replica cannot be read before the commit (%s): its IO thread may run", strings.Join(unread, "; "))}
+	}
+	note := "IO thread stopped on " + strings.Join(names, ", ")
+	if len(unread) > 0 {
+		note += "; forced past replicas not read: " + strings.Join(unread, "; ")
+	}
+	return note, nil
+}
+
+func isEmpty(s string) bool { return s == "" }
+
+// forced says whether an operator forced this flow (baton failover --force).
+func (f *flow) forced() bool { return f.request != nil && f.request.Force }
+
 func stopIOWithin(ctx context.Context, in Server, d time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
@@ -435,6 +493,7 @@ func (f *flow) rank(ctx context.Context) (replication.Ranked, error) {
 	all := append(append([]string(nil), names...), silent...)
 	cands := make([]replication.Candidate, len(all))
 	errs := make([]error, len(all))
+	var ioRunning []string
 	var wg sync.WaitGroup
 	for i, name := range all {
 		wg.Add(1)
@@ -450,6 +509,11 @@ func (f *flow) rank(ctx context.Context) (replication.Ranked, error) {
 				errs[i] = fmt.Errorf("%s: %w", name, err)
 				return
 			}
+			if f.d.Action == cluster.Failover && st.IOThread != replication.ThreadStopped {
+				f.mu.Lock()
+				ioRunning = append(ioRunning, fmt.Sprintf("%s (IO thread %s)", name, st.IOThread))
+				f.mu.Unlock()
+			}
 			c := st.Candidate(name)
 			if n, ok := f.snap.Nodes[name]; ok {
 				c.Priority, c.NoPromote, c.StorageOK = n.Priority, n.NoPromote, n.StorageOK
@@ -460,7 +524,8 @@ func (f *flow) rank(ctx context.Context) (replication.Ranked, error) {
 		}()
 	}
 	wg.Wait()
-	in := choice{action: f.d.Action, to: f.d.To, allowed: f.d.Candidates, force: f.request != nil && f.request.Force}
+	slices.Sort(ioRunning)
+	in := choice{action: f.d.Action, to: f.d.To, allowed: f.d.Candidates, force: f.forced(), ioRunning: ioRunning}
 	for i := range all {
 		if errs[i] != nil {
 			in.unread = append(in.unread, errs[i].Error())
@@ -492,6 +557,9 @@ type choice struct {
 	read []replication.Candidate
 	// unread say which replicas could not be read, and why.
 	unread []string
+	// ioRunning are the replicas read whose IO thread is not stopped (a failover's
+	// stop_io could not stop it), with its state.
+	ioRunning []string
 }
 
 // choose ranks the replicas read and returns the best one the decision allows, or
@@ -500,7 +568,17 @@ type choice struct {
 // semi-sync, it may be the one that acknowledged the latest commits). Only an
 // operator's forced request goes past it. Replicas whose agent is gone count for
 // completeness when read, but are never chosen.
+//
+// A failover also refuses while a replica it read has its IO thread running (or
+// connecting): that replica may still acknowledge the old primary's semi-sync
+// commits after the ranking, and with the old primary unreachable they would never
+// reach the new one. Force does not go past it: the replica answers, it is not gone.
 func choose(in choice) (replication.Ranked, error) {
+	if len(in.ioRunning) > 0 && in.action == cluster.Failover {
+		return replication.Ranked{}, &refusal{fmt.Sprintf("the IO thread of %s could not be stopped: it may acknowledge the old primary's commits after the ranking "+
+			"(its agent may hold the replication lock); tried again at the next attempt, or stop it by hand (STOP SLAVE IO_THREAD)",
+			strings.Join(in.ioRunning, ", "))}
+	}
 	if len(in.unread) > 0 && in.action == cluster.Failover && !in.force {
 		return replication.Ranked{}, &refusal{fmt.Sprintf("a replica cannot be read and may hold transactions the others lack (%s): "+
 			"bring its server back, remove it from members/ if it is gone for good, or fail over by hand with `baton failover --force`",

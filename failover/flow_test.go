@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -83,6 +84,13 @@ func TestChoose(t *testing.T) {
 				read:   []replication.Candidate{replica("db2", "0-1-99", false)},
 				unread: []string{"db3: connection refused"}},
 			want: "db2",
+		},
+		{
+			name: "a replica's IO thread still running: refused, forced or not",
+			in: choice{action: cluster.Failover, allowed: []string{"db2"}, primary: primary, force: true,
+				read:      []replication.Candidate{replica("db2", "0-1-100", false), replica("db3", "0-1-100", false)},
+				ioRunning: []string{"db3 (IO thread running)"}},
+			wantReason: "IO thread of db3 (IO thread running) could not be stopped",
 		},
 	}
 	for _, tc := range cases {
@@ -200,4 +208,120 @@ func TestStopIOWaitsForAReplicationChange(t *testing.T) {
 	if took := time.Since(start); took > stopIOTimeout+stopIOBusyTimeout+time.Second {
 		t.Fatalf("stop_io took %s", took)
 	}
+}
+
+// ioServer is a replica whose StopIO answers stopErr and whose Status reports its IO
+// thread as io (after a successful StopIO: stopped), for the checks that a failover
+// never ranks, nor commits past, a replica still able to acknowledge the old
+// primary's commits.
+type ioServer struct {
+	Server
+	mu      sync.Mutex
+	stopErr error
+	io      replication.ThreadState
+	readErr error
+}
+
+func (s *ioServer) StopIO(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopErr != nil {
+		return s.stopErr
+	}
+	s.io = replication.ThreadStopped
+	return nil
+}
+
+func (s *ioServer) Status(context.Context) (replication.Status, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.readErr != nil {
+		return replication.Status{}, s.readErr
+	}
+	return replication.Status{Flavor: replication.FlavorMariaDB, Role: replication.RoleReplica, ServerID: 2, ReadOnly: true,
+		Executed: replication.MustParseGTIDSet(replication.FlavorMariaDB, "0-1-100"), IOThread: s.io,
+		SQLThread: replication.ThreadRunning}, nil
+}
+
+func (s *ioServer) set(io replication.ThreadState, readErr error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.io, s.readErr = io, readErr
+}
+
+func ioFlow(srv Server, force bool) *flow {
+	snap := cluster.Snapshot{View: cluster.View{
+		Primary: cluster.Primary{Node: "db1", Addr: "198.18.0.1:3306", ServerID: 1, Epoch: 4},
+		Nodes: map[string]cluster.NodeStatus{
+			"db2": {Node: "db2", Addr: "198.18.0.2:3306", Role: cluster.RoleReplica, ServerRead: true, ReadOnly: true, GTID: "0-1-100", Epoch: 4, StorageOK: true},
+		},
+	}}
+	f := &flow{c: &Coordinator{cfg: CoordinatorConfig{Servers: onePool{srv}}}, snap: snap,
+		d: cluster.Decision{Action: cluster.Failover, From: "db1", Candidates: []string{"db2"}}}
+	if force {
+		f.request = &cluster.Request{Force: true}
+	}
+	return f
+}
+
+// TestFailoverNeedsStoppedIOThreads: a replica whose IO thread could not be stopped
+// (its agent holds the replication lock, or is frozen inside Follow after START
+// SLAVE) keeps acknowledging the old primary's semi-sync commits after the ranking;
+// with the old primary beyond the fence, they would never reach the new primary. A
+// failover ranks only replicas whose IO thread it has seen stopped, and sees it
+// again just before the commit; an operator's force does not go past a replica that
+// answers with its IO thread running.
+func TestFailoverNeedsStoppedIOThreads(t *testing.T) {
+	busy := fmt.Errorf("stop io: %w", replication.ErrBusy)
+	t.Run("stop failed, IO thread running: refused at rank", func(t *testing.T) {
+		for _, force := range []bool{false, true} {
+			srv := &ioServer{stopErr: busy, io: replication.ThreadRunning}
+			f := ioFlow(srv, force)
+			_, stopErr := f.stopIO(t.Context())
+			if stopErr == nil {
+				t.Fatal("stop_io reported no error for a replica whose stop failed")
+			}
+			_, err := f.rank(t.Context())
+			var r *refusal
+			if !errors.As(err, &r) || !strings.Contains(err.Error(), "db2") || !strings.Contains(err.Error(), "IO thread") {
+				t.Fatalf("force %v: rank = %v, want a refusal naming db2's IO thread", force, err)
+			}
+		}
+	})
+	t.Run("connecting counts as running", func(t *testing.T) {
+		srv := &ioServer{stopErr: busy, io: replication.ThreadConnecting}
+		f := ioFlow(srv, false)
+		_, _ = f.stopIO(t.Context())
+		if _, err := f.rank(t.Context()); err == nil {
+			t.Fatal("a replica whose IO thread is connecting was ranked")
+		}
+	})
+	t.Run("stopped: ranked; started again before the commit: refused", func(t *testing.T) {
+		srv := &ioServer{io: replication.ThreadRunning}
+		f := ioFlow(srv, false)
+		if _, err := f.stopIO(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		chosen, err := f.rank(t.Context())
+		if err != nil || chosen.Name != "db2" {
+			t.Fatalf("rank = %+v, %v: want db2", chosen, err)
+		}
+		if _, err := f.checkIOStopped(t.Context()); err != nil {
+			t.Fatalf("IO threads still stopped: %v", err)
+		}
+		srv.set(replication.ThreadRunning, nil) // a START SLAVE landed after the ranking
+		var r *refusal
+		if _, err := f.checkIOStopped(t.Context()); !errors.As(err, &r) || !strings.Contains(err.Error(), "db2") {
+			t.Fatalf("check before the commit = %v, want a refusal naming db2", err)
+		}
+	})
+	t.Run("unreadable before the commit: refused unless forced", func(t *testing.T) {
+		srv := &ioServer{io: replication.ThreadStopped, readErr: errors.New("connect: i/o timeout")}
+		if _, err := ioFlow(srv, false).checkIOStopped(t.Context()); err == nil {
+			t.Fatal("a replica that cannot be read before the commit was let pass")
+		}
+		if _, err := ioFlow(srv, true).checkIOStopped(t.Context()); err != nil {
+			t.Fatalf("forced: %v, want it let pass (as at rank)", err)
+		}
+	})
 }
