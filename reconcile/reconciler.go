@@ -27,6 +27,12 @@ type VIP interface {
 	Acquire(ctx context.Context) error
 	Release(ctx context.Context) error
 	Held(ctx context.Context) (bool, error)
+	// Seal makes every Acquire refuse, and stops one in flight, until Unseal: the
+	// local fence's latch, so that a pass that checked "not fenced" just before
+	// the fence cannot add the address back, or announce it, after the fence's
+	// Release.
+	Seal()
+	Unseal()
 }
 
 // Detector is what the reconciler needs of the node's detector.
@@ -216,6 +222,9 @@ const (
 func (r *Reconciler) Run(ctx context.Context, s *concurrency.Session) error {
 	r.mu.Lock()
 	r.localFence = "" // a new session: etcd decides again
+	if r.cfg.VIP != nil {
+		r.cfg.VIP.Unseal()
+	}
 	r.mu.Unlock()
 	tick := time.NewTicker(r.cfg.Tick)
 	defer tick.Stop()
@@ -414,10 +423,7 @@ func (r *Reconciler) holdPrimary(ctx context.Context, a Analysis) {
 		// The way every promotion goes: the configured protection (semi-sync source
 		// side on, verified) before read_only goes off, never a bare read_only=OFF.
 		r.log.Warn(a.Reason)
-		if r.fencedLocally() != "" {
-			return
-		}
-		if err := r.cfg.Local.Promote(ctx); err != nil {
+		if err := r.promoteLocal(ctx); err != nil {
 			r.log.Warn("make the primary of record writable", zap.Error(err))
 		}
 	case a.RepairSemiSync:
@@ -449,10 +455,6 @@ func (r *Reconciler) takePrimary(ctx context.Context, snap cluster.Snapshot, lea
 		r.log.Warn("take the leader key", zap.Error(err))
 		return
 	}
-	if why := r.fencedLocally(); why != "" {
-		r.log.Warn("not promoting: fenced without etcd in this session: " + why)
-		return
-	}
 	if err := r.promote(ctx); err != nil {
 		r.log.Warn("promote", zap.Error(err))
 		return // holding leader, read_only: the next pass makes it writable
@@ -477,7 +479,7 @@ func (r *Reconciler) takePrimary(ctx context.Context, snap cluster.Snapshot, lea
 func (r *Reconciler) promote(ctx context.Context) error {
 	// With semi-sync (replication.Config.SemiSync) Promote turns the source side on
 	// before read_only goes off.
-	if err := r.cfg.Local.Promote(ctx); err != nil {
+	if err := r.promoteLocal(ctx); err != nil {
 		return err
 	}
 	if r.cfg.LocalDB != nil {
@@ -596,13 +598,37 @@ func (r *Reconciler) fenceSelf(ctx context.Context, lease clientv3.LeaseID, why 
 
 // FenceLocal fences this node without etcd: the agent calls it when its session
 // cannot be renewed in time. The leader key is left to expire with the lease.
+//
+// A pass may be under way, past its "not fenced" check: the fence still stands.
+// The virtual IP is sealed before it is released (the mover refuses, or stops, any
+// Acquire until the next session), and a Promote that was in flight fences the
+// server again when it returns (promote).
 func (r *Reconciler) FenceLocal(ctx context.Context, why string) {
 	r.mu.Lock()
 	r.localFence = why
 	r.mu.Unlock()
+	if r.cfg.VIP != nil {
+		r.cfg.VIP.Seal()
+	}
 	r.markFenced(why)
 	r.releaseVIP(ctx)
 	r.fenceServer(ctx)
+}
+
+// promoteLocal makes the local server writable (Local.Promote) unless the agent
+// fenced the node without etcd in this session; a fence that came while Promote
+// ran wins: the server is fenced again after it, so that whatever order the two
+// reached the server in, read_only ends on.
+func (r *Reconciler) promoteLocal(ctx context.Context) error {
+	if why := r.fencedLocally(); why != "" {
+		return fmt.Errorf("not promoting: fenced without etcd in this session: %s", why)
+	}
+	err := r.cfg.Local.Promote(ctx)
+	if why := r.fencedLocally(); why != "" {
+		r.fenceServer(context.WithoutCancel(ctx))
+		return fmt.Errorf("fenced without etcd while promoting (%s): fenced again", why)
+	}
+	return err
 }
 
 // markFenced records that the node is fenced, and why, and stops the binlogged

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -118,6 +119,8 @@ type countVIP struct{ acquired, released int }
 func (v *countVIP) Acquire(context.Context) error      { v.acquired++; return nil }
 func (v *countVIP) Release(context.Context) error      { v.released++; return nil }
 func (v *countVIP) Held(context.Context) (bool, error) { return v.acquired > v.released, nil }
+func (v *countVIP) Seal()                              {}
+func (v *countVIP) Unseal()                            {}
 
 // TestLocalFenceStands: once the agent fenced its node without etcd in a session, a
 // pass that still sees the node as the writable primary of record (a view from
@@ -351,5 +354,103 @@ func TestCheckPolicyLogsOncePerChange(t *testing.T) {
 		case s.want != "" && (len(got) != 1 || !strings.Contains(got[0].Message, s.want)):
 			t.Fatalf("pass %d: logged %v, want one line with %q", i, got, s.want)
 		}
+	}
+}
+
+// raceServer is the local server of a pass that checked "not fenced" and then
+// promotes, while the agent's local fence runs: its Promote waits until release is
+// closed. It keeps the order in which read_only was turned off and on.
+type raceServer struct {
+	Local
+	mu       sync.Mutex
+	readOnly bool
+	ops      []string
+	entered  chan struct{}
+	release  chan struct{}
+}
+
+func (s *raceServer) Promote(context.Context) error {
+	close(s.entered)
+	<-s.release
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.readOnly = false
+	s.ops = append(s.ops, "promote")
+	return nil
+}
+
+func (s *raceServer) Fence(context.Context) (replication.FenceReport, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.readOnly = true
+	s.ops = append(s.ops, "fence")
+	return replication.FenceReport{ReadOnly: true}, nil
+}
+
+// sealVIP is a virtual IP with the fence's latch, as vip.Mover has it.
+type sealVIP struct {
+	mu                 sync.Mutex
+	held, sealed       bool
+	acquired, released int
+}
+
+func (v *sealVIP) Acquire(context.Context) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.sealed {
+		return errors.New("sealed")
+	}
+	v.held = true
+	v.acquired++
+	return nil
+}
+
+func (v *sealVIP) Release(context.Context) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.held = false
+	v.released++
+	return nil
+}
+
+func (v *sealVIP) Held(context.Context) (bool, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.held, nil
+}
+func (v *sealVIP) Seal()   { v.mu.Lock(); v.sealed = true; v.mu.Unlock() }
+func (v *sealVIP) Unseal() { v.mu.Lock(); v.sealed = false; v.mu.Unlock() }
+
+// TestLocalFenceRacesAPass: the agent fences its node without etcd (its lease
+// renewal is late) while a reconciler pass that already checked "not fenced" is
+// making the server writable. Whatever the interleaving, the fence is what stands:
+// the server ends read_only and the virtual IP is neither held nor taken again.
+func TestLocalFenceRacesAPass(t *testing.T) {
+	srv := &raceServer{entered: make(chan struct{}), release: make(chan struct{})}
+	v := &sealVIP{}
+	det := &reportDetector{}
+	r := &Reconciler{cfg: ReconcilerConfig{Node: "db1", Local: srv, VIP: v, Detector: det, FenceTimeout: time.Second, Now: time.Now},
+		log: zap.NewNop(), role: cluster.RolePrimary}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.act(t.Context(), cluster.Snapshot{}, 1, Analysis{Action: NodeMakeWritable, Role: cluster.RolePrimary, Probe: detector.Primary})
+	}()
+	<-srv.entered // the pass checked, and its Promote is under way
+	r.FenceLocal(t.Context(), "etcd session not renewed for 2.1s")
+	close(srv.release)
+	<-done
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if !srv.readOnly {
+		t.Fatalf("server writable after the local fence (operations %v): the pass's Promote undid it", srv.ops)
+	}
+	if held, _ := v.Held(t.Context()); held {
+		t.Fatal("the virtual IP is held after the local fence")
+	}
+	// Every later pass of this session finds the mover sealed, and the next session
+	// (Run's start) unseals it.
+	if err := v.Acquire(t.Context()); err == nil {
+		t.Fatal("the virtual IP could be taken again in the fenced session")
 	}
 }

@@ -36,6 +36,10 @@ var (
 	ErrNeedNetRaw   = errors.New("vip: needs CAP_NET_RAW")
 )
 
+// ErrSealed says Acquire refused, or stopped, because the Mover is sealed (Seal):
+// the node was fenced, and only a new start (Unseal) lets it hold the VIP again.
+var ErrSealed = errors.New("vip: sealed by a fence")
+
 // netlinkTimeout bounds each netlink exchange when the caller's context has
 // no deadline. The kernel answers address requests at once; this only keeps
 // a wedged socket from hanging a reconciler pass.
@@ -45,7 +49,9 @@ const netlinkTimeout = 5 * time.Second
 // safe for concurrent use. Acquire and Release are serialised: a Release
 // from self-fencing that races with an Acquire runs wholly before or after
 // it, never between adding the address and announcing it; the caller's own
-// ordering decides which comes last.
+// ordering decides which comes last. A fence that must come last whatever the
+// order seals the Mover first (Seal): every Acquire then refuses, one in flight
+// stops at its next frame, until Unseal.
 //
 // A Mover acts in the network namespace of the OS thread that calls it. In
 // the agent every thread is in the node's namespace; a caller that has moved
@@ -65,6 +71,63 @@ type Mover struct {
 	// now is the clock the bursts are timed by (time.Now; tests make it jump as
 	// a stall would).
 	now func() time.Time
+
+	// seal is the fence's latch, with its own lock: Seal never waits for an
+	// Acquire in flight (that holds mu for its first burst); it cancels it.
+	seal struct {
+		mu     sync.Mutex
+		on     bool
+		cancel context.CancelFunc // the Acquire in flight, nil when none
+	}
+}
+
+// Seal makes every Acquire refuse with ErrSealed until Unseal, and stops an
+// Acquire in flight: before it adds the address or at its next gratuitous ARP
+// frame. It does not remove the address (Release does: seal first, then
+// release, and no Acquire that began before can put it back or announce it
+// after). It does not wait and touches no kernel state.
+func (m *Mover) Seal() {
+	m.seal.mu.Lock()
+	m.seal.on = true
+	cancel := m.seal.cancel
+	m.seal.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}
+
+// Unseal lets Acquire hold the VIP again: for a new start, after whatever fenced
+// the node is over.
+func (m *Mover) Unseal() {
+	m.seal.mu.Lock()
+	m.seal.on = false
+	m.seal.mu.Unlock()
+}
+
+// sealed says whether the Mover is sealed now.
+func (m *Mover) sealed() bool {
+	m.seal.mu.Lock()
+	defer m.seal.mu.Unlock()
+	return m.seal.on
+}
+
+// watchSeal registers an Acquire in flight: its returned context ends when the
+// Mover is sealed; ok is false when it is sealed already. done unregisters it.
+func (m *Mover) watchSeal(ctx context.Context) (sctx context.Context, done func(), ok bool) {
+	sctx, cancel := context.WithCancel(ctx)
+	m.seal.mu.Lock()
+	defer m.seal.mu.Unlock()
+	if m.seal.on {
+		cancel()
+		return sctx, func() {}, false
+	}
+	m.seal.cancel = cancel
+	return sctx, func() {
+		m.seal.mu.Lock()
+		m.seal.cancel = nil
+		m.seal.mu.Unlock()
+		cancel()
+	}, true
 }
 
 // pendingBurst is a second burst waiting to be sent by its own goroutine.
@@ -145,6 +208,14 @@ func (m *Mover) Acquire(ctx context.Context) (AcquireResult, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	begin := m.now() // the first burst is due now: a stall from here on makes it late
+	// From here on a Seal ends sctx: the address is not added after it, and the
+	// first burst stops at its next frame. The second burst runs under ctx and
+	// checks the seal itself (Release, which follows a Seal, cancels it too).
+	sctx, sealDone, ok := m.watchSeal(ctx)
+	defer sealDone()
+	if !ok {
+		return res, fmt.Errorf("acquire %s on %s: %w", m.prefix, m.cfg.Interface, ErrSealed)
+	}
 
 	h, err := newHandle(ctx)
 	if err != nil {
@@ -190,6 +261,9 @@ func (m *Mover) Acquire(ctx context.Context) (AcquireResult, error) {
 	}()
 
 	if !present {
+		if sctx.Err() != nil {
+			return res, fmt.Errorf("acquire %s on %s: %w", m.prefix, m.cfg.Interface, ErrSealed)
+		}
 		addr := &netlink.Addr{IPNet: &net.IPNet{
 			IP:   net.IP(m.prefix.Addr().AsSlice()),
 			Mask: net.CIDRMask(m.prefix.Bits(), 32),
@@ -201,9 +275,14 @@ func (m *Mover) Acquire(ctx context.Context) (AcquireResult, error) {
 		m.log.Info("virtual ip added")
 	}
 
-	n, err := snd.burst(ctx, m.cfg.ARPCount, m.cfg.ARPInterval, m.now, begin)
+	n, err := snd.burst(sctx, m.cfg.ARPCount, m.cfg.ARPInterval, m.now, begin)
 	res.ARPSent = n
 	res.Took = time.Since(start)
+	if err != nil && m.sealed() {
+		// The address may have been added: the Release that follows the Seal (it
+		// waits for this call) removes it.
+		return res, fmt.Errorf("acquire %s: stopped after %d frames: %w", m.prefix, n, ErrSealed)
+	}
 	if err != nil {
 		// The address stays: it is ours and answers ARP lookups. The
 		// announcement is retried by the next Acquire since announced is
@@ -266,6 +345,10 @@ func (m *Mover) secondBurst(ctx context.Context, pb *pendingBurst, snd *arpSende
 	}
 	if !held {
 		m.log.Warn("second gratuitous arp burst skipped: address no longer on the interface")
+		return
+	}
+	if m.sealed() {
+		m.log.Warn("second gratuitous arp burst skipped: sealed by a fence")
 		return
 	}
 	n, err := snd.burst(ctx, m.cfg.ARPCount, m.cfg.ARPInterval, m.now, due)

@@ -453,6 +453,69 @@ func TestBursts(t *testing.T) {
 		}
 	})
 
+	// The agent's local fence seals the mover, then releases the address: a
+	// reconciler pass that checked "not fenced" just before must not put the address
+	// back, nor keep announcing it, after the fence.
+	t.Run("a seal stops an announcement in flight and refuses the next until unsealed", func(t *testing.T) {
+		const rounds = 20
+		m := newMover(t, Config{ARPCount: rounds, ARPInterval: 20 * time.Millisecond, SecondBurstDelay: delay})
+		tb2 := startNSThread(t, b.ns, nil)
+		var acqErr, relErr error
+		var released time.Time
+		frames := captureGARP(t, tc, mac, vip, func() {
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				tb.do(func() { _, acqErr = m.Acquire(t.Context()) })
+			}()
+			time.Sleep(100 * time.Millisecond) // within the first burst
+			m.Seal()
+			tb2.do(func() { relErr = m.Release(t.Context()) })
+			released = time.Now()
+			<-done
+		}, delay+500*time.Millisecond)
+		if relErr != nil {
+			t.Fatal(relErr)
+		}
+		if !errors.Is(acqErr, ErrSealed) {
+			t.Fatalf("the Acquire in flight returned %v, want ErrSealed", acqErr)
+		}
+		for _, f := range frames {
+			if f.at.After(released.Add(5 * time.Millisecond)) {
+				t.Fatalf("a gratuitous ARP frame %s after the release", f.at.Sub(released))
+			}
+		}
+		if len(frames) >= 2*rounds {
+			t.Fatalf("captured %d frames: the whole burst went out despite the seal", len(frames))
+		}
+		held := func() bool {
+			var h bool
+			var err error
+			tb.do(func() { h, err = m.Held(t.Context()) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			return h
+		}
+		if held() {
+			t.Fatal("the address is on the interface after the seal and the release")
+		}
+		var err error
+		tb.do(func() { _, err = m.Acquire(t.Context()) })
+		if !errors.Is(err, ErrSealed) || held() {
+			t.Fatalf("Acquire on a sealed mover: %v, held %v; want ErrSealed and no address", err, held())
+		}
+		m.Unseal()
+		tb.do(func() { _, err = m.Acquire(t.Context()) })
+		if err != nil || !held() {
+			t.Fatalf("Acquire after Unseal: %v, held %v; want the address", err, held())
+		}
+		tb.do(func() { err = m.Release(t.Context()) })
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("address removed behind its back", func(t *testing.T) {
 		m := newMover(t, Config{ARPCount: count, ARPInterval: 5 * time.Millisecond, SecondBurstDelay: delay})
 		frames := captureGARP(t, tc, mac, vip, func() {

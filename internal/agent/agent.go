@@ -646,6 +646,8 @@ func (v vipAdapter) Acquire(ctx context.Context) error {
 }
 func (v vipAdapter) Release(ctx context.Context) error      { return v.m.Release(ctx) }
 func (v vipAdapter) Held(ctx context.Context) (bool, error) { return v.m.Held(ctx) }
+func (v vipAdapter) Seal()                                  { v.m.Seal() }
+func (v vipAdapter) Unseal()                                { v.m.Unseal() }
 
 // hookRunner runs the configured hooks for the coordinator.
 type hookRunner struct {
