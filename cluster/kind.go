@@ -41,6 +41,7 @@ const (
 	EventFailover   EventKind = "failover"   // a failed primary replaced
 	EventSwitchover EventKind = "switchover" // a healthy primary moved
 	EventRejoin     EventKind = "rejoin"     // a quarantined node forgot its errant GTIDs and follows the primary
+	EventFence      EventKind = "fence"      // the coordinator fenced a writable server whose agent is gone (a deposed primary)
 )
 
 func (k EventKind) String() string { return string(k) }

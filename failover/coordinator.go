@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/client/v3/concurrency"
@@ -252,6 +253,19 @@ func (c *verdictClock) observe(now time.Time, v cluster.View) time.Time {
 func (c *Coordinator) lead(ctx context.Context, s *concurrency.Session, g cluster.Guard) error {
 	changes, stop := c.cfg.Cluster.Subscribe(nil)
 	defer stop()
+	// While it leads, the coordinator also fences the servers no agent watches
+	// (guard): a deposed primary whose fence failed stays writable otherwise.
+	gctx, stopGuard := context.WithCancel(ctx)
+	var guarding sync.WaitGroup
+	guarding.Add(1)
+	go func() {
+		defer guarding.Done()
+		c.guard(gctx)
+	}()
+	defer func() {
+		stopGuard()
+		guarding.Wait()
+	}()
 	tick := time.NewTicker(c.cfg.Tick)
 	defer tick.Stop()
 	var last, lastPolicy string
