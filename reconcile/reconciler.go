@@ -19,6 +19,7 @@ import (
 
 	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/detector"
+	"github.com/baton-ha/baton/internal/failpoint"
 	"github.com/baton-ha/baton/replication"
 )
 
@@ -623,6 +624,7 @@ func (r *Reconciler) promoteLocal(ctx context.Context) error {
 	if why := r.fencedLocally(); why != "" {
 		return fmt.Errorf("not promoting: fenced without etcd in this session: %s", why)
 	}
+	failpoint.Hit(failpoint.BeforePromote)
 	err := r.cfg.Local.Promote(ctx)
 	if why := r.fencedLocally(); why != "" {
 		r.fenceServer(context.WithoutCancel(ctx))
@@ -658,6 +660,7 @@ func (r *Reconciler) acquireVIP(ctx context.Context) {
 	if r.cfg.VIP == nil || r.fencedLocally() != "" {
 		return
 	}
+	failpoint.Hit(failpoint.BeforeVIPAcquire)
 	if err := r.cfg.VIP.Acquire(ctx); err != nil {
 		r.log.Warn("acquire the virtual IP", zap.Error(err))
 	}
