@@ -15,6 +15,8 @@ DEBS := mariadb-server mariadb-client sysbench iproute2 e2fsprogs util-linux hap
 build:
 	$(GO) build -o $(BIN) ./cmd/baton
 	$(GO) build -o $(LAB) ./cmd/baton-lab
+	# The fault campaign's agents: baton with failpoints (internal/failpoint), never shipped.
+	$(GO) build -tags failpoint -o bin/baton-failpoint ./cmd/baton
 
 # promtool (alert rule tests) comes with Debian's prometheus package, which also installs
 # a Prometheus server; under systemd it starts it: `systemctl disable --now prometheus`
@@ -38,6 +40,7 @@ deps:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags failpoint ./...
 
 test: deps lint
 	# One package at a time: each runs real clusters whose timings a second one would
