@@ -69,24 +69,32 @@ func (e *env) binlogState(ctx context.Context, node string) (string, error) {
 	return state, nil
 }
 
-// noteBinlog records a read when the state changed since the node's last one.
+// noteBinlog records a read when the state changed since the node's last one, with
+// when that last one was made.
 func (e *env) noteBinlog(s BinlogState) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if last, ok := e.lastBinlog[s.Node]; ok && last.State == s.State {
-		e.lastBinlog[s.Node] = s
+	last, ok := e.lastBinlog[s.Node]
+	e.lastBinlog[s.Node] = s
+	if ok && last.State == s.State {
 		return
 	}
-	e.lastBinlog[s.Node] = s
+	s.Prev = last.At
 	e.binlog = append(e.binlog, s)
 }
 
 // binlogSince returns the reads recorded since mark (the index returned by the
-// previous call), after each node's last read before it, and the next mark.
-func (e *env) binlogSince(mark int) ([]BinlogState, int) {
+// previous call), after each node's last read before it, and the next mark: the
+// first read after until, so that a departure read after until, left to the next
+// round, is judged there.
+func (e *env) binlogSince(mark int, until time.Time) ([]BinlogState, int) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	mark = min(mark, len(e.binlog))
+	next := len(e.binlog)
+	for next > mark && e.binlog[next-1].At.After(until) {
+		next--
+	}
 	var out []BinlogState
 	seen := map[string]bool{}
 	for i := mark - 1; i >= 0; i-- {
@@ -97,7 +105,7 @@ func (e *env) binlogSince(mark int) ([]BinlogState, int) {
 	}
 	slices.Reverse(out)
 	out = append(out, e.binlog[mark:]...)
-	return out, len(e.binlog)
+	return out, next
 }
 
 func (e *env) noteForget(f Forget) {
@@ -172,9 +180,10 @@ func (e *env) noteHistory(events []cluster.Event) {
 	}
 }
 
-// lookUpUnique looks up, in node's binary log, the GTIDs of state that the primary
-// of record does not hold (as last read), when node is not the primary of record:
-// what it alone has, and may be made to forget. Each is looked up once; those whose
+// lookUpUnique looks up, in node's binary log, the GTIDs of its own server_id in
+// state that the primary of record does not hold (as last read), when node is not
+// the primary of record: what it wrote alone (a deposed primary's last commits),
+// and may be made to forget. Each is looked up once; those whose
 // events are there whole are recorded real.
 func (e *env) lookUpUnique(ctx context.Context, node string, db *sql.DB, state string) {
 	e.mu.Lock()
@@ -191,6 +200,9 @@ func (e *env) lookUpUnique(ctx context.Context, node string, db *sql.DB, state s
 	}
 	var want []string
 	for _, ds := range sortedDS(mine) {
+		if e.node[ds.server] != node {
+			continue // another server's: a replica's copy, maybe ahead of the last read of the primary
+		}
 		for seq := mine[ds]; seq > theirs[ds] && seq+maxLookups > mine[ds]; seq-- {
 			g := ds.gtid(seq)
 			e.mu.Lock()

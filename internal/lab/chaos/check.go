@@ -225,10 +225,12 @@ type Observation struct {
 	// check, after each node's last read before it (its baseline); Forgets, Starts
 	// and Real are what accounts for a GTID leaving one (checkForgetting), since the
 	// cluster came up.
-	Binlog  []BinlogState `json:"binlog,omitempty"`
-	Forgets []Forget      `json:"forgets,omitempty"`
-	Starts  []ServerStart `json:"starts,omitempty"`
-	Real    []RealGTID    `json:"real,omitempty"`
+	Binlog []BinlogState `json:"binlog,omitempty"`
+	// BinlogJudgedUntil: departures read after it are left to the next round.
+	BinlogJudgedUntil time.Time     `json:"binlog_judged_until,omitempty"`
+	Forgets           []Forget      `json:"forgets,omitempty"`
+	Starts            []ServerStart `json:"starts,omitempty"`
+	Real              []RealGTID    `json:"real,omitempty"`
 }
 
 // Violation is one broken invariant.

@@ -20,11 +20,15 @@ import (
 // gtid_binlog_state is a transaction forgotten, or a number that never was one,
 // and every such departure must be accounted for.
 
-// BinlogState is one read of a node's gtid_binlog_state (MariaDB's d-s-n list).
+// BinlogState is one read of a node's gtid_binlog_state (MariaDB's d-s-n list)
+// that found it changed.
 type BinlogState struct {
 	Node  string    `json:"node"`
 	At    time.Time `json:"at"`
 	State string    `json:"state"`
+	// Prev is when the read before it was made (it found the state before): the
+	// change came between Prev and At. Zero: unknown (then the previous change's At).
+	Prev time.Time `json:"prev,omitempty"`
 }
 
 // Forget is a report that a node was made to forget GTIDs: a rejoin event of
@@ -42,6 +46,11 @@ type Forget struct {
 	// one (domain, server_id) (0-2-15..18).
 	GTIDs []string `json:"gtids"`
 	What  string   `json:"what,omitempty"`
+	// Until, when set, is when the campaign's rebuild ended: the node's whole state
+	// was replaced between At and Until (RESET MASTER, then the primary's state),
+	// and anything that left it then is accounted for; GTIDs are what it lacks
+	// after.
+	Until time.Time `json:"until,omitempty"`
 }
 
 // ServerStart is the campaign starting a node's server again (after a kill, a clean
@@ -182,6 +191,12 @@ const maxForgottenListed = 1000
 // read may come (the start itself waits until the server answers).
 const restartSlack = time.Second
 
+// transient is how soon a GTID that left a state may be back in it for its going
+// not to count: RESET MASTER, then SET GLOBAL gtid_binlog_state, read between
+// the two (an agent's repair, the campaign's rebuild), or transactions fetched
+// again from the primary. What comes back was not forgotten.
+const transient = 3 * time.Second
+
 // checkForgetting asserts that every GTID that left a node's gtid_binlog_state
 // between two of the campaign's reads is accounted for:
 //
@@ -197,6 +212,10 @@ const restartSlack = time.Second
 //     violation, unless the filesystem was repaired (fsck) in between, whose losses
 //     are the fault's;
 //   - anything else is a violation: forgotten, and nobody said so.
+//
+// A GTID back in a read within transient of the one that found it gone was not
+// forgotten, and a departure read after o.BinlogJudgedUntil is left to the next
+// round (whose reads start with the last one before it).
 //
 // Each node's reads are compared with the highest sequence it held of each
 // (domain, server_id) since its previous departure was accounted for. A rejoin's
@@ -227,7 +246,7 @@ func checkForgetting(o Observation, checks Checks) []Violation {
 		sort.SliceStable(reads, func(i, j int) bool { return reads[i].At.Before(reads[j].At) })
 		var high map[domainServer]uint64
 		var prev BinlogState
-		for _, rd := range reads {
+		for i, rd := range reads {
 			cur, err := parseBinlogState(rd.State)
 			if err != nil {
 				checks[Forgetting]++
@@ -238,8 +257,17 @@ func checkForgetting(o Observation, checks Checks) []Violation {
 				high, prev = cur, rd
 				continue
 			}
+			if !o.BinlogJudgedUntil.IsZero() && rd.At.After(o.BinlogJudgedUntil) {
+				high, prev = cur, rd
+				continue
+			}
 			checks[Forgetting]++
-			restarted, fsRepaired := restartBetween(o.Starts, node, prev.At, rd.At)
+			from := rd.Prev
+			if from.IsZero() {
+				from = prev.At
+			}
+			restarted, fsRepaired := restartBetween(o.Starts, node, from, rd.At)
+			back := backSoon(reads[i+1:], rd.At)
 			for _, ds := range sortedDS(high) {
 				if cur[ds] >= high[ds] {
 					continue
@@ -249,7 +277,8 @@ func checkForgetting(o Observation, checks Checks) []Violation {
 				for seq := lo; seq <= high[ds]; seq++ {
 					g := ds.gtid(seq)
 					ev, isReal := real[node][g]
-					switch f, reported := forgetOf(o.Forgets, node, ds, seq); {
+					switch f, reported := forgetOf(o.Forgets, node, ds, seq, from, rd.At); {
+					case back[ds] >= seq:
 					case reported && f.Discard:
 					case reported && isReal:
 						realGone = append(realGone, fmt.Sprintf("%s (real: %s at %s; forgotten by %s at %s as a phantom)", g, ev.Source, stamp(ev.At), f.By, stamp(f.At)))
@@ -284,14 +313,37 @@ func orNone(cur map[domainServer]uint64, ds domainServer) string {
 	return fmt.Sprintf("no %d-%d entry", ds.domain, ds.server)
 }
 
-// forgetOf finds the report that node forgot ds-seq.
-func forgetOf(fs []Forget, node string, ds domainServer, seq uint64) (Forget, bool) {
+// forgetOf finds the report that node forgot ds-seq, gone between from and to: one
+// that names it, or a rebuild under way then.
+func forgetOf(fs []Forget, node string, ds domainServer, seq uint64, from, to time.Time) (Forget, bool) {
 	for _, f := range fs {
-		if f.Node == node && covers(f.GTIDs, ds, seq) {
+		if f.Node != node {
+			continue
+		}
+		if covers(f.GTIDs, ds, seq) || !f.Until.IsZero() && !f.At.After(to) && !f.Until.Before(from) {
 			return f, true
 		}
 	}
 	return Forget{}, false
+}
+
+// backSoon is the highest sequence of each (domain, server_id) that the reads after
+// one made at t hold within transient of it.
+func backSoon(later []BinlogState, t time.Time) map[domainServer]uint64 {
+	out := map[domainServer]uint64{}
+	for _, rd := range later {
+		if rd.At.Sub(t) > transient {
+			break
+		}
+		st, err := parseBinlogState(rd.State)
+		if err != nil {
+			continue
+		}
+		for ds, seq := range st {
+			out[ds] = max(out[ds], seq)
+		}
+	}
+	return out
 }
 
 // restartBetween says whether the campaign started node's server again between two

@@ -56,6 +56,23 @@ func TestCheckForgetting(t *testing.T) {
 			[]string{"db1: 0-1-101, 0-1-102 left gtid_binlog_state (0-1-102 at 09:00:01.000, 0-1-100 at 09:00:02.000)"}},
 		{"a lowering reported once is the new baseline", Observation{Binlog: reads(deposed, repaired, "0-1-100,0-2-60"), Forgets: []Forget{phantoms}}, nil},
 		{"a state that does not parse", Observation{Binlog: reads(deposed, "0-1")}, []string{`db1: gtid_binlog_state "0-1" at 09:00:01.000 does not parse`}},
+		{"read between RESET MASTER and the state set by a repair", Observation{Binlog: reads(deposed, "", repaired), Forgets: []Forget{phantoms}}, nil},
+		{"a repair that leaves the state empty", Observation{Binlog: reads(deposed, "", ""), Forgets: []Forget{phantoms}},
+			[]string{"db1: 0-1-1, 0-1-2", "db1: 0-2-1, 0-2-2"}},
+		{"transactions fetched again from the primary soon after", Observation{Binlog: reads("0-1-100,0-2-50", "0-2-50", "0-1-100,0-2-51")}, nil},
+		{"the campaign's rebuild under way", Observation{Binlog: reads(deposed, "", "0-1-100,0-2-120"),
+			Forgets: []Forget{{Node: "db1", At: at(1000), Until: at(4000), By: "campaign", Discard: true, GTIDs: []string{"0-1-101..102"}}}}, nil},
+		{"a rebuild over before the GTIDs went", Observation{Binlog: reads(deposed, deposed, repaired),
+			Forgets: []Forget{{Node: "db1", At: at(-5000), Until: at(-4000), By: "campaign", Discard: true}}},
+			[]string{"db1: 0-1-101, 0-1-102 left gtid_binlog_state"}},
+		{"a restart before the read that still saw the GTIDs", Observation{Binlog: []BinlogState{
+			{Node: "db1", At: at(0), State: deposed}, {Node: "db1", At: at(5000), Prev: at(4800), State: repaired}},
+			Starts: []ServerStart{{Node: "db1", At: at(2000)}}},
+			[]string{"db1: 0-1-101, 0-1-102 left gtid_binlog_state"}},
+		{"a restart between the two reads", Observation{Binlog: []BinlogState{
+			{Node: "db1", At: at(0), State: deposed}, {Node: "db1", At: at(5000), Prev: at(1000), State: repaired}},
+			Starts: []ServerStart{{Node: "db1", At: at(2000)}}}, nil},
+		{"a departure read after the judged time is the next round's", Observation{Binlog: reads(deposed, deposed, repaired), BinlogJudgedUntil: at(1500)}, nil},
 	}
 	for _, tc := range cases {
 		checks := Checks{}
@@ -76,8 +93,14 @@ func TestCheckForgetting(t *testing.T) {
 				t.Errorf("%s: violation %d is %q, want it to say %q", tc.name, i, got[i], w)
 			}
 		}
-		if checks[Forgetting] != len(tc.o.Binlog)-1 {
-			t.Errorf("%s: %d checks, want one per read after the first", tc.name, checks[Forgetting])
+		judged := 0
+		for _, rd := range tc.o.Binlog[1:] {
+			if tc.o.BinlogJudgedUntil.IsZero() || !rd.At.After(tc.o.BinlogJudgedUntil) {
+				judged++
+			}
+		}
+		if checks[Forgetting] != judged {
+			t.Errorf("%s: %d checks, want one per read judged after the first (%d)", tc.name, checks[Forgetting], judged)
 		}
 	}
 }

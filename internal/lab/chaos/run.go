@@ -357,11 +357,13 @@ func (r *runner) round(ctx context.Context, s Schedule) (bool, error) {
 	for _, n := range r.e.takeNotes() {
 		r.say("%s", n)
 	}
-	binlog, mark := r.e.binlogSince(r.binlogMark)
+	judged := time.Now().Add(-transient)
+	binlog, mark := r.e.binlogSince(r.binlogMark, judged)
 	r.binlogMark = mark
 	forgets, starts, real := r.e.accounts()
 	o := Observation{Writes: r.e.writes(start), Epochs: r.e.epochList(), Healed: healed, Live: live, WriteBack: writeBack, End: time.Now(),
-		WriteBackBound: s.WriteBackBound(r.cfg.Nodes), Final: final, Binlog: binlog, Forgets: forgets, Starts: starts, Real: real}
+		WriteBackBound: s.WriteBackBound(r.cfg.Nodes), Final: final, Binlog: binlog, BinlogJudgedUntil: judged,
+		Forgets: forgets, Starts: starts, Real: real}
 	vs, checks := Check(o)
 	var acks []time.Time
 	for _, a := range r.e.w.Acks() {
@@ -467,7 +469,12 @@ func (r *runner) repair(ctx context.Context, node, primary string) string {
 		return runbook + ": a replica again"
 	}
 	was, rerr := r.e.binlogState(ctx, node)
-	if err := r.e.c.Rebuild(ctx, node, primary); err != nil {
+	rebuilt := time.Now()
+	err = r.e.c.Rebuild(ctx, node, primary)
+	// Whatever it did, the node's state was replaced meanwhile: recorded below.
+	rebuild := Forget{Node: node, At: rebuilt, Until: time.Now(), By: "campaign", Discard: true, What: "rebuilt from " + primary}
+	if err != nil {
+		r.e.noteForget(rebuild)
 		return fmt.Sprintf("%s: still quarantined; rebuild from %s: %v", runbook, primary, err)
 	}
 	forgot := "what it forgot unknown"
@@ -488,7 +495,8 @@ func (r *runner) repair(ctx context.Context, node, primary string) string {
 	default:
 		forgot = "forgot " + strings.Join(gone, ", ")
 	}
-	r.e.noteForget(Forget{Node: node, At: time.Now(), By: "campaign", Discard: true, GTIDs: gone, What: "rebuilt from " + primary})
+	rebuild.GTIDs = gone
+	r.e.noteForget(rebuild)
 	if lab.Until(ctx, 20*time.Second, replica) == nil {
 		return fmt.Sprintf("%s: still quarantined; rebuilt from %s (%s): a replica again", runbook, primary, forgot)
 	}

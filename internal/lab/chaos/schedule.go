@@ -2,16 +2,38 @@
 // real sandbox cluster (agents, semi-sync, a virtual IP, three etcd members), with an
 // independent checker. Each round draws one fault or two overlapping ones from the
 // sandbox's fault matrix (Draw, pure: the same seed and round give the same
-// schedule), injects them, heals everything, lets the cluster settle, and checks the
-// invariants over what it observed (Check, pure): no acknowledged write lost, never
-// two servers taking writes, one writable primary of record soon after healing, and
-// etcd, the servers and the virtual IP agreeing.
+// schedule): things that break and heal, what operators do (a clean restart of a
+// server, a purge of binary logs, an agent restarted), a whole node frozen, and an
+// agent paused at a named step of its own code (internal/failpoint: the agents run
+// baton built with -tags failpoint). It injects them, heals everything, lets the
+// cluster settle, and checks the invariants over what it observed (Check, pure): no
+// acknowledged write lost, never two servers taking writes, one writable primary of
+// record soon after healing, etcd, the servers and the virtual IP agreeing, and
+// nothing forgotten unreported.
+//
+// The last, forgetting, is about what reached a binary log. From outside, the
+// campaign reads every node's gtid_binlog_state every 200 ms (MariaDB's last GTID
+// numbered per domain and server_id: it only grows, except by RESET MASTER with a
+// new state set, or a restart, which reads it again from the binary logs; a purge
+// keeps it). A GTID that leaves it must be reported: listed in a rejoin event of
+// etcd's history (an agent's repair of its quarantined node, whose Discarded names
+// every GTID it made the node forget, and says whether they were phantoms or an
+// operator's discard), or in the campaign's own record of a rebuild; or it went
+// with a restart of the server by the campaign. One known to be a real
+// transaction on that node may go only by an operator's discard or a rebuild (or
+// with a filesystem fsck repaired). Known real: its GTID event and its commit read
+// in the node's newest binary log by the campaign (it looks up, on a node that is
+// not the primary of record, the GTIDs the primary lacks, as soon as it sees them),
+// or recorded real by the node's agent (errant/<node> in etcd, or its published
+// errant transactions). Not seen: a GTID numbered and forgotten between two reads
+// (200 ms apart, longer while the server does not answer), and a real transaction
+// that only a purged or older binary log held when the campaign looked.
 //
 // It only observes Baton from outside, as an application and an operator would: the
 // writer's and the monitor's acknowledged writes, etcd's keys, the servers' variables
-// and the kernel's addresses. It never reads an agent's memory and never repairs
-// what Baton should have repaired, except a node quarantined for a person to act on,
-// which it repairs the way the runbook says and records.
+// and binary logs, and the kernel's addresses. It never reads an agent's memory and
+// never repairs what Baton should have repaired, except a node quarantined for a
+// person to act on, which it repairs the way the runbook says and records.
 package chaos
 
 import (
