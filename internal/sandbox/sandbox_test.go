@@ -220,10 +220,40 @@ func TestFaults(t *testing.T) {
 	})
 	t.Run("purge-binlogs", func(t *testing.T) {
 		writesWork("before the purge")
+		// As a careful DBA does: nothing is purged that a replica has yet to fetch.
+		var pos string
+		if err := db.QueryRowContext(ctx, "SELECT @@gtid_binlog_pos").Scan(&pos); err != nil {
+			t.Fatal(err)
+		}
+		var res int
+		wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		if err := sandboxtest.RootDB(t, c, "db2").QueryRowContext(wctx, "SELECT MASTER_GTID_WAIT(?, 15)", pos).Scan(&res); err != nil || res != 0 {
+			t.Fatalf("db2 did not catch up to %s before the purge: %d %v", pos, res, err)
+		}
+		binlogs := func() []string {
+			t.Helper()
+			rows, err := db.QueryContext(ctx, "SHOW BINARY LOGS")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rows.Close()
+			var names []string
+			for rows.Next() {
+				var name string
+				var size any
+				if err := rows.Scan(&name, &size); err != nil {
+					t.Fatal(err)
+				}
+				names = append(names, name)
+			}
+			return names
+		}
 		var before, after string
 		if err := db.QueryRowContext(ctx, "SELECT @@gtid_binlog_state").Scan(&before); err != nil {
 			t.Fatal(err)
 		}
+		was := binlogs()
 		fault("db1", sandbox.PurgeBinlogs)
 		if err := db.QueryRowContext(ctx, "SELECT @@gtid_binlog_state").Scan(&after); err != nil {
 			t.Fatal(err)
@@ -231,17 +261,12 @@ func TestFaults(t *testing.T) {
 		if after != before {
 			t.Fatalf("gtid_binlog_state %q after the purge, %q before", after, before)
 		}
-		rows, err := db.QueryContext(ctx, "SHOW BINARY LOGS")
-		if err != nil {
-			t.Fatal(err)
-		}
-		files := 0
-		for rows.Next() {
-			files++
-		}
-		rows.Close()
-		if files != 1 {
-			t.Fatalf("%d binary logs after the purge, want the newest alone", files)
+		// Rotated, and nothing older than the file being written before is left (that
+		// one stays while a replica's dump thread still reads it).
+		now := binlogs()
+		newest := was[len(was)-1]
+		if now[len(now)-1] <= newest || now[0] < newest {
+			t.Fatalf("binary logs %v after the purge, %v before: want a new one, and none older than %s", now, was, newest)
 		}
 		if sandbox.PurgeBinlogs.Inverse() != 0 {
 			t.Fatalf("purge-binlogs has an inverse: %s", sandbox.PurgeBinlogs.Inverse())
