@@ -40,6 +40,10 @@ var (
 	seed21round2 = chaos.Schedule{Seed: 21, Round: 2, Faults: []chaos.Fault{
 		{Kind: chaos.StopAgent, Target: chaos.TargetCoordinator, For: 7400 * time.Millisecond},
 		{Kind: chaos.Stop, Target: chaos.TargetPrimary, At: 4200 * time.Millisecond, For: 2600 * time.Millisecond}}}
+	// Not drawn: written to put a DBA's purge where it hurts, a replica down meanwhile.
+	purgeWhileReplicaDown = chaos.Schedule{Round: 1, Faults: []chaos.Fault{
+		{Kind: chaos.Kill, Target: chaos.TargetReplica, Index: 0, For: 4 * time.Second},
+		{Kind: chaos.PurgeBinlogs, Target: chaos.TargetPrimary, At: 2 * time.Second}}}
 )
 
 // TestCampaign is the short campaign CI runs on a real cluster, every invariant
@@ -114,8 +118,16 @@ func TestReplays(t *testing.T) {
 		// again 20 ms after that replica's agent pointed it there, and both other
 		// nodes ended quarantined.
 		{seed21round2, "a new primary waiting for its semi-sync replica failed over again; no replica left"},
+		// A replica killed while the primary's binary logs are purged: back, it asked
+		// for GTIDs in no binary log left (error 1236), and its agent restarted
+		// replication twice a second for good, a degraded replica never quarantined.
+		{purgeWhileReplicaDown, "a replica whose binary logs were purged on the primary, restarted forever"},
 	} {
-		t.Run(fmt.Sprintf("seed %d round %d", tc.s.Seed, tc.s.Round), func(t *testing.T) {
+		name := fmt.Sprintf("seed %d round %d", tc.s.Seed, tc.s.Round)
+		if tc.s.Seed == 0 {
+			name = "purge while a replica is down"
+		}
+		t.Run(name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
 			cfg := chaos.Config{Seed: tc.s.Seed, Nodes: 3, EtcdMembers: 3, FailoverBlock: time.Second,

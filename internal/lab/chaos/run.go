@@ -328,8 +328,10 @@ func (r *runner) round(ctx context.Context, s Schedule) (bool, error) {
 		healed = time.Now()
 	}
 
-	// Settle: the primary within LiveBound, the rest within Settle.
-	var live, writeBack time.Time
+	// Settle: the primary within LiveBound, the rest within Settle, and settled for
+	// settledFor on end: a replica whose agent restarts replication in a loop looks
+	// healthy for a moment each time.
+	var live, writeBack, settledSince time.Time
 	var final Cluster
 	for {
 		final, _ = r.e.observe(ctx)
@@ -344,7 +346,13 @@ func (r *runner) round(ctx context.Context, s Schedule) (bool, error) {
 			}
 		}
 		ok, _ := final.Settled()
-		if (ok && !writeBack.IsZero()) || time.Since(healed) > s.SettleBound() || ctx.Err() != nil {
+		switch {
+		case !ok:
+			settledSince = time.Time{}
+		case settledSince.IsZero():
+			settledSince = time.Now()
+		}
+		if (ok && time.Since(settledSince) >= settledFor && !writeBack.IsZero()) || time.Since(healed) > s.SettleBound() || ctx.Err() != nil {
 			break
 		}
 		time.Sleep(250 * time.Millisecond)
@@ -573,6 +581,10 @@ var (
 		Restart: sandbox.Shutdown, FreezeNode: sandbox.FreezeNode, PurgeBinlogs: sandbox.PurgeBinlogs,
 	}
 )
+
+// settledFor is how long every observation must find the cluster settled for the
+// round to end before its settle bound.
+const settledFor = 3 * time.Second
 
 // pauseReach is how long after the round's static faults end an armed agent may
 // still reach its step (a failover takes seconds) before it is disarmed.
