@@ -123,7 +123,11 @@ func LabBinary(t testing.TB) string {
 // agents stop at a named step on request (internal/failpoint).
 func FailpointBinary(t testing.TB) string {
 	t.Helper()
-	return filepath.Join(filepath.Dir(Binary(t)), "baton-failpoint")
+	bin := filepath.Join(filepath.Dir(Binary(t)), "baton-failpoint")
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("no baton built with -tags failpoint next to baton (`make build` writes bin/baton-failpoint): %v", err)
+	}
+	return bin
 }
 
 // Up brings up a sandbox for the test and tears it down when the test ends.
