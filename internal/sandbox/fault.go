@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -289,7 +290,9 @@ func terminate(ctx context.Context, pid int, limit time.Duration) error {
 
 // purgeBinlogs is what a DBA does to free a full disk: rotate the binary log, then
 // purge every file before the new one. MariaDB keeps gtid_binlog_state (the new
-// file's Gtid_list holds it), but the purged files' events are gone.
+// file's Gtid_list holds it), but the purged files' events are gone. A file that a
+// replica's dump thread still reads is kept (MariaDB warns); the DBA runs the purge
+// again, every 100 ms for up to 2 s, until only the new file is left.
 func purgeBinlogs(ctx context.Context, n *Node) error {
 	db, err := openSocketDB(n.Socket, "root", "")
 	if err != nil {
@@ -306,16 +309,42 @@ func purgeBinlogs(ctx context.Context, n *Node) error {
 	if _, err := conn.ExecContext(qctx, "FLUSH BINARY LOGS"); err != nil {
 		return fmt.Errorf("flush binary logs: %w", err)
 	}
-	rows, err := conn.QueryContext(qctx, "SHOW BINARY LOGS")
+	files, err := binaryLogs(qctx, conn)
 	if err != nil {
-		return fmt.Errorf("show binary logs: %w", err)
+		return err
+	}
+	if len(files) == 0 {
+		return errors.New("no binary log")
+	}
+	newest := files[len(files)-1]
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		if _, err := conn.ExecContext(qctx, "PURGE BINARY LOGS TO "+quote(newest)); err != nil {
+			return fmt.Errorf("purge binary logs to %s: %w", newest, err)
+		}
+		if files, err = binaryLogs(qctx, conn); err != nil || len(files) <= 1 || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-qctx.Done():
+			return qctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// binaryLogs lists a server's binary log files, oldest first.
+func binaryLogs(ctx context.Context, conn *sql.Conn) ([]string, error) {
+	rows, err := conn.QueryContext(ctx, "SHOW BINARY LOGS")
+	if err != nil {
+		return nil, fmt.Errorf("show binary logs: %w", err)
 	}
 	defer rows.Close()
 	cols, err := rows.Columns()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	var newest string
+	var out []string
 	for rows.Next() {
 		vals := make([]any, len(cols))
 		var name string
@@ -324,21 +353,11 @@ func purgeBinlogs(ctx context.Context, n *Node) error {
 			vals[i] = new(any)
 		}
 		if err := rows.Scan(vals...); err != nil {
-			return err
+			return nil, err
 		}
-		newest = name
+		out = append(out, name)
 	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	rows.Close()
-	if newest == "" {
-		return errors.New("no binary log")
-	}
-	if _, err := conn.ExecContext(qctx, "PURGE BINARY LOGS TO "+quote(newest)); err != nil {
-		return fmt.Errorf("purge binary logs to %s: %w", newest, err)
-	}
-	return nil
+	return out, rows.Err()
 }
 
 func (c *Cluster) signal(n *Node, sig syscall.Signal) error {
