@@ -391,8 +391,11 @@ func (r *runner) round(ctx context.Context, s Schedule) (bool, error) {
 	r.say("round %d: %d violations, writes back %s", s.Round, len(vs), back.Round(time.Millisecond))
 	if len(vs) > 0 {
 		dir := r.keepLogs(s, o)
-		fmt.Fprintf(os.Stderr, "round %d of seed %d failed: %s\nschedule: %s\nlogs: %s\nreplay: baton-lab bench chaos --seed %d --from-round %d --rounds 1\n",
-			s.Round, s.Seed, vs[0].Detail, s, dir, s.Seed, s.Round)
+		replay := fmt.Sprintf("baton-lab bench chaos --seed %d --from-round %d --rounds 1", s.Seed, s.Round)
+		if len(r.cfg.Schedules) > 0 {
+			replay = "the schedule above, given as Config.Schedules (it was not drawn)"
+		}
+		fmt.Fprintf(os.Stderr, "round %d of seed %d failed: %s\nschedule: %s\nlogs: %s\nreplay: %s\n", s.Round, s.Seed, vs[0].Detail, s, dir, replay)
 	}
 	// Quarantined nodes are for a person to repair: the campaign does it the way the
 	// runbook says, so that the next round starts from a healthy cluster.
