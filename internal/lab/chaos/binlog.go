@@ -224,7 +224,7 @@ func (e *env) lookUpUnique(ctx context.Context, node string, db *sql.DB, state s
 		e.note(fmt.Sprintf("look up %s in %s's binary log: %v", strings.Join(want, ","), node, err))
 	}
 	for _, g := range found {
-		e.noteReal(RealGTID{Node: node, GTID: g, Source: "binlog", At: time.Now()}) // the read's end
+		e.noteReal(RealGTID{Node: node, GTID: g, Source: sourceBinlog, At: time.Now()}) // the read's end
 	}
 }
 

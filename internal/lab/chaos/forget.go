@@ -65,8 +65,14 @@ type ServerStart struct {
 }
 
 // RealGTID is evidence that a GTID was a real transaction on a node: its events
-// read whole in the node's binary log by the campaign ("binlog"), or recorded real
-// by the node's agent ("errant record", "status").
+// read whole in the node's binary log by the campaign (sourceBinlog), or recorded
+// real by the node's agent ("errant record", "status"). The agent's word is
+// conservative: it also takes as real a transaction whose first events it read and
+// whose end a full disk cut off, which MariaDB's recovery drops at a restart. So
+// Baton may not forget what its agent recorded real, but a restart is held only to
+// what the campaign read whole.
+const sourceBinlog = "binlog"
+
 type RealGTID struct {
 	Node   string    `json:"node"`
 	GTID   string    `json:"gtid"`
@@ -208,9 +214,10 @@ const transient = 3 * time.Second
 //     status): a real transaction forgotten as a phantom is a violation;
 //   - gone across a restart of the node's server by the campaign (between the two
 //     reads): MariaDB reads the state from its binary logs again and numbers that
-//     were never written (phantoms) go; a GTID known real that goes so is a
-//     violation, unless the filesystem was repaired (fsck) in between, whose losses
-//     are the fault's;
+//     were never written whole (phantoms, a write a full disk cut off) go; a GTID
+//     the campaign read whole in the binary log that goes so is a violation,
+//     unless the filesystem was repaired (fsck) in between, whose losses are the
+//     fault's;
 //   - anything else is a violation: forgotten, and nobody said so.
 //
 // A GTID back in a read within transient of the one that found it gone was not
@@ -284,7 +291,7 @@ func checkForgetting(o Observation, checks Checks) []Violation {
 						realGone = append(realGone, fmt.Sprintf("%s (real: %s at %s; forgotten by %s at %s as a phantom)", g, ev.Source, stamp(ev.At), f.By, stamp(f.At)))
 					case reported:
 					case restarted && fsRepaired:
-					case restarted && isReal:
+					case restarted && isReal && ev.Source == sourceBinlog:
 						realGone = append(realGone, fmt.Sprintf("%s (real: %s at %s; gone when the server restarted)", g, ev.Source, stamp(ev.At)))
 					case restarted:
 					default:

@@ -20,14 +20,16 @@
 // every GTID it made the node forget, and says whether they were phantoms or an
 // operator's discard), or in the campaign's own record of a rebuild; or it went
 // with a restart of the server by the campaign. One known to be a real
-// transaction on that node may go only by an operator's discard or a rebuild (or
-// with a filesystem fsck repaired). Known real: its GTID event and its commit read
-// in the node's newest binary log by the campaign (it looks up, on a node that is
-// not the primary of record, the GTIDs the primary lacks, as soon as it sees them),
-// or recorded real by the node's agent (errant/<node> in etcd, or its published
-// errant transactions). Not seen: a GTID numbered and forgotten between two reads
-// (200 ms apart, longer while the server does not answer), and a real transaction
-// that only a purged or older binary log held when the campaign looked.
+// transaction on that node may not be forgotten as a phantom. Known real: its GTID
+// event and its commit read in the node's newest binary log by the campaign (it
+// looks up, on a node that is not the primary of record, the GTIDs of its own
+// server_id the primary lacks, as soon as it sees them), or recorded real by the
+// node's agent (errant/<node> in etcd, or its published errant transactions: the
+// agent also takes as real a write a full disk cut off, so a restart, which drops
+// such a write, is held only to what the campaign read whole). Not seen: a GTID
+// numbered and forgotten between two reads (200 ms apart, longer while the server
+// does not answer), and a real transaction that only a purged or older binary log
+// held when the campaign looked.
 //
 // It only observes Baton from outside, as an application and an operator would: the
 // writer's and the monitor's acknowledged writes, etcd's keys, the servers' variables
