@@ -370,7 +370,7 @@ func (r *runner) round(ctx context.Context, s Schedule) (bool, error) {
 	r.binlogMark = mark
 	forgets, starts, real := r.e.accounts()
 	o := Observation{Writes: r.e.writes(start), Epochs: r.e.epochList(), Healed: healed, Live: live, WriteBack: writeBack, End: time.Now(),
-		WriteBackBound: s.WriteBackBound(r.cfg.Nodes), Final: final, Binlog: binlog, BinlogJudgedUntil: judged,
+		WriteBackBound: s.AckersFullBound(s.WriteBackBound(r.cfg.Nodes), fullDisks(fs), final), Final: final, Binlog: binlog, BinlogJudgedUntil: judged,
 		Forgets: forgets, Starts: starts, Real: real}
 	vs, checks := Check(o)
 	var acks []time.Time
@@ -406,6 +406,17 @@ func (r *runner) round(ctx context.Context, s Schedule) (bool, error) {
 		r.rep.Quarantines = append(r.rep.Quarantines, q)
 	}
 	return len(vs) == 0, nil
+}
+
+// fullDisks names the nodes whose disk the round filled.
+func fullDisks(fs []resolved) []string {
+	var out []string
+	for _, f := range fs {
+		if f.Kind == DiskFull && f.err == "" {
+			out = append(out, f.node)
+		}
+	}
+	return out
 }
 
 // ready makes sure the cluster is settled with nothing quarantined before a round:

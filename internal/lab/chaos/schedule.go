@@ -41,6 +41,7 @@ package chaos
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 
@@ -509,6 +510,29 @@ func (s Schedule) WriteBackBound(nodes int) time.Duration {
 		return s.SettleBound()
 	}
 	return LiveBound
+}
+
+// AckersFullBound is WriteBackBound once the round's nodes are known: the full-disk
+// bound (SettleBound) also when every node left to acknowledge the final primary's
+// commits (every other one not quarantined) had its disk full in the round (full
+// names them), as when a replica's disk filled while the other replica was the
+// primary that failed and is now quarantined; else bound. A cluster with no node
+// left to acknowledge keeps bound: its writes cannot come back at all.
+func (s Schedule) AckersFullBound(bound time.Duration, full []string, final Cluster) time.Duration {
+	ackers := 0
+	for _, n := range final.sorted() {
+		if n.Name == final.Primary || n.Role == "quarantined" {
+			continue
+		}
+		if !slices.Contains(full, n.Name) {
+			return bound
+		}
+		ackers++
+	}
+	if ackers == 0 {
+		return bound
+	}
+	return max(bound, s.SettleBound())
 }
 
 // Settle is how long the campaign waits for the cluster to settle after healing.

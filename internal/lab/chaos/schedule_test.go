@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/internal/failpoint"
 )
 
@@ -242,6 +243,39 @@ func TestWriteBackBound(t *testing.T) {
 	}
 	for _, tc := range cases {
 		if got := (Schedule{Faults: tc.faults}).WriteBackBound(tc.nodes); got != tc.want {
+			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}
+
+// Seed 209 round 24: the primary stopped 7.9 s, a replica's disk full from 7.2 s
+// for 5.7 s. The other replica was promoted; the old primary came back quarantined
+// (errant); the replica with the full disk could acknowledge nothing until MariaDB
+// noticed the freed space (writes back 54 s after healing). Every node left to
+// acknowledge had its disk full: the full-disk bound.
+func TestAckersFullBound(t *testing.T) {
+	s := Schedule{Faults: []Fault{{Kind: Stop, Target: TargetPrimary}, {Kind: DiskFull, Target: TargetReplica, Index: 1}}}
+	final := func(roles map[string]string) Cluster {
+		c := Cluster{Primary: "db2", Nodes: map[string]NodeState{}}
+		for n, r := range roles {
+			c.Nodes[n] = NodeState{Name: n, Role: cluster.Role(r)}
+		}
+		return c
+	}
+	cases := []struct {
+		name  string
+		full  []string
+		final Cluster
+		want  time.Duration
+	}{
+		{"the one acker left had its disk full", []string{"db3"}, final(map[string]string{"db1": "quarantined", "db2": "primary", "db3": "replica"}), 75 * time.Second},
+		{"another replica could acknowledge", []string{"db3"}, final(map[string]string{"db1": "replica", "db2": "primary", "db3": "replica"}), LiveBound},
+		{"the full disk was the new primary's", []string{"db2"}, final(map[string]string{"db1": "quarantined", "db2": "primary", "db3": "replica"}), LiveBound},
+		{"nobody left to acknowledge", []string{"db3"}, final(map[string]string{"db1": "quarantined", "db2": "primary", "db3": "quarantined"}), LiveBound},
+		{"no full disk", nil, final(map[string]string{"db1": "quarantined", "db2": "primary", "db3": "replica"}), LiveBound},
+	}
+	for _, tc := range cases {
+		if got := s.AckersFullBound(LiveBound, tc.full, tc.final); got != tc.want {
 			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
 		}
 	}
