@@ -1,0 +1,345 @@
+package replication
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// A node's errant transactions, kept and undone with MariaDB's own client programs:
+// mariadb-binlog reads the server's binary log over its replication protocol
+// (--read-from-remote-server) and prints events as a DBA knows them, or their
+// reverse (--flashback); mariadb applies a script. The archive is written before
+// anything is undone or discarded, and nothing is undone that it does not hold.
+//
+// MariaDB only: MySQL has no flashback, and Tools refuses it (ErrRepairUnsupported).
+
+// DefaultToolTimeout bounds one run of a client program.
+const DefaultToolTimeout = 30 * time.Second
+
+// MaxArchive bounds an archive's size: errant transactions beyond it are more than
+// a node should undo by itself.
+const MaxArchive = 64 << 20
+
+// Tools runs MariaDB's client programs against one server, with one account. The
+// password goes into a defaults file (mode 0600, in Dir, removed after the run),
+// never onto a command line.
+type Tools struct {
+	// Binlog and Client are the programs mariadb-binlog and mariadb; "" finds
+	// them in PATH.
+	Binlog, Client string
+	// Addr is the server: host:port, or unix:/path for its socket.
+	Addr           string
+	User, Password string
+	// Dir is where the defaults file lives while a program runs.
+	Dir string
+	// Timeout bounds each run; zero is DefaultToolTimeout.
+	Timeout time.Duration
+}
+
+// ErrantRange is a stretch of one (domain, server_id)'s errant transactions: every
+// sequence after After up to Last. After is what the primary has of that
+// (domain, server_id): the last point the node shares with it.
+type ErrantRange struct {
+	Domain, ServerID uint32
+	After, Last      uint64
+}
+
+func (r ErrantRange) String() string {
+	return fmt.Sprintf("%d-%d-%d..%d", r.Domain, r.ServerID, r.After+1, r.Last)
+}
+
+// ErrantRanges lists the ranges of a MariaDB errant set against primary (see
+// Errant), in order.
+func ErrantRanges(errant GTIDSet, primary Server) []ErrantRange {
+	if errant.flavor != FlavorMariaDB || errant.maria == nil {
+		return nil
+	}
+	var out []ErrantRange
+	for _, g := range sortedMaria(errant.maria) {
+		r := ErrantRange{Domain: g.DomainID, ServerID: g.ServerID, Last: g.SequenceNumber}
+		if p := primary.Executed; p.flavor == FlavorMariaDB && p.maria != nil {
+			if pg, ok := p.maria.Sets[g.DomainID][g.ServerID]; ok {
+				r.After = pg.SequenceNumber
+			}
+		}
+		if r.Last > r.After {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// Archived says what an archive holds.
+type Archived struct {
+	Path string `json:"path"`
+	// GTIDs are the errant GTIDs found in it, in order.
+	GTIDs []string `json:"gtids"`
+	Bytes int64    `json:"bytes"`
+}
+
+// ErrArchiveIncomplete: the archive does not hold every errant transaction the
+// inspection found real; nothing may be undone or discarded on it.
+var ErrArchiveIncomplete = errors.New("replication: archive does not hold every errant transaction")
+
+// archivedGTID is a GTID event as mariadb-binlog prints it: "... GTID 0-2-15 trans".
+var archivedGTID = regexp.MustCompile(`(?m)^#.*\sGTID (\d+-\d+-\d+)(?:\s|$)`)
+
+// Archive writes to path the events of ev's errant transactions, as mariadb-binlog
+// --verbose prints them: the BINLOG statements a DBA can apply again (`mariadb <
+// path`) with each row change decoded in a comment, after header (comment lines:
+// the node, the GTIDs, their times and tables). It fails, and leaves no file, unless
+// the archive holds every GTID the inspection found written whole (ErrArchiveIncomplete),
+// or when it would exceed MaxArchive. The file is written whole or not at all (a
+// temporary file renamed into place).
+func (t Tools) Archive(ctx context.Context, ev ErrantEvidence, primary Server, header, path string) (Archived, error) {
+	if ev.Flavor != FlavorMariaDB {
+		return Archived{}, fmt.Errorf("archive errant transactions: %w", ErrRepairUnsupported)
+	}
+	ranges := ErrantRanges(ev.Errant, primary)
+	if len(ranges) == 0 {
+		return Archived{}, errors.New("archive errant transactions: no errant range")
+	}
+	var body bytes.Buffer
+	for _, r := range ranges {
+		out, err := t.binlog(ctx, r, "--verbose")
+		if err != nil {
+			return Archived{}, err
+		}
+		fmt.Fprintf(&body, "\n-- errant range %s (server_id %d, after %d-%d-%d)\n", r, r.ServerID, r.Domain, r.ServerID, r.After)
+		body.Write(out)
+		if body.Len() > MaxArchive {
+			return Archived{}, fmt.Errorf("archive errant transactions: over %d bytes", MaxArchive)
+		}
+	}
+	got := map[string]bool{}
+	var gtids []string
+	for _, m := range archivedGTID.FindAllSubmatch(body.Bytes(), -1) {
+		g := string(m[1])
+		if !got[g] {
+			got[g] = true
+			gtids = append(gtids, g)
+		}
+	}
+	var missing []string
+	for _, tx := range ev.Txns {
+		if tx.Kind == ErrantReal && tx.First != nil && !got[tx.GTID] {
+			missing = append(missing, tx.GTID)
+		}
+	}
+	if len(missing) > 0 {
+		return Archived{}, fmt.Errorf("archive errant transactions: %s not read back from the binary log: %w", strings.Join(missing, ", "), ErrArchiveIncomplete)
+	}
+	var out bytes.Buffer
+	for _, l := range strings.Split(strings.TrimRight(header, "\n"), "\n") {
+		out.WriteString("-- " + l + "\n")
+	}
+	out.Write(body.Bytes())
+	if err := writeWhole(path, out.Bytes()); err != nil {
+		return Archived{}, fmt.Errorf("archive errant transactions: %w", err)
+	}
+	return Archived{Path: path, GTIDs: gtids, Bytes: int64(out.Len())}, nil
+}
+
+// Flashback writes to path the statements that undo ev's errant transactions:
+// mariadb-binlog --flashback, every row event reversed, the newest first. Only row
+// events can be reversed; the caller checks ErrantTxn.RowsOnly first.
+func (t Tools) Flashback(ctx context.Context, ev ErrantEvidence, primary Server, path string) error {
+	if ev.Flavor != FlavorMariaDB {
+		return fmt.Errorf("flashback errant transactions: %w", ErrRepairUnsupported)
+	}
+	ranges := ErrantRanges(ev.Errant, primary)
+	var body bytes.Buffer
+	// The newest range first: each one's output is already reversed within it.
+	for i := len(ranges) - 1; i >= 0; i-- {
+		out, err := t.binlog(ctx, ranges[i], "--flashback")
+		if err != nil {
+			return err
+		}
+		body.Write(out)
+		if body.Len() > MaxArchive {
+			return fmt.Errorf("flashback errant transactions: over %d bytes", MaxArchive)
+		}
+	}
+	if err := writeWhole(path, body.Bytes()); err != nil {
+		return fmt.Errorf("flashback errant transactions: %w", err)
+	}
+	return nil
+}
+
+// Apply runs the statements in path on the server, on one session with
+// sql_log_bin=0: what it changes is written to no binary log and takes no GTID
+// (a flashback puts the data back where the node left its primary; the GTID state
+// is set apart, by RepairErrant). The account needs BINLOG REPLAY for the BINLOG
+// statements a flashback is made of.
+func (t Tools) Apply(ctx context.Context, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("apply %s: %w", path, err)
+	}
+	defer f.Close()
+	stdin := io.MultiReader(strings.NewReader("SET SESSION sql_log_bin = 0;\n"), f)
+	if _, err := t.run(ctx, t.client(), stdin, "--batch", "--binary-mode"); err != nil {
+		return fmt.Errorf("apply %s: %w", path, err)
+	}
+	return nil
+}
+
+// binlog runs mariadb-binlog over the server's replication protocol for one
+// range, with the extra flag (--verbose, --flashback), and returns what it printed.
+func (t Tools) binlog(ctx context.Context, r ErrantRange, flag string) ([]byte, error) {
+	first, err := t.firstLog(ctx)
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"--read-from-remote-server", "--to-last-log", flag,
+		"--start-position=" + fmt.Sprintf("%d-%d-%d", r.Domain, r.ServerID, r.After),
+		"--stop-position=" + fmt.Sprintf("%d-%d-%d", r.Domain, r.ServerID, r.Last),
+		"--server-id=" + strconv.FormatUint(uint64(r.ServerID), 10), first}
+	out, err := t.run(ctx, t.binlogProgram(), nil, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read errant range %s from the binary log: %w", r, err)
+	}
+	return out, nil
+}
+
+// firstLog names the oldest binary log file (SHOW BINARY LOGS), where
+// mariadb-binlog starts to read; its GTID start position skips what comes before.
+func (t Tools) firstLog(ctx context.Context) (string, error) {
+	out, err := t.run(ctx, t.client(), strings.NewReader("SHOW BINARY LOGS;\n"), "--batch", "--skip-column-names")
+	if err != nil {
+		return "", fmt.Errorf("list binary logs: %w", err)
+	}
+	first, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	name, _, _ := strings.Cut(first, "\t")
+	if name == "" {
+		return "", errors.New("list binary logs: none (log_bin off?)")
+	}
+	return name, nil
+}
+
+func (t Tools) binlogProgram() string {
+	if t.Binlog != "" {
+		return t.Binlog
+	}
+	return "mariadb-binlog"
+}
+
+func (t Tools) client() string {
+	if t.Client != "" {
+		return t.Client
+	}
+	return "mariadb"
+}
+
+// run runs program with the server's connection options and the account in a
+// defaults file, stdin if not nil, within Timeout, and returns its standard output;
+// an error carries the first lines of its standard error.
+func (t Tools) run(ctx context.Context, program string, stdin io.Reader, args ...string) ([]byte, error) {
+	timeout := t.Timeout
+	if timeout <= 0 {
+		timeout = DefaultToolTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	defaults, err := t.defaultsFile()
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(defaults)
+	conn, err := t.connArgs()
+	if err != nil {
+		return nil, err
+	}
+	full := append([]string{"--defaults-extra-file=" + defaults}, conn...)
+	full = append(full, args...)
+	cmd := exec.CommandContext(ctx, program, full...)
+	cmd.Stdin = stdin
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		msg := strings.TrimSpace(errb.String())
+		if len(msg) > 500 {
+			msg = msg[:500] + "..."
+		}
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+		}
+		return nil, fmt.Errorf("%s: %w: %s", filepath.Base(program), err, msg)
+	}
+	return out.Bytes(), nil
+}
+
+// connArgs are the options that reach the server at Addr.
+func (t Tools) connArgs() ([]string, error) {
+	if sock, ok := strings.CutPrefix(t.Addr, "unix:"); ok {
+		return []string{"--socket=" + sock}, nil
+	}
+	host, port, err := SplitAddr(t.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("server address %q: %w", t.Addr, err)
+	}
+	return []string{"--protocol=TCP", "--host=" + host, "--port=" + strconv.Itoa(port)}, nil
+}
+
+// defaultsFile writes the account to a new option file only this process can read.
+func (t Tools) defaultsFile() (string, error) {
+	dir := t.Dir
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	f, err := os.CreateTemp(dir, ".baton-client-*.cnf")
+	if err != nil {
+		return "", fmt.Errorf("client options file: %w", err)
+	}
+	defer f.Close()
+	if err := f.Chmod(0o600); err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	// Option files take values in double quotes with backslash escapes.
+	q := func(s string) string { return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"` }
+	if _, err := fmt.Fprintf(f, "[client]\nuser=%s\npassword=%s\n", q(t.User), q(t.Password)); err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
+}
+
+// writeWhole writes data to path through a temporary file in the same directory,
+// synced and renamed: a reader finds the whole file or none.
+func writeWhole(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
