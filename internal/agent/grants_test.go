@@ -103,7 +103,7 @@ func TestGrantsHas(t *testing.T) {
 	}
 	const to = " TO `baton`@`%`"
 	fullMaria := []string{
-		"GRANT RELOAD, PROCESS, BINLOG ADMIN, CONNECTION ADMIN, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN, SLAVE MONITOR, BINLOG MONITOR ON *.*" + to,
+		"GRANT RELOAD, PROCESS, BINLOG ADMIN, CONNECTION ADMIN, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN, SLAVE MONITOR, BINLOG MONITOR, REPLICATION SLAVE, BINLOG REPLAY ON *.*" + to,
 		"GRANT SELECT, INSERT, UPDATE, CREATE ON `baton`.*" + to,
 	}
 	cases := []struct {
@@ -125,10 +125,10 @@ func TestGrantsHas(t *testing.T) {
 		{"table grants do not count", replication.FlavorMariaDB, maria, []string{fullMaria[0],
 			"GRANT SELECT, INSERT, UPDATE ON `baton`.`heartbeat`" + to, "GRANT SELECT, INSERT, UPDATE, CREATE ON `baton`.`storage_probe`" + to},
 			[]string{"SELECT ON baton.*", "INSERT ON baton.*", "UPDATE ON baton.*", "CREATE ON baton.*"}},
-		{"SUPER covers some on MariaDB, never READ_ONLY ADMIN, RELOAD, BINLOG MONITOR or PROCESS", replication.FlavorMariaDB, maria,
-			[]string{"GRANT SUPER ON *.*" + to, fullMaria[1]}, []string{"READ_ONLY ADMIN ON *.*", "RELOAD ON *.*", "BINLOG MONITOR ON *.*", "PROCESS ON *.*"}},
+		{"SUPER covers some on MariaDB, never READ_ONLY ADMIN, RELOAD, BINLOG MONITOR, PROCESS or REPLICATION SLAVE", replication.FlavorMariaDB, maria,
+			[]string{"GRANT SUPER ON *.*" + to, fullMaria[1]}, []string{"READ_ONLY ADMIN ON *.*", "RELOAD ON *.*", "BINLOG MONITOR ON *.*", "PROCESS ON *.*", "REPLICATION SLAVE ON *.*"}},
 		{"aliases", replication.FlavorMariaDB, maria, []string{
-			"GRANT RELOAD, PROCESS, BINLOG ADMIN, CONNECTION ADMIN, READ_ONLY ADMIN, REPLICATION REPLICA ADMIN, REPLICATION PRIMARY ADMIN, REPLICA MONITOR, REPLICATION CLIENT ON *.*" + to,
+			"GRANT RELOAD, PROCESS, BINLOG ADMIN, CONNECTION ADMIN, READ_ONLY ADMIN, REPLICATION REPLICA ADMIN, REPLICATION PRIMARY ADMIN, REPLICA MONITOR, REPLICATION CLIENT, REPLICATION REPLICA, BINLOG REPLAY ON *.*" + to,
 			fullMaria[1]}, nil},
 		{"replication client is binlog monitor on MariaDB", replication.FlavorMariaDB, []Privilege{{Name: "BINLOG MONITOR"}},
 			[]string{"GRANT REPLICATION CLIENT ON *.*" + to}, nil},
@@ -333,11 +333,11 @@ func TestGrantsOnMariaDB(t *testing.T) {
 		if err := CheckGrants(ctx, accountDB(t, n1, "bt_roled"), GrantOptions{SemiSync: true}); err != nil {
 			t.Fatalf("privileges through the default role: %v", err)
 		}
-		// And the replication privilege is asked for when the account replicates.
-		err := CheckGrants(ctx, accountDB(t, n1, "bt_roled"), GrantOptions{SemiSync: true, Replicates: true})
-		var mg *MissingGrantsError
-		if !errors.As(err, &mg) || len(mg.Missing) != 1 || mg.Missing[0].Name != "REPLICATION SLAVE" {
-			t.Fatalf("replicating account without REPLICATION SLAVE: %v", err)
+		// On MariaDB the admin account reads binary logs over the replication
+		// protocol (the errant archive) anyway: replicating with it asks for nothing
+		// more.
+		if err := CheckGrants(ctx, accountDB(t, n1, "bt_roled"), GrantOptions{SemiSync: true, Replicates: true}); err != nil {
+			t.Fatalf("replicating account with the admin privileges: %v", err)
 		}
 	})
 }
@@ -428,6 +428,16 @@ func (w witnesses) run(t *testing.T, ctx context.Context, p Privilege, account s
 		return nil
 	case "REPLICATION MASTER ADMIN":
 		return exec(u1, "SET GLOBAL rpl_semi_sync_master_enabled = @@GLOBAL.rpl_semi_sync_master_enabled")
+	case "REPLICATION SLAVE":
+		// The archive of errant transactions reads the binary log over the replication
+		// protocol: against a primary that has nothing, every transaction is errant.
+		_, err := accountTools(t, w.n2, account).Archive(ctx, nothingErrant(t, ctx, w.c, w.n2), nothing, "witness",
+			filepath.Join(t.TempDir(), "archive.sql"))
+		return err
+	case "BINLOG REPLAY":
+		// The flashback is BINLOG statements: one of them, harmless (a format
+		// description event), read from the binary log by Baton's full account.
+		return accountTools(t, w.n2, account).Apply(ctx, formatDescription(t, ctx, w.c, w.n2))
 	}
 	t.Fatalf("no witness statement for %s", p)
 	return nil
@@ -615,4 +625,56 @@ func prober(t *testing.T, n *sandbox.Node, account string) *detector.Prober {
 	}
 	t.Cleanup(func() { p.Close() })
 	return p
+}
+
+// nothing is a primary that has no transaction: every GTID of a server is errant
+// against it.
+var nothing = replication.Server{ServerID: 999, Executed: replication.MustParseGTIDSet(replication.FlavorMariaDB, "")}
+
+// accountTools runs MariaDB's client programs as account on n's server.
+func accountTools(t *testing.T, n *sandbox.Node, account string) replication.Tools {
+	return replication.Tools{Addr: "unix:" + n.Socket, User: account, Password: "pw-" + account, Dir: t.TempDir()}
+}
+
+// nothingErrant is n's errant evidence against nothing, read by the sandbox's full
+// account.
+func nothingErrant(t *testing.T, ctx context.Context, c *sandbox.Cluster, n *sandbox.Node) replication.ErrantEvidence {
+	t.Helper()
+	db, err := c.AdminDB(n.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ev, err := instance(t, db, n.Name).InspectErrant(ctx, nothing, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
+// formatDescription is a script of one BINLOG statement, the format description
+// event of n's binary log, read by the sandbox's full account.
+func formatDescription(t *testing.T, ctx context.Context, c *sandbox.Cluster, n *sandbox.Node) string {
+	t.Helper()
+	dir := t.TempDir()
+	tools := replication.Tools{Addr: "unix:" + n.Socket, User: c.AdminUser, Password: c.AdminPassword, Dir: dir}
+	path := filepath.Join(dir, "all.sql")
+	if _, err := tools.Archive(ctx, nothingErrant(t, ctx, c, n), nothing, "witness", path); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	i := strings.Index(s, "BINLOG '")
+	j := strings.Index(s[max(i, 0):], "'/*!*/;")
+	if i < 0 || j < 0 {
+		t.Fatalf("no BINLOG statement in %s", path)
+	}
+	script := filepath.Join(dir, "fde.sql")
+	if err := os.WriteFile(script, []byte("DELIMITER /*!*/;\n"+s[i:i+j+len("'/*!*/;")]+"\nDELIMITER ;\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return script
 }
