@@ -156,6 +156,9 @@ func rejoinArgs(args []string, discard, yes bool) (node string, _ bool, _ bool, 
 	if node == "" {
 		return "", false, false, errors.New("give the node: baton rejoin NODE [--discard-errant] --yes")
 	}
+	if err := cluster.CheckName("NODE", node); err != nil {
+		return "", false, false, err
+	}
 	return node, discard, yes, nil
 }
 

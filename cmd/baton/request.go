@@ -152,6 +152,11 @@ func runRequest(cctx *cli.Context, kind cluster.RequestKind) error {
 		return fail(exitBadInput, "--timeout %s: must be positive", cctx.Duration("timeout"))
 	}
 	jsonOut, dryRun, to := cctx.Bool("json"), cctx.Bool("dry-run"), cctx.String("to")
+	if to != "" {
+		if err := cluster.CheckName("--to", to); err != nil {
+			return fail(exitBadInput, "%v", err)
+		}
+	}
 	store, _, closeFn, err := openCluster(cctx)
 	if err != nil {
 		return fail(exitBadInput, "%v", err)
