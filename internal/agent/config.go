@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"syscall"
@@ -425,6 +426,9 @@ func Parse(b []byte, env func(string) string) (Config, error) {
 	if err := dec.Decode(&c); err != nil {
 		if errors.Is(err, io.EOF) {
 			return Config{}, errors.New("config: the file is empty")
+		}
+		if d := badDuration(b, reflect.TypeOf(c)); d != nil {
+			return Config{}, fmt.Errorf("config: %w", d)
 		}
 		return Config{}, fmt.Errorf("config: %w", err)
 	}
