@@ -44,9 +44,6 @@ func TestFailoverViaHAProxy(t *testing.T) {
 			if tr.newPrimary == "" || tr.newPrimary == "db1" {
 				t.Fatalf("new primary %q", tr.newPrimary)
 			}
-			if tr.failover > 10*time.Second {
-				t.Errorf("writes resumed %s after the fault, want within 10s", tr.failover.Round(time.Millisecond))
-			}
 			if tr.oldAcks != 0 {
 				t.Errorf("the old primary acknowledged %d writes through HAProxy after the new one took writes", tr.oldAcks)
 			}
