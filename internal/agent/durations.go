@@ -10,8 +10,6 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-var durationType = reflect.TypeOf(time.Duration(0))
-
 // badDuration finds, in the YAML document b decoded into a value of type t, the first
 // duration written without a unit or not as a duration at all, and says so with its
 // key's path: "timings.probe_interval: 500 needs a unit, e.g. 500ms". yaml's own
@@ -28,7 +26,7 @@ func durationIn(n *yaml.Node, t reflect.Type, path string) error {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	if t == durationType {
+	if t == reflect.TypeFor[time.Duration]() {
 		if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
 			return nil
 		}

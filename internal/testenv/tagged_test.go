@@ -7,6 +7,7 @@ import (
 	"go/token"
 	"io/fs"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -46,7 +47,7 @@ func TestIntegrationTestsTagged(t *testing.T) {
 		var calls []string
 		ast.Inspect(f, func(n ast.Node) bool {
 			if sel, ok := n.(*ast.SelectorExpr); ok {
-				if id, ok := sel.X.(*ast.Ident); ok && needsMachine[id.Name+"."+sel.Sel.Name] {
+				if id, ok := sel.X.(*ast.Ident); ok && needsMachine[id.Name+"."+sel.Sel.Name] && !slices.Contains(calls, id.Name+"."+sel.Sel.Name) {
 					calls = append(calls, id.Name+"."+sel.Sel.Name)
 				}
 			}
