@@ -14,7 +14,7 @@ import (
 type Keys struct{ Prefix string }
 
 // NewKeys returns the keys of cluster.
-func NewKeys(cluster string) Keys { return Keys{Prefix: "/baton/" + cluster + "/"} }
+func NewKeys(cluster string) Keys { return Keys{Prefix: Root + cluster + "/"} }
 
 func (k Keys) Primary() string           { return k.Prefix + "primary" }
 func (k Keys) Leader() string            { return k.Prefix + "leader" }

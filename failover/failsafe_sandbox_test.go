@@ -1,3 +1,5 @@
+//go:build integration
+
 package failover_test
 
 import (
@@ -35,6 +37,24 @@ func failsafeOf(t *testing.T, c sbCluster, node string) agentFailsafe {
 		t.Fatalf("status of %s's agent: %v", node, err)
 	}
 	return v
+}
+
+// writesWentOn checks what failsafe mode guarantees of the writes between from and
+// to: the primary was never fenced (no write refused: read_only would refuse them)
+// and still acknowledged writes after outlasting, by then, the session a primary
+// without failsafe would have been fenced at. The longest pause is a figure for the
+// log: how fast is a benchmark's business (baton-lab bench etcd-outage).
+func writesWentOn(t *testing.T, w *sandbox.Writer, from, to time.Time, what string) {
+	t.Helper()
+	if n := w.RefusedBetween(from, to); n > 0 {
+		_, last := w.Failures()
+		t.Errorf("%d writes refused %s (last: %s): the primary was fenced", n, what, last)
+	}
+	late := from.Add(4 * time.Second) // past session_ttl (3 s) and a fence
+	if a, ok := w.FirstAckAfter(late, 0); !ok || a.At.After(to) {
+		t.Errorf("no write acknowledged %s after %s in", what, late.Sub(from))
+	}
+	t.Logf("writes %s: longest pause %s", what, maxGap(w.Acks(), from, to).Round(time.Millisecond))
 }
 
 // maxGap is the longest time without an acknowledged write between from and to.
@@ -82,8 +102,8 @@ func readOnly(t *testing.T, c sbCluster, node string) (bool, error) {
 
 // TestFailsafe: an etcd outage, with agents in failsafe mode (3 nodes, semi-sync, 3
 // etcd members, a writer through the virtual IP, a monitor writing to every server).
-// One member down changes nothing; every member down keeps the primary taking writes
-// without a gap, and etcd's return changes nothing either; a peer that cannot
+// One member down changes nothing; every member down keeps the primary taking writes,
+// never fenced, and etcd's return changes nothing either; a peer that cannot
 // authenticate fences the primary; the primary dying while etcd is down fails over
 // only once etcd is back, losing nothing.
 func TestFailsafe(t *testing.T) {
@@ -148,9 +168,7 @@ func TestFailsafe(t *testing.T) {
 		if err := c.StartEtcd(ctx, leader); err != nil {
 			t.Fatal(err)
 		}
-		if gap := maxGap(w.Acks(), from, time.Now()); gap > time.Second {
-			t.Errorf("writes stopped for %s while one etcd member (%s, the leader) was down", gap.Round(time.Millisecond), leader)
-		}
+		writesWentOn(t, w, from, time.Now(), "while one etcd member ("+leader+", the leader) was down")
 		unchanged(t, 10*time.Second)
 	})
 
@@ -189,9 +207,7 @@ func TestFailsafe(t *testing.T) {
 			t.Fatal(err)
 		}
 		unchanged(t, 20*time.Second)
-		if gap := maxGap(w.Acks(), from, time.Now()); gap > time.Second {
-			t.Errorf("writes stopped for %s during and after a 15s etcd outage", gap.Round(time.Millisecond))
-		}
+		writesWentOn(t, w, from, time.Now(), "during and after a 13 s etcd outage")
 		sandboxtest.WaitFor(t, 10*time.Second, "failsafe standing by again on db1", func() bool {
 			return failsafeOf(t, c, "db1").Failsafe.State == "standby"
 		})

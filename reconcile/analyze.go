@@ -391,7 +391,7 @@ func analyzeErrant(snap cluster.Snapshot, s Self, a Analysis) Analysis {
 		return a
 	}
 	ev := check.Evidence
-	phantom := ev.Phantom()
+	verdict, why := CheckRejoin(a.Errant, ev.Txns, req)
 	blocked := ""
 	switch {
 	case a.Fence:
@@ -407,28 +407,26 @@ func analyzeErrant(snap cluster.Snapshot, s Self, a Analysis) Analysis {
 		realGTIDs = append(realGTIDs, t.GTID)
 	}
 	switch {
-	case req != nil && req.Errant != "" && req.Errant != a.Errant:
-		a.Answer = answer(*req, cluster.RequestRefused, fmt.Sprintf("the errant GTIDs are now %s, not %s as when the request was made: look again (baton status)", a.Errant, req.Errant))
-	case req != nil && !phantom && !req.DiscardErrant:
-		a.Answer = answer(*req, cluster.RequestRefused, fmt.Sprintf("real errant transactions in the binlog (%s): give --discard-errant to discard them", strings.Join(realGTIDs, ", ")))
+	case req != nil && (verdict == RejoinRefused || verdict == RejoinUnchecked):
+		a.Answer = answer(*req, cluster.RequestRefused, why)
 	case req != nil && blocked != "":
 		a.Answer = answer(*req, cluster.RequestRefused, "not now: "+blocked)
 	case req != nil:
-		a.Action, a.Request, a.Discard = NodeRepairErrant, req, !phantom
+		a.Action, a.Request, a.Discard = NodeRepairErrant, req, verdict == RejoinDiscard
 		a.Reason = fmt.Sprintf("%s asked to rejoin: ", orUnknown(req.By))
-		if phantom {
+		if verdict == RejoinPhantoms {
 			a.Reason += "every errant GTID is a phantom (in no binary log)"
 		} else {
 			a.Reason += "real errant transactions " + strings.Join(realGTIDs, ", ") + " discarded on request"
 		}
 		return a
-	case phantom && blocked == "":
+	case verdict == RejoinPhantoms && blocked == "":
 		a.Action = NodeRepairErrant
 		a.Reason = "every errant GTID (" + strings.Join(ev.GTIDs(), ", ") + ") is a phantom: numbered, in no binary log; the disk has room; read_only"
 		return a
 	}
 	switch {
-	case phantom:
+	case verdict == RejoinPhantoms:
 		a.Reason = "every errant GTID is a phantom (in no binary log); not repaired yet: " + blocked
 	default:
 		a.Reason = "real errant transactions in the binary log (" + strings.Join(realGTIDs, ", ") + "): a person must decide (baton rejoin --discard-errant)"

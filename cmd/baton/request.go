@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/sys/unix"
 
 	"github.com/baton-ha/baton/cluster"
@@ -153,6 +152,11 @@ func runRequest(cctx *cli.Context, kind cluster.RequestKind) error {
 		return fail(exitBadInput, "--timeout %s: must be positive", cctx.Duration("timeout"))
 	}
 	jsonOut, dryRun, to := cctx.Bool("json"), cctx.Bool("dry-run"), cctx.String("to")
+	if to != "" {
+		if err := cluster.CheckName("--to", to); err != nil {
+			return fail(exitBadInput, "%v", err)
+		}
+	}
 	store, _, closeFn, err := openCluster(cctx)
 	if err != nil {
 		return fail(exitBadInput, "%v", err)
@@ -218,7 +222,7 @@ func runRequest(cctx *cli.Context, kind cluster.RequestKind) error {
 
 	filed := time.Now()
 	if err := store.PutRequest(ctx, req); err != nil {
-		if strings.Contains(err.Error(), "another") || errors.Is(err, cluster.ErrConflict) {
+		if errors.Is(err, cluster.ErrConflict) {
 			return finish(exitRefused, "%v: wait for it (see `baton status`)", err)
 		}
 		return finish(exitBadInput, "%v", err)
@@ -292,7 +296,7 @@ func followRequest(ctx context.Context, store *cluster.Store, req cluster.Reques
 				return cur, nil
 			case cluster.RequestPending:
 				if time.Since(start) > pickupTimeout {
-					return last, withdraw(store, req.ID, fmt.Sprintf("no coordinator started on it within %s", pickupTimeout))
+					return last, withdraw(ctx, store, req.ID, fmt.Sprintf("no coordinator started on it within %s", pickupTimeout))
 				}
 			}
 		}
@@ -302,7 +306,7 @@ func followRequest(ctx context.Context, store *cluster.Store, req cluster.Reques
 		select {
 		case <-ctx.Done():
 			if last == nil || last.State == cluster.RequestPending {
-				return last, withdraw(store, req.ID, "interrupted")
+				return last, withdraw(ctx, store, req.ID, "interrupted")
 			}
 			return last, fmt.Errorf("interrupted; request %s goes on in the coordinator: follow it with `baton status`", req.ID)
 		case <-tick.C:
@@ -311,30 +315,17 @@ func followRequest(ctx context.Context, store *cluster.Store, req cluster.Reques
 }
 
 // withdraw deletes request id if it is still pending, so that it never runs; why
-// says why it is withdrawn.
-func withdraw(store *cluster.Store, id, why string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), store.Timeout)
-	defer cancel()
-	key := store.Keys.Request()
-	get, err := store.Client().Get(ctx, key)
-	if err != nil {
+// says why it is withdrawn. It goes on after an interrupt (ctx ended): the request
+// must not stay pending, unseen; the store call has its own deadline.
+func withdraw(ctx context.Context, store *cluster.Store, id, why string) error {
+	started, err := store.WithdrawRequest(context.WithoutCancel(ctx), id)
+	switch {
+	case errors.Is(err, cluster.ErrConflict):
+		return fmt.Errorf("%s, but request %s changed meanwhile: follow it with `baton status`", why, id)
+	case err != nil:
 		return fmt.Errorf("%s, and withdrawing request %s failed (it may still run): %w", why, id, err)
-	}
-	if len(get.Kvs) == 1 {
-		var r cluster.Request
-		if json.Unmarshal(get.Kvs[0].Value, &r) == nil && r.ID == id && r.State != cluster.RequestPending {
-			return fmt.Errorf("%s, but request %s has started (%s): follow it with `baton status`", why, id, r.State)
-		}
-		if r.ID == id {
-			resp, err := store.Client().Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", get.Kvs[0].ModRevision)).
-				Then(clientv3.OpDelete(key)).Commit()
-			if err != nil {
-				return fmt.Errorf("%s, and withdrawing request %s failed (it may still run): %w", why, id, err)
-			}
-			if !resp.Succeeded {
-				return fmt.Errorf("%s, but request %s changed meanwhile: follow it with `baton status`", why, id)
-			}
-		}
+	case started != nil:
+		return fmt.Errorf("%s, but request %s has started (%s): follow it with `baton status`", why, id, started.State)
 	}
 	return fmt.Errorf("%s: request %s withdrawn, nothing changed", why, id)
 }

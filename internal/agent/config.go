@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"syscall"
@@ -426,6 +427,9 @@ func Parse(b []byte, env func(string) string) (Config, error) {
 		if errors.Is(err, io.EOF) {
 			return Config{}, errors.New("config: the file is empty")
 		}
+		if d := badDuration(b, reflect.TypeOf(c)); d != nil {
+			return Config{}, fmt.Errorf("config: %w", d)
+		}
 		return Config{}, fmt.Errorf("config: %w", err)
 	}
 	var extra yaml.Node
@@ -546,21 +550,10 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// validName accepts what is safe in an etcd key, a heartbeat row (64 characters), a
-// log line and a hook's environment: letters, digits, '.', '_' and '-', starting with
-// a letter or digit.
+// validName accepts a cluster or node name (cluster.CheckName).
 func validName(field, s string) error {
-	if s == "" {
-		return fmt.Errorf("config: %s: required", field)
-	}
-	if len(s) > 64 {
-		return fmt.Errorf("config: %s %q: longer than 64 characters", field, s)
-	}
-	for i, r := range s {
-		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
-		if !ok && (i == 0 || (r != '.' && r != '_' && r != '-')) {
-			return fmt.Errorf("config: %s %q: use letters, digits, '.', '_' and '-', starting with a letter or digit", field, s)
-		}
+	if err := cluster.CheckName(field, s); err != nil {
+		return fmt.Errorf("config: %w", err)
 	}
 	return nil
 }

@@ -94,8 +94,8 @@ func TestParseErrorsNameTheField(t *testing.T) {
 	}{
 		{"unknown top-level field", "", "clustr: x\n", "field clustr not found"},
 		{"misspelt nested field", "", "timings:\n  fence_marign: 1s\n", "field fence_marign not found"},
-		{"bare number duration", "", "timings:\n  probe_interval: 500\n", "into time.Duration"},
-		{"bad duration", "", "timings:\n  probe_interval: 5 min\n", "into time.Duration"},
+		{"bare number duration", "", "timings:\n  probe_interval: 500\n", "timings.probe_interval: 500 needs a unit, e.g. 500ms"},
+		{"bad duration", "", "timings:\n  probe_interval: 5 min\n", `timings.probe_interval: "5 min" is not a duration`},
 		{"cluster missing", "cluster: shop", "", "config: cluster: required"},
 		{"cluster with slash", "cluster: shop", "cluster: a/b\n", `config: cluster "a/b": use letters`},
 		{"node missing", "node: db1", "", "config: node: required"},

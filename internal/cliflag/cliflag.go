@@ -5,6 +5,7 @@ package cliflag
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 )
@@ -24,11 +25,53 @@ func OneLineUsageErrors(prefix string, cmds []*cli.Command, code int) {
 	}
 }
 
+// UnknownCommands makes an unknown command, of app or of a command that has
+// subcommands, bad input: exit status code and one line naming the commands there
+// are, instead of urfave/cli's "No help topic" and exit status 3. Without a command,
+// the help is shown, as before. Commands that have their own action keep it.
+func UnknownCommands(app *cli.App, code int) {
+	if app.Action == nil {
+		app.Action = unknownCommand(app.Name, app.Commands, code, cli.ShowAppHelp)
+	}
+	var walk func(prefix string, cmds []*cli.Command)
+	walk = func(prefix string, cmds []*cli.Command) {
+		for _, c := range cmds {
+			name := prefix + " " + c.Name
+			if len(c.Subcommands) > 0 && c.Action == nil {
+				c.Action = unknownCommand(name, c.Subcommands, code, cli.ShowSubcommandHelp)
+			}
+			walk(name, c.Subcommands)
+		}
+	}
+	walk(app.Name, app.Commands)
+}
+
+// unknownCommand is the action of name, whose commands are cmds: help without an
+// argument, bad input with one (it is not one of cmds, or urfave/cli would have run
+// that).
+func unknownCommand(name string, cmds []*cli.Command, code int, help cli.ActionFunc) cli.ActionFunc {
+	return func(cctx *cli.Context) error {
+		if !cctx.Args().Present() {
+			return help(cctx)
+		}
+		var names []string
+		for _, c := range cmds {
+			if !c.Hidden {
+				names = append(names, c.Name)
+			}
+		}
+		return cli.Exit(fmt.Sprintf("%s: unknown command %q; the commands are: %s (see `%s --help`)",
+			name, cctx.Args().First(), strings.Join(names, ", "), name), code)
+	}
+}
+
 // Main runs app on the process's arguments and exits: a bad flag is one line (see
-// OneLineUsageErrors), an error is one line "NAME: error" on stderr, and the exit
-// status is the error's own (cli.Exit) or badInput.
+// OneLineUsageErrors), so is an unknown command (UnknownCommands), an error is one
+// line "NAME: error" on stderr, and the exit status is the error's own (cli.Exit) or
+// badInput.
 func Main(app *cli.App, badInput int) {
 	OneLineUsageErrors(app.Name, app.Commands, badInput)
+	UnknownCommands(app, badInput)
 	if err := app.Run(os.Args); err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", app.Name, err)
 		code := badInput

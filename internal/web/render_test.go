@@ -260,13 +260,6 @@ func TestNewEvent(t *testing.T) {
 	}
 }
 
-func TestClusterNames(t *testing.T) {
-	got := ClusterNames([]string{"/baton/b/primary", "/baton/a/nodes/db1", "/baton/b/history/1", "/baton/c", "/other/x/y", "/baton//z"})
-	if want := []string{"a", "b"}; !slices.Equal(got, want) {
-		t.Errorf("ClusterNames = %v, want %v", got, want)
-	}
-}
-
 func TestHealth(t *testing.T) {
 	var zero Health
 	if zero != HealthUnknown || zero.String() != "unknown" {
