@@ -3,6 +3,7 @@ package replication
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -177,10 +178,8 @@ func (t Tools) Flashback(ctx context.Context, ev ErrantEvidence, primary Server,
 }
 
 // Apply runs the statements in path on the server, on one session with
-// sql_log_bin=0: what it changes is written to no binary log and takes no GTID
-// (a flashback puts the data back where the node left its primary; the GTID state
-// is set apart, by RepairErrant). The account needs BINLOG REPLAY for the BINLOG
-// statements a flashback is made of.
+// sql_log_bin=0: what it changes is written to no binary log and takes no GTID.
+// The account needs BINLOG REPLAY for BINLOG statements.
 func (t Tools) Apply(ctx context.Context, path string) error {
 	f, err := os.Open(path)
 	if err != nil {
@@ -192,6 +191,76 @@ func (t Tools) Apply(ctx context.Context, path string) error {
 		return fmt.Errorf("apply %s: %w", path, err)
 	}
 	return nil
+}
+
+// ErrUndoneBefore: the flashback of this errant set was applied before (its mark is
+// in baton.undo); applying it again would undo the same changes twice.
+var ErrUndoneBefore = errors.New("replication: this errant set was undone before")
+
+// undoTable keeps, on the node alone (never binlogged), one row per errant set whose
+// flashback was applied, written in the flashback's own transaction.
+const undoTable = "CREATE TABLE IF NOT EXISTS baton.undo (errant_sha CHAR(64) NOT NULL PRIMARY KEY, errant TEXT NOT NULL, at DATETIME(6) NOT NULL)"
+
+// Undo applies the flashback script in path (Flashback's) on the server in ONE
+// transaction, on a session with sql_log_bin=0 (nothing binlogged, no GTID: the
+// GTID state is set apart, by RepairErrant), together with a mark for errant in
+// baton.undo. Either every reversed row and the mark are committed, or none: an
+// agent killed mid-way leaves the data as it was, and a second run of the same
+// errant set fails on the mark's key (ErrUndoneBefore) instead of undoing the same
+// changes twice. Row changes to non-transactional tables cannot be undone so: the
+// caller undoes only transactions of InnoDB row events (RowsOnly).
+func (t Tools) Undo(ctx context.Context, path, errant string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("undo %s: %w", path, err)
+	}
+	sha := fmt.Sprintf("%x", sha256.Sum256([]byte(errant)))
+	mark := fmt.Sprintf("INSERT INTO baton.undo (errant_sha, errant, at) VALUES ('%s', %s, NOW(6));\n", sha, quote(errant, false))
+	script := "SET SESSION sql_log_bin = 0;\n" + undoTable + ";\nSTART TRANSACTION;\n" + mark + oneTransaction(string(b)) + "\nCOMMIT;\n"
+	if _, err := t.run(ctx, t.client(), strings.NewReader(script), "--batch", "--binary-mode"); err != nil {
+		if done, derr := t.undone(ctx, sha); derr == nil && done {
+			return fmt.Errorf("undo %s: %w", path, ErrUndoneBefore)
+		}
+		return fmt.Errorf("undo %s: %w", path, err)
+	}
+	return nil
+}
+
+// undone says whether baton.undo holds the mark of the errant set whose hash is sha.
+func (t Tools) undone(ctx context.Context, sha string) (bool, error) {
+	out, err := t.run(ctx, t.client(), strings.NewReader("SELECT COUNT(*) FROM baton.undo WHERE errant_sha = '"+sha+"';\n"), "--batch", "--skip-column-names")
+	if err != nil {
+		return false, err
+	}
+	return strings.TrimSpace(string(out)) == "1", nil
+}
+
+// oneTransaction makes a script of mariadb-binlog --flashback (one or several of
+// them, one after another) run inside the caller's transaction: each reversed
+// transaction's START TRANSACTION and COMMIT, and the ROLLBACKs the program puts
+// before its first event and at its end, are taken out, and so are its settings of
+// the session's GTID domain and sequence (not allowed inside a transaction, and
+// meaningless with sql_log_bin=0: nothing takes a GTID).
+func oneTransaction(script string) string {
+	var out []string
+	lines := strings.Split(script, "\n")
+	for i := 0; i < len(lines); i++ {
+		l := strings.TrimSpace(lines[i])
+		low := strings.ToLower(l)
+		switch {
+		case strings.Contains(low, "set @@session.gtid_domain_id") || strings.Contains(low, "set @@session.gtid_seq_no"):
+			continue
+		case l == "START TRANSACTION/*!*/;", l == "ROLLBACK/*!*/;", strings.HasPrefix(l, "ROLLBACK /* added by"):
+			continue
+		case l == "COMMIT" && i+1 < len(lines) && strings.TrimSpace(lines[i+1]) == "/*!*/;":
+			i++ // the statement ends on the next line, under DELIMITER /*!*/;
+			continue
+		case l == "COMMIT/*!*/;":
+			continue
+		}
+		out = append(out, lines[i])
+	}
+	return strings.Join(out, "\n")
 }
 
 // binlog runs mariadb-binlog over the server's replication protocol for one
@@ -268,6 +337,11 @@ func (t Tools) run(ctx context.Context, program string, stdin io.Reader, args ..
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
 		msg := strings.TrimSpace(errb.String())
+		// The client echoes the failing statement between dashes before its ERROR
+		// line: the ERROR line is what says why.
+		if i := strings.LastIndex(msg, "ERROR "); i >= 0 {
+			msg = msg[i:]
+		}
 		if len(msg) > 500 {
 			msg = msg[:500] + "..."
 		}

@@ -4,6 +4,7 @@ package replication_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,23 +86,42 @@ func TestArchiveAndFlashback(t *testing.T) {
 		t.Errorf("client options files left behind: %v", left)
 	}
 
-	fb := filepath.Join(dir, "archive", "db2-flashback.sql")
-	if err := tools.Flashback(ctx, ev, primary, fb); err != nil {
-		t.Fatal(err)
-	}
-	stateBefore := c.status(t, "db2").MariaDB.BinlogState
-	if err := tools.Apply(ctx, fb); err != nil {
-		t.Fatal(err)
-	}
-	if st := c.status(t, "db2").MariaDB.BinlogState; st != stateBefore {
-		t.Fatalf("the flashback was binlogged: gtid_binlog_state %s -> %s", stateBefore, st)
-	}
 	checksum := func(node, table string) string {
 		var name, sum string
 		if err := c.root[node].QueryRowContext(ctxFor(t, 5*time.Second), "CHECKSUM TABLE "+table).Scan(&name, &sum); err != nil {
 			t.Fatal(err)
 		}
 		return sum
+	}
+	fb := filepath.Join(dir, "archive", "db2-flashback.sql")
+	if err := tools.Flashback(ctx, ev, primary, fb); err != nil {
+		t.Fatal(err)
+	}
+	stateBefore := c.status(t, "db2").MariaDB.BinlogState
+	if err := tools.Undo(ctx, fb, ev.Errant.String()); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.status(t, "db2").MariaDB.BinlogState; st != stateBefore {
+		t.Fatalf("the flashback was binlogged: gtid_binlog_state %s -> %s", stateBefore, st)
+	}
+	// The same errant set again (an agent restarted after the undo, before it forgot
+	// the GTIDs): refused, nothing undone twice.
+	if err := tools.Undo(ctx, fb, ev.Errant.String()); !errors.Is(err, replication.ErrUndoneBefore) {
+		t.Fatalf("second undo of the same set: %v, want ErrUndoneBefore", err)
+	}
+	// A flashback cut off in the middle (a statement that fails after some rows
+	// were reversed) changes nothing: it is one transaction.
+	broken := filepath.Join(dir, "archive", "broken.sql")
+	b2, _ := os.ReadFile(fb)
+	if err := os.WriteFile(broken, append(b2, []byte("\nDELIMITER ;\nSELECT * FROM sandbox.no_such_table;\n")...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sumBefore := checksum("db2", "sandbox.acct")
+	if err := tools.Undo(ctx, broken, "another set"); err == nil || errors.Is(err, replication.ErrUndoneBefore) {
+		t.Fatalf("a failing flashback: %v, want an error", err)
+	}
+	if got := checksum("db2", "sandbox.acct"); got != sumBefore {
+		t.Fatal("a failing flashback changed rows")
 	}
 	for _, table := range []string{"sandbox.acct", "baton.heartbeat_test"} {
 		if a, b := checksum("db1", table), checksum("db2", table); a != b {
