@@ -274,12 +274,11 @@ type failsafe struct {
 	client *http.Client
 
 	mu            sync.Mutex
-	holdoffUntil  time.Time          // monotonic; this node promised to hold off until then
-	cancelSession context.CancelFunc // ends the current session's work; nil when none
-	keptUntil     time.Time          // monotonic; the latest confirmation keeps writes until then
-	keeping       bool               // the primary is kept without an etcd session
-	keptLease     clientv3.LeaseID   // the session lease the kept primary held the leader key on
-	keeperCancel  context.CancelFunc // stops the keeper; nil when none runs
+	holdoffUntil  time.Time        // monotonic; this node promised to hold off until then
+	cancelSession func()           // ends the current session's work; nil when none
+	keptUntil     time.Time        // monotonic; the latest confirmation keeps writes until then
+	keeping       bool             // the primary is kept without an etcd session
+	keptLease     clientv3.LeaseID // the session lease the kept primary held the leader key on
 	state         string
 	note          string
 	since         time.Time
@@ -351,9 +350,13 @@ func (f *failsafe) heldOff() string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if left := time.Until(f.holdoffUntil); left > 0 {
-		return fmt.Sprintf("failsafe hold-off for %s more: a primary kept without etcd relies on this node's promise", left.Round(time.Millisecond))
+		return heldOffWhy(left)
 	}
 	return ""
+}
+
+func heldOffWhy(left time.Duration) string {
+	return fmt.Sprintf("failsafe hold-off for %s more: a primary kept without etcd relies on this node's promise", left.Round(time.Millisecond))
 }
 
 // holdOff records the promise to take no part in a failover until until, and ends
@@ -379,37 +382,29 @@ func (f *failsafe) holdOff(until time.Time, from string) {
 	}
 }
 
-// attach records how to end the current session's work; detach forgets it.
-func (f *failsafe) attach(cancel context.CancelFunc) {
+// attach records how to end the current session's work.
+func (f *failsafe) attach(interrupt func()) {
 	if !f.on() {
 		return
 	}
 	f.mu.Lock()
-	f.cancelSession = cancel
+	f.cancelSession = interrupt
 	f.mu.Unlock()
 }
 
-func (f *failsafe) detach() { f.attach(nil) }
-
-// waitHoldoff returns once the promised hold-off has passed (it may be extended
-// meanwhile), or ctx ended.
-func (f *failsafe) waitHoldoff(ctx context.Context) {
+// holdoffLeft says how long this node must still hold off, and why; 0 when it need
+// not.
+func (f *failsafe) holdoffLeft() (time.Duration, string) {
 	if !f.on() {
-		return
+		return 0, ""
 	}
-	for {
-		f.mu.Lock()
-		left := time.Until(f.holdoffUntil)
-		f.mu.Unlock()
-		if left <= 0 {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(left):
-		}
+	f.mu.Lock()
+	left := time.Until(f.holdoffUntil)
+	f.mu.Unlock()
+	if left <= 0 {
+		return 0, ""
 	}
+	return left, heldOffWhy(left)
 }
 
 // confirm asks every peer once. When all confirm, writes are kept until
@@ -657,32 +652,5 @@ func (f *failsafe) resumed() {
 	}
 	if f.heldOff() == "" {
 		f.setState(FailsafeStandby, "")
-	}
-}
-
-// runKeeper runs keep in a goroutine under a child of ctx, until stopKeeper.
-func (f *failsafe) runKeeper(ctx context.Context, keep func(context.Context)) {
-	kctx, cancel := context.WithCancel(ctx)
-	f.mu.Lock()
-	old := f.keeperCancel
-	f.keeperCancel = cancel
-	f.mu.Unlock()
-	if old != nil {
-		old()
-	}
-	go keep(kctx)
-}
-
-// stopKeeper stops the keeper, if one runs.
-func (f *failsafe) stopKeeper() {
-	if f == nil {
-		return
-	}
-	f.mu.Lock()
-	cancel := f.keeperCancel
-	f.keeperCancel = nil
-	f.mu.Unlock()
-	if cancel != nil {
-		cancel()
 	}
 }

@@ -329,15 +329,18 @@ func TestFailsafeHandlerRefusals(t *testing.T) {
 	}
 }
 
-func TestFailsafeHoldoffWait(t *testing.T) {
+func TestFailsafeHoldoffLeft(t *testing.T) {
 	f := newFailsafe(failsafeConfig{Cluster: "main", Node: "db2", Secret: []byte("0123456789abcdef"), SessionTTL: 3 * time.Second, FenceMargin: time.Second})
+	if left, why := f.holdoffLeft(); left != 0 || why != "" {
+		t.Fatalf("held off for %s (%s) with no promise", left, why)
+	}
 	start := time.Now()
 	f.holdOff(start.Add(300*time.Millisecond), "db1")
-	f.waitHoldoff(context.Background())
-	if d := time.Since(start); d < 300*time.Millisecond {
-		t.Fatalf("waitHoldoff returned after %s; want 300ms", d)
+	if left, why := f.holdoffLeft(); left <= 200*time.Millisecond || left > 300*time.Millisecond || !strings.Contains(why, "hold-off") {
+		t.Fatalf("held off for %s (%q) after a promise of 300ms", left, why)
 	}
-	if f.heldOff() != "" {
+	time.Sleep(time.Until(start.Add(300 * time.Millisecond)))
+	if left, _ := f.holdoffLeft(); left != 0 || f.heldOff() != "" {
 		t.Fatal("still held off after the hold-off passed")
 	}
 	var off *failsafe

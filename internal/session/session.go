@@ -1,0 +1,431 @@
+// Package session keeps a node's etcd session and runs the node's work under it, in
+// the spirit of etcd's concurrency.Session and client-go's leaderelection: one small
+// type, Runner, that both the agent and the lab's hollow agents use.
+//
+// A Runner makes a session (a lease, wrapped in a concurrency.Session for the
+// work's elections), runs every Work under it, watches the lease's renewals, and
+// when the lease was not renewed for TTL - FenceMargin calls Fence, unless Failsafe
+// keeps the node. Then it makes a session again: on the same lease while etcd still
+// has it (TimeToLive), else on a new one.
+//
+// What a Runner guarantees:
+//
+//   - Fence is called once the lease has not been renewed for TTL - FenceMargin (on
+//     this process's monotonic clock, checked every (TTL - FenceMargin)/20), unless
+//     Failsafe.Keep keeps the node; then Failsafe.Kept runs until the next session.
+//   - Only the renewal watch, ctx ending or Interrupt end a session. A Work that
+//     returns on its own (a campaign cut by a stopping etcd member) is started again
+//     within the same session after a pause: no error of the work can end the watch
+//     and leave the node unfenced.
+//   - OnDown is called the moment the renewal watch ends, before the work has
+//     returned (it may take longer).
+//   - A session is tried again at least every second, so that every lease is renewed
+//     within the TTL of etcd's return (etcd gives every lease its full TTL again when
+//     a new leader is elected).
+//   - Every etcd call the Runner makes has a deadline (CallTimeout).
+//
+// What it does not guarantee: that Fence itself works (it must act without etcd,
+// within FenceMargin), nor anything of a process frozen longer than FenceMargin at the
+// wrong moment: its fence comes when it thaws.
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+	"go.uber.org/zap"
+)
+
+// Work is a part of a node that runs under its etcd session: the reconciler, the
+// coordinator. Run blocks until ctx ends or the session is lost.
+type Work struct {
+	Name string
+	Run  func(ctx context.Context, s *concurrency.Session) error
+}
+
+// ErrNotRenewed is wrapped by the error Fence gets when the lease was not renewed
+// within TTL - FenceMargin.
+var ErrNotRenewed = errors.New("etcd session not renewed in time")
+
+// Failsafe lets a node whose lease renewal is late be kept instead of fenced (the
+// agent's failsafe mode). A nil Failsafe always fences.
+type Failsafe interface {
+	// Lead is how long before the fence deadline Late starts to be called.
+	Lead() time.Duration
+	// Late is called at every check from Lead before the fence deadline on, with the
+	// time since the latest renewal, from the renewal watch: it must return within
+	// Lead, and it may ask whether the node could be kept.
+	Late(ctx context.Context, lease clientv3.LeaseID, since time.Duration)
+	// Keep is asked once the deadline passed, instead of fencing at once: true keeps
+	// the node writable without etcd. late says how late the renewal is.
+	Keep(lease clientv3.LeaseID, late error) bool
+	// Kept runs while the node is kept, until ctx ends (a new session is up, or the
+	// Runner stops). It returns an error when the node must be fenced now: Fence is
+	// called with it.
+	Kept(ctx context.Context, lease clientv3.LeaseID) error
+}
+
+// Config configures a Runner. Client, TTL, FenceMargin, CallTimeout, Fence and at
+// least one Work are required.
+type Config struct {
+	Client *clientv3.Client
+	// TTL is the lease's TTL (the agent's session_ttl): whole seconds.
+	TTL time.Duration
+	// FenceMargin: Fence is called when the lease was not renewed for TTL -
+	// FenceMargin, so that the node is fenced before etcd can expire the lease.
+	FenceMargin time.Duration
+	// CallTimeout bounds every etcd call the Runner makes.
+	CallTimeout time.Duration
+	Work        []Work
+	// Fence stops the node taking writes, without etcd. why wraps ErrNotRenewed when
+	// the lease was not renewed in time.
+	Fence func(ctx context.Context, why error)
+	// Failsafe may keep the node instead of fencing it; nil: never.
+	Failsafe Failsafe
+	// HeldOff says how long the node must still make no session and run no work,
+	// and why; 0 when nothing holds it off. nil: never.
+	HeldOff func() (left time.Duration, why string)
+	// OnUp is told of every session made: its lease, and whether it is the previous
+	// session's. OnDown is told when it ends, with why (nil when ctx ended or by
+	// Interrupt).
+	OnUp   func(lease clientv3.LeaseID, resumed bool)
+	OnDown func(why error)
+	// Release runs when ctx ends, before the lease is revoked (the agent lets go of
+	// the leader key at once).
+	Release func(ctx context.Context, lease clientv3.LeaseID)
+	Log     *zap.Logger
+	// Lease is what renews the lease: Client's own when nil. Tests wrap it.
+	Lease clientv3.Lease
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.Client == nil:
+		return errors.New("session: client is required")
+	case c.TTL < time.Second || c.TTL%time.Second != 0:
+		return fmt.Errorf("session: ttl (%s): must be whole seconds, at least 1s (an etcd lease TTL is)", c.TTL)
+	case c.FenceMargin <= 0 || c.FenceMargin >= c.TTL:
+		return fmt.Errorf("session: fence_margin (%s): must be positive and less than the ttl (%s)", c.FenceMargin, c.TTL)
+	case c.CallTimeout <= 0:
+		return fmt.Errorf("session: call_timeout (%s): must be positive", c.CallTimeout)
+	case c.Fence == nil:
+		return errors.New("session: fence is required")
+	case len(c.Work) == 0:
+		return errors.New("session: work is required")
+	}
+	for i, w := range c.Work {
+		if w.Name == "" || w.Run == nil {
+			return fmt.Errorf("session: work[%d]: a name and a run function are required", i)
+		}
+	}
+	if c.Log == nil {
+		c.Log = zap.NewNop()
+	}
+	if c.Lease == nil {
+		c.Lease = c.Client.Lease
+	}
+	return nil
+}
+
+// Runner keeps one node's etcd session: see the package comment.
+type Runner struct {
+	cfg Config
+	log *zap.Logger
+
+	mu        sync.Mutex
+	interrupt context.CancelFunc // ends the current session; nil when none
+}
+
+func (r *Runner) attach(cancel context.CancelFunc) {
+	r.mu.Lock()
+	r.interrupt = cancel
+	r.mu.Unlock()
+}
+
+// Interrupt ends the current session, if one runs, without fencing: the lease is
+// left to be resumed. No new session is made while HeldOff holds the node off.
+func (r *Runner) Interrupt() {
+	r.mu.Lock()
+	cancel := r.interrupt
+	r.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}
+
+// New checks cfg and returns a Runner; it connects to nothing yet.
+func New(cfg Config) (*Runner, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Runner{cfg: cfg, log: cfg.Log}, nil
+}
+
+// limit is how long the lease may go unrenewed before the node is fenced.
+func (r *Runner) limit() time.Duration { return r.cfg.TTL - r.cfg.FenceMargin }
+
+// Run keeps a session and runs the work under it until ctx ends; it returns nil
+// then. On a clean stop it runs Release and revokes the lease.
+func (r *Runner) Run(ctx context.Context) error {
+	var lease clientv3.LeaseID
+	var kept *keeper
+	defer func() { kept.stop() }()
+	for attempt := 0; ; attempt++ {
+		if ctx.Err() != nil {
+			return nil
+		}
+		r.waitHoldoff(ctx)
+		s, err := r.session(ctx, lease)
+		if err != nil {
+			// Not longer than a second: when etcd is back, every agent must renew its
+			// lease within the TTL of etcd's new leader, or its keys go and a failover
+			// may follow for nothing.
+			wait := min(backoff(attempt), time.Second)
+			if kept.running() {
+				// A kept node takes its session back as soon as etcd answers.
+				wait = min(wait, r.limit()/4)
+				r.log.Debug("etcd session", zap.Error(err))
+			} else {
+				r.log.Warn("etcd session", zap.Error(err))
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(wait):
+			}
+			continue
+		}
+		attempt = 0
+		kept.stop() // the session takes over from failsafe mode
+		kept = nil
+		resumed := s.Lease() == lease
+		lease = s.Lease()
+		if r.cfg.OnUp != nil {
+			r.cfg.OnUp(lease, resumed)
+		}
+		r.log.Info("etcd session", zap.String("lease", fmt.Sprintf("%x", lease)), zap.Bool("resumed", resumed))
+		sctx, cancel := context.WithCancel(ctx)
+		r.attach(cancel)
+		kept, err = r.underSession(ctx, sctx, s)
+		r.attach(nil)
+		cancel()
+		if ctx.Err() != nil {
+			rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.CallTimeout)
+			if r.cfg.Release != nil {
+				// A clean stop hands what is on the lease over at once.
+				r.cfg.Release(rctx, lease)
+			}
+			rcancel()
+			_ = s.Close()
+			return nil
+		}
+		if left, why := r.heldOff(); err == nil && left > 0 {
+			err = errors.New(why) // ended by a hold-off
+		}
+		r.log.Warn("etcd session ended", zap.Error(err))
+		// Not revoked: the next session resumes the lease if etcd still has it.
+		s.Orphan()
+	}
+}
+
+func (r *Runner) heldOff() (time.Duration, string) {
+	if r.cfg.HeldOff == nil {
+		return 0, ""
+	}
+	return r.cfg.HeldOff()
+}
+
+// waitHoldoff returns once nothing holds the node off (a hold-off may be extended
+// meanwhile), or ctx ended.
+func (r *Runner) waitHoldoff(ctx context.Context) {
+	for {
+		left, _ := r.heldOff()
+		if left <= 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(left):
+		}
+	}
+}
+
+// session makes an etcd session: on lease old while etcd still has it, else on a
+// new lease. Each call to etcd is bounded.
+func (r *Runner) session(ctx context.Context, old clientv3.LeaseID) (*concurrency.Session, error) {
+	cli := r.cfg.Client
+	ttl := int(r.cfg.TTL.Seconds())
+	if old != clientv3.NoLease {
+		tctx, cancel := context.WithTimeout(ctx, r.cfg.CallTimeout)
+		resp, err := cli.TimeToLive(tctx, old)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("read lease %x: %w", old, err)
+		}
+		if resp.TTL > 0 {
+			return concurrency.NewSession(cli, concurrency.WithLease(old), concurrency.WithTTL(ttl), concurrency.WithContext(ctx))
+		}
+	}
+	gctx, cancel := context.WithTimeout(ctx, r.cfg.CallTimeout)
+	resp, err := cli.Grant(gctx, int64(ttl))
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("grant a lease: %w", err)
+	}
+	return concurrency.NewSession(cli, concurrency.WithLease(resp.ID), concurrency.WithTTL(ttl), concurrency.WithContext(ctx))
+}
+
+func backoff(attempt int) time.Duration { return 200 * time.Millisecond << min(attempt, 4) }
+
+// errKept ends a session whose renewal was late while Failsafe keeps the node.
+var errKept = errors.New("etcd session not renewed in time; failsafe mode keeps the node")
+
+// underSession runs the work and the renewal watch until the session ends or was
+// not renewed in time. The node is fenced then, unless Failsafe keeps it: its
+// keeper then starts at once, under the Runner's context actx. The session is
+// reported down the moment the watch ends: the work may take a while longer to end
+// (an election's resignation may wait for etcd).
+func (r *Runner) underSession(actx, ctx context.Context, s *concurrency.Session) (k *keeper, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, w := range r.cfg.Work {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.runWork(ctx, s, w)
+		}()
+	}
+	err = r.watchRenewal(ctx, s)
+	if r.cfg.OnDown != nil {
+		r.cfg.OnDown(err)
+	}
+	switch {
+	case errors.Is(err, errKept):
+		k = r.startKeeper(actx, s.Lease())
+	case err != nil:
+		r.cfg.Fence(context.WithoutCancel(ctx), err)
+	}
+	cancel()
+	wg.Wait()
+	return k, err
+}
+
+// runWork runs w until ctx ends or the session is lost, starting it again (after a
+// pause) whenever it ends before.
+func (r *Runner) runWork(ctx context.Context, s *concurrency.Session, w Work) {
+	for attempt := 0; ; attempt++ {
+		err := w.Run(ctx, s)
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.Done():
+			return
+		default:
+		}
+		wait := min(backoff(attempt), time.Second)
+		r.log.Warn(w.Name+" stopped; starting it again in the same etcd session", zap.Error(err), zap.Duration("in", wait))
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// watchRenewal returns an error when the session's lease has not been renewed for
+// TTL - FenceMargin: the lease may expire soon, and with it every key on it, so the
+// node must stop taking writes before another can start. It returns errKept when
+// Failsafe keeps the node instead.
+func (r *Runner) watchRenewal(ctx context.Context, s *concurrency.Session) error {
+	ka, err := r.cfg.Lease.KeepAlive(ctx, s.Lease())
+	if err != nil {
+		return fmt.Errorf("watch lease renewal: %w", err)
+	}
+	limit := r.limit()
+	fs := r.cfg.Failsafe
+	var early time.Duration
+	if fs != nil {
+		// What Late learns must be in before the limit: it starts Lead (and a tick)
+		// before it.
+		early = limit - fs.Lead() - limit/20
+	}
+	last := time.Now() // monotonic
+	t := time.NewTicker(limit / 20)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.Done():
+			return errors.New("etcd session lost")
+		case resp, ok := <-ka:
+			if !ok {
+				return errors.New("etcd lease keep-alive ended")
+			}
+			if resp != nil {
+				last = time.Now()
+			}
+		case <-t.C:
+			since := time.Since(last)
+			if fs != nil && since > early {
+				fs.Late(ctx, s.Lease(), since)
+			}
+			if since := time.Since(last); since > limit {
+				late := fmt.Errorf("%w: not renewed for %s (limit %s = session_ttl - fence_margin)", ErrNotRenewed, since.Round(time.Millisecond), limit)
+				if fs != nil && fs.Keep(s.Lease(), late) {
+					return errKept
+				}
+				return late
+			}
+		}
+	}
+}
+
+// keeper runs Failsafe.Kept between sessions.
+type keeper struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (r *Runner) startKeeper(ctx context.Context, lease clientv3.LeaseID) *keeper {
+	kctx, cancel := context.WithCancel(ctx)
+	k := &keeper{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(k.done)
+		if err := r.cfg.Failsafe.Kept(kctx, lease); err != nil && kctx.Err() == nil {
+			r.cfg.Fence(context.WithoutCancel(kctx), err)
+		}
+	}()
+	return k
+}
+
+// running says whether the keeper still keeps the node; a nil keeper does not.
+func (k *keeper) running() bool {
+	if k == nil {
+		return false
+	}
+	select {
+	case <-k.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// stop ends the keeper and waits for it; a nil keeper does nothing.
+func (k *keeper) stop() {
+	if k == nil {
+		return
+	}
+	k.cancel()
+	<-k.done
+}
