@@ -36,6 +36,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
@@ -180,7 +181,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			return nil
 		}
 		r.waitHoldoff(ctx)
-		s, err := r.session(ctx, lease)
+		s, expiry, err := r.session(ctx, lease)
 		if err != nil {
 			// Not longer than a second: when etcd is back, every agent must renew its
 			// lease within the TTL of etcd's new leader, or its keys go and a failover
@@ -211,7 +212,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		r.log.Info("etcd session", zap.String("lease", fmt.Sprintf("%x", lease)), zap.Bool("resumed", resumed))
 		sctx, cancel := context.WithCancel(ctx)
 		r.attach(cancel)
-		kept, err = r.underSession(ctx, sctx, s)
+		kept, err = r.underSession(ctx, sctx, s, expiry)
 		r.attach(nil)
 		cancel()
 		if ctx.Err() != nil {
@@ -257,28 +258,35 @@ func (r *Runner) waitHoldoff(ctx context.Context) {
 }
 
 // session makes an etcd session: on lease old while etcd still has it, else on a
-// new lease. Each call to etcd is bounded.
-func (r *Runner) session(ctx context.Context, old clientv3.LeaseID) (*concurrency.Session, error) {
+// new lease. Each call to etcd is bounded. It returns, with the session, the
+// earliest time etcd may expire its lease (this process's monotonic clock): the
+// lease's remaining TTL counted from when the call that read it was sent.
+func (r *Runner) session(ctx context.Context, old clientv3.LeaseID) (*concurrency.Session, time.Time, error) {
 	cli := r.cfg.Client
 	ttl := int(r.cfg.TTL.Seconds())
 	if old != clientv3.NoLease {
+		sent := time.Now()
 		tctx, cancel := context.WithTimeout(ctx, r.cfg.CallTimeout)
 		resp, err := cli.TimeToLive(tctx, old)
 		cancel()
 		if err != nil {
-			return nil, fmt.Errorf("read lease %x: %w", old, err)
+			return nil, time.Time{}, fmt.Errorf("read lease %x: %w", old, err)
 		}
 		if resp.TTL > 0 {
-			return concurrency.NewSession(cli, concurrency.WithLease(old), concurrency.WithTTL(ttl), concurrency.WithContext(ctx))
+			// etcd truncates the remaining TTL to whole seconds: never later than it is.
+			s, err := concurrency.NewSession(cli, concurrency.WithLease(old), concurrency.WithTTL(ttl), concurrency.WithContext(ctx))
+			return s, sent.Add(min(time.Duration(resp.TTL)*time.Second, r.cfg.TTL)), err
 		}
 	}
+	sent := time.Now()
 	gctx, cancel := context.WithTimeout(ctx, r.cfg.CallTimeout)
 	resp, err := cli.Grant(gctx, int64(ttl))
 	cancel()
 	if err != nil {
-		return nil, fmt.Errorf("grant a lease: %w", err)
+		return nil, time.Time{}, fmt.Errorf("grant a lease: %w", err)
 	}
-	return concurrency.NewSession(cli, concurrency.WithLease(resp.ID), concurrency.WithTTL(ttl), concurrency.WithContext(ctx))
+	s, err := concurrency.NewSession(cli, concurrency.WithLease(resp.ID), concurrency.WithTTL(ttl), concurrency.WithContext(ctx))
+	return s, sent.Add(min(time.Duration(resp.TTL)*time.Second, r.cfg.TTL)), err
 }
 
 func backoff(attempt int) time.Duration { return 200 * time.Millisecond << min(attempt, 4) }
@@ -291,7 +299,7 @@ var errKept = errors.New("etcd session not renewed in time; failsafe mode keeps 
 // keeper then starts at once, under the Runner's context actx. The session is
 // reported down the moment the watch ends: the work may take a while longer to end
 // (an election's resignation may wait for etcd).
-func (r *Runner) underSession(actx, ctx context.Context, s *concurrency.Session) (k *keeper, err error) {
+func (r *Runner) underSession(actx, ctx context.Context, s *concurrency.Session, expiry time.Time) (k *keeper, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -302,7 +310,7 @@ func (r *Runner) underSession(actx, ctx context.Context, s *concurrency.Session)
 			r.runWork(ctx, s, w)
 		}()
 	}
-	err = r.watchRenewal(ctx, s)
+	err = r.watchRenewal(ctx, s, expiry)
 	if r.cfg.OnDown != nil {
 		r.cfg.OnDown(err)
 	}
@@ -341,15 +349,24 @@ func (r *Runner) runWork(ctx context.Context, s *concurrency.Session, w Work) {
 	}
 }
 
-// watchRenewal returns an error when the session's lease has not been renewed for
-// TTL - FenceMargin: the lease may expire soon, and with it every key on it, so the
-// node must stop taking writes before another can start. It returns errKept when
-// Failsafe keeps the node instead.
-func (r *Runner) watchRenewal(ctx context.Context, s *concurrency.Session) error {
-	ka, err := r.cfg.Lease.KeepAlive(ctx, s.Lease())
-	if err != nil {
-		return fmt.Errorf("watch lease renewal: %w", err)
-	}
+// watchRenewal renews the session's lease and returns an error when it has not
+// been renewed for TTL - FenceMargin: the lease may expire soon, and with it every
+// key on it, so the node must stop taking writes before another can start. It
+// returns errKept when Failsafe keeps the node instead.
+//
+// The deadline is timed from when each renewal was SENT: etcd expires the lease no
+// earlier than its TTL after it got the request, and no earlier than that after it
+// was sent. A reply read late (the process stalled: a GC pause, SIGSTOP, a paused
+// VM) confirms only its request's sending, so it cannot push the fence past etcd's
+// expiry. The client's KeepAlive channel cannot say when the request behind a
+// reply went out, so this renews the lease itself: a KeepAliveOnce every TTL/3,
+// whether or not the previous one has answered, the time taken before each call.
+// concurrency.Session's own keep-alive goes on beside it (the session needs it for
+// Done, and it only renews the lease more often); its replies are not counted.
+// expiry is the earliest time etcd may expire the lease when the watch starts.
+func (r *Runner) watchRenewal(ctx context.Context, s *concurrency.Session, expiry time.Time) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the renewals under way
 	limit := r.limit()
 	fs := r.cfg.Failsafe
 	var early time.Duration
@@ -358,7 +375,30 @@ func (r *Runner) watchRenewal(ctx context.Context, s *concurrency.Session) error
 		// before it.
 		early = limit - fs.Lead() - limit/20
 	}
-	last := time.Now() // monotonic
+	type renewal struct {
+		sent time.Time // monotonic, taken before the request
+		ttl  time.Duration
+		err  error
+	}
+	renewed := make(chan renewal, 4)
+	renew := func() {
+		sent := time.Now()
+		// A reply later than the limit could not move the deadline past now.
+		rctx, rcancel := context.WithTimeout(ctx, limit)
+		resp, err := r.cfg.Lease.KeepAliveOnce(rctx, s.Lease())
+		rcancel()
+		rn := renewal{sent: sent, err: err}
+		if err == nil {
+			rn.ttl = time.Duration(resp.TTL) * time.Second
+		}
+		select {
+		case renewed <- rn:
+		case <-ctx.Done():
+		}
+	}
+	go renew()
+	every := time.NewTicker(r.cfg.TTL / 3)
+	defer every.Stop()
 	t := time.NewTicker(limit / 20)
 	defer t.Stop()
 	for {
@@ -367,20 +407,26 @@ func (r *Runner) watchRenewal(ctx context.Context, s *concurrency.Session) error
 			return nil
 		case <-s.Done():
 			return errors.New("etcd session lost")
-		case resp, ok := <-ka:
-			if !ok {
-				return errors.New("etcd lease keep-alive ended")
-			}
-			if resp != nil {
-				last = time.Now()
+		case <-every.C:
+			go renew()
+		case rn := <-renewed:
+			switch {
+			case rn.err == nil:
+				if e := rn.sent.Add(min(rn.ttl, r.cfg.TTL)); e.After(expiry) {
+					expiry = e
+				}
+			case errors.Is(rn.err, rpctypes.ErrLeaseNotFound):
+				return fmt.Errorf("etcd lease %x gone: %w", s.Lease(), rn.err)
 			}
 		case <-t.C:
-			since := time.Since(last)
+			// Since the latest renewal that etcd acknowledged was sent.
+			since := time.Since(expiry.Add(-r.cfg.TTL))
 			if fs != nil && since > early {
 				fs.Late(ctx, s.Lease(), since)
 			}
-			if since := time.Since(last); since > limit {
-				late := fmt.Errorf("%w: not renewed for %s (limit %s = session_ttl - fence_margin)", ErrNotRenewed, since.Round(time.Millisecond), limit)
+			if deadline := expiry.Add(-r.cfg.FenceMargin); !time.Now().Before(deadline) {
+				since := time.Since(expiry.Add(-r.cfg.TTL))
+				late := fmt.Errorf("%w: not renewed for %s (limit %s = session_ttl - fence_margin, from the renewal's sending)", ErrNotRenewed, since.Round(time.Millisecond), limit)
 				if fs != nil && fs.Keep(s.Lease(), late) {
 					return errKept
 				}
