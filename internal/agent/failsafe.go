@@ -189,11 +189,16 @@ type peerAnswer struct {
 }
 
 // judgeFailsafe says whether the primary may go on taking writes without etcd: at
-// least one peer, and every peer answered, validly, and confirmed. The note says
-// why, for the log and /status.
-func judgeFailsafe(peers []failsafePeer, answers []peerAnswer) (keep bool, note string) {
+// least one peer, and every peer answered, validly, and confirmed with a hold-off
+// longer than the fence margin. holdOff is the earliest hold-off answered: each
+// peer promised it from its answer, after the question was sent, so the primary may
+// rely on the promises until the question's sending + holdOff, and must be fenced
+// (which takes up to the margin) by then. Peers' settings may differ: the shortest
+// promise counts, never the primary's own session_ttl. The note says why, for the
+// log and /status.
+func judgeFailsafe(peers []failsafePeer, answers []peerAnswer, margin time.Duration) (keep bool, holdOff time.Duration, note string) {
 	if len(peers) == 0 {
-		return false, "no peer known to confirm that etcd is unreachable"
+		return false, 0, "no peer known to confirm that etcd is unreachable"
 	}
 	got := map[string]peerAnswer{}
 	for _, a := range answers {
@@ -211,12 +216,18 @@ func judgeFailsafe(peers []failsafePeer, answers []peerAnswer) (keep bool, note 
 			refusals = append(refusals, p.Node+": no answer")
 		case !a.Answer.Confirm:
 			refusals = append(refusals, p.Node+": "+a.Answer.Reason)
+		case a.Answer.HoldOff <= 0:
+			refusals = append(refusals, p.Node+": confirms with no hold-off")
+		case a.Answer.HoldOff <= margin:
+			refusals = append(refusals, fmt.Sprintf("%s: hold-off %s is not longer than the fence margin (%s)", p.Node, a.Answer.HoldOff, margin))
+		case holdOff == 0 || a.Answer.HoldOff < holdOff:
+			holdOff = a.Answer.HoldOff
 		}
 	}
 	if len(refusals) > 0 {
-		return false, strings.Join(refusals, "; ")
+		return false, 0, strings.Join(refusals, "; ")
 	}
-	return true, fmt.Sprintf("all %d peers confirm etcd is unreachable", len(peers))
+	return true, holdOff, fmt.Sprintf("all %d peers confirm etcd is unreachable, holding off for at least %s", len(peers), holdOff)
 }
 
 // readAnswer checks a peer's HTTP answer to req: a 200, signed with the secret, for
@@ -407,10 +418,11 @@ func (f *failsafe) holdoffLeft() (time.Duration, string) {
 	return left, heldOffWhy(left)
 }
 
-// confirm asks every peer once. When all confirm, writes are kept until
-// SessionTTL - FenceMargin after the asking began (each peer holds off for SessionTTL
-// from its answer, which comes later). It returns whether they all confirmed, the
-// note, and whether some peer reached etcd.
+// confirm asks every peer once. When all confirm, writes are kept until the
+// earliest hold-off answered, less FenceMargin, after the asking began (each peer
+// holds off from its answer, which comes later; the fence takes up to FenceMargin).
+// It returns whether they all confirmed, the note, and whether some peer reached
+// etcd.
 func (f *failsafe) confirm(ctx context.Context, peers []failsafePeer, epoch uint64) (keep bool, note string, etcdSeen bool) {
 	start := time.Now() // monotonic
 	nonce := make([]byte, 16)
@@ -419,7 +431,7 @@ func (f *failsafe) confirm(ctx context.Context, peers []failsafePeer, epoch uint
 	}
 	req := FailsafeRequest{Cluster: f.cfg.Cluster, From: f.cfg.Node, Epoch: epoch, Nonce: hex.EncodeToString(nonce), Sent: time.Now().UTC()}
 	answers := f.ask(ctx, peers, req)
-	keep, note = judgeFailsafe(peers, answers)
+	keep, holdOff, note := judgeFailsafe(peers, answers, f.cfg.FenceMargin)
 	views := make([]FailsafePeerView, 0, len(answers))
 	for _, a := range answers {
 		v := FailsafePeerView{Node: a.Peer.Node, Agent: a.Peer.Agent}
@@ -435,7 +447,7 @@ func (f *failsafe) confirm(ctx context.Context, peers []failsafePeer, epoch uint
 	f.mu.Lock()
 	f.peers = views
 	if keep {
-		if until := start.Add(f.cfg.SessionTTL - f.cfg.FenceMargin); until.After(f.keptUntil) {
+		if until := start.Add(holdOff - f.cfg.FenceMargin); until.After(f.keptUntil) {
 			f.keptUntil = until
 		}
 	}

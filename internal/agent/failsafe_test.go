@@ -71,17 +71,27 @@ func TestAnswerFor(t *testing.T) {
 
 func TestJudgeFailsafe(t *testing.T) {
 	p2, p3 := failsafePeer{Node: "db2", Agent: "10.0.0.2:9107"}, failsafePeer{Node: "db3", Agent: "10.0.0.3:9107"}
-	yes := func(p failsafePeer) peerAnswer {
-		return peerAnswer{Peer: p, Answer: &FailsafeAnswer{Node: p.Node, Confirm: true, Reason: "etcd unreachable"}}
+	yesFor := func(p failsafePeer, holdOff time.Duration) peerAnswer {
+		return peerAnswer{Peer: p, Answer: &FailsafeAnswer{Node: p.Node, Confirm: true, HoldOff: holdOff, Reason: "etcd unreachable"}}
 	}
+	yes := func(p failsafePeer) peerAnswer { return yesFor(p, 3*time.Second) }
+	const margin = time.Second
 	cases := []struct {
 		name    string
 		peers   []failsafePeer
 		answers []peerAnswer
 		keep    bool
+		holdOff time.Duration
 		note    string
 	}{
-		{name: "all confirm", peers: []failsafePeer{p2, p3}, answers: []peerAnswer{yes(p2), yes(p3)}, keep: true, note: "all 2 peers confirm"},
+		{name: "all confirm", peers: []failsafePeer{p2, p3}, answers: []peerAnswer{yes(p2), yes(p3)}, keep: true, holdOff: 3 * time.Second, note: "all 2 peers confirm"},
+		// Hole 5: nodes with different settings promise different hold-offs; the
+		// primary relies on the shortest.
+		{name: "the earliest hold-off counts", peers: []failsafePeer{p2, p3}, answers: []peerAnswer{yes(p2), yesFor(p3, 2*time.Second)}, keep: true, holdOff: 2 * time.Second, note: "all 2 peers confirm"},
+		{name: "the earliest hold-off counts, either order", peers: []failsafePeer{p2, p3}, answers: []peerAnswer{yesFor(p2, 2500*time.Millisecond), yesFor(p3, 10*time.Second)}, keep: true, holdOff: 2500 * time.Millisecond},
+		{name: "a yes without a hold-off is no promise", peers: []failsafePeer{p2, p3}, answers: []peerAnswer{yes(p2), yesFor(p3, 0)}, note: "db3: confirms with no hold-off"},
+		{name: "a hold-off no longer than the fence margin keeps nothing", peers: []failsafePeer{p2}, answers: []peerAnswer{yesFor(p2, margin)}, note: "db2: hold-off 1s is not longer than the fence margin"},
+		{name: "a negative hold-off", peers: []failsafePeer{p2}, answers: []peerAnswer{yesFor(p2, -time.Second)}, note: "db2: confirms with no hold-off"},
 		{name: "no peers", note: "no peer known"},
 		{name: "no answers at all", peers: []failsafePeer{p2, p3}, note: "db2: not asked"},
 		{name: "one did not answer", peers: []failsafePeer{p2, p3}, answers: []peerAnswer{yes(p2), {Peer: p3, Err: errors.New("connection refused")}}, note: "db3: no answer: connection refused"},
@@ -92,9 +102,15 @@ func TestJudgeFailsafe(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			keep, note := judgeFailsafe(c.peers, c.answers)
+			keep, holdOff, note := judgeFailsafe(c.peers, c.answers, margin)
 			if keep != c.keep || !strings.Contains(note, c.note) {
 				t.Fatalf("keep %v, note %q; want %v, %q", keep, note, c.keep, c.note)
+			}
+			if keep && holdOff != c.holdOff {
+				t.Fatalf("hold-off relied on %s; want %s", holdOff, c.holdOff)
+			}
+			if !keep && holdOff != 0 {
+				t.Fatalf("no keep, yet a hold-off of %s", holdOff)
 			}
 		})
 	}
@@ -239,6 +255,23 @@ func TestFailsafeCheck(t *testing.T) {
 		primary.stopKeeping(FailsafeFenced, "test")
 		if kept, _ := primary.kept(); kept || primary.startKeeping(42) {
 			t.Fatal("still kept after stopKeeping")
+		}
+	})
+
+	// Hole 5: a peer configured with a shorter session_ttl promises a shorter
+	// hold-off; the primary keeps only until the earliest promise (from its asking)
+	// less the fence margin, so that its fence is over before that promise ends.
+	t.Run("peers promise different hold-offs: kept until the earliest, less the margin", func(t *testing.T) {
+		db2, db3 := newPeerAgent(t, "db2", secret, deadEtcd(t)), newPeerAgent(t, "db3", secret, deadEtcd(t))
+		db3.fs.cfg.SessionTTL = 2 * time.Second
+		primary.stopKeeping(FailsafeStandby, "")
+		start := time.Now()
+		keep, note, _ := primary.confirm(ctx, peersOf(db2, db3), 7)
+		if !keep {
+			t.Fatalf("not kept: %s", note)
+		}
+		if d := primary.validUntil().Sub(start); d > time.Second+50*time.Millisecond || d < 500*time.Millisecond {
+			t.Fatalf("kept for %s after asking; want db3's hold-off (2s) less the fence margin (1s)", d)
 		}
 	})
 
