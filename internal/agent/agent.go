@@ -379,9 +379,12 @@ func (h *failsafeHooks) Kept(ctx context.Context, lease clientv3.LeaseID) error 
 // keepPrimary runs while failsafe mode keeps the primary without an etcd session.
 // Every probe_interval it renews the old lease if etcd answers again (a session is
 // then made on it, which ends ctx), else asks every peer again; the moment a check
-// fails, or the last confirmation runs out, it returns why the node must be fenced.
+// fails, or the keep window ends, it returns why the node must be fenced. Each
+// round is bounded by the keep window: a check still under way when it ends cannot
+// keep the node past it.
 func (a *Agent) keepPrimary(ctx context.Context, cli *clientv3.Client, lease clientv3.LeaseID, rec localNode) error {
 	f := a.fs
+	const ranOut = "the last confirmation ran out before a new one came in"
 	fence := func(why string) error {
 		if ctx.Err() != nil {
 			return nil // a session took over: the reconciler decides again
@@ -392,7 +395,7 @@ func (a *Agent) keepPrimary(ctx context.Context, cli *clientv3.Client, lease cli
 	}
 	// renew renews the lease once: when etcd answers again, the lease protects the
 	// node as before failsafe mode (its leader key cannot go before it expires).
-	renew := func() bool {
+	renew := func(ctx context.Context) bool {
 		start := time.Now()
 		rctx, cancel := context.WithTimeout(ctx, f.cfg.EtcdTimeout)
 		_, err := cli.KeepAliveOnce(rctx, lease)
@@ -403,21 +406,38 @@ func (a *Agent) keepPrimary(ctx context.Context, cli *clientv3.Client, lease cli
 		return err == nil
 	}
 	for {
-		if !time.Now().Before(f.validUntil()) {
-			return fence("the last confirmation ran out before a new one came in")
+		until := f.validUntil()
+		if !time.Now().Before(until) {
+			return fence(ranOut)
 		}
-		if !renew() {
+		rctx, cancel := context.WithDeadline(ctx, until)
+		renewed := renew(rctx)
+		var keep, etcdSeen bool
+		var note string
+		if !renewed {
 			_, snap := rec.Current()
-			keep, note, etcdSeen := f.confirm(ctx, failsafePeers(a.cfg.Node, snap), snap.Primary.Epoch)
-			switch {
-			case keep:
-				f.stillKept("primary kept, " + note)
-			case etcdSeen && renew():
-				// etcd came back for a peer between this node's renewal and the
-				// peer's answer: it is back for this node too.
-			default:
+			keep, note, etcdSeen = f.confirm(rctx, failsafePeers(a.cfg.Node, snap), snap.Primary.Epoch)
+		}
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case renewed:
+		case keep:
+			f.stillKept("primary kept, " + note)
+		case !time.Now().Before(f.validUntil()):
+			return fence(ranOut + " (" + note + ")")
+		case etcdSeen:
+			// etcd came back for a peer between this node's renewal and the peer's
+			// answer: it may be back for this node too.
+			rctx, cancel := context.WithDeadline(ctx, f.validUntil())
+			ok := renew(rctx)
+			cancel()
+			if !ok {
 				return fence(note)
 			}
+		default:
+			return fence(note)
 		}
 		select {
 		case <-ctx.Done():

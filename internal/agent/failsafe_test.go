@@ -412,3 +412,58 @@ func TestFailsafeKeeperLateAfterResume(t *testing.T) {
 		t.Fatal("a late renewal kept the primary without etcd again")
 	}
 }
+
+// keptNode is the reconciler as failsafe mode sees it: a writable primary on any
+// lease whose peers are peers, and whose fences are recorded.
+type keptNode struct {
+	peers []failsafePeer
+}
+
+func (n *keptNode) WritablePrimary(clientv3.LeaseID) bool { return true }
+func (n *keptNode) Current() (failover.NodeStatus, failover.Snapshot) {
+	var snap failover.Snapshot
+	snap.Primary = failover.Primary{Node: "db1", Epoch: 7}
+	snap.Nodes = map[string]failover.NodeStatus{}
+	for _, p := range n.peers {
+		snap.Nodes[p.Node] = failover.NodeStatus{Node: p.Node, Agent: p.Agent}
+	}
+	return failover.NodeStatus{}, snap
+}
+func (n *keptNode) FenceLocal(context.Context, string) {}
+
+// The keep window is a promise's end less the fence margin: the fence must start
+// then, not once a check still under way gives up. A peer slow to answer (its
+// answer would come after the window) kept the primary writable past it, by a
+// renewal's and a check's time.
+func TestKeeperFencesWhenTheWindowEnds(t *testing.T) {
+	const secret = "the-cluster-peer-secret"
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(2 * time.Second):
+		case <-r.Context().Done():
+		}
+	}))
+	defer slow.Close()
+	a := testAgent(t, minimalYAML)
+	a.fs = newFailsafe(failsafeConfig{Cluster: "main", Node: "db1", Secret: []byte(secret), SessionTTL: 3 * time.Second,
+		FenceMargin: time.Second, Interval: 500 * time.Millisecond, EtcdTimeout: 300 * time.Millisecond, CheckTimeout: 800 * time.Millisecond, Log: zap.NewNop()})
+	f := a.fs
+	f.mu.Lock()
+	f.keptUntil = time.Now().Add(400 * time.Millisecond) // a confirmation came in
+	f.mu.Unlock()
+	if !f.startKeeping(7) {
+		t.Fatal("not kept with a confirmation in force")
+	}
+	until := f.validUntil()
+	node := &keptNode{peers: []failsafePeer{{Node: "db2", Agent: strings.TrimPrefix(slow.URL, "http://")}}}
+	err := a.keepPrimary(context.Background(), deadEtcd(t), 7, node)
+	if err == nil {
+		t.Fatal("the keeper returned without a fence")
+	}
+	if late := time.Since(until); late > 150*time.Millisecond {
+		t.Fatalf("fenced %s after the keep window ended (%v); want at its end", late.Round(time.Millisecond), err)
+	}
+	if v := f.view(); v.State != FailsafeFenced {
+		t.Fatalf("failsafe state %q after the fence; want %q", v.State, FailsafeFenced)
+	}
+}
