@@ -319,7 +319,7 @@ func (a *Agent) sessionRunner(cli *clientv3.Client, node localNode, work []sessi
 	if err != nil {
 		return nil, err
 	}
-	a.fs.attach(r.Interrupt)
+	a.fs.attach(func() { go func() { _ = r.Interrupt(context.Background()) }() })
 	return r, nil
 }
 

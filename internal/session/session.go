@@ -33,6 +33,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -138,24 +140,77 @@ type Runner struct {
 	cfg Config
 	log *zap.Logger
 
-	mu        sync.Mutex
-	interrupt context.CancelFunc // ends the current session; nil when none
+	mu  sync.Mutex
+	cur *running // the current session's work; nil when none runs
 }
 
-func (r *Runner) attach(cancel context.CancelFunc) {
-	r.mu.Lock()
-	r.interrupt = cancel
-	r.mu.Unlock()
+// running is one session's work.
+type running struct {
+	cancel context.CancelFunc // ends the session: its work and its renewal watch
+	done   chan struct{}      // closed once every Work has returned
+
+	mu   sync.Mutex
+	left map[string]bool // the Work not returned yet
 }
 
-// Interrupt ends the current session, if one runs, without fencing: the lease is
-// left to be resumed. No new session is made while HeldOff holds the node off.
-func (r *Runner) Interrupt() {
+// names are the Work not returned yet, for an error.
+func (w *running) names() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var n []string
+	for name := range w.left {
+		n = append(n, name)
+	}
+	sort.Strings(n)
+	return strings.Join(n, ", ")
+}
+
+// begin registers a new session's work, unless HeldOff holds the node off: a
+// promise given while the session was being made is honoured before any work
+// starts. Interrupt and begin take r.mu in turn, so a hold-off recorded before
+// Interrupt is called is either seen here or finds the work registered.
+func (r *Runner) begin(cancel context.CancelFunc) (*running, string) {
 	r.mu.Lock()
-	cancel := r.interrupt
+	defer r.mu.Unlock()
+	if left, why := r.heldOff(); left > 0 {
+		return nil, why
+	}
+	w := &running{cancel: cancel, done: make(chan struct{}), left: map[string]bool{}}
+	for _, wk := range r.cfg.Work {
+		w.left[wk.Name] = true
+	}
+	r.cur = w
+	return w, ""
+}
+
+func (r *Runner) end(w *running) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cur == w {
+		r.cur = nil
+	}
+}
+
+// Interrupt ends the current session, if one runs, without fencing (the lease is
+// left for the next session to resume), and returns once every Work has returned,
+// or an error naming the Work still running when ctx ends first. Together with
+// HeldOff it is how a node keeps a promise to do nothing: once HeldOff says so and
+// Interrupt has returned nil, no Work runs, and none starts until HeldOff says it
+// may (the Runner looks before making a session and again once it is made). Work
+// that goes on past a failed Interrupt is stopped later, but did not stop in time.
+func (r *Runner) Interrupt(ctx context.Context) error {
+	r.mu.Lock()
+	w := r.cur
 	r.mu.Unlock()
-	if cancel != nil {
-		cancel()
+	if w == nil {
+		return nil
+	}
+	w.cancel()
+	select {
+	case <-w.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("session work still running: %s: %w", w.names(), ctx.Err())
 	}
 }
 
@@ -181,8 +236,10 @@ func (r *Runner) Run(ctx context.Context) error {
 			return nil
 		}
 		r.waitHoldoff(ctx)
-		s, expiry, err := r.session(ctx, lease)
+		sctx, cancel := context.WithCancel(ctx)
+		s, expiry, err := r.session(ctx, sctx, lease)
 		if err != nil {
+			cancel()
 			// Not longer than a second: when etcd is back, every agent must renew its
 			// lease within the TTL of etcd's new leader, or its keys go and a failover
 			// may follow for nothing.
@@ -206,23 +263,30 @@ func (r *Runner) Run(ctx context.Context) error {
 		kept = nil
 		resumed := s.Lease() == lease
 		lease = s.Lease()
+		w, why := r.begin(cancel)
+		if w == nil {
+			// A hold-off began while the session was being made: no work under it.
+			r.log.Warn("etcd session made during a hold-off: left unused", zap.String("why", why))
+			cancel()
+			s.Orphan()
+			continue
+		}
 		if r.cfg.OnUp != nil {
 			r.cfg.OnUp(lease, resumed)
 		}
 		r.log.Info("etcd session", zap.String("lease", fmt.Sprintf("%x", lease)), zap.Bool("resumed", resumed))
-		sctx, cancel := context.WithCancel(ctx)
-		r.attach(cancel)
-		kept, err = r.underSession(ctx, sctx, s, expiry)
-		r.attach(nil)
+		kept, err = r.underSession(ctx, sctx, s, expiry, w)
+		r.end(w)
 		cancel()
 		if ctx.Err() != nil {
+			s.Orphan()
 			rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.CallTimeout)
 			if r.cfg.Release != nil {
 				// A clean stop hands what is on the lease over at once.
 				r.cfg.Release(rctx, lease)
 			}
+			_, _ = r.cfg.Client.Revoke(rctx, lease)
 			rcancel()
-			_ = s.Close()
 			return nil
 		}
 		if left, why := r.heldOff(); err == nil && left > 0 {
@@ -260,9 +324,11 @@ func (r *Runner) waitHoldoff(ctx context.Context) {
 // session makes an etcd session: on lease old while etcd still has it, else on a
 // new lease. Each call to etcd is bounded. It returns, with the session, the
 // earliest time etcd may expire its lease (this process's monotonic clock): the
-// lease's remaining TTL counted from when the call that read it was sent.
-func (r *Runner) session(ctx context.Context, old clientv3.LeaseID) (*concurrency.Session, time.Time, error) {
+// lease's remaining TTL counted from when the call that read it was sent. The
+// session lives until sctx ends, and its client is workClient's.
+func (r *Runner) session(ctx, sctx context.Context, old clientv3.LeaseID) (*concurrency.Session, time.Time, error) {
 	cli := r.cfg.Client
+	wcli := workClient(cli, sctx)
 	ttl := int(r.cfg.TTL.Seconds())
 	if old != clientv3.NoLease {
 		sent := time.Now()
@@ -274,7 +340,7 @@ func (r *Runner) session(ctx context.Context, old clientv3.LeaseID) (*concurrenc
 		}
 		if resp.TTL > 0 {
 			// etcd truncates the remaining TTL to whole seconds: never later than it is.
-			s, err := concurrency.NewSession(cli, concurrency.WithLease(old), concurrency.WithTTL(ttl), concurrency.WithContext(ctx))
+			s, err := concurrency.NewSession(wcli, concurrency.WithLease(old), concurrency.WithTTL(ttl), concurrency.WithContext(sctx))
 			return s, sent.Add(min(time.Duration(resp.TTL)*time.Second, r.cfg.TTL)), err
 		}
 	}
@@ -285,7 +351,7 @@ func (r *Runner) session(ctx context.Context, old clientv3.LeaseID) (*concurrenc
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("grant a lease: %w", err)
 	}
-	s, err := concurrency.NewSession(cli, concurrency.WithLease(resp.ID), concurrency.WithTTL(ttl), concurrency.WithContext(ctx))
+	s, err := concurrency.NewSession(wcli, concurrency.WithLease(resp.ID), concurrency.WithTTL(ttl), concurrency.WithContext(sctx))
 	return s, sent.Add(min(time.Duration(resp.TTL)*time.Second, r.cfg.TTL)), err
 }
 
@@ -297,17 +363,20 @@ var errKept = errors.New("etcd session not renewed in time; failsafe mode keeps 
 // underSession runs the work and the renewal watch until the session ends or was
 // not renewed in time. The node is fenced then, unless Failsafe keeps it: its
 // keeper then starts at once, under the Runner's context actx. The session is
-// reported down the moment the watch ends: the work may take a while longer to end
-// (an election's resignation may wait for etcd).
-func (r *Runner) underSession(actx, ctx context.Context, s *concurrency.Session, expiry time.Time) (k *keeper, err error) {
+// reported down the moment the watch ends; underSession returns once every Work
+// has returned.
+func (r *Runner) underSession(actx, ctx context.Context, s *concurrency.Session, expiry time.Time, w *running) (k *keeper, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	for _, w := range r.cfg.Work {
+	for _, wk := range r.cfg.Work {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.runWork(ctx, s, w)
+			r.runWork(ctx, s, wk)
+			w.mu.Lock()
+			delete(w.left, wk.Name)
+			w.mu.Unlock()
 		}()
 	}
 	err = r.watchRenewal(ctx, s, expiry)
@@ -322,13 +391,17 @@ func (r *Runner) underSession(actx, ctx context.Context, s *concurrency.Session,
 	}
 	cancel()
 	wg.Wait()
+	close(w.done)
 	return k, err
 }
 
 // runWork runs w until ctx ends or the session is lost, starting it again (after a
-// pause) whenever it ends before.
+// pause) whenever it ends before. It never starts w once ctx ended.
 func (r *Runner) runWork(ctx context.Context, s *concurrency.Session, w Work) {
 	for attempt := 0; ; attempt++ {
+		if ctx.Err() != nil {
+			return
+		}
 		err := w.Run(ctx, s)
 		select {
 		case <-ctx.Done():

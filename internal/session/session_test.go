@@ -234,7 +234,7 @@ func TestSessionResumesItsLease(t *testing.T) {
 	start(t, r)
 	sandboxtest.WaitFor(t, 5*time.Second, "a session", func() bool { up, _, _ := u.get(); return up })
 	_, first, _ := u.get()
-	r.Interrupt()
+	_ = r.Interrupt(context.Background())
 	sandboxtest.WaitFor(t, 5*time.Second, "a second session", func() bool { up, _, n := u.get(); return up && n == 2 })
 	if _, lease, _ := u.get(); lease != first {
 		t.Fatalf("second session on lease %x; want the first's, %x, resumed", lease, first)
