@@ -12,13 +12,29 @@ import (
 // context it was given. An election whose campaign is cut resigns on the client's
 // own context, with no deadline: while etcd is unreachable (just when failsafe mode
 // asks the node for a promise) that call would hold the work, and Interrupt could
-// not say it stopped. Its own context is stop too. It shares cli's connections:
-// never Close it.
+// not say it stopped. Its own context is stop too.
+//
+// Its lease's KeepAlive renews nothing: the Runner renews the lease itself (see
+// watchRenewal), and a second keep-alive stream beside it cost etcd three times
+// the requests of an idle agent. The channel concurrency.Session drains carries
+// nothing and closes when the session's context ends, which closes its Done.
+//
+// It shares cli's connections: never Close it.
 func workClient(cli *clientv3.Client, stop context.Context) *clientv3.Client {
 	c := clientv3.NewCtxClient(stop, clientv3.WithZapLogger(cli.GetLogger()))
-	c.Cluster, c.Lease, c.Watcher, c.Auth, c.Maintenance = cli.Cluster, cli.Lease, cli.Watcher, cli.Auth, cli.Maintenance
+	c.Cluster, c.Watcher, c.Auth, c.Maintenance = cli.Cluster, cli.Watcher, cli.Auth, cli.Maintenance
 	c.KV = stopKV{KV: cli.KV, stop: stop}
+	c.Lease = quietLease{Lease: cli.Lease}
 	return c
+}
+
+// quietLease is a clientv3.Lease whose KeepAlive sends nothing to etcd.
+type quietLease struct{ clientv3.Lease }
+
+func (quietLease) KeepAlive(ctx context.Context, _ clientv3.LeaseID) (<-chan *clientv3.LeaseKeepAliveResponse, error) {
+	ch := make(chan *clientv3.LeaseKeepAliveResponse)
+	context.AfterFunc(ctx, func() { close(ch) })
+	return ch, nil
 }
 
 // stopKV is a clientv3.KV whose calls end when stop does.

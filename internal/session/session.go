@@ -434,8 +434,9 @@ func (r *Runner) runWork(ctx context.Context, s *concurrency.Session, w Work) {
 // expiry. The client's KeepAlive channel cannot say when the request behind a
 // reply went out, so this renews the lease itself: a KeepAliveOnce every TTL/3,
 // whether or not the previous one has answered, the time taken before each call.
-// concurrency.Session's own keep-alive goes on beside it (the session needs it for
-// Done, and it only renews the lease more often); its replies are not counted.
+// These are the lease's only renewals: concurrency.Session's own keep-alive is
+// turned off (workClient), since a second stream of renewals beside them cost etcd
+// three times the requests of an idle agent.
 // expiry is the earliest time etcd may expire the lease when the watch starts.
 func (r *Runner) watchRenewal(ctx context.Context, s *concurrency.Session, expiry time.Time) error {
 	ctx, cancel := context.WithCancel(ctx)
@@ -479,6 +480,9 @@ func (r *Runner) watchRenewal(ctx context.Context, s *concurrency.Session, expir
 		case <-ctx.Done():
 			return nil
 		case <-s.Done():
+			if ctx.Err() != nil {
+				return nil // ended by ctx: the session's Done follows it
+			}
 			return errors.New("etcd session lost")
 		case <-every.C:
 			go renew()
