@@ -5,7 +5,9 @@
 // balancers, status pages and Prometheus. It owns the node's etcd session: when the
 // session cannot be renewed in time it fences its node before the lease expires.
 //
-// It needs no local disk: logs go to stderr, state lives in etcd.
+// Logs go to stderr and the cluster's state lives in etcd; on local disk it keeps
+// only a failsafe promise to hold off failovers (state_dir), which must outlive a
+// restart of the agent.
 package agent
 
 import (
@@ -56,7 +58,7 @@ func (a *Agent) failsafeConfig() failsafeConfig {
 	t := a.cfg.Timings
 	fc := failsafeConfig{Cluster: a.cfg.Cluster, Node: a.cfg.Node, SessionTTL: t.SessionTTL, FenceMargin: t.FenceMargin,
 		Interval: t.ProbeInterval, EtcdTimeout: t.ProbeTimeout, CheckTimeout: 2*t.ProbeTimeout + 100*time.Millisecond,
-		Log: a.log.With(zap.String("component", "failsafe"))}
+		StateDir: a.cfg.StatePath(), Log: a.log.With(zap.String("component", "failsafe"))}
 	if a.cfg.FailsafeOn() {
 		fc.Secret = []byte(a.cfg.PeerSecret.Reveal())
 	}
@@ -67,6 +69,11 @@ func (a *Agent) failsafeConfig() failsafeConfig {
 // grant Baton needs or etcd cannot be reached, saying which.
 func (a *Agent) Run(ctx context.Context) error {
 	cfg := a.cfg
+	// First: a promise to hold off failovers given by an earlier agent on this node
+	// (failsafe mode) holds for what is left of it, whatever this agent does next.
+	if err := a.fs.restore(); err != nil {
+		return err
+	}
 	var mover failover.VIP
 	if cfg.VIP != nil {
 		m, err := vip.New(*cfg.VIP, a.log.With(zap.String("component", "vip")))
@@ -319,7 +326,7 @@ func (a *Agent) sessionRunner(cli *clientv3.Client, node localNode, work []sessi
 	if err != nil {
 		return nil, err
 	}
-	a.fs.attach(func() { go func() { _ = r.Interrupt(context.Background()) }() })
+	a.fs.attach(r.Interrupt)
 	return r, nil
 }
 

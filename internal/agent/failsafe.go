@@ -22,8 +22,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -275,7 +278,10 @@ type failsafeConfig struct {
 	// EtcdTimeout bounds a peer's read of etcd; CheckTimeout bounds a whole check.
 	EtcdTimeout  time.Duration
 	CheckTimeout time.Duration
-	Log          *zap.Logger
+	// StateDir is where a promise to hold off is recorded before it is given, so that
+	// a restarted agent keeps it (state_dir). "": no promise can be given.
+	StateDir string
+	Log      *zap.Logger
 }
 
 // failsafe is one agent's failsafe mode: the checks it makes as a primary, the
@@ -284,16 +290,16 @@ type failsafe struct {
 	cfg    failsafeConfig
 	client *http.Client
 
-	mu            sync.Mutex
-	holdoffUntil  time.Time        // monotonic; this node promised to hold off until then
-	cancelSession func()           // ends the current session's work; nil when none
-	keptUntil     time.Time        // monotonic; the latest confirmation keeps writes until then
-	keeping       bool             // the primary is kept without an etcd session
-	keptLease     clientv3.LeaseID // the session lease the kept primary held the leader key on
-	state         string
-	note          string
-	since         time.Time
-	peers         []FailsafePeerView
+	mu           sync.Mutex
+	holdoffUntil time.Time                   // monotonic; this node promised to hold off until then
+	interrupt    func(context.Context) error // ends the session's work, waiting for it; nil when none
+	keptUntil    time.Time                   // monotonic; the latest confirmation keeps writes until then
+	keeping      bool                        // the primary is kept without an etcd session
+	keptLease    clientv3.LeaseID            // the session lease the kept primary held the leader key on
+	state        string
+	note         string
+	since        time.Time
+	peers        []FailsafePeerView
 }
 
 func newFailsafe(cfg failsafeConfig) *failsafe {
@@ -353,9 +359,10 @@ func (f *failsafe) setStateLocked(state, note string) {
 }
 
 // heldOff says why this node must not make its server writable or coordinate now,
-// "" when nothing stops it.
+// "" when nothing stops it. A promise holds with failsafe mode off too: one
+// restored from before a restart that turned it off.
 func (f *failsafe) heldOff() string {
-	if !f.on() {
+	if f == nil {
 		return ""
 	}
 	f.mu.Lock()
@@ -370,43 +377,151 @@ func heldOffWhy(left time.Duration) string {
 	return fmt.Sprintf("failsafe hold-off for %s more: a primary kept without etcd relies on this node's promise", left.Round(time.Millisecond))
 }
 
-// holdOff records the promise to take no part in a failover until until, and ends
-// the work of the current etcd session (coordinator, reconciler) before the answer
-// goes out.
+// holdOff records, in memory, the promise to take no part in a failover until
+// until (monotonic).
 func (f *failsafe) holdOff(until time.Time, from string) {
 	f.mu.Lock()
 	if until.After(f.holdoffUntil) {
 		f.holdoffUntil = until
 	}
-	cancel := f.cancelSession
 	was := f.state
 	if f.state != FailsafeHeldOff {
 		f.since = time.Now()
 	}
 	f.state, f.note = FailsafeHeldOff, "holding off failovers: "+from+" is kept as primary while etcd is unreachable"
 	f.mu.Unlock()
-	if cancel != nil {
-		cancel()
-	}
 	if was != FailsafeHeldOff {
-		f.cfg.Log.Warn("failsafe: holding off failovers", zap.String("primary", from), zap.Duration("for", f.cfg.SessionTTL))
+		f.cfg.Log.Warn("failsafe: holding off failovers", zap.String("primary", from), zap.Duration("for", time.Until(until).Round(time.Millisecond)))
 	}
 }
 
-// attach records how to end the current session's work.
-func (f *failsafe) attach(interrupt func()) {
-	if !f.on() {
-		return
+// promise promises to take no part in a failover for holdOff from now, for the
+// primary from at epoch, and keeps the promise before it is made: it records it in
+// StateDir (so that a restarted agent keeps it), then holds off in memory (no
+// session and no work starts from then on), then ends the session's work and
+// waits until it has stopped, within ctx. An error means the promise must not be
+// given: not recorded, or the work did not stop in time (the hold-off stays then:
+// it only delays a failover).
+func (f *failsafe) promise(ctx context.Context, from string, epoch uint64, holdOff time.Duration) error {
+	start := time.Now() // before the record: the promise never ends later than it says
+	rec := promiseRecord{From: from, Epoch: epoch, Given: start.UTC(), Until: start.Add(holdOff).UTC(), HoldOff: holdOff}
+	if err := writePromise(f.cfg.StateDir, rec); err != nil {
+		return fmt.Errorf("record the promise: %w", err)
 	}
+	f.holdOff(start.Add(holdOff), from)
 	f.mu.Lock()
-	f.cancelSession = interrupt
+	interrupt := f.interrupt
+	f.mu.Unlock()
+	if interrupt == nil {
+		return nil
+	}
+	if err := interrupt(ctx); err != nil {
+		return fmt.Errorf("this node's work did not stop in time: %w", err)
+	}
+	return nil
+}
+
+// promiseFile, in StateDir, records the latest promise to hold off.
+const promiseFile = "failsafe-promise.json"
+
+// promiseRecord is a promise to hold off as recorded on disk. Its times are wall
+// times: a monotonic time does not survive a restart.
+type promiseRecord struct {
+	From    string        `json:"from"`
+	Epoch   uint64        `json:"epoch"`
+	Given   time.Time     `json:"given"`
+	Until   time.Time     `json:"until"`
+	HoldOff time.Duration `json:"hold_off_ns"`
+}
+
+// writePromise records rec in dir durably (a new file renamed over the old one,
+// both and the directory synced) before it returns.
+func writePromise(dir string, rec promiseRecord) error {
+	if dir == "" {
+		return errors.New("no state_dir to record it in")
+	}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, promiseFile+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // after the rename, removes nothing
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), filepath.Join(dir, promiseFile)); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// restore makes StateDir (0700) if it is missing and holds off for what is left of
+// a promise recorded there by an earlier agent, timed by the wall clock (the only
+// one that survives a restart): a clock stepped back lengthens it, never past the
+// hold-off promised; stepped forward, it shortens it. A record that cannot be read
+// holds the node off for a whole session_ttl: an unknown promise is no reason to
+// act.
+func (f *failsafe) restore() error {
+	dir := f.cfg.StateDir
+	if dir == "" {
+		return errors.New("failsafe: no state_dir")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("state_dir: %w", err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, promiseFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	var rec promiseRecord
+	if err == nil {
+		err = json.Unmarshal(b, &rec)
+	}
+	if err == nil && (rec.HoldOff <= 0 || rec.Until.IsZero() || rec.From == "") {
+		err = errors.New("an incomplete record")
+	}
+	if err != nil {
+		f.cfg.Log.Error("failsafe: a promise to hold off could not be read: holding off for session_ttl", zap.String("file", filepath.Join(dir, promiseFile)), zap.Error(err))
+		f.holdOff(time.Now().Add(f.cfg.SessionTTL), "a primary (the record is unreadable)")
+		return nil
+	}
+	left := min(time.Until(rec.Until), rec.HoldOff)
+	if left <= 0 {
+		return nil
+	}
+	f.cfg.Log.Warn("failsafe: a promise given before this agent started still holds", zap.String("primary", rec.From),
+		zap.Time("until", rec.Until), zap.Duration("left", left.Round(time.Millisecond)))
+	f.holdOff(time.Now().Add(left), rec.From)
+	return nil
+}
+
+// attach records how to end the current session's work and wait for it.
+func (f *failsafe) attach(interrupt func(context.Context) error) {
+	f.mu.Lock()
+	f.interrupt = interrupt
 	f.mu.Unlock()
 }
 
 // holdoffLeft says how long this node must still hold off, and why; 0 when it need
 // not.
 func (f *failsafe) holdoffLeft() (time.Duration, string) {
-	if !f.on() {
+	if f == nil {
 		return 0, ""
 	}
 	f.mu.Lock()
@@ -551,6 +666,7 @@ func (f *failsafe) handler(side failsafePeerSide) http.Handler {
 			text(w, http.StatusBadRequest, fmt.Sprintf("bad request: sent %s, %s from this node's clock (limit %s)", req.Sent.Format(time.RFC3339), skew.Round(time.Second), maxRequestAge))
 			return
 		}
+		received := time.Now()
 		ectx, cancel := context.WithTimeout(r.Context(), f.cfg.EtcdTimeout)
 		etcdErr := side.reachEtcd(ectx)
 		cancel()
@@ -560,8 +676,17 @@ func (f *failsafe) handler(side failsafePeerSide) http.Handler {
 		known, writable := side.known()
 		a := answerFor(req, f.cfg.Cluster, f.cfg.Node, known, writable, etcdErr, f.cfg.SessionTTL)
 		if a.Confirm {
-			// The promise is kept before it is made.
-			f.holdOff(time.Now().Add(a.HoldOff), req.From)
+			// The promise is kept before it is made: recorded, and this node's work
+			// stopped, before the yes goes out, within the asker's time (less the
+			// answer's way back).
+			pctx, cancel := context.WithDeadline(r.Context(), received.Add(f.cfg.CheckTimeout-f.cfg.CheckTimeout/8))
+			err := f.promise(pctx, req.From, req.Epoch, a.HoldOff)
+			cancel()
+			if err != nil {
+				f.cfg.Log.Warn("failsafe: no promise given", zap.String("primary", req.From), zap.Error(err))
+				a.Confirm, a.HoldOff = false, 0
+				a.Reason = fmt.Sprintf("%s cannot promise to hold off: %v", f.cfg.Node, err)
+			}
 		}
 		out, err := json.Marshal(a)
 		if err != nil {

@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"os"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -176,18 +179,56 @@ func TestReadAnswer(t *testing.T) {
 // peerAgent is a failsafe peer served over HTTP whose etcd client points at
 // endpoint (a real etcd, or a socket nobody serves).
 type peerAgent struct {
-	fs     *failsafe
-	srv    *httptest.Server
-	known  failover.Primary
-	cancel bool // its session's work was ended
+	fs    *failsafe
+	srv   *httptest.Server
+	known failover.Primary
+
+	mu       sync.Mutex
+	cancel   bool          // its session's work was ended
+	stopping time.Duration // how long its work takes to stop
+	stopped  time.Time     // when its work last stopped
+}
+
+func (p *peerAgent) interrupted() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cancel
+}
+
+// interrupt is the session's Interrupt as the peer's work answers it: stopped after
+// p.stopping, or an error if ctx ends first.
+func (p *peerAgent) interrupt(ctx context.Context) error {
+	p.mu.Lock()
+	p.cancel = true
+	d := p.stopping
+	p.mu.Unlock()
+	select {
+	case <-time.After(d):
+	case <-ctx.Done():
+		return fmt.Errorf("session work still running: coordinator: %w", ctx.Err())
+	}
+	p.mu.Lock()
+	p.stopped = time.Now()
+	p.mu.Unlock()
+	return nil
+}
+
+func peerConfig(t *testing.T, node, secret string) failsafeConfig {
+	return failsafeConfig{Cluster: "main", Node: node, Secret: []byte(secret), SessionTTL: 3 * time.Second,
+		FenceMargin: time.Second, Interval: 500 * time.Millisecond, EtcdTimeout: 300 * time.Millisecond, CheckTimeout: 800 * time.Millisecond,
+		StateDir: t.TempDir(), Log: zap.NewNop()}
 }
 
 func newPeerAgent(t *testing.T, node, secret string, cli *clientv3.Client) *peerAgent {
 	t.Helper()
+	return newPeerAgentWith(t, peerConfig(t, node, secret), cli)
+}
+
+func newPeerAgentWith(t *testing.T, cfg failsafeConfig, cli *clientv3.Client) *peerAgent {
+	t.Helper()
 	p := &peerAgent{known: failover.Primary{Node: "db1", Epoch: 7}}
-	p.fs = newFailsafe(failsafeConfig{Cluster: "main", Node: node, Secret: []byte(secret), SessionTTL: 3 * time.Second,
-		FenceMargin: time.Second, Interval: 500 * time.Millisecond, EtcdTimeout: 300 * time.Millisecond, CheckTimeout: 800 * time.Millisecond, Log: zap.NewNop()})
-	p.fs.attach(func() { p.cancel = true })
+	p.fs = newFailsafe(cfg)
+	p.fs.attach(p.interrupt)
 	p.srv = httptest.NewServer(p.fs.handler(failsafePeerSide{
 		reachEtcd: func(ctx context.Context) error { _, err := cli.Get(ctx, "/baton/main/primary"); return err },
 		known:     func() (failover.Primary, bool) { return p.known, false },
@@ -239,8 +280,8 @@ func TestFailsafeCheck(t *testing.T) {
 			t.Fatalf("kept for %s after asking; want session_ttl - fence_margin (2s)", d)
 		}
 		for _, p := range []*peerAgent{db2, db3} {
-			if p.fs.heldOff() == "" || !p.cancel {
-				t.Fatalf("%s answered yes but does not hold off (held off %q, session ended %v)", p.fs.cfg.Node, p.fs.heldOff(), p.cancel)
+			if p.fs.heldOff() == "" || !p.interrupted() {
+				t.Fatalf("%s answered yes but does not hold off (held off %q, session ended %v)", p.fs.cfg.Node, p.fs.heldOff(), p.interrupted())
 			}
 			if v := p.fs.view(); v.State != FailsafeHeldOff {
 				t.Fatalf("%s failsafe state %q; want %q", p.fs.cfg.Node, v.State, FailsafeHeldOff)
@@ -281,7 +322,7 @@ func TestFailsafeCheck(t *testing.T) {
 		if keep || !strings.Contains(note, "db3: etcd is reachable") {
 			t.Fatalf("kept %v (%s); want a fence because db3 reaches etcd", keep, note)
 		}
-		if db3.fs.heldOff() != "" || db3.cancel {
+		if db3.fs.heldOff() != "" || db3.interrupted() {
 			t.Fatal("db3 reached etcd but holds off")
 		}
 	})
@@ -292,7 +333,7 @@ func TestFailsafeCheck(t *testing.T) {
 		if keep || !strings.Contains(note, "db3: no answer: HTTP 401") {
 			t.Fatalf("kept %v (%s); want a fence because db3 refused the signature", keep, note)
 		}
-		if db3.fs.heldOff() != "" || db3.cancel {
+		if db3.fs.heldOff() != "" || db3.interrupted() {
 			t.Fatal("an unauthenticated request made db3 hold off")
 		}
 	})
@@ -346,7 +387,7 @@ func TestFailsafeHandlerRefusals(t *testing.T) {
 	if code := post(fresh, sign([]byte(secret), answerMAC, fresh)); code != http.StatusUnauthorized {
 		t.Fatalf("a request signed as an answer: HTTP %d; want 401", code)
 	}
-	if p.fs.heldOff() != "" || p.cancel {
+	if p.fs.heldOff() != "" || p.interrupted() {
 		t.Fatal("a refused request made the node hold off")
 	}
 	resp, err := http.Get(p.srv.URL + FailsafePath)
@@ -465,5 +506,131 @@ func TestKeeperFencesWhenTheWindowEnds(t *testing.T) {
 	}
 	if v := f.view(); v.State != FailsafeFenced {
 		t.Fatalf("failsafe state %q after the fence; want %q", v.State, FailsafeFenced)
+	}
+}
+
+// askOnce sends one signed check to p and returns its answer and when it came.
+func askOnce(t *testing.T, p *peerAgent, secret string) (FailsafeAnswer, time.Time) {
+	t.Helper()
+	asker := newFailsafe(failsafeConfig{Cluster: "main", Node: "db1", Secret: []byte(secret), SessionTTL: 3 * time.Second,
+		FenceMargin: time.Second, EtcdTimeout: 300 * time.Millisecond, CheckTimeout: 800 * time.Millisecond, Log: zap.NewNop()})
+	req := FailsafeRequest{Cluster: "main", From: "db1", Epoch: 7, Nonce: "n1", Sent: time.Now().UTC()}
+	answers := asker.ask(context.Background(), []failsafePeer{{Node: p.fs.cfg.Node, Agent: p.addr()}}, req)
+	at := time.Now()
+	if answers[0].Err != nil {
+		t.Fatalf("no answer: %v", answers[0].Err)
+	}
+	return *answers[0].Answer, at
+}
+
+// Hole 3: a flow in progress when the promise is given. The answer that promises
+// must go out only once the node's work has stopped; work that does not stop within
+// the check's time makes the answer a no (the promise, recorded, is kept anyway).
+func TestFailsafePromiseWaitsForTheWork(t *testing.T) {
+	const secret = "the-cluster-peer-secret"
+	p := newPeerAgent(t, "db2", secret, deadEtcd(t))
+	p.stopping = 200 * time.Millisecond // a flow's step under way
+	a, at := askOnce(t, p, secret)
+	p.mu.Lock()
+	stopped := p.stopped
+	p.mu.Unlock()
+	if !a.Confirm {
+		t.Fatalf("no yes: %s", a.Reason)
+	}
+	if stopped.IsZero() || stopped.After(at) {
+		t.Fatalf("the yes came before the work stopped (stopped %v, answered %v)", stopped, at)
+	}
+
+	q := newPeerAgent(t, "db3", secret, deadEtcd(t))
+	q.stopping = 5 * time.Second // a flow that will not stop in time
+	a, _ = askOnce(t, q, secret)
+	if a.Confirm || a.HoldOff != 0 || !strings.Contains(a.Reason, "did not stop") {
+		t.Fatalf("work that does not stop: confirm %v, hold-off %s (%s); want a no saying so", a.Confirm, a.HoldOff, a.Reason)
+	}
+	if q.fs.heldOff() == "" {
+		t.Fatal("the promise recorded before the work was asked to stop is not held")
+	}
+}
+
+// A promise that cannot be recorded (no state directory, or one that cannot be
+// written) is not given: a restarted agent would forget it.
+func TestFailsafePromiseNeedsItsRecord(t *testing.T) {
+	const secret = "the-cluster-peer-secret"
+	cfg := peerConfig(t, "db2", secret)
+	cfg.StateDir = ""
+	p := newPeerAgentWith(t, cfg, deadEtcd(t))
+	if a, _ := askOnce(t, p, secret); a.Confirm || !strings.Contains(a.Reason, "record") {
+		t.Fatalf("no state directory: confirm %v (%s); want a no", a.Confirm, a.Reason)
+	}
+	cfg = peerConfig(t, "db3", secret)
+	cfg.StateDir = filepath.Join(cfg.StateDir, "missing", "dir")
+	q := newPeerAgentWith(t, cfg, deadEtcd(t))
+	if a, _ := askOnce(t, q, secret); a.Confirm || !strings.Contains(a.Reason, "record") {
+		t.Fatalf("state directory missing: confirm %v (%s); want a no", a.Confirm, a.Reason)
+	}
+	if p.interrupted() || q.interrupted() {
+		t.Fatal("work stopped for a promise not given")
+	}
+}
+
+// Hole 3: the promise lived in memory only, and a restarted agent (its supervisor
+// restarts it at once) forgot it and could coordinate a failover while the kept
+// primary still relied on it. The agent restarted within the promise holds off for
+// what is left of it.
+func TestFailsafePromiseOutlivesARestart(t *testing.T) {
+	const secret = "the-cluster-peer-secret"
+	cfg := peerConfig(t, "db2", secret)
+	p := newPeerAgentWith(t, cfg, deadEtcd(t))
+	a, at := askOnce(t, p, secret)
+	if !a.Confirm {
+		t.Fatalf("no yes: %s", a.Reason)
+	}
+	// The agent restarts: a new failsafe, the same state directory.
+	again := newFailsafe(cfg)
+	if err := again.restore(); err != nil {
+		t.Fatal(err)
+	}
+	left, why := again.holdoffLeft()
+	want := a.HoldOff - time.Since(at)
+	if left <= 0 || why == "" || left > a.HoldOff || left < want-300*time.Millisecond {
+		t.Fatalf("restarted agent held off for %s (%q); want what is left of the promise, about %s", left, why, want)
+	}
+	if v := again.view(); v.State != FailsafeHeldOff {
+		t.Fatalf("restarted agent's failsafe state %q; want %q", v.State, FailsafeHeldOff)
+	}
+	// Even with failsafe mode turned off by the restart.
+	off := cfg
+	off.Secret = nil
+	if off := newFailsafe(off); off.restore() != nil || off.heldOff() == "" {
+		t.Fatal("a restart with failsafe mode off forgot the promise")
+	}
+	// Once it has run out, nothing holds the node.
+	time.Sleep(left + 50*time.Millisecond)
+	late := newFailsafe(cfg)
+	if err := late.restore(); err != nil {
+		t.Fatal(err)
+	}
+	if left, why := late.holdoffLeft(); left != 0 {
+		t.Fatalf("held off for %s (%s) after the promise ran out", left, why)
+	}
+}
+
+// A promise record that cannot be read is no reason to act: the agent holds off for
+// a whole session_ttl, as if a promise had just been given.
+func TestFailsafeUnreadablePromise(t *testing.T) {
+	for name, body := range map[string]string{"garbage": "{not json", "zero": "{}", "empty": ""} {
+		t.Run(name, func(t *testing.T) {
+			cfg := peerConfig(t, "db2", "the-cluster-peer-secret")
+			if err := os.WriteFile(filepath.Join(cfg.StateDir, promiseFile), []byte(body), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			f := newFailsafe(cfg)
+			if err := f.restore(); err != nil {
+				t.Fatal(err)
+			}
+			if left, _ := f.holdoffLeft(); left < cfg.SessionTTL-100*time.Millisecond || left > cfg.SessionTTL {
+				t.Fatalf("held off for %s after an unreadable promise; want session_ttl (%s)", left, cfg.SessionTTL)
+			}
+		})
 	}
 }
