@@ -177,7 +177,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		Node: cfg.Node, Store: store, Cache: cache, Servers: conns.servers, Repl: conns.repl,
 		Policy:         cfg.Policy(),
 		CatchupTimeout: cfg.Timings.CatchupTimeout, LongWrite: cfg.Timings.LongWrite, Tick: cfg.Timings.ProbeInterval,
-		Hooks: hookRunner{hooks: cfg.Hooks, cluster: cfg.Cluster, node: cfg.Node}, Log: a.log,
+		Hooks: hookRunner{hooks: cfg.Hooks, cluster: cfg.Cluster, node: cfg.Node}, Log: a.log, HeldOff: a.fs.heldOff,
 		OnFlow: func(kind failover.Action, result failover.RequestState) {
 			if kind == failover.Switchover {
 				metrics.CountSwitchover(result)
