@@ -210,3 +210,50 @@ func TestInterruptEndsACampaignWithoutEtcd(t *testing.T) {
 	}
 	var _ clientv3.LeaseID
 }
+
+// The same campaign when the session is lost with etcd: once the node is fenced, the
+// work must end too (the next session waits for it), not when etcd comes back.
+func TestFenceEndsACampaignWithoutEtcd(t *testing.T) {
+	cli, _, stopEtcd := sandboxtest.StoppableEtcdAt(t, sandboxtest.EtcdDir(t))
+	other, err := concurrency.NewSession(cli, concurrency.WithTTL(30))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lead := concurrency.NewElection(other, "/test/coordinator/")
+	cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if err := lead.Campaign(cctx, "other"); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	var f fences
+	var u upState
+	campaigning := make(chan struct{}, 1)
+	returned := make(chan time.Time, 8)
+	campaign := func(ctx context.Context, s *concurrency.Session) error {
+		defer func() { returned <- time.Now() }()
+		e := concurrency.NewElection(s, "/test/coordinator/")
+		select {
+		case campaigning <- struct{}{}:
+		default:
+		}
+		return e.Campaign(ctx, "this")
+	}
+	r, err := New(testConfig(cli, &f, &u, Work{Name: "coordinator", Run: campaign}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, r)
+	<-campaigning
+	time.Sleep(300 * time.Millisecond)
+	go stopEtcd()
+	sandboxtest.WaitFor(t, 10*time.Second, "a fence", func() bool { why, _ := f.get(); return len(why) > 0 })
+	_, at := f.get()
+	select {
+	case ret := <-returned:
+		if d := ret.Sub(at[0]); d > time.Second {
+			t.Fatalf("the campaign returned %s after the fence", d.Round(time.Millisecond))
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("the campaign had not returned 3 s after the fence (etcd still down)")
+	}
+}

@@ -10,23 +10,35 @@
 //
 // What a Runner guarantees:
 //
-//   - Fence is called once the lease has not been renewed for TTL - FenceMargin (on
-//     this process's monotonic clock, checked every (TTL - FenceMargin)/20), unless
-//     Failsafe.Keep keeps the node; then Failsafe.Kept runs until the next session.
+//   - Fence is called once TTL - FenceMargin has passed since the latest renewal
+//     that etcd acknowledged was SENT (on this process's monotonic clock, checked
+//     every (TTL - FenceMargin)/20), unless Failsafe.Keep keeps the node; then
+//     Failsafe.Kept runs until the next session. etcd expires a lease no earlier than
+//     its TTL after it got the renewal, so the node is fenced before the lease (and
+//     every key on it) can go, even when a reply was read late (a GC pause, SIGSTOP,
+//     a paused VM).
 //   - Only the renewal watch, ctx ending or Interrupt end a session. A Work that
 //     returns on its own (a campaign cut by a stopping etcd member) is started again
 //     within the same session after a pause: no error of the work can end the watch
 //     and leave the node unfenced.
 //   - OnDown is called the moment the renewal watch ends, before the work has
-//     returned (it may take longer).
-//   - A session is tried again at least every second, so that every lease is renewed
-//     within the TTL of etcd's return (etcd gives every lease its full TTL again when
-//     a new leader is elected).
-//   - Every etcd call the Runner makes has a deadline (CallTimeout).
+//     returned. Every etcd call the work makes through the session's client (an
+//     election's) ends when the session does.
+//   - No Work runs while HeldOff holds the node off: it is asked before a session is
+//     made and again once it is made, before any Work starts. Interrupt returns nil
+//     only once every Work has returned.
+//   - A session is made again on the same lease while etcd still has it, and tried
+//     at least every second, so that every lease is renewed within the TTL of
+//     etcd's return (etcd gives every lease its full TTL again when a new leader is
+//     elected).
+//   - Every etcd call the Runner makes has a deadline.
 //
 // What it does not guarantee: that Fence itself works (it must act without etcd,
-// within FenceMargin), nor anything of a process frozen longer than FenceMargin at the
-// wrong moment: its fence comes when it thaws.
+// within FenceMargin); anything of a process frozen at the wrong moment (between
+// the deadline and the fence: its fence comes when it thaws, after the lease may
+// have expired); that Work stops in time (Interrupt says when it did not); that a
+// node is not fenced when every renewal takes longer than TTL - FenceMargin - TTL/3
+// to come back (1 s with a 3 s TTL): etcd may be expiring the lease meanwhile.
 package session
 
 import (
@@ -389,6 +401,9 @@ func (r *Runner) underSession(actx, ctx context.Context, s *concurrency.Session,
 	case err != nil:
 		r.cfg.Fence(context.WithoutCancel(ctx), err)
 	}
+	// The whole session ends, not only its work's context: the work's calls to etcd
+	// through the session (workClient) end with it, and so does its Done.
+	w.cancel()
 	cancel()
 	wg.Wait()
 	close(w.done)
