@@ -634,3 +634,26 @@ func TestFailsafeUnreadablePromise(t *testing.T) {
 		})
 	}
 }
+
+// An agent whose state directory cannot be made does not start: it could not keep
+// a promise across its own restart, nor see one an earlier agent gave.
+func TestAgentNeedsItsStateDir(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "a-file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := testAgent(t, minimalYAML+"state_dir: "+filepath.Join(file, "state")+"\n")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.Run(ctx); err == nil || !strings.Contains(err.Error(), "state_dir") {
+		t.Fatalf("run with a state_dir that cannot be made: %v; want an error naming state_dir", err)
+	}
+	dir := filepath.Join(t.TempDir(), "state")
+	b := testAgent(t, minimalYAML+"state_dir: "+dir+"\n")
+	if err := b.fs.restore(); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(dir); err != nil || st.Mode().Perm() != 0o700 {
+		t.Fatalf("state directory made: %v, %v; want mode 0700", st, err)
+	}
+}
