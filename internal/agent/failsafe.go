@@ -81,7 +81,8 @@ type FailsafeAnswer struct {
 	EtcdReachable bool `json:"etcd_reachable"`
 	// Confirm: etcd is unreachable from the peer, it knows no newer primary than the
 	// asker, it is not a writable primary itself, and it holds off from any failover
-	// (no promotion, no coordinator) for HoldOff from its answer.
+	// (no promotion, no coordinator) for HoldOff from when it recorded the promise,
+	// after it got the question and before it answered.
 	Confirm bool          `json:"confirm"`
 	HoldOff time.Duration `json:"hold_off_ns,omitempty"`
 	Reason  string        `json:"reason"`
@@ -194,7 +195,7 @@ type peerAnswer struct {
 // judgeFailsafe says whether the primary may go on taking writes without etcd: at
 // least one peer, and every peer answered, validly, and confirmed with a hold-off
 // longer than the fence margin. holdOff is the earliest hold-off answered: each
-// peer promised it from its answer, after the question was sent, so the primary may
+// peer promised it from a time after the question was sent, so the primary may
 // rely on the promises until the question's sending + holdOff, and must be fenced
 // (which takes up to the margin) by then. Peers' settings may differ: the shortest
 // promise counts, never the primary's own session_ttl. The note says why, for the
@@ -403,7 +404,8 @@ func (f *failsafe) holdOff(until time.Time, from string) {
 // given: not recorded, or the work did not stop in time (the hold-off stays then:
 // it only delays a failover).
 func (f *failsafe) promise(ctx context.Context, from string, epoch uint64, holdOff time.Duration) error {
-	start := time.Now() // before the record: the promise never ends later than it says
+	// The promise runs from now: after the question was sent, before the answer.
+	start := time.Now()
 	rec := promiseRecord{From: from, Epoch: epoch, Given: start.UTC(), Until: start.Add(holdOff).UTC(), HoldOff: holdOff}
 	if err := writePromise(f.cfg.StateDir, rec); err != nil {
 		return fmt.Errorf("record the promise: %w", err)
@@ -535,7 +537,7 @@ func (f *failsafe) holdoffLeft() (time.Duration, string) {
 
 // confirm asks every peer once. When all confirm, writes are kept until the
 // earliest hold-off answered, less FenceMargin, after the asking began (each peer
-// holds off from its answer, which comes later; the fence takes up to FenceMargin).
+// holds off from a time after the asking; the fence takes up to FenceMargin).
 // It returns whether they all confirmed, the note, and whether some peer reached
 // etcd.
 func (f *failsafe) confirm(ctx context.Context, peers []failsafePeer, epoch uint64) (keep bool, note string, etcdSeen bool) {
