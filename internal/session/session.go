@@ -133,10 +133,15 @@ func (c *Config) validate() error {
 	case len(c.Work) == 0:
 		return errors.New("session: work is required")
 	}
+	names := map[string]bool{}
 	for i, w := range c.Work {
 		if w.Name == "" || w.Run == nil {
 			return fmt.Errorf("session: work[%d]: a name and a run function are required", i)
 		}
+		if names[w.Name] {
+			return fmt.Errorf("session: work[%d]: the name %q is taken", i, w.Name)
+		}
+		names[w.Name] = true
 	}
 	if c.Log == nil {
 		c.Log = zap.NewNop()

@@ -132,6 +132,7 @@ func TestNewNamesTheBadField(t *testing.T) {
 		{"work", func(c *Config) { c.Work = nil }},
 		{"work[0]", func(c *Config) { c.Work[0].Name = "" }},
 		{"work[0]", func(c *Config) { c.Work[0].Run = nil }},
+		{"work[1]", func(c *Config) { c.Work = append(c.Work, c.Work[0]) }},
 	}
 	for _, c := range cases {
 		cfg := good()
