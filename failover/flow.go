@@ -159,6 +159,9 @@ func (f *flow) run(ctx context.Context) (cluster.Event, error) {
 	intent := cluster.Intent{Kind: f.kind(), Epoch: f.snap.Primary.Epoch, From: f.d.From, To: f.d.To, Started: f.started.UTC()}
 	var intentRev int64
 	if err := f.step(ctx, "announce", func() (string, error) {
+		if why := cfg.heldOff(); why != "" {
+			return "", errors.New(why)
+		}
 		var err error
 		intentRev, err = cfg.Store.PutIntent(ctx, f.g, f.s.Lease(), f.snap.PrimaryModRev, intent)
 		return "", err
@@ -269,6 +272,9 @@ func (f *flow) run(ctx context.Context) (cluster.Event, error) {
 		}
 	}
 	if err := f.step(ctx, "commit", func() (string, error) {
+		if why := cfg.heldOff(); why != "" {
+			return "", errors.New(why)
+		}
 		return fmt.Sprintf("primary %s epoch %d", next.Node, next.Epoch), cfg.Store.CommitPrimary(ctx, f.g, f.snap.PrimaryModRev, intentRev, next, block)
 	}); err != nil {
 		if block != nil {

@@ -128,6 +128,21 @@ type Config struct {
 	// recommended) peer_secret.
 	PeerSecret     Secret `yaml:"peer_secret" json:"peer_secret"`
 	PeerSecretFile string `yaml:"peer_secret_file" json:"peer_secret_file,omitempty"`
+	// StateDir is where the agent records what must outlive it: a failsafe promise to
+	// hold off failovers, so that a restarted agent keeps it. Empty:
+	// DefaultStateDir(cluster). Made (0700) at start if missing.
+	StateDir string `yaml:"state_dir" json:"state_dir,omitempty"`
+}
+
+// DefaultStateDir is state_dir when not set: /var/lib/baton/<cluster>.
+func DefaultStateDir(cluster string) string { return filepath.Join("/var/lib/baton", cluster) }
+
+// StatePath is the state directory: state_dir, or DefaultStateDir when not set.
+func (c Config) StatePath() string {
+	if c.StateDir != "" {
+		return c.StateDir
+	}
+	return DefaultStateDir(c.Cluster)
 }
 
 // minPeerSecret is the shortest peer secret accepted: an HMAC key guessable by
@@ -535,6 +550,9 @@ func (c Config) Validate() error {
 	}
 	if c.Datadir != "" && !filepath.IsAbs(c.Datadir) {
 		return fmt.Errorf("config: datadir %q: must be an absolute path", c.Datadir)
+	}
+	if c.StateDir != "" && (!filepath.IsAbs(c.StateDir) || filepath.Clean(c.StateDir) == "/") {
+		return fmt.Errorf("config: state_dir %q: must be an absolute path, not /", c.StateDir)
 	}
 	switch {
 	case c.Failsafe != nil && *c.Failsafe && c.PeerSecret == "":
