@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/baton-ha/baton/cluster"
+	"github.com/baton-ha/baton/internal/agent"
 	"github.com/baton-ha/baton/internal/sandbox"
 	"github.com/baton-ha/baton/internal/sandbox/sandboxtest"
 )
@@ -19,8 +20,8 @@ import (
 // agentFailsafe is the part of an agent's /status these tests read.
 type agentFailsafe struct {
 	Failsafe struct {
-		State string `json:"state"`
-		Note  string `json:"note"`
+		State agent.FailsafeState `json:"state"`
+		Note  string              `json:"note"`
 	} `json:"failsafe"`
 }
 
@@ -178,11 +179,11 @@ func TestFailsafe(t *testing.T) {
 			t.Fatal(err)
 		}
 		time.Sleep(6 * time.Second) // twice session_ttl
-		if v := failsafeOf(t, c, "db1"); v.Failsafe.State != "primary kept" || !strings.Contains(v.Failsafe.Note, "all 2 peers confirm etcd is unreachable") {
+		if v := failsafeOf(t, c, "db1"); v.Failsafe.State != agent.FailsafeKept || !strings.Contains(v.Failsafe.Note, "all 2 peers confirm etcd is unreachable") {
 			t.Errorf("db1's failsafe = %+v, want the primary kept, all 2 peers confirming", v.Failsafe)
 		}
 		for _, n := range []string{"db2", "db3"} {
-			if v := failsafeOf(t, c, n); v.Failsafe.State != "held off" {
+			if v := failsafeOf(t, c, n); v.Failsafe.State != agent.FailsafeHeldOff {
 				t.Errorf("%s's failsafe = %+v, want held off", n, v.Failsafe)
 			}
 		}
@@ -209,7 +210,7 @@ func TestFailsafe(t *testing.T) {
 		unchanged(t, 20*time.Second)
 		writesWentOn(t, w, from, time.Now(), "during and after a 13 s etcd outage")
 		sandboxtest.WaitFor(t, 10*time.Second, "failsafe standing by again on db1", func() bool {
-			return failsafeOf(t, c, "db1").Failsafe.State == "standby"
+			return failsafeOf(t, c, "db1").Failsafe.State == agent.FailsafeStandby
 		})
 	})
 
@@ -260,7 +261,7 @@ func TestFailsafe(t *testing.T) {
 			}
 		}
 		time.Sleep(5 * time.Second)
-		if v := failsafeOf(t, c, "db1"); v.Failsafe.State != "primary kept" {
+		if v := failsafeOf(t, c, "db1"); v.Failsafe.State != agent.FailsafeKept {
 			t.Errorf("db1's failsafe = %+v with every agent cut from etcd, want the primary kept", v.Failsafe)
 		}
 		healed := time.Now()

@@ -51,14 +51,20 @@ const (
 	maxBody       = 4 << 10
 )
 
-// Failsafe states, as /status and `baton status` show them.
+// FailsafeState is where failsafe mode stands on a node, as /status and `baton
+// status` show it.
+type FailsafeState string
+
+// Failsafe states.
 const (
-	FailsafeOff     = "off"          // not configured
-	FailsafeStandby = "standby"      // etcd reachable, nothing to do
-	FailsafeKept    = "primary kept" // this primary takes writes without etcd, every peer confirming
-	FailsafeHeldOff = "held off"     // this node promised a kept primary to take no part in a failover
-	FailsafeFenced  = "fenced"       // the check failed: this primary fenced itself
+	FailsafeOff     FailsafeState = "off"          // not configured
+	FailsafeStandby FailsafeState = "standby"      // etcd reachable, nothing to do
+	FailsafeKept    FailsafeState = "primary kept" // this primary takes writes without etcd, every peer confirming
+	FailsafeHeldOff FailsafeState = "held off"     // this node promised a kept primary to take no part in a failover
+	FailsafeFenced  FailsafeState = "fenced"       // the check failed: this primary fenced itself
 )
+
+func (s FailsafeState) String() string { return string(s) }
 
 // FailsafeRequest is what the primary's agent asks every peer's agent when it cannot
 // renew its etcd session.
@@ -93,7 +99,7 @@ type FailsafeAnswer struct {
 
 // FailsafeView is failsafe mode as /status shows it.
 type FailsafeView struct {
-	State string `json:"state"`
+	State FailsafeState `json:"state"`
 	// Note says it in a sentence, e.g. "primary kept, all 2 peers confirm etcd is
 	// unreachable".
 	Note  string    `json:"note,omitempty"`
@@ -297,7 +303,7 @@ type failsafe struct {
 	keptUntil    time.Time                   // monotonic; the latest confirmation keeps writes until then
 	keeping      bool                        // the primary is kept without an etcd session
 	keptLease    clientv3.LeaseID            // the session lease the kept primary held the leader key on
-	state        string
+	state        FailsafeState
 	note         string
 	since        time.Time
 	peers        []FailsafePeerView
@@ -345,14 +351,14 @@ func (f *failsafe) kept() (bool, clientv3.LeaseID) {
 	return f.keeping && time.Now().Before(f.keptUntil), f.keptLease
 }
 
-func (f *failsafe) setState(state, note string) {
+func (f *failsafe) setState(state FailsafeState, note string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.setStateLocked(state, note)
 }
 
 // setStateLocked is setState with f.mu held.
-func (f *failsafe) setStateLocked(state, note string) {
+func (f *failsafe) setStateLocked(state FailsafeState, note string) {
 	if f.state != state {
 		f.since = time.Now()
 	}
@@ -380,7 +386,7 @@ func heldOffWhy(left time.Duration) string {
 
 // holdOff records, in memory, the promise to take no part in a failover until
 // until (monotonic).
-func (f *failsafe) holdOff(until time.Time, from string) {
+func (f *failsafe) notePromise(until time.Time, from string) {
 	f.mu.Lock()
 	if until.After(f.holdoffUntil) {
 		f.holdoffUntil = until
@@ -410,7 +416,7 @@ func (f *failsafe) promise(ctx context.Context, from string, epoch uint64, holdO
 	if err := writePromise(f.cfg.StateDir, rec); err != nil {
 		return fmt.Errorf("record the promise: %w", err)
 	}
-	f.holdOff(start.Add(holdOff), from)
+	f.notePromise(start.Add(holdOff), from)
 	f.mu.Lock()
 	interrupt := f.interrupt
 	f.mu.Unlock()
@@ -500,7 +506,7 @@ func (f *failsafe) restore() error {
 	}
 	if err != nil {
 		f.cfg.Log.Error("failsafe: a promise to hold off could not be read: holding off for session_ttl", zap.String("file", filepath.Join(dir, promiseFile)), zap.Error(err))
-		f.holdOff(time.Now().Add(f.cfg.SessionTTL), "a primary (the record is unreadable)")
+		f.notePromise(time.Now().Add(f.cfg.SessionTTL), "a primary (the record is unreadable)")
 		return nil
 	}
 	left := min(time.Until(rec.Until), rec.HoldOff)
@@ -509,7 +515,7 @@ func (f *failsafe) restore() error {
 	}
 	f.cfg.Log.Warn("failsafe: a promise given before this agent started still holds", zap.String("primary", rec.From),
 		zap.Time("until", rec.Until), zap.Duration("left", left.Round(time.Millisecond)))
-	f.holdOff(time.Now().Add(left), rec.From)
+	f.notePromise(time.Now().Add(left), rec.From)
 	return nil
 }
 
@@ -739,7 +745,7 @@ func (f *failsafe) lastNote() string {
 }
 
 // stopKeeping ends keeping the primary, in state (fenced).
-func (f *failsafe) stopKeeping(state, note string) {
+func (f *failsafe) stopKeeping(state FailsafeState, note string) {
 	f.mu.Lock()
 	f.keeping, f.keptUntil = false, time.Time{}
 	f.mu.Unlock()

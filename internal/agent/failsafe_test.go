@@ -409,7 +409,7 @@ func TestFailsafeHoldoffLeft(t *testing.T) {
 		t.Fatalf("held off for %s (%s) with no promise", left, why)
 	}
 	start := time.Now()
-	f.holdOff(start.Add(300*time.Millisecond), "db1")
+	f.notePromise(start.Add(300*time.Millisecond), "db1")
 	if left, why := f.holdoffLeft(); left <= 200*time.Millisecond || left > 300*time.Millisecond || !strings.Contains(why, "hold-off") {
 		t.Fatalf("held off for %s (%q) after a promise of 300ms", left, why)
 	}
