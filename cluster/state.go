@@ -74,6 +74,9 @@ type NodeStatus struct {
 	// host:port), "" when not known.
 	Agent string `json:"agent,omitempty"`
 	Role  Role   `json:"role"`
+	// Archive is the latest file, on this node's host, where its agent archived
+	// errant transactions before undoing or discarding them; "" when none.
+	Archive string `json:"archive,omitempty"`
 	// Verdict and Reason are the detector's, for the local server.
 	Verdict detector.Verdict `json:"verdict"`
 	Reason  string           `json:"reason,omitempty"`
@@ -298,8 +301,11 @@ type Event struct {
 	Manual   bool          `json:"manual,omitempty"`
 	Detected time.Time     `json:"detected,omitempty"` // when the primary was first seen failing
 	// Discarded lists the errant GTIDs a rejoin made the node forget: phantoms, or
-	// real transactions an operator discarded (Manual).
+	// real transactions undone in place or discarded on an operator's word (Manual).
 	Discarded []string `json:"discarded,omitempty"`
+	// Archive is the file, on the node's host, that holds the real errant
+	// transactions a rejoin undid or discarded, written before it did.
+	Archive string `json:"archive,omitempty"`
 }
 
 // Intent marks a flow in progress for an epoch, on the coordinator's session lease:

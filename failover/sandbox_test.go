@@ -30,7 +30,13 @@ type sbCluster struct {
 
 func upCluster(t *testing.T, name string, etcdMembers int) sbCluster {
 	t.Helper()
-	c := sandboxtest.Up(t, sandbox.Spec{Name: name, Nodes: 3, SemiSync: true, WithAgents: true, VIP: true, EtcdMembers: etcdMembers})
+	return upClusterSpec(t, sandbox.Spec{Name: name, Nodes: 3, SemiSync: true, WithAgents: true, VIP: true, EtcdMembers: etcdMembers})
+}
+
+// upClusterSpec is upCluster with a spec of its own.
+func upClusterSpec(t *testing.T, spec sandbox.Spec) sbCluster {
+	t.Helper()
+	c := sandboxtest.Up(t, spec)
 	cli, err := c.EtcdClient()
 	if err != nil {
 		t.Fatal(err)

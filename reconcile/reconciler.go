@@ -62,6 +62,16 @@ type Local interface {
 
 var _ Local = (*replication.Instance)(nil)
 
+// Archiver keeps a node's errant transactions and undoes them: replication.Tools
+// (MariaDB's client programs) in production.
+type Archiver interface {
+	Archive(ctx context.Context, ev replication.ErrantEvidence, primary replication.Server, header, path string) (replication.Archived, error)
+	Flashback(ctx context.Context, ev replication.ErrantEvidence, primary replication.Server, path string) error
+	Undo(ctx context.Context, path, errant string) error
+}
+
+var _ Archiver = replication.Tools{}
+
 // ReconcilerConfig configures a Reconciler.
 type ReconcilerConfig struct {
 	Node string
@@ -73,12 +83,17 @@ type ReconcilerConfig struct {
 	Store *cluster.Store
 	// Cluster is where each pass reads the cluster (the agent's one cache, shared
 	// with its coordinator) and what wakes it when a key it acts on changes.
-	Cluster  cluster.Reader
-	Local    Local   // this node's server
-	LocalDB  *sql.DB // the same server, for the heartbeat bootstrap
-	Detector Detector
-	Peer     *PeerWatch // may be nil (single-node clusters, tests)
-	VIP      VIP        // may be nil: no virtual IP
+	Cluster cluster.Reader
+	Local   Local   // this node's server
+	LocalDB *sql.DB // the same server, for the heartbeat bootstrap
+	// Tools archives and undoes the node's errant transactions (replication.Tools),
+	// into ArchiveDir; either unset: real errant transactions are never undone or
+	// discarded by this agent (no archive, no repair).
+	Tools      Archiver
+	ArchiveDir string
+	Detector   Detector
+	Peer       *PeerWatch // may be nil (single-node clusters, tests)
+	VIP        VIP        // may be nil: no virtual IP
 	// Repl is how this node's server connects to the primary of record when it
 	// replicates: the account and the TLS settings (Host and Port are ignored: they
 	// are the primary's).
@@ -136,6 +151,7 @@ type Reconciler struct {
 	fenced    string // why this node fenced itself, "" when not fenced
 	stuck     string // why this node cannot replicate until a person acts, "" when it can
 	errant    string
+	archive   string // the latest archive of errant transactions this agent wrote
 	local     *replication.Status
 	localErr  error
 	lastPub   cluster.NodeStatus
@@ -299,7 +315,8 @@ func (r *Reconciler) read(ctx context.Context) (cluster.Snapshot, error) {
 func (r *Reconciler) self(lease clientv3.LeaseID) Self {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	self := Self{Node: r.cfg.Node, Lease: lease, FlowFenced: r.intentKey, FlowFencedEpoch: r.intentEpoch, SemiSync: r.cfg.SemiSync}
+	self := Self{Node: r.cfg.Node, Lease: lease, FlowFenced: r.intentKey, FlowFencedEpoch: r.intentEpoch, SemiSync: r.cfg.SemiSync,
+		CanArchive: r.cfg.Tools != nil && r.cfg.ArchiveDir != ""}
 	r.rejoin.fill(&self, r.cfg.Detector.Report(), r.cfg.Now())
 	return self
 }
@@ -392,6 +409,8 @@ func (r *Reconciler) act(ctx context.Context, snap cluster.Snapshot, lease clien
 		r.follow(ctx, snap, a)
 	case NodeRepairErrant:
 		r.repairErrant(ctx, snap, a)
+	case NodeUndoErrant:
+		r.undoErrant(ctx, snap, a)
 	}
 }
 
@@ -807,6 +826,7 @@ func (r *Reconciler) build(snap cluster.Snapshot) cluster.NodeStatus {
 	if r.errant != "" {
 		n.ErrantTxns = r.rejoin.txns(r.errant)
 	}
+	n.Archive = r.archive
 	if r.cfg.Policy.Validate() == nil {
 		p := r.cfg.Policy
 		n.Policy = &p

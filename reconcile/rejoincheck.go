@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/baton-ha/baton/cluster"
+	"github.com/baton-ha/baton/detector"
 	"github.com/baton-ha/baton/replication"
 )
 
@@ -137,4 +138,57 @@ func PrecheckRejoin(snap cluster.Snapshot, node string, discard bool) error {
 		return refuse("%s: %s", node, why)
 	}
 	return nil
+}
+
+// MaxUndo bounds how many real errant transactions a node undoes by itself: more is
+// more than a cut-off primary writes in the seconds before its failover.
+const MaxUndo = 100
+
+// UndoCheck says whether a node may undo its real errant transactions in place
+// (MariaDB's flashback) by itself, with the cluster's rejoin mode: every one
+// written whole in its binary log (so that the archive holds it) as row events
+// alone (what flashback reverses), at most MaxUndo, on MariaDB; and the mode
+// allows it, or they touch Baton's own schema alone (its heartbeat writes, which
+// no person needs to read). why says what stops it, or what allows it. Pure.
+func UndoCheck(ev replication.ErrantEvidence, mode cluster.RejoinMode) (ok bool, why string) {
+	if ev.Flavor != replication.FlavorMariaDB {
+		return false, "only MariaDB's flashback can undo errant transactions in place"
+	}
+	real := ev.Real()
+	if len(real) == 0 {
+		return false, "no real errant transaction"
+	}
+	if len(real) > MaxUndo {
+		return false, fmt.Sprintf("%d real errant transactions, more than the %d a node undoes by itself", len(real), MaxUndo)
+	}
+	own := true
+	for _, t := range real {
+		switch {
+		case t.Kind != replication.ErrantReal || t.First == nil:
+			return false, fmt.Sprintf("%s cannot be read from the binary log (%s): it could not be archived", t.GTID, orUnknownNote(t))
+		case !t.RowsOnly && t.Note != "":
+			return false, fmt.Sprintf("%s: %s: flashback cannot undo it", t.GTID, t.Note)
+		case !t.RowsOnly:
+			return false, fmt.Sprintf("%s is a statement or DDL (first event %s): flashback undoes row changes only", t.GTID, t.First)
+		}
+		for _, table := range t.Tables {
+			if !strings.HasPrefix(table, detector.Schema+".") {
+				own = false
+			}
+		}
+	}
+	switch {
+	case own:
+		return true, "they touch Baton's own schema alone (" + detector.Schema + ".*)"
+	case mode.Repairs():
+		return true, "rejoin mode " + string(cluster.RejoinArchiveAndRepair)
+	}
+	return false, "rejoin mode is " + mode.String() + " (baton policy: rejoin " + string(cluster.RejoinArchiveAndRepair) + " lets nodes undo row changes by themselves)"
+}
+
+func orUnknownNote(t replication.ErrantTxn) string {
+	if t.Note != "" {
+		return t.Note
+	}
+	return t.Kind.String()
 }

@@ -41,6 +41,12 @@ type Tools struct {
 	// Addr is the server: host:port, or unix:/path for its socket.
 	Addr           string
 	User, Password string
+	// TLS makes TCP connections use TLS, with the CA, certificate and key files
+	// given (any may be empty), verifying the server's certificate unless
+	// SkipVerify. Not used over the socket.
+	TLS                    bool
+	TLSCA, TLSCert, TLSKey string
+	SkipVerify             bool
 	// Dir is where the defaults file lives while a program runs.
 	Dir string
 	// Timeout bounds each run; zero is DefaultToolTimeout.
@@ -362,7 +368,19 @@ func (t Tools) connArgs() ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server address %q: %w", t.Addr, err)
 	}
-	return []string{"--protocol=TCP", "--host=" + host, "--port=" + strconv.Itoa(port)}, nil
+	args := []string{"--protocol=TCP", "--host=" + host, "--port=" + strconv.Itoa(port)}
+	if t.TLS {
+		args = append(args, "--ssl")
+		for _, f := range [][2]string{{"--ssl-ca=", t.TLSCA}, {"--ssl-cert=", t.TLSCert}, {"--ssl-key=", t.TLSKey}} {
+			if f[1] != "" {
+				args = append(args, f[0]+f[1])
+			}
+		}
+		if !t.SkipVerify {
+			args = append(args, "--ssl-verify-server-cert")
+		}
+	}
+	return args, nil
 }
 
 // defaultsFile writes the account to a new option file only this process can read.

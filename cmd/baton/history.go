@@ -72,11 +72,12 @@ type historyEvent struct {
 	WriteBlockMS *int64     `json:"write_block_ms,omitempty"`
 	Steps        []stepJSON `json:"steps"`
 	Discarded    []string   `json:"discarded,omitempty"`
+	Archive      string     `json:"archive,omitempty"`
 }
 
 func toHistoryEvent(e cluster.Event) historyEvent {
 	h := historyEvent{Kind: e.Kind.String(), From: e.From, To: e.To, Epoch: e.Epoch, Reason: e.Reason, Manual: e.Manual,
-		Started: e.Started, TookMS: e.Took.Milliseconds(), Steps: stepsJSON(e.Steps), Discarded: e.Discarded}
+		Started: e.Started, TookMS: e.Took.Milliseconds(), Steps: stepsJSON(e.Steps), Discarded: e.Discarded, Archive: e.Archive}
 	if !e.Detected.IsZero() {
 		d := e.Detected
 		h.Detected = &d
@@ -106,6 +107,9 @@ func printHistory(w io.Writer, events []cluster.Event) {
 		fmt.Fprintf(w, "  reason: %s\n", e.Reason)
 		if len(e.Discarded) > 0 {
 			fmt.Fprintf(w, "  discarded GTIDs: %s\n", strings.Join(e.Discarded, ", "))
+		}
+		if e.Archive != "" {
+			fmt.Fprintf(w, "  archive (on %s): %s\n", e.From, e.Archive)
 		}
 		if !e.Detected.IsZero() {
 			fmt.Fprintf(w, "  detected: %s before it started\n", roundMS(e.Started.Sub(e.Detected)))

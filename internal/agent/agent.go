@@ -15,6 +15,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"sync"
 	"time"
 
@@ -159,9 +161,10 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		},
 	}
+	tools, archiveDir := a.archiveTools()
 	rec, err = reconcile.NewReconciler(reconcile.ReconcilerConfig{
 		Node: cfg.Node, Addr: cfg.MySQL.Address, Agent: cfg.AgentAddr(), HeldOff: a.fs.heldOff,
-		Store: store, Cluster: cache, Local: local, LocalDB: db, Detector: det,
+		Store: store, Cluster: cache, Local: local, LocalDB: db, Detector: det, Tools: tools, ArchiveDir: archiveDir,
 		Peer: peer, VIP: mover, Repl: conns.repl, Policy: cfg.Policy(),
 		Priority: cfg.Candidate.Priority, NoPromote: cfg.Candidate.NoPromote,
 		ConfirmLag: cfg.Timings.ConfirmLag, Tick: cfg.Timings.ProbeInterval, Log: a.log, SemiSync: cfg.SemiSync,
@@ -214,6 +217,30 @@ func (a *Agent) Run(ctx context.Context) error {
 		return nil
 	}
 	return err
+}
+
+// archiveTools are the client programs that archive and undo this node's errant
+// transactions, run as Baton's account against the local server, and the archive
+// directory (made 0700). Without the programs (mariadb-client not installed) or the
+// directory, nothing real is undone or discarded by this agent: it says so once.
+func (a *Agent) archiveTools() (reconcile.Archiver, string) {
+	cfg := a.cfg
+	dir := cfg.ArchivePath()
+	for _, prog := range []string{"mariadb-binlog", "mariadb"} {
+		if _, err := exec.LookPath(prog); err != nil {
+			a.log.Warn("errant transactions cannot be archived, so a quarantined node never undoes or discards them: install mariadb-client", zap.Error(err))
+			return nil, ""
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		a.log.Warn("errant transactions cannot be archived, so a quarantined node never undoes or discards them", zap.String("archive_dir", dir), zap.Error(err))
+		return nil, ""
+	}
+	t := replication.Tools{Addr: cfg.LocalAddr(), User: cfg.MySQL.User, Password: cfg.MySQL.Password.Reveal(), Dir: cfg.StatePath()}
+	if tls := cfg.MySQL.TLS; tls != nil {
+		t.TLS, t.TLSCA, t.TLSCert, t.TLSKey, t.SkipVerify = true, tls.CA, tls.Cert, tls.Key, tls.InsecureSkipVerify
+	}
+	return t, dir
 }
 
 // publishPolicy makes this file's failover policy the cluster's if the cluster has

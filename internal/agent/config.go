@@ -105,6 +105,21 @@ type Config struct {
 	// hold off failovers, so that a restarted agent keeps it. Empty:
 	// DefaultStateDir(cluster). Made (0700) at start if missing.
 	StateDir string `yaml:"state_dir" json:"state_dir,omitempty"`
+	// Rejoin is what this file proposes as the cluster's rejoin mode (part of the
+	// failover policy): what a quarantined node with real errant transactions does
+	// by itself. Empty: manual.
+	Rejoin cluster.RejoinMode `yaml:"rejoin" json:"rejoin,omitempty"`
+	// ArchiveDir is where the node's errant transactions are archived before
+	// anything undoes or discards them. Empty: <state dir>/archive.
+	ArchiveDir string `yaml:"archive_dir" json:"archive_dir,omitempty"`
+}
+
+// ArchivePath is the archive directory: archive_dir, or <state dir>/archive.
+func (c Config) ArchivePath() string {
+	if c.ArchiveDir != "" {
+		return c.ArchiveDir
+	}
+	return filepath.Join(c.StatePath(), "archive")
 }
 
 // DefaultStateDir is state_dir when not set: /var/lib/baton/<cluster>.
@@ -396,5 +411,5 @@ func Parse(b []byte, env func(string) string) (Config, error) {
 // compared with it by every agent. See failover.PolicyRecord.
 func (c Config) Policy() cluster.Policy {
 	t := c.Timings
-	return cluster.Policy{FailoverBlock: t.FailoverBlock, ConfirmLag: t.ConfirmLag, SwitchoverMaxLag: t.SwitchoverMaxLag}
+	return cluster.Policy{FailoverBlock: t.FailoverBlock, ConfirmLag: t.ConfirmLag, SwitchoverMaxLag: t.SwitchoverMaxLag, Rejoin: c.Rejoin}
 }

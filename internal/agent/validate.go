@@ -68,6 +68,12 @@ func (c Config) Validate() error {
 	if c.Datadir != "" && !filepath.IsAbs(c.Datadir) {
 		return fmt.Errorf("config: datadir %q: must be an absolute path", c.Datadir)
 	}
+	if !c.Rejoin.Valid() {
+		return fmt.Errorf("config: rejoin %q: must be %s or %s", c.Rejoin, cluster.RejoinManual, cluster.RejoinArchiveAndRepair)
+	}
+	if c.ArchiveDir != "" && (!filepath.IsAbs(c.ArchiveDir) || filepath.Clean(c.ArchiveDir) == "/") {
+		return fmt.Errorf("config: archive_dir %q: must be an absolute path, not /", c.ArchiveDir)
+	}
 	if c.StateDir != "" && (!filepath.IsAbs(c.StateDir) || filepath.Clean(c.StateDir) == "/") {
 		return fmt.Errorf("config: state_dir %q: must be an absolute path, not /", c.StateDir)
 	}

@@ -70,6 +70,9 @@ type Node struct {
 	// replica sends (see failover.NodeStatus.AwaitsAck).
 	AwaitsAck bool   `json:"awaits_ack,omitempty"`
 	Repaired  string `json:"repaired,omitempty"`
+	// Archive is the latest file on the node's host holding errant transactions
+	// its agent undid or discarded.
+	Archive string `json:"archive,omitempty"`
 }
 
 // SemiSyncText is the node's semi-sync state for people: "-" when not configured,
@@ -130,7 +133,7 @@ func Of(ctx context.Context, store *cluster.Store, name string, snap cluster.Sna
 			LagMS: n.LagMS, GTID: n.GTID, IORunning: n.IORunning, SQLRunning: n.SQLRunning, Errant: n.Errant,
 			Leader: snap.Leader == name, VIP: n.VIP, LeaseTTLMS: -1, WriteMS: n.WriteMS, DiskFree: n.DiskFree,
 			SemiSync: n.SemiSync, AwaitsAck: n.AwaitsAck, Repaired: n.Repaired, DiskTimeToFull: n.DiskTimeToFull, Source: n.Source,
-			ErrantTxns: n.ErrantTxns}
+			ErrantTxns: n.ErrantTxns, Archive: n.Archive}
 		if n.VIP {
 			if st.VIPHolder != "" {
 				st.Warnings = append(st.Warnings, fmt.Sprintf("the virtual IP is on %s and %s", st.VIPHolder, name))
@@ -159,6 +162,9 @@ func Of(ctx context.Context, store *cluster.Store, name string, snap cluster.Sna
 		}
 		if n.Repaired != "" {
 			st.Warnings = append(st.Warnings, fmt.Sprintf("%s: Baton repaired drift at %s", name, n.Repaired))
+		}
+		if n.Archive != "" {
+			st.Warnings = append(st.Warnings, fmt.Sprintf("%s: errant transactions it undid or discarded are archived in %s (on its host): read them, re-apply what matters on the primary (mariadb < FILE)", name, n.Archive))
 		}
 		if n.Role == cluster.RoleQuarantined {
 			st.Warnings = append(st.Warnings, quarantineWarnings(name, n)...)

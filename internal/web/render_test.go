@@ -290,3 +290,30 @@ func TestRenderAwaitsAck(t *testing.T) {
 		}
 	}
 }
+
+// TestRenderArchive: a node whose agent archived errant transactions before undoing
+// or discarding them names the archive, in a warning, on the page as in `baton
+// status`.
+func TestRenderArchive(t *testing.T) {
+	snap := snapshot()
+	db3 := snap.Nodes["db3"]
+	db3.Archive = "/var/lib/baton/main/archive/db3-20261207T030000.000Z-errant.sql"
+	snap.Nodes["db3"] = db3
+	st := status.Of(context.Background(), nil, "main", snap)
+	want := "db3: errant transactions it undid or discarded are archived in /var/lib/baton/main/archive/db3-20261207T030000.000Z-errant.sql"
+	var warned bool
+	for _, w := range st.Warnings {
+		warned = warned || strings.Contains(w, want)
+	}
+	if !warned {
+		t.Fatalf("baton status warnings %q lack %q", st.Warnings, want)
+	}
+	if page := render(t, Page{At: t0, Clusters: []Cluster{NewCluster(st, nil)}}); !strings.Contains(page, want) {
+		t.Errorf("page lacks %q", want)
+	}
+	for _, n := range st.Nodes {
+		if n.Name == "db3" && n.Archive != db3.Archive {
+			t.Errorf("status --json archive %q, want %q", n.Archive, db3.Archive)
+		}
+	}
+}
