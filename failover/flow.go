@@ -261,7 +261,7 @@ func (f *flow) run(ctx context.Context) (cluster.Event, error) {
 		next.LastFailover = now
 	}
 	var block *cluster.Block
-	if f.d.Action == cluster.Failover && f.policy.FailoverBlock > 0 {
+	if blocksAfter(f.d, f.policy) {
 		// The anti-flap window is an etcd lease, so that no node's wall clock decides
 		// when it ends. Without the lease the failover still goes on, unblocked after.
 		lease, err := cfg.Store.GrantBlock(ctx, f.policy.FailoverBlock)
@@ -725,4 +725,12 @@ func (f *flow) waitCanCommit(ctx context.Context, next cluster.Primary) (string,
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// blocksAfter says whether the commit of decision d sets the anti-flap block: an
+// automatic failover's, when the policy has one. An operator's failover sets none:
+// the operator acted, and a block would keep the cluster's next failure (a
+// different fault, minutes later) from being handled without a person.
+func blocksAfter(d cluster.Decision, p cluster.Policy) bool {
+	return d.Action == cluster.Failover && !d.Manual && p.FailoverBlock > 0
 }

@@ -27,7 +27,7 @@ func (a *Agent) serveHTTP(ctx context.Context, store *cluster.Store, rec *reconc
 		v := View{
 			Cluster: a.cfg.Cluster, Node: a.cfg.Node, Status: n, Failsafe: a.fs.view(),
 			HoldsLeader:  (up || kept) && snap.Leader == a.cfg.Node && snap.LeaderLease == lease,
-			SessionAlive: up, Coordinator: snap.Coordinator, Paused: snap.Settings.Paused,
+			SessionAlive: up, Coordinator: snap.Coordinator, Paused: snap.Settings.Paused, Blocked: snap.Block != nil,
 			MaxReplicaLag: a.cfg.Timings.MaxReplicaLag,
 			MaxStatusAge:  4*a.cfg.Timings.ProbeInterval + 2*time.Second,
 		}

@@ -28,6 +28,9 @@ type Cluster struct {
 	VIPHolder   string           `json:"vip_holder,omitempty"`
 	Coordinator string           `json:"coordinator"`
 	Paused      bool             `json:"paused"`
+	// AutomaticFailover says whether a failed primary is replaced without a person
+	// now, and when not, why, until when, and the command that ends it.
+	AutomaticFailover AutomaticFailover `json:"automatic_failover"`
 	InProgress  *cluster.Intent  `json:"in_progress,omitempty"`
 	LastEvent   *cluster.Event   `json:"last_event,omitempty"`
 	Warnings    []string         `json:"warnings,omitempty"`
@@ -39,6 +42,28 @@ type Cluster struct {
 	PolicyDisagreements []cluster.PolicyDisagreement `json:"policy_disagreements,omitempty"`
 	// Decision is what the coordinator decided last, with refused or failed tries.
 	Decision *cluster.CoordinatorStatus `json:"decision,omitempty"`
+}
+
+// AutomaticFailover is whether a failed primary is replaced without a person now.
+type AutomaticFailover struct {
+	On     bool `json:"on"`
+	Paused bool `json:"paused,omitempty"`
+	// Blocked is the anti-flap block of the latest automatic failover, nil when none
+	// is in force.
+	Blocked *Block `json:"blocked,omitempty"`
+	// Why says it in a sentence, with the command that ends it; "" when on.
+	Why string `json:"why,omitempty"`
+}
+
+// Block is the anti-flap block as status shows it.
+type Block struct {
+	// Epoch and To are the failover that set it, At when (the coordinator's clock).
+	Epoch uint64        `json:"epoch"`
+	To    string        `json:"to"`
+	At    time.Time     `json:"at"`
+	For   time.Duration `json:"for_ns"`
+	// LeftMS is how long it still holds, as etcd's lease says; -1 when not read.
+	LeftMS int64 `json:"left_ms"`
 }
 
 type Node struct {
@@ -103,6 +128,7 @@ func Of(ctx context.Context, store *cluster.Store, name string, snap cluster.Sna
 		InProgress: snap.Intent, Request: snap.Request, LastEvent: snap.LastEvent, Decision: snap.Decision,
 		Policy: snap.Policy, PolicyDisagreements: cluster.PolicyDisagreements(snap.Policy, snap.Nodes),
 	}
+	st.AutomaticFailover = automaticFailover(ctx, store, snap)
 	switch {
 	case snap.PolicyErr != "":
 		st.Warnings = append(st.Warnings, "the cluster's failover policy is unreadable ("+snap.PolicyErr+"): coordinators decide with their own files' (see `baton policy`)")
@@ -182,12 +208,13 @@ func Print(w io.Writer, st Cluster, color bool) {
 		}
 		return "\033[" + code + "m" + s + "\033[0m"
 	}
-	paused := ""
-	if st.Paused {
-		paused = "  " + paint("33", "PAUSED (no automatic failover)")
+	fmt.Fprintf(w, "cluster %s  primary %s (epoch %d, since %s)  coordinator %s\n", st.Cluster, OrDash(st.Primary), st.Epoch,
+		st.Since.Local().Format(time.DateTime), OrDash(st.Coordinator))
+	if af := st.AutomaticFailover; af.On {
+		fmt.Fprintf(w, "automatic failover: %s\n", paint("32", "on"))
+	} else {
+		fmt.Fprintf(w, "automatic failover: %s (%s)\n", paint("33", "OFF"), af.Why)
 	}
-	fmt.Fprintf(w, "cluster %s  primary %s (epoch %d, since %s)  coordinator %s%s\n", st.Cluster, OrDash(st.Primary), st.Epoch,
-		st.Since.Local().Format(time.DateTime), OrDash(st.Coordinator), paused)
 	if d := st.Decision; d != nil {
 		fmt.Fprintf(w, "coordinator decides: %s (%s)\n", d.Action, d.Reason)
 	}
@@ -281,4 +308,38 @@ func quarantineWarnings(name string, n cluster.NodeStatus) []string {
 		out = append(out, fmt.Sprintf("  %s rejoins by itself once its disk has room (or `baton rejoin %s --yes`)", name, name))
 	}
 	return out
+}
+
+// automaticFailover says whether a failed primary is replaced without a person, read
+// from the snapshot (paused, the anti-flap block) and, best effort, the block's lease
+// (its time left).
+func automaticFailover(ctx context.Context, store *cluster.Store, snap cluster.Snapshot) AutomaticFailover {
+	af := AutomaticFailover{On: true, Paused: snap.Settings.Paused}
+	var why []string
+	if af.Paused {
+		af.On = false
+		by := ""
+		if snap.Settings.PausedBy != "" {
+			by = " by " + snap.Settings.PausedBy
+		}
+		why = append(why, fmt.Sprintf("paused%s: baton resume ends it", by))
+	}
+	if b := snap.Block; b != nil {
+		af.On = false
+		blk := &Block{Epoch: b.Epoch, To: b.To, At: b.At, For: b.For, LeftMS: -1}
+		if store != nil && snap.BlockLease != 0 {
+			if ttl, err := store.LeaseTTL(ctx, snap.BlockLease); err == nil && ttl >= 0 {
+				blk.LeftMS = ttl.Milliseconds()
+			}
+		}
+		af.Blocked = blk
+		left := "time left unknown"
+		if blk.LeftMS >= 0 {
+			left = fmt.Sprintf("%s left", (time.Duration(blk.LeftMS) * time.Millisecond).Round(time.Second))
+		}
+		why = append(why, fmt.Sprintf("blocked by the anti-flap window (%s, %s) after the automatic failover to %s at epoch %d (%s): baton unblock lifts it; baton failover is not blocked",
+			b.For, left, OrDash(b.To), b.Epoch, b.At.Local().Format(time.DateTime)))
+	}
+	af.Why = strings.Join(why, "; ")
+	return af
 }

@@ -73,7 +73,7 @@ func TestRenderCluster(t *testing.T) {
 		`data-cluster="main" data-primary="db2"`,
 		`<h2 id="c-main-h">Cluster main</h2>`,
 		`<dd class="primary">db2 <span class="muted">(epoch 2, since`,
-		`PAUSED</strong> no automatic failover`,
+		`PAUSED</strong> paused`,
 		`<dt>Virtual IP on</dt><dd>db2</dd>`,
 		`<dt>Coordinator</dt><dd>db3</dd>`,
 		// the verdicts in words, the reason escaped
@@ -140,7 +140,7 @@ func TestRenderEmptyAndUnreachable(t *testing.T) {
 	}
 	// A cluster with no agent and no primary yet.
 	page = render(t, Page{At: t0, Clusters: []Cluster{NewCluster(status.Cluster{Cluster: "new one"}, nil)}})
-	for _, want := range []string{`id="c-new_one"`, `<dd class="primary">none</dd>`, "No agent is running.", "No event yet.", `<span class="tag ok">on</span>`} {
+	for _, want := range []string{`id="c-new_one"`, `<dd class="primary">none</dd>`, "No agent is running.", "No event yet.", `<span class="tag">unknown</span>`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("page lacks %q", want)
 		}
