@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -19,23 +20,23 @@ import (
 
 // Cluster is the cluster as `baton status` shows it; `--json` prints it as is.
 type Cluster struct {
-	Cluster     string           `json:"cluster"`
-	Primary     string           `json:"primary"`
-	PrimaryAddr string           `json:"primary_addr"`
-	Epoch       uint64           `json:"epoch"`
-	Since       time.Time        `json:"since"`
-	Leader      string           `json:"leader"`
-	VIPHolder   string           `json:"vip_holder,omitempty"`
-	Coordinator string           `json:"coordinator"`
-	Paused      bool             `json:"paused"`
+	Cluster     string    `json:"cluster"`
+	Primary     string    `json:"primary"`
+	PrimaryAddr string    `json:"primary_addr"`
+	Epoch       uint64    `json:"epoch"`
+	Since       time.Time `json:"since"`
+	Leader      string    `json:"leader"`
+	VIPHolder   string    `json:"vip_holder,omitempty"`
+	Coordinator string    `json:"coordinator"`
+	Paused      bool      `json:"paused"`
 	// AutomaticFailover says whether a failed primary is replaced without a person
 	// now, and when not, why, until when, and the command that ends it.
 	AutomaticFailover AutomaticFailover `json:"automatic_failover"`
-	InProgress  *cluster.Intent  `json:"in_progress,omitempty"`
-	LastEvent   *cluster.Event   `json:"last_event,omitempty"`
-	Warnings    []string         `json:"warnings,omitempty"`
-	Nodes       []Node           `json:"nodes"`
-	Request     *cluster.Request `json:"request,omitempty"`
+	InProgress        *cluster.Intent   `json:"in_progress,omitempty"`
+	LastEvent         *cluster.Event    `json:"last_event,omitempty"`
+	Warnings          []string          `json:"warnings,omitempty"`
+	Nodes             []Node            `json:"nodes"`
+	Request           *cluster.Request  `json:"request,omitempty"`
 	// Policy is the cluster's failover policy (nil: missing or unreadable), and the
 	// live agents whose configuration files disagree with it.
 	Policy              *cluster.PolicyRecord        `json:"policy,omitempty"`
@@ -67,7 +68,11 @@ type Block struct {
 }
 
 type Node struct {
-	Name       string           `json:"name"`
+	Name string `json:"name"`
+	// NoAgent: the node is a member (seen with a live agent before) whose agent has no
+	// session in etcd now (stopped, or cut off from etcd): nothing below is known of
+	// it but its address; Reason says so.
+	NoAgent    bool             `json:"no_agent,omitempty"`
 	Addr       string           `json:"addr"`
 	Role       cluster.Role     `json:"role"`
 	Verdict    detector.Verdict `json:"verdict"`
@@ -150,11 +155,26 @@ func Of(ctx context.Context, store *cluster.Store, name string, snap cluster.Sna
 	sort.Strings(names)
 	if snap.Primary.Node != "" {
 		if _, ok := snap.Nodes[snap.Primary.Node]; !ok {
-			st.Warnings = append(st.Warnings, fmt.Sprintf("the primary's agent (%s) is not running", snap.Primary.Node))
+			st.Warnings = append(st.Warnings, fmt.Sprintf("the primary's agent (%s) has no session in etcd: stopped, or cut off from etcd (its server may still run)", snap.Primary.Node))
 		}
 	}
+	// Every member: one whose agent has no session now (stopped, or cut off from
+	// etcd, the primary of record included) keeps its row, saying so.
+	for name := range snap.Members {
+		if _, live := snap.Nodes[name]; !live {
+			names = append(names, name)
+		}
+	}
+	if p := snap.Primary.Node; p != "" && !slices.Contains(names, p) {
+		names = append(names, p)
+	}
+	sort.Strings(names)
 	for _, name := range names {
-		n := snap.Nodes[name]
+		n, live := snap.Nodes[name]
+		if !live {
+			st.Nodes = append(st.Nodes, absentNode(snap, name))
+			continue
+		}
 		ns := Node{Name: name, Addr: n.Addr, Role: n.Role, Verdict: n.Verdict, Reason: n.Reason, ReadOnly: n.ReadOnly,
 			LagMS: n.LagMS, GTID: n.GTID, IORunning: n.IORunning, SQLRunning: n.SQLRunning, Errant: n.Errant,
 			Leader: snap.Leader == name, VIP: n.VIP, LeaseTTLMS: -1, WriteMS: n.WriteMS, DiskFree: n.DiskFree,
@@ -342,4 +362,24 @@ func automaticFailover(ctx context.Context, store *cluster.Store, snap cluster.S
 	}
 	af.Why = strings.Join(why, "; ")
 	return af
+}
+
+// absentNode is a member (or the primary of record) whose agent has no session in
+// etcd: what is known of it, and what is not.
+func absentNode(snap cluster.Snapshot, name string) Node {
+	n := Node{Name: name, NoAgent: true, LagMS: -1, LeaseTTLMS: -1, Leader: snap.Leader == name}
+	if m, ok := snap.Members[name]; ok {
+		n.Addr = m.Addr
+	}
+	if name == snap.Primary.Node {
+		n.Role = cluster.RolePrimary
+		if n.Addr == "" {
+			n.Addr = snap.Primary.Addr
+		}
+		n.Reason = "primary of record; its agent has no session in etcd (stopped, or cut off from etcd): its server's state is not known here"
+		return n
+	}
+	n.Role = cluster.RoleUnknown
+	n.Reason = "its agent has no session in etcd (stopped, or cut off from etcd): nothing is known of it now"
+	return n
 }

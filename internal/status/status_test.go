@@ -77,3 +77,50 @@ func TestAwaitsAckShown(t *testing.T) {
 		})
 	}
 }
+
+// TestEveryMemberShown: while the primary of record is cut off (its agent's status
+// gone with its lease) and a replica's agent is stopped, both keep their rows,
+// saying what is not known and why, in the text and in the JSON; the warning says
+// the primary's agent has no session, not that it is not running.
+func TestEveryMemberShown(t *testing.T) {
+	snap := cluster.Snapshot{View: cluster.View{
+		Primary: cluster.Primary{Node: "db2", Addr: "198.18.0.12:3306", Epoch: 5},
+		Nodes: map[string]cluster.NodeStatus{
+			"db1": {Node: "db1", Addr: "198.18.0.11:3306", Role: cluster.RoleReplica, Verdict: detector.Healthy, ServerRead: true, ReadOnly: true},
+		},
+		Members: map[string]cluster.Member{
+			"db1": {Node: "db1", Addr: "198.18.0.11:3306"}, "db2": {Node: "db2", Addr: "198.18.0.12:3306"},
+			"db3": {Node: "db3", Addr: "198.18.0.13:3306"},
+		},
+	}}
+	st := Of(context.Background(), nil, "main", snap)
+	rows := map[string]Node{}
+	for _, n := range st.Nodes {
+		rows[n.Name] = n
+	}
+	if len(rows) != 3 {
+		t.Fatalf("rows %v: want db1, db2 and db3", rows)
+	}
+	if p := rows["db2"]; !p.NoAgent || p.Role != cluster.RolePrimary || p.Verdict != detector.Unknown || p.Addr != "198.18.0.12:3306" ||
+		!strings.Contains(p.Reason, "primary of record") {
+		t.Errorf("db2 (primary, cut off): %+v", p)
+	}
+	if r := rows["db3"]; !r.NoAgent || r.Role != cluster.RoleUnknown || !strings.Contains(r.Reason, "no session in etcd") {
+		t.Errorf("db3 (agent stopped): %+v", r)
+	}
+	if rows["db1"].NoAgent {
+		t.Error("db1's agent is live")
+	}
+	var b bytes.Buffer
+	Print(&b, st, false)
+	for _, want := range []string{"db2", "primary of record; its agent has no session in etcd", "db3"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("text lacks %q:\n%s", want, b.String())
+		}
+	}
+	for _, w := range st.Warnings {
+		if strings.Contains(w, "not running") {
+			t.Errorf("warning %q: the agent may be running, only cut off", w)
+		}
+	}
+}
