@@ -173,6 +173,9 @@ func runRequest(cctx *cli.Context, kind cluster.RequestKind) error {
 		if _, ok := snap.Nodes[to]; !ok && to != snap.Primary.Node {
 			return fail(exitBadInput, "unknown node %q, or its agent is not running (known: %s)", to, strings.Join(knownNodes(snap), ", "))
 		}
+		if to == snap.Primary.Node {
+			return fail(exitBadInput, "--to %s: it is the primary of record already (epoch %d); name a replica", to, snap.Primary.Epoch)
+		}
 	}
 	req := cluster.Request{ID: newRequestID(kind), Kind: kind, To: to, Force: cctx.Bool("force"),
 		Epoch: snap.Primary.Epoch, At: time.Now().UTC()}

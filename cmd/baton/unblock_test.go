@@ -87,3 +87,25 @@ func snapRev(t *testing.T, store *cluster.Store) int64 {
 	}
 	return snap.Rev
 }
+
+// TestSwitchoverToThePrimary: a switchover to the primary of record is bad input
+// (exit 2), refused before any request is filed.
+func TestSwitchoverToThePrimary(t *testing.T) {
+	cli, endpoint := sandboxtest.Etcd(t)
+	store := cluster.NewStore(cli, "sw")
+	ctx := context.Background()
+	if err := store.BootstrapPrimary(ctx, nil, cluster.Primary{Node: "db1", Addr: "198.18.0.11:3306", ServerID: 1, Epoch: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.PutNode(ctx, 0, cluster.NodeStatus{Node: "db1", Role: cluster.RolePrimary}); err != nil {
+		t.Fatal(err)
+	}
+	rev := snapRev(t, store)
+	_, err := runCLI(t, switchoverCommand(), "--etcd", endpoint, "--cluster", "sw", "--to", "db1", "--yes")
+	if code := exitCode(err); code != exitBadInput || !strings.Contains(err.Error(), "primary of record already") {
+		t.Fatalf("switchover --to the primary: exit %d (%v), want %d", code, err, exitBadInput)
+	}
+	if snapRev(t, store) != rev {
+		t.Error("a refused switchover wrote to etcd")
+	}
+}

@@ -213,7 +213,7 @@ func Of(ctx context.Context, store *cluster.Store, name string, snap cluster.Sna
 			st.Warnings = append(st.Warnings, fmt.Sprintf("%s: errant transactions it undid or discarded are archived in %s (on its host): read them, re-apply what matters on the primary (mariadb < FILE)", name, n.Archive))
 		}
 		if n.Role == cluster.RoleQuarantined {
-			st.Warnings = append(st.Warnings, quarantineWarnings(name, n)...)
+			st.Warnings = append(st.Warnings, quarantineWarnings(name, n, snap)...)
 		}
 		st.Nodes = append(st.Nodes, ns)
 	}
@@ -296,8 +296,12 @@ func OrDash(s string) string {
 // quarantineWarnings says why a node is quarantined: its errant GTIDs and, once its
 // agent looked them up in the binary logs, what each is (a phantom, or a real
 // transaction with its first event).
-func quarantineWarnings(name string, n cluster.NodeStatus) []string {
-	out := []string{fmt.Sprintf("%s is quarantined: errant transactions %s (see docs/operations.md)", name, n.Errant)}
+func quarantineWarnings(name string, n cluster.NodeStatus, snap cluster.Snapshot) []string {
+	what := "for: " + n.Reason
+	if n.Errant != "" {
+		what = "errant transactions " + errantRanges(n, snap) + ": " + n.Reason
+	}
+	out := []string{fmt.Sprintf("%s is quarantined, %s (see docs/operations.md)", name, what)}
 	if len(n.ErrantTxns) == 0 {
 		return out
 	}
@@ -322,9 +326,7 @@ func quarantineWarnings(name string, n cluster.NodeStatus) []string {
 	if len(phantoms) > 0 {
 		out = append(out, fmt.Sprintf("  %s phantom GTIDs (numbered, in no binary log): %s", name, strings.Join(phantoms, ", ")))
 	}
-	if real > 0 {
-		out = append(out, fmt.Sprintf("  %s has real errant transactions: `baton rejoin %s --discard-errant --yes` discards them (or rebuild it)", name, name))
-	} else {
+	if real == 0 {
 		out = append(out, fmt.Sprintf("  %s rejoins by itself once its disk has room (or `baton rejoin %s --yes`)", name, name))
 	}
 	return out
@@ -382,4 +384,38 @@ func absentNode(snap cluster.Snapshot, name string) Node {
 	n.Role = cluster.RoleUnknown
 	n.Reason = "its agent has no session in etcd (stopped, or cut off from etcd): nothing is known of it now"
 	return n
+}
+
+// errantRanges writes a node's errant set as the transactions it stands for: MariaDB's
+// "0-2-156" is server 2's sequences after what the primary has of it, "0-2-154..156";
+// the set as it is when the primary's set is not known.
+func errantRanges(n cluster.NodeStatus, snap cluster.Snapshot) string {
+	f, err := replication.ParseFlavor(n.Flavor)
+	if err != nil || f != replication.FlavorMariaDB {
+		return n.Errant
+	}
+	errant, err := replication.ParseGTIDSet(f, n.Errant)
+	if err != nil {
+		return n.Errant
+	}
+	p, ok := snap.Nodes[snap.Primary.Node]
+	if !ok || p.GTID == "" {
+		return n.Errant
+	}
+	pset, err := replication.ParseGTIDSet(f, p.GTID)
+	if err != nil {
+		return n.Errant
+	}
+	var out []string
+	for _, r := range replication.ErrantRanges(errant, replication.Server{Executed: pset}) {
+		if r.After+1 == r.Last {
+			out = append(out, fmt.Sprintf("%d-%d-%d", r.Domain, r.ServerID, r.Last))
+		} else {
+			out = append(out, r.String())
+		}
+	}
+	if len(out) == 0 {
+		return n.Errant
+	}
+	return strings.Join(out, ", ")
 }

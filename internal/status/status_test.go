@@ -124,3 +124,29 @@ func TestEveryMemberShown(t *testing.T) {
 		}
 	}
 }
+
+// TestQuarantineSaysWhatAndTheCommand: a quarantined node's warning gives its errant
+// transactions as the range they stand for (MariaDB's "0-1-156" is 154..156 when the
+// primary has 153) and the reason its agent published, which names what it will do
+// or the command a person runs.
+func TestQuarantineSaysWhatAndTheCommand(t *testing.T) {
+	reason := "real errant transactions in the binary log (0-1-154, 0-1-155, 0-1-156), not undone by the node itself: rejoin mode is manual; a person decides: baton rejoin db1 --discard-errant --yes (archived first), or rebuild the node"
+	snap := cluster.Snapshot{View: cluster.View{
+		Primary: cluster.Primary{Node: "db2", Epoch: 5},
+		Leader:  "db2",
+		Nodes: map[string]cluster.NodeStatus{
+			"db1": {Node: "db1", Role: cluster.RoleQuarantined, Flavor: "mariadb", Errant: "0-1-156", Reason: reason, ServerRead: true, ReadOnly: true},
+			"db2": {Node: "db2", Role: cluster.RolePrimary, Flavor: "mariadb", GTID: "0-1-153,0-2-160", ServerRead: true},
+		},
+	}}
+	st := Of(context.Background(), nil, "main", snap)
+	var got string
+	for _, w := range st.Warnings {
+		if strings.HasPrefix(w, "db1 is quarantined") {
+			got = w
+		}
+	}
+	if !strings.Contains(got, "errant transactions 0-1-154..156") || !strings.Contains(got, "baton rejoin db1 --discard-errant --yes") {
+		t.Fatalf("warning %q: want the range 0-1-154..156 and the command", got)
+	}
+}
