@@ -122,7 +122,7 @@ func printHistory(w io.Writer, events []cluster.Event) {
 			for _, s := range e.Steps {
 				p := fmt.Sprintf("%s %dms", s.Name, s.Took.Milliseconds())
 				if s.Error != "" {
-					p += " (error: " + s.Error + ")"
+					p += " (" + s.Outcome() + ")"
 				}
 				parts = append(parts, p)
 			}

@@ -399,11 +399,7 @@ func printPolicy(w io.Writer, snap cluster.Snapshot, p cluster.Policy, note stri
 }
 
 func printStep(w io.Writer, s cluster.Step) {
-	detail := s.Note
-	if s.Error != "" {
-		detail = "error: " + s.Error
-	}
-	fmt.Fprintf(w, "  %-18s %6d ms  %s\n", s.Name, s.Took.Milliseconds(), detail)
+	fmt.Fprintf(w, "  %-18s %6d ms  %s\n", s.Name, s.Took.Milliseconds(), s.Outcome())
 }
 
 func printJSON(w io.Writer, v any) {
