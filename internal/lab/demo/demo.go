@@ -78,20 +78,20 @@ type Summary struct {
 	// QuarantinedAfterFailover: the fenced old primary was quarantined, with errant
 	// GTIDs Errant (numbered for writes that never reached its binlog), before its disk
 	// was freed.
-	QuarantinedAfterFailover bool       `json:"quarantined_after_failover"`
+	QuarantinedAfterFailover bool `json:"quarantined_after_failover"`
 	// The second fault: the primary cut off the network while its commits were
 	// binlogged, a failover, the network healed: CutPrimary rejoined by itself,
 	// UndoMS after the heal, its errant transactions undone and kept in UndoArchive.
-	CutPrimary  string `json:"cut_primary,omitempty"`
-	UndoMS      int64  `json:"undo_ms"`
-	UndoArchive string `json:"undo_archive,omitempty"`
-	UndoneGTIDs string `json:"undone_gtids,omitempty"`
-	Errant                   string     `json:"errant,omitempty"`
-	Steps                    []Step     `json:"steps"`
-	FailoverSteps            []FlowStep `json:"failover_steps"`
-	FailoverReason           string     `json:"failover_reason,omitempty"`
-	Timeline                 []Line     `json:"timeline"`
-	TotalS                   float64    `json:"total_s"`
+	CutPrimary     string     `json:"cut_primary,omitempty"`
+	UndoMS         int64      `json:"undo_ms"`
+	UndoArchive    string     `json:"undo_archive,omitempty"`
+	UndoneGTIDs    string     `json:"undone_gtids,omitempty"`
+	Errant         string     `json:"errant,omitempty"`
+	Steps          []Step     `json:"steps"`
+	FailoverSteps  []FlowStep `json:"failover_steps"`
+	FailoverReason string     `json:"failover_reason,omitempty"`
+	Timeline       []Line     `json:"timeline"`
+	TotalS         float64    `json:"total_s"`
 }
 
 // Step is one step of the demo, and whether it happened.
