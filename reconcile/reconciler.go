@@ -865,9 +865,11 @@ func (r *Reconciler) build(snap cluster.Snapshot) cluster.NodeStatus {
 			n.ReplError = st.LastSQLError
 		}
 	}
-	// A lag only for a node that replicates: a quarantined node, or one with no
-	// source, replicates nothing, and its heartbeat's age is no lag.
-	if rep.Replication != nil && rep.Replication.HeartbeatLag >= 0 && n.Source != "" && r.role != cluster.RoleQuarantined {
+	// A lag only for a node with a source: one with none (a quarantined deposed
+	// primary) replicates nothing, and its heartbeat's age is no lag. A replica
+	// quarantined with its source kept (its SQL thread stopped on diverged data)
+	// has one: how far behind it is, what a switchover to it must weigh.
+	if rep.Replication != nil && rep.Replication.HeartbeatLag >= 0 && n.Source != "" {
 		caughtUp := r.local != nil && r.local.IOThread == replication.ThreadRunning && r.local.Executed.Contain(r.local.Retrieved)
 		n.LagMS = replicaLag(rep.Replication.HeartbeatLag, caughtUp, r.cfg.Tick, r.cfg.ConfirmLag).Milliseconds()
 	}
