@@ -34,6 +34,8 @@ func (p Policy) Validate() error {
 		return fmt.Errorf("policy: failover_block (%s): must not be negative", p.FailoverBlock)
 	case p.SwitchoverMaxLag < 0:
 		return fmt.Errorf("policy: switchover_max_lag (%s): must not be negative", p.SwitchoverMaxLag)
+	case !p.Rejoin.Valid():
+		return fmt.Errorf("policy: rejoin (%q): must be %s or %s", p.Rejoin, RejoinManual, RejoinArchiveAndRepair)
 	}
 	return nil
 }
@@ -50,12 +52,15 @@ func (p Policy) Diff(want Policy) []string {
 	add("failover_block", p.FailoverBlock, want.FailoverBlock)
 	add("confirm_lag", p.ConfirmLag, want.ConfirmLag)
 	add("switchover_max_lag", p.SwitchoverMaxLag, want.SwitchoverMaxLag)
+	if p.Rejoin.String() != want.Rejoin.String() {
+		out = append(out, fmt.Sprintf("rejoin %s (cluster: %s)", p.Rejoin, want.Rejoin))
+	}
 	return out
 }
 
 // String is the policy in the configuration file's terms.
 func (p Policy) String() string {
-	return fmt.Sprintf("failover_block %s, confirm_lag %s, switchover_max_lag %s", p.FailoverBlock, p.ConfirmLag, p.SwitchoverMaxLag)
+	return fmt.Sprintf("failover_block %s, confirm_lag %s, switchover_max_lag %s, rejoin %s", p.FailoverBlock, p.ConfirmLag, p.SwitchoverMaxLag, p.Rejoin)
 }
 
 // PolicyRecord is the value of the policy key.

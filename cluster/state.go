@@ -14,7 +14,7 @@ import (
 type Keys struct{ Prefix string }
 
 // NewKeys returns the keys of cluster.
-func NewKeys(cluster string) Keys { return Keys{Prefix: "/baton/" + cluster + "/"} }
+func NewKeys(cluster string) Keys { return Keys{Prefix: Root + cluster + "/"} }
 
 func (k Keys) Primary() string           { return k.Prefix + "primary" }
 func (k Keys) Leader() string            { return k.Prefix + "leader" }
@@ -74,6 +74,9 @@ type NodeStatus struct {
 	// host:port), "" when not known.
 	Agent string `json:"agent,omitempty"`
 	Role  Role   `json:"role"`
+	// Archive is the latest file, on this node's host, where its agent archived
+	// errant transactions before undoing or discarding them; "" when none.
+	Archive string `json:"archive,omitempty"`
 	// Verdict and Reason are the detector's, for the local server.
 	Verdict detector.Verdict `json:"verdict"`
 	Reason  string           `json:"reason,omitempty"`
@@ -283,6 +286,21 @@ type Step struct {
 	Took  time.Duration `json:"took_ns"`
 	Error string        `json:"error,omitempty"`
 	Note  string        `json:"note,omitempty"`
+	// BestEffort: the flow goes on when this step fails (a dead old primary cannot
+	// be fenced over the network, say): its Error is no failure of the flow.
+	BestEffort bool `json:"best_effort,omitempty"`
+}
+
+// Outcome says how a step ended, for people: its note, "went on without it: ..." for
+// a best-effort step that failed, "error: ..." for one that stopped the flow.
+func (s Step) Outcome() string {
+	switch {
+	case s.Error == "":
+		return s.Note
+	case s.BestEffort:
+		return "not done, the flow went on without it: " + s.Error
+	}
+	return "error: " + s.Error
 }
 
 // Event is one entry of the history: a failover, switchover, fence or rejoin.
@@ -298,8 +316,11 @@ type Event struct {
 	Manual   bool          `json:"manual,omitempty"`
 	Detected time.Time     `json:"detected,omitempty"` // when the primary was first seen failing
 	// Discarded lists the errant GTIDs a rejoin made the node forget: phantoms, or
-	// real transactions an operator discarded (Manual).
+	// real transactions undone in place or discarded on an operator's word (Manual).
 	Discarded []string `json:"discarded,omitempty"`
+	// Archive is the file, on the node's host, that holds the real errant
+	// transactions a rejoin undid or discarded, written before it did.
+	Archive string `json:"archive,omitempty"`
 }
 
 // Intent marks a flow in progress for an epoch, on the coordinator's session lease:

@@ -16,8 +16,21 @@ import (
 )
 
 // ErrConflict says a fenced transaction lost: the epoch, the coordinator or the
-// leader changed under it. Nothing was written.
-var ErrConflict = errors.New("failover: etcd state changed, transaction not applied")
+// leader changed under it, or what it was to change is busy (PendingError). Nothing
+// was written.
+var ErrConflict = errors.New("etcd state changed, transaction not applied")
+
+// PendingError says an operator's request was not filed because another one is
+// pending or running: a conflict (errors.Is(err, ErrConflict)) that says which.
+type PendingError struct {
+	// What is the request in the way, e.g. "switchover request switchover-2024... is running".
+	What string
+}
+
+func (e *PendingError) Error() string { return "another " + e.What }
+
+// Is makes a PendingError an ErrConflict.
+func (e *PendingError) Is(target error) bool { return target == ErrConflict }
 
 // DefaultEtcdTimeout bounds each etcd call of the Store.
 const DefaultEtcdTimeout = 2 * time.Second
@@ -82,6 +95,9 @@ type Snapshot struct {
 	Decision *CoordinatorStatus
 	// LastEvent is the newest event of the history, nil when there is none.
 	LastEvent *Event
+	// BlockLease is the lease the anti-flap block (View.Block) lives on: its time
+	// left is the block's.
+	BlockLease clientv3.LeaseID
 	// Rejoins are the operators' rejoin requests, by node, with their mod revisions.
 	Rejoins      map[string]RejoinRequest
 	RejoinModRev map[string]int64
@@ -209,6 +225,7 @@ func (k Keys) snapshotOf(rev int64, kvs []*mvccpb.KeyValue) (Snapshot, error) {
 			b := FailoverBlock{}
 			_ = json.Unmarshal(kv.Value, &b)
 			snap.Block = &b
+			snap.BlockLease = clientv3.LeaseID(kv.Lease)
 		case key == k.Decision():
 			var d CoordinatorStatus
 			if err := json.Unmarshal(kv.Value, &d); err == nil {
@@ -276,7 +293,7 @@ func (s *Store) PutRejoin(ctx context.Context, r RejoinRequest) error {
 	if len(get.Kvs) == 1 {
 		var old RejoinRequest
 		if json.Unmarshal(get.Kvs[0].Value, &old) == nil && old.Pending() && time.Since(old.At) < 5*time.Minute {
-			return fmt.Errorf("another rejoin request (%s) for %s is pending: %w", old.ID, r.Node, ErrConflict)
+			return &PendingError{What: fmt.Sprintf("rejoin request (%s) for %s is pending", old.ID, r.Node)}
 		}
 		cmp = clientv3.Compare(clientv3.ModRevision(key), "=", get.Kvs[0].ModRevision)
 	}
@@ -444,6 +461,47 @@ func (s *Store) RevokeLease(ctx context.Context, id clientv3.LeaseID) error {
 	return nil
 }
 
+// LiftBlock ends the anti-flap block before its time, for an operator (baton
+// unblock): the key goes, and so does its lease. ErrNoBlock when none is in force;
+// the history records who lifted which block.
+func (s *Store) LiftBlock(ctx context.Context, by string) (FailoverBlock, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	key := s.Keys.FailoverBlock()
+	get, err := s.cli.Get(ctx, key)
+	if err != nil {
+		return FailoverBlock{}, fmt.Errorf("read the failover block: %w", err)
+	}
+	if len(get.Kvs) == 0 {
+		return FailoverBlock{}, ErrNoBlock
+	}
+	var b FailoverBlock
+	_ = json.Unmarshal(get.Kvs[0].Value, &b)
+	kv := get.Kvs[0]
+	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", kv.ModRevision)).Then(clientv3.OpDelete(key)).Commit()
+	if err != nil {
+		return FailoverBlock{}, fmt.Errorf("lift the failover block: %w", err)
+	}
+	if !resp.Succeeded {
+		return FailoverBlock{}, fmt.Errorf("lift the failover block: %w", ErrConflict)
+	}
+	s.written(resp.Header.Revision)
+	if kv.Lease != 0 {
+		// The key is gone already; the lease is only its timer.
+		_, _ = s.cli.Revoke(ctx, clientv3.LeaseID(kv.Lease))
+	}
+	ev := Event{Kind: EventUnblock, To: b.To, Epoch: b.Epoch, Manual: true, Started: time.Now().UTC(),
+		Reason: fmt.Sprintf("%s lifted the anti-flap block of the failover to %s at epoch %d (set at %s, for %s)", by, b.To, b.Epoch,
+			b.At.UTC().Format(time.RFC3339), b.For)}
+	if err := s.AppendHistory(ctx, ev); err != nil {
+		return b, fmt.Errorf("block lifted, but record it in the history: %w", err)
+	}
+	return b, nil
+}
+
+// ErrNoBlock: no anti-flap block is in force.
+var ErrNoBlock = errors.New("cluster: no failover block in force")
+
 // Block is an anti-flap block to write in a commit, on Lease (from GrantBlock).
 type Block struct {
 	FailoverBlock
@@ -552,7 +610,7 @@ func (s *Store) PutRequest(ctx context.Context, r Request) error {
 		var old Request
 		if json.Unmarshal(get.Kvs[0].Value, &old) == nil && (old.State == RequestPending || old.State == RequestRunning) &&
 			time.Since(old.At) < 5*time.Minute {
-			return fmt.Errorf("another %s request (%s) is %s", old.Kind, old.ID, stateName(old.State))
+			return &PendingError{What: fmt.Sprintf("%s request (%s) is %s", old.Kind, old.ID, stateName(old.State))}
 		}
 		cmp = clientv3.Compare(clientv3.ModRevision(k.Request()), "=", get.Kvs[0].ModRevision)
 	}
@@ -567,6 +625,42 @@ func (s *Store) PutRequest(ctx context.Context, r Request) error {
 	return nil
 }
 
+// WithdrawRequest deletes request id while it is still pending, comparing the key's
+// mod revision, so that no coordinator starts it later. It returns the request, not
+// withdrawn, when a coordinator has started on it (or finished it); nil and no error
+// when id is withdrawn or is no longer the cluster's request. An error wrapping
+// ErrConflict says the request changed between the read and the delete: nothing was
+// deleted.
+func (s *Store) WithdrawRequest(ctx context.Context, id string) (started *Request, err error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	key := s.Keys.Request()
+	get, err := s.cli.Get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("read request: %w", err)
+	}
+	if len(get.Kvs) == 0 {
+		return nil, nil
+	}
+	var r Request
+	if err := json.Unmarshal(get.Kvs[0].Value, &r); err != nil || r.ID != id {
+		return nil, nil // another request took its place: id is no longer there to run
+	}
+	if r.State != RequestPending {
+		return &r, nil
+	}
+	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", get.Kvs[0].ModRevision)).
+		Then(clientv3.OpDelete(key)).Commit()
+	if err != nil {
+		return nil, fmt.Errorf("withdraw request %s: %w", id, err)
+	}
+	if !resp.Succeeded {
+		return nil, fmt.Errorf("withdraw request %s: %w", id, ErrConflict)
+	}
+	s.written(resp.Header.Revision)
+	return nil, nil
+}
+
 func stateName(s RequestState) string {
 	if s == RequestPending {
 		return "pending"
@@ -579,12 +673,15 @@ func (s *Store) UpdateRequest(ctx context.Context, g Guard, r Request) error {
 	ctx2, cancel := s.ctx(ctx)
 	defer cancel()
 	get, err := s.cli.Get(ctx2, s.Keys.Request())
-	if err != nil || len(get.Kvs) != 1 {
-		return fmt.Errorf("read request: %v", err)
+	if err != nil {
+		return fmt.Errorf("read request: %w", err)
+	}
+	if len(get.Kvs) != 1 {
+		return fmt.Errorf("request %s: deleted: %w", r.ID, ErrConflict)
 	}
 	var cur Request
 	if err := json.Unmarshal(get.Kvs[0].Value, &cur); err != nil || cur.ID != r.ID {
-		return fmt.Errorf("request %s: %w", r.ID, ErrConflict)
+		return fmt.Errorf("request %s: replaced: %w", r.ID, ErrConflict)
 	}
 	cmps := append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(s.Keys.Request()), "=", get.Kvs[0].ModRevision)}, g...)
 	return s.txn(ctx, "update request "+r.ID, cmps, clientv3.OpPut(s.Keys.Request(), mustJSON(r)))

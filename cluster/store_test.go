@@ -151,3 +151,69 @@ func TestNodeStatusVerdictJSON(t *testing.T) {
 		t.Fatalf("status with an unknown verdict read as %+v, %v: want it readable, verdict unknown", n, err)
 	}
 }
+
+// TestRequestConflicts: every way a request cannot be filed, updated or withdrawn
+// because something else holds it is an ErrConflict, so that callers tell it apart
+// from an etcd failure with errors.Is, and withdrawing deletes only a pending
+// request that is still the one filed.
+func TestRequestConflicts(t *testing.T) {
+	cli := embeddedEtcd(t)
+	store := cluster.NewStore(cli, "req")
+	ctx := context.Background()
+	first := cluster.Request{ID: "switchover-1", Kind: cluster.RequestSwitchover, Epoch: 1, At: time.Now().UTC(), State: cluster.RequestPending}
+	if err := store.PutRequest(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	second := first
+	second.ID = "switchover-2"
+	err := store.PutRequest(ctx, second)
+	var pending *cluster.PendingError
+	if !errors.Is(err, cluster.ErrConflict) || !errors.As(err, &pending) || err.Error() != "another switchover request (switchover-1) is pending" {
+		t.Fatalf("a second request while one is pending: %v, want a PendingError that is an ErrConflict", err)
+	}
+	rejoin := cluster.RejoinRequest{ID: "rejoin-1", Node: "db1", At: time.Now().UTC(), State: cluster.RequestPending}
+	if err := store.PutRejoin(ctx, rejoin); err != nil {
+		t.Fatal(err)
+	}
+	rejoin.ID = "rejoin-2"
+	if err := store.PutRejoin(ctx, rejoin); !errors.Is(err, cluster.ErrConflict) || !errors.As(err, &pending) {
+		t.Fatalf("a second rejoin request while one is pending: %v, want a PendingError", err)
+	}
+
+	// Another request's id withdraws nothing.
+	if started, err := store.WithdrawRequest(ctx, "switchover-0"); started != nil || err != nil {
+		t.Fatalf("withdraw another request: %v, %v", started, err)
+	}
+	if cur, err := store.Request(ctx); err != nil || cur == nil || cur.ID != "switchover-1" {
+		t.Fatalf("after withdrawing another id the request is %+v, %v", cur, err)
+	}
+	// A started request is not withdrawn.
+	running := first
+	running.State = cluster.RequestRunning
+	if err := store.UpdateRequest(ctx, nil, running); err != nil {
+		t.Fatal(err)
+	}
+	if started, err := store.WithdrawRequest(ctx, "switchover-1"); err != nil || started == nil || started.State != cluster.RequestRunning {
+		t.Fatalf("withdraw a running request: %+v, %v; want it returned, not deleted", started, err)
+	}
+	// A pending one is.
+	if err := store.UpdateRequest(ctx, nil, first); err != nil {
+		t.Fatal(err)
+	}
+	if started, err := store.WithdrawRequest(ctx, "switchover-1"); started != nil || err != nil {
+		t.Fatalf("withdraw a pending request: %+v, %v", started, err)
+	}
+	if cur, err := store.Request(ctx); err != nil || cur != nil {
+		t.Fatalf("after the withdrawal the request is %+v, %v; want none", cur, err)
+	}
+	// Updating a request that is gone, or replaced, is a conflict too.
+	if err := store.UpdateRequest(ctx, nil, running); !errors.Is(err, cluster.ErrConflict) {
+		t.Fatalf("update a withdrawn request: %v, want ErrConflict", err)
+	}
+	if err := store.PutRequest(ctx, second); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.UpdateRequest(ctx, nil, running); !errors.Is(err, cluster.ErrConflict) {
+		t.Fatalf("update a replaced request: %v, want ErrConflict", err)
+	}
+}

@@ -16,7 +16,44 @@ type Policy struct {
 	ConfirmLag time.Duration `json:"confirm_lag_ns"`
 	// SwitchoverMaxLag is the most lag a switchover candidate may have.
 	SwitchoverMaxLag time.Duration `json:"switchover_max_lag_ns"`
+	// Rejoin is what a quarantined node with real errant transactions does by
+	// itself; "" reads as RejoinManual.
+	Rejoin RejoinMode `json:"rejoin,omitempty"`
 }
+
+// RejoinMode says what a quarantined node whose errant transactions are real (in its
+// binary log) does by itself. Errant transactions that touch Baton's own schema
+// alone (its heartbeat writes, binlogged as a cut came) are Baton's: they are
+// archived and undone whatever the mode.
+type RejoinMode string
+
+// Rejoin modes.
+const (
+	// RejoinManual, the default (and what "" reads as): the node stays quarantined
+	// with its reason; a person reads its errant transactions and decides (baton
+	// rejoin --discard-errant: archived first, then discarded).
+	RejoinManual RejoinMode = "manual"
+	// RejoinArchiveAndRepair: the node archives its errant transactions (the
+	// archive a DBA reads and re-applies), undoes them in place with MariaDB's
+	// flashback when they are row changes, few enough, and follows the primary.
+	// Those flashback cannot undo stay quarantined with the command that would.
+	RejoinArchiveAndRepair RejoinMode = "archive-and-repair"
+)
+
+func (m RejoinMode) String() string {
+	if m == "" {
+		return string(RejoinManual)
+	}
+	return string(m)
+}
+
+// Valid says whether m is a mode ("" included: manual).
+func (m RejoinMode) Valid() bool {
+	return m == "" || m == RejoinManual || m == RejoinArchiveAndRepair
+}
+
+// Repairs says whether m lets a node undo real errant transactions by itself.
+func (m RejoinMode) Repairs() bool { return m == RejoinArchiveAndRepair }
 
 // View is the cluster as read from etcd in one revision: the input of Decide.
 type View struct {

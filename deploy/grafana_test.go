@@ -2,13 +2,9 @@ package deploy
 
 import (
 	"encoding/json"
-	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-
-	"gopkg.in/yaml.v3"
 )
 
 const dashboardFile = "grafana/baton.json"
@@ -111,39 +107,3 @@ var grafanaVars = strings.NewReplacer(
 	"$__rate_interval", "1m", "$__range", "6h", "$__interval", "15s",
 	"$cluster", "shop", "$node", ".*",
 )
-
-// TestDashboardQueries has promtool parse every expression of the dashboard, as the
-// expressions of recording rules.
-func TestDashboardQueries(t *testing.T) {
-	d := readDashboard(t)
-	type rule struct {
-		Record string `yaml:"record"`
-		Expr   string `yaml:"expr"`
-	}
-	var rules []rule
-	add := func(where, expr string) {
-		rules = append(rules, rule{Record: fmt.Sprintf("dashboard:query:%d", len(rules)), Expr: grafanaVars.Replace(expr)})
-		if strings.Contains(grafanaVars.Replace(expr), "$") {
-			t.Errorf("%s: a variable the test does not know in %q", where, expr)
-		}
-	}
-	for _, p := range d.Panels {
-		for _, q := range p.Targets {
-			add(p.Title, q.Expr)
-		}
-	}
-	for _, a := range d.Annotations.List {
-		if a.Expr != "" {
-			add("annotation "+a.Name, a.Expr)
-		}
-	}
-	b, err := yaml.Marshal(map[string]any{"groups": []any{map[string]any{"name": "dashboard", "rules": rules}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := filepath.Join(t.TempDir(), "dashboard.rules.yml")
-	if err := os.WriteFile(f, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	promtool(t, "check", "rules", f)
-}

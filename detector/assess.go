@@ -16,7 +16,22 @@ type Result struct {
 	// for (its PROCESSLIST state, e.g. "Waiting for semi-sync ACK from slave"), ""
 	// when it was not asked or did not answer in time.
 	Waiting string `json:"waiting,omitempty"`
+	// Overrun says how a TimedOut probe overran its round, if it did: "" when it only
+	// missed its deadline.
+	Overrun Overrun `json:"overrun,omitempty"`
 }
+
+// Overrun is how a probe overran its round.
+type Overrun string
+
+// Overruns.
+const (
+	// OverrunPrevious: the same probe of an earlier round was still running, so this
+	// round's did not start.
+	OverrunPrevious Overrun = "previous"
+	// OverrunNoReturn: the probe did not return before the round gave up on it.
+	OverrunNoReturn Overrun = "no_return"
+)
 
 // Replication is the little of a replica's replication state the detector needs: are
 // the threads running, did they stop on an error, how old is the newest heartbeat row
@@ -151,7 +166,7 @@ func assessPing(r Round) (finding, bool) {
 	}
 	switch p.Class {
 	case TimedOut:
-		if strings.HasPrefix(p.Detail, "previous") || strings.Contains(p.Detail, "did not return") {
+		if p.Overrun != "" {
 			return finding{Unreachable, "liveness " + p.Detail + ": server frozen or network cut?"}, true
 		}
 		return finding{Unreachable, fmt.Sprintf("no answer to connect + SELECT 1 within %s: server frozen or network cut?", r.Timeout)}, true
@@ -175,7 +190,7 @@ func assessWrite(r Round) (finding, bool) {
 	switch w.Class {
 	case TimedOut:
 		msg := fmt.Sprintf("write probe did not finish in %s", r.Timeout)
-		if strings.HasPrefix(w.Detail, "previous") {
+		if w.Overrun == OverrunPrevious {
 			msg = "write probe still running from the previous round"
 		}
 		return finding{Unwritable, msg + "; " + stuckWriteHint(r, w.Waiting)}, true
@@ -238,7 +253,7 @@ func assessStorage(r Round) (finding, bool) {
 	switch s.Class {
 	case TimedOut:
 		msg := fmt.Sprintf("storage probe did not finish in %s", r.Timeout)
-		if strings.HasPrefix(s.Detail, "previous") {
+		if s.Overrun == OverrunPrevious {
 			msg = "storage probe still running from the previous round"
 		}
 		return finding{Degraded, msg + ": this replica cannot write to its disk (full, frozen or read-only filesystem?)"}, true

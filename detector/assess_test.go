@@ -35,7 +35,7 @@ func TestAssess(t *testing.T) {
 			Write: &Result{Class: TimedOut, Latency: 300 * time.Millisecond, Detail: "no answer before the deadline", Waiting: "Waiting for semi-sync ACK from slave"}},
 			Unwritable, []string{"did not finish", "waits for a semi-sync acknowledgement", "no semi-sync replica connected"}},
 		{"write waits for a semi-sync ACK, MySQL 8.0.26+ wording", Round{Role: Primary, Ping: ok(1), Disks: roomy,
-			Write: &Result{Class: TimedOut, Latency: 300 * time.Millisecond, Detail: "previous write probe still running after 1.2s", Waiting: "Waiting for semi-sync ACK from replica"}},
+			Write: &Result{Class: TimedOut, Latency: 300 * time.Millisecond, Detail: "previous write probe still running after 1.2s", Waiting: "Waiting for semi-sync ACK from replica", Overrun: OverrunPrevious}},
 			Unwritable, []string{"still running", "waits for a semi-sync acknowledgement"}},
 		{"write waits for the global read lock", Round{Role: Primary, Ping: ok(1), Disks: roomy,
 			Write: &Result{Class: TimedOut, Latency: 300 * time.Millisecond, Detail: "no answer before the deadline", Waiting: "Waiting for global read lock"}},
@@ -43,12 +43,14 @@ func TestAssess(t *testing.T) {
 		{"write stuck in another state", Round{Role: Primary, Ping: ok(1), Disks: roomy,
 			Write: &Result{Class: TimedOut, Latency: 300 * time.Millisecond, Detail: "no answer before the deadline", Waiting: "Commit"}},
 			Unwritable, []string{"did not finish", `commits are stuck with disk space left`, `(server state "Commit")`}},
-		{"previous write still running", Round{Role: Primary, Ping: ok(1), Write: bad(TimedOut, "previous write probe still running after 450.0ms")},
+		{"previous write still running", Round{Role: Primary, Ping: ok(1), Write: overran(OverrunPrevious, "previous write probe still running after 450.0ms")},
 			Unwritable, []string{"still running"}},
 		{"write error from a read-only filesystem", Round{Role: Primary, Ping: ok(1), Write: bad(StorageFailed, "error 1030: Got error 165")},
 			Unwritable, []string{"error 1030"}},
 		{"read_only by hand", Round{Role: Primary, Ping: ok(1), Write: bad(ReadOnlyRefused, "read_only is ON")},
 			ReadOnly, []string{"read_only", "on purpose"}},
+		{"liveness probe never returned", Round{Role: Primary, Ping: overran(OverrunNoReturn, "ping probe did not return in 450.0ms"), Write: bad(TimedOut, ""), Timeout: 300 * time.Millisecond},
+			Unreachable, []string{"liveness ping probe did not return in 450.0ms: server frozen"}},
 		{"frozen server", Round{Role: Primary, Ping: bad(TimedOut, ""), Write: bad(TimedOut, ""), Timeout: 300 * time.Millisecond},
 			Unreachable, []string{"no answer to connect + SELECT 1 within 300ms"}},
 		{"killed server", Round{Role: Primary, Ping: bad(Refused, "connection refused"), Write: bad(ConnLost, "connection lost")},
@@ -58,7 +60,7 @@ func TestAssess(t *testing.T) {
 		// A busy application's writes hung on a full disk exhaust the connections: the
 		// write probe's own connection still tells that writes hang, and that wins.
 		{"too many connections, write hangs", Round{Role: Primary, Ping: bad(Busy, "error 1040: Too many connections"),
-			Write: bad(TimedOut, "previous write probe still running after 900.0ms"), Disks: full},
+			Write: overran(OverrunPrevious, "previous write probe still running after 900.0ms"), Disks: full},
 			Unwritable, []string{"still running", "4.0 KiB free"}},
 		{"too many connections, write fails", Round{Role: Primary, Ping: bad(Busy, "error 1040"), Write: bad(StorageFailed, "error 1030")},
 			Unwritable, []string{"error 1030"}},
@@ -133,4 +135,9 @@ func TestAssess(t *testing.T) {
 			}
 		})
 	}
+}
+
+// overran is a probe result that overran its round as o says.
+func overran(o Overrun, detail string) *Result {
+	return &Result{Class: TimedOut, Latency: 300 * time.Millisecond, Detail: detail, Overrun: o}
 }

@@ -337,7 +337,7 @@ func (p *Prober) run(ctx context.Context, l *lane, probe func(context.Context, *
 		}
 		return Result{Class: TimedOut, Latency: running,
 			Detail:  fmt.Sprintf("previous %s probe still running after %s", l.name, fmtLatency(running)),
-			Waiting: waiting}
+			Waiting: waiting, Overrun: OverrunPrevious}
 	}
 	l.started.Store(start.UnixNano())
 	l.waiting.Store(nil)
@@ -588,7 +588,7 @@ wait:
 	for kind := range pending {
 		late := time.Since(r.At)
 		set(outcome{kind: kind, res: Result{Class: TimedOut, Latency: late,
-			Detail: fmt.Sprintf("%s probe did not return in %s", kind, fmtLatency(late))}})
+			Detail: fmt.Sprintf("%s probe did not return in %s", kind, fmtLatency(late)), Overrun: OverrunNoReturn}})
 	}
 	return r
 }

@@ -1,3 +1,5 @@
+//go:build integration
+
 package detector_test
 
 import (
@@ -228,9 +230,12 @@ func TestFaults(t *testing.T) {
 		if rep.Replication == nil || !rep.Replication.Configured || rep.Replication.IORunning != "Yes" {
 			t.Fatalf("replication state %+v", rep.Replication)
 		}
-		if lag := rep.Replication.HeartbeatLag; lag < 0 || lag > 2*time.Second {
+		// A few hundred ms on an idle machine; the bound only catches a lag measured
+		// wrong (clocks, time zones: hours, or negative), not a slow machine.
+		if lag := rep.Replication.HeartbeatLag; lag < 0 || lag > 10*time.Second {
 			t.Fatalf("heartbeat lag %s on a healthy replica fed every 500ms", lag)
 		}
+		t.Logf("heartbeat lag %s", rep.Replication.HeartbeatLag)
 		if rep.Storage == nil || rep.Storage.Class != detector.OK || rep.Write != nil {
 			t.Fatalf("replica probes: storage %+v write %+v", rep.Storage, rep.Write)
 		}

@@ -71,9 +71,19 @@ type CoordinatorConfig struct {
 	// OnFlow, when set, is told of every failover or switchover this coordinator ran:
 	// its kind, and done, refused or failed.
 	OnFlow func(kind cluster.Action, result cluster.RequestState)
-	Log    *zap.Logger
+	// HeldOff, when it returns a reason, forbids announcing a flow and committing one
+	// (a failsafe promise, as reconcile.ReconcilerConfig.HeldOff). nil: never.
+	HeldOff func() string
+	Log     *zap.Logger
 	// Now is the clock; time.Now by default.
 	Now func() time.Time
+}
+
+func (c CoordinatorConfig) heldOff() string {
+	if c.HeldOff == nil {
+		return ""
+	}
+	return c.HeldOff()
 }
 
 func (c *CoordinatorConfig) validate() error {

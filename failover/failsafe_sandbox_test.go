@@ -1,3 +1,5 @@
+//go:build integration
+
 package failover_test
 
 import (
@@ -10,6 +12,7 @@ import (
 	"time"
 
 	"github.com/baton-ha/baton/cluster"
+	"github.com/baton-ha/baton/internal/agent"
 	"github.com/baton-ha/baton/internal/sandbox"
 	"github.com/baton-ha/baton/internal/sandbox/sandboxtest"
 )
@@ -17,8 +20,8 @@ import (
 // agentFailsafe is the part of an agent's /status these tests read.
 type agentFailsafe struct {
 	Failsafe struct {
-		State string `json:"state"`
-		Note  string `json:"note"`
+		State agent.FailsafeState `json:"state"`
+		Note  string              `json:"note"`
 	} `json:"failsafe"`
 }
 
@@ -35,6 +38,24 @@ func failsafeOf(t *testing.T, c sbCluster, node string) agentFailsafe {
 		t.Fatalf("status of %s's agent: %v", node, err)
 	}
 	return v
+}
+
+// writesWentOn checks what failsafe mode guarantees of the writes between from and
+// to: the primary was never fenced (no write refused: read_only would refuse them)
+// and still acknowledged writes after outlasting, by then, the session a primary
+// without failsafe would have been fenced at. The longest pause is a figure for the
+// log: how fast is a benchmark's business (baton-lab bench etcd-outage).
+func writesWentOn(t *testing.T, w *sandbox.Writer, from, to time.Time, what string) {
+	t.Helper()
+	if n := w.RefusedBetween(from, to); n > 0 {
+		_, last := w.Failures()
+		t.Errorf("%d writes refused %s (last: %s): the primary was fenced", n, what, last)
+	}
+	late := from.Add(4 * time.Second) // past session_ttl (3 s) and a fence
+	if a, ok := w.FirstAckAfter(late, 0); !ok || a.At.After(to) {
+		t.Errorf("no write acknowledged %s after %s in", what, late.Sub(from))
+	}
+	t.Logf("writes %s: longest pause %s", what, maxGap(w.Acks(), from, to).Round(time.Millisecond))
 }
 
 // maxGap is the longest time without an acknowledged write between from and to.
@@ -82,8 +103,8 @@ func readOnly(t *testing.T, c sbCluster, node string) (bool, error) {
 
 // TestFailsafe: an etcd outage, with agents in failsafe mode (3 nodes, semi-sync, 3
 // etcd members, a writer through the virtual IP, a monitor writing to every server).
-// One member down changes nothing; every member down keeps the primary taking writes
-// without a gap, and etcd's return changes nothing either; a peer that cannot
+// One member down changes nothing; every member down keeps the primary taking writes,
+// never fenced, and etcd's return changes nothing either; a peer that cannot
 // authenticate fences the primary; the primary dying while etcd is down fails over
 // only once etcd is back, losing nothing.
 func TestFailsafe(t *testing.T) {
@@ -148,9 +169,7 @@ func TestFailsafe(t *testing.T) {
 		if err := c.StartEtcd(ctx, leader); err != nil {
 			t.Fatal(err)
 		}
-		if gap := maxGap(w.Acks(), from, time.Now()); gap > time.Second {
-			t.Errorf("writes stopped for %s while one etcd member (%s, the leader) was down", gap.Round(time.Millisecond), leader)
-		}
+		writesWentOn(t, w, from, time.Now(), "while one etcd member ("+leader+", the leader) was down")
 		unchanged(t, 10*time.Second)
 	})
 
@@ -160,11 +179,11 @@ func TestFailsafe(t *testing.T) {
 			t.Fatal(err)
 		}
 		time.Sleep(6 * time.Second) // twice session_ttl
-		if v := failsafeOf(t, c, "db1"); v.Failsafe.State != "primary kept" || !strings.Contains(v.Failsafe.Note, "all 2 peers confirm etcd is unreachable") {
+		if v := failsafeOf(t, c, "db1"); v.Failsafe.State != agent.FailsafeKept || !strings.Contains(v.Failsafe.Note, "all 2 peers confirm etcd is unreachable") {
 			t.Errorf("db1's failsafe = %+v, want the primary kept, all 2 peers confirming", v.Failsafe)
 		}
 		for _, n := range []string{"db2", "db3"} {
-			if v := failsafeOf(t, c, n); v.Failsafe.State != "held off" {
+			if v := failsafeOf(t, c, n); v.Failsafe.State != agent.FailsafeHeldOff {
 				t.Errorf("%s's failsafe = %+v, want held off", n, v.Failsafe)
 			}
 		}
@@ -189,11 +208,9 @@ func TestFailsafe(t *testing.T) {
 			t.Fatal(err)
 		}
 		unchanged(t, 20*time.Second)
-		if gap := maxGap(w.Acks(), from, time.Now()); gap > time.Second {
-			t.Errorf("writes stopped for %s during and after a 15s etcd outage", gap.Round(time.Millisecond))
-		}
+		writesWentOn(t, w, from, time.Now(), "during and after a 13 s etcd outage")
 		sandboxtest.WaitFor(t, 10*time.Second, "failsafe standing by again on db1", func() bool {
-			return failsafeOf(t, c, "db1").Failsafe.State == "standby"
+			return failsafeOf(t, c, "db1").Failsafe.State == agent.FailsafeStandby
 		})
 	})
 
@@ -244,7 +261,7 @@ func TestFailsafe(t *testing.T) {
 			}
 		}
 		time.Sleep(5 * time.Second)
-		if v := failsafeOf(t, c, "db1"); v.Failsafe.State != "primary kept" {
+		if v := failsafeOf(t, c, "db1"); v.Failsafe.State != agent.FailsafeKept {
 			t.Errorf("db1's failsafe = %+v with every agent cut from etcd, want the primary kept", v.Failsafe)
 		}
 		healed := time.Now()

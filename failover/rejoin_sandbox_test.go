@@ -1,3 +1,5 @@
+//go:build integration
+
 package failover_test
 
 import (
@@ -138,7 +140,8 @@ func TestRejoinAfterDiskFull(t *testing.T) {
 // quarantined, `baton rejoin` refuses without --discard-errant, and with it the node
 // rejoins and the history lists the discarded GTIDs.
 func TestRejoinDiscardErrant(t *testing.T) {
-	c := upCluster(t, "rjer", 1)
+	// A person decides on real errant transactions (the rejoin mode manual).
+	c := upClusterSpec(t, sandbox.Spec{Name: "rjer", Nodes: 3, SemiSync: true, WithAgents: true, VIP: true, EtcdMembers: 1, ManualRejoin: true})
 	ctx := context.Background()
 	w := c.NewWriter(10*time.Millisecond, time.Second)
 	w.Start(ctx)
@@ -249,7 +252,7 @@ func TestRejoinDiscardErrant(t *testing.T) {
 // (never a phantom), nothing resets the server's binlog GTID state, and only an
 // operator's discard makes the node rejoin.
 func TestRejoinPurgedRealErrant(t *testing.T) {
-	c := upCluster(t, "rjpg", 1)
+	c := upClusterSpec(t, sandbox.Spec{Name: "rjpg", Nodes: 3, SemiSync: true, WithAgents: true, VIP: true, EtcdMembers: 1, ManualRejoin: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	// db1's agent gone, its server healthy: an operator's forced failover fences it
@@ -393,4 +396,100 @@ func runBaton(t *testing.T, c sbCluster, args ...string) (stdout, stderr string,
 		t.Fatalf("run baton %v: %v", args, err)
 	}
 	return out.String(), errb.String(), code
+}
+
+// TestCutPrimaryRejoinsByItself: the primary is cut off the network while a
+// client's commits are binlogged on it and wait for a semi-sync acknowledgement
+// that cannot come; the replicas fail it over. Once the network heals, the old
+// primary has real errant transactions (those commits, and Baton's own heartbeat
+// writes): with the rejoin mode archive-and-repair (the sandbox's), it archives
+// them, undoes them in place and follows the new primary, with no operator step.
+// The archive holds every GTID it undid, and no acknowledged write is lost.
+func TestCutPrimaryRejoinsByItself(t *testing.T) {
+	c := upCluster(t, "rjcut", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	w := c.NewWriter(10*time.Millisecond, time.Second)
+	w.Start(ctx)
+	defer w.Stop()
+	sandboxtest.WaitFor(t, 5*time.Second, "writes acknowledged before the fault", func() bool { return len(w.Acks()) > 20 })
+	if err := c.Fault(ctx, "db1", sandbox.CutNetwork); err != nil {
+		t.Fatal(err)
+	}
+	// One more commit straight on db1 (its socket, not the cut network), certain to
+	// be binlogged there and to wait for an acknowledgement no replica can send.
+	db := sandboxtest.RootDB(t, c.Cluster, "db1")
+	go func() {
+		wctx, wcancel := context.WithTimeout(ctx, 3*time.Second)
+		defer wcancel()
+		_, _ = db.ExecContext(wctx, "INSERT INTO sandbox.t(v) VALUES ('cut off, never acknowledged')")
+	}()
+	var primary string
+	sandboxtest.WaitFor(t, 30*time.Second, "a failover away from db1", func() bool {
+		snap := c.snapshot(t)
+		primary = snap.Primary.Node
+		return primary != "db1" && snap.Leader == primary
+	})
+	time.Sleep(time.Second)
+	if err := c.Fault(ctx, "db1", sandbox.HealNetwork); err != nil {
+		t.Fatal(err)
+	}
+	healed := time.Now()
+	var ev *cluster.Event
+	sandboxtest.WaitFor(t, 60*time.Second, "db1 a replica again, its errant writes undone", func() bool {
+		snap := c.snapshot(t)
+		n := snap.Nodes["db1"]
+		if n.Role != cluster.RoleReplica || !n.IORunning || !n.SQLRunning {
+			return false
+		}
+		hist, err := c.store.History(ctx, 5)
+		if err != nil {
+			return false
+		}
+		for _, e := range hist {
+			if e.Kind == cluster.EventRejoin && e.From == "db1" {
+				ev = &e
+				return true
+			}
+		}
+		return false
+	})
+	t.Logf("db1 rejoined %s after the network healed: %s", time.Since(healed).Round(time.Millisecond), ev.Reason)
+	if ev.Manual || ev.Archive == "" || !strings.Contains(ev.Reason, "undone in place") {
+		t.Fatalf("rejoin event %+v: want an automatic undo naming its archive", ev)
+	}
+	archive, err := os.ReadFile(ev.Archive)
+	if err != nil {
+		t.Fatalf("the archive %s: %v", ev.Archive, err)
+	}
+	undone := 0
+	for _, g := range ev.Discarded {
+		if strings.Contains(string(archive), "GTID "+g+" ") {
+			undone++
+		}
+	}
+	if undone == 0 {
+		t.Fatalf("the archive holds none of the forgotten GTIDs %v", ev.Discarded)
+	}
+	if !strings.Contains(string(archive), "cut off, never acknowledged") {
+		t.Error("the archive lacks the commit made on db1 after the cut")
+	}
+	t.Logf("archive %s: %d bytes, %d of the %d forgotten GTIDs (the others were phantoms)", ev.Archive, len(archive), undone, len(ev.Discarded))
+	w.Stop()
+	checkReplica(t, c, "db1", primary)
+	qctx, qcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer qcancel()
+	for _, node := range []string{primary, "db1"} {
+		lost, err := w.Lost(qctx, sandboxtest.RootDB(t, c.Cluster, node))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(lost) > 0 {
+			t.Errorf("%d acknowledged writes are not on %s: %v", len(lost), node, lost)
+		}
+	}
+	var n int
+	if err := db.QueryRowContext(qctx, "SELECT COUNT(*) FROM sandbox.t WHERE v = 'cut off, never acknowledged'").Scan(&n); err != nil || n != 0 {
+		t.Errorf("the unacknowledged commit is still in db1's table (%d rows, %v): it was not undone", n, err)
+	}
 }

@@ -59,6 +59,10 @@ const (
 	// that an operator asked to discard real ones): reset its binlog GTID state to
 	// what its binary logs hold, then follow the primary of record.
 	NodeRepairErrant
+	// NodeUndoErrant: a quarantined node whose real errant transactions may be
+	// undone in place (UndoCheck): archive them, undo them with flashback, reset
+	// its binlog GTID state, then follow the primary of record.
+	NodeUndoErrant
 )
 
 func (a NodeAction) String() string {
@@ -89,6 +93,8 @@ func (a NodeAction) String() string {
 		return "follow"
 	case NodeRepairErrant:
 		return "repair_errant"
+	case NodeUndoErrant:
+		return "undo_errant"
 	}
 	return fmt.Sprintf("node_action(%d)", int(a))
 }
@@ -148,6 +154,9 @@ type Self struct {
 	// DiskRoom: the detector's latest round read every data filesystem with room
 	// (see DiskRoom) and the storage probe, if any, wrote.
 	DiskRoom bool
+	// CanArchive: the reconciler can archive errant transactions (it has the
+	// client programs and an archive directory); without it nothing real is undone.
+	CanArchive bool
 }
 
 // ErrantCheck is the evidence about a quarantined node's errant GTIDs: Errant is the
@@ -401,7 +410,7 @@ func analyzeErrant(snap cluster.Snapshot, s Self, a Analysis) Analysis {
 		return a
 	}
 	ev := check.Evidence
-	phantom := ev.Phantom()
+	verdict, why := CheckRejoin(a.Errant, ev.Txns, req)
 	blocked := ""
 	switch {
 	case a.Fence:
@@ -417,33 +426,52 @@ func analyzeErrant(snap cluster.Snapshot, s Self, a Analysis) Analysis {
 		realGTIDs = append(realGTIDs, t.GTID)
 	}
 	switch {
-	case req != nil && req.Errant != "" && req.Errant != a.Errant:
-		a.Answer = answer(*req, cluster.RequestRefused, fmt.Sprintf("the errant GTIDs are now %s, not %s as when the request was made: look again (baton status)", a.Errant, req.Errant))
-	case req != nil && !phantom && !req.DiscardErrant:
-		a.Answer = answer(*req, cluster.RequestRefused, fmt.Sprintf("real errant transactions in the binlog (%s): give --discard-errant to discard them", strings.Join(realGTIDs, ", ")))
+	case req != nil && (verdict == RejoinRefused || verdict == RejoinUnchecked):
+		a.Answer = answer(*req, cluster.RequestRefused, why)
 	case req != nil && blocked != "":
 		a.Answer = answer(*req, cluster.RequestRefused, "not now: "+blocked)
 	case req != nil:
-		a.Action, a.Request, a.Discard = NodeRepairErrant, req, !phantom
+		a.Action, a.Request, a.Discard = NodeRepairErrant, req, verdict == RejoinDiscard
 		a.Reason = fmt.Sprintf("%s asked to rejoin: ", orUnknown(req.By))
-		if phantom {
+		if verdict == RejoinPhantoms {
 			a.Reason += "every errant GTID is a phantom (in no binary log)"
 		} else {
 			a.Reason += "real errant transactions " + strings.Join(realGTIDs, ", ") + " discarded on request"
 		}
 		return a
-	case phantom && blocked == "":
+	case verdict == RejoinPhantoms && blocked == "":
 		a.Action = NodeRepairErrant
 		a.Reason = "every errant GTID (" + strings.Join(ev.GTIDs(), ", ") + ") is a phantom: numbered, in no binary log; the disk has room; read_only"
 		return a
 	}
-	switch {
-	case phantom:
+	if verdict == RejoinPhantoms {
 		a.Reason = "every errant GTID is a phantom (in no binary log); not repaired yet: " + blocked
+		return a
+	}
+	undo, why := UndoCheck(ev, rejoinMode(snap))
+	switch {
+	case undo && blocked == "" && s.CanArchive:
+		a.Action = NodeUndoErrant
+		a.Reason = "real errant transactions " + strings.Join(realGTIDs, ", ") + " archived, then undone in place: " + why
+	case undo && !s.CanArchive:
+		a.Reason = "real errant transactions (" + strings.Join(realGTIDs, ", ") + ") could be undone (" + why + "), but this agent cannot archive them (no client programs or archive directory): " +
+			"baton rejoin " + s.Node + " --discard-errant --yes once they are kept elsewhere"
+	case undo:
+		a.Reason = "real errant transactions (" + strings.Join(realGTIDs, ", ") + ") to undo in place (" + why + "); not yet: " + blocked
 	default:
-		a.Reason = "real errant transactions in the binary log (" + strings.Join(realGTIDs, ", ") + "): a person must decide (baton rejoin --discard-errant)"
+		a.Reason = "real errant transactions in the binary log (" + strings.Join(realGTIDs, ", ") + "), not undone by the node itself: " + why +
+			"; a person decides: baton rejoin " + s.Node + " --discard-errant --yes (archived first), or rebuild the node"
 	}
 	return a
+}
+
+// rejoinMode is the cluster's rejoin mode: manual when its policy is missing or
+// unreadable.
+func rejoinMode(snap cluster.Snapshot) cluster.RejoinMode {
+	if snap.Policy == nil {
+		return cluster.RejoinManual
+	}
+	return snap.Policy.Policy.Rejoin
 }
 
 // answer is req with its outcome.

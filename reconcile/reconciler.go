@@ -63,6 +63,16 @@ type Local interface {
 
 var _ Local = (*replication.Instance)(nil)
 
+// Archiver keeps a node's errant transactions and undoes them: replication.Tools
+// (MariaDB's client programs) in production.
+type Archiver interface {
+	Archive(ctx context.Context, ev replication.ErrantEvidence, primary replication.Server, header, path string) (replication.Archived, error)
+	Flashback(ctx context.Context, ev replication.ErrantEvidence, primary replication.Server, path string) error
+	Undo(ctx context.Context, path, errant string) error
+}
+
+var _ Archiver = replication.Tools{}
+
 // ReconcilerConfig configures a Reconciler.
 type ReconcilerConfig struct {
 	Node string
@@ -74,12 +84,17 @@ type ReconcilerConfig struct {
 	Store *cluster.Store
 	// Cluster is where each pass reads the cluster (the agent's one cache, shared
 	// with its coordinator) and what wakes it when a key it acts on changes.
-	Cluster  cluster.Reader
-	Local    Local   // this node's server
-	LocalDB  *sql.DB // the same server, for the heartbeat bootstrap
-	Detector Detector
-	Peer     *PeerWatch // may be nil (single-node clusters, tests)
-	VIP      VIP        // may be nil: no virtual IP
+	Cluster cluster.Reader
+	Local   Local   // this node's server
+	LocalDB *sql.DB // the same server, for the heartbeat bootstrap
+	// Tools archives and undoes the node's errant transactions (replication.Tools),
+	// into ArchiveDir; either unset: real errant transactions are never undone or
+	// discarded by this agent (no archive, no repair).
+	Tools      Archiver
+	ArchiveDir string
+	Detector   Detector
+	Peer       *PeerWatch // may be nil (single-node clusters, tests)
+	VIP        VIP        // may be nil: no virtual IP
 	// Repl is how this node's server connects to the primary of record when it
 	// replicates: the account and the TLS settings (Host and Port are ignored: they
 	// are the primary's).
@@ -137,6 +152,7 @@ type Reconciler struct {
 	fenced    string // why this node fenced itself, "" when not fenced
 	stuck     string // why this node cannot replicate until a person acts, "" when it can
 	errant    string
+	archive   string // the latest archive of errant transactions this agent wrote
 	local     *replication.Status
 	localErr  error
 	lastPub   cluster.NodeStatus
@@ -300,7 +316,8 @@ func (r *Reconciler) read(ctx context.Context) (cluster.Snapshot, error) {
 func (r *Reconciler) self(lease clientv3.LeaseID) Self {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	self := Self{Node: r.cfg.Node, Lease: lease, FlowFenced: r.intentKey, FlowFencedEpoch: r.intentEpoch, SemiSync: r.cfg.SemiSync}
+	self := Self{Node: r.cfg.Node, Lease: lease, FlowFenced: r.intentKey, FlowFencedEpoch: r.intentEpoch, SemiSync: r.cfg.SemiSync,
+		CanArchive: r.cfg.Tools != nil && r.cfg.ArchiveDir != ""}
 	r.rejoin.fill(&self, r.cfg.Detector.Report(), r.cfg.Now())
 	return self
 }
@@ -374,11 +391,10 @@ func (r *Reconciler) act(ctx context.Context, snap cluster.Snapshot, lease clien
 		}
 	case NodeQuarantine:
 		r.probeAs(a.Probe)
-		stuck := ""
-		if a.Errant == "" {
-			stuck = a.Reason // a quarantine for something other than errant GTIDs says why
-		}
-		if news := r.setStuck(stuck); r.errantSet(a.Errant) || news {
+		// The quarantine's reason is what the node's status says (not the detector's
+		// "no replication configured"): why, and what happens next or the command.
+		news := r.setStuck(a.Reason)
+		if r.errantSet(a.Errant) || (news && a.Errant == "") {
 			r.log.Error("quarantined: "+a.Reason, zap.String("errant", a.Errant), zap.String("primary", snap.Primary.Node))
 		}
 		r.setRole(a.Role)
@@ -393,6 +409,8 @@ func (r *Reconciler) act(ctx context.Context, snap cluster.Snapshot, lease clien
 		r.follow(ctx, snap, a)
 	case NodeRepairErrant:
 		r.repairErrant(ctx, snap, a)
+	case NodeUndoErrant:
+		r.undoErrant(ctx, snap, a)
 	}
 }
 
@@ -810,6 +828,7 @@ func (r *Reconciler) build(snap cluster.Snapshot) cluster.NodeStatus {
 	if r.errant != "" {
 		n.ErrantTxns = r.rejoin.txns(r.errant)
 	}
+	n.Archive = r.archive
 	if r.cfg.Policy.Validate() == nil {
 		p := r.cfg.Policy
 		n.Policy = &p
@@ -849,7 +868,11 @@ func (r *Reconciler) build(snap cluster.Snapshot) cluster.NodeStatus {
 			n.ReplError = st.LastSQLError
 		}
 	}
-	if rep.Replication != nil && rep.Replication.HeartbeatLag >= 0 {
+	// A lag only for a node with a source: one with none (a quarantined deposed
+	// primary) replicates nothing, and its heartbeat's age is no lag. A replica
+	// quarantined with its source kept (its SQL thread stopped on diverged data)
+	// has one: how far behind it is, what a switchover to it must weigh.
+	if rep.Replication != nil && rep.Replication.HeartbeatLag >= 0 && n.Source != "" {
 		caughtUp := r.local != nil && r.local.IOThread == replication.ThreadRunning && r.local.Executed.Contain(r.local.Retrieved)
 		n.LagMS = replicaLag(rep.Replication.HeartbeatLag, caughtUp, r.cfg.Tick, r.cfg.ConfirmLag).Milliseconds()
 	}
@@ -921,7 +944,7 @@ func significant(a, b cluster.NodeStatus, confirmLag time.Duration) bool {
 	return a.Role != b.Role || a.Verdict != b.Verdict || a.ServerRead != b.ServerRead || a.ReadOnly != b.ReadOnly || a.IORunning != b.IORunning ||
 		a.SQLRunning != b.SQLRunning || a.Source != b.Source || a.Epoch != b.Epoch || a.Errant != b.Errant ||
 		a.StorageOK != b.StorageOK || pv(a.PrimaryView) != pv(b.PrimaryView) || a.VIP != b.VIP ||
-		lagged(a) != lagged(b)
+		lagged(a) != lagged(b) || (b.Role == cluster.RoleQuarantined && a.Reason != b.Reason) || a.Archive != b.Archive
 }
 
 // publishMarks are the thresholds of publishNow.

@@ -2,7 +2,9 @@ package reconcile
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -173,8 +175,22 @@ func (r *Reconciler) inspectErrant(ctx context.Context, snap cluster.Snapshot, a
 
 // repairErrant makes the local server forget its errant GTIDs (RepairErrant: its
 // binlog GTID state reset to what its binary logs hold), follows the primary of
-// record, and records what it did and why in the history and the log.
+// record, and records what it did and why in the history and the log. Real errant
+// transactions (an operator's discard) are archived first: no archive, no repair.
 func (r *Reconciler) repairErrant(ctx context.Context, snap cluster.Snapshot, a Analysis) {
+	r.rejoinWith(ctx, snap, a, false)
+}
+
+// undoErrant archives the node's real errant transactions, undoes them in place with
+// MariaDB's flashback (one transaction, with a mark that refuses a second undo),
+// then forgets their GTIDs and follows the primary of record, as repairErrant.
+func (r *Reconciler) undoErrant(ctx context.Context, snap cluster.Snapshot, a Analysis) {
+	r.rejoinWith(ctx, snap, a, true)
+}
+
+// rejoinWith is repairErrant, and with undo the flashback between the archive and
+// the reset.
+func (r *Reconciler) rejoinWith(ctx context.Context, snap cluster.Snapshot, a Analysis, undo bool) {
 	start := r.cfg.Now()
 	r.probeAs(a.Probe)
 	r.rejoin.mu.Lock()
@@ -186,42 +202,83 @@ func (r *Reconciler) repairErrant(ctx context.Context, snap cluster.Snapshot, a 
 	ev := check.Evidence
 	fail := func(step string, err error) {
 		r.log.Error("rejoin: "+step, zap.Error(err), zap.String("errant", a.Errant))
-		r.rejoin.set(nil, time.Time{}) // look again before anything else
+		// Look again before anything else, not at once: a step that failed (a
+		// client program missing, a server refusing) would fail again.
+		r.rejoin.set(nil, r.cfg.Now())
 		if a.Request != nil {
 			r.answerRejoin(ctx, a.RequestRev, *answer(*a.Request, cluster.RequestFailed, step+": "+err.Error()))
 		}
 	}
-	if err := r.cfg.Local.RepairErrant(ctx, ev, a.Discard); err != nil {
+	var steps []cluster.Step
+	step := func(name string, from time.Time, note string) {
+		steps = append(steps, cluster.Step{Name: name, Took: r.cfg.Now().Sub(from), Note: note})
+	}
+	var archived replication.Archived
+	if undo || len(ev.Real()) > 0 {
+		t0 := r.cfg.Now()
+		var err error
+		if archived, err = r.archiveErrant(ctx, snap, a, ev, start); err != nil {
+			fail("archive the errant transactions (no archive, no repair)", err)
+			return
+		}
+		step("archive", t0, fmt.Sprintf("%s (%d bytes, GTIDs %s)", archived.Path, archived.Bytes, strings.Join(archived.GTIDs, ", ")))
+	}
+	if undo {
+		t0 := r.cfg.Now()
+		fb := strings.TrimSuffix(archived.Path, "-errant.sql") + "-flashback.sql"
+		if err := r.cfg.Tools.Flashback(ctx, ev, a.Primary, fb); err != nil {
+			fail("write the flashback", err)
+			return
+		}
+		note := "flashback " + fb + " applied in one transaction"
+		switch err := r.cfg.Tools.Undo(ctx, fb, a.Errant); {
+		case errors.Is(err, replication.ErrUndoneBefore):
+			note = "undone before (baton.undo holds its mark): not applied again"
+		case err != nil:
+			fail("undo the errant transactions with flashback", err)
+			return
+		}
+		step("undo", t0, note)
+	}
+	t0 := r.cfg.Now()
+	if err := r.cfg.Local.RepairErrant(ctx, ev, a.Discard || undo); err != nil {
 		fail("reset the binlog GTID state", err)
 		return
 	}
-	repaired := r.cfg.Now()
+	step("reset_binlog_state", t0, "RESET MASTER; gtid_binlog_state = "+orDash(ev.Written))
+	t0 = r.cfg.Now()
 	src := r.cfg.Repl.At(a.Source.Host, a.Source.Port)
 	followErr := r.cfg.Local.Follow(ctx, src, r.confirmView(snap))
 	followed := r.cfg.Now()
+	steps = append(steps, cluster.Step{Name: "follow", Took: followed.Sub(t0)})
+	if followErr != nil {
+		steps[len(steps)-1].Error = followErr.Error()
+	}
 	r.rejoin.set(nil, time.Time{})
 	r.errantSet("")
 	ev2 := cluster.Event{Kind: cluster.EventRejoin, From: r.cfg.Node, To: snap.Primary.Node, Epoch: snap.Primary.Epoch, Started: start.UTC(),
-		Took: followed.Sub(start), Manual: a.Request != nil, Discarded: ev.GTIDs()}
+		Took: followed.Sub(start), Manual: a.Request != nil, Discarded: ev.GTIDs(), Archive: archived.Path, Steps: steps}
 	what := "phantom GTIDs (numbered by the server, in no binary log: writes that never reached it)"
-	if a.Discard {
-		what = "errant transactions discarded on request (their binlog events removed, their changes to the data kept)"
+	switch {
+	case undo:
+		what = "errant transactions undone in place with flashback (their changes to the data reversed; archived in " + archived.Path + ")"
+	case a.Discard:
+		what = "errant transactions discarded on request (their binlog events removed, their changes to the data kept; archived in " + orDash(archived.Path) + ")"
 	}
 	ev2.Reason = fmt.Sprintf("%s: %s %s forgotten; gtid_binlog_state %s -> %s; following %s", a.Reason, what,
 		strings.Join(ev.GTIDs(), ", "), ev.BinlogState, orDash(ev.Written), snap.Primary.Node)
 	if ev.UnreadableTail != "" {
-		ev2.Reason += "; binlog unreadable: " + ev.UnreadableTail
+		ev2.Reason += "; the binlog ends in bytes no reader can parse, what a write cut by the full disk leaves (what lies there never reached a replica): " + ev.UnreadableTail
 	}
-	steps := []cluster.Step{{Name: "reset_binlog_state", Took: repaired.Sub(start), Note: "RESET MASTER; gtid_binlog_state = " + orDash(ev.Written)},
-		{Name: "follow", Took: followed.Sub(repaired)}}
-	if followErr != nil {
-		steps[1].Error = followErr.Error()
-	}
-	ev2.Steps = steps
 	r.log.Warn("rejoined: "+ev2.Reason, zap.Strings("discarded", ev2.Discarded), zap.Bool("manual", ev2.Manual),
 		zap.Duration("took", ev2.Took), zap.Error(followErr))
 	if err := r.cfg.Store.AppendHistory(ctx, ev2); err != nil {
 		r.log.Warn("record the rejoin in the history", zap.Error(err))
+	}
+	if archived.Path != "" {
+		r.mu.Lock()
+		r.archive = archived.Path
+		r.mu.Unlock()
 	}
 	if a.Request != nil {
 		out := answer(*a.Request, cluster.RequestDone, "")
@@ -238,6 +295,34 @@ func (r *Reconciler) repairErrant(ctx context.Context, snap cluster.Snapshot, a 
 	// The record may have been written at this pass's inspection, after the
 	// snapshot was read: deleted whatever the snapshot says.
 	r.forgetErrantRecord(ctx, snap, true)
+}
+
+// archiveErrant writes the node's errant transactions to a new file of the archive
+// directory: a header a DBA reads first (the node, the primary, each GTID with what
+// the binary log says of it, how to apply them again), then their events as
+// mariadb-binlog prints them.
+func (r *Reconciler) archiveErrant(ctx context.Context, snap cluster.Snapshot, a Analysis, ev replication.ErrantEvidence, at time.Time) (replication.Archived, error) {
+	if r.cfg.Tools == nil || r.cfg.ArchiveDir == "" {
+		return replication.Archived{}, errors.New("no archive: this agent has no client programs or archive directory")
+	}
+	path := filepath.Join(r.cfg.ArchiveDir, fmt.Sprintf("%s-%s-errant.sql", r.cfg.Node, at.UTC().Format("20060102T150405.000Z")))
+	var h strings.Builder
+	fmt.Fprintf(&h, "Baton: errant transactions of %s, archived %s before they were undone or discarded.\n", r.cfg.Node, at.UTC().Format(time.RFC3339))
+	fmt.Fprintf(&h, "Primary of record: %s (epoch %d), GTID set %s\n", snap.Primary.Node, snap.Primary.Epoch, a.Primary.Executed)
+	fmt.Fprintf(&h, "Errant set: %s; gtid_binlog_state was %s\n", a.Errant, ev.BinlogState)
+	for _, t := range ev.Txns {
+		if t.Kind == replication.ErrantPhantom {
+			continue
+		}
+		line := DescribeErrant(t)
+		if len(t.Tables) > 0 {
+			line += "; tables " + strings.Join(t.Tables, ", ")
+		}
+		fmt.Fprintf(&h, "  %s\n", line)
+	}
+	h.WriteString("To apply them again (on the primary, after reading them): mariadb < THIS_FILE\n")
+	h.WriteString("Each row change is decoded in the comments (### lines) under its BINLOG statement.")
+	return r.cfg.Tools.Archive(ctx, ev, a.Primary, h.String(), path)
 }
 
 // forgetErrantRecord deletes the node's errant record once it has no errant GTIDs

@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -210,5 +211,91 @@ func TestRecall(t *testing.T) {
 	// Recalled as real, a GTID keeps a note saying why.
 	if got := recall(fresh, &cluster.ErrantRecord{Node: "db2", Real: []string{"0-2-75"}, At: at}); !strings.Contains(got[1].Note, "recorded") {
 		t.Errorf("note %q: want it to say the finding was recorded", got[1].Note)
+	}
+}
+
+// rows is evidence of one phantom and one real errant transaction of row events on
+// tables, written whole in the binary log (the archive can hold it, flashback can
+// undo it).
+func rows(tables ...string) *ErrantCheck {
+	ev := evidence(replication.ErrantReal)
+	ev.Evidence.Flavor = replication.FlavorMariaDB
+	ev.Evidence.Txns[1].First = &replication.BinlogEvent{File: "mysql-bin.000001", Type: "Annotate_rows", Info: "UPDATE ..."}
+	ev.Evidence.Txns[1].Tables, ev.Evidence.Txns[1].RowsOnly = tables, true
+	return ev
+}
+
+// TestAnalyzeUndo: a quarantined node undoes real errant transactions in place only
+// when the evidence lets flashback do it (row events, in the binary log whole, so
+// archived first) and the cluster's rejoin mode allows it, or they are Baton's own
+// heartbeat writes; never without an archive, never blocked (writable, no room,
+// fence needed), and otherwise it stays quarantined saying the command.
+func TestAnalyzeUndo(t *testing.T) {
+	released := snapWith(failedOver(), func(s *cluster.Snapshot) { s.Leader, s.LeaderLease = "db2", leases["db2"] })
+	mode := func(m cluster.RejoinMode) cluster.Snapshot {
+		return snapWith(released, func(s *cluster.Snapshot) {
+			s.Policy = &cluster.PolicyRecord{Policy: cluster.Policy{ConfirmLag: time.Second, Rejoin: m}}
+		})
+	}
+	archiving := func(c *ErrantCheck, room bool) Self { s := fencedOld(c, room); s.CanArchive = true; return s }
+	ddl := rows("app.t")
+	ddl.Evidence.Txns[1].RowsOnly = false
+	purged := rows("app.t")
+	purged.Evidence.Txns[1].Kind, purged.Evidence.Txns[1].First = replication.ErrantUnchecked, nil
+	purged.Evidence.Txns[1].Note = "purged"
+	mysql := rows("app.t")
+	mysql.Evidence.Flavor = replication.FlavorMySQL
+	cases := []struct {
+		name       string
+		snap       cluster.Snapshot
+		self       Self
+		want       NodeAction
+		wantReason string
+	}{
+		{"application rows, manual mode: quarantined, saying the command", mode(cluster.RejoinManual), archiving(rows("app.t"), true),
+			NodeQuarantine, "baton rejoin db1 --discard-errant --yes"},
+		{"application rows, no policy read: manual", snapWith(released, func(s *cluster.Snapshot) { s.Policy = nil }), archiving(rows("app.t"), true),
+			NodeQuarantine, "rejoin mode is manual"},
+		{"application rows, archive-and-repair: undone", mode(cluster.RejoinArchiveAndRepair), archiving(rows("app.t"), true),
+			NodeUndoErrant, "archived, then undone"},
+		{"Baton's heartbeat alone, manual mode: undone all the same", mode(cluster.RejoinManual), archiving(rows("baton.heartbeat"), true),
+			NodeUndoErrant, "Baton's own schema"},
+		{"heartbeat and an application table: the mode decides", mode(cluster.RejoinManual), archiving(rows("baton.heartbeat", "app.t"), true),
+			NodeQuarantine, "rejoin mode is manual"},
+		{"DDL: flashback cannot, quarantined", mode(cluster.RejoinArchiveAndRepair), archiving(ddl, true),
+			NodeQuarantine, "statement or DDL"},
+		{"purged from the binary log: cannot be archived, quarantined", mode(cluster.RejoinArchiveAndRepair), archiving(purged, true),
+			NodeQuarantine, "could not be archived"},
+		{"MySQL: no flashback", mode(cluster.RejoinArchiveAndRepair), archiving(mysql, true),
+			NodeQuarantine, "only MariaDB"},
+		{"no archive possible: never undone", mode(cluster.RejoinArchiveAndRepair), fencedOld(rows("app.t"), true),
+			NodeQuarantine, "cannot archive"},
+		{"disk still full: not yet", mode(cluster.RejoinArchiveAndRepair), archiving(rows("app.t"), false),
+			NodeQuarantine, "not yet"},
+		{"server writable: fence first, no undo", mode(cluster.RejoinArchiveAndRepair),
+			func() Self { s := archiving(rows("app.t"), true); s.Status.ReadOnly = false; return s }(), NodeQuarantine, "not yet"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			a := Analyze(tc.snap, tc.self)
+			if a.Action != tc.want || !strings.Contains(a.Reason, tc.wantReason) {
+				t.Fatalf("action %s (%s), want %s with %q", a.Action, a.Reason, tc.want, tc.wantReason)
+			}
+			if a.Action == NodeUndoErrant && (a.Source.Host == "" || a.Errant == "" || a.Primary.Executed.IsEmpty()) {
+				t.Errorf("undo without a source, errant set or primary: %+v", a)
+			}
+		})
+	}
+	if n := len(rows("app.t").Evidence.Txns); n != 2 {
+		t.Fatalf("evidence of %d transactions", n)
+	}
+	many := rows("app.t")
+	for i := range MaxUndo {
+		tx := many.Evidence.Txns[1]
+		tx.GTID = fmt.Sprintf("0-1-%d", 200+i)
+		many.Evidence.Txns = append(many.Evidence.Txns, tx)
+	}
+	if ok, why := UndoCheck(many.Evidence, cluster.RejoinArchiveAndRepair); ok || !strings.Contains(why, "more than") {
+		t.Errorf("UndoCheck of %d transactions = %v (%s), want refused", len(many.Evidence.Txns), ok, why)
 	}
 }

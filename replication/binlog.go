@@ -93,6 +93,12 @@ type ErrantTxn struct {
 	First *BinlogEvent `json:"first,omitempty"`
 	// Note says why a GTID not found in the binlog counts as real all the same.
 	Note string `json:"note,omitempty"`
+	// Tables are the tables its row events touch (db.table, from its Table_map
+	// events), in order, when it is in the binlog whole.
+	Tables []string `json:"tables,omitempty"`
+	// RowsOnly: in the binlog whole, and made of row events alone (no statement,
+	// no DDL): what MariaDB's flashback can undo.
+	RowsOnly bool `json:"rows_only,omitempty"`
 }
 
 // ErrantEvidence is what InspectErrant found on a server: its errant
@@ -118,6 +124,11 @@ type ErrantEvidence struct {
 	// errant (domain, server_id) entry set back to its last transaction really
 	// written at or below what the primary has (dropped when there is none).
 	Written string
+	// Oldest is the Gtid_list of the oldest binary log file (what was logged before
+	// it, purged or not), when it could be read (HasOldest): a program reading the
+	// binary logs cannot start before it.
+	Oldest    GTIDSet
+	HasOldest bool
 }
 
 // Phantom says whether every errant GTID was found to be a phantom: the server
@@ -380,6 +391,8 @@ func classifyErrant(f Flavor, lookups []lookup, events []BinlogEvent, tails map[
 		first    *BinlogEvent
 		complete bool
 		file     string
+		tables   []string
+		stmt     bool // a Query event other than BEGIN/COMMIT: a statement, or DDL
 	}
 	seen := map[string]found{}
 	for i, e := range events {
@@ -399,6 +412,14 @@ func classifyErrant(f Flavor, lookups []lookup, events []BinlogEvent, tails map[
 				break
 			}
 			info := strings.ToUpper(strings.TrimSpace(n.Info))
+			if strings.EqualFold(n.Type, "Table_map") {
+				if t := mappedTable(n.Info); t != "" && !slices.Contains(fd.tables, t) {
+					fd.tables = append(fd.tables, t)
+				}
+			}
+			if strings.EqualFold(n.Type, "Query") && info != "BEGIN" && !strings.HasPrefix(info, "COMMIT") {
+				fd.stmt = true
+			}
 			if fd.first == nil {
 				if strings.EqualFold(n.Type, "Query") && info == "BEGIN" {
 					continue
@@ -421,6 +442,9 @@ func classifyErrant(f Flavor, lookups []lookup, events []BinlogEvent, tails map[
 		if fd.first == nil {
 			fd.first = &first
 		}
+		if standalone {
+			fd.stmt = true // a GTID event without BEGIN: DDL or a statement of its own
+		}
 		seen[g] = fd
 	}
 	out := make([]ErrantTxn, 0, len(lookups))
@@ -432,6 +456,7 @@ func classifyErrant(f Flavor, lookups []lookup, events []BinlogEvent, tails map[
 			t.Kind, t.Note = l.kind, l.note
 		case ok && fd.complete:
 			t.Kind, t.First = ErrantReal, fd.first
+			t.Tables, t.RowsOnly = fd.tables, !fd.stmt && len(fd.tables) > 0
 		case ok && tails[fd.file] > 0 && f == FlavorMariaDB:
 			t.Kind, t.First = ErrantPhantom, fd.first
 			t.Note = fmt.Sprintf("never written whole: %s is unreadable from offset %d, inside this transaction", fd.file, tails[fd.file])
@@ -447,6 +472,19 @@ func classifyErrant(f Flavor, lookups []lookup, events []BinlogEvent, tails map[
 		out = append(out, t)
 	}
 	return out
+}
+
+// tableMapInfo is SHOW BINLOG EVENTS's Info of a Table_map event, the same on both
+// flavors: "table_id: 20 (baton.heartbeat)".
+var tableMapInfo = regexp.MustCompile(`\(([^()]+)\)\s*$`)
+
+// mappedTable returns the db.table a Table_map event's Info names, "" if none.
+func mappedTable(info string) string {
+	m := tableMapInfo.FindStringSubmatch(strings.TrimSpace(info))
+	if m == nil {
+		return ""
+	}
+	return m[1]
 }
 
 // writtenState is MariaDB's gtid_binlog_state as the binary logs hold it: each
@@ -545,6 +583,9 @@ func (in *Instance) InspectErrant(ctx context.Context, primary Server, timeout t
 		files, err := s.binlogFiles(ctx)
 		if err != nil {
 			return err
+		}
+		if len(files) > 0 && files[0].HasBefore {
+			ev.Oldest, ev.HasOldest = files[0].Before, true
 		}
 		lookups := locate(errantLookups(ev.Errant, primary, state), files)
 		scan := filesToScan(lookups, files)

@@ -355,3 +355,45 @@ func TestUnloggedBelowOldest(t *testing.T) {
 		})
 	}
 }
+
+// TestClassifyErrantTables: what an errant transaction touches, and whether it is
+// row events alone (what flashback can undo), read off SHOW BINLOG EVENTS as
+// MariaDB 10.11 prints it: a heartbeat write (row events on baton.heartbeat), an
+// application's row write, and DDL.
+func TestClassifyErrantTables(t *testing.T) {
+	out := mariaFencedTail + `
+mysql-bin.000001	14187	Gtid	1	14229	BEGIN GTID 0-1-36
+mysql-bin.000001	14229	Annotate_rows	1	14300	INSERT INTO app.t VALUES (1)
+mysql-bin.000001	14300	Table_map	1	14350	table_id: 30 (app.t)
+mysql-bin.000001	14350	Write_rows_v1	1	14400	table_id: 30 flags: STMT_END_F
+mysql-bin.000001	14400	Xid	1	14431	COMMIT /* xid=700 */
+mysql-bin.000001	14431	Gtid	1	14473	GTID 0-1-37
+mysql-bin.000001	14473	Query	1	14600	CREATE TABLE app.u (id INT PRIMARY KEY)`
+	events := eventsOf(t, out)
+	state := MustParseGTIDSet(FlavorMariaDB, "0-1-37")
+	primary := Server{ServerID: 2, Executed: MustParseGTIDSet(FlavorMariaDB, "0-1-33,0-2-53")}
+	errant, _ := Errant(Server{ServerID: 1, Executed: state}, primary)
+	files := []binlogFile{{Name: "mysql-bin.000001", Before: MustParseGTIDSet(FlavorMariaDB, ""), HasBefore: true}}
+	txns := classifyErrant(FlavorMariaDB, locate(errantLookups(errant, primary, state), files), events, nil)
+	got := map[string]ErrantTxn{}
+	for _, tx := range txns {
+		got[tx.GTID] = tx
+	}
+	for gtid, want := range map[string]struct {
+		tables   string
+		rowsOnly bool
+	}{
+		"0-1-34": {"baton.heartbeat", true},
+		"0-1-35": {"baton.heartbeat", true},
+		"0-1-36": {"app.t", true},
+		"0-1-37": {"", false},
+	} {
+		tx := got[gtid]
+		if tx.Kind != ErrantReal || strings.Join(tx.Tables, ",") != want.tables || tx.RowsOnly != want.rowsOnly {
+			t.Errorf("%s: %+v, want real, tables %q, rows only %v", gtid, tx, want.tables, want.rowsOnly)
+		}
+	}
+	if mappedTable("table_id: 20 (baton.heartbeat)") != "baton.heartbeat" || mappedTable("garbage") != "" {
+		t.Error("mappedTable")
+	}
+}

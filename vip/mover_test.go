@@ -1,3 +1,5 @@
+//go:build integration
+
 package vip
 
 import (
@@ -14,35 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap/zaptest"
 	"golang.org/x/sys/unix"
 )
-
-const testVIP = "198.18.0.100"
-
-// newMover makes a Mover for testVIP/24 on eth0. New touches no kernel
-// state, so it may run on any thread; the methods must run on a thread in
-// the right namespace. Any second burst still pending is stopped before the
-// test ends, so nothing logs after it.
-func newMover(t *testing.T, cfg Config) *Mover {
-	t.Helper()
-	if cfg.Address == "" {
-		cfg.Address = testVIP + "/24"
-	}
-	if cfg.Interface == "" {
-		cfg.Interface = "eth0"
-	}
-	m, err := New(cfg, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		m.mu.Lock()
-		m.stopPendingLocked()
-		m.mu.Unlock()
-	})
-	return m
-}
 
 // vethNS makes a namespace with a veth pair eth0/eth1, both up, and
 // 198.18.0.11/24 on eth0 so the VIP goes on as a secondary address, as it
@@ -315,7 +290,7 @@ func TestBursts(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-		}, delay+500*time.Millisecond)
+		}, delay+burstLateLimit+500*time.Millisecond)
 		if len(frames) != 4*count {
 			t.Fatalf("captured %d gratuitous ARP frames, want %d (two bursts of %d rounds of request+reply)", len(frames), 4*count, count)
 		}
@@ -329,10 +304,12 @@ func TestBursts(t *testing.T) {
 			}
 		}
 		gap := frames[2*count].at.Sub(frames[2*count-1].at)
-		// Timestamps are taken when the capture goroutine reads a frame, so
-		// a slow reader can shorten the gap it sees; the bounds are loose.
-		if gap < delay/2 || gap > delay+400*time.Millisecond {
-			t.Fatalf("second burst came %s after the first, want about %s", gap, delay)
+		// Timestamps are taken when the capture goroutine reads a frame, so a slow
+		// reader can shorten or lengthen the gap it sees by a little. The second burst
+		// is due delay after the first; a loaded machine may send it later, but never
+		// past burstLateLimit (a later one is not sent at all).
+		if gap < delay/2 || gap > delay+burstLateLimit+200*time.Millisecond {
+			t.Fatalf("second burst came %s after the first, want %s (at most %s late)", gap, delay, burstLateLimit)
 		}
 		t.Logf("second burst %s after the first", gap)
 		var err error
@@ -744,21 +721,6 @@ func TestMissingCapabilities(t *testing.T) {
 			t.Fatal("VIP added although it could not be announced")
 		}
 	})
-}
-
-func TestCancelledContext(t *testing.T) {
-	m := newMover(t, Config{})
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if _, err := m.Acquire(ctx); !errors.Is(err, context.Canceled) {
-		t.Errorf("Acquire with a cancelled context = %v", err)
-	}
-	if err := m.Release(ctx); !errors.Is(err, context.Canceled) {
-		t.Errorf("Release with a cancelled context = %v", err)
-	}
-	if _, err := m.Held(ctx); !errors.Is(err, context.Canceled) {
-		t.Errorf("Held with a cancelled context = %v", err)
-	}
 }
 
 func readAll(c net.Conn) ([]byte, error) {

@@ -1,3 +1,5 @@
+//go:build integration
+
 package vip
 
 // Helpers for tests that need network namespaces. Every namespace is named

@@ -97,7 +97,7 @@ func printAgents(w io.Writer, etcdErr string, answers []agentAnswer) {
 		session := map[bool]string{true: "up", false: "down"}[v.SessionAlive]
 		fs := "-"
 		if f := v.Failsafe; f != nil {
-			fs = f.State
+			fs = string(f.State)
 			if f.Note != "" {
 				fs += ": " + f.Note
 			}

@@ -26,8 +26,10 @@ func clusterFlags() []cli.Flag {
 	}
 }
 
-// openCluster connects to the cluster's etcd and checks that it answers. Errors are
-// bad input or an unreachable etcd: exit status 2.
+// openCluster connects to the cluster's etcd and checks that it answers and holds
+// the cluster: only agents make a cluster, so a command naming one that etcd does
+// not have names the wrong one, and must create nothing. Names are checked before
+// etcd is dialled. Errors are bad input or an unreachable etcd: exit status 2.
 func openCluster(cctx *cli.Context) (*cluster.Store, string, func(), error) {
 	var ecfg clientv3.Config
 	clusterName := cctx.String("cluster")
@@ -52,6 +54,9 @@ func openCluster(cctx *cli.Context) (*cluster.Store, string, func(), error) {
 	if clusterName == "" {
 		return nil, "", nil, errors.New("no cluster name: give --cluster, BATON_CLUSTER or --config")
 	}
+	if err := cluster.CheckName("--cluster", clusterName); err != nil {
+		return nil, "", nil, err
+	}
 	if ecfg.DialTimeout == 0 {
 		ecfg.DialTimeout = 2 * time.Second
 	}
@@ -63,9 +68,23 @@ func openCluster(cctx *cli.Context) (*cluster.Store, string, func(), error) {
 	store := cluster.NewStore(cli, clusterName)
 	ctx, cancel := context.WithTimeout(cctx.Context, 3*time.Second)
 	defer cancel()
-	if _, err := cli.Get(ctx, store.Keys.Primary()); err != nil {
+	exists, err := store.Exists(ctx)
+	if err != nil {
 		cli.Close()
 		return nil, "", nil, &etcdUnreachableError{endpoints: ecfg.Endpoints, err: err}
+	}
+	if !exists {
+		defer cli.Close()
+		known, err := cluster.List(ctx, cli)
+		if err != nil {
+			return nil, "", nil, fmt.Errorf("no cluster %q in etcd %v, and listing the others failed: %w", clusterName, ecfg.Endpoints, err)
+		}
+		list := "none: no agent has started"
+		if len(known) > 0 {
+			list = strings.Join(known, ", ")
+		}
+		return nil, "", nil, fmt.Errorf("no cluster %q in etcd %v (clusters under %s: %s): agents make a cluster when they first start; check --cluster",
+			clusterName, ecfg.Endpoints, cluster.Root, list)
 	}
 	return store, clusterName, func() { cli.Close() }, nil
 }

@@ -72,11 +72,12 @@ type historyEvent struct {
 	WriteBlockMS *int64     `json:"write_block_ms,omitempty"`
 	Steps        []stepJSON `json:"steps"`
 	Discarded    []string   `json:"discarded,omitempty"`
+	Archive      string     `json:"archive,omitempty"`
 }
 
 func toHistoryEvent(e cluster.Event) historyEvent {
 	h := historyEvent{Kind: e.Kind.String(), From: e.From, To: e.To, Epoch: e.Epoch, Reason: e.Reason, Manual: e.Manual,
-		Started: e.Started, TookMS: e.Took.Milliseconds(), Steps: stepsJSON(e.Steps), Discarded: e.Discarded}
+		Started: e.Started, TookMS: e.Took.Milliseconds(), Steps: stepsJSON(e.Steps), Discarded: e.Discarded, Archive: e.Archive}
 	if !e.Detected.IsZero() {
 		d := e.Detected
 		h.Detected = &d
@@ -107,18 +108,27 @@ func printHistory(w io.Writer, events []cluster.Event) {
 		if len(e.Discarded) > 0 {
 			fmt.Fprintf(w, "  discarded GTIDs: %s\n", strings.Join(e.Discarded, ", "))
 		}
+		if e.Archive != "" {
+			fmt.Fprintf(w, "  archive (on %s): %s\n", e.From, e.Archive)
+		}
 		if !e.Detected.IsZero() {
 			fmt.Fprintf(w, "  detected: %s before it started\n", roundMS(e.Started.Sub(e.Detected)))
 		}
 		if wb, ok := writeBlock(e.Kind.String(), e.Steps); ok {
-			fmt.Fprintf(w, "  writes blocked: %s\n", roundMS(wb))
+			switch {
+			case !e.Detected.IsZero():
+				fmt.Fprintf(w, "  writes down: at least %s, from the primary first seen failing until a commit could be acknowledged again (%s of it the flow's own); clients add their way back in (the virtual IP's move, their reconnect)\n",
+					roundMS(e.Started.Sub(e.Detected)+wb), roundMS(wb))
+			default:
+				fmt.Fprintf(w, "  writes blocked: %s, from the announce until a commit could be acknowledged again; clients add their way back in (the virtual IP's move, their reconnect)\n", roundMS(wb))
+			}
 		}
 		if len(e.Steps) > 0 {
 			var parts []string
 			for _, s := range e.Steps {
 				p := fmt.Sprintf("%s %dms", s.Name, s.Took.Milliseconds())
 				if s.Error != "" {
-					p += " (error: " + s.Error + ")"
+					p += " (" + s.Outcome() + ")"
 				}
 				parts = append(parts, p)
 			}

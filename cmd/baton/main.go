@@ -30,6 +30,7 @@ func main() {
 			rejoinCommand(),
 			pauseCommand(),
 			resumeCommand(),
+			unblockCommand(),
 			historyCommand(),
 			policyCommand(),
 			probeCommand(),

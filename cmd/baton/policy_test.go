@@ -76,8 +76,8 @@ func TestDryRunUsesTheClusterPolicy(t *testing.T) {
 		t.Fatalf("without a cluster policy: ok %v, policy %v, note %q: want a refusal with the defaults, noted", res.OK, res.Policy, res.PolicyNote)
 	}
 
-	clusterName := cluster.Policy{FailoverBlock: 5 * time.Minute, ConfirmLag: time.Second, SwitchoverMaxLag: 10 * time.Second}
-	if _, _, err := store.CreatePolicy(ctx, cluster.PolicyRecord{Policy: clusterName, SetBy: "db1"}); err != nil {
+	shared := cluster.Policy{FailoverBlock: 5 * time.Minute, ConfirmLag: time.Second, SwitchoverMaxLag: 10 * time.Second}
+	if _, _, err := store.CreatePolicy(ctx, cluster.PolicyRecord{Policy: shared, SetBy: "db1"}); err != nil {
 		t.Fatal(err)
 	}
 	out, err = runCLI(t, switchoverCommand(), args...)
@@ -85,13 +85,13 @@ func TestDryRunUsesTheClusterPolicy(t *testing.T) {
 	if jerr := json.Unmarshal([]byte(out), &res); jerr != nil {
 		t.Fatalf("output %q: %v (command error %v)", out, jerr, err)
 	}
-	if err != nil || !res.OK || res.Policy != clusterName || res.PolicyNote != "" {
+	if err != nil || !res.OK || res.Policy != shared || res.PolicyNote != "" {
 		t.Fatalf("with the cluster policy: err %v ok %v error %q policy %v note %q", err, res.OK, res.Error, res.Policy, res.PolicyNote)
 	}
 
 	// And the text plan names it.
 	out, _ = runCLI(t, switchoverCommand(), args[:len(args)-1]...)
-	if !strings.Contains(out, "policy: failover_block 5m0s, confirm_lag 1s, switchover_max_lag 10s (the cluster's, set by db1)") {
+	if !strings.Contains(out, "policy: failover_block 5m0s, confirm_lag 1s, switchover_max_lag 10s, rejoin manual (the cluster's, set by db1)") {
 		t.Fatalf("text plan does not name the cluster's policy:\n%s", out)
 	}
 }

@@ -15,7 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/baton-ha/baton/cluster"
-	"github.com/baton-ha/baton/replication"
+	"github.com/baton-ha/baton/reconcile"
 )
 
 // rejoinPickup bounds the wait for the node's agent to answer a rejoin request;
@@ -85,7 +85,7 @@ func runRejoin(cctx *cli.Context) error {
 	n := snap.Nodes[node]
 	fmt.Printf("%s is quarantined: errant GTIDs %s\n", node, n.Errant)
 	for _, t := range n.ErrantTxns {
-		fmt.Println("  " + describeErrant(t))
+		fmt.Println("  " + reconcile.DescribeErrant(t))
 	}
 	if !yes {
 		q := fmt.Sprintf("reset %s's binlog GTID state and make it follow %s?", node, snap.Primary.Node)
@@ -156,52 +156,24 @@ func rejoinArgs(args []string, discard, yes bool) (node string, _ bool, _ bool, 
 	if node == "" {
 		return "", false, false, errors.New("give the node: baton rejoin NODE [--discard-errant] --yes")
 	}
+	if err := cluster.CheckName("NODE", node); err != nil {
+		return "", false, false, err
+	}
 	return node, discard, yes, nil
 }
 
-// rejoinCheck says whether a rejoin of node may be filed, as the node's agent would
-// decide it: 0 to file, exitBadInput for an unknown node, exitRefused otherwise;
-// and why not.
+// rejoinCheck says whether a rejoin of node may be filed, by the rule the node's
+// agent applies (reconcile.PrecheckRejoin): 0 to file, exitBadInput for an unknown
+// node, exitRefused otherwise; and why not.
 func rejoinCheck(snap cluster.Snapshot, node string, discard bool) (int, string) {
-	n, live := snap.Nodes[node]
-	_, member := snap.Members[node]
+	err := reconcile.PrecheckRejoin(snap, node, discard)
 	switch {
-	case node == "":
-		return exitBadInput, "the node name is empty"
-	case !live && !member && node != snap.Primary.Node:
-		return exitBadInput, fmt.Sprintf("unknown node %q (known: %s)", node, strings.Join(knownNodes(snap), ", "))
-	case node == snap.Primary.Node:
-		return exitRefused, fmt.Sprintf("%s is the primary of record: it has nothing to rejoin", node)
-	case snap.Leader == node:
-		return exitRefused, fmt.Sprintf("%s holds the leader key: wait until its agent has fenced it", node)
-	case !live:
-		return exitRefused, fmt.Sprintf("%s's agent is not running: nothing would carry it out", node)
-	case n.Role != cluster.RoleQuarantined:
-		return exitRefused, fmt.Sprintf("%s is not quarantined (role %s): nothing to rejoin", node, orDash(string(n.Role)))
+	case err == nil:
+		return 0, ""
+	case errors.Is(err, reconcile.ErrUnknownNode):
+		return exitBadInput, err.Error()
 	}
-	var real []string
-	for _, t := range n.ErrantTxns {
-		if t.Kind != replication.ErrantPhantom {
-			real = append(real, describeErrant(t))
-		}
-	}
-	if len(real) > 0 && !discard {
-		return exitRefused, fmt.Sprintf("%s has real errant transactions, in its binlog:\n  %s\ngive --discard-errant to discard them (they are lost to the cluster), or rebuild the node",
-			node, strings.Join(real, "\n  "))
-	}
-	return 0, ""
-}
-
-func describeErrant(t replication.ErrantTxn) string {
-	switch {
-	case t.Kind == replication.ErrantPhantom:
-		return t.GTID + ": phantom (in no binary log)"
-	case t.First != nil:
-		return fmt.Sprintf("%s: %s, first event %s", t.GTID, t.Kind, t.First)
-	case t.Note != "":
-		return fmt.Sprintf("%s: %s (%s)", t.GTID, t.Kind, t.Note)
-	}
-	return t.GTID + ": " + t.Kind.String()
+	return exitRefused, err.Error()
 }
 
 // followRejoin reads the request back until the node's agent answers it. One that

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/sys/unix"
 
 	"github.com/baton-ha/baton/cluster"
@@ -90,18 +89,22 @@ func stepsJSON(steps []cluster.Step) []stepJSON {
 	return out
 }
 
-// writeBlock is how long a flow kept writes from being accepted, as its coordinator
-// measured it: from the start of the announce step (the old primary's agent fences
-// itself as soon as it sees the flow's intent) to the end of the promote step (the
-// new primary's agent has made its server writable and taken the virtual IP): the
+// writeBlock is how long a flow kept writes from being acknowledged, as its
+// coordinator measured it: from the start of the announce step (the old primary's
+// agent fences itself as soon as it sees the flow's intent) to the end of the
+// promote step (the new primary's agent has made its server writable and taken the
+// virtual IP), and on to the end of can_commit when there is one (with semi-sync a
+// commit is acknowledged only once a replica is connected to acknowledge it): the
 // sum of the steps in between, which run one after the other. Checks before the
 // announce (pre hook, ranking, open writes) do not block writes and are not counted;
 // a failover fences the old primary beside the other steps, so that step is not
 // added either. Not counted: the few ms the coordinator spends recording each step in
-// etcd, and what clients add (gratuitous ARP reaching them, reconnecting). ok is
-// false when the flow did not get as far as a successful promote step.
+// etcd, and what clients add (gratuitous ARP reaching them, reconnecting), and for a
+// failover the time before it started (see the history's detected). ok is false when
+// the flow did not get as far as a successful promote step.
 func writeBlock(kind string, steps []cluster.Step) (d time.Duration, ok bool) {
-	in := false
+	in, promoted := false, false
+	var after time.Duration
 	for _, s := range steps {
 		if s.Name == "announce" {
 			in = true
@@ -109,12 +112,25 @@ func writeBlock(kind string, steps []cluster.Step) (d time.Duration, ok bool) {
 		if !in || (kind == string(cluster.RequestFailover) && s.Name == "fence_old_primary") {
 			continue
 		}
+		if promoted {
+			// After the promotion, with semi-sync, commits wait until a replica is
+			// connected to acknowledge them: through repoint_silent to the end of
+			// can_commit. Without can_commit nothing after promote counts.
+			after += s.Took
+			if s.Name == "can_commit" {
+				return d + after, true
+			}
+			continue
+		}
 		d += s.Took
 		if s.Name == "promote" {
-			return d, s.Error == ""
+			if s.Error != "" {
+				return d, false
+			}
+			promoted = true
 		}
 	}
-	return d, false
+	return d, promoted
 }
 
 // planPolicy returns the policy a request is planned with: the cluster's, from etcd
@@ -153,6 +169,11 @@ func runRequest(cctx *cli.Context, kind cluster.RequestKind) error {
 		return fail(exitBadInput, "--timeout %s: must be positive", cctx.Duration("timeout"))
 	}
 	jsonOut, dryRun, to := cctx.Bool("json"), cctx.Bool("dry-run"), cctx.String("to")
+	if to != "" {
+		if err := cluster.CheckName("--to", to); err != nil {
+			return fail(exitBadInput, "%v", err)
+		}
+	}
 	store, _, closeFn, err := openCluster(cctx)
 	if err != nil {
 		return fail(exitBadInput, "%v", err)
@@ -168,6 +189,9 @@ func runRequest(cctx *cli.Context, kind cluster.RequestKind) error {
 	if to != "" {
 		if _, ok := snap.Nodes[to]; !ok && to != snap.Primary.Node {
 			return fail(exitBadInput, "unknown node %q, or its agent is not running (known: %s)", to, strings.Join(knownNodes(snap), ", "))
+		}
+		if to == snap.Primary.Node {
+			return fail(exitBadInput, "--to %s: it is the primary of record already (epoch %d); name a replica", to, snap.Primary.Epoch)
 		}
 	}
 	req := cluster.Request{ID: newRequestID(kind), Kind: kind, To: to, Force: cctx.Bool("force"),
@@ -218,7 +242,7 @@ func runRequest(cctx *cli.Context, kind cluster.RequestKind) error {
 
 	filed := time.Now()
 	if err := store.PutRequest(ctx, req); err != nil {
-		if strings.Contains(err.Error(), "another") || errors.Is(err, cluster.ErrConflict) {
+		if errors.Is(err, cluster.ErrConflict) {
 			return finish(exitRefused, "%v: wait for it (see `baton status`)", err)
 		}
 		return finish(exitBadInput, "%v", err)
@@ -292,7 +316,7 @@ func followRequest(ctx context.Context, store *cluster.Store, req cluster.Reques
 				return cur, nil
 			case cluster.RequestPending:
 				if time.Since(start) > pickupTimeout {
-					return last, withdraw(store, req.ID, fmt.Sprintf("no coordinator started on it within %s", pickupTimeout))
+					return last, withdraw(ctx, store, req.ID, fmt.Sprintf("no coordinator started on it within %s", pickupTimeout))
 				}
 			}
 		}
@@ -302,7 +326,7 @@ func followRequest(ctx context.Context, store *cluster.Store, req cluster.Reques
 		select {
 		case <-ctx.Done():
 			if last == nil || last.State == cluster.RequestPending {
-				return last, withdraw(store, req.ID, "interrupted")
+				return last, withdraw(ctx, store, req.ID, "interrupted")
 			}
 			return last, fmt.Errorf("interrupted; request %s goes on in the coordinator: follow it with `baton status`", req.ID)
 		case <-tick.C:
@@ -311,30 +335,17 @@ func followRequest(ctx context.Context, store *cluster.Store, req cluster.Reques
 }
 
 // withdraw deletes request id if it is still pending, so that it never runs; why
-// says why it is withdrawn.
-func withdraw(store *cluster.Store, id, why string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), store.Timeout)
-	defer cancel()
-	key := store.Keys.Request()
-	get, err := store.Client().Get(ctx, key)
-	if err != nil {
+// says why it is withdrawn. It goes on after an interrupt (ctx ended): the request
+// must not stay pending, unseen; the store call has its own deadline.
+func withdraw(ctx context.Context, store *cluster.Store, id, why string) error {
+	started, err := store.WithdrawRequest(context.WithoutCancel(ctx), id)
+	switch {
+	case errors.Is(err, cluster.ErrConflict):
+		return fmt.Errorf("%s, but request %s changed meanwhile: follow it with `baton status`", why, id)
+	case err != nil:
 		return fmt.Errorf("%s, and withdrawing request %s failed (it may still run): %w", why, id, err)
-	}
-	if len(get.Kvs) == 1 {
-		var r cluster.Request
-		if json.Unmarshal(get.Kvs[0].Value, &r) == nil && r.ID == id && r.State != cluster.RequestPending {
-			return fmt.Errorf("%s, but request %s has started (%s): follow it with `baton status`", why, id, r.State)
-		}
-		if r.ID == id {
-			resp, err := store.Client().Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", get.Kvs[0].ModRevision)).
-				Then(clientv3.OpDelete(key)).Commit()
-			if err != nil {
-				return fmt.Errorf("%s, and withdrawing request %s failed (it may still run): %w", why, id, err)
-			}
-			if !resp.Succeeded {
-				return fmt.Errorf("%s, but request %s changed meanwhile: follow it with `baton status`", why, id)
-			}
-		}
+	case started != nil:
+		return fmt.Errorf("%s, but request %s has started (%s): follow it with `baton status`", why, id, started.State)
 	}
 	return fmt.Errorf("%s: request %s withdrawn, nothing changed", why, id)
 }
@@ -405,11 +416,7 @@ func printPolicy(w io.Writer, snap cluster.Snapshot, p cluster.Policy, note stri
 }
 
 func printStep(w io.Writer, s cluster.Step) {
-	detail := s.Note
-	if s.Error != "" {
-		detail = "error: " + s.Error
-	}
-	fmt.Fprintf(w, "  %-18s %6d ms  %s\n", s.Name, s.Took.Milliseconds(), detail)
+	fmt.Fprintf(w, "  %-18s %6d ms  %s\n", s.Name, s.Took.Milliseconds(), s.Outcome())
 }
 
 func printJSON(w io.Writer, v any) {

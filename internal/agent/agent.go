@@ -1,11 +1,13 @@
 // Package agent is the Baton daemon that runs on every database node: it probes the
 // local server (detector), publishes its status to etcd, takes part in the
 // coordinator election (failover.Coordinator), brings its node into line with the
-// primary of record (failover.Reconciler) and serves read-only HTTP for load
+// primary of record (reconcile.Reconciler) and serves read-only HTTP for load
 // balancers, status pages and Prometheus. It owns the node's etcd session: when the
 // session cannot be renewed in time it fences its node before the lease expires.
 //
-// It needs no local disk: logs go to stderr, state lives in etcd.
+// Logs go to stderr and the cluster's state lives in etcd; on local disk it keeps
+// only a failsafe promise to hold off failovers (state_dir), which must outlive a
+// restart of the agent.
 package agent
 
 import (
@@ -13,19 +15,21 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/detector"
 	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/internal/session"
 	"github.com/baton-ha/baton/reconcile"
 	"github.com/baton-ha/baton/replication"
 	"github.com/baton-ha/baton/vip"
@@ -58,7 +62,7 @@ func (a *Agent) failsafeConfig() failsafeConfig {
 	t := a.cfg.Timings
 	fc := failsafeConfig{Cluster: a.cfg.Cluster, Node: a.cfg.Node, SessionTTL: t.SessionTTL, FenceMargin: t.FenceMargin,
 		Interval: t.ProbeInterval, EtcdTimeout: t.ProbeTimeout, CheckTimeout: 2*t.ProbeTimeout + 100*time.Millisecond,
-		Log: a.log.With(zap.String("component", "failsafe"))}
+		StateDir: a.cfg.StatePath(), Log: a.log.With(zap.String("component", "failsafe"))}
 	if a.cfg.FailsafeOn() {
 		fc.Secret = []byte(a.cfg.PeerSecret.Reveal())
 	}
@@ -69,19 +73,41 @@ func (a *Agent) failsafeConfig() failsafeConfig {
 // grant Baton needs or etcd cannot be reached, saying which.
 func (a *Agent) Run(ctx context.Context) error {
 	cfg := a.cfg
+	// First: a promise to hold off failovers given by an earlier agent on this node
+	// (failsafe mode) holds for what is left of it, whatever this agent does next.
+	if err := a.fs.restore(); err != nil {
+		return err
+	}
+	ecfg, err := cfg.EtcdClientConfig(a.log.With(zap.String("component", "etcd")))
+	if err != nil {
+		return err
+	}
+	cli, err := clientv3.New(ecfg)
+	if err != nil {
+		return fmt.Errorf("etcd client: %w", err)
+	}
+	defer cli.Close()
+	store := cluster.NewStore(cli, cfg.Cluster)
 	var mover reconcile.VIP
+	keptVIP := false
 	if cfg.VIP != nil {
 		m, err := vip.New(*cfg.VIP, a.log.With(zap.String("component", "vip")))
 		if err != nil {
 			return err
 		}
 		mover = vipAdapter{m: m, ctx: ctx}
-		// Before anything else: a virtual IP still configured here was left by an
-		// agent that died without letting it go (SIGKILL), maybe long before a
-		// failover moved the primary elsewhere. Only a node holding the leader key may
-		// hold it, and this agent holds nothing yet; the reconciler takes it again
-		// once this node is the writable primary.
-		if err := dropLeftoverVIP(ctx, mover, a.log); err != nil {
+		// Before anything waits for the local server (a stopped mysqld): a virtual IP
+		// still configured here was left by an agent that stopped or died
+		// (a restart, SIGKILL), maybe long before a failover moved the primary
+		// elsewhere. It stays only when etcd, read now, still names this node the
+		// primary of record: the restart of the primary's agent then costs no write,
+		// and the reconciler's first pass fences the node if that changes. Otherwise,
+		// or when etcd cannot be read at once, it goes before anything else: the
+		// reconciler takes it again once this node is the writable primary.
+		// It stays only as long as the local server answers too (below).
+		if keptVIP = keepLeftoverVIP(a.readAtStart(ctx, store), cfg.Node); keptVIP {
+			a.log.Info("the virtual IP an earlier agent left configured stays: etcd still names this node the primary of record")
+		} else if err := dropLeftoverVIP(ctx, mover, a.log); err != nil {
 			return err
 		}
 	}
@@ -97,6 +123,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer db.Close()
 	dsn := conns.localDSN
 	if err := a.checkGrants(ctx, db); err != nil {
+		// No reconciler will run to fence this node or move the address: a kept
+		// virtual IP must not outlive this agent.
+		if keptVIP {
+			if derr := dropLeftoverVIP(ctx, mover, a.log); derr != nil {
+				a.log.Error("the kept virtual IP could not be dropped", zap.Error(derr))
+			}
+		}
 		return err
 	}
 	if vars, err := serverSettings(ctx, db); err != nil {
@@ -112,16 +145,6 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 
-	ecfg, err := cfg.EtcdClientConfig(a.log.With(zap.String("component", "etcd")))
-	if err != nil {
-		return err
-	}
-	cli, err := clientv3.New(ecfg)
-	if err != nil {
-		return fmt.Errorf("etcd client: %w", err)
-	}
-	defer cli.Close()
-	store := cluster.NewStore(cli, cfg.Cluster)
 	if err := a.waitForEtcd(ctx, store); err != nil {
 		return fmt.Errorf("etcd %v unreachable: %w", cfg.Etcd.Endpoints, err)
 	}
@@ -152,9 +175,10 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		},
 	}
+	tools, archiveDir := a.archiveTools()
 	rec, err = reconcile.NewReconciler(reconcile.ReconcilerConfig{
 		Node: cfg.Node, Addr: cfg.MySQL.Address, Agent: cfg.AgentAddr(), HeldOff: a.fs.heldOff,
-		Store: store, Cluster: cache, Local: local, LocalDB: db, Detector: det,
+		Store: store, Cluster: cache, Local: local, LocalDB: db, Detector: det, Tools: tools, ArchiveDir: archiveDir,
 		Peer: peer, VIP: mover, Repl: conns.repl, Policy: cfg.Policy(),
 		Priority: cfg.Candidate.Priority, NoPromote: cfg.Candidate.NoPromote,
 		ConfirmLag: cfg.Timings.ConfirmLag, Tick: cfg.Timings.ProbeInterval, Log: a.log, SemiSync: cfg.SemiSync,
@@ -172,7 +196,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		Node: cfg.Node, Store: store, Cluster: cache, Servers: conns.servers, Repl: conns.repl,
 		Policy:         cfg.Policy(),
 		CatchupTimeout: cfg.Timings.CatchupTimeout, LongWrite: cfg.Timings.LongWrite, Tick: cfg.Timings.ProbeInterval,
-		Hooks: hookRunner{hooks: cfg.Hooks, cluster: cfg.Cluster, node: cfg.Node}, Log: a.log,
+		Hooks: hookRunner{hooks: cfg.Hooks, cluster: cfg.Cluster, node: cfg.Node}, Log: a.log, HeldOff: a.fs.heldOff,
 		OnFlow: func(kind cluster.Action, result cluster.RequestState) {
 			if kind == cluster.Switchover {
 				metrics.CountSwitchover(result)
@@ -186,13 +210,17 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 
 	state := &sessionState{}
+	work := []session.Work{{Name: "reconciler", Run: rec.Run}, {Name: "coordinator", Run: coord.Run}}
+	sessions, err := a.sessionRunner(cli, rec, work, state)
+	if err != nil {
+		return err
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return cache.Run(gctx) })
 	g.Go(func() error { return det.Run(gctx) })
 	g.Go(func() error { return peer.Run(gctx) })
 	g.Go(func() error { return a.serveHTTP(gctx, store, rec, state, reg, metrics) })
-	work := []sessionWork{{Name: "reconciler", Run: rec.Run}, {Name: "coordinator", Run: coord.Run}}
-	g.Go(func() error { return a.sessions(gctx, cli, rec, work, state) })
+	g.Go(func() error { return sessions.Run(gctx) })
 	a.log.Info("agent started", zap.String("mysql", cfg.MySQL.Address), zap.Strings("etcd", cfg.Etcd.Endpoints),
 		zap.Bool("failsafe", a.fs.on()), zap.String("agent", cfg.AgentAddr()))
 	if !a.fs.on() {
@@ -203,6 +231,30 @@ func (a *Agent) Run(ctx context.Context) error {
 		return nil
 	}
 	return err
+}
+
+// archiveTools are the client programs that archive and undo this node's errant
+// transactions, run as Baton's account against the local server, and the archive
+// directory (made 0700). Without the programs (mariadb-client not installed) or the
+// directory, nothing real is undone or discarded by this agent: it says so once.
+func (a *Agent) archiveTools() (reconcile.Archiver, string) {
+	cfg := a.cfg
+	dir := cfg.ArchivePath()
+	for _, prog := range []string{"mariadb-binlog", "mariadb"} {
+		if _, err := exec.LookPath(prog); err != nil {
+			a.log.Warn("errant transactions cannot be archived, so a quarantined node never undoes or discards them: install mariadb-client", zap.Error(err))
+			return nil, ""
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		a.log.Warn("errant transactions cannot be archived, so a quarantined node never undoes or discards them", zap.String("archive_dir", dir), zap.Error(err))
+		return nil, ""
+	}
+	t := replication.Tools{Addr: cfg.LocalAddr(), User: cfg.MySQL.User, Password: cfg.MySQL.Password.Reveal(), Dir: cfg.StatePath()}
+	if tls := cfg.MySQL.TLS; tls != nil {
+		t.TLS, t.TLSCA, t.TLSCert, t.TLSKey, t.SkipVerify = true, tls.CA, tls.Cert, tls.Key, tls.InsecureSkipVerify
+	}
+	return t, dir
 }
 
 // publishPolicy makes this file's failover policy the cluster's if the cluster has
@@ -286,104 +338,42 @@ func (a *Agent) newDetector(ctx context.Context, db *sql.DB, dsn string, onChang
 	})
 }
 
-// sessions keeps an etcd session and runs the coordinator and the reconciler under
-// it. When the session cannot be renewed before ttl - fence_margin, the node is
-// fenced, unless failsafe mode keeps the primary (keepPrimary), and a session is made
-// again: on the same lease while etcd still has it (the leader key and the node's
-// status are then still this agent's), else on a new one. A node that promised a
-// kept primary to hold off failovers (failsafe.holdOff) makes none until then.
-func (a *Agent) sessions(ctx context.Context, cli *clientv3.Client, node localNode, work []sessionWork, state *sessionState) error {
-	var lease clientv3.LeaseID
-	defer a.fs.stopKeeper()
-	for attempt := 0; ; attempt++ {
-		if ctx.Err() != nil {
-			return nil
-		}
-		a.fs.waitHoldoff(ctx)
-		s, err := a.session(ctx, cli, lease)
-		if err != nil {
-			// Not longer than a second: when etcd is back, every agent must renew its
-			// lease within session_ttl of etcd's new leader, or its keys (the leader
-			// key, its status) go and a failover may follow for nothing.
-			wait := min(backoff(attempt), time.Second)
-			if kept, _ := a.fs.kept(); kept {
-				// A kept primary takes its session back as soon as etcd answers.
-				wait = a.cfg.Timings.ProbeInterval
-				a.log.Debug("etcd session", zap.Error(err))
-			} else {
-				a.log.Warn("etcd session", zap.Error(err))
-			}
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(wait):
-			}
-			continue
-		}
-		attempt = 0
-		a.fs.stopKeeper() // the session takes over from failsafe mode
-		a.fs.resumed()
-		resumed := s.Lease() == lease
-		lease = s.Lease()
-		state.set(true, lease)
-		a.log.Info("etcd session", zap.String("lease", fmt.Sprintf("%x", lease)), zap.Bool("resumed", resumed))
-		sctx, cancel := context.WithCancel(ctx)
-		a.fs.attach(cancel)
-		err = a.underSession(ctx, sctx, cli, s, node, work, state)
-		a.fs.detach()
-		cancel()
-		if ctx.Err() != nil {
-			rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+// sessionRunner keeps the agent's etcd session and runs the coordinator and the
+// reconciler under it (internal/session): when the session cannot be renewed before
+// ttl - fence_margin, the node is fenced, unless failsafe mode keeps the primary
+// (failsafeHooks), and a session is made again, on the same lease while etcd still
+// has it. A node that promised a kept primary to hold off failovers
+// (failsafe.holdOff) makes none until then.
+func (a *Agent) sessionRunner(cli *clientv3.Client, node localNode, work []session.Work, state *sessionState) (*session.Runner, error) {
+	t := a.cfg.Timings
+	cfg := session.Config{
+		Client: cli, TTL: t.SessionTTL, FenceMargin: t.FenceMargin,
+		CallTimeout: max(time.Second, 3*t.ProbeTimeout), Work: work,
+		Fence:   func(ctx context.Context, why error) { node.FenceLocal(ctx, why.Error()) },
+		HeldOff: a.fs.holdoffLeft,
+		OnUp: func(lease clientv3.LeaseID, _ bool) {
+			a.fs.resumed()
+			state.set(true, lease)
+		},
+		OnDown: func(error) { state.set(false, 0) },
+		Release: func(ctx context.Context, lease clientv3.LeaseID) {
 			// A clean stop hands the leader key and the election over at once.
-			_ = cluster.NewStore(cli, a.cfg.Cluster).ReleaseLeader(rctx, lease)
-			_ = s.Close()
-			rcancel()
-			return nil
-		}
-		if why := a.fs.heldOff(); err == nil && why != "" {
-			err = errors.New(why) // ended by the promise made to a kept primary
-		}
-		a.log.Warn("etcd session ended", zap.Error(err))
-		// Not revoked: the next session resumes the lease if etcd still has it.
-		s.Orphan()
+			_ = cluster.NewStore(cli, a.cfg.Cluster).ReleaseLeader(ctx, lease)
+		},
+		Log: a.log.With(zap.String("component", "session")),
 	}
-}
-
-// errKeptByFailsafe ends a session whose renewal failed while failsafe mode keeps
-// the primary.
-var errKeptByFailsafe = errors.New("etcd session not renewed in time; failsafe mode keeps the primary, every peer confirming etcd is unreachable")
-
-// session makes an etcd session: on lease old while etcd still has it, else on a
-// new lease. Each call to etcd is bounded.
-func (a *Agent) session(ctx context.Context, cli *clientv3.Client, old clientv3.LeaseID) (*concurrency.Session, error) {
-	ttl := int(a.cfg.Timings.SessionTTL.Seconds())
-	timeout := max(time.Second, 3*a.cfg.Timings.ProbeTimeout)
-	if old != clientv3.NoLease {
-		tctx, cancel := context.WithTimeout(ctx, timeout)
-		resp, err := cli.TimeToLive(tctx, old)
-		cancel()
-		if err != nil {
-			return nil, fmt.Errorf("read lease %x: %w", old, err)
-		}
-		if resp.TTL > 0 {
-			return concurrency.NewSession(cli, concurrency.WithLease(old), concurrency.WithTTL(ttl), concurrency.WithContext(ctx))
-		}
+	if a.fs.on() {
+		cfg.Failsafe = &failsafeHooks{a: a, cli: cli, node: node}
 	}
-	gctx, cancel := context.WithTimeout(ctx, timeout)
-	resp, err := cli.Grant(gctx, int64(ttl))
-	cancel()
+	r, err := session.New(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("grant a lease: %w", err)
+		return nil, err
 	}
-	return concurrency.NewSession(cli, concurrency.WithLease(resp.ID), concurrency.WithTTL(ttl), concurrency.WithContext(ctx))
+	a.fs.attach(r.Interrupt)
+	return r, nil
 }
 
-func backoff(attempt int) time.Duration {
-	d := 200 * time.Millisecond << min(attempt, 4)
-	return d
-}
-
-// localNode is what the session loop needs of the reconciler besides its Run: whether
+// localNode is what the session needs of the reconciler besides its Run: whether
 // this node is the writable primary on a lease, the cluster as last read, and the
 // fence without etcd.
 type localNode interface {
@@ -392,145 +382,70 @@ type localNode interface {
 	FenceLocal(ctx context.Context, why string)
 }
 
-// sessionWork is a part of the agent that runs under an etcd session: the reconciler,
-// the coordinator. Run blocks until ctx ends or the session is lost.
-type sessionWork struct {
-	Name string
-	Run  func(context.Context, *concurrency.Session) error
+// failsafeHooks are failsafe mode as the session sees it. A writable primary whose
+// renewal is late asks its peers (failsafe.confirm) early enough to know before the
+// fence deadline; if they all confirm, it is kept instead of fenced, and
+// keepPrimary runs until a session is made again.
+type failsafeHooks struct {
+	a     *Agent
+	cli   *clientv3.Client
+	node  localNode
+	asked time.Time // the latest check's start; only the renewal watch uses it
 }
 
-// underSession runs the session's work (reconciler, coordinator) and the renewal
-// watch until the session ends or cannot be renewed in time. Only the renewal watch
-// (or ctx) ends a session: work that fails on its own (a campaign for coordinator
-// cut by a lost etcd connection) is started again within it. Were its error to end
-// the session, the watch would end with it, and a primary whose etcd is gone would
-// stay writable with neither a fence nor a failsafe check. When failsafe mode keeps
-// the primary, its keeper starts at once, under the agent's context actx. The
-// session is reported down the moment the watch ends: the work may take a while
-// longer to end (an election's resignation waits for etcd, with no deadline).
-func (a *Agent) underSession(actx, ctx context.Context, cli *clientv3.Client, s *concurrency.Session, node localNode, work []sessionWork, state *sessionState) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	for _, w := range work {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			a.runUnderSession(ctx, s, w)
-		}()
+// Lead is a check's time: its answers must be in before the fence deadline.
+func (h *failsafeHooks) Lead() time.Duration { return h.a.fs.cfg.CheckTimeout }
+
+func (h *failsafeHooks) Late(ctx context.Context, lease clientv3.LeaseID, since time.Duration) {
+	a := h.a
+	if !h.node.WritablePrimary(lease) || time.Since(h.asked) < a.cfg.Timings.ProbeInterval {
+		return
 	}
-	err := a.watchRenewal(ctx, cli, s, node)
-	state.set(false, 0)
-	switch {
-	case errors.Is(err, errKeptByFailsafe):
-		a.fs.runKeeper(actx, func(kctx context.Context) { a.keepPrimary(kctx, cli, s.Lease(), node) })
-	case err != nil:
-		node.FenceLocal(context.WithoutCancel(ctx), err.Error())
-	}
-	cancel()
-	wg.Wait()
-	return err
+	h.asked = time.Now()
+	_, snap := h.node.Current()
+	keep, note, _ := a.fs.confirm(ctx, failsafePeers(a.cfg.Node, snap), snap.Primary.Epoch)
+	a.log.Info("failsafe: etcd session renewal late; peers asked", zap.Duration("since_renewal", since.Round(time.Millisecond)),
+		zap.Bool("all_confirm", keep), zap.String("answers", note))
 }
 
-// runUnderSession runs w until ctx ends or the session is lost, starting it again
-// (after a pause) whenever it ends before.
-func (a *Agent) runUnderSession(ctx context.Context, s *concurrency.Session, w sessionWork) {
-	for attempt := 0; ; attempt++ {
-		err := w.Run(ctx, s)
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.Done():
-			return
-		default:
-		}
-		wait := min(backoff(attempt), time.Second)
-		a.log.Warn(w.Name+" stopped; starting it again in the same etcd session", zap.Error(err), zap.Duration("in", wait))
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.Done():
-			return
-		case <-time.After(wait):
-		}
+func (h *failsafeHooks) Keep(lease clientv3.LeaseID, late error) bool {
+	a := h.a
+	if !h.node.WritablePrimary(lease) {
+		return false
 	}
+	if a.fs.startKeeping(lease) {
+		a.log.Warn("failsafe: primary kept without etcd", zap.String("why", a.fs.view().Note))
+		return true
+	}
+	// Failsafe mode could not keep it: say why, in /status too.
+	a.fs.setState(FailsafeFenced, late.Error()+"; failsafe check: "+a.fs.lastCheck())
+	return false
 }
 
-// watchRenewal returns an error when the session's lease has not been renewed for
-// ttl - fence_margin: the lease may expire soon, and with it the leader key, so the
-// node must stop taking writes before another can start. Failsafe mode: a writable
-// primary whose renewal is late asks its peers (failsafe.confirm) early enough to
-// know by then; if they all confirm, it returns errKeptByFailsafe instead, and is
-// not fenced.
-func (a *Agent) watchRenewal(ctx context.Context, cli *clientv3.Client, s *concurrency.Session, rec localNode) error {
-	ka, err := cli.KeepAlive(ctx, s.Lease())
-	if err != nil {
-		return fmt.Errorf("watch lease renewal: %w", err)
-	}
-	limit := a.cfg.Timings.SessionTTL - a.cfg.Timings.FenceMargin
-	// A confirmation must be in before the limit: the first check starts one check's
-	// time (and a tick) before it.
-	early := limit - a.fs.cfg.CheckTimeout - limit/20
-	last := time.Now() // monotonic
-	var asked time.Time
-	t := time.NewTicker(limit / 20)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-s.Done():
-			return errors.New("etcd session lost")
-		case resp, ok := <-ka:
-			if !ok {
-				return errors.New("etcd lease keep-alive ended")
-			}
-			if resp != nil {
-				last = time.Now()
-			}
-		case <-t.C:
-			since := time.Since(last)
-			primary := a.fs.on() && rec.WritablePrimary(s.Lease())
-			if primary && since > early && time.Since(asked) >= a.cfg.Timings.ProbeInterval {
-				asked = time.Now()
-				_, snap := rec.Current()
-				keep, note, _ := a.fs.confirm(ctx, failsafePeers(a.cfg.Node, snap), snap.Primary.Epoch)
-				a.log.Info("failsafe: etcd session renewal late; peers asked", zap.Duration("since_renewal", since.Round(time.Millisecond)),
-					zap.Bool("all_confirm", keep), zap.String("answers", note))
-			}
-			if since := time.Since(last); since > limit {
-				if primary && a.fs.startKeeping(s.Lease()) {
-					a.log.Warn("failsafe: primary kept without etcd", zap.String("why", a.fs.view().Note))
-					return errKeptByFailsafe
-				}
-				err := fmt.Errorf("etcd session not renewed for %s (limit %s = session_ttl - fence_margin)", since.Round(time.Millisecond), limit)
-				if primary {
-					// Failsafe mode could not keep it: say why, in /status too.
-					a.fs.setState(FailsafeFenced, err.Error()+"; failsafe check: "+a.fs.lastCheck())
-				}
-				return err
-			}
-		}
-	}
+func (h *failsafeHooks) Kept(ctx context.Context, lease clientv3.LeaseID) error {
+	return h.a.keepPrimary(ctx, h.cli, lease, h.node)
 }
 
 // keepPrimary runs while failsafe mode keeps the primary without an etcd session.
-// Every probe_interval it renews the old lease if etcd answers again (the session
-// loop then takes over and ends ctx), else asks every peer again; the moment a check
-// fails, or the last confirmation runs out, it fences the node.
-func (a *Agent) keepPrimary(ctx context.Context, cli *clientv3.Client, lease clientv3.LeaseID, rec localNode) {
+// Every probe_interval it renews the old lease if etcd answers again (a session is
+// then made on it, which ends ctx), else asks every peer again; the moment a check
+// fails, or the keep window ends, it returns why the node must be fenced. Each
+// round is bounded by the keep window: a check still under way when it ends cannot
+// keep the node past it.
+func (a *Agent) keepPrimary(ctx context.Context, cli *clientv3.Client, lease clientv3.LeaseID, rec localNode) error {
 	f := a.fs
-	fence := func(why string) {
+	const ranOut = "the last confirmation ran out before a new one came in"
+	fence := func(why string) error {
 		if ctx.Err() != nil {
-			return // a session took over: the reconciler decides again
+			return nil // a session took over: the reconciler decides again
 		}
 		f.stopKeeping(FailsafeFenced, why)
 		a.log.Error("failsafe: fencing the primary", zap.String("why", why))
-		rec.FenceLocal(context.WithoutCancel(ctx), "failsafe: "+why)
+		return errors.New("failsafe: " + why)
 	}
 	// renew renews the lease once: when etcd answers again, the lease protects the
 	// node as before failsafe mode (its leader key cannot go before it expires).
-	renew := func() bool {
+	renew := func(ctx context.Context) bool {
 		start := time.Now()
 		rctx, cancel := context.WithTimeout(ctx, f.cfg.EtcdTimeout)
 		_, err := cli.KeepAliveOnce(rctx, lease)
@@ -541,27 +456,42 @@ func (a *Agent) keepPrimary(ctx context.Context, cli *clientv3.Client, lease cli
 		return err == nil
 	}
 	for {
-		if !time.Now().Before(f.validUntil()) {
-			fence("the last confirmation ran out before a new one came in")
-			return
+		until := f.validUntil()
+		if !time.Now().Before(until) {
+			return fence(ranOut)
 		}
-		if !renew() {
+		rctx, cancel := context.WithDeadline(ctx, until)
+		renewed := renew(rctx)
+		var keep, etcdSeen bool
+		var note string
+		if !renewed {
 			_, snap := rec.Current()
-			keep, note, etcdSeen := f.confirm(ctx, failsafePeers(a.cfg.Node, snap), snap.Primary.Epoch)
-			switch {
-			case keep:
-				f.stillKept("primary kept, " + note)
-			case etcdSeen && renew():
-				// etcd came back for a peer between this node's renewal and the
-				// peer's answer: it is back for this node too.
-			default:
-				fence(note)
-				return
+			keep, note, etcdSeen = f.confirm(rctx, failsafePeers(a.cfg.Node, snap), snap.Primary.Epoch)
+		}
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case renewed:
+		case keep:
+			f.stillKept("primary kept, " + note)
+		case !time.Now().Before(f.validUntil()):
+			return fence(ranOut + " (" + note + ")")
+		case etcdSeen:
+			// etcd came back for a peer between this node's renewal and the peer's
+			// answer: it may be back for this node too.
+			rctx, cancel := context.WithDeadline(ctx, f.validUntil())
+			ok := renew(rctx)
+			cancel()
+			if !ok {
+				return fence(note)
 			}
+		default:
+			return fence(note)
 		}
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-time.After(min(a.cfg.Timings.ProbeInterval, max(0, time.Until(f.validUntil())))):
 		}
 	}
@@ -679,6 +609,26 @@ func (h hookRunner) Run(ctx context.Context, c failover.HookCall) error {
 }
 
 // dropLeftoverVIP releases the virtual IP if this node holds it, within a second.
+// readAtStart reads the cluster's state once, within a second: what an agent that
+// starts knows before its session; a zero snapshot when etcd does not answer at once.
+func (a *Agent) readAtStart(ctx context.Context, store *cluster.Store) cluster.Snapshot {
+	rctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	snap, err := store.Load(rctx)
+	if err != nil {
+		a.log.Info("etcd not read at start; a leftover virtual IP is dropped", zap.Error(err))
+		return cluster.Snapshot{}
+	}
+	return snap
+}
+
+// keepLeftoverVIP says whether a virtual IP found configured at start may stay: only
+// when etcd names this node the primary of record. A zero snapshot (etcd not read)
+// never reads as such.
+func keepLeftoverVIP(snap cluster.Snapshot, node string) bool {
+	return node != "" && snap.Rev != 0 && snap.Primary.Node == node
+}
+
 func dropLeftoverVIP(ctx context.Context, mover reconcile.VIP, log *zap.Logger) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()

@@ -67,6 +67,13 @@ func TestParseMinimalTakesDefaults(t *testing.T) {
 	if c.HTTP.Listen != "0.0.0.0:9107" || c.Log.Level != "info" || c.Log.Format != "json" || c.VIP != nil {
 		t.Fatalf("defaults: http %+v log %+v vip %v", c.HTTP, c.Log, c.VIP)
 	}
+	if p := c.StatePath(); p != "/var/lib/baton/shop" {
+		t.Fatalf("default state directory %q; want /var/lib/baton/shop", p)
+	}
+	c.StateDir = "/srv/baton"
+	if p := c.StatePath(); p != "/srv/baton" {
+		t.Fatalf("state directory %q; want state_dir's", p)
+	}
 }
 
 func TestParseKeepsExplicitZero(t *testing.T) {
@@ -94,8 +101,8 @@ func TestParseErrorsNameTheField(t *testing.T) {
 	}{
 		{"unknown top-level field", "", "clustr: x\n", "field clustr not found"},
 		{"misspelt nested field", "", "timings:\n  fence_marign: 1s\n", "field fence_marign not found"},
-		{"bare number duration", "", "timings:\n  probe_interval: 500\n", "into time.Duration"},
-		{"bad duration", "", "timings:\n  probe_interval: 5 min\n", "into time.Duration"},
+		{"bare number duration", "", "timings:\n  probe_interval: 500\n", "timings.probe_interval: 500 needs a unit, e.g. 500ms"},
+		{"bad duration", "", "timings:\n  probe_interval: 5 min\n", `timings.probe_interval: "5 min" is not a duration`},
 		{"cluster missing", "cluster: shop", "", "config: cluster: required"},
 		{"cluster with slash", "cluster: shop", "cluster: a/b\n", `config: cluster "a/b": use letters`},
 		{"node missing", "node: db1", "", "config: node: required"},
@@ -132,6 +139,8 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{"vip bad address", "", "vip:\n  address: 192.0.2.0/24\n  interface: eth0\n", "config: vip: vip config: address \"192.0.2.0/24\": is the network address"},
 		{"vip no interface", "", "vip:\n  address: 192.0.2.100/24\n", "config: vip: vip config: interface is empty"},
 		{"datadir relative", "", "datadir: var/lib/mysql\n", `config: datadir "var/lib/mysql": must be an absolute path`},
+		{"state dir relative", "", "state_dir: var/lib/baton\n", `config: state_dir "var/lib/baton": must be an absolute path`},
+		{"state dir root", "", "state_dir: /\n", `config: state_dir "/": must be an absolute path, not /`},
 		{"two documents", "", "---\ncluster: other\n", "more than one YAML document"},
 		{"failsafe without secret", "", "failsafe: true\n", "config: failsafe: true needs the peer secret: set peer_secret_file or BATON_PEER_SECRET"},
 		{"peer secret too short", "", "peer_secret: short\n", "config: peer_secret: 5 bytes, at least 16 are required"},

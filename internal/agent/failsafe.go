@@ -22,8 +22,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -48,14 +51,20 @@ const (
 	maxBody       = 4 << 10
 )
 
-// Failsafe states, as /status and `baton status` show them.
+// FailsafeState is where failsafe mode stands on a node, as /status and `baton
+// status` show it.
+type FailsafeState string
+
+// Failsafe states.
 const (
-	FailsafeOff     = "off"          // not configured
-	FailsafeStandby = "standby"      // etcd reachable, nothing to do
-	FailsafeKept    = "primary kept" // this primary takes writes without etcd, every peer confirming
-	FailsafeHeldOff = "held off"     // this node promised a kept primary to take no part in a failover
-	FailsafeFenced  = "fenced"       // the check failed: this primary fenced itself
+	FailsafeOff     FailsafeState = "off"          // not configured
+	FailsafeStandby FailsafeState = "standby"      // etcd reachable, nothing to do
+	FailsafeKept    FailsafeState = "primary kept" // this primary takes writes without etcd, every peer confirming
+	FailsafeHeldOff FailsafeState = "held off"     // this node promised a kept primary to take no part in a failover
+	FailsafeFenced  FailsafeState = "fenced"       // the check failed: this primary fenced itself
 )
+
+func (s FailsafeState) String() string { return string(s) }
 
 // FailsafeRequest is what the primary's agent asks every peer's agent when it cannot
 // renew its etcd session.
@@ -78,7 +87,8 @@ type FailsafeAnswer struct {
 	EtcdReachable bool `json:"etcd_reachable"`
 	// Confirm: etcd is unreachable from the peer, it knows no newer primary than the
 	// asker, it is not a writable primary itself, and it holds off from any failover
-	// (no promotion, no coordinator) for HoldOff from its answer.
+	// (no promotion, no coordinator) for HoldOff from when it recorded the promise,
+	// after it got the question and before it answered.
 	Confirm bool          `json:"confirm"`
 	HoldOff time.Duration `json:"hold_off_ns,omitempty"`
 	Reason  string        `json:"reason"`
@@ -89,7 +99,7 @@ type FailsafeAnswer struct {
 
 // FailsafeView is failsafe mode as /status shows it.
 type FailsafeView struct {
-	State string `json:"state"`
+	State FailsafeState `json:"state"`
 	// Note says it in a sentence, e.g. "primary kept, all 2 peers confirm etcd is
 	// unreachable".
 	Note  string    `json:"note,omitempty"`
@@ -189,11 +199,16 @@ type peerAnswer struct {
 }
 
 // judgeFailsafe says whether the primary may go on taking writes without etcd: at
-// least one peer, and every peer answered, validly, and confirmed. The note says
-// why, for the log and /status.
-func judgeFailsafe(peers []failsafePeer, answers []peerAnswer) (keep bool, note string) {
+// least one peer, and every peer answered, validly, and confirmed with a hold-off
+// longer than the fence margin. holdOff is the earliest hold-off answered: each
+// peer promised it from a time after the question was sent, so the primary may
+// rely on the promises until the question's sending + holdOff, and must be fenced
+// (which takes up to the margin) by then. Peers' settings may differ: the shortest
+// promise counts, never the primary's own session_ttl. The note says why, for the
+// log and /status.
+func judgeFailsafe(peers []failsafePeer, answers []peerAnswer, margin time.Duration) (keep bool, holdOff time.Duration, note string) {
 	if len(peers) == 0 {
-		return false, "no peer known to confirm that etcd is unreachable"
+		return false, 0, "no peer known to confirm that etcd is unreachable"
 	}
 	got := map[string]peerAnswer{}
 	for _, a := range answers {
@@ -211,12 +226,18 @@ func judgeFailsafe(peers []failsafePeer, answers []peerAnswer) (keep bool, note 
 			refusals = append(refusals, p.Node+": no answer")
 		case !a.Answer.Confirm:
 			refusals = append(refusals, p.Node+": "+a.Answer.Reason)
+		case a.Answer.HoldOff <= 0:
+			refusals = append(refusals, p.Node+": confirms with no hold-off")
+		case a.Answer.HoldOff <= margin:
+			refusals = append(refusals, fmt.Sprintf("%s: hold-off %s is not longer than the fence margin (%s)", p.Node, a.Answer.HoldOff, margin))
+		case holdOff == 0 || a.Answer.HoldOff < holdOff:
+			holdOff = a.Answer.HoldOff
 		}
 	}
 	if len(refusals) > 0 {
-		return false, strings.Join(refusals, "; ")
+		return false, 0, strings.Join(refusals, "; ")
 	}
-	return true, fmt.Sprintf("all %d peers confirm etcd is unreachable", len(peers))
+	return true, holdOff, fmt.Sprintf("all %d peers confirm etcd is unreachable, holding off for at least %s", len(peers), holdOff)
 }
 
 // readAnswer checks a peer's HTTP answer to req: a 200, signed with the secret, for
@@ -264,7 +285,10 @@ type failsafeConfig struct {
 	// EtcdTimeout bounds a peer's read of etcd; CheckTimeout bounds a whole check.
 	EtcdTimeout  time.Duration
 	CheckTimeout time.Duration
-	Log          *zap.Logger
+	// StateDir is where a promise to hold off is recorded before it is given, so that
+	// a restarted agent keeps it (state_dir). "": no promise can be given.
+	StateDir string
+	Log      *zap.Logger
 }
 
 // failsafe is one agent's failsafe mode: the checks it makes as a primary, the
@@ -273,17 +297,16 @@ type failsafe struct {
 	cfg    failsafeConfig
 	client *http.Client
 
-	mu            sync.Mutex
-	holdoffUntil  time.Time          // monotonic; this node promised to hold off until then
-	cancelSession context.CancelFunc // ends the current session's work; nil when none
-	keptUntil     time.Time          // monotonic; the latest confirmation keeps writes until then
-	keeping       bool               // the primary is kept without an etcd session
-	keptLease     clientv3.LeaseID   // the session lease the kept primary held the leader key on
-	keeperCancel  context.CancelFunc // stops the keeper; nil when none runs
-	state         string
-	note          string
-	since         time.Time
-	peers         []FailsafePeerView
+	mu           sync.Mutex
+	holdoffUntil time.Time                   // monotonic; this node promised to hold off until then
+	interrupt    func(context.Context) error // ends the session's work, waiting for it; nil when none
+	keptUntil    time.Time                   // monotonic; the latest confirmation keeps writes until then
+	keeping      bool                        // the primary is kept without an etcd session
+	keptLease    clientv3.LeaseID            // the session lease the kept primary held the leader key on
+	state        FailsafeState
+	note         string
+	since        time.Time
+	peers        []FailsafePeerView
 }
 
 func newFailsafe(cfg failsafeConfig) *failsafe {
@@ -328,14 +351,14 @@ func (f *failsafe) kept() (bool, clientv3.LeaseID) {
 	return f.keeping && time.Now().Before(f.keptUntil), f.keptLease
 }
 
-func (f *failsafe) setState(state, note string) {
+func (f *failsafe) setState(state FailsafeState, note string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.setStateLocked(state, note)
 }
 
 // setStateLocked is setState with f.mu held.
-func (f *failsafe) setStateLocked(state, note string) {
+func (f *failsafe) setStateLocked(state FailsafeState, note string) {
 	if f.state != state {
 		f.since = time.Now()
 	}
@@ -343,79 +366,186 @@ func (f *failsafe) setStateLocked(state, note string) {
 }
 
 // heldOff says why this node must not make its server writable or coordinate now,
-// "" when nothing stops it.
+// "" when nothing stops it. A promise holds with failsafe mode off too: one
+// restored from before a restart that turned it off.
 func (f *failsafe) heldOff() string {
-	if !f.on() {
+	if f == nil {
 		return ""
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if left := time.Until(f.holdoffUntil); left > 0 {
-		return fmt.Sprintf("failsafe hold-off for %s more: a primary kept without etcd relies on this node's promise", left.Round(time.Millisecond))
+		return heldOffWhy(left)
 	}
 	return ""
 }
 
-// holdOff records the promise to take no part in a failover until until, and ends
-// the work of the current etcd session (coordinator, reconciler) before the answer
-// goes out.
-func (f *failsafe) holdOff(until time.Time, from string) {
+func heldOffWhy(left time.Duration) string {
+	return fmt.Sprintf("failsafe hold-off for %s more: a primary kept without etcd relies on this node's promise", left.Round(time.Millisecond))
+}
+
+// holdOff records, in memory, the promise to take no part in a failover until
+// until (monotonic).
+func (f *failsafe) notePromise(until time.Time, from string) {
 	f.mu.Lock()
 	if until.After(f.holdoffUntil) {
 		f.holdoffUntil = until
 	}
-	cancel := f.cancelSession
 	was := f.state
 	if f.state != FailsafeHeldOff {
 		f.since = time.Now()
 	}
 	f.state, f.note = FailsafeHeldOff, "holding off failovers: "+from+" is kept as primary while etcd is unreachable"
 	f.mu.Unlock()
-	if cancel != nil {
-		cancel()
-	}
 	if was != FailsafeHeldOff {
-		f.cfg.Log.Warn("failsafe: holding off failovers", zap.String("primary", from), zap.Duration("for", f.cfg.SessionTTL))
+		f.cfg.Log.Warn("failsafe: holding off failovers", zap.String("primary", from), zap.Duration("for", time.Until(until).Round(time.Millisecond)))
 	}
 }
 
-// attach records how to end the current session's work; detach forgets it.
-func (f *failsafe) attach(cancel context.CancelFunc) {
-	if !f.on() {
-		return
+// promise promises to take no part in a failover for holdOff from now, for the
+// primary from at epoch, and keeps the promise before it is made: it records it in
+// StateDir (so that a restarted agent keeps it), then holds off in memory (no
+// session and no work starts from then on), then ends the session's work and
+// waits until it has stopped, within ctx. An error means the promise must not be
+// given: not recorded, or the work did not stop in time (the hold-off stays then:
+// it only delays a failover).
+func (f *failsafe) promise(ctx context.Context, from string, epoch uint64, holdOff time.Duration) error {
+	// The promise runs from now: after the question was sent, before the answer.
+	start := time.Now()
+	rec := promiseRecord{From: from, Epoch: epoch, Given: start.UTC(), Until: start.Add(holdOff).UTC(), HoldOff: holdOff}
+	if err := writePromise(f.cfg.StateDir, rec); err != nil {
+		return fmt.Errorf("record the promise: %w", err)
 	}
+	f.notePromise(start.Add(holdOff), from)
 	f.mu.Lock()
-	f.cancelSession = cancel
+	interrupt := f.interrupt
+	f.mu.Unlock()
+	if interrupt == nil {
+		return nil
+	}
+	if err := interrupt(ctx); err != nil {
+		return fmt.Errorf("this node's work did not stop in time: %w", err)
+	}
+	return nil
+}
+
+// promiseFile, in StateDir, records the latest promise to hold off.
+const promiseFile = "failsafe-promise.json"
+
+// promiseRecord is a promise to hold off as recorded on disk. Its times are wall
+// times: a monotonic time does not survive a restart.
+type promiseRecord struct {
+	From    string        `json:"from"`
+	Epoch   uint64        `json:"epoch"`
+	Given   time.Time     `json:"given"`
+	Until   time.Time     `json:"until"`
+	HoldOff time.Duration `json:"hold_off_ns"`
+}
+
+// writePromise records rec in dir durably (a new file renamed over the old one,
+// both and the directory synced) before it returns.
+func writePromise(dir string, rec promiseRecord) error {
+	if dir == "" {
+		return errors.New("no state_dir to record it in")
+	}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, promiseFile+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // after the rename, removes nothing
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), filepath.Join(dir, promiseFile)); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// restore makes StateDir (0700) if it is missing and holds off for what is left of
+// a promise recorded there by an earlier agent, timed by the wall clock (the only
+// one that survives a restart): a clock stepped back lengthens it, never past the
+// hold-off promised; stepped forward, it shortens it. A record that cannot be read
+// holds the node off for a whole session_ttl: an unknown promise is no reason to
+// act.
+func (f *failsafe) restore() error {
+	dir := f.cfg.StateDir
+	if dir == "" {
+		return errors.New("failsafe: no state_dir")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("state_dir: %w", err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, promiseFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	var rec promiseRecord
+	if err == nil {
+		err = json.Unmarshal(b, &rec)
+	}
+	if err == nil && (rec.HoldOff <= 0 || rec.Until.IsZero() || rec.From == "") {
+		err = errors.New("an incomplete record")
+	}
+	if err != nil {
+		f.cfg.Log.Error("failsafe: a promise to hold off could not be read: holding off for session_ttl", zap.String("file", filepath.Join(dir, promiseFile)), zap.Error(err))
+		f.notePromise(time.Now().Add(f.cfg.SessionTTL), "a primary (the record is unreadable)")
+		return nil
+	}
+	left := min(time.Until(rec.Until), rec.HoldOff)
+	if left <= 0 {
+		return nil
+	}
+	f.cfg.Log.Warn("failsafe: a promise given before this agent started still holds", zap.String("primary", rec.From),
+		zap.Time("until", rec.Until), zap.Duration("left", left.Round(time.Millisecond)))
+	f.notePromise(time.Now().Add(left), rec.From)
+	return nil
+}
+
+// attach records how to end the current session's work and wait for it.
+func (f *failsafe) attach(interrupt func(context.Context) error) {
+	f.mu.Lock()
+	f.interrupt = interrupt
 	f.mu.Unlock()
 }
 
-func (f *failsafe) detach() { f.attach(nil) }
-
-// waitHoldoff returns once the promised hold-off has passed (it may be extended
-// meanwhile), or ctx ended.
-func (f *failsafe) waitHoldoff(ctx context.Context) {
-	if !f.on() {
-		return
+// holdoffLeft says how long this node must still hold off, and why; 0 when it need
+// not.
+func (f *failsafe) holdoffLeft() (time.Duration, string) {
+	if f == nil {
+		return 0, ""
 	}
-	for {
-		f.mu.Lock()
-		left := time.Until(f.holdoffUntil)
-		f.mu.Unlock()
-		if left <= 0 {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(left):
-		}
+	f.mu.Lock()
+	left := time.Until(f.holdoffUntil)
+	f.mu.Unlock()
+	if left <= 0 {
+		return 0, ""
 	}
+	return left, heldOffWhy(left)
 }
 
-// confirm asks every peer once. When all confirm, writes are kept until
-// SessionTTL - FenceMargin after the asking began (each peer holds off for SessionTTL
-// from its answer, which comes later). It returns whether they all confirmed, the
-// note, and whether some peer reached etcd.
+// confirm asks every peer once. When all confirm, writes are kept until the
+// earliest hold-off answered, less FenceMargin, after the asking began (each peer
+// holds off from a time after the asking; the fence takes up to FenceMargin).
+// It returns whether they all confirmed, the note, and whether some peer reached
+// etcd.
 func (f *failsafe) confirm(ctx context.Context, peers []failsafePeer, epoch uint64) (keep bool, note string, etcdSeen bool) {
 	start := time.Now() // monotonic
 	nonce := make([]byte, 16)
@@ -424,7 +554,7 @@ func (f *failsafe) confirm(ctx context.Context, peers []failsafePeer, epoch uint
 	}
 	req := FailsafeRequest{Cluster: f.cfg.Cluster, From: f.cfg.Node, Epoch: epoch, Nonce: hex.EncodeToString(nonce), Sent: time.Now().UTC()}
 	answers := f.ask(ctx, peers, req)
-	keep, note = judgeFailsafe(peers, answers)
+	keep, holdOff, note := judgeFailsafe(peers, answers, f.cfg.FenceMargin)
 	views := make([]FailsafePeerView, 0, len(answers))
 	for _, a := range answers {
 		v := FailsafePeerView{Node: a.Peer.Node, Agent: a.Peer.Agent}
@@ -440,7 +570,7 @@ func (f *failsafe) confirm(ctx context.Context, peers []failsafePeer, epoch uint
 	f.mu.Lock()
 	f.peers = views
 	if keep {
-		if until := start.Add(f.cfg.SessionTTL - f.cfg.FenceMargin); until.After(f.keptUntil) {
+		if until := start.Add(holdOff - f.cfg.FenceMargin); until.After(f.keptUntil) {
 			f.keptUntil = until
 		}
 	}
@@ -544,6 +674,7 @@ func (f *failsafe) handler(side failsafePeerSide) http.Handler {
 			text(w, http.StatusBadRequest, fmt.Sprintf("bad request: sent %s, %s from this node's clock (limit %s)", req.Sent.Format(time.RFC3339), skew.Round(time.Second), maxRequestAge))
 			return
 		}
+		received := time.Now()
 		ectx, cancel := context.WithTimeout(r.Context(), f.cfg.EtcdTimeout)
 		etcdErr := side.reachEtcd(ectx)
 		cancel()
@@ -553,8 +684,17 @@ func (f *failsafe) handler(side failsafePeerSide) http.Handler {
 		known, writable := side.known()
 		a := answerFor(req, f.cfg.Cluster, f.cfg.Node, known, writable, etcdErr, f.cfg.SessionTTL)
 		if a.Confirm {
-			// The promise is kept before it is made.
-			f.holdOff(time.Now().Add(a.HoldOff), req.From)
+			// The promise is kept before it is made: recorded, and this node's work
+			// stopped, before the yes goes out, within the asker's time (less the
+			// answer's way back).
+			pctx, cancel := context.WithDeadline(r.Context(), received.Add(f.cfg.CheckTimeout-f.cfg.CheckTimeout/8))
+			err := f.promise(pctx, req.From, req.Epoch, a.HoldOff)
+			cancel()
+			if err != nil {
+				f.cfg.Log.Warn("failsafe: no promise given", zap.String("primary", req.From), zap.Error(err))
+				a.Confirm, a.HoldOff = false, 0
+				a.Reason = fmt.Sprintf("%s cannot promise to hold off: %v", f.cfg.Node, err)
+			}
 		}
 		out, err := json.Marshal(a)
 		if err != nil {
@@ -605,7 +745,7 @@ func (f *failsafe) lastNote() string {
 }
 
 // stopKeeping ends keeping the primary, in state (fenced).
-func (f *failsafe) stopKeeping(state, note string) {
+func (f *failsafe) stopKeeping(state FailsafeState, note string) {
 	f.mu.Lock()
 	f.keeping, f.keptUntil = false, time.Time{}
 	f.mu.Unlock()
@@ -657,32 +797,5 @@ func (f *failsafe) resumed() {
 	}
 	if f.heldOff() == "" {
 		f.setState(FailsafeStandby, "")
-	}
-}
-
-// runKeeper runs keep in a goroutine under a child of ctx, until stopKeeper.
-func (f *failsafe) runKeeper(ctx context.Context, keep func(context.Context)) {
-	kctx, cancel := context.WithCancel(ctx)
-	f.mu.Lock()
-	old := f.keeperCancel
-	f.keeperCancel = cancel
-	f.mu.Unlock()
-	if old != nil {
-		old()
-	}
-	go keep(kctx)
-}
-
-// stopKeeper stops the keeper, if one runs.
-func (f *failsafe) stopKeeper() {
-	if f == nil {
-		return
-	}
-	f.mu.Lock()
-	cancel := f.keeperCancel
-	f.keeperCancel = nil
-	f.mu.Unlock()
-	if cancel != nil {
-		cancel()
 	}
 }

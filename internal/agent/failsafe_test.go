@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -71,17 +74,27 @@ func TestAnswerFor(t *testing.T) {
 
 func TestJudgeFailsafe(t *testing.T) {
 	p2, p3 := failsafePeer{Node: "db2", Agent: "10.0.0.2:9107"}, failsafePeer{Node: "db3", Agent: "10.0.0.3:9107"}
-	yes := func(p failsafePeer) peerAnswer {
-		return peerAnswer{Peer: p, Answer: &FailsafeAnswer{Node: p.Node, Confirm: true, Reason: "etcd unreachable"}}
+	yesFor := func(p failsafePeer, holdOff time.Duration) peerAnswer {
+		return peerAnswer{Peer: p, Answer: &FailsafeAnswer{Node: p.Node, Confirm: true, HoldOff: holdOff, Reason: "etcd unreachable"}}
 	}
+	yes := func(p failsafePeer) peerAnswer { return yesFor(p, 3*time.Second) }
+	const margin = time.Second
 	cases := []struct {
 		name    string
 		peers   []failsafePeer
 		answers []peerAnswer
 		keep    bool
+		holdOff time.Duration
 		note    string
 	}{
-		{name: "all confirm", peers: []failsafePeer{p2, p3}, answers: []peerAnswer{yes(p2), yes(p3)}, keep: true, note: "all 2 peers confirm"},
+		{name: "all confirm", peers: []failsafePeer{p2, p3}, answers: []peerAnswer{yes(p2), yes(p3)}, keep: true, holdOff: 3 * time.Second, note: "all 2 peers confirm"},
+		// Hole 5: nodes with different settings promise different hold-offs; the
+		// primary relies on the shortest.
+		{name: "the earliest hold-off counts", peers: []failsafePeer{p2, p3}, answers: []peerAnswer{yes(p2), yesFor(p3, 2*time.Second)}, keep: true, holdOff: 2 * time.Second, note: "all 2 peers confirm"},
+		{name: "the earliest hold-off counts, either order", peers: []failsafePeer{p2, p3}, answers: []peerAnswer{yesFor(p2, 2500*time.Millisecond), yesFor(p3, 10*time.Second)}, keep: true, holdOff: 2500 * time.Millisecond},
+		{name: "a yes without a hold-off is no promise", peers: []failsafePeer{p2, p3}, answers: []peerAnswer{yes(p2), yesFor(p3, 0)}, note: "db3: confirms with no hold-off"},
+		{name: "a hold-off no longer than the fence margin keeps nothing", peers: []failsafePeer{p2}, answers: []peerAnswer{yesFor(p2, margin)}, note: "db2: hold-off 1s is not longer than the fence margin"},
+		{name: "a negative hold-off", peers: []failsafePeer{p2}, answers: []peerAnswer{yesFor(p2, -time.Second)}, note: "db2: confirms with no hold-off"},
 		{name: "no peers", note: "no peer known"},
 		{name: "no answers at all", peers: []failsafePeer{p2, p3}, note: "db2: not asked"},
 		{name: "one did not answer", peers: []failsafePeer{p2, p3}, answers: []peerAnswer{yes(p2), {Peer: p3, Err: errors.New("connection refused")}}, note: "db3: no answer: connection refused"},
@@ -92,9 +105,15 @@ func TestJudgeFailsafe(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			keep, note := judgeFailsafe(c.peers, c.answers)
+			keep, holdOff, note := judgeFailsafe(c.peers, c.answers, margin)
 			if keep != c.keep || !strings.Contains(note, c.note) {
 				t.Fatalf("keep %v, note %q; want %v, %q", keep, note, c.keep, c.note)
+			}
+			if keep && holdOff != c.holdOff {
+				t.Fatalf("hold-off relied on %s; want %s", holdOff, c.holdOff)
+			}
+			if !keep && holdOff != 0 {
+				t.Fatalf("no keep, yet a hold-off of %s", holdOff)
 			}
 		})
 	}
@@ -160,18 +179,56 @@ func TestReadAnswer(t *testing.T) {
 // peerAgent is a failsafe peer served over HTTP whose etcd client points at
 // endpoint (a real etcd, or a socket nobody serves).
 type peerAgent struct {
-	fs     *failsafe
-	srv    *httptest.Server
-	known  cluster.Primary
-	cancel bool // its session's work was ended
+	fs    *failsafe
+	srv   *httptest.Server
+	known cluster.Primary
+
+	mu       sync.Mutex
+	cancel   bool          // its session's work was ended
+	stopping time.Duration // how long its work takes to stop
+	stopped  time.Time     // when its work last stopped
+}
+
+func (p *peerAgent) interrupted() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cancel
+}
+
+// interrupt is the session's Interrupt as the peer's work answers it: stopped after
+// p.stopping, or an error if ctx ends first.
+func (p *peerAgent) interrupt(ctx context.Context) error {
+	p.mu.Lock()
+	p.cancel = true
+	d := p.stopping
+	p.mu.Unlock()
+	select {
+	case <-time.After(d):
+	case <-ctx.Done():
+		return fmt.Errorf("session work still running: coordinator: %w", ctx.Err())
+	}
+	p.mu.Lock()
+	p.stopped = time.Now()
+	p.mu.Unlock()
+	return nil
+}
+
+func peerConfig(t *testing.T, node, secret string) failsafeConfig {
+	return failsafeConfig{Cluster: "main", Node: node, Secret: []byte(secret), SessionTTL: 3 * time.Second,
+		FenceMargin: time.Second, Interval: 500 * time.Millisecond, EtcdTimeout: 300 * time.Millisecond, CheckTimeout: 800 * time.Millisecond,
+		StateDir: t.TempDir(), Log: zap.NewNop()}
 }
 
 func newPeerAgent(t *testing.T, node, secret string, cli *clientv3.Client) *peerAgent {
 	t.Helper()
+	return newPeerAgentWith(t, peerConfig(t, node, secret), cli)
+}
+
+func newPeerAgentWith(t *testing.T, cfg failsafeConfig, cli *clientv3.Client) *peerAgent {
+	t.Helper()
 	p := &peerAgent{known: cluster.Primary{Node: "db1", Epoch: 7}}
-	p.fs = newFailsafe(failsafeConfig{Cluster: "main", Node: node, Secret: []byte(secret), SessionTTL: 3 * time.Second,
-		FenceMargin: time.Second, Interval: 500 * time.Millisecond, EtcdTimeout: 300 * time.Millisecond, CheckTimeout: 800 * time.Millisecond, Log: zap.NewNop()})
-	p.fs.attach(func() { p.cancel = true })
+	p.fs = newFailsafe(cfg)
+	p.fs.attach(p.interrupt)
 	p.srv = httptest.NewServer(p.fs.handler(failsafePeerSide{
 		reachEtcd: func(ctx context.Context) error { _, err := cli.Get(ctx, "/baton/main/primary"); return err },
 		known:     func() (cluster.Primary, bool) { return p.known, false },
@@ -223,8 +280,8 @@ func TestFailsafeCheck(t *testing.T) {
 			t.Fatalf("kept for %s after asking; want session_ttl - fence_margin (2s)", d)
 		}
 		for _, p := range []*peerAgent{db2, db3} {
-			if p.fs.heldOff() == "" || !p.cancel {
-				t.Fatalf("%s answered yes but does not hold off (held off %q, session ended %v)", p.fs.cfg.Node, p.fs.heldOff(), p.cancel)
+			if p.fs.heldOff() == "" || !p.interrupted() {
+				t.Fatalf("%s answered yes but does not hold off (held off %q, session ended %v)", p.fs.cfg.Node, p.fs.heldOff(), p.interrupted())
 			}
 			if v := p.fs.view(); v.State != FailsafeHeldOff {
 				t.Fatalf("%s failsafe state %q; want %q", p.fs.cfg.Node, v.State, FailsafeHeldOff)
@@ -242,13 +299,30 @@ func TestFailsafeCheck(t *testing.T) {
 		}
 	})
 
+	// Hole 5: a peer configured with a shorter session_ttl promises a shorter
+	// hold-off; the primary keeps only until the earliest promise (from its asking)
+	// less the fence margin, so that its fence is over before that promise ends.
+	t.Run("peers promise different hold-offs: kept until the earliest, less the margin", func(t *testing.T) {
+		db2, db3 := newPeerAgent(t, "db2", secret, deadEtcd(t)), newPeerAgent(t, "db3", secret, deadEtcd(t))
+		db3.fs.cfg.SessionTTL = 2 * time.Second
+		primary.stopKeeping(FailsafeStandby, "")
+		start := time.Now()
+		keep, note, _ := primary.confirm(ctx, peersOf(db2, db3), 7)
+		if !keep {
+			t.Fatalf("not kept: %s", note)
+		}
+		if d := primary.validUntil().Sub(start); d > time.Second+50*time.Millisecond || d < 500*time.Millisecond {
+			t.Fatalf("kept for %s after asking; want db3's hold-off (2s) less the fence margin (1s)", d)
+		}
+	})
+
 	t.Run("one peer reaches etcd: fence", func(t *testing.T) {
 		db2, db3 := newPeerAgent(t, "db2", secret, deadEtcd(t)), newPeerAgent(t, "db3", secret, live)
 		keep, note, _ := primary.confirm(ctx, peersOf(db2, db3), 7)
 		if keep || !strings.Contains(note, "db3: etcd is reachable") {
 			t.Fatalf("kept %v (%s); want a fence because db3 reaches etcd", keep, note)
 		}
-		if db3.fs.heldOff() != "" || db3.cancel {
+		if db3.fs.heldOff() != "" || db3.interrupted() {
 			t.Fatal("db3 reached etcd but holds off")
 		}
 	})
@@ -259,7 +333,7 @@ func TestFailsafeCheck(t *testing.T) {
 		if keep || !strings.Contains(note, "db3: no answer: HTTP 401") {
 			t.Fatalf("kept %v (%s); want a fence because db3 refused the signature", keep, note)
 		}
-		if db3.fs.heldOff() != "" || db3.cancel {
+		if db3.fs.heldOff() != "" || db3.interrupted() {
 			t.Fatal("an unauthenticated request made db3 hold off")
 		}
 	})
@@ -313,7 +387,7 @@ func TestFailsafeHandlerRefusals(t *testing.T) {
 	if code := post(fresh, sign([]byte(secret), answerMAC, fresh)); code != http.StatusUnauthorized {
 		t.Fatalf("a request signed as an answer: HTTP %d; want 401", code)
 	}
-	if p.fs.heldOff() != "" || p.cancel {
+	if p.fs.heldOff() != "" || p.interrupted() {
 		t.Fatal("a refused request made the node hold off")
 	}
 	resp, err := http.Get(p.srv.URL + FailsafePath)
@@ -329,15 +403,18 @@ func TestFailsafeHandlerRefusals(t *testing.T) {
 	}
 }
 
-func TestFailsafeHoldoffWait(t *testing.T) {
+func TestFailsafeHoldoffLeft(t *testing.T) {
 	f := newFailsafe(failsafeConfig{Cluster: "main", Node: "db2", Secret: []byte("0123456789abcdef"), SessionTTL: 3 * time.Second, FenceMargin: time.Second})
-	start := time.Now()
-	f.holdOff(start.Add(300*time.Millisecond), "db1")
-	f.waitHoldoff(context.Background())
-	if d := time.Since(start); d < 300*time.Millisecond {
-		t.Fatalf("waitHoldoff returned after %s; want 300ms", d)
+	if left, why := f.holdoffLeft(); left != 0 || why != "" {
+		t.Fatalf("held off for %s (%s) with no promise", left, why)
 	}
-	if f.heldOff() != "" {
+	start := time.Now()
+	f.notePromise(start.Add(300*time.Millisecond), "db1")
+	if left, why := f.holdoffLeft(); left <= 200*time.Millisecond || left > 300*time.Millisecond || !strings.Contains(why, "hold-off") {
+		t.Fatalf("held off for %s (%q) after a promise of 300ms", left, why)
+	}
+	time.Sleep(time.Until(start.Add(300 * time.Millisecond)))
+	if left, _ := f.holdoffLeft(); left != 0 || f.heldOff() != "" {
 		t.Fatal("still held off after the hold-off passed")
 	}
 	var off *failsafe
@@ -374,5 +451,209 @@ func TestFailsafeKeeperLateAfterResume(t *testing.T) {
 	}
 	if kept, _ := f.kept(); kept {
 		t.Fatal("a late renewal kept the primary without etcd again")
+	}
+}
+
+// keptNode is the reconciler as failsafe mode sees it: a writable primary on any
+// lease whose peers are peers, and whose fences are recorded.
+type keptNode struct {
+	peers []failsafePeer
+}
+
+func (n *keptNode) WritablePrimary(clientv3.LeaseID) bool { return true }
+func (n *keptNode) Current() (cluster.NodeStatus, cluster.Snapshot) {
+	var snap cluster.Snapshot
+	snap.Primary = cluster.Primary{Node: "db1", Epoch: 7}
+	snap.Nodes = map[string]cluster.NodeStatus{}
+	for _, p := range n.peers {
+		snap.Nodes[p.Node] = cluster.NodeStatus{Node: p.Node, Agent: p.Agent}
+	}
+	return cluster.NodeStatus{}, snap
+}
+func (n *keptNode) FenceLocal(context.Context, string) {}
+
+// The keep window is a promise's end less the fence margin: the fence must start
+// then, not once a check still under way gives up. A peer slow to answer (its
+// answer would come after the window) kept the primary writable past it, by a
+// renewal's and a check's time.
+func TestKeeperFencesWhenTheWindowEnds(t *testing.T) {
+	const secret = "the-cluster-peer-secret"
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(2 * time.Second):
+		case <-r.Context().Done():
+		}
+	}))
+	defer slow.Close()
+	a := testAgent(t, minimalYAML)
+	a.fs = newFailsafe(failsafeConfig{Cluster: "main", Node: "db1", Secret: []byte(secret), SessionTTL: 3 * time.Second,
+		FenceMargin: time.Second, Interval: 500 * time.Millisecond, EtcdTimeout: 300 * time.Millisecond, CheckTimeout: 800 * time.Millisecond, Log: zap.NewNop()})
+	f := a.fs
+	f.mu.Lock()
+	f.keptUntil = time.Now().Add(400 * time.Millisecond) // a confirmation came in
+	f.mu.Unlock()
+	if !f.startKeeping(7) {
+		t.Fatal("not kept with a confirmation in force")
+	}
+	until := f.validUntil()
+	node := &keptNode{peers: []failsafePeer{{Node: "db2", Agent: strings.TrimPrefix(slow.URL, "http://")}}}
+	err := a.keepPrimary(context.Background(), deadEtcd(t), 7, node)
+	if err == nil {
+		t.Fatal("the keeper returned without a fence")
+	}
+	if late := time.Since(until); late > 150*time.Millisecond {
+		t.Fatalf("fenced %s after the keep window ended (%v); want at its end", late.Round(time.Millisecond), err)
+	}
+	if v := f.view(); v.State != FailsafeFenced {
+		t.Fatalf("failsafe state %q after the fence; want %q", v.State, FailsafeFenced)
+	}
+}
+
+// askOnce sends one signed check to p and returns its answer and when it came.
+func askOnce(t *testing.T, p *peerAgent, secret string) (FailsafeAnswer, time.Time) {
+	t.Helper()
+	asker := newFailsafe(failsafeConfig{Cluster: "main", Node: "db1", Secret: []byte(secret), SessionTTL: 3 * time.Second,
+		FenceMargin: time.Second, EtcdTimeout: 300 * time.Millisecond, CheckTimeout: 800 * time.Millisecond, Log: zap.NewNop()})
+	req := FailsafeRequest{Cluster: "main", From: "db1", Epoch: 7, Nonce: "n1", Sent: time.Now().UTC()}
+	answers := asker.ask(context.Background(), []failsafePeer{{Node: p.fs.cfg.Node, Agent: p.addr()}}, req)
+	at := time.Now()
+	if answers[0].Err != nil {
+		t.Fatalf("no answer: %v", answers[0].Err)
+	}
+	return *answers[0].Answer, at
+}
+
+// Hole 3: a flow in progress when the promise is given. The answer that promises
+// must go out only once the node's work has stopped; work that does not stop within
+// the check's time makes the answer a no (the promise, recorded, is kept anyway).
+func TestFailsafePromiseWaitsForTheWork(t *testing.T) {
+	const secret = "the-cluster-peer-secret"
+	p := newPeerAgent(t, "db2", secret, deadEtcd(t))
+	p.stopping = 200 * time.Millisecond // a flow's step under way
+	a, at := askOnce(t, p, secret)
+	p.mu.Lock()
+	stopped := p.stopped
+	p.mu.Unlock()
+	if !a.Confirm {
+		t.Fatalf("no yes: %s", a.Reason)
+	}
+	if stopped.IsZero() || stopped.After(at) {
+		t.Fatalf("the yes came before the work stopped (stopped %v, answered %v)", stopped, at)
+	}
+
+	q := newPeerAgent(t, "db3", secret, deadEtcd(t))
+	q.stopping = 5 * time.Second // a flow that will not stop in time
+	a, _ = askOnce(t, q, secret)
+	if a.Confirm || a.HoldOff != 0 || !strings.Contains(a.Reason, "did not stop") {
+		t.Fatalf("work that does not stop: confirm %v, hold-off %s (%s); want a no saying so", a.Confirm, a.HoldOff, a.Reason)
+	}
+	if q.fs.heldOff() == "" {
+		t.Fatal("the promise recorded before the work was asked to stop is not held")
+	}
+}
+
+// A promise that cannot be recorded (no state directory, or one that cannot be
+// written) is not given: a restarted agent would forget it.
+func TestFailsafePromiseNeedsItsRecord(t *testing.T) {
+	const secret = "the-cluster-peer-secret"
+	cfg := peerConfig(t, "db2", secret)
+	cfg.StateDir = ""
+	p := newPeerAgentWith(t, cfg, deadEtcd(t))
+	if a, _ := askOnce(t, p, secret); a.Confirm || !strings.Contains(a.Reason, "record") {
+		t.Fatalf("no state directory: confirm %v (%s); want a no", a.Confirm, a.Reason)
+	}
+	cfg = peerConfig(t, "db3", secret)
+	cfg.StateDir = filepath.Join(cfg.StateDir, "missing", "dir")
+	q := newPeerAgentWith(t, cfg, deadEtcd(t))
+	if a, _ := askOnce(t, q, secret); a.Confirm || !strings.Contains(a.Reason, "record") {
+		t.Fatalf("state directory missing: confirm %v (%s); want a no", a.Confirm, a.Reason)
+	}
+	if p.interrupted() || q.interrupted() {
+		t.Fatal("work stopped for a promise not given")
+	}
+}
+
+// Hole 3: the promise lived in memory only, and a restarted agent (its supervisor
+// restarts it at once) forgot it and could coordinate a failover while the kept
+// primary still relied on it. The agent restarted within the promise holds off for
+// what is left of it.
+func TestFailsafePromiseOutlivesARestart(t *testing.T) {
+	const secret = "the-cluster-peer-secret"
+	cfg := peerConfig(t, "db2", secret)
+	p := newPeerAgentWith(t, cfg, deadEtcd(t))
+	a, at := askOnce(t, p, secret)
+	if !a.Confirm {
+		t.Fatalf("no yes: %s", a.Reason)
+	}
+	// The agent restarts: a new failsafe, the same state directory.
+	again := newFailsafe(cfg)
+	if err := again.restore(); err != nil {
+		t.Fatal(err)
+	}
+	left, why := again.holdoffLeft()
+	want := a.HoldOff - time.Since(at)
+	if left <= 0 || why == "" || left > a.HoldOff || left < want-300*time.Millisecond {
+		t.Fatalf("restarted agent held off for %s (%q); want what is left of the promise, about %s", left, why, want)
+	}
+	if v := again.view(); v.State != FailsafeHeldOff {
+		t.Fatalf("restarted agent's failsafe state %q; want %q", v.State, FailsafeHeldOff)
+	}
+	// Even with failsafe mode turned off by the restart.
+	off := cfg
+	off.Secret = nil
+	if off := newFailsafe(off); off.restore() != nil || off.heldOff() == "" {
+		t.Fatal("a restart with failsafe mode off forgot the promise")
+	}
+	// Once it has run out, nothing holds the node.
+	time.Sleep(left + 50*time.Millisecond)
+	late := newFailsafe(cfg)
+	if err := late.restore(); err != nil {
+		t.Fatal(err)
+	}
+	if left, why := late.holdoffLeft(); left != 0 {
+		t.Fatalf("held off for %s (%s) after the promise ran out", left, why)
+	}
+}
+
+// A promise record that cannot be read is no reason to act: the agent holds off for
+// a whole session_ttl, as if a promise had just been given.
+func TestFailsafeUnreadablePromise(t *testing.T) {
+	for name, body := range map[string]string{"garbage": "{not json", "zero": "{}", "empty": ""} {
+		t.Run(name, func(t *testing.T) {
+			cfg := peerConfig(t, "db2", "the-cluster-peer-secret")
+			if err := os.WriteFile(filepath.Join(cfg.StateDir, promiseFile), []byte(body), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			f := newFailsafe(cfg)
+			if err := f.restore(); err != nil {
+				t.Fatal(err)
+			}
+			if left, _ := f.holdoffLeft(); left < cfg.SessionTTL-100*time.Millisecond || left > cfg.SessionTTL {
+				t.Fatalf("held off for %s after an unreadable promise; want session_ttl (%s)", left, cfg.SessionTTL)
+			}
+		})
+	}
+}
+
+// An agent whose state directory cannot be made does not start: it could not keep
+// a promise across its own restart, nor see one an earlier agent gave.
+func TestAgentNeedsItsStateDir(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "a-file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := testAgent(t, minimalYAML+"state_dir: "+filepath.Join(file, "state")+"\n")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.Run(ctx); err == nil || !strings.Contains(err.Error(), "state_dir") {
+		t.Fatalf("run with a state_dir that cannot be made: %v; want an error naming state_dir", err)
+	}
+	dir := filepath.Join(t.TempDir(), "state")
+	b := testAgent(t, minimalYAML+"state_dir: "+dir+"\n")
+	if err := b.fs.restore(); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(dir); err != nil || st.Mode().Perm() != 0o700 {
+		t.Fatalf("state directory made: %v, %v; want mode 0700", st, err)
 	}
 }

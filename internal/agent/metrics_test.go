@@ -259,7 +259,7 @@ func TestMetricsAlertInputs(t *testing.T) {
 	m.Update(v)
 	one("baton_disk_time_to_full_seconds", nil, 0)
 
-	for state, want := range map[string]float64{FailsafeKept: 1, FailsafeHeldOff: 0, FailsafeFenced: 0, FailsafeStandby: 0, "": 0} {
+	for state, want := range map[FailsafeState]float64{FailsafeKept: 1, FailsafeHeldOff: 0, FailsafeFenced: 0, FailsafeStandby: 0, "": 0} {
 		v.Failsafe = &FailsafeView{State: state}
 		m.Update(v)
 		one("baton_failsafe_active", map[string]string{}, want)

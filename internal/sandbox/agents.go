@@ -30,6 +30,14 @@ func (c *Cluster) agentConfig(n *Node) string {
 	fmt.Fprintf(&b, "semi_sync: %v\n", c.SemiSync)
 	fmt.Fprintf(&b, "datadir: %s\n", n.Datadir)
 	fmt.Fprintf(&b, "peer_secret_file: %s\nfailsafe: %v\n", c.secretFile("peer"), !c.NoFailsafe)
+	fmt.Fprintf(&b, "state_dir: %s\n", filepath.Join(n.Dir, "agent-state"))
+	// The file's words (cluster.RejoinMode's): the sandbox cannot import cluster,
+	// whose tests run sandboxes.
+	rejoin := "archive-and-repair"
+	if c.ManualRejoin {
+		rejoin = "manual"
+	}
+	fmt.Fprintf(&b, "rejoin: %s\n", rejoin)
 	if c.HookScript != "" {
 		fmt.Fprintf(&b, "hooks:\n  pre_failover: [%s, pre]\n  post_failover: [%s, post]\n  timeout: 5s\n", c.HookScript, c.HookScript)
 	}

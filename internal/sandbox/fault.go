@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -500,8 +501,11 @@ func (c *Cluster) repairFS(ctx context.Context, n *Node) error {
 		return err
 	}
 	// e2fsck exits 1 when it fixed something: that is success here.
-	if out, err := output(ctx, "e2fsck", "-fy", n.Image); err != nil && !strings.Contains(err.Error(), "exit status 1") {
-		return fmt.Errorf("fsck: %w: %s", err, out)
+	if out, err := output(ctx, "e2fsck", "-fy", n.Image); err != nil {
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+			return fmt.Errorf("fsck: %w: %s", err, out)
+		}
 	}
 	if err := run(ctx, "mount", "-o", "loop,errors=remount-ro", n.Image, n.Mount); err != nil {
 		return err

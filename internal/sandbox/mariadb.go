@@ -302,7 +302,7 @@ func (c *Cluster) setupPrimary(ctx context.Context, n *Node) error {
 // tests check that they are exactly what the agent asks for.
 func adminGrants(account string) []string {
 	return []string{
-		"GRANT READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, RELOAD, SLAVE MONITOR, BINLOG ADMIN, BINLOG MONITOR, CONNECTION ADMIN, PROCESS, REPLICATION MASTER ADMIN ON *.* TO " + account,
+		"GRANT READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, RELOAD, SLAVE MONITOR, BINLOG ADMIN, BINLOG MONITOR, CONNECTION ADMIN, PROCESS, REPLICATION MASTER ADMIN, REPLICATION SLAVE, BINLOG REPLAY ON *.* TO " + account,
 		"GRANT SELECT, INSERT, UPDATE, CREATE ON baton.* TO " + account,
 	}
 }

@@ -70,6 +70,10 @@ type Spec struct {
 	// NoFailsafe turns the agents' failsafe mode off (it is on: the agents share a
 	// peer secret), to show what an etcd outage does without it.
 	NoFailsafe bool
+	// ManualRejoin gives the cluster the rejoin mode manual: a quarantined node with
+	// real errant transactions stays so for a person. By default a sandbox runs
+	// archive-and-repair: such a node archives them and undoes them by itself.
+	ManualRejoin bool
 }
 
 // validName accepts 1-12 characters of [a-z0-9-] starting with a letter: short enough
@@ -180,6 +184,7 @@ type Cluster struct {
 	ReplPassword  string       `json:"repl_password"`  //
 	PeerSecret    string       `json:"peer_secret"`    // signs the agents' failsafe checks
 	NoFailsafe    bool         `json:"no_failsafe,omitempty"`
+	ManualRejoin  bool         `json:"manual_rejoin,omitempty"`
 	SemiSync      bool         `json:"semi_sync"`   //
 	WithAgents    bool         `json:"with_agents"` //
 	HookScript    string       `json:"hook_script,omitempty"`

@@ -1,3 +1,5 @@
+//go:build integration
+
 package sandbox_test
 
 import (
@@ -113,11 +115,16 @@ func TestFaults(t *testing.T) {
 			t.Fatalf("%s: write failed: %v", what, err)
 		}
 	}
-	pingFast := func(what string) {
+	// pingAnswers: the server still answers reads (while writeHangs: writes do not,
+	// for 3 s). How fast it answers is logged, not held to: a loaded machine adds
+	// its own delays.
+	pingAnswers := func(what string) {
 		t.Helper()
-		if d, err := execWithin(db, time.Second, "SELECT 1"); err != nil || d > 100*time.Millisecond {
-			t.Fatalf("%s: SELECT 1 took %s, err %v; want an answer within 100ms", what, d, err)
+		d, err := execWithin(db, 2*time.Second, "SELECT 1")
+		if err != nil {
+			t.Fatalf("%s: SELECT 1 failed after %s: %v; want an answer", what, d, err)
 		}
+		t.Logf("%s: SELECT 1 answered in %s", what, d.Round(time.Millisecond))
 	}
 	writeHangs := func(what string) {
 		t.Helper()
@@ -128,7 +135,7 @@ func TestFaults(t *testing.T) {
 
 	t.Run("freeze-writes", func(t *testing.T) {
 		fault("db1", sandbox.FreezeWrites)
-		pingFast("frozen writes")
+		pingAnswers("frozen writes")
 		writeHangs("frozen writes")
 		fault("db1", sandbox.ThawWrites)
 		writesWork("thawed")
@@ -144,9 +151,10 @@ func TestFaults(t *testing.T) {
 	t.Run("kill", func(t *testing.T) {
 		pid := c.Nodes[0].PID
 		fault("db1", sandbox.Kill)
+		// Refused, not hung: nothing listens any more.
 		d, err := execWithin(db, 2*time.Second, "SELECT 1")
-		if err == nil || d > 500*time.Millisecond {
-			t.Fatalf("killed server: SELECT 1 returned after %s with %v; want refused at once", d, err)
+		if err == nil || errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("killed server: SELECT 1 returned after %s with %v; want refused, not answered or hung", d, err)
 		}
 		fault("db1", sandbox.Start)
 		if c.Nodes[0].PID == pid {
@@ -169,7 +177,7 @@ func TestFaults(t *testing.T) {
 		if !errors.As(err, &ne) || !ne.Timeout() {
 			t.Fatalf("cut network: %v; want a timeout (packets dropped), not a refusal", err)
 		}
-		pingFast("cut network, over the socket") // the server itself is fine
+		pingAnswers("cut network, over the socket") // the server itself is fine
 		fault("db1", sandbox.HealNetwork)
 		dctx, cancel = context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()
@@ -198,7 +206,7 @@ func TestFaults(t *testing.T) {
 	})
 	t.Run("readonly-fs", func(t *testing.T) {
 		fault("db1", sandbox.ReadonlyFS)
-		pingFast("read-only filesystem")
+		pingAnswers("read-only filesystem")
 		// Small writes may still land in InnoDB's buffers; the binlog write must not.
 		if _, err := execWithin(db, 3*time.Second, "INSERT INTO sandbox.fill(v) SELECT REPEAT('x', 16384) FROM sandbox.seq_1_to_4"); err == nil {
 			t.Fatal("a 64 KiB binlogged write succeeded on a read-only filesystem")
@@ -322,8 +330,8 @@ func TestDiskFull(t *testing.T) {
 	if err := c.Fault(ctx, "db1", sandbox.DiskFull); err != nil {
 		t.Fatal(err)
 	}
-	if d, err := execWithin(db, time.Second, "SELECT 1"); err != nil || d > 100*time.Millisecond {
-		t.Fatalf("disk full: SELECT 1 took %s (%v), want under 100ms", d, err)
+	if d, err := execWithin(db, 2*time.Second, "SELECT 1"); err != nil {
+		t.Fatalf("disk full: SELECT 1 failed after %s: %v; want an answer (reads need no disk space)", d, err)
 	}
 	if d, err := execWithin(db, 3*time.Second, "INSERT INTO sandbox.t(v) VALUES ('x')"); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("disk full: INSERT returned after %s with %v; want still hanging at 3s", d, err)
@@ -373,9 +381,7 @@ func TestDownLeavesNothingAndUpAfterCrash(t *testing.T) {
 	if err := c.Down(ctx); err != nil {
 		t.Fatalf("down: %v", err)
 	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("down took %s, want under 5s", d)
-	}
+	t.Logf("down took %s", time.Since(start).Round(time.Millisecond))
 	for _, p := range pids {
 		if _, err := os.Stat(fmt.Sprintf("/proc/%d", p)); err == nil {
 			if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p)); !strings.Contains(string(b), ") Z") {

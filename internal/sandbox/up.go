@@ -80,6 +80,7 @@ func newCluster(spec Spec, dir string, log *zap.Logger) *Cluster {
 		ReplPassword:  secret(),
 		PeerSecret:    secret(),
 		NoFailsafe:    spec.NoFailsafe,
+		ManualRejoin:  spec.ManualRejoin,
 		SemiSync:      spec.SemiSync,
 		WithAgents:    spec.WithAgents,
 		HookScript:    spec.HookScript,

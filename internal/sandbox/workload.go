@@ -42,6 +42,7 @@ type Writer struct {
 	acks     []Ack
 	failures int
 	lastErr  string
+	refusals []time.Time
 	done     chan struct{}
 	cancel   context.CancelFunc
 }
@@ -132,7 +133,11 @@ func (w *Writer) loop(ctx context.Context) {
 			// read_only) is kept; a broken or hung one is dropped. Without a virtual IP
 			// the next server is tried.
 			var me *mysql.MySQLError
-			if !errors.As(err, &me) {
+			if errors.As(err, &me) {
+				w.mu.Lock()
+				w.refusals = append(w.refusals, time.Now())
+				w.mu.Unlock()
+			} else {
 				dbs[cur].Close()
 				dbs[cur] = nil
 			}
@@ -164,6 +169,21 @@ func (w *Writer) Failures() (int, string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.failures, w.lastErr
+}
+
+// RefusedBetween is how many writes a server refused (answered with an error, e.g.
+// read_only: a fenced primary) between from and to; writes that timed out or lost
+// their connection are not refusals.
+func (w *Writer) RefusedBetween(from, to time.Time) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, at := range w.refusals {
+		if !at.Before(from) && !at.After(to) {
+			n++
+		}
+	}
+	return n
 }
 
 // FirstAckAfter returns the first write acknowledged at or after t by a server other

@@ -28,10 +28,10 @@ func snapshot() cluster.Snapshot {
 		Nodes: map[string]cluster.NodeStatus{
 			"db1": {Node: "db1", Addr: "198.18.0.11:3306", Role: cluster.RoleFenced, Verdict: detector.Unwritable,
 				Reason: "write probe timed out after 1s <no space>", ReadOnly: true, LagMS: -1, GTID: "0-1-100",
-				DiskFree: 4096, DiskTimeToFull: 0},
+				DiskFree: 4096, DiskTimeToFull: 0, At: t0},
 			"db2": {Node: "db2", Addr: "198.18.0.12:3306", Role: cluster.RolePrimary, Verdict: detector.Healthy,
 				GTID: "0-1-100,0-2-7", VIP: true, SemiSync: cluster.SemiSyncOn, WriteMS: 2.5, DiskFree: 3 << 30,
-				DiskTimeToFull: 5 * time.Minute},
+				DiskTimeToFull: 5 * time.Minute, At: t0},
 			"db3": {Node: "db3", Addr: "198.18.0.13:3306", Role: cluster.RoleReplica, Verdict: detector.Healthy,
 				Source: "198.18.0.12:3306", IORunning: true, SQLRunning: true, LagMS: 120, GTID: "0-1-100,0-2-7",
 				SemiSync: cluster.SemiSyncReplicaOn, ReadOnly: true},
@@ -73,7 +73,7 @@ func TestRenderCluster(t *testing.T) {
 		`data-cluster="main" data-primary="db2"`,
 		`<h2 id="c-main-h">Cluster main</h2>`,
 		`<dd class="primary">db2 <span class="muted">(epoch 2, since`,
-		`PAUSED</strong> no automatic failover`,
+		`PAUSED</strong> paused`,
 		`<dt>Virtual IP on</dt><dd>db2</dd>`,
 		`<dt>Coordinator</dt><dd>db3</dd>`,
 		// the verdicts in words, the reason escaped
@@ -83,7 +83,7 @@ func TestRenderCluster(t *testing.T) {
 		`<td data-label="GTID" class="gtid">0-1-100,0-2-7</td>`,
 		`<td data-label="Semi-sync">replica on</td>`,
 		`<td data-label="VIP"><strong>holds it</strong></td>`,
-		`<td data-label="Disk full in">5m0s</td>`,
+		`<td data-label="Disk full in">in 5m0s</td>`,
 		`<td data-label="Disk free">3.0 GiB</td>`,
 		`<td data-label="Write probe">2.5 ms</td>`,
 		// the history, with its steps to scale and in words
@@ -140,7 +140,7 @@ func TestRenderEmptyAndUnreachable(t *testing.T) {
 	}
 	// A cluster with no agent and no primary yet.
 	page = render(t, Page{At: t0, Clusters: []Cluster{NewCluster(status.Cluster{Cluster: "new one"}, nil)}})
-	for _, want := range []string{`id="c-new_one"`, `<dd class="primary">none</dd>`, "No agent is running.", "No event yet.", `<span class="tag ok">on</span>`} {
+	for _, want := range []string{`id="c-new_one"`, `<dd class="primary">none</dd>`, "No agent is running.", "No event yet.", `<span class="tag">unknown</span>`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("page lacks %q", want)
 		}
@@ -260,13 +260,6 @@ func TestNewEvent(t *testing.T) {
 	}
 }
 
-func TestClusterNames(t *testing.T) {
-	got := ClusterNames([]string{"/baton/b/primary", "/baton/a/nodes/db1", "/baton/b/history/1", "/baton/c", "/other/x/y", "/baton//z"})
-	if want := []string{"a", "b"}; !slices.Equal(got, want) {
-		t.Errorf("ClusterNames = %v, want %v", got, want)
-	}
-}
-
 func TestHealth(t *testing.T) {
 	var zero Health
 	if zero != HealthUnknown || zero.String() != "unknown" {
@@ -294,6 +287,33 @@ func TestRenderAwaitsAck(t *testing.T) {
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("page lacks %q", want)
+		}
+	}
+}
+
+// TestRenderArchive: a node whose agent archived errant transactions before undoing
+// or discarding them names the archive, in a warning, on the page as in `baton
+// status`.
+func TestRenderArchive(t *testing.T) {
+	snap := snapshot()
+	db3 := snap.Nodes["db3"]
+	db3.Archive = "/var/lib/baton/main/archive/db3-20261207T030000.000Z-errant.sql"
+	snap.Nodes["db3"] = db3
+	st := status.Of(context.Background(), nil, "main", snap)
+	want := "db3: errant transactions it undid or discarded are archived in /var/lib/baton/main/archive/db3-20261207T030000.000Z-errant.sql"
+	var warned bool
+	for _, w := range st.Warnings {
+		warned = warned || strings.Contains(w, want)
+	}
+	if !warned {
+		t.Fatalf("baton status warnings %q lack %q", st.Warnings, want)
+	}
+	if page := render(t, Page{At: t0, Clusters: []Cluster{NewCluster(st, nil)}}); !strings.Contains(page, want) {
+		t.Errorf("page lacks %q", want)
+	}
+	for _, n := range st.Nodes {
+		if n.Name == "db3" && n.Archive != db3.Archive {
+			t.Errorf("status --json archive %q, want %q", n.Archive, db3.Archive)
 		}
 	}
 }

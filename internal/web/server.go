@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"net/http"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -21,7 +20,7 @@ import (
 )
 
 // Prefix is where every cluster's keys are: /baton/<cluster>/.
-const Prefix = "/baton/"
+const Prefix = cluster.Root
 
 // Config is what a Server needs.
 type Config struct {
@@ -153,36 +152,7 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) listClusters(ctx context.Context) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
-	resp, err := s.cfg.Client.Get(ctx, Prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
-	if err != nil {
-		return nil, fmt.Errorf("list clusters under %s: %w", Prefix, err)
-	}
-	keys := make([]string, 0, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
-		keys = append(keys, string(kv.Key))
-	}
-	return ClusterNames(keys), nil
-}
-
-// ClusterNames lists, sorted and once each, the clusters that keys belong to: the
-// first path element under Prefix of each key that has one below it.
-func ClusterNames(keys []string) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, k := range keys {
-		rest, ok := strings.CutPrefix(k, Prefix)
-		if !ok {
-			continue
-		}
-		name, _, ok := strings.Cut(rest, "/")
-		if !ok || name == "" || seen[name] {
-			continue
-		}
-		seen[name] = true
-		out = append(out, name)
-	}
-	sort.Strings(out)
-	return out
+	return cluster.List(ctx, s.cfg.Client)
 }
 
 // follow keeps one cluster's view up to date from an etcd watch until ctx ends. It

@@ -59,7 +59,10 @@ func StoppableEtcdAt(t testing.TB, dir string) (cli *clientv3.Client, endpoint s
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{cu}, []url.URL{cu}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{pu}, []url.URL{pu}
 	cfg.InitialCluster = cfg.Name + "=" + pu.String()
-	cfg.Logger, cfg.LogLevel, cfg.LogOutputs = "zap", "error", []string{"stderr"}
+	// etcd logs every client that goes away at error level, with a stack: kept in
+	// memory and shown only when the test fails.
+	cfg.Logger = "zap"
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(Logger(t, zap.WarnLevel))
 	cfg.GRPCKeepAliveMinTime = 500 * time.Millisecond // as the sandbox's members: agents ping every second
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {

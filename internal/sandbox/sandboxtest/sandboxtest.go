@@ -7,7 +7,11 @@
 //
 // It also holds the small helpers that every package's integration tests share.
 //
-// Use it from TestMain:
+// Tests that need a sandbox, or anything else only root or a fully equipped machine
+// has, are integration tests: they live in files built with the integration tag
+// (`//go:build integration`), so that `go test ./...` and `make unit` run the pure
+// tests alone, as any user, and `make test` everything. A package's integration
+// files call it from TestMain:
 //
 //	func TestMain(m *testing.M) { sandboxtest.Main(m) }
 //
@@ -34,8 +38,8 @@ import (
 	"github.com/baton-ha/baton/internal/testenv"
 )
 
-// binaryEnv carries the built binary's path from Main to Up; missingEnv carries why
-// no sandbox can run on this machine.
+// binaryEnv carries the built binary's path from Main (or `make test`) to Up;
+// missingEnv carries why no sandbox can run on this machine.
 const (
 	binaryEnv  = "BATON_TEST_BINARY"
 	missingEnv = "BATON_TEST_SANDBOX_MISSING"
@@ -45,6 +49,9 @@ const (
 // machine cannot run a sandbox it says so in one line and runs the tests anyway: the
 // pure ones pass, the ones that need a sandbox skip (or fail, when
 // testenv.Required).
+//
+// With BATON_TEST_BINARY set to a built baton (baton-lab next to it), as `make test`
+// does after `make build`, nothing is built: every package's tests use those.
 func Main(m *testing.M) {
 	if err := sandbox.Requirements(); err != nil {
 		if testenv.Required() {
@@ -53,6 +60,13 @@ func Main(m *testing.M) {
 		}
 		fmt.Fprintf(os.Stderr, "tests that need a sandbox are skipped: %v\n", err)
 		os.Setenv(missingEnv, err.Error())
+		os.Exit(m.Run())
+	}
+	if bin := os.Getenv(binaryEnv); bin != "" {
+		if err := prebuilt(bin); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
 		os.Exit(m.Run())
 	}
 	dir, err := os.MkdirTemp("", "baton-test-bin-")
@@ -91,6 +105,23 @@ func Build(dir string) (string, error) {
 		}
 	}
 	return filepath.Join(dir, "baton"), nil
+}
+
+// prebuilt checks that bin and baton-lab next to it are executable files.
+func prebuilt(bin string) error {
+	if !filepath.IsAbs(bin) {
+		return fmt.Errorf("%s=%s: must be an absolute path (each package's tests run in its own directory)", binaryEnv, bin)
+	}
+	for _, p := range []string{bin, filepath.Join(filepath.Dir(bin), "baton-lab")} {
+		st, err := os.Stat(p)
+		if err != nil {
+			return fmt.Errorf("%s=%s: %w (run `make build`, or unset it to build here)", binaryEnv, bin, err)
+		}
+		if !st.Mode().IsRegular() || st.Mode().Perm()&0o111 == 0 {
+			return fmt.Errorf("%s=%s: %s is not an executable file", binaryEnv, bin, p)
+		}
+	}
+	return nil
 }
 
 // Need skips (or fails, see testenv) a test that needs a sandbox on a machine that
