@@ -82,6 +82,11 @@ type Snapshot struct {
 	PrimaryModRev int64 // 0 when there is no primary key
 	RequestModRev int64
 	LeaderLease   clientv3.LeaseID
+	// IntentModRev and IntentLease are the intent key's revision and lease, 0 when
+	// there is no intent: a coordinator finds by them an intent of its own that a
+	// flow could not withdraw (DeleteIntent compares the revision).
+	IntentModRev int64
+	IntentLease  clientv3.LeaseID
 	// Coordinator is the node of the elected coordinator, "" when none.
 	Coordinator string
 	// NodeLeases are the agents' session leases, by node.
@@ -205,6 +210,7 @@ func (k Keys) snapshotOf(rev int64, kvs []*mvccpb.KeyValue) (Snapshot, error) {
 			if err := json.Unmarshal(kv.Value, &in); err == nil {
 				snap.Intent = &in
 			}
+			snap.IntentModRev, snap.IntentLease = kv.ModRevision, clientv3.LeaseID(kv.Lease)
 		case key == k.Request():
 			var req Request
 			if err := json.Unmarshal(kv.Value, &req); err == nil {
