@@ -390,11 +390,10 @@ func (r *Reconciler) act(ctx context.Context, snap cluster.Snapshot, lease clien
 		}
 	case NodeQuarantine:
 		r.probeAs(a.Probe)
-		stuck := ""
-		if a.Errant == "" {
-			stuck = a.Reason // a quarantine for something other than errant GTIDs says why
-		}
-		if news := r.setStuck(stuck); r.errantSet(a.Errant) || news {
+		// The quarantine's reason is what the node's status says (not the detector's
+		// "no replication configured"): why, and what happens next or the command.
+		news := r.setStuck(a.Reason)
+		if r.errantSet(a.Errant) || (news && a.Errant == "") {
 			r.log.Error("quarantined: "+a.Reason, zap.String("errant", a.Errant), zap.String("primary", snap.Primary.Node))
 		}
 		r.setRole(a.Role)
@@ -866,7 +865,9 @@ func (r *Reconciler) build(snap cluster.Snapshot) cluster.NodeStatus {
 			n.ReplError = st.LastSQLError
 		}
 	}
-	if rep.Replication != nil && rep.Replication.HeartbeatLag >= 0 {
+	// A lag only for a node that replicates: a quarantined node, or one with no
+	// source, replicates nothing, and its heartbeat's age is no lag.
+	if rep.Replication != nil && rep.Replication.HeartbeatLag >= 0 && n.Source != "" && r.role != cluster.RoleQuarantined {
 		caughtUp := r.local != nil && r.local.IOThread == replication.ThreadRunning && r.local.Executed.Contain(r.local.Retrieved)
 		n.LagMS = replicaLag(rep.Replication.HeartbeatLag, caughtUp, r.cfg.Tick, r.cfg.ConfirmLag).Milliseconds()
 	}
@@ -938,7 +939,7 @@ func significant(a, b cluster.NodeStatus, confirmLag time.Duration) bool {
 	return a.Role != b.Role || a.Verdict != b.Verdict || a.ServerRead != b.ServerRead || a.ReadOnly != b.ReadOnly || a.IORunning != b.IORunning ||
 		a.SQLRunning != b.SQLRunning || a.Source != b.Source || a.Epoch != b.Epoch || a.Errant != b.Errant ||
 		a.StorageOK != b.StorageOK || pv(a.PrimaryView) != pv(b.PrimaryView) || a.VIP != b.VIP ||
-		lagged(a) != lagged(b)
+		lagged(a) != lagged(b) || (b.Role == cluster.RoleQuarantined && a.Reason != b.Reason) || a.Archive != b.Archive
 }
 
 // publishMarks are the thresholds of publishNow.

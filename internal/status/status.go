@@ -93,6 +93,9 @@ type Node struct {
 	// DiskTimeToFull is the agent's forecast for the datadir's filesystem, 0 when
 	// none; Source is the server the node replicates from (host:port), "" when none.
 	DiskTimeToFull time.Duration `json:"disk_time_to_full_ns,omitempty"`
+	// DiskForecast says it for people: "full", "in 12m", "not filling" (no forecast,
+	// or one beyond a day: an idle disk's is noise), "unknown" when not read.
+	DiskForecast string `json:"disk_forecast"`
 	Source         string        `json:"source,omitempty"`
 	// SemiSync is the node's semi-sync state ("" when not configured).
 	SemiSync cluster.SemiSyncState `json:"semi_sync,omitempty"`
@@ -191,7 +194,11 @@ func Of(ctx context.Context, store *cluster.Store, name string, snap cluster.Sna
 				ns.LeaseTTLMS = ttl.Milliseconds()
 			}
 		}
-		if n.DiskTimeToFull > 0 && n.DiskTimeToFull < time.Hour {
+		ns.DiskForecast = DiskForecast(n)
+		switch {
+		case ns.DiskForecast == diskFull:
+			st.Warnings = append(st.Warnings, fmt.Sprintf("%s: disk full (%d bytes free)", name, n.DiskFree))
+		case n.DiskTimeToFull > 0 && n.DiskTimeToFull < time.Hour:
 			st.Warnings = append(st.Warnings, fmt.Sprintf("%s: disk predicted full in %s", name, n.DiskTimeToFull.Round(time.Second)))
 		}
 		if n.Role == cluster.RolePrimary && !n.ReadOnly && n.SemiSync.Unprotected() {
@@ -418,4 +425,33 @@ func errantRanges(n cluster.NodeStatus, snap cluster.Snapshot) string {
 		return n.Errant
 	}
 	return strings.Join(out, ", ")
+}
+
+// The disk forecast's words.
+const (
+	diskFull       = "full"
+	diskNotFilling = "not filling"
+	diskUnknown    = "unknown"
+)
+
+// diskFullBelow is the free space under which a disk counts as full: the detector's
+// mark for a full filesystem.
+const diskFullBelow = 1 << 20
+
+// forecastHorizon is the longest forecast shown: beyond a day an idle disk's rate is
+// noise ("full in 1392h").
+const forecastHorizon = 24 * time.Hour
+
+// DiskForecast says when a node's fullest data filesystem fills, for people: the
+// same words in baton status, its JSON and the web view.
+func DiskForecast(n cluster.NodeStatus) string {
+	switch {
+	case n.At.IsZero() || !n.ServerRead && n.DiskFree == 0 && n.DiskTimeToFull == 0:
+		return diskUnknown
+	case n.DiskFree < diskFullBelow:
+		return diskFull
+	case n.DiskTimeToFull > 0 && n.DiskTimeToFull <= forecastHorizon:
+		return "in " + n.DiskTimeToFull.Round(time.Second).String()
+	}
+	return diskNotFilling
 }

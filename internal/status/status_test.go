@@ -150,3 +150,23 @@ func TestQuarantineSaysWhatAndTheCommand(t *testing.T) {
 		t.Fatalf("warning %q: want the range 0-1-154..156 and the command", got)
 	}
 }
+
+func TestDiskForecast(t *testing.T) {
+	at := time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name string
+		n    cluster.NodeStatus
+		want string
+	}{
+		{"never published", cluster.NodeStatus{}, "unknown"},
+		{"full, its forecast 0s", cluster.NodeStatus{At: at, ServerRead: true, DiskFree: 4096}, "full"},
+		{"full, a forecast of 2s left", cluster.NodeStatus{At: at, ServerRead: true, DiskFree: 100, DiskTimeToFull: 2 * time.Second}, "full"},
+		{"filling", cluster.NodeStatus{At: at, ServerRead: true, DiskFree: 1 << 30, DiskTimeToFull: 12 * time.Minute}, "in 12m0s"},
+		{"idle disk, a forecast of 58 days", cluster.NodeStatus{At: at, ServerRead: true, DiskFree: 1 << 30, DiskTimeToFull: 1392 * time.Hour}, "not filling"},
+		{"not filling", cluster.NodeStatus{At: at, ServerRead: true, DiskFree: 1 << 30}, "not filling"},
+	} {
+		if got := DiskForecast(tc.n); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}

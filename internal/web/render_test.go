@@ -83,7 +83,7 @@ func TestRenderCluster(t *testing.T) {
 		`<td data-label="GTID" class="gtid">0-1-100,0-2-7</td>`,
 		`<td data-label="Semi-sync">replica on</td>`,
 		`<td data-label="VIP"><strong>holds it</strong></td>`,
-		`<td data-label="Disk full in">5m0s</td>`,
+		`<td data-label="Disk full in">in 5m0s</td>`,
 		`<td data-label="Disk free">3.0 GiB</td>`,
 		`<td data-label="Write probe">2.5 ms</td>`,
 		// the history, with its steps to scale and in words
