@@ -368,7 +368,8 @@ type BinlogTail struct {
 // writes does not matter (a fenced server). A print cut by ctx or max, or ended by
 // an error of the program after some transactions (a torn event), keeps what was
 // complete before, and says why it stopped; an error before any transaction is
-// the error. A position the files never reach is ErrSalvageGap.
+// the error. A domain of the position in which the files hold nothing after it
+// has nothing to salvage.
 func ReadBinlogTail(ctx context.Context, program string, files []string, after GTIDSet, max int) (BinlogTail, error) {
 	if program == "" {
 		program = "mariadb-binlog"
@@ -413,8 +414,11 @@ func ReadBinlogTail(ctx context.Context, program string, files []string, after G
 	case werr != nil && why == "":
 		why = werr.Error()
 	}
-	if strings.Contains(why, "never reached expected GTID state") {
-		return tail, fmt.Errorf("the binary logs never reach position %s (%s): %w", after.Position(), why, ErrSalvageGap)
+	if strings.Contains(why, "never reached expected GTID state") && werr != nil && !over && ctx.Err() == nil {
+		// mariadb-binlog says so, at the end of a whole print, of a domain in which
+		// nothing was logged after the position (the position is the last GTID
+		// there, or beyond): nothing to salvage in that domain.
+		why = ""
 	}
 	if why != "" {
 		if len(tail.Txns) == 0 && (werr != nil || over || ctx.Err() != nil || rerr != nil) {
