@@ -331,6 +331,10 @@ type Salvage struct {
 	Pos     int64  `json:"pos,omitempty"`
 	EndFile string `json:"end_file,omitempty"`
 	EndPos  int64  `json:"end_pos,omitempty"`
+	// Read is how long From's agent took to read its binary logs; Apply how long
+	// the candidate took to apply what it read.
+	Read  time.Duration `json:"read_ns,omitempty"`
+	Apply time.Duration `json:"apply_ns,omitempty"`
 	// LeftBehind says what stayed in From's binary logs, and why; "" when
 	// nothing did. From is quarantined with it when it returns, and its agent
 	// archives it before undoing or discarding it.

@@ -70,6 +70,8 @@ type SalvageTail struct {
 	// at SemiSyncAt; "" when it never did, or the cluster runs without.
 	SemiSync   cluster.SemiSyncState
 	SemiSyncAt time.Time
+	// ReadTook is how long the agent took to read.
+	ReadTook time.Duration
 }
 
 // salvageOutcome is what the salvage step did, for its step record, the history
@@ -155,6 +157,7 @@ func (f *flow) salvage(ctx context.Context, run salvageRun) salvageOutcome {
 	fctx, cancel := context.WithDeadline(ctx, start.Add(b.fetch))
 	tail, err := cfg.Salvage.Fetch(fctx, n.Agent, q)
 	cancel()
+	rec.Read = tail.ReadTook
 	if err != nil {
 		return behind("%s stays on its disk: its agent gave nothing: %v", after, err)
 	}
@@ -200,7 +203,9 @@ func (f *flow) salvage(ctx context.Context, run salvageRun) salvageOutcome {
 	}
 	g := replication.SalvageGuard{BinlogState: st.MariaDB.BinlogState, SlavePos: st.MariaDB.SlavePos, SlavePosAfter: plan.After.Position()}
 	actx, cancel := context.WithDeadline(ctx, start.Add(b.apply))
+	applyStart := time.Now()
 	applyErr := cfg.Salvage.Apply(actx, f.snap.Nodes[cand].Addr, tail.Script, g)
+	rec.Apply = time.Since(applyStart)
 	cancel()
 	// What the candidate has now is what counts, whatever the apply said.
 	vctx, cancel := context.WithDeadline(ctx, start.Add(b.total))
@@ -225,8 +230,8 @@ func (f *flow) salvage(ctx context.Context, run salvageRun) salvageOutcome {
 		a, z := print.Txns[0], print.Txns[len(applied)-1]
 		rec.First, rec.Last, rec.File, rec.Pos, rec.EndFile, rec.EndPos = a.GTID, z.GTID, a.File, a.Pos, z.File, z.End
 	}
-	out.note = fmt.Sprintf("salvaged %d transactions from %s (%s) onto %s: %s to %s, %s:%d to %s:%d", rec.Applied, from, tail.Safe, cand,
-		rec.First, rec.Last, rec.File, rec.Pos, rec.EndFile, rec.EndPos)
+	out.note = fmt.Sprintf("salvaged %d transactions from %s (%s) onto %s: %s to %s, %s:%d to %s:%d; read in %s, applied in %s", rec.Applied, from, tail.Safe, cand,
+		rec.First, rec.Last, rec.File, rec.Pos, rec.EndFile, rec.EndPos, rec.Read.Round(time.Millisecond), rec.Apply.Round(time.Millisecond))
 	var left []string
 	if len(missing) > 0 {
 		why := "not applied"

@@ -495,7 +495,7 @@ func (s *salvager) Fetch(ctx context.Context, agent string, q failover.SalvageQu
 	}
 	return failover.SalvageTail{
 		BinlogPrint: replication.BinlogPrint{Txns: a.Txns, Script: a.Script, GTIDList: a.GTIDList, HasGTIDList: a.HasGTIDList, Stopped: a.Stopped},
-		Files:       a.Files, Safe: a.Safe, SemiSync: a.SemiSync, SemiSyncAt: a.SemiSyncAt,
+		Files:       a.Files, Safe: a.Safe, SemiSync: a.SemiSync, SemiSyncAt: a.SemiSyncAt, ReadTook: a.ReadTook,
 	}, nil
 }
 
