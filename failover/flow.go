@@ -51,9 +51,19 @@ func (f *flow) kind() cluster.FlowKind { return f.d.Action.Flow() }
 
 // step runs fn as a named step and records how long it took.
 func (f *flow) step(ctx context.Context, name string, fn func() (string, error)) error {
+	return f.run1(ctx, name, false, fn)
+}
+
+// bestEffort is step for a step whose failure does not stop the flow: it is
+// recorded as such, so that what reads it does not call the flow's success an error.
+func (f *flow) bestEffort(ctx context.Context, name string, fn func() (string, error)) {
+	_ = f.run1(ctx, name, true, fn)
+}
+
+func (f *flow) run1(ctx context.Context, name string, bestEffort bool, fn func() (string, error)) error {
 	start := time.Now()
 	note, err := fn()
-	st := cluster.Step{Name: name, Took: time.Since(start), Note: note}
+	st := cluster.Step{Name: name, Took: time.Since(start), Note: note, BestEffort: bestEffort}
 	if err != nil {
 		st.Error = err.Error()
 	}
@@ -195,11 +205,11 @@ func (f *flow) run(ctx context.Context) (cluster.Event, error) {
 		fenceWG.Add(1)
 		go func() {
 			defer fenceWG.Done()
-			_ = f.step(ctx, "fence_old_primary", func() (string, error) { return f.fenceOld(ctx) })
+			f.bestEffort(ctx, "fence_old_primary", func() (string, error) { return f.fenceOld(ctx) })
 		}()
 		// A stop that fails is recorded here; rank then refuses any replica it reads
 		// with its IO thread not stopped.
-		_ = f.step(ctx, "stop_io", func() (string, error) { return f.stopIO(ctx) })
+		f.bestEffort(ctx, "stop_io", func() (string, error) { return f.stopIO(ctx) })
 		if err := f.step(ctx, "rank", func() (string, error) {
 			var err error
 			chosen, err = f.rank(ctx)
@@ -306,17 +316,17 @@ func (f *flow) run(ctx context.Context) (cluster.Event, error) {
 	}
 	committed = true
 	log.Info("committed", zap.String("to", next.Node), zap.Uint64("epoch", next.Epoch))
-	_ = f.step(ctx, "leader", func() (string, error) { return f.waitPromoted(ctx, next, false) })
+	f.bestEffort(ctx, "leader", func() (string, error) { return f.waitPromoted(ctx, next, false) })
 	promoted := f.step(ctx, "promote", func() (string, error) { return f.waitPromoted(ctx, next, true) }) == nil
 	if promoted && len(f.stoppedSilentNames()) > 0 {
-		_ = f.step(ctx, "repoint_silent", func() (string, error) { return f.repointSilent(ctx, next) })
+		f.bestEffort(ctx, "repoint_silent", func() (string, error) { return f.repointSilent(ctx, next) })
 	}
 	if promoted {
-		_ = f.step(ctx, "can_commit", func() (string, error) { return f.waitCanCommit(ctx, next) })
+		f.bestEffort(ctx, "can_commit", func() (string, error) { return f.waitCanCommit(ctx, next) })
 	}
 	fenceWG.Wait()
 	if cfg.Hooks != nil {
-		_ = f.step(ctx, "post_hook", func() (string, error) {
+		f.bestEffort(ctx, "post_hook", func() (string, error) {
 			call := f.hook(f.kind().PostHook(), next.Node)
 			call.Result = "done"
 			return "", cfg.Hooks.Run(ctx, call)

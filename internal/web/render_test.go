@@ -28,10 +28,10 @@ func snapshot() cluster.Snapshot {
 		Nodes: map[string]cluster.NodeStatus{
 			"db1": {Node: "db1", Addr: "198.18.0.11:3306", Role: cluster.RoleFenced, Verdict: detector.Unwritable,
 				Reason: "write probe timed out after 1s <no space>", ReadOnly: true, LagMS: -1, GTID: "0-1-100",
-				DiskFree: 4096, DiskTimeToFull: 0},
+				DiskFree: 4096, DiskTimeToFull: 0, At: t0},
 			"db2": {Node: "db2", Addr: "198.18.0.12:3306", Role: cluster.RolePrimary, Verdict: detector.Healthy,
 				GTID: "0-1-100,0-2-7", VIP: true, SemiSync: cluster.SemiSyncOn, WriteMS: 2.5, DiskFree: 3 << 30,
-				DiskTimeToFull: 5 * time.Minute},
+				DiskTimeToFull: 5 * time.Minute, At: t0},
 			"db3": {Node: "db3", Addr: "198.18.0.13:3306", Role: cluster.RoleReplica, Verdict: detector.Healthy,
 				Source: "198.18.0.12:3306", IORunning: true, SQLRunning: true, LagMS: 120, GTID: "0-1-100,0-2-7",
 				SemiSync: cluster.SemiSyncReplicaOn, ReadOnly: true},
