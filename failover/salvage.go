@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/baton-ha/baton/cluster"
+	"github.com/baton-ha/baton/internal/failpoint"
 	"github.com/baton-ha/baton/replication"
 )
 
@@ -201,6 +202,7 @@ func (f *flow) salvage(ctx context.Context, run salvageRun) salvageOutcome {
 		out.refuse = fmt.Errorf("salvage: this flow no longer owns its intent (%w): nothing applied to %s", err, cand)
 		return behind("%s not applied: %v", read, out.refuse)
 	}
+	failpoint.Hit(failpoint.BeforeSalvageApply)
 	g := replication.SalvageGuard{BinlogState: st.MariaDB.BinlogState, SlavePos: st.MariaDB.SlavePos, SlavePosAfter: plan.After.Position()}
 	actx, cancel := context.WithDeadline(ctx, start.Add(b.apply))
 	applyStart := time.Now()

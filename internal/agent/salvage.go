@@ -37,6 +37,7 @@ import (
 
 	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/internal/failpoint"
 	"github.com/baton-ha/baton/replication"
 )
 
@@ -375,6 +376,7 @@ func (s *salvager) handler(side salvageSide) http.Handler {
 			return
 		}
 		a := s.answer(r.Context(), req, side)
+		failpoint.Hit(failpoint.SalvageAnswer)
 		out, err := json.Marshal(a)
 		if err != nil {
 			text(w, http.StatusInternalServerError, "marshal the answer: "+err.Error())
