@@ -171,6 +171,8 @@ its binary logs on its disk, through its agent, and applies it to the new primar
 before the commit. From the history event: the salvage step's time (what salvage
 adds to the failover), the agent's read and the new primary's apply, the whole
 flow's time; then it counts the transactions missing on the new primary (lost).
+commit_ms is the primary's own time to commit the transactions, one each: the apply
+commits them one each too.
 over_timeout counts the steps longer than timings.salvage_timeout (2 s): none may
 be; a size too large to apply in time is cut at the deadline, whole transactions
 only, and the rest said in left_behind.
@@ -212,8 +214,8 @@ Example:
 				}
 			} else {
 				for _, tr := range res.Trials {
-					fmt.Fprintf(cctx.App.Writer, "%d transactions: salvage %d ms (read %d, apply %d), %d applied, failover %d ms, %d lost\n",
-						tr.Txns, tr.SalvageMS, tr.ReadMS, tr.ApplyMS, tr.Salvaged, tr.FailoverMS, tr.Lost)
+					fmt.Fprintf(cctx.App.Writer, "%d transactions (committed in %d ms): salvage %d ms (read %d, apply %d), %d applied, failover %d ms, %d lost\n",
+						tr.Txns, tr.CommitMS, tr.SalvageMS, tr.ReadMS, tr.ApplyMS, tr.Salvaged, tr.FailoverMS, tr.Lost)
 				}
 			}
 			if len(res.Errors) > 0 {
