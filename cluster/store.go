@@ -567,6 +567,28 @@ func (s *Store) DeleteIntent(ctx context.Context, g Guard, intentRev int64) erro
 	return s.txn(ctx, "withdraw intent", cmps, clientv3.OpDelete(s.Keys.Intent()))
 }
 
+// HoldsIntent says, with a linearizable read and without writing, whether the
+// flow that put its intent at intentRev still owns it: the intent is there
+// unchanged and its coordinator still leads. ErrConflict says it does not. It is
+// what a flow checks right before a step that cannot be undone and must not run
+// for a deposed coordinator.
+func (s *Store) HoldsIntent(ctx context.Context, g Guard, intentRev int64) error {
+	if intentRev <= 0 {
+		return errors.New("holds intent: no intent revision")
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	cmps := append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(s.Keys.Intent()), "=", intentRev)}, g...)
+	resp, err := s.cli.Txn(ctx).If(cmps...).Commit()
+	if err != nil {
+		return fmt.Errorf("holds intent: %w", err)
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("holds intent: %w", ErrConflict)
+	}
+	return nil
+}
+
 // AcquireLeader makes node the holder of the leader key, on its lease, if nobody
 // holds it and the primary key is still at modRev (the node is still the primary of
 // record it read).

@@ -72,6 +72,12 @@ type CoordinatorConfig struct {
 	// OnFlow, when set, is told of every failover or switchover this coordinator ran:
 	// its kind, and done, refused or failed.
 	OnFlow func(kind cluster.Action, result cluster.RequestState)
+	// Salvage gets a failed primary's last transactions from its agent and applies
+	// them to the candidate before the commit (salvage.go); nil: no salvage, and
+	// each failover's history says so.
+	Salvage Salvager
+	// SalvageTimeout bounds the salvage step; DefaultSalvageTimeout when zero.
+	SalvageTimeout time.Duration
 	// HeldOff, when it returns a reason, forbids announcing a flow and committing one
 	// (a failsafe promise, as reconcile.ReconcilerConfig.HeldOff). nil: never.
 	HeldOff func() string
@@ -111,6 +117,9 @@ func (c *CoordinatorConfig) validate() error {
 	}
 	if c.PromoteTimeout <= 0 {
 		c.PromoteTimeout = 15 * time.Second
+	}
+	if c.SalvageTimeout <= 0 {
+		c.SalvageTimeout = DefaultSalvageTimeout
 	}
 	if c.Tick <= 0 {
 		c.Tick = 500 * time.Millisecond
