@@ -304,22 +304,21 @@ func replicationTimeout(cfg Config) time.Duration {
 
 func (a *Agent) newDetector(ctx context.Context, db *sql.DB, dsn string, onChange func(detector.Change, detector.Report)) (*detector.Detector, error) {
 	cfg := a.cfg
-	datadir, binlogDir := cfg.Datadir, ""
 	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	dd, bd, err := detector.Paths(pctx, db)
+	loc, err := detector.AskLocations(pctx, db)
 	cancel()
-	if err == nil {
-		if datadir == "" {
-			datadir = dd
-		}
-		binlogDir = bd
+	if err != nil {
+		a.log.Warn("the server's binlog and relay log locations are not known: their disks are not watched", zap.Error(err))
+	}
+	if cfg.Datadir != "" {
+		loc.Datadir = cfg.Datadir
 	}
 	return detector.New(detector.Config{
 		DSN: dsn, Node: cfg.Node, Role: detector.Replica,
 		Interval: cfg.Timings.ProbeInterval, Timeout: cfg.Timings.ProbeTimeout,
 		FailAfter: cfg.Timings.FailAfter, RecoverAfter: cfg.Timings.RecoverAfter,
 		DiskWindow: cfg.Timings.DiskWindow, DiskHorizon: cfg.Timings.DiskHorizon,
-		Datadir: datadir, BinlogDir: binlogDir, OnChange: onChange,
+		Datadir: loc.Datadir, BinlogDir: loc.BinlogDir, RelayLogDir: loc.RelayLogDir, OnChange: onChange,
 		Logger: a.log.With(zap.String("component", "detector")),
 	})
 }
