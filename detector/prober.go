@@ -58,10 +58,11 @@ type Prober struct {
 	ping, write, storage, repl lane
 	admin                      *sql.DB // KILL QUERY
 
-	seq       atomic.Uint64
-	epoch     atomic.Uint64
-	adminWarm atomic.Bool
-	kills     sync.WaitGroup
+	seq        atomic.Uint64
+	epoch      atomic.Uint64
+	heartbeats heartbeatWatch
+	adminWarm  atomic.Bool
+	kills      sync.WaitGroup
 }
 
 // lane is one kind of probe: its pool, its pinned connection and its in-flight flag.
@@ -252,23 +253,55 @@ func (p *Prober) Storage(ctx context.Context) Result {
 
 // Replication reads the replica's threads, last errors and heartbeat lag.
 func (p *Prober) Replication(ctx context.Context) *Replication {
-	rep := &Replication{HeartbeatLag: -1}
+	rep := &Replication{HeartbeatLag: -1, HeartbeatIdle: -1}
 	rep.Probe = p.run(ctx, &p.repl, func(ctx context.Context, c *sql.Conn) error {
 		if err := readSlaveStatus(ctx, c, rep); err != nil {
 			return err
 		}
 		var us sql.NullInt64
-		err := c.QueryRowContext(ctx, "SELECT TIMESTAMPDIFF(MICROSECOND, MAX(ts), UTC_TIMESTAMP(6)) FROM "+
-			Schema+"."+HeartbeatTable).Scan(&us)
+		var ts sql.NullString
+		err := c.QueryRowContext(ctx, "SELECT TIMESTAMPDIFF(MICROSECOND, MAX(ts), UTC_TIMESTAMP(6)), CAST(MAX(ts) AS CHAR) FROM "+
+			Schema+"."+HeartbeatTable).Scan(&us, &ts)
 		if err != nil {
 			return fmt.Errorf("read heartbeat lag: %w", err)
 		}
 		if us.Valid {
 			rep.HeartbeatLag = time.Duration(us.Int64) * time.Microsecond
+			rep.HeartbeatIdle = p.heartbeats.observe(ts.String, time.Now())
 		}
 		return nil
 	})
 	return rep
+}
+
+// heartbeatWatch remembers the newest heartbeat a replica has applied and when the
+// replication probe first saw it, on this host's clock: how long the heartbeats have
+// stopped arriving, with no clock of the primary's involved.
+type heartbeatWatch struct {
+	mu   sync.Mutex
+	ts   string
+	seen time.Time
+	// known: a change was seen, so seen is when this heartbeat arrived (to within a
+	// round), not when the probe started watching.
+	known bool
+}
+
+// observe records the newest heartbeat's timestamp as read at now and returns how
+// long it has been the newest: 0 when it is new, -1 until a first change was seen.
+func (w *heartbeatWatch) observe(ts string, now time.Time) time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case w.seen.IsZero():
+		w.ts, w.seen = ts, now
+		return -1
+	case ts != w.ts:
+		w.ts, w.seen, w.known = ts, now, true
+		return 0
+	case !w.known:
+		return -1
+	}
+	return now.Sub(w.seen)
 }
 
 // readSlaveStatus reads the few SHOW SLAVE STATUS columns the detector judges, by name
@@ -568,7 +601,7 @@ func (p *Prober) Round(ctx context.Context, role Probes) Round {
 			r.Storage = &res
 		case "replication":
 			if o.rep == nil {
-				o.rep = &Replication{HeartbeatLag: -1, Probe: res}
+				o.rep = &Replication{HeartbeatLag: -1, HeartbeatIdle: -1, Probe: res}
 			}
 			r.Replication = o.rep
 		}
