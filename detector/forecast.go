@@ -153,6 +153,9 @@ func (f Forecast) Line() string {
 		}
 		return b.String()
 	}
+	if f.Limit <= 0 {
+		return b.String()
+	}
 	b.WriteString(" (" + f.figures())
 	if f.RateKnown && f.Rate > 0 && f.Outlook != OutlookSteady {
 		b.WriteString(", " + f.rate())
