@@ -49,11 +49,11 @@ type Replication struct {
 	// the replica's clock against the primary's (UTC_TIMESTAMP(6) on both); negative
 	// when there is no row yet.
 	HeartbeatLag time.Duration `json:"heartbeat_lag_ns"`
-	// HeartbeatIdle is how long the newest heartbeat applied has been the newest, on
-	// this host's clock (from when the probe first saw it, to within a round): the
-	// primary writes one every probe interval, so a longer idle time says the
-	// heartbeats stopped arriving. Negative until the probe has seen one arrive.
-	HeartbeatIdle time.Duration `json:"heartbeat_idle_ns"`
+	// HeartbeatSeen is when the probe first saw the newest heartbeat applied, on
+	// this host's clock (to within a round): the primary writes one every probe
+	// interval, so a heartbeat seen long ago says they stopped arriving. Zero until
+	// the probe has seen one arrive: never read as a fresh heartbeat.
+	HeartbeatSeen time.Time `json:"heartbeat_seen,omitzero"`
 	// Probe is how the status queries themselves went.
 	Probe Result `json:"probe"`
 }

@@ -253,7 +253,7 @@ func (p *Prober) Storage(ctx context.Context) Result {
 
 // Replication reads the replica's threads, last errors and heartbeat lag.
 func (p *Prober) Replication(ctx context.Context) *Replication {
-	rep := &Replication{HeartbeatLag: -1, HeartbeatIdle: -1}
+	rep := &Replication{HeartbeatLag: -1}
 	rep.Probe = p.run(ctx, &p.repl, func(ctx context.Context, c *sql.Conn) error {
 		if err := readSlaveStatus(ctx, c, rep); err != nil {
 			return err
@@ -267,7 +267,7 @@ func (p *Prober) Replication(ctx context.Context) *Replication {
 		}
 		if us.Valid {
 			rep.HeartbeatLag = time.Duration(us.Int64) * time.Microsecond
-			rep.HeartbeatIdle = p.heartbeats.observe(ts.String, time.Now())
+			rep.HeartbeatSeen = p.heartbeats.observe(ts.String, time.Now())
 		}
 		return nil
 	})
@@ -275,8 +275,8 @@ func (p *Prober) Replication(ctx context.Context) *Replication {
 }
 
 // heartbeatWatch remembers the newest heartbeat a replica has applied and when the
-// replication probe first saw it, on this host's clock: how long the heartbeats have
-// stopped arriving, with no clock of the primary's involved.
+// replication probe first saw it, on this host's clock: whether heartbeats still
+// arrive, with no clock of the primary's involved.
 type heartbeatWatch struct {
 	mu   sync.Mutex
 	ts   string
@@ -286,22 +286,22 @@ type heartbeatWatch struct {
 	known bool
 }
 
-// observe records the newest heartbeat's timestamp as read at now and returns how
-// long it has been the newest: 0 when it is new, -1 until a first change was seen.
-func (w *heartbeatWatch) observe(ts string, now time.Time) time.Duration {
+// observe records the newest heartbeat's timestamp as read at now and returns when
+// the probe first saw it: zero until a first change was seen (when the heartbeat
+// found at the start arrived is not known).
+func (w *heartbeatWatch) observe(ts string, now time.Time) time.Time {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	switch {
 	case w.seen.IsZero():
 		w.ts, w.seen = ts, now
-		return -1
+		return time.Time{}
 	case ts != w.ts:
 		w.ts, w.seen, w.known = ts, now, true
-		return 0
 	case !w.known:
-		return -1
+		return time.Time{}
 	}
-	return now.Sub(w.seen)
+	return w.seen
 }
 
 // readSlaveStatus reads the few SHOW SLAVE STATUS columns the detector judges, by name
@@ -601,7 +601,7 @@ func (p *Prober) Round(ctx context.Context, role Probes) Round {
 			r.Storage = &res
 		case "replication":
 			if o.rep == nil {
-				o.rep = &Replication{HeartbeatLag: -1, HeartbeatIdle: -1, Probe: res}
+				o.rep = &Replication{HeartbeatLag: -1, Probe: res}
 			}
 			r.Replication = o.rep
 		}
