@@ -73,11 +73,14 @@ type historyEvent struct {
 	Steps        []stepJSON `json:"steps"`
 	Discarded    []string   `json:"discarded,omitempty"`
 	Archive      string     `json:"archive,omitempty"`
+	// Runway is what the move bought: the new primary's disk at the current rate.
+	Runway string `json:"runway,omitempty"`
 }
 
 func toHistoryEvent(e cluster.Event) historyEvent {
 	h := historyEvent{Kind: e.Kind.String(), From: e.From, To: e.To, Epoch: e.Epoch, Reason: e.Reason, Manual: e.Manual,
-		Started: e.Started, TookMS: e.Took.Milliseconds(), Steps: stepsJSON(e.Steps), Discarded: e.Discarded, Archive: e.Archive}
+		Started: e.Started, TookMS: e.Took.Milliseconds(), Steps: stepsJSON(e.Steps), Discarded: e.Discarded, Archive: e.Archive,
+		Runway: e.Runway}
 	if !e.Detected.IsZero() {
 		d := e.Detected
 		h.Detected = &d
@@ -105,6 +108,9 @@ func printHistory(w io.Writer, events []cluster.Event) {
 		fmt.Fprintf(w, "%s  %s %s -> %s  epoch %d  took %s  (%s)\n", e.Started.Local().Format("2006-01-02 15:04:05.000"),
 			e.Kind, orDash(e.From), orDash(e.To), e.Epoch, roundMS(e.Took), who)
 		fmt.Fprintf(w, "  reason: %s\n", e.Reason)
+		if e.Runway != "" {
+			fmt.Fprintf(w, "  bought: %s\n", e.Runway)
+		}
 		if len(e.Discarded) > 0 {
 			fmt.Fprintf(w, "  discarded GTIDs: %s\n", strings.Join(e.Discarded, ", "))
 		}
