@@ -940,8 +940,8 @@ func storageOK(rep detector.Report) bool {
 // significant says whether a status change is worth publishing at once: what Decide
 // and the operator look at, not the latencies; the heartbeat's age only when it
 // crosses confirmLag, where Decide starts to count it; a forecast when something
-// runs out or stops running out, and the node's runway when its place in a
-// ranking changes (replication.RunwayRank).
+// runs out or stops running out, and the node's runway when a failover would rank
+// it differently (runwayMoved).
 func significant(a, b cluster.NodeStatus, confirmLag time.Duration) bool {
 	lagged := func(n cluster.NodeStatus) bool {
 		age := n.HeartbeatAge()
@@ -957,7 +957,20 @@ func significant(a, b cluster.NodeStatus, confirmLag time.Duration) bool {
 		a.SQLRunning != b.SQLRunning || a.Source != b.Source || a.Epoch != b.Epoch || a.Errant != b.Errant ||
 		a.StorageOK != b.StorageOK || pv(a.PrimaryView) != pv(b.PrimaryView) || a.VIP != b.VIP ||
 		lagged(a) != lagged(b) || (b.Role == cluster.RoleQuarantined && a.Reason != b.Reason) || a.Archive != b.Archive ||
-		exhausted(a) != exhausted(b) || replication.RunwayRank(a.Runway()) != replication.RunwayRank(b.Runway())
+		exhausted(a) != exhausted(b) || runwayMoved(a.Runway(), b.Runway())
+}
+
+// runwayMoved says whether a node's runway moved enough since a was published for a
+// failover to rank it differently: its place in a ranking (replication.RunwayRank),
+// or, while it fills within replication.RunwayPlenty (where runways compare by time
+// left), a time left halved or doubled. Its figures otherwise wait for the next
+// PublishEvery: a rate moves a little at every round.
+func runwayMoved(a, b detector.Forecast) bool {
+	ra, rb := replication.RunwayRank(a), replication.RunwayRank(b)
+	if ra != rb {
+		return true
+	}
+	return ra == 1 && (a.Left >= 2*b.Left || b.Left >= 2*a.Left)
 }
 
 // exhausted names the node's resources that have run out.

@@ -153,6 +153,9 @@ func TestPublishNow(t *testing.T) {
 		{"the disk fills, but lasts more than a day", with(func(n *cluster.NodeStatus) {
 			n.Forecasts[0].Outlook, n.Forecasts[0].Left = detector.OutlookFilling, 30*time.Hour
 		}), false},
+		{"the disk runs out unknown: its rate is no longer measured", with(func(n *cluster.NodeStatus) {
+			n.Forecasts[0].Outlook, n.Forecasts[0].RateKnown = detector.OutlookUnknown, false
+		}), true},
 		{"an auto-increment key runs out", with(func(n *cluster.NodeStatus) { n.Forecasts[1].Outlook = detector.OutlookExhausted }), true},
 		{"verdict", with(func(n *cluster.NodeStatus) { n.Verdict = detector.Suspect }), true},
 		{"io thread", with(func(n *cluster.NodeStatus) { n.IORunning = false }), true},
@@ -167,6 +170,23 @@ func TestPublishNow(t *testing.T) {
 		if got := publishNow(base, tc.b, marks); got != tc.want {
 			t.Errorf("%s: publishNow = %v, want %v", tc.name, got, tc.want)
 		}
+	}
+	// A disk that fills within a day is published again each time its time left
+	// halves (or doubles): a failover ranks the candidates by it.
+	var runways []time.Duration
+	filling := func(left time.Duration) cluster.NodeStatus {
+		return with(func(n *cluster.NodeStatus) { n.Forecasts[0].Outlook, n.Forecasts[0].Left = detector.OutlookFilling, left })
+	}
+	lastRw := filling(4 * time.Hour)
+	for left := 4 * time.Hour; left >= time.Minute; left -= 30 * time.Second {
+		if n := filling(left); publishNow(lastRw, n, marks) {
+			runways = append(runways, left)
+			lastRw = n
+		}
+	}
+	if want := []time.Duration{2 * time.Hour, time.Hour, 30 * time.Minute, 15 * time.Minute, 7*time.Minute + 30*time.Second,
+		3*time.Minute + 30*time.Second, 1*time.Minute + 30*time.Second}; !slices.Equal(runways, want) {
+		t.Errorf("a shrinking runway was published at %v, want %v", runways, want)
 	}
 	// A lag that keeps growing past confirm_lag is published at each doubling.
 	var published []int64
