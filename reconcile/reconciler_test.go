@@ -175,7 +175,9 @@ func TestPublishNow(t *testing.T) {
 	// halves (or doubles): a failover ranks the candidates by it.
 	var runways []time.Duration
 	filling := func(left time.Duration) cluster.NodeStatus {
-		return with(func(n *cluster.NodeStatus) { n.Forecasts[0].Outlook, n.Forecasts[0].Left = detector.OutlookFilling, left })
+		return with(func(n *cluster.NodeStatus) {
+			n.Forecasts[0].Outlook, n.Forecasts[0].Left = detector.OutlookFilling, left
+		})
 	}
 	lastRw := filling(4 * time.Hour)
 	for left := 4 * time.Hour; left >= time.Minute; left -= 30 * time.Second {
