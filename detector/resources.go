@@ -194,6 +194,10 @@ func (f *Forecaster) Run(ctx context.Context) error {
 	}
 }
 
+// ReadOnce reads the server once, as Run does every Interval, and returns the
+// forecasts; for a tool that measures what a read costs. Not while Run runs.
+func (f *Forecaster) ReadOnce(ctx context.Context) []Forecast { return f.read(ctx) }
+
 // read is one read of the server, within Timeout: every forecast, those that could
 // not be read unknown with the reason.
 func (f *Forecaster) read(ctx context.Context) []Forecast {
