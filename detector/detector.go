@@ -162,8 +162,10 @@ type Detector struct {
 	// Owned by Run's goroutine.
 	machine *Machine
 	trends  map[string]*Trend
-	paths   []string
-	holds   map[string][]string // what each path holds: datadir, binlog, relay log
+	// notRunning: the latest round found no server running (only Run touches it).
+	notRunning bool
+	paths      []string
+	holds      map[string][]string // what each path holds: datadir, binlog, relay log
 
 	mu     sync.Mutex
 	report Report
@@ -258,6 +260,12 @@ func (d *Detector) Run(ctx context.Context) error {
 		r := p.Round(ctx, Probes(d.role.Load()))
 		if ctx.Err() != nil {
 			return nil // a round cut short by shutdown says nothing about the server
+		}
+		var afresh bool
+		if afresh, d.notRunning = trendsAfresh(d.notRunning, r.Ping); afresh {
+			for _, t := range d.trends {
+				t.Restart()
+			}
 		}
 		r.Disks = d.readDisks(start)
 		r.DiskHorizon = d.cfg.DiskHorizon
