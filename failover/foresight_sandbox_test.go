@@ -26,23 +26,28 @@ import (
 )
 
 // TestForesight runs one 3-node cluster with agents whose forecasts read the servers
-// every second (over a 20 s window) and whose disks' rates span 20 s, and checks
+// every second (over a 10 s window) and whose disks' rates span 20 s, and checks
 // what the forecasts say and what they change, in this order:
 //
 //   - a replica that has everything reports lag 0, in its agent's /status at every
 //     pass and in baton status, while the heartbeat's age (a sawtooth) is published
 //     beside it;
-//   - a transaction left open on the primary makes its purge lag grow, and names
-//     itself as the oldest open transaction;
 //   - an INT key near its largest value, under a steady insert rate, gets a forecast
-//     within 20 % of the time it really runs out, on every node; once it has, no
-//     failover happens and baton status says no failover can fix it;
+//     within 20 % of the time it really runs out, on every node;
+//   - a transaction left open on the primary makes its purge lag grow, and names
+//     itself as the oldest open transaction (meanwhile the key stays exhausted);
+//   - once the key has run out, no failover happens and baton status says no
+//     failover can fix it;
 //   - a replica whose disk fills (faster than the primary's, which does not) is
 //     ranked after an equally advanced replica with room when the primary dies, and
 //     the history says why and what the failover bought.
+//
+// One sandbox for all, the subtests in this order: each leaves the cluster as the
+// next needs it.
 func TestForesight(t *testing.T) {
+	const window = 10 * time.Second // forecast.window
 	c := upClusterSpec(t, sandbox.Spec{Name: "fo-see", Nodes: 3, SemiSync: true, WithAgents: true, EtcdMembers: 1,
-		AgentYAML: "forecast:\n  interval: 1s\n  timeout: 800ms\n  window: 20s\ntimings:\n  disk_window: 20s\n  disk_horizon: 1m\n"})
+		AgentYAML: "forecast:\n  interval: 1s\n  timeout: 800ms\n  window: " + window.String() + "\ntimings:\n  disk_window: 20s\n  disk_horizon: 1m\n"})
 	ctx := context.Background()
 	root1 := sandboxtest.RootDB(t, c.Cluster, "db1")
 	sandboxtest.WaitFor(t, 30*time.Second, "every replica's agent publishing a lag", func() bool {
@@ -51,9 +56,10 @@ func TestForesight(t *testing.T) {
 	})
 
 	t.Run("a caught-up replica's lag is 0", func(t *testing.T) {
+		// 24 looks 250 ms apart: the heartbeat (every 500 ms) goes round a dozen times.
 		var zero, passes int
 		var ages []int64
-		for range 40 {
+		for range 12 {
 			for _, node := range []string{"db2", "db3"} {
 				v := agentView(t, c, node)
 				passes++
@@ -85,6 +91,77 @@ func TestForesight(t *testing.T) {
 		}
 	})
 
+	epoch := c.snapshot(t).Primary.Epoch
+	t.Run("an INT key running out: forecast within 20 percent", func(t *testing.T) {
+		const perSecond = 40
+		const left = 1200 // values: 30 s at 40 a second
+		sandboxtest.Exec(t, ctx, root1,
+			"CREATE TABLE sandbox.ai (id INT AUTO_INCREMENT PRIMARY KEY, v INT NOT NULL)",
+			"ALTER TABLE sandbox.ai AUTO_INCREMENT = "+strconv.Itoa(math.MaxInt32-left+1))
+		var mu sync.Mutex
+		var outAt time.Time
+		var outErr error
+		started := time.Now()
+		stop := steady(ctx, t, time.Second/perSecond, func() error {
+			if _, err := root1.ExecContext(ctx, "INSERT INTO sandbox.ai (v) VALUES (1)"); err != nil {
+				mu.Lock()
+				if outAt.IsZero() {
+					outAt, outErr = time.Now(), err
+				}
+				mu.Unlock()
+			}
+			return nil
+		})
+		defer stop()
+		key := func(node string) detector.Forecast {
+			f, _ := agentView(t, c, node).Status.Forecast(detector.ResourceAutoIncrement, "sandbox.ai.id")
+			return f
+		}
+		// The forecast once a whole window of the load is in (before, the fit also
+		// holds reads from before the first insert), taken as soon as a new read is
+		// published: its time left counts from then.
+		var f detector.Forecast
+		var at time.Time
+		sandboxtest.WaitFor(t, 3*window, "a forecast of sandbox.ai.id on db1 over a window of inserts", func() bool {
+			f = key("db1")
+			return f.Outlook == detector.OutlookFilling && time.Since(started) > window+time.Second
+		})
+		prev := f.Used
+		sandboxtest.WaitFor(t, 5*time.Second, "db1's next read of sandbox.ai.id", func() bool {
+			f, at = key("db1"), time.Now()
+			return f.Used != prev
+		})
+		if f.Outlook != detector.OutlookFilling {
+			t.Fatalf("db1's forecast of sandbox.ai.id: %s", f.Line())
+		}
+		for _, node := range []string{"db2", "db3"} {
+			if g := key(node); g.Outlook != detector.OutlookFilling || math.Abs(g.Left.Seconds()-f.Left.Seconds()) > 0.2*f.Left.Seconds() {
+				t.Errorf("%s's forecast of the replicated key: %s; db1's: %s", node, g.Line(), f.Line())
+			}
+		}
+		sandboxtest.WaitFor(t, time.Minute, "an insert refused once the key ran out", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return !outAt.IsZero()
+		})
+		stop()
+		real := outAt.Sub(at)
+		t.Logf("forecast %s (%s left); ran out %s later (%v)", f.Line(), f.Left.Round(100*time.Millisecond), real.Round(100*time.Millisecond), outErr)
+		if off := math.Abs(f.Left.Seconds()-real.Seconds()) / real.Seconds(); off > 0.2 {
+			t.Errorf("forecast %s left, ran out after %s: %.0f %% off, want within 20 %%", f.Left.Round(100*time.Millisecond), real.Round(100*time.Millisecond), 100*off)
+		}
+		sandboxtest.WaitFor(t, 15*time.Second, "every node's key published exhausted", func() bool {
+			snap := c.snapshot(t)
+			for _, node := range []string{"db1", "db2", "db3"} {
+				if g, ok := snap.Nodes[node].Forecast(detector.ResourceAutoIncrement, "sandbox.ai.id"); !ok || g.Outlook != detector.OutlookExhausted {
+					return false
+				}
+			}
+			return true
+		})
+	})
+	exhausted := time.Now()
+
 	t.Run("a transaction left open makes the purge lag grow", func(t *testing.T) {
 		sandboxtest.Exec(t, ctx, root1,
 			"CREATE TABLE sandbox.churn (id INT PRIMARY KEY, v INT NOT NULL)",
@@ -103,6 +180,7 @@ func TestForesight(t *testing.T) {
 			_, err := root1.ExecContext(ctx, "UPDATE sandbox.churn SET v = v + 1")
 			return err
 		})
+		defer stop()
 		purge := func() detector.Forecast {
 			f, ok := agentView(t, c, "db1").Status.Forecast(detector.ResourcePurgeLag, "history list")
 			if !ok || f.Err != "" {
@@ -112,7 +190,8 @@ func TestForesight(t *testing.T) {
 		}
 		time.Sleep(2 * time.Second)
 		first := purge()
-		time.Sleep(15 * time.Second)
+		// A whole window later: the rate is the open transaction's alone.
+		time.Sleep(window)
 		last := purge()
 		stop()
 		t.Logf("purge lag, first: %s; then: %s", first.Line(), last.Line())
@@ -130,67 +209,16 @@ func TestForesight(t *testing.T) {
 		sandboxtest.WaitFor(t, 10*time.Second, "no open transaction left on db1", func() bool { return purge().Oldest == nil })
 	})
 
-	t.Run("an INT key running out: forecast within 20 percent, and no failover", func(t *testing.T) {
-		const perSecond = 20
-		const left = 1500 // values: 75 s at 20 a second
-		sandboxtest.Exec(t, ctx, root1,
-			"CREATE TABLE sandbox.ai (id INT AUTO_INCREMENT PRIMARY KEY, v INT NOT NULL)",
-			"ALTER TABLE sandbox.ai AUTO_INCREMENT = "+strconv.Itoa(math.MaxInt32-left+1))
-		epoch := c.snapshot(t).Primary.Epoch
-		var mu sync.Mutex
-		var outAt time.Time
-		var outErr error
-		stop := steady(ctx, t, time.Second/perSecond, func() error {
-			if _, err := root1.ExecContext(ctx, "INSERT INTO sandbox.ai (v) VALUES (1)"); err != nil {
-				mu.Lock()
-				if outAt.IsZero() {
-					outAt, outErr = time.Now(), err
-				}
-				mu.Unlock()
-			}
-			return nil
-		})
-		defer stop()
-		key := func(node string) detector.Forecast {
-			f, _ := agentView(t, c, node).Status.Forecast(detector.ResourceAutoIncrement, "sandbox.ai.id")
-			return f
+	t.Run("a key no failover fixes makes none", func(t *testing.T) {
+		// The key ran out while the purge lag grew: the write probe (no
+		// auto-increment) goes on writing, and nothing fails over.
+		if since := time.Since(exhausted); since < 10*time.Second {
+			time.Sleep(10*time.Second - since)
 		}
-		var f detector.Forecast
-		var at time.Time
-		sandboxtest.WaitFor(t, 40*time.Second, "a forecast of sandbox.ai.id on db1", func() bool {
-			f, at = key("db1"), time.Now()
-			return f.Outlook == detector.OutlookFilling
-		})
-		for _, node := range []string{"db2", "db3"} {
-			if g := key(node); g.Outlook != detector.OutlookFilling || math.Abs(g.Left.Seconds()-f.Left.Seconds()) > 0.2*f.Left.Seconds() {
-				t.Errorf("%s's forecast of the replicated key: %s; db1's: %s", node, g.Line(), f.Line())
-			}
-		}
-		sandboxtest.WaitFor(t, 3*time.Minute, "an insert refused once the key ran out", func() bool {
-			mu.Lock()
-			defer mu.Unlock()
-			return !outAt.IsZero()
-		})
-		stop()
-		real := outAt.Sub(at)
-		t.Logf("forecast %s (%s left); ran out %s later (%v)", f.Line(), f.Left.Round(100*time.Millisecond), real.Round(100*time.Millisecond), outErr)
-		if off := math.Abs(f.Left.Seconds()-real.Seconds()) / real.Seconds(); off > 0.2 {
-			t.Errorf("forecast %s left, ran out after %s: %.0f %% off, want within 20 %%", f.Left.Round(time.Second), real.Round(time.Second), 100*off)
-		}
-		sandboxtest.WaitFor(t, 15*time.Second, "every node's key published exhausted", func() bool {
-			snap := c.snapshot(t)
-			for _, node := range []string{"db1", "db2", "db3"} {
-				if g, ok := snap.Nodes[node].Forecast(detector.ResourceAutoIncrement, "sandbox.ai.id"); !ok || g.Outlook != detector.OutlookExhausted {
-					return false
-				}
-			}
-			return true
-		})
-		// A problem no failover fixes makes none: the write probe goes on writing.
-		time.Sleep(10 * time.Second)
 		snap := c.snapshot(t)
 		if snap.Primary.Node != "db1" || snap.Primary.Epoch != epoch || snap.Nodes["db1"].Verdict != detector.Healthy {
-			t.Errorf("after the key ran out: primary %+v, verdict %s; want db1 at epoch %d, healthy", snap.Primary, snap.Nodes["db1"].Verdict, epoch)
+			t.Errorf("%s after the key ran out: primary %+v, verdict %s; want db1 at epoch %d, healthy",
+				time.Since(exhausted).Round(time.Second), snap.Primary, snap.Nodes["db1"].Verdict, epoch)
 		}
 		st := batonStatusJSON(t, c)
 		found := false
