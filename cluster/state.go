@@ -97,15 +97,30 @@ type NodeStatus struct {
 	SQLRunning bool   `json:"sql_running"`
 	// ReplError is the last IO or SQL thread error.
 	ReplError string `json:"repl_error,omitempty"`
-	// LagMS is the heartbeat lag from the primary of record; -1 when unknown.
+	// LagMS is how far the replica is behind the primary of record: 0 when it has
+	// applied all it received and heartbeats keep arriving, else the age of the
+	// newest heartbeat it applied less one heartbeat interval (its delay lies
+	// between that and the age); -1 when unknown. It feeds /replica, baton status
+	// and switchover_max_lag.
 	LagMS int64 `json:"lag_ms"`
+	// HeartbeatMS is the age of the newest heartbeat the replica applied, as read:
+	// the primary's write probe writes one every probe interval, so it rises when
+	// the primary stops writing, whether or not the replica is behind. -1 when
+	// unknown. What confirms a stopped primary (confirm_lag): see HeartbeatAge.
+	HeartbeatMS int64 `json:"heartbeat_ms"`
 	// StorageOK is the storage probe's result (a replica's own write path).
 	StorageOK bool `json:"storage_ok"`
-	// DiskFree and DiskTimeToFull are for the datadir's filesystem.
+	// DiskFree and DiskTimeToFull are for the filesystem of the datadir, binlog or
+	// relay log with the least free space.
 	DiskFree       uint64        `json:"disk_free_bytes,omitempty"`
 	DiskTimeToFull time.Duration `json:"disk_time_to_full_ns,omitempty"`
-	WriteMS        float64       `json:"write_ms"`
-	PingMS         float64       `json:"ping_ms"`
+	// Forecasts are when each resource that can stop the node's writes runs out:
+	// each filesystem it writes, its auto-increment keys that run out first, the
+	// purge lag, its connections (docs/operations.md, "Forecasts"); none from an
+	// older agent.
+	Forecasts []detector.Forecast `json:"forecasts,omitempty"`
+	WriteMS   float64             `json:"write_ms"`
+	PingMS    float64             `json:"ping_ms"`
 	// VIP: the node holds the cluster's virtual IP now.
 	VIP bool `json:"vip,omitempty"`
 	// PrimaryView is this agent's remote probe of the primary of record (replicas only).
@@ -325,6 +340,11 @@ type Event struct {
 	// logged and no replica had received; nil when it did not try (a switchover,
 	// or salvage off).
 	Salvage *Salvage `json:"salvage,omitempty"`
+	// Runway says what a failover or switchover bought: how long the new
+	// primary's disk lasts at the current rate, as its agent last forecast it
+	// ("db2 promoted; at the current rate its disk is full in about 6m: free
+	// space on it").
+	Runway string `json:"runway,omitempty"`
 }
 
 // Salvage is a failover's salvage step: the failed primary's last transactions,

@@ -111,7 +111,8 @@ func TestRulesShape(t *testing.T) {
 	// The alerts the operations guide promises.
 	for _, want := range []string{"BatonPrimaryUnwritable", "BatonNoPrimaryOfRecord", "BatonFailoverHappened",
 		"BatonNodeQuarantined", "BatonSemiSyncUnprotected", "BatonDiskFullWithinAnHour", "BatonReplicaLagging",
-		"BatonAgentDown", "BatonEtcdSessionLost", "BatonFailsafeActive"} {
+		"BatonAgentDown", "BatonEtcdSessionLost", "BatonFailsafeActive", "BatonDiskFillingWithinADay", "BatonAutoIncrementRunningOut",
+		"BatonAutoIncrementExhaustedSoon", "BatonPurgeLagGrowing", "BatonLongOpenTransaction", "BatonConnectionsRunningOut"} {
 		if !slices.Contains(alerts, want) {
 			t.Errorf("no alert %s", want)
 		}

@@ -49,19 +49,29 @@ type Replication struct {
 	// the replica's clock against the primary's (UTC_TIMESTAMP(6) on both); negative
 	// when there is no row yet.
 	HeartbeatLag time.Duration `json:"heartbeat_lag_ns"`
+	// HeartbeatSeen is when the probe first saw the newest heartbeat applied, on
+	// this host's clock (to within a round): the primary writes one every probe
+	// interval, so a heartbeat seen long ago says they stopped arriving. Zero until
+	// the probe has seen one arrive: never read as a fresh heartbeat.
+	HeartbeatSeen time.Time `json:"heartbeat_seen,omitzero"`
 	// Probe is how the status queries themselves went.
 	Probe Result `json:"probe"`
 }
 
 // Disk is the state of the filesystem holding one directory of the server.
 type Disk struct {
-	Path  string `json:"path"`
+	Path string `json:"path"`
+	// Holds says which of the server's locations are on it: "datadir", "binlog",
+	// "relay log", comma-separated.
+	Holds string `json:"holds,omitempty"`
 	Total uint64 `json:"total_bytes"`
 	// Free is what an unprivileged process (mysqld) can still use.
 	Free uint64 `json:"free_bytes"`
 	// FillRate is in bytes per second, positive while the disk fills, from a least
-	// squares fit over the detector's window; 0 until the window spans enough time.
-	FillRate float64 `json:"fill_rate_bps"`
+	// squares fit over the detector's window; 0 until the window spans enough time
+	// (RateKnown).
+	FillRate  float64 `json:"fill_rate_bps"`
+	RateKnown bool    `json:"rate_known,omitempty"`
 	// TimeToFull is Free / FillRate while the disk fills, 0 otherwise.
 	TimeToFull time.Duration `json:"time_to_full_ns,omitempty"`
 	// Err says why the filesystem could not be read; the other fields are then zero.
@@ -74,6 +84,24 @@ const MinUsableFree = 1 << 20
 
 // Full says the filesystem was read and has less than MinUsableFree left.
 func (d Disk) Full() bool { return d.Err == "" && d.Total > 0 && d.Free < MinUsableFree }
+
+// Forecast is the filesystem's forecast: full under MinUsableFree, else when it
+// fills at its rate.
+func (d Disk) Forecast() Forecast {
+	f := Forecast{Resource: ResourceDisk, Name: d.Path, Detail: d.Holds}
+	switch {
+	case d.Err != "":
+		f.Err = d.Err
+		return f
+	case d.Total == 0:
+		f.Err = "not read"
+		return f
+	}
+	f.Used, f.Limit = float64(d.Total)-float64(d.Free), float64(d.Total)
+	f.Rate, f.RateKnown = d.FillRate, d.RateKnown
+	f.Outlook, f.Left = Foresee(f.Used, f.Limit, f.Rate, f.RateKnown, MinUsableFree)
+	return f
+}
 
 // Round is one round of probes of one server: the input of Assess.
 type Round struct {
@@ -331,7 +359,7 @@ func assessDisks(ds []Disk, horizon time.Duration) []finding {
 			fs = append(fs, finding{Degraded, fmt.Sprintf("%s is full (%s free of %s)", d.Path, fmtBytes(float64(d.Free)), fmtBytes(float64(d.Total)))})
 		case d.TimeToFull > 0 && d.TimeToFull < horizon:
 			fs = append(fs, finding{Degraded, fmt.Sprintf("%s fills at %s/s and will be full in about %s (%s free)",
-				d.Path, fmtBytes(d.FillRate), d.TimeToFull.Round(time.Second), fmtBytes(float64(d.Free)))})
+				d.Path, fmtBytes(d.FillRate), About(d.TimeToFull), fmtBytes(float64(d.Free)))})
 		}
 	}
 	return fs

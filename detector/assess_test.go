@@ -79,7 +79,7 @@ func TestAssess(t *testing.T) {
 			Unreachable, nil},
 		{"disk filling within the horizon", Round{Role: Primary, Ping: ok(1), Write: ok(2), DiskHorizon: 10 * time.Minute,
 			Disks: []Disk{{Path: "/data", Total: gib, Free: 60 << 20, FillRate: 1 << 20, TimeToFull: time.Minute}}},
-			Degraded, []string{"1.0 MiB/s", "full in about 1m0s"}},
+			Degraded, []string{"1.0 MiB/s", "full in about 1m"}},
 		{"disk filling beyond the horizon", Round{Role: Primary, Ping: ok(1), Write: ok(2), DiskHorizon: 10 * time.Minute,
 			Disks: []Disk{{Path: "/data", Total: gib, Free: gib / 2, FillRate: 1024, TimeToFull: 100 * time.Hour}}},
 			Healthy, nil},

@@ -109,21 +109,36 @@ func missingTables(ctx context.Context, db *sql.DB) ([]string, error) {
 	return missing, nil
 }
 
-// Paths asks a server where its data and binary logs live, for a detector on the same
-// host to statfs them. binlogDir is empty when binary logging is off.
-func Paths(ctx context.Context, db *sql.DB) (datadir, binlogDir string, err error) {
+// Locations are where a server writes: its data, binary logs and relay logs, each a
+// directory; empty when the server has none (binary logging off).
+type Locations struct {
+	Datadir, BinlogDir, RelayLogDir string
+}
+
+// AskLocations asks a server where it writes, for a detector on the same host to
+// statfs those filesystems.
+func AskLocations(ctx context.Context, db *sql.DB) (Locations, error) {
 	ctx, cancel := context.WithTimeout(ctx, bootstrapTimeout)
 	defer cancel()
 	var dd string
-	var base sql.NullString
-	if err := db.QueryRowContext(ctx, "SELECT @@datadir, @@log_bin_basename").Scan(&dd, &base); err != nil {
-		return "", "", fmt.Errorf("read datadir and binlog path: %w", err)
+	var binlog, relay sql.NullString
+	if err := db.QueryRowContext(ctx, "SELECT @@datadir, @@log_bin_basename, @@relay_log_basename").Scan(&dd, &binlog, &relay); err != nil {
+		return Locations{}, fmt.Errorf("read the datadir, binlog and relay log paths: %w", err)
 	}
 	if dd == "" {
-		return "", "", errors.New("read datadir and binlog path: server reports an empty datadir")
+		return Locations{}, errors.New("read the datadir, binlog and relay log paths: server reports an empty datadir")
 	}
-	if base.Valid && base.String != "" {
-		binlogDir = filepath.Dir(base.String)
+	loc := Locations{Datadir: filepath.Clean(dd)}
+	dir := func(base sql.NullString) string {
+		if !base.Valid || base.String == "" {
+			return ""
+		}
+		p := base.String
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(loc.Datadir, p)
+		}
+		return filepath.Dir(p)
 	}
-	return filepath.Clean(dd), binlogDir, nil
+	loc.BinlogDir, loc.RelayLogDir = dir(binlog), dir(relay)
+	return loc, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,9 +46,11 @@ type Config struct {
 	RecoverAfter int
 	// KillTimeout bounds the KILL QUERY of an abandoned probe; default Timeout.
 	KillTimeout time.Duration
-	// Datadir and BinlogDir are statfs'ed each round when set (a local server only).
-	Datadir   string
-	BinlogDir string
+	// Datadir, BinlogDir and RelayLogDir are statfs'ed each round when set (a local
+	// server only).
+	Datadir     string
+	BinlogDir   string
+	RelayLogDir string
 	// DiskWindow is the span of the least-squares fill rate (estimated once half a
 	// window is in); DiskHorizon the time to full under which the verdict is Degraded.
 	DiskWindow  time.Duration
@@ -162,6 +165,7 @@ type Detector struct {
 	// notRunning: the latest round found no server running (only Run touches it).
 	notRunning bool
 	paths      []string
+	holds      map[string][]string // what each path holds: datadir, binlog, relay log
 
 	mu     sync.Mutex
 	report Report
@@ -183,14 +187,18 @@ func New(cfg Config) (*Detector, error) {
 		log:     cfg.Logger.With(zap.String("node", cfg.Node)),
 		machine: m,
 		trends:  map[string]*Trend{},
+		holds:   map[string][]string{},
 	}
 	d.role.Store(uint32(cfg.Role))
-	for _, p := range []string{cfg.Datadir, cfg.BinlogDir} {
+	for _, loc := range []struct{ path, what string }{{cfg.Datadir, "datadir"}, {cfg.BinlogDir, "binlog"}, {cfg.RelayLogDir, "relay log"}} {
+		p := loc.path
 		if p == "" {
 			continue
 		}
 		p = filepath.Clean(p)
-		if _, seen := d.trends[p]; seen {
+		_, seen := d.trends[p]
+		d.holds[p] = append(d.holds[p], loc.what)
+		if seen {
 			continue
 		}
 		d.paths = append(d.paths, p)
@@ -276,14 +284,14 @@ func (d *Detector) readDisks(now time.Time) []Disk {
 	for _, path := range d.paths {
 		total, free, err := statfs(path)
 		if err != nil {
-			out = append(out, Disk{Path: path, Err: err.Error()})
+			out = append(out, Disk{Path: path, Holds: strings.Join(d.holds[path], ", "), Err: err.Error()})
 			continue
 		}
 		t := d.trends[path]
 		t.Add(now, free, total)
-		dk := Disk{Path: path, Total: total, Free: free}
+		dk := Disk{Path: path, Holds: strings.Join(d.holds[path], ", "), Total: total, Free: free}
 		if rate, ok := t.Rate(); ok {
-			dk.FillRate = rate
+			dk.FillRate, dk.RateKnown = rate, true
 			dk.TimeToFull = timeToFull(free, rate)
 		}
 		out = append(out, dk)

@@ -24,11 +24,20 @@ type sample struct {
 type Trend struct {
 	window  time.Duration
 	minSpan time.Duration
+	// restart is the share of the total by which free space must grow at once to
+	// start a new window; 0: never.
+	restart float64
 	samples []sample // oldest first, at most trendCap
 }
 
 // NewTrend keeps samples for window and estimates once they span at least minSpan.
 func NewTrend(window, minSpan time.Duration) *Trend {
+	return &Trend{window: window, minSpan: minSpan, restart: 0.01}
+}
+
+// NewNoisyTrend is NewTrend for a resource that comes and goes all the time
+// (connections): what is freed does not start a new window, the fit averages it.
+func NewNoisyTrend(window, minSpan time.Duration) *Trend {
 	return &Trend{window: window, minSpan: minSpan}
 }
 
@@ -40,7 +49,7 @@ func (t *Trend) Add(at time.Time, free, total uint64) {
 		if !at.After(last.at) {
 			return
 		}
-		if float64(free)-last.free > float64(total)/100 {
+		if t.restart > 0 && float64(free)-last.free > float64(total)*t.restart {
 			t.samples = t.samples[:0]
 		}
 	}

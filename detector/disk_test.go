@@ -202,3 +202,23 @@ func TestStatfs(t *testing.T) {
 		t.Fatal("statfs of a missing directory succeeded")
 	}
 }
+
+// TestDisksSayWhatTheyHold: the datadir, binlog and relay log locations are each
+// watched once per directory, and each disk says which of them it holds.
+func TestDisksSayWhatTheyHold(t *testing.T) {
+	data, relay := t.TempDir(), t.TempDir()
+	d, err := New(Config{DSN: "u@unix(/nope)/", Node: "db1", Role: Replica, Datadir: data, BinlogDir: data + "/", RelayLogDir: relay})
+	if err != nil {
+		t.Fatal(err)
+	}
+	disks := d.readDisks(time.Now())
+	if len(disks) != 2 {
+		t.Fatalf("%d disks, want 2: %+v", len(disks), disks)
+	}
+	if disks[0].Path != data || disks[0].Holds != "datadir, binlog" || disks[1].Path != relay || disks[1].Holds != "relay log" {
+		t.Errorf("disks %+v", disks)
+	}
+	if disks[0].RateKnown || disks[0].Forecast().Outlook != OutlookUnknown {
+		t.Errorf("a first reading has no rate: %+v", disks[0])
+	}
+}

@@ -58,10 +58,11 @@ type Prober struct {
 	ping, write, storage, repl lane
 	admin                      *sql.DB // KILL QUERY
 
-	seq       atomic.Uint64
-	epoch     atomic.Uint64
-	adminWarm atomic.Bool
-	kills     sync.WaitGroup
+	seq        atomic.Uint64
+	epoch      atomic.Uint64
+	heartbeats heartbeatWatch
+	adminWarm  atomic.Bool
+	kills      sync.WaitGroup
 }
 
 // lane is one kind of probe: its pool, its pinned connection and its in-flight flag.
@@ -258,17 +259,49 @@ func (p *Prober) Replication(ctx context.Context) *Replication {
 			return err
 		}
 		var us sql.NullInt64
-		err := c.QueryRowContext(ctx, "SELECT TIMESTAMPDIFF(MICROSECOND, MAX(ts), UTC_TIMESTAMP(6)) FROM "+
-			Schema+"."+HeartbeatTable).Scan(&us)
+		var ts sql.NullString
+		err := c.QueryRowContext(ctx, "SELECT TIMESTAMPDIFF(MICROSECOND, MAX(ts), UTC_TIMESTAMP(6)), CAST(MAX(ts) AS CHAR) FROM "+
+			Schema+"."+HeartbeatTable).Scan(&us, &ts)
 		if err != nil {
 			return fmt.Errorf("read heartbeat lag: %w", err)
 		}
 		if us.Valid {
 			rep.HeartbeatLag = time.Duration(us.Int64) * time.Microsecond
+			rep.HeartbeatSeen = p.heartbeats.observe(ts.String, time.Now())
 		}
 		return nil
 	})
 	return rep
+}
+
+// heartbeatWatch remembers the newest heartbeat a replica has applied and when the
+// replication probe first saw it, on this host's clock: whether heartbeats still
+// arrive, with no clock of the primary's involved.
+type heartbeatWatch struct {
+	mu   sync.Mutex
+	ts   string
+	seen time.Time
+	// known: a change was seen, so seen is when this heartbeat arrived (to within a
+	// round), not when the probe started watching.
+	known bool
+}
+
+// observe records the newest heartbeat's timestamp as read at now and returns when
+// the probe first saw it: zero until a first change was seen (when the heartbeat
+// found at the start arrived is not known).
+func (w *heartbeatWatch) observe(ts string, now time.Time) time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case w.seen.IsZero():
+		w.ts, w.seen = ts, now
+		return time.Time{}
+	case ts != w.ts:
+		w.ts, w.seen, w.known = ts, now, true
+	case !w.known:
+		return time.Time{}
+	}
+	return w.seen
 }
 
 // readSlaveStatus reads the few SHOW SLAVE STATUS columns the detector judges, by name

@@ -228,10 +228,14 @@ func confirmsStopped(r cluster.NodeStatus, primary string, p cluster.Policy) (bo
 	if ok, how := confirmsGone(r, primary); ok {
 		return true, how
 	}
-	if r.LagMS >= 0 && time.Duration(r.LagMS)*time.Millisecond >= p.ConfirmLag {
-		return true, fmt.Sprintf("heartbeat lag %dms", r.LagMS)
+	// The heartbeat's age, not the replica's lag: a replica that has everything
+	// shows no lag while the heartbeat, which the primary's write probe writes,
+	// grows older.
+	age := r.HeartbeatAge()
+	if age >= 0 && time.Duration(age)*time.Millisecond >= p.ConfirmLag {
+		return true, fmt.Sprintf("heartbeat lag %dms", age)
 	}
-	return false, fmt.Sprintf("heartbeat lag %dms", r.LagMS)
+	return false, fmt.Sprintf("heartbeat lag %dms", age)
 }
 
 // notServing says whether the replicas show that a primary whose agent is gone takes
@@ -244,8 +248,8 @@ func notServing(replicas []cluster.NodeStatus, primary string, p cluster.Policy)
 		if pv := r.PrimaryView; refused == "" && pv != nil && pv.Node == primary && pv.Write.Refused() {
 			refused = fmt.Sprintf("%s's write probe: %s", r.Node, pv.Write)
 		}
-		if stopped == "" && r.LagMS >= 0 && time.Duration(r.LagMS)*time.Millisecond >= p.ConfirmLag {
-			stopped = fmt.Sprintf("%s: heartbeat lag %dms", r.Node, r.LagMS)
+		if age := r.HeartbeatAge(); stopped == "" && age >= 0 && time.Duration(age)*time.Millisecond >= p.ConfirmLag {
+			stopped = fmt.Sprintf("%s: heartbeat lag %dms", r.Node, age)
 		}
 	}
 	if refused == "" {

@@ -135,6 +135,32 @@ func TestDecide(t *testing.T) {
 			wantReason: "confirmed by db2: heartbeat lag 1500ms",
 		},
 		{
+			// A replica with nothing to apply reports no lag; the heartbeat, which the
+			// primary's write probe writes, still grows old and confirms it stopped.
+			name: "unwritable primary confirmed by a caught-up replica's heartbeat age",
+			v: view(with(healthy("db1"), unwritable), with(healthy("db2"), func(n *cluster.NodeStatus) { n.LagMS, n.HeartbeatMS = 0, 1500 }),
+				healthy("db3")),
+			want:       cluster.Failover,
+			wantCands:  []string{"db2", "db3"},
+			wantReason: "confirmed by db2: heartbeat lag 1500ms",
+		},
+		{
+			// What Baton forecasts never makes a failover: a healthy primary stays,
+			// whatever runs out, on it or on every node.
+			name: "healthy primary with every node's auto-increment key exhausted and disks filling",
+			v: func() cluster.View {
+				out := func(n *cluster.NodeStatus) {
+					n.Forecasts = []detector.Forecast{
+						{Resource: detector.ResourceAutoIncrement, Name: "shop.orders.id", Used: 2147483646, Limit: 2147483647, Outlook: detector.OutlookExhausted},
+						{Resource: detector.ResourceDisk, Name: "/data", Used: 9, Limit: 10, Outlook: detector.OutlookFilling, Left: time.Minute},
+						{Resource: detector.ResourceConnections, Name: "connections", Used: 60, Limit: 60, Outlook: detector.OutlookExhausted},
+					}
+				}
+				return view(with(healthy("db1"), out), with(healthy("db2"), out), with(healthy("db3"), out))
+			}(),
+			want: cluster.NoAction, wantReason: "primary db1 is healthy",
+		},
+		{
 			name:       "unwritable primary not confirmed: replicas still get heartbeats",
 			v:          view(with(healthy("db1"), unwritable), healthy("db2"), healthy("db3")),
 			want:       cluster.NoAction,
@@ -396,6 +422,16 @@ func TestDecide(t *testing.T) {
 				with(healthy("db3"), lagging(5000))),
 			want:       cluster.NoAction,
 			wantReason: "db2 still sees it",
+		},
+		{
+			name: "agent gone, write probe refused, confirmed by a caught-up replica's heartbeat age",
+			v: view(with(healthy("db2"), func(n *cluster.NodeStatus) {
+				n.PrimaryView = &cluster.PeerView{Node: "db1", Reachable: true, Write: cluster.PeerWriteReadOnly}
+				n.LagMS, n.HeartbeatMS = 0, 5000
+			}), healthy("db3")),
+			want:       cluster.Failover,
+			wantCands:  []string{"db2", "db3"},
+			wantReason: "db2: heartbeat lag 5000ms",
 		},
 		{
 			name: "agent gone, a write probe of an old primary of record (another node) does not count",

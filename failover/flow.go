@@ -335,7 +335,8 @@ func (f *flow) run(ctx context.Context) (cluster.Event, error) {
 	f.mu.Lock()
 	ev := cluster.Event{Kind: f.kind().Event(), From: f.d.From, To: next.Node, Epoch: next.Epoch, Reason: f.d.Reason,
 		Started: f.started.UTC(), Took: cfg.Now().Sub(f.started), Steps: append([]cluster.Step(nil), f.steps...), Manual: f.d.Manual,
-		Detected: detectedAt(f.snap, f.d, f.started), Salvage: f.salvaged}
+		Detected: detectedAt(f.snap, f.d, f.started), Salvage: f.salvaged,
+		Runway: runwayOf(f.snap, next.Node)}
 	f.mu.Unlock()
 	if err := cfg.Store.AppendHistory(context.WithoutCancel(ctx), ev); err != nil {
 		log.Warn("record history", zap.Error(err))
@@ -565,7 +566,7 @@ func (f *flow) rank(ctx context.Context) (replication.Ranked, error) {
 			}
 			c := st.Candidate(name)
 			if n, ok := f.snap.Nodes[name]; ok {
-				c.Priority, c.NoPromote, c.StorageOK = n.Priority, n.NoPromote, n.StorageOK
+				c.Priority, c.NoPromote, c.StorageOK, c.Runway = n.Priority, n.NoPromote, n.StorageOK, n.Runway()
 			} else {
 				c.Unpromotable = "its agent is not running"
 			}

@@ -344,3 +344,28 @@ func TestBlocksAfter(t *testing.T) {
 		}
 	}
 }
+
+// TestRunwayOf: the history says what a failover bought, and what to do when it is
+// little.
+func TestRunwayOf(t *testing.T) {
+	disk := func(o detector.Outlook, left time.Duration) []detector.Forecast {
+		return []detector.Forecast{{Resource: detector.ResourceDisk, Name: "/data", Detail: "datadir, binlog", Used: 1, Limit: 2, RateKnown: true, Outlook: o, Left: left}}
+	}
+	snap := cluster.Snapshot{View: cluster.View{Nodes: map[string]cluster.NodeStatus{
+		"db2": {Node: "db2", Forecasts: disk(detector.OutlookFilling, 6*time.Minute)},
+		"db3": {Node: "db3", Forecasts: disk(detector.OutlookSteady, 0)},
+		"db4": {Node: "db4", Forecasts: disk(detector.OutlookFilling, 3*24*time.Hour)},
+		"db5": {Node: "db5"},
+	}}}
+	for node, want := range map[string]string{
+		"db2": "db2 promoted; at the current rate its disk is full in about 6m: free space on db2 (disk /data (datadir, binlog))",
+		"db3": "db3 promoted; its disk is not filling",
+		"db4": "db4 promoted; at the current rate its disk is full in about 3d",
+		"db5": "db5 promoted; its disk's runway is unknown",
+		"db9": "db9 promoted; its disk's runway is unknown (its agent had no status)",
+	} {
+		if got := runwayOf(snap, node); got != want {
+			t.Errorf("%s: %q, want %q", node, got, want)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"math/bits"
 	"net"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -93,8 +94,12 @@ type ReconcilerConfig struct {
 	Tools      Archiver
 	ArchiveDir string
 	Detector   Detector
-	Peer       *PeerWatch // may be nil (single-node clusters, tests)
-	VIP        VIP        // may be nil: no virtual IP
+	// Forecasts, when set, returns the latest forecasts of the node's slow loop
+	// (detector.Forecaster: auto-increment keys, purge lag, connections), published
+	// with those of its disks.
+	Forecasts func() []detector.Forecast
+	Peer      *PeerWatch // may be nil (single-node clusters, tests)
+	VIP       VIP        // may be nil: no virtual IP
 	// Repl is how this node's server connects to the primary of record when it
 	// replicates: the account and the TLS settings (Host and Port are ignored: they
 	// are the primary's).
@@ -822,7 +827,7 @@ func (r *Reconciler) build(snap cluster.Snapshot) cluster.NodeStatus {
 	n := cluster.NodeStatus{
 		Node: r.cfg.Node, Addr: r.cfg.Addr, Agent: r.cfg.Agent, Role: r.role,
 		Verdict: rep.Verdict, Reason: rep.Reason, VerdictSince: rep.Since,
-		LagMS: -1, Priority: r.cfg.Priority, NoPromote: r.cfg.NoPromote,
+		LagMS: -1, HeartbeatMS: -1, Priority: r.cfg.Priority, NoPromote: r.cfg.NoPromote,
 		Errant: r.errant, Epoch: snap.Primary.Epoch, At: r.cfg.Now().UTC(), Repaired: r.repaired,
 	}
 	if r.errant != "" {
@@ -873,8 +878,13 @@ func (r *Reconciler) build(snap cluster.Snapshot) cluster.NodeStatus {
 	// quarantined with its source kept (its SQL thread stopped on diverged data)
 	// has one: how far behind it is, what a switchover to it must weigh.
 	if rep.Replication != nil && rep.Replication.HeartbeatLag >= 0 && n.Source != "" {
-		caughtUp := r.local != nil && r.local.IOThread == replication.ThreadRunning && r.local.Executed.Contain(r.local.Retrieved)
-		n.LagMS = replicaLag(rep.Replication.HeartbeatLag, caughtUp, r.cfg.Tick, r.cfg.ConfirmLag).Milliseconds()
+		hb := rep.Replication.HeartbeatLag
+		n.HeartbeatMS = hb.Milliseconds()
+		idle := time.Duration(-1)
+		if seen := rep.Replication.HeartbeatSeen; !seen.IsZero() {
+			idle = max(0, r.cfg.Now().Sub(seen))
+		}
+		n.LagMS = replicaLag(hb, idle, nothingToApply(r.local), r.cfg.Tick).Milliseconds()
 	}
 	n.StorageOK = storageOK(rep)
 	if rep.Write != nil {
@@ -887,6 +897,10 @@ func (r *Reconciler) build(snap cluster.Snapshot) cluster.NodeStatus {
 		if n.DiskFree == 0 || d.Free < n.DiskFree {
 			n.DiskFree, n.DiskTimeToFull = d.Free, d.TimeToFull
 		}
+		n.Forecasts = append(n.Forecasts, d.Forecast())
+	}
+	if r.cfg.Forecasts != nil {
+		n.Forecasts = append(n.Forecasts, r.cfg.Forecasts()...)
 	}
 	if r.cfg.Peer != nil && snap.Primary.Node != r.cfg.Node {
 		n.PrimaryView = r.cfg.Peer.View()
@@ -929,11 +943,14 @@ func storageOK(rep detector.Report) bool {
 }
 
 // significant says whether a status change is worth publishing at once: what Decide
-// and the operator look at, not the latencies; a lag only when it crosses confirmLag,
-// where Decide starts to count it.
+// and the operator look at, not the latencies; the heartbeat's age only when it
+// crosses confirmLag, where Decide starts to count it; a forecast when something
+// runs out or stops running out, and the node's runway when a failover would rank
+// it differently (runwayMoved).
 func significant(a, b cluster.NodeStatus, confirmLag time.Duration) bool {
 	lagged := func(n cluster.NodeStatus) bool {
-		return n.LagMS >= 0 && time.Duration(n.LagMS)*time.Millisecond >= confirmLag
+		age := n.HeartbeatAge()
+		return age >= 0 && time.Duration(age)*time.Millisecond >= confirmLag
 	}
 	pv := func(v *cluster.PeerView) string {
 		if v == nil {
@@ -944,7 +961,33 @@ func significant(a, b cluster.NodeStatus, confirmLag time.Duration) bool {
 	return a.Role != b.Role || a.Verdict != b.Verdict || a.ServerRead != b.ServerRead || a.ReadOnly != b.ReadOnly || a.IORunning != b.IORunning ||
 		a.SQLRunning != b.SQLRunning || a.Source != b.Source || a.Epoch != b.Epoch || a.Errant != b.Errant ||
 		a.StorageOK != b.StorageOK || pv(a.PrimaryView) != pv(b.PrimaryView) || a.VIP != b.VIP ||
-		lagged(a) != lagged(b) || (b.Role == cluster.RoleQuarantined && a.Reason != b.Reason) || a.Archive != b.Archive
+		lagged(a) != lagged(b) || (b.Role == cluster.RoleQuarantined && a.Reason != b.Reason) || a.Archive != b.Archive ||
+		exhausted(a) != exhausted(b) || runwayMoved(a.Runway(), b.Runway())
+}
+
+// runwayMoved says whether a node's runway moved enough since a was published for a
+// failover to rank it differently: its place in a ranking (replication.RunwayRank),
+// or, while it fills within replication.RunwayPlenty (where runways compare by time
+// left), a time left halved or doubled. Its figures otherwise wait for the next
+// PublishEvery: a rate moves a little at every round.
+func runwayMoved(a, b detector.Forecast) bool {
+	ra, rb := replication.RunwayRank(a), replication.RunwayRank(b)
+	if ra != rb {
+		return true
+	}
+	return ra == 1 && (a.Left >= 2*b.Left || b.Left >= 2*a.Left)
+}
+
+// exhausted names the node's resources that have run out.
+func exhausted(n cluster.NodeStatus) string {
+	var out []string
+	for _, f := range n.Forecasts {
+		if f.Outlook == detector.OutlookExhausted {
+			out = append(out, string(f.Resource)+" "+f.Name)
+		}
+	}
+	slices.Sort(out)
+	return strings.Join(out, "; ")
 }
 
 // publishMarks are the thresholds of publishNow.
@@ -964,7 +1007,7 @@ func publishNow(a, b cluster.NodeStatus, m publishMarks) bool {
 	if significant(a, b, m.confirmLag) {
 		return true
 	}
-	if lagMark(a.LagMS, m) != lagMark(b.LagMS, m) {
+	if lagMark(a.LagMS, m) != lagMark(b.LagMS, m) || ageMark(a.HeartbeatAge(), m) != ageMark(b.HeartbeatAge(), m) {
 		return true
 	}
 	if a.Addr != b.Addr || a.Agent != b.Agent || a.ServerID != b.ServerID || a.ServerUUID != b.ServerUUID || a.Flavor != b.Flavor ||
@@ -989,6 +1032,20 @@ func lagMark(ms int64, m publishMarks) int {
 		return 1
 	}
 	return 2 + bits.Len64(uint64(lag/m.confirmLag))
+}
+
+// ageMark is the band a heartbeat's age is in: unknown, under confirm_lag, then each
+// doubling beyond it (Decide counts it from confirm_lag; below, its sawtooth is
+// news to nobody).
+func ageMark(ms int64, m publishMarks) int {
+	age := time.Duration(ms) * time.Millisecond
+	switch {
+	case ms < 0:
+		return -1
+	case m.confirmLag <= 0 || age < m.confirmLag:
+		return 0
+	}
+	return 1 + bits.Len64(uint64(age/m.confirmLag))
 }
 
 // gtidMoved says whether b's GTID set is step transactions or more away from a's;
@@ -1031,15 +1088,42 @@ func semiSyncState(ss replication.SemiSync, readOnly bool) cluster.SemiSyncState
 	return cluster.SemiSyncOn
 }
 
-// replicaLag is the lag a replica reports. The heartbeat's age alone is a sawtooth:
-// the primary writes it every probe interval, so a replica that has everything shows
-// up to one interval of lag. A replica that is connected, has applied all it received
-// and whose heartbeat is no older than one and a half intervals is caught up: 0. An
-// older heartbeat is reported as it is, and never hidden once it reaches confirmLag,
-// where it tells the coordinator that the primary stopped writing.
-func replicaLag(heartbeat time.Duration, caughtUp bool, interval, confirmLag time.Duration) time.Duration {
-	if caughtUp && heartbeat <= interval+interval/2 && heartbeat < confirmLag {
+// heartbeatsStop is how many probe intervals may pass without a new heartbeat
+// before a replica stops counting as caught up: the primary writes one every
+// interval, and a write may take up to the probe timeout (below the interval), so
+// between two sightings by the replica's own rounds pass at most about two
+// intervals and a half while heartbeats flow.
+const heartbeatsStop = 3
+
+// replicaLag is how far a replica is behind. The heartbeat's age alone is a
+// sawtooth (the primary writes one every interval, so a replica that has everything
+// sees ages from 0 to one interval, more under load) plus the skew between the two
+// hosts' clocks. So:
+//
+//   - a replica with nothing to apply (its IO thread connected, everything it
+//     received applied) while new heartbeats keep arriving (the newest was seen
+//     arriving within heartbeatsStop intervals, on this host's clock) has
+//     everything the primary wrote: 0;
+//   - otherwise its delay lies between the heartbeat's age less one interval (the
+//     heartbeat after the one it applied, written then, is not applied yet) and the
+//     age: the lower end is reported, the part of the age the rhythm explains left
+//     out.
+//
+// idle is how long the newest heartbeat has been the newest, negative when not
+// known. The heartbeat's age itself, which rises when the primary stops writing
+// whether or not the replica is behind, is published apart (NodeStatus.HeartbeatMS)
+// for confirm_lag: this lag may be 0 while it rises.
+func replicaLag(heartbeat, idle time.Duration, nothingToApply bool, interval time.Duration) time.Duration {
+	if nothingToApply && idle >= 0 && idle <= heartbeatsStop*interval {
 		return 0
 	}
-	return heartbeat
+	return max(0, heartbeat-interval)
+}
+
+// nothingToApply says whether a replica's server, as last read, has applied
+// everything its IO thread received and that thread is connected. An unknown
+// received set says nothing: false.
+func nothingToApply(st *replication.Status) bool {
+	return st != nil && st.IOThread == replication.ThreadRunning && st.Retrieved.Flavor() != replication.FlavorUnknown &&
+		st.Executed.Contain(st.Retrieved)
 }

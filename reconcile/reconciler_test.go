@@ -20,24 +20,72 @@ import (
 )
 
 func TestReplicaLag(t *testing.T) {
-	const interval, confirm = 500 * time.Millisecond, time.Second
+	const interval = 500 * time.Millisecond
 	cases := []struct {
-		name      string
-		heartbeat time.Duration
-		caughtUp  bool
-		confirm   time.Duration
-		want      time.Duration
+		name            string
+		heartbeat, idle time.Duration
+		nothingToApply  bool
+		want            time.Duration
 	}{
-		{"caught up, heartbeat of this interval: no sawtooth", 480 * time.Millisecond, true, confirm, 0},
-		{"caught up, one heartbeat late", 740 * time.Millisecond, true, confirm, 0},
-		{"caught up but the heartbeat stopped: reported as it is", 800 * time.Millisecond, true, confirm, 800 * time.Millisecond},
-		{"relay log not applied: the heartbeat's age", 300 * time.Millisecond, false, confirm, 300 * time.Millisecond},
-		{"never hides a lag that confirms a stopped primary", 700 * time.Millisecond, true, 600 * time.Millisecond, 700 * time.Millisecond},
+		{"caught up, heartbeat of this interval: no sawtooth", 480 * time.Millisecond, 100 * time.Millisecond, true, 0},
+		{"caught up, heartbeats arriving, a clock ahead of the primary's", 1624 * time.Millisecond, 400 * time.Millisecond, true, 0},
+		{"caught up, one heartbeat late", 1200 * time.Millisecond, 900 * time.Millisecond, true, 0},
+		{"caught up but no heartbeat for over three intervals: the part the rhythm does not explain",
+			1800 * time.Millisecond, 1600 * time.Millisecond, true, 1300 * time.Millisecond},
+		{"caught up, when the heartbeat arrived not known yet", 300 * time.Millisecond, -1, true, 0},
+		{"caught up, arrival not known, heartbeat old", 2 * time.Second, -1, true, 1500 * time.Millisecond},
+		{"applying a transaction received a moment ago: within the rhythm", 300 * time.Millisecond, 100 * time.Millisecond, false, 0},
+		{"behind by seconds: the age less one interval", 10*time.Second + 200*time.Millisecond, 50 * time.Millisecond, false, 9700 * time.Millisecond},
 	}
 	for _, tc := range cases {
-		if got := replicaLag(tc.heartbeat, tc.caughtUp, interval, tc.confirm); got != tc.want {
+		if got := replicaLag(tc.heartbeat, tc.idle, tc.nothingToApply, interval); got != tc.want {
 			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestPublishedLag: a caught-up replica publishes lag 0 and the heartbeat's age as
+// read; when the primary stops writing, the lag may stay low but the heartbeat's age
+// rises past confirm_lag, and that is published at once, as before: a stopped
+// primary is still confirmed.
+func TestPublishedLag(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 10, 0, time.UTC)
+	pos := func(s string) replication.GTIDSet { return replication.MustParseGTIDSet(replication.FlavorMariaDB, s) }
+	det := &reportDetector{}
+	r := &Reconciler{cfg: ReconcilerConfig{Node: "db2", Detector: det, Now: func() time.Time { return now }, Tick: 500 * time.Millisecond, ConfirmLag: time.Second},
+		log: zap.NewNop(), role: cluster.RoleReplica}
+	r.local = &replication.Status{Flavor: replication.FlavorMariaDB, ReadOnly: true, SourceHost: "198.18.0.11", SourcePort: 3306,
+		IOThread: replication.ThreadRunning, SQLThread: replication.ThreadRunning, Executed: pos("0-1-100"), Retrieved: pos("0-1-100")}
+	report := func(age, idle time.Duration) {
+		det.rep = detector.Report{Verdict: detector.Healthy, Replication: &detector.Replication{HeartbeatLag: age, HeartbeatSeen: now.Add(-idle)}}
+	}
+	marks := publishMarks{confirmLag: time.Second, switchoverMaxLag: time.Second, gtidStep: 1000}
+
+	report(1624*time.Millisecond, 300*time.Millisecond) // caught up; this host's clock 1.2 s ahead
+	caughtUp := r.build(cluster.Snapshot{})
+	if caughtUp.LagMS != 0 || caughtUp.HeartbeatMS != 1624 {
+		t.Fatalf("caught up: lag %d, heartbeat %d; want 0 and 1624", caughtUp.LagMS, caughtUp.HeartbeatMS)
+	}
+	report(400*time.Millisecond, 200*time.Millisecond)
+	fresh := r.build(cluster.Snapshot{})
+
+	report(1400*time.Millisecond, 1400*time.Millisecond) // the primary stopped writing
+	stopped := r.build(cluster.Snapshot{})
+	if stopped.LagMS != 0 || stopped.HeartbeatAge() != 1400 {
+		t.Fatalf("stopped primary, 1.4 s: lag %d, heartbeat age %d; want lag 0 (heartbeats stopped less than 3 intervals ago) and 1400", stopped.LagMS, stopped.HeartbeatAge())
+	}
+	if !publishNow(fresh, stopped, marks) {
+		t.Fatal("a heartbeat age crossing confirm_lag was not published at once")
+	}
+	report(3*time.Second, 3*time.Second)
+	if n := r.build(cluster.Snapshot{}); n.LagMS != 2500 || !publishNow(stopped, n, marks) {
+		t.Fatalf("no heartbeat for 3 s: lag %d, want 2500, published at once (a doubling)", n.LagMS)
+	}
+
+	r.local.Executed = pos("0-1-90") // behind: ten transactions to apply
+	report(10*time.Second, 100*time.Millisecond)
+	if n := r.build(cluster.Snapshot{}); n.LagMS != 9500 || n.HeartbeatMS != 10000 {
+		t.Fatalf("behind: lag %d, heartbeat %d; want 9500 and 10000", n.LagMS, n.HeartbeatMS)
 	}
 }
 
@@ -65,8 +113,18 @@ func TestPublishNow(t *testing.T) {
 	marks := publishMarks{confirmLag: time.Second, switchoverMaxLag: 500 * time.Millisecond, gtidStep: 1000}
 	base := cluster.NodeStatus{Node: "db2", Addr: "198.18.0.2:3306", Role: cluster.RoleReplica, Verdict: detector.Healthy, ServerRead: true,
 		Flavor: "mariadb", GTID: "0-1-5000", IORunning: true, SQLRunning: true, LagMS: 0, StorageOK: true, WriteMS: 2.5, PingMS: 0.4,
-		DiskFree: 10 << 30, Reason: "probes ok: write 2.5ms", At: time.Unix(100, 0)}
-	with := func(f func(*cluster.NodeStatus)) cluster.NodeStatus { n := base; f(&n); return n }
+		DiskFree: 10 << 30, Reason: "probes ok: write 2.5ms", At: time.Unix(100, 0), HeartbeatMS: 300,
+		Forecasts: []detector.Forecast{
+			{Resource: detector.ResourceDisk, Name: "/data", Used: 1 << 30, Limit: 11 << 30, RateKnown: true, Outlook: detector.OutlookSteady},
+			{Resource: detector.ResourceAutoIncrement, Name: "shop.orders.id", Used: 1000, Limit: 2147483647, RateKnown: true, Rate: 1,
+				Outlook: detector.OutlookFilling, Left: 600 * 24 * time.Hour},
+		}}
+	with := func(f func(*cluster.NodeStatus)) cluster.NodeStatus {
+		n := base
+		n.Forecasts = slices.Clone(base.Forecasts)
+		f(&n)
+		return n
+	}
 	cases := []struct {
 		name string
 		b    cluster.NodeStatus
@@ -84,6 +142,21 @@ func TestPublishNow(t *testing.T) {
 		{"lag over switchover_max_lag", with(func(n *cluster.NodeStatus) { n.LagMS = 600 }), true},
 		{"lag unknown", with(func(n *cluster.NodeStatus) { n.LagMS = -1 }), true},
 		{"lag at confirm_lag", with(func(n *cluster.NodeStatus) { n.LagMS = 1000 }), true},
+		{"heartbeat age within its rhythm", with(func(n *cluster.NodeStatus) { n.HeartbeatMS = 900 }), false},
+		{"heartbeat age at confirm_lag, the lag still 0", with(func(n *cluster.NodeStatus) { n.HeartbeatMS = 1000 }), true},
+		{"forecast figures", with(func(n *cluster.NodeStatus) {
+			n.Forecasts[0].Used, n.Forecasts[1].Used, n.Forecasts[1].Left = 2<<30, 2000, 500*24*time.Hour
+		}), false},
+		{"the disk starts filling within a day", with(func(n *cluster.NodeStatus) {
+			n.Forecasts[0].Outlook, n.Forecasts[0].Left = detector.OutlookFilling, 20*time.Hour
+		}), true},
+		{"the disk fills, but lasts more than a day", with(func(n *cluster.NodeStatus) {
+			n.Forecasts[0].Outlook, n.Forecasts[0].Left = detector.OutlookFilling, 30*time.Hour
+		}), false},
+		{"the disk runs out unknown: its rate is no longer measured", with(func(n *cluster.NodeStatus) {
+			n.Forecasts[0].Outlook, n.Forecasts[0].RateKnown = detector.OutlookUnknown, false
+		}), true},
+		{"an auto-increment key runs out", with(func(n *cluster.NodeStatus) { n.Forecasts[1].Outlook = detector.OutlookExhausted }), true},
 		{"verdict", with(func(n *cluster.NodeStatus) { n.Verdict = detector.Suspect }), true},
 		{"io thread", with(func(n *cluster.NodeStatus) { n.IORunning = false }), true},
 		{"replication error", with(func(n *cluster.NodeStatus) { n.ReplError = "Duplicate entry" }), true},
@@ -97,6 +170,25 @@ func TestPublishNow(t *testing.T) {
 		if got := publishNow(base, tc.b, marks); got != tc.want {
 			t.Errorf("%s: publishNow = %v, want %v", tc.name, got, tc.want)
 		}
+	}
+	// A disk that fills within a day is published again each time its time left
+	// halves (or doubles): a failover ranks the candidates by it.
+	var runways []time.Duration
+	filling := func(left time.Duration) cluster.NodeStatus {
+		return with(func(n *cluster.NodeStatus) {
+			n.Forecasts[0].Outlook, n.Forecasts[0].Left = detector.OutlookFilling, left
+		})
+	}
+	lastRw := filling(4 * time.Hour)
+	for left := 4 * time.Hour; left >= time.Minute; left -= 30 * time.Second {
+		if n := filling(left); publishNow(lastRw, n, marks) {
+			runways = append(runways, left)
+			lastRw = n
+		}
+	}
+	if want := []time.Duration{2 * time.Hour, time.Hour, 30 * time.Minute, 15 * time.Minute, 7*time.Minute + 30*time.Second,
+		3*time.Minute + 30*time.Second, 1*time.Minute + 30*time.Second}; !slices.Equal(runways, want) {
+		t.Errorf("a shrinking runway was published at %v, want %v", runways, want)
 	}
 	// A lag that keeps growing past confirm_lag is published at each doubling.
 	var published []int64
@@ -483,5 +575,35 @@ func TestQuarantinedStatusSaysWhy(t *testing.T) {
 	r.local.SQLThread = replication.ThreadStopped
 	if n := r.build(cluster.Snapshot{}); n.LagMS < 0 {
 		t.Fatalf("a quarantined replica's lag, its source kept: %d, want its heartbeat's", n.LagMS)
+	}
+}
+
+// TestForecastsPublished: a node publishes a forecast for each filesystem its server
+// writes and those of its slow loop, and its disk figures cover the relay log's
+// filesystem too.
+func TestForecastsPublished(t *testing.T) {
+	det := reportDetector{rep: detector.Report{Verdict: detector.Healthy, Disks: []detector.Disk{
+		{Path: "/data", Holds: "datadir, binlog", Total: 10 << 30, Free: 5 << 30, RateKnown: true},
+		{Path: "/relay", Holds: "relay log", Total: 1 << 30, Free: 100 << 20, FillRate: 1 << 20, RateKnown: true, TimeToFull: 100 * time.Second},
+	}}}
+	key := detector.Forecast{Resource: detector.ResourceAutoIncrement, Name: "shop.orders.id", Detail: "int", Used: 2147483000, Limit: 2147483647,
+		Rate: 10, RateKnown: true, Outlook: detector.OutlookFilling, Left: 64 * time.Second}
+	r := &Reconciler{cfg: ReconcilerConfig{Node: "db2", Detector: det, Now: time.Now, Forecasts: func() []detector.Forecast { return []detector.Forecast{key} }},
+		log: zap.NewNop(), role: cluster.RoleReplica}
+	n := r.build(cluster.Snapshot{})
+	if len(n.Forecasts) != 3 {
+		t.Fatalf("forecasts %+v, want the two disks' and the key's", n.Forecasts)
+	}
+	if d := n.Forecasts[0]; d.Name != "/data" || d.Detail != "datadir, binlog" || d.Outlook != detector.OutlookSteady {
+		t.Errorf("datadir's forecast %+v", d)
+	}
+	if d := n.Forecasts[1]; d.Name != "/relay" || d.Says() != "full in about 2m" {
+		t.Errorf("relay log's forecast %+v (%s)", d, d.Says())
+	}
+	if n.Forecasts[2] != key {
+		t.Errorf("the slow loop's forecast %+v", n.Forecasts[2])
+	}
+	if n.DiskFree != 100<<20 || n.DiskTimeToFull != 100*time.Second || n.Runway().Name != "/relay" {
+		t.Errorf("disk free %d, time to full %s, runway %+v: want the relay log's filesystem", n.DiskFree, n.DiskTimeToFull, n.Runway())
 	}
 }

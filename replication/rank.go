@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/baton-ha/baton/detector"
 )
 
 // Candidate is a replica that might be promoted, as the coordinator sees it.
@@ -33,6 +35,12 @@ type Candidate struct {
 	// its transactions count: no other is eligible unless it has them too (a
 	// replica whose agent is gone, for one: nobody would promote it).
 	Unpromotable string
+	// Runway is its agent's forecast of the disk it fills first (the filesystem of
+	// its datadir, binlog or relay log with the least time left): how long it would
+	// take writes once promoted. A full disk excludes it; among equally advanced
+	// candidates the longer runway comes first. The zero Forecast is unknown, and
+	// ranks after every known one: never read as plenty.
+	Runway detector.Forecast
 }
 
 // Ranked is a candidate with the verdict of Rank.
@@ -58,14 +66,16 @@ type Ranked struct {
 
 // Rank orders candidates for promotion, best first, and says why.
 //
-// A candidate is eligible when it is not no_promote, its storage probe
-// passes, its SQL thread has not stopped on an error, it has no errant
-// transactions, and its Target contains every other candidate's Target (less
-// their errant transactions): promoting it loses nothing another replica
-// holds. Eligible candidates come first, ordered by Priority (higher first),
-// then caught up (Executed contains Retrieved) before still applying, then Lag
-// (lower first, unknown last; a caught-up one counts as zero), then Name. Next come candidates that
-// are fine but miss transactions another has (most complete first), then the
+// A candidate is eligible when it is not no_promote, its disk is not full, its
+// storage probe passes, its SQL thread has not stopped on an error, it has no
+// errant transactions, and its Target contains every other candidate's Target
+// (less their errant transactions): promoting it loses nothing another replica
+// holds. Eligible candidates come first, ordered by Runway (a disk that does not
+// fill or lasts RunwayPlenty or more, then one that fills, the longer runway
+// first, then unknown), then Priority (higher first), then caught up (Executed
+// contains Retrieved) before still applying, then Lag (lower first, unknown
+// last; a caught-up one counts as zero), then Name. Next come candidates that are
+// fine but miss transactions another has (most complete first), then the
 // excluded ones. If the first is not Eligible there is no safe candidate.
 //
 // primary is the failed primary as last seen (its executed set may be stale:
@@ -157,6 +167,8 @@ func Rank(primary *Server, candidates []Candidate) []Ranked {
 			excluded[i] = c.Unpromotable
 		case c.NoPromote:
 			excluded[i] = "no_promote is set"
+		case c.Runway.Outlook == detector.OutlookExhausted:
+			excluded[i] = "its disk is full: " + c.Runway.Line()
 		case !c.StorageOK:
 			excluded[i] = "storage probe failing"
 		case !c.SQLRunning && c.SQLError != "":
@@ -228,8 +240,8 @@ func Rank(primary *Server, candidates []Candidate) []Ranked {
 			r.Reason = "not safe to promote: " + lacks[i]
 		default:
 			if k == 0 {
-				r.Reason = fmt.Sprintf("most advanced: has every transaction the other replicas have; priority %d, %s%s",
-					c.Priority, lagNote(c), errantNote)
+				r.Reason = fmt.Sprintf("most advanced: has every transaction the other replicas have; priority %d, %s; %s%s%s",
+					c.Priority, lagNote(c), RunwayNote(c.Runway), preferredNote(c, out, order, group), errantNote)
 				break
 			}
 			best := ranked[0].Candidate
@@ -247,6 +259,9 @@ func Rank(primary *Server, candidates []Candidate) []Ranked {
 // (Seconds_Behind_Master is NULL without an IO thread) while one still applying
 // reports a number, even zero.
 func preferCmp(a, b Candidate) int {
+	if c := RunwayCmp(a.Runway, b.Runway); c != 0 {
+		return c
+	}
 	if c := cmp.Compare(b.Priority, a.Priority); c != 0 {
 		return c
 	}
@@ -300,6 +315,8 @@ func lagString(d time.Duration) string {
 
 func whyAfter(best, c Candidate) string {
 	switch {
+	case RunwayCmp(best.Runway, c.Runway) != 0:
+		return fmt.Sprintf("shorter runway: %s (%s's: %s)", RunwayNote(c.Runway), best.Name, best.Runway.Says())
 	case best.Priority != c.Priority:
 		return fmt.Sprintf("lower priority (%d < %d)", c.Priority, best.Priority)
 	case caughtUp(best) != caughtUp(c):
@@ -311,4 +328,66 @@ func whyAfter(best, c Candidate) string {
 	default:
 		return "same priority and lag, ordered by name"
 	}
+}
+
+// RunwayPlenty is the runway from which two candidates' disks count as alike: a
+// disk that lasts a day or more at its current rate leaves time enough to act,
+// and a difference beyond it must not outweigh priority or lag.
+const RunwayPlenty = 24 * time.Hour
+
+// RunwayRank is a disk forecast's place in the ranking, best first: 0 plenty (not
+// filling, or lasting RunwayPlenty or more), 1 filling sooner, 2 unknown, 3 full.
+func RunwayRank(f detector.Forecast) int {
+	switch f.Outlook {
+	case detector.OutlookSteady:
+		return 0
+	case detector.OutlookFilling:
+		if f.Left >= RunwayPlenty {
+			return 0
+		}
+		return 1
+	case detector.OutlookExhausted:
+		return 3
+	}
+	return 2
+}
+
+// RunwayCmp orders two disk forecasts, the longer runway first: by RunwayRank,
+// then, for two that fill within RunwayPlenty, by time left.
+func RunwayCmp(a, b detector.Forecast) int {
+	ra, rb := RunwayRank(a), RunwayRank(b)
+	if c := cmp.Compare(ra, rb); c != 0 || ra != 1 {
+		return c
+	}
+	return cmp.Compare(b.Left, a.Left)
+}
+
+// RunwayNote says what a candidate's runway buys, for a person: "at the current
+// rate its disk is full in about 6m", "its disk is not filling".
+func RunwayNote(f detector.Forecast) string {
+	switch f.Outlook {
+	case detector.OutlookFilling:
+		return "at the current rate its disk is " + f.Says()
+	case detector.OutlookSteady:
+		return "its disk is not filling"
+	case detector.OutlookExhausted:
+		return "its disk is full"
+	}
+	if f.Err != "" {
+		return "its disk's runway is unknown (" + f.Err + ")"
+	}
+	return "its disk's runway is unknown"
+}
+
+// preferredNote says, for the first of the ranking, when its runway is what put it
+// before the next eligible one.
+func preferredNote(best Candidate, out []Ranked, order, group []int) string {
+	if len(order) < 2 || group[order[1]] != 0 {
+		return ""
+	}
+	next := out[order[1]].Candidate
+	if RunwayCmp(best.Runway, next.Runway) >= 0 {
+		return ""
+	}
+	return fmt.Sprintf("; preferred to %s, whose disk runs out sooner (%s)", next.Name, RunwayNote(next.Runway))
 }

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/baton-ha/baton/detector"
 )
 
 // cand builds a healthy MariaDB candidate; server_id is its index in the
@@ -21,7 +23,24 @@ func cand(name, executed string, opts ...func(*Candidate)) Candidate {
 	return c
 }
 
-func prio(p int) func(*Candidate)          { return func(c *Candidate) { c.Priority = p } }
+func prio(p int) func(*Candidate) { return func(c *Candidate) { c.Priority = p } }
+
+// runway sets a candidate's disk forecast: filling with left > 0, not filling
+// with left 0, full with left < 0.
+func runway(left time.Duration) func(*Candidate) {
+	return func(c *Candidate) {
+		f := detector.Forecast{Resource: detector.ResourceDisk, Name: "/data", Used: 200 << 20, Limit: 256 << 20, RateKnown: true}
+		switch {
+		case left > 0:
+			f.Outlook, f.Left, f.Rate = detector.OutlookFilling, left, 1<<20
+		case left == 0:
+			f.Outlook = detector.OutlookSteady
+		default:
+			f.Used, f.Outlook = 256<<20, detector.OutlookExhausted
+		}
+		c.Runway = f
+	}
+}
 func lag(d time.Duration) func(*Candidate) { return func(c *Candidate) { c.Lag = d } }
 func retrieved(s string) func(*Candidate)  { return func(c *Candidate) { c.Retrieved = maria(s) } }
 
@@ -308,6 +327,90 @@ func TestRank(t *testing.T) {
 				{"db3", true, "most advanced"},
 				{"db4", false, "lacks transactions db2 has: " + uP + ":12"},
 				{"db2", false, "excluded: errant transactions the primary never had: " + uR + ":1"},
+			},
+		},
+		{
+			name:    "a full disk is never promoted, however advanced",
+			primary: primary1,
+			candidates: []Candidate{
+				cand("db2", "0-1-100", runway(-1), prio(10)),
+				cand("db3", "0-1-99", runway(0)),
+			},
+			want: []want{
+				{"db3", false, "lacks transactions db2 has: 0-1-100"},
+				{"db2", false, "excluded: its disk is full: disk /data: full"},
+			},
+		},
+		{
+			name:    "equally advanced: the longer runway first, and the reason says why",
+			primary: primary1,
+			candidates: []Candidate{
+				cand("db2", "0-1-100", runway(6*time.Minute)),
+				cand("db3", "0-1-100", runway(0)),
+			},
+			want: []want{
+				{"db3", true, "its disk is not filling; preferred to db2, whose disk runs out sooner (at the current rate its disk is full in about 6m)"},
+				{"db2", true, "shorter runway: at the current rate its disk is full in about 6m (db3's: not filling)"},
+			},
+		},
+		{
+			name:    "two disks filling within a day: the one that lasts longer first",
+			primary: primary1,
+			candidates: []Candidate{
+				cand("db2", "0-1-100", runway(10*time.Minute)),
+				cand("db3", "0-1-100", runway(2*time.Hour)),
+			},
+			want: []want{
+				{"db3", true, "at the current rate its disk is full in about 2h"},
+				{"db2", true, "shorter runway"},
+			},
+		},
+		{
+			name:    "a runway shorter than a day outweighs priority",
+			primary: primary1,
+			candidates: []Candidate{
+				cand("db2", "0-1-100", runway(6*time.Minute), prio(10)),
+				cand("db3", "0-1-100", runway(0)),
+			},
+			want: []want{
+				{"db3", true, "preferred to db2"},
+				{"db2", true, "shorter runway"},
+			},
+		},
+		{
+			name:    "a day or more is plenty: priority decides",
+			primary: primary1,
+			candidates: []Candidate{
+				cand("db2", "0-1-100", runway(30*time.Hour), prio(5)),
+				cand("db3", "0-1-100", runway(0)),
+			},
+			want: []want{
+				{"db2", true, "priority 5"},
+				{"db3", true, "lower priority (0 < 5)"},
+			},
+		},
+		{
+			name:    "an unknown runway is never read as plenty",
+			primary: primary1,
+			candidates: []Candidate{
+				cand("db2", "0-1-100", prio(10)),
+				cand("db3", "0-1-100", runway(2*time.Hour)),
+			},
+			want: []want{
+				{"db3", true, "preferred to db2"},
+				{"db2", true, "shorter runway: its disk's runway is unknown"},
+			},
+		},
+		{
+			name:    "a runway never outweighs missing transactions",
+			primary: primary1,
+			candidates: []Candidate{
+				cand("db2", "0-1-99", runway(0)),
+				cand("db3", "0-1-100", runway(6*time.Minute)),
+			},
+			want: []want{
+				{"db3", true, "at the current rate its disk is full in about 6m"},
+				{"db2", false, "lacks"},
 			},
 		},
 		{

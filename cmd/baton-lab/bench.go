@@ -22,7 +22,7 @@ import (
 )
 
 func benchCommand() *cli.Command {
-	return &cli.Command{Name: "bench", Usage: "measure Baton on sandboxes", Subcommands: []*cli.Command{benchDetectCommand(), benchFailoverCommand(), benchEtcdOutageCommand(), benchFootprintCommand(), benchScaleCommand(), benchChaosCommand(), benchSalvageCommand(), benchAllCommand()}}
+	return &cli.Command{Name: "bench", Usage: "measure Baton on sandboxes", Subcommands: []*cli.Command{benchDetectCommand(), benchFailoverCommand(), benchEtcdOutageCommand(), benchFootprintCommand(), benchForecastCommand(), benchScaleCommand(), benchChaosCommand(), benchSalvageCommand(), benchAllCommand()}}
 }
 
 func benchDetectCommand() *cli.Command {
@@ -316,6 +316,49 @@ Example:
 			}
 			fmt.Fprintf(cctx.App.Writer, "%d agents over %d s: etcd %.0f bytes/s per agent; primary's agent %.2f %% CPU, %.1f MiB; a replica's %.2f %% CPU, %.1f MiB\n",
 				fp.Agents, fp.Seconds, fp.EtcdBytesPerS, fp.CPUPercent, fp.RSSMiB, fp.ReplicaCPU, fp.ReplicaRSSMiB)
+			return nil
+		},
+	}
+}
+
+func benchForecastCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "forecast",
+		Usage: "measure what one read of the forecasts' slow loop costs the agent and the server",
+		Description: `Brings up a one-node sandbox (no agent) whose server holds --tables tables with an
+auto-increment key (half with rows), then runs the agent's forecast read (every
+auto-increment key, the history list and oldest transaction, the connections)
+--reads times back to back in this process: the wall time of a read, this process's
+CPU per read, and the server's CPU per read beyond its idle rate (measured first,
+over as long). It prints what that makes at the default forecast.interval.
+
+Example:
+   baton-lab bench forecast --tables 1000 --reads 100 --json`,
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "tables", Value: 1000, Usage: "tables with an auto-increment key on the server"},
+			&cli.IntFlag{Name: "reads", Value: 100, Usage: "reads measured"},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
+			batonFlag(),
+		},
+		Action: func(cctx *cli.Context) error {
+			bin, err := lab.FindBinaries(cctx.String("baton"))
+			if err != nil {
+				return cli.Exit("bench forecast: "+err.Error(), exitBadInput)
+			}
+			if err := sandbox.Requirements(); err != nil {
+				return cli.Exit("bench forecast: "+err.Error(), exitBadInput)
+			}
+			ctx, stop := signal.NotifyContext(cctx.Context, syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			_ = mysql.SetLogger(log.New(io.Discard, "", 0))
+			res, err := bench.Forecast(ctx, bench.ForecastConfig{Bin: bin, Tables: cctx.Int("tables"), Reads: cctx.Int("reads")})
+			if err != nil {
+				return cli.Exit("bench forecast: "+err.Error(), exitRefused)
+			}
+			if cctx.Bool("json") {
+				return json.NewEncoder(cctx.App.Writer).Encode(res)
+			}
+			fmt.Fprintln(cctx.App.Writer, res)
 			return nil
 		},
 	}

@@ -75,6 +75,8 @@ type historyEvent struct {
 	Archive      string     `json:"archive,omitempty"`
 	// Salvage is a failover's salvage step (cluster.Salvage), its times in ms.
 	Salvage *salvageJSON `json:"salvage,omitempty"`
+	// Runway is what the move bought: the new primary's disk at the current rate.
+	Runway string `json:"runway,omitempty"`
 }
 
 type salvageJSON struct {
@@ -95,7 +97,8 @@ type salvageJSON struct {
 
 func toHistoryEvent(e cluster.Event) historyEvent {
 	h := historyEvent{Kind: e.Kind.String(), From: e.From, To: e.To, Epoch: e.Epoch, Reason: e.Reason, Manual: e.Manual,
-		Started: e.Started, TookMS: e.Took.Milliseconds(), Steps: stepsJSON(e.Steps), Discarded: e.Discarded, Archive: e.Archive}
+		Started: e.Started, TookMS: e.Took.Milliseconds(), Steps: stepsJSON(e.Steps), Discarded: e.Discarded, Archive: e.Archive,
+		Runway: e.Runway}
 	if !e.Detected.IsZero() {
 		d := e.Detected
 		h.Detected = &d
@@ -128,6 +131,9 @@ func printHistory(w io.Writer, events []cluster.Event) {
 		fmt.Fprintf(w, "%s  %s %s -> %s  epoch %d  took %s  (%s)\n", e.Started.Local().Format("2006-01-02 15:04:05.000"),
 			e.Kind, orDash(e.From), orDash(e.To), e.Epoch, roundMS(e.Took), who)
 		fmt.Fprintf(w, "  reason: %s\n", e.Reason)
+		if e.Runway != "" {
+			fmt.Fprintf(w, "  bought: %s\n", e.Runway)
+		}
 		if len(e.Discarded) > 0 {
 			fmt.Fprintf(w, "  discarded GTIDs: %s\n", strings.Join(e.Discarded, ", "))
 		}

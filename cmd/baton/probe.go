@@ -140,13 +140,13 @@ func runProbe(cctx *cli.Context) error {
 		defer cancel()
 	}
 
-	datadir, binlogDir := prepareProbe(ctx, target, timeout, cctx.App.ErrWriter)
+	loc := prepareProbe(ctx, target, timeout, cctx.App.ErrWriter)
 
 	out := &probePrinter{w: cctx.App.Writer, json: cctx.Bool("json")}
 	d, err := detector.New(detector.Config{
 		DSN: dsn, Node: node, Role: detector.Primary,
 		Interval: interval, Timeout: timeout, FailAfter: cctx.Int("fail-after"),
-		Datadir: datadir, BinlogDir: binlogDir,
+		Datadir: loc.Datadir, BinlogDir: loc.BinlogDir, RelayLogDir: loc.RelayLogDir,
 		OnChange: out.print,
 		Logger:   zap.NewNop(),
 	})
@@ -162,14 +162,14 @@ func runProbe(cctx *cli.Context) error {
 // prepareProbe bootstraps the baton schema and, for a server on a unix socket, finds
 // its directories. A server that cannot be reached or bootstrapped is probed anyway:
 // the verdicts say what is wrong; the reason goes to stderr once.
-func prepareProbe(ctx context.Context, target *mysql.Config, timeout time.Duration, errw io.Writer) (datadir, binlogDir string) {
+func prepareProbe(ctx context.Context, target *mysql.Config, timeout time.Duration, errw io.Writer) detector.Locations {
 	cfg := target.Clone()
 	cfg.Timeout = max(cfg.Timeout, 2*time.Second)
 	cfg.Logger = &mysql.NopLogger{}
 	conn, err := mysql.NewConnector(cfg)
 	if err != nil {
 		fmt.Fprintf(errw, "baton: probe: bootstrap: %v\n", err)
-		return "", ""
+		return detector.Locations{}
 	}
 	db := sql.OpenDB(conn)
 	defer db.Close()
@@ -179,17 +179,17 @@ func prepareProbe(ctx context.Context, target *mysql.Config, timeout time.Durati
 		if !errors.Is(err, context.Canceled) {
 			fmt.Fprintf(errw, "baton: probe: %v (probing anyway)\n", err)
 		}
-		return "", ""
+		return detector.Locations{}
 	}
 	if !strings.HasPrefix(cfg.Net, "unix") {
-		return "", ""
+		return detector.Locations{}
 	}
-	datadir, binlogDir, err = detector.Paths(bctx, db)
+	loc, err := detector.AskLocations(bctx, db)
 	if err != nil {
 		fmt.Fprintf(errw, "baton: probe: %v (not watching the disks)\n", err)
-		return "", ""
+		return detector.Locations{}
 	}
-	return datadir, binlogDir
+	return loc
 }
 
 // probePrinter prints verdict changes, one line each.

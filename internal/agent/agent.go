@@ -168,6 +168,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	fc, err := a.newForecaster(ctx, db, dsn)
+	if err != nil {
+		return err
+	}
 	peer := &reconcile.PeerWatch{
 		Self: cfg.Node, DSN: cfg.PeerDSN, Interval: cfg.Timings.ProbeInterval, Timeout: cfg.Timings.ProbeTimeout,
 		FailAfter: cfg.Timings.PeerFailAfter, Log: a.log.With(zap.String("component", "peer")),
@@ -180,7 +184,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	tools, archiveDir := a.archiveTools()
 	rec, err = reconcile.NewReconciler(reconcile.ReconcilerConfig{
 		Node: cfg.Node, Addr: cfg.MySQL.Address, Agent: cfg.AgentAddr(), HeldOff: a.fs.heldOff,
-		Store: store, Cluster: cache, Local: local, LocalDB: db, Detector: det, Tools: tools, ArchiveDir: archiveDir,
+		Store: store, Cluster: cache, Local: local, LocalDB: db, Detector: det, Forecasts: fc.Forecasts, Tools: tools, ArchiveDir: archiveDir,
 		Peer: peer, VIP: mover, Repl: conns.repl, Policy: cfg.Policy(),
 		Priority: cfg.Candidate.Priority, NoPromote: cfg.Candidate.NoPromote,
 		ConfirmLag: cfg.Timings.ConfirmLag, Tick: cfg.Timings.ProbeInterval, Log: a.log, SemiSync: cfg.SemiSync,
@@ -230,6 +234,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return cache.Run(gctx) })
 	g.Go(func() error { return det.Run(gctx) })
+	g.Go(func() error { return fc.Run(gctx) })
 	g.Go(func() error { return peer.Run(gctx) })
 	g.Go(func() error { return a.serveHTTP(gctx, store, rec, state, reg, metrics) })
 	if a.sv.on() {
@@ -336,23 +341,44 @@ func replicationTimeout(cfg Config) time.Duration {
 
 func (a *Agent) newDetector(ctx context.Context, db *sql.DB, dsn string, onChange func(detector.Change, detector.Report)) (*detector.Detector, error) {
 	cfg := a.cfg
-	datadir, binlogDir := cfg.Datadir, ""
 	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	dd, bd, err := detector.Paths(pctx, db)
+	loc, err := detector.AskLocations(pctx, db)
 	cancel()
-	if err == nil {
-		if datadir == "" {
-			datadir = dd
-		}
-		binlogDir = bd
+	if err != nil {
+		a.log.Warn("the server's binlog and relay log locations are not known: their disks are not watched", zap.Error(err))
+	}
+	if cfg.Datadir != "" {
+		loc.Datadir = cfg.Datadir
 	}
 	return detector.New(detector.Config{
 		DSN: dsn, Node: cfg.Node, Role: detector.Replica,
 		Interval: cfg.Timings.ProbeInterval, Timeout: cfg.Timings.ProbeTimeout,
 		FailAfter: cfg.Timings.FailAfter, RecoverAfter: cfg.Timings.RecoverAfter,
 		DiskWindow: cfg.Timings.DiskWindow, DiskHorizon: cfg.Timings.DiskHorizon,
-		Datadir: datadir, BinlogDir: binlogDir, OnChange: onChange,
+		Datadir: loc.Datadir, BinlogDir: loc.BinlogDir, RelayLogDir: loc.RelayLogDir, OnChange: onChange,
 		Logger: a.log.With(zap.String("component", "detector")),
+	})
+}
+
+// newForecaster is the detector's slow loop on the local server, on a connection of
+// its own. Without a privilege that shows the tables' definitions it runs all the
+// same, and says, in its auto-increment forecast and once in the log, what to grant.
+func (a *Agent) newForecaster(ctx context.Context, db *sql.DB, dsn string) (*detector.Forecaster, error) {
+	cfg := a.cfg
+	gctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	hidden, err := SeesTables(gctx, db)
+	cancel()
+	switch {
+	case err != nil:
+		// Read the keys anyway: those it cannot see are missing, not misreported.
+		a.log.Warn("whether every table's auto-increment key is visible was not checked", zap.Error(err))
+	case hidden != "":
+		a.log.Warn("auto-increment keys not forecast", zap.String("why", hidden))
+	}
+	return detector.NewForecaster(detector.ForecasterConfig{
+		DSN: dsn, Interval: cfg.Forecast.Interval, Timeout: cfg.Forecast.Timeout, Window: cfg.Forecast.Window,
+		HistoryLimit: cfg.Forecast.HistoryLimit, Tables: cfg.Forecast.Tables, TablesHidden: hidden,
+		Logger: a.log.With(zap.String("component", "forecast")),
 	})
 }
 

@@ -119,7 +119,7 @@ func TestAgentsHTTP(t *testing.T) {
 }
 
 // checkSandboxGrants: the sandbox gives Baton's account exactly the privileges the
-// agent asks for (agent.AdminPrivileges), no more, so every test on a sandbox checks
+// agent asks for (agent.AdminPrivileges and agent.OptionalPrivileges), no more, so every test on a sandbox checks
 // that list too; the agents above started, so it is enough.
 func checkSandboxGrants(t *testing.T, c *sandbox.Cluster) {
 	t.Helper()
@@ -152,7 +152,7 @@ func checkSandboxGrants(t *testing.T, c *sandbox.Cluster) {
 		}
 	}
 	want := map[string]bool{}
-	for _, p := range agent.AdminPrivileges(replication.FlavorMariaDB, true) {
+	for _, p := range append(agent.AdminPrivileges(replication.FlavorMariaDB, true), agent.OptionalPrivileges()...) {
 		want[p.String()] = true
 	}
 	for p := range want {

@@ -83,8 +83,11 @@ type Config struct {
 	Timings   Timings   `yaml:"timings" json:"timings"`
 	Candidate Candidate `yaml:"candidate" json:"candidate"`
 	Hooks     Hooks     `yaml:"hooks" json:"hooks"`
-	HTTP      HTTP      `yaml:"http" json:"http"`
-	Log       Log       `yaml:"log" json:"log"`
+	// Forecast is the slow loop that forecasts what besides disk space can stop the
+	// server's writes: auto-increment keys, the purge lag, connections.
+	Forecast Forecast `yaml:"forecast" json:"forecast"`
+	HTTP     HTTP     `yaml:"http" json:"http"`
+	Log      Log      `yaml:"log" json:"log"`
 	// VIP, when set, is the virtual IP the primary of record holds.
 	VIP *vip.Config `yaml:"vip" json:"vip,omitempty"`
 	// SemiSync says the cluster runs semi-synchronous replication (AFTER_SYNC): a
@@ -298,6 +301,22 @@ type Timings struct {
 	SalvageTimeout time.Duration `yaml:"salvage_timeout" json:"salvage_timeout"`
 }
 
+// Forecast is the forecasts' slow loop (detector.Forecaster): a bounded read of the
+// local server every Interval, never part of a probe round.
+type Forecast struct {
+	// Interval between two reads; Timeout bounds each, server-side too; Window is the
+	// span of the growth rates.
+	Interval time.Duration `yaml:"interval" json:"interval"`
+	Timeout  time.Duration `yaml:"timeout" json:"timeout"`
+	Window   time.Duration `yaml:"window" json:"window"`
+	// HistoryLimit is the history list length the purge lag is forecast against
+	// when the server sets no innodb_max_purge_lag.
+	HistoryLimit uint64 `yaml:"history_limit" json:"history_limit"`
+	// Tables is how many auto-increment keys are reported: those that run out
+	// first.
+	Tables int `yaml:"tables" json:"tables"`
+}
+
 // Candidate is this node's standing as a promotion candidate.
 type Candidate struct {
 	// Priority orders equally advanced candidates: higher is preferred.
@@ -376,8 +395,10 @@ func DefaultConfig() Config {
 			SalvageTimeout:   DefaultSalvageTimeout,
 		},
 		Hooks: Hooks{Timeout: DefaultHookTimeout},
-		HTTP:  HTTP{Listen: DefaultHTTPListen},
-		Log:   Log{Level: "info", Format: "json"},
+		Forecast: Forecast{Interval: detector.DefaultForecastInterval, Timeout: detector.DefaultForecastTimeout,
+			Window: detector.DefaultForecastWindow, HistoryLimit: detector.DefaultHistoryLimit, Tables: detector.DefaultForecastTables},
+		HTTP: HTTP{Listen: DefaultHTTPListen},
+		Log:  Log{Level: "info", Format: "json"},
 	}
 }
 

@@ -175,28 +175,11 @@ func CheckGrants(ctx context.Context, db *sql.DB, opts GrantOptions) error {
 // CheckPrivileges checks that the account db connects as has every privilege in need,
 // on a server of flavor f (FlavorUnknown: asked). See CheckGrants.
 func CheckPrivileges(ctx context.Context, db *sql.DB, f replication.Flavor, need []Privilege) error {
-	ctx, cancel := context.WithTimeout(ctx, grantsTimeout)
-	defer cancel()
-	// One connection: the active role is a property of the session.
-	conn, err := db.Conn(ctx)
+	g, user, err := readGrants(ctx, db, f)
 	if err != nil {
-		return fmt.Errorf("check grants: connect: %w", err)
+		return err
 	}
-	defer conn.Close()
-	if f == replication.FlavorUnknown {
-		if f, err = serverFlavor(ctx, conn); err != nil {
-			return fmt.Errorf("check grants: %w", err)
-		}
-	}
-	var user string
-	if err := conn.QueryRowContext(ctx, "SELECT CURRENT_USER()").Scan(&user); err != nil {
-		return fmt.Errorf("check grants: read current user: %w", err)
-	}
-	lines, err := showGrants(ctx, conn, f)
-	if err != nil {
-		return fmt.Errorf("check grants of %s: %w", user, err)
-	}
-	g := parseGrants(f, lines)
+	f = g.flavor
 	var missing []Privilege
 	for _, p := range need {
 		if !g.has(p) {
@@ -207,6 +190,74 @@ func CheckPrivileges(ctx context.Context, db *sql.DB, f replication.Flavor, need
 		return &MissingGrantsError{Flavor: f, Account: accountName(user), Missing: missing}
 	}
 	return nil
+}
+
+// readGrants reads the grants of the account db connects as, on a server of flavor
+// f (FlavorUnknown: asked), and its name.
+func readGrants(ctx context.Context, db *sql.DB, f replication.Flavor) (grants, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, grantsTimeout)
+	defer cancel()
+	// One connection: the active role is a property of the session.
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return grants{}, "", fmt.Errorf("check grants: connect: %w", err)
+	}
+	defer conn.Close()
+	if f == replication.FlavorUnknown {
+		if f, err = serverFlavor(ctx, conn); err != nil {
+			return grants{}, "", fmt.Errorf("check grants: %w", err)
+		}
+	}
+	var user string
+	if err := conn.QueryRowContext(ctx, "SELECT CURRENT_USER()").Scan(&user); err != nil {
+		return grants{}, "", fmt.Errorf("check grants: read current user: %w", err)
+	}
+	lines, err := showGrants(ctx, conn, f)
+	if err != nil {
+		return grants{}, "", fmt.Errorf("check grants of %s: %w", user, err)
+	}
+	return parseGrants(f, lines), user, nil
+}
+
+// tablesPrivileges are the privileges on *.*, any one of which shows an account every
+// table's definition in information_schema (TABLES and COLUMNS): what the
+// auto-increment forecasts read. REFERENCES gives no access to rows (MariaDB uses it
+// for nothing, MySQL to declare a foreign key); SELECT, which monitoring accounts
+// often have already, does too.
+var tablesPrivileges = []string{"REFERENCES", "SELECT"}
+
+// OptionalPrivileges are what Baton's admin account may have besides
+// AdminPrivileges, for what the agent does without if it must: the auto-increment
+// forecasts' view of every table.
+func OptionalPrivileges() []Privilege {
+	return []Privilege{{Name: tablesPrivileges[0], Why: "see every table's columns in information_schema, for the auto-increment forecasts (no access to rows)"}}
+}
+
+// SeesTables says "" when the account db connects as sees every table's definition,
+// the auto-increment forecasts' input; else why not, with the GRANT that fixes it.
+// An optional privilege: the agent runs without it, its auto-increment forecast
+// unknown with this reason.
+func SeesTables(ctx context.Context, db *sql.DB) (string, error) {
+	g, user, err := readGrants(ctx, db, replication.FlavorUnknown)
+	if err != nil {
+		return "", err
+	}
+	if g.seesTables() {
+		return "", nil
+	}
+	account := accountName(user)
+	return fmt.Sprintf("%s cannot see the tables' definitions: %s (no access to their rows) to forecast the auto-increment keys",
+		account, GrantStatements(account, OptionalPrivileges())[0]), nil
+}
+
+// seesTables says whether the grants include one of tablesPrivileges on *.*.
+func (g grants) seesTables() bool {
+	for _, p := range tablesPrivileges {
+		if g.has(Privilege{Name: p}) {
+			return true
+		}
+	}
+	return false
 }
 
 // rowQueryer is a *sql.DB or a *sql.Conn.

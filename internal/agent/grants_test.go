@@ -161,3 +161,22 @@ func TestMissingGrantsError(t *testing.T) {
 		t.Fatalf("accountName: %s", got)
 	}
 }
+
+// TestSeesTables: the auto-increment forecasts need any privilege on *.* that shows
+// every table's columns; one on the baton schema alone shows only its own tables.
+func TestSeesTables(t *testing.T) {
+	for _, tc := range []struct {
+		lines []string
+		want  bool
+	}{
+		{[]string{"GRANT PROCESS, SLAVE MONITOR ON *.* TO `baton`@`%`", "GRANT SELECT, INSERT ON `baton`.* TO `baton`@`%`"}, false},
+		{[]string{"GRANT PROCESS, REFERENCES ON *.* TO `baton`@`%`"}, true},
+		{[]string{"GRANT SELECT, PROCESS ON *.* TO `baton`@`%`"}, true},
+		{[]string{"GRANT ALL PRIVILEGES ON *.* TO `root`@`localhost` WITH GRANT OPTION"}, true},
+		{[]string{"GRANT SHOW VIEW ON *.* TO `baton`@`%`"}, false}, // shows TABLES, not COLUMNS
+	} {
+		if got := parseGrants(replication.FlavorMariaDB, tc.lines).seesTables(); got != tc.want {
+			t.Errorf("%q: seesTables = %v, want %v", tc.lines, got, tc.want)
+		}
+	}
+}

@@ -24,7 +24,13 @@ func primaryView() View {
 	return View{
 		Cluster: "shop", Node: "db1",
 		Status: cluster.NodeStatus{Node: "db1", Addr: "192.0.2.11:3306", Role: cluster.RolePrimary, Verdict: detector.Healthy,
-			GTID: "0-1-100", LagMS: -1, StorageOK: true, WriteMS: 1.5, PingMS: 0.4, At: testNow.Add(-200 * time.Millisecond)},
+			GTID: "0-1-100", LagMS: -1, HeartbeatMS: -1, StorageOK: true, WriteMS: 1.5, PingMS: 0.4, At: testNow.Add(-200 * time.Millisecond),
+			Forecasts: []detector.Forecast{
+				{Resource: detector.ResourceDisk, Name: "/var/lib/mysql", Detail: "datadir, binlog, relay log", Used: 20 << 30, Limit: 100 << 30,
+					Rate: 1 << 20, RateKnown: true, Outlook: detector.OutlookFilling, Left: 80 * 1024 * time.Second},
+				{Resource: detector.ResourcePurgeLag, Name: "history list", Used: 1200, Limit: 1e6, RateKnown: true, Outlook: detector.OutlookSteady,
+					Oldest: &detector.Trx{Thread: 42, Age: 3 * time.Second}},
+			}},
 		Primary:     &cluster.Primary{Node: "db1", Epoch: 4, Since: testNow.Add(-time.Hour)},
 		HoldsLeader: true, SessionAlive: true, Coordinator: "db2",
 		MaxReplicaLag: 5 * time.Second, MaxStatusAge: 3 * time.Second, Now: testNow,
@@ -37,7 +43,7 @@ func replicaView() View {
 	v.Node = "db2"
 	v.HoldsLeader = false
 	v.Status = cluster.NodeStatus{Node: "db2", Addr: "192.0.2.12:3306", Role: cluster.RoleReplica, Verdict: detector.Healthy,
-		ReadOnly: true, Source: "192.0.2.11:3306", IORunning: true, SQLRunning: true, LagMS: 120, StorageOK: true,
+		ReadOnly: true, Source: "192.0.2.11:3306", IORunning: true, SQLRunning: true, LagMS: 120, HeartbeatMS: 620, StorageOK: true,
 		At: testNow.Add(-100 * time.Millisecond)}
 	return v
 }

@@ -64,10 +64,18 @@ type Metrics struct {
 	failsafe     prometheus.Gauge
 	failovers    *prometheus.CounterVec
 	switchovers  *prometheus.CounterVec
+	heartbeatAge prometheus.Gauge
+	exhaustion   *prometheus.GaugeVec
+	usedRatio    *prometheus.GaugeVec
+	history      prometheus.Gauge
+	oldestTrx    prometheus.Gauge
 
 	verdicts []string
 	roles    []string
 	lastInfo [2]string
+	// resources are the label pairs of the forecasts set at the latest Update, to
+	// delete those gone (a table dropped, a key no longer among those reported).
+	resources map[[2]string]bool
 }
 
 // NewMetrics creates the metrics and registers them on reg.
@@ -87,14 +95,24 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "The local node's role as its agent sees it: 1 for the current role, 0 for the others."}, []string{"role"}),
 		probeSeconds: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "baton_probe_latency_seconds",
 			Help: "Latency of the latest probe of the local server, by probe (write, ping)."}, []string{"probe"}),
-		lagSeconds: g("baton_replication_lag_seconds", "Heartbeat lag of the local replica behind the primary of record; NaN when unknown or on the primary."),
+		lagSeconds: g("baton_replication_lag_seconds", "How far the local replica is behind the primary of record: 0 when it has applied all it received and heartbeats keep arriving; "+
+			"NaN when unknown or on the primary."),
+		heartbeatAge: g("baton_replication_heartbeat_age_seconds", "Age of the newest heartbeat the local replica applied: it rises when the primary stops writing, "+
+			"whether or not the replica is behind; NaN when unknown or on the primary."),
 		ioRunning:  g("baton_replication_io_running", "1 when the local replica's IO thread runs."),
 		sqlRunning: g("baton_replication_sql_running", "1 when the local replica's SQL thread runs."),
 		readOnly:   g("baton_read_only", "1 when the local server has read_only on."),
 		storageOK:  g("baton_storage_ok", "1 when the local server's storage probe succeeds."),
-		diskFree:   g("baton_disk_free_bytes", "Free bytes on the local server's datadir or binlog filesystem, whichever has less."),
-		diskTTF: g("baton_disk_time_to_full_seconds", "Seconds until the local server's datadir or binlog filesystem (the one with less free space) is full at its current fill rate; "+
+		diskFree:   g("baton_disk_free_bytes", "Free bytes on the local server's datadir, binlog or relay log filesystem, whichever has least."),
+		diskTTF: g("baton_disk_time_to_full_seconds", "Seconds until the local server's datadir, binlog or relay log filesystem (the one with least free space) is full at its current fill rate; "+
 			"+Inf when it is not filling, 0 when it is full or unreadable, NaN before the first status."),
+		exhaustion: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "baton_resource_time_to_exhaustion_seconds",
+			Help: "Seconds until a resource that can stop the local server's writes runs out at its current rate, by resource (disk, auto_increment, purge_lag, connections) " +
+				"and name (a path, schema.table.column, history list, connections): 0 when exhausted, +Inf when not growing, NaN when unknown."}, []string{"resource", "name"}),
+		usedRatio: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "baton_resource_used_ratio",
+			Help: "Share of a resource's limit in use (0-1), by resource and name as baton_resource_time_to_exhaustion_seconds; NaN when unknown."}, []string{"resource", "name"}),
+		history:      g("baton_innodb_history_list_length", "InnoDB history list length of the local server (undo purge has yet to remove); NaN when unknown."),
+		oldestTrx:    g("baton_innodb_oldest_transaction_age_seconds", "Age of the local server's oldest open InnoDB transaction, which holds purge back; 0 when none is open, NaN when unknown."),
 		sessionUp:    g("baton_etcd_session_up", "1 while the agent's etcd session is alive."),
 		primaryKnown: g("baton_primary_of_record_known", "1 when the agent knows a primary of record from etcd, 0 when there is none or etcd was never read."),
 		isPrimary:    g("baton_is_primary", "1 when etcd names this node the primary of record."),
@@ -118,7 +136,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	for _, c := range []prometheus.Collector{m.info, m.verdict, m.role, m.probeSeconds, m.lagSeconds, m.ioRunning,
 		m.sqlRunning, m.readOnly, m.storageOK, m.diskFree, m.diskTTF, m.sessionUp, m.primaryKnown, m.isPrimary,
 		m.holdsLeader, m.isCoord, m.paused, m.blocked, m.epoch, m.lastFailover, m.unprotected, m.awaitsAck, m.failsafe, m.failovers,
-		m.switchovers} {
+		m.switchovers, m.heartbeatAge, m.exhaustion, m.usedRatio, m.history, m.oldestTrx} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("new metrics: %w", err)
 		}
@@ -139,8 +157,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	// Unknown until the first Update: NaN, which no alert threshold matches and no
 	// dashboard reads as "fine".
 	m.lagSeconds.Set(math.NaN())
+	m.heartbeatAge.Set(math.NaN())
 	m.diskTTF.Set(math.NaN())
 	m.lastFailover.Set(math.NaN())
+	m.history.Set(math.NaN())
+	m.oldestTrx.Set(math.NaN())
+	m.resources = map[[2]string]bool{}
 	return m, nil
 }
 
@@ -174,6 +196,12 @@ func (m *Metrics) Update(v View) {
 	} else {
 		m.lagSeconds.Set(math.NaN())
 	}
+	if st.HeartbeatMS >= 0 && st.Source != "" && !v.IsPrimaryOfRecord() {
+		m.heartbeatAge.Set(float64(st.HeartbeatMS) / 1000)
+	} else {
+		m.heartbeatAge.Set(math.NaN())
+	}
+	m.setForecasts(st.Forecasts)
 	m.ioRunning.Set(b2f(st.IORunning))
 	m.sqlRunning.Set(b2f(st.SQLRunning))
 	m.readOnly.Set(b2f(st.ReadOnly))
@@ -200,6 +228,35 @@ func (m *Metrics) Update(v View) {
 		at := v.Primary.LastFailover
 		m.lastFailover.Set(float64(at.Unix()) + float64(at.Nanosecond())/1e9)
 	}
+}
+
+// setForecasts sets the forecasts' gauges: one series per forecast, those of
+// forecasts no longer published deleted (not all reset first: a scrape meanwhile
+// would find none).
+func (m *Metrics) setForecasts(fs []detector.Forecast) {
+	seen := map[[2]string]bool{}
+	history, oldest := math.NaN(), math.NaN()
+	for _, f := range fs {
+		k := [2]string{string(f.Resource), f.Name}
+		seen[k] = true
+		m.exhaustion.WithLabelValues(k[0], k[1]).Set(f.SecondsLeft())
+		m.usedRatio.WithLabelValues(k[0], k[1]).Set(f.Ratio())
+		if f.Resource == detector.ResourcePurgeLag && f.Err == "" {
+			history, oldest = f.Used, 0
+			if f.Oldest != nil {
+				oldest = f.Oldest.Age.Seconds()
+			}
+		}
+	}
+	for k := range m.resources {
+		if !seen[k] {
+			m.exhaustion.DeleteLabelValues(k[0], k[1])
+			m.usedRatio.DeleteLabelValues(k[0], k[1])
+		}
+	}
+	m.resources = seen
+	m.history.Set(history)
+	m.oldestTrx.Set(oldest)
 }
 
 // timeToFull is baton_disk_time_to_full_seconds for st. The status says 0 both for

@@ -14,6 +14,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/baton-ha/baton/cluster"
+	"github.com/baton-ha/baton/detector"
 )
 
 // metricRow is one metric the agent registers, as docs/metrics.md lists it.
@@ -294,4 +295,72 @@ func TestMetricsAlertInputs(t *testing.T) {
 	one("baton_failsafe_active", nil, 1)
 	m.SetFailsafe(false)
 	one("baton_failsafe_active", nil, 0)
+}
+
+// TestForecastMetrics: each forecast is a series with its time to exhaustion (0 out,
+// +Inf not growing, NaN unknown, never a number that reads as fine), a forecast that
+// goes takes its series with it, and a replica's lag and heartbeat age are apart.
+func TestForecastMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	series := func(name string) int {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == name {
+				return len(mf.GetMetric())
+			}
+		}
+		return 0
+	}
+	one := func(name string, labels map[string]string, want float64) {
+		t.Helper()
+		got := gather(t, reg, name, labels)
+		if got != want && !(math.IsNaN(want) && math.IsNaN(got)) && !(math.Abs(got-want) < 1e-9) {
+			t.Errorf("%s%v = %v, want %v", name, labels, got, want)
+		}
+	}
+	one("baton_innodb_history_list_length", nil, math.NaN())
+	one("baton_innodb_oldest_transaction_age_seconds", nil, math.NaN())
+
+	r := replicaView()
+	r.Status.LagMS, r.Status.HeartbeatMS = 0, 1624 // caught up, the heartbeat's sawtooth and skew
+	key := detector.Forecast{Resource: detector.ResourceAutoIncrement, Name: "shop.orders.id", Used: 2147483000, Limit: 2147483647,
+		Rate: 10, RateKnown: true, Outlook: detector.OutlookFilling, Left: 64 * time.Second}
+	r.Status.Forecasts = []detector.Forecast{
+		key,
+		{Resource: detector.ResourceDisk, Name: "/relay", Used: 1, Limit: 4, Outlook: detector.OutlookExhausted},
+		{Resource: detector.ResourceConnections, Name: "connections", Used: 12, Limit: 60}, // rate not measured yet
+		{Resource: detector.ResourcePurgeLag, Name: "history list", Used: 4000, Limit: 1e6, RateKnown: true, Outlook: detector.OutlookSteady},
+	}
+	m.Update(r)
+	one("baton_replication_lag_seconds", nil, 0)
+	one("baton_replication_heartbeat_age_seconds", nil, 1.624)
+	one("baton_resource_time_to_exhaustion_seconds", map[string]string{"resource": "auto_increment", "name": "shop.orders.id"}, 64)
+	one("baton_resource_time_to_exhaustion_seconds", map[string]string{"resource": "disk", "name": "/relay"}, 0)
+	one("baton_resource_time_to_exhaustion_seconds", map[string]string{"resource": "connections", "name": "connections"}, math.NaN())
+	one("baton_resource_time_to_exhaustion_seconds", map[string]string{"resource": "purge_lag", "name": "history list"}, math.Inf(1))
+	one("baton_resource_used_ratio", map[string]string{"resource": "connections", "name": "connections"}, 0.2)
+	one("baton_innodb_history_list_length", nil, 4000)
+	one("baton_innodb_oldest_transaction_age_seconds", nil, 0) // none open
+
+	r.Status.Forecasts = r.Status.Forecasts[1:] // the key is no longer reported
+	r.Status.Forecasts[2].Oldest = &detector.Trx{Thread: 42, Age: 90 * time.Minute}
+	m.Update(r)
+	if n := series("baton_resource_time_to_exhaustion_seconds"); n != 3 {
+		t.Errorf("%d series after a forecast went, want 3", n)
+	}
+	one("baton_innodb_oldest_transaction_age_seconds", nil, 5400)
+
+	p := primaryView()
+	m.Update(p)
+	one("baton_replication_heartbeat_age_seconds", nil, math.NaN())
+	if n := series("baton_resource_time_to_exhaustion_seconds"); n != 2 {
+		t.Errorf("%d series for the primary's two forecasts, want 2", n)
+	}
 }

@@ -53,6 +53,9 @@ func (c Config) Validate() error {
 	if err := c.Hooks.validate(); err != nil {
 		return err
 	}
+	if err := c.Forecast.validate(); err != nil {
+		return err
+	}
 	if err := validListen(c.HTTP.Listen); err != nil {
 		return err
 	}
@@ -97,6 +100,24 @@ func (c Config) Validate() error {
 func validName(field, s string) error {
 	if err := cluster.CheckName(field, s); err != nil {
 		return fmt.Errorf("config: %w", err)
+	}
+	return nil
+}
+
+func (f Forecast) validate() error {
+	switch {
+	case f.Interval <= 0:
+		return fmt.Errorf("config: forecast.interval (%s): must be positive", f.Interval)
+	case f.Timeout <= 0:
+		return fmt.Errorf("config: forecast.timeout (%s): must be positive", f.Timeout)
+	case f.Timeout >= f.Interval:
+		return fmt.Errorf("config: forecast.timeout (%s): must be less than forecast.interval (%s): a read is over before the next", f.Timeout, f.Interval)
+	case f.Window < 2*f.Interval:
+		return fmt.Errorf("config: forecast.window (%s): must span at least two forecast.interval (%s): a rate needs two reads", f.Window, 2*f.Interval)
+	case f.HistoryLimit == 0:
+		return errors.New("config: forecast.history_limit: must be positive")
+	case f.Tables < 1:
+		return fmt.Errorf("config: forecast.tables (%d): must be at least 1", f.Tables)
 	}
 	return nil
 }

@@ -44,6 +44,9 @@ func (c *Cluster) agentConfig(n *Node) string {
 	if c.VIP != "" {
 		fmt.Fprintf(&b, "vip:\n  address: %s\n  interface: eth0\n  arp_count: 3\n", c.VIP)
 	}
+	if c.AgentYAML != "" {
+		b.WriteString(strings.TrimSuffix(c.AgentYAML, "\n") + "\n")
+	}
 	return b.String()
 }
 

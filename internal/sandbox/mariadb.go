@@ -304,6 +304,8 @@ func adminGrants(account string) []string {
 	return []string{
 		"GRANT READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, RELOAD, SLAVE MONITOR, BINLOG ADMIN, BINLOG MONITOR, CONNECTION ADMIN, PROCESS, REPLICATION MASTER ADMIN, REPLICATION SLAVE, BINLOG REPLAY ON *.* TO " + account,
 		"GRANT SELECT, INSERT, UPDATE, CREATE ON baton.* TO " + account,
+		// Optional: every table's columns, for the auto-increment forecasts.
+		"GRANT REFERENCES ON *.* TO " + account,
 	}
 }
 

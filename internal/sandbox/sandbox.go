@@ -74,6 +74,9 @@ type Spec struct {
 	// real errant transactions stays so for a person. By default a sandbox runs
 	// archive-and-repair: such a node archives them and undoes them by itself.
 	ManualRejoin bool
+	// AgentYAML is added to every agent's configuration file, for settings a test
+	// needs (top-level sections not already written, such as forecast:).
+	AgentYAML string
 }
 
 // validName accepts 1-12 characters of [a-z0-9-] starting with a letter: short enough
@@ -185,6 +188,7 @@ type Cluster struct {
 	PeerSecret    string       `json:"peer_secret"`    // signs the agents' failsafe checks
 	NoFailsafe    bool         `json:"no_failsafe,omitempty"`
 	ManualRejoin  bool         `json:"manual_rejoin,omitempty"`
+	AgentYAML     string       `json:"agent_yaml,omitempty"`
 	SemiSync      bool         `json:"semi_sync"`   //
 	WithAgents    bool         `json:"with_agents"` //
 	HookScript    string       `json:"hook_script,omitempty"`

@@ -81,6 +81,7 @@ func newCluster(spec Spec, dir string, log *zap.Logger) *Cluster {
 		PeerSecret:    secret(),
 		NoFailsafe:    spec.NoFailsafe,
 		ManualRejoin:  spec.ManualRejoin,
+		AgentYAML:     spec.AgentYAML,
 		SemiSync:      spec.SemiSync,
 		WithAgents:    spec.WithAgents,
 		HookScript:    spec.HookScript,

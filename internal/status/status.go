@@ -94,13 +94,21 @@ type Node struct {
 	StatusAgeMS int64   `json:"status_age_ms"`
 	WriteMS     float64 `json:"write_ms"`
 	DiskFree    uint64  `json:"disk_free_bytes,omitempty"`
-	// DiskTimeToFull is the agent's forecast for the datadir's filesystem, 0 when
-	// none; Source is the server the node replicates from (host:port), "" when none.
+	// DiskTimeToFull is the agent's forecast for the filesystem (datadir, binlog or
+	// relay log) with the least free space, 0 when none; Source is the server the
+	// node replicates from (host:port), "" when none.
 	DiskTimeToFull time.Duration `json:"disk_time_to_full_ns,omitempty"`
-	// DiskForecast says it for people: "full", "in 12m", "not filling" (no forecast,
-	// or one beyond a day: an idle disk's is noise), "unknown" when not read.
+	// DiskForecast says for people when the disk it fills first is full: "full",
+	// "full in about 12m", "not filling" (not filling, or not within a day: an idle
+	// disk's forecast is noise), "unknown" when not read or not measured yet.
 	DiskForecast string `json:"disk_forecast"`
 	Source       string `json:"source,omitempty"`
+	// HeartbeatMS is the age of the newest heartbeat the replica applied (LagMS is
+	// how far behind it is): it rises when the primary stops writing. -1 unknown.
+	HeartbeatMS int64 `json:"heartbeat_ms"`
+	// Forecasts are when each resource that can stop the node's writes runs out,
+	// those that run out first first, in the words every view uses.
+	Forecasts []Forecast `json:"forecasts,omitempty"`
 	// SemiSync is the node's semi-sync state ("" when not configured).
 	SemiSync cluster.SemiSyncState `json:"semi_sync,omitempty"`
 	// AwaitsAck: the node's commits wait for a semi-sync acknowledgement that no
@@ -110,6 +118,34 @@ type Node struct {
 	// Archive is the latest file on the node's host holding errant transactions
 	// its agent undid or discarded.
 	Archive string `json:"archive,omitempty"`
+}
+
+// Forecast is one of a node's forecasts with its words: Says ("full in about 9m")
+// and Line (with its figures), the same in baton status, its JSON, the agent's
+// /status and the web view.
+type Forecast struct {
+	detector.Forecast
+	Says string `json:"says"`
+	Line string `json:"line"`
+}
+
+// forecastsOf is a node's forecasts, those that run out first first.
+func forecastsOf(n cluster.NodeStatus) []Forecast {
+	fs := slices.Clone(n.Forecasts)
+	slices.SortStableFunc(fs, func(a, b detector.Forecast) int {
+		switch {
+		case detector.Sooner(a, b):
+			return -1
+		case detector.Sooner(b, a):
+			return 1
+		}
+		return 0
+	})
+	out := make([]Forecast, 0, len(fs))
+	for _, f := range fs {
+		out = append(out, Forecast{Forecast: f, Says: f.Says(), Line: f.Line()})
+	}
+	return out
 }
 
 // SemiSyncText is the node's semi-sync state for people: "-" when not configured,
@@ -186,7 +222,7 @@ func Of(ctx context.Context, store *cluster.Store, name string, snap cluster.Sna
 			LagMS: n.LagMS, GTID: n.GTID, IORunning: n.IORunning, SQLRunning: n.SQLRunning, Errant: n.Errant,
 			Leader: snap.Leader == name, VIP: n.VIP, LeaseTTLMS: -1, WriteMS: n.WriteMS, DiskFree: n.DiskFree,
 			SemiSync: n.SemiSync, AwaitsAck: n.AwaitsAck, Repaired: n.Repaired, DiskTimeToFull: n.DiskTimeToFull, Source: n.Source,
-			ErrantTxns: n.ErrantTxns, Archive: n.Archive}
+			ErrantTxns: n.ErrantTxns, Archive: n.Archive, HeartbeatMS: n.HeartbeatMS, Forecasts: forecastsOf(n)}
 		if n.VIP {
 			if st.VIPHolder != "" {
 				st.Warnings = append(st.Warnings, fmt.Sprintf("the virtual IP is on %s and %s", st.VIPHolder, name))
@@ -199,11 +235,14 @@ func Of(ctx context.Context, store *cluster.Store, name string, snap cluster.Sna
 			}
 		}
 		ns.DiskForecast = DiskForecast(n)
-		switch {
-		case ns.DiskForecast == diskFull:
-			st.Warnings = append(st.Warnings, fmt.Sprintf("%s: disk full (%d bytes free)", name, n.DiskFree))
-		case n.DiskTimeToFull > 0 && n.DiskTimeToFull < time.Hour:
-			st.Warnings = append(st.Warnings, fmt.Sprintf("%s: disk predicted full in %s", name, n.DiskTimeToFull.Round(time.Second)))
+		if len(n.Forecasts) == 0 {
+			// An older agent: its fullest disk only.
+			switch {
+			case ns.DiskForecast == diskFull:
+				st.Warnings = append(st.Warnings, fmt.Sprintf("%s: disk full (%d bytes free)", name, n.DiskFree))
+			case n.DiskTimeToFull > 0 && n.DiskTimeToFull < time.Hour:
+				st.Warnings = append(st.Warnings, fmt.Sprintf("%s: disk %s", name, n.Runway().Says()))
+			}
 		}
 		if n.Role == cluster.RolePrimary && !n.ReadOnly && n.SemiSync.Unprotected() {
 			st.Warnings = append(st.Warnings, fmt.Sprintf("%s: semi-sync %s on the writable primary: commits are acknowledged before any replica has them, and a failover can lose them", name, n.SemiSync))
@@ -228,6 +267,7 @@ func Of(ctx context.Context, store *cluster.Store, name string, snap cluster.Sna
 		}
 		st.Nodes = append(st.Nodes, ns)
 	}
+	st.Warnings = append(st.Warnings, ForecastWarnings(snap)...)
 	return st
 }
 
@@ -290,7 +330,11 @@ func Print(w io.Writer, st Cluster, color bool) {
 	if e := st.LastEvent; e != nil {
 		fmt.Fprintf(w, "last event: %s %s -> %s at %s, took %s: %s\n", e.Kind, OrDash(e.From), e.To, e.Started.Local().Format(time.DateTime),
 			e.Took.Round(time.Millisecond), e.Reason)
+		if e.Runway != "" {
+			fmt.Fprintf(w, "  %s\n", e.Runway)
+		}
 	}
+	printForecasts(w, st)
 	if p := st.Policy; p != nil {
 		fmt.Fprintf(w, "policy: %s (set by %s)\n", p.Policy, OrDash(p.SetBy))
 	}
@@ -444,22 +488,34 @@ const (
 
 // diskFullBelow is the free space under which a disk counts as full: the detector's
 // mark for a full filesystem.
-const diskFullBelow = 1 << 20
+const diskFullBelow = detector.MinUsableFree
 
-// forecastHorizon is the longest forecast shown: beyond a day an idle disk's rate is
-// noise ("full in 1392h").
+// forecastHorizon is the longest disk forecast shown: beyond a day an idle disk's
+// rate is noise ("full in about 58d").
 const forecastHorizon = 24 * time.Hour
 
-// DiskForecast says when a node's fullest data filesystem fills, for people: the
+// DiskForecast says when a node's disk that fills first is full, for people: the
 // same words in baton status, its JSON and the web view.
 func DiskForecast(n cluster.NodeStatus) string {
+	if n.At.IsZero() {
+		return diskUnknown
+	}
+	if slices.ContainsFunc(n.Forecasts, func(f detector.Forecast) bool { return f.Resource == detector.ResourceDisk }) {
+		rw := n.Runway()
+		if rw.Outlook == detector.OutlookFilling && rw.Left > forecastHorizon {
+			return diskNotFilling
+		}
+		return rw.Says()
+	}
+	// An older agent: its fullest disk's free space and time to full; 0 meant
+	// both "not filling" and "not measured".
 	switch {
-	case n.At.IsZero() || !n.ServerRead && n.DiskFree == 0 && n.DiskTimeToFull == 0:
+	case !n.ServerRead && n.DiskFree == 0 && n.DiskTimeToFull == 0:
 		return diskUnknown
 	case n.DiskFree < diskFullBelow:
 		return diskFull
 	case n.DiskTimeToFull > 0 && n.DiskTimeToFull <= forecastHorizon:
-		return "in " + n.DiskTimeToFull.Round(time.Second).String()
+		return n.Runway().Says()
 	}
 	return diskNotFilling
 }

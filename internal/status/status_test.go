@@ -161,13 +161,132 @@ func TestDiskForecast(t *testing.T) {
 		{"never published", cluster.NodeStatus{}, "unknown"},
 		{"full, its forecast 0s", cluster.NodeStatus{At: at, ServerRead: true, DiskFree: 4096}, "full"},
 		{"full, a forecast of 2s left", cluster.NodeStatus{At: at, ServerRead: true, DiskFree: 100, DiskTimeToFull: 2 * time.Second}, "full"},
-		{"filling", cluster.NodeStatus{At: at, ServerRead: true, DiskFree: 1 << 30, DiskTimeToFull: 12 * time.Minute}, "in 12m0s"},
+		{"filling", cluster.NodeStatus{At: at, ServerRead: true, DiskFree: 1 << 30, DiskTimeToFull: 12 * time.Minute}, "full in about 12m"},
 		{"idle disk, a forecast of 58 days", cluster.NodeStatus{At: at, ServerRead: true, DiskFree: 1 << 30, DiskTimeToFull: 1392 * time.Hour}, "not filling"},
 		{"not filling", cluster.NodeStatus{At: at, ServerRead: true, DiskFree: 1 << 30}, "not filling"},
+		// An agent that publishes a forecast per filesystem: the one that fills first.
+		{"relay log's filling", cluster.NodeStatus{At: at, ServerRead: true, DiskFree: 1 << 30, Forecasts: []detector.Forecast{
+			disk("/data", detector.OutlookSteady, 0), disk("/relay", detector.OutlookFilling, 9*time.Minute)}}, "full in about 9m"},
+		{"rate not measured yet", cluster.NodeStatus{At: at, ServerRead: true, DiskFree: 1 << 30, Forecasts: []detector.Forecast{
+			disk("/data", detector.OutlookUnknown, 0)}}, "unknown"},
+		{"one full", cluster.NodeStatus{At: at, ServerRead: true, Forecasts: []detector.Forecast{
+			disk("/data", detector.OutlookSteady, 0), disk("/relay", detector.OutlookExhausted, 0)}}, "full"},
+		{"filling over days", cluster.NodeStatus{At: at, ServerRead: true, Forecasts: []detector.Forecast{
+			disk("/data", detector.OutlookFilling, 50*time.Hour)}}, "not filling"},
 	} {
 		if got := DiskForecast(tc.n); got != tc.want {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
 		}
+	}
+}
+
+func disk(path string, o detector.Outlook, left time.Duration) detector.Forecast {
+	f := detector.Forecast{Resource: detector.ResourceDisk, Name: path, Detail: "datadir", Used: 100 << 20, Limit: 256 << 20, RateKnown: o != detector.OutlookUnknown,
+		Outlook: o, Left: left}
+	if o == detector.OutlookFilling {
+		f.Rate = 300 << 10
+	}
+	if o == detector.OutlookExhausted {
+		f.Used = f.Limit
+	}
+	return f
+}
+
+func key(name string, o detector.Outlook, left time.Duration) detector.Forecast {
+	return detector.Forecast{Resource: detector.ResourceAutoIncrement, Name: name, Detail: "int", Used: 2147480000, Limit: 2147483647,
+		Rate: 50, RateKnown: true, Outlook: o, Left: left}
+}
+
+// TestForecastWarnings: what runs out soon is a warning, in the forecasts' words; a
+// key running out on every node is said to be beyond any failover; what could not
+// be forecast says why, once for the nodes it concerns.
+func TestForecastWarnings(t *testing.T) {
+	at := time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC)
+	node := func(name string, fs ...detector.Forecast) cluster.NodeStatus {
+		return cluster.NodeStatus{Node: name, At: at, ServerRead: true, Forecasts: fs}
+	}
+	snapOf := func(nodes ...cluster.NodeStatus) cluster.Snapshot {
+		m := map[string]cluster.NodeStatus{}
+		for _, n := range nodes {
+			m[n.Node] = n
+		}
+		return cluster.Snapshot{View: cluster.View{Primary: cluster.Primary{Node: "db1"}, Nodes: m}}
+	}
+	purge := detector.Forecast{Resource: detector.ResourcePurgeLag, Name: "history list", Used: 5000, Limit: 1e6, Rate: 2, RateKnown: true,
+		Outlook: detector.OutlookFilling, Left: 138 * time.Hour, Oldest: &detector.Trx{Thread: 42, Age: 2 * time.Hour, User: "app", Host: "10.0.0.5"}}
+	hidden := detector.Forecast{Resource: detector.ResourceAutoIncrement, Name: "*", Err: "'baton'@'%' cannot see the tables' definitions: GRANT REFERENCES ON *.* TO 'baton'@'%'"}
+	cases := []struct {
+		name string
+		snap cluster.Snapshot
+		want []string // each a substring of one warning, in order
+	}{
+		{"nothing runs out soon", snapOf(node("db1", disk("/data", detector.OutlookSteady, 0), key("shop.orders.id", detector.OutlookFilling, 90*24*time.Hour)),
+			node("db2", disk("/data", detector.OutlookFilling, 3*time.Hour))), nil},
+		{"a key running out on every node: no failover fixes it", snapOf(
+			node("db1", key("shop.orders.id", detector.OutlookFilling, time.Minute)),
+			node("db2", key("shop.orders.id", detector.OutlookExhausted, 0)),
+			node("db3", key("shop.orders.id", detector.OutlookFilling, 2*time.Minute))),
+			[]string{"shop.orders.id (int) exhausted on every node (db1, db2, db3): inserts into shop.orders fail on whichever node is primary, and no failover can fix it (the table is replicated); make the column wider (ALTER TABLE shop.orders MODIFY id BIGINT UNSIGNED"}},
+		{"a key running out on one node only", snapOf(
+			node("db1", key("shop.orders.id", detector.OutlookFilling, 20*24*time.Hour)), node("db2")),
+			[]string{"db1: auto-increment shop.orders.id (int): exhausted in about 20d"}},
+		{"a disk filling, a long transaction", snapOf(node("db1", disk("/data", detector.OutlookFilling, 9*time.Minute), purge), node("db2")),
+			[]string{"db1: disk /data (datadir): full in about 9m", "db1: a transaction has been open for 2h (thread 42, app@10.0.0.5): it holds purge back"}},
+		{"every node's disk filling", snapOf(node("db1", disk("/data", detector.OutlookExhausted, 0)), node("db2", disk("/data", detector.OutlookFilling, 6*time.Minute))),
+			[]string{"db1: disk /data (datadir): full", "db2: disk /data (datadir): full in about 6m", "every node's disk fills within the hour (db1: full, db2: full in about 6m): a failover buys little time"}},
+		{"not forecast, and why", snapOf(node("db1", hidden), node("db2", hidden)),
+			[]string{"db1, db2: auto-increment * not forecast: 'baton'@'%' cannot see the tables' definitions: GRANT REFERENCES ON *.*"}},
+	}
+	for _, tc := range cases {
+		got := ForecastWarnings(tc.snap)
+		if len(got) != len(tc.want) {
+			t.Errorf("%s: warnings %q, want %d", tc.name, got, len(tc.want))
+			continue
+		}
+		for i, w := range tc.want {
+			if !strings.Contains(got[i], w) {
+				t.Errorf("%s: warning %d %q, want it to contain %q", tc.name, i, got[i], w)
+			}
+		}
+	}
+}
+
+// TestPrintForecasts: baton status shows, node by node, what runs out first in the
+// forecasts' words, and what the last failover bought; its JSON carries the same
+// words with every forecast.
+func TestPrintForecasts(t *testing.T) {
+	at := time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC)
+	snap := cluster.Snapshot{View: cluster.View{
+		Primary: cluster.Primary{Node: "db2", Epoch: 2},
+		Nodes: map[string]cluster.NodeStatus{
+			"db2": {Node: "db2", Role: cluster.RolePrimary, At: at, ServerRead: true, LagMS: -1, Forecasts: []detector.Forecast{
+				disk("/data", detector.OutlookFilling, 6*time.Minute), key("shop.orders.id", detector.OutlookFilling, 40*24*time.Hour)}},
+			"db3": {Node: "db3", Role: cluster.RoleReplica, At: at, ServerRead: true, LagMS: 0, HeartbeatMS: 1624, Source: "198.18.0.12:3306",
+				Forecasts: []detector.Forecast{disk("/data", detector.OutlookSteady, 0)}},
+		},
+	}}
+	snap.LastEvent = &cluster.Event{Kind: cluster.EventFailover, From: "db1", To: "db2", Epoch: 2, Started: at, Reason: "primary db1 is unwritable",
+		Runway: "db2 promoted; at the current rate its disk is full in about 6m: free space on db2 (disk /data (datadir))"}
+	st := Of(context.Background(), nil, "main", snap)
+	var b bytes.Buffer
+	Print(&b, st, false)
+	text := b.String()
+	for _, want := range []string{
+		"  db2 promoted; at the current rate its disk is full in about 6m: free space on db2",
+		"db2  disk /data (datadir): full in about 6m; auto-increment shop.orders.id (int): exhausted in about 40d",
+		"db3  disk /data (datadir): not filling",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("baton status lacks %q:\n%s", want, text)
+		}
+	}
+	for _, l := range strings.Split(text, "\n") {
+		if strings.HasPrefix(l, "db3 ") && !strings.Contains(l, " 0ms ") {
+			t.Errorf("db3's row %q: a replica with nothing to apply shows lag 0ms, whatever its heartbeat's age", l)
+		}
+	}
+	if f := st.Nodes[0].Forecasts[0]; f.Says != "full in about 6m" || !strings.Contains(f.Line, "disk /data") || st.Nodes[0].DiskForecast != "full in about 6m" {
+		t.Errorf("db2's JSON forecast %+v, disk forecast %q", f, st.Nodes[0].DiskForecast)
 	}
 }
 

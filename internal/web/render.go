@@ -74,6 +74,7 @@ func funcs() template.FuncMap {
 			return formatDuration(time.Duration(n.LagMS) * time.Millisecond)
 		},
 		"bytes":   formatBytes,
+		"first3":  func(fs []status.Forecast) []status.Forecast { return fs[:min(3, len(fs))] },
 		"seconds": func(ms int64) string { return strconv.FormatInt(ms/1000, 10) + " s" },
 		"f":       func(x float64) string { return strconv.FormatFloat(x, 'f', 1, 64) },
 		"mod":     func(i, n int) int { return i % n },

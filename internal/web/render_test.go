@@ -31,7 +31,11 @@ func snapshot() cluster.Snapshot {
 				DiskFree: 4096, DiskTimeToFull: 0, At: t0},
 			"db2": {Node: "db2", Addr: "198.18.0.12:3306", Role: cluster.RolePrimary, Verdict: detector.Healthy,
 				GTID: "0-1-100,0-2-7", VIP: true, SemiSync: cluster.SemiSyncOn, WriteMS: 2.5, DiskFree: 3 << 30,
-				DiskTimeToFull: 5 * time.Minute, At: t0},
+				DiskTimeToFull: 5 * time.Minute, At: t0, Forecasts: []detector.Forecast{
+					{Resource: detector.ResourceDisk, Name: "/data", Detail: "datadir, binlog", Used: 5 << 30, Limit: 8 << 30, Rate: 10 << 20, RateKnown: true,
+						Outlook: detector.OutlookFilling, Left: 5 * time.Minute},
+					{Resource: detector.ResourceConnections, Name: "connections", Used: 12, Limit: 60, RateKnown: true, Outlook: detector.OutlookSteady},
+				}},
 			"db3": {Node: "db3", Addr: "198.18.0.13:3306", Role: cluster.RoleReplica, Verdict: detector.Healthy,
 				Source: "198.18.0.12:3306", IORunning: true, SQLRunning: true, LagMS: 120, GTID: "0-1-100,0-2-7",
 				SemiSync: cluster.SemiSyncReplicaOn, ReadOnly: true},
@@ -42,6 +46,7 @@ func snapshot() cluster.Snapshot {
 func failoverEvent() cluster.Event {
 	return cluster.Event{Kind: cluster.EventFailover, From: "db1", To: "db2", Epoch: 2, Reason: "db1 unwritable",
 		Started: t0, Detected: t0.Add(-500 * time.Millisecond), Took: 1000 * time.Millisecond,
+		Runway: "db2 promoted; at the current rate its disk is full in about 5m: free space on db2",
 		Steps: []cluster.Step{
 			{Name: "announce", Took: 100 * time.Millisecond},
 			{Name: "catch_up", Took: 600 * time.Millisecond},
@@ -83,7 +88,9 @@ func TestRenderCluster(t *testing.T) {
 		`<td data-label="GTID" class="gtid">0-1-100,0-2-7</td>`,
 		`<td data-label="Semi-sync">replica on</td>`,
 		`<td data-label="VIP"><strong>holds it</strong></td>`,
-		`<td data-label="Disk full in">in 5m0s</td>`,
+		`<td data-label="Disk full in">full in about 5m</td>`,
+		`<li title="disk /data (datadir, binlog): full in about 5m (3.0 GiB free of 8.0 GiB, filling at 10.0 MiB/s)">disk /data (datadir, binlog): full in about 5m</li><li title="connections: not growing (12 of 60 used)">connections: not growing</li>`,
+		`<p class="runway">db2 promoted; at the current rate its disk is full in about 5m: free space on db2</p>`,
 		`<td data-label="Disk free">3.0 GiB</td>`,
 		`<td data-label="Write probe">2.5 ms</td>`,
 		// the history, with its steps to scale and in words
@@ -92,7 +99,7 @@ func TestRenderCluster(t *testing.T) {
 		`catch_up: 600 ms`,
 		`(semi-sync on)`,
 		// warnings as text
-		`<strong>warning:</strong> db2: disk predicted full in 5m0s`,
+		`<strong>warning:</strong> db2: disk /data (datadir, binlog): full in about 5m (3.0 GiB free of 8.0 GiB, filling at 10.0 MiB/s): free space on it`,
 		// live updates and assets from this server only
 		`<script src="static/web.js" defer></script>`,
 		`<link rel="stylesheet" href="static/web.css">`,
