@@ -347,7 +347,7 @@ func batonStatusJSON(t *testing.T, c sbCluster) status.Cluster {
 	return st
 }
 
-// steady runs fn every interval until the returned stop is called (it waits for the
+// everyInterval runs fn every interval until the returned stop is called (it waits for the
 // last run); an error of fn fails the test.
 func everyInterval(ctx context.Context, t *testing.T, interval time.Duration, fn func() error) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
