@@ -62,7 +62,9 @@ func (l Log) NewLogger() (*zap.Logger, error) {
 }
 
 // Config reads the files and returns a TLS client configuration. field names the
-// configuration section in errors; serverName is used when ServerName is empty.
+// configuration section in errors; serverName is used when ServerName is empty. The
+// client certificate and key are read again at each handshake (a renewed pair is used
+// without a restart); the CA bundle is read here only, so a new CA takes a restart.
 func (t TLSFiles) Config(field, serverName string) (*tls.Config, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}
 	if t.ServerName != "" {
@@ -82,11 +84,14 @@ func (t TLSFiles) Config(field, serverName string) (*tls.Config, error) {
 	}
 	switch {
 	case t.Cert != "" && t.Key != "":
-		cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+		// Read again at each handshake: a renewed certificate is used from the next
+		// connection on, without a restart (tlsreload.go).
+		r, err := newCertReloader(field, t.Cert, t.Key)
 		if err != nil {
-			return nil, fmt.Errorf("config: %s.cert and %s.key: %w", field, field, err)
+			return nil, err
 		}
-		tc.Certificates = []tls.Certificate{cert}
+		tc.Certificates = []tls.Certificate{*r.pair}
+		tc.GetClientCertificate = r.GetClientCertificate
 	case t.Cert != "":
 		return nil, fmt.Errorf("config: %s.key: required with %s.cert", field, field)
 	case t.Key != "":
