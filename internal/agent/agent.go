@@ -138,6 +138,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.waitForEtcd(ctx, store); err != nil {
 		return fmt.Errorf("etcd %v unreachable: %w", cfg.Etcd.Endpoints, err)
 	}
+	if err := a.checkEtcdAccess(ctx, cli); err != nil {
+		return err
+	}
 	a.publishPolicy(ctx, store)
 	// One watched copy of the cluster's keys for the reconciler and the coordinator:
 	// they look at it on every pass instead of reading etcd.
@@ -514,6 +517,40 @@ func (a *Agent) waitForEtcd(ctx context.Context, store *cluster.Store) error {
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, most)
+	}
+}
+
+// checkEtcdAccess runs the etcd access check (etcdaccess.go) until it has a verdict:
+// a permission the agent lacks stops it at start, naming it; an etcd that does not
+// answer is waited for, as in waitForEtcd. etcd without authentication is a warning.
+func (a *Agent) checkEtcdAccess(ctx context.Context, cli *clientv3.Client) error {
+	user := a.cfg.Etcd.EtcdUser()
+	wait := 250 * time.Millisecond
+	var told time.Time
+	for {
+		acc, err := CheckEtcdAccess(ctx, cli, a.cfg.Cluster, a.cfg.Node, user)
+		var denied *EtcdAccessError
+		switch {
+		case err == nil:
+			if acc.AuthKnown && !acc.AuthEnabled {
+				a.log.Warn("etcd authentication is off: whoever reaches etcd can write this cluster's keys and so choose its primary; see docs/security.md")
+			}
+			return nil
+		case errors.As(err, &denied):
+			return fmt.Errorf("etcd: %w", err)
+		case ctx.Err() != nil:
+			return err
+		}
+		if time.Since(told) >= 10*time.Second {
+			a.log.Warn("etcd access not checked yet: trying again", zap.Error(err))
+			told = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
 	}
 }
 
