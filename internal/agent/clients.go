@@ -82,13 +82,20 @@ func (t TLSFiles) Config(field, serverName string) (*tls.Config, error) {
 		}
 		tc.RootCAs = pool
 	}
+	if t.ServerName != "" && !t.InsecureSkipVerify {
+		// gRPC (the etcd client) checks etcd's certificate against the name it
+		// derives from each endpoint, whatever tls.Config.ServerName says: the name
+		// configured is checked here instead, as crypto/tls would.
+		tc.InsecureSkipVerify = true
+		tc.VerifyConnection = verifyServerName(t.ServerName, tc.RootCAs)
+	}
 	switch {
 	case t.Cert != "" && t.Key != "":
 		// Read again at each handshake: a renewed certificate is used from the next
 		// connection on, without a restart (tlsreload.go).
-		r, err := newCertReloader(field, t.Cert, t.Key)
+		r, err := newCertReloader(field+".cert", field+".key", t.Cert, t.Key)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("config: %w", err)
 		}
 		tc.Certificates = []tls.Certificate{*r.pair}
 		tc.GetClientCertificate = r.GetClientCertificate
@@ -98,6 +105,26 @@ func (t TLSFiles) Config(field, serverName string) (*tls.Config, error) {
 		return nil, fmt.Errorf("config: %s.cert: required with %s.key", field, field)
 	}
 	return tc, nil
+}
+
+// verifyServerName checks a server's certificate chain against roots (nil: the
+// host's) and name, as crypto/tls does with ServerName.
+func verifyServerName(name string, roots *x509.CertPool) func(tls.ConnectionState) error {
+	return func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("tls: the server sent no certificate")
+		}
+		inter := x509.NewCertPool()
+		for _, c := range cs.PeerCertificates[1:] {
+			inter.AddCert(c)
+		}
+		_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{DNSName: name, Roots: roots, Intermediates: inter,
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+		if err != nil {
+			return fmt.Errorf("tls: server certificate: %w", err)
+		}
+		return nil
+	}
 }
 
 // EtcdClientConfig returns the etcd client configuration: endpoints, dial timeout,

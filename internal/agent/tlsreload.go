@@ -18,7 +18,7 @@ import (
 // last good one in use: a renewal in progress never costs a connection. Reading two
 // small files per handshake costs nothing next to the handshake itself.
 type certReloader struct {
-	field, certPath, keyPath string
+	certField, keyField, certPath, keyPath string
 
 	mu        sync.Mutex
 	certPEM   []byte
@@ -27,21 +27,21 @@ type certReloader struct {
 	lastError error
 }
 
-// newCertReloader loads the pair once; its error names the field (e.g. etcd.tls.cert)
-// and never holds the key's content.
-func newCertReloader(field, certPath, keyPath string) (*certReloader, error) {
-	r := &certReloader{field: field, certPath: certPath, keyPath: keyPath}
+// newCertReloader loads the pair once; its error names the setting (certField,
+// keyField: e.g. etcd.tls.cert, --tls-key) and never holds the key's content.
+func newCertReloader(certField, keyField, certPath, keyPath string) (*certReloader, error) {
+	r := &certReloader{certField: certField, keyField: keyField, certPath: certPath, keyPath: keyPath}
 	certPEM, err := os.ReadFile(certPath)
 	if err != nil {
-		return nil, fmt.Errorf("config: %s.cert: %w", field, err)
+		return nil, fmt.Errorf("%s: %w", certField, err)
 	}
 	keyPEM, err := os.ReadFile(keyPath)
 	if err != nil {
-		return nil, fmt.Errorf("config: %s.key: %w", field, err)
+		return nil, fmt.Errorf("%s: %w", keyField, err)
 	}
 	pair, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
-		return nil, fmt.Errorf("config: %s.cert %s and %s.key %s: %w", field, certPath, field, keyPath, err)
+		return nil, fmt.Errorf("%s %s and %s %s: %w", certField, certPath, keyField, keyPath, err)
 	}
 	r.certPEM, r.keyPEM, r.pair = certPEM, keyPEM, &pair
 	return r, nil
@@ -55,10 +55,10 @@ func (r *certReloader) current() *tls.Certificate {
 	keyPEM, kerr := os.ReadFile(r.keyPath)
 	switch {
 	case cerr != nil:
-		r.lastError = fmt.Errorf("%s.cert: %w", r.field, cerr)
+		r.lastError = fmt.Errorf("%s: %w", r.certField, cerr)
 		return r.pair
 	case kerr != nil:
-		r.lastError = fmt.Errorf("%s.key: %w", r.field, kerr)
+		r.lastError = fmt.Errorf("%s: %w", r.keyField, kerr)
 		return r.pair
 	case bytes.Equal(certPEM, r.certPEM) && bytes.Equal(keyPEM, r.keyPEM):
 		r.lastError = nil
@@ -66,7 +66,7 @@ func (r *certReloader) current() *tls.Certificate {
 	}
 	pair, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
-		r.lastError = fmt.Errorf("%s.cert and %s.key: %w", r.field, r.field, err)
+		r.lastError = fmt.Errorf("%s and %s: %w", r.certField, r.keyField, err)
 		return r.pair
 	}
 	r.certPEM, r.keyPEM, r.pair, r.lastError = certPEM, keyPEM, &pair, nil
@@ -76,6 +76,22 @@ func (r *certReloader) current() *tls.Certificate {
 // GetClientCertificate fits tls.Config.GetClientCertificate.
 func (r *certReloader) GetClientCertificate(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 	return r.current(), nil
+}
+
+// GetCertificate fits tls.Config.GetCertificate.
+func (r *certReloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return r.current(), nil
+}
+
+// ServerTLS is a TLS server configuration whose certificate and key are read again
+// at each handshake (a renewed pair is served without a restart), as `baton web`
+// serves. Errors name certField and keyField, the settings the files came from.
+func ServerTLS(certField, keyField, certPath, keyPath string) (*tls.Config, error) {
+	r, err := newCertReloader(certField, keyField, certPath, keyPath)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: r.GetCertificate}, nil
 }
 
 // err is why the latest reading of the files was not used, nil when it was.
