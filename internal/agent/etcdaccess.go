@@ -184,12 +184,16 @@ func CheckEtcdAccess(ctx context.Context, cli *clientv3.Client, clusterName, nod
 	if err != nil {
 		return acc, err
 	}
-	// The key goes with the lease even if this agent dies halfway.
+	// The key goes with the lease even if this agent dies halfway; the lease is
+	// revoked at the end, or on the way out.
 	var putOpts []clientv3.OpOption
+	revoked := false
 	if leased {
 		putOpts = append(putOpts, clientv3.WithLease(lease))
 		defer func() {
-			_ = call(etcdAccessTimeout, func(c context.Context) error { _, err := cli.Revoke(c, lease); return err })
+			if !revoked {
+				_ = call(etcdAccessTimeout, func(c context.Context) error { _, err := cli.Revoke(c, lease); return err })
+			}
 		}()
 	}
 	value := "access check " + time.Now().UTC().Format(time.RFC3339Nano)
@@ -241,15 +245,17 @@ func CheckEtcdAccess(ctx context.Context, cli *clientv3.Client, clusterName, nod
 	}
 	if leased {
 		// Revoke with a key on the lease: etcd asks write permission on it.
-		if _, err := try("lease revoke", func(c context.Context) error {
+		ok, err := try("lease revoke", func(c context.Context) error {
 			if _, err := cli.Put(c, key, value, clientv3.WithLease(lease)); err != nil && !accessDenied(err) {
 				return err
 			}
 			_, err := cli.Revoke(c, lease)
 			return err
-		}); err != nil {
+		})
+		if err != nil {
 			return acc, err
 		}
+		revoked = ok
 	}
 
 	// What the user's roles grant, when etcd lets it read them (a user may read its
