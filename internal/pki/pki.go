@@ -137,7 +137,8 @@ func (ca *CA) Issue(s Spec) (Pair, error) {
 }
 
 // CRL is a certificate revocation list signed by the CA, revoking the given
-// certificates, PEM-encoded. number orders the CA's lists (each new one higher).
+// certificates, DER-encoded (what etcd's --client-crl-file reads). number orders the
+// CA's lists (each new one higher).
 func (ca *CA) CRL(number int64, revoked ...*x509.Certificate) ([]byte, error) {
 	now := time.Now()
 	tmpl := &x509.RevocationList{Number: big.NewInt(number), ThisUpdate: now.Add(-time.Minute), NextUpdate: now.Add(30 * 24 * time.Hour)}
@@ -149,7 +150,7 @@ func (ca *CA) CRL(number int64, revoked ...*x509.Certificate) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("crl: %w", err)
 	}
-	return pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}), nil
+	return der, nil
 }
 
 // Write writes the pair: the certificate (mode 0644) and the key (0600), each to a
@@ -198,4 +199,30 @@ func newSerial() (*big.Int, error) {
 		return nil, fmt.Errorf("serial number: %w", err)
 	}
 	return s.Add(s, big.NewInt(1)), nil
+}
+
+// ParseCA reads a CA back from its PEM certificate and key (as CertPEM and KeyPEM
+// write them).
+func ParseCA(certPEM, keyPEM []byte) (*CA, error) {
+	cb, _ := pem.Decode(certPEM)
+	if cb == nil {
+		return nil, errors.New("ca certificate: no PEM block")
+	}
+	cert, err := x509.ParseCertificate(cb.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("ca certificate: %w", err)
+	}
+	kb, _ := pem.Decode(keyPEM)
+	if kb == nil {
+		return nil, errors.New("ca key: no PEM block")
+	}
+	k, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("ca key: %w", err)
+	}
+	key, ok := k.(*ecdsa.PrivateKey)
+	if !ok {
+		return nil, errors.New("ca key: not an ECDSA key")
+	}
+	return &CA{Cert: cert, Key: key}, nil
 }

@@ -3,7 +3,6 @@ package pki
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"net"
 	"os"
 	"path/filepath"
@@ -53,12 +52,11 @@ func TestIssueVerifyRevoke(t *testing.T) {
 		t.Fatalf("written pair does not load: %v", err)
 	}
 
-	crlPEM, err := ca.CRL(1, cli.Cert)
+	der, err := ca.CRL(1, cli.Cert)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := pem.Decode(crlPEM)
-	crl, err := x509.ParseRevocationList(b.Bytes)
+	crl, err := x509.ParseRevocationList(der)
 	if err != nil {
 		t.Fatal(err)
 	}
