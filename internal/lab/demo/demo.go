@@ -52,6 +52,7 @@ type Summary struct {
 	OK         bool   `json:"ok"`
 	Error      string `json:"error,omitempty"`
 	Cluster    string `json:"cluster"`
+	Secure     bool   `json:"secure,omitempty"`
 	OldPrimary string `json:"old_primary"`
 	NewPrimary string `json:"new_primary"`
 	// Times from the fault (the disk filled) to what followed; -1 when it did not
@@ -153,6 +154,9 @@ type Config struct {
 	Out   io.Writer
 	Color bool
 	Log   *zap.Logger // the sandbox's warnings and errors
+	// Secure runs the demo on a secure sandbox: TLS everywhere, etcd with client
+	// certificates and a role per cluster, the web view on HTTPS with a password.
+	Secure bool
 }
 
 func (c Config) validate() error {
@@ -183,7 +187,8 @@ func Run(ctx context.Context, cfg Config) Summary {
 		root = sandbox.DefaultRoot
 	}
 	d := &demo{name: cfg.Name, root: root, bin: cfg.Bin, keep: cfg.Keep, rejoin: cfg.Rejoin, log: cfg.Log,
-		narr: &demoNarrator{w: cfg.Out}, color: cfg.Color}
+		narr: &demoNarrator{w: cfg.Out}, color: cfg.Color, secure: cfg.Secure}
+	d.sum.Secure = cfg.Secure
 	return d.run(ctx)
 }
 
@@ -196,6 +201,7 @@ type demo struct {
 	log        *zap.Logger
 	narr       *demoNarrator
 	color      bool
+	secure     bool
 
 	c     *sandbox.Cluster
 	cli   *clientv3.Client
