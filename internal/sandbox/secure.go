@@ -312,7 +312,9 @@ func (c *Cluster) EtcdClientAs(id Identity) (*clientv3.Client, error) {
 }
 
 // NodeIdentity is the etcd identity of a node's agent.
-func (n Node) NodeIdentity() Identity { return Identity{User: n.EtcdUser, Cert: n.EtcdCert, Key: n.EtcdKey} }
+func (n Node) NodeIdentity() Identity {
+	return Identity{User: n.EtcdUser, Cert: n.EtcdCert, Key: n.EtcdKey}
+}
 
 // CLIEnv is the environment `baton` commands run from the root namespace need to
 // reach the sandbox's cluster: its etcd endpoints and name, and in a secure sandbox

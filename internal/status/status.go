@@ -96,7 +96,7 @@ type Node struct {
 	// DiskForecast says it for people: "full", "in 12m", "not filling" (no forecast,
 	// or one beyond a day: an idle disk's is noise), "unknown" when not read.
 	DiskForecast string `json:"disk_forecast"`
-	Source         string        `json:"source,omitempty"`
+	Source       string `json:"source,omitempty"`
 	// SemiSync is the node's semi-sync state ("" when not configured).
 	SemiSync cluster.SemiSyncState `json:"semi_sync,omitempty"`
 	// AwaitsAck: the node's commits wait for a semi-sync acknowledgement that no
