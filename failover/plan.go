@@ -191,7 +191,7 @@ func candidateChecks(v cluster.View, p cluster.Policy, kind cluster.RequestKind,
 		add("no_promote", false, "no_promote is set")
 	}
 	if n.Role == cluster.RoleQuarantined {
-		add("role", false, "quarantined")
+		add("role", false, "%s", cluster.RoleQuarantined)
 	}
 	ok, detail := errantCheck(v, n)
 	add("errant_gtids", ok, "%s", detail)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/detector"
+	"github.com/baton-ha/baton/internal/failpoint"
 	"github.com/baton-ha/baton/replication"
 )
 
@@ -641,6 +642,7 @@ func (r *Reconciler) promoteLocal(ctx context.Context) error {
 	if why := r.fencedLocally(); why != "" {
 		return fmt.Errorf("not promoting: fenced without etcd in this session: %s", why)
 	}
+	failpoint.Hit(failpoint.BeforePromote)
 	err := r.cfg.Local.Promote(ctx)
 	if why := r.fencedLocally(); why != "" {
 		r.fenceServer(context.WithoutCancel(ctx))
@@ -676,6 +678,7 @@ func (r *Reconciler) acquireVIP(ctx context.Context) {
 	if r.cfg.VIP == nil || r.fencedLocally() != "" {
 		return
 	}
+	failpoint.Hit(failpoint.BeforeVIPAcquire)
 	if err := r.cfg.VIP.Acquire(ctx); err != nil {
 		r.log.Warn("acquire the virtual IP", zap.Error(err))
 	}
@@ -865,9 +868,11 @@ func (r *Reconciler) build(snap cluster.Snapshot) cluster.NodeStatus {
 			n.ReplError = st.LastSQLError
 		}
 	}
-	// A lag only for a node that replicates: a quarantined node, or one with no
-	// source, replicates nothing, and its heartbeat's age is no lag.
-	if rep.Replication != nil && rep.Replication.HeartbeatLag >= 0 && n.Source != "" && r.role != cluster.RoleQuarantined {
+	// A lag only for a node with a source: one with none (a quarantined deposed
+	// primary) replicates nothing, and its heartbeat's age is no lag. A replica
+	// quarantined with its source kept (its SQL thread stopped on diverged data)
+	// has one: how far behind it is, what a switchover to it must weigh.
+	if rep.Replication != nil && rep.Replication.HeartbeatLag >= 0 && n.Source != "" {
 		caughtUp := r.local != nil && r.local.IOThread == replication.ThreadRunning && r.local.Executed.Contain(r.local.Retrieved)
 		n.LagMS = replicaLag(rep.Replication.HeartbeatLag, caughtUp, r.cfg.Tick, r.cfg.ConfirmLag).Milliseconds()
 	}

@@ -471,11 +471,17 @@ func TestQuarantinedStatusSaysWhy(t *testing.T) {
 	if n.Reason != why || n.LagMS != -1 {
 		t.Fatalf("published reason %q, lag %d: want the quarantine's reason and no lag", n.Reason, n.LagMS)
 	}
-	// A replica of the primary has its lag.
+	// A replica of the primary has its lag; so has one quarantined with its source
+	// kept, its SQL thread stopped on diverged data.
 	r.role = cluster.RoleReplica
 	r.local = &replication.Status{Flavor: replication.FlavorMariaDB, ReadOnly: true, SourceHost: "198.18.0.12", SourcePort: 3306,
 		IOThread: replication.ThreadRunning, SQLThread: replication.ThreadRunning}
 	if n := r.build(cluster.Snapshot{}); n.LagMS < 0 {
 		t.Fatalf("a replicating node's lag: %d, want its heartbeat's", n.LagMS)
+	}
+	r.role = cluster.RoleQuarantined
+	r.local.SQLThread = replication.ThreadStopped
+	if n := r.build(cluster.Snapshot{}); n.LagMS < 0 {
+		t.Fatalf("a quarantined replica's lag, its source kept: %d, want its heartbeat's", n.LagMS)
 	}
 }

@@ -69,13 +69,66 @@ func (a *Agent) failsafeConfig() failsafeConfig {
 	return fc
 }
 
-// Run runs the agent until ctx ends. It fails at start when the local server lacks a
-// grant Baton needs or etcd cannot be reached, saying which.
+// Run runs the agent until ctx ends. It fails at start when its etcd user lacks a
+// permission or the local server a grant Baton needs, saying which; it waits for an
+// etcd it cannot reach.
 func (a *Agent) Run(ctx context.Context) error {
 	cfg := a.cfg
 	// First: a promise to hold off failovers given by an earlier agent on this node
 	// (failsafe mode) holds for what is left of it, whatever this agent does next.
 	if err := a.fs.restore(); err != nil {
+		return err
+	}
+	ecfg, err := cfg.EtcdClientConfig(a.log.With(zap.String("component", "etcd")))
+	if err != nil {
+		return err
+	}
+	cli, err := clientv3.New(ecfg)
+	if err != nil {
+		return fmt.Errorf("etcd client: %w", err)
+	}
+	defer cli.Close()
+	store := cluster.NewStore(cli, cfg.Cluster)
+	var mover reconcile.VIP
+	keptVIP := false
+	if cfg.VIP != nil {
+		m, err := vip.New(*cfg.VIP, a.log.With(zap.String("component", "vip")))
+		if err != nil {
+			return err
+		}
+		mover = vipAdapter{m: m, ctx: ctx}
+		// Before anything waits for the local server (a stopped mysqld): a virtual IP
+		// still configured here was left by an agent that stopped or died
+		// (a restart, SIGKILL), maybe long before a failover moved the primary
+		// elsewhere. It stays only when etcd, read now, still names this node the
+		// primary of record: the restart of the primary's agent then costs no write,
+		// and the reconciler's first pass fences the node if that changes. Otherwise,
+		// or when etcd cannot be read at once, it goes before anything else: the
+		// reconciler takes it again once this node is the writable primary.
+		// It stays only as long as the local server answers too (below).
+		if keptVIP = keepLeftoverVIP(a.readAtStart(ctx, store), cfg.Node); keptVIP {
+			a.log.Info("the virtual IP an earlier agent left configured stays: etcd still names this node the primary of record")
+		} else if err := dropLeftoverVIP(ctx, mover, a.log); err != nil {
+			return err
+		}
+	}
+	// No reconciler will run to fence this node or move the address if the agent
+	// stops at start: a kept virtual IP must not outlive it.
+	dropKeptVIP := func() {
+		if keptVIP {
+			if derr := dropLeftoverVIP(ctx, mover, a.log); derr != nil {
+				a.log.Error("the kept virtual IP could not be dropped", zap.Error(derr))
+			}
+		}
+	}
+	// The etcd side of the start-up checks, before the MySQL side: an agent whose
+	// etcd user lacks a permission stops here, naming it, without touching its
+	// server. It waits for an etcd that does not answer; the leftover virtual IP was
+	// decided on above, at once.
+	if err := a.checkEtcdAccess(ctx, cli); err != nil {
+		if errors.Is(err, ErrEtcdAccess) {
+			dropKeptVIP()
+		}
 		return err
 	}
 	conns, err := cfg.connections(a.log)
@@ -90,6 +143,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer db.Close()
 	dsn := conns.localDSN
 	if err := a.checkGrants(ctx, db); err != nil {
+		dropKeptVIP()
 		return err
 	}
 	if vars, err := serverSettings(ctx, db); err != nil {
@@ -105,41 +159,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 
-	ecfg, err := cfg.EtcdClientConfig(a.log.With(zap.String("component", "etcd")))
-	if err != nil {
-		return err
-	}
-	cli, err := clientv3.New(ecfg)
-	if err != nil {
-		return fmt.Errorf("etcd client: %w", err)
-	}
-	defer cli.Close()
-	store := cluster.NewStore(cli, cfg.Cluster)
-	var mover reconcile.VIP
-	if cfg.VIP != nil {
-		m, err := vip.New(*cfg.VIP, a.log.With(zap.String("component", "vip")))
-		if err != nil {
-			return err
-		}
-		mover = vipAdapter{m: m, ctx: ctx}
-		// A virtual IP still configured here was left by an agent that stopped or died
-		// (a restart, SIGKILL), maybe long before a failover moved the primary
-		// elsewhere. It stays only when etcd, read now, still names this node the
-		// primary of record: the restart of the primary's agent then costs no write,
-		// and the reconciler's first pass fences the node if that changes. Otherwise,
-		// or when etcd cannot be read at once, it goes before anything else: the
-		// reconciler takes it again once this node is the writable primary.
-		if keepLeftoverVIP(a.readAtStart(ctx, store), cfg.Node) {
-			a.log.Info("the virtual IP an earlier agent left configured stays: etcd still names this node the primary of record")
-		} else if err := dropLeftoverVIP(ctx, mover, a.log); err != nil {
-			return err
-		}
-	}
+	// etcd answered the access check; it may have gone since (the grants check can
+	// take seconds).
 	if err := a.waitForEtcd(ctx, store); err != nil {
 		return fmt.Errorf("etcd %v unreachable: %w", cfg.Etcd.Endpoints, err)
-	}
-	if err := a.checkEtcdAccess(ctx, cli); err != nil {
-		return err
 	}
 	a.publishPolicy(ctx, store)
 	// One watched copy of the cluster's keys for the reconciler and the coordinator:
@@ -542,7 +565,7 @@ func (a *Agent) checkEtcdAccess(ctx context.Context, cli *clientv3.Client) error
 			return err
 		}
 		if time.Since(told) >= 10*time.Second {
-			a.log.Warn("etcd access not checked yet: trying again", zap.Error(err))
+			a.log.Warn("waiting for etcd before starting, to check the agent's permissions (check etcd.endpoints if this lasts)", zap.Strings("endpoints", a.cfg.Etcd.Endpoints), zap.Error(err))
 			told = time.Now()
 		}
 		select {

@@ -157,6 +157,9 @@ type Node struct {
 	EtcdUser   string `json:"etcd_user,omitempty"`
 	EtcdCert   string `json:"etcd_cert,omitempty"`
 	EtcdKey    string `json:"etcd_key,omitempty"`
+	// AgentEnv is added to the environment of the node's agent each time the
+	// sandbox starts it (BATON_FAILPOINT=..., for one built with -tags failpoint).
+	AgentEnv []string `json:"agent_env,omitempty"`
 }
 
 // EtcdMember is one embedded etcd server, run as a process of its own.

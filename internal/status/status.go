@@ -88,8 +88,12 @@ type Node struct {
 	Leader     bool                    `json:"leader"`
 	VIP        bool                    `json:"vip"`
 	LeaseTTLMS int64                   `json:"lease_ttl_ms"`
-	WriteMS    float64                 `json:"write_ms"`
-	DiskFree   uint64                  `json:"disk_free_bytes,omitempty"`
+	// StatusAgeMS is how old the node's published status is (its GTID set, lag,
+	// probe latencies and disk figures are as of then): an agent republishes at
+	// once what a decision needs, the rest every 30 s. -1 when unknown.
+	StatusAgeMS int64   `json:"status_age_ms"`
+	WriteMS     float64 `json:"write_ms"`
+	DiskFree    uint64  `json:"disk_free_bytes,omitempty"`
 	// DiskTimeToFull is the agent's forecast for the datadir's filesystem, 0 when
 	// none; Source is the server the node replicates from (host:port), "" when none.
 	DiskTimeToFull time.Duration `json:"disk_time_to_full_ns,omitempty"`
@@ -178,7 +182,7 @@ func Of(ctx context.Context, store *cluster.Store, name string, snap cluster.Sna
 			st.Nodes = append(st.Nodes, absentNode(snap, name))
 			continue
 		}
-		ns := Node{Name: name, Addr: n.Addr, Role: n.Role, Verdict: n.Verdict, Reason: n.Reason, ReadOnly: n.ReadOnly,
+		ns := Node{Name: name, Addr: n.Addr, Role: n.Role, Verdict: n.Verdict, Reason: n.Reason, ReadOnly: n.ReadOnly, StatusAgeMS: ageMS(n.At),
 			LagMS: n.LagMS, GTID: n.GTID, IORunning: n.IORunning, SQLRunning: n.SQLRunning, Errant: n.Errant,
 			Leader: snap.Leader == name, VIP: n.VIP, LeaseTTLMS: -1, WriteMS: n.WriteMS, DiskFree: n.DiskFree,
 			SemiSync: n.SemiSync, AwaitsAck: n.AwaitsAck, Repaired: n.Repaired, DiskTimeToFull: n.DiskTimeToFull, Source: n.Source,
@@ -273,7 +277,11 @@ func Print(w io.Writer, st Cluster, color bool) {
 		if n.VIP {
 			vip = "yes"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, role, verdict, lag, OrDash(n.GTID), n.SemiSyncText(), vip, lease, n.Reason)
+		reason := n.Reason
+		if n.StatusAgeMS >= staleAfter.Milliseconds() {
+			reason = fmt.Sprintf("(figures %s old) %s", (time.Duration(n.StatusAgeMS) * time.Millisecond).Round(time.Second), reason)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, role, verdict, lag, OrDash(n.GTID), n.SemiSyncText(), vip, lease, reason)
 	}
 	_ = tw.Flush()
 	if st.InProgress != nil {
@@ -376,7 +384,7 @@ func automaticFailover(ctx context.Context, store *cluster.Store, snap cluster.S
 // absentNode is a member (or the primary of record) whose agent has no session in
 // etcd: what is known of it, and what is not.
 func absentNode(snap cluster.Snapshot, name string) Node {
-	n := Node{Name: name, NoAgent: true, LagMS: -1, LeaseTTLMS: -1, Leader: snap.Leader == name}
+	n := Node{Name: name, NoAgent: true, LagMS: -1, LeaseTTLMS: -1, StatusAgeMS: -1, Leader: snap.Leader == name}
 	if m, ok := snap.Members[name]; ok {
 		n.Addr = m.Addr
 	}
@@ -454,4 +462,17 @@ func DiskForecast(n cluster.NodeStatus) string {
 		return "in " + n.DiskTimeToFull.Round(time.Second).String()
 	}
 	return diskNotFilling
+}
+
+// staleAfter is the age from which baton status says how old a node's figures are: an
+// agent republishes what a decision needs at once, the rest (GTID set, latencies,
+// disk) every 30 s.
+const staleAfter = 5 * time.Second
+
+// ageMS is how long ago at was, -1 for a zero time.
+func ageMS(at time.Time) int64 {
+	if at.IsZero() {
+		return -1
+	}
+	return max(0, time.Since(at).Milliseconds())
 }

@@ -170,3 +170,29 @@ func TestDiskForecast(t *testing.T) {
 		}
 	}
 }
+
+// TestFiguresSayHowOld: a node whose published figures are 31 s old says so in the
+// table and in the JSON; fresh ones do not.
+func TestFiguresSayHowOld(t *testing.T) {
+	snap := cluster.Snapshot{View: cluster.View{
+		Primary: cluster.Primary{Node: "db1", Epoch: 1},
+		Nodes: map[string]cluster.NodeStatus{
+			"db1": {Node: "db1", Role: cluster.RolePrimary, Verdict: detector.Healthy, Reason: "probes ok", At: time.Now().Add(-time.Second)},
+			"db2": {Node: "db2", Role: cluster.RoleReplica, Verdict: detector.Healthy, Reason: "probes ok", At: time.Now().Add(-31 * time.Second), GTID: "0-1-10"},
+		},
+	}}
+	st := Of(context.Background(), nil, "main", snap)
+	var b bytes.Buffer
+	Print(&b, st, false)
+	if !strings.Contains(b.String(), "(figures 31s old) probes ok") {
+		t.Errorf("table does not say db2's figures are 31s old:\n%s", b.String())
+	}
+	if strings.Count(b.String(), "figures") != 1 {
+		t.Errorf("fresh figures called old:\n%s", b.String())
+	}
+	for _, n := range st.Nodes {
+		if n.Name == "db2" && (n.StatusAgeMS < 30000 || n.StatusAgeMS > 40000) {
+			t.Errorf("db2 status_age_ms %d, want about 31000", n.StatusAgeMS)
+		}
+	}
+}
