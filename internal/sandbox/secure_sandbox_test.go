@@ -29,6 +29,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/internal/agent"
@@ -191,23 +192,13 @@ func TestSecureSandbox(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer anon.Close()
-		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		if _, err := anon.Get(rctx, "/baton/", clientv3.WithPrefix()); err == nil {
-			t.Error("a client without a certificate read etcd")
-		}
-		if _, err := anon.Put(rctx, "/baton/"+sc.Name+"/primary", `{"node":"db3"}`); err == nil {
-			t.Error("a client without a certificate wrote etcd")
-		}
 		// Nor a plain-text one, nor one whose certificate another CA signed.
-		plain, err := clientv3.New(clientv3.Config{Endpoints: []string{strings.Replace(sc.Etcd[0], "unixs://", "unix://", 1)}, DialTimeout: time.Second})
+		plain, err := clientv3.New(clientv3.Config{Endpoints: []string{strings.Replace(sc.Etcd[0], "unixs://", "unix://", 1)},
+			DialTimeout: time.Second, Logger: zap.NewNop()})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer plain.Close()
-		if _, err := plain.Get(rctx, "/baton/", clientv3.WithPrefix()); err == nil {
-			t.Error("a plain-text client read etcd")
-		}
 		other, _ := pki.NewCA("another ca", 0)
 		pair, _ := other.Issue(pki.Spec{CommonName: "root", Client: true})
 		dir := t.TempDir()
@@ -220,8 +211,52 @@ func TestSecureSandbox(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer fc.Close()
-		if _, err := fc.Get(rctx, "/baton/", clientv3.WithPrefix()); err == nil {
-			t.Error("a certificate for root signed by another CA read etcd")
+		// etcd ends the handshake of each: the client retries until its deadline.
+		// Each call has a deadline of its own (one shared deadline, spent by the
+		// first, would fail the others without asking etcd), and they run at once.
+		primaryKey := "/baton/" + sc.Name + "/primary"
+		attempts := map[string]func(context.Context) error{
+			"a client without a certificate read etcd": func(c context.Context) error {
+				_, err := anon.Get(c, "/baton/", clientv3.WithPrefix())
+				return err
+			},
+			"a client without a certificate wrote etcd": func(c context.Context) error {
+				_, err := anon.Put(c, primaryKey, `{"node":"db3"}`)
+				return err
+			},
+			"a plain-text client read etcd": func(c context.Context) error {
+				_, err := plain.Get(c, "/baton/", clientv3.WithPrefix())
+				return err
+			},
+			"a plain-text client wrote etcd": func(c context.Context) error {
+				_, err := plain.Put(c, primaryKey, `{"node":"db3"}`)
+				return err
+			},
+			"a certificate for root signed by another CA read etcd": func(c context.Context) error {
+				_, err := fc.Get(c, "/baton/", clientv3.WithPrefix())
+				return err
+			},
+			"a certificate for root signed by another CA wrote etcd": func(c context.Context) error {
+				_, err := fc.Put(c, primaryKey, `{"node":"db3"}`)
+				return err
+			},
+		}
+		errs := make(chan string, len(attempts))
+		for what, f := range attempts {
+			go func() {
+				actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				defer cancel()
+				if f(actx) == nil {
+					errs <- what
+					return
+				}
+				errs <- ""
+			}()
+		}
+		for range attempts {
+			if what := <-errs; what != "" {
+				t.Error(what)
+			}
 		}
 		if p := c.snapshot(t).Primary; p.Node != "db1" {
 			t.Errorf("primary %s after the refused writes", p.Node)
