@@ -109,10 +109,10 @@ func mysqlExecFromClient(c *sandbox.Cluster, addr string, tc *tls.Config, stmt s
 // failsafe mode, a failover — and checks what the security adds: MySQL refuses plain
 // text and replication checks its source's certificate; etcd answers no client
 // without a certificate, and an agent's certificate cannot touch another cluster's
-// keys nor start an agent without the cluster's role; /failsafe refuses a wrong or
-// replayed signature; renewed agent certificates are taken up without a restart or a
-// failover once the old ones are revoked; and no password or private key appears in
-// any output.
+// keys nor start an agent without the cluster's role (which drops a virtual IP it
+// had kept from a dead agent); /failsafe refuses a wrong or replayed signature;
+// renewed agent certificates are taken up without a restart or a failover once the
+// old ones are revoked; and no password or private key appears in any output.
 func TestSecureSandbox(t *testing.T) {
 	sc := sandboxtest.Up(t, sandbox.Spec{Name: "sbx-sec", Nodes: 3, SemiSync: true, WithAgents: true, VIP: true, EtcdMembers: 3, Secure: true})
 	root, err := sc.EtcdClient()
@@ -314,34 +314,15 @@ func TestSecureSandbox(t *testing.T) {
 
 	t.Run("an agent without the cluster's role does not start", func(t *testing.T) {
 		n := sc.Nodes[1]
-		b, err := os.ReadFile(n.AgentConfig)
-		if err != nil {
-			t.Fatal(err)
-		}
-		y := string(b)
-		y = strings.ReplaceAll(y, n.EtcdCert, p.Viewer.Cert)
-		y = strings.ReplaceAll(y, n.EtcdKey, p.Viewer.Key)
-		y = strings.Replace(y, net.JoinHostPort(n.IP, strconv.Itoa(sandbox.AgentHTTPPort)), net.JoinHostPort(n.IP, "9199"), 1)
-		y = strings.Replace(y, filepath.Join(n.Dir, "agent-state"), t.TempDir(), 1)
-		if i := strings.Index(y, "\nvip:"); i >= 0 {
-			y = y[:i+1]
-		}
-		cfg := filepath.Join(t.TempDir(), "viewer-agent.yaml")
-		if err := os.WriteFile(cfg, []byte(y), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		actx, cancel := context.WithTimeout(ctx, 60*time.Second)
-		defer cancel()
 		before := c.snapshot(t)
-		cmd := exec.CommandContext(actx, "nsenter", "--net=/run/netns/"+n.NetNS, "--", sandboxtest.Binary(t), "agent", "--config", cfg)
-		out, err := cmd.CombinedOutput()
-		outputs = append(outputs, string(out))
+		out, err := viewerAgent(t, ctx, sc, n, false)
+		outputs = append(outputs, out)
 		ee, ok := err.(*exec.ExitError)
 		if !ok || ee.ExitCode() != 2 {
 			t.Fatalf("an agent with the viewer's certificate: %v; want exit status 2\n%s", err, out)
 		}
 		for _, want := range []string{`etcd user "baton-viewer" lacks what the agent needs on /baton/` + sc.Name + "/", "put:", "grant-permission baton-" + sc.Name} {
-			if !strings.Contains(string(out), want) {
+			if !strings.Contains(out, want) {
 				t.Errorf("its error does not say %q:\n%s", want, out)
 			}
 		}
@@ -532,6 +513,53 @@ func TestSecureSandbox(t *testing.T) {
 		t.Logf("failover from %s to %s: writes resumed %s after the kill", old.Node, newPrimary, firstAfter(w, fault, uint32(oldNode.ServerID)))
 	})
 
+	t.Run("an agent refused by etcd drops the virtual IP it kept", func(t *testing.T) {
+		// The primary's agent dies and leaves the virtual IP configured; the next
+		// agent there reads etcd (the viewer's certificate may), which names the node
+		// the primary of record: it keeps the address, then fails the permission
+		// check. No reconciler of its will ever fence the node: the address must go.
+		holders := func() string {
+			qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			hs, err := sc.VIPHolders(qctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return strings.Join(hs, ",")
+		}
+		snap := c.snapshot(t)
+		prim, lease := snap.Primary, snap.NodeLeases[snap.Primary.Node]
+		n, err := sc.Node(prim.Node)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sandboxtest.WaitFor(t, 5*time.Second, prim.Node+" holding the virtual IP", func() bool { return holders() == prim.Node })
+		if err := sc.Fault(ctx, n.Name, sandbox.KillAgent); err != nil {
+			t.Fatal(err)
+		}
+		out, err := viewerAgent(t, ctx, sc, *n, true)
+		outputs = append(outputs, out)
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(out, `etcd user "baton-viewer" lacks`) {
+			t.Errorf("an agent with the viewer's certificate on %s: %v; want exit status 2, refused by etcd\n%s", n.Name, err, out)
+		}
+		if !strings.Contains(out, "left configured stays") {
+			t.Errorf("the refused agent did not keep the leftover virtual IP first: the test proves nothing\n%s", out)
+		}
+		if h := holders(); h != "" {
+			t.Errorf("the virtual IP after the refused agent: held by %q; want no holder", h)
+		}
+		if err := sc.Fault(ctx, n.Name, sandbox.StartAgent); err != nil {
+			t.Fatal(err)
+		}
+		// Its own agent again (a new session: the killed one's lease outlives it by a
+		// few seconds), taking the address back.
+		sandboxtest.WaitFor(t, 15*time.Second, n.Name+"'s own agent back in a new session, holding the virtual IP, "+n.Name+" still the primary", func() bool {
+			s := c.snapshot(t)
+			_, published := s.Nodes[n.Name]
+			return published && s.NodeLeases[n.Name] != 0 && s.NodeLeases[n.Name] != lease && s.Primary == prim && holders() == n.Name
+		})
+	})
+
 	t.Run("the web view: HTTPS and a password", func(t *testing.T) {
 		hc, err := sc.WebClient()
 		if err != nil {
@@ -662,6 +690,34 @@ func noSecrets(t *testing.T, c secureCluster, outputs []string) {
 		}
 	}
 	t.Logf("no secret in %d outputs, logs and etcd keys (%d secrets looked for)", len(corpus), len(secrets))
+}
+
+// viewerAgent runs n's agent configuration with the viewer's etcd certificate
+// (read-only: the agent must refuse to start) on another HTTP port and state
+// directory, in n's namespace; keepVIP keeps its vip section. It returns the
+// agent's output and how it ended.
+func viewerAgent(t *testing.T, ctx context.Context, sc *sandbox.Cluster, n sandbox.Node, keepVIP bool) (string, error) {
+	t.Helper()
+	b, err := os.ReadFile(n.AgentConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	y := string(b)
+	y = strings.ReplaceAll(y, n.EtcdCert, sc.PKI.Viewer.Cert)
+	y = strings.ReplaceAll(y, n.EtcdKey, sc.PKI.Viewer.Key)
+	y = strings.Replace(y, net.JoinHostPort(n.IP, strconv.Itoa(sandbox.AgentHTTPPort)), net.JoinHostPort(n.IP, "9199"), 1)
+	y = strings.Replace(y, filepath.Join(n.Dir, "agent-state"), t.TempDir(), 1)
+	if i := strings.Index(y, "\nvip:"); i >= 0 && !keepVIP {
+		y = y[:i+1]
+	}
+	cfg := filepath.Join(t.TempDir(), "viewer-agent.yaml")
+	if err := os.WriteFile(cfg, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	actx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(actx, "nsenter", "--net=/run/netns/"+n.NetNS, "--", sandboxtest.Binary(t), "agent", "--config", cfg).CombinedOutput()
+	return string(out), err
 }
 
 func slaveStatus(t *testing.T, c *sandbox.Cluster, node string) map[string]string {
