@@ -195,7 +195,6 @@ func Run(ctx context.Context, cfg Config) Summary {
 	}
 	d := &demo{name: cfg.Name, root: root, bin: cfg.Bin, keep: cfg.Keep, rejoin: cfg.Rejoin, log: cfg.Log,
 		narr: &demoNarrator{w: cfg.Out}, color: cfg.Color, secure: cfg.Secure}
-	d.sum.Secure = cfg.Secure
 	return d.run(ctx)
 }
 
@@ -228,12 +227,17 @@ func (d *demo) step(name string, fn func() (string, error)) error {
 	return err
 }
 
+// newSummary is the summary of a run not started: no time measured yet.
+func (d *demo) newSummary() Summary {
+	return Summary{Cluster: d.name, Secure: d.secure, DetectMS: -1, DecideMS: -1, FailoverMS: -1, VIPMS: -1, WritesResumedMS: -1,
+		RejoinMS: -1, LostWrites: -1, Rejoin: d.rejoin.String(), UndoMS: -1}
+}
+
 // run carries out the demo and returns its summary; it always tears down what it
 // brought up, unless asked to keep it.
 func (d *demo) run(ctx context.Context) Summary {
 	start := time.Now()
-	d.sum = Summary{Cluster: d.name, DetectMS: -1, DecideMS: -1, FailoverMS: -1, VIPMS: -1, WritesResumedMS: -1,
-		RejoinMS: -1, LostWrites: -1, Rejoin: d.rejoin.String(), UndoMS: -1}
+	d.sum = d.newSummary()
 	err := d.scenario(ctx)
 	if d.cli != nil {
 		d.cli.Close()
