@@ -325,6 +325,39 @@ type Event struct {
 	// Archive is the file, on the node's host, that holds the real errant
 	// transactions a rejoin undid or discarded, written before it did.
 	Archive string `json:"archive,omitempty"`
+	// Salvage is what a failover did with the transactions the failed primary had
+	// logged and no replica had received; nil when it did not try (a switchover,
+	// or salvage off).
+	Salvage *Salvage `json:"salvage,omitempty"`
+}
+
+// Salvage is a failover's salvage step: the failed primary's last transactions,
+// read from its binary logs on disk by its agent, applied to the new primary
+// before it took writes.
+type Salvage struct {
+	From string `json:"from"` // the failed primary
+	To   string `json:"to"`   // the candidate
+	// After is the candidate's position when the step read it: what came after
+	// it in From's binary logs is what the step looked for.
+	After string `json:"after,omitempty"`
+	// Applied counts the transactions applied to the candidate, with their own
+	// GTIDs (First to Last); File and Pos are where the first starts in From's
+	// binary logs, EndFile and EndPos where the last ends.
+	Applied int    `json:"applied"`
+	First   string `json:"first,omitempty"`
+	Last    string `json:"last,omitempty"`
+	File    string `json:"file,omitempty"`
+	Pos     int64  `json:"pos,omitempty"`
+	EndFile string `json:"end_file,omitempty"`
+	EndPos  int64  `json:"end_pos,omitempty"`
+	// Read is how long From's agent took to read its binary logs; Apply how long
+	// the candidate took to apply what it read.
+	Read  time.Duration `json:"read_ns,omitempty"`
+	Apply time.Duration `json:"apply_ns,omitempty"`
+	// LeftBehind says what stayed in From's binary logs, and why; "" when
+	// nothing did. From is quarantined with it when it returns, and its agent
+	// archives it before undoing or discarding it.
+	LeftBehind string `json:"left_behind,omitempty"`
 }
 
 // Intent marks a flow in progress for an epoch, on the coordinator's session lease:

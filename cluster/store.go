@@ -82,6 +82,11 @@ type Snapshot struct {
 	PrimaryModRev int64 // 0 when there is no primary key
 	RequestModRev int64
 	LeaderLease   clientv3.LeaseID
+	// IntentModRev and IntentLease are the intent key's revision and lease, 0 when
+	// there is no intent: a coordinator finds by them an intent of its own that a
+	// flow could not withdraw (DeleteIntent compares the revision).
+	IntentModRev int64
+	IntentLease  clientv3.LeaseID
 	// Coordinator is the node of the elected coordinator, "" when none.
 	Coordinator string
 	// NodeLeases are the agents' session leases, by node.
@@ -205,6 +210,7 @@ func (k Keys) snapshotOf(rev int64, kvs []*mvccpb.KeyValue) (Snapshot, error) {
 			if err := json.Unmarshal(kv.Value, &in); err == nil {
 				snap.Intent = &in
 			}
+			snap.IntentModRev, snap.IntentLease = kv.ModRevision, clientv3.LeaseID(kv.Lease)
 		case key == k.Request():
 			var req Request
 			if err := json.Unmarshal(kv.Value, &req); err == nil {
@@ -559,6 +565,28 @@ func (s *Store) PutIntent(ctx context.Context, g Guard, lease clientv3.LeaseID, 
 func (s *Store) DeleteIntent(ctx context.Context, g Guard, intentRev int64) error {
 	cmps := append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(s.Keys.Intent()), "=", intentRev)}, g...)
 	return s.txn(ctx, "withdraw intent", cmps, clientv3.OpDelete(s.Keys.Intent()))
+}
+
+// HoldsIntent says, with a linearizable read and without writing, whether the
+// flow that put its intent at intentRev still owns it: the intent is there
+// unchanged and its coordinator still leads. ErrConflict says it does not. It is
+// what a flow checks right before a step that cannot be undone and must not run
+// for a deposed coordinator.
+func (s *Store) HoldsIntent(ctx context.Context, g Guard, intentRev int64) error {
+	if intentRev <= 0 {
+		return errors.New("holds intent: no intent revision")
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	cmps := append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(s.Keys.Intent()), "=", intentRev)}, g...)
+	resp, err := s.cli.Txn(ctx).If(cmps...).Commit()
+	if err != nil {
+		return fmt.Errorf("holds intent: %w", err)
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("holds intent: %w", ErrConflict)
+	}
+	return nil
 }
 
 // AcquireLeader makes node the holder of the leader key, on its lease, if nobody

@@ -86,6 +86,11 @@ func TestStaleCoordinatorWrites(t *testing.T) {
 		{"B withdraws A's intent", func() error { return store.DeleteIntent(ctx, gB, revA) }},
 		{"B commits A's intent", func() error { return store.CommitPrimary(ctx, gB, snap.PrimaryModRev, revA, stale, nil) }},
 		{"B commits no intent", func() error { return store.CommitPrimary(ctx, gB, snap.PrimaryModRev, 0, stale, nil) }},
+		// What a flow checks before a step it cannot undo (salvage): a deposed
+		// coordinator no longer owns its intent, nor anyone another's.
+		{"A holds its intent", func() error { return store.HoldsIntent(ctx, gA, revA) }},
+		{"A holds B's intent", func() error { return store.HoldsIntent(ctx, gA, revB) }},
+		{"B holds A's intent", func() error { return store.HoldsIntent(ctx, gB, revA) }},
 	} {
 		err := tc.do()
 		if err == nil {
@@ -105,6 +110,10 @@ func TestStaleCoordinatorWrites(t *testing.T) {
 		}
 	}
 
+	if err := store.HoldsIntent(ctx, gB, revB); err != nil {
+		t.Fatalf("B holds its own intent: %v", err)
+	}
+
 	// B finishes what it announced, with the anti-flap block on its own lease.
 	next := cluster.Primary{Node: "db3", Epoch: 2}
 	lease, err := store.GrantBlock(ctx, 5*time.Minute)
@@ -121,6 +130,9 @@ func TestStaleCoordinatorWrites(t *testing.T) {
 	}
 	if now.Intent != nil || now.Primary.Node != "db3" {
 		t.Fatalf("after B's commit: intent %+v, primary %+v; want no intent, primary db3", now.Intent, now.Primary)
+	}
+	if err := store.HoldsIntent(ctx, gB, revB); !errors.Is(err, cluster.ErrConflict) {
+		t.Fatalf("B holds its committed intent: %v, want ErrConflict (it is gone)", err)
 	}
 	if now.Block == nil || now.Block.Epoch != 2 || now.Block.To != "db3" {
 		t.Fatalf("after B's commit: block %+v, want epoch 2 to db3", now.Block)

@@ -159,6 +159,20 @@ func Assess(r Round) (Verdict, string) {
 	return worst.verdict, worst.reason
 }
 
+// Certain says whether a round's failure is a fact rather than a suspicion: the
+// liveness probe's new connection was refused because nothing listens on the
+// server's port or socket (a TCP reset, or no socket file). mysqld is then not
+// running, whatever the reason (crashed, killed, stopped, restarting), and waiting
+// for more rounds tells nothing new. What must not count, and does not: a timeout (a
+// frozen server, a cut network and a 300 ms hiccup look alike), a connection lost
+// mid-query (a KILL of the probe's connection looks like a crash), no route to the
+// host (the network's), and every refusal by a running server (too many
+// connections, access denied, read_only).
+func Certain(r Round) bool {
+	p := r.Ping
+	return p != nil && p.Class == Refused && (p.Detail == detailConnRefused || p.Detail == detailNoSocket)
+}
+
 func assessPing(r Round) (finding, bool) {
 	p := r.Ping
 	if p == nil || p.Class == OK {

@@ -129,6 +129,13 @@ func serverErrorClass(n uint16) Class {
 	return OtherError
 }
 
+// The details of the Refused errors that say nothing listens on the server's port
+// or socket (Certain); "no route to host", also Refused, is the network's.
+const (
+	detailConnRefused = "connection refused"
+	detailNoSocket    = "no socket file"
+)
+
 // Classify sorts a probe's error and returns a short description for reasons. A nil
 // error is OK. Deadlines are recognised through the context error the driver returns
 // when it abandons a query, and through net.Error timeouts on dial; a refused or
@@ -151,9 +158,9 @@ func Classify(err error) (Class, string) {
 	}
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED):
-		return Refused, "connection refused"
+		return Refused, detailConnRefused
 	case errors.Is(err, syscall.ENOENT):
-		return Refused, "no socket file"
+		return Refused, detailNoSocket
 	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
 		return Refused, "no route to host"
 	case errors.Is(err, mysql.ErrInvalidConn), errors.Is(err, io.EOF),

@@ -296,7 +296,7 @@ func (d *Detector) readDisks(now time.Time) []Disk {
 func (d *Detector) observe(r Round) {
 	v, reason := Assess(r)
 	// The verdict is known when the round ends, not when it started.
-	ch, changed := d.machine.Observe(Observation{At: time.Now(), Verdict: v, Reason: reason})
+	ch, changed := d.machine.Observe(Observation{At: time.Now(), Verdict: v, Reason: reason, Certain: v != Healthy && Certain(r)})
 	cur, why, since := d.machine.Verdict()
 	rep := Report{
 		Node: d.cfg.Node, Role: r.Role, At: r.At,

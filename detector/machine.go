@@ -11,6 +11,10 @@ type Observation struct {
 	// Verdict is Healthy or a failure verdict; never Suspect or Unknown.
 	Verdict Verdict
 	Reason  string
+	// Certain says that this round's failure is a fact, not a suspicion (see
+	// Certain): the machine takes it at once, without waiting for fail_after rounds.
+	// Never set for a healthy round.
+	Certain bool
 }
 
 // Change is a change of verdict, reported once.
@@ -31,7 +35,9 @@ type Change struct {
 // takes recoverAfter healthy rounds in a row, so a server that fails every other
 // round stays Suspect instead of flapping. A failed server whose failure changes kind
 // (unwritable, then unreachable) takes the new verdict after failAfter rounds of it.
-// The first round decides at once from Unknown when it is healthy.
+// The first round decides at once from Unknown when it is healthy. A certain
+// failure (Observation.Certain) decides at once too: hysteresis guards against
+// timeouts that may be a hiccup, and a certain failure is none.
 //
 // Machine is pure: time comes from the observations, never from a clock. It is not
 // safe for concurrent use.
@@ -97,6 +103,9 @@ func (m *Machine) Observe(o Observation) (Change, bool) {
 		m.kindRun++
 	} else {
 		m.kind, m.kindRun = o.Verdict, 1
+	}
+	if o.Certain && m.verdict != o.Verdict {
+		return m.change(o.At, o.Verdict, fmt.Sprintf("%s (certain: not waiting for %d failed rounds)", o.Reason, m.failAfter)), true
 	}
 	switch m.verdict {
 	case Unknown, Healthy:

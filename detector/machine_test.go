@@ -132,3 +132,51 @@ func TestNewMachineRefusesBadCounts(t *testing.T) {
 		}
 	}
 }
+
+// TestMachineCertain: a certain failure (nothing listens on the server's port) is
+// taken at once, from any verdict but its own; a healthy round is never certain,
+// and recovery still takes recover_after rounds.
+func TestMachineCertain(t *testing.T) {
+	type step struct {
+		in      Verdict
+		certain bool
+		want    Verdict
+		emit    bool
+	}
+	cases := []struct {
+		name  string
+		steps []step
+	}{
+		{"healthy, then certain: unreachable at once", []step{
+			{Healthy, false, Healthy, true}, {Unreachable, true, Unreachable, true}, {Unreachable, true, Unreachable, false}}},
+		{"unknown, then certain: unreachable at once", []step{{Unreachable, true, Unreachable, true}}},
+		{"suspect (a timeout), then certain", []step{
+			{Healthy, false, Healthy, true}, {Unreachable, false, Suspect, true}, {Unreachable, true, Unreachable, true}}},
+		{"unwritable, then certain: unreachable at once", []step{
+			{Healthy, false, Healthy, true}, {Unwritable, true, Unwritable, true}, {Unreachable, true, Unreachable, true}}},
+		{"an uncertain failure still waits", []step{
+			{Healthy, false, Healthy, true}, {Unreachable, false, Suspect, true}, {Unreachable, false, Suspect, false}, {Unreachable, false, Unreachable, true}}},
+		{"recovery after a certain failure takes recover_after rounds", []step{
+			{Healthy, false, Healthy, true}, {Unreachable, true, Unreachable, true}, {Healthy, false, Unreachable, false},
+			{Healthy, false, Unreachable, false}, {Healthy, false, Healthy, true}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := NewMachine(3, 3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+			for i, s := range tc.steps {
+				ch, emitted := m.Observe(Observation{At: clk.next(), Verdict: s.in, Reason: "round " + s.in.String(), Certain: s.certain})
+				got, _, _ := m.Verdict()
+				if got != s.want || emitted != s.emit {
+					t.Fatalf("step %d (%s certain=%v): verdict %s emitted %v, want %s emitted %v", i, s.in, s.certain, got, emitted, s.want, s.emit)
+				}
+				if emitted && s.certain && !strings.Contains(ch.Reason, "certain: not waiting for 3 failed rounds") {
+					t.Fatalf("step %d: reason %q does not say the failure was certain", i, ch.Reason)
+				}
+			}
+		})
+	}
+}

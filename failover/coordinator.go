@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
 
@@ -71,6 +72,12 @@ type CoordinatorConfig struct {
 	// OnFlow, when set, is told of every failover or switchover this coordinator ran:
 	// its kind, and done, refused or failed.
 	OnFlow func(kind cluster.Action, result cluster.RequestState)
+	// Salvage gets a failed primary's last transactions from its agent and applies
+	// them to the candidate before the commit (salvage.go); nil: no salvage, and
+	// each failover's history says so.
+	Salvage Salvager
+	// SalvageTimeout bounds the salvage step; DefaultSalvageTimeout when zero.
+	SalvageTimeout time.Duration
 	// HeldOff, when it returns a reason, forbids announcing a flow and committing one
 	// (a failsafe promise, as reconcile.ReconcilerConfig.HeldOff). nil: never.
 	HeldOff func() string
@@ -110,6 +117,9 @@ func (c *CoordinatorConfig) validate() error {
 	}
 	if c.PromoteTimeout <= 0 {
 		c.PromoteTimeout = 15 * time.Second
+	}
+	if c.SalvageTimeout <= 0 {
+		c.SalvageTimeout = DefaultSalvageTimeout
 	}
 	if c.Tick <= 0 {
 		c.Tick = 500 * time.Millisecond
@@ -288,6 +298,9 @@ func (c *Coordinator) lead(ctx context.Context, s *concurrency.Session, g cluste
 		if err == nil {
 			p, err = c.policy(ctx, &snap, &lastPolicy)
 		}
+		if err == nil && c.withdrawLeftover(ctx, s.Lease(), g, snap) {
+			snap, err = c.read(ctx)
+		}
 		if err == nil {
 			c.recordMembers(ctx, g, snap)
 			now := c.cfg.Now()
@@ -343,6 +356,32 @@ func (c *Coordinator) lead(ctx context.Context, s *concurrency.Session, g cluste
 
 // read is the cluster's state for a look (never older than this agent's own latest
 // write, e.g. a flow's commit).
+// withdrawLeftover deletes an intent on this coordinator's own lease, and says
+// whether it did. Between two passes no flow of this coordinator runs (act runs each
+// to its end), so such an intent is one a flow could not withdraw: etcd did not
+// answer the delete in time. Left there it would live as long as this session, every
+// decision would wait for a flow "in progress" and the old primary's agent would keep
+// its server fenced. The delete is guarded like the flow's own (the intent unchanged,
+// this coordinator still elected); the reconcilers then restart the replication the
+// flow stopped. An intent on another lease is another coordinator's: it vanishes with
+// that coordinator's session.
+func (c *Coordinator) withdrawLeftover(ctx context.Context, lease clientv3.LeaseID, g cluster.Guard, snap cluster.Snapshot) bool {
+	if snap.IntentModRev == 0 || lease == clientv3.NoLease || snap.IntentLease != lease {
+		return false
+	}
+	err := c.cfg.Store.DeleteIntent(ctx, g, snap.IntentModRev)
+	if err != nil {
+		c.log.Warn("withdraw a leftover intent of this coordinator's", zap.Int64("intent_rev", snap.IntentModRev), zap.Error(err))
+		return false
+	}
+	what := "unreadable intent"
+	if in := snap.Intent; in != nil {
+		what = fmt.Sprintf("%s from %s at epoch %d", in.Kind, in.From, in.Epoch)
+	}
+	c.log.Warn("withdrew a leftover intent of this coordinator's: its flow ended without withdrawing it", zap.String("intent", what))
+	return true
+}
+
 func (c *Coordinator) read(ctx context.Context) (cluster.Snapshot, error) {
 	return c.cfg.Cluster.Snapshot(ctx)
 }

@@ -40,6 +40,11 @@ type flow struct {
 	// stopped: an abandoned flow restarts those, and no other without an agent
 	// (one stopped by a person stays stopped).
 	stoppedSilent []string
+	// fenced: this flow's fence of the old primary's server succeeded (read_only
+	// on, client connections killed).
+	fenced bool
+	// salvaged is what the salvage step did, for the history event.
+	salvaged *cluster.Salvage
 }
 
 func (f *flow) kind() cluster.FlowKind { return f.d.Action.Flow() }
@@ -255,6 +260,22 @@ func (f *flow) run(ctx context.Context) (cluster.Event, error) {
 	}
 
 	if f.d.Action == cluster.Failover {
+		// What the old primary logged and no replica received, read from its disk by
+		// its agent, applied to the candidate before it can take writes (salvage.go).
+		var out salvageOutcome
+		_ = f.step(ctx, "salvage", func() (string, error) {
+			out = f.salvage(ctx, salvageRun{candidate: chosen.Name,
+				waitFence: func() bool { fenceWG.Wait(); return f.oldFenced() },
+				owns:      func(ctx context.Context) error { return cfg.Store.HoldsIntent(ctx, f.g, intentRev) }})
+			return out.note, out.err
+		})
+		f.mu.Lock()
+		f.salvaged = out.rec
+		f.mu.Unlock()
+		if out.refuse != nil {
+			fenceWG.Wait()
+			return cluster.Event{}, out.refuse
+		}
 		// A START SLAVE that landed after the ranking (an agent frozen inside Follow,
 		// thawed now) would have its replica acknowledge the old primary's commits,
 		// which the new primary lacks: seen again just before the commit.
@@ -314,7 +335,7 @@ func (f *flow) run(ctx context.Context) (cluster.Event, error) {
 	f.mu.Lock()
 	ev := cluster.Event{Kind: f.kind().Event(), From: f.d.From, To: next.Node, Epoch: next.Epoch, Reason: f.d.Reason,
 		Started: f.started.UTC(), Took: cfg.Now().Sub(f.started), Steps: append([]cluster.Step(nil), f.steps...), Manual: f.d.Manual,
-		Detected: detectedAt(f.snap, f.d, f.started)}
+		Detected: detectedAt(f.snap, f.d, f.started), Salvage: f.salvaged}
 	f.mu.Unlock()
 	if err := cfg.Store.AppendHistory(context.WithoutCancel(ctx), ev); err != nil {
 		log.Warn("record history", zap.Error(err))
@@ -371,7 +392,19 @@ func (f *flow) fenceOld(ctx context.Context) (string, error) {
 	fctx, cancel := context.WithTimeout(ctx, f.c.cfg.FenceTimeout)
 	defer cancel()
 	rep, err := in.Fence(fctx)
+	if err == nil && rep.ReadOnly {
+		f.mu.Lock()
+		f.fenced = true
+		f.mu.Unlock()
+	}
 	return fmt.Sprintf("read_only=%v, %d connections killed", rep.ReadOnly, rep.Killed), err
+}
+
+// oldFenced says whether this flow's fence of the old primary's server succeeded.
+func (f *flow) oldFenced() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.fenced
 }
 
 // stopIOTimeout bounds STOP SLAVE IO_THREAD. The statement marks the thread to stop

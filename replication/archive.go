@@ -419,6 +419,10 @@ func (t Tools) run(ctx context.Context, program string, stdin io.Reader, args ..
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
 		}
+		if msg == "" {
+			// Killed at its deadline, a program says nothing.
+			return out.Bytes(), fmt.Errorf("%s: %w", filepath.Base(program), err)
+		}
 		return out.Bytes(), fmt.Errorf("%s: %w: %s", filepath.Base(program), err, msg)
 	}
 	return out.Bytes(), nil

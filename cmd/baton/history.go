@@ -73,6 +73,24 @@ type historyEvent struct {
 	Steps        []stepJSON `json:"steps"`
 	Discarded    []string   `json:"discarded,omitempty"`
 	Archive      string     `json:"archive,omitempty"`
+	// Salvage is a failover's salvage step (cluster.Salvage), its times in ms.
+	Salvage *salvageJSON `json:"salvage,omitempty"`
+}
+
+type salvageJSON struct {
+	From       string `json:"from"`
+	To         string `json:"to"`
+	After      string `json:"after,omitempty"`
+	Applied    int    `json:"applied"`
+	First      string `json:"first,omitempty"`
+	Last       string `json:"last,omitempty"`
+	File       string `json:"file,omitempty"`
+	Pos        int64  `json:"pos,omitempty"`
+	EndFile    string `json:"end_file,omitempty"`
+	EndPos     int64  `json:"end_pos,omitempty"`
+	ReadMS     int64  `json:"read_ms"`
+	ApplyMS    int64  `json:"apply_ms"`
+	LeftBehind string `json:"left_behind,omitempty"`
 }
 
 func toHistoryEvent(e cluster.Event) historyEvent {
@@ -81,6 +99,11 @@ func toHistoryEvent(e cluster.Event) historyEvent {
 	if !e.Detected.IsZero() {
 		d := e.Detected
 		h.Detected = &d
+	}
+	if sv := e.Salvage; sv != nil {
+		h.Salvage = &salvageJSON{From: sv.From, To: sv.To, After: sv.After, Applied: sv.Applied, First: sv.First, Last: sv.Last,
+			File: sv.File, Pos: sv.Pos, EndFile: sv.EndFile, EndPos: sv.EndPos, ReadMS: sv.Read.Milliseconds(), ApplyMS: sv.Apply.Milliseconds(),
+			LeftBehind: sv.LeftBehind}
 	}
 	if wb, ok := writeBlock(e.Kind.String(), e.Steps); ok {
 		ms := wb.Milliseconds()
@@ -110,6 +133,15 @@ func printHistory(w io.Writer, events []cluster.Event) {
 		}
 		if e.Archive != "" {
 			fmt.Fprintf(w, "  archive (on %s): %s\n", e.From, e.Archive)
+		}
+		if sv := e.Salvage; sv != nil {
+			if sv.Applied > 0 {
+				fmt.Fprintf(w, "  salvaged: %d transactions from %s's binary logs onto %s (%s to %s, %s:%d to %s:%d)\n",
+					sv.Applied, sv.From, sv.To, sv.First, sv.Last, sv.File, sv.Pos, sv.EndFile, sv.EndPos)
+			}
+			if sv.LeftBehind != "" {
+				fmt.Fprintf(w, "  left on %s's disk: %s\n", sv.From, sv.LeftBehind)
+			}
 		}
 		if !e.Detected.IsZero() {
 			fmt.Fprintf(w, "  detected: %s before it started\n", roundMS(e.Started.Sub(e.Detected)))

@@ -41,6 +41,8 @@ type Agent struct {
 	log *zap.Logger
 	// fs is failsafe mode (off without a peer secret).
 	fs *failsafe
+	// sv is salvage, both sides (salvage.go); set by Run.
+	sv *salvager
 }
 
 // New checks the configuration and returns an Agent; it connects to nothing yet.
@@ -208,10 +210,20 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var salvage failover.Salvager
+	a.sv = a.newSalvager()
+	a.sv.db = db
+	if a.sv.on() {
+		salvage = a.sv
+		if err := a.sv.learnFiles(ctx, db); err != nil {
+			a.log.Warn("salvage: where the server keeps its binary logs is not known yet", zap.Error(err))
+		}
+	}
 	coord, err := failover.NewCoordinator(failover.CoordinatorConfig{
 		Node: cfg.Node, Store: store, Cluster: cache, Servers: conns.servers, Repl: conns.repl,
 		Policy:         cfg.Policy(),
 		CatchupTimeout: cfg.Timings.CatchupTimeout, LongWrite: cfg.Timings.LongWrite, Tick: cfg.Timings.ProbeInterval,
+		Salvage: salvage, SalvageTimeout: cfg.Timings.SalvageTimeout,
 		Hooks: hookRunner{hooks: cfg.Hooks, cluster: cfg.Cluster, node: cfg.Node}, Log: a.log, HeldOff: a.fs.heldOff,
 		OnFlow: func(kind cluster.Action, result cluster.RequestState) {
 			if kind == cluster.Switchover {
@@ -236,6 +248,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	g.Go(func() error { return det.Run(gctx) })
 	g.Go(func() error { return peer.Run(gctx) })
 	g.Go(func() error { return a.serveHTTP(gctx, store, rec, state, reg, metrics) })
+	if a.sv.on() {
+		g.Go(func() error {
+			a.sv.watch(gctx, db, func() cluster.NodeStatus { n, _ := rec.Current(); return n }, cfg.Timings.ProbeInterval)
+			return nil
+		})
+	}
 	g.Go(func() error { return sessions.Run(gctx) })
 	a.log.Info("agent started", zap.String("mysql", cfg.MySQL.Address), zap.Strings("etcd", cfg.Etcd.Endpoints),
 		zap.Bool("failsafe", a.fs.on()), zap.String("agent", cfg.AgentAddr()))

@@ -21,6 +21,7 @@ import (
 
 	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/detector"
+	"github.com/baton-ha/baton/failover"
 	"github.com/baton-ha/baton/reconcile"
 	"github.com/baton-ha/baton/vip"
 )
@@ -59,6 +60,7 @@ const (
 	DefaultEtcdDialTimeout  = 2 * time.Second
 	DefaultConnectTimeout   = 2 * time.Second
 	DefaultHookTimeout      = 5 * time.Second
+	DefaultSalvageTimeout   = failover.DefaultSalvageTimeout
 	DefaultHTTPListen       = "0.0.0.0:9107"
 )
 
@@ -96,6 +98,12 @@ type Config struct {
 	// mode"). nil (not set): on when a peer secret is configured, else off. Set to
 	// true, it requires the peer secret.
 	Failsafe *bool `yaml:"failsafe" json:"failsafe,omitempty"`
+	// Salvage makes a failover ask the failed primary's agent for the transactions
+	// its binary logs hold that no replica received, and apply them to the new
+	// primary before it takes writes (docs/architecture.md, "Salvage"). nil (not
+	// set): on when a peer secret is configured, else off. Set to true, it
+	// requires the peer secret.
+	Salvage *bool `yaml:"salvage" json:"salvage,omitempty"`
 	// PeerSecret signs the agents' calls to one another (HMAC-SHA256); the same on
 	// every node of the cluster. From BATON_PEER_SECRET, peer_secret_file or (not
 	// recommended) peer_secret.
@@ -136,6 +144,16 @@ func (c Config) StatePath() string {
 // minPeerSecret is the shortest peer secret accepted: an HMAC key guessable by
 // brute force would let anyone on the network keep a cut-off primary writable.
 const minPeerSecret = 16
+
+// SalvageOn says whether failovers salvage a failed primary's last transactions
+// (this agent's, as coordinator and as the failed primary's agent): asked for, or
+// not set and a peer secret is configured.
+func (c Config) SalvageOn() bool {
+	if c.Salvage != nil {
+		return *c.Salvage
+	}
+	return c.PeerSecret != ""
+}
 
 // FailsafeOn says whether failsafe mode is on: asked for, or not set and a peer
 // secret is configured.
@@ -275,6 +293,9 @@ type Timings struct {
 	// full under which the verdict is degraded (detector.Config).
 	DiskWindow  time.Duration `yaml:"disk_window" json:"disk_window"`
 	DiskHorizon time.Duration `yaml:"disk_horizon" json:"disk_horizon"`
+	// SalvageTimeout bounds a failover's salvage step: asking the failed
+	// primary's agent, and applying its answer to the candidate.
+	SalvageTimeout time.Duration `yaml:"salvage_timeout" json:"salvage_timeout"`
 }
 
 // Candidate is this node's standing as a promotion candidate.
@@ -352,6 +373,7 @@ func DefaultConfig() Config {
 			LongWrite:        DefaultLongWrite,
 			DiskWindow:       DefaultDiskWindow,
 			DiskHorizon:      DefaultDiskHorizon,
+			SalvageTimeout:   DefaultSalvageTimeout,
 		},
 		Hooks: Hooks{Timeout: DefaultHookTimeout},
 		HTTP:  HTTP{Listen: DefaultHTTPListen},

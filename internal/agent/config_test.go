@@ -143,6 +143,9 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{"state dir root", "", "state_dir: /\n", `config: state_dir "/": must be an absolute path, not /`},
 		{"two documents", "", "---\ncluster: other\n", "more than one YAML document"},
 		{"failsafe without secret", "", "failsafe: true\n", "config: failsafe: true needs the peer secret: set peer_secret_file or BATON_PEER_SECRET"},
+		{"salvage without secret", "", "salvage: true\n", "config: salvage: true needs the peer secret"},
+		{"salvage timeout too short", "", "timings:\n  salvage_timeout: 100ms\n", "config: timings.salvage_timeout (100ms): must be from 200ms to 1m"},
+		{"salvage timeout too long", "", "timings:\n  salvage_timeout: 2m\n", "config: timings.salvage_timeout (2m0s)"},
 		{"peer secret too short", "", "peer_secret: short\n", "config: peer_secret: 5 bytes, at least 16 are required"},
 		{"peer secret twice", "", "peer_secret: 0123456789abcdef\npeer_secret_file: /x\n", "config: peer_secret and peer_secret_file are both set"},
 		{"peer secret file relative", "", "peer_secret_file: peer.secret\n", `config: peer_secret_file "peer.secret": must be an absolute path`},
@@ -208,6 +211,35 @@ func TestFailsafeSettings(t *testing.T) {
 	// A zero Config is never in failsafe mode.
 	if (Config{}).FailsafeOn() {
 		t.Fatal("the zero Config is in failsafe mode")
+	}
+}
+
+// TestSalvageSettings: salvage follows the peer secret (its requests are signed
+// with it) unless set, and its timeout defaults to 2 s.
+func TestSalvageSettings(t *testing.T) {
+	secretFile := filepath.Join(t.TempDir(), "peer.secret")
+	if err := os.WriteFile(secretFile, []byte("from-the-file-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, add string
+		on        bool
+	}{
+		{"no secret: off", "", false},
+		{"a secret: on", "peer_secret_file: " + secretFile + "\n", true},
+		{"a secret, turned off", "salvage: false\npeer_secret_file: " + secretFile + "\n", false},
+		{"failsafe off does not turn salvage off", "failsafe: false\npeer_secret_file: " + secretFile + "\n", true},
+	} {
+		c, err := Parse([]byte(minimalYAML+tc.add), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if c.SalvageOn() != tc.on || c.Timings.SalvageTimeout != 2*time.Second {
+			t.Errorf("%s: salvage %v, timeout %s; want %v, 2s", tc.name, c.SalvageOn(), c.Timings.SalvageTimeout, tc.on)
+		}
+	}
+	if (Config{}).SalvageOn() {
+		t.Fatal("the zero Config salvages")
 	}
 }
 

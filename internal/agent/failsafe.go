@@ -49,10 +49,10 @@ const (
 	// the primary fences, as without failsafe mode.
 	maxRequestAge = 5 * time.Minute
 	maxBody       = 4 << 10
-	// maxNonces bounds the nonces an agent remembers (the checks of the last
+	// maxFailsafeNonces bounds the nonces an agent remembers (the checks of the last
 	// maxRequestAge: a kept primary asks every probe interval, about 600 in 5 min).
 	// Past it, signed checks are refused: the primary fences, as without failsafe mode.
-	maxNonces = 10000
+	maxFailsafeNonces = 10000
 )
 
 // FailsafeState is where failsafe mode stands on a node, as /status and `baton
@@ -351,8 +351,8 @@ func (f *failsafe) firstSeen(req FailsafeRequest) string {
 		return fmt.Sprintf("sent %s, before this agent started (%s): an earlier run may have answered it", req.Sent.Format(time.RFC3339Nano), f.started.UTC().Format(time.RFC3339Nano))
 	case !f.nonces[req.Nonce].IsZero():
 		return "this check (nonce " + req.Nonce + ") was answered already"
-	case len(f.nonces) >= maxNonces:
-		return fmt.Sprintf("over %d checks in %s", maxNonces, maxRequestAge)
+	case len(f.nonces) >= maxFailsafeNonces:
+		return fmt.Sprintf("over %d checks in %s", maxFailsafeNonces, maxRequestAge)
 	}
 	f.nonces[req.Nonce] = req.Sent.Add(maxRequestAge + time.Second)
 	return ""

@@ -78,7 +78,7 @@ func AdminPrivileges(f replication.Flavor, semiSync bool) []Privilege {
 		{Name: "CONNECTION ADMIN", Why: "KILL other accounts' connections when fencing", bySuper: true},
 		{Name: "PROCESS", Why: "see other accounts' connections to kill them when fencing"},
 		{Name: "REPLICATION SLAVE", Why: "read a quarantined node's errant transactions from its binary log (mariadb-binlog --read-from-remote-server) into the archive"},
-		{Name: "BINLOG REPLAY", Why: "undo a quarantined node's errant transactions (the BINLOG statements of mariadb-binlog --flashback)", bySuper: true},
+		{Name: "BINLOG REPLAY", Why: "undo a quarantined node's errant transactions (the BINLOG statements of mariadb-binlog --flashback); apply a failed primary's salvaged transactions with their GTIDs", bySuper: true},
 	}
 	if semiSync {
 		out = append(out, Privilege{Name: "REPLICATION MASTER ADMIN", Why: "SET GLOBAL rpl_semi_sync_master_enabled when promoting", bySuper: true})

@@ -61,6 +61,17 @@ func (a *Agent) serveHTTP(ctx context.Context, store *cluster.Store, rec *reconc
 			return snap.Primary, kept || (up && rec.WritablePrimary(lease))
 		},
 	}))
+	if a.sv != nil {
+		mux.Handle(SalvagePath, a.sv.handler(salvageSide{
+			known: func() (cluster.Primary, bool) {
+				_, snap := rec.Current()
+				up, lease := state.get()
+				kept, _ := a.fs.kept()
+				return snap.Primary, kept || (up && rec.WritablePrimary(lease))
+			},
+			readOnly: a.sv.localReadOnly,
+		}))
+	}
 	mux.Handle("/", NewHandler(view, reg))
 	srv := &http.Server{
 		Handler:           mux,

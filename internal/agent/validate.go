@@ -80,6 +80,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.Failsafe != nil && *c.Failsafe && c.PeerSecret == "":
 		return fmt.Errorf("config: failsafe: true needs the peer secret: set peer_secret_file or %s (the same on every node)", EnvPeerSecret)
+	case c.Salvage != nil && *c.Salvage && c.PeerSecret == "":
+		return fmt.Errorf("config: salvage: true needs the peer secret (the agents sign their salvage requests with it): set peer_secret_file or %s (the same on every node)", EnvPeerSecret)
 	case c.PeerSecret != "" && len(c.PeerSecret) < minPeerSecret:
 		return fmt.Errorf("config: peer_secret: %d bytes, at least %d are required", len(c.PeerSecret), minPeerSecret)
 	}
@@ -272,6 +274,8 @@ func (t Timings) validate() error {
 		return fmt.Errorf("config: timings.disk_window (%s): must be positive", t.DiskWindow)
 	case t.DiskHorizon <= 0:
 		return fmt.Errorf("config: timings.disk_horizon (%s): must be positive", t.DiskHorizon)
+	case t.SalvageTimeout < 200*time.Millisecond || t.SalvageTimeout > time.Minute:
+		return fmt.Errorf("config: timings.salvage_timeout (%s): must be from 200ms to 1m (it holds the failover up to that long)", t.SalvageTimeout)
 	}
 	return nil
 }

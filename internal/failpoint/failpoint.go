@@ -37,11 +37,17 @@ const (
 	BeforeVIPAcquire = "before-vip-acquire"
 	// SessionCreate: the agent is making its etcd session.
 	SessionCreate = "session-create"
+	// SalvageAnswer: a failed primary's agent has read its binary logs for a
+	// salvage request and is about to send its answer.
+	SalvageAnswer = "salvage-answer"
+	// BeforeSalvageApply: a failover flow has the failed primary's transactions and
+	// is about to apply them to its candidate.
+	BeforeSalvageApply = "before-salvage-apply"
 )
 
 // Names lists every named step.
 func Names() []string {
-	return []string{AfterStartSlave, BeforePromote, BeforeVIPAcquire, SessionCreate}
+	return []string{AfterStartSlave, BeforePromote, BeforeVIPAcquire, SessionCreate, SalvageAnswer, BeforeSalvageApply}
 }
 
 // Parse reads the value of Env: step names separated by commas, each one of Names.

@@ -161,10 +161,15 @@ func FailpointBinary(t testing.TB) string {
 	return bin
 }
 
-// Up brings up a sandbox for the test and tears it down when the test ends.
+// Up brings up a sandbox for the test and tears it down when the test ends. Its
+// agents run Binary, or spec.Binary when set (FailpointBinary, say).
 func Up(t testing.TB, spec sandbox.Spec) *sandbox.Cluster {
 	t.Helper()
-	spec.Binary, spec.LabBinary = Binary(t), LabBinary(t)
+	bin := Binary(t)
+	if spec.Binary == "" {
+		spec.Binary = bin
+	}
+	spec.LabBinary = LabBinary(t)
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -1,0 +1,74 @@
+package detector
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+// TestCertain: only "nothing listens here" is certain; every error a running server,
+// a frozen one or the network can give is not. The refusals are real: a dial to a
+// loopback port nobody listens on, and to a socket file that does not exist.
+func TestCertain(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closedPort := l.Addr().String()
+	l.Close()
+	_, refused := net.Dial("tcp", closedPort)
+	if refused == nil {
+		t.Fatalf("a dial to %s, closed, succeeded", closedPort)
+	}
+	_, noSocket := net.Dial("unix", filepath.Join(t.TempDir(), "mysqld.sock"))
+	if noSocket == nil {
+		t.Fatal("a dial to a missing socket succeeded")
+	}
+	// A socket file whose server is gone (mysqld killed leaves it behind): refused.
+	stale := filepath.Join(t.TempDir(), "stale.sock")
+	ul, err := net.Listen("unix", stale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ul.(*net.UnixListener).SetUnlinkOnClose(false)
+	ul.Close()
+	if _, err := os.Stat(stale); err != nil {
+		t.Fatalf("the stale socket file is gone: %v", err)
+	}
+	_, staleErr := net.Dial("unix", stale)
+
+	cases := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"port refuses (mysqld killed)", refused, true},
+		{"no socket file (mysqld stopped)", noSocket, true},
+		{"socket file left by a killed mysqld", staleErr, true},
+		{"no answer before the deadline (frozen, cut, hiccup)", fmt.Errorf("connect: %w", context.DeadlineExceeded), false},
+		{"no route to host (the network's)", &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.EHOSTUNREACH)}, false},
+		{"connection lost mid-query (a KILL looks like this)", io.ErrUnexpectedEOF, false},
+		{"too many connections (alive)", &mysql.MySQLError{Number: 1040, Message: "Too many connections"}, false},
+		{"access denied (alive)", &mysql.MySQLError{Number: 1045, Message: "Access denied"}, false},
+	}
+	for _, tc := range cases {
+		class, detail := Classify(tc.err)
+		r := Round{Role: Primary, Ping: &Result{Class: class, Detail: detail}}
+		if got := Certain(r); got != tc.want {
+			t.Errorf("%s: %v classified %s %q: certain %v, want %v", tc.name, tc.err, class, detail, got, tc.want)
+		}
+	}
+	if Certain(Round{Role: Primary}) {
+		t.Error("a round without a liveness probe is certain")
+	}
+	if Certain(Round{Role: Primary, Ping: &Result{Class: OK}}) {
+		t.Error("a healthy round is certain")
+	}
+}
