@@ -74,8 +74,10 @@ test: deps-test lint build
 	BATON_REQUIRE_INTEGRATION=1 BATON_TEST_BINARY=$(CURDIR)/$(BIN) \
 		$(GO) test -tags integration -p 1 -count=1 -timeout 14m ./...
 
+# DEMO_FLAGS: e.g. `make demo DEMO_FLAGS=--secure` (TLS everywhere, etcd with client
+# certificates and roles), or --keep.
 demo: deps-demo build
-	$(LAB) demo
+	$(LAB) demo $(DEMO_FLAGS)
 
 bench: deps-bench build
 	$(LAB) bench all --out docs/BENCHMARKS.md

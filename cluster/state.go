@@ -32,6 +32,10 @@ func (k Keys) History(rev int64) string  { return fmt.Sprintf("%s%020d", k.Histo
 func (k Keys) ErrantPrefix() string      { return k.Prefix + "errant/" }
 func (k Keys) Errant(node string) string { return k.ErrantPrefix() + node }
 
+// AccessCheck is where a starting agent checks its etcd permissions (a key on a
+// short lease, deleted at once): nothing reads it.
+func (k Keys) AccessCheck(node string) string { return k.Prefix + "access-check/" + node }
+
 // NodeName returns the node name of a nodes/ key.
 func (k Keys) NodeName(key string) string { return path.Base(key) }
 

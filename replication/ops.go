@@ -441,7 +441,8 @@ func following(st Status, src Source) bool {
 		gtid = st.MariaDB.UsingGTID == "Slave_Pos"
 	}
 	return st.Role == RoleReplica && st.SourceHost == src.Host && st.SourcePort == src.Port &&
-		st.SourceUser == src.User && gtid && st.SourceSSL == src.TLS && (!src.TLS || st.SourceSSLCA == src.SSLCA) &&
+		st.SourceUser == src.User && gtid && st.SourceSSL == src.TLS &&
+		(!src.TLS || st.SourceSSLCA == src.SSLCA && st.SourceSSLVerify == src.SSLVerifyServerCert) &&
 		st.IOThread != ThreadStopped && st.SQLThread == ThreadRunning &&
 		st.LastIOErrno == 0 && st.LastSQLErrno == 0
 }

@@ -97,11 +97,13 @@ type Status struct {
 	SourcePort     int
 	SourceUser     string
 	SourceServerID uint32
-	// SourceSSL and SourceSSLCA are the replica's TLS settings for its source
-	// (Master/Source_SSL_Allowed, *_SSL_CA_File), so that Follow repoints a
-	// replica whose TLS settings are not the ones asked for.
-	SourceSSL   bool
-	SourceSSLCA string
+	// SourceSSL, SourceSSLCA and SourceSSLVerify are the replica's TLS settings for
+	// its source (Master/Source_SSL_Allowed, *_SSL_CA_File,
+	// *_SSL_Verify_Server_Cert), so that Follow repoints a replica whose TLS
+	// settings are not the ones asked for.
+	SourceSSL       bool
+	SourceSSLCA     string
+	SourceSSLVerify bool
 	// AutoPosition is true when replication uses GTIDs to position itself:
 	// MySQL Auto_Position=1, MariaDB Using_Gtid Slave_Pos or Current_Pos.
 	AutoPosition bool
@@ -232,6 +234,8 @@ func applyReplicaRow(st *Status, f Flavor, row map[string]string) error {
 	// "Ignored": allowed, but the replica was built without TLS support.
 	st.SourceSSL = ssl == "Yes" || ssl == "Ignored"
 	st.SourceSSLCA, _ = column(row, "Source_SSL_CA_File", "Master_SSL_CA_File")
+	verify, _ := column(row, "Source_SSL_Verify_Server_Cert", "Master_SSL_Verify_Server_Cert")
+	st.SourceSSLVerify = verify == "Yes"
 	io, _ := column(row, "Replica_IO_Running", "Slave_IO_Running")
 	st.IOThread = parseThreadState(io)
 	sqlT, _ := column(row, "Replica_SQL_Running", "Slave_SQL_Running")

@@ -22,7 +22,7 @@ import (
 )
 
 func benchCommand() *cli.Command {
-	return &cli.Command{Name: "bench", Usage: "measure Baton on sandboxes", Subcommands: []*cli.Command{benchDetectCommand(), benchFailoverCommand(), benchEtcdOutageCommand(), benchFootprintCommand(), benchForecastCommand(), benchScaleCommand(), benchChaosCommand(), benchSalvageCommand(), benchAllCommand()}}
+	return &cli.Command{Name: "bench", Usage: "measure Baton on sandboxes", Subcommands: []*cli.Command{benchDetectCommand(), benchFailoverCommand(), benchSwitchoverCommand(), benchEtcdOutageCommand(), benchFootprintCommand(), benchForecastCommand(), benchScaleCommand(), benchChaosCommand(), benchSalvageCommand(), benchAllCommand()}}
 }
 
 func benchDetectCommand() *cli.Command {
@@ -85,6 +85,61 @@ Examples:
 	}
 }
 
+func benchSwitchoverCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "switchover",
+		Usage: "time planned switchovers on a real sandbox cluster with agents, as a writer sees them",
+		Description: `Brings up a 3-node sandbox with agents, semi-sync and a virtual IP, starts a writer
+through the virtual IP (100 writes/s) and runs baton switchover --to NODE --yes --json
+back and forth between db1 and db2, --count times. Each run: the coordinator's write
+block (intent announced -> new primary writable) and the writer's longest gap between
+two acknowledged writes around it. --secure: on a secure sandbox, the command run
+with the operator's etcd certificate.
+
+Examples:
+   baton-lab bench switchover --count 4
+   baton-lab bench switchover --count 4 --secure --json`,
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "count", Value: 4, Usage: "switchovers"},
+			&cli.BoolFlag{Name: "secure", Usage: "on a secure sandbox (sandbox up --secure)"},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
+			batonFlag(),
+		},
+		Action: func(cctx *cli.Context) error {
+			if cctx.Int("count") < 1 {
+				return cli.Exit(fmt.Sprintf("bench switchover: count: %d: at least 1", cctx.Int("count")), exitBadInput)
+			}
+			bin, err := lab.FindBinaries(cctx.String("baton"))
+			if err != nil {
+				return cli.Exit("bench switchover: "+err.Error(), exitBadInput)
+			}
+			if err := sandbox.Requirements(); err != nil {
+				return cli.Exit("bench switchover: "+err.Error(), exitBadInput)
+			}
+			ctx, stop := signal.NotifyContext(cctx.Context, syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			_ = mysql.SetLogger(log.New(io.Discard, "", 0))
+			var progress io.Writer = cctx.App.ErrWriter
+			if cctx.Bool("json") {
+				progress = nil
+			}
+			res, err := bench.Switchovers(ctx, bin, cctx.Int("count"), cctx.Bool("secure"), progress)
+			if err != nil {
+				return cli.Exit("bench switchover: "+err.Error(), exitRefused)
+			}
+			if cctx.Bool("json") {
+				return json.NewEncoder(cctx.App.Writer).Encode(res)
+			}
+			fmt.Fprintf(cctx.App.Writer, "switchovers (secure %v): write block p50 %d ms, max %d ms; writer gap p50 %d ms, max %d ms; %d failed\n",
+				res.Secure, res.P50WriteBlockMS, res.MaxWriteBlockMS, res.P50WriterGapMS, res.MaxWriterGapMS, res.Failed)
+			if res.Failed > 0 {
+				return cli.Exit(fmt.Sprintf("%d switchover(s) failed", res.Failed), exitRefused)
+			}
+			return nil
+		},
+	}
+}
+
 func benchFailoverCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "failover",
@@ -102,13 +157,18 @@ the old primary acknowledged after the new one's first (old_primary_acks_after_s
 --via haproxy: the sandbox has no virtual IP but HAProxy in the client namespace,
 configured as deploy/haproxy.cfg, and the writer writes through its writer frontend.
 
+--secure: each sandbox is a secure one (sandbox up --secure), to compare with plain
+text.
+
 Examples:
    baton-lab bench failover --fault disk-full --trials 3 --json
-   baton-lab bench failover --fault kill --via haproxy --trials 3`,
+   baton-lab bench failover --fault kill --via haproxy --trials 3
+   baton-lab bench failover --fault kill --secure --trials 3`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "fault", Required: true, Usage: strings.Join(bench.FailoverKinds(), ", ")},
 			&cli.IntFlag{Name: "trials", Value: 3, Usage: "trials, each on a fresh cluster"},
 			&cli.StringFlag{Name: "via", Value: "vip", Usage: "how the writer reaches the primary: vip or haproxy"},
+			&cli.BoolFlag{Name: "secure", Usage: "on secure sandboxes: TLS everywhere, etcd with client certificates and roles (sandbox up --secure)"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
 			&cli.StringFlag{Name: "name", Value: "fo-bench", Usage: "sandbox name", Hidden: true},
 			batonFlag(),
@@ -126,7 +186,7 @@ Examples:
 			if err != nil {
 				return cli.Exit("bench failover: "+err.Error(), exitBadInput)
 			}
-			cfg := bench.FailoverConfig{Fault: fault, Via: via, Trials: cctx.Int("trials"), Name: cctx.String("name"), Bin: bin}
+			cfg := bench.FailoverConfig{Fault: fault, Via: via, Trials: cctx.Int("trials"), Name: cctx.String("name"), Bin: bin, Secure: cctx.Bool("secure")}
 			if !cctx.Bool("json") {
 				cfg.Progress = cctx.App.ErrWriter
 			}

@@ -36,11 +36,13 @@ Exits 0 only if every step happened within its time limit.
 Examples:
    baton-lab demo
    baton-lab demo --json
-   baton-lab demo --keep      # leave the cluster up to explore`,
+   baton-lab demo --keep      # leave the cluster up to explore
+   baton-lab demo --secure    # the same on a secure sandbox (make demo DEMO_FLAGS=--secure)`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "name", Value: "demo", Usage: "sandbox name (1-12 of a-z, 0-9, -); a running sandbox of that name is taken down first"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON summary on stdout (the narration goes to stderr)"},
 			&cli.BoolFlag{Name: "keep", Usage: "leave the cluster up at the end, and say how to explore it"},
+			&cli.BoolFlag{Name: "secure", Usage: "on a secure sandbox: TLS everywhere from a throwaway CA, etcd with client certificates and a role per cluster, the web view on HTTPS with a password"},
 			&cli.StringFlag{Name: "rejoin", Value: demo.RejoinFreeDisk.String(), Hidden: true,
 				Usage: "how the old primary comes back: free-disk (free the disk only; its agent does the rest) or restart (kill, free the disk, start)"},
 			&cli.StringFlag{Name: "root", Usage: "directory holding sandboxes' state", Value: sandbox.DefaultRoot, Hidden: true},
@@ -69,7 +71,7 @@ Examples:
 			}
 			sum := demo.Run(ctx, demo.Config{
 				Name: cctx.String("name"), Root: cctx.String("root"), Bin: bin, Keep: cctx.Bool("keep"), Rejoin: rejoin,
-				Out: out, Color: !cctx.Bool("json") && lab.IsTTY(os.Stdout), Log: lab.Logger(zap.WarnLevel),
+				Out: out, Color: !cctx.Bool("json") && lab.IsTTY(os.Stdout), Log: lab.Logger(zap.WarnLevel), Secure: cctx.Bool("secure"),
 			})
 			if cctx.Bool("json") {
 				enc := json.NewEncoder(os.Stdout)

@@ -49,6 +49,7 @@ Examples:
 					&cli.BoolFlag{Name: "with-agents", Usage: "start a baton agent per node, inside its namespace"},
 					&cli.BoolFlag{Name: "vip", Usage: "give the cluster a virtual IP (198.18.0.100) on the bridge; needs --with-agents"},
 					&cli.BoolFlag{Name: "haproxy", Usage: "run haproxy in the client namespace as deploy/haproxy.cfg (writer 198.18.0.6:3306, reader 198.18.0.6:3307); needs --with-agents"},
+					&cli.BoolFlag{Name: "secure", Usage: "TLS everywhere from a throwaway CA: MariaDB requires it, replication checks the source's certificate, etcd requires client certificates with a role per cluster; with --with-agents, the web view on HTTPS with a password (docs/security.md)"},
 					batonFlag(),
 				},
 				Action: func(cctx *cli.Context) error {
@@ -62,6 +63,7 @@ Examples:
 						Name: cctx.String("name"), Nodes: cctx.Int("nodes"), SemiSync: cctx.Bool("semi-sync"),
 						EtcdMembers: cctx.Int("etcd-members"), Root: cctx.String("root"), Binary: bin.Baton, LabBinary: bin.Lab,
 						WithAgents: cctx.Bool("with-agents"), VIP: cctx.Bool("vip"), HAProxy: cctx.Bool("haproxy"),
+						Secure: cctx.Bool("secure"),
 					}
 					if spec.Nodes == 0 {
 						return cli.Exit("nodes: 0 is out of range, use 1 to 9", exitBadInput)
@@ -171,6 +173,8 @@ the one named with --member (an etcd outage; no --node).`,
 					&cli.StringFlag{Name: "client-url", Required: true}, &cli.StringFlag{Name: "peer-url", Required: true},
 					&cli.StringFlag{Name: "socket", Required: true}, &cli.StringFlag{Name: "initial-cluster", Required: true},
 					&cli.BoolFlag{Name: "pprof", Usage: "serve /debug/pprof on the client URLs"},
+					&cli.StringFlag{Name: "cert", Usage: "serve TLS only with this certificate (a secure sandbox)"},
+					&cli.StringFlag{Name: "key"}, &cli.StringFlag{Name: "ca"}, &cli.StringFlag{Name: "crl"},
 				},
 				Action: func(cctx *cli.Context) error {
 					ctx, stop := signal.NotifyContext(cctx.Context, syscall.SIGINT, syscall.SIGTERM)
@@ -178,7 +182,8 @@ the one named with --member (an etcd outage; no --node).`,
 					return sandbox.RunEtcdMember(ctx, sandbox.MemberConfig{
 						Name: cctx.String("member"), Dir: cctx.String("dir"), ClientURL: cctx.String("client-url"),
 						PeerURL: cctx.String("peer-url"), Socket: cctx.String("socket"), InitialCluster: cctx.String("initial-cluster"),
-						Pprof: cctx.Bool("pprof"),
+						Pprof: cctx.Bool("pprof"), CertFile: cctx.String("cert"), KeyFile: cctx.String("key"),
+						CAFile: cctx.String("ca"), CRLFile: cctx.String("crl"),
 					}, cliLogger())
 				},
 			},
@@ -226,6 +231,13 @@ func printCluster(cctx *cli.Context, c *sandbox.Cluster) error {
 		return enc.Encode(c)
 	}
 	fmt.Printf("sandbox %s  etcd %v  client namespace %s (%s)\n", c.Name, c.Etcd, c.ClientNetNS, c.ClientIP)
+	if p := c.PKI; p != nil {
+		fmt.Printf("secure: CA %s; baton commands: BATON_ETCD_CA=%s BATON_ETCD_CERT=%s BATON_ETCD_KEY=%s (%s; %s reads only)\n",
+			p.CA, p.CA, p.Operator.Cert, p.Operator.Key, p.Operator.User, p.Viewer.User)
+	}
+	if w := c.Web; w != nil {
+		fmt.Printf("web view %s from namespace %s, user %s (password: sandbox status --json)\n", w.URL, c.ClientNetNS, w.User)
+	}
 	if c.VIP != "" {
 		fmt.Printf("virtual IP %s held by %s\n", c.VIP, status.OrDash(c.VIPHolder))
 	}

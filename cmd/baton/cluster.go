@@ -4,26 +4,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/baton-ha/baton/cluster"
-	"github.com/baton-ha/baton/internal/agent"
 )
 
 // clusterFlags say which cluster an operator command talks to: from flags, the
 // environment (BATON_ETCD, BATON_CLUSTER) or an agent's configuration file.
 func clusterFlags() []cli.Flag {
-	return []cli.Flag{
-		&cli.StringFlag{Name: "etcd", EnvVars: []string{"BATON_ETCD"}, Usage: "etcd endpoints, comma-separated"},
+	return append(etcdFlags(),
 		&cli.StringFlag{Name: "cluster", EnvVars: []string{"BATON_CLUSTER"}, Usage: "cluster name"},
 		&cli.StringFlag{Name: "config", EnvVars: []string{"BATON_CONFIG"}, Usage: "an agent's configuration file (cluster, etcd endpoints and TLS)"},
-	}
+	)
 }
 
 // openCluster connects to the cluster's etcd and checks that it answers and holds
@@ -31,25 +27,13 @@ func clusterFlags() []cli.Flag {
 // not have names the wrong one, and must create nothing. Names are checked before
 // etcd is dialled. Errors are bad input or an unreachable etcd: exit status 2.
 func openCluster(cctx *cli.Context) (*cluster.Store, string, func(), error) {
-	var ecfg clientv3.Config
+	ecfg, fromFile, err := etcdClientConfig(cctx)
+	if err != nil {
+		return nil, "", nil, err
+	}
 	clusterName := cctx.String("cluster")
-	if path := cctx.String("config"); path != "" {
-		cfg, err := agent.Load(path, os.Getenv)
-		if err != nil {
-			return nil, "", nil, err
-		}
-		if ecfg, err = cfg.EtcdClientConfig(zap.NewNop()); err != nil {
-			return nil, "", nil, err
-		}
-		if clusterName == "" {
-			clusterName = cfg.Cluster
-		}
-	}
-	if eps := cctx.String("etcd"); eps != "" {
-		ecfg.Endpoints = strings.Split(eps, ",")
-	}
-	if len(ecfg.Endpoints) == 0 {
-		return nil, "", nil, errors.New("no etcd endpoints: give --etcd, BATON_ETCD or --config")
+	if clusterName == "" {
+		clusterName = fromFile
 	}
 	if clusterName == "" {
 		return nil, "", nil, errors.New("no cluster name: give --cluster, BATON_CLUSTER or --config")
@@ -57,10 +41,6 @@ func openCluster(cctx *cli.Context) (*cluster.Store, string, func(), error) {
 	if err := cluster.CheckName("--cluster", clusterName); err != nil {
 		return nil, "", nil, err
 	}
-	if ecfg.DialTimeout == 0 {
-		ecfg.DialTimeout = 2 * time.Second
-	}
-	ecfg.Logger = zap.NewNop()
 	cli, err := clientv3.New(ecfg)
 	if err != nil {
 		return nil, "", nil, fmt.Errorf("etcd %v: %w", ecfg.Endpoints, err)

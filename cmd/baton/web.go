@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -38,8 +39,7 @@ Examples:
    baton web --etcd http://10.0.0.5:2379 --listen 127.0.0.1:8080
    ` + webPasswordEnv + `=... baton web --config /etc/baton/baton.yaml --listen :8443 \
        --tls-cert /etc/baton/web.crt --tls-key /etc/baton/web.key --user ops`,
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "etcd", EnvVars: []string{"BATON_ETCD"}, Usage: "etcd endpoints, comma-separated"},
+		Flags: append(etcdFlags(),
 			&cli.StringFlag{Name: "config", EnvVars: []string{"BATON_CONFIG"}, Usage: "an agent's configuration file (etcd endpoints, TLS and credentials)"},
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8080", Usage: "address to serve on"},
 			&cli.StringFlag{Name: "tls-cert", Usage: "serve HTTPS with this certificate (PEM file; needs --tls-key)"},
@@ -47,7 +47,7 @@ Examples:
 			&cli.StringFlag{Name: "user", Value: "baton", Usage: "basic-auth user name, when a password is set"},
 			&cli.StringFlag{Name: "password-file", Usage: "require basic auth with the password in this file (or set " + webPasswordEnv + ")"},
 			&cli.IntFlag{Name: "history", Value: 20, Usage: "events of each cluster's history shown"},
-		},
+		),
 		Action: func(cctx *cli.Context) error {
 			if cctx.NArg() > 0 {
 				return cli.Exit(fmt.Sprintf("baton web: unexpected argument %q", cctx.Args().First()), exitBadInput)
@@ -68,6 +68,14 @@ func runWeb(cctx *cli.Context) error {
 	password, err := webPassword(cctx.String("password-file"), os.Getenv)
 	if err != nil {
 		return err
+	}
+	// The certificate is read again at each handshake: a renewed one is served
+	// without a restart.
+	var tlsConfig *tls.Config
+	if cert != "" {
+		if tlsConfig, err = agent.ServerTLS("--tls-cert", "--tls-key", cert, key); err != nil {
+			return err
+		}
 	}
 	ecfg, err := etcdConfig(cctx)
 	if err != nil {
@@ -108,11 +116,11 @@ func runWeb(cctx *cli.Context) error {
 	defer stop()
 	// No write timeout: the event streams stay open.
 	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute,
-		BaseContext: func(net.Listener) context.Context { return ctx }}
+		BaseContext: func(net.Listener) context.Context { return ctx }, TLSConfig: tlsConfig}
 	served := make(chan error, 1)
 	go func() {
-		if cert != "" {
-			served <- hs.ServeTLS(ln, cert, key)
+		if hs.TLSConfig != nil {
+			served <- hs.ServeTLS(ln, "", "")
 		} else {
 			served <- hs.Serve(ln)
 		}
@@ -156,29 +164,10 @@ func webPassword(path string, getenv func(string) string) (string, error) {
 	return p, nil
 }
 
-// etcdConfig is the etcd client configuration of --etcd and --config.
+// etcdConfig is the etcd client configuration of the etcd flags and --config.
 func etcdConfig(cctx *cli.Context) (clientv3.Config, error) {
-	var ecfg clientv3.Config
-	if path := cctx.String("config"); path != "" {
-		cfg, err := agent.Load(path, os.Getenv)
-		if err != nil {
-			return ecfg, err
-		}
-		if ecfg, err = cfg.EtcdClientConfig(zap.NewNop()); err != nil {
-			return ecfg, err
-		}
-	}
-	if eps := cctx.String("etcd"); eps != "" {
-		ecfg.Endpoints = strings.Split(eps, ",")
-	}
-	if len(ecfg.Endpoints) == 0 {
-		return ecfg, errors.New("no etcd endpoints: give --etcd, BATON_ETCD or --config")
-	}
-	if ecfg.DialTimeout == 0 {
-		ecfg.DialTimeout = 2 * time.Second
-	}
-	ecfg.Logger = zap.NewNop()
-	return ecfg, nil
+	ecfg, _, err := etcdClientConfig(cctx)
+	return ecfg, err
 }
 
 func isLoopback(a net.Addr) bool {

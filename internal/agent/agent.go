@@ -71,8 +71,9 @@ func (a *Agent) failsafeConfig() failsafeConfig {
 	return fc
 }
 
-// Run runs the agent until ctx ends. It fails at start when the local server lacks a
-// grant Baton needs or etcd cannot be reached, saying which.
+// Run runs the agent until ctx ends. It fails at start when its etcd user lacks a
+// permission or the local server a grant Baton needs, saying which; it waits for an
+// etcd it cannot reach.
 func (a *Agent) Run(ctx context.Context) error {
 	cfg := a.cfg
 	// First: a promise to hold off failovers given by an earlier agent on this node
@@ -113,6 +114,25 @@ func (a *Agent) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	// No reconciler will run to fence this node or move the address if the agent
+	// stops at start: a kept virtual IP must not outlive it.
+	dropKeptVIP := func() {
+		if keptVIP {
+			if derr := dropLeftoverVIP(ctx, mover, a.log); derr != nil {
+				a.log.Error("the kept virtual IP could not be dropped", zap.Error(derr))
+			}
+		}
+	}
+	// The etcd side of the start-up checks, before the MySQL side: an agent whose
+	// etcd user lacks a permission stops here, naming it, without touching its
+	// server. It waits for an etcd that does not answer; the leftover virtual IP was
+	// decided on above, at once.
+	if err := a.checkEtcdAccess(ctx, cli); err != nil {
+		if errors.Is(err, ErrEtcdAccess) {
+			dropKeptVIP()
+		}
+		return err
+	}
 	conns, err := cfg.connections(a.log)
 	if err != nil {
 		return err
@@ -125,13 +145,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer db.Close()
 	dsn := conns.localDSN
 	if err := a.checkGrants(ctx, db); err != nil {
-		// No reconciler will run to fence this node or move the address: a kept
-		// virtual IP must not outlive this agent.
-		if keptVIP {
-			if derr := dropLeftoverVIP(ctx, mover, a.log); derr != nil {
-				a.log.Error("the kept virtual IP could not be dropped", zap.Error(derr))
-			}
-		}
+		dropKeptVIP()
 		return err
 	}
 	if vars, err := serverSettings(ctx, db); err != nil {
@@ -147,6 +161,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 
+	// etcd answered the access check; it may have gone since (the grants check can
+	// take seconds).
 	if err := a.waitForEtcd(ctx, store); err != nil {
 		return fmt.Errorf("etcd %v unreachable: %w", cfg.Etcd.Endpoints, err)
 	}
@@ -568,6 +584,40 @@ func (a *Agent) waitForEtcd(ctx context.Context, store *cluster.Store) error {
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, most)
+	}
+}
+
+// checkEtcdAccess runs the etcd access check (etcdaccess.go) until it has a verdict:
+// a permission the agent lacks stops it at start, naming it; an etcd that does not
+// answer is waited for, as in waitForEtcd. etcd without authentication is a warning.
+func (a *Agent) checkEtcdAccess(ctx context.Context, cli *clientv3.Client) error {
+	user := a.cfg.Etcd.EtcdUser()
+	wait := 250 * time.Millisecond
+	var told time.Time
+	for {
+		acc, err := CheckEtcdAccess(ctx, cli, a.cfg.Cluster, a.cfg.Node, user)
+		var denied *EtcdAccessError
+		switch {
+		case err == nil:
+			if acc.AuthKnown && !acc.AuthEnabled {
+				a.log.Warn("etcd authentication is off: whoever reaches etcd can write this cluster's keys and so choose its primary; see docs/security.md")
+			}
+			return nil
+		case errors.As(err, &denied):
+			return fmt.Errorf("etcd: %w", err)
+		case ctx.Err() != nil:
+			return err
+		}
+		if time.Since(told) >= 10*time.Second {
+			a.log.Warn("waiting for etcd before starting, to check the agent's permissions (check etcd.endpoints if this lasts)", zap.Strings("endpoints", a.cfg.Etcd.Endpoints), zap.Error(err))
+			told = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
 	}
 }
 

@@ -62,7 +62,9 @@ func (l Log) NewLogger() (*zap.Logger, error) {
 }
 
 // Config reads the files and returns a TLS client configuration. field names the
-// configuration section in errors; serverName is used when ServerName is empty.
+// configuration section in errors; serverName is used when ServerName is empty. The
+// client certificate and key are read again at each handshake (a renewed pair is used
+// without a restart); the CA bundle is read here only, so a new CA takes a restart.
 func (t TLSFiles) Config(field, serverName string) (*tls.Config, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}
 	if t.ServerName != "" {
@@ -80,19 +82,49 @@ func (t TLSFiles) Config(field, serverName string) (*tls.Config, error) {
 		}
 		tc.RootCAs = pool
 	}
+	if t.ServerName != "" && !t.InsecureSkipVerify {
+		// gRPC (the etcd client) checks etcd's certificate against the name it
+		// derives from each endpoint, whatever tls.Config.ServerName says: the name
+		// configured is checked here instead, as crypto/tls would.
+		tc.InsecureSkipVerify = true
+		tc.VerifyConnection = verifyServerName(t.ServerName, tc.RootCAs)
+	}
 	switch {
 	case t.Cert != "" && t.Key != "":
-		cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+		// Read again at each handshake: a renewed certificate is used from the next
+		// connection on, without a restart (tlsreload.go).
+		r, err := newCertReloader(field+".cert", field+".key", t.Cert, t.Key)
 		if err != nil {
-			return nil, fmt.Errorf("config: %s.cert and %s.key: %w", field, field, err)
+			return nil, fmt.Errorf("config: %w", err)
 		}
-		tc.Certificates = []tls.Certificate{cert}
+		tc.Certificates = []tls.Certificate{*r.pair}
+		tc.GetClientCertificate = r.GetClientCertificate
 	case t.Cert != "":
 		return nil, fmt.Errorf("config: %s.key: required with %s.cert", field, field)
 	case t.Key != "":
 		return nil, fmt.Errorf("config: %s.cert: required with %s.key", field, field)
 	}
 	return tc, nil
+}
+
+// verifyServerName checks a server's certificate chain against roots (nil: the
+// host's) and name, as crypto/tls does with ServerName.
+func verifyServerName(name string, roots *x509.CertPool) func(tls.ConnectionState) error {
+	return func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("tls: the server sent no certificate")
+		}
+		inter := x509.NewCertPool()
+		for _, c := range cs.PeerCertificates[1:] {
+			inter.AddCert(c)
+		}
+		_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{DNSName: name, Roots: roots, Intermediates: inter,
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+		if err != nil {
+			return fmt.Errorf("tls: server certificate: %w", err)
+		}
+		return nil
+	}
 }
 
 // EtcdClientConfig returns the etcd client configuration: endpoints, dial timeout,

@@ -49,6 +49,10 @@ const (
 	// the primary fences, as without failsafe mode.
 	maxRequestAge = 5 * time.Minute
 	maxBody       = 4 << 10
+	// maxFailsafeNonces bounds the nonces an agent remembers (the checks of the last
+	// maxRequestAge: a kept primary asks every probe interval, about 600 in 5 min).
+	// Past it, signed checks are refused: the primary fences, as without failsafe mode.
+	maxFailsafeNonces = 10000
 )
 
 // FailsafeState is where failsafe mode stands on a node, as /status and `baton
@@ -307,6 +311,13 @@ type failsafe struct {
 	note         string
 	since        time.Time
 	peers        []FailsafePeerView
+	// started is when this agent started (wall clock): a check sent before then may
+	// have been answered by an earlier run, whose nonces are forgotten.
+	started time.Time
+	// nonces are the checks answered, each until it is too old to be taken anyway
+	// (its send time plus maxRequestAge, by this node's clock): a check seen again is
+	// a replay, refused before anything is read or promised.
+	nonces map[string]time.Time
 }
 
 func newFailsafe(cfg failsafeConfig) *failsafe {
@@ -316,7 +327,35 @@ func newFailsafe(cfg failsafeConfig) *failsafe {
 	// No proxy from the environment: the peers are on the nodes' own network.
 	tr := &http.Transport{Proxy: nil, DialContext: (&net.Dialer{Timeout: cfg.CheckTimeout}).DialContext,
 		MaxIdleConnsPerHost: 2, IdleConnTimeout: time.Minute}
-	return &failsafe{cfg: cfg, client: &http.Client{Transport: tr, Timeout: cfg.CheckTimeout}, state: FailsafeStandby, since: time.Now()}
+	return &failsafe{cfg: cfg, client: &http.Client{Transport: tr, Timeout: cfg.CheckTimeout}, state: FailsafeStandby, since: time.Now(),
+		started: time.Now(), nonces: map[string]time.Time{}}
+}
+
+// firstSeen records the nonce of a signed check and says whether this agent answers
+// it: a nonce seen before (a request recorded on the network and sent again), or a
+// check sent before this agent started (an earlier run may have answered it), is a
+// replay. "" when it is not one, else why.
+func (f *failsafe) firstSeen(req FailsafeRequest) string {
+	now := time.Now()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for n, until := range f.nonces {
+		if now.After(until) {
+			delete(f.nonces, n)
+		}
+	}
+	switch {
+	case req.Nonce == "":
+		return "no nonce"
+	case req.Sent.Before(f.started):
+		return fmt.Sprintf("sent %s, before this agent started (%s): an earlier run may have answered it", req.Sent.Format(time.RFC3339Nano), f.started.UTC().Format(time.RFC3339Nano))
+	case !f.nonces[req.Nonce].IsZero():
+		return "this check (nonce " + req.Nonce + ") was answered already"
+	case len(f.nonces) >= maxFailsafeNonces:
+		return fmt.Sprintf("over %d checks in %s", maxFailsafeNonces, maxRequestAge)
+	}
+	f.nonces[req.Nonce] = req.Sent.Add(maxRequestAge + time.Second)
+	return ""
 }
 
 // on says whether failsafe mode is configured; a nil *failsafe is off.
@@ -643,7 +682,8 @@ type failsafePeerSide struct {
 }
 
 // handler answers the failsafe check (POST FailsafePath). A request not signed with
-// the cluster's secret gets a 401 and changes nothing.
+// the cluster's secret gets a 401 and changes nothing; a signed one sent again (a
+// replay) gets a 409 and changes nothing either.
 func (f *failsafe) handler(side failsafePeerSide) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
@@ -672,6 +712,11 @@ func (f *failsafe) handler(side failsafePeerSide) http.Handler {
 		}
 		if skew := time.Since(req.Sent); skew > maxRequestAge || skew < -maxRequestAge {
 			text(w, http.StatusBadRequest, fmt.Sprintf("bad request: sent %s, %s from this node's clock (limit %s)", req.Sent.Format(time.RFC3339), skew.Round(time.Second), maxRequestAge))
+			return
+		}
+		if why := f.firstSeen(req); why != "" {
+			f.cfg.Log.Warn("failsafe: a replayed check refused", zap.String("remote", r.RemoteAddr), zap.String("from", req.From), zap.String("why", why))
+			text(w, http.StatusConflict, "replayed: "+why)
 			return
 		}
 		received := time.Now()

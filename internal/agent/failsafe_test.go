@@ -1,10 +1,12 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -655,5 +657,71 @@ func TestAgentNeedsItsStateDir(t *testing.T) {
 	}
 	if st, err := os.Stat(dir); err != nil || st.Mode().Perm() != 0o700 {
 		t.Fatalf("state directory made: %v, %v; want mode 0700", st, err)
+	}
+}
+
+// A signed check recorded on the network and sent again changes nothing: the node
+// neither reads etcd nor promises again (its hold-off and its record stay as they
+// were), and answers 409. So does a check sent before the agent started, which an
+// earlier run may have answered.
+func TestFailsafeReplayRefused(t *testing.T) {
+	const secret = "the-cluster-peer-secret"
+	reads := 0
+	cfg := peerConfig(t, "db2", secret)
+	p := &peerAgent{known: cluster.Primary{Node: "db1", Epoch: 7}}
+	p.fs = newFailsafe(cfg)
+	p.fs.attach(p.interrupt)
+	p.srv = httptest.NewServer(p.fs.handler(failsafePeerSide{
+		reachEtcd: func(context.Context) error { reads++; return errors.New("etcd down") },
+		known:     func() (cluster.Primary, bool) { return p.known, false },
+	}))
+	t.Cleanup(p.srv.Close)
+	post := func(body []byte) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, p.srv.URL+FailsafePath, bytes.NewReader(body))
+		req.Header.Set(SignatureHeader, sign([]byte(secret), requestMAC, body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	holdoff := func() time.Time {
+		p.fs.mu.Lock()
+		defer p.fs.mu.Unlock()
+		return p.fs.holdoffUntil
+	}
+	record := filepath.Join(cfg.StateDir, "failsafe-promise.json")
+
+	// Sent before the agent started, within the clock tolerance: refused.
+	early, _ := json.Marshal(FailsafeRequest{Cluster: "main", From: "db1", Epoch: 7, Nonce: "early", Sent: p.fs.started.Add(-time.Second)})
+	if code, body := post(early); code != http.StatusConflict || !strings.Contains(body, "before this agent started") {
+		t.Fatalf("a check sent before the agent started: HTTP %d %q; want 409", code, body)
+	}
+	if reads != 0 || p.fs.heldOff() != "" || p.interrupted() {
+		t.Fatalf("a check sent before the agent started read etcd (%d) or held the node off", reads)
+	}
+
+	fresh, _ := json.Marshal(FailsafeRequest{Cluster: "main", From: "db1", Epoch: 7, Nonce: "n-replayed", Sent: time.Now().UTC()})
+	if code, body := post(fresh); code != http.StatusOK || !strings.Contains(body, `"confirm":true`) {
+		t.Fatalf("the check itself: HTTP %d %s; want a yes", code, body)
+	}
+	until := holdoff()
+	st, err := os.Stat(record)
+	if err != nil || until.IsZero() || reads != 1 {
+		t.Fatalf("the yes left no promise (%v, until %v, %d reads)", err, until, reads)
+	}
+	before, _ := os.ReadFile(record)
+	time.Sleep(20 * time.Millisecond) // a second promise would be a later one
+	code, body := post(fresh)
+	if code != http.StatusConflict || !strings.Contains(body, "answered already") {
+		t.Fatalf("the same check again: HTTP %d %q; want 409", code, body)
+	}
+	after, _ := os.ReadFile(record)
+	st2, _ := os.Stat(record)
+	if reads != 1 || !holdoff().Equal(until) || !bytes.Equal(before, after) || !st2.ModTime().Equal(st.ModTime()) {
+		t.Fatalf("the replay changed something: %d etcd reads, hold-off %v -> %v, record changed %v", reads, until, holdoff(), !bytes.Equal(before, after))
 	}
 }

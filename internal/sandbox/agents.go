@@ -23,8 +23,18 @@ func (c *Cluster) agentConfig(n *Node) string {
 	fmt.Fprintf(&b, "cluster: %s\nnode: %s\n", c.Name, n.Name)
 	fmt.Fprintf(&b, "mysql:\n  address: %s\n  socket: %s\n  user: %s\n  password_file: %s\n",
 		net.JoinHostPort(n.IP, strconv.Itoa(n.Port)), n.Socket, c.AdminUser, c.secretFile("admin"))
+	if c.PKI != nil {
+		fmt.Fprintf(&b, "  tls:\n    ca: %s\n", c.PKI.CA)
+	}
 	fmt.Fprintf(&b, "  replication:\n    user: %s\n    password_file: %s\n", c.ReplUser, c.secretFile("repl"))
+	if c.PKI != nil {
+		fmt.Fprintf(&b, "    tls:\n      ca: %s\n      verify_server_cert: true\n", c.PKI.CA)
+	}
 	fmt.Fprintf(&b, "etcd:\n  endpoints: [%s]\n", strings.Join(c.EtcdInternal, ", "))
+	if c.PKI != nil {
+		// No password: etcd takes the certificate's common name as the user.
+		fmt.Fprintf(&b, "  tls:\n    ca: %s\n    cert: %s\n    key: %s\n", c.PKI.CA, n.EtcdCert, n.EtcdKey)
+	}
 	fmt.Fprintf(&b, "http:\n  listen: %s\n", net.JoinHostPort(n.IP, strconv.Itoa(AgentHTTPPort)))
 	fmt.Fprintf(&b, "log:\n  level: info\n  format: json\n")
 	fmt.Fprintf(&b, "semi_sync: %v\n", c.SemiSync)

@@ -2,6 +2,8 @@ package sandbox
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -14,10 +16,18 @@ import (
 )
 
 // AdminDialer reaches the cluster's servers as Baton's admin user over the bridge
-// network, from the client namespace, with the constructor the agents use.
+// network, from the client namespace, with the constructor the agents use (and TLS
+// checked against the sandbox's CA in a secure sandbox).
 func (c *Cluster) AdminDialer() replication.Dialer {
-	return replication.Dialer{User: c.AdminUser, Password: c.AdminPassword,
+	d := replication.Dialer{User: c.AdminUser, Password: c.AdminPassword,
 		ConnectTimeout: 2 * time.Second, IOTimeout: 5 * time.Second, Dial: DialContext(c.ClientNetNS)}
+	if tc, err := c.MySQLTLS(); err == nil {
+		d.TLS = tc
+	} else {
+		// Refused by the servers rather than sent in plain text.
+		d.TLS = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: x509.NewCertPool()}
+	}
+	return d
 }
 
 // DialContext returns a dial function whose connections start inside the network

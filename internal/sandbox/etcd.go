@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
@@ -25,6 +26,11 @@ type MemberConfig struct {
 	// Pprof serves /debug/pprof on the client URLs (the lab's benchmarks profile
 	// the members with it).
 	Pprof bool
+	// CertFile, KeyFile, CAFile and CRLFile, when CertFile is set, make the member
+	// serve clients and peers over TLS only (https:// URLs, a unixs:// socket) and
+	// require a client certificate from the CA, not revoked in CRLFile (read again
+	// at each connection): a secure sandbox.
+	CertFile, KeyFile, CAFile, CRLFile string
 }
 
 // RunEtcdMember runs an embedded etcd member until ctx is cancelled. It is the body of
@@ -43,6 +49,12 @@ func RunEtcdMember(ctx context.Context, mc MemberConfig, log *zap.Logger) error 
 		return fmt.Errorf("peer url: %w", err)
 	}
 	su := url.URL{Scheme: "unix", Path: mc.Socket}
+	if mc.CertFile != "" {
+		su.Scheme = "unixs"
+		cfg.ClientTLSInfo = transport.TLSInfo{CertFile: mc.CertFile, KeyFile: mc.KeyFile, TrustedCAFile: mc.CAFile,
+			ClientCertAuth: true, CRLFile: mc.CRLFile}
+		cfg.PeerTLSInfo = transport.TLSInfo{CertFile: mc.CertFile, KeyFile: mc.KeyFile, TrustedCAFile: mc.CAFile, ClientCertAuth: true}
+	}
 	cfg.ListenClientUrls = []url.URL{*cu, su}
 	cfg.AdvertiseClientUrls = []url.URL{*cu}
 	cfg.ListenPeerUrls = []url.URL{*pu}
@@ -90,9 +102,13 @@ func (c *Cluster) memberArgs(m EtcdMember) []string {
 	for _, o := range c.EtcdMembers {
 		peers = append(peers, o.Name+"="+o.PeerURL)
 	}
-	return []string{c.LabBinary, "sandbox", "etcd-member",
+	args := []string{c.LabBinary, "sandbox", "etcd-member",
 		"--member", m.Name, "--dir", m.Dir, "--client-url", m.ClientURL, "--peer-url", m.PeerURL,
 		"--socket", m.Socket, "--initial-cluster", strings.Join(peers, ",")}
+	if c.PKI != nil {
+		args = append(args, "--cert", m.Cert, "--key", m.Key, "--ca", c.PKI.CA, "--crl", c.PKI.CRL)
+	}
+	return args
 }
 
 // startEtcdMember starts (or restarts) one member in its namespace.
@@ -111,7 +127,7 @@ func (c *Cluster) startEtcdMember(m *EtcdMember) error {
 // waitEtcd waits until the cluster answers a linearizable read through the unix
 // sockets.
 func (c *Cluster) waitEtcd(ctx context.Context, limit time.Duration) error {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Etcd, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+	cli, err := c.EtcdClient()
 	if err != nil {
 		return fmt.Errorf("etcd client: %w", err)
 	}
@@ -130,7 +146,8 @@ func (c *Cluster) waitEtcd(ctx context.Context, limit time.Duration) error {
 			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("etcd not answering after %s: %w", limit, err)
+			log := filepath.Join(c.EtcdMembers[0].Dir, "etcd.log")
+			return fmt.Errorf("etcd not answering after %s: %w (%s ends: %s)", limit, err, log, lastLines(log, 2))
 		}
 		select {
 		case <-ctx.Done():
@@ -140,9 +157,18 @@ func (c *Cluster) waitEtcd(ctx context.Context, limit time.Duration) error {
 	}
 }
 
-// EtcdClient returns a client of the sandbox's etcd from the root namespace.
+// EtcdClient returns a client of the sandbox's etcd from the root namespace: in a
+// secure sandbox, as etcd's root user (a client certificate).
 func (c *Cluster) EtcdClient() (*clientv3.Client, error) {
-	return clientv3.New(clientv3.Config{Endpoints: c.Etcd, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+	cfg := clientv3.Config{Endpoints: c.Etcd, DialTimeout: 2 * time.Second, Logger: zap.NewNop()}
+	if c.PKI != nil {
+		tc, err := c.PKI.clientTLS(c.PKI.Root)
+		if err != nil {
+			return nil, err
+		}
+		cfg.TLS = tc
+	}
+	return clientv3.New(cfg)
 }
 
 // EtcdLeader returns the name of the member that is the etcd cluster's raft leader.

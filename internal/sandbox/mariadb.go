@@ -159,6 +159,12 @@ func (c *Cluster) mariadbArgs(n *Node) []string {
 		"--skip-slave-start",
 		"--tmpdir=" + n.Dir, // temp files off the node's own filesystem
 	}
+	if c.PKI != nil {
+		// TCP takes TLS only (the unix socket counts as secure); the certificate
+		// names the node's address.
+		args = append(args, "--ssl-ca="+c.PKI.CA, "--ssl-cert="+n.ServerCert, "--ssl-key="+n.ServerKey,
+			"--require-secure-transport=ON", "--tls-version=TLSv1.2,TLSv1.3")
+	}
 	if c.SemiSync {
 		args = append(args, "--rpl-semi-sync-slave-enabled=ON",
 			"--rpl-semi-sync-master-wait-point=AFTER_SYNC",
@@ -309,13 +315,18 @@ func adminGrants(account string) []string {
 	}
 }
 
-// follow makes node n a GTID replica of primary.
+// follow makes node n a GTID replica of primary: over TLS, the source's certificate
+// checked, in a secure sandbox (as its agents' mysql.replication.tls says).
 func (c *Cluster) follow(ctx context.Context, n, primary *Node) error {
+	ssl := ""
+	if c.PKI != nil {
+		ssl = fmt.Sprintf(", MASTER_SSL=1, MASTER_SSL_CA=%s, MASTER_SSL_VERIFY_SERVER_CERT=1", quote(c.PKI.CA))
+	}
 	return rootExec(ctx, n, 20*time.Second,
 		"STOP SLAVE",
 		fmt.Sprintf("CHANGE MASTER TO MASTER_HOST=%s, MASTER_PORT=%d, MASTER_USER=%s, MASTER_PASSWORD=%s, "+
-			"MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1",
-			quote(primary.IP), primary.Port, quote(c.ReplUser), quote(c.ReplPassword)),
+			"MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1%s",
+			quote(primary.IP), primary.Port, quote(c.ReplUser), quote(c.ReplPassword), ssl),
 		"START SLAVE",
 		"SET GLOBAL read_only = ON",
 	)

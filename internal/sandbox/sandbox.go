@@ -77,6 +77,10 @@ type Spec struct {
 	// AgentYAML is added to every agent's configuration file, for settings a test
 	// needs (top-level sections not already written, such as forecast:).
 	AgentYAML string
+	// Secure runs everything over TLS with certificates from a throwaway CA, etcd
+	// with client certificates and roles, and (with agents) the web view on HTTPS
+	// with a password: see secure.go.
+	Secure bool
 }
 
 // validName accepts 1-12 characters of [a-z0-9-] starting with a letter: short enough
@@ -149,6 +153,13 @@ type Node struct {
 	AgentHTTP   string `json:"agent_http,omitempty"` // from the client namespace
 	AgentLog    string `json:"agent_log,omitempty"`
 	AgentConfig string `json:"agent_config,omitempty"`
+	// In a secure sandbox: the server's certificate and key (owned by mysql), and
+	// the agent's etcd user with its client certificate.
+	ServerCert string `json:"server_cert,omitempty"`
+	ServerKey  string `json:"server_key,omitempty"`
+	EtcdUser   string `json:"etcd_user,omitempty"`
+	EtcdCert   string `json:"etcd_cert,omitempty"`
+	EtcdKey    string `json:"etcd_key,omitempty"`
 	// AgentEnv is added to the environment of the node's agent each time the
 	// sandbox starts it (BATON_FAILPOINT=..., for one built with -tags failpoint).
 	AgentEnv []string `json:"agent_env,omitempty"`
@@ -164,10 +175,19 @@ type EtcdMember struct {
 	Socket    string `json:"socket"` // unix socket, from the root namespace
 	Dir       string `json:"dir"`
 	PID       int    `json:"pid"`
+	// Cert and Key are the member's certificate (server and peer) in a secure
+	// sandbox: its endpoints then take TLS only.
+	Cert string `json:"cert,omitempty"`
+	Key  string `json:"key,omitempty"`
 }
 
 // Endpoint is the member's client endpoint usable from the root namespace.
-func (m EtcdMember) Endpoint() string { return "unix://" + m.Socket }
+func (m EtcdMember) Endpoint() string {
+	if m.Cert != "" {
+		return "unixs://" + m.Socket
+	}
+	return "unix://" + m.Socket
+}
 
 // Cluster is a sandbox that is up, as recorded in its state file.
 type Cluster struct {
@@ -198,6 +218,10 @@ type Cluster struct {
 	Nodes         []Node       `json:"nodes"`
 	Binary        string       `json:"binary"`     // baton: the agents
 	LabBinary     string       `json:"lab_binary"` // baton-lab: etcd members, fault holders
+	// PKI is where a secure sandbox's certificates are; nil for a plain-text one.
+	PKI *PKI `json:"pki,omitempty"`
+	// Web is the web view a secure sandbox with agents runs.
+	Web *WebView `json:"web,omitempty"`
 	// Holders are helper processes that keep a fault in place (a held lock, held
 	// connections), by "node/fault".
 	Holders map[string]int `json:"holders,omitempty"`
@@ -305,6 +329,17 @@ func (c *Cluster) TCPDSN(node string) (string, error) {
 	cfg, err := c.AdminDialer().Config(net.JoinHostPort(n.IP, strconv.Itoa(n.Port)))
 	if err != nil {
 		return "", err
+	}
+	if cfg.TLS != nil {
+		// A DSN names its TLS configuration: registered with the driver (which
+		// checks each DSN's host against the certificate).
+		tc := cfg.TLS.Clone()
+		tc.ServerName = ""
+		name := "baton-sandbox-" + c.Name
+		if err := mysql.RegisterTLSConfig(name, tc); err != nil {
+			return "", err
+		}
+		cfg.TLS, cfg.TLSConfig = nil, name
 	}
 	return cfg.FormatDSN(), nil // a DSN carries no dial function: see DialContext
 }

@@ -6,8 +6,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -93,17 +95,29 @@ func newCluster(spec Spec, dir string, log *zap.Logger) *Cluster {
 	if spec.VIP {
 		c.VIP = vipCIDR
 	}
+	scheme := "http://"
+	if spec.Secure {
+		c.PKI = newPKI(dir, spec.Name)
+		scheme = "https://"
+		if spec.WithAgents {
+			c.Web = &WebView{User: "baton", Password: secret(), Log: filepath.Join(dir, "web.log"),
+				URL: "https://" + net.JoinHostPort(clientIP, strconv.Itoa(WebPort)) + "/"}
+		}
+	}
 	for i := 0; i < spec.EtcdMembers; i++ {
 		name := fmt.Sprintf("etcd%d", i+1)
 		m := EtcdMember{
 			Name:      name,
 			NetNS:     nsName(spec.Name, name),
 			IP:        etcdIP(i),
-			ClientURL: "http://" + etcdIP(i) + ":2379",
-			PeerURL:   "http://" + etcdIP(i) + ":2380",
+			ClientURL: scheme + etcdIP(i) + ":2379",
+			PeerURL:   scheme + etcdIP(i) + ":2380",
 			Dir:       filepath.Join(dir, name),
 		}
 		m.Socket = filepath.Join(m.Dir, "etcd.sock")
+		if c.PKI != nil {
+			m.Cert, m.Key = filepath.Join(c.PKI.Dir, name+".crt"), filepath.Join(c.PKI.Dir, name+".key")
+		}
 		c.EtcdMembers = append(c.EtcdMembers, m)
 		c.Etcd = append(c.Etcd, m.Endpoint())
 		c.EtcdInternal = append(c.EtcdInternal, m.ClientURL)
@@ -128,6 +142,11 @@ func newCluster(spec Spec, dir string, log *zap.Logger) *Cluster {
 		n.Datadir = filepath.Join(n.Mount, "data")
 		if i == 0 {
 			n.Role = "primary"
+		}
+		if c.PKI != nil {
+			n.ServerCert, n.ServerKey = filepath.Join(nd, "tls", "server.crt"), filepath.Join(nd, "tls", "server.key")
+			n.EtcdUser = EtcdNodeUser(spec.Name, name)
+			n.EtcdCert, n.EtcdKey = filepath.Join(c.PKI.Dir, name+"-etcd.crt"), filepath.Join(c.PKI.Dir, name+"-etcd.key")
 		}
 		c.Nodes = append(c.Nodes, n)
 	}
@@ -159,6 +178,11 @@ func (c *Cluster) up(ctx context.Context, spec Spec) error {
 	if err := c.save(); err != nil {
 		return err
 	}
+	if c.PKI != nil {
+		if err := c.makePKI(ctx); err != nil {
+			return fmt.Errorf("certificates: %w", err)
+		}
+	}
 	for i := range c.EtcdMembers {
 		if err := c.startEtcdMember(&c.EtcdMembers[i]); err != nil {
 			return err
@@ -181,6 +205,11 @@ func (c *Cluster) up(ctx context.Context, spec Spec) error {
 	}
 	if err != nil {
 		return err
+	}
+	if c.PKI != nil {
+		if err := c.setupEtcdAuth(ctx); err != nil {
+			return err
+		}
 	}
 	primary := &c.Nodes[0]
 	if err := c.setupPrimary(ctx, primary); err != nil {
@@ -205,6 +234,11 @@ func (c *Cluster) up(ctx context.Context, spec Spec) error {
 		}
 		if err := c.startAgents(ctx); err != nil {
 			return err
+		}
+		if c.Web != nil {
+			if err := c.startWeb(ctx); err != nil {
+				return err
+			}
 		}
 		if spec.HAProxy {
 			if err := c.startHAProxy(ctx); err != nil {
@@ -246,6 +280,9 @@ func (c *Cluster) Down(ctx context.Context) error {
 	}
 	if c.HAProxy != nil {
 		pids = append(pids, c.HAProxy.PID)
+	}
+	if c.Web != nil {
+		pids = append(pids, c.Web.PID)
 	}
 	for _, ns := range c.namespaces() {
 		pids = append(pids, namespacePIDs(ctx, ns)...)

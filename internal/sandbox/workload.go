@@ -70,6 +70,11 @@ func (c *Cluster) appDB(addr string, timeout time.Duration) (*sql.DB, error) {
 	cfg.Net, cfg.Addr = "tcp", addr
 	cfg.Timeout, cfg.ReadTimeout, cfg.WriteTimeout = timeout, 2*timeout, 2*timeout
 	cfg.DialFunc = DialContext(c.ClientNetNS)
+	tc, err := c.MySQLTLS()
+	if err != nil {
+		return nil, err
+	}
+	cfg.TLS = tc // nil in a plain-text sandbox
 	conn, err := mysql.NewConnector(cfg)
 	if err != nil {
 		return nil, err

@@ -118,7 +118,15 @@ func All(ctx context.Context, cfg AllConfig) error {
 	}
 	fp, fperr := measureFootprint(ctx, cfg.Bin, time.Duration(secs)*time.Second)
 	ld, lderr := loadWithAgents(ctx, cfg.Bin, time.Duration(secs)*time.Second)
-	sw, swerr := benchSwitchovers(ctx, cfg.Bin, 4, cfg.Progress)
+	sw, swerr := benchSwitchovers(ctx, cfg.Bin, 4, false, cfg.Progress)
+	// The kill failover and the switchovers again on secure sandboxes (TLS
+	// everywhere, etcd with client certificates and roles), to set beside the above.
+	var secureKill FailoverResult
+	if err := runJSON(ctx, cfg.Bin, []string{"bench", "failover", "--fault", "kill", "--trials", strconv.Itoa(ft), "--secure", "--json"}, &secureKill); err != nil {
+		secureKill = FailoverResult{Fault: "kill", Trials: ft, Secure: true, Errors: []string{err.Error()}}
+	}
+	fmt.Fprintf(cfg.Progress, "failover kill (secure): p50 %d ms, max %d ms, lost %d %v\n", secureKill.P50FailoverMS, secureKill.MaxFailoverMS, secureKill.LostWrites, secureKill.Errors)
+	swSecure, swSecureErr := benchSwitchovers(ctx, cfg.Bin, 4, true, cfg.Progress)
 	outages := make([]EtcdOutageResult, 2)
 	outageErrs := make([]error, 2)
 	for i, fs := range []string{"false", "true"} {
@@ -131,6 +139,13 @@ func All(ctx context.Context, cfg AllConfig) error {
 	writeBenchmarks(&md, started, ft, dt, secs, failovers, detects, load, fp, fperr)
 	writeViaHAProxy(&md, ft, failovers, viaHAProxy)
 	writeSwitchovers(&md, sw, swerr)
+	var plainKill FailoverResult
+	for _, r := range failovers {
+		if r.Fault == "kill" {
+			plainKill = r
+		}
+	}
+	writeSecure(&md, ft, plainKill, secureKill, sw, swerr, swSecure, swSecureErr)
 	writeLoadWithAgents(&md, ld, lderr)
 	writeEtcdOutage(&md, outages, outageErrs)
 	out := md.String()
@@ -360,9 +375,10 @@ type switchoverRun struct {
 
 // benchSwitchovers runs n switchovers back and forth between db1 and db2 of a cluster
 // with agents, with `baton switchover --yes --json`, while a writer writes through
-// the virtual IP.
-func benchSwitchovers(ctx context.Context, bin lab.Binaries, n int, progress io.Writer) ([]switchoverRun, error) {
-	c, _, done, err := benchCluster(ctx, "sw-bench", bin)
+// the virtual IP; secure: on a secure sandbox, the command run as its operator.
+func benchSwitchovers(ctx context.Context, bin lab.Binaries, n int, secure bool, progress io.Writer) ([]switchoverRun, error) {
+	c, _, done, err := benchClusterSpec(ctx, sandbox.Spec{Name: "sw-bench", Nodes: 3, SemiSync: true, WithAgents: true, VIP: true,
+		EtcdMembers: 1, Binary: bin.Baton, LabBinary: bin.Lab, Secure: secure})
 	if err != nil {
 		return nil, err
 	}
@@ -376,7 +392,11 @@ func benchSwitchovers(ctx context.Context, bin lab.Binaries, n int, progress io.
 	for i := 0; i < n && ctx.Err() == nil; i++ {
 		start := time.Now()
 		cmd := exec.CommandContext(ctx, bin.Baton, "switchover", "--to", to, "--yes", "--json")
-		cmd.Env = append(os.Environ(), "BATON_ETCD="+strings.Join(c.Etcd, ","), "BATON_CLUSTER="+c.Name)
+		var operator sandbox.Identity
+		if c.PKI != nil {
+			operator = c.PKI.Operator
+		}
+		cmd.Env = append(os.Environ(), c.CLIEnv(operator)...)
 		out, _ := cmd.Output()
 		var res switchoverJSON
 		run := switchoverRun{From: from, To: to}
@@ -587,4 +607,83 @@ func keepOtherSections(doc, old string) string {
 		}
 	}
 	return b.String()
+}
+
+// SwitchoverRun is one planned switchover as `baton-lab bench switchover` measured
+// it.
+type SwitchoverRun = switchoverRun
+
+// SwitchoverResult is what `baton-lab bench switchover --json` prints.
+type SwitchoverResult struct {
+	Secure bool            `json:"secure"`
+	Runs   []SwitchoverRun `json:"runs"`
+	// Of the switchovers that succeeded: the coordinator's write block and the
+	// writer's longest gap.
+	P50WriteBlockMS int64 `json:"p50_write_block_ms"`
+	MaxWriteBlockMS int64 `json:"max_write_block_ms"`
+	P50WriterGapMS  int64 `json:"p50_writer_gap_ms"`
+	MaxWriterGapMS  int64 `json:"max_writer_gap_ms"`
+	Failed          int   `json:"failed"`
+}
+
+// Switchovers runs n planned switchovers back and forth on one fresh cluster (as
+// `bench all` does), on a secure sandbox when secure.
+func Switchovers(ctx context.Context, bin lab.Binaries, n int, secure bool, progress io.Writer) (SwitchoverResult, error) {
+	if n < 1 {
+		return SwitchoverResult{}, fmt.Errorf("count: %d: at least 1", n)
+	}
+	if progress == nil {
+		progress = io.Discard
+	}
+	runs, err := benchSwitchovers(ctx, bin, n, secure, progress)
+	if err != nil {
+		return SwitchoverResult{}, err
+	}
+	res := SwitchoverResult{Secure: secure, Runs: runs}
+	var block, gap []int64
+	for _, r := range runs {
+		if !r.OK {
+			res.Failed++
+			continue
+		}
+		block, gap = append(block, r.WriteBlockMS), append(gap, r.WriterGapMS)
+	}
+	res.P50WriteBlockMS, res.MaxWriteBlockMS = p50max(block)
+	res.P50WriterGapMS, res.MaxWriterGapMS = p50max(gap)
+	return res, nil
+}
+
+// writeSecure sets the kill failover and the switchovers on secure sandboxes beside
+// the plain-text ones.
+func writeSecure(md *strings.Builder, ft int, plain, secure FailoverResult, sw []switchoverRun, swerr error, swSecure []switchoverRun, swSecureErr error) {
+	fmt.Fprintf(md, "\n## Secure vs plain text\n\n")
+	fmt.Fprintf(md, "Commands: `baton-lab bench failover --fault kill --trials %d [--secure] --json` and `baton-lab bench switchover --count 4 [--secure] --json` (a fresh cluster per failover trial, one for the switchovers). *secure* is `sandbox up --secure`: MariaDB takes TLS only (the writer, the agents' peer probes and the coordinator's connections handshake TLS 1.3 and check the server's certificate), replication over TLS checking its source's certificate, etcd over TLS with client certificates and a role per cluster (agents authenticated by certificate), the switchover asked for with the operator's certificate.\n\n", ft)
+	fmt.Fprintf(md, "| mysqld killed | failover p50 | failover max | failover ms (each trial) | detect ms | promote ms | acked | lost | split-brain ms | errors |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range []struct {
+		name string
+		r    FailoverResult
+	}{{"plain text", plain}, {"secure", secure}} {
+		fmt.Fprintf(md, "| %s | %d ms | %d ms | %s | %s | %s | %d | %d | %d | %s |\n", r.name, r.r.P50FailoverMS, r.r.MaxFailoverMS, fmtMS(r.r.FailoverMS),
+			fmtMS(r.r.DetectMS), fmtMS(r.r.PromoteMS), r.r.AckedWrites, r.r.LostWrites, r.r.SplitBrainMS, strings.Join(r.r.Errors, "; "))
+	}
+	fmt.Fprintf(md, "\n| planned switchover | ok | write block p50 | write block max | write block ms (each) | writer gap ms (each) |\n|---|---|---|---|---|---|\n")
+	for _, r := range []struct {
+		name string
+		runs []switchoverRun
+		err  error
+	}{{"plain text", sw, swerr}, {"secure", swSecure, swSecureErr}} {
+		if r.err != nil {
+			fmt.Fprintf(md, "| %s | not measured: %v | | | | |\n", r.name, r.err)
+			continue
+		}
+		ok, block, gap := 0, []int64{}, []int64{}
+		for _, x := range r.runs {
+			if x.OK {
+				ok++
+				block, gap = append(block, x.WriteBlockMS), append(gap, x.WriterGapMS)
+			}
+		}
+		p50, mx := p50max(block)
+		fmt.Fprintf(md, "| %s | %d/%d | %d ms | %d ms | %s | %s |\n", r.name, ok, len(r.runs), p50, mx, fmtMS(block), fmtMS(gap))
+	}
 }

@@ -84,6 +84,7 @@ func ParseVia(s string) (Via, error) {
 type FailoverResult struct {
 	Fault         string  `json:"fault"`
 	Via           string  `json:"via"`
+	Secure        bool    `json:"secure,omitempty"`
 	Trials        int     `json:"trials"`
 	DetectMS      []int64 `json:"detect_ms"`   // fault -> failover.MilestoneDetected
 	DecideMS      []int64 `json:"decide_ms"`   // fault -> failover.MilestoneDecided
@@ -110,6 +111,9 @@ type FailoverConfig struct {
 	Name     string // sandbox name
 	Bin      lab.Binaries
 	Progress io.Writer // one line per trial; nil for none
+	// Secure runs the trials on secure sandboxes (TLS everywhere, etcd with client
+	// certificates and roles: sandbox.Spec.Secure).
+	Secure bool
 }
 
 // Validate checks the configuration and names the bad field.
@@ -144,14 +148,14 @@ func Failover(ctx context.Context, cfg FailoverConfig) (FailoverResult, error) {
 
 func runFailoverBench(ctx context.Context, cfg FailoverConfig) FailoverResult {
 	f, _ := ParseFailoverKind(cfg.Fault) // checked by Validate
-	res := FailoverResult{Fault: cfg.Fault, Via: cfg.Via.String(), Trials: cfg.Trials}
+	res := FailoverResult{Fault: cfg.Fault, Via: cfg.Via.String(), Trials: cfg.Trials, Secure: cfg.Secure}
 	say := func(format string, args ...any) {
 		if cfg.Progress != nil {
 			fmt.Fprintf(cfg.Progress, format, args...)
 		}
 	}
 	for i := 0; i < cfg.Trials && ctx.Err() == nil; i++ {
-		tr, err := failoverTrial(ctx, f, cfg.Name, cfg.Bin, cfg.Via)
+		tr, err := failoverTrialOn(ctx, f, viaSpec(cfg.Name, cfg.Bin, cfg.Via, cfg.Secure), cfg.Via)
 		if err != nil {
 			res.Errors = append(res.Errors, fmt.Sprintf("trial %d: %v", i+1, err))
 			say("trial %d: %v\n", i+1, err)
@@ -212,8 +216,14 @@ func benchClusterEtcd(ctx context.Context, name string, bin lab.Binaries, etcdMe
 // benchClusterVia is benchCluster with the writer's way in: a virtual IP, or HAProxy
 // and no virtual IP (a network where the address cannot move).
 func benchClusterVia(ctx context.Context, name string, bin lab.Binaries, via Via) (c *sandbox.Cluster, store *cluster.Store, done func(), err error) {
-	return benchClusterSpec(ctx, sandbox.Spec{Name: name, Nodes: 3, SemiSync: true, WithAgents: true,
-		VIP: via == ViaVIP, HAProxy: via == ViaHAProxy, EtcdMembers: 1, Binary: bin.Baton, LabBinary: bin.Lab})
+	return benchClusterSpec(ctx, viaSpec(name, bin, via, false))
+}
+
+// viaSpec is the sandbox of a failover trial: 3 nodes with agents and semi-sync,
+// and the writer's way in; secure: sandbox.Spec.Secure.
+func viaSpec(name string, bin lab.Binaries, via Via, secure bool) sandbox.Spec {
+	return sandbox.Spec{Name: name, Nodes: 3, SemiSync: true, WithAgents: true,
+		VIP: via == ViaVIP, HAProxy: via == ViaHAProxy, EtcdMembers: 1, Binary: bin.Baton, LabBinary: bin.Lab, Secure: secure}
 }
 
 func benchClusterSpec(ctx context.Context, spec sandbox.Spec) (c *sandbox.Cluster, store *cluster.Store, done func(), err error) {
@@ -239,8 +249,13 @@ func benchClusterSpec(ctx context.Context, spec sandbox.Spec) (c *sandbox.Cluste
 var errPromoted = errors.New("bench: promoted")
 
 func failoverTrial(ctx context.Context, f []sandbox.Fault, name string, bin lab.Binaries, via Via) (trialResult, error) {
+	return failoverTrialOn(ctx, f, viaSpec(name, bin, via, false), via)
+}
+
+// failoverTrialOn is one trial on a fresh sandbox of spec.
+func failoverTrialOn(ctx context.Context, f []sandbox.Fault, spec sandbox.Spec, via Via) (trialResult, error) {
 	var tr trialResult
-	c, store, done, err := benchClusterVia(ctx, name, bin, via)
+	c, store, done, err := benchClusterSpec(ctx, spec)
 	if err != nil {
 		return tr, err
 	}

@@ -52,6 +52,7 @@ type Summary struct {
 	OK         bool   `json:"ok"`
 	Error      string `json:"error,omitempty"`
 	Cluster    string `json:"cluster"`
+	Secure     bool   `json:"secure,omitempty"`
 	OldPrimary string `json:"old_primary"`
 	NewPrimary string `json:"new_primary"`
 	// Times from the fault (the disk filled) to what followed; -1 when it did not
@@ -160,6 +161,9 @@ type Config struct {
 	Out   io.Writer
 	Color bool
 	Log   *zap.Logger // the sandbox's warnings and errors
+	// Secure runs the demo on a secure sandbox: TLS everywhere, etcd with client
+	// certificates and a role per cluster, the web view on HTTPS with a password.
+	Secure bool
 }
 
 func (c Config) validate() error {
@@ -190,7 +194,7 @@ func Run(ctx context.Context, cfg Config) Summary {
 		root = sandbox.DefaultRoot
 	}
 	d := &demo{name: cfg.Name, root: root, bin: cfg.Bin, keep: cfg.Keep, rejoin: cfg.Rejoin, log: cfg.Log,
-		narr: &demoNarrator{w: cfg.Out}, color: cfg.Color}
+		narr: &demoNarrator{w: cfg.Out}, color: cfg.Color, secure: cfg.Secure}
 	return d.run(ctx)
 }
 
@@ -203,6 +207,7 @@ type demo struct {
 	log        *zap.Logger
 	narr       *demoNarrator
 	color      bool
+	secure     bool
 
 	c     *sandbox.Cluster
 	cli   *clientv3.Client
@@ -222,12 +227,17 @@ func (d *demo) step(name string, fn func() (string, error)) error {
 	return err
 }
 
+// newSummary is the summary of a run not started: no time measured yet.
+func (d *demo) newSummary() Summary {
+	return Summary{Cluster: d.name, Secure: d.secure, DetectMS: -1, DecideMS: -1, FailoverMS: -1, VIPMS: -1, WritesResumedMS: -1,
+		RejoinMS: -1, LostWrites: -1, Rejoin: d.rejoin.String(), UndoMS: -1}
+}
+
 // run carries out the demo and returns its summary; it always tears down what it
 // brought up, unless asked to keep it.
 func (d *demo) run(ctx context.Context) Summary {
 	start := time.Now()
-	d.sum = Summary{Cluster: d.name, DetectMS: -1, DecideMS: -1, FailoverMS: -1, VIPMS: -1, WritesResumedMS: -1,
-		RejoinMS: -1, LostWrites: -1, Rejoin: d.rejoin.String(), UndoMS: -1}
+	d.sum = d.newSummary()
 	err := d.scenario(ctx)
 	if d.cli != nil {
 		d.cli.Close()

@@ -1,6 +1,7 @@
 package demo
 
 import (
+	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
@@ -192,6 +193,19 @@ func TestStripLogPrefix(t *testing.T) {
 	} {
 		if got := stripLogPrefix(in); got != want {
 			t.Errorf("stripLogPrefix(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestSummarySaysSecure(t *testing.T) {
+	for _, secure := range []bool{false, true} {
+		d := &demo{name: "demo", secure: secure}
+		b, err := json.Marshal(d.newSummary())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(string(b), `"secure":true`); got != secure {
+			t.Errorf("secure %v: the summary %s", secure, b)
 		}
 	}
 }

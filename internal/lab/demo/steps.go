@@ -34,7 +34,7 @@ func (d *demo) up(ctx context.Context) error {
 		defer cancel()
 		start := time.Now()
 		c, err := sandbox.Up(uctx, sandbox.Spec{Name: d.name, Nodes: 3, SemiSync: true, WithAgents: true, VIP: true,
-			Binary: d.bin.Baton, LabBinary: d.bin.Lab, Root: d.root}, d.log)
+			Binary: d.bin.Baton, LabBinary: d.bin.Lab, Root: d.root, Secure: d.secure}, d.log)
 		if err != nil {
 			return "", fmt.Errorf("bring up sandbox %s: %v", d.name, err)
 		}
@@ -49,6 +49,11 @@ func (d *demo) up(ctx context.Context) error {
 				n.NetNS, n.ServerID, n.AgentHTTP)
 		}
 		d.narr.say("  etcd %s; virtual IP %s; clients in namespace %s (%s)", strings.Join(c.Etcd, ","), c.VIP, c.ClientNetNS, c.ClientIP)
+		if p := c.PKI; p != nil {
+			d.narr.say("  secure: a CA of its own (%s); MariaDB takes TLS only, replicas check their source's certificate;", p.CA)
+			d.narr.say("  etcd takes client certificates only, each agent's user with readwrite on /baton/%s/ alone; web view %s (user %s)",
+				c.Name, c.Web.URL, c.Web.User)
+		}
 		return fmt.Sprintf("%.1fs", time.Since(start).Seconds()), nil
 	})
 }
@@ -468,7 +473,14 @@ func (d *demo) explain() {
 	if d.root != sandbox.DefaultRoot {
 		root = " --root " + d.root
 	}
-	d.narr.say("baton status --etcd %s --cluster %s --watch", strings.Join(d.c.Etcd, ","), d.c.Name)
+	if p := d.c.PKI; p != nil {
+		d.narr.say("BATON_ETCD_CA=%s BATON_ETCD_CERT=%s BATON_ETCD_KEY=%s \\", p.CA, p.Viewer.Cert, p.Viewer.Key)
+		d.narr.say("  baton status --etcd %s --cluster %s --watch   (the operator's certificate, %s, changes the cluster)",
+			strings.Join(d.c.Etcd, ","), d.c.Name, p.Operator.Cert)
+		d.narr.say("ip netns exec %s curl --cacert %s -u %s %s   (password: baton-lab sandbox status --json)", d.c.ClientNetNS, p.CA, d.c.Web.User, d.c.Web.URL)
+	} else {
+		d.narr.say("baton status --etcd %s --cluster %s --watch", strings.Join(d.c.Etcd, ","), d.c.Name)
+	}
 	d.narr.say("baton-lab sandbox status --name %s%s", d.c.Name, root)
 	primary := d.sum.NewPrimary
 	if primary == "" {
