@@ -295,8 +295,14 @@ func (s *salvager) refusal(ctx context.Context, req SalvageRequest, side salvage
 		return "", "asked with epoch 0: no primary of record"
 	case req.Flavor != replication.FlavorMariaDB.String():
 		return "", fmt.Sprintf("the candidate's position is of flavor %q: salvage is MariaDB's only", req.Flavor)
-	case known.Node != "" && (known.Epoch > req.Epoch || (known.Epoch == req.Epoch && known.Node != s.cfg.Node)):
+	case known.Node == "":
+		return "", s.cfg.Node + " has not read the primary of record: it answers only as the primary of record it knows"
+	case known.Epoch > req.Epoch || (known.Epoch == req.Epoch && known.Node != s.cfg.Node):
 		return "", fmt.Sprintf("%s knows a newer primary of record: %s at epoch %d", s.cfg.Node, known.Node, known.Epoch)
+	case known.Node != s.cfg.Node || known.Epoch != req.Epoch:
+		// A replica's binary logs hold every change of the cluster: only the failed
+		// primary's own agent, at the epoch it knows, gives them out.
+		return "", fmt.Sprintf("%s is not the primary of record it knows (%s at epoch %d), asked at epoch %d", s.cfg.Node, known.Node, known.Epoch, req.Epoch)
 	case writable:
 		return "", s.cfg.Node + " is the writable primary"
 	}
