@@ -433,6 +433,12 @@ func TestSecureSandbox(t *testing.T) {
 		for _, n := range sc.Nodes {
 			pids[n.Name] = n.AgentPID
 		}
+		logSize := map[string]int64{}
+		for _, n := range sc.Nodes {
+			if fi, err := os.Stat(n.AgentLog); err == nil {
+				logSize[n.Name] = fi.Size()
+			}
+		}
 		old, err := sc.RenewAgentCertificates()
 		if err != nil {
 			t.Fatal(err)
@@ -470,8 +476,23 @@ func TestSecureSandbox(t *testing.T) {
 			t.Errorf("the renewal moved the primary: %+v -> %+v", before.Primary, after.Primary)
 		}
 		for _, n := range sc.Nodes {
-			if _, ok := after.Nodes[n.Name]; !ok || after.NodeLeases[n.Name] != before.NodeLeases[n.Name] {
-				t.Errorf("%s's agent lost its etcd session (lease %x -> %x)", n.Name, before.NodeLeases[n.Name], after.NodeLeases[n.Name])
+			// A live lease now, 6 s (two TTLs) after the last member's restart, was
+			// renewed over a connection made after every member restarted: with the
+			// new certificate, since the old one is revoked. A new lease is no failure
+			// in itself: a member's restart can make the primary's renewal late on a
+			// loaded machine, and a replica that promised to hold off failovers then
+			// makes a new session (failsafe mode).
+			if _, ok := after.Nodes[n.Name]; !ok || after.NodeLeases[n.Name] == 0 {
+				t.Errorf("%s's agent has no etcd session after the renewal (lease %x before)", n.Name, before.NodeLeases[n.Name])
+			} else if after.NodeLeases[n.Name] != before.NodeLeases[n.Name] {
+				t.Logf("%s's agent made a new session meanwhile (lease %x -> %x)", n.Name, before.NodeLeases[n.Name], after.NodeLeases[n.Name])
+			}
+			if b, err := os.ReadFile(n.AgentLog); err == nil {
+				for _, refused := range []string{"bad certificate", "certificate revoked", "handshake failed"} {
+					if strings.Contains(string(b[min(logSize[n.Name], int64(len(b))):]), refused) {
+						t.Errorf("%s's agent log says %q after the renewal", n.Name, refused)
+					}
+				}
 			}
 			cur, _ := sc.Node(n.Name)
 			if cur.AgentPID != pids[n.Name] || !processAlive(cur.AgentPID) {
