@@ -283,3 +283,57 @@ func mysqlAtLeast(version string, major, minor int) bool {
 	}
 	return ma > major || (ma == major && mi >= minor)
 }
+
+// Layout is where a server keeps its files: its datadir, and the server variables
+// that may put some elsewhere (binary and relay logs, InnoDB's system tablespace,
+// redo and undo logs, Aria's log), by name, as the server reports them (relative
+// ones are under the datadir).
+type Layout struct {
+	Datadir string
+	Paths   map[string]string
+}
+
+// layoutVariables are the variables that may put a server's files outside its
+// datadir; a server reports those it has.
+var layoutVariables = []string{"log_bin_basename", "relay_log_basename", "innodb_data_home_dir",
+	"innodb_log_group_home_dir", "innodb_undo_directory", "aria_log_dir_path"}
+
+// Layout reads where the server keeps its files.
+func (in *Instance) Layout(ctx context.Context) (Layout, error) {
+	var l Layout
+	err := in.call(ctx, in.timeout, func(ctx context.Context, s *serverConn) error {
+		if err := s.conn.QueryRowContext(ctx, "SELECT @@GLOBAL.datadir").Scan(&l.Datadir); err != nil {
+			return fmt.Errorf("read datadir: %w", err)
+		}
+		rows, err := s.queryRows(ctx, "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('"+strings.Join(layoutVariables, "', '")+"')")
+		if err != nil {
+			return err
+		}
+		l.Paths = map[string]string{}
+		for _, r := range rows {
+			l.Paths[r["Variable_name"]] = r["Value"]
+		}
+		return nil
+	})
+	if err != nil {
+		return Layout{}, fmt.Errorf("layout of %s: %w", in.name, err)
+	}
+	return l, nil
+}
+
+// Outside lists the files the layout puts outside its datadir, as "variable
+// (path)": a copy of the datadir alone would not hold them. Pure.
+func (l Layout) Outside() []string {
+	dd := filepath.Clean(l.Datadir)
+	var out []string
+	for _, name := range layoutVariables {
+		p, ok := l.Paths[name]
+		if !ok || p == "" || !filepath.IsAbs(p) {
+			continue // unset, or relative: under the datadir
+		}
+		if c := filepath.Clean(p); c != dd && !strings.HasPrefix(c, dd+string(filepath.Separator)) {
+			out = append(out, fmt.Sprintf("%s (%s)", name, p))
+		}
+	}
+	return out
+}

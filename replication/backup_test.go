@@ -169,3 +169,25 @@ echo "stream-bytes"
 		t.Fatalf("a failed prepare: %v, want the program's last lines", err)
 	}
 }
+
+func TestLayoutOutside(t *testing.T) {
+	cases := []struct {
+		name  string
+		paths map[string]string
+		want  []string
+	}{
+		{"all under the datadir", map[string]string{"log_bin_basename": "/var/lib/mysql/mysql-bin", "relay_log_basename": "/var/lib/mysql/relay-bin",
+			"innodb_data_home_dir": "", "innodb_log_group_home_dir": "./", "innodb_undo_directory": "./", "aria_log_dir_path": "/var/lib/mysql/"}, nil},
+		{"binary logs elsewhere", map[string]string{"log_bin_basename": "/var/log/mysql/mysql-bin", "innodb_undo_directory": "./"},
+			[]string{"log_bin_basename (/var/log/mysql/mysql-bin)"}},
+		{"a sibling with the datadir's name as a prefix is outside", map[string]string{"innodb_undo_directory": "/var/lib/mysql-undo"},
+			[]string{"innodb_undo_directory (/var/lib/mysql-undo)"}},
+		{"no variables read", nil, nil},
+	}
+	for _, tc := range cases {
+		got := Layout{Datadir: "/var/lib/mysql/", Paths: tc.paths}.Outside()
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
