@@ -1306,3 +1306,15 @@ func (r *Reconciler) answerRebuildRequest(ctx context.Context, rev int64, req cl
 	}
 	r.log.Info("rebuild request answered", zap.String("request", req.ID), zap.String("state", string(req.State)), zap.String("error", req.Error))
 }
+
+// Rebuilding is this node's rebuild under way, nil when none: a node being rebuilt
+// gives no backup to another.
+func (r *Reconciler) Rebuilding() *cluster.RebuildProgress {
+	st := &r.rebuildSt
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.journal == nil {
+		return nil
+	}
+	return st.journal.progress(st.bytes.Load())
+}

@@ -112,6 +112,10 @@ type Config struct {
 	// ArchiveDir is where the node's errant transactions are archived before
 	// anything undoes or discards them. Empty: <state dir>/archive.
 	ArchiveDir string `yaml:"archive_dir" json:"archive_dir,omitempty"`
+	// Server is how the agent stops and starts its node's server, for a rebuild
+	// (rebuild.go); Rebuild bounds a rebuild and a donor's load.
+	Server  ServerCommands  `yaml:"server" json:"server"`
+	Rebuild RebuildSettings `yaml:"rebuild" json:"rebuild"`
 }
 
 // ArchivePath is the archive directory: archive_dir, or <state dir>/archive.
@@ -353,9 +357,11 @@ func DefaultConfig() Config {
 			DiskWindow:       DefaultDiskWindow,
 			DiskHorizon:      DefaultDiskHorizon,
 		},
-		Hooks: Hooks{Timeout: DefaultHookTimeout},
-		HTTP:  HTTP{Listen: DefaultHTTPListen},
-		Log:   Log{Level: "info", Format: "json"},
+		Hooks:   Hooks{Timeout: DefaultHookTimeout},
+		Server:  ServerCommands{CommandTimeout: DefaultServerCommandTimeout},
+		Rebuild: RebuildSettings{Timeout: DefaultRebuildTimeout, MaxRate: DefaultRebuildMaxRate},
+		HTTP:    HTTP{Listen: DefaultHTTPListen},
+		Log:     Log{Level: "info", Format: "json"},
 	}
 }
 

@@ -66,6 +66,9 @@ func (a *Agent) serveHTTP(ctx context.Context, store *cluster.Store, rec *reconc
 			return snap.Primary, kept || (up && rec.WritablePrimary(lease))
 		},
 	}))
+	if a.donor != nil {
+		mux.Handle(RebuildBackupPath, a.donor.handler())
+	}
 	mux.Handle("/", NewHandler(view, reg))
 	srv := &http.Server{
 		Handler:           mux,

@@ -53,6 +53,12 @@ func (c Config) Validate() error {
 	if err := c.Hooks.validate(); err != nil {
 		return err
 	}
+	if err := c.Server.validate(); err != nil {
+		return err
+	}
+	if err := c.Rebuild.validate(); err != nil {
+		return err
+	}
 	if err := validListen(c.HTTP.Listen); err != nil {
 		return err
 	}
