@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/baton-ha/baton/cluster"
+	"github.com/baton-ha/baton/internal/status"
 )
 
 func historyCommand() *cli.Command {
@@ -73,11 +74,15 @@ type historyEvent struct {
 	Steps        []stepJSON `json:"steps"`
 	Discarded    []string   `json:"discarded,omitempty"`
 	Archive      string     `json:"archive,omitempty"`
+	Donor        string     `json:"donor,omitempty"`
+	Bytes        int64      `json:"bytes,omitempty"`
+	Kept         string     `json:"kept,omitempty"`
 }
 
 func toHistoryEvent(e cluster.Event) historyEvent {
 	h := historyEvent{Kind: e.Kind.String(), From: e.From, To: e.To, Epoch: e.Epoch, Reason: e.Reason, Manual: e.Manual,
-		Started: e.Started, TookMS: e.Took.Milliseconds(), Steps: stepsJSON(e.Steps), Discarded: e.Discarded, Archive: e.Archive}
+		Started: e.Started, TookMS: e.Took.Milliseconds(), Steps: stepsJSON(e.Steps), Discarded: e.Discarded, Archive: e.Archive,
+		Donor: e.Donor, Bytes: e.Bytes, Kept: e.Kept}
 	if !e.Detected.IsZero() {
 		d := e.Detected
 		h.Detected = &d
@@ -110,6 +115,12 @@ func printHistory(w io.Writer, events []cluster.Event) {
 		}
 		if e.Archive != "" {
 			fmt.Fprintf(w, "  archive (on %s): %s\n", e.From, e.Archive)
+		}
+		if e.Donor != "" {
+			fmt.Fprintf(w, "  copied from %s: %s\n", e.Donor, status.Bytes(e.Bytes))
+		}
+		if e.Kept != "" {
+			fmt.Fprintf(w, "  old datadir kept (on %s): %s\n", e.From, e.Kept)
 		}
 		if !e.Detected.IsZero() {
 			fmt.Fprintf(w, "  detected: %s before it started\n", roundMS(e.Started.Sub(e.Detected)))

@@ -73,6 +73,8 @@ type Node struct {
 	// Archive is the latest file on the node's host holding errant transactions
 	// its agent undid or discarded.
 	Archive string `json:"archive,omitempty"`
+	// Rebuild is the node's rebuild under way, or the latest that failed.
+	Rebuild *cluster.RebuildProgress `json:"rebuild,omitempty"`
 }
 
 // SemiSyncText is the node's semi-sync state for people: "-" when not configured,
@@ -133,7 +135,7 @@ func Of(ctx context.Context, store *cluster.Store, name string, snap cluster.Sna
 			LagMS: n.LagMS, GTID: n.GTID, IORunning: n.IORunning, SQLRunning: n.SQLRunning, Errant: n.Errant,
 			Leader: snap.Leader == name, VIP: n.VIP, LeaseTTLMS: -1, WriteMS: n.WriteMS, DiskFree: n.DiskFree,
 			SemiSync: n.SemiSync, AwaitsAck: n.AwaitsAck, Repaired: n.Repaired, DiskTimeToFull: n.DiskTimeToFull, Source: n.Source,
-			ErrantTxns: n.ErrantTxns, Archive: n.Archive}
+			ErrantTxns: n.ErrantTxns, Archive: n.Archive, Rebuild: n.Rebuild}
 		if n.VIP {
 			if st.VIPHolder != "" {
 				st.Warnings = append(st.Warnings, fmt.Sprintf("the virtual IP is on %s and %s", st.VIPHolder, name))
@@ -166,7 +168,13 @@ func Of(ctx context.Context, store *cluster.Store, name string, snap cluster.Sna
 		if n.Archive != "" {
 			st.Warnings = append(st.Warnings, fmt.Sprintf("%s: errant transactions it undid or discarded are archived in %s (on its host): read them, re-apply what matters on the primary (mariadb < FILE)", name, n.Archive))
 		}
-		if n.Role == cluster.RoleQuarantined {
+		switch p := n.Rebuild; {
+		case p.Running():
+			st.Warnings = append(st.Warnings, fmt.Sprintf("%s is being rebuilt: %s", name, RebuildText(p)))
+		case p != nil:
+			st.Warnings = append(st.Warnings, fmt.Sprintf("%s: the latest rebuild did not complete: %s", name, RebuildText(p)))
+		}
+		if n.Role == cluster.RoleQuarantined && !n.Rebuild.Running() {
 			st.Warnings = append(st.Warnings, quarantineWarnings(name, n)...)
 		}
 		st.Nodes = append(st.Nodes, ns)
@@ -250,6 +258,14 @@ func OrDash(s string) string {
 // agent looked them up in the binary logs, what each is (a phantom, or a real
 // transaction with its first event).
 func quarantineWarnings(name string, n cluster.NodeStatus) []string {
+	if n.Errant == "" {
+		// Quarantined for something else (diverged data): its reason says what.
+		out := []string{fmt.Sprintf("%s is quarantined: %s (see docs/operations.md)", name, OrDash(n.Reason))}
+		if n.CanRebuild {
+			out = append(out, fmt.Sprintf("  `baton rebuild %s --yes` rebuilds it from a healthy replica, its old datadir kept", name))
+		}
+		return out
+	}
 	out := []string{fmt.Sprintf("%s is quarantined: errant transactions %s (see docs/operations.md)", name, n.Errant)}
 	if len(n.ErrantTxns) == 0 {
 		return out
@@ -276,9 +292,46 @@ func quarantineWarnings(name string, n cluster.NodeStatus) []string {
 		out = append(out, fmt.Sprintf("  %s phantom GTIDs (numbered, in no binary log): %s", name, strings.Join(phantoms, ", ")))
 	}
 	if real > 0 {
-		out = append(out, fmt.Sprintf("  %s has real errant transactions: `baton rejoin %s --discard-errant --yes` discards them (or rebuild it)", name, name))
+		out = append(out, fmt.Sprintf("  %s has real errant transactions: `baton rejoin %s --discard-errant --yes` discards them, `baton rebuild %s --yes` rebuilds it from a healthy replica (its old datadir kept)", name, name, name))
 	} else {
 		out = append(out, fmt.Sprintf("  %s rejoins by itself once its disk has room (or `baton rejoin %s --yes`)", name, name))
 	}
 	return out
+}
+
+// RebuildText says where a node's rebuild stands, for people: "stream from db3:
+// 512.0 MiB of ~1.0 GiB (50%), started 2026-12-07 10:00:00", or the failure of the
+// latest one. "" for none.
+func RebuildText(p *cluster.RebuildProgress) string {
+	if p == nil {
+		return ""
+	}
+	s := fmt.Sprintf("%s from %s", p.Step, OrDash(p.From))
+	if p.Bytes > 0 || p.Size > 0 {
+		s += ": " + Bytes(p.Bytes)
+		if p.Size > 0 {
+			s += fmt.Sprintf(" of ~%s (%d%%)", Bytes(p.Size), min(100, p.Bytes*100/p.Size))
+		}
+	}
+	if !p.Started.IsZero() {
+		s += ", started " + p.Started.Local().Format(time.DateTime)
+	}
+	if p.Error != "" {
+		s += ": " + p.Error
+	}
+	return s
+}
+
+// Bytes is n for people, in binary units: "512 B", "1.5 GiB".
+func Bytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
