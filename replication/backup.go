@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"go.uber.org/zap"
 )
@@ -159,10 +160,13 @@ func Prepare(ctx context.Context, prog BackupPrograms, dir string) error {
 }
 
 // runProgram runs program with args until it ends or ctx does, stdin from in (nil:
-// none), stdout to out; an error carries the last lines of its standard error.
+// none), stdout to out; an error carries the last lines of its standard error. The
+// program dies with the agent (a killed agent's unpacker or prepare must not go on
+// writing into a directory the next agent removes).
 func runProgram(ctx context.Context, program string, in io.Reader, out io.Writer, args ...string) error {
 	cmd := exec.CommandContext(ctx, program, args...)
 	cmd.Stdin, cmd.Stdout = in, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	errb := &tailBuffer{max: 4 << 10}
 	cmd.Stderr = errb
 	if err := cmd.Run(); err != nil {
