@@ -1199,8 +1199,8 @@ func (run *rebuildRun) finish(ctx context.Context) {
 	done := r.cfg.Now()
 	ev := cluster.Event{Kind: cluster.EventRebuild, From: r.cfg.Node, To: fresh.Primary.Node, Epoch: fresh.Primary.Epoch, Started: j.Started,
 		Took: done.Sub(j.Started), Manual: j.Request != "", Archive: j.Archive, Donor: j.Donor, Bytes: j.Bytes, Kept: j.Kept, Steps: j.Steps}
-	ev.Reason = fmt.Sprintf("%s: rebuilt from %s's backup (%s, GTID position %s); the old datadir is kept at %s (Baton never deletes it)",
-		j.Reason, j.Donor, humanBytes(j.Bytes), j.GTID, j.Kept)
+	ev.Reason = fmt.Sprintf("rebuilt from %s's backup (%s, GTID position %s); the old datadir is kept at %s (Baton never deletes it)",
+		j.Donor, humanBytes(j.Bytes), j.GTID, j.Kept)
 	if j.Archive != "" {
 		ev.Reason += "; errant transactions archived in " + j.Archive
 	} else if j.ArchiveNote != "" {
@@ -1212,6 +1212,7 @@ func (run *rebuildRun) finish(ctx context.Context) {
 	if followErr != nil && !errors.Is(followErr, errViewChanged) {
 		ev.Reason += "; follow the primary: " + followErr.Error() + " (the agent tries again)"
 	}
+	ev.Reason += ". Why: " + j.Reason
 	r.log.Warn("rebuilt: "+ev.Reason, zap.String("rebuild", j.ID), zap.Duration("took", ev.Took), zap.Int64("bytes", j.Bytes))
 	if err := r.cfg.Store.AppendHistory(bg, ev); err != nil {
 		r.log.Warn("record the rebuild in the history", zap.Error(err))

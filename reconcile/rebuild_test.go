@@ -785,10 +785,14 @@ func TestServerUpHelper(t *testing.T) {
 }
 
 // TestRebuildProgressPublished: a rebuild's start, its steps, its failure and every
-// 128 MiB of its stream are published at once; a few bytes more are not.
+// twentieth of its stream (8 MiB at least, 128 MiB at most) are published at once; a
+// few bytes more are not.
 func TestRebuildProgressPublished(t *testing.T) {
 	p := func(step cluster.RebuildStep, bytes int64) *cluster.RebuildProgress {
-		return &cluster.RebuildProgress{ID: "r", Step: step, Bytes: bytes}
+		return &cluster.RebuildProgress{ID: "r", Step: step, Bytes: bytes, Size: 10 << 30}
+	}
+	small := func(bytes int64) *cluster.RebuildProgress {
+		return &cluster.RebuildProgress{ID: "r", Step: cluster.RebuildStream, Bytes: bytes, Size: 40 << 20}
 	}
 	cases := []struct {
 		name string
@@ -800,7 +804,10 @@ func TestRebuildProgressPublished(t *testing.T) {
 		{"ended", p(cluster.RebuildFollow, 9), nil, true},
 		{"a step", p(cluster.RebuildStream, 9), p(cluster.RebuildPrepare, 9), true},
 		{"a few bytes", p(cluster.RebuildStream, 1<<20), p(cluster.RebuildStream, 2<<20), false},
-		{"128 MiB more", p(cluster.RebuildStream, 100<<20), p(cluster.RebuildStream, 130<<20), true},
+		{"128 MiB more, of 10 GiB", p(cluster.RebuildStream, 100<<20), p(cluster.RebuildStream, 130<<20), true},
+		{"100 MiB more, of 10 GiB", p(cluster.RebuildStream, 130<<20), p(cluster.RebuildStream, 230<<20), false},
+		{"8 MiB more, of 40 MiB", small(7 << 20), small(9 << 20), true},
+		{"6 MiB more, of 40 MiB", small(9 << 20), small(15 << 20), false},
 	}
 	for _, tc := range cases {
 		a := cluster.NodeStatus{Node: "db1", Rebuild: tc.a}

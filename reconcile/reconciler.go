@@ -1099,7 +1099,8 @@ func replicaLag(heartbeat time.Duration, caughtUp bool, interval, confirmLag tim
 }
 
 // rebuildMoved says whether a rebuild's progress is worth publishing at once: it
-// started or ended, changed step or error, or its stream crossed another 128 MiB.
+// started or ended, changed step or error, or its stream went another twentieth of
+// the donor's estimate (8 MiB at least, 128 MiB at most).
 func rebuildMoved(a, b *cluster.RebuildProgress) bool {
 	switch {
 	case a == nil || b == nil:
@@ -1107,5 +1108,6 @@ func rebuildMoved(a, b *cluster.RebuildProgress) bool {
 	case a.ID != b.ID || a.Step != b.Step || a.Error != b.Error:
 		return true
 	}
-	return a.Bytes>>27 != b.Bytes>>27
+	step := min(max(b.Size/20, 8<<20), 128<<20)
+	return a.Bytes/step != b.Bytes/step
 }

@@ -238,8 +238,9 @@ func followRebuild(ctx context.Context, store *cluster.Store, req cluster.Rebuil
 			case cur.State == cluster.RequestRunning && time.Since(start) > limit:
 				return nil, fmt.Errorf("still running after %s; it goes on on %s's agent: follow it with `baton status`", roundMS(limit), req.Node)
 			case cur.State == cluster.RequestRunning:
-				// Each step as it comes, and the stream's bytes every 5 s.
-				if line := progressLine(bg, store, req.Node); line != "" && (stepOf(line) != stepOf(last) || time.Since(lastAt) >= 5*time.Second) {
+				// Each step and each progress the agent publishes, as they come; the
+				// same line again after 30 s, to show it still runs.
+				if line := progressLine(bg, store, req.Node); line != "" && (line != last || time.Since(lastAt) >= 30*time.Second) {
 					fmt.Fprintln(out, "  "+line)
 					last, lastAt = line, time.Now()
 				}
@@ -260,9 +261,4 @@ func progressLine(ctx context.Context, store *cluster.Store, node string) string
 		return ""
 	}
 	return status.RebuildText(snap.Nodes[node].Rebuild)
-}
-
-func stepOf(line string) string {
-	s, _, _ := strings.Cut(line, " ")
-	return s
 }

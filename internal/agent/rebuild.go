@@ -282,7 +282,7 @@ func (d *donor) handler() http.Handler {
 			return
 		}
 		if len(d.secret) == 0 {
-			text(w, http.StatusNotFound, "this agent has no peer secret: it gives no backup")
+			text(w, http.StatusNotFound, "this agent gives no backup (no peer secret, or no backup program)")
 			return
 		}
 		body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
@@ -316,6 +316,10 @@ func (d *donor) handler() http.Handler {
 		}
 		d.running = true
 		d.mu.Unlock()
+		// The server's WriteTimeout counts from the request: the answer, after the
+		// donor sized its datadir, gets its own deadline, and each write of the
+		// stream moves it (deadlineWriter).
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d.stall + time.Minute))
 		defer func() {
 			d.mu.Lock()
 			d.running = false

@@ -299,7 +299,7 @@ func TestBackupStreamFailures(t *testing.T) {
 	t.Run("no secret: no backup", func(t *testing.T) {
 		td := newTestDonor(t, payload)
 		td.d.secret = nil
-		if err := read(t, td.agent()); err == nil || !strings.Contains(err.Error(), "HTTP 404") {
+		if err := read(t, td.agent()); err == nil || !strings.Contains(err.Error(), "HTTP 404: this agent gives no backup") {
 			t.Fatalf("read: %v", err)
 		}
 	})
