@@ -81,6 +81,7 @@ func newCluster(spec Spec, dir string, log *zap.Logger) *Cluster {
 		PeerSecret:    secret(),
 		NoFailsafe:    spec.NoFailsafe,
 		ManualRejoin:  spec.ManualRejoin,
+		RebuildRate:   spec.RebuildMaxRate,
 		SemiSync:      spec.SemiSync,
 		WithAgents:    spec.WithAgents,
 		HookScript:    spec.HookScript,
