@@ -551,7 +551,8 @@ func autoRebuild(snap cluster.Snapshot, s Self, a Analysis, stuck string) Analys
 // its agent can rebuild it and a donor fits (the one asked for, or ChooseDonor's);
 // the request is refused, with the reason, when the server does not answer, the
 // agent cannot, or no donor fits. While a flow is in progress, a repair in place is
-// under way, or the node is being fenced at this pass, it waits. Pure.
+// under way, its errant transactions are being looked up (to archive them), or the
+// node is being fenced at this pass, it waits. Pure.
 func withRebuildRequest(snap cluster.Snapshot, s Self, a Analysis) Analysis {
 	req, ok := snap.Rebuilds[s.Node]
 	if !ok || !req.Pending() {
@@ -567,6 +568,8 @@ func withRebuildRequest(snap cluster.Snapshot, s Self, a Analysis) Analysis {
 		return a // the coordinator's flow first; carried out after it
 	case a.Action == NodeRepairErrant || a.Action == NodeUndoErrant:
 		return a // a repair in place first (a rejoin request, or Baton's own writes)
+	case a.Inspect:
+		return a // its errant transactions looked up first, so that they are archived
 	case s.Read != LocalOK:
 		return refuse("not now: its server does not answer")
 	case !s.Rebuild.Able:

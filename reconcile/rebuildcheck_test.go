@@ -370,6 +370,9 @@ func TestAnalyzeRebuild(t *testing.T) {
 				return s
 			}(),
 			want: NodeRebuild, wantDonor: "db4", wantRole: cluster.RoleQuarantined, wantReason: "ops asked"},
+		{name: "request for a node whose errant transactions are not looked up yet: looked up first, to archive them",
+			snap: withRequest(snap, "db1", cluster.RebuildRequest{ID: "q", Node: "db1"}), self: quarantinedDB1(nil),
+			want: NodeQuarantine, wantReason: "looking them up"},
 		{name: "request naming the donor",
 			snap: withRequest(snap, "db1", cluster.RebuildRequest{ID: "q", Node: "db1", From: "db3"}), self: quarantinedDB1(ddl()),
 			want: NodeRebuild, wantDonor: "db3"},
