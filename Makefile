@@ -27,6 +27,8 @@ BENCH_DEBS := $(SANDBOX_DEBS) haproxy:haproxy sysbench:sysbench
 build:
 	$(GO) build -o $(BIN) ./cmd/baton
 	$(GO) build -o $(LAB) ./cmd/baton-lab
+	# The fault campaign's agents: baton with failpoints (internal/failpoint), never shipped.
+	$(GO) build -tags failpoint -o bin/baton-failpoint ./cmd/baton
 
 # install: apt-get install the packages of the pairs in $(1) whose command is missing.
 define install
@@ -57,6 +59,7 @@ deps: deps-test deps-bench
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet -tags integration ./...
+	$(GO) vet -tags 'integration failpoint' ./...
 
 # Every pure test (no root, no MariaDB, no network namespaces; embedded etcd is
 # fine), as any user, in well under a minute. Integration tests are the files built

@@ -44,3 +44,20 @@ func TestKindWireFormat(t *testing.T) {
 		t.Error("pre_bootstrap is not a hook stage")
 	}
 }
+
+// TestStepOutcome: a best-effort step that failed in a flow that went on is not
+// called an error; one that stopped the flow is.
+func TestStepOutcome(t *testing.T) {
+	for _, tc := range []struct {
+		s    Step
+		want string
+	}{
+		{Step{Name: "rank", Note: "db2: caught up"}, "db2: caught up"},
+		{Step{Name: "fence_old_primary", Error: "i/o timeout", BestEffort: true}, "not done, the flow went on without it: i/o timeout"},
+		{Step{Name: "catchup", Error: "db2 did not apply 0-1-100 within 10s"}, "error: db2 did not apply 0-1-100 within 10s"},
+	} {
+		if got := tc.s.Outcome(); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.s.Name, got, tc.want)
+		}
+	}
+}

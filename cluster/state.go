@@ -298,6 +298,21 @@ type Step struct {
 	Took  time.Duration `json:"took_ns"`
 	Error string        `json:"error,omitempty"`
 	Note  string        `json:"note,omitempty"`
+	// BestEffort: the flow goes on when this step fails (a dead old primary cannot
+	// be fenced over the network, say): its Error is no failure of the flow.
+	BestEffort bool `json:"best_effort,omitempty"`
+}
+
+// Outcome says how a step ended, for people: its note, "went on without it: ..." for
+// a best-effort step that failed, "error: ..." for one that stopped the flow.
+func (s Step) Outcome() string {
+	switch {
+	case s.Error == "":
+		return s.Note
+	case s.BestEffort:
+		return "not done, the flow went on without it: " + s.Error
+	}
+	return "error: " + s.Error
 }
 
 // Event is one entry of the history: a failover, switchover, fence, rejoin or

@@ -95,6 +95,9 @@ type Snapshot struct {
 	Decision *CoordinatorStatus
 	// LastEvent is the newest event of the history, nil when there is none.
 	LastEvent *Event
+	// BlockLease is the lease the anti-flap block (View.Block) lives on: its time
+	// left is the block's.
+	BlockLease clientv3.LeaseID
 	// Rejoins are the operators' rejoin requests, by node, with their mod revisions.
 	Rejoins      map[string]RejoinRequest
 	RejoinModRev map[string]int64
@@ -228,6 +231,7 @@ func (k Keys) snapshotOf(rev int64, kvs []*mvccpb.KeyValue) (Snapshot, error) {
 			b := FailoverBlock{}
 			_ = json.Unmarshal(kv.Value, &b)
 			snap.Block = &b
+			snap.BlockLease = clientv3.LeaseID(kv.Lease)
 		case key == k.Decision():
 			var d CoordinatorStatus
 			if err := json.Unmarshal(kv.Value, &d); err == nil {
@@ -468,6 +472,47 @@ func (s *Store) RevokeLease(ctx context.Context, id clientv3.LeaseID) error {
 	s.written(resp.Header.Revision)
 	return nil
 }
+
+// LiftBlock ends the anti-flap block before its time, for an operator (baton
+// unblock): the key goes, and so does its lease. ErrNoBlock when none is in force;
+// the history records who lifted which block.
+func (s *Store) LiftBlock(ctx context.Context, by string) (FailoverBlock, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	key := s.Keys.FailoverBlock()
+	get, err := s.cli.Get(ctx, key)
+	if err != nil {
+		return FailoverBlock{}, fmt.Errorf("read the failover block: %w", err)
+	}
+	if len(get.Kvs) == 0 {
+		return FailoverBlock{}, ErrNoBlock
+	}
+	var b FailoverBlock
+	_ = json.Unmarshal(get.Kvs[0].Value, &b)
+	kv := get.Kvs[0]
+	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", kv.ModRevision)).Then(clientv3.OpDelete(key)).Commit()
+	if err != nil {
+		return FailoverBlock{}, fmt.Errorf("lift the failover block: %w", err)
+	}
+	if !resp.Succeeded {
+		return FailoverBlock{}, fmt.Errorf("lift the failover block: %w", ErrConflict)
+	}
+	s.written(resp.Header.Revision)
+	if kv.Lease != 0 {
+		// The key is gone already; the lease is only its timer.
+		_, _ = s.cli.Revoke(ctx, clientv3.LeaseID(kv.Lease))
+	}
+	ev := Event{Kind: EventUnblock, To: b.To, Epoch: b.Epoch, Manual: true, Started: time.Now().UTC(),
+		Reason: fmt.Sprintf("%s lifted the anti-flap block of the failover to %s at epoch %d (set at %s, for %s)", by, b.To, b.Epoch,
+			b.At.UTC().Format(time.RFC3339), b.For)}
+	if err := s.AppendHistory(ctx, ev); err != nil {
+		return b, fmt.Errorf("block lifted, but record it in the history: %w", err)
+	}
+	return b, nil
+}
+
+// ErrNoBlock: no anti-flap block is in force.
+var ErrNoBlock = errors.New("cluster: no failover block in force")
 
 // Block is an anti-flap block to write in a commit, on Lease (from GrantBlock).
 type Block struct {

@@ -159,7 +159,9 @@ type Detector struct {
 	// Owned by Run's goroutine.
 	machine *Machine
 	trends  map[string]*Trend
-	paths   []string
+	// notRunning: the latest round found no server running (only Run touches it).
+	notRunning bool
+	paths      []string
 
 	mu     sync.Mutex
 	report Report
@@ -250,6 +252,12 @@ func (d *Detector) Run(ctx context.Context) error {
 		r := p.Round(ctx, Probes(d.role.Load()))
 		if ctx.Err() != nil {
 			return nil // a round cut short by shutdown says nothing about the server
+		}
+		var afresh bool
+		if afresh, d.notRunning = trendsAfresh(d.notRunning, r.Ping); afresh {
+			for _, t := range d.trends {
+				t.Restart()
+			}
 		}
 		r.Disks = d.readDisks(start)
 		r.DiskHorizon = d.cfg.DiskHorizon

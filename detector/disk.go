@@ -57,6 +57,29 @@ func (t *Trend) Add(at time.Time, free, total uint64) {
 	}
 }
 
+// Restart drops every sample: the next ones start a new trend.
+func (t *Trend) Restart() { t.samples = t.samples[:0] }
+
+// trendsAfresh says, from a round's ping, whether the disk trends must start afresh
+// (afresh) and whether the server is now not running (notRunning), given whether it
+// was not running at the round before (wasNotRunning). A server that stops and
+// starts again removes and writes files of its own (InnoDB's temporary tablespace,
+// 12 MiB by default, written in full at start-up): steps of free space, not a fill.
+// The one at the stop frees space, which starts a new trend anyway; the one at the
+// start would then weigh as a fast fill until it left the window. So the trends
+// start afresh at the first round the server answers after it did not run.
+func trendsAfresh(wasNotRunning bool, ping *Result) (afresh, notRunning bool) {
+	switch {
+	case ping == nil:
+		return false, wasNotRunning
+	case ping.Class == Refused:
+		return false, true
+	case ping.Class == OK:
+		return wasNotRunning, false
+	}
+	return false, wasNotRunning // frozen, cut off, busy: the same process, whatever it does
+}
+
 // Rate returns the fill rate in bytes per second (positive while free space shrinks)
 // and whether the samples span enough time to say.
 func (t *Trend) Rate() (float64, bool) {

@@ -80,6 +80,80 @@ func TestTrendRate(t *testing.T) {
 	}
 }
 
+// Seed 212 round 24 of the fault campaign: a replica's server restarted cleanly.
+// InnoDB removed its 12 MiB temporary tablespace at the stop (space freed: a new
+// trend) and wrote it again 4 s later at the start; the step down then read as a
+// fill of about 280 KiB/s for a minute (the replica reported degraded). Starting the
+// trends afresh when the server answers again leaves nothing to extrapolate.
+func TestTrendAfterAServerRestart(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	const mib = 1 << 20
+	down, up := &Result{Class: Refused}, &Result{Class: OK}
+	for _, tc := range []struct {
+		name     string
+		restart  bool // the detector's rule applied
+		wantFill bool
+	}{
+		{"the step at the start read as a fill", false, true},
+		{"trends started afresh when the server answers again", true, false},
+	} {
+		tr := NewTrend(time.Minute, 30*time.Second)
+		notRunning := false
+		free := func(sec float64) uint64 {
+			switch {
+			case sec < 10: // running
+				return 150 * mib
+			case sec < 14: // stopped: ibtmp1 removed
+				return 162 * mib
+			default: // started: ibtmp1 written again
+				return 150 * mib
+			}
+		}
+		for sec := 0.0; sec <= 45; sec += 0.5 {
+			ping := up
+			if sec >= 10 && sec < 14 {
+				ping = down
+			}
+			var afresh bool
+			afresh, notRunning = trendsAfresh(notRunning, ping)
+			if afresh && tc.restart {
+				tr.Restart()
+			}
+			tr.Add(t0.Add(time.Duration(sec*float64(time.Second))), free(sec), 256*mib)
+		}
+		rate, ok := tr.Rate()
+		filling := ok && rate > 50*1024
+		if filling != tc.wantFill {
+			t.Errorf("%s: rate %.0f B/s (estimate %t); want a fill: %t", tc.name, rate, ok, tc.wantFill)
+		}
+	}
+}
+
+func TestTrendsAfresh(t *testing.T) {
+	ok, refused, timeout := &Result{Class: OK}, &Result{Class: Refused}, &Result{Class: TimedOut}
+	cases := []struct {
+		name           string
+		was            bool
+		ping           *Result
+		afresh, notRun bool
+	}{
+		{"running, answers", false, ok, false, false},
+		{"running, refused: stopped", false, refused, false, true},
+		{"stopped, still refused", true, refused, false, true},
+		{"stopped, answers: started again", true, ok, true, false},
+		{"stopped, times out: starting, not answering yet", true, timeout, false, true},
+		{"running, times out: frozen, not restarted", false, timeout, false, false},
+		{"frozen, answers: the same process", false, ok, false, false},
+		{"no ping", true, nil, false, true},
+	}
+	for _, tc := range cases {
+		afresh, notRun := trendsAfresh(tc.was, tc.ping)
+		if afresh != tc.afresh || notRun != tc.notRun {
+			t.Errorf("%s: afresh %t, not running %t; want %t, %t", tc.name, afresh, notRun, tc.afresh, tc.notRun)
+		}
+	}
+}
+
 func TestTrendBoundsMemory(t *testing.T) {
 	t0 := time.Now()
 	tr := NewTrend(time.Hour, time.Second)

@@ -385,9 +385,22 @@ func decideRequest(now time.Time, v cluster.View, p cluster.Policy) cluster.Deci
 			return refuse("no safe candidate: %s", strings.Join(excluded, "; "))
 		}
 		return cluster.Decision{Action: cluster.Failover, From: v.Primary.Node, To: r.To, Candidates: cands, Manual: true,
-			Reason: fmt.Sprintf("failover requested by an operator (%s)", r.ID)}
+			Reason: fmt.Sprintf("failover requested by an operator (%s); %s", r.ID, primaryState(v))}
 	}
 	return refuse("unknown request kind %q", r.Kind)
+}
+
+// primaryState says what the primary of record was when a failover was decided on,
+// for the history: an operator's request must not lose the cause.
+func primaryState(v cluster.View) string {
+	ps, ok := v.Nodes[v.Primary.Node]
+	switch {
+	case !ok:
+		return fmt.Sprintf("primary %s: its agent had no session in etcd", v.Primary.Node)
+	case ps.Reason != "":
+		return fmt.Sprintf("primary %s was %s (%s)", v.Primary.Node, ps.Verdict, ps.Reason)
+	}
+	return fmt.Sprintf("primary %s was %s", v.Primary.Node, ps.Verdict)
 }
 
 func sortedNodes(m map[string]cluster.NodeStatus) []cluster.NodeStatus {

@@ -679,3 +679,19 @@ func withRequest(v cluster.View, r cluster.Request) cluster.View {
 	v.Request = &r
 	return v
 }
+
+// TestManualFailoverKeepsTheCause: an operator's failover decision, which the
+// history records, says what the primary was at the time, not only that an operator
+// asked.
+func TestManualFailoverKeepsTheCause(t *testing.T) {
+	v := withRequest(view(with(healthy("db1"), unwritable), healthy("db2")), cluster.Request{ID: "req-1", Kind: cluster.RequestFailover, Epoch: 4})
+	d := Decide(t0, v, policy())
+	if d.Action != cluster.Failover || !strings.Contains(d.Reason, "req-1") || !strings.Contains(d.Reason, "primary db1 was unwritable") {
+		t.Fatalf("decision %s: %q, want a failover saying db1 was unwritable", d.Action, d.Reason)
+	}
+	delete(v.Nodes, "db1")
+	v.Request.Force = true
+	if d := Decide(t0, v, policy()); !strings.Contains(d.Reason, "its agent had no session") {
+		t.Errorf("primary's agent gone: %q", d.Reason)
+	}
+}

@@ -46,9 +46,19 @@ func (f *flow) kind() cluster.FlowKind { return f.d.Action.Flow() }
 
 // step runs fn as a named step and records how long it took.
 func (f *flow) step(ctx context.Context, name string, fn func() (string, error)) error {
+	return f.run1(ctx, name, false, fn)
+}
+
+// bestEffort is step for a step whose failure does not stop the flow: it is
+// recorded as such, so that what reads it does not call the flow's success an error.
+func (f *flow) bestEffort(ctx context.Context, name string, fn func() (string, error)) {
+	_ = f.run1(ctx, name, true, fn)
+}
+
+func (f *flow) run1(ctx context.Context, name string, bestEffort bool, fn func() (string, error)) error {
 	start := time.Now()
 	note, err := fn()
-	st := cluster.Step{Name: name, Took: time.Since(start), Note: note}
+	st := cluster.Step{Name: name, Took: time.Since(start), Note: note, BestEffort: bestEffort}
 	if err != nil {
 		st.Error = err.Error()
 	}
@@ -190,11 +200,11 @@ func (f *flow) run(ctx context.Context) (cluster.Event, error) {
 		fenceWG.Add(1)
 		go func() {
 			defer fenceWG.Done()
-			_ = f.step(ctx, "fence_old_primary", func() (string, error) { return f.fenceOld(ctx) })
+			f.bestEffort(ctx, "fence_old_primary", func() (string, error) { return f.fenceOld(ctx) })
 		}()
 		// A stop that fails is recorded here; rank then refuses any replica it reads
 		// with its IO thread not stopped.
-		_ = f.step(ctx, "stop_io", func() (string, error) { return f.stopIO(ctx) })
+		f.bestEffort(ctx, "stop_io", func() (string, error) { return f.stopIO(ctx) })
 		if err := f.step(ctx, "rank", func() (string, error) {
 			var err error
 			chosen, err = f.rank(ctx)
@@ -261,7 +271,7 @@ func (f *flow) run(ctx context.Context) (cluster.Event, error) {
 		next.LastFailover = now
 	}
 	var block *cluster.Block
-	if f.d.Action == cluster.Failover && f.policy.FailoverBlock > 0 {
+	if blocksAfter(f.d, f.policy) {
 		// The anti-flap window is an etcd lease, so that no node's wall clock decides
 		// when it ends. Without the lease the failover still goes on, unblocked after.
 		lease, err := cfg.Store.GrantBlock(ctx, f.policy.FailoverBlock)
@@ -285,17 +295,17 @@ func (f *flow) run(ctx context.Context) (cluster.Event, error) {
 	}
 	committed = true
 	log.Info("committed", zap.String("to", next.Node), zap.Uint64("epoch", next.Epoch))
-	_ = f.step(ctx, "leader", func() (string, error) { return f.waitPromoted(ctx, next, false) })
+	f.bestEffort(ctx, "leader", func() (string, error) { return f.waitPromoted(ctx, next, false) })
 	promoted := f.step(ctx, "promote", func() (string, error) { return f.waitPromoted(ctx, next, true) }) == nil
 	if promoted && len(f.stoppedSilentNames()) > 0 {
-		_ = f.step(ctx, "repoint_silent", func() (string, error) { return f.repointSilent(ctx, next) })
+		f.bestEffort(ctx, "repoint_silent", func() (string, error) { return f.repointSilent(ctx, next) })
 	}
 	if promoted {
-		_ = f.step(ctx, "can_commit", func() (string, error) { return f.waitCanCommit(ctx, next) })
+		f.bestEffort(ctx, "can_commit", func() (string, error) { return f.waitCanCommit(ctx, next) })
 	}
 	fenceWG.Wait()
 	if cfg.Hooks != nil {
-		_ = f.step(ctx, "post_hook", func() (string, error) {
+		f.bestEffort(ctx, "post_hook", func() (string, error) {
 			call := f.hook(f.kind().PostHook(), next.Node)
 			call.Result = "done"
 			return "", cfg.Hooks.Run(ctx, call)
@@ -725,4 +735,12 @@ func (f *flow) waitCanCommit(ctx context.Context, next cluster.Primary) (string,
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// blocksAfter says whether the commit of decision d sets the anti-flap block: an
+// automatic failover's, when the policy has one. An operator's failover sets none:
+// the operator acted, and a block would keep the cluster's next failure (a
+// different fault, minutes later) from being handled without a person.
+func blocksAfter(d cluster.Decision, p cluster.Policy) bool {
+	return d.Action == cluster.Failover && !d.Manual && p.FailoverBlock > 0
 }

@@ -325,3 +325,22 @@ func TestFailoverNeedsStoppedIOThreads(t *testing.T) {
 		}
 	})
 }
+
+func TestBlocksAfter(t *testing.T) {
+	p := cluster.Policy{FailoverBlock: 5 * time.Minute, ConfirmLag: time.Second}
+	for _, tc := range []struct {
+		name string
+		d    cluster.Decision
+		p    cluster.Policy
+		want bool
+	}{
+		{"automatic failover", cluster.Decision{Action: cluster.Failover}, p, true},
+		{"an operator's failover sets none", cluster.Decision{Action: cluster.Failover, Manual: true}, p, false},
+		{"switchover", cluster.Decision{Action: cluster.Switchover}, p, false},
+		{"no block in the policy", cluster.Decision{Action: cluster.Failover}, cluster.Policy{ConfirmLag: time.Second}, false},
+	} {
+		if got := blocksAfter(tc.d, tc.p); got != tc.want {
+			t.Errorf("%s: blocksAfter = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

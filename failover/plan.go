@@ -113,7 +113,7 @@ func PlanRequest(now time.Time, v cluster.View, p cluster.Policy, r cluster.Requ
 	}
 	pl.Reason = d.Reason
 	if pl.To == "" {
-		pl.To = predictChoice(v, fit)
+		pl.To = predictChoice(v, r.Kind, fit)
 	}
 	return pl
 }
@@ -191,7 +191,7 @@ func candidateChecks(v cluster.View, p cluster.Policy, kind cluster.RequestKind,
 		add("no_promote", false, "no_promote is set")
 	}
 	if n.Role == cluster.RoleQuarantined {
-		add("role", false, "quarantined")
+		add("role", false, "%s", cluster.RoleQuarantined)
 	}
 	ok, detail := errantCheck(v, n)
 	add("errant_gtids", ok, "%s", detail)
@@ -231,45 +231,63 @@ func errantCheck(v cluster.View, n cluster.NodeStatus) (bool, string) {
 	return true, "no errant GTIDs"
 }
 
-// predictChoice ranks the fit candidates on their published status as the flow
-// will on the servers, and returns the first eligible one, "" when none is.
-func predictChoice(v cluster.View, fit []string) string {
+// predictChoice is the flow's own choice (choose, over replication.Rank) made on the
+// fit candidates' published status, each turned into what the flow will read on its
+// server (predictedCandidate); "" when none is eligible.
+func predictChoice(v cluster.View, kind cluster.RequestKind, fit []string) string {
 	if len(fit) == 1 {
 		return fit[0]
 	}
 	var cands []replication.Candidate
 	var flavor replication.Flavor
 	for _, name := range fit {
-		n := v.Nodes[name]
-		f, err := replication.ParseFlavor(n.Flavor)
+		c, err := predictedCandidate(kind, name, v.Nodes[name])
 		if err != nil {
 			return ""
 		}
-		set, err := replication.ParseGTIDSet(f, n.GTID)
-		if err != nil {
-			return ""
-		}
-		flavor = f
-		lag := time.Duration(-1)
-		if n.LagMS >= 0 {
-			lag = time.Duration(n.LagMS) * time.Millisecond
-		}
-		cands = append(cands, replication.Candidate{Name: name,
-			Server:   replication.Server{ServerID: n.ServerID, ServerUUID: n.ServerUUID, Executed: set},
-			Priority: n.Priority, Lag: lag, NoPromote: n.NoPromote, StorageOK: n.StorageOK,
-			SQLRunning: n.SQLRunning, SQLError: sqlError(n)})
+		flavor = c.Executed.Flavor()
+		cands = append(cands, c)
 	}
-	var primary *replication.Server
+	in := choice{action: cluster.Switchover, allowed: fit, read: cands}
+	if kind == cluster.RequestFailover {
+		in.action = cluster.Failover
+	}
 	if ps, ok := v.Nodes[v.Primary.Node]; ok && ps.GTID != "" {
 		if set, err := replication.ParseGTIDSet(flavor, ps.GTID); err == nil {
-			primary = &replication.Server{ServerID: v.Primary.ServerID, ServerUUID: v.Primary.ServerUUID, Executed: set}
+			in.primary = &replication.Server{ServerID: v.Primary.ServerID, ServerUUID: v.Primary.ServerUUID, Executed: set}
 		}
 	}
-	ranked := replication.Rank(primary, cands)
-	if len(ranked) > 0 && ranked[0].Eligible {
-		return ranked[0].Name
+	chosen, err := choose(in)
+	if err != nil {
+		return ""
 	}
-	return ""
+	return chosen.Name
+}
+
+// predictedCandidate is what the flow will read of a node on its server, made from
+// its published status, so that the dry run breaks a tie as the flow does. A
+// failover stops every IO thread before it ranks: the servers then report no lag, and
+// none is used. A switchover ranks with replication running: the servers report
+// their lag in whole seconds (Seconds_Behind_Master), and the heartbeat's is rounded
+// down to them. What a replica has received but not applied is not published: it is
+// taken as applied.
+func predictedCandidate(kind cluster.RequestKind, name string, n cluster.NodeStatus) (replication.Candidate, error) {
+	f, err := replication.ParseFlavor(n.Flavor)
+	if err != nil {
+		return replication.Candidate{}, err
+	}
+	set, err := replication.ParseGTIDSet(f, n.GTID)
+	if err != nil {
+		return replication.Candidate{}, err
+	}
+	lag := time.Duration(-1)
+	if kind != cluster.RequestFailover && n.LagMS >= 0 {
+		lag = time.Duration(n.LagMS/1000) * time.Second
+	}
+	return replication.Candidate{Name: name,
+		Server:   replication.Server{ServerID: n.ServerID, ServerUUID: n.ServerUUID, Executed: set},
+		Priority: n.Priority, Lag: lag, NoPromote: n.NoPromote, StorageOK: n.StorageOK,
+		SQLRunning: n.SQLRunning, SQLError: sqlError(n)}, nil
 }
 
 func sqlError(n cluster.NodeStatus) string {

@@ -1,9 +1,12 @@
 package failover
 
 import (
-	"github.com/baton-ha/baton/cluster"
 	"strings"
 	"testing"
+
+	"github.com/baton-ha/baton/cluster"
+	"github.com/baton-ha/baton/detector"
+	"github.com/baton-ha/baton/replication"
 )
 
 // gtid gives a node a MariaDB server_id and an executed GTID set.
@@ -157,5 +160,44 @@ func TestPlanRequest(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDryRunIsTheFlowsChoice: `baton failover --dry-run` names the node the real
+// failover promotes. Two replicas as complete as each other, of the same priority,
+// one a little further behind by its heartbeat: the flow ranks them on the servers
+// after stopping their IO threads, when the servers report no lag at all, so the
+// heartbeat cannot break the tie in the dry run either.
+func TestDryRunIsTheFlowsChoice(t *testing.T) {
+	p1 := with(healthy("db1"), gtid(1, "0-1-100"))
+	p1.Verdict = detector.Unwritable
+	r2 := with(healthy("db2"), gtid(2, "0-1-100"))
+	r2.LagMS = 120
+	r3 := with(healthy("db3"), gtid(3, "0-1-100"))
+	r3.LagMS = 40
+	v := planView(p1, r2, r3)
+	plan := PlanRequest(t0, v, policy(), cluster.Request{Kind: cluster.RequestFailover, Epoch: 4})
+	if plan.Refused {
+		t.Fatalf("dry run refused: %s", plan.Reason)
+	}
+	// What the flow reads on each server once their IO threads are stopped.
+	server := func(name string, id uint32) replication.Candidate {
+		st := replication.Status{Flavor: replication.FlavorMariaDB, Role: replication.RoleReplica, ServerID: id, ReadOnly: true,
+			Executed:  replication.MustParseGTIDSet(replication.FlavorMariaDB, "0-1-100"),
+			Retrieved: replication.MustParseGTIDSet(replication.FlavorMariaDB, "0-1-100"),
+			IOThread:  replication.ThreadStopped, SQLThread: replication.ThreadRunning}
+		c := st.Candidate(name)
+		n := v.Nodes[name]
+		c.Priority, c.NoPromote, c.StorageOK = n.Priority, n.NoPromote, n.StorageOK
+		return c
+	}
+	chosen, err := choose(choice{action: cluster.Failover, allowed: plan.Decision.Candidates,
+		primary: &replication.Server{ServerID: 1, Executed: replication.MustParseGTIDSet(replication.FlavorMariaDB, "0-1-100")},
+		read:    []replication.Candidate{server("db2", 2), server("db3", 3)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plan.To != chosen.Name {
+		t.Fatalf("dry run names %s, the failover promotes %s", plan.To, chosen.Name)
 	}
 }

@@ -983,3 +983,49 @@ func TestDeposedPrimaryFencedWhenItWakes(t *testing.T) {
 		t.Error("no write acknowledged through the virtual IP after db1 woke")
 	}
 }
+
+// TestPrimaryAgentRestartKeepsVIP: the primary's agent is killed and started again at
+// once (systemd bringing back a crashed agent, or a rolling upgrade of Baton). etcd
+// still names db1 the primary of record, so the new agent keeps the virtual IP its
+// predecessor left: the address is never without a holder, db1 stays the primary,
+// and writes through the virtual IP go on.
+func TestPrimaryAgentRestartKeepsVIP(t *testing.T) {
+	c := upCluster(t, "agrst", 1)
+	ctx := context.Background()
+	w := c.NewWriter(10*time.Millisecond, time.Second)
+	w.Start(ctx)
+	defer w.Stop()
+	sandboxtest.WaitFor(t, 10*time.Second, "writes through db1's virtual IP", func() bool { return len(w.Acks()) > 20 })
+	holders := func() string {
+		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		hs, err := c.VIPHolders(qctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(hs, ",")
+	}
+	if h := holders(); h != "db1" {
+		t.Fatalf("virtual IP on %q, want db1", h)
+	}
+	restarted := time.Now()
+	for _, f := range []sandbox.Fault{sandbox.KillAgent, sandbox.StartAgent} {
+		if err := c.Fault(ctx, "db1", f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(8 * time.Second)
+	for time.Now().Before(deadline) {
+		if h := holders(); h != "db1" {
+			t.Fatalf("virtual IP on %q %s after the agent's restart, want db1 throughout", h, time.Since(restarted).Round(time.Millisecond))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if snap := c.snapshot(t); snap.Primary.Node != "db1" || snap.Primary.Epoch != 1 {
+		t.Fatalf("primary %+v after the agent's restart, want db1 at epoch 1", snap.Primary)
+	}
+	if _, ok := w.FirstAckAfter(restarted.Add(time.Second), 0); !ok {
+		t.Fatal("no write acknowledged through the virtual IP after the restart")
+	}
+	t.Logf("writer's longest gap: %s", w.MaxGap().Round(time.Millisecond))
+}

@@ -412,6 +412,15 @@ func analyzeReplica(snap cluster.Snapshot, s Self, holds bool, notPrimary string
 		return autoRebuild(snap, s, a, fmt.Sprintf("data diverged from the primary of record: replication stopped on error %d (%s)",
 			st.LastSQLErrno, st.LastSQLError))
 	}
+	if a.Following && st.IOThread != replication.ThreadRunning && purgedErr(st.LastIOErrno, st.LastIOError) {
+		// The primary no longer has the binary logs that hold what this replica has
+		// yet to fetch (a DBA purged them while it was stopped or cut off): no
+		// restart of replication fetches them. It is rebuilt, as diverged data is
+		// (or a person puts the files back); until then it is never promoted.
+		a.Action, a.Role = NodeQuarantine, cluster.RoleQuarantined
+		return autoRebuild(snap, s, a, fmt.Sprintf("the binary logs this replica needs were purged on the primary of record: replication stopped on error %d (%s)",
+			st.LastIOErrno, st.LastIOError))
+	}
 	if a.Following && st.IOThread == replication.ThreadConnecting && st.SQLThread == replication.ThreadRunning {
 		// Reconnecting to the primary of record by itself: leave it. Restarting it
 		// would wait for a connect that may hang, and block the coordinator's STOP
@@ -644,6 +653,15 @@ func orUnknown(s string) string {
 		return "an operator"
 	}
 	return s
+}
+
+// purgedErr says whether a replication IO error means the source purged binary
+// logs the replica has yet to fetch: MariaDB's fatal error 1236 "Could not find
+// GTID state requested by slave in any binlog files ... purged", MySQL's
+// ER_SOURCE_HAS_PURGED_REQUIRED_GTIDS (13114). Other fatal binlog errors (1236
+// says many things) may pass with a restart, and are left to it.
+func purgedErr(n int, msg string) bool {
+	return (n == 1236 || n == 13114) && strings.Contains(msg, "purged")
 }
 
 // divergedErrno says whether a replication SQL error means the replica's data

@@ -319,6 +319,39 @@ func TestAnalyze(t *testing.T) {
 			want: NodeQuarantine, wantRole: cluster.RoleQuarantined, wantProbe: detector.Replica, wantReason: "data diverged",
 		},
 		{
+			name: "replica following the primary, IO thread stopped because the primary purged the binary logs it needs: quarantine",
+			snap: steady(),
+			self: func() Self {
+				st := replicaOf(2, "198.18.0.1", "0-1-100")
+				st.IOThread, st.LastIOErrno = replication.ThreadStopped, 1236
+				st.LastIOError = "Got fatal error 1236 from master when reading data from binary log: 'Could not find GTID state requested by slave in any binlog files. Probably the slave state is too old and required binlog files have been purged.'"
+				return read("db2", st)
+			}(),
+			want: NodeQuarantine, wantRole: cluster.RoleQuarantined, wantProbe: detector.Replica, wantReason: "the binary logs this replica needs were purged",
+		},
+		{
+			name: "replica following the primary, IO thread stopped because a MySQL primary purged what it needs: quarantine",
+			snap: steady(),
+			self: func() Self {
+				st := replicaOf(2, "198.18.0.1", "0-1-100")
+				st.IOThread, st.LastIOErrno = replication.ThreadStopped, 13114
+				st.LastIOError = "Got fatal error 1236 from source when reading data from binary log: 'Cannot replicate because the source purged required binary logs. Replicate the missing transactions from elsewhere, or provision a new replica from backup.'"
+				return read("db2", st)
+			}(),
+			want: NodeQuarantine, wantRole: cluster.RoleQuarantined, wantProbe: detector.Replica, wantReason: "the binary logs this replica needs were purged",
+		},
+		{
+			name: "replica following the primary, IO thread stopped on another fatal binlog error: restart it",
+			snap: steady(),
+			self: func() Self {
+				st := replicaOf(2, "198.18.0.1", "0-1-100")
+				st.IOThread, st.LastIOErrno = replication.ThreadStopped, 1236
+				st.LastIOError = "Got fatal error 1236 from master when reading data from binary log: 'binlog truncated in the middle of event; consider out of disk space on master'"
+				return read("db2", st)
+			}(),
+			want: NodeFollow, wantRole: cluster.RoleReplica, wantProbe: detector.Replica,
+		},
+		{
 			name: "replica following the primary, SQL thread stopped on a lock wait timeout: restart it",
 			snap: steady(),
 			self: func() Self {

@@ -236,6 +236,16 @@ func TestAnalyzeRebuild(t *testing.T) {
 		s.Rebuild = RebuildSelf{Able: true}
 		return s
 	}
+	// db3, a replica of db2 whose IO thread stopped: the binary logs it needs were
+	// purged on db2.
+	purgedLogs := func() Self {
+		st := replicaOf(3, "198.18.0.2", "0-1-100,0-2-3")
+		st.IOThread, st.LastIOErrno = replication.ThreadStopped, 1236
+		st.LastIOError = "Got fatal error 1236 from master when reading data from binary log: 'Could not find GTID state requested by slave in any binlog files. Probably the slave state is too old and required binlog files have been purged.'"
+		s := read("db3", st)
+		s.Rebuild = RebuildSelf{Able: true}
+		return s
+	}
 	running := &cluster.RebuildProgress{ID: "r1", Step: cluster.RebuildStream, From: "db4"}
 	withRequest := func(s cluster.Snapshot, node string, r cluster.RebuildRequest) cluster.Snapshot {
 		return snapWith(s, func(s *cluster.Snapshot) {
@@ -317,6 +327,10 @@ func TestAnalyzeRebuild(t *testing.T) {
 			snap: snap, self: diverged(), want: NodeRebuild, wantDonor: "db4", wantRole: cluster.RoleQuarantined, wantReason: "data diverged"},
 		{name: "diverged data, manual: quarantined, naming the command",
 			snap: manual, self: diverged(), want: NodeQuarantine, wantRole: cluster.RoleQuarantined, wantReason: "a person decides: baton rebuild db3 --yes"},
+		{name: "binary logs purged on the primary, archive-and-repair: rebuilt",
+			snap: snap, self: purgedLogs(), want: NodeRebuild, wantDonor: "db4", wantRole: cluster.RoleQuarantined, wantReason: "the binary logs this replica needs were purged"},
+		{name: "binary logs purged on the primary, manual: quarantined, naming the command",
+			snap: manual, self: purgedLogs(), want: NodeQuarantine, wantRole: cluster.RoleQuarantined, wantReason: "a person decides: baton rebuild db3 --yes"},
 
 		// Under way, or left half done.
 		{name: "being rebuilt: quarantined, nothing else",

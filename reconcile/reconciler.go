@@ -22,6 +22,7 @@ import (
 
 	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/detector"
+	"github.com/baton-ha/baton/internal/failpoint"
 	"github.com/baton-ha/baton/replication"
 )
 
@@ -437,11 +438,10 @@ func (r *Reconciler) act(ctx context.Context, snap cluster.Snapshot, lease clien
 		}
 	case NodeQuarantine:
 		r.probeAs(a.Probe)
-		stuck := ""
-		if a.Errant == "" {
-			stuck = a.Reason // a quarantine for something other than errant GTIDs says why
-		}
-		if news := r.setStuck(stuck); r.errantSet(a.Errant) || news {
+		// The quarantine's reason is what the node's status says (not the detector's
+		// "no replication configured"): why, and what happens next or the command.
+		news := r.setStuck(a.Reason)
+		if r.errantSet(a.Errant) || (news && a.Errant == "") {
 			r.log.Error("quarantined: "+a.Reason, zap.String("errant", a.Errant), zap.String("primary", snap.Primary.Node))
 		}
 		r.setRole(a.Role)
@@ -694,6 +694,7 @@ func (r *Reconciler) promoteLocal(ctx context.Context) error {
 	if why := r.fencedLocally(); why != "" {
 		return fmt.Errorf("not promoting: fenced without etcd in this session: %s", why)
 	}
+	failpoint.Hit(failpoint.BeforePromote)
 	err := r.cfg.Local.Promote(ctx)
 	if why := r.fencedLocally(); why != "" {
 		r.fenceServer(context.WithoutCancel(ctx))
@@ -729,6 +730,7 @@ func (r *Reconciler) acquireVIP(ctx context.Context) {
 	if r.cfg.VIP == nil || r.fencedLocally() != "" {
 		return
 	}
+	failpoint.Hit(failpoint.BeforeVIPAcquire)
 	if err := r.cfg.VIP.Acquire(ctx); err != nil {
 		r.log.Warn("acquire the virtual IP", zap.Error(err))
 	}
@@ -925,7 +927,11 @@ func (r *Reconciler) build(snap cluster.Snapshot) cluster.NodeStatus {
 			n.ReplError = st.LastSQLError
 		}
 	}
-	if rep.Replication != nil && rep.Replication.HeartbeatLag >= 0 {
+	// A lag only for a node with a source: one with none (a quarantined deposed
+	// primary) replicates nothing, and its heartbeat's age is no lag. A replica
+	// quarantined with its source kept (its SQL thread stopped on diverged data)
+	// has one: how far behind it is, what a switchover to it must weigh.
+	if rep.Replication != nil && rep.Replication.HeartbeatLag >= 0 && n.Source != "" {
 		caughtUp := r.local != nil && r.local.IOThread == replication.ThreadRunning && r.local.Executed.Contain(r.local.Retrieved)
 		n.LagMS = replicaLag(rep.Replication.HeartbeatLag, caughtUp, r.cfg.Tick, r.cfg.ConfirmLag).Milliseconds()
 	}
@@ -997,7 +1003,7 @@ func significant(a, b cluster.NodeStatus, confirmLag time.Duration) bool {
 	return a.Role != b.Role || a.Verdict != b.Verdict || a.ServerRead != b.ServerRead || a.ReadOnly != b.ReadOnly || a.IORunning != b.IORunning ||
 		a.SQLRunning != b.SQLRunning || a.Source != b.Source || a.Epoch != b.Epoch || a.Errant != b.Errant ||
 		a.StorageOK != b.StorageOK || pv(a.PrimaryView) != pv(b.PrimaryView) || a.VIP != b.VIP ||
-		lagged(a) != lagged(b)
+		lagged(a) != lagged(b) || (b.Role == cluster.RoleQuarantined && a.Reason != b.Reason) || a.Archive != b.Archive
 }
 
 // publishMarks are the thresholds of publishNow.

@@ -454,3 +454,34 @@ func TestLocalFenceRacesAPass(t *testing.T) {
 		t.Fatal("the virtual IP could be taken again in the fenced session")
 	}
 }
+
+// TestQuarantinedStatusSaysWhy: a quarantined node publishes the quarantine's reason
+// (why, and what comes next), not its detector's "no replication configured", and no
+// lag: it replicates nothing, and its heartbeat's age growing is no lag.
+func TestQuarantinedStatusSaysWhy(t *testing.T) {
+	det := reportDetector{rep: detector.Report{Verdict: detector.Degraded, Reason: "replica has no replication configured (SHOW SLAVE STATUS is empty)",
+		Replication: &detector.Replication{HeartbeatLag: 42 * time.Second}}}
+	r := &Reconciler{cfg: ReconcilerConfig{Node: "db1", Detector: det, Now: time.Now, Tick: 500 * time.Millisecond, ConfirmLag: time.Second},
+		log: zap.NewNop(), role: cluster.RoleQuarantined}
+	why := "real errant transactions in the binary log (0-1-44): rejoin mode is manual; a person decides: baton rejoin db1 --discard-errant --yes"
+	r.setStuck(why)
+	r.errantSet("0-1-44")
+	r.local = &replication.Status{Flavor: replication.FlavorMariaDB, ReadOnly: true}
+	n := r.build(cluster.Snapshot{})
+	if n.Reason != why || n.LagMS != -1 {
+		t.Fatalf("published reason %q, lag %d: want the quarantine's reason and no lag", n.Reason, n.LagMS)
+	}
+	// A replica of the primary has its lag; so has one quarantined with its source
+	// kept, its SQL thread stopped on diverged data.
+	r.role = cluster.RoleReplica
+	r.local = &replication.Status{Flavor: replication.FlavorMariaDB, ReadOnly: true, SourceHost: "198.18.0.12", SourcePort: 3306,
+		IOThread: replication.ThreadRunning, SQLThread: replication.ThreadRunning}
+	if n := r.build(cluster.Snapshot{}); n.LagMS < 0 {
+		t.Fatalf("a replicating node's lag: %d, want its heartbeat's", n.LagMS)
+	}
+	r.role = cluster.RoleQuarantined
+	r.local.SQLThread = replication.ThreadStopped
+	if n := r.build(cluster.Snapshot{}); n.LagMS < 0 {
+		t.Fatalf("a quarantined replica's lag, its source kept: %d, want its heartbeat's", n.LagMS)
+	}
+}

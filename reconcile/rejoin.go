@@ -268,7 +268,7 @@ func (r *Reconciler) rejoinWith(ctx context.Context, snap cluster.Snapshot, a An
 	ev2.Reason = fmt.Sprintf("%s: %s %s forgotten; gtid_binlog_state %s -> %s; following %s", a.Reason, what,
 		strings.Join(ev.GTIDs(), ", "), ev.BinlogState, orDash(ev.Written), snap.Primary.Node)
 	if ev.UnreadableTail != "" {
-		ev2.Reason += "; binlog unreadable: " + ev.UnreadableTail
+		ev2.Reason += "; the binlog ends in bytes no reader can parse, what a write cut by the full disk leaves (what lies there never reached a replica): " + ev.UnreadableTail
 	}
 	r.log.Warn("rejoined: "+ev2.Reason, zap.Strings("discarded", ev2.Discarded), zap.Bool("manual", ev2.Manual),
 		zap.Duration("took", ev2.Took), zap.Error(followErr))

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 )
 
 // A node's errant transactions, kept and undone with MariaDB's own client programs:
@@ -112,20 +114,30 @@ func (t Tools) Archive(ctx context.Context, ev ErrantEvidence, primary Server, h
 	if ev.Flavor != FlavorMariaDB {
 		return Archived{}, fmt.Errorf("archive errant transactions: %w", ErrRepairUnsupported)
 	}
-	ranges := ErrantRanges(ev.Errant, primary)
-	if len(ranges) == 0 {
+	if len(ErrantRanges(ev.Errant, primary)) == 0 {
 		return Archived{}, errors.New("archive errant transactions: no errant range")
 	}
 	var body bytes.Buffer
-	for _, r := range ranges {
-		out, err := t.binlog(ctx, r, "--verbose")
-		if err != nil {
+	for _, r := range readableRanges(ev, primary) {
+		out, err := t.binlog(ctx, r, "--verbose", r.Last)
+		if err != nil && len(out) == 0 {
 			return Archived{}, err
 		}
 		fmt.Fprintf(&body, "\n-- errant range %s (server_id %d, after %d-%d-%d)\n", r, r.ServerID, r.Domain, r.ServerID, r.After)
 		body.Write(out)
+		if err != nil {
+			// A binary log whose tail was never written whole (the disk filled up)
+			// stops the program there, after it printed everything before: what it
+			// printed is kept, and the check below says whether it is enough.
+			fmt.Fprintf(&body, "\n-- mariadb-binlog stopped before %d-%d-%d: %s\n", r.Domain, r.ServerID, r.Last, oneLine(err.Error()))
+		}
 		if body.Len() > MaxArchive {
 			return Archived{}, fmt.Errorf("archive errant transactions: over %d bytes", MaxArchive)
+		}
+	}
+	for _, tx := range ev.Txns {
+		if tx.First == nil && tx.Kind != ErrantPhantom {
+			fmt.Fprintf(&body, "\n-- %s (%s): not in the binary logs, not kept here: %s\n", tx.GTID, tx.Kind, oneLine(tx.Note))
 		}
 	}
 	got := map[string]bool{}
@@ -164,13 +176,25 @@ func (t Tools) Flashback(ctx context.Context, ev ErrantEvidence, primary Server,
 	if ev.Flavor != FlavorMariaDB {
 		return fmt.Errorf("flashback errant transactions: %w", ErrRepairUnsupported)
 	}
-	ranges := ErrantRanges(ev.Errant, primary)
+	ranges := readableRanges(ev, primary)
 	var body bytes.Buffer
 	// The newest range first: each one's output is already reversed within it.
 	for i := len(ranges) - 1; i >= 0; i-- {
-		out, err := t.binlog(ctx, ranges[i], "--flashback")
+		r := ranges[i]
+		// Read up to the range's last transaction in the binary log, no further:
+		// mariadb-binlog --flashback prints nothing at all when it meets an
+		// unreadable tail (the phantoms of a full disk lie there).
+		stop, want := lastReadable(ev, r)
+		if want == 0 {
+			continue
+		}
+		out, err := t.binlog(ctx, r, "--flashback", stop)
 		if err != nil {
 			return err
+		}
+		// Never a partial undo: the script must reverse every one of them.
+		if got := bytes.Count(out, []byte("\nSTART TRANSACTION/*!*/;")); got != want {
+			return fmt.Errorf("flashback errant range %s: %d transactions reversed, want %d: %w", r, got, want, ErrArchiveIncomplete)
 		}
 		body.Write(out)
 		if body.Len() > MaxArchive {
@@ -269,22 +293,62 @@ func oneTransaction(script string) string {
 	return strings.Join(out, "\n")
 }
 
-// binlog runs mariadb-binlog over the server's replication protocol for one
-// range, with the extra flag (--verbose, --flashback), and returns what it printed.
-func (t Tools) binlog(ctx context.Context, r ErrantRange, flag string) ([]byte, error) {
+// readableRanges are ev's errant ranges as the binary logs can still give them:
+// each starts no earlier than what the oldest binary log's Gtid_list says was
+// logged before it (purged: mariadb-binlog cannot start there), and a range
+// wholly purged is left out.
+func readableRanges(ev ErrantEvidence, primary Server) []ErrantRange {
+	var out []ErrantRange
+	for _, r := range ErrantRanges(ev.Errant, primary) {
+		if ev.HasOldest && ev.Oldest.flavor == FlavorMariaDB && ev.Oldest.maria != nil {
+			if g, ok := ev.Oldest.maria.Sets[r.Domain][r.ServerID]; ok && g.SequenceNumber > r.After {
+				r.After = g.SequenceNumber
+			}
+		}
+		if r.Last > r.After {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// lastReadable is the sequence of r's last transaction found in the binary log
+// (the inspection read its first event), and how many of r's are so found.
+func lastReadable(ev ErrantEvidence, r ErrantRange) (last uint64, n int) {
+	for _, tx := range ev.Txns {
+		g, err := gomysql.ParseMariadbGTID(tx.GTID)
+		if err != nil || tx.First == nil || tx.Kind != ErrantReal || g.DomainID != r.Domain || g.ServerID != r.ServerID ||
+			g.SequenceNumber <= r.After || g.SequenceNumber > r.Last {
+			continue
+		}
+		n++
+		last = max(last, g.SequenceNumber)
+	}
+	return last, n
+}
+
+// binlog runs mariadb-binlog over the server's replication protocol for range r
+// up to sequence stop, with the extra flag (--verbose, --flashback), and returns
+// what it printed; with an error too, when it printed anything before failing.
+func (t Tools) binlog(ctx context.Context, r ErrantRange, flag string, stop uint64) ([]byte, error) {
 	first, err := t.firstLog(ctx)
 	if err != nil {
 		return nil, err
 	}
 	args := []string{"--read-from-remote-server", "--to-last-log", flag,
 		"--start-position=" + fmt.Sprintf("%d-%d-%d", r.Domain, r.ServerID, r.After),
-		"--stop-position=" + fmt.Sprintf("%d-%d-%d", r.Domain, r.ServerID, r.Last),
+		"--stop-position=" + fmt.Sprintf("%d-%d-%d", r.Domain, r.ServerID, stop),
 		"--server-id=" + strconv.FormatUint(uint64(r.ServerID), 10), first}
 	out, err := t.run(ctx, t.binlogProgram(), nil, args...)
 	if err != nil {
-		return nil, fmt.Errorf("read errant range %s from the binary log: %w", r, err)
+		return out, fmt.Errorf("read errant range %s from the binary log: %w", r, err)
 	}
 	return out, nil
+}
+
+// oneLine folds a message onto one line, for a comment in a script.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
 }
 
 // firstLog names the oldest binary log file (SHOW BINARY LOGS), where
@@ -317,8 +381,9 @@ func (t Tools) client() string {
 }
 
 // run runs program with the server's connection options and the account in a
-// defaults file, stdin if not nil, within Timeout, and returns its standard output;
-// an error carries the first lines of its standard error.
+// defaults file, stdin if not nil, within Timeout, and returns its standard output
+// (whatever it printed, with an error too); an error carries the end of its
+// standard error.
 func (t Tools) run(ctx context.Context, program string, stdin io.Reader, args ...string) ([]byte, error) {
 	timeout := t.Timeout
 	if timeout <= 0 {
@@ -354,7 +419,7 @@ func (t Tools) run(ctx context.Context, program string, stdin io.Reader, args ..
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
 		}
-		return nil, fmt.Errorf("%s: %w: %s", filepath.Base(program), err, msg)
+		return out.Bytes(), fmt.Errorf("%s: %w: %s", filepath.Base(program), err, msg)
 	}
 	return out.Bytes(), nil
 }

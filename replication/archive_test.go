@@ -51,3 +51,54 @@ func TestErrantRanges(t *testing.T) {
 		t.Error("ranges of a zero set")
 	}
 }
+
+// TestReadableRanges: a range starts no earlier than the oldest binary log's
+// Gtid_list (mariadb-binlog cannot start in purged logs), a range wholly purged is
+// left out, and an unread Gtid_list leaves the ranges as they are. The flashback
+// reads each range up to its last transaction found in the binary log, and counts
+// only those.
+func TestReadableRanges(t *testing.T) {
+	errant := MustParseGTIDSet(FlavorMariaDB, "0-2-77,1-2-5")
+	primary := Server{Executed: MustParseGTIDSet(FlavorMariaDB, "0-2-73")}
+	first := &BinlogEvent{Type: "Annotate_rows"}
+	ev := ErrantEvidence{Flavor: FlavorMariaDB, Errant: errant, Txns: []ErrantTxn{
+		{GTID: "0-2-75", Kind: ErrantReal, Note: "recorded"}, // purged
+		{GTID: "0-2-76", Kind: ErrantReal, First: first},
+		{GTID: "0-2-77", Kind: ErrantPhantom},
+		{GTID: "1-2-1", Kind: ErrantReal, First: first},
+		{GTID: "1-2-2", Kind: ErrantReal, First: first},
+	}}
+	ranges := func(ev ErrantEvidence) string {
+		var out []string
+		for _, r := range readableRanges(ev, primary) {
+			out = append(out, r.String())
+		}
+		return strings.Join(out, " ")
+	}
+	if got := ranges(ev); got != "0-2-74..77 1-2-1..5" {
+		t.Errorf("no Gtid_list read: ranges %q, want them whole", got)
+	}
+	ev.Oldest, ev.HasOldest = MustParseGTIDSet(FlavorMariaDB, "0-2-75,0-1-900"), true
+	if got := ranges(ev); got != "0-2-76..77 1-2-1..5" {
+		t.Errorf("0-2-75 purged: ranges %q, want 0-2-76..77 1-2-1..5", got)
+	}
+	ev.Oldest = MustParseGTIDSet(FlavorMariaDB, "0-2-77,1-2-5")
+	if got := ranges(ev); got != "" {
+		t.Errorf("all purged: ranges %q, want none", got)
+	}
+	for _, c := range []struct {
+		r          ErrantRange
+		last       uint64
+		n          int
+		whyNotLast string
+	}{
+		{ErrantRange{Domain: 0, ServerID: 2, After: 73, Last: 77}, 76, 1, "0-2-77 is a phantom, 0-2-75 unreadable"},
+		{ErrantRange{Domain: 1, ServerID: 2, After: 0, Last: 5}, 2, 2, ""},
+		{ErrantRange{Domain: 1, ServerID: 2, After: 1, Last: 5}, 2, 1, "1-2-1 is before the range"},
+		{ErrantRange{Domain: 1, ServerID: 3, After: 0, Last: 5}, 0, 0, "another server_id"},
+	} {
+		if last, n := lastReadable(ev, c.r); last != c.last || n != c.n {
+			t.Errorf("lastReadable(%v) = %d, %d; want %d, %d (%s)", c.r, last, n, c.last, c.n, c.whyNotLast)
+		}
+	}
+}

@@ -124,6 +124,11 @@ type ErrantEvidence struct {
 	// errant (domain, server_id) entry set back to its last transaction really
 	// written at or below what the primary has (dropped when there is none).
 	Written string
+	// Oldest is the Gtid_list of the oldest binary log file (what was logged before
+	// it, purged or not), when it could be read (HasOldest): a program reading the
+	// binary logs cannot start before it.
+	Oldest    GTIDSet
+	HasOldest bool
 }
 
 // Phantom says whether every errant GTID was found to be a phantom: the server
@@ -578,6 +583,9 @@ func (in *Instance) InspectErrant(ctx context.Context, primary Server, timeout t
 		files, err := s.binlogFiles(ctx)
 		if err != nil {
 			return err
+		}
+		if len(files) > 0 && files[0].HasBefore {
+			ev.Oldest, ev.HasOldest = files[0].Before, true
 		}
 		lookups := locate(errantLookups(ev.Errant, primary, state), files)
 		scan := filesToScan(lookups, files)

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/baton-ha/baton/internal/failpoint"
 )
 
 var (
@@ -421,6 +423,7 @@ func (in *Instance) Follow(ctx context.Context, src Source, confirm func(context
 		if err := s.exec(ctx, startReplicationQuery(s.flavor)); err != nil {
 			return err
 		}
+		failpoint.Hit(failpoint.AfterStartSlave) // the replication lock still held
 		s.in.log.Info("following", zap.String("source", src.Host), zap.Int("port", src.Port))
 		return nil
 	})

@@ -379,16 +379,23 @@ func benchChaosCommand() *cli.Command {
 rounds, a writer through the virtual IP and a monitor writing to every server
 directly. Each round draws, from --seed and the round's number, one fault or two
 overlapping ones (disk-full, freeze-writes, stop, kill, cut-network, readonly-fs,
-exhaust-connections on the primary or a replica; cut-etcd, kill-agent, stop-agent on
+exhaust-connections, a clean restart on the primary or a replica; the whole node
+frozen; cut-etcd, kill-agent, stop-agent, an agent restarted (SIGTERM or SIGKILL) on
 the primary's, the coordinator's or a replica's agent; one etcd member or every one
-stopped; a switchover or failover request arriving during a fault), holds them for a
-random time, heals everything and waits up to 30 s (75 s after a full disk:
+stopped; a switchover or failover request arriving during a fault; a DBA purging a
+node's binary logs), or pauses an agent at a named step (after-start-slave,
+before-promote, before-vip-acquire) with what makes it reach the step, holds them
+for a random time, heals everything and waits up to 30 s (75 s after a full disk:
 MariaDB retries a full disk every 60 s) for the cluster to settle. Then
 it checks: every acknowledged write on the primary of record and the healthy
 replicas; no server taking a write while not the primary of record or after a newer
 epoch's primary took one; one writable primary of record with the leader key and the
 virtual IP within 15 s of healing, every other node a replica or quarantined with a
-reason; etcd, read_only, replication sources and the virtual IP agreeing.
+reason; etcd, read_only, replication sources and the virtual IP agreeing; no GTID
+leaving a server's gtid_binlog_state unless a rejoin event or the campaign's rebuild
+reports it (or a restart drops a phantom), and no real transaction forgotten as a
+phantom. The agents run bin/baton-failpoint (baton built with -tags failpoint,
+` + "`make build`" + `).
 
 A quarantined node is repaired as the runbook says (SIGKILL, free its disk, start)
 and recorded. A failed round prints the seed, the round and the schedule, keeps the

@@ -158,6 +158,7 @@ the one named with --member (an etcd outage; no --node).`,
 					if err := c.Down(cctx.Context); err != nil {
 						return cli.Exit(err.Error(), exitRefused)
 					}
+					fmt.Printf("sandbox %s down: its servers, agents, etcd members, network namespaces and mounts are gone, and %s removed\n", c.Name, c.Dir)
 					return nil
 				},
 			},

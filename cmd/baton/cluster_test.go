@@ -59,6 +59,7 @@ func TestUnknownClusterRefused(t *testing.T) {
 		{historyCommand(), flags},
 		{pauseCommand(), flags},
 		{resumeCommand(), flags},
+		{unblockCommand(), flags},
 	}
 	before := keys(t, etcd)
 	for _, tc := range cases {

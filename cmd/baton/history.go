@@ -126,14 +126,20 @@ func printHistory(w io.Writer, events []cluster.Event) {
 			fmt.Fprintf(w, "  detected: %s before it started\n", roundMS(e.Started.Sub(e.Detected)))
 		}
 		if wb, ok := writeBlock(e.Kind.String(), e.Steps); ok {
-			fmt.Fprintf(w, "  writes blocked: %s\n", roundMS(wb))
+			switch {
+			case !e.Detected.IsZero():
+				fmt.Fprintf(w, "  writes down: at least %s, from the primary first seen failing until a commit could be acknowledged again (%s of it the flow's own); clients add their way back in (the virtual IP's move, their reconnect)\n",
+					roundMS(e.Started.Sub(e.Detected)+wb), roundMS(wb))
+			default:
+				fmt.Fprintf(w, "  writes blocked: %s, from the announce until a commit could be acknowledged again; clients add their way back in (the virtual IP's move, their reconnect)\n", roundMS(wb))
+			}
 		}
 		if len(e.Steps) > 0 {
 			var parts []string
 			for _, s := range e.Steps {
 				p := fmt.Sprintf("%s %dms", s.Name, s.Took.Milliseconds())
 				if s.Error != "" {
-					p += " (error: " + s.Error + ")"
+					p += " (" + s.Outcome() + ")"
 				}
 				parts = append(parts, p)
 			}

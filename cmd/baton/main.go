@@ -31,6 +31,7 @@ func main() {
 			rebuildCommand(),
 			pauseCommand(),
 			resumeCommand(),
+			unblockCommand(),
 			historyCommand(),
 			policyCommand(),
 			probeCommand(),

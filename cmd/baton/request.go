@@ -89,18 +89,22 @@ func stepsJSON(steps []cluster.Step) []stepJSON {
 	return out
 }
 
-// writeBlock is how long a flow kept writes from being accepted, as its coordinator
-// measured it: from the start of the announce step (the old primary's agent fences
-// itself as soon as it sees the flow's intent) to the end of the promote step (the
-// new primary's agent has made its server writable and taken the virtual IP): the
+// writeBlock is how long a flow kept writes from being acknowledged, as its
+// coordinator measured it: from the start of the announce step (the old primary's
+// agent fences itself as soon as it sees the flow's intent) to the end of the
+// promote step (the new primary's agent has made its server writable and taken the
+// virtual IP), and on to the end of can_commit when there is one (with semi-sync a
+// commit is acknowledged only once a replica is connected to acknowledge it): the
 // sum of the steps in between, which run one after the other. Checks before the
 // announce (pre hook, ranking, open writes) do not block writes and are not counted;
 // a failover fences the old primary beside the other steps, so that step is not
 // added either. Not counted: the few ms the coordinator spends recording each step in
-// etcd, and what clients add (gratuitous ARP reaching them, reconnecting). ok is
-// false when the flow did not get as far as a successful promote step.
+// etcd, and what clients add (gratuitous ARP reaching them, reconnecting), and for a
+// failover the time before it started (see the history's detected). ok is false when
+// the flow did not get as far as a successful promote step.
 func writeBlock(kind string, steps []cluster.Step) (d time.Duration, ok bool) {
-	in := false
+	in, promoted := false, false
+	var after time.Duration
 	for _, s := range steps {
 		if s.Name == "announce" {
 			in = true
@@ -108,12 +112,25 @@ func writeBlock(kind string, steps []cluster.Step) (d time.Duration, ok bool) {
 		if !in || (kind == string(cluster.RequestFailover) && s.Name == "fence_old_primary") {
 			continue
 		}
+		if promoted {
+			// After the promotion, with semi-sync, commits wait until a replica is
+			// connected to acknowledge them: through repoint_silent to the end of
+			// can_commit. Without can_commit nothing after promote counts.
+			after += s.Took
+			if s.Name == "can_commit" {
+				return d + after, true
+			}
+			continue
+		}
 		d += s.Took
 		if s.Name == "promote" {
-			return d, s.Error == ""
+			if s.Error != "" {
+				return d, false
+			}
+			promoted = true
 		}
 	}
-	return d, false
+	return d, promoted
 }
 
 // planPolicy returns the policy a request is planned with: the cluster's, from etcd
@@ -172,6 +189,9 @@ func runRequest(cctx *cli.Context, kind cluster.RequestKind) error {
 	if to != "" {
 		if _, ok := snap.Nodes[to]; !ok && to != snap.Primary.Node {
 			return fail(exitBadInput, "unknown node %q, or its agent is not running (known: %s)", to, strings.Join(knownNodes(snap), ", "))
+		}
+		if to == snap.Primary.Node {
+			return fail(exitBadInput, "--to %s: it is the primary of record already (epoch %d); name a replica", to, snap.Primary.Epoch)
 		}
 	}
 	req := cluster.Request{ID: newRequestID(kind), Kind: kind, To: to, Force: cctx.Bool("force"),
@@ -396,11 +416,7 @@ func printPolicy(w io.Writer, snap cluster.Snapshot, p cluster.Policy, note stri
 }
 
 func printStep(w io.Writer, s cluster.Step) {
-	detail := s.Note
-	if s.Error != "" {
-		detail = "error: " + s.Error
-	}
-	fmt.Fprintf(w, "  %-18s %6d ms  %s\n", s.Name, s.Took.Milliseconds(), detail)
+	fmt.Fprintf(w, "  %-18s %6d ms  %s\n", s.Name, s.Took.Milliseconds(), s.Outcome())
 }
 
 func printJSON(w io.Writer, v any) {

@@ -33,6 +33,12 @@ func TestWriteBlock(t *testing.T) {
 		{"refused after the announce, before promote", "switchover", switchover[:6], ms(9), false},
 		{"promote failed", "switchover", append(append([]cluster.Step(nil), switchover[:9]...), cluster.Step{Name: "promote", Took: ms(15000), Error: "not promoted"}), ms(15025), false},
 		{"no steps", "switchover", nil, 0, false},
+		{"semi-sync: on to the end of can_commit, a replica to acknowledge", "switchover",
+			append(append([]cluster.Step(nil), switchover[:10]...), cluster.Step{Name: "can_commit", Took: ms(300)}, cluster.Step{Name: "post_hook", Took: ms(500)}),
+			ms(345), true},
+		{"failover: through repoint_silent to the end of can_commit", "failover",
+			append(append([]cluster.Step(nil), failoverSteps...), cluster.Step{Name: "repoint_silent", Took: ms(40)}, cluster.Step{Name: "can_commit", Took: ms(200)}),
+			ms(293), true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -82,19 +82,36 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.fs.restore(); err != nil {
 		return err
 	}
+	ecfg, err := cfg.EtcdClientConfig(a.log.With(zap.String("component", "etcd")))
+	if err != nil {
+		return err
+	}
+	cli, err := clientv3.New(ecfg)
+	if err != nil {
+		return fmt.Errorf("etcd client: %w", err)
+	}
+	defer cli.Close()
+	store := cluster.NewStore(cli, cfg.Cluster)
 	var mover reconcile.VIP
+	keptVIP := false
 	if cfg.VIP != nil {
 		m, err := vip.New(*cfg.VIP, a.log.With(zap.String("component", "vip")))
 		if err != nil {
 			return err
 		}
 		mover = vipAdapter{m: m, ctx: ctx}
-		// Before anything else: a virtual IP still configured here was left by an
-		// agent that died without letting it go (SIGKILL), maybe long before a
-		// failover moved the primary elsewhere. Only a node holding the leader key may
-		// hold it, and this agent holds nothing yet; the reconciler takes it again
-		// once this node is the writable primary.
-		if err := dropLeftoverVIP(ctx, mover, a.log); err != nil {
+		// Before anything waits for the local server (a stopped mysqld): a virtual IP
+		// still configured here was left by an agent that stopped or died
+		// (a restart, SIGKILL), maybe long before a failover moved the primary
+		// elsewhere. It stays only when etcd, read now, still names this node the
+		// primary of record: the restart of the primary's agent then costs no write,
+		// and the reconciler's first pass fences the node if that changes. Otherwise,
+		// or when etcd cannot be read at once, it goes before anything else: the
+		// reconciler takes it again once this node is the writable primary.
+		// It stays only as long as the local server answers too (below).
+		if keptVIP = keepLeftoverVIP(a.readAtStart(ctx, store), cfg.Node); keptVIP {
+			a.log.Info("the virtual IP an earlier agent left configured stays: etcd still names this node the primary of record")
+		} else if err := dropLeftoverVIP(ctx, mover, a.log); err != nil {
 			return err
 		}
 	}
@@ -110,6 +127,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer db.Close()
 	dsn := conns.localDSN
 	if err := a.checkGrants(ctx, db); err != nil {
+		// No reconciler will run to fence this node or move the address: a kept
+		// virtual IP must not outlive this agent.
+		if keptVIP {
+			if derr := dropLeftoverVIP(ctx, mover, a.log); derr != nil {
+				a.log.Error("the kept virtual IP could not be dropped", zap.Error(derr))
+			}
+		}
 		return err
 	}
 	if vars, err := serverSettings(ctx, db); err != nil {
@@ -125,16 +149,6 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 
-	ecfg, err := cfg.EtcdClientConfig(a.log.With(zap.String("component", "etcd")))
-	if err != nil {
-		return err
-	}
-	cli, err := clientv3.New(ecfg)
-	if err != nil {
-		return fmt.Errorf("etcd client: %w", err)
-	}
-	defer cli.Close()
-	store := cluster.NewStore(cli, cfg.Cluster)
 	if err := a.waitForEtcd(ctx, store); err != nil {
 		return fmt.Errorf("etcd %v unreachable: %w", cfg.Etcd.Endpoints, err)
 	}
@@ -650,6 +664,26 @@ func (h hookRunner) Run(ctx context.Context, c failover.HookCall) error {
 }
 
 // dropLeftoverVIP releases the virtual IP if this node holds it, within a second.
+// readAtStart reads the cluster's state once, within a second: what an agent that
+// starts knows before its session; a zero snapshot when etcd does not answer at once.
+func (a *Agent) readAtStart(ctx context.Context, store *cluster.Store) cluster.Snapshot {
+	rctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	snap, err := store.Load(rctx)
+	if err != nil {
+		a.log.Info("etcd not read at start; a leftover virtual IP is dropped", zap.Error(err))
+		return cluster.Snapshot{}
+	}
+	return snap
+}
+
+// keepLeftoverVIP says whether a virtual IP found configured at start may stay: only
+// when etcd names this node the primary of record. A zero snapshot (etcd not read)
+// never reads as such.
+func keepLeftoverVIP(snap cluster.Snapshot, node string) bool {
+	return node != "" && snap.Rev != 0 && snap.Primary.Node == node
+}
+
 func dropLeftoverVIP(ctx context.Context, mover reconcile.VIP, log *zap.Logger) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()

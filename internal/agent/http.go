@@ -35,6 +35,9 @@ type View struct {
 	// Coordinator is the node whose agent is the elected coordinator, "" if unknown.
 	Coordinator string `json:"coordinator,omitempty"`
 	Paused      bool   `json:"paused"`
+	// Blocked: the anti-flap block of the latest automatic failover is in force (no
+	// automatic failover until it ends or baton unblock lifts it).
+	Blocked bool `json:"failover_blocked"`
 	// MaxReplicaLag is timings.max_replica_lag: /replica refuses a replica further
 	// behind.
 	MaxReplicaLag time.Duration `json:"max_replica_lag_ns"`

@@ -56,6 +56,7 @@ type Metrics struct {
 	holdsLeader  prometheus.Gauge
 	isCoord      prometheus.Gauge
 	paused       prometheus.Gauge
+	blocked      prometheus.Gauge
 	epoch        prometheus.Gauge
 	lastFailover prometheus.Gauge
 	unprotected  prometheus.Gauge
@@ -100,7 +101,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		holdsLeader:  g("baton_holds_leader", "1 while this agent holds the leader key (its server is the writable primary)."),
 		isCoord:      g("baton_is_coordinator", "1 while this agent is the elected coordinator."),
 		paused:       g("baton_cluster_paused", "1 while automatic failover is paused for the cluster."),
-		epoch:        g("baton_primary_epoch", "Epoch of the primary of record (the fencing token)."),
+		blocked: g("baton_failover_blocked", "1 while the anti-flap block of the cluster's latest automatic failover is in force: no automatic failover "+
+			"until it runs out (failover_block) or `baton unblock` lifts it."),
+		epoch: g("baton_primary_epoch", "Epoch of the primary of record (the fencing token)."),
 		lastFailover: g("baton_last_failover_timestamp_seconds", "Unix time at which the latest failover (not switchover) of the cluster committed, "+
 			"from the primary of record; 0 when there was none, NaN while the primary of record is unknown."),
 		unprotected: g("baton_semi_sync_unprotected", "1 when the local server is writable and semi-sync is configured but not in force (source side off, or fallen back to async): commits are acknowledged before any replica has them."),
@@ -114,7 +117,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{m.info, m.verdict, m.role, m.probeSeconds, m.lagSeconds, m.ioRunning,
 		m.sqlRunning, m.readOnly, m.storageOK, m.diskFree, m.diskTTF, m.sessionUp, m.primaryKnown, m.isPrimary,
-		m.holdsLeader, m.isCoord, m.paused, m.epoch, m.lastFailover, m.unprotected, m.awaitsAck, m.failsafe, m.failovers,
+		m.holdsLeader, m.isCoord, m.paused, m.blocked, m.epoch, m.lastFailover, m.unprotected, m.awaitsAck, m.failsafe, m.failovers,
 		m.switchovers} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("new metrics: %w", err)
@@ -183,6 +186,7 @@ func (m *Metrics) Update(v View) {
 	m.holdsLeader.Set(b2f(v.HoldsLeader))
 	m.isCoord.Set(b2f(v.Coordinator != "" && v.Coordinator == v.Node))
 	m.paused.Set(b2f(v.Paused))
+	m.blocked.Set(b2f(v.Blocked))
 	m.unprotected.Set(b2f(!st.ReadOnly && st.SemiSync.Unprotected()))
 	m.awaitsAck.Set(b2f(st.AwaitsAck))
 	switch {

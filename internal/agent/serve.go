@@ -24,19 +24,14 @@ func (a *Agent) serveHTTP(ctx context.Context, store *cluster.Store, rec *reconc
 			// Failsafe mode keeps the primary: its leader key is on the lease it held.
 			lease = keptLease
 		}
-		v := View{
-			Cluster: a.cfg.Cluster, Node: a.cfg.Node, Status: n, Failsafe: a.fs.view(),
-			HoldsLeader:  (up || kept) && snap.Leader == a.cfg.Node && snap.LeaderLease == lease,
-			SessionAlive: up, Coordinator: snap.Coordinator, Paused: snap.Settings.Paused,
-			MaxReplicaLag: a.cfg.Timings.MaxReplicaLag,
-			MaxStatusAge:  4*a.cfg.Timings.ProbeInterval + 2*time.Second,
-		}
+		v := ViewOf(a.cfg.Cluster, a.cfg.Node, n, snap)
+		v.Failsafe = a.fs.view()
+		v.HoldsLeader = (up || kept) && snap.Leader == a.cfg.Node && snap.LeaderLease == lease
+		v.SessionAlive = up
+		v.MaxReplicaLag = a.cfg.Timings.MaxReplicaLag
+		v.MaxStatusAge = 4*a.cfg.Timings.ProbeInterval + 2*time.Second
 		if snap.Rev != 0 {
 			v.Policy = policyView(snap, a.cfg.Policy())
-		}
-		if snap.Primary.Node != "" {
-			p := snap.Primary
-			v.Primary = &p
 		}
 		return v
 	}
@@ -91,4 +86,18 @@ func (a *Agent) serveHTTP(ctx context.Context, store *cluster.Store, rec *reconc
 		return err
 	}
 	return nil
+}
+
+// ViewOf is what a node's agent says of the cluster on /status (and its metrics) as
+// read from snap, with its node's status n: the same snapshot baton status and the
+// web view read, field for field (the session's and the agent's own state are set
+// apart).
+func ViewOf(clusterName, node string, n cluster.NodeStatus, snap cluster.Snapshot) View {
+	v := View{Cluster: clusterName, Node: node, Status: n, Coordinator: snap.Coordinator,
+		Paused: snap.Settings.Paused, Blocked: snap.Block != nil}
+	if snap.Primary.Node != "" {
+		p := snap.Primary
+		v.Primary = &p
+	}
+	return v
 }

@@ -60,9 +60,50 @@ func unknownCommand(name string, cmds []*cli.Command, code int, help cli.ActionF
 				names = append(names, c.Name)
 			}
 		}
-		return cli.Exit(fmt.Sprintf("%s: unknown command %q; the commands are: %s (see `%s --help`)",
-			name, cctx.Args().First(), strings.Join(names, ", "), name), code)
+		typed := cctx.Args().First()
+		hint := ""
+		if near := nearest(typed, names); near != "" {
+			hint = fmt.Sprintf(" (did you mean %q?)", near)
+		}
+		return cli.Exit(fmt.Sprintf("%s: unknown command %q%s; the commands are: %s (see `%s --help`)",
+			name, typed, hint, strings.Join(names, ", "), name), code)
 	}
+}
+
+// nearest is the one name within two edits of typed (a typo), "" when none or more
+// than one is.
+func nearest(typed string, names []string) string {
+	found := ""
+	for _, n := range names {
+		if editDistance(typed, n) <= 2 {
+			if found != "" {
+				return ""
+			}
+			found = n
+		}
+	}
+	return found
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // Main runs app on the process's arguments and exits: a bad flag is one line (see

@@ -53,3 +53,16 @@ func TestUnknownCommands(t *testing.T) {
 		}
 	}
 }
+
+func TestNearest(t *testing.T) {
+	names := []string{"status", "switchover", "failover", "pause", "resume"}
+	for typed, want := range map[string]string{"swichover": "switchover", "statsu": "status", "failovr": "failover",
+		"xyz": "", "paus": "pause", "resum": "resume"} {
+		if got := nearest(typed, names); got != want {
+			t.Errorf("nearest(%q) = %q, want %q", typed, got, want)
+		}
+	}
+	if got := nearest("ab", []string{"ax", "ay"}); got != "" {
+		t.Errorf("two names as near: %q, want none", got)
+	}
+}

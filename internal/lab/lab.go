@@ -23,11 +23,19 @@ import (
 type Binaries struct {
 	Baton string
 	Lab   string
+	// Failpoint is baton built with -tags failpoint (bin/baton-failpoint), whose
+	// agents stop at a named step on request: the fault campaign runs its agents
+	// from it. "" when there is none.
+	Failpoint string
 }
+
+// FailpointName is the file name of baton built with -tags failpoint, next to baton.
+const FailpointName = "baton-failpoint"
 
 // FindBinaries returns the running lab binary and the baton binary: baton when given
 // (a --baton flag), else the baton next to the lab binary (bin/baton beside
-// bin/baton-lab). It names what is missing and how to get it.
+// bin/baton-lab); and baton-failpoint next to that baton, when there is one. It names
+// what is missing and how to get it.
 func FindBinaries(baton string) (Binaries, error) {
 	exe, err := os.Executable()
 	if err != nil {
@@ -46,7 +54,15 @@ func FindBinaries(baton string) (Binaries, error) {
 	case fi.IsDir() || fi.Mode()&0o111 == 0:
 		return Binaries{}, fmt.Errorf("baton: %s is not an executable", b.Baton)
 	}
+	if fp := filepath.Join(filepath.Dir(b.Baton), FailpointName); executable(fp) {
+		b.Failpoint = fp
+	}
 	return b, nil
+}
+
+func executable(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
 }
 
 // Until polls cond every 20 ms until it holds, limit passes or ctx ends.

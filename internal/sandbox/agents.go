@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -85,12 +86,25 @@ func (c *Cluster) startAgent(n *Node) error {
 	if alive(n.AgentPID) {
 		return fmt.Errorf("the agent of %s is running (pid %d)", n.Name, n.AgentPID)
 	}
-	pid, err := startIn(n.NetNS, n.Dir, n.AgentLog, c.Binary, "agent", "--config", n.AgentConfig)
+	pid, err := startInEnv(n.NetNS, n.Dir, n.AgentLog, n.AgentEnv, c.Binary, "agent", "--config", n.AgentConfig)
 	if err != nil {
 		return err
 	}
 	n.AgentPID = pid
 	return nil
+}
+
+// SetAgentEnv sets what is added to the environment of node's agent from its next
+// start on (nil: nothing); the running agent keeps its own.
+func (c *Cluster) SetAgentEnv(node string, env []string) error {
+	return c.update(func() error {
+		n, err := c.Node(node)
+		if err != nil {
+			return err
+		}
+		n.AgentEnv = slices.Clone(env)
+		return nil
+	})
 }
 
 // startAgents starts every node's agent and waits until the cluster has a primary of

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -40,6 +41,12 @@ const (
 	HealEtcd                            // route them again
 	StopAgent                           // SIGSTOP the node's baton agent: frozen, its lease runs out, its server untouched
 	ContAgent                           // SIGCONT it
+	FreezeNode                          // SIGSTOP the node's mariadbd and its agent together, as a paused VM
+	ThawNode                            // SIGCONT both, the server first
+	Shutdown                            // a clean shutdown of mariadbd (SIGTERM, as a DBA's restart begins); Start starts it again
+	TermAgent                           // SIGTERM the node's agent and wait until it exits (it hands the leader key over); StartAgent starts it again
+	PurgeBinlogs                        // FLUSH BINARY LOGS, then PURGE BINARY LOGS TO the newest: a DBA freeing a full disk; it has no inverse
+	faultEnd                            // not a fault: the end of the list
 )
 
 func (f Fault) String() string {
@@ -84,14 +91,24 @@ func (f Fault) String() string {
 		return "stop-agent"
 	case ContAgent:
 		return "cont-agent"
+	case FreezeNode:
+		return "freeze-node"
+	case ThawNode:
+		return "thaw-node"
+	case Shutdown:
+		return "shutdown"
+	case TermAgent:
+		return "term-agent"
+	case PurgeBinlogs:
+		return "purge-binlogs"
 	}
 	return fmt.Sprintf("fault(%d)", int(f))
 }
 
-// Faults lists every fault, each followed by its inverse.
+// Faults lists every fault.
 func Faults() []Fault {
 	var out []Fault
-	for f := DiskFull; f <= ContAgent; f++ {
+	for f := DiskFull; f < faultEnd; f++ {
 		out = append(out, f)
 	}
 	return out
@@ -111,8 +128,16 @@ func ParseFault(s string) (Fault, error) {
 	return 0, fmt.Errorf("unknown fault %q: use one of %s", s, strings.Join(names, ", "))
 }
 
-// Inverse is the fault that undoes f.
+// Inverse is the fault that undoes f; 0 when nothing does (PurgeBinlogs).
 func (f Fault) Inverse() Fault {
+	switch f {
+	case Shutdown:
+		return Start
+	case TermAgent:
+		return StartAgent
+	case PurgeBinlogs:
+		return 0
+	}
 	if f%2 == 1 {
 		return f + 1
 	}
@@ -124,7 +149,7 @@ func (c *Cluster) Fault(ctx context.Context, node string, f Fault) error {
 	if _, err := c.Node(node); err != nil {
 		return err
 	}
-	if f < DiskFull || f > ContAgent {
+	if f < DiskFull || f >= faultEnd {
 		return fmt.Errorf("unknown fault %d", int(f))
 	}
 	return c.update(func() error {
@@ -201,8 +226,139 @@ func (c *Cluster) inject(ctx context.Context, n *Node, f Fault) error {
 			sig = syscall.SIGCONT
 		}
 		return syscall.Kill(n.AgentPID, sig)
+	case FreezeNode:
+		if err := c.signal(n, syscall.SIGSTOP); err != nil {
+			return err
+		}
+		if alive(n.AgentPID) {
+			return syscall.Kill(n.AgentPID, syscall.SIGSTOP)
+		}
+		return nil
+	case ThawNode:
+		// Whatever is left stopped goes on, even if one of the two died meanwhile.
+		var errs []error
+		if alive(n.PID) {
+			errs = append(errs, syscall.Kill(n.PID, syscall.SIGCONT))
+		}
+		if alive(n.AgentPID) {
+			errs = append(errs, syscall.Kill(n.AgentPID, syscall.SIGCONT))
+		}
+		return errors.Join(errs...)
+	case Shutdown:
+		return shutdown(ctx, n)
+	case TermAgent:
+		if !alive(n.AgentPID) {
+			return fmt.Errorf("no agent running (start the sandbox with --with-agents)")
+		}
+		return terminate(ctx, n.AgentPID, agentStopLimit)
+	case PurgeBinlogs:
+		return purgeBinlogs(ctx, n)
 	}
 	return fmt.Errorf("unknown fault %d", int(f))
+}
+
+// Bounds of a clean stop: past them the process is killed and the fault fails,
+// saying so (a server or an agent that does not stop when asked is a finding).
+const (
+	shutdownLimit  = 60 * time.Second
+	agentStopLimit = 15 * time.Second
+)
+
+// shutdown stops a node's mariadbd cleanly, as `systemctl stop` does (SIGTERM), and
+// waits until it is gone; a stopped (SIGSTOP) server is continued first.
+func shutdown(ctx context.Context, n *Node) error {
+	if !alive(n.PID) {
+		return fmt.Errorf("mariadbd is not running")
+	}
+	return terminate(ctx, n.PID, shutdownLimit)
+}
+
+// terminate sends SIGTERM to pid (and SIGCONT, so that a stopped process sees it)
+// and waits until it exits; after limit it is killed, and that is an error.
+func terminate(ctx context.Context, pid int, limit time.Duration) error {
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		return err
+	}
+	_ = syscall.Kill(pid, syscall.SIGCONT)
+	if err := waitGone(ctx, pid, limit); err != nil {
+		if kerr := kill(context.WithoutCancel(ctx), pid); kerr != nil {
+			return fmt.Errorf("%w; then SIGKILL: %v", err, kerr)
+		}
+		return fmt.Errorf("did not exit within %s of SIGTERM: killed", limit)
+	}
+	return nil
+}
+
+// purgeBinlogs is what a DBA does to free a full disk: rotate the binary log, then
+// purge every file before the new one. MariaDB keeps gtid_binlog_state (the new
+// file's Gtid_list holds it), but the purged files' events are gone. A file that a
+// replica's dump thread still reads is kept (MariaDB warns); the DBA runs the purge
+// again, every 100 ms for up to 2 s, until only the new file is left.
+func purgeBinlogs(ctx context.Context, n *Node) error {
+	db, err := openSocketDB(n.Socket, "root", "")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	qctx, cancel := withTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn, err := db.Conn(qctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(qctx, "FLUSH BINARY LOGS"); err != nil {
+		return fmt.Errorf("flush binary logs: %w", err)
+	}
+	files, err := binaryLogs(qctx, conn)
+	if err != nil {
+		return err
+	}
+	if len(files) == 0 {
+		return errors.New("no binary log")
+	}
+	newest := files[len(files)-1]
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		if _, err := conn.ExecContext(qctx, "PURGE BINARY LOGS TO "+quote(newest)); err != nil {
+			return fmt.Errorf("purge binary logs to %s: %w", newest, err)
+		}
+		if files, err = binaryLogs(qctx, conn); err != nil || len(files) <= 1 || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-qctx.Done():
+			return qctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// binaryLogs lists a server's binary log files, oldest first.
+func binaryLogs(ctx context.Context, conn *sql.Conn) ([]string, error) {
+	rows, err := conn.QueryContext(ctx, "SHOW BINARY LOGS")
+	if err != nil {
+		return nil, fmt.Errorf("show binary logs: %w", err)
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		var name string
+		vals[0] = &name
+		for i := 1; i < len(vals); i++ {
+			vals[i] = new(any)
+		}
+		if err := rows.Scan(vals...); err != nil {
+			return nil, err
+		}
+		out = append(out, name)
+	}
+	return out, rows.Err()
 }
 
 func (c *Cluster) signal(n *Node, sig syscall.Signal) error {

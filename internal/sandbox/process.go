@@ -18,6 +18,11 @@ import (
 // node's filesystem, which could then never be unmounted for real. The process outlives the caller; while
 // the caller lives, it is reaped when it exits so it never lingers as a zombie.
 func startIn(ns, dir, logFile string, argv ...string) (int, error) {
+	return startInEnv(ns, dir, logFile, nil, argv...)
+}
+
+// startInEnv is startIn with env added to the process's environment.
+func startInEnv(ns, dir, logFile string, env []string, argv ...string) (int, error) {
 	f, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return 0, fmt.Errorf("open log: %w", err)
@@ -26,6 +31,9 @@ func startIn(ns, dir, logFile string, argv ...string) (int, error) {
 	args := append([]string{"--net=/run/netns/" + ns, "--"}, argv...)
 	cmd := exec.Command("nsenter", args...)
 	cmd.Dir = dir
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {

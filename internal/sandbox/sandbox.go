@@ -150,6 +150,9 @@ type Node struct {
 	AgentHTTP   string `json:"agent_http,omitempty"` // from the client namespace
 	AgentLog    string `json:"agent_log,omitempty"`
 	AgentConfig string `json:"agent_config,omitempty"`
+	// AgentEnv is added to the environment of the node's agent each time the
+	// sandbox starts it (BATON_FAILPOINT=..., for one built with -tags failpoint).
+	AgentEnv []string `json:"agent_env,omitempty"`
 }
 
 // EtcdMember is one embedded etcd server, run as a process of its own.

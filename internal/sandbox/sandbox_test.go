@@ -214,6 +214,80 @@ func TestFaults(t *testing.T) {
 		fault("db1", sandbox.WritableFS)
 		writesWork("repaired filesystem")
 	})
+	t.Run("shutdown", func(t *testing.T) {
+		pid := c.Nodes[0].PID
+		fault("db1", sandbox.Shutdown)
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			t.Fatalf("mariadbd (pid %d) still there after a clean shutdown", pid)
+		}
+		if b, err := os.ReadFile(c.Nodes[0].ErrorLog); err != nil || !strings.Contains(string(b), "Shutdown complete") {
+			t.Fatalf("no clean shutdown in the error log (%v)", err)
+		}
+		fault("db1", sandbox.Shutdown.Inverse())
+		writesWork("started after a clean shutdown")
+	})
+	t.Run("purge-binlogs", func(t *testing.T) {
+		writesWork("before the purge")
+		// As a careful DBA does: nothing is purged that a replica has yet to fetch.
+		var pos string
+		if err := db.QueryRowContext(ctx, "SELECT @@gtid_binlog_pos").Scan(&pos); err != nil {
+			t.Fatal(err)
+		}
+		var res int
+		wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		if err := sandboxtest.RootDB(t, c, "db2").QueryRowContext(wctx, "SELECT MASTER_GTID_WAIT(?, 15)", pos).Scan(&res); err != nil || res != 0 {
+			t.Fatalf("db2 did not catch up to %s before the purge: %d %v", pos, res, err)
+		}
+		binlogs := func() []string {
+			t.Helper()
+			rows, err := db.QueryContext(ctx, "SHOW BINARY LOGS")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rows.Close()
+			var names []string
+			for rows.Next() {
+				var name string
+				var size any
+				if err := rows.Scan(&name, &size); err != nil {
+					t.Fatal(err)
+				}
+				names = append(names, name)
+			}
+			return names
+		}
+		var before, after string
+		if err := db.QueryRowContext(ctx, "SELECT @@gtid_binlog_state").Scan(&before); err != nil {
+			t.Fatal(err)
+		}
+		was := binlogs()
+		fault("db1", sandbox.PurgeBinlogs)
+		if err := db.QueryRowContext(ctx, "SELECT @@gtid_binlog_state").Scan(&after); err != nil {
+			t.Fatal(err)
+		}
+		if after != before {
+			t.Fatalf("gtid_binlog_state %q after the purge, %q before", after, before)
+		}
+		// Rotated, and nothing older than the file being written before is left (that
+		// one stays while a replica's dump thread still reads it).
+		now := binlogs()
+		newest := was[len(was)-1]
+		if now[len(now)-1] <= newest || now[0] < newest {
+			t.Fatalf("binary logs %v after the purge, %v before: want a new one, and none older than %s", now, was, newest)
+		}
+		if sandbox.PurgeBinlogs.Inverse() != 0 {
+			t.Fatalf("purge-binlogs has an inverse: %s", sandbox.PurgeBinlogs.Inverse())
+		}
+	})
+	t.Run("freeze-node", func(t *testing.T) {
+		fault("db1", sandbox.FreezeNode)
+		if d, err := execWithin(db, time.Second, "SELECT 1"); err == nil {
+			t.Fatalf("frozen node answered SELECT 1 in %s", d)
+		}
+		fault("db1", sandbox.ThawNode)
+		writesWork("thawed node")
+	})
 	t.Run("bad input", func(t *testing.T) {
 		if err := c.Fault(ctx, "db9", sandbox.Kill); err == nil || !strings.Contains(err.Error(), "unknown node") {
 			t.Fatalf("unknown node: %v", err)
@@ -500,4 +574,48 @@ func TestRebuild(t *testing.T) {
 	if !strings.Contains(state, "0-3-") || strings.Contains(state, "0-2-") || ro != "1" {
 		t.Errorf("rebuilt replica: gtid_binlog_state %q (want the primary's history, none of its own), read_only %s", state, ro)
 	}
+}
+
+// TestAgentStopsCleanlyAndStartsWithEnv: term-agent waits for the agent's clean exit,
+// which hands the leader key over; start-agent then starts it with the environment
+// SetAgentEnv gave it (a failpoint, for a build with the tag).
+func TestAgentStopsCleanlyAndStartsWithEnv(t *testing.T) {
+	c := sandboxtest.Up(t, sandbox.Spec{Name: "sbx-agent", Nodes: 1, WithAgents: true})
+	ctx := context.Background()
+	cli, err := c.EtcdClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	leader := func() bool {
+		gctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		resp, err := cli.Get(gctx, "/baton/"+c.Name+"/leader")
+		return err == nil && len(resp.Kvs) == 1
+	}
+	old := c.Nodes[0].AgentPID
+	if err := c.SetAgentEnv("db1", []string{"BATON_FAILPOINT=before-promote"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Fault(ctx, "db1", sandbox.TermAgent); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", old)); err == nil {
+		t.Fatalf("agent (pid %d) still there after term-agent", old)
+	}
+	if leader() {
+		t.Fatal("the leader key outlived the agent's clean stop")
+	}
+	if err := c.Fault(ctx, "db1", sandbox.TermAgent.Inverse()); err != nil {
+		t.Fatal(err)
+	}
+	pid := c.Nodes[0].AgentPID
+	env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(env), "\x00BATON_FAILPOINT=before-promote\x00") && !strings.HasPrefix(string(env), "BATON_FAILPOINT=before-promote\x00") {
+		t.Fatal("the agent started without the environment SetAgentEnv gave it")
+	}
+	sandboxtest.WaitFor(t, 15*time.Second, "the restarted agent takes the leader key", leader)
 }

@@ -54,6 +54,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
+
+	"github.com/baton-ha/baton/internal/failpoint"
 )
 
 // Work is a part of a node that runs under its etcd session: the reconciler, the
@@ -344,6 +346,7 @@ func (r *Runner) waitHoldoff(ctx context.Context) {
 // lease's remaining TTL counted from when the call that read it was sent. The
 // session lives until sctx ends, and its client is workClient's.
 func (r *Runner) session(ctx, sctx context.Context, old clientv3.LeaseID) (*concurrency.Session, time.Time, error) {
+	failpoint.Hit(failpoint.SessionCreate)
 	cli := r.cfg.Client
 	wcli := workClient(cli, sctx)
 	ttl := int(r.cfg.TTL.Seconds())

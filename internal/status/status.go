@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -19,20 +20,23 @@ import (
 
 // Cluster is the cluster as `baton status` shows it; `--json` prints it as is.
 type Cluster struct {
-	Cluster     string           `json:"cluster"`
-	Primary     string           `json:"primary"`
-	PrimaryAddr string           `json:"primary_addr"`
-	Epoch       uint64           `json:"epoch"`
-	Since       time.Time        `json:"since"`
-	Leader      string           `json:"leader"`
-	VIPHolder   string           `json:"vip_holder,omitempty"`
-	Coordinator string           `json:"coordinator"`
-	Paused      bool             `json:"paused"`
-	InProgress  *cluster.Intent  `json:"in_progress,omitempty"`
-	LastEvent   *cluster.Event   `json:"last_event,omitempty"`
-	Warnings    []string         `json:"warnings,omitempty"`
-	Nodes       []Node           `json:"nodes"`
-	Request     *cluster.Request `json:"request,omitempty"`
+	Cluster     string    `json:"cluster"`
+	Primary     string    `json:"primary"`
+	PrimaryAddr string    `json:"primary_addr"`
+	Epoch       uint64    `json:"epoch"`
+	Since       time.Time `json:"since"`
+	Leader      string    `json:"leader"`
+	VIPHolder   string    `json:"vip_holder,omitempty"`
+	Coordinator string    `json:"coordinator"`
+	Paused      bool      `json:"paused"`
+	// AutomaticFailover says whether a failed primary is replaced without a person
+	// now, and when not, why, until when, and the command that ends it.
+	AutomaticFailover AutomaticFailover `json:"automatic_failover"`
+	InProgress        *cluster.Intent   `json:"in_progress,omitempty"`
+	LastEvent         *cluster.Event    `json:"last_event,omitempty"`
+	Warnings          []string          `json:"warnings,omitempty"`
+	Nodes             []Node            `json:"nodes"`
+	Request           *cluster.Request  `json:"request,omitempty"`
 	// Policy is the cluster's failover policy (nil: missing or unreadable), and the
 	// live agents whose configuration files disagree with it.
 	Policy              *cluster.PolicyRecord        `json:"policy,omitempty"`
@@ -41,8 +45,34 @@ type Cluster struct {
 	Decision *cluster.CoordinatorStatus `json:"decision,omitempty"`
 }
 
+// AutomaticFailover is whether a failed primary is replaced without a person now.
+type AutomaticFailover struct {
+	On     bool `json:"on"`
+	Paused bool `json:"paused,omitempty"`
+	// Blocked is the anti-flap block of the latest automatic failover, nil when none
+	// is in force.
+	Blocked *Block `json:"blocked,omitempty"`
+	// Why says it in a sentence, with the command that ends it; "" when on.
+	Why string `json:"why,omitempty"`
+}
+
+// Block is the anti-flap block as status shows it.
+type Block struct {
+	// Epoch and To are the failover that set it, At when (the coordinator's clock).
+	Epoch uint64        `json:"epoch"`
+	To    string        `json:"to"`
+	At    time.Time     `json:"at"`
+	For   time.Duration `json:"for_ns"`
+	// LeftMS is how long it still holds, as etcd's lease says; -1 when not read.
+	LeftMS int64 `json:"left_ms"`
+}
+
 type Node struct {
-	Name       string           `json:"name"`
+	Name string `json:"name"`
+	// NoAgent: the node is a member (seen with a live agent before) whose agent has no
+	// session in etcd now (stopped, or cut off from etcd): nothing below is known of
+	// it but its address; Reason says so.
+	NoAgent    bool             `json:"no_agent,omitempty"`
 	Addr       string           `json:"addr"`
 	Role       cluster.Role     `json:"role"`
 	Verdict    detector.Verdict `json:"verdict"`
@@ -58,12 +88,19 @@ type Node struct {
 	Leader     bool                    `json:"leader"`
 	VIP        bool                    `json:"vip"`
 	LeaseTTLMS int64                   `json:"lease_ttl_ms"`
-	WriteMS    float64                 `json:"write_ms"`
-	DiskFree   uint64                  `json:"disk_free_bytes,omitempty"`
+	// StatusAgeMS is how old the node's published status is (its GTID set, lag,
+	// probe latencies and disk figures are as of then): an agent republishes at
+	// once what a decision needs, the rest every 30 s. -1 when unknown.
+	StatusAgeMS int64   `json:"status_age_ms"`
+	WriteMS     float64 `json:"write_ms"`
+	DiskFree    uint64  `json:"disk_free_bytes,omitempty"`
 	// DiskTimeToFull is the agent's forecast for the datadir's filesystem, 0 when
 	// none; Source is the server the node replicates from (host:port), "" when none.
 	DiskTimeToFull time.Duration `json:"disk_time_to_full_ns,omitempty"`
-	Source         string        `json:"source,omitempty"`
+	// DiskForecast says it for people: "full", "in 12m", "not filling" (no forecast,
+	// or one beyond a day: an idle disk's is noise), "unknown" when not read.
+	DiskForecast string `json:"disk_forecast"`
+	Source       string `json:"source,omitempty"`
 	// SemiSync is the node's semi-sync state ("" when not configured).
 	SemiSync cluster.SemiSyncState `json:"semi_sync,omitempty"`
 	// AwaitsAck: the node's commits wait for a semi-sync acknowledgement that no
@@ -105,6 +142,7 @@ func Of(ctx context.Context, store *cluster.Store, name string, snap cluster.Sna
 		InProgress: snap.Intent, Request: snap.Request, LastEvent: snap.LastEvent, Decision: snap.Decision,
 		Policy: snap.Policy, PolicyDisagreements: cluster.PolicyDisagreements(snap.Policy, snap.Nodes),
 	}
+	st.AutomaticFailover = automaticFailover(ctx, store, snap)
 	switch {
 	case snap.PolicyErr != "":
 		st.Warnings = append(st.Warnings, "the cluster's failover policy is unreadable ("+snap.PolicyErr+"): coordinators decide with their own files' (see `baton policy`)")
@@ -126,12 +164,27 @@ func Of(ctx context.Context, store *cluster.Store, name string, snap cluster.Sna
 	sort.Strings(names)
 	if snap.Primary.Node != "" {
 		if _, ok := snap.Nodes[snap.Primary.Node]; !ok {
-			st.Warnings = append(st.Warnings, fmt.Sprintf("the primary's agent (%s) is not running", snap.Primary.Node))
+			st.Warnings = append(st.Warnings, fmt.Sprintf("the primary's agent (%s) has no session in etcd: stopped, or cut off from etcd (its server may still run)", snap.Primary.Node))
 		}
 	}
+	// Every member: one whose agent has no session now (stopped, or cut off from
+	// etcd, the primary of record included) keeps its row, saying so.
+	for name := range snap.Members {
+		if _, live := snap.Nodes[name]; !live {
+			names = append(names, name)
+		}
+	}
+	if p := snap.Primary.Node; p != "" && !slices.Contains(names, p) {
+		names = append(names, p)
+	}
+	sort.Strings(names)
 	for _, name := range names {
-		n := snap.Nodes[name]
-		ns := Node{Name: name, Addr: n.Addr, Role: n.Role, Verdict: n.Verdict, Reason: n.Reason, ReadOnly: n.ReadOnly,
+		n, live := snap.Nodes[name]
+		if !live {
+			st.Nodes = append(st.Nodes, absentNode(snap, name))
+			continue
+		}
+		ns := Node{Name: name, Addr: n.Addr, Role: n.Role, Verdict: n.Verdict, Reason: n.Reason, ReadOnly: n.ReadOnly, StatusAgeMS: ageMS(n.At),
 			LagMS: n.LagMS, GTID: n.GTID, IORunning: n.IORunning, SQLRunning: n.SQLRunning, Errant: n.Errant,
 			Leader: snap.Leader == name, VIP: n.VIP, LeaseTTLMS: -1, WriteMS: n.WriteMS, DiskFree: n.DiskFree,
 			SemiSync: n.SemiSync, AwaitsAck: n.AwaitsAck, Repaired: n.Repaired, DiskTimeToFull: n.DiskTimeToFull, Source: n.Source,
@@ -147,7 +200,11 @@ func Of(ctx context.Context, store *cluster.Store, name string, snap cluster.Sna
 				ns.LeaseTTLMS = ttl.Milliseconds()
 			}
 		}
-		if n.DiskTimeToFull > 0 && n.DiskTimeToFull < time.Hour {
+		ns.DiskForecast = DiskForecast(n)
+		switch {
+		case ns.DiskForecast == diskFull:
+			st.Warnings = append(st.Warnings, fmt.Sprintf("%s: disk full (%d bytes free)", name, n.DiskFree))
+		case n.DiskTimeToFull > 0 && n.DiskTimeToFull < time.Hour:
 			st.Warnings = append(st.Warnings, fmt.Sprintf("%s: disk predicted full in %s", name, n.DiskTimeToFull.Round(time.Second)))
 		}
 		if n.Role == cluster.RolePrimary && !n.ReadOnly && n.SemiSync.Unprotected() {
@@ -175,7 +232,7 @@ func Of(ctx context.Context, store *cluster.Store, name string, snap cluster.Sna
 			st.Warnings = append(st.Warnings, fmt.Sprintf("%s: the latest rebuild did not complete: %s", name, RebuildText(p)))
 		}
 		if n.Role == cluster.RoleQuarantined && !n.Rebuild.Running() {
-			st.Warnings = append(st.Warnings, quarantineWarnings(name, n)...)
+			st.Warnings = append(st.Warnings, quarantineWarnings(name, n, snap)...)
 		}
 		st.Nodes = append(st.Nodes, ns)
 	}
@@ -190,12 +247,13 @@ func Print(w io.Writer, st Cluster, color bool) {
 		}
 		return "\033[" + code + "m" + s + "\033[0m"
 	}
-	paused := ""
-	if st.Paused {
-		paused = "  " + paint("33", "PAUSED (no automatic failover)")
+	fmt.Fprintf(w, "cluster %s  primary %s (epoch %d, since %s)  coordinator %s\n", st.Cluster, OrDash(st.Primary), st.Epoch,
+		st.Since.Local().Format(time.DateTime), OrDash(st.Coordinator))
+	if af := st.AutomaticFailover; af.On {
+		fmt.Fprintf(w, "automatic failover: %s\n", paint("32", "on"))
+	} else {
+		fmt.Fprintf(w, "automatic failover: %s (%s)\n", paint("33", "OFF"), af.Why)
 	}
-	fmt.Fprintf(w, "cluster %s  primary %s (epoch %d, since %s)  coordinator %s%s\n", st.Cluster, OrDash(st.Primary), st.Epoch,
-		st.Since.Local().Format(time.DateTime), OrDash(st.Coordinator), paused)
 	if d := st.Decision; d != nil {
 		fmt.Fprintf(w, "coordinator decides: %s (%s)\n", d.Action, d.Reason)
 	}
@@ -227,7 +285,11 @@ func Print(w io.Writer, st Cluster, color bool) {
 		if n.VIP {
 			vip = "yes"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, role, verdict, lag, OrDash(n.GTID), n.SemiSyncText(), vip, lease, n.Reason)
+		reason := n.Reason
+		if n.StatusAgeMS >= staleAfter.Milliseconds() {
+			reason = fmt.Sprintf("(figures %s old) %s", (time.Duration(n.StatusAgeMS) * time.Millisecond).Round(time.Second), reason)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, role, verdict, lag, OrDash(n.GTID), n.SemiSyncText(), vip, lease, reason)
 	}
 	_ = tw.Flush()
 	if st.InProgress != nil {
@@ -257,16 +319,12 @@ func OrDash(s string) string {
 // quarantineWarnings says why a node is quarantined: its errant GTIDs and, once its
 // agent looked them up in the binary logs, what each is (a phantom, or a real
 // transaction with its first event).
-func quarantineWarnings(name string, n cluster.NodeStatus) []string {
-	if n.Errant == "" {
-		// Quarantined for something else (diverged data): its reason says what.
-		out := []string{fmt.Sprintf("%s is quarantined: %s (see docs/operations.md)", name, OrDash(n.Reason))}
-		if n.CanRebuild {
-			out = append(out, fmt.Sprintf("  `baton rebuild %s --yes` rebuilds it from a healthy replica, its old datadir kept", name))
-		}
-		return out
+func quarantineWarnings(name string, n cluster.NodeStatus, snap cluster.Snapshot) []string {
+	what := "for: " + n.Reason
+	if n.Errant != "" {
+		what = "errant transactions " + errantRanges(n, snap) + ": " + n.Reason
 	}
-	out := []string{fmt.Sprintf("%s is quarantined: errant transactions %s (see docs/operations.md)", name, n.Errant)}
+	out := []string{fmt.Sprintf("%s is quarantined, %s (see docs/operations.md)", name, what)}
 	if len(n.ErrantTxns) == 0 {
 		return out
 	}
@@ -291,9 +349,7 @@ func quarantineWarnings(name string, n cluster.NodeStatus) []string {
 	if len(phantoms) > 0 {
 		out = append(out, fmt.Sprintf("  %s phantom GTIDs (numbered, in no binary log): %s", name, strings.Join(phantoms, ", ")))
 	}
-	if real > 0 {
-		out = append(out, fmt.Sprintf("  %s has real errant transactions: `baton rejoin %s --discard-errant --yes` discards them, `baton rebuild %s --yes` rebuilds it from a healthy replica (its old datadir kept)", name, name, name))
-	} else {
+	if real == 0 {
 		out = append(out, fmt.Sprintf("  %s rejoins by itself once its disk has room (or `baton rejoin %s --yes`)", name, name))
 	}
 	return out
@@ -334,4 +390,134 @@ func Bytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// automaticFailover says whether a failed primary is replaced without a person, read
+// from the snapshot (paused, the anti-flap block) and, best effort, the block's lease
+// (its time left).
+func automaticFailover(ctx context.Context, store *cluster.Store, snap cluster.Snapshot) AutomaticFailover {
+	af := AutomaticFailover{On: true, Paused: snap.Settings.Paused}
+	var why []string
+	if af.Paused {
+		af.On = false
+		by := ""
+		if snap.Settings.PausedBy != "" {
+			by = " by " + snap.Settings.PausedBy
+		}
+		why = append(why, fmt.Sprintf("paused%s: baton resume ends it", by))
+	}
+	if b := snap.Block; b != nil {
+		af.On = false
+		blk := &Block{Epoch: b.Epoch, To: b.To, At: b.At, For: b.For, LeftMS: -1}
+		if store != nil && snap.BlockLease != 0 {
+			if ttl, err := store.LeaseTTL(ctx, snap.BlockLease); err == nil && ttl >= 0 {
+				blk.LeftMS = ttl.Milliseconds()
+			}
+		}
+		af.Blocked = blk
+		left := "time left unknown"
+		if blk.LeftMS >= 0 {
+			left = fmt.Sprintf("%s left", (time.Duration(blk.LeftMS) * time.Millisecond).Round(time.Second))
+		}
+		why = append(why, fmt.Sprintf("blocked by the anti-flap window (%s, %s) after the automatic failover to %s at epoch %d (%s): baton unblock lifts it; baton failover is not blocked",
+			b.For, left, OrDash(b.To), b.Epoch, b.At.Local().Format(time.DateTime)))
+	}
+	af.Why = strings.Join(why, "; ")
+	return af
+}
+
+// absentNode is a member (or the primary of record) whose agent has no session in
+// etcd: what is known of it, and what is not.
+func absentNode(snap cluster.Snapshot, name string) Node {
+	n := Node{Name: name, NoAgent: true, LagMS: -1, LeaseTTLMS: -1, StatusAgeMS: -1, Leader: snap.Leader == name}
+	if m, ok := snap.Members[name]; ok {
+		n.Addr = m.Addr
+	}
+	if name == snap.Primary.Node {
+		n.Role = cluster.RolePrimary
+		if n.Addr == "" {
+			n.Addr = snap.Primary.Addr
+		}
+		n.Reason = "primary of record; its agent has no session in etcd (stopped, or cut off from etcd): its server's state is not known here"
+		return n
+	}
+	n.Role = cluster.RoleUnknown
+	n.Reason = "its agent has no session in etcd (stopped, or cut off from etcd): nothing is known of it now"
+	return n
+}
+
+// errantRanges writes a node's errant set as the transactions it stands for: MariaDB's
+// "0-2-156" is server 2's sequences after what the primary has of it, "0-2-154..156";
+// the set as it is when the primary's set is not known.
+func errantRanges(n cluster.NodeStatus, snap cluster.Snapshot) string {
+	f, err := replication.ParseFlavor(n.Flavor)
+	if err != nil || f != replication.FlavorMariaDB {
+		return n.Errant
+	}
+	errant, err := replication.ParseGTIDSet(f, n.Errant)
+	if err != nil {
+		return n.Errant
+	}
+	p, ok := snap.Nodes[snap.Primary.Node]
+	if !ok || p.GTID == "" {
+		return n.Errant
+	}
+	pset, err := replication.ParseGTIDSet(f, p.GTID)
+	if err != nil {
+		return n.Errant
+	}
+	var out []string
+	for _, r := range replication.ErrantRanges(errant, replication.Server{Executed: pset}) {
+		if r.After+1 == r.Last {
+			out = append(out, fmt.Sprintf("%d-%d-%d", r.Domain, r.ServerID, r.Last))
+		} else {
+			out = append(out, r.String())
+		}
+	}
+	if len(out) == 0 {
+		return n.Errant
+	}
+	return strings.Join(out, ", ")
+}
+
+// The disk forecast's words.
+const (
+	diskFull       = "full"
+	diskNotFilling = "not filling"
+	diskUnknown    = "unknown"
+)
+
+// diskFullBelow is the free space under which a disk counts as full: the detector's
+// mark for a full filesystem.
+const diskFullBelow = 1 << 20
+
+// forecastHorizon is the longest forecast shown: beyond a day an idle disk's rate is
+// noise ("full in 1392h").
+const forecastHorizon = 24 * time.Hour
+
+// DiskForecast says when a node's fullest data filesystem fills, for people: the
+// same words in baton status, its JSON and the web view.
+func DiskForecast(n cluster.NodeStatus) string {
+	switch {
+	case n.At.IsZero() || !n.ServerRead && n.DiskFree == 0 && n.DiskTimeToFull == 0:
+		return diskUnknown
+	case n.DiskFree < diskFullBelow:
+		return diskFull
+	case n.DiskTimeToFull > 0 && n.DiskTimeToFull <= forecastHorizon:
+		return "in " + n.DiskTimeToFull.Round(time.Second).String()
+	}
+	return diskNotFilling
+}
+
+// staleAfter is the age from which baton status says how old a node's figures are: an
+// agent republishes what a decision needs at once, the rest (GTID set, latencies,
+// disk) every 30 s.
+const staleAfter = 5 * time.Second
+
+// ageMS is how long ago at was, -1 for a zero time.
+func ageMS(at time.Time) int64 {
+	if at.IsZero() {
+		return -1
+	}
+	return max(0, time.Since(at).Milliseconds())
 }

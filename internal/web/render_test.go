@@ -28,10 +28,10 @@ func snapshot() cluster.Snapshot {
 		Nodes: map[string]cluster.NodeStatus{
 			"db1": {Node: "db1", Addr: "198.18.0.11:3306", Role: cluster.RoleFenced, Verdict: detector.Unwritable,
 				Reason: "write probe timed out after 1s <no space>", ReadOnly: true, LagMS: -1, GTID: "0-1-100",
-				DiskFree: 4096, DiskTimeToFull: 0},
+				DiskFree: 4096, DiskTimeToFull: 0, At: t0},
 			"db2": {Node: "db2", Addr: "198.18.0.12:3306", Role: cluster.RolePrimary, Verdict: detector.Healthy,
 				GTID: "0-1-100,0-2-7", VIP: true, SemiSync: cluster.SemiSyncOn, WriteMS: 2.5, DiskFree: 3 << 30,
-				DiskTimeToFull: 5 * time.Minute},
+				DiskTimeToFull: 5 * time.Minute, At: t0},
 			"db3": {Node: "db3", Addr: "198.18.0.13:3306", Role: cluster.RoleReplica, Verdict: detector.Healthy,
 				Source: "198.18.0.12:3306", IORunning: true, SQLRunning: true, LagMS: 120, GTID: "0-1-100,0-2-7",
 				SemiSync: cluster.SemiSyncReplicaOn, ReadOnly: true},
@@ -73,7 +73,7 @@ func TestRenderCluster(t *testing.T) {
 		`data-cluster="main" data-primary="db2"`,
 		`<h2 id="c-main-h">Cluster main</h2>`,
 		`<dd class="primary">db2 <span class="muted">(epoch 2, since`,
-		`PAUSED</strong> no automatic failover`,
+		`PAUSED</strong> paused`,
 		`<dt>Virtual IP on</dt><dd>db2</dd>`,
 		`<dt>Coordinator</dt><dd>db3</dd>`,
 		// the verdicts in words, the reason escaped
@@ -83,7 +83,7 @@ func TestRenderCluster(t *testing.T) {
 		`<td data-label="GTID" class="gtid">0-1-100,0-2-7</td>`,
 		`<td data-label="Semi-sync">replica on</td>`,
 		`<td data-label="VIP"><strong>holds it</strong></td>`,
-		`<td data-label="Disk full in">5m0s</td>`,
+		`<td data-label="Disk full in">in 5m0s</td>`,
 		`<td data-label="Disk free">3.0 GiB</td>`,
 		`<td data-label="Write probe">2.5 ms</td>`,
 		// the history, with its steps to scale and in words
@@ -140,7 +140,7 @@ func TestRenderEmptyAndUnreachable(t *testing.T) {
 	}
 	// A cluster with no agent and no primary yet.
 	page = render(t, Page{At: t0, Clusters: []Cluster{NewCluster(status.Cluster{Cluster: "new one"}, nil)}})
-	for _, want := range []string{`id="c-new_one"`, `<dd class="primary">none</dd>`, "No agent is running.", "No event yet.", `<span class="tag ok">on</span>`} {
+	for _, want := range []string{`id="c-new_one"`, `<dd class="primary">none</dd>`, "No agent is running.", "No event yet.", `<span class="tag">unknown</span>`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("page lacks %q", want)
 		}

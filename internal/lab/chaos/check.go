@@ -30,6 +30,10 @@ const (
 	// Agreement: etcd's state, the servers' read_only, replication sources and the
 	// virtual IP's holder agree.
 	Agreement
+	// Forgetting: no GTID leaves a node's gtid_binlog_state unless reported (a
+	// rejoin event, the campaign's rebuild) or gone with a restart, and no real
+	// transaction is forgotten as a phantom (checkForgetting).
+	Forgetting
 	invariantEnd
 )
 
@@ -43,6 +47,8 @@ func (i Invariant) String() string {
 		return "liveness"
 	case Agreement:
 		return "agreement"
+	case Forgetting:
+		return "forgetting"
 	}
 	return fmt.Sprintf("invariant(%d)", int(i))
 }
@@ -215,6 +221,16 @@ type Observation struct {
 	// zero; see Schedule.WriteBackBound).
 	WriteBackBound time.Duration `json:"write_back_bound_ns,omitempty"`
 	Final          Cluster       `json:"final"` // after settling (or when the settle bound ran out)
+	// Binlog are the nodes' gtid_binlog_state reads since the previous round's
+	// check, after each node's last read before it (its baseline); Forgets, Starts
+	// and Real are what accounts for a GTID leaving one (checkForgetting), since the
+	// cluster came up.
+	Binlog []BinlogState `json:"binlog,omitempty"`
+	// BinlogJudgedUntil: departures read after it are left to the next round.
+	BinlogJudgedUntil time.Time     `json:"binlog_judged_until,omitempty"`
+	Forgets           []Forget      `json:"forgets,omitempty"`
+	Starts            []ServerStart `json:"starts,omitempty"`
+	Real              []RealGTID    `json:"real,omitempty"`
 }
 
 // Violation is one broken invariant.
@@ -240,6 +256,7 @@ func Check(o Observation) ([]Violation, Checks) {
 	out = append(out, checkDurability(o, checks)...)
 	out = append(out, checkLiveness(o, checks)...)
 	out = append(out, checkAgreement(o, checks)...)
+	out = append(out, checkForgetting(o, checks)...)
 	return out, checks
 }
 
@@ -333,7 +350,7 @@ func checkDurability(o Observation, checks Checks) []Violation {
 	return out
 }
 
-func head(xs []int64, n int) []int64 {
+func head[T any](xs []T, n int) []T {
 	if len(xs) > n {
 		return xs[:n]
 	}

@@ -30,18 +30,64 @@ type env struct {
 	mu     sync.Mutex
 	epochs []Epoch
 	snap   cluster.Snapshot // the latest read, for targets when etcd is down
+	// For the forgetting invariant (binlog.go): every change of each node's
+	// gtid_binlog_state, the last read of each, and what accounts for a GTID
+	// leaving one.
+	binlog     []BinlogState
+	lastBinlog map[string]BinlogState
+	forgets    []Forget
+	starts     []ServerStart
+	real       []RealGTID
+	realSeen   map[string]bool
+	rejoinSeen map[string]bool
+	lookedUp   map[string]bool
+	notes      []string // what the watchers have to say, for the round's log
+}
+
+func newEnv(c *sandbox.Cluster) *env {
+	return &env{c: c, dbs: map[string]*sql.DB{}, node: map[uint32]string{}, lastBinlog: map[string]BinlogState{},
+		realSeen: map[string]bool{}, rejoinSeen: map[string]bool{}, lookedUp: map[string]bool{}}
+}
+
+// note keeps a line for the round's log.
+func (e *env) note(line string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.notes = append(e.notes, line)
+}
+
+// takeNotes returns the lines kept since the last call.
+func (e *env) takeNotes() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := e.notes
+	e.notes = nil
+	return out
 }
 
 // pollEpochs reads the primary of record every 100 ms and records each new epoch
-// when first seen. Polling (not a watch) rides through etcd outages unchanged.
+// when first seen; with it, the agents' findings of real errant transactions, and
+// every 500 ms the history's rejoin events. Polling (not a watch) rides through
+// etcd outages unchanged.
 func (e *env) pollEpochs(ctx context.Context) {
 	defer e.wg.Done()
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
-	for {
+	for i := 0; ; i++ {
 		lctx, cancel := context.WithTimeout(ctx, time.Second)
 		snap, err := e.store.Load(lctx)
 		cancel()
+		if err == nil {
+			e.noteSnapshot(snap, time.Now())
+		}
+		if i%5 == 0 {
+			hctx, cancel := context.WithTimeout(ctx, time.Second)
+			events, herr := e.store.History(hctx, 20)
+			cancel()
+			if herr == nil {
+				e.noteHistory(events)
+			}
+		}
 		if err == nil {
 			e.mu.Lock()
 			e.snap = snap

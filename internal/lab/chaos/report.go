@@ -26,11 +26,13 @@ type Report struct {
 	WritesBack  map[string]Percentiles `json:"writes_back_ms"`
 	Quarantines []Quarantine           `json:"quarantines"`
 	Rebuilds    int                    `json:"rebuilds"` // clusters brought up again to repair a node
-	Violations  []RoundViolation       `json:"violations"`
-	Errors      []string               `json:"errors,omitempty"` // the campaign's own failures (an injection refused)
-	RoundsRun   []RoundResult          `json:"rounds_run"`
-	LogDir      string                 `json:"log_dir,omitempty"` // where a failed round's logs are kept
-	Seconds     float64                `json:"seconds"`
+	// Pauses counts the agents armed at each named step, and how many reached it.
+	Pauses     map[string]PauseCount `json:"pauses"`
+	Violations []RoundViolation      `json:"violations"`
+	Errors     []string              `json:"errors,omitempty"` // the campaign's own failures (an injection refused)
+	RoundsRun  []RoundResult         `json:"rounds_run"`
+	LogDir     string                `json:"log_dir,omitempty"` // where a failed round's logs are kept
+	Seconds    float64               `json:"seconds"`
 
 	writesBack map[string][]int64
 }
@@ -41,6 +43,22 @@ type Percentiles struct {
 	P50 int64 `json:"p50"`
 	P99 int64 `json:"p99"`
 	Max int64 `json:"max"`
+}
+
+// PauseCount is how many agents were armed at a step, and how many stopped there.
+type PauseCount struct {
+	Armed   int `json:"armed"`
+	Reached int `json:"reached"`
+}
+
+// Pause counts one agent armed at point.
+func (r *Report) Pause(point string, reached bool) {
+	c := r.Pauses[point]
+	c.Armed++
+	if reached {
+		c.Reached++
+	}
+	r.Pauses[point] = c
 }
 
 // Quarantine is a node the cluster quarantined during a round, and how the campaign
@@ -75,7 +93,7 @@ type RoundResult struct {
 // NewReport returns an empty report.
 func NewReport(seed uint64, from, nodes, members int, block time.Duration) *Report {
 	return &Report{Seed: seed, FromRound: from, Nodes: nodes, EtcdMembers: members, FailoverBlockMS: block.Milliseconds(),
-		Kinds: map[string]int{}, Checks: map[string]int{}, WritesBack: map[string]Percentiles{},
+		Kinds: map[string]int{}, Checks: map[string]int{}, WritesBack: map[string]Percentiles{}, Pauses: map[string]PauseCount{},
 		Quarantines: []Quarantine{}, Violations: []RoundViolation{}, RoundsRun: []RoundResult{},
 		writesBack: map[string][]int64{}}
 }
@@ -84,7 +102,7 @@ func NewReport(seed uint64, from, nodes, members int, block time.Duration) *Repo
 func (r *Report) Add(s Schedule, res RoundResult, vs []Violation, checks Checks, back time.Duration) {
 	r.Rounds++
 	for _, f := range s.Faults {
-		r.Kinds[f.Kind.String()]++
+		r.Kinds[f.Name()]++
 	}
 	for i := Durability; i < invariantEnd; i++ {
 		r.Checks[i.String()] += checks[i]
@@ -153,6 +171,14 @@ func (r *Report) Print(w io.Writer) {
 		r.Nodes, r.EtcdMembers, r.Seconds)
 	fmt.Fprintf(w, "faults drawn: %s\n", counts(r.Kinds))
 	fmt.Fprintf(w, "checks made: %s\n", counts(r.Checks))
+	if len(r.Pauses) > 0 {
+		var ps []string
+		for p, c := range r.Pauses {
+			ps = append(ps, fmt.Sprintf("%s %d/%d", p, c.Reached, c.Armed))
+		}
+		sort.Strings(ps)
+		fmt.Fprintf(w, "pauses reached/armed: %s\n", strings.Join(ps, ", "))
+	}
 	var ks []string
 	for k := range r.WritesBack {
 		ks = append(ks, k)

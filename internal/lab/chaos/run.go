@@ -3,7 +3,6 @@ package chaos
 import (
 	"context"
 	"crypto/rand"
-	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -36,6 +35,9 @@ type Config struct {
 	LogDir        string // a failed round's logs go to LogDir/seed-S-round-R
 	KeepGoing     bool   // go on after a failed round
 	Progress      io.Writer
+	// Schedules, when set, are the rounds to run instead of drawing them (Rounds and
+	// FromRound are then taken from them): a replay that does not depend on Draw.
+	Schedules []Schedule
 }
 
 // Validate checks the configuration and names the bad field.
@@ -55,6 +57,8 @@ func (cfg Config) Validate() error {
 		return errors.New("name: a sandbox name is required")
 	case cfg.Bin.Baton == "" || cfg.Bin.Lab == "":
 		return errors.New("bin: both the baton and the baton-lab executables are required")
+	case cfg.Bin.Failpoint == "":
+		return errors.New("bin: the agents run baton built with -tags failpoint (bin/" + lab.FailpointName + ", `make build`), and there is none")
 	case cfg.LogDir == "":
 		return errors.New("log-dir: a directory for failed rounds' logs is required")
 	}
@@ -69,6 +73,9 @@ var ErrViolations = errors.New("chaos: invariants violated")
 // round with a violation unless cfg.KeepGoing, and then returns ErrViolations with
 // the report; the round's logs are in cfg.LogDir.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if len(cfg.Schedules) > 0 {
+		cfg.Rounds, cfg.FromRound, cfg.Seed = len(cfg.Schedules), cfg.Schedules[0].Round, cfg.Schedules[0].Seed
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -80,8 +87,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	defer func() { r.e.close() }()
 	failed := false
-	for round := cfg.FromRound; round < cfg.FromRound+cfg.Rounds && ctx.Err() == nil; round++ {
-		ok, err := r.round(ctx, Draw(cfg.Seed, round, cfg.EtcdMembers))
+	for i := 0; i < cfg.Rounds && ctx.Err() == nil; i++ {
+		round := cfg.FromRound + i
+		s := Draw(cfg.Seed, round, cfg.EtcdMembers)
+		if len(cfg.Schedules) > 0 {
+			s = cfg.Schedules[i]
+			round = s.Round
+		}
+		ok, err := r.round(ctx, s)
 		if err != nil {
 			return r.rep, fmt.Errorf("round %d: %w", round, err)
 		}
@@ -104,6 +117,9 @@ type runner struct {
 	e   *env
 	log []string // the current round's events
 	t0  time.Time
+	// binlogMark is where the next round's gtid_binlog_state reads start in the
+	// env's record.
+	binlogMark int
 }
 
 func (r *runner) say(format string, args ...any) {
@@ -124,8 +140,10 @@ func (r *runner) up(ctx context.Context) error {
 		r.e.close()
 		r.e = nil
 	}
+	r.binlogMark = 0
+	// The agents run the build with failpoints: any of them can be armed at a step.
 	spec := sandbox.Spec{Name: r.cfg.Name, Nodes: r.cfg.Nodes, SemiSync: true, WithAgents: true, VIP: true,
-		EtcdMembers: r.cfg.EtcdMembers, Binary: r.cfg.Bin.Baton, LabBinary: r.cfg.Bin.Lab}
+		EtcdMembers: r.cfg.EtcdMembers, Binary: r.cfg.Bin.Failpoint, LabBinary: r.cfg.Bin.Lab}
 	if old, err := sandbox.Open("", spec.Name, nil); err == nil {
 		_ = old.Down(ctx)
 	}
@@ -133,7 +151,7 @@ func (r *runner) up(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("sandbox up: %w", err)
 	}
-	e := &env{c: c, dbs: map[string]*sql.DB{}, node: map[uint32]string{}}
+	e := newEnv(c)
 	e.done = func() { _ = c.Down(context.WithoutCancel(ctx)) }
 	r.e = e
 	cli, err := c.EtcdClient()
@@ -164,6 +182,10 @@ func (r *runner) up(ctx context.Context) error {
 	e.cancel = cancel
 	e.wg.Add(1)
 	go e.pollEpochs(pctx)
+	for name, db := range e.dbs {
+		e.wg.Add(1)
+		go e.sampleBinlog(pctx, name, db)
+	}
 	e.w = wc.NewWriter(20*time.Millisecond, 500*time.Millisecond)
 	e.w.Start(pctx)
 	e.mon = wc.NewSplitBrainMonitor(50 * time.Millisecond)
@@ -207,16 +229,19 @@ type step struct {
 // resolved is a fault bound to what it hits.
 type resolved struct {
 	Fault
-	node   string // a node fault's node
+	node   string // a node fault's node (a request's: the node it names, if any)
 	member string // an etcd member ("" with EtcdAllStop: every one)
 	done   bool   // injected, to heal
 	err    string
+	pause  *pauseWatch // a PauseAt's watcher, once armed
 }
 
 func (f resolved) String() string {
 	switch {
+	case f.Kind.Class() == ClassRequest && f.node != "":
+		return fmt.Sprintf("%s to %s", f.Kind, f.node)
 	case f.node != "":
-		return fmt.Sprintf("%s on %s (%s)", f.Kind, f.node, f.Target)
+		return fmt.Sprintf("%s on %s (%s)", f.Name(), f.node, f.Target)
 	case f.member != "":
 		return fmt.Sprintf("%s on %s", f.Kind, f.member)
 	}
@@ -237,13 +262,13 @@ func (r *runner) round(ctx context.Context, s Schedule) (bool, error) {
 	var steps []step
 	for i, f := range fs {
 		steps = append(steps, step{at: f.At, i: i})
-		if f.Kind.Class() != ClassRequest {
+		if !f.Kind.OneShot() && f.Kind != PauseAt { // a pause is healed by its watcher
 			steps = append(steps, step{at: f.At + f.For, heal: true, i: i})
 		}
 	}
 	sort.SliceStable(steps, func(i, j int) bool { return steps[i].at < steps[j].at })
 	start := time.Now()
-	var injected time.Time
+	var injected, healed time.Time
 	var errs []string
 	for _, st := range steps {
 		if d := time.Until(start.Add(st.at)); d > 0 {
@@ -259,13 +284,13 @@ func (r *runner) round(ctx context.Context, s Schedule) (bool, error) {
 			if injected.IsZero() {
 				injected = time.Now()
 			}
-			if err := r.inject(ctx, f); err != nil {
+			if err := r.inject(ctx, f, before, start.Add(s.End()+pauseReach)); err != nil {
 				f.err = err.Error()
 				r.say("inject %s: %v", f, err)
 				errs = append(errs, fmt.Sprintf("round %d: inject %s: %v", s.Round, f, err))
 				continue
 			}
-			f.done = f.Kind.Class() != ClassRequest
+			f.done = !f.Kind.OneShot()
 			r.say("injected %s", f)
 			continue
 		}
@@ -275,11 +300,38 @@ func (r *runner) round(ctx context.Context, s Schedule) (bool, error) {
 		} else {
 			r.say("healed %s", f)
 		}
+		healed = time.Now()
 	}
-	healed := time.Now()
+	// A pause ends when its watcher continued (or disarmed) the agent.
+	for i := range fs {
+		f := &fs[i]
+		if f.pause == nil {
+			continue
+		}
+		select {
+		case <-f.pause.done:
+		case <-ctx.Done():
+			r.healAll(fs)
+			return false, ctx.Err()
+		}
+		f.done = false
+		r.say("%s: %s", f, f.pause.outcome)
+		if f.pause.err != "" {
+			errs = append(errs, fmt.Sprintf("round %d: %s: %s", s.Round, f, f.pause.err))
+		}
+		if f.pause.ended.After(healed) {
+			healed = f.pause.ended
+		}
+		r.rep.Pause(f.Point, !f.pause.reached.IsZero())
+	}
+	if healed.IsZero() {
+		healed = time.Now()
+	}
 
-	// Settle: the primary within LiveBound, the rest within Settle.
-	var live, writeBack time.Time
+	// Settle: the primary within LiveBound, the rest within Settle, and settled for
+	// settledFor on end: a replica whose agent restarts replication in a loop looks
+	// healthy for a moment each time.
+	var live, writeBack, settledSince time.Time
 	var final Cluster
 	for {
 		final, _ = r.e.observe(ctx)
@@ -294,7 +346,13 @@ func (r *runner) round(ctx context.Context, s Schedule) (bool, error) {
 			}
 		}
 		ok, _ := final.Settled()
-		if (ok && !writeBack.IsZero()) || time.Since(healed) > s.SettleBound() || ctx.Err() != nil {
+		switch {
+		case !ok:
+			settledSince = time.Time{}
+		case settledSince.IsZero():
+			settledSince = time.Now()
+		}
+		if (ok && time.Since(settledSince) >= settledFor && !writeBack.IsZero()) || time.Since(healed) > s.SettleBound() || ctx.Err() != nil {
 			break
 		}
 		time.Sleep(250 * time.Millisecond)
@@ -304,7 +362,16 @@ func (r *runner) round(ctx context.Context, s Schedule) (bool, error) {
 	}
 	r.e.durability(ctx, &final)
 	r.say("after: %s", describe(final))
-	o := Observation{Writes: r.e.writes(start), Epochs: r.e.epochList(), Healed: healed, Live: live, WriteBack: writeBack, End: time.Now(), WriteBackBound: s.WriteBackBound(r.cfg.Nodes), Final: final}
+	for _, n := range r.e.takeNotes() {
+		r.say("%s", n)
+	}
+	judged := time.Now().Add(-transient)
+	binlog, mark := r.e.binlogSince(r.binlogMark, judged)
+	r.binlogMark = mark
+	forgets, starts, real := r.e.accounts()
+	o := Observation{Writes: r.e.writes(start), Epochs: r.e.epochList(), Healed: healed, Live: live, WriteBack: writeBack, End: time.Now(),
+		WriteBackBound: s.AckersFullBound(s.WriteBackBound(r.cfg.Nodes), fullDisks(fs), final), Final: final, Binlog: binlog, BinlogJudgedUntil: judged,
+		Forgets: forgets, Starts: starts, Real: real}
 	vs, checks := Check(o)
 	var acks []time.Time
 	for _, a := range r.e.w.Acks() {
@@ -324,8 +391,11 @@ func (r *runner) round(ctx context.Context, s Schedule) (bool, error) {
 	r.say("round %d: %d violations, writes back %s", s.Round, len(vs), back.Round(time.Millisecond))
 	if len(vs) > 0 {
 		dir := r.keepLogs(s, o)
-		fmt.Fprintf(os.Stderr, "round %d of seed %d failed: %s\nschedule: %s\nlogs: %s\nreplay: baton-lab bench chaos --seed %d --from-round %d --rounds 1\n",
-			s.Round, s.Seed, vs[0].Detail, s, dir, s.Seed, s.Round)
+		replay := fmt.Sprintf("baton-lab bench chaos --seed %d --from-round %d --rounds 1", s.Seed, s.Round)
+		if len(r.cfg.Schedules) > 0 {
+			replay = "the schedule above, given as Config.Schedules (it was not drawn)"
+		}
+		fmt.Fprintf(os.Stderr, "round %d of seed %d failed: %s\nschedule: %s\nlogs: %s\nreplay: %s\n", s.Round, s.Seed, vs[0].Detail, s, dir, replay)
 	}
 	// Quarantined nodes are for a person to repair: the campaign does it the way the
 	// runbook says, so that the next round starts from a healthy cluster.
@@ -336,6 +406,17 @@ func (r *runner) round(ctx context.Context, s Schedule) (bool, error) {
 		r.rep.Quarantines = append(r.rep.Quarantines, q)
 	}
 	return len(vs) == 0, nil
+}
+
+// fullDisks names the nodes whose disk the round filled.
+func fullDisks(fs []resolved) []string {
+	var out []string
+	for _, f := range fs {
+		if f.Kind == DiskFull && f.err == "" {
+			out = append(out, f.node)
+		}
+	}
+	return out
 }
 
 // ready makes sure the cluster is settled with nothing quarantined before a round:
@@ -373,13 +454,15 @@ func (r *runner) ready(ctx context.Context, round int) error {
 	}
 	r.say("still not healthy (%s; %s): a new cluster", why, describe(c))
 	r.rep.Rebuilds++
+	r.binlogMark = 0
 	return r.up(ctx)
 }
 
 // repair is the runbook for a quarantined node: SIGKILL its server (crash recovery
 // drops an unacknowledged tail that did not reach its binlog), free its disk, start
 // it, and let its agent rejoin it; if it stays quarantined (the tail was committed
-// there), it is rebuilt from the primary. It says what it did.
+// there), it is rebuilt from the primary, and what the rebuild made it forget is
+// recorded. It says what it did.
 func (r *runner) repair(ctx context.Context, node, primary string) string {
 	n, err := r.e.c.Node(node)
 	if err != nil {
@@ -394,6 +477,7 @@ func (r *runner) repair(ctx context.Context, node, primary string) string {
 			did = append(did, "free disk")
 		}
 	}
+	r.e.noteStart(node, false)
 	if err := r.e.c.Fault(ctx, node, sandbox.Start); err == nil {
 		did = append(did, "start")
 	}
@@ -406,18 +490,44 @@ func (r *runner) repair(ctx context.Context, node, primary string) string {
 	if lab.Until(ctx, 15*time.Second, replica) == nil {
 		return runbook + ": a replica again"
 	}
-	if err := r.e.c.Rebuild(ctx, node, primary); err != nil {
+	was, rerr := r.e.binlogState(ctx, node)
+	rebuilt := time.Now()
+	err = r.e.c.Rebuild(ctx, node, primary)
+	// Whatever it did, the node's state was replaced meanwhile: recorded below.
+	rebuild := Forget{Node: node, At: rebuilt, Until: time.Now(), By: "campaign", Discard: true, What: "rebuilt from " + primary}
+	if err != nil {
+		r.e.noteForget(rebuild)
 		return fmt.Sprintf("%s: still quarantined; rebuild from %s: %v", runbook, primary, err)
 	}
-	if lab.Until(ctx, 20*time.Second, replica) == nil {
-		return fmt.Sprintf("%s: still quarantined; rebuilt from %s: a replica again", runbook, primary)
+	forgot := "what it forgot unknown"
+	now, nerr := r.e.binlogState(ctx, node)
+	gone, lerr := Lowered(was, now)
+	switch {
+	case errors.Join(rerr, nerr, lerr) != nil:
+		// Nothing precise to report: the whole state counts as forgotten.
+		gone = []string{}
+		if st, err := parseBinlogState(was); err == nil {
+			for _, ds := range sortedDS(st) {
+				gone = append(gone, rangeString(ds, 1, st[ds]))
+			}
+		}
+		forgot = fmt.Sprintf("forgot gtid_binlog_state %q (%v)", was, errors.Join(rerr, nerr, lerr))
+	case len(gone) == 0:
+		forgot = "forgot nothing"
+	default:
+		forgot = "forgot " + strings.Join(gone, ", ")
 	}
-	return fmt.Sprintf("%s: still quarantined; rebuilt from %s: not a replica within 20 s", runbook, primary)
+	rebuild.GTIDs = gone
+	r.e.noteForget(rebuild)
+	if lab.Until(ctx, 20*time.Second, replica) == nil {
+		return fmt.Sprintf("%s: still quarantined; rebuilt from %s (%s): a replica again", runbook, primary, forgot)
+	}
+	return fmt.Sprintf("%s: still quarantined; rebuilt from %s (%s): not a replica within 20 s", runbook, primary, forgot)
 }
 
 // resolve binds each fault of the schedule to the node or member it hits, by the
-// roles the cluster has now. A second fault of the same class that would hit the
-// same node moves to another node.
+// roles the cluster has now. A second fault that would act on a process the first
+// acts on moves to another node.
 func (r *runner) resolve(ctx context.Context, s Schedule, c Cluster, snap cluster.Snapshot) []resolved {
 	primary := c.Primary
 	if primary == "" {
@@ -438,7 +548,7 @@ func (r *runner) resolve(ctx context.Context, s Schedule, c Cluster, snap cluste
 	for _, f := range s.Faults {
 		rf := resolved{Fault: f}
 		switch f.Target {
-		case TargetPrimary:
+		case TargetPrimary, TargetQuarantined: // quarantined: looked up again when injected
 			rf.node = primary
 		case TargetCoordinator:
 			rf.node = coord
@@ -459,8 +569,8 @@ func (r *runner) resolve(ctx context.Context, s Schedule, c Cluster, snap cluste
 				rf.member = r.e.c.EtcdMembers[f.Index%len(r.e.c.EtcdMembers)].Name
 			}
 		}
-		if rf.node != "" {
-			if cl, ok := used[rf.node]; ok && cl == f.Kind.Class() {
+		if rf.node != "" && f.Kind.Class() != ClassRequest {
+			if cl, ok := used[rf.node]; ok && clash(cl, f.Kind.Class()) {
 				for _, o := range others {
 					if _, taken := used[o]; !taken {
 						rf.node = o
@@ -475,21 +585,55 @@ func (r *runner) resolve(ctx context.Context, s Schedule, c Cluster, snap cluste
 	return out
 }
 
-// serverFault is the sandbox fault of a server or agent kind.
-var serverFault = map[Kind]sandbox.Fault{
-	DiskFull: sandbox.DiskFull, FreezeWrites: sandbox.FreezeWrites, Stop: sandbox.Stop, Kill: sandbox.Kill,
-	CutNetwork: sandbox.CutNetwork, ReadonlyFS: sandbox.ReadonlyFS, ExhaustConnections: sandbox.ExhaustConnections,
-	CutEtcd: sandbox.CutEtcd, KillAgent: sandbox.KillAgent, StopAgent: sandbox.StopAgent,
-}
+// serverFault is the sandbox fault that injects a kind, and healFault the one that
+// heals it.
+var (
+	serverFault = map[Kind]sandbox.Fault{
+		DiskFull: sandbox.DiskFull, FreezeWrites: sandbox.FreezeWrites, Stop: sandbox.Stop, Kill: sandbox.Kill,
+		CutNetwork: sandbox.CutNetwork, ReadonlyFS: sandbox.ReadonlyFS, ExhaustConnections: sandbox.ExhaustConnections,
+		CutEtcd: sandbox.CutEtcd, KillAgent: sandbox.KillAgent, StopAgent: sandbox.StopAgent,
+		Restart: sandbox.Shutdown, FreezeNode: sandbox.FreezeNode, PurgeBinlogs: sandbox.PurgeBinlogs,
+	}
+)
 
-func (r *runner) inject(ctx context.Context, f *resolved) error {
+// settledFor is how long every observation must find the cluster settled for the
+// round to end before its settle bound.
+const settledFor = 3 * time.Second
+
+// pauseReach is how long after the round's static faults end an armed agent may
+// still reach its step (a failover takes seconds) before it is disarmed.
+const pauseReach = 20 * time.Second
+
+func (r *runner) inject(ctx context.Context, f *resolved, before Cluster, reachBy time.Time) error {
 	switch f.Kind {
 	case EtcdMemberStop:
 		return r.e.c.StopEtcd(ctx, f.member)
 	case EtcdAllStop:
 		return r.e.c.StopEtcd(ctx, "")
 	case SwitchoverRequest, FailoverRequest:
-		return r.request(ctx, f.Kind)
+		return r.request(ctx, f.Kind, f.node)
+	case RestartAgent:
+		if f.Hard {
+			return r.e.c.Fault(ctx, f.node, sandbox.KillAgent)
+		}
+		return r.e.c.Fault(ctx, f.node, sandbox.TermAgent)
+	case PauseAt:
+		w, err := r.arm(ctx, f.node, f.Point, f.For, reachBy)
+		if err != nil {
+			return err
+		}
+		f.pause = w
+		return nil
+	case PurgeBinlogs:
+		if f.Target == TargetQuarantined {
+			f.node = before.Primary // the round's first primary, unless one is quarantined now
+			for node, st := range r.e.lastSnapshot().Nodes {
+				if st.Role == "quarantined" {
+					f.node = node
+					break
+				}
+			}
+		}
 	}
 	sf, ok := serverFault[f.Kind]
 	if !ok {
@@ -499,8 +643,9 @@ func (r *runner) inject(ctx context.Context, f *resolved) error {
 }
 
 // request files an operator's request as `baton switchover --yes` / `baton failover
-// --yes` do (the coordinator chooses the candidate), without waiting for it.
-func (r *runner) request(ctx context.Context, k Kind) error {
+// --yes` do, to the node named (none: the coordinator chooses), without waiting for
+// it.
+func (r *runner) request(ctx context.Context, k Kind, to string) error {
 	kind := cluster.RequestSwitchover
 	if k == FailoverRequest {
 		kind = cluster.RequestFailover
@@ -514,12 +659,13 @@ func (r *runner) request(ctx context.Context, k Kind) error {
 	b := make([]byte, 3)
 	_, _ = rand.Read(b)
 	req := cluster.Request{ID: fmt.Sprintf("%s-%s-%s", kind, time.Now().UTC().Format("20060102T150405"), hex.EncodeToString(b)),
-		Kind: kind, Epoch: snap.Primary.Epoch, At: time.Now().UTC()}
+		Kind: kind, To: to, Epoch: snap.Primary.Epoch, At: time.Now().UTC()}
 	return r.e.store.PutRequest(lctx, req)
 }
 
 // heal undoes an injected fault. A full disk is freed (MariaDB retries its writes
-// for up to 60 s); a node still unhealthy after settling gets the runbook.
+// for up to 60 s); a node still unhealthy after settling gets the runbook. A server
+// started again is noted: its gtid_binlog_state is read from its binary logs then.
 func (r *runner) heal(ctx context.Context, f *resolved) error {
 	if !f.done {
 		return nil
@@ -530,6 +676,15 @@ func (r *runner) heal(ctx context.Context, f *resolved) error {
 		return r.e.c.StartEtcd(ctx, f.member)
 	case EtcdAllStop:
 		return r.e.c.StartEtcd(ctx, "")
+	case RestartAgent:
+		return r.e.c.Fault(ctx, f.node, sandbox.StartAgent)
+	case PauseAt:
+		if f.pause != nil {
+			f.pause.cont()
+		}
+		return nil
+	case Kill, Restart, ReadonlyFS:
+		r.e.noteStart(f.node, f.Kind == ReadonlyFS)
 	}
 	sf := serverFault[f.Kind]
 	return r.e.c.Fault(ctx, f.node, sf.Inverse())

@@ -78,13 +78,20 @@ type Summary struct {
 	// QuarantinedAfterFailover: the fenced old primary was quarantined, with errant
 	// GTIDs Errant (numbered for writes that never reached its binlog), before its disk
 	// was freed.
-	QuarantinedAfterFailover bool       `json:"quarantined_after_failover"`
-	Errant                   string     `json:"errant,omitempty"`
-	Steps                    []Step     `json:"steps"`
-	FailoverSteps            []FlowStep `json:"failover_steps"`
-	FailoverReason           string     `json:"failover_reason,omitempty"`
-	Timeline                 []Line     `json:"timeline"`
-	TotalS                   float64    `json:"total_s"`
+	QuarantinedAfterFailover bool `json:"quarantined_after_failover"`
+	// The second fault: the primary cut off the network while its commits were
+	// binlogged, a failover, the network healed: CutPrimary rejoined by itself,
+	// UndoMS after the heal, its errant transactions undone and kept in UndoArchive.
+	CutPrimary     string     `json:"cut_primary,omitempty"`
+	UndoMS         int64      `json:"undo_ms"`
+	UndoArchive    string     `json:"undo_archive,omitempty"`
+	UndoneGTIDs    string     `json:"undone_gtids,omitempty"`
+	Errant         string     `json:"errant,omitempty"`
+	Steps          []Step     `json:"steps"`
+	FailoverSteps  []FlowStep `json:"failover_steps"`
+	FailoverReason string     `json:"failover_reason,omitempty"`
+	Timeline       []Line     `json:"timeline"`
+	TotalS         float64    `json:"total_s"`
 }
 
 // Step is one step of the demo, and whether it happened.
@@ -220,7 +227,7 @@ func (d *demo) step(name string, fn func() (string, error)) error {
 func (d *demo) run(ctx context.Context) Summary {
 	start := time.Now()
 	d.sum = Summary{Cluster: d.name, DetectMS: -1, DecideMS: -1, FailoverMS: -1, VIPMS: -1, WritesResumedMS: -1,
-		RejoinMS: -1, LostWrites: -1, Rejoin: d.rejoin.String()}
+		RejoinMS: -1, LostWrites: -1, Rejoin: d.rejoin.String(), UndoMS: -1}
 	err := d.scenario(ctx)
 	if d.cli != nil {
 		d.cli.Close()
@@ -290,6 +297,9 @@ func (d *demo) scenario(ctx context.Context) error {
 		return err
 	}
 	if err := d.rejoinOld(ctx, obs); err != nil {
+		return err
+	}
+	if err := d.cutAndUndo(ctx, obs); err != nil {
 		return err
 	}
 	return d.finish(ctx, w, mon, obs)

@@ -89,12 +89,17 @@ func TestDemo(t *testing.T) {
 			t.Errorf("step %s failed: %s", s.Name, s.Error)
 		}
 	}
-	for _, want := range []string{"up", "disk_full", "failover", "vip_moved", "writes_resumed", "nothing_lost", "free_disk", "rejoined", "all_healthy", "down"} {
+	for _, want := range []string{"up", "disk_full", "failover", "vip_moved", "writes_resumed", "nothing_lost", "free_disk", "rejoined", "all_healthy",
+		"unblock", "cut_network", "second_failover", "heal_network", "undone", "down"} {
 		if !slices.Contains(names, want) {
 			t.Errorf("no step %s in %v", want, names)
 		}
 	}
-	for _, want := range []string{"verdict unwritable", "decided: failover away from", "promoted (epoch 2)", "VIP now on", "writes resumed on", "nothing lost", "rejoined as a replica of"} {
+	if sum.CutPrimary == "" || sum.UndoMS < 0 || sum.UndoArchive == "" {
+		t.Errorf("cut primary %q rejoined %d ms after the heal, archive %q: want it back by itself, its errant writes archived", sum.CutPrimary, sum.UndoMS, sum.UndoArchive)
+	}
+	for _, want := range []string{"verdict unwritable", "decided: failover away from", "promoted (epoch 2)", "VIP now on", "writes resumed on", "nothing lost", "rejoined as a replica of",
+		"errant transactions are kept in"} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("the narration does not say %q", want)
 		}

@@ -403,25 +403,31 @@ func (d *demo) finish(ctx context.Context, w *sandbox.Writer, mon *sandbox.Split
 	mon.Stop()
 	d.sum.SplitBrainMS = mon.SplitBrain().Milliseconds()
 	d.sum.MaxWriteGapMS = w.MaxGap().Milliseconds()
+	final := obs.snapshot().Primary.Node
 	err := d.step("nothing_lost_at_end", func() (string, error) {
-		lost, acked, err := d.lost(ctx, w, d.sum.NewPrimary)
+		lost, acked, err := d.lost(ctx, w, final)
 		if err != nil {
 			return "", err
 		}
 		d.sum.AckedWrites, d.sum.LostWrites = acked, len(lost)
 		if len(lost) > 0 {
-			return "", fmt.Errorf("%d of %d acknowledged writes are not on %s: %v", len(lost), acked, d.sum.NewPrimary, firstN(lost, 10))
+			return "", fmt.Errorf("%d of %d acknowledged writes are not on %s: %v", len(lost), acked, final, firstN(lost, 10))
 		}
-		var oldLost []int64
-		werr := lab.Until(ctx, demoCatchupLimit, func() bool {
-			oldLost, _, err = d.lost(ctx, w, d.sum.OldPrimary)
-			return err == nil && len(oldLost) == 0
-		})
-		if werr != nil {
-			return "", fmt.Errorf("%s, rejoined, still lacks %d acknowledged writes after %s (%v)", d.sum.OldPrimary, len(oldLost), demoCatchupLimit, err)
+		for _, n := range d.c.Nodes {
+			if n.Name == final {
+				continue
+			}
+			var nodeLost []int64
+			werr := lab.Until(ctx, demoCatchupLimit, func() bool {
+				nodeLost, _, err = d.lost(ctx, w, n.Name)
+				return err == nil && len(nodeLost) == 0
+			})
+			if werr != nil {
+				return "", fmt.Errorf("%s, a replica, still lacks %d acknowledged writes after %s (%v)", n.Name, len(nodeLost), demoCatchupLimit, err)
+			}
 		}
-		d.narr.sayAt(time.Now(), "writer stopped: %d writes acknowledged in all; every one is on %s and, replicated, on %s",
-			acked, d.sum.NewPrimary, d.sum.OldPrimary)
+		d.narr.sayAt(time.Now(), "writer stopped: %d writes acknowledged in all; every one is on %s and, replicated, on every other node",
+			acked, final)
 		return fmt.Sprintf("%d acknowledged, 0 lost", acked), nil
 	})
 	if err != nil {
@@ -436,7 +442,7 @@ func (d *demo) finish(ctx context.Context, w *sandbox.Writer, mon *sandbox.Split
 	}); err != nil {
 		return err
 	}
-	d.narr.section("6. The cluster at the end")
+	d.narr.section("7. The cluster at the end")
 	d.showStatus(ctx)
 	d.narr.say("")
 	d.narr.say("fault -> %s unwritable %s, failover decided %s, %s holds the leader key %s, VIP moved %s, writes resumed %s",
@@ -448,6 +454,10 @@ func (d *demo) finish(ctx context.Context, w *sandbox.Writer, mon *sandbox.Split
 	}
 	d.narr.say("%d writes acknowledged, %d lost, longest wait between two acknowledged writes %s, split brain %d ms; %s rejoined as a replica %s",
 		d.sum.AckedWrites, d.sum.LostWrites, msString(d.sum.MaxWriteGapMS), d.sum.SplitBrainMS, d.sum.OldPrimary, how)
+	if d.sum.CutPrimary != "" {
+		d.narr.say("%s, cut off as primary, rejoined by itself %s after the heal, its errant writes undone and kept in %s",
+			d.sum.CutPrimary, msString(d.sum.UndoMS), status.OrDash(d.sum.UndoArchive))
+	}
 	return nil
 }
 
@@ -498,4 +508,103 @@ func (d *demo) lost(ctx context.Context, w *sandbox.Writer, node string) ([]int6
 		return nil, 0, fmt.Errorf("read the writer's rows on %s: %w", node, err)
 	}
 	return lost, acked, nil
+}
+
+// cutAndUndo is the second fault: the primary cut off the network while a client's
+// commits are binlogged on it and wait for a semi-sync acknowledgement that cannot
+// come. The replicas fail it over; once the network heals, the old primary has real
+// errant transactions, and with the sandbox's rejoin mode (archive-and-repair) its
+// agent archives them, undoes them and follows the new primary: no operator step.
+func (d *demo) cutAndUndo(ctx context.Context, obs *demoObserver) error {
+	cut := obs.snapshot().Primary.Node
+	d.sum.CutPrimary = cut
+	d.narr.section(fmt.Sprintf("6. Cut %s, the primary, off the network while it takes writes: it comes back by itself", cut))
+	d.narr.say("After a failover the anti-flap block keeps the cluster from failing over again by itself for")
+	d.narr.say("failover_block (5m): `baton unblock` lifts it, here so that the second fault is handled at once.")
+	err := d.step("unblock", func() (string, error) {
+		b, err := d.store.LiftBlock(ctx, "demo")
+		switch {
+		case errors.Is(err, cluster.ErrNoBlock):
+			return "no block in force", nil
+		case err != nil:
+			return "", fmt.Errorf("lift the anti-flap block: %w", err)
+		}
+		return fmt.Sprintf("the block of the failover to %s lifted", b.To), nil
+	})
+	if err != nil {
+		return err
+	}
+	node, err := d.c.Node(cut)
+	if err != nil {
+		return err
+	}
+	db, err := d.c.RootDB(cut)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	err = d.step("cut_network", func() (string, error) {
+		if err := d.c.Fault(ctx, cut, sandbox.CutNetwork); err != nil {
+			return "", fmt.Errorf("cut %s off the network: %w", cut, err)
+		}
+		d.narr.sayAt(time.Now(), "%s cut off the network: its commits are binlogged, then wait for an acknowledgement", cut)
+		// One commit through its socket, certain to be binlogged and never acknowledged.
+		go func() {
+			wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			defer cancel()
+			_, _ = db.ExecContext(wctx, "INSERT INTO sandbox.t(v) VALUES ('written on the cut-off primary, never acknowledged')")
+		}()
+		return "", nil
+	})
+	if err != nil {
+		return err
+	}
+	var next string
+	err = d.step("second_failover", func() (string, error) {
+		if err := lab.Until(ctx, demoFailoverLimit, func() bool {
+			v := obs.snapshot()
+			next = v.Primary.Node
+			return next != cut && v.Leader == next
+		}); err != nil {
+			return "", fmt.Errorf("no failover away from the cut-off %s within %s: %s", cut, demoFailoverLimit, obs.describe())
+		}
+		d.narr.sayAt(time.Now(), "%s promoted in place of %s", next, cut)
+		return next, nil
+	})
+	if err != nil {
+		return err
+	}
+	healed := time.Now()
+	err = d.step("heal_network", func() (string, error) {
+		if err := d.c.Fault(ctx, cut, sandbox.HealNetwork); err != nil {
+			return "", fmt.Errorf("heal %s's network: %w", cut, err)
+		}
+		d.narr.sayAt(time.Now(), "%s back on the network (%s)", cut, node.IP)
+		return "", nil
+	})
+	if err != nil {
+		return err
+	}
+	return d.step("undone", func() (string, error) {
+		var ev *cluster.Event
+		err := lab.Until(ctx, demoAutoRejoinLimit, func() bool {
+			v := obs.snapshot()
+			n := v.Nodes[cut]
+			if e := v.LastEvent; e != nil && e.Kind == cluster.EventRejoin && e.From == cut {
+				ev = e
+			}
+			return ev != nil && n.Role == cluster.RoleReplica && n.IORunning && n.SQLRunning
+		})
+		if err != nil {
+			st := obs.snapshot().Nodes[cut]
+			return "", fmt.Errorf("%s did not rejoin by itself within %s of the heal (role %s: %s)", cut, demoAutoRejoinLimit, status.OrDash(string(st.Role)), st.Reason)
+		}
+		d.sum.UndoMS = time.Since(healed).Milliseconds()
+		d.sum.UndoArchive, d.sum.UndoneGTIDs = ev.Archive, strings.Join(ev.Discarded, ", ")
+		d.narr.say("history: rejoin of %s by its agent (%s): %s", cut, automatic(ev.Manual), ev.Reason)
+		if ev.Archive != "" {
+			d.narr.say("the errant transactions are kept in %s: read them, re-apply what matters (mariadb < FILE)", ev.Archive)
+		}
+		return fmt.Sprintf("replica of %s %.1fs after the heal", next, float64(d.sum.UndoMS)/1000), nil
+	})
 }

@@ -87,14 +87,21 @@ func Main(m *testing.M) {
 }
 
 // Build compiles cmd/baton and cmd/baton-lab into dir and returns baton's path;
-// baton-lab is next to it (see LabBinary).
+// baton-lab is next to it (see LabBinary), and so is baton-failpoint, cmd/baton
+// built with -tags failpoint (see FailpointBinary).
 func Build(dir string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	for _, name := range []string{"baton", "baton-lab"} {
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dir, name), "github.com/baton-ha/baton/cmd/"+name)
+	for _, b := range []struct{ out, pkg, tags string }{
+		{"baton", "baton", ""}, {"baton-lab", "baton-lab", ""}, {"baton-failpoint", "baton", "failpoint"},
+	} {
+		args := []string{"build", "-o", filepath.Join(dir, b.out)}
+		if b.tags != "" {
+			args = append(args, "-tags", b.tags)
+		}
+		cmd := exec.CommandContext(ctx, "go", append(args, "github.com/baton-ha/baton/cmd/"+b.pkg)...)
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return "", fmt.Errorf("build %s for the sandbox: %w: %s", name, err, out)
+			return "", fmt.Errorf("build %s for the sandbox: %w: %s", b.out, err, out)
 		}
 	}
 	return filepath.Join(dir, "baton"), nil
@@ -141,6 +148,17 @@ func Binary(t testing.TB) string {
 func LabBinary(t testing.TB) string {
 	t.Helper()
 	return filepath.Join(filepath.Dir(Binary(t)), "baton-lab")
+}
+
+// FailpointBinary is baton built with -tags failpoint by Main, next to Binary: its
+// agents stop at a named step on request (internal/failpoint).
+func FailpointBinary(t testing.TB) string {
+	t.Helper()
+	bin := filepath.Join(filepath.Dir(Binary(t)), "baton-failpoint")
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("no baton built with -tags failpoint next to baton (`make build` writes bin/baton-failpoint): %v", err)
+	}
+	return bin
 }
 
 // Up brings up a sandbox for the test and tears it down when the test ends.
