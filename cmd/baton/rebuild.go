@@ -30,8 +30,8 @@ func rebuildCommand() *cli.Command {
 		Usage:     "rebuild a node from a healthy replica's backup, its old datadir kept",
 		ArgsUsage: "NODE",
 		Description: `A node its agent cannot repair in place (errant DDL or statements, purged events,
-more than 100 errant transactions, diverged rows, a MySQL node) is rebuilt from a
-donor: a healthy replica of the primary of record (the primary only when no replica
+more than 100 errant transactions, diverged rows, binary logs it needs purged on the
+primary, a MySQL node) is rebuilt from a donor: a healthy replica of the primary of record (the primary only when no replica
 can give). With the rejoin mode archive-and-repair its agent does it by itself; this
 command asks for it in either mode, for a quarantined node or a replica.
 
