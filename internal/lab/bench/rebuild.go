@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,6 +18,7 @@ import (
 	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/internal/lab"
 	"github.com/baton-ha/baton/internal/sandbox"
+	"github.com/go-sql-driver/mysql"
 )
 
 // RebuildConfig is one run of the rebuild benchmark.
@@ -119,7 +122,7 @@ func Rebuild(ctx context.Context, cfg RebuildConfig) (RebuildResult, error) {
 	if err := loadDataset(ctx, c, cfg.SizeMiB); err != nil {
 		return res, err
 	}
-	primary, err := c.RootDB("db1")
+	primary, err := slowDB(c, "db1")
 	if err != nil {
 		return res, err
 	}
@@ -139,7 +142,7 @@ func Rebuild(ctx context.Context, cfg RebuildConfig) (RebuildResult, error) {
 		return res, err
 	}
 	for _, n := range []string{"db2", "db3"} {
-		db, err := c.RootDB(n)
+		db, err := slowDB(c, n)
 		if err != nil {
 			return res, err
 		}
@@ -205,6 +208,11 @@ func Rebuild(ctx context.Context, cfg RebuildConfig) (RebuildResult, error) {
 	case <-time.After(cfg.Baseline):
 	}
 	baseTo := time.Now()
+	// The figures compare a quiet cluster with the same cluster during the rebuild:
+	// a failover meanwhile spoils them, and db2 would no longer be a replica.
+	if snap, err := store.Load(ctx); err != nil || snap.Primary.Node != "db1" {
+		return res, fmt.Errorf("db1 is no longer the primary of record before the rebuild (%v): %s; logs kept in %s", err, lastEvents(ctx, store), keepLogs(c))
+	}
 	req := cluster.RebuildRequest{ID: "bench-" + time.Now().UTC().Format("20060102T150405"), Node: "db3", From: "db2", By: "bench", At: time.Now().UTC()}
 	rebuildAt := time.Now()
 	rebuilding.Store(true)
@@ -229,7 +237,7 @@ func Rebuild(ctx context.Context, cfg RebuildConfig) (RebuildResult, error) {
 	res.DonorLagMaxMSBef, res.DonorLagMaxMSDur = l[0], l[1]
 	w.Stop()
 	if final.State != cluster.RequestDone || final.Result == nil {
-		return res, fmt.Errorf("the rebuild %s: %s", final.State, final.Error)
+		return res, fmt.Errorf("the rebuild %s: %s; %s; logs kept in %s", final.State, final.Error, lastEvents(ctx, store), keepLogs(c))
 	}
 	ev := final.Result
 	res.StreamBytes, res.TookMS, res.Kept = ev.Bytes, ev.Took.Milliseconds(), ev.Kept
@@ -250,18 +258,38 @@ func Rebuild(ctx context.Context, cfg RebuildConfig) (RebuildResult, error) {
 	return res, err
 }
 
-// loadDataset fills bench.blob on db1 with sizeMiB of random rows (1 KiB each, 16
-// MiB a transaction: incompressible, as a real datadir's pages mostly are).
+// slowDB opens root's pool to a node over its socket without the sandbox pools'
+// 10 s read deadline: loading, waiting for and checksumming a large dataset take
+// longer. Each statement's context bounds it.
+func slowDB(c *sandbox.Cluster, node string) (*sql.DB, error) {
+	n, err := c.Node(node)
+	if err != nil {
+		return nil, err
+	}
+	cfg := mysql.NewConfig()
+	cfg.User, cfg.Net, cfg.Addr, cfg.Timeout = "root", "unix", n.Socket, 5*time.Second
+	conn, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return nil, err
+	}
+	db := sql.OpenDB(conn)
+	db.SetMaxOpenConns(2)
+	return db, nil
+}
+
+// loadDataset fills bench.blob on db1 with sizeMiB of random rows (1 KiB each,
+// incompressible, as a real datadir's pages mostly are), 4 MiB a transaction: short
+// enough that the agents' write probes, committing between them, stay healthy.
 func loadDataset(ctx context.Context, c *sandbox.Cluster, sizeMiB int) error {
-	db, err := c.RootDB("db1")
+	db, err := slowDB(c, "db1")
 	if err != nil {
 		return err
 	}
 	defer db.Close()
 	stmts := []string{"CREATE DATABASE IF NOT EXISTS bench",
 		"CREATE TABLE IF NOT EXISTS bench.blob (id BIGINT AUTO_INCREMENT PRIMARY KEY, pad VARBINARY(1024) NOT NULL) ENGINE=InnoDB"}
-	for i := 0; i < sizeMiB/16; i++ {
-		stmts = append(stmts, "INSERT INTO bench.blob (pad) SELECT RANDOM_BYTES(1024) FROM seq_1_to_16384")
+	for i := 0; i < sizeMiB/4; i++ {
+		stmts = append(stmts, "INSERT INTO bench.blob (pad) SELECT RANDOM_BYTES(1024) FROM bench.seq_1_to_4096")
 	}
 	for _, q := range stmts {
 		qctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
@@ -272,6 +300,36 @@ func loadDataset(ctx context.Context, c *sandbox.Cluster, sizeMiB int) error {
 		}
 	}
 	return nil
+}
+
+// lastEvents says what the cluster's history holds last, for an error.
+func lastEvents(ctx context.Context, store *cluster.Store) string {
+	hist, err := store.History(ctx, 5)
+	if err != nil {
+		return "history: " + err.Error()
+	}
+	var out []string
+	for _, e := range hist {
+		out = append(out, fmt.Sprintf("%s %s -> %s: %s", e.Kind, e.From, e.To, e.Reason))
+	}
+	return "history: " + strings.Join(out, "; ")
+}
+
+// keepLogs copies the servers' and agents' logs out of the sandbox, which is torn
+// down when the run ends, and returns the directory.
+func keepLogs(c *sandbox.Cluster) string {
+	dir, err := os.MkdirTemp("", "rebuild-bench-logs-")
+	if err != nil {
+		return "nowhere: " + err.Error()
+	}
+	for _, n := range c.Nodes {
+		for _, f := range []string{n.ErrorLog, n.AgentLog} {
+			if b, err := os.ReadFile(f); err == nil {
+				_ = os.WriteFile(filepath.Join(dir, n.Name+"-"+filepath.Base(f)), b, 0o644)
+			}
+		}
+	}
+	return dir
 }
 
 // ParseMiB reads a size with its unit (256MiB, 1GiB) as whole MiB.
@@ -313,7 +371,7 @@ func latencies(w *sandbox.Writer, from, to time.Time) Latency {
 // sameChecksum waits (up to a minute) until b's checksum of table equals a's.
 func sameChecksum(ctx context.Context, c *sandbox.Cluster, a, b, table string) (bool, error) {
 	sum := func(node string) (int64, error) {
-		db, err := c.RootDB(node)
+		db, err := slowDB(c, node)
 		if err != nil {
 			return 0, err
 		}
