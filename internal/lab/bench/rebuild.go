@@ -96,8 +96,8 @@ type RebuildResult struct {
 // cfg.SizeMiB on the primary, measures the primary's write latency for
 // cfg.Baseline, then has db3 rebuilt from db2 by an operator's request, measuring
 // the same while it runs, and checks the rebuilt node's data.
-func Rebuild(ctx context.Context, cfg RebuildConfig) (RebuildResult, error) {
-	res := RebuildResult{MaxRate: cfg.MaxRate, Donor: "db2", Node: "db3", Machine: machine(), StepsMS: map[string]int64{}}
+func Rebuild(ctx context.Context, cfg RebuildConfig) (res RebuildResult, err error) {
+	res = RebuildResult{MaxRate: cfg.MaxRate, Donor: "db2", Node: "db3", Machine: machine(), StepsMS: map[string]int64{}}
 	if err := cfg.Validate(); err != nil {
 		return res, err
 	}
@@ -118,6 +118,12 @@ func Rebuild(ctx context.Context, cfg RebuildConfig) (RebuildResult, error) {
 		return res, err
 	}
 	defer done()
+	defer func() {
+		// The sandbox goes with done: what went wrong is kept first.
+		if err != nil {
+			err = fmt.Errorf("%w; %s; logs kept in %s", err, lastEvents(context.WithoutCancel(ctx), store), keepLogs(c))
+		}
+	}()
 	say("loading %d MiB on db1", cfg.SizeMiB)
 	if err := loadDataset(ctx, c, cfg.SizeMiB); err != nil {
 		return res, err
@@ -211,7 +217,7 @@ func Rebuild(ctx context.Context, cfg RebuildConfig) (RebuildResult, error) {
 	// The figures compare a quiet cluster with the same cluster during the rebuild:
 	// a failover meanwhile spoils them, and db2 would no longer be a replica.
 	if snap, err := store.Load(ctx); err != nil || snap.Primary.Node != "db1" {
-		return res, fmt.Errorf("db1 is no longer the primary of record before the rebuild (%v): %s; logs kept in %s", err, lastEvents(ctx, store), keepLogs(c))
+		return res, fmt.Errorf("db1 is no longer the primary of record before the rebuild (%v)", err)
 	}
 	req := cluster.RebuildRequest{ID: "bench-" + time.Now().UTC().Format("20060102T150405"), Node: "db3", From: "db2", By: "bench", At: time.Now().UTC()}
 	rebuildAt := time.Now()
@@ -237,7 +243,7 @@ func Rebuild(ctx context.Context, cfg RebuildConfig) (RebuildResult, error) {
 	res.DonorLagMaxMSBef, res.DonorLagMaxMSDur = l[0], l[1]
 	w.Stop()
 	if final.State != cluster.RequestDone || final.Result == nil {
-		return res, fmt.Errorf("the rebuild %s: %s; %s; logs kept in %s", final.State, final.Error, lastEvents(ctx, store), keepLogs(c))
+		return res, fmt.Errorf("the rebuild %s: %s", final.State, final.Error)
 	}
 	ev := final.Result
 	res.StreamBytes, res.TookMS, res.Kept = ev.Bytes, ev.Took.Milliseconds(), ev.Kept
