@@ -465,7 +465,8 @@ func benchRebuildCommand() *cli.Command {
 		Name:  "rebuild",
 		Usage: "rebuild a replica of a loaded cluster from another, and measure the time and the donor's impact",
 		Description: `Brings up a 3-node sandbox with agents, semi-sync and a virtual IP (the rejoin
-mode manual), loads a dataset on the primary (--size, random 1 KiB rows), then,
+mode manual), loads a dataset on the primary (--size, random 1 KiB rows, automatic
+failover paused meanwhile: the bulk load's commits hold the write probe), then,
 with a writer through the virtual IP (a write every 20 ms, each waiting for a
 semi-sync acknowledgement), measures the primary's write latency for --baseline,
 has db3 rebuilt from db2 by an operator's request (the donor's stream paced to

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/baton-ha/baton/cluster"
+	"github.com/baton-ha/baton/detector"
 	"github.com/baton-ha/baton/internal/lab"
 	"github.com/baton-ha/baton/internal/sandbox"
 	"github.com/go-sql-driver/mysql"
@@ -124,7 +125,14 @@ func Rebuild(ctx context.Context, cfg RebuildConfig) (res RebuildResult, err err
 			err = fmt.Errorf("%w; %s; logs kept in %s", err, lastEvents(context.WithoutCancel(ctx), store), keepLogs(c))
 		}
 	}()
-	say("loading %d MiB on db1", cfg.SizeMiB)
+	// The bulk load holds the primary's commits (and its agent's write probe) behind
+	// multi-MiB semi-sync transactions long enough for its detector to call it
+	// unwritable, and a failover would spoil what is measured: automatic failover is
+	// paused while the dataset goes in and resumed before the baseline.
+	if err := setPaused(ctx, store, true); err != nil {
+		return res, err
+	}
+	say("loading %d MiB on db1 (automatic failover paused)", cfg.SizeMiB)
 	if err := loadDataset(ctx, c, cfg.SizeMiB); err != nil {
 		return res, err
 	}
@@ -168,6 +176,15 @@ func Rebuild(ctx context.Context, cfg RebuildConfig) (res RebuildResult, err err
 		return res, fmt.Errorf("db2 gives no backup, or db3 cannot be rebuilt: %w", err)
 	}
 
+	if err := lab.Until(ctx, time.Minute, func() bool {
+		snap, err := store.Load(ctx)
+		return err == nil && snap.Nodes["db1"].Verdict == detector.Healthy
+	}); err != nil {
+		return res, fmt.Errorf("db1 not healthy after the load: %w", err)
+	}
+	if err := setPaused(ctx, store, false); err != nil {
+		return res, err
+	}
 	w := c.NewWriter(20*time.Millisecond, 2*time.Second)
 	w.Start(ctx)
 	defer w.Stop()
@@ -306,6 +323,21 @@ func loadDataset(ctx context.Context, c *sandbox.Cluster, sizeMiB int) error {
 		}
 	}
 	return nil
+}
+
+// setPaused pauses or resumes the cluster's automatic failover, as baton pause and
+// baton resume do.
+func setPaused(ctx context.Context, store *cluster.Store, paused bool) error {
+	snap, err := store.Load(ctx)
+	if err != nil {
+		return err
+	}
+	st := snap.Settings
+	st.Paused, st.PausedBy, st.PausedAt = paused, "", time.Time{}
+	if paused {
+		st.PausedBy, st.PausedAt = "bench rebuild", time.Now().UTC()
+	}
+	return store.PutSettings(ctx, st)
 }
 
 // lastEvents says what the cluster's history holds last, for an error.
