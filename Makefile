@@ -11,12 +11,14 @@ BIN := bin/baton
 LAB := bin/baton-lab
 
 # What each target installs (Debian packages), as command:package pairs: a package
-# is installed when its command is missing. The demo needs a sandbox; the tests also
+# is installed when its command is missing. A sandbox's agents rebuild a node from a
+# donor's backup with mariadb-backup and mbstream. The demo needs a sandbox; the tests also
 # HAProxy (the sandbox's HAProxy, its config checked), promtool (alert rules, from
 # Debian's prometheus package) and Chromium (the web view's browser test); the
 # benchmarks HAProxy and sysbench (write load).
 SANDBOX_DEBS := mariadbd:mariadb-server mariadb:mariadb-client ip:iproute2 bridge:iproute2 \
-	mkfs.ext4:e2fsprogs losetup:util-linux nsenter:util-linux
+	mkfs.ext4:e2fsprogs losetup:util-linux nsenter:util-linux \
+	mariadb-backup:mariadb-backup mbstream:mariadb-backup
 TEST_DEBS := $(SANDBOX_DEBS) haproxy:haproxy promtool:prometheus chromium:chromium
 BENCH_DEBS := $(SANDBOX_DEBS) haproxy:haproxy sysbench:sysbench
 

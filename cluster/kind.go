@@ -42,6 +42,7 @@ const (
 	EventSwitchover EventKind = "switchover" // a healthy primary moved
 	EventRejoin     EventKind = "rejoin"     // a quarantined node forgot its errant GTIDs and follows the primary
 	EventFence      EventKind = "fence"      // the coordinator fenced a writable server whose agent is gone (a deposed primary)
+	EventRebuild    EventKind = "rebuild"    // a node rebuilt from a donor's backup, its old datadir kept
 	EventUnblock    EventKind = "unblock"    // an operator lifted the anti-flap block (baton unblock)
 )
 

@@ -158,6 +158,18 @@ type NodeStatus struct {
 	SemiSyncTimeout time.Duration `json:"semi_sync_timeout_ns,omitempty"`
 	// Repaired is the latest drift the agent repaired on its own, with its time.
 	Repaired string `json:"repaired,omitempty"`
+	// CanDonate: this node's agent can stream a backup of its server to a node
+	// being rebuilt (the backup program found, a peer secret to sign with). False
+	// when unknown (an older agent).
+	CanDonate bool `json:"can_donate,omitempty"`
+	// CanRebuild: this node's agent can rebuild its own server from a donor (the
+	// server's stop and start commands configured, the programs found, a peer
+	// secret); RebuildUnable says why not. False when unknown.
+	CanRebuild    bool   `json:"can_rebuild,omitempty"`
+	RebuildUnable string `json:"rebuild_unable,omitempty"`
+	// Rebuild is the node's rebuild under way, or the latest one that failed; nil
+	// when neither.
+	Rebuild *RebuildProgress `json:"rebuild,omitempty"`
 	// Epoch is the primary epoch the agent last acted on.
 	Epoch uint64    `json:"epoch"`
 	At    time.Time `json:"at"`
@@ -322,7 +334,8 @@ func (s Step) Outcome() string {
 	return "error: " + s.Error
 }
 
-// Event is one entry of the history: a failover, switchover, fence or rejoin.
+// Event is one entry of the history: a failover, switchover, fence, rejoin or
+// rebuild.
 type Event struct {
 	Kind     EventKind     `json:"kind"`
 	From     string        `json:"from,omitempty"`
@@ -338,7 +351,8 @@ type Event struct {
 	// real transactions undone in place or discarded on an operator's word (Manual).
 	Discarded []string `json:"discarded,omitempty"`
 	// Archive is the file, on the node's host, that holds the real errant
-	// transactions a rejoin undid or discarded, written before it did.
+	// transactions a rejoin undid or discarded (or a rebuild replaced), written
+	// before it did.
 	Archive string `json:"archive,omitempty"`
 	// Salvage is what a failover did with the transactions the failed primary had
 	// logged and no replica had received; nil when it did not try (a switchover,
@@ -349,6 +363,12 @@ type Event struct {
 	// ("db2 promoted; at the current rate its disk is full in about 6m: free
 	// space on it").
 	Runway string `json:"runway,omitempty"`
+	// Donor, Bytes and Kept are a rebuild's: the node whose backup was copied, how
+	// many bytes its stream brought, and where, on the rebuilt node's host, its old
+	// datadir is kept (Baton never deletes it).
+	Donor string `json:"donor,omitempty"`
+	Bytes int64  `json:"bytes,omitempty"`
+	Kept  string `json:"kept,omitempty"`
 }
 
 // Salvage is a failover's salvage step: the failed primary's last transactions,

@@ -108,6 +108,10 @@ type Snapshot struct {
 	RejoinModRev map[string]int64
 	// ErrantRecords are the nodes' recorded findings of real errant GTIDs, by node.
 	ErrantRecords map[string]ErrantRecord
+	// Rebuilds are the operators' rebuild requests, by node, with their mod
+	// revisions.
+	Rebuilds      map[string]RebuildRequest
+	RebuildModRev map[string]int64
 }
 
 // Member is where a node's server was last seen, kept under members/<name> with no
@@ -164,6 +168,7 @@ func (s *Store) loadAt(ctx context.Context, rev int64) (Snapshot, error) {
 		clientv3.OpGet(k.HistoryPrefix(), at(clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(1))...),
 		clientv3.OpGet(k.RejoinPrefix(), at(clientv3.WithPrefix())...),
 		clientv3.OpGet(k.ErrantPrefix(), at(clientv3.WithPrefix())...),
+		clientv3.OpGet(k.RebuildPrefix(), at(clientv3.WithPrefix())...),
 	).Commit()
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("load cluster state: %w", err)
@@ -187,7 +192,8 @@ func (k Keys) snapshotOf(rev int64, kvs []*mvccpb.KeyValue) (Snapshot, error) {
 	kvs = slices.Clone(kvs)
 	slices.SortFunc(kvs, func(a, b *mvccpb.KeyValue) int { return bytes.Compare(a.Key, b.Key) })
 	snap := Snapshot{Rev: rev, NodeLeases: map[string]clientv3.LeaseID{},
-		Rejoins: map[string]RejoinRequest{}, RejoinModRev: map[string]int64{}, ErrantRecords: map[string]ErrantRecord{}}
+		Rejoins: map[string]RejoinRequest{}, RejoinModRev: map[string]int64{}, ErrantRecords: map[string]ErrantRecord{},
+		Rebuilds: map[string]RebuildRequest{}, RebuildModRev: map[string]int64{}}
 	snap.Nodes, snap.Members = map[string]NodeStatus{}, map[string]Member{}
 	var coordinator, lastEvent *mvccpb.KeyValue
 	for _, kv := range kvs {
@@ -260,6 +266,12 @@ func (k Keys) snapshotOf(rev int64, kvs []*mvccpb.KeyValue) (Snapshot, error) {
 			if err := json.Unmarshal(kv.Value, &rq); err == nil && rq.Node == strings.TrimPrefix(key, k.RejoinPrefix()) {
 				snap.Rejoins[rq.Node] = rq
 				snap.RejoinModRev[rq.Node] = kv.ModRevision
+			}
+		case strings.HasPrefix(key, k.RebuildPrefix()):
+			var rq RebuildRequest
+			if err := json.Unmarshal(kv.Value, &rq); err == nil && rq.Node == strings.TrimPrefix(key, k.RebuildPrefix()) {
+				snap.Rebuilds[rq.Node] = rq
+				snap.RebuildModRev[rq.Node] = kv.ModRevision
 			}
 		case strings.HasPrefix(key, k.ErrantPrefix()):
 			var rec ErrantRecord

@@ -63,6 +63,10 @@ const (
 	// undone in place (UndoCheck): archive them, undo them with flashback, reset
 	// its binlog GTID state, then follow the primary of record.
 	NodeUndoErrant
+	// NodeRebuild: a node its agent cannot repair in place (or an operator's
+	// request): rebuild it from a donor's backup, its old datadir kept; or, with
+	// Resume, finish or roll back a rebuild an earlier agent left half done.
+	NodeRebuild
 )
 
 func (a NodeAction) String() string {
@@ -95,6 +99,8 @@ func (a NodeAction) String() string {
 		return "repair_errant"
 	case NodeUndoErrant:
 		return "undo_errant"
+	case NodeRebuild:
+		return "rebuild"
 	}
 	return fmt.Sprintf("node_action(%d)", int(a))
 }
@@ -157,6 +163,32 @@ type Self struct {
 	// CanArchive: the reconciler can archive errant transactions (it has the
 	// client programs and an archive directory); without it nothing real is undone.
 	CanArchive bool
+	// Rebuild is what the reconciler knows of rebuilding this node.
+	Rebuild RebuildSelf
+}
+
+// RebuildSelf is a node's rebuild as its reconciler knows it at one pass.
+type RebuildSelf struct {
+	// Running is the rebuild under way, nil when none: until it is over nothing
+	// else touches the node, which stays quarantined.
+	Running *cluster.RebuildProgress
+	// Interrupted: an earlier agent left a rebuild half done (its journal is in
+	// the state directory) and none runs: it is resumed before anything else.
+	Interrupted bool
+	// Stuck: a rebuild left the node in a state its agent cannot mend now (a
+	// rollback that failed, waiting to be tried again; a journal it cannot read):
+	// the node waits, quarantined, saying why.
+	Stuck string
+	// Able: this agent can rebuild its node (the server's stop and start commands,
+	// the backup programs, a peer secret); Unable says why not. False is the zero
+	// value: no rebuild.
+	Able   bool
+	Unable string
+	// Backoff: the latest rebuild failed a moment ago: none is started by itself
+	// yet (an operator's request is carried out all the same). Failed is that
+	// failure.
+	Backoff bool
+	Failed  *cluster.RebuildProgress
 }
 
 // ErrantCheck is the evidence about a quarantined node's errant GTIDs: Errant is the
@@ -205,6 +237,16 @@ type Analysis struct {
 	Request    *cluster.RejoinRequest
 	RequestRev int64
 	Answer     *cluster.RejoinRequest
+	// Donor is the node whose backup NodeRebuild copies; RebuildRequest the
+	// operator's request it carries out (nil when the agent decided by itself),
+	// RebuildRev that request's mod revision; Resume says NodeRebuild is to finish
+	// or roll back an interrupted rebuild. RebuildAnswer is the reply to write to a
+	// rebuild request at this pass (a refusal), nil for none.
+	Donor          string
+	RebuildRequest *cluster.RebuildRequest
+	RebuildRev     int64
+	Resume         bool
+	RebuildAnswer  *cluster.RebuildRequest
 	// RepairSemiSync asks, with NodeHoldPrimary, to turn the semi-sync source side
 	// back on: the primary writes without the protection it is configured with (someone
 	// or something turned it off), and every commit is acknowledged before any replica
@@ -252,6 +294,9 @@ func Analyze(snap cluster.Snapshot, s Self) Analysis {
 		}
 		return a
 	}
+	if rb := s.Rebuild; rb.Running != nil || rb.Interrupted || rb.Stuck != "" {
+		return analyzeRebuilding(snap, s, holds)
+	}
 	st := s.Status
 	read := s.Read == LocalOK
 	switch {
@@ -263,9 +308,14 @@ func Analyze(snap cluster.Snapshot, s Self) Analysis {
 		return Analysis{Action: NodeAwaitBootstrap, Role: cluster.RoleUnknown, Probe: detector.Replica,
 			Reason: "no primary of record yet; the server is not a writable primary"}
 	case p.Node == me:
-		return analyzePrimary(snap, s, holds)
+		a := analyzePrimary(snap, s, holds)
+		if req, ok := snap.Rebuilds[me]; ok && req.Pending() {
+			a.RebuildAnswer = rebuildAnswer(req, cluster.RequestRefused, me+" is the primary of record: it is never rebuilt (fail it over first)")
+			a.RebuildRev = snap.RebuildModRev[me]
+		}
+		return a
 	}
-	return analyzeReplica(snap, s, holds, notPrimary)
+	return withRebuildRequest(snap, s, analyzeReplica(snap, s, holds, notPrimary))
 }
 
 // analyzePrimary is Analyze for the primary of record.
@@ -359,19 +409,17 @@ func analyzeReplica(snap cluster.Snapshot, s Self, holds bool, notPrimary string
 		// filesystem, is one way): restarting replication fails again on the same
 		// event. A person rebuilds it; until then it is never promoted.
 		a.Action, a.Role = NodeQuarantine, cluster.RoleQuarantined
-		a.Reason = fmt.Sprintf("data diverged from the primary of record: replication stopped on error %d (%s): rebuild this node from the primary (runbook)",
-			st.LastSQLErrno, st.LastSQLError)
-		return a
+		return autoRebuild(snap, s, a, fmt.Sprintf("data diverged from the primary of record: replication stopped on error %d (%s)",
+			st.LastSQLErrno, st.LastSQLError))
 	}
 	if a.Following && st.IOThread != replication.ThreadRunning && purgedErr(st.LastIOErrno, st.LastIOError) {
 		// The primary no longer has the binary logs that hold what this replica has
 		// yet to fetch (a DBA purged them while it was stopped or cut off): no
-		// restart of replication fetches them. A person rebuilds it (or puts the
-		// files back); until then it is never promoted.
+		// restart of replication fetches them. It is rebuilt, as diverged data is
+		// (or a person puts the files back); until then it is never promoted.
 		a.Action, a.Role = NodeQuarantine, cluster.RoleQuarantined
-		a.Reason = fmt.Sprintf("the binary logs this replica needs were purged on the primary of record: replication stopped on error %d (%s): rebuild this node from the primary (runbook)",
-			st.LastIOErrno, st.LastIOError)
-		return a
+		return autoRebuild(snap, s, a, fmt.Sprintf("the binary logs this replica needs were purged on the primary of record: replication stopped on error %d (%s)",
+			st.LastIOErrno, st.LastIOError))
 	}
 	if a.Following && st.IOThread == replication.ThreadConnecting && st.SQLThread == replication.ThreadRunning {
 		// Reconnecting to the primary of record by itself: leave it. Restarting it
@@ -459,10 +507,130 @@ func analyzeErrant(snap cluster.Snapshot, s Self, a Analysis) Analysis {
 	case undo:
 		a.Reason = "real errant transactions (" + strings.Join(realGTIDs, ", ") + ") to undo in place (" + why + "); not yet: " + blocked
 	default:
-		a.Reason = "real errant transactions in the binary log (" + strings.Join(realGTIDs, ", ") + "), not undone by the node itself: " + why +
-			"; a person decides: baton rejoin " + s.Node + " --discard-errant --yes (archived first), or rebuild the node"
+		return autoRebuild(snap, s, a, "real errant transactions in the binary log ("+strings.Join(realGTIDs, ", ")+"), not undone in place: "+why)
 	}
 	return a
+}
+
+// autoRebuild is Analyze for a quarantined node its agent cannot repair in place
+// (a, NodeQuarantine; stuck says why): with the rejoin mode archive-and-repair it is
+// rebuilt from a donor (NodeRebuild) when its agent can, its server is read_only and
+// needs no fence, no rebuild failed a moment ago and a healthy donor exists
+// (ChooseDonor); it is never the primary of record (Analyze comes here for other
+// nodes only) and no flow is in progress (analyzeReplica waits while an intent
+// exists). Otherwise it stays quarantined, its reason saying why and the command a
+// person runs. Pure.
+func autoRebuild(snap cluster.Snapshot, s Self, a Analysis, stuck string) Analysis {
+	rebuild := "baton rebuild " + s.Node + " --yes"
+	manual := rebuild + " (its old datadir is kept)"
+	if a.Errant != "" {
+		manual = "baton rejoin " + s.Node + " --discard-errant --yes (archived first), or " + manual
+	}
+	rb := s.Rebuild
+	switch {
+	case !rejoinMode(snap).Repairs():
+		a.Reason = stuck + "; rejoin mode " + rejoinMode(snap).String() + ": a person decides: " + manual
+		return a
+	case !rb.Able:
+		a.Reason = stuck + "; not rebuilt by itself: this agent cannot rebuild its node (" + orDash(rb.Unable) + "): a person decides: " + manual
+		return a
+	case a.Fence || !s.Status.ReadOnly:
+		a.Reason = stuck + "; to be rebuilt once fenced"
+		return a
+	case rb.Backoff:
+		a.Reason = stuck + "; the last rebuild failed, tried again later (or " + rebuild + ")"
+		if rb.Failed != nil {
+			a.Reason = stuck + "; the last rebuild failed (" + rb.Failed.Error + "), tried again later (or " + rebuild + ")"
+		}
+		return a
+	}
+	donor, err := ChooseDonor(snap, s.Node, s.Status.Flavor.String(), "")
+	if err != nil {
+		a.Reason = stuck + "; not rebuilt: " + err.Error()
+		return a
+	}
+	a.Action, a.Donor = NodeRebuild, donor
+	a.Reason = stuck + "; rebuilt from " + donor + "'s backup (rejoin mode " + string(cluster.RejoinArchiveAndRepair) + "), its old datadir kept"
+	return a
+}
+
+// withRebuildRequest carries out an operator's pending rebuild request for a node
+// that is not the primary of record, a being Analyze's answer without it: the node
+// is rebuilt (NodeRebuild) when its server answers, is read_only and needs no fence,
+// its agent can rebuild it and a donor fits (the one asked for, or ChooseDonor's);
+// the request is refused, with the reason, when the server does not answer, the
+// agent cannot, or no donor fits. While a flow is in progress, a repair in place is
+// under way, its errant transactions are being looked up (to archive them), or the
+// node is being fenced at this pass, it waits. Pure.
+func withRebuildRequest(snap cluster.Snapshot, s Self, a Analysis) Analysis {
+	req, ok := snap.Rebuilds[s.Node]
+	if !ok || !req.Pending() {
+		return a
+	}
+	rev := snap.RebuildModRev[s.Node]
+	refuse := func(why string) Analysis {
+		a.RebuildAnswer, a.RebuildRev = rebuildAnswer(req, cluster.RequestRefused, why), rev
+		return a
+	}
+	switch {
+	case snap.Intent != nil:
+		return a // the coordinator's flow first; carried out after it
+	case a.Action == NodeRepairErrant || a.Action == NodeUndoErrant:
+		return a // a repair in place first (a rejoin request, or Baton's own writes)
+	case a.Inspect:
+		return a // its errant transactions looked up first, so that they are archived
+	case s.Read != LocalOK:
+		return refuse("not now: its server does not answer")
+	case !s.Rebuild.Able:
+		return refuse("this agent cannot rebuild its node: " + orDash(s.Rebuild.Unable))
+	case a.Fence || !s.Status.ReadOnly:
+		return a // fenced at this pass; carried out at the next
+	case a.Source.Host == "":
+		return a // the primary of record has no usable address yet: nothing to follow
+	}
+	donor, err := ChooseDonor(snap, s.Node, s.Status.Flavor.String(), req.From)
+	if err != nil {
+		return refuse(err.Error())
+	}
+	a.Action, a.Role, a.Donor, a.RebuildRequest, a.RebuildRev = NodeRebuild, cluster.RoleQuarantined, donor, &req, rev
+	a.Reason = fmt.Sprintf("%s asked to rebuild this node from %s's backup", orUnknown(req.By), donor)
+	return a
+}
+
+// analyzeRebuilding is Analyze for a node being rebuilt, or left half rebuilt by an
+// earlier agent (its journal found at start): it stays quarantined and never
+// writable (a server found writable, or a leader key or virtual IP held, is fenced),
+// whoever the primary of record is; requests for it are refused; and an interrupted
+// rebuild is resumed (NodeRebuild with Resume: finished or rolled back) before
+// anything else. Pure.
+func analyzeRebuilding(snap cluster.Snapshot, s Self, holds bool) Analysis {
+	a := Analysis{Action: NodeWait, Role: cluster.RoleQuarantined, Probe: detector.Replica, Epoch: snap.Primary.Epoch}
+	if holds || s.VIPHeld || (s.Read == LocalOK && !s.Status.ReadOnly) {
+		a.Fence, a.FenceWhy = true, "being rebuilt: never writable before the rebuild is over"
+	}
+	if req, ok := snap.Rebuilds[s.Node]; ok && req.Pending() {
+		a.RebuildAnswer, a.RebuildRev = rebuildAnswer(req, cluster.RequestRefused, "a rebuild of this node is under way already"), snap.RebuildModRev[s.Node]
+	}
+	if req, ok := snap.Rejoins[s.Node]; ok && req.Pending() {
+		a.Answer, a.RequestRev = answer(req, cluster.RequestRefused, "this node is being rebuilt"), snap.RejoinModRev[s.Node]
+	}
+	switch rb := s.Rebuild; {
+	case rb.Running != nil:
+		a.Reason = fmt.Sprintf("being rebuilt from %s's backup: %s", rb.Running.From, rb.Running.Step)
+		return a
+	case !rb.Interrupted:
+		a.Reason = "a rebuild left this node to mend: " + rb.Stuck
+		return a
+	}
+	a.Action, a.Resume = NodeRebuild, true
+	a.Reason = "a rebuild an earlier agent left half done: finish it, or put the old datadir back"
+	return a
+}
+
+// rebuildAnswer is req with its outcome.
+func rebuildAnswer(req cluster.RebuildRequest, st cluster.RequestState, why string) *cluster.RebuildRequest {
+	req.State, req.Error = st, why
+	return &req
 }
 
 // rejoinMode is the cluster's rejoin mode: manual when its policy is missing or

@@ -5,8 +5,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/bits"
 	"net"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
@@ -93,7 +96,12 @@ type ReconcilerConfig struct {
 	// discarded by this agent (no archive, no repair).
 	Tools      Archiver
 	ArchiveDir string
-	Detector   Detector
+	// Rebuild lets the reconciler rebuild its node from a donor's backup; nil:
+	// never. CanDonate: this node's agent streams backups of its server to nodes
+	// being rebuilt (published, for their choice of a donor).
+	Rebuild   *RebuildConfig
+	CanDonate bool
+	Detector  Detector
 	// Forecasts, when set, returns the latest forecasts of the node's slow loop
 	// (detector.Forecaster: auto-increment keys, purge lag, connections), published
 	// with those of its disks.
@@ -172,6 +180,7 @@ type Reconciler struct {
 	policyNote  string           // the disagreement with the cluster's policy last logged
 	repaired    string           // the latest drift this reconciler repaired, for status
 	rejoin      rejoinState
+	rebuildSt   rebuildState
 	// localFence says why the agent fenced this node without etcd (FenceLocal) during
 	// the current session: until the next Run, nothing makes it writable again, even
 	// a pass that looks at a view from before (the cache's, while etcd is cut off).
@@ -219,7 +228,40 @@ func NewReconciler(cfg ReconcilerConfig) (*Reconciler, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Reconciler{cfg: cfg, log: cfg.Log.With(zap.String("component", "reconciler")), role: cluster.RoleUnknown, kick: make(chan struct{}, 1)}, nil
+	r := &Reconciler{cfg: cfg, log: cfg.Log.With(zap.String("component", "reconciler")), role: cluster.RoleUnknown, kick: make(chan struct{}, 1)}
+	r.rebuildSt.orders = make(chan rebuildOrder, 1)
+	if rb := cfg.Rebuild; rb != nil {
+		if rb.StateDir == "" {
+			return nil, errors.New("reconciler: a rebuild needs a state directory for its journal")
+		}
+		r.cfg.Rebuild = withRebuildDefaults(*rb)
+		// A journal left by an earlier agent: the rebuild it records is resumed
+		// (finished or rolled back) before the node does anything else.
+		if _, err := os.Stat(filepath.Join(rb.StateDir, rebuildJournalFile)); err == nil {
+			r.rebuildSt.interrupted = true
+			r.log.Warn("found a rebuild an earlier agent left half done: resuming it first", zap.String("journal", filepath.Join(rb.StateDir, rebuildJournalFile)))
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("reconciler: look for a rebuild's journal: %w", err)
+		}
+	}
+	return r, nil
+}
+
+// withRebuildDefaults is cfg with its zero durations set to the defaults.
+func withRebuildDefaults(cfg RebuildConfig) *RebuildConfig {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultRebuildTimeout
+	}
+	if cfg.CommandTimeout <= 0 {
+		cfg.CommandTimeout = DefaultCommandTimeout
+	}
+	if cfg.StallTimeout <= 0 {
+		cfg.StallTimeout = DefaultStallTimeout
+	}
+	if cfg.Backoff <= 0 {
+		cfg.Backoff = DefaultRebuildBackoff
+	}
+	return &cfg
 }
 
 // Kick makes the reconciler look again now (the detector's verdict changed).
@@ -269,7 +311,8 @@ func (r *Reconciler) Run(ctx context.Context, s *concurrency.Session) error {
 // acted says which keys a reconciler acts on at once when they change.
 func acted(k cluster.Keys) func(key string) bool {
 	return func(key string) bool {
-		return key == k.Primary() || key == k.Leader() || key == k.Intent() || strings.HasPrefix(key, k.RejoinPrefix())
+		return key == k.Primary() || key == k.Leader() || key == k.Intent() || strings.HasPrefix(key, k.RejoinPrefix()) ||
+			strings.HasPrefix(key, k.RebuildPrefix())
 	}
 }
 
@@ -324,6 +367,7 @@ func (r *Reconciler) self(lease clientv3.LeaseID) Self {
 	self := Self{Node: r.cfg.Node, Lease: lease, FlowFenced: r.intentKey, FlowFencedEpoch: r.intentEpoch, SemiSync: r.cfg.SemiSync,
 		CanArchive: r.cfg.Tools != nil && r.cfg.ArchiveDir != ""}
 	r.rejoin.fill(&self, r.cfg.Detector.Report(), r.cfg.Now())
+	self.Rebuild = r.rebuildSt.self(r.cfg.Rebuild, r.cfg.Now())
 	return self
 }
 
@@ -356,6 +400,9 @@ func (r *Reconciler) act(ctx context.Context, snap cluster.Snapshot, lease clien
 	}
 	if a.Answer != nil {
 		r.answerRejoin(ctx, a.RequestRev, *a.Answer)
+	}
+	if a.RebuildAnswer != nil {
+		r.answerRebuildRequest(ctx, a.RebuildRev, *a.RebuildAnswer)
 	}
 	switch a.Action {
 	case NodeWait, NodeReadServer:
@@ -416,6 +463,11 @@ func (r *Reconciler) act(ctx context.Context, snap cluster.Snapshot, lease clien
 		r.repairErrant(ctx, snap, a)
 	case NodeUndoErrant:
 		r.undoErrant(ctx, snap, a)
+	case NodeRebuild:
+		r.probeAs(a.Probe)
+		r.setRole(cluster.RoleQuarantined)
+		r.log.Warn("rebuild: "+a.Reason, zap.String("donor", a.Donor), zap.Bool("resume", a.Resume))
+		r.startRebuild(snap, a)
 	}
 }
 
@@ -834,6 +886,13 @@ func (r *Reconciler) build(snap cluster.Snapshot) cluster.NodeStatus {
 		n.ErrantTxns = r.rejoin.txns(r.errant)
 	}
 	n.Archive = r.archive
+	n.CanDonate = r.cfg.CanDonate
+	rb := r.rebuildSt.self(r.cfg.Rebuild, r.cfg.Now())
+	n.CanRebuild, n.RebuildUnable = rb.Able, rb.Unable
+	n.Rebuild = r.rebuildSt.status()
+	if rb.Stuck != "" && r.role == cluster.RoleQuarantined {
+		n.Reason = rb.Stuck
+	}
 	if r.cfg.Policy.Validate() == nil {
 		p := r.cfg.Policy
 		n.Policy = &p
@@ -1013,7 +1072,8 @@ func publishNow(a, b cluster.NodeStatus, m publishMarks) bool {
 	if a.Addr != b.Addr || a.Agent != b.Agent || a.ServerID != b.ServerID || a.ServerUUID != b.ServerUUID || a.Flavor != b.Flavor ||
 		a.ReplError != b.ReplError || a.SemiSync != b.SemiSync || (a.SemiSyncClients == 0) != (b.SemiSyncClients == 0) || a.AwaitsAck != b.AwaitsAck ||
 		a.SemiSyncTimeout != b.SemiSyncTimeout || a.Priority != b.Priority || a.NoPromote != b.NoPromote ||
-		a.Repaired != b.Repaired || !reflect.DeepEqual(a.Policy, b.Policy) {
+		a.Repaired != b.Repaired || !reflect.DeepEqual(a.Policy, b.Policy) ||
+		a.CanDonate != b.CanDonate || a.CanRebuild != b.CanRebuild || a.RebuildUnable != b.RebuildUnable || rebuildMoved(a.Rebuild, b.Rebuild) {
 		return true
 	}
 	return gtidMoved(a, b, m.gtidStep)
@@ -1126,4 +1186,18 @@ func replicaLag(heartbeat, idle time.Duration, nothingToApply bool, interval tim
 func nothingToApply(st *replication.Status) bool {
 	return st != nil && st.IOThread == replication.ThreadRunning && st.Retrieved.Flavor() != replication.FlavorUnknown &&
 		st.Executed.Contain(st.Retrieved)
+}
+
+// rebuildMoved says whether a rebuild's progress is worth publishing at once: it
+// started or ended, changed step or error, or its stream went another twentieth of
+// the donor's estimate (8 MiB at least, 128 MiB at most).
+func rebuildMoved(a, b *cluster.RebuildProgress) bool {
+	switch {
+	case a == nil || b == nil:
+		return (a == nil) != (b == nil)
+	case a.ID != b.ID || a.Step != b.Step || a.Error != b.Error:
+		return true
+	}
+	step := min(max(b.Size/20, 8<<20), 128<<20)
+	return a.Bytes/step != b.Bytes/step
 }

@@ -22,7 +22,7 @@ import (
 )
 
 func benchCommand() *cli.Command {
-	return &cli.Command{Name: "bench", Usage: "measure Baton on sandboxes", Subcommands: []*cli.Command{benchDetectCommand(), benchFailoverCommand(), benchSwitchoverCommand(), benchEtcdOutageCommand(), benchFootprintCommand(), benchForecastCommand(), benchScaleCommand(), benchChaosCommand(), benchSalvageCommand(), benchAllCommand()}}
+	return &cli.Command{Name: "bench", Usage: "measure Baton on sandboxes", Subcommands: []*cli.Command{benchDetectCommand(), benchFailoverCommand(), benchSwitchoverCommand(), benchEtcdOutageCommand(), benchFootprintCommand(), benchForecastCommand(), benchScaleCommand(), benchChaosCommand(), benchSalvageCommand(), benchRebuildCommand(), benchAllCommand()}}
 }
 
 func benchDetectCommand() *cli.Command {
@@ -627,6 +627,60 @@ Examples:
 				return cli.Exit("bench chaos: "+err.Error(), exitRefused)
 			}
 			return nil
+		},
+	}
+}
+
+func benchRebuildCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "rebuild",
+		Usage: "rebuild a replica of a loaded cluster from another, and measure the time and the donor's impact",
+		Description: `Brings up a 3-node sandbox with agents, semi-sync and a virtual IP (the rejoin
+mode manual), loads a dataset on the primary (--size, random 1 KiB rows, automatic
+failover paused meanwhile: the bulk load's commits hold the write probe), then,
+with a writer through the virtual IP (a write every 20 ms, each waiting for a
+semi-sync acknowledgement), measures the primary's write latency for --baseline,
+has db3 rebuilt from db2 by an operator's request (the donor's stream paced to
+--rate) and measures the same while it runs: the rebuild's steps and time, how
+long db3's server was down, the stream's rate, the primary's write latency p50/p99
+before and during, the donor's replication lag, and whether db3 has the primary's
+data after (CHECKSUM TABLE).
+
+Examples:
+   baton-lab bench rebuild --json
+   baton-lab bench rebuild --size 1GiB --rate 64MiB --json`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "size", Value: "1GiB", Usage: "the dataset loaded on the primary"},
+			&cli.StringFlag{Name: "rate", Usage: "the donors' rebuild.max_rate (default: the agents' own, 64MiB)"},
+			&cli.DurationFlag{Name: "baseline", Value: 30 * time.Second, Usage: "how long the primary's writes are measured before the rebuild"},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
+			&cli.StringFlag{Name: "name", Value: "rb-bench", Usage: "sandbox name", Hidden: true},
+			batonFlag(),
+		},
+		Action: func(cctx *cli.Context) error {
+			size, err := bench.ParseMiB(cctx.String("size"))
+			if err != nil {
+				return cli.Exit("bench rebuild: --size: "+err.Error(), exitBadInput)
+			}
+			bin, err := lab.FindBinaries(cctx.String("baton"))
+			if err != nil {
+				return cli.Exit("bench rebuild: "+err.Error(), exitBadInput)
+			}
+			cfg := bench.RebuildConfig{SizeMiB: size, MaxRate: cctx.String("rate"), Baseline: cctx.Duration("baseline"), Name: cctx.String("name"),
+				Bin: bin, Progress: cctx.App.ErrWriter}
+			if err := cfg.Validate(); err != nil {
+				return cli.Exit("bench rebuild: "+err.Error(), exitBadInput)
+			}
+			if err := sandbox.Requirements(); err != nil {
+				return cli.Exit("bench rebuild: "+err.Error(), exitBadInput)
+			}
+			ctx, stop := signal.NotifyContext(cctx.Context, os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			res, err := bench.Rebuild(ctx, cfg)
+			if err != nil {
+				return cli.Exit("bench rebuild: "+err.Error(), exitRefused)
+			}
+			return bench.PrintRebuild(cctx.App.Writer, res, cctx.Bool("json"))
 		},
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/baton-ha/baton/cluster"
+	"github.com/baton-ha/baton/internal/status"
 )
 
 func historyCommand() *cli.Command {
@@ -77,6 +78,9 @@ type historyEvent struct {
 	Salvage *salvageJSON `json:"salvage,omitempty"`
 	// Runway is what the move bought: the new primary's disk at the current rate.
 	Runway string `json:"runway,omitempty"`
+	Donor  string `json:"donor,omitempty"`
+	Bytes  int64  `json:"bytes,omitempty"`
+	Kept   string `json:"kept,omitempty"`
 }
 
 type salvageJSON struct {
@@ -98,7 +102,8 @@ type salvageJSON struct {
 func toHistoryEvent(e cluster.Event) historyEvent {
 	h := historyEvent{Kind: e.Kind.String(), From: e.From, To: e.To, Epoch: e.Epoch, Reason: e.Reason, Manual: e.Manual,
 		Started: e.Started, TookMS: e.Took.Milliseconds(), Steps: stepsJSON(e.Steps), Discarded: e.Discarded, Archive: e.Archive,
-		Runway: e.Runway}
+		Runway: e.Runway,
+		Donor:  e.Donor, Bytes: e.Bytes, Kept: e.Kept}
 	if !e.Detected.IsZero() {
 		d := e.Detected
 		h.Detected = &d
@@ -148,6 +153,12 @@ func printHistory(w io.Writer, events []cluster.Event) {
 			if sv.LeftBehind != "" {
 				fmt.Fprintf(w, "  left on %s's disk: %s\n", sv.From, sv.LeftBehind)
 			}
+		}
+		if e.Donor != "" {
+			fmt.Fprintf(w, "  copied from %s: %s\n", e.Donor, status.Bytes(e.Bytes))
+		}
+		if e.Kept != "" {
+			fmt.Fprintf(w, "  old datadir kept (on %s): %s\n", e.From, e.Kept)
 		}
 		if !e.Detected.IsZero() {
 			fmt.Fprintf(w, "  detected: %s before it started\n", roundMS(e.Started.Sub(e.Detected)))

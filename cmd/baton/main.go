@@ -28,6 +28,7 @@ func main() {
 			switchoverCommand(),
 			failoverCommand(),
 			rejoinCommand(),
+			rebuildCommand(),
 			pauseCommand(),
 			resumeCommand(),
 			unblockCommand(),

@@ -15,6 +15,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"sync"
@@ -43,6 +44,9 @@ type Agent struct {
 	fs *failsafe
 	// sv is salvage, both sides (salvage.go); set by Run.
 	sv *salvager
+	// donor streams backups of this node's server to nodes being rebuilt; set by
+	// Run before the HTTP server starts.
+	donor *donor
 }
 
 // New checks the configuration and returns an Agent; it connects to nothing yet.
@@ -198,15 +202,23 @@ func (a *Agent) Run(ctx context.Context) error {
 		},
 	}
 	tools, archiveDir := a.archiveTools()
+	rebuild, canDonate := a.rebuildConfig(ctx, local, db)
 	rec, err = reconcile.NewReconciler(reconcile.ReconcilerConfig{
 		Node: cfg.Node, Addr: cfg.MySQL.Address, Agent: cfg.AgentAddr(), HeldOff: a.fs.heldOff,
 		Store: store, Cluster: cache, Local: local, LocalDB: db, Detector: det, Forecasts: fc.Forecasts, Tools: tools, ArchiveDir: archiveDir,
+		Rebuild: rebuild, CanDonate: canDonate,
 		Peer: peer, VIP: mover, Repl: conns.repl, Policy: cfg.Policy(),
 		Priority: cfg.Candidate.Priority, NoPromote: cfg.Candidate.NoPromote,
 		ConfirmLag: cfg.Timings.ConfirmLag, Tick: cfg.Timings.ProbeInterval, Log: a.log, SemiSync: cfg.SemiSync,
 	})
 	if err != nil {
 		return err
+	}
+	a.donor.busy = func() string {
+		if p := rec.Rebuilding(); p != nil {
+			return cfg.Node + " is being rebuilt itself"
+		}
+		return ""
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -252,6 +264,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	g.Go(func() error { return det.Run(gctx) })
 	g.Go(func() error { return fc.Run(gctx) })
 	g.Go(func() error { return peer.Run(gctx) })
+	// Rebuilds run for the agent's lifetime, apart from the session's work: one
+	// outlives an etcd session that lapses meanwhile.
+	g.Go(func() error { return rec.RunRebuilds(gctx) })
 	g.Go(func() error { return a.serveHTTP(gctx, store, rec, state, reg, metrics) })
 	if a.sv.on() {
 		g.Go(func() error {
@@ -294,6 +309,46 @@ func (a *Agent) archiveTools() (reconcile.Archiver, string) {
 		t.TLS, t.TLSCA, t.TLSCert, t.TLSKey, t.SkipVerify = true, tls.CA, tls.Cert, tls.Key, tls.InsecureSkipVerify
 	}
 	return t, dir
+}
+
+// rebuildConfig is what the reconciler needs to rebuild this node from a donor,
+// and whether this agent can give backups itself; it sets a.donor, the endpoint
+// that gives them. What is missing (the server's commands, the backup programs, a
+// peer secret) is said once, and published in the node's status.
+func (a *Agent) rebuildConfig(ctx context.Context, local *replication.Instance, db *sql.DB) (*reconcile.RebuildConfig, bool) {
+	cfg := a.cfg
+	fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	flavor, err := local.Flavor(fctx)
+	cancel()
+	if err != nil {
+		a.log.Warn("the server's flavor is not known yet: the rebuild's programs are MariaDB's", zap.Error(err))
+	}
+	prog := replication.DefaultBackupPrograms(flavor)
+	canDonate, unable := rebuildAbility(cfg, prog, exec.LookPath)
+	if unable != "" {
+		a.log.Warn("this node is not rebuilt by its agent: "+unable, zap.Bool("gives_backups", canDonate))
+	}
+	var secret []byte
+	if cfg.PeerSecret != "" {
+		secret = []byte(cfg.PeerSecret.Reveal())
+	}
+	log := a.log.With(zap.String("component", "rebuild"))
+	tools := replication.Tools{Addr: cfg.LocalAddr(), User: cfg.MySQL.User, Password: cfg.MySQL.Password.Reveal(), Dir: cfg.StatePath()}
+	if tls := cfg.MySQL.TLS; tls != nil {
+		tools.TLS, tools.TLSCA, tools.TLSCert, tools.TLSKey, tools.SkipVerify = true, tls.CA, tls.Cert, tls.Key, tls.InsecureSkipVerify
+	}
+	a.donor = &donor{cluster: cfg.Cluster, node: cfg.Node, secret: secret, maxRate: int64(cfg.Rebuild.MaxRate),
+		stall: reconcile.DefaultStallTimeout, timeout: cfg.Rebuild.Timeout, log: log, facts: donorFacts(local, db),
+		backup: func(ctx context.Context, w io.Writer) error { return tools.Backup(ctx, prog, w) },
+		busy:   func() string { return "" }}
+	if !canDonate {
+		a.donor.secret = nil // answers that it gives no backup
+	}
+	return &reconcile.RebuildConfig{
+		Fetcher: newBackupClient(cfg.Cluster, cfg.Node, secret), Control: serverCommands{cfg: cfg.Server, cluster: cfg.Cluster, node: cfg.Node, log: log},
+		Restorer: backupRestorer{prog: prog}, Files: local, StateDir: cfg.StatePath(), Unable: unable,
+		Timeout: cfg.Rebuild.Timeout, CommandTimeout: cfg.Server.CommandTimeout,
+	}, canDonate
 }
 
 // publishPolicy makes this file's failover policy the cluster's if the cluster has

@@ -123,6 +123,10 @@ type Config struct {
 	// ArchiveDir is where the node's errant transactions are archived before
 	// anything undoes or discards them. Empty: <state dir>/archive.
 	ArchiveDir string `yaml:"archive_dir" json:"archive_dir,omitempty"`
+	// Server is how the agent stops and starts its node's server, for a rebuild
+	// (rebuild.go); Rebuild bounds a rebuild and a donor's load.
+	Server  ServerCommands  `yaml:"server" json:"server"`
+	Rebuild RebuildSettings `yaml:"rebuild" json:"rebuild"`
 }
 
 // ArchivePath is the archive directory: archive_dir, or <state dir>/archive.
@@ -397,8 +401,10 @@ func DefaultConfig() Config {
 		Hooks: Hooks{Timeout: DefaultHookTimeout},
 		Forecast: Forecast{Interval: detector.DefaultForecastInterval, Timeout: detector.DefaultForecastTimeout,
 			Window: detector.DefaultForecastWindow, HistoryLimit: detector.DefaultHistoryLimit, Tables: detector.DefaultForecastTables},
-		HTTP: HTTP{Listen: DefaultHTTPListen},
-		Log:  Log{Level: "info", Format: "json"},
+		Server:  ServerCommands{CommandTimeout: DefaultServerCommandTimeout},
+		Rebuild: RebuildSettings{Timeout: DefaultRebuildTimeout, MaxRate: DefaultRebuildMaxRate},
+		HTTP:    HTTP{Listen: DefaultHTTPListen},
+		Log:     Log{Level: "info", Format: "json"},
 	}
 }
 

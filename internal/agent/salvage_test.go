@@ -134,7 +134,7 @@ func TestMysqldGone(t *testing.T) {
 // 0-1-2, then an XA transaction.
 const testIndex = "../../replication/testdata/salvage/mysql-bin.index"
 
-const testSecret = "salvage-secret-0123456789"
+const salvageSecret = "salvage-secret-0123456789"
 
 type testNode struct {
 	sv       *salvager
@@ -146,7 +146,7 @@ type testNode struct {
 
 func newTestNode(t *testing.T, addr string, pidFile string) *testNode {
 	t.Helper()
-	sv := newSalvager(salvageConfig{Cluster: "shop", Node: "db1", Secret: []byte(testSecret), LocalAddr: addr})
+	sv := newSalvager(salvageConfig{Cluster: "shop", Node: "db1", Secret: []byte(salvageSecret), LocalAddr: addr})
 	sv.files = serverFiles{Datadir: filepath.Dir(testIndex), BinlogIndex: testIndex, PidFile: pidFile, At: time.Now()}
 	return &testNode{sv: sv, known: cluster.Primary{Node: "db1", Epoch: 4}, readOnly: true}
 }
@@ -227,7 +227,7 @@ func TestSalvageEndpoint(t *testing.T) {
 			}
 			srv := httptest.NewServer(n.sv.handler(n.side()))
 			defer srv.Close()
-			asker := newSalvager(salvageConfig{Cluster: "shop", Node: "db2", Secret: []byte(testSecret)})
+			asker := newSalvager(salvageConfig{Cluster: "shop", Node: "db2", Secret: []byte(salvageSecret)})
 			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 			defer cancel()
 			tail, err := asker.Fetch(ctx, strings.TrimPrefix(srv.URL, "http://"), tc.q)
@@ -288,20 +288,20 @@ func TestSalvageRequestsAreSigned(t *testing.T) {
 	if code, _ := post(body, sign([]byte("another-secret-0123456789"), salvageRequestMAC, body)); code != http.StatusUnauthorized {
 		t.Errorf("signed with another secret: HTTP %d, want 401", code)
 	}
-	if code, _ := post(body, sign([]byte(testSecret), requestMAC, body)); code != http.StatusUnauthorized {
+	if code, _ := post(body, sign([]byte(salvageSecret), requestMAC, body)); code != http.StatusUnauthorized {
 		t.Errorf("signed as a failsafe request: HTTP %d, want 401", code)
 	}
 	old := req
 	old.Nonce, old.Sent = "n-old", time.Now().Add(-10*time.Minute)
 	ob, _ := json.Marshal(old)
-	if code, _ := post(ob, sign([]byte(testSecret), salvageRequestMAC, ob)); code != http.StatusBadRequest {
+	if code, _ := post(ob, sign([]byte(salvageSecret), salvageRequestMAC, ob)); code != http.StatusBadRequest {
 		t.Errorf("sent 10 minutes ago: HTTP %d, want 400", code)
 	}
-	code, first := post(body, sign([]byte(testSecret), salvageRequestMAC, body))
+	code, first := post(body, sign([]byte(salvageSecret), salvageRequestMAC, body))
 	if code != http.StatusOK || !strings.Contains(first, "0-1-3") {
 		t.Fatalf("signed: HTTP %d %.200s", code, first)
 	}
-	if code, again := post(body, sign([]byte(testSecret), salvageRequestMAC, body)); code != http.StatusOK || !strings.Contains(again, "answered before") || strings.Contains(again, `"script"`) {
+	if code, again := post(body, sign([]byte(salvageSecret), salvageRequestMAC, body)); code != http.StatusOK || !strings.Contains(again, "answered before") || strings.Contains(again, `"script"`) {
 		t.Errorf("the same request again (a replay): HTTP %d %.200s; want a refusal, nothing read", code, again)
 	}
 
@@ -311,16 +311,16 @@ func TestSalvageRequestsAreSigned(t *testing.T) {
 		t.Error("a fetch with another secret got an answer")
 	}
 	replay := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set(SignatureHeader, sign([]byte(testSecret), salvageAnswerMAC, []byte(first)))
+		w.Header().Set(SignatureHeader, sign([]byte(salvageSecret), salvageAnswerMAC, []byte(first)))
 		io.WriteString(w, first) // an old answer, signed, for nonce n-1
 	}))
 	defer replay.Close()
-	asker := newSalvager(salvageConfig{Cluster: "shop", Node: "db2", Secret: []byte(testSecret)})
+	asker := newSalvager(salvageConfig{Cluster: "shop", Node: "db2", Secret: []byte(salvageSecret)})
 	if _, err := asker.Fetch(ctx, strings.TrimPrefix(replay.URL, "http://"), query("0-1-2", false)); err == nil || !strings.Contains(err.Error(), "nonce") {
 		t.Errorf("a replayed answer: %v, want it refused for its nonce", err)
 	}
 	forged := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set(SignatureHeader, sign([]byte(testSecret), answerMAC, []byte(first)))
+		w.Header().Set(SignatureHeader, sign([]byte(salvageSecret), answerMAC, []byte(first)))
 		io.WriteString(w, first)
 	}))
 	defer forged.Close()
@@ -360,7 +360,7 @@ func TestSalvageAgentDiesMidTransfer(t *testing.T) {
 		conn.Close()
 	}))
 	defer srv.Close()
-	asker := newSalvager(salvageConfig{Cluster: "shop", Node: "db2", Secret: []byte(testSecret)})
+	asker := newSalvager(salvageConfig{Cluster: "shop", Node: "db2", Secret: []byte(salvageSecret)})
 	tail, err := asker.Fetch(t.Context(), strings.TrimPrefix(srv.URL, "http://"), query("0-1-2", false))
 	if err == nil || len(tail.Script) != 0 || len(tail.Txns) != 0 {
 		t.Fatalf("fetch: %d transactions, %v; want an error and nothing", len(tail.Txns), err)
@@ -370,7 +370,7 @@ func TestSalvageAgentDiesMidTransfer(t *testing.T) {
 // TestSalvageNoteStatus: the semi-sync state reported is the one of the latest
 // status in which the server was read, not the unknown one of a dead server.
 func TestSalvageNoteStatus(t *testing.T) {
-	sv := newSalvager(salvageConfig{Cluster: "shop", Node: "db1", Secret: []byte(testSecret)})
+	sv := newSalvager(salvageConfig{Cluster: "shop", Node: "db1", Secret: []byte(salvageSecret)})
 	at := time.Now()
 	sv.noteStatus(cluster.NodeStatus{ServerRead: true, SemiSync: cluster.SemiSyncOn, At: at})
 	sv.noteStatus(cluster.NodeStatus{ServerRead: false, At: at.Add(time.Second)})

@@ -72,6 +72,9 @@ func (a *Agent) serveHTTP(ctx context.Context, store *cluster.Store, rec *reconc
 			readOnly: a.sv.localReadOnly,
 		}))
 	}
+	if a.donor != nil {
+		mux.Handle(RebuildBackupPath, a.donor.handler())
+	}
 	mux.Handle("/", NewHandler(view, reg))
 	srv := &http.Server{
 		Handler:           mux,

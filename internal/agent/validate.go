@@ -56,6 +56,12 @@ func (c Config) Validate() error {
 	if err := c.Forecast.validate(); err != nil {
 		return err
 	}
+	if err := c.Server.validate(); err != nil {
+		return err
+	}
+	if err := c.Rebuild.validate(); err != nil {
+		return err
+	}
 	if err := validListen(c.HTTP.Listen); err != nil {
 		return err
 	}

@@ -48,6 +48,16 @@ func (c *Cluster) agentConfig(n *Node) string {
 		rejoin = "manual"
 	}
 	fmt.Fprintf(&b, "rejoin: %s\n", rejoin)
+	// A rebuild stops and starts the node's server as the sandbox's kill and start
+	// faults do: the state file keeps the server's new pid.
+	fault := func(kind string) string {
+		return fmt.Sprintf("[%s, sandbox, fault, --root, %s, --name, %s, --node, %s, %s]", c.LabBinary, filepath.Dir(c.Dir), c.Name, n.Name, kind)
+	}
+	fmt.Fprintf(&b, "server:\n  stop_command: %s\n  start_command: %s\n  command_timeout: 1m\n", fault("kill"), fault("start"))
+	fmt.Fprintf(&b, "rebuild:\n  timeout: 30m\n")
+	if c.RebuildRate != "" {
+		fmt.Fprintf(&b, "  max_rate: %s\n", c.RebuildRate)
+	}
 	if c.HookScript != "" {
 		fmt.Fprintf(&b, "hooks:\n  pre_failover: [%s, pre]\n  post_failover: [%s, post]\n  timeout: 5s\n", c.HookScript, c.HookScript)
 	}

@@ -72,7 +72,8 @@ type Spec struct {
 	NoFailsafe bool
 	// ManualRejoin gives the cluster the rejoin mode manual: a quarantined node with
 	// real errant transactions stays so for a person. By default a sandbox runs
-	// archive-and-repair: such a node archives them and undoes them by itself.
+	// archive-and-repair: such a node archives them and undoes them by itself, and
+	// one that cannot be undone in place is rebuilt from a donor.
 	ManualRejoin bool
 	// AgentYAML is added to every agent's configuration file, for settings a test
 	// needs (top-level sections not already written, such as forecast:).
@@ -81,6 +82,9 @@ type Spec struct {
 	// with client certificates and roles, and (with agents) the web view on HTTPS
 	// with a password: see secure.go.
 	Secure bool
+	// RebuildMaxRate is the agents' rebuild.max_rate (a size a second, e.g.
+	// "1MiB"): what a donor sends. "": the agent's default.
+	RebuildMaxRate string
 }
 
 // validName accepts 1-12 characters of [a-z0-9-] starting with a letter: short enough
@@ -209,6 +213,7 @@ type Cluster struct {
 	NoFailsafe    bool         `json:"no_failsafe,omitempty"`
 	ManualRejoin  bool         `json:"manual_rejoin,omitempty"`
 	AgentYAML     string       `json:"agent_yaml,omitempty"`
+	RebuildRate   string       `json:"rebuild_rate,omitempty"`
 	SemiSync      bool         `json:"semi_sync"`   //
 	WithAgents    bool         `json:"with_agents"` //
 	HookScript    string       `json:"hook_script,omitempty"`

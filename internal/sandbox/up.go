@@ -84,6 +84,7 @@ func newCluster(spec Spec, dir string, log *zap.Logger) *Cluster {
 		NoFailsafe:    spec.NoFailsafe,
 		ManualRejoin:  spec.ManualRejoin,
 		AgentYAML:     spec.AgentYAML,
+		RebuildRate:   spec.RebuildMaxRate,
 		SemiSync:      spec.SemiSync,
 		WithAgents:    spec.WithAgents,
 		HookScript:    spec.HookScript,

@@ -118,6 +118,8 @@ type Node struct {
 	// Archive is the latest file on the node's host holding errant transactions
 	// its agent undid or discarded.
 	Archive string `json:"archive,omitempty"`
+	// Rebuild is the node's rebuild under way, or the latest that failed.
+	Rebuild *cluster.RebuildProgress `json:"rebuild,omitempty"`
 }
 
 // Forecast is one of a node's forecasts with its words: Says ("full in about 9m")
@@ -222,7 +224,7 @@ func Of(ctx context.Context, store *cluster.Store, name string, snap cluster.Sna
 			LagMS: n.LagMS, GTID: n.GTID, IORunning: n.IORunning, SQLRunning: n.SQLRunning, Errant: n.Errant,
 			Leader: snap.Leader == name, VIP: n.VIP, LeaseTTLMS: -1, WriteMS: n.WriteMS, DiskFree: n.DiskFree,
 			SemiSync: n.SemiSync, AwaitsAck: n.AwaitsAck, Repaired: n.Repaired, DiskTimeToFull: n.DiskTimeToFull, Source: n.Source,
-			ErrantTxns: n.ErrantTxns, Archive: n.Archive, HeartbeatMS: n.HeartbeatMS, Forecasts: forecastsOf(n)}
+			ErrantTxns: n.ErrantTxns, Archive: n.Archive, HeartbeatMS: n.HeartbeatMS, Forecasts: forecastsOf(n), Rebuild: n.Rebuild}
 		if n.VIP {
 			if st.VIPHolder != "" {
 				st.Warnings = append(st.Warnings, fmt.Sprintf("the virtual IP is on %s and %s", st.VIPHolder, name))
@@ -262,7 +264,13 @@ func Of(ctx context.Context, store *cluster.Store, name string, snap cluster.Sna
 		if n.Archive != "" {
 			st.Warnings = append(st.Warnings, fmt.Sprintf("%s: errant transactions it undid or discarded are archived in %s (on its host): read them, re-apply what matters on the primary (mariadb < FILE)", name, n.Archive))
 		}
-		if n.Role == cluster.RoleQuarantined {
+		switch p := n.Rebuild; {
+		case p.Running():
+			st.Warnings = append(st.Warnings, fmt.Sprintf("%s is being rebuilt: %s", name, RebuildText(p)))
+		case p != nil:
+			st.Warnings = append(st.Warnings, fmt.Sprintf("%s: the latest rebuild did not complete: %s", name, RebuildText(p)))
+		}
+		if n.Role == cluster.RoleQuarantined && !n.Rebuild.Running() {
 			st.Warnings = append(st.Warnings, quarantineWarnings(name, n, snap)...)
 		}
 		st.Nodes = append(st.Nodes, ns)
@@ -389,6 +397,43 @@ func quarantineWarnings(name string, n cluster.NodeStatus, snap cluster.Snapshot
 		out = append(out, fmt.Sprintf("  %s rejoins by itself once its disk has room (or `baton rejoin %s --yes`)", name, name))
 	}
 	return out
+}
+
+// RebuildText says where a node's rebuild stands, for people: "stream from db3:
+// 512.0 MiB of ~1.0 GiB (50%), started 2026-12-07 10:00:00", or the failure of the
+// latest one. "" for none.
+func RebuildText(p *cluster.RebuildProgress) string {
+	if p == nil {
+		return ""
+	}
+	s := fmt.Sprintf("%s from %s", p.Step, OrDash(p.From))
+	if p.Bytes > 0 || p.Size > 0 {
+		s += ": " + Bytes(p.Bytes)
+		if p.Size > 0 {
+			s += fmt.Sprintf(" of ~%s (%d%%)", Bytes(p.Size), min(100, p.Bytes*100/p.Size))
+		}
+	}
+	if !p.Started.IsZero() {
+		s += ", started " + p.Started.Local().Format(time.DateTime)
+	}
+	if p.Error != "" {
+		s += ": " + p.Error
+	}
+	return s
+}
+
+// Bytes is n for people, in binary units: "512 B", "1.5 GiB".
+func Bytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // automaticFailover says whether a failed primary is replaced without a person, read

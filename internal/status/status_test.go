@@ -78,6 +78,42 @@ func TestAwaitsAckShown(t *testing.T) {
 	}
 }
 
+// TestRebuildShown: a rebuild under way, and one that failed, are in the warnings
+// and the node's JSON; a node being rebuilt is not also told to be rejoined.
+func TestRebuildShown(t *testing.T) {
+	started := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	snap := cluster.Snapshot{View: cluster.View{Primary: cluster.Primary{Node: "db2"}, Nodes: map[string]cluster.NodeStatus{
+		"db1": {Node: "db1", Role: cluster.RoleQuarantined, Errant: "0-1-9",
+			Rebuild: &cluster.RebuildProgress{ID: "r", Step: cluster.RebuildStream, From: "db3", Bytes: 512 << 20, Size: 1 << 30, Started: started}},
+		"db2": {Node: "db2", Role: cluster.RolePrimary},
+		"db4": {Node: "db4", Role: cluster.RoleQuarantined, Reason: "data diverged from the primary of record; rejoin mode manual: a person decides: baton rebuild db4 --yes (its old datadir is kept)", CanRebuild: true,
+			Rebuild: &cluster.RebuildProgress{ID: "q", Step: cluster.RebuildFailed, From: "db3", Error: "stream at 2026-12-07T10:00:00Z: no space left on device; the old datadir is in use again"}},
+	}}}
+	st := Of(context.Background(), nil, "main", snap)
+	all := strings.Join(st.Warnings, "\n")
+	for _, want := range []string{
+		"db1 is being rebuilt: stream from db3: 512.0 MiB of ~1.0 GiB (50%)",
+		"db4: the latest rebuild did not complete: failed from db3: stream at 2026-12-07T10:00:00Z: no space left on device",
+		"db4 is quarantined, for: data diverged from the primary of record",
+		"baton rebuild db4 --yes",
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("warnings lack %q:\n%s", want, all)
+		}
+	}
+	if strings.Contains(all, "db1 is quarantined") {
+		t.Errorf("a node being rebuilt is also shown as waiting for a person:\n%s", all)
+	}
+	for _, n := range st.Nodes {
+		if n.Name == "db1" && (n.Rebuild == nil || n.Rebuild.Bytes != 512<<20) {
+			t.Errorf("db1's rebuild in --json: %+v", n.Rebuild)
+		}
+	}
+	if got := Bytes(1536); got != "1.5 KiB" {
+		t.Errorf("Bytes(1536) = %q", got)
+	}
+}
+
 // TestEveryMemberShown: while the primary of record is cut off (its agent's status
 // gone with its lease) and a replica's agent is stopped, both keep their rows,
 // saying what is not known and why, in the text and in the JSON; the warning says

@@ -53,7 +53,8 @@ type eventCtx struct {
 
 func funcs() template.FuncMap {
 	return template.FuncMap{
-		"id": anchor,
+		"id":      anchor,
+		"rebuild": status.RebuildText,
 		"eventCtx": func(clusterName string, i int, e Event) eventCtx {
 			return eventCtx{ID: fmt.Sprintf("%s-e%d", clusterName, e.Started.UnixNano()), E: e}
 		},

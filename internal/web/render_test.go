@@ -324,3 +324,21 @@ func TestRenderArchive(t *testing.T) {
 		}
 	}
 }
+
+// TestRenderRebuild: a node being rebuilt shows its step, its donor and how far the
+// copy is, on the page as in `baton status`.
+func TestRenderRebuild(t *testing.T) {
+	snap := snapshot()
+	db3 := snap.Nodes["db3"]
+	db3.Rebuild = &cluster.RebuildProgress{ID: "r", Step: cluster.RebuildStream, From: "db2", Bytes: 256 << 20, Size: 1 << 30, Started: t0}
+	snap.Nodes["db3"] = db3
+	page := render(t, Page{At: t0, Clusters: []Cluster{NewCluster(status.Of(context.Background(), nil, "main", snap), nil)}})
+	for _, want := range []string{
+		`<span class="tag warning">rebuild</span> stream from db2: 256.0 MiB of ~1.0 GiB (25%)`,
+		`<strong>warning:</strong> db3 is being rebuilt: stream from db2`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+}
