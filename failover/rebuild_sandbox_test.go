@@ -310,6 +310,7 @@ func TestRebuildByHandAtTheWorstMoments(t *testing.T) {
 	}
 
 	t.Run("the donor's agent dies mid-stream", func(t *testing.T) {
+		killedLease := c.snapshot(t).NodeLeases["db2"]
 		_, errOut, code := duringCopy(func() {
 			if err := c.Fault(ctx, "db2", sandbox.KillAgent); err != nil {
 				t.Fatal(err)
@@ -322,9 +323,12 @@ func TestRebuildByHandAtTheWorstMoments(t *testing.T) {
 		if err := c.Fault(ctx, "db2", sandbox.StartAgent); err != nil {
 			t.Fatal(err)
 		}
-		sandboxtest.WaitFor(t, 20*time.Second, "db2 a donor again", func() bool {
-			n := c.snapshot(t).Nodes["db2"]
-			return n.CanDonate && n.IORunning && n.SQLRunning && n.LagMS >= 0
+		// The killed agent's status stays in etcd until its lease runs out: only the
+		// new agent's (a new lease) says db2 gives backups again.
+		sandboxtest.WaitFor(t, 20*time.Second, "db2 a donor again, by its new agent", func() bool {
+			s := c.snapshot(t)
+			n := s.Nodes["db2"]
+			return s.NodeLeases["db2"] != 0 && s.NodeLeases["db2"] != killedLease && n.CanDonate && n.IORunning && n.SQLRunning && n.LagMS >= 0
 		})
 	})
 	t.Run("the node's agent dies mid-stream and starts again", func(t *testing.T) {
