@@ -26,6 +26,9 @@ type Report struct {
 	WritesBack  map[string]Percentiles `json:"writes_back_ms"`
 	Quarantines []Quarantine           `json:"quarantines"`
 	Rebuilds    int                    `json:"rebuilds"` // clusters brought up again to repair a node
+	// ReadyRepairs counts the nodes the campaign repaired by the runbook before a
+	// round because they were not healthy replicas after settling: operator steps.
+	ReadyRepairs int `json:"ready_repairs"`
 	// Pauses counts the agents armed at each named step, and how many reached it.
 	Pauses     map[string]PauseCount `json:"pauses"`
 	Violations []RoundViolation      `json:"violations"`
@@ -69,6 +72,11 @@ type Quarantine struct {
 	Reason string `json:"reason"`
 	Faults string `json:"faults"` // the round's schedule
 	Repair string `json:"repair"`
+	// ByItself: the node was a healthy replica again within SelfRepairBound with no
+	// step of the campaign's, HealthyMS after the round's end; else the campaign
+	// took the runbook's steps (an operator's).
+	ByItself  bool  `json:"by_itself"`
+	HealthyMS int64 `json:"healthy_ms,omitempty"`
 }
 
 // RoundViolation is a violation with what it takes to replay it.
@@ -191,6 +199,11 @@ func (r *Report) Print(w io.Writer) {
 	for _, q := range r.Quarantines {
 		fmt.Fprintf(w, "quarantined: round %d %s: %s (repaired: %s)\n", q.Round, q.Node, q.Reason, q.Repair)
 	}
+	if len(r.Quarantines) > 0 || r.ReadyRepairs > 0 {
+		sr := r.SelfRepairs()
+		fmt.Fprintf(w, "quarantines at a round's end: %d, repaired by themselves %d (healthy replica after p50 %d ms, p99 %d ms), operator steps %d (%.1f per 100 rounds)\n",
+			len(r.Quarantines), sr.N, sr.P50, sr.P99, r.OperatorSteps(), 100*float64(r.OperatorSteps())/float64(max(r.Rounds, 1)))
+	}
 	if r.Rebuilds > 0 {
 		fmt.Fprintf(w, "clusters rebuilt: %d\n", r.Rebuilds)
 	}
@@ -214,4 +227,29 @@ func counts(m map[string]int) string {
 		parts[i] = fmt.Sprintf("%s %d", k, m[k])
 	}
 	return strings.Join(parts, ", ")
+}
+
+// SelfRepairs are the times, from a round's end, until each node quarantined then
+// was a healthy replica again by itself.
+func (r *Report) SelfRepairs() Percentiles {
+	var ms []int64
+	for _, q := range r.Quarantines {
+		if q.ByItself {
+			ms = append(ms, q.HealthyMS)
+		}
+	}
+	return percentiles(ms)
+}
+
+// OperatorSteps counts what the campaign repaired by the runbook: the quarantines
+// that did not repair themselves within SelfRepairBound, and the nodes not healthy
+// before a round.
+func (r *Report) OperatorSteps() int {
+	n := r.ReadyRepairs
+	for _, q := range r.Quarantines {
+		if !q.ByItself {
+			n++
+		}
+	}
+	return n
 }

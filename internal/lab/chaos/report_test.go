@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -64,5 +65,28 @@ func TestReportAdd(t *testing.T) {
 	}
 	if r.RoundsRun[0].Violations != 1 || r.RoundsRun[1].WritesBack != 500 {
 		t.Errorf("rounds = %+v", r.RoundsRun)
+	}
+}
+
+// TestReportSelfRepairs: quarantines that repaired themselves are timed apart from
+// the campaign's runbook steps, which count as an operator's.
+func TestReportSelfRepairs(t *testing.T) {
+	r := NewReport(1, 1, 3, 1, time.Second)
+	r.Rounds = 20
+	r.Quarantines = []Quarantine{
+		{Round: 1, Node: "db1", ByItself: true, HealthyMS: 3000, Repair: "by itself (rejoin) in 3s"},
+		{Round: 4, Node: "db2", ByItself: true, HealthyMS: 1000, Repair: "by itself (rebuild) in 1s"},
+		{Round: 9, Node: "db3", Repair: "operator step (still quarantined after 1m30s): runbook (...)"},
+	}
+	if got := r.SelfRepairs(); got.N != 2 || got.P50 != 1000 || got.P99 != 3000 {
+		t.Errorf("self repairs %+v, want n=2 p50 1000 p99 3000", got)
+	}
+	if got := r.OperatorSteps(); got != 1 {
+		t.Errorf("operator steps %d, want 1", got)
+	}
+	var b strings.Builder
+	r.Print(&b)
+	if want := "quarantines at a round's end: 3, repaired by themselves 2 (healthy replica after p50 1000 ms, p99 3000 ms), operator steps 1 (5.0 per 100 rounds)"; !strings.Contains(b.String(), want) {
+		t.Errorf("report lacks %q:\n%s", want, b.String())
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/baton-ha/baton/cluster"
+	"github.com/baton-ha/baton/detector"
 	"github.com/baton-ha/baton/internal/lab"
 	"github.com/baton-ha/baton/internal/sandbox"
 )
@@ -397,15 +398,56 @@ func (r *runner) round(ctx context.Context, s Schedule) (bool, error) {
 		}
 		fmt.Fprintf(os.Stderr, "round %d of seed %d failed: %s\nschedule: %s\nlogs: %s\nreplay: %s\n", s.Round, s.Seed, vs[0].Detail, s, dir, replay)
 	}
-	// Quarantined nodes are for a person to repair: the campaign does it the way the
-	// runbook says, so that the next round starts from a healthy cluster.
+	// A node quarantined at the round's end repairs itself (its agent undoes its
+	// errant transactions, or rebuilds it from a donor): the campaign waits for that,
+	// within SelfRepairBound. Only one still quarantined then is an operator's step,
+	// which the campaign takes the way the runbook says, so that the next round
+	// starts from a healthy cluster.
 	for node, why := range final.Quarantined() {
 		q := Quarantine{Round: s.Round, Node: node, Reason: why, Faults: strings.Join(parts, "; ")}
-		q.Repair = r.repair(ctx, node, final.Primary)
+		if how, took, ok := r.awaitSelfRepair(ctx, node); ok {
+			q.ByItself, q.HealthyMS, q.Repair = true, took.Milliseconds(), how
+		} else {
+			q.Repair = "operator step (" + how + "): " + r.repair(ctx, node, final.Primary)
+		}
 		r.say("quarantined %s: %s; repaired: %s", node, why, q.Repair)
 		r.rep.Quarantines = append(r.rep.Quarantines, q)
 	}
 	return len(vs) == 0, nil
+}
+
+// SelfRepairBound is how long the campaign waits, after a round, for a node
+// quarantined at its end to be a healthy replica again by itself.
+const SelfRepairBound = 90 * time.Second
+
+// awaitSelfRepair waits up to SelfRepairBound for node to replicate from the
+// primary, healthy, and says how (the newest history event about it), how long it
+// took, and whether it did.
+func (r *runner) awaitSelfRepair(ctx context.Context, node string) (string, time.Duration, bool) {
+	start := time.Now()
+	err := lab.Until(ctx, SelfRepairBound, func() bool {
+		c, _ := r.e.observe(ctx)
+		n, ok := c.Nodes[node]
+		p, pok := c.Nodes[c.Primary]
+		return ok && pok && c.Primary != node && n.Role == "replica" && n.Verdict == detector.Healthy &&
+			n.Source == p.Addr && n.IO && n.SQL
+	})
+	took := time.Since(start)
+	if err != nil {
+		return fmt.Sprintf("still quarantined after %s", SelfRepairBound), took, false
+	}
+	how := "by itself"
+	hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if evs, err := r.e.store.History(hctx, 10); err == nil {
+		for _, e := range evs {
+			if e.From == node && (e.Kind == cluster.EventRejoin || e.Kind == cluster.EventRebuild) {
+				how = "by itself (" + e.Kind.String() + ")"
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%s in %s", how, took.Round(100*time.Millisecond)), took, true
 }
 
 // fullDisks names the nodes whose disk the round filled.
@@ -444,6 +486,7 @@ func (r *runner) ready(ctx context.Context, round int) error {
 		p := c.Nodes[c.Primary]
 		for _, n := range c.sorted() {
 			if n.Name != c.Primary && (n.Role != "replica" || n.Source != p.Addr || !n.IO || !n.SQL) {
+				r.rep.ReadyRepairs++
 				r.say("repair %s: %s", n.Name, r.repair(ctx, n.Name, c.Primary))
 			}
 		}
