@@ -294,18 +294,56 @@ func (r *Reconciler) Run(ctx context.Context, s *concurrency.Session) error {
 	defer tick.Stop()
 	changes, stop := r.cfg.Cluster.Subscribe(acted(r.cfg.Store.Keys))
 	defer stop()
+	// Another node's status wakes a pass only when the primary's verdict turns to a
+	// failure: this node's replication state (its IO thread cut off by a dead
+	// primary), which the coordinator needs to confirm the failure, goes out then,
+	// not at the next tick.
+	k := r.cfg.Store.Keys
+	others, stopOthers := r.cfg.Cluster.Subscribe(func(key string) bool {
+		return strings.HasPrefix(key, k.NodesPrefix()) && key != k.Node(r.cfg.Node)
+	})
+	defer stopOthers()
+	var seen string
 	for {
 		r.pass(ctx, s)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-s.Done():
-			return errors.New("reconciler: etcd session lost")
-		case <-changes:
-		case <-r.kick:
-		case <-tick.C:
+		for waiting := true; waiting; {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-s.Done():
+				return errors.New("reconciler: etcd session lost")
+			case <-changes:
+				waiting = false
+			case <-r.kick:
+				waiting = false
+			case <-tick.C:
+				waiting = false
+			case <-others:
+				waiting = !r.primaryTurnedFailed(ctx, &seen)
+			}
 		}
 	}
+}
+
+// primaryTurnedFailed says whether the primary of record, another node, publishes a
+// failure verdict it did not publish at the last look; seen holds that look.
+func (r *Reconciler) primaryTurnedFailed(ctx context.Context, seen *string) bool {
+	snap, err := r.read(ctx)
+	if err != nil {
+		return false
+	}
+	p := snap.Primary.Node
+	ps, ok := snap.Nodes[p]
+	if p == "" || p == r.cfg.Node || !ok {
+		*seen = ""
+		return false
+	}
+	now := p + " " + ps.Verdict.String()
+	if now == *seen {
+		return false
+	}
+	*seen = now
+	return ps.Verdict != detector.Healthy && ps.Verdict != detector.Unknown
 }
 
 // acted says which keys a reconciler acts on at once when they change.
