@@ -4,8 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -172,12 +174,64 @@ func (e *env) noteHistory(events []cluster.Event) {
 		if seen {
 			continue
 		}
-		what := "phantoms"
-		if ev.Manual {
+		what, discard := "phantoms", ev.Manual
+		switch {
+		case ev.Manual:
 			what = "discarded on request"
+		case ev.Archive != "":
+			// archive-and-repair: real transactions may go, once the archive holds
+			// each of them whole (as mariadb-binlog prints it); else they count as
+			// forgotten phantoms, and a real one among them is a violation.
+			if lacks := archiveLacks(ev.Archive, ev.Discarded); lacks == "" {
+				what, discard = "undone and archived in "+ev.Archive, true
+			} else {
+				what = "undone; the archive " + ev.Archive + " " + lacks
+			}
 		}
-		e.noteForget(Forget{Node: ev.From, At: ev.Started, By: "rejoin", Discard: ev.Manual, GTIDs: ev.Discarded, What: what})
+		e.noteForget(Forget{Node: ev.From, At: ev.Started, By: "rejoin", Discard: discard, GTIDs: ev.Discarded, What: what})
 	}
+}
+
+// archiveLacks says what of gtids (single GTIDs, or ranges of one domain and
+// server_id: 0-2-15..18) the archive file does not print as a transaction, "" when
+// it prints every one.
+func archiveLacks(path string, gtids []string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "cannot be read: " + err.Error()
+	}
+	text := string(b)
+	var lacks []string
+	for _, g := range gtids {
+		for _, one := range expandGTIDs(g) {
+			if !strings.Contains(text, "GTID "+one+" ") {
+				lacks = append(lacks, one)
+			}
+		}
+	}
+	if len(lacks) > 0 {
+		return "lacks " + strings.Join(lacks, ", ")
+	}
+	return ""
+}
+
+// expandGTIDs turns "0-2-15..18" into 0-2-15 to 0-2-18; anything else is itself.
+func expandGTIDs(g string) []string {
+	head, last, ok := strings.Cut(g, "..")
+	if !ok {
+		return []string{g}
+	}
+	i := strings.LastIndex(head, "-")
+	first, err1 := strconv.ParseUint(head[i+1:], 10, 64)
+	end, err2 := strconv.ParseUint(last, 10, 64)
+	if i < 0 || err1 != nil || err2 != nil || end < first || end-first > 10000 {
+		return []string{g}
+	}
+	var out []string
+	for n := first; n <= end; n++ {
+		out = append(out, head[:i+1]+strconv.FormatUint(n, 10))
+	}
+	return out
 }
 
 // lookUpUnique looks up, in node's binary log, the GTIDs of its own server_id in

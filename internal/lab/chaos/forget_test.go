@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -128,5 +129,34 @@ func TestLowered(t *testing.T) {
 		if (err != nil) != tc.err || !slices.Equal(got, tc.want) {
 			t.Errorf("Lowered(%q, %q) = %v, %v; want %v (error %t)", tc.before, tc.after, got, err, tc.want, tc.err)
 		}
+	}
+}
+
+// TestArchiveLacks: a repair's forgetting of real transactions is accounted for only
+// when the archive prints each of them whole.
+func TestArchiveLacks(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/db1-errant.sql"
+	archive := "#261207  5:03:36 server id 1  end_log_pos 644395 CRC32 0xd5038c59 \tGTID 0-1-13862 trans\n" +
+		"#261207  5:03:36 server id 1  end_log_pos 644908 CRC32 0x158a3ca6 \tGTID 0-1-13863 trans\n"
+	if err := os.WriteFile(path, []byte(archive), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		gtids []string
+		want  string
+	}{
+		{[]string{"0-1-13862", "0-1-13863"}, ""},
+		{[]string{"0-1-13862..13863"}, ""},
+		{[]string{"0-1-13862..13864"}, "lacks 0-1-13864"},
+		{[]string{"0-1-1386"}, "lacks 0-1-1386"}, // a prefix of a printed GTID is not it
+	}
+	for _, tc := range cases {
+		if got := archiveLacks(path, tc.gtids); got != tc.want {
+			t.Errorf("%v: %q, want %q", tc.gtids, got, tc.want)
+		}
+	}
+	if got := archiveLacks(dir+"/none.sql", []string{"0-1-1"}); !strings.HasPrefix(got, "cannot be read") {
+		t.Errorf("a missing archive: %q", got)
 	}
 }
