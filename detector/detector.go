@@ -158,6 +158,8 @@ type Detector struct {
 	role    atomic.Uint32
 	epoch   atomic.Uint64
 	running atomic.Bool
+	// restartTrends: the disks' trends start afresh at the next round (RestartTrends).
+	restartTrends atomic.Bool
 
 	// Owned by Run's goroutine.
 	machine *Machine
@@ -220,6 +222,11 @@ func (d *Detector) SetRole(r Probes) {
 // SetEpoch sets the primary epoch written with each heartbeat.
 func (d *Detector) SetEpoch(e uint64) { d.epoch.Store(e) }
 
+// RestartTrends makes the disks' fill rates start afresh at the next round: what
+// filled them until now (a rebuild's copy of the datadir, its old datadir kept
+// beside it) says nothing of the rate from now on.
+func (d *Detector) RestartTrends() { d.restartTrends.Store(true) }
+
 // Report returns a copy of the latest report.
 func (d *Detector) Report() Report {
 	d.mu.Lock()
@@ -262,7 +269,8 @@ func (d *Detector) Run(ctx context.Context) error {
 			return nil // a round cut short by shutdown says nothing about the server
 		}
 		var afresh bool
-		if afresh, d.notRunning = trendsAfresh(d.notRunning, r.Ping); afresh {
+		afresh, d.notRunning = trendsAfresh(d.notRunning, r.Ping)
+		if d.restartTrends.Swap(false) || afresh {
 			for _, t := range d.trends {
 				t.Restart()
 			}

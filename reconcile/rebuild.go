@@ -1196,6 +1196,11 @@ func (run *rebuildRun) finish(ctx context.Context) {
 			return followErr
 		})
 	}
+	// The copy filled the disk at the stream's rate: a fill rate still made of it
+	// would forecast a full disk, and call the rebuilt node degraded, for a window.
+	if t, ok := r.cfg.Detector.(interface{ RestartTrends() }); ok {
+		t.RestartTrends()
+	}
 	done := r.cfg.Now()
 	ev := cluster.Event{Kind: cluster.EventRebuild, From: r.cfg.Node, To: fresh.Primary.Node, Epoch: fresh.Primary.Epoch, Started: j.Started,
 		Took: done.Sub(j.Started), Manual: j.Request != "", Archive: j.Archive, Donor: j.Donor, Bytes: j.Bytes, Kept: j.Kept, Steps: j.Steps}

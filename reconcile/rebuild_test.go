@@ -30,6 +30,7 @@ import (
 // the server's SQL, and a real etcd.
 type rbHarness struct {
 	t       *testing.T
+	det     *trendDetector
 	root    string
 	datadir string
 	state   string
@@ -81,16 +82,25 @@ func newRebuildHarness(t *testing.T) *rbHarness {
 	h.setPrimary(cluster.Primary{Node: "db2", Addr: "198.18.0.2:3306", ServerID: 2, Epoch: 5})
 	h.cfg = &RebuildConfig{Fetcher: h, Control: h, Restorer: h, Files: h, StateDir: h.state,
 		CommandTimeout: 2 * time.Second, StallTimeout: time.Second, Backoff: time.Minute, upProbe: h.up}
+	h.det = &trendDetector{}
 	h.restart()
 	return h
 }
+
+// trendDetector counts the calls that make the disks' trends start afresh.
+type trendDetector struct {
+	reportDetector
+	restarts int
+}
+
+func (d *trendDetector) RestartTrends() { d.restarts++ }
 
 // restart makes a new reconciler on the same state directory: an agent that
 // starts again.
 func (h *rbHarness) restart() {
 	h.t.Helper()
 	r, err := NewReconciler(ReconcilerConfig{Node: "db1", Addr: "198.18.0.1:3306", Store: h.store, Cluster: nullReader{}, Local: &rbLocal{h: h},
-		Detector: reportDetector{}, ConfirmLag: time.Second, Repl: replication.Source{User: "repl"}, Rebuild: h.cfg, Log: zap.NewNop()})
+		Detector: h.det, ConfirmLag: time.Second, Repl: replication.Source{User: "repl"}, Rebuild: h.cfg, Log: zap.NewNop()})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -431,6 +441,9 @@ func TestRebuild(t *testing.T) {
 	}
 	if p := h.r.rebuildSt.status(); p != nil {
 		t.Errorf("status after the rebuild: %+v, want none", p)
+	}
+	if h.det.restarts != 1 {
+		t.Errorf("the disks' trends restarted %d times after the rebuild, want once (the copy's fill is no rate)", h.det.restarts)
 	}
 	hist, err := h.store.History(ctx, 1)
 	if err != nil || len(hist) != 1 {

@@ -163,7 +163,7 @@ func (e *env) noteSnapshot(snap cluster.Snapshot, at time.Time) {
 // returns them) as reports of forgotten GTIDs, each once.
 func (e *env) noteHistory(events []cluster.Event) {
 	for _, ev := range events {
-		if ev.Kind != cluster.EventRejoin {
+		if ev.Kind != cluster.EventRejoin && ev.Kind != cluster.EventRebuild {
 			continue
 		}
 		key := ev.From + "@" + ev.Started.String()
@@ -172,6 +172,17 @@ func (e *env) noteHistory(events []cluster.Event) {
 		e.rejoinSeen[key] = true
 		e.mu.Unlock()
 		if seen {
+			continue
+		}
+		if ev.Kind == cluster.EventRebuild {
+			// The node's whole state was replaced between the start and the end:
+			// accounted for when its old datadir, which holds whatever it had, is kept.
+			f := Forget{Node: ev.From, At: ev.Started, Until: ev.Started.Add(ev.Took), By: "rebuild", Discard: ev.Kept != "",
+				What: "rebuilt from " + ev.Donor + ", its old datadir kept in " + ev.Kept}
+			if ev.Kept == "" {
+				f.What = "rebuilt from " + ev.Donor + ", its old datadir not kept"
+			}
+			e.noteForget(f)
 			continue
 		}
 		what, discard := "phantoms", ev.Manual

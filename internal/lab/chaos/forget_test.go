@@ -5,6 +5,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/baton-ha/baton/cluster"
 )
 
 func TestCheckForgetting(t *testing.T) {
@@ -158,5 +161,32 @@ func TestArchiveLacks(t *testing.T) {
 	}
 	if got := archiveLacks(dir+"/none.sql", []string{"0-1-1"}); !strings.HasPrefix(got, "cannot be read") {
 		t.Errorf("a missing archive: %q", got)
+	}
+}
+
+// TestRebuildEventsAccountForgetting: a rebuild's event reports the node's whole
+// state replaced over its span, accounted for (Discard) only when its old datadir
+// was kept.
+func TestRebuildEventsAccountForgetting(t *testing.T) {
+	e := newEnv(nil)
+	t0 := time.Date(2026, 12, 7, 5, 6, 50, 0, time.UTC)
+	e.noteHistory([]cluster.Event{
+		{Kind: cluster.EventRebuild, From: "db1", Started: t0, Took: 5 * time.Second, Donor: "db2", Kept: "/srv/db1/data.baton-old-1"},
+		{Kind: cluster.EventRebuild, From: "db3", Started: t0, Took: time.Second, Donor: "db2"},
+		{Kind: cluster.EventFailover, From: "db2", Started: t0},
+	})
+	e.noteHistory([]cluster.Event{{Kind: cluster.EventRebuild, From: "db1", Started: t0, Took: 5 * time.Second, Donor: "db2", Kept: "/srv/db1/data.baton-old-1"}})
+	if len(e.forgets) != 2 {
+		t.Fatalf("forgets %+v, want the two rebuilds once each", e.forgets)
+	}
+	kept, lost := e.forgets[0], e.forgets[1]
+	if kept.Node != "db1" || !kept.Discard || !kept.At.Equal(t0) || !kept.Until.Equal(t0.Add(5*time.Second)) {
+		t.Errorf("a rebuild with its old datadir kept: %+v", kept)
+	}
+	if lost.Node != "db3" || lost.Discard {
+		t.Errorf("a rebuild without its old datadir kept accounts for real transactions: %+v", lost)
+	}
+	if f, ok := forgetOf(e.forgets, "db1", domainServer{domain: 0, server: 1}, 1670, t0.Add(time.Second), t0.Add(7*time.Second)); !ok || !f.Discard {
+		t.Errorf("a GTID gone during the rebuild is not accounted for: %+v %v", f, ok)
 	}
 }
