@@ -408,7 +408,9 @@ func (r *runner) round(ctx context.Context, s Schedule) (bool, error) {
 		if how, took, ok := r.awaitSelfRepair(ctx, node); ok {
 			q.ByItself, q.HealthyMS, q.Repair = true, took.Milliseconds(), how
 		} else {
-			q.Repair = "operator step (" + how + "): " + r.repair(ctx, node, final.Primary)
+			// Kept before the runbook's steps restart anything: why it stayed.
+			dir := r.keepLogs(s, o)
+			q.Repair = "operator step (" + how + "; logs in " + dir + "): " + r.repair(ctx, node, final.Primary)
 		}
 		r.say("quarantined %s: %s; repaired: %s", node, why, q.Repair)
 		r.rep.Quarantines = append(r.rep.Quarantines, q)
