@@ -157,6 +157,9 @@ type Self struct {
 	// InspectBackoff: the latest look into the binary logs failed a moment ago; do
 	// not ask for another yet.
 	InspectBackoff bool
+	// InspectErr says why the latest look into the binary logs failed, "" when it
+	// did not (or none was made).
+	InspectErr string
 	// DiskRoom: the detector's latest round read every data filesystem with room
 	// (see DiskRoom) and the storage probe, if any, wrote.
 	DiskRoom bool
@@ -455,6 +458,9 @@ func analyzeErrant(snap cluster.Snapshot, s Self, a Analysis) Analysis {
 	if check == nil || check.Errant != a.Errant {
 		a.Inspect = !s.InspectBackoff
 		a.Reason = "this server has transactions the primary never had: looking them up in its binary logs"
+		if s.InspectErr != "" {
+			a.Reason += fmt.Sprintf(" (the last look failed: %s; tried again every %s)", s.InspectErr, inspectBackoff)
+		}
 		return a
 	}
 	ev := check.Evidence

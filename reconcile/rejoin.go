@@ -37,6 +37,7 @@ type rejoinState struct {
 	mu        sync.Mutex
 	check     *ErrantCheck
 	failedAt  time.Time
+	failedWhy string // why the latest look failed, "" when it did not
 	lastNote  string
 	lastCheck string
 }
@@ -47,6 +48,7 @@ func (st *rejoinState) fill(self *Self, rep detector.Report, now time.Time) {
 	defer st.mu.Unlock()
 	self.ErrantCheck = st.check
 	self.InspectBackoff = !st.failedAt.IsZero() && now.Sub(st.failedAt) < inspectBackoff
+	self.InspectErr = st.failedWhy
 	self.DiskRoom = DiskRoom(rep)
 }
 
@@ -73,9 +75,14 @@ func (st *rejoinState) note(log *zap.Logger, why string) {
 }
 
 func (st *rejoinState) set(c *ErrantCheck, failed time.Time) {
+	st.setFailed(c, failed, "")
+}
+
+// setFailed is set, with why the look failed ("" when it did not).
+func (st *rejoinState) setFailed(c *ErrantCheck, failed time.Time, why string) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	st.check, st.failedAt = c, failed
+	st.check, st.failedAt, st.failedWhy = c, failed, why
 }
 
 // recall applies a node's recorded findings to a fresh look at its binary logs: a
@@ -128,7 +135,7 @@ func (r *Reconciler) inspectErrant(ctx context.Context, snap cluster.Snapshot, a
 	ev, err := r.cfg.Local.InspectErrant(ctx, a.Primary, inspectTimeout)
 	if err != nil {
 		r.log.Warn("look the errant GTIDs up in the binary logs", zap.Error(err))
-		r.rejoin.set(nil, r.cfg.Now())
+		r.rejoin.setFailed(nil, r.cfg.Now(), err.Error())
 		return
 	}
 	errant := ev.Errant.String()
@@ -152,7 +159,7 @@ func (r *Reconciler) inspectErrant(ctx context.Context, snap cluster.Snapshot, a
 			// Without the record the evidence is not kept: no decision is made on
 			// a finding that would not survive the agent.
 			r.log.Warn("record the real errant transactions", zap.Strings("gtids", found), zap.Error(err))
-			r.rejoin.set(nil, r.cfg.Now())
+			r.rejoin.setFailed(nil, r.cfg.Now(), "record the real errant transactions in etcd: "+err.Error())
 			return
 		}
 	}

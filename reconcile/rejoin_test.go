@@ -50,6 +50,13 @@ func TestAnalyzeErrant(t *testing.T) {
 		{name: "errant, the last look failed a moment ago: quarantine, do not look yet",
 			snap: released, self: func() Self { s := fencedOld(nil, true); s.InspectBackoff = true; return s }(),
 			want: NodeQuarantine},
+		{name: "errant, the last look failed: the reason says why",
+			snap: released, self: func() Self {
+				s := fencedOld(nil, true)
+				s.InspectBackoff, s.InspectErr = true, "list the binary logs: Error 1045"
+				return s
+			}(),
+			want: NodeQuarantine, wantReason: "the last look failed: list the binary logs: Error 1045; tried again every 5s"},
 		{name: "evidence about another errant set: look again",
 			snap: released, self: fencedOld(&ErrantCheck{Errant: "0-1-101", Evidence: phantom.Evidence}, true),
 			want: NodeQuarantine, wantInspect: true},
