@@ -160,6 +160,10 @@ type Self struct {
 	// InspectErr says why the latest look into the binary logs failed, "" when it
 	// did not (or none was made).
 	InspectErr string
+	// UndoRefused says why the flashback of the current errant set (ErrantCheck's)
+	// was refused, a refusal that would come again (the script does not reverse
+	// every transaction): it is rebuilt instead. "" when none was.
+	UndoRefused string
 	// DiskRoom: the detector's latest round read every data filesystem with room
 	// (see DiskRoom) and the storage probe, if any, wrote.
 	DiskRoom bool
@@ -503,6 +507,9 @@ func analyzeErrant(snap cluster.Snapshot, s Self, a Analysis) Analysis {
 		return a
 	}
 	undo, why := UndoCheck(ev, rejoinMode(snap))
+	if undo && s.UndoRefused != "" {
+		undo, why = false, "their flashback was refused: "+s.UndoRefused
+	}
 	switch {
 	case undo && blocked == "" && s.CanArchive:
 		a.Action = NodeUndoErrant

@@ -290,6 +290,24 @@ func TestAnalyzeRebuild(t *testing.T) {
 			want: NodeQuarantine, wantReason: "no healthy donor"},
 		{name: "row changes flashback can undo: undone, not rebuilt",
 			snap: snap, self: quarantinedDB1(rows("app.t")), want: NodeUndoErrant},
+		{name: "row changes to a non-transactional table: rebuilt, never undone",
+			snap: snap, self: func() Self {
+				c := rows("app.m")
+				c.Evidence.Txns[1].Transactional = false
+				return quarantinedDB1(c)
+			}(), want: NodeRebuild, wantDonor: "db4", wantReason: "non-transactional table (app.m"},
+		{name: "their flashback was refused: rebuilt, not tried again",
+			snap: snap, self: func() Self {
+				s := quarantinedDB1(rows("app.t"))
+				s.UndoRefused = "11 transactions reversed, want 12"
+				return s
+			}(), want: NodeRebuild, wantDonor: "db4", wantReason: "flashback was refused: 11 transactions reversed"},
+		{name: "their flashback was refused, manual mode: a person decides",
+			snap: manual, self: func() Self {
+				s := quarantinedDB1(rows("baton.heartbeat"))
+				s.UndoRefused = "11 transactions reversed, want 12"
+				return s
+			}(), want: NodeQuarantine, wantReason: "flashback was refused"},
 		{name: "errant not looked up yet: look first, no rebuild on no evidence",
 			snap: snap, self: quarantinedDB1(nil), want: NodeQuarantine, wantReason: "looking them up"},
 		{name: "an agent that cannot rebuild: quarantined, saying why and the command",

@@ -40,6 +40,8 @@ type rejoinState struct {
 	failedWhy string // why the latest look failed, "" when it did not
 	lastNote  string
 	lastCheck string
+	// refused is the errant set whose flashback was refused for good, and why.
+	refused, refusedWhy string
 }
 
 // fill sets what Analyze needs of the evidence, and the disk's state, in self.
@@ -49,6 +51,9 @@ func (st *rejoinState) fill(self *Self, rep detector.Report, now time.Time) {
 	self.ErrantCheck = st.check
 	self.InspectBackoff = !st.failedAt.IsZero() && now.Sub(st.failedAt) < inspectBackoff
 	self.InspectErr = st.failedWhy
+	if st.check != nil && st.check.Errant == st.refused {
+		self.UndoRefused = st.refusedWhy
+	}
 	self.DiskRoom = DiskRoom(rep)
 }
 
@@ -72,6 +77,14 @@ func (st *rejoinState) note(log *zap.Logger, why string) {
 	if news {
 		log.Warn("quarantined: " + why)
 	}
+}
+
+// refuse remembers that the flashback of errant was refused, and why: the next
+// passes rebuild the node instead of trying the same flashback again.
+func (st *rejoinState) refuse(errant, why string) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.refused, st.refusedWhy = errant, why
 }
 
 func (st *rejoinState) set(c *ErrantCheck, failed time.Time) {
@@ -234,6 +247,10 @@ func (r *Reconciler) rejoinWith(ctx context.Context, snap cluster.Snapshot, a An
 		t0 := r.cfg.Now()
 		fb := strings.TrimSuffix(archived.Path, "-errant.sql") + "-flashback.sql"
 		if err := r.cfg.Tools.Flashback(ctx, ev, a.Primary, fb); err != nil {
+			if errors.Is(err, replication.ErrArchiveIncomplete) || errors.Is(err, replication.ErrNotUndoable) {
+				// It would be refused again: the next passes rebuild instead.
+				r.rejoin.refuse(a.Errant, err.Error())
+			}
 			fail("write the flashback", err)
 			return
 		}

@@ -228,7 +228,7 @@ func rows(tables ...string) *ErrantCheck {
 	ev := evidence(replication.ErrantReal)
 	ev.Evidence.Flavor = replication.FlavorMariaDB
 	ev.Evidence.Txns[1].First = &replication.BinlogEvent{File: "mysql-bin.000001", Type: "Annotate_rows", Info: "UPDATE ..."}
-	ev.Evidence.Txns[1].Tables, ev.Evidence.Txns[1].RowsOnly = tables, true
+	ev.Evidence.Txns[1].Tables, ev.Evidence.Txns[1].RowsOnly, ev.Evidence.Txns[1].Transactional = tables, true, true
 	return ev
 }
 
@@ -275,6 +275,9 @@ func TestAnalyzeUndo(t *testing.T) {
 			NodeQuarantine, "could not be archived"},
 		{"MySQL: no flashback", mode(cluster.RejoinArchiveAndRepair), archiving(mysql, true),
 			NodeQuarantine, "only MariaDB"},
+		{"Baton's heartbeat, but a MyISAM copy of it: never undone", mode(cluster.RejoinManual),
+			archiving(func() *ErrantCheck { c := rows("baton.heartbeat"); c.Evidence.Txns[1].Transactional = false; return c }(), true),
+			NodeQuarantine, "non-transactional"},
 		{"no archive possible: never undone", mode(cluster.RejoinArchiveAndRepair), fencedOld(rows("app.t"), true),
 			NodeQuarantine, "cannot archive"},
 		{"disk still full: not yet", mode(cluster.RejoinArchiveAndRepair), archiving(rows("app.t"), false),
@@ -304,5 +307,36 @@ func TestAnalyzeUndo(t *testing.T) {
 	}
 	if ok, why := UndoCheck(many.Evidence, cluster.RejoinArchiveAndRepair); ok || !strings.Contains(why, "more than") {
 		t.Errorf("UndoCheck of %d transactions = %v (%s), want refused", len(many.Evidence.Txns), ok, why)
+	}
+}
+
+// TestRejoinStateRefused: a refused flashback is remembered for its errant set
+// alone: the same set read again keeps it (the next pass rebuilds), another set
+// (the server moved) starts without it.
+func TestRejoinStateRefused(t *testing.T) {
+	var st rejoinState
+	c := rows("app.t")
+	c.Errant = "0-1-5"
+	st.set(c, time.Time{})
+	var s Self
+	st.fill(&s, detector.Report{}, time.Now())
+	if s.UndoRefused != "" {
+		t.Fatalf("UndoRefused %q before any refusal", s.UndoRefused)
+	}
+	st.refuse("0-1-5", "11 transactions reversed, want 12")
+	st.set(nil, time.Now()) // a failed step: looked up again
+	st.set(c, time.Time{})
+	s = Self{}
+	st.fill(&s, detector.Report{}, time.Now())
+	if s.UndoRefused != "11 transactions reversed, want 12" {
+		t.Errorf("UndoRefused %q after the same set was read again", s.UndoRefused)
+	}
+	other := rows("app.t")
+	other.Errant = "0-1-6"
+	st.set(other, time.Time{})
+	s = Self{}
+	st.fill(&s, detector.Report{}, time.Now())
+	if s.UndoRefused != "" {
+		t.Errorf("UndoRefused %q for another errant set", s.UndoRefused)
 	}
 }

@@ -169,12 +169,32 @@ func (t Tools) Archive(ctx context.Context, ev ErrantEvidence, primary Server, h
 	return Archived{Path: path, GTIDs: gtids, Bytes: int64(out.Len())}, nil
 }
 
+// ErrNotUndoable: an errant transaction is not row changes to transactional tables
+// alone, written whole: flashback cannot undo it inside one transaction.
+var ErrNotUndoable = errors.New("replication: errant transaction cannot be undone in place")
+
+// flashbackBegin is how mariadb-binlog --flashback opens each reversed transaction:
+// on one line for a transactional one (its group ended by an Xid), on two
+// ("START TRANSACTION" then "/*!*/;") for one ended by a COMMIT statement.
+var flashbackBegin = regexp.MustCompile(`(?m)^START TRANSACTION(?:/\*!\*/;)?\s*$`)
+
 // Flashback writes to path the statements that undo ev's errant transactions:
 // mariadb-binlog --flashback, every row event reversed, the newest first. Only row
-// events can be reversed; the caller checks ErrantTxn.RowsOnly first.
+// events of transactional tables, written whole, are reversed: any other real
+// errant transaction makes it fail with ErrNotUndoable, and a script that does not
+// reverse every one of them with ErrArchiveIncomplete.
 func (t Tools) Flashback(ctx context.Context, ev ErrantEvidence, primary Server, path string) error {
 	if ev.Flavor != FlavorMariaDB {
 		return fmt.Errorf("flashback errant transactions: %w", ErrRepairUnsupported)
+	}
+	for _, tx := range ev.Txns {
+		if tx.Kind != ErrantReal {
+			continue
+		}
+		if tx.First == nil || !tx.RowsOnly || !tx.Transactional {
+			return fmt.Errorf("flashback errant transactions: %s (tables %s, rows only %v, ended by an Xid %v): %w",
+				tx.GTID, strings.Join(tx.Tables, ", "), tx.RowsOnly, tx.Transactional, ErrNotUndoable)
+		}
 	}
 	ranges := readableRanges(ev, primary)
 	var body bytes.Buffer
@@ -193,7 +213,7 @@ func (t Tools) Flashback(ctx context.Context, ev ErrantEvidence, primary Server,
 			return err
 		}
 		// Never a partial undo: the script must reverse every one of them.
-		if got := bytes.Count(out, []byte("\nSTART TRANSACTION/*!*/;")); got != want {
+		if got := len(flashbackBegin.FindAll(out, -1)); got != want {
 			return fmt.Errorf("flashback errant range %s: %d transactions reversed, want %d: %w", r, got, want, ErrArchiveIncomplete)
 		}
 		body.Write(out)
@@ -246,7 +266,13 @@ func (t Tools) Undo(ctx context.Context, path, errant string) error {
 	}
 	sha := fmt.Sprintf("%x", sha256.Sum256([]byte(errant)))
 	mark := fmt.Sprintf("INSERT INTO baton.undo (errant_sha, errant, at) VALUES ('%s', %s, NOW(6));\n", sha, quote(errant, false))
-	script := "SET SESSION sql_log_bin = 0;\n" + undoTable + ";\nSTART TRANSACTION;\n" + mark + oneTransaction(string(b)) + "\nCOMMIT;\n"
+	body := oneTransaction(string(b))
+	if l := transactionControl(body); l != "" {
+		// It would end the one transaction early: what came before it committed
+		// alone, without its mark.
+		return fmt.Errorf("undo %s: the script still controls transactions (%q): %w", path, l, ErrNotUndoable)
+	}
+	script := "SET SESSION sql_log_bin = 0;\n" + undoTable + ";\nSTART TRANSACTION;\n" + mark + body + "\nCOMMIT;\n"
 	if _, err := t.run(ctx, t.client(), strings.NewReader(script), "--batch", "--binary-mode"); err != nil {
 		if done, derr := t.undone(ctx, sha); derr == nil && done {
 			return fmt.Errorf("undo %s: %w", path, ErrUndoneBefore)
@@ -282,6 +308,9 @@ func oneTransaction(script string) string {
 			continue
 		case l == "START TRANSACTION/*!*/;", l == "ROLLBACK/*!*/;", strings.HasPrefix(l, "ROLLBACK /* added by"):
 			continue
+		case l == "START TRANSACTION" && i+1 < len(lines) && strings.TrimSpace(lines[i+1]) == "/*!*/;":
+			i++ // a group ended by a COMMIT statement: opened on two lines
+			continue
 		case l == "COMMIT" && i+1 < len(lines) && strings.TrimSpace(lines[i+1]) == "/*!*/;":
 			i++ // the statement ends on the next line, under DELIMITER /*!*/;
 			continue
@@ -291,6 +320,20 @@ func oneTransaction(script string) string {
 		out = append(out, lines[i])
 	}
 	return strings.Join(out, "\n")
+}
+
+// transactionControl returns the first line of script that begins, ends or rolls
+// back a transaction (as mariadb-binlog prints them, in capitals), or "".
+func transactionControl(script string) string {
+	for _, l := range strings.Split(script, "\n") {
+		l = strings.TrimSpace(l)
+		for _, w := range []string{"START TRANSACTION", "BEGIN", "COMMIT", "ROLLBACK", "XA"} {
+			if rest, ok := strings.CutPrefix(l, w); ok && (rest == "" || strings.HasPrefix(rest, "/*") || strings.HasPrefix(rest, ";") || strings.HasPrefix(rest, " ")) {
+				return l
+			}
+		}
+	}
+	return ""
 }
 
 // readableRanges are ev's errant ranges as the binary logs can still give them:

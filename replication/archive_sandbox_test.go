@@ -48,8 +48,8 @@ func TestArchiveAndFlashback(t *testing.T) {
 	var realGTIDs []string
 	for _, tx := range real {
 		realGTIDs = append(realGTIDs, tx.GTID)
-		if !tx.RowsOnly || len(tx.Tables) != 1 {
-			t.Fatalf("%+v: want row events on one table", tx)
+		if !tx.RowsOnly || !tx.Transactional || len(tx.Tables) != 1 {
+			t.Fatalf("%+v: want row events on one InnoDB table", tx)
 		}
 	}
 	if len(real) != 4 {
@@ -146,5 +146,24 @@ func TestArchiveAndFlashback(t *testing.T) {
 		if a, b := checksum("db1", table), checksum("db2", table); a != b {
 			t.Errorf("%s after the primary's later writes: checksum %s on db2, %s on db1", table, b, a)
 		}
+	}
+
+	// An errant write to a MyISAM table: no rollback could take its undo back, so
+	// the evidence says so and Flashback writes nothing.
+	c.exec(t, "db1", "CREATE TABLE sandbox.plain (id INT PRIMARY KEY) ENGINE=MyISAM")
+	waitAll(t, c, "db1", "db2")
+	primary = c.status(t, "db1").Server()
+	twice(t, "StopIO db2", c.inst["db2"].StopIO)
+	c.exec(t, "db2", "STOP SLAVE", "INSERT INTO sandbox.plain VALUES (1)")
+	ev, err = c.inst["db2"].InspectErrant(ctx, primary, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if real := ev.Real(); len(real) != 1 || !real[0].RowsOnly || real[0].Transactional || strings.Join(real[0].Tables, ",") != "sandbox.plain" {
+		t.Fatalf("a MyISAM insert: %+v, want one real row change, not transactional", ev.Txns)
+	}
+	fb2 := filepath.Join(dir, "archive", "db2-myisam-flashback.sql")
+	if err := tools.Flashback(ctx, ev, primary, fb2); !errors.Is(err, replication.ErrNotUndoable) {
+		t.Fatalf("flashback of a MyISAM insert: %v, want ErrNotUndoable", err)
 	}
 }

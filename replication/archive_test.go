@@ -1,6 +1,8 @@
 package replication
 
 import (
+	"context"
+	"errors"
 	"os"
 	"strings"
 	"testing"
@@ -99,6 +101,67 @@ func TestReadableRanges(t *testing.T) {
 	} {
 		if last, n := lastReadable(ev, c.r); last != c.last || n != c.n {
 			t.Errorf("lastReadable(%v) = %d, %d; want %d, %d (%s)", c.r, last, n, c.last, c.n, c.whyNotLast)
+		}
+	}
+}
+
+// TestFlashbackNonTransactional: mariadb-binlog --flashback (MariaDB 10.11) over an
+// InnoDB insert, a MyISAM insert, a BLACKHOLE insert and an InnoDB insert opens the
+// reversal of a group ended by a COMMIT statement (the non-transactional ones) on two
+// lines: each reversed transaction is counted, and none of their boundaries is left
+// in the one transaction the undo runs.
+func TestFlashbackNonTransactional(t *testing.T) {
+	b, err := os.ReadFile("testdata/mariadb-10.11/flashback-nontransactional.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := string(b)
+	if n := len(flashbackBegin.FindAllString(in, -1)); n != 4 {
+		t.Errorf("%d reversed transactions counted, want 4", n)
+	}
+	if n := strings.Count(in, "\nSTART TRANSACTION\n/*!*/;"); n != 2 {
+		t.Fatalf("the sample opens %d transactions on two lines, want 2: not the program's output", n)
+	}
+	if l := transactionControl(in); l == "" {
+		t.Fatal("transactionControl finds nothing in the program's own output")
+	}
+	out := oneTransaction(in)
+	if l := transactionControl(out); l != "" {
+		t.Errorf("%q left in the script", l)
+	}
+	if n, m := strings.Count(in, "BINLOG '"), strings.Count(out, "BINLOG '"); n != 5 || m != n {
+		t.Errorf("BINLOG statements: %d in, %d out; want 5 kept (the format description and 4 reversals)", n, m)
+	}
+	for _, l := range []string{"BEGIN", "COMMIT/*!*/;", "ROLLBACK /* added by mysqlbinlog */ /*!*/;", "XA START 'x'", "  START TRANSACTION"} {
+		if transactionControl("SET TIMESTAMP=1/*!*/;\n"+l+"\nBINLOG '\nQkVHSU4=\n'/*!*/;") == "" {
+			t.Errorf("transactionControl misses %q", l)
+		}
+	}
+	for _, l := range []string{"BEGINNING", "COMMITTED", "XAVIER", "# COMMIT"} {
+		if got := transactionControl(l); got != "" {
+			t.Errorf("transactionControl(%q) = %q, want nothing", l, got)
+		}
+	}
+}
+
+// TestFlashbackRefuses: Flashback writes nothing for a real errant transaction that
+// is not row changes to transactional tables written whole (a MyISAM insert, a
+// statement, one no longer in the binary logs), whatever its caller checked.
+func TestFlashbackRefuses(t *testing.T) {
+	first := &BinlogEvent{File: "mysql-bin.000001", Type: "Annotate_rows", Info: "INSERT ..."}
+	for name, tx := range map[string]ErrantTxn{
+		"non-transactional": {GTID: "0-1-5", Kind: ErrantReal, First: first, Tables: []string{"app.m"}, RowsOnly: true},
+		"statement":         {GTID: "0-1-5", Kind: ErrantReal, First: first, Transactional: true},
+		"not in the binlog": {GTID: "0-1-5", Kind: ErrantReal, RowsOnly: true, Transactional: true},
+	} {
+		ev := ErrantEvidence{Flavor: FlavorMariaDB, Errant: MustParseGTIDSet(FlavorMariaDB, "0-1-5"), Txns: []ErrantTxn{tx}}
+		path := t.TempDir() + "/fb.sql"
+		err := Tools{}.Flashback(context.Background(), ev, Server{ServerID: 2, Executed: MustParseGTIDSet(FlavorMariaDB, "0-1-4")}, path)
+		if !errors.Is(err, ErrNotUndoable) {
+			t.Errorf("%s: %v, want ErrNotUndoable", name, err)
+		}
+		if _, serr := os.Stat(path); serr == nil {
+			t.Errorf("%s: a script was written", name)
 		}
 	}
 }

@@ -97,8 +97,14 @@ type ErrantTxn struct {
 	// events), in order, when it is in the binlog whole.
 	Tables []string `json:"tables,omitempty"`
 	// RowsOnly: in the binlog whole, and made of row events alone (no statement,
-	// no DDL): what MariaDB's flashback can undo.
+	// no DDL): what MariaDB's flashback can reverse.
 	RowsOnly bool `json:"rows_only,omitempty"`
+	// Transactional: in the binlog whole and ended by an Xid event, the commit of a
+	// transactional engine (InnoDB): undone inside one transaction, it is taken
+	// back whole if the undo fails. A group ended by a COMMIT statement holds
+	// changes to a non-transactional table (MyISAM, Aria, BLACKHOLE), which no
+	// rollback takes back: never undone in place. False when not known.
+	Transactional bool `json:"transactional,omitempty"`
 }
 
 // ErrantEvidence is what InspectErrant found on a server: its errant
@@ -393,6 +399,7 @@ func classifyErrant(f Flavor, lookups []lookup, events []BinlogEvent, tails map[
 		file     string
 		tables   []string
 		stmt     bool // a Query event other than BEGIN/COMMIT: a statement, or DDL
+		xid      bool // ended by an Xid event: a transactional engine's commit
 	}
 	seen := map[string]found{}
 	for i, e := range events {
@@ -435,7 +442,7 @@ func classifyErrant(f Flavor, lookups []lookup, events []BinlogEvent, tails map[
 			}
 			if strings.EqualFold(n.Type, "Xid") || strings.EqualFold(n.Type, "XA_prepare") ||
 				(strings.EqualFold(n.Type, "Query") && (strings.HasPrefix(info, "COMMIT") || strings.HasPrefix(info, "XA "))) {
-				fd.complete = true
+				fd.complete, fd.xid = true, strings.EqualFold(n.Type, "Xid")
 				break
 			}
 		}
@@ -456,7 +463,7 @@ func classifyErrant(f Flavor, lookups []lookup, events []BinlogEvent, tails map[
 			t.Kind, t.Note = l.kind, l.note
 		case ok && fd.complete:
 			t.Kind, t.First = ErrantReal, fd.first
-			t.Tables, t.RowsOnly = fd.tables, !fd.stmt && len(fd.tables) > 0
+			t.Tables, t.RowsOnly, t.Transactional = fd.tables, !fd.stmt && len(fd.tables) > 0, fd.xid
 		case ok && tails[fd.file] > 0 && f == FlavorMariaDB:
 			t.Kind, t.First = ErrantPhantom, fd.first
 			t.Note = fmt.Sprintf("never written whole: %s is unreadable from offset %d, inside this transaction", fd.file, tails[fd.file])
