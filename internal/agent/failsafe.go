@@ -14,9 +14,7 @@ package agent
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -126,17 +124,6 @@ const (
 	requestMAC = "baton failsafe request\n"
 	answerMAC  = "baton failsafe answer\n"
 )
-
-func sign(secret []byte, kind string, body []byte) string {
-	m := hmac.New(sha256.New, secret)
-	m.Write([]byte(kind))
-	m.Write(body)
-	return hex.EncodeToString(m.Sum(nil))
-}
-
-func signedBy(secret []byte, kind string, body []byte, sig string) bool {
-	return hmac.Equal([]byte(sign(secret, kind, body)), []byte(sig))
-}
 
 // failsafePeer is a node the primary must hear from.
 type failsafePeer struct {
@@ -686,32 +673,16 @@ type failsafePeerSide struct {
 // replay) gets a 409 and changes nothing either.
 func (f *failsafe) handler(side failsafePeerSide) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost {
-			w.Header().Set("Allow", "POST")
-			text(w, http.StatusMethodNotAllowed, "method not allowed: POST a signed failsafe check")
-			return
-		}
+		off := ""
 		if !f.on() {
-			text(w, http.StatusNotFound, "failsafe mode is off on this node")
-			return
-		}
-		body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
-		if err != nil || len(body) > maxBody {
-			text(w, http.StatusBadRequest, "bad request: body unreadable or too large")
-			return
-		}
-		if !signedBy(f.cfg.Secret, requestMAC, body, r.Header.Get(SignatureHeader)) {
-			f.cfg.Log.Warn("failsafe: a check not signed with this cluster's peer secret", zap.String("remote", r.RemoteAddr))
-			text(w, http.StatusUnauthorized, "unauthorized: not signed with this cluster's peer secret")
-			return
+			off = "failsafe mode is off on this node"
 		}
 		var req FailsafeRequest
-		if err := json.Unmarshal(body, &req); err != nil {
-			text(w, http.StatusBadRequest, "bad request: "+err.Error())
+		if !readSigned(w, r, signedRequest{what: "failsafe check", secret: f.cfg.Secret, mac: requestMAC, off: off, log: f.cfg.Log}, &req) {
 			return
 		}
-		if skew := time.Since(req.Sent); skew > maxRequestAge || skew < -maxRequestAge {
-			text(w, http.StatusBadRequest, fmt.Sprintf("bad request: sent %s, %s from this node's clock (limit %s)", req.Sent.Format(time.RFC3339), skew.Round(time.Second), maxRequestAge))
+		if why := staleRequest(req.Sent); why != "" {
+			text(w, http.StatusBadRequest, "bad request: "+why)
 			return
 		}
 		if why := f.firstSeen(req); why != "" {

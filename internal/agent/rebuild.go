@@ -276,28 +276,12 @@ type donor struct {
 // peer secret gets a 401 and changes nothing.
 func (d *donor) handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost {
-			w.Header().Set("Allow", "POST")
-			text(w, http.StatusMethodNotAllowed, "method not allowed: POST a signed backup request")
-			return
-		}
+		off := ""
 		if len(d.secret) == 0 {
-			text(w, http.StatusNotFound, "this agent gives no backup (no peer secret, or no backup program)")
-			return
-		}
-		body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
-		if err != nil || len(body) > maxBody {
-			text(w, http.StatusBadRequest, "bad request: body unreadable or too large")
-			return
-		}
-		if !signedBy(d.secret, backupRequestMAC, body, r.Header.Get(SignatureHeader)) {
-			d.log.Warn("rebuild: a backup request not signed with this cluster's peer secret", zap.String("remote", r.RemoteAddr))
-			text(w, http.StatusUnauthorized, "unauthorized: not signed with this cluster's peer secret")
-			return
+			off = "this agent gives no backup (no peer secret, or no backup program)"
 		}
 		var req BackupRequest
-		if err := json.Unmarshal(body, &req); err != nil {
-			text(w, http.StatusBadRequest, "bad request: "+err.Error())
+		if !readSigned(w, r, signedRequest{what: "backup request", secret: d.secret, mac: backupRequestMAC, off: off, log: d.log}, &req) {
 			return
 		}
 		if why := d.refusal(req); why != "" {
@@ -342,8 +326,8 @@ func (d *donor) refusal(req BackupRequest) string {
 	case len(req.Nonce) < 16 || req.ID == "":
 		return "no nonce or rebuild id"
 	}
-	if skew := time.Since(req.Sent); skew > maxRequestAge || skew < -maxRequestAge {
-		return fmt.Sprintf("sent %s, %s from this node's clock (limit %s)", req.Sent.Format(time.RFC3339), skew.Round(time.Second), maxRequestAge)
+	if why := staleRequest(req.Sent); why != "" {
+		return why
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()

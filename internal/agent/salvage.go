@@ -353,32 +353,20 @@ func (s *salvager) seen(nonce string, now time.Time) (string, bool) {
 // refusal included.
 func (s *salvager) handler(side salvageSide) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost {
-			w.Header().Set("Allow", "POST")
-			text(w, http.StatusMethodNotAllowed, "method not allowed: POST a signed salvage request")
-			return
-		}
+		off := ""
 		if len(s.cfg.Secret) == 0 {
-			text(w, http.StatusNotFound, "salvage is off on this node")
-			return
-		}
-		body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
-		if err != nil || len(body) > maxBody {
-			text(w, http.StatusBadRequest, "bad request: body unreadable or too large")
-			return
-		}
-		if !signedBy(s.cfg.Secret, salvageRequestMAC, body, r.Header.Get(SignatureHeader)) {
-			s.cfg.Log.Warn("salvage: a request not signed with this cluster's peer secret", zap.String("remote", r.RemoteAddr))
-			text(w, http.StatusUnauthorized, "unauthorized: not signed with this cluster's peer secret")
-			return
+			off = "salvage is off on this node"
 		}
 		var req SalvageRequest
-		if err := json.Unmarshal(body, &req); err != nil || req.Nonce == "" {
-			text(w, http.StatusBadRequest, fmt.Sprintf("bad request: %v (a nonce is required)", err))
+		if !readSigned(w, r, signedRequest{what: "salvage request", secret: s.cfg.Secret, mac: salvageRequestMAC, off: off, log: s.cfg.Log}, &req) {
 			return
 		}
-		if skew := time.Since(req.Sent); skew > maxRequestAge || skew < -maxRequestAge {
-			text(w, http.StatusBadRequest, fmt.Sprintf("bad request: sent %s, %s from this node's clock (limit %s)", req.Sent.Format(time.RFC3339), skew.Round(time.Second), maxRequestAge))
+		if req.Nonce == "" {
+			text(w, http.StatusBadRequest, "bad request: a nonce is required")
+			return
+		}
+		if why := staleRequest(req.Sent); why != "" {
+			text(w, http.StatusBadRequest, "bad request: "+why)
 			return
 		}
 		a := s.answer(r.Context(), req, side)
