@@ -2,15 +2,11 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -75,17 +71,12 @@ func runRebuild(cctx *cli.Context) error {
 	if cctx.Duration("timeout") <= 0 {
 		return fail(exitBadInput, "--timeout %s: must be positive", cctx.Duration("timeout"))
 	}
-	store, _, closeFn, err := openCluster(cctx)
+	l, err := loadCluster(cctx)
 	if err != nil {
 		return fail(exitBadInput, "%v", err)
 	}
-	defer closeFn()
-	ctx, stop := signal.NotifyContext(cctx.Context, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	snap, err := store.Load(ctx)
-	if err != nil {
-		return fail(exitBadInput, "%v", err)
-	}
+	defer l.close()
+	store, ctx, snap := l.store, l.ctx, l.snap
 	code, why := rebuildCheck(snap, node, from)
 	if code != 0 {
 		return fail(code, "%s", why)
@@ -106,18 +97,10 @@ func runRebuild(cctx *cli.Context) error {
 		chosen = "the donor you named"
 	}
 	fmt.Printf("%s is %s; its agent rebuilds it from %s's backup (%s), keeping its old datadir\n", node, what, donor, chosen)
-	if !yes {
-		ok, err := confirm(os.Stdin, os.Stderr, fmt.Sprintf("stop %s's server, replace its data with a copy of %s's and make it follow %s?", node, donor, snap.Primary.Node))
-		if err != nil {
-			return fail(exitBadInput, "%v", err)
-		}
-		if !ok {
-			return fail(exitRefused, "not confirmed: nothing changed")
-		}
+	if code, err := confirmed(yes, fmt.Sprintf("stop %s's server, replace its data with a copy of %s's and make it follow %s?", node, donor, snap.Primary.Node)); err != nil {
+		return fail(code, "%v", err)
 	}
-	b := make([]byte, 3)
-	_, _ = rand.Read(b)
-	req := cluster.RebuildRequest{ID: fmt.Sprintf("rebuild-%s-%s", time.Now().UTC().Format("20060102T150405"), hex.EncodeToString(b)),
+	req := cluster.RebuildRequest{ID: newRequestID("rebuild"),
 		Node: node, From: from, By: operator(), At: time.Now().UTC()}
 	if err := store.PutRebuild(ctx, req); err != nil {
 		if errors.Is(err, cluster.ErrConflict) {

@@ -2,14 +2,9 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -67,17 +62,12 @@ func runRejoin(cctx *cli.Context) error {
 	if cctx.Duration("timeout") <= 0 {
 		return fail(exitBadInput, "--timeout %s: must be positive", cctx.Duration("timeout"))
 	}
-	store, _, closeFn, err := openCluster(cctx)
+	l, err := loadCluster(cctx)
 	if err != nil {
 		return fail(exitBadInput, "%v", err)
 	}
-	defer closeFn()
-	ctx, stop := signal.NotifyContext(cctx.Context, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	snap, err := store.Load(ctx)
-	if err != nil {
-		return fail(exitBadInput, "%v", err)
-	}
+	defer l.close()
+	store, ctx, snap := l.store, l.ctx, l.snap
 	code, why := rejoinCheck(snap, node, discard)
 	if code != 0 {
 		return fail(code, "%s", why)
@@ -87,22 +77,14 @@ func runRejoin(cctx *cli.Context) error {
 	for _, t := range n.ErrantTxns {
 		fmt.Println("  " + reconcile.DescribeErrant(t))
 	}
-	if !yes {
-		q := fmt.Sprintf("reset %s's binlog GTID state and make it follow %s?", node, snap.Primary.Node)
-		if discard {
-			q = fmt.Sprintf("discard %s's errant transactions %s and make it follow %s?", node, n.Errant, snap.Primary.Node)
-		}
-		ok, err := confirm(os.Stdin, os.Stderr, q)
-		if err != nil {
-			return fail(exitBadInput, "%v", err)
-		}
-		if !ok {
-			return fail(exitRefused, "not confirmed: nothing changed")
-		}
+	q := fmt.Sprintf("reset %s's binlog GTID state and make it follow %s?", node, snap.Primary.Node)
+	if discard {
+		q = fmt.Sprintf("discard %s's errant transactions %s and make it follow %s?", node, n.Errant, snap.Primary.Node)
 	}
-	b := make([]byte, 3)
-	_, _ = rand.Read(b)
-	req := cluster.RejoinRequest{ID: fmt.Sprintf("rejoin-%s-%s", time.Now().UTC().Format("20060102T150405"), hex.EncodeToString(b)),
+	if code, err := confirmed(yes, q); err != nil {
+		return fail(code, "%v", err)
+	}
+	req := cluster.RejoinRequest{ID: newRequestID("rejoin"),
 		Node: node, DiscardErrant: discard, Errant: n.Errant, By: operator(), At: time.Now().UTC()}
 	if err := store.PutRejoin(ctx, req); err != nil {
 		if errors.Is(err, cluster.ErrConflict) {

@@ -174,18 +174,12 @@ func runRequest(cctx *cli.Context, kind cluster.RequestKind) error {
 			return fail(exitBadInput, "%v", err)
 		}
 	}
-	store, _, closeFn, err := openCluster(cctx)
+	l, err := loadCluster(cctx)
 	if err != nil {
 		return fail(exitBadInput, "%v", err)
 	}
-	defer closeFn()
-	ctx, stop := signal.NotifyContext(cctx.Context, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
-	snap, err := store.Load(ctx)
-	if err != nil {
-		return fail(exitBadInput, "%v", err)
-	}
+	defer l.close()
+	store, ctx, snap := l.store, l.ctx, l.snap
 	if to != "" {
 		if _, ok := snap.Nodes[to]; !ok && to != snap.Primary.Node {
 			return fail(exitBadInput, "unknown node %q, or its agent is not running (known: %s)", to, strings.Join(knownNodes(snap), ", "))
@@ -194,7 +188,7 @@ func runRequest(cctx *cli.Context, kind cluster.RequestKind) error {
 			return fail(exitBadInput, "--to %s: it is the primary of record already (epoch %d); name a replica", to, snap.Primary.Epoch)
 		}
 	}
-	req := cluster.Request{ID: newRequestID(kind), Kind: kind, To: to, Force: cctx.Bool("force"),
+	req := cluster.Request{ID: newRequestID(string(kind)), Kind: kind, To: to, Force: cctx.Bool("force"),
 		Epoch: snap.Primary.Epoch, At: time.Now().UTC()}
 	policy, policyNote, err := planPolicy(snap, cctx.String("config"))
 	if err != nil {
@@ -230,14 +224,8 @@ func runRequest(cctx *cli.Context, kind cluster.RequestKind) error {
 		}
 		return finish(0, "")
 	}
-	if !cctx.Bool("yes") {
-		ok, err := confirm(os.Stdin, os.Stderr, fmt.Sprintf("%s from %s to %s?", name, plan.From, orAny(plan.To)))
-		if err != nil {
-			return finish(exitBadInput, "%v", err)
-		}
-		if !ok {
-			return finish(exitRefused, "not confirmed: nothing changed")
-		}
+	if code, err := confirmed(cctx.Bool("yes"), fmt.Sprintf("%s from %s to %s?", name, plan.From, orAny(plan.To))); err != nil {
+		return finish(code, "%v", err)
 	}
 
 	filed := time.Now()
@@ -457,8 +445,49 @@ func isTTY(f *os.File) bool {
 	return err == nil
 }
 
+// loaded is what a command that files an operator's request works with: the
+// cluster's store, a context an interrupt cancels, and the cluster as it read it.
+type loaded struct {
+	store *cluster.Store
+	ctx   context.Context
+	snap  cluster.Snapshot
+	close func()
+}
+
+// loadCluster opens the cluster's store and reads it once. Its errors are bad
+// input (nothing changed: a wrong flag, etcd unreachable). The caller calls close.
+func loadCluster(cctx *cli.Context) (loaded, error) {
+	store, _, closeFn, err := openCluster(cctx)
+	if err != nil {
+		return loaded{}, err
+	}
+	ctx, stop := signal.NotifyContext(cctx.Context, os.Interrupt, syscall.SIGTERM)
+	l := loaded{store: store, ctx: ctx, close: func() { stop(); closeFn() }}
+	if l.snap, err = store.Load(ctx); err != nil {
+		l.close()
+		return loaded{}, err
+	}
+	return l, nil
+}
+
+// confirmed asks question on the terminal unless yes: an exit code and why when
+// the answer is no or nobody can answer, 0 when it may go on.
+func confirmed(yes bool, question string) (int, error) {
+	if yes {
+		return 0, nil
+	}
+	ok, err := confirm(os.Stdin, os.Stderr, question)
+	switch {
+	case err != nil:
+		return exitBadInput, err
+	case !ok:
+		return exitRefused, errors.New("not confirmed: nothing changed")
+	}
+	return 0, nil
+}
+
 // newRequestID names a request: its kind, time and a random suffix.
-func newRequestID(kind cluster.RequestKind) string {
+func newRequestID(kind string) string {
 	b := make([]byte, 3)
 	_, _ = rand.Read(b)
 	return fmt.Sprintf("%s-%s-%s", kind, time.Now().UTC().Format("20060102T150405"), hex.EncodeToString(b))
