@@ -1,6 +1,7 @@
 package detector
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -65,27 +66,13 @@ type Config struct {
 
 // withDefaults fills zero fields.
 func (c Config) withDefaults() Config {
-	if c.Interval == 0 {
-		c.Interval = DefaultInterval
-	}
-	if c.Timeout == 0 {
-		c.Timeout = DefaultTimeout
-	}
-	if c.FailAfter == 0 {
-		c.FailAfter = DefaultFailAfter
-	}
-	if c.RecoverAfter == 0 {
-		c.RecoverAfter = DefaultRecoverAfter
-	}
-	if c.KillTimeout == 0 {
-		c.KillTimeout = c.Timeout
-	}
-	if c.DiskWindow == 0 {
-		c.DiskWindow = DefaultDiskWindow
-	}
-	if c.DiskHorizon == 0 {
-		c.DiskHorizon = DefaultDiskHorizon
-	}
+	c.Interval = cmp.Or(c.Interval, DefaultInterval)
+	c.Timeout = cmp.Or(c.Timeout, DefaultTimeout)
+	c.FailAfter = cmp.Or(c.FailAfter, DefaultFailAfter)
+	c.RecoverAfter = cmp.Or(c.RecoverAfter, DefaultRecoverAfter)
+	c.KillTimeout = cmp.Or(c.KillTimeout, c.Timeout)
+	c.DiskWindow = cmp.Or(c.DiskWindow, DefaultDiskWindow)
+	c.DiskHorizon = cmp.Or(c.DiskHorizon, DefaultDiskHorizon)
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}

@@ -63,21 +63,11 @@ type ForecasterConfig struct {
 }
 
 func (c ForecasterConfig) withDefaults() ForecasterConfig {
-	if c.Interval == 0 {
-		c.Interval = DefaultForecastInterval
-	}
-	if c.Timeout == 0 {
-		c.Timeout = DefaultForecastTimeout
-	}
-	if c.Window == 0 {
-		c.Window = DefaultForecastWindow
-	}
-	if c.HistoryLimit == 0 {
-		c.HistoryLimit = DefaultHistoryLimit
-	}
-	if c.Tables == 0 {
-		c.Tables = DefaultForecastTables
-	}
+	c.Interval = cmp.Or(c.Interval, DefaultForecastInterval)
+	c.Timeout = cmp.Or(c.Timeout, DefaultForecastTimeout)
+	c.Window = cmp.Or(c.Window, DefaultForecastWindow)
+	c.HistoryLimit = cmp.Or(c.HistoryLimit, DefaultHistoryLimit)
+	c.Tables = cmp.Or(c.Tables, DefaultForecastTables)
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
