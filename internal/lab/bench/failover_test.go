@@ -78,3 +78,11 @@ func TestKeepOtherSections(t *testing.T) {
 		t.Errorf("the old figures of a regenerated section stayed:\n%s", got)
 	}
 }
+
+// TestAgentRestartsRefusesNoRounds: zero rounds is bad input, refused before any
+// sandbox is made.
+func TestAgentRestartsRefusesNoRounds(t *testing.T) {
+	if _, err := AgentRestarts(t.Context(), lab.Binaries{}, 0, nil); err == nil || !strings.Contains(err.Error(), "rounds: 0") {
+		t.Fatalf("AgentRestarts with 0 rounds: %v, want an error naming rounds", err)
+	}
+}
