@@ -201,6 +201,13 @@ func Certain(r Round) bool {
 	return p != nil && p.Class == Refused && (p.Detail == detailConnRefused || p.Detail == detailNoSocket)
 }
 
+// NotRunning says whether the report's latest round found nothing listening on
+// the server's port or socket (Certain): mysqld is not running. False when that
+// round's liveness probe passed or was not run.
+func (r Report) NotRunning() bool {
+	return r.Rounds > 0 && Certain(Round{Ping: r.Ping})
+}
+
 func assessPing(r Round) (finding, bool) {
 	p := r.Ping
 	if p == nil || p.Class == OK {

@@ -68,6 +68,15 @@ func TestCertain(t *testing.T) {
 	if Certain(Round{Role: Primary}) {
 		t.Error("a round without a liveness probe is certain")
 	}
+	// A report says the same of its latest round; a zero report (no round yet)
+	// never reads as "not running".
+	class, detail := Classify(refused)
+	if !(Report{Rounds: 3, RoundVerdict: Unreachable, Ping: &Result{Class: class, Detail: detail}}).NotRunning() {
+		t.Error("a report whose latest round was refused does not say not running")
+	}
+	if (Report{}).NotRunning() || (Report{Rounds: 3, Ping: &Result{Class: OK}}).NotRunning() {
+		t.Error("a zero or healthy report says not running")
+	}
 	if Certain(Round{Role: Primary, Ping: &Result{Class: OK}}) {
 		t.Error("a healthy round is certain")
 	}

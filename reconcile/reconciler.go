@@ -175,12 +175,15 @@ type Reconciler struct {
 	// fenced for it, or that was tried).
 	intentKey   string
 	intentEpoch uint64
-	vipHeld     bool             // as of the latest pass
-	snap        cluster.Snapshot // read at the latest pass
-	policyNote  string           // the disagreement with the cluster's policy last logged
-	repaired    string           // the latest drift this reconciler repaired, for status
-	rejoin      rejoinState
-	rebuildSt   rebuildState
+	vipHeld     bool // as of the latest pass
+	// handoverSince is when this node, deposed, first kept the virtual IP for the
+	// new primary to take (keepVIPForHandover); zero when it does not.
+	handoverSince time.Time
+	snap          cluster.Snapshot // read at the latest pass
+	policyNote    string           // the disagreement with the cluster's policy last logged
+	repaired      string           // the latest drift this reconciler repaired, for status
+	rejoin        rejoinState
+	rebuildSt     rebuildState
 	// localFence says why the agent fenced this node without etcd (FenceLocal) during
 	// the current session: until the next Run, nothing makes it writable again, even
 	// a pass that looks at a view from before (the cache's, while etcd is cut off).
@@ -319,10 +322,24 @@ func (r *Reconciler) Run(ctx context.Context, s *concurrency.Session) error {
 			case <-tick.C:
 				waiting = false
 			case <-others:
-				waiting = !r.primaryTurnedFailed(ctx, &seen)
+				waiting = !r.primaryTurnedFailed(ctx, &seen) && !r.handoverDone(ctx)
 			}
 		}
 	}
+}
+
+// handoverDone says whether this node keeps the virtual IP for a new primary of
+// record that now announces it holds it: the address is to go at once.
+func (r *Reconciler) handoverDone(ctx context.Context) bool {
+	if !r.handingOver() {
+		return false
+	}
+	snap, err := r.read(ctx)
+	if err != nil {
+		return false
+	}
+	st, ok := snap.Nodes[snap.Primary.Node]
+	return ok && snap.Primary.Node != r.cfg.Node && st.VIP
 }
 
 // primaryTurnedFailed says whether the primary of record, another node, publishes a
@@ -434,7 +451,7 @@ func (r *Reconciler) readLocal(ctx context.Context) (LocalRead, replication.Stat
 // act carries out an analysis: the fence first when asked, then the action.
 func (r *Reconciler) act(ctx context.Context, snap cluster.Snapshot, lease clientv3.LeaseID, a Analysis) {
 	if a.Fence {
-		r.fenceSelf(ctx, lease, a.FenceWhy, a.ServerFenced)
+		r.fenceSelf(ctx, snap, lease, a.FenceWhy, a.ServerFenced)
 	}
 	if a.Answer != nil {
 		r.answerRejoin(ctx, a.RequestRev, *a.Answer)
@@ -688,7 +705,13 @@ func (r *Reconciler) checkPolicy(snap cluster.Snapshot) {
 func (r *Reconciler) fenceForIntent(ctx context.Context, a Analysis) {
 	r.markFenced(a.FenceWhy)
 	if !r.fenceServer(ctx) {
-		r.releaseVIP(ctx)
+		if r.cfg.Detector.Report().NotRunning() {
+			// Nothing listens: a client's connection is reset at once, and it
+			// tries again, rather than wait on an address nobody answers.
+			r.log.Info("mysqld is not running: the virtual IP stays until the commit, where connections are refused at once")
+		} else {
+			r.releaseVIP(ctx)
+		}
 	}
 	r.mu.Lock()
 	r.intentKey, r.intentEpoch = a.IntentKey, a.Epoch
@@ -699,15 +722,49 @@ func (r *Reconciler) fenceForIntent(ctx context.Context, a Analysis) {
 // client reaches it), then read_only and client connections, each with a deadline
 // (unless already done for the flow: serverFenced), then the leader key, so that
 // another node may become writable.
-func (r *Reconciler) fenceSelf(ctx context.Context, lease clientv3.LeaseID, why string, serverFenced bool) {
+//
+// A deposed primary whose server cannot take a write (read_only now, or mysqld not
+// running) keeps the virtual IP a moment more, until the new primary announces it
+// (see handover.go); the leader key goes at once all the same.
+func (r *Reconciler) fenceSelf(ctx context.Context, snap cluster.Snapshot, lease clientv3.LeaseID, why string, serverFenced bool) {
 	r.markFenced(why)
-	r.releaseVIP(ctx)
-	if !serverFenced {
-		r.fenceServer(ctx)
+	r.mu.Lock()
+	since := r.handoverSince
+	r.mu.Unlock()
+	handover := r.cfg.VIP != nil && keepVIPForHandover(snap, r.cfg.Node, since, r.cfg.Now())
+	if !handover {
+		r.releaseVIP(ctx)
 	}
+	fenced := serverFenced
+	if !serverFenced {
+		fenced = r.fenceServer(ctx)
+	}
+	if handover {
+		if fenced || r.cfg.Detector.Report().NotRunning() {
+			if since.IsZero() {
+				r.log.Info("deposed: the virtual IP stays until " + snap.Primary.Node + " announces it (its server cannot take a write here)")
+				since = r.cfg.Now()
+			}
+		} else {
+			r.releaseVIP(ctx) // the server might still take writes: the address goes now
+			since = time.Time{}
+		}
+	} else {
+		since = time.Time{}
+	}
+	r.mu.Lock()
+	r.handoverSince = since
+	r.mu.Unlock()
 	if err := r.cfg.Store.ReleaseLeader(ctx, lease); err != nil {
 		r.log.Warn("release the leader key", zap.Error(err))
 	}
+}
+
+// handingOver says whether this node keeps the virtual IP for the new primary.
+func (r *Reconciler) handingOver() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return !r.handoverSince.IsZero()
 }
 
 // FenceLocal fences this node without etcd: the agent calls it when its session
@@ -783,6 +840,9 @@ func (r *Reconciler) releaseVIP(ctx context.Context) {
 	if r.cfg.VIP == nil {
 		return
 	}
+	r.mu.Lock()
+	r.handoverSince = time.Time{}
+	r.mu.Unlock()
 	if err := r.cfg.VIP.Release(ctx); err != nil {
 		r.log.Warn("release the virtual IP", zap.Error(err))
 	}
