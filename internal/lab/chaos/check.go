@@ -98,6 +98,9 @@ type NodeState struct {
 	Verdict detector.Verdict `json:"verdict,omitempty"`
 	Reason  string           `json:"reason,omitempty"`
 	Errant  string           `json:"errant,omitempty"`
+	// LagMS is the agent's published lag of a replica (cluster.NodeStatus.LagMS:
+	// -1 unknown).
+	LagMS int64 `json:"lag_ms"`
 	// Missing are writer acks this server lacks (checked on the primary and on
 	// healthy replicas only).
 	Missing []int64 `json:"missing,omitempty"`
@@ -146,6 +149,10 @@ func (c Cluster) Live() (bool, string) {
 	return true, ""
 }
 
+// settledLag is the most a settled replica may lag: one that lags less catches up
+// well within the durability check's wait.
+const settledLag = 3 * time.Second
+
 // Settled says whether every node other than the primary is a healthy replica of it
 // or quarantined with a reason, and the cluster Live; if not, why.
 func (c Cluster) Settled() (bool, string) {
@@ -174,6 +181,13 @@ func (c Cluster) Settled() (bool, string) {
 			return false, fmt.Sprintf("%s is a replica, %s: %s", n.Name, n.Verdict, n.Reason)
 		case n.Source != p.Addr || !n.IO || !n.SQL:
 			return false, fmt.Sprintf("%s replicates from %q (io %t, sql %t), not from %s", n.Name, n.Source, n.IO, n.SQL, p.Addr)
+		case n.LagMS < 0:
+			return false, fmt.Sprintf("%s is a replica whose lag is unknown", n.Name)
+		case n.LagMS > settledLag.Milliseconds():
+			// Not caught up: the durability check would find it lacking writes (a
+			// replica whose relay log write waited on a full disk retries only up
+			// to 60 s after the disk is freed).
+			return false, fmt.Sprintf("%s is a replica %s behind", n.Name, time.Duration(n.LagMS)*time.Millisecond)
 		}
 	}
 	return true, ""

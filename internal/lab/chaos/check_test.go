@@ -130,6 +130,12 @@ func TestCheck(t *testing.T) {
 		{"a replica left stopped", Observation{
 			Epochs: epochs[:1], Healed: at(1000), Live: at(1000), WriteBack: at(1000), Final: with(healthy(), "db2", func(n *NodeState) { n.IO = false }),
 		}, []string{"not settled: db2 replicates from \"198.18.0.11\" (io false, sql true)"}},
+		{"a replica still behind (its relay log waited on a full disk)", Observation{
+			Epochs: epochs[:1], Healed: at(1000), Live: at(1000), WriteBack: at(1000), Final: with(healthy(), "db2", func(n *NodeState) { n.LagMS = 8740 }),
+		}, []string{"not settled: db2 is a replica 8.74s behind"}},
+		{"a replica whose lag is unknown", Observation{
+			Epochs: epochs[:1], Healed: at(1000), Live: at(1000), WriteBack: at(1000), Final: with(healthy(), "db3", func(n *NodeState) { n.LagMS = -1 }),
+		}, []string{"not settled: db3 is a replica whose lag is unknown"}},
 		{"two virtual IP holders", Observation{
 			Epochs: epochs[:1], Healed: at(1000), WriteBack: at(1100), Final: with(healthy(), "db2", func(n *NodeState) { n.VIP = true }),
 		}, []string{"no writable primary", "db2 holds the virtual IP, the primary of record is db1"}},

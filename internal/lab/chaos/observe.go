@@ -184,7 +184,7 @@ func (e *env) observe(ctx context.Context) (Cluster, cluster.Snapshot) {
 			defer wg.Done()
 			st := NodeState{Name: n.Name, Addr: n.IP, VIP: slices.Contains(holders, n.Name)}
 			if rec, ok := snap.Nodes[n.Name]; ok {
-				st.Role, st.Verdict, st.Reason, st.Errant = rec.Role, rec.Verdict, rec.Reason, rec.Errant
+				st.Role, st.Verdict, st.Reason, st.Errant, st.LagMS = rec.Role, rec.Verdict, rec.Reason, rec.Errant, rec.LagMS
 			}
 			readServer(ctx, e.dbs[n.Name], &st)
 			mu.Lock()
