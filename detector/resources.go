@@ -36,6 +36,11 @@ const (
 // fullest ones): memory stays bounded on a server with many tables.
 const watchedKeysCap = 1000
 
+// hotKeys is how many auto-increment keys are read at every read besides those
+// reported: the fullest. The others are read at each full scan (keyScanEvery), which
+// opens every table's definition and is what the forecasts cost the server.
+const hotKeys = 20
+
 // ForecasterConfig configures a Forecaster.
 type ForecasterConfig struct {
 	// DSN of the local server (go-sql-driver format); its timeouts are replaced.
@@ -115,6 +120,12 @@ type Forecaster struct {
 	trends  map[string]*Trend
 	flavor  string // "mariadb" or "mysql", once read
 	lastErr string
+	// The auto-increment keys of the latest full scan (at most watchedKeysCap), by
+	// name, the latest forecast of each, and when that scan was.
+	keys     map[string]key
+	keyFC    map[string]Forecast
+	lastScan time.Time
+	scans    atomic.Int64 // full scans made, for a tool that measures them
 
 	mu     sync.Mutex
 	latest []Forecast
@@ -147,7 +158,7 @@ func NewForecaster(cfg ForecasterConfig) (*Forecaster, error) {
 	db := sql.OpenDB(conn)
 	db.SetMaxOpenConns(1)
 	db.SetMaxIdleConns(1)
-	return &Forecaster{cfg: cfg, log: cfg.Logger, db: db, trends: map[string]*Trend{}}, nil
+	return &Forecaster{cfg: cfg, log: cfg.Logger, db: db, trends: map[string]*Trend{}, keys: map[string]key{}, keyFC: map[string]Forecast{}}, nil
 }
 
 // Forecasts returns the latest forecasts, nil before the first read.
@@ -183,6 +194,9 @@ func (f *Forecaster) Run(ctx context.Context) error {
 		timer.Reset(max(0, f.cfg.Interval-time.Since(start)))
 	}
 }
+
+// Scans is how many full scans of the auto-increment keys were made.
+func (f *Forecaster) Scans() int64 { return f.scans.Load() }
 
 // ReadOnce reads the server once, as Run does every Interval, and returns the
 // forecasts; for a tool that measures what a read costs. Not while Run runs.
@@ -345,42 +359,74 @@ const autoIncrementSQL = "SELECT t.TABLE_SCHEMA, t.TABLE_NAME, c.COLUMN_NAME, c.
 
 // key is one auto-increment key as read.
 type key struct {
+	schema, table              string
 	name, dataType, columnType string
 	next                       uint64
 	max                        uint64
 }
 
-// autoIncrement forecasts every auto-increment key and reports the Tables that run
-// out first.
+// keyScanEvery is how often every auto-increment key is read (a full scan): a
+// third of the window, so that every key's rate has samples enough, and never
+// more often than the reads.
+func (f *Forecaster) keyScanEvery() time.Duration {
+	return max(f.cfg.Interval, f.cfg.Window/3)
+}
+
+// autoIncrement forecasts the auto-increment keys and reports the Tables that run
+// out first. Every key is read at a full scan, every keyScanEvery; in between only
+// the keys reported and the hotKeys fullest are read again, by name, which opens
+// those tables alone; the others keep their forecast from their latest reading.
 func (f *Forecaster) autoIncrement(ctx context.Context, conn *sql.Conn, now time.Time) []Forecast {
 	if f.cfg.TablesHidden != "" {
 		return []Forecast{{Resource: ResourceAutoIncrement, Name: "*", Err: f.cfg.TablesHidden}}
 	}
-	keys, err := f.readKeys(ctx, conn)
+	full := f.lastScan.IsZero() || now.Sub(f.lastScan) >= f.keyScanEvery()
+	var keys []key
+	var err error
+	if full {
+		keys, err = f.readKeys(ctx, conn)
+	} else {
+		keys, err = f.readSomeKeys(ctx, conn, f.hot())
+	}
 	if err != nil {
 		return []Forecast{{Resource: ResourceAutoIncrement, Name: "*", Err: err.Error()}}
 	}
-	// The fullest first; beyond the cap, keys are neither kept nor forecast.
-	slices.SortFunc(keys, func(a, b key) int {
-		return cmp.Compare(float64(b.next)/float64(b.max), float64(a.next)/float64(a.max))
-	})
-	if len(keys) > watchedKeysCap {
-		keys = keys[:watchedKeysCap]
+	if full {
+		// The fullest first; beyond the cap, keys are neither kept nor forecast.
+		slices.SortFunc(keys, func(a, b key) int {
+			return cmp.Compare(float64(b.next)/float64(b.max), float64(a.next)/float64(a.max))
+		})
+		if len(keys) > watchedKeysCap {
+			keys = keys[:watchedKeysCap]
+		}
+		clear(f.keys)
+		f.lastScan = now
+		f.scans.Add(1)
 	}
-	seen := map[string]bool{}
-	var out []Forecast
+	read := map[string]bool{}
 	for _, k := range keys {
-		id := "auto_increment:" + k.name
-		seen[id] = true
+		read[k.name] = true
+		f.keys[k.name] = k
 		fc := Forecast{Resource: ResourceAutoIncrement, Name: k.name, Detail: k.columnType}
 		// Exhausted once the next value is the column's largest: at most that one is
 		// left, and the insert after it fails.
-		out = append(out, f.forecast(fc, id, false, now, k.next-1, k.max, 2))
+		f.keyFC[k.name] = f.forecast(fc, "auto_increment:"+k.name, false, now, k.next-1, k.max, 2)
+	}
+	for name := range f.keyFC {
+		if _, ok := f.keys[name]; !ok {
+			delete(f.keyFC, name) // a table dropped, or no longer among the fullest
+		}
 	}
 	for id := range f.trends {
-		if strings.HasPrefix(id, "auto_increment:") && !seen[id] {
-			delete(f.trends, id) // a table dropped, or no longer among the fullest
+		if name, ok := strings.CutPrefix(id, "auto_increment:"); ok {
+			if _, kept := f.keys[name]; !kept {
+				delete(f.trends, id)
+			}
 		}
+	}
+	out := make([]Forecast, 0, len(f.keyFC))
+	for _, fc := range f.keyFC {
+		out = append(out, fc)
 	}
 	slices.SortStableFunc(out, func(a, b Forecast) int {
 		switch {
@@ -389,12 +435,97 @@ func (f *Forecaster) autoIncrement(ctx context.Context, conn *sql.Conn, now time
 		case Sooner(b, a):
 			return 1
 		}
-		return 0
+		return cmp.Compare(a.Name, b.Name)
 	})
 	if len(out) > f.cfg.Tables {
 		out = out[:f.cfg.Tables]
 	}
 	return out
+}
+
+// hot lists the keys read at every read: those that run out first (the reported
+// ones, by their latest forecasts) and the hotKeys fullest.
+func (f *Forecaster) hot() []key {
+	fcs := make([]Forecast, 0, len(f.keyFC))
+	for _, fc := range f.keyFC {
+		fcs = append(fcs, fc)
+	}
+	slices.SortStableFunc(fcs, func(a, b Forecast) int {
+		switch {
+		case Sooner(a, b):
+			return -1
+		case Sooner(b, a):
+			return 1
+		}
+		return cmp.Compare(a.Name, b.Name)
+	})
+	seen := map[string]bool{}
+	var out []key
+	add := func(name string) {
+		if k, ok := f.keys[name]; ok && !seen[name] {
+			seen[name] = true
+			out = append(out, k)
+		}
+	}
+	for _, fc := range fcs[:min(len(fcs), f.cfg.Tables)] {
+		add(fc.Name)
+	}
+	fullest := make([]key, 0, len(f.keys))
+	for _, k := range f.keys {
+		fullest = append(fullest, k)
+	}
+	slices.SortFunc(fullest, func(a, b key) int {
+		return cmp.Or(cmp.Compare(float64(b.next)/float64(b.max), float64(a.next)/float64(a.max)), cmp.Compare(a.name, b.name))
+	})
+	for _, k := range fullest[:min(len(fullest), hotKeys)] {
+		add(k.name)
+	}
+	return out
+}
+
+// readSomeKeys reads the next value of each of keys again, by schema and table
+// name (the server opens those tables alone), within what is left of the read's
+// deadline. A key whose table is gone is not returned.
+func (f *Forecaster) readSomeKeys(ctx context.Context, conn *sql.Conn, keys []key) ([]key, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	if f.flavor == "mysql" {
+		if _, err := conn.ExecContext(ctx, "SET SESSION information_schema_stats_expiry = 0"); err != nil {
+			return nil, fmt.Errorf("read the auto-increment keys: %w", err)
+		}
+	}
+	parts := make([]string, len(keys))
+	args := make([]any, 0, 2*len(keys))
+	byTable := map[string]key{}
+	for i, k := range keys {
+		parts[i] = "SELECT TABLE_SCHEMA, TABLE_NAME, AUTO_INCREMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?"
+		args = append(args, k.schema, k.table)
+		byTable[k.schema+"."+k.table] = k
+	}
+	rows, err := conn.QueryContext(ctx, strings.Join(parts, " UNION ALL "), args...)
+	if err != nil {
+		return nil, fmt.Errorf("read the auto-increment keys: %w", err)
+	}
+	defer rows.Close()
+	var out []key
+	for rows.Next() {
+		var schema, table string
+		var next sql.Null[uint64] // BIGINT UNSIGNED goes beyond int64
+		if err := rows.Scan(&schema, &table, &next); err != nil {
+			return nil, fmt.Errorf("read the auto-increment keys: %w", err)
+		}
+		k, ok := byTable[schema+"."+table]
+		if !ok || !next.Valid || next.V == 0 {
+			continue
+		}
+		k.next = next.V
+		out = append(out, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read the auto-increment keys: %w", err)
+	}
+	return out, nil
 }
 
 // readKeys reads every auto-increment key, within what is left of the read's
@@ -431,7 +562,7 @@ func (f *Forecaster) readKeys(ctx context.Context, conn *sql.Conn) ([]key, error
 		if k.max, ok = IntegerMax(k.dataType, k.columnType); !ok || k.next == 0 {
 			continue // a float key, say: nothing to forecast against
 		}
-		k.name = schema + "." + table + "." + column
+		k.schema, k.table, k.name = schema, table, schema+"."+table+"."+column
 		k.columnType = columnTypeName(k.dataType, k.columnType)
 		keys = append(keys, k)
 	}

@@ -1,6 +1,7 @@
 package detector
 
 import (
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -94,5 +95,37 @@ func TestForecasterForecast(t *testing.T) {
 	}
 	if got.Outlook != OutlookSteady || !got.RateKnown {
 		t.Errorf("connections coming and going: %+v, want steady", got)
+	}
+}
+
+// TestHotKeys: between full scans a forecaster reads again the keys it reports
+// (those that run out first, however empty) and the hotKeys fullest, nothing else.
+func TestHotKeys(t *testing.T) {
+	f := &Forecaster{cfg: ForecasterConfig{Tables: 1}, keys: map[string]key{}, keyFC: map[string]Forecast{}}
+	const max = 1000000
+	for i := range 50 {
+		name := fmt.Sprintf("app.t%02d.id", i)
+		f.keys[name] = key{schema: "app", table: fmt.Sprintf("t%02d", i), name: name, next: uint64(1000 * (i + 1)), max: max}
+		f.keyFC[name] = Forecast{Resource: ResourceAutoIncrement, Name: name, Outlook: OutlookSteady, RateKnown: true}
+	}
+	// t03 is nearly empty but fills fastest: reported, so read at every read.
+	f.keyFC["app.t03.id"] = Forecast{Resource: ResourceAutoIncrement, Name: "app.t03.id", Outlook: OutlookFilling, RateKnown: true, Left: time.Hour}
+	got := map[string]bool{}
+	for _, k := range f.hot() {
+		got[k.name] = true
+	}
+	if len(got) != hotKeys+1 {
+		t.Errorf("%d hot keys, want %d (the fullest %d and the one that runs out first)", len(got), hotKeys+1, hotKeys)
+	}
+	if !got["app.t03.id"] {
+		t.Error("the key that runs out first is not read between scans")
+	}
+	for i := 50 - hotKeys; i < 50; i++ {
+		if name := fmt.Sprintf("app.t%02d.id", i); !got[name] {
+			t.Errorf("%s, among the fullest, is not read between scans", name)
+		}
+	}
+	if got["app.t10.id"] {
+		t.Error("app.t10.id, neither reported nor among the fullest, is read between scans")
 	}
 }

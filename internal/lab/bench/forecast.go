@@ -38,10 +38,15 @@ type ForecastCost struct {
 	Errors []string `json:"errors,omitempty"`
 	// Per read: the wall time, the CPU of the reading process (the agent's part) and
 	// the server's CPU beyond its idle rate.
-	ReadMSP50   float64 `json:"read_ms_p50"`
-	ReadMSMax   float64 `json:"read_ms_max"`
-	AgentCPUMS  float64 `json:"agent_cpu_ms_per_read"`
-	ServerCPUMS float64 `json:"server_cpu_ms_per_read"`
+	ReadMSP50 float64 `json:"read_ms_p50"`
+	ReadMSMax float64 `json:"read_ms_max"`
+	// The reads that scanned every key (one per detector's key scan period) and
+	// those in between, which read the hottest keys alone: their wall time p50.
+	FullReads        int     `json:"full_scans"`
+	FullReadMSP50    float64 `json:"full_scan_ms_p50"`
+	BetweenReadMSP50 float64 `json:"between_read_ms_p50"`
+	AgentCPUMS       float64 `json:"agent_cpu_ms_per_read"`
+	ServerCPUMS      float64 `json:"server_cpu_ms_per_read"`
 	// At the default interval (detector.DefaultForecastInterval), as a share of one
 	// core.
 	IntervalS         float64      `json:"interval_s"`
@@ -100,18 +105,26 @@ func Forecast(ctx context.Context, cfg ForecastConfig) (ForecastCost, error) {
 	if err != nil {
 		return res, err
 	}
-	f, err := detector.NewForecaster(detector.ForecasterConfig{DSN: dsn})
+	// The reads come back to back, but on the forecaster's clock each is one
+	// interval after the one before: every key is scanned as often as with the
+	// defaults (a full scan, then reads of the hottest keys), and the CPU per read
+	// is the average over that cycle.
+	virtual := time.Now()
+	f, err := detector.NewForecaster(detector.ForecasterConfig{DSN: dsn, Now: func() time.Time { return virtual }})
 	if err != nil {
 		return res, err
 	}
+	tick := func() { virtual = virtual.Add(detector.DefaultForecastInterval) }
 	server := c.Nodes[0].PID
 	// The server idle, as long as the reads will take (measured with a few first):
 	// its own background work, taken off what the reads cost it.
 	for range 3 {
 		f.ReadOnce(ctx)
+		tick()
 	}
 	warm := time.Now()
 	f.ReadOnce(ctx)
+	tick()
 	idleFor := max(5*time.Second, time.Duration(cfg.Reads)*time.Since(warm))
 	s0, err := procCPU(server)
 	if err != nil {
@@ -138,12 +151,20 @@ func Forecast(ctx context.Context, cfg ForecastConfig) (ForecastCost, error) {
 		return res, err
 	}
 	t0 := time.Now()
-	var walls []float64
+	var walls, full, between []float64
 	var out []detector.Forecast
+	scans := f.Scans()
 	for range cfg.Reads {
 		start := time.Now()
 		out = f.ReadOnce(ctx)
-		walls = append(walls, float64(time.Since(start).Microseconds())/1000)
+		ms := float64(time.Since(start).Microseconds()) / 1000
+		walls = append(walls, ms)
+		if n := f.Scans(); n != scans {
+			full, scans = append(full, ms), n
+		} else {
+			between = append(between, ms)
+		}
+		tick()
 		if ctx.Err() != nil {
 			return res, ctx.Err()
 		}
@@ -167,6 +188,15 @@ func Forecast(ctx context.Context, cfg ForecastConfig) (ForecastCost, error) {
 	}
 	sort.Float64s(walls)
 	res.ReadMSP50, res.ReadMSMax = round2(walls[len(walls)/2]), round2(walls[len(walls)-1])
+	res.FullReads = len(full)
+	if len(full) > 0 {
+		sort.Float64s(full)
+		res.FullReadMSP50 = round2(full[len(full)/2])
+	}
+	if len(between) > 0 {
+		sort.Float64s(between)
+		res.BetweenReadMSP50 = round2(between[len(between)/2])
+	}
 	n := float64(cfg.Reads)
 	res.AgentCPUMS = round2((self1 - self0).Seconds() * 1000 / n)
 	serverCPU := max(0, (s1-s0).Seconds()-idleRate*el.Seconds())
@@ -190,9 +220,9 @@ func round4(x float64) float64 { return math.Round(x*10000) / 10000 }
 // String is the result in a sentence.
 func (r ForecastCost) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d tables, %d reads: %.1f ms a read (max %.1f); per read %.2f ms of the reader's CPU and %.2f ms of the server's; "+
+	fmt.Fprintf(&b, "%d tables, %d reads (%d full scans, %.1f ms each; %.1f ms in between): %.1f ms a read (max %.1f); per read %.2f ms of the reader's CPU and %.2f ms of the server's; "+
 		"every %.0f s that is %.4f %% of a core for the agent and %.4f %% for the server (idle: %.2f %%)",
-		r.Tables, r.Reads, r.ReadMSP50, r.ReadMSMax, r.AgentCPUMS, r.ServerCPUMS, r.IntervalS, r.AgentCPUPercent, r.ServerCPUPercent, r.ServerIdlePercent)
+		r.Tables, r.Reads, r.FullReads, r.FullReadMSP50, r.BetweenReadMSP50, r.ReadMSP50, r.ReadMSMax, r.AgentCPUMS, r.ServerCPUMS, r.IntervalS, r.AgentCPUPercent, r.ServerCPUPercent, r.ServerIdlePercent)
 	if len(r.Errors) > 0 {
 		fmt.Fprintf(&b, "; not forecast: %s", strings.Join(r.Errors, "; "))
 	}
