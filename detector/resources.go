@@ -490,10 +490,12 @@ func (f *Forecaster) readSomeKeys(ctx context.Context, conn *sql.Conn, keys []ke
 	if len(keys) == 0 {
 		return nil, nil
 	}
-	if f.flavor == "mysql" {
-		if _, err := conn.ExecContext(ctx, "SET SESSION information_schema_stats_expiry = 0"); err != nil {
-			return nil, fmt.Errorf("read the auto-increment keys: %w", err)
-		}
+	left := time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		left = time.Until(dl)
+	}
+	if left <= 10*time.Millisecond {
+		return nil, errors.New("read the auto-increment keys: no time left in the read")
 	}
 	parts := make([]string, len(keys))
 	args := make([]any, 0, 2*len(keys))
@@ -503,7 +505,11 @@ func (f *Forecaster) readSomeKeys(ctx context.Context, conn *sql.Conn, keys []ke
 		args = append(args, k.schema, k.table)
 		byTable[k.schema+"."+k.table] = k
 	}
-	rows, err := conn.QueryContext(ctx, strings.Join(parts, " UNION ALL "), args...)
+	q, err := f.limited(ctx, conn, strings.Join(parts, " UNION ALL "), left)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := conn.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read the auto-increment keys: %w", err)
 	}
@@ -538,13 +544,9 @@ func (f *Forecaster) readKeys(ctx context.Context, conn *sql.Conn) ([]key, error
 	if left <= 10*time.Millisecond {
 		return nil, errors.New("read the auto-increment keys: no time left in the read")
 	}
-	q := fmt.Sprintf("SET STATEMENT max_statement_time = %.3f FOR %s", left.Seconds(), autoIncrementSQL)
-	if f.flavor == "mysql" {
-		// MySQL caches AUTO_INCREMENT in the data dictionary for a day by default.
-		if _, err := conn.ExecContext(ctx, "SET SESSION information_schema_stats_expiry = 0"); err != nil {
-			return nil, fmt.Errorf("read the auto-increment keys: %w", err)
-		}
-		q = strings.Replace(autoIncrementSQL, "SELECT ", fmt.Sprintf("SELECT /*+ MAX_EXECUTION_TIME(%d) */ ", left.Milliseconds()), 1)
+	q, err := f.limited(ctx, conn, autoIncrementSQL, left)
+	if err != nil {
+		return nil, err
 	}
 	rows, err := conn.QueryContext(ctx, q)
 	if err != nil {
@@ -570,6 +572,20 @@ func (f *Forecaster) readKeys(ctx context.Context, conn *sql.Conn) ([]key, error
 		return nil, fmt.Errorf("read the auto-increment keys: %w", err)
 	}
 	return keys, nil
+}
+
+// limited is query (a SELECT, or SELECTs joined by UNION ALL) stopped by the server
+// too after left: MariaDB's max_statement_time, MySQL's MAX_EXECUTION_TIME hint (on
+// its first SELECT, which bounds the statement). On MySQL it also makes the session
+// read AUTO_INCREMENT afresh (MySQL caches it in the data dictionary for a day).
+func (f *Forecaster) limited(ctx context.Context, conn *sql.Conn, query string, left time.Duration) (string, error) {
+	if f.flavor != "mysql" {
+		return fmt.Sprintf("SET STATEMENT max_statement_time = %.3f FOR %s", left.Seconds(), query), nil
+	}
+	if _, err := conn.ExecContext(ctx, "SET SESSION information_schema_stats_expiry = 0"); err != nil {
+		return "", fmt.Errorf("read the auto-increment keys: %w", err)
+	}
+	return strings.Replace(query, "SELECT ", fmt.Sprintf("SELECT /*+ MAX_EXECUTION_TIME(%d) */ ", left.Milliseconds()), 1), nil
 }
 
 // IntegerMax is the largest value of an integer column type, from the

@@ -258,6 +258,10 @@ func (r *Reconciler) rejoinWith(ctx context.Context, snap cluster.Snapshot, a An
 		switch err := r.cfg.Tools.Undo(ctx, fb, a.Errant); {
 		case errors.Is(err, replication.ErrUndoneBefore):
 			note = "undone before (baton.undo holds its mark): not applied again"
+		case errors.Is(err, replication.ErrNotUndoable):
+			r.rejoin.refuse(a.Errant, err.Error()) // the same script would be refused again
+			fail("undo the errant transactions with flashback", err)
+			return
 		case err != nil:
 			fail("undo the errant transactions with flashback", err)
 			return

@@ -171,7 +171,7 @@ func UndoCheck(ev replication.ErrantEvidence, mode cluster.RejoinMode) (ok bool,
 		case !t.RowsOnly:
 			return false, fmt.Sprintf("%s is a statement or DDL (first event %s): flashback undoes row changes only", t.GTID, t.First)
 		case !t.Transactional:
-			return false, fmt.Sprintf("%s changes a non-transactional table (%s; its binlog group ends in a COMMIT statement, not an Xid): no rollback could take a failed undo back", t.GTID, strings.Join(t.Tables, ", "))
+			return false, fmt.Sprintf("%s changes a non-transactional table (%s: its binlog group ends in a COMMIT statement, not an Xid, or one of them is not InnoDB): no rollback could take a failed undo back", t.GTID, strings.Join(t.Tables, ", "))
 		}
 		for _, table := range t.Tables {
 			if !strings.HasPrefix(table, detector.Schema+".") {

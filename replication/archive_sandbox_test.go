@@ -166,4 +166,20 @@ func TestArchiveAndFlashback(t *testing.T) {
 	if err := tools.Flashback(ctx, ev, primary, fb2); !errors.Is(err, replication.ErrNotUndoable) {
 		t.Fatalf("flashback of a MyISAM insert: %v, want ErrNotUndoable", err)
 	}
+	// One statement that changes an InnoDB table and a MyISAM one: whatever ends its
+	// binlog group, one of its tables is not InnoDB, so it is not transactional.
+	c.exec(t, "db2", "UPDATE sandbox.acct a, sandbox.plain p SET a.v = 'mixed', p.id = 3 WHERE a.id = 1 AND p.id = 1")
+	ev, err = c.inst["db2"].InspectErrant(ctx, primary, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mixed *replication.ErrantTxn
+	for i, tx := range ev.Txns {
+		if tx.Kind == replication.ErrantReal && len(tx.Tables) == 2 {
+			mixed = &ev.Txns[i]
+		}
+	}
+	if mixed == nil || mixed.Transactional || !mixed.RowsOnly {
+		t.Fatalf("an update of an InnoDB and a MyISAM table: %+v, want one real row change of two tables, not transactional", ev.Txns)
+	}
 }

@@ -2,6 +2,7 @@ package replication
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"regexp"
@@ -638,6 +639,9 @@ func (in *Instance) InspectErrant(ctx context.Context, primary Server, timeout t
 			}
 		}
 		ev.Txns = classifyErrant(s.flavor, lookups, events, tails)
+		if err := s.checkEngines(ctx, ev.Txns); err != nil {
+			return err
+		}
 		if uncheckable != "" {
 			for i, t := range ev.Txns {
 				if t.Kind == ErrantPhantom {
@@ -655,6 +659,51 @@ func (in *Instance) InspectErrant(ctx context.Context, primary Server, timeout t
 		return ErrantEvidence{}, fmt.Errorf("inspect errant transactions of %s: %w", in.name, err)
 	}
 	return ev, nil
+}
+
+// checkEngines takes Transactional back from a transaction ended by an Xid that
+// touches a table whose engine is not InnoDB (a statement that wrote an InnoDB
+// table and, through a trigger, an Aria one ends in an Xid all the same), or a
+// table whose engine cannot be read (dropped since): only InnoDB's changes are
+// taken back by a rollback of a failed undo.
+func (s *serverConn) checkEngines(ctx context.Context, txns []ErrantTxn) error {
+	var tables []string
+	for _, t := range txns {
+		if t.Transactional {
+			for _, name := range t.Tables {
+				if !slices.Contains(tables, name) {
+					tables = append(tables, name)
+				}
+			}
+		}
+	}
+	if len(tables) == 0 {
+		return nil
+	}
+	engines := map[string]string{}
+	for _, name := range tables {
+		schema, table, ok := strings.Cut(name, ".")
+		if !ok {
+			continue
+		}
+		var engine sql.NullString
+		err := s.conn.QueryRowContext(ctx, "SELECT ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?", schema, table).Scan(&engine)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return fmt.Errorf("read the engines of the errant transactions' tables: %w", err)
+		case engine.Valid:
+			engines[name] = engine.String
+		}
+	}
+	for i, t := range txns {
+		for _, name := range t.Tables {
+			if t.Transactional && !strings.EqualFold(engines[name], "InnoDB") {
+				txns[i].Transactional = false
+			}
+		}
+	}
+	return nil
 }
 
 // binlogEnd is SHOW MASTER STATUS's file:position, where the next event goes.
