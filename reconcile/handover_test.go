@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
 	"github.com/baton-ha/baton/cluster"
@@ -64,11 +65,11 @@ func (s *fenceOnly) Fence(context.Context) (replication.FenceReport, error) {
 	return replication.FenceReport{ReadOnly: true}, nil
 }
 
-// TestDeposedPrimaryHandsTheVIPOver: a deposed primary whose server is read_only,
-// or whose mysqld is not running, keeps the virtual IP after the commit until the
-// new primary announces it, or HandoverBound passes; one whose server might still
-// take a write (it could not be fenced, and something listens) lets it go at once.
-// The leader key goes at once in every case.
+// TestDeposedPrimaryHandsTheVIPOver: a deposed primary whose server the flow made
+// read_only, or whose mysqld is not running, keeps the virtual IP after the commit
+// until the new primary announces it, or HandoverBound passes; one whose server's
+// state is not known (the flow's fence failed, and something listens) lets it go
+// first, as always. The leader key goes at once in every case.
 func TestDeposedPrimaryHandsTheVIPOver(t *testing.T) {
 	cli, _ := sandboxtest.Etcd(t)
 	store := cluster.NewStore(cli, "handover")
@@ -82,6 +83,7 @@ func TestDeposedPrimaryHandsTheVIPOver(t *testing.T) {
 	class, detail := detector.Classify(refusedErr)
 	notRunning := detector.Report{Rounds: 5, RoundVerdict: detector.Unreachable, Ping: &detector.Result{Class: class, Detail: detail}}
 	frozen := detector.Report{Rounds: 5, RoundVerdict: detector.Unreachable, Ping: &detector.Result{Class: detector.TimedOut, Detail: "no answer"}}
+	healthy := detector.Report{Rounds: 5, Ping: &detector.Result{Class: detector.OK}}
 
 	deposed := func(newHolds bool) cluster.Snapshot {
 		s := cluster.Snapshot{}
@@ -90,73 +92,138 @@ func TestDeposedPrimaryHandsTheVIPOver(t *testing.T) {
 		return s
 	}
 	now := time.Date(2026, 12, 7, 7, 0, 0, 0, time.UTC)
+	ctx := t.Context()
+	// leader puts the leader key on a fresh lease for db1, as the old primary's
+	// agent holds it, and says whether it is still there.
+	leader := func(t *testing.T) (clientv3.LeaseID, func() bool) {
+		g, err := cli.Grant(ctx, 30)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cli.Delete(ctx, store.Keys.Leader()); err != nil {
+			t.Fatal(err)
+		}
+		if err := store.AcquireLeader(ctx, g.ID, "db1", 0); err != nil {
+			t.Fatal(err)
+		}
+		return g.ID, func() bool {
+			r, err := cli.Get(ctx, store.Keys.Leader())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return len(r.Kvs) == 1
+		}
+	}
+	det := &switchDetector{}
 	newReconciler := func(srv Local, rep detector.Report) (*Reconciler, *countVIP) {
 		v := &countVIP{acquired: 1}
-		r := &Reconciler{cfg: ReconcilerConfig{Node: "db1", Local: srv, VIP: v, Detector: reportDetector{rep: rep}, Store: store,
+		det.rep = rep
+		r := &Reconciler{cfg: ReconcilerConfig{Node: "db1", Local: srv, VIP: v, Detector: det, Store: store,
 			FenceTimeout: time.Second, Now: func() time.Time { return now }}, log: zap.NewNop(), role: cluster.RolePrimary}
 		return r, v
 	}
-	ctx := t.Context()
+	intent := Analysis{FenceWhy: "a failover away from this node is in progress", IntentKey: "k", Epoch: 6}
 	why := "not the primary of record (now db2)"
 
-	t.Run("read_only: kept until the new primary announces it", func(t *testing.T) {
-		r, v := newReconciler(&fenceOnly{}, detector.Report{Rounds: 5})
-		r.fenceSelf(ctx, deposed(false), 1, why, false)
+	t.Run("fenced read_only for the flow: kept until the new primary announces it", func(t *testing.T) {
+		lease, held := leader(t)
+		r, v := newReconciler(&fenceOnly{}, healthy)
+		r.fenceForIntent(ctx, intent)
+		r.fenceSelf(ctx, deposed(false), lease, why, true)
 		if v.released != 0 || !r.handingOver() {
 			t.Fatalf("released %d, handing over %v: want the address kept", v.released, r.handingOver())
 		}
+		if held() {
+			t.Fatal("the leader key is still held while the address is handed over")
+		}
 		now = now.Add(HandoverBound / 2)
-		r.fenceSelf(ctx, deposed(false), 1, why, true)
+		r.fenceSelf(ctx, deposed(false), lease, why, true)
+		r.expireHandover(ctx, deposed(false))
 		if v.released != 0 {
 			t.Fatal("released within the bound, the new primary silent")
 		}
-		r.fenceSelf(ctx, deposed(true), 1, why, true)
+		r.fenceSelf(ctx, deposed(true), lease, why, true)
 		if v.released != 1 || r.handingOver() {
 			t.Fatalf("released %d, handing over %v once the new primary holds it: want released", v.released, r.handingOver())
 		}
 	})
-	t.Run("read_only: let go at the bound", func(t *testing.T) {
-		r, v := newReconciler(&fenceOnly{}, detector.Report{Rounds: 5})
-		r.fenceSelf(ctx, deposed(false), 1, why, false)
+	t.Run("the bound passes: let go by the next pass, whatever it decides", func(t *testing.T) {
+		lease, _ := leader(t)
+		r, v := newReconciler(&fenceOnly{}, healthy)
+		r.fenceForIntent(ctx, intent)
+		r.fenceSelf(ctx, deposed(false), lease, why, true)
 		now = now.Add(HandoverBound)
-		r.fenceSelf(ctx, deposed(false), 1, why, true)
-		if v.released != 1 {
+		r.expireHandover(ctx, deposed(false))
+		if v.released != 1 || r.handingOver() {
 			t.Fatalf("released %d after the bound: want 1", v.released)
 		}
 	})
-	t.Run("mysqld not running: kept", func(t *testing.T) {
-		r, v := newReconciler(&fenceOnly{err: errors.New("connect: connection refused")}, notRunning)
-		r.fenceSelf(ctx, deposed(false), 1, why, false)
-		if v.released != 0 || !r.handingOver() {
-			t.Fatalf("released %d: a server not running keeps the address for the new primary", v.released)
-		}
-	})
-	t.Run("not fenced, and maybe running (frozen): let go at once", func(t *testing.T) {
+	t.Run("the flow's fence failed and something listens: let go at once", func(t *testing.T) {
+		lease, held := leader(t)
 		r, v := newReconciler(&fenceOnly{err: errors.New("context deadline exceeded")}, frozen)
-		r.fenceSelf(ctx, deposed(false), 1, why, false)
-		if v.released != 1 || r.handingOver() {
-			t.Fatalf("released %d, handing over %v: a server that might take writes keeps no address", v.released, r.handingOver())
-		}
-	})
-	t.Run("a flow's intent, mysqld not running: kept until the commit", func(t *testing.T) {
-		r, v := newReconciler(&fenceOnly{err: errors.New("connect: connection refused")}, notRunning)
-		r.fenceForIntent(ctx, Analysis{FenceWhy: "a failover away from this node is in progress", IntentKey: "k", Epoch: 6})
-		if v.released != 0 {
-			t.Fatalf("released %d at the intent: a server not running refuses connections at once", v.released)
-		}
-	})
-	t.Run("a flow's intent, server frozen: let go at once", func(t *testing.T) {
-		r, v := newReconciler(&fenceOnly{err: errors.New("context deadline exceeded")}, frozen)
-		r.fenceForIntent(ctx, Analysis{FenceWhy: "a failover away from this node is in progress", IntentKey: "k", Epoch: 6})
+		r.fenceForIntent(ctx, intent)
 		if v.released != 1 {
 			t.Fatalf("released %d at the intent: a frozen server keeps no address", v.released)
 		}
+		v.acquired = 2 // held again, as if
+		r.fenceSelf(ctx, deposed(false), lease, why, true)
+		if v.released != 2 || r.handingOver() {
+			t.Fatalf("released %d, handing over %v: a server that might take writes keeps no address", v.released, r.handingOver())
+		}
+		if held() {
+			t.Fatal("the leader key is still held")
+		}
+	})
+	t.Run("not fenced for a flow, server state unknown: the address goes first", func(t *testing.T) {
+		lease, _ := leader(t)
+		r, v := newReconciler(&fenceOnly{}, healthy)
+		r.fenceSelf(ctx, deposed(false), lease, why, false)
+		if v.released != 1 || r.handingOver() {
+			t.Fatalf("released %d, handing over %v: want released before the fence", v.released, r.handingOver())
+		}
+	})
+	t.Run("mysqld not running: kept from the intent, let go when something listens again", func(t *testing.T) {
+		lease, held := leader(t)
+		r, v := newReconciler(&fenceOnly{err: errors.New("connect: connection refused")}, notRunning)
+		r.fenceForIntent(ctx, intent)
+		if v.released != 0 || !r.handingOver() {
+			t.Fatalf("released %d at the intent: a server not running refuses connections at once", v.released)
+		}
+		r.fenceSelf(ctx, deposed(false), lease, why, true)
+		if v.released != 0 || held() {
+			t.Fatalf("released %d, leader key held %v: want the address kept and the key gone", v.released, held())
+		}
+		det.rep = healthy // mysqld restarted: it should be read_only, but that is not known
+		r.expireHandover(ctx, deposed(false))
+		if v.released != 1 {
+			t.Fatalf("released %d once something listens again: want 1", v.released)
+		}
+	})
+	t.Run("the flow abandoned: the primary of record again, its address not dropped", func(t *testing.T) {
+		r, v := newReconciler(&fenceOnly{err: errors.New("connect: connection refused")}, notRunning)
+		r.fenceForIntent(ctx, intent)
+		self := deposed(false)
+		self.Primary.Node = "db1"
+		now = now.Add(HandoverBound)
+		r.expireHandover(ctx, self)
+		if v.released != 0 || r.handingOver() {
+			t.Fatalf("released %d, handing over %v: the primary of record's address is its pass's to decide", v.released, r.handingOver())
+		}
 	})
 	t.Run("zero snapshot: let go at once", func(t *testing.T) {
-		r, v := newReconciler(&fenceOnly{}, detector.Report{Rounds: 5})
-		r.fenceSelf(ctx, cluster.Snapshot{}, 1, why, false)
+		lease, _ := leader(t)
+		r, v := newReconciler(&fenceOnly{}, healthy)
+		r.fenceForIntent(ctx, intent)
+		r.fenceSelf(ctx, cluster.Snapshot{}, lease, why, true)
 		if v.released != 1 {
 			t.Fatalf("released %d with no primary of record read: want 1", v.released)
 		}
 	})
 }
+
+// switchDetector is a detector whose report a test changes.
+type switchDetector struct{ rep detector.Report }
+
+func (d *switchDetector) Report() detector.Report { return d.rep }
+func (*switchDetector) SetRole(detector.Probes)   {}
+func (*switchDetector) SetEpoch(uint64)           {}

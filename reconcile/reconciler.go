@@ -177,8 +177,13 @@ type Reconciler struct {
 	intentEpoch uint64
 	vipHeld     bool // as of the latest pass
 	// handoverSince is when this node, deposed, first kept the virtual IP for the
-	// new primary to take (keepVIPForHandover); zero when it does not.
+	// new primary to take (keepVIPForHandover); zero when it does not. handoverRO
+	// says it keeps it because its server was made read_only (else: mysqld was not
+	// running). flowFenceOK says the fence for the latest flow (intentKey) made the
+	// server read_only.
 	handoverSince time.Time
+	handoverRO    bool
+	flowFenceOK   bool
 	snap          cluster.Snapshot // read at the latest pass
 	policyNote    string           // the disagreement with the cluster's policy last logged
 	repaired      string           // the latest drift this reconciler repaired, for status
@@ -380,6 +385,7 @@ func (r *Reconciler) pass(ctx context.Context, s *concurrency.Session) {
 		return
 	}
 	r.checkPolicy(snap)
+	r.expireHandover(ctx, snap)
 	lease := s.Lease()
 	self := r.self(lease)
 	// What etcd alone decides comes first, before anything that may wait on a hung
@@ -397,8 +403,9 @@ func (r *Reconciler) pass(ctx context.Context, s *concurrency.Session) {
 		r.cfg.Peer.SetTarget(snap.Primary.Node, snap.Primary.Addr, !agentAlive)
 	}
 	if r.cfg.VIP != nil && snap.Primary.Node != "" && snap.Primary.Node != r.cfg.Node {
-		held, _ := r.cfg.VIP.Held(ctx)
-		self.VIPHeld = held
+		// Not known is held: the fence runs again, rather than an address kept.
+		held, err := r.cfg.VIP.Held(ctx)
+		self.VIPHeld = held || err != nil
 	}
 	r.act(ctx, snap, lease, Analyze(snap, self))
 	if r.cfg.VIP != nil {
@@ -701,20 +708,25 @@ func (r *Reconciler) checkPolicy(snap cluster.Snapshot) {
 // per flow. It keeps the virtual IP and the leader key until the commit, so that
 // clients reconnecting meanwhile are refused at once by a read-only server rather
 // than lose their connection attempt to an address nobody answers; a server that
-// could not be fenced (frozen, gone) lets the virtual IP go now.
+// could not be fenced lets the virtual IP go now (frozen, cut off), unless nothing
+// listens on its port: mysqld not running refuses connections at once, so the
+// address stays a moment (handover.go).
 func (r *Reconciler) fenceForIntent(ctx context.Context, a Analysis) {
 	r.markFenced(a.FenceWhy)
-	if !r.fenceServer(ctx) {
-		if r.cfg.Detector.Report().NotRunning() {
+	ok := r.fenceServer(ctx)
+	if !ok {
+		if r.cfg.VIP != nil && r.cfg.Detector.Report().NotRunning() {
 			// Nothing listens: a client's connection is reset at once, and it
-			// tries again, rather than wait on an address nobody answers.
-			r.log.Info("mysqld is not running: the virtual IP stays until the commit, where connections are refused at once")
+			// tries again, rather than wait on an address nobody answers. Kept
+			// for HandoverBound at most, and while nothing listens (expireHandover).
+			r.log.Info("mysqld is not running: the virtual IP stays a moment, where connections are refused at once")
+			r.startHandover(false)
 		} else {
 			r.releaseVIP(ctx)
 		}
 	}
 	r.mu.Lock()
-	r.intentKey, r.intentEpoch = a.IntentKey, a.Epoch
+	r.intentKey, r.intentEpoch, r.flowFenceOK = a.IntentKey, a.Epoch, ok
 	r.mu.Unlock()
 }
 
@@ -723,41 +735,72 @@ func (r *Reconciler) fenceForIntent(ctx context.Context, a Analysis) {
 // (unless already done for the flow: serverFenced), then the leader key, so that
 // another node may become writable.
 //
-// A deposed primary whose server cannot take a write (read_only now, or mysqld not
-// running) keeps the virtual IP a moment more, until the new primary announces it
-// (see handover.go); the leader key goes at once all the same.
+// A deposed primary whose server is known unable to take a write (made read_only
+// by the flow's fence, or mysqld not running: its port refuses) keeps the virtual
+// IP a moment more, until the new primary announces it (see handover.go); the
+// leader key goes at once all the same. A server whose state is not known loses
+// the address first, as always.
 func (r *Reconciler) fenceSelf(ctx context.Context, snap cluster.Snapshot, lease clientv3.LeaseID, why string, serverFenced bool) {
 	r.markFenced(why)
 	r.mu.Lock()
-	since := r.handoverSince
+	since, readOnly := r.handoverSince, serverFenced && r.flowFenceOK
 	r.mu.Unlock()
-	handover := r.cfg.VIP != nil && keepVIPForHandover(snap, r.cfg.Node, since, r.cfg.Now())
-	if !handover {
+	notRunning := r.cfg.Detector.Report().NotRunning()
+	keep := r.cfg.VIP != nil && (readOnly || notRunning) && keepVIPForHandover(snap, r.cfg.Node, since, r.cfg.Now())
+	if !keep {
 		r.releaseVIP(ctx)
 	}
-	fenced := serverFenced
-	if !serverFenced {
-		fenced = r.fenceServer(ctx)
+	if !serverFenced && r.fenceServer(ctx) {
+		readOnly = true
 	}
-	if handover {
-		if fenced || r.cfg.Detector.Report().NotRunning() {
-			if since.IsZero() {
-				r.log.Info("deposed: the virtual IP stays until " + snap.Primary.Node + " announces it (its server cannot take a write here)")
-				since = r.cfg.Now()
-			}
-		} else {
-			r.releaseVIP(ctx) // the server might still take writes: the address goes now
-			since = time.Time{}
+	if keep {
+		if since.IsZero() {
+			r.log.Info("deposed: the virtual IP stays until " + snap.Primary.Node + " announces it (this server cannot take a write)")
 		}
-	} else {
-		since = time.Time{}
+		r.startHandover(readOnly)
 	}
-	r.mu.Lock()
-	r.handoverSince = since
-	r.mu.Unlock()
 	if err := r.cfg.Store.ReleaseLeader(ctx, lease); err != nil {
 		r.log.Warn("release the leader key", zap.Error(err))
 	}
+}
+
+// startHandover records that this node keeps the virtual IP for the new primary
+// (from now, unless it did already), and why: its server read_only, or not running.
+func (r *Reconciler) startHandover(readOnly bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.handoverSince.IsZero() {
+		r.handoverSince = r.cfg.Now()
+	}
+	r.handoverRO = readOnly
+}
+
+// expireHandover lets the virtual IP go, whatever the pass then decides, once it
+// was kept for HandoverBound, or when it was kept because mysqld was not running
+// and something listens again (a server restarted: it should start read_only, but
+// that is not known here).
+func (r *Reconciler) expireHandover(ctx context.Context, snap cluster.Snapshot) {
+	r.mu.Lock()
+	since, readOnly := r.handoverSince, r.handoverRO
+	if !since.IsZero() && snap.Primary.Node == r.cfg.Node && snap.Intent == nil {
+		// The flow was abandoned: this node is the primary of record again, and
+		// the pass decides about its address as for any primary.
+		r.handoverSince = time.Time{}
+		since = time.Time{}
+	}
+	r.mu.Unlock()
+	if since.IsZero() {
+		return
+	}
+	switch {
+	case r.cfg.Now().Sub(since) >= HandoverBound:
+		r.log.Info("the virtual IP kept for the new primary goes: " + HandoverBound.String() + " passed")
+	case !readOnly && !r.cfg.Detector.Report().NotRunning():
+		r.log.Info("the virtual IP kept while mysqld was not running goes: something listens again")
+	default:
+		return
+	}
+	r.releaseVIP(ctx)
 }
 
 // handingOver says whether this node keeps the virtual IP for the new primary.
