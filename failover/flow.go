@@ -425,6 +425,33 @@ const stopIOTimeout = 400 * time.Millisecond
 // would fetch the old primary's last commits, which the new primary lacks.
 const stopIOBusyTimeout = 3 * time.Second
 
+// ioExitWait bounds how long rank waits for an IO thread still running to exit: a
+// STOP SLAVE IO_THREAD killed at stopIOTimeout leaves the thread marked to stop (it
+// reads and acknowledges nothing more) and, with semi-sync, connecting to a frozen
+// or cut-off old primary to kill its dump thread, up to
+// rpl_semi_sync_slave_kill_conn_timeout. Without this wait the flow refused, and the
+// failover came only at the next attempt, seconds later.
+const ioExitWait = 1500 * time.Millisecond
+
+// awaitIOExit reads in's status again, every 50 ms, until its IO thread is
+// stopped or ioExitWait has passed; it returns the latest status read.
+func awaitIOExit(ctx context.Context, in Server, st replication.Status) (replication.Status, error) {
+	deadline := time.Now().Add(ioExitWait)
+	for st.IOThread != replication.ThreadStopped && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return st, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		next, err := in.Status(ctx)
+		if err != nil {
+			return st, err
+		}
+		st = next
+	}
+	return st, nil
+}
+
 // stopIO stops the IO thread of every replica it can reach, at once: the live ones
 // and those whose agent is gone.
 func (f *flow) stopIO(ctx context.Context) (string, error) {
@@ -555,6 +582,9 @@ func (f *flow) rank(ctx context.Context) (replication.Ranked, error) {
 				return
 			}
 			st, err := in.Status(ctx)
+			if err == nil && f.d.Action == cluster.Failover && st.IOThread != replication.ThreadStopped {
+				st, err = awaitIOExit(ctx, in, st)
+			}
 			if err != nil {
 				errs[i] = fmt.Errorf("%s: %w", name, err)
 				return

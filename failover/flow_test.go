@@ -220,6 +220,9 @@ type ioServer struct {
 	stopErr error
 	io      replication.ThreadState
 	readErr error
+	// stopsAfter, when set, makes the IO thread stopped from that read of the
+	// status on (a thread still exiting after its STOP was killed).
+	stopsAfter, reads int
 }
 
 func (s *ioServer) StopIO(context.Context) error {
@@ -237,6 +240,9 @@ func (s *ioServer) Status(context.Context) (replication.Status, error) {
 	defer s.mu.Unlock()
 	if s.readErr != nil {
 		return replication.Status{}, s.readErr
+	}
+	if s.reads++; s.stopsAfter > 0 && s.reads >= s.stopsAfter {
+		s.io = replication.ThreadStopped
 	}
 	return replication.Status{Flavor: replication.FlavorMariaDB, Role: replication.RoleReplica, ServerID: 2, ReadOnly: true,
 		Executed: replication.MustParseGTIDSet(replication.FlavorMariaDB, "0-1-100"), IOThread: s.io,
@@ -286,6 +292,15 @@ func TestFailoverNeedsStoppedIOThreads(t *testing.T) {
 			if !errors.As(err, &r) || !strings.Contains(err.Error(), "db2") || !strings.Contains(err.Error(), "IO thread") {
 				t.Fatalf("force %v: rank = %v, want a refusal naming db2's IO thread", force, err)
 			}
+		}
+	})
+	t.Run("a stop killed at its deadline, the thread exiting: waited for, then ranked", func(t *testing.T) {
+		srv := &ioServer{stopErr: errors.New("STOP SLAVE IO_THREAD: did not finish in time, killed server-side"), io: replication.ThreadRunning, stopsAfter: 4}
+		f := ioFlow(srv, false)
+		_, _ = f.stopIO(t.Context())
+		chosen, err := f.rank(t.Context())
+		if err != nil || chosen.Name != "db2" {
+			t.Fatalf("rank = %+v, %v: want db2, once its IO thread exited", chosen, err)
 		}
 	})
 	t.Run("connecting counts as running", func(t *testing.T) {
