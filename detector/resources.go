@@ -424,11 +424,17 @@ func (f *Forecaster) autoIncrement(ctx context.Context, conn *sql.Conn, now time
 			}
 		}
 	}
+	return f.soonest()
+}
+
+// soonest is the latest forecasts of the keys, those that run out first first, at
+// most Tables of them.
+func (f *Forecaster) soonest() []Forecast {
 	out := make([]Forecast, 0, len(f.keyFC))
 	for _, fc := range f.keyFC {
 		out = append(out, fc)
 	}
-	slices.SortStableFunc(out, func(a, b Forecast) int {
+	slices.SortFunc(out, func(a, b Forecast) int {
 		switch {
 		case Sooner(a, b):
 			return -1
@@ -437,28 +443,12 @@ func (f *Forecaster) autoIncrement(ctx context.Context, conn *sql.Conn, now time
 		}
 		return cmp.Compare(a.Name, b.Name)
 	})
-	if len(out) > f.cfg.Tables {
-		out = out[:f.cfg.Tables]
-	}
-	return out
+	return out[:min(len(out), f.cfg.Tables)]
 }
 
 // hot lists the keys read at every read: those that run out first (the reported
 // ones, by their latest forecasts) and the hotKeys fullest.
 func (f *Forecaster) hot() []key {
-	fcs := make([]Forecast, 0, len(f.keyFC))
-	for _, fc := range f.keyFC {
-		fcs = append(fcs, fc)
-	}
-	slices.SortStableFunc(fcs, func(a, b Forecast) int {
-		switch {
-		case Sooner(a, b):
-			return -1
-		case Sooner(b, a):
-			return 1
-		}
-		return cmp.Compare(a.Name, b.Name)
-	})
 	seen := map[string]bool{}
 	var out []key
 	add := func(name string) {
@@ -467,7 +457,7 @@ func (f *Forecaster) hot() []key {
 			out = append(out, k)
 		}
 	}
-	for _, fc := range fcs[:min(len(fcs), f.cfg.Tables)] {
+	for _, fc := range f.soonest() {
 		add(fc.Name)
 	}
 	fullest := make([]key, 0, len(f.keys))
@@ -490,12 +480,9 @@ func (f *Forecaster) readSomeKeys(ctx context.Context, conn *sql.Conn, keys []ke
 	if len(keys) == 0 {
 		return nil, nil
 	}
-	left := time.Second
-	if dl, ok := ctx.Deadline(); ok {
-		left = time.Until(dl)
-	}
-	if left <= 10*time.Millisecond {
-		return nil, errors.New("read the auto-increment keys: no time left in the read")
+	left, err := timeLeft(ctx)
+	if err != nil {
+		return nil, err
 	}
 	parts := make([]string, len(keys))
 	args := make([]any, 0, 2*len(keys))
@@ -537,12 +524,9 @@ func (f *Forecaster) readSomeKeys(ctx context.Context, conn *sql.Conn, keys []ke
 // readKeys reads every auto-increment key, within what is left of the read's
 // deadline, enforced by the server too.
 func (f *Forecaster) readKeys(ctx context.Context, conn *sql.Conn) ([]key, error) {
-	left := time.Second
-	if dl, ok := ctx.Deadline(); ok {
-		left = time.Until(dl)
-	}
-	if left <= 10*time.Millisecond {
-		return nil, errors.New("read the auto-increment keys: no time left in the read")
+	left, err := timeLeft(ctx)
+	if err != nil {
+		return nil, err
 	}
 	q, err := f.limited(ctx, conn, autoIncrementSQL, left)
 	if err != nil {
@@ -572,6 +556,19 @@ func (f *Forecaster) readKeys(ctx context.Context, conn *sql.Conn) ([]key, error
 		return nil, fmt.Errorf("read the auto-increment keys: %w", err)
 	}
 	return keys, nil
+}
+
+// timeLeft is what is left of the read's deadline (a second without one), for the
+// server to stop a query at; an error when nothing is.
+func timeLeft(ctx context.Context) (time.Duration, error) {
+	left := time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		left = time.Until(dl)
+	}
+	if left <= 10*time.Millisecond {
+		return 0, errors.New("read the auto-increment keys: no time left in the read")
+	}
+	return left, nil
 }
 
 // limited is query (a SELECT, or SELECTs joined by UNION ALL) stopped by the server

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -109,20 +110,11 @@ Examples:
 			if cctx.Int("count") < 1 {
 				return cli.Exit(fmt.Sprintf("bench switchover: count: %d: at least 1", cctx.Int("count")), exitBadInput)
 			}
-			bin, err := lab.FindBinaries(cctx.String("baton"))
+			bin, ctx, stop, progress, err := benchStart(cctx)
 			if err != nil {
 				return cli.Exit("bench switchover: "+err.Error(), exitBadInput)
 			}
-			if err := sandbox.Requirements(); err != nil {
-				return cli.Exit("bench switchover: "+err.Error(), exitBadInput)
-			}
-			ctx, stop := signal.NotifyContext(cctx.Context, syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			_ = mysql.SetLogger(log.New(io.Discard, "", 0))
-			var progress io.Writer = cctx.App.ErrWriter
-			if cctx.Bool("json") {
-				progress = nil
-			}
 			res, err := bench.Switchovers(ctx, bin, cctx.Int("count"), cctx.Bool("secure"), progress)
 			if err != nil {
 				return cli.Exit("bench switchover: "+err.Error(), exitRefused)
@@ -138,6 +130,27 @@ Examples:
 			return nil
 		},
 	}
+}
+
+// benchStart is what a sandbox benchmark's command does first: find the binaries,
+// check the sandbox's requirements, make a context an interrupt ends, silence the
+// MySQL driver's log, and send progress to stderr unless --json. Its errors are
+// bad input; the caller calls stop.
+func benchStart(cctx *cli.Context) (lab.Binaries, context.Context, func(), io.Writer, error) {
+	bin, err := lab.FindBinaries(cctx.String("baton"))
+	if err != nil {
+		return lab.Binaries{}, nil, nil, nil, err
+	}
+	if err := sandbox.Requirements(); err != nil {
+		return lab.Binaries{}, nil, nil, nil, err
+	}
+	ctx, stop := signal.NotifyContext(cctx.Context, syscall.SIGINT, syscall.SIGTERM)
+	_ = mysql.SetLogger(log.New(io.Discard, "", 0))
+	var progress io.Writer = cctx.App.ErrWriter
+	if cctx.Bool("json") {
+		progress = nil
+	}
+	return bin, ctx, stop, progress, nil
 }
 
 func benchAgentRestartCommand() *cli.Command {
@@ -166,20 +179,11 @@ Examples:
 			if cctx.Int("rounds") < 1 {
 				return cli.Exit(fmt.Sprintf("bench agent-restart: rounds: %d: at least 1", cctx.Int("rounds")), exitBadInput)
 			}
-			bin, err := lab.FindBinaries(cctx.String("baton"))
+			bin, ctx, stop, progress, err := benchStart(cctx)
 			if err != nil {
 				return cli.Exit("bench agent-restart: "+err.Error(), exitBadInput)
 			}
-			if err := sandbox.Requirements(); err != nil {
-				return cli.Exit("bench agent-restart: "+err.Error(), exitBadInput)
-			}
-			ctx, stop := signal.NotifyContext(cctx.Context, syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			_ = mysql.SetLogger(log.New(io.Discard, "", 0))
-			var progress io.Writer = cctx.App.ErrWriter
-			if cctx.Bool("json") {
-				progress = nil
-			}
 			res, err := bench.AgentRestarts(ctx, bin, cctx.Int("rounds"), progress)
 			if err != nil {
 				return cli.Exit("bench agent-restart: "+err.Error(), exitRefused)

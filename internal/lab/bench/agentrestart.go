@@ -117,14 +117,7 @@ func AgentRestarts(ctx context.Context, bin lab.Binaries, rounds int, progress i
 	if err != nil {
 		return res, err
 	}
-	db, err := c.RootDB(snap.Primary.Node)
-	if err != nil {
-		return res, err
-	}
-	defer db.Close()
-	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	lost, err := w.Lost(lctx, db)
+	lost, err := lostOn(ctx, c, w, snap.Primary.Node)
 	if err != nil {
 		return res, err
 	}

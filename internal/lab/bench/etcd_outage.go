@@ -134,17 +134,23 @@ func EtcdOutage(ctx context.Context, cfg EtcdOutageConfig) (EtcdOutageResult, er
 		return res, fmt.Errorf("read etcd after the outage: %w", err)
 	}
 	res.Failover = after.Primary.Node != before.Primary.Node || after.Primary.Epoch != before.Primary.Epoch
-	db, err := c.RootDB(after.Primary.Node)
-	if err != nil {
-		return res, err
-	}
-	defer db.Close()
-	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	lost, err := w.Lost(lctx, db)
+	lost, err := lostOn(ctx, c, w, after.Primary.Node)
 	if err != nil {
 		return res, err
 	}
 	res.LostWrites = len(lost)
 	return res, nil
+}
+
+// lostOn is the writer's acknowledged writes that node's server lacks, read within
+// 10 s.
+func lostOn(ctx context.Context, c *sandbox.Cluster, w *sandbox.Writer, node string) ([]int64, error) {
+	db, err := c.RootDB(node)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return w.Lost(lctx, db)
 }
