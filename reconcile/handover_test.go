@@ -136,6 +136,12 @@ func TestDeposedPrimaryHandsTheVIPOver(t *testing.T) {
 		if held() {
 			t.Fatal("the leader key is still held while the address is handed over")
 		}
+		// The pass's second analysis, after the local read, asks for the fence
+		// without saying the flow fenced the server: the flow's evidence stands.
+		r.fenceSelf(ctx, deposed(false), lease, why, false)
+		if v.released != 0 {
+			t.Fatal("released at the analysis after the local read: the flow's fence made the server read_only")
+		}
 		now = now.Add(HandoverBound / 2)
 		r.fenceSelf(ctx, deposed(false), lease, why, true)
 		r.expireHandover(ctx, deposed(false))
@@ -208,6 +214,15 @@ func TestDeposedPrimaryHandsTheVIPOver(t *testing.T) {
 		r.expireHandover(ctx, self)
 		if v.released != 0 || r.handingOver() {
 			t.Fatalf("released %d, handing over %v: the primary of record's address is its pass's to decide", v.released, r.handingOver())
+		}
+	})
+	t.Run("fenced for an older flow: the address goes first", func(t *testing.T) {
+		lease, _ := leader(t)
+		r, v := newReconciler(&fenceOnly{}, healthy)
+		r.fenceForIntent(ctx, Analysis{FenceWhy: "a switchover away from this node is in progress", IntentKey: "old", Epoch: 4})
+		r.fenceSelf(ctx, deposed(false), lease, why, false) // deposed at epoch 7, not 5
+		if v.released != 1 || r.handingOver() {
+			t.Fatalf("released %d, handing over %v: an older flow's fence says nothing of the server now", v.released, r.handingOver())
 		}
 	})
 	t.Run("zero snapshot: let go at once", func(t *testing.T) {

@@ -743,7 +743,11 @@ func (r *Reconciler) fenceForIntent(ctx context.Context, a Analysis) {
 func (r *Reconciler) fenceSelf(ctx context.Context, snap cluster.Snapshot, lease clientv3.LeaseID, why string, serverFenced bool) {
 	r.markFenced(why)
 	r.mu.Lock()
-	since, readOnly := r.handoverSince, serverFenced && r.flowFenceOK
+	// The evidence that the server cannot take a write: the fence of the flow that
+	// deposed this node made it read_only (whether or not this analysis says the
+	// server was fenced for the flow: the one after the local read does not).
+	since := r.handoverSince
+	readOnly := r.flowFenceOK && r.intentKey != "" && snap.Primary.Epoch == r.intentEpoch+1
 	r.mu.Unlock()
 	notRunning := r.cfg.Detector.Report().NotRunning()
 	keep := r.cfg.VIP != nil && (readOnly || notRunning) && keepVIPForHandover(snap, r.cfg.Node, since, r.cfg.Now())
