@@ -160,18 +160,24 @@ func TestFailoverOnFaults(t *testing.T) {
 				t.Errorf("the old primary accepted writes after the new one took over (writable: %v)", ws)
 			}
 			// The newest failover: the coordinator may have recorded more since (a
-			// fence of the old primary's server, writable with its agent gone).
-			hist, err := c.store.History(qctx, 5)
-			if err != nil || len(hist) == 0 {
-				t.Fatalf("history: %v %v", hist, err)
-			}
-			ev := hist[0]
-			for _, e := range hist {
-				if e.Kind == "failover" {
-					ev = e
-					break
+			// fence of the old primary's server, writable with its agent gone), and
+			// records it after its last steps, which may end after the writer is back.
+			var ev cluster.Event
+			sandboxtest.WaitFor(t, 5*time.Second, "the failover's history event", func() bool {
+				hctx, cancel := context.WithTimeout(ctx, time.Second)
+				defer cancel()
+				hist, err := c.store.History(hctx, 5)
+				if err != nil {
+					return false
 				}
-			}
+				for _, e := range hist {
+					if e.Kind == "failover" {
+						ev = e
+						return true
+					}
+				}
+				return false
+			})
 			if ev.Kind != "failover" || ev.From != "db1" || ev.To != newNode.Name || len(ev.Steps) < 5 {
 				t.Errorf("history event = %+v, want a failover db1 -> %s with its steps", ev, newNode.Name)
 			}
@@ -872,12 +878,26 @@ func TestFailoverRepointsReplicaWithoutAgent(t *testing.T) {
 	if lost, err := w.Lost(qctx, p); err != nil || len(lost) > 0 {
 		t.Fatalf("acknowledged writes missing on db2: %v %v", lost, err)
 	}
-	hist, err := c.store.History(qctx, 1)
-	if err != nil || len(hist) != 1 {
-		t.Fatalf("history: %v %v", hist, err)
-	}
+	// The flow records its event after its last steps: db3 may replicate from db2,
+	// and the writer be back, before it is written.
+	var ev cluster.Event
+	sandboxtest.WaitFor(t, 5*time.Second, "the failover's history event", func() bool {
+		hctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		hist, err := c.store.History(hctx, 5)
+		if err != nil {
+			return false
+		}
+		for _, e := range hist {
+			if e.Kind == "failover" && e.From == "db1" {
+				ev = e
+				return true
+			}
+		}
+		return false
+	})
 	var steps []string
-	for _, s := range hist[0].Steps {
+	for _, s := range ev.Steps {
 		steps = append(steps, s.Name+" "+s.Error)
 	}
 	if !strings.Contains(strings.Join(steps, ","), "repoint_silent ") || !strings.Contains(strings.Join(steps, ","), "can_commit ") {
