@@ -161,25 +161,7 @@ func TestFailoverOnFaults(t *testing.T) {
 			if ws := mon.Writable(first.At); strings.Contains(strings.Join(ws, ","), "db1") {
 				t.Errorf("the old primary accepted writes after the new one took over (writable: %v)", ws)
 			}
-			// The newest failover: the coordinator may have recorded more since (a
-			// fence of the old primary's server, writable with its agent gone), and
-			// records it after its last steps, which may end after the writer is back.
-			var ev cluster.Event
-			sandboxtest.WaitFor(t, 5*time.Second, "the failover's history event", func() bool {
-				hctx, cancel := context.WithTimeout(ctx, time.Second)
-				defer cancel()
-				hist, err := c.store.History(hctx, 5)
-				if err != nil {
-					return false
-				}
-				for _, e := range hist {
-					if e.Kind == "failover" {
-						ev = e
-						return true
-					}
-				}
-				return false
-			})
+			ev := c.failoverEvent(t, "db1")
 			if ev.Kind != "failover" || ev.From != "db1" || ev.To != newNode.Name || len(ev.Steps) < 5 {
 				t.Errorf("history event = %+v, want a failover db1 -> %s with its steps", ev, newNode.Name)
 			}
@@ -890,24 +872,7 @@ func TestFailoverRepointsReplicaWithoutAgent(t *testing.T) {
 	if lost, err := w.Lost(qctx, p); err != nil || len(lost) > 0 {
 		t.Fatalf("acknowledged writes missing on db2: %v %v", lost, err)
 	}
-	// The flow records its event after its last steps: db3 may replicate from db2,
-	// and the writer be back, before it is written.
-	var ev cluster.Event
-	sandboxtest.WaitFor(t, 5*time.Second, "the failover's history event", func() bool {
-		hctx, cancel := context.WithTimeout(ctx, time.Second)
-		defer cancel()
-		hist, err := c.store.History(hctx, 5)
-		if err != nil {
-			return false
-		}
-		for _, e := range hist {
-			if e.Kind == "failover" && e.From == "db1" {
-				ev = e
-				return true
-			}
-		}
-		return false
-	})
+	ev := c.failoverEvent(t, "db1")
 	var steps []string
 	for _, s := range ev.Steps {
 		steps = append(steps, s.Name+" "+s.Error)
@@ -915,6 +880,32 @@ func TestFailoverRepointsReplicaWithoutAgent(t *testing.T) {
 	if !strings.Contains(strings.Join(steps, ","), "repoint_silent ") || !strings.Contains(strings.Join(steps, ","), "can_commit ") {
 		t.Errorf("steps %v: want repoint_silent and can_commit, without errors", steps)
 	}
+}
+
+// failoverEvent waits up to 5 s for the history's newest failover away from from,
+// and returns it. The coordinator may have recorded more since (a fence of the old
+// primary's server, writable with its agent gone), and records the failover after
+// its last steps (promote, repoint_silent, the hooks), which may end after the
+// writer is back.
+func (c sbCluster) failoverEvent(t *testing.T, from string) cluster.Event {
+	t.Helper()
+	var ev cluster.Event
+	sandboxtest.WaitFor(t, 5*time.Second, "the failover's history event", func() bool {
+		hctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		hist, err := c.store.History(hctx, 5)
+		if err != nil {
+			return false
+		}
+		for _, e := range hist {
+			if e.Kind == cluster.EventFailover && e.From == from {
+				ev = e
+				return true
+			}
+		}
+		return false
+	})
+	return ev
 }
 
 // slaveStatus is SHOW SLAVE STATUS by column name (empty when not a replica or on error).
