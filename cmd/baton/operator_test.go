@@ -32,9 +32,12 @@ type cliCluster struct {
 	store *cluster.Store
 }
 
-func upCLICluster(t *testing.T, name string) cliCluster {
+// upCLICluster brings up a cluster for the operator commands. manualRejoin sets the
+// cluster's rejoin mode to manual: a replica whose data diverged then stays
+// quarantined, lagging, instead of being rebuilt by its agent within seconds.
+func upCLICluster(t *testing.T, name string, manualRejoin bool) cliCluster {
 	t.Helper()
-	c := sandboxtest.Up(t, sandbox.Spec{Name: name, Nodes: 3, SemiSync: true, WithAgents: true, VIP: true})
+	c := sandboxtest.Up(t, sandbox.Spec{Name: name, Nodes: 3, SemiSync: true, WithAgents: true, VIP: true, ManualRejoin: manualRejoin})
 	cli, err := c.EtcdClient()
 	if err != nil {
 		t.Fatal(err)
@@ -176,7 +179,9 @@ func gapDuring(acks []sandbox.Ack, from, to time.Time) time.Duration {
 // logged: it is a benchmark's figure (docs/BENCHMARKS.md), not what this test holds
 // the code to.
 func TestSwitchover(t *testing.T) {
-	c := upCLICluster(t, "cli-sw")
+	// Manual rejoin: the subtest that breaks a replica needs it to stay broken and
+	// lagging; with archive-and-repair its agent rebuilt it before the lag showed.
+	c := upCLICluster(t, "cli-sw", true)
 	ctx := context.Background()
 	w := c.NewWriter(10*time.Millisecond, time.Second)
 	w.Start(ctx)
@@ -427,7 +432,7 @@ func mustNode(t *testing.T, c cliCluster, name string) *sandbox.Node {
 // TestPauseResume: a paused cluster does not fail over from a full disk, and shows
 // the primary unwritable; once resumed it fails over.
 func TestPauseResume(t *testing.T) {
-	c := upCLICluster(t, "cli-pause")
+	c := upCLICluster(t, "cli-pause", false)
 	ctx := context.Background()
 	if out, stderr, code := c.baton(t, "pause"); code != 0 || !strings.Contains(out, "paused by") {
 		t.Fatalf("pause: exit %d: %s%s", code, out, stderr)
