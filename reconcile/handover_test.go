@@ -153,6 +153,17 @@ func TestDeposedPrimaryHandsTheVIPOver(t *testing.T) {
 			t.Fatalf("released %d, handing over %v once the new primary holds it: want released", v.released, r.handingOver())
 		}
 	})
+	t.Run("fenced for the flow, then a fence fails on a server that listens: let go", func(t *testing.T) {
+		lease, _ := leader(t)
+		srv := &fenceOnly{}
+		r, v := newReconciler(srv, healthy)
+		r.fenceForIntent(ctx, intent)
+		srv.err = errors.New("context deadline exceeded")
+		r.fenceSelf(ctx, deposed(false), lease, why, false)
+		if v.released != 1 || r.handingOver() {
+			t.Fatalf("released %d, handing over %v: the flow's evidence no longer holds", v.released, r.handingOver())
+		}
+	})
 	t.Run("the bound passes: let go by the next pass, whatever it decides", func(t *testing.T) {
 		lease, _ := leader(t)
 		r, v := newReconciler(&fenceOnly{}, healthy)

@@ -754,8 +754,16 @@ func (r *Reconciler) fenceSelf(ctx context.Context, snap cluster.Snapshot, lease
 	if !keep {
 		r.releaseVIP(ctx)
 	}
-	if !serverFenced && r.fenceServer(ctx) {
-		readOnly = true
+	if !serverFenced {
+		switch {
+		case r.fenceServer(ctx):
+			readOnly = true
+		case keep && !r.cfg.Detector.Report().NotRunning():
+			// The fence failed now on a server that listens: what the flow's fence
+			// showed may no longer hold, so the address goes.
+			r.releaseVIP(ctx)
+			keep = false
+		}
 	}
 	if keep {
 		if since.IsZero() {
