@@ -173,8 +173,14 @@ func (s *serverConn) close() { s.conn.Close() }
 // statement is killed server-side through another connection, within the
 // reserve, so that it cannot take effect later.
 func (s *serverConn) exec(ctx context.Context, query string) error {
+	return s.execAs(ctx, query, query)
+}
+
+// execAs is exec with its errors naming the statement as what (a long
+// statement's text would drown them).
+func (s *serverConn) execAs(ctx context.Context, what, query string) error {
 	if s.broken {
-		return fmt.Errorf("%s: connection already abandoned", query)
+		return fmt.Errorf("%s: connection already abandoned", what)
 	}
 	stmtCtx, cancel := context.WithDeadline(ctx, stmtDeadline(ctx))
 	defer cancel()
@@ -183,11 +189,11 @@ func (s *serverConn) exec(ctx context.Context, query string) error {
 		return nil
 	}
 	if stmtCtx.Err() == nil {
-		return fmt.Errorf("%s: %w", query, err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	s.broken = true
 	s.kill(ctx)
-	return fmt.Errorf("%s: did not finish in time, killed server-side: %w", query, stmtCtx.Err())
+	return fmt.Errorf("%s: did not finish in time, killed server-side: %w", what, stmtCtx.Err())
 }
 
 // stmtDeadline keeps back min(a quarter of the remaining time, 500ms) of

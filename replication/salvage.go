@@ -27,9 +27,9 @@ import (
 // the complete transactions only: a torn tail (a crash in the middle of a write),
 // an output cut at its deadline or size limit, are never applied.
 //
-// Applying (by the coordinator): Tools.ApplySalvage runs the print with the mariadb
-// client, as Baton's account (BINLOG REPLAY), after a guard that refuses a
-// candidate that changed since the flow read it.
+// Applying (by the coordinator): ApplySalvage runs the print's statements on one
+// connection, as Baton's account (BINLOG REPLAY), after a guard that refuses a
+// candidate that changed since the flow read it (salvage_apply.go).
 
 // MaxSalvage bounds the print of one salvage: transactions beyond it stay behind.
 const MaxSalvage = 32 << 20
@@ -464,56 +464,6 @@ type SalvageGuard struct {
 	// transaction is applied (its executed set and theirs, one GTID per domain):
 	// replication started again from there never fetches them a second time.
 	SlavePosAfter string
-}
-
-// salvageGuardSQL refuses, in the applying session, a candidate that changed
-// since the flow read it, or whose replication lock another session holds; the
-// lock is then held by the session until it ends.
-func salvageGuardSQL(g SalvageGuard) string {
-	return fmt.Sprintf(`DELIMITER ;;
-BEGIN NOT ATOMIC
-  DECLARE got INT DEFAULT GET_LOCK('%s', 1);
-  IF got IS NULL OR got <> 1 THEN
-    SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'salvage: the replication lock is held by another session';
-  END IF;
-  IF @@GLOBAL.read_only = 0 THEN
-    SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'salvage: the candidate is writable';
-  END IF;
-  IF @@GLOBAL.gtid_binlog_state <> %s OR @@GLOBAL.gtid_slave_pos <> %s THEN
-    SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'salvage: the candidate changed since the flow read it';
-  END IF;
-END;;
-DELIMITER ;
-STOP SLAVE;
-`, ReplicationLock, quote(g.BinlogState, false), quote(g.SlavePos, false))
-}
-
-// ApplySalvage applies script (a BinlogPrint's) to the server with the mariadb
-// client, on one session: first a guard refuses a server that is writable, whose
-// GTID state is not g's, or whose replication lock another session holds; then
-// replication is stopped (the flow stopped its IO thread; its SQL thread has
-// applied its relay log), the script runs, each transaction committed with its own
-// GTID, and gtid_slave_pos moves to g.SlavePosAfter. The first error stops it:
-// every transaction before it is committed, the one it hit is rolled back
-// (InnoDB), none after it runs. ctx bounds it (a client killed at its deadline
-// leaves the same prefix). The account needs BINLOG REPLAY, READ_ONLY ADMIN and
-// REPLICATION SLAVE ADMIN.
-func (t Tools) ApplySalvage(ctx context.Context, script []byte, g SalvageGuard) error {
-	if len(script) == 0 {
-		return errors.New("apply salvage: nothing to apply")
-	}
-	if g.BinlogState == "" && g.SlavePos == "" && g.SlavePosAfter == "" {
-		return errors.New("apply salvage: no guard: the candidate's GTID state was not read")
-	}
-	tail := "ROLLBACK;\n"
-	if g.SlavePosAfter != "" {
-		tail += setSlavePosQuery(g.SlavePosAfter) + ";\n"
-	}
-	stdin := io.MultiReader(strings.NewReader(salvageGuardSQL(g)), bytes.NewReader(script), strings.NewReader(tail))
-	if _, err := t.run(ctx, t.client(), stdin, "--batch", "--binary-mode"); err != nil {
-		return fmt.Errorf("apply salvage: %w", err)
-	}
-	return nil
 }
 
 // SalvagePlan is what applying a print adds to a candidate (CheckSalvage).

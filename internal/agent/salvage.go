@@ -119,9 +119,9 @@ type salvageConfig struct {
 	LocalAddr string
 	// Binlog is mariadb-binlog ("" finds it in PATH).
 	Binlog string
-	// Tools is Baton's account for applying to a candidate (Addr set per call).
-	Tools replication.Tools
-	Log   *zap.Logger
+	// Dialer is how Baton's account connects to a candidate to apply.
+	Dialer replication.Dialer
+	Log    *zap.Logger
 }
 
 // salvager is one agent's salvage: failover.Salvager as a coordinator, the
@@ -519,33 +519,29 @@ func readSalvageAnswer(secret []byte, req SalvageRequest, status int, body []byt
 	return a, nil
 }
 
-// Apply applies script to the server at addr with the mariadb client, as Baton's
-// account (failover.Salvager).
+// Apply applies script to the server at addr as Baton's account
+// (failover.Salvager).
 func (s *salvager) Apply(ctx context.Context, addr string, script []byte, g replication.SalvageGuard) error {
-	t := s.cfg.Tools
-	t.Addr = addr
-	return t.ApplySalvage(ctx, script, g)
+	return replication.ApplySalvage(ctx, s.cfg.Dialer, addr, script, g)
 }
 
 // newSalvager is this agent's salvage, from its configuration: off (no secret)
-// unless salvage is on and MariaDB's client programs are installed, which both
-// sides need (mariadb-binlog to read, mariadb to apply).
+// unless salvage is on and mariadb-binlog (mariadb-client) is installed, which a
+// failed primary's agent reads its binary logs with.
 func (a *Agent) newSalvager() *salvager {
 	cfg := a.cfg
 	sc := salvageConfig{Cluster: cfg.Cluster, Node: cfg.Node, LocalAddr: cfg.LocalAddr(),
 		Log: a.log.With(zap.String("component", "salvage"))}
-	sc.Tools = replication.Tools{User: cfg.MySQL.User, Password: cfg.MySQL.Password.Reveal(), Dir: cfg.StatePath()}
-	if tls := cfg.MySQL.TLS; tls != nil {
-		sc.Tools.TLS, sc.Tools.TLSCA, sc.Tools.TLSCert, sc.Tools.TLSKey, sc.Tools.SkipVerify = true, tls.CA, tls.Cert, tls.Key, tls.InsecureSkipVerify
-	}
+	d, derr := cfg.Dialer()
+	sc.Dialer = d
 	if cfg.SalvageOn() {
 		sc.Secret = []byte(cfg.PeerSecret.Reveal())
-		for _, prog := range []string{"mariadb-binlog", "mariadb"} {
-			if _, err := exec.LookPath(prog); err != nil {
-				sc.Log.Warn("salvage off: install mariadb-client (a failover then leaves what a failed primary logged that no replica received on its disk)", zap.Error(err))
-				sc.Secret = nil
-				break
-			}
+		if _, err := exec.LookPath("mariadb-binlog"); err != nil {
+			sc.Log.Warn("salvage off: install mariadb-client (a failover then leaves what a failed primary logged that no replica received on its disk)", zap.Error(err))
+			sc.Secret = nil
+		} else if derr != nil {
+			sc.Log.Warn("salvage off: no way to connect to a candidate", zap.Error(derr))
+			sc.Secret = nil
 		}
 	}
 	if !cfg.SalvageOn() {
