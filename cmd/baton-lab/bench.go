@@ -307,6 +307,7 @@ Example:
 			&cli.IntFlag{Name: "trials", Value: 3, Usage: "trials per size, each on a fresh cluster"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
 			&cli.StringFlag{Name: "name", Value: "salv-bench", Usage: "sandbox name", Hidden: true},
+			&cli.BoolFlag{Name: "sync-free", Usage: "run the nodes with innodb_flush_log_at_trx_commit = 0, as on a disk whose sync costs nothing: what is left is Baton's own part of the apply"},
 			batonFlag(),
 		},
 		Action: func(cctx *cli.Context) error {
@@ -314,7 +315,7 @@ Example:
 			if err != nil {
 				return cli.Exit("bench salvage: "+err.Error(), exitBadInput)
 			}
-			cfg := bench.SalvageConfig{Txns: cctx.IntSlice("txns"), Trials: cctx.Int("trials"), Name: cctx.String("name"), Bin: bin}
+			cfg := bench.SalvageConfig{Txns: cctx.IntSlice("txns"), Trials: cctx.Int("trials"), Name: cctx.String("name"), SyncFree: cctx.Bool("sync-free"), Bin: bin}
 			if !cctx.Bool("json") {
 				cfg.Progress = cctx.App.ErrWriter
 			}

@@ -18,9 +18,14 @@ import (
 type SalvageConfig struct {
 	// Txns are the numbers of transactions the primary alone acknowledges before
 	// its mysqld dies, one trial size each.
-	Txns     []int
-	Trials   int // per size, each on a fresh cluster
-	Name     string
+	Txns   []int
+	Trials int // per size, each on a fresh cluster
+	Name   string
+	// SyncFree sets innodb_flush_log_at_trx_commit = 0 on every node, as a disk
+	// whose sync costs nothing would be: a commit no longer waits for its redo
+	// log to reach the disk, so the apply's time is Baton's own part of it. A lab
+	// setting only: Baton never changes it.
+	SyncFree bool
 	Bin      lab.Binaries
 	Progress io.Writer // one line per trial; nil for none
 }
@@ -68,8 +73,10 @@ type SalvageTrial struct {
 // SalvageResult is what `baton-lab bench salvage --json` prints.
 type SalvageResult struct {
 	// TimeoutMS is timings.salvage_timeout: no step may take longer.
-	TimeoutMS int64          `json:"timeout_ms"`
-	Trials    []SalvageTrial `json:"trials"`
+	TimeoutMS int64 `json:"timeout_ms"`
+	// SyncFree says the trials ran with innodb_flush_log_at_trx_commit = 0.
+	SyncFree bool           `json:"sync_free,omitempty"`
+	Trials   []SalvageTrial `json:"trials"`
 	// OverTimeout counts the steps that took longer than TimeoutMS.
 	OverTimeout int      `json:"over_timeout"`
 	Errors      []string `json:"errors,omitempty"`
@@ -86,7 +93,7 @@ func Salvage(ctx context.Context, cfg SalvageConfig) (SalvageResult, error) {
 	if err := cfg.Validate(); err != nil {
 		return SalvageResult{}, err
 	}
-	res := SalvageResult{TimeoutMS: failover.DefaultSalvageTimeout.Milliseconds()}
+	res := SalvageResult{TimeoutMS: failover.DefaultSalvageTimeout.Milliseconds(), SyncFree: cfg.SyncFree}
 	say := func(format string, args ...any) {
 		if cfg.Progress != nil {
 			fmt.Fprintf(cfg.Progress, format, args...)
@@ -94,7 +101,7 @@ func Salvage(ctx context.Context, cfg SalvageConfig) (SalvageResult, error) {
 	}
 	for _, n := range cfg.Txns {
 		for i := 0; i < cfg.Trials && ctx.Err() == nil; i++ {
-			tr, err := salvageTrial(ctx, cfg.Name, cfg.Bin, n)
+			tr, err := salvageTrial(ctx, cfg.Name, cfg.Bin, n, cfg.SyncFree)
 			if err != nil {
 				res.Errors = append(res.Errors, fmt.Sprintf("%d transactions, trial %d: %v", n, i+1, err))
 				say("%d transactions, trial %d: %v\n", n, i+1, err)
@@ -118,7 +125,7 @@ func leftSuffix(s string) string {
 	return "; left behind: " + s
 }
 
-func salvageTrial(ctx context.Context, name string, bin lab.Binaries, n int) (SalvageTrial, error) {
+func salvageTrial(ctx context.Context, name string, bin lab.Binaries, n int, syncFree bool) (SalvageTrial, error) {
 	tr := SalvageTrial{Txns: n}
 	c, store, done, err := benchClusterSpec(ctx, sandbox.Spec{Name: name, Nodes: 3, SemiSync: false, WithAgents: true, VIP: true,
 		EtcdMembers: 1, Binary: bin.Baton, LabBinary: bin.Lab})
@@ -150,6 +157,13 @@ func salvageTrial(ctx context.Context, name string, bin lab.Binaries, n int) (Sa
 		return true
 	}); err != nil {
 		return tr, fmt.Errorf("replicas not replicating: %w", err)
+	}
+	if syncFree {
+		for _, node := range c.Nodes {
+			if err := rootExec(ctx, c, node.Name, "SET GLOBAL innodb_flush_log_at_trx_commit = 0"); err != nil {
+				return tr, err
+			}
+		}
 	}
 	release, err := c.HoldBehind(ctx, replicas...)
 	if err != nil {
@@ -220,4 +234,19 @@ func salvageTrial(ctx context.Context, name string, bin lab.Binaries, n int) (Sa
 	}
 	tr.Lost = n - have
 	return tr, nil
+}
+
+// rootExec runs one statement as root on a node, within 5 s.
+func rootExec(ctx context.Context, c *sandbox.Cluster, node, stmt string) error {
+	db, err := c.RootDB(node)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := db.ExecContext(ctx, stmt); err != nil {
+		return fmt.Errorf("%s on %s: %w", stmt, node, err)
+	}
+	return nil
 }
