@@ -100,7 +100,9 @@ func TestBackupStream(t *testing.T) {
 		copyHeader(w.Header(), resp.Header)
 		w.Header().Set("Trailer", SignatureHeader+", "+BackupErrorTrailer)
 		w.WriteHeader(resp.StatusCode)
-		_, _ = io.Copy(io.MultiWriter(w, &wire), resp.Body)
+		if _, err := io.Copy(io.MultiWriter(w, &wire), resp.Body); err != nil {
+			t.Errorf("proxy: %v", err)
+		}
 		copyHeader(w.Header(), resp.Trailer)
 	}))
 	defer proxy.Close()
@@ -128,9 +130,17 @@ func TestBackupStream(t *testing.T) {
 	}
 }
 
+// cloneTo is r sent on to base. Its body is read first: the proxy's server closes
+// r.Body once the proxy answers, which could race the transport still sending it
+// (the transport then closes the connection mid-answer).
 func cloneTo(r *http.Request, base string) *http.Request {
 	u, _ := url.Parse(base + r.URL.Path)
 	out := r.Clone(r.Context())
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		panic(err)
+	}
+	out.Body, out.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
 	out.URL, out.RequestURI, out.Host = u, "", u.Host
 	return out
 }
