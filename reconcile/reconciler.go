@@ -303,9 +303,8 @@ func (r *Reconciler) Run(ctx context.Context, s *concurrency.Session) error {
 	changes, stop := r.cfg.Cluster.Subscribe(acted(r.cfg.Store.Keys))
 	defer stop()
 	// Another node's status wakes a pass only when the primary's verdict turns to a
-	// failure: this node's replication state (its IO thread cut off by a dead
-	// primary), which the coordinator needs to confirm the failure, goes out then,
-	// not at the next tick.
+	// failure, or a new primary announces itself (primaryNews); the handover's end
+	// too.
 	k := r.cfg.Store.Keys
 	others, stopOthers := r.cfg.Cluster.Subscribe(func(key string) bool {
 		return strings.HasPrefix(key, k.NodesPrefix()) && key != k.Node(r.cfg.Node)
@@ -327,7 +326,7 @@ func (r *Reconciler) Run(ctx context.Context, s *concurrency.Session) error {
 			case <-tick.C:
 				waiting = false
 			case <-others:
-				waiting = !r.primaryTurnedFailed(ctx, &seen) && !r.handoverDone(ctx)
+				waiting = !r.primaryNews(ctx, &seen) && !r.handoverDone(ctx)
 			}
 		}
 	}
@@ -347,9 +346,14 @@ func (r *Reconciler) handoverDone(ctx context.Context) bool {
 	return ok && snap.Primary.Node != r.cfg.Node && st.VIP
 }
 
-// primaryTurnedFailed says whether the primary of record, another node, publishes a
-// failure verdict it did not publish at the last look; seen holds that look.
-func (r *Reconciler) primaryTurnedFailed(ctx context.Context, seen *string) bool {
+// primaryNews says whether the primary of record, another node, publishes news a
+// pass acts on at once that it did not publish at the last look (seen holds that
+// look): a failure verdict (this node's replication state, its IO thread cut off
+// by a dead primary, then goes out for the coordinator to confirm the failure), or
+// its announcement as primary at the epoch of record, with its GTID set (a replica
+// then follows it at once, not at its next tick: under semi-sync the new primary
+// commits nothing until a replica does).
+func (r *Reconciler) primaryNews(ctx context.Context, seen *string) bool {
 	snap, err := r.read(ctx)
 	if err != nil {
 		return false
@@ -360,12 +364,13 @@ func (r *Reconciler) primaryTurnedFailed(ctx context.Context, seen *string) bool
 		*seen = ""
 		return false
 	}
-	now := p + " " + ps.Verdict.String()
-	if now == *seen {
-		return false
-	}
-	*seen = now
-	return ps.Verdict != detector.Healthy && ps.Verdict != detector.Unknown
+	failed := ps.Verdict != detector.Healthy && ps.Verdict != detector.Unknown
+	announced := ps.Role == cluster.RolePrimary && ps.Epoch == snap.Primary.Epoch && ps.GTID != ""
+	verdict := p + " " + ps.Verdict.String()
+	announce := fmt.Sprintf("%s %d %v", p, snap.Primary.Epoch, announced)
+	prevVerdict, prevAnnounce, _ := strings.Cut(*seen, "|")
+	*seen = verdict + "|" + announce
+	return failed && verdict != prevVerdict || announced && announce != prevAnnounce
 }
 
 // acted says which keys a reconciler acts on at once when they change.

@@ -48,7 +48,42 @@ func TestPrimaryTurnedFailed(t *testing.T) {
 	}
 	for _, st := range steps {
 		view(st.primary, st.verdicts)
-		if got := r.primaryTurnedFailed(context.Background(), &seen); got != st.want {
+		if got := r.primaryNews(context.Background(), &seen); got != st.want {
+			t.Errorf("%s: woke %v, want %v", st.name, got, st.want)
+		}
+	}
+}
+
+// TestPrimaryAnnounces: another node's status wakes a pass once when the primary of
+// record announces itself as primary at the epoch of record with its GTID set (a
+// replica follows it then, not at its tick), not before it does, not for an
+// announcement at an older epoch, nor again at every publish of it.
+func TestPrimaryAnnounces(t *testing.T) {
+	rd := &snapReader{}
+	r := &Reconciler{cfg: ReconcilerConfig{Node: "db3", Cluster: rd}}
+	view := func(epoch uint64, st cluster.NodeStatus) {
+		st.Node, st.Verdict = "db2", detector.Healthy
+		rd.snap = cluster.Snapshot{View: cluster.View{Primary: cluster.Primary{Node: "db2", Epoch: epoch},
+			Nodes: map[string]cluster.NodeStatus{"db2": st}}}
+	}
+	var seen string
+	steps := []struct {
+		name  string
+		epoch uint64
+		st    cluster.NodeStatus
+		want  bool
+	}{
+		{"committed, db2 still a replica", 2, cluster.NodeStatus{Role: cluster.RoleReplica, Epoch: 1, GTID: "0-1-5"}, false},
+		{"db2 primary at the old epoch", 2, cluster.NodeStatus{Role: cluster.RolePrimary, Epoch: 1, GTID: "0-1-5"}, false},
+		{"db2 primary at epoch 2, no GTID set", 2, cluster.NodeStatus{Role: cluster.RolePrimary, Epoch: 2}, false},
+		{"db2 announces epoch 2", 2, cluster.NodeStatus{Role: cluster.RolePrimary, Epoch: 2, GTID: "0-1-5"}, true},
+		{"db2 publishes again", 2, cluster.NodeStatus{Role: cluster.RolePrimary, Epoch: 2, GTID: "0-2-9"}, false},
+		{"a new epoch recorded, db2 not yet announced at it", 3, cluster.NodeStatus{Role: cluster.RolePrimary, Epoch: 2, GTID: "0-2-9"}, false},
+		{"db2 announces epoch 3", 3, cluster.NodeStatus{Role: cluster.RolePrimary, Epoch: 3, GTID: "0-2-9"}, true},
+	}
+	for _, st := range steps {
+		view(st.epoch, st.st)
+		if got := r.primaryNews(context.Background(), &seen); got != st.want {
 			t.Errorf("%s: woke %v, want %v", st.name, got, st.want)
 		}
 	}
