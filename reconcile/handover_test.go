@@ -253,3 +253,67 @@ type switchDetector struct{ rep detector.Report }
 func (d *switchDetector) Report() detector.Report { return d.rep }
 func (*switchDetector) SetRole(detector.Probes)   {}
 func (*switchDetector) SetEpoch(uint64)           {}
+
+// promoteOnly is a server that goes writable when promoted.
+type promoteOnly struct {
+	Local
+	writable bool
+}
+
+func (s *promoteOnly) Promote(context.Context) error { s.writable = true; return nil }
+func (s *promoteOnly) Status(context.Context) (replication.Status, error) {
+	return replication.Status{Flavor: replication.FlavorMariaDB, ReadOnly: !s.writable,
+		Executed: replication.MustParseGTIDSet(replication.FlavorMariaDB, "0-1-5")}, nil
+}
+
+// seeingVIP records what etcd says of the node when the address is acquired.
+type seeingVIP struct {
+	countVIP
+	look   func() (cluster.NodeStatus, bool)
+	seen   cluster.NodeStatus
+	hadAny bool
+}
+
+func (v *seeingVIP) Acquire(ctx context.Context) error {
+	v.seen, v.hadAny = v.look()
+	return v.countVIP.Acquire(ctx)
+}
+
+// TestNewPrimaryAnnouncesBeforeTheAddress: a node taking the primary's place
+// publishes itself as the writable primary at the epoch of record, with its GTID
+// set, before it acquires the virtual IP (its replicas follow it while the
+// gratuitous ARP goes out), and says then that it does not hold the address yet:
+// the old primary's handover ends only on the publish after the address moved.
+func TestNewPrimaryAnnouncesBeforeTheAddress(t *testing.T) {
+	cli, _ := sandboxtest.Etcd(t)
+	store := cluster.NewStore(cli, "announce")
+	ctx := t.Context()
+	g, err := cli.Grant(ctx, 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &seeingVIP{look: func() (cluster.NodeStatus, bool) {
+		snap, err := store.Load(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, ok := snap.Nodes["db2"]
+		return n, ok
+	}}
+	srv := &promoteOnly{}
+	now := time.Date(2026, 12, 7, 7, 0, 0, 0, time.UTC)
+	r := &Reconciler{cfg: ReconcilerConfig{Node: "db2", Local: srv, VIP: v, Detector: &switchDetector{}, Store: store,
+		StatusTimeout: time.Second, PublishEvery: time.Minute, Now: func() time.Time { return now }}, log: zap.NewNop(), role: cluster.RoleReplica}
+	snap := cluster.Snapshot{}
+	snap.Primary = cluster.Primary{Node: "db2", Epoch: 8}
+	snap.Nodes = map[string]cluster.NodeStatus{"db2": {Node: "db2"}}
+	r.takePrimary(ctx, snap, g.ID, Analysis{Action: NodePromote, Role: cluster.RolePrimary, Epoch: 8})
+	if v.acquired != 1 {
+		t.Fatalf("acquired the address %d times, want 1", v.acquired)
+	}
+	n := v.seen
+	if !v.hadAny || n.Role != cluster.RolePrimary || n.Epoch != 8 || n.ReadOnly || n.GTID != "0-1-5" || n.VIP {
+		t.Fatalf("published when the address was acquired: %v role %s epoch %d read_only %v gtid %q vip %v: want the writable primary at epoch 8 with its GTID set, not yet holding the address",
+			v.hadAny, n.Role, n.Epoch, n.ReadOnly, n.GTID, n.VIP)
+	}
+}

@@ -606,16 +606,28 @@ func (r *Reconciler) takePrimary(ctx context.Context, snap cluster.Snapshot, lea
 	r.probeAs(a.Probe)
 	r.setRole(a.Role)
 	r.setFenced("")
+	// Announce the new primary before the address moves: the replicas follow it
+	// while the gratuitous ARP goes out (under semi-sync it commits nothing until
+	// one does). That the address moved is the next publish's news, which ends the
+	// old primary's handover.
+	r.refreshLocal(ctx)
+	r.publish(ctx, snap, lease)
 	r.acquireVIP(ctx)
 	r.log.Info("primary: writable", zap.Uint64("epoch", a.Epoch), zap.Duration("took", r.cfg.Now().Sub(start)))
 	// Publish the server as it is now, writable, not as the pass found it.
+	r.refreshLocal(ctx)
+}
+
+// refreshLocal reads the local server's status again, for the next publish: the
+// server as it is now, not as the pass found it.
+func (r *Reconciler) refreshLocal(ctx context.Context) {
 	sctx, cancel := context.WithTimeout(ctx, r.cfg.StatusTimeout)
+	defer cancel()
 	if now, err := r.cfg.Local.Status(sctx); err == nil {
 		r.mu.Lock()
 		r.local = &now
 		r.mu.Unlock()
 	}
-	cancel()
 }
 
 // promote makes the local server the writable primary.
