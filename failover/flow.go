@@ -688,7 +688,8 @@ func choose(in choice) (replication.Ranked, error) {
 
 // waitPromoted waits until the new primary's agent holds the leader key (the old
 // primary's agent let it go), or, with writable, until that agent reports its server
-// writable and the virtual IP moved (it publishes role primary after both).
+// writable (it announces that before it moves the virtual IP, if any, so that the
+// replicas follow it meanwhile; the status after the move says it holds the address).
 func (f *flow) waitPromoted(ctx context.Context, p cluster.Primary, writable bool) (string, error) {
 	deadline := time.Now().Add(f.c.cfg.PromoteTimeout)
 	for {
@@ -698,7 +699,7 @@ func (f *flow) waitPromoted(ctx context.Context, p cluster.Primary, writable boo
 				return p.Node + " holds leader", nil
 			}
 			if n := snap.Nodes[p.Node]; n.Role == cluster.RolePrimary && n.Epoch == p.Epoch && !n.ReadOnly {
-				return p.Node + " writable, virtual IP moved (if any)", nil
+				return p.Node + " writable", nil
 			}
 		}
 		if time.Now().After(deadline) {
