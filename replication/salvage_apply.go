@@ -26,9 +26,9 @@ import (
 // client command is refused, never sent. Statements are those of the print, in
 // its order, ended by its delimiter "/*!*/;" (an empty executable comment, then
 // the semicolon the server splits on); a batch ends only where an event ends, and
-// always after a BINLOG statement (row events): a COMMIT after one in the same
-// query leaves the driver out of step with MariaDB 10.11's answers. A row-based
-// transaction is thus one round trip.
+// always after a BINLOG statement (row events): MariaDB 10.11 answers one without
+// the flag that says more results follow, so nothing may follow it in its query.
+// A row-based transaction is thus one round trip.
 
 // salvageBatchBytes is about how much of a print one query carries.
 const salvageBatchBytes = 128 << 10
@@ -72,10 +72,10 @@ func salvageBatches(script []byte, size int) ([]string, error) {
 		case line == "BINLOG '":
 			inBinlog = true
 		case inBinlog && prevEnded:
-			// A COMMIT after a BINLOG statement in the same query leaves the
-			// driver out of step with MariaDB 10.11's answers (measured: the next
-			// query reads "commands out of sync"), in separate queries it does not.
-			// A BINLOG statement ends its query.
+			// MariaDB 10.11 answers a BINLOG statement without the flag that says
+			// more results follow (measured): the driver reads no further, and the
+			// answers of the statements after it in the same query would meet the
+			// next query ("commands out of sync"). A BINLOG statement ends its query.
 			inBinlog = false
 			out = append(out, cur.String())
 			cur.Reset()
