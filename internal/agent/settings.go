@@ -16,7 +16,8 @@ const settingsTimeout = 2 * time.Second
 func serverSettings(ctx context.Context, db *sql.DB) (map[string]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, settingsTimeout)
 	defer cancel()
-	rows, err := db.QueryContext(ctx, "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('skip_slave_start', 'skip_replica_start')")
+	rows, err := db.QueryContext(ctx, "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('skip_slave_start', 'skip_replica_start', "+
+		"'rpl_semi_sync_slave_enabled', 'rpl_semi_sync_slave_kill_conn_timeout')")
 	if err != nil {
 		return nil, fmt.Errorf("read server settings: %w", err)
 	}
@@ -48,6 +49,22 @@ func settingWarnings(vars map[string]string) []string {
 			"before its agent points it at the primary of record; after a failover that source may be the deposed primary, "+
 			"whose pending commits it would fetch and acknowledge, and then hold as errant transactions: "+
 			"set skip_slave_start=ON in the server's configuration")
+	}
+	// MariaDB: a semi-sync replica's IO thread, told to stop, first connects to its
+	// source to kill its dump thread, for up to this many seconds; a frozen source
+	// accepts the connection and never answers. 0 is no limit (measured: STOP SLAVE
+	// waits for ever), and the rank of a failover waits 1.5 s for the IO threads.
+	if kill, ok := vars["rpl_semi_sync_slave_kill_conn_timeout"]; ok && (vars["rpl_semi_sync_slave_enabled"] == "ON" || vars["rpl_semi_sync_slave_enabled"] == "1") {
+		switch {
+		case kill == "0":
+			out = append(out, "rpl_semi_sync_slave_kill_conn_timeout is 0, which is no limit: a replica told to stop replicating from a "+
+				"frozen primary waits for it for ever, and such a primary is never failed over (every try is refused at rank): "+
+				"set rpl_semi_sync_slave_kill_conn_timeout=1")
+		case kill != "1":
+			out = append(out, "rpl_semi_sync_slave_kill_conn_timeout is "+kill+" s: a frozen primary's failover waits that long for "+
+				"the replicas' IO threads to stop, and a try that waits more than 1.5 s is refused and made again later: "+
+				"set rpl_semi_sync_slave_kill_conn_timeout=1")
+		}
 	}
 	return out
 }
