@@ -1,13 +1,12 @@
 package replication
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/go-sql-driver/mysql"
@@ -39,39 +38,52 @@ var (
 )
 
 // salvageBatches splits a print's script into queries of about size bytes each,
-// cut only before an event's "# at" line that follows a statement's end, and
-// after every BINLOG statement.
+// cut only before an event's "# at" line where no statement is open, and after
+// every BINLOG statement. Lines are split on "\n" alone, as the client in binary
+// mode reads them (a "\r" stays). A client command's line (DELIMITER, "\C") is
+// taken as one only where the client would take it, outside any string, comment or
+// statement (printLexer); one anywhere else is part of a statement's text, which
+// Baton never changes, and the print is refused, as is one that ends inside a
+// statement.
 func salvageBatches(script []byte, size int) ([]string, error) {
 	var out []string
 	var cur strings.Builder
-	prevEnded, inBinlog := false, false
-	sc := bufio.NewScanner(bytes.NewReader(script))
-	sc.Buffer(make([]byte, 0, 64<<10), len(script)+1)
-	for sc.Scan() {
-		line := sc.Text()
+	lx := printLexer{delim: ";"}
+	inBinlog := false
+	text := string(script)
+	for len(text) > 0 {
+		line := text
+		if i := strings.IndexByte(text, '\n'); i >= 0 {
+			line, text = text[:i], text[i+1:]
+		} else {
+			text = ""
+		}
+		between := lx.between()
 		switch {
-		case strings.HasPrefix(line, "DELIMITER"):
-			if !printDelimiter.MatchString(line) {
-				return nil, fmt.Errorf("the print sets an unknown delimiter: %q", line)
+		case strings.HasPrefix(line, "DELIMITER"), strings.HasPrefix(line, `/*!\`):
+			if !between {
+				return nil, fmt.Errorf("the print holds a client command's line inside a statement, string or comment (a literal's text?): %q", firstLine([]byte(line)))
 			}
-			continue
-		case strings.HasPrefix(line, `/*!\`):
+			if m := printDelimiter.FindStringSubmatch(line); m != nil {
+				lx.delim = m[1]
+				continue
+			}
 			m := printCharset.FindStringSubmatch(line)
 			if m == nil {
-				return nil, fmt.Errorf("the print holds a client command Baton does not run: %q", line)
+				return nil, fmt.Errorf("the print holds a client command Baton does not run: %q", firstLine([]byte(line)))
 			}
 			line = "SET NAMES " + m[1] + "/*!*/;"
-		case cur.Len() >= size && prevEnded && printAt.MatchString(line):
+		case cur.Len() >= size && between && printAt.MatchString(line):
 			out = append(out, cur.String())
 			cur.Reset()
 		}
 		cur.WriteString(line)
 		cur.WriteByte('\n')
-		prevEnded = strings.HasSuffix(line, "/*!*/;")
-		switch {
-		case line == "BINLOG '":
+		if between && line == "BINLOG '" {
 			inBinlog = true
-		case inBinlog && prevEnded:
+		}
+		lx.line(line)
+		if inBinlog && lx.between() {
 			// MariaDB 10.11 answers a BINLOG statement without the flag that says
 			// more results follow (measured): the driver reads no further, and the
 			// answers of the statements after it in the same query would meet the
@@ -81,13 +93,79 @@ func salvageBatches(script []byte, size int) ([]string, error) {
 			cur.Reset()
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read the print: %w", err)
+	if !lx.between() {
+		return nil, errors.New("the print ends inside a statement, string or comment")
 	}
 	if strings.TrimSpace(cur.String()) != "" {
 		out = append(out, cur.String())
 	}
 	return out, nil
+}
+
+// printLexer follows a print's text as the mariadb client reads it, far enough to
+// know where statements end: quoted strings (single, double or back quotes; a
+// backslash escapes the next character, as the client has it, except between back
+// quotes, between double quotes under ANSI_QUOTES, and under NO_BACKSLASH_ESCAPES,
+// the modes the print's own SET @@session.sql_mode lines set), comments (#, "-- ",
+// /* */; an executable /*! */ comment is code), and the delimiter, which ends a
+// statement only outside them.
+type printLexer struct {
+	delim string
+	quote byte // the quote of the string it is in, 0 outside
+	block bool // in a /* */ comment
+	open  bool // a statement has begun and not ended
+	// The session's sql_mode, as the print sets it: NO_BACKSLASH_ESCAPES and
+	// ANSI_QUOTES change what a backslash does in a string.
+	noBackslash, ansiQuotes bool
+}
+
+// sql_mode bits, as MariaDB 10.11's mariadb-binlog prints them (measured).
+const (
+	modeANSIQuotes        = 4
+	modeNoBackslashEscape = 1048576
+)
+
+var printSQLMode = regexp.MustCompile(`^SET @@session\.sql_mode=(\d+)/\*!\*/;$`)
+
+func (l *printLexer) between() bool { return l.quote == 0 && !l.block && !l.open }
+
+// line reads one line (without its "\n"): a "#" or "-- " comment ends with it.
+func (l *printLexer) line(s string) {
+	if l.between() {
+		if m := printSQLMode.FindStringSubmatch(s); m != nil {
+			mode, _ := strconv.ParseUint(m[1], 10, 64)
+			l.noBackslash, l.ansiQuotes = mode&modeNoBackslashEscape != 0, mode&modeANSIQuotes != 0
+		}
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case l.quote != 0:
+			escapes := !l.noBackslash && l.quote != '`' && !(l.quote == '"' && l.ansiQuotes)
+			if c == '\\' && escapes {
+				i++
+			} else if c == l.quote {
+				l.quote = 0
+			}
+		case l.block:
+			if c == '*' && i+1 < len(s) && s[i+1] == '/' {
+				l.block = false
+				i++
+			}
+		case strings.HasPrefix(s[i:], l.delim):
+			l.open = false
+			i += len(l.delim) - 1
+		case c == '#' || c == '-' && strings.HasPrefix(s[i:], "--") && (i+2 == len(s) || s[i+2] == ' ' || s[i+2] == '\t'):
+			return
+		case c == '/' && strings.HasPrefix(s[i:], "/*") && !strings.HasPrefix(s[i:], "/*!") && !strings.HasPrefix(s[i:], "/*M!"):
+			l.block = true
+			i++
+		case c == '\'' || c == '"' || c == '`':
+			l.quote, l.open = c, true
+		case c != ' ' && c != '\t' && c != '\r':
+			l.open = true
+		}
+	}
 }
 
 // salvageGuardQuery refuses, in the applying session, a candidate that changed
@@ -116,9 +194,11 @@ END`, ReplicationLock, quote(g.BinlogState, false), quote(g.SlavePos, false))
 // committed with its own GTID, and gtid_slave_pos moves to g.SlavePosAfter. The
 // first error stops it: every transaction before it is committed, the one it hit
 // is rolled back when the session ends (InnoDB), none after it runs. ctx bounds
-// it: a query still running at its deadline is killed server-side, so nothing is
-// applied after ApplySalvage returns. The account needs BINLOG REPLAY, READ_ONLY
-// ADMIN and REPLICATION SLAVE ADMIN.
+// it: a query still running at its deadline, or on a connection that broke, is
+// killed server-side and ApplySalvage returns once the session is gone, so nothing
+// is applied after it returns; when that end is not seen the error wraps
+// ErrSessionNotEnded. The account needs BINLOG REPLAY, READ_ONLY ADMIN and
+// REPLICATION SLAVE ADMIN.
 func ApplySalvage(ctx context.Context, d Dialer, addr string, script []byte, g SalvageGuard) error {
 	if len(script) == 0 {
 		return errors.New("apply salvage: nothing to apply")
