@@ -209,6 +209,12 @@ func (f *flow) salvage(ctx context.Context, run salvageRun) salvageOutcome {
 	applyErr := cfg.Salvage.Apply(actx, f.snap.Nodes[cand].Addr, tail.Script, g)
 	rec.Apply = time.Since(applyStart)
 	cancel()
+	if errors.Is(applyErr, replication.ErrSessionNotEnded) {
+		// The apply's session may still be committing what it was sent: what the
+		// candidate has cannot be read as final, and it is not promoted beside it.
+		out.refuse = &refusal{fmt.Sprintf("candidate %s: the salvage's session on it was abandoned and its end not seen (%v): refused, the next try ranks the replicas again", cand, applyErr)}
+		return behind("%s: %v", read, out.refuse)
+	}
 	// What the candidate has now is what counts, whatever the apply said.
 	vctx, cancel := context.WithDeadline(ctx, start.Add(b.total))
 	now, readErr := in.Status(vctx)

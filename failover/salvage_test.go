@@ -309,6 +309,14 @@ func TestSalvageStep(t *testing.T) {
 			want: want{applies: 1, fetches: 1, refuse: "candidate db2 failed while 5 transactions", refusalish: true, behind: "candidate db2 failed"},
 		},
 		{
+			name: "the apply's session abandoned, its end not seen: refused, whatever the candidate reads now",
+			cand: &salvageServer{executed: "0-1-2", readOnly: true},
+			sal: &fakeSalvager{tail: tailOf(t, whole), appliedTo: "0-1-4",
+				applyErr: fmt.Errorf("statements 3 of 9: did not finish in time (%w), and %w", context.DeadlineExceeded, replication.ErrSessionNotEnded)},
+			owns: owned,
+			want: want{applies: 1, fetches: 1, refuse: "its end not seen", refusalish: true, behind: "its end not seen"},
+		},
+		{
 			name: "the apply stops on a statement Baton's account may not run: the prefix stays applied, the rest is said",
 			cand: &salvageServer{executed: "0-1-2", readOnly: true},
 			sal:  &fakeSalvager{tail: tailOf(t, whole), appliedTo: "0-1-3", applyErr: errors.New("mariadb: ERROR 1142 (42000) at line 73: CREATE command denied")},

@@ -189,10 +189,22 @@ func (s *serverConn) execAs(ctx context.Context, what, query string) error {
 		return nil
 	}
 	if stmtCtx.Err() == nil {
-		return fmt.Errorf("%s: %w", what, err)
+		var me *mysql.MySQLError
+		if errors.As(err, &me) {
+			return fmt.Errorf("%s: %w", what, err) // the server answered: the statement ended
+		}
+		// The connection broke (reset, the driver's socket timeout) with the
+		// statement perhaps still running on the server: it is ended there too.
+		s.broken = true
+		if kerr := s.kill(ctx); kerr != nil {
+			return fmt.Errorf("%s: the connection broke (%w), and %w", what, err, kerr)
+		}
+		return fmt.Errorf("%s: the connection broke, killed server-side: %w", what, err)
 	}
 	s.broken = true
-	s.kill(ctx)
+	if kerr := s.kill(ctx); kerr != nil {
+		return fmt.Errorf("%s: did not finish in time (%w), and %w", what, stmtCtx.Err(), kerr)
+	}
 	return fmt.Errorf("%s: did not finish in time, killed server-side: %w", what, stmtCtx.Err())
 }
 
@@ -207,9 +219,15 @@ func stmtDeadline(ctx context.Context) time.Time {
 	return dl.Add(-reserve)
 }
 
-// kill ends this connection server-side. It runs even when the
-// caller's context was cancelled, but never past the call's deadline.
-func (s *serverConn) kill(ctx context.Context) {
+// ErrSessionNotEnded: a session Baton abandoned (its statement overran, or its
+// connection broke) was killed, but its end was not seen: what it was doing may
+// still take effect.
+var ErrSessionNotEnded = errors.New("replication: an abandoned session's end was not seen")
+
+// kill ends this connection server-side, and waits until it has ended. It runs
+// even when the caller's context was cancelled, but never past the call's
+// deadline; an error wraps ErrSessionNotEnded.
+func (s *serverConn) kill(ctx context.Context) error {
 	s.conn.Close()
 	dl, ok := ctx.Deadline()
 	if !ok {
@@ -220,20 +238,25 @@ func (s *serverConn) kill(ctx context.Context) {
 	err := s.in.killConn(kctx, s.id)
 	if err != nil {
 		s.in.log.Warn("could not kill an overrunning statement", zap.Int64("connection", s.id), zap.Error(err))
-		return
+		return fmt.Errorf("%w: %v", ErrSessionNotEnded, err)
 	}
 	s.in.log.Info("killed an overrunning statement", zap.Int64("connection", s.id))
+	return nil
 }
 
-// killConn runs KILL CONNECTION id on a fresh connection. An id that is
-// already gone (error 1094) is not an error.
+// killConn runs KILL CONNECTION id on a fresh connection and waits, within ctx,
+// until the session is gone. An id that is already gone (error 1094) is not an
+// error.
 func (in *Instance) killConn(ctx context.Context, id int64) error {
 	c, err := in.db.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("connect to kill %d: %w", id, err)
 	}
 	defer c.Close()
-	return killOn(ctx, c, id)
+	if err := killOn(ctx, c, id); err != nil {
+		return err
+	}
+	return awaitGone(ctx, c, id)
 }
 
 func killOn(ctx context.Context, c *sql.Conn, id int64) error {
@@ -242,6 +265,26 @@ func killOn(ctx context.Context, c *sql.Conn, id int64) error {
 		return fmt.Errorf("kill connection %d: %w", id, err)
 	}
 	return nil
+}
+
+// awaitGone waits, within ctx, until session id is gone from the server: KILL
+// returns before the session ends, and a commit already under way would land
+// after it.
+func awaitGone(ctx context.Context, c *sql.Conn, id int64) error {
+	for {
+		var n int
+		if err := c.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = ?", id).Scan(&n); err != nil {
+			return fmt.Errorf("connection %d killed, its end not seen: %w", id, err)
+		}
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("connection %d killed, still there: %w", id, ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
 
 // queryRows reads a result set as column name -> value maps; SQL NULL cells

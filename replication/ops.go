@@ -613,7 +613,9 @@ func (s *serverConn) lockReplication(ctx context.Context) error {
 	if err != nil {
 		if stmtCtx.Err() != nil {
 			s.broken = true
-			s.kill(ctx)
+			if kerr := s.kill(ctx); kerr != nil {
+				return fmt.Errorf("take the replication lock (%w): %w", err, kerr)
+			}
 		}
 		return fmt.Errorf("take the replication lock: %w", err)
 	}
