@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -254,14 +255,18 @@ func (d *switchDetector) Report() detector.Report { return d.rep }
 func (*switchDetector) SetRole(detector.Probes)   {}
 func (*switchDetector) SetEpoch(uint64)           {}
 
-// promoteOnly is a server that goes writable when promoted.
+// promoteOnly is a server that goes writable when promoted; with unreadable set,
+// its status cannot be read once it is.
 type promoteOnly struct {
 	Local
-	writable bool
+	writable, unreadable bool
 }
 
 func (s *promoteOnly) Promote(context.Context) error { s.writable = true; return nil }
 func (s *promoteOnly) Status(context.Context) (replication.Status, error) {
+	if s.writable && s.unreadable {
+		return replication.Status{}, errors.New("connection refused")
+	}
 	return replication.Status{Flavor: replication.FlavorMariaDB, ReadOnly: !s.writable,
 		Executed: replication.MustParseGTIDSet(replication.FlavorMariaDB, "0-1-5")}, nil
 }
@@ -282,38 +287,58 @@ func (v *seeingVIP) Acquire(ctx context.Context) error {
 // TestNewPrimaryAnnouncesBeforeTheAddress: a node taking the primary's place
 // publishes itself as the writable primary at the epoch of record, with its GTID
 // set, before it acquires the virtual IP (its replicas follow it while the
-// gratuitous ARP goes out), and says then that it does not hold the address yet:
-// the old primary's handover ends only on the publish after the address moved.
+// gratuitous ARP goes out), and says then that it does not hold the address, even
+// when its last pass saw it held: the old primary's handover ends only on the
+// publish after the address moved. A server it cannot read once promoted is not
+// announced: what it read before the promotion (read_only) would be published.
 func TestNewPrimaryAnnouncesBeforeTheAddress(t *testing.T) {
 	cli, _ := sandboxtest.Etcd(t)
-	store := cluster.NewStore(cli, "announce")
 	ctx := t.Context()
-	g, err := cli.Grant(ctx, 30)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v := &seeingVIP{look: func() (cluster.NodeStatus, bool) {
-		snap, err := store.Load(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n, ok := snap.Nodes["db2"]
-		return n, ok
-	}}
-	srv := &promoteOnly{}
 	now := time.Date(2026, 12, 7, 7, 0, 0, 0, time.UTC)
-	r := &Reconciler{cfg: ReconcilerConfig{Node: "db2", Local: srv, VIP: v, Detector: &switchDetector{}, Store: store,
-		StatusTimeout: time.Second, PublishEvery: time.Minute, Now: func() time.Time { return now }}, log: zap.NewNop(), role: cluster.RoleReplica}
-	snap := cluster.Snapshot{}
-	snap.Primary = cluster.Primary{Node: "db2", Epoch: 8}
-	snap.Nodes = map[string]cluster.NodeStatus{"db2": {Node: "db2"}}
-	r.takePrimary(ctx, snap, g.ID, Analysis{Action: NodePromote, Role: cluster.RolePrimary, Epoch: 8})
-	if v.acquired != 1 {
-		t.Fatalf("acquired the address %d times, want 1", v.acquired)
-	}
-	n := v.seen
-	if !v.hadAny || n.Role != cluster.RolePrimary || n.Epoch != 8 || n.ReadOnly || n.GTID != "0-1-5" || n.VIP {
-		t.Fatalf("published when the address was acquired: %v role %s epoch %d read_only %v gtid %q vip %v: want the writable primary at epoch 8 with its GTID set, not yet holding the address",
-			v.hadAny, n.Role, n.Epoch, n.ReadOnly, n.GTID, n.VIP)
+	for _, tc := range []struct {
+		name                string
+		unreadable, vipHeld bool
+		announced           bool
+	}{
+		{"read once writable", false, false, true},
+		{"read once writable, the address seen held at the last pass", false, true, true},
+		{"not readable once writable", true, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store := cluster.NewStore(cli, "announce-"+strings.ReplaceAll(tc.name, " ", "-"))
+			g, err := cli.Grant(ctx, 30)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v := &seeingVIP{look: func() (cluster.NodeStatus, bool) {
+				snap, err := store.Load(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				n, ok := snap.Nodes["db2"]
+				return n, ok
+			}}
+			r := &Reconciler{cfg: ReconcilerConfig{Node: "db2", Local: &promoteOnly{unreadable: tc.unreadable}, VIP: v, Detector: &switchDetector{}, Store: store,
+				StatusTimeout: time.Second, PublishEvery: time.Minute, Now: func() time.Time { return now }},
+				log: zap.NewNop(), role: cluster.RoleReplica, vipHeld: tc.vipHeld}
+			snap := cluster.Snapshot{}
+			snap.Primary = cluster.Primary{Node: "db2", Epoch: 8}
+			snap.Nodes = map[string]cluster.NodeStatus{"db2": {Node: "db2"}}
+			r.takePrimary(ctx, snap, g.ID, Analysis{Action: NodePromote, Role: cluster.RolePrimary, Epoch: 8})
+			if v.acquired != 1 {
+				t.Fatalf("acquired the address %d times, want 1", v.acquired)
+			}
+			n := v.seen
+			if !tc.announced {
+				if v.hadAny {
+					t.Fatalf("published before the address moved (role %s read_only %v): want nothing from a server not read", n.Role, n.ReadOnly)
+				}
+				return
+			}
+			if !v.hadAny || n.Role != cluster.RolePrimary || n.Epoch != 8 || n.ReadOnly || n.GTID != "0-1-5" || n.VIP {
+				t.Fatalf("published when the address was acquired: %v role %s epoch %d read_only %v gtid %q vip %v: want the writable primary at epoch 8 with its GTID set, not holding the address",
+					v.hadAny, n.Role, n.Epoch, n.ReadOnly, n.GTID, n.VIP)
+			}
+		})
 	}
 }

@@ -608,10 +608,15 @@ func (r *Reconciler) takePrimary(ctx context.Context, snap cluster.Snapshot, lea
 	r.setFenced("")
 	// Announce the new primary before the address moves: the replicas follow it
 	// while the gratuitous ARP goes out (under semi-sync it commits nothing until
-	// one does). That the address moved is the next publish's news, which ends the
-	// old primary's handover.
-	r.refreshLocal(ctx)
-	r.publish(ctx, snap, lease)
+	// one does). Only the server as read now, writable, is announced, and never as
+	// holding the address: that the address moved is the next publish's news, which
+	// alone ends the old primary's handover.
+	if r.refreshLocal(ctx) {
+		r.mu.Lock()
+		r.vipHeld = false
+		r.mu.Unlock()
+		r.publish(ctx, snap, lease)
+	}
 	r.acquireVIP(ctx)
 	r.log.Info("primary: writable", zap.Uint64("epoch", a.Epoch), zap.Duration("took", r.cfg.Now().Sub(start)))
 	// Publish the server as it is now, writable, not as the pass found it.
@@ -619,15 +624,18 @@ func (r *Reconciler) takePrimary(ctx context.Context, snap cluster.Snapshot, lea
 }
 
 // refreshLocal reads the local server's status again, for the next publish: the
-// server as it is now, not as the pass found it.
-func (r *Reconciler) refreshLocal(ctx context.Context) {
+// server as it is now, not as the pass found it. It says whether it read it.
+func (r *Reconciler) refreshLocal(ctx context.Context) bool {
 	sctx, cancel := context.WithTimeout(ctx, r.cfg.StatusTimeout)
 	defer cancel()
-	if now, err := r.cfg.Local.Status(sctx); err == nil {
-		r.mu.Lock()
-		r.local = &now
-		r.mu.Unlock()
+	now, err := r.cfg.Local.Status(sctx)
+	if err != nil {
+		return false
 	}
+	r.mu.Lock()
+	r.local = &now
+	r.mu.Unlock()
+	return true
 }
 
 // promote makes the local server the writable primary.
