@@ -324,6 +324,11 @@ func (f *flow) run(ctx context.Context) (cluster.Event, error) {
 	if promoted {
 		f.bestEffort(ctx, "can_commit", func() (string, error) { return f.waitCanCommit(ctx, next) })
 	}
+	if promoted && hasAddress(f.snap) {
+		// The new primary announces itself before it moves the address: the flow
+		// (its post hook, its event) ends once the address has moved too.
+		f.bestEffort(ctx, "address", func() (string, error) { return f.waitAddress(ctx, next) })
+	}
 	fenceWG.Wait()
 	if cfg.Hooks != nil {
 		f.bestEffort(ctx, "post_hook", func() (string, error) {
@@ -704,6 +709,39 @@ func (f *flow) waitPromoted(ctx context.Context, p cluster.Primary, writable boo
 		}
 		if time.Now().After(deadline) {
 			return "", fmt.Errorf("%s not promoted within %s", p.Node, f.c.cfg.PromoteTimeout)
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// hasAddress says whether the cluster has a virtual IP: a node published that it
+// held it when the flow read the cluster.
+func hasAddress(snap cluster.Snapshot) bool {
+	for _, n := range snap.Nodes {
+		if n.VIP {
+			return true
+		}
+	}
+	return false
+}
+
+// waitAddress waits (PromoteTimeout at most) until the new primary's agent
+// publishes that it holds the virtual IP.
+func (f *flow) waitAddress(ctx context.Context, p cluster.Primary) (string, error) {
+	deadline := time.Now().Add(f.c.cfg.PromoteTimeout)
+	for {
+		snap, err := f.c.cfg.Store.Load(ctx)
+		if err == nil {
+			if n := snap.Nodes[p.Node]; n.Epoch == p.Epoch && n.VIP {
+				return p.Node + " holds the virtual IP", nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("%s does not say it holds the virtual IP after %s", p.Node, f.c.cfg.PromoteTimeout)
 		}
 		select {
 		case <-ctx.Done():

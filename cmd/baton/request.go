@@ -92,8 +92,9 @@ func stepsJSON(steps []cluster.Step) []stepJSON {
 // writeBlock is how long a flow kept writes from being acknowledged, as its
 // coordinator measured it: from the start of the announce step (the old primary's
 // agent fences itself as soon as it sees the flow's intent) to the end of the
-// promote step (the new primary's agent has made its server writable and taken the
-// virtual IP), and on to the end of can_commit when there is one (with semi-sync a
+// promote step (the new primary's agent has made its server writable), and on to
+// the end of can_commit or address (its virtual IP moved), whichever is last, when
+// there is one (with semi-sync a
 // commit is acknowledged only once a replica is connected to acknowledge it): the
 // sum of the steps in between, which run one after the other. Checks before the
 // announce (pre hook, ranking, open writes) do not block writes and are not counted;
@@ -104,7 +105,7 @@ func stepsJSON(steps []cluster.Step) []stepJSON {
 // the flow did not get as far as a successful promote step.
 func writeBlock(kind string, steps []cluster.Step) (d time.Duration, ok bool) {
 	in, promoted := false, false
-	var after time.Duration
+	var after, upTo time.Duration
 	for _, s := range steps {
 		if s.Name == "announce" {
 			in = true
@@ -114,11 +115,13 @@ func writeBlock(kind string, steps []cluster.Step) (d time.Duration, ok bool) {
 		}
 		if promoted {
 			// After the promotion, with semi-sync, commits wait until a replica is
-			// connected to acknowledge them: through repoint_silent to the end of
-			// can_commit. Without can_commit nothing after promote counts.
+			// connected to acknowledge them (through repoint_silent to the end of
+			// can_commit), and clients of a virtual IP until it has moved (the end
+			// of address): up to the last of these. Without either nothing after
+			// promote counts.
 			after += s.Took
-			if s.Name == "can_commit" {
-				return d + after, true
+			if s.Name == "can_commit" || s.Name == "address" {
+				upTo = after
 			}
 			continue
 		}
@@ -130,7 +133,7 @@ func writeBlock(kind string, steps []cluster.Step) (d time.Duration, ok bool) {
 			promoted = true
 		}
 	}
-	return d, promoted
+	return d + upTo, promoted
 }
 
 // planPolicy returns the policy a request is planned with: the cluster's, from etcd
