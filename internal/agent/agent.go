@@ -155,7 +155,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if vars, err := serverSettings(ctx, db); err != nil {
 		a.log.Warn("server settings not checked", zap.Error(err))
 	} else {
-		for _, w := range settingWarnings(vars) {
+		for _, w := range settingWarnings(vars, cfg.SemiSync) {
 			a.log.Warn("server setting", zap.String("warning", w))
 		}
 	}

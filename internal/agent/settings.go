@@ -17,7 +17,7 @@ func serverSettings(ctx context.Context, db *sql.DB) (map[string]string, error) 
 	ctx, cancel := context.WithTimeout(ctx, settingsTimeout)
 	defer cancel()
 	rows, err := db.QueryContext(ctx, "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('skip_slave_start', 'skip_replica_start', "+
-		"'rpl_semi_sync_slave_enabled', 'rpl_semi_sync_slave_kill_conn_timeout')")
+		"'rpl_semi_sync_slave_kill_conn_timeout')")
 	if err != nil {
 		return nil, fmt.Errorf("read server settings: %w", err)
 	}
@@ -38,7 +38,7 @@ func serverSettings(ctx context.Context, db *sql.DB) (map[string]string, error) 
 // reports skip_replica_start (a unit-tested case here: no MySQL server runs in the
 // tests), MariaDB 10.11 has skip_slave_start as a start-up option only and reports
 // nothing, so there the README's requirement is all there is.
-func settingWarnings(vars map[string]string) []string {
+func settingWarnings(vars map[string]string, semiSync bool) []string {
 	var out []string
 	skip, ok := vars["skip_replica_start"]
 	if !ok {
@@ -54,7 +54,9 @@ func settingWarnings(vars map[string]string) []string {
 	// source to kill its dump thread, for up to this many seconds; a frozen source
 	// accepts the connection and never answers. 0 is no limit (measured: STOP SLAVE
 	// waits for ever), and the rank of a failover waits 1.5 s for the IO threads.
-	if kill, ok := vars["rpl_semi_sync_slave_kill_conn_timeout"]; ok && (vars["rpl_semi_sync_slave_enabled"] == "ON" || vars["rpl_semi_sync_slave_enabled"] == "1") {
+	// Judged when Baton runs semi-sync (semi_sync: true), not by the replica side's
+	// state now: the primary has it off, and needs the value once it is demoted.
+	if kill, ok := vars["rpl_semi_sync_slave_kill_conn_timeout"]; ok && semiSync {
 		switch {
 		case kill == "0":
 			out = append(out, "rpl_semi_sync_slave_kill_conn_timeout is 0, which is no limit: a replica told to stop replicating from a "+
