@@ -533,8 +533,10 @@ func TestSecureSandbox(t *testing.T) {
 		}
 		t.Logf("failover from %s to %s: writes resumed %s after the kill", old.Node, newPrimary, firstAfter(w, fault, uint32(oldNode.ServerID)))
 		// Its salvage step works as in plain text: the coordinator asks the old
-		// primary's agent, signed, and it reads its binary logs. (With semi-sync
-		// nothing is left to apply: the apply over TLS is not exercised here.)
+		// primary's agent, signed, and it reads its binary logs. With semi-sync
+		// nothing acknowledged is left to apply (the apply over TLS is not exercised
+		// here); a write in flight at the kill may be in the old primary's binary log
+		// and on no replica, and the step says it stays behind, never acknowledged.
 		var ev *cluster.Event
 		sandboxtest.WaitFor(t, 20*time.Second, "the failover in the history", func() bool {
 			hctx, cancel := context.WithTimeout(ctx, 3*time.Second)
@@ -551,7 +553,7 @@ func TestSecureSandbox(t *testing.T) {
 		for _, st := range ev.Steps {
 			if st.Name == "salvage" {
 				t.Logf("salvage step: %s, note %q, error %q; record %+v", st.Took.Round(time.Millisecond), st.Note, st.Error, ev.Salvage)
-				if st.Error != "" {
+				if st.Error != "" && !strings.Contains(st.Error, "never acknowledged: semi-sync was on") {
 					t.Errorf("the failover's salvage step failed on a secure sandbox: %s", st.Error)
 				}
 			}
