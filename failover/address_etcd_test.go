@@ -12,7 +12,7 @@ import (
 // TestWaitAddress: the flow's address step (a cluster with a virtual IP) ends when
 // the new primary publishes, at the new epoch, that it holds the address: not at
 // its announcement as primary (before the address moves), nor on a status of an
-// older epoch; and it gives up at PromoteTimeout.
+// older epoch; and it gives up after addressTimeout, or PromoteTimeout if shorter.
 func TestWaitAddress(t *testing.T) {
 	cli, _ := sandboxtest.Etcd(t)
 	store := cluster.NewStore(cli, "addr")
@@ -39,9 +39,14 @@ func TestWaitAddress(t *testing.T) {
 	if took := time.Since(start); err != nil || took < 400*time.Millisecond || !strings.Contains(note, "db2 holds the virtual IP") {
 		t.Fatalf("address: %q, %v after %s: want it once db2 says it holds the address at epoch 5 (400 ms)", note, err, took)
 	}
+	start = time.Now()
+	if _, err := f.waitAddress(ctx, cluster.Primary{Node: "db3", Epoch: 5}); err == nil || time.Since(start) > addressTimeout+time.Second {
+		t.Fatalf("address of a node that never says it holds it: %v after %s, want an error after %s", err, time.Since(start), addressTimeout)
+	}
 	f.c.cfg.PromoteTimeout = 200 * time.Millisecond
-	if _, err := f.waitAddress(ctx, cluster.Primary{Node: "db3", Epoch: 5}); err == nil {
-		t.Fatal("address of a node that never says it holds it: no error")
+	start = time.Now()
+	if _, err := f.waitAddress(ctx, cluster.Primary{Node: "db3", Epoch: 5}); err == nil || time.Since(start) > time.Second {
+		t.Fatalf("with a shorter PromoteTimeout: %v after %s", err, time.Since(start))
 	}
 
 	snap := cluster.Snapshot{}

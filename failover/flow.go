@@ -729,10 +729,17 @@ func hasAddress(snap cluster.Snapshot) bool {
 	return false
 }
 
-// waitAddress waits (PromoteTimeout at most) until the new primary's agent
-// publishes that it holds the virtual IP.
+// addressTimeout bounds the address step: as long as an old primary keeps the
+// address for the new one (reconcile.HandoverBound). A new primary that cannot
+// take the address (its agent lacks the capability, say) does not hold the flow,
+// and the next, for longer.
+const addressTimeout = 2 * time.Second
+
+// waitAddress waits (addressTimeout at most, PromoteTimeout if shorter) until the
+// new primary's agent publishes that it holds the virtual IP.
 func (f *flow) waitAddress(ctx context.Context, p cluster.Primary) (string, error) {
-	deadline := time.Now().Add(f.c.cfg.PromoteTimeout)
+	bound := min(addressTimeout, f.c.cfg.PromoteTimeout)
+	deadline := time.Now().Add(bound)
 	for {
 		snap, err := f.c.cfg.Store.Load(ctx)
 		if err == nil {
@@ -741,7 +748,7 @@ func (f *flow) waitAddress(ctx context.Context, p cluster.Primary) (string, erro
 			}
 		}
 		if time.Now().After(deadline) {
-			return "", fmt.Errorf("%s does not say it holds the virtual IP after %s", p.Node, f.c.cfg.PromoteTimeout)
+			return "", fmt.Errorf("%s does not say it holds the virtual IP after %s", p.Node, bound)
 		}
 		select {
 		case <-ctx.Done():
