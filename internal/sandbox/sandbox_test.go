@@ -610,12 +610,14 @@ func TestAgentStopsCleanlyAndStartsWithEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 	pid := c.Nodes[0].AgentPID
-	env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(env), "\x00BATON_FAILPOINT=before-promote\x00") && !strings.HasPrefix(string(env), "BATON_FAILPOINT=before-promote\x00") {
-		t.Fatal("the agent started without the environment SetAgentEnv gave it")
-	}
+	// Read until the process has exec'd: between its fork and its exec, /proc shows
+	// the parent's environment.
+	sandboxtest.WaitFor(t, 5*time.Second, "the agent started with the environment SetAgentEnv gave it", func() bool {
+		env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Contains(string(env), "\x00BATON_FAILPOINT=before-promote\x00") || strings.HasPrefix(string(env), "BATON_FAILPOINT=before-promote\x00")
+	})
 	sandboxtest.WaitFor(t, 15*time.Second, "the restarted agent takes the leader key", leader)
 }
