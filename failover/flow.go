@@ -696,19 +696,34 @@ func choose(in choice) (replication.Ranked, error) {
 // writable (it announces that before it moves the virtual IP, if any, so that the
 // replicas follow it meanwhile; the status after the move says it holds the address).
 func (f *flow) waitPromoted(ctx context.Context, p cluster.Primary, writable bool) (string, error) {
-	deadline := time.Now().Add(f.c.cfg.PromoteTimeout)
+	note, err := f.waitView(ctx, f.c.cfg.PromoteTimeout, func(snap cluster.Snapshot) (string, bool) {
+		if snap.Leader != p.Node {
+			return "", false
+		}
+		if !writable {
+			return p.Node + " holds leader", true
+		}
+		n := snap.Nodes[p.Node]
+		return p.Node + " writable", n.Role == cluster.RolePrimary && n.Epoch == p.Epoch && !n.ReadOnly
+	})
+	if err != nil {
+		return "", fmt.Errorf("%s not promoted within %s: %w", p.Node, f.c.cfg.PromoteTimeout, err)
+	}
+	return note, nil
+}
+
+// waitView reads the cluster every 20 ms until done says so, for bound at most
+// (errViewTimeout then).
+func (f *flow) waitView(ctx context.Context, bound time.Duration, done func(cluster.Snapshot) (string, bool)) (string, error) {
+	deadline := time.Now().Add(bound)
 	for {
-		snap, err := f.c.cfg.Store.Load(ctx)
-		if err == nil && snap.Leader == p.Node {
-			if !writable {
-				return p.Node + " holds leader", nil
-			}
-			if n := snap.Nodes[p.Node]; n.Role == cluster.RolePrimary && n.Epoch == p.Epoch && !n.ReadOnly {
-				return p.Node + " writable", nil
+		if snap, err := f.c.cfg.Store.Load(ctx); err == nil {
+			if note, ok := done(snap); ok {
+				return note, nil
 			}
 		}
 		if time.Now().After(deadline) {
-			return "", fmt.Errorf("%s not promoted within %s", p.Node, f.c.cfg.PromoteTimeout)
+			return "", errViewTimeout
 		}
 		select {
 		case <-ctx.Done():
@@ -717,6 +732,8 @@ func (f *flow) waitPromoted(ctx context.Context, p cluster.Primary, writable boo
 		}
 	}
 }
+
+var errViewTimeout = errors.New("not seen in time")
 
 // hasAddress says whether the cluster has a virtual IP: a node published that it
 // held it when the flow read the cluster.
@@ -739,23 +756,14 @@ const addressTimeout = 2 * time.Second
 // new primary's agent publishes that it holds the virtual IP.
 func (f *flow) waitAddress(ctx context.Context, p cluster.Primary) (string, error) {
 	bound := min(addressTimeout, f.c.cfg.PromoteTimeout)
-	deadline := time.Now().Add(bound)
-	for {
-		snap, err := f.c.cfg.Store.Load(ctx)
-		if err == nil {
-			if n := snap.Nodes[p.Node]; n.Epoch == p.Epoch && n.VIP {
-				return p.Node + " holds the virtual IP", nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return "", fmt.Errorf("%s does not say it holds the virtual IP after %s", p.Node, bound)
-		}
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
+	note, err := f.waitView(ctx, bound, func(snap cluster.Snapshot) (string, bool) {
+		n := snap.Nodes[p.Node]
+		return p.Node + " holds the virtual IP", n.Epoch == p.Epoch && n.VIP
+	})
+	if err != nil {
+		return "", fmt.Errorf("%s does not say it holds the virtual IP after %s: %w", p.Node, bound, err)
 	}
+	return note, nil
 }
 
 func (f *flow) stoppedSilentNames() []string {
