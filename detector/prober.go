@@ -397,8 +397,15 @@ func (p *Prober) run(ctx context.Context, l *lane, probe func(context.Context, *
 	done := make(chan error, 1)
 	conn, id := l.conn, l.id.Load()
 	go func() { done <- probe(sctx, conn) }()
+	// What a slow statement waits for is asked from half the deadline on, beside
+	// it, so that the answer is in hand at the deadline: asked after it, a frozen
+	// server would hold the round for the question's own deadline too, and delay
+	// the verdict by as much.
+	asked := make(chan string, 1)
+	ask := time.AfterFunc(p.timeout/2, func() { asked <- p.waiting(ctx, id) })
 	select {
 	case err := <-done:
+		ask.Stop()
 		scancel()
 		lat := time.Since(start)
 		p.settle(l, err)
@@ -408,7 +415,11 @@ func (p *Prober) run(ctx context.Context, l *lane, probe func(context.Context, *
 	// Deadline missed with the statement still running on the server: kill it and
 	// keep the lane busy until it has ended.
 	lat := time.Since(start)
-	waiting := p.waiting(ctx, id) // before the KILL ends the wait it would name
+	var waiting string // asked before the KILL ends the wait it would name
+	select {
+	case waiting = <-asked: // its own deadline ends with the probe's
+	case <-time.After(p.timeout / 4):
+	}
 	if waiting != "" {
 		l.waiting.Store(&waiting)
 	}

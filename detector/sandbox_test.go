@@ -575,15 +575,34 @@ func TestAbandonedProbeKilledAfterFreeze(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	// The write lane's and the KILL's connections are established while all is well.
-	if r := p.Write(ctx); r.Class != detector.OK {
-		t.Fatalf("write probe on a healthy server: %+v", r)
+	// A second prober with a longer deadline, to time a probe on a frozen server.
+	slow, err := detector.NewProber(detector.ProberConfig{DSN: dsn, Node: "db1", Timeout: time.Second,
+		Logger: zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	// The write lanes' and the KILL's connections are established while all is well.
+	for _, p := range []*detector.Prober{p, slow} {
+		if r := p.Write(ctx); r.Class != detector.OK {
+			t.Fatalf("write probe on a healthy server: %+v", r)
+		}
 	}
 	fault(t, c, "db1", sandbox.FreezeWrites)
 	defer fault(t, c, "db1", sandbox.ThawWrites)
 	fault(t, c, "db1", sandbox.Stop)
 	if r := p.Write(ctx); r.Class != detector.TimedOut {
 		t.Fatalf("write probe on a frozen server: %+v", r)
+	}
+	// A frozen server costs the probe its deadline, no more: what the statement
+	// waits for is asked beside it, not after the deadline (which cost half the
+	// deadline again, and delayed every verdict on a frozen primary by as much).
+	start := time.Now()
+	if r := slow.Write(ctx); r.Class != detector.TimedOut {
+		t.Fatalf("write probe (1s deadline) on a frozen server: %+v", r)
+	}
+	if took := time.Since(start); took > 1300*time.Millisecond {
+		t.Errorf("the write probe on a frozen server returned after %s: want its 1s deadline", took.Round(time.Millisecond))
 	}
 	time.Sleep(time.Second) // the first KILL QUERY times out on the frozen server
 	fault(t, c, "db1", sandbox.Cont)
