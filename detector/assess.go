@@ -208,6 +208,16 @@ func (r Report) NotRunning() bool {
 	return r.Rounds > 0 && Certain(Round{Ping: r.Ping})
 }
 
+// Hangs says whether the report shows a server that answers nothing: the verdict
+// is unreachable (fail_after rounds) and the latest round's liveness probe, a new
+// connection and SELECT 1, timed out. A frozen or hung mysqld, or its host's own
+// network stack; not a crash (refused), not a server that refuses work (too many
+// connections) or takes no writes (a full disk answers SELECT 1). A zero report,
+// or one whose latest round passed, never hangs.
+func (r Report) Hangs() bool {
+	return r.Rounds > 0 && r.Verdict == Unreachable && r.Ping != nil && r.Ping.Class == TimedOut
+}
+
 func assessPing(r Round) (finding, bool) {
 	p := r.Ping
 	if p == nil || p.Class == OK {

@@ -81,3 +81,38 @@ func TestCertain(t *testing.T) {
 		t.Error("a healthy round is certain")
 	}
 }
+
+// TestHangs: a report hangs only when the verdict is unreachable and its latest
+// liveness probe timed out; a crash, a server that refuses work or takes no writes,
+// a suspicion not yet confirmed and a zero report do not. The agent ends a hung
+// primary that a failover deposes, so each "false" here is a server it must not kill.
+func TestHangs(t *testing.T) {
+	timedOut, tdetail := Classify(fmt.Errorf("connect: %w", context.DeadlineExceeded))
+	lost, ldetail := Classify(io.ErrUnexpectedEOF)
+	busy, bdetail := Classify(&mysql.MySQLError{Number: 1040, Message: "Too many connections"})
+	refused, rdetail := Classify(&net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)})
+	if timedOut != TimedOut {
+		t.Fatalf("a deadline classified %s, want %s", timedOut, TimedOut)
+	}
+	cases := []struct {
+		name string
+		rep  Report
+		want bool
+	}{
+		{"frozen: unreachable, the latest probe timed out", Report{Rounds: 5, Verdict: Unreachable, Ping: &Result{Class: timedOut, Detail: tdetail}}, true},
+		{"zero report", Report{}, false},
+		{"no round yet, verdict set", Report{Verdict: Unreachable, Ping: &Result{Class: timedOut}}, false},
+		{"suspect: one timeout is no verdict", Report{Rounds: 5, Verdict: Suspect, Ping: &Result{Class: timedOut, Detail: tdetail}}, false},
+		{"unreachable, the latest probe answered (thawed)", Report{Rounds: 5, Verdict: Unreachable, Ping: &Result{Class: OK}}, false},
+		{"crashed: refused", Report{Rounds: 5, Verdict: Unreachable, Ping: &Result{Class: refused, Detail: rdetail}}, false},
+		{"connection lost mid-query", Report{Rounds: 5, Verdict: Unreachable, Ping: &Result{Class: lost, Detail: ldetail}}, false},
+		{"too many connections", Report{Rounds: 5, Verdict: Overloaded, Ping: &Result{Class: busy, Detail: bdetail}}, false},
+		{"full disk: SELECT 1 answers, writes hang", Report{Rounds: 5, Verdict: Unwritable, Ping: &Result{Class: OK}, Write: &Result{Class: timedOut}}, false},
+		{"unreachable without a liveness probe", Report{Rounds: 5, Verdict: Unreachable}, false},
+	}
+	for _, tc := range cases {
+		if got := tc.rep.Hangs(); got != tc.want {
+			t.Errorf("%s: hangs %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

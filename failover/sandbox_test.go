@@ -172,10 +172,25 @@ func TestFailoverOnFaults(t *testing.T) {
 			t.Logf("steps: %s", strings.Join(steps, ", "))
 
 			switch tc.faults[0] {
-			case sandbox.Kill:
+			case sandbox.Kill, sandbox.Stop:
+				if tc.faults[0] == sandbox.Stop {
+					// A frozen server cannot be made read_only: its agent ended it for
+					// the flow (kill_frozen_primary). Continuing it starts it again, as
+					// systemd would.
+					if running, err := c.ServerRunning("db1"); err != nil || running {
+						t.Fatalf("db1's frozen mysqld still runs after the failover (%v): its agent should have ended it", err)
+					}
+					if n, err := c.Node("db1"); err != nil || !strings.Contains(readFile(n.AgentLog), "ended the server, which answers nothing") {
+						t.Errorf("db1's agent does not say it ended its server (%v)", err)
+					}
+				}
 				// The old primary comes back read_only, has nothing the new one lacks,
 				// and rejoins as its replica.
-				if err := c.Fault(ctx, "db1", sandbox.Start); err != nil {
+				restart := sandbox.Start
+				if tc.faults[0] == sandbox.Stop {
+					restart = sandbox.Cont
+				}
+				if err := c.Fault(ctx, "db1", restart); err != nil {
 					t.Fatal(err)
 				}
 				sandboxtest.WaitFor(t, 15*time.Second, "db1 rejoining as a replica of "+newNode.Name, func() bool {

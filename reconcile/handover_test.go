@@ -342,3 +342,170 @@ func TestNewPrimaryAnnouncesBeforeTheAddress(t *testing.T) {
 		})
 	}
 }
+
+// TestHungServerEndedForTheFlow: a flow deposing a primary whose server answers
+// nothing (the detector's verdict unreachable, its latest liveness probe timed
+// out) ends the server rather than fence it by SQL; the address stays, since
+// nothing listens now, until the detector, in a round started after the end,
+// finds something listening again. A server that answers, or a full disk's, is
+// never ended; an end that fails falls back to the SQL fence.
+func TestHungServerEndedForTheFlow(t *testing.T) {
+	cli, _ := sandboxtest.Etcd(t)
+	store := cluster.NewStore(cli, "hung")
+	ctx := t.Context()
+	hung := func(at time.Time) detector.Report {
+		return detector.Report{Rounds: 9, At: at, Verdict: detector.Unreachable, RoundVerdict: detector.Unreachable,
+			Ping: &detector.Result{Class: detector.TimedOut, Detail: "context deadline exceeded"}}
+	}
+	refused := func(at time.Time) detector.Report {
+		return detector.Report{Rounds: 10, At: at, Verdict: detector.Unreachable, RoundVerdict: detector.Unreachable,
+			Ping: &detector.Result{Class: detector.Refused, Detail: "connection refused"}}
+	}
+	healthy := func(at time.Time) detector.Report {
+		return detector.Report{Rounds: 11, At: at, Verdict: detector.Healthy, Ping: &detector.Result{Class: detector.OK}}
+	}
+	diskFull := detector.Report{Rounds: 9, At: time.Now(), Verdict: detector.Unwritable, Ping: &detector.Result{Class: detector.OK},
+		Write: &detector.Result{Class: detector.TimedOut}}
+	now := time.Date(2026, 12, 7, 7, 0, 0, 0, time.UTC)
+	intent := Analysis{FenceWhy: "a failover away from this node is in progress", IntentKey: "k", Epoch: 6}
+	deposed := cluster.Snapshot{}
+	deposed.Primary = cluster.Primary{Node: "db2", Epoch: 7}
+	deposed.Nodes = map[string]cluster.NodeStatus{"db1": {Node: "db1"}, "db2": {Node: "db2"}}
+
+	type ender struct {
+		calls int
+		err   error
+	}
+	setup := func(rep detector.Report, e *ender, fenceErr error) (*Reconciler, *countVIP, *fenceOnly, *switchDetector) {
+		det := &switchDetector{rep: rep}
+		srv := &fenceOnly{err: fenceErr}
+		v := &countVIP{acquired: 1}
+		cfg := ReconcilerConfig{Node: "db1", Local: srv, VIP: v, Detector: det, Store: store,
+			FenceTimeout: 50 * time.Millisecond, Now: func() time.Time { return now }}
+		if e != nil {
+			cfg.EndServer = func(context.Context) (string, error) {
+				e.calls++
+				return "process 42 ended with SIGKILL", e.err
+			}
+		}
+		return &Reconciler{cfg: cfg, log: zap.NewNop(), role: cluster.RolePrimary}, v, srv, det
+	}
+	frozen := errors.New("context deadline exceeded")
+
+	t.Run("hung: ended, not fenced by SQL; the address stays while nothing listens", func(t *testing.T) {
+		e := &ender{}
+		r, v, srv, det := setup(hung(time.Now().Add(-time.Second)), e, frozen)
+		g, err := cli.Grant(ctx, 30)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.fenceForIntent(ctx, intent)
+		if e.calls != 1 || srv.fences != 0 {
+			t.Fatalf("ended %d times, SQL fences %d: want ended once, no SQL fence", e.calls, srv.fences)
+		}
+		if v.released != 0 || !r.handingOver() {
+			t.Fatalf("released %d, handing over %v: nothing listens, the address stays", v.released, r.handingOver())
+		}
+		// The round under way when the server was ended still says it hangs.
+		r.fenceSelf(ctx, deposed, g.ID, "deposed", true)
+		r.expireHandover(ctx, deposed)
+		if v.released != 0 {
+			t.Fatal("released on a round started before the end")
+		}
+		det.rep = refused(time.Now().Add(time.Second))
+		r.expireHandover(ctx, deposed)
+		if v.released != 0 {
+			t.Fatal("released while the detector finds nothing listening")
+		}
+		det.rep = healthy(time.Now().Add(2 * time.Second)) // its supervisor started it again
+		r.expireHandover(ctx, deposed)
+		if v.released != 1 {
+			t.Fatalf("released %d once something listens again: want 1", v.released)
+		}
+	})
+	t.Run("a hang seen after the end, in a round started after it: the address goes", func(t *testing.T) {
+		e := &ender{}
+		r, v, _, det := setup(hung(time.Now().Add(-time.Second)), e, frozen)
+		r.fenceForIntent(ctx, intent)
+		det.rep = hung(time.Now().Add(time.Second)) // not what an ended server shows: trust the detector
+		r.expireHandover(ctx, deposed)
+		if v.released != 1 {
+			t.Fatalf("released %d: want 1", v.released)
+		}
+	})
+	t.Run("the end fails: fenced by SQL, best effort, and the address goes", func(t *testing.T) {
+		e := &ender{err: errors.New("pid file: no such file")}
+		r, v, srv, _ := setup(hung(time.Now().Add(-time.Second)), e, frozen)
+		r.fenceForIntent(ctx, intent)
+		if e.calls != 1 || srv.fences != 1 {
+			t.Fatalf("ended %d, SQL fences %d: want one of each", e.calls, srv.fences)
+		}
+		if v.released != 1 || r.handingOver() {
+			t.Fatalf("released %d, handing over %v: a server that may run keeps no address", v.released, r.handingOver())
+		}
+	})
+	for name, rep := range map[string]detector.Report{
+		"a server that answers": healthy(time.Now()),
+		"a full disk":           diskFull,
+		"a crashed server":      refused(time.Now()),
+		"a zero report":         {},
+	} {
+		t.Run(name+" is never ended", func(t *testing.T) {
+			e := &ender{}
+			r, _, srv, _ := setup(rep, e, nil)
+			r.fenceForIntent(ctx, intent)
+			if e.calls != 0 || srv.fences != 1 {
+				t.Fatalf("ended %d, SQL fences %d: want the SQL fence only", e.calls, srv.fences)
+			}
+		})
+	}
+	t.Run("kill_frozen_primary off: a hung server is fenced by SQL only", func(t *testing.T) {
+		r, v, srv, _ := setup(hung(time.Now().Add(-time.Second)), nil, frozen)
+		r.fenceForIntent(ctx, intent)
+		if srv.fences != 1 || v.released != 1 {
+			t.Fatalf("SQL fences %d, released %d: want the fence tried and the address gone", srv.fences, v.released)
+		}
+	})
+}
+
+// statusCounter is a server whose status read hangs until its deadline, counting
+// the reads.
+type statusCounter struct {
+	Local
+	reads int
+}
+
+func (s *statusCounter) Status(ctx context.Context) (replication.Status, error) {
+	s.reads++
+	<-ctx.Done()
+	return replication.Status{}, ctx.Err()
+}
+
+// TestHungServerNotRead: a pass does not wait on a server the detector finds hung
+// (it would hold up a flow's intent to depose it for the read's deadline): the read
+// is unknown at once, as a timed-out one. A suspicion (one failed round) still
+// reads, within the stalled deadline.
+func TestHungServerNotRead(t *testing.T) {
+	hung := detector.Report{Rounds: 9, Verdict: detector.Unreachable, RoundVerdict: detector.Unreachable,
+		Reason: "no answer to connect + SELECT 1 within 300ms", Ping: &detector.Result{Class: detector.TimedOut}}
+	suspect := detector.Report{Rounds: 9, Verdict: detector.Suspect, RoundVerdict: detector.Unreachable,
+		Ping: &detector.Result{Class: detector.TimedOut}}
+	for _, tc := range []struct {
+		name  string
+		rep   detector.Report
+		reads int
+	}{{"hung", hung, 0}, {"suspect", suspect, 1}} {
+		srv := &statusCounter{}
+		r := &Reconciler{cfg: ReconcilerConfig{Node: "db1", Local: srv, Detector: &switchDetector{rep: tc.rep},
+			StatusTimeout: 5 * time.Second, StalledStatusTimeout: 50 * time.Millisecond}, log: zap.NewNop()}
+		start := time.Now()
+		read, _, err := r.readLocal(t.Context())
+		took := time.Since(start)
+		if read != LocalFailed || err == nil || srv.reads != tc.reads {
+			t.Errorf("%s: read %v, err %v, server read %d times: want failed, read %d times", tc.name, read, err, srv.reads, tc.reads)
+		}
+		if tc.reads == 0 && took > 20*time.Millisecond {
+			t.Errorf("%s: took %s: the pass waited on the server", tc.name, took)
+		}
+	}
+}

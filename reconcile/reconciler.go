@@ -123,6 +123,13 @@ type ReconcilerConfig struct {
 	Policy cluster.Policy
 	// FenceTimeout bounds fencing this node's own server.
 	FenceTimeout time.Duration
+	// EndServer ends the local mysqld (SIGKILL) and returns once it is gone, or
+	// says why it could not. A flow deposing this node calls it, instead of a fence
+	// by SQL, when the detector says the server answers nothing (Report.Hangs): such
+	// a server cannot be made read_only, and while it lives, semi-sync replicas
+	// told to stop wait to reach it. nil: a hung server is never ended
+	// (kill_frozen_primary: false).
+	EndServer func(ctx context.Context) (string, error)
 	// StatusTimeout bounds reading the local server's status at each pass: a hung
 	// server must not hold up what etcd asks of the node.
 	StatusTimeout time.Duration
@@ -184,11 +191,15 @@ type Reconciler struct {
 	handoverSince time.Time
 	handoverRO    bool
 	flowFenceOK   bool
-	snap          cluster.Snapshot // read at the latest pass
-	policyNote    string           // the disagreement with the cluster's policy last logged
-	repaired      string           // the latest drift this reconciler repaired, for status
-	rejoin        rejoinState
-	rebuildSt     rebuildState
+	// endedAt is when this agent ended its hung server for a flow (EndServer);
+	// until the detector starts a round after it, that is the evidence that mysqld
+	// is not running (notRunning). Zero: it never did.
+	endedAt    time.Time
+	snap       cluster.Snapshot // read at the latest pass
+	policyNote string           // the disagreement with the cluster's policy last logged
+	repaired   string           // the latest drift this reconciler repaired, for status
+	rejoin     rejoinState
+	rebuildSt  rebuildState
 	// localFence says why the agent fenced this node without etcd (FenceLocal) during
 	// the current session: until the next Run, nothing makes it writable again, even
 	// a pass that looks at a view from before (the cache's, while etcd is cut off).
@@ -444,7 +455,19 @@ func (r *Reconciler) self(lease clientv3.LeaseID) Self {
 // long).
 func (r *Reconciler) readLocal(ctx context.Context) (LocalRead, replication.Status, error) {
 	timeout := r.cfg.StatusTimeout
-	if rep := r.cfg.Detector.Report(); rep.RoundVerdict == detector.Unreachable {
+	rep := r.cfg.Detector.Report()
+	if rep.Hangs() {
+		// A server that answered no liveness probe for fail_after rounds would
+		// hold the pass for the read's deadline, and with it what etcd asks of the
+		// node meanwhile (a flow's intent to depose it). Not read: unknown, as a
+		// read that timed out. The detector's next round that passes reads again.
+		err := fmt.Errorf("not read: the detector finds the server hung (%s)", rep.Reason)
+		r.mu.Lock()
+		r.local, r.localErr = nil, err
+		r.mu.Unlock()
+		return LocalFailed, replication.Status{}, err
+	}
+	if rep.RoundVerdict == detector.Unreachable {
 		timeout = min(timeout, r.cfg.StalledStatusTimeout)
 	}
 	sctx, cancel := context.WithTimeout(ctx, timeout)
@@ -736,11 +759,24 @@ func (r *Reconciler) checkPolicy(snap cluster.Snapshot) {
 // could not be fenced lets the virtual IP go now (frozen, cut off), unless nothing
 // listens on its port: mysqld not running refuses connections at once, so the
 // address stays a moment (handover.go).
+//
+// A server that answers nothing (the detector's liveness probe timed out
+// fail_after rounds in a row: frozen, hung) cannot be made read_only; with
+// EndServer the agent ends it instead: it then takes no write, however long it
+// would have stayed frozen, and nothing listens on its port, so the replicas that
+// the flow stops are not held up reaching it, and clients meet a refusal.
 func (r *Reconciler) fenceForIntent(ctx context.Context, a Analysis) {
 	r.markFenced(a.FenceWhy)
-	ok := r.fenceServer(ctx)
+	ok := false
+	if rep := r.cfg.Detector.Report(); r.cfg.EndServer != nil && rep.Hangs() {
+		if !r.endServer(ctx, rep) {
+			ok = r.fenceServer(ctx)
+		}
+	} else {
+		ok = r.fenceServer(ctx)
+	}
 	if !ok {
-		if r.cfg.VIP != nil && r.cfg.Detector.Report().NotRunning() {
+		if r.cfg.VIP != nil && r.notRunning() {
 			// Nothing listens: a client's connection is reset at once, and it
 			// tries again, rather than wait on an address nobody answers. Kept
 			// for HandoverBound at most, and while nothing listens (expireHandover).
@@ -774,7 +810,7 @@ func (r *Reconciler) fenceSelf(ctx context.Context, snap cluster.Snapshot, lease
 	since := r.handoverSince
 	readOnly := r.flowFenceOK && r.intentKey != "" && snap.Primary.Epoch == r.intentEpoch+1
 	r.mu.Unlock()
-	notRunning := r.cfg.Detector.Report().NotRunning()
+	notRunning := r.notRunning()
 	keep := r.cfg.VIP != nil && (readOnly || notRunning) && keepVIPForHandover(snap, r.cfg.Node, since, r.cfg.Now())
 	if !keep {
 		r.releaseVIP(ctx)
@@ -783,7 +819,7 @@ func (r *Reconciler) fenceSelf(ctx context.Context, snap cluster.Snapshot, lease
 		switch {
 		case r.fenceServer(ctx):
 			readOnly = true
-		case keep && !r.cfg.Detector.Report().NotRunning():
+		case keep && !r.notRunning():
 			// The fence failed now on a server that listens: what the flow's fence
 			// showed may no longer hold, so the address goes.
 			r.releaseVIP(ctx)
@@ -799,6 +835,43 @@ func (r *Reconciler) fenceSelf(ctx context.Context, snap cluster.Snapshot, lease
 	if err := r.cfg.Store.ReleaseLeader(ctx, lease); err != nil {
 		r.log.Warn("release the leader key", zap.Error(err))
 	}
+}
+
+// endServer ends the local server, which the detector found hung (rep), for the
+// flow moving the primary away: it says whether the server is gone.
+func (r *Reconciler) endServer(ctx context.Context, rep detector.Report) bool {
+	ectx, cancel := context.WithTimeout(ctx, endServerTimeout)
+	defer cancel()
+	note, err := r.cfg.EndServer(ectx)
+	if err != nil {
+		r.log.Warn("the server answers nothing and could not be ended: fencing it by SQL instead (best effort)",
+			zap.String("detector", rep.Reason), zap.Error(err))
+		return false
+	}
+	r.log.Warn("ended the server, which answers nothing, for the flow moving the primary away: it can take no write now; "+
+		"its supervisor (systemd) starts it again and it rejoins as a replica", zap.String("detector", rep.Reason), zap.String("ended", note))
+	r.mu.Lock()
+	r.endedAt = time.Now()
+	r.mu.Unlock()
+	return true
+}
+
+// endServerTimeout bounds EndServer: SIGKILL, then the process's exit. A process
+// stuck in the kernel (waiting on a disk) exits only once that wait ends.
+const endServerTimeout = time.Second
+
+// notRunning says whether mysqld is known not to run: the detector's latest round
+// found nothing listening, or this agent ended the server and the detector has
+// started no round since (a round started before may still report the hang).
+func (r *Reconciler) notRunning() bool {
+	rep := r.cfg.Detector.Report()
+	if rep.NotRunning() {
+		return true
+	}
+	r.mu.Lock()
+	ended := r.endedAt
+	r.mu.Unlock()
+	return !ended.IsZero() && !rep.At.After(ended)
 }
 
 // startHandover records that this node keeps the virtual IP for the new primary
@@ -832,7 +905,7 @@ func (r *Reconciler) expireHandover(ctx context.Context, snap cluster.Snapshot) 
 	switch {
 	case r.cfg.Now().Sub(since) >= HandoverBound:
 		r.log.Info("the virtual IP kept for the new primary goes: " + HandoverBound.String() + " passed")
-	case !readOnly && !r.cfg.Detector.Report().NotRunning():
+	case !readOnly && !r.notRunning():
 		r.log.Info("the virtual IP kept while mysqld was not running goes: something listens again")
 	default:
 		return

@@ -210,6 +210,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		Peer: peer, VIP: mover, Repl: conns.repl, Policy: cfg.Policy(),
 		Priority: cfg.Candidate.Priority, NoPromote: cfg.Candidate.NoPromote,
 		ConfirmLag: cfg.Timings.ConfirmLag, Tick: cfg.Timings.ProbeInterval, Log: a.log, SemiSync: cfg.SemiSync,
+		EndServer: a.endServerFunc(),
 	})
 	if err != nil {
 		return err
@@ -229,11 +230,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	var salvage failover.Salvager
 	a.sv = a.newSalvager()
 	a.sv.db = db
+	// Where the server keeps its files: salvage reads its binary logs, and the
+	// pid file names the process to end when it hangs (endserver.go).
+	if err := a.sv.learnFiles(ctx, db); err != nil {
+		a.log.Warn("where the server keeps its binary logs and pid file is not known yet", zap.Error(err))
+	}
 	if a.sv.on() {
 		salvage = a.sv
-		if err := a.sv.learnFiles(ctx, db); err != nil {
-			a.log.Warn("salvage: where the server keeps its binary logs is not known yet", zap.Error(err))
-		}
 	}
 	coord, err := failover.NewCoordinator(failover.CoordinatorConfig{
 		Node: cfg.Node, Store: store, Cluster: cache, Servers: conns.servers, Repl: conns.repl,
@@ -268,12 +271,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	// outlives an etcd session that lapses meanwhile.
 	g.Go(func() error { return rec.RunRebuilds(gctx) })
 	g.Go(func() error { return a.serveHTTP(gctx, store, rec, state, reg, metrics) })
-	if a.sv.on() {
-		g.Go(func() error {
-			a.sv.watch(gctx, db, func() cluster.NodeStatus { n, _ := rec.Current(); return n }, cfg.Timings.ProbeInterval)
-			return nil
-		})
-	}
+	g.Go(func() error {
+		a.sv.watch(gctx, db, func() cluster.NodeStatus { n, _ := rec.Current(); return n }, cfg.Timings.ProbeInterval)
+		return nil
+	})
 	g.Go(func() error { return sessions.Run(gctx) })
 	a.log.Info("agent started", zap.String("mysql", cfg.MySQL.Address), zap.Strings("etcd", cfg.Etcd.Endpoints),
 		zap.Bool("failsafe", a.fs.on()), zap.String("agent", cfg.AgentAddr()))

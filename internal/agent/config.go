@@ -107,6 +107,13 @@ type Config struct {
 	// set): on when a peer secret is configured, else off. Set to true, it
 	// requires the peer secret.
 	Salvage *bool `yaml:"salvage" json:"salvage,omitempty"`
+	// KillFrozenPrimary lets the agent end its own mysqld (SIGKILL) when a
+	// failover deposes this node and the server answers nothing: the detector's
+	// liveness probe timed out fail_after rounds in a row (frozen, hung). Such a
+	// server cannot be made read_only; ended, it can take no write, and the
+	// replicas told to stop are not held up reaching it (docs/architecture.md,
+	// "Fence"). nil (not set): on.
+	KillFrozenPrimary *bool `yaml:"kill_frozen_primary" json:"kill_frozen_primary,omitempty"`
 	// PeerSecret signs the agents' calls to one another (HMAC-SHA256); the same on
 	// every node of the cluster. From BATON_PEER_SECRET, peer_secret_file or (not
 	// recommended) peer_secret.
@@ -160,6 +167,12 @@ func (c Config) SalvageOn() bool {
 		return *c.Salvage
 	}
 	return c.PeerSecret != ""
+}
+
+// KillFrozenOn says whether the agent ends its hung server when a failover
+// deposes this node: asked for, or not set.
+func (c Config) KillFrozenOn() bool {
+	return c.KillFrozenPrimary == nil || *c.KillFrozenPrimary
 }
 
 // FailsafeOn says whether failsafe mode is on: asked for, or not set and a peer

@@ -260,6 +260,10 @@ func mysqldGone(ctx context.Context, addr, pidFile string) (bool, string) {
 	case err != nil && !errors.Is(err, syscall.EPERM):
 		return false, fmt.Sprintf("%s, process %d: %v", listen, pid, err)
 	}
+	if processGone(pid) {
+		// Exited, its parent has not reaped it yet: its sockets and files are closed.
+		return true, fmt.Sprintf("%s, process %d (%s) has exited", listen, pid, pidFile)
+	}
 	comm, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "comm"))
 	if err != nil {
 		return false, fmt.Sprintf("%s, process %d runs (%v)", listen, pid, err)

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -103,14 +104,15 @@ func pidFile(t *testing.T, content string) string {
 // is no certainty.
 func TestMysqldGone(t *testing.T) {
 	refusing, listening := refusingAddr(t), listeningAddr(t)
-	cases := []struct {
+	type goneCase struct {
 		name     string
 		addr     string
 		pidFile  string
 		want     bool
 		wantWhy  string
 		makePids func() string
-	}{
+	}
+	cases := []goneCase{
 		{name: "it listens", addr: listening, pidFile: pidFile(t, "1\n"), wantWhy: "accepts connections"},
 		{name: "refuses, pid file gone (a clean stop)", addr: refusing, pidFile: filepath.Join(t.TempDir(), "none.pid"), want: true, wantWhy: "no pid file"},
 		{name: "refuses, its process gone (killed)", addr: refusing, pidFile: pidFile(t, strconv.Itoa(deadPID(t))+"\n"), want: true, wantWhy: "is gone"},
@@ -122,6 +124,16 @@ func TestMysqldGone(t *testing.T) {
 			pidFile: filepath.Join(t.TempDir(), "none.pid"), want: true},
 		{name: "an address that cannot be dialled is no refusal", addr: "unix:" + strings.Repeat("/x", 80), pidFile: filepath.Join(t.TempDir(), "none.pid"), wantWhy: "not a refusal"},
 	}
+	// A mariadbd that exited and that its parent has not reaped yet (a zombie): its
+	// pid still answers kill(0), but it runs no more.
+	zombie := processNamed(t, "mariadbd")
+	if err := syscall.Kill(zombie, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); !processGone(zombie) && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cases = append(cases, goneCase{name: "refuses, mariadbd exited, not reaped yet", addr: refusing, pidFile: pidFile(t, strconv.Itoa(zombie)), want: true, wantWhy: "has exited"})
 	for _, tc := range cases {
 		got, why := mysqldGone(t.Context(), tc.addr, tc.pidFile)
 		if got != tc.want || !strings.Contains(why, tc.wantWhy) {

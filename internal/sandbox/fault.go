@@ -27,7 +27,7 @@ const (
 	FreezeWrites                        // hold FLUSH TABLES WITH READ LOCK on a session
 	ThawWrites                          // release it
 	Stop                                // SIGSTOP mariadbd
-	Cont                                // SIGCONT mariadbd
+	Cont                                // SIGCONT mariadbd; one ended meanwhile (its agent ends a frozen primary a failover deposes) is started again, as systemd would
 	Kill                                // SIGKILL mariadbd
 	Start                               // start mariadbd again on its data (read_only, as any restart)
 	CutNetwork                          // drop every packet to and from the node
@@ -180,6 +180,12 @@ func (c *Cluster) inject(ctx context.Context, n *Node, f Fault) error {
 	case Stop:
 		return c.signal(n, syscall.SIGSTOP)
 	case Cont:
+		if !alive(n.PID) {
+			// Ended while stopped: an agent ends its frozen server when a failover
+			// deposes it. Started again, as its supervisor (systemd) would.
+			c.log.Info("mariadbd is gone (ended while stopped): started again, as a supervisor would", zap.String("node", n.Name))
+			return c.restart(ctx, n)
+		}
 		return c.signal(n, syscall.SIGCONT)
 	case Kill:
 		if err := c.signal(n, syscall.SIGKILL); err != nil {

@@ -295,6 +295,16 @@ func (c *Cluster) Node(name string) (*Node, error) {
 	return nil, fmt.Errorf("unknown node %q: sandbox %s has %v", name, c.Name, names)
 }
 
+// ServerRunning says whether the node's mariadbd process runs (or is stopped):
+// false once it exited, whoever ended it.
+func (c *Cluster) ServerRunning(node string) (bool, error) {
+	n, err := c.Node(node)
+	if err != nil {
+		return false, err
+	}
+	return alive(n.PID), nil
+}
+
 // RootDB opens root's connection pool to a node over its unix socket. Connections
 // carry short network timeouts so a frozen server cannot hang the caller; callers
 // still pass a ctx with a deadline to every query.

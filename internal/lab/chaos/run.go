@@ -730,6 +730,12 @@ func (r *runner) heal(ctx context.Context, f *resolved) error {
 		return nil
 	case Kill, Restart, ReadonlyFS:
 		r.e.noteStart(f.node, f.Kind == ReadonlyFS)
+	case Stop:
+		if running, err := r.e.c.ServerRunning(f.node); err == nil && !running {
+			// Its agent ended the frozen server for a failover: healing starts it
+			// again (sandbox.Cont), as its supervisor would.
+			r.e.noteStart(f.node, false)
+		}
 	}
 	sf := serverFault[f.Kind]
 	return r.e.c.Fault(ctx, f.node, sf.Inverse())

@@ -1,0 +1,58 @@
+package agent
+
+import (
+	"context"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestEndServer: the agent ends the process its server's pid file names, stopped
+// or not, and says so once it is gone (here a zombie: its parent, this test, has
+// not reaped it); it refuses, and sends nothing, when the file names another
+// program or cannot be read.
+func TestEndServer(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+
+	t.Run("a frozen mariadbd is ended", func(t *testing.T) {
+		pid := processNamed(t, "mariadbd")
+		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		note, err := endServer(ctx, pidFile(t, strconv.Itoa(pid)+"\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(note, "ended with SIGKILL") || !processGone(pid) {
+			t.Errorf("note %q, gone %v: want the process ended", note, processGone(pid))
+		}
+	})
+	t.Run("another program is refused", func(t *testing.T) {
+		pid := processNamed(t, "postgres")
+		if _, err := endServer(ctx, pidFile(t, strconv.Itoa(pid))); err == nil || !strings.Contains(err.Error(), "not the server") {
+			t.Errorf("err = %v, want a refusal naming a stale pid file", err)
+		}
+		if processGone(pid) {
+			t.Error("the other program was ended")
+		}
+	})
+	for name, content := range map[string]string{"garbage": "not a pid\n", "init": "1\n"} {
+		t.Run("pid file holding "+name, func(t *testing.T) {
+			if _, err := endServer(ctx, pidFile(t, content)); err == nil {
+				t.Error("no error")
+			}
+		})
+	}
+	t.Run("no pid file known", func(t *testing.T) {
+		if _, err := endServer(ctx, ""); err == nil || !strings.Contains(err.Error(), "not known") {
+			t.Errorf("err = %v", err)
+		}
+		if _, err := endServer(ctx, filepath.Join(t.TempDir(), "missing.pid")); err == nil {
+			t.Error("a missing pid file: no error")
+		}
+	})
+}
