@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"slices"
 	"sort"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/baton-ha/baton/cluster"
+	"github.com/baton-ha/baton/detector"
 	"github.com/baton-ha/baton/internal/lab"
 	"github.com/baton-ha/baton/internal/sandbox"
 )
@@ -82,14 +84,17 @@ func ParseVia(s string) (Via, error) {
 // FailoverResult is what the failover benchmark measured: `baton-lab bench failover
 // --json` prints it.
 type FailoverResult struct {
-	Fault         string  `json:"fault"`
-	Via           string  `json:"via"`
-	Secure        bool    `json:"secure,omitempty"`
-	Trials        int     `json:"trials"`
-	DetectMS      []int64 `json:"detect_ms"`   // fault -> failover.MilestoneDetected
-	DecideMS      []int64 `json:"decide_ms"`   // fault -> failover.MilestoneDecided
-	PromoteMS     []int64 `json:"promote_ms"`  // fault -> failover.MilestonePromoted
-	FailoverMS    []int64 `json:"failover_ms"` // fault -> first write acknowledged by the new primary
+	Fault      string  `json:"fault"`
+	Via        string  `json:"via"`
+	Secure     bool    `json:"secure,omitempty"`
+	Trials     int     `json:"trials"`
+	DetectMS   []int64 `json:"detect_ms"`   // fault -> failover.MilestoneDetected
+	DecideMS   []int64 `json:"decide_ms"`   // fault -> failover.MilestoneDecided
+	PromoteMS  []int64 `json:"promote_ms"`  // fault -> failover.MilestonePromoted
+	FailoverMS []int64 `json:"failover_ms"` // fault -> first write acknowledged by the new primary
+	// PhaseMS is each trial's random wait before the fault, U(0, probe interval): a
+	// real fault lands at any moment of the detector's cycle.
+	PhaseMS       []int64 `json:"phase_ms"`
 	P50FailoverMS int64   `json:"p50_failover_ms"`
 	MaxFailoverMS int64   `json:"max_failover_ms"`
 	AckedWrites   int     `json:"acked_writes"`
@@ -165,6 +170,7 @@ func runFailoverBench(ctx context.Context, cfg FailoverConfig) FailoverResult {
 		res.DecideMS = append(res.DecideMS, tr.decide.Milliseconds())
 		res.PromoteMS = append(res.PromoteMS, tr.promote.Milliseconds())
 		res.FailoverMS = append(res.FailoverMS, tr.failover.Milliseconds())
+		res.PhaseMS = append(res.PhaseMS, tr.phase.Milliseconds())
 		res.AckedWrites += tr.acked
 		res.LostWrites += tr.lost
 		res.SplitBrainMS += tr.splitBrain.Milliseconds()
@@ -193,6 +199,7 @@ const benchWriteTimeout = 500 * time.Millisecond
 
 type trialResult struct {
 	detect, decide, promote, failover time.Duration
+	phase                             time.Duration // the random wait before the fault
 	acked, lost                       int
 	oldAcks                           int      // acknowledged by the old primary after the new one's first
 	writerRoutes                      []string // via HAProxy: the writer backend's servers up at the end
@@ -324,6 +331,16 @@ func failoverTrialOn(ctx context.Context, f []sandbox.Fault, spec sandbox.Spec, 
 	case <-ready:
 	case err := <-watched:
 		return tr, fmt.Errorf("watch the cluster's state: %w", err)
+	}
+	// The writes counted above start with the cluster's first healthy report, so
+	// without a random wait every trial's fault would land at the same moment of
+	// the agents' probe cycle (just after a round: the worst for a fault that only
+	// timeouts reveal), not at a uniformly random one, as a real fault does.
+	tr.phase = rand.N(detector.DefaultInterval)
+	select {
+	case <-time.After(tr.phase):
+	case <-ctx.Done():
+		return tr, ctx.Err()
 	}
 	mu.Lock()
 	injected = time.Now()
