@@ -415,10 +415,14 @@ func (p *Prober) run(ctx context.Context, l *lane, probe func(context.Context, *
 	// Deadline missed with the statement still running on the server: kill it and
 	// keep the lane busy until it has ended.
 	lat := time.Since(start)
-	var waiting string // asked before the KILL ends the wait it would name
-	select {
-	case waiting = <-asked: // its own deadline ends with the probe's
-	case <-time.After(p.timeout / 4):
+	// Asked before the KILL ends the wait it would name; not asked at all when
+	// connecting took most of the deadline.
+	var waiting string
+	if !ask.Stop() {
+		select {
+		case waiting = <-asked: // its own deadline ends with the probe's
+		case <-time.After(p.timeout / 4):
+		}
 	}
 	if waiting != "" {
 		l.waiting.Store(&waiting)

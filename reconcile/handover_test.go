@@ -381,7 +381,7 @@ func TestHungServerEndedForTheFlow(t *testing.T) {
 		srv := &fenceOnly{err: fenceErr}
 		v := &countVIP{acquired: 1}
 		cfg := ReconcilerConfig{Node: "db1", Local: srv, VIP: v, Detector: det, Store: store,
-			FenceTimeout: 50 * time.Millisecond, Now: func() time.Time { return now }}
+			FenceTimeout: 50 * time.Millisecond, Tick: 500 * time.Millisecond, Now: func() time.Time { return now }}
 		if e != nil {
 			cfg.EndServer = func(context.Context) (string, error) {
 				e.calls++
@@ -459,6 +459,14 @@ func TestHungServerEndedForTheFlow(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a stale hang (the agent stalled since the round) is fenced by SQL, not ended", func(t *testing.T) {
+		e := &ender{}
+		r, _, srv, _ := setup(hung(time.Now().Add(-10*time.Second)), e, nil)
+		r.fenceForIntent(ctx, intent)
+		if e.calls != 0 || srv.fences != 1 {
+			t.Fatalf("ended %d, SQL fences %d: want the SQL fence only", e.calls, srv.fences)
+		}
+	})
 	t.Run("kill_frozen_primary off: a hung server is fenced by SQL only", func(t *testing.T) {
 		r, v, srv, _ := setup(hung(time.Now().Add(-time.Second)), nil, frozen)
 		r.fenceForIntent(ctx, intent)

@@ -760,15 +760,17 @@ func (r *Reconciler) checkPolicy(snap cluster.Snapshot) {
 // listens on its port: mysqld not running refuses connections at once, so the
 // address stays a moment (handover.go).
 //
-// A server that answers nothing (the detector's liveness probe timed out
-// fail_after rounds in a row: frozen, hung) cannot be made read_only; with
+// A server that answers nothing (Report.Hangs: the verdict unreachable, the
+// latest liveness probe timed out; frozen, hung) cannot be made read_only; with
 // EndServer the agent ends it instead: it then takes no write, however long it
 // would have stayed frozen, and nothing listens on its port, so the replicas that
-// the flow stops are not held up reaching it, and clients meet a refusal.
+// the flow stops are not held up reaching it, and clients meet a refusal. Only on
+// a fresh report (a round started within three ticks): an agent that stalled
+// since may face a server that woke meanwhile, which the SQL fence then reaches.
 func (r *Reconciler) fenceForIntent(ctx context.Context, a Analysis) {
 	r.markFenced(a.FenceWhy)
 	ok := false
-	if rep := r.cfg.Detector.Report(); r.cfg.EndServer != nil && rep.Hangs() {
+	if rep := r.cfg.Detector.Report(); r.cfg.EndServer != nil && rep.Hangs() && time.Since(rep.At) < 3*r.cfg.Tick {
 		if !r.endServer(ctx, rep) {
 			ok = r.fenceServer(ctx)
 		}

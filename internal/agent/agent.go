@@ -235,6 +235,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.sv.learnFiles(ctx, db); err != nil {
 		a.log.Warn("where the server keeps its binary logs and pid file is not known yet", zap.Error(err))
 	}
+	a.checkCanEnd()
 	if a.sv.on() {
 		salvage = a.sv
 	}

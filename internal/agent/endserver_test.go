@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,40 +19,53 @@ func TestEndServer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 
+	here, err := os.Getwd() // the working directory of the processes started below
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("a mariadbd working elsewhere is refused (another server's)", func(t *testing.T) {
+		pid := processNamed(t, "mariadbd")
+		if _, err := endServer(ctx, pidFile(t, strconv.Itoa(pid)), t.TempDir()); err == nil || !strings.Contains(err.Error(), "not the server's datadir") {
+			t.Errorf("err = %v, want a refusal naming the datadir", err)
+		}
+		if exited(pid) {
+			t.Error("another server was ended")
+		}
+	})
 	t.Run("a frozen mariadbd is ended", func(t *testing.T) {
 		pid := processNamed(t, "mariadbd")
 		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
 		}
-		note, err := endServer(ctx, pidFile(t, strconv.Itoa(pid)+"\n"))
+		note, err := endServer(ctx, pidFile(t, strconv.Itoa(pid)+"\n"), here)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !strings.Contains(note, "ended with SIGKILL") || !processGone(pid) {
-			t.Errorf("note %q, gone %v: want the process ended", note, processGone(pid))
+		if !strings.Contains(note, "ended with SIGKILL") || !exited(pid) {
+			t.Errorf("note %q, gone %v: want the process ended", note, exited(pid))
 		}
 	})
 	t.Run("another program is refused", func(t *testing.T) {
 		pid := processNamed(t, "postgres")
-		if _, err := endServer(ctx, pidFile(t, strconv.Itoa(pid))); err == nil || !strings.Contains(err.Error(), "not the server") {
+		if _, err := endServer(ctx, pidFile(t, strconv.Itoa(pid)), ""); err == nil || !strings.Contains(err.Error(), "not the server") {
 			t.Errorf("err = %v, want a refusal naming a stale pid file", err)
 		}
-		if processGone(pid) {
+		if exited(pid) {
 			t.Error("the other program was ended")
 		}
 	})
 	for name, content := range map[string]string{"garbage": "not a pid\n", "init": "1\n"} {
 		t.Run("pid file holding "+name, func(t *testing.T) {
-			if _, err := endServer(ctx, pidFile(t, content)); err == nil {
+			if _, err := endServer(ctx, pidFile(t, content), ""); err == nil {
 				t.Error("no error")
 			}
 		})
 	}
 	t.Run("no pid file known", func(t *testing.T) {
-		if _, err := endServer(ctx, ""); err == nil || !strings.Contains(err.Error(), "not known") {
+		if _, err := endServer(ctx, "", ""); err == nil || !strings.Contains(err.Error(), "not known") {
 			t.Errorf("err = %v", err)
 		}
-		if _, err := endServer(ctx, filepath.Join(t.TempDir(), "missing.pid")); err == nil {
+		if _, err := endServer(ctx, filepath.Join(t.TempDir(), "missing.pid"), ""); err == nil {
 			t.Error("a missing pid file: no error")
 		}
 	})

@@ -260,7 +260,7 @@ func mysqldGone(ctx context.Context, addr, pidFile string) (bool, string) {
 	case err != nil && !errors.Is(err, syscall.EPERM):
 		return false, fmt.Sprintf("%s, process %d: %v", listen, pid, err)
 	}
-	if processGone(pid) {
+	if z, err := zombie(pid); err == nil && z {
 		// Exited, its parent has not reaped it yet: its sockets and files are closed.
 		return true, fmt.Sprintf("%s, process %d (%s) has exited", listen, pid, pidFile)
 	}

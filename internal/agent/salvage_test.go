@@ -130,7 +130,7 @@ func TestMysqldGone(t *testing.T) {
 	if err := syscall.Kill(zombie, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(5 * time.Second); !processGone(zombie) && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(5 * time.Second); !exited(zombie) && time.Now().Before(deadline); {
 		time.Sleep(5 * time.Millisecond)
 	}
 	cases = append(cases, goneCase{name: "refuses, mariadbd exited, not reaped yet", addr: refusing, pidFile: pidFile(t, strconv.Itoa(zombie)), want: true, wantWhy: "has exited"})
