@@ -271,7 +271,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	// Rebuilds run for the agent's lifetime, apart from the session's work: one
 	// outlives an etcd session that lapses meanwhile.
 	g.Go(func() error { return rec.RunRebuilds(gctx) })
-	g.Go(func() error { return a.serveHTTP(gctx, store, rec, state, reg, metrics) })
+	g.Go(func() error { return a.serveHTTP(gctx, store, rec, det, state, reg, metrics) })
 	g.Go(func() error {
 		a.sv.watch(gctx, db, func() cluster.NodeStatus { n, _ := rec.Current(); return n }, cfg.Timings.ProbeInterval)
 		return nil

@@ -50,6 +50,38 @@ type View struct {
 	Policy *PolicyView `json:"policy,omitempty"`
 	// Now is when the view was taken; zero means time.Now() at the request.
 	Now time.Time `json:"now"`
+	// Live is the detector's verdict when the view was taken, ahead of Status,
+	// which the reconciler builds at its passes (and a pass may wait on a hung
+	// server for its read's deadline): /primary, /replica and /health refuse on it
+	// too. Nil before the detector's first round.
+	Live *LiveVerdict `json:"live,omitempty"`
+}
+
+// LiveVerdict is the detector's verdict as it stands.
+type LiveVerdict struct {
+	Verdict detector.Verdict `json:"verdict"`
+	Reason  string           `json:"reason,omitempty"`
+}
+
+// LiveOf is the live verdict of a detector's report; nil before its first round.
+func LiveOf(r detector.Report) *LiveVerdict {
+	if r.Rounds == 0 {
+		return nil
+	}
+	return &LiveVerdict{Verdict: r.Verdict, Reason: r.Reason}
+}
+
+// liveRefusal says why the live verdict refuses traffic ("" when it does not, or
+// is not known): any verdict but healthy, and, with degradedOK, degraded.
+func (v View) liveRefusal(degradedOK bool) string {
+	l := v.Live
+	if l == nil || l.Verdict == detector.Healthy || (degradedOK && l.Verdict == detector.Degraded) {
+		return ""
+	}
+	if l.Reason != "" {
+		return "verdict " + l.Verdict.String() + " (" + l.Reason + ")"
+	}
+	return "verdict " + l.Verdict.String()
 }
 
 // PolicyView is the cluster's failover policy next to this node's file's.
@@ -104,6 +136,9 @@ func (v View) Health() string {
 	if v.Status.Verdict != detector.Healthy {
 		return "unhealthy: verdict " + verdictText(v.Status)
 	}
+	if why := v.liveRefusal(false); why != "" {
+		return "unhealthy: " + why
+	}
 	return ""
 }
 
@@ -131,6 +166,9 @@ func (v View) PrimaryRefusal() string {
 	if vd := v.Status.Verdict; vd != detector.Healthy && vd != detector.Degraded {
 		return "not primary: verdict " + verdictText(v.Status)
 	}
+	if why := v.liveRefusal(true); why != "" {
+		return "not primary: " + why
+	}
 	if v.Status.ReadOnly {
 		return "not primary: read_only is on"
 	}
@@ -153,6 +191,8 @@ func (v View) ReplicaRefusal() string {
 	switch {
 	case st.Verdict != detector.Healthy:
 		return "not replica: verdict " + verdictText(st)
+	case v.liveRefusal(false) != "":
+		return "not replica: " + v.liveRefusal(false)
 	case !st.IORunning:
 		return "not replica: IO thread not running" + errSuffix(st.ReplError)
 	case !st.SQLRunning:

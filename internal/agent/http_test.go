@@ -75,6 +75,33 @@ func TestEndpoints(t *testing.T) {
 			v.Status.Verdict = detector.Suspect
 			return v
 		}, "/primary", want{503, "not primary: verdict suspect"}},
+		// The detector's verdict as it stands goes ahead of the status of the
+		// reconciler's latest pass, which a hung server may hold up.
+		{"primary: the detector suspects it before the pass says so", func() View {
+			v := primaryView()
+			v.Live = &LiveVerdict{Verdict: detector.Suspect, Reason: "no answer to connect + SELECT 1 within 300ms"}
+			return v
+		}, "/primary", want{503, "not primary: verdict suspect (no answer to connect + SELECT 1 within 300ms)"}},
+		{"primary: live degraded still takes writes", func() View {
+			v := primaryView()
+			v.Live = &LiveVerdict{Verdict: detector.Degraded}
+			return v
+		}, "/primary", want{200, "primary"}},
+		{"primary: live healthy", func() View {
+			v := primaryView()
+			v.Live = &LiveVerdict{Verdict: detector.Healthy}
+			return v
+		}, "/primary", want{200, "primary"}},
+		{"replica: the detector finds it unreachable before the pass says so", func() View {
+			v := replicaView()
+			v.Live = &LiveVerdict{Verdict: detector.Unreachable}
+			return v
+		}, "/replica", want{503, "not replica: verdict unreachable"}},
+		{"health: the detector suspects it", func() View {
+			v := primaryView()
+			v.Live = &LiveVerdict{Verdict: detector.Suspect}
+			return v
+		}, "/health", want{503, "unhealthy: verdict suspect"}},
 		{"primary: read_only", func() View {
 			v := primaryView()
 			v.Status.ReadOnly = true
@@ -417,5 +444,17 @@ func TestMetrics(t *testing.T) {
 	}
 	if _, err := NewMetrics(nil); err == nil {
 		t.Fatal("nil registerer accepted")
+	}
+}
+
+// TestLiveOf: a detector that has run no round yet says nothing (the status
+// governs); after one, its verdict stands as it is.
+func TestLiveOf(t *testing.T) {
+	if LiveOf(detector.Report{}) != nil || LiveOf(detector.Report{Verdict: detector.Unreachable}) != nil {
+		t.Error("a report of no round gives a live verdict")
+	}
+	l := LiveOf(detector.Report{Rounds: 4, Verdict: detector.Suspect, Reason: "x"})
+	if l == nil || l.Verdict != detector.Suspect || l.Reason != "x" {
+		t.Errorf("live = %+v", l)
 	}
 }

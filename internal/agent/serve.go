@@ -11,11 +11,12 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/baton-ha/baton/cluster"
+	"github.com/baton-ha/baton/detector"
 	"github.com/baton-ha/baton/reconcile"
 )
 
 // serveHTTP serves the read-only endpoints until ctx ends.
-func (a *Agent) serveHTTP(ctx context.Context, store *cluster.Store, rec *reconcile.Reconciler, state *sessionState, reg prometheus.Gatherer, metrics *Metrics) error {
+func (a *Agent) serveHTTP(ctx context.Context, store *cluster.Store, rec *reconcile.Reconciler, det *detector.Detector, state *sessionState, reg prometheus.Gatherer, metrics *Metrics) error {
 	view := func() View {
 		n, snap := rec.Current()
 		up, lease := state.get()
@@ -30,6 +31,7 @@ func (a *Agent) serveHTTP(ctx context.Context, store *cluster.Store, rec *reconc
 		v.SessionAlive = up
 		v.MaxReplicaLag = a.cfg.Timings.MaxReplicaLag
 		v.MaxStatusAge = 4*a.cfg.Timings.ProbeInterval + 2*time.Second
+		v.Live = LiveOf(det.Report())
 		if snap.Rev != 0 {
 			v.Policy = policyView(snap, a.cfg.Policy())
 		}
