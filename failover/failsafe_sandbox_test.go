@@ -190,6 +190,15 @@ func TestFailsafe(t *testing.T) {
 		if ro, err := readOnly(t, c, "db1"); err != nil || ro {
 			t.Errorf("db1 read_only=%v (%v) during the outage, want writable", ro, err)
 		}
+		// A load balancer keeps sending writes to the primary failsafe mode keeps:
+		// its /primary answers on its detector, its status of no pass since etcd
+		// went (its reconciler runs only under a session) older than the limit.
+		pctx, pcancel := context.WithTimeout(ctx, 3*time.Second)
+		code, body, err := c.AgentGet(pctx, "db1", "/primary")
+		pcancel()
+		if err != nil || code != 200 {
+			t.Errorf("db1's /primary during the outage: %d %q (%v), want 200: HAProxy would drop the kept primary", code, body, err)
+		}
 		// What an operator sees: `baton status` reads the agents instead of etcd.
 		var agents []string
 		for _, n := range c.Nodes {

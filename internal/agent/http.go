@@ -61,6 +61,8 @@ type View struct {
 type LiveVerdict struct {
 	Verdict detector.Verdict `json:"verdict"`
 	Reason  string           `json:"reason,omitempty"`
+	// At is when the detector's latest round started.
+	At time.Time `json:"at"`
 }
 
 // LiveOf is the live verdict of a detector's report; nil before its first round.
@@ -68,7 +70,17 @@ func LiveOf(r detector.Report) *LiveVerdict {
 	if r.Rounds == 0 {
 		return nil
 	}
-	return &LiveVerdict{Verdict: r.Verdict, Reason: r.Reason}
+	return &LiveVerdict{Verdict: r.Verdict, Reason: r.Reason, At: r.At}
+}
+
+// keptOnLive says whether /primary may go by the live verdict alone in place of a
+// status too old: failsafe mode keeps this primary while etcd is unreachable, and
+// its reconciler, which runs only under an etcd session, builds no status then,
+// but its detector runs on, and its latest round is fresh. Without it HAProxy
+// would drop the very primary failsafe mode keeps, MaxStatusAge into the outage.
+func (v View) keptOnLive() bool {
+	return v.Failsafe != nil && v.Failsafe.State == FailsafeKept && v.Live != nil &&
+		v.MaxStatusAge > 0 && !v.Live.At.IsZero() && v.now().Sub(v.Live.At) <= v.MaxStatusAge
 }
 
 // liveRefusal says why the live verdict refuses traffic ("" when it does not, or
@@ -158,7 +170,7 @@ func (v View) PrimaryRefusal() string {
 	case v.Status.Role != cluster.RolePrimary:
 		return "not primary: role " + string(v.Status.Role)
 	}
-	if s := v.stale(); s != "" {
+	if s := v.stale(); s != "" && !v.keptOnLive() {
 		return "not primary: " + s
 	}
 	// Degraded (disk predicted full) still takes writes: dropping the only writable

@@ -137,6 +137,38 @@ func TestEndpoints(t *testing.T) {
 			v.Status.At = testNow.Add(-10 * time.Second)
 			return v
 		}, "/primary", want{503, "not primary: status is 10s old (limit 3s)"}},
+		// Failsafe mode keeps the primary while etcd is down: the reconciler builds no
+		// status then, its detector goes on; a fresh healthy round stands in for it.
+		{"primary: kept by failsafe mode, status old, detector fresh", func() View {
+			v := primaryView()
+			v.SessionAlive = false
+			v.Failsafe = &FailsafeView{State: FailsafeKept}
+			v.Status.At = testNow.Add(-10 * time.Second)
+			v.Live = &LiveVerdict{Verdict: detector.Healthy, At: testNow.Add(-300 * time.Millisecond)}
+			return v
+		}, "/primary", want{200, "primary"}},
+		{"primary: kept by failsafe mode, detector silent too", func() View {
+			v := primaryView()
+			v.SessionAlive = false
+			v.Failsafe = &FailsafeView{State: FailsafeKept}
+			v.Status.At = testNow.Add(-10 * time.Second)
+			v.Live = &LiveVerdict{Verdict: detector.Healthy, At: testNow.Add(-10 * time.Second)}
+			return v
+		}, "/primary", want{503, "not primary: status is 10s old"}},
+		{"primary: kept by failsafe mode, detector fresh and failing", func() View {
+			v := primaryView()
+			v.SessionAlive = false
+			v.Failsafe = &FailsafeView{State: FailsafeKept}
+			v.Status.At = testNow.Add(-10 * time.Second)
+			v.Live = &LiveVerdict{Verdict: detector.Unwritable, At: testNow.Add(-300 * time.Millisecond)}
+			return v
+		}, "/primary", want{503, "not primary: verdict unwritable"}},
+		{"primary: not kept, detector fresh, status old", func() View {
+			v := primaryView()
+			v.Status.At = testNow.Add(-10 * time.Second)
+			v.Live = &LiveVerdict{Verdict: detector.Healthy, At: testNow.Add(-300 * time.Millisecond)}
+			return v
+		}, "/primary", want{503, "not primary: status is 10s old"}},
 		{"primary: no status yet", func() View {
 			v := primaryView()
 			v.Status.At = time.Time{}
@@ -453,8 +485,8 @@ func TestLiveOf(t *testing.T) {
 	if LiveOf(detector.Report{}) != nil || LiveOf(detector.Report{Verdict: detector.Unreachable}) != nil {
 		t.Error("a report of no round gives a live verdict")
 	}
-	l := LiveOf(detector.Report{Rounds: 4, Verdict: detector.Suspect, Reason: "x"})
-	if l == nil || l.Verdict != detector.Suspect || l.Reason != "x" {
+	l := LiveOf(detector.Report{Rounds: 4, Verdict: detector.Suspect, Reason: "x", At: testNow})
+	if l == nil || l.Verdict != detector.Suspect || l.Reason != "x" || !l.At.Equal(testNow) {
 		t.Errorf("live = %+v", l)
 	}
 }

@@ -98,27 +98,34 @@ func (c *Cluster) VIPHolders(ctx context.Context) ([]string, error) {
 // AgentStatus reads a node's agent's /status (JSON) over the bridge network, from
 // the client namespace, as an operator's `baton status --agents` does.
 func (c *Cluster) AgentStatus(ctx context.Context, node string) ([]byte, error) {
+	code, b, err := c.AgentGet(ctx, node, "/status")
+	if err == nil && code != http.StatusOK {
+		err = fmt.Errorf("agent of %s: HTTP %d", node, code)
+	}
+	return b, err
+}
+
+// AgentGet reads path from a node's agent over the bridge network, from the client
+// namespace, as a load balancer's check does: the HTTP status and the body.
+func (c *Cluster) AgentGet(ctx context.Context, node, path string) (int, []byte, error) {
 	n, err := c.Node(node)
 	if err != nil {
-		return nil, err
+		return 0, nil, err
 	}
 	hc := &http.Client{Transport: &http.Transport{Proxy: nil, DialContext: DialContext(c.ClientNetNS)}, Timeout: 2 * time.Second}
 	defer hc.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.AgentHTTP+"/status", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.AgentHTTP+path, nil)
 	if err != nil {
-		return nil, err
+		return 0, nil, err
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("agent of %s: %w", node, err)
+		return 0, nil, fmt.Errorf("agent of %s: %w", node, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return nil, fmt.Errorf("agent of %s: %w", node, err)
+		return 0, nil, fmt.Errorf("agent of %s: %w", node, err)
 	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("agent of %s: HTTP %d", node, resp.StatusCode)
-	}
-	return b, nil
+	return resp.StatusCode, b, nil
 }
