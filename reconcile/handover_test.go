@@ -354,7 +354,7 @@ func TestHungServerEndedForTheFlow(t *testing.T) {
 	store := cluster.NewStore(cli, "hung")
 	ctx := t.Context()
 	hung := func(at time.Time) detector.Report {
-		return detector.Report{Rounds: 9, At: at, Verdict: detector.Unreachable, RoundVerdict: detector.Unreachable,
+		return detector.Report{Rounds: 9, At: at, Verdict: detector.Unreachable, RoundVerdict: detector.Unreachable, Since: at.Add(-time.Second),
 			Ping: &detector.Result{Class: detector.TimedOut, Detail: "context deadline exceeded"}}
 	}
 	refused := func(at time.Time) detector.Report {
@@ -373,8 +373,9 @@ func TestHungServerEndedForTheFlow(t *testing.T) {
 	deposed.Nodes = map[string]cluster.NodeStatus{"db1": {Node: "db1"}, "db2": {Node: "db2"}}
 
 	type ender struct {
-		calls int
-		err   error
+		calls     int
+		hungSince time.Time // as the last call was told
+		err       error
 	}
 	setup := func(rep detector.Report, e *ender, fenceErr error) (*Reconciler, *countVIP, *fenceOnly, *switchDetector) {
 		det := &switchDetector{rep: rep}
@@ -383,8 +384,9 @@ func TestHungServerEndedForTheFlow(t *testing.T) {
 		cfg := ReconcilerConfig{Node: "db1", Local: srv, VIP: v, Detector: det, Store: store,
 			FenceTimeout: 50 * time.Millisecond, Tick: 500 * time.Millisecond, Now: func() time.Time { return now }}
 		if e != nil {
-			cfg.EndServer = func(context.Context) (string, error) {
+			cfg.EndServer = func(_ context.Context, hungSince time.Time) (string, error) {
 				e.calls++
+				e.hungSince = hungSince
 				return "process 42 ended with SIGKILL", e.err
 			}
 		}
@@ -402,6 +404,9 @@ func TestHungServerEndedForTheFlow(t *testing.T) {
 		r.fenceForIntent(ctx, intent)
 		if e.calls != 1 || srv.fences != 0 {
 			t.Fatalf("ended %d times, SQL fences %d: want ended once, no SQL fence", e.calls, srv.fences)
+		}
+		if want := det.rep.Since; !e.hungSince.Equal(want) {
+			t.Errorf("told the hang began at %s, want the verdict's time %s (a server started since is not the hung one)", e.hungSince, want)
 		}
 		if v.released != 0 || !r.handingOver() {
 			t.Fatalf("released %d, handing over %v: nothing listens, the address stays", v.released, r.handingOver())

@@ -124,12 +124,13 @@ type ReconcilerConfig struct {
 	// FenceTimeout bounds fencing this node's own server.
 	FenceTimeout time.Duration
 	// EndServer ends the local mysqld (SIGKILL) and returns once it is gone, or
-	// says why it could not. A flow deposing this node calls it, instead of a fence
-	// by SQL, when the detector says the server answers nothing (Report.Hangs): such
-	// a server cannot be made read_only, and while it lives, semi-sync replicas
-	// told to stop wait to reach it. nil: a hung server is never ended
-	// (kill_frozen_primary: false).
-	EndServer func(ctx context.Context) (string, error)
+	// says why it could not; it refuses a server started after hungSince, the
+	// detector's verdict time (not the hung one). A flow deposing this node calls
+	// it, instead of a fence by SQL, when the detector says the server answers
+	// nothing (Report.Hangs): such a server cannot be made read_only, and while it
+	// lives, semi-sync replicas told to stop wait to reach it. nil: a hung server
+	// is never ended (kill_frozen_primary: false).
+	EndServer func(ctx context.Context, hungSince time.Time) (string, error)
 	// StatusTimeout bounds reading the local server's status at each pass: a hung
 	// server must not hold up what etcd asks of the node.
 	StatusTimeout time.Duration
@@ -769,14 +770,9 @@ func (r *Reconciler) checkPolicy(snap cluster.Snapshot) {
 // since may face a server that woke meanwhile, which the SQL fence then reaches.
 func (r *Reconciler) fenceForIntent(ctx context.Context, a Analysis) {
 	r.markFenced(a.FenceWhy)
-	ok := false
-	if rep := r.cfg.Detector.Report(); r.cfg.EndServer != nil && rep.Hangs() && time.Since(rep.At) < 3*r.cfg.Tick {
-		if !r.endServer(ctx, rep) {
-			ok = r.fenceServer(ctx)
-		}
-	} else {
-		ok = r.fenceServer(ctx)
-	}
+	rep := r.cfg.Detector.Report()
+	ended := r.cfg.EndServer != nil && rep.Hangs() && time.Since(rep.At) < 3*r.cfg.Tick && r.endServer(ctx, rep)
+	ok := !ended && r.fenceServer(ctx)
 	if !ok {
 		if r.cfg.VIP != nil && r.notRunning() {
 			// Nothing listens: a client's connection is reset at once, and it
@@ -844,7 +840,7 @@ func (r *Reconciler) fenceSelf(ctx context.Context, snap cluster.Snapshot, lease
 func (r *Reconciler) endServer(ctx context.Context, rep detector.Report) bool {
 	ectx, cancel := context.WithTimeout(ctx, endServerTimeout)
 	defer cancel()
-	note, err := r.cfg.EndServer(ectx)
+	note, err := r.cfg.EndServer(ectx, rep.Since)
 	if err != nil {
 		r.log.Warn("the server answers nothing and could not be ended: fencing it by SQL instead (best effort)",
 			zap.String("detector", rep.Reason), zap.Error(err))

@@ -229,7 +229,9 @@ func ApplySalvage(ctx context.Context, d Dialer, addr string, script []byte, g S
 	if err != nil {
 		return fmt.Errorf("apply salvage: %w", err)
 	}
+	abandoned := false // the session was killed: what it sent may land a little later
 	err = in.call(ctx, DefaultToolTimeout, func(ctx context.Context, s *serverConn) error {
+		defer func() { abandoned = s.broken }()
 		if err := s.execAs(ctx, "the guard", salvageGuardQuery(g)); err != nil {
 			return err
 		}
@@ -250,8 +252,10 @@ func ApplySalvage(ctx context.Context, d Dialer, addr string, script []byte, g S
 		return nil
 	})
 	if err != nil {
-		if serr := settleBinlog(ctx, db); serr != nil {
-			err = fmt.Errorf("%w; and %w", err, serr)
+		if abandoned {
+			if serr := settleBinlog(ctx, db); serr != nil {
+				err = fmt.Errorf("%w; and %w", err, serr)
+			}
 		}
 		return fmt.Errorf("apply salvage on %s: %w", addr, err)
 	}
@@ -265,7 +269,7 @@ const (
 	settleQuiet   = 50 * time.Millisecond
 )
 
-// settleBinlog waits, after an apply that stopped short, until the candidate's
+// settleBinlog waits, after an apply whose session was killed, until the candidate's
 // binary log position (@@gtid_binlog_pos) has not moved for settleQuiet, so that
 // what the caller reads of it next is what was applied. Measured on MariaDB
 // 10.11: a killed apply session's last commit showed there 3-4 ms after the

@@ -109,10 +109,10 @@ type Config struct {
 	Salvage *bool `yaml:"salvage" json:"salvage,omitempty"`
 	// KillFrozenPrimary lets the agent end its own mysqld (SIGKILL) when a
 	// failover deposes this node and the server answers nothing: the detector's
-	// liveness probe timed out fail_after rounds in a row (frozen, hung). Such a
-	// server cannot be made read_only; ended, it can take no write, and the
-	// replicas told to stop are not held up reaching it (docs/architecture.md,
-	// "Fence"). nil (not set): on.
+	// verdict is unreachable and its latest liveness probe timed out (frozen,
+	// hung). Such a server cannot be made read_only; ended, it can take no write,
+	// and the replicas told to stop are not held up reaching it
+	// (docs/architecture.md, "Reconciler and self-fencing"). nil (not set): on.
 	KillFrozenPrimary *bool `yaml:"kill_frozen_primary" json:"kill_frozen_primary,omitempty"`
 	// PeerSecret signs the agents' calls to one another (HMAC-SHA256); the same on
 	// every node of the cluster. From BATON_PEER_SECRET, peer_secret_file or (not

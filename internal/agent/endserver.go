@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -27,20 +28,25 @@ import (
 // process has exited (gone, or a zombie its parent has not reaped: either way its
 // sockets are closed), within ctx. The process is held by a pidfd from the checks
 // to the signal, so a pid reused meanwhile is never signalled. It refuses a pid
-// file it cannot read, a process that is not mariadbd or mysqld (a stale file, its
-// pid reused), and one whose working directory, when readable, is not datadir (a
-// pid of another PID namespace, another instance).
-func endServer(ctx context.Context, pidFile, datadir string) (string, error) {
-	if pidFile == "" {
-		return "", errors.New("the server's pid file is not known: the server never answered this agent")
+// file it cannot read, one written after hungSince (a server started since the
+// hang was seen, which is not the hung one; a zero hungSince is not known, and
+// refused), a process that is not mariadbd or mysqld (a stale file, its pid
+// reused), and one whose working directory, when readable, is not datadir (a pid
+// of another PID namespace, another instance).
+func endServer(ctx context.Context, pidFile, datadir string, hungSince time.Time) (string, error) {
+	if hungSince.IsZero() {
+		return "", errors.New("since when the server hangs is not known")
 	}
-	b, err := os.ReadFile(pidFile)
+	pid, written, err := readPidFile(pidFile)
 	if err != nil {
-		return "", fmt.Errorf("pid file: %w", err)
+		return "", err
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 1 {
-		return "", fmt.Errorf("pid file %s holds %q, not a process id", pidFile, strings.TrimSpace(string(b)))
+	if pid == 1 {
+		return "", fmt.Errorf("pid file %s names process 1: not ended (its namespace's init)", pidFile)
+	}
+	if written.After(hungSince) {
+		return "", fmt.Errorf("pid file %s was written at %s, after the server was found hung at %s: a server started since, not the hung one",
+			pidFile, written.UTC().Format(time.RFC3339Nano), hungSince.UTC().Format(time.RFC3339Nano))
 	}
 	fd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
@@ -63,6 +69,33 @@ func endServer(ctx context.Context, pidFile, datadir string) (string, error) {
 		}
 	}
 	return fmt.Sprintf("process %d (%s) ended with SIGKILL, gone after %s", pid, pidFile, time.Since(start).Round(time.Millisecond)), nil
+}
+
+// readPidFile reads the process id a server's pid file holds, and when the file
+// was written (the server writes it as it starts). An error wraps fs.ErrNotExist
+// when there is no such file.
+func readPidFile(pidFile string) (int, time.Time, error) {
+	if pidFile == "" {
+		return 0, time.Time{}, errors.New("the server's pid file is not known: the server never answered this agent")
+	}
+	f, err := os.Open(pidFile)
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("pid file: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("pid file: %w", err)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 64))
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("pid file: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0, time.Time{}, fmt.Errorf("pid file %s holds %q, not a process id", pidFile, strings.TrimSpace(string(b)))
+	}
+	return pid, fi.ModTime(), nil
 }
 
 // isServer checks that pid is the server: mariadbd or mysqld by name, and, when
@@ -117,18 +150,18 @@ func zombie(pid int) (bool, error) {
 
 // endServerFunc is the reconciler's EndServer: this node's server, through the pid
 // file it named when it last answered; nil when kill_frozen_primary is off.
-func (a *Agent) endServerFunc() func(ctx context.Context) (string, error) {
+func (a *Agent) endServerFunc() func(ctx context.Context, hungSince time.Time) (string, error) {
 	if !a.cfg.KillFrozenOn() {
 		return nil
 	}
-	return func(ctx context.Context) (string, error) {
+	return func(ctx context.Context, hungSince time.Time) (string, error) {
 		if a.sv == nil {
 			return "", errors.New("the server's files are not known yet")
 		}
 		a.sv.mu.Lock()
 		files := a.sv.files
 		a.sv.mu.Unlock()
-		return endServer(ctx, files.PidFile, files.Datadir)
+		return endServer(ctx, files.PidFile, files.Datadir, hungSince)
 	}
 }
 
@@ -142,12 +175,8 @@ func (a *Agent) checkCanEnd() {
 	a.sv.mu.Lock()
 	pidFile := a.sv.files.PidFile
 	a.sv.mu.Unlock()
-	b, err := os.ReadFile(pidFile)
+	pid, _, err := readPidFile(pidFile)
 	if err != nil {
-		return
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 1 {
 		return
 	}
 	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.EPERM) {

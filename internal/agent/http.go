@@ -200,11 +200,12 @@ func (v View) ReplicaRefusal() string {
 	if s := v.stale(); s != "" {
 		return "not replica: " + s
 	}
+	live := v.liveRefusal(false)
 	switch {
 	case st.Verdict != detector.Healthy:
 		return "not replica: verdict " + verdictText(st)
-	case v.liveRefusal(false) != "":
-		return "not replica: " + v.liveRefusal(false)
+	case live != "":
+		return "not replica: " + live
 	case !st.IORunning:
 		return "not replica: IO thread not running" + errSuffix(st.ReplError)
 	case !st.SQLRunning:

@@ -243,16 +243,12 @@ func mysqldGone(ctx context.Context, addr, pidFile string) (bool, string) {
 	if pidFile == "" {
 		return false, listen + ", and the pid file is not known"
 	}
-	b, err := os.ReadFile(pidFile)
+	pid, _, err := readPidFile(pidFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return true, listen + ", no pid file " + pidFile
 	}
 	if err != nil {
-		return false, fmt.Sprintf("%s, pid file: %v", listen, err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return false, fmt.Sprintf("%s, pid file %s holds %q", listen, pidFile, strings.TrimSpace(string(b)))
+		return false, fmt.Sprintf("%s, %v", listen, err)
 	}
 	switch err := syscall.Kill(pid, 0); {
 	case errors.Is(err, syscall.ESRCH):
