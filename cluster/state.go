@@ -54,6 +54,14 @@ type Primary struct {
 	// LastFailover is when the latest failover (not switchover) committed: the
 	// start of the anti-flap window.
 	LastFailover time.Time `json:"last_failover,omitempty"`
+	// Executed is a GTID set the flow saw this server hold (apply) before it
+	// committed it as primary: the catch-up target. The server only adds to it, so
+	// a replica whose transactions it all contains has nothing the primary lacks and
+	// may follow it before the primary publishes its own set (which it does once
+	// promoted): its replicas are then connected when it turns writable, and its
+	// first commits need not wait for them. "" when not known (a bootstrap, a record
+	// written before it existed): then replicas wait for the published set.
+	Executed string `json:"executed,omitempty"`
 }
 
 // Role is what a node is, as its agent sees it.

@@ -287,7 +287,10 @@ func (f *flow) run(ctx context.Context) (cluster.Event, error) {
 
 	now := cfg.Now().UTC()
 	next := cluster.Primary{Node: chosen.Name, Addr: f.snap.Nodes[chosen.Name].Addr, ServerID: chosen.ServerID, ServerUUID: chosen.ServerUUID,
-		Epoch: f.snap.Primary.Epoch + 1, Since: now, LastFailover: f.snap.Primary.LastFailover}
+		Epoch: f.snap.Primary.Epoch + 1, Since: now, LastFailover: f.snap.Primary.LastFailover,
+		// What the catch-up saw it apply: the other replicas may follow it from the
+		// commit on, while it is promoted (cluster.Primary.Executed).
+		Executed: target.String()}
 	if f.d.Action == cluster.Failover {
 		next.LastFailover = now
 	}

@@ -389,7 +389,7 @@ func analyzeReplica(snap cluster.Snapshot, s Self, holds bool, notPrimary string
 	// writes are never errant, so a published set behind a following replica is fine.
 	ps, ok := snap.Nodes[p.Node]
 	published := ok && ps.GTID != "" && ps.Role == cluster.RolePrimary && ps.Epoch == p.Epoch
-	if !a.Following && !published {
+	if !a.Following && !published && !holdsNothingMore(st, p) {
 		return wait(cluster.RoleFenced, nil, "waiting for %s to publish its GTID set as primary at epoch %d", p.Node, p.Epoch)
 	}
 	if published {
@@ -438,6 +438,24 @@ func analyzeReplica(snap cluster.Snapshot, s Self, holds bool, notPrimary string
 	a.Action, a.Role = NodeFollow, cluster.RoleReplica
 	a.Reason = "replicate from the primary of record " + p.Node
 	return a
+}
+
+// holdsNothingMore says whether the flow's commit of p shows that the server (st)
+// has nothing p lacks: every transaction of st is in the set p was seen to apply
+// before the commit (Primary.Executed), so it may follow p before p publishes its
+// own set. Only ever a permission to follow: a set that is not known, does not
+// parse or lacks something says nothing, and the replica waits for the published
+// set, on which alone it may be quarantined.
+func holdsNothingMore(st replication.Status, p cluster.Primary) bool {
+	if p.Executed == "" || st.Executed.Flavor() == replication.FlavorUnknown {
+		return false
+	}
+	set, err := replication.ParseGTIDSet(st.Executed.Flavor(), p.Executed)
+	if err != nil {
+		return false
+	}
+	errant, err := replication.Errant(st.Server(), replication.Server{ServerID: p.ServerID, ServerUUID: p.ServerUUID, Executed: set})
+	return err == nil && errant.IsEmpty()
 }
 
 // analyzeErrant is Analyze for a node with errant GTIDs (a, NodeQuarantine): it

@@ -42,6 +42,18 @@ func failedOver() cluster.Snapshot {
 	return s
 }
 
+// committedUnpublished is failedOver before db2 published itself as primary: the
+// flow committed it having seen it apply executed; db1 let go of the leader key.
+func committedUnpublished(executed string) cluster.Snapshot {
+	s := failedOver()
+	s.Primary.Executed = executed
+	s.Leader, s.LeaderLease = "", 0
+	n := s.Nodes["db2"]
+	n.Role, n.Epoch, n.GTID = cluster.RoleReplica, 4, "0-1-100"
+	s.Nodes["db2"] = n
+	return s
+}
+
 func snapWith(s cluster.Snapshot, f func(*cluster.Snapshot)) cluster.Snapshot { f(&s); return s }
 
 func mariaSet(s string) replication.GTIDSet {
@@ -200,6 +212,44 @@ func TestAnalyze(t *testing.T) {
 			}),
 			self: read("db1", writable(1, "0-1-100")),
 			want: NodeWait, wantFence: true, wantRole: cluster.RoleFenced, wantProbe: detector.Replica, wantReason: "waiting for db2",
+		},
+		// Following from the commit on: the flow saw the new primary apply 0-1-100
+		// (Primary.Executed) before committing it; it has not published since.
+		{
+			name: "old primary after a switchover, the new primary not published yet, nothing beyond what it applied: follow now",
+			snap: committedUnpublished("0-1-100"),
+			self: read("db1", readOnly(writable(1, "0-1-100"))),
+			want: NodeFollow, wantRole: cluster.RoleReplica, wantProbe: detector.Replica,
+		},
+		{
+			name: "replica of the old primary, the new primary not published yet, behind what it applied: follow now",
+			snap: committedUnpublished("0-1-100"),
+			self: read("db3", replicaOf(3, "198.18.0.1", "0-1-90")),
+			want: NodeFollow, wantRole: cluster.RoleReplica, wantProbe: detector.Replica,
+		},
+		{
+			name: "replica with a transaction beyond what the new primary applied, not published yet: wait, no quarantine on that set",
+			snap: committedUnpublished("0-1-100"),
+			self: read("db3", replicaOf(3, "198.18.0.1", "0-1-101")),
+			want: NodeWait, wantRole: cluster.RoleFenced, wantProbe: detector.Replica, wantReason: "waiting for db2",
+		},
+		{
+			name: "replica with its own write the new primary lacks, not published yet: wait",
+			snap: committedUnpublished("0-1-100"),
+			self: read("db3", replicaOf(3, "198.18.0.1", "0-1-100,0-3-1")),
+			want: NodeWait, wantRole: cluster.RoleFenced, wantProbe: detector.Replica, wantReason: "waiting for db2",
+		},
+		{
+			name: "the commit's set does not parse: wait for the published one",
+			snap: committedUnpublished("garbage"),
+			self: read("db3", replicaOf(3, "198.18.0.1", "0-1-90")),
+			want: NodeWait, wantRole: cluster.RoleFenced, wantProbe: detector.Replica, wantReason: "waiting for db2",
+		},
+		{
+			name: "the replica's own set not read (no flavor): wait for the published one",
+			snap: committedUnpublished("0-1-100"),
+			self: read("db3", replication.Status{ReadOnly: true, Role: replication.RoleReplica, SourceHost: "198.18.0.1", SourcePort: 3306}),
+			want: NodeWait, wantRole: cluster.RoleFenced, wantProbe: detector.Replica, wantReason: "waiting for db2",
 		},
 		{
 			name: "replica restarted writable, still pointed at the primary: fence, restart replication",
