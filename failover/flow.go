@@ -45,6 +45,13 @@ type flow struct {
 	fenced bool
 	// salvaged is what the salvage step did, for the history event.
 	salvaged *cluster.Salvage
+	// quiet: the steps are not written to the operator's request as they end,
+	// from the announce until the new primary can take writes again and clients
+	// can reach it: every step of that window is time writes are blocked, and a
+	// write to etcd, synced to disk, competes with the window's own (the commit,
+	// the leader key, the servers' replication changes). The next write after it,
+	// or the request's final update, carries them.
+	quiet bool
 }
 
 func (f *flow) kind() cluster.FlowKind { return f.d.Action.Flow() }
@@ -77,14 +84,21 @@ func (f *flow) record(ctx context.Context, st cluster.Step) {
 	f.mu.Lock()
 	f.steps = append(f.steps, st)
 	steps := append([]cluster.Step(nil), f.steps...)
+	quiet := f.quiet
 	f.mu.Unlock()
-	if f.request != nil {
+	if f.request != nil && !quiet {
 		r := *f.request
 		r.Steps = steps
 		if err := f.c.cfg.Store.UpdateRequest(context.WithoutCancel(ctx), f.g, r); err != nil {
 			f.c.log.Debug("record progress", zap.Error(err))
 		}
 	}
+}
+
+func (f *flow) setQuiet(on bool) {
+	f.mu.Lock()
+	f.quiet = on
+	f.mu.Unlock()
 }
 
 func (f *flow) instance(name string) (Server, error) {
@@ -173,6 +187,7 @@ func (f *flow) run(ctx context.Context) (cluster.Event, error) {
 	}
 	intent := cluster.Intent{Kind: f.kind(), Epoch: f.snap.Primary.Epoch, From: f.d.From, To: f.d.To, Started: f.started.UTC()}
 	var intentRev int64
+	f.setQuiet(true)
 	if err := f.step(ctx, "announce", func() (string, error) {
 		if why := cfg.heldOff(); why != "" {
 			return "", errors.New(why)
@@ -333,6 +348,7 @@ func (f *flow) run(ctx context.Context) (cluster.Event, error) {
 		f.bestEffort(ctx, "address", func() (string, error) { return f.waitAddress(ctx, next) })
 	}
 	fenceWG.Wait()
+	f.setQuiet(false)
 	if cfg.Hooks != nil {
 		f.bestEffort(ctx, "post_hook", func() (string, error) {
 			call := f.hook(f.kind().PostHook(), next.Node)

@@ -4,6 +4,7 @@ package failover_test
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -64,6 +65,17 @@ func TestReplicasFollowFromTheCommit(t *testing.T) {
 	if n := snap.Nodes[candidate]; n.Role == cluster.RolePrimary && n.Epoch == start.Epoch+1 {
 		t.Fatalf("%s published itself as primary before its promotion", candidate)
 	}
+	// Writes are blocked from the announce to the promotion: the flow writes none of
+	// its steps to etcd meanwhile (they come with the request's next update).
+	if r, err := c.store.Request(ctx); err != nil || r == nil || r.ID != "sw-follow" {
+		t.Fatalf("the request: %+v, %v", r, err)
+	} else {
+		for _, st := range r.Steps {
+			if st.Name == "announce" || st.Name == "commit" {
+				t.Errorf("the request shows step %s while writes are blocked (steps %v): want no etcd write for them until the new primary takes writes", st.Name, r.Steps)
+			}
+		}
+	}
 
 	// Within the agents' session TTL (3 s): the stopped agent's lease must not run out.
 	cdb := sandboxtest.RootDB(t, c.Cluster, candidate)
@@ -110,6 +122,15 @@ func TestReplicasFollowFromTheCommit(t *testing.T) {
 	})
 	if r.State != cluster.RequestDone || r.Result == nil || r.Result.To != candidate {
 		t.Fatalf("switchover: %s %q, want done to %s", r.State, r.Error, candidate)
+	}
+	var names []string
+	for _, st := range r.Steps {
+		names = append(names, st.Name)
+	}
+	for _, want := range []string{"announce", "fence_old_primary", "final_gtid", "catchup", "commit", "leader", "promote", "can_commit"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("the finished request's steps %v lack %s", names, want)
+		}
 	}
 	for _, n := range c.Nodes {
 		if n.Name != candidate {
