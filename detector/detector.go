@@ -147,14 +147,18 @@ type Detector struct {
 	running atomic.Bool
 	// restartTrends: the disks' trends start afresh at the next round (RestartTrends).
 	restartTrends atomic.Bool
+	// roleSet wakes Run for a round at once when SetRole changes the probes.
+	roleSet chan struct{}
 
 	// Owned by Run's goroutine.
 	machine *Machine
 	trends  map[string]*Trend
 	// notRunning: the latest round found no server running (only Run touches it).
 	notRunning bool
-	paths      []string
-	holds      map[string][]string // what each path holds: datadir, binlog, relay log
+	// lastRole: the probes of the latest round.
+	lastRole Probes
+	paths    []string
+	holds    map[string][]string // what each path holds: datadir, binlog, relay log
 
 	mu     sync.Mutex
 	report Report
@@ -177,8 +181,10 @@ func New(cfg Config) (*Detector, error) {
 		machine: m,
 		trends:  map[string]*Trend{},
 		holds:   map[string][]string{},
+		roleSet: make(chan struct{}, 1),
 	}
 	d.role.Store(uint32(cfg.Role))
+	d.lastRole = cfg.Role
 	for _, loc := range []struct{ path, what string }{{cfg.Datadir, "datadir"}, {cfg.BinlogDir, "binlog"}, {cfg.RelayLogDir, "relay log"}} {
 		p := loc.path
 		if p == "" {
@@ -200,9 +206,17 @@ func New(cfg Config) (*Detector, error) {
 }
 
 // SetRole changes the probes from the next round on (after a failover or switchover).
+// A change starts that round at once: a promoted server's verdict as a primary is
+// what /primary, and so a load balancer, waits for.
 func (d *Detector) SetRole(r Probes) {
-	if r == Primary || r == Replica {
-		d.role.Store(uint32(r))
+	if r != Primary && r != Replica {
+		return
+	}
+	if Probes(d.role.Swap(uint32(r))) != r {
+		select {
+		case d.roleSet <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -248,6 +262,7 @@ func (d *Detector) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-timer.C:
+		case <-d.roleSet:
 		}
 		start := time.Now()
 		p.SetEpoch(d.epoch.Load())
@@ -297,6 +312,14 @@ func (d *Detector) readDisks(now time.Time) []Disk {
 // observe assesses a round, feeds the machine, publishes the report and, on a
 // change, logs it once and calls OnChange.
 func (d *Detector) observe(r Round) {
+	if r.Role == Primary && d.lastRole == Replica {
+		// Promoted: what the replica's probes found (its IO thread cut off by the
+		// failed primary it replicated from) is no evidence about the primary. Without
+		// this a suspect verdict from then took recover_after more rounds (0.75 s),
+		// and /primary refused the new primary meanwhile.
+		d.machine.Afresh()
+	}
+	d.lastRole = r.Role
 	v, reason := Assess(r)
 	// The verdict is known when the round ends, not when it started.
 	ch, changed := d.machine.Observe(Observation{At: time.Now(), Verdict: v, Reason: reason, Certain: v != Healthy && Certain(r)})

@@ -51,6 +51,9 @@ type Machine struct {
 	bad, good int     // consecutive failed / healthy rounds
 	kind      Verdict // verdict of the latest failed round
 	kindRun   int     // consecutive failed rounds of that verdict
+	// afresh: the rounds so far are not evidence any more (Afresh); the next one
+	// decides as from Unknown.
+	afresh bool
 }
 
 // NewMachine returns a Machine in the Unknown verdict.
@@ -82,13 +85,15 @@ func (m *Machine) Pending() bool {
 
 // Observe feeds one round's observation and returns the change it causes, if any.
 func (m *Machine) Observe(o Observation) (Change, bool) {
+	afresh := m.afresh
+	m.afresh = false
 	if o.Verdict == Healthy {
 		m.good++
 		m.bad, m.kindRun, m.kind = 0, 0, Unknown
 		switch {
 		case m.verdict == Healthy:
 			return Change{}, false
-		case m.verdict == Unknown:
+		case m.verdict == Unknown, afresh:
 			return m.change(o.At, Healthy, o.Reason), true
 		case m.good >= m.recoverAfter:
 			return m.change(o.At, Healthy, fmt.Sprintf("%s (%d healthy rounds in a row after %s for %s)",
@@ -99,6 +104,15 @@ func (m *Machine) Observe(o Observation) (Change, bool) {
 
 	m.good = 0
 	m.bad++
+	from := m.verdict
+	if afresh {
+		// Counted from this round, as from Unknown (Suspect stays Suspect): a
+		// failure needs fail_after rounds of its own.
+		m.bad, m.kind, m.kindRun = 1, Unknown, 0
+		if from != Suspect {
+			from = Unknown
+		}
+	}
 	if o.Verdict == m.kind {
 		m.kindRun++
 	} else {
@@ -107,7 +121,7 @@ func (m *Machine) Observe(o Observation) (Change, bool) {
 	if o.Certain && m.verdict != o.Verdict {
 		return m.change(o.At, o.Verdict, fmt.Sprintf("%s (certain: not waiting for %d failed rounds)", o.Reason, m.failAfter)), true
 	}
-	switch m.verdict {
+	switch from {
 	case Unknown, Healthy:
 		if m.bad >= m.failAfter {
 			return m.change(o.At, o.Verdict, o.Reason), true
@@ -125,6 +139,18 @@ func (m *Machine) Observe(o Observation) (Change, bool) {
 		return m.change(o.At, o.Verdict, fmt.Sprintf("%s (%d rounds in a row)", o.Reason, m.kindRun)), true
 	}
 	return Change{}, false
+}
+
+// Afresh makes the rounds seen so far no evidence for the next verdict, unless they
+// made it Healthy: the probes change (the server was promoted), and what the old
+// ones found (a replica's IO thread cut off by its dead source) says nothing of
+// what the new ones will. The verdict stays until the next round, which decides as
+// from Unknown: healthy at once, a failure after fail_after rounds of its own (a
+// certain one at once). Kept Healthy, a verdict needs no new evidence to stand.
+func (m *Machine) Afresh() {
+	if m.verdict != Healthy {
+		m.afresh = true
+	}
 }
 
 func (m *Machine) change(at time.Time, to Verdict, reason string) Change {

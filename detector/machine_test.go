@@ -180,3 +180,61 @@ func TestMachineCertain(t *testing.T) {
 		})
 	}
 }
+
+// TestMachineAfresh: after Afresh (a promotion: the probes changed) the next round
+// decides as from Unknown; a healthy verdict is kept as it is.
+func TestMachineAfresh(t *testing.T) {
+	type step struct {
+		afresh  bool // Afresh before this round
+		in      Verdict
+		certain bool
+		want    Verdict
+		emit    bool
+	}
+	cases := []struct {
+		name  string
+		steps []step
+	}{
+		{"suspect (the old probes), then a healthy round: healthy at once", []step{
+			{false, Healthy, false, Healthy, true}, {false, Unreachable, false, Suspect, true},
+			{true, Healthy, false, Healthy, true}}},
+		{"without it a suspect recovers after recover_after rounds", []step{
+			{false, Healthy, false, Healthy, true}, {false, Unreachable, false, Suspect, true},
+			{false, Healthy, false, Suspect, false}, {false, Healthy, false, Suspect, false}, {false, Healthy, false, Healthy, true}}},
+		{"suspect two rounds, then a failed round: counted from one again", []step{
+			{false, Healthy, false, Healthy, true}, {false, Unwritable, false, Suspect, true}, {false, Unwritable, false, Suspect, false},
+			{true, Unwritable, false, Suspect, false}, {false, Unwritable, false, Suspect, false}, {false, Unwritable, false, Unwritable, true}}},
+		{"a failure, then a failed round: suspect, as from unknown", []step{
+			{false, Unreachable, true, Unreachable, true},
+			{true, Unwritable, false, Suspect, true}, {false, Unwritable, false, Suspect, false}, {false, Unwritable, false, Unwritable, true}}},
+		{"a failure, then a healthy round: healthy at once", []step{
+			{false, Unreachable, true, Unreachable, true}, {true, Healthy, false, Healthy, true}}},
+		{"a certain failure still decides at once", []step{
+			{false, Healthy, false, Healthy, true}, {false, Unwritable, false, Suspect, true},
+			{true, Unreachable, true, Unreachable, true}}},
+		{"healthy is kept: a failed round is only suspect", []step{
+			{false, Healthy, false, Healthy, true}, {true, Unwritable, false, Suspect, true}, {false, Healthy, false, Suspect, false}}},
+		{"afresh lasts one round only", []step{
+			{false, Healthy, false, Healthy, true}, {false, Unwritable, false, Suspect, true},
+			{true, Unwritable, false, Suspect, false}, {false, Healthy, false, Suspect, false}, {false, Healthy, false, Suspect, false}, {false, Healthy, false, Healthy, true}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := NewMachine(3, 3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+			for i, s := range tc.steps {
+				if s.afresh {
+					m.Afresh()
+				}
+				_, emitted := m.Observe(Observation{At: clk.next(), Verdict: s.in, Reason: "round " + s.in.String(), Certain: s.certain})
+				got, _, _ := m.Verdict()
+				if got != s.want || emitted != s.emit {
+					t.Fatalf("step %d (afresh=%v %s certain=%v): verdict %s emitted %v, want %s emitted %v", i, s.afresh, s.in, s.certain, got, emitted, s.want, s.emit)
+				}
+			}
+		})
+	}
+}

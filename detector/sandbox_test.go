@@ -614,3 +614,85 @@ func TestAbandonedProbeKilledAfterFreeze(t *testing.T) {
 		return err == nil && n == 0
 	})
 }
+
+// TestPromotedVerdictAfresh: a replica whose source died is suspect (its IO thread
+// cannot reconnect); promoted by hand, with the detector's probes set to a
+// primary's, the first primary round decides: healthy at once, not after
+// recover_after healthy rounds, since what the replica's probes found says nothing
+// of the primary. The change of probes starts that round at once.
+func TestPromotedVerdictAfresh(t *testing.T) {
+	c := sandboxtest.Up(t, sandbox.Spec{Name: "det-promote", Nodes: 2})
+	p := sandboxtest.RootDB(t, c, "db1")
+	r := sandboxtest.RootDB(t, c, "db2")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := detector.Bootstrap(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	var res int
+	if err := r.QueryRowContext(ctx, "SELECT MASTER_GTID_WAIT(?, 5)", gtidPos(t, p)).Scan(&res); err != nil || res != 0 {
+		t.Fatalf("replica did not get the baton schema: %d %v", res, err)
+	}
+	sock2, err := c.SocketDSN("db2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db2, _ := c.Node("db2")
+	// recover_after 3: without the fresh start the promoted server would need three
+	// healthy rounds. A 4 s interval (2 s while a change is pending): a round that
+	// waited for its time would come well after the second the test allows.
+	w := watch(t, detector.Config{DSN: sock2, Node: "db2", Role: detector.Replica, Datadir: db2.Datadir, DiskHorizon: 20 * time.Second,
+		FailAfter: 3, RecoverAfter: 3, Interval: 4 * time.Second})
+	w.await(t, 0, detector.Healthy, 3*time.Second)
+
+	// The source gone, its IO thread then stopped on the connection error, as a
+	// failover's stop_io leaves a replica.
+	fault(t, c, "db1", sandbox.Kill)
+	sandboxtest.WaitFor(t, 10*time.Second, "db2's IO thread failing to reconnect", func() bool {
+		rows, err := r.QueryContext(ctx, "SHOW SLAVE STATUS")
+		if err != nil {
+			return false
+		}
+		defer rows.Close()
+		cols, _ := rows.Columns()
+		vals := make([]sql.NullString, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if !rows.Next() || rows.Scan(ptrs...) != nil {
+			return false
+		}
+		for i, c := range cols {
+			if c == "Last_IO_Errno" {
+				return vals[i].String != "" && vals[i].String != "0"
+			}
+		}
+		return false
+	})
+	exec(t, r, "STOP SLAVE IO_THREAD")
+	w.await(t, 0, detector.Suspect, 15*time.Second)
+
+	// Promoted by hand, as the reconciler does, then the probes changed.
+	for _, q := range []string{"STOP SLAVE", "RESET SLAVE ALL", "SET GLOBAL read_only = OFF"} {
+		exec(t, r, q)
+	}
+	mark, rounds := w.mark(), w.d.Report().Rounds
+	set := time.Now()
+	w.d.SetRole(detector.Primary)
+	ch := w.await(t, mark, detector.Healthy, 10*time.Second)
+	rep := w.d.Report()
+	if took := ch.At.Sub(set); took > time.Second {
+		t.Errorf("healthy %s after the probes changed: want a round at once, not at the next interval", took.Round(time.Millisecond))
+	}
+	if ch.From == detector.Healthy || strings.Contains(ch.Reason, "healthy rounds in a row") {
+		t.Errorf("change %s -> %s (%s): want the first primary round to decide", ch.From, ch.To, ch.Reason)
+	}
+	// The round under way when the probes changed (a replica's) and the primary's.
+	if n := rep.Rounds - rounds; n > 2 {
+		t.Errorf("healthy %d rounds after the probes changed: want the first primary round", n)
+	}
+	if rep.Role != detector.Primary || rep.Write == nil {
+		t.Errorf("report role %s, write probe %+v: want a primary's round", rep.Role, rep.Write)
+	}
+}
