@@ -163,6 +163,8 @@ func (f *flow) run(ctx context.Context) (cluster.Event, error) {
 		target  replication.GTIDSet
 		chosen  replication.Ranked
 		fenceWG sync.WaitGroup
+		// fenceEnded is closed when a failover's fence of the old primary ends.
+		fenceEnded = make(chan struct{})
 	)
 	// What may refuse the flow comes before the intent: once it is announced, the old
 	// primary fences itself.
@@ -219,6 +221,7 @@ func (f *flow) run(ctx context.Context) (cluster.Event, error) {
 		// effort: a dead or frozen one only costs the fence its deadline.
 		fenceWG.Add(1)
 		go func() {
+			defer close(fenceEnded)
 			defer fenceWG.Done()
 			f.bestEffort(ctx, "fence_old_primary", func() (string, error) { return f.fenceOld(ctx) })
 		}()
@@ -281,7 +284,15 @@ func (f *flow) run(ctx context.Context) (cluster.Event, error) {
 		_ = f.step(ctx, "salvage", func() (string, error) {
 			out = f.salvage(ctx, salvageRun{candidate: chosen.Name,
 				waitFence: func() bool { fenceWG.Wait(); return f.oldFenced() },
-				owns:      func(ctx context.Context) error { return cfg.Store.HoldsIntent(ctx, f.g, intentRev) }})
+				fencing: func() bool {
+					select {
+					case <-fenceEnded:
+						return false
+					default:
+						return true
+					}
+				},
+				owns: func(ctx context.Context) error { return cfg.Store.HoldsIntent(ctx, f.g, intentRev) }})
 			return out.note, out.err
 		})
 		f.mu.Lock()

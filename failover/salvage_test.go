@@ -201,6 +201,7 @@ func TestSalvageStep(t *testing.T) {
 		snap    func(*cluster.Snapshot)
 		owns    func(context.Context) error
 		fenced  bool
+		fencing bool // the fence still under way
 		noSalv  bool
 		want    want
 		wantOut func(t *testing.T, s *fakeSalvager, out salvageOutcome)
@@ -278,6 +279,48 @@ func TestSalvageStep(t *testing.T) {
 			sal:  &fakeSalvager{fetchErr: errors.New("refused: mysqld may be running: 198.18.0.11:3306 accepts connections")},
 			owns: owned,
 			want: want{fetches: 1, behind: "mysqld may be running"},
+		},
+		{
+			name: "semi-sync on, as the old primary's agent published, its fence under way: not asked, the tail was never acknowledged",
+			cand: &salvageServer{executed: "0-1-2", readOnly: true},
+			sal:  &fakeSalvager{tail: tailOf(t, whole)},
+			snap: func(s *cluster.Snapshot) {
+				n := s.Nodes["db1"]
+				n.ServerRead, n.SemiSync = true, cluster.SemiSyncOn
+				s.Nodes["db1"] = n
+			},
+			owns:    owned,
+			fencing: true,
+			want:    want{behind: "not read: never acknowledged: semi-sync was on"},
+		},
+		{
+			name: "semi-sync on, the fence over (or a server not running): asked, and not applied",
+			cand: &salvageServer{executed: "0-1-2", readOnly: true},
+			sal: &fakeSalvager{tail: func() SalvageTail {
+				tl := tailOf(t, whole)
+				tl.SemiSync, tl.SemiSyncAt = cluster.SemiSyncOn, time.Now()
+				return tl
+			}()},
+			snap: func(s *cluster.Snapshot) {
+				n := s.Nodes["db1"]
+				n.ServerRead, n.SemiSync = true, cluster.SemiSyncOn
+				s.Nodes["db1"] = n
+			},
+			owns: owned,
+			want: want{fetches: 1, behind: "never acknowledged: semi-sync was on"},
+		},
+		{
+			name: "semi-sync on in a status whose server was not read, the fence under way: asked",
+			cand: &salvageServer{executed: "0-1-2", readOnly: true},
+			sal:  &fakeSalvager{tail: tailOf(t, whole), appliedTo: "0-1-7"},
+			snap: func(s *cluster.Snapshot) {
+				n := s.Nodes["db1"]
+				n.ServerRead, n.SemiSync = false, cluster.SemiSyncOn
+				s.Nodes["db1"] = n
+			},
+			owns:    owned,
+			fencing: true,
+			want:    want{applied: 5, applies: 1, fetches: 1, first: "0-1-3", file: "mysql-bin.000001", pos: 782, endFile: "mysql-bin.000002", endPos: 1046},
 		},
 		{
 			name: "semi-sync was on: the tail was never acknowledged, not applied",
@@ -410,7 +453,8 @@ func TestSalvageStep(t *testing.T) {
 			if tc.snap != nil {
 				tc.snap(&f.snap)
 			}
-			out := f.salvage(t.Context(), salvageRun{candidate: "db2", waitFence: func() bool { return tc.fenced }, owns: tc.owns})
+			out := f.salvage(t.Context(), salvageRun{candidate: "db2", waitFence: func() bool { return tc.fenced },
+				fencing: func() bool { return tc.fencing }, owns: tc.owns})
 			if tc.wantOut != nil {
 				tc.wantOut(t, tc.sal, out)
 			}
