@@ -18,6 +18,7 @@ import (
 	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/internal/sandbox"
 	"github.com/baton-ha/baton/internal/sandbox/sandboxtest"
+	"github.com/baton-ha/baton/reconcile"
 )
 
 // checksums are CHECKSUM TABLE's answers for tables on db.
@@ -296,6 +297,14 @@ func TestRebuildByHandAtTheWorstMoments(t *testing.T) {
 	// under way for a few seconds, runs fault; it returns the command's result.
 	duringCopy := func(fault func()) (string, string, int) {
 		t.Helper()
+		// The donor must be fit when asked (the command refuses one that is not, as
+		// it should): a freshly started cluster's replica is suspect until the
+		// primary's bootstrap has made the storage probe's table and recover_after
+		// rounds have passed.
+		sandboxtest.WaitFor(t, 20*time.Second, "db2 a fit donor", func() bool {
+			s := c.snapshot(t)
+			return reconcile.DonorUnfit(s, "db3", "", s.Nodes["db2"]) == ""
+		})
 		wait := batonInBackground(t, c, "rebuild", "db3", "--from", "db2", "--yes")
 		sandboxtest.WaitFor(t, 60*time.Second, "db3's copy under way", func() bool {
 			p := c.snapshot(t).Nodes["db3"].Rebuild
