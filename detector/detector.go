@@ -155,10 +155,12 @@ type Detector struct {
 	trends  map[string]*Trend
 	// notRunning: the latest round found no server running (only Run touches it).
 	notRunning bool
-	// lastRole: the probes of the latest round.
-	lastRole Probes
-	paths    []string
-	holds    map[string][]string // what each path holds: datadir, binlog, relay log
+	// lastRole: the probes of the latest round; primaryEpoch: the epoch of the latest
+	// round with a primary's probes (0 before one).
+	lastRole     Probes
+	primaryEpoch uint64
+	paths        []string
+	holds        map[string][]string // what each path holds: datadir, binlog, relay log
 
 	mu     sync.Mutex
 	report Report
@@ -288,6 +290,15 @@ func (d *Detector) Run(ctx context.Context) error {
 	}
 }
 
+// promoted says whether a round with probes role, after one with last, at epoch
+// (SetEpoch's), is a promotion's first: a replica's probes before, a primary's now,
+// at an epoch above that of the latest round with a primary's probes (lastEpoch).
+// A primary of record that probed as a replica for a flow that was then abandoned
+// comes back at its own epoch: its evidence as a primary stands.
+func promoted(last, role Probes, lastEpoch, epoch uint64) bool {
+	return last == Replica && role == Primary && epoch > lastEpoch
+}
+
 // readDisks statfs'es the configured directories and updates their trends.
 func (d *Detector) readDisks(now time.Time) []Disk {
 	var out []Disk
@@ -312,7 +323,8 @@ func (d *Detector) readDisks(now time.Time) []Disk {
 // observe assesses a round, feeds the machine, publishes the report and, on a
 // change, logs it once and calls OnChange.
 func (d *Detector) observe(r Round) {
-	if r.Role == Primary && d.lastRole == Replica {
+	epoch := d.epoch.Load()
+	if promoted(d.lastRole, r.Role, d.primaryEpoch, epoch) {
 		// Promoted: what the replica's probes found (its IO thread cut off by the
 		// failed primary it replicated from) is no evidence about the primary. Without
 		// this a suspect verdict from then took recover_after more rounds (0.75 s),
@@ -320,6 +332,9 @@ func (d *Detector) observe(r Round) {
 		d.machine.Afresh()
 	}
 	d.lastRole = r.Role
+	if r.Role == Primary {
+		d.primaryEpoch = epoch
+	}
 	v, reason := Assess(r)
 	// The verdict is known when the round ends, not when it started.
 	ch, changed := d.machine.Observe(Observation{At: time.Now(), Verdict: v, Reason: reason, Certain: v != Healthy && Certain(r)})

@@ -238,3 +238,28 @@ func TestMachineAfresh(t *testing.T) {
 		})
 	}
 }
+
+// TestPromoted: only a promotion's first round starts the count afresh: replica
+// probes, then a primary's at a higher epoch. A primary of record that probed as a
+// replica for a flow that was abandoned, back at its own epoch, keeps its evidence.
+func TestPromoted(t *testing.T) {
+	cases := []struct {
+		name             string
+		last, role       Probes
+		lastEpoch, epoch uint64
+		want             bool
+	}{
+		{"a replica promoted at a new epoch", Replica, Primary, 4, 5, true},
+		{"the first primary round of an agent on the primary (no primary round yet)", Replica, Primary, 0, 4, true},
+		{"back to primary at its own epoch after an abandoned flow", Replica, Primary, 4, 4, false},
+		{"the epoch not set (zero)", Replica, Primary, 0, 0, false},
+		{"primary rounds go on", Primary, Primary, 4, 5, false},
+		{"demoted", Primary, Replica, 4, 5, false},
+		{"replica rounds go on", Replica, Replica, 4, 5, false},
+	}
+	for _, tc := range cases {
+		if got := promoted(tc.last, tc.role, tc.lastEpoch, tc.epoch); got != tc.want {
+			t.Errorf("%s: promoted = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -679,6 +679,7 @@ func TestPromotedVerdictAfresh(t *testing.T) {
 	}
 	mark, rounds := w.mark(), w.d.Report().Rounds
 	set := time.Now()
+	w.d.SetEpoch(2) // as the agent does: the new epoch first, then the probes
 	w.d.SetRole(detector.Primary)
 	ch := w.await(t, mark, detector.Healthy, 10*time.Second)
 	rep := w.d.Report()

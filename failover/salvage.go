@@ -156,7 +156,11 @@ func (f *flow) salvage(ctx context.Context, run salvageRun) salvageOutcome {
 	if !live || n.Agent == "" {
 		return behind("%s stays on its disk: its agent is not running", after)
 	}
-	if n.ServerRead && n.SemiSync == cluster.SemiSyncOn && run.fencing != nil && run.fencing() {
+	if n.ServerRead && n.SemiSync == cluster.SemiSyncOn && !n.AwaitsAck && n.SemiSyncTimeout >= time.Minute &&
+		run.fencing != nil && run.fencing() {
+		// And no commit could fall back to asynchronous meanwhile: none was waiting
+		// for an acknowledgement, and the timeout is a minute or more, far beyond the
+		// fence's deadline (a fallback would make the tail hold acknowledged commits).
 		// Under semi-sync nothing of the tail is applied (below). Asking would wait
 		// for the fence of a server that still runs (a full disk's: 0.2 s measured),
 		// in the failover's path, only to hear that from the agent, whose semi-sync

@@ -286,12 +286,38 @@ func TestSalvageStep(t *testing.T) {
 			sal:  &fakeSalvager{tail: tailOf(t, whole)},
 			snap: func(s *cluster.Snapshot) {
 				n := s.Nodes["db1"]
-				n.ServerRead, n.SemiSync = true, cluster.SemiSyncOn
+				n.ServerRead, n.SemiSync, n.SemiSyncTimeout = true, cluster.SemiSyncOn, time.Hour
 				s.Nodes["db1"] = n
 			},
 			owns:    owned,
 			fencing: true,
 			want:    want{behind: "not read: never acknowledged: semi-sync was on"},
+		},
+		{
+			name: "semi-sync on but a commit waiting for an acknowledgement (it may fall back): asked",
+			cand: &salvageServer{executed: "0-1-2", readOnly: true},
+			sal:  &fakeSalvager{tail: tailOf(t, whole), appliedTo: "0-1-7"},
+			snap: func(s *cluster.Snapshot) {
+				n := s.Nodes["db1"]
+				n.ServerRead, n.SemiSync, n.SemiSyncTimeout, n.AwaitsAck = true, cluster.SemiSyncOn, time.Hour, true
+				s.Nodes["db1"] = n
+			},
+			owns:    owned,
+			fencing: true,
+			want:    want{applied: 5, applies: 1, fetches: 1, first: "0-1-3", file: "mysql-bin.000001", pos: 782, endFile: "mysql-bin.000002", endPos: 1046},
+		},
+		{
+			name: "semi-sync on with a short timeout (10 s, MariaDB's default): asked",
+			cand: &salvageServer{executed: "0-1-2", readOnly: true},
+			sal:  &fakeSalvager{tail: tailOf(t, whole), appliedTo: "0-1-7"},
+			snap: func(s *cluster.Snapshot) {
+				n := s.Nodes["db1"]
+				n.ServerRead, n.SemiSync, n.SemiSyncTimeout = true, cluster.SemiSyncOn, 10*time.Second
+				s.Nodes["db1"] = n
+			},
+			owns:    owned,
+			fencing: true,
+			want:    want{applied: 5, applies: 1, fetches: 1, first: "0-1-3", file: "mysql-bin.000001", pos: 782, endFile: "mysql-bin.000002", endPos: 1046},
 		},
 		{
 			name: "semi-sync on, the fence over (or a server not running): asked, and not applied",
