@@ -469,27 +469,77 @@ type FenceReport struct {
 // what they need, and if read_only failed and someone was killed, it is
 // tried again with the time left.
 //
-// On a full disk SET GLOBAL read_only waits for the commits that wait for
-// the disk: it is killed at its deadline, the kills are still made, and
-// since killing those hung writers releases them (seen on MariaDB 10.11),
-// the second attempt usually succeeds. Otherwise the error says read_only
-// was not set. Fence returns within Config.Timeout whatever the server does.
-// Harmless when repeated.
+// A SET GLOBAL read_only still running after fenceKillAfter waits for a
+// writer: a commit hung on a full disk, a table lock, a long statement. The
+// client connections are then killed while it waits (killing those hung
+// writers releases them, seen on MariaDB 10.11), and killed again once it
+// is set, for any that connected meanwhile: the kills come either way, and
+// waiting for read_only's deadline first only held a failover (190 ms of
+// the agent's 500 ms). A write that passed the read_only check before it
+// was set is refused at its commit, which checks read_only again. If
+// read_only still fails the error says it was not set. Fence returns within
+// Config.Timeout whatever the server does. Harmless when repeated.
 func (in *Instance) Fence(ctx context.Context) (FenceReport, error) {
 	var rep FenceReport
 	ctx, cancel := context.WithTimeout(ctx, in.timeout)
 	defer cancel()
 	dl, _ := ctx.Deadline()
 	roCtx, roCancel := context.WithDeadline(ctx, time.Now().Add(time.Until(dl)/2))
-	roErr := in.call(roCtx, in.timeout, func(ctx context.Context, s *serverConn) error {
-		return s.setReadOnly(ctx, true)
-	})
+	roDone := make(chan error, 1)
+	go func() {
+		roDone <- in.call(roCtx, in.timeout, func(ctx context.Context, s *serverConn) error {
+			return s.setReadOnly(ctx, true)
+		})
+	}()
+	var roErr, earlyErr error
+	wait := time.NewTimer(fenceKillAfter)
+	select {
+	case roErr = <-roDone:
+	case <-wait.C:
+		earlyErr = in.killClients(ctx, &rep)
+		roErr = <-roDone
+	}
+	wait.Stop()
 	roCancel()
 	rep.ReadOnly = roErr == nil
 	if roErr != nil {
 		roErr = fmt.Errorf("read_only: %w", roErr)
 	}
-	killErr := in.call(ctx, in.timeout, func(ctx context.Context, s *serverConn) error {
+	killErr := in.killClients(ctx, &rep)
+	if killErr == nil && earlyErr != nil && !rep.ReadOnly {
+		killErr = earlyErr
+	}
+	if killErr != nil {
+		killErr = fmt.Errorf("kill client connections: %w", killErr)
+	}
+	if roErr != nil && rep.Killed > 0 && time.Until(dl) > 50*time.Millisecond {
+		// The writers read_only was waiting for may have been among the
+		// killed (on MariaDB a write hung on a full disk does end when
+		// killed), so try again with the time left.
+		retry := in.call(ctx, in.timeout, func(ctx context.Context, s *serverConn) error {
+			return s.setReadOnly(ctx, true)
+		})
+		if retry == nil {
+			rep.ReadOnly, roErr = true, nil
+		}
+	}
+	in.log.Info("fenced", zap.Bool("read_only", rep.ReadOnly), zap.Int("killed", rep.Killed),
+		zap.NamedError("read_only_error", roErr), zap.NamedError("kill_error", killErr))
+	if err := errors.Join(roErr, killErr); err != nil {
+		return rep, fmt.Errorf("fence %s: %w", in.name, err)
+	}
+	return rep, nil
+}
+
+// fenceKillAfter: a SET GLOBAL read_only that has not returned by then waits
+// for a writer (it takes milliseconds otherwise), so Fence kills the client
+// connections without waiting for it (Fence).
+const fenceKillAfter = 50 * time.Millisecond
+
+// killClients kills every client connection Fence ends (clientsToKill),
+// adding to rep's counts; Spared is that of the latest look.
+func (in *Instance) killClients(ctx context.Context, rep *FenceReport) error {
+	return in.call(ctx, in.timeout, func(ctx context.Context, s *serverConn) error {
 		var me string
 		if err := s.conn.QueryRowContext(ctx, "SELECT SUBSTRING_INDEX(CURRENT_USER(), '@', 1)").Scan(&me); err != nil {
 			return fmt.Errorf("read own account: %w", err)
@@ -518,26 +568,6 @@ func (in *Instance) Fence(ctx context.Context) (FenceReport, error) {
 		}
 		return nil
 	})
-	if killErr != nil {
-		killErr = fmt.Errorf("kill client connections: %w", killErr)
-	}
-	if roErr != nil && rep.Killed > 0 && time.Until(dl) > 50*time.Millisecond {
-		// The writers read_only was waiting for may have been among the
-		// killed (on MariaDB a write hung on a full disk does end when
-		// killed), so try again with the time left.
-		retry := in.call(ctx, in.timeout, func(ctx context.Context, s *serverConn) error {
-			return s.setReadOnly(ctx, true)
-		})
-		if retry == nil {
-			rep.ReadOnly, roErr = true, nil
-		}
-	}
-	in.log.Info("fenced", zap.Bool("read_only", rep.ReadOnly), zap.Int("killed", rep.Killed),
-		zap.NamedError("read_only_error", roErr), zap.NamedError("kill_error", killErr))
-	if err := errors.Join(roErr, killErr); err != nil {
-		return rep, fmt.Errorf("fence %s: %w", in.name, err)
-	}
-	return rep, nil
 }
 
 // SetSemiSync turns the source and replica sides of semi-synchronous

@@ -446,6 +446,43 @@ func TestOnMariaDB(t *testing.T) {
 		t.Logf("SetReadOnly gave up after %s: %v", took.Round(time.Millisecond), err)
 	})
 
+	t.Run("fence ends the writer read_only waits for at once, not at read_only's deadline", func(t *testing.T) {
+		// A client's LOCK TABLES ... WRITE holds SET GLOBAL read_only back, as a
+		// commit hung on a full disk does. Fence kills client connections anyway;
+		// waiting for read_only's own deadline first (half the fence's time, 190
+		// ms of the agent's 500 ms) only held the failover.
+		lock := holdClient(t, c, "db1")
+		if _, err := lock.ExecContext(ctxFor(t, 5*time.Second), "LOCK TABLES sandbox.t WRITE"); err != nil {
+			t.Fatal(err)
+		}
+		admin, _ := c.sb.AdminDB("db1")
+		defer admin.Close()
+		// With 4 s, read_only's own deadline comes 1.5 s in.
+		in, err := replication.New(admin, replication.Config{Name: "db1", Timeout: 4 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		rep, err := in.Fence(t.Context())
+		took := time.Since(start)
+		if err != nil || !rep.ReadOnly || rep.Killed < 1 {
+			t.Fatalf("Fence with a client's table lock: %+v %v (want read_only, ≥1 killed)", rep, err)
+		}
+		if took > time.Second {
+			t.Fatalf("Fence took %s: it waited for read_only's deadline before ending the writer it waited for", took)
+		}
+		if err := lock.PingContext(ctxFor(t, time.Second)); err == nil {
+			t.Error("the connection holding the table lock survived Fence")
+		}
+		if st := c.status(t, "db1"); !st.ReadOnly {
+			t.Fatal("db1 writable after Fence")
+		}
+		twice(t, "SetReadOnly(false)", func(ctx context.Context) error { return c.inst["db1"].SetReadOnly(ctx, false) })
+		c.exec(t, "db1", "INSERT INTO sandbox.t(v) VALUES ('after the early kill')")
+		waitAll(t, c, "db1", "db2", "db3", "db4")
+		t.Logf("Fence under a table lock: %s, %d killed", took.Round(time.Millisecond), rep.Killed)
+	})
+
 	t.Run("open writes on the primary are listed with their age", func(t *testing.T) {
 		tx, err := c.root["db1"].Conn(ctxFor(t, 5*time.Second))
 		if err != nil {
