@@ -61,7 +61,15 @@ type Config struct {
 	// OnChange is called once per verdict change, from the detector's goroutine, with
 	// the report of the round that caused it. It must not block.
 	OnChange func(Change, Report)
-	Logger   *zap.Logger
+	// StaleAfter, when set, is the age at which a replica's newest heartbeat says
+	// the primary stopped writing (the cluster's confirm_lag): a replica's round
+	// also falls when the heartbeat it last saw would reach that age, and OnStale is
+	// called, from the detector's goroutine, with the first round that finds it
+	// reached. Without them the crossing was seen up to an interval late, and
+	// published up to another (staleWait).
+	StaleAfter time.Duration
+	OnStale    func(Report)
+	Logger     *zap.Logger
 }
 
 // withDefaults fills zero fields.
@@ -108,6 +116,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("disk window: %s, must be positive", c.DiskWindow)
 	case c.DiskHorizon < 0:
 		return fmt.Errorf("disk horizon: %s, must be positive", c.DiskHorizon)
+	case c.StaleAfter < 0:
+		return fmt.Errorf("stale after: %s, must not be negative", c.StaleAfter)
 	}
 	return nil
 }
@@ -286,8 +296,43 @@ func (d *Detector) Run(ctx context.Context) error {
 		if d.machine.Pending() {
 			next = d.cfg.Interval / 2
 		}
-		timer.Reset(max(0, next-time.Since(start)))
+		wait := max(0, next-time.Since(start))
+		if stale, ok := staleWait(r, d.cfg.StaleAfter); ok {
+			wait = min(wait, stale)
+		}
+		timer.Reset(wait)
 	}
+}
+
+// staleWait says how long after a replica's round r its newest heartbeat reaches
+// the age stale, if it does not yet: the next round falls then. The lag was read
+// during the round and the wait runs from its end, so that round finds the lag at
+// stale or past it, unless a newer heartbeat came: at most one such round for
+// each heartbeat applied. Never sooner than staleMinWait. False for a primary's
+// round, an unknown lag, one already stale, or stale 0.
+func staleWait(r Round, stale time.Duration) (time.Duration, bool) {
+	if stale <= 0 || r.Role != Replica || r.Replication == nil || r.Replication.HeartbeatLag < 0 || r.Replication.HeartbeatLag >= stale {
+		return 0, false
+	}
+	return max(stale-r.Replication.HeartbeatLag, staleMinWait), true
+}
+
+// staleMinWait: the least time between a replica's round and the one staleWait
+// asks for.
+const staleMinWait = 20 * time.Millisecond
+
+// turnedStale says whether a round whose heartbeat lag is now, after one whose lag
+// was last (negative: unknown, or not a replica's), is the first to find it at stale.
+func turnedStale(last, now, stale time.Duration) bool {
+	return stale > 0 && now >= stale && last < stale
+}
+
+// heartbeatLag is a report's heartbeat lag, -1 when unknown or not a replica's.
+func heartbeatLag(r Report) time.Duration {
+	if r.Role != Replica || r.Replication == nil {
+		return -1
+	}
+	return r.Replication.HeartbeatLag
 }
 
 // promoted says whether a round with probes role, after one with last, at epoch
@@ -348,8 +393,12 @@ func (d *Detector) observe(r Round) {
 	}
 	d.mu.Lock()
 	rep.Rounds = d.report.Rounds + 1
+	stale := turnedStale(heartbeatLag(d.report), heartbeatLag(rep), d.cfg.StaleAfter)
 	d.report = rep
 	d.mu.Unlock()
+	if stale && d.cfg.OnStale != nil {
+		d.cfg.OnStale(rep)
+	}
 	if !changed {
 		return
 	}

@@ -697,3 +697,74 @@ func TestPromotedVerdictAfresh(t *testing.T) {
 		t.Errorf("report role %s, write probe %+v: want a primary's round", rep.Role, rep.Write)
 	}
 }
+
+// TestStaleHeartbeatSeenOnTime: a replica sees its primary's heartbeat reach
+// StaleAfter when it does, not at its next round; never while heartbeats come.
+func TestStaleHeartbeatSeenOnTime(t *testing.T) {
+	c := sandboxtest.Up(t, sandbox.Spec{Name: "det-stale", Nodes: 2})
+	p := sandboxtest.RootDB(t, c, "db1")
+	r := sandboxtest.RootDB(t, c, "db2")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := detector.Bootstrap(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	var res int
+	if err := r.QueryRowContext(ctx, "SELECT MASTER_GTID_WAIT(?, 5)", gtidPos(t, p)).Scan(&res); err != nil || res != 0 {
+		t.Fatalf("replica did not get the baton schema: %d %v", res, err)
+	}
+	sock1, err := c.SocketDSN("db1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock2, err := c.SocketDSN("db2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The primary's detector writes a heartbeat every 500 ms.
+	primary := watch(t, detector.Config{DSN: sock1, Node: "db1", Role: detector.Primary, Interval: 500 * time.Millisecond})
+	primary.await(t, 0, detector.Healthy, 5*time.Second)
+
+	const stale = time.Second
+	var mu sync.Mutex
+	var seen []detector.Report
+	staleSeen := make(chan struct{}, 1)
+	// A 3 s interval: a round that waited for its turn would find the heartbeat
+	// anywhere from 1 s to 3.5 s old.
+	replica := watch(t, detector.Config{DSN: sock2, Node: "db2", Role: detector.Replica, Interval: 3 * time.Second,
+		StaleAfter: stale, OnStale: func(rep detector.Report) {
+			mu.Lock()
+			seen = append(seen, rep)
+			mu.Unlock()
+			select {
+			case staleSeen <- struct{}{}:
+			default:
+			}
+		}})
+	replica.await(t, 0, detector.Healthy, 5*time.Second)
+	time.Sleep(4 * time.Second)
+	mu.Lock()
+	early := len(seen)
+	mu.Unlock()
+	if early != 0 {
+		t.Fatalf("stale %d times while the primary wrote its heartbeat every 500 ms (lag %s)", early, seen[0].Replication.HeartbeatLag)
+	}
+
+	primary.stop() // the heartbeats stop
+	select {
+	case <-staleSeen:
+	case <-time.After(6 * time.Second):
+		t.Fatalf("no stale heartbeat seen 6 s after the primary stopped writing (latest lag %v)", replica.d.Report().Replication)
+	}
+	mu.Lock()
+	rep := seen[0]
+	mu.Unlock()
+	lag := rep.Replication.HeartbeatLag
+	if lag < stale {
+		t.Fatalf("OnStale with a heartbeat lag of %s, under %s", lag, stale)
+	}
+	if lag > stale+150*time.Millisecond {
+		t.Errorf("the heartbeat was %s old when seen stale: want the round at %s, not at the next interval", lag.Round(time.Millisecond), stale)
+	}
+	t.Logf("seen stale at a heartbeat lag of %s", lag.Round(time.Millisecond))
+}

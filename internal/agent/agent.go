@@ -184,6 +184,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		if rec != nil {
 			rec.Kick()
 		}
+	}, func(detector.Report) {
+		if rec != nil {
+			rec.Kick()
+		}
 	})
 	if err != nil {
 		return err
@@ -412,7 +416,7 @@ func replicationTimeout(cfg Config) time.Duration {
 	return max(2*time.Second, 4*cfg.Timings.ProbeTimeout)
 }
 
-func (a *Agent) newDetector(ctx context.Context, db *sql.DB, dsn string, onChange func(detector.Change, detector.Report)) (*detector.Detector, error) {
+func (a *Agent) newDetector(ctx context.Context, db *sql.DB, dsn string, onChange func(detector.Change, detector.Report), onStale func(detector.Report)) (*detector.Detector, error) {
 	cfg := a.cfg
 	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	loc, err := detector.AskLocations(pctx, db)
@@ -429,6 +433,10 @@ func (a *Agent) newDetector(ctx context.Context, db *sql.DB, dsn string, onChang
 		FailAfter: cfg.Timings.FailAfter, RecoverAfter: cfg.Timings.RecoverAfter,
 		DiskWindow: cfg.Timings.DiskWindow, DiskHorizon: cfg.Timings.DiskHorizon,
 		Datadir: loc.Datadir, BinlogDir: loc.BinlogDir, RelayLogDir: loc.RelayLogDir, OnChange: onChange,
+		// A heartbeat turning confirm_lag old is what the coordinator waits for to
+		// confirm a primary that stopped writing: seen when it happens, and published
+		// at once (the reconciler publishes the crossing).
+		StaleAfter: cfg.Timings.ConfirmLag, OnStale: onStale,
 		Logger: a.log.With(zap.String("component", "detector")),
 	})
 }
