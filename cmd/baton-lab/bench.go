@@ -232,6 +232,7 @@ Examples:
 			&cli.IntFlag{Name: "trials", Value: 3, Usage: "trials, each on a fresh cluster"},
 			&cli.StringFlag{Name: "via", Value: "vip", Usage: "how the writer reaches the primary: vip or haproxy"},
 			&cli.BoolFlag{Name: "secure", Usage: "on secure sandboxes: TLS everywhere, etcd with client certificates and roles (sandbox up --secure)"},
+			&cli.StringFlag{Name: "log-dir", Usage: "keep each trial's agent logs under `DIR` (trial-N/NODE.log)"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
 			&cli.StringFlag{Name: "name", Value: "fo-bench", Usage: "sandbox name", Hidden: true},
 			batonFlag(),
@@ -249,7 +250,8 @@ Examples:
 			if err != nil {
 				return cli.Exit("bench failover: "+err.Error(), exitBadInput)
 			}
-			cfg := bench.FailoverConfig{Fault: fault, Via: via, Trials: cctx.Int("trials"), Name: cctx.String("name"), Bin: bin, Secure: cctx.Bool("secure")}
+			cfg := bench.FailoverConfig{Fault: fault, Via: via, Trials: cctx.Int("trials"), Name: cctx.String("name"), Bin: bin, Secure: cctx.Bool("secure"),
+				LogDir: cctx.String("log-dir")}
 			if !cctx.Bool("json") {
 				cfg.Progress = cctx.App.ErrWriter
 			}

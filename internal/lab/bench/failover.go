@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -119,6 +121,9 @@ type FailoverConfig struct {
 	// Secure runs the trials on secure sandboxes (TLS everywhere, etcd with client
 	// certificates and roles: sandbox.Spec.Secure).
 	Secure bool
+	// LogDir, when set, keeps each trial's agent logs there (trial-N/NODE.log), to
+	// see where a slow trial's time went.
+	LogDir string
 }
 
 // Validate checks the configuration and names the bad field.
@@ -160,7 +165,11 @@ func runFailoverBench(ctx context.Context, cfg FailoverConfig) FailoverResult {
 		}
 	}
 	for i := 0; i < cfg.Trials && ctx.Err() == nil; i++ {
-		tr, err := failoverTrialOn(ctx, f, viaSpec(cfg.Name, cfg.Bin, cfg.Via, cfg.Secure), cfg.Via)
+		keep := ""
+		if cfg.LogDir != "" {
+			keep = filepath.Join(cfg.LogDir, fmt.Sprintf("trial-%d", i+1))
+		}
+		tr, err := failoverTrialOn(ctx, f, viaSpec(cfg.Name, cfg.Bin, cfg.Via, cfg.Secure), cfg.Via, keep)
 		if err != nil {
 			res.Errors = append(res.Errors, fmt.Sprintf("trial %d: %v", i+1, err))
 			say("trial %d: %v\n", i+1, err)
@@ -256,17 +265,21 @@ func benchClusterSpec(ctx context.Context, spec sandbox.Spec) (c *sandbox.Cluste
 var errPromoted = errors.New("bench: promoted")
 
 func failoverTrial(ctx context.Context, f []sandbox.Fault, name string, bin lab.Binaries, via Via) (trialResult, error) {
-	return failoverTrialOn(ctx, f, viaSpec(name, bin, via, false), via)
+	return failoverTrialOn(ctx, f, viaSpec(name, bin, via, false), via, "")
 }
 
-// failoverTrialOn is one trial on a fresh sandbox of spec.
-func failoverTrialOn(ctx context.Context, f []sandbox.Fault, spec sandbox.Spec, via Via) (trialResult, error) {
+// failoverTrialOn is one trial on a fresh sandbox of spec; keep, when set, is where
+// its agent logs are copied before the sandbox goes.
+func failoverTrialOn(ctx context.Context, f []sandbox.Fault, spec sandbox.Spec, via Via, keep string) (trialResult, error) {
 	var tr trialResult
 	c, store, done, err := benchClusterSpec(ctx, spec)
 	if err != nil {
 		return tr, err
 	}
 	defer done()
+	if keep != "" {
+		defer keepAgentLogs(c, keep)
+	}
 
 	w := c.NewWriter(10*time.Millisecond, benchWriteTimeout)
 	if via == ViaHAProxy {
@@ -395,4 +408,25 @@ func failoverTrialOn(ctx context.Context, f []sandbox.Fault, spec sandbox.Spec, 
 	}
 	tr.lost = len(lost)
 	return tr, nil
+}
+
+// keepAgentLogs copies every node's agent log into dir, as NODE.log. Best effort: a
+// log that cannot be copied is said on standard error.
+func keepAgentLogs(c *sandbox.Cluster, dir string) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		fmt.Fprintf(os.Stderr, "keep agent logs: %v\n", err)
+		return
+	}
+	for _, n := range c.Nodes {
+		if n.AgentLog == "" {
+			continue
+		}
+		b, err := os.ReadFile(n.AgentLog)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, n.Name+".log"), b, 0o644)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "keep the agent log of %s: %v\n", n.Name, err)
+		}
+	}
 }
