@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"slices"
 	"strconv"
@@ -721,8 +722,9 @@ func (s *serverConn) binlogEnd(ctx context.Context) (string, error) {
 	return rows[0]["File"] + ":" + rows[0]["Position"], nil
 }
 
-// maxLastEvent bounds how far from the binlog's end position writtenAfter looks for
-// the start of the last event: an Xid is 31 bytes, a COMMIT or a DDL a few hundred.
+// maxLastEvent bounds how far from the binlog's end position, and from the file's
+// end, writtenAfter looks for the start of the last event: an Xid is 31 bytes, a
+// COMMIT or a DDL a few hundred.
 const maxLastEvent = 4096
 
 // writtenAfter says whether the binlog file being written has a readable event
@@ -730,23 +732,30 @@ const maxLastEvent = 4096
 // MASTER STATUS), past the unreadable part that starts at tail: a transaction
 // committed after a failed write. A failed write alone leaves the position past
 // anything readable (past the end of the file, even), so no event states it as its
-// end. It tries each offset within maxLastEvent bytes of the end position, after it
-// as well as before: measured on MariaDB 10.11, after a write the full disk cut
-// off, a transaction committed once the disk had room lay 333 bytes further into
-// the file than its events' stated positions (file 78,051 bytes, end position
-// 77,718), so an offset counted from the stated end missed it, the transaction was
-// called a phantom and a rejoin reset it. A failing SHOW BINLOG EVENTS is cheap.
+// end.
+//
+// What a write the full disk cut off, or a kill ended, left in the file shifts
+// every later event further into it than its stated position says, by as much as
+// had been written: 333 bytes measured on MariaDB 10.11 after a full disk, 8,766
+// and 13,197 bytes after a 200 KB write on a disk with 24 KiB free was killed. So
+// it tries each offset within maxLastEvent bytes of the end position, after it as
+// well as before, and then, from the file's real end (the server names its size
+// when asked for an offset past it), each offset within maxLastEvent bytes before
+// it: a transaction committed last ends where the file ends. Missed, it would be
+// called a phantom and a rejoin would reset it. A failing SHOW BINLOG EVENTS is
+// cheap.
 func (s *serverConn) writtenAfter(ctx context.Context, file string, tail, end uint64) (bool, error) {
 	if end <= tail {
 		return false, nil
 	}
+	var size uint64   // the file's size, once the server named it
 	pastFile := false // an offset beyond the file: none further can be read
 	probe := func(off uint64) (bool, error) {
 		rows, err := s.queryRows(ctx, binlogEventsQuery(file, off, 1, s.noBackslashEscapes))
 		if err != nil {
-			// MariaDB 10.11: "Invalid pos specified. Requested from pos:N is greater
-			// than actual file size:M".
-			pastFile = strings.Contains(err.Error(), "greater than actual file size")
+			if n, ok := actualFileSize(err); ok {
+				pastFile, size = true, n
+			}
 			return false, ctx.Err()
 		}
 		page, err := parseBinlogEvents(rows)
@@ -763,7 +772,43 @@ func (s *serverConn) writtenAfter(ctx context.Context, file string, tail, end ui
 			return found, err
 		}
 	}
+	if !pastFile {
+		// The file goes on past the window: ask for its size.
+		if _, err := probe(math.MaxInt64 / 2); err != nil {
+			return false, err
+		}
+	}
+	if size == 0 {
+		return false, nil // not named (another server's wording): the windows alone
+	}
+	for off := size - min(size, minEvent); off > tail && off+maxLastEvent >= size; off-- {
+		if off+maxLastEvent >= end && off <= end+maxLastEvent {
+			continue // in the windows above
+		}
+		if found, err := probe(off); found || err != nil {
+			return found, err
+		}
+	}
 	return false, nil
+}
+
+// actualFileSize reads the file's size from the error SHOW BINLOG EVENTS gives for
+// an offset past the end of the file (MariaDB 10.11: "Invalid pos specified.
+// Requested from pos:N is greater than actual file size:M").
+func actualFileSize(err error) (uint64, bool) {
+	const mark = "greater than actual file size:"
+	msg := err.Error()
+	i := strings.Index(msg, mark)
+	if i < 0 {
+		return 0, false
+	}
+	digits := msg[i+len(mark):]
+	j := 0
+	for j < len(digits) && digits[j] >= '0' && digits[j] <= '9' {
+		j++
+	}
+	n, perr := strconv.ParseUint(digits[:j], 10, 64)
+	return n, perr == nil
 }
 
 // splitEnd reads binlogEnd's file:position.

@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -403,5 +404,27 @@ mysql-bin.000001	14770	Query	1	14839	COMMIT`
 	}
 	if mappedTable("table_id: 20 (baton.heartbeat)") != "baton.heartbeat" || mappedTable("garbage") != "" {
 		t.Error("mappedTable")
+	}
+}
+
+// TestActualFileSize: the file's size as MariaDB names it when asked for an offset
+// past the end of the file; nothing from any other error.
+func TestActualFileSize(t *testing.T) {
+	cases := []struct {
+		msg  string
+		want uint64
+		ok   bool
+	}{
+		{"Error 1220 (HY000): Error when executing command SHOW BINLOG EVENTS: Invalid pos specified. Requested from pos:4611686018427387903 is greater than actual file size:275016", 275016, true},
+		{"Invalid pos specified. Requested from pos:9 is greater than actual file size:0", 0, true},
+		{"Error 1220 (HY000): Error when executing command SHOW BINLOG EVENTS: Wrong offset or I/O error", 0, false},
+		{"greater than actual file size:", 0, false},
+		{"greater than actual file size:x12", 0, false},
+	}
+	for _, c := range cases {
+		got, ok := actualFileSize(errors.New(c.msg))
+		if got != c.want || ok != c.ok {
+			t.Errorf("actualFileSize(%q) = %d %v, want %d %v", c.msg, got, ok, c.want, c.ok)
+		}
 	}
 }
