@@ -260,6 +260,9 @@ func (*switchDetector) SetEpoch(uint64)           {}
 type promoteOnly struct {
 	Local
 	writable, unreadable bool
+	// gate, when set, holds a read of the promoted server until it is closed (for
+	// up to 5 s, then the read fails).
+	gate <-chan struct{}
 }
 
 func (s *promoteOnly) Promote(context.Context) error { s.writable = true; return nil }
@@ -267,31 +270,39 @@ func (s *promoteOnly) Status(context.Context) (replication.Status, error) {
 	if s.writable && s.unreadable {
 		return replication.Status{}, errors.New("connection refused")
 	}
+	if s.writable && s.gate != nil {
+		select {
+		case <-s.gate:
+		case <-time.After(5 * time.Second):
+			return replication.Status{}, errors.New("the read waited 5 s for the address to move")
+		}
+	}
 	return replication.Status{Flavor: replication.FlavorMariaDB, ReadOnly: !s.writable,
 		Executed: replication.MustParseGTIDSet(replication.FlavorMariaDB, "0-1-5")}, nil
 }
 
-// seeingVIP records what etcd says of the node when the address is acquired.
-type seeingVIP struct {
+// gateVIP opens gate when the address is acquired.
+type gateVIP struct {
 	countVIP
-	look   func() (cluster.NodeStatus, bool)
-	seen   cluster.NodeStatus
-	hadAny bool
+	gate chan struct{}
 }
 
-func (v *seeingVIP) Acquire(ctx context.Context) error {
-	v.seen, v.hadAny = v.look()
+func (v *gateVIP) Acquire(ctx context.Context) error {
+	if v.acquired == 0 {
+		close(v.gate)
+	}
 	return v.countVIP.Acquire(ctx)
 }
 
-// TestNewPrimaryAnnouncesBeforeTheAddress: a node taking the primary's place
+// TestNewPrimaryAnnouncesAsTheAddressMoves: a node taking the primary's place
 // publishes itself as the writable primary at the epoch of record, with its GTID
-// set, before it acquires the virtual IP (its replicas follow it while the
-// gratuitous ARP goes out), and says then that it does not hold the address, even
-// when its last pass saw it held: the old primary's handover ends only on the
-// publish after the address moved. A server it cannot read once promoted is not
-// announced: what it read before the promotion (read_only) would be published.
-func TestNewPrimaryAnnouncesBeforeTheAddress(t *testing.T) {
+// set, while it acquires the virtual IP: the address does not wait for the
+// announcement (here the read the announcement needs waits for the address), and
+// the announcement says the address is not held, even when its last pass saw it
+// held: the old primary's handover ends only on the publish after the address
+// moved. A server it cannot read once promoted is not announced: what it read
+// before the promotion (read_only) would be published.
+func TestNewPrimaryAnnouncesAsTheAddressMoves(t *testing.T) {
 	cli, _ := sandboxtest.Etcd(t)
 	ctx := t.Context()
 	now := time.Date(2026, 12, 7, 7, 0, 0, 0, time.UTC)
@@ -310,34 +321,36 @@ func TestNewPrimaryAnnouncesBeforeTheAddress(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			v := &seeingVIP{look: func() (cluster.NodeStatus, bool) {
-				snap, err := store.Load(ctx)
-				if err != nil {
-					t.Fatal(err)
-				}
-				n, ok := snap.Nodes["db2"]
-				return n, ok
-			}}
-			r := &Reconciler{cfg: ReconcilerConfig{Node: "db2", Local: &promoteOnly{unreadable: tc.unreadable}, VIP: v, Detector: &switchDetector{}, Store: store,
-				StatusTimeout: time.Second, PublishEvery: time.Minute, Now: func() time.Time { return now }},
+			gate := make(chan struct{})
+			v := &gateVIP{gate: gate}
+			r := &Reconciler{cfg: ReconcilerConfig{Node: "db2", Local: &promoteOnly{unreadable: tc.unreadable, gate: gate}, VIP: v, Detector: &switchDetector{}, Store: store,
+				StatusTimeout: 10 * time.Second, PublishEvery: time.Minute, Now: func() time.Time { return now }},
 				log: zap.NewNop(), role: cluster.RoleReplica, vipHeld: tc.vipHeld}
 			snap := cluster.Snapshot{}
 			snap.Primary = cluster.Primary{Node: "db2", Epoch: 8}
 			snap.Nodes = map[string]cluster.NodeStatus{"db2": {Node: "db2"}}
+			start := time.Now()
 			r.takePrimary(ctx, snap, g.ID, Analysis{Action: NodePromote, Role: cluster.RolePrimary, Epoch: 8})
 			if v.acquired != 1 {
 				t.Fatalf("acquired the address %d times, want 1", v.acquired)
 			}
-			n := v.seen
+			if took := time.Since(start); took > 4*time.Second {
+				t.Fatalf("the promotion took %s: the address waited for the announcement", took)
+			}
+			after, err := store.Load(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, published := after.Nodes["db2"]
 			if !tc.announced {
-				if v.hadAny {
-					t.Fatalf("published before the address moved (role %s read_only %v): want nothing from a server not read", n.Role, n.ReadOnly)
+				if published {
+					t.Fatalf("published (role %s read_only %v): want nothing from a server not read", n.Role, n.ReadOnly)
 				}
 				return
 			}
-			if !v.hadAny || n.Role != cluster.RolePrimary || n.Epoch != 8 || n.ReadOnly || n.GTID != "0-1-5" || n.VIP {
-				t.Fatalf("published when the address was acquired: %v role %s epoch %d read_only %v gtid %q vip %v: want the writable primary at epoch 8 with its GTID set, not holding the address",
-					v.hadAny, n.Role, n.Epoch, n.ReadOnly, n.GTID, n.VIP)
+			if !published || n.Role != cluster.RolePrimary || n.Epoch != 8 || n.ReadOnly || n.GTID != "0-1-5" || n.VIP {
+				t.Fatalf("announced: %v role %s epoch %d read_only %v gtid %q vip %v: want the writable primary at epoch 8 with its GTID set, not holding the address",
+					published, n.Role, n.Epoch, n.ReadOnly, n.GTID, n.VIP)
 			}
 		})
 	}

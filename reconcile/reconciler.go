@@ -630,18 +630,26 @@ func (r *Reconciler) takePrimary(ctx context.Context, snap cluster.Snapshot, lea
 	r.probeAs(a.Probe)
 	r.setRole(a.Role)
 	r.setFenced("")
-	// Announce the new primary before the address moves: the replicas follow it
-	// while the gratuitous ARP goes out (under semi-sync it commits nothing until
-	// one does). Only the server as read now, writable, is announced, and never as
-	// holding the address: that the address moved is the next publish's news, which
-	// alone ends the old primary's handover.
-	if r.refreshLocal(ctx) {
-		r.mu.Lock()
-		r.vipHeld = false
-		r.mu.Unlock()
-		r.publish(ctx, snap, lease)
-	}
+	// Announce the new primary while the address moves: neither waits for the
+	// other. Replicas the commit's GTID set did not already let follow follow the
+	// announcement (under semi-sync it commits nothing until one does); clients
+	// meet the new primary at the address once its gratuitous ARP goes out. The
+	// announcement (a status read and an etcd write, 10-25 ms) used to come first,
+	// and the address waited for it. Only the server as read now, writable, is
+	// announced, and never as holding the address: that the address moved is the
+	// next publish's news, which alone ends the old primary's handover.
+	announced := make(chan struct{})
+	go func() {
+		defer close(announced)
+		if r.refreshLocal(ctx) {
+			r.mu.Lock()
+			r.vipHeld = false
+			r.mu.Unlock()
+			r.publish(ctx, snap, lease)
+		}
+	}()
 	r.acquireVIP(ctx)
+	<-announced
 	r.log.Info("primary: writable", zap.Uint64("epoch", a.Epoch), zap.Duration("took", r.cfg.Now().Sub(start)))
 	// Publish the server as it is now, writable, not as the pass found it.
 	r.refreshLocal(ctx)
