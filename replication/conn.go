@@ -96,7 +96,8 @@ func (d Dialer) Config(addr string) (*mysql.Config, error) {
 
 // Open returns a pool of connections to the server at addr (see Config) for an
 // Instance: a few connections, so a statement that overruns its deadline can be
-// killed through a second one. It does not connect.
+// killed through a second one, and one more that the Instance keeps open as its
+// spare (for kills when the server takes no new connection). It does not connect.
 func (d Dialer) Open(addr string) (*sql.DB, error) {
 	mc, err := d.Config(addr)
 	if err != nil {
@@ -107,7 +108,7 @@ func (d Dialer) Open(addr string) (*sql.DB, error) {
 		return nil, fmt.Errorf("connector for %s: %w", addr, err)
 	}
 	db := sql.OpenDB(conn)
-	db.SetMaxOpenConns(4)
+	db.SetMaxOpenConns(5)
 	db.SetMaxIdleConns(2)
 	db.SetConnMaxIdleTime(time.Minute)
 	return db, nil

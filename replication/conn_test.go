@@ -3,9 +3,13 @@ package replication
 import (
 	"context"
 	"crypto/tls"
+	"errors"
+	"fmt"
 	"net"
 	"testing"
 	"time"
+
+	"github.com/go-sql-driver/mysql"
 )
 
 func TestDialerConfig(t *testing.T) {
@@ -64,6 +68,27 @@ func TestDialerConfig(t *testing.T) {
 	} {
 		if _, err := tc.d.Config(tc.addr); err == nil {
 			t.Errorf("%+v at %q accepted", tc.d, tc.addr)
+		}
+	}
+}
+
+// TestConnLimit: only a server refusing a connection for want of a free one sends
+// a kill to the spare connection.
+func TestConnLimit(t *testing.T) {
+	cases := []struct {
+		err  error
+		want bool
+	}{
+		{fmt.Errorf("connect: %w", &mysql.MySQLError{Number: 1040, Message: "Too many connections"}), true},
+		{&mysql.MySQLError{Number: 1203, Message: "User baton already has more than 'max_user_connections' active connections"}, true},
+		{&mysql.MySQLError{Number: 1226, Message: "User 'baton' has exceeded the 'max_connections_per_hour' resource"}, true},
+		{&mysql.MySQLError{Number: 1045, Message: "Access denied"}, false},
+		{errors.New("dial tcp 198.18.0.11:3306: connect: connection refused"), false},
+		{nil, false},
+	}
+	for _, c := range cases {
+		if got := connLimit(c.err); got != c.want {
+			t.Errorf("connLimit(%v) = %v, want %v", c.err, got, c.want)
 		}
 	}
 }

@@ -63,6 +63,80 @@ type Instance struct {
 
 	mu     sync.Mutex
 	flavor Flavor
+
+	spare spare
+}
+
+// spare is one connection an Instance keeps open for kills, taken once a call has
+// connected and checked every spareCheckEvery. A server whose every connection is
+// taken (error 1040: a busy primary whose writes hang on a full disk) still lets
+// an administrator in once more, and Fence's SET GLOBAL read_only takes that one:
+// the kills that release it, and the kill of the statement itself at its
+// deadline, then had no connection at all (measured: read_only failed, and a
+// client's write stayed hung on the old primary until its own deadline).
+type spare struct {
+	mu      sync.Mutex
+	s       *serverConn
+	checked time.Time
+}
+
+// spareCheckEvery: how often a call pings the spare connection (a server's
+// wait_timeout, 8 h by default, or a network cut ends an idle connection).
+const spareCheckEvery = 5 * time.Minute
+
+// keepSpare opens the spare connection if there is none, or pings it if it was
+// not checked for spareCheckEvery, within ctx; it does nothing while the spare is
+// in use. Best effort: without a spare, kills connect as before.
+func (in *Instance) keepSpare(ctx context.Context) {
+	sp := &in.spare
+	if !sp.mu.TryLock() {
+		return
+	}
+	defer sp.mu.Unlock()
+	if sp.s != nil && time.Since(sp.checked) < spareCheckEvery {
+		return
+	}
+	if sp.s != nil {
+		if err := sp.s.conn.PingContext(ctx); err == nil {
+			sp.checked = time.Now()
+			return
+		}
+		sp.s.close()
+		sp.s = nil
+	}
+	s, err := in.open(ctx)
+	if err != nil {
+		return
+	}
+	sp.s, sp.checked = s, time.Now()
+}
+
+// errNoSpare: the server takes no new connection and the Instance holds no spare.
+var errNoSpare = errors.New("no spare connection held")
+
+// onSpare runs fn on the spare connection, within ctx. A failure that is not the
+// server's answer (a broken connection, the deadline) ends the spare; the next
+// call opens another.
+func (in *Instance) onSpare(ctx context.Context, fn func(ctx context.Context, s *serverConn) error) error {
+	sp := &in.spare
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if sp.s == nil {
+		return errNoSpare
+	}
+	err := fn(ctx, sp.s)
+	var me *mysql.MySQLError
+	if err != nil && !errors.As(err, &me) {
+		sp.s.close()
+		sp.s = nil
+	}
+	return err
+}
+
+// connLimit says whether err is a server refusing a new connection for want of a
+// free one: too many connections (1040), or too many for the account (1203, 1226).
+func connLimit(err error) bool {
+	return isErrno(err, 1040) || isErrno(err, 1203) || isErrno(err, 1226)
 }
 
 // New returns an Instance for the server behind db. It does not connect:
@@ -249,6 +323,16 @@ func (s *serverConn) kill(ctx context.Context) error {
 // error.
 func (in *Instance) killConn(ctx context.Context, id int64) error {
 	c, err := in.db.Conn(ctx)
+	if err != nil && connLimit(err) {
+		if serr := in.onSpare(ctx, func(ctx context.Context, s *serverConn) error {
+			if err := killOn(ctx, s.conn, id); err != nil {
+				return err
+			}
+			return awaitGone(ctx, s.conn, id)
+		}); !errors.Is(serr, errNoSpare) {
+			return serr
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("connect to kill %d: %w", id, err)
 	}

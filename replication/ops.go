@@ -69,7 +69,11 @@ func (in *Instance) call(ctx context.Context, timeout time.Duration, fn func(ctx
 		return err
 	}
 	defer s.close()
-	return fn(ctx, s)
+	err = fn(ctx, s)
+	if err == nil {
+		in.keepSpare(ctx)
+	}
+	return err
 }
 
 // Status reads the server's role, read-only state, GTID sets, replication
@@ -539,7 +543,20 @@ const fenceKillAfter = 50 * time.Millisecond
 // killClients kills every client connection Fence ends (clientsToKill),
 // adding to rep's counts; Spared is that of the latest look.
 func (in *Instance) killClients(ctx context.Context, rep *FenceReport) error {
-	return in.call(ctx, in.timeout, func(ctx context.Context, s *serverConn) error {
+	err := in.call(ctx, in.timeout, in.killClientsOn(rep))
+	if connLimit(err) {
+		// Every connection taken, the administrator's extra one by read_only
+		// perhaps: the spare, if one is held.
+		if serr := in.onSpare(ctx, in.killClientsOn(rep)); !errors.Is(serr, errNoSpare) {
+			return serr
+		}
+	}
+	return err
+}
+
+// killClientsOn is killClients' work on one connection.
+func (in *Instance) killClientsOn(rep *FenceReport) func(ctx context.Context, s *serverConn) error {
+	return func(ctx context.Context, s *serverConn) error {
 		var me string
 		if err := s.conn.QueryRowContext(ctx, "SELECT SUBSTRING_INDEX(CURRENT_USER(), '@', 1)").Scan(&me); err != nil {
 			return fmt.Errorf("read own account: %w", err)
@@ -567,7 +584,7 @@ func (in *Instance) killClients(ctx context.Context, rep *FenceReport) error {
 			rep.Killed++
 		}
 		return nil
-	})
+	}
 }
 
 // SetSemiSync turns the source and replica sides of semi-synchronous
