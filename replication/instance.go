@@ -75,54 +75,81 @@ type Instance struct {
 // deadline, then had no connection at all (measured: read_only failed, and a
 // client's write stayed hung on the old primary until its own deadline).
 type spare struct {
-	mu      sync.Mutex
+	// lock: one user at a time; a channel, so that waiting for it keeps a deadline.
+	lock    chan struct{}
 	s       *serverConn
 	checked time.Time
 }
 
-// spareCheckEvery: how often a call pings the spare connection (a server's
-// wait_timeout, 8 h by default, or a network cut ends an idle connection).
-const spareCheckEvery = 5 * time.Minute
+// spareCheckEvery: how often the spare connection is pinged (a network cut or a
+// server restart ends an idle connection; its session's wait_timeout is set to
+// spareWaitTimeout, so the server's own, perhaps a few minutes, does not).
+const (
+	spareCheckEvery  = time.Minute
+	spareWaitTimeout = 24 * time.Hour
+	spareUpkeep      = 2 * time.Second // bounds opening or pinging it
+)
 
-// keepSpare opens the spare connection if there is none, or pings it if it was
-// not checked for spareCheckEvery, within ctx; it does nothing while the spare is
-// in use. Best effort: without a spare, kills connect as before.
-func (in *Instance) keepSpare(ctx context.Context) {
+// keepSpare opens the spare connection if there is none, or pings it if it was not
+// checked for spareCheckEvery, in the background within spareUpkeep: a call never
+// waits for it. It does nothing while the spare is in use. Best effort: without a
+// spare, kills connect as before.
+func (in *Instance) keepSpare() {
 	sp := &in.spare
-	if !sp.mu.TryLock() {
+	select {
+	case sp.lock <- struct{}{}:
+	default:
 		return
 	}
-	defer sp.mu.Unlock()
 	if sp.s != nil && time.Since(sp.checked) < spareCheckEvery {
+		<-sp.lock
 		return
 	}
-	if sp.s != nil {
-		if err := sp.s.conn.PingContext(ctx); err == nil {
-			sp.checked = time.Now()
+	go func() {
+		defer func() { <-sp.lock }()
+		ctx, cancel := context.WithTimeout(context.Background(), spareUpkeep)
+		defer cancel()
+		if sp.s != nil {
+			if err := sp.s.conn.PingContext(ctx); err == nil {
+				sp.checked = time.Now()
+				return
+			}
+			sp.s.close()
+			sp.s = nil
+		}
+		s, err := in.open(ctx)
+		if err != nil {
 			return
 		}
-		sp.s.close()
-		sp.s = nil
-	}
-	s, err := in.open(ctx)
-	if err != nil {
-		return
-	}
-	sp.s, sp.checked = s, time.Now()
+		if _, err := s.conn.ExecContext(ctx, "SET SESSION wait_timeout = "+strconv.Itoa(int(spareWaitTimeout.Seconds()))); err != nil {
+			s.close()
+			return
+		}
+		sp.s, sp.checked = s, time.Now()
+	}()
 }
 
 // errNoSpare: the server takes no new connection and the Instance holds no spare.
 var errNoSpare = errors.New("no spare connection held")
 
-// onSpare runs fn on the spare connection, within ctx. A failure that is not the
-// server's answer (a broken connection, the deadline) ends the spare; the next
-// call opens another.
+// onSpare runs fn on the spare connection, within ctx: waiting for the spare keeps
+// ctx's deadline, and a spare not used (the deadline passed meanwhile) is kept. A
+// failure of fn that is not the server's answer (a broken connection, the deadline
+// during a statement, which go-sql-driver meets by closing the connection) ends
+// the spare; the next call opens another.
 func (in *Instance) onSpare(ctx context.Context, fn func(ctx context.Context, s *serverConn) error) error {
 	sp := &in.spare
-	sp.mu.Lock()
-	defer sp.mu.Unlock()
+	select {
+	case sp.lock <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("wait for the spare connection: %w", ctx.Err())
+	}
+	defer func() { <-sp.lock }()
 	if sp.s == nil {
 		return errNoSpare
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	err := fn(ctx, sp.s)
 	var me *mysql.MySQLError
@@ -157,6 +184,7 @@ func New(db *sql.DB, cfg Config) (*Instance, error) {
 		return nil, fmt.Errorf("replication: config Flavor %d is not a Flavor", int(cfg.Flavor))
 	}
 	in := &Instance{
+		spare:     spare{lock: make(chan struct{}, 1)},
 		db:        db,
 		name:      cfg.Name,
 		timeout:   cfg.Timeout,

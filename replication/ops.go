@@ -71,7 +71,7 @@ func (in *Instance) call(ctx context.Context, timeout time.Duration, fn func(ctx
 	defer s.close()
 	err = fn(ctx, s)
 	if err == nil {
-		in.keepSpare(ctx)
+		in.keepSpare()
 	}
 	return err
 }
@@ -490,32 +490,32 @@ func (in *Instance) Fence(ctx context.Context) (FenceReport, error) {
 	dl, _ := ctx.Deadline()
 	roCtx, roCancel := context.WithDeadline(ctx, time.Now().Add(time.Until(dl)/2))
 	roDone := make(chan error, 1)
+	started := make(chan struct{}) // the statement is sent: connecting is not waiting
 	go func() {
 		roDone <- in.call(roCtx, in.timeout, func(ctx context.Context, s *serverConn) error {
+			close(started)
 			return s.setReadOnly(ctx, true)
 		})
 	}()
 	var roErr, earlyErr error
-	wait := time.NewTimer(fenceKillAfter)
 	select {
 	case roErr = <-roDone:
-	case <-wait.C:
-		earlyErr = in.killClients(ctx, &rep)
-		roErr = <-roDone
+	case <-started:
+		wait := time.NewTimer(fenceKillAfter)
+		select {
+		case roErr = <-roDone:
+		case <-wait.C:
+			earlyErr = in.killClients(ctx, &rep)
+			roErr = <-roDone
+		}
+		wait.Stop()
 	}
-	wait.Stop()
 	roCancel()
 	rep.ReadOnly = roErr == nil
 	if roErr != nil {
 		roErr = fmt.Errorf("read_only: %w", roErr)
 	}
 	killErr := in.killClients(ctx, &rep)
-	if killErr == nil && earlyErr != nil && !rep.ReadOnly {
-		killErr = earlyErr
-	}
-	if killErr != nil {
-		killErr = fmt.Errorf("kill client connections: %w", killErr)
-	}
 	if roErr != nil && rep.Killed > 0 && time.Until(dl) > 50*time.Millisecond {
 		// The writers read_only was waiting for may have been among the
 		// killed (on MariaDB a write hung on a full disk does end when
@@ -526,6 +526,13 @@ func (in *Instance) Fence(ctx context.Context) (FenceReport, error) {
 		if retry == nil {
 			rep.ReadOnly, roErr = true, nil
 		}
+	}
+	if killErr == nil && earlyErr != nil && !rep.ReadOnly {
+		// The kills while read_only waited failed, and read_only was never set.
+		killErr = earlyErr
+	}
+	if killErr != nil {
+		killErr = fmt.Errorf("kill client connections: %w", killErr)
 	}
 	in.log.Info("fenced", zap.Bool("read_only", rep.ReadOnly), zap.Int("killed", rep.Killed),
 		zap.NamedError("read_only_error", roErr), zap.NamedError("kill_error", killErr))
