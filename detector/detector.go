@@ -165,6 +165,8 @@ type Detector struct {
 	trends  map[string]*Trend
 	// notRunning: the latest round found no server running (only Run touches it).
 	notRunning bool
+	// lastSeen: when the latest round's newest heartbeat was first seen (staleWait).
+	lastSeen time.Time
 	// lastRole: the probes of the latest round; primaryEpoch: the epoch of the latest
 	// round with a primary's probes (0 before one).
 	lastRole     Probes
@@ -297,21 +299,34 @@ func (d *Detector) Run(ctx context.Context) error {
 			next = d.cfg.Interval / 2
 		}
 		wait := max(0, next-time.Since(start))
-		if stale, ok := staleWait(r, d.cfg.StaleAfter); ok {
+		if stale, ok := staleWait(r, d.cfg.StaleAfter, d.lastSeen); ok {
 			wait = min(wait, stale)
+		}
+		d.lastSeen = time.Time{}
+		if r.Replication != nil {
+			d.lastSeen = r.Replication.HeartbeatSeen
 		}
 		timer.Reset(wait)
 	}
 }
 
 // staleWait says how long after a replica's round r its newest heartbeat reaches
-// the age stale, if it does not yet: the next round falls then. The lag was read
-// during the round and the wait runs from its end, so that round finds the lag at
-// stale or past it, unless a newer heartbeat came: at most one such round for
-// each heartbeat applied. Never sooner than staleMinWait. False for a primary's
-// round, an unknown lag, one already stale, or stale 0.
-func staleWait(r Round, stale time.Duration) (time.Duration, bool) {
+// the age stale, if it does not yet and no heartbeat arrived since the round before
+// (lastSeen: when that round's newest heartbeat was first seen; a new one, or none
+// seen arriving yet, leaves the rhythm alone, so that a replica that applies its
+// heartbeats late, just under stale, is not probed more often). The next round
+// falls then. The lag was read during the round and the wait runs from its end, so
+// that round finds the lag at stale or past it. Never sooner than staleMinWait.
+// False for a primary's round, an unknown lag, one already stale, or stale 0.
+//
+// The heartbeats stop at a fault of the primary: the first round after that still
+// sees the last one arrive, the next sees it again, at most one interval later,
+// and well before it is stale (heartbeats come every interval).
+func staleWait(r Round, stale time.Duration, lastSeen time.Time) (time.Duration, bool) {
 	if stale <= 0 || r.Role != Replica || r.Replication == nil || r.Replication.HeartbeatLag < 0 || r.Replication.HeartbeatLag >= stale {
+		return 0, false
+	}
+	if seen := r.Replication.HeartbeatSeen; seen.IsZero() || !seen.Equal(lastSeen) {
 		return 0, false
 	}
 	return max(stale-r.Replication.HeartbeatLag, staleMinWait), true

@@ -6,34 +6,39 @@ import (
 )
 
 // TestStaleWait: a replica's next round falls when its newest heartbeat would reach
-// the stale age, never sooner than staleMinWait, and only for a replica whose
-// lag is known and not stale yet.
+// the stale age, never sooner than staleMinWait, and only for a replica whose lag is
+// known and not stale yet, and whose newest heartbeat is the one the round before
+// saw (the heartbeats seem to have stopped).
 func TestStaleWait(t *testing.T) {
 	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	seen := time.Date(2026, 12, 7, 19, 0, 0, 0, time.UTC)
 	replica := func(lag time.Duration) Round {
-		return Round{Role: Replica, Replication: &Replication{HeartbeatLag: lag}}
+		return Round{Role: Replica, Replication: &Replication{HeartbeatLag: lag, HeartbeatSeen: seen}}
 	}
 	cases := []struct {
-		name  string
-		r     Round
-		stale time.Duration
-		want  time.Duration
-		ok    bool
+		name     string
+		r        Round
+		stale    time.Duration
+		lastSeen time.Time
+		want     time.Duration
+		ok       bool
 	}{
-		{"fresh heartbeat: at the crossing", replica(ms(200)), ms(1000), ms(800), true},
-		{"near the crossing", replica(ms(950)), ms(1000), ms(50), true},
-		{"at the crossing but for a microsecond: not without pause", replica(ms(1000) - time.Microsecond), ms(1000), staleMinWait, true},
-		{"just read: the whole of stale", replica(0), ms(1000), ms(1000), true},
-		{"already stale: the usual rhythm", replica(ms(1000)), ms(1000), 0, false},
-		{"long stale", replica(ms(5000)), ms(1000), 0, false},
-		{"lag unknown", replica(-1), ms(1000), 0, false},
-		{"replication not read", Round{Role: Replica}, ms(1000), 0, false},
-		{"a primary's round", Round{Role: Primary, Replication: &Replication{HeartbeatLag: ms(200)}}, ms(1000), 0, false},
-		{"off", replica(ms(200)), 0, 0, false},
+		{"no new heartbeat: at the crossing", replica(ms(600)), ms(1000), seen, ms(400), true},
+		{"near the crossing", replica(ms(950)), ms(1000), seen, ms(50), true},
+		{"at the crossing but for a microsecond: not without pause", replica(ms(1000) - time.Microsecond), ms(1000), seen, staleMinWait, true},
+		{"a new heartbeat since the round before: the usual rhythm", replica(ms(600)), ms(1000), seen.Add(-500 * time.Millisecond), 0, false},
+		{"a late replica applying heartbeats just under stale", replica(ms(950)), ms(1000), seen.Add(-500 * time.Millisecond), 0, false},
+		{"none seen arriving yet", Round{Role: Replica, Replication: &Replication{HeartbeatLag: ms(600)}}, ms(1000), time.Time{}, 0, false},
+		{"already stale: the usual rhythm", replica(ms(1000)), ms(1000), seen, 0, false},
+		{"long stale", replica(ms(5000)), ms(1000), seen, 0, false},
+		{"lag unknown", replica(-1), ms(1000), seen, 0, false},
+		{"replication not read", Round{Role: Replica}, ms(1000), seen, 0, false},
+		{"a primary's round", Round{Role: Primary, Replication: &Replication{HeartbeatLag: ms(600), HeartbeatSeen: seen}}, ms(1000), seen, 0, false},
+		{"off", replica(ms(600)), 0, seen, 0, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got, ok := staleWait(c.r, c.stale)
+			got, ok := staleWait(c.r, c.stale, c.lastSeen)
 			if got != c.want || ok != c.ok {
 				t.Errorf("staleWait = %s %v, want %s %v", got, ok, c.want, c.ok)
 			}
