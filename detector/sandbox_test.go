@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -727,7 +728,8 @@ func TestStaleHeartbeatSeenOnTime(t *testing.T) {
 	var seen []detector.Report
 	staleSeen := make(chan struct{}, 1)
 	// The default 500 ms interval: a round that waited for its turn would find the
-	// heartbeat anywhere from 1 s to 1.5 s old (a chance in eight under 1.06 s).
+	// heartbeat anywhere from 1 s to 1.5 s old (about one chance in eight under
+	// 1.06 s).
 	replica := watch(t, detector.Config{DSN: sock2, Node: "db2", Role: detector.Replica, Interval: 500 * time.Millisecond,
 		StaleAfter: stale, OnStale: func(rep detector.Report) {
 			mu.Lock()
@@ -738,6 +740,7 @@ func TestStaleHeartbeatSeenOnTime(t *testing.T) {
 			default:
 			}
 		}})
+	var lags []time.Duration
 	for try := 1; try <= 3; try++ {
 		// The primary's detector writes a heartbeat every 500 ms.
 		primary := watch(t, detector.Config{DSN: sock1, Node: "db1", Role: detector.Primary, Interval: 500 * time.Millisecond})
@@ -775,9 +778,14 @@ func TestStaleHeartbeatSeenOnTime(t *testing.T) {
 		if lag < stale {
 			t.Fatalf("try %d: OnStale with a heartbeat lag of %s, under %s", try, lag, stale)
 		}
-		if lag > stale+60*time.Millisecond {
-			t.Errorf("try %d: the heartbeat was %s old when seen stale: want the round at %s, not at the next interval", try, lag.Round(time.Millisecond), stale)
-		}
+		lags = append(lags, lag)
 		t.Logf("try %d: seen stale at a heartbeat lag of %s", try, lag.Round(time.Millisecond))
+	}
+	// The middle of the three, so that one round a loaded machine delays does not
+	// decide: without the asked-for round two of three would fall under the bar
+	// about one time in twenty-five.
+	slices.Sort(lags)
+	if median := lags[1]; median > stale+60*time.Millisecond {
+		t.Errorf("the heartbeat was %v old when seen stale: want the round at %s, not at the next interval", lags, stale)
 	}
 }
