@@ -735,6 +735,20 @@ func (r *runner) heal(ctx context.Context, f *resolved) error {
 		return nil
 	case Kill, Restart, ReadonlyFS:
 		r.e.noteStart(f.node, f.Kind == ReadonlyFS)
+	case DiskFull:
+		if err := r.e.c.Fault(ctx, f.node, sandbox.FreeDisk); err != nil {
+			return err
+		}
+		if running, err := r.e.c.ServerRunning(f.node); err == nil && !running {
+			// MariaDB 10.11 can abort on a full disk ("[FATAL] InnoDB: Error (Out of
+			// disk space) in rollback", signal 6: seed 451 round 17, its failover
+			// itself right). Its supervisor starts it again (Debian's unit:
+			// Restart=on-abort); the sandbox has none, so the campaign does.
+			r.say("mariadbd on %s ended on the full disk: started again, as its supervisor would", f.node)
+			r.e.noteStart(f.node, false)
+			return r.e.c.Fault(ctx, f.node, sandbox.Start)
+		}
+		return nil
 	case Stop:
 		if running, err := r.e.c.ServerRunning(f.node); err == nil && !running {
 			// Its agent ended the frozen server for a failover: healing starts it
