@@ -81,10 +81,13 @@ func (s *Servers) Instance(name, addr string) (Server, error) {
 	return in, nil
 }
 
-// Close closes every connection.
+// Close closes every connection, each Instance's spare included.
 func (s *Servers) Close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for _, in := range s.cache {
+		in.Close()
+	}
 	for _, db := range s.dbs {
 		db.Close()
 	}

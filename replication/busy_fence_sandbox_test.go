@@ -82,3 +82,60 @@ func TestFenceABusyPrimaryOnAFullDisk(t *testing.T) {
 		t.Error("the client's write still hangs after Fence")
 	}
 }
+
+// TestSpareConnectionEnds: an Instance's spare connection goes with Close (the
+// pool, the caller's, then leaves nothing open); one made with NoSpare keeps none.
+func TestSpareConnectionEnds(t *testing.T) {
+	sb := sandboxtest.Up(t, sandbox.Spec{Name: "spare", Nodes: 1})
+	root, err := sb.RootDB("db1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	admin, err := sb.AdminDB("db1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var user string
+	if err := admin.QueryRowContext(ctxFor(t, 5*time.Second), "SELECT SUBSTRING_INDEX(CURRENT_USER(), '@', 1)").Scan(&user); err != nil {
+		t.Fatal(err)
+	}
+	admin.Close()
+	sessions := func() int {
+		var n int
+		if err := root.QueryRowContext(ctxFor(t, 2*time.Second), "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = ?", user).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	sandboxtest.WaitFor(t, 5*time.Second, "no session of "+user, func() bool { return sessions() == 0 })
+
+	for _, noSpare := range []bool{false, true} {
+		db, err := sb.AdminDB("db1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		in, err := replication.New(db, replication.Config{Name: "db1", NoSpare: noSpare})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The first call's connection may become the spare; the second's stays in
+		// the pool, idle, beside it.
+		for range 2 {
+			if _, err := in.Status(ctxFor(t, 5*time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		want := 2
+		if noSpare {
+			want = 1
+		}
+		if n := sessions(); n != want {
+			t.Fatalf("no spare %v: %d sessions of %s, want %d", noSpare, n, user, want)
+		}
+		in.Close()
+		db.Close()
+		sandboxtest.WaitFor(t, 5*time.Second, "every session gone after Close", func() bool { return sessions() == 0 })
+	}
+}

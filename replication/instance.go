@@ -46,6 +46,9 @@ type Config struct {
 	SemiSync bool
 	// Logger receives one line per change made to the server. Nil: no logs.
 	Logger *zap.Logger
+	// NoSpare: no spare connection is kept for kills (an Instance for one call,
+	// whose pool ends with it). A long-lived Instance keeps one; Close ends it.
+	NoSpare bool
 }
 
 // Instance is one MySQL or MariaDB server. It is safe for concurrent use.
@@ -79,6 +82,7 @@ type spare struct {
 	lock    chan struct{}
 	s       *serverConn
 	checked time.Time
+	closed  bool // Close was called, or Config.NoSpare: none is opened
 }
 
 // spareCheckEvery: how often the spare connection is pinged (a network cut or a
@@ -101,7 +105,7 @@ func (in *Instance) keepSpare() {
 	default:
 		return
 	}
-	if sp.s != nil && time.Since(sp.checked) < spareCheckEvery {
+	if sp.closed || sp.s != nil && time.Since(sp.checked) < spareCheckEvery {
 		<-sp.lock
 		return
 	}
@@ -127,6 +131,20 @@ func (in *Instance) keepSpare() {
 		}
 		sp.s, sp.checked = s, time.Now()
 	}()
+}
+
+// Close ends the spare connection and keeps another from being opened; the pool,
+// the caller's, stays open. It waits for an upkeep or a kill on the spare in
+// flight (each bounded by its deadline). Calls may still be made.
+func (in *Instance) Close() {
+	sp := &in.spare
+	sp.lock <- struct{}{}
+	defer func() { <-sp.lock }()
+	sp.closed = true
+	if sp.s != nil {
+		sp.s.close()
+		sp.s = nil
+	}
 }
 
 // errNoSpare: the server takes no new connection and the Instance holds no spare.
@@ -184,7 +202,7 @@ func New(db *sql.DB, cfg Config) (*Instance, error) {
 		return nil, fmt.Errorf("replication: config Flavor %d is not a Flavor", int(cfg.Flavor))
 	}
 	in := &Instance{
-		spare:     spare{lock: make(chan struct{}, 1)},
+		spare:     spare{lock: make(chan struct{}, 1), closed: cfg.NoSpare},
 		db:        db,
 		name:      cfg.Name,
 		timeout:   cfg.Timeout,

@@ -225,7 +225,7 @@ func ApplySalvage(ctx context.Context, d Dialer, addr string, script []byte, g S
 	}
 	db := sql.OpenDB(conn)
 	defer db.Close()
-	in, err := New(db, Config{Name: addr, Flavor: FlavorMariaDB})
+	in, err := New(db, Config{Name: addr, Flavor: FlavorMariaDB, NoSpare: true})
 	if err != nil {
 		return fmt.Errorf("apply salvage: %w", err)
 	}
