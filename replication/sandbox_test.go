@@ -53,6 +53,7 @@ func newCluster(t *testing.T, sb *sandbox.Cluster) *cluster {
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(in.Close) // before the pools close: cleanups run last-in first-out
 		c.inst[n.Name], c.root[n.Name] = in, root
 	}
 	return c

@@ -164,6 +164,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	defer local.Close() // its spare connection, which closing the pool leaves open
 
 	// etcd answered the access check; it may have gone since (the grants check can
 	// take seconds).
