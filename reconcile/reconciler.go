@@ -1106,10 +1106,7 @@ func (r *Reconciler) Current() (cluster.NodeStatus, cluster.Snapshot) {
 // or every PublishEvery.
 func (r *Reconciler) publish(ctx context.Context, snap cluster.Snapshot, lease clientv3.LeaseID) {
 	n := r.build(snap)
-	marks := publishMarks{confirmLag: r.cfg.ConfirmLag, switchoverMaxLag: r.cfg.Policy.SwitchoverMaxLag, gtidStep: r.cfg.GTIDStep}
-	if snap.Policy != nil {
-		marks.switchoverMaxLag = snap.Policy.Policy.SwitchoverMaxLag
-	}
+	marks := marksFor(r.cfg, snap)
 	_, held := snap.Nodes[r.cfg.Node]
 	held = held && snap.NodeLeases[r.cfg.Node] == lease
 	r.mu.Lock()
@@ -1304,6 +1301,22 @@ func exhausted(n cluster.NodeStatus) string {
 	}
 	slices.Sort(out)
 	return strings.Join(out, "; ")
+}
+
+// marksFor is publishNow's thresholds for a pass over snap: the cluster's policy
+// when etcd holds one, which is what Decide confirms and ranks with, else this
+// agent's file. With the file's confirm_lag alone, an operator's policy of 3 s had
+// a heartbeat age crossing 3 s wait for the file's next mark (4 s) or the periodic
+// publish before the coordinator saw it.
+func marksFor(cfg ReconcilerConfig, snap cluster.Snapshot) publishMarks {
+	m := publishMarks{confirmLag: cfg.ConfirmLag, switchoverMaxLag: cfg.Policy.SwitchoverMaxLag, gtidStep: cfg.GTIDStep}
+	if snap.Policy != nil {
+		m.switchoverMaxLag = snap.Policy.Policy.SwitchoverMaxLag
+		if cl := snap.Policy.Policy.ConfirmLag; cl > 0 {
+			m.confirmLag = cl
+		}
+	}
+	return m
 }
 
 // publishMarks are the thresholds of publishNow.

@@ -607,3 +607,41 @@ func TestForecastsPublished(t *testing.T) {
 		t.Errorf("disk free %d, time to full %s, runway %+v: want the relay log's filesystem", n.DiskFree, n.DiskTimeToFull, n.Runway())
 	}
 }
+
+// TestMarksFollowThePolicy: a heartbeat age crossing the cluster policy's
+// confirm_lag is published at once, whatever this agent's file says: that policy is
+// what the coordinator confirms with.
+func TestMarksFollowThePolicy(t *testing.T) {
+	cfg := ReconcilerConfig{ConfirmLag: time.Second, GTIDStep: 1000, Policy: cluster.Policy{SwitchoverMaxLag: time.Second}}
+	withPolicy := func(confirm, maxLag time.Duration) cluster.Snapshot {
+		var s cluster.Snapshot
+		s.Policy = &cluster.PolicyRecord{Policy: cluster.Policy{ConfirmLag: confirm, SwitchoverMaxLag: maxLag}}
+		return s
+	}
+	cases := []struct {
+		name       string
+		snap       cluster.Snapshot
+		confirmLag time.Duration
+		maxLag     time.Duration
+	}{
+		{"no policy in etcd: the file", cluster.Snapshot{}, time.Second, time.Second},
+		{"the cluster's policy", withPolicy(3*time.Second, 2*time.Second), 3 * time.Second, 2 * time.Second},
+		{"a policy without confirm_lag: the file's", withPolicy(0, 2*time.Second), time.Second, 2 * time.Second},
+	}
+	for _, tc := range cases {
+		m := marksFor(cfg, tc.snap)
+		if m.confirmLag != tc.confirmLag || m.switchoverMaxLag != tc.maxLag || m.gtidStep != 1000 {
+			t.Errorf("%s: marks %+v, want confirm_lag %s, switchover_max_lag %s", tc.name, m, tc.confirmLag, tc.maxLag)
+		}
+	}
+	// With the policy's 3 s, an age going from 2.5 s to 3.1 s is news; with the
+	// file's 1 s marks (1, 2, 4 s) it was not.
+	before := cluster.NodeStatus{LagMS: 0, HeartbeatMS: 2500}
+	after := cluster.NodeStatus{LagMS: 0, HeartbeatMS: 3100}
+	if !publishNow(before, after, marksFor(cfg, withPolicy(3*time.Second, time.Second))) {
+		t.Error("a heartbeat age crossing the policy's 3 s confirm_lag is not published at once")
+	}
+	if publishNow(before, after, marksFor(cfg, cluster.Snapshot{})) {
+		t.Error("with the file's 1 s marks, 2.5 s -> 3.1 s should not be news (the test's premise)")
+	}
+}
