@@ -622,22 +622,10 @@ func TestAbandonedProbeKilledAfterFreeze(t *testing.T) {
 // recover_after healthy rounds, since what the replica's probes found says nothing
 // of the primary. The change of probes starts that round at once.
 func TestPromotedVerdictAfresh(t *testing.T) {
-	c := sandboxtest.Up(t, sandbox.Spec{Name: "det-promote", Nodes: 2})
-	p := sandboxtest.RootDB(t, c, "db1")
-	r := sandboxtest.RootDB(t, c, "db2")
+	c, r := bootstrappedPair(t, "det-promote")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := detector.Bootstrap(ctx, p); err != nil {
-		t.Fatal(err)
-	}
-	var res int
-	if err := r.QueryRowContext(ctx, "SELECT MASTER_GTID_WAIT(?, 5)", gtidPos(t, p)).Scan(&res); err != nil || res != 0 {
-		t.Fatalf("replica did not get the baton schema: %d %v", res, err)
-	}
-	sock2, err := c.SocketDSN("db2")
-	if err != nil {
-		t.Fatal(err)
-	}
+	sock2 := socketDSN(t, c, "db2")
 	db2, _ := c.Node("db2")
 	// recover_after 3: without the fresh start the promoted server would need three
 	// healthy rounds. A 4 s interval (2 s while a change is pending): a round that
@@ -703,26 +691,8 @@ func TestPromotedVerdictAfresh(t *testing.T) {
 // StaleAfter when it does, not at its next round, each of three times the
 // primary stops writing it; never while heartbeats come.
 func TestStaleHeartbeatSeenOnTime(t *testing.T) {
-	c := sandboxtest.Up(t, sandbox.Spec{Name: "det-stale", Nodes: 2})
-	p := sandboxtest.RootDB(t, c, "db1")
-	r := sandboxtest.RootDB(t, c, "db2")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := detector.Bootstrap(ctx, p); err != nil {
-		t.Fatal(err)
-	}
-	var res int
-	if err := r.QueryRowContext(ctx, "SELECT MASTER_GTID_WAIT(?, 5)", gtidPos(t, p)).Scan(&res); err != nil || res != 0 {
-		t.Fatalf("replica did not get the baton schema: %d %v", res, err)
-	}
-	sock1, err := c.SocketDSN("db1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock2, err := c.SocketDSN("db2")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, _ := bootstrappedPair(t, "det-stale")
+	sock1, sock2 := socketDSN(t, c, "db1"), socketDSN(t, c, "db2")
 	const stale = time.Second
 	var mu sync.Mutex
 	var seen []detector.Report
@@ -788,4 +758,33 @@ func TestStaleHeartbeatSeenOnTime(t *testing.T) {
 	if median := lags[1]; median > stale+60*time.Millisecond {
 		t.Errorf("the heartbeat was %v old when seen stale: want the round at %s, not at the next interval", lags, stale)
 	}
+}
+
+// bootstrappedPair brings up a 2-node sandbox, creates Baton's schema on db1 and
+// waits until db2 replicated it; it returns the sandbox and db2's root pool.
+func bootstrappedPair(t *testing.T, name string) (*sandbox.Cluster, *sql.DB) {
+	t.Helper()
+	c := sandboxtest.Up(t, sandbox.Spec{Name: name, Nodes: 2})
+	p := sandboxtest.RootDB(t, c, "db1")
+	r := sandboxtest.RootDB(t, c, "db2")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := detector.Bootstrap(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	var res int
+	if err := r.QueryRowContext(ctx, "SELECT MASTER_GTID_WAIT(?, 5)", gtidPos(t, p)).Scan(&res); err != nil || res != 0 {
+		t.Fatalf("replica did not get the baton schema: %d %v", res, err)
+	}
+	return c, r
+}
+
+// socketDSN is a node's DSN over its unix socket.
+func socketDSN(t *testing.T, c *sandbox.Cluster, node string) string {
+	t.Helper()
+	dsn, err := c.SocketDSN(node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dsn
 }

@@ -178,6 +178,19 @@ func (in *Instance) onSpare(ctx context.Context, fn func(ctx context.Context, s 
 	return err
 }
 
+// orSpare runs fn on the spare connection when err (a failed call or connect)
+// says the server takes no new connection for want of a free one, and returns
+// what fn returned; otherwise, or when the Instance holds no spare, err.
+func (in *Instance) orSpare(ctx context.Context, err error, fn func(ctx context.Context, s *serverConn) error) error {
+	if !connLimit(err) {
+		return err
+	}
+	if serr := in.onSpare(ctx, fn); !errors.Is(serr, errNoSpare) {
+		return serr
+	}
+	return err
+}
+
 // connLimit says whether err is a server refusing a new connection for want of a
 // free one: too many connections (1040), or too many for the account (1203, 1226).
 func connLimit(err error) bool {
@@ -368,25 +381,20 @@ func (s *serverConn) kill(ctx context.Context) error {
 // until the session is gone. An id that is already gone (error 1094) is not an
 // error.
 func (in *Instance) killConn(ctx context.Context, id int64) error {
-	c, err := in.db.Conn(ctx)
-	if err != nil && connLimit(err) {
-		if serr := in.onSpare(ctx, func(ctx context.Context, s *serverConn) error {
-			if err := killOn(ctx, s.conn, id); err != nil {
-				return err
-			}
-			return awaitGone(ctx, s.conn, id)
-		}); !errors.Is(serr, errNoSpare) {
-			return serr
+	end := func(ctx context.Context, c *sql.Conn) error {
+		if err := killOn(ctx, c, id); err != nil {
+			return err
 		}
+		return awaitGone(ctx, c, id)
 	}
+	c, err := in.db.Conn(ctx)
 	if err != nil {
-		return fmt.Errorf("connect to kill %d: %w", id, err)
+		return in.orSpare(ctx, fmt.Errorf("connect to kill %d: %w", id, err), func(ctx context.Context, s *serverConn) error {
+			return end(ctx, s.conn)
+		})
 	}
 	defer c.Close()
-	if err := killOn(ctx, c, id); err != nil {
-		return err
-	}
-	return awaitGone(ctx, c, id)
+	return end(ctx, c)
 }
 
 func killOn(ctx context.Context, c *sql.Conn, id int64) error {

@@ -550,15 +550,9 @@ const fenceKillAfter = 50 * time.Millisecond
 // killClients kills every client connection Fence ends (clientsToKill),
 // adding to rep's counts; Spared is that of the latest look.
 func (in *Instance) killClients(ctx context.Context, rep *FenceReport) error {
-	err := in.call(ctx, in.timeout, in.killClientsOn(rep))
-	if connLimit(err) {
-		// Every connection taken, the administrator's extra one by read_only
-		// perhaps: the spare, if one is held.
-		if serr := in.onSpare(ctx, in.killClientsOn(rep)); !errors.Is(serr, errNoSpare) {
-			return serr
-		}
-	}
-	return err
+	// Every connection taken, the administrator's extra one by read_only perhaps:
+	// the spare, if one is held.
+	return in.orSpare(ctx, in.call(ctx, in.timeout, in.killClientsOn(rep)), in.killClientsOn(rep))
 }
 
 // killClientsOn is killClients' work on one connection.

@@ -180,16 +180,16 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 
 	var rec *reconcile.Reconciler
+	// What the reconciler acts on changed: a pass now, not at its next tick.
+	kick := func() {
+		if rec != nil {
+			rec.Kick()
+		}
+	}
 	det, err := a.newDetector(ctx, db, dsn, func(ch detector.Change, _ detector.Report) {
 		a.log.Info("verdict", zap.String("from", ch.From.String()), zap.String("to", ch.To.String()), zap.String("reason", ch.Reason))
-		if rec != nil {
-			rec.Kick()
-		}
-	}, func(detector.Report) {
-		if rec != nil {
-			rec.Kick()
-		}
-	})
+		kick()
+	}, func(detector.Report) { kick() })
 	if err != nil {
 		return err
 	}
@@ -200,11 +200,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	peer := &reconcile.PeerWatch{
 		Self: cfg.Node, DSN: cfg.PeerDSN, Interval: cfg.Timings.ProbeInterval, Timeout: cfg.Timings.ProbeTimeout,
 		FailAfter: cfg.Timings.PeerFailAfter, Log: a.log.With(zap.String("component", "peer")),
-		OnChange: func() {
-			if rec != nil {
-				rec.Kick()
-			}
-		},
+		OnChange: kick,
 	}
 	tools, archiveDir := a.archiveTools()
 	rebuild, canDonate := a.rebuildConfig(ctx, local, db)
