@@ -362,18 +362,24 @@ var ErrSessionNotEnded = errors.New("replication: an abandoned session's end was
 // deadline; an error wraps ErrSessionNotEnded.
 func (s *serverConn) kill(ctx context.Context) error {
 	s.conn.Close()
+	return s.in.endSession(ctx, s.id)
+}
+
+// endSession kills session id, which its holder has closed, and waits until it
+// has ended: as kill says.
+func (in *Instance) endSession(ctx context.Context, id int64) error {
 	dl, ok := ctx.Deadline()
 	if !ok {
 		dl = time.Now().Add(maxKillReserve)
 	}
 	kctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), dl)
 	defer cancel()
-	err := s.in.killConn(kctx, s.id)
+	err := in.killConn(kctx, id)
 	if err != nil {
-		s.in.log.Warn("could not kill an overrunning statement", zap.Int64("connection", s.id), zap.Error(err))
+		in.log.Warn("could not kill an overrunning statement", zap.Int64("connection", id), zap.Error(err))
 		return fmt.Errorf("%w: %v", ErrSessionNotEnded, err)
 	}
-	s.in.log.Info("killed an overrunning statement", zap.Int64("connection", s.id))
+	in.log.Info("killed an overrunning statement", zap.Int64("connection", id))
 	return nil
 }
 

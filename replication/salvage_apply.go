@@ -9,26 +9,20 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/go-sql-driver/mysql"
 )
 
 // Applying a salvage: the statements of a mariadb-binlog print (BinlogPrint.Script)
-// run on one connection of Baton's account, several hundred at a time as one
-// multi-statement query, rather than through the mariadb client one round trip
-// each: the client's round trips, not the server's work, were most of an apply's
-// time (1,000 transactions: 0.5-0.7 s through the client, 0.1 s this way when the
-// server's commits do not wait on the disk; docs/BENCHMARKS.md).
+// run on one connection of Baton's account, in queries of many statements each
+// (applySession: a query carries many transactions, BINLOG statements included),
+// rather than through the mariadb client one round trip each: the round trips,
+// not the server's work, were most of an apply's time (docs/BENCHMARKS.md).
 //
 // The print is made for the mariadb client: its DELIMITER lines and its "\C"
 // (character set) command are the client's, not SQL. Batches leave the former
 // out and turn the latter into the SET NAMES the client would send; any other
 // client command is refused, never sent. Statements are those of the print, in
 // its order, ended by its delimiter "/*!*/;" (an empty executable comment, then
-// the semicolon the server splits on); a batch ends only where an event ends, and
-// always after a BINLOG statement (row events): MariaDB 10.11 answers one without
-// the flag that says more results follow, so nothing may follow it in its query.
-// A row-based transaction is thus one round trip.
+// the semicolon the server splits on); a batch ends only where an event ends.
 
 // salvageBatchBytes is about how much of a print one query carries.
 const salvageBatchBytes = 128 << 10
@@ -39,18 +33,16 @@ var (
 )
 
 // salvageBatches splits a print's script into queries of about size bytes each,
-// cut only before an event's "# at" line where no statement is open, and after
-// every BINLOG statement. Lines are split on "\n" alone, as the client in binary
-// mode reads them (a "\r" stays). A client command's line (DELIMITER, "\C") is
-// taken as one only where the client would take it, outside any string, comment or
-// statement (printLexer); one anywhere else is part of a statement's text, which
-// Baton never changes, and the print is refused, as is one that ends inside a
-// statement.
+// cut only before an event's "# at" line where no statement is open. Lines are
+// split on "\n" alone, as the client in binary mode reads them (a "\r" stays). A
+// client command's line (DELIMITER, "\C") is taken as one only where the client
+// would take it, outside any string, comment or statement (printLexer); one
+// anywhere else is part of a statement's text, which Baton never changes, and the
+// print is refused, as is one that ends inside a statement.
 func salvageBatches(script []byte, size int) ([]string, error) {
 	var out []string
 	var cur strings.Builder
 	lx := printLexer{delim: ";"}
-	inBinlog := false
 	text := string(script)
 	for len(text) > 0 {
 		line := text
@@ -80,19 +72,7 @@ func salvageBatches(script []byte, size int) ([]string, error) {
 		}
 		cur.WriteString(line)
 		cur.WriteByte('\n')
-		if between && line == "BINLOG '" {
-			inBinlog = true
-		}
 		lx.line(line)
-		if inBinlog && lx.between() {
-			// MariaDB 10.11 answers a BINLOG statement without the flag that says
-			// more results follow (measured): the driver reads no further, and the
-			// answers of the statements after it in the same query would meet the
-			// next query ("commands out of sync"). A BINLOG statement ends its query.
-			inBinlog = false
-			out = append(out, cur.String())
-			cur.Reset()
-		}
 	}
 	if !lx.between() {
 		return nil, errors.New("the print ends inside a statement, string or comment")
@@ -214,43 +194,41 @@ func ApplySalvage(ctx context.Context, d Dialer, addr string, script []byte, g S
 	if err != nil {
 		return fmt.Errorf("apply salvage: %w", err)
 	}
-	mc, err := d.Config(addr)
+	db, err := d.Open(addr) // for the kill of an overrunning query, and what follows it
 	if err != nil {
 		return fmt.Errorf("apply salvage: %w", err)
 	}
-	mc.MultiStatements = true
-	conn, err := mysql.NewConnector(mc)
-	if err != nil {
-		return fmt.Errorf("apply salvage: %w", err)
-	}
-	db := sql.OpenDB(conn)
 	defer db.Close()
 	in, err := New(db, Config{Name: addr, Flavor: FlavorMariaDB, NoSpare: true})
 	if err != nil {
 		return fmt.Errorf("apply salvage: %w", err)
 	}
-	abandoned := false // the session was killed: what it sent may land a little later
-	err = in.call(ctx, DefaultToolTimeout, func(ctx context.Context, s *serverConn) error {
-		defer func() { abandoned = s.broken }()
-		if err := s.execAs(ctx, "the guard", salvageGuardQuery(g)); err != nil {
+	ctx, cancel := context.WithTimeout(ctx, DefaultToolTimeout)
+	defer cancel()
+	a, err := dialApply(ctx, d, addr, in)
+	if err != nil {
+		return fmt.Errorf("apply salvage on %s: %w", addr, err)
+	}
+	defer a.close()
+	err = func() error {
+		if err := a.run(ctx, "the guard", salvageGuardQuery(g)+";"); err != nil {
 			return err
 		}
-		if err := s.exec(ctx, "STOP SLAVE"); err != nil {
+		if err := a.run(ctx, "STOP SLAVE", "STOP SLAVE;"); err != nil {
 			return err
 		}
 		for i, b := range batches {
-			if err := s.execAs(ctx, fmt.Sprintf("statements %d of %d", i+1, len(batches)), b); err != nil {
+			if err := a.run(ctx, fmt.Sprintf("statements %d of %d", i+1, len(batches)), b); err != nil {
 				return err
 			}
 		}
-		if err := s.exec(ctx, "ROLLBACK"); err != nil {
-			return err
-		}
+		end := "ROLLBACK;"
 		if g.SlavePosAfter != "" {
-			return s.exec(ctx, setSlavePosQuery(g.SlavePosAfter))
+			end += "\n" + setSlavePosQuery(g.SlavePosAfter) + ";"
 		}
-		return nil
-	})
+		return a.run(ctx, "the end of the apply", end)
+	}()
+	abandoned := a.broken // the session was killed: what it sent may land a little later
 	if err != nil {
 		if abandoned {
 			if serr := settleBinlog(ctx, db); serr != nil {

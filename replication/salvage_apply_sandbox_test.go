@@ -17,12 +17,13 @@ import (
 
 // TestApplySalvage: transactions db1 logged while db2's IO thread was stopped are
 // read from db1's binary log files (as a failed primary's agent reads them) and
-// applied to db2 over one connection of Baton's account, several hundred
-// statements a query: what the mariadb client would make of the print (row and
+// applied to db2 over one connection of Baton's account, many transactions a
+// query: what the mariadb client would make of the print (row and
 // statement events, a literal holding a semicolon and a line ending in the print's
-// delimiter, text in four-byte UTF-8 after the print's "\C" command, DDL) is what db2 gets, with db1's GTIDs. A
-// stale guard applies nothing; an apply cut at its deadline leaves a prefix and
-// nothing applied after it returns.
+// delimiter, text in four-byte UTF-8 after the print's "\C" command, DDL, a
+// transaction under sql_mode ORACLE) is what db2 gets, with db1's GTIDs. A stale
+// guard applies nothing; an apply cut at its deadline leaves a prefix and nothing
+// applied after it returns.
 func TestApplySalvage(t *testing.T) {
 	sb := sandboxtest.Up(t, sandbox.Spec{Name: "salv", Nodes: 2})
 	c := newCluster(t, sb)
@@ -50,7 +51,12 @@ func TestApplySalvage(t *testing.T) {
 		"INSERT INTO sandbox.salv VALUES (1002, 'h\u00e9llo \u2713 \U0001D11E')",
 		"CREATE TABLE sandbox.salv_ddl (id INT PRIMARY KEY, note VARCHAR(20) DEFAULT 'x;y')",
 		"SET SESSION binlog_format = 'ROW'",
-		"UPDATE sandbox.salv SET v = CONCAT(v, '!') WHERE id BETWEEN 10 AND 20")
+		"UPDATE sandbox.salv SET v = CONCAT(v, '!') WHERE id BETWEEN 10 AND 20",
+		// The print sets each event's sql_mode: the statement that ends each of the
+		// apply's queries must read the same under ORACLE's syntax.
+		"SET SESSION sql_mode = 'ORACLE'",
+		"INSERT INTO sandbox.salv VALUES (1003, 'oracle')",
+		"SET SESSION sql_mode = DEFAULT")
 	c.exec(t, "db1", stmts...)
 	// Statement events and DDL run as SQL, with the applying account's privileges:
 	// Baton's holds none on the application's tables (the first error stops the
@@ -108,8 +114,8 @@ func TestApplySalvage(t *testing.T) {
 	}
 
 	tl := tail(n1, c.status(t, "db2").Executed)
-	if len(tl.Txns) != 304 {
-		t.Fatalf("read %d transactions, want the 304 db1 logged", len(tl.Txns))
+	if len(tl.Txns) != 305 {
+		t.Fatalf("read %d transactions, want the 305 db1 logged", len(tl.Txns))
 	}
 	g, plan := guard(tl)
 	start := time.Now()

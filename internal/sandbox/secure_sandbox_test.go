@@ -34,6 +34,7 @@ import (
 	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/internal/agent"
 	"github.com/baton-ha/baton/internal/pki"
+	"github.com/baton-ha/baton/internal/rawconn"
 	"github.com/baton-ha/baton/internal/sandbox"
 	"github.com/baton-ha/baton/internal/sandbox/sandboxtest"
 )
@@ -155,6 +156,36 @@ func TestSecureSandbox(t *testing.T) {
 			if err := mysqlFromClient(sc, addr, tc); err != nil {
 				t.Errorf("%s: TLS connection checked against the sandbox's CA: %v", n.Name, err)
 			}
+		}
+		// The connection Baton reads packet by packet (rawconn: the salvage apply,
+		// the exit watch) takes the same TLS, and the server's name is checked.
+		for _, n := range sc.Nodes {
+			mc, err := sc.AdminDialer().Config(net.JoinHostPort(n.IP, strconv.Itoa(n.Port)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			rc, err := rawconn.Dial(dctx, mc, 0)
+			cancel()
+			if err != nil {
+				t.Errorf("%s: rawconn over TLS: %v", n.Name, err)
+				continue
+			}
+			rc.SetDeadline(time.Now().Add(3 * time.Second))
+			r, err := rc.Execute("SHOW SESSION STATUS LIKE 'Ssl_version'")
+			rc.Close()
+			if err != nil || len(r.Values) != 1 || len(r.Values[0]) != 2 || len(r.Values[0][1].AsString()) == 0 {
+				t.Errorf("%s: rawconn's session: %v, %v; want TLS", n.Name, r, err)
+			}
+			mc.TLS.ServerName = "not-" + n.Name
+			dctx, cancel = context.WithTimeout(ctx, 3*time.Second)
+			if rc, err := rawconn.Dial(dctx, mc, 0); err == nil || !strings.Contains(err.Error(), "certificate") {
+				if rc != nil {
+					rc.Close()
+				}
+				t.Errorf("%s: rawconn with a certificate for another name: %v, want it refused", n.Name, err)
+			}
+			cancel()
 		}
 		// The application's account cannot write on a replica: read_only applies.
 		err = mysqlExecFromClient(sc, net.JoinHostPort(sc.Nodes[1].IP, "3306"), tc, "INSERT INTO sandbox.t(v) VALUES ('app on a replica')")
