@@ -148,7 +148,8 @@ type Report struct {
 // runs the probes of the server's role concurrently (see Prober), reads the disks,
 // assesses the round and feeds the state machine. A round's goroutines are bounded by
 // the probe kinds, and a probe kind never has two in flight; memory is bounded too
-// (the disk window keeps at most a few hundred samples).
+// (the disk window keeps at most a few hundred samples). Beside the probes' pools,
+// one idle connection watches for the server's exit (watchExit).
 type Detector struct {
 	cfg     Config
 	log     *zap.Logger
@@ -157,8 +158,9 @@ type Detector struct {
 	running atomic.Bool
 	// restartTrends: the disks' trends start afresh at the next round (RestartTrends).
 	restartTrends atomic.Bool
-	// roleSet wakes Run for a round at once when SetRole changes the probes.
-	roleSet chan struct{}
+	// wake asks Run for a round at once: SetRole changed the probes, or the exit
+	// watch saw the server close its connection (wakeUp).
+	wake chan struct{}
 
 	// Owned by Run's goroutine.
 	machine *Machine
@@ -195,7 +197,7 @@ func New(cfg Config) (*Detector, error) {
 		machine: m,
 		trends:  map[string]*Trend{},
 		holds:   map[string][]string{},
-		roleSet: make(chan struct{}, 1),
+		wake:    make(chan struct{}, 1),
 	}
 	d.role.Store(uint32(cfg.Role))
 	d.lastRole = cfg.Role
@@ -227,10 +229,7 @@ func (d *Detector) SetRole(r Probes) {
 		return
 	}
 	if Probes(d.role.Swap(uint32(r))) != r {
-		select {
-		case d.roleSet <- struct{}{}:
-		default:
-		}
+		d.wakeUp()
 	}
 }
 
@@ -265,6 +264,19 @@ func (d *Detector) Run(ctx context.Context) error {
 		return fmt.Errorf("detector: %w", err)
 	}
 	defer p.Close()
+	watch, err := mysql.ParseDSN(d.cfg.DSN)
+	if err != nil {
+		return fmt.Errorf("detector: dsn: %w", err)
+	}
+	watch.Timeout = d.cfg.Timeout
+	if d.cfg.Dial != nil {
+		watch.DialFunc = d.cfg.Dial
+	}
+	wctx, stopWatch := context.WithCancel(ctx)
+	var watching sync.WaitGroup
+	watching.Go(func() { d.watchExit(wctx, watch) })
+	defer watching.Wait()
+	defer stopWatch()
 	d.log.Info("detector started", zap.Stringer("role", Probes(d.role.Load())),
 		zap.Duration("interval", d.cfg.Interval), zap.Duration("timeout", d.cfg.Timeout),
 		zap.Int("fail_after", d.cfg.FailAfter), zap.Int("recover_after", d.cfg.RecoverAfter))
@@ -276,7 +288,7 @@ func (d *Detector) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-timer.C:
-		case <-d.roleSet:
+		case <-d.wake:
 		}
 		start := time.Now()
 		p.SetEpoch(d.epoch.Load())

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
@@ -787,4 +788,80 @@ func socketDSN(t *testing.T, c *sandbox.Cluster, node string) string {
 		t.Fatal(err)
 	}
 	return dsn
+}
+
+// TestExitSeenAtOnce: a killed server is unreachable, certain, as soon as it is
+// gone, not at the next round: with a 3 s interval a round that waited for its
+// turn would come after the 250 ms allowed in most of three kills. A connection of
+// the probe's account killed by someone else (as a fence kills clients) only
+// brings a round forward: no failure.
+func TestExitSeenAtOnce(t *testing.T) {
+	c, _ := bootstrappedPair(t, "det-exit")
+	p := sandboxtest.RootDB(t, c, "db1")
+	tcp, err := c.TCPDSN("db1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dsn, err := mysql.ParseDSN(tcp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const interval = 3 * time.Second
+	w := watch(t, detector.Config{DSN: tcp, Node: "db1", Role: detector.Primary,
+		Dial: sandbox.DialContext(c.ClientNetNS), Interval: interval})
+	w.await(t, 0, detector.Healthy, 5*time.Second)
+
+	time.Sleep(interval) // the watch is connected
+	m := w.mark()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rows, err := p.QueryContext(ctx, "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = ?", dsn.User)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if len(ids) < 2 {
+		t.Fatalf("%d connections of %s: want the probes' and the watch's", len(ids), dsn.User)
+	}
+	for _, id := range ids {
+		if _, err := p.ExecContext(ctx, "KILL CONNECTION ?", id); err != nil && !strings.Contains(err.Error(), "1094") {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(1500 * time.Millisecond)
+	for _, ch := range w.since(m) {
+		if ch.To != detector.Healthy && ch.To != detector.Suspect {
+			t.Fatalf("the probe account's connections killed: %s -> %s (%s), want no failure", ch.From, ch.To, ch.Reason)
+		}
+	}
+
+	fast := 0
+	for i := 0; i < 3; i++ {
+		time.Sleep(interval + 500*time.Millisecond) // the watch connected again
+		m := w.mark()
+		at := fault(t, c, "db1", sandbox.Kill)
+		ch := w.await(t, m, detector.Unreachable, 2*interval)
+		took := ch.At.Sub(at)
+		t.Logf("kill %d: unreachable after %s: %s", i+1, took.Round(time.Millisecond), ch.Reason)
+		if !strings.Contains(ch.Reason, "certain") {
+			t.Errorf("kill %d: %q, want the certain verdict", i+1, ch.Reason)
+		}
+		if took <= 250*time.Millisecond {
+			fast++
+		}
+		m = w.mark()
+		fault(t, c, "db1", sandbox.Start)
+		w.await(t, m, detector.Healthy, 20*time.Second)
+	}
+	if fast < 2 {
+		t.Errorf("%d of 3 kills seen within 250 ms, want at least 2: the server's exit was not watched", fast)
+	}
 }

@@ -1,0 +1,79 @@
+package detector
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"go.uber.org/zap"
+
+	"github.com/baton-ha/baton/internal/rawconn"
+)
+
+// The exit watch: a server that ends (a crash, kill -9, the OOM killer, a
+// shutdown) closes its connections at once, and the round that follows finds its
+// port refusing, which is certain; without the watch that round came at the next
+// interval, up to Interval later. The watch holds one idle connection of the
+// probe's account, sends nothing on it, and waits for it to close: its only effect
+// is to bring a round forward (Detector.wake). It never decides anything: a
+// connection closed for another reason (a KILL, the server's own timeout) only
+// makes a round come early, and a frozen server closes nothing (its rounds'
+// timeouts are the evidence there).
+
+// watchIdleTimeout is the watch session's wait_timeout, so that the server does not
+// close an idle watch every 8 hours (the default) for nothing.
+const watchIdleTimeout = 365 * 24 * time.Hour
+
+// watchExit runs until ctx ends: it connects (retrying every Interval while the
+// server refuses), waits for the connection to close, asks for a round, and
+// connects again an Interval later.
+func (d *Detector) watchExit(ctx context.Context, mc *mysql.Config) {
+	for ctx.Err() == nil {
+		if d.watchOnce(ctx, mc) && ctx.Err() == nil {
+			d.log.Info("the server closed the exit watch's connection: a round at once")
+			d.wakeUp()
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(d.cfg.Interval):
+		}
+	}
+}
+
+// watchOnce connects and waits for the server to close the connection, or for
+// ctx to end; it says whether the server did (false when it could not connect).
+func (d *Detector) watchOnce(ctx context.Context, mc *mysql.Config) bool {
+	cctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
+	c, err := rawconn.Dial(cctx, mc, 0)
+	cancel()
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	if err := c.SetDeadline(time.Now().Add(d.cfg.Timeout)); err != nil {
+		return false
+	}
+	if _, err := c.Execute("SET SESSION wait_timeout = " + strconv.FormatInt(int64(watchIdleTimeout/time.Second), 10)); err != nil {
+		d.log.Debug("exit watch: wait_timeout not set", zap.Error(err))
+		return false
+	}
+	if err := c.SetDeadline(time.Time{}); err != nil {
+		return false
+	}
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	// The server sends nothing on an idle connection until it closes it (at most
+	// an error packet first, as a shutdown or a KILL sends).
+	_, err = c.ReadPacket()
+	d.log.Debug("exit watch: connection ended", zap.Error(err))
+	return true
+}
+
+// wakeUp asks Run for a round at once (at most one pending).
+func (d *Detector) wakeUp() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
