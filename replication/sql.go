@@ -303,7 +303,11 @@ func waitingForAck(state string) bool {
 // account. But a commit of Baton's account waiting for a semi-sync
 // acknowledgement is killed: it is a write probe (maybe of an agent killed
 // since, its server frozen then), never a fence, and read_only waits for it
-// (with a large rpl_semi_sync_master_timeout, for an hour).
+// (with a large rpl_semi_sync_master_timeout, for an hour). Nor connections
+// still logging in ("unauthenticated user"): they run nothing yet, once in they
+// meet read_only like any later one, and one may be Baton's own (a switchover's
+// coordinator connecting to fence the server as its agent fences it: killed,
+// its fence failed and the switchover was refused).
 func clientsToKill(ps []process, self int64, spare string) []int64 {
 	var out []int64
 	for _, p := range ps {
@@ -311,7 +315,7 @@ func clientsToKill(ps []process, self int64, spare string) []int64 {
 			continue
 		}
 		switch p.User {
-		case "system user", "event_scheduler":
+		case "system user", "event_scheduler", "unauthenticated user":
 			continue
 		}
 		switch p.Command {
