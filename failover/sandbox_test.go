@@ -447,14 +447,14 @@ func TestVIPFollowsThePrimary(t *testing.T) {
 		at      time.Time
 		holders []string
 	}
-	samples := make(chan sample, 1000)
+	samples := make(chan sample, 4000)
 	go func() {
 		defer close(samples)
 		for {
 			select {
 			case <-stop:
 				return
-			case <-time.After(50 * time.Millisecond):
+			case <-time.After(10 * time.Millisecond):
 				samples <- sample{time.Now(), holders()}
 			}
 		}
@@ -483,6 +483,12 @@ func TestVIPFollowsThePrimary(t *testing.T) {
 		_, ok := w.FirstAckAfter(moved, uint32(c.Nodes[0].ServerID))
 		return ok
 	})
+	// The samples cover the handover to its end: db1 no longer holds the address.
+	sandboxtest.WaitFor(t, 2*reconcile.HandoverBound, "db1 no longer holding the virtual IP", func() bool {
+		h := holders()
+		return len(h) == 1 && h[0] == newNode
+	})
+	time.Sleep(100 * time.Millisecond)
 	close(stop)
 	var all []sample
 	var firstNew time.Time
