@@ -79,7 +79,7 @@ backend mysql_primary
 	option httpchk
 	http-check send meth GET uri /primary ver HTTP/1.1 hdr Host baton
 	http-check expect status 200
-	default-server check port {{.AgentPort}} inter 500ms fastinter 200ms downinter 100ms fall 2 rise 1 on-marked-down shutdown-sessions
+	default-server check port {{.AgentPort}} inter 200ms fastinter 100ms downinter 100ms fall 2 rise 1 on-marked-down shutdown-sessions
 	option redispatch 1
 	timeout connect 100ms
 	retries 4
