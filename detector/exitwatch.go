@@ -2,6 +2,7 @@ package detector
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -25,12 +26,27 @@ import (
 // close an idle watch every 8 hours (the default) for nothing.
 const watchIdleTimeout = 365 * 24 * time.Hour
 
-// watchExit runs until ctx ends: it connects (retrying every Interval while the
-// server refuses), waits for the connection to close, asks for a round, and
-// connects again an Interval later.
+// watchExit runs until ctx ends: it connects (retrying every Interval while it
+// cannot), waits for the connection to close, asks for a round, and connects
+// again an Interval later. A watch that cannot connect is said once, with why (an
+// account's connection limit, an authentication go-mysql's client lacks): crashes
+// are then seen at the next round, as without it.
 func (d *Detector) watchExit(ctx context.Context, mc *mysql.Config) {
+	var off error
 	for ctx.Err() == nil {
-		if d.watchOnce(ctx, mc) && ctx.Err() == nil {
+		closed, err := d.watchOnce(ctx, mc, func() {
+			if off != nil {
+				d.log.Info("exit watch on again")
+				off = nil
+			}
+		})
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil && off == nil:
+			d.log.Warn("exit watch off: a crash is seen at the next round until it connects again", zap.Error(err))
+			off = err
+		case closed:
 			d.awaitRefusal(ctx, mc)
 			d.log.Info("the server closed the exit watch's connection: a round at once")
 			d.wakeUp()
@@ -62,7 +78,7 @@ func (d *Detector) awaitRefusal(ctx context.Context, mc *mysql.Config) {
 		if err != nil {
 			return
 		}
-		c.Close()
+		c.Quit() // under the dial's deadline
 		select {
 		case <-ctx.Done():
 		case <-time.After(refusalGap):
@@ -70,33 +86,35 @@ func (d *Detector) awaitRefusal(ctx context.Context, mc *mysql.Config) {
 	}
 }
 
-// watchOnce connects and waits for the server to close the connection, or for
-// ctx to end; it says whether the server did (false when it could not connect).
-func (d *Detector) watchOnce(ctx context.Context, mc *mysql.Config) bool {
+// watchOnce connects, calls on once the watch is set up, and waits for the server
+// to close the connection (closed) or for ctx to end. err says why it could not
+// set up.
+func (d *Detector) watchOnce(ctx context.Context, mc *mysql.Config, on func()) (closed bool, err error) {
 	cctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
 	c, err := rawconn.Dial(cctx, mc, 0)
 	cancel()
 	if err != nil {
-		return false
+		return false, err
 	}
 	defer c.Close()
 	if err := c.SetDeadline(time.Now().Add(d.cfg.Timeout)); err != nil {
-		return false
+		return false, err
 	}
 	if _, err := c.Execute("SET SESSION wait_timeout = " + strconv.FormatInt(int64(watchIdleTimeout/time.Second), 10)); err != nil {
-		d.log.Debug("exit watch: wait_timeout not set", zap.Error(err))
-		return false
+		return false, fmt.Errorf("set the watch's wait_timeout: %w", err)
 	}
 	if err := c.SetDeadline(time.Time{}); err != nil {
-		return false
+		return false, err
 	}
-	stop := context.AfterFunc(ctx, func() { c.Close() })
+	on()
+	// The end of ctx ends the read (a deadline is safe from another goroutine).
+	stop := context.AfterFunc(ctx, func() { c.SetReadDeadline(time.Now()) })
 	defer stop()
 	// The server sends nothing on an idle connection until it closes it (at most
 	// an error packet first, as a shutdown or a KILL sends).
 	_, err = c.ReadPacket()
 	d.log.Debug("exit watch: connection ended", zap.Error(err))
-	return true
+	return ctx.Err() == nil, nil
 }
 
 // wakeUp asks Run for a round at once (at most one pending).
