@@ -50,7 +50,7 @@ const (
 	// must not replicate from it; a person decides.
 	NodeQuarantine
 	// NodeReconnecting: replicating from the primary of record, the IO thread
-	// reconnecting by itself, or stopped while the primary is unreachable: leave it.
+	// reconnecting by itself: leave it.
 	NodeReconnecting
 	// NodeFollow: replicate from the primary of record (rejoin, repoint, or restart
 	// stopped threads).
@@ -433,17 +433,6 @@ func analyzeReplica(snap cluster.Snapshot, s Self, holds bool, notPrimary string
 		// would wait for a connect that may hang, and block the coordinator's STOP
 		// SLAVE behind it.
 		a.Action, a.Role, a.Reason = NodeReconnecting, cluster.RoleReplica, "reconnecting to the primary of record by itself"
-		return a
-	}
-	if a.Following && st.IOThread == replication.ThreadStopped && ok && ps.Epoch == p.Epoch && ps.Verdict == detector.Unreachable {
-		// The IO thread stopped, and the primary's own agent says its server cannot
-		// be reached: leave it stopped. Restarted, it would say "running" in this
-		// node's status until its connect failed, and the coordinator, which waits for
-		// every replica to see the primary gone, waited for that (one kill's failover:
-		// 0.42 s). Once the primary's verdict is anything else (it is back, or
-		// unwritable, where a replica that connects may be what its commits wait for)
-		// it is restarted as ever.
-		a.Action, a.Role, a.Reason = NodeReconnecting, cluster.RoleReplica, "the primary of record is unreachable (its agent says so): replication left stopped, the coordinator decides"
 		return a
 	}
 	a.Action, a.Role = NodeFollow, cluster.RoleReplica

@@ -324,42 +324,6 @@ func TestAnalyze(t *testing.T) {
 			want: NodeReconnecting, wantRole: cluster.RoleReplica, wantProbe: detector.Replica,
 		},
 		{
-			name: "replica whose IO thread stopped while the primary's agent says it is unreachable: leave it stopped",
-			snap: snapWith(steady(), func(s *cluster.Snapshot) {
-				s.Nodes["db1"] = cluster.NodeStatus{Node: "db1", Role: cluster.RolePrimary, GTID: "0-1-100", Epoch: 4, Verdict: detector.Unreachable}
-			}),
-			self: func() Self {
-				st := replicaOf(2, "198.18.0.1", "0-1-100")
-				st.IOThread = replication.ThreadStopped
-				return read("db2", st)
-			}(),
-			want: NodeReconnecting, wantRole: cluster.RoleReplica, wantProbe: detector.Replica,
-		},
-		{
-			name: "replica whose IO thread stopped while the primary is unwritable: restart it (its commits may wait for this replica)",
-			snap: snapWith(steady(), func(s *cluster.Snapshot) {
-				s.Nodes["db1"] = cluster.NodeStatus{Node: "db1", Role: cluster.RolePrimary, ServerRead: true, GTID: "0-1-100", Epoch: 4, Verdict: detector.Unwritable}
-			}),
-			self: func() Self {
-				st := replicaOf(2, "198.18.0.1", "0-1-100")
-				st.IOThread = replication.ThreadStopped
-				return read("db2", st)
-			}(),
-			want: NodeFollow, wantRole: cluster.RoleReplica, wantProbe: detector.Replica,
-		},
-		{
-			name: "replica whose IO thread stopped, the primary unreachable at an older epoch only: restart it",
-			snap: snapWith(steady(), func(s *cluster.Snapshot) {
-				s.Nodes["db1"] = cluster.NodeStatus{Node: "db1", Role: cluster.RolePrimary, GTID: "0-1-100", Epoch: 3, Verdict: detector.Unreachable}
-			}),
-			self: func() Self {
-				st := replicaOf(2, "198.18.0.1", "0-1-100")
-				st.IOThread = replication.ThreadStopped
-				return read("db2", st)
-			}(),
-			want: NodeFollow, wantRole: cluster.RoleReplica, wantProbe: detector.Replica,
-		},
-		{
 			name: "replica of the old primary after a failover: repoint it",
 			snap: snapWith(failedOver(), func(s *cluster.Snapshot) { s.Nodes["db3"] = cluster.NodeStatus{Node: "db3"} }),
 			self: read("db3", replicaOf(3, "198.18.0.1", "0-1-100")),
