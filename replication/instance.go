@@ -321,24 +321,30 @@ func (s *serverConn) execAs(ctx context.Context, what, query string) error {
 	if err == nil {
 		return nil
 	}
-	if stmtCtx.Err() == nil {
-		var me *mysql.MySQLError
-		if errors.As(err, &me) {
-			return fmt.Errorf("%s: %w", what, err) // the server answered: the statement ended
-		}
-		// The connection broke (reset, the driver's socket timeout) with the
-		// statement perhaps still running on the server: it is ended there too.
-		s.broken = true
-		if kerr := s.kill(ctx); kerr != nil {
-			return fmt.Errorf("%s: the connection broke (%w), and %w", what, err, kerr)
-		}
-		return fmt.Errorf("%s: the connection broke, killed server-side: %w", what, err)
+	var me *mysql.MySQLError
+	if stmtCtx.Err() == nil && errors.As(err, &me) {
+		return fmt.Errorf("%s: %w", what, err) // the server answered: the statement ended
 	}
+	// It overran its deadline, or the connection broke (reset, the driver's socket
+	// timeout) with the statement perhaps still running on the server: it is ended
+	// there too.
 	s.broken = true
-	if kerr := s.kill(ctx); kerr != nil {
-		return fmt.Errorf("%s: did not finish in time (%w), and %w", what, stmtCtx.Err(), kerr)
+	return abandoned(what, err, stmtCtx.Err(), s.kill(ctx))
+}
+
+// abandoned is the error of a statement given up (its deadline passed: late is
+// that error; or, late nil, its connection broke with err) and killed server-side
+// (kerr: the kill's failure, nil when the session was seen to end).
+func abandoned(what string, err, late, kerr error) error {
+	switch {
+	case late != nil && kerr != nil:
+		return fmt.Errorf("%s: did not finish in time (%w), and %w", what, late, kerr)
+	case late != nil:
+		return fmt.Errorf("%s: did not finish in time, killed server-side: %w", what, late)
+	case kerr != nil:
+		return fmt.Errorf("%s: the connection broke (%w), and %w", what, err, kerr)
 	}
-	return fmt.Errorf("%s: did not finish in time, killed server-side: %w", what, stmtCtx.Err())
+	return fmt.Errorf("%s: the connection broke, killed server-side: %w", what, err)
 }
 
 // stmtDeadline keeps back min(a quarter of the remaining time, 500ms) of

@@ -80,10 +80,11 @@ func (a *applySession) run(ctx context.Context, what, stmts string) error {
 	if a.broken {
 		return fmt.Errorf("%s: connection already abandoned", what)
 	}
-	sctx, cancel := context.WithDeadline(ctx, stmtDeadline(ctx))
+	dl := stmtDeadline(ctx)
+	sctx, cancel := context.WithDeadline(ctx, dl)
 	defer cancel()
-	if err := a.c.SetDeadline(stmtDeadline(ctx)); err != nil {
-		return a.abandon(ctx, what, err, sctx)
+	if err := a.c.SetDeadline(dl); err != nil {
+		return a.abandon(ctx, sctx, what, err)
 	}
 	// A cancelled ctx ends the wait at once, as a deadline would.
 	stop := context.AfterFunc(sctx, func() { a.c.SetDeadline(time.Now()) })
@@ -98,7 +99,7 @@ func (a *applySession) run(ctx context.Context, what, stmts string) error {
 	if errors.As(err, &me) {
 		return fmt.Errorf("%s: %w", what, err) // the server answered: the query ended
 	}
-	return a.abandon(ctx, what, err, sctx)
+	return a.abandon(ctx, sctx, what, err)
 }
 
 // exchange writes query and reads its answers until the error that ends it: nil
@@ -188,17 +189,8 @@ func firstByte(p []byte) byte {
 
 // abandon closes the session after err (its query overran sctx, or the
 // connection broke) and kills it server-side.
-func (a *applySession) abandon(ctx context.Context, what string, err error, sctx context.Context) error {
+func (a *applySession) abandon(ctx, sctx context.Context, what string, err error) error {
 	a.broken = true
 	a.c.Close()
-	kerr := a.in.endSession(ctx, a.id)
-	switch {
-	case sctx.Err() != nil && kerr != nil:
-		return fmt.Errorf("%s: did not finish in time (%w), and %w", what, sctx.Err(), kerr)
-	case sctx.Err() != nil:
-		return fmt.Errorf("%s: did not finish in time, killed server-side: %w", what, sctx.Err())
-	case kerr != nil:
-		return fmt.Errorf("%s: the connection broke (%w), and %w", what, err, kerr)
-	}
-	return fmt.Errorf("%s: the connection broke, killed server-side: %w", what, err)
+	return abandoned(what, err, sctx.Err(), a.in.endSession(ctx, a.id))
 }
