@@ -4,6 +4,7 @@ package replication_test
 
 import (
 	"context"
+	"database/sql"
 	"testing"
 	"time"
 
@@ -21,12 +22,7 @@ import (
 // new one (error 1040). The Instance keeps a spare connection from its earlier
 // calls for them: read_only is set, within the agent's 500 ms fence.
 func TestFenceABusyPrimaryOnAFullDisk(t *testing.T) {
-	sb := sandboxtest.Up(t, sandbox.Spec{Name: "busy", Nodes: 1})
-	admin, err := sb.AdminDB("db1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
+	sb, admin, root := oneServer(t, "busy")
 	in, err := replication.New(admin, replication.Config{Name: "db1", Timeout: 2 * time.Second, Logger: zaptest.NewLogger(t)})
 	if err != nil {
 		t.Fatal(err)
@@ -38,11 +34,6 @@ func TestFenceABusyPrimaryOnAFullDisk(t *testing.T) {
 	if err := sb.Fault(ctxFor(t, 30*time.Second), "db1", sandbox.DiskFull); err != nil {
 		t.Fatal(err)
 	}
-	root, err := sb.RootDB("db1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer root.Close()
 	hung := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -86,16 +77,7 @@ func TestFenceABusyPrimaryOnAFullDisk(t *testing.T) {
 // TestSpareConnectionEnds: an Instance's spare connection goes with Close (the
 // pool, the caller's, then leaves nothing open); one made with NoSpare keeps none.
 func TestSpareConnectionEnds(t *testing.T) {
-	sb := sandboxtest.Up(t, sandbox.Spec{Name: "spare", Nodes: 1})
-	root, err := sb.RootDB("db1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer root.Close()
-	admin, err := sb.AdminDB("db1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	sb, admin, root := oneServer(t, "spare")
 	var user string
 	if err := admin.QueryRowContext(ctxFor(t, 5*time.Second), "SELECT SUBSTRING_INDEX(CURRENT_USER(), '@', 1)").Scan(&user); err != nil {
 		t.Fatal(err)
@@ -138,4 +120,22 @@ func TestSpareConnectionEnds(t *testing.T) {
 		db.Close()
 		sandboxtest.WaitFor(t, 5*time.Second, "every session gone after Close", func() bool { return sessions() == 0 })
 	}
+}
+
+// oneServer brings up a one-node sandbox named name and returns it with pools of
+// db1 as Baton's account and as root, closed when the test ends.
+func oneServer(t *testing.T, name string) (*sandbox.Cluster, *sql.DB, *sql.DB) {
+	t.Helper()
+	sb := sandboxtest.Up(t, sandbox.Spec{Name: name, Nodes: 1})
+	admin, err := sb.AdminDB("db1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Close() })
+	root, err := sb.RootDB("db1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { root.Close() })
+	return sb, admin, root
 }

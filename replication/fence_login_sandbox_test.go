@@ -12,7 +12,6 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/baton-ha/baton/internal/sandbox"
 	"github.com/baton-ha/baton/internal/sandbox/sandboxtest"
 	"github.com/baton-ha/baton/replication"
 )
@@ -39,22 +38,12 @@ func (c *heldConn) Read(p []byte) (int, error) {
 // completes. Killed, it failed, and with it the coordinator's fence of a
 // switchover, which was refused (seen in CI).
 func TestFenceSparesALogin(t *testing.T) {
-	sb := sandboxtest.Up(t, sandbox.Spec{Name: "login", Nodes: 1})
-	admin, err := sb.AdminDB("db1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
+	sb, admin, root := oneServer(t, "login")
 	in, err := replication.New(admin, replication.Config{Name: "db1", Timeout: 2 * time.Second, Logger: zaptest.NewLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer in.Close()
-	root, err := sb.RootDB("db1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer root.Close()
 	n, err := sb.Node("db1")
 	if err != nil {
 		t.Fatal(err)
