@@ -235,11 +235,16 @@ func lastStatement(lines []string) string {
 	return strings.TrimSpace(text)
 }
 
-// binlog event types and sizes read by ReadGTIDList.
+// binlog event types and sizes read by ReadGTIDList and the relay apply
+// (MariaDB's log_event.h).
 const (
-	binlogMagic          = "\xfebin"
-	eventHeaderLen       = 19
-	formatDescription    = 15
+	binlogMagic       = "\xfebin"
+	eventHeaderLen    = 19
+	formatDescription = 15
+	eventMariaDBGTID  = 162
+	rotateEvent       = 4
+	// logEventArtificial marks an event no server logged (LOG_EVENT_ARTIFICIAL_F).
+	logEventArtificial   = 0x20
 	gtidListEvent        = 163
 	startEncryptionEvent = 164
 )

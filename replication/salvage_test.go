@@ -3,6 +3,7 @@ package replication
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"os"
 	"os/exec"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	binlog "github.com/go-mysql-org/go-mysql/replication"
 )
 
 // The binary logs in testdata/salvage were written by MariaDB 10.11:
@@ -295,5 +298,93 @@ func TestCheckSalvage(t *testing.T) {
 		if err != nil || plan.After.Position() != tc.wantAfter || len(plan.GTIDs) != len(tc.print.Txns) {
 			t.Errorf("%s: after %q (%v), %v; want %q", tc.name, plan.After.Position(), plan.GTIDs, err, tc.wantAfter)
 		}
+	}
+}
+
+// TestSalvageRelay: the relay copy of transactions read from two real binary log
+// files holds exactly them, each file's Format_description event before its own,
+// and CheckRelay refuses any change to it or to the list it is checked against.
+func TestSalvageRelay(t *testing.T) {
+	needBinlogProgram(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	tail, err := ReadBinlogTail(ctx, "", salvageFiles, MustParseGTIDSet(FlavorMariaDB, "0-1-2"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	txns := tail.Txns
+	if len(txns) != 5 || txns[0].File == txns[4].File {
+		t.Fatalf("read %+v: want five transactions over both files", txns)
+	}
+	relay, err := SalvageRelay(salvageFiles, txns, MaxSalvage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckRelay(relay, txns); err != nil {
+		t.Fatalf("the relay of what was read: %v", err)
+	}
+	size := len(binlogMagic)
+	for _, f := range salvageFiles {
+		fh, err := os.Open(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fde, err := readFormatDescription(fh)
+		fh.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		size += len(fde) + eventHeaderLen + 8 + len(filepath.Base(f)) + 4 // and its Rotate event, with a checksum
+	}
+	for _, x := range txns {
+		size += int(x.End - x.Pos)
+	}
+	if len(relay) != size {
+		t.Errorf("relay of %d bytes, want %d: the magic, two Format_description and Rotate events, and the transactions", len(relay), size)
+	}
+	// The Rotate event after the first Format_description event names its file,
+	// as a replica's IO thread writes it, and its checksum holds.
+	p := binlog.NewBinlogParser()
+	p.SetVerifyChecksum(true)
+	fdeSize := int(binary.LittleEndian.Uint32(relay[4+9:]))
+	if _, err := p.Parse(relay[4 : 4+fdeSize]); err != nil {
+		t.Fatal(err)
+	}
+	rotAt := 4 + fdeSize
+	ev, err := p.Parse(relay[rotAt : rotAt+int(binary.LittleEndian.Uint32(relay[rotAt+9:]))])
+	if err != nil {
+		t.Fatalf("the Rotate event: %v", err)
+	}
+	if r, ok := ev.Event.(*binlog.RotateEvent); !ok || string(r.NextLogName) != "mysql-bin.000001" || r.Position != 4 || ev.Header.Flags&logEventArtificial == 0 {
+		t.Errorf("the event after the first Format_description event: %+v %+v, want an artificial Rotate to mysql-bin.000001 at 4", ev.Header, ev.Event)
+	}
+	if _, err := SalvageRelay(salvageFiles, txns, size-1); err == nil {
+		t.Error("a relay over its limit was built")
+	}
+
+	refused := func(what string, relay []byte, txns []BinlogTxn) {
+		t.Helper()
+		if err := CheckRelay(relay, txns); err == nil {
+			t.Errorf("%s: CheckRelay took it", what)
+		} else {
+			t.Logf("%s: %v", what, err)
+		}
+	}
+	flipped := bytes.Clone(relay)
+	flipped[len(flipped)-10] ^= 0x20
+	refused("a byte changed", flipped, txns)
+	refused("the last byte gone", relay[:len(relay)-1], txns)
+	refused("the last transaction gone", relay[:len(relay)-int(txns[4].End-txns[4].Pos)], txns)
+	refused("one more transaction than listed", relay, txns[:4])
+	other := slices.Clone(txns)
+	other[2].GTID = "0-1-99"
+	refused("another GTID listed", relay, other)
+	longer := slices.Clone(txns)
+	longer[1].End += 10
+	refused("a transaction listed longer", relay, longer)
+	refused("no magic", relay[4:], txns)
+	refused("nothing listed", relay, nil)
+	if _, err := SalvageRelay(salvageFiles[1:], txns, MaxSalvage); err == nil {
+		t.Error("a relay of a file not read was built")
 	}
 }
