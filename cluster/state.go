@@ -402,6 +402,9 @@ type Salvage struct {
 	// the candidate took to apply what it read.
 	Read  time.Duration `json:"read_ns,omitempty"`
 	Apply time.Duration `json:"apply_ns,omitempty"`
+	// Via says how the candidate applied them: its replication SQL thread (from a
+	// relay log its agent wrote), or a session of Baton's account.
+	Via string `json:"via,omitempty"`
 	// LeftBehind says what stayed in From's binary logs, and why; "" when
 	// nothing did. From is quarantined with it when it returns, and its agent
 	// archives it before undoing or discarding it.

@@ -34,9 +34,18 @@ type Salvager interface {
 	// Fetch asks the failed primary's agent, at agent (host:port), for what its
 	// binary logs hold after q.After, within ctx.
 	Fetch(ctx context.Context, agent string, q SalvageQuery) (SalvageTail, error)
-	// Apply applies script to the server at addr, behind g
-	// (replication.Tools.ApplySalvage), within ctx.
-	Apply(ctx context.Context, addr string, script []byte, g replication.SalvageGuard) error
+	// Apply applies tail's transactions to the candidate to, behind g, within
+	// ctx, and says how: through the candidate's agent and its server's
+	// replication SQL thread when tail holds their relay copy
+	// (replication.Instance.ApplyRelay), else, or when that agent could not start
+	// it, through a session of Baton's account (replication.ApplySalvage).
+	Apply(ctx context.Context, to SalvageTarget, tail SalvageTail, g replication.SalvageGuard) (string, error)
+}
+
+// SalvageTarget is the candidate a salvage is applied to: its server's address,
+// its agent's (host:port, "" when it has none running).
+type SalvageTarget struct {
+	Node, Addr, Agent string
 }
 
 // SalvageQuery is what a flow asks a failed primary's agent.
@@ -64,6 +73,10 @@ type SalvageTail struct {
 	replication.BinlogPrint
 	// Files are the binary log files read (base names).
 	Files []string
+	// Relay is Txns copied from those files byte for byte
+	// (replication.SalvageRelay), for the candidate's SQL thread to apply; nil
+	// when the agent made none.
+	Relay []byte
 	// Safe says why no server writes to the files: how the agent knows mysqld is
 	// not running, or that it is fenced.
 	Safe string
@@ -184,6 +197,12 @@ func (f *flow) salvage(ctx context.Context, run salvageRun) salvageOutcome {
 		return behind("%s stays on its disk: the agent's answer lists %d transactions, its script holds %d", after, len(said), len(got))
 	}
 	print.GTIDList, print.HasGTIDList = tail.GTIDList, tail.HasGTIDList
+	if tail.Relay != nil {
+		if err := replication.CheckRelay(tail.Relay, print.Txns); err != nil {
+			f.c.log.Warn("salvage: the relay copy is not the script's transactions; the script is applied through a session", zap.Error(err))
+			tail.Relay = nil
+		}
+	}
 	if len(print.Txns) == 0 {
 		if tail.Stopped != "" {
 			return behind("%s stays on its disk: no whole transaction read (%s)", after, tail.Stopped)
@@ -222,8 +241,9 @@ func (f *flow) salvage(ctx context.Context, run salvageRun) salvageOutcome {
 	g := replication.SalvageGuard{BinlogState: st.MariaDB.BinlogState, SlavePos: st.MariaDB.SlavePos, SlavePosAfter: plan.After.Position()}
 	actx, cancel := context.WithDeadline(ctx, start.Add(b.apply))
 	applyStart := time.Now()
-	applyErr := cfg.Salvage.Apply(actx, f.snap.Nodes[cand].Addr, tail.Script, g)
-	rec.Apply = time.Since(applyStart)
+	cn := f.snap.Nodes[cand]
+	via, applyErr := cfg.Salvage.Apply(actx, SalvageTarget{Node: cand, Addr: cn.Addr, Agent: cn.Agent}, tail, g)
+	rec.Apply, rec.Via = time.Since(applyStart), via
 	cancel()
 	if errors.Is(applyErr, replication.ErrSessionNotEnded) {
 		// The apply's session may still be committing what it was sent: what the
@@ -254,8 +274,8 @@ func (f *flow) salvage(ctx context.Context, run salvageRun) salvageOutcome {
 		a, z := print.Txns[0], print.Txns[len(applied)-1]
 		rec.First, rec.Last, rec.File, rec.Pos, rec.EndFile, rec.EndPos = a.GTID, z.GTID, a.File, a.Pos, z.File, z.End
 	}
-	out.note = fmt.Sprintf("salvaged %d transactions from %s (%s) onto %s: %s to %s, %s:%d to %s:%d; read in %s, applied in %s", rec.Applied, from, tail.Safe, cand,
-		rec.First, rec.Last, rec.File, rec.Pos, rec.EndFile, rec.EndPos, rec.Read.Round(time.Millisecond), rec.Apply.Round(time.Millisecond))
+	out.note = fmt.Sprintf("salvaged %d transactions from %s (%s) onto %s: %s to %s, %s:%d to %s:%d; read in %s, applied in %s by %s", rec.Applied, from, tail.Safe, cand,
+		rec.First, rec.Last, rec.File, rec.Pos, rec.EndFile, rec.EndPos, rec.Read.Round(time.Millisecond), rec.Apply.Round(time.Millisecond), via)
 	var left []string
 	if len(missing) > 0 {
 		why := "not applied"

@@ -40,7 +40,16 @@ func tailOf(t *testing.T, cut func([]byte) []byte) SalvageTail {
 	if cut != nil {
 		out = cut(out)
 	}
-	return SalvageTail{BinlogPrint: replication.ParseBinlogPrint(out, salvageFiles), Files: salvageFiles, Safe: "mysqld is not running"}
+	tail := SalvageTail{BinlogPrint: replication.ParseBinlogPrint(out, salvageFiles), Files: salvageFiles, Safe: "mysqld is not running"}
+	if len(tail.Txns) > 0 {
+		paths := []string{"../replication/testdata/salvage/" + salvageFiles[0], "../replication/testdata/salvage/" + salvageFiles[1]}
+		relay, err := replication.SalvageRelay(paths, tail.Txns, replication.MaxSalvage)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tail.Relay = relay
+	}
+	return tail
 }
 
 // cutAfter cuts the print right after marker.
@@ -124,6 +133,8 @@ type fakeSalvager struct {
 	agents        []string
 	applies       int
 	guards        []replication.SalvageGuard
+	targets       []SalvageTarget
+	relays        [][]byte
 }
 
 func (s *fakeSalvager) Fetch(ctx context.Context, agent string, q SalvageQuery) (SalvageTail, error) {
@@ -138,10 +149,10 @@ func (s *fakeSalvager) Fetch(ctx context.Context, agent string, q SalvageQuery) 
 	return tail, err
 }
 
-func (s *fakeSalvager) Apply(ctx context.Context, addr string, script []byte, g replication.SalvageGuard) error {
+func (s *fakeSalvager) Apply(ctx context.Context, to SalvageTarget, tail SalvageTail, g replication.SalvageGuard) (string, error) {
 	s.mu.Lock()
 	s.applies++
-	s.guards = append(s.guards, g)
+	s.guards, s.targets, s.relays = append(s.guards, g), append(s.targets, to), append(s.relays, tail.Relay)
 	onApply := s.onApply
 	s.mu.Unlock()
 	if onApply != nil {
@@ -153,7 +164,7 @@ func (s *fakeSalvager) Apply(ctx context.Context, addr string, script []byte, g 
 	if s.candidateDies {
 		s.cand.set(s.appliedTo, errors.New("dial tcp 198.18.0.12:3306: connect: connection refused"))
 	}
-	return s.applyErr
+	return "the fake", s.applyErr
 }
 
 func salvageSnap() cluster.Snapshot {
@@ -224,8 +235,28 @@ func TestSalvageStep(t *testing.T) {
 				if g.BinlogState != "0-1-2" || g.SlavePos != "0-1-2" || g.SlavePosAfter != "0-1-7" {
 					t.Errorf("guard %+v: want the state read (0-1-2) and gtid_slave_pos moved to 0-1-7", g)
 				}
-				if out.note == "" || !strings.Contains(out.note, "salvaged 5 transactions") {
+				if out.note == "" || !strings.Contains(out.note, "salvaged 5 transactions") || !strings.Contains(out.note, "by the fake") {
 					t.Errorf("note %q", out.note)
+				}
+				if to := s.targets[0]; to != (SalvageTarget{Node: "db2", Addr: "198.18.0.12:3306", Agent: "198.18.0.12:9107"}) || len(s.relays[0]) == 0 || out.rec.Via != "the fake" {
+					t.Errorf("applied to %+v, relay of %d bytes, via %q: want db2's server and agent, the relay copy, and how it was applied", to, len(s.relays[0]), out.rec.Via)
+				}
+			},
+		},
+		{
+			name: "a relay copy that is not the script's transactions: not passed on, the script is applied",
+			cand: &salvageServer{executed: "0-1-2", readOnly: true},
+			sal: &fakeSalvager{tail: func() SalvageTail {
+				tl := tailOf(t, whole)
+				tl.Relay = bytes.Clone(tl.Relay)
+				tl.Relay[len(tl.Relay)-3] ^= 1
+				return tl
+			}(), appliedTo: "0-1-7"},
+			owns: owned,
+			want: want{applied: 5, applies: 1, fetches: 1, first: "0-1-3", file: "mysql-bin.000001", pos: 782, endFile: "mysql-bin.000002", endPos: 1046},
+			wantOut: func(t *testing.T, s *fakeSalvager, out salvageOutcome) {
+				if s.relays[0] != nil {
+					t.Errorf("a damaged relay copy of %d bytes was passed on", len(s.relays[0]))
 				}
 			},
 		},

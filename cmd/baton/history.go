@@ -96,6 +96,7 @@ type salvageJSON struct {
 	EndPos     int64  `json:"end_pos,omitempty"`
 	ReadMS     int64  `json:"read_ms"`
 	ApplyMS    int64  `json:"apply_ms"`
+	Via        string `json:"via,omitempty"`
 	LeftBehind string `json:"left_behind,omitempty"`
 }
 
@@ -111,7 +112,7 @@ func toHistoryEvent(e cluster.Event) historyEvent {
 	if sv := e.Salvage; sv != nil {
 		h.Salvage = &salvageJSON{From: sv.From, To: sv.To, After: sv.After, Applied: sv.Applied, First: sv.First, Last: sv.Last,
 			File: sv.File, Pos: sv.Pos, EndFile: sv.EndFile, EndPos: sv.EndPos, ReadMS: sv.Read.Milliseconds(), ApplyMS: sv.Apply.Milliseconds(),
-			LeftBehind: sv.LeftBehind}
+			Via: sv.Via, LeftBehind: sv.LeftBehind}
 	}
 	if wb, ok := writeBlock(e.Kind.String(), e.Steps); ok {
 		ms := wb.Milliseconds()
@@ -149,6 +150,9 @@ func printHistory(w io.Writer, events []cluster.Event) {
 			if sv.Applied > 0 {
 				fmt.Fprintf(w, "  salvaged: %d transactions from %s's binary logs onto %s (%s to %s, %s:%d to %s:%d)\n",
 					sv.Applied, sv.From, sv.To, sv.First, sv.Last, sv.File, sv.Pos, sv.EndFile, sv.EndPos)
+				if sv.Via != "" {
+					fmt.Fprintf(w, "  applied by: %s, in %s\n", sv.Via, roundMS(sv.Apply))
+				}
 			}
 			if sv.LeftBehind != "" {
 				fmt.Fprintf(w, "  left on %s's disk: %s\n", sv.From, sv.LeftBehind)

@@ -230,7 +230,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	var salvage failover.Salvager
 	a.sv = a.newSalvager()
-	a.sv.db = db
+	a.sv.db, a.sv.local = db, local
 	// Where the server keeps its files: salvage reads its binary logs, and the
 	// pid file names the process to end when it hangs (endserver.go).
 	if err := a.sv.learnFiles(ctx, db); err != nil {

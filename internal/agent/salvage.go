@@ -6,7 +6,7 @@ package agent
 // /salvage by reading its own binary log files with mariadb-binlog, only once it
 // is sure that no server writes to them (mysqld is not running, or the flow fenced
 // it and it is read_only); the coordinator's agent asks, and applies the answer to
-// the candidate with the mariadb client. Requests and answers are signed with the
+// the candidate (salvage_relay.go). Requests and answers are signed with the
 // cluster's peer secret as failsafe checks are (HMAC-SHA256, each kind with its own
 // prefix), carry a nonce and their time, and a nonce is answered once.
 // docs/architecture.md, "Salvage", has the argument.
@@ -49,9 +49,9 @@ const (
 	salvageAnswerMAC  = "baton salvage answer\n"
 	// maxSalvageRead bounds an agent's read, whatever the request asks.
 	maxSalvageRead = 10 * time.Second
-	// maxSalvageAnswer bounds an answer's size: a print of MaxSalvage in base64,
-	// and its list of transactions.
-	maxSalvageAnswer = replication.MaxSalvage*3/2 + 8<<20
+	// maxSalvageAnswer bounds an answer's size: a print and a relay copy of
+	// MaxSalvage each, in base64, and their list of transactions.
+	maxSalvageAnswer = replication.MaxSalvage*3 + 8<<20
 	// maxNonces bounds the nonces remembered (one per request, for maxRequestAge).
 	maxNonces = 4096
 )
@@ -94,6 +94,10 @@ type SalvageAnswer struct {
 	Txns        []replication.BinlogTxn `json:"txns,omitempty"`
 	Stopped     string                  `json:"stopped,omitempty"`
 	Script      []byte                  `json:"script,omitempty"`
+	// Relay is Txns copied from the files byte for byte
+	// (replication.SalvageRelay), for the candidate's SQL thread; none when it
+	// could not be made (the print is applied then).
+	Relay []byte `json:"relay,omitempty"`
 	// SemiSync is the node's semi-sync state as its agent last read it from its
 	// server, at SemiSyncAt.
 	SemiSync   cluster.SemiSyncState `json:"semi_sync,omitempty"`
@@ -130,8 +134,10 @@ type salvager struct {
 	cfg    salvageConfig
 	client *http.Client
 	busy   sync.Mutex // one read at a time
-	// db is the local server, for its read_only (set before the handler serves).
-	db *sql.DB
+	// db is the local server, for its read_only, and local the same server as
+	// the candidate of a relay apply (both set before the handlers serve).
+	db    *sql.DB
+	local *replication.Instance
 
 	mu     sync.Mutex
 	files  serverFiles
@@ -439,6 +445,14 @@ func (s *salvager) answer(ctx context.Context, req SalvageRequest, side salvageS
 		a.Files = append(a.Files, filepath.Base(f))
 	}
 	a.GTIDList, a.HasGTIDList, a.Txns, a.Stopped, a.Script = tail.GTIDList, tail.HasGTIDList, tail.Txns, tail.Stopped, tail.Script
+	if len(tail.Txns) > 0 {
+		relay, err := replication.SalvageRelay(read, tail.Txns, replication.MaxSalvage)
+		if err != nil {
+			log.Warn("salvage: no relay copy of what was read: the candidate applies the print through a session", zap.Error(err))
+		}
+		a.Relay = relay
+		a.ReadTook = time.Since(start)
+	}
 	log.Info("salvage: read", zap.String("safe", safe), zap.Int("txns", len(tail.Txns)), zap.Strings("files", a.Files),
 		zap.String("stopped", tail.Stopped), zap.Duration("took", a.ReadTook))
 	return a
@@ -491,7 +505,7 @@ func (s *salvager) Fetch(ctx context.Context, agent string, q failover.SalvageQu
 	}
 	return failover.SalvageTail{
 		BinlogPrint: replication.BinlogPrint{Txns: a.Txns, Script: a.Script, GTIDList: a.GTIDList, HasGTIDList: a.HasGTIDList, Stopped: a.Stopped},
-		Files:       a.Files, Safe: a.Safe, SemiSync: a.SemiSync, SemiSyncAt: a.SemiSyncAt, ReadTook: a.ReadTook,
+		Files:       a.Files, Relay: a.Relay, Safe: a.Safe, SemiSync: a.SemiSync, SemiSyncAt: a.SemiSyncAt, ReadTook: a.ReadTook,
 	}, nil
 }
 
@@ -517,12 +531,6 @@ func readSalvageAnswer(secret []byte, req SalvageRequest, status int, body []byt
 		return SalvageAnswer{}, errors.New("answered another request (nonce)")
 	}
 	return a, nil
-}
-
-// Apply applies script to the server at addr as Baton's account
-// (failover.Salvager).
-func (s *salvager) Apply(ctx context.Context, addr string, script []byte, g replication.SalvageGuard) error {
-	return replication.ApplySalvage(ctx, s.cfg.Dialer, addr, script, g)
 }
 
 // newSalvager is this agent's salvage, from its configuration: off (no secret)

@@ -264,6 +264,9 @@ func TestSalvageEndpoint(t *testing.T) {
 				if _, err := replication.CheckSalvage(p, tc.q.After); err != nil {
 					t.Fatalf("the answer does not continue the candidate: %v", err)
 				}
+				if err := replication.CheckRelay(tail.Relay, p.Txns); err != nil {
+					t.Fatalf("the relay copy is not the script's transactions: %v", err)
+				}
 			}
 		})
 	}

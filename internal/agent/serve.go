@@ -73,6 +73,7 @@ func (a *Agent) serveHTTP(ctx context.Context, store *cluster.Store, rec *reconc
 			},
 			readOnly: a.sv.localReadOnly,
 		}))
+		mux.Handle(SalvageApplyPath, a.sv.applyHandler())
 	}
 	if a.donor != nil {
 		mux.Handle(RebuildBackupPath, a.donor.handler())

@@ -35,12 +35,13 @@ type signedRequest struct {
 	secret []byte
 	mac    string // the request's MAC prefix
 	off    string // non-empty: this agent does not answer it, and says why (404)
+	max    int    // the body's limit; 0 is maxBody
 	log    *zap.Logger
 }
 
 // readSigned reads a signed request into v, or refuses it and says so to the
 // client: another method than POST (405), an agent that does not answer it (404),
-// a body unreadable or over maxBody (400), one not signed with the secret (401,
+// a body unreadable or over its limit (400), one not signed with the secret (401,
 // logged), or not JSON (400). It returns whether v was read.
 func readSigned(w http.ResponseWriter, r *http.Request, s signedRequest, v any) bool {
 	if r.Method != http.MethodPost {
@@ -52,8 +53,12 @@ func readSigned(w http.ResponseWriter, r *http.Request, s signedRequest, v any) 
 		text(w, http.StatusNotFound, s.off)
 		return false
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
-	if err != nil || len(body) > maxBody {
+	limit := s.max
+	if limit <= 0 {
+		limit = maxBody
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, int64(limit)+1))
+	if err != nil || len(body) > limit {
 		text(w, http.StatusBadRequest, "bad request: body unreadable or too large")
 		return false
 	}

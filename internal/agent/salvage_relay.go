@@ -1,0 +1,268 @@
+package agent
+
+// The relay apply, both sides: the coordinator's agent sends the candidate's agent
+// the salvaged transactions as the failed primary's agent copied them from its
+// binary log files (SalvageAnswer.Relay), and the candidate's agent has its own
+// server's replication SQL thread apply them, from one of that server's relay log
+// files (replication.Instance.ApplyRelay): parallel workers commit them in groups,
+// where a session would wait for the disk at each one. A candidate's agent that
+// cannot start it (none running, its server refuses, its relay log directory not
+// writable) says so before anything was given to the SQL thread, and the
+// coordinator applies the print through a session of Baton's account
+// (replication.ApplySalvage) as before. Requests and answers are signed with the
+// cluster's peer secret, as salvage requests are.
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/baton-ha/baton/failover"
+	"github.com/baton-ha/baton/replication"
+)
+
+// SalvageApplyPath is where a candidate's agent applies a salvage (POST).
+const SalvageApplyPath = "/salvage/apply"
+
+const (
+	relayRequestMAC = "baton salvage apply request\n"
+	relayAnswerMAC  = "baton salvage apply answer\n"
+	// maxRelayRequest bounds a relay apply request: a relay of MaxSalvage in
+	// base64, and its list of transactions.
+	maxRelayRequest = replication.MaxSalvage*3/2 + 8<<20
+	// maxRelayApply bounds a candidate's apply, whatever the request asks.
+	maxRelayApply = time.Minute
+	// relayAnswerMargin is the part of the coordinator's time left for the
+	// request's way there and the answer's way back.
+	relayAnswerMargin = 100 * time.Millisecond
+	// relayStopTimeout bounds the coordinator's own stop of the candidate's SQL
+	// thread, when the candidate's agent's answer never came.
+	relayStopTimeout = time.Second
+)
+
+// RelayRequest asks a candidate's agent to apply a salvage's relay copy.
+type RelayRequest struct {
+	Cluster string `json:"cluster"`
+	// From is the asking node (the coordinator's); Node the candidate.
+	From string `json:"from"`
+	Node string `json:"node"`
+	// Txns are the transactions Relay holds (CheckRelay), Guard what the
+	// coordinator read of the candidate.
+	Txns  []replication.BinlogTxn  `json:"txns"`
+	Relay []byte                   `json:"relay"`
+	Guard replication.SalvageGuard `json:"guard"`
+	// Budget is how long the candidate's agent may take.
+	Budget time.Duration `json:"budget_ns"`
+	Nonce  string        `json:"nonce"`
+	Sent   time.Time     `json:"sent"`
+}
+
+// RelayAnswer is the candidate's agent's answer. Started says whether the SQL
+// thread was given anything: when not, the candidate has none of it. Error says
+// what went wrong, "" when every transaction was applied.
+type RelayAnswer struct {
+	Cluster string        `json:"cluster"`
+	Node    string        `json:"node"`
+	Nonce   string        `json:"nonce"`
+	Started bool          `json:"started"`
+	Error   string        `json:"error,omitempty"`
+	Threads int           `json:"threads,omitempty"`
+	Took    time.Duration `json:"took_ns,omitempty"`
+}
+
+// applyHandler answers POST SalvageApplyPath, as salvage requests are answered
+// (handler): unsigned, 401; signed, a signed answer.
+func (s *salvager) applyHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		off := ""
+		if len(s.cfg.Secret) == 0 {
+			off = "salvage is off on this node"
+		}
+		var req RelayRequest
+		if !readSigned(w, r, signedRequest{what: "salvage apply request", secret: s.cfg.Secret, mac: relayRequestMAC, off: off, max: maxRelayRequest, log: s.cfg.Log}, &req) {
+			return
+		}
+		if req.Nonce == "" {
+			text(w, http.StatusBadRequest, "bad request: a nonce is required")
+			return
+		}
+		if why := staleRequest(req.Sent); why != "" {
+			text(w, http.StatusBadRequest, "bad request: "+why)
+			return
+		}
+		// The server's write timeout is shorter than the longest apply.
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(min(req.Budget, maxRelayApply) + 5*time.Second))
+		a := s.applyRelay(r.Context(), req)
+		out, err := json.Marshal(a)
+		if err != nil {
+			text(w, http.StatusInternalServerError, "marshal the answer: "+err.Error())
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set(SignatureHeader, sign(s.cfg.Secret, relayAnswerMAC, out))
+		w.Write(out)
+	})
+}
+
+// applyRelay applies req on the local server, or says why not.
+func (s *salvager) applyRelay(ctx context.Context, req RelayRequest) RelayAnswer {
+	a := RelayAnswer{Cluster: s.cfg.Cluster, Node: s.cfg.Node, Nonce: req.Nonce}
+	log := s.cfg.Log.With(zap.String("from", req.From), zap.Int("txns", len(req.Txns)))
+	refuse := func(why string) RelayAnswer {
+		a.Error = why
+		log.Warn("salvage apply: not started", zap.String("why", why))
+		return a
+	}
+	switch {
+	case req.Cluster != s.cfg.Cluster:
+		return refuse(fmt.Sprintf("asked for cluster %q; this node is in %q", req.Cluster, s.cfg.Cluster))
+	case req.Node != s.cfg.Node:
+		return refuse(fmt.Sprintf("asked for %q; this node is %q", req.Node, s.cfg.Node))
+	case s.local == nil:
+		return refuse("this agent has no connection to its server")
+	}
+	if why, replay := s.seen(req.Nonce, time.Now()); replay {
+		return refuse(why)
+	}
+	if !s.busy.TryLock() {
+		return refuse("another salvage is under way on this node")
+	}
+	defer s.busy.Unlock()
+	budget := min(req.Budget, maxRelayApply)
+	if budget <= 0 {
+		return refuse("no time to apply in")
+	}
+	actx, cancel := context.WithTimeout(ctx, budget)
+	defer cancel()
+	start := time.Now()
+	res, err := s.local.ApplyRelay(actx, req.Relay, req.Txns, req.Guard)
+	a.Took, a.Threads = time.Since(start), res.Threads
+	a.Started = !errors.Is(err, replication.ErrRelayNotStarted)
+	if err != nil {
+		a.Error = err.Error()
+	}
+	log.Info("salvage apply", zap.Bool("started", a.Started), zap.Int("threads", res.Threads), zap.String("file", res.File),
+		zap.Duration("took", a.Took), zap.String("error", a.Error))
+	return a
+}
+
+// Apply applies tail to the candidate to (failover.Salvager): through its agent
+// and its server's SQL thread when tail holds a relay copy, else, or when that
+// agent did not start it, through a session of Baton's account.
+func (s *salvager) Apply(ctx context.Context, to failover.SalvageTarget, tail failover.SalvageTail, g replication.SalvageGuard) (string, error) {
+	session := "a session of Baton's account"
+	if len(tail.Relay) == 0 || to.Agent == "" || !s.on() {
+		return session, replication.ApplySalvage(ctx, s.cfg.Dialer, to.Addr, tail.Script, g)
+	}
+	a, err := s.askRelay(ctx, to, tail, g)
+	via := fmt.Sprintf("%s's replication SQL thread (%d workers)", to.Node, a.Threads)
+	switch {
+	case err == nil && a.Error == "":
+		return via, nil
+	case err == nil && !a.Started, errors.Is(err, syscall.ECONNREFUSED):
+		// Nothing was given to the SQL thread: the session's apply, behind the same
+		// guard, in the time left.
+		why := a.Error
+		if err != nil {
+			why = err.Error()
+		}
+		s.cfg.Log.Warn("salvage: the candidate's agent did not start the relay apply; applying through a session", zap.String("candidate", to.Node), zap.String("why", why))
+		session += fmt.Sprintf(" (%s's agent did not start the relay apply: %s)", to.Node, why)
+		return session, replication.ApplySalvage(ctx, s.cfg.Dialer, to.Addr, tail.Script, g)
+	case err == nil:
+		return via, errors.New(a.Error)
+	}
+	// No answer: the SQL thread may be applying. It is stopped here, so that what
+	// the candidate has once this returns is final.
+	if serr := s.stopCandidate(ctx, to); serr != nil {
+		return via, fmt.Errorf("%s's agent did not answer (%w), and its SQL thread could not be stopped: %w", to.Node, err, serr)
+	}
+	return via, fmt.Errorf("%s's agent did not answer (%w); its SQL thread stopped", to.Node, err)
+}
+
+// stopCandidate stops the candidate's replication threads through a session of
+// Baton's account, within relayStopTimeout of its own: it waits for the
+// replication lock, which the candidate's agent holds while it applies. Its
+// failure wraps ErrSessionNotEnded.
+func (s *salvager) stopCandidate(ctx context.Context, to failover.SalvageTarget) error {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), relayStopTimeout)
+	defer cancel()
+	db, err := s.cfg.Dialer.Open(to.Addr)
+	if err != nil {
+		return fmt.Errorf("%w: %w", replication.ErrSessionNotEnded, err)
+	}
+	defer db.Close()
+	in, err := replication.New(db, replication.Config{Name: to.Node, Flavor: replication.FlavorMariaDB, NoSpare: true})
+	if err != nil {
+		return fmt.Errorf("%w: %w", replication.ErrSessionNotEnded, err)
+	}
+	defer in.Close()
+	if err := in.StopReplication(sctx); err != nil {
+		return fmt.Errorf("%w: %w", replication.ErrSessionNotEnded, err)
+	}
+	return nil
+}
+
+// askRelay sends the relay apply request to the candidate's agent and reads its
+// signed answer, within ctx less relayAnswerMargin for the candidate.
+func (s *salvager) askRelay(ctx context.Context, to failover.SalvageTarget, tail failover.SalvageTail, g replication.SalvageGuard) (RelayAnswer, error) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return RelayAnswer{}, errors.New("no deadline")
+	}
+	nonce := make([]byte, 16)
+	if _, err := rand.Read(nonce); err != nil {
+		return RelayAnswer{}, fmt.Errorf("no random nonce: %w", err)
+	}
+	req := RelayRequest{Cluster: s.cfg.Cluster, From: s.cfg.Node, Node: to.Node, Txns: tail.Txns, Relay: tail.Relay, Guard: g,
+		Budget: time.Until(dl) - relayAnswerMargin, Nonce: hex.EncodeToString(nonce), Sent: time.Now().UTC()}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return RelayAnswer{}, err
+	}
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+to.Agent+SalvageApplyPath, bytes.NewReader(body))
+	if err != nil {
+		return RelayAnswer{}, err
+	}
+	hr.Header.Set("Content-Type", "application/json")
+	hr.Header.Set(SignatureHeader, sign(s.cfg.Secret, relayRequestMAC, body))
+	resp, err := s.client.Do(hr)
+	if err != nil {
+		return RelayAnswer{}, fmt.Errorf("ask %s: %w", to.Agent, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	if err != nil {
+		return RelayAnswer{}, fmt.Errorf("read %s's answer: %w", to.Agent, err)
+	}
+	switch {
+	case resp.StatusCode >= 400 && resp.StatusCode < 500:
+		// Refused before it was read (no such path, salvage off, unsigned, too
+		// large, stale): nothing started.
+		return RelayAnswer{Error: fmt.Sprintf("HTTP %d: %s", resp.StatusCode, firstLine(b))}, nil
+	case resp.StatusCode != http.StatusOK:
+		return RelayAnswer{}, fmt.Errorf("%s answered HTTP %d: %s", to.Agent, resp.StatusCode, firstLine(b))
+	}
+	if len(b) > maxBody || !signedBy(s.cfg.Secret, relayAnswerMAC, b, resp.Header.Get(SignatureHeader)) {
+		return RelayAnswer{}, fmt.Errorf("%s's answer is not signed with this cluster's peer secret", to.Agent)
+	}
+	var a RelayAnswer
+	if err := json.Unmarshal(b, &a); err != nil {
+		return RelayAnswer{}, fmt.Errorf("decode %s's answer: %w", to.Agent, err)
+	}
+	if a.Cluster != req.Cluster || a.Node != req.Node || a.Nonce != req.Nonce {
+		return RelayAnswer{}, fmt.Errorf("%s answered another request (%s, %s)", to.Agent, a.Cluster, a.Node)
+	}
+	return a, nil
+}
