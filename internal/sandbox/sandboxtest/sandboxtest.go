@@ -39,10 +39,13 @@ import (
 )
 
 // binaryEnv carries the built binary's path from Main (or `make test`) to Up;
-// missingEnv carries why no sandbox can run on this machine.
+// missingEnv carries why no sandbox can run on this machine; keepFailedEnv names a
+// directory where Up copies the sandbox of a test that failed (its logs) before
+// taking it down.
 const (
-	binaryEnv  = "BATON_TEST_BINARY"
-	missingEnv = "BATON_TEST_SANDBOX_MISSING"
+	binaryEnv     = "BATON_TEST_BINARY"
+	missingEnv    = "BATON_TEST_SANDBOX_MISSING"
+	keepFailedEnv = "BATON_KEEP_FAILED"
 )
 
 // Main builds the baton binary, runs the tests and removes the binary. When the
@@ -187,6 +190,12 @@ func Up(t testing.TB, spec sandbox.Spec) *sandbox.Cluster {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
+		if dir := os.Getenv(keepFailedEnv); dir != "" && t.Failed() {
+			// Its servers' and agents' logs, for a person to read.
+			if err := exec.Command("cp", "-r", c.Dir, dir).Run(); err != nil {
+				t.Logf("keep the failed sandbox in %s: %v", dir, err)
+			}
+		}
 		if err := c.Down(ctx); err != nil {
 			t.Errorf("sandbox down %s: %v", spec.Name, err)
 		}
