@@ -40,6 +40,9 @@ import (
 //   - candidate fails while applying: the candidate's mysqld killed while the
 //     coordinator is about to apply; the flow refuses and says which candidate
 //     failed, and once that server is back the next try salvages everything.
+//   - candidate's agent dies mid-apply: killed once its server's SQL thread
+//     applies the salvage; the thread is stopped by the coordinator, the failover
+//     goes on, and every acknowledged write is on the new primary.
 //   - torn tail: its last binary log file ends in the middle of a transaction (a
 //     crash during a write); every whole transaction is salvaged, the torn one is
 //     not, and the history says it stopped there.
@@ -224,6 +227,75 @@ func TestSalvage(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, n := range []string{old, cand} {
+			if n != primary {
+				replicaOf(t, c, n, primary)
+			}
+		}
+	})
+
+	run("candidate's agent dies mid-apply", func(t *testing.T) {
+		old, others := steady(t, c)
+		// Every replica's agent is armed: the candidate's stops once its server's
+		// SQL thread applies the salvage, holding the replication lock, and is
+		// killed there. The thread goes on; the coordinator (or, when the
+		// candidate's agent was the coordinator, the next one) stops it, and the
+		// failover goes on with what the candidate has.
+		for _, r := range others {
+			arm(t, ctx, c, r, failpoint.SalvageRelayStarted)
+		}
+		termStartAgent(t, ctx, c, old)
+		old, others = steady(t, c)
+		agents := map[string]*sandbox.Node{}
+		for _, r := range others {
+			n, err := c.Node(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			agents[r] = n
+		}
+		defer func() {
+			for r, n := range agents {
+				if procState(n.AgentPID) == 'T' {
+					_ = syscall.Kill(n.AgentPID, syscall.SIGCONT)
+				}
+				termStartAgent(t, ctx, c, r)
+			}
+		}()
+		w, held, at := lagThenFail(t, ctx, c, old, others, 10*time.Millisecond, sandbox.Kill)
+		var cand string
+		sandboxtest.WaitFor(t, 20*time.Second, "a candidate's agent stopped with its SQL thread applying", func() bool {
+			for r, n := range agents {
+				if procState(n.AgentPID) == 'T' {
+					cand = r
+					return true
+				}
+			}
+			return false
+		})
+		for _, f := range []sandbox.Fault{sandbox.KillAgent, sandbox.StartAgent} {
+			if err := c.Fault(ctx, cand, f); err != nil {
+				t.Fatal(err)
+			}
+		}
+		t.Logf("%s's agent killed while its SQL thread applied the salvage, and started again", cand)
+		primary, ev := failoverEvent(t, ctx, c, old, at)
+		sandboxtest.WaitFor(t, 10*time.Second, "a write acknowledged by the new primary", func() bool {
+			_, ok := w.FirstAckAfter(time.Now().Add(-time.Second), 0)
+			return ok
+		})
+		w.Stop()
+		inTime(t, ev)
+		if s := ev.Salvage; s != nil {
+			t.Logf("salvage record: %d applied by %q, left behind %q", s.Applied, s.Via, s.LeftBehind)
+		}
+		// The killed agent's SQL thread went on, given the apply's time: every
+		// write the old primary acknowledged is on the new one.
+		noneLost(t, ctx, c, w, primary)
+		t.Logf("%d writes acknowledged by %s alone, all on %s", held, old, primary)
+		if err := c.Fault(ctx, old, sandbox.Start); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range append(others, old) {
 			if n != primary {
 				replicaOf(t, c, n, primary)
 			}

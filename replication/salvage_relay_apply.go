@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/baton-ha/baton/internal/failpoint"
 )
 
 // relayThreads is how many parallel replication workers the relay apply runs on a
@@ -146,6 +148,7 @@ func (in *Instance) ApplyRelay(ctx context.Context, relay []byte, txns []BinlogT
 		return notStarted(err)
 	}
 	started = true
+	failpoint.Hit(failpoint.SalvageRelayStarted)
 	if err == nil {
 		err = s.awaitRelay(ctx, until, dl.Add(-relayStopReserve))
 	}
@@ -227,11 +230,20 @@ func (b relayBack) put(ctx context.Context, s *serverConn) error {
 }
 
 // stopRelay ends a relay apply: STOP SLAVE (on s, or on a new session if s was
-// abandoned), then what back says is put back. It runs whatever ctx's state,
-// within 2 relayStopReserve of its own; a STOP SLAVE that fails wraps
-// ErrSessionNotEnded.
+// abandoned), then what back says is put back, before ctx's deadline (whoever
+// asked for the apply acts on the candidate after it) even when ctx was
+// cancelled. A STOP SLAVE that fails wraps ErrSessionNotEnded, and so does an end
+// past ctx's deadline, which changes nothing.
 func (in *Instance) stopRelay(ctx context.Context, s *serverConn, back relayBack) error {
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*relayStopReserve)
+	dl, _ := ctx.Deadline() // ApplyRelay has one
+	if !time.Now().Before(dl) {
+		// Late (a stalled agent resumed past its deadline): the coordinator that
+		// asked has stopped waiting, stopped the SQL thread itself, and may have
+		// promoted this server since. Nothing is changed now.
+		in.log.Warn("salvage: the relay apply ended past its deadline; the SQL thread and the replication settings are left as the coordinator left them")
+		return fmt.Errorf("%w: the relay apply ended past its deadline", ErrSessionNotEnded)
+	}
+	sctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), dl)
 	defer cancel()
 	if s.broken {
 		var err error

@@ -143,7 +143,9 @@ func (s *salvager) applyRelay(ctx context.Context, req RelayRequest) RelayAnswer
 	if budget <= 0 {
 		return refuse("no time to apply in")
 	}
-	actx, cancel := context.WithTimeout(ctx, budget)
+	// Not ended by the coordinator going away: the apply runs to its own end, and
+	// stops the SQL thread and puts the settings back before its deadline.
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), budget)
 	defer cancel()
 	start := time.Now()
 	res, err := s.local.ApplyRelay(actx, req.Relay, req.Txns, req.Guard)
@@ -166,7 +168,10 @@ func (s *salvager) Apply(ctx context.Context, to failover.SalvageTarget, tail fa
 		return session, replication.ApplySalvage(ctx, s.cfg.Dialer, to.Addr, tail.Script, g)
 	}
 	a, err := s.askRelay(ctx, to, tail, g)
-	via := fmt.Sprintf("%s's replication SQL thread (%d workers)", to.Node, a.Threads)
+	via := to.Node + "'s replication SQL thread"
+	if a.Threads > 0 {
+		via += fmt.Sprintf(" (%d workers)", a.Threads)
+	}
 	switch {
 	case err == nil && a.Error == "":
 		return via, nil
@@ -183,21 +188,20 @@ func (s *salvager) Apply(ctx context.Context, to failover.SalvageTarget, tail fa
 	case err == nil:
 		return via, errors.New(a.Error)
 	}
-	// No answer: the SQL thread may be applying. It is stopped here, so that what
-	// the candidate has once this returns is final.
-	if serr := s.stopCandidate(ctx, to); serr != nil {
+	// No answer: the SQL thread may be applying (an agent killed in the middle
+	// leaves it running). It is given what is left of the apply's time, then
+	// stopped here, so that what the candidate has once this returns is final.
+	if serr := s.finishCandidate(ctx, to, g); serr != nil {
 		return via, fmt.Errorf("%s's agent did not answer (%w), and its SQL thread could not be stopped: %w", to.Node, err, serr)
 	}
-	return via, fmt.Errorf("%s's agent did not answer (%w); its SQL thread stopped", to.Node, err)
+	return via, fmt.Errorf("%s's agent did not answer (%w); its SQL thread was given the apply's time, then stopped", to.Node, err)
 }
 
-// stopCandidate stops the candidate's replication threads through a session of
-// Baton's account, within relayStopTimeout of its own: it waits for the
-// replication lock, which the candidate's agent holds while it applies. Its
-// failure wraps ErrSessionNotEnded.
-func (s *salvager) stopCandidate(ctx context.Context, to failover.SalvageTarget) error {
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), relayStopTimeout)
-	defer cancel()
+// finishCandidate waits, within ctx, for the candidate to have executed
+// g.SlavePosAfter (what a SQL thread left applying the salvage reaches), then
+// stops its replication threads through a session of Baton's account, within
+// relayStopTimeout of its own. A stop that fails wraps ErrSessionNotEnded.
+func (s *salvager) finishCandidate(ctx context.Context, to failover.SalvageTarget, g replication.SalvageGuard) error {
 	db, err := s.cfg.Dialer.Open(to.Addr)
 	if err != nil {
 		return fmt.Errorf("%w: %w", replication.ErrSessionNotEnded, err)
@@ -208,6 +212,13 @@ func (s *salvager) stopCandidate(ctx context.Context, to failover.SalvageTarget)
 		return fmt.Errorf("%w: %w", replication.ErrSessionNotEnded, err)
 	}
 	defer in.Close()
+	if after, err := replication.ParseGTIDSet(replication.FlavorMariaDB, g.SlavePosAfter); err == nil {
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) > 10*time.Millisecond {
+			_ = in.WaitExecuted(ctx, after, time.Until(dl)) // a timeout or an error: the stop follows
+		}
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), relayStopTimeout)
+	defer cancel()
 	if err := in.StopReplication(sctx); err != nil {
 		return fmt.Errorf("%w: %w", replication.ErrSessionNotEnded, err)
 	}

@@ -43,11 +43,15 @@ const (
 	// BeforeSalvageApply: a failover flow has the failed primary's transactions and
 	// is about to apply them to its candidate.
 	BeforeSalvageApply = "before-salvage-apply"
+	// SalvageRelayStarted: a candidate's agent has started its server's SQL thread
+	// on a salvage's relay log (replication.Instance.ApplyRelay), and holds the
+	// server's replication lock.
+	SalvageRelayStarted = "salvage-relay-started"
 )
 
 // Names lists every named step.
 func Names() []string {
-	return []string{AfterStartSlave, BeforePromote, BeforeVIPAcquire, SessionCreate, SalvageAnswer, BeforeSalvageApply}
+	return []string{AfterStartSlave, BeforePromote, BeforeVIPAcquire, SessionCreate, SalvageAnswer, BeforeSalvageApply, SalvageRelayStarted}
 }
 
 // Parse reads the value of Env: step names separated by commas, each one of Names.
