@@ -124,8 +124,8 @@ func TestApplyRelay(t *testing.T) {
 	if _, err := os.Stat(res.File); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("the relay log file of the salvage is still there (%v): a START SLAVE would read it", err)
 	}
-	if res.Threads != 8 || threads() != 0 {
-		t.Fatalf("applied with %d workers, slave_parallel_threads now %d: want 8, put back to 0", res.Threads, threads())
+	if res.Threads != 16 || threads() != 0 {
+		t.Fatalf("applied with %d workers, slave_parallel_threads now %d: want 16, put back to 0", res.Threads, threads())
 	}
 	leftovers, _ := filepath.Glob(filepath.Join(filepath.Dir(res.File), ".baton-salvage*"))
 	if len(leftovers) > 0 {

@@ -235,6 +235,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	// pid file names the process to end when it hangs (endserver.go).
 	if err := a.sv.learnFiles(ctx, db); err != nil {
 		a.log.Warn("where the server keeps its binary logs and pid file is not known yet", zap.Error(err))
+	} else if why := a.sv.relayWritable(); why != "" && a.sv.on() {
+		a.log.Warn("salvage onto this node goes through a session of Baton's account, not its SQL thread (slower): " + why)
 	}
 	a.checkCanEnd()
 	if a.sv.on() {

@@ -111,7 +111,10 @@ type serverFiles struct {
 	Datadir     string
 	BinlogIndex string
 	PidFile     string
-	At          time.Time
+	// RelayIndex is the relay log index: a salvage applied to this node writes
+	// one of the relay log files it lists (salvage_relay.go).
+	RelayIndex string
+	At         time.Time
 }
 
 // salvageConfig configures salvage for one agent.
@@ -161,11 +164,14 @@ var _ failover.Salvager = (*salvager)(nil)
 func (s *salvager) learnFiles(ctx context.Context, db *sql.DB) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	var dd, index, pid sql.NullString
-	if err := db.QueryRowContext(ctx, "SELECT @@datadir, @@log_bin_index, @@pid_file").Scan(&dd, &index, &pid); err != nil {
+	var dd, index, pid, relay sql.NullString
+	if err := db.QueryRowContext(ctx, "SELECT @@datadir, @@log_bin_index, @@pid_file, @@relay_log_index").Scan(&dd, &index, &pid, &relay); err != nil {
 		return fmt.Errorf("read the server's files: %w", err)
 	}
-	f := serverFiles{Datadir: filepath.Clean(dd.String), BinlogIndex: index.String, PidFile: pid.String, At: time.Now()}
+	f := serverFiles{Datadir: filepath.Clean(dd.String), BinlogIndex: index.String, PidFile: pid.String, RelayIndex: relay.String, At: time.Now()}
+	if f.RelayIndex != "" && !filepath.IsAbs(f.RelayIndex) {
+		f.RelayIndex = filepath.Join(f.Datadir, f.RelayIndex)
+	}
 	if f.BinlogIndex != "" && !filepath.IsAbs(f.BinlogIndex) {
 		f.BinlogIndex = filepath.Join(f.Datadir, f.BinlogIndex)
 	}

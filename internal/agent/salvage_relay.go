@@ -26,7 +26,9 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/failover"
 	"github.com/baton-ha/baton/replication"
 )
@@ -81,8 +83,9 @@ type RelayAnswer struct {
 }
 
 // applyHandler answers POST SalvageApplyPath, as salvage requests are answered
-// (handler): unsigned, 401; signed, a signed answer.
-func (s *salvager) applyHandler() http.Handler {
+// (handler): unsigned, 401; signed, a signed answer. intent is the flow under way
+// as this agent last read the cluster (nil for none).
+func (s *salvager) applyHandler(intent func() *cluster.Intent) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		off := ""
 		if len(s.cfg.Secret) == 0 {
@@ -102,7 +105,7 @@ func (s *salvager) applyHandler() http.Handler {
 		}
 		// The server's write timeout is shorter than the longest apply.
 		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(min(req.Budget, maxRelayApply) + 5*time.Second))
-		a := s.applyRelay(r.Context(), req)
+		a := s.applyRelay(r.Context(), req, intent())
 		out, err := json.Marshal(a)
 		if err != nil {
 			text(w, http.StatusInternalServerError, "marshal the answer: "+err.Error())
@@ -115,8 +118,10 @@ func (s *salvager) applyHandler() http.Handler {
 	})
 }
 
-// applyRelay applies req on the local server, or says why not.
-func (s *salvager) applyRelay(ctx context.Context, req RelayRequest) RelayAnswer {
+// applyRelay applies req on the local server, or says why not: only while a
+// failover away from another node is under way (intent), so that the peer secret
+// alone does not let anyone write to a replica.
+func (s *salvager) applyRelay(ctx context.Context, req RelayRequest, intent *cluster.Intent) RelayAnswer {
 	a := RelayAnswer{Cluster: s.cfg.Cluster, Node: s.cfg.Node, Nonce: req.Nonce}
 	log := s.cfg.Log.With(zap.String("from", req.From), zap.Int("txns", len(req.Txns)))
 	refuse := func(why string) RelayAnswer {
@@ -129,6 +134,10 @@ func (s *salvager) applyRelay(ctx context.Context, req RelayRequest) RelayAnswer
 		return refuse(fmt.Sprintf("asked for cluster %q; this node is in %q", req.Cluster, s.cfg.Cluster))
 	case req.Node != s.cfg.Node:
 		return refuse(fmt.Sprintf("asked for %q; this node is %q", req.Node, s.cfg.Node))
+	case intent == nil || intent.Kind != cluster.FlowFailover:
+		return refuse("no failover is under way as this node last read the cluster: a salvage is applied only during one")
+	case intent.From == s.cfg.Node:
+		return refuse("the failover under way is away from this node")
 	case s.local == nil:
 		return refuse("this agent has no connection to its server")
 	}
@@ -276,4 +285,22 @@ func (s *salvager) askRelay(ctx context.Context, to failover.SalvageTarget, tail
 		return RelayAnswer{}, fmt.Errorf("%s answered another request (%s, %s)", to.Agent, a.Cluster, a.Node)
 	}
 	return a, nil
+}
+
+// relayWritable says why a salvage applied to this node could not be written to
+// its server's relay log files ("" when it could, or when there are none yet to
+// tell): the agent needs write access to them (the mysql group: the server
+// makes them 0660; with systemd, a ReadWritePaths= for their directory). Such a
+// salvage then goes through a session of Baton's account, slower.
+func (s *salvager) relayWritable() string {
+	s.mu.Lock()
+	index := s.files.RelayIndex
+	s.mu.Unlock()
+	if index == "" {
+		return ""
+	}
+	if err := unix.Access(index, unix.W_OK); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Sprintf("the server's relay log files (%s) are not writable by this agent (%v)", index, err)
+	}
+	return ""
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/baton-ha/baton/cluster"
 	"github.com/baton-ha/baton/failover"
 	"github.com/baton-ha/baton/replication"
 )
@@ -22,7 +23,8 @@ import (
 // coordinator cannot know whether the SQL thread started.
 func TestSalvageApplyRequests(t *testing.T) {
 	cand := newSalvager(salvageConfig{Cluster: "shop", Node: "db2", Secret: []byte(salvageSecret)}) // no local server
-	srv := httptest.NewServer(cand.applyHandler())
+	var intent *cluster.Intent
+	srv := httptest.NewServer(cand.applyHandler(func() *cluster.Intent { return intent }))
 	defer srv.Close()
 	agent := strings.TrimPrefix(srv.URL, "http://")
 	asker := newSalvager(salvageConfig{Cluster: "shop", Node: "db3", Secret: []byte(salvageSecret)})
@@ -35,6 +37,16 @@ func TestSalvageApplyRequests(t *testing.T) {
 		return asker.askRelay(ctx, to, tail, g)
 	}
 
+	// The peer secret alone does not make a replica apply anything: only during
+	// a failover away from another node.
+	for _, in := range []*cluster.Intent{nil, {Kind: cluster.FlowSwitchover, From: "db1"}, {Kind: cluster.FlowFailover, From: "db2"}} {
+		intent = in
+		a, err := ask(failover.SalvageTarget{Node: "db2", Agent: agent})
+		if err != nil || a.Started || !strings.Contains(a.Error, "failover") {
+			t.Errorf("with intent %+v: %+v, %v; want not started: no failover away from another node", in, a, err)
+		}
+	}
+	intent = &cluster.Intent{Kind: cluster.FlowFailover, From: "db1", Epoch: 4}
 	a, err := ask(failover.SalvageTarget{Node: "db2", Agent: agent})
 	if err != nil || a.Started || !strings.Contains(a.Error, "no connection to its server") {
 		t.Errorf("an agent without its server: %+v, %v; want not started, and why", a, err)

@@ -73,7 +73,10 @@ func (a *Agent) serveHTTP(ctx context.Context, store *cluster.Store, rec *reconc
 			},
 			readOnly: a.sv.localReadOnly,
 		}))
-		mux.Handle(SalvageApplyPath, a.sv.applyHandler())
+		mux.Handle(SalvageApplyPath, a.sv.applyHandler(func() *cluster.Intent {
+			_, snap := rec.Current()
+			return snap.Intent
+		}))
 	}
 	if a.donor != nil {
 		mux.Handle(RebuildBackupPath, a.donor.handler())
