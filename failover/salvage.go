@@ -238,7 +238,8 @@ func (f *flow) salvage(ctx context.Context, run salvageRun) salvageOutcome {
 		return behind("%s not applied: %v", read, out.refuse)
 	}
 	failpoint.Hit(failpoint.BeforeSalvageApply)
-	g := replication.SalvageGuard{BinlogState: st.MariaDB.BinlogState, SlavePos: st.MariaDB.SlavePos, SlavePosAfter: plan.After.Position()}
+	g := replication.SalvageGuard{BinlogState: st.MariaDB.BinlogState, SlavePos: st.MariaDB.SlavePos, SlavePosAfter: plan.After.Position(),
+		UsingGTID: st.MariaDB.UsingGTID}
 	actx, cancel := context.WithDeadline(ctx, start.Add(b.apply))
 	applyStart := time.Now()
 	cn := f.snap.Nodes[cand]

@@ -243,8 +243,10 @@ const (
 	formatDescription = 15
 	eventMariaDBGTID  = 162
 	rotateEvent       = 4
-	// logEventArtificial marks an event no server logged (LOG_EVENT_ARTIFICIAL_F).
+	// logEventArtificial marks an event no server logged (LOG_EVENT_ARTIFICIAL_F);
+	// binlogInUse a file its server had not closed (LOG_EVENT_BINLOG_IN_USE_F).
 	logEventArtificial   = 0x20
+	binlogInUse          = 0x1
 	gtidListEvent        = 163
 	startEncryptionEvent = 164
 )
@@ -469,6 +471,9 @@ type SalvageGuard struct {
 	// transaction is applied (its executed set and theirs, one GTID per domain):
 	// replication started again from there never fetches them a second time.
 	SlavePosAfter string
+	// UsingGTID is the candidate's Using_Gtid as read: a relay apply turns it to
+	// No, and it is put back.
+	UsingGTID string
 }
 
 // SalvagePlan is what applying a print adds to a candidate (CheckSalvage).

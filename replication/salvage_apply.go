@@ -168,10 +168,10 @@ END`, ReplicationLock, quote(g.BinlogState, false), quote(g.SlavePos, false))
 }
 
 // ApplySalvage applies script (a BinlogPrint's) to the server at addr, connecting
-// as d says, on one session: first a guard refuses a server that is writable,
-// whose GTID state is not g's, or whose replication lock another session holds;
-// then replication is stopped (the flow stopped its IO thread; its SQL thread has
-// applied its relay log), the script's statements run in order, each transaction
+// as d says, on one session: replication is stopped (the flow stopped its IO
+// thread; its SQL thread has applied its relay log), then a guard refuses a
+// server that is writable, whose GTID state is not g's, or whose replication lock
+// another session holds; the script's statements run in order, each transaction
 // committed with its own GTID, and gtid_slave_pos moves to g.SlavePosAfter. The
 // first error stops it: every transaction before it is committed, the one it hit
 // is rolled back when the session ends (InnoDB), none after it runs. ctx bounds
@@ -211,10 +211,12 @@ func ApplySalvage(ctx context.Context, d Dialer, addr string, script []byte, g S
 	}
 	defer a.close()
 	err = func() error {
-		if err := a.run(ctx, "the guard", salvageGuardQuery(g)+";"); err != nil {
+		// Stopped before the guard reads the GTID state: a SQL thread still running
+		// (a relay apply's) would commit after the guard.
+		if err := a.run(ctx, "STOP SLAVE", "STOP SLAVE;"); err != nil {
 			return err
 		}
-		if err := a.run(ctx, "STOP SLAVE", "STOP SLAVE;"); err != nil {
+		if err := a.run(ctx, "the guard", salvageGuardQuery(g)+";"); err != nil {
 			return err
 		}
 		for i, b := range batches {

@@ -71,7 +71,7 @@ func SalvageRelay(files []string, txns []BinlogTxn, max int) ([]byte, error) {
 			if err != nil {
 				return nil, fmt.Errorf("salvage relay: %s: %w", t.File, err)
 			}
-			out = append(append(out, fde...), rot...)
+			out = append(append(out, midFileFDE(fde)...), rot...)
 		}
 		if t.Pos < int64(len(binlogMagic)) || t.End-t.Pos < eventHeaderLen {
 			return nil, fmt.Errorf("salvage relay: transaction %s at %s:%d to %d: not a transaction's place", t.GTID, t.File, t.Pos, t.End)
@@ -96,16 +96,14 @@ func SalvageRelay(files []string, txns []BinlogTxn, max int) ([]byte, error) {
 // in a parallel worker, measured). It carries a checksum when fde says so, and
 // fde's server id.
 func fakeRotate(fde []byte, file string) ([]byte, error) {
-	ev, err := binlog.NewBinlogParser().Parse(fde)
-	if err != nil {
-		return nil, fmt.Errorf("its Format_description event: %w", err)
-	}
-	f, ok := ev.Event.(*binlog.FormatDescriptionEvent)
-	if !ok {
-		return nil, errors.New("its Format_description event does not read as one")
+	alg := fdeChecksum(fde)
+	switch alg {
+	case binlog.BINLOG_CHECKSUM_ALG_OFF, binlog.BINLOG_CHECKSUM_ALG_CRC32:
+	default:
+		return nil, fmt.Errorf("its Format_description event declares checksum algorithm %d", alg)
 	}
 	size := eventHeaderLen + 8 + len(file)
-	if f.ChecksumAlgorithm == binlog.BINLOG_CHECKSUM_ALG_CRC32 {
+	if alg == binlog.BINLOG_CHECKSUM_ALG_CRC32 {
 		size += 4
 	}
 	out := make([]byte, eventHeaderLen, size)
@@ -115,10 +113,45 @@ func fakeRotate(fde []byte, file string) ([]byte, error) {
 	binary.LittleEndian.PutUint16(out[17:19], logEventArtificial)
 	out = binary.LittleEndian.AppendUint64(out, uint64(len(binlogMagic)))
 	out = append(out, file...)
-	if f.ChecksumAlgorithm == binlog.BINLOG_CHECKSUM_ALG_CRC32 {
+	if alg == binlog.BINLOG_CHECKSUM_ALG_CRC32 {
 		out = binary.LittleEndian.AppendUint32(out, crc32.ChecksumIEEE(out))
 	}
 	return out, nil
+}
+
+// midFileFDE is fde as a primary sends it to a replica that starts in the middle
+// of its file: no position (the replica does not move its source position by it),
+// not marked in use, and created 0, so that the SQL thread does not take it for a
+// restart of its source (which drops the replicated temporary tables); its
+// checksum, when it has one, computed again.
+func midFileFDE(fde []byte) []byte {
+	out := bytes.Clone(fde)
+	const createdAt = eventHeaderLen + 2 + 50 // binlog version, server version
+	if len(out) < createdAt+4 {
+		return out
+	}
+	binary.LittleEndian.PutUint32(out[13:17], 0) // log_pos
+	binary.LittleEndian.PutUint16(out[17:19], binary.LittleEndian.Uint16(out[17:19])&^binlogInUse)
+	binary.LittleEndian.PutUint32(out[createdAt:createdAt+4], 0)
+	if fdeChecksum(out) == binlog.BINLOG_CHECKSUM_ALG_CRC32 {
+		n := len(out) - 4
+		binary.LittleEndian.PutUint32(out[n:], crc32.ChecksumIEEE(out[:n]))
+	}
+	return out
+}
+
+// fdeChecksum is the checksum algorithm a Format_description event declares (the
+// byte before its own checksum), BINLOG_CHECKSUM_ALG_UNDEF when it cannot be read.
+func fdeChecksum(fde []byte) byte {
+	ev, err := binlog.NewBinlogParser().Parse(fde)
+	if err != nil {
+		return binlog.BINLOG_CHECKSUM_ALG_UNDEF
+	}
+	f, ok := ev.Event.(*binlog.FormatDescriptionEvent)
+	if !ok {
+		return binlog.BINLOG_CHECKSUM_ALG_UNDEF
+	}
+	return f.ChecksumAlgorithm
 }
 
 // readFormatDescription reads a binary log file's Format_description event, the
@@ -145,8 +178,9 @@ func readFormatDescription(f io.ReaderAt) ([]byte, error) {
 
 // CheckRelay checks that relay holds txns and nothing else: the binary log
 // magic, then events whose sizes chain to its end and whose checksums hold (as
-// its Format_description events say), a Format_description event before any
-// transaction, it and Rotate events only between them, and each transaction, in order, starting
+// its Format_description events say: a file logged without checksums has none to
+// check), each Format_description event followed by a Rotate event naming the
+// file of the transactions after it, both only between transactions, and each transaction, in order, starting
 // with a GTID event of its GTID and as long as it was in its file (End - Pos).
 func CheckRelay(relay []byte, txns []BinlogTxn) error {
 	if len(txns) == 0 {
@@ -163,6 +197,8 @@ func CheckRelay(relay []byte, txns []BinlogTxn) error {
 	var got int64 // its bytes read so far
 	want := func() int64 { return txns[i].End - txns[i].Pos }
 	described := false
+	crc := false  // the last Format_description event declares CRC32 checksums
+	rotated := "" // the file the last Rotate event named; "" right after a Format_description event
 	for off := len(binlogMagic); off < len(relay); {
 		if len(relay)-off < eventHeaderLen {
 			return fmt.Errorf("check relay: it ends inside an event's header, at %d", off)
@@ -176,13 +212,27 @@ func CheckRelay(relay []byte, txns []BinlogTxn) error {
 			return fmt.Errorf("check relay: the event at %d: %w", off, err)
 		}
 		switch typ := ev[4]; {
-		case typ == formatDescription || typ == rotateEvent && described:
+		case typ == formatDescription:
 			if i >= 0 && got != want() {
-				return fmt.Errorf("check relay: a Format_description or Rotate event at %d, inside transaction %s", off, txns[i].GTID)
+				return fmt.Errorf("check relay: a Format_description event at %d, inside transaction %s", off, txns[i].GTID)
 			}
-			described = true
+			described, rotated = true, ""
+			crc = fdeChecksum(ev) == binlog.BINLOG_CHECKSUM_ALG_CRC32
 		case !described:
 			return fmt.Errorf("check relay: an event (type %d) at %d before any Format_description event", typ, off)
+		case typ == rotateEvent:
+			end := len(ev)
+			if crc {
+				end -= 4
+			}
+			if rotated != "" || end < eventHeaderLen+8 {
+				return fmt.Errorf("check relay: a Rotate event at %d not right after a Format_description event", off)
+			}
+			if rotated = string(ev[eventHeaderLen+8 : end]); rotated == "" {
+				return fmt.Errorf("check relay: the Rotate event at %d names no file", off)
+			}
+		case rotated == "":
+			return fmt.Errorf("check relay: an event (type %d) at %d where a Rotate event naming its file belongs", typ, off)
 		case typ == eventMariaDBGTID:
 			if i >= 0 && got != want() {
 				return fmt.Errorf("check relay: transaction %s is %d bytes, %d in its file", txns[i].GTID, got, want())
@@ -192,6 +242,9 @@ func CheckRelay(relay []byte, txns []BinlogTxn) error {
 			}
 			if g, err := gtidOf(ev); err != nil || g != txns[i].GTID {
 				return fmt.Errorf("check relay: transaction %d is %s (%v), listed as %s", i+1, g, err, txns[i].GTID)
+			}
+			if rotated != txns[i].File {
+				return fmt.Errorf("check relay: transaction %s follows a Rotate event naming %q, listed in %s", txns[i].GTID, rotated, txns[i].File)
 			}
 			got = 0
 		case i < 0:

@@ -51,22 +51,25 @@ type RelayApply struct {
 // server's own host (it writes one of the server's relay log files), as the
 // candidate's agent.
 //
-// On one session: a guard (ApplySalvage's) refuses a server that is writable,
-// whose GTID state is not g's, or whose replication lock another session holds,
-// and takes that lock; STOP SLAVE; two FLUSH RELAY LOGS give a relay log file the
-// server has closed and listed, which relay replaces; with slave_parallel_threads
-// at relayThreads when it was 0, CHANGE MASTER TO that file and START SLAVE
-// SQL_THREAD UNTIL the end of that file; then it waits for the
-// SQL thread to apply them all, to stop on an error (the transactions before it
-// are committed, none after it), or ctx's deadline less relayStopReserve. It
-// always ends with STOP SLAVE (workers finish the transactions they began) and
-// puts back slave_parallel_threads and Using_Gtid (relayBack); once everything is
-// applied it sets gtid_slave_pos to g.SlavePosAfter, as ApplySalvage does. A STOP SLAVE that
-// fails leaves the thread perhaps applying: the error wraps ErrSessionNotEnded.
-// An error before the SQL thread was started wraps ErrRelayNotStarted, and the
-// file written is put back as it was. The account needs RELOAD, REPLICATION
-// SLAVE ADMIN and READ_ONLY ADMIN; the agent, to write the server's relay log
-// files (overwrite).
+// On one session: STOP SLAVE, then a guard (ApplySalvage's) refuses a server that
+// is writable, whose GTID state is not g's, or whose replication lock another
+// session holds, and takes that lock; a server whose SQL thread would not apply
+// the copy as it is, and log it, is refused (relayRefusal); two FLUSH RELAY LOGS
+// give a relay log file the server has closed and listed, which relay overwrites;
+// with slave_parallel_threads at relayThreads when it was 0, CHANGE MASTER TO that
+// file and START SLAVE SQL_THREAD UNTIL its end. Up to there ctx may end it (the
+// coordinator gone: nothing starts); an error wraps ErrRelayNotStarted and the
+// file is put back as it was. Once started, ctx's cancellation no longer counts,
+// its deadline does: the SQL thread is waited for until it has applied them all,
+// stopped on an error (the transactions before it are committed, none after it),
+// or the deadline less relayStopReserve; then STOP SLAVE (workers finish the
+// transactions they began), slave_parallel_threads and Using_Gtid put back
+// (relayBack) and, everything applied, gtid_slave_pos set to g.SlavePosAfter, as
+// ApplySalvage does, all on the same session and before the deadline. A session
+// lost (killed: the coordinator took over, TakeOverRelay) or a stop not done in
+// time leaves the rest to the coordinator: the error wraps ErrSessionNotEnded.
+// The account needs RELOAD, REPLICATION SLAVE ADMIN and READ_ONLY ADMIN; the
+// agent, to write the server's relay log files (overwrite).
 func (in *Instance) ApplyRelay(ctx context.Context, relay []byte, txns []BinlogTxn, g SalvageGuard) (RelayApply, error) {
 	var out RelayApply
 	notStarted := func(err error) (RelayApply, error) {
@@ -89,6 +92,11 @@ func (in *Instance) ApplyRelay(ctx context.Context, relay []byte, txns []BinlogT
 	}
 	defer s.close()
 	defer s.unlockReplication(ctx)
+	// Stopped before the guard reads the GTID state: a SQL thread still running
+	// (an earlier apply's) would commit after the guard.
+	if err := s.execAs(ctx, "STOP SLAVE", "STOP SLAVE"); err != nil {
+		return notStarted(err)
+	}
 	if err := s.execAs(ctx, "the guard", salvageGuardQuery(g)); err != nil {
 		return notStarted(err)
 	}
@@ -99,15 +107,18 @@ func (in *Instance) ApplyRelay(ctx context.Context, relay []byte, txns []BinlogT
 	if err != nil {
 		return notStarted(fmt.Errorf("read where the relay logs are: %w", err))
 	}
+	if why, err := s.relayRefusal(ctx, txns); err != nil || why != "" {
+		if err == nil {
+			err = errors.New(why)
+		}
+		return notStarted(err)
+	}
 	index = underDir(datadir, index)
 	st, err := s.status(ctx)
 	if err != nil {
 		return notStarted(fmt.Errorf("read its replication: %w", err))
 	}
 	back := relayBack{threads: threads == 0, useGTID: st.MariaDB.UsingGTID}
-	if err := s.execAs(ctx, "STOP SLAVE", "STOP SLAVE"); err != nil {
-		return notStarted(err)
-	}
 	name, err := s.freshRelayLog(ctx, index)
 	if err != nil {
 		return notStarted(err)
@@ -121,22 +132,32 @@ func (in *Instance) ApplyRelay(ctx context.Context, relay []byte, txns []BinlogT
 	defer func() {
 		if !started {
 			if rerr := restore(); rerr != nil {
-				in.log.Warn("salvage: the relay log file written could not be put back; the SQL thread never read it")
+				in.log.Warn("salvage: the relay log file written could not be put back; the SQL thread never read it", zap.Error(rerr))
 			}
 		}
 	}()
 	out.Threads = threads
+	base := quote(filepath.Base(name), s.noBackslashEscapes) // the server puts its relay log directory before it
+	stmts := []string{fmt.Sprintf("CHANGE MASTER TO RELAY_LOG_FILE = %s, RELAY_LOG_POS = 4", base)}
 	if threads == 0 {
-		if err := s.execAs(ctx, "SET GLOBAL slave_parallel_threads", fmt.Sprintf("SET GLOBAL slave_parallel_threads = %d", relayThreads)); err != nil {
-			return notStarted(err)
-		}
+		stmts = append([]string{fmt.Sprintf("SET GLOBAL slave_parallel_threads = %d", relayThreads)}, stmts...)
 		out.Threads = relayThreads
 	}
-	err = s.execAs(ctx, "CHANGE MASTER TO RELAY_LOG_FILE", fmt.Sprintf("CHANGE MASTER TO RELAY_LOG_FILE = %s, RELAY_LOG_POS = 4", quote(relayName(name), s.noBackslashEscapes)))
-	if err == nil {
-		err = s.execAs(ctx, "START SLAVE SQL_THREAD", fmt.Sprintf("START SLAVE SQL_THREAD UNTIL RELAY_LOG_FILE = %s, RELAY_LOG_POS = %d",
-			quote(relayName(name), s.noBackslashEscapes), len(relay)))
+	for _, q := range stmts {
+		if err := s.execAs(ctx, q, q); err != nil {
+			if !s.broken {
+				if perr := back.put(ctx, s); perr != nil {
+					in.log.Warn("salvage: replication settings not put back after a relay apply that did not start", zap.Error(perr))
+				}
+			}
+			return notStarted(err)
+		}
 	}
+	if left := time.Until(dl); left < relayStopReserve+100*time.Millisecond {
+		_ = back.put(ctx, s)
+		return notStarted(fmt.Errorf("%s left: too little to apply and stop in", left.Round(time.Millisecond)))
+	}
+	err = s.execAs(ctx, "START SLAVE SQL_THREAD", fmt.Sprintf("START SLAVE SQL_THREAD UNTIL RELAY_LOG_FILE = %s, RELAY_LOG_POS = %d", base, len(relay)))
 	if err != nil && !s.broken {
 		// The server answered: the SQL thread was not started.
 		if perr := back.put(ctx, s); perr != nil {
@@ -145,6 +166,10 @@ func (in *Instance) ApplyRelay(ctx context.Context, relay []byte, txns []BinlogT
 		return notStarted(err)
 	}
 	started = true
+	// From here the coordinator going away does not end the apply: its own
+	// deadline does, and it stops the thread and puts the settings back in time.
+	ctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), dl)
+	defer cancel()
 	failpoint.Hit(failpoint.SalvageRelayStarted)
 	if err == nil {
 		err = s.awaitRelay(ctx, until, dl.Add(-relayStopReserve))
@@ -161,22 +186,68 @@ func (in *Instance) ApplyRelay(ctx context.Context, relay []byte, txns []BinlogT
 	return out, err
 }
 
+// relayRefusal says why the server's SQL thread would not apply txns as they are,
+// or not log them, "" when it would: the relay apply is refused then (the session's
+// apply does neither). Replication filters, skipped errors, IDEMPOTENT mode and
+// events marked for skip leave a transaction out while its GTID counts as
+// applied; a transaction of the server's own server_id is skipped; without
+// log_slave_updates the new primary's binary log would lack what was salvaged.
+func (s *serverConn) relayRefusal(ctx context.Context, txns []BinlogTxn) (string, error) {
+	var logBin, logSlaveUpdates bool
+	var serverID uint32
+	var mode, skipErrors, marked string
+	var filters [6]string
+	err := s.conn.QueryRowContext(ctx, `SELECT @@GLOBAL.log_bin, @@GLOBAL.log_slave_updates, @@GLOBAL.server_id, @@GLOBAL.slave_exec_mode,
+  @@GLOBAL.slave_skip_errors, @@GLOBAL.replicate_events_marked_for_skip,
+  @@GLOBAL.replicate_do_db, @@GLOBAL.replicate_ignore_db, @@GLOBAL.replicate_do_table, @@GLOBAL.replicate_ignore_table,
+  @@GLOBAL.replicate_wild_do_table, @@GLOBAL.replicate_wild_ignore_table`).
+		Scan(&logBin, &logSlaveUpdates, &serverID, &mode, &skipErrors, &marked, &filters[0], &filters[1], &filters[2], &filters[3], &filters[4], &filters[5])
+	if err != nil {
+		return "", fmt.Errorf("read its replication settings: %w", err)
+	}
+	switch {
+	case !logBin || !logSlaveUpdates:
+		return "the server would not log what its SQL thread applies (log_bin and log_slave_updates must be on)", nil
+	case !strings.EqualFold(mode, "STRICT"):
+		return "slave_exec_mode is " + mode + ", not STRICT", nil
+	case skipErrors != "" && !strings.EqualFold(skipErrors, "OFF"):
+		return "slave_skip_errors is set (" + skipErrors + ")", nil
+	case !strings.EqualFold(marked, "REPLICATE"):
+		return "replicate_events_marked_for_skip is " + marked, nil
+	case strings.Join(filters[:], "") != "":
+		return "replication filters are set (replicate_*)", nil
+	}
+	own := fmt.Sprintf("-%d-", serverID)
+	for _, t := range txns {
+		if d, rest, ok := strings.Cut(t.GTID, "-"); ok && strings.HasPrefix("-"+rest, own) && d != "" {
+			return fmt.Sprintf("transaction %s is of this server's own server_id, which its SQL thread skips", t.GTID), nil
+		}
+	}
+	return "", nil
+}
+
 // awaitRelay waits until the SQL thread has applied until (gtid_slave_pos), or
-// stopped short of it, or the time is up.
+// stopped short of it, or the time is up (by).
 func (s *serverConn) awaitRelay(ctx context.Context, until string, by time.Time) error {
+	ctx, cancel := context.WithDeadline(ctx, by)
+	defer cancel()
 	reached := func(wait time.Duration) (bool, error) {
-		qctx, cancel := context.WithDeadline(ctx, time.Now().Add(wait+time.Second))
-		defer cancel()
 		var r sql.NullInt64
-		if err := s.conn.QueryRowContext(qctx, "SELECT MASTER_GTID_WAIT(?, ?)", until, wait.Seconds()).Scan(&r); err != nil {
-			s.broken = true
-			s.conn.Close()
+		if err := s.conn.QueryRowContext(ctx, "SELECT MASTER_GTID_WAIT(?, ?)", until, wait.Seconds()).Scan(&r); err != nil {
+			if ctx.Err() != nil {
+				// The wait outlived by: the driver closed the connection.
+				s.broken = true
+				if kerr := s.kill(context.WithoutCancel(ctx)); kerr != nil {
+					return false, kerr
+				}
+				return false, fmt.Errorf("the SQL thread had not applied up to %s in time", until)
+			}
 			return false, fmt.Errorf("wait for the SQL thread: %w", err)
 		}
 		return r.Valid && r.Int64 == 0, nil
 	}
 	for {
-		left := time.Until(by)
+		left := time.Until(by) - 20*time.Millisecond // the server's wait ends before ctx's
 		if left <= 0 {
 			return fmt.Errorf("the SQL thread had not applied up to %s in time", until)
 		}
@@ -226,35 +297,91 @@ func (b relayBack) put(ctx context.Context, s *serverConn) error {
 	return errors.Join(errs...)
 }
 
-// stopRelay ends a relay apply: STOP SLAVE (on s, or on a new session if s was
-// abandoned), then what back says is put back, before ctx's deadline (whoever
-// asked for the apply acts on the candidate after it) even when ctx was
-// cancelled. A STOP SLAVE that fails wraps ErrSessionNotEnded, and so does an end
-// past ctx's deadline, which changes nothing.
+// stopRelay ends a relay apply on its own session s, before ctx's deadline (the
+// coordinator acts on the candidate after it): STOP SLAVE, then what back says
+// is put back. It changes nothing once that deadline has passed (a stall) or
+// when s was lost (killed by the coordinator taking over, or broken): the
+// coordinator does it then, and the error wraps ErrSessionNotEnded, as does a
+// STOP SLAVE that fails.
 func (in *Instance) stopRelay(ctx context.Context, s *serverConn, back relayBack) error {
 	dl, _ := ctx.Deadline() // ApplyRelay has one
-	if !time.Now().Before(dl) {
-		// Late (a stalled agent resumed past its deadline): the coordinator that
-		// asked has stopped waiting, stopped the SQL thread itself, and may have
-		// promoted this server since. Nothing is changed now.
-		in.log.Warn("salvage: the relay apply ended past its deadline; the SQL thread and the replication settings are left as the coordinator left them")
+	switch {
+	case !time.Now().Before(dl):
+		in.log.Warn("salvage: the relay apply ended past its deadline; the SQL thread and the replication settings are left to the coordinator")
 		return fmt.Errorf("%w: the relay apply ended past its deadline", ErrSessionNotEnded)
+	case s.broken:
+		return fmt.Errorf("%w: the relay apply's session was lost; the SQL thread is left to the coordinator", ErrSessionNotEnded)
 	}
-	sctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), dl)
-	defer cancel()
-	if s.broken {
-		var err error
-		if s, err = in.open(sctx); err != nil {
-			return fmt.Errorf("%w: stop the SQL thread: %w", ErrSessionNotEnded, err)
-		}
-		defer s.close()
-	}
-	if err := s.execAs(sctx, "STOP SLAVE", "STOP SLAVE"); err != nil {
+	if err := s.execAs(ctx, "STOP SLAVE", "STOP SLAVE"); err != nil {
 		return fmt.Errorf("%w: the SQL thread may still apply the salvage: %w", ErrSessionNotEnded, err)
 	}
-	if err := back.put(sctx, s); err != nil {
+	if err := back.put(ctx, s); err != nil {
 		in.log.Warn("salvage: replication settings not put back after a relay apply", zap.Error(err))
 		return err
+	}
+	return nil
+}
+
+// RelaySettings are what a relay apply changes on a candidate, as read before it.
+type RelaySettings struct {
+	Threads   int    // slave_parallel_threads
+	UsingGTID string // Using_Gtid
+}
+
+// ParallelThreads reads slave_parallel_threads.
+func (in *Instance) ParallelThreads(ctx context.Context) (int, error) {
+	var n int
+	err := in.call(ctx, in.timeout, func(ctx context.Context, s *serverConn) error {
+		return s.conn.QueryRowContext(ctx, "SELECT @@GLOBAL.slave_parallel_threads").Scan(&n)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("slave_parallel_threads of %s: %w", in.name, err)
+	}
+	return n, nil
+}
+
+// TakeOverRelay ends a relay apply whose agent's answer did not settle it (none
+// came, or it said the apply started and failed): from the coordinator, within
+// ctx. It waits up to wait for the server to have executed until (a SQL thread
+// left running by a killed agent goes on), ends the session that holds the
+// server's replication lock (the agent's apply session, if it still runs: it then
+// changes nothing more, stopRelay) and waits until it is gone, runs STOP SLAVE,
+// and puts prior back (slave_parallel_threads; Using_Gtid, which discards the
+// relay logs). What the server has once it returns is final; an error that says
+// otherwise wraps ErrSessionNotEnded.
+func (in *Instance) TakeOverRelay(ctx context.Context, prior RelaySettings, until GTIDSet, wait time.Duration) error {
+	if wait > 0 && !until.IsEmpty() {
+		_ = in.WaitExecuted(ctx, until, wait) // a timeout or an error: the stop follows
+	}
+	err := in.call(ctx, in.timeout, func(ctx context.Context, s *serverConn) error {
+		var holder sql.NullInt64
+		if err := s.conn.QueryRowContext(ctx, "SELECT IS_USED_LOCK(?)", ReplicationLock).Scan(&holder); err != nil {
+			return fmt.Errorf("%w: who holds the replication lock: %w", ErrSessionNotEnded, err)
+		}
+		if holder.Valid && holder.Int64 != s.id {
+			if err := in.endSession(ctx, holder.Int64); err != nil {
+				return err
+			}
+		}
+		if err := s.exec(ctx, "STOP SLAVE"); err != nil {
+			return fmt.Errorf("%w: %w", ErrSessionNotEnded, err)
+		}
+		var threads int
+		var errs []error
+		if err := s.conn.QueryRowContext(ctx, "SELECT @@GLOBAL.slave_parallel_threads").Scan(&threads); err != nil || threads != prior.Threads {
+			errs = append(errs, s.exec(ctx, fmt.Sprintf("SET GLOBAL slave_parallel_threads = %d", prior.Threads)))
+		}
+		st, err := s.status(ctx)
+		if err != nil || st.MariaDB.UsingGTID != prior.UsingGTID {
+			switch prior.UsingGTID {
+			case "Slave_Pos", "Current_Pos":
+				errs = append(errs, s.exec(ctx, "CHANGE MASTER TO MASTER_USE_GTID = "+strings.ToLower(prior.UsingGTID)))
+			}
+		}
+		return errors.Join(errs...)
+	})
+	if err != nil {
+		return fmt.Errorf("take over the relay apply on %s: %w", in.name, err)
 	}
 	return nil
 }
@@ -311,15 +438,6 @@ func readRelayIndex(index string) ([]string, error) {
 		return nil, fmt.Errorf("read the relay log index: %w", err)
 	}
 	return out, nil
-}
-
-// relayName is how CHANGE MASTER TO RELAY_LOG_FILE names a file its index lists:
-// a name relative to the data directory ("./relay-bin.000003") by its base name.
-func relayName(name string) string {
-	if filepath.IsAbs(name) {
-		return name
-	}
-	return filepath.Base(name)
 }
 
 // underDir resolves a path the server gives relative to its data directory.

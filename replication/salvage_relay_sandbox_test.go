@@ -31,6 +31,10 @@ func TestApplyRelay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	n2, err := sb.Node("db2")
+	if err != nil {
+		t.Fatal(err)
+	}
 	c.exec(t, "db1", "CREATE TABLE sandbox.relay (id INT PRIMARY KEY, v TEXT) DEFAULT CHARSET=utf8mb4")
 	waitAll(t, c, "db1", "db2")
 	// As a replica just pointed at its source (Follow's CHANGE MASTER) has it: no
@@ -156,9 +160,17 @@ func TestApplyRelay(t *testing.T) {
 	}
 	c.exec(t, "db1", more...)
 	cp = copyTail()
-	_, err = c.inst["db2"].ApplyRelay(ctxFor(t, 400*time.Millisecond), cp.relay, cp.txns, cp.g)
+	// A server whose SQL thread would leave a transaction out while counting its
+	// GTID as applied: refused before anything (the session's apply does not skip).
+	c.exec(t, "db2", "SET GLOBAL slave_exec_mode = 'IDEMPOTENT'")
+	_, err = c.inst["db2"].ApplyRelay(ctxFor(t, 2*time.Second), cp.relay, cp.txns, cp.g)
+	c.exec(t, "db2", "SET GLOBAL slave_exec_mode = 'STRICT'")
+	if !errors.Is(err, replication.ErrRelayNotStarted) || !strings.Contains(err.Error(), "IDEMPOTENT") {
+		t.Fatalf("slave_exec_mode IDEMPOTENT: %v, want not started, and why", err)
+	}
+	_, err = c.inst["db2"].ApplyRelay(ctxFor(t, 600*time.Millisecond), cp.relay, cp.txns, cp.g)
 	if err == nil {
-		t.Fatalf("20000 transactions applied within 400ms: make the test's load larger")
+		t.Fatalf("20000 transactions applied within 600ms: make the test's load larger")
 	}
 	if errors.Is(err, replication.ErrRelayNotStarted) || errors.Is(err, replication.ErrSessionNotEnded) {
 		t.Fatalf("a cut apply: %v, want started and ended", err)
@@ -176,6 +188,43 @@ func TestApplyRelay(t *testing.T) {
 		t.Fatalf("db2 has %d of the late rows up to id %d, slave_parallel_threads %d, SQL thread %s: want a prefix, 0, stopped", n, maxID, threads(), after.SQLThread)
 	}
 	t.Logf("cut at its deadline: %d of 20000 applied (%v)", n, err)
+
+	// The coordinator settling an apply its candidate's agent left (killed in the
+	// middle): the lock holder's session ended, replication stopped, the worker
+	// count and Using_Gtid put back, the relay logs discarded.
+	holder, err := c.root["db2"].Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	var got1 int
+	if err := holder.QueryRowContext(ctx, "SELECT GET_LOCK(?, 1)", replication.ReplicationLock).Scan(&got1); err != nil || got1 != 1 {
+		t.Fatalf("take the replication lock: %d, %v", got1, err)
+	}
+	var index string
+	if err := c.root["db2"].QueryRowContext(ctx, "SELECT @@GLOBAL.relay_log_index").Scan(&index); err != nil {
+		t.Fatal(err)
+	}
+	c.exec(t, "db2", "STOP SLAVE", "FLUSH RELAY LOGS")
+	b, err := os.ReadFile(filepath.Join(n2.Datadir, filepath.Base(index)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := strings.Fields(string(b))
+	c.exec(t, "db2", "SET GLOBAL slave_parallel_threads = 16",
+		fmt.Sprintf("CHANGE MASTER TO RELAY_LOG_FILE = '%s', RELAY_LOG_POS = 4", filepath.Base(names[len(names)-1])))
+	if st := c.status(t, "db2"); st.MariaDB.UsingGTID != "No" {
+		t.Fatalf("Using_Gtid %q after CHANGE MASTER TO RELAY_LOG_FILE, want No (what the takeover puts back)", st.MariaDB.UsingGTID)
+	}
+	if err := c.inst["db2"].TakeOverRelay(ctxFor(t, 5*time.Second), replication.RelaySettings{Threads: 0, UsingGTID: "Slave_Pos"}, replication.GTIDSet{}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.PingContext(ctx); err == nil {
+		t.Fatal("the replication lock's holder still runs after the takeover")
+	}
+	if st := c.status(t, "db2"); st.MariaDB.UsingGTID != "Slave_Pos" || threads() != 0 || st.SQLThread != replication.ThreadStopped {
+		t.Fatalf("after the takeover: Using_Gtid %q, slave_parallel_threads %d, SQL thread %s; want Slave_Pos, 0, stopped", st.MariaDB.UsingGTID, threads(), st.SQLThread)
+	}
 
 	// The rest, then a transaction that fails on db2 (its row is there already):
 	// the SQL thread stops there, what came before it is applied, it and what

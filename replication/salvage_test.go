@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -342,11 +343,18 @@ func TestSalvageRelay(t *testing.T) {
 	if len(relay) != size {
 		t.Errorf("relay of %d bytes, want %d: the magic, two Format_description and Rotate events, and the transactions", len(relay), size)
 	}
+	// The Format_description event is as a primary sends it from the middle of
+	// its file: no position, not in use, created 0, its checksum computed again.
+	fdeSize := int(binary.LittleEndian.Uint32(relay[4+9:]))
+	fde := relay[4 : 4+fdeSize]
+	if binary.LittleEndian.Uint32(fde[13:17]) != 0 || binary.LittleEndian.Uint16(fde[17:19])&binlogInUse != 0 ||
+		binary.LittleEndian.Uint32(fde[eventHeaderLen+52:]) != 0 || binary.LittleEndian.Uint32(fde[len(fde)-4:]) != crc32.ChecksumIEEE(fde[:len(fde)-4]) {
+		t.Errorf("the copy's Format_description event %x: want log_pos 0, not in use, created 0, a valid checksum", fde)
+	}
 	// The Rotate event after the first Format_description event names its file,
 	// as a replica's IO thread writes it, and its checksum holds.
 	p := binlog.NewBinlogParser()
 	p.SetVerifyChecksum(true)
-	fdeSize := int(binary.LittleEndian.Uint32(relay[4+9:]))
 	if _, err := p.Parse(relay[4 : 4+fdeSize]); err != nil {
 		t.Fatal(err)
 	}
@@ -383,6 +391,11 @@ func TestSalvageRelay(t *testing.T) {
 	longer[1].End += 10
 	refused("a transaction listed longer", relay, longer)
 	refused("no magic", relay[4:], txns)
+	noRotate := append(bytes.Clone(relay[:rotAt]), relay[rotAt+int(binary.LittleEndian.Uint32(relay[rotAt+9:])):]...)
+	refused("a Format_description event without its Rotate event", noRotate, txns)
+	moved := slices.Clone(txns)
+	moved[0].File = "mysql-bin.000009"
+	refused("a transaction listed in another file than its Rotate event names", relay, moved)
 	refused("nothing listed", relay, nil)
 	if _, err := SalvageRelay(salvageFiles[1:], txns, MaxSalvage); err == nil {
 		t.Error("a relay of a file not read was built")

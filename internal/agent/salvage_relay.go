@@ -47,8 +47,11 @@ const (
 	// relayAnswerMargin is the part of the coordinator's time left for the
 	// request's way there and the answer's way back.
 	relayAnswerMargin = 100 * time.Millisecond
-	// relayStopTimeout bounds the coordinator's own stop of the candidate's SQL
-	// thread, when the candidate's agent's answer never came.
+	// relayMarginPerMiB adds to it for each MiB of the relay copy (encoding,
+	// transfer, decoding).
+	relayMarginPerMiB = 20 * time.Millisecond
+	// relayStopTimeout bounds the coordinator's own settling of a relay apply its
+	// candidate's agent did not settle (TakeOverRelay), past any wait.
 	relayStopTimeout = time.Second
 )
 
@@ -152,9 +155,10 @@ func (s *salvager) applyRelay(ctx context.Context, req RelayRequest, intent *clu
 	if budget <= 0 {
 		return refuse("no time to apply in")
 	}
-	// Not ended by the coordinator going away: the apply runs to its own end, and
-	// stops the SQL thread and puts the settings back before its deadline.
-	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), budget)
+	// The coordinator going away (its connection closed) ends the apply if the SQL
+	// thread was not started yet; once it is, the apply runs to its own end
+	// (ApplyRelay), before its deadline.
+	actx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	start := time.Now()
 	res, err := s.local.ApplyRelay(actx, req.Relay, req.Txns, req.Guard)
@@ -170,68 +174,81 @@ func (s *salvager) applyRelay(ctx context.Context, req RelayRequest, intent *clu
 
 // Apply applies tail to the candidate to (failover.Salvager): through its agent
 // and its server's SQL thread when tail holds a relay copy, else, or when that
-// agent did not start it, through a session of Baton's account.
+// agent did not start it, through a session of Baton's account. Whatever the
+// candidate's agent did not settle (no answer came, or it started and failed) the
+// coordinator settles itself before it returns (replication.TakeOverRelay), so
+// that what the candidate has then is final and its settings are back.
 func (s *salvager) Apply(ctx context.Context, to failover.SalvageTarget, tail failover.SalvageTail, g replication.SalvageGuard) (string, error) {
 	session := "a session of Baton's account"
-	if len(tail.Relay) == 0 || to.Agent == "" || !s.on() {
+	applySession := func(why string) (string, error) {
+		if why != "" {
+			s.cfg.Log.Warn("salvage: applying through a session", zap.String("candidate", to.Node), zap.String("why", why))
+			session += " (" + why + ")"
+		}
 		return session, replication.ApplySalvage(ctx, s.cfg.Dialer, to.Addr, tail.Script, g)
 	}
+	if len(tail.Relay) == 0 || to.Agent == "" || !s.on() {
+		return applySession("")
+	}
+	db, err := s.cfg.Dialer.Open(to.Addr)
+	if err != nil {
+		return applySession(err.Error())
+	}
+	defer db.Close()
+	cand, err := replication.New(db, replication.Config{Name: to.Node, Flavor: replication.FlavorMariaDB, NoSpare: true})
+	if err != nil {
+		return applySession(err.Error())
+	}
+	defer cand.Close()
+	// What the relay apply changes, to put back if its agent does not.
+	threads, err := cand.ParallelThreads(ctx)
+	if err != nil {
+		return applySession(err.Error())
+	}
+	prior := replication.RelaySettings{Threads: threads, UsingGTID: g.UsingGTID}
 	a, err := s.askRelay(ctx, to, tail, g)
 	via := to.Node + "'s replication SQL thread"
 	if a.Threads > 0 {
 		via += fmt.Sprintf(" (%d workers)", a.Threads)
 	}
+	settle := func(wait time.Duration) error {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), wait+relayStopTimeout)
+		defer cancel()
+		until, _ := replication.ParseGTIDSet(replication.FlavorMariaDB, g.SlavePosAfter)
+		return cand.TakeOverRelay(sctx, prior, until, wait)
+	}
 	switch {
 	case err == nil && a.Error == "":
 		return via, nil
 	case err == nil && !a.Started, errors.Is(err, syscall.ECONNREFUSED):
-		// Nothing was given to the SQL thread: the session's apply, behind the same
-		// guard, in the time left.
+		// Nothing was given to the SQL thread: what the agent changed before it
+		// stopped is put back, then the session's apply, behind the same guard, in
+		// the time left.
 		why := a.Error
 		if err != nil {
 			why = err.Error()
 		}
-		s.cfg.Log.Warn("salvage: the candidate's agent did not start the relay apply; applying through a session", zap.String("candidate", to.Node), zap.String("why", why))
-		session += fmt.Sprintf(" (%s's agent did not start the relay apply: %s)", to.Node, why)
-		return session, replication.ApplySalvage(ctx, s.cfg.Dialer, to.Addr, tail.Script, g)
+		if serr := settle(0); serr != nil {
+			s.cfg.Log.Warn("salvage: the candidate's replication settings not put back after a relay apply that did not start", zap.Error(serr))
+		}
+		return applySession(to.Node + "'s agent did not start the relay apply: " + why)
 	case err == nil:
-		return via, errors.New(a.Error)
+		err = errors.New(a.Error)
+		if serr := settle(0); serr != nil {
+			return via, fmt.Errorf("%w; and %w", err, serr)
+		}
+		return via, err
 	}
 	// No answer: the SQL thread may be applying (an agent killed in the middle
-	// leaves it running). It is given what is left of the apply's time, then
-	// stopped here, so that what the candidate has once this returns is final.
-	if serr := s.finishCandidate(ctx, to, g); serr != nil {
-		return via, fmt.Errorf("%s's agent did not answer (%w), and its SQL thread could not be stopped: %w", to.Node, err, serr)
+	// leaves it running). It is given what is left of the apply's time.
+	wait := time.Duration(0)
+	if dl, ok := ctx.Deadline(); ok {
+		wait = max(time.Until(dl), 0)
+	}
+	if serr := settle(wait); serr != nil {
+		return via, fmt.Errorf("%s's agent did not answer (%w), and the relay apply could not be settled: %w", to.Node, err, serr)
 	}
 	return via, fmt.Errorf("%s's agent did not answer (%w); its SQL thread was given the apply's time, then stopped", to.Node, err)
-}
-
-// finishCandidate waits, within ctx, for the candidate to have executed
-// g.SlavePosAfter (what a SQL thread left applying the salvage reaches), then
-// stops its replication threads through a session of Baton's account, within
-// relayStopTimeout of its own. A stop that fails wraps ErrSessionNotEnded.
-func (s *salvager) finishCandidate(ctx context.Context, to failover.SalvageTarget, g replication.SalvageGuard) error {
-	db, err := s.cfg.Dialer.Open(to.Addr)
-	if err != nil {
-		return fmt.Errorf("%w: %w", replication.ErrSessionNotEnded, err)
-	}
-	defer db.Close()
-	in, err := replication.New(db, replication.Config{Name: to.Node, Flavor: replication.FlavorMariaDB, NoSpare: true})
-	if err != nil {
-		return fmt.Errorf("%w: %w", replication.ErrSessionNotEnded, err)
-	}
-	defer in.Close()
-	if after, err := replication.ParseGTIDSet(replication.FlavorMariaDB, g.SlavePosAfter); err == nil {
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) > 10*time.Millisecond {
-			_ = in.WaitExecuted(ctx, after, time.Until(dl)) // a timeout or an error: the stop follows
-		}
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), relayStopTimeout)
-	defer cancel()
-	if err := in.StopReplication(sctx); err != nil {
-		return fmt.Errorf("%w: %w", replication.ErrSessionNotEnded, err)
-	}
-	return nil
 }
 
 // askRelay sends the relay apply request to the candidate's agent and reads its
@@ -245,8 +262,11 @@ func (s *salvager) askRelay(ctx context.Context, to failover.SalvageTarget, tail
 	if _, err := rand.Read(nonce); err != nil {
 		return RelayAnswer{}, fmt.Errorf("no random nonce: %w", err)
 	}
+	// The candidate's time ends before this side's by more than the request's way
+	// there and the answer's way back.
+	margin := relayAnswerMargin + time.Duration(len(tail.Relay)>>20)*relayMarginPerMiB
 	req := RelayRequest{Cluster: s.cfg.Cluster, From: s.cfg.Node, Node: to.Node, Txns: tail.Txns, Relay: tail.Relay, Guard: g,
-		Budget: time.Until(dl) - relayAnswerMargin, Nonce: hex.EncodeToString(nonce), Sent: time.Now().UTC()}
+		Budget: time.Until(dl) - margin, Nonce: hex.EncodeToString(nonce), Sent: time.Now().UTC()}
 	body, err := json.Marshal(req)
 	if err != nil {
 		return RelayAnswer{}, err
@@ -288,10 +308,11 @@ func (s *salvager) askRelay(ctx context.Context, to failover.SalvageTarget, tail
 }
 
 // relayWritable says why a salvage applied to this node could not be written to
-// its server's relay log files ("" when it could, or when there are none yet to
-// tell): the agent needs write access to them (the mysql group: the server
-// makes them 0660; with systemd, a ReadWritePaths= for their directory). Such a
-// salvage then goes through a session of Baton's account, slower.
+// its server's relay log files, as far as the relay log index tells (the server
+// makes both alike: 0660, in the same directory), "" when it could or there is
+// no index yet to tell: the agent needs write access to them (the mysql group;
+// with systemd, a ReadWritePaths= for their directory). Such a salvage then goes
+// through a session of Baton's account, slower.
 func (s *salvager) relayWritable() string {
 	s.mu.Lock()
 	index := s.files.RelayIndex
