@@ -300,6 +300,22 @@ func TestSalvage(t *testing.T) {
 				replicaOf(t, c, n, primary)
 			}
 		}
+		// The worker count the apply raised is back on every node: put back by the
+		// coordinator taking over, or, when the killed agent was the coordinator,
+		// by that agent when it started again.
+		for _, n := range append(others, old) {
+			sandboxtest.WaitFor(t, 15*time.Second, n+"'s slave_parallel_threads back to 0", func() bool {
+				db, err := c.RootDB(n)
+				if err != nil {
+					return false
+				}
+				defer db.Close()
+				qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				defer cancel()
+				var threads int
+				return db.QueryRowContext(qctx, "SELECT @@GLOBAL.slave_parallel_threads").Scan(&threads) == nil && threads == 0
+			})
+		}
 	})
 
 	run("torn tail", func(t *testing.T) {

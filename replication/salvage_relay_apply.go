@@ -17,13 +17,13 @@ import (
 	"github.com/baton-ha/baton/internal/failpoint"
 )
 
-// relayThreads is how many parallel replication workers the relay apply runs on a
+// RelayThreads is how many parallel replication workers the relay apply runs on a
 // candidate that runs none (slave_parallel_threads = 0); one that runs some keeps
 // its own number, and its own slave_parallel_mode. Measured on the sandbox's disk,
 // a replica catching up 1,000 one-row transactions: 83-104 ms with 16 workers,
 // 90-116 ms with 8, 139-173 ms with 4, about 300 ms with none (and as long
 // through one session).
-const relayThreads = 16
+const RelayThreads = 16
 
 // relayStopReserve is the part of its time the relay apply keeps to stop the SQL
 // thread and put back what it changed.
@@ -56,7 +56,7 @@ type RelayApply struct {
 // session holds, and takes that lock; a server whose SQL thread would not apply
 // the copy as it is, and log it, is refused (relayRefusal); two FLUSH RELAY LOGS
 // give a relay log file the server has closed and listed, which relay overwrites;
-// with slave_parallel_threads at relayThreads when it was 0, CHANGE MASTER TO that
+// with slave_parallel_threads at RelayThreads when it was 0, CHANGE MASTER TO that
 // file and START SLAVE SQL_THREAD UNTIL its end. Up to there ctx may end it (the
 // coordinator gone: nothing starts); an error wraps ErrRelayNotStarted and the
 // file is put back as it was. Once started, ctx's cancellation no longer counts,
@@ -140,8 +140,8 @@ func (in *Instance) ApplyRelay(ctx context.Context, relay []byte, txns []BinlogT
 	base := quote(filepath.Base(name), s.noBackslashEscapes) // the server puts its relay log directory before it
 	stmts := []string{fmt.Sprintf("CHANGE MASTER TO RELAY_LOG_FILE = %s, RELAY_LOG_POS = 4", base)}
 	if threads == 0 {
-		stmts = append([]string{fmt.Sprintf("SET GLOBAL slave_parallel_threads = %d", relayThreads)}, stmts...)
-		out.Threads = relayThreads
+		stmts = append([]string{fmt.Sprintf("SET GLOBAL slave_parallel_threads = %d", RelayThreads)}, stmts...)
+		out.Threads = RelayThreads
 	}
 	for _, q := range stmts {
 		if err := s.execAs(ctx, q, q); err != nil {
@@ -338,6 +338,48 @@ func (in *Instance) ParallelThreads(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("slave_parallel_threads of %s: %w", in.name, err)
 	}
 	return n, nil
+}
+
+// SetParallelThreads sets slave_parallel_threads, holding the replication lock
+// (ReplicationLock, waited for as long as ctx allows: ErrBusy). The server takes it
+// only while replication is stopped: the threads that run are stopped for it and
+// started again, each alone.
+func (in *Instance) SetParallelThreads(ctx context.Context, n int) error {
+	err := in.call(ctx, in.timeout, func(ctx context.Context, s *serverConn) error {
+		if err := s.lockReplication(ctx); err != nil {
+			return err
+		}
+		defer s.unlockReplication(ctx)
+		st, err := s.status(ctx)
+		if err != nil {
+			return err
+		}
+		// Each thread that runs is started again, and only those: one a failover
+		// stopped stays stopped.
+		var again []string
+		if st.IOThread != ThreadStopped {
+			again = append(again, "START SLAVE IO_THREAD")
+		}
+		if st.SQLThread != ThreadStopped {
+			again = append(again, "START SLAVE SQL_THREAD")
+		}
+		if len(again) > 0 {
+			if err := s.exec(ctx, "STOP SLAVE"); err != nil {
+				return err
+			}
+		}
+		err = s.exec(ctx, fmt.Sprintf("SET GLOBAL slave_parallel_threads = %d", n))
+		for _, q := range again {
+			if serr := s.exec(ctx, q); serr != nil {
+				err = errors.Join(err, serr)
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("slave_parallel_threads of %s: %w", in.name, err)
+	}
+	return nil
 }
 
 // TakeOverRelay ends a relay apply whose agent's answer did not settle it (none

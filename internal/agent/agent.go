@@ -238,6 +238,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	} else if why := a.sv.relayWritable(); why != "" && a.sv.on() {
 		a.log.Warn("salvage onto this node goes through a session of Baton's account, not its SQL thread (slower): " + why)
 	}
+	a.sv.settleRelayLeftover(ctx)
 	a.checkCanEnd()
 	if a.sv.on() {
 		salvage = a.sv

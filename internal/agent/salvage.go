@@ -128,7 +128,9 @@ type salvageConfig struct {
 	Binlog string
 	// Dialer is how Baton's account connects to a candidate to apply.
 	Dialer replication.Dialer
-	Log    *zap.Logger
+	// StateDir is the agent's state_dir: a relay apply's record (relayMarkFile).
+	StateDir string
+	Log      *zap.Logger
 }
 
 // salvager is one agent's salvage: failover.Salvager as a coordinator, the
@@ -544,7 +546,7 @@ func readSalvageAnswer(secret []byte, req SalvageRequest, status int, body []byt
 // failed primary's agent reads its binary logs with.
 func (a *Agent) newSalvager() *salvager {
 	cfg := a.cfg
-	sc := salvageConfig{Cluster: cfg.Cluster, Node: cfg.Node, LocalAddr: cfg.LocalAddr(),
+	sc := salvageConfig{Cluster: cfg.Cluster, Node: cfg.Node, LocalAddr: cfg.LocalAddr(), StateDir: cfg.StatePath(),
 		Log: a.log.With(zap.String("component", "salvage"))}
 	d, derr := cfg.Dialer()
 	sc.Dialer = d

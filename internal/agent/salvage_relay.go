@@ -22,6 +22,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -160,8 +162,20 @@ func (s *salvager) applyRelay(ctx context.Context, req RelayRequest, intent *clu
 	// (ApplyRelay), before its deadline.
 	actx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
+	// What the apply may leave changed if this agent dies in the middle, and the
+	// coordinator with it (when it was this agent): put back when it starts again.
+	prior, err := s.local.ParallelThreads(actx)
+	if err != nil {
+		return refuse(err.Error())
+	}
+	if err := s.mark(relayMark{Threads: prior, At: time.Now().UTC()}); err != nil {
+		return refuse("record the replication settings before the apply: " + err.Error())
+	}
 	start := time.Now()
 	res, err := s.local.ApplyRelay(actx, req.Relay, req.Txns, req.Guard)
+	if !errors.Is(err, replication.ErrSessionNotEnded) {
+		s.unmark() // the apply put them back, or never changed them
+	}
 	a.Took, a.Threads = time.Since(start), res.Threads
 	a.Started = !errors.Is(err, replication.ErrRelayNotStarted)
 	if err != nil {
@@ -324,4 +338,75 @@ func (s *salvager) relayWritable() string {
 		return fmt.Sprintf("the server's relay log files (%s) are not writable by this agent (%v)", index, err)
 	}
 	return ""
+}
+
+// relayMarkFile, in the agent's state_dir, holds slave_parallel_threads as it was
+// before a relay apply this agent ran, until that apply has put it back (or the
+// coordinator has: TakeOverRelay). An agent killed in the middle, and the
+// coordinator with it (often the same agent), would leave the server at
+// RelayThreads workers: the next start puts it back (settleRelayLeftover).
+const relayMarkFile = "salvage-relay.json"
+
+type relayMark struct {
+	Threads int       `json:"threads"`
+	At      time.Time `json:"at"`
+}
+
+// mark records m (no state_dir: nothing to record in, nothing recorded).
+func (s *salvager) mark(m relayMark) error {
+	if s.cfg.StateDir == "" {
+		return nil
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(s.cfg.StateDir, relayMarkFile)
+	if err := os.WriteFile(path+".new", b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(path+".new", path)
+}
+
+func (s *salvager) unmark() {
+	if s.cfg.StateDir != "" {
+		if err := os.Remove(filepath.Join(s.cfg.StateDir, relayMarkFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.cfg.Log.Warn("salvage: remove the relay apply's record", zap.Error(err))
+		}
+	}
+}
+
+// settleRelayLeftover puts back what a relay apply of an earlier agent left
+// changed (relayMarkFile): slave_parallel_threads, when the server still runs
+// RelayThreads workers, which only the apply sets. A server that cannot be read or
+// set keeps the record for the next start.
+func (s *salvager) settleRelayLeftover(ctx context.Context) {
+	if s.cfg.StateDir == "" || s.local == nil {
+		return
+	}
+	b, err := os.ReadFile(filepath.Join(s.cfg.StateDir, relayMarkFile))
+	if err != nil {
+		return // none (or unreadable: nothing to go by)
+	}
+	var m relayMark
+	if err := json.Unmarshal(b, &m); err != nil {
+		s.cfg.Log.Warn("salvage: a relay apply's record that does not read: forgotten", zap.Error(err))
+		s.unmark()
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	cur, err := s.local.ParallelThreads(ctx)
+	if err != nil {
+		s.cfg.Log.Warn("salvage: a relay apply of an earlier agent may have left slave_parallel_threads changed; the server cannot be read now", zap.Int("was", m.Threads), zap.Error(err))
+		return
+	}
+	if cur == replication.RelayThreads && m.Threads != cur {
+		if err := s.local.SetParallelThreads(ctx, m.Threads); err != nil {
+			s.cfg.Log.Warn(fmt.Sprintf("salvage: a relay apply of an earlier agent left slave_parallel_threads at %d, not put back to %d now (the next start tries again)", cur, m.Threads), zap.Error(err))
+			return
+		}
+		s.cfg.Log.Info("salvage: slave_parallel_threads put back, as it was before a relay apply of an earlier agent", zap.Int("threads", m.Threads), zap.Time("apply", m.At))
+	}
+	s.unmark()
 }
