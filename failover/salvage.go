@@ -253,7 +253,10 @@ func (f *flow) salvage(ctx context.Context, run salvageRun) salvageOutcome {
 		return behind("%s: %v", read, out.refuse)
 	}
 	// What the candidate has now is what counts, whatever the apply said.
-	vctx, cancel := context.WithDeadline(ctx, start.Add(b.total))
+	// Its own time when the apply ran late (a candidate's agent whose apply the
+	// coordinator had to settle itself): a read cut short would refuse a candidate
+	// that is fine.
+	vctx, cancel := context.WithDeadline(ctx, later(start.Add(b.total), time.Now().Add(finalReadReserve)))
 	now, readErr := in.Status(vctx)
 	cancel()
 	if readErr != nil {
@@ -300,6 +303,17 @@ func (f *flow) salvage(ctx context.Context, run salvageRun) salvageOutcome {
 	f.c.log.Info("salvage", zap.String("from", from), zap.String("to", cand), zap.Int("applied", rec.Applied),
 		zap.String("first", rec.First), zap.String("last", rec.Last), zap.String("left_behind", rec.LeftBehind))
 	return out
+}
+
+// finalReadReserve is the least time the salvage step's last read of the
+// candidate gets.
+const finalReadReserve = 300 * time.Millisecond
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 func txnGTIDs(txns []replication.BinlogTxn) []string {

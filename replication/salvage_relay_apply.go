@@ -38,6 +38,11 @@ const maxFreshRelay = 64 << 10
 // another way (ApplySalvage).
 var ErrRelayNotStarted = errors.New("replication: the relay apply did not start")
 
+// ErrSettingsNotBack: a relay apply that did not start may have left
+// slave_parallel_threads or Using_Gtid changed (its session broke, or putting them
+// back failed).
+var ErrSettingsNotBack = errors.New("replication: a relay apply's settings may not be back")
+
 // RelayApply says what ApplyRelay did.
 type RelayApply struct {
 	// File is the relay log file written (its path).
@@ -124,13 +129,18 @@ func (in *Instance) ApplyRelay(ctx context.Context, relay []byte, txns []BinlogT
 		return notStarted(err)
 	}
 	out.File = underDir(datadir, name)
+	if err := ctx.Err(); err != nil {
+		return notStarted(err) // a stall, or the coordinator gone: no file written late
+	}
 	restore, err := overwrite(out.File, relay)
 	if err != nil {
 		return notStarted(err)
 	}
 	started := false
 	defer func() {
-		if !started {
+		// Not past the deadline: after it the coordinator may have discarded the
+		// relay logs, and the name may be another file's.
+		if !started && time.Now().Before(dl) {
 			if rerr := restore(); rerr != nil {
 				in.log.Warn("salvage: the relay log file written could not be put back; the SQL thread never read it", zap.Error(rerr))
 			}
@@ -143,27 +153,31 @@ func (in *Instance) ApplyRelay(ctx context.Context, relay []byte, txns []BinlogT
 		stmts = append([]string{fmt.Sprintf("SET GLOBAL slave_parallel_threads = %d", RelayThreads)}, stmts...)
 		out.Threads = RelayThreads
 	}
+	// Put back when it does not start, whether or not the coordinator is still
+	// there: nobody else would.
+	putBack := func(err error) (RelayApply, error) {
+		pctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), dl)
+		defer cancel()
+		if s.broken {
+			return notStarted(fmt.Errorf("%w (%w)", err, ErrSettingsNotBack))
+		}
+		if perr := back.put(pctx, s); perr != nil {
+			in.log.Warn("salvage: replication settings not put back after a relay apply that did not start", zap.Error(perr))
+			return notStarted(fmt.Errorf("%w (%w: %w)", err, ErrSettingsNotBack, perr))
+		}
+		return notStarted(err)
+	}
 	for _, q := range stmts {
 		if err := s.execAs(ctx, q, q); err != nil {
-			if !s.broken {
-				if perr := back.put(ctx, s); perr != nil {
-					in.log.Warn("salvage: replication settings not put back after a relay apply that did not start", zap.Error(perr))
-				}
-			}
-			return notStarted(err)
+			return putBack(err)
 		}
 	}
 	if left := time.Until(dl); left < relayStopReserve+100*time.Millisecond {
-		_ = back.put(ctx, s)
-		return notStarted(fmt.Errorf("%s left: too little to apply and stop in", left.Round(time.Millisecond)))
+		return putBack(fmt.Errorf("%s left: too little to apply and stop in", left.Round(time.Millisecond)))
 	}
 	err = s.execAs(ctx, "START SLAVE SQL_THREAD", fmt.Sprintf("START SLAVE SQL_THREAD UNTIL RELAY_LOG_FILE = %s, RELAY_LOG_POS = %d", base, len(relay)))
 	if err != nil && !s.broken {
-		// The server answered: the SQL thread was not started.
-		if perr := back.put(ctx, s); perr != nil {
-			in.log.Warn("salvage: replication settings not put back after a relay apply that did not start", zap.Error(perr))
-		}
-		return notStarted(err)
+		return putBack(err) // the server answered: the SQL thread was not started
 	}
 	started = true
 	// From here the coordinator going away does not end the apply: its own
@@ -196,12 +210,13 @@ func (s *serverConn) relayRefusal(ctx context.Context, txns []BinlogTxn) (string
 	var logBin, logSlaveUpdates bool
 	var serverID uint32
 	var mode, skipErrors, marked string
+	var skipCounter int64
 	var filters [6]string
 	err := s.conn.QueryRowContext(ctx, `SELECT @@GLOBAL.log_bin, @@GLOBAL.log_slave_updates, @@GLOBAL.server_id, @@GLOBAL.slave_exec_mode,
-  @@GLOBAL.slave_skip_errors, @@GLOBAL.replicate_events_marked_for_skip,
+  @@GLOBAL.slave_skip_errors, @@GLOBAL.sql_slave_skip_counter, @@GLOBAL.replicate_events_marked_for_skip,
   @@GLOBAL.replicate_do_db, @@GLOBAL.replicate_ignore_db, @@GLOBAL.replicate_do_table, @@GLOBAL.replicate_ignore_table,
   @@GLOBAL.replicate_wild_do_table, @@GLOBAL.replicate_wild_ignore_table`).
-		Scan(&logBin, &logSlaveUpdates, &serverID, &mode, &skipErrors, &marked, &filters[0], &filters[1], &filters[2], &filters[3], &filters[4], &filters[5])
+		Scan(&logBin, &logSlaveUpdates, &serverID, &mode, &skipErrors, &skipCounter, &marked, &filters[0], &filters[1], &filters[2], &filters[3], &filters[4], &filters[5])
 	if err != nil {
 		return "", fmt.Errorf("read its replication settings: %w", err)
 	}
@@ -212,6 +227,8 @@ func (s *serverConn) relayRefusal(ctx context.Context, txns []BinlogTxn) (string
 		return "slave_exec_mode is " + mode + ", not STRICT", nil
 	case skipErrors != "" && !strings.EqualFold(skipErrors, "OFF"):
 		return "slave_skip_errors is set (" + skipErrors + ")", nil
+	case skipCounter != 0:
+		return fmt.Sprintf("sql_slave_skip_counter is %d", skipCounter), nil
 	case !strings.EqualFold(marked, "REPLICATE"):
 		return "replicate_events_marked_for_skip is " + marked, nil
 	case strings.Join(filters[:], "") != "":
@@ -387,43 +404,70 @@ func (in *Instance) SetParallelThreads(ctx context.Context, n int) error {
 // ctx. It waits up to wait for the server to have executed until (a SQL thread
 // left running by a killed agent goes on), ends the session that holds the
 // server's replication lock (the agent's apply session, if it still runs: it then
-// changes nothing more, stopRelay) and waits until it is gone, runs STOP SLAVE,
-// and puts prior back (slave_parallel_threads; Using_Gtid, which discards the
-// relay logs). What the server has once it returns is final; an error that says
-// otherwise wraps ErrSessionNotEnded.
+// changes nothing more, stopRelay) and waits until it is gone, takes the lock
+// itself, runs STOP SLAVE, puts prior back (slave_parallel_threads; Using_Gtid,
+// which discards the relay logs) and reads both threads stopped. What the server
+// has once it returns nil is final; an error that says the threads may still run
+// wraps ErrSessionNotEnded.
 func (in *Instance) TakeOverRelay(ctx context.Context, prior RelaySettings, until GTIDSet, wait time.Duration) error {
 	if wait > 0 && !until.IsEmpty() {
 		_ = in.WaitExecuted(ctx, until, wait) // a timeout or an error: the stop follows
 	}
-	err := in.call(ctx, in.timeout, func(ctx context.Context, s *serverConn) error {
+	notEnded := func(err error) error {
+		return fmt.Errorf("take over the relay apply on %s: %w: %w", in.name, ErrSessionNotEnded, err)
+	}
+	s, err := in.open(ctx)
+	if err != nil {
+		return notEnded(err)
+	}
+	defer s.close()
+	// The lock's holder (the agent's apply) ended, then the lock taken: twice, in
+	// case another session took it meanwhile.
+	locked := false
+	for try := 0; try < 2 && !locked; try++ {
 		var holder sql.NullInt64
 		if err := s.conn.QueryRowContext(ctx, "SELECT IS_USED_LOCK(?)", ReplicationLock).Scan(&holder); err != nil {
-			return fmt.Errorf("%w: who holds the replication lock: %w", ErrSessionNotEnded, err)
+			return notEnded(fmt.Errorf("who holds the replication lock: %w", err))
 		}
 		if holder.Valid && holder.Int64 != s.id {
 			if err := in.endSession(ctx, holder.Int64); err != nil {
-				return err
+				return notEnded(err)
 			}
 		}
-		if err := s.exec(ctx, "STOP SLAVE"); err != nil {
-			return fmt.Errorf("%w: %w", ErrSessionNotEnded, err)
+		var got sql.NullInt64
+		if err := s.conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, 0)", ReplicationLock).Scan(&got); err != nil {
+			return notEnded(fmt.Errorf("take the replication lock: %w", err))
 		}
-		var threads int
-		var errs []error
-		if err := s.conn.QueryRowContext(ctx, "SELECT @@GLOBAL.slave_parallel_threads").Scan(&threads); err != nil || threads != prior.Threads {
-			errs = append(errs, s.exec(ctx, fmt.Sprintf("SET GLOBAL slave_parallel_threads = %d", prior.Threads)))
+		locked = got.Valid && got.Int64 == 1
+	}
+	if !locked {
+		return notEnded(fmt.Errorf("the replication lock was taken again: %w", ErrBusy))
+	}
+	defer s.unlockReplication(ctx)
+	if err := s.exec(ctx, "STOP SLAVE"); err != nil {
+		return notEnded(err)
+	}
+	var errs []error
+	var threads int
+	if err := s.conn.QueryRowContext(ctx, "SELECT @@GLOBAL.slave_parallel_threads").Scan(&threads); err != nil || threads != prior.Threads {
+		errs = append(errs, s.exec(ctx, fmt.Sprintf("SET GLOBAL slave_parallel_threads = %d", prior.Threads)))
+	}
+	st, err := s.status(ctx)
+	if err != nil || st.MariaDB.UsingGTID != prior.UsingGTID {
+		switch prior.UsingGTID {
+		case "Slave_Pos", "Current_Pos":
+			errs = append(errs, s.exec(ctx, "CHANGE MASTER TO MASTER_USE_GTID = "+strings.ToLower(prior.UsingGTID)))
 		}
-		st, err := s.status(ctx)
-		if err != nil || st.MariaDB.UsingGTID != prior.UsingGTID {
-			switch prior.UsingGTID {
-			case "Slave_Pos", "Current_Pos":
-				errs = append(errs, s.exec(ctx, "CHANGE MASTER TO MASTER_USE_GTID = "+strings.ToLower(prior.UsingGTID)))
-			}
-		}
-		return errors.Join(errs...)
-	})
-	if err != nil {
-		return fmt.Errorf("take over the relay apply on %s: %w", in.name, err)
+	}
+	st, err = s.status(ctx)
+	switch {
+	case err != nil:
+		return notEnded(fmt.Errorf("read its replication threads after the stop: %w", err))
+	case st.IOThread != ThreadStopped || st.SQLThread != ThreadStopped:
+		return notEnded(fmt.Errorf("replication threads run after the stop (IO %s, SQL %s)", st.IOThread, st.SQLThread))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("take over the relay apply on %s: the settings not put back: %w", in.name, err)
 	}
 	return nil
 }

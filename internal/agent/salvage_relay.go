@@ -92,6 +92,7 @@ type RelayAnswer struct {
 // as this agent last read the cluster (nil for none).
 func (s *salvager) applyHandler(intent func() *cluster.Intent) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entry := time.Now() // the apply's time counts from here, not from after the body's reading
 		off := ""
 		if len(s.cfg.Secret) == 0 {
 			off = "salvage is off on this node"
@@ -110,7 +111,7 @@ func (s *salvager) applyHandler(intent func() *cluster.Intent) http.Handler {
 		}
 		// The server's write timeout is shorter than the longest apply.
 		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(min(req.Budget, maxRelayApply) + 5*time.Second))
-		a := s.applyRelay(r.Context(), req, intent())
+		a := s.applyRelay(r.Context(), entry, req, intent())
 		out, err := json.Marshal(a)
 		if err != nil {
 			text(w, http.StatusInternalServerError, "marshal the answer: "+err.Error())
@@ -126,7 +127,7 @@ func (s *salvager) applyHandler(intent func() *cluster.Intent) http.Handler {
 // applyRelay applies req on the local server, or says why not: only while a
 // failover away from another node is under way (intent), so that the peer secret
 // alone does not let anyone write to a replica.
-func (s *salvager) applyRelay(ctx context.Context, req RelayRequest, intent *cluster.Intent) RelayAnswer {
+func (s *salvager) applyRelay(ctx context.Context, entry time.Time, req RelayRequest, intent *cluster.Intent) RelayAnswer {
 	a := RelayAnswer{Cluster: s.cfg.Cluster, Node: s.cfg.Node, Nonce: req.Nonce}
 	log := s.cfg.Log.With(zap.String("from", req.From), zap.Int("txns", len(req.Txns)))
 	refuse := func(why string) RelayAnswer {
@@ -157,10 +158,15 @@ func (s *salvager) applyRelay(ctx context.Context, req RelayRequest, intent *clu
 	if budget <= 0 {
 		return refuse("no time to apply in")
 	}
+	if age := time.Since(req.Sent); age > budget {
+		// Sent longer ago than it had time for (a stall of this agent, or clocks
+		// that differ by as much): the coordinator has moved on.
+		return refuse(fmt.Sprintf("sent %s ago, more than its %s to apply in", age.Round(time.Millisecond), budget.Round(time.Millisecond)))
+	}
 	// The coordinator going away (its connection closed) ends the apply if the SQL
 	// thread was not started yet; once it is, the apply runs to its own end
 	// (ApplyRelay), before its deadline.
-	actx, cancel := context.WithTimeout(ctx, budget)
+	actx, cancel := context.WithDeadline(ctx, entry.Add(budget))
 	defer cancel()
 	// What the apply may leave changed if this agent dies in the middle, and the
 	// coordinator with it (when it was this agent): put back when it starts again.
@@ -173,7 +179,7 @@ func (s *salvager) applyRelay(ctx context.Context, req RelayRequest, intent *clu
 	}
 	start := time.Now()
 	res, err := s.local.ApplyRelay(actx, req.Relay, req.Txns, req.Guard)
-	if !errors.Is(err, replication.ErrSessionNotEnded) {
+	if !errors.Is(err, replication.ErrSessionNotEnded) && !errors.Is(err, replication.ErrSettingsNotBack) {
 		s.unmark() // the apply put them back, or never changed them
 	}
 	a.Took, a.Threads = time.Since(start), res.Threads
@@ -226,6 +232,11 @@ func (s *salvager) Apply(ctx context.Context, to failover.SalvageTarget, tail fa
 		via += fmt.Sprintf(" (%d workers)", a.Threads)
 	}
 	settle := func(wait time.Duration) error {
+		if errors.Is(ctx.Err(), context.Canceled) {
+			// This flow was cancelled (its coordinator stepping down): it takes
+			// nothing over; what the candidate has is not final.
+			return fmt.Errorf("%w: the flow was cancelled before the relay apply was settled", replication.ErrSessionNotEnded)
+		}
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), wait+relayStopTimeout)
 		defer cancel()
 		until, _ := replication.ParseGTIDSet(replication.FlavorMariaDB, g.SlavePosAfter)
@@ -357,11 +368,15 @@ func (s *salvager) mark(m relayMark) error {
 	if s.cfg.StateDir == "" {
 		return nil
 	}
+	path := filepath.Join(s.cfg.StateDir, relayMarkFile)
+	var old relayMark
+	if b, err := os.ReadFile(path); err == nil && json.Unmarshal(b, &old) == nil {
+		m.Threads = old.Threads // an earlier apply's record not settled yet: its count is the one from before
+	}
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(s.cfg.StateDir, relayMarkFile)
 	if err := os.WriteFile(path+".new", b, 0o600); err != nil {
 		return err
 	}
