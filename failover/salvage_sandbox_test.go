@@ -155,44 +155,12 @@ func TestSalvage(t *testing.T) {
 	})
 
 	run("candidate fails while applying", func(t *testing.T) {
-		old, others := steady(t, c)
 		// The coordinator is one of the replicas' agents, armed to stop before the
-		// apply: they start again first, armed, then the primary's agent, whose
-		// campaign is then the newest.
-		for _, r := range others {
-			arm(t, ctx, c, r, failpoint.BeforeSalvageApply)
-		}
-		termStartAgent(t, ctx, c, old)
-		old, others = steady(t, c)
-		agents := map[string]*sandbox.Node{}
-		for _, r := range others {
-			n, err := c.Node(r)
-			if err != nil {
-				t.Fatal(err)
-			}
-			agents[r] = n
-		}
-		defer func() {
-			// The step stays armed in an agent that did not reach it: started again
-			// unarmed, it cannot stop a later flow.
-			for r, n := range agents {
-				if procState(n.AgentPID) == 'T' {
-					_ = syscall.Kill(n.AgentPID, syscall.SIGCONT)
-				}
-				termStartAgent(t, ctx, c, r)
-			}
-		}()
+		// apply.
+		old, others, agents, unarm := armReplicas(t, ctx, c, failpoint.BeforeSalvageApply)
+		defer unarm()
 		w, held, at := lagThenFail(t, ctx, c, old, others, 10*time.Millisecond, sandbox.Kill)
-		var coord string
-		sandboxtest.WaitFor(t, 20*time.Second, "a coordinator stopped before the apply", func() bool {
-			for r, n := range agents {
-				if procState(n.AgentPID) == 'T' {
-					coord = r
-					return true
-				}
-			}
-			return false
-		})
+		coord := stoppedAgent(t, agents, "a coordinator stopped before the apply")
 		cand := rankedCandidate(t, agents[coord].AgentLog)
 		t.Logf("%s's agent coordinates, stopped before applying to %s: %s's mysqld killed", coord, cand, cand)
 		if err := c.Fault(ctx, cand, sandbox.Kill); err != nil {
@@ -234,44 +202,15 @@ func TestSalvage(t *testing.T) {
 	})
 
 	run("candidate's agent dies mid-apply", func(t *testing.T) {
-		old, others := steady(t, c)
 		// Every replica's agent is armed: the candidate's stops once its server's
 		// SQL thread applies the salvage, holding the replication lock, and is
 		// killed there. The thread goes on; the coordinator (or, when the
 		// candidate's agent was the coordinator, the next one) stops it, and the
 		// failover goes on with what the candidate has.
-		for _, r := range others {
-			arm(t, ctx, c, r, failpoint.SalvageRelayStarted)
-		}
-		termStartAgent(t, ctx, c, old)
-		old, others = steady(t, c)
-		agents := map[string]*sandbox.Node{}
-		for _, r := range others {
-			n, err := c.Node(r)
-			if err != nil {
-				t.Fatal(err)
-			}
-			agents[r] = n
-		}
-		defer func() {
-			for r, n := range agents {
-				if procState(n.AgentPID) == 'T' {
-					_ = syscall.Kill(n.AgentPID, syscall.SIGCONT)
-				}
-				termStartAgent(t, ctx, c, r)
-			}
-		}()
+		old, others, agents, unarm := armReplicas(t, ctx, c, failpoint.SalvageRelayStarted)
+		defer unarm()
 		w, held, at := lagThenFail(t, ctx, c, old, others, 10*time.Millisecond, sandbox.Kill)
-		var cand string
-		sandboxtest.WaitFor(t, 20*time.Second, "a candidate's agent stopped with its SQL thread applying", func() bool {
-			for r, n := range agents {
-				if procState(n.AgentPID) == 'T' {
-					cand = r
-					return true
-				}
-			}
-			return false
-		})
+		cand := stoppedAgent(t, agents, "a candidate's agent stopped with its SQL thread applying")
 		for _, f := range []sandbox.Fault{sandbox.KillAgent, sandbox.StartAgent} {
 			if err := c.Fault(ctx, cand, f); err != nil {
 				t.Fatal(err)
@@ -440,6 +379,54 @@ func arm(t *testing.T, ctx context.Context, c sbCluster, node, point string) {
 	}
 	said := fmt.Sprintf("failpoint: armed [%s] (pid %d)", point, n.AgentPID)
 	sandboxtest.WaitFor(t, 5*time.Second, node+"'s agent saying "+said, func() bool { return strings.Contains(readFile(n.AgentLog), said) })
+}
+
+// armReplicas arms point in the agents of the replicas of the primary of the
+// moment, then starts the primary's agent again (its campaign is then the
+// newest: a replica's agent coordinates), and returns the primary, the replicas,
+// their agents, and what ends the test's arming: an agent stopped is let go, and
+// every replica's agent started again unarmed (a step an agent did not reach
+// stays armed otherwise, and would stop a later flow).
+func armReplicas(t *testing.T, ctx context.Context, c sbCluster, point string) (string, []string, map[string]*sandbox.Node, func()) {
+	t.Helper()
+	old, others := steady(t, c)
+	for _, r := range others {
+		arm(t, ctx, c, r, point)
+	}
+	termStartAgent(t, ctx, c, old)
+	old, others = steady(t, c)
+	agents := map[string]*sandbox.Node{}
+	for _, r := range others {
+		n, err := c.Node(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		agents[r] = n
+	}
+	return old, others, agents, func() {
+		for r, n := range agents {
+			if procState(n.AgentPID) == 'T' {
+				_ = syscall.Kill(n.AgentPID, syscall.SIGCONT)
+			}
+			termStartAgent(t, ctx, c, r)
+		}
+	}
+}
+
+// stoppedAgent waits until one of agents is stopped at its failpoint, and names it.
+func stoppedAgent(t *testing.T, agents map[string]*sandbox.Node, what string) string {
+	t.Helper()
+	var name string
+	sandboxtest.WaitFor(t, 20*time.Second, what, func() bool {
+		for r, n := range agents {
+			if procState(n.AgentPID) == 'T' {
+				name = r
+				return true
+			}
+		}
+		return false
+	})
+	return name
 }
 
 // termStartAgent stops node's agent (SIGTERM, as a supervisor's restart), starts

@@ -712,15 +712,7 @@ func (f *failsafe) handler(side failsafePeerSide) http.Handler {
 				a.Reason = fmt.Sprintf("%s cannot promise to hold off: %v", f.cfg.Node, err)
 			}
 		}
-		out, err := json.Marshal(a)
-		if err != nil {
-			text(w, http.StatusInternalServerError, "marshal the answer: "+err.Error())
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set(SignatureHeader, sign(f.cfg.Secret, answerMAC, out))
-		w.Write(out)
+		writeSigned(w, f.cfg.Secret, answerMAC, a)
 	})
 }
 

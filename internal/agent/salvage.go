@@ -385,15 +385,7 @@ func (s *salvager) handler(side salvageSide) http.Handler {
 		}
 		a := s.answer(r.Context(), req, side)
 		failpoint.Hit(failpoint.SalvageAnswer)
-		out, err := json.Marshal(a)
-		if err != nil {
-			text(w, http.StatusInternalServerError, "marshal the answer: "+err.Error())
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set(SignatureHeader, sign(s.cfg.Secret, salvageAnswerMAC, out))
-		w.Write(out)
+		writeSigned(w, s.cfg.Secret, salvageAnswerMAC, a)
 	})
 }
 

@@ -112,15 +112,7 @@ func (s *salvager) applyHandler(intent func() *cluster.Intent) http.Handler {
 		// The server's write timeout is shorter than the longest apply.
 		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(min(req.Budget, maxRelayApply) + 5*time.Second))
 		a := s.applyRelay(r.Context(), entry, req, intent())
-		out, err := json.Marshal(a)
-		if err != nil {
-			text(w, http.StatusInternalServerError, "marshal the answer: "+err.Error())
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set(SignatureHeader, sign(s.cfg.Secret, relayAnswerMAC, out))
-		w.Write(out)
+		writeSigned(w, s.cfg.Secret, relayAnswerMAC, a)
 	})
 }
 

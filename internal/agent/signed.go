@@ -82,3 +82,17 @@ func staleRequest(sent time.Time) string {
 	}
 	return ""
 }
+
+// writeSigned answers v as JSON, signed with secret as kind (the answer's MAC
+// prefix), not to be cached.
+func writeSigned(w http.ResponseWriter, secret []byte, kind string, v any) {
+	out, err := json.Marshal(v)
+	if err != nil {
+		text(w, http.StatusInternalServerError, "marshal the answer: "+err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set(SignatureHeader, sign(secret, kind, out))
+	w.Write(out)
+}
