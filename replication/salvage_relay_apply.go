@@ -1,7 +1,6 @@
 package replication
 
 import (
-	"bufio"
 	"context"
 	"database/sql"
 	"errors"
@@ -118,17 +117,18 @@ func (in *Instance) ApplyRelay(ctx context.Context, relay []byte, txns []BinlogT
 		}
 		return notStarted(err)
 	}
-	index = underDir(datadir, index)
+	if !filepath.IsAbs(index) {
+		index = filepath.Join(datadir, index)
+	}
 	st, err := s.status(ctx)
 	if err != nil {
 		return notStarted(fmt.Errorf("read its replication: %w", err))
 	}
-	back := relayBack{threads: threads == 0, useGTID: st.MariaDB.UsingGTID}
-	name, err := s.freshRelayLog(ctx, index)
+	back := relayBack{setThreads: threads == 0, useGTID: st.MariaDB.UsingGTID}
+	out.File, err = s.freshRelayLog(ctx, index, datadir)
 	if err != nil {
 		return notStarted(err)
 	}
-	out.File = underDir(datadir, name)
 	if err := ctx.Err(); err != nil {
 		return notStarted(err) // a stall, or the coordinator gone: no file written late
 	}
@@ -147,7 +147,7 @@ func (in *Instance) ApplyRelay(ctx context.Context, relay []byte, txns []BinlogT
 		}
 	}()
 	out.Threads = threads
-	base := quote(filepath.Base(name), s.noBackslashEscapes) // the server puts its relay log directory before it
+	base := quote(filepath.Base(out.File), s.noBackslashEscapes) // the server puts its relay log directory before it
 	stmts := []string{fmt.Sprintf("CHANGE MASTER TO RELAY_LOG_FILE = %s, RELAY_LOG_POS = 4", base)}
 	if threads == 0 {
 		stmts = append([]string{fmt.Sprintf("SET GLOBAL slave_parallel_threads = %d", RelayThreads)}, stmts...)
@@ -287,8 +287,9 @@ func (s *serverConn) awaitRelay(ctx context.Context, until string, by time.Time)
 
 // relayBack is what a relay apply puts back once the SQL thread is stopped.
 type relayBack struct {
-	// threads: slave_parallel_threads back to 0.
-	threads bool
+	// setThreads: slave_parallel_threads back to threads.
+	setThreads bool
+	threads    int
 	// useGTID is Using_Gtid before the apply: CHANGE MASTER TO RELAY_LOG_FILE
 	// turns it to No, and it is set back (which discards the relay logs, the
 	// salvage's included: the next START SLAVE fetches from gtid_slave_pos).
@@ -300,8 +301,8 @@ type relayBack struct {
 // put puts back what b says, on s; the SQL thread is stopped.
 func (b relayBack) put(ctx context.Context, s *serverConn) error {
 	var errs []error
-	if b.threads {
-		errs = append(errs, s.execAs(ctx, "SET GLOBAL slave_parallel_threads", "SET GLOBAL slave_parallel_threads = 0"))
+	if b.setThreads {
+		errs = append(errs, s.execAs(ctx, "SET GLOBAL slave_parallel_threads", fmt.Sprintf("SET GLOBAL slave_parallel_threads = %d", b.threads)))
 	}
 	if b.slavePos != "" {
 		errs = append(errs, s.execAs(ctx, "SET GLOBAL gtid_slave_pos", setSlavePosQuery(b.slavePos)))
@@ -447,35 +448,33 @@ func (in *Instance) TakeOverRelay(ctx context.Context, prior RelaySettings, unti
 	if err := s.exec(ctx, "STOP SLAVE"); err != nil {
 		return notEnded(err)
 	}
-	var errs []error
+	// What differs from prior (or cannot be read) is put back.
+	back := relayBack{threads: prior.Threads}
 	var threads int
 	if err := s.conn.QueryRowContext(ctx, "SELECT @@GLOBAL.slave_parallel_threads").Scan(&threads); err != nil || threads != prior.Threads {
-		errs = append(errs, s.exec(ctx, fmt.Sprintf("SET GLOBAL slave_parallel_threads = %d", prior.Threads)))
+		back.setThreads = true
 	}
+	if st, err := s.status(ctx); err != nil || st.MariaDB.UsingGTID != prior.UsingGTID {
+		back.useGTID = prior.UsingGTID
+	}
+	putErr := back.put(ctx, s)
 	st, err := s.status(ctx)
-	if err != nil || st.MariaDB.UsingGTID != prior.UsingGTID {
-		switch prior.UsingGTID {
-		case "Slave_Pos", "Current_Pos":
-			errs = append(errs, s.exec(ctx, "CHANGE MASTER TO MASTER_USE_GTID = "+strings.ToLower(prior.UsingGTID)))
-		}
-	}
-	st, err = s.status(ctx)
 	switch {
 	case err != nil:
 		return notEnded(fmt.Errorf("read its replication threads after the stop: %w", err))
 	case st.IOThread != ThreadStopped || st.SQLThread != ThreadStopped:
 		return notEnded(fmt.Errorf("replication threads run after the stop (IO %s, SQL %s)", st.IOThread, st.SQLThread))
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("take over the relay apply on %s: the settings not put back: %w", in.name, err)
+	if putErr != nil {
+		return fmt.Errorf("take over the relay apply on %s: the settings not put back: %w", in.name, putErr)
 	}
 	return nil
 }
 
-// freshRelayLog rotates the server's relay log twice and returns the name (as
-// its index lists it) of the file the first rotation made: listed, closed by the
-// second, and never read by the SQL thread (stopped).
-func (s *serverConn) freshRelayLog(ctx context.Context, index string) (string, error) {
+// freshRelayLog rotates the server's relay log twice and returns the path of the
+// file the first rotation made (its index's names are under datadir): listed,
+// closed by the second, and never read by the SQL thread (stopped).
+func (s *serverConn) freshRelayLog(ctx context.Context, index, datadir string) (string, error) {
 	if _, err := os.Stat(index); errors.Is(err, os.ErrNotExist) {
 		// A replica reset since its SQL thread last ran has no relay log open, and
 		// FLUSH RELAY LOGS opens none: starting the thread does (with nothing to
@@ -490,7 +489,7 @@ func (s *serverConn) freshRelayLog(ctx context.Context, index string) (string, e
 		if err := s.execAs(ctx, "FLUSH RELAY LOGS", "FLUSH RELAY LOGS"); err != nil {
 			return nil, err
 		}
-		return readRelayIndex(index)
+		return BinlogIndex(index, datadir)
 	}
 	a, err := flush()
 	if err != nil {
@@ -504,34 +503,6 @@ func (s *serverConn) freshRelayLog(ctx context.Context, index string) (string, e
 		return "", fmt.Errorf("the relay log index %s did not list a new file at each FLUSH RELAY LOGS", index)
 	}
 	return a[len(a)-1], nil
-}
-
-// readRelayIndex lists the names in a relay log index file.
-func readRelayIndex(index string) ([]string, error) {
-	f, err := os.Open(index)
-	if err != nil {
-		return nil, fmt.Errorf("read the relay log index: %w", err)
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if l := strings.TrimSpace(sc.Text()); l != "" {
-			out = append(out, l)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read the relay log index: %w", err)
-	}
-	return out, nil
-}
-
-// underDir resolves a path the server gives relative to its data directory.
-func underDir(datadir, p string) string {
-	if filepath.IsAbs(p) {
-		return filepath.Clean(p)
-	}
-	return filepath.Join(datadir, p)
 }
 
 // overwrite replaces the content of the file at path (a relay log file the server

@@ -362,25 +362,43 @@ func (s *salvager) seen(nonce string, now time.Time) (string, bool) {
 	return "", false
 }
 
+// stamped is a salvage request's nonce and send time.
+type stamped interface {
+	stamp() (nonce string, sent time.Time)
+}
+
+func (r *SalvageRequest) stamp() (string, time.Time) { return r.Nonce, r.Sent }
+
+// readRequest reads a signed salvage request (what, mac, a body of at most max
+// bytes, 0 for maxBody) into v, and refuses, saying so to the client, one without
+// a nonce or sent too far from this node's clock. It says whether v was read.
+func (s *salvager) readRequest(w http.ResponseWriter, r *http.Request, what, mac string, max int, v stamped) bool {
+	off := ""
+	if len(s.cfg.Secret) == 0 {
+		off = "salvage is off on this node"
+	}
+	if !readSigned(w, r, signedRequest{what: what, secret: s.cfg.Secret, mac: mac, off: off, max: max, log: s.cfg.Log}, v) {
+		return false
+	}
+	nonce, sent := v.stamp()
+	if nonce == "" {
+		text(w, http.StatusBadRequest, "bad request: a nonce is required")
+		return false
+	}
+	if why := staleRequest(sent); why != "" {
+		text(w, http.StatusBadRequest, "bad request: "+why)
+		return false
+	}
+	return true
+}
+
 // handler answers POST SalvagePath. A request not signed with the cluster's
 // secret gets a 401 and reads nothing; a signed one gets a signed answer, a
 // refusal included.
 func (s *salvager) handler(side salvageSide) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		off := ""
-		if len(s.cfg.Secret) == 0 {
-			off = "salvage is off on this node"
-		}
 		var req SalvageRequest
-		if !readSigned(w, r, signedRequest{what: "salvage request", secret: s.cfg.Secret, mac: salvageRequestMAC, off: off, log: s.cfg.Log}, &req) {
-			return
-		}
-		if req.Nonce == "" {
-			text(w, http.StatusBadRequest, "bad request: a nonce is required")
-			return
-		}
-		if why := staleRequest(req.Sent); why != "" {
-			text(w, http.StatusBadRequest, "bad request: "+why)
+		if !s.readRequest(w, r, "salvage request", salvageRequestMAC, 0, &req) {
 			return
 		}
 		a := s.answer(r.Context(), req, side)

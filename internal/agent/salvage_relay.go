@@ -74,6 +74,8 @@ type RelayRequest struct {
 	Sent   time.Time     `json:"sent"`
 }
 
+func (r *RelayRequest) stamp() (string, time.Time) { return r.Nonce, r.Sent }
+
 // RelayAnswer is the candidate's agent's answer. Started says whether the SQL
 // thread was given anything: when not, the candidate has none of it. Error says
 // what went wrong, "" when every transaction was applied.
@@ -93,20 +95,8 @@ type RelayAnswer struct {
 func (s *salvager) applyHandler(intent func() *cluster.Intent) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		entry := time.Now() // the apply's time counts from here, not from after the body's reading
-		off := ""
-		if len(s.cfg.Secret) == 0 {
-			off = "salvage is off on this node"
-		}
 		var req RelayRequest
-		if !readSigned(w, r, signedRequest{what: "salvage apply request", secret: s.cfg.Secret, mac: relayRequestMAC, off: off, max: maxRelayRequest, log: s.cfg.Log}, &req) {
-			return
-		}
-		if req.Nonce == "" {
-			text(w, http.StatusBadRequest, "bad request: a nonce is required")
-			return
-		}
-		if why := staleRequest(req.Sent); why != "" {
-			text(w, http.StatusBadRequest, "bad request: "+why)
+		if !s.readRequest(w, r, "salvage apply request", relayRequestMAC, maxRelayRequest, &req) {
 			return
 		}
 		// The server's write timeout is shorter than the longest apply.
